@@ -1,0 +1,136 @@
+// General matrix multiply, the kernel dense and convolution layers lower onto:
+//   C[b] = act(alpha * op(A[b]) * op(B[b]) + bias + beta * C[b])
+// op(X) is X or its transpose (TRANS_A, TRANS_B), bias is a row vector of N added to every row,
+// act is ReLU or identity. Batches run along the grid's z; a batch stride of 0 broadcasts.
+//
+// Three kernel shapes share one interface so the runtime can keep the fastest per adapter:
+//   gemm_naive    one output per invocation, 8x8 workgroups (the baseline)
+//   gemm_tiled16  16x16 shared-memory tiles, two barriers per tile step (the textbook GPU kernel)
+//   gemm_reg4x4   barrier-free: 8x8 invocations each own a 4x4 block of a 32x32 tile, strided by 8
+//                 so neighbouring invocations read neighbouring columns of B
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override HAS_BIAS: bool = false;
+override RELU: bool = false;
+
+struct Params {
+    grid: vec4<u32>,
+    m: u32, n: u32, k: u32, _pad0: u32,
+    // Row strides (elements) of A, B, C as stored.
+    lda: u32, ldb: u32, ldc: u32, _pad1: u32,
+    // Batch strides (elements); 0 broadcasts one matrix to every batch.
+    stride_a: u32, stride_b: u32, stride_c: u32, _pad2: u32,
+    alpha: f32, beta: f32, _pad3: u32, _pad4: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+fn a_at(base: u32, row: u32, col: u32) -> f32 {
+    if (TRANS_A) { return a[base + col * p.lda + row]; }
+    return a[base + row * p.lda + col];
+}
+
+fn b_at(base: u32, row: u32, col: u32) -> f32 {
+    if (TRANS_B) { return b[base + col * p.ldb + row]; }
+    return b[base + row * p.ldb + col];
+}
+
+// The epilogue shared by every shape: scale, bias, accumulate into C, activation, store.
+fn store(batch: u32, row: u32, col: u32, acc: f32) {
+    if (row >= p.m || col >= p.n) { return; }
+    let idx = batch * p.stride_c + row * p.ldc + col;
+    var v = p.alpha * acc;
+    if (HAS_BIAS) { v += bias[col]; }
+    // beta == 0 must not read C: its old contents may be NaN.
+    if (p.beta != 0.0) { v += p.beta * c[idx]; }
+    if (RELU) { v = max(v, 0.0); }
+    c[idx] = v;
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn gemm_naive(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    if (g.w == 0u) { return; }
+    let row = g.y * 8u + lid.y;
+    let col = g.x * 8u + lid.x;
+    if (row >= p.m || col >= p.n) { return; }
+    let ba = g.z * p.stride_a;
+    let bb = g.z * p.stride_b;
+    var acc = 0.0;
+    for (var kk = 0u; kk < p.k; kk++) {
+        acc = fma(a_at(ba, row, kk), b_at(bb, kk, col), acc);
+    }
+    store(g.z, row, col, acc);
+}
+
+var<workgroup> tile_a: array<array<f32, 16>, 16>;
+var<workgroup> tile_b: array<array<f32, 16>, 16>;
+
+@compute @workgroup_size(16, 16, 1)
+fn gemm_tiled16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>) {
+    // Every invocation must reach every barrier, so out-of-range ones load zeros instead of leaving.
+    let g = logical_workgroup(wid, nwg, p.grid);
+    let row = g.y * 16u + lid.y;
+    let col = g.x * 16u + lid.x;
+    let ba = g.z * p.stride_a;
+    let bb = g.z * p.stride_b;
+    var acc = 0.0;
+    let steps = (p.k + 15u) / 16u;
+    for (var t = 0u; t < steps; t++) {
+        let ka = t * 16u + lid.x;
+        let kb = t * 16u + lid.y;
+        var va = 0.0;
+        var vb = 0.0;
+        if (g.w != 0u && row < p.m && ka < p.k) { va = a_at(ba, row, ka); }
+        if (g.w != 0u && col < p.n && kb < p.k) { vb = b_at(bb, kb, col); }
+        tile_a[lid.y][lid.x] = va;
+        tile_b[lid.y][lid.x] = vb;
+        workgroupBarrier();
+        for (var kk = 0u; kk < 16u; kk++) {
+            acc = fma(tile_a[lid.y][kk], tile_b[kk][lid.x], acc);
+        }
+        workgroupBarrier();
+    }
+    if (g.w != 0u) { store(g.z, row, col, acc); }
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn gemm_reg4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    if (g.w == 0u) { return; }
+    let row0 = g.y * 32u + lid.y;
+    let col0 = g.x * 32u + lid.x;
+    let ba = g.z * p.stride_a;
+    let bb = g.z * p.stride_b;
+    // Rows and columns past the edge are clamped for loading (no branches in the loop) and
+    // dropped when storing.
+    let last_r = p.m - 1u;
+    let last_c = p.n - 1u;
+    let r = vec4<u32>(min(row0, last_r), min(row0 + 8u, last_r), min(row0 + 16u, last_r), min(row0 + 24u, last_r));
+    let cl = vec4<u32>(min(col0, last_c), min(col0 + 8u, last_c), min(col0 + 16u, last_c), min(col0 + 24u, last_c));
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var kk = 0u; kk < p.k; kk++) {
+        let bv = vec4<f32>(b_at(bb, kk, cl.x), b_at(bb, kk, cl.y), b_at(bb, kk, cl.z), b_at(bb, kk, cl.w));
+        acc0 = fma(vec4<f32>(a_at(ba, r.x, kk)), bv, acc0);
+        acc1 = fma(vec4<f32>(a_at(ba, r.y, kk)), bv, acc1);
+        acc2 = fma(vec4<f32>(a_at(ba, r.z, kk)), bv, acc2);
+        acc3 = fma(vec4<f32>(a_at(ba, r.w, kk)), bv, acc3);
+    }
+    let accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            store(g.z, row0 + 8u * i, col0 + 8u * j, accs[i][j]);
+        }
+    }
+}

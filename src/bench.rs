@@ -1,0 +1,207 @@
+//! Throughput benchmarks: GEMM GFLOP/s per kernel shape, size and adapter. These numbers are the
+//! ceiling the feature and training kernels are judged against.
+
+use crate::gpu::{AdapterSelector, Gpu, Tensor};
+use crate::ops::gemm::{self, GemmDims, GemmKernel, GemmOptions};
+use anyhow::Result;
+use serde::Serialize;
+use std::time::Instant;
+
+/// One GEMM problem: name and M x N x K.
+#[derive(Clone, Debug, Serialize)]
+pub struct GemmShape {
+    pub name: String,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+impl GemmShape {
+    fn new(name: &str, m: usize, n: usize, k: usize) -> Self {
+        GemmShape { name: name.to_string(), m, n, k }
+    }
+
+    /// Squares, plus shapes the refined CNN produces (conv lowered onto GEMM, dense layers).
+    pub fn defaults(quick: bool) -> Vec<GemmShape> {
+        let mut v = vec![
+            GemmShape::new("square", 128, 128, 128),
+            GemmShape::new("square", 256, 256, 256),
+            GemmShape::new("square", 512, 512, 512),
+        ];
+        if !quick {
+            v.push(GemmShape::new("square", 1024, 1024, 1024));
+            // Conv1D(256, k5) over 128 channels, batch 32 x 59 positions, as im2col GEMM.
+            v.push(GemmShape::new("conv-im2col", 32 * 59, 256, 128 * 5));
+            // Dense(256) after Flatten of 512 x 7, batch 64.
+            v.push(GemmShape::new("dense", 64, 256, 512 * 7));
+        }
+        v
+    }
+
+    /// Parses "MxNxK" or "S" (a square).
+    pub fn parse(text: &str) -> Result<GemmShape> {
+        let parts: Vec<usize> = text
+            .split('x')
+            .map(|p| p.trim().parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| anyhow::anyhow!("size {text:?} is not MxNxK or a single number"))?;
+        match parts[..] {
+            [s] => Ok(GemmShape::new("square", s, s, s)),
+            [m, n, k] => Ok(GemmShape::new("custom", m, n, k)),
+            _ => anyhow::bail!("size {text:?} is not MxNxK or a single number"),
+        }
+    }
+}
+
+/// One measured cell of the table.
+#[derive(Clone, Debug, Serialize)]
+pub struct GemmResult {
+    pub adapter: String,
+    pub kernel: GemmKernel,
+    pub shape: GemmShape,
+    pub clock: &'static str,
+    pub repeats: usize,
+    pub median_ms: f64,
+    pub gflops: f64,
+    /// Max relative error against the float64 reference on a check problem (see `check_kernel`).
+    pub max_rel_error: f64,
+}
+
+pub struct GemmBenchConfig {
+    pub shapes: Vec<GemmShape>,
+    pub kernels: Vec<GemmKernel>,
+    pub warmup: usize,
+    pub repeats: usize,
+    /// Stop repeating a cell after this many seconds (at least 3 repeats are always taken).
+    pub budget_s: f64,
+}
+
+fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Runs a kernel once on an awkward problem and returns its max error relative to the largest
+/// reference magnitude, so that a fast but wrong kernel is never the one kept.
+pub fn check_kernel(gpu: &Gpu, kernel: GemmKernel) -> Result<f64> {
+    let (m, n, k) = (67, 45, 33);
+    let a = pseudo_random(m * k, 1);
+    let b = pseudo_random(k * n, 2);
+    let ta = gpu.upload_f32(&a, &[m, k])?;
+    let tb = gpu.upload_f32(&b, &[k, n])?;
+    let tc = gpu.upload_f32(&vec![f32::NAN; m * n], &[m, n])?;
+    let o = GemmOptions { kernel, ..Default::default() };
+    let mut step = gpu.step("bench.check");
+    let d = gemm::gemm(&mut step, &ta, &tb, None, &tc, &o)?;
+    step.submit()?;
+    let got = gpu.read_f32(&tc)?;
+    let want = gemm::reference(&a, &b, None, &[], &d, &o);
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    Ok(got.iter().zip(&want).map(|(g, w)| (*g as f64 - w).abs() / scale).fold(0.0, |m, e| if e.is_nan() { f64::INFINITY } else { m.max(e) }))
+}
+
+fn time_one(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor, o: &GemmOptions) -> Result<f64> {
+    gpu.reset_profile();
+    let mut step = gpu.step("bench.gemm");
+    gemm::gemm(&mut step, a, b, None, c, o)?;
+    let start = Instant::now();
+    step.submit()?;
+    gpu.wait()?;
+    let host_ms = start.elapsed().as_secs_f64() * 1e3;
+    let prof = gpu.profile();
+    Ok(if prof.kernels.is_empty() { host_ms } else { prof.total_ms() })
+}
+
+/// Measures every (kernel, shape) on one adapter.
+pub fn gemm_on(gpu: &Gpu, cfg: &GemmBenchConfig, mut progress: impl FnMut(&GemmResult)) -> Result<Vec<GemmResult>> {
+    let mut out = Vec::new();
+    gpu.set_profiling(true);
+    for &kernel in &cfg.kernels {
+        let err = check_kernel(gpu, kernel)?;
+        for shape in &cfg.shapes {
+            let a = gpu.upload_f32(&pseudo_random(shape.m * shape.k, 3), &[shape.m, shape.k])?;
+            let b = gpu.upload_f32(&pseudo_random(shape.k * shape.n, 4), &[shape.k, shape.n])?;
+            let c = gpu.empty(&[shape.m, shape.n], crate::gpu::DType::F32)?;
+            let o = GemmOptions { kernel, ..Default::default() };
+            for _ in 0..cfg.warmup {
+                time_one(gpu, &a, &b, &c, &o)?;
+            }
+            let mut times = Vec::new();
+            let start = Instant::now();
+            while times.len() < cfg.repeats
+                && (times.len() < 3 || start.elapsed().as_secs_f64() < cfg.budget_s)
+            {
+                times.push(time_one(gpu, &a, &b, &c, &o)?);
+            }
+            times.sort_by(f64::total_cmp);
+            let median = times[times.len() / 2];
+            let flops = GemmDims { batch: 1, m: shape.m, n: shape.n, k: shape.k, broadcast_b: false }.flops();
+            let r = GemmResult {
+                adapter: gpu.label(),
+                kernel,
+                shape: shape.clone(),
+                clock: gpu.profile().clock,
+                repeats: times.len(),
+                median_ms: median,
+                gflops: flops / (median * 1e-3) / 1e9,
+                max_rel_error: err,
+            };
+            progress(&r);
+            out.push(r);
+        }
+    }
+    gpu.set_profiling(false);
+    Ok(out)
+}
+
+/// Runs the GEMM benchmark on the selected adapter, or on every adapter present.
+pub fn gemm_all(selectors: &[AdapterSelector], cfg: &GemmBenchConfig, progress: impl FnMut(&GemmResult) + Copy) -> Result<Vec<GemmResult>> {
+    let mut all = Vec::new();
+    for sel in selectors {
+        let gpu = Gpu::new(sel)?;
+        all.extend(gemm_on(&gpu, cfg, progress)?);
+    }
+    Ok(all)
+}
+
+/// Correct (error under 1e-4 of the output scale) results only.
+pub const CORRECT: f64 = 1e-4;
+
+/// Markdown table plus, per adapter, the fastest correct kernel on the largest square.
+pub fn gemm_table(results: &[GemmResult]) -> String {
+    let mut s = String::from("| adapter | kernel | shape | M x N x K | clock | median ms | GFLOP/s | max rel err |\n|---|---|---|---|---|---:|---:|---:|\n");
+    for r in results {
+        s += &format!(
+            "| {} | {:?} | {} | {}x{}x{} | {} | {:.3} | {:.2} | {:.1e} |\n",
+            r.adapter, r.kernel, r.shape.name, r.shape.m, r.shape.n, r.shape.k, r.clock, r.median_ms, r.gflops, r.max_rel_error
+        );
+    }
+    let mut adapters: Vec<&str> = results.iter().map(|r| r.adapter.as_str()).collect();
+    adapters.dedup();
+    s += "\nFastest correct kernel per adapter (mean GFLOP/s over all shapes):\n\n";
+    for ad in adapters {
+        let mut best: Option<(GemmKernel, f64)> = None;
+        for k in GemmKernel::ALL {
+            let cells: Vec<&GemmResult> = results.iter().filter(|r| r.adapter == ad && r.kernel == k).collect();
+            if cells.is_empty() || cells.iter().any(|r| r.max_rel_error > CORRECT) {
+                continue;
+            }
+            let mean = cells.iter().map(|r| r.gflops).sum::<f64>() / cells.len() as f64;
+            if best.is_none_or(|(_, b)| mean > b) {
+                best = Some((k, mean));
+            }
+        }
+        if let Some((k, g)) = best {
+            s += &format!("- {ad}: {k:?} ({g:.2} GFLOP/s)\n");
+        }
+    }
+    s
+}

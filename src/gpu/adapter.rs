@@ -1,0 +1,226 @@
+//! Adapter discovery and choice: which GPU `ser` runs on, by flag, by environment, or by rank.
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+/// The graphics APIs `ser` can run its kernels through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    Vulkan,
+    Gl,
+    Metal,
+    Dx12,
+}
+
+impl BackendChoice {
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            BackendChoice::Vulkan => wgpu::Backends::VULKAN,
+            BackendChoice::Gl => wgpu::Backends::GL,
+            BackendChoice::Metal => wgpu::Backends::METAL,
+            BackendChoice::Dx12 => wgpu::Backends::DX12,
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "vulkan" | "vk" => Some(Self::Vulkan),
+            "gl" | "gles" | "opengl" => Some(Self::Gl),
+            "metal" | "mtl" => Some(Self::Metal),
+            "dx12" | "d3d12" => Some(Self::Dx12),
+            _ => None,
+        }
+    }
+}
+
+/// How to pick an adapter. Flags win over the environment (`WGPU_ADAPTER_NAME`, `WGPU_BACKEND`).
+#[derive(Clone, Debug, Default)]
+pub struct AdapterSelector {
+    /// Case-insensitive substring of the adapter name.
+    pub name: Option<String>,
+    pub backend: Option<BackendChoice>,
+}
+
+impl AdapterSelector {
+    /// Fills the fields left empty by flags from `WGPU_ADAPTER_NAME` and `WGPU_BACKEND`.
+    pub fn with_env(mut self) -> Result<Self> {
+        if self.name.is_none() {
+            self.name = std::env::var("WGPU_ADAPTER_NAME").ok().filter(|s| !s.is_empty());
+        }
+        if self.backend.is_none() {
+            if let Ok(text) = std::env::var("WGPU_BACKEND") {
+                if !text.is_empty() {
+                    match BackendChoice::parse(&text) {
+                        Some(b) => self.backend = Some(b),
+                        None => bail!("WGPU_BACKEND={text:?} is not one of vulkan, gl, metal, dx12"),
+                    }
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    fn backends(&self) -> wgpu::Backends {
+        self.backend.map_or(wgpu::Backends::all() - wgpu::Backends::BROWSER_WEBGPU, |b| b.backends())
+    }
+}
+
+/// What `ser devices` shows about one adapter.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdapterReport {
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub vendor: u32,
+    pub device: u32,
+    pub subgroup_size: (u32, u32),
+    pub limits: KeyLimits,
+    pub features: Vec<String>,
+}
+
+/// The limits that decide how `ser` lays out its kernels and buffers.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyLimits {
+    pub max_buffer_size: u64,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_storage_buffers_per_shader_stage: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_workgroup_size: [u32; 3],
+}
+
+impl KeyLimits {
+    pub(crate) fn of(l: &wgpu::Limits) -> Self {
+        KeyLimits {
+            max_buffer_size: l.max_buffer_size,
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+            max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+            max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+            max_compute_workgroup_size: [
+                l.max_compute_workgroup_size_x,
+                l.max_compute_workgroup_size_y,
+                l.max_compute_workgroup_size_z,
+            ],
+        }
+    }
+}
+
+/// The optional features `ser` uses when an adapter has them.
+pub(crate) const OPTIONAL_FEATURES: [(wgpu::Features, &str); 3] = [
+    (wgpu::Features::TIMESTAMP_QUERY, "timestamp-query"),
+    (wgpu::Features::SHADER_F16, "shader-f16"),
+    (wgpu::Features::SUBGROUP, "subgroup"),
+];
+
+pub(crate) fn feature_names(features: wgpu::Features) -> Vec<String> {
+    OPTIONAL_FEATURES
+        .iter()
+        .filter(|(f, _)| features.contains(*f))
+        .map(|(_, n)| n.to_string())
+        .collect()
+}
+
+pub(crate) fn new_instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::all() - wgpu::Backends::BROWSER_WEBGPU;
+    wgpu::Instance::new(desc)
+}
+
+pub(crate) fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(
+        wgpu::Backends::all() - wgpu::Backends::BROWSER_WEBGPU,
+    ));
+    adapters.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
+    adapters
+}
+
+/// Higher is better: real GPUs before software ones, native APIs before GL.
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let device = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 1,
+        wgpu::DeviceType::Other => 0,
+    };
+    let api = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 2,
+        wgpu::Backend::Gl => 1,
+        _ => 0,
+    };
+    (device, api)
+}
+
+pub(crate) fn backend_name(b: wgpu::Backend) -> String {
+    match b {
+        wgpu::Backend::Vulkan => "vulkan",
+        wgpu::Backend::Gl => "gl",
+        wgpu::Backend::Metal => "metal",
+        wgpu::Backend::Dx12 => "dx12",
+        wgpu::Backend::BrowserWebGpu => "webgpu",
+        wgpu::Backend::Noop => "noop",
+    }
+    .to_string()
+}
+
+pub(crate) fn report(index: usize, adapter: &wgpu::Adapter) -> AdapterReport {
+    let info = adapter.get_info();
+    AdapterReport {
+        index,
+        name: info.name.clone(),
+        backend: backend_name(info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: info.driver.clone(),
+        driver_info: info.driver_info.clone(),
+        vendor: info.vendor,
+        device: info.device,
+        subgroup_size: (info.subgroup_min_size, info.subgroup_max_size),
+        limits: KeyLimits::of(&adapter.limits()),
+        features: feature_names(adapter.features()),
+    }
+}
+
+/// The message for a machine with no usable adapter: say what to install, not just that it failed.
+pub const NO_ADAPTER_HELP: &str = "no GPU adapter found. ser needs a Vulkan, Metal or DX12 driver \
+(or OpenGL via wgpu's GL backend). On a machine without a GPU install Mesa's software Vulkan \
+driver: `apt-get install mesa-vulkan-drivers libvulkan1` on Debian and Ubuntu, \
+`dnf install mesa-vulkan-drivers` on Fedora.";
+
+pub(crate) fn choose(instance: &wgpu::Instance, sel: &AdapterSelector) -> Result<wgpu::Adapter> {
+    let all = enumerate(instance);
+    if all.is_empty() {
+        bail!("{NO_ADAPTER_HELP}");
+    }
+    let wanted = sel.backends();
+    let name = sel.name.as_ref().map(|n| n.to_ascii_lowercase());
+    let found = all.iter().find(|a| {
+        let info = a.get_info();
+        wanted.contains(wgpu::Backends::from(info.backend))
+            && name.as_ref().is_none_or(|n| info.name.to_ascii_lowercase().contains(n))
+    });
+    match found {
+        Some(a) => Ok(a.clone()),
+        None => {
+            let present: Vec<String> = all
+                .iter()
+                .map(|a| {
+                    let i = a.get_info();
+                    format!("{} ({})", i.name, backend_name(i.backend))
+                })
+                .collect();
+            bail!(
+                "no adapter matches name {:?} and backend {:?}; present: {}",
+                sel.name.as_deref().unwrap_or("any"),
+                sel.backend.map_or("any".to_string(), |b| format!("{b:?}").to_lowercase()),
+                present.join(", ")
+            )
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Shader files, kernel descriptions and the pipeline cache.
+//!
+//! Every WGSL file under `shaders/` is registered in [`SHADERS`] with the device capabilities it
+//! needs. A kernel is one entry point of one shader plus the list of storage buffers it binds; its
+//! compiled pipeline and bind group layout are created once per (shader, entry point, override
+//! constants) and reused.
+
+/// Prepended to every kernel: the logical-grid helper that makes split dispatches transparent.
+pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+
+/// One WGSL file and what it needs from the device.
+#[derive(Debug)]
+pub struct ShaderFile {
+    /// File name under `shaders/`.
+    pub name: &'static str,
+    pub source: &'static str,
+    /// Uses `enable f16;` (needs the SHADER_F16 feature).
+    pub needs_f16: bool,
+    /// Uses subgroup operations (needs the SUBGROUP feature).
+    pub needs_subgroups: bool,
+}
+
+impl ShaderFile {
+    /// The text handed to the compiler: the prelude, then the file.
+    pub fn full_source(&self) -> String {
+        let (enables, body): (Vec<&str>, Vec<&str>) =
+            self.source.lines().partition(|l| l.trim_start().starts_with("enable "));
+        // `enable` directives must come before any declaration, so they go above the prelude.
+        format!("{}\n{}\n{}", enables.join("\n"), PRELUDE, body.join("\n"))
+    }
+}
+
+/// How a kernel uses one storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// One compute entry point. Binding 0 is always the params uniform (which starts with the
+/// logical grid); bindings 1.. are the storage buffers in `bindings` order.
+#[derive(Debug)]
+pub struct KernelSpec {
+    pub shader: &'static ShaderFile,
+    pub entry: &'static str,
+    pub bindings: &'static [Access],
+}
+
+pub const GEMM_WGSL: ShaderFile = ShaderFile {
+    name: "gemm.wgsl",
+    source: include_str!("../../shaders/gemm.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
+pub const ELEMENTWISE_WGSL: ShaderFile = ShaderFile {
+    name: "elementwise.wgsl",
+    source: include_str!("../../shaders/elementwise.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
+/// Every shader in `shaders/` except the prelude (which is validated as part of each of these).
+pub const SHADERS: &[&ShaderFile] = &[&GEMM_WGSL, &ELEMENTWISE_WGSL];
+
+/// Cache key: which code, which entry point, which override constants (bit-exact).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PipelineKey {
+    pub shader: &'static str,
+    pub entry: &'static str,
+    pub constants: Vec<(&'static str, u64)>,
+}
+
+pub(crate) struct CachedPipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+pub(crate) fn bind_group_layout(device: &wgpu::Device, spec: &KernelSpec) -> wgpu::BindGroupLayout {
+    let mut entries = vec![wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }];
+    for (i, access) in spec.bindings.iter().enumerate() {
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: i as u32 + 1,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only: *access == Access::Read },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        });
+    }
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(spec.entry),
+        entries: &entries,
+    })
+}
+
+/// naga capabilities matching what a device with `features` was given.
+pub fn capabilities_for(f16: bool, subgroups: bool) -> naga::valid::Capabilities {
+    let mut caps = naga::valid::Capabilities::empty();
+    if f16 {
+        caps |= naga::valid::Capabilities::SHADER_FLOAT16;
+    }
+    if subgroups {
+        caps |= naga::valid::Capabilities::SUBGROUP;
+    }
+    caps
+}
+
+/// Parses and validates a shader with naga against exactly the given capabilities.
+pub fn validate(shader: &ShaderFile, caps: naga::valid::Capabilities) -> Result<naga::Module, String> {
+    let source = shader.full_source();
+    let module = naga::front::wgsl::parse_str(&source)
+        .map_err(|e| format!("{}: {}", shader.name, e.emit_to_string(&source)))?;
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+        .validate(&module)
+        .map_err(|e| format!("{}: {}", shader.name, e.emit_to_string(&source)))?;
+    Ok(module)
+}

@@ -1,0 +1,223 @@
+//! General matrix multiply (shaders/gemm.wgsl) with transposed operands, batching, bias and
+//! ReLU epilogues: the op dense and convolution layers lower onto.
+
+use crate::gpu::{Access, GEMM_WGSL, KernelSpec, Step, Tensor};
+use anyhow::{Result, bail};
+
+/// The kernel shapes in gemm.wgsl. All compute the same thing; they differ in speed by adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GemmKernel {
+    /// One output per invocation.
+    Naive,
+    /// 16x16 shared-memory tiles with workgroup barriers.
+    Tiled16,
+    /// Barrier-free, 4x4 outputs per invocation in registers.
+    Reg4x4,
+}
+
+impl GemmKernel {
+    pub const ALL: [GemmKernel; 3] = [GemmKernel::Naive, GemmKernel::Tiled16, GemmKernel::Reg4x4];
+
+    /// Fastest measured on every adapter so far (docs/RESULTS.md); `SER_GEMM_KERNEL` overrides.
+    pub fn preferred() -> GemmKernel {
+        match std::env::var("SER_GEMM_KERNEL").ok().as_deref() {
+            Some("naive") => GemmKernel::Naive,
+            Some("tiled16") => GemmKernel::Tiled16,
+            _ => GemmKernel::Reg4x4,
+        }
+    }
+
+    fn spec(self) -> &'static KernelSpec {
+        const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite];
+        const NAIVE: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_naive", bindings: BINDINGS };
+        const TILED: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_tiled16", bindings: BINDINGS };
+        const REG: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_reg4x4", bindings: BINDINGS };
+        match self {
+            GemmKernel::Naive => &NAIVE,
+            GemmKernel::Tiled16 => &TILED,
+            GemmKernel::Reg4x4 => &REG,
+        }
+    }
+
+    /// Output rows and columns covered by one workgroup.
+    fn tile(self) -> usize {
+        match self {
+            GemmKernel::Naive => 8,
+            GemmKernel::Tiled16 => 16,
+            GemmKernel::Reg4x4 => 32,
+        }
+    }
+}
+
+/// Options of one multiply: C = act(alpha * op(A) op(B) + bias + beta * C).
+#[derive(Clone, Copy, Debug)]
+pub struct GemmOptions {
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub relu: bool,
+    pub alpha: f32,
+    /// 0 overwrites C; 1 accumulates into it (gradient sums).
+    pub beta: f32,
+    pub kernel: GemmKernel,
+}
+
+impl Default for GemmOptions {
+    fn default() -> Self {
+        GemmOptions {
+            trans_a: false,
+            trans_b: false,
+            relu: false,
+            alpha: 1.0,
+            beta: 0.0,
+            kernel: GemmKernel::preferred(),
+        }
+    }
+}
+
+/// Sizes of one multiply, derived from tensor shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmDims {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// B is one matrix shared by every batch.
+    pub broadcast_b: bool,
+}
+
+impl GemmDims {
+    /// A is [batch?, M, K] ([batch?, K, M] transposed), B is [batch?, K, N] ([.., N, K]
+    /// transposed), C is [batch?, M, N]. A rank-2 B is shared by all batches of A.
+    pub fn infer(a: &[usize], b: &[usize], c: &[usize], o: &GemmOptions) -> Result<GemmDims> {
+        let split = |s: &[usize], what: &str| -> Result<(Option<usize>, usize, usize)> {
+            match *s {
+                [r, c] => Ok((None, r, c)),
+                [b, r, c] => Ok((Some(b), r, c)),
+                _ => bail!("gemm: {what} must be rank 2 or 3, got {s:?}"),
+            }
+        };
+        let (ba, ar, ac) = split(a, "A")?;
+        let (bb, br, bc) = split(b, "B")?;
+        let (bc_, cr, cc) = split(c, "C")?;
+        let (m, k) = if o.trans_a { (ac, ar) } else { (ar, ac) };
+        let (kb, n) = if o.trans_b { (bc, br) } else { (br, bc) };
+        if k != kb || cr != m || cc != n {
+            bail!("gemm: shapes A{a:?} B{b:?} C{c:?} (trans_a={}, trans_b={}) do not chain", o.trans_a, o.trans_b);
+        }
+        let batch = ba.unwrap_or(1);
+        if bc_.unwrap_or(1) != batch || bb.is_some_and(|x| x != batch) {
+            bail!("gemm: batch sizes of A{a:?} B{b:?} C{c:?} differ");
+        }
+        Ok(GemmDims { batch, m, n, k, broadcast_b: bb.is_none() && batch > 1 })
+    }
+
+    pub fn flops(&self) -> f64 {
+        2.0 * self.batch as f64 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    _pad0: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    _pad1: u32,
+    stride_a: u32,
+    stride_b: u32,
+    stride_c: u32,
+    _pad2: u32,
+    alpha: f32,
+    beta: f32,
+    _pad3: [u32; 2],
+}
+
+fn u32_of(v: usize, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| anyhow::anyhow!("gemm: {what} = {v} exceeds u32 indexing"))
+}
+
+/// Records C = act(alpha * op(A) op(B) + bias + beta * C). `bias` has N elements.
+pub fn gemm(step: &mut Step, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, c: &Tensor, o: &GemmOptions) -> Result<GemmDims> {
+    let d = GemmDims::infer(a.shape(), b.shape(), c.shape(), o)?;
+    if let Some(bias) = bias {
+        if bias.len() != d.n {
+            bail!("gemm: bias {:?} does not match N = {}", bias.shape(), d.n);
+        }
+    }
+    if d.m * d.n * d.batch == 0 {
+        return Ok(d);
+    }
+    let p = Params {
+        m: u32_of(d.m, "M")?,
+        n: u32_of(d.n, "N")?,
+        k: u32_of(d.k, "K")?,
+        lda: u32_of(if o.trans_a { d.m } else { d.k }, "lda")?,
+        ldb: u32_of(if o.trans_b { d.k } else { d.n }, "ldb")?,
+        ldc: u32_of(d.n, "ldc")?,
+        stride_a: u32_of(d.m * d.k, "batch stride of A")?,
+        stride_b: if d.broadcast_b { 0 } else { u32_of(d.k * d.n, "batch stride of B")? },
+        stride_c: u32_of(d.m * d.n, "batch stride of C")?,
+        alpha: o.alpha,
+        beta: o.beta,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
+        _pad3: [0; 2],
+    };
+    let tile = o.kernel.tile();
+    let grid = [super::groups(d.n, tile)?, super::groups(d.m, tile)?, u32_of(d.batch, "batch")?];
+    let constants = [
+        ("TRANS_A", o.trans_a as u8 as f64),
+        ("TRANS_B", o.trans_b as u8 as f64),
+        ("HAS_BIAS", bias.is_some() as u8 as f64),
+        ("RELU", o.relu as u8 as f64),
+    ];
+    let bias = bias.unwrap_or(step.gpu().placeholder()).clone();
+    let label = format!(
+        "gemm.{:?}[{}{}{}{}]",
+        o.kernel,
+        if o.trans_a { "T" } else { "N" },
+        if o.trans_b { "T" } else { "N" },
+        if o.relu { ",relu" } else { "" },
+        if bias.len() == d.n { ",bias" } else { "" },
+    );
+    step.dispatch(o.kernel.spec(), &constants, &[a, b, &bias, c], bytemuck::bytes_of(&p), grid, label)?;
+    Ok(d)
+}
+
+/// Float64 reference of [`gemm`] on host arrays laid out as the tensors are.
+pub fn reference(a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &[f32], d: &GemmDims, o: &GemmOptions) -> Vec<f64> {
+    let mut out = vec![0.0; d.batch * d.m * d.n];
+    for bt in 0..d.batch {
+        let a = &a[bt * d.m * d.k..];
+        let b = if d.broadcast_b { b } else { &b[bt * d.k * d.n..] };
+        for i in 0..d.m {
+            for j in 0..d.n {
+                let mut acc = 0.0f64;
+                for kk in 0..d.k {
+                    let av = if o.trans_a { a[kk * d.m + i] } else { a[i * d.k + kk] };
+                    let bv = if o.trans_b { b[j * d.k + kk] } else { b[kk * d.n + j] };
+                    acc += av as f64 * bv as f64;
+                }
+                let idx = bt * d.m * d.n + i * d.n + j;
+                let mut v = o.alpha as f64 * acc;
+                if let Some(bias) = bias {
+                    v += bias[j] as f64;
+                }
+                if o.beta != 0.0 {
+                    v += o.beta as f64 * c[idx] as f64;
+                }
+                if o.relu {
+                    v = v.max(0.0);
+                }
+                out[idx] = v;
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,11 @@
+//! Kernel families. Each module sits beside its WGSL file in `shaders/`, records launches on a
+//! [`Step`](crate::gpu::Step), and carries a float64 CPU reference that the tests hold it to.
+
+pub mod elementwise;
+pub mod gemm;
+
+/// Workgroups needed to cover `n` items, `per_group` at a time, as a u32 grid dimension.
+pub(crate) fn groups(n: usize, per_group: usize) -> anyhow::Result<u32> {
+    u32::try_from(n.div_ceil(per_group))
+        .map_err(|_| anyhow::anyhow!("{n} items need more than 2^32 workgroups"))
+}
