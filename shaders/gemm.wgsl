@@ -134,3 +134,80 @@ fn gemm_reg4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         }
     }
 }
+
+// gemm_vec4: barrier-free like gemm_reg4x4, but each invocation owns contiguous 4x4 blocks and
+// steps K four at a time with 16-byte loads. HALVES = 1: one 4x4 block (32x32 tile); HALVES = 2:
+// a 2x2 grid of blocks, 8x8 outputs (64x64 tile), which doubles the FMAs per loaded element.
+// On lavapipe every storage load costs tens of cycles per lane, so FMAs per loaded element is
+// what sets the speed (docs/RESULTS.md). Blocks are mat4x4, so either storage order of A and B
+// is one transpose away. Needs K % 4 == 0, M % 4 == 0 when A is transposed, N % 4 == 0 when B
+// is not (the host checks, and falls back to gemm_reg4x4).
+override HALVES: u32 = 1u;
+
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+
+// Column kk of the result holds A[r0..r0+4, k+kk]. Rows past M are clamped (results dropped).
+fn a_block(base: u32, k: u32, r0: u32) -> mat4x4<f32> {
+    let ld = p.lda / 4u;
+    if (TRANS_A) {
+        let i = base + k * ld + min(r0, p.m - 4u) / 4u;
+        return mat4x4<f32>(a4[i], a4[i + ld], a4[i + 2u * ld], a4[i + 3u * ld]);
+    }
+    let i = base + k / 4u;
+    let last = p.m - 1u;
+    return transpose(mat4x4<f32>(a4[i + min(r0, last) * ld], a4[i + min(r0 + 1u, last) * ld],
+                                 a4[i + min(r0 + 2u, last) * ld], a4[i + min(r0 + 3u, last) * ld]));
+}
+
+// Column j of the result holds B[k..k+4, c0+j]. Columns past N are clamped (results dropped).
+fn b_block(base: u32, k: u32, c0: u32) -> mat4x4<f32> {
+    let ld = p.ldb / 4u;
+    if (TRANS_B) {
+        let i = base + k / 4u;
+        let last = p.n - 1u;
+        return mat4x4<f32>(b4[i + min(c0, last) * ld], b4[i + min(c0 + 1u, last) * ld],
+                           b4[i + min(c0 + 2u, last) * ld], b4[i + min(c0 + 3u, last) * ld]);
+    }
+    let i = base + k * ld + min(c0, p.n - 4u) / 4u;
+    return transpose(mat4x4<f32>(b4[i], b4[i + ld], b4[i + 2u * ld], b4[i + 3u * ld]));
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn gemm_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    if (g.w == 0u) { return; }
+    let span = 4u * HALVES;
+    let row0 = (g.y * 8u + lid.y) * span;
+    let col0 = (g.x * 8u + lid.x) * span;
+    if (row0 >= p.m || col0 >= p.n) { return; }
+    let ba = g.z * p.stride_a / 4u;
+    let bb = g.z * p.stride_b / 4u;
+    let zero = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    // acc[2r + c] is the block at rows row0 + 4r, columns col0 + 4c.
+    var acc = array<mat4x4<f32>, 4>(zero, zero, zero, zero);
+    for (var k = 0u; k < p.k; k += 4u) {
+        var ma: array<mat4x4<f32>, 2>;
+        var mb: array<mat4x4<f32>, 2>;
+        for (var h = 0u; h < HALVES; h++) {
+            ma[h] = a_block(ba, k, row0 + 4u * h);
+            mb[h] = b_block(bb, k, col0 + 4u * h);
+        }
+        for (var r = 0u; r < HALVES; r++) {
+            for (var c = 0u; c < HALVES; c++) {
+                acc[2u * r + c] += ma[r] * mb[c];
+            }
+        }
+    }
+    // acc[..][j][i] = C[row + i, col + j].
+    for (var r = 0u; r < HALVES; r++) {
+        for (var c = 0u; c < HALVES; c++) {
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    store(g.z, row0 + 4u * r + i, col0 + 4u * c + j, acc[2u * r + c][j][i]);
+                }
+            }
+        }
+    }
+}

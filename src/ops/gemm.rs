@@ -12,19 +12,26 @@ pub enum GemmKernel {
     Naive,
     /// 16x16 shared-memory tiles with workgroup barriers.
     Tiled16,
-    /// Barrier-free, 4x4 outputs per invocation in registers.
+    /// Barrier-free, 4x4 outputs per invocation in registers, scalar loads.
     Reg4x4,
+    /// Barrier-free, a contiguous 4x4 block per invocation, 16-byte loads.
+    Vec4,
+    /// Barrier-free, a contiguous 8x8 block per invocation, 16-byte loads.
+    Vec4x8,
 }
 
 impl GemmKernel {
-    pub const ALL: [GemmKernel; 3] = [GemmKernel::Naive, GemmKernel::Tiled16, GemmKernel::Reg4x4];
+    pub const ALL: [GemmKernel; 5] =
+        [GemmKernel::Naive, GemmKernel::Tiled16, GemmKernel::Reg4x4, GemmKernel::Vec4, GemmKernel::Vec4x8];
 
     /// Fastest measured on every adapter so far (docs/RESULTS.md); `SER_GEMM_KERNEL` overrides.
     pub fn preferred() -> GemmKernel {
         match std::env::var("SER_GEMM_KERNEL").ok().as_deref() {
             Some("naive") => GemmKernel::Naive,
             Some("tiled16") => GemmKernel::Tiled16,
-            _ => GemmKernel::Reg4x4,
+            Some("reg4x4") => GemmKernel::Reg4x4,
+            Some("vec4") => GemmKernel::Vec4,
+            _ => GemmKernel::Vec4x8,
         }
     }
 
@@ -33,10 +40,21 @@ impl GemmKernel {
         const NAIVE: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_naive", bindings: BINDINGS };
         const TILED: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_tiled16", bindings: BINDINGS };
         const REG: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_reg4x4", bindings: BINDINGS };
+        const VEC4: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_vec4", bindings: BINDINGS };
         match self {
             GemmKernel::Naive => &NAIVE,
             GemmKernel::Tiled16 => &TILED,
             GemmKernel::Reg4x4 => &REG,
+            GemmKernel::Vec4 | GemmKernel::Vec4x8 => &VEC4,
+        }
+    }
+
+    /// The kernel that runs for these dims: the vec4 shapes need 16-byte aligned rows of A and B.
+    pub fn for_dims(self, d: &GemmDims, o: &GemmOptions) -> GemmKernel {
+        let aligned = d.k % 4 == 0 && (!o.trans_a || d.m % 4 == 0) && (o.trans_b || d.n % 4 == 0);
+        match self {
+            GemmKernel::Vec4 | GemmKernel::Vec4x8 if !aligned => GemmKernel::Reg4x4,
+            k => k,
         }
     }
 
@@ -45,7 +63,8 @@ impl GemmKernel {
         match self {
             GemmKernel::Naive => 8,
             GemmKernel::Tiled16 => 16,
-            GemmKernel::Reg4x4 => 32,
+            GemmKernel::Reg4x4 | GemmKernel::Vec4 => 32,
+            GemmKernel::Vec4x8 => 64,
         }
     }
 }
@@ -169,7 +188,8 @@ pub fn gemm(step: &mut Step, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, c: &
         _pad2: 0,
         _pad3: [0; 2],
     };
-    let tile = o.kernel.tile();
+    let kernel = o.kernel.for_dims(&d, o);
+    let tile = kernel.tile();
     let grid = [super::groups(d.n, tile)?, super::groups(d.m, tile)?, u32_of(d.batch, "batch")?];
     let constants = [
         ("TRANS_A", o.trans_a as u8 as f64),
@@ -177,16 +197,21 @@ pub fn gemm(step: &mut Step, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, c: &
         ("HAS_BIAS", bias.is_some() as u8 as f64),
         ("RELU", o.relu as u8 as f64),
     ];
+    let halves = [("HALVES", if kernel == GemmKernel::Vec4x8 { 2.0 } else { 1.0 })];
+    let constants: Vec<(&'static str, f64)> = match kernel {
+        GemmKernel::Vec4 | GemmKernel::Vec4x8 => constants.iter().chain(&halves).copied().collect(),
+        _ => constants.to_vec(),
+    };
     let bias = bias.unwrap_or(step.gpu().placeholder()).clone();
     let label = format!(
         "gemm.{:?}[{}{}{}{}]",
-        o.kernel,
+        kernel,
         if o.trans_a { "T" } else { "N" },
         if o.trans_b { "T" } else { "N" },
         if o.relu { ",relu" } else { "" },
         if bias.len() == d.n { ",bias" } else { "" },
     );
-    step.dispatch(o.kernel.spec(), &constants, &[a, b, &bias, c], bytemuck::bytes_of(&p), grid, label)?;
+    step.dispatch(kernel.spec(), &constants, &[a, b, &bias, c], bytemuck::bytes_of(&p), grid, label)?;
     Ok(d)
 }
 
