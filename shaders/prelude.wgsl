@@ -1,7 +1,7 @@
 // Prepended to every kernel by the runtime (src/gpu/kernel.rs).
 //
 // The host asks for a logical grid of workgroups (x, y, z). Adapters cap each dispatch dimension
-// (65,535 on most), so the runtime may fold a large grid into a 2D dispatch. Kernels recover their
+// (65,535 on most), so the runtime may fold a large grid into a smaller 3D dispatch. Kernels recover their
 // logical workgroup id here; the grid arrives as the first field of every params uniform.
 
 // Returns (x, y, z, valid): valid is 0 for the spare workgroups a folded dispatch adds at its end.

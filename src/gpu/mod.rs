@@ -342,12 +342,14 @@ impl Gpu {
             return Ok(grid);
         }
         let total = grid.iter().map(|&g| g as u64).product::<u64>();
-        let x = total.min(max as u64);
-        let y = total.div_ceil(x);
-        if y > max as u64 {
-            bail!("grid {grid:?} needs {total} workgroups, more than {max}x{max}");
+        let max = max as u64;
+        let x = total.min(max);
+        let y = total.div_ceil(x).min(max);
+        let z = total.div_ceil(x * y);
+        if z > max {
+            bail!("grid {grid:?} needs {total} workgroups, more than {max}^3");
         }
-        Ok([x as u32, y as u32, 1])
+        Ok([x as u32, y as u32, z as u32])
     }
 }
 

@@ -1,0 +1,79 @@
+//! Shared by the GPU test binaries: one device per process, used by one test at a time
+//! (lavapipe is slow and flaky with many devices), and a seeded random source.
+#![allow(dead_code)]
+
+use ser::gpu::{AdapterSelector, Gpu};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+pub struct Shared {
+    pub gpu: Gpu,
+}
+
+static GPU: OnceLock<Mutex<Shared>> = OnceLock::new();
+
+/// The process-wide device, locked for the duration of one test.
+pub fn gpu() -> MutexGuard<'static, Shared> {
+    let lock = GPU.get_or_init(|| {
+        let gpu = Gpu::new(&AdapterSelector::default()).unwrap_or_else(|e| panic!("no GPU for tests: {e:#}"));
+        eprintln!("tests run on {}", gpu.label());
+        Mutex::new(Shared { gpu })
+    });
+    // A failed test poisons the lock; the device itself is still fine for the others.
+    lock.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// SplitMix64: small, seeded, good enough for test data.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+
+    pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
+}
+
+/// A seed that differs per run unless SER_TEST_SEED pins it; printed so a failure can be replayed.
+pub fn fresh_seed(test: &str) -> u64 {
+    let seed = std::env::var("SER_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    eprintln!("{test}: SER_TEST_SEED={seed}");
+    seed
+}
+
+/// Max |got - want| / (atol + rtol * |want|) must stay <= 1; reports the worst element.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = (0.0f64, 0usize);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let g = *g as f64;
+        let bad = if g == *w {
+            0.0
+        } else if w.is_nan() { if g.is_nan() { 0.0 } else { f64::INFINITY } } else if !g.is_finite() && g != *w {
+            f64::INFINITY
+        } else {
+            (g - w).abs() / (atol + rtol * w.abs())
+        };
+        if !(bad <= worst.0) {
+            worst = (bad, i);
+        }
+    }
+    let i = worst.1;
+    assert!(worst.0 <= 1.0, "{what}: element {i} is {} but the reference says {} (error ratio {})", got[i], want[i], worst.0);
+}

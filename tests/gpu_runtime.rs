@@ -1,0 +1,326 @@
+//! The GPU runtime and its kernels against float64 CPU references, on one shared device.
+
+mod common;
+
+use common::{Rng, assert_close, fresh_seed, gpu};
+use ser::gpu::{DType, SHADERS};
+use ser::ops::elementwise::{self, BinaryOp, UnaryOp};
+use ser::ops::gemm::{self, GemmKernel, GemmOptions};
+
+/// Sizes that catch indexing bugs: 1, primes, and values just off workgroup and tile multiples.
+const AWKWARD: [usize; 7] = [1, 3, 7, 13, 31, 33, 67];
+
+#[test]
+fn every_shader_validates_with_only_the_requested_capabilities() {
+    let g = gpu();
+    let caps = g.gpu.capabilities();
+    for shader in SHADERS {
+        // A shader needing a feature the device lacks is skipped at run time, never silently used.
+        if (shader.needs_f16 && !g.gpu.has_f16()) || (shader.needs_subgroups && !g.gpu.has_subgroups()) {
+            continue;
+        }
+        let own = ser::gpu::capabilities_for(shader.needs_f16, shader.needs_subgroups);
+        assert!(caps.contains(own));
+        if let Err(e) = ser::gpu::validate(shader, own) {
+            panic!("{e}");
+        }
+    }
+}
+
+#[test]
+fn every_file_in_shaders_is_registered() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".wgsl") && name != "prelude.wgsl" {
+            assert!(SHADERS.iter().any(|s| s.name == name), "{name} is not in gpu::SHADERS, so no test validates it");
+        }
+    }
+}
+
+#[test]
+fn validation_rejects_a_broken_shader() {
+    // The validation test above is only worth something if validation can fail.
+    const BROKEN: ser::gpu::ShaderFile = ser::gpu::ShaderFile {
+        name: "broken.wgsl",
+        source: "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }",
+        needs_f16: false,
+        needs_subgroups: false,
+    };
+    assert!(ser::gpu::validate(&BROKEN, naga::valid::Capabilities::empty()).is_err());
+    const NEEDS_F16: ser::gpu::ShaderFile = ser::gpu::ShaderFile {
+        name: "f16.wgsl",
+        source: "enable f16;\n@compute @workgroup_size(1) fn main() { let x: f16 = 1.0h; }",
+        needs_f16: true,
+        needs_subgroups: false,
+    };
+    assert!(ser::gpu::validate(&NEEDS_F16, naga::valid::Capabilities::empty()).is_err());
+    assert!(ser::gpu::validate(&NEEDS_F16, naga::valid::Capabilities::SHADER_FLOAT16).is_ok());
+}
+
+/// One GEMM case against the reference, with C poisoned (NaN, or random when beta != 0).
+#[allow(clippy::too_many_arguments)]
+fn check_gemm(rng: &mut Rng, batch: Option<usize>, broadcast_b: bool, m: usize, n: usize, k: usize, bias: bool, o: GemmOptions) {
+    let g = &gpu().gpu;
+    let lead = |r: usize, c: usize, shared: bool| -> Vec<usize> {
+        match batch {
+            Some(b) if !shared => vec![b, r, c],
+            _ => vec![r, c],
+        }
+    };
+    let a_shape = if o.trans_a { lead(k, m, false) } else { lead(m, k, false) };
+    let b_shape = if o.trans_b { lead(n, k, broadcast_b) } else { lead(k, n, broadcast_b) };
+    let c_shape = lead(m, n, false);
+    let a = rng.vec(a_shape.iter().product(), -1.0, 1.0);
+    let b = rng.vec(b_shape.iter().product(), -1.0, 1.0);
+    let bias_v = rng.vec(n, -1.0, 1.0);
+    let c0 = if o.beta == 0.0 { vec![f32::NAN; c_shape.iter().product()] } else { rng.vec(c_shape.iter().product(), -1.0, 1.0) };
+    let ta = g.upload_f32(&a, &a_shape).unwrap();
+    let tb = g.upload_f32(&b, &b_shape).unwrap();
+    let tbias = g.upload_f32(&bias_v, &[n]).unwrap();
+    let tc = g.upload_f32(&c0, &c_shape).unwrap();
+    let mut step = g.step("test.gemm");
+    let d = gemm::gemm(&mut step, &ta, &tb, bias.then_some(&tbias), &tc, &o).unwrap();
+    step.submit().unwrap();
+    let got = g.read_f32(&tc).unwrap();
+    let want = gemm::reference(&a, &b, bias.then_some(&bias_v[..]), &c0, &d, &o);
+    // f32 accumulation over k terms of magnitude <= 1: error grows like k * eps in the worst case.
+    let atol = 4.0 * k as f64 * f32::EPSILON as f64 + 1e-6;
+    assert_close(&format!("gemm {:?} b{batch:?} {m}x{n}x{k} bias={bias} {o:?}", o.kernel), &got, &want, atol, 1e-5);
+}
+
+#[test]
+fn gemm_matches_reference_at_awkward_sizes_for_every_kernel_and_transpose() {
+    let mut rng = Rng::new(fresh_seed("gemm"));
+    for kernel in GemmKernel::ALL {
+        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+            for &m in &AWKWARD {
+                let n = AWKWARD[rng.next_u64() as usize % AWKWARD.len()];
+                let k = AWKWARD[rng.next_u64() as usize % AWKWARD.len()];
+                let o = GemmOptions { trans_a, trans_b, kernel, ..Default::default() };
+                check_gemm(&mut rng, None, false, m, n, k, false, o);
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_vec4_kernels_run_on_aligned_sizes_off_the_tile_grid() {
+    // Multiples of 4 (so the vec4 shapes do not fall back) that are not multiples of 32 or 64.
+    let mut rng = Rng::new(fresh_seed("gemm_vec4"));
+    for kernel in [GemmKernel::Vec4, GemmKernel::Vec4x8] {
+        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+            for (m, n, k) in [(4, 4, 4), (68, 44, 36), (4, 132, 8), (100, 4, 20), (36, 72, 4)] {
+                let o = GemmOptions { trans_a, trans_b, kernel, ..Default::default() };
+                let d = gemm::GemmDims { batch: 1, m, n, k, broadcast_b: false };
+                assert_eq!(kernel.for_dims(&d, &o), kernel, "{m}x{n}x{k} should not fall back");
+                check_gemm(&mut rng, None, false, m, n, k, false, o);
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_epilogues_bias_relu_alpha_beta_and_batches() {
+    let mut rng = Rng::new(fresh_seed("gemm_epilogue"));
+    for kernel in GemmKernel::ALL {
+        for (relu, bias, alpha, beta) in [(true, true, 1.0, 0.0), (false, true, -0.5, 1.0), (true, false, 2.0, 0.25)] {
+            let o = GemmOptions { relu, alpha, beta, kernel, trans_b: rng.next_u64() % 2 == 0, ..Default::default() };
+            check_gemm(&mut rng, None, false, 37, 20, 12, bias, o);
+            check_gemm(&mut rng, Some(3), false, 9, 16, 8, bias, o);
+            check_gemm(&mut rng, Some(5), true, 13, 8, 4, bias, o);
+        }
+    }
+}
+
+#[test]
+fn gemm_rejects_shapes_that_do_not_chain() {
+    let g = &gpu().gpu;
+    let a = g.empty(&[4, 5], DType::F32).unwrap();
+    let b = g.empty(&[6, 3], DType::F32).unwrap();
+    let c = g.empty(&[4, 3], DType::F32).unwrap();
+    let mut step = g.step("test.bad");
+    let err = gemm::gemm(&mut step, &a, &b, None, &c, &GemmOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("do not chain"), "{err}");
+    let bias = g.empty(&[4], DType::F32).unwrap();
+    let b = g.empty(&[5, 3], DType::F32).unwrap();
+    let err = gemm::gemm(&mut step, &a, &b, Some(&bias), &c, &GemmOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("bias"), "{err}");
+    // Writing into a buffer that is also an input would race; the runtime refuses it.
+    let sq = g.empty(&[4, 4], DType::F32).unwrap();
+    let err = gemm::gemm(&mut step, &sq, &sq.clone(), None, &sq, &GemmOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("also bound"), "{err}");
+}
+
+fn poisoned(g: &ser::gpu::Gpu, n: usize) -> ser::gpu::Tensor {
+    g.upload_f32(&vec![f32::NAN; n], &[n]).unwrap()
+}
+
+#[test]
+fn elementwise_ops_match_reference_with_poisoned_outputs() {
+    let mut rng = Rng::new(fresh_seed("elementwise"));
+    let g = &gpu().gpu;
+    for n in [1usize, 7, 255, 256, 1023, 1025, 4099] {
+        // Positive inputs for log and sqrt; mixed signs for the rest.
+        for op in UnaryOp::ALL {
+            let lo = if matches!(op, UnaryOp::Log | UnaryOp::Sqrt) { 0.01 } else { -3.0 };
+            let x = rng.vec(n, lo, 3.0);
+            let tx = g.upload_f32(&x, &[n]).unwrap();
+            let ty = poisoned(g, n);
+            let mut step = g.step("test.unary");
+            elementwise::unary(&mut step, op, &tx, &ty).unwrap();
+            step.submit().unwrap();
+            let want: Vec<f64> = x.iter().map(|&v| op.reference(v as f64)).collect();
+            // Transcendentals on GPUs are not correctly rounded; a few ulp is the norm.
+            assert_close(&format!("{op:?} n={n}"), &g.read_f32(&ty).unwrap(), &want, 1e-6, 1e-5);
+        }
+        for op in BinaryOp::ALL {
+            let x = rng.vec(n, -3.0, 3.0);
+            // Divisors kept away from zero.
+            let y: Vec<f32> = rng.vec(n, 0.5, 3.0).iter().map(|v| if rng.next_u64() % 2 == 0 { *v } else { -*v }).collect();
+            let (tx, ty, tz) = (g.upload_f32(&x, &[n]).unwrap(), g.upload_f32(&y, &[n]).unwrap(), poisoned(g, n));
+            let mut step = g.step("test.binary");
+            elementwise::binary(&mut step, op, &tx, &ty, &tz).unwrap();
+            step.submit().unwrap();
+            let want: Vec<f64> = x.iter().zip(&y).map(|(&a, &b)| op.reference(a as f64, b as f64)).collect();
+            assert_close(&format!("{op:?} n={n}"), &g.read_f32(&tz).unwrap(), &want, 1e-6, 1e-6);
+        }
+        let t = poisoned(g, n);
+        let mut step = g.step("test.fill");
+        elementwise::fill(&mut step, &t, 2.5).unwrap();
+        step.submit().unwrap();
+        assert!(g.read_f32(&t).unwrap().iter().all(|&v| v == 2.5));
+    }
+}
+
+#[test]
+fn dispatches_past_the_workgroup_limit_are_split() {
+    let mut rng = Rng::new(fresh_seed("split"));
+    let g = &gpu().gpu;
+    // Real limit: a 1 x N GEMM with the naive kernel (8 columns per workgroup) needs 65,537
+    // workgroups along x, one past what the device allows in one dimension.
+    let n = 8 * 65_537;
+    let a = rng.vec(2, -1.0, 1.0);
+    let b = rng.vec(2 * n, -1.0, 1.0);
+    let (ta, tb, tc) = (g.upload_f32(&a, &[1, 2]).unwrap(), g.upload_f32(&b, &[2, n]).unwrap(), poisoned(g, n));
+    let tc = tc.reshape(&[1, n]);
+    let o = GemmOptions { kernel: GemmKernel::Naive, ..Default::default() };
+    let mut step = g.step("test.split");
+    let d = gemm::gemm(&mut step, &ta, &tb, None, &tc, &o).unwrap();
+    step.submit().unwrap();
+    assert_close("split gemm", &g.read_f32(&tc).unwrap(), &gemm::reference(&a, &b, None, &[], &d, &o), 1e-6, 1e-6);
+
+    // Artificially low limits fold every grid shape, 3-D included, with ragged remainders.
+    struct Restore<'a>(&'a ser::gpu::Gpu);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            self.0.set_dispatch_dim_limit_for_tests(u32::MAX);
+        }
+    }
+    let _restore = Restore(g);
+    for limit in [7u32, 13, 64] {
+        g.set_dispatch_dim_limit_for_tests(limit);
+        for kernel in GemmKernel::ALL {
+            check_gemm_locked(g, &mut rng, kernel);
+        }
+        let x = rng.vec(5000, -1.0, 1.0);
+        let (tx, ty) = (g.upload_f32(&x, &[5000]).unwrap(), poisoned(g, 5000));
+        let mut step = g.step("test.split.unary");
+        elementwise::unary(&mut step, UnaryOp::Neg, &tx, &ty).unwrap();
+        step.submit().unwrap();
+        assert_close("split unary", &g.read_f32(&ty).unwrap(), &x.iter().map(|&v| -(v as f64)).collect::<Vec<_>>(), 0.0, 0.0);
+    }
+}
+
+/// A batched GEMM on an already-locked device (the split test holds the lock while it lowers limits).
+fn check_gemm_locked(g: &ser::gpu::Gpu, rng: &mut Rng, kernel: GemmKernel) {
+    let (batch, m, n, k) = (3, 70, 68, 8);
+    let a = rng.vec(batch * m * k, -1.0, 1.0);
+    let b = rng.vec(batch * k * n, -1.0, 1.0);
+    let ta = g.upload_f32(&a, &[batch, m, k]).unwrap();
+    let tb = g.upload_f32(&b, &[batch, k, n]).unwrap();
+    let tc = poisoned(g, batch * m * n).reshape(&[batch, m, n]);
+    let o = GemmOptions { kernel, ..Default::default() };
+    let mut step = g.step("test.split.gemm");
+    let d = gemm::gemm(&mut step, &ta, &tb, None, &tc, &o).unwrap();
+    step.submit().unwrap();
+    assert_close(&format!("folded {kernel:?}"), &g.read_f32(&tc).unwrap(), &gemm::reference(&a, &b, None, &[], &d, &o), 1e-5, 1e-5);
+}
+
+#[test]
+fn pooled_buffers_are_not_reused_while_a_recorded_step_needs_them() {
+    let g = &gpu().gpu;
+    let n = 4096;
+    let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let tx = g.upload_f32(&x, &[n]).unwrap();
+    let ty = g.empty(&[n], DType::F32).unwrap();
+    let mut step = g.step("test.pool");
+    elementwise::unary(&mut step, UnaryOp::Neg, &tx, &ty).unwrap();
+    // Dropping the input before submission must not free its buffer for the upload below.
+    drop(tx);
+    let other = g.upload_f32(&vec![7.0; n], &[n]).unwrap();
+    step.submit().unwrap();
+    let got = g.read_f32(&ty).unwrap();
+    assert!(got.iter().zip(&x).all(|(g, x)| *g == -*x), "input was overwritten before the step ran");
+    drop(other);
+    // After the step, freed buffers do come back.
+    let before = g.pool_free_bytes();
+    let t = g.empty(&[n], DType::F32).unwrap();
+    assert!(g.pool_free_bytes() < before, "a free buffer of the right class should have been reused");
+    drop(t);
+}
+
+#[test]
+fn steps_with_many_dispatches_chain_in_order() {
+    // 300 dependent launches in one submission: y = y + 1, each reading the previous result.
+    let g = &gpu().gpu;
+    let n = 1000;
+    let ones = g.upload_f32(&vec![1.0; n], &[n]).unwrap();
+    let a = g.upload_f32(&vec![0.0; n], &[n]).unwrap();
+    let b = g.empty(&[n], DType::F32).unwrap();
+    let mut step = g.step("test.chain");
+    for i in 0..300 {
+        let (src, dst) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        elementwise::binary(&mut step, BinaryOp::Add, src, &ones, dst).unwrap();
+    }
+    step.submit().unwrap();
+    assert!(g.read_f32(&a).unwrap().iter().all(|&v| v == 300.0));
+}
+
+#[test]
+fn profiler_counts_every_dispatch_by_kernel() {
+    let g = &gpu().gpu;
+    let x = g.upload_f32(&vec![1.0; 2048], &[2048]).unwrap();
+    let y = g.empty(&[2048], DType::F32).unwrap();
+    g.reset_profile();
+    g.set_profiling(true);
+    let mut step = g.step("test.profile");
+    for _ in 0..5 {
+        elementwise::unary(&mut step, UnaryOp::Exp, &x, &y).unwrap();
+    }
+    elementwise::fill(&mut step, &y, 0.0).unwrap();
+    step.submit().unwrap();
+    g.set_profiling(false);
+    let report = g.profile();
+    let exp = report.kernels.iter().find(|k| k.kernel == "unary.Exp").expect("unary.Exp profiled");
+    assert_eq!(exp.count, 5);
+    assert!(exp.total_ms > 0.0 && exp.total_ms.is_finite());
+    assert_eq!(report.kernels.iter().find(|k| k.kernel == "fill").unwrap().count, 1);
+    assert!(report.table().contains("unary.Exp"));
+    // Results are still right when every dispatch runs in its own timed pass.
+    assert!(g.read_f32(&y).unwrap().iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn uploads_and_reads_check_types_and_sizes() {
+    let g = &gpu().gpu;
+    assert!(g.upload_f32(&[1.0, 2.0], &[3]).is_err());
+    let t = g.upload(&[1u32, 2, 3], &[3], DType::U32).unwrap();
+    assert_eq!(g.read::<u32>(&t).unwrap(), vec![1, 2, 3]);
+    assert!(g.read::<u16>(&t).is_err());
+    let h: Vec<half::f16> = [0.5f32, -1.0, 3.0].iter().map(|&v| half::f16::from_f32(v)).collect();
+    let t = g.upload(&h, &[3], DType::F16).unwrap();
+    assert_eq!(g.read::<half::f16>(&t).unwrap(), h);
+    let too_big = g.max_storage_binding() as usize / 4 + 1;
+    assert!(g.empty(&[too_big], DType::F32).unwrap_err().to_string().contains("limit"));
+}
