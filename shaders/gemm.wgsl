@@ -135,15 +135,14 @@ fn gemm_reg4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
 }
 
-// gemm_vec4: barrier-free like gemm_reg4x4, but each invocation owns contiguous 4x4 blocks and
-// steps K four at a time with 16-byte loads. HALVES = 1: one 4x4 block (32x32 tile); HALVES = 2:
-// a 2x2 grid of blocks, 8x8 outputs (64x64 tile), which doubles the FMAs per loaded element.
-// On lavapipe every storage load costs tens of cycles per lane, so FMAs per loaded element is
-// what sets the speed (docs/RESULTS.md). Blocks are mat4x4, so either storage order of A and B
-// is one transpose away. Needs K % 4 == 0, M % 4 == 0 when A is transposed, N % 4 == 0 when B
-// is not (the host checks, and falls back to gemm_reg4x4).
-override HALVES: u32 = 1u;
-
+// gemm_vec4 / gemm_vec4x8: barrier-free like gemm_reg4x4, but each invocation owns contiguous
+// 4x4 blocks (one, or a 2x2 grid of them: 8x8 outputs, a 64x64 workgroup tile) and steps K four
+// at a time with 16-byte loads. On lavapipe every storage load costs tens of cycles per lane, so
+// FMAs per loaded element set the speed: 4 here, 8 for vec4x8 (docs/RESULTS.md). Blocks are
+// mat4x4, so either storage order of A and B is one transpose away. The accumulators are named
+// variables, not an array: an array indexed in a loop measured 15-20% slower on lavapipe.
+// Needs K % 4 == 0, M % 4 == 0 when A is transposed, N % 4 == 0 when B is not (the host checks,
+// and falls back to gemm_reg4x4).
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 
@@ -173,41 +172,60 @@ fn b_block(base: u32, k: u32, c0: u32) -> mat4x4<f32> {
     return transpose(mat4x4<f32>(b4[i], b4[i + ld], b4[i + 2u * ld], b4[i + 3u * ld]));
 }
 
+const ZERO4 = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+
+// Stores a 4x4 block: acc[j][i] = C[row0 + i, col0 + j].
+fn store_block(batch: u32, row0: u32, col0: u32, acc: mat4x4<f32>) {
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            store(batch, row0 + i, col0 + j, acc[j][i]);
+        }
+    }
+}
+
 @compute @workgroup_size(8, 8, 1)
 fn gemm_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_id) lid: vec3<u32>) {
     let g = logical_workgroup(wid, nwg, p.grid);
     if (g.w == 0u) { return; }
-    let span = 4u * HALVES;
-    let row0 = (g.y * 8u + lid.y) * span;
-    let col0 = (g.x * 8u + lid.x) * span;
+    let row0 = (g.y * 8u + lid.y) * 4u;
+    let col0 = (g.x * 8u + lid.x) * 4u;
     if (row0 >= p.m || col0 >= p.n) { return; }
     let ba = g.z * p.stride_a / 4u;
     let bb = g.z * p.stride_b / 4u;
-    let zero = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-    // acc[2r + c] is the block at rows row0 + 4r, columns col0 + 4c.
-    var acc = array<mat4x4<f32>, 4>(zero, zero, zero, zero);
+    var acc = ZERO4;
     for (var k = 0u; k < p.k; k += 4u) {
-        var ma: array<mat4x4<f32>, 2>;
-        var mb: array<mat4x4<f32>, 2>;
-        for (var h = 0u; h < HALVES; h++) {
-            ma[h] = a_block(ba, k, row0 + 4u * h);
-            mb[h] = b_block(bb, k, col0 + 4u * h);
-        }
-        for (var r = 0u; r < HALVES; r++) {
-            for (var c = 0u; c < HALVES; c++) {
-                acc[2u * r + c] += ma[r] * mb[c];
-            }
-        }
+        acc += a_block(ba, k, row0) * b_block(bb, k, col0);
     }
-    // acc[..][j][i] = C[row + i, col + j].
-    for (var r = 0u; r < HALVES; r++) {
-        for (var c = 0u; c < HALVES; c++) {
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    store(g.z, row0 + 4u * r + i, col0 + 4u * c + j, acc[2u * r + c][j][i]);
-                }
-            }
-        }
+    store_block(g.z, row0, col0, acc);
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn gemm_vec4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    if (g.w == 0u) { return; }
+    let row0 = (g.y * 8u + lid.y) * 8u;
+    let col0 = (g.x * 8u + lid.x) * 8u;
+    if (row0 >= p.m || col0 >= p.n) { return; }
+    let ba = g.z * p.stride_a / 4u;
+    let bb = g.z * p.stride_b / 4u;
+    var acc00 = ZERO4;
+    var acc01 = ZERO4;
+    var acc10 = ZERO4;
+    var acc11 = ZERO4;
+    for (var k = 0u; k < p.k; k += 4u) {
+        let ma0 = a_block(ba, k, row0);
+        let ma1 = a_block(ba, k, row0 + 4u);
+        let mb0 = b_block(bb, k, col0);
+        let mb1 = b_block(bb, k, col0 + 4u);
+        acc00 += ma0 * mb0;
+        acc01 += ma0 * mb1;
+        acc10 += ma1 * mb0;
+        acc11 += ma1 * mb1;
     }
+    store_block(g.z, row0, col0, acc00);
+    store_block(g.z, row0, col0 + 4u, acc01);
+    store_block(g.z, row0 + 4u, col0, acc10);
+    store_block(g.z, row0 + 4u, col0 + 4u, acc11);
 }

@@ -102,7 +102,7 @@ fn run(cli: Cli) -> Result<()> {
                 vec![adapter.selector()]
             };
             if selectors.is_empty() {
-                anyhow::bail!("{}", gpu::NO_ADAPTER_HELP);
+                anyhow::bail!("no GPU adapter found. {}", gpu::NO_ADAPTER_HELP);
             }
             let cfg = GemmBenchConfig { shapes, kernels, warmup, repeats, budget_s: 3.0 };
             let results = bench::gemm_all(&selectors, &cfg, |r| {
@@ -136,7 +136,7 @@ fn backend_of(name: &str) -> Option<BackendChoice> {
 fn devices(json: bool) -> Result<()> {
     let adapters = gpu::list_adapters();
     if adapters.is_empty() {
-        anyhow::bail!("{}", gpu::NO_ADAPTER_HELP);
+        anyhow::bail!("no GPU adapter found. {}", gpu::NO_ADAPTER_HELP);
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&adapters)?);

@@ -64,3 +64,19 @@ fn every_subcommand_has_help() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
     }
 }
+
+#[test]
+fn no_vulkan_driver_says_what_to_install() {
+    // An empty Vulkan driver list: the Vulkan loader finds nothing, as on a machine without a GPU
+    // driver. (wgpu's GL backend may still see a software adapter; it is listed, not used.)
+    let out = ser()
+        .args(["bench", "gemm", "--backend", "vulkan", "--sizes", "8"])
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mesa-vulkan-drivers"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

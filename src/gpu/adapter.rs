@@ -188,7 +188,7 @@ pub(crate) fn report(index: usize, adapter: &wgpu::Adapter) -> AdapterReport {
 }
 
 /// The message for a machine with no usable adapter: say what to install, not just that it failed.
-pub const NO_ADAPTER_HELP: &str = "no GPU adapter found. ser needs a Vulkan, Metal or DX12 driver \
+pub const NO_ADAPTER_HELP: &str = "ser needs a Vulkan, Metal or DX12 driver \
 (or OpenGL via wgpu's GL backend). On a machine without a GPU install Mesa's software Vulkan \
 driver: `apt-get install mesa-vulkan-drivers libvulkan1` on Debian and Ubuntu, \
 `dnf install mesa-vulkan-drivers` on Fedora.";
@@ -196,7 +196,7 @@ driver: `apt-get install mesa-vulkan-drivers libvulkan1` on Debian and Ubuntu, \
 pub(crate) fn choose(instance: &wgpu::Instance, sel: &AdapterSelector) -> Result<wgpu::Adapter> {
     let all = enumerate(instance);
     if all.is_empty() {
-        bail!("{NO_ADAPTER_HELP}");
+        bail!("no GPU adapter found. {NO_ADAPTER_HELP}");
     }
     let wanted = sel.backends();
     let name = sel.name.as_ref().map(|n| n.to_ascii_lowercase());
@@ -215,11 +215,13 @@ pub(crate) fn choose(instance: &wgpu::Instance, sel: &AdapterSelector) -> Result
                     format!("{} ({})", i.name, backend_name(i.backend))
                 })
                 .collect();
+            let any_on_backend = all.iter().any(|a| wanted.contains(wgpu::Backends::from(a.get_info().backend)));
             bail!(
-                "no adapter matches name {:?} and backend {:?}; present: {}",
+                "no adapter matches name {:?} and backend {:?}; present: {}{}",
                 sel.name.as_deref().unwrap_or("any"),
                 sel.backend.map_or("any".to_string(), |b| format!("{b:?}").to_lowercase()),
-                present.join(", ")
+                present.join(", "),
+                if any_on_backend { String::new() } else { format!("\n{NO_ADAPTER_HELP}") }
             )
         }
     }

@@ -41,11 +41,13 @@ impl GemmKernel {
         const TILED: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_tiled16", bindings: BINDINGS };
         const REG: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_reg4x4", bindings: BINDINGS };
         const VEC4: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_vec4", bindings: BINDINGS };
+        const VEC4X8: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_vec4x8", bindings: BINDINGS };
         match self {
             GemmKernel::Naive => &NAIVE,
             GemmKernel::Tiled16 => &TILED,
             GemmKernel::Reg4x4 => &REG,
-            GemmKernel::Vec4 | GemmKernel::Vec4x8 => &VEC4,
+            GemmKernel::Vec4 => &VEC4,
+            GemmKernel::Vec4x8 => &VEC4X8,
         }
     }
 
@@ -197,11 +199,6 @@ pub fn gemm(step: &mut Step, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, c: &
         ("HAS_BIAS", bias.is_some() as u8 as f64),
         ("RELU", o.relu as u8 as f64),
     ];
-    let halves = [("HALVES", if kernel == GemmKernel::Vec4x8 { 2.0 } else { 1.0 })];
-    let constants: Vec<(&'static str, f64)> = match kernel {
-        GemmKernel::Vec4 | GemmKernel::Vec4x8 => constants.iter().chain(&halves).copied().collect(),
-        _ => constants.to_vec(),
-    };
     let bias = bias.unwrap_or(step.gpu().placeholder()).clone();
     let label = format!(
         "gemm.{:?}[{}{}{}{}]",
