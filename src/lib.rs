@@ -1,8 +1,10 @@
 //! `ser`: speech emotion recognition as a GPU-native compute pipeline.
 //!
-//! Stages, in data-flow order: [`gpu`] (the runtime that owns every wgpu call), [`ops`]
+//! Stages, in data-flow order: [`audio`] (finding, decoding, resampling clips), [`gpu`] (the
+//! runtime that owns every wgpu call), [`ops`]
 //! (kernel families, each with a CPU reference) and [`bench`] (throughput measurements).
 
+pub mod audio;
 pub mod bench;
 pub mod gpu;
 pub mod ops;
