@@ -1,0 +1,103 @@
+"""Writes the librosa golden files that tests/features.rs compares ser's GPU features against.
+
+Run from the repository root after tools/golden/setup.sh:
+    tools/.venv/bin/python tools/golden/make_golden.py
+
+One safetensors file per signal in tests/golden/, holding float32 tensors named
+"<setting>.<feature>" (mel_db, mfcc, chroma, contrast: [rows, frames]; tuning: [1]) and, for the
+synthetic signals, "signal" (the exact float32 input). Settings:
+  librosa: librosa's defaults (n_fft 2048, hop 512, 128 mels, tuning estimated, contrast fmin 200)
+  ser:     ser's defaults (n_fft 1024, hop 256, 64 mels, tuning 0, contrast fmin 200)
+The 48 kHz RAVDESS originals are decoded by soundfile (as librosa.load does) at their own rate,
+so ser decodes the same file and both sides start from identical samples. resample.safetensors
+holds soxr's high-quality 48 -> 16 kHz conversion of one original, as librosa.load(sr=16000) does.
+"""
+import json
+import os
+import sys
+
+import librosa
+import numpy as np
+import soundfile as sf
+import soxr
+from safetensors.numpy import save_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = os.path.join(ROOT, "tests", "golden")
+SAMPLE_48K = os.path.join(ROOT, "..", "shared", "data", "ravdess-48k-sample")
+
+SETTINGS = {
+    "librosa": dict(n_fft=2048, hop=512, n_mels=128, n_mfcc=40, tuning=None, contrast_fmin=200.0),
+    "ser": dict(n_fft=1024, hop=256, n_mels=64, n_mfcc=40, tuning=0.0, contrast_fmin=200.0),
+}
+
+
+def features(y, sr, s):
+    n_fft, hop = s["n_fft"], s["hop"]
+    mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=s["n_mels"])
+    mel_db = librosa.power_to_db(mel)
+    mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=s["n_mfcc"], n_fft=n_fft, hop_length=hop, n_mels=s["n_mels"])
+    power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop)) ** 2
+    tuning = s["tuning"]
+    if tuning is None:
+        tuning = librosa.estimate_tuning(S=power, sr=sr, n_fft=n_fft, bins_per_octave=12)
+    chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=n_fft, hop_length=hop, tuning=s["tuning"])
+    contrast = librosa.feature.spectral_contrast(y=y, sr=sr, n_fft=n_fft, hop_length=hop, fmin=s["contrast_fmin"])
+    return {
+        "mel_db": mel_db,
+        "mfcc": mfcc,
+        "chroma": chroma,
+        "contrast": contrast,
+        "tuning": np.array([tuning]),
+    }
+
+
+def write(name, y, sr, store_signal, source):
+    tensors = {}
+    for setting, s in SETTINGS.items():
+        for feat, value in features(y, sr, s).items():
+            tensors[f"{setting}.{feat}"] = np.ascontiguousarray(value, dtype=np.float32)
+    if store_signal:
+        tensors["signal"] = np.ascontiguousarray(y, dtype=np.float32)
+    meta = {
+        "source": source,
+        "sample_rate": str(sr),
+        "settings": json.dumps(SETTINGS),
+        "versions": json.dumps({"librosa": librosa.__version__, "numpy": np.__version__, "soxr": soxr.__version__}),
+    }
+    save_file(tensors, os.path.join(OUT, f"{name}.safetensors"), metadata=meta)
+    print(f"{name}: {len(y)} samples at {sr} Hz, tuning {tensors['librosa.tuning'][0]:+.2f}")
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    sr = 16000
+    t = np.arange(sr, dtype=np.float64) / sr
+    rng = np.random.default_rng(20261124)
+    synthetic = {
+        "silence": np.zeros(sr),
+        "tone440": 0.5 * np.sin(2 * np.pi * 440.0 * t),
+        "chirp": 0.5 * librosa.chirp(fmin=100.0, fmax=7000.0, sr=sr, duration=1.0),
+        "noise": 0.3 * rng.standard_normal(sr),
+        "short": 0.5 * np.sin(2 * np.pi * 300.0 * t[:700]),
+    }
+    for name, y in synthetic.items():
+        write(name, y.astype(np.float32), sr, True, f"synthetic {name}, 16 kHz")
+    for wav in ["03-01-08-01-02-02-01.wav", "03-01-05-02-02-01-07.wav"]:
+        path = os.path.join(SAMPLE_48K, wav)
+        data, file_sr = sf.read(path, dtype="float32", always_2d=True)
+        y = data.mean(axis=1).astype(np.float32)  # librosa.to_mono
+        write("ravdess48k_" + wav[:-4], y, file_sr, False, f"ravdess-48k-sample/{wav}, decoded by soundfile")
+    path = os.path.join(SAMPLE_48K, "03-01-01-01-01-01-01.wav")
+    y48, _ = librosa.load(path, sr=None, mono=True)
+    y16 = librosa.resample(y48, orig_sr=48000, target_sr=16000, res_type="soxr_hq")
+    save_file(
+        {"soxr_hq": np.ascontiguousarray(y16, dtype=np.float32)},
+        os.path.join(OUT, "resample.safetensors"),
+        metadata={"source": "ravdess-48k-sample/03-01-01-01-01-01-01.wav", "from": "48000", "to": "16000"},
+    )
+    print(f"resample: {len(y48)} -> {len(y16)} samples")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
