@@ -60,8 +60,15 @@ pub const ELEMENTWISE_WGSL: ShaderFile = ShaderFile {
     needs_subgroups: false,
 };
 
+pub const STFT_WGSL: ShaderFile = ShaderFile {
+    name: "stft.wgsl",
+    source: include_str!("../../shaders/stft.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
 /// Every shader in `shaders/` except the prelude (which is validated as part of each of these).
-pub const SHADERS: &[&ShaderFile] = &[&GEMM_WGSL, &ELEMENTWISE_WGSL];
+pub const SHADERS: &[&ShaderFile] = &[&GEMM_WGSL, &ELEMENTWISE_WGSL, &STFT_WGSL];
 
 /// Cache key: which code, which entry point, which override constants (bit-exact).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -9,8 +9,8 @@ mod tensor;
 
 pub use adapter::{AdapterReport, AdapterSelector, BackendChoice, KeyLimits, NO_ADAPTER_HELP};
 pub use kernel::{
-    Access, ELEMENTWISE_WGSL, GEMM_WGSL, KernelSpec, PRELUDE, SHADERS, ShaderFile, capabilities_for,
-    validate,
+    Access, ELEMENTWISE_WGSL, GEMM_WGSL, KernelSpec, PRELUDE, SHADERS, STFT_WGSL, ShaderFile,
+    capabilities_for, validate,
 };
 pub use profiler::{KernelStat, ProfileReport};
 pub use tensor::{DType, Tensor};
@@ -43,7 +43,8 @@ pub struct DeviceReport {
 fn required_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
     let mut req = wgpu::Limits::downlevel_defaults();
     req.max_storage_buffers_per_shader_stage = 8;
-    req.max_compute_workgroup_storage_size = 16384;
+    // The FFT keeps a whole frame in workgroup memory (8 bytes per n_fft); take what is there.
+    req.max_compute_workgroup_storage_size = adapter.max_compute_workgroup_storage_size.min(65536);
     req.max_compute_invocations_per_workgroup = 256;
     req.max_compute_workgroup_size_x = 256;
     req.max_compute_workgroup_size_y = 256;
@@ -150,6 +151,11 @@ impl Gpu {
     /// naga capabilities that match the features this device was created with.
     pub fn capabilities(&self) -> naga::valid::Capabilities {
         capabilities_for(self.has_f16(), self.has_subgroups())
+    }
+
+    /// Workgroup memory a kernel may use on this device.
+    pub fn max_workgroup_bytes(&self) -> usize {
+        self.limits.max_compute_workgroup_storage_size as usize
     }
 
     pub fn max_storage_binding(&self) -> u64 {

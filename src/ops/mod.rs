@@ -3,6 +3,7 @@
 
 pub mod elementwise;
 pub mod gemm;
+pub mod stft;
 
 /// Workgroups needed to cover `n` items, `per_group` at a time, as a u32 grid dimension.
 pub(crate) fn groups(n: usize, per_group: usize) -> anyhow::Result<u32> {

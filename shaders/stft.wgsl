@@ -1,0 +1,95 @@
+// Short-time Fourier transform of many clips at once, to the power spectrum |X|^2.
+//
+// One workgroup per frame. A frame of clip c, index t, covers samples t * hop - n_fft / 2 ..
+// + n_fft of that clip, zero outside it (librosa's center=True with zero padding). The frame is
+// windowed, packed as n_fft / 2 complex values (even samples real, odd imaginary), transformed by
+// a radix-2 Stockham FFT in workgroup memory, and unpacked into the n_fft / 2 + 1 bins of the
+// real transform. Rows of the output are `stride` floats apart; bins past n_fft / 2 are zeroed so
+// the rows can feed vec4 GEMMs.
+//
+// Each clip is described by (sample offset, sample count, first frame, frame count).
+
+override HALF: u32 = 512u;       // n_fft / 2, a power of two
+override LOG2_HALF: u32 = 9u;
+
+struct Params {
+    grid: vec4<u32>,
+    n_fft: u32, hop: u32, stride: u32, frames: u32,
+}
+
+const WG: u32 = 256u;
+const PI: f32 = 3.14159265358979;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> signal: array<f32>;
+@group(0) @binding(2) var<storage, read> clips: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> frame_clip: array<u32>;
+@group(0) @binding(4) var<storage, read> window: array<f32>;
+@group(0) @binding(5) var<storage, read_write> power: array<f32>;
+
+// Two halves: the FFT ping-pongs between them, stage by stage.
+var<workgroup> buf: array<vec2<f32>, 2 * HALF>;
+
+fn cmul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    return vec2<f32>(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
+}
+
+fn twiddle(angle: f32) -> vec2<f32> {
+    return vec2<f32>(cos(angle), sin(angle));
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn stft_power(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    // The whole workgroup shares one frame, so this exit is uniform and barriers stay valid.
+    let g = logical_workgroup(wid, nwg, p.grid);
+    if (g.w == 0u || g.x >= p.frames) { return; }
+    let frame = g.x;
+    let clip = clips[frame_clip[frame]];
+    let start = i32((frame - clip.z) * p.hop) - i32(p.n_fft / 2u);
+    let len = i32(clip.y);
+
+    for (var k = lid; k < HALF; k += WG) {
+        let i0 = start + 2 * i32(k);
+        var v = vec2<f32>(0.0);
+        if (i0 >= 0 && i0 < len) { v.x = signal[clip.x + u32(i0)] * window[2u * k]; }
+        if (i0 + 1 >= 0 && i0 + 1 < len) { v.y = signal[clip.x + u32(i0 + 1)] * window[2u * k + 1u]; }
+        buf[k] = v;
+    }
+    workgroupBarrier();
+
+    // Stockham radix-2: stage s reads one half and writes the other, in natural order at the end.
+    for (var s = 0u; s < LOG2_HALF; s++) {
+        let src = (s & 1u) * HALF;
+        let dst = HALF - src;
+        let ns = 1u << s;
+        for (var j = lid; j < HALF / 2u; j += WG) {
+            let k = j & (ns - 1u);
+            let a = buf[src + j];
+            let b = cmul(buf[src + j + HALF / 2u], twiddle(-PI * f32(k) / f32(ns)));
+            let out = (j - k) * 2u + k;
+            buf[dst + out] = a + b;
+            buf[dst + out + ns] = a - b;
+        }
+        workgroupBarrier();
+    }
+
+    // Unpack the real transform: X[k] = E[k] + e^{-2 pi i k / n_fft} O[k], where E and O are the
+    // transforms of the even and odd samples, recovered from Z[k] and conj(Z[HALF - k]).
+    let z = (LOG2_HALF & 1u) * HALF;
+    let row = frame * p.stride;
+    for (var k = lid; k < p.stride; k += WG) {
+        var pw = 0.0;
+        if (k <= HALF) {
+            let zk = buf[z + (k & (HALF - 1u))];
+            let zm = buf[z + ((HALF - k) & (HALF - 1u))];
+            let zc = vec2<f32>(zm.x, -zm.y);
+            let even = 0.5 * (zk + zc);
+            let d = zk - zc;
+            let odd = vec2<f32>(0.5 * d.y, -0.5 * d.x);
+            let x = even + cmul(twiddle(-2.0 * PI * f32(k) / f32(p.n_fft)), odd);
+            pw = dot(x, x);
+        }
+        power[row + k] = pw;
+    }
+}
