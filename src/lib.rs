@@ -6,5 +6,6 @@
 
 pub mod audio;
 pub mod bench;
+pub mod features;
 pub mod gpu;
 pub mod ops;

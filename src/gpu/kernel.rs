@@ -67,8 +67,30 @@ pub const STFT_WGSL: ShaderFile = ShaderFile {
     needs_subgroups: false,
 };
 
+pub const FILTERBANK_WGSL: ShaderFile = ShaderFile {
+    name: "filterbank.wgsl",
+    source: include_str!("../../shaders/filterbank.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
+pub const SEGMENT_WGSL: ShaderFile = ShaderFile {
+    name: "segment.wgsl",
+    source: include_str!("../../shaders/segment.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
+pub const CONTRAST_WGSL: ShaderFile = ShaderFile {
+    name: "contrast.wgsl",
+    source: include_str!("../../shaders/contrast.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
 /// Every shader in `shaders/` except the prelude (which is validated as part of each of these).
-pub const SHADERS: &[&ShaderFile] = &[&GEMM_WGSL, &ELEMENTWISE_WGSL, &STFT_WGSL];
+pub const SHADERS: &[&ShaderFile] =
+    &[&GEMM_WGSL, &ELEMENTWISE_WGSL, &STFT_WGSL, &FILTERBANK_WGSL, &SEGMENT_WGSL, &CONTRAST_WGSL];
 
 /// Cache key: which code, which entry point, which override constants (bit-exact).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -9,8 +9,8 @@ mod tensor;
 
 pub use adapter::{AdapterReport, AdapterSelector, BackendChoice, KeyLimits, NO_ADAPTER_HELP};
 pub use kernel::{
-    Access, ELEMENTWISE_WGSL, GEMM_WGSL, KernelSpec, PRELUDE, SHADERS, STFT_WGSL, ShaderFile,
-    capabilities_for, validate,
+    Access, CONTRAST_WGSL, ELEMENTWISE_WGSL, FILTERBANK_WGSL, GEMM_WGSL, KernelSpec, PRELUDE, SEGMENT_WGSL, SHADERS,
+    STFT_WGSL, ShaderFile, capabilities_for, validate,
 };
 pub use profiler::{KernelStat, ProfileReport};
 pub use tensor::{DType, Tensor};

@@ -2,7 +2,10 @@
 //! [`Step`](crate::gpu::Step), and carries a float64 CPU reference that the tests hold it to.
 
 pub mod elementwise;
+pub mod contrast;
+pub mod filterbank;
 pub mod gemm;
+pub mod segment;
 pub mod stft;
 
 /// Workgroups needed to cover `n` items, `per_group` at a time, as a u32 grid dimension.

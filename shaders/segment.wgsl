@@ -1,0 +1,127 @@
+// Per-clip operations on row-major [frames, cols] matrices whose rows are grouped by clip
+// (clip c owns rows clips[c].z .. clips[c].z + clips[c].w):
+//   segment_max   the largest value of each clip (power_to_db's top_db is relative to it)
+//   power_to_db   librosa.power_to_db with ref, amin and top_db against the clip's maximum
+//   assemble      copies columns into a zero-padded [clips, t_max, width] tensor at a column offset
+//   segment_mean  the mean over each clip's own frames, into [clips, width] at a column offset
+
+struct Params {
+    grid: vec4<u32>,
+    rows: u32, cols: u32, t_max: u32, width: u32,
+    col_offset: u32, clips: u32, _pad0: u32, _pad1: u32,
+    amin: f32, ref_db: f32, top_db: f32, _pad2: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> clips: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> src: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+
+const WG: u32 = 256u;
+var<workgroup> partial: array<f32, WG>;
+
+// One workgroup per clip.
+@compute @workgroup_size(256, 1, 1)
+fn segment_max(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    if (g.w == 0u) { return; }
+    let clip = clips[g.x];
+    let first = clip.z * p.cols;
+    let end = (clip.z + clip.w) * p.cols;
+    var m = -3.40282347e38;
+    for (var i = first + lid; i < end; i += WG) {
+        m = max(m, src[i]);
+    }
+    partial[lid] = m;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half /= 2u) {
+        if (lid < half) { partial[lid] = max(partial[lid], partial[lid + half]); }
+        workgroupBarrier();
+    }
+    if (lid == 0u) { dst[g.x] = partial[0]; }
+}
+
+// 10 log10(x), by way of log2 (WGSL has no log10).
+fn db(x: f32) -> f32 {
+    return 3.0102999566398120 * log2(max(p.amin, x)) - p.ref_db;
+}
+
+// src is the per-clip maximum from segment_max; dst is transformed in place. Needs the clip of
+// each row, found by a binary search of the clip table (rows are grouped by clip).
+@group(0) @binding(2) var<storage, read> clip_max: array<f32>;
+@group(0) @binding(3) var<storage, read_write> values: array<f32>;
+
+fn clip_of_row(row: u32) -> u32 {
+    var lo = 0u;
+    var hi = p.clips;
+    while (hi - lo > 1u) {
+        let mid = (lo + hi) / 2u;
+        if (clips[mid].z <= row) { lo = mid; } else { hi = mid; }
+    }
+    return lo;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn power_to_db(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    let i = g.x * 64u + lid;
+    if (g.w == 0u || i >= p.rows * p.cols) { return; }
+    var v = db(values[i]);
+    if (p.top_db >= 0.0) {
+        v = max(v, db(clip_max[clip_of_row(i / p.cols)]) - p.top_db);
+    }
+    values[i] = v;
+}
+
+// One invocation per (clip, t, column); grid covers clips * t_max * cols.
+@compute @workgroup_size(64, 1, 1)
+fn assemble(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    let i = g.x * 64u + lid;
+    if (g.w == 0u || i >= p.clips * p.t_max * p.cols) { return; }
+    let j = i % p.cols;
+    let t = (i / p.cols) % p.t_max;
+    let c = i / (p.cols * p.t_max);
+    let clip = clips[c];
+    var v = 0.0;
+    if (t < clip.w) { v = src[(clip.z + t) * p.cols + j]; }
+    dst[(c * p.t_max + t) * p.width + p.col_offset + j] = v;
+}
+
+// One invocation per (clip, column); compensated summation keeps long clips exact to float32.
+@compute @workgroup_size(64, 1, 1)
+fn segment_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    let i = g.x * 64u + lid;
+    if (g.w == 0u || i >= p.clips * p.cols) { return; }
+    let j = i % p.cols;
+    let clip = clips[i / p.cols];
+    var sum = 0.0;
+    var carry = 0.0;
+    for (var t = 0u; t < clip.w; t++) {
+        let y = src[(clip.z + t) * p.cols + j] - carry;
+        let s = sum + y;
+        carry = (s - sum) - y;
+        sum = s;
+    }
+    dst[(i / p.cols) * p.width + p.col_offset + j] = sum / f32(max(clip.w, 1u));
+}
+
+// librosa.util.normalize(norm=inf) along each row of dst [rows, cols], in place: divide by the
+// row's largest magnitude, leaving rows whose maximum is below the smallest normal float alone.
+@compute @workgroup_size(64, 1, 1)
+fn normalize_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    let r = g.x * 64u + lid;
+    if (g.w == 0u || r >= p.rows) { return; }
+    var m = 0.0;
+    for (var j = 0u; j < p.cols; j++) { m = max(m, abs(dst[r * p.cols + j])); }
+    if (m >= 1.17549435e-38) {
+        for (var j = 0u; j < p.cols; j++) { dst[r * p.cols + j] /= m; }
+    }
+}

@@ -1,0 +1,270 @@
+//! Feature extraction on the GPU: MFCC, chroma and spectral contrast exactly as librosa defines
+//! them, for many clips per submission. Owns the feature configuration, the batch layout
+//! (concatenated clips, a clip table, the clip of every frame) and the order of kernels; the
+//! kernels themselves live in `ops`.
+
+pub mod filters;
+
+use crate::gpu::{DType, Gpu, Tensor};
+use crate::ops::contrast::{self, Band};
+use crate::ops::elementwise::{self, BinaryOp};
+use crate::ops::filterbank::{self, Filterbank};
+use crate::ops::gemm::{self, GemmOptions};
+use crate::ops::segment::{self, DbOptions};
+use crate::ops::stft::{self, SpectrumLayout};
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// How chroma finds its tuning (deviation from A440 in fractions of a chroma bin).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tuning {
+    /// A fixed deviation; 0 is A440.
+    Fixed(f64),
+    /// Estimated per clip as librosa.estimate_tuning does (piptrack).
+    Estimate,
+}
+
+/// Everything that determines the features. Stored with every feature file and checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureConfig {
+    pub sample_rate: u32,
+    pub n_fft: usize,
+    pub hop: usize,
+    pub n_mels: usize,
+    pub n_mfcc: usize,
+    pub fmin: f64,
+    /// None is Nyquist.
+    pub fmax: Option<f64>,
+    pub htk: bool,
+    pub db: DbOptions,
+    pub n_chroma: usize,
+    pub tuning: Tuning,
+    pub contrast_fmin: f64,
+    pub contrast_bands: usize,
+    pub contrast_quantile: f64,
+}
+
+impl Default for FeatureConfig {
+    /// `ser`'s defaults: 16 kHz, 64 ms windows every 16 ms, 64 mel bands, tuning fixed at A440.
+    fn default() -> Self {
+        FeatureConfig { n_fft: 1024, hop: 256, n_mels: 64, tuning: Tuning::Fixed(0.0), ..FeatureConfig::librosa(16_000) }
+    }
+}
+
+impl FeatureConfig {
+    /// librosa's defaults at a given rate (n_fft 2048, hop 512, 128 mels, estimated tuning).
+    pub fn librosa(sample_rate: u32) -> Self {
+        FeatureConfig {
+            sample_rate,
+            n_fft: 2048,
+            hop: 512,
+            n_mels: 128,
+            n_mfcc: 40,
+            fmin: 0.0,
+            fmax: None,
+            htk: false,
+            db: DbOptions::default(),
+            n_chroma: 12,
+            tuning: Tuning::Estimate,
+            contrast_fmin: 200.0,
+            contrast_bands: 6,
+            contrast_quantile: 0.02,
+        }
+    }
+
+    /// Columns per frame: MFCC, then chroma, then contrast (59 with the defaults).
+    pub fn dim(&self) -> usize {
+        self.n_mfcc + self.n_chroma + self.contrast_bands + 1
+    }
+
+    pub fn layout(&self) -> Result<SpectrumLayout> {
+        SpectrumLayout::new(self.n_fft, self.hop)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.n_mfcc > self.n_mels {
+            bail!("n_mfcc ({}) cannot exceed n_mels ({})", self.n_mfcc, self.n_mels);
+        }
+        let nyquist = self.sample_rate as f64 / 2.0;
+        if self.fmax.is_some_and(|f| f > nyquist) || self.fmin >= self.fmax.unwrap_or(nyquist) {
+            bail!("mel range {}..{:?} Hz does not fit 0..{nyquist} Hz", self.fmin, self.fmax);
+        }
+        if matches!(self.tuning, Tuning::Estimate) {
+            bail!("tuning estimation on the GPU is not implemented yet; use a fixed tuning (e.g. --tuning 0)");
+        }
+        Ok(())
+    }
+}
+
+/// Features of a batch of clips, frame by frame and per clip.
+pub struct Features {
+    /// [clips, t_max, dim], zero past each clip's length.
+    pub frames: Vec<f32>,
+    pub lengths: Vec<u32>,
+    pub t_max: usize,
+    /// [clips, dim]: the mean over each clip's own frames.
+    pub vectors: Vec<f32>,
+    pub dim: usize,
+}
+
+/// Each feature before assembly, frame-major ([total frames, rows]); for parity tests.
+pub struct FeatureParts {
+    pub mel_db: Vec<f32>,
+    pub mfcc: Vec<f32>,
+    pub chroma: Vec<f32>,
+    pub contrast: Vec<f32>,
+    /// First frame and frame count of each clip.
+    pub clip_frames: Vec<(usize, usize)>,
+}
+
+/// The constant GPU inputs of one configuration: window, filterbanks, DCT, contrast bands.
+pub struct Extractor {
+    cfg: FeatureConfig,
+    layout: SpectrumLayout,
+    window: Tensor,
+    mel: Filterbank,
+    chroma: Filterbank,
+    dct: Tensor,
+    bands: Vec<Band>,
+    band_table: Tensor,
+}
+
+/// Host-side layout of one batch.
+struct Batch {
+    signal: Tensor,
+    clips: Tensor,
+    frame_clip: Tensor,
+    clip_frames: Vec<(usize, usize)>,
+    frames: usize,
+}
+
+impl Extractor {
+    pub fn new(gpu: &Gpu, cfg: &FeatureConfig) -> Result<Extractor> {
+        cfg.validate()?;
+        let layout = cfg.layout()?;
+        let sr = cfg.sample_rate as f64;
+        let window: Vec<f32> = stft::hann(cfg.n_fft).iter().map(|&w| w as f32).collect();
+        let mel = filters::mel(sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax.unwrap_or(sr / 2.0), cfg.htk);
+        let Tuning::Fixed(tuning) = cfg.tuning else { unreachable!("validated") };
+        let chroma = filters::chroma(sr, cfg.n_fft, cfg.n_chroma, tuning);
+        let dct: Vec<f32> = filters::dct_ortho(cfg.n_mfcc, cfg.n_mels).into_iter().flatten().map(|v| v as f32).collect();
+        let bands = contrast::bands(sr, cfg.n_fft, cfg.contrast_fmin, cfg.contrast_bands, cfg.contrast_quantile)?;
+        Ok(Extractor {
+            window: gpu.upload_f32(&window, &[cfg.n_fft])?,
+            mel: Filterbank::upload(gpu, &[mel], layout.stride)?,
+            chroma: Filterbank::upload(gpu, &[chroma], layout.stride)?,
+            dct: gpu.upload_f32(&dct, &[cfg.n_mfcc, cfg.n_mels])?,
+            band_table: contrast::upload_bands(gpu, &bands)?,
+            bands,
+            layout,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &FeatureConfig {
+        &self.cfg
+    }
+
+    pub fn contrast_bands(&self) -> &[Band] {
+        &self.bands
+    }
+
+    fn upload_batch(&self, gpu: &Gpu, clips: &[&[f32]]) -> Result<Batch> {
+        let mut signal = Vec::with_capacity(clips.iter().map(|c| c.len()).sum::<usize>().max(1));
+        let mut table = Vec::with_capacity(clips.len() * 4);
+        let mut frame_clip = Vec::new();
+        let mut clip_frames = Vec::with_capacity(clips.len());
+        for (i, c) in clips.iter().enumerate() {
+            if c.is_empty() {
+                bail!("clip {i} has no samples");
+            }
+            let frames = self.layout.frames(c.len());
+            table.extend_from_slice(&[signal.len() as u32, c.len() as u32, frame_clip.len() as u32, frames as u32]);
+            clip_frames.push((frame_clip.len(), frames));
+            frame_clip.extend(std::iter::repeat_n(i as u32, frames));
+            signal.extend_from_slice(c);
+        }
+        let frames = frame_clip.len();
+        Ok(Batch {
+            signal: gpu.upload_f32(&signal, &[signal.len()])?,
+            clips: gpu.upload(&table, &[clips.len(), 4], DType::U32)?,
+            frame_clip: gpu.upload(&frame_clip, &[frames], DType::U32)?,
+            clip_frames,
+            frames,
+        })
+    }
+
+    /// Computes every feature of a batch in one submission; returns the frame-major tensors
+    /// (mel_db [F, n_mels], mfcc [F, n_mfcc], chroma [F, n_chroma], contrast [F, bands + 1]).
+    fn run(&self, gpu: &Gpu, b: &Batch) -> Result<[Tensor; 4]> {
+        let cfg = &self.cfg;
+        let f = b.frames;
+        let n_bands = self.bands.len();
+        let power = gpu.empty(&[f, self.layout.stride], DType::F32)?;
+        let mel_db = gpu.empty(&[f, cfg.n_mels], DType::F32)?;
+        let mfcc = gpu.empty(&[f, cfg.n_mfcc], DType::F32)?;
+        let chroma = gpu.empty(&[f, cfg.n_chroma], DType::F32)?;
+        let peak = gpu.empty(&[f, n_bands], DType::F32)?;
+        let valley = gpu.empty(&[f, n_bands], DType::F32)?;
+        let contrast_db = gpu.empty(&[f, n_bands], DType::F32)?;
+        let clip_max = gpu.empty(&[b.clip_frames.len()], DType::F32)?;
+
+        let mut step = gpu.step("features");
+        stft::power(&mut step, &self.layout, &b.signal, &b.clips, &b.frame_clip, &self.window, &power)?;
+        // MFCC: mel power -> dB against each clip's maximum -> orthonormal DCT-II.
+        filterbank::apply(&mut step, &self.mel, &power, &b.frame_clip, &mel_db, "filterbank.mel")?;
+        segment::power_to_db(&mut step, &b.clips, &mel_db, &clip_max, &cfg.db)?;
+        let dct = GemmOptions { trans_b: true, ..Default::default() };
+        gemm::gemm(&mut step, &mel_db, &self.dct, None, &mfcc, &dct)?;
+        // Chroma: chroma filterbank on the power spectrum, each frame scaled to a maximum of 1.
+        filterbank::apply(&mut step, &self.chroma, &power, &b.frame_clip, &chroma, "filterbank.chroma")?;
+        segment::normalize_rows(&mut step, &chroma)?;
+        // Contrast: dB of band peaks minus dB of band valleys (librosa's default power_to_db).
+        contrast::peaks_and_valleys(&mut step, &power, self.layout.stride, &self.band_table, &peak, &valley)?;
+        segment::power_to_db(&mut step, &b.clips, &peak, &clip_max, &DbOptions::default())?;
+        segment::power_to_db(&mut step, &b.clips, &valley, &clip_max, &DbOptions::default())?;
+        elementwise::binary(&mut step, BinaryOp::Sub, &peak, &valley, &contrast_db)?;
+        step.submit()?;
+        Ok([mel_db, mfcc, chroma, contrast_db])
+    }
+
+    /// Features of clips already at the configured rate.
+    pub fn extract(&self, gpu: &Gpu, clips: &[&[f32]]) -> Result<Features> {
+        let dim = self.cfg.dim();
+        let b = self.upload_batch(gpu, clips)?;
+        let [_, mfcc, chroma, contrast] = self.run(gpu, &b)?;
+        let t_max = b.clip_frames.iter().map(|c| c.1).max().unwrap_or(0);
+        let n = clips.len();
+        let frames = gpu.empty(&[n, t_max, dim], DType::F32)?;
+        let vectors = gpu.empty(&[n, dim], DType::F32)?;
+        let mut step = gpu.step("features.assemble");
+        let mut offset = 0;
+        for part in [&mfcc, &chroma, &contrast] {
+            segment::assemble(&mut step, &b.clips, part, &frames, offset)?;
+            segment::mean(&mut step, &b.clips, part, &vectors, offset)?;
+            offset += part.shape()[1];
+        }
+        step.submit()?;
+        Ok(Features {
+            frames: gpu.read_f32(&frames)?,
+            vectors: gpu.read_f32(&vectors)?,
+            lengths: b.clip_frames.iter().map(|c| c.1 as u32).collect(),
+            t_max,
+            dim,
+        })
+    }
+
+    /// Every feature before assembly, for parity tests against librosa.
+    pub fn extract_parts(&self, gpu: &Gpu, clips: &[&[f32]]) -> Result<FeatureParts> {
+        let b = self.upload_batch(gpu, clips)?;
+        let [mel_db, mfcc, chroma, contrast] = self.run(gpu, &b)?;
+        Ok(FeatureParts {
+            mel_db: gpu.read_f32(&mel_db)?,
+            mfcc: gpu.read_f32(&mfcc)?,
+            chroma: gpu.read_f32(&chroma)?,
+            contrast: gpu.read_f32(&contrast)?,
+            clip_frames: b.clip_frames,
+        })
+    }
+}

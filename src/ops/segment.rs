@@ -1,0 +1,138 @@
+//! Per-clip operations on frame-major matrices (shaders/segment.wgsl): the clip maximum,
+//! librosa's power_to_db against it, assembling padded [clips, t_max, width] tensors, and
+//! per-clip means.
+
+use crate::gpu::{Access, KernelSpec, SEGMENT_WGSL, Step, Tensor};
+use anyhow::{Result, bail};
+
+const MAX: KernelSpec =
+    KernelSpec { shader: &SEGMENT_WGSL, entry: "segment_max", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
+const DB: KernelSpec =
+    KernelSpec { shader: &SEGMENT_WGSL, entry: "power_to_db", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
+const ASSEMBLE: KernelSpec =
+    KernelSpec { shader: &SEGMENT_WGSL, entry: "assemble", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
+const NORMALIZE: KernelSpec =
+    KernelSpec { shader: &SEGMENT_WGSL, entry: "normalize_rows", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
+const MEAN: KernelSpec =
+    KernelSpec { shader: &SEGMENT_WGSL, entry: "segment_mean", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    t_max: u32,
+    width: u32,
+    col_offset: u32,
+    clips: u32,
+    _pad0: [u32; 2],
+    amin: f32,
+    ref_db: f32,
+    top_db: f32,
+    _pad1: f32,
+}
+
+/// librosa.power_to_db's options.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DbOptions {
+    pub reference: f32,
+    pub amin: f32,
+    /// None disables the floor.
+    pub top_db: Option<f32>,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions { reference: 1.0, amin: 1e-10, top_db: Some(80.0) }
+    }
+}
+
+fn clip_count(clips: &Tensor) -> Result<usize> {
+    if clips.len() % 4 != 0 || clips.is_empty() {
+        bail!("clip table {:?} is not [clips, 4]", clips.shape());
+    }
+    Ok(clips.len() / 4)
+}
+
+/// `values` [rows, cols] in place: 10 log10(max(amin, x)) - 10 log10(max(amin, ref)), floored at
+/// the clip's maximum minus top_db. `scratch` holds one float per clip.
+pub fn power_to_db(step: &mut Step, clips: &Tensor, values: &Tensor, scratch: &Tensor, o: &DbOptions) -> Result<()> {
+    let n = clip_count(clips)?;
+    let (rows, cols) = match values.shape() {
+        [r, c] => (*r, *c),
+        s => bail!("power_to_db: values must be [rows, cols], got {s:?}"),
+    };
+    if scratch.len() < n {
+        bail!("power_to_db: scratch needs {n} floats");
+    }
+    let p = Params {
+        rows: rows as u32,
+        cols: cols as u32,
+        clips: n as u32,
+        amin: o.amin,
+        ref_db: 10.0 * o.reference.abs().max(o.amin).log10(),
+        top_db: o.top_db.unwrap_or(-1.0),
+        ..Default::default()
+    };
+    if o.top_db.is_some_and(|t| t < 0.0) {
+        bail!("top_db must be non-negative");
+    }
+    if o.top_db.is_some() {
+        step.dispatch(&MAX, &[], &[clips, values, scratch], bytemuck::bytes_of(&p), [n as u32, 1, 1], "segment.max")?;
+    }
+    let grid = [super::groups(rows * cols, 64)?, 1, 1];
+    step.dispatch(&DB, &[], &[clips, scratch, values], bytemuck::bytes_of(&p), grid, "segment.power_to_db")
+}
+
+/// Copies `src` [rows, cols] into columns col_offset.. of `dst` [clips, t_max, width], zero past
+/// each clip's frame count.
+pub fn assemble(step: &mut Step, clips: &Tensor, src: &Tensor, dst: &Tensor, col_offset: usize) -> Result<()> {
+    let n = clip_count(clips)?;
+    let (cols, t_max, width) = match (src.shape(), dst.shape()) {
+        ([_, c], [d0, t, w]) if *d0 == n && col_offset + c <= *w => (*c, *t, *w),
+        _ => bail!("assemble: src {:?} into dst {:?} at column {col_offset} for {n} clips", src.shape(), dst.shape()),
+    };
+    let p = Params { cols: cols as u32, t_max: t_max as u32, width: width as u32, col_offset: col_offset as u32, clips: n as u32, ..Default::default() };
+    let grid = [super::groups(n * t_max * cols, 64)?, 1, 1];
+    step.dispatch(&ASSEMBLE, &[], &[clips, src, dst], bytemuck::bytes_of(&p), grid, "segment.assemble")
+}
+
+/// Means over each clip's frames of `src` [rows, cols] into columns col_offset.. of `dst` [clips, width].
+pub fn mean(step: &mut Step, clips: &Tensor, src: &Tensor, dst: &Tensor, col_offset: usize) -> Result<()> {
+    let n = clip_count(clips)?;
+    let (cols, width) = match (src.shape(), dst.shape()) {
+        ([_, c], [d0, w]) if *d0 == n && col_offset + c <= *w => (*c, *w),
+        _ => bail!("mean: src {:?} into dst {:?} at column {col_offset} for {n} clips", src.shape(), dst.shape()),
+    };
+    let p = Params { cols: cols as u32, width: width as u32, col_offset: col_offset as u32, clips: n as u32, ..Default::default() };
+    let grid = [super::groups(n * cols, 64)?, 1, 1];
+    step.dispatch(&MEAN, &[], &[clips, src, dst], bytemuck::bytes_of(&p), grid, "segment.mean")
+}
+
+/// Divides each row of `values` [rows, cols] by its largest magnitude (librosa's norm=inf),
+/// leaving all-zero rows alone.
+pub fn normalize_rows(step: &mut Step, values: &Tensor) -> Result<()> {
+    let (rows, cols) = match values.shape() {
+        [r, c] => (*r, *c),
+        s => bail!("normalize_rows: values must be [rows, cols], got {s:?}"),
+    };
+    let p = Params { rows: rows as u32, cols: cols as u32, ..Default::default() };
+    let grid = [super::groups(rows, 64)?, 1, 1];
+    // The kernel reads only binding 3; the shared read-only slots get the output's placeholder.
+    let unused = step.gpu().placeholder().clone();
+    step.dispatch(&NORMALIZE, &[], &[&unused, &unused, values], bytemuck::bytes_of(&p), grid, "segment.normalize_rows")
+}
+
+/// Float64 reference of power_to_db over one clip's values.
+pub fn reference_db(values: &[f64], o: &DbOptions) -> Vec<f64> {
+    let amin = o.amin as f64;
+    let ref_db = 10.0 * (o.reference.abs() as f64).max(amin).log10();
+    let db: Vec<f64> = values.iter().map(|&x| 10.0 * x.max(amin).log10() - ref_db).collect();
+    match o.top_db {
+        Some(t) => {
+            let top = db.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            db.iter().map(|&v| v.max(top - t as f64)).collect()
+        }
+        None => db,
+    }
+}
