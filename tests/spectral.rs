@@ -61,3 +61,191 @@ fn stft_power_matches_a_direct_dft_for_many_clips_at_once() {
         }
     }
 }
+
+/// Clip tables for frame-major matrices: clips of the given frame counts, back to back.
+fn clip_table(g: &Gpu, frames_per_clip: &[usize]) -> (Tensor, Tensor, Vec<(usize, usize)>) {
+    let mut table = Vec::new();
+    let mut frame_clip = Vec::new();
+    let mut spans = Vec::new();
+    for (i, &n) in frames_per_clip.iter().enumerate() {
+        table.extend_from_slice(&[0, 0, frame_clip.len() as u32, n as u32]);
+        spans.push((frame_clip.len(), n));
+        frame_clip.extend(std::iter::repeat_n(i as u32, n));
+    }
+    let f = frame_clip.len();
+    (
+        g.upload(&table, &[frames_per_clip.len(), 4], DType::U32).unwrap(),
+        g.upload(&frame_clip, &[f], DType::U32).unwrap(),
+        spans,
+    )
+}
+
+#[test]
+fn filterbank_matches_reference_with_shared_and_per_clip_weights() {
+    use ser::ops::filterbank::{self, Filterbank};
+    let mut rng = Rng::new(fresh_seed("filterbank"));
+    let g = &gpu().gpu;
+    let (bins, stride) = (37, 40);
+    let counts = [3usize, 1, 5];
+    let (_, frame_clip, spans) = clip_table(g, &counts);
+    let frames: usize = counts.iter().sum();
+    let spectra: Vec<f32> = (0..frames * stride).map(|i| if i % stride < bins { rng.uniform(0.0, 4.0) } else { 0.0 }).collect();
+    let t_spectra = g.upload_f32(&spectra, &[frames, stride]).unwrap();
+    // Banded rows (zeros outside a random range) and one all-zero row.
+    let make_set = |rng: &mut Rng| -> Vec<Vec<f64>> {
+        (0..7)
+            .map(|r| {
+                let lo = rng.next_u64() as usize % bins;
+                let hi = lo + rng.next_u64() as usize % (bins - lo) + 1;
+                (0..bins).map(|b| if r != 3 && b >= lo && b < hi { rng.uniform(0.0, 1.0) as f64 } else { 0.0 }).collect()
+            })
+            .collect()
+    };
+    for sets in [1usize, counts.len()] {
+        let weights: Vec<Vec<Vec<f64>>> = (0..sets).map(|_| make_set(&mut rng)).collect();
+        let fb = Filterbank::upload(g, &weights, stride).unwrap();
+        let out = g.upload_f32(&vec![f32::NAN; frames * 7], &[frames, 7]).unwrap();
+        let mut step = g.step("test.filterbank");
+        filterbank::apply(&mut step, &fb, &t_spectra, &frame_clip, &out, "test").unwrap();
+        step.submit().unwrap();
+        let got = g.read_f32(&out).unwrap();
+        let mut want = Vec::new();
+        for (c, &(first, n)) in spans.iter().enumerate() {
+            for f in first..first + n {
+                let s: Vec<f64> = spectra[f * stride..f * stride + bins].iter().map(|&v| v as f64).collect();
+                // The weights are rounded to f32 on upload; the reference uses the same values.
+                let w: Vec<Vec<f64>> = weights[if sets > 1 { c } else { 0 }].iter().map(|r| r.iter().map(|&v| v as f32 as f64).collect()).collect();
+                want.extend(filterbank::reference(&s, &w));
+            }
+        }
+        assert_close(&format!("filterbank with {sets} weight sets"), &got, &want, 1e-5, 1e-5);
+    }
+}
+
+#[test]
+fn power_to_db_floors_each_clip_against_its_own_maximum() {
+    use ser::ops::segment::{self, DbOptions};
+    let mut rng = Rng::new(fresh_seed("power_to_db"));
+    let g = &gpu().gpu;
+    let counts = [4usize, 1, 9, 2];
+    let cols = 5;
+    let (clips, _, spans) = clip_table(g, &counts);
+    let rows: usize = counts.iter().sum();
+    // Values over 12 orders of magnitude, some zeros, so both amin and top_db bite.
+    let values: Vec<f32> = (0..rows * cols).map(|i| if i % 11 == 0 { 0.0 } else { 10f32.powf(rng.uniform(-12.0, 3.0)) }).collect();
+    for o in [DbOptions::default(), DbOptions { reference: 3.5, amin: 1e-6, top_db: Some(40.0) }, DbOptions { top_db: None, ..Default::default() }] {
+        let t = g.upload_f32(&values, &[rows, cols]).unwrap();
+        let scratch = g.empty(&[counts.len()], DType::F32).unwrap();
+        let mut step = g.step("test.db");
+        segment::power_to_db(&mut step, &clips, &t, &scratch, &o).unwrap();
+        step.submit().unwrap();
+        let got = g.read_f32(&t).unwrap();
+        let mut want = Vec::new();
+        for &(first, n) in &spans {
+            let clip: Vec<f64> = values[first * cols..(first + n) * cols].iter().map(|&v| v as f64).collect();
+            want.extend(segment::reference_db(&clip, &o));
+        }
+        assert_close(&format!("power_to_db {o:?}"), &got, &want, 2e-4, 1e-6);
+    }
+}
+
+#[test]
+fn assemble_pads_and_mean_averages_each_clip() {
+    use ser::ops::segment;
+    let mut rng = Rng::new(fresh_seed("assemble"));
+    let g = &gpu().gpu;
+    let counts = [3usize, 7, 1];
+    let (clips, _, spans) = clip_table(g, &counts);
+    let rows: usize = counts.iter().sum();
+    let (cols, width, offset, t_max) = (3, 8, 2, 7);
+    let src = rng.vec(rows * cols, -5.0, 5.0);
+    let t_src = g.upload_f32(&src, &[rows, cols]).unwrap();
+    let frames = g.upload_f32(&vec![f32::NAN; counts.len() * t_max * width], &[counts.len(), t_max, width]).unwrap();
+    let vectors = g.upload_f32(&vec![f32::NAN; counts.len() * width], &[counts.len(), width]).unwrap();
+    let mut step = g.step("test.assemble");
+    segment::assemble(&mut step, &clips, &t_src, &frames, offset).unwrap();
+    segment::mean(&mut step, &clips, &t_src, &vectors, offset).unwrap();
+    step.submit().unwrap();
+    let got = g.read_f32(&frames).unwrap();
+    let got_v = g.read_f32(&vectors).unwrap();
+    for (c, &(first, n)) in spans.iter().enumerate() {
+        for j in 0..cols {
+            for t in 0..t_max {
+                let want = if t < n { src[(first + t) * cols + j] } else { 0.0 };
+                assert_eq!(got[(c * t_max + t) * width + offset + j], want, "clip {c} t {t} col {j}");
+            }
+            let mean = (0..n).map(|t| src[(first + t) * cols + j] as f64).sum::<f64>() / n as f64;
+            assert!((got_v[c * width + offset + j] as f64 - mean).abs() < 1e-5, "mean clip {c} col {j}");
+        }
+        // Columns outside [offset, offset + cols) are left untouched (still the NaN poison).
+        assert!(got[c * t_max * width].is_nan() && got_v[c * width + width - 1].is_nan());
+    }
+}
+
+#[test]
+fn normalize_rows_scales_by_the_largest_magnitude() {
+    use ser::ops::segment;
+    let mut rng = Rng::new(fresh_seed("normalize_rows"));
+    let g = &gpu().gpu;
+    let (rows, cols) = (67, 12);
+    let mut v = rng.vec(rows * cols, -2.0, 2.0);
+    v[5 * cols..6 * cols].fill(0.0);
+    let t = g.upload_f32(&v, &[rows, cols]).unwrap();
+    let mut step = g.step("test.normalize");
+    segment::normalize_rows(&mut step, &t).unwrap();
+    step.submit().unwrap();
+    let mut want = Vec::new();
+    for r in v.chunks(cols) {
+        let m = r.iter().fold(0f64, |m, x| m.max(x.abs() as f64));
+        want.extend(r.iter().map(|&x| if m > 0.0 { x as f64 / m } else { 0.0 }));
+    }
+    assert_close("normalize_rows", &g.read_f32(&t).unwrap(), &want, 1e-7, 1e-6);
+}
+
+#[test]
+fn contrast_peaks_and_valleys_match_a_sort_including_ties() {
+    use ser::ops::contrast::{self, Band};
+    let mut rng = Rng::new(fresh_seed("contrast"));
+    let g = &gpu().gpu;
+    let (stride, frames) = (52, 9);
+    let bands = [Band { first: 0, end: 5, q: 1 }, Band { first: 4, end: 20, q: 3 }, Band { first: 19, end: 49, q: 5 }, Band { first: 48, end: 49, q: 1 }];
+    // Magnitudes from a few levels so ties are common, squared into powers.
+    let levels = [0.0f32, 0.5, 1.0, 2.0, 3.0];
+    let power: Vec<f32> = (0..frames * stride)
+        .map(|_| {
+            let m = if rng.next_u64() % 3 == 0 { levels[rng.next_u64() as usize % levels.len()] } else { rng.uniform(0.0, 3.0) };
+            m * m
+        })
+        .collect();
+    let t_power = g.upload_f32(&power, &[frames, stride]).unwrap();
+    let table = contrast::upload_bands(g, &bands).unwrap();
+    let peak = g.upload_f32(&vec![f32::NAN; frames * bands.len()], &[frames, bands.len()]).unwrap();
+    let valley = g.upload_f32(&vec![f32::NAN; frames * bands.len()], &[frames, bands.len()]).unwrap();
+    let mut step = g.step("test.contrast");
+    contrast::peaks_and_valleys(&mut step, &t_power, stride, &table, &peak, &valley).unwrap();
+    step.submit().unwrap();
+    let (mut want_p, mut want_v) = (Vec::new(), Vec::new());
+    for f in 0..frames {
+        let mag: Vec<f64> = power[f * stride..(f + 1) * stride].iter().map(|&p| (p as f64).sqrt()).collect();
+        for (p, v) in contrast::reference(&mag, &bands) {
+            want_p.push(p);
+            want_v.push(v);
+        }
+    }
+    assert_close("contrast peaks", &g.read_f32(&peak).unwrap(), &want_p, 1e-6, 1e-6);
+    assert_close("contrast valleys", &g.read_f32(&valley).unwrap(), &want_v, 1e-6, 1e-6);
+}
+
+#[test]
+fn contrast_bands_follow_librosa_edges() {
+    use ser::ops::contrast::{Band, bands};
+    // librosa 0.11 at sr 16000, n_fft 1024 (bins every 15.625 Hz), fmin 200, 6 bands, q 0.02:
+    // band edges 0, 200, 400, .. 12800 Hz, widened one bin down, the last running to Nyquist.
+    let b = bands(16000.0, 1024, 200.0, 6, 0.02).unwrap();
+    assert_eq!(b[0], Band { first: 0, end: 12, q: 1 });
+    assert_eq!(b[1], Band { first: 12, end: 25, q: 1 });
+    assert_eq!(b[6], Band { first: 409, end: 513, q: 2 });
+    // Bands above Nyquist are refused with a clear message, as librosa refuses them.
+    let err = bands(8000.0, 512, 200.0, 6, 0.02).unwrap_err().to_string();
+    assert!(err.contains("Nyquist"), "{err}");
+}
