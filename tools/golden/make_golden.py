@@ -118,8 +118,18 @@ def main():
     path = os.path.join(SAMPLE_48K, "03-01-01-01-01-01-01.wav")
     y48, _ = librosa.load(path, sr=None, mono=True)
     y16 = librosa.resample(y48, orig_sr=48000, target_sr=16000, res_type="soxr_hq")
+    # Other rate pairs, on a 60-7000 Hz chirp plus a tone: alignment errors depend on the ratio.
+    extra = {}
+    for rate in (44100, 22050, 8000):
+        t = np.arange(int(1.5 * rate)) / rate
+        x = 0.4 * librosa.chirp(fmin=60.0, fmax=min(7000.0, 0.45 * rate), sr=rate, duration=1.5) + 0.2 * np.sin(2 * np.pi * 310.0 * t)
+        x = x.astype(np.float32)
+        extra[f"input_{rate}"] = x
+        extra[f"soxr_hq_{rate}"] = np.ascontiguousarray(
+            librosa.resample(x, orig_sr=rate, target_sr=16000, res_type="soxr_hq"), dtype=np.float32
+        )
     save_file(
-        {"soxr_hq": np.ascontiguousarray(y16, dtype=np.float32)},
+        {"soxr_hq": np.ascontiguousarray(y16, dtype=np.float32), **extra},
         os.path.join(OUT, "resample.safetensors"),
         metadata={"source": "ravdess-48k-sample/03-01-01-01-01-01-01.wav", "from": "48000", "to": "16000"},
     )
