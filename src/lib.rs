@@ -9,3 +9,4 @@ pub mod bench;
 pub mod features;
 pub mod gpu;
 pub mod ops;
+pub mod store;

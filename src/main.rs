@@ -2,7 +2,11 @@
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use ser::audio::{Emotion, Selection, VocalFilter};
 use ser::bench::{self, GemmBenchConfig, GemmShape};
+use ser::features::corpus::{self, BuildOptions};
+use ser::features::{FeatureConfig, Tuning};
+use std::path::PathBuf;
 use ser::gpu::{self, AdapterSelector, BackendChoice};
 use ser::ops::gemm::GemmKernel;
 
@@ -38,11 +42,103 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Extract MFCC, chroma and spectral contrast features of a folder of RAVDESS clips on the GPU.
+    Features(FeaturesArgs),
     /// Measure kernel throughput.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
     },
+}
+
+/// Feature configuration flags (defaults are ser's: 16 kHz, n_fft 1024, hop 256, 64 mels, tuning 0).
+#[derive(Args, Clone, Debug)]
+struct FeatureFlags {
+    /// Rate clips are resampled to before analysis (Hz).
+    #[arg(long, default_value_t = 16_000)]
+    sample_rate: u32,
+    /// FFT size (a power of two).
+    #[arg(long, default_value_t = 1024)]
+    n_fft: usize,
+    /// Hop between frames (samples).
+    #[arg(long, default_value_t = 256)]
+    hop: usize,
+    /// Mel bands before the DCT.
+    #[arg(long, default_value_t = 64)]
+    n_mels: usize,
+    /// MFCC coefficients kept.
+    #[arg(long, default_value_t = 40)]
+    n_mfcc: usize,
+    /// Chroma tuning in fractions of a chroma bin, or "estimate" (librosa's default, per clip).
+    #[arg(long, default_value = "0")]
+    tuning: String,
+    /// Lowest contrast band edge (Hz).
+    #[arg(long, default_value_t = 200.0)]
+    contrast_fmin: f64,
+}
+
+impl FeatureFlags {
+    fn config(&self) -> Result<FeatureConfig> {
+        let tuning = match self.tuning.as_str() {
+            "estimate" => Tuning::Estimate,
+            v => Tuning::Fixed(v.parse().map_err(|_| anyhow::anyhow!("--tuning {v:?} is neither a number nor \"estimate\""))?),
+        };
+        Ok(FeatureConfig {
+            sample_rate: self.sample_rate,
+            n_fft: self.n_fft,
+            hop: self.hop,
+            n_mels: self.n_mels,
+            n_mfcc: self.n_mfcc,
+            tuning,
+            contrast_fmin: self.contrast_fmin,
+            ..FeatureConfig::default()
+        })
+    }
+}
+
+/// Which clips of a RAVDESS folder to use.
+#[derive(Args, Clone, Debug)]
+struct SelectionFlags {
+    /// Speech, song or both.
+    #[arg(long, value_enum, default_value_t = VocalFilter::Both)]
+    vocal: VocalFilter,
+    /// Leave out an emotion (repeatable), e.g. --drop disgust.
+    #[arg(long, value_enum)]
+    drop: Vec<Emotion>,
+}
+
+impl SelectionFlags {
+    fn selection(&self) -> Selection {
+        Selection { vocal: self.vocal, drop: self.drop.clone() }
+    }
+}
+
+#[derive(Args)]
+struct FeaturesArgs {
+    /// Folder holding the clips (searched at any depth).
+    #[arg(long)]
+    data: PathBuf,
+    /// Feature file to write (safetensors).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    features: FeatureFlags,
+    #[command(flatten)]
+    selection: SelectionFlags,
+    /// Stop at the first file that cannot be decoded (default: skip it and list it at the end).
+    #[arg(long)]
+    strict: bool,
+    /// Cache folder (default: $SER_CACHE, $XDG_CACHE_HOME/ser/features or ~/.cache/ser/features).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Do not read or write the feature cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Print per-kernel GPU times.
+    #[arg(long)]
+    profile: bool,
+    #[command(flatten)]
+    adapter: AdapterArgs,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +182,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Devices { json } => devices(json),
+        Command::Features(args) => features(args),
         Command::Bench { what: BenchCommand::Gemm { adapter, all_adapters, sizes, kernels, repeats, warmup, quick, json } } => {
             let shapes = if sizes.is_empty() {
                 GemmShape::defaults(quick)
@@ -121,6 +218,59 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn features(args: FeaturesArgs) -> Result<()> {
+    let cfg = args.features.config()?;
+    let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
+    gpu.set_profiling(args.profile);
+    let opts = BuildOptions {
+        strict: args.strict,
+        cache_dir: if args.no_cache { None } else { args.cache.clone().or_else(corpus::default_cache_dir) },
+        progress: true,
+    };
+    let (set, report) = corpus::build(&gpu, &args.data, &args.selection.selection(), &cfg, &opts)?;
+    set.write(&args.out)?;
+    eprintln!(
+        "{}: {} clips x {} frames (max) x {} features on {}{}",
+        args.out.display(),
+        set.clips.len(),
+        set.t_max,
+        set.dim,
+        gpu.label(),
+        if report.cache_hit { " (from the cache)" } else { "" }
+    );
+    if !report.cache_hit {
+        eprintln!(
+            "{:.1} s of audio in {:.2} s: {:.0} clips/s, {:.0}x real time (read {:.2} s, decode {:.2} s, GPU {:.2} s)",
+            report.audio_seconds,
+            report.total_s,
+            report.clips as f64 / report.total_s,
+            report.audio_seconds / report.total_s,
+            report.read_s,
+            report.decode_s,
+            report.gpu_s
+        );
+    }
+    if report.filtered_out > 0 {
+        eprintln!("{} RAVDESS clips left out by --vocal/--drop", report.filtered_out);
+    }
+    if !report.unmatched.is_empty() {
+        eprintln!("{} audio files without a RAVDESS name were not used:", report.unmatched.len());
+        for (path, why) in report.unmatched.iter().take(20) {
+            eprintln!("  {path}: {why}");
+        }
+    }
+    if !report.skipped.is_empty() {
+        eprintln!("{} files skipped:", report.skipped.len());
+        for (path, why) in &report.skipped {
+            eprintln!("  {path}: {why}");
+        }
+    }
+    if args.profile {
+        eprintln!("{}", gpu.profile().table());
+    }
+    Ok(())
 }
 
 fn backend_of(name: &str) -> Option<BackendChoice> {

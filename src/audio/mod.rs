@@ -1,10 +1,12 @@
 //! The audio front end: finding clips, reading RAVDESS names, decoding WAV and FLAC to mono f32,
 //! and converting sample rates. Everything here runs on the CPU; what follows runs on the GPU.
 
+pub mod dataset;
 pub mod decode;
 pub mod ravdess;
 pub mod resample;
 
+pub use dataset::{Discovery, LabelledClip, Selection, VocalFilter, discover};
 pub use decode::{Audio, decode_bytes, decode_file};
 pub use ravdess::{Emotion, RavdessName, VocalChannel};
 pub use resample::resample;

@@ -3,7 +3,9 @@
 //! (concatenated clips, a clip table, the clip of every frame) and the order of kernels; the
 //! kernels themselves live in `ops`.
 
+pub mod corpus;
 pub mod filters;
+pub mod set;
 
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::ops::contrast::{self, Band};

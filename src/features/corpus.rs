@@ -1,0 +1,203 @@
+//! Features for a whole folder of clips: discover, read and hash, decode and resample in parallel
+//! on the CPU, extract on the GPU in batches, and cache the result keyed by the configuration,
+//! the selection and every file's contents.
+
+use super::set::{ClipInfo, FeatureSet};
+use super::{Extractor, FeatureConfig};
+use crate::audio::{self, Selection};
+use crate::gpu::Gpu;
+use anyhow::{Context, Result, bail};
+use rayon::prelude::*;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub struct BuildOptions {
+    /// Stop at the first unreadable file instead of skipping it.
+    pub strict: bool,
+    /// Folder of cached feature files; None disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Show progress bars (only drawn when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// What happened while building, for the user.
+#[derive(Debug, Default)]
+pub struct BuildReport {
+    pub clips: usize,
+    /// Files that could not be used: (relative path, error).
+    pub skipped: Vec<(String, String)>,
+    /// Audio files whose names are not RAVDESS names.
+    pub unmatched: Vec<(String, String)>,
+    pub filtered_out: usize,
+    pub cache_file: Option<PathBuf>,
+    pub cache_hit: bool,
+    pub audio_seconds: f64,
+    pub read_s: f64,
+    pub decode_s: f64,
+    pub gpu_s: f64,
+    pub total_s: f64,
+}
+
+/// The default cache folder: $SER_CACHE, else $XDG_CACHE_HOME/ser, else ~/.cache/ser.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("SER_CACHE") {
+        return Some(PathBuf::from(d));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+    Some(base.join("ser").join("features"))
+}
+
+fn bar(len: usize, what: &str, show: bool) -> indicatif::ProgressBar {
+    if !show || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(len as u64);
+    b.set_style(indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}").unwrap().progress_chars("=> "));
+    b.set_message(what.to_string());
+    b
+}
+
+/// Frames of spectra per GPU batch: the largest intermediate ([frames, bins]) stays well under
+/// the storage binding limit and the batch keeps device memory modest.
+fn frames_per_batch(gpu: &Gpu, cfg: &FeatureConfig) -> usize {
+    let stride = (cfg.n_fft / 2 + 1).next_multiple_of(4);
+    let budget = (gpu.max_storage_binding() as usize).min(64 << 20);
+    (budget / (stride * 4)).max(1)
+}
+
+pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig, opts: &BuildOptions) -> Result<(FeatureSet, BuildReport)> {
+    let start = Instant::now();
+    let found = audio::discover(root, selection)?;
+    let mut report = BuildReport { unmatched: found.unmatched, filtered_out: found.filtered_out, ..Default::default() };
+    if found.clips.is_empty() {
+        bail!(
+            "{}: no RAVDESS clips (MM-VV-EE-II-SS-RR-AA.wav or .flac) match the selection ({} other audio files, {} left out by the selection)",
+            root.display(),
+            report.unmatched.len(),
+            report.filtered_out
+        );
+    }
+
+    // Read every file once: its bytes feed both the cache key and the decoder.
+    let t = Instant::now();
+    let bytes: Vec<Result<Vec<u8>>> =
+        found.clips.par_iter().map(|c| std::fs::read(&c.path).with_context(|| format!("{}: cannot read", c.path.display()))).collect();
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(serde_json::to_string(&(cfg, selection, super::set::FORMAT))?.as_bytes());
+    for (clip, b) in found.clips.iter().zip(&bytes) {
+        hasher.update(clip.relative.as_bytes());
+        match b {
+            Ok(b) => hasher.update(blake3::hash(b).as_bytes()),
+            Err(e) => hasher.update(e.to_string().as_bytes()),
+        };
+    }
+    let key = hasher.finalize().to_hex()[..32].to_string();
+    report.read_s = t.elapsed().as_secs_f64();
+    if let Some(dir) = &opts.cache_dir {
+        let file = dir.join(format!("{key}.safetensors"));
+        report.cache_file = Some(file.clone());
+        if file.exists() {
+            // A corrupt cache entry is rebuilt, not trusted.
+            if let Ok(set) = FeatureSet::read(&file) {
+                report.cache_hit = true;
+                report.clips = set.clips.len();
+                report.total_s = start.elapsed().as_secs_f64();
+                return Ok((set, report));
+            }
+        }
+    }
+
+    // Decode and resample in parallel; failures are reported with the file's name.
+    let t = Instant::now();
+    let progress = bar(found.clips.len(), "decode", opts.progress);
+    let decoded: Vec<Result<Vec<f32>>> = found
+        .clips
+        .par_iter()
+        .zip(bytes)
+        .map(|(clip, b)| {
+            let r = b.and_then(|b| {
+                let a = audio::decode_bytes(&b).with_context(|| clip.path.display().to_string())?;
+                audio::resample(&a.samples, a.sample_rate, cfg.sample_rate).with_context(|| clip.path.display().to_string())
+            });
+            progress.inc(1);
+            r
+        })
+        .collect();
+    progress.finish_and_clear();
+    report.decode_s = t.elapsed().as_secs_f64();
+    let mut clips = Vec::new();
+    let mut signals = Vec::new();
+    for (clip, r) in found.clips.iter().zip(decoded) {
+        match r {
+            Ok(s) => {
+                clips.push(ClipInfo {
+                    path: clip.relative.clone(),
+                    emotion: Some(clip.name.emotion),
+                    actor: Some(clip.name.actor),
+                    vocal: Some(clip.name.vocal),
+                    intensity: Some(clip.name.intensity),
+                    statement: Some(clip.name.statement),
+                    repetition: Some(clip.name.repetition),
+                });
+                signals.push(s);
+            }
+            Err(e) if opts.strict => return Err(e.context("stopping at the first bad file (--strict)")),
+            Err(e) => report.skipped.push((clip.relative.clone(), format!("{e:#}"))),
+        }
+    }
+    if signals.is_empty() {
+        bail!("{}: none of the {} selected files could be decoded", root.display(), found.clips.len());
+    }
+    report.audio_seconds = signals.iter().map(|s| s.len()).sum::<usize>() as f64 / cfg.sample_rate as f64;
+
+    let t = Instant::now();
+    let set = extract_all(gpu, cfg, clips, &signals, opts.progress)?;
+    report.gpu_s = t.elapsed().as_secs_f64();
+    report.clips = set.clips.len();
+    if let Some(file) = &report.cache_file {
+        // The cache is an optimisation: failing to write it is not an error.
+        if let Err(e) = set.write(file) {
+            eprintln!("warning: feature cache not written: {e:#}");
+        }
+    }
+    report.total_s = start.elapsed().as_secs_f64();
+    Ok((set, report))
+}
+
+/// Extracts features of decoded clips in GPU batches and lays them out as one feature set.
+pub fn extract_all(gpu: &Gpu, cfg: &FeatureConfig, clips: Vec<ClipInfo>, signals: &[Vec<f32>], progress: bool) -> Result<FeatureSet> {
+    let ex = Extractor::new(gpu, cfg)?;
+    let layout = cfg.layout()?;
+    let dim = cfg.dim();
+    let budget = frames_per_batch(gpu, cfg);
+    let lengths: Vec<u32> = signals.iter().map(|s| layout.frames(s.len()) as u32).collect();
+    if let Some((i, _)) = lengths.iter().enumerate().find(|(_, l)| **l as usize > budget) {
+        bail!("{}: too long for one GPU batch ({} frames, at most {budget})", clips[i].path, lengths[i]);
+    }
+    let t_max = *lengths.iter().max().unwrap_or(&0) as usize;
+    let n = signals.len();
+    let mut frames = vec![0f32; n * t_max * dim];
+    let mut vectors = vec![0f32; n * dim];
+    let progress = bar(n, "features", progress);
+    let mut first = 0;
+    while first < n {
+        let mut end = first;
+        let mut batch_frames = 0;
+        while end < n && batch_frames + lengths[end] as usize <= budget {
+            batch_frames += lengths[end] as usize;
+            end += 1;
+        }
+        let slices: Vec<&[f32]> = signals[first..end].iter().map(|s| s.as_slice()).collect();
+        let f = ex.extract(gpu, &slices)?;
+        for (i, c) in (first..end).enumerate() {
+            let rows = f.lengths[i] as usize * dim;
+            frames[c * t_max * dim..][..rows].copy_from_slice(&f.frames[i * f.t_max * dim..][..rows]);
+            vectors[c * dim..][..dim].copy_from_slice(&f.vectors[i * dim..][..dim]);
+        }
+        progress.inc((end - first) as u64);
+        first = end;
+    }
+    progress.finish_and_clear();
+    Ok(FeatureSet { config: cfg.clone(), clips, frames, lengths, t_max, vectors, dim })
+}

@@ -1,0 +1,81 @@
+//! Files `ser` writes: safetensors with JSON metadata, always written atomically (a temporary
+//! file in the same folder, synced, then renamed), so a crash or a full disk never leaves a
+//! half-written feature file or checkpoint in place of a good one.
+
+use anyhow::{Context, Result, bail};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
+    let name = path.file_name().with_context(|| format!("{}: not a file path", path.display()))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("{}: cannot write", path.display()));
+    }
+    Ok(())
+}
+
+/// A tensor to store: name, element type, shape, little-endian bytes.
+pub struct Stored<'a> {
+    pub name: &'a str,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: &'a [u8],
+}
+
+/// Serialises tensors and string metadata to safetensors bytes.
+pub fn to_safetensors(tensors: &[Stored], metadata: HashMap<String, String>) -> Result<Vec<u8>> {
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|t| Ok((t.name.to_string(), TensorView::new(t.dtype, t.shape.clone(), t.bytes)?)))
+        .collect::<Result<_, safetensors::SafeTensorError>>()?;
+    Ok(safetensors::serialize(views, Some(metadata))?)
+}
+
+/// A safetensors file read into memory, with helpers that name the file in every error.
+pub struct Loaded {
+    pub path: String,
+    bytes: Vec<u8>,
+}
+
+impl Loaded {
+    pub fn read(path: &Path) -> Result<Loaded> {
+        let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a valid safetensors file (truncated or corrupt?)", path.display()))?;
+        Ok(Loaded { path: path.display().to_string(), bytes })
+    }
+
+    pub fn metadata(&self) -> HashMap<String, String> {
+        SafeTensors::read_metadata(&self.bytes)
+            .ok()
+            .and_then(|(_, m)| m.metadata().clone())
+            .unwrap_or_default()
+    }
+
+    pub fn meta(&self, key: &str) -> Result<String> {
+        self.metadata().remove(key).with_context(|| format!("{}: metadata has no {key:?}", self.path))
+    }
+
+    /// A tensor's data as `T`, checking its element type and returning its shape.
+    pub fn tensor<T: bytemuck::Pod>(&self, name: &str, dtype: Dtype) -> Result<(Vec<T>, Vec<usize>)> {
+        let st = SafeTensors::deserialize(&self.bytes)?;
+        let t = st.tensor(name).with_context(|| format!("{}: no tensor {name:?}", self.path))?;
+        if t.dtype() != dtype {
+            bail!("{}: tensor {name:?} is {:?}, expected {dtype:?}", self.path, t.dtype());
+        }
+        Ok((bytemuck::pod_collect_to_vec(t.data()), t.shape().to_vec()))
+    }
+}
