@@ -1,8 +1,8 @@
 // Spectral contrast (librosa.feature.spectral_contrast) from power spectra: for every frame and
 // octave band, the mean of the q largest and of the q smallest magnitudes in the band, where the
 // band's bin range and q come from the host (librosa's band edges and quantile rounding).
-// Selection is exact with ties: repeatedly take the next distinct extreme value and how many
-// times it occurs, so no sort and no scratch memory are needed.
+// Selection is exact with ties: take the extreme values and how many times they occur, then the
+// next distinct ones inward, so no sort and no scratch memory are needed.
 
 struct Params {
     grid: vec4<u32>,
@@ -27,47 +27,50 @@ fn spectral_contrast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let band = band_bins[i % p.bands];
     let q = band.z;
 
-    // Smallest q (valley): walk up through distinct values.
-    var prev = -1.0;
-    var taken = 0u;
-    var sum = 0.0;
-    while (taken < q) {
-        var m = BIG;
+    // One scan finds the smallest and largest values and how often each occurs; with q = 1 (most
+    // bands) or enough ties that is the whole answer. Each further scan finds the next distinct
+    // value inward on whichever side still needs values.
+    var lo = BIG;
+    var lo_count = 0u;
+    var hi = -1.0;
+    var hi_count = 0u;
+    for (var b = band.x; b < band.y; b++) {
+        let v = sqrt(power[row + b]);
+        if (v < lo) { lo = v; lo_count = 1u; } else if (v == lo) { lo_count++; }
+        if (v > hi) { hi = v; hi_count = 1u; } else if (v == hi) { hi_count++; }
+    }
+    var lo_taken = min(lo_count, q);
+    var lo_sum = f32(lo_taken) * lo;
+    var hi_taken = min(hi_count, q);
+    var hi_sum = f32(hi_taken) * hi;
+    // Stops early if a band has fewer bins than q (the host never asks for that).
+    while ((lo_taken < q && lo_count > 0u) || (hi_taken < q && hi_count > 0u)) {
+        let prev_lo = lo;
+        let prev_hi = hi;
+        lo = BIG;
+        lo_count = 0u;
+        hi = -1.0;
+        hi_count = 0u;
         for (var b = band.x; b < band.y; b++) {
             let v = sqrt(power[row + b]);
-            if (v > prev && v < m) { m = v; }
+            if (v > prev_lo) {
+                if (v < lo) { lo = v; lo_count = 1u; } else if (v == lo) { lo_count++; }
+            }
+            if (v < prev_hi) {
+                if (v > hi) { hi = v; hi_count = 1u; } else if (v == hi) { hi_count++; }
+            }
         }
-        var count = 0u;
-        for (var b = band.x; b < band.y; b++) {
-            if (sqrt(power[row + b]) == m) { count++; }
-        }
-        if (count == 0u) { break; }  // fewer bins than q: the host never asks for that
-        let t = min(count, q - taken);
-        sum += f32(t) * m;
-        taken += t;
-        prev = m;
+        if (lo_taken < q) {
+            let t = min(lo_count, q - lo_taken);
+            lo_sum += f32(t) * lo;
+            lo_taken += t;
+        } else { lo_count = 0u; }
+        if (hi_taken < q) {
+            let t = min(hi_count, q - hi_taken);
+            hi_sum += f32(t) * hi;
+            hi_taken += t;
+        } else { hi_count = 0u; }
     }
-    valley[i] = sum / f32(q);
-
-    // Largest q (peak): walk down.
-    prev = BIG;
-    taken = 0u;
-    sum = 0.0;
-    while (taken < q) {
-        var m = -1.0;
-        for (var b = band.x; b < band.y; b++) {
-            let v = sqrt(power[row + b]);
-            if (v < prev && v > m) { m = v; }
-        }
-        var count = 0u;
-        for (var b = band.x; b < band.y; b++) {
-            if (sqrt(power[row + b]) == m) { count++; }
-        }
-        if (count == 0u) { break; }
-        let t = min(count, q - taken);
-        sum += f32(t) * m;
-        taken += t;
-        prev = m;
-    }
-    peak[i] = sum / f32(q);
+    valley[i] = lo_sum / f32(q);
+    peak[i] = hi_sum / f32(q);
 }

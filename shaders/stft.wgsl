@@ -3,9 +3,9 @@
 // One workgroup per frame. A frame of clip c, index t, covers samples t * hop - n_fft / 2 ..
 // + n_fft of that clip, zero outside it (librosa's center=True with zero padding). The frame is
 // windowed, packed as n_fft / 2 complex values (even samples real, odd imaginary), transformed by
-// a radix-2 Stockham FFT in workgroup memory, and unpacked into the n_fft / 2 + 1 bins of the
-// real transform. Rows of the output are `stride` floats apart; bins past n_fft / 2 are zeroed so
-// the rows can feed vec4 GEMMs.
+// a Stockham FFT (radix 4, one radix-2 stage for odd powers) in workgroup memory, and unpacked
+// into the n_fft / 2 + 1 bins of the real transform. Rows of the output are `stride` floats
+// apart; bins past n_fft / 2 are zeroed so the rows can feed vec4 GEMMs.
 //
 // Each clip is described by (sample offset, sample count, first frame, frame count).
 
@@ -58,25 +58,52 @@ fn stft_power(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     }
     workgroupBarrier();
 
-    // Stockham radix-2: stage s reads one half and writes the other, in natural order at the end.
-    for (var s = 0u; s < LOG2_HALF; s++) {
-        let src = (s & 1u) * HALF;
-        let dst = HALF - src;
-        let ns = 1u << s;
+    // Stockham FFT: each stage reads one half of `buf` and writes the other, in natural order at
+    // the end. Radix-4 stages (after one radix-2 stage when log2(HALF) is odd) halve the number of
+    // passes over workgroup memory, which is what costs on lavapipe.
+    var ns = 1u;
+    var stage = 0u;
+    if ((LOG2_HALF & 1u) == 1u) {
         for (var j = lid; j < HALF / 2u; j += WG) {
-            let k = j & (ns - 1u);
-            let a = buf[src + j];
-            let b = cmul(buf[src + j + HALF / 2u], twiddle(-PI * f32(k) / f32(ns)));
-            let out = (j - k) * 2u + k;
-            buf[dst + out] = a + b;
-            buf[dst + out + ns] = a - b;
+            let a = buf[j];
+            let b = buf[j + HALF / 2u];
+            buf[HALF + 2u * j] = a + b;
+            buf[HALF + 2u * j + 1u] = a - b;
         }
         workgroupBarrier();
+        ns = 2u;
+        stage = 1u;
+    }
+    for (; ns < HALF; ns *= 4u) {
+        let src = (stage & 1u) * HALF;
+        let dst = HALF - src;
+        for (var j = lid; j < HALF / 4u; j += WG) {
+            let k = j & (ns - 1u);
+            let w1 = twiddle(-0.5 * PI * f32(k) / f32(ns));
+            let w2 = cmul(w1, w1);
+            let w3 = cmul(w2, w1);
+            let v0 = buf[src + j];
+            let v1 = cmul(buf[src + j + HALF / 4u], w1);
+            let v2 = cmul(buf[src + j + HALF / 2u], w2);
+            let v3 = cmul(buf[src + j + 3u * HALF / 4u], w3);
+            let a0 = v0 + v2;
+            let a1 = v0 - v2;
+            let a2 = v1 + v3;
+            let d = v1 - v3;
+            let a3 = vec2<f32>(d.y, -d.x);  // (v1 - v3) * -i
+            let out = (j - k) * 4u + k;
+            buf[dst + out] = a0 + a2;
+            buf[dst + out + ns] = a1 + a3;
+            buf[dst + out + 2u * ns] = a0 - a2;
+            buf[dst + out + 3u * ns] = a1 - a3;
+        }
+        workgroupBarrier();
+        stage++;
     }
 
     // Unpack the real transform: X[k] = E[k] + e^{-2 pi i k / n_fft} O[k], where E and O are the
     // transforms of the even and odd samples, recovered from Z[k] and conj(Z[HALF - k]).
-    let z = (LOG2_HALF & 1u) * HALF;
+    let z = (stage & 1u) * HALF;
     let row = frame * p.stride;
     for (var k = lid; k < p.stride; k += WG) {
         var pw = 0.0;

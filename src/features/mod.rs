@@ -126,7 +126,8 @@ pub struct Extractor {
     layout: SpectrumLayout,
     window: Tensor,
     mel: Filterbank,
-    chroma: Filterbank,
+    /// [n_chroma, stride]: applied as a GEMM (every weight is nonzero).
+    chroma: Tensor,
     dct: Tensor,
     bands: Vec<Band>,
     band_table: Tensor,
@@ -155,7 +156,15 @@ impl Extractor {
         Ok(Extractor {
             window: gpu.upload_f32(&window, &[cfg.n_fft])?,
             mel: Filterbank::upload(gpu, &[mel], layout.stride)?,
-            chroma: Filterbank::upload(gpu, &[chroma], layout.stride)?,
+            chroma: {
+                let mut flat = vec![0f32; cfg.n_chroma * layout.stride];
+                for (r, row) in chroma.iter().enumerate() {
+                    for (b, w) in row.iter().enumerate() {
+                        flat[r * layout.stride + b] = *w as f32;
+                    }
+                }
+                gpu.upload_f32(&flat, &[cfg.n_chroma, layout.stride])?
+            },
             dct: gpu.upload_f32(&dct, &[cfg.n_mfcc, cfg.n_mels])?,
             band_table: contrast::upload_bands(gpu, &bands)?,
             bands,
@@ -217,10 +226,12 @@ impl Extractor {
         // MFCC: mel power -> dB against each clip's maximum -> orthonormal DCT-II.
         filterbank::apply(&mut step, &self.mel, &power, &b.frame_clip, &mel_db, "filterbank.mel")?;
         segment::power_to_db(&mut step, &b.clips, &mel_db, &clip_max, &cfg.db)?;
-        let dct = GemmOptions { trans_b: true, ..Default::default() };
-        gemm::gemm(&mut step, &mel_db, &self.dct, None, &mfcc, &dct)?;
-        // Chroma: chroma filterbank on the power spectrum, each frame scaled to a maximum of 1.
-        filterbank::apply(&mut step, &self.chroma, &power, &b.frame_clip, &chroma, "filterbank.chroma")?;
+        // Both filterbank GEMMs multiply by a stored [rows, cols] matrix transposed.
+        let by_rows = GemmOptions { trans_b: true, ..Default::default() };
+        gemm::gemm(&mut step, &mel_db, &self.dct, None, &mfcc, &by_rows)?;
+        // Chroma: the (dense) chroma filterbank on the power spectrum as a GEMM, each frame then
+        // scaled to a maximum of 1.
+        gemm::gemm(&mut step, &power, &self.chroma, None, &chroma, &by_rows)?;
         segment::normalize_rows(&mut step, &chroma)?;
         // Contrast: dB of band peaks minus dB of band valleys (librosa's default power_to_db).
         contrast::peaks_and_valleys(&mut step, &power, self.layout.stride, &self.band_table, &peak, &valley)?;
