@@ -1,0 +1,124 @@
+//! `ser features` as a user runs it: a folder with good clips, a stranger, broken files; the
+//! file it writes; --strict; the cache.
+
+use ser::features::set::FeatureSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn ser() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ser"))
+}
+
+fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ravdess-48k-sample").join(name)
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("ser-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn features_of_a_messy_folder_skip_bad_files_and_report_them() {
+    let dir = TempDir::new("features-cli");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(data.join("Actor_01/nested")).unwrap();
+    std::fs::copy(sample("03-01-08-01-02-02-01.wav"), data.join("Actor_01/03-01-08-01-02-02-01.wav")).unwrap();
+    std::fs::copy(sample("03-02-04-02-02-01-11.wav"), data.join("Actor_01/nested/03-02-04-02-02-01-11.wav")).unwrap();
+    std::fs::copy(sample("03-01-01-01-01-01-01.wav"), data.join("my-recording.wav")).unwrap();
+    std::fs::write(data.join("03-01-02-01-01-01-05.wav"), b"").unwrap();
+    let good = std::fs::read(sample("03-01-05-02-02-01-07.wav")).unwrap();
+    std::fs::write(data.join("03-01-05-02-02-01-07.wav"), &good[..good.len() / 3]).unwrap();
+    std::fs::write(data.join("03-01-07-01-01-01-09.flac"), b"fLaC but not really").unwrap();
+    let out = dir.0.join("out/features.safetensors");
+
+    let run = ser().args(["features", "--no-cache", "--data"]).arg(&data).arg("--out").arg(&out).output().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(err.contains("3 files skipped"), "{err}");
+    for bad in ["03-01-02-01-01-01-05.wav: ", "03-01-05-02-02-01-07.wav: ", "03-01-07-01-01-01-09.flac: "] {
+        assert!(err.contains(bad), "{bad} not reported:\n{err}");
+    }
+    assert!(err.contains("1 audio files without a RAVDESS name") && err.contains("my-recording.wav"), "{err}");
+
+    let set = FeatureSet::read(&out).unwrap();
+    assert_eq!(set.clips.len(), 2);
+    assert_eq!(set.dim, 59);
+    assert_eq!(set.clips[0].path, "Actor_01/03-01-08-01-02-02-01.wav");
+    assert_eq!(set.clips[1].path, "Actor_01/nested/03-02-04-02-02-01-11.wav");
+    assert_eq!(set.clips[1].emotion, Some(ser::audio::Emotion::Sad));
+    assert_eq!(set.clips[1].actor, Some(11));
+    assert_eq!(set.config, ser::features::FeatureConfig::default());
+    // Frames are zero past each clip's length, and vectors are the mean of the real frames.
+    for c in 0..2 {
+        let len = set.lengths[c] as usize;
+        assert!(len > 100 && len <= set.t_max);
+        let frames = &set.frames[c * set.t_max * 59..(c + 1) * set.t_max * 59];
+        assert!(frames[len * 59..].iter().all(|&v| v == 0.0));
+        for j in 0..59 {
+            let mean = (0..len).map(|t| frames[t * 59 + j] as f64).sum::<f64>() / len as f64;
+            assert!((mean - set.vectors[c * 59 + j] as f64).abs() < 1e-3 * mean.abs().max(1.0), "clip {c} column {j}");
+        }
+    }
+
+    // --strict stops at the first bad file, names it, and writes nothing.
+    let strict_out = dir.0.join("strict.safetensors");
+    let run = ser().args(["features", "--no-cache", "--strict", "--data"]).arg(&data).arg("--out").arg(&strict_out).output().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(err.contains("03-01-02-01-01-01-05.wav") && err.contains("--strict"), "{err}");
+    assert!(!strict_out.exists());
+    assert!(!err.contains("panicked"), "{err}");
+
+    // Selection: song only, and dropping an emotion.
+    let song = dir.0.join("song.safetensors");
+    let run = ser().args(["features", "--no-cache", "--vocal", "song", "--drop", "disgust", "--data"]).arg(&data).arg("--out").arg(&song).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(FeatureSet::read(&song).unwrap().clips.len(), 1);
+}
+
+#[test]
+fn the_cache_returns_the_same_features_and_notices_changed_files() {
+    let dir = TempDir::new("features-cache");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(sample("03-01-01-01-01-01-01.wav"), data.join("03-01-01-01-01-01-01.wav")).unwrap();
+    let cache = dir.0.join("cache");
+    let run = |out: &Path| {
+        let r = ser().args(["features", "--data"]).arg(&data).arg("--out").arg(out).arg("--cache").arg(&cache).output().unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        String::from_utf8_lossy(&r.stderr).to_string()
+    };
+    let (a, b, c) = (dir.0.join("a.safetensors"), dir.0.join("b.safetensors"), dir.0.join("c.safetensors"));
+    assert!(!run(&a).contains("from the cache"));
+    assert!(run(&b).contains("from the cache"));
+    assert_eq!(FeatureSet::read(&a).unwrap(), FeatureSet::read(&b).unwrap());
+    // Same name, different contents: recomputed.
+    std::fs::copy(sample("03-01-03-02-01-02-04.wav"), data.join("03-01-01-01-01-01-01.wav")).unwrap();
+    assert!(!run(&c).contains("from the cache"));
+    assert_ne!(FeatureSet::read(&a).unwrap().vectors, FeatureSet::read(&c).unwrap().vectors);
+}
+
+#[test]
+fn a_folder_without_clips_is_a_clear_error() {
+    let dir = TempDir::new("features-empty");
+    let out = dir.0.join("x.safetensors");
+    let r = ser().args(["features", "--no-cache", "--data"]).arg(&dir.0).arg("--out").arg(&out).output().unwrap();
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("no RAVDESS clips"));
+    let r = ser().args(["features", "--no-cache", "--data", "/no/such/folder", "--out"]).arg(&out).output().unwrap();
+    assert!(String::from_utf8_lossy(&r.stderr).contains("no such file or folder"));
+    assert!(!out.exists());
+}
