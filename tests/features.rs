@@ -45,9 +45,10 @@ fn signal(name: &str, g: &Golden) -> Vec<f32> {
     }
 }
 
-fn config(setting: &str, sample_rate: u32, tuning: f64) -> FeatureConfig {
+/// librosa's defaults (tuning estimated per clip on the GPU) or ser's.
+fn config(setting: &str, sample_rate: u32) -> FeatureConfig {
     match setting {
-        "librosa" => FeatureConfig { tuning: Tuning::Fixed(tuning), ..FeatureConfig::librosa(sample_rate) },
+        "librosa" => FeatureConfig::librosa(sample_rate),
         _ => FeatureConfig { sample_rate, ..FeatureConfig::default() },
     }
 }
@@ -118,10 +119,14 @@ fn features_match_librosa_frame_by_frame_and_averaged() {
         let golden = Golden::load(name);
         let y = signal(name, &golden);
         for setting in ["librosa", "ser"] {
-            let tuning = golden.tensor(&format!("{setting}.tuning")).0[0] as f64;
-            let cfg = config(setting, golden.sample_rate(), tuning);
+            let cfg = config(setting, golden.sample_rate());
             let ex = Extractor::new(g, &cfg).unwrap();
             let parts = ex.extract_parts(g, &[&y]).unwrap();
+            let tuning = golden.tensor(&format!("{setting}.tuning")).0[0];
+            // Estimated (librosa setting) or fixed at 0 (ser's): the same histogram bin as librosa.
+            if parts.tunings[0] as f32 != tuning {
+                failures.push(format!("{name} {setting}: tuning {} but librosa estimated {tuning}", parts.tunings[0]));
+            }
             let (first, frames) = parts.clip_frames[0];
             let mut row = vec![name.to_string(), setting.to_string()];
             let mut means = Vec::new();

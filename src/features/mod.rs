@@ -14,6 +14,7 @@ use crate::ops::filterbank::{self, Filterbank};
 use crate::ops::gemm::{self, GemmOptions};
 use crate::ops::segment::{self, DbOptions};
 use crate::ops::stft::{self, SpectrumLayout};
+use crate::ops::tuning;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
@@ -92,9 +93,6 @@ impl FeatureConfig {
         if self.fmax.is_some_and(|f| f > nyquist) || self.fmin >= self.fmax.unwrap_or(nyquist) {
             bail!("mel range {}..{:?} Hz does not fit 0..{nyquist} Hz", self.fmin, self.fmax);
         }
-        if matches!(self.tuning, Tuning::Estimate) {
-            bail!("tuning estimation on the GPU is not implemented yet; use a fixed tuning (e.g. --tuning 0)");
-        }
         Ok(())
     }
 }
@@ -108,6 +106,8 @@ pub struct Features {
     /// [clips, dim]: the mean over each clip's own frames.
     pub vectors: Vec<f32>,
     pub dim: usize,
+    /// The chroma tuning of each clip (fixed, or estimated).
+    pub tunings: Vec<f64>,
 }
 
 /// Each feature before assembly, frame-major ([total frames, rows]); for parity tests.
@@ -118,6 +118,7 @@ pub struct FeatureParts {
     pub contrast: Vec<f32>,
     /// First frame and frame count of each clip.
     pub clip_frames: Vec<(usize, usize)>,
+    pub tunings: Vec<f64>,
 }
 
 /// The constant GPU inputs of one configuration: window, filterbanks, DCT, contrast bands.
@@ -126,11 +127,23 @@ pub struct Extractor {
     layout: SpectrumLayout,
     window: Tensor,
     mel: Filterbank,
-    /// [n_chroma, stride]: applied as a GEMM (every weight is nonzero).
-    chroma: Tensor,
+    /// [n_chroma, stride] for a fixed tuning, applied as a GEMM (every weight is nonzero); with
+    /// estimated tuning the weights are built per clip once the tunings are known.
+    chroma: Option<Tensor>,
     dct: Tensor,
     bands: Vec<Band>,
     band_table: Tensor,
+}
+
+/// Uploads a [rows][bins] matrix as [rows, stride] float32, zero past `bins`.
+fn upload_rows(gpu: &Gpu, rows: &[Vec<f64>], stride: usize) -> Result<Tensor> {
+    let mut flat = vec![0f32; rows.len() * stride];
+    for (r, row) in rows.iter().enumerate() {
+        for (b, w) in row.iter().enumerate() {
+            flat[r * stride + b] = *w as f32;
+        }
+    }
+    gpu.upload_f32(&flat, &[rows.len(), stride])
 }
 
 /// Host-side layout of one batch.
@@ -149,22 +162,16 @@ impl Extractor {
         let sr = cfg.sample_rate as f64;
         let window: Vec<f32> = stft::hann(cfg.n_fft).iter().map(|&w| w as f32).collect();
         let mel = filters::mel(sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax.unwrap_or(sr / 2.0), cfg.htk);
-        let Tuning::Fixed(tuning) = cfg.tuning else { unreachable!("validated") };
-        let chroma = filters::chroma(sr, cfg.n_fft, cfg.n_chroma, tuning);
+        let chroma = match cfg.tuning {
+            Tuning::Fixed(t) => Some(upload_rows(gpu, &filters::chroma(sr, cfg.n_fft, cfg.n_chroma, t), layout.stride)?),
+            Tuning::Estimate => None,
+        };
         let dct: Vec<f32> = filters::dct_ortho(cfg.n_mfcc, cfg.n_mels).into_iter().flatten().map(|v| v as f32).collect();
         let bands = contrast::bands(sr, cfg.n_fft, cfg.contrast_fmin, cfg.contrast_bands, cfg.contrast_quantile)?;
         Ok(Extractor {
             window: gpu.upload_f32(&window, &[cfg.n_fft])?,
             mel: Filterbank::upload(gpu, &[mel], layout.stride)?,
-            chroma: {
-                let mut flat = vec![0f32; cfg.n_chroma * layout.stride];
-                for (r, row) in chroma.iter().enumerate() {
-                    for (b, w) in row.iter().enumerate() {
-                        flat[r * layout.stride + b] = *w as f32;
-                    }
-                }
-                gpu.upload_f32(&flat, &[cfg.n_chroma, layout.stride])?
-            },
+            chroma,
             dct: gpu.upload_f32(&dct, &[cfg.n_mfcc, cfg.n_mels])?,
             band_table: contrast::upload_bands(gpu, &bands)?,
             bands,
@@ -206,9 +213,11 @@ impl Extractor {
         })
     }
 
-    /// Computes every feature of a batch in one submission; returns the frame-major tensors
-    /// (mel_db [F, n_mels], mfcc [F, n_mfcc], chroma [F, n_chroma], contrast [F, bands + 1]).
-    fn run(&self, gpu: &Gpu, b: &Batch) -> Result<[Tensor; 4]> {
+    /// Computes every feature of a batch in one submission (two when tuning is estimated: the
+    /// host reads back one number per clip to build its chroma filters); returns the frame-major
+    /// tensors (mel_db [F, n_mels], mfcc [F, n_mfcc], chroma [F, n_chroma], contrast
+    /// [F, bands + 1]) and each clip's tuning.
+    fn run(&self, gpu: &Gpu, b: &Batch) -> Result<([Tensor; 4], Vec<f64>)> {
         let cfg = &self.cfg;
         let f = b.frames;
         let n_bands = self.bands.len();
@@ -223,6 +232,26 @@ impl Extractor {
 
         let mut step = gpu.step("features");
         stft::power(&mut step, &self.layout, &b.signal, &b.clips, &b.frame_clip, &self.window, &power)?;
+        let sr = cfg.sample_rate as f64;
+        let (tunings, per_clip_chroma) = match cfg.tuning {
+            Tuning::Fixed(t) => (vec![t; b.clip_frames.len()], None),
+            Tuning::Estimate => {
+                let est = tuning::record(&mut step, &power, self.layout.stride, self.layout.n_bins, &b.frame_clip, &b.clip_frames, sr, cfg.n_fft)?;
+                step.submit()?;
+                let tunings: Vec<f64> = gpu.read_f32(&est.out)?.into_iter().map(tuning::tuning_of).collect();
+                // At most 101 distinct tunings: build each filterbank once.
+                let mut built: Vec<(f64, Vec<Vec<f64>>)> = Vec::new();
+                let mut sets = Vec::with_capacity(tunings.len());
+                for &t in &tunings {
+                    if !built.iter().any(|(u, _)| *u == t) {
+                        built.push((t, filters::chroma(sr, cfg.n_fft, cfg.n_chroma, t)));
+                    }
+                    sets.push(built.iter().find(|(u, _)| *u == t).unwrap().1.clone());
+                }
+                step = gpu.step("features");
+                (tunings, Some(Filterbank::upload(gpu, &sets, self.layout.stride)?))
+            }
+        };
         // MFCC: mel power -> dB against each clip's maximum -> orthonormal DCT-II.
         filterbank::apply(&mut step, &self.mel, &power, &b.frame_clip, &mel_db, "filterbank.mel")?;
         segment::power_to_db(&mut step, &b.clips, &mel_db, &clip_max, &cfg.db)?;
@@ -231,7 +260,11 @@ impl Extractor {
         gemm::gemm(&mut step, &mel_db, &self.dct, None, &mfcc, &by_rows)?;
         // Chroma: the (dense) chroma filterbank on the power spectrum as a GEMM, each frame then
         // scaled to a maximum of 1.
-        gemm::gemm(&mut step, &power, &self.chroma, None, &chroma, &by_rows)?;
+        match (&self.chroma, &per_clip_chroma) {
+            (Some(weights), _) => gemm::gemm(&mut step, &power, weights, None, &chroma, &by_rows).map(|_| ())?,
+            (None, Some(fb)) => filterbank::apply(&mut step, fb, &power, &b.frame_clip, &chroma, "filterbank.chroma")?,
+            (None, None) => unreachable!("chroma weights come from the tuning"),
+        }
         segment::normalize_rows(&mut step, &chroma)?;
         // Contrast: dB of band peaks minus dB of band valleys (librosa's default power_to_db).
         contrast::peaks_and_valleys(&mut step, &power, self.layout.stride, &self.band_table, &peak, &valley)?;
@@ -239,14 +272,14 @@ impl Extractor {
         segment::power_to_db(&mut step, &b.clips, &valley, &clip_max, &DbOptions::default())?;
         elementwise::binary(&mut step, BinaryOp::Sub, &peak, &valley, &contrast_db)?;
         step.submit()?;
-        Ok([mel_db, mfcc, chroma, contrast_db])
+        Ok(([mel_db, mfcc, chroma, contrast_db], tunings))
     }
 
     /// Features of clips already at the configured rate.
     pub fn extract(&self, gpu: &Gpu, clips: &[&[f32]]) -> Result<Features> {
         let dim = self.cfg.dim();
         let b = self.upload_batch(gpu, clips)?;
-        let [_, mfcc, chroma, contrast] = self.run(gpu, &b)?;
+        let ([_, mfcc, chroma, contrast], tunings) = self.run(gpu, &b)?;
         let t_max = b.clip_frames.iter().map(|c| c.1).max().unwrap_or(0);
         let n = clips.len();
         let frames = gpu.empty(&[n, t_max, dim], DType::F32)?;
@@ -265,14 +298,16 @@ impl Extractor {
             lengths: b.clip_frames.iter().map(|c| c.1 as u32).collect(),
             t_max,
             dim,
+            tunings,
         })
     }
 
     /// Every feature before assembly, for parity tests against librosa.
     pub fn extract_parts(&self, gpu: &Gpu, clips: &[&[f32]]) -> Result<FeatureParts> {
         let b = self.upload_batch(gpu, clips)?;
-        let [mel_db, mfcc, chroma, contrast] = self.run(gpu, &b)?;
+        let ([mel_db, mfcc, chroma, contrast], tunings) = self.run(gpu, &b)?;
         Ok(FeatureParts {
+            tunings,
             mel_db: gpu.read_f32(&mel_db)?,
             mfcc: gpu.read_f32(&mfcc)?,
             chroma: gpu.read_f32(&chroma)?,

@@ -88,9 +88,16 @@ pub const CONTRAST_WGSL: ShaderFile = ShaderFile {
     needs_subgroups: false,
 };
 
+pub const TUNING_WGSL: ShaderFile = ShaderFile {
+    name: "tuning.wgsl",
+    source: include_str!("../../shaders/tuning.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
 /// Every shader in `shaders/` except the prelude (which is validated as part of each of these).
 pub const SHADERS: &[&ShaderFile] =
-    &[&GEMM_WGSL, &ELEMENTWISE_WGSL, &STFT_WGSL, &FILTERBANK_WGSL, &SEGMENT_WGSL, &CONTRAST_WGSL];
+    &[&GEMM_WGSL, &ELEMENTWISE_WGSL, &STFT_WGSL, &FILTERBANK_WGSL, &SEGMENT_WGSL, &CONTRAST_WGSL, &TUNING_WGSL];
 
 /// Cache key: which code, which entry point, which override constants (bit-exact).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

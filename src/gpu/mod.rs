@@ -10,7 +10,7 @@ mod tensor;
 pub use adapter::{AdapterReport, AdapterSelector, BackendChoice, KeyLimits, NO_ADAPTER_HELP};
 pub use kernel::{
     Access, CONTRAST_WGSL, ELEMENTWISE_WGSL, FILTERBANK_WGSL, GEMM_WGSL, KernelSpec, PRELUDE, SEGMENT_WGSL, SHADERS,
-    STFT_WGSL, ShaderFile, capabilities_for, validate,
+    STFT_WGSL, ShaderFile, TUNING_WGSL, capabilities_for, validate,
 };
 pub use profiler::{KernelStat, ProfileReport};
 pub use tensor::{DType, Tensor};

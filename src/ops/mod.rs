@@ -7,6 +7,7 @@ pub mod filterbank;
 pub mod gemm;
 pub mod segment;
 pub mod stft;
+pub mod tuning;
 
 /// Workgroups needed to cover `n` items, `per_group` at a time, as a u32 grid dimension.
 pub(crate) fn groups(n: usize, per_group: usize) -> anyhow::Result<u32> {
