@@ -1,9 +1,6 @@
-// Applies a filterbank to spectra: out[f, r] = sum over bins b in band r of w[set, r, b] * s[f, b].
-// Mel filters are narrow bands, so only each filter's nonzero bins are visited; chroma filters
-// span every bin. With PER_CLIP, every clip has its own weights (chroma with per-clip tuning),
-// chosen through the clip of each frame.
-
-override PER_CLIP: bool = false;
+// Applies a banded filterbank to spectra: out[f, r] = sum over bins b in band r of w[r, b] * s[f, b].
+// Mel filters are narrow bands, so only each filter's nonzero bins are visited (dense filterbanks,
+// such as chroma, go through the GEMM instead).
 
 struct Params {
     grid: vec4<u32>,
@@ -12,10 +9,9 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> spectra: array<f32>;      // [frames, stride]
-@group(0) @binding(2) var<storage, read> weights: array<f32>;      // [sets, rows, stride]
+@group(0) @binding(2) var<storage, read> weights: array<f32>;      // [rows, stride]
 @group(0) @binding(3) var<storage, read> bands: array<vec2<u32>>;  // [rows]: first bin, end bin
-@group(0) @binding(4) var<storage, read> frame_clip: array<u32>;   // [frames]
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;    // [frames, rows]
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;    // [frames, rows]
 
 @compute @workgroup_size(64, 1, 1)
 fn filterbank(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -25,9 +21,7 @@ fn filterbank(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     if (g.w == 0u || i >= p.frames * p.rows) { return; }
     let f = i / p.rows;
     let r = i % p.rows;
-    var weight_set = 0u;
-    if (PER_CLIP) { weight_set = frame_clip[f]; }
-    let w = (weight_set * p.rows + r) * p.stride;
+    let w = r * p.stride;
     let s = f * p.stride;
     let band = bands[r];
     var acc = 0.0;

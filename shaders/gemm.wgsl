@@ -22,6 +22,8 @@ struct Params {
     // Batch strides (elements); 0 broadcasts one matrix to every batch.
     stride_a: u32, stride_b: u32, stride_c: u32, _pad2: u32,
     alpha: f32, beta: f32, _pad3: u32, _pad4: u32,
+    // Element offsets of A, B and C in their buffers (multiples of 4 for the vec4 kernels).
+    off_a: u32, off_b: u32, off_c: u32, _pad5: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -43,7 +45,7 @@ fn b_at(base: u32, row: u32, col: u32) -> f32 {
 // The epilogue shared by every shape: scale, bias, accumulate into C, activation, store.
 fn store(batch: u32, row: u32, col: u32, acc: f32) {
     if (row >= p.m || col >= p.n) { return; }
-    let idx = batch * p.stride_c + row * p.ldc + col;
+    let idx = p.off_c + batch * p.stride_c + row * p.ldc + col;
     var v = p.alpha * acc;
     if (HAS_BIAS) { v += bias[col]; }
     // beta == 0 must not read C: its old contents may be NaN.
@@ -60,8 +62,8 @@ fn gemm_naive(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let row = g.y * 8u + lid.y;
     let col = g.x * 8u + lid.x;
     if (row >= p.m || col >= p.n) { return; }
-    let ba = g.z * p.stride_a;
-    let bb = g.z * p.stride_b;
+    let ba = p.off_a + g.z * p.stride_a;
+    let bb = p.off_b + g.z * p.stride_b;
     var acc = 0.0;
     for (var kk = 0u; kk < p.k; kk++) {
         acc = fma(a_at(ba, row, kk), b_at(bb, kk, col), acc);
@@ -79,8 +81,8 @@ fn gemm_tiled16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let g = logical_workgroup(wid, nwg, p.grid);
     let row = g.y * 16u + lid.y;
     let col = g.x * 16u + lid.x;
-    let ba = g.z * p.stride_a;
-    let bb = g.z * p.stride_b;
+    let ba = p.off_a + g.z * p.stride_a;
+    let bb = p.off_b + g.z * p.stride_b;
     var acc = 0.0;
     let steps = (p.k + 15u) / 16u;
     for (var t = 0u; t < steps; t++) {
@@ -108,8 +110,8 @@ fn gemm_reg4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if (g.w == 0u) { return; }
     let row0 = g.y * 32u + lid.y;
     let col0 = g.x * 32u + lid.x;
-    let ba = g.z * p.stride_a;
-    let bb = g.z * p.stride_b;
+    let ba = p.off_a + g.z * p.stride_a;
+    let bb = p.off_b + g.z * p.stride_b;
     // Rows and columns past the edge are clamped for loading (no branches in the loop) and
     // dropped when storing.
     let last_r = p.m - 1u;
@@ -191,8 +193,8 @@ fn gemm_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let row0 = (g.y * 8u + lid.y) * 4u;
     let col0 = (g.x * 8u + lid.x) * 4u;
     if (row0 >= p.m || col0 >= p.n) { return; }
-    let ba = g.z * p.stride_a / 4u;
-    let bb = g.z * p.stride_b / 4u;
+    let ba = (p.off_a + g.z * p.stride_a) / 4u;
+    let bb = (p.off_b + g.z * p.stride_b) / 4u;
     var acc = ZERO4;
     for (var k = 0u; k < p.k; k += 4u) {
         acc += a_block(ba, k, row0) * b_block(bb, k, col0);
@@ -208,8 +210,8 @@ fn gemm_vec4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let row0 = (g.y * 8u + lid.y) * 8u;
     let col0 = (g.x * 8u + lid.x) * 8u;
     if (row0 >= p.m || col0 >= p.n) { return; }
-    let ba = g.z * p.stride_a / 4u;
-    let bb = g.z * p.stride_b / 4u;
+    let ba = (p.off_a + g.z * p.stride_a) / 4u;
+    let bb = (p.off_b + g.z * p.stride_b) / 4u;
     var acc00 = ZERO4;
     var acc01 = ZERO4;
     var acc10 = ZERO4;

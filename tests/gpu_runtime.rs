@@ -134,6 +134,44 @@ fn gemm_epilogues_bias_relu_alpha_beta_and_batches() {
 }
 
 #[test]
+fn gemm_on_sub_matrices_at_offsets_touches_only_its_rows() {
+    // Per-clip products: rows first..first+m of A and C, one of several B matrices.
+    let mut rng = Rng::new(fresh_seed("gemm_offsets"));
+    let g = &gpu().gpu;
+    for kernel in GemmKernel::ALL {
+        let (rows, k, n, sets) = (29, 12, 8, 3);
+        let a = rng.vec(rows * k, -1.0, 1.0);
+        let b = rng.vec(sets * n * k, -1.0, 1.0);
+        let ta = g.upload_f32(&a, &[rows, k]).unwrap();
+        let tb = g.upload_f32(&b, &[sets, n, k]).unwrap();
+        let tc = g.upload_f32(&vec![f32::NAN; rows * n], &[rows, n]).unwrap();
+        let o = GemmOptions { trans_b: true, kernel, ..Default::default() };
+        let mut step = g.step("test.gemm_at");
+        let spans = [(0usize, 4usize, 2usize), (4, 13, 0), (20, 8, 1)];
+        for &(first, m, set) in &spans {
+            let d = gemm::GemmDims { batch: 1, m, n, k, broadcast_b: false };
+            gemm::gemm_at(&mut step, (&ta, first * k), (&tb, set * n * k), None, (&tc, first * n), d, &o).unwrap();
+        }
+        step.submit().unwrap();
+        let got = g.read_f32(&tc).unwrap();
+        let mut want = vec![f64::NAN; rows * n];
+        for &(first, m, set) in &spans {
+            let d = gemm::GemmDims { batch: 1, m, n, k, broadcast_b: false };
+            let part = gemm::reference(&a[first * k..], &b[set * n * k..], None, &[], &d, &o);
+            want[first * n..(first + m) * n].copy_from_slice(&part);
+        }
+        // Row 28 belongs to no span: it must still hold the poison.
+        assert_close(&format!("gemm_at {kernel:?}"), &got, &want, 1e-5, 1e-5);
+    }
+    // Offsets that are not multiples of 4, or extents past the end, are refused.
+    let t = g.empty(&[64], DType::F32).unwrap();
+    let d = gemm::GemmDims { batch: 1, m: 2, n: 4, k: 4, broadcast_b: false };
+    let mut step = g.step("test.gemm_at.bad");
+    assert!(gemm::gemm_at(&mut step, (&t, 2), (&t.clone(), 0), None, (&g.empty(&[8], DType::F32).unwrap(), 0), d, &GemmOptions::default()).is_err());
+    assert!(gemm::gemm_at(&mut step, (&t, 60), (&t.clone(), 0), None, (&g.empty(&[8], DType::F32).unwrap(), 0), d, &GemmOptions::default()).is_err());
+}
+
+#[test]
 fn gemm_rejects_shapes_that_do_not_chain() {
     let g = &gpu().gpu;
     let a = g.empty(&[4, 5], DType::F32).unwrap();

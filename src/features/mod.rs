@@ -170,7 +170,7 @@ impl Extractor {
         let bands = contrast::bands(sr, cfg.n_fft, cfg.contrast_fmin, cfg.contrast_bands, cfg.contrast_quantile)?;
         Ok(Extractor {
             window: gpu.upload_f32(&window, &[cfg.n_fft])?,
-            mel: Filterbank::upload(gpu, &[mel], layout.stride)?,
+            mel: Filterbank::upload(gpu, &mel, layout.stride)?,
             chroma,
             dct: gpu.upload_f32(&dct, &[cfg.n_mfcc, cfg.n_mels])?,
             band_table: contrast::upload_bands(gpu, &bands)?,
@@ -239,21 +239,24 @@ impl Extractor {
                 let est = tuning::record(&mut step, &power, self.layout.stride, self.layout.n_bins, &b.frame_clip, &b.clip_frames, sr, cfg.n_fft)?;
                 step.submit()?;
                 let tunings: Vec<f64> = gpu.read_f32(&est.out)?.into_iter().map(tuning::tuning_of).collect();
-                // At most 101 distinct tunings: build each filterbank once.
-                let mut built: Vec<(f64, Vec<Vec<f64>>)> = Vec::new();
-                let mut sets = Vec::with_capacity(tunings.len());
+                // At most 101 distinct tunings: build each filterbank once; clips share them.
+                let mut distinct: Vec<f64> = Vec::new();
+                let mut set_of_clip = Vec::with_capacity(tunings.len());
                 for &t in &tunings {
-                    if !built.iter().any(|(u, _)| *u == t) {
-                        built.push((t, filters::chroma(sr, cfg.n_fft, cfg.n_chroma, t)));
-                    }
-                    sets.push(built.iter().find(|(u, _)| *u == t).unwrap().1.clone());
+                    let i = distinct.iter().position(|u| *u == t).unwrap_or_else(|| {
+                        distinct.push(t);
+                        distinct.len() - 1
+                    });
+                    set_of_clip.push(i);
                 }
+                let rows: Vec<Vec<f64>> = distinct.iter().flat_map(|&t| filters::chroma(sr, cfg.n_fft, cfg.n_chroma, t)).collect();
+                let weights = upload_rows(gpu, &rows, self.layout.stride)?;
                 step = gpu.step("features");
-                (tunings, Some(Filterbank::upload(gpu, &sets, self.layout.stride)?))
+                (tunings, Some((weights, set_of_clip)))
             }
         };
         // MFCC: mel power -> dB against each clip's maximum -> orthonormal DCT-II.
-        filterbank::apply(&mut step, &self.mel, &power, &b.frame_clip, &mel_db, "filterbank.mel")?;
+        filterbank::apply(&mut step, &self.mel, &power, &mel_db, "filterbank.mel")?;
         segment::power_to_db(&mut step, &b.clips, &mel_db, &clip_max, &cfg.db)?;
         // Both filterbank GEMMs multiply by a stored [rows, cols] matrix transposed.
         let by_rows = GemmOptions { trans_b: true, ..Default::default() };
@@ -262,7 +265,16 @@ impl Extractor {
         // scaled to a maximum of 1.
         match (&self.chroma, &per_clip_chroma) {
             (Some(weights), _) => gemm::gemm(&mut step, &power, weights, None, &chroma, &by_rows).map(|_| ())?,
-            (None, Some(fb)) => filterbank::apply(&mut step, fb, &power, &b.frame_clip, &chroma, "filterbank.chroma")?,
+            (None, Some((weights, set_of_clip))) => {
+                // One GEMM per clip, on its own rows, with its tuning's weights.
+                let rows = cfg.n_chroma * self.layout.stride;
+                for (&(first, n), &set) in b.clip_frames.iter().zip(set_of_clip) {
+                    let d = gemm::GemmDims { batch: 1, m: n, n: cfg.n_chroma, k: self.layout.stride, broadcast_b: false };
+                    let a = (&power, first * self.layout.stride);
+                    let c = (&chroma, first * cfg.n_chroma);
+                    gemm::gemm_at(&mut step, a, (weights, set * rows), None, c, d, &by_rows)?;
+                }
+            }
             (None, None) => unreachable!("chroma weights come from the tuning"),
         }
         segment::normalize_rows(&mut step, &chroma)?;

@@ -156,22 +156,41 @@ struct Params {
     alpha: f32,
     beta: f32,
     _pad3: [u32; 2],
+    off_a: u32,
+    off_b: u32,
+    off_c: u32,
+    _pad4: u32,
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| anyhow::anyhow!("gemm: {what} = {v} exceeds u32 indexing"))
 }
 
-/// Records C = act(alpha * op(A) op(B) + bias + beta * C). `bias` has N elements.
+/// Records C = act(alpha * op(A) op(B) + bias + beta * C), dims taken from the tensors' shapes.
+/// `bias` has N elements.
 pub fn gemm(step: &mut Step, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, c: &Tensor, o: &GemmOptions) -> Result<GemmDims> {
     let d = GemmDims::infer(a.shape(), b.shape(), c.shape(), o)?;
+    gemm_at(step, (a, 0), (b, 0), bias, (c, 0), d, o)?;
+    Ok(d)
+}
+
+/// The same on sub-matrices: each operand is (tensor, element offset), laid out densely from
+/// there as `d` and the transposes say. Offsets must be multiples of 4 (16-byte aligned rows for
+/// the vec4 kernels); the whole extent must lie inside the tensor.
+pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tensor, usize), bias: Option<&Tensor>, (c, off_c): (&Tensor, usize), d: GemmDims, o: &GemmOptions) -> Result<()> {
+    let b_extent = if d.broadcast_b { d.k * d.n } else { d.batch * d.k * d.n };
+    for (name, t, off, extent) in [("A", a, off_a, d.batch * d.m * d.k), ("B", b, off_b, b_extent), ("C", c, off_c, d.batch * d.m * d.n)] {
+        if off % 4 != 0 || off + extent > t.len() {
+            bail!("gemm: {name} at offset {off} with {extent} elements does not fit {t:?} (offsets must be multiples of 4)");
+        }
+    }
     if let Some(bias) = bias {
         if bias.len() != d.n {
             bail!("gemm: bias {:?} does not match N = {}", bias.shape(), d.n);
         }
     }
     if d.m * d.n * d.batch == 0 {
-        return Ok(d);
+        return Ok(());
     }
     let p = Params {
         m: u32_of(d.m, "M")?,
@@ -185,10 +204,14 @@ pub fn gemm(step: &mut Step, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, c: &
         stride_c: u32_of(d.m * d.n, "batch stride of C")?,
         alpha: o.alpha,
         beta: o.beta,
+        off_a: u32_of(off_a, "offset of A")?,
+        off_b: u32_of(off_b, "offset of B")?,
+        off_c: u32_of(off_c, "offset of C")?,
         _pad0: 0,
         _pad1: 0,
         _pad2: 0,
         _pad3: [0; 2],
+        _pad4: 0,
     };
     let kernel = o.kernel.for_dims(&d, o);
     let tile = kernel.tile();
@@ -208,8 +231,7 @@ pub fn gemm(step: &mut Step, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, c: &
         if o.relu { ",relu" } else { "" },
         if bias.len() == d.n { ",bias" } else { "" },
     );
-    step.dispatch(kernel.spec(), &constants, &[a, b, &bias, c], bytemuck::bytes_of(&p), grid, label)?;
-    Ok(d)
+    step.dispatch(kernel.spec(), &constants, &[a, b, &bias, c], bytemuck::bytes_of(&p), grid, label)
 }
 
 /// Float64 reference of [`gemm`] on host arrays laid out as the tensors are.
