@@ -95,9 +95,64 @@ pub const TUNING_WGSL: ShaderFile = ShaderFile {
     needs_subgroups: false,
 };
 
+pub const CONV_WGSL: ShaderFile = ShaderFile {
+    name: "conv.wgsl",
+    source: include_str!("../../shaders/conv.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
+pub const LOSS_WGSL: ShaderFile = ShaderFile {
+    name: "loss.wgsl",
+    source: include_str!("../../shaders/loss.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
+pub const OPTIM_WGSL: ShaderFile = ShaderFile {
+    name: "optim.wgsl",
+    source: include_str!("../../shaders/optim.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
+pub const NORM_WGSL: ShaderFile = ShaderFile {
+    name: "norm.wgsl",
+    source: include_str!("../../shaders/norm.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
+pub const POOL_WGSL: ShaderFile = ShaderFile {
+    name: "pool.wgsl",
+    source: include_str!("../../shaders/pool.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
+pub const DROPOUT_WGSL: ShaderFile = ShaderFile {
+    name: "dropout.wgsl",
+    source: include_str!("../../shaders/dropout.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
 /// Every shader in `shaders/` except the prelude (which is validated as part of each of these).
-pub const SHADERS: &[&ShaderFile] =
-    &[&GEMM_WGSL, &ELEMENTWISE_WGSL, &STFT_WGSL, &FILTERBANK_WGSL, &SEGMENT_WGSL, &CONTRAST_WGSL, &TUNING_WGSL];
+pub const SHADERS: &[&ShaderFile] = &[
+    &GEMM_WGSL,
+    &ELEMENTWISE_WGSL,
+    &STFT_WGSL,
+    &FILTERBANK_WGSL,
+    &SEGMENT_WGSL,
+    &CONTRAST_WGSL,
+    &TUNING_WGSL,
+    &CONV_WGSL,
+    &NORM_WGSL,
+    &POOL_WGSL,
+    &DROPOUT_WGSL,
+    &LOSS_WGSL,
+    &OPTIM_WGSL,
+];
 
 /// Cache key: which code, which entry point, which override constants (bit-exact).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

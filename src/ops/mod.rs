@@ -3,8 +3,14 @@
 
 pub mod elementwise;
 pub mod contrast;
+pub mod conv;
+pub mod dropout;
 pub mod filterbank;
 pub mod gemm;
+pub mod loss;
+pub mod norm;
+pub mod optim;
+pub mod pool;
 pub mod segment;
 pub mod stft;
 pub mod tuning;

@@ -1,0 +1,118 @@
+// Per-column statistics and batch normalisation over the rows of [rows, cols] matrices (rows =
+// batch x positions, cols = channels or features), as Keras's BatchNormalization computes it:
+// batch mean and biased variance in training, moving averages updated with momentum.
+//   column_sum      out[j] = sum_i x[i, j]                         (bias gradients)
+//   bn_stats        mean, 1/sqrt(var + eps) per column; moving averages updated in place
+//   bn_forward      y = gamma (x - mean) rstd + beta  (batch statistics, or moving ones when
+//                   EVAL, where rstd is computed from the moving variance)
+//   bn_grad_stats   per column: dbeta = sum dy, dgamma = sum dy xhat
+//   bn_backward     dx = gamma rstd / n (n dy - dbeta - xhat dgamma)
+// One invocation per column for the reductions: columns are few (<= 512) and rows many.
+
+override EVAL: bool = false;
+
+struct Params {
+    grid: vec4<u32>,
+    rows: u32, cols: u32, _pad0: u32, _pad1: u32,
+    eps: f32, momentum: f32, _pad2: f32, _pad3: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> stats: array<vec2<f32>>;   // [cols]: mean, rstd
+@group(0) @binding(5) var<storage, read_write> moving: array<vec2<f32>>;  // [cols]: mean, variance
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+
+fn column(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    let j = g.x * 64u + lid;
+    return select(0xffffffffu, j, g.w != 0u && j < p.cols);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn column_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let j = column(wid, nwg, lid);
+    if (j == 0xffffffffu) { return; }
+    var s = 0.0;
+    for (var i = 0u; i < p.rows; i++) { s += x[i * p.cols + j]; }
+    y[j] = s;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let j = column(wid, nwg, lid);
+    if (j == 0xffffffffu) { return; }
+    var s = 0.0;
+    for (var i = 0u; i < p.rows; i++) { s += x[i * p.cols + j]; }
+    let mean = s / f32(p.rows);
+    // Two passes: the variance of centred values does not cancel catastrophically.
+    var ss = 0.0;
+    for (var i = 0u; i < p.rows; i++) {
+        let d = x[i * p.cols + j] - mean;
+        ss += d * d;
+    }
+    let var_ = ss / f32(p.rows);
+    stats[j] = vec2<f32>(mean, inverseSqrt(var_ + p.eps));
+    let mv = moving[j];
+    moving[j] = vec2<f32>(p.momentum * mv.x + (1.0 - p.momentum) * mean, p.momentum * mv.y + (1.0 - p.momentum) * var_);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn bn_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    let i = g.x * 256u + lid;
+    if (g.w == 0u || i >= p.rows * p.cols) { return; }
+    let j = i % p.cols;
+    var mean: f32;
+    var rstd: f32;
+    if (EVAL) {
+        let mv = moving[j];
+        mean = mv.x;
+        rstd = inverseSqrt(mv.y + p.eps);
+    } else {
+        let st = stats[j];
+        mean = st.x;
+        rstd = st.y;
+    }
+    y[i] = gamma[j] * (x[i] - mean) * rstd + beta[j];
+}
+
+// Here x is the layer input, gamma unused, beta holds dy; y receives (dbeta, dgamma) pairs.
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(6) var<storage, read_write> grad_stats: array<vec2<f32>>;
+
+@compute @workgroup_size(64, 1, 1)
+fn bn_grad_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let j = column(wid, nwg, lid);
+    if (j == 0xffffffffu) { return; }
+    let st = stats[j];
+    var sum_dy = 0.0;
+    var sum_dy_xhat = 0.0;
+    for (var i = 0u; i < p.rows; i++) {
+        let k = i * p.cols + j;
+        sum_dy += dy[k];
+        sum_dy_xhat += dy[k] * (x[k] - st.x) * st.y;
+    }
+    grad_stats[j] = vec2<f32>(sum_dy, sum_dy_xhat);
+}
+
+// x is the layer input, beta holds dy, moving holds (dbeta, dgamma) from bn_grad_stats, y is dx.
+@compute @workgroup_size(256, 1, 1)
+fn bn_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    let i = g.x * 256u + lid;
+    if (g.w == 0u || i >= p.rows * p.cols) { return; }
+    let j = i % p.cols;
+    let st = stats[j];
+    let gs = moving[j];
+    let n = f32(p.rows);
+    let xhat = (x[i] - st.x) * st.y;
+    y[i] = gamma[j] * st.y / n * (n * dy[i] - gs.x - xhat * gs.y);
+}
