@@ -33,9 +33,13 @@ fn dims(x: &Tensor, cols: usize) -> Result<(usize, Params)> {
 /// out [cols] = sum over rows of x [rows, cols].
 pub fn column_sum(step: &mut Step, x: &Tensor, cols: usize, out: &Tensor) -> Result<()> {
     let (_, p) = dims(x, cols)?;
-    let ph = step.gpu().placeholder().clone();
+    // Slots this entry point does not use: a shared read-only placeholder, and two scratch
+    // buffers for the writable ones (a buffer may not be bound both ways at once).
+    let gpu = step.gpu();
+    let ph = gpu.placeholder().clone();
+    let (s1, s2) = (gpu.empty(&[4], crate::gpu::DType::F32)?, gpu.empty(&[4], crate::gpu::DType::F32)?);
     let grid = [super::groups(cols, 64)?, 1, 1];
-    step.dispatch(&COLUMN_SUM, &[], &[x, &ph, &ph, &ph.clone(), &ph.clone(), out], bytemuck::bytes_of(&p), grid, "norm.column_sum")
+    step.dispatch(&COLUMN_SUM, &[], &[x, &ph, &ph, &s1, &s2, out], bytemuck::bytes_of(&p), grid, "norm.column_sum")
 }
 
 /// Keras BatchNormalization's options (epsilon 1e-3, momentum 0.99).
