@@ -5,6 +5,8 @@
 //   bn_stats        mean, 1/sqrt(var + eps) per column; moving averages updated in place
 //   bn_forward      y = gamma (x - mean) rstd + beta  (batch statistics, or moving ones when
 //                   EVAL, where rstd is computed from the moving variance)
+// The affine parameters are one interleaved [cols, 2] tensor (beta, gamma), the same layout as
+// their gradient (dbeta, dgamma), so the optimiser updates them as one tensor.
 //   bn_grad_stats   per column: dbeta = sum dy, dgamma = sum dy xhat
 //   bn_backward     dx = gamma rstd / n (n dy - dbeta - xhat dgamma)
 // One invocation per column for the reductions: columns are few (<= 512) and rows many.
@@ -19,8 +21,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(2) var<storage, read> affine: array<vec2<f32>>;       // [cols]: beta, gamma
 @group(0) @binding(4) var<storage, read_write> stats: array<vec2<f32>>;   // [cols]: mean, rstd
 @group(0) @binding(5) var<storage, read_write> moving: array<vec2<f32>>;  // [cols]: mean, variance
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
@@ -79,10 +80,11 @@ fn bn_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         mean = st.x;
         rstd = st.y;
     }
-    y[i] = gamma[j] * (x[i] - mean) * rstd + beta[j];
+    let a = affine[j];
+    y[i] = a.y * (x[i] - mean) * rstd + a.x;
 }
 
-// Here x is the layer input, gamma unused, beta holds dy; y receives (dbeta, dgamma) pairs.
+// Here x is the layer input and binding 3 holds dy; binding 6 receives (dbeta, dgamma) pairs.
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 @group(0) @binding(6) var<storage, read_write> grad_stats: array<vec2<f32>>;
 
@@ -102,7 +104,7 @@ fn bn_grad_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     grad_stats[j] = vec2<f32>(sum_dy, sum_dy_xhat);
 }
 
-// x is the layer input, beta holds dy, moving holds (dbeta, dgamma) from bn_grad_stats, y is dx.
+// x is the layer input, binding 3 holds dy, moving holds (dbeta, dgamma) from bn_grad_stats, y is dx.
 @compute @workgroup_size(256, 1, 1)
 fn bn_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
@@ -114,5 +116,5 @@ fn bn_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let gs = moving[j];
     let n = f32(p.rows);
     let xhat = (x[i] - st.x) * st.y;
-    y[i] = gamma[j] * st.y / n * (n * dy[i] - gs.x - xhat * gs.y);
+    y[i] = affine[j].y * st.y / n * (n * dy[i] - gs.x - xhat * gs.y);
 }

@@ -8,5 +8,7 @@ pub mod audio;
 pub mod bench;
 pub mod features;
 pub mod gpu;
+pub mod nn;
 pub mod ops;
 pub mod store;
+pub mod train;

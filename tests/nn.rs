@@ -103,10 +103,11 @@ fn batch_norm_forward_backward_and_moving_averages() {
         let beta = rand64(&mut rng, cols);
         let r = rand64(&mut rng, rows * cols);
         let moving0: Vec<f64> = (0..cols).flat_map(|_| [0.0, 1.0]).collect();
-        let (tg, tb) = (up(g, &gamma, &[cols]), up(g, &beta, &[cols]));
+        let affine: Vec<f64> = (0..cols).flat_map(|j| [beta[j], gamma[j]]).collect();
+        let ta = up(g, &affine, &[cols, 2]);
         let stats = poisoned(g, &[cols, 2]);
         let moving = up(g, &moving0, &[cols, 2]);
-        let t = norm::BnTensors { gamma: &tg, beta: &tb, stats: &stats, moving: &moving };
+        let t = norm::BnTensors { affine: &ta, stats: &stats, moving: &moving };
         let tx = up(g, &x, &[rows, cols]);
         let (y, dx, gs) = (poisoned(g, &[rows, cols]), poisoned(g, &[rows, cols]), poisoned(g, &[cols, 2]));
         let mut step = g.step("test.bn");

@@ -382,8 +382,9 @@ pub struct Step<'g> {
     commands: Vec<Command>,
 }
 
-impl Step<'_> {
-    pub fn gpu(&self) -> &Gpu {
+impl<'g> Step<'g> {
+    /// The device this step records for (outlives the step, so it can allocate while recording).
+    pub fn gpu(&self) -> &'g Gpu {
         self.gpu
     }
 

@@ -57,8 +57,8 @@ impl Default for BatchNorm {
 
 /// The tensors of one batch-norm layer over `cols` channels.
 pub struct BnTensors<'a> {
-    pub gamma: &'a Tensor,
-    pub beta: &'a Tensor,
+    /// [cols, 2]: (beta, gamma) per channel, the layout of their gradient.
+    pub affine: &'a Tensor,
     /// [cols, 2]: batch mean and 1/sqrt(var + eps), written in training.
     pub stats: &'a Tensor,
     /// [cols, 2]: moving mean and variance.
@@ -67,31 +67,33 @@ pub struct BnTensors<'a> {
 
 /// Training forward: batch statistics, moving averages updated, y normalised.
 pub fn forward_train(step: &mut Step, o: &BatchNorm, t: &BnTensors, x: &Tensor, y: &Tensor) -> Result<()> {
-    let cols = t.gamma.len();
+    let cols = t.affine.len() / 2;
     let (rows, mut p) = dims(x, cols)?;
     (p.eps, p.momentum) = (o.eps, o.momentum);
-    step.dispatch(&STATS, &[], &[x, t.gamma, t.beta, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(cols, 64)?, 1, 1], "norm.bn_stats")?;
-    step.dispatch(&FORWARD, &[("EVAL", 0.0)], &[x, t.gamma, t.beta, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(rows * cols, 256)?, 1, 1], "norm.bn_forward")
+    let ph = step.gpu().placeholder().clone();
+    step.dispatch(&STATS, &[], &[x, t.affine, &ph, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(cols, 64)?, 1, 1], "norm.bn_stats")?;
+    step.dispatch(&FORWARD, &[("EVAL", 0.0)], &[x, t.affine, &ph, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(rows * cols, 256)?, 1, 1], "norm.bn_forward")
 }
 
 /// Inference forward with the moving statistics.
 pub fn forward_eval(step: &mut Step, o: &BatchNorm, t: &BnTensors, x: &Tensor, y: &Tensor) -> Result<()> {
-    let cols = t.gamma.len();
+    let cols = t.affine.len() / 2;
     let (rows, mut p) = dims(x, cols)?;
     p.eps = o.eps;
-    step.dispatch(&FORWARD, &[("EVAL", 1.0)], &[x, t.gamma, t.beta, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(rows * cols, 256)?, 1, 1], "norm.bn_forward")
+    let ph = step.gpu().placeholder().clone();
+    step.dispatch(&FORWARD, &[("EVAL", 1.0)], &[x, t.affine, &ph, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(rows * cols, 256)?, 1, 1], "norm.bn_forward")
 }
 
 /// Backward of the training forward: dx, and the parameter gradients in `grad_stats` [cols, 2]
 /// as (dbeta, dgamma).
 pub fn backward(step: &mut Step, t: &BnTensors, x: &Tensor, dy: &Tensor, grad_stats: &Tensor, dx: &Tensor) -> Result<()> {
-    let cols = t.gamma.len();
+    let cols = t.affine.len() / 2;
     let (rows, p) = dims(x, cols)?;
     if dy.len() != x.len() || dx.len() != x.len() || grad_stats.len() != 2 * cols {
         bail!("batchnorm backward: dy {:?}, dx {:?}, grad_stats {:?} for x {:?}", dy.shape(), dx.shape(), grad_stats.shape(), x.shape());
     }
-    step.dispatch(&GRAD_STATS, &[], &[x, t.gamma, dy, t.stats, t.moving, grad_stats], bytemuck::bytes_of(&p), [super::groups(cols, 64)?, 1, 1], "norm.bn_grad_stats")?;
-    step.dispatch(&BACKWARD, &[], &[x, t.gamma, dy, t.stats, grad_stats, dx], bytemuck::bytes_of(&p), [super::groups(rows * cols, 256)?, 1, 1], "norm.bn_backward")
+    step.dispatch(&GRAD_STATS, &[], &[x, t.affine, dy, t.stats, t.moving, grad_stats], bytemuck::bytes_of(&p), [super::groups(cols, 64)?, 1, 1], "norm.bn_grad_stats")?;
+    step.dispatch(&BACKWARD, &[], &[x, t.affine, dy, t.stats, grad_stats, dx], bytemuck::bytes_of(&p), [super::groups(rows * cols, 256)?, 1, 1], "norm.bn_backward")
 }
 
 /// Float64 reference of the training forward: (y, mean, var).

@@ -1,0 +1,370 @@
+//! Neural networks on the GPU: layer specifications, a sequential model holding its parameters
+//! and optimiser state in GPU memory, and its forward, backward and Adam step recorded into one
+//! submission per batch. Activations are channels-last, [batch, length, channels].
+
+use crate::gpu::{DType, Gpu, Step, Tensor};
+use crate::ops::conv::{self, ConvShape};
+use crate::ops::elementwise::{self, BinaryOp};
+use crate::ops::gemm::{self, GemmOptions};
+use crate::ops::norm::{self, BatchNorm, BnTensors};
+use crate::ops::optim::{self, Adam};
+use crate::ops::pool::{self, PoolShape};
+use crate::ops::{dropout, loss};
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// One layer of a sequential model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Layer {
+    /// Stride-1 convolution over length; "same" keeps the length; ReLU fused when `relu`.
+    Conv1d { filters: usize, kernel: usize, same: bool, relu: bool },
+    BatchNorm,
+    MaxPool { size: usize, stride: usize },
+    Dropout { rate: f32 },
+    Flatten,
+    Dense { units: usize, relu: bool },
+}
+
+/// A model's shape: input (length, channels), layers, and the class count of the last Dense.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Architecture {
+    pub input: (usize, usize),
+    pub layers: Vec<Layer>,
+}
+
+impl Architecture {
+    /// The reference study's refined CNN: three Conv1D(k5, same) -> BN -> MaxPool(2) ->
+    /// Dropout(0.3) blocks of 128, 256 and 512 filters, Flatten, Dense(256) -> Dropout(0.4) ->
+    /// Dense(128) -> Dropout(0.4) -> Dense(classes) (softmax in the loss).
+    pub fn refined_cnn(input: (usize, usize), classes: usize) -> Architecture {
+        let mut layers = Vec::new();
+        for filters in [128, 256, 512] {
+            layers.push(Layer::Conv1d { filters, kernel: 5, same: true, relu: true });
+            layers.push(Layer::BatchNorm);
+            layers.push(Layer::MaxPool { size: 2, stride: 2 });
+            layers.push(Layer::Dropout { rate: 0.3 });
+        }
+        layers.extend([
+            Layer::Flatten,
+            Layer::Dense { units: 256, relu: true },
+            Layer::Dropout { rate: 0.4 },
+            Layer::Dense { units: 128, relu: true },
+            Layer::Dropout { rate: 0.4 },
+            Layer::Dense { units: classes, relu: false },
+        ]);
+        Architecture { input, layers }
+    }
+
+    /// (length, channels) entering each layer, and leaving the last one.
+    pub fn shapes(&self) -> Result<Vec<(usize, usize)>> {
+        let mut shapes = vec![self.input];
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (l, c) = *shapes.last().unwrap();
+            let next = match *layer {
+                Layer::Conv1d { filters, kernel, same, .. } => (ConvShape::new(1, l, c, kernel, same)?.l_out, filters),
+                Layer::BatchNorm | Layer::Dropout { .. } => (l, c),
+                Layer::MaxPool { size, stride } => (PoolShape::new(1, l, c, size, stride)?.l_out, c),
+                Layer::Flatten => (1, l * c),
+                Layer::Dense { units, .. } => {
+                    if l != 1 {
+                        bail!("layer {i}: Dense needs a flat input; add a Flatten before it");
+                    }
+                    (1, units)
+                }
+            };
+            shapes.push(next);
+        }
+        Ok(shapes)
+    }
+
+    pub fn classes(&self) -> Result<usize> {
+        match self.layers.last() {
+            Some(Layer::Dense { units, relu: false }) => Ok(*units),
+            _ => bail!("the last layer must be a Dense without ReLU (the logits)"),
+        }
+    }
+}
+
+/// One trainable tensor with its Adam moments.
+pub struct Param {
+    pub name: String,
+    pub value: Tensor,
+    m: Tensor,
+    v: Tensor,
+}
+
+/// What a layer owns on the GPU.
+enum State {
+    None,
+    /// Weight [in, out] and bias [out].
+    Affine { w: Param, b: Param },
+    /// (beta, gamma) [c, 2], batch statistics [c, 2], moving mean and variance [c, 2].
+    Norm { affine: Param, stats: Tensor, moving: Tensor },
+}
+
+/// What the forward pass keeps for the backward pass.
+enum Saved {
+    Conv { cols: Tensor, y: Tensor, shape: ConvShape },
+    Norm { x: Tensor },
+    Pool { winner: Tensor, shape: PoolShape },
+    Dropout { seed: u64 },
+    Flatten,
+    Dense { x: Tensor, y: Tensor },
+}
+
+/// A sequential model living on the GPU.
+pub struct Model {
+    pub arch: Architecture,
+    shapes: Vec<(usize, usize)>,
+    states: Vec<State>,
+    pub adam: Adam,
+    pub bn: BatchNorm,
+    /// Adam steps taken.
+    pub step: u32,
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn param(gpu: &Gpu, name: String, values: &[f32], shape: &[usize]) -> Result<Param> {
+    let zeros = vec![0f32; values.len()];
+    Ok(Param { name, value: gpu.upload_f32(values, shape)?, m: gpu.upload_f32(&zeros, shape)?, v: gpu.upload_f32(&zeros, shape)? })
+}
+
+impl Model {
+    /// A freshly initialised model: Glorot-uniform weights, zero biases, BN gamma 1 and beta 0
+    /// (Keras's defaults), drawn from `seed`.
+    pub fn new(gpu: &Gpu, arch: &Architecture, seed: u64) -> Result<Model> {
+        let shapes = arch.shapes()?;
+        arch.classes()?;
+        let mut rng = seed;
+        let mut uniform = |limit: f64| {
+            rng = splitmix(rng);
+            ((rng >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * limit
+        };
+        let mut states = Vec::new();
+        for (i, layer) in arch.layers.iter().enumerate() {
+            let (l, c) = shapes[i];
+            let state = match *layer {
+                Layer::Conv1d { filters, kernel, .. } => {
+                    let (fan_in, fan_out) = (kernel * c, kernel * filters);
+                    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
+                    let w: Vec<f32> = (0..fan_in * filters).map(|_| uniform(limit) as f32).collect();
+                    State::Affine { w: param(gpu, format!("{i}.conv.weight"), &w, &[fan_in, filters])?, b: param(gpu, format!("{i}.conv.bias"), &vec![0.0; filters], &[filters])? }
+                }
+                Layer::Dense { units, .. } => {
+                    let fan_in = l * c;
+                    let limit = (6.0 / (fan_in + units) as f64).sqrt();
+                    let w: Vec<f32> = (0..fan_in * units).map(|_| uniform(limit) as f32).collect();
+                    State::Affine { w: param(gpu, format!("{i}.dense.weight"), &w, &[fan_in, units])?, b: param(gpu, format!("{i}.dense.bias"), &vec![0.0; units], &[units])? }
+                }
+                Layer::BatchNorm => {
+                    let affine: Vec<f32> = (0..c).flat_map(|_| [0.0, 1.0]).collect();
+                    let moving: Vec<f32> = (0..c).flat_map(|_| [0.0, 1.0]).collect();
+                    State::Norm {
+                        affine: param(gpu, format!("{i}.batch_norm.affine"), &affine, &[c, 2])?,
+                        stats: gpu.empty(&[c, 2], DType::F32)?,
+                        moving: gpu.upload_f32(&moving, &[c, 2])?,
+                    }
+                }
+                _ => State::None,
+            };
+            states.push(state);
+        }
+        Ok(Model { arch: arch.clone(), shapes, states, adam: Adam::default(), bn: BatchNorm::default(), step: 0 })
+    }
+
+    /// Every trainable parameter, in layer order.
+    pub fn params(&self) -> Vec<&Param> {
+        self.states
+            .iter()
+            .flat_map(|s| match s {
+                State::Affine { w, b } => vec![w, b],
+                State::Norm { affine, .. } => vec![affine],
+                State::None => vec![],
+            })
+            .collect()
+    }
+
+    /// Every tensor that defines the model (parameters and moving statistics), by name.
+    pub fn tensors(&self) -> Vec<(String, &Tensor)> {
+        let mut out: Vec<(String, &Tensor)> = self.params().into_iter().map(|p| (p.name.clone(), &p.value)).collect();
+        for (i, s) in self.states.iter().enumerate() {
+            if let State::Norm { moving, .. } = s {
+                out.push((format!("{i}.batch_norm.moving"), moving));
+            }
+        }
+        out
+    }
+
+    fn forward(&self, step: &mut Step, x: &Tensor, batch: usize, train: bool, seed: u64) -> Result<(Tensor, Vec<Saved>)> {
+        let gpu = step.gpu();
+        let mut cur = x.clone();
+        let mut saved = Vec::with_capacity(self.arch.layers.len());
+        for (i, (layer, state)) in self.arch.layers.iter().zip(&self.states).enumerate() {
+            let (l, c) = self.shapes[i];
+            let (l_out, c_out) = self.shapes[i + 1];
+            match (layer, state) {
+                (Layer::Conv1d { kernel, same, relu, .. }, State::Affine { w, b }) => {
+                    let shape = ConvShape::new(batch, l, c, *kernel, *same)?;
+                    let cols = gpu.empty(&[batch * l_out, shape.width()], DType::F32)?;
+                    conv::im2col(step, &shape, &cur, &cols)?;
+                    let y = gpu.empty(&[batch * l_out, c_out], DType::F32)?;
+                    gemm::gemm(step, &cols, &w.value, Some(&b.value), &y, &GemmOptions { relu: *relu, ..Default::default() })?;
+                    saved.push(Saved::Conv { cols, y: y.clone(), shape });
+                    cur = y;
+                }
+                (Layer::BatchNorm, State::Norm { affine, stats, moving }) => {
+                    let x2 = cur.reshape(&[batch * l, c]);
+                    let y = gpu.empty(&[batch * l, c], DType::F32)?;
+                    let t = BnTensors { affine: &affine.value, stats, moving };
+                    if train {
+                        norm::forward_train(step, &self.bn, &t, &x2, &y)?;
+                    } else {
+                        norm::forward_eval(step, &self.bn, &t, &x2, &y)?;
+                    }
+                    saved.push(Saved::Norm { x: x2 });
+                    cur = y;
+                }
+                (Layer::MaxPool { size, stride }, _) => {
+                    let shape = PoolShape::new(batch, l, c, *size, *stride)?;
+                    let winner = gpu.empty(&[batch * l_out * c], DType::U32)?;
+                    let y = gpu.empty(&[batch * l_out, c], DType::F32)?;
+                    pool::forward(step, &shape, &cur, &winner, &y)?;
+                    saved.push(Saved::Pool { winner, shape });
+                    cur = y;
+                }
+                (Layer::Dropout { rate }, _) => {
+                    let layer_seed = splitmix(seed ^ (i as u64).wrapping_mul(0x1000_0000_01b3));
+                    if train && *rate > 0.0 {
+                        let y = gpu.empty(cur.shape(), DType::F32)?;
+                        dropout::apply(step, *rate, layer_seed, &cur, &y)?;
+                        cur = y;
+                    }
+                    saved.push(Saved::Dropout { seed: layer_seed });
+                }
+                (Layer::Flatten, _) => {
+                    cur = cur.reshape(&[batch, l * c]);
+                    saved.push(Saved::Flatten);
+                }
+                (Layer::Dense { relu, .. }, State::Affine { w, b }) => {
+                    let x2 = cur.reshape(&[batch, l * c]);
+                    let y = gpu.empty(&[batch, c_out], DType::F32)?;
+                    gemm::gemm(step, &x2, &w.value, Some(&b.value), &y, &GemmOptions { relu: *relu, ..Default::default() })?;
+                    saved.push(Saved::Dense { x: x2, y: y.clone() });
+                    cur = y;
+                }
+                _ => unreachable!("state built from the same layer list"),
+            }
+        }
+        Ok((cur.reshape(&[batch, self.shapes.last().unwrap().1]), saved))
+    }
+
+    /// Records one training step on a batch: forward (dropout on, batch statistics), softmax
+    /// cross-entropy with class weights, backward, and an Adam update of every parameter.
+    /// Returns the per-sample losses [batch] (read them when convenient).
+    pub fn train_step(&mut self, step: &mut Step, x: &Tensor, labels: &Tensor, class_weight: &Tensor, seed: u64) -> Result<Tensor> {
+        let batch = labels.len();
+        let (l0, c0) = self.arch.input;
+        if x.len() != batch * l0 * c0 {
+            bail!("batch input {:?} is not [{batch}, {l0}, {c0}]", x.shape());
+        }
+        let gpu = step.gpu();
+        let (logits, saved) = self.forward(step, x, batch, true, seed)?;
+        let classes = logits.shape()[1];
+        let losses = gpu.empty(&[batch], DType::F32)?;
+        let dlogits = gpu.empty(&[batch, classes], DType::F32)?;
+        loss::softmax_cross_entropy(step, &logits, labels, class_weight, &losses, &dlogits)?;
+
+        let mut dy = dlogits;
+        let mut grads: Vec<(usize, Vec<Tensor>)> = Vec::new();
+        for i in (0..self.arch.layers.len()).rev() {
+            let (l, c) = self.shapes[i];
+            let need_dx = i > 0;
+            match (&self.arch.layers[i], &self.states[i], &saved[i]) {
+                (Layer::Dense { relu, .. }, State::Affine { w, .. }, Saved::Dense { x, y }) => {
+                    let dpre = relu_grad(step, *relu, y, &dy)?;
+                    let dw = gpu.empty(w.value.shape(), DType::F32)?;
+                    gemm::gemm(step, x, &dpre, None, &dw, &GemmOptions { trans_a: true, ..Default::default() })?;
+                    let db = gpu.empty(&[dpre.shape()[1]], DType::F32)?;
+                    norm::column_sum(step, &dpre, dpre.shape()[1], &db)?;
+                    grads.push((i, vec![dw, db]));
+                    if need_dx {
+                        let dx = gpu.empty(&[batch, l * c], DType::F32)?;
+                        gemm::gemm(step, &dpre, &w.value, None, &dx, &GemmOptions { trans_b: true, ..Default::default() })?;
+                        dy = dx;
+                    }
+                }
+                (Layer::Conv1d { relu, .. }, State::Affine { w, .. }, Saved::Conv { cols, y, shape }) => {
+                    let dpre = relu_grad(step, *relu, y, &dy.reshape(y.shape()))?;
+                    let dw = gpu.empty(w.value.shape(), DType::F32)?;
+                    gemm::gemm(step, cols, &dpre, None, &dw, &GemmOptions { trans_a: true, ..Default::default() })?;
+                    let db = gpu.empty(&[dpre.shape()[1]], DType::F32)?;
+                    norm::column_sum(step, &dpre, dpre.shape()[1], &db)?;
+                    grads.push((i, vec![dw, db]));
+                    if need_dx {
+                        let dcols = gpu.empty(cols.shape(), DType::F32)?;
+                        gemm::gemm(step, &dpre, &w.value, None, &dcols, &GemmOptions { trans_b: true, ..Default::default() })?;
+                        let dx = gpu.empty(&[batch * l, c], DType::F32)?;
+                        conv::col2im(step, shape, &dcols, &dx)?;
+                        dy = dx;
+                    }
+                }
+                (Layer::BatchNorm, State::Norm { affine, stats, moving }, Saved::Norm { x }) => {
+                    let t = BnTensors { affine: &affine.value, stats, moving };
+                    let gs = gpu.empty(&[c, 2], DType::F32)?;
+                    let dx = gpu.empty(x.shape(), DType::F32)?;
+                    norm::backward(step, &t, x, &dy.reshape(x.shape()), &gs, &dx)?;
+                    grads.push((i, vec![gs]));
+                    dy = dx;
+                }
+                (Layer::MaxPool { .. }, _, Saved::Pool { winner, shape }) => {
+                    let dx = gpu.empty(&[batch * l, c], DType::F32)?;
+                    pool::backward(step, shape, &dy, winner, &dx)?;
+                    dy = dx;
+                }
+                (Layer::Dropout { rate }, _, Saved::Dropout { seed }) => {
+                    if *rate > 0.0 {
+                        let dx = gpu.empty(dy.shape(), DType::F32)?;
+                        dropout::apply(step, *rate, *seed, &dy, &dx)?;
+                        dy = dx;
+                    }
+                }
+                (Layer::Flatten, _, Saved::Flatten) => dy = dy.reshape(&[batch * l, c]),
+                _ => unreachable!("saved state follows the layer list"),
+            }
+        }
+        self.step += 1;
+        for (i, gs) in grads {
+            let params: Vec<&Param> = match &self.states[i] {
+                State::Affine { w, b } => vec![w, b],
+                State::Norm { affine, .. } => vec![affine],
+                State::None => vec![],
+            };
+            for (p, g) in params.into_iter().zip(&gs) {
+                optim::adam(step, &self.adam, self.step, g, &p.value, &p.m, &p.v)?;
+            }
+        }
+        Ok(losses)
+    }
+
+    /// Records inference (dropout off, moving statistics) and returns the logits [batch, classes].
+    pub fn logits(&self, step: &mut Step, x: &Tensor, batch: usize) -> Result<Tensor> {
+        Ok(self.forward(step, x, batch, false, 0)?.0)
+    }
+}
+
+/// The gradient before a fused ReLU: dy where the output was positive.
+fn relu_grad(step: &mut Step, relu: bool, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    if !relu {
+        return Ok(dy.clone());
+    }
+    let out = step.gpu().empty(y.shape(), DType::F32)?;
+    elementwise::binary(step, BinaryOp::ReluBackward, y, dy, &out)?;
+    Ok(out)
+}

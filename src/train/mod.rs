@@ -1,0 +1,193 @@
+//! Training: mini-batches with a seeded shuffle, per-epoch validation, early stopping with best
+//! weights restored, learning-rate reduction on plateau. The model and its optimiser state stay
+//! on the GPU; the host reads back only per-sample losses and validation logits.
+
+use crate::gpu::{DType, Gpu, Tensor};
+use crate::nn::Model;
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Examples in memory: x [n, length, channels] row-major and class indices.
+#[derive(Clone, Debug, Default)]
+pub struct Dataset {
+    pub x: Vec<f32>,
+    pub y: Vec<u32>,
+    /// Floats per example (length * channels).
+    pub width: usize,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+
+    fn gather(&self, idx: &[usize]) -> (Vec<f32>, Vec<u32>) {
+        let mut x = Vec::with_capacity(idx.len() * self.width);
+        for &i in idx {
+            x.extend_from_slice(&self.x[i * self.width..(i + 1) * self.width]);
+        }
+        (x, idx.iter().map(|&i| self.y[i]).collect())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// Epochs without a better validation loss before stopping (Keras EarlyStopping).
+    pub patience: usize,
+    /// Epochs without improvement before the learning rate is multiplied by `lr_factor`.
+    pub lr_patience: usize,
+    pub lr_factor: f32,
+    pub min_lr: f32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig { epochs: 30, batch_size: 32, seed: 0, patience: 8, lr_patience: 4, lr_factor: 0.5, min_lr: 1e-5 }
+    }
+}
+
+/// One line of the training log.
+#[derive(Clone, Debug, Serialize)]
+pub struct Epoch {
+    pub epoch: usize,
+    pub loss: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub lr: f32,
+    pub samples_per_s: f64,
+}
+
+/// Seeded Fisher-Yates shuffle (SplitMix64).
+pub fn shuffle(idx: &mut [usize], seed: u64) {
+    let mut s = seed;
+    for i in (1..idx.len()).rev() {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        idx.swap(i, (z % (i as u64 + 1)) as usize);
+    }
+}
+
+/// Logits [n, classes] for every example, in batches, in evaluation mode.
+pub fn predict(gpu: &Gpu, model: &Model, data: &Dataset, batch_size: usize) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    let all: Vec<usize> = (0..data.len()).collect();
+    for chunk in all.chunks(batch_size.max(1)) {
+        let (x, _) = data.gather(chunk);
+        let tx = gpu.upload_f32(&x, &[chunk.len(), data.width])?;
+        let mut step = gpu.step("predict");
+        let logits = model.logits(&mut step, &tx, chunk.len())?;
+        step.submit()?;
+        out.extend(gpu.read_f32(&logits)?);
+    }
+    Ok(out)
+}
+
+/// Mean cross-entropy (unweighted) and accuracy of logits against labels.
+pub fn loss_and_accuracy(logits: &[f32], labels: &[u32], classes: usize) -> (f64, f64) {
+    let mut loss = 0.0;
+    let mut correct = 0;
+    for (i, &y) in labels.iter().enumerate() {
+        let z = &logits[i * classes..(i + 1) * classes];
+        let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let lse = m + z.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+        loss += lse - z[y as usize] as f64;
+        let arg = z.iter().enumerate().fold(0, |b, (j, v)| if *v > z[b] { j } else { b });
+        correct += (arg == y as usize) as usize;
+    }
+    let n = labels.len().max(1) as f64;
+    (loss / n, correct as f64 / n)
+}
+
+/// A copy of every model tensor, to restore the best epoch's weights.
+fn snapshot(gpu: &Gpu, model: &Model) -> Result<Vec<Tensor>> {
+    let mut step = gpu.step("snapshot");
+    let mut copies = Vec::new();
+    for (_, t) in model.tensors() {
+        let c = gpu.empty(t.shape(), DType::F32)?;
+        step.copy(t, &c)?;
+        copies.push(c);
+    }
+    step.submit()?;
+    Ok(copies)
+}
+
+fn restore(gpu: &Gpu, model: &Model, copies: &[Tensor]) -> Result<()> {
+    let mut step = gpu.step("restore");
+    for ((_, t), c) in model.tensors().into_iter().zip(copies) {
+        step.copy(c, t)?;
+    }
+    step.submit()
+}
+
+/// Trains `model` on `train`, validating on `val` after every epoch. Returns the epoch log; the
+/// model ends with the weights of the epoch with the lowest validation loss.
+pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_weight: &[f32], cfg: &TrainConfig, mut on_epoch: impl FnMut(&Epoch)) -> Result<Vec<Epoch>> {
+    let classes = model.arch.classes()?;
+    if train.is_empty() || val.is_empty() {
+        bail!("training needs examples in both the training ({}) and validation ({}) sets", train.len(), val.len());
+    }
+    if class_weight.len() != classes {
+        bail!("{} class weights for {classes} classes", class_weight.len());
+    }
+    let weights = gpu.upload_f32(class_weight, &[classes])?;
+    let mut log = Vec::new();
+    let mut best: Option<(f64, Vec<Tensor>)> = None;
+    let (mut since_best, mut since_lr) = (0, 0);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    for epoch in 1..=cfg.epochs {
+        let start = Instant::now();
+        shuffle(&mut order, cfg.seed ^ (epoch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let mut losses = Vec::new();
+        for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
+            let (x, y) = train.gather(chunk);
+            let tx = gpu.upload_f32(&x, &[chunk.len(), train.width])?;
+            let ty = gpu.upload(&y, &[chunk.len()], DType::U32)?;
+            let mut step = gpu.step("train");
+            let seed = cfg.seed.wrapping_mul(1_000_003) ^ ((epoch as u64) << 32) ^ b as u64;
+            losses.push(model.train_step(&mut step, &tx, &ty, &weights, seed)?);
+            step.submit()?;
+        }
+        let mut sum = 0.0;
+        for l in &losses {
+            sum += gpu.read_f32(l)?.iter().map(|&v| v as f64).sum::<f64>();
+        }
+        let loss = sum / train.len() as f64;
+        if !loss.is_finite() {
+            bail!("the training loss became {loss} at epoch {epoch}; stopping (lower the learning rate?)");
+        }
+        let train_s = start.elapsed().as_secs_f64();
+        let (val_loss, val_accuracy) = loss_and_accuracy(&predict(gpu, model, val, 256)?, &val.y, classes);
+        let e = Epoch { epoch, loss, val_loss, val_accuracy, lr: model.adam.lr, samples_per_s: train.len() as f64 / train_s };
+        on_epoch(&e);
+        log.push(e);
+        if best.as_ref().is_none_or(|(b, _)| val_loss < *b) {
+            best = Some((val_loss, snapshot(gpu, model)?));
+            (since_best, since_lr) = (0, 0);
+        } else {
+            since_best += 1;
+            since_lr += 1;
+            if since_lr >= cfg.lr_patience && model.adam.lr > cfg.min_lr {
+                model.adam.lr = (model.adam.lr * cfg.lr_factor).max(cfg.min_lr);
+                since_lr = 0;
+            }
+            if since_best >= cfg.patience {
+                break;
+            }
+        }
+    }
+    if let Some((_, copies)) = best {
+        restore(gpu, model, &copies)?;
+    }
+    Ok(log)
+}
