@@ -44,6 +44,8 @@ enum Command {
     },
     /// Extract MFCC, chroma and spectral contrast features of a folder of RAVDESS clips on the GPU.
     Features(FeaturesArgs),
+    /// Train an emotion classifier on the GPU and save it (safetensors).
+    Train(TrainArgs),
     /// Measure kernel throughput.
     Bench {
         #[command(subcommand)]
@@ -141,6 +143,67 @@ struct FeaturesArgs {
     adapter: AdapterArgs,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ClassWeights {
+    /// n / (classes * count) per class, from the training split.
+    Balanced,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Split {
+    /// Stratified random split (the reference study's protocol).
+    Random,
+    /// Hold out whole actors (--test-actors): speaker-independent.
+    Actors,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Folder of RAVDESS clips (features are computed, or taken from the cache).
+    #[arg(long, conflicts_with = "features_file")]
+    data: Option<PathBuf>,
+    /// A feature file written by `ser features`.
+    #[arg(long = "features", value_name = "FILE")]
+    features_file: Option<PathBuf>,
+    #[command(flatten)]
+    features: FeatureFlags,
+    #[command(flatten)]
+    selection: SelectionFlags,
+    /// Model architecture (cnn: the reference study's refined CNN).
+    #[arg(long, default_value = "cnn")]
+    model: String,
+    /// Time-averaged vectors or frame sequences.
+    #[arg(long, value_enum, default_value_t = ser::train::data::Input::Vectors)]
+    input: ser::train::data::Input,
+    #[arg(long, value_enum, default_value_t = ClassWeights::Balanced)]
+    class_weights: ClassWeights,
+    #[arg(long, value_enum, default_value_t = Split::Random)]
+    split: Split,
+    /// Fraction of each class held out for testing (random split).
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f64,
+    /// Actors held out for testing (actor split), e.g. 21,22.
+    #[arg(long, value_delimiter = ',', default_value = "21,22")]
+    test_actors: Vec<u8>,
+    /// Fraction of the training part used for validation (early stopping, LR schedule).
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Where to save the model.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    adapter: AdapterArgs,
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
     /// GEMM GFLOP/s by kernel shape, size and adapter (timestamp queries where available).
@@ -183,6 +246,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Devices { json } => devices(json),
         Command::Features(args) => features(args),
+        Command::Train(args) => train(args),
         Command::Bench { what: BenchCommand::Gemm { adapter, all_adapters, sizes, kernels, repeats, warmup, quick, json } } => {
             let shapes = if sizes.is_empty() {
                 GemmShape::defaults(quick)
@@ -270,6 +334,89 @@ fn features(args: FeaturesArgs) -> Result<()> {
     if args.profile {
         eprintln!("{}", gpu.profile().table());
     }
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    use ser::train::{self, data, report};
+    if args.model != "cnn" {
+        anyhow::bail!("--model {:?}: only \"cnn\" (the refined CNN) is available", args.model);
+    }
+    let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
+    let selection = args.selection.selection();
+    let set = match (&args.features_file, &args.data) {
+        (Some(f), _) => ser::features::set::FeatureSet::read(f)?,
+        (None, Some(dir)) => {
+            let opts = BuildOptions { strict: false, cache_dir: corpus::default_cache_dir(), progress: true };
+            let (set, report) = corpus::build(&gpu, dir, &selection, &args.features.config()?, &opts)?;
+            for (path, why) in &report.skipped {
+                eprintln!("skipped {path}: {why}");
+            }
+            set
+        }
+        (None, None) => anyhow::bail!("give --data DIR or --features FILE"),
+    };
+    let l = data::labelled(&set, &selection)?;
+    let all: Vec<usize> = (0..l.clips.len()).collect();
+    let (train_all, test) = match args.split {
+        Split::Random => data::stratified(&l.labels, &all, args.test_fraction, args.seed),
+        Split::Actors => all.iter().partition(|&&p| !args.test_actors.contains(&l.actors[p])),
+    };
+    if test.is_empty() {
+        anyhow::bail!("the test split is empty (actors {:?} not in the data?)", args.test_actors);
+    }
+    let (tr, va) = data::stratified(&l.labels, &train_all, args.val_fraction, args.seed.wrapping_add(1));
+    let scaler = data::fit_scaler(&set, &l, &tr, args.input);
+    let (train_set, val_set, test_set) = (data::dataset(&set, &l, &tr, args.input, &scaler), data::dataset(&set, &l, &va, args.input, &scaler), data::dataset(&set, &l, &test, args.input, &scaler));
+    let k = l.classes.len();
+    let weights = match args.class_weights {
+        ClassWeights::Balanced => data::balanced_weights(train_set.y.iter().copied(), k),
+        ClassWeights::None => vec![1.0; k],
+    };
+    let input_shape = match args.input {
+        data::Input::Vectors => (set.dim, 1),
+        data::Input::Frames => (set.t_max, set.dim),
+    };
+    let arch = ser::nn::Architecture::refined_cnn(input_shape, k);
+    let mut model = ser::nn::Model::new(&gpu, &arch, args.seed)?;
+    model.adam.lr = args.lr;
+    let cfg = train::TrainConfig { epochs: args.epochs, batch_size: args.batch_size, seed: args.seed, ..Default::default() };
+    eprintln!(
+        "{} classes, train {} / validation {} / test {} clips, input {:?} {:?}, on {}",
+        k, train_set.len(), val_set.len(), test_set.len(), args.input, input_shape, gpu.label()
+    );
+    let log = train::fit(&gpu, &mut model, &train_set, &val_set, &weights, &cfg, |e| {
+        eprintln!(
+            "epoch {:>3}: loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.2e}  {:.0} samples/s",
+            e.epoch, e.loss, e.val_loss, e.val_accuracy, e.lr, e.samples_per_s
+        );
+    })?;
+    let logits = train::predict(&gpu, &model, &test_set, 256)?;
+    let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
+    let rep = report::Report::new(&names, &test_set.y, &report::argmax_rows(&logits, k));
+    println!("{}", rep.text());
+    let meta = ser::nn::checkpoint::ModelMeta {
+        architecture: arch,
+        classes: l.classes.clone(),
+        features: set.config.clone(),
+        input: args.input,
+        scaler,
+        training: serde_json::json!({
+            "config": cfg,
+            "split": format!("{:?}", args.split),
+            "test_fraction": args.test_fraction,
+            "test_actors": args.test_actors,
+            "val_fraction": args.val_fraction,
+            "class_weights": weights,
+            "lr": args.lr,
+            "epochs_run": log.len(),
+            "test_accuracy": rep.accuracy,
+            "test_macro_f1": rep.macro_avg.f1,
+            "history": log,
+        }),
+    };
+    ser::nn::checkpoint::save(&gpu, &model, &meta, &args.out)?;
+    eprintln!("saved {} (test accuracy {:.4}, macro F1 {:.4})", args.out.display(), rep.accuracy, rep.macro_avg.f1);
     Ok(())
 }
 

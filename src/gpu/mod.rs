@@ -201,6 +201,16 @@ impl Gpu {
         Ok(t)
     }
 
+    /// Overwrites a tensor's contents (ordered after work already submitted).
+    pub fn write<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) -> Result<()> {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        if bytes.len() as u64 != t.bytes() || bytes.len() % 4 != 0 {
+            bail!("writing {} bytes into {t:?}", bytes.len());
+        }
+        self.queue.write_buffer(t.buf.raw(), 0, bytes);
+        Ok(())
+    }
+
     pub fn upload_f32(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         self.upload(data, shape, DType::F32)
     }

@@ -2,6 +2,8 @@
 //! and optimiser state in GPU memory, and its forward, backward and Adam step recorded into one
 //! submission per batch. Activations are channels-last, [batch, length, channels].
 
+pub mod checkpoint;
+
 use crate::gpu::{DType, Gpu, Step, Tensor};
 use crate::ops::conv::{self, ConvShape};
 use crate::ops::elementwise::{self, BinaryOp};

@@ -2,6 +2,9 @@
 //! weights restored, learning-rate reduction on plateau. The model and its optimiser state stay
 //! on the GPU; the host reads back only per-sample losses and validation logits.
 
+pub mod data;
+pub mod report;
+
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::Model;
 use anyhow::{Result, bail};

@@ -1,0 +1,82 @@
+//! Model files: every model tensor in safetensors, with what predicting needs in the metadata
+//! (architecture, class names, feature configuration, input kind, scaler) and how the model was
+//! made (training configuration, metrics). Written atomically; loading checks every name and
+//! shape and says what is wrong.
+
+use super::{Architecture, Model};
+use crate::audio::Emotion;
+use crate::features::FeatureConfig;
+use crate::gpu::Gpu;
+use crate::store::{self, Loaded, Stored};
+use crate::train::data::{Input, Scaler};
+use anyhow::{Context, Result, bail};
+use safetensors::Dtype;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const FORMAT: &str = "ser.model.v1";
+
+/// Everything besides the weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub architecture: Architecture,
+    pub classes: Vec<Emotion>,
+    pub features: FeatureConfig,
+    pub input: Input,
+    pub scaler: Scaler,
+    /// Free-form JSON: training configuration, data, metrics.
+    pub training: serde_json::Value,
+}
+
+pub fn save(gpu: &Gpu, model: &Model, meta: &ModelMeta, path: &Path) -> Result<()> {
+    let tensors = model.tensors();
+    let data: Vec<(String, Vec<usize>, Vec<f32>)> =
+        tensors.iter().map(|(n, t)| Ok((n.clone(), t.shape().to_vec(), gpu.read_f32(t)?))).collect::<Result<_>>()?;
+    if let Some((name, _, _)) = data.iter().find(|(_, _, v)| v.iter().any(|x| !x.is_finite())) {
+        bail!("not saving {}: tensor {name} holds NaN or infinity", path.display());
+    }
+    let stored: Vec<Stored> = data.iter().map(|(n, s, v)| Stored { name: n, dtype: Dtype::F32, shape: s.clone(), bytes: bytemuck::cast_slice(v) }).collect();
+    let metadata = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("architecture".to_string(), serde_json::to_string(&meta.architecture)?),
+        ("classes".to_string(), serde_json::to_string(&meta.classes)?),
+        ("features".to_string(), serde_json::to_string(&meta.features)?),
+        ("input".to_string(), serde_json::to_string(&meta.input)?),
+        ("scaler".to_string(), serde_json::to_string(&meta.scaler)?),
+        ("training".to_string(), serde_json::to_string(&meta.training)?),
+    ]);
+    store::write_atomic(path, &store::to_safetensors(&stored, metadata)?)
+}
+
+pub fn load(gpu: &Gpu, path: &Path) -> Result<(Model, ModelMeta)> {
+    let f = Loaded::read(path)?;
+    let format = f.meta("format")?;
+    if format != FORMAT {
+        bail!("{}: format {format:?} is not a ser model ({FORMAT})", f.path);
+    }
+    let parse = |key: &str| -> Result<serde_json::Value> { serde_json::from_str(&f.meta(key)?).with_context(|| format!("{}: metadata {key:?} is not valid JSON", f.path)) };
+    let meta = ModelMeta {
+        architecture: serde_json::from_value(parse("architecture")?).with_context(|| format!("{}: bad architecture", f.path))?,
+        classes: serde_json::from_value(parse("classes")?).with_context(|| format!("{}: bad classes", f.path))?,
+        features: serde_json::from_value(parse("features")?).with_context(|| format!("{}: bad feature configuration", f.path))?,
+        input: serde_json::from_value(parse("input")?).with_context(|| format!("{}: bad input kind", f.path))?,
+        scaler: serde_json::from_value(parse("scaler")?).with_context(|| format!("{}: bad scaler", f.path))?,
+        training: parse("training")?,
+    };
+    let model = Model::new(gpu, &meta.architecture, 0).with_context(|| format!("{}: architecture", f.path))?;
+    if meta.architecture.classes()? != meta.classes.len() {
+        bail!("{}: {} classes named but the model has {} outputs", f.path, meta.classes.len(), meta.architecture.classes()?);
+    }
+    if meta.scaler.mean.len() != meta.features.dim() || meta.scaler.std.len() != meta.features.dim() {
+        bail!("{}: scaler has {} columns, the features {}", f.path, meta.scaler.mean.len(), meta.features.dim());
+    }
+    for (name, t) in model.tensors() {
+        let (data, shape) = f.tensor::<f32>(&name, Dtype::F32)?;
+        if shape != t.shape() {
+            bail!("{}: tensor {name} has shape {shape:?}, the architecture needs {:?}", f.path, t.shape());
+        }
+        gpu.write(t, &data)?;
+    }
+    Ok((model, meta))
+}

@@ -1,0 +1,159 @@
+//! From a feature file to training examples: class selection, stratified and actor-held-out
+//! splits, the feature scaler fitted on training data only, and balanced class weights.
+
+use super::Dataset;
+use crate::audio::{Emotion, Selection, VocalChannel, VocalFilter};
+use crate::features::set::FeatureSet;
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// What the model sees of each clip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Input {
+    /// The time-averaged feature vector as a sequence of length D with one channel (the study's
+    /// input).
+    Vectors,
+    /// The frame sequence [T_max, D], zero-padded.
+    Frames,
+}
+
+/// Per-column standardisation fitted on training data: (x - mean) / std.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scaler {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Scaler {
+    /// Fitted on the rows of `x` [n, dim] listed in `rows` (for frames: every real frame).
+    pub fn fit(rows: impl Iterator<Item = usize>, x: &[f32], dim: usize) -> Scaler {
+        let (mut sum, mut sq, mut n) = (vec![0f64; dim], vec![0f64; dim], 0usize);
+        for r in rows {
+            for j in 0..dim {
+                let v = x[r * dim + j] as f64;
+                sum[j] += v;
+                sq[j] += v * v;
+            }
+            n += 1;
+        }
+        let n = n.max(1) as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+        let std = sq.iter().zip(&mean).map(|(q, m)| ((q / n - m * m).max(0.0).sqrt().max(1e-6)) as f32).collect();
+        Scaler { mean: mean.into_iter().map(|m| m as f32).collect(), std }
+    }
+
+    pub fn apply(&self, v: &mut [f32]) {
+        let d = self.mean.len();
+        for (i, x) in v.iter_mut().enumerate() {
+            *x = (*x - self.mean[i % d]) / self.std[i % d];
+        }
+    }
+}
+
+/// Labelled clips of a feature file after dropping classes: indices into the file, class index.
+pub struct Labelled {
+    pub clips: Vec<usize>,
+    pub labels: Vec<u32>,
+    pub actors: Vec<u8>,
+    pub classes: Vec<Emotion>,
+}
+
+pub fn labelled(set: &FeatureSet, selection: &Selection) -> Result<Labelled> {
+    let classes = selection.classes();
+    let mut out = Labelled { clips: vec![], labels: vec![], actors: vec![], classes: classes.clone() };
+    for (i, c) in set.clips.iter().enumerate() {
+        let (Some(e), Some(a)) = (c.emotion, c.actor) else { bail!("{}: clip has no emotion/actor label", c.path) };
+        let vocal_ok = match (selection.vocal, c.vocal) {
+            (VocalFilter::Both, _) => true,
+            (VocalFilter::Speech, v) => v == Some(VocalChannel::Speech),
+            (VocalFilter::Song, v) => v == Some(VocalChannel::Song),
+        };
+        if !vocal_ok {
+            continue;
+        }
+        if let Some(k) = classes.iter().position(|x| *x == e) {
+            out.clips.push(i);
+            out.labels.push(k as u32);
+            out.actors.push(a);
+        }
+    }
+    if out.clips.is_empty() {
+        bail!("no labelled clips left after the selection");
+    }
+    for (k, e) in classes.iter().enumerate() {
+        if !out.labels.contains(&(k as u32)) {
+            bail!("class {e} has no examples (drop it with --drop {e})");
+        }
+    }
+    Ok(out)
+}
+
+/// Stratified split of positions 0..labels.len(): `fraction` of each class to the second part.
+pub fn stratified(labels: &[u32], positions: &[usize], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    let classes = labels.iter().max().map_or(0, |m| *m as usize + 1);
+    for k in 0..classes {
+        let mut members: Vec<usize> = positions.iter().copied().filter(|&p| labels[p] as usize == k).collect();
+        super::shuffle(&mut members, seed ^ (k as u64).wrapping_mul(0x9E37_79B9));
+        let n_second = (members.len() as f64 * fraction).round() as usize;
+        second.extend_from_slice(&members[..n_second]);
+        first.extend_from_slice(&members[n_second..]);
+    }
+    first.sort();
+    second.sort();
+    (first, second)
+}
+
+/// Balanced class weights over the given labels: n / (k * count).
+pub fn balanced_weights(labels: impl Iterator<Item = u32>, classes: usize) -> Vec<f32> {
+    let mut counts = vec![0usize; classes];
+    let mut n = 0;
+    for y in labels {
+        counts[y as usize] += 1;
+        n += 1;
+    }
+    counts.iter().map(|&c| if c == 0 { 0.0 } else { n as f32 / (classes as f32 * c as f32) }).collect()
+}
+
+/// The examples at `positions` (into `l`), as model input, scaled.
+pub fn dataset(set: &FeatureSet, l: &Labelled, positions: &[usize], input: Input, scaler: &Scaler) -> Dataset {
+    let d = set.dim;
+    let width = match input {
+        Input::Vectors => d,
+        Input::Frames => set.t_max * d,
+    };
+    let mut x = Vec::with_capacity(positions.len() * width);
+    for &p in positions {
+        let c = l.clips[p];
+        match input {
+            Input::Vectors => {
+                let mut v = set.vectors[c * d..(c + 1) * d].to_vec();
+                scaler.apply(&mut v);
+                x.extend(v);
+            }
+            Input::Frames => {
+                let len = set.lengths[c] as usize;
+                let mut v = set.frames[c * set.t_max * d..(c + 1) * set.t_max * d].to_vec();
+                scaler.apply(&mut v[..len * d]);
+                x.extend(v);
+            }
+        }
+    }
+    Dataset { x, y: positions.iter().map(|&p| l.labels[p]).collect(), width }
+}
+
+/// Fits the scaler on the training positions.
+pub fn fit_scaler(set: &FeatureSet, l: &Labelled, train: &[usize], input: Input) -> Scaler {
+    let d = set.dim;
+    match input {
+        Input::Vectors => Scaler::fit(train.iter().map(|&p| l.clips[p]), &set.vectors, d),
+        Input::Frames => {
+            let rows = train.iter().flat_map(|&p| {
+                let c = l.clips[p];
+                (0..set.lengths[c] as usize).map(move |t| c * set.t_max + t)
+            });
+            Scaler::fit(rows, &set.frames, d)
+        }
+    }
+}
