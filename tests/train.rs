@@ -77,3 +77,58 @@ fn the_refined_cnn_builds_with_the_studys_shapes() {
     let bad = Architecture { input: (8, 2), layers: vec![Layer::Dense { units: 3, relu: false }] };
     assert!(bad.shapes().unwrap_err().to_string().contains("Flatten"));
 }
+
+#[test]
+fn checkpoints_round_trip_and_bad_files_are_refused_without_losing_anything() {
+    use ser::nn::checkpoint::{self, ModelMeta};
+    let g = &gpu().gpu;
+    let mut rng = Rng::new(5);
+    let (tr, va) = (waves(&mut rng, 60), waves(&mut rng, 30));
+    let arch = small_cnn();
+    let mut model = Model::new(g, &arch, 1).unwrap();
+    let cfg = TrainConfig { epochs: 2, batch_size: 16, ..Default::default() };
+    train::fit(g, &mut model, &tr, &va, &[1.0; 3], &cfg, |_| {}).unwrap();
+    let meta = ModelMeta {
+        architecture: arch.clone(),
+        classes: vec![ser::audio::Emotion::Neutral, ser::audio::Emotion::Happy, ser::audio::Emotion::Sad],
+        features: ser::features::FeatureConfig { n_mfcc: 13, n_mels: 32, ..Default::default() },
+        input: ser::train::data::Input::Vectors,
+        scaler: ser::train::data::Scaler { mean: vec![0.0; 13 + 12 + 7], std: vec![1.0; 13 + 12 + 7] },
+        training: serde_json::json!({"note": "test"}),
+    };
+    let dir = std::env::temp_dir().join(format!("ser-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    checkpoint::save(g, &model, &meta, &path).unwrap();
+    let (loaded, meta2) = checkpoint::load(g, &path).unwrap();
+    assert_eq!(meta2, meta);
+    assert_eq!(train::predict(g, &loaded, &va, 64).unwrap(), train::predict(g, &model, &va, 64).unwrap());
+
+    // Truncated and corrupt files: clear errors naming the file.
+    let bytes = std::fs::read(&path).unwrap();
+    let bad = dir.join("truncated.safetensors");
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    let e = format!("{:#}", checkpoint::load(g, &bad).err().unwrap());
+    assert!(e.contains("truncated.safetensors") && e.contains("not a valid safetensors"), "{e}");
+    std::fs::write(&bad, b"garbage").unwrap();
+    assert!(checkpoint::load(g, &bad).is_err());
+    // A checkpoint whose architecture disagrees with its tensors.
+    let other = ModelMeta { architecture: Architecture { input: (16, 2), layers: vec![Layer::Flatten, Layer::Dense { units: 3, relu: false }] }, ..meta.clone() };
+    let mismatched = dir.join("mismatched.safetensors");
+    checkpoint::save(g, &model, &meta, &mismatched).unwrap();
+    let text = std::fs::read(&mismatched).unwrap();
+    let st = safetensors::SafeTensors::read_metadata(&text).unwrap().1;
+    assert!(st.metadata().as_ref().unwrap().contains_key("architecture"));
+    let model_other = Model::new(g, &other.architecture, 0).unwrap();
+    checkpoint::save(g, &model_other, &meta, &mismatched).unwrap();
+    let e = format!("{:#}", checkpoint::load(g, &mismatched).err().unwrap());
+    assert!(e.contains("mismatched.safetensors") && e.contains("no tensor"), "{e}");
+
+    // A model holding NaN is not saved, and the good file already there is left as it was.
+    let t = &model.tensors()[0].1.clone();
+    g.write(t, &vec![f32::NAN; t.len()]).unwrap();
+    let e = checkpoint::save(g, &model, &meta, &path).unwrap_err().to_string();
+    assert!(e.contains("NaN"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
