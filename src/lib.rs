@@ -8,6 +8,7 @@ pub mod audio;
 pub mod bench;
 pub mod features;
 pub mod gpu;
+pub mod infer;
 pub mod nn;
 pub mod ops;
 pub mod store;

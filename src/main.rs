@@ -46,6 +46,10 @@ enum Command {
     Features(FeaturesArgs),
     /// Train an emotion classifier on the GPU and save it (safetensors).
     Train(TrainArgs),
+    /// Evaluate a saved model on labelled RAVDESS data: classification report and confusion matrix.
+    Eval(EvalArgs),
+    /// Predict the emotion of audio files (any WAV or FLAC, any rate, mono or stereo).
+    Predict(PredictArgs),
     /// Measure kernel throughput.
     Bench {
         #[command(subcommand)]
@@ -204,6 +208,44 @@ struct TrainArgs {
     adapter: AdapterArgs,
 }
 
+#[derive(Args)]
+struct EvalArgs {
+    /// The model (default: the one shipped in weights/).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Folder of RAVDESS clips (features computed with the model's configuration).
+    #[arg(long, conflicts_with = "features")]
+    data: Option<PathBuf>,
+    /// A feature file made with the model's feature configuration.
+    #[arg(long)]
+    features: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    adapter: AdapterArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum PredictFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// Audio files and folders (searched at any depth for .wav and .flac).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// The model (default: the one shipped in weights/).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = PredictFormat::Jsonl)]
+    format: PredictFormat,
+    #[command(flatten)]
+    adapter: AdapterArgs,
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
     /// GEMM GFLOP/s by kernel shape, size and adapter (timestamp queries where available).
@@ -247,6 +289,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Devices { json } => devices(json),
         Command::Features(args) => features(args),
         Command::Train(args) => train(args),
+        Command::Eval(args) => eval(args),
+        Command::Predict(args) => predict(args),
         Command::Bench { what: BenchCommand::Gemm { adapter, all_adapters, sizes, kernels, repeats, warmup, quick, json } } => {
             let shapes = if sizes.is_empty() {
                 GemmShape::defaults(quick)
@@ -417,6 +461,79 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     ser::nn::checkpoint::save(&gpu, &model, &meta, &args.out)?;
     eprintln!("saved {} (test accuracy {:.4}, macro F1 {:.4})", args.out.display(), rep.accuracy, rep.macro_avg.f1);
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    use ser::train::report;
+    let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
+    let p = ser::infer::load_model(&gpu, args.model.as_deref())?;
+    let set = match (&args.features, &args.data) {
+        (Some(f), _) => ser::features::set::FeatureSet::read(f)?,
+        (None, Some(dir)) => {
+            let drop = ser::audio::Emotion::ALL.iter().copied().filter(|e| !p.meta.classes.contains(e)).collect();
+            let selection = Selection { vocal: VocalFilter::Both, drop };
+            let opts = BuildOptions { strict: false, cache_dir: corpus::default_cache_dir(), progress: true };
+            corpus::build(&gpu, dir, &selection, &p.meta.features, &opts)?.0
+        }
+        (None, None) => anyhow::bail!("give --data DIR or --features FILE"),
+    };
+    let (mut clips, mut labels, mut other) = (Vec::new(), Vec::new(), 0);
+    for (i, c) in set.clips.iter().enumerate() {
+        match c.emotion.and_then(|e| p.meta.classes.iter().position(|k| *k == e)) {
+            Some(k) => {
+                clips.push(i);
+                labels.push(k as u32);
+            }
+            None => other += 1,
+        }
+    }
+    if clips.is_empty() {
+        anyhow::bail!("none of the {} clips carries one of the model's classes", set.clips.len());
+    }
+    let data = p.dataset(&set, &clips, labels.clone())?;
+    let probs = p.probabilities(&gpu, &data)?;
+    let predicted: Vec<u32> = probs.iter().map(|r| r.iter().enumerate().fold(0, |b, (j, v)| if *v > r[b] { j } else { b }) as u32).collect();
+    let rep = report::Report::new(&p.class_names(), &labels, &predicted);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+    } else {
+        println!("{}", rep.text());
+    }
+    if other > 0 {
+        eprintln!("{other} clips with emotions the model does not know were left out");
+    }
+    Ok(())
+}
+
+fn predict(args: PredictArgs) -> Result<()> {
+    let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
+    let p = ser::infer::load_model(&gpu, args.model.as_deref())?;
+    let files = ser::infer::collect_files(&args.inputs)?;
+    let (predictions, failed) = p.predict_files(&gpu, &files)?;
+    let names = p.class_names();
+    if args.format == PredictFormat::Csv {
+        println!("file,label,confidence,{}", names.join(","));
+    }
+    for pr in &predictions {
+        match args.format {
+            PredictFormat::Jsonl => {
+                let probs: serde_json::Map<String, serde_json::Value> = pr.probabilities.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+                println!("{}", serde_json::json!({"file": pr.file, "label": pr.label, "confidence": pr.confidence, "probabilities": probs}));
+            }
+            PredictFormat::Csv => {
+                let file = if pr.file.contains([',', '"']) { format!("\"{}\"", pr.file.replace('"', "\"\"")) } else { pr.file.clone() };
+                let probs: Vec<String> = pr.probabilities.iter().map(|(_, v)| format!("{v:.6}")).collect();
+                println!("{file},{},{:.6},{}", pr.label, pr.confidence, probs.join(","));
+            }
+        }
+    }
+    for (f, why) in &failed {
+        eprintln!("skipped {f}: {why}");
+    }
+    if predictions.is_empty() {
+        anyhow::bail!("no file could be read");
+    }
     Ok(())
 }
 

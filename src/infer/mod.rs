@@ -1,0 +1,160 @@
+//! Inference with a saved model: features of any audio at the model's own configuration, the
+//! model's scaler, class probabilities; and evaluation on labelled data.
+
+use crate::audio;
+use crate::features::corpus;
+use crate::features::set::{ClipInfo, FeatureSet};
+use crate::gpu::Gpu;
+use crate::nn::Model;
+use crate::nn::checkpoint::{self, ModelMeta};
+use crate::train::data::Input;
+use crate::train::{self, Dataset};
+use anyhow::{Context, Result, bail};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+pub struct Predictor {
+    pub model: Model,
+    pub meta: ModelMeta,
+}
+
+/// One file's prediction.
+#[derive(Clone, Debug, Serialize)]
+pub struct Prediction {
+    pub file: String,
+    pub label: String,
+    pub confidence: f32,
+    /// Probability of every class, in the model's class order.
+    pub probabilities: Vec<(String, f32)>,
+}
+
+impl Predictor {
+    pub fn load(gpu: &Gpu, path: &Path) -> Result<Predictor> {
+        let (model, meta) = checkpoint::load(gpu, path)?;
+        Ok(Predictor { model, meta })
+    }
+
+    pub fn class_names(&self) -> Vec<String> {
+        self.meta.classes.iter().map(|c| c.to_string()).collect()
+    }
+
+    /// Model inputs for the clips of a feature set (which must use the model's configuration).
+    pub fn dataset(&self, set: &FeatureSet, clips: &[usize], labels: Vec<u32>) -> Result<Dataset> {
+        if set.config != self.meta.features {
+            bail!(
+                "the features were computed with a different configuration than the model was trained on:\n  data:  {}\n  model: {}",
+                serde_json::to_string(&set.config)?,
+                serde_json::to_string(&self.meta.features)?
+            );
+        }
+        let d = set.dim;
+        let (length, channels) = self.meta.architecture.input;
+        let width = length * channels;
+        let mut x = Vec::with_capacity(clips.len() * width);
+        for &c in clips {
+            let mut v = match self.meta.input {
+                Input::Vectors => set.vectors[c * d..(c + 1) * d].to_vec(),
+                Input::Frames => {
+                    // The model's length is fixed: shorter clips are zero-padded, longer cut.
+                    let keep = (set.lengths[c] as usize).min(length);
+                    let mut v = vec![0f32; width];
+                    v[..keep * d].copy_from_slice(&set.frames[c * set.t_max * d..][..keep * d]);
+                    self.meta.scaler.apply(&mut v[..keep * d]);
+                    x.extend(v);
+                    continue;
+                }
+            };
+            self.meta.scaler.apply(&mut v);
+            x.extend(v);
+        }
+        Ok(Dataset { x, y: labels, width })
+    }
+
+    /// Class probabilities for a dataset, rows in order.
+    pub fn probabilities(&self, gpu: &Gpu, data: &Dataset) -> Result<Vec<Vec<f32>>> {
+        let k = self.meta.classes.len();
+        let logits = train::predict(gpu, &self.model, data, 256)?;
+        Ok(logits
+            .chunks(k)
+            .map(|z| {
+                let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f32> = z.iter().map(|v| (v - m).exp()).collect();
+                let s: f32 = e.iter().sum();
+                e.iter().map(|v| v / s).collect()
+            })
+            .collect())
+    }
+
+    /// Predictions for audio files (any name, rate, channel count). Files that cannot be read
+    /// are returned as errors beside the predictions, in input order.
+    pub fn predict_files(&self, gpu: &Gpu, files: &[PathBuf]) -> Result<(Vec<Prediction>, Vec<(String, String)>)> {
+        let rate = self.meta.features.sample_rate;
+        let decoded: Vec<Result<Vec<f32>>> = files.par_iter().map(|f| audio::load(f, rate)).collect();
+        let mut ok_files = Vec::new();
+        let mut signals = Vec::new();
+        let mut failed = Vec::new();
+        for (f, r) in files.iter().zip(decoded) {
+            match r {
+                Ok(s) => {
+                    ok_files.push(f.display().to_string());
+                    signals.push(s);
+                }
+                Err(e) => failed.push((f.display().to_string(), format!("{e:#}"))),
+            }
+        }
+        if signals.is_empty() {
+            return Ok((vec![], failed));
+        }
+        let clips: Vec<ClipInfo> = ok_files
+            .iter()
+            .map(|p| ClipInfo { path: p.clone(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None })
+            .collect();
+        let set = corpus::extract_all(gpu, &self.meta.features, clips, &signals, false)?;
+        let all: Vec<usize> = (0..signals.len()).collect();
+        let data = self.dataset(&set, &all, vec![0; signals.len()])?;
+        let names = self.class_names();
+        let probs = self.probabilities(gpu, &data)?;
+        let predictions = ok_files
+            .into_iter()
+            .zip(probs)
+            .map(|(file, p)| {
+                let best = p.iter().enumerate().fold(0, |b, (j, v)| if *v > p[b] { j } else { b });
+                Prediction { file, label: names[best].clone(), confidence: p[best], probabilities: names.iter().cloned().zip(p).collect() }
+            })
+            .collect();
+        Ok((predictions, failed))
+    }
+}
+
+/// Files to predict: every argument that is a file, and every .wav/.flac below each folder.
+pub fn collect_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for a in args {
+        if a.is_dir() {
+            out.extend(audio::find_audio_files(a)?);
+        } else if a.exists() {
+            out.push(a.clone());
+        } else {
+            bail!("{}: no such file or folder", a.display());
+        }
+    }
+    if out.is_empty() {
+        bail!("no audio files (.wav, .flac) found in {}", args.iter().map(|a| a.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    Ok(out)
+}
+
+/// The model shipped with ser, used when `--model` is not given.
+pub fn default_model_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join("ser-cnn.safetensors")
+}
+
+/// Loads `path`, or the shipped model, with a clear message when neither exists.
+pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<Predictor> {
+    let p = path.map(Path::to_path_buf).unwrap_or_else(default_model_path);
+    if path.is_none() && !p.exists() {
+        bail!("no --model given and no shipped model at {} (train one with `ser train ... --out model.safetensors`)", p.display());
+    }
+    Predictor::load(gpu, &p).with_context(|| format!("loading model {}", p.display()))
+}
