@@ -1,0 +1,87 @@
+//! `ser predict` and `ser eval` as users run them, with a freshly initialised model saved the
+//! way `ser train` saves one.
+
+mod common;
+
+use common::gpu;
+use ser::nn::checkpoint::{self, ModelMeta};
+use ser::nn::{Architecture, Model};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn ser() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ser"))
+}
+
+fn sample_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ravdess-48k-sample")
+}
+
+#[test]
+fn predict_and_eval_on_real_files() {
+    let dir = std::env::temp_dir().join(format!("ser-infer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model_path = dir.join("model.safetensors");
+    {
+        let g = &gpu().gpu;
+        let cfg = ser::features::FeatureConfig::default();
+        let classes: Vec<ser::audio::Emotion> = ser::audio::Emotion::ALL.iter().copied().filter(|e| *e != ser::audio::Emotion::Disgust).collect();
+        let arch = Architecture::refined_cnn((cfg.dim(), 1), classes.len());
+        let model = Model::new(g, &arch, 11).unwrap();
+        let meta = ModelMeta {
+            architecture: arch,
+            classes,
+            scaler: ser::train::data::Scaler { mean: vec![0.0; cfg.dim()], std: vec![10.0; cfg.dim()] },
+            features: cfg,
+            input: ser::train::data::Input::Vectors,
+            training: serde_json::json!({}),
+        };
+        checkpoint::save(g, &model, &meta, &model_path).unwrap();
+    }
+    // Any file name works for predict; a file that is not audio is reported, not fatal.
+    let stranger = dir.join("my recording, take 2.wav");
+    std::fs::copy(sample_dir().join("03-01-08-01-02-02-01.wav"), &stranger).unwrap();
+    let junk = dir.join("junk.wav");
+    std::fs::write(&junk, b"not audio").unwrap();
+    let out = ser().arg("predict").arg("--model").arg(&model_path).arg(sample_dir()).arg(&stranger).arg(&junk).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 9);
+    for l in &lines {
+        let probs = l["probabilities"].as_object().unwrap();
+        assert_eq!(probs.len(), 7);
+        let total: f64 = probs.values().map(|v| v.as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-4, "{l}");
+        assert_eq!(probs[l["label"].as_str().unwrap()].as_f64(), l["confidence"].as_f64());
+    }
+    assert!(stderr.contains("skipped") && stderr.contains("junk.wav"), "{stderr}");
+    // The stereo original and its renamed copy are the same audio: the same prediction.
+    let by_file = |needle: &str| lines.iter().find(|l| l["file"].as_str().unwrap().contains(needle)).unwrap()["probabilities"].clone();
+    assert_eq!(by_file("03-01-08-01-02-02-01"), by_file("take 2"));
+
+    let out = ser().arg("predict").arg("--format").arg("csv").arg("--model").arg(&model_path).arg(&stranger).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut rows = text.lines();
+    assert!(rows.next().unwrap().starts_with("file,label,confidence,neutral,calm"));
+    assert!(rows.next().unwrap().starts_with("\"") , "a file name with a comma is quoted: {text}");
+
+    // eval on the labelled originals: the one disgust clip is left out (the model has no such class).
+    let out = ser().arg("eval").arg("--model").arg(&model_path).arg("--data").arg(sample_dir()).arg("--json").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rep["macro_avg"]["support"], 7);
+    assert_eq!(rep["confusion"].as_array().unwrap().len(), 7);
+
+    // Features made with another configuration are refused with both configurations shown.
+    let other = dir.join("other.safetensors");
+    let made = ser().args(["features", "--no-cache", "--n-mels", "40", "--data"]).arg(sample_dir()).arg("--out").arg(&other).output().unwrap();
+    assert!(made.status.success());
+    let out = ser().arg("eval").arg("--model").arg(&model_path).arg("--features").arg(&other).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("different configuration") && err.contains("\"n_mels\":40"), "{err}");
+    // A missing model is a clear error.
+    let out = ser().args(["predict", "--model", "/no/such/model.safetensors"]).arg(&stranger).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/model.safetensors"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
