@@ -20,9 +20,8 @@ const BIG: f32 = 3.40282347e38;
 @compute @workgroup_size(64, 1, 1)
 fn spectral_contrast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let i = g.x * 64u + lid;
-    if (g.w == 0u || i >= p.frames * p.bands) { return; }
+    let i = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (i >= p.frames * p.bands) { return; }
     let row = (i / p.bands) * p.stride;
     let band = band_bins[i % p.bands];
     let q = band.z;

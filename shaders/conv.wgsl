@@ -37,9 +37,8 @@ fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 @compute @workgroup_size(64, 1, 1)
 fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let i = g.x * 64u + lid;
-    if (g.w == 0u || i >= p.batch * p.l_in * p.c_in) { return; }
+    let i = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (i >= p.batch * p.l_in * p.c_in) { return; }
     let c = i % p.c_in;
     let l = (i / p.c_in) % p.l_in;
     let b = i / (p.c_in * p.l_in);

@@ -26,8 +26,7 @@ fn keep_hash(i: u32) -> u32 {
 @compute @workgroup_size(256, 1, 1)
 fn dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let i = g.x * 256u + lid;
-    if (g.w == 0u || i >= p.n) { return; }
+    let i = flat_index(wid, nwg, p.grid, lid, 256u);
+    if (i >= p.n) { return; }
     dst[i] = select(0.0, src[i] * p.scale, keep_hash(i) >= p.threshold);
 }

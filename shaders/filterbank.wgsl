@@ -16,9 +16,8 @@ struct Params {
 @compute @workgroup_size(64, 1, 1)
 fn filterbank(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let i = g.x * 64u + lid;
-    if (g.w == 0u || i >= p.frames * p.rows) { return; }
+    let i = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (i >= p.frames * p.rows) { return; }
     let f = i / p.rows;
     let r = i % p.rows;
     let w = r * p.stride;

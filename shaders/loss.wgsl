@@ -19,9 +19,8 @@ struct Params {
 @compute @workgroup_size(64, 1, 1)
 fn softmax_cross_entropy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let i = g.x * 64u + lid;
-    if (g.w == 0u || i >= p.batch) { return; }
+    let i = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (i >= p.batch) { return; }
     let row = i * p.classes;
     var m = -3.40282347e38;
     for (var j = 0u; j < p.classes; j++) { m = max(m, logits[row + j]); }

@@ -27,9 +27,8 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
 
 fn column(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let j = g.x * 64u + lid;
-    return select(0xffffffffu, j, g.w != 0u && j < p.cols);
+    let j = flat_index(wid, nwg, p.grid, lid, 64u);
+    return select(0xffffffffu, j, j < p.cols);
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -65,9 +64,8 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(256, 1, 1)
 fn bn_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let i = g.x * 256u + lid;
-    if (g.w == 0u || i >= p.rows * p.cols) { return; }
+    let i = flat_index(wid, nwg, p.grid, lid, 256u);
+    if (i >= p.rows * p.cols) { return; }
     let j = i % p.cols;
     var mean: f32;
     var rstd: f32;
@@ -108,9 +106,8 @@ fn bn_grad_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(256, 1, 1)
 fn bn_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let i = g.x * 256u + lid;
-    if (g.w == 0u || i >= p.rows * p.cols) { return; }
+    let i = flat_index(wid, nwg, p.grid, lid, 256u);
+    if (i >= p.rows * p.cols) { return; }
     let j = i % p.cols;
     let st = stats[j];
     let gs = moving[j];

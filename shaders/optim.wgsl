@@ -19,9 +19,8 @@ struct Params {
 @compute @workgroup_size(256, 1, 1)
 fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let i = g.x * 256u + lid;
-    if (g.w == 0u || i >= p.n) { return; }
+    let i = flat_index(wid, nwg, p.grid, lid, 256u);
+    if (i >= p.n) { return; }
     let gi = grad[i];
     let mi = p.b1 * m[i] + (1.0 - p.b1) * gi;
     let vi = p.b2 * v[i] + (1.0 - p.b2) * gi * gi;

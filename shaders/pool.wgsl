@@ -19,9 +19,8 @@ struct Params {
 @compute @workgroup_size(64, 1, 1)
 fn maxpool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let i = g.x * 64u + lid;
-    if (g.w == 0u || i >= p.batch * p.l_out * p.channels) { return; }
+    let i = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (i >= p.batch * p.l_out * p.channels) { return; }
     let c = i % p.channels;
     let o = (i / p.channels) % p.l_out;
     let b = i / (p.channels * p.l_out);
@@ -40,9 +39,8 @@ fn maxpool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(64, 1, 1)
 fn maxpool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let i = g.x * 64u + lid;
-    if (g.w == 0u || i >= p.batch * p.l_in * p.channels) { return; }
+    let i = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (i >= p.batch * p.l_in * p.channels) { return; }
     let c = i % p.channels;
     let l = (i / p.channels) % p.l_in;
     let b = i / (p.channels * p.l_in);

@@ -14,3 +14,10 @@ fn logical_workgroup(wid: vec3<u32>, nwg: vec3<u32>, grid: vec4<u32>) -> vec4<u3
     let plane = grid.x * grid.y;
     return vec4<u32>(linear % grid.x, (linear % plane) / grid.x, linear / plane, 1u);
 }
+
+// For 1-D launches of `per_group`-wide workgroups: this invocation's flat index, or 0xffffffff
+// for the spare invocations a folded dispatch adds (so `if (i >= n) { return; }` drops them too).
+fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, grid: vec4<u32>, lid: u32, per_group: u32) -> u32 {
+    let g = logical_workgroup(wid, nwg, grid);
+    return select(0xffffffffu, g.x * per_group + lid, g.w != 0u);
+}

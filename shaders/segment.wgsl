@@ -65,9 +65,8 @@ fn clip_of_row(row: u32) -> u32 {
 @compute @workgroup_size(64, 1, 1)
 fn power_to_db(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let i = g.x * 64u + lid;
-    if (g.w == 0u || i >= p.rows * p.cols) { return; }
+    let i = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (i >= p.rows * p.cols) { return; }
     var v = db(values[i]);
     if (p.top_db >= 0.0) {
         v = max(v, db(clip_max[clip_of_row(i / p.cols)]) - p.top_db);
@@ -79,9 +78,8 @@ fn power_to_db(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(64, 1, 1)
 fn assemble(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let i = g.x * 64u + lid;
-    if (g.w == 0u || i >= p.clips * p.t_max * p.cols) { return; }
+    let i = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (i >= p.clips * p.t_max * p.cols) { return; }
     let j = i % p.cols;
     let t = (i / p.cols) % p.t_max;
     let c = i / (p.cols * p.t_max);
@@ -95,9 +93,8 @@ fn assemble(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(64, 1, 1)
 fn segment_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let i = g.x * 64u + lid;
-    if (g.w == 0u || i >= p.clips * p.cols) { return; }
+    let i = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (i >= p.clips * p.cols) { return; }
     let j = i % p.cols;
     let clip = clips[i / p.cols];
     var sum = 0.0;
@@ -116,9 +113,8 @@ fn segment_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(64, 1, 1)
 fn normalize_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let r = g.x * 64u + lid;
-    if (g.w == 0u || r >= p.rows) { return; }
+    let r = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (r >= p.rows) { return; }
     var m = 0.0;
     for (var j = 0u; j < p.cols; j++) { m = max(m, abs(dst[r * p.cols + j])); }
     if (m >= 1.17549435e-38) {

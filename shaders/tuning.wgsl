@@ -29,9 +29,8 @@ struct Params {
 @compute @workgroup_size(64, 1, 1)
 fn frame_max(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let f = g.x * 64u + lid;
-    if (g.w == 0u || f >= p.frames) { return; }
+    let f = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (f >= p.frames) { return; }
     var m = 0.0;
     for (var k = 0u; k < p.n_bins; k++) { m = max(m, power[f * p.stride + k]); }
     ref_value[f] = p.threshold * m;
