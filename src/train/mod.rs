@@ -53,7 +53,7 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { epochs: 30, batch_size: 32, seed: 0, patience: 8, lr_patience: 4, lr_factor: 0.5, min_lr: 1e-5 }
+        TrainConfig { epochs: 30, batch_size: 32, seed: 0, patience: 10, lr_patience: 4, lr_factor: 0.5, min_lr: 1e-5 }
     }
 }
 
