@@ -204,6 +204,9 @@ struct TrainArgs {
     /// Where to save the model.
     #[arg(long)]
     out: PathBuf,
+    /// Print per-kernel GPU times at the end (each dispatch is timed on its own).
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     adapter: AdapterArgs,
 }
@@ -424,6 +427,7 @@ fn train(args: TrainArgs) -> Result<()> {
     let arch = ser::nn::Architecture::refined_cnn(input_shape, k);
     let mut model = ser::nn::Model::new(&gpu, &arch, args.seed)?;
     model.adam.lr = args.lr;
+    gpu.set_profiling(args.profile);
     let cfg = train::TrainConfig { epochs: args.epochs, batch_size: args.batch_size, seed: args.seed, ..Default::default() };
     eprintln!(
         "{} classes, train {} / validation {} / test {} clips, input {:?} {:?}, on {}",
@@ -461,6 +465,9 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     ser::nn::checkpoint::save(&gpu, &model, &meta, &args.out)?;
     eprintln!("saved {} (test accuracy {:.4}, macro F1 {:.4})", args.out.display(), rep.accuracy, rep.macro_avg.f1);
+    if args.profile {
+        eprintln!("{}", gpu.profile().table());
+    }
     Ok(())
 }
 

@@ -362,3 +362,18 @@ fn uploads_and_reads_check_types_and_sizes() {
     let too_big = g.max_storage_binding() as usize / 4 + 1;
     assert!(g.empty(&[too_big], DType::F32).unwrap_err().to_string().contains("limit"));
 }
+
+#[test]
+fn profiling_survives_steps_without_dispatches() {
+    // A step of copies only, with timestamps on: nothing to time, and no panic.
+    let g = &gpu().gpu;
+    let a = g.upload_f32(&[1.0, 2.0, 3.0], &[3]).unwrap();
+    let b = g.empty(&[3], DType::F32).unwrap();
+    g.set_profiling(true);
+    let mut step = g.step("test.copy_only");
+    step.copy(&a, &b).unwrap();
+    let result = step.submit();
+    g.set_profiling(false);
+    result.unwrap();
+    assert_eq!(g.read_f32(&b).unwrap(), vec![1.0, 2.0, 3.0]);
+}

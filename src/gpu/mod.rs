@@ -231,7 +231,8 @@ impl Gpu {
         encoder.copy_buffer_to_buffer(t.buf.raw(), 0, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
         let raw = self.map_read(&staging)?;
-        Ok(bytemuck::cast_slice::<u8, T>(&raw[..t.bytes() as usize]).to_vec())
+        // pod_collect_to_vec copies without assuming the byte buffer is aligned for T.
+        Ok(bytemuck::pod_collect_to_vec(&raw[..t.bytes() as usize]))
     }
 
     pub fn read_f32(&self, t: &Tensor) -> Result<Vec<f32>> {
@@ -474,7 +475,9 @@ impl<'g> Step<'g> {
         let mut arena_slot = gpu.params_arena.lock().unwrap();
         let (arena, offsets) = write_params(gpu, &mut arena_slot, &self.commands);
         let bind_groups = bind_groups(gpu, arena, &self.commands, &offsets);
-        let timing = profiling.then(|| Timestamps::new(gpu, &self.commands));
+        // Steps of copies only (no dispatch) have nothing to time.
+        let has_dispatch = self.commands.iter().any(|c| matches!(c, Command::Dispatch(_)));
+        let timing = (profiling && has_dispatch).then(|| Timestamps::new(gpu, &self.commands));
         let mut encoder = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(self.label) });
@@ -674,6 +677,6 @@ impl Timestamps {
     }
 
     fn read(&self, gpu: &Gpu) -> Result<Vec<u64>> {
-        Ok(bytemuck::cast_slice(&gpu.map_read(&self.staging)?).to_vec())
+        Ok(bytemuck::pod_collect_to_vec(&gpu.map_read(&self.staging)?))
     }
 }
