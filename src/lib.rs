@@ -11,5 +11,6 @@ pub mod gpu;
 pub mod infer;
 pub mod nn;
 pub mod ops;
+pub mod rng;
 pub mod store;
 pub mod train;

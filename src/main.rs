@@ -304,7 +304,7 @@ fn run(cli: Cli) -> Result<()> {
             let selectors: Vec<AdapterSelector> = if all_adapters {
                 gpu::list_adapters()
                     .into_iter()
-                    .map(|a| AdapterSelector { name: Some(a.name), backend: backend_of(&a.backend) })
+                    .map(|a| AdapterSelector { name: Some(a.name), backend: BackendChoice::parse(&a.backend) })
                     .collect()
             } else {
                 vec![adapter.selector()]
@@ -542,16 +542,6 @@ fn predict(args: PredictArgs) -> Result<()> {
         anyhow::bail!("no file could be read");
     }
     Ok(())
-}
-
-fn backend_of(name: &str) -> Option<BackendChoice> {
-    match name {
-        "vulkan" => Some(BackendChoice::Vulkan),
-        "gl" => Some(BackendChoice::Gl),
-        "metal" => Some(BackendChoice::Metal),
-        "dx12" => Some(BackendChoice::Dx12),
-        _ => None,
-    }
 }
 
 fn devices(json: bool) -> Result<()> {

@@ -23,7 +23,9 @@ impl BackendChoice {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    /// "vulkan"/"vk", "gl"/"gles"/"opengl", "metal"/"mtl", "dx12"/"d3d12"; also the names
+    /// `ser devices` prints.
+    pub fn parse(text: &str) -> Option<Self> {
         match text.trim().to_ascii_lowercase().as_str() {
             "vulkan" | "vk" => Some(Self::Vulkan),
             "gl" | "gles" | "opengl" => Some(Self::Gl),

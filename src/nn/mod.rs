@@ -12,6 +12,7 @@ use crate::ops::norm::{self, BatchNorm, BnTensors};
 use crate::ops::optim::{self, Adam};
 use crate::ops::pool::{self, PoolShape};
 use crate::ops::{dropout, loss};
+use crate::rng::splitmix64;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
@@ -126,13 +127,6 @@ pub struct Model {
     pub step: u32,
 }
 
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn param(gpu: &Gpu, name: String, values: &[f32], shape: &[usize]) -> Result<Param> {
     let zeros = vec![0f32; values.len()];
     Ok(Param { name, value: gpu.upload_f32(values, shape)?, m: gpu.upload_f32(&zeros, shape)?, v: gpu.upload_f32(&zeros, shape)? })
@@ -146,7 +140,7 @@ impl Model {
         arch.classes()?;
         let mut rng = seed;
         let mut uniform = |limit: f64| {
-            rng = splitmix(rng);
+            rng = splitmix64(rng);
             ((rng >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * limit
         };
         let mut states = Vec::new();
@@ -242,7 +236,7 @@ impl Model {
                     cur = y;
                 }
                 (Layer::Dropout { rate }, _) => {
-                    let layer_seed = splitmix(seed ^ (i as u64).wrapping_mul(0x1000_0000_01b3));
+                    let layer_seed = splitmix64(seed ^ (i as u64).wrapping_mul(0x1000_0000_01b3));
                     if train && *rate > 0.0 {
                         let y = gpu.empty(cur.shape(), DType::F32)?;
                         dropout::apply(step, *rate, layer_seed, &cur, &y)?;

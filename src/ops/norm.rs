@@ -27,7 +27,8 @@ fn dims(x: &Tensor, cols: usize) -> Result<(usize, Params)> {
         bail!("{:?} is not a whole number of rows of {cols} columns", x.shape());
     }
     let rows = x.len() / cols;
-    Ok((rows, Params { rows: rows as u32, cols: cols as u32, _pad0: [0; 2], eps: 1e-3, momentum: 0.99, _pad1: [0.0; 2] }))
+    let d = BatchNorm::default();
+    Ok((rows, Params { rows: rows as u32, cols: cols as u32, _pad0: [0; 2], eps: d.eps, momentum: d.momentum, _pad1: [0.0; 2] }))
 }
 
 /// out [cols] = sum over rows of x [rows, cols].

@@ -70,14 +70,9 @@ pub struct Epoch {
 
 /// Seeded Fisher-Yates shuffle (SplitMix64).
 pub fn shuffle(idx: &mut [usize], seed: u64) {
-    let mut s = seed;
+    let mut rng = crate::rng::SplitMix64::new(seed);
     for i in (1..idx.len()).rev() {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        idx.swap(i, (z % (i as u64 + 1)) as usize);
+        idx.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
 }
 
