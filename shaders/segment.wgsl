@@ -4,6 +4,7 @@
 //   power_to_db   librosa.power_to_db with ref, amin and top_db against the clip's maximum
 //   assemble      copies columns into a zero-padded [clips, t_max, width] tensor at a column offset
 //   segment_mean  the mean over each clip's own frames, into [clips, width] at a column offset
+//   segment_std   the standard deviation over each clip's own frames, likewise
 
 struct Params {
     grid: vec4<u32>,
@@ -89,14 +90,8 @@ fn assemble(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     dst[(c * p.t_max + t) * p.width + p.col_offset + j] = v;
 }
 
-// One invocation per (clip, column); compensated summation keeps long clips exact to float32.
-@compute @workgroup_size(64, 1, 1)
-fn segment_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wid, nwg, p.grid, lid, 64u);
-    if (i >= p.clips * p.cols) { return; }
-    let j = i % p.cols;
-    let clip = clips[i / p.cols];
+// Compensated (Kahan) mean of column j over one clip's frames: exact to float32 for long clips.
+fn clip_column_mean(clip: vec4<u32>, j: u32) -> f32 {
     var sum = 0.0;
     var carry = 0.0;
     for (var t = 0u; t < clip.w; t++) {
@@ -105,7 +100,39 @@ fn segment_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         carry = (s - sum) - y;
         sum = s;
     }
-    dst[(i / p.cols) * p.width + p.col_offset + j] = sum / f32(max(clip.w, 1u));
+    return sum / f32(max(clip.w, 1u));
+}
+
+// One invocation per (clip, column).
+@compute @workgroup_size(64, 1, 1)
+fn segment_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (i >= p.clips * p.cols) { return; }
+    let j = i % p.cols;
+    dst[(i / p.cols) * p.width + p.col_offset + j] = clip_column_mean(clips[i / p.cols], j);
+}
+
+// The population standard deviation (numpy's std, ddof 0) over each clip's own frames, in two
+// passes (mean, then squared deviations) so that large offsets do not cancel.
+@compute @workgroup_size(64, 1, 1)
+fn segment_std(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (i >= p.clips * p.cols) { return; }
+    let j = i % p.cols;
+    let clip = clips[i / p.cols];
+    let mean = clip_column_mean(clip, j);
+    var sum = 0.0;
+    var carry = 0.0;
+    for (var t = 0u; t < clip.w; t++) {
+        let d = src[(clip.z + t) * p.cols + j] - mean;
+        let y = d * d - carry;
+        let s = sum + y;
+        carry = (s - sum) - y;
+        sum = s;
+    }
+    dst[(i / p.cols) * p.width + p.col_offset + j] = sqrt(sum / f32(max(clip.w, 1u)));
 }
 
 // librosa.util.normalize(norm=inf) along each row of dst [rows, cols], in place: divide by the

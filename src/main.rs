@@ -147,6 +147,12 @@ struct FeaturesArgs {
     adapter: AdapterArgs,
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ModelKind {
+    Cnn,
+    Mlp,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum ClassWeights {
     /// n / (classes * count) per class, from the training split.
@@ -174,9 +180,21 @@ struct TrainArgs {
     features: FeatureFlags,
     #[command(flatten)]
     selection: SelectionFlags,
-    /// Model architecture (cnn: the reference study's refined CNN).
-    #[arg(long, default_value = "cnn")]
-    model: String,
+    /// Model architecture: cnn (the reference study's refined CNN) or mlp (--hidden, --dropout).
+    #[arg(long, value_enum, default_value_t = ModelKind::Cnn)]
+    model: ModelKind,
+    /// Hidden layer widths of the MLP.
+    #[arg(long, value_delimiter = ',', default_value = "512,256")]
+    hidden: Vec<usize>,
+    /// Dropout rate after each hidden layer of the MLP.
+    #[arg(long, default_value_t = 0.4)]
+    dropout: f32,
+    /// Batch normalisation after each hidden layer of the MLP.
+    #[arg(long)]
+    batch_norm: bool,
+    /// Decoupled weight decay (AdamW), per unit of learning rate.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
     /// Time-averaged vectors or frame sequences.
     #[arg(long, value_enum, default_value_t = ser::train::data::Input::Vectors)]
     input: ser::train::data::Input,
@@ -201,6 +219,12 @@ struct TrainArgs {
     batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
+    /// Epochs without a better validation loss before stopping (best weights are restored).
+    #[arg(long, default_value_t = 10)]
+    patience: usize,
+    /// Epochs without a better validation loss before the learning rate is halved.
+    #[arg(long, default_value_t = 4)]
+    lr_patience: usize,
     /// Where to save the model.
     #[arg(long)]
     out: PathBuf,
@@ -386,9 +410,6 @@ fn features(args: FeaturesArgs) -> Result<()> {
 
 fn train(args: TrainArgs) -> Result<()> {
     use ser::train::{self, data, report};
-    if args.model != "cnn" {
-        anyhow::bail!("--model {:?}: only \"cnn\" (the refined CNN) is available", args.model);
-    }
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
     let selection = args.selection.selection();
     let set = match (&args.features_file, &args.data) {
@@ -420,15 +441,23 @@ fn train(args: TrainArgs) -> Result<()> {
         ClassWeights::Balanced => data::balanced_weights(train_set.y.iter().copied(), k),
         ClassWeights::None => vec![1.0; k],
     };
-    let input_shape = match args.input {
-        data::Input::Vectors => (set.dim, 1),
-        data::Input::Frames => (set.t_max, set.dim),
+    let input_shape = args.input.shape(set.dim, set.t_max);
+    let arch = match args.model {
+        ModelKind::Cnn => ser::nn::Architecture::refined_cnn(input_shape, k),
+        ModelKind::Mlp => ser::nn::Architecture::mlp(input_shape, k, &args.hidden, args.dropout, args.batch_norm),
     };
-    let arch = ser::nn::Architecture::refined_cnn(input_shape, k);
     let mut model = ser::nn::Model::new(&gpu, &arch, args.seed)?;
     model.adam.lr = args.lr;
+    model.adam.weight_decay = args.weight_decay;
     gpu.set_profiling(args.profile);
-    let cfg = train::TrainConfig { epochs: args.epochs, batch_size: args.batch_size, seed: args.seed, ..Default::default() };
+    let cfg = train::TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        patience: args.patience,
+        lr_patience: args.lr_patience,
+        ..Default::default()
+    };
     eprintln!(
         "{} classes, train {} / validation {} / test {} clips, input {:?} {:?}, on {}",
         k, train_set.len(), val_set.len(), test_set.len(), args.input, input_shape, gpu.label()

@@ -5,7 +5,7 @@ mod common;
 
 use common::gpu;
 use safetensors::SafeTensors;
-use ser::features::{Extractor, FeatureConfig, Tuning};
+use ser::features::{Extractor, FeatureConfig};
 use std::path::{Path, PathBuf};
 
 fn golden_dir() -> PathBuf {

@@ -132,3 +132,57 @@ fn checkpoints_round_trip_and_bad_files_are_refused_without_losing_anything() {
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_mlp_with_batch_norm_learns_the_synthetic_task() {
+    let g = &gpu().gpu;
+    let mut rng = Rng::new(11);
+    let (tr, va) = (waves(&mut rng, 300), waves(&mut rng, 90));
+    let arch = Architecture::mlp((16, 2), 3, &[32, 16], 0.1, true);
+    assert_eq!(arch.shapes().unwrap()[1], (1, 32));
+    let mut model = Model::new(g, &arch, 2).unwrap();
+    model.adam.lr = 3e-3;
+    model.adam.weight_decay = 1e-3;
+    let cfg = TrainConfig { epochs: 30, batch_size: 16, seed: 4, ..Default::default() };
+    let log = train::fit(g, &mut model, &tr, &va, &[1.0, 1.0, 1.0], &cfg, |_| {}).unwrap();
+    let (_, acc) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
+    assert!(log.last().unwrap().loss < log[0].loss * 0.5, "training loss did not fall");
+    assert!(acc >= 0.85, "validation accuracy {acc:.3} (chance is 0.33)");
+}
+
+#[test]
+fn stats_input_is_the_scaled_means_then_standard_deviations() {
+    use ser::features::set::{ClipInfo, FeatureSet};
+    use ser::train::data::{self, Input};
+    // Two clips of 2 columns: 3 frames and 1 frame.
+    let frames = vec![1.0, 10.0, 2.0, 20.0, 3.0, 60.0, 5.0, 7.0, 0.0, 0.0, 0.0, 0.0];
+    use ser::audio::Emotion;
+    let clip = |a, emotion| ClipInfo { path: format!("Actor_0{a}/x.wav"), emotion: Some(emotion), actor: Some(a), vocal: None, intensity: None, statement: None, repetition: None };
+    let set = FeatureSet {
+        config: ser::features::FeatureConfig { n_mfcc: 1, n_chroma: 1, contrast_bands: 0, ..Default::default() },
+        clips: vec![clip(1, Emotion::Happy), clip(2, Emotion::Sad)],
+        frames,
+        lengths: vec![3, 1],
+        t_max: 3,
+        vectors: vec![2.0, 30.0, 5.0, 7.0],
+        stds: vec![(2f32 / 3.0).sqrt(), (1400f32 / 3.0).sqrt(), 0.0, 0.0],
+        dim: 2,
+    };
+    let drop = Emotion::ALL.iter().copied().filter(|e| ![Emotion::Happy, Emotion::Sad].contains(e)).collect();
+    let selection = ser::audio::Selection { vocal: ser::audio::VocalFilter::Both, drop };
+    let l = data::labelled(&set, &selection).unwrap();
+    assert_eq!(Input::Stats.shape(2, 3), (4, 1));
+    let scaler = data::fit_scaler(&set, &l, &[0, 1], Input::Stats);
+    assert_eq!(scaler.mean, vec![3.5, 18.5, set.stds[0] / 2.0, set.stds[1] / 2.0]);
+    let d = data::dataset(&set, &l, &[0, 1], Input::Stats, &scaler);
+    assert_eq!(d.width, 4);
+    // Two examples per column: standardised values are +-1.
+    for (i, v) in d.x.iter().enumerate() {
+        assert!((v.abs() - 1.0).abs() < 1e-5, "x[{i}] = {v}");
+    }
+    assert!(d.x[0] < 0.0 && d.x[4] > 0.0 && d.x[2] > 0.0 && d.x[6] < 0.0);
+    // Frames: padded to the longest clip, scaled per column over real frames only.
+    let f = data::dataset(&set, &l, &[0, 1], Input::Frames, &data::fit_scaler(&set, &l, &[0, 1], Input::Frames));
+    assert_eq!(f.width, 6);
+    assert_eq!(&f.x[8..], &[0.0, 0.0, 0.0, 0.0]);
+}

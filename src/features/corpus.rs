@@ -179,6 +179,7 @@ pub fn extract_all(gpu: &Gpu, cfg: &FeatureConfig, clips: Vec<ClipInfo>, signals
     let n = signals.len();
     let mut frames = vec![0f32; n * t_max * dim];
     let mut vectors = vec![0f32; n * dim];
+    let mut stds = vec![0f32; n * dim];
     let progress = bar(n, "features", progress);
     let mut first = 0;
     while first < n {
@@ -194,10 +195,11 @@ pub fn extract_all(gpu: &Gpu, cfg: &FeatureConfig, clips: Vec<ClipInfo>, signals
             let rows = f.lengths[i] as usize * dim;
             frames[c * t_max * dim..][..rows].copy_from_slice(&f.frames[i * f.t_max * dim..][..rows]);
             vectors[c * dim..][..dim].copy_from_slice(&f.vectors[i * dim..][..dim]);
+            stds[c * dim..][..dim].copy_from_slice(&f.stds[i * dim..][..dim]);
         }
         progress.inc((end - first) as u64);
         first = end;
     }
     progress.finish_and_clear();
-    Ok(FeatureSet { config: cfg.clone(), clips, frames, lengths, t_max, vectors, dim })
+    Ok(FeatureSet { config: cfg.clone(), clips, frames, lengths, t_max, vectors, stds, dim })
 }

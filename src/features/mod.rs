@@ -105,6 +105,8 @@ pub struct Features {
     pub t_max: usize,
     /// [clips, dim]: the mean over each clip's own frames.
     pub vectors: Vec<f32>,
+    /// [clips, dim]: the standard deviation over each clip's own frames.
+    pub stds: Vec<f32>,
     pub dim: usize,
     /// The chroma tuning of each clip (fixed, or estimated).
     pub tunings: Vec<f64>,
@@ -296,17 +298,20 @@ impl Extractor {
         let n = clips.len();
         let frames = gpu.empty(&[n, t_max, dim], DType::F32)?;
         let vectors = gpu.empty(&[n, dim], DType::F32)?;
+        let stds = gpu.empty(&[n, dim], DType::F32)?;
         let mut step = gpu.step("features.assemble");
         let mut offset = 0;
         for part in [&mfcc, &chroma, &contrast] {
             segment::assemble(&mut step, &b.clips, part, &frames, offset)?;
             segment::mean(&mut step, &b.clips, part, &vectors, offset)?;
+            segment::std(&mut step, &b.clips, part, &stds, offset)?;
             offset += part.shape()[1];
         }
         step.submit()?;
         Ok(Features {
             frames: gpu.read_f32(&frames)?,
             vectors: gpu.read_f32(&vectors)?,
+            stds: gpu.read_f32(&stds)?,
             lengths: b.clip_frames.iter().map(|c| c.1 as u32).collect(),
             t_max,
             dim,

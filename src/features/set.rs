@@ -2,7 +2,7 @@
 //! the clips' labels and the feature configuration in the metadata.
 //!
 //! Tensors: `frames` f32 [N, T_max, D] (zero past each clip's length), `lengths` u32 [N],
-//! `vectors` f32 [N, D]. Columns: MFCC, chroma, contrast. Metadata (JSON strings): `clips`
+//! `vectors` f32 [N, D] (time means), `stds` f32 [N, D] (time standard deviations). Columns: MFCC, chroma, contrast. Metadata (JSON strings): `clips`
 //! (path relative to the data folder, emotion, actor, vocal channel, ...), `config`, `columns`.
 
 use super::FeatureConfig;
@@ -34,10 +34,13 @@ pub struct FeatureSet {
     pub lengths: Vec<u32>,
     pub t_max: usize,
     pub vectors: Vec<f32>,
+    /// [N, D]: the standard deviation over each clip's own frames.
+    pub stds: Vec<f32>,
     pub dim: usize,
 }
 
-pub const FORMAT: &str = "ser.features.v1";
+/// v2 added `stds`; v1 files are refused with a request to re-extract.
+pub const FORMAT: &str = "ser.features.v2";
 
 impl FeatureSet {
     /// Column names in order: mfcc_0.., chroma_0.., contrast_0..
@@ -50,7 +53,7 @@ impl FeatureSet {
 
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let n = self.clips.len();
-        if self.frames.len() != n * self.t_max * self.dim || self.vectors.len() != n * self.dim || self.lengths.len() != n {
+        if self.frames.len() != n * self.t_max * self.dim || self.vectors.len() != n * self.dim || self.stds.len() != n * self.dim || self.lengths.len() != n {
             bail!("feature set sizes are inconsistent");
         }
         let meta = HashMap::from([
@@ -64,6 +67,7 @@ impl FeatureSet {
                 Stored { name: "frames", dtype: Dtype::F32, shape: vec![n, self.t_max, self.dim], bytes: bytemuck::cast_slice(&self.frames) },
                 Stored { name: "lengths", dtype: Dtype::U32, shape: vec![n], bytes: bytemuck::cast_slice(&self.lengths) },
                 Stored { name: "vectors", dtype: Dtype::F32, shape: vec![n, self.dim], bytes: bytemuck::cast_slice(&self.vectors) },
+                Stored { name: "stds", dtype: Dtype::F32, shape: vec![n, self.dim], bytes: bytemuck::cast_slice(&self.stds) },
             ],
             meta,
         )
@@ -77,17 +81,18 @@ impl FeatureSet {
         let f = Loaded::read(path)?;
         let format = f.meta("format")?;
         if format != FORMAT {
-            bail!("{}: format {format:?} is not {FORMAT:?}", f.path);
+            bail!("{}: format {format:?} is not {FORMAT:?}; re-create it with `ser features`", f.path);
         }
         let clips: Vec<ClipInfo> = serde_json::from_str(&f.meta("clips")?).with_context(|| format!("{}: bad clip list", f.path))?;
         let config: FeatureConfig = serde_json::from_str(&f.meta("config")?).with_context(|| format!("{}: bad config", f.path))?;
         let (frames, fshape) = f.tensor::<f32>("frames", Dtype::F32)?;
         let (lengths, _) = f.tensor::<u32>("lengths", Dtype::U32)?;
         let (vectors, vshape) = f.tensor::<f32>("vectors", Dtype::F32)?;
+        let (stds, sshape) = f.tensor::<f32>("stds", Dtype::F32)?;
         let [n, t_max, dim] = fshape[..] else { bail!("{}: frames has shape {fshape:?}", f.path) };
-        if n != clips.len() || lengths.len() != n || vshape != [n, dim] || dim != config.dim() {
+        if n != clips.len() || lengths.len() != n || vshape != [n, dim] || sshape != [n, dim] || dim != config.dim() {
             bail!("{}: tensor shapes disagree with {} clips of {} features", f.path, clips.len(), config.dim());
         }
-        Ok(FeatureSet { config, clips, frames, lengths, t_max, vectors, dim })
+        Ok(FeatureSet { config, clips, frames, lengths, t_max, vectors, stds, dim })
     }
 }

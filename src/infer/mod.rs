@@ -7,7 +7,7 @@ use crate::features::set::{ClipInfo, FeatureSet};
 use crate::gpu::Gpu;
 use crate::nn::Model;
 use crate::nn::checkpoint::{self, ModelMeta};
-use crate::train::data::Input;
+use crate::train::data;
 use crate::train::{self, Dataset};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
@@ -48,27 +48,9 @@ impl Predictor {
                 serde_json::to_string(&self.meta.features)?
             );
         }
-        let d = set.dim;
         let (length, channels) = self.meta.architecture.input;
-        let width = length * channels;
-        let mut x = Vec::with_capacity(clips.len() * width);
-        for &c in clips {
-            let mut v = match self.meta.input {
-                Input::Vectors => set.vectors[c * d..(c + 1) * d].to_vec(),
-                Input::Frames => {
-                    // The model's length is fixed: shorter clips are zero-padded, longer cut.
-                    let keep = (set.lengths[c] as usize).min(length);
-                    let mut v = vec![0f32; width];
-                    v[..keep * d].copy_from_slice(&set.frames[c * set.t_max * d..][..keep * d]);
-                    self.meta.scaler.apply(&mut v[..keep * d]);
-                    x.extend(v);
-                    continue;
-                }
-            };
-            self.meta.scaler.apply(&mut v);
-            x.extend(v);
-        }
-        Ok(Dataset { x, y: labels, width })
+        let x = clips.iter().flat_map(|&c| data::example(set, c, self.meta.input, length, &self.meta.scaler)).collect();
+        Ok(Dataset { x, y: labels, width: length * channels })
     }
 
     /// Class probabilities for a dataset, rows in order.

@@ -59,6 +59,23 @@ impl Architecture {
         Architecture { input, layers }
     }
 
+    /// A multilayer perceptron over the flattened input: Dense(h, ReLU) [-> BatchNorm] ->
+    /// Dropout(rate) for each hidden width h, then Dense(classes).
+    pub fn mlp(input: (usize, usize), classes: usize, hidden: &[usize], dropout: f32, batch_norm: bool) -> Architecture {
+        let mut layers = vec![Layer::Flatten];
+        for &units in hidden {
+            layers.push(Layer::Dense { units, relu: true });
+            if batch_norm {
+                layers.push(Layer::BatchNorm);
+            }
+            if dropout > 0.0 {
+                layers.push(Layer::Dropout { rate: dropout });
+            }
+        }
+        layers.push(Layer::Dense { units: classes, relu: false });
+        Architecture { input, layers }
+    }
+
     /// (length, channels) entering each layer, and leaving the last one.
     pub fn shapes(&self) -> Result<Vec<(usize, usize)>> {
         let mut shapes = vec![self.input];

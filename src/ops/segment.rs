@@ -1,6 +1,6 @@
 //! Per-clip operations on frame-major matrices (shaders/segment.wgsl): the clip maximum,
 //! librosa's power_to_db against it, assembling padded [clips, t_max, width] tensors, and
-//! per-clip means.
+//! per-clip means and standard deviations.
 
 use crate::gpu::{Access, KernelSpec, SEGMENT_WGSL, Step, Tensor};
 use anyhow::{Result, bail};
@@ -15,6 +15,8 @@ const NORMALIZE: KernelSpec =
     KernelSpec { shader: &SEGMENT_WGSL, entry: "normalize_rows", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
 const MEAN: KernelSpec =
     KernelSpec { shader: &SEGMENT_WGSL, entry: "segment_mean", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
+const STD: KernelSpec =
+    KernelSpec { shader: &SEGMENT_WGSL, entry: "segment_std", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -99,14 +101,31 @@ pub fn assemble(step: &mut Step, clips: &Tensor, src: &Tensor, dst: &Tensor, col
 
 /// Means over each clip's frames of `src` [rows, cols] into columns col_offset.. of `dst` [clips, width].
 pub fn mean(step: &mut Step, clips: &Tensor, src: &Tensor, dst: &Tensor, col_offset: usize) -> Result<()> {
+    per_clip_column(step, &MEAN, clips, src, dst, col_offset)
+}
+
+/// Standard deviations (ddof 0) over each clip's frames, laid out as [`mean`]'s.
+pub fn std(step: &mut Step, clips: &Tensor, src: &Tensor, dst: &Tensor, col_offset: usize) -> Result<()> {
+    per_clip_column(step, &STD, clips, src, dst, col_offset)
+}
+
+fn per_clip_column(step: &mut Step, kernel: &KernelSpec, clips: &Tensor, src: &Tensor, dst: &Tensor, col_offset: usize) -> Result<()> {
     let n = clip_count(clips)?;
     let (cols, width) = match (src.shape(), dst.shape()) {
         ([_, c], [d0, w]) if *d0 == n && col_offset + c <= *w => (*c, *w),
-        _ => bail!("mean: src {:?} into dst {:?} at column {col_offset} for {n} clips", src.shape(), dst.shape()),
+        _ => bail!("{}: src {:?} into dst {:?} at column {col_offset} for {n} clips", kernel.entry, src.shape(), dst.shape()),
     };
     let p = Params { cols: cols as u32, width: width as u32, col_offset: col_offset as u32, clips: n as u32, ..Default::default() };
     let grid = [super::groups(n * cols, 64)?, 1, 1];
-    step.dispatch(&MEAN, &[], &[clips, src, dst], bytemuck::bytes_of(&p), grid, "segment.mean")
+    step.dispatch(kernel, &[], &[clips, src, dst], bytemuck::bytes_of(&p), grid, kernel.entry)
+}
+
+/// Float64 mean and population standard deviation of each column of one clip's rows [t, cols].
+pub fn reference_moments(rows: &[f64], cols: usize) -> (Vec<f64>, Vec<f64>) {
+    let t = (rows.len() / cols.max(1)).max(1) as f64;
+    let mean: Vec<f64> = (0..cols).map(|j| rows.iter().skip(j).step_by(cols).sum::<f64>() / t).collect();
+    let std = (0..cols).map(|j| (rows.iter().skip(j).step_by(cols).map(|v| (v - mean[j]).powi(2)).sum::<f64>() / t).sqrt()).collect();
+    (mean, std)
 }
 
 /// Divides each row of `values` [rows, cols] by its largest magnitude (librosa's norm=inf),

@@ -16,6 +16,20 @@ pub enum Input {
     Vectors,
     /// The frame sequence [T_max, D], zero-padded.
     Frames,
+    /// The time means followed by the time standard deviations, a sequence of length 2D with
+    /// one channel.
+    Stats,
+}
+
+impl Input {
+    /// The model input (length, channels) for features of `dim` columns and `t_max` frames.
+    pub fn shape(self, dim: usize, t_max: usize) -> (usize, usize) {
+        match self {
+            Input::Vectors => (dim, 1),
+            Input::Stats => (2 * dim, 1),
+            Input::Frames => (t_max, dim),
+        }
+    }
 }
 
 /// Per-column standardisation fitted on training data: (x - mean) / std.
@@ -116,38 +130,51 @@ pub fn balanced_weights(labels: impl Iterator<Item = u32>, classes: usize) -> Ve
     counts.iter().map(|&c| if c == 0 { 0.0 } else { n as f32 / (classes as f32 * c as f32) }).collect()
 }
 
-/// The examples at `positions` (into `l`), as model input, scaled.
-pub fn dataset(set: &FeatureSet, l: &Labelled, positions: &[usize], input: Input, scaler: &Scaler) -> Dataset {
+/// One clip as model input, scaled: `length` rows (frames are zero-padded or cut to it).
+pub fn example(set: &FeatureSet, c: usize, input: Input, length: usize, scaler: &Scaler) -> Vec<f32> {
     let d = set.dim;
-    let width = match input {
-        Input::Vectors => d,
-        Input::Frames => set.t_max * d,
-    };
-    let mut x = Vec::with_capacity(positions.len() * width);
-    for &p in positions {
-        let c = l.clips[p];
-        match input {
-            Input::Vectors => {
-                let mut v = set.vectors[c * d..(c + 1) * d].to_vec();
-                scaler.apply(&mut v);
-                x.extend(v);
-            }
-            Input::Frames => {
-                let len = set.lengths[c] as usize;
-                let mut v = set.frames[c * set.t_max * d..(c + 1) * set.t_max * d].to_vec();
-                scaler.apply(&mut v[..len * d]);
-                x.extend(v);
-            }
+    match input {
+        Input::Vectors | Input::Stats => {
+            let mut v = summary(set, c, input);
+            scaler.apply(&mut v);
+            v
+        }
+        Input::Frames => {
+            let keep = (set.lengths[c] as usize).min(length);
+            let mut v = vec![0f32; length * d];
+            v[..keep * d].copy_from_slice(&set.frames[c * set.t_max * d..][..keep * d]);
+            scaler.apply(&mut v[..keep * d]);
+            v
         }
     }
-    Dataset { x, y: positions.iter().map(|&p| l.labels[p]).collect(), width }
+}
+
+/// A clip's unscaled per-clip vector: the means, or the means followed by the standard deviations.
+fn summary(set: &FeatureSet, c: usize, input: Input) -> Vec<f32> {
+    let d = set.dim;
+    let mut v = set.vectors[c * d..(c + 1) * d].to_vec();
+    if input == Input::Stats {
+        v.extend_from_slice(&set.stds[c * d..(c + 1) * d]);
+    }
+    v
+}
+
+/// The examples at `positions` (into `l`), as model input, scaled.
+pub fn dataset(set: &FeatureSet, l: &Labelled, positions: &[usize], input: Input, scaler: &Scaler) -> Dataset {
+    let (length, channels) = input.shape(set.dim, set.t_max);
+    let x = positions.iter().flat_map(|&p| example(set, l.clips[p], input, length, scaler)).collect();
+    Dataset { x, y: positions.iter().map(|&p| l.labels[p]).collect(), width: length * channels }
 }
 
 /// Fits the scaler on the training positions.
 pub fn fit_scaler(set: &FeatureSet, l: &Labelled, train: &[usize], input: Input) -> Scaler {
     let d = set.dim;
     match input {
-        Input::Vectors => Scaler::fit(train.iter().map(|&p| l.clips[p]), &set.vectors, d),
+        Input::Vectors | Input::Stats => {
+            let rows: Vec<f32> = train.iter().flat_map(|&p| summary(set, l.clips[p], input)).collect();
+            let width = input.shape(d, set.t_max).0;
+            Scaler::fit(0..train.len(), &rows, width)
+        }
         Input::Frames => {
             let rows = train.iter().flat_map(|&p| {
                 let c = l.clips[p];
