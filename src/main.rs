@@ -237,7 +237,7 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// The model (default: the one shipped in weights/).
+    /// The model (default: the one shipped in weights/, built into the binary).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Folder of RAVDESS clips (features computed with the model's configuration).
@@ -264,7 +264,7 @@ struct PredictArgs {
     /// Audio files and folders (searched at any depth for .wav and .flac).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// The model (default: the one shipped in weights/).
+    /// The model (default: the one shipped in weights/, built into the binary).
     #[arg(long)]
     model: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = PredictFormat::Jsonl)]

@@ -54,8 +54,13 @@ pub struct Loaded {
 impl Loaded {
     pub fn read(path: &Path) -> Result<Loaded> {
         let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a valid safetensors file (truncated or corrupt?)", path.display()))?;
-        Ok(Loaded { path: path.display().to_string(), bytes })
+        Loaded::from_bytes(&path.display().to_string(), bytes)
+    }
+
+    /// Bytes already in memory (an embedded file), named `name` in errors.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Loaded> {
+        SafeTensors::deserialize(&bytes).with_context(|| format!("{name}: not a valid safetensors file (truncated or corrupt?)"))?;
+        Ok(Loaded { path: name.to_string(), bytes })
     }
 
     pub fn metadata(&self) -> HashMap<String, String> {

@@ -118,7 +118,7 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
         .map(|(clip, b)| {
             let r = b.and_then(|b| {
                 let a = audio::decode_bytes(&b).with_context(|| clip.path.display().to_string())?;
-                audio::resample(&a.samples, a.sample_rate, cfg.sample_rate).with_context(|| clip.path.display().to_string())
+                audio::to_rate(&a, cfg.sample_rate).with_context(|| clip.path.display().to_string())
             });
             progress.inc(1);
             r

@@ -30,11 +30,6 @@ pub struct Prediction {
 }
 
 impl Predictor {
-    pub fn load(gpu: &Gpu, path: &Path) -> Result<Predictor> {
-        let (model, meta) = checkpoint::load(gpu, path)?;
-        Ok(Predictor { model, meta })
-    }
-
     pub fn class_names(&self) -> Vec<String> {
         self.meta.classes.iter().map(|c| c.to_string()).collect()
     }
@@ -127,16 +122,16 @@ pub fn collect_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// The model shipped with ser, used when `--model` is not given.
-pub fn default_model_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join("ser-cnn.safetensors")
-}
+/// The model shipped in weights/ (see weights/MODEL_CARD.md), compiled into the binary so that
+/// an installed `ser` predicts without any file beside it.
+pub const SHIPPED_MODEL: &[u8] = include_bytes!("../../weights/ser.safetensors");
+pub const SHIPPED_MODEL_NAME: &str = "weights/ser.safetensors (built in)";
 
-/// Loads `path`, or the shipped model, with a clear message when neither exists.
+/// Loads `path`, or the shipped model when no path is given.
 pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<Predictor> {
-    let p = path.map(Path::to_path_buf).unwrap_or_else(default_model_path);
-    if path.is_none() && !p.exists() {
-        bail!("no --model given and no shipped model at {} (train one with `ser train ... --out model.safetensors`)", p.display());
-    }
-    Predictor::load(gpu, &p).with_context(|| format!("loading model {}", p.display()))
+    let (model, meta) = match path {
+        Some(p) => checkpoint::load(gpu, p).with_context(|| format!("loading model {}", p.display()))?,
+        None => checkpoint::load_bytes(gpu, SHIPPED_MODEL_NAME, SHIPPED_MODEL)?,
+    };
+    Ok(Predictor { model, meta })
 }

@@ -50,7 +50,15 @@ pub fn save(gpu: &Gpu, model: &Model, meta: &ModelMeta, path: &Path) -> Result<(
 }
 
 pub fn load(gpu: &Gpu, path: &Path) -> Result<(Model, ModelMeta)> {
-    let f = Loaded::read(path)?;
+    from_loaded(gpu, Loaded::read(path)?)
+}
+
+/// A model file already in memory; `name` stands for it in errors.
+pub fn load_bytes(gpu: &Gpu, name: &str, bytes: &[u8]) -> Result<(Model, ModelMeta)> {
+    from_loaded(gpu, Loaded::from_bytes(name, bytes.to_vec())?)
+}
+
+fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Model, ModelMeta)> {
     let format = f.meta("format")?;
     if format != FORMAT {
         bail!("{}: format {format:?} is not a ser model ({FORMAT})", f.path);
@@ -68,8 +76,9 @@ pub fn load(gpu: &Gpu, path: &Path) -> Result<(Model, ModelMeta)> {
     if meta.architecture.classes()? != meta.classes.len() {
         bail!("{}: {} classes named but the model has {} outputs", f.path, meta.classes.len(), meta.architecture.classes()?);
     }
-    if meta.scaler.mean.len() != meta.features.dim() || meta.scaler.std.len() != meta.features.dim() {
-        bail!("{}: scaler has {} columns, the features {}", f.path, meta.scaler.mean.len(), meta.features.dim());
+    let columns = meta.input.scaler_width(meta.features.dim());
+    if meta.scaler.mean.len() != columns || meta.scaler.std.len() != columns {
+        bail!("{}: scaler has {} columns, {:?} input of these features needs {columns}", f.path, meta.scaler.mean.len(), meta.input);
     }
     for (name, t) in model.tensors() {
         let (data, shape) = f.tensor::<f32>(&name, Dtype::F32)?;

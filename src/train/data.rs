@@ -30,6 +30,14 @@ impl Input {
             Input::Frames => (t_max, dim),
         }
     }
+
+    /// Columns of the scaler: one per value of a summary vector, one per feature for frames.
+    pub fn scaler_width(self, dim: usize) -> usize {
+        match self {
+            Input::Vectors | Input::Frames => dim,
+            Input::Stats => 2 * dim,
+        }
+    }
 }
 
 /// Per-column standardisation fitted on training data: (x - mean) / std.
