@@ -166,6 +166,8 @@ enum Split {
     Random,
     /// Hold out whole actors (--test-actors): speaker-independent.
     Actors,
+    /// No test set: train on every clip (validation still carved out), for a model to ship.
+    None,
 }
 
 #[derive(Args)]
@@ -225,6 +227,10 @@ struct TrainArgs {
     /// Epochs without a better validation loss before the learning rate is halved.
     #[arg(long, default_value_t = 4)]
     lr_patience: usize,
+    /// Models trained (same split, different seeds) and saved as one ensemble whose class
+    /// probabilities are averaged.
+    #[arg(long, default_value_t = 1)]
+    ensemble: usize,
     /// Where to save the model.
     #[arg(long)]
     out: PathBuf,
@@ -429,8 +435,9 @@ fn train(args: TrainArgs) -> Result<()> {
     let (train_all, test) = match args.split {
         Split::Random => data::stratified(&l.labels, &all, args.test_fraction, args.seed),
         Split::Actors => all.iter().partition(|&&p| !args.test_actors.contains(&l.actors[p])),
+        Split::None => (all.clone(), Vec::new()),
     };
-    if test.is_empty() {
+    if test.is_empty() && args.split != Split::None {
         anyhow::bail!("the test split is empty (actors {:?} not in the data?)", args.test_actors);
     }
     let (tr, va) = data::stratified(&l.labels, &train_all, args.val_fraction, args.seed.wrapping_add(1));
@@ -446,54 +453,76 @@ fn train(args: TrainArgs) -> Result<()> {
         ModelKind::Cnn => ser::nn::Architecture::refined_cnn(input_shape, k),
         ModelKind::Mlp => ser::nn::Architecture::mlp(input_shape, k, &args.hidden, args.dropout, args.batch_norm),
     };
-    let mut model = ser::nn::Model::new(&gpu, &arch, args.seed)?;
-    model.adam.lr = args.lr;
-    model.adam.weight_decay = args.weight_decay;
     gpu.set_profiling(args.profile);
-    let cfg = train::TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        seed: args.seed,
-        patience: args.patience,
-        lr_patience: args.lr_patience,
-        ..Default::default()
-    };
     eprintln!(
-        "{} classes, train {} / validation {} / test {} clips, input {:?} {:?}, on {}",
-        k, train_set.len(), val_set.len(), test_set.len(), args.input, input_shape, gpu.label()
+        "{} classes, train {} / validation {} / test {} clips, input {:?} {:?}, {} member(s), on {}",
+        k, train_set.len(), val_set.len(), test_set.len(), args.input, input_shape, args.ensemble, gpu.label()
     );
-    let log = train::fit(&gpu, &mut model, &train_set, &val_set, &weights, &cfg, |e| {
-        eprintln!(
-            "epoch {:>3}: loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.2e}  {:.0} samples/s",
-            e.epoch, e.loss, e.val_loss, e.val_accuracy, e.lr, e.samples_per_s
-        );
-    })?;
-    let logits = train::predict(&gpu, &model, &test_set, 256)?;
+    let (mut models, mut logs, mut configs) = (Vec::new(), Vec::new(), Vec::new());
+    for member in 0..args.ensemble {
+        // Members differ in initialisation, shuffles and dropout masks; they share the split.
+        let seed = args.seed.wrapping_add(1_000 * member as u64);
+        let mut model = ser::nn::Model::new(&gpu, &arch, seed)?;
+        model.adam.lr = args.lr;
+        model.adam.weight_decay = args.weight_decay;
+        let cfg = train::TrainConfig {
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            seed,
+            patience: args.patience,
+            lr_patience: args.lr_patience,
+            ..Default::default()
+        };
+        let log = train::fit(&gpu, &mut model, &train_set, &val_set, &weights, &cfg, |e| {
+            eprintln!(
+                "{}epoch {:>3}: loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.2e}  {:.0} samples/s",
+                if args.ensemble > 1 { format!("member {member} ") } else { String::new() },
+                e.epoch, e.loss, e.val_loss, e.val_accuracy, e.lr, e.samples_per_s
+            );
+        })?;
+        models.push(model);
+        logs.push(log);
+        configs.push(cfg);
+    }
     let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
-    let rep = report::Report::new(&names, &test_set.y, &report::argmax_rows(&logits, k));
-    println!("{}", rep.text());
-    let meta = ser::nn::checkpoint::ModelMeta {
+    let mut meta = ser::nn::checkpoint::ModelMeta {
         architecture: arch,
         classes: l.classes.clone(),
         features: set.config.clone(),
         input: args.input,
         scaler,
         training: serde_json::json!({
-            "config": cfg,
+            "config": configs,
+            "model": format!("{:?}", args.model),
             "split": format!("{:?}", args.split),
             "test_fraction": args.test_fraction,
             "test_actors": args.test_actors,
             "val_fraction": args.val_fraction,
             "class_weights": weights,
             "lr": args.lr,
-            "epochs_run": log.len(),
-            "test_accuracy": rep.accuracy,
-            "test_macro_f1": rep.macro_avg.f1,
-            "history": log,
+            "weight_decay": args.weight_decay,
+            "train_clips": train_set.len(),
+            "validation_clips": val_set.len(),
+            "test_clips": test_set.len(),
+            "epochs_run": logs.iter().map(|l| l.len()).collect::<Vec<_>>(),
+            "history": logs,
         }),
     };
-    ser::nn::checkpoint::save(&gpu, &model, &meta, &args.out)?;
-    eprintln!("saved {} (test accuracy {:.4}, macro F1 {:.4})", args.out.display(), rep.accuracy, rep.macro_avg.f1);
+    let predictor = ser::infer::Predictor { models, meta: meta.clone() };
+    if !test_set.is_empty() {
+        let probs = predictor.probabilities(&gpu, &test_set)?;
+        let predicted: Vec<u32> = probs.iter().map(|p| report::argmax(p) as u32).collect();
+        let rep = report::Report::new(&names, &test_set.y, &predicted);
+        println!("{}", rep.text());
+        meta.training["test_accuracy"] = serde_json::json!(rep.accuracy);
+        meta.training["test_macro_f1"] = serde_json::json!(rep.macro_avg.f1);
+        meta.training["test_report"] = serde_json::to_value(&rep)?;
+    }
+    ser::nn::checkpoint::save(&gpu, &predictor.models, &meta, &args.out)?;
+    match (meta.training.get("test_accuracy"), meta.training.get("test_macro_f1")) {
+        (Some(a), Some(f)) => eprintln!("saved {} (test accuracy {:.4}, macro F1 {:.4})", args.out.display(), a.as_f64().unwrap_or(0.0), f.as_f64().unwrap_or(0.0)),
+        _ => eprintln!("saved {} (no test split)", args.out.display()),
+    }
     if args.profile {
         eprintln!("{}", gpu.profile().table());
     }
@@ -529,7 +558,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     }
     let data = p.dataset(&set, &clips, labels.clone())?;
     let probs = p.probabilities(&gpu, &data)?;
-    let predicted: Vec<u32> = probs.iter().map(|r| r.iter().enumerate().fold(0, |b, (j, v)| if *v > r[b] { j } else { b }) as u32).collect();
+    let predicted: Vec<u32> = probs.iter().map(|p| report::argmax(p) as u32).collect();
     let rep = report::Report::new(&p.class_names(), &labels, &predicted);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);

@@ -36,7 +36,7 @@ fn predict_and_eval_on_real_files() {
             input: ser::train::data::Input::Vectors,
             training: serde_json::json!({}),
         };
-        checkpoint::save(g, &model, &meta, &model_path).unwrap();
+        checkpoint::save(g, std::slice::from_ref(&model), &meta, &model_path).unwrap();
     }
     // Any file name works for predict; a file that is not audio is reported, not fatal.
     let stranger = dir.join("my recording, take 2.wav");

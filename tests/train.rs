@@ -99,10 +99,11 @@ fn checkpoints_round_trip_and_bad_files_are_refused_without_losing_anything() {
     let dir = std::env::temp_dir().join(format!("ser-ckpt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.safetensors");
-    checkpoint::save(g, &model, &meta, &path).unwrap();
+    checkpoint::save(g, std::slice::from_ref(&model), &meta, &path).unwrap();
     let (loaded, meta2) = checkpoint::load(g, &path).unwrap();
+    let loaded = &loaded[0];
     assert_eq!(meta2, meta);
-    assert_eq!(train::predict(g, &loaded, &va, 64).unwrap(), train::predict(g, &model, &va, 64).unwrap());
+    assert_eq!(train::predict(g, loaded, &va, 64).unwrap(), train::predict(g, &model, &va, 64).unwrap());
 
     // Truncated and corrupt files: clear errors naming the file.
     let bytes = std::fs::read(&path).unwrap();
@@ -115,19 +116,19 @@ fn checkpoints_round_trip_and_bad_files_are_refused_without_losing_anything() {
     // A checkpoint whose architecture disagrees with its tensors.
     let other = ModelMeta { architecture: Architecture { input: (16, 2), layers: vec![Layer::Flatten, Layer::Dense { units: 3, relu: false }] }, ..meta.clone() };
     let mismatched = dir.join("mismatched.safetensors");
-    checkpoint::save(g, &model, &meta, &mismatched).unwrap();
+    checkpoint::save(g, std::slice::from_ref(&model), &meta, &mismatched).unwrap();
     let text = std::fs::read(&mismatched).unwrap();
     let st = safetensors::SafeTensors::read_metadata(&text).unwrap().1;
     assert!(st.metadata().as_ref().unwrap().contains_key("architecture"));
     let model_other = Model::new(g, &other.architecture, 0).unwrap();
-    checkpoint::save(g, &model_other, &meta, &mismatched).unwrap();
+    checkpoint::save(g, std::slice::from_ref(&model_other), &meta, &mismatched).unwrap();
     let e = format!("{:#}", checkpoint::load(g, &mismatched).err().unwrap());
     assert!(e.contains("mismatched.safetensors") && e.contains("no tensor"), "{e}");
 
     // A model holding NaN is not saved, and the good file already there is left as it was.
     let t = &model.tensors()[0].1.clone();
     g.write(t, &vec![f32::NAN; t.len()]).unwrap();
-    let e = checkpoint::save(g, &model, &meta, &path).unwrap_err().to_string();
+    let e = checkpoint::save(g, std::slice::from_ref(&model), &meta, &path).unwrap_err().to_string();
     assert!(e.contains("NaN"), "{e}");
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -185,4 +186,36 @@ fn stats_input_is_the_scaled_means_then_standard_deviations() {
     let f = data::dataset(&set, &l, &[0, 1], Input::Frames, &data::fit_scaler(&set, &l, &[0, 1], Input::Frames));
     assert_eq!(f.width, 6);
     assert_eq!(&f.x[8..], &[0.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn an_ensemble_round_trips_and_averages_its_members_probabilities() {
+    use ser::nn::checkpoint::{self, ModelMeta};
+    let g = &gpu().gpu;
+    let mut rng = Rng::new(9);
+    let va = waves(&mut rng, 20);
+    let arch = Architecture::mlp((16, 2), 3, &[8], 0.0, false);
+    let models = vec![Model::new(g, &arch, 1).unwrap(), Model::new(g, &arch, 2).unwrap()];
+    let meta = ModelMeta {
+        architecture: arch,
+        classes: vec![ser::audio::Emotion::Neutral, ser::audio::Emotion::Happy, ser::audio::Emotion::Sad],
+        features: ser::features::FeatureConfig::default(),
+        input: ser::train::data::Input::Frames,
+        scaler: ser::train::data::Scaler { mean: vec![0.0; 59], std: vec![1.0; 59] },
+        training: serde_json::json!({}),
+    };
+    let path = std::env::temp_dir().join(format!("ser-ensemble-{}.safetensors", std::process::id()));
+    checkpoint::save(g, &models, &meta, &path).unwrap();
+    let (loaded, _) = checkpoint::load(g, &path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(loaded.len(), 2);
+    let p = ser::infer::Predictor { models: loaded, meta };
+    let got = p.probabilities(g, &va).unwrap();
+    let each: Vec<Vec<Vec<f32>>> = models.iter().map(|m| train::softmax_rows(&train::predict(g, m, &va, 8).unwrap(), 3)).collect();
+    assert_ne!(each[0], each[1], "members must differ for the test to mean anything");
+    for (i, row) in got.iter().enumerate() {
+        for j in 0..3 {
+            assert!((row[j] - (each[0][i][j] + each[1][i][j]) / 2.0).abs() < 1e-6);
+        }
+    }
 }

@@ -14,8 +14,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+/// A saved model (or ensemble, whose members' probabilities are averaged) and its metadata.
 pub struct Predictor {
-    pub model: Model,
+    pub models: Vec<Model>,
     pub meta: ModelMeta,
 }
 
@@ -51,16 +52,16 @@ impl Predictor {
     /// Class probabilities for a dataset, rows in order.
     pub fn probabilities(&self, gpu: &Gpu, data: &Dataset) -> Result<Vec<Vec<f32>>> {
         let k = self.meta.classes.len();
-        let logits = train::predict(gpu, &self.model, data, 256)?;
-        Ok(logits
-            .chunks(k)
-            .map(|z| {
-                let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                let e: Vec<f32> = z.iter().map(|v| (v - m).exp()).collect();
-                let s: f32 = e.iter().sum();
-                e.iter().map(|v| v / s).collect()
-            })
-            .collect())
+        let mut mean = vec![vec![0f32; k]; data.len()];
+        for model in &self.models {
+            let logits = train::predict(gpu, model, data, 256)?;
+            for (row, p) in mean.iter_mut().zip(train::softmax_rows(&logits, k)) {
+                for (m, v) in row.iter_mut().zip(p) {
+                    *m += v / self.models.len() as f32;
+                }
+            }
+        }
+        Ok(mean)
     }
 
     /// Predictions for audio files (any name, rate, channel count). Files that cannot be read
@@ -96,7 +97,7 @@ impl Predictor {
             .into_iter()
             .zip(probs)
             .map(|(file, p)| {
-                let best = p.iter().enumerate().fold(0, |b, (j, v)| if *v > p[b] { j } else { b });
+                let best = train::report::argmax(&p);
                 Prediction { file, label: names[best].clone(), confidence: p[best], probabilities: names.iter().cloned().zip(p).collect() }
             })
             .collect();
@@ -129,9 +130,9 @@ pub const SHIPPED_MODEL_NAME: &str = "weights/ser.safetensors (built in)";
 
 /// Loads `path`, or the shipped model when no path is given.
 pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<Predictor> {
-    let (model, meta) = match path {
+    let (models, meta) = match path {
         Some(p) => checkpoint::load(gpu, p).with_context(|| format!("loading model {}", p.display()))?,
         None => checkpoint::load_bytes(gpu, SHIPPED_MODEL_NAME, SHIPPED_MODEL)?,
     };
-    Ok(Predictor { model, meta })
+    Ok(Predictor { models, meta })
 }

@@ -29,10 +29,23 @@ pub struct ModelMeta {
     pub training: serde_json::Value,
 }
 
-pub fn save(gpu: &Gpu, model: &Model, meta: &ModelMeta, path: &Path) -> Result<()> {
-    let tensors = model.tensors();
-    let data: Vec<(String, Vec<usize>, Vec<f32>)> =
-        tensors.iter().map(|(n, t)| Ok((n.clone(), t.shape().to_vec(), gpu.read_f32(t)?))).collect::<Result<_>>()?;
+/// Tensor names of member `k` of an ensemble of `members`: a single model keeps plain names.
+fn member_name(name: &str, k: usize, members: usize) -> String {
+    if members == 1 { name.to_string() } else { format!("member{k}.{name}") }
+}
+
+/// Saves one model, or an ensemble of models of the same architecture whose class
+/// probabilities are averaged when predicting.
+pub fn save(gpu: &Gpu, models: &[Model], meta: &ModelMeta, path: &Path) -> Result<()> {
+    if models.is_empty() {
+        bail!("not saving {}: no model", path.display());
+    }
+    let mut data: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for (k, model) in models.iter().enumerate() {
+        for (n, t) in model.tensors() {
+            data.push((member_name(&n, k, models.len()), t.shape().to_vec(), gpu.read_f32(t)?));
+        }
+    }
     if let Some((name, _, _)) = data.iter().find(|(_, _, v)| v.iter().any(|x| !x.is_finite())) {
         bail!("not saving {}: tensor {name} holds NaN or infinity", path.display());
     }
@@ -45,20 +58,22 @@ pub fn save(gpu: &Gpu, model: &Model, meta: &ModelMeta, path: &Path) -> Result<(
         ("input".to_string(), serde_json::to_string(&meta.input)?),
         ("scaler".to_string(), serde_json::to_string(&meta.scaler)?),
         ("training".to_string(), serde_json::to_string(&meta.training)?),
+        ("members".to_string(), models.len().to_string()),
     ]);
     store::write_atomic(path, &store::to_safetensors(&stored, metadata)?)
 }
 
-pub fn load(gpu: &Gpu, path: &Path) -> Result<(Model, ModelMeta)> {
+/// The model (or every member of an ensemble) and its metadata.
+pub fn load(gpu: &Gpu, path: &Path) -> Result<(Vec<Model>, ModelMeta)> {
     from_loaded(gpu, Loaded::read(path)?)
 }
 
 /// A model file already in memory; `name` stands for it in errors.
-pub fn load_bytes(gpu: &Gpu, name: &str, bytes: &[u8]) -> Result<(Model, ModelMeta)> {
+pub fn load_bytes(gpu: &Gpu, name: &str, bytes: &[u8]) -> Result<(Vec<Model>, ModelMeta)> {
     from_loaded(gpu, Loaded::from_bytes(name, bytes.to_vec())?)
 }
 
-fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Model, ModelMeta)> {
+fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
     let format = f.meta("format")?;
     if format != FORMAT {
         bail!("{}: format {format:?} is not a ser model ({FORMAT})", f.path);
@@ -72,7 +87,6 @@ fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Model, ModelMeta)> {
         scaler: serde_json::from_value(parse("scaler")?).with_context(|| format!("{}: bad scaler", f.path))?,
         training: parse("training")?,
     };
-    let model = Model::new(gpu, &meta.architecture, 0).with_context(|| format!("{}: architecture", f.path))?;
     if meta.architecture.classes()? != meta.classes.len() {
         bail!("{}: {} classes named but the model has {} outputs", f.path, meta.classes.len(), meta.architecture.classes()?);
     }
@@ -80,12 +94,22 @@ fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Model, ModelMeta)> {
     if meta.scaler.mean.len() != columns || meta.scaler.std.len() != columns {
         bail!("{}: scaler has {} columns, {:?} input of these features needs {columns}", f.path, meta.scaler.mean.len(), meta.input);
     }
-    for (name, t) in model.tensors() {
-        let (data, shape) = f.tensor::<f32>(&name, Dtype::F32)?;
-        if shape != t.shape() {
-            bail!("{}: tensor {name} has shape {shape:?}, the architecture needs {:?}", f.path, t.shape());
+    let members = match f.metadata().get("members") {
+        None => 1,
+        Some(m) => m.parse::<usize>().ok().filter(|&m| m > 0).with_context(|| format!("{}: bad member count {m:?}", f.path))?,
+    };
+    let mut models = Vec::with_capacity(members);
+    for k in 0..members {
+        let model = Model::new(gpu, &meta.architecture, 0).with_context(|| format!("{}: architecture", f.path))?;
+        for (name, t) in model.tensors() {
+            let name = member_name(&name, k, members);
+            let (data, shape) = f.tensor::<f32>(&name, Dtype::F32)?;
+            if shape != t.shape() {
+                bail!("{}: tensor {name} has shape {shape:?}, the architecture needs {:?}", f.path, t.shape());
+            }
+            gpu.write(t, &data)?;
         }
-        gpu.write(t, &data)?;
+        models.push(model);
     }
-    Ok((model, meta))
+    Ok((models, meta))
 }

@@ -91,6 +91,19 @@ pub fn predict(gpu: &Gpu, model: &Model, data: &Dataset, batch_size: usize) -> R
     Ok(out)
 }
 
+/// Softmax of each row of logits [n, classes].
+pub fn softmax_rows(logits: &[f32], classes: usize) -> Vec<Vec<f32>> {
+    logits
+        .chunks(classes)
+        .map(|z| {
+            let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let e: Vec<f32> = z.iter().map(|v| (v - m).exp()).collect();
+            let s: f32 = e.iter().sum();
+            e.iter().map(|v| v / s).collect()
+        })
+        .collect()
+}
+
 /// Mean cross-entropy (unweighted) and accuracy of logits against labels.
 pub fn loss_and_accuracy(logits: &[f32], labels: &[u32], classes: usize) -> (f64, f64) {
     let mut loss = 0.0;
@@ -100,7 +113,7 @@ pub fn loss_and_accuracy(logits: &[f32], labels: &[u32], classes: usize) -> (f64
         let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
         let lse = m + z.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
         loss += lse - z[y as usize] as f64;
-        let arg = z.iter().enumerate().fold(0, |b, (j, v)| if *v > z[b] { j } else { b });
+        let arg = report::argmax(z);
         correct += (arg == y as usize) as usize;
     }
     let n = labels.len().max(1) as f64;

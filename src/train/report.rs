@@ -80,10 +80,12 @@ impl Report {
 
 /// Index of the largest value in each row.
 pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<u32> {
-    logits
-        .chunks(classes)
-        .map(|z| z.iter().enumerate().fold(0, |b, (j, v)| if *v > z[b] { j } else { b }) as u32)
-        .collect()
+    logits.chunks(classes).map(|z| argmax(z) as u32).collect()
+}
+
+/// Index of the largest value (the first of ties).
+pub fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold(0, |b, (j, x)| if *x > v[b] { j } else { b })
 }
 
 #[cfg(test)]
