@@ -168,6 +168,8 @@ enum Split {
     Actors,
     /// No test set: train on every clip (validation still carved out), for a model to ship.
     None,
+    /// Cross-validation by actor (--folds groups, each the test set once); saves no model.
+    ActorFolds,
 }
 
 #[derive(Args)]
@@ -231,9 +233,12 @@ struct TrainArgs {
     /// probabilities are averaged.
     #[arg(long, default_value_t = 1)]
     ensemble: usize,
+    /// Actor groups for --split actor-folds.
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
     /// Where to save the model.
     #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
     /// Print per-kernel GPU times at the end (each dispatch is timed on its own).
     #[arg(long)]
     profile: bool,
@@ -415,7 +420,7 @@ fn features(args: FeaturesArgs) -> Result<()> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    use ser::train::{self, data, report};
+    use ser::train::data;
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
     let selection = args.selection.selection();
     let set = match (&args.features_file, &args.data) {
@@ -432,17 +437,82 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let l = data::labelled(&set, &selection)?;
     let all: Vec<usize> = (0..l.clips.len()).collect();
+    gpu.set_profiling(args.profile);
+    if args.split == Split::ActorFolds {
+        return actor_folds(&gpu, &args, &set, &l);
+    }
     let (train_all, test) = match args.split {
         Split::Random => data::stratified(&l.labels, &all, args.test_fraction, args.seed),
         Split::Actors => all.iter().partition(|&&p| !args.test_actors.contains(&l.actors[p])),
-        Split::None => (all.clone(), Vec::new()),
+        Split::None | Split::ActorFolds => (all.clone(), Vec::new()),
     };
     if test.is_empty() && args.split != Split::None {
         anyhow::bail!("the test split is empty (actors {:?} not in the data?)", args.test_actors);
     }
-    let (tr, va) = data::stratified(&l.labels, &train_all, args.val_fraction, args.seed.wrapping_add(1));
-    let scaler = data::fit_scaler(&set, &l, &tr, args.input);
-    let (train_set, val_set, test_set) = (data::dataset(&set, &l, &tr, args.input, &scaler), data::dataset(&set, &l, &va, args.input, &scaler), data::dataset(&set, &l, &test, args.input, &scaler));
+    let Some(out) = &args.out else { anyhow::bail!("give --out FILE for the trained model") };
+    let (predictor, rep) = fit_and_test(&gpu, &args, &set, &l, &train_all, &test)?;
+    if let Some(rep) = &rep {
+        println!("{}", rep.text());
+    }
+    ser::nn::checkpoint::save(&gpu, &predictor.models, &predictor.meta, out)?;
+    match rep {
+        Some(r) => eprintln!("saved {} (test accuracy {:.4}, macro F1 {:.4})", out.display(), r.accuracy, r.macro_avg.f1),
+        None => eprintln!("saved {} (no test split)", out.display()),
+    }
+    if args.profile {
+        eprintln!("{}", gpu.profile().table());
+    }
+    Ok(())
+}
+
+/// Speaker-independent cross-validation: actors dealt round-robin into --folds groups, each
+/// group the test set once. Prints every fold and the mean and standard deviation.
+fn actor_folds(gpu: &ser::gpu::Gpu, args: &TrainArgs, set: &ser::features::set::FeatureSet, l: &ser::train::data::Labelled) -> Result<()> {
+    let mut actors: Vec<u8> = l.actors.clone();
+    actors.sort();
+    actors.dedup();
+    if args.folds < 2 || args.folds > actors.len() {
+        anyhow::bail!("--folds {} must be between 2 and the {} actors in the data", args.folds, actors.len());
+    }
+    let (mut accs, mut f1s) = (Vec::new(), Vec::new());
+    let mut lines = Vec::new();
+    for fold in 0..args.folds {
+        let held: Vec<u8> = actors.iter().enumerate().filter(|(i, _)| i % args.folds == fold).map(|(_, a)| *a).collect();
+        let (train_all, test): (Vec<usize>, Vec<usize>) = (0..l.clips.len()).partition(|&p| !held.contains(&l.actors[p]));
+        let (_, rep) = fit_and_test(gpu, args, set, l, &train_all, &test)?;
+        let rep = rep.expect("every fold has a test set");
+        let line = format!("fold {fold}: actors {held:?}: accuracy {:.4}, macro F1 {:.4} ({} clips)", rep.accuracy, rep.macro_avg.f1, test.len());
+        eprintln!("{line}");
+        lines.push(line);
+        accs.push(rep.accuracy);
+        f1s.push(rep.macro_avg.f1);
+    }
+    let stats = |v: &[f64]| {
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        (m, (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt())
+    };
+    let ((am, asd), (fm, fsd)) = (stats(&accs), stats(&f1s));
+    for line in &lines {
+        println!("{line}");
+    }
+    println!("{}-fold by actor: accuracy {am:.4} ± {asd:.4}, macro F1 {fm:.4} ± {fsd:.4}", args.folds);
+    Ok(())
+}
+
+/// Trains the model (or ensemble) on `train_all` (validation carved out of it) and reports on
+/// `test` when it is not empty.
+fn fit_and_test(
+    gpu: &ser::gpu::Gpu,
+    args: &TrainArgs,
+    set: &ser::features::set::FeatureSet,
+    l: &ser::train::data::Labelled,
+    train_all: &[usize],
+    test: &[usize],
+) -> Result<(ser::infer::Predictor, Option<ser::train::report::Report>)> {
+    use ser::train::{self, data, report};
+    let (tr, va) = data::stratified(&l.labels, train_all, args.val_fraction, args.seed.wrapping_add(1));
+    let scaler = data::fit_scaler(set, l, &tr, args.input);
+    let (train_set, val_set, test_set) = (data::dataset(set, l, &tr, args.input, &scaler), data::dataset(set, l, &va, args.input, &scaler), data::dataset(set, l, test, args.input, &scaler));
     let k = l.classes.len();
     let weights = match args.class_weights {
         ClassWeights::Balanced => data::balanced_weights(train_set.y.iter().copied(), k),
@@ -453,7 +523,6 @@ fn train(args: TrainArgs) -> Result<()> {
         ModelKind::Cnn => ser::nn::Architecture::refined_cnn(input_shape, k),
         ModelKind::Mlp => ser::nn::Architecture::mlp(input_shape, k, &args.hidden, args.dropout, args.batch_norm),
     };
-    gpu.set_profiling(args.profile);
     eprintln!(
         "{} classes, train {} / validation {} / test {} clips, input {:?} {:?}, {} member(s), on {}",
         k, train_set.len(), val_set.len(), test_set.len(), args.input, input_shape, args.ensemble, gpu.label()
@@ -462,7 +531,7 @@ fn train(args: TrainArgs) -> Result<()> {
     for member in 0..args.ensemble {
         // Members differ in initialisation, shuffles and dropout masks; they share the split.
         let seed = args.seed.wrapping_add(1_000 * member as u64);
-        let mut model = ser::nn::Model::new(&gpu, &arch, seed)?;
+        let mut model = ser::nn::Model::new(gpu, &arch, seed)?;
         model.adam.lr = args.lr;
         model.adam.weight_decay = args.weight_decay;
         let cfg = train::TrainConfig {
@@ -473,7 +542,7 @@ fn train(args: TrainArgs) -> Result<()> {
             lr_patience: args.lr_patience,
             ..Default::default()
         };
-        let log = train::fit(&gpu, &mut model, &train_set, &val_set, &weights, &cfg, |e| {
+        let log = train::fit(gpu, &mut model, &train_set, &val_set, &weights, &cfg, |e| {
             eprintln!(
                 "{}epoch {:>3}: loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.2e}  {:.0} samples/s",
                 if args.ensemble > 1 { format!("member {member} ") } else { String::new() },
@@ -485,7 +554,7 @@ fn train(args: TrainArgs) -> Result<()> {
         configs.push(cfg);
     }
     let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
-    let mut meta = ser::nn::checkpoint::ModelMeta {
+    let meta = ser::nn::checkpoint::ModelMeta {
         architecture: arch,
         classes: l.classes.clone(),
         features: set.config.clone(),
@@ -508,25 +577,17 @@ fn train(args: TrainArgs) -> Result<()> {
             "history": logs,
         }),
     };
-    let predictor = ser::infer::Predictor { models, meta: meta.clone() };
-    if !test_set.is_empty() {
-        let probs = predictor.probabilities(&gpu, &test_set)?;
-        let predicted: Vec<u32> = probs.iter().map(|p| report::argmax(p) as u32).collect();
-        let rep = report::Report::new(&names, &test_set.y, &predicted);
-        println!("{}", rep.text());
-        meta.training["test_accuracy"] = serde_json::json!(rep.accuracy);
-        meta.training["test_macro_f1"] = serde_json::json!(rep.macro_avg.f1);
-        meta.training["test_report"] = serde_json::to_value(&rep)?;
+    let mut predictor = ser::infer::Predictor { models, meta };
+    if test_set.is_empty() {
+        return Ok((predictor, None));
     }
-    ser::nn::checkpoint::save(&gpu, &predictor.models, &meta, &args.out)?;
-    match (meta.training.get("test_accuracy"), meta.training.get("test_macro_f1")) {
-        (Some(a), Some(f)) => eprintln!("saved {} (test accuracy {:.4}, macro F1 {:.4})", args.out.display(), a.as_f64().unwrap_or(0.0), f.as_f64().unwrap_or(0.0)),
-        _ => eprintln!("saved {} (no test split)", args.out.display()),
-    }
-    if args.profile {
-        eprintln!("{}", gpu.profile().table());
-    }
-    Ok(())
+    let probs = predictor.probabilities(gpu, &test_set)?;
+    let predicted: Vec<u32> = probs.iter().map(|p| report::argmax(p) as u32).collect();
+    let rep = report::Report::new(&names, &test_set.y, &predicted);
+    predictor.meta.training["test_accuracy"] = serde_json::json!(rep.accuracy);
+    predictor.meta.training["test_macro_f1"] = serde_json::json!(rep.macro_avg.f1);
+    predictor.meta.training["test_report"] = serde_json::to_value(&rep)?;
+    Ok((predictor, Some(rep)))
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
