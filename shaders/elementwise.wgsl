@@ -32,6 +32,7 @@ fn unary_op(v: f32) -> f32 {
         case 7u: { return p.alpha * v + p.beta; }
         case 8u: { return 1.0 / (1.0 + exp(-v)); }
         case 9u: { return tanh(v); }
+        case 10u: { return p.alpha * cos(v); }
         default: { return v; }
     }
 }

@@ -149,8 +149,12 @@ struct FeaturesArgs {
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum ModelKind {
+    /// The reference study's refined CNN.
     Cnn,
+    /// Multilayer perceptron (--hidden, --dropout, --batch-norm).
     Mlp,
+    /// RBF kernel machine by random Fourier features (--rff-features, --rff-gamma).
+    Rff,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -184,9 +188,16 @@ struct TrainArgs {
     features: FeatureFlags,
     #[command(flatten)]
     selection: SelectionFlags,
-    /// Model architecture: cnn (the reference study's refined CNN) or mlp (--hidden, --dropout).
+    /// Model architecture.
     #[arg(long, value_enum, default_value_t = ModelKind::Cnn)]
     model: ModelKind,
+    /// Random Fourier features of the rff model.
+    #[arg(long, default_value_t = 4096)]
+    rff_features: usize,
+    /// RBF kernel width of the rff model, in units of 1 / input size (1 is scikit-learn's
+    /// gamma="scale" on standardised input).
+    #[arg(long, default_value_t = 1.0)]
+    rff_gamma: f32,
     /// Hidden layer widths of the MLP.
     #[arg(long, value_delimiter = ',', default_value = "512,256")]
     hidden: Vec<usize>,
@@ -236,6 +247,11 @@ struct TrainArgs {
     /// Actor groups for --split actor-folds.
     #[arg(long, default_value_t = 5)]
     folds: usize,
+    /// After training with validation, train each model again from scratch on all training
+    /// clips (validation included) with the learning-rate schedule validation chose, up to its
+    /// best epoch.
+    #[arg(long)]
+    refit: bool,
     /// Where to save the model.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -512,7 +528,12 @@ fn fit_and_test(
     use ser::train::{self, data, report};
     let (tr, va) = data::stratified(&l.labels, train_all, args.val_fraction, args.seed.wrapping_add(1));
     let scaler = data::fit_scaler(set, l, &tr, args.input);
-    let (train_set, val_set, test_set) = (data::dataset(set, l, &tr, args.input, &scaler), data::dataset(set, l, &va, args.input, &scaler), data::dataset(set, l, test, args.input, &scaler));
+    let (train_set, val_set) = (data::dataset(set, l, &tr, args.input, &scaler), data::dataset(set, l, &va, args.input, &scaler));
+    // With --refit the final models see the validation clips too, so they get the scaler of
+    // the whole training part.
+    let final_scaler = if args.refit { data::fit_scaler(set, l, train_all, args.input) } else { scaler };
+    let test_set = data::dataset(set, l, test, args.input, &final_scaler);
+    let refit_set = if args.refit { Some(data::dataset(set, l, train_all, args.input, &final_scaler)) } else { None };
     let k = l.classes.len();
     let weights = match args.class_weights {
         ClassWeights::Balanced => data::balanced_weights(train_set.y.iter().copied(), k),
@@ -522,6 +543,7 @@ fn fit_and_test(
     let arch = match args.model {
         ModelKind::Cnn => ser::nn::Architecture::refined_cnn(input_shape, k),
         ModelKind::Mlp => ser::nn::Architecture::mlp(input_shape, k, &args.hidden, args.dropout, args.batch_norm),
+        ModelKind::Rff => ser::nn::Architecture::fourier(input_shape, k, args.rff_features, args.rff_gamma),
     };
     eprintln!(
         "{} classes, train {} / validation {} / test {} clips, input {:?} {:?}, {} member(s), on {}",
@@ -542,13 +564,27 @@ fn fit_and_test(
             lr_patience: args.lr_patience,
             ..Default::default()
         };
+        let who = if args.ensemble > 1 { format!("member {member} ") } else { String::new() };
         let log = train::fit(gpu, &mut model, &train_set, &val_set, &weights, &cfg, |e| {
             eprintln!(
-                "{}epoch {:>3}: loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.2e}  {:.0} samples/s",
-                if args.ensemble > 1 { format!("member {member} ") } else { String::new() },
+                "{who}epoch {:>3}: loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.2e}  {:.0} samples/s",
                 e.epoch, e.loss, e.val_loss, e.val_accuracy, e.lr, e.samples_per_s
             );
         })?;
+        if let Some(full) = &refit_set {
+            // Replay the schedule validation chose, up to its best epoch, on all training clips.
+            let best = log.iter().enumerate().fold(0, |b, (i, e)| if e.val_loss < log[b].val_loss { i } else { b });
+            let lrs: Vec<f32> = log[..=best].iter().map(|e| e.lr).collect();
+            model = ser::nn::Model::new(gpu, &arch, seed)?;
+            model.adam.weight_decay = args.weight_decay;
+            let full_weights = match args.class_weights {
+                ClassWeights::Balanced => data::balanced_weights(full.y.iter().copied(), k),
+                ClassWeights::None => vec![1.0; k],
+            };
+            train::fit_schedule(gpu, &mut model, full, &full_weights, &cfg, &lrs, |epoch, loss, lr| {
+                eprintln!("{who}refit epoch {epoch:>3}/{}: loss {loss:.4}  lr {lr:.2e}", lrs.len());
+            })?;
+        }
         models.push(model);
         logs.push(log);
         configs.push(cfg);
@@ -559,8 +595,9 @@ fn fit_and_test(
         classes: l.classes.clone(),
         features: set.config.clone(),
         input: args.input,
-        scaler,
+        scaler: final_scaler,
         training: serde_json::json!({
+            "refit": args.refit,
             "config": configs,
             "model": format!("{:?}", args.model),
             "split": format!("{:?}", args.split),

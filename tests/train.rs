@@ -219,3 +219,56 @@ fn an_ensemble_round_trips_and_averages_its_members_probabilities() {
         }
     }
 }
+
+#[test]
+fn random_fourier_features_approximate_the_rbf_kernel_stay_fixed_and_learn() {
+    let g = &gpu().gpu;
+    let (d, features) = (32usize, 4096usize);
+    let arch = Architecture::fourier((16, 2), 3, features, 1.0);
+    let gamma = 1.0 / d as f64;
+    let mut model = Model::new(g, &arch, 5).unwrap();
+    let fixed = |m: &Model| -> Vec<Vec<f32>> { m.tensors().iter().filter(|(n, _)| n.contains("fourier")).map(|(_, t)| g.read_f32(t).unwrap()).collect() };
+    let before = fixed(&model);
+    let (w, b) = (&before[0], &before[1]);
+    assert_eq!((w.len(), b.len()), (d * features, features));
+    // z(x).z(y) estimates exp(-gamma |x - y|^2) with standard error ~ 1/sqrt(2 D).
+    let mut rng = Rng::new(8);
+    let z = |x: &[f32]| -> Vec<f64> {
+        (0..features).map(|j| (2.0 / features as f64).sqrt() * ((0..d).map(|i| x[i] as f64 * w[i * features + j] as f64).sum::<f64>() + b[j] as f64).cos()).collect()
+    };
+    for _ in 0..5 {
+        let x = rng.vec(d, -1.0, 1.0);
+        let y: Vec<f32> = x.iter().map(|v| v + rng.uniform(-0.6, 0.6)).collect();
+        let dist: f64 = x.iter().zip(&y).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
+        let approx: f64 = z(&x).iter().zip(z(&y)).map(|(a, b)| a * b).sum();
+        let exact = (-gamma * dist).exp();
+        assert!((approx - exact).abs() < 0.06, "kernel {exact:.3}, features give {approx:.3}");
+    }
+    // Training moves the classifier only, and it learns the synthetic task.
+    let (tr, va) = (waves(&mut rng, 300), waves(&mut rng, 90));
+    model.adam.lr = 1e-2;
+    let cfg = TrainConfig { epochs: 30, batch_size: 16, seed: 1, ..Default::default() };
+    train::fit(g, &mut model, &tr, &va, &[1.0, 1.0, 1.0], &cfg, |_| {}).unwrap();
+    assert_eq!(fixed(&model), before);
+    let (_, acc) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
+    assert!(acc >= 0.85, "validation accuracy {acc:.3} (chance is 0.33)");
+}
+
+#[test]
+fn refit_replays_a_schedule_on_more_data() {
+    let g = &gpu().gpu;
+    let mut rng = Rng::new(12);
+    let tr = waves(&mut rng, 200);
+    let va = waves(&mut rng, 60);
+    let arch = Architecture::mlp((16, 2), 3, &[16], 0.0, false);
+    let mut model = Model::new(g, &arch, 3).unwrap();
+    let cfg = TrainConfig { batch_size: 16, seed: 2, ..Default::default() };
+    let lrs = [3e-3, 3e-3, 3e-3, 1e-3, 1e-3, 1e-3, 5e-4, 5e-4];
+    let mut seen = Vec::new();
+    train::fit_schedule(g, &mut model, &tr, &[1.0; 3], &cfg, &lrs, |e, loss, lr| seen.push((e, loss, lr))).unwrap();
+    assert_eq!(seen.iter().map(|s| s.2).collect::<Vec<_>>(), lrs);
+    assert!(seen.last().unwrap().1 < seen[0].1 * 0.7, "loss fell: {seen:?}");
+    assert_eq!(model.adam.lr, 5e-4);
+    let (_, acc) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
+    assert!(acc >= 0.8, "validation accuracy {acc:.3}");
+}

@@ -6,7 +6,7 @@ pub mod checkpoint;
 
 use crate::gpu::{DType, Gpu, Step, Tensor};
 use crate::ops::conv::{self, ConvShape};
-use crate::ops::elementwise::{self, BinaryOp};
+use crate::ops::elementwise::{self, BinaryOp, UnaryOp};
 use crate::ops::gemm::{self, GemmOptions};
 use crate::ops::norm::{self, BatchNorm, BnTensors};
 use crate::ops::optim::{self, Adam};
@@ -27,6 +27,11 @@ pub enum Layer {
     Dropout { rate: f32 },
     Flatten,
     Dense { units: usize, relu: bool },
+    /// Random Fourier features of the flat input (Rahimi & Recht 2007): sqrt(2/D) cos(x W + b)
+    /// with W ~ N(0, 2 gamma) and b ~ U(0, 2 pi) drawn once and kept fixed, so that a linear
+    /// layer on top approximates a kernel machine with the RBF kernel exp(-gamma |x - x'|^2).
+    /// Not trained: it must come before every trainable layer.
+    RandomFourier { features: usize, gamma: f32 },
 }
 
 /// A model's shape: input (length, channels), layers, and the class count of the last Dense.
@@ -76,6 +81,15 @@ impl Architecture {
         Architecture { input, layers }
     }
 
+    /// An RBF kernel machine by random Fourier features: Flatten -> RandomFourier(features,
+    /// gamma = gamma_scale / input size, i.e. scikit-learn's gamma="scale" on standardised
+    /// input when gamma_scale is 1) -> Dense(classes). Training it is a convex problem; weight
+    /// decay on the last layer plays the part of the kernel machine's norm penalty.
+    pub fn fourier(input: (usize, usize), classes: usize, features: usize, gamma_scale: f32) -> Architecture {
+        let gamma = gamma_scale / (input.0 * input.1) as f32;
+        Architecture { input, layers: vec![Layer::Flatten, Layer::RandomFourier { features, gamma }, Layer::Dense { units: classes, relu: false }] }
+    }
+
     /// (length, channels) entering each layer, and leaving the last one.
     pub fn shapes(&self) -> Result<Vec<(usize, usize)>> {
         let mut shapes = vec![self.input];
@@ -86,11 +100,11 @@ impl Architecture {
                 Layer::BatchNorm | Layer::Dropout { .. } => (l, c),
                 Layer::MaxPool { size, stride } => (PoolShape::new(1, l, c, size, stride)?.l_out, c),
                 Layer::Flatten => (1, l * c),
-                Layer::Dense { units, .. } => {
+                Layer::Dense { units: out, .. } | Layer::RandomFourier { features: out, .. } => {
                     if l != 1 {
-                        bail!("layer {i}: Dense needs a flat input; add a Flatten before it");
+                        bail!("layer {i}: {layer:?} needs a flat input; add a Flatten before it");
                     }
-                    (1, units)
+                    (1, out)
                 }
             };
             shapes.push(next);
@@ -121,6 +135,8 @@ enum State {
     Affine { w: Param, b: Param },
     /// (beta, gamma) [c, 2], batch statistics [c, 2], moving mean and variance [c, 2].
     Norm { affine: Param, stats: Tensor, moving: Tensor },
+    /// Weight [in, out] and bias [out] that are not trained.
+    Fixed { w: Tensor, b: Tensor },
 }
 
 /// What the forward pass keeps for the backward pass.
@@ -131,6 +147,8 @@ enum Saved {
     Dropout { seed: u64 },
     Flatten,
     Dense { x: Tensor, y: Tensor },
+    /// A fixed layer below every trainable one keeps nothing.
+    Fixed,
 }
 
 /// A sequential model living on the GPU.
@@ -185,6 +203,17 @@ impl Model {
                         moving: gpu.upload_f32(&moving, &[c, 2])?,
                     }
                 }
+                Layer::RandomFourier { features, gamma } => {
+                    let fan_in = l * c;
+                    let std = (2.0 * gamma as f64).sqrt();
+                    // Box-Muller on the same uniform stream: (-1, 1) -> (0, 1].
+                    let mut unit = || 0.5 * (1.0 - uniform(1.0));
+                    let w: Vec<f32> = (0..fan_in * features)
+                        .map(|_| (std * (-2.0 * unit().max(1e-300).ln()).sqrt() * (std::f64::consts::TAU * unit()).cos()) as f32)
+                        .collect();
+                    let b: Vec<f32> = (0..features).map(|_| (std::f64::consts::TAU * unit()) as f32).collect();
+                    State::Fixed { w: gpu.upload_f32(&w, &[fan_in, features])?, b: gpu.upload_f32(&b, &[features])? }
+                }
                 _ => State::None,
             };
             states.push(state);
@@ -199,7 +228,7 @@ impl Model {
             .flat_map(|s| match s {
                 State::Affine { w, b } => vec![w, b],
                 State::Norm { affine, .. } => vec![affine],
-                State::None => vec![],
+                State::None | State::Fixed { .. } => vec![],
             })
             .collect()
     }
@@ -208,8 +237,13 @@ impl Model {
     pub fn tensors(&self) -> Vec<(String, &Tensor)> {
         let mut out: Vec<(String, &Tensor)> = self.params().into_iter().map(|p| (p.name.clone(), &p.value)).collect();
         for (i, s) in self.states.iter().enumerate() {
-            if let State::Norm { moving, .. } = s {
-                out.push((format!("{i}.batch_norm.moving"), moving));
+            match s {
+                State::Norm { moving, .. } => out.push((format!("{i}.batch_norm.moving"), moving)),
+                State::Fixed { w, b } => {
+                    out.push((format!("{i}.fourier.weight"), w));
+                    out.push((format!("{i}.fourier.bias"), b));
+                }
+                _ => {}
             }
         }
         out
@@ -272,6 +306,15 @@ impl Model {
                     saved.push(Saved::Dense { x: x2, y: y.clone() });
                     cur = y;
                 }
+                (Layer::RandomFourier { features, .. }, State::Fixed { w, b }) => {
+                    let x2 = cur.reshape(&[batch, l * c]);
+                    let z = gpu.empty(&[batch, c_out], DType::F32)?;
+                    gemm::gemm(step, &x2, w, Some(b), &z, &GemmOptions::default())?;
+                    let y = gpu.empty(&[batch, c_out], DType::F32)?;
+                    elementwise::unary(step, UnaryOp::ScaledCos((2.0 / *features as f32).sqrt()), &z, &y)?;
+                    saved.push(Saved::Fixed);
+                    cur = y;
+                }
                 _ => unreachable!("state built from the same layer list"),
             }
         }
@@ -296,9 +339,11 @@ impl Model {
 
         let mut dy = dlogits;
         let mut grads: Vec<(usize, Vec<Tensor>)> = Vec::new();
-        for i in (0..self.arch.layers.len()).rev() {
+        // Nothing below the first trainable layer needs a gradient.
+        let first = self.states.iter().position(|s| matches!(s, State::Affine { .. } | State::Norm { .. })).unwrap_or(0);
+        for i in (first..self.arch.layers.len()).rev() {
             let (l, c) = self.shapes[i];
-            let need_dx = i > 0;
+            let need_dx = i > first;
             match (&self.arch.layers[i], &self.states[i], &saved[i]) {
                 (Layer::Dense { relu, .. }, State::Affine { w, .. }, Saved::Dense { x, y }) => {
                     let dpre = relu_grad(step, *relu, y, &dy)?;
@@ -349,6 +394,7 @@ impl Model {
                     }
                 }
                 (Layer::Flatten, _, Saved::Flatten) => dy = dy.reshape(&[batch * l, c]),
+                (Layer::RandomFourier { .. }, ..) => bail!("layer {i}: a random Fourier layer is fixed and must come before every trainable layer"),
                 _ => unreachable!("saved state follows the layer list"),
             }
         }
@@ -357,7 +403,7 @@ impl Model {
             let params: Vec<&Param> = match &self.states[i] {
                 State::Affine { w, b } => vec![w, b],
                 State::Norm { affine, .. } => vec![affine],
-                State::None => vec![],
+                State::None | State::Fixed { .. } => vec![],
             };
             for (p, g) in params.into_iter().zip(&gs) {
                 optim::adam(step, &self.adam, self.step, g, &p.value, &p.m, &p.v)?;

@@ -38,10 +38,12 @@ pub enum UnaryOp {
     Affine(f32, f32),
     Sigmoid,
     Tanh,
+    /// alpha * cos(x): random Fourier features.
+    ScaledCos(f32),
 }
 
 impl UnaryOp {
-    pub const ALL: [UnaryOp; 10] = [
+    pub const ALL: [UnaryOp; 11] = [
         UnaryOp::Relu,
         UnaryOp::Neg,
         UnaryOp::Exp,
@@ -52,6 +54,7 @@ impl UnaryOp {
         UnaryOp::Affine(-1.5, 0.25),
         UnaryOp::Sigmoid,
         UnaryOp::Tanh,
+        UnaryOp::ScaledCos(0.7),
     ];
 
     fn code(self) -> (u32, f32, f32) {
@@ -66,6 +69,7 @@ impl UnaryOp {
             UnaryOp::Affine(a, b) => (7, a, b),
             UnaryOp::Sigmoid => (8, 0.0, 0.0),
             UnaryOp::Tanh => (9, 0.0, 0.0),
+            UnaryOp::ScaledCos(a) => (10, a, 0.0),
         }
     }
 
@@ -82,6 +86,7 @@ impl UnaryOp {
             UnaryOp::Affine(a, b) => a as f64 * v + b as f64,
             UnaryOp::Sigmoid => 1.0 / (1.0 + (-v).exp()),
             UnaryOp::Tanh => v.tanh(),
+            UnaryOp::ScaledCos(a) => a as f64 * v.cos(),
         }
     }
 }

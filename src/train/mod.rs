@@ -141,6 +141,46 @@ fn restore(gpu: &Gpu, model: &Model, copies: &[Tensor]) -> Result<()> {
     step.submit()
 }
 
+/// One pass over `train` in a seeded order; returns the mean training loss.
+fn run_epoch(gpu: &Gpu, model: &mut Model, train: &Dataset, weights: &Tensor, cfg: &TrainConfig, epoch: usize, order: &mut [usize]) -> Result<f64> {
+    shuffle(order, cfg.seed ^ (epoch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let mut losses = Vec::new();
+    for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
+        let (x, y) = train.gather(chunk);
+        let tx = gpu.upload_f32(&x, &[chunk.len(), train.width])?;
+        let ty = gpu.upload(&y, &[chunk.len()], DType::U32)?;
+        let mut step = gpu.step("train");
+        let seed = cfg.seed.wrapping_mul(1_000_003) ^ ((epoch as u64) << 32) ^ b as u64;
+        losses.push(model.train_step(&mut step, &tx, &ty, weights, seed)?);
+        step.submit()?;
+    }
+    let mut sum = 0.0;
+    for l in &losses {
+        sum += gpu.read_f32(l)?.iter().map(|&v| v as f64).sum::<f64>();
+    }
+    let loss = sum / train.len() as f64;
+    if !loss.is_finite() {
+        bail!("the training loss became {loss} at epoch {epoch}; stopping (lower the learning rate?)");
+    }
+    Ok(loss)
+}
+
+/// Trains `model` on `train` for one epoch per entry of `lrs`, at that learning rate, without
+/// validation: the refit of a run whose schedule validation already chose.
+pub fn fit_schedule(gpu: &Gpu, model: &mut Model, train: &Dataset, class_weight: &[f32], cfg: &TrainConfig, lrs: &[f32], mut on_epoch: impl FnMut(usize, f64, f32)) -> Result<()> {
+    if train.is_empty() {
+        bail!("training needs examples");
+    }
+    let weights = gpu.upload_f32(class_weight, &[class_weight.len()])?;
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    for (e, &lr) in lrs.iter().enumerate() {
+        model.adam.lr = lr;
+        let loss = run_epoch(gpu, model, train, &weights, cfg, e + 1, &mut order)?;
+        on_epoch(e + 1, loss, lr);
+    }
+    Ok(())
+}
+
 /// Trains `model` on `train`, validating on `val` after every epoch. Returns the epoch log; the
 /// model ends with the weights of the epoch with the lowest validation loss.
 pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_weight: &[f32], cfg: &TrainConfig, mut on_epoch: impl FnMut(&Epoch)) -> Result<Vec<Epoch>> {
@@ -158,25 +198,7 @@ pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_w
     let mut order: Vec<usize> = (0..train.len()).collect();
     for epoch in 1..=cfg.epochs {
         let start = Instant::now();
-        shuffle(&mut order, cfg.seed ^ (epoch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
-        let mut losses = Vec::new();
-        for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
-            let (x, y) = train.gather(chunk);
-            let tx = gpu.upload_f32(&x, &[chunk.len(), train.width])?;
-            let ty = gpu.upload(&y, &[chunk.len()], DType::U32)?;
-            let mut step = gpu.step("train");
-            let seed = cfg.seed.wrapping_mul(1_000_003) ^ ((epoch as u64) << 32) ^ b as u64;
-            losses.push(model.train_step(&mut step, &tx, &ty, &weights, seed)?);
-            step.submit()?;
-        }
-        let mut sum = 0.0;
-        for l in &losses {
-            sum += gpu.read_f32(l)?.iter().map(|&v| v as f64).sum::<f64>();
-        }
-        let loss = sum / train.len() as f64;
-        if !loss.is_finite() {
-            bail!("the training loss became {loss} at epoch {epoch}; stopping (lower the learning rate?)");
-        }
+        let loss = run_epoch(gpu, model, train, &weights, cfg, epoch, &mut order)?;
         let train_s = start.elapsed().as_secs_f64();
         let (val_loss, val_accuracy) = loss_and_accuracy(&predict(gpu, model, val, 256)?, &val.y, classes);
         let e = Epoch { epoch, loss, val_loss, val_accuracy, lr: model.adam.lr, samples_per_s: train.len() as f64 / train_s };
