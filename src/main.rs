@@ -476,7 +476,8 @@ fn train(args: TrainArgs) -> Result<()> {
         None => eprintln!("saved {} (no test split)", out.display()),
     }
     if args.profile {
-        eprintln!("{}", gpu.profile().table());
+        let profile = gpu.profile();
+        eprintln!("{}\n{}", profile.scope_table(), profile.table());
     }
     Ok(())
 }

@@ -272,3 +272,29 @@ fn refit_replays_a_schedule_on_more_data() {
     let (_, acc) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
     assert!(acc >= 0.8, "validation accuracy {acc:.3}");
 }
+
+#[test]
+fn profiles_attribute_time_and_gemm_flops_to_layers() {
+    let g = &gpu().gpu;
+    let mut rng = Rng::new(13);
+    let tr = waves(&mut rng, 32);
+    let mut model = Model::new(g, &small_cnn(), 1).unwrap();
+    g.reset_profile();
+    g.set_profiling(true);
+    let cfg = TrainConfig { epochs: 1, batch_size: 16, ..Default::default() };
+    train::fit(g, &mut model, &tr, &tr, &[1.0; 3], &cfg, |_| {}).unwrap();
+    g.set_profiling(false);
+    let report = g.profile();
+    g.reset_profile();
+    let scopes: Vec<String> = report.scopes().into_iter().map(|s| s.0).collect();
+    for want in ["0.conv1d forward", "0.conv1d backward", "5.dense forward", "5.dense backward", "1.batch_norm backward", "adam", "0.conv1d inference"] {
+        assert!(scopes.iter().any(|s| s == want), "no scope {want:?} in {scopes:?}");
+    }
+    // The first layer computes no input gradient: its backward is the two weight-gradient
+    // kernels (GEMM, bias column sum) only, with the GEMM's FLOPs counted.
+    let conv_bwd: Vec<_> = report.kernels.iter().filter(|k| k.kernel.starts_with("0.conv1d backward/")).collect();
+    assert!(conv_bwd.iter().all(|k| !k.kernel.contains("col2im")), "{conv_bwd:?}");
+    let gemm = conv_bwd.iter().find(|k| k.kernel.contains("gemm")).unwrap();
+    assert!(gemm.gflop_per_s > 0.0 && gemm.gflop_per_s.is_finite());
+    assert!(report.scope_table().contains("5.dense forward"));
+}

@@ -333,7 +333,7 @@ impl Gpu {
 
     /// Starts recording a step: a sequence of dispatches submitted as one command buffer.
     pub fn step(&self, label: &'static str) -> Step<'_> {
-        Step { gpu: self, label, commands: Vec::new() }
+        Step { gpu: self, label, commands: Vec::new(), scope: None }
     }
 
     // ---- profiling ----
@@ -377,6 +377,8 @@ struct Dispatch {
     buffers: Vec<Arc<PooledBuffer>>,
     params: Vec<u8>,
     workgroups: [u32; 3],
+    /// Floating-point operations the launch performs, when the op declares them (profiles).
+    flops: f64,
 }
 
 enum Command {
@@ -391,12 +393,28 @@ pub struct Step<'g> {
     gpu: &'g Gpu,
     label: &'static str,
     commands: Vec<Command>,
+    /// Prefix of the profile labels of the dispatches recorded next (e.g. a model layer).
+    scope: Option<String>,
 }
 
 impl<'g> Step<'g> {
     /// The device this step records for (outlives the step, so it can allocate while recording).
     pub fn gpu(&self) -> &'g Gpu {
         self.gpu
+    }
+
+    /// Declares the floating-point operations of the last recorded dispatch, for GFLOP/s in
+    /// profiles.
+    pub fn count_flops(&mut self, flops: f64) {
+        if let Some(Command::Dispatch(d)) = self.commands.last_mut() {
+            d.flops = flops;
+        }
+    }
+
+    /// Profiles of the dispatches recorded from now on read "scope/label" (None: plain label),
+    /// so that time can be attributed to, say, one layer's backward pass.
+    pub fn set_scope(&mut self, scope: Option<String>) {
+        self.scope = scope;
     }
 
     /// Records one kernel launch over a logical `grid` of workgroups. `params` is the kernel's
@@ -432,10 +450,14 @@ impl<'g> Step<'g> {
         uniform.resize(uniform.len().next_multiple_of(16), 0);
         self.commands.push(Command::Dispatch(Dispatch {
             pipeline,
-            label: label.into(),
+            label: match &self.scope {
+                Some(s) => format!("{s}/{}", label.into()),
+                None => label.into(),
+            },
             buffers: bindings.iter().map(|t| t.buf.clone()).collect(),
             params: uniform,
             workgroups,
+            flops: 0.0,
         }));
         Ok(())
     }
@@ -525,7 +547,7 @@ impl<'g> Step<'g> {
         if let Some(t) = timing {
             let ticks = t.read(gpu)?;
             let labels = self.commands.iter().filter_map(|c| match c {
-                Command::Dispatch(d) => Some(d.label.as_str()),
+                Command::Dispatch(d) => Some((d.label.as_str(), d.flops)),
                 _ => None,
             });
             gpu.profiler.lock().unwrap().record_ticks(labels, &ticks);
@@ -539,14 +561,14 @@ impl<'g> Step<'g> {
         gpu.wait()?;
         for cmd in self.commands {
             let label = match &cmd {
-                Command::Dispatch(d) => Some(d.label.clone()),
+                Command::Dispatch(d) => Some((d.label.clone(), d.flops)),
                 _ => None,
             };
             let start = Instant::now();
-            Step { gpu, label: self.label, commands: vec![cmd] }.encode_and_submit(false)?;
+            Step { gpu, label: self.label, commands: vec![cmd], scope: None }.encode_and_submit(false)?;
             gpu.wait()?;
-            if let Some(label) = label {
-                gpu.profiler.lock().unwrap().record_host(&label, start.elapsed());
+            if let Some((label, flops)) = label {
+                gpu.profiler.lock().unwrap().record_host(&label, flops, start.elapsed());
             }
         }
         Ok(())

@@ -41,6 +41,21 @@ pub struct Architecture {
     pub layers: Vec<Layer>,
 }
 
+impl Layer {
+    /// A short name for profiles.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Layer::Conv1d { .. } => "conv1d",
+            Layer::BatchNorm => "batch_norm",
+            Layer::MaxPool { .. } => "max_pool",
+            Layer::Dropout { .. } => "dropout",
+            Layer::Flatten => "flatten",
+            Layer::Dense { .. } => "dense",
+            Layer::RandomFourier { .. } => "random_fourier",
+        }
+    }
+}
+
 impl Architecture {
     /// The reference study's refined CNN: three Conv1D(k5, same) -> BN -> MaxPool(2) ->
     /// Dropout(0.3) blocks of 128, 256 and 512 filters, Flatten, Dense(256) -> Dropout(0.4) ->
@@ -256,6 +271,7 @@ impl Model {
         for (i, (layer, state)) in self.arch.layers.iter().zip(&self.states).enumerate() {
             let (l, c) = self.shapes[i];
             let (l_out, c_out) = self.shapes[i + 1];
+            step.set_scope(Some(format!("{i}.{} {}", layer.kind(), if train { "forward" } else { "inference" })));
             match (layer, state) {
                 (Layer::Conv1d { kernel, same, relu, .. }, State::Affine { w, b }) => {
                     let shape = ConvShape::new(batch, l, c, *kernel, *same)?;
@@ -318,6 +334,7 @@ impl Model {
                 _ => unreachable!("state built from the same layer list"),
             }
         }
+        step.set_scope(None);
         Ok((cur.reshape(&[batch, self.shapes.last().unwrap().1]), saved))
     }
 
@@ -344,6 +361,7 @@ impl Model {
         for i in (first..self.arch.layers.len()).rev() {
             let (l, c) = self.shapes[i];
             let need_dx = i > first;
+            step.set_scope(Some(format!("{i}.{} backward", self.arch.layers[i].kind())));
             match (&self.arch.layers[i], &self.states[i], &saved[i]) {
                 (Layer::Dense { relu, .. }, State::Affine { w, .. }, Saved::Dense { x, y }) => {
                     let dpre = relu_grad(step, *relu, y, &dy)?;
@@ -398,6 +416,7 @@ impl Model {
                 _ => unreachable!("saved state follows the layer list"),
             }
         }
+        step.set_scope(Some("adam".to_string()));
         self.step += 1;
         for (i, gs) in grads {
             let params: Vec<&Param> = match &self.states[i] {
@@ -409,6 +428,7 @@ impl Model {
                 optim::adam(step, &self.adam, self.step, g, &p.value, &p.m, &p.v)?;
             }
         }
+        step.set_scope(None);
         Ok(losses)
     }
 

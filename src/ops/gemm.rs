@@ -231,7 +231,9 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
         if o.relu { ",relu" } else { "" },
         if bias.len() == d.n { ",bias" } else { "" },
     );
-    step.dispatch(kernel.spec(), &constants, &[a, b, &bias, c], bytemuck::bytes_of(&p), grid, label)
+    step.dispatch(kernel.spec(), &constants, &[a, b, &bias, c], bytemuck::bytes_of(&p), grid, label)?;
+    step.count_flops(2.0 * (d.batch * d.m * d.n * d.k) as f64);
+    Ok(())
 }
 
 /// Float64 reference of [`gemm`] on host arrays laid out as the tensors are.
