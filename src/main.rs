@@ -147,7 +147,7 @@ struct FeaturesArgs {
     adapter: AdapterArgs,
 }
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum ModelKind {
     /// The reference study's refined CNN.
     Cnn,
@@ -155,6 +155,9 @@ enum ModelKind {
     Mlp,
     /// RBF kernel machine by random Fourier features (--rff-features, --rff-gamma).
     Rff,
+    /// Kernel ridge classification with an RBF kernel, solved on the GPU (--krr-gamma,
+    /// --krr-lambda); fitted on all training clips, validation sets the probability scale.
+    Krr,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -198,6 +201,12 @@ struct TrainArgs {
     /// gamma="scale" on standardised input).
     #[arg(long, default_value_t = 1.0)]
     rff_gamma: f32,
+    /// RBF kernel width of the krr model, in units of 1 / input size.
+    #[arg(long, default_value_t = 1.0)]
+    krr_gamma: f32,
+    /// Ridge penalty of the krr model (scaled per example by 1 / its class weight).
+    #[arg(long, default_value_t = 0.01)]
+    krr_lambda: f32,
     /// Hidden layer widths of the MLP.
     #[arg(long, value_delimiter = ',', default_value = "512,256")]
     hidden: Vec<usize>,
@@ -545,13 +554,38 @@ fn fit_and_test(
         ModelKind::Cnn => ser::nn::Architecture::refined_cnn(input_shape, k),
         ModelKind::Mlp => ser::nn::Architecture::mlp(input_shape, k, &args.hidden, args.dropout, args.batch_norm),
         ModelKind::Rff => ser::nn::Architecture::fourier(input_shape, k, args.rff_features, args.rff_gamma),
+        ModelKind::Krr => ser::nn::Architecture::kernel_ridge(input_shape, k, tr.len(), args.krr_gamma),
     };
     eprintln!(
         "{} classes, train {} / validation {} / test {} clips, input {:?} {:?}, {} member(s), on {}",
         k, train_set.len(), val_set.len(), test_set.len(), args.input, input_shape, args.ensemble, gpu.label()
     );
     let (mut models, mut logs, mut configs) = (Vec::new(), Vec::new(), Vec::new());
-    for member in 0..args.ensemble {
+    let mut ridge = serde_json::Value::Null;
+    if args.model == ModelKind::Krr {
+        // Fit on the training part, fit the probability scale on validation, then fit again on
+        // every training clip (validation included) and keep that scale.
+        let mut model = ser::nn::Model::new(gpu, &arch, args.seed)?;
+        let first = train::kernel_ridge::fit(gpu, &mut model, &train_set, &weights, args.krr_lambda)?;
+        let temperature = train::kernel_ridge::calibrate(gpu, &mut model, &val_set)?;
+        let (val_loss, val_accuracy) = train::loss_and_accuracy(&train::predict(gpu, &model, &val_set, 256)?, &val_set.y, k);
+        eprintln!("kernel ridge on {} clips: {} CG iterations, residual {:.1e}; validation accuracy {val_accuracy:.4}, loss {val_loss:.4} at temperature {temperature:.2}", train_set.len(), first.iterations, first.relative_residual);
+        let full = data::dataset(set, l, train_all, args.input, &final_scaler);
+        let full_weights = match args.class_weights {
+            ClassWeights::Balanced => data::balanced_weights(full.y.iter().copied(), k),
+            ClassWeights::None => vec![1.0; k],
+        };
+        let full_arch = ser::nn::Architecture::kernel_ridge(input_shape, k, full.len(), args.krr_gamma);
+        let mut model = ser::nn::Model::new(gpu, &full_arch, args.seed)?;
+        let report = train::kernel_ridge::fit(gpu, &mut model, &full, &full_weights, args.krr_lambda)?;
+        eprintln!("kernel ridge on all {} training clips: {} CG iterations, residual {:.1e}", full.len(), report.iterations, report.relative_residual);
+        train::kernel_ridge::scale_scores(gpu, &model, temperature)?;
+        ridge = serde_json::json!({"gamma_scale": args.krr_gamma, "lambda": args.krr_lambda, "temperature": temperature,
+            "validation_accuracy": val_accuracy, "validation_loss": val_loss, "cg": [first, report]});
+        models.push(model);
+    }
+    let arch = if args.model == ModelKind::Krr { ser::nn::Architecture::kernel_ridge(input_shape, k, train_all.len(), args.krr_gamma) } else { arch };
+    for member in 0..if args.model == ModelKind::Krr { 0 } else { args.ensemble } {
         // Members differ in initialisation, shuffles and dropout masks; they share the split.
         let seed = args.seed.wrapping_add(1_000 * member as u64);
         let mut model = ser::nn::Model::new(gpu, &arch, seed)?;
@@ -599,6 +633,7 @@ fn fit_and_test(
         scaler: final_scaler,
         training: serde_json::json!({
             "refit": args.refit,
+            "kernel_ridge": ridge,
             "config": configs,
             "model": format!("{:?}", args.model),
             "split": format!("{:?}", args.split),

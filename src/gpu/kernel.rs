@@ -137,6 +137,13 @@ pub const DROPOUT_WGSL: ShaderFile = ShaderFile {
     needs_subgroups: false,
 };
 
+pub const KERNEL_WGSL: ShaderFile = ShaderFile {
+    name: "kernel.wgsl",
+    source: include_str!("../../shaders/kernel.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
 /// Every shader in `shaders/` except the prelude (which is validated as part of each of these).
 pub const SHADERS: &[&ShaderFile] = &[
     &GEMM_WGSL,
@@ -152,6 +159,7 @@ pub const SHADERS: &[&ShaderFile] = &[
     &DROPOUT_WGSL,
     &LOSS_WGSL,
     &OPTIM_WGSL,
+    &KERNEL_WGSL,
 ];
 
 /// Cache key: which code, which entry point, which override constants (bit-exact).

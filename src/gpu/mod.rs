@@ -9,7 +9,7 @@ mod tensor;
 
 pub use adapter::{AdapterReport, AdapterSelector, BackendChoice, KeyLimits, NO_ADAPTER_HELP};
 pub use kernel::{
-    Access, CONTRAST_WGSL, CONV_WGSL, DROPOUT_WGSL, LOSS_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, ELEMENTWISE_WGSL, FILTERBANK_WGSL, GEMM_WGSL, KernelSpec, PRELUDE, SEGMENT_WGSL, SHADERS,
+    Access, CONTRAST_WGSL, CONV_WGSL, KERNEL_WGSL, DROPOUT_WGSL, LOSS_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, ELEMENTWISE_WGSL, FILTERBANK_WGSL, GEMM_WGSL, KernelSpec, PRELUDE, SEGMENT_WGSL, SHADERS,
     STFT_WGSL, ShaderFile, TUNING_WGSL, capabilities_for, validate,
 };
 pub use profiler::{KernelStat, ProfileReport};

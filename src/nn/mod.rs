@@ -8,6 +8,7 @@ use crate::gpu::{DType, Gpu, Step, Tensor};
 use crate::ops::conv::{self, ConvShape};
 use crate::ops::elementwise::{self, BinaryOp, UnaryOp};
 use crate::ops::gemm::{self, GemmOptions};
+use crate::ops::kernel;
 use crate::ops::norm::{self, BatchNorm, BnTensors};
 use crate::ops::optim::{self, Adam};
 use crate::ops::pool::{self, PoolShape};
@@ -32,6 +33,9 @@ pub enum Layer {
     /// layer on top approximates a kernel machine with the RBF kernel exp(-gamma |x - x'|^2).
     /// Not trained: it must come before every trainable layer.
     RandomFourier { features: usize, gamma: f32 },
+    /// The Gaussian kernel exp(-gamma |x - c_j|^2) against fixed centres c_j (the training
+    /// examples of a kernel ridge model, set by `train::kernel_ridge`). Not trained by gradients.
+    RbfKernel { centres: usize, gamma: f32 },
 }
 
 /// A model's shape: input (length, channels), layers, and the class count of the last Dense.
@@ -52,6 +56,7 @@ impl Layer {
             Layer::Flatten => "flatten",
             Layer::Dense { .. } => "dense",
             Layer::RandomFourier { .. } => "random_fourier",
+            Layer::RbfKernel { .. } => "rbf_kernel",
         }
     }
 }
@@ -105,6 +110,14 @@ impl Architecture {
         Architecture { input, layers: vec![Layer::Flatten, Layer::RandomFourier { features, gamma }, Layer::Dense { units: classes, relu: false }] }
     }
 
+    /// Kernel ridge classification: Flatten -> RbfKernel(centres, gamma = gamma_scale / input
+    /// size) -> Dense(classes), the last layer's weights being the ridge solution (see
+    /// `train::kernel_ridge`).
+    pub fn kernel_ridge(input: (usize, usize), classes: usize, centres: usize, gamma_scale: f32) -> Architecture {
+        let gamma = gamma_scale / (input.0 * input.1) as f32;
+        Architecture { input, layers: vec![Layer::Flatten, Layer::RbfKernel { centres, gamma }, Layer::Dense { units: classes, relu: false }] }
+    }
+
     /// (length, channels) entering each layer, and leaving the last one.
     pub fn shapes(&self) -> Result<Vec<(usize, usize)>> {
         let mut shapes = vec![self.input];
@@ -115,7 +128,7 @@ impl Architecture {
                 Layer::BatchNorm | Layer::Dropout { .. } => (l, c),
                 Layer::MaxPool { size, stride } => (PoolShape::new(1, l, c, size, stride)?.l_out, c),
                 Layer::Flatten => (1, l * c),
-                Layer::Dense { units: out, .. } | Layer::RandomFourier { features: out, .. } => {
+                Layer::Dense { units: out, .. } | Layer::RandomFourier { features: out, .. } | Layer::RbfKernel { centres: out, .. } => {
                     if l != 1 {
                         bail!("layer {i}: {layer:?} needs a flat input; add a Flatten before it");
                     }
@@ -152,6 +165,8 @@ enum State {
     Norm { affine: Param, stats: Tensor, moving: Tensor },
     /// Weight [in, out] and bias [out] that are not trained.
     Fixed { w: Tensor, b: Tensor },
+    /// Kernel centres [n, in] and their squared norms [n].
+    Centres { centres: Tensor, norms: Tensor },
 }
 
 /// What the forward pass keeps for the backward pass.
@@ -229,6 +244,7 @@ impl Model {
                     let b: Vec<f32> = (0..features).map(|_| (std::f64::consts::TAU * unit()) as f32).collect();
                     State::Fixed { w: gpu.upload_f32(&w, &[fan_in, features])?, b: gpu.upload_f32(&b, &[features])? }
                 }
+                Layer::RbfKernel { centres, .. } => State::Centres { centres: gpu.empty(&[centres, l * c], DType::F32)?, norms: gpu.empty(&[centres], DType::F32)? },
                 _ => State::None,
             };
             states.push(state);
@@ -243,7 +259,7 @@ impl Model {
             .flat_map(|s| match s {
                 State::Affine { w, b } => vec![w, b],
                 State::Norm { affine, .. } => vec![affine],
-                State::None | State::Fixed { .. } => vec![],
+                State::None | State::Fixed { .. } | State::Centres { .. } => vec![],
             })
             .collect()
     }
@@ -257,6 +273,10 @@ impl Model {
                 State::Fixed { w, b } => {
                     out.push((format!("{i}.fourier.weight"), w));
                     out.push((format!("{i}.fourier.bias"), b));
+                }
+                State::Centres { centres, norms } => {
+                    out.push((format!("{i}.rbf.centres"), centres));
+                    out.push((format!("{i}.rbf.centre_sq_norms"), norms));
                 }
                 _ => {}
             }
@@ -330,6 +350,15 @@ impl Model {
                     elementwise::unary(step, UnaryOp::ScaledCos((2.0 / *features as f32).sqrt()), &z, &y)?;
                     saved.push(Saved::Fixed);
                     cur = y;
+                }
+                (Layer::RbfKernel { gamma, .. }, State::Centres { centres, norms }) => {
+                    let x2 = cur.reshape(&[batch, l * c]);
+                    let x_norms = gpu.empty(&[batch], DType::F32)?;
+                    kernel::sq_norms(step, &x2, &x_norms)?;
+                    let k = gpu.empty(&[batch, c_out], DType::F32)?;
+                    kernel::rbf(step, &x2, &x_norms, centres, norms, *gamma, &k)?;
+                    saved.push(Saved::Fixed);
+                    cur = k;
                 }
                 _ => unreachable!("state built from the same layer list"),
             }
@@ -412,7 +441,9 @@ impl Model {
                     }
                 }
                 (Layer::Flatten, _, Saved::Flatten) => dy = dy.reshape(&[batch * l, c]),
-                (Layer::RandomFourier { .. }, ..) => bail!("layer {i}: a random Fourier layer is fixed and must come before every trainable layer"),
+                (Layer::RandomFourier { .. } | Layer::RbfKernel { .. }, ..) => {
+                    bail!("layer {i}: {} is fixed and must come before every trainable layer", self.arch.layers[i].kind())
+                }
                 _ => unreachable!("saved state follows the layer list"),
             }
         }
@@ -422,7 +453,7 @@ impl Model {
             let params: Vec<&Param> = match &self.states[i] {
                 State::Affine { w, b } => vec![w, b],
                 State::Norm { affine, .. } => vec![affine],
-                State::None | State::Fixed { .. } => vec![],
+                State::None | State::Fixed { .. } | State::Centres { .. } => vec![],
             };
             for (p, g) in params.into_iter().zip(&gs) {
                 optim::adam(step, &self.adam, self.step, g, &p.value, &p.m, &p.v)?;

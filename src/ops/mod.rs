@@ -7,6 +7,7 @@ pub mod conv;
 pub mod dropout;
 pub mod filterbank;
 pub mod gemm;
+pub mod kernel;
 pub mod loss;
 pub mod norm;
 pub mod optim;

@@ -3,6 +3,7 @@
 //! on the GPU; the host reads back only per-sample losses and validation logits.
 
 pub mod data;
+pub mod kernel_ridge;
 pub mod report;
 
 use crate::gpu::{DType, Gpu, Tensor};
