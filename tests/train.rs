@@ -298,3 +298,27 @@ fn profiles_attribute_time_and_gemm_flops_to_layers() {
     assert!(gemm.gflop_per_s > 0.0 && gemm.gflop_per_s.is_finite());
     assert!(report.scope_table().contains("5.dense forward"));
 }
+
+#[test]
+fn kernel_ridge_fits_the_synthetic_task_and_calibrates_its_scores() {
+    use ser::train::kernel_ridge;
+    let g = &gpu().gpu;
+    let mut rng = Rng::new(21);
+    let (tr, va, te) = (waves(&mut rng, 200), waves(&mut rng, 60), waves(&mut rng, 90));
+    let arch = Architecture::kernel_ridge((16, 2), 3, tr.len(), 1.0);
+    let mut model = Model::new(g, &arch, 0).unwrap();
+    let report = kernel_ridge::fit(g, &mut model, &tr, &[1.0; 3], 0.01).unwrap();
+    assert!(report.relative_residual < 1e-4, "{report:?}");
+    // The centres are the training examples, exactly.
+    let centres = model.tensors().into_iter().find(|(n, _)| n.ends_with("rbf.centres")).unwrap().1.clone();
+    assert_eq!(g.read_f32(&centres).unwrap(), tr.x);
+    let (loss_before, _) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
+    let t = kernel_ridge::calibrate(g, &mut model, &va).unwrap();
+    let (loss_after, _) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
+    assert!(t > 1.0 && loss_after < loss_before, "temperature {t}: validation loss {loss_before:.3} -> {loss_after:.3}");
+    let (_, acc) = train::loss_and_accuracy(&train::predict(g, &model, &te, 64).unwrap(), &te.y, 3);
+    assert!(acc >= 0.9, "test accuracy {acc:.3} (chance is 0.33)");
+    // A model whose centre count does not match the data is refused.
+    let mut wrong = Model::new(g, &Architecture::kernel_ridge((16, 2), 3, 5, 1.0), 0).unwrap();
+    assert!(kernel_ridge::fit(g, &mut wrong, &tr, &[1.0; 3], 0.01).unwrap_err().to_string().contains("centres"));
+}

@@ -81,6 +81,15 @@ fn train_learns_saves_and_eval_repeats_the_report() {
     assert_eq!(rep["macro_avg"]["support"], 7 * 24);
     assert!(rep["accuracy"].as_f64().unwrap() >= 0.9);
 
+    // The kernel ridge model through the same command, and predict-time loading of it.
+    let krr = dir.join("krr.safetensors");
+    let out = ser().args(["train", "--model", "krr", "--input", "stats", "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(&krr).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("CG iterations"), "{stderr}");
+    let out = ser().args(["eval", "--json", "--model"]).arg(&krr).arg("--features").arg(&features).output().unwrap();
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(rep["accuracy"].as_f64().unwrap() >= 0.9, "{rep}");
+
     // Cross-validation by actor: one line per fold and a mean.
     let out = ser().args(["train", "--split", "actor-folds", "--folds", "2", "--model", "mlp", "--input", "stats", "--hidden", "32", "--epochs", "5", "--drop", "disgust", "--features"]).arg(&features).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
