@@ -90,17 +90,19 @@ fn assemble(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     dst[(c * p.t_max + t) * p.width + p.col_offset + j] = v;
 }
 
-// Compensated (Kahan) mean of column j over one clip's frames: exact to float32 for long clips.
-fn clip_column_mean(clip: vec4<u32>, j: u32) -> f32 {
+// Compensated (Kahan) sum over one clip's frames of column j's (x - centre), squared when
+// `square`: exact to float32 for long clips.
+fn clip_column_sum(clip: vec4<u32>, j: u32, centre: f32, square: bool) -> f32 {
     var sum = 0.0;
     var carry = 0.0;
     for (var t = 0u; t < clip.w; t++) {
-        let y = src[(clip.z + t) * p.cols + j] - carry;
+        let d = src[(clip.z + t) * p.cols + j] - centre;
+        let y = select(d, d * d, square) - carry;
         let s = sum + y;
         carry = (s - sum) - y;
         sum = s;
     }
-    return sum / f32(max(clip.w, 1u));
+    return sum;
 }
 
 // One invocation per (clip, column).
@@ -110,7 +112,8 @@ fn segment_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let i = flat_index(wid, nwg, p.grid, lid, 64u);
     if (i >= p.clips * p.cols) { return; }
     let j = i % p.cols;
-    dst[(i / p.cols) * p.width + p.col_offset + j] = clip_column_mean(clips[i / p.cols], j);
+    let clip = clips[i / p.cols];
+    dst[(i / p.cols) * p.width + p.col_offset + j] = clip_column_sum(clip, j, 0.0, false) / f32(max(clip.w, 1u));
 }
 
 // The population standard deviation (numpy's std, ddof 0) over each clip's own frames, in two
@@ -122,17 +125,9 @@ fn segment_std(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if (i >= p.clips * p.cols) { return; }
     let j = i % p.cols;
     let clip = clips[i / p.cols];
-    let mean = clip_column_mean(clip, j);
-    var sum = 0.0;
-    var carry = 0.0;
-    for (var t = 0u; t < clip.w; t++) {
-        let d = src[(clip.z + t) * p.cols + j] - mean;
-        let y = d * d - carry;
-        let s = sum + y;
-        carry = (s - sum) - y;
-        sum = s;
-    }
-    dst[(i / p.cols) * p.width + p.col_offset + j] = sqrt(sum / f32(max(clip.w, 1u)));
+    let n = f32(max(clip.w, 1u));
+    let mean = clip_column_sum(clip, j, 0.0, false) / n;
+    dst[(i / p.cols) * p.width + p.col_offset + j] = sqrt(clip_column_sum(clip, j, mean, true) / n);
 }
 
 // librosa.util.normalize(norm=inf) along each row of dst [rows, cols], in place: divide by the
