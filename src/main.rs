@@ -535,58 +535,114 @@ fn fit_and_test(
     train_all: &[usize],
     test: &[usize],
 ) -> Result<(ser::infer::Predictor, Option<ser::train::report::Report>)> {
-    use ser::train::{self, data, report};
+    use ser::train::{data, report};
     let (tr, va) = data::stratified(&l.labels, train_all, args.val_fraction, args.seed.wrapping_add(1));
     let scaler = data::fit_scaler(set, l, &tr, args.input);
     let (train_set, val_set) = (data::dataset(set, l, &tr, args.input, &scaler), data::dataset(set, l, &va, args.input, &scaler));
-    // With --refit the final models see the validation clips too, so they get the scaler of
-    // the whole training part.
-    let final_scaler = if args.refit { data::fit_scaler(set, l, train_all, args.input) } else { scaler };
+    // Final models that see the validation clips too (--refit; kernel ridge always) get the
+    // scaler of the whole training part.
+    let refit = args.refit || args.model == ModelKind::Krr;
+    let final_scaler = if refit { data::fit_scaler(set, l, train_all, args.input) } else { scaler };
     let test_set = data::dataset(set, l, test, args.input, &final_scaler);
-    let refit_set = if args.refit { Some(data::dataset(set, l, train_all, args.input, &final_scaler)) } else { None };
+    let full_set = refit.then(|| data::dataset(set, l, train_all, args.input, &final_scaler));
     let k = l.classes.len();
-    let weights = match args.class_weights {
-        ClassWeights::Balanced => data::balanced_weights(train_set.y.iter().copied(), k),
-        ClassWeights::None => vec![1.0; k],
-    };
     let input_shape = args.input.shape(set.dim, set.t_max);
-    let arch = match args.model {
-        ModelKind::Cnn => ser::nn::Architecture::refined_cnn(input_shape, k),
-        ModelKind::Mlp => ser::nn::Architecture::mlp(input_shape, k, &args.hidden, args.dropout, args.batch_norm),
-        ModelKind::Rff => ser::nn::Architecture::fourier(input_shape, k, args.rff_features, args.rff_gamma),
-        ModelKind::Krr => ser::nn::Architecture::kernel_ridge(input_shape, k, tr.len(), args.krr_gamma),
-    };
     eprintln!(
-        "{} classes, train {} / validation {} / test {} clips, input {:?} {:?}, {} member(s), on {}",
-        k, train_set.len(), val_set.len(), test_set.len(), args.input, input_shape, args.ensemble, gpu.label()
+        "{} classes, train {} / validation {} / test {} clips, input {:?} {:?}, on {}",
+        k, train_set.len(), val_set.len(), test_set.len(), args.input, input_shape, gpu.label()
     );
-    let (mut models, mut logs, mut configs) = (Vec::new(), Vec::new(), Vec::new());
-    let mut ridge = serde_json::Value::Null;
-    if args.model == ModelKind::Krr {
-        // Fit on the training part, fit the probability scale on validation, then fit again on
-        // every training clip (validation included) and keep that scale.
-        let mut model = ser::nn::Model::new(gpu, &arch, args.seed)?;
-        let first = train::kernel_ridge::fit(gpu, &mut model, &train_set, &weights, args.krr_lambda)?;
-        let temperature = train::kernel_ridge::calibrate(gpu, &mut model, &val_set)?;
-        let (val_loss, val_accuracy) = train::loss_and_accuracy(&train::predict(gpu, &model, &val_set, 256)?, &val_set.y, k);
-        eprintln!("kernel ridge on {} clips: {} CG iterations, residual {:.1e}; validation accuracy {val_accuracy:.4}, loss {val_loss:.4} at temperature {temperature:.2}", train_set.len(), first.iterations, first.relative_residual);
-        let full = data::dataset(set, l, train_all, args.input, &final_scaler);
-        let full_weights = match args.class_weights {
-            ClassWeights::Balanced => data::balanced_weights(full.y.iter().copied(), k),
-            ClassWeights::None => vec![1.0; k],
-        };
-        let full_arch = ser::nn::Architecture::kernel_ridge(input_shape, k, full.len(), args.krr_gamma);
-        let mut model = ser::nn::Model::new(gpu, &full_arch, args.seed)?;
-        let report = train::kernel_ridge::fit(gpu, &mut model, &full, &full_weights, args.krr_lambda)?;
-        eprintln!("kernel ridge on all {} training clips: {} CG iterations, residual {:.1e}", full.len(), report.iterations, report.relative_residual);
-        train::kernel_ridge::scale_scores(gpu, &model, temperature)?;
-        ridge = serde_json::json!({"gamma_scale": args.krr_gamma, "lambda": args.krr_lambda, "temperature": temperature,
-            "validation_accuracy": val_accuracy, "validation_loss": val_loss, "cg": [first, report]});
-        models.push(model);
+    let parts = Parts { train: &train_set, val: &val_set, full: full_set.as_ref(), classes: k, input_shape };
+    let (models, architecture, record) = match args.model {
+        ModelKind::Krr => fit_kernel_ridge(gpu, args, &parts)?,
+        _ => fit_by_gradients(gpu, args, &parts)?,
+    };
+    let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
+    let mut training = serde_json::json!({
+        "model": format!("{:?}", args.model),
+        "refit": refit,
+        "split": format!("{:?}", args.split),
+        "seed": args.seed,
+        "test_fraction": args.test_fraction,
+        "test_actors": args.test_actors,
+        "val_fraction": args.val_fraction,
+        "class_weights": class_weights(args, &train_set, k),
+        "train_clips": train_set.len(),
+        "validation_clips": val_set.len(),
+        "test_clips": test_set.len(),
+    });
+    if let (Some(t), serde_json::Value::Object(r)) = (training.as_object_mut(), record) {
+        t.extend(r);
     }
-    let arch = if args.model == ModelKind::Krr { ser::nn::Architecture::kernel_ridge(input_shape, k, train_all.len(), args.krr_gamma) } else { arch };
-    for member in 0..if args.model == ModelKind::Krr { 0 } else { args.ensemble } {
-        // Members differ in initialisation, shuffles and dropout masks; they share the split.
+    let meta = ser::nn::checkpoint::ModelMeta { architecture, classes: l.classes.clone(), features: set.config.clone(), input: args.input, scaler: final_scaler, training };
+    let mut predictor = ser::infer::Predictor { models, meta };
+    if test_set.is_empty() {
+        return Ok((predictor, None));
+    }
+    let probs = predictor.probabilities(gpu, &test_set)?;
+    let predicted: Vec<u32> = probs.iter().map(|p| report::argmax(p) as u32).collect();
+    let rep = report::Report::new(&names, &test_set.y, &predicted);
+    predictor.meta.training["test_accuracy"] = serde_json::json!(rep.accuracy);
+    predictor.meta.training["test_macro_f1"] = serde_json::json!(rep.macro_avg.f1);
+    predictor.meta.training["test_report"] = serde_json::to_value(&rep)?;
+    Ok((predictor, Some(rep)))
+}
+
+/// The data one training run works on.
+struct Parts<'a> {
+    train: &'a ser::train::Dataset,
+    val: &'a ser::train::Dataset,
+    /// Training and validation clips together, for final models that see both.
+    full: Option<&'a ser::train::Dataset>,
+    classes: usize,
+    input_shape: (usize, usize),
+}
+
+fn class_weights(args: &TrainArgs, d: &ser::train::Dataset, classes: usize) -> Vec<f32> {
+    match args.class_weights {
+        ClassWeights::Balanced => ser::train::data::balanced_weights(d.y.iter().copied(), classes),
+        ClassWeights::None => vec![1.0; classes],
+    }
+}
+
+/// Kernel ridge: fit on the training part, fit the probability scale on validation, then fit
+/// again on every training clip (validation included) and keep that scale.
+fn fit_kernel_ridge(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(Vec<ser::nn::Model>, ser::nn::Architecture, serde_json::Value)> {
+    use ser::train::{self, kernel_ridge};
+    let k = p.classes;
+    let arch = ser::nn::Architecture::kernel_ridge(p.input_shape, k, p.train.len(), args.krr_gamma);
+    let mut model = ser::nn::Model::new(gpu, &arch, args.seed)?;
+    let first = kernel_ridge::fit(gpu, &mut model, p.train, &class_weights(args, p.train, k), args.krr_lambda)?;
+    let temperature = kernel_ridge::calibrate(gpu, &mut model, p.val)?;
+    let (val_loss, val_accuracy) = train::loss_and_accuracy(&train::predict(gpu, &model, p.val, 256)?, &p.val.y, k);
+    eprintln!(
+        "kernel ridge on {} clips: {} CG iterations, residual {:.1e}; validation accuracy {val_accuracy:.4}, loss {val_loss:.4} at temperature {temperature:.2}",
+        p.train.len(), first.iterations, first.relative_residual
+    );
+    let full = p.full.expect("kernel ridge always refits");
+    let arch = ser::nn::Architecture::kernel_ridge(p.input_shape, k, full.len(), args.krr_gamma);
+    let mut model = ser::nn::Model::new(gpu, &arch, args.seed)?;
+    let last = kernel_ridge::fit(gpu, &mut model, full, &class_weights(args, full, k), args.krr_lambda)?;
+    eprintln!("kernel ridge on all {} training clips: {} CG iterations, residual {:.1e}", full.len(), last.iterations, last.relative_residual);
+    kernel_ridge::scale_scores(gpu, &model, temperature)?;
+    let record = serde_json::json!({"kernel_ridge": {"gamma_scale": args.krr_gamma, "lambda": args.krr_lambda, "temperature": temperature,
+        "validation_accuracy": val_accuracy, "validation_loss": val_loss, "cg": [first, last]}});
+    Ok((vec![model], arch, record))
+}
+
+/// Gradient-trained models (--ensemble members that differ in initialisation, shuffles and
+/// dropout masks and share the split), each optionally refitted on all training clips.
+fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(Vec<ser::nn::Model>, ser::nn::Architecture, serde_json::Value)> {
+    use ser::train;
+    let k = p.classes;
+    let arch = match args.model {
+        ModelKind::Cnn => ser::nn::Architecture::refined_cnn(p.input_shape, k),
+        ModelKind::Mlp => ser::nn::Architecture::mlp(p.input_shape, k, &args.hidden, args.dropout, args.batch_norm),
+        ModelKind::Rff => ser::nn::Architecture::fourier(p.input_shape, k, args.rff_features, args.rff_gamma),
+        ModelKind::Krr => unreachable!("kernel ridge is not trained by gradients"),
+    };
+    let weights = class_weights(args, p.train, k);
+    let (mut models, mut logs, mut configs) = (Vec::new(), Vec::new(), Vec::new());
+    for member in 0..args.ensemble {
         let seed = args.seed.wrapping_add(1_000 * member as u64);
         let mut model = ser::nn::Model::new(gpu, &arch, seed)?;
         model.adam.lr = args.lr;
@@ -600,23 +656,19 @@ fn fit_and_test(
             ..Default::default()
         };
         let who = if args.ensemble > 1 { format!("member {member} ") } else { String::new() };
-        let log = train::fit(gpu, &mut model, &train_set, &val_set, &weights, &cfg, |e| {
+        let log = train::fit(gpu, &mut model, p.train, p.val, &weights, &cfg, |e| {
             eprintln!(
                 "{who}epoch {:>3}: loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.2e}  {:.0} samples/s",
                 e.epoch, e.loss, e.val_loss, e.val_accuracy, e.lr, e.samples_per_s
             );
         })?;
-        if let Some(full) = &refit_set {
+        if let Some(full) = p.full {
             // Replay the schedule validation chose, up to its best epoch, on all training clips.
             let best = log.iter().enumerate().fold(0, |b, (i, e)| if e.val_loss < log[b].val_loss { i } else { b });
             let lrs: Vec<f32> = log[..=best].iter().map(|e| e.lr).collect();
             model = ser::nn::Model::new(gpu, &arch, seed)?;
             model.adam.weight_decay = args.weight_decay;
-            let full_weights = match args.class_weights {
-                ClassWeights::Balanced => data::balanced_weights(full.y.iter().copied(), k),
-                ClassWeights::None => vec![1.0; k],
-            };
-            train::fit_schedule(gpu, &mut model, full, &full_weights, &cfg, &lrs, |epoch, loss, lr| {
+            train::fit_schedule(gpu, &mut model, full, &class_weights(args, full, k), &cfg, &lrs, |epoch, loss, lr| {
                 eprintln!("{who}refit epoch {epoch:>3}/{}: loss {loss:.4}  lr {lr:.2e}", lrs.len());
             })?;
         }
@@ -624,43 +676,14 @@ fn fit_and_test(
         logs.push(log);
         configs.push(cfg);
     }
-    let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
-    let meta = ser::nn::checkpoint::ModelMeta {
-        architecture: arch,
-        classes: l.classes.clone(),
-        features: set.config.clone(),
-        input: args.input,
-        scaler: final_scaler,
-        training: serde_json::json!({
-            "refit": args.refit,
-            "kernel_ridge": ridge,
-            "config": configs,
-            "model": format!("{:?}", args.model),
-            "split": format!("{:?}", args.split),
-            "test_fraction": args.test_fraction,
-            "test_actors": args.test_actors,
-            "val_fraction": args.val_fraction,
-            "class_weights": weights,
-            "lr": args.lr,
-            "weight_decay": args.weight_decay,
-            "train_clips": train_set.len(),
-            "validation_clips": val_set.len(),
-            "test_clips": test_set.len(),
-            "epochs_run": logs.iter().map(|l| l.len()).collect::<Vec<_>>(),
-            "history": logs,
-        }),
-    };
-    let mut predictor = ser::infer::Predictor { models, meta };
-    if test_set.is_empty() {
-        return Ok((predictor, None));
-    }
-    let probs = predictor.probabilities(gpu, &test_set)?;
-    let predicted: Vec<u32> = probs.iter().map(|p| report::argmax(p) as u32).collect();
-    let rep = report::Report::new(&names, &test_set.y, &predicted);
-    predictor.meta.training["test_accuracy"] = serde_json::json!(rep.accuracy);
-    predictor.meta.training["test_macro_f1"] = serde_json::json!(rep.macro_avg.f1);
-    predictor.meta.training["test_report"] = serde_json::to_value(&rep)?;
-    Ok((predictor, Some(rep)))
+    let record = serde_json::json!({
+        "config": configs,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "epochs_run": logs.iter().map(|l| l.len()).collect::<Vec<_>>(),
+        "history": logs,
+    });
+    Ok((models, arch, record))
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
