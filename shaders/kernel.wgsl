@@ -5,8 +5,6 @@
 //   sq_norms     out[i] = sum_j x[i, j]^2                                  (one row per invocation)
 //   rbf          k[i, j] = exp(-gamma max(0, xn[i] + cn[j] - 2 dots[i, j]))  in place on dots
 //   col_dot      out[c] = sum_i a[i, c] b[i, c]                            (one column per invocation)
-//   skinny_matmul out[i, c] = sum_j a[i, j] b[j, c] for b with at most 8 columns (one row of
-//                out per invocation: the GEMM's square tiles would waste 7/8 of their width)
 //   cg_apply     ap[i, c] += d[i] p[i, c]   (after ap = K p by GEMM: ap = (K + diag(d)) p)
 //   cg_update    alpha = rr / pap; x += alpha p; r -= alpha ap            (per element)
 //   cg_direction beta = rr_new / rr; p = r + beta p                       (per element)
@@ -47,20 +45,6 @@ fn col_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     var s = 0.0;
     for (var i = 0u; i < p.rows; i++) { s += a[i * p.cols + c] * b[i * p.cols + c]; }
     out[c] = s;
-}
-
-// a [rows, rows] times b [rows, cols <= 8]: each a element is loaded once and used cols times.
-@compute @workgroup_size(64, 1, 1)
-fn skinny_matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wid, nwg, p.grid, lid, 64u);
-    if (i >= p.rows) { return; }
-    var acc: array<f32, 8>;
-    for (var j = 0u; j < p.rows; j++) {
-        let aij = a[i * p.rows + j];
-        for (var c = 0u; c < p.cols; c++) { acc[c] += aij * b[j * p.cols + c]; }
-    }
-    for (var c = 0u; c < p.cols; c++) { out[i * p.cols + c] = acc[c]; }
 }
 
 // rbf: a = row norms of x [rows], b = row norms of the centres [cols], out = dots [rows, cols].

@@ -51,23 +51,3 @@ fn conjugate_gradients_solve_kernel_ridge_for_every_column() {
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     assert_close("ridge solution", &g.read_f32(&a).unwrap(), &want, 1e-3 * scale, 1e-3);
 }
-
-#[test]
-fn skinny_matmul_matches_reference_for_one_to_eight_columns() {
-    let mut rng = Rng::new(fresh_seed("skinny"));
-    let g = &gpu().gpu;
-    for (n, c) in [(1, 1), (67, 7), (130, 8), (65, 3)] {
-        let a = rng.vec(n * n, -1.0, 1.0);
-        let b = rng.vec(n * c, -1.0, 1.0);
-        let (ta, tb) = (g.upload_f32(&a, &[n, n]).unwrap(), g.upload_f32(&b, &[n, c]).unwrap());
-        let out = g.upload_f32(&vec![f32::NAN; n * c], &[n, c]).unwrap();
-        let mut step = g.step("test.skinny");
-        kernel::skinny_matmul(&mut step, &ta, &tb, &out).unwrap();
-        step.submit().unwrap();
-        let want: Vec<f64> = (0..n * c).map(|e| (0..n).map(|j| a[(e / c) * n + j] as f64 * b[j * c + e % c] as f64).sum()).collect();
-        assert_close(&format!("skinny {n}x{c}"), &g.read_f32(&out).unwrap(), &want, 1e-4, 1e-4);
-    }
-    let wide = g.empty(&[4, 9], DType::F32).unwrap();
-    let mut step = g.step("test.skinny.wide");
-    assert!(kernel::skinny_matmul(&mut step, &g.empty(&[4, 4], DType::F32).unwrap(), &wide, &wide).is_err());
-}

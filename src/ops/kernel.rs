@@ -10,7 +10,6 @@ const REDUCE: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
 const SOLVER: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite];
 const SQ_NORMS: KernelSpec = KernelSpec { shader: &KERNEL_WGSL, entry: "sq_norms", bindings: REDUCE };
 const COL_DOT: KernelSpec = KernelSpec { shader: &KERNEL_WGSL, entry: "col_dot", bindings: REDUCE };
-const SKINNY: KernelSpec = KernelSpec { shader: &KERNEL_WGSL, entry: "skinny_matmul", bindings: REDUCE };
 const RBF: KernelSpec = KernelSpec { shader: &KERNEL_WGSL, entry: "rbf", bindings: REDUCE };
 const CG_APPLY: KernelSpec = KernelSpec { shader: &KERNEL_WGSL, entry: "cg_apply", bindings: SOLVER };
 const CG_UPDATE: KernelSpec = KernelSpec { shader: &KERNEL_WGSL, entry: "cg_update", bindings: SOLVER };
@@ -52,19 +51,6 @@ pub fn col_dot(step: &mut Step, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<
     }
     let p = Params { rows: rows as u32, cols: cols as u32, ..Default::default() };
     step.dispatch(&COL_DOT, &[], &[a, b, out], bytemuck::bytes_of(&p), [super::groups(cols, 64)?, 1, 1], "kernel.col_dot")
-}
-
-/// out [n, c] = a [n, n] b [n, c] for c <= 8: one row per invocation, so that a skinny right-hand
-/// side does not waste the GEMM's square tiles (7 of 32 columns used for 7 classes).
-pub fn skinny_matmul(step: &mut Step, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
-    let (n, c) = rows_cols(b, "skinny_matmul: b")?;
-    if a.shape() != [n, n] || out.shape() != [n, c] || c > 8 {
-        bail!("skinny_matmul: {:?} x {:?} into {:?} (square times at most 8 columns)", a.shape(), b.shape(), out.shape());
-    }
-    let p = Params { rows: n as u32, cols: c as u32, ..Default::default() };
-    step.dispatch(&SKINNY, &[], &[a, b, out], bytemuck::bytes_of(&p), [super::groups(n, 64)?, 1, 1], "kernel.skinny_matmul")?;
-    step.count_flops(2.0 * (n * n * c) as f64);
-    Ok(())
 }
 
 /// k [rows(x), rows(centres)] = exp(-gamma |x_i - c_j|^2), from the rows' squared norms (`x_norms`,
@@ -119,11 +105,7 @@ pub fn solve_ridge(gpu: &Gpu, k: &Tensor, d: &Tensor, y: &Tensor, tol: f64, max_
     while iterations < max_iter {
         let mut step = gpu.step("kernel.cg");
         for _ in 0..check_every.min(max_iter - iterations) {
-            if c <= 8 {
-                skinny_matmul(&mut step, k, &dir, &ap)?;
-            } else {
-                gemm::gemm(&mut step, k, &dir, None, &ap, &GemmOptions::default())?;
-            }
+            gemm::gemm(&mut step, k, &dir, None, &ap, &GemmOptions::default())?;
             step.dispatch(&CG_APPLY, &[], &[&ph, &ph, d, &ap, &dir, &pap], bytemuck::bytes_of(&p), grid, "kernel.cg_apply")?;
             col_dot(&mut step, &dir, &ap, &pap)?;
             step.dispatch(&CG_UPDATE, &[], &[&rr, &pap, &dir, &x, &r, &ap], bytemuck::bytes_of(&p), grid, "kernel.cg_update")?;
