@@ -261,6 +261,11 @@ struct TrainArgs {
     /// best epoch.
     #[arg(long)]
     refit: bool,
+    /// Continue training a model saved by `ser train` from its saved epoch (its weights and
+    /// Adam's state), with the split, seed, input and options it was trained with, up to
+    /// --epochs in total, on the same features.
+    #[arg(long, value_name = "MODEL")]
+    resume: Option<PathBuf>,
     /// Where to save the model.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -444,9 +449,13 @@ fn features(args: FeaturesArgs) -> Result<()> {
     Ok(())
 }
 
-fn train(args: TrainArgs) -> Result<()> {
+fn train(mut args: TrainArgs) -> Result<()> {
     use ser::train::data;
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
+    let resume = match args.resume.clone() {
+        Some(path) => Some(resume_from(&gpu, &path, &mut args)?),
+        None => None,
+    };
     let selection = args.selection.selection();
     let set = match (&args.features_file, &args.data) {
         (Some(f), _) => ser::features::set::FeatureSet::read(f)?,
@@ -475,7 +484,12 @@ fn train(args: TrainArgs) -> Result<()> {
         anyhow::bail!("the test split is empty (actors {:?} not in the data?)", args.test_actors);
     }
     let Some(out) = &args.out else { anyhow::bail!("give --out FILE for the trained model") };
-    let (predictor, rep) = fit_and_test(&gpu, &args, &set, &l, &train_all, &test)?;
+    if let Some(r) = &resume {
+        if r.meta.features != set.config || r.meta.classes != l.classes {
+            anyhow::bail!("--resume: the model was trained on other features or classes than these (features {}, classes {:?})", serde_json::to_string(&r.meta.features)?, r.meta.classes);
+        }
+    }
+    let (predictor, rep) = fit_and_test(&gpu, &args, &set, &l, &train_all, &test, resume)?;
     if let Some(rep) = &rep {
         println!("{}", rep.text());
     }
@@ -489,6 +503,34 @@ fn train(args: TrainArgs) -> Result<()> {
         eprintln!("{}\n{}", profile.scope_table(), profile.table());
     }
     Ok(())
+}
+
+/// Loads a model to continue and sets the options it was trained with (split, seed, input,
+/// model kind, batch and schedule) in `args`, so that the same data make the same split.
+fn resume_from(gpu: &ser::gpu::Gpu, path: &std::path::Path, args: &mut TrainArgs) -> Result<ser::infer::Predictor> {
+    let (models, meta) = ser::nn::checkpoint::load(gpu, path)?;
+    let t = &meta.training;
+    if models.len() != 1 || models[0].step == 0 || t["refit"].as_bool().unwrap_or(false) {
+        anyhow::bail!("{}: nothing to resume (kernel ridge, ensembles and refitted models keep no optimizer state)", path.display());
+    }
+    let missing = |key: &str| anyhow::anyhow!("{}: its training record has no {key:?}", path.display());
+    let text = |key: &str| t[key].as_str().map(str::to_string).ok_or_else(|| missing(key));
+    args.seed = t["seed"].as_u64().ok_or_else(|| missing("seed"))?;
+    args.split = <Split as clap::ValueEnum>::from_str(&text("split")?, true).map_err(|_| missing("split"))?;
+    args.model = <ModelKind as clap::ValueEnum>::from_str(&text("model")?, true).map_err(|_| missing("model"))?;
+    args.test_fraction = t["test_fraction"].as_f64().ok_or_else(|| missing("test_fraction"))?;
+    args.val_fraction = t["val_fraction"].as_f64().ok_or_else(|| missing("val_fraction"))?;
+    args.test_actors = serde_json::from_value(t["test_actors"].clone()).map_err(|_| missing("test_actors"))?;
+    args.weight_decay = t["weight_decay"].as_f64().unwrap_or(0.0) as f32;
+    let cfg = &t["config"][0];
+    args.batch_size = cfg["batch_size"].as_u64().ok_or_else(|| missing("config"))? as usize;
+    args.patience = cfg["patience"].as_u64().ok_or_else(|| missing("config"))? as usize;
+    args.lr_patience = cfg["lr_patience"].as_u64().ok_or_else(|| missing("config"))? as usize;
+    args.input = meta.input;
+    args.ensemble = 1;
+    args.refit = false;
+    eprintln!("resuming {} at epoch {} (learning rate {:.2e}, Adam step {})", path.display(), t["saved_epoch"], models[0].adam.lr, models[0].step);
+    Ok(ser::infer::Predictor { models, meta })
 }
 
 /// Speaker-independent cross-validation: actors dealt round-robin into --folds groups, each
@@ -505,7 +547,7 @@ fn actor_folds(gpu: &ser::gpu::Gpu, args: &TrainArgs, set: &ser::features::set::
     for fold in 0..args.folds {
         let held: Vec<u8> = actors.iter().enumerate().filter(|(i, _)| i % args.folds == fold).map(|(_, a)| *a).collect();
         let (train_all, test): (Vec<usize>, Vec<usize>) = (0..l.clips.len()).partition(|&p| !held.contains(&l.actors[p]));
-        let (_, rep) = fit_and_test(gpu, args, set, l, &train_all, &test)?;
+        let (_, rep) = fit_and_test(gpu, args, set, l, &train_all, &test, None)?;
         let rep = rep.expect("every fold has a test set");
         let line = format!("fold {fold}: actors {held:?}: accuracy {:.4}, macro F1 {:.4} ({} clips)", rep.accuracy, rep.macro_avg.f1, test.len());
         eprintln!("{line}");
@@ -534,10 +576,15 @@ fn fit_and_test(
     l: &ser::train::data::Labelled,
     train_all: &[usize],
     test: &[usize],
+    resume: Option<ser::infer::Predictor>,
 ) -> Result<(ser::infer::Predictor, Option<ser::train::report::Report>)> {
     use ser::train::{data, report};
     let (tr, va) = data::stratified(&l.labels, train_all, args.val_fraction, args.seed.wrapping_add(1));
-    let scaler = data::fit_scaler(set, l, &tr, args.input);
+    // A resumed model keeps the scaler its weights were trained with.
+    let scaler = match &resume {
+        Some(r) => r.meta.scaler.clone(),
+        None => data::fit_scaler(set, l, &tr, args.input),
+    };
     let (train_set, val_set) = (data::dataset(set, l, &tr, args.input, &scaler), data::dataset(set, l, &va, args.input, &scaler));
     // Final models that see the validation clips too (--refit; kernel ridge always) get the
     // scaler of the whole training part.
@@ -554,7 +601,7 @@ fn fit_and_test(
     let parts = Parts { train: &train_set, val: &val_set, full: full_set.as_ref(), classes: k, input_shape };
     let (models, architecture, record) = match args.model {
         ModelKind::Krr => fit_kernel_ridge(gpu, args, &parts)?,
-        _ => fit_by_gradients(gpu, args, &parts)?,
+        _ => fit_by_gradients(gpu, args, &parts, resume)?,
     };
     let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
     let mut training = serde_json::json!({
@@ -631,10 +678,15 @@ fn fit_kernel_ridge(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<
 
 /// Gradient-trained models (--ensemble members that differ in initialisation, shuffles and
 /// dropout masks and share the split), each optionally refitted on all training clips.
-fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(Vec<ser::nn::Model>, ser::nn::Architecture, serde_json::Value)> {
+fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Option<ser::infer::Predictor>) -> Result<(Vec<ser::nn::Model>, ser::nn::Architecture, serde_json::Value)> {
     use ser::train;
     let k = p.classes;
+    let mut resumed = resume.map(|r| {
+        let done = r.meta.training["saved_epoch"].as_u64().unwrap_or(0) as usize;
+        (r, done)
+    });
     let arch = match args.model {
+        _ if resumed.is_some() => resumed.as_ref().unwrap().0.meta.architecture.clone(),
         ModelKind::Cnn => ser::nn::Architecture::refined_cnn(p.input_shape, k),
         ModelKind::Mlp => ser::nn::Architecture::mlp(p.input_shape, k, &args.hidden, args.dropout, args.batch_norm),
         ModelKind::Rff => ser::nn::Architecture::fourier(p.input_shape, k, args.rff_features, args.rff_gamma),
@@ -644,10 +696,20 @@ fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<
     let (mut models, mut logs, mut configs) = (Vec::new(), Vec::new(), Vec::new());
     for member in 0..args.ensemble {
         let seed = args.seed.wrapping_add(1_000 * member as u64);
-        let mut model = ser::nn::Model::new(gpu, &arch, seed)?;
-        model.adam.lr = args.lr;
+        let (mut model, first_epoch) = match resumed.take() {
+            Some((r, done)) => (r.models.into_iter().next().expect("one model"), done + 1),
+            None => {
+                let mut m = ser::nn::Model::new(gpu, &arch, seed)?;
+                m.adam.lr = args.lr;
+                (m, 1)
+            }
+        };
         model.adam.weight_decay = args.weight_decay;
+        if first_epoch > args.epochs {
+            anyhow::bail!("--resume: the model is at epoch {}; give --epochs above it", first_epoch - 1);
+        }
         let cfg = train::TrainConfig {
+            first_epoch,
             epochs: args.epochs,
             batch_size: args.batch_size,
             seed,
@@ -676,7 +738,10 @@ fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<
         logs.push(log);
         configs.push(cfg);
     }
+    // The epoch whose weights are kept (the best by validation loss), where --resume continues.
+    let saved_epoch = logs[0].iter().min_by(|a, b| a.val_loss.total_cmp(&b.val_loss)).map_or(0, |e| e.epoch);
     let record = serde_json::json!({
+        "saved_epoch": saved_epoch,
         "config": configs,
         "lr": args.lr,
         "weight_decay": args.weight_decay,

@@ -103,3 +103,44 @@ fn train_learns_saves_and_eval_repeats_the_report() {
     assert!(e.contains("disgust") || e.contains("--out"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn training_record(model: &std::path::Path) -> serde_json::Value {
+    let bytes = std::fs::read(model).unwrap();
+    let (_, m) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    serde_json::from_str(&m.metadata().as_ref().unwrap()["training"]).unwrap()
+}
+
+#[test]
+fn resume_continues_exactly_where_the_checkpoint_was_taken() {
+    let dir = std::env::temp_dir().join(format!("ser-resume-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let features = dir.join("f.safetensors");
+    synthetic_set().write(&features).unwrap();
+    let train = |epochs: &str, out: &std::path::Path, resume: Option<&std::path::Path>| {
+        let mut c = ser();
+        c.args(["train", "--model", "mlp", "--input", "stats", "--hidden", "16", "--lr", "3e-4", "--drop", "disgust", "--seed", "4", "--epochs", epochs, "--features"]).arg(&features).arg("--out").arg(out);
+        if let Some(r) = resume {
+            c.arg("--resume").arg(r);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let (straight, first, resumed) = (dir.join("a.safetensors"), dir.join("b.safetensors"), dir.join("c.safetensors"));
+    train("10", &straight, None);
+    train("6", &first, None);
+    assert_eq!(training_record(&first)["saved_epoch"], 6, "the test needs the first run's best epoch to be its last");
+    let log = train("10", &resumed, Some(&first));
+    assert!(log.contains("resuming") && log.contains("at epoch 6") && log.contains("epoch   7:") && !log.contains("epoch   6:"), "{log}");
+    // Same weights, Adam moments, step, learning rate and per-epoch seeds: the same epochs 7-10.
+    let (a, c) = (training_record(&straight), training_record(&resumed));
+    let losses = |r: &serde_json::Value, from: usize| r["history"][0].as_array().unwrap()[from..].iter().map(|e| e["val_loss"].as_f64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(losses(&a, 6), losses(&c, 0));
+    assert_eq!(a["test_accuracy"], c["test_accuracy"]);
+    // Kernel ridge keeps no optimizer state: a clear refusal.
+    let krr = dir.join("krr.safetensors");
+    assert!(ser().args(["train", "--model", "krr", "--input", "stats", "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(&krr).output().unwrap().status.success());
+    let o = ser().args(["train", "--epochs", "3", "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(dir.join("d.safetensors")).arg("--resume").arg(&krr).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("nothing to resume"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -46,6 +46,17 @@ pub fn save(gpu: &Gpu, models: &[Model], meta: &ModelMeta, path: &Path) -> Resul
             data.push((member_name(&n, k, models.len()), t.shape().to_vec(), gpu.read_f32(t)?));
         }
     }
+    // A single gradient-trained model also keeps Adam's state, so `ser train --resume` continues
+    // exactly where this checkpoint's weights were taken.
+    let optimizer = match models {
+        [m] if m.step > 0 => {
+            for (n, t) in m.optimizer_tensors() {
+                data.push((n, t.shape().to_vec(), gpu.read_f32(t)?));
+            }
+            Some(serde_json::json!({"step": m.step, "lr": m.adam.lr}))
+        }
+        _ => None,
+    };
     if let Some((name, _, _)) = data.iter().find(|(_, _, v)| v.iter().any(|x| !x.is_finite())) {
         bail!("not saving {}: tensor {name} holds NaN or infinity", path.display());
     }
@@ -60,6 +71,10 @@ pub fn save(gpu: &Gpu, models: &[Model], meta: &ModelMeta, path: &Path) -> Resul
         ("training".to_string(), serde_json::to_string(&meta.training)?),
         ("members".to_string(), models.len().to_string()),
     ]);
+    let mut metadata = metadata;
+    if let Some(o) = optimizer {
+        metadata.insert("optimizer".to_string(), o.to_string());
+    }
     store::write_atomic(path, &store::to_safetensors(&stored, metadata)?)
 }
 
@@ -110,6 +125,18 @@ fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
             gpu.write(t, &data)?;
         }
         models.push(model);
+    }
+    if let (Some(o), [model]) = (f.metadata().get("optimizer"), models.as_mut_slice()) {
+        let o: serde_json::Value = serde_json::from_str(o).with_context(|| format!("{}: bad optimizer state", f.path))?;
+        model.step = o["step"].as_u64().with_context(|| format!("{}: optimizer state has no step", f.path))? as u32;
+        model.adam.lr = o["lr"].as_f64().with_context(|| format!("{}: optimizer state has no lr", f.path))? as f32;
+        for (name, t) in model.optimizer_tensors() {
+            let (data, shape) = f.tensor::<f32>(&name, Dtype::F32)?;
+            if shape != t.shape() {
+                bail!("{}: tensor {name} has shape {shape:?}, the architecture needs {:?}", f.path, t.shape());
+            }
+            gpu.write(t, &data)?;
+        }
     }
     Ok((models, meta))
 }

@@ -264,6 +264,12 @@ impl Model {
             .collect()
     }
 
+    /// Adam's first and second moments of every parameter, by name ("{param}.adam_m", ".adam_v"):
+    /// with `step` and the learning rate, what continuing training needs beyond the weights.
+    pub fn optimizer_tensors(&self) -> Vec<(String, &Tensor)> {
+        self.params().into_iter().flat_map(|p| [(format!("{}.adam_m", p.name), &p.m), (format!("{}.adam_v", p.name), &p.v)]).collect()
+    }
+
     /// Every tensor that defines the model (parameters and moving statistics), by name.
     pub fn tensors(&self) -> Vec<(String, &Tensor)> {
         let mut out: Vec<(String, &Tensor)> = self.params().into_iter().map(|p| (p.name.clone(), &p.value)).collect();

@@ -41,7 +41,11 @@ impl Dataset {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// The last epoch's number (epochs run: epochs - first_epoch + 1).
     pub epochs: usize,
+    /// The first epoch's number: 1, or where a resumed run continues.
+    #[serde(default = "one")]
+    pub first_epoch: usize,
     pub batch_size: usize,
     pub seed: u64,
     /// Epochs without a better validation loss before stopping (Keras EarlyStopping).
@@ -52,9 +56,13 @@ pub struct TrainConfig {
     pub min_lr: f32,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { epochs: 30, batch_size: 32, seed: 0, patience: 10, lr_patience: 4, lr_factor: 0.5, min_lr: 1e-5 }
+        TrainConfig { epochs: 30, first_epoch: 1, batch_size: 32, seed: 0, patience: 10, lr_patience: 4, lr_factor: 0.5, min_lr: 1e-5 }
     }
 }
 
@@ -121,29 +129,49 @@ pub fn loss_and_accuracy(logits: &[f32], labels: &[u32], classes: usize) -> (f64
     (loss / n, correct as f64 / n)
 }
 
-/// A copy of every model tensor, to restore the best epoch's weights.
-fn snapshot(gpu: &Gpu, model: &Model) -> Result<Vec<Tensor>> {
+/// The state of training at one epoch: a copy of every model tensor and of Adam's moments,
+/// with the step count and learning rate, so that restoring it also lets training continue
+/// from there exactly (`ser train --resume`).
+struct Snapshot {
+    copies: Vec<Tensor>,
+    step: u32,
+    lr: f32,
+}
+
+fn all_tensors(model: &Model) -> Vec<&Tensor> {
+    model.tensors().into_iter().chain(model.optimizer_tensors()).map(|(_, t)| t).collect()
+}
+
+fn snapshot(gpu: &Gpu, model: &Model) -> Result<Snapshot> {
     let mut step = gpu.step("snapshot");
     let mut copies = Vec::new();
-    for (_, t) in model.tensors() {
+    for t in all_tensors(model) {
         let c = gpu.empty(t.shape(), DType::F32)?;
         step.copy(t, &c)?;
         copies.push(c);
     }
     step.submit()?;
-    Ok(copies)
+    Ok(Snapshot { copies, step: model.step, lr: model.adam.lr })
 }
 
-fn restore(gpu: &Gpu, model: &Model, copies: &[Tensor]) -> Result<()> {
+fn restore(gpu: &Gpu, model: &mut Model, s: &Snapshot) -> Result<()> {
     let mut step = gpu.step("restore");
-    for ((_, t), c) in model.tensors().into_iter().zip(copies) {
+    for (t, c) in all_tensors(model).into_iter().zip(&s.copies) {
         step.copy(c, t)?;
     }
-    step.submit()
+    step.submit()?;
+    model.step = s.step;
+    model.adam.lr = s.lr;
+    Ok(())
 }
 
-/// One pass over `train` in a seeded order; returns the mean training loss.
+/// One pass over `train` in the seeded order of this epoch; returns the mean training loss.
 fn run_epoch(gpu: &Gpu, model: &mut Model, train: &Dataset, weights: &Tensor, cfg: &TrainConfig, epoch: usize, order: &mut [usize]) -> Result<f64> {
+    // Each epoch's order depends on the seed and the epoch number alone, so that a resumed run
+    // sees the batches an uninterrupted one would.
+    for (i, o) in order.iter_mut().enumerate() {
+        *o = i;
+    }
     shuffle(order, cfg.seed ^ (epoch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut losses = Vec::new();
     for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
@@ -194,10 +222,10 @@ pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_w
     }
     let weights = gpu.upload_f32(class_weight, &[classes])?;
     let mut log = Vec::new();
-    let mut best: Option<(f64, Vec<Tensor>)> = None;
+    let mut best: Option<(f64, Snapshot)> = None;
     let (mut since_best, mut since_lr) = (0, 0);
     let mut order: Vec<usize> = (0..train.len()).collect();
-    for epoch in 1..=cfg.epochs {
+    for epoch in cfg.first_epoch..=cfg.epochs {
         let start = Instant::now();
         let loss = run_epoch(gpu, model, train, &weights, cfg, epoch, &mut order)?;
         let train_s = start.elapsed().as_secs_f64();
@@ -220,8 +248,8 @@ pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_w
             }
         }
     }
-    if let Some((_, copies)) = best {
-        restore(gpu, model, &copies)?;
+    if let Some((_, snap)) = best {
+        restore(gpu, model, &snap)?;
     }
     Ok(log)
 }
