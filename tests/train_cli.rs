@@ -47,12 +47,24 @@ fn synthetic_set() -> FeatureSet {
     set
 }
 
-#[test]
-fn train_learns_saves_and_eval_repeats_the_report() {
-    let dir = std::env::temp_dir().join(format!("ser-train-cli-{}", std::process::id()));
+/// A fresh folder holding the synthetic feature file: (folder, file).
+fn workspace(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("ser-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let features = dir.join("f.safetensors");
     synthetic_set().write(&features).unwrap();
+    (dir, features)
+}
+
+fn training_record(model: &std::path::Path) -> serde_json::Value {
+    let bytes = std::fs::read(model).unwrap();
+    let (_, m) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    serde_json::from_str(&m.metadata().as_ref().unwrap()["training"]).unwrap()
+}
+
+#[test]
+fn train_learns_saves_and_eval_repeats_the_report() {
+    let (dir, features) = workspace("train-cli");
     let model = dir.join("m.safetensors");
     let out = ser()
         .args(["train", "--model", "mlp", "--input", "stats", "--batch-norm", "--hidden", "32", "--epochs", "40", "--ensemble", "2", "--drop", "disgust", "--lr", "3e-3", "--features"])
@@ -66,12 +78,7 @@ fn train_learns_saves_and_eval_repeats_the_report() {
     assert!(stderr.contains("member 1 epoch") && stderr.contains("samples/s"), "{stderr}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("macro avg") && text.contains("confusion matrix"), "{text}");
-    let meta: serde_json::Value = {
-        let bytes = std::fs::read(&model).unwrap();
-        let (_, m) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-        serde_json::from_str(&m.metadata().as_ref().unwrap()["training"]).unwrap()
-    };
-    let acc = meta["test_accuracy"].as_f64().unwrap();
+    let acc = training_record(&model)["test_accuracy"].as_f64().unwrap();
     assert!(acc >= 0.9, "test accuracy {acc} on separable classes (chance 0.14)");
 
     // ser eval on the same file scores every clip, not only the test part.
@@ -104,18 +111,9 @@ fn train_learns_saves_and_eval_repeats_the_report() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn training_record(model: &std::path::Path) -> serde_json::Value {
-    let bytes = std::fs::read(model).unwrap();
-    let (_, m) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    serde_json::from_str(&m.metadata().as_ref().unwrap()["training"]).unwrap()
-}
-
 #[test]
 fn resume_continues_exactly_where_the_checkpoint_was_taken() {
-    let dir = std::env::temp_dir().join(format!("ser-resume-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let features = dir.join("f.safetensors");
-    synthetic_set().write(&features).unwrap();
+    let (dir, features) = workspace("resume-cli");
     let train = |epochs: &str, out: &std::path::Path, resume: Option<&std::path::Path>| {
         let mut c = ser();
         c.args(["train", "--model", "mlp", "--input", "stats", "--hidden", "16", "--lr", "3e-4", "--drop", "disgust", "--seed", "4", "--epochs", epochs, "--features"]).arg(&features).arg("--out").arg(out);
