@@ -586,12 +586,12 @@ fn fit_and_test(
         None => data::fit_scaler(set, l, &tr, args.input),
     };
     let (train_set, val_set) = (data::dataset(set, l, &tr, args.input, &scaler), data::dataset(set, l, &va, args.input, &scaler));
-    // Final models that see the validation clips too (--refit; kernel ridge always) get the
-    // scaler of the whole training part.
-    let refit = args.refit || args.model == ModelKind::Krr;
-    let final_scaler = if refit { data::fit_scaler(set, l, train_all, args.input) } else { scaler };
+    // --refit models get the scaler of the whole training part they are refitted on. Kernel
+    // ridge always ends with a fit on every training clip but keeps the training part's scaler
+    // (the recipe the recorded results and the shipped model were made with).
+    let final_scaler = if args.refit { data::fit_scaler(set, l, train_all, args.input) } else { scaler };
     let test_set = data::dataset(set, l, test, args.input, &final_scaler);
-    let full_set = refit.then(|| data::dataset(set, l, train_all, args.input, &final_scaler));
+    let full_set = (args.refit || args.model == ModelKind::Krr).then(|| data::dataset(set, l, train_all, args.input, &final_scaler));
     let k = l.classes.len();
     let input_shape = args.input.shape(set.dim, set.t_max);
     eprintln!(
@@ -606,7 +606,7 @@ fn fit_and_test(
     let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
     let mut training = serde_json::json!({
         "model": format!("{:?}", args.model),
-        "refit": refit,
+        "refit": args.refit,
         "split": format!("{:?}", args.split),
         "seed": args.seed,
         "test_fraction": args.test_fraction,
@@ -654,13 +654,12 @@ fn class_weights(args: &TrainArgs, d: &ser::train::Dataset, classes: usize) -> V
 /// Kernel ridge: fit on the training part, fit the probability scale on validation, then fit
 /// again on every training clip (validation included) and keep that scale.
 fn fit_kernel_ridge(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(Vec<ser::nn::Model>, ser::nn::Architecture, serde_json::Value)> {
-    use ser::train::{self, kernel_ridge};
+    use ser::train::kernel_ridge;
     let k = p.classes;
     let arch = ser::nn::Architecture::kernel_ridge(p.input_shape, k, p.train.len(), args.krr_gamma);
     let mut model = ser::nn::Model::new(gpu, &arch, args.seed)?;
     let first = kernel_ridge::fit(gpu, &mut model, p.train, &class_weights(args, p.train, k), args.krr_lambda)?;
-    let temperature = kernel_ridge::calibrate(gpu, &mut model, p.val)?;
-    let (val_loss, val_accuracy) = train::loss_and_accuracy(&train::predict(gpu, &model, p.val, 256)?, &p.val.y, k);
+    let kernel_ridge::Calibration { temperature, val_loss, val_accuracy } = kernel_ridge::calibrate(gpu, &mut model, p.val)?;
     eprintln!(
         "kernel ridge on {} clips: {} CG iterations, residual {:.1e}; validation accuracy {val_accuracy:.4}, loss {val_loss:.4} at temperature {temperature:.2}",
         p.train.len(), first.iterations, first.relative_residual
@@ -685,12 +684,12 @@ fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Op
         let done = r.meta.training["saved_epoch"].as_u64().unwrap_or(0) as usize;
         (r, done)
     });
-    let arch = match args.model {
-        _ if resumed.is_some() => resumed.as_ref().unwrap().0.meta.architecture.clone(),
-        ModelKind::Cnn => ser::nn::Architecture::refined_cnn(p.input_shape, k),
-        ModelKind::Mlp => ser::nn::Architecture::mlp(p.input_shape, k, &args.hidden, args.dropout, args.batch_norm),
-        ModelKind::Rff => ser::nn::Architecture::fourier(p.input_shape, k, args.rff_features, args.rff_gamma),
-        ModelKind::Krr => unreachable!("kernel ridge is not trained by gradients"),
+    let arch = match (&resumed, args.model) {
+        (Some((r, _)), _) => r.meta.architecture.clone(),
+        (None, ModelKind::Cnn) => ser::nn::Architecture::refined_cnn(p.input_shape, k),
+        (None, ModelKind::Mlp) => ser::nn::Architecture::mlp(p.input_shape, k, &args.hidden, args.dropout, args.batch_norm),
+        (None, ModelKind::Rff) => ser::nn::Architecture::fourier(p.input_shape, k, args.rff_features, args.rff_gamma),
+        (None, ModelKind::Krr) => unreachable!("kernel ridge is not trained by gradients"),
     };
     let weights = class_weights(args, p.train, k);
     let (mut models, mut logs, mut configs) = (Vec::new(), Vec::new(), Vec::new());
@@ -726,8 +725,8 @@ fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Op
         })?;
         if let Some(full) = p.full {
             // Replay the schedule validation chose, up to its best epoch, on all training clips.
-            let best = log.iter().enumerate().fold(0, |b, (i, e)| if e.val_loss < log[b].val_loss { i } else { b });
-            let lrs: Vec<f32> = log[..=best].iter().map(|e| e.lr).collect();
+            let best = train::best_epoch(&log).map_or(0, |e| e.epoch);
+            let lrs: Vec<f32> = log.iter().take_while(|e| e.epoch <= best).map(|e| e.lr).collect();
             model = ser::nn::Model::new(gpu, &arch, seed)?;
             model.adam.weight_decay = args.weight_decay;
             train::fit_schedule(gpu, &mut model, full, &class_weights(args, full, k), &cfg, &lrs, |epoch, loss, lr| {
@@ -739,7 +738,7 @@ fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Op
         configs.push(cfg);
     }
     // The epoch whose weights are kept (the best by validation loss), where --resume continues.
-    let saved_epoch = logs[0].iter().min_by(|a, b| a.val_loss.total_cmp(&b.val_loss)).map_or(0, |e| e.epoch);
+    let saved_epoch = train::best_epoch(&logs[0]).map_or(0, |e| e.epoch);
     let record = serde_json::json!({
         "saved_epoch": saved_epoch,
         "config": configs,

@@ -313,9 +313,12 @@ fn kernel_ridge_fits_the_synthetic_task_and_calibrates_its_scores() {
     let centres = model.tensors().into_iter().find(|(n, _)| n.ends_with("rbf.centres")).unwrap().1.clone();
     assert_eq!(g.read_f32(&centres).unwrap(), tr.x);
     let (loss_before, _) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
-    let t = kernel_ridge::calibrate(g, &mut model, &va).unwrap();
-    let (loss_after, _) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
+    let cal = kernel_ridge::calibrate(g, &mut model, &va).unwrap();
+    let t = cal.temperature;
+    let (loss_after, acc_after) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
     assert!(t > 1.0 && loss_after < loss_before, "temperature {t}: validation loss {loss_before:.3} -> {loss_after:.3}");
+    // What calibrate reports is what the rescaled model gives.
+    assert!((cal.val_loss - loss_after).abs() < 1e-4 && cal.val_accuracy == acc_after, "{cal:?} vs {loss_after}, {acc_after}");
     let (_, acc) = train::loss_and_accuracy(&train::predict(g, &model, &te, 64).unwrap(), &te.y, 3);
     assert!(acc >= 0.9, "test accuracy {acc:.3} (chance is 0.33)");
     // A model whose centre count does not match the data is refused.

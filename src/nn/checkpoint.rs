@@ -61,7 +61,7 @@ pub fn save(gpu: &Gpu, models: &[Model], meta: &ModelMeta, path: &Path) -> Resul
         bail!("not saving {}: tensor {name} holds NaN or infinity", path.display());
     }
     let stored: Vec<Stored> = data.iter().map(|(n, s, v)| Stored { name: n, dtype: Dtype::F32, shape: s.clone(), bytes: bytemuck::cast_slice(v) }).collect();
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("architecture".to_string(), serde_json::to_string(&meta.architecture)?),
         ("classes".to_string(), serde_json::to_string(&meta.classes)?),
@@ -71,7 +71,6 @@ pub fn save(gpu: &Gpu, models: &[Model], meta: &ModelMeta, path: &Path) -> Resul
         ("training".to_string(), serde_json::to_string(&meta.training)?),
         ("members".to_string(), models.len().to_string()),
     ]);
-    let mut metadata = metadata;
     if let Some(o) = optimizer {
         metadata.insert("optimizer".to_string(), o.to_string());
     }
@@ -113,16 +112,19 @@ fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
         None => 1,
         Some(m) => m.parse::<usize>().ok().filter(|&m| m > 0).with_context(|| format!("{}: bad member count {m:?}", f.path))?,
     };
+    // Fills `t` from the file's tensor `name`, which must have its shape.
+    let fill = |name: &str, t: &crate::gpu::Tensor| -> Result<()> {
+        let (data, shape) = f.tensor::<f32>(name, Dtype::F32)?;
+        if shape != t.shape() {
+            bail!("{}: tensor {name} has shape {shape:?}, the architecture needs {:?}", f.path, t.shape());
+        }
+        gpu.write(t, &data)
+    };
     let mut models = Vec::with_capacity(members);
     for k in 0..members {
         let model = Model::new(gpu, &meta.architecture, 0).with_context(|| format!("{}: architecture", f.path))?;
         for (name, t) in model.tensors() {
-            let name = member_name(&name, k, members);
-            let (data, shape) = f.tensor::<f32>(&name, Dtype::F32)?;
-            if shape != t.shape() {
-                bail!("{}: tensor {name} has shape {shape:?}, the architecture needs {:?}", f.path, t.shape());
-            }
-            gpu.write(t, &data)?;
+            fill(&member_name(&name, k, members), t)?;
         }
         models.push(model);
     }
@@ -131,11 +133,7 @@ fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
         model.step = o["step"].as_u64().with_context(|| format!("{}: optimizer state has no step", f.path))? as u32;
         model.adam.lr = o["lr"].as_f64().with_context(|| format!("{}: optimizer state has no lr", f.path))? as f32;
         for (name, t) in model.optimizer_tensors() {
-            let (data, shape) = f.tensor::<f32>(&name, Dtype::F32)?;
-            if shape != t.shape() {
-                bail!("{}: tensor {name} has shape {shape:?}, the architecture needs {:?}", f.path, t.shape());
-            }
-            gpu.write(t, &data)?;
+            fill(&name, t)?;
         }
     }
     Ok((models, meta))

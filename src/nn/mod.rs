@@ -107,7 +107,7 @@ impl Architecture {
     /// decay on the last layer plays the part of the kernel machine's norm penalty.
     pub fn fourier(input: (usize, usize), classes: usize, features: usize, gamma_scale: f32) -> Architecture {
         let gamma = gamma_scale / (input.0 * input.1) as f32;
-        Architecture { input, layers: vec![Layer::Flatten, Layer::RandomFourier { features, gamma }, Layer::Dense { units: classes, relu: false }] }
+        Self::fixed_then_linear(input, classes, Layer::RandomFourier { features, gamma })
     }
 
     /// Kernel ridge classification: Flatten -> RbfKernel(centres, gamma = gamma_scale / input
@@ -115,7 +115,12 @@ impl Architecture {
     /// `train::kernel_ridge`).
     pub fn kernel_ridge(input: (usize, usize), classes: usize, centres: usize, gamma_scale: f32) -> Architecture {
         let gamma = gamma_scale / (input.0 * input.1) as f32;
-        Architecture { input, layers: vec![Layer::Flatten, Layer::RbfKernel { centres, gamma }, Layer::Dense { units: classes, relu: false }] }
+        Self::fixed_then_linear(input, classes, Layer::RbfKernel { centres, gamma })
+    }
+
+    /// Flatten -> `fixed` (a kernel layer) -> Dense(classes).
+    fn fixed_then_linear(input: (usize, usize), classes: usize, fixed: Layer) -> Architecture {
+        Architecture { input, layers: vec![Layer::Flatten, fixed, Layer::Dense { units: classes, relu: false }] }
     }
 
     /// (length, channels) entering each layer, and leaving the last one.
@@ -167,6 +172,17 @@ enum State {
     Fixed { w: Tensor, b: Tensor },
     /// Kernel centres [n, in] and their squared norms [n].
     Centres { centres: Tensor, norms: Tensor },
+}
+
+impl State {
+    /// The trained tensors a layer owns, in the order its gradients are produced.
+    fn params(&self) -> Vec<&Param> {
+        match self {
+            State::Affine { w, b } => vec![w, b],
+            State::Norm { affine, .. } => vec![affine],
+            State::None | State::Fixed { .. } | State::Centres { .. } => vec![],
+        }
+    }
 }
 
 /// What the forward pass keeps for the backward pass.
@@ -254,14 +270,7 @@ impl Model {
 
     /// Every trainable parameter, in layer order.
     pub fn params(&self) -> Vec<&Param> {
-        self.states
-            .iter()
-            .flat_map(|s| match s {
-                State::Affine { w, b } => vec![w, b],
-                State::Norm { affine, .. } => vec![affine],
-                State::None | State::Fixed { .. } | State::Centres { .. } => vec![],
-            })
-            .collect()
+        self.states.iter().flat_map(State::params).collect()
     }
 
     /// Adam's first and second moments of every parameter, by name ("{param}.adam_m", ".adam_v"):
@@ -456,12 +465,7 @@ impl Model {
         step.set_scope(Some("adam".to_string()));
         self.step += 1;
         for (i, gs) in grads {
-            let params: Vec<&Param> = match &self.states[i] {
-                State::Affine { w, b } => vec![w, b],
-                State::Norm { affine, .. } => vec![affine],
-                State::None | State::Fixed { .. } | State::Centres { .. } => vec![],
-            };
-            for (p, g) in params.into_iter().zip(&gs) {
+            for (p, g) in self.states[i].params().into_iter().zip(&gs) {
                 optim::adam(step, &self.adam, self.step, g, &p.value, &p.m, &p.v)?;
             }
         }

@@ -180,8 +180,7 @@ pub fn fit_scaler(set: &FeatureSet, l: &Labelled, train: &[usize], input: Input)
     match input {
         Input::Vectors | Input::Stats => {
             let rows: Vec<f32> = train.iter().flat_map(|&p| summary(set, l.clips[p], input)).collect();
-            let width = input.shape(d, set.t_max).0;
-            Scaler::fit(0..train.len(), &rows, width)
+            Scaler::fit(0..train.len(), &rows, input.scaler_width(d))
         }
         Input::Frames => {
             let rows = train.iter().flat_map(|&p| {

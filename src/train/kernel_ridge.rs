@@ -26,7 +26,7 @@ pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, class_weight: &[f32], 
     if n != centres {
         bail!("the model has {centres} centres for {n} training examples");
     }
-    if class_weight.len() != classes || !(lambda > 0.0) {
+    if class_weight.len() != classes || lambda.is_nan() || lambda <= 0.0 {
         bail!("kernel ridge needs {classes} class weights and lambda > 0 (got {} and {lambda})", class_weight.len());
     }
     let bytes = (n * n * 4) as u64;
@@ -53,15 +53,24 @@ pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, class_weight: &[f32], 
     Ok(report)
 }
 
+/// A fitted softmax temperature and the validation loss and accuracy at it.
+#[derive(Clone, Copy, Debug)]
+pub struct Calibration {
+    pub temperature: f32,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+}
+
 /// The softmax temperature that minimises the cross-entropy of `val` (a log-spaced search),
 /// folded into the last layer so that the model's logits are calibrated scores.
-pub fn calibrate(gpu: &Gpu, model: &mut Model, val: &Dataset) -> Result<f32> {
+pub fn calibrate(gpu: &Gpu, model: &mut Model, val: &Dataset) -> Result<Calibration> {
     let classes = model.arch.classes()?;
     let logits = predict(gpu, model, val, 256)?;
-    let nll = |t: f32| loss_and_accuracy(&logits.iter().map(|v| v * t).collect::<Vec<_>>(), &val.y, classes).0;
-    let best = (0..=60).map(|i| 10f32.powf(-1.0 + 3.0 * i as f32 / 60.0)).min_by(|a, b| nll(*a).total_cmp(&nll(*b))).unwrap();
-    scale_scores(gpu, model, best)?;
-    Ok(best)
+    let at = |t: f32| loss_and_accuracy(&logits.iter().map(|v| v * t).collect::<Vec<_>>(), &val.y, classes);
+    let temperature = (0..=60).map(|i| 10f32.powf(-1.0 + 3.0 * i as f32 / 60.0)).min_by(|a, b| at(*a).0.total_cmp(&at(*b).0)).unwrap();
+    scale_scores(gpu, model, temperature)?;
+    let (val_loss, val_accuracy) = at(temperature);
+    Ok(Calibration { temperature, val_loss, val_accuracy })
 }
 
 /// Multiplies the model's scores (its last layer) by `t`.

@@ -166,13 +166,11 @@ fn restore(gpu: &Gpu, model: &mut Model, s: &Snapshot) -> Result<()> {
 }
 
 /// One pass over `train` in the seeded order of this epoch; returns the mean training loss.
-fn run_epoch(gpu: &Gpu, model: &mut Model, train: &Dataset, weights: &Tensor, cfg: &TrainConfig, epoch: usize, order: &mut [usize]) -> Result<f64> {
+fn run_epoch(gpu: &Gpu, model: &mut Model, train: &Dataset, weights: &Tensor, cfg: &TrainConfig, epoch: usize) -> Result<f64> {
     // Each epoch's order depends on the seed and the epoch number alone, so that a resumed run
     // sees the batches an uninterrupted one would.
-    for (i, o) in order.iter_mut().enumerate() {
-        *o = i;
-    }
-    shuffle(order, cfg.seed ^ (epoch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    shuffle(&mut order, cfg.seed ^ (epoch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut losses = Vec::new();
     for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
         let (x, y) = train.gather(chunk);
@@ -201,13 +199,17 @@ pub fn fit_schedule(gpu: &Gpu, model: &mut Model, train: &Dataset, class_weight:
         bail!("training needs examples");
     }
     let weights = gpu.upload_f32(class_weight, &[class_weight.len()])?;
-    let mut order: Vec<usize> = (0..train.len()).collect();
     for (e, &lr) in lrs.iter().enumerate() {
         model.adam.lr = lr;
-        let loss = run_epoch(gpu, model, train, &weights, cfg, e + 1, &mut order)?;
+        let loss = run_epoch(gpu, model, train, &weights, cfg, e + 1)?;
         on_epoch(e + 1, loss, lr);
     }
     Ok(())
+}
+
+/// The epoch with the lowest validation loss (the first of ties): the one `fit` keeps.
+pub fn best_epoch(log: &[Epoch]) -> Option<&Epoch> {
+    log.iter().fold(None, |b: Option<&Epoch>, e| if b.is_none_or(|b| e.val_loss < b.val_loss) { Some(e) } else { b })
 }
 
 /// Trains `model` on `train`, validating on `val` after every epoch. Returns the epoch log; the
@@ -224,10 +226,9 @@ pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_w
     let mut log = Vec::new();
     let mut best: Option<(f64, Snapshot)> = None;
     let (mut since_best, mut since_lr) = (0, 0);
-    let mut order: Vec<usize> = (0..train.len()).collect();
     for epoch in cfg.first_epoch..=cfg.epochs {
         let start = Instant::now();
-        let loss = run_epoch(gpu, model, train, &weights, cfg, epoch, &mut order)?;
+        let loss = run_epoch(gpu, model, train, &weights, cfg, epoch)?;
         let train_s = start.elapsed().as_secs_f64();
         let (val_loss, val_accuracy) = loss_and_accuracy(&predict(gpu, model, val, 256)?, &val.y, classes);
         let e = Epoch { epoch, loss, val_loss, val_accuracy, lr: model.adam.lr, samples_per_s: train.len() as f64 / train_s };
