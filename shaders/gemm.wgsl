@@ -8,6 +8,7 @@
 //   gemm_tiled16  16x16 shared-memory tiles, two barriers per tile step (the textbook GPU kernel)
 //   gemm_reg4x4   barrier-free: 8x8 invocations each own a 4x4 block of a 32x32 tile, strided by 8
 //                 so neighbouring invocations read neighbouring columns of B
+//   gemm_vec4, gemm_vec4x8, gemm_tex8: below, with their reasons
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -16,10 +17,12 @@ override RELU: bool = false;
 
 struct Params {
     grid: vec4<u32>,
-    m: u32, n: u32, k: u32, _pad0: u32,
+    // off_bias: element offset of the bias (a column chunk of a split multiply starts past 0).
+    m: u32, n: u32, k: u32, off_bias: u32,
     // Row strides (elements) of A, B, C as stored.
     lda: u32, ldb: u32, ldc: u32, _pad1: u32,
-    // Batch strides (elements); 0 broadcasts one matrix to every batch.
+    // Batch strides (elements); 0 broadcasts one matrix to every batch. gemm_tex8 reads
+    // stride_a and stride_b as texture rows per batch instead.
     stride_a: u32, stride_b: u32, stride_c: u32, _pad2: u32,
     alpha: f32, beta: f32, _pad3: u32, _pad4: u32,
     // Element offsets of A, B and C in their buffers (multiples of 4 for the vec4 kernels).
@@ -47,7 +50,7 @@ fn store(batch: u32, row: u32, col: u32, acc: f32) {
     if (row >= p.m || col >= p.n) { return; }
     let idx = p.off_c + batch * p.stride_c + row * p.ldc + col;
     var v = p.alpha * acc;
-    if (HAS_BIAS) { v += bias[col]; }
+    if (HAS_BIAS) { v += bias[p.off_bias + col]; }
     // beta == 0 must not read C: its old contents may be NaN.
     if (p.beta != 0.0) { v += p.beta * c[idx]; }
     if (RELU) { v = max(v, 0.0); }
@@ -230,4 +233,92 @@ fn gemm_vec4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     store_block(g.z, row0, col0 + 4u, acc01);
     store_block(g.z, row0 + 4u, col0, acc10);
     store_block(g.z, row0 + 4u, col0 + 4u, acc11);
+}
+
+// gemm_tex8: the 8x8-block kernel with both operands read from textures. On llvmpipe a
+// `textureLoad` is a vectorised gather while a storage-buffer load is a loop over the SIMD lanes
+// with a branch per lane, so this runs 7-9x faster than gemm_vec4x8 there (docs/RESULTS.md); on
+// GPUs texture reads go through the texture cache. `pack_rows` (below) writes the operands:
+// row r of packed_a holds row r of op(A), row c of packed_b holds column c of op(B), each as
+// ceil(K / 4) texels of four consecutive k, zero past K; rows are padded to a multiple of 8 so
+// the kernel never reads past a texture. Batches are stacked: batch z starts at texture row
+// z * stride_a (stride_b; 0 for a matrix shared by every batch).
+@group(0) @binding(1) var packed_a: texture_2d<f32>;
+@group(0) @binding(2) var packed_b: texture_2d<f32>;
+
+// Four consecutive rows of a packed operand at texel column x: column i of the result is row y + i.
+fn packed_block(t: texture_2d<f32>, x: u32, y: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(textureLoad(t, vec2<u32>(x, y), 0), textureLoad(t, vec2<u32>(x, y + 1u), 0),
+                       textureLoad(t, vec2<u32>(x, y + 2u), 0), textureLoad(t, vec2<u32>(x, y + 3u), 0));
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn gemm_tex8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    if (g.w == 0u) { return; }
+    let row0 = (g.y * 8u + lid.y) * 8u;
+    let col0 = (g.x * 8u + lid.x) * 8u;
+    if (row0 >= p.m || col0 >= p.n) { return; }
+    let ya = g.z * p.stride_a + row0;
+    let yb = g.z * p.stride_b + col0;
+    var acc00 = ZERO4;
+    var acc01 = ZERO4;
+    var acc10 = ZERO4;
+    var acc11 = ZERO4;
+    let texels = (p.k + 3u) / 4u;
+    for (var x = 0u; x < texels; x++) {
+        // Transposed, the A blocks have row i = A[row0 + i, 4x..4x+4]; the B blocks have column
+        // j = B[4x..4x+4, col0 + j]; their product is the 4x4 block's partial sum over those k.
+        let ma0 = transpose(packed_block(packed_a, x, ya));
+        let ma1 = transpose(packed_block(packed_a, x, ya + 4u));
+        let mb0 = packed_block(packed_b, x, yb);
+        let mb1 = packed_block(packed_b, x, yb + 4u);
+        acc00 += ma0 * mb0;
+        acc01 += ma0 * mb1;
+        acc10 += ma1 * mb0;
+        acc11 += ma1 * mb1;
+    }
+    store_block(g.z, row0, col0, acc00);
+    store_block(g.z, row0, col0 + 4u, acc01);
+    store_block(g.z, row0 + 4u, col0, acc10);
+    store_block(g.z, row0 + 4u, col0 + 4u, acc11);
+}
+
+// pack_rows: copies a strided matrix (or a batch of them) from a buffer into the packed texture
+// layout gemm_tex8 reads. Element (batch, row, k) of the source is
+//   src[offset + (first_batch + batch) * batch_stride + (first_row + row) * row_stride + k * k_stride]
+// so a transposed operand is the same copy with the two strides swapped. Texel (x, y) holds
+// k = 4x..4x+4 of row y % padded_rows of batch y / padded_rows; rows past `rows` and k past K
+// are zeros.
+struct PackParams {
+    grid: vec4<u32>,
+    rows: u32, k: u32, padded_rows: u32, width: u32,
+    row_stride: u32, k_stride: u32, batch_stride: u32, offset: u32,
+    first_row: u32, first_batch: u32, height: u32, _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> pp: PackParams;
+@group(0) @binding(1) var<storage, read> pack_src: array<f32>;
+@group(0) @binding(2) var pack_dst: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(8, 8, 1)
+fn pack_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = logical_workgroup(wid, nwg, pp.grid);
+    if (g.w == 0u) { return; }
+    let x = g.x * 8u + lid.x;
+    let y = g.y * 8u + lid.y;
+    if (x >= pp.width || y >= pp.height) { return; }
+    let batch = y / pp.padded_rows;
+    let row = y % pp.padded_rows;
+    var v = vec4<f32>(0.0);
+    if (row < pp.rows) {
+        let base = pp.offset + (pp.first_batch + batch) * pp.batch_stride + (pp.first_row + row) * pp.row_stride;
+        for (var i = 0u; i < 4u; i++) {
+            let kk = 4u * x + i;
+            if (kk < pp.k) { v[i] = pack_src[base + kk * pp.k_stride]; }
+        }
+    }
+    textureStore(pack_dst, vec2<u32>(x, y), v);
 }

@@ -63,6 +63,8 @@ pub struct GemmResult {
     pub repeats: usize,
     pub median_ms: f64,
     pub gflops: f64,
+    /// Share of the median repeat spent packing operands into textures (Tex8), else 0.
+    pub pack_share: f64,
     /// Max relative error against the float64 reference on a check problem (see `check_kernel`).
     pub max_rel_error: f64,
 }
@@ -102,7 +104,8 @@ pub fn check_kernel(gpu: &Gpu, kernel: GemmKernel) -> Result<f64> {
     Ok(got.iter().zip(&want).map(|(g, w)| (*g as f64 - w).abs() / scale).fold(0.0, |m, e| if e.is_nan() { f64::INFINITY } else { m.max(e) }))
 }
 
-fn time_one(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor, o: &GemmOptions) -> Result<f64> {
+/// One timed multiply: (total ms, ms of packing passes).
+fn time_one(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor, o: &GemmOptions) -> Result<(f64, f64)> {
     gpu.reset_profile();
     let mut step = gpu.step("bench.gemm");
     gemm::gemm(&mut step, a, b, None, c, o)?;
@@ -111,7 +114,8 @@ fn time_one(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor, o: &GemmOptions) -> R
     gpu.wait()?;
     let host_ms = start.elapsed().as_secs_f64() * 1e3;
     let prof = gpu.profile();
-    Ok(if prof.kernels.is_empty() { host_ms } else { prof.total_ms() })
+    let pack_ms = prof.kernels.iter().filter(|k| k.kernel == "gemm.pack").map(|k| k.total_ms).sum();
+    Ok(if prof.kernels.is_empty() { (host_ms, 0.0) } else { (prof.total_ms(), pack_ms) })
 }
 
 /// Measures every (kernel, shape) on one adapter.
@@ -135,8 +139,8 @@ pub fn gemm_on(gpu: &Gpu, cfg: &GemmBenchConfig, mut progress: impl FnMut(&GemmR
             {
                 times.push(time_one(gpu, &a, &b, &c, &o)?);
             }
-            times.sort_by(f64::total_cmp);
-            let median = times[times.len() / 2];
+            times.sort_by(|x, y| x.0.total_cmp(&y.0));
+            let (median, pack_ms) = times[times.len() / 2];
             let flops = GemmDims { batch: 1, m: shape.m, n: shape.n, k: shape.k, broadcast_b: false }.flops();
             let r = GemmResult {
                 adapter: gpu.label(),
@@ -146,6 +150,7 @@ pub fn gemm_on(gpu: &Gpu, cfg: &GemmBenchConfig, mut progress: impl FnMut(&GemmR
                 repeats: times.len(),
                 median_ms: median,
                 gflops: flops / (median * 1e-3) / 1e9,
+                pack_share: pack_ms / median,
                 max_rel_error: err,
             };
             progress(&r);
@@ -171,11 +176,21 @@ pub const CORRECT: f64 = 1e-4;
 
 /// Markdown table plus, per adapter, the fastest correct kernel on the largest square.
 pub fn gemm_table(results: &[GemmResult]) -> String {
-    let mut s = String::from("| adapter | kernel | shape | M x N x K | clock | median ms | GFLOP/s | max rel err |\n|---|---|---|---|---|---:|---:|---:|\n");
+    let mut s = String::from("| adapter | kernel | shape | M x N x K | clock | median ms | GFLOP/s | packing | max rel err |\n|---|---|---|---|---|---:|---:|---:|---:|\n");
     for r in results {
         s += &format!(
-            "| {} | {:?} | {} | {}x{}x{} | {} | {:.3} | {:.2} | {:.1e} |\n",
-            r.adapter, r.kernel, r.shape.name, r.shape.m, r.shape.n, r.shape.k, r.clock, r.median_ms, r.gflops, r.max_rel_error
+            "| {} | {:?} | {} | {}x{}x{} | {} | {:.3} | {:.2} | {} | {:.1e} |\n",
+            r.adapter,
+            r.kernel,
+            r.shape.name,
+            r.shape.m,
+            r.shape.n,
+            r.shape.k,
+            r.clock,
+            r.median_ms,
+            r.gflops,
+            if r.kernel == GemmKernel::Tex8 { format!("{:.0}%", 100.0 * r.pack_share) } else { "-".into() },
+            r.max_rel_error
         );
     }
     let mut adapters: Vec<&str> = results.iter().map(|r| r.adapter.as_str()).collect();

@@ -61,7 +61,12 @@ fn validation_rejects_a_broken_shader() {
 /// One GEMM case against the reference, with C poisoned (NaN, or random when beta != 0).
 #[allow(clippy::too_many_arguments)]
 fn check_gemm(rng: &mut Rng, batch: Option<usize>, broadcast_b: bool, m: usize, n: usize, k: usize, bias: bool, o: GemmOptions) {
-    let g = &gpu().gpu;
+    check_gemm_with(&gpu().gpu, rng, batch, broadcast_b, m, n, k, bias, o);
+}
+
+/// [`check_gemm`] on a device the caller has already locked.
+#[allow(clippy::too_many_arguments)]
+fn check_gemm_with(g: &ser::gpu::Gpu, rng: &mut Rng, batch: Option<usize>, broadcast_b: bool, m: usize, n: usize, k: usize, bias: bool, o: GemmOptions) {
     let lead = |r: usize, c: usize, shared: bool| -> Vec<usize> {
         match batch {
             Some(b) if !shared => vec![b, r, c],
@@ -268,6 +273,38 @@ fn dispatches_past_the_workgroup_limit_are_split() {
         step.submit().unwrap();
         assert_close("split unary", &g.read_f32(&ty).unwrap(), &x.iter().map(|&v| -(v as f64)).collect::<Vec<_>>(), 0.0, 0.0);
     }
+}
+
+#[test]
+fn packed_gemm_splits_operands_taller_than_a_texture() {
+    // With textures at most 24 texels a side, every shape below needs row, column or batch
+    // chunks (and K = 90 needs 23 of the 24 texels per packed row); each chunk writes its own
+    // block of C, bias and batch offsets included.
+    struct Restore<'a>(&'a ser::gpu::Gpu);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            self.0.set_texture_side_limit_for_tests(u32::MAX);
+        }
+    }
+    let mut rng = Rng::new(fresh_seed("packed_split"));
+    let lock = gpu();
+    let g = &lock.gpu;
+    let _restore = Restore(g);
+    g.set_texture_side_limit_for_tests(24);
+    let kernel = GemmKernel::Tex8;
+    for (trans_a, trans_b) in [(false, false), (true, true)] {
+        let o = GemmOptions { trans_a, trans_b, kernel, relu: true, ..Default::default() };
+        check_gemm_with(g, &mut rng, None, false, 61, 50, 90, true, o);
+        check_gemm_with(g, &mut rng, Some(5), false, 9, 7, 12, true, o);
+        check_gemm_with(g, &mut rng, Some(4), true, 30, 17, 8, false, o);
+    }
+    // K past 4 x the texture side cannot be packed: a clear error, not a wrong answer.
+    let a = g.empty(&[2, 100], DType::F32).unwrap();
+    let b = g.empty(&[100, 2], DType::F32).unwrap();
+    let c = g.empty(&[2, 2], DType::F32).unwrap();
+    let mut step = g.step("test.packed.too_wide");
+    let err = gemm::gemm(&mut step, &a, &b, None, &c, &GemmOptions { kernel, ..Default::default() }).unwrap_err();
+    assert!(err.to_string().contains("texture side"), "{err}");
 }
 
 /// A batched GEMM on an already-locked device (the split test holds the lock while it lowers limits).

@@ -30,15 +30,31 @@ impl ShaderFile {
     }
 }
 
-/// How a kernel uses one storage binding.
+/// How a kernel uses one binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// A read-only storage buffer.
     Read,
+    /// A storage buffer the kernel writes (and may read).
     ReadWrite,
+    /// A `texture_2d<f32>` read with `textureLoad` (rgba32float, not filterable).
+    Texture,
+    /// A `texture_storage_2d<rgba32float, write>`.
+    TextureWrite,
+}
+
+impl Access {
+    pub fn writes(self) -> bool {
+        matches!(self, Access::ReadWrite | Access::TextureWrite)
+    }
+
+    pub fn is_texture(self) -> bool {
+        matches!(self, Access::Texture | Access::TextureWrite)
+    }
 }
 
 /// One compute entry point. Binding 0 is always the params uniform (which starts with the
-/// logical grid); bindings 1.. are the storage buffers in `bindings` order.
+/// logical grid); bindings 1.. are the buffers and textures in `bindings` order.
 #[derive(Debug)]
 pub struct KernelSpec {
     pub shader: &'static ShaderFile,
@@ -187,14 +203,27 @@ pub(crate) fn bind_group_layout(device: &wgpu::Device, spec: &KernelSpec) -> wgp
         count: None,
     }];
     for (i, access) in spec.bindings.iter().enumerate() {
-        entries.push(wgpu::BindGroupLayoutEntry {
-            binding: i as u32 + 1,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
+        let ty = match access {
+            Access::Read | Access::ReadWrite => wgpu::BindingType::Buffer {
                 ty: wgpu::BufferBindingType::Storage { read_only: *access == Access::Read },
                 has_dynamic_offset: false,
                 min_binding_size: None,
             },
+            Access::Texture => wgpu::BindingType::Texture {
+                sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                view_dimension: wgpu::TextureViewDimension::D2,
+                multisampled: false,
+            },
+            Access::TextureWrite => wgpu::BindingType::StorageTexture {
+                access: wgpu::StorageTextureAccess::WriteOnly,
+                format: wgpu::TextureFormat::Rgba32Float,
+                view_dimension: wgpu::TextureViewDimension::D2,
+            },
+        };
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: i as u32 + 1,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty,
             count: None,
         });
     }

@@ -13,7 +13,7 @@ pub use kernel::{
     STFT_WGSL, ShaderFile, TUNING_WGSL, capabilities_for, validate,
 };
 pub use profiler::{KernelStat, ProfileReport};
-pub use tensor::{DType, Tensor};
+pub use tensor::{DType, Tensor, Texture};
 
 use anyhow::{Context, Result, anyhow, bail};
 use kernel::{CachedPipeline, PipelineKey};
@@ -21,7 +21,7 @@ use profiler::Profiler;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tensor::{BufferPool, PooledBuffer};
+use tensor::{BufferPool, PooledBuffer, PooledTexture, TexturePool};
 
 /// Lists every adapter wgpu can see, best first.
 pub fn list_adapters() -> Vec<AdapterReport> {
@@ -51,6 +51,9 @@ fn required_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
     req.max_compute_workgroup_size_z = 64;
     req.max_storage_buffer_binding_size = adapter.max_storage_buffer_binding_size;
     req.max_buffer_size = adapter.max_buffer_size;
+    // Packed GEMM operands are textures with one row per matrix row: as tall as the adapter allows.
+    req.max_texture_dimension_2d = adapter.max_texture_dimension_2d;
+    req.max_storage_textures_per_shader_stage = req.max_storage_textures_per_shader_stage.max(1);
     req
 }
 
@@ -63,12 +66,15 @@ pub struct Gpu {
     limits: wgpu::Limits,
     pipelines: Mutex<HashMap<PipelineKey, Arc<CachedPipeline>>>,
     pool: Arc<BufferPool>,
+    textures: Arc<TexturePool>,
     /// The uniform arena for step params; the lock is held from write to submit so that two
     /// threads sharing this device never see each other's params.
     params_arena: Mutex<Option<wgpu::Buffer>>,
     profiler: Mutex<Profiler>,
     /// Largest workgroup count per dispatch dimension; the device limit, lowered only by tests.
     dispatch_dim_limit: std::sync::atomic::AtomicU32,
+    /// Largest texture side handed out; the device limit, lowered only by tests.
+    texture_side_limit: std::sync::atomic::AtomicU32,
     /// A 16-byte buffer bound where a kernel's optional input is absent.
     placeholder: Tensor,
 }
@@ -114,6 +120,7 @@ impl Gpu {
         let timestamp_period = queue.get_timestamp_period();
         Ok(Gpu {
             dispatch_dim_limit: limits.max_compute_workgroups_per_dimension.into(),
+            texture_side_limit: limits.max_texture_dimension_2d.into(),
             device,
             queue,
             report,
@@ -121,6 +128,7 @@ impl Gpu {
             limits,
             pipelines: Mutex::new(HashMap::new()),
             pool,
+            textures: TexturePool::new(),
             params_arena: Mutex::new(None),
             profiler: Mutex::new(Profiler::new(timestamp_period)),
             placeholder,
@@ -136,8 +144,12 @@ impl Gpu {
         format!("{} ({})", self.report.adapter.name, self.report.adapter.backend)
     }
 
+    /// Profiles use GPU timestamp queries: the adapter has them and `SER_PROFILE_CLOCK=host`
+    /// does not ask for host timing (one submission per dispatch, waited for), which is the
+    /// cross-check when timestamps look wrong.
     pub fn has_timestamps(&self) -> bool {
         self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+            && std::env::var("SER_PROFILE_CLOCK").map_or(true, |v| v != "host")
     }
 
     pub fn has_f16(&self) -> bool {
@@ -167,6 +179,13 @@ impl Gpu {
     pub fn set_dispatch_dim_limit_for_tests(&self, limit: u32) {
         let limit = limit.clamp(1, self.limits.max_compute_workgroups_per_dimension);
         self.dispatch_dim_limit.store(limit, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Lowers the largest texture side so tests can exercise split packed multiplies cheaply.
+    #[doc(hidden)]
+    pub fn set_texture_side_limit_for_tests(&self, limit: u32) {
+        let limit = limit.clamp(8, self.limits.max_texture_dimension_2d);
+        self.texture_side_limit.store(limit, std::sync::atomic::Ordering::SeqCst);
     }
 
     // ---- tensors ----
@@ -267,14 +286,29 @@ impl Gpu {
             .map_err(|e| anyhow!("waiting for the GPU: {e}"))
     }
 
-    /// Bytes held by free pooled buffers (for memory reports).
+    /// Bytes held by free pooled buffers and textures (for memory reports).
     pub fn pool_free_bytes(&self) -> u64 {
-        self.pool.free_bytes()
+        self.pool.free_bytes() + self.textures.free_bytes()
     }
 
-    /// Drops every free pooled buffer.
+    /// Drops every free pooled buffer and texture.
     pub fn trim_pool(&self) {
         self.pool.clear();
+        self.textures.clear();
+    }
+
+    /// Largest width or height of a texture on this device, in texels.
+    pub fn max_texture_side(&self) -> u32 {
+        self.texture_side_limit.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// An uninitialised rgba32float texture from the pool (`width` texels of four values).
+    pub fn texture(&self, width: u32, height: u32) -> Result<Texture> {
+        let max = self.max_texture_side();
+        if width == 0 || height == 0 || width > max || height > max {
+            bail!("a {width}x{height} texture does not fit this adapter's limit of {max} per side");
+        }
+        Ok(Texture::new(self.textures.take(&self.device, width, height), width, height))
     }
 
     /// A 16-byte tensor to bind where an optional input is absent.
@@ -374,11 +408,46 @@ impl Gpu {
 struct Dispatch {
     pipeline: Arc<CachedPipeline>,
     label: String,
-    buffers: Vec<Arc<PooledBuffer>>,
+    resources: Vec<Resource>,
     params: Vec<u8>,
     workgroups: [u32; 3],
     /// Floating-point operations the launch performs, when the op declares them (profiles).
     flops: f64,
+}
+
+/// What one binding of a recorded dispatch holds on to until submission.
+enum Resource {
+    Buffer(Arc<PooledBuffer>),
+    Texture(Arc<PooledTexture>),
+}
+
+/// One argument of a dispatch, in the kernel's binding order.
+#[derive(Clone, Copy)]
+pub enum Binding<'a> {
+    Buffer(&'a Tensor),
+    Texture(&'a Texture),
+}
+
+impl<'a> From<&'a Tensor> for Binding<'a> {
+    fn from(t: &'a Tensor) -> Self {
+        Binding::Buffer(t)
+    }
+}
+
+impl<'a> From<&'a Texture> for Binding<'a> {
+    fn from(t: &'a Texture) -> Self {
+        Binding::Texture(t)
+    }
+}
+
+impl Binding<'_> {
+    fn same_storage(&self, other: &Binding) -> bool {
+        match (self, other) {
+            (Binding::Buffer(a), Binding::Buffer(b)) => a.shares_storage(b),
+            (Binding::Texture(a), Binding::Texture(b)) => a.shares_storage(b),
+            _ => false,
+        }
+    }
 }
 
 enum Command {
@@ -429,13 +498,30 @@ impl<'g> Step<'g> {
         grid: [u32; 3],
         label: impl Into<String>,
     ) -> Result<()> {
+        let bound: Vec<Binding> = bindings.iter().map(|t| Binding::Buffer(t)).collect();
+        self.dispatch_bound(spec, constants, &bound, params, grid, label)
+    }
+
+    /// [`Step::dispatch`] for kernels that also bind textures.
+    pub fn dispatch_bound(
+        &mut self,
+        spec: &KernelSpec,
+        constants: &[(&'static str, f64)],
+        bindings: &[Binding],
+        params: &[u8],
+        grid: [u32; 3],
+        label: impl Into<String>,
+    ) -> Result<()> {
         if bindings.len() != spec.bindings.len() {
-            bail!("{} takes {} buffers, got {}", spec.entry, spec.bindings.len(), bindings.len());
+            bail!("{} takes {} bindings, got {}", spec.entry, spec.bindings.len(), bindings.len());
         }
         for (i, (a, acc_a)) in bindings.iter().zip(spec.bindings).enumerate() {
+            if matches!(a, Binding::Texture(_)) != acc_a.is_texture() {
+                bail!("{}: binding {} must be a {}", spec.entry, i + 1, if acc_a.is_texture() { "texture" } else { "buffer" });
+            }
             for (b, acc_b) in bindings[i + 1..].iter().zip(&spec.bindings[i + 1..]) {
-                if a.shares_storage(b) && (*acc_a == Access::ReadWrite || *acc_b == Access::ReadWrite) {
-                    bail!("{}: a buffer written by the kernel is also bound as another argument", spec.entry);
+                if a.same_storage(b) && (acc_a.writes() || acc_b.writes()) {
+                    bail!("{}: a resource written by the kernel is also bound as another argument", spec.entry);
                 }
             }
         }
@@ -454,7 +540,13 @@ impl<'g> Step<'g> {
                 Some(s) => format!("{s}/{}", label.into()),
                 None => label.into(),
             },
-            buffers: bindings.iter().map(|t| t.buf.clone()).collect(),
+            resources: bindings
+                .iter()
+                .map(|b| match b {
+                    Binding::Buffer(t) => Resource::Buffer(t.buf.clone()),
+                    Binding::Texture(t) => Resource::Texture(t.tex.clone()),
+                })
+                .collect(),
             params: uniform,
             workgroups,
             flops: 0.0,
@@ -626,10 +718,13 @@ fn bind_groups(
                     size: std::num::NonZeroU64::new(d.params.len() as u64),
                 }),
             }];
-            for (i, b) in d.buffers.iter().enumerate() {
+            for (i, r) in d.resources.iter().enumerate() {
                 entries.push(wgpu::BindGroupEntry {
                     binding: i as u32 + 1,
-                    resource: b.raw().as_entire_binding(),
+                    resource: match r {
+                        Resource::Buffer(b) => b.raw().as_entire_binding(),
+                        Resource::Texture(t) => wgpu::BindingResource::TextureView(t.view()),
+                    },
                 });
             }
             Some(gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {

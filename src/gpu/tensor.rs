@@ -96,6 +96,100 @@ impl Drop for PooledBuffer {
     }
 }
 
+/// Free rgba32float textures by (width, height) in texels.
+pub(crate) struct TexturePool {
+    free: Mutex<HashMap<(u32, u32), Vec<(wgpu::Texture, wgpu::TextureView)>>>,
+}
+
+impl TexturePool {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(TexturePool { free: Mutex::new(HashMap::new()) })
+    }
+
+    pub(crate) fn take(self: &Arc<Self>, device: &wgpu::Device, width: u32, height: u32) -> Arc<PooledTexture> {
+        let reused = self.free.lock().unwrap().get_mut(&(width, height)).and_then(|v| v.pop());
+        let (texture, view) = reused.unwrap_or_else(|| {
+            let texture = device.create_texture(&wgpu::TextureDescriptor {
+                label: Some("ser.packed"),
+                size: wgpu::Extent3d { width, height, depth_or_array_layers: 1 },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+                view_formats: &[],
+            });
+            let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+            (texture, view)
+        });
+        Arc::new(PooledTexture { texture: Some((texture, view)), key: (width, height), pool: Arc::downgrade(self) })
+    }
+
+    pub(crate) fn free_bytes(&self) -> u64 {
+        self.free.lock().unwrap().iter().map(|((w, h), v)| 16 * *w as u64 * *h as u64 * v.len() as u64).sum()
+    }
+
+    pub(crate) fn clear(&self) {
+        self.free.lock().unwrap().clear();
+    }
+}
+
+/// A texture on loan from the pool.
+pub(crate) struct PooledTexture {
+    texture: Option<(wgpu::Texture, wgpu::TextureView)>,
+    key: (u32, u32),
+    pool: Weak<TexturePool>,
+}
+
+impl PooledTexture {
+    pub(crate) fn view(&self) -> &wgpu::TextureView {
+        &self.texture.as_ref().expect("texture present until drop").1
+    }
+}
+
+impl Drop for PooledTexture {
+    fn drop(&mut self) {
+        if let (Some(texture), Some(pool)) = (self.texture.take(), self.pool.upgrade()) {
+            pool.free.lock().unwrap().entry(self.key).or_default().push(texture);
+        }
+    }
+}
+
+/// A 2D texture of rgba32float texels: four f32 per texel. Kernels write it as a storage texture
+/// and read it with `textureLoad`, which on some adapters (llvmpipe) is far cheaper than a
+/// storage-buffer load (docs/RESULTS.md, GEMM section).
+#[derive(Clone)]
+pub struct Texture {
+    pub(crate) tex: Arc<PooledTexture>,
+    width: u32,
+    height: u32,
+}
+
+impl Texture {
+    pub(crate) fn new(tex: Arc<PooledTexture>, width: u32, height: u32) -> Self {
+        Texture { tex, width, height }
+    }
+
+    /// Width in texels (four values each).
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    pub fn shares_storage(&self, other: &Texture) -> bool {
+        Arc::ptr_eq(&self.tex, &other.tex)
+    }
+}
+
+impl std::fmt::Debug for Texture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Texture({}x{} rgba32float)", self.width, self.height)
+    }
+}
+
 /// A dense row-major tensor in GPU memory.
 #[derive(Clone)]
 pub struct Tensor {

@@ -1,7 +1,7 @@
 //! General matrix multiply (shaders/gemm.wgsl) with transposed operands, batching, bias and
 //! ReLU epilogues: the op dense and convolution layers lower onto.
 
-use crate::gpu::{Access, GEMM_WGSL, KernelSpec, Step, Tensor};
+use crate::gpu::{Access, GEMM_WGSL, KernelSpec, Step, Tensor, Texture};
 use anyhow::{Result, bail};
 
 /// The kernel shapes in gemm.wgsl. All compute the same thing; they differ in speed by adapter.
@@ -18,11 +18,19 @@ pub enum GemmKernel {
     Vec4,
     /// Barrier-free, a contiguous 8x8 block per invocation, 16-byte loads.
     Vec4x8,
+    /// The 8x8 block kernel reading both operands from textures that a packing pass fills.
+    Tex8,
 }
 
 impl GemmKernel {
-    pub const ALL: [GemmKernel; 5] =
-        [GemmKernel::Naive, GemmKernel::Tiled16, GemmKernel::Reg4x4, GemmKernel::Vec4, GemmKernel::Vec4x8];
+    pub const ALL: [GemmKernel; 6] = [
+        GemmKernel::Naive,
+        GemmKernel::Tiled16,
+        GemmKernel::Reg4x4,
+        GemmKernel::Vec4,
+        GemmKernel::Vec4x8,
+        GemmKernel::Tex8,
+    ];
 
     /// Fastest measured on every adapter so far (docs/RESULTS.md); `SER_GEMM_KERNEL` overrides.
     pub fn preferred() -> GemmKernel {
@@ -31,7 +39,8 @@ impl GemmKernel {
             Some("tiled16") => GemmKernel::Tiled16,
             Some("reg4x4") => GemmKernel::Reg4x4,
             Some("vec4") => GemmKernel::Vec4,
-            _ => GemmKernel::Vec4x8,
+            Some("vec4x8") => GemmKernel::Vec4x8,
+            _ => GemmKernel::Tex8,
         }
     }
 
@@ -42,12 +51,18 @@ impl GemmKernel {
         const REG: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_reg4x4", bindings: BINDINGS };
         const VEC4: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_vec4", bindings: BINDINGS };
         const VEC4X8: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_vec4x8", bindings: BINDINGS };
+        const TEX8: KernelSpec = KernelSpec {
+            shader: &GEMM_WGSL,
+            entry: "gemm_tex8",
+            bindings: &[Access::Texture, Access::Texture, Access::Read, Access::ReadWrite],
+        };
         match self {
             GemmKernel::Naive => &NAIVE,
             GemmKernel::Tiled16 => &TILED,
             GemmKernel::Reg4x4 => &REG,
             GemmKernel::Vec4 => &VEC4,
             GemmKernel::Vec4x8 => &VEC4X8,
+            GemmKernel::Tex8 => &TEX8,
         }
     }
 
@@ -66,7 +81,7 @@ impl GemmKernel {
             GemmKernel::Naive => 8,
             GemmKernel::Tiled16 => 16,
             GemmKernel::Reg4x4 | GemmKernel::Vec4 => 32,
-            GemmKernel::Vec4x8 => 64,
+            GemmKernel::Vec4x8 | GemmKernel::Tex8 => 64,
         }
     }
 }
@@ -144,7 +159,7 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    _pad0: u32,
+    off_bias: u32,
     lda: u32,
     ldb: u32,
     ldc: u32,
@@ -184,6 +199,9 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
             bail!("gemm: {name} at offset {off} with {extent} elements does not fit {t:?} (offsets must be multiples of 4)");
         }
     }
+    if c.shares_storage(a) || c.shares_storage(b) || bias.is_some_and(|t| c.shares_storage(t)) {
+        bail!("gemm: C is also bound as an input (the kernel would race with its own reads)");
+    }
     if let Some(bias) = bias {
         if bias.len() != d.n {
             bail!("gemm: bias {:?} does not match N = {}", bias.shape(), d.n);
@@ -207,13 +225,16 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
         off_a: u32_of(off_a, "offset of A")?,
         off_b: u32_of(off_b, "offset of B")?,
         off_c: u32_of(off_c, "offset of C")?,
-        _pad0: 0,
+        off_bias: 0,
         _pad1: 0,
         _pad2: 0,
         _pad3: [0; 2],
         _pad4: 0,
     };
     let kernel = o.kernel.for_dims(&d, o);
+    if kernel == GemmKernel::Tex8 {
+        return gemm_packed(step, (a, off_a), (b, off_b), bias, (c, off_c), d, o, p);
+    }
     let tile = kernel.tile();
     let grid = [super::groups(d.n, tile)?, super::groups(d.m, tile)?, u32_of(d.batch, "batch")?];
     let constants = [
@@ -222,6 +243,7 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
         ("HAS_BIAS", bias.is_some() as u8 as f64),
         ("RELU", o.relu as u8 as f64),
     ];
+    let has_bias = bias.is_some();
     let bias = bias.unwrap_or(step.gpu().placeholder()).clone();
     let label = format!(
         "gemm.{:?}[{}{}{}{}]",
@@ -229,10 +251,154 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
         if o.trans_a { "T" } else { "N" },
         if o.trans_b { "T" } else { "N" },
         if o.relu { ",relu" } else { "" },
-        if bias.len() == d.n { ",bias" } else { "" },
+        if has_bias { ",bias" } else { "" },
     );
     step.dispatch(kernel.spec(), &constants, &[a, b, &bias, c], bytemuck::bytes_of(&p), grid, label)?;
     step.count_flops(2.0 * (d.batch * d.m * d.n * d.k) as f64);
+    Ok(())
+}
+
+/// Where the rows of one packed operand come from: element (batch, row, k) of op(X) is
+/// `src[offset + batch * batch_stride + row * row_stride + k * k_stride]`.
+struct Operand<'t> {
+    src: &'t Tensor,
+    offset: usize,
+    row_stride: usize,
+    k_stride: usize,
+    batch_stride: usize,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PackParams {
+    rows: u32,
+    k: u32,
+    padded_rows: u32,
+    width: u32,
+    row_stride: u32,
+    k_stride: u32,
+    batch_stride: u32,
+    offset: u32,
+    first_row: u32,
+    first_batch: u32,
+    height: u32,
+    _pad: u32,
+}
+
+/// Records the packing of rows `first_row..first_row + rows` of batches
+/// `first_batch..first_batch + batches` of an operand into a texture gemm_tex8 reads.
+fn pack(step: &mut Step, x: &Operand, k: usize, (first_batch, batches): (usize, usize), (first_row, rows): (usize, usize)) -> Result<Texture> {
+    const PACK: KernelSpec =
+        KernelSpec { shader: &GEMM_WGSL, entry: "pack_rows", bindings: &[Access::Read, Access::TextureWrite] };
+    let padded_rows = rows.next_multiple_of(8);
+    let width = k.div_ceil(4);
+    let height = batches * padded_rows;
+    let tex = step.gpu().texture(u32_of(width, "packed width")?, u32_of(height, "packed height")?)?;
+    let p = PackParams {
+        rows: u32_of(rows, "rows")?,
+        k: u32_of(k, "K")?,
+        padded_rows: u32_of(padded_rows, "rows")?,
+        width: u32_of(width, "packed width")?,
+        row_stride: u32_of(x.row_stride, "row stride")?,
+        k_stride: u32_of(x.k_stride, "k stride")?,
+        batch_stride: u32_of(x.batch_stride, "batch stride")?,
+        offset: u32_of(x.offset, "offset")?,
+        first_row: u32_of(first_row, "first row")?,
+        first_batch: u32_of(first_batch, "first batch")?,
+        height: u32_of(height, "packed height")?,
+        _pad: 0,
+    };
+    let grid = [super::groups(width, 8)?, super::groups(height, 8)?, 1];
+    step.dispatch_bound(&PACK, &[], &[x.src.into(), (&tex).into()], bytemuck::bytes_of(&p), grid, "gemm.pack")?;
+    Ok(tex)
+}
+
+/// gemm_tex8: packs op(A) by rows and op(B) by columns into textures, then multiplies. Operands
+/// taller than the adapter's texture side are split into row (column) chunks, and batches are
+/// grouped so that each group's stacked rows fit; every chunk writes its own block of C.
+#[allow(clippy::too_many_arguments)]
+fn gemm_packed(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tensor, usize), bias: Option<&Tensor>, (c, off_c): (&Tensor, usize), d: GemmDims, o: &GemmOptions, full: Params) -> Result<()> {
+    let max = step.gpu().max_texture_side() as usize / 8 * 8;
+    if d.k.div_ceil(4) > max {
+        bail!("gemm: K = {} needs {} texels per packed row, over this adapter's texture side of {max}", d.k, d.k.div_ceil(4));
+    }
+    let row_chunk = d.m.next_multiple_of(8).min(max);
+    let col_chunk = d.n.next_multiple_of(8).min(max);
+    let group = if d.broadcast_b { max / row_chunk } else { (max / row_chunk).min(max / col_chunk) };
+    let a_rows = Operand {
+        src: a,
+        offset: off_a,
+        row_stride: if o.trans_a { 1 } else { d.k },
+        k_stride: if o.trans_a { d.m } else { 1 },
+        batch_stride: d.m * d.k,
+    };
+    let b_cols = Operand {
+        src: b,
+        offset: off_b,
+        row_stride: if o.trans_b { d.k } else { 1 },
+        k_stride: if o.trans_b { 1 } else { d.n },
+        batch_stride: if d.broadcast_b { 0 } else { d.k * d.n },
+    };
+    let has_bias = bias.is_some();
+    let bias = bias.unwrap_or(step.gpu().placeholder()).clone();
+    let constants = [("HAS_BIAS", has_bias as u8 as f64), ("RELU", o.relu as u8 as f64)];
+    let label = format!(
+        "gemm.Tex8[{}{}{}{}]",
+        if o.trans_a { "T" } else { "N" },
+        if o.trans_b { "T" } else { "N" },
+        if o.relu { ",relu" } else { "" },
+        if has_bias { ",bias" } else { "" },
+    );
+    let mut shared_b: Option<Vec<(usize, usize, Texture)>> = None;
+    for first_batch in (0..d.batch).step_by(group) {
+        let batches = group.min(d.batch - first_batch);
+        let b_packs = match &shared_b {
+            Some(packs) => packs.clone(),
+            None => {
+                let (b_first, b_count) = if d.broadcast_b { (0, 1) } else { (first_batch, batches) };
+                let packs = (0..d.n)
+                    .step_by(col_chunk)
+                    .map(|c0| {
+                        let cols = col_chunk.min(d.n - c0);
+                        pack(step, &b_cols, d.k, (b_first, b_count), (c0, cols)).map(|t| (c0, cols, t))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                if d.broadcast_b {
+                    shared_b = Some(packs.clone());
+                }
+                packs
+            }
+        };
+        for r0 in (0..d.m).step_by(row_chunk) {
+            let rows = row_chunk.min(d.m - r0);
+            let packed_a = pack(step, &a_rows, d.k, (first_batch, batches), (r0, rows))?;
+            for (c0, cols, packed_b) in &b_packs {
+                let p = Params {
+                    m: u32_of(rows, "M")?,
+                    n: u32_of(*cols, "N")?,
+                    stride_a: u32_of(rows.next_multiple_of(8), "rows")?,
+                    stride_b: if d.broadcast_b { 0 } else { u32_of(cols.next_multiple_of(8), "columns")? },
+                    off_c: u32_of(off_c + first_batch * d.m * d.n + r0 * d.n + c0, "offset of C")?,
+                    off_bias: u32_of(*c0, "bias offset")?,
+                    lda: 0,
+                    ldb: 0,
+                    off_a: 0,
+                    off_b: 0,
+                    ..full
+                };
+                let grid = [super::groups(*cols, 64)?, super::groups(rows, 64)?, u32_of(batches, "batch")?];
+                step.dispatch_bound(
+                    GemmKernel::Tex8.spec(),
+                    &constants,
+                    &[(&packed_a).into(), packed_b.into(), (&bias).into(), c.into()],
+                    bytemuck::bytes_of(&p),
+                    grid,
+                    label.clone(),
+                )?;
+                step.count_flops(2.0 * (batches * rows * cols * d.k) as f64);
+            }
+        }
+    }
     Ok(())
 }
 
