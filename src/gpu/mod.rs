@@ -144,12 +144,19 @@ impl Gpu {
         format!("{} ({})", self.report.adapter.name, self.report.adapter.backend)
     }
 
-    /// Profiles use GPU timestamp queries: the adapter has them and `SER_PROFILE_CLOCK=host`
-    /// does not ask for host timing (one submission per dispatch, waited for), which is the
-    /// cross-check when timestamps look wrong.
+    /// Whether profiles use GPU timestamp queries rather than host timing (one submission per
+    /// dispatch, waited for). Timestamps need the feature, and are not used on software (CPU)
+    /// adapters unless `SER_PROFILE_CLOCK=gpu`: lavapipe 22.3 stamps kernels that read textures
+    /// 3-4x short (four conv-sized texture GEMMs: 57 ms by timestamps, 240 ms by the wall
+    /// clock; docs/RESULTS.md). `SER_PROFILE_CLOCK=host` forces host timing anywhere.
     pub fn has_timestamps(&self) -> bool {
-        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
-            && std::env::var("SER_PROFILE_CLOCK").map_or(true, |v| v != "host")
+        let software = self.report.adapter.device_type == "Cpu";
+        let wanted = match std::env::var("SER_PROFILE_CLOCK").as_deref() {
+            Ok("host") => false,
+            Ok("gpu") => true,
+            _ => !software,
+        };
+        wanted && self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     pub fn has_f16(&self) -> bool {
