@@ -252,16 +252,10 @@ fn packed_block(t: texture_2d<f32>, x: u32, y: u32) -> mat4x4<f32> {
                        textureLoad(t, vec2<u32>(x, y + 2u), 0), textureLoad(t, vec2<u32>(x, y + 3u), 0));
 }
 
-@compute @workgroup_size(8, 8, 1)
-fn gemm_tex8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_id) lid: vec3<u32>) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    if (g.w == 0u) { return; }
-    let row0 = (g.y * 8u + lid.y) * 8u;
-    let col0 = (g.x * 8u + lid.x) * 8u;
-    if (row0 >= p.m || col0 >= p.n) { return; }
-    let ya = g.z * p.stride_a + row0;
-    let yb = g.z * p.stride_b + col0;
+// One invocation's 8x8 block of C at (row0, col0) of batch z.
+fn tex8_block(z: u32, row0: u32, col0: u32) {
+    let ya = z * p.stride_a + row0;
+    let yb = z * p.stride_b + col0;
     var acc00 = ZERO4;
     var acc01 = ZERO4;
     var acc10 = ZERO4;
@@ -279,10 +273,37 @@ fn gemm_tex8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         acc10 += ma1 * mb0;
         acc11 += ma1 * mb1;
     }
-    store_block(g.z, row0, col0, acc00);
-    store_block(g.z, row0, col0 + 4u, acc01);
-    store_block(g.z, row0 + 4u, col0, acc10);
-    store_block(g.z, row0 + 4u, col0 + 4u, acc11);
+    store_block(z, row0, col0, acc00);
+    store_block(z, row0, col0 + 4u, acc01);
+    store_block(z, row0 + 4u, col0, acc10);
+    store_block(z, row0 + 4u, col0 + 4u, acc11);
+}
+
+// 8x8 invocations cover a 64x64 tile.
+@compute @workgroup_size(8, 8, 1)
+fn gemm_tex8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    if (g.w == 0u) { return; }
+    let row0 = (g.y * 8u + lid.y) * 8u;
+    let col0 = (g.x * 8u + lid.x) * 8u;
+    if (row0 >= p.m || col0 >= p.n) { return; }
+    tex8_block(g.z, row0, col0);
+}
+
+// For narrow C (N <= 32): 64 invocations stacked down the rows cover a 512x8 tile, so that the
+// SIMD lanes all have work; in the 8x8 layout N = 8 leaves 7 of 8 idle. The rows run along the
+// workgroup's x: llvmpipe forms its SIMD lanes from consecutive x, and a (1, 64) workgroup ran
+// 7x slower there, one live lane in eight.
+@compute @workgroup_size(64, 1, 1)
+fn gemm_tex8_tall(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    if (g.w == 0u) { return; }
+    let row0 = (g.y * 64u + lid.x) * 8u;
+    let col0 = g.x * 8u;
+    if (row0 >= p.m || col0 >= p.n) { return; }
+    tex8_block(g.z, row0, col0);
 }
 
 // pack_rows: copies a strided matrix (or a batch of them) from a buffer into the packed texture

@@ -307,6 +307,47 @@ fn packed_gemm_splits_operands_taller_than_a_texture() {
     assert!(err.to_string().contains("texture side"), "{err}");
 }
 
+#[test]
+fn a_packed_a_serves_many_multiplies_wide_and_narrow() {
+    // The solver's use: one op(A) packed once, then products with several B (narrow ones take
+    // the tall kernel, wide ones the square one; with a 24-texel texture side the 50 columns
+    // are split into chunks), bias and ReLU included, A transposed or not.
+    struct Restore<'a>(&'a ser::gpu::Gpu);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            self.0.set_texture_side_limit_for_tests(u32::MAX);
+        }
+    }
+    let mut rng = Rng::new(fresh_seed("packed_a"));
+    let lock = gpu();
+    let g = &lock.gpu;
+    let _restore = Restore(g);
+    for (limit, trans_a) in [(u32::MAX, false), (24, true)] {
+        g.set_texture_side_limit_for_tests(limit);
+        let (m, k) = (21, 37);
+        let a = rng.vec(m * k, -1.0, 1.0);
+        let ta = g.upload_f32(&a, &if trans_a { [k, m] } else { [m, k] }).unwrap();
+        let mut step = g.step("test.packed_a");
+        let packed = gemm::PackedA::new(&mut step, &ta, trans_a).unwrap();
+        let mut cases = Vec::new();
+        for (n, trans_b, relu) in [(7usize, false, false), (50, true, true), (33, false, true)] {
+            let b = rng.vec(k * n, -1.0, 1.0);
+            let bias = rng.vec(n, -1.0, 1.0);
+            let tb = g.upload_f32(&b, &if trans_b { [n, k] } else { [k, n] }).unwrap();
+            let tbias = g.upload_f32(&bias, &[n]).unwrap();
+            let tc = g.upload_f32(&vec![f32::NAN; m * n], &[m, n]).unwrap();
+            let o = GemmOptions { trans_b, relu, ..Default::default() };
+            let d = gemm::gemm_packed_a(&mut step, &packed, &tb, Some(&tbias), &tc, &o).unwrap();
+            cases.push((b, bias, tc, d, GemmOptions { trans_a, ..o }));
+        }
+        step.submit().unwrap();
+        for (b, bias, tc, d, o) in cases {
+            let want = gemm::reference(&a, &b, Some(&bias), &[], &d, &o);
+            assert_close(&format!("packed A {d:?} {o:?} limit {limit}"), &g.read_f32(&tc).unwrap(), &want, 1e-5, 1e-5);
+        }
+    }
+}
+
 /// A batched GEMM on an already-locked device (the split test holds the lock while it lowers limits).
 fn check_gemm_locked(g: &ser::gpu::Gpu, rng: &mut Rng, kernel: GemmKernel) {
     let (batch, m, n, k) = (3, 70, 68, 8);

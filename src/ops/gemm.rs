@@ -51,18 +51,13 @@ impl GemmKernel {
         const REG: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_reg4x4", bindings: BINDINGS };
         const VEC4: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_vec4", bindings: BINDINGS };
         const VEC4X8: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_vec4x8", bindings: BINDINGS };
-        const TEX8: KernelSpec = KernelSpec {
-            shader: &GEMM_WGSL,
-            entry: "gemm_tex8",
-            bindings: &[Access::Texture, Access::Texture, Access::Read, Access::ReadWrite],
-        };
         match self {
             GemmKernel::Naive => &NAIVE,
             GemmKernel::Tiled16 => &TILED,
             GemmKernel::Reg4x4 => &REG,
             GemmKernel::Vec4 => &VEC4,
             GemmKernel::Vec4x8 => &VEC4X8,
-            GemmKernel::Tex8 => &TEX8,
+            GemmKernel::Tex8 => unreachable!("gemm_at sends Tex8 through launch_tex8"),
         }
     }
 
@@ -233,7 +228,7 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
     };
     let kernel = o.kernel.for_dims(&d, o);
     if kernel == GemmKernel::Tex8 {
-        return gemm_packed(step, (a, off_a), (b, off_b), bias, (c, off_c), d, o, p);
+        return gemm_packed(step, (a, off_a), (b, off_b), bias, (c, off_c), d, o);
     }
     let tile = kernel.tile();
     let grid = [super::groups(d.n, tile)?, super::groups(d.m, tile)?, u32_of(d.batch, "batch")?];
@@ -313,11 +308,93 @@ fn pack(step: &mut Step, x: &Operand, k: usize, (first_batch, batches): (usize, 
     Ok(tex)
 }
 
+/// One gemm_tex8 launch: C block (rows x cols of `batches` batches, starting at element `off_c`
+/// of `c`, row stride `ldc`, batch stride `stride_c`) from two packed operands. `a_rows` and
+/// `b_rows` are texture rows per batch (0: one matrix for every batch); `first_col` offsets the
+/// bias. Narrow blocks take the tall variant so that every SIMD lane has work.
+struct Tex8Launch<'t> {
+    packed_a: &'t Texture,
+    a_rows: usize,
+    packed_b: &'t Texture,
+    b_rows: usize,
+    rows: usize,
+    cols: usize,
+    batches: usize,
+    k: usize,
+    off_c: usize,
+    ldc: usize,
+    stride_c: usize,
+    first_col: usize,
+}
+
+fn launch_tex8(step: &mut Step, l: &Tex8Launch, bias: Option<&Tensor>, c: &Tensor, o: &GemmOptions) -> Result<()> {
+    const BINDINGS: &[Access] = &[Access::Texture, Access::Texture, Access::Read, Access::ReadWrite];
+    const SQUARE: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_tex8", bindings: BINDINGS };
+    const TALL: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_tex8_tall", bindings: BINDINGS };
+    let tall = l.cols <= 32;
+    let p = Params {
+        m: u32_of(l.rows, "M")?,
+        n: u32_of(l.cols, "N")?,
+        k: u32_of(l.k, "K")?,
+        off_bias: u32_of(l.first_col, "bias offset")?,
+        lda: 0,
+        ldb: 0,
+        ldc: u32_of(l.ldc, "ldc")?,
+        _pad1: 0,
+        stride_a: u32_of(l.a_rows, "rows")?,
+        stride_b: u32_of(l.b_rows, "columns")?,
+        stride_c: u32_of(l.stride_c, "batch stride of C")?,
+        _pad2: 0,
+        alpha: o.alpha,
+        beta: o.beta,
+        _pad3: [0; 2],
+        off_a: 0,
+        off_b: 0,
+        off_c: u32_of(l.off_c, "offset of C")?,
+        _pad4: 0,
+    };
+    let grid = if tall {
+        [super::groups(l.cols, 8)?, super::groups(l.rows, 512)?, u32_of(l.batches, "batch")?]
+    } else {
+        [super::groups(l.cols, 64)?, super::groups(l.rows, 64)?, u32_of(l.batches, "batch")?]
+    };
+    let constants = [("HAS_BIAS", bias.is_some() as u8 as f64), ("RELU", o.relu as u8 as f64)];
+    let label = format!(
+        "gemm.Tex8{}[{}{}{}{}]",
+        if tall { "Tall" } else { "" },
+        if o.trans_a { "T" } else { "N" },
+        if o.trans_b { "T" } else { "N" },
+        if o.relu { ",relu" } else { "" },
+        if bias.is_some() { ",bias" } else { "" },
+    );
+    let bias = bias.unwrap_or(step.gpu().placeholder()).clone();
+    step.dispatch_bound(
+        if tall { &TALL } else { &SQUARE },
+        &constants,
+        &[l.packed_a.into(), l.packed_b.into(), (&bias).into(), c.into()],
+        bytemuck::bytes_of(&p),
+        grid,
+        label,
+    )?;
+    step.count_flops(2.0 * (l.batches * l.rows * l.cols * l.k) as f64);
+    Ok(())
+}
+
+/// How op(B) [K, N] is read when packed by columns.
+fn columns_of<'t>(b: &'t Tensor, off_b: usize, d: &GemmDims, o: &GemmOptions) -> Operand<'t> {
+    Operand {
+        src: b,
+        offset: off_b,
+        row_stride: if o.trans_b { d.k } else { 1 },
+        k_stride: if o.trans_b { 1 } else { d.n },
+        batch_stride: if d.broadcast_b { 0 } else { d.k * d.n },
+    }
+}
+
 /// gemm_tex8: packs op(A) by rows and op(B) by columns into textures, then multiplies. Operands
 /// taller than the adapter's texture side are split into row (column) chunks, and batches are
 /// grouped so that each group's stacked rows fit; every chunk writes its own block of C.
-#[allow(clippy::too_many_arguments)]
-fn gemm_packed(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tensor, usize), bias: Option<&Tensor>, (c, off_c): (&Tensor, usize), d: GemmDims, o: &GemmOptions, full: Params) -> Result<()> {
+fn gemm_packed(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tensor, usize), bias: Option<&Tensor>, (c, off_c): (&Tensor, usize), d: GemmDims, o: &GemmOptions) -> Result<()> {
     let max = step.gpu().max_texture_side() as usize / 8 * 8;
     if d.k.div_ceil(4) > max {
         bail!("gemm: K = {} needs {} texels per packed row, over this adapter's texture side of {max}", d.k, d.k.div_ceil(4));
@@ -332,23 +409,7 @@ fn gemm_packed(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
         k_stride: if o.trans_a { d.m } else { 1 },
         batch_stride: d.m * d.k,
     };
-    let b_cols = Operand {
-        src: b,
-        offset: off_b,
-        row_stride: if o.trans_b { d.k } else { 1 },
-        k_stride: if o.trans_b { 1 } else { d.n },
-        batch_stride: if d.broadcast_b { 0 } else { d.k * d.n },
-    };
-    let has_bias = bias.is_some();
-    let bias = bias.unwrap_or(step.gpu().placeholder()).clone();
-    let constants = [("HAS_BIAS", has_bias as u8 as f64), ("RELU", o.relu as u8 as f64)];
-    let label = format!(
-        "gemm.Tex8[{}{}{}{}]",
-        if o.trans_a { "T" } else { "N" },
-        if o.trans_b { "T" } else { "N" },
-        if o.relu { ",relu" } else { "" },
-        if has_bias { ",bias" } else { "" },
-    );
+    let b_cols = columns_of(b, off_b, &d, o);
     let mut shared_b: Option<Vec<(usize, usize, Texture)>> = None;
     for first_batch in (0..d.batch).step_by(group) {
         let batches = group.min(d.batch - first_batch);
@@ -373,33 +434,99 @@ fn gemm_packed(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
             let rows = row_chunk.min(d.m - r0);
             let packed_a = pack(step, &a_rows, d.k, (first_batch, batches), (r0, rows))?;
             for (c0, cols, packed_b) in &b_packs {
-                let p = Params {
-                    m: u32_of(rows, "M")?,
-                    n: u32_of(*cols, "N")?,
-                    stride_a: u32_of(rows.next_multiple_of(8), "rows")?,
-                    stride_b: if d.broadcast_b { 0 } else { u32_of(cols.next_multiple_of(8), "columns")? },
-                    off_c: u32_of(off_c + first_batch * d.m * d.n + r0 * d.n + c0, "offset of C")?,
-                    off_bias: u32_of(*c0, "bias offset")?,
-                    lda: 0,
-                    ldb: 0,
-                    off_a: 0,
-                    off_b: 0,
-                    ..full
+                let launch = Tex8Launch {
+                    packed_a: &packed_a,
+                    a_rows: rows.next_multiple_of(8),
+                    packed_b,
+                    b_rows: if d.broadcast_b { 0 } else { cols.next_multiple_of(8) },
+                    rows,
+                    cols: *cols,
+                    batches,
+                    k: d.k,
+                    off_c: off_c + first_batch * d.m * d.n + r0 * d.n + c0,
+                    ldc: d.n,
+                    stride_c: d.m * d.n,
+                    first_col: *c0,
                 };
-                let grid = [super::groups(*cols, 64)?, super::groups(rows, 64)?, u32_of(batches, "batch")?];
-                step.dispatch_bound(
-                    GemmKernel::Tex8.spec(),
-                    &constants,
-                    &[(&packed_a).into(), packed_b.into(), (&bias).into(), c.into()],
-                    bytemuck::bytes_of(&p),
-                    grid,
-                    label.clone(),
-                )?;
-                step.count_flops(2.0 * (batches * rows * cols * d.k) as f64);
+                launch_tex8(step, &launch, bias, c, o)?;
             }
         }
     }
     Ok(())
+}
+
+/// op(A) packed once for many multiplies (the fixed kernel matrix of an iterative solver):
+/// saves re-reading A from its buffer every time, which on llvmpipe costs as much as a narrow
+/// multiply itself.
+pub struct PackedA {
+    tex: Texture,
+    m: usize,
+    k: usize,
+    trans_a: bool,
+}
+
+impl PackedA {
+    /// Records the packing of a rank-2 `a` (read transposed when `trans_a`). It must fit one
+    /// texture: M rows and ceil(K / 4) texels within the adapter's texture side.
+    pub fn new(step: &mut Step, a: &Tensor, trans_a: bool) -> Result<PackedA> {
+        let [r, c] = *a.shape() else { bail!("PackedA: A must be rank 2, got {:?}", a.shape()) };
+        let (m, k) = if trans_a { (c, r) } else { (r, c) };
+        let max = step.gpu().max_texture_side() as usize;
+        if m.next_multiple_of(8) > max || k.div_ceil(4) > max {
+            bail!("PackedA: op(A) is {m}x{k}, past this adapter's texture side of {max} (rows, or K / 4)");
+        }
+        let rows = Operand {
+            src: a,
+            offset: 0,
+            row_stride: if trans_a { 1 } else { k },
+            k_stride: if trans_a { m } else { 1 },
+            batch_stride: 0,
+        };
+        Ok(PackedA { tex: pack(step, &rows, k, (0, 1), (0, m))?, m, k, trans_a })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+}
+
+/// C = act(alpha * op(A) op(B) + bias + beta * C) with op(A) already packed (`o.trans_a` is
+/// taken from `a`); B and C rank 2, B packed on the fly (split into column chunks if needed).
+pub fn gemm_packed_a(step: &mut Step, a: &PackedA, b: &Tensor, bias: Option<&Tensor>, c: &Tensor, o: &GemmOptions) -> Result<GemmDims> {
+    let o = GemmOptions { trans_a: a.trans_a, ..*o };
+    let a_shape = if a.trans_a { [a.k, a.m] } else { [a.m, a.k] };
+    let d = GemmDims::infer(&a_shape, b.shape(), c.shape(), &o)?;
+    if d.batch != 1 {
+        bail!("gemm_packed_a: B and C must be rank 2, got {:?} and {:?}", b.shape(), c.shape());
+    }
+    if c.shares_storage(b) || bias.is_some_and(|t| c.shares_storage(t)) {
+        bail!("gemm: C is also bound as an input (the kernel would race with its own reads)");
+    }
+    if bias.is_some_and(|t| t.len() != d.n) {
+        bail!("gemm: bias does not match N = {}", d.n);
+    }
+    let col_chunk = step.gpu().max_texture_side() as usize / 8 * 8;
+    let b_cols = columns_of(b, 0, &d, &o);
+    for c0 in (0..d.n).step_by(col_chunk) {
+        let cols = col_chunk.min(d.n - c0);
+        let packed_b = pack(step, &b_cols, d.k, (0, 1), (c0, cols))?;
+        let launch = Tex8Launch {
+            packed_a: &a.tex,
+            a_rows: 0,
+            packed_b: &packed_b,
+            b_rows: 0,
+            rows: d.m,
+            cols,
+            batches: 1,
+            k: d.k,
+            off_c: c0,
+            ldc: d.n,
+            stride_c: 0,
+            first_col: c0,
+        };
+        launch_tex8(step, &launch, bias, c, &o)?;
+    }
+    Ok(d)
 }
 
 /// Float64 reference of [`gemm`] on host arrays laid out as the tensors are.
