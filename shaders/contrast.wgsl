@@ -2,7 +2,8 @@
 // octave band, the mean of the q largest and of the q smallest magnitudes in the band, where the
 // band's bin range and q come from the host (librosa's band edges and quantile rounding).
 // Selection is exact with ties: take the extreme values and how many times they occur, then the
-// next distinct ones inward, so no sort and no scratch memory are needed.
+// next distinct ones inward, so no sort and no scratch memory are needed. The power spectra are
+// read from a texture (four bins per texel; texture reads are the cheap ones on llvmpipe).
 
 struct Params {
     grid: vec4<u32>,
@@ -10,21 +11,25 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> power: array<f32>;       // [frames, stride]
+@group(0) @binding(1) var spectra: texture_2d<f32>;                // row f: stride / 4 texels of power
 @group(0) @binding(2) var<storage, read> band_bins: array<vec4<u32>>;  // [bands]: first, end, q, 0
 @group(0) @binding(3) var<storage, read_write> peak: array<f32>;  // [frames, bands]
 @group(0) @binding(4) var<storage, read_write> valley: array<f32>;
 
 const BIG: f32 = 3.40282347e38;
 
+// One invocation per (band, frame), frames fastest: the SIMD lanes of a batch scan the same
+// band (loops of equal length) of neighbouring frames. Scans go a texel (four bins) at a time.
 @compute @workgroup_size(64, 1, 1)
 fn spectral_contrast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, p.grid, lid, 64u);
     if (i >= p.frames * p.bands) { return; }
-    let row = (i / p.bands) * p.stride;
-    let band = band_bins[i % p.bands];
+    let f = i % p.frames;
+    let band_index = i / p.frames;
+    let band = band_bins[band_index];
     let q = band.z;
+    let t_end = (band.y + 3u) / 4u;
 
     // One scan finds the smallest and largest values and how often each occurs; with q = 1 (most
     // bands) or enough ties that is the whole answer. Each further scan finds the next distinct
@@ -33,10 +38,16 @@ fn spectral_contrast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     var lo_count = 0u;
     var hi = -1.0;
     var hi_count = 0u;
-    for (var b = band.x; b < band.y; b++) {
-        let v = sqrt(power[row + b]);
-        if (v < lo) { lo = v; lo_count = 1u; } else if (v == lo) { lo_count++; }
-        if (v > hi) { hi = v; hi_count = 1u; } else if (v == hi) { hi_count++; }
+    for (var t = band.x / 4u; t < t_end; t++) {
+        let m = sqrt(textureLoad(spectra, vec2<u32>(t, f), 0));
+        for (var c = 0u; c < 4u; c++) {
+            let b = 4u * t + c;
+            let v = m[c];
+            if (b >= band.x && b < band.y) {
+                if (v < lo) { lo = v; lo_count = 1u; } else if (v == lo) { lo_count++; }
+                if (v > hi) { hi = v; hi_count = 1u; } else if (v == hi) { hi_count++; }
+            }
+        }
     }
     var lo_taken = min(lo_count, q);
     var lo_sum = f32(lo_taken) * lo;
@@ -50,13 +61,19 @@ fn spectral_contrast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
         lo_count = 0u;
         hi = -1.0;
         hi_count = 0u;
-        for (var b = band.x; b < band.y; b++) {
-            let v = sqrt(power[row + b]);
-            if (v > prev_lo) {
-                if (v < lo) { lo = v; lo_count = 1u; } else if (v == lo) { lo_count++; }
-            }
-            if (v < prev_hi) {
-                if (v > hi) { hi = v; hi_count = 1u; } else if (v == hi) { hi_count++; }
+        for (var t = band.x / 4u; t < t_end; t++) {
+            let m = sqrt(textureLoad(spectra, vec2<u32>(t, f), 0));
+            for (var c = 0u; c < 4u; c++) {
+                let b = 4u * t + c;
+                let v = m[c];
+                if (b >= band.x && b < band.y) {
+                    if (v > prev_lo) {
+                        if (v < lo) { lo = v; lo_count = 1u; } else if (v == lo) { lo_count++; }
+                    }
+                    if (v < prev_hi) {
+                        if (v > hi) { hi = v; hi_count = 1u; } else if (v == hi) { hi_count++; }
+                    }
+                }
             }
         }
         if (lo_taken < q) {
@@ -70,6 +87,7 @@ fn spectral_contrast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
             hi_taken += t;
         } else { hi_count = 0u; }
     }
-    valley[i] = lo_sum / f32(q);
-    peak[i] = hi_sum / f32(q);
+    let out = f * p.bands + band_index;
+    valley[out] = lo_sum / f32(q);
+    peak[out] = hi_sum / f32(q);
 }

@@ -1,6 +1,8 @@
 // Applies a banded filterbank to spectra: out[f, r] = sum over bins b in band r of w[r, b] * s[f, b].
 // Mel filters are narrow bands, so only each filter's nonzero bins are visited (dense filterbanks,
-// such as chroma, go through the GEMM instead).
+// such as chroma, go through the GEMM instead). Spectra and weights are textures with four bins
+// per texel (texture reads are the cheap ones on llvmpipe); weights are zero outside each band,
+// so whole texels can be summed.
 
 struct Params {
     grid: vec4<u32>,
@@ -8,8 +10,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> spectra: array<f32>;      // [frames, stride]
-@group(0) @binding(2) var<storage, read> weights: array<f32>;      // [rows, stride]
+@group(0) @binding(1) var spectra: texture_2d<f32>;                // row f: stride / 4 texels
+@group(0) @binding(2) var weights: texture_2d<f32>;                // row r: stride / 4 texels
 @group(0) @binding(3) var<storage, read> bands: array<vec2<u32>>;  // [rows]: first bin, end bin
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;    // [frames, rows]
 
@@ -20,12 +22,10 @@ fn filterbank(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     if (i >= p.frames * p.rows) { return; }
     let f = i / p.rows;
     let r = i % p.rows;
-    let w = r * p.stride;
-    let s = f * p.stride;
     let band = bands[r];
     var acc = 0.0;
-    for (var b = band.x; b < band.y; b++) {
-        acc = fma(weights[w + b], spectra[s + b], acc);
+    for (var t = band.x / 4u; t < (band.y + 3u) / 4u; t++) {
+        acc += dot(textureLoad(weights, vec2<u32>(t, r), 0), textureLoad(spectra, vec2<u32>(t, f), 0));
     }
     out[i] = acc;
 }

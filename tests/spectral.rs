@@ -3,12 +3,14 @@
 mod common;
 
 use common::{Rng, assert_close, fresh_seed, gpu};
-use ser::gpu::{DType, Gpu, Tensor};
+use ser::gpu::{DType, Gpu, Tensor, Texture};
 use ser::ops::stft::{self, SpectrumLayout};
 
 /// Uploads clips as the feature pipeline lays them out: concatenated samples, a clip table and
 /// the clip of every frame.
-fn upload_clips(g: &Gpu, clips: &[Vec<f32>], layout: &SpectrumLayout) -> (Tensor, Tensor, Tensor, usize) {
+/// With `aligned`, clips start at multiples of 4 samples as the feature pipeline lays them out;
+/// without, frames take the unaligned read path.
+fn upload_clips(g: &Gpu, clips: &[Vec<f32>], layout: &SpectrumLayout, aligned: bool) -> (Texture, Tensor, Tensor, usize) {
     let mut signal = Vec::new();
     let mut table = Vec::new();
     let mut frame_clip = Vec::new();
@@ -17,13 +19,16 @@ fn upload_clips(g: &Gpu, clips: &[Vec<f32>], layout: &SpectrumLayout) -> (Tensor
         table.extend_from_slice(&[signal.len() as u32, c.len() as u32, frame_clip.len() as u32, frames as u32]);
         frame_clip.extend(std::iter::repeat_n(i as u32, frames));
         signal.extend_from_slice(c);
+        if aligned {
+            signal.resize(signal.len().next_multiple_of(4), 0.0);
+        }
     }
     if signal.is_empty() {
         signal.push(0.0);
     }
     let n = frame_clip.len();
     (
-        g.upload_f32(&signal, &[signal.len()]).unwrap(),
+        stft::upload_signal(g, &signal).unwrap(),
         g.upload(&table, &[table.len()], DType::U32).unwrap(),
         g.upload(&frame_clip, &[n], DType::U32).unwrap(),
         n,
@@ -33,18 +38,39 @@ fn upload_clips(g: &Gpu, clips: &[Vec<f32>], layout: &SpectrumLayout) -> (Tensor
 #[test]
 fn stft_power_matches_a_direct_dft_for_many_clips_at_once() {
     let mut rng = Rng::new(fresh_seed("stft"));
-    let g = &gpu().gpu;
-    for (n_fft, hop) in [(4, 1), (8, 3), (64, 16), (512, 100), (2048, 512)] {
+    let lock = gpu();
+    let g = &lock.gpu;
+    struct Restore<'a>(&'a Gpu);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            self.0.set_texture_side_limit_for_tests(u32::MAX);
+        }
+    }
+    let _restore = Restore(g);
+    assert!(SpectrumLayout::new(8, 2).is_err(), "the texture FFT needs n_fft >= 16");
+    // Both first stages (radix 2 when log2(n_fft / 2) is odd, radix 4 when even); the last case
+    // lowers the texture side to 256 texels so that the signal wraps over texture rows.
+    // Hops that are multiples of 4 run both read paths (clips padded to whole texels or not).
+    let cases = [(16, 3, 0, false), (32, 5, 0, false), (64, 16, 0, true), (64, 16, 0, false), (512, 100, 0, true), (1024, 256, 0, true), (2048, 512, 0, false), (64, 16, 256, true)];
+    for (n_fft, hop, side, aligned) in cases {
+        g.set_texture_side_limit_for_tests(if side == 0 { u32::MAX } else { side });
         let layout = SpectrumLayout::new(n_fft, hop).unwrap();
         // Lengths below one frame, odd ones, one sample, and a few frames' worth.
         let lens = [1usize, 2, n_fft / 2 + 1, n_fft - 1, 3 * n_fft + 7, 2500];
         let clips: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n, -1.0, 1.0)).collect();
-        let (signal, table, frame_clip, frames) = upload_clips(g, &clips, &layout);
+        let (signal, table, frame_clip, frames) = upload_clips(g, &clips, &layout, aligned);
         let window: Vec<f32> = stft::hann(n_fft).iter().map(|&w| w as f32).collect();
-        let window = g.upload_f32(&window, &[n_fft]).unwrap();
+        let window = stft::upload_window(g, &window).unwrap();
         let out = g.upload_f32(&vec![f32::NAN; frames * layout.stride], &[frames, layout.stride]).unwrap();
+        if side != 0 {
+            assert!(signal.height() > 1, "{signal:?} should wrap");
+            // A batch's spectra are one texture: more frames than its side is a clear error.
+            let err = stft::spectrum_texture(g, &layout, side as usize + 1).unwrap_err();
+            assert!(err.to_string().contains("texture side"), "{err}");
+        }
         let mut step = g.step("test.stft");
-        stft::power(&mut step, &layout, &signal, &table, &frame_clip, &window, &out).unwrap();
+        let spectra = stft::spectrum_texture(g, &layout, frames).unwrap();
+        stft::power(&mut step, &layout, &signal, &table, aligned, &frame_clip, &window, &spectra, Some(&out)).unwrap();
         step.submit().unwrap();
         let got = g.read_f32(&out).unwrap();
         let mut row = 0;
@@ -87,7 +113,7 @@ fn filterbank_matches_reference_visiting_only_each_band() {
     let g = &gpu().gpu;
     let (bins, stride, frames) = (37, 40, 9);
     let spectra: Vec<f32> = (0..frames * stride).map(|i| if i % stride < bins { rng.uniform(0.0, 4.0) } else { 0.0 }).collect();
-    let t_spectra = g.upload_f32(&spectra, &[frames, stride]).unwrap();
+    let t_spectra = g.upload_texture(&spectra, (stride / 4) as u32, frames as u32).unwrap();
     // Banded rows (zeros outside a random range) and one all-zero row.
     let weights: Vec<Vec<f64>> = (0..7)
         .map(|r| {
@@ -99,7 +125,7 @@ fn filterbank_matches_reference_visiting_only_each_band() {
     let fb = Filterbank::upload(g, &weights, stride).unwrap();
     let out = g.upload_f32(&vec![f32::NAN; frames * 7], &[frames, 7]).unwrap();
     let mut step = g.step("test.filterbank");
-    filterbank::apply(&mut step, &fb, &t_spectra, &out, "test").unwrap();
+    filterbank::apply(&mut step, &fb, &t_spectra, frames, &out, "test").unwrap();
     step.submit().unwrap();
     // The weights are rounded to f32 on upload; the reference uses the same values.
     let w32: Vec<Vec<f64>> = weights.iter().map(|r| r.iter().map(|&v| v as f32 as f64).collect()).collect();
@@ -217,12 +243,12 @@ fn contrast_peaks_and_valleys_match_a_sort_including_ties() {
             m * m
         })
         .collect();
-    let t_power = g.upload_f32(&power, &[frames, stride]).unwrap();
+    let t_power = g.upload_texture(&power, (stride / 4) as u32, frames as u32).unwrap();
     let table = contrast::upload_bands(g, &bands).unwrap();
     let peak = g.upload_f32(&vec![f32::NAN; frames * bands.len()], &[frames, bands.len()]).unwrap();
     let valley = g.upload_f32(&vec![f32::NAN; frames * bands.len()], &[frames, bands.len()]).unwrap();
     let mut step = g.step("test.contrast");
-    contrast::peaks_and_valleys(&mut step, &t_power, stride, &table, &peak, &valley).unwrap();
+    contrast::peaks_and_valleys(&mut step, &t_power, frames, &table, &peak, &valley).unwrap();
     step.submit().unwrap();
     let (mut want_p, mut want_v) = (Vec::new(), Vec::new());
     for f in 0..frames {

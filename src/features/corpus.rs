@@ -59,11 +59,12 @@ fn bar(len: usize, what: &str, show: bool) -> indicatif::ProgressBar {
 }
 
 /// Frames of spectra per GPU batch: the largest intermediate ([frames, bins]) stays well under
-/// the storage binding limit and the batch keeps device memory modest.
+/// the storage binding limit, the batch keeps device memory modest, and its spectra fit one
+/// texture (one row per frame).
 fn frames_per_batch(gpu: &Gpu, cfg: &FeatureConfig) -> usize {
     let stride = (cfg.n_fft / 2 + 1).next_multiple_of(4);
     let budget = (gpu.max_storage_binding() as usize).min(64 << 20);
-    (budget / (stride * 4)).max(1)
+    (budget / (stride * 4)).clamp(1, gpu.max_texture_side() as usize)
 }
 
 pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig, opts: &BuildOptions) -> Result<(FeatureSet, BuildReport)> {

@@ -7,7 +7,7 @@ pub mod corpus;
 pub mod filters;
 pub mod set;
 
-use crate::gpu::{DType, Gpu, Tensor};
+use crate::gpu::{DType, Gpu, Tensor, Texture};
 use crate::ops::contrast::{self, Band};
 use crate::ops::elementwise::{self, BinaryOp};
 use crate::ops::filterbank::{self, Filterbank};
@@ -127,7 +127,7 @@ pub struct FeatureParts {
 pub struct Extractor {
     cfg: FeatureConfig,
     layout: SpectrumLayout,
-    window: Tensor,
+    window: Texture,
     mel: Filterbank,
     /// [n_chroma, stride] for a fixed tuning, applied as a GEMM (every weight is nonzero); with
     /// estimated tuning the weights are built per clip once the tunings are known.
@@ -150,7 +150,7 @@ fn upload_rows(gpu: &Gpu, rows: &[Vec<f64>], stride: usize) -> Result<Tensor> {
 
 /// Host-side layout of one batch.
 struct Batch {
-    signal: Tensor,
+    signal: Texture,
     clips: Tensor,
     frame_clip: Tensor,
     clip_frames: Vec<(usize, usize)>,
@@ -171,7 +171,7 @@ impl Extractor {
         let dct: Vec<f32> = filters::dct_ortho(cfg.n_mfcc, cfg.n_mels).into_iter().flatten().map(|v| v as f32).collect();
         let bands = contrast::bands(sr, cfg.n_fft, cfg.contrast_fmin, cfg.contrast_bands, cfg.contrast_quantile)?;
         Ok(Extractor {
-            window: gpu.upload_f32(&window, &[cfg.n_fft])?,
+            window: stft::upload_window(gpu, &window)?,
             mel: Filterbank::upload(gpu, &mel, layout.stride)?,
             chroma,
             dct: gpu.upload_f32(&dct, &[cfg.n_mfcc, cfg.n_mels])?,
@@ -204,10 +204,12 @@ impl Extractor {
             clip_frames.push((frame_clip.len(), frames));
             frame_clip.extend(std::iter::repeat_n(i as u32, frames));
             signal.extend_from_slice(c);
+            // Clips start at multiples of 4 samples so that frames read whole texels.
+            signal.resize(signal.len().next_multiple_of(4), 0.0);
         }
         let frames = frame_clip.len();
         Ok(Batch {
-            signal: gpu.upload_f32(&signal, &[signal.len()])?,
+            signal: stft::upload_signal(gpu, &signal)?,
             clips: gpu.upload(&table, &[clips.len(), 4], DType::U32)?,
             frame_clip: gpu.upload(&frame_clip, &[frames], DType::U32)?,
             clip_frames,
@@ -223,7 +225,10 @@ impl Extractor {
         let cfg = &self.cfg;
         let f = b.frames;
         let n_bands = self.bands.len();
-        let power = gpu.empty(&[f, self.layout.stride], DType::F32)?;
+        let spectra = stft::spectrum_texture(gpu, &self.layout, f)?;
+        // Tuning estimation and per-clip chroma read the spectra from a buffer.
+        let estimate = matches!(cfg.tuning, Tuning::Estimate);
+        let power = if estimate { Some(gpu.empty(&[f, self.layout.stride], DType::F32)?) } else { None };
         let mel_db = gpu.empty(&[f, cfg.n_mels], DType::F32)?;
         let mfcc = gpu.empty(&[f, cfg.n_mfcc], DType::F32)?;
         let chroma = gpu.empty(&[f, cfg.n_chroma], DType::F32)?;
@@ -233,12 +238,13 @@ impl Extractor {
         let clip_max = gpu.empty(&[b.clip_frames.len()], DType::F32)?;
 
         let mut step = gpu.step("features");
-        stft::power(&mut step, &self.layout, &b.signal, &b.clips, &b.frame_clip, &self.window, &power)?;
+        stft::power(&mut step, &self.layout, &b.signal, &b.clips, true, &b.frame_clip, &self.window, &spectra, power.as_ref())?;
         let sr = cfg.sample_rate as f64;
         let (tunings, per_clip_chroma) = match cfg.tuning {
             Tuning::Fixed(t) => (vec![t; b.clip_frames.len()], None),
             Tuning::Estimate => {
-                let est = tuning::record(&mut step, &power, self.layout.stride, self.layout.n_bins, &b.frame_clip, &b.clip_frames, sr, cfg.n_fft)?;
+                let power = power.as_ref().expect("estimated tuning writes the spectra to a buffer");
+                let est = tuning::record(&mut step, power, self.layout.stride, self.layout.n_bins, &b.frame_clip, &b.clip_frames, sr, cfg.n_fft)?;
                 step.submit()?;
                 let tunings: Vec<f64> = gpu.read_f32(&est.out)?.into_iter().map(tuning::tuning_of).collect();
                 // At most 101 distinct tunings: build each filterbank once; clips share them.
@@ -258,7 +264,7 @@ impl Extractor {
             }
         };
         // MFCC: mel power -> dB against each clip's maximum -> orthonormal DCT-II.
-        filterbank::apply(&mut step, &self.mel, &power, &mel_db, "filterbank.mel")?;
+        filterbank::apply(&mut step, &self.mel, &spectra, f, &mel_db, "filterbank.mel")?;
         segment::power_to_db(&mut step, &b.clips, &mel_db, &clip_max, &cfg.db)?;
         // Both filterbank GEMMs multiply by a stored [rows, cols] matrix transposed.
         let by_rows = GemmOptions { trans_b: true, ..Default::default() };
@@ -266,13 +272,17 @@ impl Extractor {
         // Chroma: the (dense) chroma filterbank on the power spectrum as a GEMM, each frame then
         // scaled to a maximum of 1.
         match (&self.chroma, &per_clip_chroma) {
-            (Some(weights), _) => gemm::gemm(&mut step, &power, weights, None, &chroma, &by_rows).map(|_| ())?,
+            (Some(weights), _) => {
+                // The spectra texture is already a packed GEMM operand.
+                let packed = gemm::PackedA::from_texture(&spectra, f, self.layout.stride)?;
+                gemm::gemm_packed_a(&mut step, &packed, weights, None, &chroma, &by_rows)?;
+            }
             (None, Some((weights, set_of_clip))) => {
                 // One GEMM per clip, on its own rows, with its tuning's weights.
                 let rows = cfg.n_chroma * self.layout.stride;
                 for (&(first, n), &set) in b.clip_frames.iter().zip(set_of_clip) {
                     let d = gemm::GemmDims { batch: 1, m: n, n: cfg.n_chroma, k: self.layout.stride, broadcast_b: false };
-                    let a = (&power, first * self.layout.stride);
+                    let a = (power.as_ref().expect("per-clip chroma reads the spectra buffer"), first * self.layout.stride);
                     let c = (&chroma, first * cfg.n_chroma);
                     gemm::gemm_at(&mut step, a, (weights, set * rows), None, c, d, &by_rows)?;
                 }
@@ -281,7 +291,7 @@ impl Extractor {
         }
         segment::normalize_rows(&mut step, &chroma)?;
         // Contrast: dB of band peaks minus dB of band valleys (librosa's default power_to_db).
-        contrast::peaks_and_valleys(&mut step, &power, self.layout.stride, &self.band_table, &peak, &valley)?;
+        contrast::peaks_and_valleys(&mut step, &spectra, f, &self.band_table, &peak, &valley)?;
         segment::power_to_db(&mut step, &b.clips, &peak, &clip_max, &DbOptions::default())?;
         segment::power_to_db(&mut step, &b.clips, &valley, &clip_max, &DbOptions::default())?;
         elementwise::binary(&mut step, BinaryOp::Sub, &peak, &valley, &contrast_db)?;

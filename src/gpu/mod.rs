@@ -309,13 +309,40 @@ impl Gpu {
         self.texture_side_limit.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Uploads host floats into a new `width` x `height` rgba32float texture, row by row (four
+    /// values per texel), zero past the end of `data`.
+    pub fn upload_texture(&self, data: &[f32], width: u32, height: u32) -> Result<Texture> {
+        let texels = width as usize * height as usize;
+        if data.len() > 4 * texels {
+            bail!("{} values do not fit a {width}x{height} texture", data.len());
+        }
+        let t = self.texture(width, height)?;
+        let mut padded = data.to_vec();
+        padded.resize(4 * texels, 0.0);
+        self.queue.write_texture(
+            wgpu::TexelCopyTextureInfo {
+                texture: t.tex.raw(),
+                mip_level: 0,
+                origin: wgpu::Origin3d::ZERO,
+                aspect: wgpu::TextureAspect::All,
+            },
+            bytemuck::cast_slice(&padded),
+            wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(width * 16), rows_per_image: Some(height) },
+            wgpu::Extent3d { width, height, depth_or_array_layers: 1 },
+        );
+        Ok(t)
+    }
+
     /// An uninitialised rgba32float texture from the pool (`width` texels of four values).
     pub fn texture(&self, width: u32, height: u32) -> Result<Texture> {
         let max = self.max_texture_side();
         if width == 0 || height == 0 || width > max || height > max {
             bail!("a {width}x{height} texture does not fit this adapter's limit of {max} per side");
         }
-        Ok(Texture::new(self.textures.take(&self.device, width, height), width, height))
+        // Heights are pooled by size class (under 1/8 waste) so that textures for batches of
+        // different lengths are reused; kernels bound their own rows.
+        let class = height.next_multiple_of((height.next_power_of_two() / 8).max(8)).min(max);
+        Ok(Texture::new(self.textures.take(&self.device, width, class), width, height))
     }
 
     /// A 16-byte tensor to bind where an optional input is absent.

@@ -116,7 +116,9 @@ impl TexturePool {
                 sample_count: 1,
                 dimension: wgpu::TextureDimension::D2,
                 format: wgpu::TextureFormat::Rgba32Float,
-                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING
+                    | wgpu::TextureUsages::STORAGE_BINDING
+                    | wgpu::TextureUsages::COPY_DST,
                 view_formats: &[],
             });
             let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
@@ -142,6 +144,10 @@ pub(crate) struct PooledTexture {
 }
 
 impl PooledTexture {
+    pub(crate) fn raw(&self) -> &wgpu::Texture {
+        &self.texture.as_ref().expect("texture present until drop").0
+    }
+
     pub(crate) fn view(&self) -> &wgpu::TextureView {
         &self.texture.as_ref().expect("texture present until drop").1
     }

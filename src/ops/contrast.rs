@@ -1,13 +1,13 @@
 //! Spectral contrast peaks and valleys (shaders/contrast.wgsl), with librosa's band layout.
 
 use crate::features::filters::fft_frequencies;
-use crate::gpu::{Access, CONTRAST_WGSL, DType, Gpu, KernelSpec, Step, Tensor};
+use crate::gpu::{Access, CONTRAST_WGSL, DType, Gpu, KernelSpec, Step, Tensor, Texture};
 use anyhow::{Result, bail};
 
 const CONTRAST: KernelSpec = KernelSpec {
     shader: &CONTRAST_WGSL,
     entry: "spectral_contrast",
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+    bindings: &[Access::Texture, Access::Read, Access::ReadWrite, Access::ReadWrite],
 };
 
 /// One octave band: bins [first, end) and how many extreme values to average.
@@ -68,16 +68,17 @@ struct Params {
     _pad: u32,
 }
 
-/// peak and valley [frames, bands] from power spectra [frames, stride].
-pub fn peaks_and_valleys(step: &mut Step, power: &Tensor, stride: usize, band_table: &Tensor, peak: &Tensor, valley: &Tensor) -> Result<()> {
+/// peak and valley [frames, bands] from the first `frames` rows of power spectra (a texture of
+/// stride / 4 texels per row).
+pub fn peaks_and_valleys(step: &mut Step, spectra: &Texture, frames: usize, band_table: &Tensor, peak: &Tensor, valley: &Tensor) -> Result<()> {
     let n_bands = band_table.len() / 4;
-    let frames = power.len() / stride;
-    if peak.len() != frames * n_bands || valley.len() != peak.len() {
-        bail!("contrast: peak {:?} / valley {:?} do not match {frames} frames x {n_bands} bands", peak.shape(), valley.shape());
+    if peak.len() != frames * n_bands || valley.len() != peak.len() || (spectra.height() as usize) < frames {
+        bail!("contrast: spectra {spectra:?}, peak {:?} / valley {:?} do not match {frames} frames x {n_bands} bands", peak.shape(), valley.shape());
     }
+    let stride = spectra.width() as usize * 4;
     let p = Params { frames: frames as u32, bands: n_bands as u32, stride: stride as u32, _pad: 0 };
     let grid = [super::groups(frames * n_bands, 64)?, 1, 1];
-    step.dispatch(&CONTRAST, &[], &[power, band_table, peak, valley], bytemuck::bytes_of(&p), grid, "contrast.peaks_valleys")
+    step.dispatch_bound(&CONTRAST, &[], &[spectra.into(), band_table.into(), peak.into(), valley.into()], bytemuck::bytes_of(&p), grid, "contrast.peaks_valleys")
 }
 
 /// Float64 reference for one frame of magnitudes: (peak, valley) per band.

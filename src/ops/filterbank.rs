@@ -1,15 +1,16 @@
 //! Filterbank application to spectra (shaders/filterbank.wgsl): each band visits only its
 //! nonzero bins (mel filters are narrow; dense filterbanks go through GEMM instead).
 
-use crate::gpu::{Access, DType, FILTERBANK_WGSL, Gpu, KernelSpec, Step, Tensor};
+use crate::gpu::{Access, DType, FILTERBANK_WGSL, Gpu, KernelSpec, Step, Tensor, Texture};
 use anyhow::{Result, bail};
 
 const FILTERBANK: KernelSpec =
-    KernelSpec { shader: &FILTERBANK_WGSL, entry: "filterbank", bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite] };
+    KernelSpec { shader: &FILTERBANK_WGSL, entry: "filterbank", bindings: &[Access::Texture, Access::Texture, Access::Read, Access::ReadWrite] };
 
-/// A filterbank on the GPU: weights [rows, stride] and each row's nonzero bin range.
+/// A filterbank on the GPU: weights [rows, stride] (a texture, four bins per texel) and each
+/// row's nonzero bin range.
 pub struct Filterbank {
-    pub weights: Tensor,
+    pub weights: Texture,
     pub bands: Tensor,
     pub rows: usize,
     pub stride: usize,
@@ -17,11 +18,11 @@ pub struct Filterbank {
 
 impl Filterbank {
     /// Uploads weights [rows][bins] (bins <= stride) with the tightest band covering each row's
-    /// nonzero weights.
+    /// nonzero weights. `stride` is a multiple of 4.
     pub fn upload(gpu: &Gpu, weights: &[Vec<f64>], stride: usize) -> Result<Filterbank> {
         let rows = weights.len();
-        if rows == 0 || weights.iter().any(|r| r.len() > stride) {
-            bail!("filterbank: weights must have rows that fit the spectrum stride {stride}");
+        if rows == 0 || stride % 4 != 0 || weights.iter().any(|r| r.len() > stride) {
+            bail!("filterbank: weights must have rows that fit the spectrum stride {stride} (a multiple of 4)");
         }
         let mut flat = vec![0f32; rows * stride];
         let mut bands = vec![[u32::MAX, 0u32]; rows];
@@ -37,7 +38,7 @@ impl Filterbank {
         }
         let bands: Vec<u32> = bands.iter().flat_map(|&[lo, hi]| if lo > hi { [0, 0] } else { [lo, hi] }).collect();
         Ok(Filterbank {
-            weights: gpu.upload_f32(&flat, &[rows, stride])?,
+            weights: gpu.upload_texture(&flat, (stride / 4) as u32, rows as u32)?,
             bands: gpu.upload(&bands, &[rows, 2], DType::U32)?,
             rows,
             stride,
@@ -54,15 +55,15 @@ struct Params {
     _pad: u32,
 }
 
-/// out [frames, rows] = spectra [frames, stride] through the filterbank.
-pub fn apply(step: &mut Step, fb: &Filterbank, spectra: &Tensor, out: &Tensor, label: &str) -> Result<()> {
-    let frames = spectra.len() / fb.stride;
-    if spectra.len() != frames * fb.stride || out.len() != frames * fb.rows {
-        bail!("filterbank: spectra {:?} / out {:?} do not match {frames} frames x {} rows", spectra.shape(), out.shape(), fb.rows);
+/// out [frames, rows] = the first `frames` rows of spectra (a texture of stride / 4 texels per
+/// row) through the filterbank.
+pub fn apply(step: &mut Step, fb: &Filterbank, spectra: &Texture, frames: usize, out: &Tensor, label: &str) -> Result<()> {
+    if spectra.width() as usize * 4 != fb.stride || (spectra.height() as usize) < frames || out.len() != frames * fb.rows {
+        bail!("filterbank: spectra {spectra:?} / out {:?} do not match {frames} frames x {} rows", out.shape(), fb.rows);
     }
     let p = Params { frames: frames as u32, rows: fb.rows as u32, stride: fb.stride as u32, _pad: 0 };
     let grid = [super::groups(frames * fb.rows, 64)?, 1, 1];
-    step.dispatch(&FILTERBANK, &[], &[spectra, &fb.weights, &fb.bands, out], bytemuck::bytes_of(&p), grid, label.to_string())
+    step.dispatch_bound(&FILTERBANK, &[], &[spectra.into(), (&fb.weights).into(), (&fb.bands).into(), out.into()], bytemuck::bytes_of(&p), grid, label.to_string())
 }
 
 /// Float64 reference: one frame through the weights.

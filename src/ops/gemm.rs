@@ -485,6 +485,17 @@ impl PackedA {
         Ok(PackedA { tex: pack(step, &rows, k, (0, 1), (0, m))?, m, k, trans_a })
     }
 
+    /// Takes a texture already in the packed layout: row r holds row r of A [m, k] as ceil(k / 4)
+    /// texels, zero past k. The kernel also reads up to 7 rows past m (rounding m up to its
+    /// 8-row blocks); whatever they hold only reaches outputs that are dropped, and reads past
+    /// the texture's edge are clamped by the runtime's bounds checks.
+    pub fn from_texture(tex: &Texture, m: usize, k: usize) -> Result<PackedA> {
+        if tex.width() as usize != k.div_ceil(4) || (tex.height() as usize) < m {
+            bail!("PackedA: {tex:?} does not hold a packed {m}x{k} matrix");
+        }
+        Ok(PackedA { tex: tex.clone(), m, k, trans_a: false })
+    }
+
     pub fn rows(&self) -> usize {
         self.m
     }

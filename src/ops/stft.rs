@@ -1,13 +1,21 @@
 //! Batched STFT to the power spectrum (shaders/stft.wgsl), librosa's framing (center=True, zero
-//! padding) and periodic Hann window.
+//! padding) and periodic Hann window. The FFT runs stage by stage through textures; the spectra
+//! stay in a texture for the filterbanks, the chroma GEMM and spectral contrast.
 
-use crate::gpu::{Access, KernelSpec, STFT_WGSL, Step, Tensor};
+use crate::gpu::{Access, Gpu, KernelSpec, STFT_WGSL, Step, Tensor, Texture};
 use anyhow::{Result, bail};
 
+const FIRST: KernelSpec = KernelSpec {
+    shader: &STFT_WGSL,
+    entry: "fft_first",
+    bindings: &[Access::Texture, Access::Texture, Access::Read, Access::Read, Access::TextureWrite],
+};
+const STAGE: KernelSpec =
+    KernelSpec { shader: &STFT_WGSL, entry: "fft_stage", bindings: &[Access::Texture, Access::TextureWrite] };
 const POWER: KernelSpec = KernelSpec {
     shader: &STFT_WGSL,
-    entry: "stft_power",
-    bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+    entry: "fft_power",
+    bindings: &[Access::Texture, Access::TextureWrite, Access::ReadWrite],
 };
 
 /// Shape of a batch of spectra: rows of `stride` floats, the first `n_bins` of them used.
@@ -22,8 +30,8 @@ pub struct SpectrumLayout {
 
 impl SpectrumLayout {
     pub fn new(n_fft: usize, hop: usize) -> Result<SpectrumLayout> {
-        if !n_fft.is_power_of_two() || n_fft < 4 {
-            bail!("n_fft = {n_fft}: the GPU FFT needs a power of two of at least 4");
+        if !n_fft.is_power_of_two() || n_fft < 16 {
+            bail!("n_fft = {n_fft}: the GPU FFT needs a power of two of at least 16");
         }
         if hop == 0 {
             bail!("hop length must be positive");
@@ -36,16 +44,31 @@ impl SpectrumLayout {
     pub fn frames(&self, len: usize) -> usize {
         1 + len / self.hop
     }
-
-    /// Workgroup memory the FFT needs: two halves of n_fft / 2 complex values.
-    pub fn workgroup_bytes(&self) -> usize {
-        self.n_fft * 8
-    }
 }
 
 /// scipy's `get_window("hann", n, fftbins=True)`: the periodic Hann window, in float64.
 pub fn hann(n: usize) -> Vec<f64> {
     (0..n).map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos()).collect()
+}
+
+/// Texels (four samples) per row of a signal texture.
+const SIGNAL_ROW: usize = 4096;
+
+/// Uploads samples (all clips back to back; pad each clip to a multiple of 4 samples so that
+/// frames read whole texels) as the texture [`power`] reads.
+pub fn upload_signal(gpu: &Gpu, samples: &[f32]) -> Result<Texture> {
+    let width = SIGNAL_ROW.min(gpu.max_texture_side() as usize);
+    let rows = samples.len().div_ceil(4 * width).max(1);
+    gpu.upload_texture(samples, width as u32, rows as u32)
+        .map_err(|e| anyhow::anyhow!("stft: {} samples do not fit one signal texture: {e}", samples.len()))
+}
+
+/// Uploads the analysis window (n_fft values) as the texture [`power`] reads.
+pub fn upload_window(gpu: &Gpu, window: &[f32]) -> Result<Texture> {
+    if window.is_empty() || window.len() % 4 != 0 {
+        bail!("stft: a window of {} values is not whole texels", window.len());
+    }
+    gpu.upload_texture(window, (window.len() / 4) as u32, 1)
 }
 
 #[repr(C)]
@@ -55,25 +78,74 @@ struct Params {
     hop: u32,
     stride: u32,
     frames: u32,
+    first_frame: u32,
+    ns: u32,
+    sig_width: u32,
+    _pad: u32,
 }
 
-/// Records the power spectra of every frame of every clip.
-/// `clips` holds (sample offset, sample count, first frame, frame count) per clip as u32;
-/// `frame_clip` the clip of each frame; `window` n_fft floats; `power` is [frames, stride].
-pub fn power(step: &mut Step, layout: &SpectrumLayout, signal: &Tensor, clips: &Tensor, frame_clip: &Tensor, window: &Tensor, power: &Tensor) -> Result<()> {
-    let frames = frame_clip.len();
-    if power.len() != frames * layout.stride || window.len() != layout.n_fft || clips.len() % 4 != 0 {
-        bail!("stft: power {:?}, window {:?}, clips {:?} do not match {frames} frames of {layout:?}", power.shape(), window.shape(), clips.shape());
+/// A texture for the power spectra of `frames` frames: one row per frame, `stride / 4` texels.
+pub fn spectrum_texture(gpu: &Gpu, layout: &SpectrumLayout, frames: usize) -> Result<Texture> {
+    let max = gpu.max_texture_side() as usize;
+    if frames > max {
+        bail!("stft: {frames} frames in one batch, over this adapter's texture side of {max}");
     }
-    let limit = step.gpu().max_workgroup_bytes();
-    if layout.workgroup_bytes() > limit {
-        bail!("n_fft = {} needs {} bytes of workgroup memory; this adapter has {limit}", layout.n_fft, layout.workgroup_bytes());
+    gpu.texture((layout.stride / 4) as u32, frames.max(1) as u32)
+}
+
+/// Records the power spectra of every frame of every clip into `spectra` (from
+/// [`spectrum_texture`]) and, when given, `buffer` ([frames, stride]).
+/// `signal` comes from [`upload_signal`]; `clips` holds (sample offset, sample count, first
+/// frame, frame count) per clip as u32; `frame_clip` the clip of each frame; `window` comes from
+/// [`upload_window`]. `clips_aligned` says every clip's sample offset is a multiple of 4: with a
+/// hop that is one too, frames read whole texels.
+#[allow(clippy::too_many_arguments)]
+pub fn power(step: &mut Step, layout: &SpectrumLayout, signal: &Texture, clips: &Tensor, clips_aligned: bool, frame_clip: &Tensor, window: &Texture, spectra: &Texture, buffer: Option<&Tensor>) -> Result<()> {
+    let frames = frame_clip.len();
+    let wrong_buffer = buffer.is_some_and(|b| b.len() != frames * layout.stride);
+    if wrong_buffer || window.width() as usize * 4 != layout.n_fft || clips.len() % 4 != 0 {
+        bail!("stft: buffer {buffer:?}, window {window:?}, clips {:?} do not match {frames} frames of {layout:?}", clips.shape());
+    }
+    if spectra.width() as usize * 4 != layout.stride || (spectra.height() as usize) < frames {
+        bail!("stft: spectra {spectra:?} do not hold {frames} frames of {} bins", layout.stride);
+    }
+    if frames == 0 {
+        return Ok(());
     }
     let half = layout.n_fft / 2;
-    let constants = [("HALF", half as f64), ("LOG2_HALF", half.trailing_zeros() as f64)];
-    let p = Params { n_fft: layout.n_fft as u32, hop: layout.hop as u32, stride: layout.stride as u32, frames: frames as u32 };
-    let grid = [u32::try_from(frames)?, 1, 1];
-    step.dispatch(&POWER, &constants, &[signal, clips, frame_clip, window, power], bytemuck::bytes_of(&p), grid, format!("stft.power[{}]", layout.n_fft))
+    let aligned = clips_aligned && layout.hop % 4 == 0;
+    let constants = [
+        ("HALF", half as f64),
+        ("LOG2_HALF", half.trailing_zeros() as f64),
+        ("ALIGNED", aligned as u8 as f64),
+        ("WRITE_BUFFER", buffer.is_some() as u8 as f64),
+    ];
+    let label = format!("stft[{}]", layout.n_fft);
+    let mut params = Params {
+        n_fft: layout.n_fft as u32,
+        hop: layout.hop as u32,
+        stride: layout.stride as u32,
+        frames: frames as u32,
+        first_frame: 0,
+        ns: 0,
+        sig_width: signal.width(),
+        _pad: 0,
+    };
+    let gpu = step.gpu();
+    let (mut src, mut dst) = (gpu.texture(half as u32 / 2, frames as u32)?, gpu.texture(half as u32 / 2, frames as u32)?);
+    let radix2 = half.trailing_zeros() % 2 == 1;
+    let pairs = if radix2 { half / 4 } else { half / 8 };
+    let grid = |items: usize| -> Result<[u32; 3]> { Ok([super::groups(items, 64)?, frames as u32, 1]) };
+    step.dispatch_bound(&FIRST, &constants, &[signal.into(), window.into(), clips.into(), frame_clip.into(), (&src).into()], bytemuck::bytes_of(&params), grid(pairs)?, format!("{label}.first"))?;
+    let mut ns = if radix2 { 2 } else { 4 };
+    while ns < half {
+        params.ns = ns as u32;
+        step.dispatch_bound(&STAGE, &constants, &[(&src).into(), (&dst).into()], bytemuck::bytes_of(&params), grid(half / 8)?, format!("{label}.stage"))?;
+        std::mem::swap(&mut src, &mut dst);
+        ns *= 4;
+    }
+    let buffer = buffer.unwrap_or(gpu.placeholder());
+    step.dispatch_bound(&POWER, &constants, &[(&src).into(), spectra.into(), buffer.into()], bytemuck::bytes_of(&params), grid(layout.stride / 4)?, format!("{label}.power"))
 }
 
 /// Float64 reference: power spectra [frames][n_bins] of one clip by direct DFT.
