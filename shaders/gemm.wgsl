@@ -22,7 +22,8 @@ struct Params {
     // Row strides (elements) of A, B, C as stored.
     lda: u32, ldb: u32, ldc: u32, _pad1: u32,
     // Batch strides (elements); 0 broadcasts one matrix to every batch. gemm_tex8 reads
-    // stride_a and stride_b as texture rows per batch instead.
+    // stride_a and stride_b as texture rows per batch instead, and off_a as the texture row
+    // where A starts.
     stride_a: u32, stride_b: u32, stride_c: u32, _pad2: u32,
     alpha: f32, beta: f32, _pad3: u32, _pad4: u32,
     // Element offsets of A, B and C in their buffers (multiples of 4 for the vec4 kernels).
@@ -254,7 +255,7 @@ fn packed_block(t: texture_2d<f32>, x: u32, y: u32) -> mat4x4<f32> {
 
 // One invocation's 8x8 block of C at (row0, col0) of batch z.
 fn tex8_block(z: u32, row0: u32, col0: u32) {
-    let ya = z * p.stride_a + row0;
+    let ya = z * p.stride_a + p.off_a + row0;
     let yb = z * p.stride_b + col0;
     var acc00 = ZERO4;
     var acc01 = ZERO4;

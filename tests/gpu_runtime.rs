@@ -340,7 +340,26 @@ fn a_packed_a_serves_many_multiplies_wide_and_narrow() {
             let d = gemm::gemm_packed_a(&mut step, &packed, &tb, Some(&tbias), &tc, &o).unwrap();
             cases.push((b, bias, tc, d, GemmOptions { trans_a, ..o }));
         }
+        // A view of rows 5..16 times the second of two B matrices, into rows 5..16 of C: the
+        // per-clip chroma's use.
+        let (first, count, n) = (5usize, 11usize, 6usize);
+        let bs = rng.vec(2 * n * k, -1.0, 1.0);
+        let tbs = g.upload_f32(&bs, &[2, n, k]).unwrap();
+        let tview = g.upload_f32(&vec![f32::NAN; m * n], &[m, n]).unwrap();
+        let o = GemmOptions { trans_b: true, ..Default::default() };
+        let view = packed.rows_view(first, count).unwrap();
+        gemm::gemm_packed_a_at(&mut step, &view, (&tbs, n * k), None, (&tview, first * n), n, &o).unwrap();
+        assert!(packed.rows_view(15, 7).is_err(), "rows past the end are refused");
         step.submit().unwrap();
+        let got = g.read_f32(&tview).unwrap();
+        let a_rows: Vec<f32> = (first..first + count)
+            .flat_map(|r| (0..k).map(move |kk| if trans_a { kk * m + r } else { r * k + kk }))
+            .map(|i| a[i])
+            .collect();
+        let d = gemm::GemmDims { batch: 1, m: count, n, k, broadcast_b: false };
+        let mut want = vec![f64::NAN; m * n];
+        want[first * n..(first + count) * n].copy_from_slice(&gemm::reference(&a_rows, &bs[n * k..], None, &[], &d, &o));
+        assert_close(&format!("packed A view, limit {limit}"), &got, &want, 1e-5, 1e-5);
         for (b, bias, tc, d, o) in cases {
             let want = gemm::reference(&a, &b, Some(&bias), &[], &d, &o);
             assert_close(&format!("packed A {d:?} {o:?} limit {limit}"), &g.read_f32(&tc).unwrap(), &want, 1e-5, 1e-5);

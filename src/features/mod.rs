@@ -226,7 +226,7 @@ impl Extractor {
         let f = b.frames;
         let n_bands = self.bands.len();
         let spectra = stft::spectrum_texture(gpu, &self.layout, f)?;
-        // Tuning estimation and per-clip chroma read the spectra from a buffer.
+        // Tuning estimation reads the spectra from a buffer.
         let estimate = matches!(cfg.tuning, Tuning::Estimate);
         let power = if estimate { Some(gpu.empty(&[f, self.layout.stride], DType::F32)?) } else { None };
         let mel_db = gpu.empty(&[f, cfg.n_mels], DType::F32)?;
@@ -278,13 +278,13 @@ impl Extractor {
                 gemm::gemm_packed_a(&mut step, &packed, weights, None, &chroma, &by_rows)?;
             }
             (None, Some((weights, set_of_clip))) => {
-                // One GEMM per clip, on its own rows, with its tuning's weights.
+                // One GEMM per clip, on its own rows of the spectra, with its tuning's weights.
                 let rows = cfg.n_chroma * self.layout.stride;
+                let spectra = gemm::PackedA::from_texture(&spectra, f, self.layout.stride)?;
                 for (&(first, n), &set) in b.clip_frames.iter().zip(set_of_clip) {
-                    let d = gemm::GemmDims { batch: 1, m: n, n: cfg.n_chroma, k: self.layout.stride, broadcast_b: false };
-                    let a = (power.as_ref().expect("per-clip chroma reads the spectra buffer"), first * self.layout.stride);
+                    let a = spectra.rows_view(first, n)?;
                     let c = (&chroma, first * cfg.n_chroma);
-                    gemm::gemm_at(&mut step, a, (weights, set * rows), None, c, d, &by_rows)?;
+                    gemm::gemm_packed_a_at(&mut step, &a, (weights, set * rows), None, c, cfg.n_chroma, &by_rows)?;
                 }
             }
             (None, None) => unreachable!("chroma weights come from the tuning"),

@@ -315,6 +315,8 @@ fn pack(step: &mut Step, x: &Operand, k: usize, (first_batch, batches): (usize, 
 struct Tex8Launch<'t> {
     packed_a: &'t Texture,
     a_rows: usize,
+    /// Texture row where batch 0 of A starts.
+    a_first_row: usize,
     packed_b: &'t Texture,
     b_rows: usize,
     rows: usize,
@@ -348,7 +350,7 @@ fn launch_tex8(step: &mut Step, l: &Tex8Launch, bias: Option<&Tensor>, c: &Tenso
         alpha: o.alpha,
         beta: o.beta,
         _pad3: [0; 2],
-        off_a: 0,
+        off_a: u32_of(l.a_first_row, "first row of A")?,
         off_b: 0,
         off_c: u32_of(l.off_c, "offset of C")?,
         _pad4: 0,
@@ -437,6 +439,7 @@ fn gemm_packed(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
                 let launch = Tex8Launch {
                     packed_a: &packed_a,
                     a_rows: rows.next_multiple_of(8),
+                    a_first_row: 0,
                     packed_b,
                     b_rows: if d.broadcast_b { 0 } else { cols.next_multiple_of(8) },
                     rows,
@@ -458,8 +461,11 @@ fn gemm_packed(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
 /// op(A) packed once for many multiplies (the fixed kernel matrix of an iterative solver):
 /// saves re-reading A from its buffer every time, which on llvmpipe costs as much as a narrow
 /// multiply itself.
+#[derive(Clone)]
 pub struct PackedA {
     tex: Texture,
+    /// Texture row of op(A)'s row 0 (a view of some rows starts past 0).
+    first_row: usize,
     m: usize,
     k: usize,
     trans_a: bool,
@@ -482,7 +488,7 @@ impl PackedA {
             k_stride: if trans_a { m } else { 1 },
             batch_stride: 0,
         };
-        Ok(PackedA { tex: pack(step, &rows, k, (0, 1), (0, m))?, m, k, trans_a })
+        Ok(PackedA { tex: pack(step, &rows, k, (0, 1), (0, m))?, first_row: 0, m, k, trans_a })
     }
 
     /// Takes a texture already in the packed layout: row r holds row r of A [m, k] as ceil(k / 4)
@@ -493,7 +499,15 @@ impl PackedA {
         if tex.width() as usize != k.div_ceil(4) || (tex.height() as usize) < m {
             bail!("PackedA: {tex:?} does not hold a packed {m}x{k} matrix");
         }
-        Ok(PackedA { tex: tex.clone(), m, k, trans_a: false })
+        Ok(PackedA { tex: tex.clone(), first_row: 0, m, k, trans_a: false })
+    }
+
+    /// Rows `first..first + count` of op(A), as a matrix of its own (one clip's frames, say).
+    pub fn rows_view(&self, first: usize, count: usize) -> Result<PackedA> {
+        if first + count > self.m {
+            bail!("PackedA: rows {first}..{} of a {}-row matrix", first + count, self.m);
+        }
+        Ok(PackedA { first_row: self.first_row + first, m: count, ..self.clone() })
     }
 
     pub fn rows(&self) -> usize {
@@ -510,6 +524,18 @@ pub fn gemm_packed_a(step: &mut Step, a: &PackedA, b: &Tensor, bias: Option<&Ten
     if d.batch != 1 {
         bail!("gemm_packed_a: B and C must be rank 2, got {:?} and {:?}", b.shape(), c.shape());
     }
+    gemm_packed_a_at(step, a, (b, 0), bias, (c, 0), d.n, &o)?;
+    Ok(d)
+}
+
+/// The same on sub-matrices: op(B) [K, n] laid out densely from element `off_b` of `b` (as
+/// `o.trans_b` says), C [M, n] from element `off_c` of `c`.
+pub fn gemm_packed_a_at(step: &mut Step, a: &PackedA, (b, off_b): (&Tensor, usize), bias: Option<&Tensor>, (c, off_c): (&Tensor, usize), n: usize, o: &GemmOptions) -> Result<()> {
+    let o = GemmOptions { trans_a: a.trans_a, ..*o };
+    let d = GemmDims { batch: 1, m: a.m, n, k: a.k, broadcast_b: false };
+    if off_b + d.k * d.n > b.len() || off_c + d.m * d.n > c.len() {
+        bail!("gemm: B at {off_b} or C at {off_c} does not fit {b:?} / {c:?} for {d:?}");
+    }
     if c.shares_storage(b) || bias.is_some_and(|t| c.shares_storage(t)) {
         bail!("gemm: C is also bound as an input (the kernel would race with its own reads)");
     }
@@ -517,27 +543,28 @@ pub fn gemm_packed_a(step: &mut Step, a: &PackedA, b: &Tensor, bias: Option<&Ten
         bail!("gemm: bias does not match N = {}", d.n);
     }
     let col_chunk = step.gpu().max_texture_side() as usize / 8 * 8;
-    let b_cols = columns_of(b, 0, &d, &o);
+    let b_cols = columns_of(b, off_b, &d, &o);
     for c0 in (0..d.n).step_by(col_chunk) {
         let cols = col_chunk.min(d.n - c0);
         let packed_b = pack(step, &b_cols, d.k, (0, 1), (c0, cols))?;
         let launch = Tex8Launch {
             packed_a: &a.tex,
             a_rows: 0,
+            a_first_row: a.first_row,
             packed_b: &packed_b,
             b_rows: 0,
             rows: d.m,
             cols,
             batches: 1,
             k: d.k,
-            off_c: c0,
+            off_c: off_c + c0,
             ldc: d.n,
             stride_c: 0,
             first_col: c0,
         };
         launch_tex8(step, &launch, bias, c, &o)?;
     }
-    Ok(d)
+    Ok(())
 }
 
 /// Float64 reference of [`gemm`] on host arrays laid out as the tensors are.
