@@ -339,10 +339,12 @@ impl Gpu {
         if width == 0 || height == 0 || width > max || height > max {
             bail!("a {width}x{height} texture does not fit this adapter's limit of {max} per side");
         }
-        // Heights are pooled by size class (under 1/8 waste) so that textures for batches of
-        // different lengths are reused; kernels bound their own rows.
-        let class = height.next_multiple_of((height.next_power_of_two() / 8).max(8)).min(max);
-        Ok(Texture::new(self.textures.take(&self.device, width, class), width, height))
+        // Allocations are powers of two on both sides (kernels bound their own rows and texels):
+        // textures of every size then share one pool class per power and, on llvmpipe, one
+        // compiled shader variant, whose key includes whether each texture side is a power of
+        // two (mixed sizes cost a JIT compile of ~0.3-2 s per new combination).
+        let (w, h) = (width.next_power_of_two().min(max), height.next_power_of_two().min(max));
+        Ok(Texture::new(self.textures.take(&self.device, w, h), width, height))
     }
 
     /// A 16-byte tensor to bind where an optional input is absent.
