@@ -19,26 +19,35 @@ struct Params {
 
 // Bindings 2 and 4 hold different things in different entry points (see the host side).
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> power: array<f32>;                // [frames, stride]
+@group(0) @binding(1) var spectra: texture_2d<f32>;                        // row f: stride / 4 texels
 @group(0) @binding(2) var<storage, read> frame_clip: array<u32>;           // [frames]
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;          // per clip: first candidate, capacity
 @group(0) @binding(4) var<storage, read_write> ref_value: array<f32>;      // [frames]
 @group(0) @binding(5) var<storage, read_write> counts: array<atomic<u32>>; // [clips]
 @group(0) @binding(6) var<storage, read_write> cand: array<vec2<f32>>;     // (pitch, magnitude)
 
+// S[f, k] from the spectra texture (four bins per texel).
+fn power(f: u32, k: u32) -> f32 {
+    let t = textureLoad(spectra, vec2<u32>(k / 4u, f), 0);
+    let m = k & 3u;
+    return select(select(t.x, t.y, m == 1u), select(t.z, t.w, m == 3u), m >= 2u);
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn frame_max(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
     let f = flat_index(wid, nwg, p.grid, lid, 64u);
     if (f >= p.frames) { return; }
-    var m = 0.0;
-    for (var k = 0u; k < p.n_bins; k++) { m = max(m, power[f * p.stride + k]); }
+    // Whole texels: bins past n_bins are zeros, which do not move a maximum of powers.
+    var m4 = vec4<f32>(0.0);
+    for (var t = 0u; t < (p.n_bins + 3u) / 4u; t++) { m4 = max(m4, textureLoad(spectra, vec2<u32>(t, f), 0)); }
+    let m = max(max(m4.x, m4.y), max(m4.z, m4.w));
     ref_value[f] = p.threshold * m;
 }
 
 // S * (S > ref) at bin k of a row.
-fn masked(row: u32, k: u32, r: f32) -> f32 {
-    let s = power[row + k];
+fn masked(f: u32, k: u32, r: f32) -> f32 {
+    let s = power(f, k);
     return select(0.0, s, s > r);
 }
 
@@ -52,32 +61,31 @@ fn piptrack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (g.w == 0u || i >= p.frames * span) { return; }
     let f = i / span;
     let k = p.k_lo + i % span;
-    let row = f * p.stride;
     let r = ref_value[f];
     let last = p.n_bins - 1u;
     // librosa.util.localmax: x[k] > x[k-1] and x[k] >= x[k+1]; never at bin 0; at the last bin,
     // x[last] > x[last - 1].
-    let x = masked(row, k, r);
+    let x = masked(f, k, r);
     var peak = false;
     if (k == last) {
-        peak = x > masked(row, k - 1u, r);
+        peak = x > masked(f, k - 1u, r);
     } else if (k > 0u) {
-        peak = x > masked(row, k - 1u, r) && x >= masked(row, k + 1u, r);
+        peak = x > masked(f, k - 1u, r) && x >= masked(f, k + 1u, r);
     }
     if (!peak) { return; }
     // Parabolic shift and gradient (np.gradient: central inside, one-sided at the ends).
-    let s = power[row + k];
+    let s = power(f, k);
     var shift = 0.0;
     var avg = 0.0;
     if (k > 0u && k < last) {
-        let lo = power[row + k - 1u];
-        let hi = power[row + k + 1u];
+        let lo = power(f, k - 1u);
+        let hi = power(f, k + 1u);
         let a = hi + lo - 2.0 * s;
         let b = (hi - lo) / 2.0;
         if (abs(b) < abs(a)) { shift = -b / a; }
         avg = (hi - lo) / 2.0;
     } else if (k == last) {
-        avg = s - power[row + k - 1u];
+        avg = s - power(f, k - 1u);
     }
     let pitch = (f32(k) + shift) * p.hz_per_bin;
     let mag = s + 0.5 * avg * shift;

@@ -226,9 +226,6 @@ impl Extractor {
         let f = b.frames;
         let n_bands = self.bands.len();
         let spectra = stft::spectrum_texture(gpu, &self.layout, f)?;
-        // Tuning estimation reads the spectra from a buffer.
-        let estimate = matches!(cfg.tuning, Tuning::Estimate);
-        let power = if estimate { Some(gpu.empty(&[f, self.layout.stride], DType::F32)?) } else { None };
         let mel_db = gpu.empty(&[f, cfg.n_mels], DType::F32)?;
         let mfcc = gpu.empty(&[f, cfg.n_mfcc], DType::F32)?;
         let chroma = gpu.empty(&[f, cfg.n_chroma], DType::F32)?;
@@ -238,13 +235,12 @@ impl Extractor {
         let clip_max = gpu.empty(&[b.clip_frames.len()], DType::F32)?;
 
         let mut step = gpu.step("features");
-        stft::power(&mut step, &self.layout, &b.signal, &b.clips, true, &b.frame_clip, &self.window, &spectra, power.as_ref())?;
+        stft::power(&mut step, &self.layout, &b.signal, &b.clips, true, &b.frame_clip, &self.window, &spectra, None)?;
         let sr = cfg.sample_rate as f64;
         let (tunings, per_clip_chroma) = match cfg.tuning {
             Tuning::Fixed(t) => (vec![t; b.clip_frames.len()], None),
             Tuning::Estimate => {
-                let power = power.as_ref().expect("estimated tuning writes the spectra to a buffer");
-                let est = tuning::record(&mut step, power, self.layout.stride, self.layout.n_bins, &b.frame_clip, &b.clip_frames, sr, cfg.n_fft)?;
+                let est = tuning::record(&mut step, &spectra, self.layout.n_bins, &b.frame_clip, &b.clip_frames, sr, cfg.n_fft)?;
                 step.submit()?;
                 let tunings: Vec<f64> = gpu.read_f32(&est.out)?.into_iter().map(tuning::tuning_of).collect();
                 // At most 101 distinct tunings: build each filterbank once; clips share them.

@@ -2,11 +2,11 @@
 //! algorithm: piptrack on the power spectrogram, median magnitude, residual histogram.
 
 use crate::features::filters::fft_frequencies;
-use crate::gpu::{Access, DType, KernelSpec, Step, TUNING_WGSL, Tensor};
+use crate::gpu::{Access, DType, KernelSpec, Step, TUNING_WGSL, Tensor, Texture};
 use anyhow::{Result, bail};
 
 const BINDINGS: &[Access] =
-    &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite];
+    &[Access::Texture, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite];
 const FRAME_MAX: KernelSpec = KernelSpec { shader: &TUNING_WGSL, entry: "frame_max", bindings: BINDINGS };
 const PIPTRACK: KernelSpec = KernelSpec { shader: &TUNING_WGSL, entry: "piptrack", bindings: BINDINGS };
 const TUNING: KernelSpec = KernelSpec { shader: &TUNING_WGSL, entry: "tuning", bindings: BINDINGS };
@@ -61,13 +61,15 @@ pub struct TuningBuffers {
 }
 
 /// Records the estimation for every clip of a batch. `clip_frames` is (first frame, frames) per
-/// clip, `frame_clip` the clip of every frame, `power` [frames, stride] with `n_bins` used.
+/// clip, `frame_clip` the clip of every frame, `spectra` the power spectra texture (one row per
+/// frame, four bins per texel) with `n_bins` used.
 /// After submission, `out` holds per clip the fullest histogram bin, or -1 (no pitch found).
-pub fn record(step: &mut Step, power: &Tensor, stride: usize, n_bins: usize, frame_clip: &Tensor, clip_frames: &[(usize, usize)], sample_rate: f64, n_fft: usize) -> Result<TuningBuffers> {
+pub fn record(step: &mut Step, spectra: &Texture, n_bins: usize, frame_clip: &Tensor, clip_frames: &[(usize, usize)], sample_rate: f64, n_fft: usize) -> Result<TuningBuffers> {
     let gpu = step.gpu();
     let frames = frame_clip.len();
-    if power.len() != frames * stride {
-        bail!("tuning: power {:?} does not match {frames} frames of stride {stride}", power.shape());
+    let stride = spectra.width() as usize * 4;
+    if (spectra.height() as usize) < frames || n_bins > stride {
+        bail!("tuning: spectra {spectra:?} do not hold {frames} frames of {n_bins} bins");
     }
     let (k_lo, k_hi) = bin_range(sample_rate, n_fft);
     let per_frame = (k_hi - k_lo).div_ceil(2) + 1;
@@ -99,9 +101,10 @@ pub fn record(step: &mut Step, power: &Tensor, stride: usize, n_bins: usize, fra
     };
     let params = bytemuck::bytes_of(&p);
     step.zero(&counts);
-    step.dispatch(&FRAME_MAX, &[], &[power, frame_clip, &slots, &ref_value, &counts, &cand], params, [super::groups(frames, 64)?, 1, 1], "tuning.frame_max")?;
-    step.dispatch(&PIPTRACK, &[], &[power, frame_clip, &slots, &ref_value, &counts, &cand], params, [super::groups(frames * (k_hi - k_lo), 64)?, 1, 1], "tuning.piptrack")?;
-    step.dispatch(&TUNING, &[], &[power, &edges, &slots, &out, &counts, &cand], params, [n as u32, 1, 1], "tuning.histogram")?;
+    let s = spectra.into();
+    step.dispatch_bound(&FRAME_MAX, &[], &[s, frame_clip.into(), (&slots).into(), (&ref_value).into(), (&counts).into(), (&cand).into()], params, [super::groups(frames, 64)?, 1, 1], "tuning.frame_max")?;
+    step.dispatch_bound(&PIPTRACK, &[], &[s, frame_clip.into(), (&slots).into(), (&ref_value).into(), (&counts).into(), (&cand).into()], params, [super::groups(frames * (k_hi - k_lo), 64)?, 1, 1], "tuning.piptrack")?;
+    step.dispatch_bound(&TUNING, &[], &[s, (&edges).into(), (&slots).into(), (&out).into(), (&counts).into(), (&cand).into()], params, [n as u32, 1, 1], "tuning.histogram")?;
     Ok(TuningBuffers { out, _keep: vec![slots, edges, ref_value, counts, cand] })
 }
 
