@@ -275,3 +275,25 @@ fn contrast_bands_follow_librosa_edges() {
     let err = bands(8000.0, 512, 200.0, 6, 0.02).unwrap_err().to_string();
     assert!(err.contains("Nyquist"), "{err}");
 }
+
+#[test]
+fn clips_longer_than_one_gpu_batch_are_refused_with_their_length() {
+    // A batch's spectra are one texture, so a clip may have at most one texture side of frames.
+    // With the side lowered to 64, a 2 s clip at 16 kHz (126 frames at hop 256) is refused and a
+    // 0.5 s one (32 frames) is not.
+    use ser::features::{FeatureConfig, corpus};
+    struct Restore<'a>(&'a Gpu);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            self.0.set_texture_side_limit_for_tests(u32::MAX);
+        }
+    }
+    let lock = gpu();
+    let g = &lock.gpu;
+    let _restore = Restore(g);
+    g.set_texture_side_limit_for_tests(64);
+    let cfg = FeatureConfig::default();
+    let err = corpus::check_length(g, &cfg, 32_000).unwrap_err().to_string();
+    assert!(err.contains("too long") && err.contains("126 frames") && err.contains("64"), "{err}");
+    corpus::check_length(g, &cfg, 8_000).unwrap();
+}

@@ -67,6 +67,20 @@ fn frames_per_batch(gpu: &Gpu, cfg: &FeatureConfig) -> usize {
     (budget / (stride * 4)).clamp(1, gpu.max_texture_side() as usize)
 }
 
+/// Refuses a decoded clip too long for one GPU batch (its spectra must fit one texture), with
+/// the length and the limit in the message.
+pub fn check_length(gpu: &Gpu, cfg: &FeatureConfig, samples: usize) -> Result<()> {
+    let frames = cfg.layout()?.frames(samples);
+    let budget = frames_per_batch(gpu, cfg);
+    if frames > budget {
+        bail!(
+            "too long: {:.0} s gives {frames} frames, more than the {budget} one GPU batch holds on this adapter",
+            samples as f64 / cfg.sample_rate as f64
+        );
+    }
+    Ok(())
+}
+
 pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig, opts: &BuildOptions) -> Result<(FeatureSet, BuildReport)> {
     let start = Instant::now();
     let found = audio::discover(root, selection)?;
@@ -119,7 +133,9 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
         .map(|(clip, b)| {
             let r = b.and_then(|b| {
                 let a = audio::decode_bytes(&b).with_context(|| clip.path.display().to_string())?;
-                audio::to_rate(&a, cfg.sample_rate).with_context(|| clip.path.display().to_string())
+                let s = audio::to_rate(&a, cfg.sample_rate).with_context(|| clip.path.display().to_string())?;
+                check_length(gpu, cfg, s.len()).with_context(|| clip.path.display().to_string())?;
+                Ok(s)
             });
             progress.inc(1);
             r

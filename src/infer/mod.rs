@@ -68,7 +68,14 @@ impl Predictor {
     /// are returned as errors beside the predictions, in input order.
     pub fn predict_files(&self, gpu: &Gpu, files: &[PathBuf]) -> Result<(Vec<Prediction>, Vec<(String, String)>)> {
         let rate = self.meta.features.sample_rate;
-        let decoded: Vec<Result<Vec<f32>>> = files.par_iter().map(|f| audio::load(f, rate)).collect();
+        let decoded: Vec<Result<Vec<f32>>> = files
+            .par_iter()
+            .map(|f| {
+                let s = audio::load(f, rate)?;
+                corpus::check_length(gpu, &self.meta.features, s.len())?;
+                Ok(s)
+            })
+            .collect();
         let mut ok_files = Vec::new();
         let mut signals = Vec::new();
         let mut failed = Vec::new();
