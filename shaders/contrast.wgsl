@@ -18,8 +18,32 @@ struct Params {
 
 const BIG: f32 = 3.40282347e38;
 
+// The smallest value above `above` and the largest below `below` among a band's magnitudes in
+// frame f, with how often each occurs. Scans go a texel (four bins) at a time.
+struct Extremes { lo: f32, lo_count: u32, hi: f32, hi_count: u32 }
+
+fn scan(f: u32, band: vec4<u32>, above: f32, below: f32) -> Extremes {
+    var e = Extremes(BIG, 0u, -1.0, 0u);
+    for (var t = band.x / 4u; t < (band.y + 3u) / 4u; t++) {
+        let m = sqrt(textureLoad(spectra, vec2<u32>(t, f), 0));
+        for (var c = 0u; c < 4u; c++) {
+            let b = 4u * t + c;
+            let v = m[c];
+            if (b >= band.x && b < band.y) {
+                if (v > above) {
+                    if (v < e.lo) { e.lo = v; e.lo_count = 1u; } else if (v == e.lo) { e.lo_count++; }
+                }
+                if (v < below) {
+                    if (v > e.hi) { e.hi = v; e.hi_count = 1u; } else if (v == e.hi) { e.hi_count++; }
+                }
+            }
+        }
+    }
+    return e;
+}
+
 // One invocation per (band, frame), frames fastest: the SIMD lanes of a batch scan the same
-// band (loops of equal length) of neighbouring frames. Scans go a texel (four bins) at a time.
+// band (loops of equal length) of neighbouring frames.
 @compute @workgroup_size(64, 1, 1)
 fn spectral_contrast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
@@ -29,53 +53,27 @@ fn spectral_contrast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let band_index = i / p.frames;
     let band = band_bins[band_index];
     let q = band.z;
-    let t_end = (band.y + 3u) / 4u;
 
     // One scan finds the smallest and largest values and how often each occurs; with q = 1 (most
     // bands) or enough ties that is the whole answer. Each further scan finds the next distinct
-    // value inward on whichever side still needs values.
-    var lo = BIG;
-    var lo_count = 0u;
-    var hi = -1.0;
-    var hi_count = 0u;
-    for (var t = band.x / 4u; t < t_end; t++) {
-        let m = sqrt(textureLoad(spectra, vec2<u32>(t, f), 0));
-        for (var c = 0u; c < 4u; c++) {
-            let b = 4u * t + c;
-            let v = m[c];
-            if (b >= band.x && b < band.y) {
-                if (v < lo) { lo = v; lo_count = 1u; } else if (v == lo) { lo_count++; }
-                if (v > hi) { hi = v; hi_count = 1u; } else if (v == hi) { hi_count++; }
-            }
-        }
-    }
+    // value inward on whichever side still needs values. Magnitudes are >= 0 and finite, so the
+    // first scan's bounds exclude nothing.
+    var e = scan(f, band, -1.0, bitcast<f32>(0x7f800000u));
+    var lo = e.lo;
+    var lo_count = e.lo_count;
+    var hi = e.hi;
+    var hi_count = e.hi_count;
     var lo_taken = min(lo_count, q);
     var lo_sum = f32(lo_taken) * lo;
     var hi_taken = min(hi_count, q);
     var hi_sum = f32(hi_taken) * hi;
     // Stops early if a band has fewer bins than q (the host never asks for that).
     while ((lo_taken < q && lo_count > 0u) || (hi_taken < q && hi_count > 0u)) {
-        let prev_lo = lo;
-        let prev_hi = hi;
-        lo = BIG;
-        lo_count = 0u;
-        hi = -1.0;
-        hi_count = 0u;
-        for (var t = band.x / 4u; t < t_end; t++) {
-            let m = sqrt(textureLoad(spectra, vec2<u32>(t, f), 0));
-            for (var c = 0u; c < 4u; c++) {
-                let b = 4u * t + c;
-                let v = m[c];
-                if (b >= band.x && b < band.y) {
-                    if (v > prev_lo) {
-                        if (v < lo) { lo = v; lo_count = 1u; } else if (v == lo) { lo_count++; }
-                    }
-                    if (v < prev_hi) {
-                        if (v > hi) { hi = v; hi_count = 1u; } else if (v == hi) { hi_count++; }
-                    }
-                }
-            }
-        }
+        e = scan(f, band, lo, hi);
+        lo = e.lo;
+        lo_count = e.lo_count;
+        hi = e.hi;
+        hi_count = e.hi_count;
         if (lo_taken < q) {
             let t = min(lo_count, q - lo_taken);
             lo_sum += f32(t) * lo;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Rng, assert_close, fresh_seed, gpu};
+use common::{LoweredLimits, Rng, assert_close, fresh_seed, gpu};
 use ser::gpu::{DType, SHADERS};
 use ser::ops::elementwise::{self, BinaryOp, UnaryOp};
 use ser::ops::gemm::{self, GemmKernel, GemmOptions};
@@ -254,15 +254,9 @@ fn dispatches_past_the_workgroup_limit_are_split() {
     assert_close("split gemm", &g.read_f32(&tc).unwrap(), &gemm::reference(&a, &b, None, &[], &d, &o), 1e-6, 1e-6);
 
     // Artificially low limits fold every grid shape, 3-D included, with ragged remainders.
-    struct Restore<'a>(&'a ser::gpu::Gpu);
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            self.0.set_dispatch_dim_limit_for_tests(u32::MAX);
-        }
-    }
-    let _restore = Restore(g);
+    let limits = LoweredLimits::new(g);
     for limit in [7u32, 13, 64] {
-        g.set_dispatch_dim_limit_for_tests(limit);
+        limits.dispatch_dim(limit);
         for kernel in GemmKernel::ALL {
             check_gemm_locked(g, &mut rng, kernel);
         }
@@ -280,17 +274,11 @@ fn packed_gemm_splits_operands_taller_than_a_texture() {
     // With textures at most 24 texels a side, every shape below needs row, column or batch
     // chunks (and K = 90 needs 23 of the 24 texels per packed row); each chunk writes its own
     // block of C, bias and batch offsets included.
-    struct Restore<'a>(&'a ser::gpu::Gpu);
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            self.0.set_texture_side_limit_for_tests(u32::MAX);
-        }
-    }
     let mut rng = Rng::new(fresh_seed("packed_split"));
     let lock = gpu();
     let g = &lock.gpu;
-    let _restore = Restore(g);
-    g.set_texture_side_limit_for_tests(24);
+    let limits = LoweredLimits::new(g);
+    limits.texture_side(24);
     let kernel = GemmKernel::Tex8;
     for (trans_a, trans_b) in [(false, false), (true, true)] {
         let o = GemmOptions { trans_a, trans_b, kernel, relu: true, ..Default::default() };
@@ -312,18 +300,12 @@ fn a_packed_a_serves_many_multiplies_wide_and_narrow() {
     // The solver's use: one op(A) packed once, then products with several B (narrow ones take
     // the tall kernel, wide ones the square one; with a 24-texel texture side the 50 columns
     // are split into chunks), bias and ReLU included, A transposed or not.
-    struct Restore<'a>(&'a ser::gpu::Gpu);
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            self.0.set_texture_side_limit_for_tests(u32::MAX);
-        }
-    }
     let mut rng = Rng::new(fresh_seed("packed_a"));
     let lock = gpu();
     let g = &lock.gpu;
-    let _restore = Restore(g);
+    let limits = LoweredLimits::new(g);
     for (limit, trans_a) in [(u32::MAX, false), (24, true)] {
-        g.set_texture_side_limit_for_tests(limit);
+        limits.texture_side(limit);
         let (m, k) = (21, 37);
         let a = rng.vec(m * k, -1.0, 1.0);
         let ta = g.upload_f32(&a, &if trans_a { [k, m] } else { [m, k] }).unwrap();

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Rng, assert_close, fresh_seed, gpu};
+use common::{LoweredLimits, Rng, assert_close, fresh_seed, gpu};
 use ser::gpu::{DType, Gpu, Tensor, Texture};
 use ser::ops::stft::{self, SpectrumLayout};
 
@@ -40,20 +40,14 @@ fn stft_power_matches_a_direct_dft_for_many_clips_at_once() {
     let mut rng = Rng::new(fresh_seed("stft"));
     let lock = gpu();
     let g = &lock.gpu;
-    struct Restore<'a>(&'a Gpu);
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            self.0.set_texture_side_limit_for_tests(u32::MAX);
-        }
-    }
-    let _restore = Restore(g);
+    let limits = LoweredLimits::new(g);
     assert!(SpectrumLayout::new(8, 2).is_err(), "the texture FFT needs n_fft >= 16");
     // Both first stages (radix 2 when log2(n_fft / 2) is odd, radix 4 when even); the last case
     // lowers the texture side to 256 texels so that the signal wraps over texture rows.
     // Hops that are multiples of 4 run both read paths (clips padded to whole texels or not).
     let cases = [(16, 3, 0, false), (32, 5, 0, false), (64, 16, 0, true), (64, 16, 0, false), (512, 100, 0, true), (1024, 256, 0, true), (2048, 512, 0, false), (64, 16, 256, true)];
     for (n_fft, hop, side, aligned) in cases {
-        g.set_texture_side_limit_for_tests(if side == 0 { u32::MAX } else { side });
+        limits.texture_side(if side == 0 { u32::MAX } else { side });
         let layout = SpectrumLayout::new(n_fft, hop).unwrap();
         // Lengths below one frame, odd ones, one sample, and a few frames' worth.
         let lens = [1usize, 2, n_fft / 2 + 1, n_fft - 1, 3 * n_fft + 7, 2500];
@@ -282,16 +276,10 @@ fn clips_longer_than_one_gpu_batch_are_refused_with_their_length() {
     // With the side lowered to 64, a 2 s clip at 16 kHz (126 frames at hop 256) is refused and a
     // 0.5 s one (32 frames) is not.
     use ser::features::{FeatureConfig, corpus};
-    struct Restore<'a>(&'a Gpu);
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            self.0.set_texture_side_limit_for_tests(u32::MAX);
-        }
-    }
     let lock = gpu();
     let g = &lock.gpu;
-    let _restore = Restore(g);
-    g.set_texture_side_limit_for_tests(64);
+    let limits = LoweredLimits::new(g);
+    limits.texture_side(64);
     let cfg = FeatureConfig::default();
     let err = corpus::check_length(g, &cfg, 32_000).unwrap_err().to_string();
     assert!(err.contains("too long") && err.contains("126 frames") && err.contains("64"), "{err}");

@@ -22,6 +22,31 @@ pub fn gpu() -> MutexGuard<'static, Shared> {
     lock.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Lowered device limits for one test (split dispatches, chunked textures without huge
+/// inputs); the device limits come back when this is dropped, even if the test fails.
+pub struct LoweredLimits<'a>(&'a Gpu);
+
+impl<'a> LoweredLimits<'a> {
+    pub fn new(gpu: &'a Gpu) -> Self {
+        LoweredLimits(gpu)
+    }
+
+    pub fn texture_side(&self, limit: u32) {
+        self.0.set_texture_side_limit_for_tests(limit);
+    }
+
+    pub fn dispatch_dim(&self, limit: u32) {
+        self.0.set_dispatch_dim_limit_for_tests(limit);
+    }
+}
+
+impl Drop for LoweredLimits<'_> {
+    fn drop(&mut self) {
+        self.0.set_texture_side_limit_for_tests(u32::MAX);
+        self.0.set_dispatch_dim_limit_for_tests(u32::MAX);
+    }
+}
+
 /// SplitMix64: small, seeded, good enough for test data.
 pub struct Rng(u64);
 
