@@ -177,6 +177,30 @@ fn gemm_on_sub_matrices_at_offsets_touches_only_its_rows() {
 }
 
 #[test]
+fn bindings_of_the_wrong_kind_or_size_are_refused() {
+    use ser::gpu::{Access, Binding, GEMM_WGSL, KernelSpec};
+    let g = &gpu().gpu;
+    const PACK: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "pack_rows", bindings: &[Access::Read, Access::TextureWrite] };
+    let buf = g.empty(&[16], DType::F32).unwrap();
+    let buf2 = g.empty(&[16], DType::F32).unwrap();
+    let tex = g.texture(4, 4).unwrap();
+    let mut step = g.step("test.bindings");
+    let err = step.dispatch_bound(&PACK, &[], &[Binding::Buffer(&buf), Binding::Buffer(&buf2)], &[0; 48], [1, 1, 1], "x").unwrap_err();
+    assert!(err.to_string().contains("must be a texture"), "{err}");
+    let err = step.dispatch_bound(&PACK, &[], &[Binding::Texture(&tex), Binding::Texture(&tex)], &[0; 48], [1, 1, 1], "x").unwrap_err();
+    assert!(err.to_string().contains("must be a buffer"), "{err}");
+    let err = step.dispatch_bound(&PACK, &[], &[Binding::Buffer(&buf)], &[0; 48], [1, 1, 1], "x").unwrap_err();
+    assert!(err.to_string().contains("takes 2 bindings"), "{err}");
+    // Textures past the adapter's side are refused with the limit, not created.
+    let side = g.max_texture_side();
+    let err = g.texture(side + 1, 1).unwrap_err();
+    assert!(err.to_string().contains(&side.to_string()), "{err}");
+    // Allocations are powers of two, but a texture reports the size asked for.
+    let t = g.texture(5, 3).unwrap();
+    assert_eq!((t.width(), t.height()), (5, 3));
+}
+
+#[test]
 fn gemm_rejects_shapes_that_do_not_chain() {
     let g = &gpu().gpu;
     let a = g.empty(&[4, 5], DType::F32).unwrap();
