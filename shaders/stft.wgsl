@@ -175,25 +175,26 @@ fn bin_power(zk: vec2<f32>, zm: vec2<f32>, k: u32) -> f32 {
 override WRITE_BUFFER: bool = false;
 @group(0) @binding(3) var<storage, read_write> power4: array<vec4<f32>>;
 
-fn z_at(k: u32, y: u32) -> vec2<f32> {
-    let i = k & (HALF - 1u);
-    let t = textureLoad(tex_in, vec2<u32>(i / 2u, y), 0);
-    return select(t.xy, t.zw, (i & 1u) == 1u);
-}
-
-// Bins 4q .. 4q + 4 of one frame (zeros past H): bin k pairs Z[k] with Z[H - k] (indices mod H).
+// Bins 4q .. 4q + 4 of one frame (zeros past H): bin k pairs Z[k] with Z[H - k] (indices mod
+// H). Texels 2q and 2q + 1 hold Z[4q .. 4q + 4]; the mirrors Z[H - 4q - c] lie in texels
+// H/2 - 2q (first half), H/2 - 2q - 1 (both) and H/2 - 2q - 2 (second half), all mod H/2: five
+// texel fetches for four bins.
 @compute @workgroup_size(64, 1, 1)
 fn fft_power(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
     let it = item(wid, nwg, lid, p.stride / 4u);
     if (it.x == 0xffffffffu) { return; }
     let q = it.x;
-    var out = vec4<f32>(0.0);
-    for (var c = 0u; c < 4u; c++) {
-        let k = 4u * q + c;
-        let v = bin_power(z_at(k, it.y), z_at(HALF - (k & (HALF - 1u)), it.y), k);
-        out[c] = select(0.0, v, k <= HALF);
-    }
+    let ht = HALF / 2u;
+    let t0 = textureLoad(tex_in, vec2<u32>((2u * q) % ht, it.y), 0);
+    let t1 = textureLoad(tex_in, vec2<u32>((2u * q + 1u) % ht, it.y), 0);
+    let m0 = textureLoad(tex_in, vec2<u32>((2u * ht - 2u * q) % ht, it.y), 0);
+    let m1 = textureLoad(tex_in, vec2<u32>((2u * ht - 2u * q - 1u) % ht, it.y), 0);
+    let m2 = textureLoad(tex_in, vec2<u32>((2u * ht - 2u * q - 2u) % ht, it.y), 0);
+    let k = 4u * q;
+    let v = vec4<f32>(bin_power(t0.xy, m0.xy, k), bin_power(t0.zw, m1.zw, k + 1u),
+                      bin_power(t1.xy, m1.xy, k + 2u), bin_power(t1.zw, m2.zw, k + 3u));
+    let out = select(vec4<f32>(0.0), v, vec4<u32>(k, k + 1u, k + 2u, k + 3u) <= vec4<u32>(HALF));
     textureStore(stage_out, vec2<u32>(q, it.y), out);
     if (WRITE_BUFFER) { power4[(p.first_frame + it.y) * (p.stride / 4u) + q] = out; }
 }
