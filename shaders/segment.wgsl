@@ -63,31 +63,38 @@ fn clip_of_row(row: u32) -> u32 {
     return lo;
 }
 
+// One invocation per row: the clip search and its floor are done once for the row's columns
+// (per element they were most of the kernel's buffer loads).
 @compute @workgroup_size(64, 1, 1)
 fn power_to_db(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wid, nwg, p.grid, lid, 64u);
-    if (i >= p.rows * p.cols) { return; }
-    var v = db(values[i]);
-    if (p.top_db >= 0.0) {
-        v = max(v, db(clip_max[clip_of_row(i / p.cols)]) - p.top_db);
+    let r = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (r >= p.rows) { return; }
+    var floor_db = -3.40282347e38;
+    if (p.top_db >= 0.0) { floor_db = db(clip_max[clip_of_row(r)]) - p.top_db; }
+    for (var j = 0u; j < p.cols; j++) {
+        let i = r * p.cols + j;
+        values[i] = max(db(values[i]), floor_db);
     }
-    values[i] = v;
 }
 
-// One invocation per (clip, t, column); grid covers clips * t_max * cols.
+// One invocation per (clip, t), looping over the columns: the clip's entry is loaded once per
+// row, not once per element; grid covers clips * t_max.
 @compute @workgroup_size(64, 1, 1)
 fn assemble(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, p.grid, lid, 64u);
-    if (i >= p.clips * p.t_max * p.cols) { return; }
-    let j = i % p.cols;
-    let t = (i / p.cols) % p.t_max;
-    let c = i / (p.cols * p.t_max);
+    if (i >= p.clips * p.t_max) { return; }
+    let t = i % p.t_max;
+    let c = i / p.t_max;
     let clip = clips[c];
-    var v = 0.0;
-    if (t < clip.w) { v = src[(clip.z + t) * p.cols + j]; }
-    dst[(c * p.t_max + t) * p.width + p.col_offset + j] = v;
+    let out = (c * p.t_max + t) * p.width + p.col_offset;
+    if (t < clip.w) {
+        let row = (clip.z + t) * p.cols;
+        for (var j = 0u; j < p.cols; j++) { dst[out + j] = src[row + j]; }
+    } else {
+        for (var j = 0u; j < p.cols; j++) { dst[out + j] = 0.0; }
+    }
 }
 
 // Compensated (Kahan) sum over one clip's frames of column j's (x - centre), squared when

@@ -82,7 +82,7 @@ pub fn power_to_db(step: &mut Step, clips: &Tensor, values: &Tensor, scratch: &T
     if o.top_db.is_some() {
         step.dispatch(&MAX, &[], &[clips, values, scratch], bytemuck::bytes_of(&p), [n as u32, 1, 1], "segment.max")?;
     }
-    let grid = [super::groups(rows * cols, 64)?, 1, 1];
+    let grid = [super::groups(rows, 64)?, 1, 1];
     step.dispatch(&DB, &[], &[clips, scratch, values], bytemuck::bytes_of(&p), grid, "segment.power_to_db")
 }
 
@@ -95,7 +95,7 @@ pub fn assemble(step: &mut Step, clips: &Tensor, src: &Tensor, dst: &Tensor, col
         _ => bail!("assemble: src {:?} into dst {:?} at column {col_offset} for {n} clips", src.shape(), dst.shape()),
     };
     let p = Params { cols: cols as u32, t_max: t_max as u32, width: width as u32, col_offset: col_offset as u32, clips: n as u32, ..Default::default() };
-    let grid = [super::groups(n * t_max * cols, 64)?, 1, 1];
+    let grid = [super::groups(n * t_max, 64)?, 1, 1];
     step.dispatch(&ASSEMBLE, &[], &[clips, src, dst], bytemuck::bytes_of(&p), grid, "segment.assemble")
 }
 
