@@ -61,12 +61,25 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     moving[j] = vec2<f32>(p.momentum * mv.x + (1.0 - p.momentum) * mean, p.momentum * mv.y + (1.0 - p.momentum) * var_);
 }
 
+// The elementwise passes run one invocation per (column, block of BN_ROWS rows): the column's
+// statistics and affine parameters are loaded once per block, not once per element (buffer
+// loads are the costly part on llvmpipe); neighbouring invocations take neighbouring columns.
+const BN_ROWS: u32 = 8u;
+
+// (column, first row) of this invocation's block, or x = 0xffffffff past the grid.
+fn bn_block(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec2<u32> {
+    let i = flat_index(wid, nwg, p.grid, lid, 256u);
+    let blocks = (p.rows + BN_ROWS - 1u) / BN_ROWS;
+    if (i >= blocks * p.cols) { return vec2<u32>(0xffffffffu, 0u); }
+    return vec2<u32>(i % p.cols, (i / p.cols) * BN_ROWS);
+}
+
 @compute @workgroup_size(256, 1, 1)
 fn bn_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wid, nwg, p.grid, lid, 256u);
-    if (i >= p.rows * p.cols) { return; }
-    let j = i % p.cols;
+    let b = bn_block(wid, nwg, lid);
+    if (b.x == 0xffffffffu) { return; }
+    let j = b.x;
     var mean: f32;
     var rstd: f32;
     if (EVAL) {
@@ -79,7 +92,10 @@ fn bn_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         rstd = st.y;
     }
     let a = affine[j];
-    y[i] = a.y * (x[i] - mean) * rstd + a.x;
+    for (var r = b.y; r < min(b.y + BN_ROWS, p.rows); r++) {
+        let i = r * p.cols + j;
+        y[i] = a.y * (x[i] - mean) * rstd + a.x;
+    }
 }
 
 // Here x is the layer input and binding 3 holds dy; binding 6 receives (dbeta, dgamma) pairs.
@@ -106,12 +122,16 @@ fn bn_grad_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(256, 1, 1)
 fn bn_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wid, nwg, p.grid, lid, 256u);
-    if (i >= p.rows * p.cols) { return; }
-    let j = i % p.cols;
+    let b = bn_block(wid, nwg, lid);
+    if (b.x == 0xffffffffu) { return; }
+    let j = b.x;
     let st = stats[j];
     let gs = moving[j];
     let n = f32(p.rows);
-    let xhat = (x[i] - st.x) * st.y;
-    y[i] = affine[j].y * st.y / n * (n * dy[i] - gs.x - xhat * gs.y);
+    let scale = affine[j].y * st.y / n;
+    for (var r = b.y; r < min(b.y + BN_ROWS, p.rows); r++) {
+        let i = r * p.cols + j;
+        let xhat = (x[i] - st.x) * st.y;
+        y[i] = scale * (n * dy[i] - gs.x - xhat * gs.y);
+    }
 }
