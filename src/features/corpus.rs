@@ -99,7 +99,7 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
     let bytes: Vec<Result<Vec<u8>>> =
         found.clips.par_iter().map(|c| std::fs::read(&c.path).with_context(|| format!("{}: cannot read", c.path.display()))).collect();
     let mut hasher = blake3::Hasher::new();
-    hasher.update(serde_json::to_string(&(cfg, selection, super::set::FORMAT))?.as_bytes());
+    hasher.update(serde_json::to_string(&(cfg, selection, super::set::FORMAT, super::set::COMPUTATION))?.as_bytes());
     for (clip, b) in found.clips.iter().zip(&bytes) {
         hasher.update(clip.relative.as_bytes());
         match b {

@@ -42,6 +42,12 @@ pub struct FeatureSet {
 /// v2 added `stds`; v1 files are refused with a request to re-extract.
 pub const FORMAT: &str = "ser.features.v2";
 
+/// Which computation made the numbers: part of the feature cache's key, so a change to the
+/// kernels that moves any value (even by float rounding) is never served from an older cache.
+/// Bump it with every such change. "texture-stft-1": session 3's texture FFT and filterbanks
+/// (MFCC within 2.8e-4 of the previous kernels).
+pub const COMPUTATION: &str = "texture-stft-1";
+
 impl FeatureSet {
     /// Column names in order: mfcc_0.., chroma_0.., contrast_0..
     pub fn columns(config: &FeatureConfig) -> Vec<String> {
