@@ -64,7 +64,7 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 // The elementwise passes run one invocation per (column, block of BN_ROWS rows): the column's
 // statistics and affine parameters are loaded once per block, not once per element (buffer
 // loads are the costly part on llvmpipe); neighbouring invocations take neighbouring columns.
-const BN_ROWS: u32 = 8u;
+override BN_ROWS: u32 = 8u;  // set by the host (ops::norm)
 
 // (column, first row) of this invocation's block, or x = 0xffffffff past the grid.
 fn bn_block(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec2<u32> {

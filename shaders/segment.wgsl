@@ -70,11 +70,13 @@ fn power_to_db(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                @builtin(local_invocation_index) lid: u32) {
     let r = flat_index(wid, nwg, p.grid, lid, 64u);
     if (r >= p.rows) { return; }
-    var floor_db = -3.40282347e38;
-    if (p.top_db >= 0.0) { floor_db = db(clip_max[clip_of_row(r)]) - p.top_db; }
+    let floored = p.top_db >= 0.0;
+    var floor_db = 0.0;
+    if (floored) { floor_db = db(clip_max[clip_of_row(r)]) - p.top_db; }
     for (var j = 0u; j < p.cols; j++) {
         let i = r * p.cols + j;
-        values[i] = max(db(values[i]), floor_db);
+        let v = db(values[i]);
+        values[i] = select(v, max(v, floor_db), floored);
     }
 }
 

@@ -15,7 +15,7 @@
 //               is odd)
 //   fft_stage   one radix-4 stage of span ns >= 2
 //   fft_power   the last texture -> |X[k]|^2 rows of `stride` floats (zero past n_fft / 2) in
-//               a texture that later kernels read, and optionally in a buffer
+//               a texture that later kernels read
 // The signal texture holds all clips' samples back to back, `sig_width` texels (four samples)
 // per row; each clip is described by (sample offset, sample count, first frame, frame count).
 // A batch has at most as many frames as a texture has rows.
@@ -26,7 +26,7 @@ override LOG2_HALF: u32 = 9u;
 struct Params {
     grid: vec4<u32>,
     n_fft: u32, hop: u32, stride: u32, frames: u32,
-    first_frame: u32, ns: u32, sig_width: u32, _pad: u32,
+    ns: u32, sig_width: u32, _pad0: u32, _pad1: u32,
 }
 
 const PI: f32 = 3.14159265358979;
@@ -108,7 +108,7 @@ fn fft_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let it = item(wid, nwg, lid, select(HALF / 8u, HALF / 4u, radix2));
     if (it.x == 0xffffffffu) { return; }
     let q = it.x;
-    let frame = p.first_frame + it.y;
+    let frame = it.y;
     let clip = clips[frame_clip[frame]];
     let start = i32((frame - clip.z) * p.hop) - i32(p.n_fft / 2u);
     if (radix2) {
@@ -170,10 +170,8 @@ fn bin_power(zk: vec2<f32>, zm: vec2<f32>, k: u32) -> f32 {
     return dot(x, x);
 }
 
-// The power spectrum goes to a texture (texel q of a frame's row = bins 4q .. 4q + 4, the packed
-// layout gemm_tex8 reads), and with WRITE_BUFFER also to a buffer of `stride`-float rows.
-override WRITE_BUFFER: bool = false;
-@group(0) @binding(3) var<storage, read_write> power4: array<vec4<f32>>;
+// The power spectrum goes to a texture: texel q of a frame's row = bins 4q .. 4q + 4, the packed
+// layout gemm_tex8 reads.
 
 // Bins 4q .. 4q + 4 of one frame (zeros past H): bin k pairs Z[k] with Z[H - k] (indices mod
 // H). Texels 2q and 2q + 1 hold Z[4q .. 4q + 4]; the mirrors Z[H - 4q - c] lie in texels
@@ -196,5 +194,4 @@ fn fft_power(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
                       bin_power(t1.xy, m1.xy, k + 2u), bin_power(t1.zw, m2.zw, k + 3u));
     let out = select(vec4<f32>(0.0), v, vec4<u32>(k, k + 1u, k + 2u, k + 3u) <= vec4<u32>(HALF));
     textureStore(stage_out, vec2<u32>(q, it.y), out);
-    if (WRITE_BUFFER) { power4[(p.first_frame + it.y) * (p.stride / 4u) + q] = out; }
 }

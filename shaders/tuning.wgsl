@@ -28,9 +28,7 @@ struct Params {
 
 // S[f, k] from the spectra texture (four bins per texel).
 fn power(f: u32, k: u32) -> f32 {
-    let t = textureLoad(spectra, vec2<u32>(k / 4u, f), 0);
-    let m = k & 3u;
-    return select(select(t.x, t.y, m == 1u), select(t.z, t.w, m == 3u), m >= 2u);
+    return textureLoad(spectra, vec2<u32>(k / 4u, f), 0)[k & 3u];
 }
 
 @compute @workgroup_size(64, 1, 1)

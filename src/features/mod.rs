@@ -235,7 +235,7 @@ impl Extractor {
         let clip_max = gpu.empty(&[b.clip_frames.len()], DType::F32)?;
 
         let mut step = gpu.step("features");
-        stft::power(&mut step, &self.layout, &b.signal, &b.clips, true, &b.frame_clip, &self.window, &spectra, None)?;
+        stft::power(&mut step, &self.layout, &b.signal, &b.clips, true, &b.frame_clip, &self.window, &spectra)?;
         let sr = cfg.sample_rate as f64;
         let (tunings, per_clip_chroma) = match cfg.tuning {
             Tuning::Fixed(t) => (vec![t; b.clip_frames.len()], None),

@@ -43,7 +43,7 @@ pub struct DeviceReport {
 fn required_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
     let mut req = wgpu::Limits::downlevel_defaults();
     req.max_storage_buffers_per_shader_stage = 8;
-    // The FFT keeps a whole frame in workgroup memory (8 bytes per n_fft); take what is there.
+    // Workgroup memory holds reduction scratch and GEMM tiles (a few KiB); take what is there.
     req.max_compute_workgroup_storage_size = adapter.max_compute_workgroup_storage_size.min(65536);
     req.max_compute_invocations_per_workgroup = 256;
     req.max_compute_workgroup_size_x = 256;
@@ -75,6 +75,8 @@ pub struct Gpu {
     dispatch_dim_limit: std::sync::atomic::AtomicU32,
     /// Largest texture side handed out; the device limit, lowered only by tests.
     texture_side_limit: std::sync::atomic::AtomicU32,
+    /// Profiles time dispatches with timestamp queries (see `has_timestamps`).
+    timestamps: bool,
     /// A 16-byte buffer bound where a kernel's optional input is absent.
     placeholder: Tensor,
 }
@@ -118,9 +120,15 @@ impl Gpu {
         let pool = BufferPool::new();
         let placeholder = Tensor::new(pool.take(&device, 16), &[4], DType::F32);
         let timestamp_period = queue.get_timestamp_period();
+        let timestamps = match std::env::var("SER_PROFILE_CLOCK").as_deref() {
+            Ok("host") => false,
+            Ok("gpu") => true,
+            _ => info.device_type != wgpu::DeviceType::Cpu,
+        } && features.contains(wgpu::Features::TIMESTAMP_QUERY);
         Ok(Gpu {
             dispatch_dim_limit: limits.max_compute_workgroups_per_dimension.into(),
             texture_side_limit: limits.max_texture_dimension_2d.into(),
+            timestamps,
             device,
             queue,
             report,
@@ -149,14 +157,9 @@ impl Gpu {
     /// adapters unless `SER_PROFILE_CLOCK=gpu`: lavapipe 22.3 stamps kernels that read textures
     /// 3-4x short (four conv-sized texture GEMMs: 57 ms by timestamps, 240 ms by the wall
     /// clock; docs/RESULTS.md). `SER_PROFILE_CLOCK=host` forces host timing anywhere.
+    /// Decided once, when the device opens (every submission asks).
     pub fn has_timestamps(&self) -> bool {
-        let software = self.report.adapter.device_type == "Cpu";
-        let wanted = match std::env::var("SER_PROFILE_CLOCK").as_deref() {
-            Ok("host") => false,
-            Ok("gpu") => true,
-            _ => !software,
-        };
-        wanted && self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+        self.timestamps
     }
 
     pub fn has_f16(&self) -> bool {
@@ -170,11 +173,6 @@ impl Gpu {
     /// naga capabilities that match the features this device was created with.
     pub fn capabilities(&self) -> naga::valid::Capabilities {
         capabilities_for(self.has_f16(), self.has_subgroups())
-    }
-
-    /// Workgroup memory a kernel may use on this device.
-    pub fn max_workgroup_bytes(&self) -> usize {
-        self.limits.max_compute_workgroup_storage_size as usize
     }
 
     pub fn max_storage_binding(&self) -> u64 {
@@ -307,6 +305,32 @@ impl Gpu {
     /// Largest width or height of a texture on this device, in texels.
     pub fn max_texture_side(&self) -> u32 {
         self.texture_side_limit.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Reads a texture's `width` x `height` texels back (four floats each, row by row), waiting
+    /// for all submitted work that writes it.
+    pub fn read_texture(&self, t: &Texture) -> Result<Vec<f32>> {
+        let (w, h) = (t.width(), t.height());
+        // Texture-to-buffer copies need rows padded to wgpu's copy alignment.
+        let row = (w * 16).next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("ser.readback"),
+            size: row as u64 * h as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_texture_to_buffer(
+            wgpu::TexelCopyTextureInfo { texture: t.tex.raw(), mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All },
+            wgpu::TexelCopyBufferInfo {
+                buffer: &staging,
+                layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(row), rows_per_image: Some(h) },
+            },
+            wgpu::Extent3d { width: w, height: h, depth_or_array_layers: 1 },
+        );
+        self.queue.submit([encoder.finish()]);
+        let raw = self.map_read(&staging)?;
+        Ok(raw.chunks(row as usize).flat_map(|r| bytemuck::pod_collect_to_vec::<u8, f32>(&r[..w as usize * 16])).collect())
     }
 
     /// Uploads host floats into a new `width` x `height` rgba32float texture, row by row (four

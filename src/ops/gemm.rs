@@ -194,16 +194,13 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
             bail!("gemm: {name} at offset {off} with {extent} elements does not fit {t:?} (offsets must be multiples of 4)");
         }
     }
-    if c.shares_storage(a) || c.shares_storage(b) || bias.is_some_and(|t| c.shares_storage(t)) {
-        bail!("gemm: C is also bound as an input (the kernel would race with its own reads)");
-    }
-    if let Some(bias) = bias {
-        if bias.len() != d.n {
-            bail!("gemm: bias {:?} does not match N = {}", bias.shape(), d.n);
-        }
-    }
+    check_output(&[a, b], bias, c, d.n)?;
     if d.m * d.n * d.batch == 0 {
         return Ok(());
+    }
+    let kernel = o.kernel.for_dims(&d, o);
+    if kernel == GemmKernel::Tex8 {
+        return gemm_packed(step, (a, off_a), (b, off_b), bias, (c, off_c), d, o);
     }
     let p = Params {
         m: u32_of(d.m, "M")?,
@@ -226,10 +223,6 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
         _pad3: [0; 2],
         _pad4: 0,
     };
-    let kernel = o.kernel.for_dims(&d, o);
-    if kernel == GemmKernel::Tex8 {
-        return gemm_packed(step, (a, off_a), (b, off_b), bias, (c, off_c), d, o);
-    }
     let tile = kernel.tile();
     let grid = [super::groups(d.n, tile)?, super::groups(d.m, tile)?, u32_of(d.batch, "batch")?];
     let constants = [
@@ -251,6 +244,24 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
     step.dispatch(kernel.spec(), &constants, &[a, b, &bias, c], bytemuck::bytes_of(&p), grid, label)?;
     step.count_flops(2.0 * (d.batch * d.m * d.n * d.k) as f64);
     Ok(())
+}
+
+/// C must not be an input (the kernel would race with its own reads); the bias has N values.
+fn check_output(inputs: &[&Tensor], bias: Option<&Tensor>, c: &Tensor, n: usize) -> Result<()> {
+    if inputs.iter().chain(&bias).any(|t| c.shares_storage(t)) {
+        bail!("gemm: C is also bound as an input (the kernel would race with its own reads)");
+    }
+    if let Some(bias) = bias {
+        if bias.len() != n {
+            bail!("gemm: bias {:?} does not match N = {n}", bias.shape());
+        }
+    }
+    Ok(())
+}
+
+/// The largest packed operand side: the texture side, in whole 8-row blocks.
+fn packed_side(step: &Step) -> usize {
+    step.gpu().max_texture_side() as usize / 8 * 8
 }
 
 /// Where the rows of one packed operand come from: element (batch, row, k) of op(X) is
@@ -382,6 +393,17 @@ fn launch_tex8(step: &mut Step, l: &Tex8Launch, bias: Option<&Tensor>, c: &Tenso
     Ok(())
 }
 
+/// How op(A) [M, K] is read when packed by rows.
+fn rows_of<'t>(a: &'t Tensor, off_a: usize, d: &GemmDims, o: &GemmOptions) -> Operand<'t> {
+    Operand {
+        src: a,
+        offset: off_a,
+        row_stride: if o.trans_a { 1 } else { d.k },
+        k_stride: if o.trans_a { d.m } else { 1 },
+        batch_stride: d.m * d.k,
+    }
+}
+
 /// How op(B) [K, N] is read when packed by columns.
 fn columns_of<'t>(b: &'t Tensor, off_b: usize, d: &GemmDims, o: &GemmOptions) -> Operand<'t> {
     Operand {
@@ -397,20 +419,14 @@ fn columns_of<'t>(b: &'t Tensor, off_b: usize, d: &GemmDims, o: &GemmOptions) ->
 /// taller than the adapter's texture side are split into row (column) chunks, and batches are
 /// grouped so that each group's stacked rows fit; every chunk writes its own block of C.
 fn gemm_packed(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tensor, usize), bias: Option<&Tensor>, (c, off_c): (&Tensor, usize), d: GemmDims, o: &GemmOptions) -> Result<()> {
-    let max = step.gpu().max_texture_side() as usize / 8 * 8;
+    let max = packed_side(step);
     if d.k.div_ceil(4) > max {
         bail!("gemm: K = {} needs {} texels per packed row, over this adapter's texture side of {max}", d.k, d.k.div_ceil(4));
     }
     let row_chunk = d.m.next_multiple_of(8).min(max);
     let col_chunk = d.n.next_multiple_of(8).min(max);
     let group = if d.broadcast_b { max / row_chunk } else { (max / row_chunk).min(max / col_chunk) };
-    let a_rows = Operand {
-        src: a,
-        offset: off_a,
-        row_stride: if o.trans_a { 1 } else { d.k },
-        k_stride: if o.trans_a { d.m } else { 1 },
-        batch_stride: d.m * d.k,
-    };
+    let a_rows = rows_of(a, off_a, &d, o);
     let b_cols = columns_of(b, off_b, &d, o);
     let mut shared_b: Option<Vec<(usize, usize, Texture)>> = None;
     for first_batch in (0..d.batch).step_by(group) {
@@ -481,13 +497,8 @@ impl PackedA {
         if m.next_multiple_of(8) > max || k.div_ceil(4) > max {
             bail!("PackedA: op(A) is {m}x{k}, past this adapter's texture side of {max} (rows, or K / 4)");
         }
-        let rows = Operand {
-            src: a,
-            offset: 0,
-            row_stride: if trans_a { 1 } else { k },
-            k_stride: if trans_a { m } else { 1 },
-            batch_stride: 0,
-        };
+        let d = GemmDims { batch: 1, m, n: 0, k, broadcast_b: false };
+        let rows = rows_of(a, 0, &d, &GemmOptions { trans_a, ..Default::default() });
         Ok(PackedA { tex: pack(step, &rows, k, (0, 1), (0, m))?, first_row: 0, m, k, trans_a })
     }
 
@@ -508,10 +519,6 @@ impl PackedA {
             bail!("PackedA: rows {first}..{} of a {}-row matrix", first + count, self.m);
         }
         Ok(PackedA { first_row: self.first_row + first, m: count, ..self.clone() })
-    }
-
-    pub fn rows(&self) -> usize {
-        self.m
     }
 }
 
@@ -536,13 +543,8 @@ pub fn gemm_packed_a_at(step: &mut Step, a: &PackedA, (b, off_b): (&Tensor, usiz
     if off_b + d.k * d.n > b.len() || off_c + d.m * d.n > c.len() {
         bail!("gemm: B at {off_b} or C at {off_c} does not fit {b:?} / {c:?} for {d:?}");
     }
-    if c.shares_storage(b) || bias.is_some_and(|t| c.shares_storage(t)) {
-        bail!("gemm: C is also bound as an input (the kernel would race with its own reads)");
-    }
-    if bias.is_some_and(|t| t.len() != d.n) {
-        bail!("gemm: bias does not match N = {}", d.n);
-    }
-    let col_chunk = step.gpu().max_texture_side() as usize / 8 * 8;
+    check_output(&[b], bias, c, d.n)?;
+    let col_chunk = packed_side(step);
     let b_cols = columns_of(b, off_b, &d, &o);
     for c0 in (0..d.n).step_by(col_chunk) {
         let cols = col_chunk.min(d.n - c0);

@@ -3,6 +3,7 @@
 //! once, with per-column scalars kept on the GPU so that iterations need no readback.
 
 use super::gemm::{self, GemmOptions};
+use super::rows_cols;
 use crate::gpu::{Access, DType, Gpu, KERNEL_WGSL, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
 
@@ -23,13 +24,6 @@ struct Params {
     _pad0: [u32; 2],
     gamma: f32,
     _pad1: [f32; 3],
-}
-
-fn rows_cols(t: &Tensor, what: &str) -> Result<(usize, usize)> {
-    match t.shape() {
-        [r, c] => Ok((*r, *c)),
-        s => bail!("{what} must be [rows, cols], got {s:?}"),
-    }
 }
 
 /// out [rows] = squared Euclidean norm of each row of x [rows, cols].

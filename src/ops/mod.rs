@@ -21,3 +21,11 @@ pub(crate) fn groups(n: usize, per_group: usize) -> anyhow::Result<u32> {
     u32::try_from(n.div_ceil(per_group))
         .map_err(|_| anyhow::anyhow!("{n} items need more than 2^32 workgroups"))
 }
+
+/// (rows, cols) of a rank-2 tensor, or an error naming `what` (e.g. "sq_norms: x").
+pub(crate) fn rows_cols(t: &crate::gpu::Tensor, what: &str) -> anyhow::Result<(usize, usize)> {
+    match t.shape() {
+        [r, c] => Ok((*r, *c)),
+        s => anyhow::bail!("{what} must be [rows, cols], got {s:?}"),
+    }
+}

@@ -11,7 +11,8 @@ const FORWARD: KernelSpec = KernelSpec { shader: &NORM_WGSL, entry: "bn_forward"
 const GRAD_STATS: KernelSpec = KernelSpec { shader: &NORM_WGSL, entry: "bn_grad_stats", bindings: BINDINGS };
 const BACKWARD: KernelSpec = KernelSpec { shader: &NORM_WGSL, entry: "bn_backward", bindings: BINDINGS };
 
-/// Rows per invocation of the elementwise batch-norm passes (BN_ROWS in shaders/norm.wgsl).
+/// Rows per invocation of the elementwise batch-norm passes (the BN_ROWS override of
+/// shaders/norm.wgsl).
 const BN_ROWS: usize = 8;
 
 #[repr(C)]
@@ -80,7 +81,7 @@ pub fn forward_train(step: &mut Step, o: &BatchNorm, t: &BnTensors, x: &Tensor, 
     (p.eps, p.momentum) = (o.eps, o.momentum);
     let ph = step.gpu().placeholder().clone();
     step.dispatch(&STATS, &[], &[x, t.affine, &ph, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(cols, 64)?, 1, 1], "norm.bn_stats")?;
-    step.dispatch(&FORWARD, &[("EVAL", 0.0)], &[x, t.affine, &ph, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(rows.div_ceil(BN_ROWS) * cols, 256)?, 1, 1], "norm.bn_forward")
+    step.dispatch(&FORWARD, &[("EVAL", 0.0), ("BN_ROWS", BN_ROWS as f64)], &[x, t.affine, &ph, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(rows.div_ceil(BN_ROWS) * cols, 256)?, 1, 1], "norm.bn_forward")
 }
 
 /// Inference forward with the moving statistics.
@@ -89,7 +90,7 @@ pub fn forward_eval(step: &mut Step, o: &BatchNorm, t: &BnTensors, x: &Tensor, y
     let (rows, mut p) = dims(x, cols)?;
     p.eps = o.eps;
     let ph = step.gpu().placeholder().clone();
-    step.dispatch(&FORWARD, &[("EVAL", 1.0)], &[x, t.affine, &ph, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(rows.div_ceil(BN_ROWS) * cols, 256)?, 1, 1], "norm.bn_forward")
+    step.dispatch(&FORWARD, &[("EVAL", 1.0), ("BN_ROWS", BN_ROWS as f64)], &[x, t.affine, &ph, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(rows.div_ceil(BN_ROWS) * cols, 256)?, 1, 1], "norm.bn_forward")
 }
 
 /// Backward of the training forward: dx, and the parameter gradients in `grad_stats` [cols, 2]
@@ -101,7 +102,7 @@ pub fn backward(step: &mut Step, t: &BnTensors, x: &Tensor, dy: &Tensor, grad_st
         bail!("batchnorm backward: dy {:?}, dx {:?}, grad_stats {:?} for x {:?}", dy.shape(), dx.shape(), grad_stats.shape(), x.shape());
     }
     step.dispatch(&GRAD_STATS, &[], &[x, t.affine, dy, t.stats, t.moving, grad_stats], bytemuck::bytes_of(&p), [super::groups(cols, 64)?, 1, 1], "norm.bn_grad_stats")?;
-    step.dispatch(&BACKWARD, &[], &[x, t.affine, dy, t.stats, grad_stats, dx], bytemuck::bytes_of(&p), [super::groups(rows.div_ceil(BN_ROWS) * cols, 256)?, 1, 1], "norm.bn_backward")
+    step.dispatch(&BACKWARD, &[("BN_ROWS", BN_ROWS as f64)], &[x, t.affine, dy, t.stats, grad_stats, dx], bytemuck::bytes_of(&p), [super::groups(rows.div_ceil(BN_ROWS) * cols, 256)?, 1, 1], "norm.bn_backward")
 }
 
 /// Float64 reference of the training forward: (y, mean, var).

@@ -60,10 +60,7 @@ fn clip_count(clips: &Tensor) -> Result<usize> {
 /// the clip's maximum minus top_db. `scratch` holds one float per clip.
 pub fn power_to_db(step: &mut Step, clips: &Tensor, values: &Tensor, scratch: &Tensor, o: &DbOptions) -> Result<()> {
     let n = clip_count(clips)?;
-    let (rows, cols) = match values.shape() {
-        [r, c] => (*r, *c),
-        s => bail!("power_to_db: values must be [rows, cols], got {s:?}"),
-    };
+    let (rows, cols) = super::rows_cols(values, "power_to_db: values")?;
     if scratch.len() < n {
         bail!("power_to_db: scratch needs {n} floats");
     }
@@ -131,10 +128,7 @@ pub fn reference_moments(rows: &[f64], cols: usize) -> (Vec<f64>, Vec<f64>) {
 /// Divides each row of `values` [rows, cols] by its largest magnitude (librosa's norm=inf),
 /// leaving all-zero rows alone.
 pub fn normalize_rows(step: &mut Step, values: &Tensor) -> Result<()> {
-    let (rows, cols) = match values.shape() {
-        [r, c] => (*r, *c),
-        s => bail!("normalize_rows: values must be [rows, cols], got {s:?}"),
-    };
+    let (rows, cols) = super::rows_cols(values, "normalize_rows: values")?;
     let p = Params { rows: rows as u32, cols: cols as u32, ..Default::default() };
     let grid = [super::groups(rows, 64)?, 1, 1];
     // The kernel reads only binding 3; the shared read-only slots get the output's placeholder.

@@ -15,7 +15,7 @@ const STAGE: KernelSpec =
 const POWER: KernelSpec = KernelSpec {
     shader: &STFT_WGSL,
     entry: "fft_power",
-    bindings: &[Access::Texture, Access::TextureWrite, Access::ReadWrite],
+    bindings: &[Access::Texture, Access::TextureWrite],
 };
 
 /// Shape of a batch of spectra: rows of `stride` floats, the first `n_bins` of them used.
@@ -78,10 +78,9 @@ struct Params {
     hop: u32,
     stride: u32,
     frames: u32,
-    first_frame: u32,
     ns: u32,
     sig_width: u32,
-    _pad: u32,
+    _pad: [u32; 2],
 }
 
 /// A texture for the power spectra of `frames` frames: one row per frame, `stride / 4` texels.
@@ -94,17 +93,16 @@ pub fn spectrum_texture(gpu: &Gpu, layout: &SpectrumLayout, frames: usize) -> Re
 }
 
 /// Records the power spectra of every frame of every clip into `spectra` (from
-/// [`spectrum_texture`]) and, when given, `buffer` ([frames, stride]).
+/// [`spectrum_texture`]).
 /// `signal` comes from [`upload_signal`]; `clips` holds (sample offset, sample count, first
 /// frame, frame count) per clip as u32; `frame_clip` the clip of each frame; `window` comes from
 /// [`upload_window`]. `clips_aligned` says every clip's sample offset is a multiple of 4: with a
 /// hop that is one too, frames read whole texels.
 #[allow(clippy::too_many_arguments)]
-pub fn power(step: &mut Step, layout: &SpectrumLayout, signal: &Texture, clips: &Tensor, clips_aligned: bool, frame_clip: &Tensor, window: &Texture, spectra: &Texture, buffer: Option<&Tensor>) -> Result<()> {
+pub fn power(step: &mut Step, layout: &SpectrumLayout, signal: &Texture, clips: &Tensor, clips_aligned: bool, frame_clip: &Tensor, window: &Texture, spectra: &Texture) -> Result<()> {
     let frames = frame_clip.len();
-    let wrong_buffer = buffer.is_some_and(|b| b.len() != frames * layout.stride);
-    if wrong_buffer || window.width() as usize * 4 != layout.n_fft || clips.len() % 4 != 0 {
-        bail!("stft: buffer {buffer:?}, window {window:?}, clips {:?} do not match {frames} frames of {layout:?}", clips.shape());
+    if window.width() as usize * 4 != layout.n_fft || clips.len() % 4 != 0 {
+        bail!("stft: window {window:?}, clips {:?} do not match {frames} frames of {layout:?}", clips.shape());
     }
     if spectra.width() as usize * 4 != layout.stride || (spectra.height() as usize) < frames {
         bail!("stft: spectra {spectra:?} do not hold {frames} frames of {} bins", layout.stride);
@@ -118,7 +116,6 @@ pub fn power(step: &mut Step, layout: &SpectrumLayout, signal: &Texture, clips: 
         ("HALF", half as f64),
         ("LOG2_HALF", half.trailing_zeros() as f64),
         ("ALIGNED", aligned as u8 as f64),
-        ("WRITE_BUFFER", buffer.is_some() as u8 as f64),
     ];
     let label = format!("stft[{}]", layout.n_fft);
     let mut params = Params {
@@ -126,10 +123,9 @@ pub fn power(step: &mut Step, layout: &SpectrumLayout, signal: &Texture, clips: 
         hop: layout.hop as u32,
         stride: layout.stride as u32,
         frames: frames as u32,
-        first_frame: 0,
         ns: 0,
         sig_width: signal.width(),
-        _pad: 0,
+        _pad: [0; 2],
     };
     let gpu = step.gpu();
     let (mut src, mut dst) = (gpu.texture(half as u32 / 2, frames as u32)?, gpu.texture(half as u32 / 2, frames as u32)?);
@@ -144,8 +140,7 @@ pub fn power(step: &mut Step, layout: &SpectrumLayout, signal: &Texture, clips: 
         std::mem::swap(&mut src, &mut dst);
         ns *= 4;
     }
-    let buffer = buffer.unwrap_or(gpu.placeholder());
-    step.dispatch_bound(&POWER, &constants, &[(&src).into(), spectra.into(), buffer.into()], bytemuck::bytes_of(&params), grid(layout.stride / 4)?, format!("{label}.power"))
+    step.dispatch_bound(&POWER, &constants, &[(&src).into(), spectra.into()], bytemuck::bytes_of(&params), grid(layout.stride / 4)?, format!("{label}.power"))
 }
 
 /// Float64 reference: power spectra [frames][n_bins] of one clip by direct DFT.

@@ -67,9 +67,13 @@ pub fn calibrate(gpu: &Gpu, model: &mut Model, val: &Dataset) -> Result<Calibrat
     let classes = model.arch.classes()?;
     let logits = predict(gpu, model, val, 256)?;
     let at = |t: f32| loss_and_accuracy(&logits.iter().map(|v| v * t).collect::<Vec<_>>(), &val.y, classes);
-    let temperature = (0..=60).map(|i| 10f32.powf(-1.0 + 3.0 * i as f32 / 60.0)).min_by(|a, b| at(*a).0.total_cmp(&at(*b).0)).unwrap();
+    // Each candidate is scored once; the first of equal losses wins, as before.
+    let (temperature, (val_loss, val_accuracy)) = (0..=60)
+        .map(|i| 10f32.powf(-1.0 + 3.0 * i as f32 / 60.0))
+        .map(|t| (t, at(t)))
+        .min_by(|a, b| a.1.0.total_cmp(&b.1.0))
+        .unwrap();
     scale_scores(gpu, model, temperature)?;
-    let (val_loss, val_accuracy) = at(temperature);
     Ok(Calibration { temperature, val_loss, val_accuracy })
 }
 
