@@ -118,7 +118,7 @@ impl Gpu {
             limits: KeyLimits::of(&limits),
         };
         let pool = BufferPool::new();
-        let placeholder = Tensor::new(pool.take(&device, 16), &[4], DType::F32);
+        let placeholder = Tensor::new(pool.take_buffer(&device, 16), &[4], DType::F32);
         let timestamp_period = queue.get_timestamp_period();
         let timestamps = match std::env::var("SER_PROFILE_CLOCK").as_deref() {
             Ok("host") => false,
@@ -204,7 +204,7 @@ impl Gpu {
                 self.limits.max_storage_buffer_binding_size
             );
         }
-        Ok(Tensor::new(self.pool.take(&self.device, bytes), shape, dtype))
+        Ok(Tensor::new(self.pool.take_buffer(&self.device, bytes), shape, dtype))
     }
 
     /// Uploads host data (any 4-byte or 2-byte plain type) as a tensor of `shape`.
@@ -293,7 +293,7 @@ impl Gpu {
 
     /// Bytes held by free pooled buffers and textures (for memory reports).
     pub fn pool_free_bytes(&self) -> u64 {
-        self.pool.free_bytes() + self.textures.free_bytes()
+        self.pool.free_buffer_bytes() + self.textures.free_texture_bytes()
     }
 
     /// Drops every free pooled buffer and texture.
@@ -368,7 +368,7 @@ impl Gpu {
         // compiled shader variant, whose key includes whether each texture side is a power of
         // two (mixed sizes cost a JIT compile of ~0.3-2 s per new combination).
         let (w, h) = (width.next_power_of_two().min(max), height.next_power_of_two().min(max));
-        Ok(Texture::new(self.textures.take(&self.device, w, h), width, height))
+        Ok(Texture::new(self.textures.take_texture(&self.device, w, h), width, height))
     }
 
     /// A 16-byte tensor to bind where an optional input is absent.

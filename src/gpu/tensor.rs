@@ -5,6 +5,7 @@
 //! reads it is still waiting to be submitted.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, Weak};
 
 /// Element type of a tensor. Every type here is 4 bytes wide except `F16`.
@@ -25,19 +26,61 @@ impl DType {
     }
 }
 
-type PoolMap = HashMap<u64, Vec<wgpu::Buffer>>;
+/// Free GPU resources of one kind by key (a buffer's size class, a texture's size). A resource on
+/// loan goes back here when the last reference to its [`Pooled`] is dropped.
+pub(crate) struct Pool<K, R> {
+    free: Mutex<HashMap<K, Vec<R>>>,
+}
+
+impl<K: Hash + Eq + Copy, R> Pool<K, R> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Pool { free: Mutex::new(HashMap::new()) })
+    }
+
+    /// A free resource under `key`, or a new one from `make`.
+    fn take(self: &Arc<Self>, key: K, make: impl FnOnce() -> R) -> Arc<Pooled<K, R>> {
+        let reused = self.free.lock().unwrap().get_mut(&key).and_then(|v| v.pop());
+        Arc::new(Pooled { resource: Some(reused.unwrap_or_else(make)), key, pool: Arc::downgrade(self) })
+    }
+
+    /// Bytes held by free resources, given each key's size in bytes.
+    fn free_bytes(&self, bytes: impl Fn(&K) -> u64) -> u64 {
+        self.free.lock().unwrap().iter().map(|(k, v)| bytes(k) * v.len() as u64).sum()
+    }
+
+    pub(crate) fn clear(&self) {
+        self.free.lock().unwrap().clear();
+    }
+}
+
+/// A resource on loan from a [`Pool`].
+pub(crate) struct Pooled<K: Hash + Eq + Copy, R> {
+    resource: Option<R>,
+    key: K,
+    pool: Weak<Pool<K, R>>,
+}
+
+impl<K: Hash + Eq + Copy, R> Pooled<K, R> {
+    fn get(&self) -> &R {
+        self.resource.as_ref().expect("resource present until drop")
+    }
+}
+
+impl<K: Hash + Eq + Copy, R> Drop for Pooled<K, R> {
+    fn drop(&mut self) {
+        if let (Some(r), Some(pool)) = (self.resource.take(), self.pool.upgrade()) {
+            pool.free.lock().unwrap().entry(self.key).or_default().push(r);
+        }
+    }
+}
 
 /// Free storage buffers by capacity. Capacities are rounded up to a coarse size class so that
 /// tensors of similar sizes share buffers.
-pub(crate) struct BufferPool {
-    free: Mutex<PoolMap>,
-}
+pub(crate) type BufferPool = Pool<u64, wgpu::Buffer>;
+/// A storage buffer on loan from the pool.
+pub(crate) type PooledBuffer = Pooled<u64, wgpu::Buffer>;
 
 impl BufferPool {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(BufferPool { free: Mutex::new(HashMap::new()) })
-    }
-
     /// Size classes: powers of two up to 1 MiB, then multiples of 1 MiB / 4 of the next power.
     pub(crate) fn size_class(bytes: u64) -> u64 {
         let bytes = bytes.max(16).next_multiple_of(16);
@@ -49,68 +92,40 @@ impl BufferPool {
         }
     }
 
-    pub(crate) fn take(self: &Arc<Self>, device: &wgpu::Device, bytes: u64) -> Arc<PooledBuffer> {
+    pub(crate) fn take_buffer(self: &Arc<Self>, device: &wgpu::Device, bytes: u64) -> Arc<PooledBuffer> {
         let class = Self::size_class(bytes);
-        let reused = self.free.lock().unwrap().get_mut(&class).and_then(|v| v.pop());
-        let buffer = reused.unwrap_or_else(|| {
+        self.take(class, || {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("ser.tensor"),
                 size: class,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
-        });
-        Arc::new(PooledBuffer { buffer: Some(buffer), class, pool: Arc::downgrade(self) })
+        })
     }
 
     /// Total bytes held by free buffers.
-    pub(crate) fn free_bytes(&self) -> u64 {
-        self.free.lock().unwrap().iter().map(|(c, v)| c * v.len() as u64).sum()
+    pub(crate) fn free_buffer_bytes(&self) -> u64 {
+        self.free_bytes(|class| *class)
     }
-
-    pub(crate) fn clear(&self) {
-        self.free.lock().unwrap().clear();
-    }
-}
-
-/// A storage buffer on loan from the pool.
-pub(crate) struct PooledBuffer {
-    buffer: Option<wgpu::Buffer>,
-    class: u64,
-    pool: Weak<BufferPool>,
 }
 
 impl PooledBuffer {
     pub(crate) fn raw(&self) -> &wgpu::Buffer {
-        self.buffer.as_ref().expect("buffer present until drop")
+        self.get()
     }
 }
 
-impl Drop for PooledBuffer {
-    fn drop(&mut self) {
-        if let (Some(buffer), Some(pool)) = (self.buffer.take(), self.pool.upgrade()) {
-            pool.free.lock().unwrap().entry(self.class).or_default().push(buffer);
-        }
-    }
-}
-
-/// Free rgba32float textures by (width, height) in texels.
-pub(crate) struct TexturePool {
-    free: Mutex<HashMap<(u32, u32), Vec<(wgpu::Texture, wgpu::TextureView)>>>,
-}
+/// Free rgba32float textures (with their views) by (width, height) in texels.
+pub(crate) type TexturePool = Pool<(u32, u32), (wgpu::Texture, wgpu::TextureView)>;
+/// A texture on loan from the pool.
+pub(crate) type PooledTexture = Pooled<(u32, u32), (wgpu::Texture, wgpu::TextureView)>;
 
 impl TexturePool {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(TexturePool { free: Mutex::new(HashMap::new()) })
-    }
-
-    pub(crate) fn take(self: &Arc<Self>, device: &wgpu::Device, width: u32, height: u32) -> Arc<PooledTexture> {
-        let reused = self.free.lock().unwrap().get_mut(&(width, height)).and_then(|v| v.pop());
-        let (texture, view) = reused.unwrap_or_else(|| {
+    pub(crate) fn take_texture(self: &Arc<Self>, device: &wgpu::Device, width: u32, height: u32) -> Arc<PooledTexture> {
+        self.take((width, height), || {
             let texture = device.create_texture(&wgpu::TextureDescriptor {
-                label: Some("ser.packed"),
+                label: Some("ser.texture"),
                 size: wgpu::Extent3d { width, height, depth_or_array_layers: 1 },
                 mip_level_count: 1,
                 sample_count: 1,
@@ -124,41 +139,22 @@ impl TexturePool {
             });
             let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
             (texture, view)
-        });
-        Arc::new(PooledTexture { texture: Some((texture, view)), key: (width, height), pool: Arc::downgrade(self) })
+        })
     }
 
-    pub(crate) fn free_bytes(&self) -> u64 {
-        self.free.lock().unwrap().iter().map(|((w, h), v)| 16 * *w as u64 * *h as u64 * v.len() as u64).sum()
+    /// Total bytes held by free textures (16 per texel).
+    pub(crate) fn free_texture_bytes(&self) -> u64 {
+        self.free_bytes(|(w, h)| 16 * *w as u64 * *h as u64)
     }
-
-    pub(crate) fn clear(&self) {
-        self.free.lock().unwrap().clear();
-    }
-}
-
-/// A texture on loan from the pool.
-pub(crate) struct PooledTexture {
-    texture: Option<(wgpu::Texture, wgpu::TextureView)>,
-    key: (u32, u32),
-    pool: Weak<TexturePool>,
 }
 
 impl PooledTexture {
     pub(crate) fn raw(&self) -> &wgpu::Texture {
-        &self.texture.as_ref().expect("texture present until drop").0
+        &self.get().0
     }
 
     pub(crate) fn view(&self) -> &wgpu::TextureView {
-        &self.texture.as_ref().expect("texture present until drop").1
-    }
-}
-
-impl Drop for PooledTexture {
-    fn drop(&mut self) {
-        if let (Some(texture), Some(pool)) = (self.texture.take(), self.pool.upgrade()) {
-            pool.free.lock().unwrap().entry(self.key).or_default().push(texture);
-        }
+        &self.get().1
     }
 }
 
