@@ -110,6 +110,34 @@ fn gemm_matches_reference_at_awkward_sizes_for_every_kernel_and_transpose() {
 }
 
 #[test]
+fn gemm_subgroup_shared_kernel_matches_reference_on_wide_outputs() {
+    // The shared kernel only serves N > 32 (narrower outputs take the tall kernel), and its tile
+    // (8 rows x 8 subgroup-widths of columns) leaves lanes past N and subgroups past M that must
+    // still take part in the broadcasts without writing.
+    let mut rng = Rng::new(fresh_seed("gemm_shared"));
+    {
+        let g = &gpu().gpu;
+        let r = g.report();
+        if r.adapter.name.contains("llvmpipe") && r.adapter.backend == "vulkan" {
+            assert_eq!(g.fixed_subgroup_size(), Some(8), "lavapipe should run the shared kernel here");
+        }
+    }
+    let kernel = GemmKernel::Tex8Shared;
+    for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+        for (m, n, k) in [(1, 33, 5), (13, 67, 31), (70, 130, 64), (200, 40, 7), (9, 513, 3)] {
+            let o = GemmOptions { trans_a, trans_b, kernel, ..Default::default() };
+            check_gemm(&mut rng, None, false, m, n, k, false, o);
+        }
+    }
+    for (relu, bias, alpha, beta) in [(true, true, 1.0, 0.0), (false, true, -0.5, 1.0), (true, false, 2.0, 0.25)] {
+        let o = GemmOptions { relu, alpha, beta, kernel, trans_b: rng.next_u64() % 2 == 0, ..Default::default() };
+        check_gemm(&mut rng, None, false, 37, 45, 12, bias, o);
+        check_gemm(&mut rng, Some(3), false, 9, 72, 8, bias, o);
+        check_gemm(&mut rng, Some(5), true, 13, 33, 4, bias, o);
+    }
+}
+
+#[test]
 fn gemm_vec4_kernels_run_on_aligned_sizes_off_the_tile_grid() {
     // Multiples of 4 (so the vec4 shapes do not fall back) that are not multiples of 32 or 64.
     let mut rng = Rng::new(fresh_seed("gemm_vec4"));
@@ -348,7 +376,8 @@ fn a_packed_a_serves_many_multiplies_wide_and_narrow() {
         }
         // A view of rows 5..16 times the second of two B matrices, into rows 5..16 of C: the
         // per-clip chroma's use.
-        let (first, count, n) = (5usize, 11usize, 6usize);
+        // 40 columns take the square kernel (the subgroup-shared one where it runs) unsplit.
+        let (first, count, n) = (5usize, 11usize, 40usize);
         let bs = rng.vec(2 * n * k, -1.0, 1.0);
         let tbs = g.upload_f32(&bs, &[2, n, k]).unwrap();
         let tview = g.upload_f32(&vec![f32::NAN; m * n], &[m, n]).unwrap();

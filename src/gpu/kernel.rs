@@ -69,6 +69,15 @@ pub const GEMM_WGSL: ShaderFile = ShaderFile {
     needs_subgroups: false,
 };
 
+/// gemm.wgsl plus the kernels that share operands across a subgroup: a file of its own, so that
+/// devices without subgroups (GL here) still compile gemm.wgsl.
+pub const GEMM_SUBGROUP_WGSL: ShaderFile = ShaderFile {
+    name: "gemm_subgroup.wgsl",
+    source: concat!(include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_subgroup.wgsl")),
+    needs_f16: false,
+    needs_subgroups: true,
+};
+
 pub const ELEMENTWISE_WGSL: ShaderFile = ShaderFile {
     name: "elementwise.wgsl",
     source: include_str!("../../shaders/elementwise.wgsl"),
@@ -163,6 +172,7 @@ pub const KERNEL_WGSL: ShaderFile = ShaderFile {
 /// Every shader in `shaders/` except the prelude (which is validated as part of each of these).
 pub const SHADERS: &[&ShaderFile] = &[
     &GEMM_WGSL,
+    &GEMM_SUBGROUP_WGSL,
     &ELEMENTWISE_WGSL,
     &STFT_WGSL,
     &FILTERBANK_WGSL,

@@ -9,7 +9,7 @@ mod tensor;
 
 pub use adapter::{AdapterReport, AdapterSelector, BackendChoice, KeyLimits, NO_ADAPTER_HELP};
 pub use kernel::{
-    Access, CONTRAST_WGSL, CONV_WGSL, KERNEL_WGSL, DROPOUT_WGSL, LOSS_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, ELEMENTWISE_WGSL, FILTERBANK_WGSL, GEMM_WGSL, KernelSpec, PRELUDE, SEGMENT_WGSL, SHADERS,
+    Access, CONTRAST_WGSL, CONV_WGSL, KERNEL_WGSL, DROPOUT_WGSL, LOSS_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, ELEMENTWISE_WGSL, FILTERBANK_WGSL, GEMM_SUBGROUP_WGSL, GEMM_WGSL, KernelSpec, PRELUDE, SEGMENT_WGSL, SHADERS,
     STFT_WGSL, ShaderFile, TUNING_WGSL, capabilities_for, validate,
 };
 pub use profiler::{KernelStat, ProfileReport};
@@ -168,6 +168,13 @@ impl Gpu {
 
     pub fn has_subgroups(&self) -> bool {
         self.features.contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// The subgroup size every dispatch runs with, when the device has subgroups and reports one
+    /// fixed size (8 on llvmpipe with AVX2); kernels whose tile depends on it need this.
+    pub fn fixed_subgroup_size(&self) -> Option<u32> {
+        let (min, max) = self.report.adapter.subgroup_size;
+        (self.has_subgroups() && min == max && min > 0).then_some(min)
     }
 
     /// naga capabilities that match the features this device was created with.

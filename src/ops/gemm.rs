@@ -1,7 +1,7 @@
 //! General matrix multiply (shaders/gemm.wgsl) with transposed operands, batching, bias and
 //! ReLU epilogues: the op dense and convolution layers lower onto.
 
-use crate::gpu::{Access, GEMM_WGSL, KernelSpec, Step, Tensor, Texture};
+use crate::gpu::{Access, GEMM_SUBGROUP_WGSL, GEMM_WGSL, KernelSpec, Step, Tensor, Texture};
 use anyhow::{Result, bail};
 
 /// The kernel shapes in gemm.wgsl. All compute the same thing; they differ in speed by adapter.
@@ -20,16 +20,20 @@ pub enum GemmKernel {
     Vec4x8,
     /// The 8x8 block kernel reading both operands from textures that a packing pass fills.
     Tex8,
+    /// Tex8 with A's texels fetched once per subgroup and broadcast to its lanes; runs as Tex8
+    /// on devices without subgroups or without one fixed subgroup size (dividing 64, >= 8).
+    Tex8Shared,
 }
 
 impl GemmKernel {
-    pub const ALL: [GemmKernel; 6] = [
+    pub const ALL: [GemmKernel; 7] = [
         GemmKernel::Naive,
         GemmKernel::Tiled16,
         GemmKernel::Reg4x4,
         GemmKernel::Vec4,
         GemmKernel::Vec4x8,
         GemmKernel::Tex8,
+        GemmKernel::Tex8Shared,
     ];
 
     /// Fastest measured on every adapter so far (docs/RESULTS.md); `SER_GEMM_KERNEL` overrides.
@@ -40,7 +44,8 @@ impl GemmKernel {
             Some("reg4x4") => GemmKernel::Reg4x4,
             Some("vec4") => GemmKernel::Vec4,
             Some("vec4x8") => GemmKernel::Vec4x8,
-            _ => GemmKernel::Tex8,
+            Some("tex8") => GemmKernel::Tex8,
+            _ => GemmKernel::Tex8Shared,
         }
     }
 
@@ -57,7 +62,7 @@ impl GemmKernel {
             GemmKernel::Reg4x4 => &REG,
             GemmKernel::Vec4 => &VEC4,
             GemmKernel::Vec4x8 => &VEC4X8,
-            GemmKernel::Tex8 => unreachable!("gemm_at sends Tex8 through launch_tex8"),
+            GemmKernel::Tex8 | GemmKernel::Tex8Shared => unreachable!("gemm_at sends Tex8 through launch_tex8"),
         }
     }
 
@@ -70,13 +75,18 @@ impl GemmKernel {
         }
     }
 
+    /// Reads packed texture operands (gemm_packed) rather than the buffers.
+    pub fn is_packed(self) -> bool {
+        matches!(self, GemmKernel::Tex8 | GemmKernel::Tex8Shared)
+    }
+
     /// Output rows and columns covered by one workgroup.
     fn tile(self) -> usize {
         match self {
             GemmKernel::Naive => 8,
             GemmKernel::Tiled16 => 16,
             GemmKernel::Reg4x4 | GemmKernel::Vec4 => 32,
-            GemmKernel::Vec4x8 | GemmKernel::Tex8 => 64,
+            GemmKernel::Vec4x8 | GemmKernel::Tex8 | GemmKernel::Tex8Shared => 64,
         }
     }
 }
@@ -199,7 +209,7 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
         return Ok(());
     }
     let kernel = o.kernel.for_dims(&d, o);
-    if kernel == GemmKernel::Tex8 {
+    if kernel.is_packed() {
         return gemm_packed(step, (a, off_a), (b, off_b), bias, (c, off_c), d, o);
     }
     let p = Params {
@@ -344,7 +354,13 @@ fn launch_tex8(step: &mut Step, l: &Tex8Launch, bias: Option<&Tensor>, c: &Tenso
     const BINDINGS: &[Access] = &[Access::Texture, Access::Texture, Access::Read, Access::ReadWrite];
     const SQUARE: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_tex8", bindings: BINDINGS };
     const TALL: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_tex8_tall", bindings: BINDINGS };
+    const SHARED: KernelSpec = KernelSpec { shader: &GEMM_SUBGROUP_WGSL, entry: "gemm_tex8_shared", bindings: BINDINGS };
     let tall = l.cols <= 32;
+    // The shared kernel's tile depends on the subgroup size, so it runs only where that is fixed.
+    let lanes = match step.gpu().fixed_subgroup_size() {
+        Some(s) if o.kernel == GemmKernel::Tex8Shared && !tall && s >= 8 && 64 % s == 0 => Some(s as usize),
+        _ => None,
+    };
     let p = Params {
         m: u32_of(l.rows, "M")?,
         n: u32_of(l.cols, "N")?,
@@ -368,13 +384,16 @@ fn launch_tex8(step: &mut Step, l: &Tex8Launch, bias: Option<&Tensor>, c: &Tenso
     };
     let grid = if tall {
         [super::groups(l.cols, 8)?, super::groups(l.rows, 512)?, u32_of(l.batches, "batch")?]
+    } else if let Some(s) = lanes {
+        // A subgroup covers 8 rows and 8s columns; a workgroup of 64 stacks 64 / s of them.
+        [super::groups(l.cols, 8 * s)?, super::groups(l.rows, 8 * 64 / s)?, u32_of(l.batches, "batch")?]
     } else {
         [super::groups(l.cols, 64)?, super::groups(l.rows, 64)?, u32_of(l.batches, "batch")?]
     };
     let constants = [("HAS_BIAS", bias.is_some() as u8 as f64), ("RELU", o.relu as u8 as f64)];
     let label = format!(
         "gemm.Tex8{}[{}{}{}{}]",
-        if tall { "Tall" } else { "" },
+        if tall { "Tall" } else if lanes.is_some() { "Shared" } else { "" },
         if o.trans_a { "T" } else { "N" },
         if o.trans_b { "T" } else { "N" },
         if o.relu { ",relu" } else { "" },
@@ -382,7 +401,7 @@ fn launch_tex8(step: &mut Step, l: &Tex8Launch, bias: Option<&Tensor>, c: &Tenso
     );
     let bias = bias.unwrap_or(step.gpu().placeholder()).clone();
     step.dispatch_bound(
-        if tall { &TALL } else { &SQUARE },
+        if tall { &TALL } else if lanes.is_some() { &SHARED } else { &SQUARE },
         &constants,
         &[l.packed_a.into(), l.packed_b.into(), (&bias).into(), c.into()],
         bytemuck::bytes_of(&p),
