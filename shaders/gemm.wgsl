@@ -324,6 +324,21 @@ struct PackParams {
 @group(0) @binding(1) var<storage, read> pack_src: array<f32>;
 @group(0) @binding(2) var pack_dst: texture_storage_2d<rgba32float, write>;
 
+// Where row y of the packed layout starts in the source, or NO_ROW for padding rows.
+const NO_ROW = 0xffffffffu;
+fn pack_row_base(y: u32) -> u32 {
+    let batch = y / pp.padded_rows;
+    let row = y % pp.padded_rows;
+    if (row >= pp.rows) { return NO_ROW; }
+    return pp.offset + (pp.first_batch + batch) * pp.batch_stride + (pp.first_row + row) * pp.row_stride;
+}
+
+// Element kk of the row starting at `base`, zero past K and in padding rows.
+fn pack_load(base: u32, kk: u32) -> f32 {
+    if (base == NO_ROW || kk >= pp.k) { return 0.0; }
+    return pack_src[base + kk * pp.k_stride];
+}
+
 @compute @workgroup_size(8, 8, 1)
 fn pack_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -332,15 +347,110 @@ fn pack_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let x = g.x * 8u + lid.x;
     let y = g.y * 8u + lid.y;
     if (x >= pp.width || y >= pp.height) { return; }
-    let batch = y / pp.padded_rows;
-    let row = y % pp.padded_rows;
+    let base = pack_row_base(y);
     var v = vec4<f32>(0.0);
-    if (row < pp.rows) {
-        let base = pp.offset + (pp.first_batch + batch) * pp.batch_stride + (pp.first_row + row) * pp.row_stride;
-        for (var i = 0u; i < 4u; i++) {
-            let kk = 4u * x + i;
-            if (kk < pp.k) { v[i] = pack_src[base + kk * pp.k_stride]; }
-        }
-    }
+    for (var i = 0u; i < 4u; i++) { v[i] = pack_load(base, 4u * x + i); }
     textureStore(pack_dst, vec2<u32>(x, y), v);
+}
+
+// ---- bfloat16 operands (mixed precision: bfloat16 products, f32 sums) ----
+// The texel fetch bounds the texture kernels on llvmpipe; texels of eight bfloat16 k instead of
+// four f32 ones halve the fetches per multiply-add. bfloat16 keeps f32's exponent range (no
+// underflow of small gradients, unlike f16) and 8 significant bits: each product is within
+// 2^-7 relative of the exact one, and sums stay f32.
+//
+// pack_rows_bf16: pack_rows with eight k per texel. Component c of texel x holds k = 8x + 2c in
+// its low half and k = 8x + 2c + 1 in its high half. The kernels multiply low halves with low
+// halves and high with high: a dot product does not care in which order its k come.
+@group(0) @binding(2) var pack_dst_bf16: texture_storage_2d<rgba32uint, write>;
+
+// The top half of an f32, rounded to nearest even (infinities stay infinite, NaNs NaN).
+fn to_bf16(v: f32) -> u32 {
+    let b = bitcast<u32>(v);
+    return (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u;
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn pack_rows_bf16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = logical_workgroup(wid, nwg, pp.grid);
+    if (g.w == 0u) { return; }
+    let x = g.x * 8u + lid.x;
+    let y = g.y * 8u + lid.y;
+    if (x >= pp.width || y >= pp.height) { return; }
+    let base = pack_row_base(y);
+    var v = vec4<u32>(0u);
+    for (var c = 0u; c < 4u; c++) {
+        v[c] = to_bf16(pack_load(base, 8u * x + 2u * c)) | (to_bf16(pack_load(base, 8u * x + 2u * c + 1u)) << 16u);
+    }
+    textureStore(pack_dst_bf16, vec2<u32>(x, y), v);
+}
+
+@group(0) @binding(1) var packed_a_bf16: texture_2d<u32>;
+@group(0) @binding(2) var packed_b_bf16: texture_2d<u32>;
+
+// The four low-half (even k) and high-half (odd k) values of four packed rows, as matrix columns.
+fn bf16_lo(a: vec4<u32>, b: vec4<u32>, c: vec4<u32>, d: vec4<u32>) -> mat4x4<f32> {
+    let s = vec4<u32>(16u);
+    return mat4x4<f32>(bitcast<vec4<f32>>(a << s), bitcast<vec4<f32>>(b << s), bitcast<vec4<f32>>(c << s), bitcast<vec4<f32>>(d << s));
+}
+fn bf16_hi(a: vec4<u32>, b: vec4<u32>, c: vec4<u32>, d: vec4<u32>) -> mat4x4<f32> {
+    let m = vec4<u32>(0xffff0000u);
+    return mat4x4<f32>(bitcast<vec4<f32>>(a & m), bitcast<vec4<f32>>(b & m), bitcast<vec4<f32>>(c & m), bitcast<vec4<f32>>(d & m));
+}
+
+// An 8x8 block of C being summed: c_ij is the 4x4 quarter (i, j), c_ij[j'][i'] = C[4i + i', 4j + j'].
+struct Block8 { c00: mat4x4<f32>, c01: mat4x4<f32>, c10: mat4x4<f32>, c11: mat4x4<f32> }
+
+// Adds the products over eight k of rows a0..a7 of A and columns b0..b7 of B (bfloat16 texels).
+fn bf16_update(acc: Block8, a0: vec4<u32>, a1: vec4<u32>, a2: vec4<u32>, a3: vec4<u32>,
+               a4: vec4<u32>, a5: vec4<u32>, a6: vec4<u32>, a7: vec4<u32>,
+               b0: vec4<u32>, b1: vec4<u32>, b2: vec4<u32>, b3: vec4<u32>,
+               b4: vec4<u32>, b5: vec4<u32>, b6: vec4<u32>, b7: vec4<u32>) -> Block8 {
+    let al0 = transpose(bf16_lo(a0, a1, a2, a3));
+    let ah0 = transpose(bf16_hi(a0, a1, a2, a3));
+    let al1 = transpose(bf16_lo(a4, a5, a6, a7));
+    let ah1 = transpose(bf16_hi(a4, a5, a6, a7));
+    let bl0 = bf16_lo(b0, b1, b2, b3);
+    let bh0 = bf16_hi(b0, b1, b2, b3);
+    let bl1 = bf16_lo(b4, b5, b6, b7);
+    let bh1 = bf16_hi(b4, b5, b6, b7);
+    return Block8(acc.c00 + al0 * bl0 + ah0 * bh0, acc.c01 + al0 * bl1 + ah0 * bh1,
+                  acc.c10 + al1 * bl0 + ah1 * bh0, acc.c11 + al1 * bl1 + ah1 * bh1);
+}
+
+fn store_block8(z: u32, row0: u32, col0: u32, acc: Block8) {
+    store_block(z, row0, col0, acc.c00);
+    store_block(z, row0, col0 + 4u, acc.c01);
+    store_block(z, row0 + 4u, col0, acc.c10);
+    store_block(z, row0 + 4u, col0 + 4u, acc.c11);
+}
+
+fn fetch_a(x: u32, y: u32) -> vec4<u32> {
+    return textureLoad(packed_a_bf16, vec2<u32>(x, y), 0);
+}
+fn fetch_b(x: u32, y: u32) -> vec4<u32> {
+    return textureLoad(packed_b_bf16, vec2<u32>(x, y), 0);
+}
+
+// gemm_tex8 on bfloat16 texels, same grid and layout rules (K rounded up to 8 instead of 4).
+@compute @workgroup_size(8, 8, 1)
+fn gemm_bf16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    if (g.w == 0u) { return; }
+    let row0 = (g.y * 8u + lid.y) * 8u;
+    let col0 = (g.x * 8u + lid.x) * 8u;
+    if (row0 >= p.m || col0 >= p.n) { return; }
+    let ya = g.z * p.stride_a + p.off_a + row0;
+    let yb = g.z * p.stride_b + col0;
+    var acc = Block8(ZERO4, ZERO4, ZERO4, ZERO4);
+    let texels = (p.k + 7u) / 8u;
+    for (var x = 0u; x < texels; x++) {
+        acc = bf16_update(acc, fetch_a(x, ya), fetch_a(x, ya + 1u), fetch_a(x, ya + 2u), fetch_a(x, ya + 3u),
+                          fetch_a(x, ya + 4u), fetch_a(x, ya + 5u), fetch_a(x, ya + 6u), fetch_a(x, ya + 7u),
+                          fetch_b(x, yb), fetch_b(x, yb + 1u), fetch_b(x, yb + 2u), fetch_b(x, yb + 3u),
+                          fetch_b(x, yb + 4u), fetch_b(x, yb + 5u), fetch_b(x, yb + 6u), fetch_b(x, yb + 7u));
+    }
+    store_block8(g.z, row0, col0, acc);
 }

@@ -47,3 +47,29 @@ fn gemm_tex8_shared(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     store_block(g.z, row0 + 4u, col0, acc10);
     store_block(g.z, row0 + 4u, col0 + 4u, acc11);
 }
+
+// gemm_tex8_shared on bfloat16 texels (gemm_bf16's layout): one fetch of A per eight k.
+@compute @workgroup_size(64, 1, 1)
+fn gemm_bf16_shared(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32,
+                    @builtin(subgroup_id) sg: u32, @builtin(num_subgroups) sgs: u32) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    if (g.w == 0u) { return; }
+    let row0 = (g.y * sgs + sg) * 8u;
+    if (row0 >= p.m) { return; }
+    let col0 = (g.x * lanes + lane) * 8u;
+    let ya = g.z * p.stride_a + p.off_a + row0 + (lane & 7u);
+    let yb = g.z * p.stride_b + col0;
+    var acc = Block8(ZERO4, ZERO4, ZERO4, ZERO4);
+    let texels = (p.k + 7u) / 8u;
+    for (var x = 0u; x < texels; x++) {
+        let mine = fetch_a(x, ya);
+        acc = bf16_update(acc, subgroupBroadcast(mine, 0u), subgroupBroadcast(mine, 1u), subgroupBroadcast(mine, 2u),
+                          subgroupBroadcast(mine, 3u), subgroupBroadcast(mine, 4u), subgroupBroadcast(mine, 5u),
+                          subgroupBroadcast(mine, 6u), subgroupBroadcast(mine, 7u),
+                          fetch_b(x, yb), fetch_b(x, yb + 1u), fetch_b(x, yb + 2u), fetch_b(x, yb + 3u),
+                          fetch_b(x, yb + 4u), fetch_b(x, yb + 5u), fetch_b(x, yb + 6u), fetch_b(x, yb + 7u));
+    }
+    if (col0 >= p.n) { return; }
+    store_block8(g.z, row0, col0, acc);
+}

@@ -2,7 +2,7 @@
 //! ceiling the feature and training kernels are judged against.
 
 use crate::gpu::{AdapterSelector, Gpu, Tensor};
-use crate::ops::gemm::{self, GemmDims, GemmKernel, GemmOptions};
+use crate::ops::gemm::{self, GemmDims, GemmKernel, GemmOptions, Precision};
 use anyhow::Result;
 use serde::Serialize;
 use std::time::Instant;
@@ -58,6 +58,7 @@ impl GemmShape {
 pub struct GemmResult {
     pub adapter: String,
     pub kernel: GemmKernel,
+    pub precision: Precision,
     pub shape: GemmShape,
     pub clock: &'static str,
     pub repeats: usize,
@@ -72,6 +73,8 @@ pub struct GemmResult {
 pub struct GemmBenchConfig {
     pub shapes: Vec<GemmShape>,
     pub kernels: Vec<GemmKernel>,
+    /// Operand precisions to try; bfloat16 only on the packed kernels.
+    pub precisions: Vec<Precision>,
     pub warmup: usize,
     pub repeats: usize,
     /// Stop repeating a cell after this many seconds (at least 3 repeats are always taken).
@@ -85,7 +88,7 @@ fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
 
 /// Runs a kernel once on an awkward problem and returns its max error relative to the largest
 /// reference magnitude, so that a fast but wrong kernel is never the one kept.
-pub fn check_kernel(gpu: &Gpu, kernel: GemmKernel) -> Result<f64> {
+pub fn check_kernel(gpu: &Gpu, kernel: GemmKernel, precision: Precision) -> Result<f64> {
     // Multiples of 4 (so the vec4 kernels run rather than fall back) that are not multiples of
     // any tile, so edge clamping is exercised.
     let (m, n, k) = (68, 44, 36);
@@ -94,7 +97,7 @@ pub fn check_kernel(gpu: &Gpu, kernel: GemmKernel) -> Result<f64> {
     let ta = gpu.upload_f32(&a, &[m, k])?;
     let tb = gpu.upload_f32(&b, &[k, n])?;
     let tc = gpu.upload_f32(&vec![f32::NAN; m * n], &[m, n])?;
-    let o = GemmOptions { kernel, ..Default::default() };
+    let o = GemmOptions { kernel, precision, ..Default::default() };
     let mut step = gpu.step("bench.check");
     let d = gemm::gemm(&mut step, &ta, &tb, None, &tc, &o)?;
     step.submit()?;
@@ -122,13 +125,14 @@ fn time_one(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor, o: &GemmOptions) -> R
 pub fn gemm_on(gpu: &Gpu, cfg: &GemmBenchConfig, mut progress: impl FnMut(&GemmResult)) -> Result<Vec<GemmResult>> {
     let mut out = Vec::new();
     gpu.set_profiling(true);
-    for &kernel in &cfg.kernels {
-        let err = check_kernel(gpu, kernel)?;
+    let cells = cfg.kernels.iter().flat_map(|&k| cfg.precisions.iter().map(move |&p| (k, p)));
+    for (kernel, precision) in cells.filter(|&(k, p)| p == Precision::F32 || k.is_packed()) {
+        let err = check_kernel(gpu, kernel, precision)?;
         for shape in &cfg.shapes {
             let a = gpu.upload_f32(&pseudo_random(shape.m * shape.k, 3), &[shape.m, shape.k])?;
             let b = gpu.upload_f32(&pseudo_random(shape.k * shape.n, 4), &[shape.k, shape.n])?;
             let c = gpu.empty(&[shape.m, shape.n], crate::gpu::DType::F32)?;
-            let o = GemmOptions { kernel, ..Default::default() };
+            let o = GemmOptions { kernel, precision, ..Default::default() };
             for _ in 0..cfg.warmup {
                 time_one(gpu, &a, &b, &c, &o)?;
             }
@@ -145,6 +149,7 @@ pub fn gemm_on(gpu: &Gpu, cfg: &GemmBenchConfig, mut progress: impl FnMut(&GemmR
             let r = GemmResult {
                 adapter: gpu.label(),
                 kernel,
+                precision,
                 shape: shape.clone(),
                 clock: gpu.profile().clock,
                 repeats: times.len(),
@@ -174,14 +179,15 @@ pub fn gemm_all(selectors: &[AdapterSelector], cfg: &GemmBenchConfig, progress: 
 /// Correct (error under 1e-4 of the output scale) results only.
 pub const CORRECT: f64 = 1e-4;
 
-/// Markdown table plus, per adapter, the fastest correct kernel on the largest square.
+/// Markdown table plus, per adapter, the fastest correct f32 kernel over all shapes.
 pub fn gemm_table(results: &[GemmResult]) -> String {
-    let mut s = String::from("| adapter | kernel | shape | M x N x K | clock | median ms | GFLOP/s | packing | max rel err |\n|---|---|---|---|---|---:|---:|---:|---:|\n");
+    let mut s = String::from("| adapter | kernel | operands | shape | M x N x K | clock | median ms | GFLOP/s | packing | max rel err |\n|---|---|---|---|---|---|---:|---:|---:|---:|\n");
     for r in results {
         s += &format!(
-            "| {} | {:?} | {} | {}x{}x{} | {} | {:.3} | {:.2} | {} | {:.1e} |\n",
+            "| {} | {:?} | {:?} | {} | {}x{}x{} | {} | {:.3} | {:.2} | {} | {:.1e} |\n",
             r.adapter,
             r.kernel,
+            r.precision,
             r.shape.name,
             r.shape.m,
             r.shape.n,
@@ -189,7 +195,7 @@ pub fn gemm_table(results: &[GemmResult]) -> String {
             r.clock,
             r.median_ms,
             r.gflops,
-            if r.kernel == GemmKernel::Tex8 { format!("{:.0}%", 100.0 * r.pack_share) } else { "-".into() },
+            if r.kernel.is_packed() { format!("{:.0}%", 100.0 * r.pack_share) } else { "-".into() },
             r.max_rel_error
         );
     }
@@ -199,7 +205,8 @@ pub fn gemm_table(results: &[GemmResult]) -> String {
     for ad in adapters {
         let mut best: Option<(GemmKernel, f64)> = None;
         for k in GemmKernel::ALL {
-            let cells: Vec<&GemmResult> = results.iter().filter(|r| r.adapter == ad && r.kernel == k).collect();
+            let cells: Vec<&GemmResult> =
+                results.iter().filter(|r| r.adapter == ad && r.kernel == k && r.precision == Precision::F32).collect();
             if cells.is_empty() || cells.iter().any(|r| r.max_rel_error > CORRECT) {
                 continue;
             }

@@ -8,7 +8,7 @@ use ser::features::corpus::{self, BuildOptions};
 use ser::features::{FeatureConfig, Tuning};
 use std::path::PathBuf;
 use ser::gpu::{self, AdapterSelector, BackendChoice};
-use ser::ops::gemm::GemmKernel;
+use ser::ops::gemm::{GemmKernel, Precision};
 
 #[derive(Parser)]
 #[command(name = "ser", version, about = "Speech emotion recognition as a GPU-native compute pipeline")]
@@ -331,6 +331,9 @@ enum BenchCommand {
         /// Kernel shapes to try (default: all).
         #[arg(long, value_enum, value_delimiter = ',')]
         kernels: Vec<GemmKernel>,
+        /// Operand precisions to try (bf16 runs on the packed kernels only).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "f32")]
+        precision: Vec<Precision>,
         /// Timed repeats per cell (median reported).
         #[arg(long, default_value_t = 7)]
         repeats: usize,
@@ -361,7 +364,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train(args),
         Command::Eval(args) => eval(args),
         Command::Predict(args) => predict(args),
-        Command::Bench { what: BenchCommand::Gemm { adapter, all_adapters, sizes, kernels, repeats, warmup, quick, json } } => {
+        Command::Bench { what: BenchCommand::Gemm { adapter, all_adapters, sizes, kernels, precision, repeats, warmup, quick, json } } => {
             let shapes = if sizes.is_empty() {
                 GemmShape::defaults(quick)
             } else {
@@ -379,14 +382,14 @@ fn run(cli: Cli) -> Result<()> {
             if selectors.is_empty() {
                 anyhow::bail!("no GPU adapter found. {}", gpu::NO_ADAPTER_HELP);
             }
-            let cfg = GemmBenchConfig { shapes, kernels, warmup, repeats, budget_s: 3.0 };
+            let cfg = GemmBenchConfig { shapes, kernels, precisions: precision, warmup, repeats, budget_s: 3.0 };
             let results = bench::gemm_all(&selectors, &cfg, |r| {
                 if json {
                     println!("{}", serde_json::to_string(r).unwrap());
                 } else {
                     eprintln!(
                         "{:<28} {:<8} {:>5}x{:<5}x{:<5} {:>9.3} ms {:>8.2} GFLOP/s",
-                        r.adapter, format!("{:?}", r.kernel), r.shape.m, r.shape.n, r.shape.k, r.median_ms, r.gflops
+                        r.adapter, format!("{:?}/{:?}", r.kernel, r.precision), r.shape.m, r.shape.n, r.shape.k, r.median_ms, r.gflops
                     );
                 }
             })?;

@@ -5,7 +5,7 @@ mod common;
 use common::{LoweredLimits, Rng, assert_close, fresh_seed, gpu};
 use ser::gpu::{DType, SHADERS};
 use ser::ops::elementwise::{self, BinaryOp, UnaryOp};
-use ser::ops::gemm::{self, GemmKernel, GemmOptions};
+use ser::ops::gemm::{self, GemmKernel, GemmOptions, Precision};
 
 /// Sizes that catch indexing bugs: 1, primes, and values just off workgroup and tile multiples.
 const AWKWARD: [usize; 7] = [1, 3, 7, 13, 31, 33, 67];
@@ -67,6 +67,23 @@ fn check_gemm(rng: &mut Rng, batch: Option<usize>, broadcast_b: bool, m: usize, 
 /// [`check_gemm`] on a device the caller has already locked.
 #[allow(clippy::too_many_arguments)]
 fn check_gemm_with(g: &ser::gpu::Gpu, rng: &mut Rng, batch: Option<usize>, broadcast_b: bool, m: usize, n: usize, k: usize, bias: bool, o: GemmOptions) {
+    let case = run_gemm(g, rng, batch, broadcast_b, (m, n, k), bias, o, |rng, len| rng.vec(len, -1.0, 1.0));
+    // f32 accumulation over k terms of magnitude <= 1: error grows like k * eps in the worst case.
+    let atol = 4.0 * k as f64 * f32::EPSILON as f64 + 1e-6;
+    assert_close(&format!("gemm {:?} b{batch:?} {m}x{n}x{k} bias={bias} {o:?}", o.kernel), &case.got, &case.want, atol, 1e-5);
+}
+
+/// One GEMM on the device and its float64 reference: `want`, and `scale` = |alpha| * sum over k
+/// of |a| |b| per output, what rounding errors of the operands are relative to.
+struct GemmCase {
+    got: Vec<f32>,
+    want: Vec<f64>,
+    scale: Vec<f64>,
+}
+
+/// Runs one GEMM with operands from `values` (C poisoned with NaN, or random when beta != 0).
+#[allow(clippy::too_many_arguments)]
+fn run_gemm(g: &ser::gpu::Gpu, rng: &mut Rng, batch: Option<usize>, broadcast_b: bool, (m, n, k): (usize, usize, usize), bias: bool, o: GemmOptions, values: impl Fn(&mut Rng, usize) -> Vec<f32>) -> GemmCase {
     let lead = |r: usize, c: usize, shared: bool| -> Vec<usize> {
         match batch {
             Some(b) if !shared => vec![b, r, c],
@@ -76,10 +93,10 @@ fn check_gemm_with(g: &ser::gpu::Gpu, rng: &mut Rng, batch: Option<usize>, broad
     let a_shape = if o.trans_a { lead(k, m, false) } else { lead(m, k, false) };
     let b_shape = if o.trans_b { lead(n, k, broadcast_b) } else { lead(k, n, broadcast_b) };
     let c_shape = lead(m, n, false);
-    let a = rng.vec(a_shape.iter().product(), -1.0, 1.0);
-    let b = rng.vec(b_shape.iter().product(), -1.0, 1.0);
-    let bias_v = rng.vec(n, -1.0, 1.0);
-    let c0 = if o.beta == 0.0 { vec![f32::NAN; c_shape.iter().product()] } else { rng.vec(c_shape.iter().product(), -1.0, 1.0) };
+    let a = values(rng, a_shape.iter().product());
+    let b = values(rng, b_shape.iter().product());
+    let bias_v = values(rng, n);
+    let c0 = if o.beta == 0.0 { vec![f32::NAN; c_shape.iter().product()] } else { values(rng, c_shape.iter().product()) };
     let ta = g.upload_f32(&a, &a_shape).unwrap();
     let tb = g.upload_f32(&b, &b_shape).unwrap();
     let tbias = g.upload_f32(&bias_v, &[n]).unwrap();
@@ -89,9 +106,10 @@ fn check_gemm_with(g: &ser::gpu::Gpu, rng: &mut Rng, batch: Option<usize>, broad
     step.submit().unwrap();
     let got = g.read_f32(&tc).unwrap();
     let want = gemm::reference(&a, &b, bias.then_some(&bias_v[..]), &c0, &d, &o);
-    // f32 accumulation over k terms of magnitude <= 1: error grows like k * eps in the worst case.
-    let atol = 4.0 * k as f64 * f32::EPSILON as f64 + 1e-6;
-    assert_close(&format!("gemm {:?} b{batch:?} {m}x{n}x{k} bias={bias} {o:?}", o.kernel), &got, &want, atol, 1e-5);
+    let abs = |x: &[f32]| x.iter().map(|v| v.abs()).collect::<Vec<f32>>();
+    let plain = GemmOptions { alpha: o.alpha.abs(), beta: 0.0, relu: false, ..o };
+    let scale = gemm::reference(&abs(&a), &abs(&b), None, &[], &d, &plain);
+    GemmCase { got, want, scale }
 }
 
 #[test]
@@ -135,6 +153,61 @@ fn gemm_subgroup_shared_kernel_matches_reference_on_wide_outputs() {
         check_gemm(&mut rng, Some(3), false, 9, 72, 8, bias, o);
         check_gemm(&mut rng, Some(5), true, 13, 33, 4, bias, o);
     }
+}
+
+#[test]
+fn bf16_operands_stay_within_their_rounding_bound_on_both_packed_kernels() {
+    // Rounding each operand to bfloat16 (8 significant bits, round to nearest even) moves each
+    // product by at most (2 u + u^2) of its size, u = 2^-8; the f32 sums add k * eps. So every
+    // output must lie within 2^-7 * sum_k |a| |b| (+ the f32 term) of the float64 reference,
+    // whatever the shape, transposes, batches and epilogue. K values not a multiple of 8 check
+    // the zero padding of the last texel.
+    let mut rng = Rng::new(fresh_seed("gemm_bf16"));
+    let g = &gpu().gpu;
+    for kernel in [GemmKernel::Tex8, GemmKernel::Tex8Shared] {
+        let mut largest = 0.0f64;
+        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+            for (batch, broadcast, (m, n, k)) in [(None, false, (13, 67, 31)), (None, false, (70, 130, 64)), (Some(3), true, (9, 40, 5)), (Some(2), false, (33, 7, 100))] {
+                for (relu, bias, alpha, beta) in [(false, false, 1.0, 0.0), (true, true, -0.5, 1.0)] {
+                    let o = GemmOptions { trans_a, trans_b, relu, alpha, beta, kernel, precision: Precision::Bf16 };
+                    let case = run_gemm(g, &mut rng, batch, broadcast, (m, n, k), bias, o, |rng, len| rng.vec(len, -1.0, 1.0));
+                    for (i, ((got, want), scale)) in case.got.iter().zip(&case.want).zip(&case.scale).enumerate() {
+                        let bound = scale / 128.0 + 4.0 * k as f64 * f32::EPSILON as f64 + 1e-6;
+                        let err = (*got as f64 - want).abs();
+                        assert!(err <= bound, "{kernel:?} {o:?} {m}x{n}x{k}: element {i} is {got}, reference {want}, error {err} > bound {bound}");
+                        largest = largest.max(err / scale.max(1e-30));
+                    }
+                }
+            }
+        }
+        // The rounding is really there (a silent f32 fallback would pass the bound too).
+        assert!(largest > 1e-4, "{kernel:?}: bf16 errors at most {largest} of the scale: operands were not rounded");
+    }
+}
+
+#[test]
+fn bf16_products_of_values_bf16_holds_exactly_are_exact() {
+    // Small integers are exact in bfloat16 and their products and sums exact in f32, so any
+    // mismatch is a layout fault (pairing of even and odd k, padding, batch or row offsets).
+    let mut rng = Rng::new(fresh_seed("gemm_bf16_exact"));
+    let g = &gpu().gpu;
+    let ints = |rng: &mut Rng, len: usize| (0..len).map(|_| (rng.next_u64() % 17) as f32 - 8.0).collect::<Vec<f32>>();
+    for kernel in [GemmKernel::Tex8, GemmKernel::Tex8Shared] {
+        for (trans_a, trans_b) in [(false, false), (true, true)] {
+            for (batch, broadcast, (m, n, k)) in [(None, false, (1, 33, 1)), (None, false, (19, 45, 23)), (Some(4), true, (11, 64, 17)), (Some(2), false, (8, 9, 8))] {
+                let o = GemmOptions { trans_a, trans_b, kernel, precision: Precision::Bf16, ..Default::default() };
+                let case = run_gemm(g, &mut rng, batch, broadcast, (m, n, k), true, o, ints);
+                assert_close(&format!("exact bf16 {kernel:?} {m}x{n}x{k} {o:?}"), &case.got, &case.want, 0.0, 0.0);
+            }
+        }
+    }
+    // The buffer kernels have no bfloat16 path: a clear error, not silent f32.
+    let a = g.upload_f32(&[1.0; 16], &[4, 4]).unwrap();
+    let c = g.empty(&[4, 4], DType::F32).unwrap();
+    let mut step = g.step("test.bf16.buffer_kernel");
+    let o = GemmOptions { kernel: GemmKernel::Vec4x8, precision: Precision::Bf16, ..Default::default() };
+    let err = gemm::gemm(&mut step, &a, &a, None, &c, &o).unwrap_err();
+    assert!(err.to_string().contains("packed kernel"), "{err}");
 }
 
 #[test]
@@ -214,9 +287,13 @@ fn bindings_of_the_wrong_kind_or_size_are_refused() {
     let tex = g.texture(4, 4).unwrap();
     let mut step = g.step("test.bindings");
     let err = step.dispatch_bound(&PACK, &[], &[Binding::Buffer(&buf), Binding::Buffer(&buf2)], &[0; 48], [1, 1, 1], "x").unwrap_err();
-    assert!(err.to_string().contains("must be a texture"), "{err}");
+    assert!(err.to_string().contains("must be a Rgba32Float texture"), "{err}");
     let err = step.dispatch_bound(&PACK, &[], &[Binding::Texture(&tex), Binding::Texture(&tex)], &[0; 48], [1, 1, 1], "x").unwrap_err();
     assert!(err.to_string().contains("must be a buffer"), "{err}");
+    // A texture of the other texel format is refused too (the bind group would fail validation).
+    let uint_tex = g.texture_of(ser::gpu::TexelFormat::Rgba32Uint, 4, 4).unwrap();
+    let err = step.dispatch_bound(&PACK, &[], &[Binding::Buffer(&buf), Binding::Texture(&uint_tex)], &[0; 48], [1, 1, 1], "x").unwrap_err();
+    assert!(err.to_string().contains("must be a Rgba32Float texture"), "{err}");
     let err = step.dispatch_bound(&PACK, &[], &[Binding::Buffer(&buf)], &[0; 48], [1, 1, 1], "x").unwrap_err();
     assert!(err.to_string().contains("takes 2 bindings"), "{err}");
     // Textures past the adapter's side are refused with the limit, not created.

@@ -5,6 +5,8 @@
 //! compiled pipeline and bind group layout are created once per (shader, entry point, override
 //! constants) and reused.
 
+use super::TexelFormat;
+
 /// Prepended to every kernel: the logical-grid helper that makes split dispatches transparent.
 pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 
@@ -41,15 +43,24 @@ pub enum Access {
     Texture,
     /// A `texture_storage_2d<rgba32float, write>`.
     TextureWrite,
+    /// A `texture_2d<u32>` read with `textureLoad` (rgba32uint).
+    TextureUint,
+    /// A `texture_storage_2d<rgba32uint, write>`.
+    TextureWriteUint,
 }
 
 impl Access {
     pub fn writes(self) -> bool {
-        matches!(self, Access::ReadWrite | Access::TextureWrite)
+        matches!(self, Access::ReadWrite | Access::TextureWrite | Access::TextureWriteUint)
     }
 
-    pub fn is_texture(self) -> bool {
-        matches!(self, Access::Texture | Access::TextureWrite)
+    /// The texel format a texture binding takes; None for buffers.
+    pub fn texel_format(self) -> Option<TexelFormat> {
+        match self {
+            Access::Texture | Access::TextureWrite => Some(TexelFormat::Rgba32Float),
+            Access::TextureUint | Access::TextureWriteUint => Some(TexelFormat::Rgba32Uint),
+            Access::Read | Access::ReadWrite => None,
+        }
     }
 }
 
@@ -224,9 +235,14 @@ pub(crate) fn bind_group_layout(device: &wgpu::Device, spec: &KernelSpec) -> wgp
                 view_dimension: wgpu::TextureViewDimension::D2,
                 multisampled: false,
             },
-            Access::TextureWrite => wgpu::BindingType::StorageTexture {
+            Access::TextureUint => wgpu::BindingType::Texture {
+                sample_type: wgpu::TextureSampleType::Uint,
+                view_dimension: wgpu::TextureViewDimension::D2,
+                multisampled: false,
+            },
+            Access::TextureWrite | Access::TextureWriteUint => wgpu::BindingType::StorageTexture {
                 access: wgpu::StorageTextureAccess::WriteOnly,
-                format: wgpu::TextureFormat::Rgba32Float,
+                format: access.texel_format().unwrap().wgpu(),
                 view_dimension: wgpu::TextureViewDimension::D2,
             },
         };

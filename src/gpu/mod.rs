@@ -13,7 +13,7 @@ pub use kernel::{
     STFT_WGSL, ShaderFile, TUNING_WGSL, capabilities_for, validate,
 };
 pub use profiler::{KernelStat, ProfileReport};
-pub use tensor::{DType, Tensor, Texture};
+pub use tensor::{DType, TexelFormat, Tensor, Texture};
 
 use anyhow::{Context, Result, anyhow, bail};
 use kernel::{CachedPipeline, PipelineKey};
@@ -366,6 +366,11 @@ impl Gpu {
 
     /// An uninitialised rgba32float texture from the pool (`width` texels of four values).
     pub fn texture(&self, width: u32, height: u32) -> Result<Texture> {
+        self.texture_of(TexelFormat::Rgba32Float, width, height)
+    }
+
+    /// An uninitialised texture of `format` from the pool.
+    pub fn texture_of(&self, format: TexelFormat, width: u32, height: u32) -> Result<Texture> {
         let max = self.max_texture_side();
         if width == 0 || height == 0 || width > max || height > max {
             bail!("a {width}x{height} texture does not fit this adapter's limit of {max} per side");
@@ -375,7 +380,7 @@ impl Gpu {
         // compiled shader variant, whose key includes whether each texture side is a power of
         // two (mixed sizes cost a JIT compile of ~0.3-2 s per new combination).
         let (w, h) = (width.next_power_of_two().min(max), height.next_power_of_two().min(max));
-        Ok(Texture::new(self.textures.take_texture(&self.device, w, h), width, height))
+        Ok(Texture::new(self.textures.take_texture(&self.device, w, h, format), width, height, format))
     }
 
     /// A 16-byte tensor to bind where an optional input is absent.
@@ -583,8 +588,13 @@ impl<'g> Step<'g> {
             bail!("{} takes {} bindings, got {}", spec.entry, spec.bindings.len(), bindings.len());
         }
         for (i, (a, acc_a)) in bindings.iter().zip(spec.bindings).enumerate() {
-            if matches!(a, Binding::Texture(_)) != acc_a.is_texture() {
-                bail!("{}: binding {} must be a {}", spec.entry, i + 1, if acc_a.is_texture() { "texture" } else { "buffer" });
+            let format = match a {
+                Binding::Texture(t) => Some(t.format()),
+                Binding::Buffer(_) => None,
+            };
+            if format != acc_a.texel_format() {
+                let want = acc_a.texel_format().map_or("buffer".to_string(), |f| format!("{f:?} texture"));
+                bail!("{}: binding {} must be a {want}", spec.entry, i + 1);
             }
             for (b, acc_b) in bindings[i + 1..].iter().zip(&spec.bindings[i + 1..]) {
                 if a.same_storage(b) && (acc_a.writes() || acc_b.writes()) {

@@ -116,21 +116,38 @@ impl PooledBuffer {
     }
 }
 
-/// Free rgba32float textures (with their views) by (width, height) in texels.
-pub(crate) type TexturePool = Pool<(u32, u32), (wgpu::Texture, wgpu::TextureView)>;
+/// What one texel holds: four f32 (the default) or four u32 (packed narrower values, such as
+/// pairs of bfloat16 GEMM operands).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TexelFormat {
+    Rgba32Float,
+    Rgba32Uint,
+}
+
+impl TexelFormat {
+    pub(crate) fn wgpu(self) -> wgpu::TextureFormat {
+        match self {
+            TexelFormat::Rgba32Float => wgpu::TextureFormat::Rgba32Float,
+            TexelFormat::Rgba32Uint => wgpu::TextureFormat::Rgba32Uint,
+        }
+    }
+}
+
+/// Free textures (with their views) by (width, height, format).
+pub(crate) type TexturePool = Pool<(u32, u32, TexelFormat), (wgpu::Texture, wgpu::TextureView)>;
 /// A texture on loan from the pool.
-pub(crate) type PooledTexture = Pooled<(u32, u32), (wgpu::Texture, wgpu::TextureView)>;
+pub(crate) type PooledTexture = Pooled<(u32, u32, TexelFormat), (wgpu::Texture, wgpu::TextureView)>;
 
 impl TexturePool {
-    pub(crate) fn take_texture(self: &Arc<Self>, device: &wgpu::Device, width: u32, height: u32) -> Arc<PooledTexture> {
-        self.take((width, height), || {
+    pub(crate) fn take_texture(self: &Arc<Self>, device: &wgpu::Device, width: u32, height: u32, format: TexelFormat) -> Arc<PooledTexture> {
+        self.take((width, height, format), || {
             let texture = device.create_texture(&wgpu::TextureDescriptor {
                 label: Some("ser.texture"),
                 size: wgpu::Extent3d { width, height, depth_or_array_layers: 1 },
                 mip_level_count: 1,
                 sample_count: 1,
                 dimension: wgpu::TextureDimension::D2,
-                format: wgpu::TextureFormat::Rgba32Float,
+                format: format.wgpu(),
                 usage: wgpu::TextureUsages::TEXTURE_BINDING
                     | wgpu::TextureUsages::STORAGE_BINDING
                     | wgpu::TextureUsages::COPY_DST
@@ -144,7 +161,7 @@ impl TexturePool {
 
     /// Total bytes held by free textures (16 per texel).
     pub(crate) fn free_texture_bytes(&self) -> u64 {
-        self.free_bytes(|(w, h)| 16 * *w as u64 * *h as u64)
+        self.free_bytes(|(w, h, _)| 16 * *w as u64 * *h as u64)
     }
 }
 
@@ -158,19 +175,24 @@ impl PooledTexture {
     }
 }
 
-/// A 2D texture of rgba32float texels: four f32 per texel. Kernels write it as a storage texture
-/// and read it with `textureLoad`, which on some adapters (llvmpipe) is far cheaper than a
-/// storage-buffer load (docs/RESULTS.md, GEMM section).
+/// A 2D texture of 16-byte texels (four f32, or four u32: [`TexelFormat`]). Kernels write it as
+/// a storage texture and read it with `textureLoad`, which on some adapters (llvmpipe) is far
+/// cheaper than a storage-buffer load (docs/RESULTS.md, GEMM section).
 #[derive(Clone)]
 pub struct Texture {
     pub(crate) tex: Arc<PooledTexture>,
     width: u32,
     height: u32,
+    format: TexelFormat,
 }
 
 impl Texture {
-    pub(crate) fn new(tex: Arc<PooledTexture>, width: u32, height: u32) -> Self {
-        Texture { tex, width, height }
+    pub(crate) fn new(tex: Arc<PooledTexture>, width: u32, height: u32, format: TexelFormat) -> Self {
+        Texture { tex, width, height, format }
+    }
+
+    pub fn format(&self) -> TexelFormat {
+        self.format
     }
 
     /// Width in texels (four values each).
@@ -189,7 +211,7 @@ impl Texture {
 
 impl std::fmt::Debug for Texture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Texture({}x{} rgba32float)", self.width, self.height)
+        write!(f, "Texture({}x{} {:?})", self.width, self.height, self.format)
     }
 }
 

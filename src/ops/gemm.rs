@@ -1,7 +1,7 @@
 //! General matrix multiply (shaders/gemm.wgsl) with transposed operands, batching, bias and
 //! ReLU epilogues: the op dense and convolution layers lower onto.
 
-use crate::gpu::{Access, GEMM_SUBGROUP_WGSL, GEMM_WGSL, KernelSpec, Step, Tensor, Texture};
+use crate::gpu::{Access, GEMM_SUBGROUP_WGSL, GEMM_WGSL, KernelSpec, Step, TexelFormat, Tensor, Texture};
 use anyhow::{Result, bail};
 
 /// The kernel shapes in gemm.wgsl. All compute the same thing; they differ in speed by adapter.
@@ -91,6 +91,28 @@ impl GemmKernel {
     }
 }
 
+/// What the packed kernels round GEMM operands to before multiplying; sums are f32 either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 operands: the reference.
+    #[default]
+    F32,
+    /// bfloat16 operands (8 significant bits, f32's exponent range), f32 sums: half the texel
+    /// fetches of F32. Only the packed kernels (tex8, tex8-shared) take it.
+    Bf16,
+}
+
+impl Precision {
+    /// k values per packed texel.
+    fn k_per_texel(self) -> usize {
+        match self {
+            Precision::F32 => 4,
+            Precision::Bf16 => 8,
+        }
+    }
+}
+
 /// Options of one multiply: C = act(alpha * op(A) op(B) + bias + beta * C).
 #[derive(Clone, Copy, Debug)]
 pub struct GemmOptions {
@@ -101,6 +123,7 @@ pub struct GemmOptions {
     /// 0 overwrites C; 1 accumulates into it (gradient sums).
     pub beta: f32,
     pub kernel: GemmKernel,
+    pub precision: Precision,
 }
 
 impl Default for GemmOptions {
@@ -112,6 +135,7 @@ impl Default for GemmOptions {
             alpha: 1.0,
             beta: 0.0,
             kernel: GemmKernel::preferred(),
+            precision: Precision::F32,
         }
     }
 }
@@ -212,6 +236,9 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
     if kernel.is_packed() {
         return gemm_packed(step, (a, off_a), (b, off_b), bias, (c, off_c), d, o);
     }
+    if o.precision != Precision::F32 {
+        bail!("gemm: {:?} operands need a packed kernel (tex8, tex8-shared), not {kernel:?}", o.precision);
+    }
     let p = Params {
         m: u32_of(d.m, "M")?,
         n: u32_of(d.n, "N")?,
@@ -303,13 +330,19 @@ struct PackParams {
 
 /// Records the packing of rows `first_row..first_row + rows` of batches
 /// `first_batch..first_batch + batches` of an operand into a texture gemm_tex8 reads.
-fn pack(step: &mut Step, x: &Operand, k: usize, (first_batch, batches): (usize, usize), (first_row, rows): (usize, usize)) -> Result<Texture> {
+fn pack(step: &mut Step, x: &Operand, k: usize, precision: Precision, (first_batch, batches): (usize, usize), (first_row, rows): (usize, usize)) -> Result<Texture> {
     const PACK: KernelSpec =
         KernelSpec { shader: &GEMM_WGSL, entry: "pack_rows", bindings: &[Access::Read, Access::TextureWrite] };
+    const PACK_BF16: KernelSpec =
+        KernelSpec { shader: &GEMM_WGSL, entry: "pack_rows_bf16", bindings: &[Access::Read, Access::TextureWriteUint] };
+    let (spec, format) = match precision {
+        Precision::F32 => (&PACK, TexelFormat::Rgba32Float),
+        Precision::Bf16 => (&PACK_BF16, TexelFormat::Rgba32Uint),
+    };
     let padded_rows = rows.next_multiple_of(8);
-    let width = k.div_ceil(4);
+    let width = k.div_ceil(precision.k_per_texel());
     let height = batches * padded_rows;
-    let tex = step.gpu().texture(u32_of(width, "packed width")?, u32_of(height, "packed height")?)?;
+    let tex = step.gpu().texture_of(format, u32_of(width, "packed width")?, u32_of(height, "packed height")?)?;
     let p = PackParams {
         rows: u32_of(rows, "rows")?,
         k: u32_of(k, "K")?,
@@ -325,7 +358,7 @@ fn pack(step: &mut Step, x: &Operand, k: usize, (first_batch, batches): (usize, 
         _pad: 0,
     };
     let grid = [super::groups(width, 8)?, super::groups(height, 8)?, 1];
-    step.dispatch_bound(&PACK, &[], &[x.src.into(), (&tex).into()], bytemuck::bytes_of(&p), grid, "gemm.pack")?;
+    step.dispatch_bound(spec, &[], &[x.src.into(), (&tex).into()], bytemuck::bytes_of(&p), grid, "gemm.pack")?;
     Ok(tex)
 }
 
@@ -348,6 +381,7 @@ struct Tex8Launch<'t> {
     ldc: usize,
     stride_c: usize,
     first_col: usize,
+    precision: Precision,
 }
 
 fn launch_tex8(step: &mut Step, l: &Tex8Launch, bias: Option<&Tensor>, c: &Tensor, o: &GemmOptions) -> Result<()> {
@@ -355,7 +389,12 @@ fn launch_tex8(step: &mut Step, l: &Tex8Launch, bias: Option<&Tensor>, c: &Tenso
     const SQUARE: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_tex8", bindings: BINDINGS };
     const TALL: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_tex8_tall", bindings: BINDINGS };
     const SHARED: KernelSpec = KernelSpec { shader: &GEMM_SUBGROUP_WGSL, entry: "gemm_tex8_shared", bindings: BINDINGS };
-    let tall = l.cols <= 32;
+    const BF16_BINDINGS: &[Access] = &[Access::TextureUint, Access::TextureUint, Access::Read, Access::ReadWrite];
+    const BF16: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_bf16", bindings: BF16_BINDINGS };
+    const BF16_SHARED: KernelSpec = KernelSpec { shader: &GEMM_SUBGROUP_WGSL, entry: "gemm_bf16_shared", bindings: BF16_BINDINGS };
+    let bf16 = l.precision == Precision::Bf16;
+    // The tall kernel has no bfloat16 twin: narrow products are cheap, the square one serves.
+    let tall = l.cols <= 32 && !bf16;
     // The shared kernel's tile depends on the subgroup size, so it runs only where that is fixed.
     let lanes = match step.gpu().fixed_subgroup_size() {
         Some(s) if o.kernel == GemmKernel::Tex8Shared && !tall && s >= 8 && 64 % s == 0 => Some(s as usize),
@@ -392,7 +431,8 @@ fn launch_tex8(step: &mut Step, l: &Tex8Launch, bias: Option<&Tensor>, c: &Tenso
     };
     let constants = [("HAS_BIAS", bias.is_some() as u8 as f64), ("RELU", o.relu as u8 as f64)];
     let label = format!(
-        "gemm.Tex8{}[{}{}{}{}]",
+        "gemm.{}{}[{}{}{}{}]",
+        if bf16 { "Bf16" } else { "Tex8" },
         if tall { "Tall" } else if lanes.is_some() { "Shared" } else { "" },
         if o.trans_a { "T" } else { "N" },
         if o.trans_b { "T" } else { "N" },
@@ -401,7 +441,13 @@ fn launch_tex8(step: &mut Step, l: &Tex8Launch, bias: Option<&Tensor>, c: &Tenso
     );
     let bias = bias.unwrap_or(step.gpu().placeholder()).clone();
     step.dispatch_bound(
-        if tall { &TALL } else if lanes.is_some() { &SHARED } else { &SQUARE },
+        match (bf16, tall, lanes.is_some()) {
+            (false, true, _) => &TALL,
+            (false, false, true) => &SHARED,
+            (false, false, false) => &SQUARE,
+            (true, _, true) => &BF16_SHARED,
+            (true, _, false) => &BF16,
+        },
         &constants,
         &[l.packed_a.into(), l.packed_b.into(), (&bias).into(), c.into()],
         bytemuck::bytes_of(&p),
@@ -439,8 +485,9 @@ fn columns_of<'t>(b: &'t Tensor, off_b: usize, d: &GemmDims, o: &GemmOptions) ->
 /// grouped so that each group's stacked rows fit; every chunk writes its own block of C.
 fn gemm_packed(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tensor, usize), bias: Option<&Tensor>, (c, off_c): (&Tensor, usize), d: GemmDims, o: &GemmOptions) -> Result<()> {
     let max = packed_side(step);
-    if d.k.div_ceil(4) > max {
-        bail!("gemm: K = {} needs {} texels per packed row, over this adapter's texture side of {max}", d.k, d.k.div_ceil(4));
+    let width = d.k.div_ceil(o.precision.k_per_texel());
+    if width > max {
+        bail!("gemm: K = {} needs {width} texels per packed row, over this adapter's texture side of {max}", d.k);
     }
     let row_chunk = d.m.next_multiple_of(8).min(max);
     let col_chunk = d.n.next_multiple_of(8).min(max);
@@ -458,7 +505,7 @@ fn gemm_packed(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
                     .step_by(col_chunk)
                     .map(|c0| {
                         let cols = col_chunk.min(d.n - c0);
-                        pack(step, &b_cols, d.k, (b_first, b_count), (c0, cols)).map(|t| (c0, cols, t))
+                        pack(step, &b_cols, d.k, o.precision, (b_first, b_count), (c0, cols)).map(|t| (c0, cols, t))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 if d.broadcast_b {
@@ -469,7 +516,7 @@ fn gemm_packed(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
         };
         for r0 in (0..d.m).step_by(row_chunk) {
             let rows = row_chunk.min(d.m - r0);
-            let packed_a = pack(step, &a_rows, d.k, (first_batch, batches), (r0, rows))?;
+            let packed_a = pack(step, &a_rows, d.k, o.precision, (first_batch, batches), (r0, rows))?;
             for (c0, cols, packed_b) in &b_packs {
                 let launch = Tex8Launch {
                     packed_a: &packed_a,
@@ -485,6 +532,7 @@ fn gemm_packed(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
                     ldc: d.n,
                     stride_c: d.m * d.n,
                     first_col: *c0,
+                    precision: o.precision,
                 };
                 launch_tex8(step, &launch, bias, c, o)?;
             }
@@ -518,7 +566,7 @@ impl PackedA {
         }
         let d = GemmDims { batch: 1, m, n: 0, k, broadcast_b: false };
         let rows = rows_of(a, 0, &d, &GemmOptions { trans_a, ..Default::default() });
-        Ok(PackedA { tex: pack(step, &rows, k, (0, 1), (0, m))?, first_row: 0, m, k, trans_a })
+        Ok(PackedA { tex: pack(step, &rows, k, Precision::F32, (0, 1), (0, m))?, first_row: 0, m, k, trans_a })
     }
 
     /// Takes a texture already in the packed layout: row r holds row r of A [m, k] as ceil(k / 4)
@@ -557,7 +605,8 @@ pub fn gemm_packed_a(step: &mut Step, a: &PackedA, b: &Tensor, bias: Option<&Ten
 /// The same on sub-matrices: op(B) [K, n] laid out densely from element `off_b` of `b` (as
 /// `o.trans_b` says), C [M, n] from element `off_c` of `c`.
 pub fn gemm_packed_a_at(step: &mut Step, a: &PackedA, (b, off_b): (&Tensor, usize), bias: Option<&Tensor>, (c, off_c): (&Tensor, usize), n: usize, o: &GemmOptions) -> Result<()> {
-    let o = GemmOptions { trans_a: a.trans_a, ..*o };
+    // A packed operand is f32: B is packed to match whatever `o.precision` says.
+    let o = GemmOptions { trans_a: a.trans_a, precision: Precision::F32, ..*o };
     let d = GemmDims { batch: 1, m: a.m, n, k: a.k, broadcast_b: false };
     if off_b + d.k * d.n > b.len() || off_c + d.m * d.n > c.len() {
         bail!("gemm: B at {off_b} or C at {off_c} does not fit {b:?} / {c:?} for {d:?}");
@@ -567,7 +616,7 @@ pub fn gemm_packed_a_at(step: &mut Step, a: &PackedA, (b, off_b): (&Tensor, usiz
     let b_cols = columns_of(b, off_b, &d, &o);
     for c0 in (0..d.n).step_by(col_chunk) {
         let cols = col_chunk.min(d.n - c0);
-        let packed_b = pack(step, &b_cols, d.k, (0, 1), (c0, cols))?;
+        let packed_b = pack(step, &b_cols, d.k, o.precision, (0, 1), (c0, cols))?;
         let launch = Tex8Launch {
             packed_a: &a.tex,
             a_rows: 0,
@@ -582,6 +631,7 @@ pub fn gemm_packed_a_at(step: &mut Step, a: &PackedA, (b, off_b): (&Tensor, usiz
             ldc: d.n,
             stride_c: 0,
             first_col: c0,
+            precision: o.precision,
         };
         launch_tex8(step, &launch, bias, c, &o)?;
     }
