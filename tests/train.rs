@@ -4,6 +4,7 @@ mod common;
 
 use common::{Rng, gpu};
 use ser::nn::{Architecture, Layer, Model};
+use ser::ops::gemm::Precision;
 use ser::train::{self, Dataset, TrainConfig};
 
 /// Three classes of 16-step, 2-channel sequences: channel 0 is a sine of 1, 2 or 4 cycles with
@@ -63,6 +64,33 @@ fn a_small_cnn_learns_a_synthetic_task_and_repeats_itself_exactly() {
     let (log2, logits2) = run();
     assert_eq!(logits, logits2);
     assert_eq!(log.iter().map(|e| e.loss).collect::<Vec<_>>(), log2.iter().map(|e| e.loss).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_small_cnn_also_learns_with_bfloat16_gemm_operands() {
+    // Mixed precision: the conv and dense GEMMs round their operands to bfloat16 while training
+    // (sums, weights and Adam's state stay f32). It must learn as the f32 run does, its numbers
+    // must differ from the f32 run's (the rounding is really applied), and the model must come
+    // back in f32 for testing and saving.
+    let g = &gpu().gpu;
+    let mut rng = Rng::new(42);
+    let (tr, va) = (waves(&mut rng, 300), waves(&mut rng, 90));
+    let run = |precision| {
+        let cfg = TrainConfig { epochs: 25, batch_size: 16, seed: 7, precision, ..Default::default() };
+        let mut model = Model::new(g, &small_cnn(), 3).unwrap();
+        model.adam.lr = 3e-3;
+        let log = train::fit(g, &mut model, &tr, &va, &[1.0, 1.0, 1.0], &cfg, |_| {}).unwrap();
+        assert_eq!(model.precision, Precision::F32, "fit leaves the model in f32");
+        let (_, acc) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
+        (log, acc)
+    };
+    let (log, acc) = run(Precision::Bf16);
+    let (first, last) = (&log[0], log.last().unwrap());
+    eprintln!("bf16: epoch 1 loss {:.3}; epoch {} loss {:.3}; restored best val_acc {acc:.3}", first.loss, last.epoch, last.loss);
+    assert!(last.loss < first.loss * 0.5, "training loss did not fall: {:.3} -> {:.3}", first.loss, last.loss);
+    assert!(acc >= 0.9, "validation accuracy {acc:.3} after training in bf16 (chance is 0.33)");
+    let (log32, _) = run(Precision::F32);
+    assert_ne!(log.iter().map(|e| e.loss).collect::<Vec<_>>(), log32.iter().map(|e| e.loss).collect::<Vec<_>>(), "bf16 and f32 runs gave identical losses");
 }
 
 #[test]

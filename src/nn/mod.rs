@@ -7,7 +7,7 @@ pub mod checkpoint;
 use crate::gpu::{DType, Gpu, Step, Tensor};
 use crate::ops::conv::{self, ConvShape};
 use crate::ops::elementwise::{self, BinaryOp, UnaryOp};
-use crate::ops::gemm::{self, GemmOptions};
+use crate::ops::gemm::{self, GemmOptions, Precision};
 use crate::ops::kernel;
 use crate::ops::norm::{self, BatchNorm, BnTensors};
 use crate::ops::optim::{self, Adam};
@@ -206,6 +206,10 @@ pub struct Model {
     pub bn: BatchNorm,
     /// Adam steps taken.
     pub step: u32,
+    /// Operand precision of the convolution and dense GEMMs, forward and backward (sums are f32
+    /// either way, weights and Adam's state stay f32). Training may use bfloat16; a model is
+    /// created and loaded with f32.
+    pub precision: Precision,
 }
 
 fn param(gpu: &Gpu, name: String, values: &[f32], shape: &[usize]) -> Result<Param> {
@@ -265,7 +269,7 @@ impl Model {
             };
             states.push(state);
         }
-        Ok(Model { arch: arch.clone(), shapes, states, adam: Adam::default(), bn: BatchNorm::default(), step: 0 })
+        Ok(Model { arch: arch.clone(), shapes, states, adam: Adam::default(), bn: BatchNorm::default(), step: 0, precision: Precision::F32 })
     }
 
     /// Every trainable parameter, in layer order.
@@ -313,7 +317,7 @@ impl Model {
                     let cols = gpu.empty(&[batch * l_out, shape.width()], DType::F32)?;
                     conv::im2col(step, &shape, &cur, &cols)?;
                     let y = gpu.empty(&[batch * l_out, c_out], DType::F32)?;
-                    gemm::gemm(step, &cols, &w.value, Some(&b.value), &y, &GemmOptions { relu: *relu, ..Default::default() })?;
+                    gemm::gemm(step, &cols, &w.value, Some(&b.value), &y, &GemmOptions { relu: *relu, precision: self.precision, ..Default::default() })?;
                     saved.push(Saved::Conv { cols, y: y.clone(), shape });
                     cur = y;
                 }
@@ -353,7 +357,7 @@ impl Model {
                 (Layer::Dense { relu, .. }, State::Affine { w, b }) => {
                     let x2 = cur.reshape(&[batch, l * c]);
                     let y = gpu.empty(&[batch, c_out], DType::F32)?;
-                    gemm::gemm(step, &x2, &w.value, Some(&b.value), &y, &GemmOptions { relu: *relu, ..Default::default() })?;
+                    gemm::gemm(step, &x2, &w.value, Some(&b.value), &y, &GemmOptions { relu: *relu, precision: self.precision, ..Default::default() })?;
                     saved.push(Saved::Dense { x: x2, y: y.clone() });
                     cur = y;
                 }
@@ -410,26 +414,26 @@ impl Model {
                 (Layer::Dense { relu, .. }, State::Affine { w, .. }, Saved::Dense { x, y }) => {
                     let dpre = relu_grad(step, *relu, y, &dy)?;
                     let dw = gpu.empty(w.value.shape(), DType::F32)?;
-                    gemm::gemm(step, x, &dpre, None, &dw, &GemmOptions { trans_a: true, ..Default::default() })?;
+                    gemm::gemm(step, x, &dpre, None, &dw, &GemmOptions { trans_a: true, precision: self.precision, ..Default::default() })?;
                     let db = gpu.empty(&[dpre.shape()[1]], DType::F32)?;
                     norm::column_sum(step, &dpre, dpre.shape()[1], &db)?;
                     grads.push((i, vec![dw, db]));
                     if need_dx {
                         let dx = gpu.empty(&[batch, l * c], DType::F32)?;
-                        gemm::gemm(step, &dpre, &w.value, None, &dx, &GemmOptions { trans_b: true, ..Default::default() })?;
+                        gemm::gemm(step, &dpre, &w.value, None, &dx, &GemmOptions { trans_b: true, precision: self.precision, ..Default::default() })?;
                         dy = dx;
                     }
                 }
                 (Layer::Conv1d { relu, .. }, State::Affine { w, .. }, Saved::Conv { cols, y, shape }) => {
                     let dpre = relu_grad(step, *relu, y, &dy.reshape(y.shape()))?;
                     let dw = gpu.empty(w.value.shape(), DType::F32)?;
-                    gemm::gemm(step, cols, &dpre, None, &dw, &GemmOptions { trans_a: true, ..Default::default() })?;
+                    gemm::gemm(step, cols, &dpre, None, &dw, &GemmOptions { trans_a: true, precision: self.precision, ..Default::default() })?;
                     let db = gpu.empty(&[dpre.shape()[1]], DType::F32)?;
                     norm::column_sum(step, &dpre, dpre.shape()[1], &db)?;
                     grads.push((i, vec![dw, db]));
                     if need_dx {
                         let dcols = gpu.empty(cols.shape(), DType::F32)?;
-                        gemm::gemm(step, &dpre, &w.value, None, &dcols, &GemmOptions { trans_b: true, ..Default::default() })?;
+                        gemm::gemm(step, &dpre, &w.value, None, &dcols, &GemmOptions { trans_b: true, precision: self.precision, ..Default::default() })?;
                         let dx = gpu.empty(&[batch * l, c], DType::F32)?;
                         conv::col2im(step, shape, &dcols, &dx)?;
                         dy = dx;

@@ -8,6 +8,7 @@ pub mod report;
 
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::Model;
+use crate::ops::gemm::Precision;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -54,6 +55,10 @@ pub struct TrainConfig {
     pub lr_patience: usize,
     pub lr_factor: f32,
     pub min_lr: f32,
+    /// Operand precision of the model's GEMMs while training (validation included); the model
+    /// is back at f32 when `fit` returns, which is how it is tested and saved.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn one() -> usize {
@@ -62,7 +67,17 @@ fn one() -> usize {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { epochs: 30, first_epoch: 1, batch_size: 32, seed: 0, patience: 10, lr_patience: 4, lr_factor: 0.5, min_lr: 1e-5 }
+        TrainConfig {
+            epochs: 30,
+            first_epoch: 1,
+            batch_size: 32,
+            seed: 0,
+            patience: 10,
+            lr_patience: 4,
+            lr_factor: 0.5,
+            min_lr: 1e-5,
+            precision: Precision::F32,
+        }
     }
 }
 
@@ -199,12 +214,17 @@ pub fn fit_schedule(gpu: &Gpu, model: &mut Model, train: &Dataset, class_weight:
         bail!("training needs examples");
     }
     let weights = gpu.upload_f32(class_weight, &[class_weight.len()])?;
-    for (e, &lr) in lrs.iter().enumerate() {
-        model.adam.lr = lr;
-        let loss = run_epoch(gpu, model, train, &weights, cfg, e + 1)?;
-        on_epoch(e + 1, loss, lr);
-    }
-    Ok(())
+    model.precision = cfg.precision;
+    let done = (|| {
+        for (e, &lr) in lrs.iter().enumerate() {
+            model.adam.lr = lr;
+            let loss = run_epoch(gpu, model, train, &weights, cfg, e + 1)?;
+            on_epoch(e + 1, loss, lr);
+        }
+        Ok(())
+    })();
+    model.precision = Precision::F32;
+    done
 }
 
 /// The epoch with the lowest validation loss (the first of ties): the one `fit` keeps.
@@ -223,12 +243,20 @@ pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_w
         bail!("{} class weights for {classes} classes", class_weight.len());
     }
     let weights = gpu.upload_f32(class_weight, &[classes])?;
+    model.precision = cfg.precision;
+    let log = fit_epochs(gpu, model, train, val, &weights, cfg, &mut on_epoch);
+    model.precision = Precision::F32;
+    log
+}
+
+fn fit_epochs(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, weights: &Tensor, cfg: &TrainConfig, on_epoch: &mut impl FnMut(&Epoch)) -> Result<Vec<Epoch>> {
+    let classes = model.arch.classes()?;
     let mut log = Vec::new();
     let mut best: Option<(f64, Snapshot)> = None;
     let (mut since_best, mut since_lr) = (0, 0);
     for epoch in cfg.first_epoch..=cfg.epochs {
         let start = Instant::now();
-        let loss = run_epoch(gpu, model, train, &weights, cfg, epoch)?;
+        let loss = run_epoch(gpu, model, train, weights, cfg, epoch)?;
         let train_s = start.elapsed().as_secs_f64();
         let (val_loss, val_accuracy) = loss_and_accuracy(&predict(gpu, model, val, 256)?, &val.y, classes);
         let e = Epoch { epoch, loss, val_loss, val_accuracy, lr: model.adam.lr, samples_per_s: train.len() as f64 / train_s };
