@@ -253,7 +253,26 @@ fn packed_block(t: texture_2d<f32>, x: u32, y: u32) -> mat4x4<f32> {
                        textureLoad(t, vec2<u32>(x, y + 2u), 0), textureLoad(t, vec2<u32>(x, y + 3u), 0));
 }
 
-// One invocation's 8x8 block of C at (row0, col0) of batch z.
+// An 8x8 block of C being summed: c_ij is the 4x4 quarter (i, j), c_ij[j'][i'] = C[4i + i', 4j + j'].
+struct Block8 { c00: mat4x4<f32>, c01: mat4x4<f32>, c10: mat4x4<f32>, c11: mat4x4<f32> }
+
+// Adds the products over four k: row i of ma0 (ma1) is row i (4 + i) of A's block, column j of
+// mb0 (mb1) is column j (4 + j) of B's block.
+fn block_update(acc: Block8, ma0: mat4x4<f32>, ma1: mat4x4<f32>, mb0: mat4x4<f32>, mb1: mat4x4<f32>) -> Block8 {
+    return Block8(acc.c00 + ma0 * mb0, acc.c01 + ma0 * mb1, acc.c10 + ma1 * mb0, acc.c11 + ma1 * mb1);
+}
+
+fn store_block8(z: u32, row0: u32, col0: u32, acc: Block8) {
+    store_block(z, row0, col0, acc.c00);
+    store_block(z, row0, col0 + 4u, acc.c01);
+    store_block(z, row0 + 4u, col0, acc.c10);
+    store_block(z, row0 + 4u, col0 + 4u, acc.c11);
+}
+
+// One invocation's 8x8 block of C at (row0, col0) of batch z. The f32 kernels keep their four
+// named accumulators rather than `block_update`: written that way llvmpipe fuses the
+// multiply-adds differently (results move by an ulp), and the shipped model's numbers were made
+// with this form.
 fn tex8_block(z: u32, row0: u32, col0: u32) {
     let ya = z * p.stride_a + p.off_a + row0;
     let yb = z * p.stride_b + col0;
@@ -274,10 +293,7 @@ fn tex8_block(z: u32, row0: u32, col0: u32) {
         acc10 += ma1 * mb0;
         acc11 += ma1 * mb1;
     }
-    store_block(z, row0, col0, acc00);
-    store_block(z, row0, col0 + 4u, acc01);
-    store_block(z, row0 + 4u, col0, acc10);
-    store_block(z, row0 + 4u, col0 + 4u, acc11);
+    store_block8(z, row0, col0, Block8(acc00, acc01, acc10, acc11));
 }
 
 // 8x8 invocations cover a 64x64 tile.
@@ -399,31 +415,16 @@ fn bf16_hi(a: vec4<u32>, b: vec4<u32>, c: vec4<u32>, d: vec4<u32>) -> mat4x4<f32
     return mat4x4<f32>(bitcast<vec4<f32>>(a & m), bitcast<vec4<f32>>(b & m), bitcast<vec4<f32>>(c & m), bitcast<vec4<f32>>(d & m));
 }
 
-// An 8x8 block of C being summed: c_ij is the 4x4 quarter (i, j), c_ij[j'][i'] = C[4i + i', 4j + j'].
-struct Block8 { c00: mat4x4<f32>, c01: mat4x4<f32>, c10: mat4x4<f32>, c11: mat4x4<f32> }
-
-// Adds the products over eight k of rows a0..a7 of A and columns b0..b7 of B (bfloat16 texels).
+// Adds the products over eight k of rows a0..a7 of A and columns b0..b7 of B (bfloat16 texels):
+// the even k (low halves), then the odd ones.
 fn bf16_update(acc: Block8, a0: vec4<u32>, a1: vec4<u32>, a2: vec4<u32>, a3: vec4<u32>,
                a4: vec4<u32>, a5: vec4<u32>, a6: vec4<u32>, a7: vec4<u32>,
                b0: vec4<u32>, b1: vec4<u32>, b2: vec4<u32>, b3: vec4<u32>,
                b4: vec4<u32>, b5: vec4<u32>, b6: vec4<u32>, b7: vec4<u32>) -> Block8 {
-    let al0 = transpose(bf16_lo(a0, a1, a2, a3));
-    let ah0 = transpose(bf16_hi(a0, a1, a2, a3));
-    let al1 = transpose(bf16_lo(a4, a5, a6, a7));
-    let ah1 = transpose(bf16_hi(a4, a5, a6, a7));
-    let bl0 = bf16_lo(b0, b1, b2, b3);
-    let bh0 = bf16_hi(b0, b1, b2, b3);
-    let bl1 = bf16_lo(b4, b5, b6, b7);
-    let bh1 = bf16_hi(b4, b5, b6, b7);
-    return Block8(acc.c00 + al0 * bl0 + ah0 * bh0, acc.c01 + al0 * bl1 + ah0 * bh1,
-                  acc.c10 + al1 * bl0 + ah1 * bh0, acc.c11 + al1 * bl1 + ah1 * bh1);
-}
-
-fn store_block8(z: u32, row0: u32, col0: u32, acc: Block8) {
-    store_block(z, row0, col0, acc.c00);
-    store_block(z, row0, col0 + 4u, acc.c01);
-    store_block(z, row0 + 4u, col0, acc.c10);
-    store_block(z, row0 + 4u, col0 + 4u, acc.c11);
+    let even = block_update(acc, transpose(bf16_lo(a0, a1, a2, a3)), transpose(bf16_lo(a4, a5, a6, a7)),
+                            bf16_lo(b0, b1, b2, b3), bf16_lo(b4, b5, b6, b7));
+    return block_update(even, transpose(bf16_hi(a0, a1, a2, a3)), transpose(bf16_hi(a4, a5, a6, a7)),
+                        bf16_hi(b0, b1, b2, b3), bf16_hi(b4, b5, b6, b7));
 }
 
 fn fetch_a(x: u32, y: u32) -> vec4<u32> {

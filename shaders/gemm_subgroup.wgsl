@@ -11,17 +11,23 @@
 // fixed and divides 64) and the kernel takes its tile from its subgroup id, never from an
 // assumed mapping of lanes to local ids. Control flow stays uniform per subgroup up to the
 // broadcasts: lanes whose columns fall past N still fetch (clamped reads) and only skip the store.
+// This lane's 8x8 block: (row0, col0, batch, live); live is 0 for the whole subgroup when its
+// rows are past M (or the workgroup is a spare one of a folded dispatch), so that the early
+// return keeps control flow uniform within the subgroup.
+fn shared_block(wid: vec3<u32>, nwg: vec3<u32>, lane: u32, lanes: u32, sg: u32, sgs: u32) -> vec4<u32> {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    let row0 = (g.y * sgs + sg) * 8u;
+    return vec4<u32>(row0, (g.x * lanes + lane) * 8u, g.z, select(0u, 1u, g.w != 0u && row0 < p.m));
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn gemm_tex8_shared(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32,
                     @builtin(subgroup_id) sg: u32, @builtin(num_subgroups) sgs: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    if (g.w == 0u) { return; }
-    let row0 = (g.y * sgs + sg) * 8u;
-    if (row0 >= p.m) { return; }
-    let col0 = (g.x * lanes + lane) * 8u;
-    let ya = g.z * p.stride_a + p.off_a + row0 + (lane & 7u);
-    let yb = g.z * p.stride_b + col0;
+    let t = shared_block(wid, nwg, lane, lanes, sg, sgs);
+    if (t.w == 0u) { return; }
+    let ya = t.z * p.stride_a + p.off_a + t.x + (lane & 7u);
+    let yb = t.z * p.stride_b + t.y;
     var acc00 = ZERO4;
     var acc01 = ZERO4;
     var acc10 = ZERO4;
@@ -29,7 +35,7 @@ fn gemm_tex8_shared(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let texels = (p.k + 3u) / 4u;
     for (var x = 0u; x < texels; x++) {
         let mine = textureLoad(packed_a, vec2<u32>(x, ya), 0);
-        // Row i of ma0 (ma1) is row i (4 + i) of the A block: the same as gemm_tex8's transpose.
+        // Row i of the A block comes from lane i: the same matrices as gemm_tex8's transposes.
         let ma0 = transpose(mat4x4<f32>(subgroupBroadcast(mine, 0u), subgroupBroadcast(mine, 1u),
                                         subgroupBroadcast(mine, 2u), subgroupBroadcast(mine, 3u)));
         let ma1 = transpose(mat4x4<f32>(subgroupBroadcast(mine, 4u), subgroupBroadcast(mine, 5u),
@@ -41,11 +47,8 @@ fn gemm_tex8_shared(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         acc10 += ma1 * mb0;
         acc11 += ma1 * mb1;
     }
-    if (col0 >= p.n) { return; }
-    store_block(g.z, row0, col0, acc00);
-    store_block(g.z, row0, col0 + 4u, acc01);
-    store_block(g.z, row0 + 4u, col0, acc10);
-    store_block(g.z, row0 + 4u, col0 + 4u, acc11);
+    if (t.y >= p.n) { return; }
+    store_block8(t.z, t.x, t.y, Block8(acc00, acc01, acc10, acc11));
 }
 
 // gemm_tex8_shared on bfloat16 texels (gemm_bf16's layout): one fetch of A per eight k.
@@ -53,13 +56,10 @@ fn gemm_tex8_shared(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 fn gemm_bf16_shared(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32,
                     @builtin(subgroup_id) sg: u32, @builtin(num_subgroups) sgs: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    if (g.w == 0u) { return; }
-    let row0 = (g.y * sgs + sg) * 8u;
-    if (row0 >= p.m) { return; }
-    let col0 = (g.x * lanes + lane) * 8u;
-    let ya = g.z * p.stride_a + p.off_a + row0 + (lane & 7u);
-    let yb = g.z * p.stride_b + col0;
+    let t = shared_block(wid, nwg, lane, lanes, sg, sgs);
+    if (t.w == 0u) { return; }
+    let ya = t.z * p.stride_a + p.off_a + t.x + (lane & 7u);
+    let yb = t.z * p.stride_b + t.y;
     var acc = Block8(ZERO4, ZERO4, ZERO4, ZERO4);
     let texels = (p.k + 7u) / 8u;
     for (var x = 0u; x < texels; x++) {
@@ -70,6 +70,6 @@ fn gemm_bf16_shared(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                           fetch_b(x, yb), fetch_b(x, yb + 1u), fetch_b(x, yb + 2u), fetch_b(x, yb + 3u),
                           fetch_b(x, yb + 4u), fetch_b(x, yb + 5u), fetch_b(x, yb + 6u), fetch_b(x, yb + 7u));
     }
-    if (col0 >= p.n) { return; }
-    store_block8(g.z, row0, col0, acc);
+    if (t.y >= p.n) { return; }
+    store_block8(t.z, t.x, t.y, acc);
 }

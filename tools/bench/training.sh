@@ -19,8 +19,12 @@ for spec in "cnn vectors" "mlp stats"; do
     extra=""
     [ "$1" = mlp ] && extra="--batch-norm"
     echo "== $1 on $2, $epochs epochs"
-    $ser train --features "$features" --drop disgust --model "$1" --input "$2" $extra --epochs "$epochs" \
-        --patience 100 --out "$out/m.safetensors" 2>&1 | grep -E "^epoch|saved" | sed 's/^/ser   /'
+    # ser in f32 (the reference) and with bfloat16 GEMM operands (--precision bf16).
+    for precision in f32 bf16; do
+        $ser train --features "$features" --drop disgust --model "$1" --input "$2" $extra --epochs "$epochs" \
+            --patience 100 --precision "$precision" --out "$out/m.safetensors" 2>&1 | grep -E "^epoch|saved" \
+            | sed "s/^/ser-$precision   /"
+    done
     $py tools/peer/keras_train.py --features "$features" --model "$1" --input "$2" --epochs "$epochs" 2>&1 \
         | grep -v -E "^(WARNING|I0000|E0000)" | sed 's/^/keras /'
 done
