@@ -114,27 +114,34 @@ fn train_learns_saves_and_eval_repeats_the_report() {
 #[test]
 fn resume_continues_exactly_where_the_checkpoint_was_taken() {
     let (dir, features) = workspace("resume-cli");
-    let train = |epochs: &str, out: &std::path::Path, resume: Option<&std::path::Path>| {
+    let train = |epochs: &str, out: &std::path::Path, resume: Option<&std::path::Path>, precision: &str| {
         let mut c = ser();
         c.args(["train", "--model", "mlp", "--input", "stats", "--hidden", "16", "--lr", "3e-4", "--drop", "disgust", "--seed", "4", "--epochs", epochs, "--features"]).arg(&features).arg("--out").arg(out);
-        if let Some(r) = resume {
-            c.arg("--resume").arg(r);
-        }
+        match resume {
+            Some(r) => c.arg("--resume").arg(r),
+            None => c.args(["--precision", precision]),
+        };
         let o = c.output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stderr).into_owned()
     };
-    let (straight, first, resumed) = (dir.join("a.safetensors"), dir.join("b.safetensors"), dir.join("c.safetensors"));
-    train("10", &straight, None);
-    train("6", &first, None);
-    assert_eq!(training_record(&first)["saved_epoch"], 6, "the test needs the first run's best epoch to be its last");
-    let log = train("10", &resumed, Some(&first));
-    assert!(log.contains("resuming") && log.contains("at epoch 6") && log.contains("epoch   7:") && !log.contains("epoch   6:"), "{log}");
-    // Same weights, Adam moments, step, learning rate and per-epoch seeds: the same epochs 7-10.
-    let (a, c) = (training_record(&straight), training_record(&resumed));
-    let losses = |r: &serde_json::Value, from: usize| r["history"][0].as_array().unwrap()[from..].iter().map(|e| e["val_loss"].as_f64().unwrap()).collect::<Vec<_>>();
-    assert_eq!(losses(&a, 6), losses(&c, 0));
-    assert_eq!(a["test_accuracy"], c["test_accuracy"]);
+    // In f32, and with bfloat16 GEMM operands, which the resumed run must take from the
+    // checkpoint (it is not given again).
+    for precision in ["f32", "bf16"] {
+        let (straight, first, resumed) =
+            (dir.join(format!("a-{precision}.safetensors")), dir.join(format!("b-{precision}.safetensors")), dir.join(format!("c-{precision}.safetensors")));
+        train("10", &straight, None, precision);
+        train("6", &first, None, precision);
+        assert_eq!(training_record(&first)["saved_epoch"], 6, "the test needs the first run's best epoch to be its last");
+        let log = train("10", &resumed, Some(&first), precision);
+        assert!(log.contains("resuming") && log.contains("at epoch 6") && log.contains("epoch   7:") && !log.contains("epoch   6:"), "{log}");
+        // Same weights, Adam moments, step, learning rate and per-epoch seeds: the same epochs 7-10.
+        let (a, c) = (training_record(&straight), training_record(&resumed));
+        assert_eq!(c["config"][0]["precision"], precision);
+        let losses = |r: &serde_json::Value, from: usize| r["history"][0].as_array().unwrap()[from..].iter().map(|e| e["val_loss"].as_f64().unwrap()).collect::<Vec<_>>();
+        assert_eq!(losses(&a, 6), losses(&c, 0), "{precision}");
+        assert_eq!(a["test_accuracy"], c["test_accuracy"], "{precision}");
+    }
     // Kernel ridge keeps no optimizer state: a clear refusal.
     let krr = dir.join("krr.safetensors");
     assert!(ser().args(["train", "--model", "krr", "--input", "stats", "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(&krr).output().unwrap().status.success());
