@@ -11,6 +11,7 @@
 // storage-buffer and workgroup-memory accesses are a loop over the SIMD lanes (docs/RESULTS.md);
 // on GPUs the passes are plain memory-bound kernels. Each invocation does two butterflies, k and
 // k + 1, whose inputs and outputs share texels.
+//   frame_info  the clip table -> one texel per frame (where its samples are) for fft_first
 //   fft_first   signal and window textures -> the first stage (radix 4, or radix 2 when log2(H)
 //               is odd)
 //   fft_stage   one radix-4 stage of span ns >= 2
@@ -26,7 +27,7 @@ override LOG2_HALF: u32 = 9u;
 struct Params {
     grid: vec4<u32>,
     n_fft: u32, hop: u32, stride: u32, frames: u32,
-    ns: u32, sig_width: u32, _pad0: u32, _pad1: u32,
+    ns: u32, sig_width: u32, sig_shift: u32, _pad1: u32,
 }
 
 const PI: f32 = 3.14159265358979;
@@ -34,9 +35,8 @@ const PI: f32 = 3.14159265358979;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var tex_in: texture_2d<f32>;       // signal (first), z (stage, power)
 @group(0) @binding(2) var window_tex: texture_2d<f32>;   // first: n_fft / 4 texels
-@group(0) @binding(3) var<storage, read> clips: array<vec4<u32>>;
-@group(0) @binding(4) var<storage, read> frame_clip: array<u32>;
-@group(0) @binding(5) var first_out: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(3) var frame_info_tex: texture_2d<u32>;  // first: per frame, from frame_info
+@group(0) @binding(4) var first_out: texture_storage_2d<rgba32float, write>;
 @group(0) @binding(2) var stage_out: texture_storage_2d<rgba32float, write>;
 
 fn cmul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
@@ -63,7 +63,7 @@ override ALIGNED: bool = true;
 
 fn signal_texel(t: i32) -> vec4<f32> {
     let u = u32(max(t, 0));
-    return textureLoad(tex_in, vec2<u32>(u % p.sig_width, u / p.sig_width), 0);
+    return textureLoad(tex_in, vec2<u32>(u & (p.sig_width - 1u), u >> p.sig_shift), 0);
 }
 
 fn samples4(base: u32, i: i32, len: i32) -> vec4<f32> {
@@ -84,11 +84,28 @@ fn samples4(base: u32, i: i32, len: i32) -> vec4<f32> {
 }
 
 // Packed inputs z[2q + o], z[2q + o + 1] as one vec4, o even: windowed samples 4q + 2o ..
-// + 4 of the frame.
-fn packed_pair(clip: vec4<u32>, start: i32, q: u32, o: u32) -> vec4<f32> {
+// + 4 of the frame. `frame` is the frame's info texel: (sample offset of its clip, clip length,
+// first sample relative to the clip as i32 bits, 0).
+fn packed_pair(frame: vec4<u32>, q: u32, o: u32) -> vec4<f32> {
     let first = 4u * q + 2u * o;
     let w = textureLoad(window_tex, vec2<u32>(first / 4u, 0u), 0);
-    return samples4(clip.x, start + i32(first), i32(clip.y)) * w;
+    return samples4(frame.x, bitcast<i32>(frame.z) + i32(first), i32(frame.y)) * w;
+}
+
+// frame_info: one texel per frame for fft_first, from the clip table (sample offset, sample
+// count, first frame, frame count per clip) and each frame's clip.
+@group(0) @binding(1) var<storage, read> clips: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> frame_clip: array<u32>;
+@group(0) @binding(3) var frame_info_out: texture_storage_2d<rgba32uint, write>;
+
+@compute @workgroup_size(64, 1, 1)
+fn frame_info(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let frame = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (frame >= p.frames) { return; }
+    let clip = clips[frame_clip[frame]];
+    let start = i32((frame - clip.z) * p.hop) - i32(p.n_fft / 2u);
+    textureStore(frame_info_out, vec2<u32>(frame, 0u), vec4<u32>(clip.x, clip.y, bitcast<u32>(start), 0u));
 }
 
 // The 4-point DFT of (v0, v1, v2, v3).
@@ -108,13 +125,11 @@ fn fft_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let it = item(wid, nwg, lid, select(HALF / 8u, HALF / 4u, radix2));
     if (it.x == 0xffffffffu) { return; }
     let q = it.x;
-    let frame = it.y;
-    let clip = clips[frame_clip[frame]];
-    let start = i32((frame - clip.z) * p.hop) - i32(p.n_fft / 2u);
+    let frame = textureLoad(frame_info_tex, vec2<u32>(it.y, 0u), 0);
     if (radix2) {
         // Butterflies 2q and 2q + 1: z[j] +- z[j + H / 2] -> outputs 2j, 2j + 1.
-        let a = packed_pair(clip, start, q, 0u);
-        let b = packed_pair(clip, start, q, HALF / 2u);
+        let a = packed_pair(frame, q, 0u);
+        let b = packed_pair(frame, q, HALF / 2u);
         let s = a + b;
         let d = a - b;
         textureStore(first_out, vec2<u32>(2u * q, it.y), vec4<f32>(s.xy, d.xy));
@@ -123,10 +138,10 @@ fn fft_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     }
     // Butterflies 2q and 2q + 1 of span 1 (twiddles all 1): inputs z[j + r H / 4], outputs
     // 4j + r.
-    let v0 = packed_pair(clip, start, q, 0u);
-    let v1 = packed_pair(clip, start, q, HALF / 4u);
-    let v2 = packed_pair(clip, start, q, HALF / 2u);
-    let v3 = packed_pair(clip, start, q, 3u * HALF / 4u);
+    let v0 = packed_pair(frame, q, 0u);
+    let v1 = packed_pair(frame, q, HALF / 4u);
+    let v2 = packed_pair(frame, q, HALF / 2u);
+    let v3 = packed_pair(frame, q, 3u * HALF / 4u);
     let y0 = radix4(v0.xy, v1.xy, v2.xy, v3.xy);
     let y1 = radix4(v0.zw, v1.zw, v2.zw, v3.zw);
     textureStore(first_out, vec2<u32>(4u * q, it.y), vec4<f32>(y0[0], y0[1]));

@@ -2,13 +2,18 @@
 //! padding) and periodic Hann window. The FFT runs stage by stage through textures; the spectra
 //! stay in a texture for the filterbanks, the chroma GEMM and spectral contrast.
 
-use crate::gpu::{Access, Gpu, KernelSpec, STFT_WGSL, Step, Tensor, Texture};
+use crate::gpu::{Access, Gpu, KernelSpec, STFT_WGSL, Step, TexelFormat, Tensor, Texture};
 use anyhow::{Result, bail};
 
+const FRAME_INFO: KernelSpec = KernelSpec {
+    shader: &STFT_WGSL,
+    entry: "frame_info",
+    bindings: &[Access::Read, Access::Read, Access::TextureWriteUint],
+};
 const FIRST: KernelSpec = KernelSpec {
     shader: &STFT_WGSL,
     entry: "fft_first",
-    bindings: &[Access::Texture, Access::Texture, Access::Read, Access::Read, Access::TextureWrite],
+    bindings: &[Access::Texture, Access::Texture, Access::TextureUint, Access::TextureWrite],
 };
 const STAGE: KernelSpec =
     KernelSpec { shader: &STFT_WGSL, entry: "fft_stage", bindings: &[Access::Texture, Access::TextureWrite] };
@@ -55,9 +60,12 @@ pub fn hann(n: usize) -> Vec<f64> {
 const SIGNAL_ROW: usize = 4096;
 
 /// Uploads samples (all clips back to back; pad each clip to a multiple of 4 samples so that
-/// frames read whole texels) as the texture [`power`] reads.
+/// frames read whole texels) as the texture [`power`] reads. Rows are a power of two of texels
+/// wide, so that the kernels find a sample's texel with a shift and a mask (llvmpipe divides
+/// one SIMD lane at a time).
 pub fn upload_signal(gpu: &Gpu, samples: &[f32]) -> Result<Texture> {
-    let width = SIGNAL_ROW.min(gpu.max_texture_side() as usize);
+    let side = gpu.max_texture_side() as usize;
+    let width = SIGNAL_ROW.min(1 << side.ilog2());
     let rows = samples.len().div_ceil(4 * width).max(1);
     gpu.upload_texture(samples, width as u32, rows as u32)
         .map_err(|e| anyhow::anyhow!("stft: {} samples do not fit one signal texture: {e}", samples.len()))
@@ -80,7 +88,8 @@ struct Params {
     frames: u32,
     ns: u32,
     sig_width: u32,
-    _pad: [u32; 2],
+    sig_shift: u32,
+    _pad: u32,
 }
 
 /// A texture for the power spectra of `frames` frames: one row per frame, `stride / 4` texels.
@@ -107,6 +116,9 @@ pub fn power(step: &mut Step, layout: &SpectrumLayout, signal: &Texture, clips: 
     if spectra.width() as usize * 4 != layout.stride || (spectra.height() as usize) < frames {
         bail!("stft: spectra {spectra:?} do not hold {frames} frames of {} bins", layout.stride);
     }
+    if !signal.width().is_power_of_two() {
+        bail!("stft: signal {signal:?} rows are not a power of two wide (use upload_signal)");
+    }
     if frames == 0 {
         return Ok(());
     }
@@ -125,14 +137,19 @@ pub fn power(step: &mut Step, layout: &SpectrumLayout, signal: &Texture, clips: 
         frames: frames as u32,
         ns: 0,
         sig_width: signal.width(),
-        _pad: [0; 2],
+        sig_shift: signal.width().trailing_zeros(),
+        _pad: 0,
     };
     let gpu = step.gpu();
+    // Each frame's (sample offset of its clip, clip length, first sample) once, as one texel the
+    // first stage fetches: cheaper than its two dependent storage loads per invocation.
+    let info = gpu.texture_of(TexelFormat::Rgba32Uint, frames as u32, 1)?;
+    step.dispatch_bound(&FRAME_INFO, &[], &[clips.into(), frame_clip.into(), (&info).into()], bytemuck::bytes_of(&params), [super::groups(frames, 64)?, 1, 1], format!("{label}.frames"))?;
     let (mut src, mut dst) = (gpu.texture(half as u32 / 2, frames as u32)?, gpu.texture(half as u32 / 2, frames as u32)?);
     let radix2 = half.trailing_zeros() % 2 == 1;
     let pairs = if radix2 { half / 4 } else { half / 8 };
     let grid = |items: usize| -> Result<[u32; 3]> { Ok([super::groups(items, 64)?, frames as u32, 1]) };
-    step.dispatch_bound(&FIRST, &constants, &[signal.into(), window.into(), clips.into(), frame_clip.into(), (&src).into()], bytemuck::bytes_of(&params), grid(pairs)?, format!("{label}.first"))?;
+    step.dispatch_bound(&FIRST, &constants, &[signal.into(), window.into(), (&info).into(), (&src).into()], bytemuck::bytes_of(&params), grid(pairs)?, format!("{label}.first"))?;
     let mut ns = if radix2 { 2 } else { 4 };
     while ns < half {
         params.ns = ns as u32;
