@@ -605,7 +605,7 @@ pub fn gemm_packed_a(step: &mut Step, a: &PackedA, b: &Tensor, bias: Option<&Ten
 /// The same on sub-matrices: op(B) [K, n] laid out densely from element `off_b` of `b` (as
 /// `o.trans_b` says), C [M, n] from element `off_c` of `c`.
 pub fn gemm_packed_a_at(step: &mut Step, a: &PackedA, (b, off_b): (&Tensor, usize), bias: Option<&Tensor>, (c, off_c): (&Tensor, usize), n: usize, o: &GemmOptions) -> Result<()> {
-    // A packed operand is f32: B is packed to match whatever `o.precision` says.
+    // PackedA holds f32 texels, so B is packed in f32 too, whatever `o.precision` asks.
     let o = GemmOptions { trans_a: a.trans_a, precision: Precision::F32, ..*o };
     let d = GemmDims { batch: 1, m: a.m, n, k: a.k, broadcast_b: false };
     if off_b + d.k * d.n > b.len() || off_c + d.m * d.n > c.len() {
