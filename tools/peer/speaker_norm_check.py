@@ -8,30 +8,20 @@ of actors (np.array_split of the sorted actors: not exactly ser's folds), 7 clas
 The per-actor statistics use the held-out actor's clips without their labels (transductive):
 in use, that means a batch of clips from one speaker whose emotions are roughly balanced.
 """
-import json, sys
+import sys
 import numpy as np
-from safetensors import safe_open
-from safetensors.numpy import load_file
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.metrics.pairwise import rbf_kernel
-path = sys.argv[1]
-with safe_open(path, "np") as f:
-    meta = f.metadata()
-t = load_file(path)
-clips = json.loads(meta["clips"])
-emotion = np.array([c["emotion"] for c in clips])
-actor = np.array([c["actor"] for c in clips])
-keep = emotion != "disgust"
-x = np.concatenate([t["vectors"], t["stds"]], 1)[keep]
-y = emotion[keep]; a = actor[keep]
+from sklearn_checks import kernel_ridge, load
+
+clips, x, y = load(sys.argv[1])
+a = np.array([c["actor"] for c in clips])
 classes = np.unique(y)
-def krr(xtr, ytr, xte, gs=1.0, lam=0.1):
-    target = (ytr[:, None] == classes[None, :]).astype(float) * 2 - 1
-    counts = target.clip(0).sum(0)
-    w = (len(ytr) / (len(classes) * counts))[target.argmax(1)]
-    g = gs / x.shape[1]
-    al = np.linalg.solve(rbf_kernel(xtr, xtr, gamma=g) + lam * np.diag(1 / w), target)
-    return classes[(rbf_kernel(xte, xtr, gamma=g) @ al).argmax(1)]
+
+
+def krr(xtr, ytr, xte):
+    return kernel_ridge(xtr, ytr, xte, 1.0, 0.1, classes)
+
+
 def per_actor_z(x, a):
     out = x.copy()
     for s in np.unique(a):
