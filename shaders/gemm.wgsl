@@ -355,14 +355,22 @@ fn pack_load(base: u32, kk: u32) -> f32 {
     return pack_src[base + kk * pp.k_stride];
 }
 
+// This invocation's texel (x, y) of the packed texture, x = NO_ROW past it (8x8 workgroups).
+fn pack_texel(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> vec2<u32> {
+    let g = logical_workgroup(wid, nwg, pp.grid);
+    let x = g.x * 8u + lid.x;
+    let y = g.y * 8u + lid.y;
+    if (g.w == 0u || x >= pp.width || y >= pp.height) { return vec2<u32>(NO_ROW, 0u); }
+    return vec2<u32>(x, y);
+}
+
 @compute @workgroup_size(8, 8, 1)
 fn pack_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_id) lid: vec3<u32>) {
-    let g = logical_workgroup(wid, nwg, pp.grid);
-    if (g.w == 0u) { return; }
-    let x = g.x * 8u + lid.x;
-    let y = g.y * 8u + lid.y;
-    if (x >= pp.width || y >= pp.height) { return; }
+    let t = pack_texel(wid, nwg, lid);
+    if (t.x == NO_ROW) { return; }
+    let x = t.x;
+    let y = t.y;
     let base = pack_row_base(y);
     var v = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) { v[i] = pack_load(base, 4u * x + i); }
@@ -389,11 +397,10 @@ fn to_bf16(v: f32) -> u32 {
 @compute @workgroup_size(8, 8, 1)
 fn pack_rows_bf16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_id) lid: vec3<u32>) {
-    let g = logical_workgroup(wid, nwg, pp.grid);
-    if (g.w == 0u) { return; }
-    let x = g.x * 8u + lid.x;
-    let y = g.y * 8u + lid.y;
-    if (x >= pp.width || y >= pp.height) { return; }
+    let t = pack_texel(wid, nwg, lid);
+    if (t.x == NO_ROW) { return; }
+    let x = t.x;
+    let y = t.y;
     let base = pack_row_base(y);
     var v = vec4<u32>(0u);
     for (var c = 0u; c < 4u; c++) {
