@@ -206,16 +206,24 @@ fn gemm_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     store_block(g.z, row0, col0, acc);
 }
 
+// The 8x8 block of C an invocation of an (8, 8) workgroup owns in the 64x64-tile kernels:
+// (row0, col0, batch, live), live = 0 past C or in a spare workgroup of a folded dispatch.
+fn square_block(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> vec4<u32> {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    let row0 = (g.y * 8u + lid.y) * 8u;
+    let col0 = (g.x * 8u + lid.x) * 8u;
+    return vec4<u32>(row0, col0, g.z, select(0u, 1u, g.w != 0u && row0 < p.m && col0 < p.n));
+}
+
 @compute @workgroup_size(8, 8, 1)
 fn gemm_vec4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_id) lid: vec3<u32>) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    if (g.w == 0u) { return; }
-    let row0 = (g.y * 8u + lid.y) * 8u;
-    let col0 = (g.x * 8u + lid.x) * 8u;
-    if (row0 >= p.m || col0 >= p.n) { return; }
-    let ba = (p.off_a + g.z * p.stride_a) / 4u;
-    let bb = (p.off_b + g.z * p.stride_b) / 4u;
+    let b = square_block(wid, nwg, lid);
+    if (b.w == 0u) { return; }
+    let row0 = b.x;
+    let col0 = b.y;
+    let ba = (p.off_a + b.z * p.stride_a) / 4u;
+    let bb = (p.off_b + b.z * p.stride_b) / 4u;
     var acc00 = ZERO4;
     var acc01 = ZERO4;
     var acc10 = ZERO4;
@@ -230,10 +238,7 @@ fn gemm_vec4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         acc10 += ma1 * mb0;
         acc11 += ma1 * mb1;
     }
-    store_block(g.z, row0, col0, acc00);
-    store_block(g.z, row0, col0 + 4u, acc01);
-    store_block(g.z, row0 + 4u, col0, acc10);
-    store_block(g.z, row0 + 4u, col0 + 4u, acc11);
+    store_block8(b.z, row0, col0, Block8(acc00, acc01, acc10, acc11));
 }
 
 // gemm_tex8: the 8x8-block kernel with both operands read from textures. On llvmpipe a
@@ -300,12 +305,9 @@ fn tex8_block(z: u32, row0: u32, col0: u32) {
 @compute @workgroup_size(8, 8, 1)
 fn gemm_tex8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_id) lid: vec3<u32>) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    if (g.w == 0u) { return; }
-    let row0 = (g.y * 8u + lid.y) * 8u;
-    let col0 = (g.x * 8u + lid.x) * 8u;
-    if (row0 >= p.m || col0 >= p.n) { return; }
-    tex8_block(g.z, row0, col0);
+    let b = square_block(wid, nwg, lid);
+    if (b.w == 0u) { return; }
+    tex8_block(b.z, b.x, b.y);
 }
 
 // For narrow C (N <= 32): 64 invocations stacked down the rows cover a 512x8 tile, so that the
@@ -445,13 +447,12 @@ fn fetch_b(x: u32, y: u32) -> vec4<u32> {
 @compute @workgroup_size(8, 8, 1)
 fn gemm_bf16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_id) lid: vec3<u32>) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    if (g.w == 0u) { return; }
-    let row0 = (g.y * 8u + lid.y) * 8u;
-    let col0 = (g.x * 8u + lid.x) * 8u;
-    if (row0 >= p.m || col0 >= p.n) { return; }
-    let ya = g.z * p.stride_a + p.off_a + row0;
-    let yb = g.z * p.stride_b + col0;
+    let b = square_block(wid, nwg, lid);
+    if (b.w == 0u) { return; }
+    let row0 = b.x;
+    let col0 = b.y;
+    let ya = b.z * p.stride_a + p.off_a + row0;
+    let yb = b.z * p.stride_b + col0;
     var acc = Block8(ZERO4, ZERO4, ZERO4, ZERO4);
     let texels = (p.k + 7u) / 8u;
     for (var x = 0u; x < texels; x++) {
@@ -460,5 +461,5 @@ fn gemm_bf16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
                           fetch_b(x, yb), fetch_b(x, yb + 1u), fetch_b(x, yb + 2u), fetch_b(x, yb + 3u),
                           fetch_b(x, yb + 4u), fetch_b(x, yb + 5u), fetch_b(x, yb + 6u), fetch_b(x, yb + 7u));
     }
-    store_block8(g.z, row0, col0, acc);
+    store_block8(b.z, row0, col0, acc);
 }

@@ -11,6 +11,7 @@
 // fixed and divides 64) and the kernel takes its tile from its subgroup id, never from an
 // assumed mapping of lanes to local ids. Control flow stays uniform per subgroup up to the
 // broadcasts: lanes whose columns fall past N still fetch (clamped reads) and only skip the store.
+
 // This lane's 8x8 block: (row0, col0, batch, live); live is 0 for the whole subgroup when its
 // rows are past M (or the workgroup is a spare one of a folded dispatch), so that the early
 // return keeps control flow uniform within the subgroup.
