@@ -214,17 +214,23 @@ pub fn fit_schedule(gpu: &Gpu, model: &mut Model, train: &Dataset, class_weight:
         bail!("training needs examples");
     }
     let weights = gpu.upload_f32(class_weight, &[class_weight.len()])?;
-    model.precision = cfg.precision;
-    let done = (|| {
+    in_precision(model, cfg.precision, |model| {
         for (e, &lr) in lrs.iter().enumerate() {
             model.adam.lr = lr;
             let loss = run_epoch(gpu, model, train, &weights, cfg, e + 1)?;
             on_epoch(e + 1, loss, lr);
         }
         Ok(())
-    })();
+    })
+}
+
+/// Runs `train` with the model's GEMMs at `precision`, leaving the model in f32 afterwards
+/// (error or not): how it is tested and saved.
+fn in_precision<T>(model: &mut Model, precision: Precision, train: impl FnOnce(&mut Model) -> Result<T>) -> Result<T> {
+    model.precision = precision;
+    let out = train(model);
     model.precision = Precision::F32;
-    done
+    out
 }
 
 /// The epoch with the lowest validation loss (the first of ties): the one `fit` keeps.
@@ -243,14 +249,11 @@ pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_w
         bail!("{} class weights for {classes} classes", class_weight.len());
     }
     let weights = gpu.upload_f32(class_weight, &[classes])?;
-    model.precision = cfg.precision;
-    let log = fit_epochs(gpu, model, train, val, &weights, cfg, &mut on_epoch);
-    model.precision = Precision::F32;
-    log
+    in_precision(model, cfg.precision, |model| fit_epochs(gpu, model, train, val, &weights, classes, cfg, &mut on_epoch))
 }
 
-fn fit_epochs(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, weights: &Tensor, cfg: &TrainConfig, on_epoch: &mut impl FnMut(&Epoch)) -> Result<Vec<Epoch>> {
-    let classes = model.arch.classes()?;
+#[allow(clippy::too_many_arguments)]
+fn fit_epochs(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, weights: &Tensor, classes: usize, cfg: &TrainConfig, on_epoch: &mut impl FnMut(&Epoch)) -> Result<Vec<Epoch>> {
     let mut log = Vec::new();
     let mut best: Option<(f64, Snapshot)> = None;
     let (mut since_best, mut since_lr) = (0, 0);
