@@ -9,6 +9,7 @@ use ser::features::{FeatureConfig, Tuning};
 use std::path::PathBuf;
 use ser::gpu::{self, AdapterSelector, BackendChoice};
 use ser::ops::gemm::{GemmKernel, Precision};
+use ser::train::speaker::{self, SpeakerGroups, SpeakerNorm};
 
 #[derive(Parser)]
 #[command(name = "ser", version, about = "Speech emotion recognition as a GPU-native compute pipeline")]
@@ -31,6 +32,33 @@ struct AdapterArgs {
 impl AdapterArgs {
     fn selector(&self) -> AdapterSelector {
         AdapterSelector { name: self.adapter.clone(), backend: self.backend }
+    }
+}
+
+/// How clips are grouped into speakers for a speaker-normalised model.
+#[derive(Args, Clone, Debug)]
+struct SpeakerFlags {
+    /// Group clips into speakers by RAVDESS actor, by folder, or auto (actor when every file
+    /// name carries one, else folder). Only for models trained with --speaker-norm.
+    #[arg(long, value_enum)]
+    speaker_groups: Option<SpeakerGroups>,
+    /// Fewest clips a speaker's statistics may come from (default: the model's; 30 when
+    /// training). Speakers with fewer are refused.
+    #[arg(long)]
+    min_speaker_clips: Option<usize>,
+}
+
+impl SpeakerFlags {
+    fn groups(&self) -> SpeakerGroups {
+        self.speaker_groups.unwrap_or(SpeakerGroups::Auto)
+    }
+
+    /// Refuses speaker options for a model that does not normalise speakers.
+    fn check_model(&self, p: &ser::infer::Predictor) -> Result<()> {
+        if p.meta.speaker_norm.is_none() && (self.speaker_groups.is_some() || self.min_speaker_clips.is_some()) {
+            anyhow::bail!("--speaker-groups / --min-speaker-clips: the model was trained without --speaker-norm");
+        }
+        Ok(())
     }
 }
 
@@ -226,6 +254,13 @@ struct TrainArgs {
     input: ser::train::data::Input,
     #[arg(long, value_enum, default_value_t = ClassWeights::Balanced)]
     class_weights: ClassWeights,
+    /// Standardise each speaker's features with the statistics of that speaker's clips (all
+    /// of them, test clips included, without their labels) before the model's scaler; the
+    /// model then does the same when predicting, per speaker group (docs/RESULTS.md).
+    #[arg(long)]
+    speaker_norm: bool,
+    #[command(flatten)]
+    speaker: SpeakerFlags,
     #[arg(long, value_enum, default_value_t = Split::Random)]
     split: Split,
     /// Fraction of each class held out for testing (random split).
@@ -298,6 +333,8 @@ struct EvalArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    speaker: SpeakerFlags,
+    #[command(flatten)]
     adapter: AdapterArgs,
 }
 
@@ -317,6 +354,8 @@ struct PredictArgs {
     model: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = PredictFormat::Jsonl)]
     format: PredictFormat,
+    #[command(flatten)]
+    speaker: SpeakerFlags,
     #[command(flatten)]
     adapter: AdapterArgs,
 }
@@ -467,7 +506,7 @@ fn train(mut args: TrainArgs) -> Result<()> {
         None => None,
     };
     let selection = args.selection.selection();
-    let set = match (&args.features_file, &args.data) {
+    let mut set = match (&args.features_file, &args.data) {
         (Some(f), _) => ser::features::set::FeatureSet::read(f)?,
         (None, Some(dir)) => {
             let opts = BuildOptions { strict: false, cache_dir: corpus::default_cache_dir(), progress: true };
@@ -479,6 +518,13 @@ fn train(mut args: TrainArgs) -> Result<()> {
         }
         (None, None) => anyhow::bail!("give --data DIR or --features FILE"),
     };
+    if args.speaker_norm {
+        let keys = speaker::speaker_keys(&set.clips, args.speaker.groups())?;
+        let speakers = speaker::normalise(&mut set, args.input, &keys, args.min_speaker_clips())?;
+        eprintln!("speaker normalisation: {} clips of {speakers} speakers", set.clips.len());
+    } else if args.speaker.speaker_groups.is_some() || args.speaker.min_speaker_clips.is_some() {
+        anyhow::bail!("--speaker-groups / --min-speaker-clips need --speaker-norm");
+    }
     let l = data::labelled(&set, &selection)?;
     let all: Vec<usize> = (0..l.clips.len()).collect();
     gpu.set_profiling(args.profile);
@@ -539,6 +585,10 @@ fn resume_from(gpu: &ser::gpu::Gpu, path: &std::path::Path, args: &mut TrainArgs
     // Older checkpoints have no precision: they trained in f32.
     args.precision = serde_json::from_value(cfg["precision"].clone()).unwrap_or_default();
     args.input = meta.input;
+    args.speaker_norm = meta.speaker_norm.is_some();
+    if let Some(sn) = &meta.speaker_norm {
+        args.speaker.min_speaker_clips = Some(sn.min_clips);
+    }
     args.ensemble = 1;
     args.refit = false;
     eprintln!("resuming {} at epoch {} (learning rate {:.2e}, Adam step {})", path.display(), t["saved_epoch"], models[0].adam.lr, models[0].step);
@@ -632,7 +682,15 @@ fn fit_and_test(
     if let (Some(t), serde_json::Value::Object(r)) = (training.as_object_mut(), record) {
         t.extend(r);
     }
-    let meta = ser::nn::checkpoint::ModelMeta { architecture, classes: l.classes.clone(), features: set.config.clone(), input: args.input, scaler: final_scaler, training };
+    let meta = ser::nn::checkpoint::ModelMeta {
+        architecture,
+        classes: l.classes.clone(),
+        features: set.config.clone(),
+        input: args.input,
+        scaler: final_scaler,
+        speaker_norm: args.speaker_norm.then(|| SpeakerNorm { min_clips: args.min_speaker_clips() }),
+        training,
+    };
     let mut predictor = ser::infer::Predictor { models, meta };
     if test_set.is_empty() {
         return Ok((predictor, None));
@@ -654,6 +712,12 @@ struct Parts<'a> {
     full: Option<&'a ser::train::Dataset>,
     classes: usize,
     input_shape: (usize, usize),
+}
+
+impl TrainArgs {
+    fn min_speaker_clips(&self) -> usize {
+        self.speaker.min_speaker_clips.unwrap_or(speaker::DEFAULT_MIN_CLIPS)
+    }
 }
 
 fn class_weights(args: &TrainArgs, d: &ser::train::Dataset, classes: usize) -> Vec<f32> {
@@ -767,7 +831,8 @@ fn eval(args: EvalArgs) -> Result<()> {
     use ser::train::report;
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
     let p = ser::infer::load_model(&gpu, args.model.as_deref())?;
-    let set = match (&args.features, &args.data) {
+    args.speaker.check_model(&p)?;
+    let mut set = match (&args.features, &args.data) {
         (Some(f), _) => ser::features::set::FeatureSet::read(f)?,
         (None, Some(dir)) => {
             let drop = ser::audio::Emotion::ALL.iter().copied().filter(|e| !p.meta.classes.contains(e)).collect();
@@ -790,6 +855,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     if clips.is_empty() {
         anyhow::bail!("none of the {} clips carries one of the model's classes", set.clips.len());
     }
+    p.normalise_speakers(&mut set, args.speaker.groups(), args.speaker.min_speaker_clips)?;
     let data = p.dataset(&set, &clips, labels.clone())?;
     let probs = p.probabilities(&gpu, &data)?;
     let predicted: Vec<u32> = probs.iter().map(|p| report::argmax(p) as u32).collect();
@@ -808,8 +874,9 @@ fn eval(args: EvalArgs) -> Result<()> {
 fn predict(args: PredictArgs) -> Result<()> {
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
     let p = ser::infer::load_model(&gpu, args.model.as_deref())?;
+    args.speaker.check_model(&p)?;
     let files = ser::infer::collect_files(&args.inputs)?;
-    let (predictions, failed) = p.predict_files(&gpu, &files)?;
+    let (predictions, failed) = p.predict_files(&gpu, &files, args.speaker.groups(), args.speaker.min_speaker_clips)?;
     let names = p.class_names();
     if args.format == PredictFormat::Csv {
         println!("file,label,confidence,{}", names.join(","));
@@ -831,7 +898,7 @@ fn predict(args: PredictArgs) -> Result<()> {
         eprintln!("skipped {f}: {why}");
     }
     if predictions.is_empty() {
-        anyhow::bail!("no file could be read");
+        anyhow::bail!("no file was predicted");
     }
     Ok(())
 }

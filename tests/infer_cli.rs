@@ -34,6 +34,7 @@ fn predict_and_eval_on_real_files() {
             scaler: ser::train::data::Scaler { mean: vec![0.0; cfg.dim()], std: vec![10.0; cfg.dim()] },
             features: cfg,
             input: ser::train::data::Input::Vectors,
+            speaker_norm: None,
             training: serde_json::json!({}),
         };
         checkpoint::save(g, std::slice::from_ref(&model), &meta, &model_path).unwrap();

@@ -122,6 +122,7 @@ fn checkpoints_round_trip_and_bad_files_are_refused_without_losing_anything() {
         features: ser::features::FeatureConfig { n_mfcc: 13, n_mels: 32, ..Default::default() },
         input: ser::train::data::Input::Vectors,
         scaler: ser::train::data::Scaler { mean: vec![0.0; 13 + 12 + 7], std: vec![1.0; 13 + 12 + 7] },
+        speaker_norm: None,
         training: serde_json::json!({"note": "test"}),
     };
     let dir = std::env::temp_dir().join(format!("ser-ckpt-{}", std::process::id()));
@@ -230,6 +231,7 @@ fn an_ensemble_round_trips_and_averages_its_members_probabilities() {
         features: ser::features::FeatureConfig::default(),
         input: ser::train::data::Input::Frames,
         scaler: ser::train::data::Scaler { mean: vec![0.0; 59], std: vec![1.0; 59] },
+        speaker_norm: None,
         training: serde_json::json!({}),
     };
     let path = std::env::temp_dir().join(format!("ser-ensemble-{}.safetensors", std::process::id()));

@@ -11,8 +11,15 @@ fn ser() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ser"))
 }
 
-/// 7 classes x 4 actors x 6 clips; every clip's frames scatter around a class-specific pattern.
+/// 7 classes x 4 actors x 6 clips; every clip's frames scatter around a class-specific pattern,
+/// with a small per-actor shift.
 fn synthetic_set() -> FeatureSet {
+    synthetic_set_with_voices(|actor, _| (1.0, actor as f32 * 0.1))
+}
+
+/// As `synthetic_set`, each actor's frames scaled and shifted per column: `voice(actor, column)`
+/// gives (gain, offset).
+fn synthetic_set_with_voices(voice: impl Fn(u8, usize) -> (f32, f32)) -> FeatureSet {
     let config = FeatureConfig::default();
     let dim = config.dim();
     let classes: Vec<Emotion> = Emotion::ALL.iter().copied().filter(|e| *e != Emotion::Disgust).collect();
@@ -28,7 +35,8 @@ fn synthetic_set() -> FeatureSet {
                 for t in 0..len {
                     for j in 0..dim {
                         let pattern = if j % classes.len() == k { 2.0 } else { 0.0 };
-                        frames[t * dim + j] = pattern + uniform() * 2.0 + actor as f32 * 0.1;
+                        let (gain, offset) = voice(actor, j);
+                        frames[t * dim + j] = gain * (pattern + uniform() * 2.0) + offset;
                     }
                 }
                 let col = |j: usize| (0..len).map(|t| frames[t * dim + j]).collect::<Vec<f32>>();
@@ -49,10 +57,14 @@ fn synthetic_set() -> FeatureSet {
 
 /// A fresh folder holding the synthetic feature file: (folder, file).
 fn workspace(tag: &str) -> (PathBuf, PathBuf) {
+    workspace_with(tag, synthetic_set())
+}
+
+fn workspace_with(tag: &str, set: FeatureSet) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("ser-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let features = dir.join("f.safetensors");
-    synthetic_set().write(&features).unwrap();
+    set.write(&features).unwrap();
     (dir, features)
 }
 
@@ -147,5 +159,59 @@ fn resume_continues_exactly_where_the_checkpoint_was_taken() {
     assert!(ser().args(["train", "--model", "krr", "--input", "stats", "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(&krr).output().unwrap().status.success());
     let o = ser().args(["train", "--epochs", "3", "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(dir.join("d.safetensors")).arg("--resume").arg(&krr).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("nothing to resume"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every actor's voice scales and shifts every feature by much more than the classes differ.
+/// With speaker normalisation a model trained on three actors recognises the fourth; without it
+/// it cannot. The model then normalises at eval and predict time too, and refuses speakers with
+/// too few clips.
+#[test]
+fn speaker_normalisation_recognises_an_unseen_voice() {
+    let hash = |actor: u8, j: usize| ((actor as usize * 31 + j * 17) % 7) as f32 - 3.0;
+    let (dir, features) = workspace_with("speaker-cli", synthetic_set_with_voices(|a, j| (1.0 + 0.25 * hash(a, j + 3), 3.0 * hash(a, j))));
+    let train = |out: &std::path::Path, extra: &[&str]| {
+        let o = ser()
+            .args(["train", "--model", "krr", "--input", "stats", "--drop", "disgust", "--split", "actors", "--test-actors", "4", "--features"])
+            .arg(&features)
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let (plain, normed) = (dir.join("plain.safetensors"), dir.join("normed.safetensors"));
+    train(&plain, &[]);
+    let log = train(&normed, &["--speaker-norm"]);
+    assert!(log.contains("speaker normalisation: 168 clips of 4 speakers"), "{log}");
+    let (a_plain, a_normed) = (training_record(&plain)["test_accuracy"].as_f64().unwrap(), training_record(&normed)["test_accuracy"].as_f64().unwrap());
+    eprintln!("held-out actor: accuracy {a_plain:.3} without, {a_normed:.3} with speaker normalisation");
+    assert!(a_normed >= 0.9 && a_plain < 0.6, "held-out actor: accuracy {a_plain} without, {a_normed} with speaker normalisation");
+
+    // eval normalises the file's speakers the same way: the test actor scores as in training.
+    let eval = |extra: &[&str]| ser().args(["eval", "--json", "--model"]).arg(&normed).arg("--features").arg(&features).args(extra).output().unwrap();
+    let o = eval(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(rep["accuracy"].as_f64().unwrap() >= 0.9, "{rep}");
+    let o = eval(&["--min-speaker-clips", "43"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("\"actor 01\" has 42 clips") && e.contains("at least 43"), "{e}");
+    // Speaker options for a model that does not normalise speakers are refused.
+    let o = ser().args(["eval", "--speaker-groups", "folder", "--model"]).arg(&plain).arg("--features").arg(&features).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("without --speaker-norm"));
+
+    // predict on real files (the synthetic set has ser's default feature configuration): the
+    // eight 48 kHz originals are eight actors of one clip each, refused one by one; grouped by
+    // their folder and allowed a group of eight, they are predicted.
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ravdess-48k-sample");
+    let o = ser().arg("predict").arg("--model").arg(&normed).arg(&sample).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.matches("skipped").count() == 8 && e.contains("\"actor 01\" has 2 clips") && e.contains("\"actor 20\" has 1 clip;") && e.contains("no file was predicted"), "{e}");
+    let o = ser().args(["predict", "--speaker-groups", "folder", "--min-speaker-clips", "8", "--model"]).arg(&normed).arg(&sample).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 8);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -8,10 +8,12 @@ use crate::gpu::Gpu;
 use crate::nn::Model;
 use crate::nn::checkpoint::{self, ModelMeta};
 use crate::train::data;
+use crate::train::speaker::{self, SpeakerGroups};
 use crate::train::{self, Dataset};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// A saved model (or ensemble, whose members' probabilities are averaged) and its metadata.
@@ -49,6 +51,22 @@ impl Predictor {
         Ok(Dataset { x, y: labels, width: length * channels })
     }
 
+    /// The fewest clips per speaker: `min_clips` when given, else the model's own.
+    fn min_speaker_clips(&self, min_clips: Option<usize>) -> usize {
+        min_clips.or(self.meta.speaker_norm.as_ref().map(|s| s.min_clips)).unwrap_or(speaker::DEFAULT_MIN_CLIPS)
+    }
+
+    /// Normalises every speaker's clips of `set` as the model was trained (nothing when it was
+    /// trained without speaker normalisation).
+    pub fn normalise_speakers(&self, set: &mut FeatureSet, groups: SpeakerGroups, min_clips: Option<usize>) -> Result<()> {
+        if self.meta.speaker_norm.is_some() {
+            let keys = speaker::speaker_keys(&set.clips, groups)?;
+            let speakers = speaker::normalise(set, self.meta.input, &keys, self.min_speaker_clips(min_clips))?;
+            eprintln!("speaker normalisation: {} clips of {speakers} speakers", set.clips.len());
+        }
+        Ok(())
+    }
+
     /// Class probabilities for a dataset, rows in order.
     pub fn probabilities(&self, gpu: &Gpu, data: &Dataset) -> Result<Vec<Vec<f32>>> {
         let k = self.meta.classes.len();
@@ -65,8 +83,10 @@ impl Predictor {
     }
 
     /// Predictions for audio files (any name, rate, channel count). Files that cannot be read
-    /// are returned as errors beside the predictions, in input order.
-    pub fn predict_files(&self, gpu: &Gpu, files: &[PathBuf]) -> Result<(Vec<Prediction>, Vec<(String, String)>)> {
+    /// are returned as errors beside the predictions, in input order. A speaker-normalised
+    /// model groups the files into speakers by `groups`; files of speakers with too few clips
+    /// are returned as errors too.
+    pub fn predict_files(&self, gpu: &Gpu, files: &[PathBuf], groups: SpeakerGroups, min_clips: Option<usize>) -> Result<(Vec<Prediction>, Vec<(String, String)>)> {
         let rate = self.meta.features.sample_rate;
         let decoded: Vec<Result<Vec<f32>>> = files
             .par_iter()
@@ -76,26 +96,38 @@ impl Predictor {
                 Ok(s)
             })
             .collect();
-        let mut ok_files = Vec::new();
-        let mut signals = Vec::new();
+        let mut read: Vec<(ClipInfo, Vec<f32>)> = Vec::new();
         let mut failed = Vec::new();
         for (f, r) in files.iter().zip(decoded) {
+            let path = f.display().to_string();
             match r {
-                Ok(s) => {
-                    ok_files.push(f.display().to_string());
-                    signals.push(s);
-                }
-                Err(e) => failed.push((f.display().to_string(), format!("{e:#}"))),
+                Ok(s) => read.push((ClipInfo { path, emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None }, s)),
+                Err(e) => failed.push((path, format!("{e:#}"))),
             }
         }
-        if signals.is_empty() {
+        if self.meta.speaker_norm.is_some() {
+            // Files of speakers too small to normalise are reported, not predicted.
+            let clips: Vec<ClipInfo> = read.iter().map(|(c, _)| c.clone()).collect();
+            let keys = speaker::speaker_keys(&clips, groups)?;
+            let sizes: HashMap<&str, usize> = speaker::groups(&keys).into_iter().map(|(k, v)| (k, v.len())).collect();
+            let min = self.min_speaker_clips(min_clips);
+            let mut key = keys.iter();
+            read.retain(|(c, _)| {
+                let k = key.next().expect("one key per clip");
+                let n = sizes[k.as_str()];
+                if n < min {
+                    failed.push((c.path.clone(), speaker::too_few(k, n, min)));
+                }
+                n >= min
+            });
+        }
+        if read.is_empty() {
             return Ok((vec![], failed));
         }
-        let clips: Vec<ClipInfo> = ok_files
-            .iter()
-            .map(|p| ClipInfo { path: p.clone(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None })
-            .collect();
-        let set = corpus::extract_all(gpu, &self.meta.features, clips, &signals, false)?;
+        let (clips, signals): (Vec<ClipInfo>, Vec<Vec<f32>>) = read.into_iter().unzip();
+        let ok_files: Vec<String> = clips.iter().map(|c| c.path.clone()).collect();
+        let mut set = corpus::extract_all(gpu, &self.meta.features, clips, &signals, false)?;
+        self.normalise_speakers(&mut set, groups, min_clips)?;
         let all: Vec<usize> = (0..signals.len()).collect();
         let data = self.dataset(&set, &all, vec![0; signals.len()])?;
         let names = self.class_names();

@@ -1,7 +1,7 @@
 //! Model files: every model tensor in safetensors, with what predicting needs in the metadata
-//! (architecture, class names, feature configuration, input kind, scaler) and how the model was
-//! made (training configuration, metrics). Written atomically; loading checks every name and
-//! shape and says what is wrong.
+//! (architecture, class names, feature configuration, input kind, scaler, speaker normalisation)
+//! and how the model was made (training configuration, metrics). Written atomically; loading
+//! checks every name and shape and says what is wrong.
 
 use super::{Architecture, Model};
 use crate::audio::Emotion;
@@ -9,6 +9,7 @@ use crate::features::FeatureConfig;
 use crate::gpu::Gpu;
 use crate::store::{self, Loaded, Stored};
 use crate::train::data::{Input, Scaler};
+use crate::train::speaker::SpeakerNorm;
 use anyhow::{Context, Result, bail};
 use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,9 @@ pub struct ModelMeta {
     pub features: FeatureConfig,
     pub input: Input,
     pub scaler: Scaler,
+    /// Present when the model was trained on speaker-normalised features: predicting then
+    /// normalises each speaker's clips the same way.
+    pub speaker_norm: Option<SpeakerNorm>,
     /// Free-form JSON: training configuration, data, metrics.
     pub training: serde_json::Value,
 }
@@ -71,6 +75,9 @@ pub fn save(gpu: &Gpu, models: &[Model], meta: &ModelMeta, path: &Path) -> Resul
         ("training".to_string(), serde_json::to_string(&meta.training)?),
         ("members".to_string(), models.len().to_string()),
     ]);
+    if let Some(sn) = &meta.speaker_norm {
+        metadata.insert("speaker_norm".to_string(), serde_json::to_string(sn)?);
+    }
     if let Some(o) = optimizer {
         metadata.insert("optimizer".to_string(), o.to_string());
     }
@@ -99,6 +106,10 @@ fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
         features: serde_json::from_value(parse("features")?).with_context(|| format!("{}: bad feature configuration", f.path))?,
         input: serde_json::from_value(parse("input")?).with_context(|| format!("{}: bad input kind", f.path))?,
         scaler: serde_json::from_value(parse("scaler")?).with_context(|| format!("{}: bad scaler", f.path))?,
+        speaker_norm: match f.metadata().get("speaker_norm") {
+            None => None,
+            Some(_) => Some(serde_json::from_value(parse("speaker_norm")?).with_context(|| format!("{}: bad speaker normalisation", f.path))?),
+        },
         training: parse("training")?,
     };
     if meta.architecture.classes()? != meta.classes.len() {

@@ -5,6 +5,7 @@
 pub mod data;
 pub mod kernel_ridge;
 pub mod report;
+pub mod speaker;
 
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::Model;
