@@ -518,14 +518,12 @@ fn train(mut args: TrainArgs) -> Result<()> {
         }
         (None, None) => anyhow::bail!("give --data DIR or --features FILE"),
     };
+    let l = data::labelled(&set, &selection)?;
     if args.speaker_norm {
-        let keys = speaker::speaker_keys(&set.clips, args.speaker.groups())?;
-        let speakers = speaker::normalise(&mut set, args.input, &keys, args.min_speaker_clips())?;
-        eprintln!("speaker normalisation: {} clips of {speakers} speakers", set.clips.len());
+        speaker::normalise_clips(&mut set, &l.clips, args.input, args.speaker.groups(), args.min_speaker_clips())?;
     } else if args.speaker.speaker_groups.is_some() || args.speaker.min_speaker_clips.is_some() {
         anyhow::bail!("--speaker-groups / --min-speaker-clips need --speaker-norm");
     }
-    let l = data::labelled(&set, &selection)?;
     let all: Vec<usize> = (0..l.clips.len()).collect();
     gpu.set_profiling(args.profile);
     if args.split == Split::ActorFolds {
@@ -855,7 +853,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     if clips.is_empty() {
         anyhow::bail!("none of the {} clips carries one of the model's classes", set.clips.len());
     }
-    p.normalise_speakers(&mut set, args.speaker.groups(), args.speaker.min_speaker_clips)?;
+    p.normalise_speakers(&mut set, &clips, args.speaker.groups(), args.speaker.min_speaker_clips)?;
     let data = p.dataset(&set, &clips, labels.clone())?;
     let probs = p.probabilities(&gpu, &data)?;
     let predicted: Vec<u32> = probs.iter().map(|p| report::argmax(p) as u32).collect();

@@ -56,13 +56,11 @@ impl Predictor {
         min_clips.or(self.meta.speaker_norm.as_ref().map(|s| s.min_clips)).unwrap_or(speaker::DEFAULT_MIN_CLIPS)
     }
 
-    /// Normalises every speaker's clips of `set` as the model was trained (nothing when it was
-    /// trained without speaker normalisation).
-    pub fn normalise_speakers(&self, set: &mut FeatureSet, groups: SpeakerGroups, min_clips: Option<usize>) -> Result<()> {
+    /// Normalises the speakers of `clips` (indices into `set`), each with the statistics of its
+    /// clips among them, as the model was trained; nothing when it was trained without.
+    pub fn normalise_speakers(&self, set: &mut FeatureSet, clips: &[usize], groups: SpeakerGroups, min_clips: Option<usize>) -> Result<()> {
         if self.meta.speaker_norm.is_some() {
-            let keys = speaker::speaker_keys(&set.clips, groups)?;
-            let speakers = speaker::normalise(set, self.meta.input, &keys, self.min_speaker_clips(min_clips))?;
-            eprintln!("speaker normalisation: {} clips of {speakers} speakers", set.clips.len());
+            speaker::normalise_clips(set, clips, self.meta.input, groups, self.min_speaker_clips(min_clips))?;
         }
         Ok(())
     }
@@ -109,7 +107,7 @@ impl Predictor {
             // Files of speakers too small to normalise are reported, not predicted.
             let clips: Vec<ClipInfo> = read.iter().map(|(c, _)| c.clone()).collect();
             let keys = speaker::speaker_keys(&clips, groups)?;
-            let sizes: HashMap<&str, usize> = speaker::groups(&keys).into_iter().map(|(k, v)| (k, v.len())).collect();
+            let sizes: HashMap<&str, usize> = speaker::groups(keys.iter().map(String::as_str).enumerate()).into_iter().map(|(k, v)| (k, v.len())).collect();
             let min = self.min_speaker_clips(min_clips);
             let mut key = keys.iter();
             read.retain(|(c, _)| {
@@ -127,8 +125,8 @@ impl Predictor {
         let (clips, signals): (Vec<ClipInfo>, Vec<Vec<f32>>) = read.into_iter().unzip();
         let ok_files: Vec<String> = clips.iter().map(|c| c.path.clone()).collect();
         let mut set = corpus::extract_all(gpu, &self.meta.features, clips, &signals, false)?;
-        self.normalise_speakers(&mut set, groups, min_clips)?;
         let all: Vec<usize> = (0..signals.len()).collect();
+        self.normalise_speakers(&mut set, &all, groups, min_clips)?;
         let data = self.dataset(&set, &all, vec![0; signals.len()])?;
         let names = self.class_names();
         let probs = self.probabilities(gpu, &data)?;

@@ -3,10 +3,11 @@
 //! every statistic of every clip it speaks; taking them out is what lets a model trained on some
 //! speakers hear emotion in another's (docs/RESULTS.md, "Speaker normalisation").
 //!
-//! It is transductive: a speaker's statistics come from every clip of that speaker in the data
-//! given (no labels are used), so it needs a batch of clips per speaker whose emotions are mixed,
-//! and refuses speakers with fewer than `min_clips` of them (statistics of a handful of clips
-//! hurt more than they help).
+//! It is transductive: a speaker's statistics come from every clip of that speaker the command
+//! works on (training and evaluation: the clips of the selected classes; prediction: every file
+//! given), without their labels. So it needs a batch of clips per speaker whose emotions are
+//! mixed, and refuses speakers with fewer than `min_clips` of them (statistics of a handful of
+//! clips hurt more than they help).
 
 use super::data::{Input, Scaler};
 use crate::audio::RavdessName;
@@ -64,13 +65,18 @@ pub fn speaker_keys(clips: &[ClipInfo], by: SpeakerGroups) -> Result<Vec<String>
         .collect()
 }
 
-/// Clip indices of every speaker, by key.
-pub fn groups(keys: &[String]) -> BTreeMap<&str, Vec<usize>> {
+/// Clips by speaker, from (clip index, speaker key) pairs.
+pub fn groups<'a>(keyed: impl IntoIterator<Item = (usize, &'a str)>) -> BTreeMap<&'a str, Vec<usize>> {
     let mut out: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, k) in keys.iter().enumerate() {
-        out.entry(k.as_str()).or_default().push(i);
+    for (i, k) in keyed {
+        out.entry(k).or_default().push(i);
     }
     out
+}
+
+/// The clips of `set` listed in `clips`, by speaker.
+pub fn speakers_of<'a>(keys: &'a [String], clips: &[usize]) -> BTreeMap<&'a str, Vec<usize>> {
+    groups(clips.iter().map(|&c| (c, keys[c].as_str())))
 }
 
 /// Why a speaker with `n` clips is refused.
@@ -78,16 +84,12 @@ pub fn too_few(key: &str, n: usize, min_clips: usize) -> String {
     format!("speaker {key:?} has {n} clip{}; speaker normalisation takes each speaker's statistics from at least {min_clips} of their clips (--min-speaker-clips)", if n == 1 { "" } else { "s" })
 }
 
-/// Standardises, in place, what `input` reads of every clip (the time means and standard
-/// deviations, or the frames) with the statistics of its speaker's clips; `keys` names each
-/// clip's speaker. Returns the number of speakers.
-pub fn normalise(set: &mut FeatureSet, input: Input, keys: &[String], min_clips: usize) -> Result<usize> {
-    if keys.len() != set.clips.len() {
-        bail!("{} speaker keys for {} clips", keys.len(), set.clips.len());
-    }
+/// Standardises, in place, what `input` reads of every clip in `speakers` (the time means and
+/// standard deviations, or the frames) with the statistics of its speaker's clips. Clips in no
+/// group are left as they are.
+pub fn normalise(set: &mut FeatureSet, input: Input, speakers: &BTreeMap<&str, Vec<usize>>, min_clips: usize) -> Result<()> {
     let d = set.dim;
-    let speakers = groups(keys);
-    for (key, clips) in &speakers {
+    for (key, clips) in speakers {
         if clips.len() < min_clips {
             bail!("{}", too_few(key, clips.len(), min_clips));
         }
@@ -111,7 +113,17 @@ pub fn normalise(set: &mut FeatureSet, input: Input, keys: &[String], min_clips:
             }
         }
     }
-    Ok(speakers.len())
+    Ok(())
+}
+
+/// Groups `clips` (indices into `set`) into speakers `by` their names or folders and normalises
+/// them, saying how many speakers there were.
+pub fn normalise_clips(set: &mut FeatureSet, clips: &[usize], input: Input, by: SpeakerGroups, min_clips: usize) -> Result<()> {
+    let keys = speaker_keys(&set.clips, by)?;
+    let speakers = speakers_of(&keys, clips);
+    normalise(set, input, &speakers, min_clips)?;
+    eprintln!("speaker normalisation: {} clips of {} speakers", clips.len(), speakers.len());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -160,9 +172,12 @@ mod tests {
             }
         }
         let keys = speaker_keys(&set.clips, SpeakerGroups::Auto).unwrap();
+        let all: Vec<usize> = (0..n).collect();
+        let speakers = speakers_of(&keys, &all);
+        assert_eq!(speakers.keys().copied().collect::<Vec<_>>(), ["folder s0", "folder s1"]);
         for input in [Input::Stats, Input::Frames] {
             let mut s = set.clone();
-            assert_eq!(normalise(&mut s, input, &keys, 40).unwrap(), 2);
+            normalise(&mut s, input, &speakers, 40).unwrap();
             for speaker in 0..2 {
                 let check = |table: &[f32], rows: Vec<usize>| {
                     for j in 0..d {
@@ -184,7 +199,18 @@ mod tests {
                 }
             }
         }
-        let e = normalise(&mut set.clone(), Input::Stats, &keys, 41).unwrap_err().to_string();
+        let e = normalise(&mut set.clone(), Input::Stats, &speakers, 41).unwrap_err().to_string();
         assert!(e.contains("\"folder s0\" has 40 clips") && e.contains("at least 41"), "{e}");
+        // Only the listed clips are normalised, with statistics of those alone.
+        let mut s = set.clone();
+        let first_half: Vec<usize> = (0..n / 2).collect();
+        normalise(&mut s, Input::Vectors, &speakers_of(&keys, &first_half), 20).unwrap();
+        assert_eq!(s.vectors[n / 2 * d..], set.vectors[n / 2 * d..]);
+        let mut t = set.clone();
+        t.vectors.truncate(n / 2 * d);
+        t.stds.truncate(n / 2 * d);
+        t.clips.truncate(n / 2);
+        normalise(&mut t, Input::Vectors, &speakers_of(&keys, &first_half), 20).unwrap();
+        assert_eq!(s.vectors[..n / 2 * d], t.vectors[..]);
     }
 }
