@@ -254,9 +254,10 @@ struct TrainArgs {
     input: ser::train::data::Input,
     #[arg(long, value_enum, default_value_t = ClassWeights::Balanced)]
     class_weights: ClassWeights,
-    /// Standardise each speaker's features with the statistics of that speaker's clips (all
-    /// of them, test clips included, without their labels) before the model's scaler; the
-    /// model then does the same when predicting, per speaker group (docs/RESULTS.md).
+    /// Standardise each speaker's features with the statistics of that speaker's clips (every
+    /// clip of the selected classes, test clips included, without their labels) before the
+    /// model's scaler; the model then does the same when predicting, per speaker group
+    /// (docs/RESULTS.md).
     #[arg(long)]
     speaker_norm: bool,
     #[command(flatten)]
@@ -354,6 +355,10 @@ struct PredictArgs {
     model: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = PredictFormat::Jsonl)]
     format: PredictFormat,
+    /// Files decoded and predicted together. Memory grows with it, not with the number of
+    /// files (a speaker-normalised model also keeps every clip's statistics until the end).
+    #[arg(long, default_value_t = ser::infer::PredictOptions::default().files_per_chunk)]
+    chunk: usize,
     #[command(flatten)]
     speaker: SpeakerFlags,
     #[command(flatten)]
@@ -874,12 +879,17 @@ fn predict(args: PredictArgs) -> Result<()> {
     let p = ser::infer::load_model(&gpu, args.model.as_deref())?;
     args.speaker.check_model(&p)?;
     let files = ser::infer::collect_files(&args.inputs)?;
-    let (predictions, failed) = p.predict_files(&gpu, &files, args.speaker.groups(), args.speaker.min_speaker_clips)?;
     let names = p.class_names();
     if args.format == PredictFormat::Csv {
         println!("file,label,confidence,{}", names.join(","));
     }
-    for pr in &predictions {
+    let mut predicted = 0usize;
+    if args.chunk == 0 {
+        anyhow::bail!("--chunk must be at least 1");
+    }
+    let options = ser::infer::PredictOptions { groups: args.speaker.groups(), min_clips: args.speaker.min_speaker_clips, files_per_chunk: args.chunk };
+    let failed = p.predict_files(&gpu, &files, &options, |pr| {
+        predicted += 1;
         match args.format {
             PredictFormat::Jsonl => {
                 let probs: serde_json::Map<String, serde_json::Value> = pr.probabilities.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
@@ -891,11 +901,11 @@ fn predict(args: PredictArgs) -> Result<()> {
                 println!("{file},{},{:.6},{}", pr.label, pr.confidence, probs.join(","));
             }
         }
-    }
+    })?;
     for (f, why) in &failed {
         eprintln!("skipped {f}: {why}");
     }
-    if predictions.is_empty() {
+    if predicted == 0 {
         anyhow::bail!("no file was predicted");
     }
     Ok(())

@@ -57,6 +57,10 @@ fn predict_and_eval_on_real_files() {
         assert_eq!(probs[l["label"].as_str().unwrap()].as_f64(), l["confidence"].as_f64());
     }
     assert!(stderr.contains("skipped") && stderr.contains("junk.wav"), "{stderr}");
+    // In chunks of three files (the junk file inside one of them): the same lines, in order.
+    let chunked = ser().args(["predict", "--chunk", "3", "--model"]).arg(&model_path).arg(sample_dir()).arg(&stranger).arg(&junk).output().unwrap();
+    assert!(chunked.status.success() && String::from_utf8_lossy(&chunked.stderr).contains("junk.wav"));
+    assert_eq!(String::from_utf8_lossy(&chunked.stdout), String::from_utf8_lossy(&out.stdout));
     // The stereo original and its renamed copy are the same audio: the same prediction.
     let by_file = |needle: &str| lines.iter().find(|l| l["file"].as_str().unwrap().contains(needle)).unwrap()["probabilities"].clone();
     assert_eq!(by_file("03-01-08-01-02-02-01"), by_file("take 2"));

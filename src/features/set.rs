@@ -79,6 +79,43 @@ impl FeatureSet {
         )
     }
 
+    /// Frees the frames of a set only its per-clip statistics (`vectors`, `stds`) are needed
+    /// from: `t_max` becomes 0; `lengths` still count each clip's frames.
+    pub fn drop_frames(&mut self) {
+        self.frames = Vec::new();
+        self.t_max = 0;
+    }
+
+    /// False after `drop_frames`.
+    pub fn has_frames(&self) -> bool {
+        self.t_max >= self.lengths.iter().copied().max().unwrap_or(0) as usize
+    }
+
+    /// The clips of sets of one configuration, in order; frames padded to the longest clip
+    /// (sets whose frames were dropped give a set without frames).
+    pub fn concat(sets: Vec<FeatureSet>) -> Result<FeatureSet> {
+        let Some(first) = sets.first() else { bail!("no feature sets to join") };
+        let (config, dim, with_frames) = (first.config.clone(), first.dim, first.has_frames());
+        if sets.iter().any(|s| s.config != config || s.has_frames() != with_frames) {
+            bail!("feature sets of different configurations, or with and without frames, cannot be joined");
+        }
+        let t_max = if with_frames { sets.iter().map(|s| s.t_max).max().unwrap_or(0) } else { 0 };
+        let mut out = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim };
+        for s in sets {
+            if with_frames {
+                for c in 0..s.clips.len() {
+                    out.frames.extend_from_slice(&s.frames[c * s.t_max * dim..][..s.t_max * dim]);
+                    out.frames.resize(out.frames.len() + (t_max - s.t_max) * dim, 0.0);
+                }
+            }
+            out.clips.extend(s.clips);
+            out.lengths.extend(s.lengths);
+            out.vectors.extend(s.vectors);
+            out.stds.extend(s.stds);
+        }
+        Ok(out)
+    }
+
     pub fn write(&self, path: &Path) -> Result<()> {
         store::write_atomic(path, &self.to_bytes()?)
     }
@@ -100,5 +137,54 @@ impl FeatureSet {
             bail!("{}: tensor shapes disagree with {} clips of {} features", f.path, clips.len(), config.dim());
         }
         Ok(FeatureSet { config, clips, frames, lengths, t_max, vectors, stds, dim })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` clips of lengths 1..=n, frame values naming (set, clip, frame, column).
+    fn set(tag: f32, n: usize) -> FeatureSet {
+        let config = FeatureConfig::default();
+        let dim = config.dim();
+        let mut s = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max: n, vectors: vec![], stds: vec![], dim };
+        for c in 0..n {
+            s.clips.push(ClipInfo { path: format!("{tag}/{c}"), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None });
+            s.lengths.push(c as u32 + 1);
+            for t in 0..n {
+                s.frames.extend((0..dim).map(|j| if t <= c { tag * 1000.0 + (c * 100 + t * 10 + j) as f32 } else { 0.0 }));
+            }
+            s.vectors.extend((0..dim).map(|j| tag + j as f32));
+            s.stds.extend((0..dim).map(|j| -tag - j as f32));
+        }
+        s
+    }
+
+    #[test]
+    fn concat_pads_frames_to_the_longest_clip_and_keeps_the_order() {
+        let (a, b) = (set(1.0, 2), set(2.0, 3));
+        let joined = FeatureSet::concat(vec![a.clone(), b.clone()]).unwrap();
+        let d = a.dim;
+        assert_eq!((joined.t_max, joined.clips.len(), joined.lengths.clone()), (3, 5, vec![1, 2, 1, 2, 3]));
+        assert_eq!(joined.frames.len(), 5 * 3 * d);
+        for c in 0..2 {
+            assert_eq!(joined.frames[c * 3 * d..][..2 * d], a.frames[c * 2 * d..][..2 * d]);
+            assert!(joined.frames[(c * 3 + 2) * d..][..d].iter().all(|&x| x == 0.0));
+        }
+        assert_eq!(joined.frames[6 * d..], b.frames[..]);
+        assert_eq!(joined.vectors, [a.vectors.clone(), b.vectors.clone()].concat());
+        assert_eq!(joined.stds, [a.stds.clone(), b.stds.clone()].concat());
+        assert!(joined.to_bytes().is_ok());
+
+        // Without frames: statistics only; mixing the two kinds is refused.
+        let (mut a2, mut b2) = (a.clone(), b.clone());
+        a2.drop_frames();
+        b2.drop_frames();
+        assert!(!a2.has_frames() && a.has_frames());
+        let summary = FeatureSet::concat(vec![a2.clone(), b2]).unwrap();
+        assert!(!summary.has_frames() && summary.frames.is_empty());
+        assert_eq!(summary.vectors, joined.vectors);
+        assert!(FeatureSet::concat(vec![a2, b]).is_err());
     }
 }

@@ -13,7 +13,6 @@ use crate::train::{self, Dataset};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// A saved model (or ensemble, whose members' probabilities are averaged) and its metadata.
@@ -80,65 +79,113 @@ impl Predictor {
         Ok(mean)
     }
 
-    /// Predictions for audio files (any name, rate, channel count). Files that cannot be read
-    /// are returned as errors beside the predictions, in input order. A speaker-normalised
-    /// model groups the files into speakers by `groups`; files of speakers with too few clips
-    /// are returned as errors too.
-    pub fn predict_files(&self, gpu: &Gpu, files: &[PathBuf], groups: SpeakerGroups, min_clips: Option<usize>) -> Result<(Vec<Prediction>, Vec<(String, String)>)> {
+    /// Predicts audio files (any name, rate, channel count) a chunk at a time, handing each
+    /// prediction to `emit` in input order as soon as its chunk is done, and returns the files
+    /// that could not be predicted with the reason. Memory stays bounded by a chunk's audio
+    /// however many files are given, and the next chunk decodes on the CPU while the GPU works.
+    /// A speaker-normalised model needs every clip of a speaker first: it keeps each chunk's
+    /// features (only the per-clip statistics unless it reads frames) and predicts at the end;
+    /// files of speakers with too few clips are returned as failures.
+    pub fn predict_files(&self, gpu: &Gpu, files: &[PathBuf], o: &PredictOptions, mut emit: impl FnMut(Prediction)) -> Result<Vec<(String, String)>> {
         let rate = self.meta.features.sample_rate;
-        let decoded: Vec<Result<Vec<f32>>> = files
-            .par_iter()
-            .map(|f| {
-                let s = audio::load(f, rate)?;
-                corpus::check_length(gpu, &self.meta.features, s.len())?;
-                Ok(s)
-            })
-            .collect();
-        let mut read: Vec<(ClipInfo, Vec<f32>)> = Vec::new();
         let mut failed = Vec::new();
-        for (f, r) in files.iter().zip(decoded) {
-            let path = f.display().to_string();
-            match r {
-                Ok(s) => read.push((ClipInfo { path, emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None }, s)),
-                Err(e) => failed.push((path, format!("{e:#}"))),
+        let mut held: Vec<FeatureSet> = Vec::new();
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            scope.spawn(move || {
+                for chunk in files.chunks(o.files_per_chunk.max(1)) {
+                    let decoded: Vec<Result<Vec<f32>>> = chunk
+                        .par_iter()
+                        .map(|f| {
+                            let s = audio::load(f, rate)?;
+                            corpus::check_length(gpu, &self.meta.features, s.len())?;
+                            Ok(s)
+                        })
+                        .collect();
+                    // The receiver is gone when predicting failed: stop decoding.
+                    if tx.send((chunk, decoded)).is_err() {
+                        break;
+                    }
+                }
+            });
+            for (chunk, decoded) in rx {
+                let mut clips = Vec::new();
+                let mut signals = Vec::new();
+                for (f, r) in chunk.iter().zip(decoded) {
+                    let path = f.display().to_string();
+                    match r {
+                        Ok(s) => {
+                            clips.push(ClipInfo { path, emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None });
+                            signals.push(s);
+                        }
+                        Err(e) => failed.push((path, format!("{e:#}"))),
+                    }
+                }
+                if signals.is_empty() {
+                    continue;
+                }
+                let mut set = corpus::extract_all(gpu, &self.meta.features, clips, &signals, false)?;
+                if self.meta.speaker_norm.is_none() {
+                    let all: Vec<usize> = (0..set.clips.len()).collect();
+                    self.predict_clips(gpu, &set, &all, &mut emit)?;
+                } else {
+                    if self.meta.input != data::Input::Frames {
+                        set.drop_frames();
+                    }
+                    held.push(set);
+                }
+            }
+            Ok(())
+        })?;
+        if held.is_empty() {
+            return Ok(failed);
+        }
+        // Speaker normalisation: every clip is in; speakers with too few clips are refused.
+        let mut set = FeatureSet::concat(held)?;
+        let keys = speaker::speaker_keys(&set.clips, o.groups)?;
+        let min = self.min_speaker_clips(o.min_clips);
+        let mut kept = Vec::new();
+        for (key, clips) in speaker::groups(keys.iter().map(String::as_str).enumerate()) {
+            if clips.len() >= min {
+                kept.extend(clips);
+            } else {
+                failed.extend(clips.iter().map(|&c| (set.clips[c].path.clone(), speaker::too_few(key, clips.len(), min))));
             }
         }
-        if self.meta.speaker_norm.is_some() {
-            // Files of speakers too small to normalise are reported, not predicted.
-            let clips: Vec<ClipInfo> = read.iter().map(|(c, _)| c.clone()).collect();
-            let keys = speaker::speaker_keys(&clips, groups)?;
-            let sizes: HashMap<&str, usize> = speaker::groups(keys.iter().map(String::as_str).enumerate()).into_iter().map(|(k, v)| (k, v.len())).collect();
-            let min = self.min_speaker_clips(min_clips);
-            let mut key = keys.iter();
-            read.retain(|(c, _)| {
-                let k = key.next().expect("one key per clip");
-                let n = sizes[k.as_str()];
-                if n < min {
-                    failed.push((c.path.clone(), speaker::too_few(k, n, min)));
-                }
-                n >= min
-            });
+        kept.sort_unstable();
+        self.normalise_speakers(&mut set, &kept, o.groups, o.min_clips)?;
+        for rows in kept.chunks(o.files_per_chunk.max(1)) {
+            self.predict_clips(gpu, &set, rows, &mut emit)?;
         }
-        if read.is_empty() {
-            return Ok((vec![], failed));
-        }
-        let (clips, signals): (Vec<ClipInfo>, Vec<Vec<f32>>) = read.into_iter().unzip();
-        let ok_files: Vec<String> = clips.iter().map(|c| c.path.clone()).collect();
-        let mut set = corpus::extract_all(gpu, &self.meta.features, clips, &signals, false)?;
-        let all: Vec<usize> = (0..signals.len()).collect();
-        self.normalise_speakers(&mut set, &all, groups, min_clips)?;
-        let data = self.dataset(&set, &all, vec![0; signals.len()])?;
+        Ok(failed)
+    }
+
+    /// Predicts clips `rows` of a feature set (normalised already if the model wants it).
+    fn predict_clips(&self, gpu: &Gpu, set: &FeatureSet, rows: &[usize], emit: &mut impl FnMut(Prediction)) -> Result<()> {
+        let data = self.dataset(set, rows, vec![0; rows.len()])?;
         let names = self.class_names();
-        let probs = self.probabilities(gpu, &data)?;
-        let predictions = ok_files
-            .into_iter()
-            .zip(probs)
-            .map(|(file, p)| {
-                let best = train::report::argmax(&p);
-                Prediction { file, label: names[best].clone(), confidence: p[best], probabilities: names.iter().cloned().zip(p).collect() }
-            })
-            .collect();
-        Ok((predictions, failed))
+        for (&c, p) in rows.iter().zip(self.probabilities(gpu, &data)?) {
+            let best = train::report::argmax(&p);
+            emit(Prediction { file: set.clips[c].path.clone(), label: names[best].clone(), confidence: p[best], probabilities: names.iter().cloned().zip(p).collect() });
+        }
+        Ok(())
+    }
+}
+
+/// How `Predictor::predict_files` works through its files.
+#[derive(Clone, Debug)]
+pub struct PredictOptions {
+    /// How a speaker-normalised model groups files into speakers.
+    pub groups: SpeakerGroups,
+    /// Fewest clips per speaker for a speaker-normalised model (None: the model's own).
+    pub min_clips: Option<usize>,
+    /// Files decoded and extracted together: bounds memory (a chunk's audio and frames).
+    pub files_per_chunk: usize,
+}
+
+impl Default for PredictOptions {
+    fn default() -> Self {
+        PredictOptions { groups: SpeakerGroups::Auto, min_clips: None, files_per_chunk: 128 }
     }
 }
 
