@@ -12,9 +12,6 @@
 // on GPUs the passes are plain memory-bound kernels. Each invocation does two butterflies, k and
 // k + 1, whose inputs and outputs share texels.
 //   frame_info  the clip table -> one texel per frame (where its samples are) for fft_first
-//   twiddles    the twiddle factors of every stage and of the power pass, as a texture: a texel
-//               fetch costs less than half of the cos and sin it replaces on llvmpipe, and the
-//               factors come from the same expressions, so the spectra are the same bits
 //   fft_first   signal and window textures -> the first stage (radix 4, or radix 2 when log2(H)
 //               is odd)
 //   fft_stage   one radix-4 stage of span ns >= 2
@@ -30,7 +27,7 @@ override LOG2_HALF: u32 = 9u;
 struct Params {
     grid: vec4<u32>,
     n_fft: u32, hop: u32, stride: u32, frames: u32,
-    ns: u32, sig_width: u32, sig_shift: u32, twiddle_row: u32,
+    ns: u32, sig_width: u32, sig_shift: u32, _pad1: u32,
 }
 
 const PI: f32 = 3.14159265358979;
@@ -40,9 +37,7 @@ const PI: f32 = 3.14159265358979;
 @group(0) @binding(2) var window_tex: texture_2d<f32>;   // first: n_fft / 4 texels
 @group(0) @binding(3) var frame_info_tex: texture_2d<u32>;  // first: per frame, from frame_info
 @group(0) @binding(4) var first_out: texture_storage_2d<rgba32float, write>;
-@group(0) @binding(2) var twiddle_tex: texture_2d<f32>;    // stage, power: from `twiddles`
-@group(0) @binding(3) var stage_out: texture_storage_2d<rgba32float, write>;
-@group(0) @binding(1) var twiddle_out: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(2) var stage_out: texture_storage_2d<rgba32float, write>;
 
 fn cmul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
     return vec2<f32>(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
@@ -50,33 +45,6 @@ fn cmul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
 
 fn twiddle(angle: f32) -> vec2<f32> {
     return vec2<f32>(cos(angle), sin(angle));
-}
-
-// The factor of butterfly k in a radix-4 stage of span ns, and of bin k in the power pass.
-fn stage_twiddle(k: u32, ns: u32) -> vec2<f32> {
-    return twiddle(-0.5 * PI * f32(k) / f32(ns));
-}
-
-fn power_twiddle(k: u32) -> vec2<f32> {
-    return twiddle(-2.0 * PI * f32(k) / f32(p.n_fft));
-}
-
-// twiddles: row 0 texel t = power factors of bins 2t, 2t + 1; row r >= 1 texel t = factors of
-// butterflies 2t, 2t + 1 of the r-th radix-4 stage, whose span is ns << 2 (r - 1) (p.ns is the
-// first stage's span). Grid: texels / 64 x rows.
-@compute @workgroup_size(64, 1, 1)
-fn twiddles(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let t = g.x * 64u + lid;
-    if (g.w == 0u) { return; }
-    // Rows are as wide as the widest: store only the texels a row has.
-    let ns = p.ns << (2u * max(g.y, 1u) - 2u);
-    if (g.y == 0u && t < p.stride / 2u) {
-        textureStore(twiddle_out, vec2<u32>(t, 0u), vec4<f32>(power_twiddle(2u * t), power_twiddle(2u * t + 1u)));
-    } else if (g.y > 0u && 2u * t < ns) {
-        textureStore(twiddle_out, vec2<u32>(t, g.y), vec4<f32>(stage_twiddle(2u * t, ns), stage_twiddle(2u * t + 1u, ns)));
-    }
 }
 
 // (pair index within the frame, frame row in the chunk), or x = 0xffffffff past the grid.
@@ -196,9 +164,8 @@ fn fft_stage(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let v1 = textureLoad(tex_in, vec2<u32>(q + HALF / 8u, it.y), 0);
     let v2 = textureLoad(tex_in, vec2<u32>(q + HALF / 4u, it.y), 0);
     let v3 = textureLoad(tex_in, vec2<u32>(q + 3u * HALF / 8u, it.y), 0);
-    let w = textureLoad(twiddle_tex, vec2<u32>(k / 2u, p.twiddle_row), 0);  // k is even
-    let wa = w.xy;
-    let wb = w.zw;
+    let wa = twiddle(-0.5 * PI * f32(k) / f32(ns));
+    let wb = twiddle(-0.5 * PI * f32(k + 1u) / f32(ns));
     let y0 = radix4(v0.xy, cmul(v1.xy, wa), cmul(v2.xy, cmul(wa, wa)), cmul(v3.xy, cmul(cmul(wa, wa), wa)));
     let y1 = radix4(v0.zw, cmul(v1.zw, wb), cmul(v2.zw, cmul(wb, wb)), cmul(v3.zw, cmul(cmul(wb, wb), wb)));
     let base = (2u * q - k) * 4u + k;
@@ -209,12 +176,12 @@ fn fft_stage(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 
 // |X[k]|^2 from Z[k] and Z[H - k]: X[k] = E[k] + e^{-2 pi i k / n_fft} O[k], where E and O are
 // the transforms of the even and odd samples.
-fn bin_power(zk: vec2<f32>, zm: vec2<f32>, w: vec2<f32>) -> f32 {
+fn bin_power(zk: vec2<f32>, zm: vec2<f32>, k: u32) -> f32 {
     let zc = vec2<f32>(zm.x, -zm.y);
     let even = 0.5 * (zk + zc);
     let d = zk - zc;
     let odd = vec2<f32>(0.5 * d.y, -0.5 * d.x);
-    let x = even + cmul(w, odd);
+    let x = even + cmul(twiddle(-2.0 * PI * f32(k) / f32(p.n_fft)), odd);
     return dot(x, x);
 }
 
@@ -238,10 +205,8 @@ fn fft_power(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let m1 = textureLoad(tex_in, vec2<u32>((2u * ht - 2u * q - 1u) % ht, it.y), 0);
     let m2 = textureLoad(tex_in, vec2<u32>((2u * ht - 2u * q - 2u) % ht, it.y), 0);
     let k = 4u * q;
-    let w0 = textureLoad(twiddle_tex, vec2<u32>(2u * q, 0u), 0);        // bins k, k + 1
-    let w1 = textureLoad(twiddle_tex, vec2<u32>(2u * q + 1u, 0u), 0);   // bins k + 2, k + 3
-    let v = vec4<f32>(bin_power(t0.xy, m0.xy, w0.xy), bin_power(t0.zw, m1.zw, w0.zw),
-                      bin_power(t1.xy, m1.xy, w1.xy), bin_power(t1.zw, m2.zw, w1.zw));
+    let v = vec4<f32>(bin_power(t0.xy, m0.xy, k), bin_power(t0.zw, m1.zw, k + 1u),
+                      bin_power(t1.xy, m1.xy, k + 2u), bin_power(t1.zw, m2.zw, k + 3u));
     let out = select(vec4<f32>(0.0), v, vec4<u32>(k, k + 1u, k + 2u, k + 3u) <= vec4<u32>(HALF));
     textureStore(stage_out, vec2<u32>(q, it.y), out);
 }

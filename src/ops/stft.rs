@@ -15,13 +15,12 @@ const FIRST: KernelSpec = KernelSpec {
     entry: "fft_first",
     bindings: &[Access::Texture, Access::Texture, Access::TextureUint, Access::TextureWrite],
 };
-const TWIDDLES: KernelSpec = KernelSpec { shader: &STFT_WGSL, entry: "twiddles", bindings: &[Access::TextureWrite] };
 const STAGE: KernelSpec =
-    KernelSpec { shader: &STFT_WGSL, entry: "fft_stage", bindings: &[Access::Texture, Access::Texture, Access::TextureWrite] };
+    KernelSpec { shader: &STFT_WGSL, entry: "fft_stage", bindings: &[Access::Texture, Access::TextureWrite] };
 const POWER: KernelSpec = KernelSpec {
     shader: &STFT_WGSL,
     entry: "fft_power",
-    bindings: &[Access::Texture, Access::Texture, Access::TextureWrite],
+    bindings: &[Access::Texture, Access::TextureWrite],
 };
 
 /// Shape of a batch of spectra: rows of `stride` floats, the first `n_bins` of them used.
@@ -90,7 +89,7 @@ struct Params {
     ns: u32,
     sig_width: u32,
     sig_shift: u32,
-    twiddle_row: u32,
+    _pad: u32,
 }
 
 /// A texture for the power spectra of `frames` frames: one row per frame, `stride / 4` texels.
@@ -139,7 +138,7 @@ pub fn power(step: &mut Step, layout: &SpectrumLayout, signal: &Texture, clips: 
         ns: 0,
         sig_width: signal.width(),
         sig_shift: signal.width().trailing_zeros(),
-        twiddle_row: 0,
+        _pad: 0,
     };
     let gpu = step.gpu();
     // Each frame's (sample offset of its clip, clip length, first sample) once, as one texel the
@@ -151,22 +150,14 @@ pub fn power(step: &mut Step, layout: &SpectrumLayout, signal: &Texture, clips: 
     let pairs = if radix2 { half / 4 } else { half / 8 };
     let grid = |items: usize| -> Result<[u32; 3]> { Ok([super::groups(items, 64)?, frames as u32, 1]) };
     step.dispatch_bound(&FIRST, &constants, &[signal.into(), window.into(), (&info).into(), (&src).into()], bytemuck::bytes_of(&params), grid(pairs)?, format!("{label}.first"))?;
-    let first_ns = if radix2 { 2 } else { 4 };
-    // Row 0: the power pass's factors (two bins a texel); row r: the r-th stage's (span
-    // first_ns * 4^(r - 1), two butterflies a texel).
-    let stages = (half / first_ns).ilog2() as usize / 2;
-    let twiddle_width = (layout.stride / 2).max(half / 8);
-    let twiddles = gpu.texture(twiddle_width as u32, 1 + stages as u32)?;
-    params.ns = first_ns as u32;
-    step.dispatch_bound(&TWIDDLES, &[], &[(&twiddles).into()], bytemuck::bytes_of(&params), [super::groups(twiddle_width, 64)?, 1 + stages as u32, 1], format!("{label}.twiddles"))?;
-    for stage in 0..stages {
-        params.ns = (first_ns << (2 * stage)) as u32;
-        params.twiddle_row = 1 + stage as u32;
-        step.dispatch_bound(&STAGE, &constants, &[(&src).into(), (&twiddles).into(), (&dst).into()], bytemuck::bytes_of(&params), grid(half / 8)?, format!("{label}.stage"))?;
+    let mut ns = if radix2 { 2 } else { 4 };
+    while ns < half {
+        params.ns = ns as u32;
+        step.dispatch_bound(&STAGE, &constants, &[(&src).into(), (&dst).into()], bytemuck::bytes_of(&params), grid(half / 8)?, format!("{label}.stage"))?;
         std::mem::swap(&mut src, &mut dst);
+        ns *= 4;
     }
-    params.twiddle_row = 0;
-    step.dispatch_bound(&POWER, &constants, &[(&src).into(), (&twiddles).into(), spectra.into()], bytemuck::bytes_of(&params), grid(layout.stride / 4)?, format!("{label}.power"))
+    step.dispatch_bound(&POWER, &constants, &[(&src).into(), spectra.into()], bytemuck::bytes_of(&params), grid(layout.stride / 4)?, format!("{label}.power"))
 }
 
 /// Float64 reference: power spectra [frames][n_bins] of one clip by direct DFT.
