@@ -359,6 +359,14 @@ struct PredictArgs {
     /// files (a speaker-normalised model also keeps every clip's statistics until the end).
     #[arg(long, default_value_t = ser::infer::PredictOptions::default().files_per_chunk)]
     chunk: usize,
+    /// Cut every file into segments of this many seconds and predict each (a line per segment
+    /// with its start and end): for recordings longer than a clip. A last segment shorter than
+    /// half of one is left out, unless the file is shorter than one segment.
+    #[arg(long, value_name = "SECONDS")]
+    segment: Option<f64>,
+    /// Seconds from one segment's start to the next (default: --segment, no overlap).
+    #[arg(long, value_name = "SECONDS", requires = "segment")]
+    segment_hop: Option<f64>,
     #[command(flatten)]
     speaker: SpeakerFlags,
     #[command(flatten)]
@@ -880,25 +888,32 @@ fn predict(args: PredictArgs) -> Result<()> {
     args.speaker.check_model(&p)?;
     let files = ser::infer::collect_files(&args.inputs)?;
     let names = p.class_names();
+    let segments = args.segment.map(|length| ser::infer::Segments { length, hop: args.segment_hop.unwrap_or(length) });
     if args.format == PredictFormat::Csv {
-        println!("file,label,confidence,{}", names.join(","));
+        println!("file,{}label,confidence,{}", if segments.is_some() { "start,end," } else { "" }, names.join(","));
     }
     let mut predicted = 0usize;
     if args.chunk == 0 {
         anyhow::bail!("--chunk must be at least 1");
     }
-    let options = ser::infer::PredictOptions { groups: args.speaker.groups(), min_clips: args.speaker.min_speaker_clips, files_per_chunk: args.chunk };
+    let options = ser::infer::PredictOptions { groups: args.speaker.groups(), min_clips: args.speaker.min_speaker_clips, files_per_chunk: args.chunk, segments };
     let failed = p.predict_files(&gpu, &files, &options, |pr| {
         predicted += 1;
         match args.format {
             PredictFormat::Jsonl => {
                 let probs: serde_json::Map<String, serde_json::Value> = pr.probabilities.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
-                println!("{}", serde_json::json!({"file": pr.file, "label": pr.label, "confidence": pr.confidence, "probabilities": probs}));
+                let mut line = serde_json::json!({"file": pr.file, "label": pr.label, "confidence": pr.confidence, "probabilities": probs});
+                if let Some((start, end)) = pr.span {
+                    line["start"] = serde_json::json!(start);
+                    line["end"] = serde_json::json!(end);
+                }
+                println!("{line}");
             }
             PredictFormat::Csv => {
                 let file = if pr.file.contains([',', '"']) { format!("\"{}\"", pr.file.replace('"', "\"\"")) } else { pr.file.clone() };
                 let probs: Vec<String> = pr.probabilities.iter().map(|(_, v)| format!("{v:.6}")).collect();
-                println!("{file},{},{:.6},{}", pr.label, pr.confidence, probs.join(","));
+                let span = pr.span.map_or(String::new(), |(start, end)| format!("{start:.3},{end:.3},"));
+                println!("{file},{span}{},{:.6},{}", pr.label, pr.confidence, probs.join(","));
             }
         }
     })?;

@@ -71,6 +71,44 @@ fn predict_and_eval_on_real_files() {
     assert!(rows.next().unwrap().starts_with("file,label,confidence,neutral,calm"));
     assert!(rows.next().unwrap().starts_with("\"") , "a file name with a comma is quoted: {text}");
 
+    // --segment: a recording made of one clip three times over, cut at the clip's length, gives
+    // three lines, each with its span and exactly the clip's own prediction (16 kHz float WAV:
+    // no resampling, so every segment holds the clip's samples).
+    let clip = ser::audio::load(&sample_dir().join("03-01-05-02-02-01-07.wav"), 16000).unwrap();
+    let write = |path: &Path, copies: usize| {
+        let spec = hound::WavSpec { channels: 1, sample_rate: 16000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for _ in 0..copies {
+            clip.iter().for_each(|&x| w.write_sample(x).unwrap());
+        }
+        w.finalize().unwrap();
+    };
+    let (one, three) = (dir.join("one.wav"), dir.join("three.wav"));
+    write(&one, 1);
+    write(&three, 3);
+    let seconds = clip.len() as f64 / 16000.0;
+    let run = |extra: &[&str], file: &Path| {
+        let o = ser().arg("predict").arg("--model").arg(&model_path).args(extra).arg(file).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>()
+    };
+    let whole = run(&[], &one);
+    let segs = run(&["--segment", &seconds.to_string()], &three);
+    assert_eq!(segs.len(), 3);
+    for (i, s) in segs.iter().enumerate() {
+        assert!((s["start"].as_f64().unwrap() - i as f64 * seconds).abs() < 1e-9 && (s["end"].as_f64().unwrap() - (i + 1) as f64 * seconds).abs() < 1e-9, "{s}");
+        assert_eq!(s["probabilities"], whole[0]["probabilities"], "segment {i}");
+    }
+    assert!(whole[0].get("start").is_none());
+    // Half-overlapping segments: five, the last ending at the end of the file.
+    let overlapping = run(&["--segment", &seconds.to_string(), "--segment-hop", &(seconds / 2.0).to_string()], &three);
+    assert_eq!(overlapping.len(), 5);
+    assert!((overlapping[4]["end"].as_f64().unwrap() - 3.0 * seconds).abs() < 1e-9);
+    let csv = ser().args(["predict", "--format", "csv", "--segment", "1.5", "--model"]).arg(&model_path).arg(&one).output().unwrap();
+    assert!(String::from_utf8_lossy(&csv.stdout).starts_with("file,start,end,label,confidence,neutral"));
+    let bad = ser().args(["predict", "--segment", "0", "--model"]).arg(&model_path).arg(&one).output().unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("positive"));
+
     // eval on the labelled originals: the one disgust clip is left out (the model has no such class).
     let out = ser().arg("eval").arg("--model").arg(&model_path).arg("--data").arg(sample_dir()).arg("--json").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -21,10 +21,12 @@ pub struct Predictor {
     pub meta: ModelMeta,
 }
 
-/// One file's prediction.
+/// One file's prediction (or one segment's, when predicting by segments).
 #[derive(Clone, Debug, Serialize)]
 pub struct Prediction {
     pub file: String,
+    /// The segment's start and end in seconds, when the file was cut into segments.
+    pub span: Option<(f64, f64)>,
     pub label: String,
     pub confidence: f32,
     /// Probability of every class, in the model's class order.
@@ -88,8 +90,16 @@ impl Predictor {
     /// files of speakers with too few clips are returned as failures.
     pub fn predict_files(&self, gpu: &Gpu, files: &[PathBuf], o: &PredictOptions, mut emit: impl FnMut(Prediction)) -> Result<Vec<(String, String)>> {
         let rate = self.meta.features.sample_rate;
+        let windows = match o.segments {
+            Some(seg) => Some(seg.in_samples(rate).and_then(|w| {
+                corpus::check_length(gpu, &self.meta.features, w.0).map(|_| w).context("--segment")
+            })?),
+            None => None,
+        };
         let mut failed = Vec::new();
         let mut held: Vec<FeatureSet> = Vec::new();
+        // Each held row's segment, beside `held`.
+        let mut held_spans: Vec<Option<(f64, f64)>> = Vec::new();
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             scope.spawn(move || {
@@ -98,7 +108,10 @@ impl Predictor {
                         .par_iter()
                         .map(|f| {
                             let s = audio::load(f, rate)?;
-                            corpus::check_length(gpu, &self.meta.features, s.len())?;
+                            // Cut into segments, a file may be as long as it likes.
+                            if windows.is_none() {
+                                corpus::check_length(gpu, &self.meta.features, s.len()).map_err(|e| anyhow::anyhow!("{e:#} (predict it in segments: --segment SECONDS)"))?;
+                            }
                             Ok(s)
                         })
                         .collect();
@@ -111,14 +124,24 @@ impl Predictor {
             for (chunk, decoded) in rx {
                 let mut clips = Vec::new();
                 let mut signals = Vec::new();
+                let mut spans = Vec::new();
                 for (f, r) in chunk.iter().zip(decoded) {
                     let path = f.display().to_string();
-                    match r {
-                        Ok(s) => {
-                            clips.push(ClipInfo { path, emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None });
+                    let clip = || ClipInfo { path: path.clone(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None };
+                    match (r, windows) {
+                        (Ok(s), None) => {
+                            clips.push(clip());
                             signals.push(s);
+                            spans.push(None);
                         }
-                        Err(e) => failed.push((path, format!("{e:#}"))),
+                        (Ok(s), Some((length, hop))) => {
+                            for (a, b) in segment_windows(s.len(), length, hop) {
+                                clips.push(clip());
+                                signals.push(s[a..b].to_vec());
+                                spans.push(Some((a as f64 / rate as f64, b as f64 / rate as f64)));
+                            }
+                        }
+                        (Err(e), _) => failed.push((path, format!("{e:#}"))),
                     }
                 }
                 if signals.is_empty() {
@@ -127,12 +150,13 @@ impl Predictor {
                 let mut set = corpus::extract_all(gpu, &self.meta.features, clips, &signals, false)?;
                 if self.meta.speaker_norm.is_none() {
                     let all: Vec<usize> = (0..set.clips.len()).collect();
-                    self.predict_clips(gpu, &set, &all, &mut emit)?;
+                    self.predict_clips(gpu, &set, &spans, &all, &mut emit)?;
                 } else {
                     if self.meta.input != data::Input::Frames {
                         set.drop_frames();
                     }
                     held.push(set);
+                    held_spans.extend(spans);
                 }
             }
             Ok(())
@@ -155,18 +179,25 @@ impl Predictor {
         kept.sort_unstable();
         self.normalise_speakers(&mut set, &kept, o.groups, o.min_clips)?;
         for rows in kept.chunks(o.files_per_chunk.max(1)) {
-            self.predict_clips(gpu, &set, rows, &mut emit)?;
+            self.predict_clips(gpu, &set, &held_spans, rows, &mut emit)?;
         }
         Ok(failed)
     }
 
-    /// Predicts clips `rows` of a feature set (normalised already if the model wants it).
-    fn predict_clips(&self, gpu: &Gpu, set: &FeatureSet, rows: &[usize], emit: &mut impl FnMut(Prediction)) -> Result<()> {
+    /// Predicts clips `rows` of a feature set (normalised already if the model wants it);
+    /// `spans` holds each row's segment.
+    fn predict_clips(&self, gpu: &Gpu, set: &FeatureSet, spans: &[Option<(f64, f64)>], rows: &[usize], emit: &mut impl FnMut(Prediction)) -> Result<()> {
         let data = self.dataset(set, rows, vec![0; rows.len()])?;
         let names = self.class_names();
         for (&c, p) in rows.iter().zip(self.probabilities(gpu, &data)?) {
             let best = train::report::argmax(&p);
-            emit(Prediction { file: set.clips[c].path.clone(), label: names[best].clone(), confidence: p[best], probabilities: names.iter().cloned().zip(p).collect() });
+            emit(Prediction {
+                file: set.clips[c].path.clone(),
+                span: spans[c],
+                label: names[best].clone(),
+                confidence: p[best],
+                probabilities: names.iter().cloned().zip(p).collect(),
+            });
         }
         Ok(())
     }
@@ -181,11 +212,50 @@ pub struct PredictOptions {
     pub min_clips: Option<usize>,
     /// Files decoded and extracted together: bounds memory (a chunk's audio and frames).
     pub files_per_chunk: usize,
+    /// Cut every file into segments and predict each, instead of one prediction per file.
+    pub segments: Option<Segments>,
+}
+
+/// Fixed-length segments of a file, in seconds: a window of `length` every `hop`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Segments {
+    pub length: f64,
+    pub hop: f64,
+}
+
+impl Segments {
+    /// (length, hop) in samples at `rate`.
+    fn in_samples(self, rate: u32) -> Result<(usize, usize)> {
+        let samples = |s: f64| (s * rate as f64).round();
+        let (length, hop) = (samples(self.length), samples(self.hop));
+        if !(length >= 1.0 && hop >= 1.0) || !length.is_finite() || !hop.is_finite() {
+            bail!("segments of {} s every {} s: both must be positive (at least one sample)", self.length, self.hop);
+        }
+        Ok((length as usize, hop as usize))
+    }
+}
+
+/// Windows (start, end) of `length` samples every `hop` over `total` samples. The last one may be
+/// shorter; a tail shorter than half a window is left out unless it is the only window (a
+/// file shorter than one window is one segment).
+pub fn segment_windows(total: usize, length: usize, hop: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let end = (start + length).min(total);
+        if out.is_empty() || 2 * (end - start) >= length {
+            out.push((start, end));
+        }
+        if start + length >= total {
+            return out;
+        }
+        start += hop;
+    }
 }
 
 impl Default for PredictOptions {
     fn default() -> Self {
-        PredictOptions { groups: SpeakerGroups::Auto, min_clips: None, files_per_chunk: 128 }
+        PredictOptions { groups: SpeakerGroups::Auto, min_clips: None, files_per_chunk: 128, segments: None }
     }
 }
 
@@ -219,4 +289,21 @@ pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<Predictor> {
         None => checkpoint::load_bytes(gpu, SHIPPED_MODEL_NAME, SHIPPED_MODEL)?,
     };
     Ok(Predictor { models, meta })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_cover_the_file_and_drop_only_short_tails() {
+        assert_eq!(segment_windows(10, 4, 4), [(0, 4), (4, 8), (8, 10)]);
+        assert_eq!(segment_windows(9, 4, 4), [(0, 4), (4, 8)]);
+        assert_eq!(segment_windows(10, 4, 2), [(0, 4), (2, 6), (4, 8), (6, 10)]);
+        assert_eq!(segment_windows(3, 4, 4), [(0, 3)]);
+        assert_eq!(segment_windows(8, 4, 4), [(0, 4), (4, 8)]);
+        assert!(Segments { length: 0.0, hop: 1.0 }.in_samples(16000).is_err());
+        assert!(Segments { length: 1.0, hop: f64::NAN }.in_samples(16000).is_err());
+        assert_eq!(Segments { length: 2.5, hop: 1.0 }.in_samples(16000).unwrap(), (40000, 16000));
+    }
 }
