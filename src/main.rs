@@ -355,8 +355,9 @@ struct PredictArgs {
     model: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = PredictFormat::Jsonl)]
     format: PredictFormat,
-    /// Files decoded and predicted together. Memory grows with it, not with the number of
-    /// files (a speaker-normalised model also keeps every clip's statistics until the end).
+    /// Files decoded and predicted together (a chunk also closes after 2^26 decoded samples,
+    /// 70 minutes at 16 kHz). Memory grows with it, not with the number of files (a
+    /// speaker-normalised model also keeps every clip's statistics until the end).
     #[arg(long, default_value_t = ser::infer::PredictOptions::default().files_per_chunk)]
     chunk: usize,
     /// Cut every file into segments of this many seconds and predict each (a line per segment
@@ -896,7 +897,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     if args.chunk == 0 {
         anyhow::bail!("--chunk must be at least 1");
     }
-    let options = ser::infer::PredictOptions { groups: args.speaker.groups(), min_clips: args.speaker.min_speaker_clips, files_per_chunk: args.chunk, segments };
+    let options = ser::infer::PredictOptions { groups: args.speaker.groups(), min_clips: args.speaker.min_speaker_clips, files_per_chunk: args.chunk, segments, ..Default::default() };
     let failed = p.predict_files(&gpu, &files, &options, |pr| {
         predicted += 1;
         match args.format {

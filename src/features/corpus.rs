@@ -169,7 +169,8 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
     report.audio_seconds = signals.iter().map(|s| s.len()).sum::<usize>() as f64 / cfg.sample_rate as f64;
 
     let t = Instant::now();
-    let set = extract_all(gpu, cfg, clips, &signals, opts.progress)?;
+    let slices: Vec<&[f32]> = signals.iter().map(Vec::as_slice).collect();
+    let set = extract_all(gpu, cfg, clips, &slices, opts.progress)?;
     report.gpu_s = t.elapsed().as_secs_f64();
     report.clips = set.clips.len();
     if let Some(file) = &report.cache_file {
@@ -183,7 +184,7 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
 }
 
 /// Extracts features of decoded clips in GPU batches and lays them out as one feature set.
-pub fn extract_all(gpu: &Gpu, cfg: &FeatureConfig, clips: Vec<ClipInfo>, signals: &[Vec<f32>], progress: bool) -> Result<FeatureSet> {
+pub fn extract_all(gpu: &Gpu, cfg: &FeatureConfig, clips: Vec<ClipInfo>, signals: &[&[f32]], progress: bool) -> Result<FeatureSet> {
     let ex = Extractor::new(gpu, cfg)?;
     let layout = cfg.layout()?;
     let dim = cfg.dim();
@@ -206,8 +207,7 @@ pub fn extract_all(gpu: &Gpu, cfg: &FeatureConfig, clips: Vec<ClipInfo>, signals
             batch_frames += lengths[end] as usize;
             end += 1;
         }
-        let slices: Vec<&[f32]> = signals[first..end].iter().map(|s| s.as_slice()).collect();
-        let f = ex.extract(gpu, &slices)?;
+        let f = ex.extract(gpu, &signals[first..end])?;
         for (i, c) in (first..end).enumerate() {
             let rows = f.lengths[i] as usize * dim;
             frames[c * t_max * dim..][..rows].copy_from_slice(&f.frames[i * f.t_max * dim..][..rows]);

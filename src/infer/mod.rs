@@ -103,8 +103,13 @@ impl Predictor {
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             scope.spawn(move || {
-                for chunk in files.chunks(o.files_per_chunk.max(1)) {
-                    let decoded: Vec<Result<Vec<f32>>> = chunk
+                // Files decode a few at a time in parallel; a chunk closes at `files_per_chunk`
+                // files or `samples_per_chunk` decoded samples, whichever comes first, so long
+                // recordings do not pile up.
+                let mut chunk: Vec<(&PathBuf, Result<Vec<f32>>)> = Vec::new();
+                let mut samples = 0;
+                for group in files.chunks(2 * rayon::current_num_threads().max(1)) {
+                    let decoded: Vec<Result<Vec<f32>>> = group
                         .par_iter()
                         .map(|f| {
                             let s = audio::load(f, rate)?;
@@ -115,17 +120,27 @@ impl Predictor {
                             Ok(s)
                         })
                         .collect();
-                    // The receiver is gone when predicting failed: stop decoding.
-                    if tx.send((chunk, decoded)).is_err() {
-                        break;
+                    for (f, r) in group.iter().zip(decoded) {
+                        samples += r.as_ref().map_or(0, Vec::len);
+                        chunk.push((f, r));
+                        if chunk.len() >= o.files_per_chunk.max(1) || samples >= o.samples_per_chunk {
+                            // The receiver is gone when predicting failed: stop decoding.
+                            if tx.send(std::mem::take(&mut chunk)).is_err() {
+                                return;
+                            }
+                            samples = 0;
+                        }
                     }
                 }
+                if !chunk.is_empty() {
+                    let _ = tx.send(chunk);
+                }
             });
-            for (chunk, decoded) in rx {
+            for chunk in rx {
                 let mut clips = Vec::new();
-                let mut signals = Vec::new();
+                let mut signals: Vec<&[f32]> = Vec::new();
                 let mut spans = Vec::new();
-                for (f, r) in chunk.iter().zip(decoded) {
+                for (f, r) in &chunk {
                     let path = f.display().to_string();
                     let clip = || ClipInfo { path: path.clone(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None };
                     match (r, windows) {
@@ -137,7 +152,7 @@ impl Predictor {
                         (Ok(s), Some((length, hop))) => {
                             for (a, b) in segment_windows(s.len(), length, hop) {
                                 clips.push(clip());
-                                signals.push(s[a..b].to_vec());
+                                signals.push(&s[a..b]);
                                 spans.push(Some((a as f64 / rate as f64, b as f64 / rate as f64)));
                             }
                         }
@@ -212,6 +227,8 @@ pub struct PredictOptions {
     pub min_clips: Option<usize>,
     /// Files decoded and extracted together: bounds memory (a chunk's audio and frames).
     pub files_per_chunk: usize,
+    /// Decoded samples after which a chunk closes early (long recordings).
+    pub samples_per_chunk: usize,
     /// Cut every file into segments and predict each, instead of one prediction per file.
     pub segments: Option<Segments>,
 }
@@ -255,7 +272,7 @@ pub fn segment_windows(total: usize, length: usize, hop: usize) -> Vec<(usize, u
 
 impl Default for PredictOptions {
     fn default() -> Self {
-        PredictOptions { groups: SpeakerGroups::Auto, min_clips: None, files_per_chunk: 128, segments: None }
+        PredictOptions { groups: SpeakerGroups::Auto, min_clips: None, files_per_chunk: 128, samples_per_chunk: 1 << 26, segments: None }
     }
 }
 
