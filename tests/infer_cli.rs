@@ -61,6 +61,21 @@ fn predict_and_eval_on_real_files() {
     let chunked = ser().args(["predict", "--chunk", "3", "--model"]).arg(&model_path).arg(sample_dir()).arg(&stranger).arg(&junk).output().unwrap();
     assert!(chunked.status.success() && String::from_utf8_lossy(&chunked.stderr).contains("junk.wav"));
     assert_eq!(String::from_utf8_lossy(&chunked.stdout), String::from_utf8_lossy(&out.stdout));
+    // Chunks closed by decoded samples (here: after every file) give the same predictions too.
+    {
+        let g = &gpu().gpu;
+        let p = ser::infer::load_model(g, Some(&model_path)).unwrap();
+        let files = ser::infer::collect_files(&[sample_dir()]).unwrap();
+        let run = |o: ser::infer::PredictOptions| {
+            let mut got = Vec::new();
+            let failed = p.predict_files(g, &files, &o, |pr| got.push((pr.file, pr.probabilities))).unwrap();
+            assert!(failed.is_empty());
+            got
+        };
+        let by_samples = run(ser::infer::PredictOptions { samples_per_chunk: 1, ..Default::default() });
+        assert_eq!(by_samples, run(ser::infer::PredictOptions::default()));
+        assert_eq!(by_samples.len(), 8);
+    }
     // The stereo original and its renamed copy are the same audio: the same prediction.
     let by_file = |needle: &str| lines.iter().find(|l| l["file"].as_str().unwrap().contains(needle)).unwrap()["probabilities"].clone();
     assert_eq!(by_file("03-01-08-01-02-02-01"), by_file("take 2"));
