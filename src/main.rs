@@ -38,8 +38,9 @@ impl AdapterArgs {
 /// How clips are grouped into speakers for a speaker-normalised model.
 #[derive(Args, Clone, Debug)]
 struct SpeakerFlags {
-    /// Group clips into speakers by RAVDESS actor, by folder, or auto (actor when every file
-    /// name carries one, else folder). Only for models trained with --speaker-norm.
+    /// Group clips into speakers by RAVDESS actor, by folder, by file (each file one speaker:
+    /// long recordings cut with --segment), or auto (actor when every file name carries one,
+    /// else folder). Only for models trained with --speaker-norm.
     #[arg(long, value_enum)]
     speaker_groups: Option<SpeakerGroups>,
     /// Fewest clips a speaker's statistics may come from (default: the model's; 30 when

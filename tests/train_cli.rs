@@ -216,5 +216,23 @@ fn speaker_normalisation_recognises_an_unseen_voice() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 8);
     // Decoded three files at a time, the speaker's statistics still come from all eight.
     assert_eq!(predict("3").stdout, o.stdout);
+    // A long recording of one voice, cut into 1 s segments and normalised with its own
+    // statistics (--speaker-groups file): the eight originals back to back, 29 segments.
+    let long = dir.join("long.wav");
+    let spec = hound::WavSpec { channels: 1, sample_rate: 16000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let mut w = hound::WavWriter::create(&long, spec).unwrap();
+    for f in ser::infer::collect_files(&[sample.clone()]).unwrap() {
+        ser::audio::load(&f, 16000).unwrap().iter().for_each(|&x| w.write_sample(x).unwrap());
+    }
+    w.finalize().unwrap();
+    let segments = |min: &str| ser().args(["predict", "--segment", "1", "--speaker-groups", "file", "--min-speaker-clips", min, "--model"]).arg(&normed).arg(&long).output().unwrap();
+    let o = segments("20");
+    let e = String::from_utf8_lossy(&o.stderr);
+    let lines = String::from_utf8_lossy(&o.stdout).lines().count();
+    assert!(o.status.success() && lines >= 20 && e.contains(&format!("speaker normalisation: {lines} clips of 1 speakers")), "{lines} lines: {e}");
+    let o = segments("1000");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains(&format!("speaker \"file {}\" has {lines} clips", long.display())), "{e}");
+    assert_eq!(e.matches("skipped").count(), 1, "one line for the file, not one per segment: {e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

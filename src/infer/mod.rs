@@ -188,7 +188,10 @@ impl Predictor {
             if clips.len() >= min {
                 kept.extend(clips);
             } else {
-                failed.extend(clips.iter().map(|&c| (set.clips[c].path.clone(), speaker::too_few(key, clips.len(), min))));
+                // One line per file, however many segments it was cut into.
+                let mut paths: Vec<&str> = clips.iter().map(|&c| set.clips[c].path.as_str()).collect();
+                paths.dedup();
+                failed.extend(paths.into_iter().map(|f| (f.to_string(), speaker::too_few(key, clips.len(), min))));
             }
         }
         kept.sort_unstable();

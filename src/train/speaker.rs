@@ -27,6 +27,8 @@ pub enum SpeakerGroups {
     Actor,
     /// By the folder holding each file: one speaker per folder.
     Folder,
+    /// Each file its own speaker: for long recordings of one voice cut with `--segment`.
+    File,
 }
 
 /// A model's speaker normalisation, recorded in its checkpoint.
@@ -44,7 +46,7 @@ fn actor_of(c: &ClipInfo) -> Option<u8> {
     c.actor.or_else(|| RavdessName::parse(&c.path).ok().map(|n| n.actor))
 }
 
-/// Each clip's speaker, in order: "actor 07" or "folder <path>".
+/// Each clip's speaker, in order: "actor 07", "folder <path>" or "file <path>".
 pub fn speaker_keys(clips: &[ClipInfo], by: SpeakerGroups) -> Result<Vec<String>> {
     let by = match by {
         SpeakerGroups::Auto if clips.iter().all(|c| actor_of(c).is_some()) => SpeakerGroups::Actor,
@@ -57,7 +59,8 @@ pub fn speaker_keys(clips: &[ClipInfo], by: SpeakerGroups) -> Result<Vec<String>
             SpeakerGroups::Actor => actor_of(c)
                 .map(|a| format!("actor {a:02}"))
                 .ok_or_else(|| anyhow!("{}: the file name carries no RAVDESS actor (group speakers by folder instead: --speaker-groups folder)", c.path)),
-            _ => {
+            SpeakerGroups::File => Ok(format!("file {}", c.path)),
+            SpeakerGroups::Folder | SpeakerGroups::Auto => {
                 let folder = Path::new(&c.path).parent().map(|p| p.display().to_string()).unwrap_or_default();
                 Ok(format!("folder {}", if folder.is_empty() { "." } else { &folder }))
             }
@@ -140,6 +143,7 @@ mod tests {
         let ravdess = [clip("a/03-01-05-02-01-02-07.wav"), clip("b/03-02-01-01-01-01-12.flac")];
         assert_eq!(speaker_keys(&ravdess, SpeakerGroups::Auto).unwrap(), ["actor 07", "actor 12"]);
         assert_eq!(speaker_keys(&ravdess, SpeakerGroups::Folder).unwrap(), ["folder a", "folder b"]);
+        assert_eq!(speaker_keys(&ravdess, SpeakerGroups::File).unwrap(), ["file a/03-01-05-02-01-02-07.wav", "file b/03-02-01-01-01-01-12.flac"]);
         let mixed = [clip("a/03-01-05-02-01-02-07.wav"), clip("take 2.wav")];
         assert_eq!(speaker_keys(&mixed, SpeakerGroups::Auto).unwrap(), ["folder a", "folder ."]);
         let e = speaker_keys(&mixed, SpeakerGroups::Actor).unwrap_err().to_string();
