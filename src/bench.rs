@@ -1,7 +1,11 @@
-//! Throughput benchmarks: GEMM GFLOP/s per kernel shape, size and adapter. These numbers are the
-//! ceiling the feature and training kernels are judged against.
+//! Throughput benchmarks: GEMM GFLOP/s per kernel shape, size and adapter (the ceiling the
+//! feature and training kernels are judged against), and feature extraction per kernel and
+//! adapter on synthetic clips (no dataset needed).
 
-use crate::gpu::{AdapterSelector, Gpu, Tensor};
+use crate::features::FeatureConfig;
+use crate::features::corpus;
+use crate::features::set::ClipInfo;
+use crate::gpu::{AdapterSelector, Gpu, KernelStat, Tensor};
 use crate::ops::gemm::{self, GemmDims, GemmKernel, GemmOptions, Precision};
 use anyhow::Result;
 use serde::Serialize;
@@ -218,6 +222,122 @@ pub fn gemm_table(results: &[GemmResult]) -> String {
         if let Some((k, g)) = best {
             s += &format!("- {ad}: {k:?} ({g:.2} GFLOP/s)\n");
         }
+    }
+    s
+}
+
+pub struct FeatureBenchConfig {
+    pub features: FeatureConfig,
+    /// Synthetic clips per run.
+    pub clips: usize,
+    /// Mean clip length (lengths vary from 0.8 to 1.2 times it).
+    pub seconds: f64,
+    /// Timed runs (median reported), after one untimed run.
+    pub repeats: usize,
+}
+
+/// Feature extraction on one adapter.
+#[derive(Clone, Debug, Serialize)]
+pub struct FeatureBenchResult {
+    pub adapter: String,
+    pub clips: usize,
+    pub audio_seconds: f64,
+    /// Median wall time of a run (features of every clip read back), without profiling.
+    pub median_s: f64,
+    pub clips_per_s: f64,
+    pub times_real_time: f64,
+    /// One more run with each dispatch timed on its own ("clock" says how).
+    pub clock: &'static str,
+    pub kernels: Vec<KernelStat>,
+}
+
+/// Clips of tones, a chirp and noise, lengths spread around `seconds`: deterministic, so every
+/// adapter extracts the same audio.
+pub fn synthetic_clips(clips: usize, seconds: f64, rate: u32) -> Vec<Vec<f32>> {
+    (0..clips)
+        .map(|i| {
+            let len = (seconds * rate as f64 * (0.8 + 0.4 * ((i as f64 * 0.618_034) % 1.0))) as usize;
+            let noise = pseudo_random(len, 100 + i as u64);
+            let f0 = 110.0 * (1.0 + i as f64 % 7.0);
+            (0..len)
+                .map(|n| {
+                    let t = n as f64 / rate as f64;
+                    let chirp = (2.0 * std::f64::consts::PI * (f0 * t + 200.0 * t * t)).sin();
+                    (0.3 * (2.0 * std::f64::consts::PI * f0 * t).sin() + 0.2 * chirp) as f32 + 0.05 * noise[n]
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Extracts features of synthetic clips on one adapter: wall time without profiling, then one
+/// profiled run for the per-kernel times.
+pub fn features_on(gpu: &Gpu, cfg: &FeatureBenchConfig) -> Result<FeatureBenchResult> {
+    let signals = synthetic_clips(cfg.clips, cfg.seconds, cfg.features.sample_rate);
+    let slices: Vec<&[f32]> = signals.iter().map(Vec::as_slice).collect();
+    let clips = || (0..cfg.clips).map(|i| ClipInfo { path: format!("synthetic-{i}"), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None }).collect();
+    let run = || corpus::extract_all(gpu, &cfg.features, clips(), &slices, false);
+    gpu.set_profiling(false);
+    run()?;
+    let mut times = Vec::new();
+    for _ in 0..cfg.repeats.max(1) {
+        let start = Instant::now();
+        run()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median_s = times[times.len() / 2];
+    gpu.reset_profile();
+    gpu.set_profiling(true);
+    let profiled = run();
+    gpu.set_profiling(false);
+    profiled?;
+    let profile = gpu.profile();
+    let audio_seconds = signals.iter().map(Vec::len).sum::<usize>() as f64 / cfg.features.sample_rate as f64;
+    Ok(FeatureBenchResult {
+        adapter: gpu.label(),
+        clips: cfg.clips,
+        audio_seconds,
+        median_s,
+        clips_per_s: cfg.clips as f64 / median_s,
+        times_real_time: audio_seconds / median_s,
+        clock: profile.clock,
+        kernels: profile.kernels,
+    })
+}
+
+/// The features benchmark on each selected adapter.
+pub fn features_all(selectors: &[AdapterSelector], cfg: &FeatureBenchConfig, mut progress: impl FnMut(&FeatureBenchResult)) -> Result<Vec<FeatureBenchResult>> {
+    let mut all = Vec::new();
+    for sel in selectors {
+        let gpu = Gpu::new(sel)?;
+        let r = features_on(&gpu, cfg)?;
+        progress(&r);
+        all.push(r);
+    }
+    Ok(all)
+}
+
+/// Markdown: throughput per adapter, then every kernel's time (ms per run) per adapter, slowest
+/// on the first adapter first.
+pub fn features_table(results: &[FeatureBenchResult]) -> String {
+    let head: Vec<String> = results.iter().map(|r| format!("{} ({} clock)", r.adapter, r.clock)).collect();
+    let mut s = format!("| | {} |\n|---|{}\n", head.join(" | "), "---:|".repeat(results.len()));
+    let row = |name: &str, f: &dyn Fn(&FeatureBenchResult) -> String| format!("| {name} | {} |\n", results.iter().map(f).collect::<Vec<_>>().join(" | "));
+    s += &row("clips, audio seconds", &|r| format!("{}, {:.0} s", r.clips, r.audio_seconds));
+    s += &row("wall time (median)", &|r| format!("{:.2} s", r.median_s));
+    s += &row("clips/s", &|r| format!("{:.1}", r.clips_per_s));
+    s += &row("times real time", &|r| format!("{:.0}x", r.times_real_time));
+    let mut kernels: Vec<&str> = Vec::new();
+    for r in results {
+        for k in &r.kernels {
+            if !kernels.contains(&k.kernel.as_str()) {
+                kernels.push(&k.kernel);
+            }
+        }
+    }
+    for k in kernels {
+        s += &row(&format!("`{k}` ms"), &|r| r.kernels.iter().find(|x| x.kernel == k).map_or("-".into(), |x| format!("{:.1}", x.total_ms)));
     }
     s
 }

@@ -406,6 +406,41 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Feature extraction on synthetic clips: clips/s and every kernel's time, per adapter.
+    Features {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// Run on every adapter present instead of one.
+        #[arg(long)]
+        all_adapters: bool,
+        #[command(flatten)]
+        features: FeatureFlags,
+        /// Synthetic clips (tones, a chirp and noise) per run.
+        #[arg(long, default_value_t = 256)]
+        clips: usize,
+        /// Mean clip length in seconds (RAVDESS clips average 4.1 s).
+        #[arg(long, default_value_t = 4.0)]
+        seconds: f64,
+        /// Timed runs (median reported) after one untimed run; then one profiled run.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Print one JSON line per adapter instead of a markdown table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The adapters a benchmark runs on: the selected one, or every adapter present.
+fn bench_adapters(adapter: &AdapterArgs, all_adapters: bool) -> Result<Vec<AdapterSelector>> {
+    let selectors: Vec<AdapterSelector> = if all_adapters {
+        gpu::list_adapters().into_iter().map(|a| AdapterSelector { name: Some(a.name), backend: BackendChoice::parse(&a.backend) }).collect()
+    } else {
+        vec![adapter.selector()]
+    };
+    if selectors.is_empty() {
+        anyhow::bail!("no GPU adapter found. {}", gpu::NO_ADAPTER_HELP);
+    }
+    Ok(selectors)
 }
 
 fn main() {
@@ -430,17 +465,7 @@ fn run(cli: Cli) -> Result<()> {
                 sizes.iter().map(|s| GemmShape::parse(s)).collect::<Result<_>>()?
             };
             let kernels = if kernels.is_empty() { GemmKernel::ALL.to_vec() } else { kernels };
-            let selectors: Vec<AdapterSelector> = if all_adapters {
-                gpu::list_adapters()
-                    .into_iter()
-                    .map(|a| AdapterSelector { name: Some(a.name), backend: BackendChoice::parse(&a.backend) })
-                    .collect()
-            } else {
-                vec![adapter.selector()]
-            };
-            if selectors.is_empty() {
-                anyhow::bail!("no GPU adapter found. {}", gpu::NO_ADAPTER_HELP);
-            }
+            let selectors = bench_adapters(&adapter, all_adapters)?;
             let cfg = GemmBenchConfig { shapes, kernels, precisions: precision, warmup, repeats, budget_s: 3.0 };
             let results = bench::gemm_all(&selectors, &cfg, |r| {
                 if json {
@@ -454,6 +479,23 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             if !json {
                 println!("{}", bench::gemm_table(&results));
+            }
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::Features { adapter, all_adapters, features, clips, seconds, repeats, json } } => {
+            if clips == 0 || !(seconds > 0.0) {
+                anyhow::bail!("--clips and --seconds must be positive");
+            }
+            let cfg = bench::FeatureBenchConfig { features: features.config()?, clips, seconds, repeats };
+            let results = bench::features_all(&bench_adapters(&adapter, all_adapters)?, &cfg, |r| {
+                if json {
+                    println!("{}", serde_json::to_string(r).unwrap());
+                } else {
+                    eprintln!("{:<40} {:>8.2} s {:>8.1} clips/s {:>6.0}x real time", r.adapter, r.median_s, r.clips_per_s, r.times_real_time);
+                }
+            })?;
+            if !json {
+                println!("{}", bench::features_table(&results));
             }
             Ok(())
         }

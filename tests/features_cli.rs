@@ -163,3 +163,22 @@ fn a_48k_original_and_its_16k_training_copy_give_the_same_features() {
         }
     }
 }
+
+/// `ser bench features` runs the pipeline on synthetic clips and reports every kernel it timed
+/// (the figures themselves are benchmarks, not asserted here).
+#[test]
+fn the_features_benchmark_reports_throughput_and_kernels() {
+    let out = ser().args(["bench", "features", "--clips", "6", "--seconds", "1.5", "--repeats", "1", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["clips"], 6);
+    let audio = r["audio_seconds"].as_f64().unwrap();
+    assert!((6.0 * 0.8 * 1.5..=6.0 * 1.2 * 1.5).contains(&audio), "{r}");
+    assert!(r["clips_per_s"].as_f64().unwrap() > 0.0);
+    let kernels: Vec<&str> = r["kernels"].as_array().unwrap().iter().map(|k| k["kernel"].as_str().unwrap()).collect();
+    for k in ["stft[1024].first", "stft[1024].stage", "stft[1024].power", "filterbank.mel", "contrast.peaks_valleys"] {
+        assert!(kernels.contains(&k), "{k} missing from {kernels:?}");
+    }
+    let bad = ser().args(["bench", "features", "--clips", "0"]).output().unwrap();
+    assert!(!bad.status.success());
+}
