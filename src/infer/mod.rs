@@ -1,5 +1,6 @@
 //! Inference with a saved model: features of any audio at the model's own configuration, the
-//! model's scaler, class probabilities; and evaluation on labelled data.
+//! model's scaler (and speaker normalisation), class probabilities; batch prediction streamed in
+//! chunks of files, optionally cut into segments; and evaluation on labelled data.
 
 use crate::audio;
 use crate::features::corpus;
@@ -14,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
 
 /// A saved model (or ensemble, whose members' probabilities are averaged) and its metadata.
 pub struct Predictor {
@@ -102,63 +104,9 @@ impl Predictor {
         let mut held_spans: Vec<Option<(f64, f64)>> = Vec::new();
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            scope.spawn(move || {
-                // Files decode a few at a time in parallel; a chunk closes at `files_per_chunk`
-                // files or `samples_per_chunk` decoded samples, whichever comes first, so long
-                // recordings do not pile up.
-                let mut chunk: Vec<(&PathBuf, Result<Vec<f32>>)> = Vec::new();
-                let mut samples = 0;
-                for group in files.chunks(2 * rayon::current_num_threads().max(1)) {
-                    let decoded: Vec<Result<Vec<f32>>> = group
-                        .par_iter()
-                        .map(|f| {
-                            let s = audio::load(f, rate)?;
-                            // Cut into segments, a file may be as long as it likes.
-                            if windows.is_none() {
-                                corpus::check_length(gpu, &self.meta.features, s.len()).map_err(|e| anyhow::anyhow!("{e:#} (predict it in segments: --segment SECONDS)"))?;
-                            }
-                            Ok(s)
-                        })
-                        .collect();
-                    for (f, r) in group.iter().zip(decoded) {
-                        samples += r.as_ref().map_or(0, Vec::len);
-                        chunk.push((f, r));
-                        if chunk.len() >= o.files_per_chunk.max(1) || samples >= o.samples_per_chunk {
-                            // The receiver is gone when predicting failed: stop decoding.
-                            if tx.send(std::mem::take(&mut chunk)).is_err() {
-                                return;
-                            }
-                            samples = 0;
-                        }
-                    }
-                }
-                if !chunk.is_empty() {
-                    let _ = tx.send(chunk);
-                }
-            });
+            scope.spawn(move || self.decode_in_chunks(gpu, files, o, windows, tx));
             for chunk in rx {
-                let mut clips = Vec::new();
-                let mut signals: Vec<&[f32]> = Vec::new();
-                let mut spans = Vec::new();
-                for (f, r) in &chunk {
-                    let path = f.display().to_string();
-                    let clip = || ClipInfo { path: path.clone(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None };
-                    match (r, windows) {
-                        (Ok(s), None) => {
-                            clips.push(clip());
-                            signals.push(s);
-                            spans.push(None);
-                        }
-                        (Ok(s), Some((length, hop))) => {
-                            for (a, b) in segment_windows(s.len(), length, hop) {
-                                clips.push(clip());
-                                signals.push(&s[a..b]);
-                                spans.push(Some((a as f64 / rate as f64, b as f64 / rate as f64)));
-                            }
-                        }
-                        (Err(e), _) => failed.push((path, format!("{e:#}"))),
-                    }
-                }
+                let (clips, signals, spans) = clips_of_chunk(&chunk, windows, rate, &mut failed);
                 if signals.is_empty() {
                     continue;
                 }
@@ -202,6 +150,41 @@ impl Predictor {
         Ok(failed)
     }
 
+    /// Decodes `files` at the model's rate a few at a time in parallel and sends them in chunks
+    /// that close at `files_per_chunk` files or `samples_per_chunk` decoded samples, whichever
+    /// comes first (so long recordings do not pile up). Stops when the receiver is gone.
+    fn decode_in_chunks<'f>(&self, gpu: &Gpu, files: &'f [PathBuf], o: &PredictOptions, windows: Option<(usize, usize)>, tx: SyncSender<DecodedChunk<'f>>) {
+        let rate = self.meta.features.sample_rate;
+        let mut chunk = Vec::new();
+        let mut samples = 0;
+        for group in files.chunks(2 * rayon::current_num_threads().max(1)) {
+            let decoded: Vec<Result<Vec<f32>>> = group
+                .par_iter()
+                .map(|f| {
+                    let s = audio::load(f, rate)?;
+                    // Cut into segments, a file may be as long as it likes.
+                    if windows.is_none() {
+                        corpus::check_length(gpu, &self.meta.features, s.len()).map_err(|e| anyhow::anyhow!("{e:#} (predict it in segments: --segment SECONDS)"))?;
+                    }
+                    Ok(s)
+                })
+                .collect();
+            for (f, r) in group.iter().zip(decoded) {
+                samples += r.as_ref().map_or(0, Vec::len);
+                chunk.push((f, r));
+                if chunk.len() >= o.files_per_chunk.max(1) || samples >= o.samples_per_chunk {
+                    if tx.send(std::mem::take(&mut chunk)).is_err() {
+                        return;
+                    }
+                    samples = 0;
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = tx.send(chunk);
+        }
+    }
+
     /// Predicts clips `rows` of a feature set (normalised already if the model wants it);
     /// `spans` holds each row's segment.
     fn predict_clips(&self, gpu: &Gpu, set: &FeatureSet, spans: &[Option<(f64, f64)>], rows: &[usize], emit: &mut impl FnMut(Prediction)) -> Result<()> {
@@ -219,6 +202,37 @@ impl Predictor {
         }
         Ok(())
     }
+}
+
+/// Files of one chunk with their decoded audio, or why they could not be decoded.
+type DecodedChunk<'f> = Vec<(&'f PathBuf, Result<Vec<f32>>)>;
+
+/// The clips of a decoded chunk: one per file, or one per segment with `windows` (length, hop
+/// in samples), as (clip infos, audio slices, segment spans in seconds). Files that failed to
+/// decode go to `failed`.
+#[allow(clippy::type_complexity)]
+fn clips_of_chunk<'c>(chunk: &'c DecodedChunk, windows: Option<(usize, usize)>, rate: u32, failed: &mut Vec<(String, String)>) -> (Vec<ClipInfo>, Vec<&'c [f32]>, Vec<Option<(f64, f64)>>) {
+    let (mut clips, mut signals, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+    for (f, r) in chunk {
+        let path = f.display().to_string();
+        let clip = || ClipInfo { path: path.clone(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None };
+        match (r, windows) {
+            (Ok(s), None) => {
+                clips.push(clip());
+                signals.push(s.as_slice());
+                spans.push(None);
+            }
+            (Ok(s), Some((length, hop))) => {
+                for (a, b) in segment_windows(s.len(), length, hop) {
+                    clips.push(clip());
+                    signals.push(&s[a..b]);
+                    spans.push(Some((a as f64 / rate as f64, b as f64 / rate as f64)));
+                }
+            }
+            (Err(e), _) => failed.push((path, format!("{e:#}"))),
+        }
+    }
+    (clips, signals, spans)
 }
 
 /// How `Predictor::predict_files` works through its files.
@@ -248,7 +262,7 @@ impl Segments {
     fn in_samples(self, rate: u32) -> Result<(usize, usize)> {
         let samples = |s: f64| (s * rate as f64).round();
         let (length, hop) = (samples(self.length), samples(self.hop));
-        if !(length >= 1.0 && hop >= 1.0) || !length.is_finite() || !hop.is_finite() {
+        if !(length >= 1.0 && hop >= 1.0 && length.is_finite() && hop.is_finite()) {
             bail!("segments of {} s every {} s: both must be positive (at least one sample)", self.length, self.hop);
         }
         Ok((length as usize, hop as usize))

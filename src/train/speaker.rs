@@ -159,7 +159,7 @@ mod tests {
         let (d, t_max, n) = (config.dim(), 5, 80);
         let mut rng = crate::rng::SplitMix64::new(9);
         let mut u = move || (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
-        let value = |c: usize, j: usize, u: f32| if c % 2 == 0 { 3.0 + u } else { -5.0 + 4.0 * u * (1 + j % 3) as f32 };
+        let value = |c: usize, j: usize, u: f32| if c.is_multiple_of(2) { 3.0 + u } else { -5.0 + 4.0 * u * (1 + j % 3) as f32 };
         let mut set = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim: d };
         for c in 0..n {
             set.clips.push(clip(&format!("s{}/x{c}.wav", c % 2)));
