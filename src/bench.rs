@@ -341,3 +341,138 @@ pub fn features_table(results: &[FeatureBenchResult]) -> String {
     }
     s
 }
+
+/// Which network `ser bench train` trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainBenchModel {
+    /// The reference study's refined CNN on time-averaged vectors [59, 1] (issue 4's benchmark).
+    Cnn,
+    /// MLP 512-256 with batch norm on mean + std statistics [118].
+    Mlp,
+}
+
+pub struct TrainBenchConfig {
+    pub model: TrainBenchModel,
+    /// Synthetic examples per epoch (1486: the training part of a RAVDESS random split).
+    pub samples: usize,
+    pub batch_size: usize,
+    pub precisions: Vec<Precision>,
+    /// Timed epochs (median reported), after one untimed epoch; then one profiled epoch.
+    pub epochs: usize,
+}
+
+/// One layer's share of a profiled epoch.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerTime {
+    pub layer: String,
+    pub ms: f64,
+    /// The rate of the layer's GEMMs over their own time (0 when it has none).
+    pub gemm_gflop_per_s: f64,
+    /// Share of the layer's time in GEMMs.
+    pub gemm_share: f64,
+}
+
+/// Training throughput on one adapter at one precision.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainBenchResult {
+    pub adapter: String,
+    pub model: TrainBenchModel,
+    pub precision: Precision,
+    pub samples: usize,
+    pub batch_size: usize,
+    /// Median wall time of an epoch without profiling.
+    pub epoch_s: f64,
+    pub samples_per_s: f64,
+    pub clock: &'static str,
+    pub layers: Vec<LayerTime>,
+}
+
+/// Trains the chosen network for a few epochs on synthetic, learnable data (7 classes, each a
+/// different mean): the wall time of unprofiled epochs, then the per-layer times of a profiled
+/// one.
+pub fn train_on(gpu: &Gpu, cfg: &TrainBenchConfig, precision: Precision) -> Result<TrainBenchResult> {
+    use crate::nn::{Architecture, Model};
+    use crate::train::{self, Dataset, TrainConfig};
+    let classes = 7;
+    let (arch, width) = match cfg.model {
+        TrainBenchModel::Cnn => (Architecture::refined_cnn((59, 1), classes), 59),
+        TrainBenchModel::Mlp => (Architecture::mlp((118, 1), classes, &[512, 256], 0.4, true), 118),
+    };
+    let noise = pseudo_random(cfg.samples * width, 7);
+    let y: Vec<u32> = (0..cfg.samples).map(|i| (i % classes) as u32).collect();
+    let x = (0..cfg.samples * width).map(|i| noise[i] + if (i % width) % classes == y[i / width] as usize { 1.0 } else { 0.0 }).collect();
+    let data = Dataset { x, y, width };
+    let mut model = Model::new(gpu, &arch, 0)?;
+    let tc = TrainConfig { batch_size: cfg.batch_size, precision, ..Default::default() };
+    let weights = vec![1.0; classes];
+    let epoch = |model: &mut Model| -> Result<f64> {
+        let start = Instant::now();
+        train::fit_schedule(gpu, model, &data, &weights, &tc, &[model.adam.lr], |_, _, _| {})?;
+        gpu.wait()?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    gpu.set_profiling(false);
+    epoch(&mut model)?;
+    let mut times = (0..cfg.epochs.max(1)).map(|_| epoch(&mut model)).collect::<Result<Vec<f64>>>()?;
+    times.sort_by(f64::total_cmp);
+    let epoch_s = times[times.len() / 2];
+    gpu.reset_profile();
+    gpu.set_profiling(true);
+    let profiled = epoch(&mut model);
+    gpu.set_profiling(false);
+    profiled?;
+    let profile = gpu.profile();
+    let layers = profile.scopes().into_iter().map(|(layer, ms, gemm_gflop_per_s, gemm_share)| LayerTime { layer, ms, gemm_gflop_per_s, gemm_share }).collect();
+    Ok(TrainBenchResult {
+        adapter: gpu.label(),
+        model: cfg.model,
+        precision,
+        samples: cfg.samples,
+        batch_size: cfg.batch_size,
+        epoch_s,
+        samples_per_s: cfg.samples as f64 / epoch_s,
+        clock: profile.clock,
+        layers,
+    })
+}
+
+/// The training benchmark on each selected adapter at each precision.
+pub fn train_all(selectors: &[AdapterSelector], cfg: &TrainBenchConfig, mut progress: impl FnMut(&TrainBenchResult)) -> Result<Vec<TrainBenchResult>> {
+    let mut all = Vec::new();
+    for sel in selectors {
+        let gpu = Gpu::new(sel)?;
+        for &p in &cfg.precisions {
+            let r = train_on(&gpu, cfg, p)?;
+            progress(&r);
+            all.push(r);
+        }
+    }
+    Ok(all)
+}
+
+/// Markdown: epoch time and samples/s per (adapter, precision), then every layer's ms per epoch
+/// (and its GEMMs' GFLOP/s), slowest on the first column first.
+pub fn train_table(results: &[TrainBenchResult]) -> String {
+    let head: Vec<String> = results.iter().map(|r| format!("{} {:?} ({} clock)", r.adapter, r.precision, r.clock)).collect();
+    let mut s = format!("| | {} |\n|---|{}\n", head.join(" | "), "---:|".repeat(results.len()));
+    let row = |name: &str, f: &dyn Fn(&TrainBenchResult) -> String| format!("| {name} | {} |\n", results.iter().map(f).collect::<Vec<_>>().join(" | "));
+    s += &row("epoch (median, unprofiled)", &|r| format!("{:.2} s", r.epoch_s));
+    s += &row("samples/s", &|r| format!("{:.0}", r.samples_per_s));
+    let mut layers: Vec<&str> = Vec::new();
+    for r in results {
+        for l in &r.layers {
+            if !layers.contains(&l.layer.as_str()) {
+                layers.push(&l.layer);
+            }
+        }
+    }
+    for name in layers {
+        s += &row(&format!("`{name}` ms"), &|r| {
+            r.layers.iter().find(|l| l.layer == name).map_or("-".into(), |l| {
+                if l.gemm_gflop_per_s > 0.0 { format!("{:.0} ({:.1} GFLOP/s)", l.ms, l.gemm_gflop_per_s) } else { format!("{:.0}", l.ms) }
+            })
+        });
+    }
+    s
+}

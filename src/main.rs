@@ -428,6 +428,32 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Training throughput on synthetic data: samples/s per epoch and every layer's time and
+    /// GEMM GFLOP/s, per adapter and precision.
+    Train {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// Run on every adapter present instead of one.
+        #[arg(long)]
+        all_adapters: bool,
+        #[arg(long, value_enum, default_value_t = bench::TrainBenchModel::Cnn)]
+        model: bench::TrainBenchModel,
+        /// Examples per epoch (1486: the training part of a RAVDESS random split).
+        #[arg(long, default_value_t = 1486)]
+        samples: usize,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// GEMM operand precisions to measure.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,bf16")]
+        precision: Vec<Precision>,
+        /// Timed epochs (median reported) after one untimed epoch; then one profiled epoch. One
+        /// epoch alone is noisy here (bf16 came out slower than f32 once, faster over three).
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+        /// Print one JSON line per run instead of a markdown table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The adapters a benchmark runs on: the selected one, or every adapter present.
@@ -479,6 +505,23 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             if !json {
                 println!("{}", bench::gemm_table(&results));
+            }
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::Train { adapter, all_adapters, model, samples, batch_size, precision, epochs, json } } => {
+            if samples == 0 || batch_size == 0 {
+                anyhow::bail!("--samples and --batch-size must be positive");
+            }
+            let cfg = bench::TrainBenchConfig { model, samples, batch_size, precisions: precision, epochs };
+            let results = bench::train_all(&bench_adapters(&adapter, all_adapters)?, &cfg, |r| {
+                if json {
+                    println!("{}", serde_json::to_string(r).unwrap());
+                } else {
+                    eprintln!("{:<40} {:<4?} {:>8.2} s/epoch {:>8.0} samples/s", r.adapter, r.precision, r.epoch_s, r.samples_per_s);
+                }
+            })?;
+            if !json {
+                println!("{}", bench::train_table(&results));
             }
             Ok(())
         }

@@ -236,3 +236,22 @@ fn speaker_normalisation_recognises_an_unseen_voice() {
     assert_eq!(e.matches("skipped").count(), 1, "one line for the file, not one per segment: {e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `ser bench train` trains on synthetic data and reports throughput and every layer it timed
+/// (the figures themselves are benchmarks, not asserted here).
+#[test]
+fn the_training_benchmark_reports_throughput_and_layers() {
+    let out = ser().args(["bench", "train", "--model", "mlp", "--samples", "96", "--epochs", "1", "--precision", "f32,bf16", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(runs.iter().map(|r| r["precision"].as_str().unwrap()).collect::<Vec<_>>(), ["f32", "bf16"]);
+    for r in &runs {
+        assert!(r["samples_per_s"].as_f64().unwrap() > 0.0 && r["samples"] == 96, "{r}");
+        let layers: Vec<&str> = r["layers"].as_array().unwrap().iter().map(|l| l["layer"].as_str().unwrap()).collect();
+        for l in ["adam", "1.dense forward", "1.dense backward", "2.batch_norm backward"] {
+            assert!(layers.contains(&l), "{l} missing from {layers:?}");
+        }
+        let dense = r["layers"].as_array().unwrap().iter().find(|l| l["layer"] == "1.dense forward").unwrap();
+        assert!(dense["gemm_gflop_per_s"].as_f64().unwrap() > 0.0, "{dense}");
+    }
+}
