@@ -526,7 +526,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench { what: BenchCommand::Features { adapter, all_adapters, features, clips, seconds, repeats, json } } => {
-            if clips == 0 || !(seconds > 0.0) {
+            if clips == 0 || !seconds.is_finite() || seconds <= 0.0 {
                 anyhow::bail!("--clips and --seconds must be positive");
             }
             let cfg = bench::FeatureBenchConfig { features: features.config()?, clips, seconds, repeats };
