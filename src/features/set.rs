@@ -100,7 +100,12 @@ impl FeatureSet {
             bail!("feature sets of different configurations, or with and without frames, cannot be joined");
         }
         let t_max = if with_frames { sets.iter().map(|s| s.t_max).max().unwrap_or(0) } else { 0 };
+        let n: usize = sets.iter().map(|s| s.clips.len()).sum();
         let mut out = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim };
+        // Sized once, and each set dropped once copied: the peak is the result plus one set.
+        out.frames.reserve_exact(n * t_max * dim);
+        out.vectors.reserve_exact(n * dim);
+        out.stds.reserve_exact(n * dim);
         for s in sets {
             if with_frames {
                 for c in 0..s.clips.len() {
