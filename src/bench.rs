@@ -5,7 +5,7 @@
 use crate::features::FeatureConfig;
 use crate::features::corpus;
 use crate::features::set::ClipInfo;
-use crate::gpu::{AdapterSelector, Gpu, KernelStat, Tensor};
+use crate::gpu::{AdapterSelector, Gpu, KernelStat, ProfileReport, Tensor};
 use crate::ops::gemm::{self, GemmDims, GemmKernel, GemmOptions, Precision};
 use anyhow::Result;
 use serde::Serialize;
@@ -172,12 +172,65 @@ pub fn gemm_on(gpu: &Gpu, cfg: &GemmBenchConfig, mut progress: impl FnMut(&GemmR
 
 /// Runs the GEMM benchmark on the selected adapter, or on every adapter present.
 pub fn gemm_all(selectors: &[AdapterSelector], cfg: &GemmBenchConfig, progress: impl FnMut(&GemmResult) + Copy) -> Result<Vec<GemmResult>> {
+    each_adapter(selectors, |gpu| gemm_on(gpu, cfg, progress))
+}
+
+/// Opens each selected adapter in turn and gathers what `run` measures on it.
+fn each_adapter<R>(selectors: &[AdapterSelector], mut run: impl FnMut(&Gpu) -> Result<Vec<R>>) -> Result<Vec<R>> {
     let mut all = Vec::new();
     for sel in selectors {
-        let gpu = Gpu::new(sel)?;
-        all.extend(gemm_on(&gpu, cfg, progress)?);
+        all.extend(run(&Gpu::new(sel)?)?);
     }
     Ok(all)
+}
+
+/// Times `run` the way the pipeline benchmarks do: one untimed run (shaders compile), the
+/// median wall time of `repeats` unprofiled runs (each ends with the device idle), then one run
+/// with every dispatch timed on its own. Returns (median seconds, that run's profile).
+fn median_and_profile(gpu: &Gpu, repeats: usize, mut run: impl FnMut() -> Result<()>) -> Result<(f64, ProfileReport)> {
+    let mut timed = || -> Result<f64> {
+        let start = Instant::now();
+        run()?;
+        gpu.wait()?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    gpu.set_profiling(false);
+    timed()?;
+    let mut times = (0..repeats.max(1)).map(|_| timed()).collect::<Result<Vec<f64>>>()?;
+    times.sort_by(f64::total_cmp);
+    gpu.reset_profile();
+    gpu.set_profiling(true);
+    let profiled = timed();
+    gpu.set_profiling(false);
+    profiled?;
+    Ok((times[times.len() / 2], gpu.profile()))
+}
+
+/// A summary row of a comparison table: its name and how a result fills its cell.
+type SummaryRow<'a, R> = (&'a str, &'a dyn Fn(&R) -> String);
+
+/// A Markdown table with one column per result: the `summary` rows, then one row per timed
+/// item (`timings` gives each result's items, slowest first, as (name, cell)), in the order
+/// they first appear; "-" where a result has no such item.
+fn comparison_table<R>(results: &[R], head: impl Fn(&R) -> String, summary: &[SummaryRow<R>], timings: impl Fn(&R) -> Vec<(String, String)>) -> String {
+    let heads: Vec<String> = results.iter().map(&head).collect();
+    let mut s = format!("| | {} |\n|---|{}\n", heads.join(" | "), "---:|".repeat(results.len()));
+    let row = |name: &str, cells: Vec<String>| format!("| {name} | {} |\n", cells.join(" | "));
+    for (name, cell) in summary {
+        s += &row(name, results.iter().map(cell).collect());
+    }
+    let items: Vec<Vec<(String, String)>> = results.iter().map(timings).collect();
+    let mut names: Vec<&str> = Vec::new();
+    for (name, _) in items.iter().flatten() {
+        if !names.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let cells = items.iter().map(|its| its.iter().find(|(n, _)| n == name).map_or("-".to_string(), |(_, c)| c.clone())).collect();
+        s += &row(&format!("`{name}` ms"), cells);
+    }
+    s
 }
 
 /// Correct (error under 1e-4 of the output scale) results only.
@@ -276,23 +329,7 @@ pub fn features_on(gpu: &Gpu, cfg: &FeatureBenchConfig) -> Result<FeatureBenchRe
     let signals = synthetic_clips(cfg.clips, cfg.seconds, cfg.features.sample_rate);
     let slices: Vec<&[f32]> = signals.iter().map(Vec::as_slice).collect();
     let clips = || (0..cfg.clips).map(|i| ClipInfo { path: format!("synthetic-{i}"), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None }).collect();
-    let run = || corpus::extract_all(gpu, &cfg.features, clips(), &slices, false);
-    gpu.set_profiling(false);
-    run()?;
-    let mut times = Vec::new();
-    for _ in 0..cfg.repeats.max(1) {
-        let start = Instant::now();
-        run()?;
-        times.push(start.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    let median_s = times[times.len() / 2];
-    gpu.reset_profile();
-    gpu.set_profiling(true);
-    let profiled = run();
-    gpu.set_profiling(false);
-    profiled?;
-    let profile = gpu.profile();
+    let (median_s, profile) = median_and_profile(gpu, cfg.repeats, || corpus::extract_all(gpu, &cfg.features, clips(), &slices, false).map(drop))?;
     let audio_seconds = signals.iter().map(Vec::len).sum::<usize>() as f64 / cfg.features.sample_rate as f64;
     Ok(FeatureBenchResult {
         adapter: gpu.label(),
@@ -308,38 +345,27 @@ pub fn features_on(gpu: &Gpu, cfg: &FeatureBenchConfig) -> Result<FeatureBenchRe
 
 /// The features benchmark on each selected adapter.
 pub fn features_all(selectors: &[AdapterSelector], cfg: &FeatureBenchConfig, mut progress: impl FnMut(&FeatureBenchResult)) -> Result<Vec<FeatureBenchResult>> {
-    let mut all = Vec::new();
-    for sel in selectors {
-        let gpu = Gpu::new(sel)?;
-        let r = features_on(&gpu, cfg)?;
+    each_adapter(selectors, |gpu| {
+        let r = features_on(gpu, cfg)?;
         progress(&r);
-        all.push(r);
-    }
-    Ok(all)
+        Ok(vec![r])
+    })
 }
 
 /// Markdown: throughput per adapter, then every kernel's time (ms per run) per adapter, slowest
 /// on the first adapter first.
 pub fn features_table(results: &[FeatureBenchResult]) -> String {
-    let head: Vec<String> = results.iter().map(|r| format!("{} ({} clock)", r.adapter, r.clock)).collect();
-    let mut s = format!("| | {} |\n|---|{}\n", head.join(" | "), "---:|".repeat(results.len()));
-    let row = |name: &str, f: &dyn Fn(&FeatureBenchResult) -> String| format!("| {name} | {} |\n", results.iter().map(f).collect::<Vec<_>>().join(" | "));
-    s += &row("clips, audio seconds", &|r| format!("{}, {:.0} s", r.clips, r.audio_seconds));
-    s += &row("wall time (median)", &|r| format!("{:.2} s", r.median_s));
-    s += &row("clips/s", &|r| format!("{:.1}", r.clips_per_s));
-    s += &row("times real time", &|r| format!("{:.0}x", r.times_real_time));
-    let mut kernels: Vec<&str> = Vec::new();
-    for r in results {
-        for k in &r.kernels {
-            if !kernels.contains(&k.kernel.as_str()) {
-                kernels.push(&k.kernel);
-            }
-        }
-    }
-    for k in kernels {
-        s += &row(&format!("`{k}` ms"), &|r| r.kernels.iter().find(|x| x.kernel == k).map_or("-".into(), |x| format!("{:.1}", x.total_ms)));
-    }
-    s
+    comparison_table(
+        results,
+        |r| format!("{} ({} clock)", r.adapter, r.clock),
+        &[
+            ("clips, audio seconds", &|r| format!("{}, {:.0} s", r.clips, r.audio_seconds)),
+            ("wall time (median)", &|r| format!("{:.2} s", r.median_s)),
+            ("clips/s", &|r| format!("{:.1}", r.clips_per_s)),
+            ("times real time", &|r| format!("{:.0}x", r.times_real_time)),
+        ],
+        |r| r.kernels.iter().map(|k| (k.kernel.clone(), format!("{:.1}", k.total_ms))).collect(),
+    )
 }
 
 /// Which network `ser bench train` trains.
@@ -406,23 +432,8 @@ pub fn train_on(gpu: &Gpu, cfg: &TrainBenchConfig, precision: Precision) -> Resu
     let mut model = Model::new(gpu, &arch, 0)?;
     let tc = TrainConfig { batch_size: cfg.batch_size, precision, ..Default::default() };
     let weights = vec![1.0; classes];
-    let epoch = |model: &mut Model| -> Result<f64> {
-        let start = Instant::now();
-        train::fit_schedule(gpu, model, &data, &weights, &tc, &[model.adam.lr], |_, _, _| {})?;
-        gpu.wait()?;
-        Ok(start.elapsed().as_secs_f64())
-    };
-    gpu.set_profiling(false);
-    epoch(&mut model)?;
-    let mut times = (0..cfg.epochs.max(1)).map(|_| epoch(&mut model)).collect::<Result<Vec<f64>>>()?;
-    times.sort_by(f64::total_cmp);
-    let epoch_s = times[times.len() / 2];
-    gpu.reset_profile();
-    gpu.set_profiling(true);
-    let profiled = epoch(&mut model);
-    gpu.set_profiling(false);
-    profiled?;
-    let profile = gpu.profile();
+    let lr = model.adam.lr;
+    let (epoch_s, profile) = median_and_profile(gpu, cfg.epochs, || train::fit_schedule(gpu, &mut model, &data, &weights, &tc, &[lr], |_, _, _| {}))?;
     let layers = profile.scopes().into_iter().map(|(layer, ms, gemm_gflop_per_s, gemm_share)| LayerTime { layer, ms, gemm_gflop_per_s, gemm_share }).collect();
     Ok(TrainBenchResult {
         adapter: gpu.label(),
@@ -439,40 +450,27 @@ pub fn train_on(gpu: &Gpu, cfg: &TrainBenchConfig, precision: Precision) -> Resu
 
 /// The training benchmark on each selected adapter at each precision.
 pub fn train_all(selectors: &[AdapterSelector], cfg: &TrainBenchConfig, mut progress: impl FnMut(&TrainBenchResult)) -> Result<Vec<TrainBenchResult>> {
-    let mut all = Vec::new();
-    for sel in selectors {
-        let gpu = Gpu::new(sel)?;
+    each_adapter(selectors, |gpu| {
+        let mut out = Vec::new();
         for &p in &cfg.precisions {
-            let r = train_on(&gpu, cfg, p)?;
+            let r = train_on(gpu, cfg, p)?;
             progress(&r);
-            all.push(r);
+            out.push(r);
         }
-    }
-    Ok(all)
+        Ok(out)
+    })
 }
 
 /// Markdown: epoch time and samples/s per (adapter, precision), then every layer's ms per epoch
 /// (and its GEMMs' GFLOP/s), slowest on the first column first.
 pub fn train_table(results: &[TrainBenchResult]) -> String {
-    let head: Vec<String> = results.iter().map(|r| format!("{} {:?} ({} clock)", r.adapter, r.precision, r.clock)).collect();
-    let mut s = format!("| | {} |\n|---|{}\n", head.join(" | "), "---:|".repeat(results.len()));
-    let row = |name: &str, f: &dyn Fn(&TrainBenchResult) -> String| format!("| {name} | {} |\n", results.iter().map(f).collect::<Vec<_>>().join(" | "));
-    s += &row("epoch (median, unprofiled)", &|r| format!("{:.2} s", r.epoch_s));
-    s += &row("samples/s", &|r| format!("{:.0}", r.samples_per_s));
-    let mut layers: Vec<&str> = Vec::new();
-    for r in results {
-        for l in &r.layers {
-            if !layers.contains(&l.layer.as_str()) {
-                layers.push(&l.layer);
-            }
-        }
-    }
-    for name in layers {
-        s += &row(&format!("`{name}` ms"), &|r| {
-            r.layers.iter().find(|l| l.layer == name).map_or("-".into(), |l| {
-                if l.gemm_gflop_per_s > 0.0 { format!("{:.0} ({:.1} GFLOP/s)", l.ms, l.gemm_gflop_per_s) } else { format!("{:.0}", l.ms) }
-            })
-        });
-    }
-    s
+    comparison_table(
+        results,
+        |r| format!("{} {:?} ({} clock)", r.adapter, r.precision, r.clock),
+        &[("epoch (median, unprofiled)", &|r| format!("{:.2} s", r.epoch_s)), ("samples/s", &|r| format!("{:.0}", r.samples_per_s))],
+        |r| {
+            let cell = |l: &LayerTime| if l.gemm_gflop_per_s > 0.0 { format!("{:.0} ({:.1} GFLOP/s)", l.ms, l.gemm_gflop_per_s) } else { format!("{:.0}", l.ms) };
+            r.layers.iter().map(|l| (l.layer.clone(), cell(l))).collect()
+        },
+    )
 }

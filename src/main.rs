@@ -456,6 +456,18 @@ enum BenchCommand {
     },
 }
 
+/// What a benchmark prints as each result comes in: a JSON line on stdout with --json, else a
+/// progress line on stderr (the table follows on stdout at the end).
+fn bench_progress<R: serde::Serialize>(json: bool, line: impl Fn(&R) -> String + Copy) -> impl Fn(&R) + Copy {
+    move |r| {
+        if json {
+            println!("{}", serde_json::to_string(r).expect("benchmark results serialise"));
+        } else {
+            eprintln!("{}", line(r));
+        }
+    }
+}
+
 /// The adapters a benchmark runs on: the selected one, or every adapter present.
 fn bench_adapters(adapter: &AdapterArgs, all_adapters: bool) -> Result<Vec<AdapterSelector>> {
     let selectors: Vec<AdapterSelector> = if all_adapters {
@@ -493,16 +505,22 @@ fn run(cli: Cli) -> Result<()> {
             let kernels = if kernels.is_empty() { GemmKernel::ALL.to_vec() } else { kernels };
             let selectors = bench_adapters(&adapter, all_adapters)?;
             let cfg = GemmBenchConfig { shapes, kernels, precisions: precision, warmup, repeats, budget_s: 3.0 };
-            let results = bench::gemm_all(&selectors, &cfg, |r| {
-                if json {
-                    println!("{}", serde_json::to_string(r).unwrap());
-                } else {
-                    eprintln!(
+            let results = bench::gemm_all(
+                &selectors,
+                &cfg,
+                bench_progress(json, |r: &bench::GemmResult| {
+                    format!(
                         "{:<28} {:<8} {:>5}x{:<5}x{:<5} {:>9.3} ms {:>8.2} GFLOP/s",
-                        r.adapter, format!("{:?}/{:?}", r.kernel, r.precision), r.shape.m, r.shape.n, r.shape.k, r.median_ms, r.gflops
-                    );
-                }
-            })?;
+                        r.adapter,
+                        format!("{:?}/{:?}", r.kernel, r.precision),
+                        r.shape.m,
+                        r.shape.n,
+                        r.shape.k,
+                        r.median_ms,
+                        r.gflops
+                    )
+                }),
+            )?;
             if !json {
                 println!("{}", bench::gemm_table(&results));
             }
@@ -513,13 +531,11 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("--samples and --batch-size must be positive");
             }
             let cfg = bench::TrainBenchConfig { model, samples, batch_size, precisions: precision, epochs };
-            let results = bench::train_all(&bench_adapters(&adapter, all_adapters)?, &cfg, |r| {
-                if json {
-                    println!("{}", serde_json::to_string(r).unwrap());
-                } else {
-                    eprintln!("{:<40} {:<4?} {:>8.2} s/epoch {:>8.0} samples/s", r.adapter, r.precision, r.epoch_s, r.samples_per_s);
-                }
-            })?;
+            let results = bench::train_all(
+                &bench_adapters(&adapter, all_adapters)?,
+                &cfg,
+                bench_progress(json, |r: &bench::TrainBenchResult| format!("{:<40} {:<4?} {:>8.2} s/epoch {:>8.0} samples/s", r.adapter, r.precision, r.epoch_s, r.samples_per_s)),
+            )?;
             if !json {
                 println!("{}", bench::train_table(&results));
             }
@@ -530,13 +546,11 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("--clips and --seconds must be positive");
             }
             let cfg = bench::FeatureBenchConfig { features: features.config()?, clips, seconds, repeats };
-            let results = bench::features_all(&bench_adapters(&adapter, all_adapters)?, &cfg, |r| {
-                if json {
-                    println!("{}", serde_json::to_string(r).unwrap());
-                } else {
-                    eprintln!("{:<40} {:>8.2} s {:>8.1} clips/s {:>6.0}x real time", r.adapter, r.median_s, r.clips_per_s, r.times_real_time);
-                }
-            })?;
+            let results = bench::features_all(
+                &bench_adapters(&adapter, all_adapters)?,
+                &cfg,
+                bench_progress(json, |r: &bench::FeatureBenchResult| format!("{:<40} {:>8.2} s {:>8.1} clips/s {:>6.0}x real time", r.adapter, r.median_s, r.clips_per_s, r.times_real_time)),
+            )?;
             if !json {
                 println!("{}", bench::features_table(&results));
             }
