@@ -14,6 +14,7 @@ use crate::train::{self, Dataset};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::SyncSender;
 
@@ -131,19 +132,17 @@ impl Predictor {
         let mut set = FeatureSet::concat(held)?;
         let keys = speaker::speaker_keys(&set.clips, o.groups)?;
         let min = self.min_speaker_clips(o.min_clips);
-        let mut kept = Vec::new();
-        for (key, clips) in speaker::groups(keys.iter().map(String::as_str).enumerate()) {
-            if clips.len() >= min {
-                kept.extend(clips);
-            } else {
-                // One line per file, however many segments it was cut into.
-                let mut paths: Vec<&str> = clips.iter().map(|&c| set.clips[c].path.as_str()).collect();
-                paths.dedup();
-                failed.extend(paths.into_iter().map(|f| (f.to_string(), speaker::too_few(key, clips.len(), min))));
-            }
+        let (speakers, refused): (BTreeMap<&str, Vec<usize>>, _) =
+            speaker::groups(keys.iter().map(String::as_str).enumerate()).into_iter().partition(|(_, clips)| clips.len() >= min);
+        for (key, clips) in refused {
+            // One line per file, however many segments it was cut into.
+            let mut paths: Vec<&str> = clips.iter().map(|&c| set.clips[c].path.as_str()).collect();
+            paths.dedup();
+            failed.extend(paths.into_iter().map(|f| (f.to_string(), speaker::too_few(key, clips.len(), min))));
         }
+        speaker::normalise(&mut set, self.meta.input, &speakers, min)?;
+        let mut kept: Vec<usize> = speakers.into_values().flatten().collect();
         kept.sort_unstable();
-        self.normalise_speakers(&mut set, &kept, o.groups, o.min_clips)?;
         for rows in kept.chunks(o.files_per_chunk.max(1)) {
             self.predict_clips(gpu, &set, &held_spans, rows, &mut emit)?;
         }

@@ -88,8 +88,8 @@ pub fn too_few(key: &str, n: usize, min_clips: usize) -> String {
 }
 
 /// Standardises, in place, what `input` reads of every clip in `speakers` (the time means and
-/// standard deviations, or the frames) with the statistics of its speaker's clips. Clips in no
-/// group are left as they are.
+/// standard deviations, or the frames) with the statistics of its speaker's clips, and says on
+/// stderr how many clips and speakers. Clips in no group are left as they are.
 pub fn normalise(set: &mut FeatureSet, input: Input, speakers: &BTreeMap<&str, Vec<usize>>, min_clips: usize) -> Result<()> {
     let d = set.dim;
     for (key, clips) in speakers {
@@ -116,17 +116,15 @@ pub fn normalise(set: &mut FeatureSet, input: Input, speakers: &BTreeMap<&str, V
             }
         }
     }
+    eprintln!("speaker normalisation: {} clips of {} speakers", speakers.values().map(Vec::len).sum::<usize>(), speakers.len());
     Ok(())
 }
 
 /// Groups `clips` (indices into `set`) into speakers `by` their names or folders and normalises
-/// them, saying how many speakers there were.
+/// them.
 pub fn normalise_clips(set: &mut FeatureSet, clips: &[usize], input: Input, by: SpeakerGroups, min_clips: usize) -> Result<()> {
     let keys = speaker_keys(&set.clips, by)?;
-    let speakers = speakers_of(&keys, clips);
-    normalise(set, input, &speakers, min_clips)?;
-    eprintln!("speaker normalisation: {} clips of {} speakers", clips.len(), speakers.len());
-    Ok(())
+    normalise(set, input, &speakers_of(&keys, clips), min_clips)
 }
 
 #[cfg(test)]
