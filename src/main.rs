@@ -54,9 +54,14 @@ impl SpeakerFlags {
         self.speaker_groups.unwrap_or(SpeakerGroups::Auto)
     }
 
+    /// Whether any speaker option was given (they mean nothing without speaker normalisation).
+    fn given(&self) -> bool {
+        self.speaker_groups.is_some() || self.min_speaker_clips.is_some()
+    }
+
     /// Refuses speaker options for a model that does not normalise speakers.
     fn check_model(&self, p: &ser::infer::Predictor) -> Result<()> {
-        if p.meta.speaker_norm.is_none() && (self.speaker_groups.is_some() || self.min_speaker_clips.is_some()) {
+        if p.meta.speaker_norm.is_none() && self.given() {
             anyhow::bail!("--speaker-groups / --min-speaker-clips: the model was trained without --speaker-norm");
         }
         Ok(())
@@ -635,7 +640,7 @@ fn train(mut args: TrainArgs) -> Result<()> {
     let l = data::labelled(&set, &selection)?;
     if args.speaker_norm {
         speaker::normalise_clips(&mut set, &l.clips, args.input, args.speaker.groups(), args.min_speaker_clips())?;
-    } else if args.speaker.speaker_groups.is_some() || args.speaker.min_speaker_clips.is_some() {
+    } else if args.speaker.given() {
         anyhow::bail!("--speaker-groups / --min-speaker-clips need --speaker-norm");
     }
     let all: Vec<usize> = (0..l.clips.len()).collect();
