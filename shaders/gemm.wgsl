@@ -449,10 +449,13 @@ fn gemm_bf16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
              @builtin(local_invocation_id) lid: vec3<u32>) {
     let b = square_block(wid, nwg, lid);
     if (b.w == 0u) { return; }
-    let row0 = b.x;
-    let col0 = b.y;
-    let ya = b.z * p.stride_a + p.off_a + row0;
-    let yb = b.z * p.stride_b + col0;
+    bf16_block(b.z, b.x, b.y);
+}
+
+// One invocation's 8x8 block of C at (row0, col0) of batch z from bfloat16 texels.
+fn bf16_block(z: u32, row0: u32, col0: u32) {
+    let ya = z * p.stride_a + p.off_a + row0;
+    let yb = z * p.stride_b + col0;
     var acc = Block8(ZERO4, ZERO4, ZERO4, ZERO4);
     let texels = (p.k + 7u) / 8u;
     for (var x = 0u; x < texels; x++) {
@@ -461,5 +464,5 @@ fn gemm_bf16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
                           fetch_b(x, yb), fetch_b(x, yb + 1u), fetch_b(x, yb + 2u), fetch_b(x, yb + 3u),
                           fetch_b(x, yb + 4u), fetch_b(x, yb + 5u), fetch_b(x, yb + 6u), fetch_b(x, yb + 7u));
     }
-    store_block8(b.z, row0, col0, acc);
+    store_block8(z, row0, col0, acc);
 }

@@ -132,19 +132,17 @@ fn gemm_subgroup_shared_kernel_matches_reference_on_wide_outputs() {
     // The shared kernel only serves N > 32 (narrower outputs take the tall kernel), and its tile
     // (8 rows x 8 subgroup-widths of columns) leaves lanes past N and subgroups past M that must
     // still take part in the broadcasts without writing.
+    // Every ROW_LANES runs: whatever this adapter's subgroups are, the small ones (1-4) put
+    // every subgroup of 8 or more lanes across row blocks (the plain loop) and 64 puts subgroups
+    // of up to 64 consecutive lanes on one (the broadcast loop), so both loops are checked.
     let mut rng = Rng::new(fresh_seed("gemm_shared"));
-    {
-        let g = &gpu().gpu;
-        let r = g.report();
-        if r.adapter.name.contains("llvmpipe") && r.adapter.backend == "vulkan" {
-            assert_eq!(g.fixed_subgroup_size(), Some(8), "lavapipe should run the shared kernel here");
-        }
-    }
     let kernel = GemmKernel::Tex8Shared;
-    for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
-        for (m, n, k) in [(1, 33, 5), (13, 67, 31), (70, 130, 64), (200, 40, 7), (9, 513, 3)] {
-            let o = GemmOptions { trans_a, trans_b, kernel, ..Default::default() };
-            check_gemm(&mut rng, None, false, m, n, k, false, o);
+    for row_lanes in [None, Some(1), Some(2), Some(4), Some(8), Some(16), Some(32), Some(64)] {
+        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+            for (m, n, k) in [(1, 33, 5), (13, 67, 31), (70, 130, 64), (200, 40, 7), (9, 513, 3)] {
+                let o = GemmOptions { trans_a, trans_b, kernel, row_lanes, ..Default::default() };
+                check_gemm(&mut rng, None, false, m, n, k, false, o);
+            }
         }
     }
     for (relu, bias, alpha, beta) in [(true, true, 1.0, 0.0), (false, true, -0.5, 1.0), (true, false, 2.0, 0.25)] {
@@ -169,7 +167,7 @@ fn bf16_operands_stay_within_their_rounding_bound_on_both_packed_kernels() {
         for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
             for (batch, broadcast, (m, n, k)) in [(None, false, (13, 67, 31)), (None, false, (70, 130, 64)), (Some(3), true, (9, 40, 5)), (Some(2), false, (33, 7, 100))] {
                 for (relu, bias, alpha, beta) in [(false, false, 1.0, 0.0), (true, true, -0.5, 1.0)] {
-                    let o = GemmOptions { trans_a, trans_b, relu, alpha, beta, kernel, precision: Precision::Bf16 };
+                    let o = GemmOptions { trans_a, trans_b, relu, alpha, beta, kernel, precision: Precision::Bf16, row_lanes: None };
                     let case = run_gemm(g, &mut rng, batch, broadcast, (m, n, k), bias, o, |rng, len| rng.vec(len, -1.0, 1.0));
                     for (i, ((got, want), scale)) in case.got.iter().zip(&case.want).zip(&case.scale).enumerate() {
                         let bound = scale / 128.0 + 4.0 * k as f64 * f32::EPSILON as f64 + 1e-6;
@@ -192,10 +190,11 @@ fn bf16_products_of_values_bf16_holds_exactly_are_exact() {
     let mut rng = Rng::new(fresh_seed("gemm_bf16_exact"));
     let g = &gpu().gpu;
     let ints = |rng: &mut Rng, len: usize| (0..len).map(|_| (rng.next_u64() % 17) as f32 - 8.0).collect::<Vec<f32>>();
-    for kernel in [GemmKernel::Tex8, GemmKernel::Tex8Shared] {
+    // ROW_LANES 1 and 64 take the shared kernel's plain and broadcast loops (see above).
+    for (kernel, row_lanes) in [(GemmKernel::Tex8, None), (GemmKernel::Tex8Shared, None), (GemmKernel::Tex8Shared, Some(1)), (GemmKernel::Tex8Shared, Some(64))] {
         for (trans_a, trans_b) in [(false, false), (true, true)] {
             for (batch, broadcast, (m, n, k)) in [(None, false, (1, 33, 1)), (None, false, (19, 45, 23)), (Some(4), true, (11, 64, 17)), (Some(2), false, (8, 9, 8))] {
-                let o = GemmOptions { trans_a, trans_b, kernel, precision: Precision::Bf16, ..Default::default() };
+                let o = GemmOptions { trans_a, trans_b, kernel, row_lanes, precision: Precision::Bf16, ..Default::default() };
                 let case = run_gemm(g, &mut rng, batch, broadcast, (m, n, k), true, o, ints);
                 assert_close(&format!("exact bf16 {kernel:?} {m}x{n}x{k} {o:?}"), &case.got, &case.want, 0.0, 0.0);
             }

@@ -170,13 +170,6 @@ impl Gpu {
         self.features.contains(wgpu::Features::SUBGROUP)
     }
 
-    /// The subgroup size every dispatch runs with, when the device has subgroups and reports one
-    /// fixed size (8 on llvmpipe with AVX2); kernels whose tile depends on it need this.
-    pub fn fixed_subgroup_size(&self) -> Option<u32> {
-        let (min, max) = self.report.adapter.subgroup_size;
-        (self.has_subgroups() && min == max && min > 0).then_some(min)
-    }
-
     /// naga capabilities that match the features this device was created with.
     pub fn capabilities(&self) -> naga::valid::Capabilities {
         capabilities_for(self.has_f16(), self.has_subgroups())

@@ -124,6 +124,9 @@ pub struct GemmOptions {
     pub beta: f32,
     pub kernel: GemmKernel,
     pub precision: Precision,
+    /// tex8-shared's ROW_LANES (a power of two up to 64; None: [`default_row_lanes`]). Changes
+    /// speed and which loop runs, never the result.
+    pub row_lanes: Option<u32>,
 }
 
 impl Default for GemmOptions {
@@ -136,6 +139,7 @@ impl Default for GemmOptions {
             beta: 0.0,
             kernel: GemmKernel::preferred(),
             precision: Precision::F32,
+            row_lanes: None,
         }
     }
 }
@@ -231,6 +235,9 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
     check_output(&[a, b], bias, c, d.n)?;
     if d.m * d.n * d.batch == 0 {
         return Ok(());
+    }
+    if o.row_lanes.is_some_and(|w| !w.is_power_of_two() || w > 64) {
+        bail!("gemm: row_lanes {:?} must be a power of two up to 64", o.row_lanes);
     }
     let kernel = o.kernel.for_dims(&d, o);
     if kernel.is_packed() {
@@ -384,6 +391,14 @@ struct Tex8Launch<'t> {
     precision: Precision,
 }
 
+/// Invocations that share one 8-row block in gemm_tex8_shared by default: the adapter's largest
+/// subgroup size, 8 to 64, so that a subgroup of consecutive invocations lies on one row block.
+/// Only speed depends on it: a subgroup that does not fit (smaller or larger than reported,
+/// lanes mapped otherwise) takes the plain loop.
+pub fn default_row_lanes(gpu: &crate::gpu::Gpu) -> u32 {
+    gpu.report().adapter.subgroup_size.1.clamp(8, 64).next_power_of_two()
+}
+
 fn launch_tex8(step: &mut Step, l: &Tex8Launch, bias: Option<&Tensor>, c: &Tensor, o: &GemmOptions) -> Result<()> {
     const BINDINGS: &[Access] = &[Access::Texture, Access::Texture, Access::Read, Access::ReadWrite];
     const SQUARE: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_tex8", bindings: BINDINGS };
@@ -395,9 +410,10 @@ fn launch_tex8(step: &mut Step, l: &Tex8Launch, bias: Option<&Tensor>, c: &Tenso
     let bf16 = l.precision == Precision::Bf16;
     // The tall kernel has no bfloat16 twin: narrow products are cheap, the square one serves.
     let tall = l.cols <= 32 && !bf16;
-    // The shared kernel's tile depends on the subgroup size, so it runs only where that is fixed.
-    let lanes = match step.gpu().fixed_subgroup_size() {
-        Some(s) if o.kernel == GemmKernel::Tex8Shared && !tall && s >= 8 && 64 % s == 0 => Some(s as usize),
+    // The shared kernel needs subgroups; its tile is ROW_LANES invocations per 8-row block, a
+    // speed choice only (the kernel checks per subgroup whether it may share).
+    let lanes = match step.gpu().has_subgroups() {
+        true if o.kernel == GemmKernel::Tex8Shared && !tall => Some(o.row_lanes.unwrap_or_else(|| default_row_lanes(step.gpu())) as usize),
         _ => None,
     };
     let p = Params {
@@ -423,13 +439,16 @@ fn launch_tex8(step: &mut Step, l: &Tex8Launch, bias: Option<&Tensor>, c: &Tenso
     };
     let grid = if tall {
         [super::groups(l.cols, 8)?, super::groups(l.rows, 512)?, u32_of(l.batches, "batch")?]
-    } else if let Some(s) = lanes {
-        // A subgroup covers 8 rows and 8s columns; a workgroup of 64 stacks 64 / s of them.
-        [super::groups(l.cols, 8 * s)?, super::groups(l.rows, 8 * 64 / s)?, u32_of(l.batches, "batch")?]
+    } else if let Some(w) = lanes {
+        // ROW_LANES = w invocations side by side cover 8 rows and 8w columns; 64 / w stack.
+        [super::groups(l.cols, 8 * w)?, super::groups(l.rows, 8 * 64 / w)?, u32_of(l.batches, "batch")?]
     } else {
         [super::groups(l.cols, 64)?, super::groups(l.rows, 64)?, u32_of(l.batches, "batch")?]
     };
-    let constants = [("HAS_BIAS", bias.is_some() as u8 as f64), ("RELU", o.relu as u8 as f64)];
+    let mut constants = vec![("HAS_BIAS", bias.is_some() as u8 as f64), ("RELU", o.relu as u8 as f64)];
+    if let Some(w) = lanes {
+        constants.push(("ROW_LANES", w as f64));
+    }
     let label = format!(
         "gemm.{}{}[{}{}{}{}]",
         if bf16 { "Bf16" } else { "Tex8" },
