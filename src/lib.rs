@@ -2,7 +2,9 @@
 //!
 //! Stages, in data-flow order: [`audio`] (finding, decoding, resampling clips), [`gpu`] (the
 //! runtime that owns every wgpu call), [`ops`]
-//! (kernel families, each with a CPU reference) and [`bench`] (throughput measurements).
+//! (kernel families, each with a CPU reference), [`features`], [`nn`], [`train`], [`infer`],
+//! [`bench`] (throughput measurements) and [`selftest`] (every kernel family and the built-in
+//! model checked on the adapter at hand).
 
 pub mod audio;
 pub mod bench;
@@ -12,5 +14,6 @@ pub mod infer;
 pub mod nn;
 pub mod ops;
 pub mod rng;
+pub mod selftest;
 pub mod store;
 pub mod train;

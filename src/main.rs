@@ -84,6 +84,9 @@ enum Command {
     Eval(EvalArgs),
     /// Predict the emotion of audio files (any WAV or FLAC, any rate, mono or stereo).
     Predict(PredictArgs),
+    /// Check every kernel family against float64 references and the built-in model on the
+    /// bundled clips, on this adapter: run it first on a new GPU. Exit status 1 on any failure.
+    Selftest(SelftestArgs),
     /// Measure kernel throughput.
     Bench {
         #[command(subcommand)]
@@ -380,6 +383,27 @@ struct PredictArgs {
     adapter: AdapterArgs,
 }
 
+#[derive(Args)]
+struct SelftestArgs {
+    #[command(flatten)]
+    adapter: AdapterArgs,
+    /// Run on every adapter present instead of one.
+    #[arg(long)]
+    all_adapters: bool,
+    /// A few shapes per check instead of all of them.
+    #[arg(long)]
+    quick: bool,
+    /// Only these checks or families (names as in the table), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Seed of the random inputs (default: a fresh one, printed, so a failure can be replayed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print one JSON line per check instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
     /// GEMM GFLOP/s by kernel shape, size and adapter (timestamp queries where available).
@@ -501,6 +525,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train(args),
         Command::Eval(args) => eval(args),
         Command::Predict(args) => predict(args),
+        Command::Selftest(args) => selftest(args),
         Command::Bench { what: BenchCommand::Gemm { adapter, all_adapters, sizes, kernels, precision, repeats, warmup, quick, json } } => {
             let shapes = if sizes.is_empty() {
                 GemmShape::defaults(quick)
@@ -1028,6 +1053,41 @@ fn predict(args: PredictArgs) -> Result<()> {
     }
     if predicted == 0 {
         anyhow::bail!("no file was predicted");
+    }
+    Ok(())
+}
+
+/// Runs the checks on each selected adapter; fails (exit 1) when any check failed anywhere.
+fn selftest(args: SelftestArgs) -> Result<()> {
+    let seed = args.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
+    let known: Vec<&str> = ser::selftest::checks().iter().flat_map(|c| [c.name, c.family]).collect();
+    if let Some(bad) = args.only.iter().find(|o| !known.contains(&o.as_str())) {
+        anyhow::bail!("--only {bad:?}: no such check or family (known: {})", known.join(", "));
+    }
+    let size = if args.quick { ser::selftest::Size::Quick } else { ser::selftest::Size::Full };
+    let mut failed = 0;
+    for selector in bench_adapters(&args.adapter, args.all_adapters)? {
+        let gpu = gpu::Gpu::new(&selector)?;
+        if !args.json {
+            eprintln!("selftest on {} (seed {seed})", gpu.label());
+        }
+        let adapter = gpu.label();
+        let results = ser::selftest::run(&gpu, &args.only, seed, size, |r| {
+            if args.json {
+                let mut v = serde_json::to_value(r).expect("check results serialise");
+                v["adapter"] = adapter.clone().into();
+                println!("{v}");
+            } else {
+                eprintln!("  {:<24} {} ({:.2} s)", r.name, if r.passed { "pass" } else { "FAIL" }, r.seconds);
+            }
+        });
+        failed += results.iter().filter(|r| !r.passed).count();
+        if !args.json {
+            println!("{}", ser::selftest::table(&adapter, &results));
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} check(s) failed");
     }
     Ok(())
 }

@@ -24,6 +24,15 @@ impl SplitMix64 {
         self.0 = self.0.wrapping_add(GOLDEN);
         out
     }
+
+    /// Uniform in [lo, hi), from the top 24 bits (every value exact in f32).
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+
+    pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
 }
 
 #[cfg(test)]

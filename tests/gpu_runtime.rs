@@ -5,10 +5,8 @@ mod common;
 use common::{LoweredLimits, Rng, assert_close, fresh_seed, gpu};
 use ser::gpu::{DType, SHADERS};
 use ser::ops::elementwise::{self, BinaryOp, UnaryOp};
-use ser::ops::gemm::{self, GemmKernel, GemmOptions, Precision};
+use ser::ops::gemm::{self, GemmKernel, GemmOptions};
 
-/// Sizes that catch indexing bugs: 1, primes, and values just off workgroup and tile multiples.
-const AWKWARD: [usize; 7] = [1, 3, 7, 13, 31, 33, 67];
 
 #[test]
 fn every_shader_validates_with_only_the_requested_capabilities() {
@@ -64,149 +62,12 @@ fn check_gemm(rng: &mut Rng, batch: Option<usize>, broadcast_b: bool, m: usize, 
     check_gemm_with(&gpu().gpu, rng, batch, broadcast_b, m, n, k, bias, o);
 }
 
-/// [`check_gemm`] on a device the caller has already locked.
+/// [`check_gemm`] on a device the caller has already locked: `ser selftest`'s GEMM case.
 #[allow(clippy::too_many_arguments)]
 fn check_gemm_with(g: &ser::gpu::Gpu, rng: &mut Rng, batch: Option<usize>, broadcast_b: bool, m: usize, n: usize, k: usize, bias: bool, o: GemmOptions) {
-    let case = run_gemm(g, rng, batch, broadcast_b, (m, n, k), bias, o, |rng, len| rng.vec(len, -1.0, 1.0));
-    // f32 accumulation over k terms of magnitude <= 1: error grows like k * eps in the worst case.
-    let atol = 4.0 * k as f64 * f32::EPSILON as f64 + 1e-6;
-    assert_close(&format!("gemm {:?} b{batch:?} {m}x{n}x{k} bias={bias} {o:?}", o.kernel), &case.got, &case.want, atol, 1e-5);
-}
-
-/// One GEMM on the device and its float64 reference: `want`, and `scale` = |alpha| * sum over k
-/// of |a| |b| per output, what rounding errors of the operands are relative to.
-struct GemmCase {
-    got: Vec<f32>,
-    want: Vec<f64>,
-    scale: Vec<f64>,
-}
-
-/// Runs one GEMM with operands from `values` (C poisoned with NaN, or random when beta != 0).
-#[allow(clippy::too_many_arguments)]
-fn run_gemm(g: &ser::gpu::Gpu, rng: &mut Rng, batch: Option<usize>, broadcast_b: bool, (m, n, k): (usize, usize, usize), bias: bool, o: GemmOptions, values: impl Fn(&mut Rng, usize) -> Vec<f32>) -> GemmCase {
-    let lead = |r: usize, c: usize, shared: bool| -> Vec<usize> {
-        match batch {
-            Some(b) if !shared => vec![b, r, c],
-            _ => vec![r, c],
-        }
-    };
-    let a_shape = if o.trans_a { lead(k, m, false) } else { lead(m, k, false) };
-    let b_shape = if o.trans_b { lead(n, k, broadcast_b) } else { lead(k, n, broadcast_b) };
-    let c_shape = lead(m, n, false);
-    let a = values(rng, a_shape.iter().product());
-    let b = values(rng, b_shape.iter().product());
-    let bias_v = values(rng, n);
-    let c0 = if o.beta == 0.0 { vec![f32::NAN; c_shape.iter().product()] } else { values(rng, c_shape.iter().product()) };
-    let ta = g.upload_f32(&a, &a_shape).unwrap();
-    let tb = g.upload_f32(&b, &b_shape).unwrap();
-    let tbias = g.upload_f32(&bias_v, &[n]).unwrap();
-    let tc = g.upload_f32(&c0, &c_shape).unwrap();
-    let mut step = g.step("test.gemm");
-    let d = gemm::gemm(&mut step, &ta, &tb, bias.then_some(&tbias), &tc, &o).unwrap();
-    step.submit().unwrap();
-    let got = g.read_f32(&tc).unwrap();
-    let want = gemm::reference(&a, &b, bias.then_some(&bias_v[..]), &c0, &d, &o);
-    let abs = |x: &[f32]| x.iter().map(|v| v.abs()).collect::<Vec<f32>>();
-    let plain = GemmOptions { alpha: o.alpha.abs(), beta: 0.0, relu: false, ..o };
-    let scale = gemm::reference(&abs(&a), &abs(&b), None, &[], &d, &plain);
-    GemmCase { got, want, scale }
-}
-
-#[test]
-fn gemm_matches_reference_at_awkward_sizes_for_every_kernel_and_transpose() {
-    let mut rng = Rng::new(fresh_seed("gemm"));
-    for kernel in GemmKernel::ALL {
-        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
-            for &m in &AWKWARD {
-                let n = AWKWARD[rng.next_u64() as usize % AWKWARD.len()];
-                let k = AWKWARD[rng.next_u64() as usize % AWKWARD.len()];
-                let o = GemmOptions { trans_a, trans_b, kernel, ..Default::default() };
-                check_gemm(&mut rng, None, false, m, n, k, false, o);
-            }
-        }
-    }
-}
-
-#[test]
-fn gemm_subgroup_shared_kernel_matches_reference_on_wide_outputs() {
-    // The shared kernel only serves N > 32 (narrower outputs take the tall kernel), and its tile
-    // (8 rows x 8 subgroup-widths of columns) leaves lanes past N and subgroups past M that must
-    // still take part in the broadcasts without writing.
-    // Every ROW_LANES runs: whatever this adapter's subgroups are, the small ones (1-4) put
-    // every subgroup of 8 or more lanes across row blocks (the plain loop) and 64 puts subgroups
-    // of up to 64 consecutive lanes on one (the broadcast loop), so both loops are checked.
-    let mut rng = Rng::new(fresh_seed("gemm_shared"));
-    let kernel = GemmKernel::Tex8Shared;
-    for row_lanes in [None, Some(1), Some(2), Some(4), Some(8), Some(16), Some(32), Some(64)] {
-        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
-            for (m, n, k) in [(1, 33, 5), (13, 67, 31), (70, 130, 64), (200, 40, 7), (9, 513, 3)] {
-                let o = GemmOptions { trans_a, trans_b, kernel, row_lanes, ..Default::default() };
-                check_gemm(&mut rng, None, false, m, n, k, false, o);
-            }
-        }
-    }
-    for (relu, bias, alpha, beta) in [(true, true, 1.0, 0.0), (false, true, -0.5, 1.0), (true, false, 2.0, 0.25)] {
-        let o = GemmOptions { relu, alpha, beta, kernel, trans_b: rng.next_u64() % 2 == 0, ..Default::default() };
-        check_gemm(&mut rng, None, false, 37, 45, 12, bias, o);
-        check_gemm(&mut rng, Some(3), false, 9, 72, 8, bias, o);
-        check_gemm(&mut rng, Some(5), true, 13, 33, 4, bias, o);
-    }
-}
-
-#[test]
-fn bf16_operands_stay_within_their_rounding_bound_on_both_packed_kernels() {
-    // Rounding each operand to bfloat16 (8 significant bits, round to nearest even) moves each
-    // product by at most (2 u + u^2) of its size, u = 2^-8; the f32 sums add k * eps. So every
-    // output must lie within 2^-7 * sum_k |a| |b| (+ the f32 term) of the float64 reference,
-    // whatever the shape, transposes, batches and epilogue. K values not a multiple of 8 check
-    // the zero padding of the last texel.
-    let mut rng = Rng::new(fresh_seed("gemm_bf16"));
-    let g = &gpu().gpu;
-    for kernel in [GemmKernel::Tex8, GemmKernel::Tex8Shared] {
-        let mut largest = 0.0f64;
-        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
-            for (batch, broadcast, (m, n, k)) in [(None, false, (13, 67, 31)), (None, false, (70, 130, 64)), (Some(3), true, (9, 40, 5)), (Some(2), false, (33, 7, 100))] {
-                for (relu, bias, alpha, beta) in [(false, false, 1.0, 0.0), (true, true, -0.5, 1.0)] {
-                    let o = GemmOptions { trans_a, trans_b, relu, alpha, beta, kernel, precision: Precision::Bf16, row_lanes: None };
-                    let case = run_gemm(g, &mut rng, batch, broadcast, (m, n, k), bias, o, |rng, len| rng.vec(len, -1.0, 1.0));
-                    for (i, ((got, want), scale)) in case.got.iter().zip(&case.want).zip(&case.scale).enumerate() {
-                        let bound = scale / 128.0 + 4.0 * k as f64 * f32::EPSILON as f64 + 1e-6;
-                        let err = (*got as f64 - want).abs();
-                        assert!(err <= bound, "{kernel:?} {o:?} {m}x{n}x{k}: element {i} is {got}, reference {want}, error {err} > bound {bound}");
-                        largest = largest.max(err / scale.max(1e-30));
-                    }
-                }
-            }
-        }
-        // The rounding is really there (a silent f32 fallback would pass the bound too).
-        assert!(largest > 1e-4, "{kernel:?}: bf16 errors at most {largest} of the scale: operands were not rounded");
-    }
-}
-
-#[test]
-fn bf16_products_of_values_bf16_holds_exactly_are_exact() {
-    // Small integers are exact in bfloat16 and their products and sums exact in f32, so any
-    // mismatch is a layout fault (pairing of even and odd k, padding, batch or row offsets).
-    let mut rng = Rng::new(fresh_seed("gemm_bf16_exact"));
-    let g = &gpu().gpu;
-    let ints = |rng: &mut Rng, len: usize| (0..len).map(|_| (rng.next_u64() % 17) as f32 - 8.0).collect::<Vec<f32>>();
-    // ROW_LANES 1 and 64 take the shared kernel's plain and broadcast loops (see above).
-    for (kernel, row_lanes) in [(GemmKernel::Tex8, None), (GemmKernel::Tex8Shared, None), (GemmKernel::Tex8Shared, Some(1)), (GemmKernel::Tex8Shared, Some(64))] {
-        for (trans_a, trans_b) in [(false, false), (true, true)] {
-            for (batch, broadcast, (m, n, k)) in [(None, false, (1, 33, 1)), (None, false, (19, 45, 23)), (Some(4), true, (11, 64, 17)), (Some(2), false, (8, 9, 8))] {
-                let o = GemmOptions { trans_a, trans_b, kernel, row_lanes, precision: Precision::Bf16, ..Default::default() };
-                let case = run_gemm(g, &mut rng, batch, broadcast, (m, n, k), true, o, ints);
-                assert_close(&format!("exact bf16 {kernel:?} {m}x{n}x{k} {o:?}"), &case.got, &case.want, 0.0, 0.0);
-            }
-        }
-    }
-    // The buffer kernels have no bfloat16 path: a clear error, not silent f32.
-    let a = g.upload_f32(&[1.0; 16], &[4, 4]).unwrap();
-    let c = g.empty(&[4, 4], DType::F32).unwrap();
-    let mut step = g.step("test.bf16.buffer_kernel");
-    let o = GemmOptions { kernel: GemmKernel::Vec4x8, precision: Precision::Bf16, ..Default::default() };
-    let err = gemm::gemm(&mut step, &a, &a, None, &c, &o).unwrap_err();
-    assert!(err.to_string().contains("packed kernel"), "{err}");
+    let mut t = ser::selftest::Tally::default();
+    ser::selftest::check_gemm(g, rng, &mut t, batch, broadcast_b, (m, n, k), bias, o).unwrap();
+    assert!(t.passed(), "{} ({} of its tolerance)", t.worst_at, t.worst_ratio);
 }
 
 #[test]
@@ -325,43 +186,6 @@ fn gemm_rejects_shapes_that_do_not_chain() {
 
 fn poisoned(g: &ser::gpu::Gpu, n: usize) -> ser::gpu::Tensor {
     g.upload_f32(&vec![f32::NAN; n], &[n]).unwrap()
-}
-
-#[test]
-fn elementwise_ops_match_reference_with_poisoned_outputs() {
-    let mut rng = Rng::new(fresh_seed("elementwise"));
-    let g = &gpu().gpu;
-    for n in [1usize, 7, 255, 256, 1023, 1025, 4099] {
-        // Positive inputs for log and sqrt; mixed signs for the rest.
-        for op in UnaryOp::ALL {
-            let lo = if matches!(op, UnaryOp::Log | UnaryOp::Sqrt) { 0.01 } else { -3.0 };
-            let x = rng.vec(n, lo, 3.0);
-            let tx = g.upload_f32(&x, &[n]).unwrap();
-            let ty = poisoned(g, n);
-            let mut step = g.step("test.unary");
-            elementwise::unary(&mut step, op, &tx, &ty).unwrap();
-            step.submit().unwrap();
-            let want: Vec<f64> = x.iter().map(|&v| op.reference(v as f64)).collect();
-            // Transcendentals on GPUs are not correctly rounded; a few ulp is the norm.
-            assert_close(&format!("{op:?} n={n}"), &g.read_f32(&ty).unwrap(), &want, 1e-6, 1e-5);
-        }
-        for op in BinaryOp::ALL {
-            let x = rng.vec(n, -3.0, 3.0);
-            // Divisors kept away from zero.
-            let y: Vec<f32> = rng.vec(n, 0.5, 3.0).iter().map(|v| if rng.next_u64() % 2 == 0 { *v } else { -*v }).collect();
-            let (tx, ty, tz) = (g.upload_f32(&x, &[n]).unwrap(), g.upload_f32(&y, &[n]).unwrap(), poisoned(g, n));
-            let mut step = g.step("test.binary");
-            elementwise::binary(&mut step, op, &tx, &ty, &tz).unwrap();
-            step.submit().unwrap();
-            let want: Vec<f64> = x.iter().zip(&y).map(|(&a, &b)| op.reference(a as f64, b as f64)).collect();
-            assert_close(&format!("{op:?} n={n}"), &g.read_f32(&tz).unwrap(), &want, 1e-6, 1e-6);
-        }
-        let t = poisoned(g, n);
-        let mut step = g.step("test.fill");
-        elementwise::fill(&mut step, &t, 2.5).unwrap();
-        step.submit().unwrap();
-        assert!(g.read_f32(&t).unwrap().iter().all(|&v| v == 2.5));
-    }
 }
 
 #[test]

@@ -3,84 +3,7 @@
 mod common;
 
 use common::{LoweredLimits, Rng, assert_close, fresh_seed, gpu};
-use ser::gpu::{DType, Gpu, Tensor, Texture};
-use ser::ops::stft::{self, SpectrumLayout};
-
-/// Uploads clips as the feature pipeline lays them out: concatenated samples, a clip table and
-/// the clip of every frame.
-/// With `aligned`, clips start at multiples of 4 samples as the feature pipeline lays them out;
-/// without, frames take the unaligned read path.
-fn upload_clips(g: &Gpu, clips: &[Vec<f32>], layout: &SpectrumLayout, aligned: bool) -> (Texture, Tensor, Tensor, usize) {
-    let mut signal = Vec::new();
-    let mut table = Vec::new();
-    let mut frame_clip = Vec::new();
-    for (i, c) in clips.iter().enumerate() {
-        let frames = layout.frames(c.len());
-        table.extend_from_slice(&[signal.len() as u32, c.len() as u32, frame_clip.len() as u32, frames as u32]);
-        frame_clip.extend(std::iter::repeat_n(i as u32, frames));
-        signal.extend_from_slice(c);
-        if aligned {
-            signal.resize(signal.len().next_multiple_of(4), 0.0);
-        }
-    }
-    if signal.is_empty() {
-        signal.push(0.0);
-    }
-    let n = frame_clip.len();
-    (
-        stft::upload_signal(g, &signal).unwrap(),
-        g.upload(&table, &[table.len()], DType::U32).unwrap(),
-        g.upload(&frame_clip, &[n], DType::U32).unwrap(),
-        n,
-    )
-}
-
-#[test]
-fn stft_power_matches_a_direct_dft_for_many_clips_at_once() {
-    let mut rng = Rng::new(fresh_seed("stft"));
-    let lock = gpu();
-    let g = &lock.gpu;
-    let limits = LoweredLimits::new(g);
-    assert!(SpectrumLayout::new(8, 2).is_err(), "the texture FFT needs n_fft >= 16");
-    // Both first stages (radix 2 when log2(n_fft / 2) is odd, radix 4 when even); the last case
-    // lowers the texture side to 256 texels so that the signal wraps over texture rows.
-    // Hops that are multiples of 4 run both read paths (clips padded to whole texels or not).
-    let cases = [(16, 3, 0, false), (32, 5, 0, false), (64, 16, 0, true), (64, 16, 0, false), (512, 100, 0, true), (1024, 256, 0, true), (2048, 512, 0, false), (64, 16, 256, true)];
-    for (n_fft, hop, side, aligned) in cases {
-        limits.texture_side(if side == 0 { u32::MAX } else { side });
-        let layout = SpectrumLayout::new(n_fft, hop).unwrap();
-        // Lengths below one frame, odd ones, one sample, and a few frames' worth.
-        let lens = [1usize, 2, n_fft / 2 + 1, n_fft - 1, 3 * n_fft + 7, 2500];
-        let clips: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n, -1.0, 1.0)).collect();
-        let (signal, table, frame_clip, frames) = upload_clips(g, &clips, &layout, aligned);
-        let window: Vec<f32> = stft::hann(n_fft).iter().map(|&w| w as f32).collect();
-        let window = stft::upload_window(g, &window).unwrap();
-        // Spectra poisoned with NaN first, so an unwritten bin fails.
-        let spectra = g.upload_texture(&vec![f32::NAN; frames * layout.stride], (layout.stride / 4) as u32, frames as u32).unwrap();
-        if side != 0 {
-            assert!(signal.height() > 1, "{signal:?} should wrap");
-            // A batch's spectra are one texture: more frames than its side is a clear error.
-            let err = stft::spectrum_texture(g, &layout, side as usize + 1).unwrap_err();
-            assert!(err.to_string().contains("texture side"), "{err}");
-        }
-        let mut step = g.step("test.stft");
-        stft::power(&mut step, &layout, &signal, &table, aligned, &frame_clip, &window, &spectra).unwrap();
-        step.submit().unwrap();
-        let got = g.read_texture(&spectra).unwrap();
-        let mut row = 0;
-        for (c, clip) in clips.iter().enumerate() {
-            for (t, want) in stft::reference(clip, &layout).iter().enumerate() {
-                let got_row = &got[row * layout.stride..(row + 1) * layout.stride];
-                let mut want_row = want.clone();
-                want_row.resize(layout.stride, 0.0);
-                // float32 FFT: error grows like log2(n) * eps relative to the frame's energy.
-                let scale = want.iter().sum::<f64>().max(1e-30);
-                assert_close(&format!("n_fft {n_fft} hop {hop} clip {c} (len {}) frame {t}", clip.len()), got_row, &want_row, 1e-6 * scale, 0.0);
-                row += 1;
-            }
-        }
-    }
-}
+use ser::gpu::{DType, Gpu, Tensor};
 
 /// Clip tables for frame-major matrices: clips of the given frame counts, back to back.
 fn clip_table(g: &Gpu, frames_per_clip: &[usize]) -> (Tensor, Tensor, Vec<(usize, usize)>) {
@@ -98,38 +21,6 @@ fn clip_table(g: &Gpu, frames_per_clip: &[usize]) -> (Tensor, Tensor, Vec<(usize
         g.upload(&frame_clip, &[f], DType::U32).unwrap(),
         spans,
     )
-}
-
-#[test]
-fn filterbank_matches_reference_visiting_only_each_band() {
-    use ser::ops::filterbank::{self, Filterbank};
-    let mut rng = Rng::new(fresh_seed("filterbank"));
-    let g = &gpu().gpu;
-    let (bins, stride, frames) = (37, 40, 9);
-    let spectra: Vec<f32> = (0..frames * stride).map(|i| if i % stride < bins { rng.uniform(0.0, 4.0) } else { 0.0 }).collect();
-    let t_spectra = g.upload_texture(&spectra, (stride / 4) as u32, frames as u32).unwrap();
-    // Banded rows (zeros outside a random range) and one all-zero row.
-    let weights: Vec<Vec<f64>> = (0..7)
-        .map(|r| {
-            let lo = rng.next_u64() as usize % bins;
-            let hi = lo + rng.next_u64() as usize % (bins - lo) + 1;
-            (0..bins).map(|b| if r != 3 && b >= lo && b < hi { rng.uniform(0.0, 1.0) as f64 } else { 0.0 }).collect()
-        })
-        .collect();
-    let fb = Filterbank::upload(g, &weights, stride).unwrap();
-    let out = g.upload_f32(&vec![f32::NAN; frames * 7], &[frames, 7]).unwrap();
-    let mut step = g.step("test.filterbank");
-    filterbank::apply(&mut step, &fb, &t_spectra, frames, &out, "test").unwrap();
-    step.submit().unwrap();
-    // The weights are rounded to f32 on upload; the reference uses the same values.
-    let w32: Vec<Vec<f64>> = weights.iter().map(|r| r.iter().map(|&v| v as f32 as f64).collect()).collect();
-    let want: Vec<f64> = (0..frames)
-        .flat_map(|f| {
-            let s: Vec<f64> = spectra[f * stride..f * stride + bins].iter().map(|&v| v as f64).collect();
-            filterbank::reference(&s, &w32)
-        })
-        .collect();
-    assert_close("filterbank", &g.read_f32(&out).unwrap(), &want, 1e-5, 1e-5);
 }
 
 #[test]

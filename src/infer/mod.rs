@@ -149,6 +149,19 @@ impl Predictor {
         Ok(failed)
     }
 
+    /// Predicts clips already decoded at the model's rate, one per signal, named `names` (no
+    /// speaker normalisation: it needs a speaker's other clips).
+    pub fn predict_signals(&self, gpu: &Gpu, names: &[String], signals: &[&[f32]]) -> Result<Vec<Prediction>> {
+        if self.meta.speaker_norm.is_some() {
+            bail!("this model normalises speakers; predict files with `ser predict` instead");
+        }
+        let clips = names.iter().map(|n| ClipInfo { path: n.clone(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None }).collect();
+        let set = corpus::extract_all(gpu, &self.meta.features, clips, signals, false)?;
+        let mut out = Vec::new();
+        self.predict_clips(gpu, &set, &vec![None; signals.len()], &(0..signals.len()).collect::<Vec<_>>(), &mut |p| out.push(p))?;
+        Ok(out)
+    }
+
     /// Decodes `files` at the model's rate a few at a time in parallel and sends them in chunks
     /// that close at `files_per_chunk` files or `samples_per_chunk` decoded samples, whichever
     /// comes first (so long recordings do not pile up). Stops when the receiver is gone.

@@ -1,0 +1,431 @@
+//! Kernel-level checks: every GEMM variant in both precisions, elementwise ops, the training
+//! layers forward and backward (gradients against finite differences of the references), the
+//! loss, Adam, RBF kernels and the kernel-ridge solve.
+
+use super::{Check, Size, Tally};
+use crate::gpu::{DType, Gpu, Tensor};
+use crate::ops::elementwise::{self, BinaryOp, UnaryOp};
+use crate::ops::gemm::{self, GemmKernel, GemmOptions, Precision};
+use crate::ops::{conv, kernel, loss, norm, optim, pool};
+use crate::rng::SplitMix64;
+use anyhow::Result;
+
+pub(super) fn checks() -> Vec<Check> {
+    vec![
+        Check { name: "gemm.f32", family: "gemm", run: gemm_f32 },
+        Check { name: "gemm.shared", family: "gemm", run: gemm_shared },
+        Check { name: "gemm.bf16", family: "gemm", run: gemm_bf16 },
+        Check { name: "gemm.bf16-exact", family: "gemm", run: gemm_bf16_exact },
+        Check { name: "elementwise", family: "elementwise", run: elementwise },
+        Check { name: "conv1d", family: "layers", run: conv1d },
+        Check { name: "batch-norm", family: "layers", run: batch_norm },
+        Check { name: "max-pool", family: "layers", run: max_pool },
+        Check { name: "softmax-cross-entropy", family: "layers", run: softmax_cross_entropy },
+        Check { name: "adam", family: "optimiser", run: adam },
+        Check { name: "rbf-kernel", family: "kernel-ridge", run: rbf_kernel },
+        Check { name: "ridge-solve", family: "kernel-ridge", run: ridge_solve },
+    ]
+}
+
+/// Sizes that catch indexing bugs: 1, primes, and values just off workgroup and tile multiples.
+const AWKWARD: [usize; 7] = [1, 3, 7, 13, 31, 33, 67];
+
+const TRANSPOSES: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
+/// tex8-shared's ROW_LANES values: the adapter's default, then every tile from one invocation
+/// per 8-row block (every subgroup of 2+ lanes spans rows: the plain loop) to 64 (subgroups of
+/// up to 64 consecutive lanes on one row block: the broadcast loop), so both loops run.
+const ROW_LANES: [Option<u32>; 8] = [None, Some(1), Some(2), Some(4), Some(8), Some(16), Some(32), Some(64)];
+
+fn poisoned(g: &Gpu, shape: &[usize]) -> Result<Tensor> {
+    g.upload_f32(&vec![f32::NAN; shape.iter().product()], shape)
+}
+
+fn up(g: &Gpu, v: &[f64], shape: &[usize]) -> Result<Tensor> {
+    let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+    g.upload_f32(&f, shape)
+}
+
+/// Values representable in f32, so the GPU and the reference start from the same numbers.
+fn rand64(rng: &mut SplitMix64, n: usize) -> Vec<f64> {
+    (0..n).map(|_| rng.uniform(-1.0, 1.0) as f64).collect()
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Central finite difference of f at x along every coordinate.
+fn numeric_grad(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    let h = 1e-5;
+    let mut x = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            let keep = x[i];
+            x[i] = keep + h;
+            let up = f(&x);
+            x[i] = keep - h;
+            let down = f(&x);
+            x[i] = keep;
+            (up - down) / (2.0 * h)
+        })
+        .collect()
+}
+
+/// One GEMM on the device and its float64 reference: `want`, and `scale` = |alpha| * sum over k
+/// of |a| |b| per output, what rounding errors of the operands are relative to.
+pub struct GemmCase {
+    pub got: Vec<f32>,
+    pub want: Vec<f64>,
+    pub scale: Vec<f64>,
+}
+
+/// Runs one GEMM with operands from `values` (C poisoned with NaN, or random when beta != 0).
+/// `batch` None is rank 2; `broadcast_b` shares one B across the batch.
+pub fn run_gemm(g: &Gpu, rng: &mut SplitMix64, batch: Option<usize>, broadcast_b: bool, (m, n, k): (usize, usize, usize), bias: bool, o: GemmOptions, values: impl Fn(&mut SplitMix64, usize) -> Vec<f32>) -> Result<GemmCase> {
+    let lead = |r: usize, c: usize, shared: bool| -> Vec<usize> {
+        match batch {
+            Some(b) if !shared => vec![b, r, c],
+            _ => vec![r, c],
+        }
+    };
+    let a_shape = if o.trans_a { lead(k, m, false) } else { lead(m, k, false) };
+    let b_shape = if o.trans_b { lead(n, k, broadcast_b) } else { lead(k, n, broadcast_b) };
+    let c_shape = lead(m, n, false);
+    let a = values(rng, a_shape.iter().product());
+    let b = values(rng, b_shape.iter().product());
+    let bias_v = values(rng, n);
+    let c0 = if o.beta == 0.0 { vec![f32::NAN; c_shape.iter().product()] } else { values(rng, c_shape.iter().product()) };
+    let ta = g.upload_f32(&a, &a_shape)?;
+    let tb = g.upload_f32(&b, &b_shape)?;
+    let tbias = g.upload_f32(&bias_v, &[n])?;
+    let tc = g.upload_f32(&c0, &c_shape)?;
+    let mut step = g.step("selftest.gemm");
+    let d = gemm::gemm(&mut step, &ta, &tb, bias.then_some(&tbias), &tc, &o)?;
+    step.submit()?;
+    let got = g.read_f32(&tc)?;
+    let want = gemm::reference(&a, &b, bias.then_some(&bias_v[..]), &c0, &d, &o);
+    let abs = |x: &[f32]| x.iter().map(|v| v.abs()).collect::<Vec<f32>>();
+    let plain = GemmOptions { alpha: o.alpha.abs(), beta: 0.0, relu: false, ..o };
+    let scale = gemm::reference(&abs(&a), &abs(&b), None, &[], &d, &plain);
+    Ok(GemmCase { got, want, scale })
+}
+
+/// One f32 GEMM case against the reference, operands uniform in [-1, 1).
+#[allow(clippy::too_many_arguments)]
+pub fn check_gemm(g: &Gpu, rng: &mut SplitMix64, t: &mut Tally, batch: Option<usize>, broadcast_b: bool, (m, n, k): (usize, usize, usize), bias: bool, o: GemmOptions) -> Result<()> {
+    let case = run_gemm(g, rng, batch, broadcast_b, (m, n, k), bias, o, |rng, len| rng.vec(len, -1.0, 1.0))?;
+    // f32 accumulation over k terms of magnitude <= 1: error grows like k * eps in the worst case.
+    let atol = 4.0 * k as f64 * f32::EPSILON as f64 + 1e-6;
+    t.close(&format!("gemm {:?} b{batch:?} {m}x{n}x{k} bias={bias} {o:?}", o.kernel), &case.got, &case.want, atol, 1e-5);
+    Ok(())
+}
+
+/// Every kernel shape and transpose at awkward sizes, then the epilogues and batches.
+fn gemm_f32(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    let sizes: &[usize] = if size == Size::Quick { &[1, 13, 67] } else { &AWKWARD };
+    for kernel in GemmKernel::ALL {
+        for (trans_a, trans_b) in TRANSPOSES {
+            for &m in sizes {
+                let n = AWKWARD[rng.next_u64() as usize % AWKWARD.len()];
+                let k = AWKWARD[rng.next_u64() as usize % AWKWARD.len()];
+                check_gemm(g, rng, t, None, false, (m, n, k), false, GemmOptions { trans_a, trans_b, kernel, ..Default::default() })?;
+            }
+        }
+        for (relu, bias, alpha, beta) in [(true, true, 1.0, 0.0), (false, true, -0.5, 1.0), (true, false, 2.0, 0.25)] {
+            let o = GemmOptions { relu, alpha, beta, kernel, trans_b: rng.next_u64() % 2 == 0, ..Default::default() };
+            check_gemm(g, rng, t, None, false, (37, 45, 12), bias, o)?;
+            check_gemm(g, rng, t, Some(3), false, (9, 72, 8), bias, o)?;
+            check_gemm(g, rng, t, Some(5), true, (13, 33, 4), bias, o)?;
+        }
+    }
+    Ok(())
+}
+
+/// tex8-shared at every ROW_LANES on outputs wide enough for it (N > 32; narrower ones take the
+/// tall kernel): lanes past N and subgroups past M must still take part in the broadcasts.
+fn gemm_shared(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    let kernel = GemmKernel::Tex8Shared;
+    let shapes: &[(usize, usize, usize)] = if size == Size::Quick { &[(70, 130, 64), (9, 513, 3)] } else { &[(1, 33, 5), (13, 67, 31), (70, 130, 64), (200, 40, 7), (9, 513, 3)] };
+    for row_lanes in ROW_LANES {
+        for (trans_a, trans_b) in TRANSPOSES {
+            for &shape in shapes {
+                check_gemm(g, rng, t, None, false, shape, false, GemmOptions { trans_a, trans_b, kernel, row_lanes, ..Default::default() })?;
+            }
+        }
+        let o = GemmOptions { relu: true, alpha: -0.5, beta: 1.0, kernel, row_lanes, trans_b: true, ..Default::default() };
+        check_gemm(g, rng, t, Some(3), false, (9, 72, 8), true, o)?;
+        check_gemm(g, rng, t, Some(5), true, (13, 33, 4), true, o)?;
+    }
+    Ok(())
+}
+
+/// Rounding each operand to bfloat16 (8 significant bits, round to nearest even) moves each
+/// product by at most (2 u + u^2) of its size, u = 2^-8; the f32 sums add k * eps. So every
+/// output must lie within 2^-7 * sum_k |a| |b| (+ the f32 term) of the float64 reference,
+/// whatever the shape, transposes, batches and epilogue. K values not a multiple of 8 check the
+/// zero padding of the last texel.
+fn gemm_bf16(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    let transposes: &[(bool, bool)] = if size == Size::Quick { &[(false, true)] } else { &TRANSPOSES };
+    for (kernel, row_lanes) in [(GemmKernel::Tex8, None), (GemmKernel::Tex8Shared, None), (GemmKernel::Tex8Shared, Some(1)), (GemmKernel::Tex8Shared, Some(64))] {
+        let mut largest = 0.0f64;
+        for &(trans_a, trans_b) in transposes {
+            for (batch, broadcast, (m, n, k)) in [(None, false, (13, 67, 31)), (None, false, (70, 130, 64)), (Some(3), true, (9, 40, 5)), (Some(2), false, (33, 7, 100))] {
+                for (relu, bias, alpha, beta) in [(false, false, 1.0, 0.0), (true, true, -0.5, 1.0)] {
+                    let o = GemmOptions { trans_a, trans_b, relu, alpha, beta, kernel, row_lanes, precision: Precision::Bf16 };
+                    let case = run_gemm(g, rng, batch, broadcast, (m, n, k), bias, o, |rng, len| rng.vec(len, -1.0, 1.0))?;
+                    let bounds: Vec<f64> = case.scale.iter().map(|s| s / 128.0 + 4.0 * k as f64 * f32::EPSILON as f64 + 1e-6).collect();
+                    t.within(&format!("bf16 {kernel:?} {o:?} {m}x{n}x{k}"), &case.got, &case.want, &bounds);
+                    for ((got, want), scale) in case.got.iter().zip(&case.want).zip(&case.scale) {
+                        largest = largest.max((*got as f64 - want).abs() / scale.max(1e-30));
+                    }
+                }
+            }
+        }
+        // The rounding is really there (a silent f32 fallback would pass the bound too).
+        t.require(largest > 1e-4, || format!("{kernel:?} row_lanes {row_lanes:?}: bf16 errors at most {largest} of the scale: operands were not rounded"));
+    }
+    Ok(())
+}
+
+/// Small integers are exact in bfloat16 and their products and sums exact in f32, so any
+/// mismatch is a layout fault (pairing of even and odd k, padding, batch or row offsets).
+fn gemm_bf16_exact(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
+    let ints = |rng: &mut SplitMix64, len: usize| (0..len).map(|_| (rng.next_u64() % 17) as f32 - 8.0).collect::<Vec<f32>>();
+    for (kernel, row_lanes) in [(GemmKernel::Tex8, None), (GemmKernel::Tex8Shared, None), (GemmKernel::Tex8Shared, Some(1)), (GemmKernel::Tex8Shared, Some(64))] {
+        for (trans_a, trans_b) in [(false, false), (true, true)] {
+            for (batch, broadcast, (m, n, k)) in [(None, false, (1, 33, 1)), (None, false, (19, 45, 23)), (Some(4), true, (11, 64, 17)), (Some(2), false, (8, 9, 8))] {
+                let o = GemmOptions { trans_a, trans_b, kernel, row_lanes, precision: Precision::Bf16, ..Default::default() };
+                let case = run_gemm(g, rng, batch, broadcast, (m, n, k), true, o, ints)?;
+                t.close(&format!("exact bf16 {kernel:?} {m}x{n}x{k} {o:?}"), &case.got, &case.want, 0.0, 0.0);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn elementwise(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    let sizes: &[usize] = if size == Size::Quick { &[7, 1025] } else { &[1, 7, 255, 256, 1023, 1025, 4099] };
+    for &n in sizes {
+        // Positive inputs for log and sqrt; mixed signs for the rest.
+        for op in UnaryOp::ALL {
+            let lo = if matches!(op, UnaryOp::Log | UnaryOp::Sqrt) { 0.01 } else { -3.0 };
+            let x = rng.vec(n, lo, 3.0);
+            let (tx, ty) = (g.upload_f32(&x, &[n])?, poisoned(g, &[n])?);
+            let mut step = g.step("selftest.unary");
+            elementwise::unary(&mut step, op, &tx, &ty)?;
+            step.submit()?;
+            let want: Vec<f64> = x.iter().map(|&v| op.reference(v as f64)).collect();
+            // Transcendentals on GPUs are not correctly rounded; a few ulp is the norm.
+            t.close(&format!("{op:?} n={n}"), &g.read_f32(&ty)?, &want, 1e-6, 1e-5);
+        }
+        for op in BinaryOp::ALL {
+            let x = rng.vec(n, -3.0, 3.0);
+            // Divisors kept away from zero.
+            let y: Vec<f32> = rng.vec(n, 0.5, 3.0).iter().map(|v| if rng.next_u64() % 2 == 0 { *v } else { -*v }).collect();
+            let (tx, ty, tz) = (g.upload_f32(&x, &[n])?, g.upload_f32(&y, &[n])?, poisoned(g, &[n])?);
+            let mut step = g.step("selftest.binary");
+            elementwise::binary(&mut step, op, &tx, &ty, &tz)?;
+            step.submit()?;
+            let want: Vec<f64> = x.iter().zip(&y).map(|(&a, &b)| op.reference(a as f64, b as f64)).collect();
+            t.close(&format!("{op:?} n={n}"), &g.read_f32(&tz)?, &want, 1e-6, 1e-6);
+        }
+        let filled = poisoned(g, &[n])?;
+        let mut step = g.step("selftest.fill");
+        elementwise::fill(&mut step, &filled, 2.5)?;
+        step.submit()?;
+        t.close(&format!("fill n={n}"), &g.read_f32(&filled)?, &vec![2.5; n], 0.0, 0.0);
+    }
+    Ok(())
+}
+
+/// im2col + GEMM forward, and the backward of L = sum(y * r) against finite differences.
+fn conv1d(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
+    for (batch, l_in, c_in, c_out, k, same) in [(2, 7, 3, 5, 5, true), (3, 11, 1, 4, 3, true), (1, 9, 4, 3, 4, false), (2, 5, 2, 7, 5, false), (1, 6, 3, 2, 2, true)] {
+        let s = conv::ConvShape::new(batch, l_in, c_in, k, same)?;
+        let x = rand64(rng, batch * l_in * c_in);
+        let w = rand64(rng, k * c_in * c_out);
+        let bias = rand64(rng, c_out);
+        let r = rand64(rng, batch * s.l_out * c_out);
+        let (tx, tw, tb, tr) = (up(g, &x, &[batch, l_in, c_in])?, up(g, &w, &[k * c_in, c_out])?, up(g, &bias, &[c_out])?, up(g, &r, &[batch * s.l_out, c_out])?);
+        let cols = poisoned(g, &[batch * s.l_out, s.width()])?;
+        let y = poisoned(g, &[batch * s.l_out, c_out])?;
+        let dcols = poisoned(g, &[batch * s.l_out, s.width()])?;
+        let dx = poisoned(g, &[batch, l_in, c_in])?;
+        let dw = poisoned(g, &[k * c_in, c_out])?;
+        let mut step = g.step("selftest.conv");
+        conv::im2col(&mut step, &s, &tx, &cols)?;
+        gemm::gemm(&mut step, &cols, &tw, Some(&tb), &y, &GemmOptions::default())?;
+        // dW = cols^T r, dcols = r W^T, dx = col2im(dcols).
+        gemm::gemm(&mut step, &cols, &tr, None, &dw, &GemmOptions { trans_a: true, ..Default::default() })?;
+        gemm::gemm(&mut step, &tr, &tw, None, &dcols, &GemmOptions { trans_b: true, ..Default::default() })?;
+        conv::col2im(&mut step, &s, &dcols, &dx)?;
+        step.submit()?;
+        let what = format!("conv b{batch} l{l_in} c{c_in}->{c_out} k{k} same={same}");
+        t.close(&format!("{what} forward"), &g.read_f32(&y)?, &conv::reference(&s, &x, &w, &bias, c_out), 1e-5, 1e-5);
+        let loss_x = |xv: &[f64]| dot(&conv::reference(&s, xv, &w, &bias, c_out), &r);
+        let loss_w = |wv: &[f64]| dot(&conv::reference(&s, &x, wv, &bias, c_out), &r);
+        t.close(&format!("{what} dx"), &g.read_f32(&dx)?, &numeric_grad(&x, loss_x), 1e-4, 1e-4);
+        t.close(&format!("{what} dw"), &g.read_f32(&dw)?, &numeric_grad(&w, loss_w), 1e-4, 1e-4);
+    }
+    Ok(())
+}
+
+/// Batch norm in training mode (two-pass statistics, moving averages), its backward against
+/// finite differences, evaluation mode, and the column sums its gradients use.
+fn batch_norm(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
+    let o = norm::BatchNorm::default();
+    for (rows, cols) in [(2, 1), (13, 5), (67, 3)] {
+        // An offset mean checks the two-pass variance.
+        let x: Vec<f64> = rand64(rng, rows * cols).iter().map(|v| 3.0 + v).collect();
+        let gamma = rand64(rng, cols);
+        let beta = rand64(rng, cols);
+        let r = rand64(rng, rows * cols);
+        let moving0: Vec<f64> = (0..cols).flat_map(|_| [0.0, 1.0]).collect();
+        let affine: Vec<f64> = (0..cols).flat_map(|j| [beta[j], gamma[j]]).collect();
+        let ta = up(g, &affine, &[cols, 2])?;
+        let stats = poisoned(g, &[cols, 2])?;
+        let moving = up(g, &moving0, &[cols, 2])?;
+        let bn = norm::BnTensors { affine: &ta, stats: &stats, moving: &moving };
+        let tx = up(g, &x, &[rows, cols])?;
+        let (y, dx, gs, sums) = (poisoned(g, &[rows, cols])?, poisoned(g, &[rows, cols])?, poisoned(g, &[cols, 2])?, poisoned(g, &[cols])?);
+        let mut step = g.step("selftest.bn");
+        norm::forward_train(&mut step, &o, &bn, &tx, &y)?;
+        norm::backward(&mut step, &bn, &tx, &up(g, &r, &[rows, cols])?, &gs, &dx)?;
+        norm::column_sum(&mut step, &tx, cols, &sums)?;
+        step.submit()?;
+        let eps = o.eps as f64;
+        let (want_y, mean, var) = norm::reference_forward(&x, cols, &gamma, &beta, eps);
+        t.close(&format!("bn forward {rows}x{cols}"), &g.read_f32(&y)?, &want_y, 1e-4, 1e-4);
+        let loss_x = |xv: &[f64]| dot(&norm::reference_forward(xv, cols, &gamma, &beta, eps).0, &r);
+        t.close(&format!("bn dx {rows}x{cols}"), &g.read_f32(&dx)?, &numeric_grad(&x, loss_x), 2e-3, 2e-3);
+        let loss_g = |gv: &[f64]| dot(&norm::reference_forward(&x, cols, gv, &beta, eps).0, &r);
+        let loss_b = |bv: &[f64]| dot(&norm::reference_forward(&x, cols, &gamma, bv, eps).0, &r);
+        let (dg, db) = (numeric_grad(&gamma, loss_g), numeric_grad(&beta, loss_b));
+        let want_gs: Vec<f64> = (0..cols).flat_map(|j| [db[j], dg[j]]).collect();
+        t.close("bn (dbeta, dgamma)", &g.read_f32(&gs)?, &want_gs, 1e-3, 1e-3);
+        let m = o.momentum as f64;
+        let want_moving: Vec<f64> = (0..cols).flat_map(|j| [(1.0 - m) * mean[j], m + (1.0 - m) * var[j]]).collect();
+        t.close("bn moving averages", &g.read_f32(&moving)?, &want_moving, 1e-6, 1e-5);
+        let want_sums: Vec<f64> = (0..cols).map(|j| (0..rows).map(|i| x[i * cols + j]).sum()).collect();
+        t.close("column sums", &g.read_f32(&sums)?, &want_sums, 1e-5, 1e-5);
+        // Evaluation mode normalises with the moving statistics.
+        let ye = poisoned(g, &[rows, cols])?;
+        let mut step = g.step("selftest.bn.eval");
+        norm::forward_eval(&mut step, &o, &bn, &tx, &ye)?;
+        step.submit()?;
+        let want_e: Vec<f64> = (0..rows * cols)
+            .map(|i| {
+                let j = i % cols;
+                gamma[j] * (x[i] - want_moving[2 * j]) / (want_moving[2 * j + 1] + eps).sqrt() + beta[j]
+            })
+            .collect();
+        t.close("bn eval", &g.read_f32(&ye)?, &want_e, 1e-4, 1e-4);
+    }
+    Ok(())
+}
+
+fn max_pool(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
+    for (batch, l_in, ch, size, stride) in [(2, 7, 3, 2, 2), (1, 9, 2, 3, 2), (3, 5, 1, 2, 1), (1, 4, 5, 4, 4)] {
+        let s = pool::PoolShape::new(batch, l_in, ch, size, stride)?;
+        // Distinct values (no ties) so the finite differences see a smooth function.
+        let mut x: Vec<f64> = (0..batch * l_in * ch).map(|i| i as f64 / 64.0).collect();
+        for i in (1..x.len()).rev() {
+            x.swap(i, rng.next_u64() as usize % (i + 1));
+        }
+        let r = rand64(rng, batch * s.l_out * ch);
+        let out = batch * s.l_out * ch;
+        let (y, winner, dx) = (poisoned(g, &[out])?, g.empty(&[out], DType::U32)?, poisoned(g, &[batch * l_in * ch])?);
+        let mut step = g.step("selftest.pool");
+        pool::forward(&mut step, &s, &up(g, &x, &[x.len()])?, &winner, &y)?;
+        pool::backward(&mut step, &s, &up(g, &r, &[out])?, &winner, &dx)?;
+        step.submit()?;
+        let (want_y, want_w) = pool::reference(&s, &x);
+        t.close("maxpool forward", &g.read_f32(&y)?, &want_y, 0.0, 0.0);
+        let got_w = g.read::<u32>(&winner)?;
+        t.require(got_w.iter().zip(&want_w).all(|(a, b)| *a as usize == *b), || format!("maxpool {s:?}: winners {got_w:?}, reference {want_w:?}"));
+        let loss = |xv: &[f64]| dot(&pool::reference(&s, xv).0, &r);
+        t.close(&format!("maxpool dx {s:?}"), &g.read_f32(&dx)?, &numeric_grad(&x, loss), 1e-6, 1e-5);
+    }
+    Ok(())
+}
+
+fn softmax_cross_entropy(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
+    for (batch, classes) in [(1, 2), (5, 7), (67, 8)] {
+        // Large logits check the max subtraction.
+        let z: Vec<f64> = rand64(rng, batch * classes).iter().map(|v| 30.0 * v).collect();
+        let labels: Vec<u32> = (0..batch).map(|_| (rng.next_u64() % classes as u64) as u32).collect();
+        let w: Vec<f64> = (0..classes).map(|_| rng.uniform(0.5, 2.0) as f64).collect();
+        let (loss_t, dz) = (poisoned(g, &[batch])?, poisoned(g, &[batch, classes])?);
+        let mut step = g.step("selftest.ce");
+        loss::softmax_cross_entropy(&mut step, &up(g, &z, &[batch, classes])?, &g.upload(&labels, &[batch], DType::U32)?, &up(g, &w, &[classes])?, &loss_t, &dz)?;
+        step.submit()?;
+        let (want_loss, want_grad) = loss::reference(&z, &labels, &w, classes);
+        t.close("ce loss", &g.read_f32(&loss_t)?, &want_loss, 1e-4, 1e-5);
+        t.close("ce grad", &g.read_f32(&dz)?, &want_grad, 1e-6, 1e-5);
+        let mean_loss = |zv: &[f64]| loss::reference(zv, &labels, &w, classes).0.iter().sum::<f64>() / batch as f64;
+        t.close("ce grad vs finite differences", &g.read_f32(&dz)?, &numeric_grad(&z, mean_loss), 1e-5, 1e-4);
+    }
+    Ok(())
+}
+
+fn adam(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
+    let n = 1031;
+    for o in [optim::Adam::default(), optim::Adam { lr: 0.01, weight_decay: 0.01, ..Default::default() }] {
+        let mut w = rand64(rng, n);
+        let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+        let (tw, tm, tv) = (up(g, &w, &[n])?, up(g, &m, &[n])?, up(g, &v, &[n])?);
+        for step_no in 1..=5 {
+            let grad = rand64(rng, n);
+            let mut step = g.step("selftest.adam");
+            optim::adam(&mut step, &o, step_no, &up(g, &grad, &[n])?, &tw, &tm, &tv)?;
+            step.submit()?;
+            optim::reference(&o, step_no, &grad, &mut w, &mut m, &mut v);
+        }
+        t.close(&format!("adam {o:?} weights"), &g.read_f32(&tw)?, &w, 1e-6, 1e-5);
+        t.close("adam m", &g.read_f32(&tm)?, &m, 1e-7, 1e-5);
+        t.close("adam v", &g.read_f32(&tv)?, &v, 1e-8, 1e-5);
+    }
+    Ok(())
+}
+
+fn rbf_kernel(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
+    for (rows, cols, d) in [(1, 1, 1), (7, 13, 5), (33, 70, 118), (130, 9, 3)] {
+        let x = rng.vec(rows * d, -2.0, 2.0);
+        let c = rng.vec(cols * d, -2.0, 2.0);
+        let gamma = 1.0 / d as f32;
+        let (tx, tc) = (g.upload_f32(&x, &[rows, d])?, g.upload_f32(&c, &[cols, d])?);
+        let (xn, cn) = (g.empty(&[rows], DType::F32)?, g.empty(&[cols], DType::F32)?);
+        let k = poisoned(g, &[rows, cols])?;
+        let mut step = g.step("selftest.rbf");
+        kernel::sq_norms(&mut step, &tx, &xn)?;
+        kernel::sq_norms(&mut step, &tc, &cn)?;
+        kernel::rbf(&mut step, &tx, &xn, &tc, &cn, gamma, &k)?;
+        step.submit()?;
+        // exp(-gamma d2) with d2 from norms minus dots: cancellation costs ~1e-6 of |x|^2 in d2.
+        t.close(&format!("rbf {rows}x{cols}x{d}"), &g.read_f32(&k)?, &kernel::reference_rbf(&x, &c, d, gamma as f64), 2e-5, 1e-4);
+    }
+    Ok(())
+}
+
+/// The conjugate-gradient solve of (K + D) A = Y for every column of Y, one of them zero (it
+/// must stay zero, not turn into NaN).
+fn ridge_solve(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
+    let (n, c, dim) = (67, 5, 6);
+    let pts = rng.vec(n * dim, -1.0, 1.0);
+    let k64 = kernel::reference_rbf(&pts, &pts, dim, 0.5);
+    let d64: Vec<f64> = (0..n).map(|_| rng.uniform(0.02, 0.3) as f64).collect();
+    let mut y = rng.vec(n * c, -1.0, 1.0);
+    for i in 0..n {
+        y[i * c + 2] = 0.0;
+    }
+    let k = g.upload_f32(&k64.iter().map(|v| *v as f32).collect::<Vec<_>>(), &[n, n])?;
+    let d = g.upload_f32(&d64.iter().map(|v| *v as f32).collect::<Vec<_>>(), &[n])?;
+    let ty = g.upload_f32(&y, &[n, c])?;
+    let (a, report) = kernel::solve_ridge(g, &k, &d, &ty, 1e-5, 2000)?;
+    let want = kernel::reference_solve(&k64, &d64, &y.iter().map(|v| *v as f64).collect::<Vec<_>>(), n, c);
+    t.require(report.relative_residual < 1e-5 && report.iterations < 2000, || format!("ridge solve did not converge: {report:?}"));
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    t.close("ridge solution", &g.read_f32(&a)?, &want, 1e-3 * scale, 1e-3);
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! Pipeline-level checks: the STFT against a direct DFT, the filterbank, the whole feature
+//! pipeline (mel dB, MFCC, chroma with estimated tuning, contrast) against librosa golden files
+//! compiled into the binary, and the built-in model's probabilities on the bundled clips.
+
+use super::{Check, Size, Tally};
+use crate::features::{Extractor, FeatureConfig};
+use crate::gpu::{DType, Gpu, Tensor, Texture};
+use crate::ops::filterbank::{self, Filterbank};
+use crate::ops::stft::{self, SpectrumLayout};
+use crate::rng::SplitMix64;
+use anyhow::{Context, Result, bail};
+use safetensors::SafeTensors;
+
+pub(super) fn checks() -> Vec<Check> {
+    vec![
+        Check { name: "stft", family: "spectral", run: stft_power },
+        Check { name: "filterbank", family: "spectral", run: filterbank },
+        Check { name: "features-vs-librosa", family: "features", run: features_vs_librosa },
+        Check { name: "built-in-model", family: "end-to-end", run: built_in_model },
+    ]
+}
+
+/// Restores the device's texture side when dropped, after a check lowered it.
+struct TextureSide<'g>(&'g Gpu);
+
+impl Drop for TextureSide<'_> {
+    fn drop(&mut self) {
+        self.0.set_texture_side_limit_for_tests(u32::MAX);
+    }
+}
+
+/// Uploads clips as the feature pipeline lays them out: concatenated samples, a clip table and
+/// the clip of every frame. With `aligned`, clips start at multiples of 4 samples; without,
+/// frames take the unaligned read path.
+fn upload_clips(g: &Gpu, clips: &[Vec<f32>], layout: &SpectrumLayout, aligned: bool) -> Result<(Texture, Tensor, Tensor, usize)> {
+    let mut signal = Vec::new();
+    let mut table = Vec::new();
+    let mut frame_clip = Vec::new();
+    for (i, c) in clips.iter().enumerate() {
+        let frames = layout.frames(c.len());
+        table.extend_from_slice(&[signal.len() as u32, c.len() as u32, frame_clip.len() as u32, frames as u32]);
+        frame_clip.extend(std::iter::repeat_n(i as u32, frames));
+        signal.extend_from_slice(c);
+        if aligned {
+            signal.resize(signal.len().next_multiple_of(4), 0.0);
+        }
+    }
+    if signal.is_empty() {
+        signal.push(0.0);
+    }
+    let n = frame_clip.len();
+    Ok((stft::upload_signal(g, &signal)?, g.upload(&table, &[table.len()], DType::U32)?, g.upload(&frame_clip, &[n], DType::U32)?, n))
+}
+
+/// The STFT power of many clips at once against a direct float64 DFT: both first stages (radix
+/// 2 when log2(n_fft / 2) is odd, radix 4 when even), both read paths (clips padded to whole
+/// texels or not), and a signal wrapping over texture rows (the texture side lowered to 256).
+fn stft_power(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    let side_guard = TextureSide(g);
+    let all = [(16, 3, 0, false), (32, 5, 0, false), (64, 16, 0, true), (64, 16, 0, false), (512, 100, 0, true), (1024, 256, 0, true), (2048, 512, 0, false), (64, 16, 256, true)];
+    let quick = [(16, 3, 0, false), (64, 16, 0, true), (1024, 256, 0, true), (64, 16, 256, true)];
+    for (n_fft, hop, side, aligned) in if size == Size::Quick { &quick[..] } else { &all[..] } {
+        let (n_fft, hop, side, aligned) = (*n_fft, *hop, *side, *aligned);
+        g.set_texture_side_limit_for_tests(if side == 0 { u32::MAX } else { side });
+        let layout = SpectrumLayout::new(n_fft, hop)?;
+        // Lengths below one frame, odd ones, one sample, and a few frames' worth.
+        let lens = [1usize, 2, n_fft / 2 + 1, n_fft - 1, 3 * n_fft + 7, 2500];
+        let clips: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n, -1.0, 1.0)).collect();
+        let (signal, table, frame_clip, frames) = upload_clips(g, &clips, &layout, aligned)?;
+        if side != 0 && signal.height() <= 1 {
+            bail!("stft: the signal should wrap over texture rows with the side lowered to {side}");
+        }
+        let window: Vec<f32> = stft::hann(n_fft).iter().map(|&w| w as f32).collect();
+        let window = stft::upload_window(g, &window)?;
+        // Spectra poisoned with NaN first, so an unwritten bin fails.
+        let spectra = g.upload_texture(&vec![f32::NAN; frames * layout.stride], (layout.stride / 4) as u32, frames as u32)?;
+        let mut step = g.step("selftest.stft");
+        stft::power(&mut step, &layout, &signal, &table, aligned, &frame_clip, &window, &spectra)?;
+        step.submit()?;
+        let got = g.read_texture(&spectra)?;
+        let mut row = 0;
+        for (c, clip) in clips.iter().enumerate() {
+            for (f, want) in stft::reference(clip, &layout).iter().enumerate() {
+                let got_row = &got[row * layout.stride..(row + 1) * layout.stride];
+                let mut want_row = want.clone();
+                want_row.resize(layout.stride, 0.0);
+                // float32 FFT: error grows like log2(n) * eps relative to the frame's energy.
+                let scale = want.iter().sum::<f64>().max(1e-30);
+                t.close(&format!("stft n_fft {n_fft} hop {hop} clip {c} (len {}) frame {f}", clip.len()), got_row, &want_row, 1e-6 * scale, 0.0);
+                row += 1;
+            }
+        }
+    }
+    drop(side_guard);
+    Ok(())
+}
+
+/// Banded filterbank rows (zeros outside a random range) and one all-zero row.
+fn filterbank(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
+    let (bins, stride, frames) = (37, 40, 9);
+    let spectra: Vec<f32> = (0..frames * stride).map(|i| if i % stride < bins { rng.uniform(0.0, 4.0) } else { 0.0 }).collect();
+    let t_spectra = g.upload_texture(&spectra, (stride / 4) as u32, frames as u32)?;
+    let weights: Vec<Vec<f64>> = (0..7)
+        .map(|r| {
+            let lo = rng.next_u64() as usize % bins;
+            let hi = lo + rng.next_u64() as usize % (bins - lo) + 1;
+            (0..bins).map(|b| if r != 3 && b >= lo && b < hi { rng.uniform(0.0, 1.0) as f64 } else { 0.0 }).collect()
+        })
+        .collect();
+    let fb = Filterbank::upload(g, &weights, stride)?;
+    let out = g.upload_f32(&vec![f32::NAN; frames * 7], &[frames, 7])?;
+    let mut step = g.step("selftest.filterbank");
+    filterbank::apply(&mut step, &fb, &t_spectra, frames, &out, "selftest")?;
+    step.submit()?;
+    // The weights are rounded to f32 on upload; the reference uses the same values.
+    let w32: Vec<Vec<f64>> = weights.iter().map(|r| r.iter().map(|&v| v as f32 as f64).collect()).collect();
+    let want: Vec<f64> = (0..frames)
+        .flat_map(|f| {
+            let s: Vec<f64> = spectra[f * stride..f * stride + bins].iter().map(|&v| v as f64).collect();
+            filterbank::reference(&s, &w32)
+        })
+        .collect();
+    t.close("filterbank", &g.read_f32(&out)?, &want, 1e-5, 1e-5);
+    Ok(())
+}
+
+/// librosa 0.11 golden files (tools/golden/make_golden.py) compiled in: the synthetic signals.
+/// The tests add the two 48 kHz RAVDESS originals from the shared data.
+pub const EMBEDDED_GOLDENS: [(&str, &[u8]); 5] = [
+    ("silence", include_bytes!("../../tests/golden/silence.safetensors")),
+    ("tone440", include_bytes!("../../tests/golden/tone440.safetensors")),
+    ("chirp", include_bytes!("../../tests/golden/chirp.safetensors")),
+    ("noise", include_bytes!("../../tests/golden/noise.safetensors")),
+    ("short", include_bytes!("../../tests/golden/short.safetensors")),
+];
+
+// Absolute tolerances, about 5x the largest error measured on these signals (docs/RESULTS.md has
+// the table). float32 FFTs reproduce librosa's float64 ones to ~1e-7 of each frame's energy, so
+// mel powers agree to ~1e-4 relative (1e-3 dB) and everything derived from them follows.
+const TOL_MEL_DB: f64 = 5e-3;
+const TOL_MFCC: f64 = 2e-3;
+const TOL_CHROMA: f64 = 2e-5;
+const TOL_CONTRAST: f64 = 0.03;
+/// Time averages of MFCC, chroma and contrast (contrast only where every valley is resolvable).
+const TOL_MEAN: [f64; 3] = [1e-3, 1e-6, 0.01];
+/// Contrast is compared where the band's valley lies within this many dB (20 log10) of its
+/// frame's largest magnitude; below it float32 FFT noise dominates the valley.
+const RESOLVABLE_VALLEY_DB: f32 = -90.0;
+/// Pure synthetic signals whose far bands hold only numerical noise (valleys > 100 dB below the
+/// frame maximum); their contrast time averages are averages of noise and are not compared.
+const NOISE_FLOOR_VALLEYS: [&str; 2] = ["tone440", "chirp"];
+
+/// One librosa golden file: its tensors and metadata.
+pub struct Golden<'b> {
+    st: SafeTensors<'b>,
+    sample_rate: u32,
+}
+
+impl<'b> Golden<'b> {
+    pub fn parse(bytes: &'b [u8]) -> Result<Golden<'b>> {
+        let (_, meta) = SafeTensors::read_metadata(bytes)?;
+        let sample_rate = meta.metadata().as_ref().and_then(|m| m.get("sample_rate")).context("golden file without sample_rate")?.parse()?;
+        Ok(Golden { st: SafeTensors::deserialize(bytes)?, sample_rate })
+    }
+
+    /// (data, shape) of a float32 tensor.
+    pub fn tensor(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+        let t = self.st.tensor(name).with_context(|| format!("golden tensor {name}"))?;
+        Ok((bytemuck::pod_collect_to_vec(t.data()), t.shape().to_vec()))
+    }
+}
+
+/// Features of `signal` at librosa's defaults (tuning estimated on the GPU) and at ser's,
+/// against the golden file frame by frame and as time averages. Each feature's largest error
+/// goes into the tally as a ratio to its tolerance.
+pub fn compare_with_librosa(g: &Gpu, name: &str, golden: &Golden, signal: &[f32], t: &mut Tally) -> Result<()> {
+    for setting in ["librosa", "ser"] {
+        let cfg = match setting {
+            "librosa" => FeatureConfig::librosa(golden.sample_rate),
+            _ => FeatureConfig { sample_rate: golden.sample_rate, ..FeatureConfig::default() },
+        };
+        let ex = Extractor::new(g, &cfg)?;
+        let parts = ex.extract_parts(g, &[signal])?;
+        let tuning = golden.tensor(&format!("{setting}.tuning"))?.0[0];
+        // Estimated (librosa setting) or fixed at 0 (ser's): the same histogram bin as librosa.
+        t.require(parts.tunings[0] as f32 == tuning, || format!("{name} {setting}: tuning {} but librosa estimated {tuning}", parts.tunings[0]));
+        let (first, frames) = parts.clip_frames[0];
+        for (feat, ours, tol) in [("mel_db", &parts.mel_db, TOL_MEL_DB), ("mfcc", &parts.mfcc, TOL_MFCC), ("chroma", &parts.chroma, TOL_CHROMA), ("contrast", &parts.contrast, TOL_CONTRAST)] {
+            let (gold, shape) = golden.tensor(&format!("{setting}.{feat}"))?;
+            let rows = shape[0];
+            if shape[1] != frames {
+                t.fault(format!("{name} {setting} {feat}: {frames} frames, librosa has {}", shape[1]));
+                continue;
+            }
+            // Ours frame-major [frames, rows], librosa's [rows, frames]; contrast only where
+            // the valley is resolvable (the rest as NaN = "skip").
+            let mask = if feat == "contrast" { Some(golden.tensor(&format!("{setting}.contrast_valley_rel_db"))?.0) } else { None };
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            for tt in 0..frames {
+                for r in 0..rows {
+                    if mask.as_ref().is_none_or(|m| m[r * frames + tt] > RESOLVABLE_VALLEY_DB) {
+                        got.push(ours[(first + tt) * rows + r]);
+                        want.push(gold[r * frames + tt] as f64);
+                    }
+                }
+            }
+            t.close(&format!("{name} {setting} {feat}"), &got, &want, tol, 0.0);
+            if let Some(k) = ["mfcc", "chroma", "contrast"].iter().position(|f| *f == feat) {
+                if feat == "contrast" && NOISE_FLOOR_VALLEYS.contains(&name) {
+                    continue;
+                }
+                // Time averages, as the classical models use them.
+                let mean_of = |at: &dyn Fn(usize) -> f64| (0..frames).map(at).sum::<f64>() / frames as f64;
+                let ours_mean: Vec<f32> = (0..rows).map(|r| mean_of(&|tt| ours[(first + tt) * rows + r] as f64) as f32).collect();
+                let gold_mean: Vec<f64> = (0..rows).map(|r| mean_of(&|tt| gold[r * frames + tt] as f64)).collect();
+                t.close(&format!("{name} {setting} {feat} time average"), &ours_mean, &gold_mean, TOL_MEAN[k], 0.0);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn features_vs_librosa(g: &Gpu, _rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    let goldens = if size == Size::Quick { &EMBEDDED_GOLDENS[1..3] } else { &EMBEDDED_GOLDENS[..] };
+    for (name, bytes) in goldens {
+        let golden = Golden::parse(bytes)?;
+        let signal = golden.tensor("signal")?.0;
+        compare_with_librosa(g, name, &golden, &signal, t)?;
+    }
+    Ok(())
+}
+
+/// The bundled clips (RAVDESS originals, 48 kHz, one stereo; CC BY-NC-SA 4.0, Livingstone &
+/// Russo 2018), compiled in with what the built-in model gave for them when it shipped.
+const BUNDLED_CLIPS: [(&str, &[u8]); 4] = [
+    ("03-01-01-01-01-01-01.wav", include_bytes!("../../examples/clips/03-01-01-01-01-01-01.wav")),
+    ("03-01-03-02-01-02-04.wav", include_bytes!("../../examples/clips/03-01-03-02-01-02-04.wav")),
+    ("03-01-05-02-02-01-07.wav", include_bytes!("../../examples/clips/03-01-05-02-02-01-07.wav")),
+    ("03-02-04-02-02-01-11.wav", include_bytes!("../../examples/clips/03-02-04-02-02-01-11.wav")),
+];
+const RECORDED: &str = include_str!("../../examples/clips/expected.jsonl");
+
+/// Every probability within this of the recorded one, and the same label. Recorded on lavapipe;
+/// through GL the largest difference is ~5e-7, so this leaves room for other adapters' sin/cos,
+/// exp and summation orders while catching any real fault (a wrong kernel moves them by 0.1-1).
+pub const MODEL_TOLERANCE: f64 = 1e-3;
+
+fn built_in_model(g: &Gpu, _rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
+    let model = crate::infer::load_model(g, None)?;
+    let rate = model.meta.features.sample_rate;
+    let signals = BUNDLED_CLIPS
+        .iter()
+        .map(|(name, bytes)| crate::audio::decode_bytes(bytes).and_then(|a| crate::audio::to_rate(&a, rate)).with_context(|| name.to_string()))
+        .collect::<Result<Vec<_>>>()?;
+    let names: Vec<String> = BUNDLED_CLIPS.iter().map(|(n, _)| n.to_string()).collect();
+    let predictions = model.predict_signals(g, &names, &signals.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
+    for (line, p) in RECORDED.lines().zip(&predictions) {
+        let want: serde_json::Value = serde_json::from_str(line)?;
+        let label = want["label"].as_str().unwrap_or_default();
+        t.require(p.label == label, || format!("{}: {} but the built-in model gave {label} when it shipped", p.file, p.label));
+        let (got, want): (Vec<f32>, Vec<f64>) = p.probabilities.iter().map(|(class, v)| (*v, want["probabilities"][class].as_f64().unwrap_or(f64::NAN))).unzip();
+        t.close(&format!("{} probabilities", p.file), &got, &want, MODEL_TOLERANCE, 0.0);
+    }
+    t.require(predictions.len() == RECORDED.lines().count(), || format!("{} predictions for {} recorded clips", predictions.len(), RECORDED.lines().count()));
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! Every `ser selftest` check, one test each, on the shared test device with a fresh seed
+//! (SER_TEST_SEED replays one). These are the GPU suites' kernel checks: the tests and the
+//! command share them (src/selftest), so what a user's adapter is checked with is what CI runs
+//! at every subgroup width and through GL.
+
+mod common;
+
+use common::{fresh_seed, gpu};
+use ser::selftest::{self, Size};
+
+fn run(name: &str) {
+    let check = selftest::by_name(name).unwrap_or_else(|| panic!("no check named {name}"));
+    let g = &gpu().gpu;
+    let r = selftest::run_one(g, &check, fresh_seed(name), Size::Full);
+    eprintln!("{}", selftest::table(&g.label(), std::slice::from_ref(&r)));
+    assert!(r.passed, "{name} failed on {}: error {:?}, faults {:?}, worst {} ({} of its tolerance)", g.label(), r.error, r.faults, r.worst_at, r.worst_ratio);
+    assert!(r.compared > 0 || !r.faults.is_empty(), "{name} compared nothing");
+}
+
+macro_rules! checks {
+    ($($test:ident => $name:literal),* $(,)?) => {
+        $(#[test] fn $test() { run($name); })*
+
+        #[test]
+        fn every_check_has_a_test() {
+            let tested = [$($name),*];
+            for c in selftest::checks() {
+                assert!(tested.contains(&c.name), "selftest check {} has no test here", c.name);
+            }
+        }
+    };
+}
+
+checks! {
+    gemm_every_kernel_and_transpose_at_awkward_sizes => "gemm.f32",
+    gemm_shared_at_every_row_lanes_on_wide_outputs => "gemm.shared",
+    gemm_bf16_within_its_rounding_bound => "gemm.bf16",
+    gemm_bf16_exact_on_small_integers => "gemm.bf16-exact",
+    elementwise_ops_with_poisoned_outputs => "elementwise",
+    conv1d_forward_and_gradients => "conv1d",
+    batch_norm_forward_backward_and_moving_averages => "batch-norm",
+    max_pool_forward_and_backward => "max-pool",
+    softmax_cross_entropy_loss_and_gradient => "softmax-cross-entropy",
+    adam_steps => "adam",
+    rbf_kernel_at_awkward_sizes => "rbf-kernel",
+    conjugate_gradients_solve_kernel_ridge => "ridge-solve",
+    stft_power_against_a_direct_dft => "stft",
+    filterbank_visits_only_each_band => "filterbank",
+    features_match_librosa_golden_files => "features-vs-librosa",
+    built_in_model_gives_its_recorded_probabilities => "built-in-model",
+}
+
+#[test]
+fn a_wrong_result_fails_its_check() {
+    // The tally must fail on a NaN where a number is due, on a value off by more than its
+    // tolerance, and on a fault; and pass on values within it.
+    let mut t = selftest::Tally::default();
+    t.close("ok", &[1.0, 2.0], &[1.0, 2.0 + 1e-7], 1e-6, 0.0);
+    assert!(t.passed());
+    t.close("nan", &[f32::NAN], &[1.0], 1.0, 1.0);
+    assert!(!t.passed() && t.worst_at.contains("nan"), "{t:?}");
+    let mut t = selftest::Tally::default();
+    t.within("bound", &[1.0, 1.5], &[1.0, 1.0], &[1.0, 0.25]);
+    assert!(!t.passed() && t.worst_at.contains("element 1"), "{t:?}");
+    let mut t = selftest::Tally::default();
+    t.require(false, || "a fault".into());
+    assert!(!t.passed());
+}
