@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One-call GPU check for a Linux machine with a GPU and Python with PyTorch (torchaudio optional)
+# but no Rust toolchain: a prebuilt `ser` does `devices`, `selftest --all-adapters` and the three
+# benchmarks on every adapter, PyTorch does the same work on the same GPU (tools/gpu/torch_peer.py),
+# and tools/gpu/summarise.py writes the side-by-side table. Under 8 minutes on a real GPU: every
+# step has its own time limit, and a step that fails or runs out is named in the summary while the
+# others still run.
+#
+#   tools/gpu/check.sh [SER_BINARY (default: target/release/ser)] [OUT_DIR (default: gpu-check)]
+#
+# Exit status: 1 when `ser selftest` failed anywhere (the results are still written), else 0.
+# No Vulkan loader on the machine? Unpack libvulkan1 first; if no driver is found, point
+# VK_DRIVER_FILES at the vendor's ICD json (NVIDIA: /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+# on some hosts).
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+ser="${1:-target/release/ser}"
+out="${2:-gpu-check}"
+python="${PYTHON:-python3}"
+mkdir -p "$out"
+log="$out/check.log"
+: > "$log"
+status=0
+
+step() { # step NAME SECONDS OUTFILE COMMAND...: runs one step with its limit, stdout to OUTFILE
+    local name=$1 limit=$2 file=$3
+    shift 3
+    echo "== $name ($*)" | tee -a "$log"
+    local start=$SECONDS
+    timeout "$limit" "$@" > "$file" 2>> "$log"
+    local rc=$?
+    echo "   $name: exit $rc after $((SECONDS - start)) s" | tee -a "$log"
+    return $rc
+}
+
+"$ser" --version >> "$log" 2>&1 || { echo "check: $ser does not run" | tee -a "$log"; exit 2; }
+step devices 30 "$out/devices.json" "$ser" devices --json
+"$ser" devices | tee -a "$log"
+step selftest 120 "$out/selftest.jsonl" "$ser" selftest --all-adapters --json || status=1
+step gemm 90 "$out/gemm.jsonl" "$ser" bench gemm --all-adapters --json --repeats 5 --warmup 1 \
+    --kernels tex8,tex8-shared,vec4x8,tiled16 --precision f32,bf16 \
+    --sizes 128,256,512,1024,448x512x1280,928x256x640,1280x512x448
+step features 60 "$out/features.jsonl" "$ser" bench features --all-adapters --json --repeats 3
+step train 90 "$out/train.jsonl" "$ser" bench train --all-adapters --json --epochs 2 --precision f32,bf16
+step torch 90 "$out/torch.jsonl" "$python" "$here/torch_peer.py" \
+    --gemm-sizes 128,256,512,1024,448x512x1280,928x256x640,1280x512x448
+"$python" "$here/summarise.py" "$out" | tee -a "$log"
+exit $status
