@@ -26,6 +26,13 @@ pub struct ClipInfo {
     pub repetition: Option<u8>,
 }
 
+impl ClipInfo {
+    /// A clip known only by its path (predicting arbitrary audio, synthetic benchmark clips).
+    pub fn unlabelled(path: impl Into<String>) -> ClipInfo {
+        ClipInfo { path: path.into(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeatureSet {
     pub config: FeatureConfig,
@@ -155,7 +162,7 @@ mod tests {
         let dim = config.dim();
         let mut s = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max: n, vectors: vec![], stds: vec![], dim };
         for c in 0..n {
-            s.clips.push(ClipInfo { path: format!("{tag}/{c}"), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None });
+            s.clips.push(ClipInfo::unlabelled(format!("{tag}/{c}")));
             s.lengths.push(c as u32 + 1);
             for t in 0..n {
                 s.frames.extend((0..dim).map(|j| if t <= c { tag * 1000.0 + (c * 100 + t * 10 + j) as f32 } else { 0.0 }));

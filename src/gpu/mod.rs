@@ -57,6 +57,31 @@ fn required_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
     req
 }
 
+/// Lowered device limits for one check (split dispatches, chunked textures without huge
+/// inputs); the device limits come back when this is dropped, even if the check fails.
+pub struct LoweredLimits<'a>(&'a Gpu);
+
+impl<'a> LoweredLimits<'a> {
+    pub fn new(gpu: &'a Gpu) -> Self {
+        LoweredLimits(gpu)
+    }
+
+    pub fn texture_side(&self, limit: u32) {
+        self.0.set_texture_side_limit_for_tests(limit);
+    }
+
+    pub fn dispatch_dim(&self, limit: u32) {
+        self.0.set_dispatch_dim_limit_for_tests(limit);
+    }
+}
+
+impl Drop for LoweredLimits<'_> {
+    fn drop(&mut self) {
+        self.0.set_texture_side_limit_for_tests(u32::MAX);
+        self.0.set_dispatch_dim_limit_for_tests(u32::MAX);
+    }
+}
+
 /// One device and queue, shared by everything that runs on it.
 pub struct Gpu {
     device: wgpu::Device,

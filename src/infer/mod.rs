@@ -155,7 +155,7 @@ impl Predictor {
         if self.meta.speaker_norm.is_some() {
             bail!("this model normalises speakers; predict files with `ser predict` instead");
         }
-        let clips = names.iter().map(|n| ClipInfo { path: n.clone(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None }).collect();
+        let clips = names.iter().map(ClipInfo::unlabelled).collect();
         let set = corpus::extract_all(gpu, &self.meta.features, clips, signals, false)?;
         let mut out = Vec::new();
         self.predict_clips(gpu, &set, &vec![None; signals.len()], &(0..signals.len()).collect::<Vec<_>>(), &mut |p| out.push(p))?;
@@ -227,7 +227,7 @@ fn clips_of_chunk<'c>(chunk: &'c DecodedChunk, windows: Option<(usize, usize)>, 
     let (mut clips, mut signals, mut spans) = (Vec::new(), Vec::new(), Vec::new());
     for (f, r) in chunk {
         let path = f.display().to_string();
-        let clip = || ClipInfo { path: path.clone(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None };
+        let clip = || ClipInfo::unlabelled(path.clone());
         match (r, windows) {
             (Ok(s), None) => {
                 clips.push(clip());

@@ -412,10 +412,8 @@ fn launch_tex8(step: &mut Step, l: &Tex8Launch, bias: Option<&Tensor>, c: &Tenso
     let tall = l.cols <= 32 && !bf16;
     // The shared kernel needs subgroups; its tile is ROW_LANES invocations per 8-row block, a
     // speed choice only (the kernel checks per subgroup whether it may share).
-    let lanes = match step.gpu().has_subgroups() {
-        true if o.kernel == GemmKernel::Tex8Shared && !tall => Some(o.row_lanes.unwrap_or_else(|| default_row_lanes(step.gpu())) as usize),
-        _ => None,
-    };
+    let shared = step.gpu().has_subgroups() && o.kernel == GemmKernel::Tex8Shared && !tall;
+    let lanes = shared.then(|| o.row_lanes.unwrap_or_else(|| default_row_lanes(step.gpu())) as usize);
     let p = Params {
         m: u32_of(l.rows, "M")?,
         n: u32_of(l.cols, "N")?,

@@ -56,6 +56,20 @@ pub struct Tally {
 impl Tally {
     /// Compares `got` with the reference `want` element by element.
     pub fn close(&mut self, what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
+        self.compare(what, got, want, |_, w| atol + rtol * w.abs());
+    }
+
+    /// Compares element by element, each within its own absolute bound.
+    pub fn within(&mut self, what: &str, got: &[f32], want: &[f64], bounds: &[f64]) {
+        if bounds.len() != got.len() {
+            self.fault(format!("{what}: {} values, {} bounds", got.len(), bounds.len()));
+            return;
+        }
+        self.compare(what, got, want, |i, _| bounds[i]);
+    }
+
+    /// The one comparison: element i passes within `tolerance(i, want[i])`.
+    fn compare(&mut self, what: &str, got: &[f32], want: &[f64], tolerance: impl Fn(usize, f64) -> f64) {
         if got.len() != want.len() {
             self.fault(format!("{what}: {} values, the reference has {}", got.len(), want.len()));
             return;
@@ -67,7 +81,7 @@ impl Tally {
             } else if !g.is_finite() || !w.is_finite() {
                 (f64::INFINITY, f64::INFINITY)
             } else {
-                ((g - w).abs() / (atol + rtol * w.abs()), (g - w).abs())
+                ((g - w).abs() / tolerance(i, *w), (g - w).abs())
             };
             // `!(ratio <= worst)` also catches a NaN ratio (0/0 with zero tolerance).
             if !(ratio <= self.worst_ratio) {
@@ -77,23 +91,6 @@ impl Tally {
             }
         }
         self.compared += got.len();
-    }
-
-    /// Compares element by element, each within its own absolute bound.
-    pub fn within(&mut self, what: &str, got: &[f32], want: &[f64], bounds: &[f64]) {
-        if got.len() != want.len() || got.len() != bounds.len() {
-            self.fault(format!("{what}: {} values, {} in the reference, {} bounds", got.len(), want.len(), bounds.len()));
-            return;
-        }
-        let ratio = |i: usize| {
-            let (g, w) = (got[i] as f64, want[i]);
-            if g == w { 0.0 } else if !g.is_finite() || !w.is_finite() { f64::INFINITY } else { (g - w).abs() / bounds[i] }
-        };
-        let worst = (0..got.len()).max_by(|&a, &b| ratio(a).total_cmp(&ratio(b)));
-        if let Some(i) = worst {
-            self.close(&format!("{what} element {i}"), &got[i..=i], &want[i..=i], bounds[i], 0.0);
-            self.compared += got.len() - 1;
-        }
     }
 
     /// Records a failure that is not a tolerance (wrong winner index, a value that must be exact).

@@ -4,7 +4,7 @@
 
 use super::{Check, Size, Tally};
 use crate::features::{Extractor, FeatureConfig};
-use crate::gpu::{DType, Gpu, Tensor, Texture};
+use crate::gpu::{DType, Gpu, LoweredLimits, Tensor, Texture};
 use crate::ops::filterbank::{self, Filterbank};
 use crate::ops::stft::{self, SpectrumLayout};
 use crate::rng::SplitMix64;
@@ -18,15 +18,6 @@ pub(super) fn checks() -> Vec<Check> {
         Check { name: "features-vs-librosa", family: "features", run: features_vs_librosa },
         Check { name: "built-in-model", family: "end-to-end", run: built_in_model },
     ]
-}
-
-/// Restores the device's texture side when dropped, after a check lowered it.
-struct TextureSide<'g>(&'g Gpu);
-
-impl Drop for TextureSide<'_> {
-    fn drop(&mut self) {
-        self.0.set_texture_side_limit_for_tests(u32::MAX);
-    }
 }
 
 /// Uploads clips as the feature pipeline lays them out: concatenated samples, a clip table and
@@ -56,12 +47,12 @@ fn upload_clips(g: &Gpu, clips: &[Vec<f32>], layout: &SpectrumLayout, aligned: b
 /// 2 when log2(n_fft / 2) is odd, radix 4 when even), both read paths (clips padded to whole
 /// texels or not), and a signal wrapping over texture rows (the texture side lowered to 256).
 fn stft_power(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
-    let side_guard = TextureSide(g);
+    let limits = LoweredLimits::new(g);
     let all = [(16, 3, 0, false), (32, 5, 0, false), (64, 16, 0, true), (64, 16, 0, false), (512, 100, 0, true), (1024, 256, 0, true), (2048, 512, 0, false), (64, 16, 256, true)];
     let quick = [(16, 3, 0, false), (64, 16, 0, true), (1024, 256, 0, true), (64, 16, 256, true)];
     for (n_fft, hop, side, aligned) in if size == Size::Quick { &quick[..] } else { &all[..] } {
         let (n_fft, hop, side, aligned) = (*n_fft, *hop, *side, *aligned);
-        g.set_texture_side_limit_for_tests(if side == 0 { u32::MAX } else { side });
+        limits.texture_side(if side == 0 { u32::MAX } else { side });
         let layout = SpectrumLayout::new(n_fft, hop)?;
         // Lengths below one frame, odd ones, one sample, and a few frames' worth.
         let lens = [1usize, 2, n_fft / 2 + 1, n_fft - 1, 3 * n_fft + 7, 2500];
@@ -91,7 +82,6 @@ fn stft_power(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Resul
             }
         }
     }
-    drop(side_guard);
     Ok(())
 }
 

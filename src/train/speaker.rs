@@ -133,7 +133,7 @@ mod tests {
     use crate::features::FeatureConfig;
 
     fn clip(path: &str) -> ClipInfo {
-        ClipInfo { path: path.into(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None }
+        ClipInfo::unlabelled(path)
     }
 
     #[test]

@@ -22,30 +22,10 @@ pub fn gpu() -> MutexGuard<'static, Shared> {
     lock.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Lowered device limits for one test (split dispatches, chunked textures without huge
-/// inputs); the device limits come back when this is dropped, even if the test fails.
-pub struct LoweredLimits<'a>(&'a Gpu);
-
-impl<'a> LoweredLimits<'a> {
-    pub fn new(gpu: &'a Gpu) -> Self {
-        LoweredLimits(gpu)
-    }
-
-    pub fn texture_side(&self, limit: u32) {
-        self.0.set_texture_side_limit_for_tests(limit);
-    }
-
-    pub fn dispatch_dim(&self, limit: u32) {
-        self.0.set_dispatch_dim_limit_for_tests(limit);
-    }
-}
-
-impl Drop for LoweredLimits<'_> {
-    fn drop(&mut self) {
-        self.0.set_texture_side_limit_for_tests(u32::MAX);
-        self.0.set_dispatch_dim_limit_for_tests(u32::MAX);
-    }
-}
+/// Lowered device limits for one test, restored when dropped (the library's, which
+/// `ser selftest` uses too).
+#[allow(unused_imports)]
+pub use ser::gpu::LoweredLimits;
 
 /// The library's seeded generator (SplitMix64), with `uniform` and `vec` for test data.
 #[allow(unused_imports)]
@@ -60,23 +40,10 @@ pub fn fresh_seed(test: &str) -> u64 {
     seed
 }
 
-/// Max |got - want| / (atol + rtol * |want|) must stay <= 1; reports the worst element.
+/// Max |got - want| / (atol + rtol * |want|) must stay <= 1; reports the worst element. The
+/// comparison is `ser selftest`'s (a NaN where a number is due fails).
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut worst = (0.0f64, 0usize);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let g = *g as f64;
-        let bad = if g == *w {
-            0.0
-        } else if w.is_nan() { if g.is_nan() { 0.0 } else { f64::INFINITY } } else if !g.is_finite() && g != *w {
-            f64::INFINITY
-        } else {
-            (g - w).abs() / (atol + rtol * w.abs())
-        };
-        if !(bad <= worst.0) {
-            worst = (bad, i);
-        }
-    }
-    let i = worst.1;
-    assert!(worst.0 <= 1.0, "{what}: element {i} is {} but the reference says {} (error ratio {})", got[i], want[i], worst.0);
+    let mut t = ser::selftest::Tally::default();
+    t.close(what, got, want, atol, rtol);
+    assert!(t.passed(), "{} (error ratio {}){}", t.worst_at, t.worst_ratio, t.faults.join("; "));
 }
