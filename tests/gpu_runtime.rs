@@ -182,6 +182,16 @@ fn gemm_rejects_shapes_that_do_not_chain() {
     let sq = g.empty(&[4, 4], DType::F32).unwrap();
     let err = gemm::gemm(&mut step, &sq, &sq.clone(), None, &sq, &GemmOptions::default()).unwrap_err();
     assert!(err.to_string().contains("also bound"), "{err}");
+    // tex8-shared's tile width must be a power of two up to 64, on both entry points.
+    let (a, b, c) = (g.empty(&[4, 5], DType::F32).unwrap(), g.empty(&[5, 40], DType::F32).unwrap(), g.empty(&[4, 40], DType::F32).unwrap());
+    for w in [0, 3, 128] {
+        let o = GemmOptions { kernel: GemmKernel::Tex8Shared, row_lanes: Some(w), ..Default::default() };
+        let err = gemm::gemm(&mut step, &a, &b, None, &c, &o).unwrap_err();
+        assert!(err.to_string().contains("row_lanes"), "{err}");
+        let packed = gemm::PackedA::new(&mut step, &a, false).unwrap();
+        let err = gemm::gemm_packed_a(&mut step, &packed, &b, None, &c, &o).unwrap_err();
+        assert!(err.to_string().contains("row_lanes"), "{err}");
+    }
 }
 
 fn poisoned(g: &ser::gpu::Gpu, n: usize) -> ser::gpu::Tensor {

@@ -144,6 +144,16 @@ impl Default for GemmOptions {
     }
 }
 
+impl GemmOptions {
+    /// Refuses options no kernel can run (checked by every entry point).
+    fn check(&self) -> Result<()> {
+        if self.row_lanes.is_some_and(|w| !w.is_power_of_two() || w > 64) {
+            bail!("gemm: row_lanes {:?} must be a power of two up to 64", self.row_lanes);
+        }
+        Ok(())
+    }
+}
+
 /// Sizes of one multiply, derived from tensor shapes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GemmDims {
@@ -236,9 +246,7 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
     if d.m * d.n * d.batch == 0 {
         return Ok(());
     }
-    if o.row_lanes.is_some_and(|w| !w.is_power_of_two() || w > 64) {
-        bail!("gemm: row_lanes {:?} must be a power of two up to 64", o.row_lanes);
-    }
+    o.check()?;
     let kernel = o.kernel.for_dims(&d, o);
     if kernel.is_packed() {
         return gemm_packed(step, (a, off_a), (b, off_b), bias, (c, off_c), d, o);
@@ -624,6 +632,7 @@ pub fn gemm_packed_a(step: &mut Step, a: &PackedA, b: &Tensor, bias: Option<&Ten
 pub fn gemm_packed_a_at(step: &mut Step, a: &PackedA, (b, off_b): (&Tensor, usize), bias: Option<&Tensor>, (c, off_c): (&Tensor, usize), n: usize, o: &GemmOptions) -> Result<()> {
     // PackedA holds f32 texels, so B is packed in f32 too, whatever `o.precision` asks.
     let o = GemmOptions { trans_a: a.trans_a, precision: Precision::F32, ..*o };
+    o.check()?;
     let d = GemmDims { batch: 1, m: a.m, n, k: a.k, broadcast_b: false };
     if off_b + d.k * d.n > b.len() || off_c + d.m * d.n > c.len() {
         bail!("gemm: B at {off_b} or C at {off_c} does not fit {b:?} / {c:?} for {d:?}");
