@@ -9,8 +9,8 @@
 mod kernels;
 mod pipeline;
 
-pub use kernels::{GemmCase, check_gemm, run_gemm};
-pub use pipeline::{EMBEDDED_GOLDENS, Golden, MODEL_TOLERANCE, compare_with_librosa};
+pub use kernels::check_gemm;
+pub use pipeline::{Golden, compare_with_librosa};
 
 use crate::gpu::Gpu;
 use crate::rng::SplitMix64;

@@ -20,6 +20,7 @@ python="${PYTHON:-python3}"
 mkdir -p "$out"
 log="$out/check.log"
 : > "$log"
+: > "$out/steps.tsv"
 status=0
 
 step() { # step NAME SECONDS OUTFILE COMMAND...: runs one step with its limit, stdout to OUTFILE
@@ -30,6 +31,7 @@ step() { # step NAME SECONDS OUTFILE COMMAND...: runs one step with its limit, s
     timeout "$limit" "$@" > "$file" 2>> "$log"
     local rc=$?
     echo "   $name: exit $rc after $((SECONDS - start)) s" | tee -a "$log"
+    printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - start))" >> "$out/steps.tsv"
     return $rc
 }
 

@@ -4,7 +4,8 @@ the PyTorch peer's, as summary.json and summary.md in the output folder.
     python3 tools/gpu/summarise.py OUT_DIR
 
 Reads OUT_DIR/{devices.json, selftest.jsonl, gemm.jsonl, features.jsonl, train.jsonl,
-torch.jsonl}; a missing or partial file leaves its rows out and is named in the summary.
+torch.jsonl} and check.sh's steps.tsv (step, exit status, seconds); a missing file, and a step
+that failed or ran out of time (its rows partial), is named in the summary.
 Ratios are PyTorch time / ser time (above 1: ser faster), on the same GPU.
 """
 import json, os, sys
@@ -34,6 +35,15 @@ def shape_key(r):
 
 def summarise(out):
     notes = []
+    steps = os.path.join(out, "steps.tsv")
+    if os.path.exists(steps):
+        with open(steps) as f:
+            for line in f:
+                name, rc, secs = (line.rstrip("\n").split("\t") + ["", "", ""])[:3]
+                if rc == "124":
+                    notes.append(f"{name}: stopped at its time limit after {secs} s (rows partial)")
+                elif rc not in ("0", ""):
+                    notes.append(f"{name}: exit status {rc} after {secs} s")
     selftest = read_jsonl(os.path.join(out, "selftest.jsonl"), notes)
     gemm = read_jsonl(os.path.join(out, "gemm.jsonl"), notes)
     feats = read_jsonl(os.path.join(out, "features.jsonl"), notes)

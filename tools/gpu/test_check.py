@@ -29,7 +29,10 @@ with tempfile.TemporaryDirectory() as out:
     ]
     with open(os.path.join(out, "torch.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in peer)
+    with open(os.path.join(out, "steps.tsv"), "w") as f:
+        f.write("devices\t0\t0\ngemm\t124\t90\ntorch\t1\t3\n")
     s = summarise.summarise(out)
+    assert s["notes"] == ["gemm: stopped at its time limit after 90 s (rows partial)", "torch: exit status 1 after 3 s"], s["notes"]
     assert s["adapters"], s
     assert s["selftest"]["checks"] == 2 and not s["selftest"]["failed"], s["selftest"]
     square = [r for r in s["gemm"] if (r["m"], r["n"], r["k"]) == (64, 64, 64)]
