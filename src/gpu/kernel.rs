@@ -89,6 +89,22 @@ pub const GEMM_SUBGROUP_WGSL: ShaderFile = ShaderFile {
     needs_subgroups: true,
 };
 
+/// The portable buffer-operand kernels (gemm_tile.wgsl) on gemm.wgsl's interface, f32 tiles.
+pub const GEMM_TILE_WGSL: ShaderFile = ShaderFile {
+    name: "gemm_tile.wgsl",
+    source: concat!("alias TileScalar = f32;\n", include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_tile.wgsl")),
+    needs_f16: false,
+    needs_subgroups: false,
+};
+
+/// The same kernels with half-precision operand tiles (SHADER_F16).
+pub const GEMM_TILE_F16_WGSL: ShaderFile = ShaderFile {
+    name: "gemm_tile_f16.wgsl",
+    source: concat!("enable f16;\nalias TileScalar = f16;\n", include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_tile.wgsl")),
+    needs_f16: true,
+    needs_subgroups: false,
+};
+
 pub const ELEMENTWISE_WGSL: ShaderFile = ShaderFile {
     name: "elementwise.wgsl",
     source: include_str!("../../shaders/elementwise.wgsl"),
@@ -184,6 +200,8 @@ pub const KERNEL_WGSL: ShaderFile = ShaderFile {
 pub const SHADERS: &[&ShaderFile] = &[
     &GEMM_WGSL,
     &GEMM_SUBGROUP_WGSL,
+    &GEMM_TILE_WGSL,
+    &GEMM_TILE_F16_WGSL,
     &ELEMENTWISE_WGSL,
     &STFT_WGSL,
     &FILTERBANK_WGSL,

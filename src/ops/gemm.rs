@@ -1,7 +1,7 @@
 //! General matrix multiply (shaders/gemm.wgsl) with transposed operands, batching, bias and
 //! ReLU epilogues: the op dense and convolution layers lower onto.
 
-use crate::gpu::{Access, GEMM_SUBGROUP_WGSL, GEMM_WGSL, KernelSpec, Step, TexelFormat, Tensor, Texture};
+use crate::gpu::{Access, GEMM_SUBGROUP_WGSL, GEMM_TILE_F16_WGSL, GEMM_TILE_WGSL, GEMM_WGSL, KernelSpec, Step, TexelFormat, Tensor, Texture};
 use anyhow::{Result, bail};
 
 /// The kernel shapes in gemm.wgsl. All compute the same thing; they differ in speed by adapter.
@@ -23,10 +23,48 @@ pub enum GemmKernel {
     /// Tex8 with A's texels fetched once per subgroup and broadcast to its lanes; runs as Tex8
     /// on devices without subgroups or without one fixed subgroup size (dividing 64, >= 8).
     Tex8Shared,
+    /// Portable family (gemm_tile.wgsl): 32x32 tiles in workgroup memory, 8x8 invocations of 4x4.
+    Tile32,
+    /// 64x64 tiles, 16x16 invocations of 4x4 outputs, 16 k per stage.
+    Tile64,
+    /// 64x64 tiles, 16x8 invocations of 8x4 outputs (fewer invocations, more registers each).
+    Tile64R8,
+    /// 128x64 tiles, 16x16 invocations of 8x4 outputs, 8 k per stage.
+    Tile128,
+}
+
+/// One configuration of the portable tile kernels: its override constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileConfig {
+    /// Rows of C per invocation (4 or 8: the entry point); each invocation owns 4 columns.
+    pub rows: usize,
+    pub wg_x: usize,
+    pub wg_y: usize,
+    /// k staged per barrier pair (a multiple of 4).
+    pub tile_k: usize,
+}
+
+impl TileConfig {
+    pub fn block_rows(&self) -> usize {
+        self.rows * self.wg_y
+    }
+
+    pub fn block_cols(&self) -> usize {
+        4 * self.wg_x
+    }
+
+    /// Fits the shader's workgroup arrays (BM * TILE_K <= 2048, BN * TILE_K <= 1024 values).
+    fn fits(&self) -> bool {
+        matches!(self.rows, 4 | 8)
+            && self.tile_k % 4 == 0
+            && self.block_rows() * self.tile_k <= 2048
+            && self.block_cols() * self.tile_k <= 1024
+            && self.wg_x * self.wg_y <= 256
+    }
 }
 
 impl GemmKernel {
-    pub const ALL: [GemmKernel; 7] = [
+    pub const ALL: [GemmKernel; 11] = [
         GemmKernel::Naive,
         GemmKernel::Tiled16,
         GemmKernel::Reg4x4,
@@ -34,19 +72,47 @@ impl GemmKernel {
         GemmKernel::Vec4x8,
         GemmKernel::Tex8,
         GemmKernel::Tex8Shared,
+        GemmKernel::Tile32,
+        GemmKernel::Tile64,
+        GemmKernel::Tile64R8,
+        GemmKernel::Tile128,
     ];
+
+    /// The portable family's configuration, None for the other kernels.
+    pub fn tile_config(self) -> Option<TileConfig> {
+        let (rows, wg_x, wg_y, tile_k) = match self {
+            GemmKernel::Tile32 => (4, 8, 8, 16),
+            GemmKernel::Tile64 => (4, 16, 16, 16),
+            GemmKernel::Tile64R8 => (8, 16, 8, 16),
+            GemmKernel::Tile128 => (8, 16, 16, 8),
+            _ => return None,
+        };
+        Some(TileConfig { rows, wg_x, wg_y, tile_k })
+    }
+
+    /// Whether this kernel multiplies operands of this precision.
+    pub fn takes(self, precision: Precision) -> bool {
+        match precision {
+            Precision::F32 => true,
+            Precision::Bf16 => self.is_packed(),
+            Precision::F16 => self.tile_config().is_some(),
+        }
+    }
+
+    /// The name on the command line and in tuning files (`clap`'s spelling).
+    pub fn name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+    }
+
+    /// Parses [`GemmKernel::name`].
+    pub fn from_name(name: &str) -> Option<GemmKernel> {
+        GemmKernel::ALL.into_iter().find(|k| k.name() == name)
+    }
 
     /// Fastest measured on every adapter so far (docs/RESULTS.md); `SER_GEMM_KERNEL` overrides.
     pub fn preferred() -> GemmKernel {
-        match std::env::var("SER_GEMM_KERNEL").ok().as_deref() {
-            Some("naive") => GemmKernel::Naive,
-            Some("tiled16") => GemmKernel::Tiled16,
-            Some("reg4x4") => GemmKernel::Reg4x4,
-            Some("vec4") => GemmKernel::Vec4,
-            Some("vec4x8") => GemmKernel::Vec4x8,
-            Some("tex8") => GemmKernel::Tex8,
-            _ => GemmKernel::Tex8Shared,
-        }
+        std::env::var("SER_GEMM_KERNEL").ok().and_then(|n| GemmKernel::from_name(&n)).unwrap_or(GemmKernel::Tex8Shared)
     }
 
     fn spec(self) -> &'static KernelSpec {
@@ -63,6 +129,9 @@ impl GemmKernel {
             GemmKernel::Vec4 => &VEC4,
             GemmKernel::Vec4x8 => &VEC4X8,
             GemmKernel::Tex8 | GemmKernel::Tex8Shared => unreachable!("gemm_at sends Tex8 through launch_tex8"),
+            GemmKernel::Tile32 | GemmKernel::Tile64 | GemmKernel::Tile64R8 | GemmKernel::Tile128 => {
+                unreachable!("gemm_at sends the tile family through launch_tile")
+            }
         }
     }
 
@@ -87,6 +156,9 @@ impl GemmKernel {
             GemmKernel::Tiled16 => 16,
             GemmKernel::Reg4x4 | GemmKernel::Vec4 => 32,
             GemmKernel::Vec4x8 | GemmKernel::Tex8 | GemmKernel::Tex8Shared => 64,
+            GemmKernel::Tile32 | GemmKernel::Tile64 | GemmKernel::Tile64R8 | GemmKernel::Tile128 => {
+                unreachable!("the tile family's blocks are not square")
+            }
         }
     }
 }
@@ -101,13 +173,16 @@ pub enum Precision {
     /// bfloat16 operands (8 significant bits, f32's exponent range), f32 sums: half the texel
     /// fetches of F32. Only the packed kernels (tex8, tex8-shared) take it.
     Bf16,
+    /// IEEE half operands (11 significant bits, |x| up to 65504), f32 products and sums: half
+    /// the workgroup memory of F32. The tile family takes it, on adapters with SHADER_F16.
+    F16,
 }
 
 impl Precision {
     /// k values per packed texel.
     fn k_per_texel(self) -> usize {
         match self {
-            Precision::F32 => 4,
+            Precision::F32 | Precision::F16 => 4,
             Precision::Bf16 => 8,
         }
     }
@@ -248,13 +323,44 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
     }
     o.check()?;
     let kernel = o.kernel.for_dims(&d, o);
+    if !kernel.takes(o.precision) {
+        bail!("gemm: kernel {} does not take {:?} operands", kernel.name(), o.precision);
+    }
     if kernel.is_packed() {
         return gemm_packed(step, (a, off_a), (b, off_b), bias, (c, off_c), d, o);
     }
-    if o.precision != Precision::F32 {
-        bail!("gemm: {:?} operands need a packed kernel (tex8, tex8-shared), not {kernel:?}", o.precision);
+    let p = buffer_params(&d, o, (off_a, off_b, off_c))?;
+    let constants = vec![
+        ("TRANS_A", o.trans_a as u8 as f64),
+        ("TRANS_B", o.trans_b as u8 as f64),
+        ("HAS_BIAS", bias.is_some() as u8 as f64),
+        ("RELU", o.relu as u8 as f64),
+    ];
+    if let Some(t) = kernel.tile_config() {
+        return launch_tile(step, kernel, t, &d, o, &p, constants, [a, b, c], bias);
     }
-    let p = Params {
+    let tile = kernel.tile();
+    let grid = [super::groups(d.n, tile)?, super::groups(d.m, tile)?, u32_of(d.batch, "batch")?];
+    let label = buffer_label(kernel.name(), o, bias.is_some());
+    let bias = bias.unwrap_or(step.gpu().placeholder()).clone();
+    step.dispatch(kernel.spec(), &constants, &[a, b, &bias, c], bytemuck::bytes_of(&p), grid, label)?;
+    step.count_flops(d.flops());
+    Ok(())
+}
+
+fn buffer_label(kernel: String, o: &GemmOptions, has_bias: bool) -> String {
+    format!(
+        "gemm.{kernel}[{}{}{}{}]",
+        if o.trans_a { "T" } else { "N" },
+        if o.trans_b { "T" } else { "N" },
+        if o.relu { ",relu" } else { "" },
+        if has_bias { ",bias" } else { "" },
+    )
+}
+
+/// The params of a buffer-operand kernel: dense row strides from the dims and transposes.
+fn buffer_params(d: &GemmDims, o: &GemmOptions, (off_a, off_b, off_c): (usize, usize, usize)) -> Result<Params> {
+    Ok(Params {
         m: u32_of(d.m, "M")?,
         n: u32_of(d.n, "N")?,
         k: u32_of(d.k, "K")?,
@@ -274,27 +380,56 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
         _pad2: 0,
         _pad3: [0; 2],
         _pad4: 0,
+    })
+}
+
+/// One launch of the portable tile family. Vector loads are switched on per operand where the
+/// host proves every vector whole and 16-byte aligned: the contiguous dimension (K, or M for a
+/// transposed A, N for an untransposed B) a multiple of 4 (offsets already are).
+#[allow(clippy::too_many_arguments)]
+fn launch_tile(
+    step: &mut Step,
+    kernel: GemmKernel,
+    t: TileConfig,
+    d: &GemmDims,
+    o: &GemmOptions,
+    p: &Params,
+    mut constants: Vec<(&'static str, f64)>,
+    [a, b, c]: [&Tensor; 3],
+    bias: Option<&Tensor>,
+) -> Result<()> {
+    const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite];
+    const F32_4: KernelSpec = KernelSpec { shader: &GEMM_TILE_WGSL, entry: "gemm_tile4", bindings: BINDINGS };
+    const F32_8: KernelSpec = KernelSpec { shader: &GEMM_TILE_WGSL, entry: "gemm_tile8", bindings: BINDINGS };
+    const F16_4: KernelSpec = KernelSpec { shader: &GEMM_TILE_F16_WGSL, entry: "gemm_tile4", bindings: BINDINGS };
+    const F16_8: KernelSpec = KernelSpec { shader: &GEMM_TILE_F16_WGSL, entry: "gemm_tile8", bindings: BINDINGS };
+    if !t.fits() {
+        bail!("gemm: tile configuration {t:?} does not fit gemm_tile.wgsl's workgroup arrays");
+    }
+    let f16 = o.precision == Precision::F16;
+    if f16 && !step.gpu().has_f16() {
+        bail!("gemm: f16 operands need the shader-f16 feature, which {} lacks", step.gpu().label());
+    }
+    let vec_a = if o.trans_a { d.m % 4 == 0 } else { d.k % 4 == 0 };
+    let vec_b = if o.trans_b { d.k % 4 == 0 } else { d.n % 4 == 0 };
+    constants.extend([
+        ("WG_X", t.wg_x as f64),
+        ("WG_Y", t.wg_y as f64),
+        ("TILE_K", t.tile_k as f64),
+        ("VEC_A", vec_a as u8 as f64),
+        ("VEC_B", vec_b as u8 as f64),
+    ]);
+    let spec = match (f16, t.rows) {
+        (false, 4) => &F32_4,
+        (false, _) => &F32_8,
+        (true, 4) => &F16_4,
+        (true, _) => &F16_8,
     };
-    let tile = kernel.tile();
-    let grid = [super::groups(d.n, tile)?, super::groups(d.m, tile)?, u32_of(d.batch, "batch")?];
-    let constants = [
-        ("TRANS_A", o.trans_a as u8 as f64),
-        ("TRANS_B", o.trans_b as u8 as f64),
-        ("HAS_BIAS", bias.is_some() as u8 as f64),
-        ("RELU", o.relu as u8 as f64),
-    ];
-    let has_bias = bias.is_some();
+    let grid = [super::groups(d.n, t.block_cols())?, super::groups(d.m, t.block_rows())?, u32_of(d.batch, "batch")?];
+    let label = buffer_label(format!("{}{}", kernel.name(), if f16 { ".f16" } else { "" }), o, bias.is_some());
     let bias = bias.unwrap_or(step.gpu().placeholder()).clone();
-    let label = format!(
-        "gemm.{:?}[{}{}{}{}]",
-        kernel,
-        if o.trans_a { "T" } else { "N" },
-        if o.trans_b { "T" } else { "N" },
-        if o.relu { ",relu" } else { "" },
-        if has_bias { ",bias" } else { "" },
-    );
-    step.dispatch(kernel.spec(), &constants, &[a, b, &bias, c], bytemuck::bytes_of(&p), grid, label)?;
-    step.count_flops(2.0 * (d.batch * d.m * d.n * d.k) as f64);
+    step.dispatch(spec, &constants, &[a, b, &bias, c], bytemuck::bytes_of(p), grid, label)?;
+    step.count_flops(d.flops());
     Ok(())
 }
 
@@ -353,6 +488,7 @@ fn pack(step: &mut Step, x: &Operand, k: usize, precision: Precision, (first_bat
     let (spec, format) = match precision {
         Precision::F32 => (&PACK, TexelFormat::Rgba32Float),
         Precision::Bf16 => (&PACK_BF16, TexelFormat::Rgba32Uint),
+        Precision::F16 => bail!("gemm: the packed kernels take f32 or bf16 operands, not f16"),
     };
     let padded_rows = rows.next_multiple_of(8);
     let width = k.div_ceil(precision.k_per_texel());

@@ -16,6 +16,8 @@ pub(super) fn checks() -> Vec<Check> {
         Check { name: "gemm.shared", family: "gemm", run: gemm_shared },
         Check { name: "gemm.bf16", family: "gemm", run: gemm_bf16 },
         Check { name: "gemm.bf16-exact", family: "gemm", run: gemm_bf16_exact },
+        Check { name: "gemm.f16", family: "gemm", run: gemm_f16 },
+        Check { name: "gemm.f16-exact", family: "gemm", run: gemm_f16_exact },
         Check { name: "elementwise", family: "elementwise", run: elementwise },
         Check { name: "conv1d", family: "layers", run: conv1d },
         Check { name: "batch-norm", family: "layers", run: batch_norm },
@@ -160,22 +162,42 @@ fn gemm_shared(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Resu
     Ok(())
 }
 
-/// Rounding each operand to bfloat16 (8 significant bits, round to nearest even) moves each
-/// product by at most (2 u + u^2) of its size, u = 2^-8; the f32 sums add k * eps. So every
-/// output must lie within 2^-7 * sum_k |a| |b| (+ the f32 term) of the float64 reference,
-/// whatever the shape, transposes, batches and epilogue. K values not a multiple of 8 check the
-/// zero padding of the last texel.
-fn gemm_bf16(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+/// The kernels that take each reduced precision, with the ROW_LANES values worth covering.
+fn reduced_kernels(precision: Precision) -> Vec<(GemmKernel, Option<u32>)> {
+    match precision {
+        Precision::Bf16 => vec![(GemmKernel::Tex8, None), (GemmKernel::Tex8Shared, None), (GemmKernel::Tex8Shared, Some(1)), (GemmKernel::Tex8Shared, Some(64))],
+        _ => GemmKernel::ALL.into_iter().filter(|k| k.takes(precision) && k.tile_config().is_some()).map(|k| (k, None)).collect(),
+    }
+}
+
+/// f16 kernels need SHADER_F16: without it the check only verifies that they are refused.
+fn f16_missing(g: &Gpu, t: &mut Tally) -> bool {
+    if g.has_f16() {
+        return false;
+    }
+    let o = GemmOptions { kernel: GemmKernel::Tile64, precision: Precision::F16, ..Default::default() };
+    let refused = run_gemm(g, &mut SplitMix64::new(1), None, false, (4, 4, 4), false, o, |rng, len| rng.vec(len, -1.0, 1.0));
+    t.require(refused.as_ref().is_err_and(|e| e.to_string().contains("shader-f16")), || "f16 operands on an adapter without shader-f16 were not refused".into());
+    t.skipped = Some("no shader-f16 on this adapter".into());
+    true
+}
+
+/// Rounding each operand to `precision` (round to nearest even, u = 2^-8 for bfloat16, 2^-11
+/// for f16) moves each product by at most (2 u + u^2) of its size; the f32 sums add k * eps. So
+/// every output must lie within 2u(1 + u) * sum_k |a| |b| (+ the f32 term) of the float64
+/// reference, whatever the shape, transposes, batches and epilogue. K values not a multiple of 8
+/// check the zero padding of the last texel (bf16) and of the last tile stage (f16).
+fn gemm_reduced(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally, precision: Precision, u: f64) -> Result<()> {
     let transposes: &[(bool, bool)] = if size == Size::Quick { &[(false, true)] } else { &TRANSPOSES };
-    for (kernel, row_lanes) in [(GemmKernel::Tex8, None), (GemmKernel::Tex8Shared, None), (GemmKernel::Tex8Shared, Some(1)), (GemmKernel::Tex8Shared, Some(64))] {
+    for (kernel, row_lanes) in reduced_kernels(precision) {
         let mut largest = 0.0f64;
         for &(trans_a, trans_b) in transposes {
             for (batch, broadcast, (m, n, k)) in [(None, false, (13, 67, 31)), (None, false, (70, 130, 64)), (Some(3), true, (9, 40, 5)), (Some(2), false, (33, 7, 100))] {
                 for (relu, bias, alpha, beta) in [(false, false, 1.0, 0.0), (true, true, -0.5, 1.0)] {
-                    let o = GemmOptions { trans_a, trans_b, relu, alpha, beta, kernel, row_lanes, precision: Precision::Bf16 };
+                    let o = GemmOptions { trans_a, trans_b, relu, alpha, beta, kernel, row_lanes, precision };
                     let case = run_gemm(g, rng, batch, broadcast, (m, n, k), bias, o, |rng, len| rng.vec(len, -1.0, 1.0))?;
-                    let bounds: Vec<f64> = case.scale.iter().map(|s| s / 128.0 + 4.0 * k as f64 * f32::EPSILON as f64 + 1e-6).collect();
-                    t.within(&format!("bf16 {kernel:?} {o:?} {m}x{n}x{k}"), &case.got, &case.want, &bounds);
+                    let bounds: Vec<f64> = case.scale.iter().map(|s| s * 2.0 * u * (1.0 + u) + 4.0 * k as f64 * f32::EPSILON as f64 + 1e-6).collect();
+                    t.within(&format!("{precision:?} {kernel:?} {o:?} {m}x{n}x{k}"), &case.got, &case.want, &bounds);
                     for ((got, want), scale) in case.got.iter().zip(&case.want).zip(&case.scale) {
                         largest = largest.max((*got as f64 - want).abs() / scale.max(1e-30));
                     }
@@ -183,25 +205,47 @@ fn gemm_bf16(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result
             }
         }
         // The rounding is really there (a silent f32 fallback would pass the bound too).
-        t.require(largest > 1e-4, || format!("{kernel:?} row_lanes {row_lanes:?}: bf16 errors at most {largest} of the scale: operands were not rounded"));
+        t.require(largest > u / 16.0, || format!("{kernel:?} row_lanes {row_lanes:?}: {precision:?} errors at most {largest} of the scale: operands were not rounded"));
     }
     Ok(())
 }
 
-/// Small integers are exact in bfloat16 and their products and sums exact in f32, so any
-/// mismatch is a layout fault (pairing of even and odd k, padding, batch or row offsets).
-fn gemm_bf16_exact(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
+fn gemm_bf16(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    gemm_reduced(g, rng, size, t, Precision::Bf16, 2f64.powi(-8))
+}
+
+fn gemm_f16(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    if f16_missing(g, t) {
+        return Ok(());
+    }
+    gemm_reduced(g, rng, size, t, Precision::F16, 2f64.powi(-11))
+}
+
+/// Small integers are exact in bfloat16 and f16 and their products and sums exact in f32, so
+/// any mismatch is a layout fault (pairing of even and odd k, padding, batch or row offsets).
+fn gemm_exact(g: &Gpu, rng: &mut SplitMix64, t: &mut Tally, precision: Precision) -> Result<()> {
     let ints = |rng: &mut SplitMix64, len: usize| (0..len).map(|_| (rng.next_u64() % 17) as f32 - 8.0).collect::<Vec<f32>>();
-    for (kernel, row_lanes) in [(GemmKernel::Tex8, None), (GemmKernel::Tex8Shared, None), (GemmKernel::Tex8Shared, Some(1)), (GemmKernel::Tex8Shared, Some(64))] {
+    for (kernel, row_lanes) in reduced_kernels(precision) {
         for (trans_a, trans_b) in [(false, false), (true, true)] {
             for (batch, broadcast, (m, n, k)) in [(None, false, (1, 33, 1)), (None, false, (19, 45, 23)), (Some(4), true, (11, 64, 17)), (Some(2), false, (8, 9, 8))] {
-                let o = GemmOptions { trans_a, trans_b, kernel, row_lanes, precision: Precision::Bf16, ..Default::default() };
+                let o = GemmOptions { trans_a, trans_b, kernel, row_lanes, precision, ..Default::default() };
                 let case = run_gemm(g, rng, batch, broadcast, (m, n, k), true, o, ints)?;
-                t.close(&format!("exact bf16 {kernel:?} {m}x{n}x{k} {o:?}"), &case.got, &case.want, 0.0, 0.0);
+                t.close(&format!("exact {precision:?} {kernel:?} {m}x{n}x{k} {o:?}"), &case.got, &case.want, 0.0, 0.0);
             }
         }
     }
     Ok(())
+}
+
+fn gemm_bf16_exact(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
+    gemm_exact(g, rng, t, Precision::Bf16)
+}
+
+fn gemm_f16_exact(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
+    if f16_missing(g, t) {
+        return Ok(());
+    }
+    gemm_exact(g, rng, t, Precision::F16)
 }
 
 fn elementwise(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {

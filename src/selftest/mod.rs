@@ -51,6 +51,9 @@ pub struct Tally {
     pub compared: usize,
     /// Failures that are not a numeric comparison (a wrong index, a refused shape).
     pub faults: Vec<String>,
+    /// Why the check's kernels cannot run on this adapter (a missing feature), when they cannot;
+    /// the check then verifies only that they are refused with an error.
+    pub skipped: Option<String>,
 }
 
 impl Tally {
@@ -123,6 +126,8 @@ pub struct CheckResult {
     pub worst_at: String,
     pub compared: usize,
     pub faults: Vec<String>,
+    /// Why it did not run on this adapter (a feature the adapter lacks); it still passes.
+    pub skipped: Option<String>,
     /// Set when the check could not run at all (a kernel failed to compile, say).
     pub error: Option<String>,
     pub seconds: f64,
@@ -162,6 +167,7 @@ pub fn run_one(gpu: &Gpu, check: &Check, seed: u64, size: Size) -> CheckResult {
         worst_at: tally.worst_at,
         compared: tally.compared,
         faults: tally.faults,
+        skipped: tally.skipped,
         error,
         seconds: start.elapsed().as_secs_f64(),
         seed,
@@ -177,7 +183,11 @@ pub fn by_name(name: &str) -> Option<Check> {
 pub fn table(adapter: &str, results: &[CheckResult]) -> String {
     let mut s = format!("selftest on {adapter}\n\n| check | family | result | worst error / tolerance | worst abs error | values | seconds |\n|---|---|---|---:|---:|---:|---:|\n");
     for r in results {
-        let verdict = if r.passed { "pass" } else { "FAIL" };
+        let verdict = match (&r.skipped, r.passed) {
+            (_, false) => "FAIL".to_string(),
+            (Some(why), true) => format!("skipped: {why}"),
+            (None, true) => "pass".to_string(),
+        };
         s += &format!("| {} | {} | {verdict} | {:.3} | {:.2e} | {} | {:.2} |\n", r.name, r.family, r.worst_ratio, r.worst_abs, r.compared, r.seconds);
     }
     for r in results.iter().filter(|r| !r.passed) {
