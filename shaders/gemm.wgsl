@@ -466,3 +466,20 @@ fn bf16_block(z: u32, row0: u32, col0: u32) {
     }
     store_block8(z, row0, col0, acc);
 }
+
+// unpack_rows: the inverse of pack_rows for one f32 matrix: texel (x, y) of a packed texture
+// (rows first_row.., `rows` of them, `width` texels each) becomes elements 4x..4x+4 of row y of
+// a dense [rows, 4 * width] buffer. For operands that arrive packed (the spectra the STFT writes)
+// when the kernel chosen for their multiply reads buffers.
+@group(0) @binding(1) var unpack_src: texture_2d<f32>;
+@group(0) @binding(2) var<storage, read_write> unpack_dst: array<vec4<f32>>;
+
+@compute @workgroup_size(8, 8, 1)
+fn unpack_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = logical_workgroup(wid, nwg, pp.grid);
+    let x = g.x * 8u + lid.x;
+    let y = g.y * 8u + lid.y;
+    if (g.w == 0u || x >= pp.width || y >= pp.rows) { return; }
+    unpack_dst[y * pp.width + x] = textureLoad(unpack_src, vec2<u32>(x, pp.first_row + y), 0);
+}

@@ -6,6 +6,7 @@ use crate::features::FeatureConfig;
 use crate::features::corpus;
 use crate::features::set::ClipInfo;
 use crate::gpu::{AdapterSelector, Gpu, KernelStat, ProfileReport, Tensor};
+use crate::ops::autotune;
 use crate::ops::gemm::{self, GemmDims, GemmKernel, GemmOptions, Precision};
 use anyhow::Result;
 use serde::Serialize;
@@ -61,7 +62,12 @@ impl GemmShape {
 #[derive(Clone, Debug, Serialize)]
 pub struct GemmResult {
     pub adapter: String,
+    /// The kernel asked for (`Auto`: the tuner's choice).
     pub kernel: GemmKernel,
+    /// The kernel that ran (Auto resolved; vec4 shapes fall back on unaligned rows).
+    pub ran: GemmKernel,
+    /// For `Auto`: the tuner's decision for this shape's bucket, every candidate's time.
+    pub tuning: Option<crate::ops::autotune::Choice>,
     pub precision: Precision,
     pub shape: GemmShape,
     pub clock: &'static str,
@@ -130,13 +136,16 @@ pub fn gemm_on(gpu: &Gpu, cfg: &GemmBenchConfig, mut progress: impl FnMut(&GemmR
     let mut out = Vec::new();
     gpu.set_profiling(true);
     let cells = cfg.kernels.iter().flat_map(|&k| cfg.precisions.iter().map(move |&p| (k, p)));
-    for (kernel, precision) in cells.filter(|&(k, p)| p == Precision::F32 || k.is_packed()) {
+    for (kernel, precision) in cells.filter(|&(k, p)| k.takes(p) && (p != Precision::F16 || gpu.has_f16())) {
         let err = check_kernel(gpu, kernel, precision)?;
         for shape in &cfg.shapes {
+            let dims = GemmDims { batch: 1, m: shape.m, n: shape.n, k: shape.k, broadcast_b: false };
+            let o = GemmOptions { kernel, precision, ..Default::default() };
+            let ran = gemm::kernel_for(gpu, &dims, &o)?;
+            let tuning = (kernel == GemmKernel::Auto).then(|| autotune::choice(gpu, &dims, &o)).flatten();
             let a = gpu.upload_f32(&pseudo_random(shape.m * shape.k, 3), &[shape.m, shape.k])?;
             let b = gpu.upload_f32(&pseudo_random(shape.k * shape.n, 4), &[shape.k, shape.n])?;
             let c = gpu.empty(&[shape.m, shape.n], crate::gpu::DType::F32)?;
-            let o = GemmOptions { kernel, precision, ..Default::default() };
             for _ in 0..cfg.warmup {
                 time_one(gpu, &a, &b, &c, &o)?;
             }
@@ -149,10 +158,12 @@ pub fn gemm_on(gpu: &Gpu, cfg: &GemmBenchConfig, mut progress: impl FnMut(&GemmR
             }
             times.sort_by(|x, y| x.0.total_cmp(&y.0));
             let (median, pack_ms) = times[times.len() / 2];
-            let flops = GemmDims { batch: 1, m: shape.m, n: shape.n, k: shape.k, broadcast_b: false }.flops();
+            let flops = dims.flops();
             let r = GemmResult {
                 adapter: gpu.label(),
                 kernel,
+                ran,
+                tuning,
                 precision,
                 shape: shape.clone(),
                 clock: gpu.profile().clock,
@@ -240,10 +251,11 @@ pub const CORRECT: f64 = 1e-4;
 pub fn gemm_table(results: &[GemmResult]) -> String {
     let mut s = String::from("| adapter | kernel | operands | shape | M x N x K | clock | median ms | GFLOP/s | packing | max rel err |\n|---|---|---|---|---|---|---:|---:|---:|---:|\n");
     for r in results {
+        let kernel = if r.kernel == r.ran { r.ran.name() } else { format!("{} -> {}", r.kernel.name(), r.ran.name()) };
         s += &format!(
-            "| {} | {:?} | {:?} | {} | {}x{}x{} | {} | {:.3} | {:.2} | {} | {:.1e} |\n",
+            "| {} | {} | {:?} | {} | {}x{}x{} | {} | {:.3} | {:.2} | {} | {:.1e} |\n",
             r.adapter,
-            r.kernel,
+            kernel,
             r.precision,
             r.shape.name,
             r.shape.m,
@@ -252,7 +264,7 @@ pub fn gemm_table(results: &[GemmResult]) -> String {
             r.clock,
             r.median_ms,
             r.gflops,
-            if r.kernel.is_packed() { format!("{:.0}%", 100.0 * r.pack_share) } else { "-".into() },
+            if r.ran.is_packed() { format!("{:.0}%", 100.0 * r.pack_share) } else { "-".into() },
             r.max_rel_error
         );
     }
@@ -273,8 +285,21 @@ pub fn gemm_table(results: &[GemmResult]) -> String {
             }
         }
         if let Some((k, g)) = best {
-            s += &format!("- {ad}: {k:?} ({g:.2} GFLOP/s)\n");
+            s += &format!("- {ad}: {} ({g:.2} GFLOP/s)\n", k.name());
         }
+    }
+    let tuned: Vec<&GemmResult> = results.iter().filter(|r| r.tuning.is_some()).collect();
+    if !tuned.is_empty() {
+        s += "\nAutotuner (`auto` rows): every candidate it timed on the shape's bucket, winner first:\n\n";
+    }
+    for r in tuned {
+        let c = r.tuning.as_ref().unwrap();
+        let mut cands: Vec<String> = c.candidates.iter().map(|k| match (k.ms, &k.error) {
+            (Some(ms), _) => format!("{} {ms:.3} ms", k.kernel),
+            (None, e) => format!("{} failed ({})", k.kernel, e.clone().unwrap_or_default()),
+        }).collect();
+        cands.sort_by_key(|x| !x.starts_with(&format!("{} ", c.kernel)));
+        s += &format!("- {} {} ({}x{}x{}, timed on {:?}, {:?}): **{}**; {}\n", r.adapter, r.shape.name, r.shape.m, r.shape.n, r.shape.k, c.timed_on, c.mode, c.kernel, cands.join(", "));
     }
     s
 }

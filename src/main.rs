@@ -298,7 +298,8 @@ struct TrainArgs {
     lr_patience: usize,
     /// Operand precision of the network's GEMMs while training: bf16 rounds them to bfloat16
     /// (sums, weights and optimiser state stay f32), about 1.3-1.5x faster GEMMs on lavapipe
-    /// (docs/RESULTS.md). The model is tested and saved in f32 either way.
+    /// (docs/RESULTS.md); f16 to half precision (the tile kernels, on adapters with
+    /// shader-f16). The model is tested and saved in f32 either way.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     precision: Precision,
     /// Models trained (same split, different seeds) and saved as one ensemble whose class
@@ -419,7 +420,7 @@ enum BenchCommand {
         /// Kernel shapes to try (default: all).
         #[arg(long, value_enum, value_delimiter = ',')]
         kernels: Vec<GemmKernel>,
-        /// Operand precisions to try (bf16 runs on the packed kernels only).
+        /// Operand precisions to try (bf16 runs on the packed kernels, f16 on the tile family where the adapter has shader-f16).
         #[arg(long, value_enum, value_delimiter = ',', default_value = "f32")]
         precision: Vec<Precision>,
         /// Timed repeats per cell (median reported).
@@ -519,6 +520,9 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // Tuning settings are read when the first multiply runs; a typo is reported up front.
+    ser::ops::autotune::AutotuneMode::from_env()?;
+    ser::ops::autotune::pin_from_env()?;
     match cli.command {
         Command::Devices { json } => devices(json),
         Command::Features(args) => features(args),
@@ -532,7 +536,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 sizes.iter().map(|s| GemmShape::parse(s)).collect::<Result<_>>()?
             };
-            let kernels = if kernels.is_empty() { GemmKernel::ALL.to_vec() } else { kernels };
+            let kernels = if kernels.is_empty() { std::iter::once(GemmKernel::Auto).chain(GemmKernel::ALL).collect() } else { kernels };
             let selectors = bench_adapters(&adapter, all_adapters)?;
             let cfg = GemmBenchConfig { shapes, kernels, precisions: precision, warmup, repeats, budget_s: 3.0 };
             let results = bench::gemm_all(
@@ -820,6 +824,10 @@ fn fit_and_test(
         "train_clips": train_set.len(),
         "validation_clips": val_set.len(),
         "test_clips": test_set.len(),
+        // Which GEMM kernel trained each shape bucket (the tuner's choices or a pin): with the
+        // seed, what it takes to reproduce these weights bit for bit on this adapter.
+        "adapter": gpu.label(),
+        "gemm_kernels": ser::ops::autotune::used(gpu),
     });
     if let (Some(t), serde_json::Value::Object(r)) = (training.as_object_mut(), record) {
         t.extend(r);
@@ -1097,10 +1105,19 @@ fn devices(json: bool) -> Result<()> {
     if adapters.is_empty() {
         anyhow::bail!("no GPU adapter found. {}", gpu::NO_ADAPTER_HELP);
     }
+    let tuned = |a: &gpu::AdapterReport| ser::ops::autotune::stored_choices(&ser::ops::autotune::key_of(a));
     if json {
-        println!("{}", serde_json::to_string_pretty(&adapters)?);
+        let mut list = Vec::new();
+        for a in &adapters {
+            let mut v = serde_json::to_value(a)?;
+            let choices: std::collections::BTreeMap<String, String> = tuned(a).into_iter().map(|(b, c)| (b, c.kernel)).collect();
+            v["gemm_tuned"] = serde_json::to_value(choices)?;
+            list.push(v);
+        }
+        println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
+    let file = ser::ops::autotune::default_file();
     for a in &adapters {
         println!("[{}] {} ({}, {})", a.index, a.name, a.backend, a.device_type);
         println!("    driver:      {} {}", a.driver, a.driver_info);
@@ -1116,6 +1133,15 @@ fn devices(json: bool) -> Result<()> {
             l.max_compute_invocations_per_workgroup,
             l.max_compute_workgroup_storage_size
         );
+        let choices = tuned(a);
+        if choices.is_empty() {
+            println!("    gemm tuned:  nothing yet (the first multiplies on this adapter are timed; SER_AUTOTUNE=off skips)");
+        } else {
+            println!("    gemm tuned:  {} shape buckets in {}", choices.len(), file.as_ref().map_or("-".into(), |f| f.display().to_string()));
+            for (bucket, c) in choices {
+                println!("      {bucket:<40} {}", c.kernel);
+            }
+        }
     }
     Ok(())
 }

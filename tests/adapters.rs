@@ -1,9 +1,11 @@
 //! Adapter choice and the command line, as a user meets them.
 
+mod common;
+
 use std::process::Command;
 
 fn ser() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ser"))
+    common::ser_command()
 }
 
 #[test]
@@ -49,10 +51,12 @@ fn bench_gemm_reports_every_kernel_and_marks_them_correct() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(rows.len(), 2 * ser::ops::gemm::GemmKernel::ALL.len());
+    // Every kernel plus the tuner's row ("auto", untuned here: it names the kernel that ran).
+    assert_eq!(rows.len(), 2 * (ser::ops::gemm::GemmKernel::ALL.len() + 1));
     for r in &rows {
         assert!(r["gflops"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["max_rel_error"].as_f64().unwrap() < ser::bench::CORRECT, "{r}");
+        assert_ne!(r["ran"], "auto", "{r}");
     }
 }
 

@@ -1,12 +1,14 @@
 //! `ser features` as a user runs it: a folder with good clips, a stranger, broken files; the
 //! file it writes; --strict; the cache.
 
+mod common;
+
 use ser::features::set::FeatureSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn ser() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ser"))
+    common::ser_command()
 }
 
 fn sample(name: &str) -> PathBuf {

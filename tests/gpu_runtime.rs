@@ -187,8 +187,8 @@ fn gemm_rejects_shapes_that_do_not_chain() {
         let o = GemmOptions { kernel: GemmKernel::Tex8Shared, row_lanes: Some(w), ..Default::default() };
         let err = gemm::gemm(&mut step, &a, &b, None, &c, &o).unwrap_err();
         assert!(err.to_string().contains("row_lanes"), "{err}");
-        let packed = gemm::PackedA::new(&mut step, &a, false).unwrap();
-        let err = gemm::gemm_packed_a(&mut step, &packed, &b, None, &c, &o).unwrap_err();
+        let fixed = gemm::FixedA::new(&mut step, &a, false, 40, &GemmOptions { kernel: GemmKernel::Tex8Shared, ..Default::default() }).unwrap();
+        let err = gemm::gemm_fixed_a(&mut step, &fixed, &b, None, &c, &o).unwrap_err();
         assert!(err.to_string().contains("row_lanes"), "{err}");
     }
 }
@@ -257,58 +257,97 @@ fn packed_gemm_splits_operands_taller_than_a_texture() {
 }
 
 #[test]
-fn a_packed_a_serves_many_multiplies_wide_and_narrow() {
-    // The solver's use: one op(A) packed once, then products with several B (narrow ones take
-    // the tall kernel, wide ones the square one; with a 24-texel texture side the 50 columns
-    // are split into chunks), bias and ReLU included, A transposed or not.
-    let mut rng = Rng::new(fresh_seed("packed_a"));
+fn a_fixed_a_serves_many_multiplies_in_either_layout() {
+    // The solver's use: one op(A) prepared once, then products with several B, bias and ReLU
+    // included, A transposed or not; packed for the texture kernels (narrow products take the
+    // tall kernel, wide ones the square one; with a 24-texel texture side the 50 columns are
+    // split into chunks), the buffer itself for the tile family.
+    let mut rng = Rng::new(fresh_seed("fixed_a"));
     let lock = gpu();
     let g = &lock.gpu;
     let limits = LoweredLimits::new(g);
-    for (limit, trans_a) in [(u32::MAX, false), (24, true)] {
-        limits.texture_side(limit);
-        let (m, k) = (21, 37);
-        let a = rng.vec(m * k, -1.0, 1.0);
-        let ta = g.upload_f32(&a, &if trans_a { [k, m] } else { [m, k] }).unwrap();
-        let mut step = g.step("test.packed_a");
-        let packed = gemm::PackedA::new(&mut step, &ta, trans_a).unwrap();
-        let mut cases = Vec::new();
-        for (n, trans_b, relu) in [(7usize, false, false), (50, true, true), (33, false, true)] {
-            let b = rng.vec(k * n, -1.0, 1.0);
-            let bias = rng.vec(n, -1.0, 1.0);
-            let tb = g.upload_f32(&b, &if trans_b { [n, k] } else { [k, n] }).unwrap();
-            let tbias = g.upload_f32(&bias, &[n]).unwrap();
-            let tc = g.upload_f32(&vec![f32::NAN; m * n], &[m, n]).unwrap();
-            let o = GemmOptions { trans_b, relu, ..Default::default() };
-            let d = gemm::gemm_packed_a(&mut step, &packed, &tb, Some(&tbias), &tc, &o).unwrap();
-            cases.push((b, bias, tc, d, GemmOptions { trans_a, ..o }));
-        }
-        // A view of rows 5..16 times the second of two B matrices, into rows 5..16 of C: the
-        // per-clip chroma's use.
-        // 40 columns take the square kernel (the subgroup-shared one where it runs) unsplit.
-        let (first, count, n) = (5usize, 11usize, 40usize);
-        let bs = rng.vec(2 * n * k, -1.0, 1.0);
-        let tbs = g.upload_f32(&bs, &[2, n, k]).unwrap();
-        let tview = g.upload_f32(&vec![f32::NAN; m * n], &[m, n]).unwrap();
-        let o = GemmOptions { trans_b: true, ..Default::default() };
-        let view = packed.rows_view(first, count).unwrap();
-        gemm::gemm_packed_a_at(&mut step, &view, (&tbs, n * k), None, (&tview, first * n), n, &o).unwrap();
-        assert!(packed.rows_view(15, 7).is_err(), "rows past the end are refused");
-        step.submit().unwrap();
-        let got = g.read_f32(&tview).unwrap();
-        let a_rows: Vec<f32> = (first..first + count)
-            .flat_map(|r| (0..k).map(move |kk| if trans_a { kk * m + r } else { r * k + kk }))
-            .map(|i| a[i])
-            .collect();
-        let d = gemm::GemmDims { batch: 1, m: count, n, k, broadcast_b: false };
-        let mut want = vec![f64::NAN; m * n];
-        want[first * n..(first + count) * n].copy_from_slice(&gemm::reference(&a_rows, &bs[n * k..], None, &[], &d, &o));
-        assert_close(&format!("packed A view, limit {limit}"), &got, &want, 1e-5, 1e-5);
-        for (b, bias, tc, d, o) in cases {
-            let want = gemm::reference(&a, &b, Some(&bias), &[], &d, &o);
-            assert_close(&format!("packed A {d:?} {o:?} limit {limit}"), &g.read_f32(&tc).unwrap(), &want, 1e-5, 1e-5);
+    for kernel in [GemmKernel::Tex8Shared, GemmKernel::Tile64] {
+        for (limit, trans_a) in [(u32::MAX, false), (24, true)] {
+            limits.texture_side(limit);
+            let (m, k) = (21, 36);
+            let a = rng.vec(m * k, -1.0, 1.0);
+            let ta = g.upload_f32(&a, &if trans_a { [k, m] } else { [m, k] }).unwrap();
+            let mut step = g.step("test.fixed_a");
+            let fixed = gemm::FixedA::new(&mut step, &ta, trans_a, 40, &GemmOptions { kernel, ..Default::default() }).unwrap();
+            assert_eq!(fixed.kernel(), kernel);
+            let mut cases = Vec::new();
+            for (n, trans_b, relu) in [(7usize, false, false), (50, true, true), (33, false, true)] {
+                let b = rng.vec(k * n, -1.0, 1.0);
+                let bias = rng.vec(n, -1.0, 1.0);
+                let tb = g.upload_f32(&b, &if trans_b { [n, k] } else { [k, n] }).unwrap();
+                let tbias = g.upload_f32(&bias, &[n]).unwrap();
+                let tc = g.upload_f32(&vec![f32::NAN; m * n], &[m, n]).unwrap();
+                let o = GemmOptions { trans_b, relu, ..Default::default() };
+                let d = gemm::gemm_fixed_a(&mut step, &fixed, &tb, Some(&tbias), &tc, &o).unwrap();
+                cases.push((b, bias, tc, d, GemmOptions { trans_a, ..o }));
+            }
+            assert!(fixed.rows_view(15, 7).is_err(), "rows past the end are refused");
+            // A view of rows 5..16 times the second of two B matrices, into rows 5..16 of C: the
+            // per-clip chroma's use (40 columns: the square packed kernel, unsplit).
+            let (first, count, n) = (5usize, 11usize, 40usize);
+            let bs = rng.vec(2 * n * k, -1.0, 1.0);
+            let tbs = g.upload_f32(&bs, &[2, n, k]).unwrap();
+            let tview = g.upload_f32(&vec![f32::NAN; m * n], &[m, n]).unwrap();
+            let o = GemmOptions { trans_b: true, ..Default::default() };
+            let view = match fixed.rows_view(first, count) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    // A row view of a transposed buffer is not dense: refused, not wrong.
+                    assert!(trans_a && !kernel.is_packed(), "{e}");
+                    None
+                }
+            };
+            if let Some(view) = &view {
+                gemm::gemm_fixed_a_at(&mut step, view, (&tbs, n * k), None, (&tview, first * n), n, &o).unwrap();
+            }
+            step.submit().unwrap();
+            if view.is_some() {
+                let got = g.read_f32(&tview).unwrap();
+                let a_rows: Vec<f32> = (first..first + count)
+                    .flat_map(|r| (0..k).map(move |kk| if trans_a { kk * m + r } else { r * k + kk }))
+                    .map(|i| a[i])
+                    .collect();
+                let d = gemm::GemmDims { batch: 1, m: count, n, k, broadcast_b: false };
+                let mut want = vec![f64::NAN; m * n];
+                want[first * n..(first + count) * n].copy_from_slice(&gemm::reference(&a_rows, &bs[n * k..], None, &[], &d, &o));
+                assert_close(&format!("{kernel:?} fixed A view, limit {limit}"), &got, &want, 1e-5, 1e-5);
+            }
+            for (b, bias, tc, d, o) in cases {
+                let want = gemm::reference(&a, &b, Some(&bias), &[], &d, &o);
+                assert_close(&format!("{kernel:?} fixed A {d:?} {o:?} limit {limit}"), &g.read_f32(&tc).unwrap(), &want, 1e-5, 1e-5);
+            }
         }
     }
+}
+
+#[test]
+fn a_packed_texture_operand_is_unpacked_for_buffer_kernels() {
+    // The spectra arrive packed (the STFT writes a texture); a buffer kernel gets them unpacked.
+    let mut rng = Rng::new(fresh_seed("from_texture"));
+    let g = &gpu().gpu;
+    let (m, k, n) = (19, 24, 12);
+    let a = rng.vec(m * k, -1.0, 1.0);
+    let b = rng.vec(n * k, -1.0, 1.0);
+    let (ta, tb) = (g.upload_f32(&a, &[m, k]).unwrap(), g.upload_f32(&b, &[n, k]).unwrap());
+    let o = GemmOptions { trans_b: true, ..Default::default() };
+    let mut step = g.step("test.from_texture");
+    let packed = gemm::FixedA::new(&mut step, &ta, false, n, &GemmOptions { kernel: GemmKernel::Tex8, ..o }).unwrap();
+    let tex = packed.packed_texture().expect("tex8 packs its operand");
+    for kernel in [GemmKernel::Tex8, GemmKernel::Tile32, GemmKernel::Vec4x8] {
+        let fixed = gemm::FixedA::from_texture(&mut step, tex, m, k, n, &GemmOptions { kernel, ..o }).unwrap();
+        assert_eq!(fixed.packed_texture().is_some(), kernel.is_packed());
+        let tc = g.upload_f32(&vec![f32::NAN; m * n], &[m, n]).unwrap();
+        let d = gemm::gemm_fixed_a(&mut step, &fixed, &tb, None, &tc, &o).unwrap();
+        step.submit().unwrap();
+        step = g.step("test.from_texture");
+        assert_close(&format!("{kernel:?} from texture"), &g.read_f32(&tc).unwrap(), &gemm::reference(&a, &b, None, &[], &d, &o), 1e-5, 1e-5);
+    }
+    assert!(gemm::FixedA::from_texture(&mut step, tex, m, k + 4, n, &o).is_err(), "a width that does not match is refused");
 }
 
 /// A batched GEMM on an already-locked device (the split test holds the lock while it lowers limits).

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn ser() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ser"))
+    common::ser_command()
 }
 
 fn sample_dir() -> PathBuf {

@@ -1,6 +1,8 @@
 //! `ser train` and `ser eval` as users run them, on a small synthetic feature file whose classes
 //! are separable: the model must learn them, save itself, and evaluate the same way again.
 
+mod common;
+
 use ser::audio::Emotion;
 use ser::features::FeatureConfig;
 use ser::features::set::{ClipInfo, FeatureSet};
@@ -8,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn ser() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ser"))
+    common::ser_command()
 }
 
 /// 7 classes x 4 actors x 6 clips; every clip's frames scatter around a class-specific pattern,

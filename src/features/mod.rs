@@ -269,18 +269,17 @@ impl Extractor {
         // scaled to a maximum of 1.
         match (&self.chroma, &per_clip_chroma) {
             (Some(weights), _) => {
-                // The spectra texture is already a packed GEMM operand.
-                let packed = gemm::PackedA::from_texture(&spectra, f, self.layout.stride)?;
-                gemm::gemm_packed_a(&mut step, &packed, weights, None, &chroma, &by_rows)?;
+                let spectra = gemm::FixedA::from_texture(&mut step, &spectra, f, self.layout.stride, cfg.n_chroma, &by_rows)?;
+                gemm::gemm_fixed_a(&mut step, &spectra, weights, None, &chroma, &by_rows)?;
             }
             (None, Some((weights, set_of_clip))) => {
                 // One GEMM per clip, on its own rows of the spectra, with its tuning's weights.
                 let rows = cfg.n_chroma * self.layout.stride;
-                let spectra = gemm::PackedA::from_texture(&spectra, f, self.layout.stride)?;
+                let spectra = gemm::FixedA::from_texture(&mut step, &spectra, f, self.layout.stride, cfg.n_chroma, &by_rows)?;
                 for (&(first, n), &set) in b.clip_frames.iter().zip(set_of_clip) {
                     let a = spectra.rows_view(first, n)?;
                     let c = (&chroma, first * cfg.n_chroma);
-                    gemm::gemm_packed_a_at(&mut step, &a, (weights, set * rows), None, c, cfg.n_chroma, &by_rows)?;
+                    gemm::gemm_fixed_a_at(&mut step, &a, (weights, set * rows), None, c, cfg.n_chroma, &by_rows)?;
                 }
             }
             (None, None) => unreachable!("chroma weights come from the tuning"),

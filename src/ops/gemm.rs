@@ -6,8 +6,10 @@ use anyhow::{Result, bail};
 
 /// The kernel shapes in gemm.wgsl. All compute the same thing; they differ in speed by adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum GemmKernel {
+    /// Whichever kernel the autotuner picked for this adapter and shape (src/ops/autotune.rs).
+    Auto,
     /// One output per invocation.
     Naive,
     /// 16x16 shared-memory tiles with workgroup barriers.
@@ -93,6 +95,7 @@ impl GemmKernel {
     /// Whether this kernel multiplies operands of this precision.
     pub fn takes(self, precision: Precision) -> bool {
         match precision {
+            _ if self == GemmKernel::Auto => true,
             Precision::F32 => true,
             Precision::Bf16 => self.is_packed(),
             Precision::F16 => self.tile_config().is_some(),
@@ -110,11 +113,6 @@ impl GemmKernel {
         GemmKernel::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// Fastest measured on every adapter so far (docs/RESULTS.md); `SER_GEMM_KERNEL` overrides.
-    pub fn preferred() -> GemmKernel {
-        std::env::var("SER_GEMM_KERNEL").ok().and_then(|n| GemmKernel::from_name(&n)).unwrap_or(GemmKernel::Tex8Shared)
-    }
-
     fn spec(self) -> &'static KernelSpec {
         const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite];
         const NAIVE: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_naive", bindings: BINDINGS };
@@ -128,6 +126,7 @@ impl GemmKernel {
             GemmKernel::Reg4x4 => &REG,
             GemmKernel::Vec4 => &VEC4,
             GemmKernel::Vec4x8 => &VEC4X8,
+            GemmKernel::Auto => unreachable!("gemm_at resolves Auto first"),
             GemmKernel::Tex8 | GemmKernel::Tex8Shared => unreachable!("gemm_at sends Tex8 through launch_tex8"),
             GemmKernel::Tile32 | GemmKernel::Tile64 | GemmKernel::Tile64R8 | GemmKernel::Tile128 => {
                 unreachable!("gemm_at sends the tile family through launch_tile")
@@ -152,6 +151,7 @@ impl GemmKernel {
     /// Output rows and columns covered by one workgroup.
     fn tile(self) -> usize {
         match self {
+            GemmKernel::Auto => unreachable!("gemm_at resolves Auto first"),
             GemmKernel::Naive => 8,
             GemmKernel::Tiled16 => 16,
             GemmKernel::Reg4x4 | GemmKernel::Vec4 => 32,
@@ -212,7 +212,7 @@ impl Default for GemmOptions {
             relu: false,
             alpha: 1.0,
             beta: 0.0,
-            kernel: GemmKernel::preferred(),
+            kernel: GemmKernel::Auto,
             precision: Precision::F32,
             row_lanes: None,
         }
@@ -220,6 +220,11 @@ impl Default for GemmOptions {
 }
 
 impl GemmOptions {
+    /// The same options with `Auto` replaced by the kernel the tuner picks for `d`.
+    fn resolved(&self, step: &Step, d: &GemmDims) -> Result<GemmOptions> {
+        Ok(GemmOptions { kernel: kernel_for(step.gpu(), d, self)?, ..*self })
+    }
+
     /// Refuses options no kernel can run (checked by every entry point).
     fn check(&self) -> Result<()> {
         if self.row_lanes.is_some_and(|w| !w.is_power_of_two() || w > 64) {
@@ -227,6 +232,13 @@ impl GemmOptions {
         }
         Ok(())
     }
+}
+
+/// The kernel a multiply with these dims and options runs: `Auto` resolved by the tuner, then
+/// the vec4 shapes' fallback for unaligned rows.
+pub fn kernel_for(gpu: &crate::gpu::Gpu, d: &GemmDims, o: &GemmOptions) -> Result<GemmKernel> {
+    let kernel = if o.kernel == GemmKernel::Auto { super::autotune::choose(gpu, d, o)? } else { o.kernel };
+    Ok(kernel.for_dims(d, o))
 }
 
 /// Sizes of one multiply, derived from tensor shapes.
@@ -322,6 +334,7 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
         return Ok(());
     }
     o.check()?;
+    let o = &o.resolved(step, &d)?;
     let kernel = o.kernel.for_dims(&d, o);
     if !kernel.takes(o.precision) {
         bail!("gemm: kernel {} does not take {:?} operands", kernel.name(), o.precision);
@@ -702,74 +715,128 @@ fn gemm_packed(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
     Ok(())
 }
 
-/// op(A) packed once for many multiplies (the fixed kernel matrix of an iterative solver):
-/// saves re-reading A from its buffer every time, which on llvmpipe costs as much as a narrow
-/// multiply itself.
+/// op(A) prepared once for many multiplies (the kernel matrix of an iterative solver, the spectra
+/// every chroma filterbank reads), in the layout of the kernel chosen for its shape: packed into
+/// a texture for the packed kernels (saves re-reading A from its buffer every time, which on
+/// llvmpipe costs as much as a narrow multiply itself), the buffer itself for the others. Callers
+/// ask for a product; which layout that needs is the GEMM's business.
 #[derive(Clone)]
-pub struct PackedA {
-    tex: Texture,
-    /// Texture row of op(A)'s row 0 (a view of some rows starts past 0).
-    first_row: usize,
+pub struct FixedA {
+    layout: FixedLayout,
+    kernel: GemmKernel,
     m: usize,
     k: usize,
     trans_a: bool,
 }
 
-impl PackedA {
-    /// Records the packing of a rank-2 `a` (read transposed when `trans_a`). It must fit one
-    /// texture: M rows and ceil(K / 4) texels within the adapter's texture side.
-    pub fn new(step: &mut Step, a: &Tensor, trans_a: bool) -> Result<PackedA> {
-        let [r, c] = *a.shape() else { bail!("PackedA: A must be rank 2, got {:?}", a.shape()) };
+#[derive(Clone)]
+enum FixedLayout {
+    /// Texture rows from `first_row` (a view of some rows starts past 0).
+    Packed { tex: Texture, first_row: usize },
+    /// Dense op(A) from element `offset` of `t` ([m, k], or [k, m] when transposed).
+    Buffer { t: Tensor, offset: usize },
+}
+
+impl FixedA {
+    /// The kernel for multiplying op(A) [m, k] by B operands `n` wide (f32).
+    fn kernel_for(step: &Step, m: usize, k: usize, n: usize, trans_a: bool, o: &GemmOptions) -> Result<GemmKernel> {
+        let o = GemmOptions { trans_a, precision: Precision::F32, ..*o };
+        let d = GemmDims { batch: 1, m, n: n.max(1), k, broadcast_b: false };
+        let kernel = o.resolved(step, &d)?.kernel;
+        Ok(kernel.for_dims(&d, &o))
+    }
+
+    /// Prepares a rank-2 `a` (read transposed when `trans_a`) for products with B operands `n`
+    /// wide; packing is recorded on `step` when the chosen kernel reads textures.
+    pub fn new(step: &mut Step, a: &Tensor, trans_a: bool, n: usize, o: &GemmOptions) -> Result<FixedA> {
+        let [r, c] = *a.shape() else { bail!("FixedA: A must be rank 2, got {:?}", a.shape()) };
         let (m, k) = if trans_a { (c, r) } else { (r, c) };
+        let kernel = Self::kernel_for(step, m, k, n, trans_a, o)?;
+        if !kernel.is_packed() {
+            return Ok(FixedA { layout: FixedLayout::Buffer { t: a.clone(), offset: 0 }, kernel, m, k, trans_a });
+        }
         let max = step.gpu().max_texture_side() as usize;
         if m.next_multiple_of(8) > max || k.div_ceil(4) > max {
-            bail!("PackedA: op(A) is {m}x{k}, past this adapter's texture side of {max} (rows, or K / 4)");
+            bail!("FixedA: op(A) is {m}x{k}, past this adapter's texture side of {max} (rows, or K / 4)");
         }
         let d = GemmDims { batch: 1, m, n: 0, k, broadcast_b: false };
         let rows = rows_of(a, 0, &d, &GemmOptions { trans_a, ..Default::default() });
-        Ok(PackedA { tex: pack(step, &rows, k, Precision::F32, (0, 1), (0, m))?, first_row: 0, m, k, trans_a })
+        let tex = pack(step, &rows, k, Precision::F32, (0, 1), (0, m))?;
+        Ok(FixedA { layout: FixedLayout::Packed { tex, first_row: 0 }, kernel, m, k, trans_a })
     }
 
-    /// Takes a texture already in the packed layout: row r holds row r of A [m, k] as ceil(k / 4)
-    /// texels, zero past k. The kernel also reads up to 7 rows past m (rounding m up to its
-    /// 8-row blocks); whatever they hold only reaches outputs that are dropped, and reads past
-    /// the texture's edge are clamped by the runtime's bounds checks.
-    pub fn from_texture(tex: &Texture, m: usize, k: usize) -> Result<PackedA> {
-        if tex.width() as usize != k.div_ceil(4) || (tex.height() as usize) < m {
-            bail!("PackedA: {tex:?} does not hold a packed {m}x{k} matrix");
+    /// Takes A [m, k] from a texture in the packed layout (row r holds row r of A as k / 4
+    /// texels; k a multiple of 4), for products with B operands `n` wide. Kept as it is for the
+    /// packed kernels (they also read up to 7 rows past m, which only reach dropped outputs; reads
+    /// past the texture's edge are clamped by the runtime's bounds checks); unpacked into a buffer
+    /// (recorded on `step`) for the others.
+    pub fn from_texture(step: &mut Step, tex: &Texture, m: usize, k: usize, n: usize, o: &GemmOptions) -> Result<FixedA> {
+        const UNPACK: KernelSpec =
+            KernelSpec { shader: &GEMM_WGSL, entry: "unpack_rows", bindings: &[Access::Texture, Access::ReadWrite] };
+        if k % 4 != 0 || tex.width() as usize != k / 4 || (tex.height() as usize) < m {
+            bail!("FixedA: {tex:?} does not hold a packed {m}x{k} matrix");
         }
-        Ok(PackedA { tex: tex.clone(), first_row: 0, m, k, trans_a: false })
+        let kernel = Self::kernel_for(step, m, k, n, false, o)?;
+        if kernel.is_packed() {
+            return Ok(FixedA { layout: FixedLayout::Packed { tex: tex.clone(), first_row: 0 }, kernel, m, k, trans_a: false });
+        }
+        let t = step.gpu().empty(&[m.max(1), k], crate::gpu::DType::F32)?;
+        let p = PackParams { rows: u32_of(m, "rows")?, width: u32_of(k / 4, "packed width")?, ..bytemuck::Zeroable::zeroed() };
+        let grid = [super::groups(k / 4, 8)?, super::groups(m, 8)?, 1];
+        step.dispatch_bound(&UNPACK, &[], &[tex.into(), (&t).into()], bytemuck::bytes_of(&p), grid, "gemm.unpack")?;
+        Ok(FixedA { layout: FixedLayout::Buffer { t, offset: 0 }, kernel, m, k, trans_a: false })
     }
 
     /// Rows `first..first + count` of op(A), as a matrix of its own (one clip's frames, say).
-    pub fn rows_view(&self, first: usize, count: usize) -> Result<PackedA> {
+    pub fn rows_view(&self, first: usize, count: usize) -> Result<FixedA> {
         if first + count > self.m {
-            bail!("PackedA: rows {first}..{} of a {}-row matrix", first + count, self.m);
+            bail!("FixedA: rows {first}..{} of a {}-row matrix", first + count, self.m);
         }
-        Ok(PackedA { first_row: self.first_row + first, m: count, ..self.clone() })
+        let layout = match &self.layout {
+            FixedLayout::Packed { tex, first_row } => FixedLayout::Packed { tex: tex.clone(), first_row: first_row + first },
+            FixedLayout::Buffer { t, offset } if !self.trans_a => FixedLayout::Buffer { t: t.clone(), offset: offset + first * self.k },
+            FixedLayout::Buffer { .. } => bail!("FixedA: a row view of a transposed buffer operand is not dense"),
+        };
+        Ok(FixedA { layout, m: count, ..self.clone() })
+    }
+
+    /// The kernel its products run with.
+    pub fn kernel(&self) -> GemmKernel {
+        self.kernel
+    }
+
+    /// The packed texture, when the kernel reads one.
+    pub fn packed_texture(&self) -> Option<&Texture> {
+        match &self.layout {
+            FixedLayout::Packed { tex, .. } => Some(tex),
+            FixedLayout::Buffer { .. } => None,
+        }
     }
 }
 
-/// C = act(alpha * op(A) op(B) + bias + beta * C) with op(A) already packed (`o.trans_a` is
-/// taken from `a`); B and C rank 2, B packed on the fly (split into column chunks if needed).
-pub fn gemm_packed_a(step: &mut Step, a: &PackedA, b: &Tensor, bias: Option<&Tensor>, c: &Tensor, o: &GemmOptions) -> Result<GemmDims> {
+/// C = act(alpha * op(A) op(B) + bias + beta * C) with op(A) prepared (`o.trans_a` and the kernel
+/// are taken from `a`); B and C rank 2.
+pub fn gemm_fixed_a(step: &mut Step, a: &FixedA, b: &Tensor, bias: Option<&Tensor>, c: &Tensor, o: &GemmOptions) -> Result<GemmDims> {
     let o = GemmOptions { trans_a: a.trans_a, ..*o };
     let a_shape = if a.trans_a { [a.k, a.m] } else { [a.m, a.k] };
     let d = GemmDims::infer(&a_shape, b.shape(), c.shape(), &o)?;
     if d.batch != 1 {
-        bail!("gemm_packed_a: B and C must be rank 2, got {:?} and {:?}", b.shape(), c.shape());
+        bail!("gemm_fixed_a: B and C must be rank 2, got {:?} and {:?}", b.shape(), c.shape());
     }
-    gemm_packed_a_at(step, a, (b, 0), bias, (c, 0), d.n, &o)?;
+    gemm_fixed_a_at(step, a, (b, 0), bias, (c, 0), d.n, &o)?;
     Ok(d)
 }
 
 /// The same on sub-matrices: op(B) [K, n] laid out densely from element `off_b` of `b` (as
-/// `o.trans_b` says), C [M, n] from element `off_c` of `c`.
-pub fn gemm_packed_a_at(step: &mut Step, a: &PackedA, (b, off_b): (&Tensor, usize), bias: Option<&Tensor>, (c, off_c): (&Tensor, usize), n: usize, o: &GemmOptions) -> Result<()> {
-    // PackedA holds f32 texels, so B is packed in f32 too, whatever `o.precision` asks.
-    let o = GemmOptions { trans_a: a.trans_a, precision: Precision::F32, ..*o };
+/// `o.trans_b` says), C [M, n] from element `off_c` of `c`. f32 operands.
+pub fn gemm_fixed_a_at(step: &mut Step, a: &FixedA, (b, off_b): (&Tensor, usize), bias: Option<&Tensor>, (c, off_c): (&Tensor, usize), n: usize, o: &GemmOptions) -> Result<()> {
+    let o = GemmOptions { trans_a: a.trans_a, precision: Precision::F32, kernel: a.kernel, ..*o };
     o.check()?;
     let d = GemmDims { batch: 1, m: a.m, n, k: a.k, broadcast_b: false };
+    let (tex, first_row) = match &a.layout {
+        FixedLayout::Buffer { t, offset } => return gemm_at(step, (t, *offset), (b, off_b), bias, (c, off_c), d, &o),
+        FixedLayout::Packed { tex, first_row } => (tex, *first_row),
+    };
     if off_b + d.k * d.n > b.len() || off_c + d.m * d.n > c.len() {
         bail!("gemm: B at {off_b} or C at {off_c} does not fit {b:?} / {c:?} for {d:?}");
     }
@@ -780,9 +847,9 @@ pub fn gemm_packed_a_at(step: &mut Step, a: &PackedA, (b, off_b): (&Tensor, usiz
         let cols = col_chunk.min(d.n - c0);
         let packed_b = pack(step, &b_cols, d.k, o.precision, (0, 1), (c0, cols))?;
         let launch = Tex8Launch {
-            packed_a: &a.tex,
+            packed_a: tex,
             a_rows: 0,
-            a_first_row: a.first_row,
+            a_first_row: first_row,
             packed_b: &packed_b,
             b_rows: 0,
             rows: d.m,

@@ -93,9 +93,9 @@ pub fn solve_ridge(gpu: &Gpu, k: &Tensor, d: &Tensor, y: &Tensor, tol: f64, max_
     step.submit()?;
     let y_norms: Vec<f64> = gpu.read_f32(&rr)?.iter().map(|v| (*v as f64).sqrt().max(f64::MIN_POSITIVE)).collect();
     let ph = gpu.placeholder().clone();
-    // K is read every iteration and never changes: pack it for the GEMM once.
+    // K is read every iteration and never changes: prepare it for the GEMM once.
     let mut step = gpu.step("kernel.cg.pack");
-    let k_packed = gemm::PackedA::new(&mut step, k, false)?;
+    let k_fixed = gemm::FixedA::new(&mut step, k, false, c, &GemmOptions::default())?;
     step.submit()?;
     let check_every = 20;
     let mut iterations = 0;
@@ -103,7 +103,7 @@ pub fn solve_ridge(gpu: &Gpu, k: &Tensor, d: &Tensor, y: &Tensor, tol: f64, max_
     while iterations < max_iter {
         let mut step = gpu.step("kernel.cg");
         for _ in 0..check_every.min(max_iter - iterations) {
-            gemm::gemm_packed_a(&mut step, &k_packed, &dir, None, &ap, &GemmOptions::default())?;
+            gemm::gemm_fixed_a(&mut step, &k_fixed, &dir, None, &ap, &GemmOptions::default())?;
             step.dispatch(&CG_APPLY, &[], &[&ph, &ph, d, &ap, &dir, &pap], bytemuck::bytes_of(&p), grid, "kernel.cg_apply")?;
             col_dot(&mut step, &dir, &ap, &pap)?;
             step.dispatch(&CG_UPDATE, &[], &[&rr, &pap, &dir, &x, &r, &ap], bytemuck::bytes_of(&p), grid, "kernel.cg_update")?;

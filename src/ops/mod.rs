@@ -1,6 +1,7 @@
 //! Kernel families. Each module sits beside its WGSL file in `shaders/`, records launches on a
 //! [`Step`](crate::gpu::Step), and carries a float64 CPU reference that the tests hold it to.
 
+pub mod autotune;
 pub mod elementwise;
 pub mod contrast;
 pub mod conv;

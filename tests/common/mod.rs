@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use ser::gpu::{AdapterSelector, Gpu};
+use ser::ops::autotune::{self, AutotuneMode};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 pub struct Shared {
@@ -15,6 +16,10 @@ static GPU: OnceLock<Mutex<Shared>> = OnceLock::new();
 pub fn gpu() -> MutexGuard<'static, Shared> {
     let lock = GPU.get_or_init(|| {
         let gpu = Gpu::new(&AdapterSelector::default()).unwrap_or_else(|e| panic!("no GPU for tests: {e:#}"));
+        // Untuned unless the run asks (SER_AUTOTUNE): results do not hang on timing noise, and
+        // tests never write the user's tuning file. tests/autotune.rs covers the tuner.
+        let mode = if std::env::var_os("SER_AUTOTUNE").is_some() { AutotuneMode::from_env().unwrap() } else { AutotuneMode::Off };
+        autotune::configure(&gpu, mode, autotune::pin_from_env().unwrap(), None);
         eprintln!("tests run on {}", gpu.label());
         Mutex::new(Shared { gpu })
     });
@@ -46,4 +51,11 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
     let mut t = ser::selftest::Tally::default();
     t.close(what, got, want, atol, rtol);
     assert!(t.passed(), "{} (error ratio {}){}", t.worst_at, t.worst_ratio, t.faults.join("; "));
+}
+
+/// The `ser` binary, untuned unless SER_AUTOTUNE says otherwise (as the shared device above).
+pub fn ser_command() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ser"));
+    c.env("SER_AUTOTUNE", std::env::var("SER_AUTOTUNE").unwrap_or_else(|_| "off".into()));
+    c
 }

@@ -40,7 +40,7 @@ step devices 30 "$out/devices.json" "$ser" devices --json
 "$ser" devices | tee -a "$log"
 step selftest 120 "$out/selftest.jsonl" "$ser" selftest --all-adapters --json || status=1
 step gemm 90 "$out/gemm.jsonl" "$ser" bench gemm --all-adapters --json --repeats 5 --warmup 1 \
-    --kernels tex8,tex8-shared,vec4x8,tiled16 --precision f32,bf16 \
+    --kernels auto,tex8,tex8-shared,vec4x8,tile32,tile64,tile64-r8,tile128 --precision f32,bf16,f16 \
     --sizes 128,256,512,1024,448x512x1280,928x256x640,1280x512x448
 step features 60 "$out/features.jsonl" "$ser" bench features --all-adapters --json --repeats 3
 step train 90 "$out/train.jsonl" "$ser" bench train --all-adapters --json --epochs 2 --precision f32,bf16

@@ -58,16 +58,20 @@ def summarise(out):
     summary = {"adapters": [f'{d["name"]} ({d["backend"]}, driver {d.get("driver", "")} {d.get("driver_info", "")})' for d in devices],
                "selftest": {"checks": len(selftest), "failed": [f'{r.get("adapter")}: {r["name"]}' for r in selftest if not r.get("passed")]},
                "gemm": [], "features": [], "train": [], "notes": notes}
-    best = {}
+    best, tuned = {}, {}
     for r in gemm:
         key = (r["adapter"], r["precision"], shape_key(r))
-        if key not in best or r["gflops"] > best[key]["gflops"]:
+        if r["kernel"] == "auto":
+            tuned[key] = r
+        elif key not in best or r["gflops"] > best[key]["gflops"]:
             best[key] = r
     for (adapter, precision, shape), r in sorted(best.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
         p = peer_gemm.get(shape) if precision == "f32" else None
+        t = tuned.get((adapter, precision, shape))
         summary["gemm"].append({"adapter": adapter, "precision": precision, "m": shape[0], "n": shape[1], "k": shape[2],
-                                "ser_kernel": r["kernel"], "ser_gflops": r["gflops"], "torch_gflops": p and p["gflops"],
-                                "torch_over_ser_time": p and r["gflops"] / p["gflops"]})
+                                "ser_kernel": r.get("ran", r["kernel"]), "ser_gflops": r["gflops"],
+                                "tuned_kernel": t and t.get("ran"), "tuned_gflops": t and t["gflops"],
+                                "torch_gflops": p and p["gflops"], "torch_over_ser_time": p and r["gflops"] / p["gflops"]})
     for r in feats:
         p = peer.get("features")
         summary["features"].append({"adapter": r["adapter"], "clips": r["clips"], "ser_clips_per_s": r["clips_per_s"],
@@ -86,9 +90,9 @@ def fmt(v, spec):
 def markdown(s):
     md = ["# GPU check", "", "Adapters: " + ("; ".join(s["adapters"]) or "none listed"), "",
           f'selftest: {s["selftest"]["checks"]} checks, ' + (f'FAILED: {", ".join(s["selftest"]["failed"])}' if s["selftest"]["failed"] else "all passed"), "",
-          "| GEMM | adapter | precision | ser kernel | ser GFLOP/s | PyTorch GFLOP/s | ser speed / PyTorch |", "|---|---|---|---|---:|---:|---:|"]
+          "| GEMM | adapter | precision | fastest ser kernel | ser GFLOP/s | tuner's kernel | its GFLOP/s | PyTorch GFLOP/s | ser speed / PyTorch |", "|---|---|---|---|---:|---|---:|---:|---:|"]
     for r in s["gemm"]:
-        md.append(f'| {r["m"]}x{r["n"]}x{r["k"]} | {r["adapter"]} | {r["precision"]} | {r["ser_kernel"]} | {r["ser_gflops"]:.1f} | {fmt(r["torch_gflops"], ".1f")} | {fmt(r["torch_over_ser_time"], ".3f")} |')
+        md.append(f'| {r["m"]}x{r["n"]}x{r["k"]} | {r["adapter"]} | {r["precision"]} | {r["ser_kernel"]} | {r["ser_gflops"]:.1f} | {r.get("tuned_kernel") or "-"} | {fmt(r.get("tuned_gflops"), ".1f")} | {fmt(r["torch_gflops"], ".1f")} | {fmt(r["torch_over_ser_time"], ".3f")} |')
     md += ["", "| features | adapter | clips | ser clips/s | PyTorch clips/s | ser speed / PyTorch |", "|---|---|---:|---:|---:|---:|"]
     for r in s["features"]:
         md.append(f'| MFCC etc. | {r["adapter"]} | {r["clips"]} | {r["ser_clips_per_s"]:.1f} | {fmt(r["torch_clips_per_s"], ".1f")} | {fmt(r["torch_over_ser_time"], ".3f")} |')

@@ -19,7 +19,7 @@ def run(out, name, *args):
 with tempfile.TemporaryDirectory() as out:
     run(out, "devices.json", "devices", "--json")
     run(out, "selftest.jsonl", "selftest", "--json", "--quick", "--only", "elementwise,filterbank")
-    run(out, "gemm.jsonl", "bench", "gemm", "--json", "--sizes", "64,32x48x40", "--kernels", "tex8,vec4x8", "--repeats", "1", "--warmup", "0")
+    run(out, "gemm.jsonl", "bench", "gemm", "--json", "--sizes", "64,32x48x40", "--kernels", "auto,tex8,tile32", "--repeats", "1", "--warmup", "0")
     run(out, "features.jsonl", "bench", "features", "--json", "--clips", "2", "--seconds", "0.5", "--repeats", "1")
     run(out, "train.jsonl", "bench", "train", "--json", "--samples", "64", "--epochs", "1", "--precision", "f32")
     peer = [
@@ -37,6 +37,9 @@ with tempfile.TemporaryDirectory() as out:
     assert s["selftest"]["checks"] == 2 and not s["selftest"]["failed"], s["selftest"]
     square = [r for r in s["gemm"] if (r["m"], r["n"], r["k"]) == (64, 64, 64)]
     assert square and abs(square[0]["torch_over_ser_time"] - square[0]["ser_gflops"] / 50.0) < 1e-12, square
+    # The tuner's row names the kernel it ran, one of those the benchmark knows.
+    assert square[0]["tuned_kernel"] in ("tex8", "tex8-shared", "vec4x8", "tile32", "tile64", "tile64-r8", "tile128"), square
+    assert square[0]["ser_kernel"] in ("tex8", "tile32"), square
     odd = [r for r in s["gemm"] if (r["m"], r["n"], r["k"]) == (32, 48, 40)]
     assert odd and odd[0]["torch_gflops"] is None, odd  # no peer row: no ratio, not a made-up one
     assert s["features"] and abs(s["features"][0]["torch_over_ser_time"] - s["features"][0]["ser_clips_per_s"] / 200.0) < 1e-12

@@ -1,0 +1,329 @@
+//! Which GEMM kernel runs on this adapter for each kind of multiply: the autotuner.
+//!
+//! A multiply asks for `GemmKernel::Auto`. The first time an (adapter, driver, `ser` version)
+//! meets a shape bucket (precision, transposes, batching, and M, N, K rounded up to powers of
+//! two), every candidate kernel that passes a correctness check against the float64 reference
+//! is timed on that shape and the fastest is kept. Choices persist in the user's cache folder
+//! (`autotune.json`), keyed by adapter, driver and `ser` version, so tuning happens once per
+//! machine. `SER_AUTOTUNE=off|fast|full` (default fast: a shortlist, few repetitions; off: the
+//! adapter class's default, nothing timed) and `SER_GEMM_KERNEL=<kernel>` pins one kernel for
+//! reproducibility. Every choice made in a process is remembered (`used`) so that checkpoints
+//! can record the kernels that trained them.
+
+use super::gemm::{self, GemmDims, GemmKernel, GemmOptions, Precision};
+use crate::gpu::Gpu;
+use crate::rng::SplitMix64;
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// How much the tuner measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutotuneMode {
+    /// Nothing timed: the adapter class's default kernel (see [`default_kernel`]).
+    Off,
+    /// A shortlist of candidates, four timed runs each.
+    Fast,
+    /// Every kernel, eight timed runs each.
+    Full,
+}
+
+impl AutotuneMode {
+    /// `SER_AUTOTUNE`, fast when unset.
+    pub fn from_env() -> Result<AutotuneMode> {
+        match std::env::var("SER_AUTOTUNE").ok().as_deref() {
+            None | Some("") | Some("fast") => Ok(AutotuneMode::Fast),
+            Some("off") => Ok(AutotuneMode::Off),
+            Some("full") => Ok(AutotuneMode::Full),
+            Some(other) => bail!("SER_AUTOTUNE={other}: expected off, fast or full"),
+        }
+    }
+}
+
+/// `SER_GEMM_KERNEL`, a kernel every multiply uses whatever the tuner would pick.
+pub fn pin_from_env() -> Result<Option<GemmKernel>> {
+    match std::env::var("SER_GEMM_KERNEL").ok().filter(|s| !s.is_empty() && s != "auto") {
+        None => Ok(None),
+        Some(name) => GemmKernel::from_name(&name).map(Some).with_context(|| {
+            let names: Vec<String> = GemmKernel::ALL.iter().map(|k| k.name()).collect();
+            format!("SER_GEMM_KERNEL={name}: not a kernel (one of auto, {})", names.join(", "))
+        }),
+    }
+}
+
+/// One candidate as measured: milliseconds per multiply, or why it was not timed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Candidate {
+    pub kernel: String,
+    pub ms: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// The tuner's decision for one shape bucket, with the evidence.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Choice {
+    pub kernel: String,
+    /// The multiply it was timed on: [batch, M, N, K].
+    pub timed_on: [usize; 4],
+    pub mode: AutotuneMode,
+    pub candidates: Vec<Candidate>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct TuneFile {
+    /// adapter key -> bucket -> choice.
+    adapters: BTreeMap<String, BTreeMap<String, Choice>>,
+}
+
+/// The tuner's state for one adapter.
+struct AdapterTuning {
+    mode: AutotuneMode,
+    pin: Option<GemmKernel>,
+    file: Option<PathBuf>,
+    choices: BTreeMap<String, Choice>,
+    /// Correctness of (kernel, precision, trans_a, trans_b) on this adapter, checked once.
+    verified: HashMap<(GemmKernel, Precision, bool, bool), Result<(), String>>,
+    /// bucket -> kernel, for every multiply this process ran.
+    used: BTreeMap<String, String>,
+}
+
+static STATE: Mutex<BTreeMap<String, AdapterTuning>> = Mutex::new(BTreeMap::new());
+
+/// What identifies an adapter's tuning: a new driver or a new `ser` re-tunes.
+pub fn adapter_key(gpu: &Gpu) -> String {
+    key_of(&gpu.report().adapter)
+}
+
+/// [`adapter_key`] from an adapter listing (no device opened).
+pub fn key_of(a: &crate::gpu::AdapterReport) -> String {
+    format!("{} | {} | {} {} | ser {}", a.name, a.backend, a.driver, a.driver_info, env!("CARGO_PKG_VERSION"))
+}
+
+/// The tuning file: $SER_AUTOTUNE_FILE, else autotune.json in $SER_CACHE, $XDG_CACHE_HOME/ser or
+/// ~/.cache/ser.
+pub fn default_file() -> Option<PathBuf> {
+    if let Some(f) = std::env::var_os("SER_AUTOTUNE_FILE") {
+        return Some(PathBuf::from(f));
+    }
+    if let Some(d) = std::env::var_os("SER_CACHE") {
+        return Some(PathBuf::from(d).join("autotune.json"));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("ser").join("autotune.json"))
+}
+
+fn read_file(path: &std::path::Path) -> TuneFile {
+    // A missing or unreadable tuning file only means tuning again; it is never an error.
+    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+/// Sets how this adapter is tuned (the CLI and the tests call this; otherwise the environment
+/// decides on first use). `file` None keeps choices in memory only.
+pub fn configure(gpu: &Gpu, mode: AutotuneMode, pin: Option<GemmKernel>, file: Option<PathBuf>) {
+    let key = adapter_key(gpu);
+    let choices = file.as_ref().map(|f| read_file(f).adapters.remove(&key).unwrap_or_default()).unwrap_or_default();
+    STATE.lock().unwrap().insert(key, AdapterTuning { mode, pin, file, choices, verified: HashMap::new(), used: BTreeMap::new() });
+}
+
+fn ensure_configured<'s>(state: &'s mut BTreeMap<String, AdapterTuning>, gpu: &Gpu) -> Result<&'s mut AdapterTuning> {
+    let key = adapter_key(gpu);
+    if !state.contains_key(&key) {
+        let file = default_file();
+        let choices = file.as_ref().map(|f| read_file(f).adapters.remove(&key).unwrap_or_default()).unwrap_or_default();
+        let tuning = AdapterTuning { mode: AutotuneMode::from_env()?, pin: pin_from_env()?, file, choices, verified: HashMap::new(), used: BTreeMap::new() };
+        state.insert(key.clone(), tuning);
+    }
+    Ok(state.get_mut(&key).unwrap())
+}
+
+/// The kernel used untuned: on software rasterisers (lavapipe, llvmpipe: device type Cpu)
+/// the packed-texture kernels, shaped for them (a texel fetch is a vector gather there, a
+/// storage load a loop over lanes); on GPUs the portable tile family.
+pub fn default_kernel(gpu: &Gpu, precision: Precision) -> GemmKernel {
+    let software = gpu.report().adapter.device_type == "Cpu";
+    match precision {
+        Precision::Bf16 => GemmKernel::Tex8Shared,
+        Precision::F16 => GemmKernel::Tile64,
+        Precision::F32 if software => GemmKernel::Tex8Shared,
+        Precision::F32 => GemmKernel::Tile64,
+    }
+}
+
+/// The shape bucket of a multiply: what a tuned choice applies to.
+pub fn bucket(d: &GemmDims, o: &GemmOptions) -> String {
+    let log2 = |x: usize| x.max(1).next_power_of_two().trailing_zeros();
+    let batch = if d.batch == 1 { "" } else if d.broadcast_b { " batch-shared-b" } else { " batch" };
+    format!(
+        "{:?} {}{} m2^{} n2^{} k2^{}{batch}",
+        o.precision,
+        if o.trans_a { "T" } else { "N" },
+        if o.trans_b { "T" } else { "N" },
+        log2(d.m),
+        log2(d.n),
+        log2(d.k)
+    )
+    .to_lowercase()
+}
+
+/// The candidates a mode times for this precision on this adapter.
+pub fn candidates(gpu: &Gpu, mode: AutotuneMode, precision: Precision) -> Vec<GemmKernel> {
+    GemmKernel::ALL
+        .into_iter()
+        .filter(|k| k.takes(precision))
+        .filter(|_| precision != Precision::F16 || gpu.has_f16())
+        .filter(|k| *k != GemmKernel::Tex8Shared || gpu.has_subgroups())
+        .filter(|k| mode == AutotuneMode::Full || !matches!(k, GemmKernel::Naive | GemmKernel::Tiled16 | GemmKernel::Reg4x4 | GemmKernel::Vec4))
+        .collect()
+}
+
+/// The kernel for this multiply: the pin, else the tuned choice for its bucket (tuning it now
+/// if this adapter has not met the bucket), else the default when tuning is off.
+pub fn choose(gpu: &Gpu, d: &GemmDims, o: &GemmOptions) -> Result<GemmKernel> {
+    if o.precision == Precision::F16 && !gpu.has_f16() {
+        bail!("f16 GEMM operands need the shader-f16 feature, which {} lacks (use f32 or bf16)", gpu.label());
+    }
+    let mut state = STATE.lock().unwrap();
+    let t = ensure_configured(&mut state, gpu)?;
+    let key = bucket(d, o);
+    let kernel = if let Some(pin) = t.pin {
+        pin
+    } else if let Some(k) = t.choices.get(&key).and_then(|c| GemmKernel::from_name(&c.kernel)).filter(|k| k.takes(o.precision)) {
+        k
+    } else if t.mode == AutotuneMode::Off {
+        default_kernel(gpu, o.precision)
+    } else {
+        let choice = tune(gpu, t, d, o)?;
+        let k = GemmKernel::from_name(&choice.kernel).context("tuner chose an unknown kernel")?;
+        t.choices.insert(key.clone(), choice);
+        save(t, &adapter_key(gpu));
+        k
+    };
+    t.used.insert(key, kernel.name());
+    Ok(kernel)
+}
+
+/// The tuner's decision (with every candidate's time) for the bucket of this multiply, if it
+/// has one on this adapter.
+pub fn choice(gpu: &Gpu, d: &GemmDims, o: &GemmOptions) -> Option<Choice> {
+    STATE.lock().unwrap().get(&adapter_key(gpu)).and_then(|t| t.choices.get(&bucket(d, o)).cloned())
+}
+
+/// Every (bucket, kernel) this process ran on this adapter: what a checkpoint records.
+pub fn used(gpu: &Gpu) -> BTreeMap<String, String> {
+    STATE.lock().unwrap().get(&adapter_key(gpu)).map(|t| t.used.clone()).unwrap_or_default()
+}
+
+/// The persisted choices for an adapter (for `ser devices`), read from the tuning file.
+pub fn stored_choices(key: &str) -> BTreeMap<String, Choice> {
+    default_file().map(|f| stored_choices_in(&f, key)).unwrap_or_default()
+}
+
+/// The choices stored for an adapter in one tuning file.
+pub fn stored_choices_in(file: &std::path::Path, key: &str) -> BTreeMap<String, Choice> {
+    read_file(file).adapters.remove(key).unwrap_or_default()
+}
+
+/// Merges this adapter's choices into the file (other adapters' entries, and choices another
+/// process wrote meanwhile, are kept) and writes it atomically. A failed write costs a re-tune
+/// next time, so it is reported and not fatal.
+fn save(t: &AdapterTuning, key: &str) {
+    let Some(path) = &t.file else { return };
+    let mut file = read_file(path);
+    file.adapters.entry(key.to_string()).or_default().extend(t.choices.clone());
+    let result = serde_json::to_vec_pretty(&file).map_err(anyhow::Error::from).and_then(|bytes| crate::store::write_atomic(path, &bytes));
+    if let Err(e) = result {
+        eprintln!("warning: autotune choices not saved: {e:#}");
+    }
+}
+
+/// Checks one candidate on a small awkward multiply with the same transposes and precision
+/// against the float64 reference (operand rounding bound for bf16 and f16).
+fn verify(gpu: &Gpu, kernel: GemmKernel, o: &GemmOptions) -> Result<(), String> {
+    let (m, n, k) = (13, 37, 29);
+    let o = GemmOptions { kernel, alpha: 1.0, beta: 0.0, relu: false, ..*o };
+    let d = GemmDims { batch: 1, m, n, k, broadcast_b: false };
+    let mut rng = SplitMix64::new(0x5e7_7e57 ^ m as u64);
+    let a = rng.vec(m * k, -1.0, 1.0);
+    let b = rng.vec(k * n, -1.0, 1.0);
+    let run = || -> Result<Vec<f32>> {
+        let a_shape = if o.trans_a { [k, m] } else { [m, k] };
+        let b_shape = if o.trans_b { [n, k] } else { [k, n] };
+        let (ta, tb) = (gpu.upload_f32(&a, &a_shape)?, gpu.upload_f32(&b, &b_shape)?);
+        let tc = gpu.upload_f32(&vec![f32::NAN; m * n], &[m, n])?;
+        let mut step = gpu.step("autotune.verify");
+        gemm::gemm(&mut step, &ta, &tb, None, &tc, &o)?;
+        step.submit()?;
+        gpu.read_f32(&tc)
+    };
+    let got = run().map_err(|e| format!("{e:#}"))?;
+    let want = gemm::reference(&a, &b, None, &[], &d, &o);
+    let abs = |x: &[f32]| x.iter().map(|v| v.abs()).collect::<Vec<f32>>();
+    let scale = gemm::reference(&abs(&a), &abs(&b), None, &[], &d, &o);
+    let u = match o.precision {
+        Precision::F32 => 0.0,
+        Precision::Bf16 => 2f64.powi(-8),
+        Precision::F16 => 2f64.powi(-11),
+    };
+    for (i, ((g, w), s)) in got.iter().zip(&want).zip(&scale).enumerate() {
+        let bound = s * 2.0 * u * (1.0 + u) + 4.0 * k as f64 * f32::EPSILON as f64 + 1e-6;
+        if !((*g as f64 - w).abs() <= bound) {
+            return Err(format!("wrong result: element {i} is {g}, the reference says {w}"));
+        }
+    }
+    Ok(())
+}
+
+/// Times every candidate that passes its check on this multiply's shape; the fastest wins.
+fn tune(gpu: &Gpu, t: &mut AdapterTuning, d: &GemmDims, o: &GemmOptions) -> Result<Choice> {
+    let timed_runs = if t.mode == AutotuneMode::Full { 8 } else { 4 };
+    let mut out = Vec::new();
+    for kernel in candidates(gpu, t.mode, o.precision) {
+        let verdict = t.verified.entry((kernel, o.precision, o.trans_a, o.trans_b)).or_insert_with(|| verify(gpu, kernel, o)).clone();
+        let measured = verdict.and_then(|()| time(gpu, kernel, d, o, timed_runs).map_err(|e| format!("{e:#}")));
+        out.push(match measured {
+            Ok(ms) => Candidate { kernel: kernel.name(), ms: Some(ms), error: None },
+            Err(e) => Candidate { kernel: kernel.name(), ms: None, error: Some(e) },
+        });
+    }
+    let best = out.iter().filter_map(|c| c.ms.map(|ms| (ms, c.kernel.clone()))).min_by(|a, b| a.0.total_cmp(&b.0));
+    let Some((_, kernel)) = best else {
+        let why: Vec<String> = out.iter().map(|c| format!("{}: {}", c.kernel, c.error.clone().unwrap_or_default())).collect();
+        bail!("autotune: no GEMM kernel passed its check on {} for {}: {}", gpu.label(), bucket(d, o), why.join("; "));
+    };
+    Ok(Choice { kernel, timed_on: [d.batch, d.m, d.n, d.k], mode: t.mode, candidates: out })
+}
+
+/// Milliseconds per multiply of `kernel` on this shape: the fastest of `runs` timed submissions
+/// after one warm-up (which also compiles the pipeline). Small multiplies are recorded several
+/// times per submission so that the submission's fixed cost does not decide the winner.
+pub fn time(gpu: &Gpu, kernel: GemmKernel, d: &GemmDims, o: &GemmOptions, runs: usize) -> Result<f64> {
+    let o = GemmOptions { kernel, ..*o };
+    let mut rng = SplitMix64::new(7);
+    let a_shape = if o.trans_a { [d.batch, d.k, d.m] } else { [d.batch, d.m, d.k] };
+    let b_batch = if d.broadcast_b || d.batch == 1 { vec![] } else { vec![d.batch] };
+    let b_shape: Vec<usize> = b_batch.iter().copied().chain(if o.trans_b { [d.n, d.k] } else { [d.k, d.n] }).collect();
+    let a = gpu.upload_f32(&rng.vec(a_shape.iter().product(), -1.0, 1.0), if d.batch == 1 { &a_shape[1..] } else { &a_shape })?;
+    let b = gpu.upload_f32(&rng.vec(b_shape.iter().product(), -1.0, 1.0), &b_shape)?;
+    let c_shape = if d.batch == 1 { vec![d.m, d.n] } else { vec![d.batch, d.m, d.n] };
+    let c = gpu.upload_f32(&vec![0.0; c_shape.iter().product()], &c_shape)?;
+    let per_submit = (2e8 / d.flops().max(1.0)).clamp(1.0, 16.0) as usize;
+    let mut best = f64::INFINITY;
+    for run in 0..=runs {
+        let start = Instant::now();
+        let mut step = gpu.step("autotune.time");
+        for _ in 0..per_submit {
+            gemm::gemm(&mut step, &a, &b, None, &c, &o)?;
+        }
+        step.submit()?;
+        gpu.wait()?;
+        let ms = start.elapsed().as_secs_f64() * 1e3 / per_submit as f64;
+        if run > 0 {
+            best = best.min(ms);
+        }
+    }
+    Ok(best)
+}

@@ -1,0 +1,79 @@
+//! The GEMM autotuner: it times the candidates that pass their check, keeps the fastest per
+//! shape bucket, persists the choice keyed by adapter, reuses it, and yields to a pin. Its own
+//! test binary: the tuner's state is per adapter and process-wide.
+
+mod common;
+
+use ser::gpu::{AdapterSelector, Gpu};
+use ser::ops::autotune::{self, AutotuneMode};
+use ser::ops::gemm::{self, GemmDims, GemmKernel, GemmOptions, Precision};
+
+fn tuned_file(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ser-autotune-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("autotune.json")
+}
+
+#[test]
+fn tuner_times_candidates_keeps_the_fastest_persists_and_yields_to_a_pin() {
+    let gpu = Gpu::new(&AdapterSelector::default()).unwrap();
+    let file = tuned_file("persist");
+    let _ = std::fs::remove_file(&file);
+    autotune::configure(&gpu, AutotuneMode::Fast, None, Some(file.clone()));
+    let d = GemmDims { batch: 1, m: 70, n: 45, k: 33, broadcast_b: false };
+    let o = GemmOptions { trans_b: true, ..Default::default() };
+    let chosen = gemm::kernel_for(&gpu, &d, &o).unwrap();
+    let choice = autotune::choice(&gpu, &d, &o).expect("the bucket was tuned");
+    let want: Vec<String> = autotune::candidates(&gpu, AutotuneMode::Fast, Precision::F32).iter().map(|k| k.name()).collect();
+    let got: Vec<String> = choice.candidates.iter().map(|c| c.kernel.clone()).collect();
+    assert_eq!(got, want, "every fast candidate is timed");
+    assert!(choice.candidates.iter().all(|c| c.ms.is_some_and(|ms| ms > 0.0)), "{:?}", choice.candidates);
+    let fastest = choice.candidates.iter().min_by(|a, b| a.ms.unwrap().total_cmp(&b.ms.unwrap())).unwrap();
+    assert_eq!(fastest.kernel, choice.kernel);
+    assert_eq!(chosen.name(), choice.kernel);
+    assert_eq!(choice.timed_on, [1, 70, 45, 33]);
+
+    // The tuned product is right (the kernel that runs is the tuned one).
+    let mut rng = common::Rng::new(common::fresh_seed("autotune"));
+    let a = rng.vec(d.m * d.k, -1.0, 1.0);
+    let b = rng.vec(d.n * d.k, -1.0, 1.0);
+    let (ta, tb) = (gpu.upload_f32(&a, &[d.m, d.k]).unwrap(), gpu.upload_f32(&b, &[d.n, d.k]).unwrap());
+    let tc = gpu.upload_f32(&vec![f32::NAN; d.m * d.n], &[d.m, d.n]).unwrap();
+    let mut step = gpu.step("test.autotune");
+    gemm::gemm(&mut step, &ta, &tb, None, &tc, &o).unwrap();
+    step.submit().unwrap();
+    common::assert_close("tuned gemm", &gpu.read_f32(&tc).unwrap(), &gemm::reference(&a, &b, None, &[], &d, &o), 1e-5, 1e-5);
+
+    // Persisted under this adapter's key; a new configuration reads it back without timing
+    // (a same-bucket shape gets the stored choice, still stamped with the first shape).
+    let stored = autotune::stored_choices_in(&file, &autotune::adapter_key(&gpu));
+    assert_eq!(stored.get(&autotune::bucket(&d, &o)).map(|c| c.kernel.clone()), Some(choice.kernel.clone()));
+    autotune::configure(&gpu, AutotuneMode::Fast, None, Some(file.clone()));
+    let same_bucket = GemmDims { m: 100, n: 60, k: 40, ..d };
+    assert_eq!(gemm::kernel_for(&gpu, &same_bucket, &o).unwrap(), chosen);
+    assert_eq!(autotune::choice(&gpu, &same_bucket, &o).unwrap().timed_on, [1, 70, 45, 33]);
+    assert_eq!(autotune::used(&gpu).get(&autotune::bucket(&d, &o)), Some(&chosen.name()));
+
+    // Off: the adapter class's default, nothing timed or written.
+    let off_file = tuned_file("off");
+    let _ = std::fs::remove_file(&off_file);
+    autotune::configure(&gpu, AutotuneMode::Off, None, Some(off_file.clone()));
+    assert_eq!(gemm::kernel_for(&gpu, &d, &o).unwrap(), autotune::default_kernel(&gpu, Precision::F32));
+    assert!(!off_file.exists());
+
+    // A pin wins over tuned choices.
+    autotune::configure(&gpu, AutotuneMode::Fast, Some(GemmKernel::Tile32), Some(file.clone()));
+    assert_eq!(gemm::kernel_for(&gpu, &d, &o).unwrap(), GemmKernel::Tile32);
+}
+
+#[test]
+fn bad_tuning_settings_are_clear_errors() {
+    let out = common::ser_command().env("SER_AUTOTUNE", "sometimes").args(["predict", "examples/clips"]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SER_AUTOTUNE=sometimes") && err.contains("off, fast or full"), "{err}");
+    let out = common::ser_command().env("SER_GEMM_KERNEL", "fastest").args(["predict", "examples/clips"]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SER_GEMM_KERNEL=fastest") && err.contains("tile64"), "{err}");
+}
