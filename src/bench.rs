@@ -136,7 +136,7 @@ pub fn gemm_on(gpu: &Gpu, cfg: &GemmBenchConfig, mut progress: impl FnMut(&GemmR
     let mut out = Vec::new();
     gpu.set_profiling(true);
     let cells = cfg.kernels.iter().flat_map(|&k| cfg.precisions.iter().map(move |&p| (k, p)));
-    for (kernel, precision) in cells.filter(|&(k, p)| k.takes(p) && (p != Precision::F16 || gpu.has_f16())) {
+    for (kernel, precision) in cells.filter(|&(k, p)| k.takes(p) && k.runs_on(gpu) && (p != Precision::F16 || gpu.has_f16())) {
         let err = check_kernel(gpu, kernel, precision)?;
         for shape in &cfg.shapes {
             let dims = GemmDims { batch: 1, m: shape.m, n: shape.n, k: shape.k, broadcast_b: false };

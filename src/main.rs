@@ -1123,6 +1123,9 @@ fn devices(json: bool) -> Result<()> {
         println!("    driver:      {} {}", a.driver, a.driver_info);
         println!("    subgroup:    {}..{}", a.subgroup_size.0, a.subgroup_size.1);
         println!("    features:    {}", if a.features.is_empty() { "none of timestamp-query, shader-f16, subgroup".into() } else { a.features.join(", ") });
+        if !a.cooperative_matrix.is_empty() {
+            println!("    coop matrix: {}", a.cooperative_matrix.join(", "));
+        }
         let l = &a.limits;
         println!(
             "    limits:      buffer {} MiB, storage binding {} MiB, {} storage buffers/stage, {} workgroups/dim, {} invocations/workgroup, {} B workgroup memory",

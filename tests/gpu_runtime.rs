@@ -15,11 +15,17 @@ fn every_shader_validates_with_only_the_requested_capabilities() {
     for shader in SHADERS {
         // naga validates on the CPU, so every shader is checked here, including those this device
         // cannot run (they are refused at run time, never silently used).
-        let own = ser::gpu::capabilities_for(shader.needs_f16, shader.needs_subgroups);
-        let runnable = (!shader.needs_f16 || g.gpu.has_f16()) && (!shader.needs_subgroups || g.gpu.has_subgroups());
+        let own = shader.capabilities();
+        let runnable = (!shader.needs_f16 || g.gpu.has_f16())
+            && (!shader.needs_subgroups || g.gpu.has_subgroups())
+            && (!shader.needs_cooperative_matrix || g.gpu.has_cooperative_matrix());
         assert_eq!(caps.contains(own), runnable, "{}", shader.name);
         if let Err(e) = ser::gpu::validate(shader, own) {
             panic!("{e}");
+        }
+        // A file that declares a need really has it: without the capability naga refuses it.
+        if !own.is_empty() {
+            assert!(ser::gpu::validate(shader, naga::valid::Capabilities::empty()).is_err(), "{} validates without {own:?}", shader.name);
         }
     }
 }
@@ -43,6 +49,7 @@ fn validation_rejects_a_broken_shader() {
         source: "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }",
         needs_f16: false,
         needs_subgroups: false,
+        needs_cooperative_matrix: false,
     };
     assert!(ser::gpu::validate(&BROKEN, naga::valid::Capabilities::empty()).is_err());
     const NEEDS_F16: ser::gpu::ShaderFile = ser::gpu::ShaderFile {
@@ -50,6 +57,7 @@ fn validation_rejects_a_broken_shader() {
         source: "enable f16;\n@compute @workgroup_size(1) fn main() { let x: f16 = 1.0h; }",
         needs_f16: true,
         needs_subgroups: false,
+        needs_cooperative_matrix: false,
     };
     assert!(ser::gpu::validate(&NEEDS_F16, naga::valid::Capabilities::empty()).is_err());
     assert!(ser::gpu::validate(&NEEDS_F16, naga::valid::Capabilities::SHADER_FLOAT16).is_ok());
@@ -88,7 +96,8 @@ fn gemm_vec4_kernels_run_on_aligned_sizes_off_the_tile_grid() {
 #[test]
 fn gemm_epilogues_bias_relu_alpha_beta_and_batches() {
     let mut rng = Rng::new(fresh_seed("gemm_epilogue"));
-    for kernel in GemmKernel::ALL {
+    let runnable: Vec<GemmKernel> = GemmKernel::ALL.into_iter().filter(|k| k.runs_on(&gpu().gpu)).collect();
+    for kernel in runnable {
         for (relu, bias, alpha, beta) in [(true, true, 1.0, 0.0), (false, true, -0.5, 1.0), (true, false, 2.0, 0.25)] {
             let o = GemmOptions { relu, alpha, beta, kernel, trans_b: rng.next_u64() % 2 == 0, ..Default::default() };
             check_gemm(&mut rng, None, false, 37, 20, 12, bias, o);
@@ -103,7 +112,7 @@ fn gemm_on_sub_matrices_at_offsets_touches_only_its_rows() {
     // Per-clip products: rows first..first+m of A and C, one of several B matrices.
     let mut rng = Rng::new(fresh_seed("gemm_offsets"));
     let g = &gpu().gpu;
-    for kernel in GemmKernel::ALL {
+    for kernel in GemmKernel::ALL.into_iter().filter(|k| k.runs_on(g)) {
         let (rows, k, n, sets) = (29, 12, 8, 3);
         let a = rng.vec(rows * k, -1.0, 1.0);
         let b = rng.vec(sets * n * k, -1.0, 1.0);
@@ -218,7 +227,7 @@ fn dispatches_past_the_workgroup_limit_are_split() {
     let limits = LoweredLimits::new(g);
     for limit in [7u32, 13, 64] {
         limits.dispatch_dim(limit);
-        for kernel in GemmKernel::ALL {
+        for kernel in GemmKernel::ALL.into_iter().filter(|k| k.runs_on(g)) {
             check_gemm_locked(g, &mut rng, kernel);
         }
         let x = rng.vec(5000, -1.0, 1.0);

@@ -82,6 +82,9 @@ pub struct AdapterReport {
     pub subgroup_size: (u32, u32),
     pub limits: KeyLimits,
     pub features: Vec<String>,
+    /// Cooperative-matrix configurations (M x N x K, operand -> accumulator type) the adapter
+    /// reports through wgpu's experimental feature; empty where it has none.
+    pub cooperative_matrix: Vec<String>,
 }
 
 /// The limits that decide how `ser` lays out its kernels and buffers.
@@ -172,6 +175,20 @@ pub(crate) fn backend_name(b: wgpu::Backend) -> String {
     .to_string()
 }
 
+/// Whether the adapter multiplies 8x8x8 f32 tiles on its matrix units through wgpu's
+/// experimental cooperative-matrix feature (the configuration gemm_coop.wgsl is written for).
+/// `SER_COOPERATIVE_MATRIX=off` declines it (the feature is experimental in wgpu 30).
+pub(crate) fn has_coop8_f32(adapter: &wgpu::Adapter) -> bool {
+    use wgpu::CooperativeScalarType::F32;
+    std::env::var("SER_COOPERATIVE_MATRIX").as_deref() != Ok("off")
+        && adapter.features().contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+        && coop_configs(adapter).iter().any(|c| (c.m_size, c.n_size, c.k_size) == (8, 8, 8) && c.ab_type == F32 && c.cr_type == F32)
+}
+
+fn coop_configs(adapter: &wgpu::Adapter) -> Vec<wgpu::CooperativeMatrixProperties> {
+    if adapter.features().contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) { adapter.cooperative_matrix_properties() } else { Vec::new() }
+}
+
 pub(crate) fn report(index: usize, adapter: &wgpu::Adapter) -> AdapterReport {
     let info = adapter.get_info();
     AdapterReport {
@@ -186,6 +203,10 @@ pub(crate) fn report(index: usize, adapter: &wgpu::Adapter) -> AdapterReport {
         subgroup_size: (info.subgroup_min_size, info.subgroup_max_size),
         limits: KeyLimits::of(&adapter.limits()),
         features: feature_names(adapter.features()),
+        cooperative_matrix: coop_configs(adapter)
+            .iter()
+            .map(|c| format!("{}x{}x{} {:?}->{:?}", c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type).to_lowercase())
+            .collect(),
     }
 }
 

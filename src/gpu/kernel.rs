@@ -20,9 +20,20 @@ pub struct ShaderFile {
     pub needs_f16: bool,
     /// Uses subgroup operations (needs the SUBGROUP feature).
     pub needs_subgroups: bool,
+    /// Uses `enable wgpu_cooperative_matrix;` (needs the experimental cooperative-matrix feature).
+    pub needs_cooperative_matrix: bool,
 }
 
 impl ShaderFile {
+    /// The naga capabilities this file needs, and no more.
+    pub fn capabilities(&self) -> naga::valid::Capabilities {
+        let mut caps = capabilities_for(self.needs_f16, self.needs_subgroups);
+        if self.needs_cooperative_matrix {
+            caps |= naga::valid::Capabilities::COOPERATIVE_MATRIX;
+        }
+        caps
+    }
+
     /// The text handed to the compiler: the prelude, then the file.
     pub fn full_source(&self) -> String {
         let (enables, body): (Vec<&str>, Vec<&str>) =
@@ -78,6 +89,7 @@ pub const GEMM_WGSL: ShaderFile = ShaderFile {
     source: include_str!("../../shaders/gemm.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 /// gemm.wgsl plus the kernels that share operands across a subgroup: a file of its own, so that
@@ -87,6 +99,7 @@ pub const GEMM_SUBGROUP_WGSL: ShaderFile = ShaderFile {
     source: concat!(include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_subgroup.wgsl")),
     needs_f16: false,
     needs_subgroups: true,
+    needs_cooperative_matrix: false,
 };
 
 /// The portable buffer-operand kernels (gemm_tile.wgsl) on gemm.wgsl's interface, f32 tiles.
@@ -95,6 +108,7 @@ pub const GEMM_TILE_WGSL: ShaderFile = ShaderFile {
     source: concat!("alias TileScalar = f32;\n", include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_tile.wgsl")),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 /// The same kernels with half-precision operand tiles (SHADER_F16).
@@ -103,6 +117,16 @@ pub const GEMM_TILE_F16_WGSL: ShaderFile = ShaderFile {
     source: concat!("enable f16;\nalias TileScalar = f16;\n", include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_tile.wgsl")),
     needs_f16: true,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
+};
+
+/// The cooperative-matrix kernel (gemm_coop.wgsl) on gemm.wgsl's interface.
+pub const GEMM_COOP_WGSL: ShaderFile = ShaderFile {
+    name: "gemm_coop.wgsl",
+    source: concat!(include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_coop.wgsl")),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: true,
 };
 
 pub const ELEMENTWISE_WGSL: ShaderFile = ShaderFile {
@@ -110,6 +134,7 @@ pub const ELEMENTWISE_WGSL: ShaderFile = ShaderFile {
     source: include_str!("../../shaders/elementwise.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 pub const STFT_WGSL: ShaderFile = ShaderFile {
@@ -117,6 +142,7 @@ pub const STFT_WGSL: ShaderFile = ShaderFile {
     source: include_str!("../../shaders/stft.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 pub const FILTERBANK_WGSL: ShaderFile = ShaderFile {
@@ -124,6 +150,7 @@ pub const FILTERBANK_WGSL: ShaderFile = ShaderFile {
     source: include_str!("../../shaders/filterbank.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 pub const SEGMENT_WGSL: ShaderFile = ShaderFile {
@@ -131,6 +158,7 @@ pub const SEGMENT_WGSL: ShaderFile = ShaderFile {
     source: include_str!("../../shaders/segment.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 pub const CONTRAST_WGSL: ShaderFile = ShaderFile {
@@ -138,6 +166,7 @@ pub const CONTRAST_WGSL: ShaderFile = ShaderFile {
     source: include_str!("../../shaders/contrast.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 pub const TUNING_WGSL: ShaderFile = ShaderFile {
@@ -145,6 +174,7 @@ pub const TUNING_WGSL: ShaderFile = ShaderFile {
     source: include_str!("../../shaders/tuning.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 pub const CONV_WGSL: ShaderFile = ShaderFile {
@@ -152,6 +182,7 @@ pub const CONV_WGSL: ShaderFile = ShaderFile {
     source: include_str!("../../shaders/conv.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 pub const LOSS_WGSL: ShaderFile = ShaderFile {
@@ -159,6 +190,7 @@ pub const LOSS_WGSL: ShaderFile = ShaderFile {
     source: include_str!("../../shaders/loss.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 pub const OPTIM_WGSL: ShaderFile = ShaderFile {
@@ -166,6 +198,7 @@ pub const OPTIM_WGSL: ShaderFile = ShaderFile {
     source: include_str!("../../shaders/optim.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 pub const NORM_WGSL: ShaderFile = ShaderFile {
@@ -173,6 +206,7 @@ pub const NORM_WGSL: ShaderFile = ShaderFile {
     source: include_str!("../../shaders/norm.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 pub const POOL_WGSL: ShaderFile = ShaderFile {
@@ -180,6 +214,7 @@ pub const POOL_WGSL: ShaderFile = ShaderFile {
     source: include_str!("../../shaders/pool.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 pub const DROPOUT_WGSL: ShaderFile = ShaderFile {
@@ -187,6 +222,7 @@ pub const DROPOUT_WGSL: ShaderFile = ShaderFile {
     source: include_str!("../../shaders/dropout.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 pub const KERNEL_WGSL: ShaderFile = ShaderFile {
@@ -194,6 +230,7 @@ pub const KERNEL_WGSL: ShaderFile = ShaderFile {
     source: include_str!("../../shaders/kernel.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
+    needs_cooperative_matrix: false,
 };
 
 /// Every shader in `shaders/` except the prelude (which is validated as part of each of these).
@@ -202,6 +239,7 @@ pub const SHADERS: &[&ShaderFile] = &[
     &GEMM_SUBGROUP_WGSL,
     &GEMM_TILE_WGSL,
     &GEMM_TILE_F16_WGSL,
+    &GEMM_COOP_WGSL,
     &ELEMENTWISE_WGSL,
     &STFT_WGSL,
     &FILTERBANK_WGSL,

@@ -9,7 +9,7 @@ mod tensor;
 
 pub use adapter::{AdapterReport, AdapterSelector, BackendChoice, KeyLimits, NO_ADAPTER_HELP};
 pub use kernel::{
-    Access, CONTRAST_WGSL, CONV_WGSL, KERNEL_WGSL, DROPOUT_WGSL, LOSS_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, ELEMENTWISE_WGSL, FILTERBANK_WGSL, GEMM_SUBGROUP_WGSL, GEMM_TILE_F16_WGSL, GEMM_TILE_WGSL, GEMM_WGSL, KernelSpec, PRELUDE, SEGMENT_WGSL, SHADERS,
+    Access, CONTRAST_WGSL, CONV_WGSL, KERNEL_WGSL, DROPOUT_WGSL, LOSS_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, ELEMENTWISE_WGSL, FILTERBANK_WGSL, GEMM_COOP_WGSL, GEMM_SUBGROUP_WGSL, GEMM_TILE_F16_WGSL, GEMM_TILE_WGSL, GEMM_WGSL, KernelSpec, PRELUDE, SEGMENT_WGSL, SHADERS,
     STFT_WGSL, ShaderFile, TUNING_WGSL, capabilities_for, validate,
 };
 pub use profiler::{KernelStat, ProfileReport};
@@ -119,6 +119,8 @@ impl Gpu {
             .map(|(f, _)| *f)
             .filter(|f| supported.contains(*f))
             .fold(wgpu::Features::empty(), |acc, f| acc | f);
+        let coop = adapter::has_coop8_f32(&adapter);
+        let features = if coop { features | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX } else { features };
         let adapter_limits = adapter.limits();
         let limits = required_limits(&adapter_limits);
         let mut short = Vec::new();
@@ -132,14 +134,17 @@ impl Gpu {
             label: Some("ser"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            // SAFETY: only the cooperative-matrix feature is experimental here, requested only
+            // where the adapter reports the configuration gemm_coop.wgsl uses (see
+            // `adapter::has_coop8_f32`); its kernel is checked like every other (`ser selftest`).
+            experimental_features: if coop { unsafe { wgpu::ExperimentalFeatures::enabled() } } else { wgpu::ExperimentalFeatures::disabled() },
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
         .with_context(|| format!("opening a device on {} ({:?})", info.name, info.backend))?;
         let report = DeviceReport {
             adapter: adapter::report(0, &adapter),
-            features: adapter::feature_names(features),
+            features: adapter::feature_names(features).into_iter().chain(coop.then(|| "cooperative-matrix-8x8-f32".to_string())).collect(),
             limits: KeyLimits::of(&limits),
         };
         let pool = BufferPool::new();
@@ -195,9 +200,15 @@ impl Gpu {
         self.features.contains(wgpu::Features::SUBGROUP)
     }
 
+    /// 8x8 f32 cooperative matrices (gemm_coop.wgsl) are available on this device.
+    pub fn has_cooperative_matrix(&self) -> bool {
+        self.features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+    }
+
     /// naga capabilities that match the features this device was created with.
     pub fn capabilities(&self) -> naga::valid::Capabilities {
-        capabilities_for(self.has_f16(), self.has_subgroups())
+        let caps = capabilities_for(self.has_f16(), self.has_subgroups());
+        if self.has_cooperative_matrix() { caps | naga::valid::Capabilities::COOPERATIVE_MATRIX } else { caps }
     }
 
     pub fn max_storage_binding(&self) -> u64 {
@@ -423,6 +434,9 @@ impl Gpu {
         }
         if spec.shader.needs_subgroups && !self.has_subgroups() {
             bail!("{}::{} needs subgroups, which {} lacks", spec.shader.name, spec.entry, self.label());
+        }
+        if spec.shader.needs_cooperative_matrix && !self.has_cooperative_matrix() {
+            bail!("{}::{} needs 8x8 f32 cooperative matrices, which {} lacks", spec.shader.name, spec.entry, self.label());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {

@@ -1,7 +1,7 @@
 //! General matrix multiply (shaders/gemm.wgsl) with transposed operands, batching, bias and
 //! ReLU epilogues: the op dense and convolution layers lower onto.
 
-use crate::gpu::{Access, GEMM_SUBGROUP_WGSL, GEMM_TILE_F16_WGSL, GEMM_TILE_WGSL, GEMM_WGSL, KernelSpec, Step, TexelFormat, Tensor, Texture};
+use crate::gpu::{Access, GEMM_COOP_WGSL, GEMM_SUBGROUP_WGSL, GEMM_TILE_F16_WGSL, GEMM_TILE_WGSL, GEMM_WGSL, KernelSpec, Step, TexelFormat, Tensor, Texture};
 use anyhow::{Result, bail};
 
 /// The kernel shapes in gemm.wgsl. All compute the same thing; they differ in speed by adapter.
@@ -33,6 +33,9 @@ pub enum GemmKernel {
     Tile64R8,
     /// 128x64 tiles, 16x16 invocations of 8x4 outputs, 8 k per stage.
     Tile128,
+    /// The adapter's matrix units (gemm_coop.wgsl): 8x8 f32 cooperative matrices, 16x16 blocks
+    /// per subgroup; only where the adapter reports that configuration.
+    Coop8,
 }
 
 /// One configuration of the portable tile kernels: its override constants.
@@ -66,7 +69,7 @@ impl TileConfig {
 }
 
 impl GemmKernel {
-    pub const ALL: [GemmKernel; 11] = [
+    pub const ALL: [GemmKernel; 12] = [
         GemmKernel::Naive,
         GemmKernel::Tiled16,
         GemmKernel::Reg4x4,
@@ -78,7 +81,14 @@ impl GemmKernel {
         GemmKernel::Tile64,
         GemmKernel::Tile64R8,
         GemmKernel::Tile128,
+        GemmKernel::Coop8,
     ];
+
+    /// Whether this device can run the kernel (the cooperative-matrix one needs the feature;
+    /// tex8-shared runs as tex8 without subgroups).
+    pub fn runs_on(self, gpu: &crate::gpu::Gpu) -> bool {
+        self != GemmKernel::Coop8 || gpu.has_cooperative_matrix()
+    }
 
     /// The portable family's configuration, None for the other kernels.
     pub fn tile_config(self) -> Option<TileConfig> {
@@ -120,12 +130,14 @@ impl GemmKernel {
         const REG: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_reg4x4", bindings: BINDINGS };
         const VEC4: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_vec4", bindings: BINDINGS };
         const VEC4X8: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "gemm_vec4x8", bindings: BINDINGS };
+        const COOP8: KernelSpec = KernelSpec { shader: &GEMM_COOP_WGSL, entry: "gemm_coop8", bindings: BINDINGS };
         match self {
             GemmKernel::Naive => &NAIVE,
             GemmKernel::Tiled16 => &TILED,
             GemmKernel::Reg4x4 => &REG,
             GemmKernel::Vec4 => &VEC4,
             GemmKernel::Vec4x8 => &VEC4X8,
+            GemmKernel::Coop8 => &COOP8,
             GemmKernel::Auto => unreachable!("gemm_at resolves Auto first"),
             GemmKernel::Tex8 | GemmKernel::Tex8Shared => unreachable!("gemm_at sends Tex8 through launch_tex8"),
             GemmKernel::Tile32 | GemmKernel::Tile64 | GemmKernel::Tile64R8 | GemmKernel::Tile128 => {
@@ -153,7 +165,7 @@ impl GemmKernel {
         match self {
             GemmKernel::Auto => unreachable!("gemm_at resolves Auto first"),
             GemmKernel::Naive => 8,
-            GemmKernel::Tiled16 => 16,
+            GemmKernel::Tiled16 | GemmKernel::Coop8 => 16,
             GemmKernel::Reg4x4 | GemmKernel::Vec4 => 32,
             GemmKernel::Vec4x8 | GemmKernel::Tex8 | GemmKernel::Tex8Shared => 64,
             GemmKernel::Tile32 | GemmKernel::Tile64 | GemmKernel::Tile64R8 | GemmKernel::Tile128 => {
@@ -343,12 +355,16 @@ pub fn gemm_at(step: &mut Step, (a, off_a): (&Tensor, usize), (b, off_b): (&Tens
         return gemm_packed(step, (a, off_a), (b, off_b), bias, (c, off_c), d, o);
     }
     let p = buffer_params(&d, o, (off_a, off_b, off_c))?;
-    let constants = vec![
+    let mut constants = vec![
         ("TRANS_A", o.trans_a as u8 as f64),
         ("TRANS_B", o.trans_b as u8 as f64),
         ("HAS_BIAS", bias.is_some() as u8 as f64),
         ("RELU", o.relu as u8 as f64),
     ];
+    if kernel == GemmKernel::Coop8 {
+        // One workgroup per subgroup: the cooperative matrices are subgroup-scoped.
+        constants.push(("COOP_WG", step.gpu().report().adapter.subgroup_size.1.clamp(1, 256) as f64));
+    }
     if let Some(t) = kernel.tile_config() {
         return launch_tile(step, kernel, t, &d, o, &p, constants, [a, b, c], bias);
     }
