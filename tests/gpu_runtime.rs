@@ -20,8 +20,11 @@ fn every_shader_validates_with_only_the_requested_capabilities() {
             && (!shader.needs_subgroups || g.gpu.has_subgroups())
             && (!shader.needs_cooperative_matrix || g.gpu.has_cooperative_matrix());
         assert_eq!(caps.contains(own), runnable, "{}", shader.name);
-        if let Err(e) = ser::gpu::validate(shader, own) {
-            panic!("{e}");
+        let module = ser::gpu::validate(shader, own).unwrap_or_else(|e| panic!("{e}"));
+        // The entry points compiled without wgpu's bounds checks exist (a typo would silently
+        // leave the checks in; a renamed kernel must not silently lose them either).
+        for entry in shader.bounds_proven {
+            assert!(module.entry_points.iter().any(|ep| ep.name == *entry), "{}: no entry point {entry}", shader.name);
         }
         // A file that declares a need really has it: without the capability naga refuses it.
         if !own.is_empty() {
@@ -50,6 +53,7 @@ fn validation_rejects_a_broken_shader() {
         needs_f16: false,
         needs_subgroups: false,
         needs_cooperative_matrix: false,
+        bounds_proven: &[],
     };
     assert!(ser::gpu::validate(&BROKEN, naga::valid::Capabilities::empty()).is_err());
     const NEEDS_F16: ser::gpu::ShaderFile = ser::gpu::ShaderFile {
@@ -58,6 +62,7 @@ fn validation_rejects_a_broken_shader() {
         needs_f16: true,
         needs_subgroups: false,
         needs_cooperative_matrix: false,
+        bounds_proven: &[],
     };
     assert!(ser::gpu::validate(&NEEDS_F16, naga::valid::Capabilities::empty()).is_err());
     assert!(ser::gpu::validate(&NEEDS_F16, naga::valid::Capabilities::SHADER_FLOAT16).is_ok());

@@ -22,6 +22,11 @@ pub struct ShaderFile {
     pub needs_subgroups: bool,
     /// Uses `enable wgpu_cooperative_matrix;` (needs the experimental cooperative-matrix feature).
     pub needs_cooperative_matrix: bool,
+    /// Entry points that guard (or clamp) every buffer access against the logical sizes, where
+    /// the host checks that those extents fit the bound tensors and no texture is read: wgpu's
+    /// own shader bounds checks are redundant there and are left out (`SER_SHADER_CHECKS`
+    /// overrides). Kernels that read textures rely on the runtime's clamping and keep them.
+    pub bounds_proven: &'static [&'static str],
 }
 
 impl ShaderFile {
@@ -90,6 +95,7 @@ pub const GEMM_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &["gemm_naive", "gemm_tiled16", "gemm_reg4x4", "gemm_vec4", "gemm_vec4x8"],
 };
 
 /// gemm.wgsl plus the kernels that share operands across a subgroup: a file of its own, so that
@@ -100,6 +106,7 @@ pub const GEMM_SUBGROUP_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: true,
     needs_cooperative_matrix: false,
+    bounds_proven: &[],
 };
 
 /// The portable buffer-operand kernels (gemm_tile.wgsl) on gemm.wgsl's interface, f32 tiles.
@@ -109,6 +116,7 @@ pub const GEMM_TILE_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &["gemm_tile4", "gemm_tile8"],
 };
 
 /// The same kernels with half-precision operand tiles (SHADER_F16).
@@ -118,6 +126,7 @@ pub const GEMM_TILE_F16_WGSL: ShaderFile = ShaderFile {
     needs_f16: true,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &["gemm_tile4", "gemm_tile8"],
 };
 
 /// The cooperative-matrix kernel (gemm_coop.wgsl) on gemm.wgsl's interface.
@@ -127,6 +136,7 @@ pub const GEMM_COOP_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: true,
+    bounds_proven: &[],
 };
 
 pub const ELEMENTWISE_WGSL: ShaderFile = ShaderFile {
@@ -135,6 +145,7 @@ pub const ELEMENTWISE_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &[],
 };
 
 pub const STFT_WGSL: ShaderFile = ShaderFile {
@@ -143,6 +154,7 @@ pub const STFT_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &[],
 };
 
 pub const FILTERBANK_WGSL: ShaderFile = ShaderFile {
@@ -151,6 +163,7 @@ pub const FILTERBANK_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &[],
 };
 
 pub const SEGMENT_WGSL: ShaderFile = ShaderFile {
@@ -159,6 +172,7 @@ pub const SEGMENT_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &[],
 };
 
 pub const CONTRAST_WGSL: ShaderFile = ShaderFile {
@@ -167,6 +181,7 @@ pub const CONTRAST_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &[],
 };
 
 pub const TUNING_WGSL: ShaderFile = ShaderFile {
@@ -175,6 +190,7 @@ pub const TUNING_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &[],
 };
 
 pub const CONV_WGSL: ShaderFile = ShaderFile {
@@ -183,6 +199,7 @@ pub const CONV_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &[],
 };
 
 pub const LOSS_WGSL: ShaderFile = ShaderFile {
@@ -191,6 +208,7 @@ pub const LOSS_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &[],
 };
 
 pub const OPTIM_WGSL: ShaderFile = ShaderFile {
@@ -199,6 +217,7 @@ pub const OPTIM_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &[],
 };
 
 pub const NORM_WGSL: ShaderFile = ShaderFile {
@@ -207,6 +226,7 @@ pub const NORM_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &[],
 };
 
 pub const POOL_WGSL: ShaderFile = ShaderFile {
@@ -215,6 +235,7 @@ pub const POOL_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &[],
 };
 
 pub const DROPOUT_WGSL: ShaderFile = ShaderFile {
@@ -223,6 +244,7 @@ pub const DROPOUT_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &[],
 };
 
 pub const KERNEL_WGSL: ShaderFile = ShaderFile {
@@ -231,6 +253,7 @@ pub const KERNEL_WGSL: ShaderFile = ShaderFile {
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
+    bounds_proven: &[],
 };
 
 /// Every shader in `shaders/` except the prelude (which is validated as part of each of these).

@@ -439,10 +439,19 @@ impl Gpu {
             bail!("{}::{} needs 8x8 f32 cooperative matrices, which {} lacks", spec.shader.name, spec.entry, self.label());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(spec.shader.name),
             source: wgpu::ShaderSource::Wgsl(spec.shader.full_source().into()),
-        });
+        };
+        let module = if self.bounds_checks_for(spec) {
+            self.device.create_shader_module(desc)
+        } else {
+            // SAFETY: the entry point guards every buffer access itself and the host checks the
+            // extents (`ShaderFile::bounds_proven`), or the user asked for it
+            // (SER_SHADER_CHECKS=off, a measurement setting). Loop bounding stays on.
+            let checks = wgpu::ShaderRuntimeChecks { bounds_checks: false, ..wgpu::ShaderRuntimeChecks::checked() };
+            unsafe { self.device.create_shader_module_trusted(desc, checks) }
+        };
         let layout = kernel::bind_group_layout(&self.device, spec);
         let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(spec.entry),
@@ -467,6 +476,17 @@ impl Gpu {
         let cached = Arc::new(CachedPipeline { pipeline, layout });
         self.pipelines.lock().unwrap().insert(key, cached.clone());
         Ok(cached)
+    }
+
+    /// Whether wgpu's shader bounds checks are compiled into a kernel: `SER_SHADER_CHECKS=on`
+    /// everywhere, `off` nowhere (to measure their cost), otherwise everywhere but the entry
+    /// points whose bounds are proven (`ShaderFile::bounds_proven`).
+    fn bounds_checks_for(&self, spec: &KernelSpec) -> bool {
+        match std::env::var("SER_SHADER_CHECKS").as_deref() {
+            Ok("on") => true,
+            Ok("off") => false,
+            _ => !spec.shader.bounds_proven.contains(&spec.entry),
+        }
     }
 
     /// Starts recording a step: a sequence of dispatches submitted as one command buffer.
