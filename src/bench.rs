@@ -299,7 +299,7 @@ pub fn gemm_table(results: &[GemmResult]) -> String {
             (None, e) => format!("{} failed ({})", k.kernel, e.clone().unwrap_or_default()),
         }).collect();
         cands.sort_by_key(|x| !x.starts_with(&format!("{} ", c.kernel)));
-        s += &format!("- {} {} ({}x{}x{}, timed on {:?}, {:?}): **{}**; {}\n", r.adapter, r.shape.name, r.shape.m, r.shape.n, r.shape.k, c.timed_on, c.mode, c.kernel, cands.join(", "));
+        s += &format!("- {} {:?} {}x{}x{} (timed on {:?}, {:?}): **{}**; {}\n", r.adapter, r.precision, r.shape.m, r.shape.n, r.shape.k, c.timed_on, c.mode, c.kernel, cands.join(", "));
     }
     s
 }

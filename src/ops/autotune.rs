@@ -145,10 +145,12 @@ fn ensure_configured<'s>(state: &'s mut BTreeMap<String, AdapterTuning>, gpu: &G
 /// storage load a loop over lanes); on GPUs the portable tile family.
 pub fn default_kernel(gpu: &Gpu, precision: Precision) -> GemmKernel {
     let software = gpu.report().adapter.device_type == "Cpu";
+    // tex8-shared runs as tex8 without subgroups: name the kernel that runs.
+    let packed = if gpu.has_subgroups() { GemmKernel::Tex8Shared } else { GemmKernel::Tex8 };
     match precision {
-        Precision::Bf16 => GemmKernel::Tex8Shared,
+        Precision::Bf16 => packed,
         Precision::F16 => GemmKernel::Tile64,
-        Precision::F32 if software => GemmKernel::Tex8Shared,
+        Precision::F32 if software => packed,
         Precision::F32 => GemmKernel::Tile64,
     }
 }
