@@ -192,12 +192,13 @@ pub fn choose(gpu: &Gpu, d: &GemmDims, o: &GemmOptions) -> Result<GemmKernel> {
     let mut state = STATE.lock().unwrap();
     let t = ensure_configured(&mut state, gpu)?;
     let key = bucket(d, o);
+    // Off ignores stored choices too: its results must not depend on what a tuned run wrote.
     let kernel = if let Some(pin) = t.pin {
         pin
-    } else if let Some(k) = t.choices.get(&key).and_then(|c| GemmKernel::from_name(&c.kernel)).filter(|k| k.takes(o.precision)) {
-        k
     } else if t.mode == AutotuneMode::Off {
         default_kernel(gpu, o.precision)
+    } else if let Some(k) = t.choices.get(&key).and_then(|c| GemmKernel::from_name(&c.kernel)).filter(|k| k.takes(o.precision) && k.runs_on(gpu)) {
+        k
     } else {
         let choice = tune(gpu, t, d, o)?;
         let k = GemmKernel::from_name(&choice.kernel).context("tuner chose an unknown kernel")?;
@@ -287,7 +288,9 @@ pub const DEFAULT_MARGIN: f64 = 1.15;
 fn tune(gpu: &Gpu, t: &mut AdapterTuning, d: &GemmDims, o: &GemmOptions) -> Result<Choice> {
     let timed_runs = if t.mode == AutotuneMode::Full { 8 } else { 4 };
     let mut out = Vec::new();
-    for kernel in candidates(gpu, t.mode, o.precision) {
+    // A kernel that would fall back to another on these dims (vec4 shapes on unaligned rows)
+    // is not a candidate of its own.
+    for kernel in candidates(gpu, t.mode, o.precision).into_iter().filter(|k| k.for_dims(d, o) == *k) {
         let verdict = t.verified.entry((kernel, o.precision, o.trans_a, o.trans_b)).or_insert_with(|| verify(gpu, kernel, o)).clone();
         let measured = verdict.and_then(|()| time(gpu, kernel, d, o, timed_runs).map_err(|e| format!("{e:#}")));
         out.push(match measured {
