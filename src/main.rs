@@ -45,7 +45,7 @@ struct SpeakerFlags {
     speaker_groups: Option<SpeakerGroups>,
     /// Fewest clips a speaker's statistics may come from (default: the model's; 30 when
     /// training). Speakers with fewer are refused.
-    #[arg(long)]
+    #[arg(long, value_parser = ranged::<usize>(1, 1 << 20))]
     min_speaker_clips: Option<usize>,
 }
 
@@ -98,25 +98,25 @@ enum Command {
 #[derive(Args, Clone, Debug)]
 struct FeatureFlags {
     /// Rate clips are resampled to before analysis (Hz).
-    #[arg(long, default_value_t = 16_000)]
+    #[arg(long, default_value_t = 16_000, value_parser = ranged::<u32>(1_000, 384_000))]
     sample_rate: u32,
-    /// FFT size (a power of two).
-    #[arg(long, default_value_t = 1024)]
+    /// FFT size (a power of two, 32 to 65536).
+    #[arg(long, default_value_t = 1024, value_parser = power_of_two)]
     n_fft: usize,
     /// Hop between frames (samples).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = ranged::<usize>(1, 65_536))]
     hop: usize,
     /// Mel bands before the DCT.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = ranged::<usize>(1, 1024))]
     n_mels: usize,
-    /// MFCC coefficients kept.
-    #[arg(long, default_value_t = 40)]
+    /// MFCC coefficients kept (at most --n-mels).
+    #[arg(long, default_value_t = 40, value_parser = ranged::<usize>(1, 1024))]
     n_mfcc: usize,
     /// Chroma tuning in fractions of a chroma bin, or "estimate" (librosa's default, per clip).
     #[arg(long, default_value = "0")]
     tuning: String,
     /// Lowest contrast band edge (Hz).
-    #[arg(long, default_value_t = 200.0)]
+    #[arg(long, default_value_t = 200.0, value_parser = positive_f64)]
     contrast_fmin: f64,
 }
 
@@ -124,8 +124,14 @@ impl FeatureFlags {
     fn config(&self) -> Result<FeatureConfig> {
         let tuning = match self.tuning.as_str() {
             "estimate" => Tuning::Estimate,
-            v => Tuning::Fixed(v.parse().map_err(|_| anyhow::anyhow!("--tuning {v:?} is neither a number nor \"estimate\""))?),
+            v => match v.parse::<f64>() {
+                Ok(t) if (-0.5..0.5).contains(&t) => Tuning::Fixed(t),
+                _ => anyhow::bail!("--tuning {v:?}: expected a number of chroma bins in [-0.5, 0.5) or \"estimate\""),
+            },
         };
+        if self.n_mfcc > self.n_mels {
+            anyhow::bail!("--n-mfcc {} is more than --n-mels {}: the DCT keeps at most one coefficient per band", self.n_mfcc, self.n_mels);
+        }
         Ok(FeatureConfig {
             sample_rate: self.sample_rate,
             n_fft: self.n_fft,
@@ -232,31 +238,31 @@ struct TrainArgs {
     #[arg(long, value_enum, default_value_t = ModelKind::Cnn)]
     model: ModelKind,
     /// Random Fourier features of the rff model.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = ranged::<usize>(1, 1 << 20))]
     rff_features: usize,
     /// RBF kernel width of the rff model, in units of 1 / input size (1 is scikit-learn's
     /// gamma="scale" on standardised input).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = positive_f32)]
     rff_gamma: f32,
     /// RBF kernel width of the krr model, in units of 1 / input size.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = positive_f32)]
     krr_gamma: f32,
     /// Ridge penalty of the krr model (scaled per example by 1 / its class weight). 0.1 rather
     /// than 0.01: better on speakers not in training (5-fold by actor 0.656 against 0.626, every
     /// fold better) for 0.9 points less on a random split (docs/RESULTS.md).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = positive_f32)]
     krr_lambda: f32,
     /// Hidden layer widths of the MLP.
-    #[arg(long, value_delimiter = ',', default_value = "512,256")]
+    #[arg(long, value_delimiter = ',', default_value = "512,256", value_parser = ranged::<usize>(1, 1 << 16))]
     hidden: Vec<usize>,
     /// Dropout rate after each hidden layer of the MLP.
-    #[arg(long, default_value_t = 0.4)]
+    #[arg(long, default_value_t = 0.4, value_parser = probability_below_one)]
     dropout: f32,
     /// Batch normalisation after each hidden layer of the MLP.
     #[arg(long)]
     batch_norm: bool,
     /// Decoupled weight decay (AdamW), per unit of learning rate.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f32)]
     weight_decay: f32,
     /// Time-averaged vectors or frame sequences.
     #[arg(long, value_enum, default_value_t = ser::train::data::Input::Vectors)]
@@ -274,21 +280,25 @@ struct TrainArgs {
     #[arg(long, value_enum, default_value_t = Split::Random)]
     split: Split,
     /// Fraction of each class held out for testing (random split).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = open_fraction)]
     test_fraction: f64,
     /// Actors held out for testing (actor split), e.g. 21,22.
     #[arg(long, value_delimiter = ',', default_value = "21,22")]
     test_actors: Vec<u8>,
     /// Fraction of the training part used for validation (early stopping, LR schedule).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = open_fraction)]
     val_fraction: f64,
+    /// Seed of the split, the initial weights, dropout and batch order (same seed, same numbers).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long, default_value_t = 30)]
+    /// Passes over the training clips (at most; early stopping may end sooner).
+    #[arg(long, default_value_t = 30, value_parser = ranged::<usize>(1, 100_000))]
     epochs: usize,
-    #[arg(long, default_value_t = 32)]
+    /// Clips per gradient step.
+    #[arg(long, default_value_t = 32, value_parser = ranged::<usize>(1, 1 << 16))]
     batch_size: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3, value_parser = positive_f32)]
     lr: f32,
     /// Epochs without a better validation loss before stopping (best weights are restored).
     #[arg(long, default_value_t = 10)]
@@ -304,10 +314,10 @@ struct TrainArgs {
     precision: Precision,
     /// Models trained (same split, different seeds) and saved as one ensemble whose class
     /// probabilities are averaged.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = ranged::<usize>(1, 64))]
     ensemble: usize,
     /// Actor groups for --split actor-folds.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = ranged::<usize>(2, 24))]
     folds: usize,
     /// After training with validation, train each model again from scratch on all training
     /// clips (validation included) with the learning-rate schedule validation chose, up to its
@@ -368,15 +378,15 @@ struct PredictArgs {
     /// Files decoded and predicted together (a chunk also closes after 2^26 decoded samples,
     /// 70 minutes at 16 kHz). Memory grows with it, not with the number of files (a
     /// speaker-normalised model also keeps every clip's statistics until the end).
-    #[arg(long, default_value_t = ser::infer::PredictOptions::default().files_per_chunk)]
+    #[arg(long, default_value_t = ser::infer::PredictOptions::default().files_per_chunk, value_parser = ranged::<usize>(1, 1 << 20))]
     chunk: usize,
     /// Cut every file into segments of this many seconds and predict each (a line per segment
     /// with its start and end): for recordings longer than a clip. A last segment shorter than
     /// half of one is left out, unless the file is shorter than one segment.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = positive_f64)]
     segment: Option<f64>,
     /// Seconds from one segment's start to the next (default: --segment, no overlap).
-    #[arg(long, value_name = "SECONDS", requires = "segment")]
+    #[arg(long, value_name = "SECONDS", requires = "segment", value_parser = positive_f64)]
     segment_hop: Option<f64>,
     #[command(flatten)]
     speaker: SpeakerFlags,
@@ -424,10 +434,10 @@ enum BenchCommand {
         #[arg(long, value_enum, value_delimiter = ',', default_value = "f32")]
         precision: Vec<Precision>,
         /// Timed repeats per cell (median reported).
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = 7, value_parser = ranged::<usize>(1, 1000))]
         repeats: usize,
         /// Untimed runs before timing.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = ranged::<usize>(0, 1000))]
         warmup: usize,
         /// Smaller default sizes.
         #[arg(long)]
@@ -446,13 +456,13 @@ enum BenchCommand {
         #[command(flatten)]
         features: FeatureFlags,
         /// Synthetic clips (tones, a chirp and noise) per run.
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 256, value_parser = ranged::<usize>(1, 100_000))]
         clips: usize,
         /// Mean clip length in seconds (RAVDESS clips average 4.1 s).
-        #[arg(long, default_value_t = 4.0)]
+        #[arg(long, default_value_t = 4.0, value_parser = positive_f64)]
         seconds: f64,
         /// Timed runs (median reported) after one untimed run; then one profiled run.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = ranged::<usize>(1, 1000))]
         repeats: usize,
         /// Print one JSON line per adapter instead of a markdown table.
         #[arg(long)]
@@ -469,16 +479,17 @@ enum BenchCommand {
         #[arg(long, value_enum, default_value_t = bench::TrainBenchModel::Cnn)]
         model: bench::TrainBenchModel,
         /// Examples per epoch (1486: the training part of a RAVDESS random split).
-        #[arg(long, default_value_t = 1486)]
+        #[arg(long, default_value_t = 1486, value_parser = ranged::<usize>(1, 1 << 24))]
         samples: usize,
-        #[arg(long, default_value_t = 32)]
+        /// Examples per gradient step.
+        #[arg(long, default_value_t = 32, value_parser = ranged::<usize>(1, 1 << 16))]
         batch_size: usize,
         /// GEMM operand precisions to measure.
         #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,bf16")]
         precision: Vec<Precision>,
         /// Timed epochs (median reported) after one untimed epoch; then one profiled epoch. One
         /// epoch alone is noisy here (bf16 came out slower than f32 once, faster over three).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = ranged::<usize>(1, 1000))]
         epochs: usize,
         /// Print one JSON line per run instead of a markdown table.
         #[arg(long)]
@@ -561,9 +572,6 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench { what: BenchCommand::Train { adapter, all_adapters, model, samples, batch_size, precision, epochs, json } } => {
-            if samples == 0 || batch_size == 0 {
-                anyhow::bail!("--samples and --batch-size must be positive");
-            }
             let cfg = bench::TrainBenchConfig { model, samples, batch_size, precisions: precision, epochs };
             let results = bench::train_all(
                 &bench_adapters(&adapter, all_adapters)?,
@@ -1147,4 +1155,53 @@ fn devices(json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+// ---- value parsers: a bad flag is refused by clap, which names it, with the accepted range ----
+
+/// An integer in `lo..=hi`.
+fn ranged<T>(lo: T, hi: T) -> impl Fn(&str) -> std::result::Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+{
+    move |s: &str| {
+        let v: T = s.trim().parse().map_err(|_| format!("expected a whole number from {lo} to {hi}"))?;
+        if v < lo || v > hi {
+            return Err(format!("{v} is out of range: expected {lo} to {hi}"));
+        }
+        Ok(v)
+    }
+}
+
+fn power_of_two(s: &str) -> std::result::Result<usize, String> {
+    let v = ranged::<usize>(32, 65_536)(s)?;
+    if !v.is_power_of_two() {
+        return Err(format!("{v} is not a power of two (32, 64, ..., 65536)"));
+    }
+    Ok(v)
+}
+
+fn finite_f64(s: &str) -> std::result::Result<f64, String> {
+    s.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| format!("{s:?} is not a finite number"))
+}
+
+fn positive_f64(s: &str) -> std::result::Result<f64, String> {
+    finite_f64(s).and_then(|v| if v > 0.0 { Ok(v) } else { Err(format!("{v} must be positive (greater than 0)")) })
+}
+
+fn positive_f32(s: &str) -> std::result::Result<f32, String> {
+    positive_f64(s).map(|v| v as f32)
+}
+
+fn non_negative_f32(s: &str) -> std::result::Result<f32, String> {
+    finite_f64(s).and_then(|v| if v >= 0.0 { Ok(v as f32) } else { Err(format!("{v} must not be negative")) })
+}
+
+/// A share strictly between 0 and 1 (a split that leaves a part empty is refused).
+fn open_fraction(s: &str) -> std::result::Result<f64, String> {
+    finite_f64(s).and_then(|v| if v > 0.0 && v < 1.0 { Ok(v) } else { Err(format!("{v} must lie strictly between 0 and 1")) })
+}
+
+fn probability_below_one(s: &str) -> std::result::Result<f32, String> {
+    finite_f64(s).and_then(|v| if (0.0..1.0).contains(&v) { Ok(v as f32) } else { Err(format!("{v} must be in [0, 1)")) })
 }

@@ -170,3 +170,44 @@ fn resampling_48k_to_16k_matches_soxr_hq() {
         assert!(snr_db > 70.0, "{rate} Hz: SNR {snr_db:.1} dB");
     }
 }
+
+#[test]
+fn declared_sizes_and_rates_are_bounded_before_anything_is_allocated() {
+    let spec = |rate| hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    // A 1 Hz header would make resampling to 16 kHz allocate 16,000 x the samples (12.8 GB
+    // for the file in issue 12); it is refused by its rate.
+    let one_hz = wav_bytes(spec(1), |w| (0..100).for_each(|i| w.write_sample(i as i16).unwrap()));
+    let e = format!("{:#}", audio::decode_bytes(&one_hz).unwrap_err());
+    assert!(e.contains("sample rate 1 Hz") && e.contains("1000-768000"), "{e}");
+    // A data chunk claiming 4 GB in a 1 kB file: a clear error, no 4 GB reservation.
+    let mut lying = wav_bytes(spec(16_000), |w| (0..500).for_each(|i| w.write_sample(i as i16).unwrap()));
+    let data = lying.windows(4).position(|w| w == b"data").unwrap();
+    lying[data + 4..data + 8].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    match audio::decode_bytes(&lying) {
+        Ok(a) => assert_eq!(a.samples.len(), 500, "only what the file holds"),
+        Err(e) => assert!(format!("{e:#}").contains("WAV"), "{e:#}"),
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn fifos_and_link_loops_neither_hang_nor_repeat_clips() {
+    let dir = std::env::temp_dir().join(format!("ser-hostile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let good = sample_dir().join("03-01-01-01-01-01-01.wav");
+    std::fs::copy(&good, dir.join("sub/03-01-01-01-01-01-01.wav")).unwrap();
+    // A link loop (sub/again -> ..) and a second link to the same clip.
+    std::os::unix::fs::symlink("..", dir.join("sub/again")).unwrap();
+    std::os::unix::fs::symlink("sub/03-01-01-01-01-01-01.wav", dir.join("alias.wav")).unwrap();
+    let fifo = dir.join("03-01-02-01-01-01-01.wav");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let files = audio::find_audio_files(&dir).unwrap();
+    // The real clip once (through whichever path sorts first) and the FIFO, listed so that
+    // decoding can refuse it by name.
+    assert_eq!(files.len(), 2, "{files:?}");
+    let e = format!("{:#}", audio::decode_file(&fifo).unwrap_err());
+    assert!(e.contains("not a regular file") && e.contains("03-01-02-01-01-01-01.wav"), "{e}");
+    assert!(files.iter().any(|f| audio::decode_file(f).is_ok()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -43,3 +43,32 @@ fn dropout_is_seeded_unbiased_and_repeats_its_mask_for_the_gradient() {
     }
 }
 
+
+#[test]
+fn architectures_too_large_to_hold_are_refused_before_allocating() {
+    use ser::nn::{Architecture, Layer};
+    // A checkpoint's architecture is data: [2^31, 1] inputs once made Model::new ask for 140 TB.
+    let huge_input = Architecture { input: (1 << 31, 1), layers: vec![Layer::Flatten, Layer::Dense { units: 7, relu: false }] };
+    let e = huge_input.shapes().unwrap_err().to_string();
+    assert!(e.contains("the input") && e.contains("over the"), "{e}");
+    let huge_weight = Architecture { input: (1, 59), layers: vec![Layer::Flatten, Layer::Dense { units: 1 << 24, relu: true }, Layer::Dense { units: 7, relu: false }] };
+    let e = huge_weight.shapes().unwrap_err().to_string();
+    assert!(e.contains("layer 1") && e.contains("weights"), "{e}");
+    let overflow = Architecture { input: (usize::MAX, 2), layers: vec![] };
+    assert!(overflow.shapes().is_err());
+    let empty = Architecture { input: (0, 59), layers: vec![Layer::Dense { units: 7, relu: false }] };
+    assert!(empty.shapes().unwrap_err().to_string().contains("empty"));
+    let g = &gpu().gpu;
+    assert!(ser::nn::Model::new(g, &huge_input, 0).is_err());
+    // The refined CNN on RAVDESS-sized input is far inside the bound.
+    assert!(Architecture::refined_cnn((59, 1), 7).shapes().is_ok());
+}
+
+#[test]
+fn training_settings_no_run_can_use_are_refused() {
+    use ser::train::TrainConfig;
+    assert!(TrainConfig::default().check().is_ok());
+    for bad in [TrainConfig { batch_size: 0, ..Default::default() }, TrainConfig { epochs: 0, ..Default::default() }, TrainConfig { first_epoch: 5, epochs: 4, ..Default::default() }, TrainConfig { lr_factor: 0.0, ..Default::default() }] {
+        assert!(bad.check().is_err(), "{bad:?}");
+    }
+}

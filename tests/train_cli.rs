@@ -257,3 +257,55 @@ fn the_training_benchmark_reports_throughput_and_layers() {
         assert!(dense["gemm_gflop_per_s"].as_f64().unwrap() > 0.0, "{dense}");
     }
 }
+
+#[test]
+fn bad_flags_are_refused_up_front_naming_the_flag_and_range() {
+    // Each once panicked, hung or said something misleading (issue 12); now clap refuses them
+    // before any file is read or device opened, naming the flag and what it accepts.
+    let (dir, features) = workspace("badflags");
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["--batch-size", "0"], "--batch-size", "1 to"),
+        (&["--test-fraction", "1.5"], "--test-fraction", "strictly between 0 and 1"),
+        (&["--test-fraction", "0"], "--test-fraction", "strictly between 0 and 1"),
+        (&["--epochs", "0"], "--epochs", "1 to"),
+        (&["--hidden", "0"], "--hidden", "1 to"),
+        (&["--rff-features", "0"], "--rff-features", "1 to"),
+        (&["--lr", "nan"], "--lr", "not a finite number"),
+        (&["--dropout", "1"], "--dropout", "[0, 1)"),
+        (&["--n-fft", "1000"], "--n-fft", "power of two"),
+        (&["--n-fft", "8"], "--n-fft", "32 to 65536"),
+        (&["--hop", "0"], "--hop", "1 to"),
+        (&["--sample-rate", "0"], "--sample-rate", "1000 to 384000"),
+        (&["--folds", "1"], "--folds", "2 to 24"),
+    ];
+    for (args, flag, why) in cases {
+        let out = ser().arg("train").arg("--features").arg(&features).args(*args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(flag) && err.contains(why), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // Checked after parsing, still before any work: a NaN tuning, more MFCCs than mel bands.
+    for (args, why) in [(&["--tuning", "NaN"][..], "--tuning"), (&["--n-mfcc", "80"][..], "--n-mfcc 80 is more than --n-mels 64")] {
+        let out = ser().args(["features", "--data"]).arg(&dir).arg("--out").arg(dir.join("x.safetensors")).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(why), "{args:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn feature_files_with_impossible_lengths_or_non_finite_values_are_refused() {
+    let mut long = synthetic_set();
+    long.lengths[3] = long.t_max as u32 + 5;
+    let (dir, features) = workspace_with("badlengths", long);
+    let out = ser().arg("train").arg("--features").arg(&features).args(["--input", "frames", "--epochs", "1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("claims 17 frames, past the file's 12") && !err.contains("panicked"), "{err}");
+    let mut nan = synthetic_set();
+    nan.vectors[59 * 5 + 2] = f32::NAN;
+    nan.write(&features).unwrap();
+    let out = ser().arg("train").arg("--features").arg(&features).args(["--epochs", "1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("clip 5") && err.contains("non-finite"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

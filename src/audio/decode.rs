@@ -5,6 +5,17 @@
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
+/// Sample rates a file may declare: telephone speech to high-resolution studio audio.
+pub const MIN_SAMPLE_RATE: u32 = 1_000;
+pub const MAX_SAMPLE_RATE: u32 = 768_000;
+
+/// The largest audio file read: 2 GiB (3 hours of 48 kHz 16-bit stereo WAV).
+pub const MAX_FILE_BYTES: u64 = 2 << 30;
+
+/// The most samples (all channels) decoded from one file: a FLAC of silence compresses almost
+/// to nothing, so its size does not bound its length. 2^29 is 93 minutes of 48 kHz stereo.
+pub const MAX_DECODED_SAMPLES: usize = 1 << 29;
+
 /// A decoded clip: mono samples and their rate.
 #[derive(Clone, Debug)]
 pub struct Audio {
@@ -14,6 +25,15 @@ pub struct Audio {
 
 /// Decodes a file by its contents (RIFF/WAVE or fLaC magic), whatever its extension.
 pub fn decode_file(path: &Path) -> Result<Audio> {
+    // Opening a FIFO would block forever and a device could stream without end: only regular
+    // files (links followed) of a bounded size are read.
+    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if !meta.is_file() {
+        bail!("{}: not a regular file (a FIFO, socket, device or folder)", path.display());
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        bail!("{}: {} bytes, over the {MAX_FILE_BYTES} a clip may have (cut long recordings into parts)", path.display(), meta.len());
+    }
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     decode_bytes(&bytes).with_context(|| format!("{}", path.display()))
 }
@@ -32,8 +52,9 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Audio> {
     if audio.samples.is_empty() {
         bail!("no audio samples");
     }
-    if audio.sample_rate == 0 {
-        bail!("sample rate is 0");
+    if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&audio.sample_rate) {
+        // Resampling a 1 Hz header to 16 kHz would multiply the samples by 16,000.
+        bail!("sample rate {} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz", audio.sample_rate);
     }
     if let Some(i) = audio.samples.iter().position(|s| !s.is_finite()) {
         bail!("sample {i} is {} (not a finite number)", audio.samples[i]);
@@ -61,6 +82,15 @@ fn mixdown(interleaved: impl Iterator<Item = f32>, channels: usize, frames_hint:
     out
 }
 
+/// Collects samples with at most `most` reserved up front (`collect` would trust the header).
+fn read_bounded<T>(samples: impl Iterator<Item = hound::Result<T>>, most: usize) -> Result<Vec<T>> {
+    let mut v = Vec::with_capacity(most.min(1 << 24));
+    for s in samples {
+        v.push(s.context("truncated or corrupt WAV data")?);
+    }
+    Ok(v)
+}
+
 fn decode_wav(bytes: &[u8]) -> Result<Audio> {
     let mut reader = hound::WavReader::new(std::io::Cursor::new(bytes)).context("invalid WAV")?;
     let spec = reader.spec();
@@ -68,16 +98,19 @@ fn decode_wav(bytes: &[u8]) -> Result<Audio> {
     if channels == 0 {
         bail!("WAV header says 0 channels");
     }
-    let frames = reader.duration() as usize;
+    // The header's length is a claim: memory is reserved for what the file can hold.
+    let bytes_per_sample = (spec.bits_per_sample as usize).div_ceil(8).max(1);
+    let most = bytes.len() / bytes_per_sample;
+    let frames = (reader.duration() as usize).min(most / channels);
     let samples = match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Float, 32) => {
-            let v: Vec<f32> = reader.samples::<f32>().collect::<Result<_, _>>().context("truncated or corrupt WAV data")?;
+            let v = read_bounded(reader.samples::<f32>(), most)?;
             mixdown(v.into_iter(), channels, frames)
         }
         (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
             // hound returns 8-bit (unsigned on disk) already centred on zero.
             let scale = 1.0 / (1u64 << (bits - 1)) as f32;
-            let v: Vec<i32> = reader.samples::<i32>().collect::<Result<_, _>>().context("truncated or corrupt WAV data")?;
+            let v = read_bounded(reader.samples::<i32>(), most)?;
             mixdown(v.into_iter().map(|s| s as f32 * scale), channels, frames)
         }
         (fmt, bits) => bail!("unsupported WAV sample format: {bits}-bit {fmt:?}"),
@@ -117,6 +150,9 @@ fn decode_flac(bytes: &[u8]) -> Result<Audio> {
         rate = buf.spec().rate();
         chunk.resize(buf.samples_interleaved(), 0.0);
         buf.copy_to_slice_interleaved(&mut chunk);
+        if interleaved.len() + chunk.len() > MAX_DECODED_SAMPLES {
+            bail!("FLAC stream decodes to more than {MAX_DECODED_SAMPLES} samples (cut long recordings into parts)");
+        }
         interleaved.extend_from_slice(&chunk);
     }
     if channels == 0 {

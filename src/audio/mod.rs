@@ -46,17 +46,26 @@ pub fn dither_to_16_bits(samples: &mut [f32], seed: u64) {
     }
 }
 
-/// Every `.wav` and `.flac` file below `root` (any depth), sorted by path.
+/// Every `.wav` and `.flac` file below `root` (any depth), sorted by path. Symbolic links are
+/// followed, but each folder is entered and each file listed once (by its canonical path), so a
+/// link loop or a second link to the same clip cannot repeat it. Entries that are not regular
+/// files (a FIFO or a device named `.wav`) are listed so that decoding refuses them by name.
 pub fn find_audio_files(root: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    if !root.exists() {
+    use std::collections::HashSet;
+    if std::fs::symlink_metadata(root).is_err() {
         anyhow::bail!("{}: no such file or folder", root.display());
     }
-    if root.is_file() {
+    if !root.is_dir() {
         return Ok(vec![root.to_path_buf()]);
     }
+    let mut out = Vec::new();
+    let mut seen_dirs: HashSet<PathBuf> = HashSet::new();
+    let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
+        // A folder reached twice (a link loop, or two links to one folder) is walked once.
+        if !seen_dirs.insert(std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone())) {
+            continue;
+        }
         let entries = std::fs::read_dir(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
         for entry in entries {
             let path = entry?.path();
@@ -68,6 +77,8 @@ pub fn find_audio_files(root: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     out.sort();
+    let mut seen_files: HashSet<PathBuf> = HashSet::new();
+    out.retain(|p| seen_files.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
     Ok(out)
 }
 

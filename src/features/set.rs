@@ -148,6 +148,15 @@ impl FeatureSet {
         if n != clips.len() || lengths.len() != n || vshape != [n, dim] || sshape != [n, dim] || dim != config.dim() {
             bail!("{}: tensor shapes disagree with {} clips of {} features", f.path, clips.len(), config.dim());
         }
+        // A set without frames (t_max 0) still counts each clip's frames in `lengths`.
+        if let Some(c) = (t_max > 0).then(|| lengths.iter().position(|&l| l as usize > t_max)).flatten() {
+            bail!("{}: clip {c} ({}) claims {} frames, past the file's {t_max}", f.path, clips[c].path, lengths[c]);
+        }
+        // Non-finite features would reach a model as NaN probabilities; name the first clip.
+        let bad = |xs: &[f32], per_clip: usize| xs.iter().position(|v| !v.is_finite()).map(|i| i / per_clip.max(1));
+        if let Some(c) = bad(&vectors, dim).or_else(|| bad(&stds, dim)).or_else(|| bad(&frames, t_max * dim)) {
+            bail!("{}: clip {c} ({}) has non-finite features; re-create the file with `ser features`", f.path, clips[c].path);
+        }
         Ok(FeatureSet { config, clips, frames, lengths, t_max, vectors, stds, dim })
     }
 }

@@ -38,6 +38,10 @@ pub enum Layer {
     RbfKernel { centres: usize, gamma: f32 },
 }
 
+/// The most values one model tensor (a weight, or one example's activation) may hold: 2^28
+/// (1 GiB of f32), far past any model here (the refined CNN's largest weight has 0.9 M).
+pub const MAX_TENSOR_VALUES: usize = 1 << 28;
+
 /// A model's shape: input (length, channels), layers, and the class count of the last Dense.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Architecture {
@@ -123,11 +127,30 @@ impl Architecture {
         Architecture { input, layers: vec![Layer::Flatten, fixed, Layer::Dense { units: classes, relu: false }] }
     }
 
-    /// (length, channels) entering each layer, and leaving the last one.
+    /// (length, channels) entering each layer, and leaving the last one. Refuses shapes whose
+    /// activations (per example) or weights would pass [`MAX_TENSOR_VALUES`], so that a
+    /// corrupt or hostile checkpoint gets an error, not a multi-terabyte allocation.
     pub fn shapes(&self) -> Result<Vec<(usize, usize)>> {
+        let size = |what: String, a: usize, b: usize| -> Result<()> {
+            match a.checked_mul(b) {
+                Some(n) if n <= MAX_TENSOR_VALUES => Ok(()),
+                _ => bail!("{what} would hold {a} x {b} values, over the {MAX_TENSOR_VALUES} a model tensor may hold"),
+            }
+        };
+        size("the input".into(), self.input.0, self.input.1)?;
+        if self.input.0 == 0 || self.input.1 == 0 {
+            bail!("the input shape {:?} is empty", self.input);
+        }
         let mut shapes = vec![self.input];
         for (i, layer) in self.layers.iter().enumerate() {
             let (l, c) = *shapes.last().unwrap();
+            match *layer {
+                Layer::Conv1d { filters, kernel, .. } => size(format!("layer {i} ({layer:?})'s weights"), kernel.saturating_mul(c), filters)?,
+                Layer::Dense { units: out, .. } | Layer::RandomFourier { features: out, .. } | Layer::RbfKernel { centres: out, .. } => {
+                    size(format!("layer {i} ({layer:?})'s weights"), c, out)?
+                }
+                _ => {}
+            }
             let next = match *layer {
                 Layer::Conv1d { filters, kernel, same, .. } => (ConvShape::new(1, l, c, kernel, same)?.l_out, filters),
                 Layer::BatchNorm | Layer::Dropout { .. } => (l, c),
@@ -140,6 +163,10 @@ impl Architecture {
                     (1, out)
                 }
             };
+            size(format!("layer {i} ({layer:?})'s output"), next.0, next.1)?;
+            if next.0 == 0 || next.1 == 0 {
+                bail!("layer {i} ({layer:?}) leaves nothing: output shape {next:?}");
+            }
             shapes.push(next);
         }
         Ok(shapes)

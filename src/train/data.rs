@@ -118,7 +118,8 @@ pub fn stratified(labels: &[u32], positions: &[usize], fraction: f64, seed: u64)
     for k in 0..classes {
         let mut members: Vec<usize> = positions.iter().copied().filter(|&p| labels[p] as usize == k).collect();
         super::shuffle(&mut members, seed ^ (k as u64).wrapping_mul(0x9E37_79B9));
-        let n_second = (members.len() as f64 * fraction).round() as usize;
+        // A fraction outside [0, 1] (the CLI refuses one) must not index past the class.
+        let n_second = ((members.len() as f64 * fraction.clamp(0.0, 1.0)).round() as usize).min(members.len());
         second.extend_from_slice(&members[..n_second]);
         first.extend_from_slice(&members[n_second..]);
     }

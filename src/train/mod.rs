@@ -66,6 +66,22 @@ fn one() -> usize {
     1
 }
 
+impl TrainConfig {
+    /// Refuses settings no training run can use (a library caller bypasses the CLI's checks).
+    pub fn check(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            bail!("batch size must be at least 1");
+        }
+        if self.first_epoch == 0 || self.epochs < self.first_epoch {
+            bail!("epochs {}..={} is empty (the first epoch is 1, or where a resumed run continues)", self.first_epoch, self.epochs);
+        }
+        if !(self.lr_factor > 0.0 && self.lr_factor <= 1.0) || !(self.min_lr >= 0.0) {
+            bail!("learning-rate schedule: factor {} must be in (0, 1], minimum {} non-negative", self.lr_factor, self.min_lr);
+        }
+        Ok(())
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -214,6 +230,9 @@ pub fn fit_schedule(gpu: &Gpu, model: &mut Model, train: &Dataset, class_weight:
     if train.is_empty() {
         bail!("training needs examples");
     }
+    if cfg.batch_size == 0 {
+        bail!("batch size must be at least 1");
+    }
     let weights = gpu.upload_f32(class_weight, &[class_weight.len()])?;
     in_precision(model, cfg.precision, |model| {
         for (e, &lr) in lrs.iter().enumerate() {
@@ -242,6 +261,7 @@ pub fn best_epoch(log: &[Epoch]) -> Option<&Epoch> {
 /// Trains `model` on `train`, validating on `val` after every epoch. Returns the epoch log; the
 /// model ends with the weights of the epoch with the lowest validation loss.
 pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_weight: &[f32], cfg: &TrainConfig, mut on_epoch: impl FnMut(&Epoch)) -> Result<Vec<Epoch>> {
+    cfg.check()?;
     let classes = model.arch.classes()?;
     if train.is_empty() || val.is_empty() {
         bail!("training needs examples in both the training ({}) and validation ({}) sets", train.len(), val.len());
