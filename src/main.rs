@@ -523,6 +523,8 @@ fn bench_adapters(adapter: &AdapterArgs, all_adapters: bool) -> Result<Vec<Adapt
 }
 
 fn main() {
+    // SAFETY: nothing else runs yet.
+    unsafe { gpu::quiet_device_select_layer() };
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");

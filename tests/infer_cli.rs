@@ -143,3 +143,13 @@ fn predict_and_eval_on_real_files() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/model.safetensors"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_readme_command_prints_no_error_lines_on_a_headless_machine() {
+    // Mesa's device-select layer used to print "error: XDG_RUNTIME_DIR is invalid or not set"
+    // twice on every run without a desktop session; users read that as a failure.
+    let out = ser().args(["predict", "examples/clips"]).current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("XDG_RUNTIME_DIR").env_remove("NODEVICE_SELECT").output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.to_lowercase().contains("error"), "{err}");
+}

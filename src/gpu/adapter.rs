@@ -132,16 +132,38 @@ pub(crate) fn feature_names(features: wgpu::Features) -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn new_instance() -> wgpu::Instance {
+/// Turns off Mesa's implicit Vulkan device-select layer for this process unless the user
+/// steers it (`DRI_PRIME`, or `NODEVICE_SELECT` already set). The layer reorders GPUs by the
+/// desktop's display, which `ser` does not use (it ranks adapters itself), and on a headless
+/// machine its display probe prints `XDG_RUNTIME_DIR is invalid or not set` twice per run,
+/// which users read as a failure.
+///
+/// # Safety
+/// Sets an environment variable: call it before any other thread exists (first thing in `main`).
+pub unsafe fn quiet_device_select_layer() {
+    if std::env::var_os("NODEVICE_SELECT").is_none() && std::env::var_os("DRI_PRIME").is_none() {
+        // SAFETY: the caller guarantees the process is still single-threaded.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
+/// Every backend `ser` can use.
+pub(crate) const ALL_BACKENDS: wgpu::Backends = wgpu::Backends::all().difference(wgpu::Backends::BROWSER_WEBGPU);
+
+/// The native APIs, probed before GL: GL's probe (EGL looking for a display) prints
+/// `XDG_RUNTIME_DIR is invalid` on headless Linux, which users read as a failure.
+const NATIVE_BACKENDS: wgpu::Backends = wgpu::Backends::VULKAN.union(wgpu::Backends::METAL).union(wgpu::Backends::DX12);
+
+pub(crate) fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = wgpu::Backends::all() - wgpu::Backends::BROWSER_WEBGPU;
+    desc.backends = backends;
     wgpu::Instance::new(desc)
 }
 
-pub(crate) fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    let mut adapters = pollster::block_on(instance.enumerate_adapters(
-        wgpu::Backends::all() - wgpu::Backends::BROWSER_WEBGPU,
-    ));
+/// The adapters of `backends`, best first.
+pub(crate) fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let instance = new_instance(backends);
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
     adapters.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
     adapters
 }
@@ -216,36 +238,39 @@ pub const NO_ADAPTER_HELP: &str = "ser needs a Vulkan, Metal or DX12 driver \
 driver: `apt-get install mesa-vulkan-drivers libvulkan1` on Debian and Ubuntu, \
 `dnf install mesa-vulkan-drivers` on Fedora.";
 
-pub(crate) fn choose(instance: &wgpu::Instance, sel: &AdapterSelector) -> Result<wgpu::Adapter> {
-    let all = enumerate(instance);
+/// The selected adapter. Native APIs are probed first and GL only when it was asked for or no
+/// native adapter matches, so a machine with Vulkan never runs GL's noisy probe.
+pub(crate) fn choose(sel: &AdapterSelector) -> Result<wgpu::Adapter> {
+    let wanted = sel.backends();
+    let name = sel.name.as_ref().map(|n| n.to_ascii_lowercase());
+    let matches = |a: &wgpu::Adapter| {
+        let info = a.get_info();
+        wanted.contains(wgpu::Backends::from(info.backend)) && name.as_ref().is_none_or(|n| info.name.to_ascii_lowercase().contains(n))
+    };
+    for stage in [wanted & NATIVE_BACKENDS, wanted - NATIVE_BACKENDS] {
+        if !stage.is_empty() {
+            if let Some(a) = enumerate(stage).into_iter().find(|a| matches(a)) {
+                return Ok(a);
+            }
+        }
+    }
+    let all = enumerate(ALL_BACKENDS);
     if all.is_empty() {
         bail!("no GPU adapter found. {NO_ADAPTER_HELP}");
     }
-    let wanted = sel.backends();
-    let name = sel.name.as_ref().map(|n| n.to_ascii_lowercase());
-    let found = all.iter().find(|a| {
-        let info = a.get_info();
-        wanted.contains(wgpu::Backends::from(info.backend))
-            && name.as_ref().is_none_or(|n| info.name.to_ascii_lowercase().contains(n))
-    });
-    match found {
-        Some(a) => Ok(a.clone()),
-        None => {
-            let present: Vec<String> = all
-                .iter()
-                .map(|a| {
-                    let i = a.get_info();
-                    format!("{} ({})", i.name, backend_name(i.backend))
-                })
-                .collect();
-            let any_on_backend = all.iter().any(|a| wanted.contains(wgpu::Backends::from(a.get_info().backend)));
-            bail!(
-                "no adapter matches name {:?} and backend {:?}; present: {}{}",
-                sel.name.as_deref().unwrap_or("any"),
-                sel.backend.map_or("any".to_string(), |b| format!("{b:?}").to_lowercase()),
-                present.join(", "),
-                if any_on_backend { String::new() } else { format!("\n{NO_ADAPTER_HELP}") }
-            )
-        }
-    }
+    let present: Vec<String> = all
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            format!("{} ({})", i.name, backend_name(i.backend))
+        })
+        .collect();
+    let any_on_backend = all.iter().any(|a| wanted.contains(wgpu::Backends::from(a.get_info().backend)));
+    bail!(
+        "no adapter matches name {:?} and backend {:?}; present: {}{}",
+        sel.name.as_deref().unwrap_or("any"),
+        sel.backend.map_or("any".to_string(), |b| format!("{b:?}").to_lowercase()),
+        present.join(", "),
+        if any_on_backend { String::new() } else { format!("\n{NO_ADAPTER_HELP}") }
+    )
 }

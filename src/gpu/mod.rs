@@ -7,7 +7,7 @@ mod kernel;
 mod profiler;
 mod tensor;
 
-pub use adapter::{AdapterReport, AdapterSelector, BackendChoice, KeyLimits, NO_ADAPTER_HELP};
+pub use adapter::{AdapterReport, AdapterSelector, BackendChoice, KeyLimits, NO_ADAPTER_HELP, quiet_device_select_layer};
 pub use kernel::{
     Access, CONTRAST_WGSL, CONV_WGSL, KERNEL_WGSL, DROPOUT_WGSL, LOSS_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, ELEMENTWISE_WGSL, FILTERBANK_WGSL, GEMM_COOP_WGSL, GEMM_SUBGROUP_WGSL, GEMM_TILE_F16_WGSL, GEMM_TILE_WGSL, GEMM_WGSL, KernelSpec, PRELUDE, SEGMENT_WGSL, SHADERS,
     STFT_WGSL, ShaderFile, TUNING_WGSL, capabilities_for, validate,
@@ -25,8 +25,7 @@ use tensor::{BufferPool, PooledBuffer, PooledTexture, TexturePool};
 
 /// Lists every adapter wgpu can see, best first.
 pub fn list_adapters() -> Vec<AdapterReport> {
-    let instance = adapter::new_instance();
-    adapter::enumerate(&instance).iter().enumerate().map(|(i, a)| adapter::report(i, a)).collect()
+    adapter::enumerate(adapter::ALL_BACKENDS).iter().enumerate().map(|(i, a)| adapter::report(i, a)).collect()
 }
 
 /// What the device was created with, for reports and for the shader validation test.
@@ -110,8 +109,7 @@ impl Gpu {
     /// Opens the adapter the selector (flags, then environment, then rank) picks.
     pub fn new(selector: &AdapterSelector) -> Result<Gpu> {
         let selector = selector.clone().with_env()?;
-        let instance = adapter::new_instance();
-        let adapter = adapter::choose(&instance, &selector)?;
+        let adapter = adapter::choose(&selector)?;
         let info = adapter.get_info();
         let supported = adapter.features();
         let features = adapter::OPTIONAL_FEATURES
