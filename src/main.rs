@@ -605,6 +605,7 @@ fn run(cli: Cli) -> Result<()> {
 
 fn features(args: FeaturesArgs) -> Result<()> {
     let cfg = args.features.config()?;
+    ser::store::check_output_path(&args.out, "--out")?;
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
     gpu.set_profiling(args.profile);
     let opts = BuildOptions {
@@ -658,6 +659,12 @@ fn features(args: FeaturesArgs) -> Result<()> {
 
 fn train(mut args: TrainArgs) -> Result<()> {
     use ser::train::data;
+    // The output is checked before any work, so that an unwritable path wastes nothing.
+    match &args.out {
+        Some(out) => ser::store::check_output_path(out, "--out")?,
+        None if args.split != Split::ActorFolds => anyhow::bail!("give --out FILE for the trained model"),
+        None => {}
+    }
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
     let resume = match args.resume.clone() {
         Some(path) => Some(resume_from(&gpu, &path, &mut args)?),
@@ -692,8 +699,19 @@ fn train(mut args: TrainArgs) -> Result<()> {
         Split::Actors => all.iter().partition(|&&p| !args.test_actors.contains(&l.actors[p])),
         Split::None | Split::ActorFolds => (all.clone(), Vec::new()),
     };
-    if test.is_empty() && args.split != Split::None {
-        anyhow::bail!("the test split is empty (actors {:?} not in the data?)", args.test_actors);
+    if train_all.is_empty() {
+        anyhow::bail!("--test-actors {:?} hold out every actor in the data: nothing is left to train on", args.test_actors);
+    }
+    if test.is_empty() && args.split == Split::Actors {
+        anyhow::bail!("--test-actors {:?}: none of them is in the data (its actors: {:?})", args.test_actors, {
+            let mut a: Vec<u8> = l.actors.clone();
+            a.sort();
+            a.dedup();
+            a
+        });
+    }
+    if test.is_empty() && args.split == Split::Random {
+        anyhow::bail!("--test-fraction {} leaves no clip of any class for testing ({} clips)", args.test_fraction, all.len());
     }
     let Some(out) = &args.out else { anyhow::bail!("give --out FILE for the trained model") };
     if let Some(r) = &resume {

@@ -8,8 +8,51 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-/// Writes `bytes` to `path` atomically.
+/// Checks before any work that `path` can take an output file: if it exists it is a regular
+/// file (never a symbolic link, folder or device, which an atomic rename would replace), and
+/// its folder exists and accepts a new file (tried). `flag` names the option in the message.
+pub fn check_output_path(path: &Path, flag: &str) -> Result<()> {
+    refuse_non_file(path, flag)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        bail!("{flag} {}: the folder {} does not exist", path.display(), dir.display());
+    }
+    let probe = dir.join(format!(".ser-write-probe.{}", std::process::id()));
+    std::fs::File::create(&probe).with_context(|| format!("{flag} {}: cannot write in {}", path.display(), dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+fn refuse_non_file(path: &Path, flag: &str) -> Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            bail!("{flag} {}: is a symbolic link; give the path of the file itself", path.display());
+        }
+        if !kind.is_file() {
+            bail!("{flag} {}: exists and is not a regular file (a folder, device or FIFO)", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Temporary files of earlier writes to `name` in `dir` that a killed process left behind
+/// (older than ten minutes, so a concurrent writer's own file is never touched).
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let old = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() > 600);
+        if file.starts_with(&prefix) && file.ends_with(".tmp") && old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically. Refuses to replace anything but a regular file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    refuse_non_file(path, "output")?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
     let name = path.file_name().with_context(|| format!("{}: not a file path", path.display()))?;
@@ -25,6 +68,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e).with_context(|| format!("{}: cannot write", path.display()));
     }
+    remove_stale_temporaries(dir, &name.to_string_lossy());
     Ok(())
 }
 

@@ -309,3 +309,34 @@ fn feature_files_with_impossible_lengths_or_non_finite_values_are_refused() {
     assert!(!out.status.success() && err.contains("clip 5") && err.contains("non-finite"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn outputs_are_checked_before_any_work_and_never_replace_links_or_devices() {
+    let (dir, features) = workspace("outs");
+    let target = dir.join("real.safetensors");
+    std::fs::write(&target, b"keep me").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&target, dir.join("link.safetensors")).unwrap();
+    let cases: Vec<(PathBuf, &str)> = vec![
+        #[cfg(unix)]
+        (dir.join("link.safetensors"), "symbolic link"),
+        (dir.clone(), "not a regular file"),
+        (dir.join("missing/model.safetensors"), "does not exist"),
+        #[cfg(unix)]
+        (PathBuf::from("/dev/null"), "not a regular file"),
+    ];
+    for (out, why) in cases {
+        let started = std::time::Instant::now();
+        let res = ser().arg("train").arg("--features").arg(&features).args(["--epochs", "50"]).arg("--out").arg(&out).output().unwrap();
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(!res.status.success() && err.contains("--out") && err.contains(why), "{out:?}: {err}");
+        // Refused up front: no epoch ran (fifty would take far longer).
+        assert!(!err.contains("epoch") && started.elapsed().as_secs() < 20, "{out:?}: {err}");
+    }
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me", "the link's target is untouched");
+    // Holding out every actor leaves nothing to train on: said so, not a texture error.
+    let res = ser().arg("train").arg("--features").arg(&features).args(["--drop", "disgust", "--split", "actors", "--test-actors", "1,2,3,4"]).arg("--out").arg(dir.join("m.safetensors")).output().unwrap();
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success() && err.contains("hold out every actor"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
