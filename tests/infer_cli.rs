@@ -153,3 +153,53 @@ fn the_readme_command_prints_no_error_lines_on_a_headless_machine() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.to_lowercase().contains("error"), "{err}");
 }
+
+/// The shipped model with its metadata and tensors edited, written to `path`.
+fn edited_model(path: &Path, edit_meta: impl Fn(&mut std::collections::HashMap<String, String>), edit_tensor: impl Fn(&str, &mut Vec<u8>)) {
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/ser.safetensors")).unwrap();
+    let (_, m) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = m.metadata().clone().unwrap();
+    edit_meta(&mut meta);
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            let mut data = t.data().to_vec();
+            edit_tensor(&name, &mut data);
+            (name, t.dtype(), t.shape().to_vec(), data)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> =
+        owned.iter().map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    std::fs::write(path, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+}
+
+#[test]
+fn damaged_checkpoints_are_refused_at_load_with_the_reason() {
+    let dir = std::env::temp_dir().join(format!("ser-damaged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/clips");
+    // Unchanged, the copy predicts (so the edits below are what gets refused).
+    let same = dir.join("same.safetensors");
+    edited_model(&same, |_| {}, |_, _| {});
+    assert!(ser().arg("predict").arg("--model").arg(&same).arg(&clip).output().unwrap().status.success());
+    let nan_weight = dir.join("nan.safetensors");
+    edited_model(&nan_weight, |_| {}, |name, data| {
+        if name.ends_with("weight") || name.ends_with(".w") || name.contains("dense") {
+            data[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        }
+    });
+    let zero_std = dir.join("zero-std.safetensors");
+    edited_model(&zero_std, |meta| {
+        let mut scaler: serde_json::Value = serde_json::from_str(&meta["scaler"]).unwrap();
+        scaler["std"][3] = serde_json::json!(0.0);
+        meta.insert("scaler".into(), scaler.to_string());
+    }, |_, _| {});
+    for (model, why) in [(&nan_weight, "must be finite"), (&zero_std, "scaler column 3")] {
+        let out = ser().arg("predict").arg("--model").arg(model).arg(&clip).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(why) && out.stdout.is_empty(), "{model:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -117,17 +117,30 @@ fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
     }
     let columns = meta.input.scaler_width(meta.features.dim());
     if meta.scaler.mean.len() != columns || meta.scaler.std.len() != columns {
-        bail!("{}: scaler has {} columns, {:?} input of these features needs {columns}", f.path, meta.scaler.mean.len(), meta.input);
+        bail!(
+            "{}: the scaler has {} means and {} deviations, but {:?} input of these features has {columns} columns",
+            f.path,
+            meta.scaler.mean.len(),
+            meta.scaler.std.len(),
+            meta.input
+        );
+    }
+    // A zero or non-finite deviation divides features into infinities: certain, wrong answers.
+    if let Some(j) = meta.scaler.mean.iter().zip(&meta.scaler.std).position(|(m, s)| !m.is_finite() || !s.is_finite() || *s <= 0.0) {
+        bail!("{}: scaler column {j} has mean {} and deviation {} (a deviation must be positive and finite)", f.path, meta.scaler.mean[j], meta.scaler.std[j]);
     }
     let members = match f.metadata().get("members") {
         None => 1,
-        Some(m) => m.parse::<usize>().ok().filter(|&m| m > 0).with_context(|| format!("{}: bad member count {m:?}", f.path))?,
+        Some(m) => m.parse::<usize>().ok().filter(|&m| m > 0 && m <= 64).with_context(|| format!("{}: bad member count {m:?} (1 to 64)", f.path))?,
     };
     // Fills `t` from the file's tensor `name`, which must have its shape.
     let fill = |name: &str, t: &crate::gpu::Tensor| -> Result<()> {
         let (data, shape) = f.tensor::<f32>(name, Dtype::F32)?;
         if shape != t.shape() {
             bail!("{}: tensor {name} has shape {shape:?}, the architecture needs {:?}", f.path, t.shape());
+        }
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            bail!("{}: tensor {name} holds {} at element {i}; the model is damaged (weights must be finite)", f.path, data[i]);
         }
         gpu.write(t, &data)
     };
