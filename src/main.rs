@@ -522,11 +522,33 @@ fn bench_adapters(adapter: &AdapterArgs, all_adapters: bool) -> Result<Vec<Adapt
     Ok(selectors)
 }
 
+/// Exit statuses: 0 everything was done; 1 an error, or nothing was done; 2 a usage error (clap);
+/// 3 done in part: some inputs were skipped (each listed on stderr with its reason).
+const EXIT_PARTIAL: i32 = 3;
+
+/// The run finished, but some inputs were skipped: `main` exits with [`EXIT_PARTIAL`].
+#[derive(Debug)]
+struct Partial(String);
+
+impl std::fmt::Display for Partial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Partial {}
+
 fn main() {
     // SAFETY: nothing else runs yet.
     unsafe { gpu::quiet_device_select_layer() };
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        if let Some(p) = e.downcast_ref::<Partial>() {
+            eprintln!("{p}");
+            std::process::exit(EXIT_PARTIAL);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -648,13 +670,22 @@ fn features(args: FeaturesArgs) -> Result<()> {
     if !report.skipped.is_empty() {
         eprintln!("{} files skipped:", report.skipped.len());
         for (path, why) in &report.skipped {
-            eprintln!("  {path}: {why}");
+            eprintln!("  {}", skip_line(path, why));
         }
     }
     if args.profile {
         eprintln!("{}", gpu.profile().table());
     }
+    if !report.skipped.is_empty() {
+        return Err(Partial(format!("{} clips written, {} files skipped (listed above); exit status {EXIT_PARTIAL}", set.clips.len(), report.skipped.len())).into());
+    }
     Ok(())
+}
+
+/// "path: reason", the path once (errors about a file usually start with its path already).
+fn skip_line(path: &str, why: &str) -> String {
+    let why = why.strip_prefix(path).and_then(|w| w.strip_prefix(": ")).unwrap_or(why);
+    format!("{path}: {why}")
 }
 
 fn train(mut args: TrainArgs) -> Result<()> {
@@ -677,7 +708,7 @@ fn train(mut args: TrainArgs) -> Result<()> {
             let opts = BuildOptions { strict: false, cache_dir: corpus::default_cache_dir(), progress: true };
             let (set, report) = corpus::build(&gpu, dir, &selection, &args.features.config()?, &opts)?;
             for (path, why) in &report.skipped {
-                eprintln!("skipped {path}: {why}");
+                eprintln!("skipped {}", skip_line(path, why));
             }
             set
         }
@@ -1085,10 +1116,13 @@ fn predict(args: PredictArgs) -> Result<()> {
         }
     })?;
     for (f, why) in &failed {
-        eprintln!("skipped {f}: {why}");
+        eprintln!("skipped {}", skip_line(f, why));
     }
     if predicted == 0 {
-        anyhow::bail!("no file was predicted");
+        anyhow::bail!("no file was predicted: all {} were refused (listed above)", failed.len());
+    }
+    if !failed.is_empty() {
+        return Err(Partial(format!("{} of {} files predicted, {} skipped (listed above); exit status {EXIT_PARTIAL}", files.len() - failed.len(), files.len(), failed.len())).into());
     }
     Ok(())
 }

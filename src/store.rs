@@ -10,13 +10,12 @@ use std::path::Path;
 
 /// Checks before any work that `path` can take an output file: if it exists it is a regular
 /// file (never a symbolic link, folder or device, which an atomic rename would replace), and
-/// its folder exists and accepts a new file (tried). `flag` names the option in the message.
+/// its folder exists (made if missing) and accepts a new file (tried). `flag` names the option.
 pub fn check_output_path(path: &Path, flag: &str) -> Result<()> {
     refuse_non_file(path, flag)?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        bail!("{flag} {}: the folder {} does not exist", path.display(), dir.display());
-    }
+    // A missing folder is made, as the write would make it.
+    std::fs::create_dir_all(dir).with_context(|| format!("{flag} {}: cannot create the folder {}", path.display(), dir.display()))?;
     let probe = dir.join(format!(".ser-write-probe.{}", std::process::id()));
     std::fs::File::create(&probe).with_context(|| format!("{flag} {}: cannot write in {}", path.display(), dir.display()))?;
     let _ = std::fs::remove_file(&probe);

@@ -46,7 +46,8 @@ fn predict_and_eval_on_real_files() {
     std::fs::write(&junk, b"not audio").unwrap();
     let out = ser().arg("predict").arg("--model").arg(&model_path).arg(sample_dir()).arg(&stranger).arg(&junk).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    // Status 3: every good file predicted, the junk one skipped and listed.
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 9);
     for l in &lines {
@@ -59,7 +60,7 @@ fn predict_and_eval_on_real_files() {
     assert!(stderr.contains("skipped") && stderr.contains("junk.wav"), "{stderr}");
     // In chunks of three files (the junk file inside one of them): the same lines, in order.
     let chunked = ser().args(["predict", "--chunk", "3", "--model"]).arg(&model_path).arg(sample_dir()).arg(&stranger).arg(&junk).output().unwrap();
-    assert!(chunked.status.success() && String::from_utf8_lossy(&chunked.stderr).contains("junk.wav"));
+    assert!(chunked.status.code() == Some(3) && String::from_utf8_lossy(&chunked.stderr).contains("junk.wav"));
     assert_eq!(String::from_utf8_lossy(&chunked.stdout), String::from_utf8_lossy(&out.stdout));
     // Chunks closed by decoded samples (here: after every file) give the same predictions too.
     {
@@ -201,5 +202,39 @@ fn damaged_checkpoints_are_refused_at_load_with_the_reason() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(why) && out.stdout.is_empty(), "{model:?}: {err}");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn clips_without_usable_signal_are_skipped_with_a_reason_and_the_status_says_partial() {
+    let dir = std::env::temp_dir().join(format!("ser-unusable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let write = |name: &str, samples: Vec<i16>| {
+        let mut w = hound::WavWriter::create(dir.join(name), spec).unwrap();
+        samples.into_iter().for_each(|s| w.write_sample(s).unwrap());
+        w.finalize().unwrap();
+    };
+    write("silent.wav", vec![0; 32_000]);
+    write("constant.wav", vec![1200; 32_000]);
+    write("ten-samples.wav", (0..10).map(|i| i * 1000).collect());
+    write("one-sample.wav", vec![5000]);
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/clips/03-01-01-01-01-01-01.wav"), dir.join("speech.wav")).unwrap();
+    let out = ser().arg("predict").arg(&dir).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // The speech is labelled; the four are skipped with their reasons, each file named once.
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("speech.wav"), "{stdout}");
+    for (name, why) in [("silent.wav", "no usable signal"), ("constant.wav", "no usable signal"), ("ten-samples.wav", "too short"), ("one-sample.wav", "too short")] {
+        let line = stderr.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} not listed: {stderr}"));
+        assert!(line.contains(why) && line.matches(name).count() == 1, "{line}");
+    }
+    assert_eq!(out.status.code(), Some(3), "some skipped: partial ({stderr})");
+    assert!(stderr.contains("1 of 5 files predicted, 4 skipped"), "{stderr}");
+    // Nothing usable at all: an error (status 1), no line.
+    std::fs::remove_file(dir.join("speech.wav")).unwrap();
+    let out = ser().arg("predict").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }

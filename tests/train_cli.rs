@@ -298,13 +298,13 @@ fn feature_files_with_impossible_lengths_or_non_finite_values_are_refused() {
     let mut long = synthetic_set();
     long.lengths[3] = long.t_max as u32 + 5;
     let (dir, features) = workspace_with("badlengths", long);
-    let out = ser().arg("train").arg("--features").arg(&features).args(["--input", "frames", "--epochs", "1"]).output().unwrap();
+    let out = ser().arg("train").arg("--features").arg(&features).args(["--input", "frames", "--epochs", "1"]).arg("--out").arg(dir.join("m.safetensors")).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("claims 17 frames, past the file's 12") && !err.contains("panicked"), "{err}");
     let mut nan = synthetic_set();
     nan.vectors[59 * 5 + 2] = f32::NAN;
     nan.write(&features).unwrap();
-    let out = ser().arg("train").arg("--features").arg(&features).args(["--epochs", "1"]).output().unwrap();
+    let out = ser().arg("train").arg("--features").arg(&features).args(["--epochs", "1"]).arg("--out").arg(dir.join("m.safetensors")).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("clip 5") && err.contains("non-finite"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -321,7 +321,7 @@ fn outputs_are_checked_before_any_work_and_never_replace_links_or_devices() {
         #[cfg(unix)]
         (dir.join("link.safetensors"), "symbolic link"),
         (dir.clone(), "not a regular file"),
-        (dir.join("missing/model.safetensors"), "does not exist"),
+        (dir.join("real.safetensors/model.safetensors"), "cannot create the folder"),
         #[cfg(unix)]
         (PathBuf::from("/dev/null"), "not a regular file"),
     ];

@@ -35,6 +35,29 @@ pub fn to_rate(audio: &Audio, sample_rate: u32) -> Result<Vec<f32>> {
     Ok(out)
 }
 
+/// Shortest clip worth a label: 0.1 s (a few analysis frames).
+pub const MIN_SECONDS: f64 = 0.1;
+
+/// Quietest signal worth a label: an RMS (about its mean) of 1e-4, -80 dBFS, three 16-bit steps;
+/// resampling dither alone is 0.5 steps, speech is 1e-3 to 1e-1.
+pub const MIN_RMS: f64 = 1e-4;
+
+/// Refuses audio with no usable signal (too short, silent or constant) with the reason, so that
+/// it is skipped and listed rather than given a label (a model answers something for anything).
+pub fn check_signal(samples: &[f32], rate: u32) -> Result<()> {
+    let seconds = samples.len() as f64 / rate.max(1) as f64;
+    if seconds < MIN_SECONDS {
+        anyhow::bail!("too short to label: {} samples ({seconds:.3} s; at least {MIN_SECONDS} s)", samples.len());
+    }
+    let n = samples.len() as f64;
+    let mean = samples.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let rms = (samples.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+    if rms < MIN_RMS {
+        anyhow::bail!("no usable signal: silent or constant (RMS {rms:.1e} about its mean, below {MIN_RMS:.0e})");
+    }
+    Ok(())
+}
+
 /// Rounds to the 16-bit grid after adding triangular (TPDF, +-1 LSB) noise, seeded so that the
 /// same input gives the same output.
 pub fn dither_to_16_bits(samples: &mut [f32], seed: u64) {

@@ -134,6 +134,7 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
             let r = b.and_then(|b| {
                 let a = audio::decode_bytes(&b).with_context(|| clip.path.display().to_string())?;
                 let s = audio::to_rate(&a, cfg.sample_rate).with_context(|| clip.path.display().to_string())?;
+                audio::check_signal(&s, cfg.sample_rate).with_context(|| clip.path.display().to_string())?;
                 check_length(gpu, cfg, s.len()).with_context(|| clip.path.display().to_string())?;
                 Ok(s)
             });

@@ -174,6 +174,7 @@ impl Predictor {
                 .par_iter()
                 .map(|f| {
                     let s = audio::load(f, rate)?;
+                    audio::check_signal(&s, rate).with_context(|| f.display().to_string())?;
                     // Cut into segments, a file may be as long as it likes.
                     if windows.is_none() {
                         corpus::check_length(gpu, &self.meta.features, s.len()).map_err(|e| anyhow::anyhow!("{e:#} (predict it in segments: --segment SECONDS)"))?;
