@@ -211,3 +211,88 @@ fn fifos_and_link_loops_neither_hang_nor_repeat_clips() {
     assert!(files.iter().any(|f| audio::decode_file(f).is_ok()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A RIFF/WAVE file from raw chunks (id, body), each padded to an even size unless `pad` is false.
+fn riff(chunks: &[(&[u8; 4], Vec<u8>)], pad: bool) -> Vec<u8> {
+    let mut body = b"WAVE".to_vec();
+    for (id, data) in chunks {
+        body.extend_from_slice(*id);
+        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        body.extend_from_slice(data);
+        if pad && data.len() % 2 == 1 {
+            body.push(0);
+        }
+    }
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend(body);
+    out
+}
+
+fn fmt_chunk(tag: u16, channels: u16, rate: u32, bits: u16) -> Vec<u8> {
+    let block = channels * bits / 8;
+    let mut f = Vec::new();
+    for v in [tag.to_le_bytes().to_vec(), channels.to_le_bytes().to_vec(), rate.to_le_bytes().to_vec(), (rate * block as u32).to_le_bytes().to_vec(), block.to_le_bytes().to_vec(), bits.to_le_bytes().to_vec()] {
+        f.extend(v);
+    }
+    f
+}
+
+#[test]
+fn valid_wavs_libsndfile_reads_are_read() {
+    let pcm: Vec<u8> = [1000i16, -2000, 3000, -4000].iter().flat_map(|s| s.to_le_bytes()).collect();
+    let want = [1000.0 / 32768.0, -2000.0 / 32768.0, 3000.0 / 32768.0, -4000.0 / 32768.0];
+    // An odd-sized chunk before the data, correctly padded (was refused), and the same without
+    // its pad byte (malformed, tolerated as libsndfile does).
+    for pad in [true, false] {
+        let bytes = riff(&[(b"fmt ", fmt_chunk(1, 1, 16_000, 16)), (b"LIST", b"odd".to_vec()), (b"data", pcm.clone())], pad);
+        let a = audio::decode_bytes(&bytes).unwrap_or_else(|e| panic!("pad {pad}: {e:#}"));
+        assert_eq!(a.samples, want, "pad {pad}");
+    }
+    // A streaming writer's data size (0xFFFFFFFF): the data runs to the end of the file.
+    let mut streaming = riff(&[(b"fmt ", fmt_chunk(1, 1, 16_000, 16)), (b"data", pcm.clone())], true);
+    let at = streaming.len() - pcm.len() - 4;
+    streaming[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(audio::decode_bytes(&streaming).unwrap().samples, want);
+    // 64-bit float, stereo: mixed down to the mean.
+    let f64s: Vec<u8> = [0.5f64, -0.25, 0.125, 0.375].iter().flat_map(|s| s.to_le_bytes()).collect();
+    let a = audio::decode_bytes(&riff(&[(b"fmt ", fmt_chunk(3, 2, 44_100, 64)), (b"data", f64s)], true)).unwrap();
+    assert_eq!((a.samples, a.sample_rate), (vec![0.125, 0.25], 44_100));
+    // WAVE_FORMAT_EXTENSIBLE naming integer PCM in its sub-format.
+    let mut ext = fmt_chunk(0xFFFE, 1, 16_000, 16);
+    ext.extend_from_slice(&22u16.to_le_bytes());
+    ext.extend_from_slice(&16u16.to_le_bytes());
+    ext.extend_from_slice(&0u32.to_le_bytes());
+    ext.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xAA, 0, 0x38, 0x9B, 0x71]);
+    assert_eq!(audio::decode_bytes(&riff(&[(b"fmt ", ext), (b"data", pcm.clone())], true)).unwrap().samples, want);
+    // Float samples 60 dB past full scale are not audio (they made NaN features before).
+    let loud: Vec<u8> = [0.5f32, 1e20].iter().flat_map(|s| s.to_le_bytes()).collect();
+    let e = format!("{:#}", audio::decode_bytes(&riff(&[(b"fmt ", fmt_chunk(3, 1, 16_000, 32)), (b"data", loud)], true)).unwrap_err());
+    assert!(e.contains("sample 1 is 1e20") && e.contains("beyond any audio level"), "{e}");
+    // A data chunk claiming more than is there is a cut file: an error, not a silent guess.
+    let mut cut = riff(&[(b"fmt ", fmt_chunk(1, 1, 16_000, 16)), (b"data", pcm)], true);
+    cut.truncate(cut.len() - 3);
+    assert!(format!("{:#}", audio::decode_bytes(&cut).unwrap_err()).contains("declares 8 bytes, 5 are present"));
+}
+
+#[test]
+fn a_damaged_flac_frame_is_an_error_not_plausible_audio() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ravdess");
+    let manifest = std::fs::read_to_string(root.join("MANIFEST.tsv")).unwrap();
+    let first = manifest.lines().nth(1).unwrap().split('\t').next().unwrap().to_string();
+    let good = std::fs::read(root.join(&first)).unwrap();
+    assert!(audio::decode_bytes(&good).is_ok());
+    // Flip bits at several places in the audio frames (past the header and metadata): each
+    // damaged file is refused, whether the frame no longer parses or decodes to other samples.
+    let mut refused = 0;
+    for frac in [0.3, 0.5, 0.7, 0.9] {
+        let mut bad = good.clone();
+        let at = (bad.len() as f64 * frac) as usize;
+        bad[at] ^= 0x5a;
+        bad[at + 1] ^= 0x21;
+        if audio::decode_bytes(&bad).is_err() {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 4, "every damaged copy refused");
+}

@@ -1,4 +1,5 @@
-//! Decoding WAV (hound: 8/16/24/32-bit integer, 32-bit float, any channel count, extra chunks)
+//! Decoding WAV (8/16/24/32-bit integer, 32/64-bit float, any channel count, extra chunks, padded
+//! and streaming files)
 //! and FLAC (symphonia), mixed down to mono f32 the way librosa does (mean of the channels,
 //! integers scaled by 2^(bits-1)).
 
@@ -8,6 +9,9 @@ use std::path::Path;
 /// Sample rates a file may declare: telephone speech to high-resolution studio audio.
 pub const MIN_SAMPLE_RATE: u32 = 1_000;
 pub const MAX_SAMPLE_RATE: u32 = 768_000;
+
+/// The largest sample magnitude accepted: 60 dB over full scale.
+pub const MAX_SAMPLE_MAGNITUDE: f32 = 1000.0;
 
 /// The largest audio file read: 2 GiB (3 hours of 48 kHz 16-bit stereo WAV).
 pub const MAX_FILE_BYTES: u64 = 2 << 30;
@@ -59,6 +63,11 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Audio> {
     if let Some(i) = audio.samples.iter().position(|s| !s.is_finite()) {
         bail!("sample {i} is {} (not a finite number)", audio.samples[i]);
     }
+    // Full scale is 1; float files may exceed it, but by 60 dB nothing is audio any more, and
+    // powers of such values overflow f32 in the spectra (NaN features, a confident label).
+    if let Some(i) = audio.samples.iter().position(|s| s.abs() > MAX_SAMPLE_MAGNITUDE) {
+        bail!("sample {i} is {:e}, beyond any audio level (full scale is 1; at most {MAX_SAMPLE_MAGNITUDE} is accepted)", audio.samples[i]);
+    }
     Ok(audio)
 }
 
@@ -82,40 +91,92 @@ fn mixdown(interleaved: impl Iterator<Item = f32>, channels: usize, frames_hint:
     out
 }
 
-/// Collects samples with at most `most` reserved up front (`collect` would trust the header).
-fn read_bounded<T>(samples: impl Iterator<Item = hound::Result<T>>, most: usize) -> Result<Vec<T>> {
-    let mut v = Vec::with_capacity(most.min(1 << 24));
-    for s in samples {
-        v.push(s.context("truncated or corrupt WAV data")?);
-    }
-    Ok(v)
+/// The sample encodings a WAV `fmt ` chunk can declare that `ser` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WavEncoding {
+    /// Integer PCM: 8-bit unsigned, 16/24/32-bit signed little-endian.
+    Int(u16),
+    /// IEEE float, 32 or 64 bits.
+    Float(u16),
 }
 
+/// A RIFF/WAVE file read by walking its chunks (as libsndfile does): any chunks before and
+/// after `fmt ` and `data` are skipped, odd-sized chunks are followed by their pad byte, a data
+/// chunk of size 0xFFFFFFFF or 0 (what streaming writers leave) runs to the end of the file,
+/// one that claims more than the file holds is an error, and WAVE_FORMAT_EXTENSIBLE names its
+/// encoding in the
+/// sub-format. Every size is checked against the bytes present before anything is reserved.
 fn decode_wav(bytes: &[u8]) -> Result<Audio> {
-    let mut reader = hound::WavReader::new(std::io::Cursor::new(bytes)).context("invalid WAV")?;
-    let spec = reader.spec();
-    let channels = spec.channels as usize;
-    if channels == 0 {
-        bail!("WAV header says 0 channels");
+    if bytes.len() < 12 || &bytes[8..12] != b"WAVE" {
+        bail!("invalid WAV: a RIFF file that is not WAVE");
     }
-    // The header's length is a claim: memory is reserved for what the file can hold.
-    let bytes_per_sample = (spec.bits_per_sample as usize).div_ceil(8).max(1);
-    let most = bytes.len() / bytes_per_sample;
-    let frames = (reader.duration() as usize).min(most / channels);
-    let samples = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => {
-            let v = read_bounded(reader.samples::<f32>(), most)?;
-            mixdown(v.into_iter(), channels, frames)
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let mut format: Option<(WavEncoding, usize, u32)> = None;
+    let mut data: Option<&[u8]> = None;
+    let mut at = 12;
+    while at + 8 <= bytes.len() && data.is_none() {
+        let id = &bytes[at..at + 4];
+        let declared = u32_at(bytes, at + 4) as usize;
+        let body = at + 8;
+        let end = body.saturating_add(declared);
+        match id {
+            b"fmt " => {
+                if declared < 16 || end > bytes.len() {
+                    bail!("invalid WAV: fmt chunk of {declared} bytes");
+                }
+                let f = &bytes[body..end];
+                let (tag, channels, rate, bits) = (u16_at(f, 0), u16_at(f, 2) as usize, u32_at(f, 4), u16_at(f, 14));
+                // WAVE_FORMAT_EXTENSIBLE: the first two bytes of the sub-format GUID are the tag.
+                let tag = if tag == 0xFFFE && f.len() >= 26 { u16_at(f, 24) } else { tag };
+                let encoding = match (tag, bits) {
+                    (1, 8 | 16 | 24 | 32) => WavEncoding::Int(bits),
+                    (3, 32 | 64) => WavEncoding::Float(bits),
+                    (tag, bits) => bail!("unsupported WAV sample format: format tag {tag}, {bits} bits"),
+                };
+                if channels == 0 {
+                    bail!("WAV header says 0 channels");
+                }
+                format = Some((encoding, channels, rate));
+            }
+            b"data" => {
+                if format.is_none() {
+                    bail!("invalid WAV: data before the fmt chunk");
+                }
+                // Streaming writers leave the size 0xFFFFFFFF (or 0) to mean "to the end"; any
+                // other size past the end is a cut file.
+                if declared == 0xFFFF_FFFF || declared == 0 {
+                    data = Some(&bytes[body.min(bytes.len())..]);
+                } else if end > bytes.len() {
+                    bail!("truncated or corrupt WAV data: the data chunk declares {declared} bytes, {} are present", bytes.len().saturating_sub(body));
+                } else {
+                    data = Some(&bytes[body..end]);
+                }
+            }
+            _ => {}
         }
-        (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
-            // hound returns 8-bit (unsigned on disk) already centred on zero.
-            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
-            let v = read_bounded(reader.samples::<i32>(), most)?;
-            mixdown(v.into_iter().map(|s| s as f32 * scale), channels, frames)
-        }
-        (fmt, bits) => bail!("unsupported WAV sample format: {bits}-bit {fmt:?}"),
+        // Chunks are padded to even sizes; a writer that forgot the pad byte is tolerated when
+        // the next chunk id only lines up without it.
+        let padded = end.saturating_add(declared % 2);
+        let looks_like_id = |i: usize| i + 4 <= bytes.len() && bytes[i..i + 4].iter().all(|c| c.is_ascii_graphic() || *c == b' ');
+        at = if declared % 2 == 1 && !looks_like_id(padded) && looks_like_id(end) { end } else { padded };
+    }
+    let Some((encoding, channels, rate)) = format else { bail!("invalid WAV: no fmt chunk") };
+    let Some(data) = data else { bail!("truncated or corrupt WAV data: no data chunk") };
+    let width = match encoding {
+        WavEncoding::Int(b) | WavEncoding::Float(b) => b as usize / 8,
     };
-    Ok(Audio { samples, sample_rate: spec.sample_rate })
+    let frames = data.len() / (width * channels);
+    let whole = &data[..frames * width * channels];
+    let samples = whole.chunks_exact(width).map(|c| match (encoding, width) {
+        (WavEncoding::Int(_), 1) => (c[0] as f32 - 128.0) / 128.0,
+        (WavEncoding::Int(_), 2) => i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0,
+        (WavEncoding::Int(_), 3) => (i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8) as f32 / 8_388_608.0,
+        (WavEncoding::Int(_), _) => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32 / 2_147_483_648.0,
+        (WavEncoding::Float(_), 4) => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+        (WavEncoding::Float(_), _) => f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32,
+    });
+    Ok(Audio { samples: mixdown(samples, channels, frames), sample_rate: rate })
 }
 
 fn decode_flac(bytes: &[u8]) -> Result<Audio> {
@@ -134,7 +195,12 @@ fn decode_flac(bytes: &[u8]) -> Result<Audio> {
     let track = format.default_track(TrackType::Audio).context("FLAC file has no audio track")?;
     let params = track.codec_params.as_ref().and_then(|p| p.audio()).context("FLAC track has no audio parameters")?;
     let mut decoder = symphonia::default::get_codecs()
-        .make_audio_decoder(params, &AudioDecoderOptions::default())
+        // verify: the decoder checks the decoded audio against the stream's MD5 signature.
+        .make_audio_decoder(params, &{
+            let mut o = AudioDecoderOptions::default();
+            o.verify = true;
+            o
+        })
         .context("no FLAC decoder")?;
     let track_id = track.id;
     let mut interleaved: Vec<f32> = Vec::new();
@@ -157,6 +223,11 @@ fn decode_flac(bytes: &[u8]) -> Result<Audio> {
     }
     if channels == 0 {
         bail!("FLAC stream holds no audio frames");
+    }
+    // A damaged frame can decode to plausible samples; the stream's MD5 (written by encoders
+    // unless told not to) tells.
+    if decoder.finalize().verify_ok == Some(false) {
+        bail!("corrupt FLAC: the decoded audio does not match the stream's MD5 signature");
     }
     let frames = interleaved.len() / channels;
     Ok(Audio { samples: mixdown(interleaved.into_iter(), channels, frames), sample_rate: rate })
