@@ -118,6 +118,11 @@ impl Loaded {
     }
 
     /// A tensor's data as `T`, checking its element type and returning its shape.
+    /// The file's size in bytes (an upper bound on what its tensors hold).
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     pub fn tensor<T: bytemuck::Pod>(&self, name: &str, dtype: Dtype) -> Result<(Vec<T>, Vec<usize>)> {
         let st = SafeTensors::deserialize(&self.bytes)?;
         let t = st.tensor(name).with_context(|| format!("{}: no tensor {name:?}", self.path))?;

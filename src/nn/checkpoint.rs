@@ -129,6 +129,12 @@ fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
     if let Some(j) = meta.scaler.mean.iter().zip(&meta.scaler.std).position(|(m, s)| !m.is_finite() || !s.is_finite() || *s <= 0.0) {
         bail!("{}: scaler column {j} has mean {} and deviation {} (a deviation must be positive and finite)", f.path, meta.scaler.mean[j], meta.scaler.std[j]);
     }
+    // The weights come from the file: an architecture larger than its data is refused before
+    // the device is asked for it (a damaged header could otherwise claim gigabytes).
+    let needed = meta.architecture.weight_values().with_context(|| format!("{}: architecture", f.path))?;
+    if needed.saturating_mul(4) > f.byte_len() {
+        bail!("{}: the architecture needs {needed} weight values, more than the {}-byte file can hold", f.path, f.byte_len());
+    }
     let members = match f.metadata().get("members") {
         None => 1,
         Some(m) => m.parse::<usize>().ok().filter(|&m| m > 0 && m <= 64).with_context(|| format!("{}: bad member count {m:?} (1 to 64)", f.path))?,

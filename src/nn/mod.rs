@@ -14,7 +14,7 @@ use crate::ops::optim::{self, Adam};
 use crate::ops::pool::{self, PoolShape};
 use crate::ops::{dropout, loss};
 use crate::rng::splitmix64;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 /// One layer of a sequential model.
@@ -170,6 +170,22 @@ impl Architecture {
             shapes.push(next);
         }
         Ok(shapes)
+    }
+
+    /// Values held by the weights of the layers that have them (a lower bound on what a
+    /// checkpoint of this architecture must store), checked against overflow.
+    pub fn weight_values(&self) -> Result<usize> {
+        let shapes = self.shapes()?;
+        let mut total = 0usize;
+        for (layer, (_, c)) in self.layers.iter().zip(&shapes) {
+            let n = match *layer {
+                Layer::Conv1d { filters, kernel, .. } => kernel * c * filters,
+                Layer::Dense { units, .. } | Layer::RandomFourier { features: units, .. } | Layer::RbfKernel { centres: units, .. } => c * units,
+                _ => 0,
+            };
+            total = total.checked_add(n).context("the architecture's weights overflow a count")?;
+        }
+        Ok(total)
     }
 
     pub fn classes(&self) -> Result<usize> {

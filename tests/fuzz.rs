@@ -1,0 +1,217 @@
+//! Property-based fuzzing of everything that reads outside data: WAV and FLAC decoding, RAVDESS
+//! names, feature files and checkpoints. Seeded mutations of valid inputs (bit flips, extreme
+//! size fields, cuts, repeats), then the property: a clear error or a correct result, never a
+//! panic or a non-finite output. Bounded here (SER_FUZZ_ITERS per target, default 300; the
+//! seed is printed, SER_TEST_SEED replays it); a long run:
+//!   SER_FUZZ_ITERS=200000 cargo test --release --test fuzz -- --nocapture
+//! Inputs that once crashed or hung `ser` live in tests/fuzz-corpus/ and are replayed first.
+
+mod common;
+
+use ser::audio::{self, RavdessName};
+use ser::rng::SplitMix64;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+fn iterations() -> usize {
+    std::env::var("SER_FUZZ_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(300)
+}
+
+fn corpus(kind: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-corpus").join(kind);
+    let mut out: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| (e.path(), std::fs::read(e.path()).unwrap())).collect()).unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// One seeded mutation of `input`.
+fn mutate(rng: &mut SplitMix64, input: &[u8]) -> Vec<u8> {
+    let mut b = input.to_vec();
+    let pick = |rng: &mut SplitMix64, n: usize| (rng.next_u64() % n.max(1) as u64) as usize;
+    for _ in 0..1 + pick(rng, 4) {
+        if b.is_empty() {
+            b.push(rng.next_u64() as u8);
+            continue;
+        }
+        match pick(rng, 7) {
+            0 => {
+                let i = pick(rng, b.len());
+                b[i] ^= 1 << pick(rng, 8);
+            }
+            1 => {
+                let i = pick(rng, b.len());
+                b[i] = [0u8, 0xff, 0x7f, 0x80, 1][pick(rng, 5)];
+            }
+            2 => {
+                // An extreme little-endian u32 (chunk sizes, rates, counts).
+                let i = pick(rng, b.len().saturating_sub(4));
+                let v = [0u32, 1, 0xFFFF_FFFF, 0x7FFF_FFFF, 0x8000_0000, 3][pick(rng, 6)];
+                let end = (i + 4).min(b.len());
+                b[i..end].copy_from_slice(&v.to_le_bytes()[..end - i]);
+            }
+            3 => b.truncate(pick(rng, b.len())),
+            4 => {
+                let i = pick(rng, b.len());
+                let n = pick(rng, 64).min(b.len() - i);
+                let piece = b[i..i + n].to_vec();
+                b.splice(i..i, piece);
+            }
+            5 => {
+                let i = pick(rng, b.len());
+                b.insert(i, rng.next_u64() as u8);
+            }
+            _ => {
+                let i = pick(rng, b.len());
+                let n = pick(rng, 16).min(b.len() - i);
+                b.drain(i..i + n);
+            }
+        }
+    }
+    b
+}
+
+/// Runs `check` on the corpus and on `iterations()` mutations of the seeds; a panic fails with
+/// the input saved for replay.
+fn fuzz(kind: &str, seeds: &[Vec<u8>], check: impl Fn(&[u8]) -> Result<(), String>) {
+    let seed = common::fresh_seed(kind);
+    let mut rng = SplitMix64::new(seed);
+    let replay: Vec<Vec<u8>> = corpus(kind).into_iter().map(|(_, b)| b).collect();
+    let cases = replay.into_iter().chain((0..iterations()).map(|i| mutate(&mut rng, &seeds[i % seeds.len()])));
+    let mut n = 0;
+    for (i, input) in cases.enumerate() {
+        match catch_unwind(AssertUnwindSafe(|| check(&input))) {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => fail(kind, i, &input, &why),
+            Err(_) => fail(kind, i, &input, "panicked"),
+        }
+        n += 1;
+    }
+    eprintln!("fuzz {kind}: {n} inputs, no panic, no garbage");
+}
+
+fn fail(kind: &str, i: usize, input: &[u8], why: &str) -> ! {
+    let saved = std::env::temp_dir().join(format!("ser-fuzz-{kind}-{i}.bin"));
+    std::fs::write(&saved, input).unwrap();
+    panic!("{kind} case {i}: {why}; input saved to {} (copy it into tests/fuzz-corpus/{kind}/ to keep it)", saved.display());
+}
+
+fn wav(channels: u16, rate: u32, bits: u16, float: bool, frames: usize) -> Vec<u8> {
+    let spec = hound::WavSpec { channels, sample_rate: rate, bits_per_sample: bits, sample_format: if float { hound::SampleFormat::Float } else { hound::SampleFormat::Int } };
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = hound::WavWriter::new(&mut cursor, spec).unwrap();
+        for i in 0..frames * channels as usize {
+            let x = ((i as f32) * 0.05).sin() * 0.5;
+            match (float, bits) {
+                (true, _) => w.write_sample(x).unwrap(),
+                (false, 8) => w.write_sample((x * 127.0) as i8).unwrap(),
+                (false, 16) => w.write_sample((x * 32767.0) as i16).unwrap(),
+                (false, _) => w.write_sample((x * 8_000_000.0) as i32).unwrap(),
+            }
+        }
+        w.finalize().unwrap();
+    }
+    cursor.into_inner()
+}
+
+static DECODED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Decoded audio must be finite, within the accepted level, at an accepted rate.
+fn check_audio(bytes: &[u8]) -> Result<(), String> {
+    let r = audio::decode_bytes(bytes);
+    if r.is_ok() {
+        DECODED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    match r {
+        Err(_) => Ok(()),
+        Ok(a) if a.samples.is_empty() => Err("decoded to no samples".into()),
+        Ok(a) if a.samples.iter().any(|s| !s.is_finite() || s.abs() > audio::decode::MAX_SAMPLE_MAGNITUDE) => Err("out-of-range sample".into()),
+        Ok(a) if !(audio::decode::MIN_SAMPLE_RATE..=audio::decode::MAX_SAMPLE_RATE).contains(&a.sample_rate) => Err(format!("rate {}", a.sample_rate)),
+        Ok(_) => Ok(()),
+    }
+}
+
+#[test]
+fn wav_decoding_never_panics_or_returns_garbage() {
+    let seeds = vec![wav(1, 16_000, 16, false, 400), wav(2, 48_000, 24, false, 200), wav(1, 8_000, 8, false, 300), wav(2, 44_100, 32, true, 200)];
+    fuzz("wav", &seeds, check_audio);
+}
+
+#[test]
+fn flac_decoding_never_panics_or_returns_garbage() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ravdess");
+    let manifest = std::fs::read_to_string(root.join("MANIFEST.tsv")).unwrap();
+    let first = manifest.lines().nth(1).unwrap().split('\t').next().unwrap().to_string();
+    let flac = std::fs::read(root.join(first)).unwrap();
+    fuzz("flac", &[flac], check_audio);
+    eprintln!("(decoded so far by the audio targets: {})", DECODED.load(std::sync::atomic::Ordering::Relaxed));
+}
+
+#[test]
+fn ravdess_names_parse_or_say_why() {
+    let seeds: Vec<Vec<u8>> = ["03-01-05-02-02-01-07.wav", "Actor_12/03-02-06-01-01-02-12.flac", "03-01-01-01-01-01-01.WAV"].iter().map(|s| s.as_bytes().to_vec()).collect();
+    fuzz("names", &seeds, |b| {
+        let name = String::from_utf8_lossy(b);
+        match RavdessName::parse(&name) {
+            Err(why) if why.is_empty() => Err("empty reason".into()),
+            Ok(n) if !(1..=24).contains(&n.actor) => Err(format!("actor {}", n.actor)),
+            _ => Ok(()),
+        }
+    });
+}
+
+#[test]
+fn feature_files_load_or_say_why() {
+    let dir = std::env::temp_dir().join(format!("ser-fuzz-features-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = ser::features::FeatureConfig::default();
+    let dim = config.dim();
+    let (n, t_max) = (3, 4);
+    let set = ser::features::set::FeatureSet {
+        config,
+        clips: (0..n).map(|c| ser::features::set::ClipInfo::unlabelled(format!("03-01-0{}-01-01-01-01.wav", c + 1))).collect(),
+        frames: (0..n * t_max * dim).map(|i| (i % 97) as f32 * 0.1).collect(),
+        lengths: vec![4, 2, 3],
+        t_max,
+        vectors: (0..n * dim).map(|i| (i % 13) as f32).collect(),
+        stds: vec![1.0; n * dim],
+        dim,
+    };
+    let path = dir.join("seed.safetensors");
+    set.write(&path).unwrap();
+    let seed = std::fs::read(&path).unwrap();
+    let probe = dir.join("case.safetensors");
+    fuzz("features", &[seed], |b| {
+        std::fs::write(&probe, b).unwrap();
+        match ser::features::set::FeatureSet::read(&probe) {
+            Err(_) => Ok(()),
+            Ok(s) if s.vectors.iter().chain(&s.stds).chain(&s.frames).any(|v| !v.is_finite()) => Err("non-finite features loaded".into()),
+            Ok(s) if s.t_max > 0 && s.lengths.iter().any(|&l| l as usize > s.t_max) => Err("lengths past the frames".into()),
+            Ok(_) => Ok(()),
+        }
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn checkpoints_load_or_say_why() {
+    let shipped = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/ser.safetensors")).unwrap();
+    let lock = common::gpu();
+    let g = &lock.gpu;
+    // Fewer iterations: each successful load builds a model on the device.
+    let iters = iterations() / 3;
+    let mut rng = SplitMix64::new(common::fresh_seed("checkpoint"));
+    let cases = corpus("checkpoint").into_iter().map(|(_, b)| b).chain((0..iters).map(|_| mutate(&mut rng, &shipped)));
+    let (mut n, mut loaded) = (0, 0);
+    for (i, input) in cases.enumerate() {
+        n += 1;
+        let verdict = catch_unwind(AssertUnwindSafe(|| ser::nn::checkpoint::load_bytes(g, "fuzz", &input).map(|(models, meta)| (models.len(), meta))));
+        match verdict {
+            Err(_) => fail("checkpoint", i, &input, "panicked"),
+            Ok(Ok((_, meta))) if meta.scaler.std.iter().any(|s| !(*s > 0.0) || !s.is_finite()) => fail("checkpoint", i, &input, "bad scaler accepted"),
+            Ok(Ok(_)) => loaded += 1,
+            Ok(Err(_)) => {}
+        }
+    }
+    eprintln!("fuzz checkpoint: {n} inputs, {loaded} loaded, the rest refused; no panic");
+}
