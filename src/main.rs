@@ -749,8 +749,15 @@ fn train(mut args: TrainArgs) -> Result<()> {
         if r.meta.features != set.config || r.meta.classes != l.classes {
             anyhow::bail!("--resume: the model was trained on other features or classes than these (features {}, classes {:?})", serde_json::to_string(&r.meta.features)?, r.meta.classes);
         }
+        // Same configuration, other clips: continuing would mix two datasets in one model.
+        if let Some(was) = r.meta.training["data"].as_str() {
+            let now = data_fingerprint(&set, &l);
+            if was != now {
+                anyhow::bail!("--resume: the model was trained on other clips (data {was}, these are {now}); give the feature file or folder it was trained on");
+            }
+        }
     }
-    let (predictor, rep) = fit_and_test(&gpu, &args, &set, &l, &train_all, &test, resume)?;
+    let (predictor, rep) = fit_and_test(&gpu, &args, &set, &l, &train_all, &test, resume, Some(out))?;
     if let Some(rep) = &rep {
         println!("{}", rep.text());
     }
@@ -814,7 +821,7 @@ fn actor_folds(gpu: &ser::gpu::Gpu, args: &TrainArgs, set: &ser::features::set::
     for fold in 0..args.folds {
         let held: Vec<u8> = actors.iter().enumerate().filter(|(i, _)| i % args.folds == fold).map(|(_, a)| *a).collect();
         let (train_all, test): (Vec<usize>, Vec<usize>) = (0..l.clips.len()).partition(|&p| !held.contains(&l.actors[p]));
-        let (_, rep) = fit_and_test(gpu, args, set, l, &train_all, &test, None)?;
+        let (_, rep) = fit_and_test(gpu, args, set, l, &train_all, &test, None, None)?;
         let rep = rep.expect("every fold has a test set");
         let line = format!("fold {fold}: actors {held:?}: accuracy {:.4}, macro F1 {:.4} ({} clips)", rep.accuracy, rep.macro_avg.f1, test.len());
         eprintln!("{line}");
@@ -835,7 +842,9 @@ fn actor_folds(gpu: &ser::gpu::Gpu, args: &TrainArgs, set: &ser::features::set::
 }
 
 /// Trains the model (or ensemble) on `train_all` (validation carved out of it) and reports on
-/// `test` when it is not empty.
+/// `test` when it is not empty. With `out`, a single gradient-trained model is also saved there
+/// every time validation improves (resumable if the run is killed).
+#[allow(clippy::too_many_arguments)]
 fn fit_and_test(
     gpu: &ser::gpu::Gpu,
     args: &TrainArgs,
@@ -844,6 +853,7 @@ fn fit_and_test(
     train_all: &[usize],
     test: &[usize],
     resume: Option<ser::infer::Predictor>,
+    out: Option<&std::path::Path>,
 ) -> Result<(ser::infer::Predictor, Option<ser::train::report::Report>)> {
     use ser::train::{data, report};
     let (tr, va) = data::stratified(&l.labels, train_all, args.val_fraction, args.seed.wrapping_add(1));
@@ -866,12 +876,8 @@ fn fit_and_test(
         k, train_set.len(), val_set.len(), test_set.len(), args.input, input_shape, gpu.label()
     );
     let parts = Parts { train: &train_set, val: &val_set, full: full_set.as_ref(), classes: k, input_shape };
-    let (models, architecture, record) = match args.model {
-        ModelKind::Krr => fit_kernel_ridge(gpu, args, &parts)?,
-        _ => fit_by_gradients(gpu, args, &parts, resume)?,
-    };
-    let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
-    let mut training = serde_json::json!({
+    let data = data_fingerprint(set, l);
+    let record_base = |gpu: &ser::gpu::Gpu| serde_json::json!({
         "model": format!("{:?}", args.model),
         "refit": args.refit,
         "split": format!("{:?}", args.split),
@@ -887,19 +893,42 @@ fn fit_and_test(
         // seed, what it takes to reproduce these weights bit for bit on this adapter.
         "adapter": gpu.label(),
         "gemm_kernels": ser::ops::autotune::used(gpu),
+        // What `--resume` checks it continues on: the labelled clips (paths and classes).
+        "data": data,
     });
-    if let (Some(t), serde_json::Value::Object(r)) = (training.as_object_mut(), record) {
-        t.extend(r);
-    }
-    let meta = ser::nn::checkpoint::ModelMeta {
+    let meta_with = |architecture: ser::nn::Architecture, training: serde_json::Value| ser::nn::checkpoint::ModelMeta {
         architecture,
         classes: l.classes.clone(),
         features: set.config.clone(),
         input: args.input,
-        scaler: final_scaler,
+        scaler: final_scaler.clone(),
         speaker_norm: args.speaker_norm.then(|| SpeakerNorm { min_clips: args.min_speaker_clips() }),
         training,
     };
+    // A single model trained by gradients is saved (atomically) every time validation improves,
+    // so a killed run loses at most the epochs since: `--resume FILE` continues from there and
+    // replays the uninterrupted run. The final save replaces it with the full record.
+    let save_best = |model: &ser::nn::Model, arch: &ser::nn::Architecture, cfg: &ser::train::TrainConfig, epoch: usize| -> Result<()> {
+        let Some(out) = out else { return Ok(()) };
+        let mut training = record_base(gpu);
+        training["saved_epoch"] = serde_json::json!(epoch);
+        training["config"] = serde_json::json!([cfg]);
+        training["lr"] = serde_json::json!(args.lr);
+        training["weight_decay"] = serde_json::json!(args.weight_decay);
+        training["partial"] = serde_json::json!(true);
+        ser::nn::checkpoint::save(gpu, std::slice::from_ref(model), &meta_with(arch.clone(), training), out)
+    };
+    let resumable = args.ensemble == 1 && !args.refit;
+    let (models, architecture, record) = match args.model {
+        ModelKind::Krr => fit_kernel_ridge(gpu, args, &parts)?,
+        _ => fit_by_gradients(gpu, args, &parts, resume, resumable.then_some(&save_best as SaveBest))?,
+    };
+    let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
+    let mut training = record_base(gpu);
+    if let (Some(t), serde_json::Value::Object(r)) = (training.as_object_mut(), record) {
+        t.extend(r);
+    }
+    let meta = meta_with(architecture, training);
     let mut predictor = ser::infer::Predictor { models, meta };
     if test_set.is_empty() {
         return Ok((predictor, None));
@@ -962,7 +991,11 @@ fn fit_kernel_ridge(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<
 
 /// Gradient-trained models (--ensemble members that differ in initialisation, shuffles and
 /// dropout masks and share the split), each optionally refitted on all training clips.
-fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Option<ser::infer::Predictor>) -> Result<(Vec<ser::nn::Model>, ser::nn::Architecture, serde_json::Value)> {
+/// Saves a resumable checkpoint of the model at the end of an epoch (given the config it trains
+/// with and the epoch number).
+type SaveBest<'a> = &'a dyn Fn(&ser::nn::Model, &ser::nn::Architecture, &ser::train::TrainConfig, usize) -> Result<()>;
+
+fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Option<ser::infer::Predictor>, save_best: Option<SaveBest>) -> Result<(Vec<ser::nn::Model>, ser::nn::Architecture, serde_json::Value)> {
     use ser::train;
     let k = p.classes;
     let mut resumed = resume.map(|r| {
@@ -1003,12 +1036,21 @@ fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Op
             ..Default::default()
         };
         let who = if args.ensemble > 1 { format!("member {member} ") } else { String::new() };
-        let log = train::fit(gpu, &mut model, p.train, p.val, &weights, &cfg, |e| {
-            eprintln!(
-                "{who}epoch {:>3}: loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.2e}  {:.0} samples/s",
-                e.epoch, e.loss, e.val_loss, e.val_accuracy, e.lr, e.samples_per_s
-            );
-        })?;
+        let log = train::fit_saving(
+            gpu,
+            &mut model,
+            p.train,
+            p.val,
+            &weights,
+            &cfg,
+            |e| {
+                eprintln!(
+                    "{who}epoch {:>3}: loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.2e}  {:.0} samples/s",
+                    e.epoch, e.loss, e.val_loss, e.val_accuracy, e.lr, e.samples_per_s
+                );
+            },
+            |model, e| save_best.map_or(Ok(()), |save| save(model, &arch, &cfg, e.epoch)),
+        )?;
         if let Some(full) = p.full {
             // Replay the schedule validation chose, up to its best epoch, on all training clips.
             let best = train::best_epoch(&log).map_or(0, |e| e.epoch);
@@ -1258,4 +1300,15 @@ fn open_fraction(s: &str) -> std::result::Result<f64, String> {
 
 fn probability_below_one(s: &str) -> std::result::Result<f32, String> {
     finite_f64(s).and_then(|v| if (0.0..1.0).contains(&v) { Ok(v as f32) } else { Err(format!("{v} must be in [0, 1)")) })
+}
+
+/// A short hash of the labelled clips (file paths and classes, in order): a checkpoint records
+/// it so that `--resume` refuses to continue on other data.
+fn data_fingerprint(set: &ser::features::set::FeatureSet, l: &ser::train::data::Labelled) -> String {
+    let mut h = blake3::Hasher::new();
+    for (&c, &y) in l.clips.iter().zip(&l.labels) {
+        h.update(set.clips[c].path.as_bytes());
+        h.update(&[0, y as u8, 0]);
+    }
+    h.finalize().to_hex()[..16].to_string()
 }

@@ -340,3 +340,55 @@ fn outputs_are_checked_before_any_work_and_never_replace_links_or_devices() {
     assert!(!res.status.success() && err.contains("hold out every actor"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_killed_run_resumes_from_its_last_best_epoch_and_replays_the_uninterrupted_one() {
+    use std::io::BufRead;
+    let (dir, features) = workspace("kill");
+    let args = ["train", "--model", "mlp", "--input", "stats", "--hidden", "16", "--lr", "3e-4", "--drop", "disgust", "--seed", "9", "--patience", "100"];
+    let straight = dir.join("straight.safetensors");
+    let o = ser().args(args).args(["--epochs", "14", "--features"]).arg(&features).arg("--out").arg(&straight).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The same run, killed (SIGKILL: no chance to clean up) once epoch 5 is logged.
+    let killed = dir.join("killed.safetensors");
+    let mut child = ser().args(args).args(["--epochs", "400", "--features"]).arg(&features).arg("--out").arg(&killed).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    for line in std::io::BufReader::new(stderr).lines() {
+        if line.unwrap().contains("epoch   5:") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // What it left: a complete model of its best epoch so far, marked partial, resumable.
+    let record = training_record(&killed);
+    let saved = record["saved_epoch"].as_u64().unwrap() as usize;
+    assert!(record["partial"] == true && (1..=6).contains(&saved), "{record}");
+    let resumed = dir.join("resumed.safetensors");
+    let o = ser().args(["train", "--epochs", "14", "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(&resumed).arg("--resume").arg(&killed).output().unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && log.contains(&format!("at epoch {saved}")), "{log}");
+    // Epochs saved+1..14 are the uninterrupted run's, to the bit.
+    let losses = |r: &serde_json::Value, from: usize| r["history"][0].as_array().unwrap()[from..].iter().map(|e| e["val_loss"].as_f64().unwrap()).collect::<Vec<_>>();
+    let (a, c) = (training_record(&straight), training_record(&resumed));
+    assert_eq!(losses(&a, saved), losses(&c, 0));
+    assert!(c.get("partial").is_none_or(|p| p != true), "the finished model is not partial");
+    // Resuming on other clips is refused (the checkpoint records which clips trained it).
+    let all = synthetic_set();
+    let keep: Vec<usize> = (0..all.clips.len()).filter(|i| i % 10 != 3).collect();
+    let rows = |v: &[f32], w: usize| keep.iter().flat_map(|&i| v[i * w..(i + 1) * w].to_vec()).collect::<Vec<f32>>();
+    let fewer = ser::features::set::FeatureSet {
+        clips: keep.iter().map(|&i| all.clips[i].clone()).collect(),
+        lengths: keep.iter().map(|&i| all.lengths[i]).collect(),
+        vectors: rows(&all.vectors, all.dim),
+        stds: rows(&all.stds, all.dim),
+        frames: rows(&all.frames, all.t_max * all.dim),
+        ..all.clone()
+    };
+    let other = dir.join("other.safetensors");
+    fewer.write(&other).unwrap();
+    let o = ser().args(["train", "--epochs", "14", "--drop", "disgust", "--features"]).arg(&other).arg("--out").arg(dir.join("x.safetensors")).arg("--resume").arg(&killed).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("trained on other clips"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -260,7 +260,26 @@ pub fn best_epoch(log: &[Epoch]) -> Option<&Epoch> {
 
 /// Trains `model` on `train`, validating on `val` after every epoch. Returns the epoch log; the
 /// model ends with the weights of the epoch with the lowest validation loss.
-pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_weight: &[f32], cfg: &TrainConfig, mut on_epoch: impl FnMut(&Epoch)) -> Result<Vec<Epoch>> {
+pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_weight: &[f32], cfg: &TrainConfig, on_epoch: impl FnMut(&Epoch)) -> Result<Vec<Epoch>> {
+    fit_saving(gpu, model, train, val, class_weight, cfg, on_epoch, |_, _| Ok(()))
+}
+
+/// [`fit`], calling `on_best` with the model each time validation loss improves (the state a
+/// resumed run continues from: the weights, Adam's moments and step, and the learning rate at
+/// the end of that epoch, when the early-stopping and plateau counters are zero). A run
+/// resumed from it with the same seed replays the uninterrupted run exactly, because each
+/// epoch's batch order depends only on the seed and the epoch number.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_saving(
+    gpu: &Gpu,
+    model: &mut Model,
+    train: &Dataset,
+    val: &Dataset,
+    class_weight: &[f32],
+    cfg: &TrainConfig,
+    mut on_epoch: impl FnMut(&Epoch),
+    mut on_best: impl FnMut(&Model, &Epoch) -> Result<()>,
+) -> Result<Vec<Epoch>> {
     cfg.check()?;
     let classes = model.arch.classes()?;
     if train.is_empty() || val.is_empty() {
@@ -270,11 +289,21 @@ pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_w
         bail!("{} class weights for {classes} classes", class_weight.len());
     }
     let weights = gpu.upload_f32(class_weight, &[classes])?;
-    in_precision(model, cfg.precision, |model| fit_epochs(gpu, model, train, val, &weights, classes, cfg, &mut on_epoch))
+    in_precision(model, cfg.precision, |model| fit_epochs(gpu, model, train, val, &weights, classes, cfg, &mut on_epoch, &mut on_best))
 }
 
 #[allow(clippy::too_many_arguments)]
-fn fit_epochs(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, weights: &Tensor, classes: usize, cfg: &TrainConfig, on_epoch: &mut impl FnMut(&Epoch)) -> Result<Vec<Epoch>> {
+fn fit_epochs(
+    gpu: &Gpu,
+    model: &mut Model,
+    train: &Dataset,
+    val: &Dataset,
+    weights: &Tensor,
+    classes: usize,
+    cfg: &TrainConfig,
+    on_epoch: &mut impl FnMut(&Epoch),
+    on_best: &mut impl FnMut(&Model, &Epoch) -> Result<()>,
+) -> Result<Vec<Epoch>> {
     let mut log = Vec::new();
     let mut best: Option<(f64, Snapshot)> = None;
     let (mut since_best, mut since_lr) = (0, 0);
@@ -285,11 +314,13 @@ fn fit_epochs(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, weig
         let (val_loss, val_accuracy) = loss_and_accuracy(&predict(gpu, model, val, 256)?, &val.y, classes);
         let e = Epoch { epoch, loss, val_loss, val_accuracy, lr: model.adam.lr, samples_per_s: train.len() as f64 / train_s };
         on_epoch(&e);
-        log.push(e);
         if best.as_ref().is_none_or(|(b, _)| val_loss < *b) {
             best = Some((val_loss, snapshot(gpu, model)?));
             (since_best, since_lr) = (0, 0);
+            on_best(model, &e)?;
+            log.push(e);
         } else {
+            log.push(e);
             since_best += 1;
             since_lr += 1;
             if since_lr >= cfg.lr_patience && model.adam.lr > cfg.min_lr {
