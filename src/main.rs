@@ -1,6 +1,6 @@
 //! The `ser` command line.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ser::audio::{Emotion, Selection, VocalFilter};
 use ser::bench::{self, GemmBenchConfig, GemmShape};
@@ -132,7 +132,7 @@ impl FeatureFlags {
         if self.n_mfcc > self.n_mels {
             anyhow::bail!("--n-mfcc {} is more than --n-mels {}: the DCT keeps at most one coefficient per band", self.n_mfcc, self.n_mels);
         }
-        Ok(FeatureConfig {
+        let cfg = FeatureConfig {
             sample_rate: self.sample_rate,
             n_fft: self.n_fft,
             hop: self.hop,
@@ -141,7 +141,9 @@ impl FeatureFlags {
             tuning,
             contrast_fmin: self.contrast_fmin,
             ..FeatureConfig::default()
-        })
+        };
+        cfg.validate().context("feature flags (--sample-rate, --n-fft, --hop, --n-mels, --n-mfcc, --contrast-fmin)")?;
+        Ok(cfg)
     }
 }
 

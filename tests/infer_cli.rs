@@ -197,7 +197,13 @@ fn damaged_checkpoints_are_refused_at_load_with_the_reason() {
         scaler["std"][3] = serde_json::json!(0.0);
         meta.insert("scaler".into(), scaler.to_string());
     }, |_, _| {});
-    for (model, why) in [(&nan_weight, "must be finite"), (&zero_std, "scaler column 3")] {
+    let hop_zero = dir.join("hop-zero.safetensors");
+    edited_model(&hop_zero, |meta| {
+        let mut f: serde_json::Value = serde_json::from_str(&meta["features"]).unwrap();
+        f["hop"] = serde_json::json!(0);
+        meta.insert("features".into(), f.to_string());
+    }, |_, _| {});
+    for (model, why) in [(&nan_weight, "must be finite"), (&zero_std, "scaler column 3"), (&hop_zero, "hop 0 must be between 1")] {
         let out = ser().arg("predict").arg("--model").arg(model).arg(&clip).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(why) && out.stdout.is_empty(), "{model:?}: {err}");

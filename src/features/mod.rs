@@ -85,7 +85,29 @@ impl FeatureConfig {
         SpectrumLayout::new(self.n_fft, self.hop)
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Refuses configurations no extraction can run, naming the field (a model or feature file
+    /// is data: a damaged one must not reach the GPU with hop 0 or a 1000-point FFT).
+    pub fn validate(&self) -> Result<()> {
+        if !(1_000..=384_000).contains(&self.sample_rate) {
+            bail!("sample rate {} Hz is outside 1000-384000 Hz", self.sample_rate);
+        }
+        if !self.n_fft.is_power_of_two() || !(32..=65_536).contains(&self.n_fft) {
+            bail!("n_fft {} is not a power of two from 32 to 65536", self.n_fft);
+        }
+        if self.hop == 0 || self.hop > self.n_fft {
+            bail!("hop {} must be between 1 and n_fft ({})", self.hop, self.n_fft);
+        }
+        if !(1..=1024).contains(&self.n_mels) || self.n_mfcc == 0 || !(1..=96).contains(&self.n_chroma) || !(1..=16).contains(&self.contrast_bands) {
+            bail!("band counts out of range: {} mels, {} MFCCs, {} chroma, {} contrast bands", self.n_mels, self.n_mfcc, self.n_chroma, self.contrast_bands);
+        }
+        if let Tuning::Fixed(t) = self.tuning {
+            if !(-0.5..0.5).contains(&t) {
+                bail!("chroma tuning {t} is outside [-0.5, 0.5) bins");
+            }
+        }
+        if !(self.contrast_fmin > 0.0 && self.contrast_fmin.is_finite()) || !(self.contrast_quantile > 0.0 && self.contrast_quantile < 1.0) || !self.fmin.is_finite() {
+            bail!("contrast fmin {} Hz, quantile {} or mel fmin {} out of range", self.contrast_fmin, self.contrast_quantile, self.fmin);
+        }
         if self.n_mfcc > self.n_mels {
             bail!("n_mfcc ({}) cannot exceed n_mels ({})", self.n_mfcc, self.n_mels);
         }

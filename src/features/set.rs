@@ -140,6 +140,7 @@ impl FeatureSet {
         }
         let clips: Vec<ClipInfo> = serde_json::from_str(&f.meta("clips")?).with_context(|| format!("{}: bad clip list", f.path))?;
         let config: FeatureConfig = serde_json::from_str(&f.meta("config")?).with_context(|| format!("{}: bad config", f.path))?;
+        config.validate().with_context(|| format!("{}: feature configuration", f.path))?;
         let (frames, fshape) = f.tensor::<f32>("frames", Dtype::F32)?;
         let (lengths, _) = f.tensor::<u32>("lengths", Dtype::U32)?;
         let (vectors, vshape) = f.tensor::<f32>("vectors", Dtype::F32)?;

@@ -112,6 +112,7 @@ fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
         },
         training: parse("training")?,
     };
+    meta.features.validate().with_context(|| format!("{}: feature configuration", f.path))?;
     if meta.architecture.classes()? != meta.classes.len() {
         bail!("{}: {} classes named but the model has {} outputs", f.path, meta.classes.len(), meta.architecture.classes()?);
     }
