@@ -660,12 +660,25 @@ fn features(args: FeaturesArgs) -> Result<()> {
             report.gpu_s
         );
     }
+    report_unused(&report, "by --vocal/--drop");
+    if args.profile {
+        eprintln!("{}", gpu.profile().table());
+    }
+    if !report.skipped.is_empty() {
+        return Err(Partial(format!("{} clips written, {} files skipped (listed above); exit status {EXIT_PARTIAL}", set.clips.len(), report.skipped.len())).into());
+    }
+    Ok(())
+}
+
+/// Lists every file a folder build did not use, and why: RAVDESS clips of classes left out
+/// (`filtered_why` says by what), files without a RAVDESS name, files that could not be used.
+fn report_unused(report: &corpus::BuildReport, filtered_why: &str) {
     if report.filtered_out > 0 {
-        eprintln!("{} RAVDESS clips left out by --vocal/--drop", report.filtered_out);
+        eprintln!("{} RAVDESS clips left out {filtered_why}", report.filtered_out);
     }
     if !report.unmatched.is_empty() {
         eprintln!("{} audio files without a RAVDESS name were not used:", report.unmatched.len());
-        for (path, why) in report.unmatched.iter().take(20) {
+        for (path, why) in &report.unmatched {
             eprintln!("  {path}: {why}");
         }
     }
@@ -675,13 +688,6 @@ fn features(args: FeaturesArgs) -> Result<()> {
             eprintln!("  {}", skip_line(path, why));
         }
     }
-    if args.profile {
-        eprintln!("{}", gpu.profile().table());
-    }
-    if !report.skipped.is_empty() {
-        return Err(Partial(format!("{} clips written, {} files skipped (listed above); exit status {EXIT_PARTIAL}", set.clips.len(), report.skipped.len())).into());
-    }
-    Ok(())
 }
 
 /// "path: reason", the path once (errors about a file usually start with its path already).
@@ -709,9 +715,7 @@ fn train(mut args: TrainArgs) -> Result<()> {
         (None, Some(dir)) => {
             let opts = BuildOptions { strict: false, cache_dir: corpus::default_cache_dir(), progress: true };
             let (set, report) = corpus::build(&gpu, dir, &selection, &args.features.config()?, &opts)?;
-            for (path, why) in &report.skipped {
-                eprintln!("skipped {}", skip_line(path, why));
-            }
+            report_unused(&report, "by --vocal/--drop");
             set
         }
         (None, None) => anyhow::bail!("give --data DIR or --features FILE"),
@@ -1085,13 +1089,17 @@ fn eval(args: EvalArgs) -> Result<()> {
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
     let p = ser::infer::load_model(&gpu, args.model.as_deref())?;
     args.speaker.check_model(&p)?;
+    let mut skipped = 0;
     let mut set = match (&args.features, &args.data) {
         (Some(f), _) => ser::features::set::FeatureSet::read(f)?,
         (None, Some(dir)) => {
             let drop = ser::audio::Emotion::ALL.iter().copied().filter(|e| !p.meta.classes.contains(e)).collect();
             let selection = Selection { vocal: VocalFilter::Both, drop };
             let opts = BuildOptions { strict: false, cache_dir: corpus::default_cache_dir(), progress: true };
-            corpus::build(&gpu, dir, &selection, &p.meta.features, &opts)?.0
+            let (set, report) = corpus::build(&gpu, dir, &selection, &p.meta.features, &opts)?;
+            report_unused(&report, "(emotions the model does not know)");
+            skipped = report.skipped.len();
+            set
         }
         (None, None) => anyhow::bail!("give --data DIR or --features FILE"),
     };
@@ -1120,6 +1128,10 @@ fn eval(args: EvalArgs) -> Result<()> {
     }
     if other > 0 {
         eprintln!("{other} clips with emotions the model does not know were left out");
+    }
+    eprintln!("scored {} clips", clips.len());
+    if skipped > 0 {
+        return Err(Partial(format!("{skipped} files could not be used (listed above); exit status {EXIT_PARTIAL}")).into());
     }
     Ok(())
 }

@@ -244,3 +244,24 @@ fn clips_without_usable_signal_are_skipped_with_a_reason_and_the_status_says_par
     assert!(out.stdout.is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn eval_lists_every_file_it_does_not_score_and_says_partial() {
+    let dir = std::env::temp_dir().join(format!("ser-eval-skips-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["03-01-01-01-01-01-01.wav", "03-01-03-02-01-02-04.wav", "03-01-02-01-02-02-01.wav"] {
+        let src = sample_dir().join(name);
+        if src.exists() {
+            std::fs::copy(&src, dir.join(name)).unwrap();
+        }
+    }
+    std::fs::copy(sample_dir().join("03-01-01-01-01-01-01.wav"), dir.join("my-recording.wav")).unwrap();
+    std::fs::write(dir.join("03-01-05-01-01-01-01.wav"), b"RIFF....WAVEjunk").unwrap();
+    let out = ser().args(["eval", "--data"]).arg(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("my-recording.wav") && err.contains("without a RAVDESS name"), "{err}");
+    assert!(err.contains("03-01-05-01-01-01-01.wav") && err.contains("1 files skipped"), "{err}");
+    assert!(err.contains("scored "), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
