@@ -979,18 +979,26 @@ fn fit_kernel_ridge(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<
     let arch = ser::nn::Architecture::kernel_ridge(p.input_shape, k, p.train.len(), args.krr_gamma);
     let mut model = ser::nn::Model::new(gpu, &arch, args.seed)?;
     let first = kernel_ridge::fit(gpu, &mut model, p.train, &class_weights(args, p.train, k), args.krr_lambda)?;
-    let kernel_ridge::Calibration { temperature, val_loss, val_accuracy } = kernel_ridge::calibrate(gpu, &mut model, p.val)?;
+    let kernel_ridge::Calibration { temperature, val_loss, val_accuracy, calibrated } = kernel_ridge::calibrate(gpu, &mut model, p.val)?;
     eprintln!(
         "kernel ridge on {} clips: {} CG iterations, residual {:.1e}; validation accuracy {val_accuracy:.4}, loss {val_loss:.4} at temperature {temperature:.2}",
         p.train.len(), first.iterations, first.relative_residual
     );
+    if !calibrated {
+        eprintln!("warning: {} validation clips are too few to calibrate probabilities (2 per class needed); the temperature stays 1 (raise --val-fraction)", p.val.len());
+    } else if temperature <= 0.1001 {
+        eprintln!(
+            "warning: the validation clips are best served by the flattest probabilities searched (temperature 0.10, validation accuracy {val_accuracy:.2}): \
+             the model does not generalise to them, and its probabilities will stay near uniform"
+        );
+    }
     let full = p.full.expect("kernel ridge always refits");
     let arch = ser::nn::Architecture::kernel_ridge(p.input_shape, k, full.len(), args.krr_gamma);
     let mut model = ser::nn::Model::new(gpu, &arch, args.seed)?;
     let last = kernel_ridge::fit(gpu, &mut model, full, &class_weights(args, full, k), args.krr_lambda)?;
     eprintln!("kernel ridge on all {} training clips: {} CG iterations, residual {:.1e}", full.len(), last.iterations, last.relative_residual);
     kernel_ridge::scale_scores(gpu, &model, temperature)?;
-    let record = serde_json::json!({"kernel_ridge": {"gamma_scale": args.krr_gamma, "lambda": args.krr_lambda, "temperature": temperature,
+    let record = serde_json::json!({"kernel_ridge": {"gamma_scale": args.krr_gamma, "lambda": args.krr_lambda, "temperature": temperature, "calibrated": calibrated,
         "validation_accuracy": val_accuracy, "validation_loss": val_loss, "cg": [first, last]}});
     Ok((vec![model], arch, record))
 }

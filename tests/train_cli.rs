@@ -392,3 +392,16 @@ fn a_killed_run_resumes_from_its_last_best_epoch_and_replays_the_uninterrupted_o
     assert!(!o.status.success() && err.contains("trained on other clips"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn kernel_ridge_without_enough_validation_says_so_instead_of_flattening_probabilities() {
+    let (dir, features) = workspace("krr-val");
+    let model = dir.join("krr.safetensors");
+    let o = ser().args(["train", "--model", "krr", "--input", "stats", "--drop", "disgust", "--val-fraction", "0.01", "--features"]).arg(&features).arg("--out").arg(&model).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("too few to calibrate"), "{err}");
+    let r = training_record(&model);
+    assert_eq!(r["kernel_ridge"]["calibrated"], false);
+    assert_eq!(r["kernel_ridge"]["temperature"], 1.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

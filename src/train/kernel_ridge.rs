@@ -59,12 +59,19 @@ pub struct Calibration {
     pub temperature: f32,
     pub val_loss: f64,
     pub val_accuracy: f64,
+    /// False when the validation part was too small to fit a temperature (it is then 1).
+    pub calibrated: bool,
 }
 
 /// The softmax temperature that minimises the cross-entropy of `val` (a log-spaced search),
 /// folded into the last layer so that the model's logits are calibrated scores.
+/// With fewer than two validation clips per class there is nothing to calibrate on: the
+/// temperature stays 1 (the raw ridge scores), `calibrated` says so, and the caller warns.
 pub fn calibrate(gpu: &Gpu, model: &mut Model, val: &Dataset) -> Result<Calibration> {
     let classes = model.arch.classes()?;
+    if val.len() < 2 * classes {
+        return Ok(Calibration { temperature: 1.0, val_loss: f64::NAN, val_accuracy: f64::NAN, calibrated: false });
+    }
     let logits = predict(gpu, model, val, 256)?;
     let at = |t: f32| loss_and_accuracy(&logits.iter().map(|v| v * t).collect::<Vec<_>>(), &val.y, classes);
     // Each candidate is scored once; the first of equal losses wins, as before.
@@ -74,7 +81,7 @@ pub fn calibrate(gpu: &Gpu, model: &mut Model, val: &Dataset) -> Result<Calibrat
         .min_by(|a, b| a.1.0.total_cmp(&b.1.0))
         .unwrap();
     scale_scores(gpu, model, temperature)?;
-    Ok(Calibration { temperature, val_loss, val_accuracy })
+    Ok(Calibration { temperature, val_loss, val_accuracy, calibrated: true })
 }
 
 /// Multiplies the model's scores (its last layer) by `t`.
