@@ -164,6 +164,27 @@ impl SelectionFlags {
     }
 }
 
+/// How a folder of clips becomes features: shared by `features`, `train --data` and
+/// `eval --data`.
+#[derive(Args, Clone, Debug)]
+struct BuildFlags {
+    /// Stop at the first file that cannot be decoded (default: skip it and list it at the end).
+    #[arg(long)]
+    strict: bool,
+    /// Cache folder (default: $SER_CACHE, $XDG_CACHE_HOME/ser/features or ~/.cache/ser/features).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Do not read or write the feature cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl BuildFlags {
+    fn options(&self) -> BuildOptions {
+        BuildOptions { strict: self.strict, cache_dir: if self.no_cache { None } else { self.cache.clone().or_else(corpus::default_cache_dir) }, progress: true }
+    }
+}
+
 #[derive(Args)]
 struct FeaturesArgs {
     /// Folder holding the clips (searched at any depth).
@@ -176,15 +197,8 @@ struct FeaturesArgs {
     features: FeatureFlags,
     #[command(flatten)]
     selection: SelectionFlags,
-    /// Stop at the first file that cannot be decoded (default: skip it and list it at the end).
-    #[arg(long)]
-    strict: bool,
-    /// Cache folder (default: $SER_CACHE, $XDG_CACHE_HOME/ser/features or ~/.cache/ser/features).
-    #[arg(long)]
-    cache: Option<PathBuf>,
-    /// Do not read or write the feature cache.
-    #[arg(long)]
-    no_cache: bool,
+    #[command(flatten)]
+    build: BuildFlags,
     /// Print per-kernel GPU times.
     #[arg(long)]
     profile: bool,
@@ -236,6 +250,8 @@ struct TrainArgs {
     features: FeatureFlags,
     #[command(flatten)]
     selection: SelectionFlags,
+    #[command(flatten)]
+    build: BuildFlags,
     /// Model architecture.
     #[arg(long, value_enum, default_value_t = ModelKind::Cnn)]
     model: ModelKind,
@@ -269,6 +285,7 @@ struct TrainArgs {
     /// Time-averaged vectors or frame sequences.
     #[arg(long, value_enum, default_value_t = ser::train::data::Input::Vectors)]
     input: ser::train::data::Input,
+    /// How the loss weighs classes (balanced: rarer classes count more, as in the study).
     #[arg(long, value_enum, default_value_t = ClassWeights::Balanced)]
     class_weights: ClassWeights,
     /// Standardise each speaker's features with the statistics of that speaker's clips (every
@@ -356,6 +373,8 @@ struct EvalArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    build: BuildFlags,
+    #[command(flatten)]
     speaker: SpeakerFlags,
     #[command(flatten)]
     adapter: AdapterArgs,
@@ -375,6 +394,8 @@ struct PredictArgs {
     /// The model (default: the one shipped in weights/, built into the binary).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// One JSON object per line (probabilities by class name), or CSV with a header row
+    /// (probability columns in the JSON keys' order: class names sorted).
     #[arg(long, value_enum, default_value_t = PredictFormat::Jsonl)]
     format: PredictFormat,
     /// Files decoded and predicted together (a chunk also closes after 2^26 decoded samples,
@@ -632,12 +653,7 @@ fn features(args: FeaturesArgs) -> Result<()> {
     ser::store::check_output_path(&args.out, "--out")?;
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
     gpu.set_profiling(args.profile);
-    let opts = BuildOptions {
-        strict: args.strict,
-        cache_dir: if args.no_cache { None } else { args.cache.clone().or_else(corpus::default_cache_dir) },
-        progress: true,
-    };
-    let (set, report) = corpus::build(&gpu, &args.data, &args.selection.selection(), &cfg, &opts)?;
+    let (set, report) = corpus::build(&gpu, &args.data, &args.selection.selection(), &cfg, &args.build.options())?;
     set.write(&args.out)?;
     eprintln!(
         "{}: {} clips x {} frames (max) x {} features on {}{}",
@@ -713,8 +729,7 @@ fn train(mut args: TrainArgs) -> Result<()> {
     let mut set = match (&args.features_file, &args.data) {
         (Some(f), _) => ser::features::set::FeatureSet::read(f)?,
         (None, Some(dir)) => {
-            let opts = BuildOptions { strict: false, cache_dir: corpus::default_cache_dir(), progress: true };
-            let (set, report) = corpus::build(&gpu, dir, &selection, &args.features.config()?, &opts)?;
+            let (set, report) = corpus::build(&gpu, dir, &selection, &args.features.config()?, &args.build.options())?;
             report_unused(&report, "by --vocal/--drop");
             set
         }
@@ -1103,8 +1118,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         (None, Some(dir)) => {
             let drop = ser::audio::Emotion::ALL.iter().copied().filter(|e| !p.meta.classes.contains(e)).collect();
             let selection = Selection { vocal: VocalFilter::Both, drop };
-            let opts = BuildOptions { strict: false, cache_dir: corpus::default_cache_dir(), progress: true };
-            let (set, report) = corpus::build(&gpu, dir, &selection, &p.meta.features, &opts)?;
+            let (set, report) = corpus::build(&gpu, dir, &selection, &p.meta.features, &args.build.options())?;
             report_unused(&report, "(emotions the model does not know)");
             skipped = report.skipped.len();
             set
@@ -1149,7 +1163,9 @@ fn predict(args: PredictArgs) -> Result<()> {
     let p = ser::infer::load_model(&gpu, args.model.as_deref())?;
     args.speaker.check_model(&p)?;
     let files = ser::infer::collect_files(&args.inputs)?;
-    let names = p.class_names();
+    // Probability columns in the JSON lines' key order (sorted names), so both formats agree.
+    let mut names = p.class_names();
+    names.sort();
     let segments = args.segment.map(|length| ser::infer::Segments { length, hop: args.segment_hop.unwrap_or(length) });
     if args.format == PredictFormat::Csv {
         println!("file,{}label,confidence,{}", if segments.is_some() { "start,end," } else { "" }, names.join(","));
@@ -1172,8 +1188,11 @@ fn predict(args: PredictArgs) -> Result<()> {
                 println!("{line}");
             }
             PredictFormat::Csv => {
-                let file = if pr.file.contains([',', '"']) { format!("\"{}\"", pr.file.replace('"', "\"\"")) } else { pr.file.clone() };
-                let probs: Vec<String> = pr.probabilities.iter().map(|(_, v)| format!("{v:.6}")).collect();
+                // RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled.
+                let file = if pr.file.contains([',', '"', '\n', '\r']) { format!("\"{}\"", pr.file.replace('"', "\"\"")) } else { pr.file.clone() };
+                let mut sorted = pr.probabilities.clone();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                let probs: Vec<String> = sorted.iter().map(|(_, v)| format!("{v:.6}")).collect();
                 let span = pr.span.map_or(String::new(), |(start, end)| format!("{start:.3},{end:.3},"));
                 println!("{file},{span}{},{:.6},{}", pr.label, pr.confidence, probs.join(","));
             }

@@ -185,3 +185,20 @@ fn the_features_benchmark_reports_throughput_and_kernels() {
     let bad = ser().args(["bench", "features", "--clips", "0"]).output().unwrap();
     assert!(!bad.status.success());
 }
+
+#[test]
+fn a_cached_build_still_lists_the_files_it_skipped_with_their_reasons() {
+    let dir = TempDir::new("features-cache-skips");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(sample("03-01-08-01-02-02-01.wav"), data.join("03-01-08-01-02-02-01.wav")).unwrap();
+    std::fs::write(data.join("03-01-02-01-01-01-05.wav"), b"RIFF....WAVEjunk").unwrap();
+    let cache = dir.0.join("cache");
+    for run in ["first", "cached"] {
+        let o = ser().args(["features", "--data"]).arg(&data).arg("--out").arg(dir.0.join("f.safetensors")).arg("--cache").arg(&cache).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{run}: {err}");
+        assert!(err.contains("03-01-02-01-01-01-05.wav: ") && err.contains("WAV"), "{run}: the reason, not only the name: {err}");
+        assert_eq!(err.contains("(from the cache)"), run == "cached", "{err}");
+    }
+}

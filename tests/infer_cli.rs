@@ -84,7 +84,7 @@ fn predict_and_eval_on_real_files() {
     let out = ser().arg("predict").arg("--format").arg("csv").arg("--model").arg(&model_path).arg(&stranger).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let mut rows = text.lines();
-    assert!(rows.next().unwrap().starts_with("file,label,confidence,neutral,calm"));
+    assert!(rows.next().unwrap().starts_with("file,label,confidence,angry,calm,fearful,happy,neutral,sad,surprised"));
     assert!(rows.next().unwrap().starts_with("\"") , "a file name with a comma is quoted: {text}");
 
     // --segment: a recording made of one clip three times over, cut at the clip's length, gives
@@ -121,7 +121,7 @@ fn predict_and_eval_on_real_files() {
     assert_eq!(overlapping.len(), 5);
     assert!((overlapping[4]["end"].as_f64().unwrap() - 3.0 * seconds).abs() < 1e-9);
     let csv = ser().args(["predict", "--format", "csv", "--segment", "1.5", "--model"]).arg(&model_path).arg(&one).output().unwrap();
-    assert!(String::from_utf8_lossy(&csv.stdout).starts_with("file,start,end,label,confidence,neutral"));
+    assert!(String::from_utf8_lossy(&csv.stdout).starts_with("file,start,end,label,confidence,angry"));
     let bad = ser().args(["predict", "--segment", "0", "--model"]).arg(&model_path).arg(&one).output().unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("positive"));
 

@@ -117,6 +117,12 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
             if let Ok(set) = FeatureSet::read(&file) {
                 report.cache_hit = true;
                 report.clips = set.clips.len();
+                // The files skipped when the entry was made are skipped again, and listed: their
+                // reasons were kept beside it (or, for an older entry, the gap shows which).
+                report.skipped = std::fs::read(skipped_file(&file)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_else(|| {
+                    let kept: std::collections::HashSet<&str> = set.clips.iter().map(|c| c.path.as_str()).collect();
+                    found.clips.iter().filter(|c| !kept.contains(c.relative.as_str())).map(|c| (c.relative.clone(), "could not be used when these features were cached (--no-cache shows why)".to_string())).collect()
+                });
                 report.total_s = start.elapsed().as_secs_f64();
                 return Ok((set, report));
             }
@@ -176,12 +182,18 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
     report.clips = set.clips.len();
     if let Some(file) = &report.cache_file {
         // The cache is an optimisation: failing to write it is not an error.
-        if let Err(e) = set.write(file) {
+        let skipped = serde_json::to_vec(&report.skipped).map_err(anyhow::Error::from);
+        if let Err(e) = set.write(file).and_then(|()| crate::store::write_atomic(&skipped_file(file), &skipped?)) {
             eprintln!("warning: feature cache not written: {e:#}");
         }
     }
     report.total_s = start.elapsed().as_secs_f64();
     Ok((set, report))
+}
+
+/// Where a cache entry keeps the files it skipped and why.
+fn skipped_file(entry: &Path) -> PathBuf {
+    entry.with_extension("skipped.json")
 }
 
 /// Extracts features of decoded clips in GPU batches and lays them out as one feature set.

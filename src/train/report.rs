@@ -70,9 +70,11 @@ impl Report {
         s += &row(&self.macro_avg);
         s += &row(&self.weighted_avg);
         s += "\nconfusion matrix (rows: true, columns: predicted)\n";
-        s += &format!("{:>width$} {}\n", "", self.classes.iter().map(|r| format!("{:>6.6}", r.class)).collect::<Vec<_>>().join(" "));
+        // Columns as wide as the longest class name (or count), so no name is cut.
+        let cell = self.classes.iter().map(|r| r.class.len()).chain(self.confusion.iter().flatten().map(|v| v.to_string().len())).max().unwrap_or(6).max(6);
+        s += &format!("{:>width$} {}\n", "", self.classes.iter().map(|r| format!("{:>cell$}", r.class)).collect::<Vec<_>>().join(" "));
         for (r, line) in self.classes.iter().zip(&self.confusion) {
-            s += &format!("{:>width$} {}\n", r.class, line.iter().map(|v| format!("{v:>6}")).collect::<Vec<_>>().join(" "));
+            s += &format!("{:>width$} {}\n", r.class, line.iter().map(|v| format!("{v:>cell$}")).collect::<Vec<_>>().join(" "));
         }
         s
     }
