@@ -564,6 +564,12 @@ impl std::error::Error for Partial {}
 fn main() {
     // SAFETY: nothing else runs yet.
     unsafe { gpu::quiet_device_select_layer() };
+    // Output piped into `head` or a closed reader ends the process quietly, as with any Unix
+    // tool, instead of a panic on the next line printed. SAFETY: restores the default action.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         use std::io::Write;
