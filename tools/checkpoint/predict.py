@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Reproduces `ser predict` from `ser features` output with Python's standard library only.
+
+    ser features --data CLIPS --out features.safetensors
+    python3 tools/checkpoint/predict.py weights/ser.safetensors features.safetensors
+
+prints one JSON line per clip, as `ser predict` does. It documents the checkpoint format by
+using it (docs/CHECKPOINTS.md describes every field):
+
+- A checkpoint is a safetensors file. Its metadata values are JSON text (except `format`, a
+  bare string "ser.model.v1"-style tag): `architecture` (input shape and layers), `classes`
+  (class names in output order), `features` (the extraction configuration a feature file must
+  match), `input` ("vectors", "stats" or "frames"), `scaler` ({"mean": [...], "std": [...]},
+  applied as (x - mean) / std), optional `speaker_norm`, `training` (how it was made), and
+  `members` for ensembles (tensors then carry a `memberK.` prefix; probabilities average).
+- Tensors are named `<layer index>.<kind>.<name>`, f32, row-major: dense `weight` [in, out] and
+  `bias` [out]; rbf `centres` [n, in] and `centre_sq_norms` [n]; gradient-trained models also
+  carry Adam's moments (`*.adam_m`, `*.adam_v`), which prediction ignores.
+- Kernel ridge's softmax temperature is already folded into its last layer's weights: the
+  logits are the model's scores as stored.
+
+Layers covered here: flatten, dense (optional ReLU), rbf_kernel (exp(-gamma |x - c|^2)); that is
+the shipped model, MLPs and kernel ridge. Convolutional models need a convolution loop, which this
+example leaves out.
+"""
+import json
+import math
+import struct
+import sys
+
+
+def read_safetensors(path):
+    """(tensors: name -> (shape, flat list of floats), metadata: dict of str)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    body = data[8 + n:]
+    tensors = {}
+    for name, t in header.items():
+        if t["dtype"] != "F32":
+            continue
+        start, end = t["data_offsets"]
+        count = (end - start) // 4
+        tensors[name] = (t["shape"], list(struct.unpack(f"<{count}f", body[start:end])))
+    return tensors, meta
+
+
+def rows(shape_values):
+    shape, values = shape_values
+    width = shape[-1] if len(shape) > 1 else 1
+    return [values[i:i + width] for i in range(0, len(values), width)]
+
+
+def layer_tensor(tensors, index, suffix):
+    for name, t in tensors.items():
+        if name.startswith(f"{index}.") and name.endswith(suffix) and "adam" not in name:
+            return t
+    raise KeyError(f"no tensor {index}.*{suffix}")
+
+
+def forward(arch, tensors, x):
+    for i, layer in enumerate(arch["layers"]):
+        kind = layer["type"]
+        if kind == "flatten":
+            continue
+        if kind == "rbf_kernel":
+            gamma = layer["gamma"]
+            x = [math.exp(-gamma * sum((a - b) ** 2 for a, b in zip(x, c))) for c in rows(layer_tensor(tensors, i, ".centres"))]
+        elif kind == "dense":
+            w = rows(layer_tensor(tensors, i, ".weight"))
+            b = layer_tensor(tensors, i, ".bias")[1]
+            x = [sum(x[k] * w[k][j] for k in range(len(x))) + b[j] for j in range(len(b))]
+            if layer.get("relu"):
+                x = [max(v, 0.0) for v in x]
+        else:
+            raise NotImplementedError(f"layer {kind!r} is not covered by this example")
+    return x
+
+
+def softmax(z):
+    top = max(z)
+    e = [math.exp(v - top) for v in z]
+    s = sum(e)
+    return [v / s for v in e]
+
+
+def main(model_path, features_path):
+    tensors, meta = read_safetensors(model_path)
+    arch = json.loads(meta["architecture"])
+    classes = json.loads(meta["classes"])
+    scaler = json.loads(meta["scaler"])
+    input_kind = json.loads(meta["input"])
+    if "speaker_norm" in meta or meta.get("members", "1") != "1":
+        raise NotImplementedError("speaker-normalised models and ensembles are not covered by this example")
+    feats, fmeta = read_safetensors(features_path)
+    if json.loads(fmeta["config"]) != json.loads(meta["features"]):
+        sys.exit("the feature file was made with another configuration than the model's")
+    clips = json.loads(fmeta["clips"])
+    vectors, stds = rows(feats["vectors"]), rows(feats["stds"])
+    for c, clip in enumerate(clips):
+        if input_kind == "stats":
+            x = vectors[c] + stds[c]
+        elif input_kind == "vectors":
+            x = vectors[c]
+        else:
+            raise NotImplementedError("frame-input models are not covered by this example")
+        x = [(v - m) / s for v, m, s in zip(x, scaler["mean"], scaler["std"])]
+        p = softmax(forward(arch, tensors, x))
+        best = max(range(len(p)), key=lambda k: p[k])
+        probs = {name: p[k] for k, name in enumerate(classes)}
+        print(json.dumps({"file": clip["path"], "label": classes[best], "confidence": p[best], "probabilities": probs}))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2])
