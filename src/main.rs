@@ -1079,8 +1079,10 @@ fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Op
             &weights,
             &cfg,
             |e| {
+                // The first epoch compiles the kernels (and may tune them): its rate is not the steady one.
+                let warm = if e.epoch == first_epoch { " (includes kernel compilation)" } else { "" };
                 eprintln!(
-                    "{who}epoch {:>3}: loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.2e}  {:.0} samples/s",
+                    "{who}epoch {:>3}: loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.2e}  {:.0} samples/s{warm}",
                     e.epoch, e.loss, e.val_loss, e.val_accuracy, e.lr, e.samples_per_s
                 );
             },
