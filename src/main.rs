@@ -1189,6 +1189,9 @@ fn predict(args: PredictArgs) -> Result<()> {
             PredictFormat::Jsonl => {
                 let probs: serde_json::Map<String, serde_json::Value> = pr.probabilities.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
                 let mut line = serde_json::json!({"file": pr.file, "label": pr.label, "confidence": pr.confidence, "probabilities": probs});
+                if let Some(hex) = &pr.file_hex {
+                    line["file_hex"] = serde_json::json!(hex);
+                }
                 if let Some((start, end)) = pr.span {
                     line["start"] = serde_json::json!(start);
                     line["end"] = serde_json::json!(end);

@@ -265,3 +265,21 @@ fn eval_lists_every_file_it_does_not_score_and_says_partial() {
     assert!(err.contains("scored "), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[cfg(unix)]
+#[test]
+fn a_file_name_that_is_not_utf8_can_be_found_again_from_the_output() {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let dir = std::env::temp_dir().join(format!("ser-non-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = std::ffi::OsString::from_vec(b"caf\xe9 take 1.wav".to_vec());
+    let path = dir.join(&name);
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/clips/03-01-01-01-01-01-01.wav"), &path).unwrap();
+    let out = ser().arg("predict").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line: serde_json::Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    let hex: String = path.as_os_str().as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(line["file_hex"], hex.as_str(), "{line}");
+    assert!(line["file"].as_str().unwrap().ends_with("caf\u{FFFD}{e9} take 1.wav"), "{line}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -27,7 +27,11 @@ pub struct Predictor {
 /// One file's prediction (or one segment's, when predicting by segments).
 #[derive(Clone, Debug, Serialize)]
 pub struct Prediction {
+    /// The file's path as text (lossy where the name is not UTF-8: see `file_hex`).
     pub file: String,
+    /// The path's raw bytes in hex, only when the name is not valid UTF-8, so that such a file
+    /// can still be found again from the output.
+    pub file_hex: Option<String>,
     /// The segment's start and end in seconds, when the file was cut into segments.
     pub span: Option<(f64, f64)>,
     pub label: String,
@@ -207,6 +211,7 @@ impl Predictor {
             let best = train::report::argmax(&p);
             emit(Prediction {
                 file: set.clips[c].path.clone(),
+                file_hex: raw_hex(&set.clips[c].path),
                 span: spans[c],
                 label: names[best].clone(),
                 confidence: p[best],
@@ -227,7 +232,7 @@ type DecodedChunk<'f> = Vec<(&'f PathBuf, Result<Vec<f32>>)>;
 fn clips_of_chunk<'c>(chunk: &'c DecodedChunk, windows: Option<(usize, usize)>, rate: u32, failed: &mut Vec<(String, String)>) -> (Vec<ClipInfo>, Vec<&'c [f32]>, Vec<Option<(f64, f64)>>) {
     let (mut clips, mut signals, mut spans) = (Vec::new(), Vec::new(), Vec::new());
     for (f, r) in chunk {
-        let path = f.display().to_string();
+        let path = path_text(f);
         let clip = || ClipInfo::unlabelled(path.clone());
         match (r, windows) {
             (Ok(s), None) => {
@@ -353,4 +358,52 @@ mod tests {
         assert!(Segments { length: 1.0, hop: f64::NAN }.in_samples(16000).is_err());
         assert_eq!(Segments { length: 2.5, hop: 1.0 }.in_samples(16000).unwrap(), (40000, 16000));
     }
+}
+
+/// A path as text for output: itself when it is UTF-8; otherwise its UTF-8 parts with every
+/// other byte written as U+FFFD followed by the byte in hex in braces (`caf<U+FFFD>{e9}.wav`),
+/// which [`raw_hex`] recognises.
+pub fn path_text(path: &std::path::Path) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_os_str().as_bytes();
+        if std::str::from_utf8(bytes).is_err() {
+            let mut out = String::new();
+            for chunk in bytes.utf8_chunks() {
+                out.push_str(chunk.valid());
+                for b in chunk.invalid() {
+                    out.push_str(&format!("\u{FFFD}{{{b:02x}}}"));
+                }
+            }
+            return out;
+        }
+    }
+    path.display().to_string()
+}
+
+/// The raw bytes of a path made by [`path_text`] from a non-UTF-8 name, in hex; None for
+/// names that were UTF-8.
+pub fn raw_hex(text: &str) -> Option<String> {
+    if !text.contains('\u{FFFD}') {
+        return None;
+    }
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('\u{FFFD}') {
+        out.extend(rest[..i].bytes().map(|b| format!("{b:02x}")));
+        let after = &rest[i + '\u{FFFD}'.len_utf8()..];
+        match after.strip_prefix('{').and_then(|a| a.get(..3)).filter(|h| h.ends_with('}')) {
+            Some(h) => {
+                out.push_str(&h[..2]);
+                rest = &after[4..];
+            }
+            None => {
+                out.extend('\u{FFFD}'.to_string().bytes().map(|b| format!("{b:02x}")));
+                rest = after;
+            }
+        }
+    }
+    out.extend(rest.bytes().map(|b| format!("{b:02x}")));
+    Some(out)
 }
