@@ -117,7 +117,7 @@ impl Predictor {
                 }
                 let mut set = corpus::extract_all(gpu, &self.meta.features, clips, &signals, false)?;
                 if self.meta.speaker_norm.is_none() {
-                    let all: Vec<usize> = (0..set.clips.len()).collect();
+                    let all = finite_rows(&set, &mut failed);
                     self.predict_clips(gpu, &set, &spans, &all, &mut emit)?;
                 } else {
                     if self.meta.input != data::Input::Frames {
@@ -145,7 +145,8 @@ impl Predictor {
             failed.extend(paths.into_iter().map(|f| (f.to_string(), speaker::too_few(key, clips.len(), min))));
         }
         speaker::normalise(&mut set, self.meta.input, &speakers, min)?;
-        let mut kept: Vec<usize> = speakers.into_values().flatten().collect();
+        let finite: std::collections::HashSet<usize> = finite_rows(&set, &mut failed).into_iter().collect();
+        let mut kept: Vec<usize> = speakers.into_values().flatten().filter(|c| finite.contains(c)).collect();
         kept.sort_unstable();
         for rows in kept.chunks(o.files_per_chunk.max(1)) {
             self.predict_clips(gpu, &set, &held_spans, rows, &mut emit)?;
@@ -406,4 +407,20 @@ pub fn raw_hex(text: &str) -> Option<String> {
     }
     out.extend(rest.bytes().map(|b| format!("{b:02x}")));
     Some(out)
+}
+
+/// The rows of a feature set whose features are all finite; the others go to `failed` with the
+/// reason, so that a non-finite value never reaches a model (it would come out as a label).
+fn finite_rows(set: &FeatureSet, failed: &mut Vec<(String, String)>) -> Vec<usize> {
+    let d = set.dim;
+    let ok = |c: usize| set.vectors[c * d..(c + 1) * d].iter().chain(&set.stds[c * d..(c + 1) * d]).all(|v| v.is_finite());
+    let mut rows = Vec::new();
+    for c in 0..set.clips.len() {
+        if ok(c) {
+            rows.push(c);
+        } else if failed.last().is_none_or(|(f, _)| *f != set.clips[c].path) {
+            failed.push((set.clips[c].path.clone(), "its features are not finite numbers (the audio is not usable)".into()));
+        }
+    }
+    rows
 }
