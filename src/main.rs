@@ -389,8 +389,26 @@ enum PredictFormat {
 #[derive(Args)]
 struct PredictArgs {
     /// Audio files and folders (searched at any depth for .wav and .flac).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "files_from")]
     inputs: Vec<PathBuf>,
+    /// More inputs, one path per line, from a file or `-` (standard input): for archives too
+    /// large for a command line.
+    #[arg(long, value_name = "LIST")]
+    files_from: Option<String>,
+    /// Predict shard I of N (0-based) of the sorted input: contiguous runs, so the shards'
+    /// outputs concatenated in order are the unsharded output. Without the flag, taken from a
+    /// Slurm array job (SLURM_ARRAY_TASK_ID and _COUNT or _MIN/_MAX) or a Kubernetes Indexed Job
+    /// (JOB_COMPLETION_INDEX, with --shard-count or SER_SHARD_COUNT).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// The shard count for a Kubernetes Indexed Job (its completions).
+    #[arg(long, value_name = "N", value_parser = ranged::<usize>(1, 1 << 20))]
+    shard_count: Option<usize>,
+    /// Write results to this file as they arrive instead of stdout; a rerun after a kill skips
+    /// the files it already holds (and drops a torn last line), ending with the file an
+    /// uninterrupted run writes.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
     /// The model (default: the one shipped in weights/, built into the binary).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -1167,48 +1185,88 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 fn predict(args: PredictArgs) -> Result<()> {
+    use ser::infer::archive::{self, ResumableOutput, Shard};
+    // The input: files and folders on the command line, then a list (one path per line).
+    let mut files = if args.inputs.is_empty() { Vec::new() } else { ser::infer::collect_files(&args.inputs)? };
+    if let Some(list) = &args.files_from {
+        files.extend(archive::read_file_list(list)?);
+    }
+    if files.is_empty() {
+        anyhow::bail!("no audio files to predict (give files, folders or --files-from LIST)");
+    }
+    let shard = match &args.shard {
+        Some(text) => Some((Shard::parse(text)?, "--shard".to_string())),
+        None => Shard::from_env(args.shard_count, |k| std::env::var(k).ok())?,
+    };
+    if let Some((s, from)) = &shard {
+        // Shards are cut from the sorted input, so every shard sees the same order.
+        let total = files.len();
+        archive::sort_paths(&mut files);
+        files = s.select(&files);
+        eprintln!("shard {}/{} (from {from}): {} of {total} files", s.index, s.count, files.len());
+    }
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
     let p = ser::infer::load_model(&gpu, args.model.as_deref())?;
     args.speaker.check_model(&p)?;
-    let files = ser::infer::collect_files(&args.inputs)?;
     // Probability columns in the JSON lines' key order (sorted names), so both formats agree.
     let mut names = p.class_names();
     names.sort();
     let segments = args.segment.map(|length| ser::infer::Segments { length, hop: args.segment_hop.unwrap_or(length) });
-    if args.format == PredictFormat::Csv {
-        println!("file,{}label,confidence,{}", if segments.is_some() { "start,end," } else { "" }, names.join(","));
+    let header = format!("file,{}label,confidence,{}", if segments.is_some() { "start,end," } else { "" }, names.join(","));
+    let header = (args.format == PredictFormat::Csv).then_some(header);
+    // --out: written as results arrive; a rerun skips the files it already holds.
+    let mut out = match &args.out {
+        Some(path) => {
+            let key = match args.format {
+                PredictFormat::Jsonl => archive::jsonl_key,
+                PredictFormat::Csv => archive::csv_key,
+            };
+            let o = ResumableOutput::open(path, header.as_deref(), key)?;
+            if !o.done().is_empty() {
+                let before = files.len();
+                files.retain(|f| !o.done().contains(&ser::infer::path_text(f)));
+                eprintln!("{}: {} files already done, {} to go", path.display(), before - files.len(), files.len());
+            }
+            Some(o)
+        }
+        None => {
+            if let Some(h) = &header {
+                println!("{h}");
+            }
+            None
+        }
+    };
+    if files.is_empty() {
+        return Ok(());
     }
     let mut predicted = 0usize;
-    if args.chunk == 0 {
-        anyhow::bail!("--chunk must be at least 1");
-    }
     let options = ser::infer::PredictOptions { groups: args.speaker.groups(), min_clips: args.speaker.min_speaker_clips, files_per_chunk: args.chunk, segments, ..Default::default() };
-    let failed = p.predict_files(&gpu, &files, &options, |pr| {
-        predicted += 1;
-        match args.format {
-            PredictFormat::Jsonl => {
-                let probs: serde_json::Map<String, serde_json::Value> = pr.probabilities.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
-                let mut line = serde_json::json!({"file": pr.file, "label": pr.label, "confidence": pr.confidence, "probabilities": probs});
-                if let Some(hex) = &pr.file_hex {
-                    line["file_hex"] = serde_json::json!(hex);
-                }
-                if let Some((start, end)) = pr.span {
-                    line["start"] = serde_json::json!(start);
-                    line["end"] = serde_json::json!(end);
-                }
-                println!("{line}");
-            }
-            PredictFormat::Csv => {
-                // RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled.
-                let file = if pr.file.contains([',', '"', '\n', '\r']) { format!("\"{}\"", pr.file.replace('"', "\"\"")) } else { pr.file.clone() };
-                let mut sorted = pr.probabilities.clone();
-                sorted.sort_by(|a, b| a.0.cmp(&b.0));
-                let probs: Vec<String> = sorted.iter().map(|(_, v)| format!("{v:.6}")).collect();
-                let span = pr.span.map_or(String::new(), |(start, end)| format!("{start:.3},{end:.3},"));
-                println!("{file},{span}{},{:.6},{}", pr.label, pr.confidence, probs.join(","));
+    // One file's lines go out together (segments make several), so a kill never splits a file.
+    let mut pending: Option<(String, String)> = None;
+    let mut write_error: Option<anyhow::Error> = None;
+    let mut flush = |pending: &mut Option<(String, String)>, out: &mut Option<ResumableOutput>| {
+        if let (Some((_, lines)), Some(o)) = (pending.take(), out.as_mut()) {
+            if let Err(e) = o.write_block(&lines) {
+                write_error.get_or_insert(e);
             }
         }
+    };
+    let failed = p.predict_files(&gpu, &files, &options, |pr| {
+        predicted += 1;
+        let line = prediction_line(&pr, args.format);
+        if out.is_none() {
+            println!("{line}");
+            return;
+        }
+        if pending.as_ref().is_some_and(|(f, _)| *f != pr.file) {
+            flush(&mut pending, &mut out);
+        }
+        pending.get_or_insert_with(|| (pr.file.clone(), String::new())).1.push_str(&format!("{line}\n"));
     })?;
+    flush(&mut pending, &mut out);
+    if let Some(e) = write_error {
+        return Err(e.context("--out: writing results"));
+    }
     for (f, why) in &failed {
         eprintln!("skipped {}", skip_line(f, why));
     }
@@ -1219,6 +1277,33 @@ fn predict(args: PredictArgs) -> Result<()> {
         return Err(Partial(format!("{} of {} files predicted, {} skipped (listed above); exit status {EXIT_PARTIAL}", files.len() - failed.len(), files.len(), failed.len())).into());
     }
     Ok(())
+}
+
+/// One prediction as a JSON line or a CSV row.
+fn prediction_line(pr: &ser::infer::Prediction, format: PredictFormat) -> String {
+    match format {
+        PredictFormat::Jsonl => {
+            let probs: serde_json::Map<String, serde_json::Value> = pr.probabilities.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+            let mut line = serde_json::json!({"file": pr.file, "label": pr.label, "confidence": pr.confidence, "probabilities": probs});
+            if let Some(hex) = &pr.file_hex {
+                line["file_hex"] = serde_json::json!(hex);
+            }
+            if let Some((start, end)) = pr.span {
+                line["start"] = serde_json::json!(start);
+                line["end"] = serde_json::json!(end);
+            }
+            line.to_string()
+        }
+        PredictFormat::Csv => {
+            // RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled.
+            let file = if pr.file.contains([',', '"', '\n', '\r']) { format!("\"{}\"", pr.file.replace('"', "\"\"")) } else { pr.file.clone() };
+            let mut sorted = pr.probabilities.clone();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            let probs: Vec<String> = sorted.iter().map(|(_, v)| format!("{v:.6}")).collect();
+            let span = pr.span.map_or(String::new(), |(start, end)| format!("{start:.3},{end:.3},"));
+            format!("{file},{span}{},{:.6},{}", pr.label, pr.confidence, probs.join(","))
+        }
+    }
 }
 
 /// Runs the checks on each selected adapter; fails (exit 1) when any check failed anywhere.

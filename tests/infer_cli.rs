@@ -283,3 +283,58 @@ fn a_file_name_that_is_not_utf8_can_be_found_again_from_the_output() {
     assert!(line["file"].as_str().unwrap().ends_with("caf\u{FFFD}{e9} take 1.wav"), "{line}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn shards_lists_and_resumable_outputs_for_archives() {
+    let dir = std::env::temp_dir().join(format!("ser-archive-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut c = ser();
+        c.arg("predict").args(args).arg(sample_dir());
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        (String::from_utf8(o.stdout).unwrap(), String::from_utf8(o.stderr).unwrap())
+    };
+    // Shards: contiguous runs of the sorted input; concatenated in order, the whole run.
+    let (whole, _) = run(&[], &[]);
+    assert_eq!(whole.lines().count(), 8);
+    let shards: Vec<String> = (0..3).map(|i| run(&["--shard", &format!("{i}/3")], &[]).0).collect();
+    assert_eq!(shards.concat(), whole);
+    assert!(shards.iter().all(|s| !s.is_empty()));
+    // The same shard from a Slurm array task and from a Kubernetes Indexed Job.
+    let (slurm, log) = run(&[], &[("SLURM_ARRAY_TASK_ID", "1"), ("SLURM_ARRAY_TASK_COUNT", "3")]);
+    assert_eq!(slurm, shards[1]);
+    assert!(log.contains("shard 1/3 (from Slurm array task 1)"), "{log}");
+    let (k8s, _) = run(&["--shard-count", "3"], &[("JOB_COMPLETION_INDEX", "2")]);
+    assert_eq!(k8s, shards[2]);
+    // A file list instead of arguments (and from standard input).
+    let list = dir.join("list.txt");
+    let mut names: Vec<String> = std::fs::read_dir(sample_dir()).unwrap().flatten().map(|e| e.path().display().to_string()).filter(|p| p.ends_with(".wav")).collect();
+    names.sort();
+    std::fs::write(&list, format!("{}\n\n", names.join("\n"))).unwrap();
+    let o = ser().args(["predict", "--files-from"]).arg(&list).output().unwrap();
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), whole);
+    let mut child = ser().args(["predict", "--files-from", "-"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), std::fs::read(&list).unwrap().as_slice()).unwrap();
+    assert_eq!(String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap(), whole);
+    // --out: what a kill leaves (three files done, a torn fourth line) is resumed into the file
+    // an uninterrupted run writes, for both formats.
+    for format in ["jsonl", "csv"] {
+        let full = dir.join(format!("full.{format}"));
+        let cut = dir.join(format!("cut.{format}"));
+        run(&["--format", format, "--out", full.to_str().unwrap()], &[]);
+        let text = std::fs::read_to_string(&full).unwrap();
+        let keep: usize = text.split_inclusive('\n').take(if format == "csv" { 4 } else { 3 }).map(str::len).sum();
+        std::fs::write(&cut, &text[..keep + 25]).unwrap();
+        let (_, log) = run(&["--format", format, "--out", cut.to_str().unwrap()], &[]);
+        assert!(log.contains("3 files already done, 5 to go"), "{log}");
+        assert_eq!(std::fs::read_to_string(&cut).unwrap(), text, "{format}");
+        // A finished output is left as it is.
+        run(&["--format", format, "--out", cut.to_str().unwrap()], &[]);
+        assert_eq!(std::fs::read_to_string(&cut).unwrap(), text, "{format}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

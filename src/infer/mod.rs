@@ -2,6 +2,8 @@
 //! model's scaler (and speaker normalisation), class probabilities; batch prediction streamed in
 //! chunks of files, optionally cut into segments; and evaluation on labelled data.
 
+pub mod archive;
+
 use crate::audio;
 use crate::features::corpus;
 use crate::features::set::{ClipInfo, FeatureSet};
