@@ -404,6 +404,10 @@ struct PredictArgs {
     /// The shard count for a Kubernetes Indexed Job (its completions).
     #[arg(long, value_name = "N", value_parser = ranged::<usize>(1, 1 << 20))]
     shard_count: Option<usize>,
+    /// Progress on stderr (files done, files/s, hours of audio per second, time left) even when
+    /// stderr is not a terminal (it is shown on a terminal anyway).
+    #[arg(long)]
+    progress: bool,
     /// Write results to this file as they arrive instead of stdout; a rerun after a kill skips
     /// the files it already holds (and drops a torn last line), ending with the file an
     /// uninterrupted run writes.
@@ -1251,8 +1255,10 @@ fn predict(args: PredictArgs) -> Result<()> {
             }
         }
     };
+    let mut progress = Progress::new(files.len(), args.progress || std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let failed = p.predict_files(&gpu, &files, &options, |pr| {
         predicted += 1;
+        progress.saw(&pr.file, pr.seconds);
         let line = prediction_line(&pr, args.format);
         if out.is_none() {
             println!("{line}");
@@ -1264,6 +1270,7 @@ fn predict(args: PredictArgs) -> Result<()> {
         pending.get_or_insert_with(|| (pr.file.clone(), String::new())).1.push_str(&format!("{line}\n"));
     })?;
     flush(&mut pending, &mut out);
+    progress.finish();
     if let Some(e) = write_error {
         return Err(e.context("--out: writing results"));
     }
@@ -1277,6 +1284,56 @@ fn predict(args: PredictArgs) -> Result<()> {
         return Err(Partial(format!("{} of {} files predicted, {} skipped (listed above); exit status {EXIT_PARTIAL}", files.len() - failed.len(), files.len(), failed.len())).into());
     }
     Ok(())
+}
+
+/// Progress of a long prediction run on stderr, at most every two seconds.
+struct Progress {
+    total: usize,
+    files: usize,
+    last_file: String,
+    audio_s: f64,
+    start: std::time::Instant,
+    shown: std::time::Instant,
+    on: bool,
+}
+
+impl Progress {
+    fn new(total: usize, on: bool) -> Progress {
+        let now = std::time::Instant::now();
+        Progress { total, files: 0, last_file: String::new(), audio_s: 0.0, start: now, shown: now, on }
+    }
+
+    /// A prediction of `file` (segments of one file count once) covering `seconds` of audio.
+    fn saw(&mut self, file: &str, seconds: f64) {
+        if file != self.last_file {
+            self.files += 1;
+            self.last_file = file.to_string();
+        }
+        self.audio_s += seconds;
+        if self.on && self.shown.elapsed().as_secs_f64() >= 2.0 {
+            self.shown = std::time::Instant::now();
+            self.print();
+        }
+    }
+
+    fn print(&self) {
+        let t = self.start.elapsed().as_secs_f64().max(1e-9);
+        let rate = self.files as f64 / t;
+        let left = self.total.saturating_sub(self.files) as f64 / rate.max(1e-9);
+        eprintln!(
+            "progress: {}/{} files, {rate:.1} files/s, {:.2} h of audio per second, about {:.0} s left",
+            self.files,
+            self.total,
+            self.audio_s / 3600.0 / t,
+            left
+        );
+    }
+
+    fn finish(&self) {
+        if self.on && self.files > 0 {
+            self.print();
+        }
+    }
 }
 
 /// One prediction as a JSON line or a CSV row.

@@ -40,6 +40,9 @@ pub struct Prediction {
     pub confidence: f32,
     /// Probability of every class, in the model's class order.
     pub probabilities: Vec<(String, f32)>,
+    /// Seconds of audio the prediction covers (frames times hop), for progress reports.
+    #[serde(skip)]
+    pub seconds: f64,
 }
 
 impl Predictor {
@@ -219,6 +222,7 @@ impl Predictor {
                 label: names[best].clone(),
                 confidence: p[best],
                 probabilities: names.iter().cloned().zip(p).collect(),
+                seconds: set.lengths[c] as f64 * self.meta.features.hop as f64 / self.meta.features.sample_rate as f64,
             });
         }
         Ok(())
