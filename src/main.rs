@@ -404,6 +404,11 @@ struct PredictArgs {
     /// The shard count for a Kubernetes Indexed Job (its completions).
     #[arg(long, value_name = "N", value_parser = ranged::<usize>(1, 1 << 20))]
     shard_count: Option<usize>,
+    /// Predict on several adapters at once: `all`, or `ser devices` indices or names,
+    /// comma-separated. One worker per adapter takes the next chunk of files as it finishes one;
+    /// the output stays in input order.
+    #[arg(long, value_name = "all|LIST")]
+    adapters: Option<String>,
     /// Progress on stderr (files done, files/s, hours of audio per second, time left) even when
     /// stderr is not a terminal (it is shown on a terminal anyway).
     #[arg(long)]
@@ -1209,9 +1214,14 @@ fn predict(args: PredictArgs) -> Result<()> {
         files = s.select(&files);
         eprintln!("shard {}/{} (from {from}): {} of {total} files", s.index, s.count, files.len());
     }
-    let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
+    let workers = args.adapters.as_deref().map(archive::adapters_named).transpose()?;
+    let first = workers.as_ref().map_or_else(|| args.adapter.selector(), |w| w[0].clone());
+    let gpu = ser::gpu::Gpu::new(&first)?;
     let p = ser::infer::load_model(&gpu, args.model.as_deref())?;
     args.speaker.check_model(&p)?;
+    if let Some(w) = &workers {
+        eprintln!("predicting on {} adapters: {}", w.len(), w.iter().map(|s| format!("{} ({:?})", s.name.as_deref().unwrap_or("?"), s.backend)).collect::<Vec<_>>().join(", "));
+    }
     // Probability columns in the JSON lines' key order (sorted names), so both formats agree.
     let mut names = p.class_names();
     names.sort();
@@ -1256,7 +1266,7 @@ fn predict(args: PredictArgs) -> Result<()> {
         }
     };
     let mut progress = Progress::new(files.len(), args.progress || std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let failed = p.predict_files(&gpu, &files, &options, |pr| {
+    let emit = |pr: ser::infer::Prediction| {
         predicted += 1;
         progress.saw(&pr.file, pr.seconds);
         let line = prediction_line(&pr, args.format);
@@ -1268,7 +1278,11 @@ fn predict(args: PredictArgs) -> Result<()> {
             flush(&mut pending, &mut out);
         }
         pending.get_or_insert_with(|| (pr.file.clone(), String::new())).1.push_str(&format!("{line}\n"));
-    })?;
+    };
+    let failed = match &workers {
+        Some(w) => archive::predict_on_adapters(w, args.model.as_deref(), &files, &options, emit)?,
+        None => p.predict_files(&gpu, &files, &options, emit)?,
+    };
     flush(&mut pending, &mut out);
     progress.finish();
     if let Some(e) = write_error {

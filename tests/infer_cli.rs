@@ -338,3 +338,26 @@ fn shards_lists_and_resumable_outputs_for_archives() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn several_adapters_keep_the_output_in_input_order() {
+    // Here: lavapipe through Vulkan and through GL, one worker each, one file per chunk, so the
+    // blocks finish out of order and must be put back in order.
+    let one = ser().arg("predict").arg(sample_dir()).output().unwrap();
+    let many = ser().args(["predict", "--adapters", "all", "--chunk", "1"]).arg(sample_dir()).output().unwrap();
+    assert!(many.status.success(), "{}", String::from_utf8_lossy(&many.stderr));
+    let parse = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>();
+    let (a, b) = (parse(&one), parse(&many));
+    assert_eq!(a.len(), 8);
+    assert_eq!(a.iter().map(|l| l["file"].clone()).collect::<Vec<_>>(), b.iter().map(|l| l["file"].clone()).collect::<Vec<_>>());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["label"], y["label"]);
+        for (k, v) in x["probabilities"].as_object().unwrap() {
+            assert!((v.as_f64().unwrap() - y["probabilities"][k].as_f64().unwrap()).abs() < 1e-4, "{x} {y}");
+        }
+    }
+    let err = String::from_utf8_lossy(&many.stderr);
+    assert!(err.contains("predicting on"), "{err}");
+    let bad = ser().args(["predict", "--adapters", "no-such-gpu"]).arg(sample_dir()).output().unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no such adapter"));
+}

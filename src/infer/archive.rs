@@ -172,6 +172,104 @@ pub fn csv_key(line: &str) -> Option<String> {
     (field != "file").then_some(field)
 }
 
+/// Predicts `files` with one worker per adapter (each opens its own device and loads the model
+/// from `model`, None for the built-in one). The files are cut into blocks of
+/// `o.files_per_chunk`; a worker takes the next block when it finishes one (so faster adapters
+/// do more), and `emit` sees the predictions in input order whatever finished first. Returns
+/// the files that could not be predicted. Not for speaker-normalised models (they need every
+/// clip of a speaker in one place).
+pub fn predict_on_adapters(
+    selectors: &[crate::gpu::AdapterSelector],
+    model: Option<&Path>,
+    files: &[PathBuf],
+    o: &super::PredictOptions,
+    mut emit: impl FnMut(super::Prediction),
+) -> Result<Vec<(String, String)>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    type Block = (usize, Result<(Vec<super::Prediction>, Vec<(String, String)>)>);
+    let blocks: Vec<&[PathBuf]> = files.chunks(o.files_per_chunk.max(1)).collect();
+    let next = AtomicUsize::new(0);
+    let mut failed = Vec::new();
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel::<Block>();
+        for sel in selectors {
+            let (tx, next, blocks) = (tx.clone(), &next, &blocks);
+            scope.spawn(move || {
+                let worker = || -> Result<(crate::gpu::Gpu, super::Predictor)> {
+                    let gpu = crate::gpu::Gpu::new(sel)?;
+                    let p = super::load_model(&gpu, model)?;
+                    if p.meta.speaker_norm.is_some() {
+                        bail!("a speaker-normalised model predicts on one adapter (it needs every clip of a speaker together)");
+                    }
+                    Ok((gpu, p))
+                };
+                let (gpu, p) = match worker() {
+                    Ok(w) => w,
+                    Err(e) => {
+                        // The first block this worker would have taken carries its error.
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let _ = tx.send((i, Err(e.context(format!("adapter {:?}", sel.name)))));
+                        return;
+                    }
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(block) = blocks.get(i) else { return };
+                    let mut out = Vec::new();
+                    let r = p.predict_files(&gpu, block, o, |pr| out.push(pr)).map(|f| (out, f));
+                    if tx.send((i, r)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Blocks come back in any order; they go out in input order.
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut due = 0;
+        for (i, r) in rx {
+            waiting.insert(i, r);
+            while let Some(r) = waiting.remove(&due) {
+                let (preds, f) = r?;
+                preds.into_iter().for_each(&mut emit);
+                failed.extend(f);
+                due += 1;
+            }
+        }
+        if due < blocks.len() {
+            bail!("prediction stopped after {due} of {} blocks (a worker failed)", blocks.len());
+        }
+        Ok(())
+    })?;
+    Ok(failed)
+}
+
+/// The adapters `--adapters` names: `all`, or a comma-separated list of `ser devices` indices
+/// or name substrings (a name matched on several backends takes each).
+pub fn adapters_named(spec: &str) -> Result<Vec<crate::gpu::AdapterSelector>> {
+    let all = crate::gpu::list_adapters();
+    if all.is_empty() {
+        bail!("no GPU adapter found. {}", crate::gpu::NO_ADAPTER_HELP);
+    }
+    let selector = |a: &crate::gpu::AdapterReport| crate::gpu::AdapterSelector { name: Some(a.name.clone()), backend: crate::gpu::BackendChoice::parse(&a.backend) };
+    if spec.trim() == "all" {
+        return Ok(all.iter().map(selector).collect());
+    }
+    let mut out = Vec::new();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let picked: Vec<&crate::gpu::AdapterReport> = match item.parse::<usize>() {
+            Ok(i) => all.iter().filter(|a| a.index == i).collect(),
+            Err(_) => all.iter().filter(|a| a.name.to_lowercase().contains(&item.to_lowercase())).collect(),
+        };
+        if picked.is_empty() {
+            let present: Vec<String> = all.iter().map(|a| format!("[{}] {} ({})", a.index, a.name, a.backend)).collect();
+            bail!("--adapters {item:?}: no such adapter; present: {}", present.join(", "));
+        }
+        out.extend(picked.into_iter().map(selector));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
