@@ -48,14 +48,47 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("ser").join("features"))
 }
 
-fn bar(len: usize, what: &str, show: bool) -> indicatif::ProgressBar {
-    if !show || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
+/// Progress of a long stage on stderr: a bar on a terminal; otherwise (a log file, a batch
+/// job) a line at every tenth of the work, so that minutes of decoding are never silent.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Lines { what: String, total: usize, done: std::sync::atomic::AtomicUsize },
+    Off,
+}
+
+impl Progress {
+    fn inc(&self, n: u64) {
+        match self {
+            Progress::Bar(b) => b.inc(n),
+            Progress::Lines { what, total, done } => {
+                let before = done.fetch_add(n as usize, std::sync::atomic::Ordering::Relaxed);
+                let after = before + n as usize;
+                if *total > 0 && before * 10 / total != after * 10 / total {
+                    eprintln!("{what}: {after}/{total}");
+                }
+            }
+            Progress::Off => {}
+        }
+    }
+
+    fn finish_and_clear(&self) {
+        if let Progress::Bar(b) = self {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn bar(len: usize, what: &str, show: bool) -> Progress {
+    if !show {
+        return Progress::Off;
+    }
+    if !std::io::stderr().is_terminal() {
+        return Progress::Lines { what: what.to_string(), total: len, done: 0.into() };
     }
     let b = indicatif::ProgressBar::new(len as u64);
     b.set_style(indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}").unwrap().progress_chars("=> "));
     b.set_message(what.to_string());
-    b
+    Progress::Bar(b)
 }
 
 /// Frames of spectra per GPU batch: the largest intermediate ([frames, bins]) stays well under
