@@ -247,6 +247,15 @@ pub const DROPOUT_WGSL: ShaderFile = ShaderFile {
     bounds_proven: &[],
 };
 
+pub const KNN_WGSL: ShaderFile = ShaderFile {
+    name: "knn.wgsl",
+    source: include_str!("../../shaders/knn.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
+
 pub const KERNEL_WGSL: ShaderFile = ShaderFile {
     name: "kernel.wgsl",
     source: include_str!("../../shaders/kernel.wgsl"),
@@ -276,6 +285,7 @@ pub const SHADERS: &[&ShaderFile] = &[
     &LOSS_WGSL,
     &OPTIM_WGSL,
     &KERNEL_WGSL,
+    &KNN_WGSL,
 ];
 
 /// Cache key: which code, which entry point, which override constants (bit-exact).

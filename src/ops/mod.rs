@@ -9,6 +9,7 @@ pub mod dropout;
 pub mod filterbank;
 pub mod gemm;
 pub mod kernel;
+pub mod knn;
 pub mod loss;
 pub mod norm;
 pub mod optim;

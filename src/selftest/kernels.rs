@@ -6,7 +6,7 @@ use super::{Check, Size, Tally};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::ops::elementwise::{self, BinaryOp, UnaryOp};
 use crate::ops::gemm::{self, GemmKernel, GemmOptions, Precision};
-use crate::ops::{conv, kernel, loss, norm, optim, pool};
+use crate::ops::{conv, kernel, knn as knn_op, loss, norm, optim, pool};
 use crate::rng::SplitMix64;
 use anyhow::Result;
 
@@ -26,6 +26,7 @@ pub(super) fn checks() -> Vec<Check> {
         Check { name: "adam", family: "optimiser", run: adam },
         Check { name: "rbf-kernel", family: "kernel-ridge", run: rbf_kernel },
         Check { name: "ridge-solve", family: "kernel-ridge", run: ridge_solve },
+        Check { name: "knn", family: "classical", run: knn },
     ]
 }
 
@@ -472,5 +473,51 @@ fn ridge_solve(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Res
     t.require(report.relative_residual < 1e-5 && report.iterations < 2000, || format!("ridge solve did not converge: {report:?}"));
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     t.close("ridge solution", &g.read_f32(&a)?, &want, 1e-3 * scale, 1e-3);
+    Ok(())
+}
+
+/// k nearest neighbours against a brute-force float64 search, at awkward sizes, including
+/// duplicated training rows (exact ties, which go to the lower index) and k up to its maximum.
+/// Distances are f32 from norms and a GEMM, so a neighbour may differ from the reference's only
+/// where the two distances are within rounding: every returned neighbour must be as near as the
+/// reference's k-th (within the tolerance) and its reported distance right.
+fn knn(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    let shapes: &[(usize, usize, usize, usize)] = if size == Size::Quick { &[(7, 33, 5, 3), (13, 130, 59, 16)] } else { &[(1, 1, 1, 1), (7, 33, 5, 3), (13, 130, 59, 16), (70, 517, 118, 5), (3, 20, 2, 7)] };
+    for &(m, n, d, k) in shapes {
+        let mut train = rng.vec(n * d, -1.0, 1.0);
+        // Exact duplicates of row 0 at the end: ties broken by index.
+        if n > 4 {
+            let first = train[..d].to_vec();
+            train[(n - 1) * d..].copy_from_slice(&first);
+        }
+        let queries = rng.vec(m * d, -1.0, 1.0);
+        let (tq, tt) = (g.upload_f32(&queries, &[m, d])?, g.upload_f32(&train, &[n, d])?);
+        let (index, dist) = knn_op::neighbours(g, &tq, &tt, k)?;
+        let want = knn_op::reference(&queries, &train, d, k);
+        let exact = |q: usize, j: u32| -> f64 { queries[q * d..(q + 1) * d].iter().zip(&train[j as usize * d..(j as usize + 1) * d]).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum() };
+        // f32 sums of d terms of size up to 4 each: the tolerance the distances are compared at.
+        let tol = 1e-5 * (d as f64 + 4.0);
+        let mut got_d = Vec::new();
+        let mut want_d = Vec::new();
+        for q in 0..m {
+            let kth = want[q][k - 1].1;
+            for r in 0..k {
+                let j = index[q * k + r];
+                if j as usize >= n {
+                    t.fault(format!("knn {m}x{n}x{d} k={k}: query {q} neighbour {r} is {j}, past {n} rows"));
+                    continue;
+                }
+                t.require(exact(q, j) <= kth + tol, || format!("knn {m}x{n}x{d} k={k}: query {q} got row {j} at {} beyond the k-th {kth}", exact(q, j)));
+                t.require(index[q * k..(q + 1) * k].iter().filter(|&&i| i == j).count() == 1, || format!("knn: query {q} lists row {j} twice"));
+                got_d.push(dist[q * k + r]);
+                want_d.push(exact(q, j));
+            }
+        }
+        t.close(&format!("knn distances {m}x{n}x{d} k={k}"), &got_d, &want_d, tol, 1e-5);
+    }
+    // Exact ties: every training row the same; the neighbours are 0..k in order.
+    let same = vec![0.5f32; 10 * 3];
+    let (index, _) = knn_op::neighbours(g, &g.upload_f32(&[0.1, 0.2, 0.3], &[1, 3])?, &g.upload_f32(&same, &[10, 3])?, 4)?;
+    t.require(index == [0, 1, 2, 3], || format!("ties: {index:?}, want [0, 1, 2, 3]"));
     Ok(())
 }
