@@ -358,3 +358,41 @@ fn kernel_ridge_fits_the_synthetic_task_and_calibrates_its_scores() {
     let mut wrong = Model::new(g, &Architecture::kernel_ridge((16, 2), 3, 5, 1.0), 0).unwrap();
     assert!(kernel_ridge::fit(g, &mut wrong, &tr, &[1.0; 3], 0.01).unwrap_err().to_string().contains("centres"));
 }
+
+#[test]
+fn knn_classifies_separable_clusters_and_matches_a_brute_force_vote() {
+    use ser::train::knn::{Knn, KnnWeights, vote};
+    let g = &gpu().gpu;
+    let mut rng = Rng::new(common::fresh_seed("knn"));
+    // Three clusters in 7 dimensions, 40 points each; queries drawn from the same clusters.
+    let make = |rng: &mut Rng, n: usize| {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let c = (i % 3) as u32;
+            for j in 0..7 {
+                x.push(if j == c as usize { 4.0 } else { 0.0 } + rng.uniform(-1.0, 1.0));
+            }
+            y.push(c);
+        }
+        ser::train::Dataset { x, y, width: 7 }
+    };
+    let (train, test) = (make(&mut rng, 120), make(&mut rng, 31));
+    for weights in [KnnWeights::Uniform, KnnWeights::Distance] {
+        let model = Knn::fit(g, &train, 3, 5, weights).unwrap();
+        let p = model.predict_proba(g, &test).unwrap();
+        let accuracy = p.iter().zip(&test.y).filter(|(p, y)| ser::train::report::argmax(p) == **y as usize).count() as f64 / test.len() as f64;
+        assert!(accuracy > 0.95, "{weights:?}: accuracy {accuracy}");
+        // The probabilities a CPU brute-force search and the same vote give (neighbour sets can
+        // differ only between rows at the same distance within f32 rounding: none here).
+        let want = ser::ops::knn::reference(&test.x, &train.x, 7, 5);
+        for (q, w) in want.iter().enumerate() {
+            let idx: Vec<u32> = w.iter().map(|(j, _)| *j).collect();
+            let d2: Vec<f32> = w.iter().map(|(_, d)| *d as f32).collect();
+            let expect = vote(&idx, &d2, &train.y, 3, weights);
+            for (a, b) in p[q].iter().zip(&expect) {
+                assert!((a - b).abs() < 1e-4, "{weights:?} query {q}: {:?} vs {expect:?}", p[q]);
+            }
+        }
+    }
+    assert!(Knn::fit(g, &train, 3, 0, KnnWeights::Uniform).is_err() && Knn::fit(g, &train, 3, 17, KnnWeights::Uniform).is_err());
+}

@@ -4,6 +4,7 @@
 
 pub mod data;
 pub mod kernel_ridge;
+pub mod knn;
 pub mod report;
 pub mod speaker;
 

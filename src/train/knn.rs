@@ -1,0 +1,87 @@
+//! k-nearest-neighbour classification (scikit-learn's KNeighborsClassifier with the brute-force
+//! Euclidean search): the training rows are the model; a query's neighbours come from the GPU
+//! search (ops::knn), and its class probabilities are their (weighted) votes.
+
+use super::Dataset;
+use crate::gpu::{Gpu, Tensor};
+use crate::ops::knn;
+use anyhow::{Result, bail};
+
+/// How neighbours vote, as scikit-learn's `weights`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KnnWeights {
+    /// Each of the k neighbours counts once.
+    Uniform,
+    /// Each counts 1 / distance; when a query coincides with training rows (distance 0), only
+    /// those count, equally.
+    Distance,
+}
+
+/// A fitted classifier: the training rows (on the GPU) and their classes.
+pub struct Knn {
+    train: Tensor,
+    labels: Vec<u32>,
+    classes: usize,
+    k: usize,
+    weights: KnnWeights,
+}
+
+impl Knn {
+    pub fn fit(gpu: &Gpu, train: &Dataset, classes: usize, k: usize, weights: KnnWeights) -> Result<Knn> {
+        if train.is_empty() {
+            bail!("knn: no training examples");
+        }
+        if k == 0 || k > knn::MAX_K || k > train.len() {
+            bail!("knn: k = {k} must be 1 to {} and at most the {} training examples", knn::MAX_K, train.len());
+        }
+        if let Some(y) = train.y.iter().find(|&&y| y as usize >= classes) {
+            bail!("knn: class {y} of {classes}");
+        }
+        Ok(Knn { train: gpu.upload_f32(&train.x, &[train.len(), train.width])?, labels: train.y.clone(), classes, k, weights })
+    }
+
+    /// Class probabilities [len][classes] of every example of `x`.
+    pub fn predict_proba(&self, gpu: &Gpu, x: &Dataset) -> Result<Vec<Vec<f32>>> {
+        if x.is_empty() {
+            return Ok(Vec::new());
+        }
+        let queries = gpu.upload_f32(&x.x, &[x.len(), x.width])?;
+        let (index, dist) = knn::neighbours(gpu, &queries, &self.train, self.k)?;
+        Ok(index.chunks(self.k).zip(dist.chunks(self.k)).map(|(idx, d2)| vote(idx, d2, &self.labels, self.classes, self.weights)).collect())
+    }
+}
+
+/// One query's probabilities from its neighbours (training indices and squared distances).
+pub fn vote(index: &[u32], sq_dist: &[f32], labels: &[u32], classes: usize, weights: KnnWeights) -> Vec<f32> {
+    let mut p = vec![0f64; classes];
+    let exact = sq_dist.iter().any(|&d| d == 0.0);
+    for (&j, &d2) in index.iter().zip(sq_dist) {
+        let w = match weights {
+            KnnWeights::Uniform => 1.0,
+            KnnWeights::Distance if exact => (d2 == 0.0) as u8 as f64,
+            KnnWeights::Distance => 1.0 / (d2 as f64).sqrt(),
+        };
+        p[labels[j as usize] as usize] += w;
+    }
+    let total: f64 = p.iter().sum();
+    p.iter().map(|v| (v / total) as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn votes_follow_scikit_learns_rules() {
+        let labels = [0, 1, 1, 2];
+        // Uniform: counts over k.
+        assert_eq!(vote(&[1, 2, 0], &[1.0, 4.0, 9.0], &labels, 3, KnnWeights::Uniform), vec![1.0 / 3.0, 2.0 / 3.0, 0.0]);
+        // Distance: 1/d with d the Euclidean distance (sqrt of the squared one): 1, 1/2, 1/3.
+        let p = vote(&[1, 2, 0], &[1.0, 4.0, 9.0], &labels, 3, KnnWeights::Distance);
+        let (w0, w1) = (1.0 / 3.0, 1.0 + 0.5);
+        assert!((p[0] as f64 - w0 / (w0 + w1)).abs() < 1e-6 && (p[1] as f64 - w1 / (w0 + w1)).abs() < 1e-6 && p[2] == 0.0, "{p:?}");
+        // A query on a training row: only the zero-distance neighbours vote.
+        assert_eq!(vote(&[3, 0, 1], &[0.0, 0.0, 2.0], &labels, 3, KnnWeights::Distance), vec![0.5, 0.0, 0.5]);
+    }
+}
