@@ -217,6 +217,15 @@ enum ModelKind {
     /// Kernel ridge classification with an RBF kernel, solved on the GPU (--krr-gamma,
     /// --krr-lambda); fitted on all training clips, validation sets the probability scale.
     Krr,
+    /// k nearest neighbours (scikit-learn's KNeighborsClassifier, brute-force Euclidean search
+    /// on the GPU; --knn-k, --knn-weights); the training clips are the model.
+    Knn,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum KnnWeightsFlag {
+    Uniform,
+    Distance,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -271,6 +280,12 @@ struct TrainArgs {
     #[arg(long, default_value_t = 0.1, value_parser = positive_f32)]
     krr_lambda: f32,
     /// Hidden layer widths of the MLP.
+    /// Neighbours that vote (knn; at most 16).
+    #[arg(long, default_value_t = 5, value_parser = ranged::<usize>(1, ser::ops::knn::MAX_K))]
+    knn_k: usize,
+    /// How they vote (knn): uniform, or distance (1 / distance; coinciding rows outvote all).
+    #[arg(long, value_enum, default_value_t = KnnWeightsFlag::Uniform)]
+    knn_weights: KnnWeightsFlag,
     #[arg(long, value_delimiter = ',', default_value = "512,256", value_parser = ranged::<usize>(1, 1 << 16))]
     hidden: Vec<usize>,
     /// Dropout rate after each hidden layer of the MLP.
@@ -815,7 +830,7 @@ fn train(mut args: TrainArgs) -> Result<()> {
     if let Some(rep) = &rep {
         println!("{}", rep.text());
     }
-    ser::nn::checkpoint::save(&gpu, &predictor.models, &predictor.meta, out)?;
+    ser::infer::save(&gpu, &predictor, out)?;
     match rep {
         Some(r) => eprintln!("saved {} (test accuracy {:.4}, macro F1 {:.4})", out.display(), r.accuracy, r.macro_avg.f1),
         None => eprintln!("saved {} (no test split)", out.display()),
@@ -858,7 +873,7 @@ fn resume_from(gpu: &ser::gpu::Gpu, path: &std::path::Path, args: &mut TrainArgs
     args.ensemble = 1;
     args.refit = false;
     eprintln!("resuming {} at epoch {} (learning rate {:.2e}, Adam step {})", path.display(), t["saved_epoch"], models[0].adam.lr, models[0].step);
-    Ok(ser::infer::Predictor { models, meta })
+    Ok(ser::infer::Predictor { classifier: ser::infer::Classifier::Network(models), meta })
 }
 
 /// Speaker-independent cross-validation: actors dealt round-robin into --folds groups, each
@@ -922,7 +937,7 @@ fn fit_and_test(
     // (the recipe the recorded results and the shipped model were made with).
     let final_scaler = if args.refit { data::fit_scaler(set, l, train_all, args.input) } else { scaler };
     let test_set = data::dataset(set, l, test, args.input, &final_scaler);
-    let full_set = (args.refit || args.model == ModelKind::Krr).then(|| data::dataset(set, l, train_all, args.input, &final_scaler));
+    let full_set = (args.refit || matches!(args.model, ModelKind::Krr | ModelKind::Knn)).then(|| data::dataset(set, l, train_all, args.input, &final_scaler));
     let k = l.classes.len();
     let input_shape = args.input.shape(set.dim, set.t_max);
     eprintln!(
@@ -973,9 +988,16 @@ fn fit_and_test(
         ser::nn::checkpoint::save(gpu, std::slice::from_ref(model), &meta_with(arch.clone(), training), out)
     };
     let resumable = args.ensemble == 1 && !args.refit;
-    let (models, architecture, record) = match args.model {
-        ModelKind::Krr => fit_kernel_ridge(gpu, args, &parts)?,
-        _ => fit_by_gradients(gpu, args, &parts, resume, resumable.then_some(&save_best as SaveBest))?,
+    let (classifier, architecture, record) = match args.model {
+        ModelKind::Krr => {
+            let (models, arch, record) = fit_kernel_ridge(gpu, args, &parts)?;
+            (ser::infer::Classifier::Network(models), arch, record)
+        }
+        ModelKind::Knn => fit_knn(gpu, args, &parts)?,
+        _ => {
+            let (models, arch, record) = fit_by_gradients(gpu, args, &parts, resume, resumable.then_some(&save_best as SaveBest))?;
+            (ser::infer::Classifier::Network(models), arch, record)
+        }
     };
     let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
     let mut training = record_base(gpu);
@@ -983,7 +1005,7 @@ fn fit_and_test(
         t.extend(r);
     }
     let meta = meta_with(architecture, training);
-    let mut predictor = ser::infer::Predictor { models, meta };
+    let mut predictor = ser::infer::Predictor { classifier, meta };
     if test_set.is_empty() {
         return Ok((predictor, None));
     }
@@ -1051,6 +1073,26 @@ fn fit_kernel_ridge(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<
     Ok((vec![model], arch, record))
 }
 
+/// k nearest neighbours: the training part (training and validation clips, as kernel ridge's final
+/// fit uses) is the model; the validation part reports its accuracy first.
+fn fit_knn(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(ser::infer::Classifier, ser::nn::Architecture, serde_json::Value)> {
+    use ser::train::knn::{Knn, KnnWeights};
+    let weights = match args.knn_weights {
+        KnnWeightsFlag::Uniform => KnnWeights::Uniform,
+        KnnWeightsFlag::Distance => KnnWeights::Distance,
+    };
+    let on_train = Knn::fit(gpu, p.train, p.classes, args.knn_k, weights)?;
+    let probs = on_train.predict_proba(gpu, p.val)?;
+    let val_accuracy = probs.iter().zip(&p.val.y).filter(|(q, y)| ser::train::report::argmax(q) == **y as usize).count() as f64 / p.val.len().max(1) as f64;
+    eprintln!("knn (k {}, {:?} votes) on {} clips: validation accuracy {val_accuracy:.4}", args.knn_k, weights, p.train.len());
+    let full = p.full.unwrap_or(p.train);
+    let model = Knn::fit(gpu, full, p.classes, args.knn_k, weights)?;
+    // The file keeps the input shape for reference; a knn model has no layers.
+    let arch = ser::nn::Architecture { input: p.input_shape, layers: vec![] };
+    let record = serde_json::json!({"knn": {"k": args.knn_k, "weights": weights, "validation_accuracy": val_accuracy, "rows": full.len()}});
+    Ok((ser::infer::Classifier::Knn(model), arch, record))
+}
+
 /// Gradient-trained models (--ensemble members that differ in initialisation, shuffles and
 /// dropout masks and share the split), each optionally refitted on all training clips.
 /// Saves a resumable checkpoint of the model at the end of an epoch (given the config it trains
@@ -1069,14 +1111,17 @@ fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Op
         (None, ModelKind::Cnn) => ser::nn::Architecture::refined_cnn(p.input_shape, k),
         (None, ModelKind::Mlp) => ser::nn::Architecture::mlp(p.input_shape, k, &args.hidden, args.dropout, args.batch_norm),
         (None, ModelKind::Rff) => ser::nn::Architecture::fourier(p.input_shape, k, args.rff_features, args.rff_gamma),
-        (None, ModelKind::Krr) => unreachable!("kernel ridge is not trained by gradients"),
+        (None, ModelKind::Krr | ModelKind::Knn) => unreachable!("kernel ridge and knn are not trained by gradients"),
     };
     let weights = class_weights(args, p.train, k);
     let (mut models, mut logs, mut configs) = (Vec::new(), Vec::new(), Vec::new());
     for member in 0..args.ensemble {
         let seed = args.seed.wrapping_add(1_000 * member as u64);
         let (mut model, first_epoch) = match resumed.take() {
-            Some((r, done)) => (r.models.into_iter().next().expect("one model"), done + 1),
+            Some((r, done)) => match r.classifier {
+                ser::infer::Classifier::Network(models) => (models.into_iter().next().expect("one model"), done + 1),
+                ser::infer::Classifier::Knn(_) => anyhow::bail!("--resume: a k-nearest-neighbour model has nothing to resume"),
+            },
             None => {
                 let mut m = ser::nn::Model::new(gpu, &arch, seed)?;
                 m.adam.lr = args.lr;

@@ -405,3 +405,37 @@ fn kernel_ridge_without_enough_validation_says_so_instead_of_flattening_probabil
     assert_eq!(r["kernel_ridge"]["temperature"], 1.0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn knn_trains_saves_loads_and_evaluates_through_the_same_commands() {
+    let (dir, features) = workspace("knn-cli");
+    let model = dir.join("knn.safetensors");
+    let o = ser().args(["train", "--model", "knn", "--knn-k", "5", "--knn-weights", "distance", "--input", "stats", "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(&model).output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("knn (k 5, Distance votes)"), "{err}");
+    let r = training_record(&model);
+    assert_eq!(r["knn"]["k"], 5);
+    // The synthetic classes are separable: knn finds them.
+    assert!(r["test_accuracy"].as_f64().unwrap() > 0.9, "{r}");
+    // The saved model evaluates to the report training printed.
+    let e = ser().args(["eval", "--model"]).arg(&model).arg("--features").arg(&features).arg("--json").output().unwrap();
+    assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+    assert!(out.contains("accuracy"));
+    // It has nothing to resume, and a model of a kind this ser does not know is refused by name.
+    let o = ser().args(["train", "--epochs", "3", "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(dir.join("r.safetensors")).arg("--resume").arg(&model).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("knn"), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = std::fs::read(&model).unwrap();
+    let (_, m) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = m.metadata().clone().unwrap();
+    assert_eq!(meta["kind"], "knn");
+    meta.insert("kind".into(), "forest".into());
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let tensors: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
+    let other = dir.join("forest.safetensors");
+    std::fs::write(&other, safetensors::serialize(tensors, Some(meta)).unwrap()).unwrap();
+    let e = ser().args(["eval", "--model"]).arg(&other).arg("--features").arg(&features).output().unwrap();
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(!e.status.success() && err.contains("\"forest\"") && err.contains("does not know"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

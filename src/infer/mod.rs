@@ -22,8 +22,17 @@ use std::sync::mpsc::SyncSender;
 
 /// A saved model (or ensemble, whose members' probabilities are averaged) and its metadata.
 pub struct Predictor {
-    pub models: Vec<Model>,
+    pub classifier: Classifier,
     pub meta: ModelMeta,
+}
+
+/// What turns a clip's model input into class probabilities: the one interface `ser train`,
+/// `eval` and `predict` go through, whatever the model.
+pub enum Classifier {
+    /// A layer network, or an ensemble of them whose probabilities are averaged.
+    Network(Vec<Model>),
+    /// k nearest neighbours over the training rows.
+    Knn(train::knn::Knn),
 }
 
 /// One file's prediction (or one segment's, when predicting by segments).
@@ -81,12 +90,16 @@ impl Predictor {
     /// Class probabilities for a dataset, rows in order.
     pub fn probabilities(&self, gpu: &Gpu, data: &Dataset) -> Result<Vec<Vec<f32>>> {
         let k = self.meta.classes.len();
+        let models = match &self.classifier {
+            Classifier::Knn(knn) => return knn.predict_proba(gpu, data),
+            Classifier::Network(models) => models,
+        };
         let mut mean = vec![vec![0f32; k]; data.len()];
-        for model in &self.models {
+        for model in models {
             let logits = train::predict(gpu, model, data, 256)?;
             for (row, p) in mean.iter_mut().zip(train::softmax_rows(&logits, k)) {
                 for (m, v) in row.iter_mut().zip(p) {
-                    *m += v / self.models.len() as f32;
+                    *m += v / models.len() as f32;
                 }
             }
         }
@@ -343,11 +356,30 @@ pub const SHIPPED_MODEL_NAME: &str = "weights/ser.safetensors (built in)";
 
 /// Loads `path`, or the shipped model when no path is given.
 pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<Predictor> {
-    let (models, meta) = match path {
-        Some(p) => checkpoint::load(gpu, p).with_context(|| format!("loading model {}", p.display()))?,
-        None => checkpoint::load_bytes(gpu, SHIPPED_MODEL_NAME, SHIPPED_MODEL)?,
+    let Some(p) = path else {
+        let (models, meta) = checkpoint::load_bytes(gpu, SHIPPED_MODEL_NAME, SHIPPED_MODEL)?;
+        return Ok(Predictor { classifier: Classifier::Network(models), meta });
     };
-    Ok(Predictor { models, meta })
+    let context = || format!("loading model {}", p.display());
+    let f = crate::store::Loaded::read(p).with_context(context)?;
+    match checkpoint::kind_of(&f).with_context(context)?.as_str() {
+        "knn" => {
+            let (knn, meta) = train::knn::Knn::load(gpu, &f).with_context(context)?;
+            Ok(Predictor { classifier: Classifier::Knn(knn), meta })
+        }
+        _ => {
+            let (models, meta) = checkpoint::load(gpu, p).with_context(context)?;
+            Ok(Predictor { classifier: Classifier::Network(models), meta })
+        }
+    }
+}
+
+/// Writes a predictor to `path` (atomically), in its kind's file layout (docs/CHECKPOINTS.md).
+pub fn save(gpu: &Gpu, p: &Predictor, path: &Path) -> Result<()> {
+    match &p.classifier {
+        Classifier::Network(models) => checkpoint::save(gpu, models, &p.meta, path),
+        Classifier::Knn(knn) => knn.save(&p.meta, path),
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,11 @@ use std::path::Path;
 
 pub const FORMAT: &str = "ser.model.v1";
 
+/// Metadata key naming what kind of classifier a model file holds: absent (every file before
+/// session 7) or "network" for the layer models here; "knn" for k-nearest neighbours
+/// (train::knn). Each loader refuses the kinds it does not read, by name.
+pub const KIND: &str = "kind";
+
 /// Everything besides the weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
@@ -65,19 +70,8 @@ pub fn save(gpu: &Gpu, models: &[Model], meta: &ModelMeta, path: &Path) -> Resul
         bail!("not saving {}: tensor {name} holds NaN or infinity", path.display());
     }
     let stored: Vec<Stored> = data.iter().map(|(n, s, v)| Stored { name: n, dtype: Dtype::F32, shape: s.clone(), bytes: bytemuck::cast_slice(v) }).collect();
-    let mut metadata = HashMap::from([
-        ("format".to_string(), FORMAT.to_string()),
-        ("architecture".to_string(), serde_json::to_string(&meta.architecture)?),
-        ("classes".to_string(), serde_json::to_string(&meta.classes)?),
-        ("features".to_string(), serde_json::to_string(&meta.features)?),
-        ("input".to_string(), serde_json::to_string(&meta.input)?),
-        ("scaler".to_string(), serde_json::to_string(&meta.scaler)?),
-        ("training".to_string(), serde_json::to_string(&meta.training)?),
-        ("members".to_string(), models.len().to_string()),
-    ]);
-    if let Some(sn) = &meta.speaker_norm {
-        metadata.insert("speaker_norm".to_string(), serde_json::to_string(sn)?);
-    }
+    let mut metadata = meta_entries(meta)?;
+    metadata.insert("members".to_string(), models.len().to_string());
     if let Some(o) = optimizer {
         metadata.insert("optimizer".to_string(), o.to_string());
     }
@@ -94,11 +88,22 @@ pub fn load_bytes(gpu: &Gpu, name: &str, bytes: &[u8]) -> Result<(Vec<Model>, Mo
     from_loaded(gpu, Loaded::from_bytes(name, bytes.to_vec())?)
 }
 
-fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
+/// The kind of classifier a model file holds ("network" when the file predates the key); a
+/// file that is not a ser model, or of a kind this build does not know, is refused.
+pub fn kind_of(f: &Loaded) -> Result<String> {
     let format = f.meta("format")?;
     if format != FORMAT {
         bail!("{}: format {format:?} is not a ser model ({FORMAT})", f.path);
     }
+    let kind = f.metadata().remove(KIND).unwrap_or_else(|| "network".to_string());
+    if !["network", "knn"].contains(&kind.as_str()) {
+        bail!("{}: a model of kind {kind:?}, which this ser does not know (network, knn); a newer ser wrote it?", f.path);
+    }
+    Ok(kind)
+}
+
+/// The metadata every model file carries, checked (feature configuration, scaler).
+pub fn parse_meta(f: &Loaded) -> Result<ModelMeta> {
     let parse = |key: &str| -> Result<serde_json::Value> { serde_json::from_str(&f.meta(key)?).with_context(|| format!("{}: metadata {key:?} is not valid JSON", f.path)) };
     let meta = ModelMeta {
         architecture: serde_json::from_value(parse("architecture")?).with_context(|| format!("{}: bad architecture", f.path))?,
@@ -113,9 +118,6 @@ fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
         training: parse("training")?,
     };
     meta.features.validate().with_context(|| format!("{}: feature configuration", f.path))?;
-    if meta.architecture.classes()? != meta.classes.len() {
-        bail!("{}: {} classes named but the model has {} outputs", f.path, meta.classes.len(), meta.architecture.classes()?);
-    }
     let columns = meta.input.scaler_width(meta.features.dim());
     if meta.scaler.mean.len() != columns || meta.scaler.std.len() != columns {
         bail!(
@@ -129,6 +131,35 @@ fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
     // A zero or non-finite deviation divides features into infinities: certain, wrong answers.
     if let Some(j) = meta.scaler.mean.iter().zip(&meta.scaler.std).position(|(m, s)| !m.is_finite() || !s.is_finite() || *s <= 0.0) {
         bail!("{}: scaler column {j} has mean {} and deviation {} (a deviation must be positive and finite)", f.path, meta.scaler.mean[j], meta.scaler.std[j]);
+    }
+    Ok(meta)
+}
+
+/// The metadata entries every model file carries (not `members`, which is the network's).
+pub fn meta_entries(meta: &ModelMeta) -> Result<HashMap<String, String>> {
+    let mut metadata = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("architecture".to_string(), serde_json::to_string(&meta.architecture)?),
+        ("classes".to_string(), serde_json::to_string(&meta.classes)?),
+        ("features".to_string(), serde_json::to_string(&meta.features)?),
+        ("input".to_string(), serde_json::to_string(&meta.input)?),
+        ("scaler".to_string(), serde_json::to_string(&meta.scaler)?),
+        ("training".to_string(), serde_json::to_string(&meta.training)?),
+    ]);
+    if let Some(sn) = &meta.speaker_norm {
+        metadata.insert("speaker_norm".to_string(), serde_json::to_string(sn)?);
+    }
+    Ok(metadata)
+}
+
+fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
+    let kind = kind_of(&f)?;
+    if kind != "network" {
+        bail!("{}: a {kind} model, not a layer network (load it with infer::load_model)", f.path);
+    }
+    let meta = parse_meta(&f)?;
+    if meta.architecture.classes()? != meta.classes.len() {
+        bail!("{}: {} classes named but the model has {} outputs", f.path, meta.classes.len(), meta.architecture.classes()?);
     }
     // The weights come from the file: an architecture larger than its data is refused before
     // the device is asked for it (a damaged header could otherwise claim gigabytes).

@@ -4,8 +4,12 @@
 
 use super::Dataset;
 use crate::gpu::{Gpu, Tensor};
+use crate::nn::checkpoint::{self, ModelMeta};
 use crate::ops::knn;
-use anyhow::{Result, bail};
+use crate::store::{self, Loaded, Stored};
+use anyhow::{Context, Result, bail};
+use safetensors::Dtype;
+use std::path::Path;
 
 /// How neighbours vote, as scikit-learn's `weights`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -18,9 +22,12 @@ pub enum KnnWeights {
     Distance,
 }
 
-/// A fitted classifier: the training rows (on the GPU) and their classes.
+/// A fitted classifier: the training rows (on the GPU, and on the host for saving) and their
+/// classes.
 pub struct Knn {
     train: Tensor,
+    rows: Vec<f32>,
+    width: usize,
     labels: Vec<u32>,
     classes: usize,
     k: usize,
@@ -38,7 +45,49 @@ impl Knn {
         if let Some(y) = train.y.iter().find(|&&y| y as usize >= classes) {
             bail!("knn: class {y} of {classes}");
         }
-        Ok(Knn { train: gpu.upload_f32(&train.x, &[train.len(), train.width])?, labels: train.y.clone(), classes, k, weights })
+        Ok(Knn { train: gpu.upload_f32(&train.x, &[train.len(), train.width])?, rows: train.x.clone(), width: train.width, labels: train.y.clone(), classes, k, weights })
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn weights(&self) -> KnnWeights {
+        self.weights
+    }
+
+    /// Writes the model (kind "knn"): tensors `knn.rows` [n, width] f32 and `knn.labels` [n]
+    /// u32, metadata `knn` = {"k", "weights"} beside the common entries.
+    pub fn save(&self, meta: &ModelMeta, path: &Path) -> Result<()> {
+        let labels: Vec<u8> = self.labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+        let stored = [
+            Stored { name: "knn.rows", dtype: Dtype::F32, shape: vec![self.labels.len(), self.width], bytes: bytemuck::cast_slice(&self.rows) },
+            Stored { name: "knn.labels", dtype: Dtype::U32, shape: vec![self.labels.len()], bytes: &labels },
+        ];
+        let mut metadata = checkpoint::meta_entries(meta)?;
+        metadata.insert(checkpoint::KIND.to_string(), "knn".to_string());
+        metadata.insert("knn".to_string(), serde_json::json!({"k": self.k, "weights": self.weights}).to_string());
+        store::write_atomic(path, &store::to_safetensors(&stored, metadata)?)
+    }
+
+    /// Reads a model written by [`Knn::save`], checking every part against the metadata.
+    pub fn load(gpu: &Gpu, f: &Loaded) -> Result<(Knn, ModelMeta)> {
+        let meta = checkpoint::parse_meta(f)?;
+        let cfg: serde_json::Value = serde_json::from_str(&f.meta("knn")?).with_context(|| format!("{}: bad knn settings", f.path))?;
+        let k = cfg["k"].as_u64().with_context(|| format!("{}: knn settings have no k", f.path))? as usize;
+        let weights: KnnWeights = serde_json::from_value(cfg["weights"].clone()).with_context(|| format!("{}: bad knn weights", f.path))?;
+        let (rows, shape) = f.tensor::<f32>("knn.rows", Dtype::F32)?;
+        let (labels, lshape) = f.tensor::<u32>("knn.labels", Dtype::U32)?;
+        let width = meta.input.scaler_width(meta.features.dim());
+        if shape != [labels.len(), width] || lshape != [labels.len()] {
+            bail!("{}: knn rows {shape:?} and labels {lshape:?} do not fit {} columns", f.path, width);
+        }
+        if let Some(i) = rows.iter().position(|v| !v.is_finite()) {
+            bail!("{}: knn.rows holds {} at element {i}; the model is damaged", f.path, rows[i]);
+        }
+        let data = Dataset { x: rows, y: labels, width };
+        let knn = Knn::fit(gpu, &data, meta.classes.len(), k, weights).with_context(|| f.path.clone())?;
+        Ok((knn, meta))
     }
 
     /// Class probabilities [len][classes] of every example of `x`.
