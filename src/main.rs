@@ -80,6 +80,10 @@ enum Command {
     Features(FeaturesArgs),
     /// Train an emotion classifier on the GPU and save it (safetensors).
     Train(TrainArgs),
+    /// Train every model ser has on the same data and split, and print the reference study's
+    /// table beside ours: accuracy and macro F1 on the random 80/20 split (the study's protocol)
+    /// and by actor (cross-validation over whole actors). Takes train's data and model flags.
+    Compare(CompareArgs),
     /// Evaluate a saved model on labelled RAVDESS data: classification report and confusion matrix.
     Eval(EvalArgs),
     /// Predict the emotion of audio files (any WAV or FLAC, any rate, mono or stereo).
@@ -247,7 +251,7 @@ enum Split {
     ActorFolds,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct TrainArgs {
     /// Folder of RAVDESS clips (features are computed, or taken from the cache).
     #[arg(long, conflicts_with = "features_file")]
@@ -371,6 +375,21 @@ struct TrainArgs {
     profile: bool,
     #[command(flatten)]
     adapter: AdapterArgs,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// The models to train (each with train's flags for it).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "cnn,mlp,krr,knn")]
+    models: Vec<ModelKind>,
+    /// Skip the by-actor cross-validation (the random split only).
+    #[arg(long)]
+    no_actor_folds: bool,
+    /// Print JSON instead of a Markdown table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -633,6 +652,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Devices { json } => devices(json),
         Command::Features(args) => features(args),
         Command::Train(args) => train(args),
+        Command::Compare(args) => compare(args),
         Command::Eval(args) => eval(args),
         Command::Predict(args) => predict(args),
         Command::Selftest(args) => selftest(args),
@@ -773,22 +793,7 @@ fn train(mut args: TrainArgs) -> Result<()> {
         Some(path) => Some(resume_from(&gpu, &path, &mut args)?),
         None => None,
     };
-    let selection = args.selection.selection();
-    let mut set = match (&args.features_file, &args.data) {
-        (Some(f), _) => ser::features::set::FeatureSet::read(f)?,
-        (None, Some(dir)) => {
-            let (set, report) = corpus::build(&gpu, dir, &selection, &args.features.config()?, &args.build.options())?;
-            report_unused(&report, "by --vocal/--drop");
-            set
-        }
-        (None, None) => anyhow::bail!("give --data DIR or --features FILE"),
-    };
-    let l = data::labelled(&set, &selection)?;
-    if args.speaker_norm {
-        speaker::normalise_clips(&mut set, &l.clips, args.input, args.speaker.groups(), args.min_speaker_clips())?;
-    } else if args.speaker.given() {
-        anyhow::bail!("--speaker-groups / --min-speaker-clips need --speaker-norm");
-    }
+    let (set, l) = training_data(&gpu, &args)?;
     let all: Vec<usize> = (0..l.clips.len()).collect();
     gpu.set_profiling(args.profile);
     if args.split == Split::ActorFolds {
@@ -842,6 +847,28 @@ fn train(mut args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// The labelled feature set `train` and `compare` work on: read from --features or built from
+/// --data, with the selection and speaker normalisation the flags ask for.
+fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs) -> Result<(ser::features::set::FeatureSet, ser::train::data::Labelled)> {
+    let selection = args.selection.selection();
+    let mut set = match (&args.features_file, &args.data) {
+        (Some(f), _) => ser::features::set::FeatureSet::read(f)?,
+        (None, Some(dir)) => {
+            let (set, report) = corpus::build(gpu, dir, &selection, &args.features.config()?, &args.build.options())?;
+            report_unused(&report, "by --vocal/--drop");
+            set
+        }
+        (None, None) => anyhow::bail!("give --data DIR or --features FILE"),
+    };
+    let l = ser::train::data::labelled(&set, &selection)?;
+    if args.speaker_norm {
+        speaker::normalise_clips(&mut set, &l.clips, args.input, args.speaker.groups(), args.min_speaker_clips())?;
+    } else if args.speaker.given() {
+        anyhow::bail!("--speaker-groups / --min-speaker-clips need --speaker-norm");
+    }
+    Ok((set, l))
+}
+
 /// Loads a model to continue and sets the options it was trained with (split, seed, input,
 /// model kind, batch and schedule) in `args`, so that the same data make the same split.
 fn resume_from(gpu: &ser::gpu::Gpu, path: &std::path::Path, args: &mut TrainArgs) -> Result<ser::infer::Predictor> {
@@ -879,6 +906,22 @@ fn resume_from(gpu: &ser::gpu::Gpu, path: &std::path::Path, args: &mut TrainArgs
 /// Speaker-independent cross-validation: actors dealt round-robin into --folds groups, each
 /// group the test set once. Prints every fold and the mean and standard deviation.
 fn actor_folds(gpu: &ser::gpu::Gpu, args: &TrainArgs, set: &ser::features::set::FeatureSet, l: &ser::train::data::Labelled) -> Result<()> {
+    let (lines, accs, f1s) = actor_fold_scores(gpu, args, set, l)?;
+    let ((am, asd), (fm, fsd)) = (mean_sd(&accs), mean_sd(&f1s));
+    for line in &lines {
+        println!("{line}");
+    }
+    println!("{}-fold by actor: accuracy {am:.4} ± {asd:.4}, macro F1 {fm:.4} ± {fsd:.4}", args.folds);
+    Ok(())
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let m = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    (m, (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt())
+}
+
+/// Each fold's line, accuracy and macro F1.
+fn actor_fold_scores(gpu: &ser::gpu::Gpu, args: &TrainArgs, set: &ser::features::set::FeatureSet, l: &ser::train::data::Labelled) -> Result<(Vec<String>, Vec<f64>, Vec<f64>)> {
     let mut actors: Vec<u8> = l.actors.clone();
     actors.sort();
     actors.dedup();
@@ -898,16 +941,7 @@ fn actor_folds(gpu: &ser::gpu::Gpu, args: &TrainArgs, set: &ser::features::set::
         accs.push(rep.accuracy);
         f1s.push(rep.macro_avg.f1);
     }
-    let stats = |v: &[f64]| {
-        let m = v.iter().sum::<f64>() / v.len() as f64;
-        (m, (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt())
-    };
-    let ((am, asd), (fm, fsd)) = (stats(&accs), stats(&f1s));
-    for line in &lines {
-        println!("{line}");
-    }
-    println!("{}-fold by actor: accuracy {am:.4} ± {asd:.4}, macro F1 {fm:.4} ± {fsd:.4}", args.folds);
-    Ok(())
+    Ok((lines, accs, f1s))
 }
 
 /// Trains the model (or ensemble) on `train_all` (validation carved out of it) and reports on
@@ -1564,4 +1598,81 @@ fn data_fingerprint(set: &ser::features::set::FeatureSet, l: &ser::train::data::
         h.update(&[0, y as u8, 0]);
     }
     h.finalize().to_hex()[..16].to_string()
+}
+
+/// The reference study's accuracies (random 80/20 split) and what `ser compare` calls each.
+const STUDY: [(&str, &str, f64); 7] = [
+    ("Random Forest", "rf", 0.71),
+    ("KNN", "knn", 0.56),
+    ("SVM", "svm", 0.30),
+    ("CNN", "cnn", 0.76),
+    ("LSTM", "lstm", 0.62),
+    ("CNN+LSTM", "cnn-lstm", 0.72),
+    ("refined CNN (disgust dropped, class weights)", "cnn", 0.83),
+];
+
+fn compare(args: CompareArgs) -> Result<()> {
+    let gpu = ser::gpu::Gpu::new(&args.train.adapter.selector())?;
+    let (set, l) = training_data(&gpu, &args.train)?;
+    let all: Vec<usize> = (0..l.clips.len()).collect();
+    let (train_all, test) = ser::train::data::stratified(&l.labels, &all, args.train.test_fraction, args.train.seed);
+    let mut rows = Vec::new();
+    for &kind in &args.models {
+        let name = <ModelKind as clap::ValueEnum>::to_possible_value(&kind).map(|v| v.get_name().to_string()).unwrap_or_default();
+        let mut a = args.train.clone();
+        a.model = kind;
+        a.out = None;
+        eprintln!("compare: {name}, random split");
+        let (_, rep) = fit_and_test(&gpu, &a, &set, &l, &train_all, &test, None, None)?;
+        let rep = rep.context("the random split left no test clips")?;
+        let by_actor = if args.no_actor_folds {
+            None
+        } else {
+            eprintln!("compare: {name}, {} folds by actor", a.folds);
+            let (_, accs, f1s) = actor_fold_scores(&gpu, &a, &set, &l)?;
+            Some((mean_sd(&accs), mean_sd(&f1s)))
+        };
+        rows.push(serde_json::json!({
+            "model": name,
+            "random_accuracy": rep.accuracy,
+            "random_macro_f1": rep.macro_avg.f1,
+            "by_actor_accuracy": by_actor.map(|((m, _), _)| m),
+            "by_actor_accuracy_sd": by_actor.map(|((_, s), _)| s),
+            "by_actor_macro_f1": by_actor.map(|(_, (m, _))| m),
+        }));
+    }
+    let classes = l.classes.len();
+    if args.json {
+        println!("{}", serde_json::json!({"classes": classes, "clips": l.clips.len(), "seed": args.train.seed, "input": format!("{:?}", args.train.input), "study": STUDY.iter().map(|(n, k, a)| serde_json::json!({"model": n, "kind": k, "accuracy": a})).collect::<Vec<_>>(), "ser": rows}));
+        return Ok(());
+    }
+    println!("{} clips, {classes} classes, random 80/20 split seed {}, input {:?}\n", l.clips.len(), args.train.seed, args.train.input);
+    println!("| model | study (random split) | ser: random split accuracy | macro F1 | ser: by actor accuracy | macro F1 |\n|---|---:|---:|---:|---:|---:|");
+    for (study_name, kind, acc) in STUDY {
+        let ours = rows.iter().find(|r| r["model"] == kind);
+        let f = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.3}"));
+        match ours {
+            Some(r) => println!(
+                "| {study_name} | {acc:.2} | {} | {} | {}{} | {} |",
+                f(&r["random_accuracy"]),
+                f(&r["random_macro_f1"]),
+                f(&r["by_actor_accuracy"]),
+                r["by_actor_accuracy_sd"].as_f64().map_or(String::new(), |s| format!(" ± {s:.3}")),
+                f(&r["by_actor_macro_f1"])
+            ),
+            None if ["cnn", "knn"].contains(&kind) => println!("| {study_name} | {acc:.2} | not run (add {kind} to --models) | | | |"),
+            None => println!("| {study_name} | {acc:.2} | not in ser yet | | | |"),
+        }
+    }
+    for r in rows.iter().filter(|r| !STUDY.iter().any(|(_, k, _)| r["model"] == *k)) {
+        println!(
+            "| ser {} (not in the study) | - | {:.3} | {:.3} | {} | {} |",
+            r["model"].as_str().unwrap_or("?"),
+            r["random_accuracy"].as_f64().unwrap_or(f64::NAN),
+            r["random_macro_f1"].as_f64().unwrap_or(f64::NAN),
+            r["by_actor_accuracy"].as_f64().map_or("-".into(), |x| format!("{x:.3}")),
+            r["by_actor_macro_f1"].as_f64().map_or("-".into(), |x| format!("{x:.3}"))
+        );
+    }
+    Ok(())
 }

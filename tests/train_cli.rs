@@ -439,3 +439,25 @@ fn knn_trains_saves_loads_and_evaluates_through_the_same_commands() {
     assert!(!e.status.success() && err.contains("\"forest\"") && err.contains("does not know"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn compare_trains_each_model_on_one_split_and_prints_the_study_beside_it() {
+    let (dir, features) = workspace("compare");
+    let base = ["compare", "--drop", "disgust", "--input", "stats", "--models", "knn,mlp", "--epochs", "4", "--hidden", "16", "--folds", "2"];
+    let o = ser().args(base).arg("--features").arg(&features).arg("--json").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["study"].as_array().unwrap().len(), 7);
+    let ours = v["ser"].as_array().unwrap();
+    assert_eq!(ours.iter().map(|r| r["model"].as_str().unwrap()).collect::<Vec<_>>(), ["knn", "mlp"]);
+    for r in ours {
+        for key in ["random_accuracy", "by_actor_accuracy"] {
+            let a = r[key].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&a), "{r}");
+        }
+    }
+    let md = ser().args(base).arg("--features").arg(&features).arg("--no-actor-folds").output().unwrap();
+    let text = String::from_utf8_lossy(&md.stdout);
+    assert!(md.status.success() && text.contains("| KNN | 0.56 | ") && text.contains("| SVM | 0.30 | not in ser yet") && text.contains("ser mlp (not in the study)"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
