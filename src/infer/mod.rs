@@ -368,7 +368,7 @@ pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<Predictor> {
             Ok(Predictor { classifier: Classifier::Knn(knn), meta })
         }
         _ => {
-            let (models, meta) = checkpoint::load(gpu, p).with_context(context)?;
+            let (models, meta) = checkpoint::from_loaded(gpu, f).with_context(context)?;
             Ok(Predictor { classifier: Classifier::Network(models), meta })
         }
     }

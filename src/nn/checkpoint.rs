@@ -152,7 +152,8 @@ pub fn meta_entries(meta: &ModelMeta) -> Result<HashMap<String, String>> {
     Ok(metadata)
 }
 
-fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
+/// A network model file already read (its kind checked again here).
+pub fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
     let kind = kind_of(&f)?;
     if kind != "network" {
         bail!("{}: a {kind} model, not a layer network (load it with infer::load_model)", f.path);
