@@ -224,6 +224,12 @@ enum ModelKind {
     /// k nearest neighbours (scikit-learn's KNeighborsClassifier, brute-force Euclidean search
     /// on the GPU; --knn-k, --knn-weights); the training clips are the model.
     Knn,
+    /// RBF support vector classifier (scikit-learn's SVC: one-vs-one, SMO over a Gram matrix
+    /// computed on the GPU, Platt probabilities; --svm-c, --svm-gamma).
+    Svm,
+    /// Random forest (scikit-learn's RandomForestClassifier grown on the GPU: quantile bins,
+    /// bootstrap, sqrt(features) per node, Gini; --trees, --max-depth, --min-samples-leaf).
+    Rf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -283,13 +289,32 @@ struct TrainArgs {
     /// fold better) for 0.9 points less on a random split (docs/RESULTS.md).
     #[arg(long, default_value_t = 0.1, value_parser = positive_f32)]
     krr_lambda: f32,
-    /// Hidden layer widths of the MLP.
     /// Neighbours that vote (knn; at most 16).
     #[arg(long, default_value_t = 5, value_parser = ranged::<usize>(1, ser::ops::knn::MAX_K))]
     knn_k: usize,
     /// How they vote (knn): uniform, or distance (1 / distance; coinciding rows outvote all).
     #[arg(long, value_enum, default_value_t = KnnWeightsFlag::Uniform)]
     knn_weights: KnnWeightsFlag,
+    /// Penalty C of the svm (each class's bound is C times its class weight).
+    #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
+    svm_c: f64,
+    /// RBF width of the svm: "scale" (scikit-learn's default, 1 / (input size * variance of
+    /// the inputs)) or a positive number.
+    #[arg(long, default_value = "scale", value_parser = svm_gamma)]
+    svm_gamma: SvmGamma,
+    /// Trees of the rf model.
+    #[arg(long, default_value_t = 100, value_parser = ranged::<usize>(1, 100_000))]
+    trees: usize,
+    /// Deepest level of the rf model's trees (root 0); without it they grow until pure.
+    #[arg(long, value_parser = ranged::<usize>(1, 1_000))]
+    max_depth: Option<usize>,
+    /// Fewest training rows in a leaf of the rf model.
+    #[arg(long, default_value_t = 1, value_parser = ranged::<usize>(1, 1 << 20))]
+    min_samples_leaf: usize,
+    /// Quantile bins per feature the rf model splits between.
+    #[arg(long, default_value_t = 64, value_parser = ranged::<usize>(2, ser::ops::forest::MAX_BINS))]
+    rf_bins: usize,
+    /// Hidden layer widths of the MLP.
     #[arg(long, value_delimiter = ',', default_value = "512,256", value_parser = ranged::<usize>(1, 1 << 16))]
     hidden: Vec<usize>,
     /// Dropout rate after each hidden layer of the MLP.
@@ -971,7 +996,7 @@ fn fit_and_test(
     // (the recipe the recorded results and the shipped model were made with).
     let final_scaler = if args.refit { data::fit_scaler(set, l, train_all, args.input) } else { scaler };
     let test_set = data::dataset(set, l, test, args.input, &final_scaler);
-    let full_set = (args.refit || matches!(args.model, ModelKind::Krr | ModelKind::Knn)).then(|| data::dataset(set, l, train_all, args.input, &final_scaler));
+    let full_set = (args.refit || matches!(args.model, ModelKind::Krr | ModelKind::Knn | ModelKind::Svm | ModelKind::Rf)).then(|| data::dataset(set, l, train_all, args.input, &final_scaler));
     let k = l.classes.len();
     let input_shape = args.input.shape(set.dim, set.t_max);
     eprintln!(
@@ -1028,6 +1053,8 @@ fn fit_and_test(
             (ser::infer::Classifier::Network(models), arch, record)
         }
         ModelKind::Knn => fit_knn(gpu, args, &parts)?,
+        ModelKind::Svm => fit_svm(gpu, args, &parts)?,
+        ModelKind::Rf => fit_forest(gpu, args, &parts)?,
         _ => {
             let (models, arch, record) = fit_by_gradients(gpu, args, &parts, resume, resumable.then_some(&save_best as SaveBest))?;
             (ser::infer::Classifier::Network(models), arch, record)
@@ -1127,6 +1154,50 @@ fn fit_knn(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(ser::inf
     Ok((ser::infer::Classifier::Knn(model), arch, record))
 }
 
+/// The support vector classifier: fitted on the training part to report validation accuracy,
+/// then on every training clip (as knn and kernel ridge).
+fn fit_svm(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(ser::infer::Classifier, ser::nn::Architecture, serde_json::Value)> {
+    use ser::train::svm::{Svm, SvmConfig};
+    let gamma = match args.svm_gamma {
+        SvmGamma::Scale => None,
+        SvmGamma::Value(g) => Some(g),
+    };
+    let cfg = SvmConfig { c: args.svm_c, gamma, seed: args.seed, ..Default::default() };
+    let (on_train, first) = Svm::fit(gpu, p.train, p.classes, &class_weights(args, p.train, p.classes), &cfg)?;
+    let probs = on_train.predict_proba(gpu, p.val)?;
+    let val_accuracy = probs.iter().zip(&p.val.y).filter(|(q, y)| ser::train::report::argmax(q) == **y as usize).count() as f64 / p.val.len().max(1) as f64;
+    eprintln!(
+        "svm (C {}, gamma {:.4}) on {} clips: {} support vectors, {} SMO steps, {:.2} s; validation accuracy {val_accuracy:.4}",
+        cfg.c, first.gamma, p.train.len(), first.support_vectors, first.smo_iterations, first.seconds
+    );
+    let full = p.full.unwrap_or(p.train);
+    let (model, last) = Svm::fit(gpu, full, p.classes, &class_weights(args, full, p.classes), &cfg)?;
+    eprintln!("svm on all {} training clips: {} support vectors, {:.2} s", full.len(), last.support_vectors, last.seconds);
+    let arch = ser::nn::Architecture { input: p.input_shape, layers: vec![] };
+    let record = serde_json::json!({"svm": {"config": cfg, "validation_accuracy": val_accuracy, "fits": [first, last]}});
+    Ok((ser::infer::Classifier::Svm(model), arch, record))
+}
+
+/// The random forest: grown on the training part to report validation accuracy, then on every
+/// training clip.
+fn fit_forest(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(ser::infer::Classifier, ser::nn::Architecture, serde_json::Value)> {
+    use ser::train::forest::{Forest, ForestConfig};
+    let cfg = ForestConfig { trees: args.trees, max_depth: args.max_depth, min_samples_leaf: args.min_samples_leaf, bins: args.rf_bins, seed: args.seed, ..Default::default() };
+    let (on_train, first) = Forest::fit(gpu, p.train, p.classes, &class_weights(args, p.train, p.classes), &cfg)?;
+    let probs = on_train.predict_proba(gpu, p.val)?;
+    let val_accuracy = probs.iter().zip(&p.val.y).filter(|(q, y)| ser::train::report::argmax(q) == **y as usize).count() as f64 / p.val.len().max(1) as f64;
+    eprintln!(
+        "rf ({} trees) on {} clips: {} nodes, depth {}, {:.2} s; validation accuracy {val_accuracy:.4}",
+        cfg.trees, p.train.len(), first.nodes, first.depth, first.seconds
+    );
+    let full = p.full.unwrap_or(p.train);
+    let (model, last) = Forest::fit(gpu, full, p.classes, &class_weights(args, full, p.classes), &cfg)?;
+    eprintln!("rf on all {} training clips: {} nodes, depth {}, {:.2} s", full.len(), last.nodes, last.depth, last.seconds);
+    let arch = ser::nn::Architecture { input: p.input_shape, layers: vec![] };
+    let record = serde_json::json!({"forest": {"config": cfg, "validation_accuracy": val_accuracy, "fits": [first, last]}});
+    Ok((ser::infer::Classifier::Forest(model), arch, record))
+}
+
 /// Gradient-trained models (--ensemble members that differ in initialisation, shuffles and
 /// dropout masks and share the split), each optionally refitted on all training clips.
 /// Saves a resumable checkpoint of the model at the end of an epoch (given the config it trains
@@ -1145,7 +1216,7 @@ fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Op
         (None, ModelKind::Cnn) => ser::nn::Architecture::refined_cnn(p.input_shape, k),
         (None, ModelKind::Mlp) => ser::nn::Architecture::mlp(p.input_shape, k, &args.hidden, args.dropout, args.batch_norm),
         (None, ModelKind::Rff) => ser::nn::Architecture::fourier(p.input_shape, k, args.rff_features, args.rff_gamma),
-        (None, ModelKind::Krr | ModelKind::Knn) => unreachable!("kernel ridge and knn are not trained by gradients"),
+        (None, ModelKind::Krr | ModelKind::Knn | ModelKind::Svm | ModelKind::Rf) => unreachable!("kernel ridge, knn and svm are not trained by gradients"),
     };
     let weights = class_weights(args, p.train, k);
     let (mut models, mut logs, mut configs) = (Vec::new(), Vec::new(), Vec::new());
@@ -1154,7 +1225,7 @@ fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Op
         let (mut model, first_epoch) = match resumed.take() {
             Some((r, done)) => match r.classifier {
                 ser::infer::Classifier::Network(models) => (models.into_iter().next().expect("one model"), done + 1),
-                ser::infer::Classifier::Knn(_) => anyhow::bail!("--resume: a k-nearest-neighbour model has nothing to resume"),
+                other => anyhow::bail!("--resume: a {} model is fitted in one go and has nothing to resume", other.kind()),
             },
             None => {
                 let mut m = ser::nn::Model::new(gpu, &arch, seed)?;
@@ -1570,6 +1641,17 @@ fn finite_f64(s: &str) -> std::result::Result<f64, String> {
 
 fn positive_f64(s: &str) -> std::result::Result<f64, String> {
     finite_f64(s).and_then(|v| if v > 0.0 { Ok(v) } else { Err(format!("{v} must be positive (greater than 0)")) })
+}
+
+/// The svm's RBF width: scikit-learn's "scale" or a value.
+#[derive(Clone, Copy, Debug)]
+enum SvmGamma {
+    Scale,
+    Value(f64),
+}
+
+fn svm_gamma(s: &str) -> std::result::Result<SvmGamma, String> {
+    if s == "scale" { Ok(SvmGamma::Scale) } else { positive_f64(s).map(SvmGamma::Value).map_err(|e| format!("{e}, or \"scale\"")) }
 }
 
 fn positive_f32(s: &str) -> std::result::Result<f32, String> {

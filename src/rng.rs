@@ -33,6 +33,13 @@ impl SplitMix64 {
     pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
         (0..n).map(|_| self.uniform(lo, hi)).collect()
     }
+
+    /// Uniform in 0..n (n at most 2^32) by a multiply-high of the top 32 bits: bias below
+    /// n / 2^32, nothing the forest's bootstrap or feature draws can see.
+    pub fn below(&mut self, n: usize) -> usize {
+        debug_assert!(n > 0 && n as u64 <= 1 << 32);
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
+    }
 }
 
 #[cfg(test)]

@@ -256,6 +256,15 @@ pub const KNN_WGSL: ShaderFile = ShaderFile {
     bounds_proven: &[],
 };
 
+pub const FOREST_WGSL: ShaderFile = ShaderFile {
+    name: "forest.wgsl",
+    source: include_str!("../../shaders/forest.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
+
 pub const KERNEL_WGSL: ShaderFile = ShaderFile {
     name: "kernel.wgsl",
     source: include_str!("../../shaders/kernel.wgsl"),
@@ -286,6 +295,7 @@ pub const SHADERS: &[&ShaderFile] = &[
     &OPTIM_WGSL,
     &KERNEL_WGSL,
     &KNN_WGSL,
+    &FOREST_WGSL,
 ];
 
 /// Cache key: which code, which entry point, which override constants (bit-exact).

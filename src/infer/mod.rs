@@ -33,6 +33,22 @@ pub enum Classifier {
     Network(Vec<Model>),
     /// k nearest neighbours over the training rows.
     Knn(train::knn::Knn),
+    /// One-vs-one RBF support vector machines with coupled Platt probabilities.
+    Svm(train::svm::Svm),
+    /// A random forest whose trees' leaf distributions are averaged.
+    Forest(train::forest::Forest),
+}
+
+impl Classifier {
+    /// The `kind` its model file records (nn::checkpoint::KINDS).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Classifier::Network(_) => "network",
+            Classifier::Knn(_) => "knn",
+            Classifier::Svm(_) => "svm",
+            Classifier::Forest(_) => "forest",
+        }
+    }
 }
 
 /// One file's prediction (or one segment's, when predicting by segments).
@@ -92,6 +108,8 @@ impl Predictor {
         let k = self.meta.classes.len();
         let models = match &self.classifier {
             Classifier::Knn(knn) => return knn.predict_proba(gpu, data),
+            Classifier::Svm(svm) => return svm.predict_proba(gpu, data),
+            Classifier::Forest(forest) => return forest.predict_proba(gpu, data),
             Classifier::Network(models) => models,
         };
         let mut mean = vec![vec![0f32; k]; data.len()];
@@ -367,6 +385,14 @@ pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<Predictor> {
             let (knn, meta) = train::knn::Knn::load(gpu, &f).with_context(context)?;
             Ok(Predictor { classifier: Classifier::Knn(knn), meta })
         }
+        "svm" => {
+            let (svm, meta) = train::svm::Svm::load(gpu, &f).with_context(context)?;
+            Ok(Predictor { classifier: Classifier::Svm(svm), meta })
+        }
+        "forest" => {
+            let (forest, meta) = train::forest::Forest::load(gpu, &f).with_context(context)?;
+            Ok(Predictor { classifier: Classifier::Forest(forest), meta })
+        }
         _ => {
             let (models, meta) = checkpoint::from_loaded(gpu, f).with_context(context)?;
             Ok(Predictor { classifier: Classifier::Network(models), meta })
@@ -379,6 +405,8 @@ pub fn save(gpu: &Gpu, p: &Predictor, path: &Path) -> Result<()> {
     match &p.classifier {
         Classifier::Network(models) => checkpoint::save(gpu, models, &p.meta, path),
         Classifier::Knn(knn) => knn.save(&p.meta, path),
+        Classifier::Svm(svm) => svm.save(&p.meta, path),
+        Classifier::Forest(forest) => forest.save(&p.meta, path),
     }
 }
 

@@ -20,8 +20,12 @@ pub const FORMAT: &str = "ser.model.v1";
 
 /// Metadata key naming what kind of classifier a model file holds: absent (every file before
 /// session 7) or "network" for the layer models here; "knn" for k-nearest neighbours
-/// (train::knn). Each loader refuses the kinds it does not read, by name.
+/// (train::knn), "svm" for support vector machines (train::svm), "forest" for random forests
+/// (train::forest). Each loader refuses the kinds it does not read, by name.
 pub const KIND: &str = "kind";
+
+/// Every kind this build reads.
+pub const KINDS: [&str; 4] = ["network", "knn", "svm", "forest"];
 
 /// Everything besides the weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -96,8 +100,8 @@ pub fn kind_of(f: &Loaded) -> Result<String> {
         bail!("{}: format {format:?} is not a ser model ({FORMAT})", f.path);
     }
     let kind = f.metadata().remove(KIND).unwrap_or_else(|| "network".to_string());
-    if !["network", "knn"].contains(&kind.as_str()) {
-        bail!("{}: a model of kind {kind:?}, which this ser does not know (network, knn); a newer ser wrote it?", f.path);
+    if !KINDS.contains(&kind.as_str()) {
+        bail!("{}: a model of kind {kind:?}, which this ser does not know ({}); a newer ser wrote it?", f.path, KINDS.join(", "));
     }
     Ok(kind)
 }

@@ -7,6 +7,7 @@ pub mod contrast;
 pub mod conv;
 pub mod dropout;
 pub mod filterbank;
+pub mod forest;
 pub mod gemm;
 pub mod kernel;
 pub mod knn;

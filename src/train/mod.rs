@@ -3,10 +3,12 @@
 //! on the GPU; the host reads back only per-sample losses and validation logits.
 
 pub mod data;
+pub mod forest;
 pub mod kernel_ridge;
 pub mod knn;
 pub mod report;
 pub mod speaker;
+pub mod svm;
 
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::Model;
