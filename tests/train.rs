@@ -396,3 +396,120 @@ fn knn_classifies_separable_clusters_and_matches_a_brute_force_vote() {
     }
     assert!(Knn::fit(g, &train, 3, 0, KnnWeights::Uniform).is_err() && Knn::fit(g, &train, 3, 17, KnnWeights::Uniform).is_err());
 }
+
+/// Two informative features of six (the class is which quadrant of (x0, x1): an XOR no single
+/// threshold separates), four of continuous noise. The informative ones take 6 values each, so
+/// each gets its own bin and a cut at 0 exists (quantile bins of a continuous feature cut where
+/// the quantiles fall, not necessarily at a class boundary: docs/RESULTS.md).
+fn quadrants(rng: &mut Rng, n: usize) -> Dataset {
+    let mut d = Dataset { width: 6, ..Default::default() };
+    for _ in 0..n {
+        let mut row: Vec<f32> = (0..6).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        for v in &mut row[..2] {
+            let k = (rng.next_u64() % 6) as i32 - 3;
+            *v = 0.3 * (if k >= 0 { k + 1 } else { k }) as f32;
+        }
+        d.y.push(((row[0] > 0.0) as u32) ^ ((row[1] > 0.0) as u32) + 2 * (row[0] > 0.0 && row[1] > 0.0) as u32);
+        d.x.extend(row);
+    }
+    d
+}
+
+#[test]
+fn forest_separates_an_xor_exactly_and_the_gpu_evaluates_it_as_the_reference() {
+    use ser::train::forest::{Forest, ForestConfig};
+    let g = &gpu().gpu;
+    let seed = common::fresh_seed("forest");
+    let mut rng = Rng::new(seed);
+    let (train, test) = (quadrants(&mut rng, 400), quadrants(&mut rng, 200));
+    // Every feature a candidate at each node: sqrt(6) = 2 would often miss both informative
+    // ones near the top, which a forest of 25 trees averages out but a single test need not.
+    let cfg = ForestConfig { trees: 25, max_features: Some(6), bins: 16, seed, ..Default::default() };
+    let (forest, report) = Forest::fit(g, &train, 3, &[1.0, 1.0, 1.0], &cfg).unwrap();
+    assert!(report.depth >= 2, "{report:?}");
+    let accuracy = |d: &Dataset| {
+        let p = forest.predict_proba(g, d).unwrap();
+        p.iter().zip(&d.y).filter(|(p, y)| ser::train::report::argmax(p) == **y as usize).count() as f64 / d.len() as f64
+    };
+    assert_eq!(accuracy(&train), 1.0, "seed {seed}");
+    assert!(accuracy(&test) > 0.97, "seed {seed}: test accuracy {}", accuracy(&test));
+    // The GPU's probabilities are the float64 walk's.
+    let got = forest.predict_proba(g, &test).unwrap();
+    for (q, (a, b)) in got.iter().zip(forest.predict_proba_reference(&test)).enumerate() {
+        for (x, y) in a.iter().zip(&b) {
+            assert!((*x as f64 - y).abs() < 1e-5, "seed {seed} query {q}: {a:?} vs {b:?}");
+        }
+    }
+    // The same seed grows the same forest.
+    let (again, _) = Forest::fit(g, &train, 3, &[1.0, 1.0, 1.0], &cfg).unwrap();
+    assert_eq!(again.predict_proba(g, &test).unwrap(), got);
+    // Depth 1 cannot solve an XOR of two features: the limit is obeyed.
+    let (stump, r) = Forest::fit(g, &train, 3, &[1.0, 1.0, 1.0], &ForestConfig { max_depth: Some(1), ..cfg }).unwrap();
+    assert_eq!(r.depth, 1);
+    let p = stump.predict_proba(g, &test).unwrap();
+    let stump_acc = p.iter().zip(&test.y).filter(|(p, y)| ser::train::report::argmax(p) == **y as usize).count() as f64 / test.len() as f64;
+    assert!(stump_acc < 0.9, "a depth-1 forest scored {stump_acc}");
+}
+
+#[test]
+fn forest_bins_cut_between_distinct_values() {
+    use ser::train::forest::{bin_of, edges};
+    // Few distinct values: one bin each, cuts halfway between them.
+    let mut v = vec![3.0, 1.0, 2.0, 1.0, 3.0];
+    assert_eq!(edges(&mut v, 8), vec![1.5, 2.5]);
+    // Many: at most bins - 1 cuts, strictly increasing, every bin used.
+    let mut v: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1000) as f32).collect();
+    let e = edges(&mut v.clone(), 16);
+    assert!(e.len() == 15 && e.windows(2).all(|w| w[0] < w[1]), "{e:?}");
+    let mut used = vec![0; 16];
+    for x in &v {
+        used[bin_of(*x, &e) as usize] += 1;
+    }
+    assert!(used.iter().all(|&c| c > 50), "{used:?}");
+    // x <= edge[b] exactly when bin <= b.
+    for x in v.drain(..) {
+        for (b, &cut) in e.iter().enumerate() {
+            assert_eq!(x <= cut, bin_of(x, &e) as usize <= b);
+        }
+    }
+    // A constant feature has no cut.
+    assert!(edges(&mut [0.5; 9], 4).is_empty());
+}
+
+#[test]
+fn svm_separates_clusters_and_its_gpu_decisions_match_a_float64_sum() {
+    use ser::train::svm::{Svm, SvmConfig, pairs};
+    let g = &gpu().gpu;
+    let seed = common::fresh_seed("svm");
+    let mut rng = Rng::new(seed);
+    // Four classes: clusters in 5 dimensions with overlap, so some alphas sit at their bounds.
+    let make = |rng: &mut Rng, n: usize| {
+        let mut d = Dataset { width: 5, ..Default::default() };
+        for i in 0..n {
+            let c = (i % 4) as u32;
+            for j in 0..5 {
+                d.x.push(if j == c as usize { 2.0 } else { 0.0 } + rng.uniform(-1.2, 1.2));
+            }
+            d.y.push(c);
+        }
+        d
+    };
+    let (train, test) = (make(&mut rng, 161), make(&mut rng, 83));
+    let cfg = SvmConfig { c: 3.0, gamma: Some(0.3), seed, ..Default::default() };
+    let (svm, report) = Svm::fit(g, &train, 4, &[1.0, 2.0, 1.0, 0.5], &cfg).unwrap();
+    assert!(report.support_vectors > 0 && report.support_vectors <= train.len(), "{report:?}");
+    let p = svm.predict_proba(g, &test).unwrap();
+    let acc = p.iter().zip(&test.y).filter(|(p, y)| ser::train::report::argmax(p) == **y as usize).count() as f64 / test.len() as f64;
+    assert!(acc > 0.85, "seed {seed}: accuracy {acc}");
+    for row in &p {
+        let s: f32 = row.iter().sum();
+        assert!((s - 1.0).abs() < 1e-4 && row.iter().all(|v| *v >= 0.0), "{row:?}");
+    }
+    // Decision values: the GPU's RBF rows and coefficient GEMM against a float64 sum.
+    let got = svm.decisions(g, &test).unwrap();
+    let want = svm.decisions_reference(&test);
+    assert_eq!(got.len(), test.len() * pairs(4).len());
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "seed {seed}: decision {i}: {a} vs {b}");
+    }
+}

@@ -1,12 +1,13 @@
 //! Kernel-level checks: every GEMM variant in both precisions, elementwise ops, the training
 //! layers forward and backward (gradients against finite differences of the references), the
-//! loss, Adam, RBF kernels and the kernel-ridge solve.
+//! loss, Adam, RBF kernels and the kernel-ridge solve, the neighbour search and the forest's
+//! growth and evaluation kernels.
 
 use super::{Check, Size, Tally};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::ops::elementwise::{self, BinaryOp, UnaryOp};
 use crate::ops::gemm::{self, GemmKernel, GemmOptions, Precision};
-use crate::ops::{conv, kernel, knn as knn_op, loss, norm, optim, pool};
+use crate::ops::{conv, forest as forest_op, kernel, knn as knn_op, loss, norm, optim, pool};
 use crate::rng::SplitMix64;
 use anyhow::Result;
 
@@ -27,6 +28,7 @@ pub(super) fn checks() -> Vec<Check> {
         Check { name: "rbf-kernel", family: "kernel-ridge", run: rbf_kernel },
         Check { name: "ridge-solve", family: "kernel-ridge", run: ridge_solve },
         Check { name: "knn", family: "classical", run: knn },
+        Check { name: "forest", family: "classical", run: forest },
     ]
 }
 
@@ -519,5 +521,154 @@ fn knn(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
     let same = vec![0.5f32; 10 * 3];
     let (index, _) = knn_op::neighbours(g, &g.upload_f32(&[0.1, 0.2, 0.3], &[1, 3])?, &g.upload_f32(&same, &[10, 3])?, 4)?;
     t.require(index == [0, 1, 2, 3], || format!("ties: {index:?}, want [0, 1, 2, 3]"));
+    Ok(())
+}
+
+/// The forest's kernels on random levels: histograms equal to the reference count for count
+/// (integers: exact), each node's split as good as the best the float64 reference finds (f32
+/// scores may pick another of nearly equal ones) and "no split" exactly when none is allowed,
+/// totals exact, the histogram left zero, routing exact; then evaluation of random forests
+/// against a float64 walk. Outputs start poisoned.
+fn forest(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    use forest_op::{GrowShape, NONE};
+    // (rows, features, trees, candidates, bins, classes, level nodes, chunk, min_leaf)
+    let shapes: &[[usize; 9]] = if size == Size::Quick {
+        &[[31, 7, 3, 2, 5, 3, 5, 2, 1], [130, 13, 4, 3, 16, 7, 9, 9, 2]]
+    } else {
+        &[[1, 1, 1, 1, 2, 1, 1, 1, 1], [31, 7, 3, 2, 5, 3, 5, 2, 1], [130, 13, 4, 3, 16, 7, 9, 9, 2], [67, 33, 7, 5, 64, 16, 13, 4, 3], [200, 3, 2, 3, 256, 2, 3, 1, 1]]
+    };
+    for &[n, f, trees, candidates, bins, classes, l, chunk, min_leaf] in shapes {
+        let s = GrowShape { rows: n, features: f, trees, candidates, bins, classes, min_leaf };
+        let what = format!("forest n={n} F={f} T={trees} cand={candidates} B={bins} C={classes} L={l}");
+        // Few distinct bins per feature in some shapes, so that "no split" happens too.
+        let used: Vec<usize> = (0..f).map(|_| 1 + rng.below(bins)).collect();
+        let bin_vals: Vec<u32> = (0..n * f).map(|e| rng.below(used[e % f]) as u32).collect();
+        let labels: Vec<u32> = (0..n).map(|_| rng.below(classes) as u32).collect();
+        let boot: Vec<u32> = (0..trees * n).map(|_| rng.below(4) as u32).collect();
+        let node: Vec<u32> = (0..trees * n).map(|_| if rng.below(5) == 0 { NONE } else { rng.below(l) as u32 }).collect();
+        let cand: Vec<u32> = (0..l * candidates).map(|_| rng.below(f) as u32).collect();
+        let weight: Vec<f32> = (0..classes).map(|_| rng.uniform(0.25, 4.0)).collect();
+        let tb = g.upload(&bin_vals, &[n, f], DType::U32)?;
+        let (tl, tbo, tn) = (g.upload(&labels, &[n], DType::U32)?, g.upload(&boot, &[trees, n], DType::U32)?, g.upload(&node, &[trees, n], DType::U32)?);
+        let (tc, tw) = (g.upload(&cand, &[l, candidates], DType::U32)?, g.upload_f32(&weight, &[classes])?);
+        let hist = g.empty(&[chunk * s.per_node()], DType::U32)?;
+        let poison = |len: usize| g.upload(&vec![0xdead_beefu32; len], &[len], DType::U32);
+        let (best, totals) = (poison(l * 2)?, poison(l * (classes + 1))?);
+        let mut step = g.step("selftest.forest.clear");
+        step.zero(&hist);
+        step.submit()?;
+        for lo in (0..l).step_by(chunk) {
+            let hi = (lo + chunk).min(l);
+            let mut step = g.step("selftest.forest.histogram");
+            forest_op::histogram(&mut step, &s, &tb, &tl, &tbo, &tn, &tc, &hist, lo, hi)?;
+            step.submit()?;
+            let got = g.read::<u32>(&hist)?;
+            let want = forest_op::histogram_reference(&s, &bin_vals, &labels, &boot, &node, &cand, lo, hi);
+            t.require(got[..want.len()] == want[..], || format!("{what}: histogram of nodes {lo}..{hi} differs from the reference"));
+            t.compared += want.len();
+            let mut step = g.step("selftest.forest.split");
+            forest_op::split(&mut step, &s, &tw, &hist, &best, &totals, lo, hi)?;
+            step.submit()?;
+            t.require(g.read::<u32>(&hist)?.iter().all(|&v| v == 0), || format!("{what}: split left the histogram non-zero"));
+            let (best_v, totals_v) = (g.read::<u32>(&best)?, g.read::<u32>(&totals)?);
+            let ch = classes + 1;
+            for v in lo..hi {
+                let node_h = &want[(v - lo) * s.per_node()..(v - lo + 1) * s.per_node()];
+                let mut total = vec![0u32; ch];
+                for (k, x) in node_h[..bins * ch].iter().enumerate() {
+                    total[k % ch] += x;
+                }
+                t.require(totals_v[v * ch..(v + 1) * ch] == total[..], || format!("{what}: node {v} totals {:?}, want {total:?}", &totals_v[v * ch..(v + 1) * ch]));
+                let score = |c: usize, b: usize| forest_op::split_score(&node_h[c * bins * ch..(c + 1) * bins * ch], classes, &weight, b, min_leaf);
+                let top = (0..candidates).flat_map(|c| (0..bins).filter_map(move |b| score(c, b))).fold(f64::NEG_INFINITY, f64::max);
+                let (c, b) = (best_v[v * 2], best_v[v * 2 + 1]);
+                if top == f64::NEG_INFINITY {
+                    t.require(c == NONE, || format!("{what}: node {v} split at ({c}, {b}) where no split is allowed"));
+                } else if c as usize >= candidates || b as usize >= bins {
+                    t.fault(format!("{what}: node {v} got split ({c}, {b}), best score {top}"));
+                } else {
+                    match score(c as usize, b as usize) {
+                        Some(sc) => t.close(&format!("{what}: node {v} split score"), &[sc as f32], &[top], 0.0, 1e-5),
+                        None => t.fault(format!("{what}: node {v} split at ({c}, {b}), which leaves a side too small")),
+                    }
+                }
+            }
+        }
+        // Routing: random splits (some leaves) for every level node.
+        let splits: Vec<u32> = (0..l).flat_map(|v| if rng.below(3) == 0 { [NONE, 0, 0] } else { [rng.below(f) as u32, rng.below(bins) as u32, 2 * v as u32] }).collect();
+        let ts = g.upload(&splits, &[l, 3], DType::U32)?;
+        let mut step = g.step("selftest.forest.route");
+        forest_op::route(&mut step, &s, &tb, &ts, &tn)?;
+        step.submit()?;
+        let got = g.read::<u32>(&tn)?;
+        let want: Vec<u32> = node
+            .iter()
+            .enumerate()
+            .map(|(e, &v)| match v {
+                NONE => NONE,
+                v if splits[v as usize * 3] == NONE => NONE,
+                v => {
+                    let sp = &splits[v as usize * 3..v as usize * 3 + 3];
+                    sp[2] + (bin_vals[(e % n) * f + sp[0] as usize] > sp[1]) as u32
+                }
+            })
+            .collect();
+        t.require(got == want, || format!("{what}: routing differs from the reference"));
+    }
+    // Evaluation: random trees (each node a leaf with probability 1/3 below the root, at most 9
+    // deep), queries near the thresholds.
+    for (m, width, trees, classes) in [(1, 1, 1, 1), (13, 5, 7, 3), (70, 118, 33, 7)] {
+        let (mut feature, mut threshold, mut left, mut roots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut max_depth = 0;
+        for _ in 0..trees {
+            roots.push(feature.len() as u32);
+            let mut open = vec![(feature.len(), 0usize)];
+            feature.push(NONE);
+            threshold.push(0.0f32);
+            left.push(0u32);
+            while let Some((v, d)) = open.pop() {
+                max_depth = max_depth.max(d);
+                if d >= 9 || (d > 0 && rng.below(3) == 0) {
+                    continue;
+                }
+                feature[v] = rng.below(width) as u32;
+                threshold[v] = rng.uniform(-1.0, 1.0);
+                left[v] = feature.len() as u32;
+                for _ in 0..2 {
+                    open.push((feature.len(), d + 1));
+                    feature.push(NONE);
+                    threshold.push(0.0);
+                    left.push(0);
+                }
+            }
+        }
+        let nodes = feature.len();
+        let value: Vec<f32> = (0..nodes * classes).map(|_| rng.uniform(0.0, 1.0)).collect();
+        let mut x = rng.vec(m * width, -1.2, 1.2);
+        // Values exactly at thresholds too (x <= threshold goes left).
+        let internal: Vec<usize> = (0..nodes).filter(|&v| feature[v] != NONE).collect();
+        for q in 0..m {
+            for _ in 0..width.min(internal.len()) {
+                let v = internal[rng.below(internal.len())];
+                x[q * width + feature[v] as usize] = threshold[v];
+            }
+        }
+        let ft = [g.upload(&roots, &[trees], DType::U32)?, g.upload(&feature, &[nodes], DType::U32)?, g.upload_f32(&threshold, &[nodes])?, g.upload(&left, &[nodes], DType::U32)?, g.upload_f32(&value, &[nodes, classes])?];
+        let tensors = forest_op::ForestTensors { roots: &ft[0], feature: &ft[1], threshold: &ft[2], left: &ft[3], value: &ft[4], classes, depth: max_depth };
+        let (tx, leaf, proba) = (g.upload_f32(&x, &[m, width])?, g.upload(&vec![0xdead_beefu32; m * trees], &[m, trees], DType::U32)?, poisoned(g, &[m, classes])?);
+        let mut step = g.step("selftest.forest.evaluate");
+        forest_op::evaluate(&mut step, &tensors, &tx, &leaf, &proba)?;
+        step.submit()?;
+        let mut want = vec![0f64; m * classes];
+        for q in 0..m {
+            for &r in &roots {
+                let v = forest_op::walk_reference(&x[q * width..(q + 1) * width], r, &feature, &threshold, &left) as usize;
+                for c in 0..classes {
+                    want[q * classes + c] += value[v * classes + c] as f64 / trees as f64;
+                }
+            }
+        }
+        t.close(&format!("forest evaluation {m}x{width}, {trees} trees, {classes} classes"), &g.read_f32(&proba)?, &want, 1e-6, 1e-5);
+    }
     Ok(())
 }

@@ -192,3 +192,22 @@ pub fn fit_scaler(set: &FeatureSet, l: &Labelled, train: &[usize], input: Input)
         }
     }
 }
+
+/// Writes the rows a final fit sees (`train`) and the test rows, both as the model reads them
+/// (scaled), to a safetensors file for a peer implementation (tools/peer/classical.py):
+/// `x_train` [n, width] f32, `y_train` [n] u32, `x_test`, `y_test`; metadata `classes` (names,
+/// JSON) and `class_weights` (JSON, the balanced weights of `train` when used).
+pub fn export_split(path: &std::path::Path, train: &super::Dataset, test: &super::Dataset, classes: &[String], class_weight: &[f32]) -> anyhow::Result<()> {
+    use crate::store::{self, Stored};
+    use safetensors::Dtype;
+    let u32s = |v: &[u32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let (ytr, yte) = (u32s(&train.y), u32s(&test.y));
+    let stored = [
+        Stored { name: "x_train", dtype: Dtype::F32, shape: vec![train.len(), train.width], bytes: bytemuck::cast_slice(&train.x) },
+        Stored { name: "y_train", dtype: Dtype::U32, shape: vec![train.len()], bytes: &ytr },
+        Stored { name: "x_test", dtype: Dtype::F32, shape: vec![test.len(), train.width], bytes: bytemuck::cast_slice(&test.x) },
+        Stored { name: "y_test", dtype: Dtype::U32, shape: vec![test.len()], bytes: &yte },
+    ];
+    let metadata = [("classes".to_string(), serde_json::to_string(classes)?), ("class_weights".to_string(), serde_json::to_string(class_weight)?)].into_iter().collect();
+    store::write_atomic(path, &store::to_safetensors(&stored, metadata)?)
+}

@@ -23,7 +23,8 @@ use anyhow::{Context, Result, bail};
 use safetensors::Dtype;
 use std::path::Path;
 
-/// What an SVM is fitted with; defaults are scikit-learn's SVC.
+/// What an SVM is fitted with; defaults are scikit-learn's SVC but for C (10, not 1: better on
+/// validation, docs/RESULTS.md).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SvmConfig {
     /// The penalty C (each class's bound is C times its class weight).
@@ -40,7 +41,7 @@ pub struct SvmConfig {
 
 impl Default for SvmConfig {
     fn default() -> Self {
-        SvmConfig { c: 1.0, gamma: None, tolerance: 1e-3, probability_folds: 5, seed: 0 }
+        SvmConfig { c: 10.0, gamma: None, tolerance: 1e-3, probability_folds: 5, seed: 0 }
     }
 }
 
@@ -456,6 +457,19 @@ impl Svm {
             out.extend(gpu.read_f32(&dec)?.chunks(p).flat_map(|row| row.iter().zip(&self.rho).map(|(&d, r)| d as f64 - r)));
         }
         Ok(out)
+    }
+
+    /// Float64 reference of [`Svm::decisions`] from the stored support vectors and coefficients.
+    pub fn decisions_reference(&self, x: &Dataset) -> Vec<f64> {
+        let p = self.rho.len();
+        let mut out = Vec::with_capacity(x.len() * p);
+        for q in x.x.chunks(self.width) {
+            let k: Vec<f64> = self.sv_rows.chunks(self.width).map(|s| (-self.gamma * q.iter().zip(s).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum::<f64>()).exp()).collect();
+            for pair in 0..p {
+                out.push(k.iter().enumerate().map(|(s, kv)| kv * self.coef_host[s * p + pair] as f64).sum::<f64>() - self.rho[pair]);
+            }
+        }
+        out
     }
 
     /// Class probabilities [len][classes]: each pair's Platt probability, coupled.
