@@ -1068,10 +1068,7 @@ fn fit_and_test(
     };
     let resumable = args.ensemble == 1 && !args.refit;
     let (classifier, architecture, record) = match args.model {
-        ModelKind::Krr => {
-            let (models, arch, record) = fit_kernel_ridge(gpu, args, &parts)?;
-            (ser::infer::Classifier::Network(models), arch, record)
-        }
+        ModelKind::Krr => fit_kernel_ridge(gpu, args, &parts)?,
         ModelKind::Knn => fit_knn(gpu, args, &parts)?,
         ModelKind::Svm => fit_svm(gpu, args, &parts)?,
         ModelKind::Rf => fit_forest(gpu, args, &parts)?,
@@ -1126,13 +1123,13 @@ fn class_weights(args: &TrainArgs, d: &ser::train::Dataset, classes: usize) -> V
 
 /// Kernel ridge: fit on the training part, fit the probability scale on validation, then fit
 /// again on every training clip (validation included) and keep that scale.
-fn fit_kernel_ridge(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(Vec<ser::nn::Model>, ser::nn::Architecture, serde_json::Value)> {
-    use ser::train::kernel_ridge;
+fn fit_kernel_ridge(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(ser::infer::Classifier, ser::nn::Architecture, serde_json::Value)> {
+    use ser::train::kernel_ridge::{Calibration, KernelRidge};
     let k = p.classes;
-    let arch = ser::nn::Architecture::kernel_ridge(p.input_shape, k, p.train.len(), args.krr_gamma);
-    let mut model = ser::nn::Model::new(gpu, &arch, args.seed)?;
-    let first = kernel_ridge::fit(gpu, &mut model, p.train, &class_weights(args, p.train, k), args.krr_lambda)?;
-    let kernel_ridge::Calibration { temperature, val_loss, val_accuracy, calibrated } = kernel_ridge::calibrate(gpu, &mut model, p.val)?;
+    // In units of 1 / input size: 1 is scikit-learn's gamma = "scale" on standardised input.
+    let gamma = args.krr_gamma / (p.input_shape.0 * p.input_shape.1) as f32;
+    let (mut model, first) = KernelRidge::fit(gpu, p.train, k, &class_weights(args, p.train, k), gamma, args.krr_lambda)?;
+    let Calibration { temperature, val_loss, val_accuracy, calibrated } = model.calibrate(gpu, p.val)?;
     eprintln!(
         "kernel ridge on {} clips: {} CG iterations, residual {:.1e}; validation accuracy {val_accuracy:.4}, loss {val_loss:.4} at temperature {temperature:.2}",
         p.train.len(), first.iterations, first.relative_residual
@@ -1146,14 +1143,15 @@ fn fit_kernel_ridge(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<
         );
     }
     let full = p.full.expect("kernel ridge always refits");
-    let arch = ser::nn::Architecture::kernel_ridge(p.input_shape, k, full.len(), args.krr_gamma);
-    let mut model = ser::nn::Model::new(gpu, &arch, args.seed)?;
-    let last = kernel_ridge::fit(gpu, &mut model, full, &class_weights(args, full, k), args.krr_lambda)?;
+    let started = std::time::Instant::now();
+    let (mut model, last) = KernelRidge::fit(gpu, full, k, &class_weights(args, full, k), gamma, args.krr_lambda)?;
+    model.scale_scores(gpu, temperature)?;
+    let fit_seconds = started.elapsed().as_secs_f64();
     eprintln!("kernel ridge on all {} training clips: {} CG iterations, residual {:.1e}", full.len(), last.iterations, last.relative_residual);
-    kernel_ridge::scale_scores(gpu, &model, temperature)?;
+    let arch = ser::nn::Architecture { input: p.input_shape, layers: vec![] };
     let record = serde_json::json!({"kernel_ridge": {"gamma_scale": args.krr_gamma, "lambda": args.krr_lambda, "temperature": temperature, "calibrated": calibrated,
-        "validation_accuracy": val_accuracy, "validation_loss": val_loss, "cg": [first, last]}});
-    Ok((vec![model], arch, record))
+        "validation_accuracy": val_accuracy, "validation_loss": val_loss, "cg": [first, last]}, "fit_seconds": fit_seconds});
+    Ok((ser::infer::Classifier::KernelRidge(model), arch, record))
 }
 
 /// k nearest neighbours: the training part (training and validation clips, as kernel ridge's final

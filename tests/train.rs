@@ -334,29 +334,31 @@ fn profiles_attribute_time_and_gemm_flops_to_layers() {
 
 #[test]
 fn kernel_ridge_fits_the_synthetic_task_and_calibrates_its_scores() {
-    use ser::train::kernel_ridge;
+    use ser::train::kernel_ridge::KernelRidge;
     let g = &gpu().gpu;
     let mut rng = Rng::new(21);
     let (tr, va, te) = (waves(&mut rng, 200), waves(&mut rng, 60), waves(&mut rng, 90));
-    let arch = Architecture::kernel_ridge((16, 2), 3, tr.len(), 1.0);
-    let mut model = Model::new(g, &arch, 0).unwrap();
-    let report = kernel_ridge::fit(g, &mut model, &tr, &[1.0; 3], 0.01).unwrap();
+    let (mut model, report) = KernelRidge::fit(g, &tr, 3, &[1.0; 3], 1.0 / 32.0, 0.01).unwrap();
     assert!(report.relative_residual < 1e-4, "{report:?}");
     // The centres are the training examples, exactly.
-    let centres = model.tensors().into_iter().find(|(n, _)| n.ends_with("rbf.centres")).unwrap().1.clone();
-    assert_eq!(g.read_f32(&centres).unwrap(), tr.x);
-    let (loss_before, _) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
-    let cal = kernel_ridge::calibrate(g, &mut model, &va).unwrap();
+    assert_eq!(model.centre_rows(), &tr.x[..]);
+    let (loss_before, _) = train::loss_and_accuracy(&model.scores(g, &va).unwrap(), &va.y, 3);
+    let cal = model.calibrate(g, &va).unwrap();
     let t = cal.temperature;
-    let (loss_after, acc_after) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
+    let (loss_after, acc_after) = train::loss_and_accuracy(&model.scores(g, &va).unwrap(), &va.y, 3);
     assert!(t > 1.0 && loss_after < loss_before, "temperature {t}: validation loss {loss_before:.3} -> {loss_after:.3}");
     // What calibrate reports is what the rescaled model gives.
     assert!((cal.val_loss - loss_after).abs() < 1e-4 && cal.val_accuracy == acc_after, "{cal:?} vs {loss_after}, {acc_after}");
-    let (_, acc) = train::loss_and_accuracy(&train::predict(g, &model, &te, 64).unwrap(), &te.y, 3);
+    let (_, acc) = train::loss_and_accuracy(&model.scores(g, &te).unwrap(), &te.y, 3);
     assert!(acc >= 0.9, "test accuracy {acc:.3} (chance is 0.33)");
-    // A model whose centre count does not match the data is refused.
-    let mut wrong = Model::new(g, &Architecture::kernel_ridge((16, 2), 3, 5, 1.0), 0).unwrap();
-    assert!(kernel_ridge::fit(g, &mut wrong, &tr, &[1.0; 3], 0.01).unwrap_err().to_string().contains("centres"));
+    // The ridge system holds: (K + lambda I) A = Y at the training rows, i.e. the training
+    // scores before calibration are Y - lambda A; checked through the scores' sign pattern.
+    let (raw, _) = KernelRidge::fit(g, &tr, 3, &[1.0; 3], 1.0 / 32.0, 0.01).unwrap();
+    let s = raw.scores(g, &tr).unwrap();
+    let agree = s.chunks(3).zip(&tr.y).filter(|(row, y)| row.iter().enumerate().all(|(k, v)| (*v > 0.0) == (k == **y as usize))).count();
+    assert!(agree as f64 / tr.len() as f64 > 0.99, "training scores have the wrong signs for {} of {}", tr.len() - agree, tr.len());
+    // Bad settings are refused.
+    assert!(KernelRidge::fit(g, &tr, 3, &[1.0; 3], 1.0, 0.0).is_err() && KernelRidge::fit(g, &tr, 2, &[1.0; 2], 1.0, 0.1).is_err());
 }
 
 #[test]

@@ -31,6 +31,8 @@ pub struct Predictor {
 pub enum Classifier {
     /// A layer network, or an ensemble of them whose probabilities are averaged.
     Network(Vec<Model>),
+    /// Kernel ridge classification (RBF kernel against the training rows).
+    KernelRidge(train::kernel_ridge::KernelRidge),
     /// k nearest neighbours over the training rows.
     Knn(train::knn::Knn),
     /// One-vs-one RBF support vector machines with coupled Platt probabilities.
@@ -44,6 +46,7 @@ impl Classifier {
     pub fn kind(&self) -> &'static str {
         match self {
             Classifier::Network(_) => "network",
+            Classifier::KernelRidge(_) => "krr",
             Classifier::Knn(_) => "knn",
             Classifier::Svm(_) => "svm",
             Classifier::Forest(_) => "forest",
@@ -107,6 +110,7 @@ impl Predictor {
     pub fn probabilities(&self, gpu: &Gpu, data: &Dataset) -> Result<Vec<Vec<f32>>> {
         let k = self.meta.classes.len();
         let models = match &self.classifier {
+            Classifier::KernelRidge(krr) => return krr.predict_proba(gpu, data),
             Classifier::Knn(knn) => return knn.predict_proba(gpu, data),
             Classifier::Svm(svm) => return svm.predict_proba(gpu, data),
             Classifier::Forest(forest) => return forest.predict_proba(gpu, data),
@@ -375,12 +379,21 @@ pub const SHIPPED_MODEL_NAME: &str = "weights/ser.safetensors (built in)";
 /// Loads `path`, or the shipped model when no path is given.
 pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<Predictor> {
     let Some(p) = path else {
-        let (models, meta) = checkpoint::load_bytes(gpu, SHIPPED_MODEL_NAME, SHIPPED_MODEL)?;
-        return Ok(Predictor { classifier: Classifier::Network(models), meta });
+        return load_file(gpu, crate::store::Loaded::from_bytes(SHIPPED_MODEL_NAME, SHIPPED_MODEL.to_vec())?);
     };
     let context = || format!("loading model {}", p.display());
-    let f = crate::store::Loaded::read(p).with_context(context)?;
+    load_file(gpu, crate::store::Loaded::read(p).with_context(context)?)
+}
+
+/// The classifier of a model file already read, by its kind.
+fn load_file(gpu: &Gpu, f: crate::store::Loaded) -> Result<Predictor> {
+    let name = f.path.clone();
+    let context = || format!("loading model {name}");
     match checkpoint::kind_of(&f).with_context(context)?.as_str() {
+        "krr" => {
+            let (krr, meta) = train::kernel_ridge::KernelRidge::load(gpu, &f).with_context(context)?;
+            Ok(Predictor { classifier: Classifier::KernelRidge(krr), meta })
+        }
         "knn" => {
             let (knn, meta) = train::knn::Knn::load(gpu, &f).with_context(context)?;
             Ok(Predictor { classifier: Classifier::Knn(knn), meta })
@@ -394,6 +407,11 @@ pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<Predictor> {
             Ok(Predictor { classifier: Classifier::Forest(forest), meta })
         }
         _ => {
+            // Kernel ridge files from before it had its own kind are networks in shape.
+            let meta = checkpoint::parse_meta(&f).with_context(context)?;
+            if let Some(krr) = train::kernel_ridge::KernelRidge::from_network(gpu, &f, &meta).with_context(context)? {
+                return Ok(Predictor { classifier: Classifier::KernelRidge(krr), meta });
+            }
             let (models, meta) = checkpoint::from_loaded(gpu, f).with_context(context)?;
             Ok(Predictor { classifier: Classifier::Network(models), meta })
         }
@@ -404,6 +422,7 @@ pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<Predictor> {
 pub fn save(gpu: &Gpu, p: &Predictor, path: &Path) -> Result<()> {
     match &p.classifier {
         Classifier::Network(models) => checkpoint::save(gpu, models, &p.meta, path),
+        Classifier::KernelRidge(krr) => krr.save(&p.meta, path),
         Classifier::Knn(knn) => knn.save(&p.meta, path),
         Classifier::Svm(svm) => svm.save(&p.meta, path),
         Classifier::Forest(forest) => forest.save(&p.meta, path),

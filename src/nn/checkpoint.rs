@@ -19,13 +19,14 @@ use std::path::Path;
 pub const FORMAT: &str = "ser.model.v1";
 
 /// Metadata key naming what kind of classifier a model file holds: absent (every file before
-/// session 7) or "network" for the layer models here; "knn" for k-nearest neighbours
+/// session 7) or "network" for the layer models here; "krr" for kernel ridge (train::kernel_ridge;
+/// before session 8 it was saved as a network); "knn" for k-nearest neighbours
 /// (train::knn), "svm" for support vector machines (train::svm), "forest" for random forests
 /// (train::forest). Each loader refuses the kinds it does not read, by name.
 pub const KIND: &str = "kind";
 
 /// Every kind this build reads.
-pub const KINDS: [&str; 4] = ["network", "knn", "svm", "forest"];
+pub const KINDS: [&str; 5] = ["network", "krr", "knn", "svm", "forest"];
 
 /// Everything besides the weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

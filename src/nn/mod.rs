@@ -33,8 +33,10 @@ pub enum Layer {
     /// layer on top approximates a kernel machine with the RBF kernel exp(-gamma |x - x'|^2).
     /// Not trained: it must come before every trainable layer.
     RandomFourier { features: usize, gamma: f32 },
-    /// The Gaussian kernel exp(-gamma |x - c_j|^2) against fixed centres c_j (the training
-    /// examples of a kernel ridge model, set by `train::kernel_ridge`). Not trained by gradients.
+    /// The Gaussian kernel exp(-gamma |x - c_j|^2) against fixed centres c_j: how kernel ridge
+    /// models were saved before they had their own kind (the shipped one among them). Such files
+    /// load as `train::kernel_ridge::KernelRidge`; the layer stays so that they still parse and
+    /// still run as the network they are. Not trained by gradients.
     RbfKernel { centres: usize, gamma: f32 },
 }
 
@@ -112,14 +114,6 @@ impl Architecture {
     pub fn fourier(input: (usize, usize), classes: usize, features: usize, gamma_scale: f32) -> Architecture {
         let gamma = gamma_scale / (input.0 * input.1) as f32;
         Self::fixed_then_linear(input, classes, Layer::RandomFourier { features, gamma })
-    }
-
-    /// Kernel ridge classification: Flatten -> RbfKernel(centres, gamma = gamma_scale / input
-    /// size) -> Dense(classes), the last layer's weights being the ridge solution (see
-    /// `train::kernel_ridge`).
-    pub fn kernel_ridge(input: (usize, usize), classes: usize, centres: usize, gamma_scale: f32) -> Architecture {
-        let gamma = gamma_scale / (input.0 * input.1) as f32;
-        Self::fixed_then_linear(input, classes, Layer::RbfKernel { centres, gamma })
     }
 
     /// Flatten -> `fixed` (a kernel layer) -> Dense(classes).

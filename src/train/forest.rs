@@ -359,7 +359,8 @@ impl Forest {
     pub fn load(gpu: &Gpu, f: &Loaded) -> Result<(Forest, ModelMeta)> {
         let meta = checkpoint::parse_meta(f)?;
         let config: ForestConfig = serde_json::from_str(&f.meta("forest")?).with_context(|| format!("{}: bad forest settings", f.path))?;
-        let width = meta.input.scaler_width(meta.features.dim());
+        // The model's input as the dataset lays it out (frames flattened for --input frames).
+        let width = meta.architecture.input.0 * meta.architecture.input.1;
         let (roots, _) = f.tensor::<u32>("forest.roots", Dtype::U32)?;
         let (feature, _) = f.tensor::<u32>("forest.feature", Dtype::U32)?;
         let (left, _) = f.tensor::<u32>("forest.left", Dtype::U32)?;

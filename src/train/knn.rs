@@ -78,7 +78,8 @@ impl Knn {
         let weights: KnnWeights = serde_json::from_value(cfg["weights"].clone()).with_context(|| format!("{}: bad knn weights", f.path))?;
         let (rows, shape) = f.tensor::<f32>("knn.rows", Dtype::F32)?;
         let (labels, lshape) = f.tensor::<u32>("knn.labels", Dtype::U32)?;
-        let width = meta.input.scaler_width(meta.features.dim());
+        // The model's input as the dataset lays it out (frames flattened for --input frames).
+        let width = meta.architecture.input.0 * meta.architecture.input.1;
         if shape != [labels.len(), width] || lshape != [labels.len()] {
             bail!("{}: knn rows {shape:?} and labels {lshape:?} do not fit {} columns", f.path, width);
         }

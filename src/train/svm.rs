@@ -523,7 +523,8 @@ impl Svm {
         let gamma = cfg["gamma"].as_f64().filter(|g| *g > 0.0 && g.is_finite()).with_context(|| format!("{}: svm settings have no positive gamma", f.path))?;
         let classes = meta.classes.len();
         let p = pairs(classes).len();
-        let width = meta.input.scaler_width(meta.features.dim());
+        // The model's input as the dataset lays it out (frames flattened for --input frames).
+        let width = meta.architecture.input.0 * meta.architecture.input.1;
         let (sv, sv_shape) = f.tensor::<f32>("svm.support_vectors", Dtype::F32)?;
         let (coef, c_shape) = f.tensor::<f32>("svm.coef", Dtype::F32)?;
         let mut per_pair = Vec::new();

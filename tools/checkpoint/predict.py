@@ -79,6 +79,14 @@ def forward(arch, tensors, x):
     return x
 
 
+def kernel_ridge(meta, tensors, x):
+    """Scores of a `krr` model: exp(-gamma |x - c|^2) against every centre, times the coefficients."""
+    gamma = json.loads(meta["krr"])["gamma"]
+    k = [math.exp(-gamma * sum((a - b) ** 2 for a, b in zip(x, c))) for c in rows(tensors["krr.centres"])]
+    coef, bias = rows(tensors["krr.coef"]), tensors["krr.bias"][1]
+    return [sum(k[i] * coef[i][j] for i in range(len(k))) + bias[j] for j in range(len(bias))]
+
+
 def softmax(z):
     top = max(z)
     e = [math.exp(v - top) for v in z]
@@ -92,6 +100,9 @@ def main(model_path, features_path):
     classes = json.loads(meta["classes"])
     scaler = json.loads(meta["scaler"])
     input_kind = json.loads(meta["input"])
+    kind = meta.get("kind", "network")
+    if kind not in ("network", "krr"):
+        raise NotImplementedError(f"{kind} models are not covered by this example (network and krr are)")
     if "speaker_norm" in meta or meta.get("members", "1") != "1":
         raise NotImplementedError("speaker-normalised models and ensembles are not covered by this example")
     feats, fmeta = read_safetensors(features_path)
@@ -107,7 +118,7 @@ def main(model_path, features_path):
         else:
             raise NotImplementedError("frame-input models are not covered by this example")
         x = [(v - m) / s for v, m, s in zip(x, scaler["mean"], scaler["std"])]
-        p = softmax(forward(arch, tensors, x))
+        p = softmax(kernel_ridge(meta, tensors, x) if kind == "krr" else forward(arch, tensors, x))
         best = max(range(len(p)), key=lambda k: p[k])
         probs = {name: p[k] for k, name in enumerate(classes)}
         print(json.dumps({"file": clip["path"], "label": classes[best], "confidence": p[best], "probabilities": probs}))

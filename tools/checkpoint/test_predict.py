@@ -1,14 +1,49 @@
 #!/usr/bin/env python3
 """Checks tools/checkpoint/predict.py against the binary: the same probabilities as
-`ser predict` on the bundled clips, from `ser features` output and the shipped checkpoint.
+`ser predict` on the bundled clips, from `ser features` output and the shipped checkpoint; and
+the shipped kernel ridge model rewritten in the `krr` layout (docs/CHECKPOINTS.md) gives the
+same predictions in both.
 
     python3 tools/checkpoint/test_predict.py ./target/release/ser
 """
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from predict import read_safetensors  # noqa: E402
+
+
+def as_krr(src, dst):
+    """The network-shaped kernel ridge file `src` (flatten, rbf_kernel, dense) as a `krr` file."""
+    with open(src, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    data = raw[8 + n :]
+    meta = header.pop("__metadata__")
+    arch = json.loads(meta["architecture"])
+    gamma = arch["layers"][1]["gamma"]
+    rename = {"1.rbf.centres": "krr.centres", "2.dense.weight": "krr.coef", "2.dense.bias": "krr.bias"}
+    out_header, blobs, offset = {}, [], 0
+    for old, new in rename.items():
+        t = header[old]
+        a, b = t["data_offsets"]
+        blobs.append(data[a:b])
+        out_header[new] = {"dtype": t["dtype"], "shape": t["shape"], "data_offsets": [offset, offset + b - a]}
+        offset += b - a
+    meta["kind"] = "krr"
+    meta["krr"] = json.dumps({"gamma": gamma})
+    meta["architecture"] = json.dumps({"input": arch["input"], "layers": []})
+    out_header["__metadata__"] = meta
+    text = json.dumps(out_header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
 
 here = os.path.dirname(os.path.abspath(__file__))
 root = os.path.dirname(os.path.dirname(here))
@@ -20,6 +55,11 @@ with tempfile.TemporaryDirectory() as tmp:
     subprocess.run([ser, "features", "--no-cache", "--data", "examples/clips", "--out", feats], cwd=root, env=env, check=True, stderr=subprocess.DEVNULL)
     ours = subprocess.run([sys.executable, os.path.join(here, "predict.py"), "weights/ser.safetensors", feats], cwd=root, check=True, capture_output=True, text=True).stdout
     theirs = subprocess.run([ser, "predict", "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
+    krr = os.path.join(tmp, "krr.safetensors")
+    as_krr(os.path.join(root, "weights/ser.safetensors"), krr)
+    assert read_safetensors(krr)[1]["kind"] == "krr"
+    krr_py = subprocess.run([sys.executable, os.path.join(here, "predict.py"), krr, feats], cwd=root, check=True, capture_output=True, text=True).stdout
+    krr_ser = subprocess.run([ser, "predict", "--model", krr, "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
 py = {os.path.basename(r["file"]): r for r in map(json.loads, ours.splitlines())}
 rs = {os.path.basename(r["file"]): r for r in map(json.loads, theirs.splitlines())}
 assert py.keys() == rs.keys() and len(py) == 4, (py.keys(), rs.keys())
@@ -29,4 +69,12 @@ for name, r in rs.items():
     for cls, p in r["probabilities"].items():
         worst = max(worst, abs(py[name]["probabilities"][cls] - p))
 assert worst < 1e-5, worst
-print(f"tools/checkpoint/predict.py matches ser predict on {len(rs)} clips (largest difference {worst:.1e})")
+# The krr layout: ser and the example agree, and both give what the network layout gave.
+for out in (krr_py, krr_ser):
+    for r in map(json.loads, out.splitlines()):
+        want = rs[os.path.basename(r["file"])]
+        assert r["label"] == want["label"], (r["file"], r["label"], want["label"])
+        for cls, p in want["probabilities"].items():
+            worst = max(worst, abs(r["probabilities"][cls] - p))
+assert worst < 1e-5, worst
+print(f"tools/checkpoint/predict.py matches ser predict on {len(rs)} clips, network and krr layouts (largest difference {worst:.1e})")
