@@ -9,13 +9,18 @@
 //   forest_split      per node: the (candidate, bin) split with the lowest weighted Gini impurity
 //                     of its two sides (the largest sum over sides of sum_c w_c^2 / w), among those
 //                     leaving at least min_leaf distinct rows on each side; also the node's class
-//                     totals. It zeroes the histogram as it reads it, ready for the next chunk.
+//                     totals. A pure node, or one with fewer than 2 min_leaf rows, is a leaf
+//                     whatever its candidates: it stops after the totals (half the nodes of
+//                     fully grown trees). The host clears the histogram between chunks.
 //   forest_route      per (tree, training row): the row moves to the left (bin <= split bin) or
-//                     right child of its node, or leaves the level when its node became a leaf.
+//                     right child of its node, stays (the node retries other candidates) or leaves
+//                     the level when its node became a leaf.
 //   forest_leaves     per (query, tree): the leaf the query reaches (x <= threshold goes left).
 //   forest_vote       per (query, class): the mean over trees of the leaves' class probabilities.
 
 const NONE: u32 = 0xffffffffu;
+// A node that found no split among its candidates and tries others at the next level.
+const STAY: u32 = 0xfffffffeu;
 const MAX_CLASSES: u32 = 16u;
 
 struct GrowParams {
@@ -65,8 +70,8 @@ fn forest_histogram(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 
 // ---- forest_split ----
 @group(0) @binding(1) var<storage, read> s_weight: array<f32>;                // [C] class weights
-@group(0) @binding(2) var<storage, read_write> s_hist: array<atomic<u32>>;    // as h_hist
-@group(0) @binding(3) var<storage, read_write> s_best: array<u32>;            // [L, 2] candidate, bin (NONE: no split)
+@group(0) @binding(2) var<storage, read> s_hist: array<u32>;                  // as h_hist
+@group(0) @binding(3) var<storage, read_write> s_best: array<u32>;            // [L, 3] candidate, bin (NONE: no split), next non-empty bin
 @group(0) @binding(4) var<storage, read_write> s_totals: array<u32>;          // [L, C + 1]
 
 @compute @workgroup_size(64, 1, 1)
@@ -80,24 +85,39 @@ fn forest_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     // The node's totals, from its first candidate's histogram (each candidate's sums to them).
     var total: array<u32, 17>;
     for (var c = 0u; c <= MAX_CLASSES; c++) { total[c] = 0u; }
+    // Empty bins (most of them in the small nodes deep in a tree) are skipped after one load
+    // of their row count: a cut after an empty bin is the cut after the bin before it.
     for (var b = 0u; b < gp.bins; b++) {
+        let at = node_base + b * channels;
+        if (s_hist[at + gp.classes] == 0u) { continue; }
         for (var c = 0u; c < channels; c++) {
-            total[c] += atomicLoad(&s_hist[node_base + b * channels + c]);
+            total[c] += s_hist[at + c];
         }
     }
     var w_total = 0.0;
-    for (var c = 0u; c < gp.classes; c++) { w_total += s_weight[c] * f32(total[c]); }
+    var classes_present = 0u;
+    for (var c = 0u; c < gp.classes; c++) {
+        w_total += s_weight[c] * f32(total[c]);
+        classes_present += select(0u, 1u, total[c] > 0u && s_weight[c] > 0.0);
+    }
+    for (var c = 0u; c < channels; c++) { s_totals[g * channels + c] = total[c]; }
     var best_score = -1.0;
     var best_s = NONE;
     var best_b = NONE;
-    for (var s = 0u; s < gp.candidates; s++) {
+    // The first non-empty bin after the best cut: every cut between the two splits the node's
+    // rows alike, and the host puts the threshold halfway (as scikit-learn takes the midpoint
+    // between the two values either side) rather than hard against the left side's values.
+    var best_next = NONE;
+    let can_split = classes_present > 1u && total[gp.classes] >= 2u * gp.min_leaf && total[gp.classes] >= 2u;
+    for (var s = 0u; s < select(0u, gp.candidates, can_split); s++) {
         var left: array<u32, 17>;
         for (var c = 0u; c <= MAX_CLASSES; c++) { left[c] = 0u; }
         for (var b = 0u; b < gp.bins; b++) {
             let at = node_base + (s * gp.bins + b) * channels;
+            if (s_hist[at + gp.classes] == 0u) { continue; }
+            if (best_s == s && best_next == NONE) { best_next = b; }
             for (var c = 0u; c < channels; c++) {
-                left[c] += atomicLoad(&s_hist[at + c]);
-                atomicStore(&s_hist[at + c], 0u);
+                left[c] += s_hist[at + c];
             }
             let rows_l = left[gp.classes];
             let rows_r = total[gp.classes] - rows_l;
@@ -119,17 +139,18 @@ fn forest_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 best_score = score;
                 best_s = s;
                 best_b = b;
+                best_next = NONE;
             }
         }
     }
-    s_best[g * 2u] = best_s;
-    s_best[g * 2u + 1u] = best_b;
-    for (var c = 0u; c < channels; c++) { s_totals[g * channels + c] = total[c]; }
+    s_best[g * 3u] = best_s;
+    s_best[g * 3u + 1u] = best_b;
+    s_best[g * 3u + 2u] = best_next;
 }
 
 // ---- forest_route ----
 @group(0) @binding(1) var<storage, read> r_bins: array<u32>;          // [n, F]
-@group(0) @binding(2) var<storage, read> r_split: array<u32>;         // [L, 3] feature (NONE: leaf), bin, left child's level index
+@group(0) @binding(2) var<storage, read> r_split: array<u32>;         // [L, 3] feature (NONE: leaf; STAY: retry), bin, left child's (or its own) next level index
 @group(0) @binding(3) var<storage, read_write> r_node: array<u32>;    // [T, n]
 
 @compute @workgroup_size(64, 1, 1)
@@ -142,6 +163,10 @@ fn forest_route(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let f = r_split[g * 3u];
     if (f == NONE) {
         r_node[e] = NONE;
+        return;
+    }
+    if (f == STAY) {
+        r_node[e] = r_split[g * 3u + 2u];
         return;
     }
     let i = e % gp.rows;

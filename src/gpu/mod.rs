@@ -697,6 +697,12 @@ impl<'g> Step<'g> {
         self.commands.push(Command::Zero { dst: dst.buf.clone(), bytes });
     }
 
+    /// Zeroes the first `elements` elements of `dst` (all of it when it has fewer).
+    pub fn zero_prefix(&mut self, dst: &Tensor, elements: usize) {
+        let bytes = ((elements * dst.dtype().size()) as u64).min(dst.bytes()).next_multiple_of(4);
+        self.commands.push(Command::Zero { dst: dst.buf.clone(), bytes });
+    }
+
     /// Encodes and submits everything recorded. With profiling on, each dispatch gets its own
     /// timed pass (timestamp queries) or, on adapters without them, its own timed submission.
     pub fn submit(self) -> Result<()> {

@@ -12,13 +12,16 @@ pub const MAX_CLASSES: usize = 16;
 pub const MAX_BINS: usize = 256;
 /// A leaf (feature), no split (candidate), or a row out of the level (node).
 pub const NONE: u32 = u32::MAX;
+/// In a routing entry's feature: the node found no split and tries other candidates at the
+/// next level, its rows going to the entry's third value.
+pub const STAY: u32 = u32::MAX - 1;
 
 const HISTOGRAM: KernelSpec = KernelSpec {
     shader: &FOREST_WGSL,
     entry: "forest_histogram",
     bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite],
 };
-const SPLIT: KernelSpec = KernelSpec { shader: &FOREST_WGSL, entry: "forest_split", bindings: &[Access::Read, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite] };
+const SPLIT: KernelSpec = KernelSpec { shader: &FOREST_WGSL, entry: "forest_split", bindings: &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite] };
 const ROUTE: KernelSpec = KernelSpec { shader: &FOREST_WGSL, entry: "forest_route", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
 const LEAVES: KernelSpec = KernelSpec {
     shader: &FOREST_WGSL,
@@ -101,8 +104,8 @@ fn expect(t: &Tensor, len: usize, dtype: DType, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Adds the level nodes `node_lo..node_hi`'s rows to `hist` [(hi - lo), candidates, bins,
-/// classes + 1] (which must be zero: [`split`] leaves it so). `bins` [rows, features] u32,
+/// Clears the part of `hist` that nodes `node_lo..node_hi` use, then adds their rows to it:
+/// `hist` [(hi - lo), candidates, bins, classes + 1]. `bins` [rows, features] u32,
 /// `labels` [rows], `boot` and `node` [trees, rows], `cand` [level nodes, candidates].
 #[allow(clippy::too_many_arguments)]
 pub fn histogram(step: &mut Step, s: &GrowShape, bins: &Tensor, labels: &Tensor, boot: &Tensor, node: &Tensor, cand: &Tensor, hist: &Tensor, node_lo: usize, node_hi: usize) -> Result<()> {
@@ -115,16 +118,19 @@ pub fn histogram(step: &mut Step, s: &GrowShape, bins: &Tensor, labels: &Tensor,
         bail!("forest: nodes {node_lo}..{node_hi} do not fit candidates {:?} and histogram {:?}", cand.shape(), hist.shape());
     }
     let p = s.params(node_lo, node_hi);
+    step.zero_prefix(hist, (node_hi - node_lo) * s.per_node());
     step.dispatch(&HISTOGRAM, &[], &[bins, labels, boot, node, cand, hist], bytemuck::bytes_of(&p), [groups(s.trees * s.rows, 64)?, 1, 1], "forest.histogram")
 }
 
-/// The best split of each node `node_lo..node_hi` from `hist` (zeroed as it is read): `best`
-/// [level nodes, 2] (candidate slot and bin, NONE when no split leaves min_leaf rows each side)
-/// and `totals` [level nodes, classes + 1] (bootstrap-weighted class counts, distinct rows).
+/// The best split of each node `node_lo..node_hi` from `hist`: `best` [level nodes, 3]
+/// (candidate slot and bin, NONE when the node is pure, has fewer than 2 min_leaf rows, or no
+/// candidate split leaves min_leaf rows each side; then the next non-empty bin of that
+/// candidate, the other end of the cuts that split the rows alike) and `totals` [level nodes, classes + 1]
+/// (bootstrap-weighted class counts, distinct rows).
 pub fn split(step: &mut Step, s: &GrowShape, class_weight: &Tensor, hist: &Tensor, best: &Tensor, totals: &Tensor, node_lo: usize, node_hi: usize) -> Result<()> {
     s.check()?;
     expect(class_weight, s.classes, DType::F32, "class weights")?;
-    if best.len() < 2 * node_hi || totals.len() < (s.classes + 1) * node_hi || hist.len() < (node_hi - node_lo) * s.per_node() || node_lo >= node_hi {
+    if best.len() < 3 * node_hi || totals.len() < (s.classes + 1) * node_hi || hist.len() < (node_hi - node_lo) * s.per_node() || node_lo >= node_hi {
         bail!("forest: nodes {node_lo}..{node_hi} do not fit outputs {:?}/{:?} and histogram {:?}", best.shape(), totals.shape(), hist.shape());
     }
     let p = s.params(node_lo, node_hi);
@@ -132,7 +138,8 @@ pub fn split(step: &mut Step, s: &GrowShape, class_weight: &Tensor, hist: &Tenso
 }
 
 /// Moves every row of `node` [trees, rows] to its node's child (`splits` [level nodes, 3]:
-/// feature or NONE for a leaf, bin, the left child's index in the next level) or out (NONE).
+/// feature, bin, the left child's index in the next level), keeps it in its node at the index
+/// given (feature STAY), or takes it out (feature NONE: a leaf).
 pub fn route(step: &mut Step, s: &GrowShape, bins: &Tensor, splits: &Tensor, node: &Tensor) -> Result<()> {
     expect(bins, s.rows * s.features, DType::U32, "bins")?;
     expect(node, s.trees * s.rows, DType::U32, "row nodes")?;
@@ -219,6 +226,14 @@ pub fn split_score(h: &[u32], classes: usize, weight: &[f32], b: usize, min_leaf
         (wl, wr, sl, sr) = (wl + l, wr + r, sl + l * l, sr + r * r);
     }
     (wl > 0.0 && wr > 0.0).then(|| sl / wl + sr / wr)
+}
+
+/// Whether a node with `total` [classes + 1] (class counts, distinct rows) may be split at all:
+/// at least two classes with weight, and 2 min_leaf (and 2) rows.
+pub fn may_split(total: &[u32], weight: &[f32], min_leaf: usize) -> bool {
+    let classes = total.len() - 1;
+    let present = (0..classes).filter(|&c| total[c] > 0 && weight[c] > 0.0).count();
+    present > 1 && total[classes] as usize >= (2 * min_leaf).max(2)
 }
 
 /// Reference walk: the leaf of tree `root` that `x` reaches.

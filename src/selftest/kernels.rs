@@ -553,7 +553,7 @@ fn forest(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()
         let (tc, tw) = (g.upload(&cand, &[l, candidates], DType::U32)?, g.upload_f32(&weight, &[classes])?);
         let hist = g.empty(&[chunk * s.per_node()], DType::U32)?;
         let poison = |len: usize| g.upload(&vec![0xdead_beefu32; len], &[len], DType::U32);
-        let (best, totals) = (poison(l * 2)?, poison(l * (classes + 1))?);
+        let (best, totals) = (poison(l * 3)?, poison(l * (classes + 1))?);
         let mut step = g.step("selftest.forest.clear");
         step.zero(&hist);
         step.submit()?;
@@ -569,7 +569,6 @@ fn forest(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()
             let mut step = g.step("selftest.forest.split");
             forest_op::split(&mut step, &s, &tw, &hist, &best, &totals, lo, hi)?;
             step.submit()?;
-            t.require(g.read::<u32>(&hist)?.iter().all(|&v| v == 0), || format!("{what}: split left the histogram non-zero"));
             let (best_v, totals_v) = (g.read::<u32>(&best)?, g.read::<u32>(&totals)?);
             let ch = classes + 1;
             for v in lo..hi {
@@ -581,8 +580,8 @@ fn forest(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()
                 t.require(totals_v[v * ch..(v + 1) * ch] == total[..], || format!("{what}: node {v} totals {:?}, want {total:?}", &totals_v[v * ch..(v + 1) * ch]));
                 let score = |c: usize, b: usize| forest_op::split_score(&node_h[c * bins * ch..(c + 1) * bins * ch], classes, &weight, b, min_leaf);
                 let top = (0..candidates).flat_map(|c| (0..bins).filter_map(move |b| score(c, b))).fold(f64::NEG_INFINITY, f64::max);
-                let (c, b) = (best_v[v * 2], best_v[v * 2 + 1]);
-                if top == f64::NEG_INFINITY {
+                let (c, b, next) = (best_v[v * 3], best_v[v * 3 + 1], best_v[v * 3 + 2]);
+                if top == f64::NEG_INFINITY || !forest_op::may_split(&total, &weight, min_leaf) {
                     t.require(c == NONE, || format!("{what}: node {v} split at ({c}, {b}) where no split is allowed"));
                 } else if c as usize >= candidates || b as usize >= bins {
                     t.fault(format!("{what}: node {v} got split ({c}, {b}), best score {top}"));
@@ -591,11 +590,21 @@ fn forest(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()
                         Some(sc) => t.close(&format!("{what}: node {v} split score"), &[sc as f32], &[top], 0.0, 1e-5),
                         None => t.fault(format!("{what}: node {v} split at ({c}, {b}), which leaves a side too small")),
                     }
+                    // The next non-empty bin of the chosen candidate, and none between.
+                    let rows_at = |k: usize| node_h[(c as usize * bins + k) * ch + classes];
+                    let want_next = (b as usize + 1..bins).find(|&k| rows_at(k) > 0).map_or(NONE, |k| k as u32);
+                    t.require(next == want_next, || format!("{what}: node {v} next non-empty bin {next}, want {want_next}"));
                 }
             }
         }
-        // Routing: random splits (some leaves) for every level node.
-        let splits: Vec<u32> = (0..l).flat_map(|v| if rng.below(3) == 0 { [NONE, 0, 0] } else { [rng.below(f) as u32, rng.below(bins) as u32, 2 * v as u32] }).collect();
+        // Routing: random splits (some leaves, some nodes staying to retry) for every level node.
+        let splits: Vec<u32> = (0..l)
+            .flat_map(|v| match rng.below(4) {
+                0 => [NONE, 0, 0],
+                1 => [forest_op::STAY, 0, rng.below(2 * l) as u32],
+                _ => [rng.below(f) as u32, rng.below(bins) as u32, 2 * v as u32],
+            })
+            .collect();
         let ts = g.upload(&splits, &[l, 3], DType::U32)?;
         let mut step = g.step("selftest.forest.route");
         forest_op::route(&mut step, &s, &tb, &ts, &tn)?;
@@ -607,6 +616,7 @@ fn forest(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()
             .map(|(e, &v)| match v {
                 NONE => NONE,
                 v if splits[v as usize * 3] == NONE => NONE,
+                v if splits[v as usize * 3] == forest_op::STAY => splits[v as usize * 3 + 2],
                 v => {
                     let sp = &splits[v as usize * 3..v as usize * 3 + 3];
                     sp[2] + (bin_vals[(e % n) * f + sp[0] as usize] > sp[1]) as u32

@@ -101,6 +101,8 @@ pub struct ForestReport {
     pub leaves: usize,
     pub depth: usize,
     pub levels: usize,
+    /// Nodes that found no split among their candidates and drew others.
+    pub retries: usize,
     pub seconds: f64,
 }
 
@@ -171,28 +173,41 @@ impl Forest {
         let boot_t = gpu.upload(&boot, &[cfg.trees, n], DType::U32)?;
         let node_t = gpu.upload(&node, &[cfg.trees, n], DType::U32)?;
         let weight_t = gpu.upload_f32(class_weight, &[classes])?;
-        // The histogram holds as many nodes as fit in 64 MiB (or the adapter's binding).
-        let budget = (gpu.max_storage_binding() as usize).min(64 << 20) / 4;
+        // The histogram holds as many nodes as fit in 256 MiB (or the adapter's binding): each
+        // chunk of nodes is one pass over every (tree, row), so fewer chunks, fewer passes.
+        let budget = (gpu.max_storage_binding() as usize).min(256 << 20) / 4;
         let chunk = (budget / shape.per_node()).max(1);
         if chunk * shape.per_node() > budget {
             bail!("forest: one node's histogram ({} values) is over this adapter's storage binding", shape.per_node());
         }
         let hist_t = gpu.empty(&[chunk * shape.per_node()], DType::U32)?;
-        let mut step = gpu.step("forest.clear");
-        step.zero(&hist_t);
-        step.submit()?;
 
         let (mut feature, mut threshold, mut left, mut value) = (vec![NONE; cfg.trees], vec![0f32; cfg.trees], vec![0u32; cfg.trees], vec![0f32; cfg.trees * classes]);
-        let mut level: Vec<u32> = (0..cfg.trees as u32).collect();
-        let (mut depth, mut levels) = (0usize, 0usize);
+        // The nodes of this level: node number, depth, and the features already tried when the
+        // node found no split among its candidates and retries others (scikit-learn keeps drawing
+        // features until one splits; a node whose candidates all hold one bin would otherwise
+        // become an impure leaf).
+        let mut level: Vec<(u32, usize, Vec<u32>)> = (0..cfg.trees as u32).map(|t| (t, 0, Vec::new())).collect();
+        let (mut depth, mut levels, mut retries) = (0usize, 0usize, 0usize);
         let mut rng = SplitMix64::new(cfg.seed ^ 0xF0E5_7000);
         let mut scratch = Vec::new();
         let ch = classes + 1;
         while !level.is_empty() {
             let l = level.len();
-            let cand: Vec<u32> = (0..l).flat_map(|_| draw(&mut rng, width, candidates, &mut scratch).collect::<Vec<_>>()).collect();
+            let mut cand: Vec<u32> = Vec::with_capacity(l * candidates);
+            for (_, _, tried) in &level {
+                if tried.is_empty() {
+                    cand.extend(draw(&mut rng, width, candidates, &mut scratch));
+                } else {
+                    // Untried features only; fewer than `candidates` left: the first repeats.
+                    let untried: Vec<u32> = (0..width as u32).filter(|f| !tried.contains(f)).collect();
+                    let k = candidates.min(untried.len());
+                    let drawn: Vec<u32> = draw(&mut rng, untried.len(), k, &mut scratch).map(|i| untried[i as usize]).collect();
+                    cand.extend((0..candidates).map(|i| drawn[i.min(k - 1)]));
+                }
+            }
             let cand_t = gpu.upload(&cand, &[l, candidates], DType::U32)?;
-            let (best_t, totals_t) = (gpu.empty(&[l, 2], DType::U32)?, gpu.empty(&[l, ch], DType::U32)?);
+            let (best_t, totals_t) = (gpu.empty(&[l, 3], DType::U32)?, gpu.empty(&[l, ch], DType::U32)?);
             let mut step = gpu.step("forest.level");
             for lo in (0..l).step_by(chunk) {
                 let hi = (lo + chunk).min(l);
@@ -203,34 +218,47 @@ impl Forest {
             let (best, totals) = (gpu.read::<u32>(&best_t)?, gpu.read::<u32>(&totals_t)?);
             let mut splits = vec![NONE; l * 3];
             let mut next = Vec::new();
-            for g in 0..l {
-                let v = level[g] as usize;
+            for (g, (v, d, tried)) in level.iter().enumerate() {
+                let v = *v as usize;
                 let t = &totals[g * ch..(g + 1) * ch];
                 let w: Vec<f64> = (0..classes).map(|c| class_weight[c] as f64 * t[c] as f64).collect();
                 let sum: f64 = w.iter().sum();
                 for c in 0..classes {
                     value[v * classes + c] = if sum > 0.0 { (w[c] / sum) as f32 } else { 1.0 / classes as f32 };
                 }
-                let rows = t[classes] as usize;
-                let pure = w.iter().filter(|&&x| x > 0.0).count() <= 1;
-                let deep = cfg.max_depth.is_some_and(|d| depth >= d);
-                if pure || deep || rows < 2 || rows < 2 * cfg.min_samples_leaf || best[g * 2] == NONE {
+                if cfg.max_depth.is_some_and(|m| *d >= m) || !forest::may_split(t, class_weight, cfg.min_samples_leaf) {
                     continue;
                 }
-                let f = cand[g * candidates + best[g * 2] as usize];
-                let b = best[g * 2 + 1];
+                let here = &cand[g * candidates..(g + 1) * candidates];
+                if best[g * 3] == NONE {
+                    let mut tried = tried.clone();
+                    tried.extend(here.iter().filter(|f| !tried.contains(f)).collect::<Vec<_>>());
+                    if tried.len() < width {
+                        splits[g * 3..g * 3 + 3].copy_from_slice(&[forest::STAY, 0, next.len() as u32]);
+                        next.push((v as u32, *d, tried));
+                        retries += 1;
+                    }
+                    continue;
+                }
+                let f = here[best[g * 3] as usize];
+                let (b, next_bin) = (best[g * 3 + 1], best[g * 3 + 2]);
                 let child = feature.len() as u32;
                 feature[v] = f;
-                threshold[v] = cut[f as usize][b as usize];
+                // Halfway along the cuts that split the rows alike (bins b to next - 1): rows on
+                // the left are <= cut[b], rows on the right > cut[next - 1].
+                let edges = &cut[f as usize];
+                let upper = if next_bin == NONE || next_bin == 0 { b } else { next_bin - 1 };
+                threshold[v] = edges[b as usize] + (edges[(upper as usize).max(b as usize)] - edges[b as usize]) / 2.0;
                 left[v] = child;
                 splits[g * 3..g * 3 + 3].copy_from_slice(&[f, b, next.len() as u32]);
                 for _ in 0..2 {
-                    next.push(feature.len() as u32);
+                    next.push((feature.len() as u32, d + 1, Vec::new()));
                     feature.push(NONE);
                     threshold.push(0.0);
                     left.push(0);
                     value.extend(std::iter::repeat_n(0.0, classes));
                 }
+                depth = depth.max(d + 1);
             }
             levels += 1;
             if next.is_empty() {
@@ -241,11 +269,10 @@ impl Forest {
             forest::route(&mut step, &shape, &bins_t, &splits_t, &node_t)?;
             step.submit()?;
             level = next;
-            depth += 1;
         }
         let roots = (0..cfg.trees as u32).collect();
         let leaves = feature.iter().filter(|&&f| f == NONE).count();
-        let report = ForestReport { nodes: feature.len(), leaves, depth, levels, seconds: 0.0 };
+        let report = ForestReport { nodes: feature.len(), leaves, depth, levels, retries, seconds: 0.0 };
         let forest = Forest::assemble(gpu, roots, feature, threshold, left, value, classes, width, *cfg)?;
         Ok((forest, ForestReport { seconds: started.elapsed().as_secs_f64(), ..report }))
     }
