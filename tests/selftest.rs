@@ -48,6 +48,7 @@ checks! {
     conjugate_gradients_solve_kernel_ridge => "ridge-solve",
     k_nearest_neighbours_against_brute_force => "knn",
     forest_growth_and_evaluation_against_references => "forest",
+    lstm_through_time_against_references_and_finite_differences => "lstm",
     stft_power_against_a_direct_dft => "stft",
     filterbank_visits_only_each_band => "filterbank",
     features_match_librosa_golden_files => "features-vs-librosa",

@@ -265,6 +265,15 @@ pub const FOREST_WGSL: ShaderFile = ShaderFile {
     bounds_proven: &[],
 };
 
+pub const LSTM_WGSL: ShaderFile = ShaderFile {
+    name: "lstm.wgsl",
+    source: include_str!("../../shaders/lstm.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
+
 pub const KERNEL_WGSL: ShaderFile = ShaderFile {
     name: "kernel.wgsl",
     source: include_str!("../../shaders/kernel.wgsl"),
@@ -296,6 +305,7 @@ pub const SHADERS: &[&ShaderFile] = &[
     &KERNEL_WGSL,
     &KNN_WGSL,
     &FOREST_WGSL,
+    &LSTM_WGSL,
 ];
 
 /// Cache key: which code, which entry point, which override constants (bit-exact).

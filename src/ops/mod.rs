@@ -12,6 +12,7 @@ pub mod gemm;
 pub mod kernel;
 pub mod knn;
 pub mod loss;
+pub mod lstm;
 pub mod norm;
 pub mod optim;
 pub mod pool;

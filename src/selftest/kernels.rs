@@ -7,7 +7,7 @@ use super::{Check, Size, Tally};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::ops::elementwise::{self, BinaryOp, UnaryOp};
 use crate::ops::gemm::{self, GemmKernel, GemmOptions, Precision};
-use crate::ops::{conv, forest as forest_op, kernel, knn as knn_op, loss, norm, optim, pool};
+use crate::ops::{conv, forest as forest_op, kernel, knn as knn_op, loss, lstm as lstm_op, norm, optim, pool};
 use crate::rng::SplitMix64;
 use anyhow::Result;
 
@@ -29,6 +29,7 @@ pub(super) fn checks() -> Vec<Check> {
         Check { name: "ridge-solve", family: "kernel-ridge", run: ridge_solve },
         Check { name: "knn", family: "classical", run: knn },
         Check { name: "forest", family: "classical", run: forest },
+        Check { name: "lstm", family: "layers", run: lstm },
     ]
 }
 
@@ -680,5 +681,153 @@ fn forest(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()
         }
         t.close(&format!("forest evaluation {m}x{width}, {trees} trees, {classes} classes"), &g.read_f32(&proba)?, &want, 1e-6, 1e-5);
     }
+    Ok(())
+}
+
+/// The LSTM through time, both directions into one output: forward against the float64
+/// reference; every gradient (inputs, both kernels, bias) against central differences of the
+/// reference's loss sum(h_seq R) + sum(h_last S), through sequences of different lengths (one
+/// empty); the masked time mean and its gradient; and masking itself: garbage in the padded
+/// steps instead of zeros changes no output or gradient, bit for bit.
+fn lstm(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    use lstm_op::{LstmShape, LstmWeights};
+    let shapes: &[(usize, usize, usize, usize)] = if size == Size::Quick { &[(3, 5, 4, 3)] } else { &[(3, 5, 4, 3), (4, 7, 2, 5), (1, 3, 1, 1), (2, 4, 3, 67)] };
+    for &(batch, steps, input, units) in shapes {
+        let what = format!("lstm B={batch} T={steps} D={input} H={units}");
+        let mut lengths: Vec<u32> = (0..batch).map(|i| if i == 0 { steps as u32 } else { rng.below(steps + 1) as u32 }).collect();
+        if batch > 2 {
+            lengths[2] = 0;
+        }
+        let g4 = 4 * units;
+        let x = rand64(rng, batch * steps * input);
+        // Two directions, each its own weights, scaled to keep the gates off saturation.
+        let dirs: Vec<[Vec<f64>; 3]> = (0..2).map(|_| [rand64(rng, input * g4).iter().map(|v| v * 0.8).collect(), rand64(rng, units * g4).iter().map(|v| v * 0.5).collect(), rand64(rng, g4).iter().map(|v| v * 0.3).collect()]).collect();
+        let r = rand64(rng, batch * steps * 2 * units);
+        let sw = rand64(rng, batch * 2 * units);
+        let loss = |x: &[f64], dirs: &[[Vec<f64>; 3]]| -> f64 {
+            let mut total = 0.0;
+            for (d, [wx, wh, b]) in dirs.iter().enumerate() {
+                let (hs, hl) = lstm_op::reference(x, wx, wh, b, &lengths, steps, units, d == 1);
+                for row in 0..batch * steps {
+                    for j in 0..units {
+                        total += hs[row * units + j] * r[row * 2 * units + d * units + j];
+                    }
+                }
+                for bi in 0..batch {
+                    for j in 0..units {
+                        total += hl[bi * units + j] * sw[bi * 2 * units + d * units + j];
+                    }
+                }
+            }
+            total
+        };
+        let run = |x_values: &[f64]| -> Result<(Vec<f32>, Vec<f32>, Vec<[Vec<f32>; 3]>, Vec<f32>)> {
+            let tx = up(g, x_values, &[batch * steps, input])?;
+            let len_t = lstm_op::lengths_tensor(g, &lengths)?;
+            let ws: Vec<[Tensor; 3]> = dirs.iter().map(|[wx, wh, b]| Ok([up(g, wx, &[input, g4])?, up(g, wh, &[units, g4])?, up(g, b, &[g4])?])).collect::<Result<_>>()?;
+            let h_seq = poisoned(g, &[batch * steps, 2 * units])?;
+            let h_last = poisoned(g, &[batch, 2 * units])?;
+            let (tr, ts) = (up(g, &r, &[batch * steps, 2 * units])?, up(g, &sw, &[batch, 2 * units])?);
+            let dx = poisoned(g, &[batch * steps, input])?;
+            let mut step = g.step("selftest.lstm");
+            step.zero(&h_seq);
+            step.zero(&h_last);
+            let mut grads = Vec::new();
+            let mut saved = Vec::new();
+            for (d, [wx, wh, b]) in ws.iter().enumerate() {
+                let s = LstmShape { batch, steps, input, units, reverse: d == 1, out_stride: 2 * units, out_col: d * units };
+                saved.push((s, lstm_op::forward(&mut step, &s, &tx, &LstmWeights { wx, wh, b }, &len_t, &h_seq, &h_last)?));
+            }
+            for (d, (s, sv)) in saved.iter().enumerate() {
+                let [wx, wh, b] = &ws[d];
+                grads.push(lstm_op::backward(&mut step, s, &tx, &LstmWeights { wx, wh, b }, &len_t, sv, &tr, &ts, Some((&dx, d == 1)))?);
+            }
+            step.submit()?;
+            let grads = grads.iter().map(|[a, b, c]| Ok([g.read_f32(a)?, g.read_f32(b)?, g.read_f32(c)?])).collect::<Result<Vec<_>>>()?;
+            Ok((g.read_f32(&h_seq)?, g.read_f32(&h_last)?, grads, g.read_f32(&dx)?))
+        };
+        let (h_seq, h_last, grads, dx) = run(&x)?;
+        // Forward against the reference.
+        let (mut want_seq, mut want_last) = (vec![0f64; batch * steps * 2 * units], vec![0f64; batch * 2 * units]);
+        for (d, [wx, wh, b]) in dirs.iter().enumerate() {
+            let (hs, hl) = lstm_op::reference(&x, wx, wh, b, &lengths, steps, units, d == 1);
+            for row in 0..batch * steps {
+                want_seq[row * 2 * units + d * units..row * 2 * units + (d + 1) * units].copy_from_slice(&hs[row * units..(row + 1) * units]);
+            }
+            for bi in 0..batch {
+                want_last[bi * 2 * units + d * units..bi * 2 * units + (d + 1) * units].copy_from_slice(&hl[bi * units..(bi + 1) * units]);
+            }
+        }
+        t.close(&format!("{what} outputs"), &h_seq, &want_seq, 1e-5, 1e-4);
+        t.close(&format!("{what} final states"), &h_last, &want_last, 1e-5, 1e-4);
+        // Gradients against central differences (every element of small shapes, a sample of
+        // the large one).
+        let eps = 1e-5;
+        let numeric = |perturb: &mut dyn FnMut(f64) -> f64| (perturb(eps) - perturb(-eps)) / (2.0 * eps);
+        let sample = |n: usize, rng: &mut SplitMix64| -> Vec<usize> { if n <= 64 { (0..n).collect() } else { (0..24).map(|_| rng.below(n)).collect() } };
+        let mut got = Vec::new();
+        let mut want = Vec::new();
+        for i in sample(x.len(), rng) {
+            let mut xp = x.clone();
+            want.push(numeric(&mut |e| {
+                xp[i] = x[i] + e;
+                loss(&xp, &dirs)
+            }));
+            got.push(dx[i]);
+        }
+        for d in 0..2 {
+            for which in 0..3 {
+                for i in sample(dirs[d][which].len(), rng) {
+                    let mut dp = dirs.clone();
+                    want.push(numeric(&mut |e| {
+                        dp[d][which][i] = dirs[d][which][i] + e;
+                        loss(&x, &dp)
+                    }));
+                    got.push(grads[d][which][i]);
+                }
+            }
+        }
+        t.close(&format!("{what} gradients vs central differences"), &got, &want, 1e-4, 1e-3);
+        // Masking: garbage in the padded steps changes nothing, bit for bit.
+        let mut garbage = x.clone();
+        for bi in 0..batch {
+            for ti in lengths[bi] as usize..steps {
+                for di in 0..input {
+                    garbage[(bi * steps + ti) * input + di] = 3.0 + rng.uniform(0.0, 5.0) as f64;
+                }
+            }
+        }
+        let (h2, l2, g2, dx2) = run(&garbage)?;
+        t.require(h2 == h_seq && l2 == h_last, || format!("{what}: padding changed the outputs"));
+        t.require(g2 == grads, || format!("{what}: padding changed the weight gradients"));
+        let valid = |i: usize| ((i / input) % steps) < lengths[i / input / steps] as usize;
+        t.require(dx2.iter().zip(&dx).enumerate().all(|(i, (a, b))| if valid(i) { a == b } else { *a == 0.0 && *b == 0.0 }), || format!("{what}: padding changed the input gradients, or they are not zero there"));
+    }
+    // The masked time mean and its gradient.
+    let (batch, steps, ch) = (4, 6, 5);
+    let lengths = [6u32, 1, 0, 4];
+    let x = rand64(rng, batch * steps * ch);
+    let dy = rand64(rng, batch * ch);
+    let len_t = lstm_op::lengths_tensor(g, &lengths)?;
+    let (tx, tdy, y, dx) = (up(g, &x, &[batch * steps, ch])?, up(g, &dy, &[batch, ch])?, poisoned(g, &[batch, ch])?, poisoned(g, &[batch * steps, ch])?);
+    let mut step = g.step("selftest.time_mean");
+    lstm_op::time_mean(&mut step, batch, steps, ch, &tx, &len_t, &y)?;
+    lstm_op::time_mean_backward(&mut step, batch, steps, ch, &tdy, &len_t, &dx)?;
+    step.submit()?;
+    let mut want_y = vec![0f64; batch * ch];
+    let mut want_dx = vec![0f64; batch * steps * ch];
+    for b in 0..batch {
+        let len = lengths[b] as usize;
+        for c in 0..ch {
+            if len > 0 {
+                want_y[b * ch + c] = (0..len).map(|ti| x[(b * steps + ti) * ch + c]).sum::<f64>() / len as f64;
+            }
+            for ti in 0..len {
+                want_dx[(b * steps + ti) * ch + c] = dy[b * ch + c] / len as f64;
+            }
+        }
+    }
+    t.close("time mean", &g.read_f32(&y)?, &want_y, 1e-6, 1e-5);
+    t.close("time mean gradient", &g.read_f32(&dx)?, &want_dx, 1e-6, 1e-5);
     Ok(())
 }

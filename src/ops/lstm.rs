@@ -1,0 +1,246 @@
+//! LSTM through time (shaders/lstm.wgsl): the input projection of every step as one GEMM, the
+//! recurrence as a persistent kernel per sequence (forward and backward), and the mean over
+//! each sequence's valid steps. Sequences carry their lengths: steps past a length are never
+//! visited, so they change no output, loss or gradient. Gate order i, f, g, o (Keras's).
+//! The float64 reference below is what the tests differentiate numerically.
+
+use super::gemm::{self, GemmOptions};
+use super::norm;
+use crate::gpu::{Access, DType, Gpu, LSTM_WGSL, KernelSpec, Step, Tensor};
+use anyhow::{Result, bail};
+
+/// Units one direction may have (the kernel's workgroup arrays).
+pub const MAX_UNITS: usize = 256;
+
+const FORWARD: KernelSpec = KernelSpec {
+    shader: &LSTM_WGSL,
+    entry: "lstm_forward",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite],
+};
+const BACKWARD: KernelSpec = KernelSpec {
+    shader: &LSTM_WGSL,
+    entry: "lstm_backward",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+};
+const MEAN: KernelSpec = KernelSpec { shader: &LSTM_WGSL, entry: "time_mean", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
+const MEAN_BACKWARD: KernelSpec = KernelSpec { shader: &LSTM_WGSL, entry: "time_mean_backward", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    steps: u32,
+    units: u32,
+    reverse: u32,
+    out_stride: u32,
+    out_col: u32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct MeanParams {
+    batch: u32,
+    steps: u32,
+    channels: u32,
+    _pad: u32,
+}
+
+/// One direction of one LSTM layer on a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LstmShape {
+    pub batch: usize,
+    pub steps: usize,
+    pub input: usize,
+    pub units: usize,
+    /// Walks each sequence from its last valid step to its first.
+    pub reverse: bool,
+    /// Columns of the output rows (units, or 2 units for a bidirectional layer) and this
+    /// direction's first one.
+    pub out_stride: usize,
+    pub out_col: usize,
+}
+
+impl LstmShape {
+    fn check(&self) -> Result<()> {
+        if self.batch == 0 || self.steps == 0 || self.input == 0 || self.units == 0 || self.units > MAX_UNITS || self.out_col + self.units > self.out_stride {
+            bail!("lstm: {self:?} is out of range (1 to {MAX_UNITS} units, the output columns inside the row)");
+        }
+        Ok(())
+    }
+
+    fn params(&self) -> Params {
+        Params {
+            batch: self.batch as u32,
+            steps: self.steps as u32,
+            units: self.units as u32,
+            reverse: self.reverse as u32,
+            out_stride: self.out_stride as u32,
+            out_col: self.out_col as u32,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// One direction's weights: input kernel [input, 4 units], recurrent kernel [units, 4 units],
+/// bias [4 units].
+pub struct LstmWeights<'a> {
+    pub wx: &'a Tensor,
+    pub wh: &'a Tensor,
+    pub b: &'a Tensor,
+}
+
+/// What one direction's forward keeps for its backward: the gates (activated), the state
+/// entering each step and the cell after it, [batch * steps, ...].
+pub struct LstmSaved {
+    pub gates: Tensor,
+    pub h_prev: Tensor,
+    pub c: Tensor,
+}
+
+fn expect(t: &Tensor, len: usize, what: &str) -> Result<()> {
+    if t.len() != len {
+        bail!("lstm: {what} is {:?}, expected {len} values", t.shape());
+    }
+    Ok(())
+}
+
+/// Records one direction: `x` [batch * steps, input], `lengths` [batch] u32; writes this
+/// direction's columns of `h_seq` [batch * steps, out_stride] (zero past each length) and
+/// `h_last` [batch, out_stride] (the state after the last valid step). Both must have been
+/// zeroed where the direction does not write (the caller clears them once for all directions).
+pub fn forward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, lengths: &Tensor, h_seq: &Tensor, h_last: &Tensor) -> Result<LstmSaved> {
+    s.check()?;
+    let (rows, g4) = (s.batch * s.steps, 4 * s.units);
+    expect(x, rows * s.input, "x")?;
+    expect(w.wx, s.input * g4, "the input kernel")?;
+    expect(w.wh, s.units * g4, "the recurrent kernel")?;
+    expect(w.b, g4, "the bias")?;
+    expect(h_seq, rows * s.out_stride, "the output sequence")?;
+    expect(h_last, s.batch * s.out_stride, "the final state")?;
+    if lengths.len() != s.batch || lengths.dtype() != DType::U32 {
+        bail!("lstm: lengths {:?} must be [{}] u32", lengths.shape(), s.batch);
+    }
+    let gpu = step.gpu();
+    let gx = gpu.empty(&[rows, g4], DType::F32)?;
+    gemm::gemm(step, &x.reshape(&[rows, s.input]), &w.wx.reshape(&[s.input, g4]), Some(w.b), &gx, &GemmOptions::default())?;
+    let saved = LstmSaved { gates: gpu.empty(&[rows, g4], DType::F32)?, h_prev: gpu.empty(&[rows, s.units], DType::F32)?, c: gpu.empty(&[rows, s.units], DType::F32)? };
+    // Steps past a length are never written: they must read zero (and stay out of the weight
+    // gradients, which sum over every row).
+    step.zero(&saved.gates);
+    step.zero(&saved.h_prev);
+    step.zero(&saved.c);
+    let p = s.params();
+    step.dispatch(&FORWARD, &[], &[&gx, w.wh, lengths, h_seq, &saved.h_prev, &saved.c, &saved.gates, h_last], bytemuck::bytes_of(&p), [super::groups(s.batch, 1)?, 1, 1], "lstm.forward")?;
+    Ok(saved)
+}
+
+/// Gradients of one direction from those of its outputs (`dh_seq` [batch * steps, out_stride],
+/// `dh_last` [batch, out_stride]): accumulates dL/dx into `dx` [batch * steps, input] when
+/// given (`accumulate`: add to what is there), returns (dW_x, dW_h, db).
+#[allow(clippy::too_many_arguments)]
+pub fn backward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, lengths: &Tensor, saved: &LstmSaved, dh_seq: &Tensor, dh_last: &Tensor, dx: Option<(&Tensor, bool)>) -> Result<[Tensor; 3]> {
+    s.check()?;
+    let (rows, g4) = (s.batch * s.steps, 4 * s.units);
+    expect(dh_seq, rows * s.out_stride, "the output gradient")?;
+    expect(dh_last, s.batch * s.out_stride, "the final state's gradient")?;
+    let gpu = step.gpu();
+    let dgates = gpu.empty(&[rows, g4], DType::F32)?;
+    step.zero(&dgates);
+    let p = s.params();
+    step.dispatch(&BACKWARD, &[], &[&saved.gates, &saved.c, w.wh, lengths, dh_seq, dh_last, &dgates], bytemuck::bytes_of(&p), [super::groups(s.batch, 1)?, 1, 1], "lstm.backward")?;
+    let (dwx, dwh, db) = (gpu.empty(&[s.input, g4], DType::F32)?, gpu.empty(&[s.units, g4], DType::F32)?, gpu.empty(&[g4], DType::F32)?);
+    let t = GemmOptions { trans_a: true, ..Default::default() };
+    gemm::gemm(step, &x.reshape(&[rows, s.input]), &dgates, None, &dwx, &t)?;
+    gemm::gemm(step, &saved.h_prev, &dgates, None, &dwh, &t)?;
+    norm::column_sum(step, &dgates, g4, &db)?;
+    if let Some((dx, accumulate)) = dx {
+        expect(dx, rows * s.input, "dx")?;
+        let o = GemmOptions { trans_b: true, beta: if accumulate { 1.0 } else { 0.0 }, ..Default::default() };
+        gemm::gemm(step, &dgates, &w.wx.reshape(&[s.input, g4]), None, &dx.reshape(&[rows, s.input]), &o)?;
+    }
+    Ok([dwx, dwh, db])
+}
+
+/// The mean over each sequence's valid steps: `x` [batch * steps, channels] -> `y` [batch,
+/// channels] (zero for an empty sequence).
+pub fn time_mean(step: &mut Step, batch: usize, steps: usize, channels: usize, x: &Tensor, lengths: &Tensor, y: &Tensor) -> Result<()> {
+    expect(x, batch * steps * channels, "the sequence")?;
+    expect(y, batch * channels, "the mean")?;
+    let p = MeanParams { batch: batch as u32, steps: steps as u32, channels: channels as u32, _pad: 0 };
+    step.dispatch(&MEAN, &[], &[x, lengths, y], bytemuck::bytes_of(&p), [super::groups(batch * channels, 64)?, 1, 1], "lstm.time_mean")
+}
+
+/// Its gradient: `dy` [batch, channels] spread evenly over the valid steps of `dx` [batch *
+/// steps, channels], zero past each length.
+pub fn time_mean_backward(step: &mut Step, batch: usize, steps: usize, channels: usize, dy: &Tensor, lengths: &Tensor, dx: &Tensor) -> Result<()> {
+    expect(dy, batch * channels, "the mean's gradient")?;
+    expect(dx, batch * steps * channels, "the sequence's gradient")?;
+    let p = MeanParams { batch: batch as u32, steps: steps as u32, channels: channels as u32, _pad: 0 };
+    step.dispatch(&MEAN_BACKWARD, &[], &[dy, lengths, dx], bytemuck::bytes_of(&p), [super::groups(batch * steps * channels, 64)?, 1, 1], "lstm.time_mean_backward")
+}
+
+/// Float64 reference of one direction: (h_seq [batch * steps, units], zero past each length;
+/// h_last [batch, units]) from x [batch * steps, input], wx [input, 4 units], wh [units, 4
+/// units], b [4 units].
+#[allow(clippy::too_many_arguments)]
+pub fn reference(x: &[f64], wx: &[f64], wh: &[f64], b: &[f64], lengths: &[u32], steps: usize, units: usize, reverse: bool) -> (Vec<f64>, Vec<f64>) {
+    let batch = lengths.len();
+    let input = x.len() / (batch * steps);
+    let g4 = 4 * units;
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let mut h_seq = vec![0f64; batch * steps * units];
+    let mut h_last = vec![0f64; batch * units];
+    for bi in 0..batch {
+        let len = (lengths[bi] as usize).min(steps);
+        let (mut h, mut c) = (vec![0f64; units], vec![0f64; units]);
+        for s in 0..len {
+            let t = if reverse { len - 1 - s } else { s };
+            let row = bi * steps + t;
+            let mut gates = b.to_vec();
+            for (k, gk) in gates.iter_mut().enumerate() {
+                *gk += (0..input).map(|d| x[row * input + d] * wx[d * g4 + k]).sum::<f64>();
+                *gk += (0..units).map(|j| h[j] * wh[j * g4 + k]).sum::<f64>();
+            }
+            for j in 0..units {
+                let (i, f, g, o) = (sig(gates[j]), sig(gates[units + j]), gates[2 * units + j].tanh(), sig(gates[3 * units + j]));
+                c[j] = f * c[j] + i * g;
+                h[j] = o * c[j].tanh();
+                h_seq[row * units + j] = h[j];
+            }
+        }
+        h_last[bi * units..(bi + 1) * units].copy_from_slice(&h);
+    }
+    (h_seq, h_last)
+}
+
+/// Orthogonal [n, m] matrix (rows orthonormal when n <= m, columns when n > m) from a seeded
+/// normal draw by Gram-Schmidt: Keras's orthogonal initialiser for recurrent kernels.
+pub fn orthogonal(n: usize, m: usize, normal: &mut impl FnMut() -> f64) -> Vec<f32> {
+    // Orthonormalise the shorter side's vectors.
+    let (count, dim) = if n <= m { (n, m) } else { (m, n) };
+    let mut v: Vec<Vec<f64>> = Vec::with_capacity(count);
+    while v.len() < count {
+        let mut a: Vec<f64> = (0..dim).map(|_| normal()).collect();
+        for u in &v {
+            let d: f64 = a.iter().zip(u).map(|(x, y)| x * y).sum();
+            a.iter_mut().zip(u).for_each(|(x, y)| *x -= d * y);
+        }
+        let norm = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm > 1e-8 {
+            v.push(a.into_iter().map(|x| x / norm).collect());
+        }
+    }
+    let mut out = vec![0f32; n * m];
+    for (r, u) in v.iter().enumerate() {
+        for (k, &val) in u.iter().enumerate() {
+            if n <= m { out[r * m + k] = val as f32 } else { out[k * m + r] = val as f32 }
+        }
+    }
+    out
+}
+
+/// Uploads helper for tests and checks: lengths as a u32 tensor.
+pub fn lengths_tensor(gpu: &Gpu, lengths: &[u32]) -> Result<Tensor> {
+    gpu.upload(lengths, &[lengths.len()], DType::U32)
+}
