@@ -7,6 +7,12 @@
 // barriers a step. Steps at or past a sequence's length are never visited: its state, outputs
 // and gradients there stay what the host cleared them to (zero), so padding changes nothing.
 // `reverse` walks len - 1 down to 0 (the backward direction of a bidirectional layer).
+//
+// A dispatch covers processing steps first_step .. last_step of every sequence; the host
+// splits the walk over several dispatches where an adapter bounds an invocation's loop
+// iterations (llvmpipe stops every loop of an invocation, silently, after 65,535 back-edges
+// in all). The forward resumes from the state it stored at the step before; the backward
+// carries dL/dh and dL/dc between its dispatches in a [B, 2H] buffer.
 
 const WG: u32 = 64u;
 const MAX_UNITS: u32 = 256u;
@@ -21,12 +27,15 @@ struct Params {
     reverse: u32,
     out_stride: u32,  // columns of h_seq / h_last rows (H, or 2H for two directions)
     out_col: u32,     // this direction's first column there
-    _pad0: u32, _pad1: u32,
+    first_step: u32,  // processing steps first_step .. last_step (backward: counted from the end)
+    last_step: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-var<workgroup> h_sh: array<f32, 256>;
+// The state (forward) or its gradient (backward), with 4 zeros past the last unit for loops
+// that go four units at a time.
+var<workgroup> h_sh: array<f32, 260>;
 var<workgroup> g_sh: array<f32, 1024>;
 
 fn sigmoid(v: f32) -> f32 {
@@ -48,6 +57,17 @@ fn time_of(s: u32, len: u32) -> u32 {
 @group(0) @binding(7) var<storage, read_write> f_gates: array<f32>;    // [B*T, 4H] activated gates
 @group(0) @binding(8) var<storage, read_write> f_last: array<f32>;     // [B, out_stride] final state
 
+// The state after processing step s - 1 (zero before the first): unit j's h and c.
+fn resume_h(b: u32, s: u32, len: u32, j: u32) -> f32 {
+    if (s == 0u) { return 0.0; }
+    return f_h[(b * p.steps + time_of(s - 1u, len)) * p.out_stride + p.out_col + j];
+}
+
+fn resume_c(b: u32, s: u32, len: u32, j: u32) -> f32 {
+    if (s == 0u) { return 0.0; }
+    return f_c[(b * p.steps + time_of(s - 1u, len)) * p.units + j];
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn lstm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
@@ -55,23 +75,31 @@ fn lstm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let b = g.x;
     let hu = p.units;
     let gw = 4u * hu;
-    // Uniform across the workgroup (from its id and a read-only buffer): barriers below are in
-    // uniform control flow.
+    // Uniform across the workgroup (from its id and read-only buffers): the barriers below are
+    // in uniform control flow.
     var len = 0u;
     if (g.w != 0u && b < p.batch) { len = min(f_len[b], p.steps); }
+    let s0 = min(p.first_step, len);
+    let s1 = min(p.last_step, len);
     var c_reg: array<f32, 4>;
+    if (lid < 4u) { h_sh[hu + lid] = 0.0; }
     for (var q = 0u; q < PER_LANE; q++) {
-        c_reg[q] = 0.0;
         let j = lid + q * WG;
-        if (j < hu) { h_sh[j] = 0.0; }
+        c_reg[q] = 0.0;
+        if (j < hu && s0 < s1) {
+            h_sh[j] = resume_h(b, s0, len, j);
+            c_reg[q] = resume_c(b, s0, len, j);
+        }
     }
     workgroupBarrier();
-    for (var s = 0u; s < len; s++) {
+    for (var s = s0; s < s1; s++) {
         let row = b * p.steps + time_of(s, len);
         for (var k = lid; k < gw; k += WG) {
             var acc = f_gx[row * gw + k];
-            for (var j = 0u; j < hu; j++) {
-                acc += h_sh[j] * f_wh[j * gw + k];
+            // Four units at a time: h_sh is zero past the last unit, whose row index is clamped.
+            for (var j = 0u; j < hu; j += 4u) {
+                acc += h_sh[j] * f_wh[j * gw + k] + h_sh[j + 1u] * f_wh[min(j + 1u, hu - 1u) * gw + k]
+                     + h_sh[j + 2u] * f_wh[min(j + 2u, hu - 1u) * gw + k] + h_sh[j + 3u] * f_wh[min(j + 3u, hu - 1u) * gw + k];
             }
             let is_cell = k >= 2u * hu && k < 3u * hu;
             let act = select(sigmoid(acc), tanh(acc), is_cell);
@@ -96,7 +124,8 @@ fn lstm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         }
         workgroupBarrier();
     }
-    if (g.w != 0u && b < p.batch) {
+    // The final state, from the dispatch that processed the last step.
+    if (s0 < s1 && s1 == len) {
         for (var q = 0u; q < PER_LANE; q++) {
             let j = lid + q * WG;
             if (j < hu) { f_last[b * p.out_stride + p.out_col + j] = h_sh[j]; }
@@ -112,6 +141,38 @@ fn lstm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @group(0) @binding(5) var<storage, read> b_dh: array<f32>;             // [B*T, out_stride] dL/d outputs
 @group(0) @binding(6) var<storage, read> b_dlast: array<f32>;          // [B, out_stride] dL/d final state
 @group(0) @binding(7) var<storage, read_write> b_dgates: array<f32>;   // [B*T, 4H] dL/d pre-activations
+@group(0) @binding(8) var<storage, read_write> b_carry: array<f32>;    // [B, 2H] dL/dh, dL/dc between dispatches
+
+struct Back {
+    // dL/d pre-activations of gates i, f, g, o.
+    d: vec4<f32>,
+    // dL/dc carried to the step before.
+    dc_prev: f32,
+}
+
+// Unit j's gradients for the processing step s, given dL/dh arriving from step s + 1 and the
+// carried dL/dc: writes the four pre-activation gradients to dgates and returns them.
+fn step_back(b: u32, s: u32, len: u32, j: u32, dh_next: f32, dc_next: f32) -> Back {
+    let hu = p.units;
+    let gw = 4u * hu;
+    let row = b * p.steps + time_of(s, len);
+    let dh = dh_next + b_dh[row * p.out_stride + p.out_col + j];
+    let gi = b_gates[row * gw + j];
+    let gf = b_gates[row * gw + hu + j];
+    let gg = b_gates[row * gw + 2u * hu + j];
+    let go = b_gates[row * gw + 3u * hu + j];
+    let c = b_c[row * hu + j];
+    var c_prev = 0.0;
+    if (s > 0u) { c_prev = b_c[(b * p.steps + time_of(s - 1u, len)) * hu + j]; }
+    let tc = tanh(c);
+    let dc = dc_next + dh * go * (1.0 - tc * tc);
+    let d = vec4<f32>(dc * gg * gi * (1.0 - gi), dc * c_prev * gf * (1.0 - gf), dc * gi * (1.0 - gg * gg), dh * tc * go * (1.0 - go));
+    b_dgates[row * gw + j] = d.x;
+    b_dgates[row * gw + hu + j] = d.y;
+    b_dgates[row * gw + 2u * hu + j] = d.z;
+    b_dgates[row * gw + 3u * hu + j] = d.w;
+    return Back(d, dc * gf);
+}
 
 @compute @workgroup_size(64, 1, 1)
 fn lstm_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -122,43 +183,36 @@ fn lstm_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let gw = 4u * hu;
     var len = 0u;
     if (g.w != 0u && b < p.batch) { len = min(b_len[b], p.steps); }
+    // Reverse processing indices r0 .. r1 (r = len - 1 - s).
+    let r0 = min(p.first_step, len);
+    let r1 = min(p.last_step, len);
     // h_sh holds dL/dh flowing back from the later step; each unit's lane owns its entry.
     var dc_reg: array<f32, 4>;
     for (var q = 0u; q < PER_LANE; q++) {
-        dc_reg[q] = 0.0;
         let j = lid + q * WG;
-        if (j < hu && len > 0u) { h_sh[j] = b_dlast[b * p.out_stride + p.out_col + j]; }
+        dc_reg[q] = 0.0;
+        if (j < hu && r0 < r1) {
+            if (r0 == 0u) {
+                h_sh[j] = b_dlast[b * p.out_stride + p.out_col + j];
+            } else {
+                h_sh[j] = b_carry[b * 2u * hu + j];
+                dc_reg[q] = b_carry[b * 2u * hu + hu + j];
+            }
+        }
     }
     workgroupBarrier();
-    for (var r = 0u; r < len; r++) {
+    for (var r = r0; r < r1; r++) {
         let s = len - 1u - r;
-        let row = b * p.steps + time_of(s, len);
         for (var q = 0u; q < PER_LANE; q++) {
             let j = lid + q * WG;
             if (j < hu) {
-                let dh = h_sh[j] + b_dh[row * p.out_stride + p.out_col + j];
-                let gi = b_gates[row * gw + j];
-                let gf = b_gates[row * gw + hu + j];
-                let gg = b_gates[row * gw + 2u * hu + j];
-                let go = b_gates[row * gw + 3u * hu + j];
-                let c = b_c[row * hu + j];
-                var c_prev = 0.0;
-                if (s > 0u) { c_prev = b_c[(b * p.steps + time_of(s - 1u, len)) * hu + j]; }
-                let tc = tanh(c);
-                let dc = dc_reg[q] + dh * go * (1.0 - tc * tc);
-                let d_i = dc * gg * gi * (1.0 - gi);
-                let d_f = dc * c_prev * gf * (1.0 - gf);
-                let d_g = dc * gi * (1.0 - gg * gg);
-                let d_o = dh * tc * go * (1.0 - go);
-                dc_reg[q] = dc * gf;
-                g_sh[j] = d_i;
-                g_sh[hu + j] = d_f;
-                g_sh[2u * hu + j] = d_g;
-                g_sh[3u * hu + j] = d_o;
-                b_dgates[row * gw + j] = d_i;
-                b_dgates[row * gw + hu + j] = d_f;
-                b_dgates[row * gw + 2u * hu + j] = d_g;
-                b_dgates[row * gw + 3u * hu + j] = d_o;
+                let back = step_back(b, s, len, j, h_sh[j], dc_reg[q]);
+                let d = back.d;
+                dc_reg[q] = back.dc_prev;
+                g_sh[j] = d.x;
+                g_sh[hu + j] = d.y;
+                g_sh[2u * hu + j] = d.z;
+                g_sh[3u * hu + j] = d.w;
             }
         }
         workgroupBarrier();
@@ -167,13 +221,146 @@ fn lstm_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             let j = lid + q * WG;
             if (j < hu) {
                 var acc = 0.0;
-                for (var k = 0u; k < gw; k++) {
-                    acc += g_sh[k] * b_wh[j * gw + k];
+                for (var k = 0u; k < gw; k += 4u) {
+                    acc += g_sh[k] * b_wh[j * gw + k] + g_sh[k + 1u] * b_wh[j * gw + k + 1u]
+                         + g_sh[k + 2u] * b_wh[j * gw + k + 2u] + g_sh[k + 3u] * b_wh[j * gw + k + 3u];
                 }
                 h_sh[j] = acc;
             }
         }
         workgroupBarrier();
+    }
+    if (r0 < r1 && r1 < len) {
+        for (var q = 0u; q < PER_LANE; q++) {
+            let j = lid + q * WG;
+            if (j < hu) {
+                b_carry[b * 2u * hu + j] = h_sh[j];
+                b_carry[b * 2u * hu + hu + j] = dc_reg[q];
+            }
+        }
+    }
+}
+
+// ---- lstm_forward_lane, lstm_backward_lane: one invocation per sequence ----
+// The same recurrence with no workgroup memory and no barrier: each invocation keeps its
+// sequence's state in private arrays and walks the units itself. The recurrent kernel's
+// loads are then the same address in every invocation (a broadcast), the state's index too.
+// Chosen on CPU adapters, where barriers cost more than the arithmetic they separate (lavapipe
+// runs a workgroup's invocations as SIMD lanes of one thread); correct everywhere, and checked
+// on every adapter beside the workgroup kernels. Inner loops go 4 at a time (4 divides 4H; H
+// is padded with a zero unit check) to spend fewer of llvmpipe's loop iterations.
+const LANE_WG: u32 = 8u;
+
+@compute @workgroup_size(8, 1, 1)
+fn lstm_forward_lane(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let b = flat_index(wid, nwg, p.grid, lid, LANE_WG);
+    if (b >= p.batch) { return; }
+    let hu = p.units;
+    let gw = 4u * hu;
+    let len = min(f_len[b], p.steps);
+    let s0 = min(p.first_step, len);
+    let s1 = min(p.last_step, len);
+    if (s0 >= s1) { return; }
+    var h: array<f32, 260>;
+    var h_next: array<f32, 256>;
+    var c: array<f32, 256>;
+    for (var j = 0u; j < hu; j++) {
+        h[j] = resume_h(b, s0, len, j);
+        c[j] = resume_c(b, s0, len, j);
+    }
+    // Zeros past the last unit, read by the 4-wide loop below.
+    h[hu] = 0.0;
+    h[hu + 1u] = 0.0;
+    h[hu + 2u] = 0.0;
+    for (var s = s0; s < s1; s++) {
+        let row = b * p.steps + time_of(s, len);
+        for (var j = 0u; j < hu; j++) {
+            f_hprev[row * hu + j] = h[j];
+            var a = vec4<f32>(f_gx[row * gw + j], f_gx[row * gw + hu + j], f_gx[row * gw + 2u * hu + j], f_gx[row * gw + 3u * hu + j]);
+            for (var m = 0u; m < hu; m += 4u) {
+                // Rows past the last unit multiply a zero state entry; their index is clamped.
+                let w0 = m * gw + j;
+                let w1 = min(m + 1u, hu - 1u) * gw + j;
+                let w2 = min(m + 2u, hu - 1u) * gw + j;
+                let w3 = min(m + 3u, hu - 1u) * gw + j;
+                a += h[m] * vec4<f32>(f_wh[w0], f_wh[w0 + hu], f_wh[w0 + 2u * hu], f_wh[w0 + 3u * hu])
+                   + h[m + 1u] * vec4<f32>(f_wh[w1], f_wh[w1 + hu], f_wh[w1 + 2u * hu], f_wh[w1 + 3u * hu])
+                   + h[m + 2u] * vec4<f32>(f_wh[w2], f_wh[w2 + hu], f_wh[w2 + 2u * hu], f_wh[w2 + 3u * hu])
+                   + h[m + 3u] * vec4<f32>(f_wh[w3], f_wh[w3 + hu], f_wh[w3 + 2u * hu], f_wh[w3 + 3u * hu]);
+            }
+            let gi = sigmoid(a.x);
+            let gf = sigmoid(a.y);
+            let gg = tanh(a.z);
+            let go = sigmoid(a.w);
+            f_gates[row * gw + j] = gi;
+            f_gates[row * gw + hu + j] = gf;
+            f_gates[row * gw + 2u * hu + j] = gg;
+            f_gates[row * gw + 3u * hu + j] = go;
+            let cj = gf * c[j] + gi * gg;
+            c[j] = cj;
+            f_c[row * hu + j] = cj;
+            let hj = go * tanh(cj);
+            h_next[j] = hj;
+            f_h[row * p.out_stride + p.out_col + j] = hj;
+        }
+        for (var j = 0u; j < hu; j++) {
+            h[j] = h_next[j];
+        }
+    }
+    if (s1 == len) {
+        for (var j = 0u; j < hu; j++) {
+            f_last[b * p.out_stride + p.out_col + j] = h[j];
+        }
+    }
+}
+
+@compute @workgroup_size(8, 1, 1)
+fn lstm_backward_lane(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let b = flat_index(wid, nwg, p.grid, lid, LANE_WG);
+    if (b >= p.batch) { return; }
+    let hu = p.units;
+    let gw = 4u * hu;
+    let len = min(b_len[b], p.steps);
+    let r0 = min(p.first_step, len);
+    let r1 = min(p.last_step, len);
+    if (r0 >= r1) { return; }
+    var dh: array<f32, 256>;
+    var dc: array<f32, 256>;
+    var dg: array<f32, 1024>;
+    for (var j = 0u; j < hu; j++) {
+        if (r0 == 0u) {
+            dh[j] = b_dlast[b * p.out_stride + p.out_col + j];
+            dc[j] = 0.0;
+        } else {
+            dh[j] = b_carry[b * 2u * hu + j];
+            dc[j] = b_carry[b * 2u * hu + hu + j];
+        }
+    }
+    for (var r = r0; r < r1; r++) {
+        let s = len - 1u - r;
+        for (var j = 0u; j < hu; j++) {
+            let back = step_back(b, s, len, j, dh[j], dc[j]);
+            dc[j] = back.dc_prev;
+            dg[j] = back.d.x;
+            dg[hu + j] = back.d.y;
+            dg[2u * hu + j] = back.d.z;
+            dg[3u * hu + j] = back.d.w;
+        }
+        for (var m = 0u; m < hu; m++) {
+            var acc = vec4<f32>(0.0);
+            for (var k = 0u; k < gw; k += 4u) {
+                acc += vec4<f32>(dg[k], dg[k + 1u], dg[k + 2u], dg[k + 3u]) * vec4<f32>(b_wh[m * gw + k], b_wh[m * gw + k + 1u], b_wh[m * gw + k + 2u], b_wh[m * gw + k + 3u]);
+            }
+            dh[m] = acc.x + acc.y + acc.z + acc.w;
+        }
+    }
+    if (r1 < len) {
+        for (var j = 0u; j < hu; j++) {
+            b_carry[b * 2u * hu + j] = dh[j];
+            b_carry[b * 2u * hu + hu + j] = dc[j];
+        }
     }
 }
 

@@ -453,7 +453,7 @@ pub fn train_on(gpu: &Gpu, cfg: &TrainBenchConfig, precision: Precision) -> Resu
     let noise = pseudo_random(cfg.samples * width, 7);
     let y: Vec<u32> = (0..cfg.samples).map(|i| (i % classes) as u32).collect();
     let x = (0..cfg.samples * width).map(|i| noise[i] + if (i % width) % classes == y[i / width] as usize { 1.0 } else { 0.0 }).collect();
-    let data = Dataset { x, y, width };
+    let data = Dataset { x, y, width, lengths: Vec::new() };
     let mut model = Model::new(gpu, &arch, 0)?;
     let tc = TrainConfig { batch_size: cfg.batch_size, precision, ..Default::default() };
     let weights = vec![1.0; classes];

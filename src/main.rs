@@ -230,6 +230,12 @@ enum ModelKind {
     /// Random forest (scikit-learn's RandomForestClassifier grown on the GPU: quantile bins,
     /// bootstrap, sqrt(features) per node, Gini; --trees, --max-depth, --min-samples-leaf).
     Rf,
+    /// Bidirectional LSTM over the frames (--input frames): LSTM(--lstm-units per direction,
+    /// whole sequence) -> mean over each clip's valid frames -> Dropout(0.3) -> Dense.
+    Lstm,
+    /// Two Conv1D(k5)-BatchNorm-MaxPool(2) blocks (64, 128 filters) over the frames, then the
+    /// lstm model's head (--input frames).
+    CnnLstm,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -316,6 +322,9 @@ struct TrainArgs {
     /// Quantile bins per feature the rf model splits between.
     #[arg(long, default_value_t = 64, value_parser = ranged::<usize>(2, ser::ops::forest::MAX_BINS))]
     rf_bins: usize,
+    /// Units per direction of the lstm and cnn-lstm models' LSTM.
+    #[arg(long, default_value_t = 64, value_parser = ranged::<usize>(1, ser::ops::lstm::MAX_UNITS))]
+    lstm_units: usize,
     /// Hidden layer widths of the MLP.
     #[arg(long, value_delimiter = ',', default_value = "512,256", value_parser = ranged::<usize>(1, 1 << 16))]
     hidden: Vec<usize>,
@@ -1237,6 +1246,11 @@ fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Op
         (None, ModelKind::Cnn) => ser::nn::Architecture::refined_cnn(p.input_shape, k),
         (None, ModelKind::Mlp) => ser::nn::Architecture::mlp(p.input_shape, k, &args.hidden, args.dropout, args.batch_norm),
         (None, ModelKind::Rff) => ser::nn::Architecture::fourier(p.input_shape, k, args.rff_features, args.rff_gamma),
+        (None, ModelKind::Lstm | ModelKind::CnnLstm) if args.input != ser::train::data::Input::Frames => {
+            anyhow::bail!("--model {}: recurrent models read frame sequences; add --input frames", if args.model == ModelKind::Lstm { "lstm" } else { "cnn-lstm" })
+        }
+        (None, ModelKind::Lstm) => ser::nn::Architecture::lstm(p.input_shape, k, args.lstm_units),
+        (None, ModelKind::CnnLstm) => ser::nn::Architecture::cnn_lstm(p.input_shape, k, args.lstm_units),
         (None, ModelKind::Krr | ModelKind::Knn | ModelKind::Svm | ModelKind::Rf) => unreachable!("kernel ridge, knn and svm are not trained by gradients"),
     };
     let weights = class_weights(args, p.train, k);

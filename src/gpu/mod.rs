@@ -186,6 +186,12 @@ impl Gpu {
     /// 3-4x short (four conv-sized texture GEMMs: 57 ms by timestamps, 240 ms by the wall
     /// clock; docs/RESULTS.md). `SER_PROFILE_CLOCK=host` forces host timing anywhere.
     /// Decided once, when the device opens (every submission asks).
+    /// Whether the adapter is a CPU implementation (lavapipe, llvmpipe, WARP), whose costs
+    /// some kernels are chosen for beside their portable path.
+    pub fn is_cpu(&self) -> bool {
+        self.report.adapter.device_type == "Cpu"
+    }
+
     pub fn has_timestamps(&self) -> bool {
         self.timestamps
     }

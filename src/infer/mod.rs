@@ -89,7 +89,8 @@ impl Predictor {
         }
         let (length, channels) = self.meta.architecture.input;
         let x = clips.iter().flat_map(|&c| data::example(set, c, self.meta.input, length, &self.meta.scaler)).collect();
-        Ok(Dataset { x, y: labels, width: length * channels })
+        let lengths = data::frame_lengths(set, clips.iter().copied(), self.meta.input, length);
+        Ok(Dataset { x, y: labels, width: length * channels, lengths })
     }
 
     /// The fewest clips per speaker: `min_clips` when given, else the model's own.

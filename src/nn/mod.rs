@@ -9,6 +9,7 @@ use crate::ops::conv::{self, ConvShape};
 use crate::ops::elementwise::{self, BinaryOp, UnaryOp};
 use crate::ops::gemm::{self, GemmOptions, Precision};
 use crate::ops::kernel;
+use crate::ops::lstm;
 use crate::ops::norm::{self, BatchNorm, BnTensors};
 use crate::ops::optim::{self, Adam};
 use crate::ops::pool::{self, PoolShape};
@@ -38,6 +39,14 @@ pub enum Layer {
     /// load as `train::kernel_ridge::KernelRidge`; the layer stays so that they still parse and
     /// still run as the network they are. Not trained by gradients.
     RbfKernel { centres: usize, gamma: f32 },
+    /// A recurrent layer over the length axis (ops::lstm): `units` per direction, the second
+    /// direction walking each sequence backwards when `bidirectional` (outputs concatenated);
+    /// the whole sequence [length, directions x units] when `sequences`, else the state after
+    /// each sequence's last valid step [1, directions x units]. Steps past a sequence's length
+    /// are never visited.
+    Lstm { units: usize, bidirectional: bool, sequences: bool },
+    /// The mean over each sequence's valid steps: [length, channels] -> [1, channels].
+    TimeMean,
 }
 
 /// The most values one model tensor (a weight, or one example's activation) may hold: 2^28
@@ -63,6 +72,16 @@ impl Layer {
             Layer::Dense { .. } => "dense",
             Layer::RandomFourier { .. } => "random_fourier",
             Layer::RbfKernel { .. } => "rbf_kernel",
+            Layer::Lstm { .. } => "lstm",
+            Layer::TimeMean => "time_mean",
+        }
+    }
+
+    /// Directions of an LSTM layer (1 for every other layer).
+    fn directions(&self) -> usize {
+        match self {
+            Layer::Lstm { bidirectional: true, .. } => 2,
+            _ => 1,
         }
     }
 }
@@ -116,6 +135,56 @@ impl Architecture {
         Self::fixed_then_linear(input, classes, Layer::RandomFourier { features, gamma })
     }
 
+    /// The study's LSTM over frame sequences: a bidirectional LSTM of `units` per direction
+    /// returning its sequence, the mean over valid steps, Dropout(0.3), Dense(classes).
+    pub fn lstm(input: (usize, usize), classes: usize, units: usize) -> Architecture {
+        let layers = vec![
+            Layer::Lstm { units, bidirectional: true, sequences: true },
+            Layer::TimeMean,
+            Layer::Dropout { rate: 0.3 },
+            Layer::Dense { units: classes, relu: false },
+        ];
+        Architecture { input, layers }
+    }
+
+    /// The study's CNN+LSTM: two Conv1D(k5, same, ReLU) -> BatchNorm -> MaxPool(2) blocks of
+    /// 64 and 128 filters over the frames (a quarter of the steps), then the LSTM head of
+    /// [`Architecture::lstm`].
+    pub fn cnn_lstm(input: (usize, usize), classes: usize, units: usize) -> Architecture {
+        let mut layers = Vec::new();
+        for filters in [64, 128] {
+            layers.push(Layer::Conv1d { filters, kernel: 5, same: true, relu: true });
+            layers.push(Layer::BatchNorm);
+            layers.push(Layer::MaxPool { size: 2, stride: 2 });
+        }
+        layers.extend(Architecture::lstm(input, classes, units).layers);
+        Architecture { input, layers }
+    }
+
+    /// Each example's valid steps entering every layer (and leaving the last), from the valid
+    /// steps of its input: pooling shortens them as it shortens the sequence (a window counts
+    /// when it starts inside), every other layer keeps them (flat layers: 1).
+    pub fn lengths_through(&self, lengths: &[u32]) -> Result<Vec<Vec<u32>>> {
+        let shapes = self.shapes()?;
+        let mut out = vec![lengths.iter().map(|&n| n.min(self.input.0 as u32)).collect::<Vec<u32>>()];
+        for (i, layer) in self.layers.iter().enumerate() {
+            let prev = out.last().expect("one at least");
+            let l_out = shapes[i + 1].0 as u32;
+            let next: Vec<u32> = match *layer {
+                Layer::MaxPool { stride, .. } => prev.iter().map(|&n| n.div_ceil(stride as u32).min(l_out)).collect(),
+                _ if l_out == 1 => prev.iter().map(|&n| n.min(1)).collect(),
+                _ => prev.iter().map(|&n| n.min(l_out)).collect(),
+            };
+            out.push(next);
+        }
+        Ok(out)
+    }
+
+    /// Whether any layer reads the sequence lengths.
+    pub fn uses_lengths(&self) -> bool {
+        self.layers.iter().any(|l| matches!(l, Layer::Lstm { .. } | Layer::TimeMean))
+    }
+
     /// Flatten -> `fixed` (a kernel layer) -> Dense(classes).
     fn fixed_then_linear(input: (usize, usize), classes: usize, fixed: Layer) -> Architecture {
         Architecture { input, layers: vec![Layer::Flatten, fixed, Layer::Dense { units: classes, relu: false }] }
@@ -143,6 +212,12 @@ impl Architecture {
                 Layer::Dense { units: out, .. } | Layer::RandomFourier { features: out, .. } | Layer::RbfKernel { centres: out, .. } => {
                     size(format!("layer {i} ({layer:?})'s weights"), c, out)?
                 }
+                Layer::Lstm { units, .. } => {
+                    if units == 0 || units > crate::ops::lstm::MAX_UNITS {
+                        bail!("layer {i}: an LSTM has 1 to {} units per direction, not {units}", crate::ops::lstm::MAX_UNITS);
+                    }
+                    size(format!("layer {i} ({layer:?})'s weights"), c + units, 4 * units)?
+                }
                 _ => {}
             }
             let next = match *layer {
@@ -150,6 +225,8 @@ impl Architecture {
                 Layer::BatchNorm | Layer::Dropout { .. } => (l, c),
                 Layer::MaxPool { size, stride } => (PoolShape::new(1, l, c, size, stride)?.l_out, c),
                 Layer::Flatten => (1, l * c),
+                Layer::Lstm { units, sequences, .. } => (if sequences { l } else { 1 }, layer.directions() * units),
+                Layer::TimeMean => (1, c),
                 Layer::Dense { units: out, .. } | Layer::RandomFourier { features: out, .. } | Layer::RbfKernel { centres: out, .. } => {
                     if l != 1 {
                         bail!("layer {i}: {layer:?} needs a flat input; add a Flatten before it");
@@ -175,6 +252,7 @@ impl Architecture {
             let n = match *layer {
                 Layer::Conv1d { filters, kernel, .. } => kernel * c * filters,
                 Layer::Dense { units, .. } | Layer::RandomFourier { features: units, .. } | Layer::RbfKernel { centres: units, .. } => c * units,
+                Layer::Lstm { units, .. } => layer.directions() * (c + units + 1) * 4 * units,
                 _ => 0,
             };
             total = total.checked_add(n).context("the architecture's weights overflow a count")?;
@@ -209,6 +287,8 @@ enum State {
     Fixed { w: Tensor, b: Tensor },
     /// Kernel centres [n, in] and their squared norms [n].
     Centres { centres: Tensor, norms: Tensor },
+    /// Per direction: input kernel [in, 4 units], recurrent kernel [units, 4 units], bias.
+    Recurrent { directions: Vec<[Param; 3]> },
 }
 
 impl State {
@@ -217,6 +297,7 @@ impl State {
         match self {
             State::Affine { w, b } => vec![w, b],
             State::Norm { affine, .. } => vec![affine],
+            State::Recurrent { directions } => directions.iter().flatten().collect(),
             State::None | State::Fixed { .. } | State::Centres { .. } => vec![],
         }
     }
@@ -232,6 +313,8 @@ enum Saved {
     Dense { x: Tensor, y: Tensor },
     /// A fixed layer below every trainable one keeps nothing.
     Fixed,
+    Lstm { x: Tensor, lengths: Tensor, directions: Vec<(crate::ops::lstm::LstmShape, crate::ops::lstm::LstmSaved)> },
+    TimeMean { lengths: Tensor },
 }
 
 /// A sequential model living on the GPU.
@@ -302,6 +385,28 @@ impl Model {
                     State::Fixed { w: gpu.upload_f32(&w, &[fan_in, features])?, b: gpu.upload_f32(&b, &[features])? }
                 }
                 Layer::RbfKernel { centres, .. } => State::Centres { centres: gpu.empty(&[centres, l * c], DType::F32)?, norms: gpu.empty(&[centres], DType::F32)? },
+                Layer::Lstm { units, .. } => {
+                    // Keras's LSTM: Glorot-uniform input kernel, orthogonal recurrent kernel,
+                    // zero bias but 1 for the forget gate.
+                    let g4 = 4 * units;
+                    let limit = (6.0 / (c + g4) as f64).sqrt();
+                    let mut directions = Vec::new();
+                    for d in 0..layer.directions() {
+                        let wx: Vec<f32> = (0..c * g4).map(|_| uniform(limit) as f32).collect();
+                        let mut normal = || {
+                            let (u1, u2) = (0.5 * (1.0 - uniform(1.0)), 0.5 * (1.0 - uniform(1.0)));
+                            (-2.0 * u1.max(1e-300).ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+                        };
+                        let wh = crate::ops::lstm::orthogonal(units, g4, &mut normal);
+                        let b: Vec<f32> = (0..g4).map(|k| if (units..2 * units).contains(&k) { 1.0 } else { 0.0 }).collect();
+                        directions.push([
+                            param(gpu, format!("{i}.lstm.{d}.input_kernel"), &wx, &[c, g4])?,
+                            param(gpu, format!("{i}.lstm.{d}.recurrent_kernel"), &wh, &[units, g4])?,
+                            param(gpu, format!("{i}.lstm.{d}.bias"), &b, &[g4])?,
+                        ]);
+                    }
+                    State::Recurrent { directions }
+                }
                 _ => State::None,
             };
             states.push(state);
@@ -340,8 +445,32 @@ impl Model {
         out
     }
 
-    fn forward(&self, step: &mut Step, x: &Tensor, batch: usize, train: bool, seed: u64) -> Result<(Tensor, Vec<Saved>)> {
+    /// Each sequence layer's lengths tensor, from the input's valid steps (all full when none
+    /// are given); None for the layers that do not read them.
+    fn layer_lengths(&self, gpu: &Gpu, lengths: Option<&[u32]>, batch: usize) -> Result<Vec<Option<Tensor>>> {
+        if !self.arch.uses_lengths() {
+            return Ok(vec![None; self.arch.layers.len()]);
+        }
+        let full = vec![self.arch.input.0 as u32; batch];
+        let given = lengths.unwrap_or(&full);
+        if given.len() != batch {
+            bail!("{} lengths for a batch of {batch}", given.len());
+        }
+        let through = self.arch.lengths_through(given)?;
+        self.arch
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| match layer {
+                Layer::Lstm { .. } | Layer::TimeMean => Ok(Some(gpu.upload(&through[i], &[batch], DType::U32)?)),
+                _ => Ok(None),
+            })
+            .collect()
+    }
+
+    fn forward(&self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, batch: usize, train: bool, seed: u64) -> Result<(Tensor, Vec<Saved>)> {
         let gpu = step.gpu();
+        let layer_lengths = self.layer_lengths(gpu, lengths, batch)?;
         let mut cur = x.clone();
         let mut saved = Vec::with_capacity(self.arch.layers.len());
         for (i, (layer, state)) in self.arch.layers.iter().zip(&self.states).enumerate() {
@@ -407,6 +536,29 @@ impl Model {
                     saved.push(Saved::Fixed);
                     cur = y;
                 }
+                (Layer::Lstm { units, sequences, .. }, State::Recurrent { directions }) => {
+                    let lens = layer_lengths[i].clone().expect("sequence layers get lengths");
+                    let x2 = cur.reshape(&[batch * l, c]);
+                    let width = directions.len() * units;
+                    let (h_seq, h_last) = (gpu.empty(&[batch * l, width], DType::F32)?, gpu.empty(&[batch, width], DType::F32)?);
+                    step.zero(&h_seq);
+                    step.zero(&h_last);
+                    let mut kept = Vec::new();
+                    for (d, [wx, wh, b]) in directions.iter().enumerate() {
+                        let s = lstm::LstmShape { batch, steps: l, input: c, units: *units, reverse: d == 1, out_stride: width, out_col: d * units, kernel: lstm::LstmKernel::for_adapter(gpu), steps_per_dispatch: None };
+                        let w = lstm::LstmWeights { wx: &wx.value, wh: &wh.value, b: &b.value };
+                        kept.push((s, lstm::forward(step, &s, &x2, &w, &lens, &h_seq, &h_last)?));
+                    }
+                    saved.push(Saved::Lstm { x: x2, lengths: lens, directions: kept });
+                    cur = if *sequences { h_seq } else { h_last };
+                }
+                (Layer::TimeMean, _) => {
+                    let lens = layer_lengths[i].clone().expect("sequence layers get lengths");
+                    let y = gpu.empty(&[batch, c], DType::F32)?;
+                    lstm::time_mean(step, batch, l, c, &cur.reshape(&[batch * l, c]), &lens, &y)?;
+                    saved.push(Saved::TimeMean { lengths: lens });
+                    cur = y;
+                }
                 (Layer::RbfKernel { gamma, .. }, State::Centres { centres, norms }) => {
                     let x2 = cur.reshape(&[batch, l * c]);
                     let x_norms = gpu.empty(&[batch], DType::F32)?;
@@ -426,14 +578,15 @@ impl Model {
     /// Records one training step on a batch: forward (dropout on, batch statistics), softmax
     /// cross-entropy with class weights, backward, and an Adam update of every parameter.
     /// Returns the per-sample losses [batch] (read them when convenient).
-    pub fn train_step(&mut self, step: &mut Step, x: &Tensor, labels: &Tensor, class_weight: &Tensor, seed: u64) -> Result<Tensor> {
+    /// `lengths`: each example's valid steps, for models with sequence layers (None: all full).
+    pub fn train_step(&mut self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, labels: &Tensor, class_weight: &Tensor, seed: u64) -> Result<Tensor> {
         let batch = labels.len();
         let (l0, c0) = self.arch.input;
         if x.len() != batch * l0 * c0 {
             bail!("batch input {:?} is not [{batch}, {l0}, {c0}]", x.shape());
         }
         let gpu = step.gpu();
-        let (logits, saved) = self.forward(step, x, batch, true, seed)?;
+        let (logits, saved) = self.forward(step, x, lengths, batch, true, seed)?;
         let classes = logits.shape()[1];
         let losses = gpu.empty(&[batch], DType::F32)?;
         let dlogits = gpu.empty(&[batch, classes], DType::F32)?;
@@ -442,7 +595,7 @@ impl Model {
         let mut dy = dlogits;
         let mut grads: Vec<(usize, Vec<Tensor>)> = Vec::new();
         // Nothing below the first trainable layer needs a gradient.
-        let first = self.states.iter().position(|s| matches!(s, State::Affine { .. } | State::Norm { .. })).unwrap_or(0);
+        let first = self.states.iter().position(|s| matches!(s, State::Affine { .. } | State::Norm { .. } | State::Recurrent { .. })).unwrap_or(0);
         for i in (first..self.arch.layers.len()).rev() {
             let (l, c) = self.shapes[i];
             let need_dx = i > first;
@@ -497,6 +650,28 @@ impl Model {
                     }
                 }
                 (Layer::Flatten, _, Saved::Flatten) => dy = dy.reshape(&[batch * l, c]),
+                (Layer::Lstm { sequences, .. }, State::Recurrent { directions }, Saved::Lstm { x, lengths, directions: kept }) => {
+                    let width = self.shapes[i + 1].1;
+                    // The gradient arrives on the output the layer gave; the other is zero.
+                    let zeros = gpu.empty(&[if *sequences { batch } else { batch * l }, width], DType::F32)?;
+                    step.zero(&zeros);
+                    let (dh_seq, dh_last) = if *sequences { (dy.reshape(&[batch * l, width]), zeros) } else { (zeros, dy.reshape(&[batch, width])) };
+                    let dx = if need_dx { Some(gpu.empty(&[batch * l, c], DType::F32)?) } else { None };
+                    let mut gs = Vec::new();
+                    for (d, ((s, sv), [wx, wh, b])) in kept.iter().zip(directions).enumerate() {
+                        let w = lstm::LstmWeights { wx: &wx.value, wh: &wh.value, b: &b.value };
+                        gs.extend(lstm::backward(step, s, x, &w, lengths, sv, &dh_seq, &dh_last, dx.as_ref().map(|t| (t, d > 0)))?);
+                    }
+                    grads.push((i, gs));
+                    if let Some(dx) = dx {
+                        dy = dx;
+                    }
+                }
+                (Layer::TimeMean, _, Saved::TimeMean { lengths }) => {
+                    let dx = gpu.empty(&[batch * l, c], DType::F32)?;
+                    lstm::time_mean_backward(step, batch, l, c, &dy.reshape(&[batch, c]), lengths, &dx)?;
+                    dy = dx;
+                }
                 (Layer::RandomFourier { .. } | Layer::RbfKernel { .. }, ..) => {
                     bail!("layer {i}: {} is fixed and must come before every trainable layer", self.arch.layers[i].kind())
                 }
@@ -515,8 +690,8 @@ impl Model {
     }
 
     /// Records inference (dropout off, moving statistics) and returns the logits [batch, classes].
-    pub fn logits(&self, step: &mut Step, x: &Tensor, batch: usize) -> Result<Tensor> {
-        Ok(self.forward(step, x, batch, false, 0)?.0)
+    pub fn logits(&self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, batch: usize) -> Result<Tensor> {
+        Ok(self.forward(step, x, lengths, batch, false, 0)?.0)
     }
 }
 

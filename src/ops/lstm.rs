@@ -20,8 +20,35 @@ const FORWARD: KernelSpec = KernelSpec {
 const BACKWARD: KernelSpec = KernelSpec {
     shader: &LSTM_WGSL,
     entry: "lstm_backward",
-    bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
 };
+const FORWARD_LANE: KernelSpec = KernelSpec { entry: "lstm_forward_lane", ..FORWARD };
+const BACKWARD_LANE: KernelSpec = KernelSpec { entry: "lstm_backward_lane", ..BACKWARD };
+
+/// Which recurrent kernels run: a workgroup per sequence with the state in workgroup memory
+/// (for GPUs), or an invocation per sequence with no barrier (for CPU adapters, where a
+/// barrier costs more than a step's arithmetic: measured in docs/RESULTS.md). Both compute the
+/// same sums (in different orders: their results differ by rounding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LstmKernel {
+    Workgroup,
+    Lane,
+}
+
+impl LstmKernel {
+    pub const ALL: [LstmKernel; 2] = [LstmKernel::Workgroup, LstmKernel::Lane];
+
+    /// The adapter's choice, or `SER_LSTM_KERNEL=workgroup|lane`.
+    pub fn for_adapter(gpu: &Gpu) -> LstmKernel {
+        match std::env::var("SER_LSTM_KERNEL").as_deref() {
+            Ok("workgroup") => LstmKernel::Workgroup,
+            Ok("lane") => LstmKernel::Lane,
+            _ if gpu.is_cpu() => LstmKernel::Lane,
+            _ => LstmKernel::Workgroup,
+        }
+    }
+}
+
 const MEAN: KernelSpec = KernelSpec { shader: &LSTM_WGSL, entry: "time_mean", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
 const MEAN_BACKWARD: KernelSpec = KernelSpec { shader: &LSTM_WGSL, entry: "time_mean_backward", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
 
@@ -34,7 +61,8 @@ struct Params {
     reverse: u32,
     out_stride: u32,
     out_col: u32,
-    _pad: [u32; 2],
+    first_step: u32,
+    last_step: u32,
 }
 
 #[repr(C)]
@@ -59,6 +87,10 @@ pub struct LstmShape {
     /// direction's first one.
     pub out_stride: usize,
     pub out_col: usize,
+    pub kernel: LstmKernel,
+    /// Processing steps per dispatch; None: the adapter's (all, or what llvmpipe's loop limit
+    /// allows). Results do not depend on it.
+    pub steps_per_dispatch: Option<usize>,
 }
 
 impl LstmShape {
@@ -77,8 +109,32 @@ impl LstmShape {
             reverse: self.reverse as u32,
             out_stride: self.out_stride as u32,
             out_col: self.out_col as u32,
-            _pad: [0; 2],
+            first_step: 0,
+            last_step: 0,
         }
+    }
+
+    /// Loop iterations one invocation spends per step (inner loops go 4 at a time).
+    fn iterations_per_step(&self, forward: bool) -> usize {
+        let (h, g4) = (self.units, 4 * self.units);
+        match (self.kernel, forward) {
+            (LstmKernel::Workgroup, true) => g4.div_ceil(64) * (h.div_ceil(4) + 1) + 8,
+            (LstmKernel::Workgroup, false) => h.div_ceil(64) * (g4 / 4 + 1) + 8,
+            (LstmKernel::Lane, true) => h * (h.div_ceil(4) + 1) + h + 1,
+            (LstmKernel::Lane, false) => h * (g4 / 4 + 1) + 2 * h + 1,
+        }
+    }
+
+    /// The processing steps of each dispatch: all of them in one, except on CPU adapters, where
+    /// llvmpipe ends every loop of an invocation after 65,535 iterations in all: there each
+    /// dispatch takes as many steps as stay well under that.
+    fn step_ranges(&self, gpu: &Gpu, forward: bool) -> Vec<(u32, u32)> {
+        let per = match self.steps_per_dispatch {
+            Some(n) => n.max(1),
+            None if gpu.is_cpu() => (50_000 / self.iterations_per_step(forward)).max(1),
+            None => self.steps,
+        };
+        (0..self.steps).step_by(per).map(|a| (a as u32, (a + per).min(self.steps) as u32)).collect()
     }
 }
 
@@ -130,8 +186,14 @@ pub fn forward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, leng
     step.zero(&saved.gates);
     step.zero(&saved.h_prev);
     step.zero(&saved.c);
-    let p = s.params();
-    step.dispatch(&FORWARD, &[], &[&gx, w.wh, lengths, h_seq, &saved.h_prev, &saved.c, &saved.gates, h_last], bytemuck::bytes_of(&p), [super::groups(s.batch, 1)?, 1, 1], "lstm.forward")?;
+    let (spec, grid) = match s.kernel {
+        LstmKernel::Workgroup => (&FORWARD, super::groups(s.batch, 1)?),
+        LstmKernel::Lane => (&FORWARD_LANE, super::groups(s.batch, 8)?),
+    };
+    for (first_step, last_step) in s.step_ranges(gpu, true) {
+        let p = Params { first_step, last_step, ..s.params() };
+        step.dispatch(spec, &[], &[&gx, w.wh, lengths, h_seq, &saved.h_prev, &saved.c, &saved.gates, h_last], bytemuck::bytes_of(&p), [grid, 1, 1], "lstm.forward")?;
+    }
     Ok(saved)
 }
 
@@ -147,8 +209,15 @@ pub fn backward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, len
     let gpu = step.gpu();
     let dgates = gpu.empty(&[rows, g4], DType::F32)?;
     step.zero(&dgates);
-    let p = s.params();
-    step.dispatch(&BACKWARD, &[], &[&saved.gates, &saved.c, w.wh, lengths, dh_seq, dh_last, &dgates], bytemuck::bytes_of(&p), [super::groups(s.batch, 1)?, 1, 1], "lstm.backward")?;
+    let carry = gpu.empty(&[s.batch, 2 * s.units], DType::F32)?;
+    let (spec, grid) = match s.kernel {
+        LstmKernel::Workgroup => (&BACKWARD, super::groups(s.batch, 1)?),
+        LstmKernel::Lane => (&BACKWARD_LANE, super::groups(s.batch, 8)?),
+    };
+    for (first_step, last_step) in s.step_ranges(gpu, false) {
+        let p = Params { first_step, last_step, ..s.params() };
+        step.dispatch(spec, &[], &[&saved.gates, &saved.c, w.wh, lengths, dh_seq, dh_last, &dgates, &carry], bytemuck::bytes_of(&p), [grid, 1, 1], "lstm.backward")?;
+    }
     let (dwx, dwh, db) = (gpu.empty(&[s.input, g4], DType::F32)?, gpu.empty(&[s.units, g4], DType::F32)?, gpu.empty(&[g4], DType::F32)?);
     let t = GemmOptions { trans_a: true, ..Default::default() };
     gemm::gemm(step, &x.reshape(&[rows, s.input]), &dgates, None, &dwx, &t)?;

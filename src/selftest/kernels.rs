@@ -690,10 +690,13 @@ fn forest(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()
 /// empty); the masked time mean and its gradient; and masking itself: garbage in the padded
 /// steps instead of zeros changes no output or gradient, bit for bit.
 fn lstm(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
-    use lstm_op::{LstmShape, LstmWeights};
-    let shapes: &[(usize, usize, usize, usize)] = if size == Size::Quick { &[(3, 5, 4, 3)] } else { &[(3, 5, 4, 3), (4, 7, 2, 5), (1, 3, 1, 1), (2, 4, 3, 67)] };
-    for &(batch, steps, input, units) in shapes {
-        let what = format!("lstm B={batch} T={steps} D={input} H={units}");
+    use lstm_op::{LstmKernel, LstmShape, LstmWeights};
+    let shapes: &[(usize, usize, usize, usize)] = if size == Size::Quick { &[(3, 5, 4, 3)] } else { &[(3, 5, 4, 3), (4, 7, 2, 5), (1, 3, 1, 1), (2, 4, 3, 67), (11, 3, 2, 4)] };
+    // Each shape with both kernels, in one dispatch and in dispatches of 2 steps (as on adapters
+    // that bound an invocation's loop iterations).
+    let runs = shapes.iter().flat_map(|s| LstmKernel::ALL.into_iter().flat_map(move |k| [(s, k, None), (s, k, Some(2))]));
+    for (&(batch, steps, input, units), kernel, steps_per_dispatch) in runs {
+        let what = format!("lstm {kernel:?} B={batch} T={steps} D={input} H={units} steps per dispatch {steps_per_dispatch:?}");
         let mut lengths: Vec<u32> = (0..batch).map(|i| if i == 0 { steps as u32 } else { rng.below(steps + 1) as u32 }).collect();
         if batch > 2 {
             lengths[2] = 0;
@@ -735,7 +738,7 @@ fn lstm(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> 
             let mut grads = Vec::new();
             let mut saved = Vec::new();
             for (d, [wx, wh, b]) in ws.iter().enumerate() {
-                let s = LstmShape { batch, steps, input, units, reverse: d == 1, out_stride: 2 * units, out_col: d * units };
+                let s = LstmShape { batch, steps, input, units, reverse: d == 1, out_stride: 2 * units, out_col: d * units, kernel, steps_per_dispatch };
                 saved.push((s, lstm_op::forward(&mut step, &s, &tx, &LstmWeights { wx, wh, b }, &len_t, &h_seq, &h_last)?));
             }
             for (d, (s, sv)) in saved.iter().enumerate() {

@@ -158,6 +158,14 @@ pub fn example(set: &FeatureSet, c: usize, input: Input, length: usize, scaler: 
     }
 }
 
+/// Valid frames of each clip for frame input (at most `length`); empty for summary inputs.
+pub fn frame_lengths(set: &FeatureSet, clips: impl Iterator<Item = usize>, input: Input, length: usize) -> Vec<u32> {
+    match input {
+        Input::Frames => clips.map(|c| (set.lengths[c] as usize).min(length) as u32).collect(),
+        Input::Vectors | Input::Stats => Vec::new(),
+    }
+}
+
 /// A clip's unscaled per-clip vector: the means, or the means followed by the standard deviations.
 fn summary(set: &FeatureSet, c: usize, input: Input) -> Vec<f32> {
     let d = set.dim;
@@ -172,7 +180,8 @@ fn summary(set: &FeatureSet, c: usize, input: Input) -> Vec<f32> {
 pub fn dataset(set: &FeatureSet, l: &Labelled, positions: &[usize], input: Input, scaler: &Scaler) -> Dataset {
     let (length, channels) = input.shape(set.dim, set.t_max);
     let x = positions.iter().flat_map(|&p| example(set, l.clips[p], input, length, scaler)).collect();
-    Dataset { x, y: positions.iter().map(|&p| l.labels[p]).collect(), width: length * channels }
+    let lengths = frame_lengths(set, positions.iter().map(|&p| l.clips[p]), input, length);
+    Dataset { x, y: positions.iter().map(|&p| l.labels[p]).collect(), width: length * channels, lengths }
 }
 
 /// Fits the scaler on the training positions.

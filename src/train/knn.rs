@@ -86,7 +86,7 @@ impl Knn {
         if let Some(i) = rows.iter().position(|v| !v.is_finite()) {
             bail!("{}: knn.rows holds {} at element {i}; the model is damaged", f.path, rows[i]);
         }
-        let data = Dataset { x: rows, y: labels, width };
+        let data = Dataset { x: rows, y: labels, width, lengths: Vec::new() };
         let knn = Knn::fit(gpu, &data, meta.classes.len(), k, weights).with_context(|| f.path.clone())?;
         Ok((knn, meta))
     }

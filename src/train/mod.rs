@@ -24,6 +24,9 @@ pub struct Dataset {
     pub y: Vec<u32>,
     /// Floats per example (length * channels).
     pub width: usize,
+    /// Valid steps of each example for sequence input (frames, zero-padded past them); empty
+    /// when every example is whole (summary vectors).
+    pub lengths: Vec<u32>,
 }
 
 impl Dataset {
@@ -35,12 +38,13 @@ impl Dataset {
         self.y.is_empty()
     }
 
-    fn gather(&self, idx: &[usize]) -> (Vec<f32>, Vec<u32>) {
+    fn gather(&self, idx: &[usize]) -> (Vec<f32>, Vec<u32>, Option<Vec<u32>>) {
         let mut x = Vec::with_capacity(idx.len() * self.width);
         for &i in idx {
             x.extend_from_slice(&self.x[i * self.width..(i + 1) * self.width]);
         }
-        (x, idx.iter().map(|&i| self.y[i]).collect())
+        let lengths = (!self.lengths.is_empty()).then(|| idx.iter().map(|&i| self.lengths[i]).collect());
+        (x, idx.iter().map(|&i| self.y[i]).collect(), lengths)
     }
 }
 
@@ -125,10 +129,10 @@ pub fn predict(gpu: &Gpu, model: &Model, data: &Dataset, batch_size: usize) -> R
     let mut out = Vec::new();
     let all: Vec<usize> = (0..data.len()).collect();
     for chunk in all.chunks(batch_size.max(1)) {
-        let (x, _) = data.gather(chunk);
+        let (x, _, lengths) = data.gather(chunk);
         let tx = gpu.upload_f32(&x, &[chunk.len(), data.width])?;
         let mut step = gpu.step("predict");
-        let logits = model.logits(&mut step, &tx, chunk.len())?;
+        let logits = model.logits(&mut step, &tx, lengths.as_deref(), chunk.len())?;
         step.submit()?;
         out.extend(gpu.read_f32(&logits)?);
     }
@@ -208,12 +212,12 @@ fn run_epoch(gpu: &Gpu, model: &mut Model, train: &Dataset, weights: &Tensor, cf
     shuffle(&mut order, cfg.seed ^ (epoch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut losses = Vec::new();
     for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
-        let (x, y) = train.gather(chunk);
+        let (x, y, lengths) = train.gather(chunk);
         let tx = gpu.upload_f32(&x, &[chunk.len(), train.width])?;
         let ty = gpu.upload(&y, &[chunk.len()], DType::U32)?;
         let mut step = gpu.step("train");
         let seed = cfg.seed.wrapping_mul(1_000_003) ^ ((epoch as u64) << 32) ^ b as u64;
-        losses.push(model.train_step(&mut step, &tx, &ty, weights, seed)?);
+        losses.push(model.train_step(&mut step, &tx, lengths.as_deref(), &ty, weights, seed)?);
         step.submit()?;
     }
     let mut sum = 0.0;
