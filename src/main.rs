@@ -234,7 +234,8 @@ enum ModelKind {
     /// whole sequence) -> mean over each clip's valid frames -> Dropout(0.3) -> Dense.
     Lstm,
     /// Two Conv1D(k5)-BatchNorm-MaxPool(2) blocks (64, 128 filters) over the frames, then the
-    /// lstm model's head (--input frames).
+    /// lstm model's head (--input frames). Masking is exact from the LSTM on; the convolutions
+    /// and batch statistics see the padded frames, as Keras's Conv1D does.
     CnnLstm,
 }
 
@@ -311,7 +312,7 @@ struct TrainArgs {
     svm_gamma: SvmGamma,
     /// Trees of the rf model. 500 rather than scikit-learn's 100: validation accuracy 0.70
     /// against 0.67 on RAVDESS (docs/RESULTS.md).
-    #[arg(long, default_value_t = 500, value_parser = ranged::<usize>(1, 100_000))]
+    #[arg(long, default_value_t = 500, value_parser = ranged::<usize>(1, 50_000))]
     trees: usize,
     /// Deepest level of the rf model's trees (root 0); without it they grow until pure.
     #[arg(long, value_parser = ranged::<usize>(1, 1_000))]
@@ -1035,7 +1036,9 @@ fn fit_and_test(
     }
     let data = data_fingerprint(set, l);
     let record_base = |gpu: &ser::gpu::Gpu| serde_json::json!({
-        "model": format!("{:?}", args.model),
+        // The flag's value (cnn-lstm), which --resume parses back; files from before recorded
+        // the variant's name (Cnn), which parses the same.
+        "model": <ModelKind as clap::ValueEnum>::to_possible_value(&args.model).map(|v| v.get_name().to_string()).unwrap_or_default(),
         "refit": args.refit,
         "split": format!("{:?}", args.split),
         "seed": args.seed,

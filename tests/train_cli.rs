@@ -504,6 +504,32 @@ fn svm_and_forest_train_save_load_and_evaluate_through_the_same_commands() {
 }
 
 #[test]
+fn recurrent_models_train_on_frames_save_evaluate_and_resume() {
+    let (dir, features) = workspace("lstm-cli");
+    // Summary inputs are refused by name: the recurrent models read frame sequences.
+    let o = ser().args(["train", "--model", "lstm", "--input", "stats", "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(dir.join("x.safetensors")).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--input frames"), "{}", String::from_utf8_lossy(&o.stderr));
+    for kind in ["lstm", "cnn-lstm"] {
+        let model = dir.join(format!("{kind}.safetensors"));
+        let o = ser().args(["train", "--model", kind, "--input", "frames", "--lstm-units", "16", "--epochs", "12", "--lr", "3e-3", "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(&model).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{kind}: {err}");
+        let r = training_record(&model);
+        // The synthetic classes differ in every frame: a recurrent model finds them.
+        assert!(r["test_accuracy"].as_f64().unwrap() > 0.8, "{kind}: {r}");
+        let e = ser().args(["eval", "--model"]).arg(&model).arg("--features").arg(&features).arg("--json").output().unwrap();
+        assert!(e.status.success(), "{kind}: {}", String::from_utf8_lossy(&e.stderr));
+        let rep: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+        assert!(rep["accuracy"].as_f64().unwrap() > 0.8, "{kind}: {rep}");
+        // Its checkpoint keeps Adam's state: it resumes.
+        let resumed = dir.join(format!("{kind}-more.safetensors"));
+        let o = ser().args(["train", "--epochs", "14", "--drop", "disgust", "--features"]).arg(&features).arg("--resume").arg(&model).arg("--out").arg(&resumed).output().unwrap();
+        assert!(o.status.success(), "{kind} resume: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn compare_trains_each_model_on_one_split_and_prints_the_study_beside_it() {
     let (dir, features) = workspace("compare");
     let base = ["compare", "--drop", "disgust", "--input", "stats", "--models", "knn,mlp", "--epochs", "4", "--hidden", "16", "--folds", "2"];

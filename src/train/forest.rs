@@ -139,6 +139,16 @@ impl Forest {
         if classes > forest::MAX_CLASSES || !(2..=forest::MAX_BINS).contains(&cfg.bins) {
             bail!("forest: {classes} classes (at most {}) and {} bins (2 to {}) are out of range", forest::MAX_CLASSES, cfg.bins, forest::MAX_BINS);
         }
+        // llvmpipe ends every loop of an invocation after 65,535 iterations in all, silently: the
+        // split scan (one invocation per node) and the vote (one per query and class, over the
+        // trees) must stay under it there.
+        let scan = candidates * cfg.bins * (2 * classes + 2) + cfg.bins * (classes + 2);
+        if gpu.is_cpu() && (scan > 60_000 || cfg.trees > 60_000) {
+            bail!(
+                "forest: on this CPU adapter a node's split scan ({candidates} candidates x {} bins x {classes} classes = {scan} loop steps) or the vote over {} trees would pass llvmpipe's 65,535 loop iterations per invocation; use fewer --rf-bins, trees or input columns",
+                cfg.bins, cfg.trees
+            );
+        }
         if (cfg.trees * n) as u64 >= NONE as u64 {
             bail!("forest: {} trees x {n} rows is too many for one growth", cfg.trees);
         }
