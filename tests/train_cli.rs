@@ -547,6 +547,6 @@ fn compare_trains_each_model_on_one_split_and_prints_the_study_beside_it() {
     }
     let md = ser().args(base).arg("--features").arg(&features).arg("--no-actor-folds").output().unwrap();
     let text = String::from_utf8_lossy(&md.stdout);
-    assert!(md.status.success() && text.contains("| KNN | 0.56 | ") && text.contains("| SVM | 0.30 | not run (add svm to --models)") && text.contains("| LSTM | 0.62 | not in ser yet") && text.contains("ser mlp (not in the study)"), "{text}");
+    assert!(md.status.success() && text.contains("| KNN | 0.56 | ") && text.contains("| SVM | 0.30 | not run (add svm to --models)") && text.contains("| LSTM | 0.62 | not run (add lstm to --models)") && text.contains("ser mlp (not in the study)"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

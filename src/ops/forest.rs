@@ -127,6 +127,7 @@ pub fn histogram(step: &mut Step, s: &GrowShape, bins: &Tensor, labels: &Tensor,
 /// candidate split leaves min_leaf rows each side; then the next non-empty bin of that
 /// candidate, the other end of the cuts that split the rows alike) and `totals` [level nodes, classes + 1]
 /// (bootstrap-weighted class counts, distinct rows).
+#[allow(clippy::too_many_arguments)]
 pub fn split(step: &mut Step, s: &GrowShape, class_weight: &Tensor, hist: &Tensor, best: &Tensor, totals: &Tensor, node_lo: usize, node_hi: usize) -> Result<()> {
     s.check()?;
     expect(class_weight, s.classes, DType::F32, "class weights")?;
@@ -143,7 +144,7 @@ pub fn split(step: &mut Step, s: &GrowShape, class_weight: &Tensor, hist: &Tenso
 pub fn route(step: &mut Step, s: &GrowShape, bins: &Tensor, splits: &Tensor, node: &Tensor) -> Result<()> {
     expect(bins, s.rows * s.features, DType::U32, "bins")?;
     expect(node, s.trees * s.rows, DType::U32, "row nodes")?;
-    if splits.len() % 3 != 0 || splits.dtype() != DType::U32 {
+    if !splits.len().is_multiple_of(3) || splits.dtype() != DType::U32 {
         bail!("forest: splits {:?} must be [level nodes, 3] u32", splits.shape());
     }
     let p = s.params(0, 0);

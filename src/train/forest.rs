@@ -157,8 +157,8 @@ impl Forest {
         let mut bins = vec![0u32; n * width];
         let mut column = vec![0f32; n];
         for f in 0..width {
-            for i in 0..n {
-                column[i] = train.x[i * width + f];
+            for (i, v) in column.iter_mut().enumerate() {
+                *v = train.x[i * width + f];
             }
             if let Some(v) = column.iter().find(|v| !v.is_finite()) {
                 bail!("forest: feature {f} holds {v}");
