@@ -471,3 +471,24 @@ fn profiling_survives_steps_without_dispatches() {
     result.unwrap();
     assert_eq!(g.read_f32(&b).unwrap(), vec![1.0, 2.0, 3.0]);
 }
+
+#[test]
+fn reductions_past_llvmpipes_loop_limit_are_errors_not_wrong_sums() {
+    // llvmpipe stops an invocation's loops after 65,535 iterations in all, silently: a column
+    // sum of 70,000 rows would come back short. On a CPU adapter it is refused by name; on
+    // any other it must be exact.
+    let g = &common::gpu().gpu;
+    let rows = 70_000;
+    let x = g.upload_f32(&vec![1.0f32; rows * 2], &[rows, 2]).unwrap();
+    let out = g.empty(&[2], ser::gpu::DType::F32).unwrap();
+    let mut step = g.step("test.column_sum");
+    let r = ser::ops::norm::column_sum(&mut step, &x, 2, &out);
+    if g.is_cpu() {
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("65,535") && e.contains("column sum"), "{e}");
+    } else {
+        r.unwrap();
+        step.submit().unwrap();
+        assert_eq!(g.read_f32(&out).unwrap(), vec![rows as f32; 2]);
+    }
+}

@@ -26,6 +26,20 @@ pub(crate) fn groups(n: usize, per_group: usize) -> anyhow::Result<u32> {
         .map_err(|_| anyhow::anyhow!("{n} items need more than 2^32 workgroups"))
 }
 
+/// Loop iterations one invocation may spend on a CPU adapter: llvmpipe ends every loop of an
+/// invocation after 65,535 iterations in all (one counter for all its loops), silently, so a
+/// kernel that would pass it there gets an error naming `what` instead of a wrong result.
+pub(crate) const CPU_LOOP_BUDGET: usize = 60_000;
+
+pub(crate) fn check_loop_budget(gpu: &crate::gpu::Gpu, iterations: usize, what: &str) -> anyhow::Result<()> {
+    if gpu.is_cpu() && iterations > CPU_LOOP_BUDGET {
+        anyhow::bail!(
+            "{what}: one invocation would loop {iterations} times, past the 65,535 loop iterations this CPU adapter (llvmpipe) runs before it stops an invocation silently; use a smaller batch (--batch-size) or input"
+        );
+    }
+    Ok(())
+}
+
 /// (rows, cols) of a rank-2 tensor, or an error naming `what` (e.g. "sq_norms: x").
 pub(crate) fn rows_cols(t: &crate::gpu::Tensor, what: &str) -> anyhow::Result<(usize, usize)> {
     match t.shape() {

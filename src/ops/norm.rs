@@ -37,7 +37,9 @@ fn dims(x: &Tensor, cols: usize) -> Result<(usize, Params)> {
 
 /// out [cols] = sum over rows of x [rows, cols].
 pub fn column_sum(step: &mut Step, x: &Tensor, cols: usize, out: &Tensor) -> Result<()> {
-    let (_, p) = dims(x, cols)?;
+    let (rows, p) = dims(x, cols)?;
+    // One invocation per column loops over every row.
+    super::check_loop_budget(step.gpu(), rows, "column sum")?;
     // Slots this entry point does not use: a shared read-only placeholder, and two scratch
     // buffers for the writable ones (a buffer may not be bound both ways at once).
     let gpu = step.gpu();
@@ -78,6 +80,8 @@ pub struct BnTensors<'a> {
 pub fn forward_train(step: &mut Step, o: &BatchNorm, t: &BnTensors, x: &Tensor, y: &Tensor) -> Result<()> {
     let cols = t.affine.len() / 2;
     let (rows, mut p) = dims(x, cols)?;
+    // bn_stats: two passes over the rows per column.
+    super::check_loop_budget(step.gpu(), 2 * rows, "batch normalisation statistics")?;
     (p.eps, p.momentum) = (o.eps, o.momentum);
     let ph = step.gpu().placeholder().clone();
     step.dispatch(&STATS, &[], &[x, t.affine, &ph, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(cols, 64)?, 1, 1], "norm.bn_stats")?;
@@ -98,6 +102,7 @@ pub fn forward_eval(step: &mut Step, o: &BatchNorm, t: &BnTensors, x: &Tensor, y
 pub fn backward(step: &mut Step, t: &BnTensors, x: &Tensor, dy: &Tensor, grad_stats: &Tensor, dx: &Tensor) -> Result<()> {
     let cols = t.affine.len() / 2;
     let (rows, p) = dims(x, cols)?;
+    super::check_loop_budget(step.gpu(), rows, "batch normalisation gradients")?;
     if dy.len() != x.len() || dx.len() != x.len() || grad_stats.len() != 2 * cols {
         bail!("batchnorm backward: dy {:?}, dx {:?}, grad_stats {:?} for x {:?}", dy.shape(), dx.shape(), grad_stats.shape(), x.shape());
     }
