@@ -32,6 +32,8 @@ pub fn sq_norms(step: &mut Step, x: &Tensor, out: &Tensor) -> Result<()> {
     if out.len() != rows {
         bail!("sq_norms: {rows} rows into {:?}", out.shape());
     }
+    // One invocation per row loops over its columns.
+    super::check_loop_budget(step.gpu(), cols, "squared norms")?;
     let p = Params { rows: rows as u32, cols: cols as u32, ..Default::default() };
     let ph = step.gpu().placeholder().clone();
     step.dispatch(&SQ_NORMS, &[], &[x, &ph, out], bytemuck::bytes_of(&p), [super::groups(rows, 64)?, 1, 1], "kernel.sq_norms")
@@ -43,6 +45,7 @@ pub fn col_dot(step: &mut Step, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<
     if b.shape() != a.shape() || out.len() != cols {
         bail!("col_dot: {:?} . {:?} into {:?}", a.shape(), b.shape(), out.shape());
     }
+    super::check_loop_budget(step.gpu(), rows, "column dot products")?;
     let p = Params { rows: rows as u32, cols: cols as u32, ..Default::default() };
     step.dispatch(&COL_DOT, &[], &[a, b, out], bytemuck::bytes_of(&p), [super::groups(cols, 64)?, 1, 1], "kernel.col_dot")
 }
