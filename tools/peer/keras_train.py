@@ -2,7 +2,7 @@
 for side-by-side timing and accuracy against `ser train`.
 
     tools/.venv-peer/bin/python tools/peer/keras_train.py --features F.safetensors \
-        [--model cnn|mlp] [--input vectors|stats] [--epochs 30] [--seed 0]
+        [--model cnn|mlp|lstm|cnn-lstm] [--input vectors|stats|frames] [--epochs 30] [--seed 0]
 
 Same selection (7 classes, disgust dropped), per-column standardisation fitted on the training part,
 balanced class weights, Adam 1e-3, batch 32, 10% of the training part for validation, early stopping
@@ -22,8 +22,9 @@ from sklearn.model_selection import train_test_split
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--features", required=True)
-ap.add_argument("--model", default="cnn", choices=["cnn", "mlp"])
-ap.add_argument("--input", default="vectors", choices=["vectors", "stats"])
+ap.add_argument("--model", default="cnn", choices=["cnn", "mlp", "lstm", "cnn-lstm"])
+ap.add_argument("--input", default="vectors", choices=["vectors", "stats", "frames"])
+ap.add_argument("--lstm-units", type=int, default=64)
 ap.add_argument("--epochs", type=int, default=30)
 ap.add_argument("--seed", type=int, default=0)
 a = ap.parse_args()
@@ -35,20 +36,50 @@ t = load_file(a.features)
 clips = json.loads(meta["clips"])
 emotion = np.array([c["emotion"] for c in clips])
 keep = emotion != "disgust"
-x = t["vectors"] if a.input == "vectors" else np.concatenate([t["vectors"], t["stds"]], 1)
-x, emotion = x[keep], emotion[keep]
+if a.input == "frames":
+    x = t["frames"].reshape(len(clips), -1, t["vectors"].shape[1])
+    lengths = t["lengths"].astype(np.int64)
+else:
+    x = t["vectors"] if a.input == "vectors" else np.concatenate([t["vectors"], t["stds"]], 1)
+    lengths = np.ones(len(clips), dtype=np.int64)
+x, emotion, lengths = x[keep], emotion[keep], lengths[keep]
 classes = sorted(set(emotion))
 y = np.array([classes.index(e) for e in emotion])
-xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, stratify=y, random_state=a.seed)
-xtr, xva, ytr, yva = train_test_split(xtr, ytr, test_size=0.1, stratify=ytr, random_state=a.seed + 1)
-mean, std = xtr.mean(0), xtr.std(0) + 1e-6
-xtr, xva, xte = [(v - mean) / std for v in (xtr, xva, xte)]
+xtr, xte, ytr, yte, ltr, lte = train_test_split(x, y, lengths, test_size=0.2, stratify=y, random_state=a.seed)
+xtr, xva, ytr, yva, ltr, lva = train_test_split(xtr, ytr, ltr, test_size=0.1, stratify=ytr, random_state=a.seed + 1)
+if a.input == "frames":
+    # Per feature over the training clips' valid frames (ser's frame scaler); padding stays 0,
+    # which the Masking layer of the lstm model skips.
+    valid = np.concatenate([f[:n] for f, n in zip(xtr, ltr)])
+    mean, std = valid.mean(0), valid.std(0) + 1e-6
+
+    def scale(v, ls):
+        out = np.zeros_like(v)
+        for i, n in enumerate(ls):
+            out[i, :n] = (v[i, :n] - mean) / std
+        return out
+
+    xtr, xva, xte = scale(xtr, ltr), scale(xva, lva), scale(xte, lte)
+else:
+    mean, std = xtr.mean(0), xtr.std(0) + 1e-6
+    xtr, xva, xte = [(v - mean) / std for v in (xtr, xva, xte)]
 k = len(classes)
 counts = np.bincount(ytr, minlength=k)
 class_weight = {i: len(ytr) / (k * c) for i, c in enumerate(counts)}
 
 L = tf.keras.layers
-if a.model == "cnn":
+if a.model in ("lstm", "cnn-lstm"):
+    if a.input != "frames":
+        raise SystemExit("--model lstm and cnn-lstm read --input frames")
+    layers = [L.Input(shape=xtr.shape[1:])]
+    if a.model == "lstm":
+        # Masked as ser masks: padded frames change nothing.
+        layers.append(L.Masking(0.0))
+    else:
+        for filters in (64, 128):
+            layers += [L.Conv1D(filters, 5, padding="same", activation="relu"), L.BatchNormalization(), L.MaxPooling1D(2)]
+    layers += [L.Bidirectional(L.LSTM(a.lstm_units, return_sequences=True)), L.GlobalAveragePooling1D(), L.Dropout(0.3)]
+elif a.model == "cnn":
     xtr, xva, xte = [v[..., None] for v in (xtr, xva, xte)]
     layers = [L.Input(shape=xtr.shape[1:])]
     for filters in (128, 256, 512):
