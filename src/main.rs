@@ -1176,7 +1176,7 @@ fn fit_knn(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(ser::inf
     };
     let on_train = Knn::fit(gpu, p.train, p.classes, args.knn_k, weights)?;
     let probs = on_train.predict_proba(gpu, p.val)?;
-    let val_accuracy = probs.iter().zip(&p.val.y).filter(|(q, y)| ser::train::report::argmax(q) == **y as usize).count() as f64 / p.val.len().max(1) as f64;
+    let val_accuracy = ser::train::report::accuracy_of(&probs, &p.val.y);
     eprintln!("knn (k {}, {:?} votes) on {} clips: validation accuracy {val_accuracy:.4}", args.knn_k, weights, p.train.len());
     let full = p.full.unwrap_or(p.train);
     let started = std::time::Instant::now();
@@ -1198,7 +1198,7 @@ fn fit_svm(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(ser::inf
     let cfg = SvmConfig { c: args.svm_c, gamma, seed: args.seed, ..Default::default() };
     let (on_train, first) = Svm::fit(gpu, p.train, p.classes, &class_weights(args, p.train, p.classes), &cfg)?;
     let probs = on_train.predict_proba(gpu, p.val)?;
-    let val_accuracy = probs.iter().zip(&p.val.y).filter(|(q, y)| ser::train::report::argmax(q) == **y as usize).count() as f64 / p.val.len().max(1) as f64;
+    let val_accuracy = ser::train::report::accuracy_of(&probs, &p.val.y);
     eprintln!(
         "svm (C {}, gamma {:.4}) on {} clips: {} support vectors, {} SMO steps, {:.2} s; validation accuracy {val_accuracy:.4}",
         cfg.c, first.gamma, p.train.len(), first.support_vectors, first.smo_iterations, first.seconds
@@ -1218,7 +1218,7 @@ fn fit_forest(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(ser::
     let cfg = ForestConfig { trees: args.trees, max_depth: args.max_depth, min_samples_leaf: args.min_samples_leaf, bins: args.rf_bins, seed: args.seed, ..Default::default() };
     let (on_train, first) = Forest::fit(gpu, p.train, p.classes, &class_weights(args, p.train, p.classes), &cfg)?;
     let probs = on_train.predict_proba(gpu, p.val)?;
-    let val_accuracy = probs.iter().zip(&p.val.y).filter(|(q, y)| ser::train::report::argmax(q) == **y as usize).count() as f64 / p.val.len().max(1) as f64;
+    let val_accuracy = ser::train::report::accuracy_of(&probs, &p.val.y);
     eprintln!(
         "rf ({} trees) on {} clips: {} nodes, depth {}, {:.2} s; validation accuracy {val_accuracy:.4}",
         cfg.trees, p.train.len(), first.nodes, first.depth, first.seconds

@@ -382,7 +382,7 @@ fn knn_classifies_separable_clusters_and_matches_a_brute_force_vote() {
     for weights in [KnnWeights::Uniform, KnnWeights::Distance] {
         let model = Knn::fit(g, &train, 3, 5, weights).unwrap();
         let p = model.predict_proba(g, &test).unwrap();
-        let accuracy = p.iter().zip(&test.y).filter(|(p, y)| ser::train::report::argmax(p) == **y as usize).count() as f64 / test.len() as f64;
+        let accuracy = ser::train::report::accuracy_of(&p, &test.y);
         assert!(accuracy > 0.95, "{weights:?}: accuracy {accuracy}");
         // The probabilities a CPU brute-force search and the same vote give (neighbour sets can
         // differ only between rows at the same distance within f32 rounding: none here).
@@ -431,7 +431,7 @@ fn forest_separates_an_xor_exactly_and_the_gpu_evaluates_it_as_the_reference() {
     assert!(report.depth >= 2, "{report:?}");
     let accuracy = |d: &Dataset| {
         let p = forest.predict_proba(g, d).unwrap();
-        p.iter().zip(&d.y).filter(|(p, y)| ser::train::report::argmax(p) == **y as usize).count() as f64 / d.len() as f64
+        ser::train::report::accuracy_of(&p, &d.y)
     };
     assert_eq!(accuracy(&train), 1.0, "seed {seed}");
     assert!(accuracy(&test) > 0.97, "seed {seed}: test accuracy {}", accuracy(&test));
@@ -498,7 +498,7 @@ fn svm_separates_clusters_and_its_gpu_decisions_match_a_float64_sum() {
     let (svm, report) = Svm::fit(g, &train, 4, &[1.0, 2.0, 1.0, 0.5], &cfg).unwrap();
     assert!(report.support_vectors > 0 && report.support_vectors <= train.len(), "{report:?}");
     let p = svm.predict_proba(g, &test).unwrap();
-    let acc = p.iter().zip(&test.y).filter(|(p, y)| ser::train::report::argmax(p) == **y as usize).count() as f64 / test.len() as f64;
+    let acc = ser::train::report::accuracy_of(&p, &test.y);
     assert!(acc > 0.85, "seed {seed}: accuracy {acc}");
     for row in &p {
         let s: f32 = row.iter().sum();

@@ -86,9 +86,13 @@ impl Knn {
         if let Some(i) = rows.iter().position(|v| !v.is_finite()) {
             bail!("{}: knn.rows holds {} at element {i}; the model is damaged", f.path, rows[i]);
         }
-        let data = Dataset { x: rows, y: labels, width, lengths: Vec::new() };
-        let knn = Knn::fit(gpu, &data, meta.classes.len(), k, weights).with_context(|| f.path.clone())?;
-        Ok((knn, meta))
+        let classes = meta.classes.len();
+        if k == 0 || k > knn::MAX_K || k > labels.len() || labels.iter().any(|&y| y as usize >= classes) {
+            bail!("{}: knn k = {k} with {} rows, or a label past {classes} classes; the model is damaged", f.path, labels.len());
+        }
+        // The rows as read, kept for saving; one upload.
+        let train = gpu.upload_f32(&rows, &[labels.len(), width])?;
+        Ok((Knn { train, rows, width, labels, classes, k, weights }, meta))
     }
 
     /// Class probabilities [len][classes] of every example of `x`.

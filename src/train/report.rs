@@ -85,6 +85,12 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<u32> {
     logits.chunks(classes).map(|z| argmax(z) as u32).collect()
 }
 
+/// The share of rows of class probabilities whose largest is the label (0 for no rows).
+pub fn accuracy_of(probabilities: &[Vec<f32>], labels: &[u32]) -> f64 {
+    let right = probabilities.iter().zip(labels).filter(|(p, y)| argmax(p) == **y as usize).count();
+    right as f64 / labels.len().max(1) as f64
+}
+
 /// Index of the largest value (the first of ties).
 pub fn argmax(v: &[f32]) -> usize {
     v.iter().enumerate().fold(0, |b, (j, x)| if *x > v[b] { j } else { b })
