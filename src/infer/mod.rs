@@ -386,6 +386,11 @@ pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<Predictor> {
     load_file(gpu, crate::store::Loaded::read(p).with_context(context)?)
 }
 
+/// Loads a model file's bytes (named `name` in errors), whatever its kind.
+pub fn load_model_bytes(gpu: &Gpu, name: &str, bytes: Vec<u8>) -> Result<Predictor> {
+    load_file(gpu, crate::store::Loaded::from_bytes(name, bytes)?)
+}
+
 /// The classifier of a model file already read, by its kind.
 fn load_file(gpu: &Gpu, f: crate::store::Loaded) -> Result<Predictor> {
     let name = f.path.clone();
