@@ -247,8 +247,9 @@ fn lstm_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 // loads are then the same address in every invocation (a broadcast), the state's index too.
 // Chosen on CPU adapters, where barriers cost more than the arithmetic they separate (lavapipe
 // runs a workgroup's invocations as SIMD lanes of one thread); correct everywhere, and checked
-// on every adapter beside the workgroup kernels. Inner loops go 4 at a time (4 divides 4H; H
-// is padded with a zero unit check) to spend fewer of llvmpipe's loop iterations.
+// on every adapter beside the workgroup kernels. Inner loops go 4 at a time (the state array
+// has zeros past the last unit, and row indices past it are clamped) to spend fewer of
+// llvmpipe's loop iterations.
 const LANE_WG: u32 = 8u;
 
 @compute @workgroup_size(8, 1, 1)

@@ -71,6 +71,42 @@ pub struct CgReport {
     pub relative_residual: f64,
 }
 
+/// The RBF kernel of host rows `x` [n, width] against `centres` (with their squared norms), in
+/// blocks of rows that fit the adapter's storage binding: K [n, centres], or, given `times` =
+/// (A [centres, out], optional bias [out]), K A + bias [n, out]. What kernel machines (SVM,
+/// kernel ridge) compute to fit and to score.
+pub fn rbf_rows(gpu: &Gpu, x: &[f32], width: usize, centres: &Tensor, centre_norms: &Tensor, gamma: f32, times: Option<(&Tensor, Option<&Tensor>)>) -> Result<Vec<f32>> {
+    let (n_centres, dc) = rows_cols(centres, "rbf_rows: centres")?;
+    if dc != width || x.len() % width.max(1) != 0 {
+        bail!("rbf_rows: {} values of {width} columns against centres {:?}", x.len(), centres.shape());
+    }
+    let out_cols = match times {
+        Some((a, _)) => rows_cols(a, "rbf_rows: A")?.1,
+        None => n_centres,
+    };
+    let per_block = ((gpu.max_storage_binding() / 4) as usize / n_centres.max(out_cols).max(1)).clamp(1, 4096);
+    let mut out = Vec::with_capacity(x.len() / width.max(1) * out_cols);
+    for block in x.chunks(per_block * width) {
+        let r = block.len() / width;
+        let q = gpu.upload_f32(block, &[r, width])?;
+        let (norms, k) = (gpu.empty(&[r], DType::F32)?, gpu.empty(&[r, n_centres], DType::F32)?);
+        let mut step = gpu.step("kernel.rbf_rows");
+        sq_norms(&mut step, &q, &norms)?;
+        rbf(&mut step, &q, &norms, centres, centre_norms, gamma, &k)?;
+        let result = match times {
+            Some((a, bias)) => {
+                let y = gpu.empty(&[r, out_cols], DType::F32)?;
+                gemm::gemm(&mut step, &k, a, bias, &y, &GemmOptions::default())?;
+                y
+            }
+            None => k,
+        };
+        step.submit()?;
+        out.extend(gpu.read_f32(&result)?);
+    }
+    Ok(out)
+}
+
 /// Solves (K + diag(d)) A = Y for A [n, C] by conjugate gradients (K [n, n] symmetric positive
 /// semi-definite, d > 0), every column its own system. Checks convergence every `check_every`
 /// iterations (one readback of C floats) and stops when every column's residual is below `tol`

@@ -13,7 +13,6 @@ use super::{Dataset, loss_and_accuracy, softmax_rows};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::Layer;
 use crate::nn::checkpoint::{self, ModelMeta};
-use crate::ops::gemm::{self, GemmOptions};
 use crate::ops::kernel::{self, CgReport};
 use crate::store::{self, Loaded, Stored};
 use anyhow::{Context, Result, bail};
@@ -110,21 +109,7 @@ impl KernelRidge {
         if x.width != self.width {
             bail!("kernel ridge: examples have {} values, the model reads {}", x.width, self.width);
         }
-        let n = self.centres();
-        let per_block = ((gpu.max_storage_binding() / 4) as usize / n).clamp(1, 4096);
-        let mut out = Vec::with_capacity(x.len() * self.classes);
-        for block in x.x.chunks(per_block * self.width) {
-            let r = block.len() / self.width;
-            let q = gpu.upload_f32(block, &[r, self.width])?;
-            let (norms, k, s) = (gpu.empty(&[r], DType::F32)?, gpu.empty(&[r, n], DType::F32)?, gpu.empty(&[r, self.classes], DType::F32)?);
-            let mut step = gpu.step("kernel_ridge.scores");
-            kernel::sq_norms(&mut step, &q, &norms)?;
-            kernel::rbf(&mut step, &q, &norms, &self.centres, &self.centre_norms, self.gamma, &k)?;
-            gemm::gemm(&mut step, &k, &self.coef, Some(&self.bias), &s, &GemmOptions::default())?;
-            step.submit()?;
-            out.extend(gpu.read_f32(&s)?);
-        }
-        Ok(out)
+        kernel::rbf_rows(gpu, &x.x, self.width, &self.centres, &self.centre_norms, self.gamma, Some((&self.coef, Some(&self.bias))))
     }
 
     /// Class probabilities [len][classes]: the softmax of the scores.

@@ -15,7 +15,6 @@
 use super::Dataset;
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::checkpoint::{self, ModelMeta};
-use crate::ops::gemm::{self, GemmOptions};
 use crate::ops::kernel;
 use crate::rng::SplitMix64;
 use crate::store::{self, Loaded, Stored};
@@ -290,26 +289,6 @@ pub fn couple(r: &[Vec<f64>]) -> Vec<f64> {
     p
 }
 
-/// The RBF Gram matrix [rows of a, rows of b] from the GPU, computed in blocks of `a`'s rows
-/// that fit the adapter's storage binding.
-fn gram(gpu: &Gpu, a: &[f32], b: &Tensor, b_norms: &Tensor, width: usize, gamma: f64) -> Result<Vec<f32>> {
-    let cols = b.shape()[0];
-    let rows = a.len() / width;
-    let per_block = ((gpu.max_storage_binding() / 4) as usize / cols.max(1)).clamp(1, 4096);
-    let mut out = Vec::with_capacity(rows * cols);
-    for block in a.chunks(per_block * width) {
-        let r = block.len() / width;
-        let x = gpu.upload_f32(block, &[r, width])?;
-        let (norms, k) = (gpu.empty(&[r], DType::F32)?, gpu.empty(&[r, cols], DType::F32)?);
-        let mut step = gpu.step("svm.gram");
-        kernel::sq_norms(&mut step, &x, &norms)?;
-        kernel::rbf(&mut step, &x, &norms, b, b_norms, gamma as f32, &k)?;
-        step.submit()?;
-        out.extend(gpu.read_f32(&k)?);
-    }
-    Ok(out)
-}
-
 /// scikit-learn's gamma = "scale": 1 / (width * variance of every input value).
 pub fn scale_gamma(x: &[f32], width: usize) -> f64 {
     let n = x.len() as f64;
@@ -371,7 +350,7 @@ impl Svm {
         let mut step = gpu.step("svm.norms");
         kernel::sq_norms(&mut step, &x, &norms)?;
         step.submit()?;
-        let k = gram(gpu, &train.x, &x, &norms, width, gamma)?;
+        let k = kernel::rbf_rows(gpu, &train.x, width, &x, &norms, gamma as f32, None)?;
         let gram_s = started.elapsed().as_secs_f64();
         let pairs = pairs(classes);
         let mut rng = SplitMix64::new(cfg.seed);
@@ -442,21 +421,8 @@ impl Svm {
     /// Decision values [len, pairs] (positive: the pair's first class) of every example of `x`.
     pub fn decisions(&self, gpu: &Gpu, x: &Dataset) -> Result<Vec<f64>> {
         let p = self.rho.len();
-        let s = self.sv.shape()[0];
-        let per_block = ((gpu.max_storage_binding() / 4) as usize / s.max(p)).clamp(1, 4096);
-        let mut out = Vec::with_capacity(x.len() * p);
-        for block in x.x.chunks(per_block * self.width) {
-            let r = block.len() / self.width;
-            let q = gpu.upload_f32(block, &[r, self.width])?;
-            let (norms, k, dec) = (gpu.empty(&[r], DType::F32)?, gpu.empty(&[r, s], DType::F32)?, gpu.empty(&[r, p], DType::F32)?);
-            let mut step = gpu.step("svm.decide");
-            kernel::sq_norms(&mut step, &q, &norms)?;
-            kernel::rbf(&mut step, &q, &norms, &self.sv, &self.sv_norms, self.gamma as f32, &k)?;
-            gemm::gemm(&mut step, &k, &self.coef, None, &dec, &GemmOptions::default())?;
-            step.submit()?;
-            out.extend(gpu.read_f32(&dec)?.chunks(p).flat_map(|row| row.iter().zip(&self.rho).map(|(&d, r)| d as f64 - r)));
-        }
-        Ok(out)
+        let dec = kernel::rbf_rows(gpu, &x.x, self.width, &self.sv, &self.sv_norms, self.gamma as f32, Some((&self.coef, None)))?;
+        Ok(dec.chunks(p).flat_map(|row| row.iter().zip(&self.rho).map(|(&d, r)| d as f64 - r)).collect())
     }
 
     /// Float64 reference of [`Svm::decisions`] from the stored support vectors and coefficients.
