@@ -243,29 +243,36 @@ fn lstm_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 
 // ---- lstm_forward_lane, lstm_backward_lane: one invocation per sequence ----
 // The same recurrence with no workgroup memory and no barrier: each invocation keeps its
-// sequence's state in private arrays and walks the units itself. The recurrent kernel's
-// loads are then the same address in every invocation (a broadcast), the state's index too.
-// Chosen on CPU adapters, where barriers cost more than the arithmetic they separate (lavapipe
-// runs a workgroup's invocations as SIMD lanes of one thread); correct everywhere, and checked
-// on every adapter beside the workgroup kernels. Inner loops go 4 at a time (the state array
-// has zeros past the last unit, and row indices past it are clamped) to spend fewer of
-// llvmpipe's loop iterations.
+// sequence's state in private arrays and walks the units itself. The recurrent kernel comes
+// gate-interleaved (lstm_interleave: entry m * H + j holds row m's four gate columns of unit
+// j) in a uniform buffer: every invocation reads the same address, which CPU adapters load
+// once for all lanes (llvmpipe loads a storage buffer lane by lane), and one vec4 carries a
+// unit's four gates. Chosen on CPU adapters, where barriers cost more than the arithmetic they
+// separate (lavapipe runs a workgroup's invocations as SIMD lanes of one thread), for up to
+// LANE_MAX_UNITS units (the 64 KiB uniform binding WebGPU guarantees); correct everywhere, and
+// checked on every adapter beside the workgroup kernels. Inner loops go 4 at a time (the state
+// and gradient arrays have zeros past the last unit, and indices past it are clamped) to spend
+// fewer of llvmpipe's loop iterations.
 const LANE_WG: u32 = 8u;
+const LANE_MAX_UNITS: u32 = 64u;
+
+@group(0) @binding(2) var<uniform> lf_wh: array<vec4<f32>, 4096>;      // [H * H] gate-interleaved
+@group(0) @binding(3) var<uniform> lb_wh: array<vec4<f32>, 4096>;
 
 @compute @workgroup_size(8, 1, 1)
 fn lstm_forward_lane(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
     let b = flat_index(wid, nwg, p.grid, lid, LANE_WG);
     if (b >= p.batch) { return; }
-    let hu = p.units;
+    let hu = min(p.units, LANE_MAX_UNITS);
     let gw = 4u * hu;
     let len = min(f_len[b], p.steps);
     let s0 = min(p.first_step, len);
     let s1 = min(p.last_step, len);
     if (s0 >= s1) { return; }
-    var h: array<f32, 260>;
-    var h_next: array<f32, 256>;
-    var c: array<f32, 256>;
+    var h: array<f32, 68>;
+    var h_next: array<f32, 64>;
+    var c: array<f32, 64>;
     for (var j = 0u; j < hu; j++) {
         h[j] = resume_h(b, s0, len, j);
         c[j] = resume_c(b, s0, len, j);
@@ -281,14 +288,10 @@ fn lstm_forward_lane(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
             var a = vec4<f32>(f_gx[row * gw + j], f_gx[row * gw + hu + j], f_gx[row * gw + 2u * hu + j], f_gx[row * gw + 3u * hu + j]);
             for (var m = 0u; m < hu; m += 4u) {
                 // Rows past the last unit multiply a zero state entry; their index is clamped.
-                let w0 = m * gw + j;
-                let w1 = min(m + 1u, hu - 1u) * gw + j;
-                let w2 = min(m + 2u, hu - 1u) * gw + j;
-                let w3 = min(m + 3u, hu - 1u) * gw + j;
-                a += h[m] * vec4<f32>(f_wh[w0], f_wh[w0 + hu], f_wh[w0 + 2u * hu], f_wh[w0 + 3u * hu])
-                   + h[m + 1u] * vec4<f32>(f_wh[w1], f_wh[w1 + hu], f_wh[w1 + 2u * hu], f_wh[w1 + 3u * hu])
-                   + h[m + 2u] * vec4<f32>(f_wh[w2], f_wh[w2 + hu], f_wh[w2 + 2u * hu], f_wh[w2 + 3u * hu])
-                   + h[m + 3u] * vec4<f32>(f_wh[w3], f_wh[w3 + hu], f_wh[w3 + 2u * hu], f_wh[w3 + 3u * hu]);
+                a += h[m] * lf_wh[m * hu + j]
+                   + h[m + 1u] * lf_wh[min(m + 1u, hu - 1u) * hu + j]
+                   + h[m + 2u] * lf_wh[min(m + 2u, hu - 1u) * hu + j]
+                   + h[m + 3u] * lf_wh[min(m + 3u, hu - 1u) * hu + j];
             }
             let gi = sigmoid(a.x);
             let gf = sigmoid(a.y);
@@ -321,15 +324,18 @@ fn lstm_backward_lane(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
                       @builtin(local_invocation_index) lid: u32) {
     let b = flat_index(wid, nwg, p.grid, lid, LANE_WG);
     if (b >= p.batch) { return; }
-    let hu = p.units;
-    let gw = 4u * hu;
+    let hu = min(p.units, LANE_MAX_UNITS);
     let len = min(b_len[b], p.steps);
     let r0 = min(p.first_step, len);
     let r1 = min(p.last_step, len);
     if (r0 >= r1) { return; }
-    var dh: array<f32, 256>;
-    var dc: array<f32, 256>;
-    var dg: array<f32, 1024>;
+    var dh: array<f32, 64>;
+    var dc: array<f32, 64>;
+    // Unit j's four pre-activation gradients, zeros past the last unit for the 4-wide loop.
+    var dg: array<vec4<f32>, 68>;
+    dg[hu] = vec4<f32>(0.0);
+    dg[hu + 1u] = vec4<f32>(0.0);
+    dg[hu + 2u] = vec4<f32>(0.0);
     for (var j = 0u; j < hu; j++) {
         if (r0 == 0u) {
             dh[j] = b_dlast[b * p.out_stride + p.out_col + j];
@@ -344,15 +350,15 @@ fn lstm_backward_lane(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         for (var j = 0u; j < hu; j++) {
             let back = step_back(b, s, len, j, dh[j], dc[j]);
             dc[j] = back.dc_prev;
-            dg[j] = back.d.x;
-            dg[hu + j] = back.d.y;
-            dg[2u * hu + j] = back.d.z;
-            dg[3u * hu + j] = back.d.w;
+            dg[j] = back.d;
         }
+        // dL/dh of the step before: row m of W_h against every unit's four gate gradients.
         for (var m = 0u; m < hu; m++) {
             var acc = vec4<f32>(0.0);
-            for (var k = 0u; k < gw; k += 4u) {
-                acc += vec4<f32>(dg[k], dg[k + 1u], dg[k + 2u], dg[k + 3u]) * vec4<f32>(b_wh[m * gw + k], b_wh[m * gw + k + 1u], b_wh[m * gw + k + 2u], b_wh[m * gw + k + 3u]);
+            for (var j = 0u; j < hu; j += 4u) {
+                // Units past the last one have zero gradients; their index is clamped.
+                acc += dg[j] * lb_wh[m * hu + j] + dg[j + 1u] * lb_wh[m * hu + min(j + 1u, hu - 1u)]
+                     + dg[j + 2u] * lb_wh[m * hu + min(j + 2u, hu - 1u)] + dg[j + 3u] * lb_wh[m * hu + min(j + 3u, hu - 1u)];
             }
             dh[m] = acc.x + acc.y + acc.z + acc.w;
         }
@@ -362,6 +368,24 @@ fn lstm_backward_lane(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
             b_carry[b * 2u * hu + j] = dh[j];
             b_carry[b * 2u * hu + hu + j] = dc[j];
         }
+    }
+}
+
+// ---- lstm_interleave: the recurrent kernel [H, 4H] -> [H * H] vec4 (gates i, f, g, o of
+// unit j from row m at m * H + j), for the lane kernels ----
+@group(0) @binding(1) var<storage, read> i_wh: array<f32>;
+@group(0) @binding(2) var<storage, read_write> i_out: array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn lstm_interleave(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let e = flat_index(wid, nwg, p.grid, lid, 64u);
+    let hu = p.units;
+    if (e >= hu * hu) { return; }
+    let m = e / hu;
+    let j = e % hu;
+    for (var q = 0u; q < 4u; q++) {
+        i_out[e * 4u + q] = i_wh[m * 4u * hu + q * hu + j];
     }
 }
 

@@ -55,6 +55,9 @@ pub enum Access {
     Read,
     /// A storage buffer the kernel writes (and may read).
     ReadWrite,
+    /// A read-only uniform buffer (whole tensor, at most `UNIFORM_BINDING_BYTES`): where every
+    /// invocation reads the same address, CPU adapters load it once for all lanes.
+    Uniform,
     /// A `texture_2d<f32>` read with `textureLoad` (rgba32float, not filterable).
     Texture,
     /// A `texture_storage_2d<rgba32float, write>`.
@@ -75,7 +78,7 @@ impl Access {
         match self {
             Access::Texture | Access::TextureWrite => Some(TexelFormat::Rgba32Float),
             Access::TextureUint | Access::TextureWriteUint => Some(TexelFormat::Rgba32Uint),
-            Access::Read | Access::ReadWrite => None,
+            Access::Read | Access::ReadWrite | Access::Uniform => None,
         }
     }
 }
@@ -336,6 +339,11 @@ pub(crate) fn bind_group_layout(device: &wgpu::Device, spec: &KernelSpec) -> wgp
         let ty = match access {
             Access::Read | Access::ReadWrite => wgpu::BindingType::Buffer {
                 ty: wgpu::BufferBindingType::Storage { read_only: *access == Access::Read },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            Access::Uniform => wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
                 has_dynamic_offset: false,
                 min_binding_size: None,
             },

@@ -37,6 +37,10 @@ pub struct DeviceReport {
     pub limits: KeyLimits,
 }
 
+/// The most bytes `ser` asks to bind as one uniform buffer (WebGPU's default; Vulkan and Metal
+/// adapters give at least this).
+pub const UNIFORM_BINDING_BYTES: u64 = 65536;
+
 /// Limits every kernel in `ser` fits in. Requested explicitly; anything beyond comes from the
 /// adapter only where it is useful (buffer sizes).
 fn required_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
@@ -50,6 +54,8 @@ fn required_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
     req.max_compute_workgroup_size_z = 64;
     req.max_storage_buffer_binding_size = adapter.max_storage_buffer_binding_size;
     req.max_buffer_size = adapter.max_buffer_size;
+    // Small read-everywhere tensors (the LSTM lane kernel's recurrent weights) as uniforms.
+    req.max_uniform_buffer_binding_size = adapter.max_uniform_buffer_binding_size.clamp(req.max_uniform_buffer_binding_size, UNIFORM_BINDING_BYTES);
     // Packed GEMM operands are textures with one row per matrix row: as tall as the adapter allows.
     req.max_texture_dimension_2d = adapter.max_texture_dimension_2d;
     req.max_storage_textures_per_shader_stage = req.max_storage_textures_per_shader_stage.max(1);
@@ -188,6 +194,11 @@ impl Gpu {
     /// Decided once, when the device opens (every submission asks).
     /// Whether the adapter is a CPU implementation (lavapipe, llvmpipe, WARP), whose costs
     /// some kernels are chosen for beside their portable path.
+    /// Bytes this device binds as one uniform buffer.
+    pub fn uniform_binding_bytes(&self) -> u64 {
+        self.report.limits.max_uniform_buffer_binding_size
+    }
+
     pub fn is_cpu(&self) -> bool {
         self.report.adapter.device_type == "Cpu"
     }

@@ -98,7 +98,8 @@ impl BufferPool {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("ser.tensor"),
                 size: class,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                // UNIFORM too: a kernel may read a small tensor as a uniform buffer (Access::Uniform).
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
         })

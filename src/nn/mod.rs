@@ -180,6 +180,29 @@ impl Architecture {
         Ok(out)
     }
 
+    /// The same layers on inputs of `steps` steps.
+    pub fn with_steps(&self, steps: usize) -> Architecture {
+        Architecture { input: (steps, self.input.1), layers: self.layers.clone() }
+    }
+
+    /// Whether a batch may come with fewer steps than the input shape (cut after its longest
+    /// example): the model reads lengths, and the length axis is reduced (a time mean, an
+    /// LSTM's last state) before any layer that reads a flat row, so no weight's shape depends
+    /// on it. Saves the work on padding that every clip of the batch has.
+    pub fn takes_shorter_batches(&self) -> bool {
+        if !self.uses_lengths() {
+            return false;
+        }
+        for layer in &self.layers {
+            match layer {
+                Layer::Lstm { sequences: false, .. } | Layer::TimeMean => return true,
+                Layer::Flatten | Layer::Dense { .. } | Layer::RandomFourier { .. } | Layer::RbfKernel { .. } => return false,
+                _ => {}
+            }
+        }
+        false
+    }
+
     /// Whether any layer reads the sequence lengths.
     pub fn uses_lengths(&self) -> bool {
         self.layers.iter().any(|l| matches!(l, Layer::Lstm { .. } | Layer::TimeMean))
@@ -447,16 +470,36 @@ impl Model {
 
     /// Each sequence layer's lengths tensor, from the input's valid steps (all full when none
     /// are given); None for the layers that do not read them.
-    fn layer_lengths(&self, gpu: &Gpu, lengths: Option<&[u32]>, batch: usize) -> Result<Vec<Option<Tensor>>> {
+    /// Steps per example of a batch input `x` of `batch` examples: the input shape's, or fewer
+    /// where the architecture takes shorter batches.
+    fn batch_steps(&self, x: &Tensor, batch: usize) -> Result<usize> {
+        let (l0, c0) = self.arch.input;
+        let steps = if batch > 0 && x.len() % (batch * c0) == 0 { x.len() / (batch * c0) } else { 0 };
+        if steps == l0 || (steps >= 1 && steps < l0 && self.arch.takes_shorter_batches()) {
+            return Ok(steps);
+        }
+        let shorter = if self.arch.takes_shorter_batches() { format!(" (or fewer than {l0} steps)") } else { String::new() };
+        bail!("batch input {:?} is not [{batch}, {l0}, {c0}]{shorter}", x.shape())
+    }
+
+    /// (length, channels) entering each layer for inputs of `steps` steps.
+    fn shapes_for(&self, steps: usize) -> Result<Vec<(usize, usize)>> {
+        if steps == self.arch.input.0 { Ok(self.shapes.clone()) } else { self.arch.with_steps(steps).shapes() }
+    }
+
+    fn layer_lengths(&self, gpu: &Gpu, lengths: Option<&[u32]>, batch: usize, steps: usize) -> Result<Vec<Option<Tensor>>> {
         if !self.arch.uses_lengths() {
             return Ok(vec![None; self.arch.layers.len()]);
         }
-        let full = vec![self.arch.input.0 as u32; batch];
+        let full = vec![steps as u32; batch];
         let given = lengths.unwrap_or(&full);
         if given.len() != batch {
             bail!("{} lengths for a batch of {batch}", given.len());
         }
-        let through = self.arch.lengths_through(given)?;
+        if let Some(&n) = given.iter().find(|&&n| n as usize > steps) {
+            bail!("a length of {n} in a batch of {steps} steps");
+        }
+        let through = self.arch.with_steps(steps).lengths_through(given)?;
         self.arch
             .layers
             .iter()
@@ -468,14 +511,14 @@ impl Model {
             .collect()
     }
 
-    fn forward(&self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, batch: usize, train: bool, seed: u64) -> Result<(Tensor, Vec<Saved>)> {
+    fn forward(&self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, batch: usize, shapes: &[(usize, usize)], train: bool, seed: u64) -> Result<(Tensor, Vec<Saved>)> {
         let gpu = step.gpu();
-        let layer_lengths = self.layer_lengths(gpu, lengths, batch)?;
+        let layer_lengths = self.layer_lengths(gpu, lengths, batch, shapes[0].0)?;
         let mut cur = x.clone();
         let mut saved = Vec::with_capacity(self.arch.layers.len());
         for (i, (layer, state)) in self.arch.layers.iter().zip(&self.states).enumerate() {
-            let (l, c) = self.shapes[i];
-            let (l_out, c_out) = self.shapes[i + 1];
+            let (l, c) = shapes[i];
+            let (l_out, c_out) = shapes[i + 1];
             step.set_scope(Some(format!("{i}.{} {}", layer.kind(), if train { "forward" } else { "inference" })));
             match (layer, state) {
                 (Layer::Conv1d { kernel, same, relu, .. }, State::Affine { w, b }) => {
@@ -545,7 +588,7 @@ impl Model {
                     step.zero(&h_last);
                     let mut kept = Vec::new();
                     for (d, [wx, wh, b]) in directions.iter().enumerate() {
-                        let s = lstm::LstmShape { batch, steps: l, input: c, units: *units, reverse: d == 1, out_stride: width, out_col: d * units, kernel: lstm::LstmKernel::for_adapter(gpu), steps_per_dispatch: None };
+                        let s = lstm::LstmShape { batch, steps: l, input: c, units: *units, reverse: d == 1, out_stride: width, out_col: d * units, kernel: lstm::LstmKernel::for_adapter(gpu, *units), steps_per_dispatch: None };
                         let w = lstm::LstmWeights { wx: &wx.value, wh: &wh.value, b: &b.value };
                         kept.push((s, lstm::forward(step, &s, &x2, &w, &lens, &h_seq, &h_last)?));
                     }
@@ -572,7 +615,7 @@ impl Model {
             }
         }
         step.set_scope(None);
-        Ok((cur.reshape(&[batch, self.shapes.last().unwrap().1]), saved))
+        Ok((cur.reshape(&[batch, shapes.last().unwrap().1]), saved))
     }
 
     /// Records one training step on a batch: forward (dropout on, batch statistics), softmax
@@ -581,12 +624,9 @@ impl Model {
     /// `lengths`: each example's valid steps, for models with sequence layers (None: all full).
     pub fn train_step(&mut self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, labels: &Tensor, class_weight: &Tensor, seed: u64) -> Result<Tensor> {
         let batch = labels.len();
-        let (l0, c0) = self.arch.input;
-        if x.len() != batch * l0 * c0 {
-            bail!("batch input {:?} is not [{batch}, {l0}, {c0}]", x.shape());
-        }
+        let shapes = self.shapes_for(self.batch_steps(x, batch)?)?;
         let gpu = step.gpu();
-        let (logits, saved) = self.forward(step, x, lengths, batch, true, seed)?;
+        let (logits, saved) = self.forward(step, x, lengths, batch, &shapes, true, seed)?;
         let classes = logits.shape()[1];
         let losses = gpu.empty(&[batch], DType::F32)?;
         let dlogits = gpu.empty(&[batch, classes], DType::F32)?;
@@ -597,7 +637,7 @@ impl Model {
         // Nothing below the first trainable layer needs a gradient.
         let first = self.states.iter().position(|s| matches!(s, State::Affine { .. } | State::Norm { .. } | State::Recurrent { .. })).unwrap_or(0);
         for i in (first..self.arch.layers.len()).rev() {
-            let (l, c) = self.shapes[i];
+            let (l, c) = shapes[i];
             let need_dx = i > first;
             step.set_scope(Some(format!("{i}.{} backward", self.arch.layers[i].kind())));
             match (&self.arch.layers[i], &self.states[i], &saved[i]) {
@@ -651,7 +691,7 @@ impl Model {
                 }
                 (Layer::Flatten, _, Saved::Flatten) => dy = dy.reshape(&[batch * l, c]),
                 (Layer::Lstm { sequences, .. }, State::Recurrent { directions }, Saved::Lstm { x, lengths, directions: kept }) => {
-                    let width = self.shapes[i + 1].1;
+                    let width = shapes[i + 1].1;
                     // The gradient arrives on the output the layer gave; the other is zero.
                     let zeros = gpu.empty(&[if *sequences { batch } else { batch * l }, width], DType::F32)?;
                     step.zero(&zeros);
@@ -691,7 +731,8 @@ impl Model {
 
     /// Records inference (dropout off, moving statistics) and returns the logits [batch, classes].
     pub fn logits(&self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, batch: usize) -> Result<Tensor> {
-        Ok(self.forward(step, x, lengths, batch, false, 0)?.0)
+        let shapes = self.shapes_for(self.batch_steps(x, batch)?)?;
+        Ok(self.forward(step, x, lengths, batch, &shapes, false, 0)?.0)
     }
 }
 

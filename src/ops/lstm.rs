@@ -22,8 +22,22 @@ const BACKWARD: KernelSpec = KernelSpec {
     entry: "lstm_backward",
     bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
 };
-const FORWARD_LANE: KernelSpec = KernelSpec { entry: "lstm_forward_lane", ..FORWARD };
-const BACKWARD_LANE: KernelSpec = KernelSpec { entry: "lstm_backward_lane", ..BACKWARD };
+const FORWARD_LANE: KernelSpec = KernelSpec {
+    shader: &LSTM_WGSL,
+    entry: "lstm_forward_lane",
+    bindings: &[Access::Read, Access::Uniform, Access::Read, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite],
+};
+const BACKWARD_LANE: KernelSpec = KernelSpec {
+    shader: &LSTM_WGSL,
+    entry: "lstm_backward_lane",
+    bindings: &[Access::Read, Access::Read, Access::Uniform, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+};
+const INTERLEAVE: KernelSpec = KernelSpec { shader: &LSTM_WGSL, entry: "lstm_interleave", bindings: &[Access::Read, Access::ReadWrite] };
+
+/// Units the lane kernels take: their gate-interleaved recurrent kernel, H * H vec4, is one
+/// uniform binding of 64 KiB.
+pub const LANE_MAX_UNITS: usize = 64;
+const LANE_WEIGHT_BYTES: u64 = (LANE_MAX_UNITS * LANE_MAX_UNITS * 16) as u64;
 
 /// Which recurrent kernels run: a workgroup per sequence with the state in workgroup memory
 /// (for GPUs), or an invocation per sequence with no barrier (for CPU adapters, where a
@@ -38,13 +52,23 @@ pub enum LstmKernel {
 impl LstmKernel {
     pub const ALL: [LstmKernel; 2] = [LstmKernel::Workgroup, LstmKernel::Lane];
 
-    /// The adapter's choice, or `SER_LSTM_KERNEL=workgroup|lane`.
-    pub fn for_adapter(gpu: &Gpu) -> LstmKernel {
+    /// The adapter's choice for `units` per direction, or `SER_LSTM_KERNEL=workgroup|lane`
+    /// (lane where it can take the units: [`LstmKernel::supports`]).
+    pub fn for_adapter(gpu: &Gpu, units: usize) -> LstmKernel {
+        let lane_fits = LstmKernel::Lane.supports(gpu, units);
         match std::env::var("SER_LSTM_KERNEL").as_deref() {
             Ok("workgroup") => LstmKernel::Workgroup,
-            Ok("lane") => LstmKernel::Lane,
-            _ if gpu.is_cpu() => LstmKernel::Lane,
+            Ok("lane") if lane_fits => LstmKernel::Lane,
+            _ if gpu.is_cpu() && lane_fits => LstmKernel::Lane,
             _ => LstmKernel::Workgroup,
+        }
+    }
+
+    /// Whether this kernel runs `units` per direction on this device.
+    pub fn supports(self, gpu: &Gpu, units: usize) -> bool {
+        match self {
+            LstmKernel::Workgroup => (1..=MAX_UNITS).contains(&units),
+            LstmKernel::Lane => (1..=LANE_MAX_UNITS).contains(&units) && gpu.uniform_binding_bytes() >= LANE_WEIGHT_BYTES,
         }
     }
 }
@@ -94,7 +118,10 @@ pub struct LstmShape {
 }
 
 impl LstmShape {
-    fn check(&self) -> Result<()> {
+    fn check(&self, gpu: &Gpu) -> Result<()> {
+        if !self.kernel.supports(gpu, self.units) {
+            bail!("lstm: the {:?} kernel does not take {} units on this device (lane: at most {LANE_MAX_UNITS}, with a 64 KiB uniform binding)", self.kernel, self.units);
+        }
         if self.batch == 0 || self.steps == 0 || self.input == 0 || self.units == 0 || self.units > MAX_UNITS || self.out_col + self.units > self.out_stride {
             bail!("lstm: {self:?} is out of range (1 to {MAX_UNITS} units, the output columns inside the row)");
         }
@@ -121,7 +148,7 @@ impl LstmShape {
             (LstmKernel::Workgroup, true) => g4.div_ceil(64) * (h.div_ceil(4) + 1) + 8,
             (LstmKernel::Workgroup, false) => h.div_ceil(64) * (g4 / 4 + 1) + 8,
             (LstmKernel::Lane, true) => h * (h.div_ceil(4) + 1) + h + 1,
-            (LstmKernel::Lane, false) => h * (g4 / 4 + 1) + 2 * h + 1,
+            (LstmKernel::Lane, false) => h * (h.div_ceil(4) + 1) + 2 * h + 1,
         }
     }
 
@@ -166,7 +193,7 @@ fn expect(t: &Tensor, len: usize, what: &str) -> Result<()> {
 /// `h_last` [batch, out_stride] (the state after the last valid step). Both must have been
 /// zeroed where the direction does not write (the caller clears them once for all directions).
 pub fn forward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, lengths: &Tensor, h_seq: &Tensor, h_last: &Tensor) -> Result<LstmSaved> {
-    s.check()?;
+    s.check(step.gpu())?;
     let (rows, g4) = (s.batch * s.steps, 4 * s.units);
     expect(x, rows * s.input, "x")?;
     expect(w.wx, s.input * g4, "the input kernel")?;
@@ -186,15 +213,24 @@ pub fn forward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, leng
     step.zero(&saved.gates);
     step.zero(&saved.h_prev);
     step.zero(&saved.c);
-    let (spec, grid) = match s.kernel {
-        LstmKernel::Workgroup => (&FORWARD, super::groups(s.batch, 1)?),
-        LstmKernel::Lane => (&FORWARD_LANE, super::groups(s.batch, 8)?),
+    let (spec, grid, wh) = match s.kernel {
+        LstmKernel::Workgroup => (&FORWARD, super::groups(s.batch, 1)?, w.wh.clone()),
+        LstmKernel::Lane => (&FORWARD_LANE, super::groups(s.batch, 8)?, interleave(step, s, w.wh)?),
     };
     for (first_step, last_step) in s.step_ranges(gpu, true) {
         let p = Params { first_step, last_step, ..s.params() };
-        step.dispatch(spec, &[], &[&gx, w.wh, lengths, h_seq, &saved.h_prev, &saved.c, &saved.gates, h_last], bytemuck::bytes_of(&p), [grid, 1, 1], "lstm.forward")?;
+        step.dispatch(spec, &[], &[&gx, &wh, lengths, h_seq, &saved.h_prev, &saved.c, &saved.gates, h_last], bytemuck::bytes_of(&p), [grid, 1, 1], "lstm.forward")?;
     }
     Ok(saved)
+}
+
+/// The recurrent kernel [H, 4H] gate-interleaved for the lane kernels: a 64 KiB buffer (their
+/// uniform binding's size) whose vec4 m * H + j is row m's gates i, f, g, o of unit j.
+fn interleave(step: &mut Step, s: &LstmShape, wh: &Tensor) -> Result<Tensor> {
+    let packed = step.gpu().empty(&[LANE_MAX_UNITS * LANE_MAX_UNITS * 4], DType::F32)?;
+    let p = s.params();
+    step.dispatch(&INTERLEAVE, &[], &[wh, &packed], bytemuck::bytes_of(&p), [super::groups(s.units * s.units, 64)?, 1, 1], "lstm.interleave")?;
+    Ok(packed)
 }
 
 /// Gradients of one direction from those of its outputs (`dh_seq` [batch * steps, out_stride],
@@ -202,7 +238,7 @@ pub fn forward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, leng
 /// given (`accumulate`: add to what is there), returns (dW_x, dW_h, db).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, lengths: &Tensor, saved: &LstmSaved, dh_seq: &Tensor, dh_last: &Tensor, dx: Option<(&Tensor, bool)>) -> Result<[Tensor; 3]> {
-    s.check()?;
+    s.check(step.gpu())?;
     let (rows, g4) = (s.batch * s.steps, 4 * s.units);
     expect(dh_seq, rows * s.out_stride, "the output gradient")?;
     expect(dh_last, s.batch * s.out_stride, "the final state's gradient")?;
@@ -210,13 +246,13 @@ pub fn backward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, len
     let dgates = gpu.empty(&[rows, g4], DType::F32)?;
     step.zero(&dgates);
     let carry = gpu.empty(&[s.batch, 2 * s.units], DType::F32)?;
-    let (spec, grid) = match s.kernel {
-        LstmKernel::Workgroup => (&BACKWARD, super::groups(s.batch, 1)?),
-        LstmKernel::Lane => (&BACKWARD_LANE, super::groups(s.batch, 8)?),
+    let (spec, grid, wh) = match s.kernel {
+        LstmKernel::Workgroup => (&BACKWARD, super::groups(s.batch, 1)?, w.wh.clone()),
+        LstmKernel::Lane => (&BACKWARD_LANE, super::groups(s.batch, 8)?, interleave(step, s, w.wh)?),
     };
     for (first_step, last_step) in s.step_ranges(gpu, false) {
         let p = Params { first_step, last_step, ..s.params() };
-        step.dispatch(spec, &[], &[&saved.gates, &saved.c, w.wh, lengths, dh_seq, dh_last, &dgates, &carry], bytemuck::bytes_of(&p), [grid, 1, 1], "lstm.backward")?;
+        step.dispatch(spec, &[], &[&saved.gates, &saved.c, &wh, lengths, dh_seq, dh_last, &dgates, &carry], bytemuck::bytes_of(&p), [grid, 1, 1], "lstm.backward")?;
     }
     let (dwx, dwh, db) = (gpu.empty(&[s.input, g4], DType::F32)?, gpu.empty(&[s.units, g4], DType::F32)?, gpu.empty(&[g4], DType::F32)?);
     let t = GemmOptions { trans_a: true, ..Default::default() };

@@ -691,10 +691,22 @@ fn forest(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()
 /// steps instead of zeros changes no output or gradient, bit for bit.
 fn lstm(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
     use lstm_op::{LstmKernel, LstmShape, LstmWeights};
-    let shapes: &[(usize, usize, usize, usize)] = if size == Size::Quick { &[(3, 5, 4, 3)] } else { &[(3, 5, 4, 3), (4, 7, 2, 5), (1, 3, 1, 1), (2, 4, 3, 67), (11, 3, 2, 4)] };
-    // Each shape with both kernels, in one dispatch and in dispatches of 2 steps (as on adapters
-    // that bound an invocation's loop iterations).
-    let runs = shapes.iter().flat_map(|s| LstmKernel::ALL.into_iter().flat_map(move |k| [(s, k, None), (s, k, Some(2))]));
+    let shapes: &[(usize, usize, usize, usize)] = if size == Size::Quick { &[(3, 5, 4, 3)] } else { &[(3, 5, 4, 3), (4, 7, 2, 5), (1, 3, 1, 1), (2, 4, 3, 64), (2, 4, 3, 67), (11, 3, 2, 4)] };
+    // Each shape with each kernel that takes its units (the lane kernel up to 64), in one
+    // dispatch and in dispatches of 2 steps (as on adapters that bound an invocation's loop
+    // iterations).
+    let runs = shapes.iter().flat_map(|s| LstmKernel::ALL.into_iter().filter(|k| k.supports(g, s.3)).flat_map(move |k| [(s, k, None), (s, k, Some(2))]));
+    // Past that the lane kernel refuses by name instead of reading past its uniform binding.
+    {
+        let (batch, steps, input, units) = (1, 2, 1, lstm_op::LANE_MAX_UNITS + 1);
+        let s = LstmShape { batch, steps, input, units, reverse: false, out_stride: units, out_col: 0, kernel: LstmKernel::Lane, steps_per_dispatch: None };
+        let z = |n: usize| g.empty(&[n], crate::gpu::DType::F32);
+        let (x, wx, wh, b, hs, hl) = (z(steps * input)?, z(input * 4 * units)?, z(units * 4 * units)?, z(4 * units)?, z(steps * units)?, z(units)?);
+        let lens = lstm_op::lengths_tensor(g, &[steps as u32])?;
+        let mut step = g.step("selftest.lstm.refusal");
+        let refused = lstm_op::forward(&mut step, &s, &x, &LstmWeights { wx: &wx, wh: &wh, b: &b }, &lens, &hs, &hl).err().map(|e| e.to_string());
+        t.require(refused.as_deref().is_some_and(|e| e.contains("units")), || format!("lstm Lane with {units} units: not refused by name ({refused:?})"));
+    }
     for (&(batch, steps, input, units), kernel, steps_per_dispatch) in runs {
         let what = format!("lstm {kernel:?} B={batch} T={steps} D={input} H={units} steps per dispatch {steps_per_dispatch:?}");
         let mut lengths: Vec<u32> = (0..batch).map(|i| if i == 0 { steps as u32 } else { rng.below(steps + 1) as u32 }).collect();

@@ -38,12 +38,23 @@ impl Dataset {
         self.y.is_empty()
     }
 
-    fn gather(&self, idx: &[usize]) -> (Vec<f32>, Vec<u32>, Option<Vec<u32>>) {
-        let mut x = Vec::with_capacity(idx.len() * self.width);
+    /// Examples `idx` as one batch for `model`: their inputs, labels and lengths. Where the
+    /// model takes shorter batches, the steps past the batch's longest example (padding in
+    /// every one of them) are cut, to a multiple of 16 steps.
+    fn gather(&self, idx: &[usize], model: &Model) -> (Vec<f32>, Vec<u32>, Option<Vec<u32>>) {
+        let (l0, c0) = model.arch.input;
+        let lengths: Option<Vec<u32>> = (!self.lengths.is_empty()).then(|| idx.iter().map(|&i| self.lengths[i]).collect());
+        let steps = match &lengths {
+            Some(ls) if model.arch.takes_shorter_batches() && self.width == l0 * c0 => {
+                (ls.iter().copied().max().unwrap_or(0) as usize).next_multiple_of(16).clamp(16, l0)
+            }
+            _ => self.width / c0.max(1),
+        };
+        let keep = (steps * c0).min(self.width);
+        let mut x = Vec::with_capacity(idx.len() * keep);
         for &i in idx {
-            x.extend_from_slice(&self.x[i * self.width..(i + 1) * self.width]);
+            x.extend_from_slice(&self.x[i * self.width..i * self.width + keep]);
         }
-        let lengths = (!self.lengths.is_empty()).then(|| idx.iter().map(|&i| self.lengths[i]).collect());
         (x, idx.iter().map(|&i| self.y[i]).collect(), lengths)
     }
 }
@@ -129,8 +140,8 @@ pub fn predict(gpu: &Gpu, model: &Model, data: &Dataset, batch_size: usize) -> R
     let mut out = Vec::new();
     let all: Vec<usize> = (0..data.len()).collect();
     for chunk in all.chunks(batch_size.max(1)) {
-        let (x, _, lengths) = data.gather(chunk);
-        let tx = gpu.upload_f32(&x, &[chunk.len(), data.width])?;
+        let (x, _, lengths) = data.gather(chunk, model);
+        let tx = gpu.upload_f32(&x, &[chunk.len(), x.len() / chunk.len()])?;
         let mut step = gpu.step("predict");
         let logits = model.logits(&mut step, &tx, lengths.as_deref(), chunk.len())?;
         step.submit()?;
@@ -212,8 +223,8 @@ fn run_epoch(gpu: &Gpu, model: &mut Model, train: &Dataset, weights: &Tensor, cf
     shuffle(&mut order, cfg.seed ^ (epoch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut losses = Vec::new();
     for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
-        let (x, y, lengths) = train.gather(chunk);
-        let tx = gpu.upload_f32(&x, &[chunk.len(), train.width])?;
+        let (x, y, lengths) = train.gather(chunk, model);
+        let tx = gpu.upload_f32(&x, &[chunk.len(), x.len() / chunk.len()])?;
         let ty = gpu.upload(&y, &[chunk.len()], DType::U32)?;
         let mut step = gpu.step("train");
         let seed = cfg.seed.wrapping_mul(1_000_003) ^ ((epoch as u64) << 32) ^ b as u64;
