@@ -338,6 +338,10 @@ struct TrainArgs {
     /// Decoupled weight decay (AdamW), per unit of learning rate.
     #[arg(long, default_value_t = 0.0, value_parser = non_negative_f32)]
     weight_decay: f32,
+    /// Clip each step's gradients by their global norm (all tensors together, Keras's
+    /// global_clipnorm) to at most this; 0 (the default) does not clip.
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f32)]
+    clip_norm: f32,
     /// Time-averaged vectors or frame sequences.
     #[arg(long, value_enum, default_value_t = ser::train::data::Input::Vectors)]
     input: ser::train::data::Input,
@@ -932,6 +936,7 @@ fn resume_from(gpu: &ser::gpu::Gpu, path: &std::path::Path, args: &mut TrainArgs
     args.val_fraction = t["val_fraction"].as_f64().ok_or_else(|| missing("val_fraction"))?;
     args.test_actors = serde_json::from_value(t["test_actors"].clone()).map_err(|_| missing("test_actors"))?;
     args.weight_decay = t["weight_decay"].as_f64().unwrap_or(0.0) as f32;
+    args.clip_norm = t["clip_norm"].as_f64().unwrap_or(0.0) as f32;
     let cfg = &t["config"][0];
     args.batch_size = cfg["batch_size"].as_u64().ok_or_else(|| missing("config"))? as usize;
     args.patience = cfg["patience"].as_u64().ok_or_else(|| missing("config"))? as usize;
@@ -1075,6 +1080,7 @@ fn fit_and_test(
         training["config"] = serde_json::json!([cfg]);
         training["lr"] = serde_json::json!(args.lr);
         training["weight_decay"] = serde_json::json!(args.weight_decay);
+        training["clip_norm"] = serde_json::json!(args.clip_norm);
         training["partial"] = serde_json::json!(true);
         ser::nn::checkpoint::save(gpu, std::slice::from_ref(model), &meta_with(arch.clone(), training), out)
     };
@@ -1272,6 +1278,7 @@ fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Op
             }
         };
         model.adam.weight_decay = args.weight_decay;
+        model.adam.clip_norm = args.clip_norm;
         if first_epoch > args.epochs {
             anyhow::bail!("--resume: the model is at epoch {}; give --epochs above it", first_epoch - 1);
         }
@@ -1309,6 +1316,7 @@ fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Op
             let lrs: Vec<f32> = log.iter().take_while(|e| e.epoch <= best).map(|e| e.lr).collect();
             model = ser::nn::Model::new(gpu, &arch, seed)?;
             model.adam.weight_decay = args.weight_decay;
+            model.adam.clip_norm = args.clip_norm;
             train::fit_schedule(gpu, &mut model, full, &class_weights(args, full, k), &cfg, &lrs, |epoch, loss, lr| {
                 eprintln!("{who}refit epoch {epoch:>3}/{}: loss {loss:.4}  lr {lr:.2e}", lrs.len());
             })?;
@@ -1324,6 +1332,7 @@ fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Op
         "config": configs,
         "lr": args.lr,
         "weight_decay": args.weight_decay,
+        "clip_norm": args.clip_norm,
         "epochs_run": logs.iter().map(|l| l.len()).collect::<Vec<_>>(),
         "history": logs,
     });

@@ -575,3 +575,58 @@ fn an_lstm_learns_which_tone_came_first_which_time_averages_cannot() {
     let (acc_means, ..) = run(&mlp, &means);
     assert!(acc_means < 0.7, "an MLP on the time means reached {acc_means:.3}");
 }
+
+/// Batches of sequences are cut after their longest clip (to a multiple of 16 steps) where the
+/// model reduces time before any flat layer: the logits are those of the whole padded batch.
+/// A model whose weights depend on the length (a Flatten over frames) is refused a short one.
+#[test]
+fn sequence_batches_cut_after_their_longest_clip_give_the_padded_batchs_logits() {
+    let g = &gpu().gpu;
+    let mut rng = Rng::new(common::fresh_seed("cut-batches"));
+    let (steps, channels, n) = (40usize, 3usize, 21usize);
+    let mut d = Dataset { width: steps * channels, ..Default::default() };
+    for i in 0..n {
+        let len = 1 + (rng.next_u64() % 13) as usize;
+        d.x.extend((0..steps * channels).map(|e| if e / channels < len { rng.uniform(-1.0, 1.0) } else { 0.0 }));
+        d.y.push((i % 3) as u32);
+        d.lengths.push(len as u32);
+    }
+    for arch in [Architecture::lstm((steps, channels), 3, 8), Architecture::cnn_lstm((steps, channels), 3, 8)] {
+        assert!(arch.takes_shorter_batches());
+        let model = Model::new(g, &arch, 4).unwrap();
+        // train::predict cuts each batch to 16 steps; the whole batch padded to 40 goes in here.
+        let cut = train::predict(g, &model, &d, 8).unwrap();
+        let mut whole = Vec::new();
+        for (c, chunk) in d.lengths.chunks(8).enumerate() {
+            let x = g.upload_f32(&d.x[c * 8 * d.width..(c * 8 + chunk.len()) * d.width], &[chunk.len(), d.width]).unwrap();
+            let mut step = g.step("test");
+            let logits = model.logits(&mut step, &x, Some(chunk), chunk.len()).unwrap();
+            step.submit().unwrap();
+            whole.extend(g.read_f32(&logits).unwrap());
+        }
+        // And a batch of 16 steps handed to the model directly (every clip is at most 13 long);
+        // 13 steps would drop the cnn-lstm's last pooling windows: refused by name.
+        let short = |s: usize| -> Vec<f32> { d.x.chunks(d.width).flat_map(|row| row[..s * channels].to_vec()).collect() };
+        if arch.step_quantum() == 4 {
+            let x = g.upload_f32(&short(13), &[n, 13 * channels]).unwrap();
+            let err = model.logits(&mut g.step("test"), &x, Some(&d.lengths), n).err().expect("13 steps through two poolings").to_string();
+            assert!(err.contains("a multiple of 4 steps"), "{err}");
+        }
+        let x = g.upload_f32(&short(16), &[n, 16 * channels]).unwrap();
+        let mut step = g.step("test");
+        let logits = model.logits(&mut step, &x, Some(&d.lengths), n).unwrap();
+        step.submit().unwrap();
+        let direct = g.read_f32(&logits).unwrap();
+        assert_eq!(cut.len(), whole.len());
+        for ((a, b), c) in cut.iter().zip(&whole).zip(&direct) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()) && (c - b).abs() <= 1e-5 * (1.0 + b.abs()), "{:?}: cut {a}, 16 steps {c} vs whole {b}", arch.layers[0]);
+        }
+    }
+    let flat = Architecture { input: (steps, channels), layers: vec![Layer::Flatten, Layer::Dense { units: 3, relu: false }] };
+    assert!(!flat.takes_shorter_batches());
+    let model = Model::new(g, &flat, 4).unwrap();
+    let x = g.upload_f32(&vec![0.0; 2 * 16 * channels], &[2, 16 * channels]).unwrap();
+    let mut step = g.step("test");
+    let err = model.logits(&mut step, &x, None, 2).err().expect("a 16-step batch for a 40-step flat model").to_string();
+    assert!(err.contains("is not [2, 40, 3]"), "{err}");
+}

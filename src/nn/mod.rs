@@ -196,11 +196,19 @@ impl Architecture {
         for layer in &self.layers {
             match layer {
                 Layer::Lstm { sequences: false, .. } | Layer::TimeMean => return true,
+                // A valid convolution's output steps depend on where the input ends.
+                Layer::Conv1d { same: false, .. } => return false,
                 Layer::Flatten | Layer::Dense { .. } | Layer::RandomFourier { .. } | Layer::RbfKernel { .. } => return false,
                 _ => {}
             }
         }
         false
+    }
+
+    /// What a shorter batch's steps must be a multiple of: the pooling strides' product, so
+    /// that every pooling window of the padded batch that starts inside a clip is still there.
+    pub fn step_quantum(&self) -> usize {
+        self.layers.iter().map(|l| if let Layer::MaxPool { stride, .. } = l { (*stride).max(1) } else { 1 }).product()
     }
 
     /// Whether any layer reads the sequence lengths.
@@ -475,10 +483,11 @@ impl Model {
     fn batch_steps(&self, x: &Tensor, batch: usize) -> Result<usize> {
         let (l0, c0) = self.arch.input;
         let steps = if batch > 0 && x.len() % (batch * c0) == 0 { x.len() / (batch * c0) } else { 0 };
-        if steps == l0 || (steps >= 1 && steps < l0 && self.arch.takes_shorter_batches()) {
+        let q = self.arch.step_quantum();
+        if steps == l0 || (steps >= 1 && steps < l0 && steps % q == 0 && self.arch.takes_shorter_batches()) {
             return Ok(steps);
         }
-        let shorter = if self.arch.takes_shorter_batches() { format!(" (or fewer than {l0} steps)") } else { String::new() };
+        let shorter = if self.arch.takes_shorter_batches() { format!(" (or a multiple of {q} steps below {l0})") } else { String::new() };
         bail!("batch input {:?} is not [{batch}, {l0}, {c0}]{shorter}", x.shape())
     }
 
@@ -720,11 +729,11 @@ impl Model {
         }
         step.set_scope(Some("adam".to_string()));
         self.step += 1;
-        for (i, gs) in grads {
-            for (p, g) in self.states[i].params().into_iter().zip(&gs) {
-                optim::adam(step, &self.adam, self.step, g, &p.value, &p.m, &p.v)?;
-            }
-        }
+        let updates: Vec<optim::Update> = grads
+            .iter()
+            .flat_map(|(i, gs)| self.states[*i].params().into_iter().zip(gs).map(|(p, g)| optim::Update { grad: g, weight: &p.value, m: &p.m, v: &p.v }))
+            .collect();
+        optim::adam(step, &self.adam, self.step, &updates)?;
         step.set_scope(None);
         Ok(losses)
     }

@@ -1,10 +1,14 @@
-//! Fused Adam update (shaders/optim.wgsl).
+//! Fused Adam update with optional clipping by global norm (shaders/optim.wgsl).
 
-use crate::gpu::{Access, KernelSpec, OPTIM_WGSL, Step, Tensor};
+use crate::gpu::{Access, DType, KernelSpec, OPTIM_WGSL, Step, Tensor};
 use anyhow::{Result, bail};
 
-const ADAM: KernelSpec =
-    KernelSpec { shader: &OPTIM_WGSL, entry: "adam", bindings: &[Access::Read, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite] };
+const ADAM: KernelSpec = KernelSpec {
+    shader: &OPTIM_WGSL,
+    entry: "adam",
+    bindings: &[Access::Read, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite, Access::Read],
+};
+const SQ_SUM: KernelSpec = KernelSpec { shader: &OPTIM_WGSL, entry: "grad_sq_sum", bindings: &[Access::Read, Access::ReadWrite] };
 
 /// Adam's hyper-parameters (Keras defaults).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -15,11 +19,15 @@ pub struct Adam {
     pub eps: f32,
     /// Decoupled weight decay per step (AdamW); 0 is plain Adam.
     pub weight_decay: f32,
+    /// Clip the gradients by their global norm (all of a step's gradient tensors together, as
+    /// Keras's `global_clipnorm`) to at most this; 0 does not clip.
+    #[serde(default)]
+    pub clip_norm: f32,
 }
 
 impl Default for Adam {
     fn default() -> Self {
-        Adam { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay: 0.0 }
+        Adam { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay: 0.0, clip_norm: 0.0 }
     }
 }
 
@@ -41,18 +49,80 @@ struct Params {
     b2: f32,
     eps: f32,
     decay: f32,
-    _pad1: [f32; 3],
+    clip: f32,
+    parts: u32,
+    _pad1: f32,
 }
 
-/// One Adam step `t` (1-based) on `weight` with its moment buffers.
-pub fn adam(step: &mut Step, o: &Adam, t: u32, grad: &Tensor, weight: &Tensor, m: &Tensor, v: &Tensor) -> Result<()> {
-    let n = weight.len();
-    if grad.len() != n || m.len() != n || v.len() != n || t == 0 {
-        bail!("adam: grad {:?}, m {:?}, v {:?} for weight {:?} at step {t}", grad.shape(), m.shape(), v.shape(), weight.shape());
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SqParams {
+    n: u32,
+    slot: u32,
+    _pad: [u32; 2],
+}
+
+/// One parameter tensor's update: its gradient, value and Adam moments.
+pub struct Update<'a> {
+    pub grad: &'a Tensor,
+    pub weight: &'a Tensor,
+    pub m: &'a Tensor,
+    pub v: &'a Tensor,
+}
+
+/// One Adam step `t` (1-based) on every parameter tensor of a model, each with its moment
+/// buffers; with `o.clip_norm` > 0 the gradients are first clipped by their global norm
+/// (computed on the GPU: no wait for the host).
+pub fn adam(step: &mut Step, o: &Adam, t: u32, updates: &[Update]) -> Result<()> {
+    for u in updates {
+        let n = u.weight.len();
+        if u.grad.len() != n || u.m.len() != n || u.v.len() != n || t == 0 {
+            bail!("adam: grad {:?}, m {:?}, v {:?} for weight {:?} at step {t}", u.grad.shape(), u.m.shape(), u.v.shape(), u.weight.shape());
+        }
     }
-    let p = Params { n: n as u32, _pad0: [0; 3], lr_t: o.lr_t(t), b1: o.beta1, b2: o.beta2, eps: o.eps, decay: o.lr * o.weight_decay, _pad1: [0.0; 3] };
-    let grid = [super::groups(n, 256)?, 1, 1];
-    step.dispatch(&ADAM, &[], &[grad, weight, m, v], bytemuck::bytes_of(&p), grid, "optim.adam")
+    if !(o.clip_norm >= 0.0 && o.clip_norm.is_finite()) {
+        bail!("adam: the clipping norm must be a finite value >= 0, not {}", o.clip_norm);
+    }
+    let gpu = step.gpu();
+    let clipping = o.clip_norm > 0.0 && !updates.is_empty();
+    let parts = gpu.empty(&[updates.len().max(1)], DType::F32)?;
+    if clipping {
+        for (slot, u) in updates.iter().enumerate() {
+            let n = u.grad.len();
+            super::check_loop_budget(gpu, n.div_ceil(256), "adam: a gradient's sum of squares")?;
+            let p = SqParams { n: n as u32, slot: slot as u32, _pad: [0; 2] };
+            step.dispatch(&SQ_SUM, &[], &[u.grad, &parts], bytemuck::bytes_of(&p), [1, 1, 1], "optim.grad_sq_sum")?;
+        }
+    }
+    for u in updates {
+        let n = u.weight.len();
+        let p = Params {
+            n: n as u32,
+            _pad0: [0; 3],
+            lr_t: o.lr_t(t),
+            b1: o.beta1,
+            b2: o.beta2,
+            eps: o.eps,
+            decay: o.lr * o.weight_decay,
+            clip: if clipping { o.clip_norm } else { 0.0 },
+            parts: updates.len() as u32,
+            _pad1: 0.0,
+        };
+        let grid = [super::groups(n, 256)?, 1, 1];
+        step.dispatch(&ADAM, &[], &[u.grad, u.weight, u.m, u.v, &parts], bytemuck::bytes_of(&p), grid, "optim.adam")?;
+    }
+    Ok(())
+}
+
+/// The factor a step's gradients are scaled by before Adam: clip / max(global norm, clip), 1
+/// without clipping (float64 reference).
+pub fn clip_scale(o: &Adam, grads: &[&[f64]]) -> f64 {
+    if o.clip_norm <= 0.0 {
+        return 1.0;
+    }
+    let norm = grads.iter().flat_map(|g| g.iter()).map(|v| v * v).sum::<f64>().sqrt();
+    let clip = o.clip_norm as f64;
+    clip / norm.max(clip)
 }
 
 /// Float64 reference of one step on (w, m, v).

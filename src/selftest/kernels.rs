@@ -418,22 +418,47 @@ fn softmax_cross_entropy(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tal
     Ok(())
 }
 
+/// Adam on several tensors at once (awkward sizes, one past a workgroup's 256 lanes many
+/// times), plain, with weight decay, and clipped by global norm at a norm some steps' gradients
+/// pass and others do not: against the float64 reference.
 fn adam(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
-    let n = 1031;
-    for o in [optim::Adam::default(), optim::Adam { lr: 0.01, weight_decay: 0.01, ..Default::default() }] {
-        let mut w = rand64(rng, n);
-        let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
-        let (tw, tm, tv) = (up(g, &w, &[n])?, up(g, &m, &[n])?, up(g, &v, &[n])?);
-        for step_no in 1..=5 {
-            let grad = rand64(rng, n);
+    let sizes = [1031usize, 7, 70_001];
+    let configs = [
+        optim::Adam::default(),
+        optim::Adam { lr: 0.01, weight_decay: 0.01, ..Default::default() },
+        // Gradients below have global norms of about 1.5 to 240: clipping at 60 engages on some.
+        optim::Adam { lr: 0.01, clip_norm: 60.0, ..Default::default() },
+    ];
+    for o in configs {
+        let mut w: Vec<Vec<f64>> = sizes.iter().map(|&n| rand64(rng, n)).collect();
+        let (mut m, mut v): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (sizes.iter().map(|&n| vec![0.0; n]).collect(), sizes.iter().map(|&n| vec![0.0; n]).collect());
+        let tw = w.iter().map(|x| up(g, x, &[x.len()])).collect::<Result<Vec<_>>>()?;
+        let tm = m.iter().map(|x| up(g, x, &[x.len()])).collect::<Result<Vec<_>>>()?;
+        let tv = v.iter().map(|x| up(g, x, &[x.len()])).collect::<Result<Vec<_>>>()?;
+        let mut clipped_steps = 0;
+        for step_no in 1..=6 {
+            let scale = [0.01, 1.0, 0.2, 1.5, 0.05, 0.5][step_no as usize - 1];
+            let grads: Vec<Vec<f64>> = sizes.iter().map(|&n| rand64(rng, n).iter().map(|x| x * scale).collect()).collect();
+            let tg = grads.iter().map(|x| up(g, x, &[x.len()])).collect::<Result<Vec<_>>>()?;
+            let updates: Vec<optim::Update> = (0..sizes.len()).map(|i| optim::Update { grad: &tg[i], weight: &tw[i], m: &tm[i], v: &tv[i] }).collect();
             let mut step = g.step("selftest.adam");
-            optim::adam(&mut step, &o, step_no, &up(g, &grad, &[n])?, &tw, &tm, &tv)?;
+            optim::adam(&mut step, &o, step_no, &updates)?;
             step.submit()?;
-            optim::reference(&o, step_no, &grad, &mut w, &mut m, &mut v);
+            let factor = optim::clip_scale(&o, &grads.iter().map(|x| x.as_slice()).collect::<Vec<_>>());
+            clipped_steps += (factor < 1.0) as usize;
+            for i in 0..sizes.len() {
+                let scaled: Vec<f64> = grads[i].iter().map(|x| x * factor).collect();
+                optim::reference(&o, step_no, &scaled, &mut w[i], &mut m[i], &mut v[i]);
+            }
         }
-        t.close(&format!("adam {o:?} weights"), &g.read_f32(&tw)?, &w, 1e-6, 1e-5);
-        t.close("adam m", &g.read_f32(&tm)?, &m, 1e-7, 1e-5);
-        t.close("adam v", &g.read_f32(&tv)?, &v, 1e-8, 1e-5);
+        if o.clip_norm > 0.0 {
+            t.require((1..6).contains(&clipped_steps), || format!("adam clipping: {clipped_steps} of 6 steps clipped; the check needs some of each"));
+        }
+        for i in 0..sizes.len() {
+            t.close(&format!("adam {o:?} weights {}", sizes[i]), &g.read_f32(&tw[i])?, &w[i], 1e-6, 1e-5);
+            t.close("adam m", &g.read_f32(&tm[i])?, &m[i], 1e-7, 1e-5);
+            t.close("adam v", &g.read_f32(&tv[i])?, &v[i], 1e-8, 1e-5);
+        }
     }
     Ok(())
 }

@@ -40,13 +40,15 @@ impl Dataset {
 
     /// Examples `idx` as one batch for `model`: their inputs, labels and lengths. Where the
     /// model takes shorter batches, the steps past the batch's longest example (padding in
-    /// every one of them) are cut, to a multiple of 16 steps.
+    /// every one of them) are cut, to a multiple of 16 steps and of the model's step quantum.
     fn gather(&self, idx: &[usize], model: &Model) -> (Vec<f32>, Vec<u32>, Option<Vec<u32>>) {
         let (l0, c0) = model.arch.input;
         let lengths: Option<Vec<u32>> = (!self.lengths.is_empty()).then(|| idx.iter().map(|&i| self.lengths[i]).collect());
+        let quantum = lcm(16, model.arch.step_quantum());
         let steps = match &lengths {
             Some(ls) if model.arch.takes_shorter_batches() && self.width == l0 * c0 => {
-                (ls.iter().copied().max().unwrap_or(0) as usize).next_multiple_of(16).clamp(16, l0)
+                let cut = (ls.iter().copied().max().unwrap_or(0) as usize).max(1).next_multiple_of(quantum);
+                if cut < l0 { cut } else { l0 }
             }
             _ => self.width / c0.max(1),
         };
@@ -133,6 +135,14 @@ pub fn shuffle(idx: &mut [usize], seed: u64) {
     for i in (1..idx.len()).rev() {
         idx.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    a / x * b
 }
 
 /// Logits [n, classes] for every example, in batches, in evaluation mode.

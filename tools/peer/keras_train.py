@@ -27,6 +27,7 @@ ap.add_argument("--input", default="vectors", choices=["vectors", "stats", "fram
 ap.add_argument("--lstm-units", type=int, default=64)
 ap.add_argument("--epochs", type=int, default=30)
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--clip-norm", type=float, default=0.0, help="global_clipnorm (ser's --clip-norm); 0: none")
 a = ap.parse_args()
 tf.keras.utils.set_random_seed(a.seed)
 
@@ -91,7 +92,7 @@ else:
         layers += [L.Dense(units, activation="relu"), L.BatchNormalization(), L.Dropout(0.4)]
 layers.append(L.Dense(k, activation="softmax"))
 model = tf.keras.Sequential(layers)
-model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model.compile(optimizer=tf.keras.optimizers.Adam(1e-3, global_clipnorm=args.clip_norm or None), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
 class Timer(tf.keras.callbacks.Callback):

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The sequence models' accuracy tables (issue 13's protocol): 7 classes (disgust dropped),
+# balanced class weights, 30 epochs, for each model: random stratified 80/20 over seeds 0-4 and
+# 5-fold by actor, with and without --speaker-norm. One log per run under OUT; a summary line
+# per run at the end of each log. Hours on lavapipe: run it in the background, in the order of
+# MODELS (default "cnn-lstm lstm"), and read the logs as they finish.
+#   tools/bench/sequence_tables.sh [FEATURES] [OUT] [MODELS]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+features="${1:-/tmp/ser-bench-features.safetensors}"
+out="${2:-/tmp/ser-sequence-tables}"
+models="${3:-cnn-lstm lstm}"
+# A copy of the binary: a rebuild while this runs must not change the code halfway.
+ser="${SER_BIN:-target/release/ser}"
+mkdir -p "$out"
+[ -f "$features" ] || $ser features --data ../shared/data/ravdess --out "$features"
+run() {
+    local name="$1"; shift
+    [ -s "$out/$name.log" ] && grep -q "^done" "$out/$name.log" && return
+    echo "== $name: ser train $*" > "$out/$name.log"
+    $ser train --features "$features" --drop disgust --input frames --epochs 30 "$@" >> "$out/$name.log" 2>&1
+    echo "done rc=$? $(date -u +%H:%M:%S)" >> "$out/$name.log"
+}
+for model in $models; do
+    for norm in "" "--speaker-norm"; do
+        tag="$model${norm:+-norm}"
+        run "$tag-actors" --model "$model" --split actor-folds --folds 5 --seed 0 $norm
+        for seed in 0 1 2 3 4; do
+            run "$tag-seed$seed" --model "$model" --seed "$seed" --out "$out/$tag-seed$seed.safetensors" $norm
+        done
+    done
+done
