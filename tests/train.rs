@@ -14,9 +14,9 @@ fn waves(rng: &mut Rng, n: usize) -> Dataset {
     for _ in 0..n {
         let class = (rng.next_u64() % 3) as u32;
         let cycles = [1.0, 2.0, 4.0][class as usize];
-        let phase = rng.uniform(0.0, 6.283);
+        let phase = rng.uniform(0.0, std::f32::consts::TAU);
         for t in 0..16 {
-            d.x.push((6.283 * cycles * t as f32 / 16.0 + phase).sin() + rng.uniform(-0.3, 0.3));
+            d.x.push((std::f32::consts::TAU * cycles * t as f32 / 16.0 + phase).sin() + rng.uniform(-0.3, 0.3));
             d.x.push(rng.uniform(-0.3, 0.3));
         }
         d.y.push(class);
@@ -609,7 +609,7 @@ fn sequence_batches_cut_after_their_longest_clip_give_the_padded_batchs_logits()
         let short = |s: usize| -> Vec<f32> { d.x.chunks(d.width).flat_map(|row| row[..s * channels].to_vec()).collect() };
         if arch.step_quantum() == 4 {
             let x = g.upload_f32(&short(13), &[n, 13 * channels]).unwrap();
-            let err = model.logits(&mut g.step("test"), &x, Some(&d.lengths), n).err().expect("13 steps through two poolings").to_string();
+            let err = model.logits(&mut g.step("test"), &x, Some(&d.lengths), n).expect_err("13 steps through two poolings").to_string();
             assert!(err.contains("a multiple of 4 steps"), "{err}");
         }
         let x = g.upload_f32(&short(16), &[n, 16 * channels]).unwrap();
@@ -627,6 +627,6 @@ fn sequence_batches_cut_after_their_longest_clip_give_the_padded_batchs_logits()
     let model = Model::new(g, &flat, 4).unwrap();
     let x = g.upload_f32(&vec![0.0; 2 * 16 * channels], &[2, 16 * channels]).unwrap();
     let mut step = g.step("test");
-    let err = model.logits(&mut step, &x, None, 2).err().expect("a 16-step batch for a 40-step flat model").to_string();
+    let err = model.logits(&mut step, &x, None, 2).expect_err("a 16-step batch for a 40-step flat model").to_string();
     assert!(err.contains("is not [2, 40, 3]"), "{err}");
 }

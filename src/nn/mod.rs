@@ -482,7 +482,7 @@ impl Model {
     /// where the architecture takes shorter batches.
     fn batch_steps(&self, x: &Tensor, batch: usize) -> Result<usize> {
         let (l0, c0) = self.arch.input;
-        let steps = if batch > 0 && x.len() % (batch * c0) == 0 { x.len() / (batch * c0) } else { 0 };
+        let steps = if batch > 0 && x.len().is_multiple_of(batch * c0) { x.len() / (batch * c0) } else { 0 };
         let q = self.arch.step_quantum();
         if steps == l0 || (steps >= 1 && steps < l0 && steps % q == 0 && self.arch.takes_shorter_batches()) {
             return Ok(steps);
@@ -520,7 +520,10 @@ impl Model {
             .collect()
     }
 
-    fn forward(&self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, batch: usize, shapes: &[(usize, usize)], train: bool, seed: u64) -> Result<(Tensor, Vec<Saved>)> {
+    /// Records the forward pass; returns the logits, what backward needs, and the (length,
+    /// channels) entering each layer for this batch's steps.
+    fn forward(&self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, batch: usize, train: bool, seed: u64) -> Result<Forward> {
+        let shapes = self.shapes_for(self.batch_steps(x, batch)?)?;
         let gpu = step.gpu();
         let layer_lengths = self.layer_lengths(gpu, lengths, batch, shapes[0].0)?;
         let mut cur = x.clone();
@@ -624,7 +627,7 @@ impl Model {
             }
         }
         step.set_scope(None);
-        Ok((cur.reshape(&[batch, shapes.last().unwrap().1]), saved))
+        Ok(Forward { logits: cur.reshape(&[batch, shapes.last().unwrap().1]), saved, shapes })
     }
 
     /// Records one training step on a batch: forward (dropout on, batch statistics), softmax
@@ -633,9 +636,8 @@ impl Model {
     /// `lengths`: each example's valid steps, for models with sequence layers (None: all full).
     pub fn train_step(&mut self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, labels: &Tensor, class_weight: &Tensor, seed: u64) -> Result<Tensor> {
         let batch = labels.len();
-        let shapes = self.shapes_for(self.batch_steps(x, batch)?)?;
         let gpu = step.gpu();
-        let (logits, saved) = self.forward(step, x, lengths, batch, &shapes, true, seed)?;
+        let Forward { logits, saved, shapes } = self.forward(step, x, lengths, batch, true, seed)?;
         let classes = logits.shape()[1];
         let losses = gpu.empty(&[batch], DType::F32)?;
         let dlogits = gpu.empty(&[batch, classes], DType::F32)?;
@@ -740,9 +742,16 @@ impl Model {
 
     /// Records inference (dropout off, moving statistics) and returns the logits [batch, classes].
     pub fn logits(&self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, batch: usize) -> Result<Tensor> {
-        let shapes = self.shapes_for(self.batch_steps(x, batch)?)?;
-        Ok(self.forward(step, x, lengths, batch, &shapes, false, 0)?.0)
+        Ok(self.forward(step, x, lengths, batch, false, 0)?.logits)
     }
+}
+
+/// A recorded forward pass: the logits, what backward needs per layer, and the (length,
+/// channels) entering each layer for the batch's steps.
+struct Forward {
+    logits: Tensor,
+    saved: Vec<Saved>,
+    shapes: Vec<(usize, usize)>,
 }
 
 /// The gradient before a fused ReLU: dy where the output was positive.

@@ -80,7 +80,7 @@ pub fn adam(step: &mut Step, o: &Adam, t: u32, updates: &[Update]) -> Result<()>
             bail!("adam: grad {:?}, m {:?}, v {:?} for weight {:?} at step {t}", u.grad.shape(), u.m.shape(), u.v.shape(), u.weight.shape());
         }
     }
-    if !(o.clip_norm >= 0.0 && o.clip_norm.is_finite()) {
+    if o.clip_norm < 0.0 || !o.clip_norm.is_finite() {
         bail!("adam: the clipping norm must be a finite value >= 0, not {}", o.clip_norm);
     }
     let gpu = step.gpu();

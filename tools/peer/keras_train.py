@@ -92,7 +92,7 @@ else:
         layers += [L.Dense(units, activation="relu"), L.BatchNormalization(), L.Dropout(0.4)]
 layers.append(L.Dense(k, activation="softmax"))
 model = tf.keras.Sequential(layers)
-model.compile(optimizer=tf.keras.optimizers.Adam(1e-3, global_clipnorm=args.clip_norm or None), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model.compile(optimizer=tf.keras.optimizers.Adam(1e-3, global_clipnorm=a.clip_norm or None), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
 class Timer(tf.keras.callbacks.Callback):
