@@ -3,11 +3,13 @@
 //! Stages, in data-flow order: [`audio`] (finding, decoding, resampling clips), [`gpu`] (the
 //! runtime that owns every wgpu call), [`ops`]
 //! (kernel families, each with a CPU reference), [`features`], [`nn`], [`train`], [`infer`],
-//! [`bench`] (throughput measurements) and [`selftest`] (every kernel family and the built-in
+//! [`experiment`] (a whole training run with its typed configuration: what `ser train` and the
+//! tests call), [`bench`] (throughput measurements) and [`selftest`] (every kernel family and the built-in
 //! model checked on the adapter at hand).
 
 pub mod audio;
 pub mod bench;
+pub mod experiment;
 pub mod features;
 pub mod gpu;
 pub mod infer;

@@ -9,7 +9,9 @@ use ser::features::{FeatureConfig, Tuning};
 use std::path::PathBuf;
 use ser::gpu::{self, AdapterSelector, BackendChoice};
 use ser::ops::gemm::{GemmKernel, Precision};
-use ser::train::speaker::{self, SpeakerGroups, SpeakerNorm};
+use ser::experiment::{self, ClassWeights, ModelConfig, ModelKind, Run, RunConfig, Split};
+use ser::train::knn::KnnWeights;
+use ser::train::speaker::{self, SpeakerGroups};
 
 #[derive(Parser)]
 #[command(name = "ser", version, about = "Speech emotion recognition as a GPU-native compute pipeline")]
@@ -210,58 +212,9 @@ struct FeaturesArgs {
     adapter: AdapterArgs,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum ModelKind {
-    /// The reference study's refined CNN.
-    Cnn,
-    /// Multilayer perceptron (--hidden, --dropout, --batch-norm).
-    Mlp,
-    /// RBF kernel machine by random Fourier features (--rff-features, --rff-gamma).
-    Rff,
-    /// Kernel ridge classification with an RBF kernel, solved on the GPU (--krr-gamma,
-    /// --krr-lambda); fitted on all training clips, validation sets the probability scale.
-    Krr,
-    /// k nearest neighbours (scikit-learn's KNeighborsClassifier, brute-force Euclidean search
-    /// on the GPU; --knn-k, --knn-weights); the training clips are the model.
-    Knn,
-    /// RBF support vector classifier (scikit-learn's SVC: one-vs-one, SMO over a Gram matrix
-    /// computed on the GPU, Platt probabilities; --svm-c, --svm-gamma).
-    Svm,
-    /// Random forest (scikit-learn's RandomForestClassifier grown on the GPU: quantile bins,
-    /// bootstrap, sqrt(features) per node, Gini; --trees, --max-depth, --min-samples-leaf).
-    Rf,
-    /// Bidirectional LSTM over the frames (--input frames): LSTM(--lstm-units per direction,
-    /// whole sequence) -> mean over each clip's valid frames -> Dropout(0.3) -> Dense.
-    Lstm,
-    /// Two Conv1D(k5)-BatchNorm-MaxPool(2) blocks (64, 128 filters) over the frames, then the
-    /// lstm model's head (--input frames). Masking is exact from the LSTM on; the convolutions
-    /// and batch statistics see the padded frames, as Keras's Conv1D does.
-    CnnLstm,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum KnnWeightsFlag {
-    Uniform,
-    Distance,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum ClassWeights {
-    /// n / (classes * count) per class, from the training split.
-    Balanced,
-    None,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum Split {
-    /// Stratified random split (the reference study's protocol).
-    Random,
-    /// Hold out whole actors (--test-actors): speaker-independent.
-    Actors,
-    /// No test set: train on every clip (validation still carved out), for a model to ship.
-    None,
-    /// Cross-validation by actor (--folds groups, each the test set once); saves no model.
-    ActorFolds,
+/// `ser train`'s defaults: the library's, defined once in `RunConfig::default()`.
+fn defaults() -> RunConfig {
+    RunConfig::default()
 }
 
 #[derive(Args, Clone)]
@@ -279,32 +232,32 @@ struct TrainArgs {
     #[command(flatten)]
     build: BuildFlags,
     /// Model architecture.
-    #[arg(long, value_enum, default_value_t = ModelKind::Cnn)]
+    #[arg(long, value_enum, default_value_t = defaults().model.kind)]
     model: ModelKind,
     /// Random Fourier features of the rff model.
-    #[arg(long, default_value_t = 4096, value_parser = ranged::<usize>(1, 1 << 20))]
+    #[arg(long, default_value_t = defaults().model.rff_features, value_parser = ranged::<usize>(1, 1 << 20))]
     rff_features: usize,
     /// RBF kernel width of the rff model, in units of 1 / input size (1 is scikit-learn's
     /// gamma="scale" on standardised input).
-    #[arg(long, default_value_t = 1.0, value_parser = positive_f32)]
+    #[arg(long, default_value_t = defaults().model.rff_gamma, value_parser = positive_f32)]
     rff_gamma: f32,
     /// RBF kernel width of the krr model, in units of 1 / input size.
-    #[arg(long, default_value_t = 1.0, value_parser = positive_f32)]
+    #[arg(long, default_value_t = defaults().model.krr_gamma, value_parser = positive_f32)]
     krr_gamma: f32,
     /// Ridge penalty of the krr model (scaled per example by 1 / its class weight). 0.1 rather
     /// than 0.01: better on speakers not in training (5-fold by actor 0.656 against 0.626, every
     /// fold better) for 0.9 points less on a random split (docs/RESULTS.md).
-    #[arg(long, default_value_t = 0.1, value_parser = positive_f32)]
+    #[arg(long, default_value_t = defaults().model.krr_lambda, value_parser = positive_f32)]
     krr_lambda: f32,
     /// Neighbours that vote (knn; at most 16).
-    #[arg(long, default_value_t = 5, value_parser = ranged::<usize>(1, ser::ops::knn::MAX_K))]
+    #[arg(long, default_value_t = defaults().model.knn_k, value_parser = ranged::<usize>(1, ser::ops::knn::MAX_K))]
     knn_k: usize,
     /// How they vote (knn): uniform, or distance (1 / distance; coinciding rows outvote all).
-    #[arg(long, value_enum, default_value_t = KnnWeightsFlag::Uniform)]
-    knn_weights: KnnWeightsFlag,
+    #[arg(long, value_enum, default_value_t = defaults().model.knn_weights)]
+    knn_weights: KnnWeights,
     /// Penalty C of the svm (each class's bound is C times its class weight). 10 rather than
     /// scikit-learn's 1: validation accuracy 0.82 against 0.79 on RAVDESS (docs/RESULTS.md).
-    #[arg(long, default_value_t = 10.0, value_parser = positive_f64)]
+    #[arg(long, default_value_t = defaults().model.svm_c, value_parser = positive_f64)]
     svm_c: f64,
     /// RBF width of the svm: "scale" (scikit-learn's default, 1 / (input size * variance of
     /// the inputs)) or a positive number.
@@ -312,41 +265,41 @@ struct TrainArgs {
     svm_gamma: SvmGamma,
     /// Trees of the rf model. 500 rather than scikit-learn's 100: validation accuracy 0.70
     /// against 0.67 on RAVDESS (docs/RESULTS.md).
-    #[arg(long, default_value_t = 500, value_parser = ranged::<usize>(1, 50_000))]
+    #[arg(long, default_value_t = defaults().model.trees, value_parser = ranged::<usize>(1, 50_000))]
     trees: usize,
     /// Deepest level of the rf model's trees (root 0); without it they grow until pure.
     #[arg(long, value_parser = ranged::<usize>(1, 1_000))]
     max_depth: Option<usize>,
     /// Fewest training rows in a leaf of the rf model.
-    #[arg(long, default_value_t = 1, value_parser = ranged::<usize>(1, 1 << 20))]
+    #[arg(long, default_value_t = defaults().model.min_samples_leaf, value_parser = ranged::<usize>(1, 1 << 20))]
     min_samples_leaf: usize,
     /// Quantile bins per feature the rf model splits between.
-    #[arg(long, default_value_t = 64, value_parser = ranged::<usize>(2, ser::ops::forest::MAX_BINS))]
+    #[arg(long, default_value_t = defaults().model.rf_bins, value_parser = ranged::<usize>(2, ser::ops::forest::MAX_BINS))]
     rf_bins: usize,
     /// Units per direction of the lstm and cnn-lstm models' LSTM.
-    #[arg(long, default_value_t = 64, value_parser = ranged::<usize>(1, ser::ops::lstm::MAX_UNITS))]
+    #[arg(long, default_value_t = defaults().model.lstm_units, value_parser = ranged::<usize>(1, ser::ops::lstm::MAX_UNITS))]
     lstm_units: usize,
     /// Hidden layer widths of the MLP.
-    #[arg(long, value_delimiter = ',', default_value = "512,256", value_parser = ranged::<usize>(1, 1 << 16))]
+    #[arg(long, value_delimiter = ',', default_values_t = defaults().model.hidden, value_parser = ranged::<usize>(1, 1 << 16))]
     hidden: Vec<usize>,
     /// Dropout rate after each hidden layer of the MLP.
-    #[arg(long, default_value_t = 0.4, value_parser = probability_below_one)]
+    #[arg(long, default_value_t = defaults().model.dropout, value_parser = probability_below_one)]
     dropout: f32,
     /// Batch normalisation after each hidden layer of the MLP.
     #[arg(long)]
     batch_norm: bool,
     /// Decoupled weight decay (AdamW), per unit of learning rate.
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f32)]
+    #[arg(long, default_value_t = defaults().weight_decay, value_parser = non_negative_f32)]
     weight_decay: f32,
     /// Clip each step's gradients by their global norm (all tensors together, Keras's
     /// global_clipnorm) to at most this; 0 (the default) does not clip.
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f32)]
+    #[arg(long, default_value_t = defaults().clip_norm, value_parser = non_negative_f32)]
     clip_norm: f32,
     /// Time-averaged vectors or frame sequences.
-    #[arg(long, value_enum, default_value_t = ser::train::data::Input::Vectors)]
+    #[arg(long, value_enum, default_value_t = defaults().input)]
     input: ser::train::data::Input,
     /// How the loss weighs classes (balanced: rarer classes count more, as in the study).
-    #[arg(long, value_enum, default_value_t = ClassWeights::Balanced)]
+    #[arg(long, value_enum, default_value_t = defaults().class_weights)]
     class_weights: ClassWeights,
     /// Standardise each speaker's features with the statistics of that speaker's clips (every
     /// clip of the selected classes, test clips included, without their labels) before the
@@ -356,47 +309,47 @@ struct TrainArgs {
     speaker_norm: bool,
     #[command(flatten)]
     speaker: SpeakerFlags,
-    #[arg(long, value_enum, default_value_t = Split::Random)]
+    #[arg(long, value_enum, default_value_t = defaults().split)]
     split: Split,
     /// Fraction of each class held out for testing (random split).
-    #[arg(long, default_value_t = 0.2, value_parser = open_fraction)]
+    #[arg(long, default_value_t = defaults().test_fraction, value_parser = open_fraction)]
     test_fraction: f64,
     /// Actors held out for testing (actor split), e.g. 21,22.
-    #[arg(long, value_delimiter = ',', default_value = "21,22")]
+    #[arg(long, value_delimiter = ',', default_values_t = defaults().test_actors)]
     test_actors: Vec<u8>,
     /// Fraction of the training part used for validation (early stopping, LR schedule).
-    #[arg(long, default_value_t = 0.1, value_parser = open_fraction)]
+    #[arg(long, default_value_t = defaults().val_fraction, value_parser = open_fraction)]
     val_fraction: f64,
     /// Seed of the split, the initial weights, dropout and batch order (same seed, same numbers).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
     /// Passes over the training clips (at most; early stopping may end sooner).
-    #[arg(long, default_value_t = 30, value_parser = ranged::<usize>(1, 100_000))]
+    #[arg(long, default_value_t = defaults().epochs, value_parser = ranged::<usize>(1, 100_000))]
     epochs: usize,
     /// Clips per gradient step.
-    #[arg(long, default_value_t = 32, value_parser = ranged::<usize>(1, 1 << 16))]
+    #[arg(long, default_value_t = defaults().batch_size, value_parser = ranged::<usize>(1, 1 << 16))]
     batch_size: usize,
     /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3, value_parser = positive_f32)]
+    #[arg(long, default_value_t = defaults().lr, value_parser = positive_f32)]
     lr: f32,
     /// Epochs without a better validation loss before stopping (best weights are restored).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults().patience)]
     patience: usize,
     /// Epochs without a better validation loss before the learning rate is halved.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = defaults().lr_patience)]
     lr_patience: usize,
     /// Operand precision of the network's GEMMs while training: bf16 rounds them to bfloat16
     /// (sums, weights and optimiser state stay f32), about 1.3-1.5x faster GEMMs on lavapipe
     /// (docs/RESULTS.md); f16 to half precision (the tile kernels, on adapters with
     /// shader-f16). The model is tested and saved in f32 either way.
-    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    #[arg(long, value_enum, default_value_t = defaults().precision)]
     precision: Precision,
     /// Models trained (same split, different seeds) and saved as one ensemble whose class
     /// probabilities are averaged.
-    #[arg(long, default_value_t = 1, value_parser = ranged::<usize>(1, 64))]
+    #[arg(long, default_value_t = defaults().ensemble, value_parser = ranged::<usize>(1, 64))]
     ensemble: usize,
     /// Actor groups for --split actor-folds.
-    #[arg(long, default_value_t = 5, value_parser = ranged::<usize>(2, 24))]
+    #[arg(long, default_value_t = defaults().folds, value_parser = ranged::<usize>(2, 24))]
     folds: usize,
     /// After training with validation, train each model again from scratch on all training
     /// clips (validation included) with the learning-rate schedule validation chose, up to its
@@ -421,6 +374,56 @@ struct TrainArgs {
     profile: bool,
     #[command(flatten)]
     adapter: AdapterArgs,
+}
+
+impl TrainArgs {
+    /// The run these flags ask for.
+    fn config(&self) -> RunConfig {
+        RunConfig {
+            model: ModelConfig {
+                kind: self.model,
+                rff_features: self.rff_features,
+                rff_gamma: self.rff_gamma,
+                krr_gamma: self.krr_gamma,
+                krr_lambda: self.krr_lambda,
+                knn_k: self.knn_k,
+                knn_weights: self.knn_weights,
+                svm_c: self.svm_c,
+                svm_gamma: match self.svm_gamma {
+                    SvmGamma::Scale => None,
+                    SvmGamma::Value(g) => Some(g),
+                },
+                trees: self.trees,
+                max_depth: self.max_depth,
+                min_samples_leaf: self.min_samples_leaf,
+                rf_bins: self.rf_bins,
+                lstm_units: self.lstm_units,
+                hidden: self.hidden.clone(),
+                dropout: self.dropout,
+                batch_norm: self.batch_norm,
+            },
+            input: self.input,
+            class_weights: self.class_weights,
+            split: self.split,
+            test_fraction: self.test_fraction,
+            test_actors: self.test_actors.clone(),
+            folds: self.folds,
+            val_fraction: self.val_fraction,
+            seed: self.seed,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            patience: self.patience,
+            lr_patience: self.lr_patience,
+            precision: self.precision,
+            weight_decay: self.weight_decay,
+            clip_norm: self.clip_norm,
+            ensemble: self.ensemble,
+            refit: self.refit,
+            speaker_norm: self.speaker_norm.then(|| self.speaker.min_speaker_clips.unwrap_or(speaker::DEFAULT_MIN_CLIPS)),
+            export_split: self.export_split.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -826,58 +829,53 @@ fn skip_line(path: &str, why: &str) -> String {
     format!("{path}: {why}")
 }
 
-fn train(mut args: TrainArgs) -> Result<()> {
-    use ser::train::data;
+fn train(args: TrainArgs) -> Result<()> {
+    let mut cfg = args.config();
     // The output is checked before any work, so that an unwritable path wastes nothing.
     match &args.out {
         Some(out) => ser::store::check_output_path(out, "--out")?,
-        None if args.split != Split::ActorFolds => anyhow::bail!("give --out FILE for the trained model"),
+        None if cfg.split != Split::ActorFolds => anyhow::bail!("give --out FILE for the trained model"),
         None => {}
     }
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
-    let resume = match args.resume.clone() {
-        Some(path) => Some(resume_from(&gpu, &path, &mut args)?),
+    let resume = match &args.resume {
+        Some(path) => {
+            // The model's own configuration, continued up to these --epochs.
+            let (predictor, was) = experiment::resume(&gpu, path)?;
+            eprintln!(
+                "resuming {} at epoch {} (learning rate {:.2e})",
+                path.display(),
+                predictor.meta.training["saved_epoch"],
+                match &predictor.classifier {
+                    ser::infer::Classifier::Network(m) => m[0].adam.lr,
+                    _ => 0.0,
+                }
+            );
+            cfg = RunConfig { epochs: cfg.epochs, export_split: cfg.export_split.clone(), ..was };
+            Some(predictor)
+        }
         None => None,
     };
-    let (set, l) = training_data(&gpu, &args)?;
-    let all: Vec<usize> = (0..l.clips.len()).collect();
+    let (set, l) = training_data(&gpu, &args, &cfg)?;
     gpu.set_profiling(args.profile);
-    if args.split == Split::ActorFolds {
-        return actor_folds(&gpu, &args, &set, &l);
+    let log = |line: &str| eprintln!("{line}");
+    let run = Run { gpu: &gpu, cfg: &cfg, set: &set, labelled: &l, log: &log };
+    if cfg.split == Split::ActorFolds {
+        let folds = experiment::actor_folds(&run)?;
+        let (accs, f1s): (Vec<f64>, Vec<f64>) = folds.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
+        let ((am, asd), (fm, fsd)) = (experiment::mean_sd(&accs), experiment::mean_sd(&f1s));
+        for (i, f) in folds.iter().enumerate() {
+            println!("{}", f.line(i));
+        }
+        println!("{}-fold by actor: accuracy {am:.4} ± {asd:.4}, macro F1 {fm:.4} ± {fsd:.4}", cfg.folds);
+        return Ok(());
     }
-    let (train_all, test) = match args.split {
-        Split::Random => data::stratified(&l.labels, &all, args.test_fraction, args.seed),
-        Split::Actors => all.iter().partition(|&&p| !args.test_actors.contains(&l.actors[p])),
-        Split::None | Split::ActorFolds => (all.clone(), Vec::new()),
-    };
-    if train_all.is_empty() {
-        anyhow::bail!("--test-actors {:?} hold out every actor in the data: nothing is left to train on", args.test_actors);
-    }
-    if test.is_empty() && args.split == Split::Actors {
-        anyhow::bail!("--test-actors {:?}: none of them is in the data (its actors: {:?})", args.test_actors, {
-            let mut a: Vec<u8> = l.actors.clone();
-            a.sort();
-            a.dedup();
-            a
-        });
-    }
-    if test.is_empty() && args.split == Split::Random {
-        anyhow::bail!("--test-fraction {} leaves no clip of any class for testing ({} clips)", args.test_fraction, all.len());
-    }
+    let (train_all, test) = experiment::test_split(&run)?;
     let Some(out) = &args.out else { anyhow::bail!("give --out FILE for the trained model") };
     if let Some(r) = &resume {
-        if r.meta.features != set.config || r.meta.classes != l.classes {
-            anyhow::bail!("--resume: the model was trained on other features or classes than these (features {}, classes {:?})", serde_json::to_string(&r.meta.features)?, r.meta.classes);
-        }
-        // Same configuration, other clips: continuing would mix two datasets in one model.
-        if let Some(was) = r.meta.training["data"].as_str() {
-            let now = data_fingerprint(&set, &l);
-            if was != now {
-                anyhow::bail!("--resume: the model was trained on other clips (data {was}, these are {now}); give the feature file or folder it was trained on");
-            }
-        }
+        experiment::check_resume(&run, r)?;
     }
-    let (predictor, rep) = fit_and_test(&gpu, &args, &set, &l, &train_all, &test, resume, Some(out))?;
+    let (predictor, rep) = experiment::fit_and_test(&run, &train_all, &test, resume, Some(out))?;
     if let Some(rep) = &rep {
         println!("{}", rep.text());
     }
@@ -894,8 +892,8 @@ fn train(mut args: TrainArgs) -> Result<()> {
 }
 
 /// The labelled feature set `train` and `compare` work on: read from --features or built from
-/// --data, with the selection and speaker normalisation the flags ask for.
-fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs) -> Result<(ser::features::set::FeatureSet, ser::train::data::Labelled)> {
+/// --data, with the selection the flags ask for and the speaker normalisation the run does.
+fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &RunConfig) -> Result<(ser::features::set::FeatureSet, ser::train::data::Labelled)> {
     let selection = args.selection.selection();
     let mut set = match (&args.features_file, &args.data) {
         (Some(f), _) => ser::features::set::FeatureSet::read(f)?,
@@ -907,436 +905,12 @@ fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs) -> Result<(ser::features
         (None, None) => anyhow::bail!("give --data DIR or --features FILE"),
     };
     let l = ser::train::data::labelled(&set, &selection)?;
-    if args.speaker_norm {
-        speaker::normalise_clips(&mut set, &l.clips, args.input, args.speaker.groups(), args.min_speaker_clips())?;
-    } else if args.speaker.given() {
-        anyhow::bail!("--speaker-groups / --min-speaker-clips need --speaker-norm");
+    match cfg.speaker_norm {
+        Some(min_clips) => speaker::normalise_clips(&mut set, &l.clips, cfg.input, args.speaker.groups(), min_clips)?,
+        None if args.speaker.given() => anyhow::bail!("--speaker-groups / --min-speaker-clips need --speaker-norm"),
+        None => {}
     }
     Ok((set, l))
-}
-
-/// Loads a model to continue and sets the options it was trained with (split, seed, input,
-/// model kind, batch and schedule) in `args`, so that the same data make the same split.
-fn resume_from(gpu: &ser::gpu::Gpu, path: &std::path::Path, args: &mut TrainArgs) -> Result<ser::infer::Predictor> {
-    let kind = ser::nn::checkpoint::kind_of(&ser::store::Loaded::read(path)?)?;
-    if kind != "network" {
-        anyhow::bail!("{}: a {kind} model is fitted in one go and has nothing to resume", path.display());
-    }
-    let (models, meta) = ser::nn::checkpoint::load(gpu, path)?;
-    let t = &meta.training;
-    if models.len() != 1 || models[0].step == 0 || t["refit"].as_bool().unwrap_or(false) {
-        anyhow::bail!("{}: nothing to resume (kernel ridge, ensembles and refitted models keep no optimizer state)", path.display());
-    }
-    let missing = |key: &str| anyhow::anyhow!("{}: its training record has no {key:?}", path.display());
-    let text = |key: &str| t[key].as_str().map(str::to_string).ok_or_else(|| missing(key));
-    args.seed = t["seed"].as_u64().ok_or_else(|| missing("seed"))?;
-    args.split = <Split as clap::ValueEnum>::from_str(&text("split")?, true).map_err(|_| missing("split"))?;
-    args.model = <ModelKind as clap::ValueEnum>::from_str(&text("model")?, true).map_err(|_| missing("model"))?;
-    args.test_fraction = t["test_fraction"].as_f64().ok_or_else(|| missing("test_fraction"))?;
-    args.val_fraction = t["val_fraction"].as_f64().ok_or_else(|| missing("val_fraction"))?;
-    args.test_actors = serde_json::from_value(t["test_actors"].clone()).map_err(|_| missing("test_actors"))?;
-    args.weight_decay = t["weight_decay"].as_f64().unwrap_or(0.0) as f32;
-    args.clip_norm = t["clip_norm"].as_f64().unwrap_or(0.0) as f32;
-    let cfg = &t["config"][0];
-    args.batch_size = cfg["batch_size"].as_u64().ok_or_else(|| missing("config"))? as usize;
-    args.patience = cfg["patience"].as_u64().ok_or_else(|| missing("config"))? as usize;
-    args.lr_patience = cfg["lr_patience"].as_u64().ok_or_else(|| missing("config"))? as usize;
-    // Older checkpoints have no precision: they trained in f32.
-    args.precision = serde_json::from_value(cfg["precision"].clone()).unwrap_or_default();
-    args.input = meta.input;
-    args.speaker_norm = meta.speaker_norm.is_some();
-    if let Some(sn) = &meta.speaker_norm {
-        args.speaker.min_speaker_clips = Some(sn.min_clips);
-    }
-    args.ensemble = 1;
-    args.refit = false;
-    eprintln!("resuming {} at epoch {} (learning rate {:.2e}, Adam step {})", path.display(), t["saved_epoch"], models[0].adam.lr, models[0].step);
-    Ok(ser::infer::Predictor { classifier: ser::infer::Classifier::Network(models), meta })
-}
-
-/// Speaker-independent cross-validation: actors dealt round-robin into --folds groups, each
-/// group the test set once. Prints every fold and the mean and standard deviation.
-fn actor_folds(gpu: &ser::gpu::Gpu, args: &TrainArgs, set: &ser::features::set::FeatureSet, l: &ser::train::data::Labelled) -> Result<()> {
-    let (lines, accs, f1s) = actor_fold_scores(gpu, args, set, l)?;
-    let ((am, asd), (fm, fsd)) = (mean_sd(&accs), mean_sd(&f1s));
-    for line in &lines {
-        println!("{line}");
-    }
-    println!("{}-fold by actor: accuracy {am:.4} ± {asd:.4}, macro F1 {fm:.4} ± {fsd:.4}", args.folds);
-    Ok(())
-}
-
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let m = v.iter().sum::<f64>() / v.len().max(1) as f64;
-    (m, (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt())
-}
-
-/// Each fold's line, accuracy and macro F1.
-fn actor_fold_scores(gpu: &ser::gpu::Gpu, args: &TrainArgs, set: &ser::features::set::FeatureSet, l: &ser::train::data::Labelled) -> Result<(Vec<String>, Vec<f64>, Vec<f64>)> {
-    let mut actors: Vec<u8> = l.actors.clone();
-    actors.sort();
-    actors.dedup();
-    if args.folds < 2 || args.folds > actors.len() {
-        anyhow::bail!("--folds {} must be between 2 and the {} actors in the data", args.folds, actors.len());
-    }
-    let (mut accs, mut f1s) = (Vec::new(), Vec::new());
-    let mut lines = Vec::new();
-    for fold in 0..args.folds {
-        let held: Vec<u8> = actors.iter().enumerate().filter(|(i, _)| i % args.folds == fold).map(|(_, a)| *a).collect();
-        let (train_all, test): (Vec<usize>, Vec<usize>) = (0..l.clips.len()).partition(|&p| !held.contains(&l.actors[p]));
-        let mut args = args.clone();
-        if let Some(p) = &mut args.export_split {
-            p.as_mut_os_string().push(format!(".fold{fold}"));
-        }
-        let (_, rep) = fit_and_test(gpu, &args, set, l, &train_all, &test, None, None)?;
-        let rep = rep.expect("every fold has a test set");
-        let line = format!("fold {fold}: actors {held:?}: accuracy {:.4}, macro F1 {:.4} ({} clips)", rep.accuracy, rep.macro_avg.f1, test.len());
-        eprintln!("{line}");
-        lines.push(line);
-        accs.push(rep.accuracy);
-        f1s.push(rep.macro_avg.f1);
-    }
-    Ok((lines, accs, f1s))
-}
-
-/// Trains the model (or ensemble) on `train_all` (validation carved out of it) and reports on
-/// `test` when it is not empty. With `out`, a single gradient-trained model is also saved there
-/// every time validation improves (resumable if the run is killed).
-#[allow(clippy::too_many_arguments)]
-fn fit_and_test(
-    gpu: &ser::gpu::Gpu,
-    args: &TrainArgs,
-    set: &ser::features::set::FeatureSet,
-    l: &ser::train::data::Labelled,
-    train_all: &[usize],
-    test: &[usize],
-    resume: Option<ser::infer::Predictor>,
-    out: Option<&std::path::Path>,
-) -> Result<(ser::infer::Predictor, Option<ser::train::report::Report>)> {
-    use ser::train::{data, report};
-    let (tr, va) = data::stratified(&l.labels, train_all, args.val_fraction, args.seed.wrapping_add(1));
-    // A resumed model keeps the scaler its weights were trained with.
-    let scaler = match &resume {
-        Some(r) => r.meta.scaler.clone(),
-        None => data::fit_scaler(set, l, &tr, args.input),
-    };
-    let (train_set, val_set) = (data::dataset(set, l, &tr, args.input, &scaler), data::dataset(set, l, &va, args.input, &scaler));
-    // --refit models get the scaler of the whole training part they are refitted on. Kernel
-    // ridge always ends with a fit on every training clip but keeps the training part's scaler
-    // (the recipe the recorded results and the shipped model were made with).
-    let final_scaler = if args.refit { data::fit_scaler(set, l, train_all, args.input) } else { scaler };
-    let test_set = data::dataset(set, l, test, args.input, &final_scaler);
-    let full_set = (args.refit || matches!(args.model, ModelKind::Krr | ModelKind::Knn | ModelKind::Svm | ModelKind::Rf)).then(|| data::dataset(set, l, train_all, args.input, &final_scaler));
-    let k = l.classes.len();
-    let input_shape = args.input.shape(set.dim, set.t_max);
-    eprintln!(
-        "{} classes, train {} / validation {} / test {} clips, input {:?} {:?}, on {}",
-        k, train_set.len(), val_set.len(), test_set.len(), args.input, input_shape, gpu.label()
-    );
-    let parts = Parts { train: &train_set, val: &val_set, full: full_set.as_ref(), classes: k, input_shape };
-    if let Some(path) = &args.export_split {
-        let fitted = full_set.as_ref().unwrap_or(&train_set);
-        let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
-        data::export_split(path, fitted, &test_set, &names, &class_weights(args, fitted, k)).with_context(|| format!("--export-split {}", path.display()))?;
-    }
-    let data = data_fingerprint(set, l);
-    let record_base = |gpu: &ser::gpu::Gpu| serde_json::json!({
-        // The flag's value (cnn-lstm), which --resume parses back; files from before recorded
-        // the variant's name (Cnn), which parses the same.
-        "model": <ModelKind as clap::ValueEnum>::to_possible_value(&args.model).map(|v| v.get_name().to_string()).unwrap_or_default(),
-        "refit": args.refit,
-        "split": format!("{:?}", args.split),
-        "seed": args.seed,
-        "test_fraction": args.test_fraction,
-        "test_actors": args.test_actors,
-        "val_fraction": args.val_fraction,
-        "class_weights": class_weights(args, &train_set, k),
-        "train_clips": train_set.len(),
-        "validation_clips": val_set.len(),
-        "test_clips": test_set.len(),
-        // Which GEMM kernel trained each shape bucket (the tuner's choices or a pin): with the
-        // seed, what it takes to reproduce these weights bit for bit on this adapter.
-        "adapter": gpu.label(),
-        "gemm_kernels": ser::ops::autotune::used(gpu),
-        // What `--resume` checks it continues on: the labelled clips (paths and classes).
-        "data": data,
-    });
-    let meta_with = |architecture: ser::nn::Architecture, training: serde_json::Value| ser::nn::checkpoint::ModelMeta {
-        architecture,
-        classes: l.classes.clone(),
-        features: set.config.clone(),
-        input: args.input,
-        scaler: final_scaler.clone(),
-        speaker_norm: args.speaker_norm.then(|| SpeakerNorm { min_clips: args.min_speaker_clips() }),
-        training,
-    };
-    // A single model trained by gradients is saved (atomically) every time validation improves,
-    // so a killed run loses at most the epochs since: `--resume FILE` continues from there and
-    // replays the uninterrupted run. The final save replaces it with the full record.
-    let save_best = |model: &ser::nn::Model, arch: &ser::nn::Architecture, cfg: &ser::train::TrainConfig, epoch: usize| -> Result<()> {
-        let Some(out) = out else { return Ok(()) };
-        let mut training = record_base(gpu);
-        training["saved_epoch"] = serde_json::json!(epoch);
-        training["config"] = serde_json::json!([cfg]);
-        training["lr"] = serde_json::json!(args.lr);
-        training["weight_decay"] = serde_json::json!(args.weight_decay);
-        training["clip_norm"] = serde_json::json!(args.clip_norm);
-        training["partial"] = serde_json::json!(true);
-        ser::nn::checkpoint::save(gpu, std::slice::from_ref(model), &meta_with(arch.clone(), training), out)
-    };
-    let resumable = args.ensemble == 1 && !args.refit;
-    let (classifier, architecture, record) = match args.model {
-        ModelKind::Krr => fit_kernel_ridge(gpu, args, &parts)?,
-        ModelKind::Knn => fit_knn(gpu, args, &parts)?,
-        ModelKind::Svm => fit_svm(gpu, args, &parts)?,
-        ModelKind::Rf => fit_forest(gpu, args, &parts)?,
-        _ => {
-            let (models, arch, record) = fit_by_gradients(gpu, args, &parts, resume, resumable.then_some(&save_best as SaveBest))?;
-            (ser::infer::Classifier::Network(models), arch, record)
-        }
-    };
-    let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
-    let mut training = record_base(gpu);
-    if let (Some(t), serde_json::Value::Object(r)) = (training.as_object_mut(), record) {
-        t.extend(r);
-    }
-    let meta = meta_with(architecture, training);
-    let mut predictor = ser::infer::Predictor { classifier, meta };
-    if test_set.is_empty() {
-        return Ok((predictor, None));
-    }
-    let started = std::time::Instant::now();
-    let probs = predictor.probabilities(gpu, &test_set)?;
-    predictor.meta.training["test_predict_seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
-    let predicted: Vec<u32> = probs.iter().map(|p| report::argmax(p) as u32).collect();
-    let rep = report::Report::new(&names, &test_set.y, &predicted);
-    predictor.meta.training["test_accuracy"] = serde_json::json!(rep.accuracy);
-    predictor.meta.training["test_macro_f1"] = serde_json::json!(rep.macro_avg.f1);
-    predictor.meta.training["test_report"] = serde_json::to_value(&rep)?;
-    Ok((predictor, Some(rep)))
-}
-
-/// The data one training run works on.
-struct Parts<'a> {
-    train: &'a ser::train::Dataset,
-    val: &'a ser::train::Dataset,
-    /// Training and validation clips together, for final models that see both.
-    full: Option<&'a ser::train::Dataset>,
-    classes: usize,
-    input_shape: (usize, usize),
-}
-
-impl TrainArgs {
-    fn min_speaker_clips(&self) -> usize {
-        self.speaker.min_speaker_clips.unwrap_or(speaker::DEFAULT_MIN_CLIPS)
-    }
-}
-
-fn class_weights(args: &TrainArgs, d: &ser::train::Dataset, classes: usize) -> Vec<f32> {
-    match args.class_weights {
-        ClassWeights::Balanced => ser::train::data::balanced_weights(d.y.iter().copied(), classes),
-        ClassWeights::None => vec![1.0; classes],
-    }
-}
-
-/// Kernel ridge: fit on the training part, fit the probability scale on validation, then fit
-/// again on every training clip (validation included) and keep that scale.
-fn fit_kernel_ridge(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(ser::infer::Classifier, ser::nn::Architecture, serde_json::Value)> {
-    use ser::train::kernel_ridge::{Calibration, KernelRidge};
-    let k = p.classes;
-    // In units of 1 / input size: 1 is scikit-learn's gamma = "scale" on standardised input.
-    let gamma = args.krr_gamma / (p.input_shape.0 * p.input_shape.1) as f32;
-    let (mut model, first) = KernelRidge::fit(gpu, p.train, k, &class_weights(args, p.train, k), gamma, args.krr_lambda)?;
-    let Calibration { temperature, val_loss, val_accuracy, calibrated } = model.calibrate(gpu, p.val)?;
-    eprintln!(
-        "kernel ridge on {} clips: {} CG iterations, residual {:.1e}; validation accuracy {val_accuracy:.4}, loss {val_loss:.4} at temperature {temperature:.2}",
-        p.train.len(), first.iterations, first.relative_residual
-    );
-    if !calibrated {
-        eprintln!("warning: {} validation clips are too few to calibrate probabilities (2 per class needed); the temperature stays 1 (raise --val-fraction)", p.val.len());
-    } else if temperature <= 0.1001 {
-        eprintln!(
-            "warning: the validation clips are best served by the flattest probabilities searched (temperature 0.10, validation accuracy {val_accuracy:.2}): \
-             the model does not generalise to them, and its probabilities will stay near uniform"
-        );
-    }
-    let full = p.full.expect("kernel ridge always refits");
-    let started = std::time::Instant::now();
-    let (mut model, last) = KernelRidge::fit(gpu, full, k, &class_weights(args, full, k), gamma, args.krr_lambda)?;
-    model.scale_scores(gpu, temperature)?;
-    let fit_seconds = started.elapsed().as_secs_f64();
-    eprintln!("kernel ridge on all {} training clips: {} CG iterations, residual {:.1e}", full.len(), last.iterations, last.relative_residual);
-    let arch = ser::nn::Architecture { input: p.input_shape, layers: vec![] };
-    let record = serde_json::json!({"kernel_ridge": {"gamma_scale": args.krr_gamma, "lambda": args.krr_lambda, "temperature": temperature, "calibrated": calibrated,
-        "validation_accuracy": val_accuracy, "validation_loss": val_loss, "cg": [first, last]}, "fit_seconds": fit_seconds});
-    Ok((ser::infer::Classifier::KernelRidge(model), arch, record))
-}
-
-/// k nearest neighbours: the training part (training and validation clips, as kernel ridge's final
-/// fit uses) is the model; the validation part reports its accuracy first.
-fn fit_knn(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(ser::infer::Classifier, ser::nn::Architecture, serde_json::Value)> {
-    use ser::train::knn::{Knn, KnnWeights};
-    let weights = match args.knn_weights {
-        KnnWeightsFlag::Uniform => KnnWeights::Uniform,
-        KnnWeightsFlag::Distance => KnnWeights::Distance,
-    };
-    let on_train = Knn::fit(gpu, p.train, p.classes, args.knn_k, weights)?;
-    let probs = on_train.predict_proba(gpu, p.val)?;
-    let val_accuracy = ser::train::report::accuracy_of(&probs, &p.val.y);
-    eprintln!("knn (k {}, {:?} votes) on {} clips: validation accuracy {val_accuracy:.4}", args.knn_k, weights, p.train.len());
-    let full = p.full.unwrap_or(p.train);
-    let started = std::time::Instant::now();
-    let model = Knn::fit(gpu, full, p.classes, args.knn_k, weights)?;
-    // The file keeps the input shape for reference; a knn model has no layers.
-    let arch = ser::nn::Architecture { input: p.input_shape, layers: vec![] };
-    let record = serde_json::json!({"knn": {"k": args.knn_k, "weights": weights, "validation_accuracy": val_accuracy, "rows": full.len()}, "fit_seconds": started.elapsed().as_secs_f64()});
-    Ok((ser::infer::Classifier::Knn(model), arch, record))
-}
-
-/// The support vector classifier: fitted on the training part to report validation accuracy,
-/// then on every training clip (as knn and kernel ridge).
-fn fit_svm(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(ser::infer::Classifier, ser::nn::Architecture, serde_json::Value)> {
-    use ser::train::svm::{Svm, SvmConfig};
-    let gamma = match args.svm_gamma {
-        SvmGamma::Scale => None,
-        SvmGamma::Value(g) => Some(g),
-    };
-    let cfg = SvmConfig { c: args.svm_c, gamma, seed: args.seed, ..Default::default() };
-    let (on_train, first) = Svm::fit(gpu, p.train, p.classes, &class_weights(args, p.train, p.classes), &cfg)?;
-    let probs = on_train.predict_proba(gpu, p.val)?;
-    let val_accuracy = ser::train::report::accuracy_of(&probs, &p.val.y);
-    eprintln!(
-        "svm (C {}, gamma {:.4}) on {} clips: {} support vectors, {} SMO steps, {:.2} s; validation accuracy {val_accuracy:.4}",
-        cfg.c, first.gamma, p.train.len(), first.support_vectors, first.smo_iterations, first.seconds
-    );
-    let full = p.full.unwrap_or(p.train);
-    let (model, last) = Svm::fit(gpu, full, p.classes, &class_weights(args, full, p.classes), &cfg)?;
-    eprintln!("svm on all {} training clips: {} support vectors, {:.2} s", full.len(), last.support_vectors, last.seconds);
-    let arch = ser::nn::Architecture { input: p.input_shape, layers: vec![] };
-    let record = serde_json::json!({"svm": {"config": cfg, "validation_accuracy": val_accuracy, "fits": [first, last]}, "fit_seconds": last.seconds});
-    Ok((ser::infer::Classifier::Svm(model), arch, record))
-}
-
-/// The random forest: grown on the training part to report validation accuracy, then on every
-/// training clip.
-fn fit_forest(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts) -> Result<(ser::infer::Classifier, ser::nn::Architecture, serde_json::Value)> {
-    use ser::train::forest::{Forest, ForestConfig};
-    let cfg = ForestConfig { trees: args.trees, max_depth: args.max_depth, min_samples_leaf: args.min_samples_leaf, bins: args.rf_bins, seed: args.seed, ..Default::default() };
-    let (on_train, first) = Forest::fit(gpu, p.train, p.classes, &class_weights(args, p.train, p.classes), &cfg)?;
-    let probs = on_train.predict_proba(gpu, p.val)?;
-    let val_accuracy = ser::train::report::accuracy_of(&probs, &p.val.y);
-    eprintln!(
-        "rf ({} trees) on {} clips: {} nodes, depth {}, {:.2} s; validation accuracy {val_accuracy:.4}",
-        cfg.trees, p.train.len(), first.nodes, first.depth, first.seconds
-    );
-    let full = p.full.unwrap_or(p.train);
-    let (model, last) = Forest::fit(gpu, full, p.classes, &class_weights(args, full, p.classes), &cfg)?;
-    eprintln!("rf on all {} training clips: {} nodes, depth {}, {:.2} s", full.len(), last.nodes, last.depth, last.seconds);
-    let arch = ser::nn::Architecture { input: p.input_shape, layers: vec![] };
-    let record = serde_json::json!({"forest": {"config": cfg, "validation_accuracy": val_accuracy, "fits": [first, last]}, "fit_seconds": last.seconds});
-    Ok((ser::infer::Classifier::Forest(model), arch, record))
-}
-
-/// Gradient-trained models (--ensemble members that differ in initialisation, shuffles and
-/// dropout masks and share the split), each optionally refitted on all training clips.
-/// Saves a resumable checkpoint of the model at the end of an epoch (given the config it trains
-/// with and the epoch number).
-type SaveBest<'a> = &'a dyn Fn(&ser::nn::Model, &ser::nn::Architecture, &ser::train::TrainConfig, usize) -> Result<()>;
-
-fn fit_by_gradients(gpu: &ser::gpu::Gpu, args: &TrainArgs, p: &Parts, resume: Option<ser::infer::Predictor>, save_best: Option<SaveBest>) -> Result<(Vec<ser::nn::Model>, ser::nn::Architecture, serde_json::Value)> {
-    use ser::train;
-    let k = p.classes;
-    let mut resumed = resume.map(|r| {
-        let done = r.meta.training["saved_epoch"].as_u64().unwrap_or(0) as usize;
-        (r, done)
-    });
-    let arch = match (&resumed, args.model) {
-        (Some((r, _)), _) => r.meta.architecture.clone(),
-        (None, ModelKind::Cnn) => ser::nn::Architecture::refined_cnn(p.input_shape, k),
-        (None, ModelKind::Mlp) => ser::nn::Architecture::mlp(p.input_shape, k, &args.hidden, args.dropout, args.batch_norm),
-        (None, ModelKind::Rff) => ser::nn::Architecture::fourier(p.input_shape, k, args.rff_features, args.rff_gamma),
-        (None, ModelKind::Lstm | ModelKind::CnnLstm) if args.input != ser::train::data::Input::Frames => {
-            anyhow::bail!("--model {}: recurrent models read frame sequences; add --input frames", if args.model == ModelKind::Lstm { "lstm" } else { "cnn-lstm" })
-        }
-        (None, ModelKind::Lstm) => ser::nn::Architecture::lstm(p.input_shape, k, args.lstm_units),
-        (None, ModelKind::CnnLstm) => ser::nn::Architecture::cnn_lstm(p.input_shape, k, args.lstm_units),
-        (None, ModelKind::Krr | ModelKind::Knn | ModelKind::Svm | ModelKind::Rf) => unreachable!("kernel ridge, knn and svm are not trained by gradients"),
-    };
-    let weights = class_weights(args, p.train, k);
-    let (mut models, mut logs, mut configs) = (Vec::new(), Vec::new(), Vec::new());
-    for member in 0..args.ensemble {
-        let seed = args.seed.wrapping_add(1_000 * member as u64);
-        let (mut model, first_epoch) = match resumed.take() {
-            Some((r, done)) => match r.classifier {
-                ser::infer::Classifier::Network(models) => (models.into_iter().next().expect("one model"), done + 1),
-                other => anyhow::bail!("--resume: a {} model is fitted in one go and has nothing to resume", other.kind()),
-            },
-            None => {
-                let mut m = ser::nn::Model::new(gpu, &arch, seed)?;
-                m.adam.lr = args.lr;
-                (m, 1)
-            }
-        };
-        model.adam.weight_decay = args.weight_decay;
-        model.adam.clip_norm = args.clip_norm;
-        if first_epoch > args.epochs {
-            anyhow::bail!("--resume: the model is at epoch {}; give --epochs above it", first_epoch - 1);
-        }
-        let cfg = train::TrainConfig {
-            first_epoch,
-            epochs: args.epochs,
-            batch_size: args.batch_size,
-            seed,
-            patience: args.patience,
-            lr_patience: args.lr_patience,
-            precision: args.precision,
-            ..Default::default()
-        };
-        let who = if args.ensemble > 1 { format!("member {member} ") } else { String::new() };
-        let log = train::fit_saving(
-            gpu,
-            &mut model,
-            p.train,
-            p.val,
-            &weights,
-            &cfg,
-            |e| {
-                // The first epoch compiles the kernels (and may tune them): its rate is not the steady one.
-                let warm = if e.epoch == first_epoch { " (includes kernel compilation)" } else { "" };
-                eprintln!(
-                    "{who}epoch {:>3}: loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.2e}  {:.0} samples/s{warm}",
-                    e.epoch, e.loss, e.val_loss, e.val_accuracy, e.lr, e.samples_per_s
-                );
-            },
-            |model, e| save_best.map_or(Ok(()), |save| save(model, &arch, &cfg, e.epoch)),
-        )?;
-        if let Some(full) = p.full {
-            // Replay the schedule validation chose, up to its best epoch, on all training clips.
-            let best = train::best_epoch(&log).map_or(0, |e| e.epoch);
-            let lrs: Vec<f32> = log.iter().take_while(|e| e.epoch <= best).map(|e| e.lr).collect();
-            model = ser::nn::Model::new(gpu, &arch, seed)?;
-            model.adam.weight_decay = args.weight_decay;
-            model.adam.clip_norm = args.clip_norm;
-            train::fit_schedule(gpu, &mut model, full, &class_weights(args, full, k), &cfg, &lrs, |epoch, loss, lr| {
-                eprintln!("{who}refit epoch {epoch:>3}/{}: loss {loss:.4}  lr {lr:.2e}", lrs.len());
-            })?;
-        }
-        models.push(model);
-        logs.push(log);
-        configs.push(cfg);
-    }
-    // The epoch whose weights are kept (the best by validation loss), where --resume continues.
-    let saved_epoch = train::best_epoch(&logs[0]).map_or(0, |e| e.epoch);
-    let record = serde_json::json!({
-        "saved_epoch": saved_epoch,
-        "config": configs,
-        "lr": args.lr,
-        "weight_decay": args.weight_decay,
-        "clip_norm": args.clip_norm,
-        "epochs_run": logs.iter().map(|l| l.len()).collect::<Vec<_>>(),
-        "history": logs,
-    });
-    Ok((models, arch, record))
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
@@ -1720,16 +1294,6 @@ fn probability_below_one(s: &str) -> std::result::Result<f32, String> {
 
 /// A short hash of the labelled clips (file paths and classes, in order): a checkpoint records
 /// it so that `--resume` refuses to continue on other data.
-fn data_fingerprint(set: &ser::features::set::FeatureSet, l: &ser::train::data::Labelled) -> String {
-    let mut h = blake3::Hasher::new();
-    for (&c, &y) in l.clips.iter().zip(&l.labels) {
-        h.update(set.clips[c].path.as_bytes());
-        h.update(&[0, y as u8, 0]);
-    }
-    h.finalize().to_hex()[..16].to_string()
-}
-
-/// The reference study's accuracies (random 80/20 split) and what `ser compare` calls each.
 const STUDY: [(&str, &str, f64); 7] = [
     ("Random Forest", "rf", 0.71),
     ("KNN", "knn", 0.56),
@@ -1742,25 +1306,26 @@ const STUDY: [(&str, &str, f64); 7] = [
 
 fn compare(args: CompareArgs) -> Result<()> {
     let gpu = ser::gpu::Gpu::new(&args.train.adapter.selector())?;
-    let (set, l) = training_data(&gpu, &args.train)?;
+    let base = args.train.config();
+    let (set, l) = training_data(&gpu, &args.train, &base)?;
     let all: Vec<usize> = (0..l.clips.len()).collect();
-    let (train_all, test) = ser::train::data::stratified(&l.labels, &all, args.train.test_fraction, args.train.seed);
+    let (train_all, test) = ser::train::data::stratified(&l.labels, &all, base.test_fraction, base.seed);
+    let log = |line: &str| eprintln!("{line}");
     let mut rows = Vec::new();
     for &kind in &args.models {
-        let name = <ModelKind as clap::ValueEnum>::to_possible_value(&kind).map(|v| v.get_name().to_string()).unwrap_or_default();
-        let mut a = args.train.clone();
-        a.model = kind;
-        a.out = None;
+        let name = kind.name();
+        let cfg = RunConfig { model: ModelConfig { kind, ..base.model.clone() }, ..base.clone() };
+        let run = Run { gpu: &gpu, cfg: &cfg, set: &set, labelled: &l, log: &log };
         eprintln!("compare: {name}, random split");
-        let (predictor, rep) = fit_and_test(&gpu, &a, &set, &l, &train_all, &test, None, None)?;
+        let (predictor, rep) = experiment::fit_and_test(&run, &train_all, &test, None, None)?;
         let rep = rep.context("the random split left no test clips")?;
         let t = &predictor.meta.training;
         let by_actor = if args.no_actor_folds {
             None
         } else {
-            eprintln!("compare: {name}, {} folds by actor", a.folds);
-            let (_, accs, f1s) = actor_fold_scores(&gpu, &a, &set, &l)?;
-            Some((mean_sd(&accs), mean_sd(&f1s)))
+            eprintln!("compare: {name}, {} folds by actor", cfg.folds);
+            let (accs, f1s): (Vec<f64>, Vec<f64>) = experiment::actor_folds(&run)?.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
+            Some((experiment::mean_sd(&accs), experiment::mean_sd(&f1s)))
         };
         rows.push(serde_json::json!({
             "model": name,
@@ -1792,7 +1357,7 @@ fn compare(args: CompareArgs) -> Result<()> {
                 r["by_actor_accuracy_sd"].as_f64().map_or(String::new(), |s| format!(" ± {s:.3}")),
                 f(&r["by_actor_macro_f1"])
             ),
-            None if <ModelKind as clap::ValueEnum>::from_str(kind, true).is_ok() => println!("| {study_name} | {acc:.2} | not run (add {kind} to --models) | | | |"),
+            None if ModelKind::from_name(kind).is_some() => println!("| {study_name} | {acc:.2} | not run (add {kind} to --models) | | | |"),
             None => println!("| {study_name} | {acc:.2} | not in ser yet | | | |"),
         }
     }

@@ -3,9 +3,7 @@
 
 mod common;
 
-use ser::audio::Emotion;
-use ser::features::FeatureConfig;
-use ser::features::set::{ClipInfo, FeatureSet};
+use ser::features::set::FeatureSet;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -13,49 +11,7 @@ fn ser() -> Command {
     common::ser_command()
 }
 
-/// 7 classes x 4 actors x 6 clips; every clip's frames scatter around a class-specific pattern,
-/// with a small per-actor shift.
-fn synthetic_set() -> FeatureSet {
-    synthetic_set_with_voices(|actor, _| (1.0, actor as f32 * 0.1))
-}
-
-/// As `synthetic_set`, each actor's frames scaled and shifted per column: `voice(actor, column)`
-/// gives (gain, offset).
-fn synthetic_set_with_voices(voice: impl Fn(u8, usize) -> (f32, f32)) -> FeatureSet {
-    let config = FeatureConfig::default();
-    let dim = config.dim();
-    let classes: Vec<Emotion> = Emotion::ALL.iter().copied().filter(|e| *e != Emotion::Disgust).collect();
-    let t_max = 12;
-    let mut rng = ser::rng::SplitMix64::new(3);
-    let mut uniform = move || (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-    let mut set = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim };
-    for (k, e) in classes.iter().enumerate() {
-        for actor in 1..=4u8 {
-            for rep in 0..6 {
-                let len = 8 + rep % 5;
-                let mut frames = vec![0f32; t_max * dim];
-                for t in 0..len {
-                    for j in 0..dim {
-                        let pattern = if j % classes.len() == k { 2.0 } else { 0.0 };
-                        let (gain, offset) = voice(actor, j);
-                        frames[t * dim + j] = gain * (pattern + uniform() * 2.0) + offset;
-                    }
-                }
-                let col = |j: usize| (0..len).map(|t| frames[t * dim + j]).collect::<Vec<f32>>();
-                for j in 0..dim {
-                    let c = col(j);
-                    let m = c.iter().sum::<f32>() / len as f32;
-                    set.vectors.push(m);
-                    set.stds.push((c.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / len as f32).sqrt());
-                }
-                set.frames.extend(frames);
-                set.lengths.push(len as u32);
-                set.clips.push(ClipInfo { path: format!("Actor_{actor:02}/{k}-{rep}.wav"), emotion: Some(*e), actor: Some(actor), vocal: None, intensity: None, statement: None, repetition: None });
-            }
-        }
-    }
-    set
-}
+use common::{synthetic_set, synthetic_set_with_voices};
 
 /// A fresh folder holding the synthetic feature file: (folder, file).
 fn workspace(tag: &str) -> (PathBuf, PathBuf) {

@@ -12,7 +12,7 @@ use safetensors::Dtype;
 use std::path::Path;
 
 /// How neighbours vote, as scikit-learn's `weights`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum KnnWeights {
     /// Each of the k neighbours counts once.

@@ -1,0 +1,729 @@
+//! A training run as a library call: what `ser train` and `ser compare` run, and what a test can
+//! call. A typed configuration ([`RunConfig`], its defaults defined here once; the CLI's flags
+//! take theirs from it), the test split and the validation carve-out, the scaler, the fit of
+//! each model kind (networks by gradients with ensembles, refit and resume; kernel ridge, knn,
+//! svm and the forest in one go), the training record saved with the model (the configuration
+//! itself, which `--resume` reads back), and cross-validation by actor. It sits above
+//! [`crate::train`] and [`crate::infer`] and uses both.
+
+use crate::features::set::FeatureSet;
+use crate::gpu::Gpu;
+use crate::infer::{Classifier, Predictor};
+use crate::nn::checkpoint::{self, ModelMeta};
+use crate::nn::{Architecture, Model};
+use crate::ops::gemm::Precision;
+use crate::train::data::{self, Input, Labelled};
+use crate::train::forest::{Forest, ForestConfig};
+use crate::train::kernel_ridge::{Calibration, KernelRidge};
+use crate::train::knn::{Knn, KnnWeights};
+use crate::train::report::{self, Report};
+use crate::train::speaker::SpeakerNorm;
+use crate::train::svm::{Svm, SvmConfig};
+use crate::train::{self, Dataset, TrainConfig};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The models `ser train --model` fits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// The reference study's refined CNN.
+    Cnn,
+    /// Multilayer perceptron (--hidden, --dropout, --batch-norm).
+    Mlp,
+    /// RBF kernel machine by random Fourier features (--rff-features, --rff-gamma).
+    Rff,
+    /// Kernel ridge classification with an RBF kernel, solved on the GPU (--krr-gamma,
+    /// --krr-lambda); fitted on all training clips, validation sets the probability scale.
+    Krr,
+    /// k nearest neighbours (scikit-learn's KNeighborsClassifier, brute-force Euclidean search
+    /// on the GPU; --knn-k, --knn-weights); the training clips are the model.
+    Knn,
+    /// RBF support vector classifier (scikit-learn's SVC: one-vs-one, SMO over a Gram matrix
+    /// computed on the GPU, Platt probabilities; --svm-c, --svm-gamma).
+    Svm,
+    /// Random forest (scikit-learn's RandomForestClassifier grown on the GPU: quantile bins,
+    /// bootstrap, sqrt(features) per node, Gini; --trees, --max-depth, --min-samples-leaf).
+    Rf,
+    /// Bidirectional LSTM over the frames (--input frames): LSTM(--lstm-units per direction,
+    /// whole sequence) -> mean over each clip's valid frames -> Dropout(0.3) -> Dense.
+    Lstm,
+    /// Two Conv1D(k5)-BatchNorm-MaxPool(2) blocks (64, 128 filters) over the frames, then the
+    /// lstm model's head (--input frames). Masking is exact from the LSTM on; the convolutions
+    /// and batch statistics see the padding up to the batch's longest clip, as Keras's Conv1D
+    /// does.
+    CnnLstm,
+}
+
+impl ModelKind {
+    /// The flag's value (`cnn-lstm`), as training records name the model.
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self).map(|v| v.get_name().to_string()).unwrap_or_default()
+    }
+
+    /// From a flag value or a record; records written before session 8 named the Rust variant
+    /// (`CnnLstm`), which parses too.
+    pub fn from_name(s: &str) -> Option<ModelKind> {
+        <ModelKind as clap::ValueEnum>::value_variants().iter().copied().find(|k| k.name() == s || format!("{k:?}").eq_ignore_ascii_case(s))
+    }
+
+    /// Fitted in one go on every training clip (validation only reports or calibrates), with
+    /// nothing to resume.
+    pub fn fitted_in_one_go(self) -> bool {
+        matches!(self, ModelKind::Krr | ModelKind::Knn | ModelKind::Svm | ModelKind::Rf)
+    }
+}
+
+/// How the loss (and the classical models' fits) weigh classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeights {
+    /// n / (classes * count) per class, from the training split.
+    Balanced,
+    None,
+}
+
+/// Which clips are held out for testing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum Split {
+    /// Stratified random split (the reference study's protocol).
+    Random,
+    /// Hold out whole actors (--test-actors): speaker-independent.
+    Actors,
+    /// No test set: train on every clip (validation still carved out), for a model to ship.
+    None,
+    /// Cross-validation by actor (--folds groups, each the test set once); saves no model.
+    ActorFolds,
+}
+
+/// What model is built and its own options (each kind reads its own).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    /// Random Fourier features of the rff model.
+    pub rff_features: usize,
+    /// RBF width of the rff model, in units of 1 / input size.
+    pub rff_gamma: f32,
+    /// RBF width of the krr model, in units of 1 / input size (1 is scikit-learn's
+    /// gamma="scale" on standardised input).
+    pub krr_gamma: f32,
+    /// Ridge penalty of the krr model (scaled per example by 1 / its class weight). 0.1 rather
+    /// than 0.01: better on speakers not in training (5-fold by actor 0.656 against 0.626, every
+    /// fold better) for 0.9 points less on a random split (docs/RESULTS.md).
+    pub krr_lambda: f32,
+    pub knn_k: usize,
+    pub knn_weights: KnnWeights,
+    /// Penalty C of the svm. 10 rather than scikit-learn's 1: validation accuracy 0.82 against
+    /// 0.79 on RAVDESS (docs/RESULTS.md).
+    pub svm_c: f64,
+    /// RBF width of the svm; None: scikit-learn's "scale".
+    pub svm_gamma: Option<f64>,
+    /// Trees of the rf model. 500 rather than scikit-learn's 100: validation accuracy 0.70
+    /// against 0.67 on RAVDESS (docs/RESULTS.md).
+    pub trees: usize,
+    pub max_depth: Option<usize>,
+    pub min_samples_leaf: usize,
+    pub rf_bins: usize,
+    /// Units per direction of the lstm and cnn-lstm models' LSTM.
+    pub lstm_units: usize,
+    /// Hidden layer widths, dropout and batch normalisation of the MLP.
+    pub hidden: Vec<usize>,
+    pub dropout: f32,
+    pub batch_norm: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            kind: ModelKind::Cnn,
+            rff_features: 4096,
+            rff_gamma: 1.0,
+            krr_gamma: 1.0,
+            krr_lambda: 0.1,
+            knn_k: 5,
+            knn_weights: KnnWeights::Uniform,
+            svm_c: 10.0,
+            svm_gamma: None,
+            trees: 500,
+            max_depth: None,
+            min_samples_leaf: 1,
+            rf_bins: 64,
+            lstm_units: 64,
+            hidden: vec![512, 256],
+            dropout: 0.4,
+            batch_norm: false,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The network this configuration builds for `input` (length, channels) and `classes`.
+    pub fn architecture(&self, input: Input, input_shape: (usize, usize), classes: usize) -> Result<Architecture> {
+        Ok(match self.kind {
+            ModelKind::Cnn => Architecture::refined_cnn(input_shape, classes),
+            ModelKind::Mlp => Architecture::mlp(input_shape, classes, &self.hidden, self.dropout, self.batch_norm),
+            ModelKind::Rff => Architecture::fourier(input_shape, classes, self.rff_features, self.rff_gamma),
+            ModelKind::Lstm | ModelKind::CnnLstm if input != Input::Frames => {
+                bail!("--model {}: recurrent models read frame sequences; add --input frames", self.kind.name())
+            }
+            ModelKind::Lstm => Architecture::lstm(input_shape, classes, self.lstm_units),
+            ModelKind::CnnLstm => Architecture::cnn_lstm(input_shape, classes, self.lstm_units),
+            k => bail!("--model {}: not a network trained by gradients", k.name()),
+        })
+    }
+}
+
+/// One training run's whole configuration. `Default` holds every default `ser train` has.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunConfig {
+    pub model: ModelConfig,
+    pub input: Input,
+    pub class_weights: ClassWeights,
+    pub split: Split,
+    /// Share of each class held out for testing (random split).
+    pub test_fraction: f64,
+    /// Actors held out for testing (actor split).
+    pub test_actors: Vec<u8>,
+    /// Actor groups of the actor-fold cross-validation.
+    pub folds: usize,
+    /// Share of the training part carved out for validation (early stopping, the learning-rate
+    /// schedule, calibration).
+    pub val_fraction: f64,
+    /// Seed of the split, the initial weights, dropout and batch order.
+    pub seed: u64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f32,
+    /// Epochs without a better validation loss before stopping / before halving the rate.
+    pub patience: usize,
+    pub lr_patience: usize,
+    /// Operand precision of the network's GEMMs while training.
+    pub precision: Precision,
+    /// Decoupled weight decay (AdamW), per unit of learning rate.
+    pub weight_decay: f32,
+    /// Clipping of each step's gradients by their global norm; 0: none.
+    pub clip_norm: f32,
+    /// Networks trained on the same split with different seeds, saved as one ensemble.
+    pub ensemble: usize,
+    /// Train each network again on every training clip with the schedule validation chose.
+    pub refit: bool,
+    /// Per-speaker standardisation, with at least this many clips per speaker; None: off.
+    pub speaker_norm: Option<usize>,
+    /// Also write the rows the final fit sees and the test rows here (per fold: `.foldN`).
+    #[serde(skip)]
+    pub export_split: Option<PathBuf>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            model: ModelConfig::default(),
+            input: Input::Vectors,
+            class_weights: ClassWeights::Balanced,
+            split: Split::Random,
+            test_fraction: 0.2,
+            test_actors: vec![21, 22],
+            folds: 5,
+            val_fraction: 0.1,
+            seed: 0,
+            epochs: 30,
+            batch_size: 32,
+            lr: 1e-3,
+            patience: 10,
+            lr_patience: 4,
+            precision: Precision::F32,
+            weight_decay: 0.0,
+            clip_norm: 0.0,
+            ensemble: 1,
+            refit: false,
+            speaker_norm: None,
+            export_split: None,
+        }
+    }
+}
+
+impl RunConfig {
+    /// The loss's class weights for a dataset of `classes`.
+    pub fn class_weights_for(&self, d: &Dataset, classes: usize) -> Vec<f32> {
+        match self.class_weights {
+            ClassWeights::Balanced => data::balanced_weights(d.y.iter().copied(), classes),
+            ClassWeights::None => vec![1.0; classes],
+        }
+    }
+}
+
+/// What a run reads: the device, its configuration, the labelled features, and where its
+/// progress lines go (stderr for the CLI, nowhere for a test).
+pub struct Run<'a> {
+    pub gpu: &'a Gpu,
+    pub cfg: &'a RunConfig,
+    pub set: &'a FeatureSet,
+    pub labelled: &'a Labelled,
+    pub log: &'a dyn Fn(&str),
+}
+
+/// The training part and the test clips of `cfg.split` (positions into `labelled`), with an
+/// error naming the flag when either would be empty.
+pub fn test_split(run: &Run) -> Result<(Vec<usize>, Vec<usize>)> {
+    let (cfg, l) = (run.cfg, run.labelled);
+    let all: Vec<usize> = (0..l.clips.len()).collect();
+    let (train_all, test) = match cfg.split {
+        Split::Random => data::stratified(&l.labels, &all, cfg.test_fraction, cfg.seed),
+        Split::Actors => all.iter().partition(|&&p| !cfg.test_actors.contains(&l.actors[p])),
+        Split::None | Split::ActorFolds => (all.clone(), Vec::new()),
+    };
+    if train_all.is_empty() {
+        bail!("--test-actors {:?} hold out every actor in the data: nothing is left to train on", cfg.test_actors);
+    }
+    if test.is_empty() && cfg.split == Split::Actors {
+        let mut a: Vec<u8> = l.actors.clone();
+        a.sort();
+        a.dedup();
+        bail!("--test-actors {:?}: none of them is in the data (its actors: {a:?})", cfg.test_actors);
+    }
+    if test.is_empty() && cfg.split == Split::Random {
+        bail!("--test-fraction {} leaves no clip of any class for testing ({} clips)", cfg.test_fraction, all.len());
+    }
+    Ok((train_all, test))
+}
+
+/// A short fingerprint of the labelled clips (paths and classes): what `--resume` checks it
+/// continues on.
+pub fn data_fingerprint(set: &FeatureSet, l: &Labelled) -> String {
+    let mut h = blake3::Hasher::new();
+    for (&c, &y) in l.clips.iter().zip(&l.labels) {
+        h.update(set.clips[c].path.as_bytes());
+        h.update(&[0, y as u8, 0]);
+    }
+    h.finalize().to_hex()[..16].to_string()
+}
+
+/// A model to continue, and the configuration it was trained with (split, seed, input, model,
+/// batch and schedule), so that the same data make the same split. The caller keeps its own
+/// epochs (and export path) and checks the data with [`check_resume`].
+pub fn resume(gpu: &Gpu, path: &Path) -> Result<(Predictor, RunConfig)> {
+    let kind = checkpoint::kind_of(&crate::store::Loaded::read(path)?)?;
+    if kind != "network" {
+        bail!("{}: a {kind} model is fitted in one go and has nothing to resume", path.display());
+    }
+    let (models, meta) = checkpoint::load(gpu, path)?;
+    let t = &meta.training;
+    if models.len() != 1 || models[0].step == 0 || t["refit"].as_bool().unwrap_or(false) {
+        bail!("{}: nothing to resume (kernel ridge, ensembles and refitted models keep no optimizer state)", path.display());
+    }
+    let cfg = match t.get("run") {
+        Some(run) => serde_json::from_value(run.clone()).with_context(|| format!("{}: its training record's run configuration", path.display()))?,
+        None => legacy_config(path, t)?,
+    };
+    let cfg = RunConfig { input: meta.input, speaker_norm: meta.speaker_norm.as_ref().map(|s| s.min_clips), ensemble: 1, refit: false, ..cfg };
+    Ok((Predictor { classifier: Classifier::Network(models), meta }, cfg))
+}
+
+/// The configuration of a record written before records kept it whole (session 9).
+fn legacy_config(path: &Path, t: &serde_json::Value) -> Result<RunConfig> {
+    let missing = |key: &str| anyhow::anyhow!("{}: its training record has no {key:?}", path.display());
+    let text = |key: &str| t[key].as_str().map(str::to_string).ok_or_else(|| missing(key));
+    let cfg = &t["config"][0];
+    let count = |key: &str| cfg[key].as_u64().map(|v| v as usize).ok_or_else(|| missing("config"));
+    let d = RunConfig::default();
+    Ok(RunConfig {
+        model: ModelConfig { kind: ModelKind::from_name(&text("model")?).ok_or_else(|| missing("model"))?, ..d.model.clone() },
+        seed: t["seed"].as_u64().ok_or_else(|| missing("seed"))?,
+        split: <Split as clap::ValueEnum>::from_str(&text("split")?, true).map_err(|_| missing("split"))?,
+        test_fraction: t["test_fraction"].as_f64().ok_or_else(|| missing("test_fraction"))?,
+        val_fraction: t["val_fraction"].as_f64().ok_or_else(|| missing("val_fraction"))?,
+        test_actors: serde_json::from_value(t["test_actors"].clone()).map_err(|_| missing("test_actors"))?,
+        weight_decay: t["weight_decay"].as_f64().unwrap_or(0.0) as f32,
+        clip_norm: t["clip_norm"].as_f64().unwrap_or(0.0) as f32,
+        batch_size: count("batch_size")?,
+        patience: count("patience")?,
+        lr_patience: count("lr_patience")?,
+        // Older checkpoints have no precision: they trained in f32.
+        precision: serde_json::from_value(cfg["precision"].clone()).unwrap_or_default(),
+        lr: t["lr"].as_f64().map_or(d.lr, |v| v as f32),
+        ..d
+    })
+}
+
+/// Refuses to continue a model on other features, classes or clips than it was trained on.
+pub fn check_resume(run: &Run, r: &Predictor) -> Result<()> {
+    if r.meta.features != run.set.config || r.meta.classes != run.labelled.classes {
+        bail!("--resume: the model was trained on other features or classes than these (features {}, classes {:?})", serde_json::to_string(&r.meta.features)?, r.meta.classes);
+    }
+    // Same configuration, other clips: continuing would mix two datasets in one model.
+    if let Some(was) = r.meta.training["data"].as_str() {
+        let now = data_fingerprint(run.set, run.labelled);
+        if was != now {
+            bail!("--resume: the model was trained on other clips (data {was}, these are {now}); give the feature file or folder it was trained on");
+        }
+    }
+    Ok(())
+}
+
+/// One fold of the cross-validation by actor.
+#[derive(Clone, Debug, Serialize)]
+pub struct FoldScore {
+    pub held_out: Vec<u8>,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    pub test_clips: usize,
+}
+
+/// Speaker-independent cross-validation: actors dealt round-robin into `cfg.folds` groups, each
+/// group the test set once.
+pub fn actor_folds(run: &Run) -> Result<Vec<FoldScore>> {
+    let l = run.labelled;
+    let mut actors: Vec<u8> = l.actors.clone();
+    actors.sort();
+    actors.dedup();
+    if run.cfg.folds < 2 || run.cfg.folds > actors.len() {
+        bail!("--folds {} must be between 2 and the {} actors in the data", run.cfg.folds, actors.len());
+    }
+    let mut out = Vec::new();
+    for fold in 0..run.cfg.folds {
+        let held: Vec<u8> = actors.iter().enumerate().filter(|(i, _)| i % run.cfg.folds == fold).map(|(_, a)| *a).collect();
+        let (train_all, test): (Vec<usize>, Vec<usize>) = (0..l.clips.len()).partition(|&p| !held.contains(&l.actors[p]));
+        let mut cfg = run.cfg.clone();
+        if let Some(p) = &mut cfg.export_split {
+            p.as_mut_os_string().push(format!(".fold{fold}"));
+        }
+        let (_, rep) = fit_and_test(&Run { cfg: &cfg, ..*run }, &train_all, &test, None, None)?;
+        let rep = rep.expect("every fold has a test set");
+        let score = FoldScore { held_out: held, accuracy: rep.accuracy, macro_f1: rep.macro_avg.f1, test_clips: test.len() };
+        (run.log)(&score.line(fold));
+        out.push(score);
+    }
+    Ok(out)
+}
+
+impl FoldScore {
+    pub fn line(&self, fold: usize) -> String {
+        format!("fold {fold}: actors {:?}: accuracy {:.4}, macro F1 {:.4} ({} clips)", self.held_out, self.accuracy, self.macro_f1, self.test_clips)
+    }
+}
+
+/// Mean and (population) standard deviation.
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let m = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    (m, (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt())
+}
+
+/// The data one fit works on.
+struct Parts<'a> {
+    train: &'a Dataset,
+    val: &'a Dataset,
+    /// Training and validation clips together, for final models that see both.
+    full: Option<&'a Dataset>,
+    classes: usize,
+    input_shape: (usize, usize),
+}
+
+/// What a fit returns: the classifier, the architecture recorded with it (empty layers for the
+/// classical models: the input shape only) and its part of the training record.
+type Fitted = (Classifier, Architecture, serde_json::Value);
+
+/// Trains the model (or ensemble) on `train_all` (validation carved out of it) and reports on
+/// `test` when it is not empty. With `out`, a single gradient-trained model is also saved there
+/// every time validation improves (resumable if the run is killed).
+pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Option<Predictor>, out: Option<&Path>) -> Result<(Predictor, Option<Report>)> {
+    let (gpu, cfg, set, l) = (run.gpu, run.cfg, run.set, run.labelled);
+    let (tr, va) = data::stratified(&l.labels, train_all, cfg.val_fraction, cfg.seed.wrapping_add(1));
+    // A resumed model keeps the scaler its weights were trained with.
+    let scaler = match &resume {
+        Some(r) => r.meta.scaler.clone(),
+        None => data::fit_scaler(set, l, &tr, cfg.input),
+    };
+    let (train_set, val_set) = (data::dataset(set, l, &tr, cfg.input, &scaler), data::dataset(set, l, &va, cfg.input, &scaler));
+    // --refit models get the scaler of the whole training part they are refitted on. Kernel
+    // ridge always ends with a fit on every training clip but keeps the training part's scaler
+    // (the recipe the recorded results and the shipped model were made with).
+    let final_scaler = if cfg.refit { data::fit_scaler(set, l, train_all, cfg.input) } else { scaler };
+    let test_set = data::dataset(set, l, test, cfg.input, &final_scaler);
+    let full_set = (cfg.refit || cfg.model.kind.fitted_in_one_go()).then(|| data::dataset(set, l, train_all, cfg.input, &final_scaler));
+    let k = l.classes.len();
+    let input_shape = cfg.input.shape(set.dim, set.t_max);
+    (run.log)(&format!(
+        "{} classes, train {} / validation {} / test {} clips, input {:?} {:?}, on {}",
+        k,
+        train_set.len(),
+        val_set.len(),
+        test_set.len(),
+        cfg.input,
+        input_shape,
+        gpu.label()
+    ));
+    let parts = Parts { train: &train_set, val: &val_set, full: full_set.as_ref(), classes: k, input_shape };
+    if let Some(path) = &cfg.export_split {
+        let fitted = full_set.as_ref().unwrap_or(&train_set);
+        let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
+        data::export_split(path, fitted, &test_set, &names, &cfg.class_weights_for(fitted, k)).with_context(|| format!("--export-split {}", path.display()))?;
+    }
+    let data = data_fingerprint(set, l);
+    let record_base = || {
+        serde_json::json!({
+            // The whole configuration, which --resume reads back.
+            "run": cfg,
+            // The same facts under the keys records had before "run" (read by older tools).
+            "model": cfg.model.kind.name(),
+            "refit": cfg.refit,
+            "split": format!("{:?}", cfg.split),
+            "seed": cfg.seed,
+            "test_fraction": cfg.test_fraction,
+            "test_actors": cfg.test_actors,
+            "val_fraction": cfg.val_fraction,
+            "class_weights": cfg.class_weights_for(&train_set, k),
+            "train_clips": train_set.len(),
+            "validation_clips": val_set.len(),
+            "test_clips": test_set.len(),
+            // Which GEMM kernel trained each shape bucket (the tuner's choices or a pin): with the
+            // seed, what it takes to reproduce these weights bit for bit on this adapter.
+            "adapter": gpu.label(),
+            "gemm_kernels": crate::ops::autotune::used(gpu),
+            // What `--resume` checks it continues on: the labelled clips (paths and classes).
+            "data": data,
+        })
+    };
+    let meta_with = |architecture: Architecture, training: serde_json::Value| ModelMeta {
+        architecture,
+        classes: l.classes.clone(),
+        features: set.config.clone(),
+        input: cfg.input,
+        scaler: final_scaler.clone(),
+        speaker_norm: cfg.speaker_norm.map(|min_clips| SpeakerNorm { min_clips }),
+        training,
+    };
+    // A single model trained by gradients is saved (atomically) every time validation improves,
+    // so a killed run loses at most the epochs since: `--resume FILE` continues from there and
+    // replays the uninterrupted run. The final save replaces it with the full record.
+    let save_best = |model: &Model, arch: &Architecture, tc: &TrainConfig, epoch: usize| -> Result<()> {
+        let Some(out) = out else { return Ok(()) };
+        let mut training = record_base();
+        training["saved_epoch"] = serde_json::json!(epoch);
+        training["config"] = serde_json::json!([tc]);
+        training["lr"] = serde_json::json!(cfg.lr);
+        training["weight_decay"] = serde_json::json!(cfg.weight_decay);
+        training["clip_norm"] = serde_json::json!(cfg.clip_norm);
+        training["partial"] = serde_json::json!(true);
+        checkpoint::save(gpu, std::slice::from_ref(model), &meta_with(arch.clone(), training), out)
+    };
+    let resumable = cfg.ensemble == 1 && !cfg.refit;
+    let (classifier, architecture, record) = match cfg.model.kind {
+        ModelKind::Krr => fit_kernel_ridge(run, &parts)?,
+        ModelKind::Knn => fit_knn(run, &parts)?,
+        ModelKind::Svm => fit_svm(run, &parts)?,
+        ModelKind::Rf => fit_forest(run, &parts)?,
+        _ => {
+            let (models, arch, record) = fit_by_gradients(run, &parts, resume, resumable.then_some(&save_best as SaveBest))?;
+            (Classifier::Network(models), arch, record)
+        }
+    };
+    let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
+    let mut training = record_base();
+    if let (Some(t), serde_json::Value::Object(r)) = (training.as_object_mut(), record) {
+        t.extend(r);
+    }
+    let meta = meta_with(architecture, training);
+    let mut predictor = Predictor { classifier, meta };
+    if test_set.is_empty() {
+        return Ok((predictor, None));
+    }
+    let started = std::time::Instant::now();
+    let probs = predictor.probabilities(gpu, &test_set)?;
+    predictor.meta.training["test_predict_seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
+    let predicted: Vec<u32> = probs.iter().map(|p| report::argmax(p) as u32).collect();
+    let rep = Report::new(&names, &test_set.y, &predicted);
+    predictor.meta.training["test_accuracy"] = serde_json::json!(rep.accuracy);
+    predictor.meta.training["test_macro_f1"] = serde_json::json!(rep.macro_avg.f1);
+    predictor.meta.training["test_report"] = serde_json::to_value(&rep)?;
+    Ok((predictor, Some(rep)))
+}
+
+/// An architecture that records only the input shape (the classical models have no layers).
+fn input_only(p: &Parts) -> Architecture {
+    Architecture { input: p.input_shape, layers: vec![] }
+}
+
+/// Kernel ridge: fit on the training part, fit the probability scale on validation, then fit
+/// again on every training clip (validation included) and keep that scale.
+fn fit_kernel_ridge(run: &Run, p: &Parts) -> Result<Fitted> {
+    let (gpu, m, k) = (run.gpu, &run.cfg.model, p.classes);
+    // In units of 1 / input size: 1 is scikit-learn's gamma = "scale" on standardised input.
+    let gamma = m.krr_gamma / (p.input_shape.0 * p.input_shape.1) as f32;
+    let (mut model, first) = KernelRidge::fit(gpu, p.train, k, &run.cfg.class_weights_for(p.train, k), gamma, m.krr_lambda)?;
+    let Calibration { temperature, val_loss, val_accuracy, calibrated } = model.calibrate(gpu, p.val)?;
+    (run.log)(&format!(
+        "kernel ridge on {} clips: {} CG iterations, residual {:.1e}; validation accuracy {val_accuracy:.4}, loss {val_loss:.4} at temperature {temperature:.2}",
+        p.train.len(),
+        first.iterations,
+        first.relative_residual
+    ));
+    if !calibrated {
+        (run.log)(&format!("warning: {} validation clips are too few to calibrate probabilities (2 per class needed); the temperature stays 1 (raise --val-fraction)", p.val.len()));
+    } else if temperature <= 0.1001 {
+        (run.log)(&format!(
+            "warning: the validation clips are best served by the flattest probabilities searched (temperature 0.10, validation accuracy {val_accuracy:.2}): \
+             the model does not generalise to them, and its probabilities will stay near uniform"
+        ));
+    }
+    let full = p.full.expect("kernel ridge always refits");
+    let started = std::time::Instant::now();
+    let (mut model, last) = KernelRidge::fit(gpu, full, k, &run.cfg.class_weights_for(full, k), gamma, m.krr_lambda)?;
+    model.scale_scores(gpu, temperature)?;
+    let fit_seconds = started.elapsed().as_secs_f64();
+    (run.log)(&format!("kernel ridge on all {} training clips: {} CG iterations, residual {:.1e}", full.len(), last.iterations, last.relative_residual));
+    let record = serde_json::json!({"kernel_ridge": {"gamma_scale": m.krr_gamma, "lambda": m.krr_lambda, "temperature": temperature, "calibrated": calibrated,
+        "validation_accuracy": val_accuracy, "validation_loss": val_loss, "cg": [first, last]}, "fit_seconds": fit_seconds});
+    Ok((Classifier::KernelRidge(model), input_only(p), record))
+}
+
+/// k nearest neighbours: the training part (training and validation clips, as kernel ridge's
+/// final fit uses) is the model; the validation part reports its accuracy first.
+fn fit_knn(run: &Run, p: &Parts) -> Result<Fitted> {
+    let (gpu, m) = (run.gpu, &run.cfg.model);
+    let on_train = Knn::fit(gpu, p.train, p.classes, m.knn_k, m.knn_weights)?;
+    let val_accuracy = report::accuracy_of(&on_train.predict_proba(gpu, p.val)?, &p.val.y);
+    (run.log)(&format!("knn (k {}, {:?} votes) on {} clips: validation accuracy {val_accuracy:.4}", m.knn_k, m.knn_weights, p.train.len()));
+    let full = p.full.unwrap_or(p.train);
+    let started = std::time::Instant::now();
+    let model = Knn::fit(gpu, full, p.classes, m.knn_k, m.knn_weights)?;
+    let record = serde_json::json!({"knn": {"k": m.knn_k, "weights": m.knn_weights, "validation_accuracy": val_accuracy, "rows": full.len()}, "fit_seconds": started.elapsed().as_secs_f64()});
+    Ok((Classifier::Knn(model), input_only(p), record))
+}
+
+/// The support vector classifier: fitted on the training part to report validation accuracy,
+/// then on every training clip (as knn and kernel ridge).
+fn fit_svm(run: &Run, p: &Parts) -> Result<Fitted> {
+    let (gpu, m) = (run.gpu, &run.cfg.model);
+    let cfg = SvmConfig { c: m.svm_c, gamma: m.svm_gamma, seed: run.cfg.seed, ..Default::default() };
+    let (on_train, first) = Svm::fit(gpu, p.train, p.classes, &run.cfg.class_weights_for(p.train, p.classes), &cfg)?;
+    let val_accuracy = report::accuracy_of(&on_train.predict_proba(gpu, p.val)?, &p.val.y);
+    (run.log)(&format!(
+        "svm (C {}, gamma {:.4}) on {} clips: {} support vectors, {} SMO steps, {:.2} s; validation accuracy {val_accuracy:.4}",
+        cfg.c,
+        first.gamma,
+        p.train.len(),
+        first.support_vectors,
+        first.smo_iterations,
+        first.seconds
+    ));
+    let full = p.full.unwrap_or(p.train);
+    let (model, last) = Svm::fit(gpu, full, p.classes, &run.cfg.class_weights_for(full, p.classes), &cfg)?;
+    (run.log)(&format!("svm on all {} training clips: {} support vectors, {:.2} s", full.len(), last.support_vectors, last.seconds));
+    let record = serde_json::json!({"svm": {"config": cfg, "validation_accuracy": val_accuracy, "fits": [first, last]}, "fit_seconds": last.seconds});
+    Ok((Classifier::Svm(model), input_only(p), record))
+}
+
+/// The random forest: grown on the training part to report validation accuracy, then on every
+/// training clip.
+fn fit_forest(run: &Run, p: &Parts) -> Result<Fitted> {
+    let (gpu, m) = (run.gpu, &run.cfg.model);
+    let cfg = ForestConfig { trees: m.trees, max_depth: m.max_depth, min_samples_leaf: m.min_samples_leaf, bins: m.rf_bins, seed: run.cfg.seed, ..Default::default() };
+    let (on_train, first) = Forest::fit(gpu, p.train, p.classes, &run.cfg.class_weights_for(p.train, p.classes), &cfg)?;
+    let val_accuracy = report::accuracy_of(&on_train.predict_proba(gpu, p.val)?, &p.val.y);
+    (run.log)(&format!("rf ({} trees) on {} clips: {} nodes, depth {}, {:.2} s; validation accuracy {val_accuracy:.4}", cfg.trees, p.train.len(), first.nodes, first.depth, first.seconds));
+    let full = p.full.unwrap_or(p.train);
+    let (model, last) = Forest::fit(gpu, full, p.classes, &run.cfg.class_weights_for(full, p.classes), &cfg)?;
+    (run.log)(&format!("rf on all {} training clips: {} nodes, depth {}, {:.2} s", full.len(), last.nodes, last.depth, last.seconds));
+    let record = serde_json::json!({"forest": {"config": cfg, "validation_accuracy": val_accuracy, "fits": [first, last]}, "fit_seconds": last.seconds});
+    Ok((Classifier::Forest(model), input_only(p), record))
+}
+
+/// Saves a resumable checkpoint of the model at the end of an epoch (given the config it trains
+/// with and the epoch number).
+type SaveBest<'a> = &'a dyn Fn(&Model, &Architecture, &TrainConfig, usize) -> Result<()>;
+
+/// A fresh network with the run's optimiser settings.
+fn new_model(gpu: &Gpu, arch: &Architecture, cfg: &RunConfig, seed: u64) -> Result<Model> {
+    let mut m = Model::new(gpu, arch, seed)?;
+    m.adam.lr = cfg.lr;
+    m.adam.weight_decay = cfg.weight_decay;
+    m.adam.clip_norm = cfg.clip_norm;
+    Ok(m)
+}
+
+/// Gradient-trained models (ensemble members that differ in initialisation, shuffles and
+/// dropout masks and share the split), each optionally refitted on all training clips.
+fn fit_by_gradients(run: &Run, p: &Parts, resume: Option<Predictor>, save_best: Option<SaveBest>) -> Result<(Vec<Model>, Architecture, serde_json::Value)> {
+    let (gpu, cfg, k) = (run.gpu, run.cfg, p.classes);
+    let mut resumed = resume.map(|r| {
+        let done = r.meta.training["saved_epoch"].as_u64().unwrap_or(0) as usize;
+        (r, done)
+    });
+    let arch = match &resumed {
+        Some((r, _)) => r.meta.architecture.clone(),
+        None => cfg.model.architecture(cfg.input, p.input_shape, k)?,
+    };
+    let weights = cfg.class_weights_for(p.train, k);
+    let (mut models, mut logs, mut configs) = (Vec::new(), Vec::new(), Vec::new());
+    for member in 0..cfg.ensemble {
+        let seed = cfg.seed.wrapping_add(1_000 * member as u64);
+        let (mut model, first_epoch) = match resumed.take() {
+            Some((r, done)) => match r.classifier {
+                Classifier::Network(models) => (models.into_iter().next().expect("one model"), done + 1),
+                other => bail!("--resume: a {} model is fitted in one go and has nothing to resume", other.kind()),
+            },
+            None => (new_model(gpu, &arch, cfg, seed)?, 1),
+        };
+        // A resumed model keeps its learning rate (the schedule may have lowered it).
+        model.adam.weight_decay = cfg.weight_decay;
+        model.adam.clip_norm = cfg.clip_norm;
+        if first_epoch > cfg.epochs {
+            bail!("--resume: the model is at epoch {}; give --epochs above it", first_epoch - 1);
+        }
+        let tc = TrainConfig {
+            first_epoch,
+            epochs: cfg.epochs,
+            batch_size: cfg.batch_size,
+            seed,
+            patience: cfg.patience,
+            lr_patience: cfg.lr_patience,
+            precision: cfg.precision,
+            ..Default::default()
+        };
+        let who = if cfg.ensemble > 1 { format!("member {member} ") } else { String::new() };
+        let log = train::fit_saving(
+            gpu,
+            &mut model,
+            p.train,
+            p.val,
+            &weights,
+            &tc,
+            |e| {
+                // The first epoch compiles the kernels (and may tune them): its rate is not the steady one.
+                let warm = if e.epoch == first_epoch { " (includes kernel compilation)" } else { "" };
+                (run.log)(&format!(
+                    "{who}epoch {:>3}: loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.2e}  {:.0} samples/s{warm}",
+                    e.epoch, e.loss, e.val_loss, e.val_accuracy, e.lr, e.samples_per_s
+                ));
+            },
+            |model, e| save_best.map_or(Ok(()), |save| save(model, &arch, &tc, e.epoch)),
+        )?;
+        if let Some(full) = p.full {
+            // Replay the schedule validation chose, up to its best epoch, on all training clips.
+            let best = train::best_epoch(&log).map_or(0, |e| e.epoch);
+            let lrs: Vec<f32> = log.iter().take_while(|e| e.epoch <= best).map(|e| e.lr).collect();
+            model = new_model(gpu, &arch, cfg, seed)?;
+            train::fit_schedule(gpu, &mut model, full, &cfg.class_weights_for(full, k), &tc, &lrs, |epoch, loss, lr| {
+                (run.log)(&format!("{who}refit epoch {epoch:>3}/{}: loss {loss:.4}  lr {lr:.2e}", lrs.len()));
+            })?;
+        }
+        models.push(model);
+        logs.push(log);
+        configs.push(tc);
+    }
+    // The epoch whose weights are kept (the best by validation loss), where --resume continues.
+    let saved_epoch = train::best_epoch(&logs[0]).map_or(0, |e| e.epoch);
+    let record = serde_json::json!({
+        "saved_epoch": saved_epoch,
+        "config": configs,
+        "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "clip_norm": cfg.clip_norm,
+        "epochs_run": logs.iter().map(|l| l.len()).collect::<Vec<_>>(),
+        "history": logs,
+    });
+    Ok((models, arch, record))
+}

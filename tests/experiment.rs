@@ -1,0 +1,89 @@
+//! Training as a library call: `ser::experiment` with a typed configuration, on the synthetic
+//! feature set the CLI tests use (7 classes, 4 actors, separable): a fit learns and records its
+//! whole configuration, `resume` reads that configuration back, actor folds hold out each
+//! actor once, and bad configurations are refused by name.
+
+mod common;
+
+use ser::audio::{Emotion, Selection, VocalFilter};
+use ser::experiment::{self, ModelConfig, ModelKind, Run, RunConfig, Split};
+use ser::train::data::{self, Input};
+
+fn labelled(set: &ser::features::set::FeatureSet) -> data::Labelled {
+    data::labelled(set, &Selection { vocal: VocalFilter::Both, drop: vec![Emotion::Disgust] }).unwrap()
+}
+
+#[test]
+fn a_run_learns_records_its_configuration_and_resumes_with_it() {
+    let g = &common::gpu().gpu;
+    let set = common::synthetic_set();
+    let l = labelled(&set);
+    let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, hidden: vec![32], ..Default::default() }, epochs: 12, lr: 3e-3, clip_norm: 5.0, seed: 4, ..Default::default() };
+    let lines = std::cell::RefCell::new(Vec::new());
+    let log = |line: &str| lines.borrow_mut().push(line.to_string());
+    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &log };
+    let (train_all, test) = experiment::test_split(&run).unwrap();
+    assert_eq!(train_all.len() + test.len(), l.clips.len());
+    let dir = std::env::temp_dir().join(format!("ser-experiment-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("mlp.safetensors");
+    let (predictor, report) = experiment::fit_and_test(&run, &train_all, &test, None, Some(&out)).unwrap();
+    let report = report.expect("a random split has a test set");
+    assert!(report.accuracy > 0.8, "test accuracy {}", report.accuracy);
+    // Progress went to the log, one line per epoch (early stopping may end sooner).
+    assert!(lines.borrow().iter().filter(|l| l.starts_with("epoch")).count() >= 1, "{:?}", lines.borrow());
+    // The record holds the configuration itself.
+    let recorded: RunConfig = serde_json::from_value(predictor.meta.training["run"].clone()).unwrap();
+    assert_eq!(recorded, cfg);
+    // fit_and_test saved the best epoch as it went: resume reads the model and its configuration.
+    let (resumed, resumed_cfg) = experiment::resume(g, &out).unwrap();
+    assert_eq!(resumed_cfg, cfg);
+    experiment::check_resume(&run, &resumed).unwrap();
+    // Another clip set is refused.
+    let mut other = set.clone();
+    other.clips[0].path = "Actor_01/elsewhere.wav".into();
+    let err = experiment::check_resume(&Run { set: &other, ..run }, &resumed).unwrap_err().to_string();
+    assert!(err.contains("other clips"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn actor_folds_hold_each_actor_out_once() {
+    let g = &common::gpu().gpu;
+    let set = common::synthetic_set();
+    let l = labelled(&set);
+    let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Knn, ..Default::default() }, input: Input::Stats, split: Split::ActorFolds, folds: 4, ..Default::default() };
+    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {} };
+    let folds = experiment::actor_folds(&run).unwrap();
+    let mut held: Vec<u8> = folds.iter().flat_map(|f| f.held_out.clone()).collect();
+    held.sort();
+    assert_eq!(held, vec![1, 2, 3, 4]);
+    for f in &folds {
+        // 7 classes x 6 clips per actor.
+        assert_eq!(f.test_clips, 42, "{f:?}");
+        assert!(f.accuracy > 0.8, "{f:?}");
+    }
+    // More folds than actors is refused by name.
+    let err = experiment::actor_folds(&Run { cfg: &RunConfig { folds: 5, ..cfg.clone() }, ..run }).unwrap_err().to_string();
+    assert!(err.contains("--folds 5"), "{err}");
+}
+
+#[test]
+fn configurations_a_model_cannot_take_are_refused_by_name() {
+    let g = &common::gpu().gpu;
+    let set = common::synthetic_set();
+    let l = labelled(&set);
+    // A recurrent model on summary vectors.
+    let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Lstm, ..Default::default() }, input: Input::Stats, epochs: 1, ..Default::default() };
+    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {} };
+    let (train_all, test) = experiment::test_split(&run).unwrap();
+    let err = experiment::fit_and_test(&run, &train_all, &test, None, None).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("--input frames"), "{err}");
+    // Actors that are not in the data.
+    let cfg = RunConfig { split: Split::Actors, test_actors: vec![9], ..Default::default() };
+    let err = experiment::test_split(&Run { cfg: &cfg, ..run }).unwrap_err().to_string();
+    assert!(err.contains("--test-actors [9]"), "{err}");
+    // The defaults are the CLI's: `ser train --help` shows them.
+    let d = RunConfig::default();
+    assert_eq!((d.epochs, d.batch_size, d.model.kind, d.model.lstm_units, d.clip_norm), (30, 32, ModelKind::Cnn, 64, 0.0));
+}
