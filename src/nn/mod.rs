@@ -3,17 +3,15 @@
 //! submission per batch. Activations are channels-last, [batch, length, channels].
 
 pub mod checkpoint;
+mod layers;
 
 use crate::gpu::{DType, Gpu, Step, Tensor};
-use crate::ops::conv::{self, ConvShape};
-use crate::ops::elementwise::{self, BinaryOp, UnaryOp};
-use crate::ops::gemm::{self, GemmOptions, Precision};
-use crate::ops::kernel;
-use crate::ops::lstm;
-use crate::ops::norm::{self, BatchNorm, BnTensors};
+use crate::ops::conv::ConvShape;
+use crate::ops::gemm::Precision;
+use crate::ops::loss;
+use crate::ops::norm::BatchNorm;
 use crate::ops::optim::{self, Adam};
-use crate::ops::pool::{self, PoolShape};
-use crate::ops::{dropout, loss};
+use crate::ops::pool::PoolShape;
 use crate::rng::splitmix64;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -307,52 +305,12 @@ pub struct Param {
     v: Tensor,
 }
 
-/// What a layer owns on the GPU.
-enum State {
-    None,
-    /// Weight [in, out] and bias [out].
-    Affine { w: Param, b: Param },
-    /// (beta, gamma) [c, 2], batch statistics [c, 2], moving mean and variance [c, 2].
-    Norm { affine: Param, stats: Tensor, moving: Tensor },
-    /// Weight [in, out] and bias [out] that are not trained.
-    Fixed { w: Tensor, b: Tensor },
-    /// Kernel centres [n, in] and their squared norms [n].
-    Centres { centres: Tensor, norms: Tensor },
-    /// Per direction: input kernel [in, 4 units], recurrent kernel [units, 4 units], bias.
-    Recurrent { directions: Vec<[Param; 3]> },
-}
-
-impl State {
-    /// The trained tensors a layer owns, in the order its gradients are produced.
-    fn params(&self) -> Vec<&Param> {
-        match self {
-            State::Affine { w, b } => vec![w, b],
-            State::Norm { affine, .. } => vec![affine],
-            State::Recurrent { directions } => directions.iter().flatten().collect(),
-            State::None | State::Fixed { .. } | State::Centres { .. } => vec![],
-        }
-    }
-}
-
-/// What the forward pass keeps for the backward pass.
-enum Saved {
-    Conv { cols: Tensor, y: Tensor, shape: ConvShape },
-    Norm { x: Tensor },
-    Pool { winner: Tensor, shape: PoolShape },
-    Dropout { seed: u64 },
-    Flatten,
-    Dense { x: Tensor, y: Tensor },
-    /// A fixed layer below every trainable one keeps nothing.
-    Fixed,
-    Lstm { x: Tensor, lengths: Tensor, directions: Vec<(crate::ops::lstm::LstmShape, crate::ops::lstm::LstmSaved)> },
-    TimeMean { lengths: Tensor },
-}
-
-/// A sequential model living on the GPU.
+/// A sequential model living on the GPU: each layer's implementation (nn::layers) with its
+/// tensors, and the optimiser's settings and step count.
 pub struct Model {
     pub arch: Architecture,
     shapes: Vec<(usize, usize)>,
-    states: Vec<State>,
+    layers: Vec<Box<dyn layers::BuiltLayer>>,
     pub adam: Adam,
     pub bn: BatchNorm,
     /// Adam steps taken.
@@ -363,91 +321,34 @@ pub struct Model {
     pub precision: Precision,
 }
 
-fn param(gpu: &Gpu, name: String, values: &[f32], shape: &[usize]) -> Result<Param> {
+pub(crate) fn param(gpu: &Gpu, name: String, values: &[f32], shape: &[usize]) -> Result<Param> {
     let zeros = vec![0f32; values.len()];
     Ok(Param { name, value: gpu.upload_f32(values, shape)?, m: gpu.upload_f32(&zeros, shape)?, v: gpu.upload_f32(&zeros, shape)? })
 }
 
+/// A recorded forward pass: the logits, what each layer keeps for backward, and the (length,
+/// channels) entering each layer for the batch's steps.
+struct Forward {
+    logits: Tensor,
+    saved: Vec<layers::Saved>,
+    shapes: Vec<(usize, usize)>,
+    lengths: Vec<Option<Tensor>>,
+}
+
 impl Model {
-    /// A freshly initialised model: Glorot-uniform weights, zero biases, BN gamma 1 and beta 0
-    /// (Keras's defaults), drawn from `seed`.
+    /// A freshly initialised model: Keras's initialisers (Glorot-uniform weights, zero biases,
+    /// BN gamma 1 and beta 0, the LSTM's orthogonal recurrent kernel), drawn from `seed`.
     pub fn new(gpu: &Gpu, arch: &Architecture, seed: u64) -> Result<Model> {
         let shapes = arch.shapes()?;
         arch.classes()?;
-        let mut rng = seed;
-        let mut uniform = |limit: f64| {
-            rng = splitmix64(rng);
-            ((rng >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * limit
-        };
-        let mut states = Vec::new();
-        for (i, layer) in arch.layers.iter().enumerate() {
-            let (l, c) = shapes[i];
-            let state = match *layer {
-                Layer::Conv1d { filters, kernel, .. } => {
-                    let (fan_in, fan_out) = (kernel * c, kernel * filters);
-                    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
-                    let w: Vec<f32> = (0..fan_in * filters).map(|_| uniform(limit) as f32).collect();
-                    State::Affine { w: param(gpu, format!("{i}.conv.weight"), &w, &[fan_in, filters])?, b: param(gpu, format!("{i}.conv.bias"), &vec![0.0; filters], &[filters])? }
-                }
-                Layer::Dense { units, .. } => {
-                    let fan_in = l * c;
-                    let limit = (6.0 / (fan_in + units) as f64).sqrt();
-                    let w: Vec<f32> = (0..fan_in * units).map(|_| uniform(limit) as f32).collect();
-                    State::Affine { w: param(gpu, format!("{i}.dense.weight"), &w, &[fan_in, units])?, b: param(gpu, format!("{i}.dense.bias"), &vec![0.0; units], &[units])? }
-                }
-                Layer::BatchNorm => {
-                    let affine: Vec<f32> = (0..c).flat_map(|_| [0.0, 1.0]).collect();
-                    let moving: Vec<f32> = (0..c).flat_map(|_| [0.0, 1.0]).collect();
-                    State::Norm {
-                        affine: param(gpu, format!("{i}.batch_norm.affine"), &affine, &[c, 2])?,
-                        stats: gpu.empty(&[c, 2], DType::F32)?,
-                        moving: gpu.upload_f32(&moving, &[c, 2])?,
-                    }
-                }
-                Layer::RandomFourier { features, gamma } => {
-                    let fan_in = l * c;
-                    let std = (2.0 * gamma as f64).sqrt();
-                    // Box-Muller on the same uniform stream: (-1, 1) -> (0, 1].
-                    let mut unit = || 0.5 * (1.0 - uniform(1.0));
-                    let w: Vec<f32> = (0..fan_in * features)
-                        .map(|_| (std * (-2.0 * unit().max(1e-300).ln()).sqrt() * (std::f64::consts::TAU * unit()).cos()) as f32)
-                        .collect();
-                    let b: Vec<f32> = (0..features).map(|_| (std::f64::consts::TAU * unit()) as f32).collect();
-                    State::Fixed { w: gpu.upload_f32(&w, &[fan_in, features])?, b: gpu.upload_f32(&b, &[features])? }
-                }
-                Layer::RbfKernel { centres, .. } => State::Centres { centres: gpu.empty(&[centres, l * c], DType::F32)?, norms: gpu.empty(&[centres], DType::F32)? },
-                Layer::Lstm { units, .. } => {
-                    // Keras's LSTM: Glorot-uniform input kernel, orthogonal recurrent kernel,
-                    // zero bias but 1 for the forget gate.
-                    let g4 = 4 * units;
-                    let limit = (6.0 / (c + g4) as f64).sqrt();
-                    let mut directions = Vec::new();
-                    for d in 0..layer.directions() {
-                        let wx: Vec<f32> = (0..c * g4).map(|_| uniform(limit) as f32).collect();
-                        let mut normal = || {
-                            let (u1, u2) = (0.5 * (1.0 - uniform(1.0)), 0.5 * (1.0 - uniform(1.0)));
-                            (-2.0 * u1.max(1e-300).ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-                        };
-                        let wh = crate::ops::lstm::orthogonal(units, g4, &mut normal);
-                        let b: Vec<f32> = (0..g4).map(|k| if (units..2 * units).contains(&k) { 1.0 } else { 0.0 }).collect();
-                        directions.push([
-                            param(gpu, format!("{i}.lstm.{d}.input_kernel"), &wx, &[c, g4])?,
-                            param(gpu, format!("{i}.lstm.{d}.recurrent_kernel"), &wh, &[units, g4])?,
-                            param(gpu, format!("{i}.lstm.{d}.bias"), &b, &[g4])?,
-                        ]);
-                    }
-                    State::Recurrent { directions }
-                }
-                _ => State::None,
-            };
-            states.push(state);
-        }
-        Ok(Model { arch: arch.clone(), shapes, states, adam: Adam::default(), bn: BatchNorm::default(), step: 0, precision: Precision::F32 })
+        let mut init = layers::Init::new(seed);
+        let built = arch.layers.iter().enumerate().map(|(i, layer)| layers::build(gpu, i, layer, shapes[i], &mut init)).collect::<Result<Vec<_>>>()?;
+        Ok(Model { arch: arch.clone(), shapes, layers: built, adam: Adam::default(), bn: BatchNorm::default(), step: 0, precision: Precision::F32 })
     }
 
     /// Every trainable parameter, in layer order.
     pub fn params(&self) -> Vec<&Param> {
-        self.states.iter().flat_map(State::params).collect()
+        self.layers.iter().flat_map(|l| l.params()).collect()
     }
 
     /// Adam's first and second moments of every parameter, by name ("{param}.adam_m", ".adam_v"):
@@ -456,28 +357,14 @@ impl Model {
         self.params().into_iter().flat_map(|p| [(format!("{}.adam_m", p.name), &p.m), (format!("{}.adam_v", p.name), &p.v)]).collect()
     }
 
-    /// Every tensor that defines the model (parameters and moving statistics), by name.
+    /// Every tensor that defines the model (parameters, moving statistics, fixed tensors), by
+    /// name.
     pub fn tensors(&self) -> Vec<(String, &Tensor)> {
         let mut out: Vec<(String, &Tensor)> = self.params().into_iter().map(|p| (p.name.clone(), &p.value)).collect();
-        for (i, s) in self.states.iter().enumerate() {
-            match s {
-                State::Norm { moving, .. } => out.push((format!("{i}.batch_norm.moving"), moving)),
-                State::Fixed { w, b } => {
-                    out.push((format!("{i}.fourier.weight"), w));
-                    out.push((format!("{i}.fourier.bias"), b));
-                }
-                State::Centres { centres, norms } => {
-                    out.push((format!("{i}.rbf.centres"), centres));
-                    out.push((format!("{i}.rbf.centre_sq_norms"), norms));
-                }
-                _ => {}
-            }
-        }
+        out.extend(self.layers.iter().flat_map(|l| l.fixed_tensors()));
         out
     }
 
-    /// Each sequence layer's lengths tensor, from the input's valid steps (all full when none
-    /// are given); None for the layers that do not read them.
     /// Steps per example of a batch input `x` of `batch` examples: the input shape's, or fewer
     /// where the architecture takes shorter batches.
     fn batch_steps(&self, x: &Tensor, batch: usize) -> Result<usize> {
@@ -496,9 +383,11 @@ impl Model {
         if steps == self.arch.input.0 { Ok(self.shapes.clone()) } else { self.arch.with_steps(steps).shapes() }
     }
 
+    /// Each sequence layer's lengths tensor, from the input's valid steps (all full when none
+    /// are given); None for the layers that do not read them.
     fn layer_lengths(&self, gpu: &Gpu, lengths: Option<&[u32]>, batch: usize, steps: usize) -> Result<Vec<Option<Tensor>>> {
-        if !self.arch.uses_lengths() {
-            return Ok(vec![None; self.arch.layers.len()]);
+        if !self.layers.iter().any(|l| l.reads_lengths()) {
+            return Ok(vec![None; self.layers.len()]);
         }
         let full = vec![steps as u32; batch];
         let given = lengths.unwrap_or(&full);
@@ -509,125 +398,42 @@ impl Model {
             bail!("a length of {n} in a batch of {steps} steps");
         }
         let through = self.arch.with_steps(steps).lengths_through(given)?;
-        self.arch
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, layer)| match layer {
-                Layer::Lstm { .. } | Layer::TimeMean => Ok(Some(gpu.upload(&through[i], &[batch], DType::U32)?)),
-                _ => Ok(None),
-            })
-            .collect()
+        self.layers.iter().enumerate().map(|(i, l)| l.reads_lengths().then(|| gpu.upload(&through[i], &[batch], DType::U32)).transpose()).collect()
     }
 
-    /// Records the forward pass; returns the logits, what backward needs, and the (length,
-    /// channels) entering each layer for this batch's steps.
+    /// Layer `i`'s seed for the batch of `seed` (dropout masks; the same in its backward).
+    fn layer_seed(seed: u64, i: usize) -> u64 {
+        splitmix64(seed ^ (i as u64).wrapping_mul(0x1000_0000_01b3))
+    }
+
+    fn pass<'a, 'g>(&'a self, step: &'a mut Step<'g>, f: &PassOf) -> layers::Pass<'a, 'g> {
+        layers::Pass {
+            step,
+            batch: f.batch,
+            input: f.shapes[f.i],
+            output: f.shapes[f.i + 1],
+            train: f.train,
+            seed: Self::layer_seed(f.seed, f.i),
+            lengths: f.lengths[f.i].clone(),
+            precision: self.precision,
+            bn: &self.bn,
+        }
+    }
+
+    /// Records the forward pass (training: dropout on, batch statistics; else inference).
     fn forward(&self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, batch: usize, train: bool, seed: u64) -> Result<Forward> {
         let shapes = self.shapes_for(self.batch_steps(x, batch)?)?;
-        let gpu = step.gpu();
-        let layer_lengths = self.layer_lengths(gpu, lengths, batch, shapes[0].0)?;
+        let lengths = self.layer_lengths(step.gpu(), lengths, batch, shapes[0].0)?;
         let mut cur = x.clone();
-        let mut saved = Vec::with_capacity(self.arch.layers.len());
-        for (i, (layer, state)) in self.arch.layers.iter().zip(&self.states).enumerate() {
-            let (l, c) = shapes[i];
-            let (l_out, c_out) = shapes[i + 1];
-            step.set_scope(Some(format!("{i}.{} {}", layer.kind(), if train { "forward" } else { "inference" })));
-            match (layer, state) {
-                (Layer::Conv1d { kernel, same, relu, .. }, State::Affine { w, b }) => {
-                    let shape = ConvShape::new(batch, l, c, *kernel, *same)?;
-                    let cols = gpu.empty(&[batch * l_out, shape.width()], DType::F32)?;
-                    conv::im2col(step, &shape, &cur, &cols)?;
-                    let y = gpu.empty(&[batch * l_out, c_out], DType::F32)?;
-                    gemm::gemm(step, &cols, &w.value, Some(&b.value), &y, &GemmOptions { relu: *relu, precision: self.precision, ..Default::default() })?;
-                    saved.push(Saved::Conv { cols, y: y.clone(), shape });
-                    cur = y;
-                }
-                (Layer::BatchNorm, State::Norm { affine, stats, moving }) => {
-                    let x2 = cur.reshape(&[batch * l, c]);
-                    let y = gpu.empty(&[batch * l, c], DType::F32)?;
-                    let t = BnTensors { affine: &affine.value, stats, moving };
-                    if train {
-                        norm::forward_train(step, &self.bn, &t, &x2, &y)?;
-                    } else {
-                        norm::forward_eval(step, &self.bn, &t, &x2, &y)?;
-                    }
-                    saved.push(Saved::Norm { x: x2 });
-                    cur = y;
-                }
-                (Layer::MaxPool { size, stride }, _) => {
-                    let shape = PoolShape::new(batch, l, c, *size, *stride)?;
-                    let winner = gpu.empty(&[batch * l_out * c], DType::U32)?;
-                    let y = gpu.empty(&[batch * l_out, c], DType::F32)?;
-                    pool::forward(step, &shape, &cur, &winner, &y)?;
-                    saved.push(Saved::Pool { winner, shape });
-                    cur = y;
-                }
-                (Layer::Dropout { rate }, _) => {
-                    let layer_seed = splitmix64(seed ^ (i as u64).wrapping_mul(0x1000_0000_01b3));
-                    if train && *rate > 0.0 {
-                        let y = gpu.empty(cur.shape(), DType::F32)?;
-                        dropout::apply(step, *rate, layer_seed, &cur, &y)?;
-                        cur = y;
-                    }
-                    saved.push(Saved::Dropout { seed: layer_seed });
-                }
-                (Layer::Flatten, _) => {
-                    cur = cur.reshape(&[batch, l * c]);
-                    saved.push(Saved::Flatten);
-                }
-                (Layer::Dense { relu, .. }, State::Affine { w, b }) => {
-                    let x2 = cur.reshape(&[batch, l * c]);
-                    let y = gpu.empty(&[batch, c_out], DType::F32)?;
-                    gemm::gemm(step, &x2, &w.value, Some(&b.value), &y, &GemmOptions { relu: *relu, precision: self.precision, ..Default::default() })?;
-                    saved.push(Saved::Dense { x: x2, y: y.clone() });
-                    cur = y;
-                }
-                (Layer::RandomFourier { features, .. }, State::Fixed { w, b }) => {
-                    let x2 = cur.reshape(&[batch, l * c]);
-                    let z = gpu.empty(&[batch, c_out], DType::F32)?;
-                    gemm::gemm(step, &x2, w, Some(b), &z, &GemmOptions::default())?;
-                    let y = gpu.empty(&[batch, c_out], DType::F32)?;
-                    elementwise::unary(step, UnaryOp::ScaledCos((2.0 / *features as f32).sqrt()), &z, &y)?;
-                    saved.push(Saved::Fixed);
-                    cur = y;
-                }
-                (Layer::Lstm { units, sequences, .. }, State::Recurrent { directions }) => {
-                    let lens = layer_lengths[i].clone().expect("sequence layers get lengths");
-                    let x2 = cur.reshape(&[batch * l, c]);
-                    let width = directions.len() * units;
-                    let (h_seq, h_last) = (gpu.empty(&[batch * l, width], DType::F32)?, gpu.empty(&[batch, width], DType::F32)?);
-                    step.zero(&h_seq);
-                    step.zero(&h_last);
-                    let mut kept = Vec::new();
-                    for (d, [wx, wh, b]) in directions.iter().enumerate() {
-                        let s = lstm::LstmShape { batch, steps: l, input: c, units: *units, reverse: d == 1, out_stride: width, out_col: d * units, kernel: lstm::LstmKernel::for_adapter(gpu, *units), steps_per_dispatch: None };
-                        let w = lstm::LstmWeights { wx: &wx.value, wh: &wh.value, b: &b.value };
-                        kept.push((s, lstm::forward(step, &s, &x2, &w, &lens, &h_seq, &h_last)?));
-                    }
-                    saved.push(Saved::Lstm { x: x2, lengths: lens, directions: kept });
-                    cur = if *sequences { h_seq } else { h_last };
-                }
-                (Layer::TimeMean, _) => {
-                    let lens = layer_lengths[i].clone().expect("sequence layers get lengths");
-                    let y = gpu.empty(&[batch, c], DType::F32)?;
-                    lstm::time_mean(step, batch, l, c, &cur.reshape(&[batch * l, c]), &lens, &y)?;
-                    saved.push(Saved::TimeMean { lengths: lens });
-                    cur = y;
-                }
-                (Layer::RbfKernel { gamma, .. }, State::Centres { centres, norms }) => {
-                    let x2 = cur.reshape(&[batch, l * c]);
-                    let x_norms = gpu.empty(&[batch], DType::F32)?;
-                    kernel::sq_norms(step, &x2, &x_norms)?;
-                    let k = gpu.empty(&[batch, c_out], DType::F32)?;
-                    kernel::rbf(step, &x2, &x_norms, centres, norms, *gamma, &k)?;
-                    saved.push(Saved::Fixed);
-                    cur = k;
-                }
-                _ => unreachable!("state built from the same layer list"),
-            }
+        let mut saved = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            step.set_scope(Some(format!("{i}.{} {}", self.arch.layers[i].kind(), if train { "forward" } else { "inference" })));
+            let (y, kept) = layer.forward(&mut self.pass(step, &PassOf { i, batch, shapes: &shapes, lengths: &lengths, train, seed }), &cur)?;
+            saved.push(kept);
+            cur = y;
         }
         step.set_scope(None);
-        Ok(Forward { logits: cur.reshape(&[batch, shapes.last().unwrap().1]), saved, shapes })
+        Ok(Forward { logits: cur.reshape(&[batch, shapes.last().unwrap().1]), saved, shapes, lengths })
     }
 
     /// Records one training step on a batch: forward (dropout on, batch statistics), softmax
@@ -637,7 +443,7 @@ impl Model {
     pub fn train_step(&mut self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, labels: &Tensor, class_weight: &Tensor, seed: u64) -> Result<Tensor> {
         let batch = labels.len();
         let gpu = step.gpu();
-        let Forward { logits, saved, shapes } = self.forward(step, x, lengths, batch, true, seed)?;
+        let Forward { logits, saved, shapes, lengths } = self.forward(step, x, lengths, batch, true, seed)?;
         let classes = logits.shape()[1];
         let losses = gpu.empty(&[batch], DType::F32)?;
         let dlogits = gpu.empty(&[batch, classes], DType::F32)?;
@@ -646,94 +452,21 @@ impl Model {
         let mut dy = dlogits;
         let mut grads: Vec<(usize, Vec<Tensor>)> = Vec::new();
         // Nothing below the first trainable layer needs a gradient.
-        let first = self.states.iter().position(|s| matches!(s, State::Affine { .. } | State::Norm { .. } | State::Recurrent { .. })).unwrap_or(0);
-        for i in (first..self.arch.layers.len()).rev() {
-            let (l, c) = shapes[i];
-            let need_dx = i > first;
+        let first = self.layers.iter().position(|l| !l.params().is_empty()).unwrap_or(0);
+        for (i, kept) in saved.into_iter().enumerate().skip(first).rev() {
             step.set_scope(Some(format!("{i}.{} backward", self.arch.layers[i].kind())));
-            match (&self.arch.layers[i], &self.states[i], &saved[i]) {
-                (Layer::Dense { relu, .. }, State::Affine { w, .. }, Saved::Dense { x, y }) => {
-                    let dpre = relu_grad(step, *relu, y, &dy)?;
-                    let dw = gpu.empty(w.value.shape(), DType::F32)?;
-                    gemm::gemm(step, x, &dpre, None, &dw, &GemmOptions { trans_a: true, precision: self.precision, ..Default::default() })?;
-                    let db = gpu.empty(&[dpre.shape()[1]], DType::F32)?;
-                    norm::column_sum(step, &dpre, dpre.shape()[1], &db)?;
-                    grads.push((i, vec![dw, db]));
-                    if need_dx {
-                        let dx = gpu.empty(&[batch, l * c], DType::F32)?;
-                        gemm::gemm(step, &dpre, &w.value, None, &dx, &GemmOptions { trans_b: true, precision: self.precision, ..Default::default() })?;
-                        dy = dx;
-                    }
-                }
-                (Layer::Conv1d { relu, .. }, State::Affine { w, .. }, Saved::Conv { cols, y, shape }) => {
-                    let dpre = relu_grad(step, *relu, y, &dy.reshape(y.shape()))?;
-                    let dw = gpu.empty(w.value.shape(), DType::F32)?;
-                    gemm::gemm(step, cols, &dpre, None, &dw, &GemmOptions { trans_a: true, precision: self.precision, ..Default::default() })?;
-                    let db = gpu.empty(&[dpre.shape()[1]], DType::F32)?;
-                    norm::column_sum(step, &dpre, dpre.shape()[1], &db)?;
-                    grads.push((i, vec![dw, db]));
-                    if need_dx {
-                        let dcols = gpu.empty(cols.shape(), DType::F32)?;
-                        gemm::gemm(step, &dpre, &w.value, None, &dcols, &GemmOptions { trans_b: true, precision: self.precision, ..Default::default() })?;
-                        let dx = gpu.empty(&[batch * l, c], DType::F32)?;
-                        conv::col2im(step, shape, &dcols, &dx)?;
-                        dy = dx;
-                    }
-                }
-                (Layer::BatchNorm, State::Norm { affine, stats, moving }, Saved::Norm { x }) => {
-                    let t = BnTensors { affine: &affine.value, stats, moving };
-                    let gs = gpu.empty(&[c, 2], DType::F32)?;
-                    let dx = gpu.empty(x.shape(), DType::F32)?;
-                    norm::backward(step, &t, x, &dy.reshape(x.shape()), &gs, &dx)?;
-                    grads.push((i, vec![gs]));
-                    dy = dx;
-                }
-                (Layer::MaxPool { .. }, _, Saved::Pool { winner, shape }) => {
-                    let dx = gpu.empty(&[batch * l, c], DType::F32)?;
-                    pool::backward(step, shape, &dy, winner, &dx)?;
-                    dy = dx;
-                }
-                (Layer::Dropout { rate }, _, Saved::Dropout { seed }) => {
-                    if *rate > 0.0 {
-                        let dx = gpu.empty(dy.shape(), DType::F32)?;
-                        dropout::apply(step, *rate, *seed, &dy, &dx)?;
-                        dy = dx;
-                    }
-                }
-                (Layer::Flatten, _, Saved::Flatten) => dy = dy.reshape(&[batch * l, c]),
-                (Layer::Lstm { sequences, .. }, State::Recurrent { directions }, Saved::Lstm { x, lengths, directions: kept }) => {
-                    let width = shapes[i + 1].1;
-                    // The gradient arrives on the output the layer gave; the other is zero.
-                    let zeros = gpu.empty(&[if *sequences { batch } else { batch * l }, width], DType::F32)?;
-                    step.zero(&zeros);
-                    let (dh_seq, dh_last) = if *sequences { (dy.reshape(&[batch * l, width]), zeros) } else { (zeros, dy.reshape(&[batch, width])) };
-                    let dx = if need_dx { Some(gpu.empty(&[batch * l, c], DType::F32)?) } else { None };
-                    let mut gs = Vec::new();
-                    for (d, ((s, sv), [wx, wh, b])) in kept.iter().zip(directions).enumerate() {
-                        let w = lstm::LstmWeights { wx: &wx.value, wh: &wh.value, b: &b.value };
-                        gs.extend(lstm::backward(step, s, x, &w, lengths, sv, &dh_seq, &dh_last, dx.as_ref().map(|t| (t, d > 0)))?);
-                    }
-                    grads.push((i, gs));
-                    if let Some(dx) = dx {
-                        dy = dx;
-                    }
-                }
-                (Layer::TimeMean, _, Saved::TimeMean { lengths }) => {
-                    let dx = gpu.empty(&[batch * l, c], DType::F32)?;
-                    lstm::time_mean_backward(step, batch, l, c, &dy.reshape(&[batch, c]), lengths, &dx)?;
-                    dy = dx;
-                }
-                (Layer::RandomFourier { .. } | Layer::RbfKernel { .. }, ..) => {
-                    bail!("layer {i}: {} is fixed and must come before every trainable layer", self.arch.layers[i].kind())
-                }
-                _ => unreachable!("saved state follows the layer list"),
+            let of = PassOf { i, batch, shapes: &shapes, lengths: &lengths, train: true, seed };
+            let (dx, gs) = self.layers[i].backward(&mut self.pass(step, &of), kept, &dy, i > first)?;
+            grads.push((i, gs));
+            if let Some(dx) = dx {
+                dy = dx;
             }
         }
         step.set_scope(Some("adam".to_string()));
         self.step += 1;
         let updates: Vec<optim::Update> = grads
             .iter()
-            .flat_map(|(i, gs)| self.states[*i].params().into_iter().zip(gs).map(|(p, g)| optim::Update { grad: g, weight: &p.value, m: &p.m, v: &p.v }))
+            .flat_map(|(i, gs)| self.layers[*i].params().into_iter().zip(gs).map(|(p, g)| optim::Update { grad: g, weight: &p.value, m: &p.m, v: &p.v }))
             .collect();
         optim::adam(step, &self.adam, self.step, &updates)?;
         step.set_scope(None);
@@ -746,20 +479,12 @@ impl Model {
     }
 }
 
-/// A recorded forward pass: the logits, what backward needs per layer, and the (length,
-/// channels) entering each layer for the batch's steps.
-struct Forward {
-    logits: Tensor,
-    saved: Vec<Saved>,
-    shapes: Vec<(usize, usize)>,
-}
-
-/// The gradient before a fused ReLU: dy where the output was positive.
-fn relu_grad(step: &mut Step, relu: bool, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
-    if !relu {
-        return Ok(dy.clone());
-    }
-    let out = step.gpu().empty(y.shape(), DType::F32)?;
-    elementwise::binary(step, BinaryOp::ReluBackward, y, dy, &out)?;
-    Ok(out)
+/// Which layer a pass is, over which batch.
+struct PassOf<'a> {
+    i: usize,
+    batch: usize,
+    shapes: &'a [(usize, usize)],
+    lengths: &'a [Option<Tensor>],
+    train: bool,
+    seed: u64,
 }

@@ -1,0 +1,70 @@
+//! BatchNorm over the channels (every row of every example): batch statistics while training,
+//! moving ones in inference; (beta, gamma) trained, Keras's initial values (0, 1).
+
+use super::{BuiltLayer, Pass, Saved, saved};
+use crate::gpu::{DType, Gpu, Tensor};
+use crate::nn::{Param, param};
+use crate::ops::norm::{self, BnTensors};
+use anyhow::Result;
+
+pub(crate) struct BatchNormLayer {
+    name: String,
+    /// (beta, gamma) [c, 2], trained.
+    affine: Param,
+    /// This batch's statistics [c, 2] (scratch between forward and backward).
+    stats: Tensor,
+    /// Moving mean and variance [c, 2].
+    moving: Tensor,
+}
+
+struct NormSaved {
+    x: Tensor,
+}
+
+impl BatchNormLayer {
+    pub fn new(gpu: &Gpu, i: usize, c: usize) -> Result<BatchNormLayer> {
+        let affine: Vec<f32> = (0..c).flat_map(|_| [0.0, 1.0]).collect();
+        let moving: Vec<f32> = (0..c).flat_map(|_| [0.0, 1.0]).collect();
+        Ok(BatchNormLayer {
+            name: format!("{i}.batch_norm.moving"),
+            affine: param(gpu, format!("{i}.batch_norm.affine"), &affine, &[c, 2])?,
+            stats: gpu.empty(&[c, 2], DType::F32)?,
+            moving: gpu.upload_f32(&moving, &[c, 2])?,
+        })
+    }
+
+    fn tensors(&self) -> BnTensors<'_> {
+        BnTensors { affine: &self.affine.value, stats: &self.stats, moving: &self.moving }
+    }
+}
+
+impl BuiltLayer for BatchNormLayer {
+    fn params(&self) -> Vec<&Param> {
+        vec![&self.affine]
+    }
+
+    fn fixed_tensors(&self) -> Vec<(String, &Tensor)> {
+        vec![(self.name.clone(), &self.moving)]
+    }
+
+    fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
+        let (l, c) = p.input;
+        let x2 = x.reshape(&[p.batch * l, c]);
+        let y = p.step.gpu().empty(&[p.batch * l, c], DType::F32)?;
+        if p.train {
+            norm::forward_train(p.step, p.bn, &self.tensors(), &x2, &y)?;
+        } else {
+            norm::forward_eval(p.step, p.bn, &self.tensors(), &x2, &y)?;
+        }
+        Ok((y, Box::new(NormSaved { x: x2 })))
+    }
+
+    fn backward(&self, p: &mut Pass, s: Saved, dy: &Tensor, _need_dx: bool) -> Result<(Option<Tensor>, Vec<Tensor>)> {
+        let NormSaved { x } = *saved::<NormSaved>(s);
+        let gpu = p.step.gpu();
+        let gs = gpu.empty(&[p.input.1, 2], DType::F32)?;
+        let dx = gpu.empty(x.shape(), DType::F32)?;
+        norm::backward(p.step, &self.tensors(), &x, &dy.reshape(x.shape()), &gs, &dx)?;
+        Ok((Some(dx), vec![gs]))
+    }
+}

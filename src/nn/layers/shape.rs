@@ -1,0 +1,74 @@
+//! Layers without parameters that reshape or mask: MaxPool over length, Dropout, Flatten.
+
+use super::{BuiltLayer, Pass, Saved, saved};
+use crate::gpu::{DType, Tensor};
+use crate::ops::dropout;
+use crate::ops::pool::{self, PoolShape};
+use anyhow::Result;
+
+pub(crate) struct MaxPool {
+    pub size: usize,
+    pub stride: usize,
+}
+
+struct PoolSaved {
+    winner: Tensor,
+    shape: PoolShape,
+}
+
+impl BuiltLayer for MaxPool {
+    fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
+        let gpu = p.step.gpu();
+        let ((l, c), (l_out, _)) = (p.input, p.output);
+        let shape = PoolShape::new(p.batch, l, c, self.size, self.stride)?;
+        let winner = gpu.empty(&[p.batch * l_out * c], DType::U32)?;
+        let y = gpu.empty(&[p.batch * l_out, c], DType::F32)?;
+        pool::forward(p.step, &shape, x, &winner, &y)?;
+        Ok((y, Box::new(PoolSaved { winner, shape })))
+    }
+
+    fn backward(&self, p: &mut Pass, s: Saved, dy: &Tensor, _need_dx: bool) -> Result<(Option<Tensor>, Vec<Tensor>)> {
+        let PoolSaved { winner, shape } = *saved::<PoolSaved>(s);
+        let dx = p.step.gpu().empty(&[p.batch * p.input.0, p.input.1], DType::F32)?;
+        pool::backward(p.step, &shape, dy, &winner, &dx)?;
+        Ok((Some(dx), vec![]))
+    }
+}
+
+/// Inverted dropout while training (the mask from the layer's seed for the batch, so backward
+/// draws the same one); nothing in inference.
+pub(crate) struct Dropout {
+    pub rate: f32,
+}
+
+impl BuiltLayer for Dropout {
+    fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
+        if !(p.train && self.rate > 0.0) {
+            return Ok((x.clone(), Box::new(())));
+        }
+        let y = p.step.gpu().empty(x.shape(), DType::F32)?;
+        dropout::apply(p.step, self.rate, p.seed, x, &y)?;
+        Ok((y, Box::new(())))
+    }
+
+    fn backward(&self, p: &mut Pass, _s: Saved, dy: &Tensor, _need_dx: bool) -> Result<(Option<Tensor>, Vec<Tensor>)> {
+        if self.rate <= 0.0 {
+            return Ok((Some(dy.clone()), vec![]));
+        }
+        let dx = p.step.gpu().empty(dy.shape(), DType::F32)?;
+        dropout::apply(p.step, self.rate, p.seed, dy, &dx)?;
+        Ok((Some(dx), vec![]))
+    }
+}
+
+pub(crate) struct Flatten;
+
+impl BuiltLayer for Flatten {
+    fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
+        Ok((x.reshape(&[p.batch, p.input.0 * p.input.1]), Box::new(())))
+    }
+
+    fn backward(&self, p: &mut Pass, _s: Saved, dy: &Tensor, _need_dx: bool) -> Result<(Option<Tensor>, Vec<Tensor>)> {
+        Ok((Some(dy.reshape(&[p.batch * p.input.0, p.input.1])), vec![]))
+    }
+}
