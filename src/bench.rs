@@ -401,6 +401,13 @@ pub enum TrainBenchModel {
     Cnn,
     /// MLP 512-256 with batch norm on mean + std statistics [118].
     Mlp,
+    /// The bidirectional LSTM (64 units per direction) on frame sequences [399, 59] with
+    /// lengths of 200 to 399 frames (RAVDESS clips at 16 kHz give 2xx-399).
+    Lstm,
+    /// The CNN+LSTM on the same frame sequences.
+    #[value(name = "cnn-lstm")]
+    #[serde(rename = "cnn-lstm")]
+    CnnLstm,
 }
 
 pub struct TrainBenchConfig {
@@ -446,14 +453,27 @@ pub fn train_on(gpu: &Gpu, cfg: &TrainBenchConfig, precision: Precision) -> Resu
     use crate::nn::{Architecture, Model};
     use crate::train::{self, Dataset, TrainConfig};
     let classes = 7;
+    let (frames, features) = (399, 59);
     let (arch, width) = match cfg.model {
         TrainBenchModel::Cnn => (Architecture::refined_cnn((59, 1), classes), 59),
         TrainBenchModel::Mlp => (Architecture::mlp((118, 1), classes, &[512, 256], 0.4, true), 118),
+        TrainBenchModel::Lstm => (Architecture::lstm((frames, features), classes, 64), frames * features),
+        TrainBenchModel::CnnLstm => (Architecture::cnn_lstm((frames, features), classes, 64), frames * features),
     };
     let noise = pseudo_random(cfg.samples * width, 7);
     let y: Vec<u32> = (0..cfg.samples).map(|i| (i % classes) as u32).collect();
-    let x = (0..cfg.samples * width).map(|i| noise[i] + if (i % width) % classes == y[i / width] as usize { 1.0 } else { 0.0 }).collect();
-    let data = Dataset { x, y, width, lengths: Vec::new() };
+    let channels = arch.input.1;
+    let mut x: Vec<f32> = (0..cfg.samples * width).map(|i| noise[i] + if (i % channels) % classes == y[i / width] as usize { 1.0 } else { 0.0 }).collect();
+    // Frame sequences get lengths and zero padding past them.
+    let lengths: Vec<u32> = if arch.uses_lengths() {
+        pseudo_random(cfg.samples, 11).iter().map(|r| 200 + ((r + 1.0) * 0.5 * 199.0) as u32).collect()
+    } else {
+        Vec::new()
+    };
+    for (i, &len) in lengths.iter().enumerate() {
+        x[i * width + len as usize * channels..(i + 1) * width].fill(0.0);
+    }
+    let data = Dataset { x, y, width, lengths };
     let mut model = Model::new(gpu, &arch, 0)?;
     let tc = TrainConfig { batch_size: cfg.batch_size, precision, ..Default::default() };
     let weights = vec![1.0; classes];

@@ -212,6 +212,12 @@ fn the_training_benchmark_reports_throughput_and_layers() {
         let dense = r["layers"].as_array().unwrap().iter().find(|l| l["layer"] == "1.dense forward").unwrap();
         assert!(dense["gemm_gflop_per_s"].as_f64().unwrap() > 0.0, "{dense}");
     }
+    // The recurrent model too, on frame sequences with lengths.
+    let out = ser().args(["bench", "train", "--model", "lstm", "--samples", "8", "--batch-size", "4", "--epochs", "1", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    let layers: Vec<&str> = r["layers"].as_array().unwrap().iter().map(|l| l["layer"].as_str().unwrap()).collect();
+    assert!(r["model"] == "lstm" && layers.contains(&"0.lstm backward") && layers.contains(&"1.time_mean forward"), "{r}");
 }
 
 #[test]
