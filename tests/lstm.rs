@@ -24,7 +24,7 @@ fn both_recurrent_kernels_walk_whole_clip_length_sequences_alike() {
         let hl = g.empty(&[batch, units], ser::gpu::DType::F32).unwrap();
         let mut step = g.step("dbg");
         step.zero(&hs); step.zero(&hl);
-        let s = LstmShape { batch, steps, input, units, reverse: false, out_stride: units, out_col: 0, kernel, steps_per_dispatch: None };
+        let s = LstmShape { batch, steps, input, units, reverse: false, out_stride: units, out_col: 0, kernel, steps_per_dispatch: None, precision: Default::default() };
         let _sv = forward(&mut step, &s, &tx, &LstmWeights { wx: &twx, wh: &twh, b: &tb }, &lt, &hs, &hl).unwrap();
         step.submit().unwrap();
         outs.push(g.read_f32(&hs).unwrap());

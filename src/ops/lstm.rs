@@ -4,7 +4,7 @@
 //! visited, so they change no output, loss or gradient. Gate order i, f, g, o (Keras's).
 //! The float64 reference below is what the tests differentiate numerically.
 
-use super::gemm::{self, GemmOptions};
+use super::gemm::{self, GemmOptions, Precision};
 use super::norm;
 use crate::gpu::{Access, DType, Gpu, LSTM_WGSL, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
@@ -115,6 +115,9 @@ pub struct LstmShape {
     /// Processing steps per dispatch; None: the adapter's (all, or what llvmpipe's loop limit
     /// allows). Results do not depend on it.
     pub steps_per_dispatch: Option<usize>,
+    /// Operand precision of the GEMMs around the recurrence (input projection, weight and
+    /// input gradients); the recurrence itself is f32.
+    pub precision: Precision,
 }
 
 impl LstmShape {
@@ -206,7 +209,7 @@ pub fn forward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, leng
     }
     let gpu = step.gpu();
     let gx = gpu.empty(&[rows, g4], DType::F32)?;
-    gemm::gemm(step, &x.reshape(&[rows, s.input]), &w.wx.reshape(&[s.input, g4]), Some(w.b), &gx, &GemmOptions::default())?;
+    gemm::gemm(step, &x.reshape(&[rows, s.input]), &w.wx.reshape(&[s.input, g4]), Some(w.b), &gx, &GemmOptions { precision: s.precision, ..Default::default() })?;
     let saved = LstmSaved { gates: gpu.empty(&[rows, g4], DType::F32)?, h_prev: gpu.empty(&[rows, s.units], DType::F32)?, c: gpu.empty(&[rows, s.units], DType::F32)? };
     // Steps past a length are never written: they must read zero (and stay out of the weight
     // gradients, which sum over every row).
@@ -255,13 +258,13 @@ pub fn backward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, len
         step.dispatch(spec, &[], &[&saved.gates, &saved.c, &wh, lengths, dh_seq, dh_last, &dgates, &carry], bytemuck::bytes_of(&p), [grid, 1, 1], "lstm.backward")?;
     }
     let (dwx, dwh, db) = (gpu.empty(&[s.input, g4], DType::F32)?, gpu.empty(&[s.units, g4], DType::F32)?, gpu.empty(&[g4], DType::F32)?);
-    let t = GemmOptions { trans_a: true, ..Default::default() };
+    let t = GemmOptions { trans_a: true, precision: s.precision, ..Default::default() };
     gemm::gemm(step, &x.reshape(&[rows, s.input]), &dgates, None, &dwx, &t)?;
     gemm::gemm(step, &saved.h_prev, &dgates, None, &dwh, &t)?;
     norm::column_sum(step, &dgates, g4, &db)?;
     if let Some((dx, accumulate)) = dx {
         expect(dx, rows * s.input, "dx")?;
-        let o = GemmOptions { trans_b: true, beta: if accumulate { 1.0 } else { 0.0 }, ..Default::default() };
+        let o = GemmOptions { trans_b: true, beta: if accumulate { 1.0 } else { 0.0 }, precision: s.precision, ..Default::default() };
         gemm::gemm(step, &dgates, &w.wx.reshape(&[s.input, g4]), None, &dx.reshape(&[rows, s.input]), &o)?;
     }
     Ok([dwx, dwh, db])

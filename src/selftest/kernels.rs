@@ -724,7 +724,7 @@ fn lstm(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> 
     // Past that the lane kernel refuses by name instead of reading past its uniform binding.
     {
         let (batch, steps, input, units) = (1, 2, 1, lstm_op::LANE_MAX_UNITS + 1);
-        let s = LstmShape { batch, steps, input, units, reverse: false, out_stride: units, out_col: 0, kernel: LstmKernel::Lane, steps_per_dispatch: None };
+        let s = LstmShape { batch, steps, input, units, reverse: false, out_stride: units, out_col: 0, kernel: LstmKernel::Lane, steps_per_dispatch: None, precision: Default::default() };
         let z = |n: usize| g.empty(&[n], crate::gpu::DType::F32);
         let (x, wx, wh, b, hs, hl) = (z(steps * input)?, z(input * 4 * units)?, z(units * 4 * units)?, z(4 * units)?, z(steps * units)?, z(units)?);
         let lens = lstm_op::lengths_tensor(g, &[steps as u32])?;
@@ -775,7 +775,7 @@ fn lstm(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> 
             let mut grads = Vec::new();
             let mut saved = Vec::new();
             for (d, [wx, wh, b]) in ws.iter().enumerate() {
-                let s = LstmShape { batch, steps, input, units, reverse: d == 1, out_stride: 2 * units, out_col: d * units, kernel, steps_per_dispatch };
+                let s = LstmShape { batch, steps, input, units, reverse: d == 1, out_stride: 2 * units, out_col: d * units, kernel, steps_per_dispatch, precision: Default::default() };
                 saved.push((s, lstm_op::forward(&mut step, &s, &tx, &LstmWeights { wx, wh, b }, &len_t, &h_seq, &h_last)?));
             }
             for (d, (s, sv)) in saved.iter().enumerate() {

@@ -65,7 +65,7 @@ impl BuiltLayer for Lstm {
         let mut kept = Vec::new();
         for (d, [wx, wh, b]) in self.directions.iter().enumerate() {
             let kernel = LstmKernel::for_adapter(gpu, self.units);
-            let s = LstmShape { batch: p.batch, steps: l, input: c, units: self.units, reverse: d == 1, out_stride: width, out_col: d * self.units, kernel, steps_per_dispatch: None };
+            let s = LstmShape { batch: p.batch, steps: l, input: c, units: self.units, reverse: d == 1, out_stride: width, out_col: d * self.units, kernel, steps_per_dispatch: None, precision: p.precision };
             let w = LstmWeights { wx: &wx.value, wh: &wh.value, b: &b.value };
             kept.push((s, lstm::forward(p.step, &s, &x2, &w, &lengths, &h_seq, &h_last)?));
         }
