@@ -3,6 +3,7 @@
 //   unary:  y[i] = f(x[i])            (OP: see UnaryOp in src/ops/elementwise.rs)
 //   binary: z[i] = f(x[i], y[i])      (OP: see BinaryOp)
 //   fill:   y[i] = alpha
+//   transpose: y [cols, rows] = x [rows, cols]^T (n = rows * cols)
 // Each invocation handles ITEMS elements strided by the workgroup size, so neighbouring
 // invocations touch neighbouring addresses.
 
@@ -10,7 +11,7 @@ override OP: u32 = 0u;
 
 struct Params {
     grid: vec4<u32>,
-    n: u32, alpha: f32, beta: f32, _pad: u32,
+    n: u32, alpha: f32, beta: f32, cols: u32,
 }
 
 const WG: u32 = 256u;
@@ -93,5 +94,17 @@ fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var it = 0u; it < ITEMS; it++) {
         let i = first.x + it * WG + lid.x;
         if (i < p.n) { dst[i] = p.alpha; }
+    }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn transpose(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_id) lid: vec3<u32>) {
+    let first = first_index(wid, nwg);
+    if (first.y == 0u || p.cols == 0u) { return; }
+    let rows = p.n / p.cols;
+    for (var it = 0u; it < ITEMS; it++) {
+        let i = first.x + it * WG + lid.x;
+        if (i < p.n) { y[i] = x[(i % rows) * p.cols + i / rows]; }
     }
 }

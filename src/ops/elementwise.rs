@@ -1,4 +1,5 @@
-//! Elementwise maps (shaders/elementwise.wgsl): unary functions, binary arithmetic, fill.
+//! Elementwise maps (shaders/elementwise.wgsl): unary functions, binary arithmetic, fill, and
+//! the transpose of a matrix.
 
 use crate::gpu::{Access, ELEMENTWISE_WGSL, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
@@ -11,6 +12,7 @@ const BINARY: KernelSpec = KernelSpec {
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
 const FILL: KernelSpec = KernelSpec { shader: &ELEMENTWISE_WGSL, entry: "fill", bindings: &[Access::ReadWrite] };
+const TRANSPOSE: KernelSpec = KernelSpec { shader: &ELEMENTWISE_WGSL, entry: "transpose", bindings: &[Access::Read, Access::ReadWrite] };
 
 /// Elements per workgroup: 256 invocations x 4 items (WG x ITEMS in the shader).
 const PER_GROUP: usize = 1024;
@@ -21,7 +23,8 @@ struct Params {
     n: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    /// Columns of the matrix `transpose` reads.
+    cols: u32,
 }
 
 /// The shader's unary OP codes.
@@ -154,7 +157,7 @@ impl BinaryOp {
 
 fn params(n: usize, alpha: f32, beta: f32) -> Result<Vec<u8>> {
     let n = u32::try_from(n).map_err(|_| anyhow::anyhow!("{n} elements exceed u32 indexing"))?;
-    Ok(bytemuck::bytes_of(&Params { n, alpha, beta, _pad: 0 }).to_vec())
+    Ok(bytemuck::bytes_of(&Params { n, alpha, beta, cols: 0 }).to_vec())
 }
 
 /// y = op(x), elementwise; x and y have the same element count.
@@ -181,4 +184,16 @@ pub fn binary(step: &mut Step, op: BinaryOp, x: &Tensor, y: &Tensor, z: &Tensor)
 pub fn fill(step: &mut Step, y: &Tensor, value: f32) -> Result<()> {
     let grid = [super::groups(y.len(), PER_GROUP)?, 1, 1];
     step.dispatch(&FILL, &[], &[y], &params(y.len(), value, 0.0)?, grid, "fill")
+}
+
+/// y [cols, rows] = x [rows, cols] transposed.
+pub fn transpose(step: &mut Step, x: &Tensor, y: &Tensor) -> Result<()> {
+    let (rows, cols) = super::rows_cols(x, "transpose: x")?;
+    if y.shape() != [cols, rows] {
+        bail!("transpose: {:?} into {:?}; the output must be [{cols}, {rows}]", x.shape(), y.shape());
+    }
+    let n = u32::try_from(x.len()).map_err(|_| anyhow::anyhow!("transpose: {} elements exceed u32 indexing", x.len()))?;
+    let p = Params { n, alpha: 0.0, beta: 0.0, cols: cols as u32 };
+    let grid = [super::groups(x.len(), PER_GROUP)?, 1, 1];
+    step.dispatch(&TRANSPOSE, &[], &[x, y], bytemuck::bytes_of(&p), grid, "transpose")
 }

@@ -5,6 +5,7 @@
 //! The float64 reference below is what the tests differentiate numerically.
 
 use super::gemm::{self, GemmOptions, Precision};
+use super::elementwise;
 use super::norm;
 use crate::gpu::{Access, DType, Gpu, LSTM_WGSL, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
@@ -258,9 +259,7 @@ pub fn backward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, len
         step.dispatch(spec, &[], &[&saved.gates, &saved.c, &wh, lengths, dh_seq, dh_last, &dgates, &carry], bytemuck::bytes_of(&p), [grid, 1, 1], "lstm.backward")?;
     }
     let (dwx, dwh, db) = (gpu.empty(&[s.input, g4], DType::F32)?, gpu.empty(&[s.units, g4], DType::F32)?, gpu.empty(&[g4], DType::F32)?);
-    let t = GemmOptions { trans_a: true, precision: s.precision, ..Default::default() };
-    gemm::gemm(step, &x.reshape(&[rows, s.input]), &dgates, None, &dwx, &t)?;
-    gemm::gemm(step, &saved.h_prev, &dgates, None, &dwh, &t)?;
+    weight_gradients(step, s, &x.reshape(&[rows, s.input]), &saved.h_prev, &dgates, &dwx, &dwh)?;
     norm::column_sum(step, &dgates, g4, &db)?;
     if let Some((dx, accumulate)) = dx {
         expect(dx, rows * s.input, "dx")?;
@@ -268,6 +267,32 @@ pub fn backward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, len
         gemm::gemm(step, &dgates, &w.wx.reshape(&[s.input, g4]), None, &dx.reshape(&[rows, s.input]), &o)?;
     }
     Ok([dwx, dwh, db])
+}
+
+/// dW_x = X^T dG and dW_h = H_prev^T dG over every row. Where the GEMM for these shapes packs
+/// its operands (the packed kernels of CPU adapters), dG is packed once, transposed, for both
+/// products (dW^T = dG^T X, then transposed back: [4H, D] is small), instead of once for each:
+/// packing the tall dG was a quarter of an LSTM epoch on lavapipe (docs/RESULTS.md). Returns
+/// whether dG was shared so.
+pub fn weight_gradients(step: &mut Step, s: &LstmShape, x: &Tensor, h_prev: &Tensor, dgates: &Tensor, dwx: &Tensor, dwh: &Tensor) -> Result<bool> {
+    let (rows, g4) = (s.batch * s.steps, 4 * s.units);
+    let direct = GemmOptions { trans_a: true, precision: s.precision, ..Default::default() };
+    let shared = match s.precision {
+        Precision::F32 => gemm::FixedA::new(step, dgates, true, s.input.max(s.units), &GemmOptions::default()).ok().filter(|a| a.kernel().is_packed()),
+        _ => None,
+    };
+    let Some(dgt) = shared else {
+        gemm::gemm(step, x, dgates, None, dwx, &direct)?;
+        gemm::gemm(step, h_prev, dgates, None, dwh, &direct)?;
+        return Ok(false);
+    };
+    let gpu = step.gpu();
+    for (rows_of, out, width) in [(x, dwx, s.input), (h_prev, dwh, s.units)] {
+        let transposed = gpu.empty(&[g4, width], DType::F32)?;
+        gemm::gemm_fixed_a(step, &dgt, &rows_of.reshape(&[rows, width]), None, &transposed, &GemmOptions::default())?;
+        elementwise::transpose(step, &transposed, out)?;
+    }
+    Ok(true)
 }
 
 /// The mean over each sequence's valid steps: `x` [batch * steps, channels] -> `y` [batch,

@@ -285,6 +285,21 @@ fn elementwise(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Resu
         step.submit()?;
         t.close(&format!("fill n={n}"), &g.read_f32(&filled)?, &vec![2.5; n], 0.0, 0.0);
     }
+    // Transposes of awkward shapes (a row, a column, sizes past a workgroup's 1024 elements).
+    for (rows, cols) in [(1, 7), (7, 1), (5, 3), (33, 65), (130, 59)] {
+        let x = rng.vec(rows * cols, -3.0, 3.0);
+        let (tx, ty) = (g.upload_f32(&x, &[rows, cols])?, poisoned(g, &[cols, rows])?);
+        let mut step = g.step("selftest.transpose");
+        elementwise::transpose(&mut step, &tx, &ty)?;
+        step.submit()?;
+        let mut want = vec![0f64; rows * cols];
+        for r in 0..rows {
+            for c in 0..cols {
+                want[c * rows + r] = x[r * cols + c] as f64;
+            }
+        }
+        t.close(&format!("transpose {rows}x{cols}"), &g.read_f32(&ty)?, &want, 0.0, 0.0);
+    }
     Ok(())
 }
 
