@@ -206,6 +206,8 @@ pub struct RunConfig {
     pub weight_decay: f32,
     /// Clipping of each step's gradients by their global norm; 0: none.
     pub clip_norm: f32,
+    /// Input augmentation while training networks (time and feature masks, noise).
+    pub augment: crate::ops::dropout::Augment,
     /// Networks trained on the same split with different seeds, saved as one ensemble.
     pub ensemble: usize,
     /// Train each network again on every training clip with the schedule validation chose.
@@ -237,6 +239,7 @@ impl Default for RunConfig {
             precision: Precision::F32,
             weight_decay: 0.0,
             clip_norm: 0.0,
+            augment: Default::default(),
             ensemble: 1,
             refit: false,
             speaker_norm: None,
@@ -641,6 +644,7 @@ fn new_model(gpu: &Gpu, arch: &Architecture, cfg: &RunConfig, seed: u64) -> Resu
     m.adam.lr = cfg.lr;
     m.adam.weight_decay = cfg.weight_decay;
     m.adam.clip_norm = cfg.clip_norm;
+    m.augment = cfg.augment;
     Ok(m)
 }
 
@@ -670,6 +674,7 @@ fn fit_by_gradients(run: &Run, p: &Parts, resume: Option<Predictor>, save_best: 
         // A resumed model keeps its learning rate (the schedule may have lowered it).
         model.adam.weight_decay = cfg.weight_decay;
         model.adam.clip_norm = cfg.clip_norm;
+        model.augment = cfg.augment;
         if first_epoch > cfg.epochs {
             bail!("--resume: the model is at epoch {}; give --epochs above it", first_epoch - 1);
         }

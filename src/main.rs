@@ -295,6 +295,18 @@ struct TrainArgs {
     /// global_clipnorm) to at most this; 0 (the default) does not clip.
     #[arg(long, default_value_t = defaults().clip_norm, value_parser = non_negative_f32)]
     clip_norm: f32,
+    /// Training-time augmentation: Gaussian noise of this standard deviation on the
+    /// standardised inputs (each clip's valid frames), drawn on the GPU for every batch.
+    #[arg(long, default_value_t = defaults().augment.noise, value_parser = non_negative_f32)]
+    augment_noise: f32,
+    /// Training-time augmentation: one run of up to this many frames per clip set to the
+    /// training mean (SpecAugment's time mask).
+    #[arg(long, default_value_t = defaults().augment.time_mask, value_parser = ranged::<u32>(0, 1 << 16))]
+    time_mask: u32,
+    /// Training-time augmentation: one run of up to this many features per clip set to the
+    /// training mean (SpecAugment's feature mask).
+    #[arg(long, default_value_t = defaults().augment.feature_mask, value_parser = ranged::<u32>(0, 1 << 16))]
+    feature_mask: u32,
     /// Time-averaged vectors or frame sequences.
     #[arg(long, value_enum, default_value_t = defaults().input)]
     input: ser::train::data::Input,
@@ -418,6 +430,7 @@ impl TrainArgs {
             precision: self.precision,
             weight_decay: self.weight_decay,
             clip_norm: self.clip_norm,
+            augment: ser::ops::dropout::Augment { noise: self.augment_noise, time_mask: self.time_mask, feature_mask: self.feature_mask },
             ensemble: self.ensemble,
             refit: self.refit,
             speaker_norm: self.speaker_norm.then(|| self.speaker.min_speaker_clips.unwrap_or(speaker::DEFAULT_MIN_CLIPS)),

@@ -313,6 +313,8 @@ pub struct Model {
     layers: Vec<Box<dyn layers::BuiltLayer>>,
     pub adam: Adam,
     pub bn: BatchNorm,
+    /// Input augmentation while training (off by default).
+    pub augment: crate::ops::dropout::Augment,
     /// Adam steps taken.
     pub step: u32,
     /// Operand precision of the convolution and dense GEMMs, forward and backward (sums are f32
@@ -343,7 +345,7 @@ impl Model {
         arch.classes()?;
         let mut init = layers::Init::new(seed);
         let built = arch.layers.iter().enumerate().map(|(i, layer)| layers::build(gpu, i, layer, shapes[i], &mut init)).collect::<Result<Vec<_>>>()?;
-        Ok(Model { arch: arch.clone(), shapes, layers: built, adam: Adam::default(), bn: BatchNorm::default(), step: 0, precision: Precision::F32 })
+        Ok(Model { arch: arch.clone(), shapes, layers: built, adam: Adam::default(), bn: BatchNorm::default(), augment: Default::default(), step: 0, precision: Precision::F32 })
     }
 
     /// Every trainable parameter, in layer order.
@@ -443,6 +445,17 @@ impl Model {
     pub fn train_step(&mut self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, labels: &Tensor, class_weight: &Tensor, seed: u64) -> Result<Tensor> {
         let batch = labels.len();
         let gpu = step.gpu();
+        let augmented;
+        let x = if self.augment.is_on() {
+            let (steps, channels) = (self.batch_steps(x, batch)?, self.arch.input.1);
+            let valid = gpu.upload(lengths.map_or(&vec![steps as u32; batch][..], |l| l), &[batch], DType::U32)?;
+            augmented = gpu.empty(x.shape(), DType::F32)?;
+            step.set_scope(Some("augment".to_string()));
+            crate::ops::dropout::augment(step, &self.augment, splitmix64(seed ^ 0xa5a5_5a5a_0f0f_f0f0), (batch, steps, channels), x, &valid, &augmented)?;
+            &augmented
+        } else {
+            x
+        };
         let Forward { logits, saved, shapes, lengths } = self.forward(step, x, lengths, batch, true, seed)?;
         let classes = logits.shape()[1];
         let losses = gpu.empty(&[batch], DType::F32)?;

@@ -1,10 +1,12 @@
 //! Inverted dropout from a counter-based hash (shaders/dropout.wgsl): the same (seed, index)
-//! gives the same mask in the forward and backward passes, with nothing stored.
+//! gives the same mask in the forward and backward passes, with nothing stored. Training-time
+//! input augmentation (time and feature masks, Gaussian noise) from the same kind of hash.
 
 use crate::gpu::{Access, DROPOUT_WGSL, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
 
 const DROPOUT: KernelSpec = KernelSpec { shader: &DROPOUT_WGSL, entry: "dropout", bindings: &[Access::Read, Access::ReadWrite] };
+const AUGMENT: KernelSpec = KernelSpec { shader: &DROPOUT_WGSL, entry: "augment", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -43,4 +45,74 @@ fn pcg(v: u32) -> u32 {
 pub fn reference_keep(rate: f32, seed: u64, i: u32) -> bool {
     let threshold = (rate as f64 * 4294967296.0).round().min(u32::MAX as f64) as u32;
     pcg(pcg(i ^ seed as u32).wrapping_add((seed >> 32) as u32)) >= threshold
+}
+
+/// Training-time augmentation of standardised inputs [batch, steps, channels] within each
+/// example's valid steps: one run of up to `time_mask` steps and one of up to `feature_mask`
+/// channels set to zero (the training mean; SpecAugment's masks), and Gaussian noise of standard
+/// deviation `noise` elsewhere. Drawn fresh for every batch; all zero: off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Augment {
+    pub noise: f32,
+    pub time_mask: u32,
+    pub feature_mask: u32,
+}
+
+impl Augment {
+    pub fn is_on(&self) -> bool {
+        self.noise > 0.0 || self.time_mask > 0 || self.feature_mask > 0
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AugParams {
+    batch: u32,
+    steps: u32,
+    channels: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    time_mask: u32,
+    feature_mask: u32,
+    noise: f32,
+}
+
+/// y = `a` applied to x [batch, steps, channels] with `lengths` [batch] u32 valid steps.
+#[allow(clippy::too_many_arguments)]
+pub fn augment(step: &mut Step, a: &Augment, seed: u64, (batch, steps, channels): (usize, usize, usize), x: &Tensor, lengths: &Tensor, y: &Tensor) -> Result<()> {
+    let n = batch * steps * channels;
+    if x.len() != n || y.len() != n || lengths.len() != batch || channels == 0 || !(a.noise >= 0.0 && a.noise.is_finite()) {
+        bail!("augment: x {:?}, y {:?}, lengths {:?} for [{batch}, {steps}, {channels}], noise {}", x.shape(), y.shape(), lengths.shape(), a.noise);
+    }
+    let p = AugParams { batch: batch as u32, steps: steps as u32, channels: channels as u32, seed_lo: seed as u32, seed_hi: (seed >> 32) as u32, time_mask: a.time_mask, feature_mask: a.feature_mask, noise: a.noise };
+    step.dispatch(&AUGMENT, &[], &[x, lengths, y], bytemuck::bytes_of(&p), [super::groups(n, 256)?, 1, 1], "augment")
+}
+
+/// Float64 reference of `augment` (the same draws).
+pub fn reference_augment(a: &Augment, seed: u64, (batch, steps, channels): (usize, usize, usize), x: &[f32], lengths: &[u32]) -> Vec<f64> {
+    let (lo, hi) = (seed as u32, (seed >> 32) as u32);
+    let example = |b: u32, k: u32| pcg(pcg((b * 4 + k) ^ hi).wrapping_add(lo).wrapping_add(0x9e3779b9));
+    let element = |i: u32| pcg(pcg(i ^ lo).wrapping_add(hi));
+    let mut y: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    for b in 0..batch {
+        let len = (lengths[b] as usize).min(steps);
+        if len == 0 {
+            continue;
+        }
+        let b32 = b as u32;
+        let (tw, t0) = ((example(b32, 0) % (a.time_mask + 1)) as usize, example(b32, 1) as usize % len);
+        let (fw, f0) = ((example(b32, 2) % (a.feature_mask + 1)) as usize, example(b32, 3) as usize % channels);
+        for t in 0..len {
+            for c in 0..channels {
+                let e = (b * steps + t) * channels + c;
+                let masked = (t >= t0 && t - t0 < tw) || (c >= f0 && c - f0 < fw);
+                let u1 = ((element(2 * e as u32) >> 8) as f64 + 1.0) / 16777216.0;
+                let u2 = (element(2 * e as u32 + 1) >> 8) as f64 / 16777216.0;
+                let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                y[e] = if masked { 0.0 } else { x[e] as f64 + a.noise as f64 * z };
+            }
+        }
+    }
+    y
 }

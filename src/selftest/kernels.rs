@@ -24,6 +24,7 @@ pub(super) fn checks() -> Vec<Check> {
         Check { name: "batch-norm", family: "layers", run: batch_norm },
         Check { name: "max-pool", family: "layers", run: max_pool },
         Check { name: "softmax-cross-entropy", family: "layers", run: softmax_cross_entropy },
+        Check { name: "augment", family: "layers", run: augment },
         Check { name: "adam", family: "optimiser", run: adam },
         Check { name: "rbf-kernel", family: "kernel-ridge", run: rbf_kernel },
         Check { name: "ridge-solve", family: "kernel-ridge", run: ridge_solve },
@@ -429,6 +430,34 @@ fn softmax_cross_entropy(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tal
         t.close("ce grad", &g.read_f32(&dz)?, &want_grad, 1e-6, 1e-5);
         let mean_loss = |zv: &[f64]| loss::reference(zv, &labels, &w, classes).0.iter().sum::<f64>() / batch as f64;
         t.close("ce grad vs finite differences", &g.read_f32(&dz)?, &numeric_grad(&z, mean_loss), 1e-5, 1e-4);
+    }
+    Ok(())
+}
+
+/// Training-time augmentation against its float64 reference (the same hash draws): masks
+/// inside each example's valid steps only, noise of the asked size, padding untouched.
+fn augment(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
+    use crate::ops::dropout::{self, Augment};
+    for (batch, steps, channels, lengths, a) in [
+        (3usize, 7usize, 5usize, vec![7u32, 3, 0], Augment { noise: 0.3, time_mask: 2, feature_mask: 1 }),
+        (2, 40, 59, vec![40, 17], Augment { noise: 0.1, time_mask: 10, feature_mask: 8 }),
+        (4, 9, 3, vec![9, 1, 5, 8], Augment { noise: 0.0, time_mask: 0, feature_mask: 2 }),
+    ] {
+        let seed = rng.next_u64();
+        let mut x = rng.vec(batch * steps * channels, -2.0, 2.0);
+        // Padding is zero in the inputs the model gets, and must stay so.
+        for b in 0..batch {
+            x[(b * steps + lengths[b] as usize) * channels..(b + 1) * steps * channels].fill(0.0);
+        }
+        let (tx, tl, ty) = (g.upload_f32(&x, &[batch * steps, channels])?, g.upload(&lengths, &[batch], crate::gpu::DType::U32)?, poisoned(g, &[batch * steps, channels])?);
+        let mut step = g.step("selftest.augment");
+        dropout::augment(&mut step, &a, seed, (batch, steps, channels), &tx, &tl, &ty)?;
+        step.submit()?;
+        let want = dropout::reference_augment(&a, seed, (batch, steps, channels), &x, &lengths);
+        let got = g.read_f32(&ty)?;
+        t.close(&format!("augment {batch}x{steps}x{channels} {a:?}"), &got, &want, 1e-5, 1e-5);
+        let zeroed = want.iter().zip(&x).filter(|(w, v)| **w == 0.0 && **v != 0.0).count();
+        t.require(zeroed > 0, || format!("augment {a:?}: no element was masked; the check needs some"));
     }
     Ok(())
 }
