@@ -59,9 +59,10 @@ fn augment(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_index) lid: u32) {
     let e = flat_index(wid, nwg, ap.grid, lid, 256u);
     if (e >= ap.batch * ap.steps * ap.channels) { return; }
-    let b = e / (ap.steps * ap.channels);
-    let t = (e / ap.channels) % ap.steps;
-    let c = e % ap.channels;
+    let btc = sequence_index(e, ap.steps, ap.channels);
+    let b = btc.x;
+    let t = btc.y;
+    let c = btc.z;
     let len = min(a_len[b], ap.steps);
     // Padding stays as it is (zero): masking never reads it.
     if (t >= len) {

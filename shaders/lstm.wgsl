@@ -423,9 +423,7 @@ fn time_mean_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
                       @builtin(local_invocation_index) lid: u32) {
     let e = flat_index(wid, nwg, mp.grid, lid, 64u);
     if (e >= mp.batch * mp.steps * mp.channels) { return; }
-    let b = e / (mp.steps * mp.channels);
-    let t = (e / mp.channels) % mp.steps;
-    let ch = e % mp.channels;
-    let len = min(m_len[b], mp.steps);
-    m_y[e] = select(0.0, m_x[b * mp.channels + ch] / f32(len), t < len);
+    let btc = sequence_index(e, mp.steps, mp.channels);
+    let len = min(m_len[btc.x], mp.steps);
+    m_y[e] = select(0.0, m_x[btc.x * mp.channels + btc.z] / f32(len), btc.y < len);
 }

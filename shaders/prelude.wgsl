@@ -21,3 +21,8 @@ fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, grid: vec4<u32>, lid: u32, per_gro
     let g = logical_workgroup(wid, nwg, grid);
     return select(0xffffffffu, g.x * per_group + lid, g.w != 0u);
 }
+
+// Element e of a [batch, steps, channels] tensor -> (example, step, channel).
+fn sequence_index(e: u32, steps: u32, channels: u32) -> vec3<u32> {
+    return vec3<u32>(e / (steps * channels), (e / channels) % steps, e % channels);
+}
