@@ -456,9 +456,19 @@ struct CompareArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// The model (default: the one shipped in weights/, built into the binary).
+    /// The model (default: the one shipped in weights/, built into the binary). Repeat it to
+    /// score an ensemble of models of any kinds and inputs (the same classes): their class
+    /// probabilities are averaged.
     #[arg(long)]
-    model: Option<PathBuf>,
+    model: Vec<PathBuf>,
+    /// Score only the clips `ser train --seed N` held out for testing (its stratified random
+    /// split, with --test-fraction), e.g. to compare models trained on that split and their
+    /// ensemble on the same test clips.
+    #[arg(long, value_name = "N")]
+    held_out_of_seed: Option<u64>,
+    /// The test share of that split.
+    #[arg(long, default_value_t = defaults().test_fraction, value_parser = open_fraction, requires = "held_out_of_seed")]
+    test_fraction: f64,
     /// Folder of RAVDESS clips (features computed with the model's configuration).
     #[arg(long, conflicts_with = "features")]
     data: Option<PathBuf>,
@@ -929,10 +939,21 @@ fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &RunConfig) -> Resu
 fn eval(args: EvalArgs) -> Result<()> {
     use ser::train::report;
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
-    let p = ser::infer::load_model(&gpu, args.model.as_deref())?;
-    args.speaker.check_model(&p)?;
+    let models: Vec<ser::infer::Predictor> = match args.model.as_slice() {
+        [] => vec![ser::infer::load_model(&gpu, None)?],
+        paths => paths.iter().map(|m| ser::infer::load_model(&gpu, Some(m))).collect::<Result<_>>()?,
+    };
+    let p = &models[0];
+    for (m, path) in models.iter().zip(&args.model).skip(1) {
+        if m.meta.classes != p.meta.classes || m.meta.features != p.meta.features {
+            anyhow::bail!("--model {}: its classes or feature configuration differ from the first model's; an ensemble needs the same", path.display());
+        }
+    }
+    for m in &models {
+        args.speaker.check_model(m)?;
+    }
     let mut skipped = 0;
-    let mut set = match (&args.features, &args.data) {
+    let set = match (&args.features, &args.data) {
         (Some(f), _) => ser::features::set::FeatureSet::read(f)?,
         (None, Some(dir)) => {
             let drop = ser::audio::Emotion::ALL.iter().copied().filter(|e| !p.meta.classes.contains(e)).collect();
@@ -957,10 +978,26 @@ fn eval(args: EvalArgs) -> Result<()> {
     if clips.is_empty() {
         anyhow::bail!("none of the {} clips carries one of the model's classes", set.clips.len());
     }
-    p.normalise_speakers(&mut set, &clips, args.speaker.groups(), args.speaker.min_speaker_clips)?;
-    let data = p.dataset(&set, &clips, labels.clone())?;
-    let probs = p.probabilities(&gpu, &data)?;
-    let predicted: Vec<u32> = probs.iter().map(|p| report::argmax(p) as u32).collect();
+    // The clips `ser train` labels the same way, in the same order: the same split.
+    if let Some(seed) = args.held_out_of_seed {
+        let all: Vec<usize> = (0..clips.len()).collect();
+        let (_, test) = ser::train::data::stratified(&labels, &all, args.test_fraction, seed);
+        (clips, labels) = test.iter().map(|&i| (clips[i], labels[i])).unzip();
+    }
+    let mut sum: Vec<Vec<f32>> = Vec::new();
+    for m in &models {
+        // Speaker statistics come from every clip of the set, as in training.
+        let mut own = set.clone();
+        let every: Vec<usize> = (0..own.clips.len()).filter(|&i| own.clips[i].emotion.is_some_and(|e| m.meta.classes.contains(&e))).collect();
+        m.normalise_speakers(&mut own, &every, args.speaker.groups(), args.speaker.min_speaker_clips)?;
+        let probs = m.probabilities(&gpu, &m.dataset(&own, &clips, labels.clone())?)?;
+        if sum.is_empty() {
+            sum = probs;
+        } else {
+            sum.iter_mut().zip(&probs).for_each(|(s, q)| s.iter_mut().zip(q).for_each(|(a, b)| *a += b));
+        }
+    }
+    let predicted: Vec<u32> = sum.iter().map(|p| report::argmax(p) as u32).collect();
     let rep = report::Report::new(&p.class_names(), &labels, &predicted);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
@@ -970,7 +1007,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     if other > 0 {
         eprintln!("{other} clips with emotions the model does not know were left out");
     }
-    eprintln!("scored {} clips", clips.len());
+    eprintln!("scored {} clips{}", clips.len(), if models.len() > 1 { format!(" with {} models' averaged probabilities", models.len()) } else { String::new() });
     if skipped > 0 {
         return Err(Partial(format!("{skipped} files could not be used (listed above); exit status {EXIT_PARTIAL}")).into());
     }

@@ -516,3 +516,26 @@ fn compare_trains_each_model_on_one_split_and_prints_the_study_beside_it() {
     assert!(md.status.success() && text.contains("| KNN | 0.56 | ") && text.contains("| SVM | 0.30 | not run (add svm to --models)") && text.contains("| LSTM | 0.62 | not run (add lstm to --models)") && text.contains("ser mlp (not in the study)"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `ser eval --held-out-of-seed N` scores the test clips of `ser train --seed N` (the same
+/// accuracy as the training record), and repeated --model averages an ensemble of any kinds.
+#[test]
+fn eval_scores_a_training_splits_test_clips_and_ensembles_of_any_kinds() {
+    let (dir, features) = workspace("eval-held-out");
+    let mut recorded = Vec::new();
+    for (kind, input) in [("knn", "stats"), ("mlp", "stats")] {
+        let model = dir.join(format!("{kind}.safetensors"));
+        let o = ser().args(["train", "--model", kind, "--input", input, "--seed", "3", "--epochs", "8", "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(&model).output().unwrap();
+        assert!(o.status.success(), "{kind}: {}", String::from_utf8_lossy(&o.stderr));
+        recorded.push(training_record(&model)["test_accuracy"].as_f64().unwrap());
+        let e = ser().args(["eval", "--held-out-of-seed", "3", "--json", "--model"]).arg(&model).arg("--features").arg(&features).output().unwrap();
+        assert!(e.status.success(), "{kind}: {}", String::from_utf8_lossy(&e.stderr));
+        let rep: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+        assert_eq!(rep["accuracy"].as_f64(), recorded.last().copied(), "{kind}: eval on the held-out clips vs the training record");
+        assert!(String::from_utf8_lossy(&e.stderr).contains("scored 35 clips"), "{}", String::from_utf8_lossy(&e.stderr));
+    }
+    let e = ser().args(["eval", "--held-out-of-seed", "3", "--json", "--model"]).arg(dir.join("knn.safetensors")).arg("--model").arg(dir.join("mlp.safetensors")).arg("--features").arg(&features).output().unwrap();
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(e.status.success() && err.contains("2 models' averaged probabilities"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
