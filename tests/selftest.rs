@@ -44,6 +44,7 @@ checks! {
     max_pool_forward_and_backward => "max-pool",
     softmax_cross_entropy_loss_and_gradient => "softmax-cross-entropy",
     adam_steps => "adam",
+    input_augmentation => "augment",
     rbf_kernel_at_awkward_sizes => "rbf-kernel",
     conjugate_gradients_solve_kernel_ridge => "ridge-solve",
     k_nearest_neighbours_against_brute_force => "knn",
