@@ -95,8 +95,8 @@ pub fn reference_augment(a: &Augment, seed: u64, (batch, steps, channels): (usiz
     let example = |b: u32, k: u32| pcg(pcg((b * 4 + k) ^ hi).wrapping_add(lo).wrapping_add(0x9e3779b9));
     let element = |i: u32| pcg(pcg(i ^ lo).wrapping_add(hi));
     let mut y: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    for b in 0..batch {
-        let len = (lengths[b] as usize).min(steps);
+    for (b, &valid) in lengths.iter().enumerate().take(batch) {
+        let len = (valid as usize).min(steps);
         if len == 0 {
             continue;
         }
