@@ -201,19 +201,65 @@ fn checkpoints_load_or_say_why() {
     // Fewer iterations: each successful load builds a model on the device.
     let iters = iterations() / 3;
     let mut rng = SplitMix64::new(common::fresh_seed("checkpoint"));
-    let cases = corpus("checkpoint").into_iter().map(|(_, b)| b).chain((0..iters).map(|_| mutate(&mut rng, &shipped)));
+    // Seeds of every kind: the shipped file, and small models of each other kind fitted on the
+    // synthetic set through the library (knn, svm, rf, krr on summary statistics; an LSTM on
+    // frames), so that each kind's own reader is fuzzed, not only the network one.
+    let probe = common::synthetic_set();
+    let mut seeds = vec![shipped];
+    seeds.extend(seed_models(g));
+    let per_seed = iters.div_ceil(seeds.len());
+    let mutated: Vec<Vec<u8>> = seeds.iter().flat_map(|seed| (0..per_seed).map(|_| mutate(&mut rng, seed)).collect::<Vec<_>>()).collect();
+    let cases = corpus("checkpoint").into_iter().map(|(_, b)| b).chain(seeds.clone()).chain(mutated);
     let (mut n, mut loaded) = (0, 0);
     for (i, input) in cases.enumerate() {
         n += 1;
         // Through the loader `ser predict` uses: every kind (the shipped file is a kernel ridge
         // model in network shape, so its mutations reach that conversion too).
-        let verdict = catch_unwind(AssertUnwindSafe(|| ser::infer::load_model_bytes(g, "fuzz", input.clone()).map(|p| p.meta)));
+        // A model that loads must also predict: finite probabilities summing to 1 on the
+        // synthetic clips (when it reads their feature configuration), or a clear error.
+        let verdict = catch_unwind(AssertUnwindSafe(|| {
+            let p = ser::infer::load_model_bytes(g, "fuzz", input.clone())?;
+            let proba = if p.meta.features == probe.config {
+                let clips: Vec<usize> = (0..probe.clips.len()).step_by(9).collect();
+                let labels = vec![0; clips.len()];
+                p.dataset(&probe, &clips, labels).and_then(|d| p.probabilities(g, &d)).ok()
+            } else {
+                None
+            };
+            anyhow::Ok((p.meta, proba))
+        }));
         match verdict {
             Err(_) => fail("checkpoint", i, &input, "panicked"),
-            Ok(Ok(meta)) if meta.scaler.std.iter().any(|s| !(*s > 0.0) || !s.is_finite()) => fail("checkpoint", i, &input, "bad scaler accepted"),
+            Ok(Ok((meta, _))) if meta.scaler.std.iter().any(|s| !(*s > 0.0) || !s.is_finite()) => fail("checkpoint", i, &input, "bad scaler accepted"),
+            Ok(Ok((_, Some(proba)))) if proba.iter().any(|row| row.iter().any(|v| !v.is_finite()) || (row.iter().sum::<f32>() - 1.0).abs() > 1e-3) => {
+                fail("checkpoint", i, &input, "loaded, then predicted non-finite or unnormalised probabilities")
+            }
             Ok(Ok(_)) => loaded += 1,
             Ok(Err(_)) => {}
         }
     }
     eprintln!("fuzz checkpoint: {n} inputs, {loaded} loaded, the rest refused; no panic");
+}
+
+/// The bytes of one small model of each kind but the shipped one's, fitted on the synthetic set.
+fn seed_models(g: &ser::gpu::Gpu) -> Vec<Vec<u8>> {
+    use ser::experiment::{self, ModelConfig, ModelKind, Run, RunConfig};
+    use ser::train::data::{self, Input};
+    let set = common::synthetic_set();
+    let selection = ser::audio::Selection { vocal: ser::audio::VocalFilter::Both, drop: vec![ser::audio::Emotion::Disgust] };
+    let l = data::labelled(&set, &selection).unwrap();
+    let dir = std::env::temp_dir().join(format!("ser-fuzz-seeds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut out = Vec::new();
+    for (kind, input) in [(ModelKind::Knn, Input::Stats), (ModelKind::Svm, Input::Stats), (ModelKind::Rf, Input::Stats), (ModelKind::Krr, Input::Stats), (ModelKind::Lstm, Input::Frames)] {
+        let cfg = RunConfig { model: ModelConfig { kind, trees: 5, lstm_units: 4, ..Default::default() }, input, epochs: 1, ..Default::default() };
+        let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {} };
+        let (train_all, test) = experiment::test_split(&run).unwrap();
+        let (predictor, _) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
+        let path = dir.join(format!("{}.safetensors", kind.name()));
+        ser::infer::save(g, &predictor, &path).unwrap();
+        out.push(std::fs::read(&path).unwrap());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
 }

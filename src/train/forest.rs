@@ -288,7 +288,7 @@ impl Forest {
     }
 
     /// Checks a forest's structure (every child after its parent, in range; features in range;
-    /// finite values) and puts it on the GPU.
+    /// each leaf a class distribution) and puts it on the GPU.
     #[allow(clippy::too_many_arguments)]
     fn assemble(gpu: &Gpu, roots: Vec<u32>, feature: Vec<u32>, threshold: Vec<f32>, left: Vec<u32>, value: Vec<f32>, classes: usize, width: usize, config: ForestConfig) -> Result<Forest> {
         let nodes = feature.len();
@@ -312,8 +312,12 @@ impl Forest {
             depth_of[c] = depth_of[v] + 1;
             depth_of[c + 1] = depth_of[v] + 1;
         }
-        if value.iter().any(|v| !v.is_finite()) {
-            bail!("forest: leaf values are not finite");
+        // Each leaf holds a class distribution: the vote averages them into probabilities.
+        for (v, dist) in value.chunks(classes.max(1)).enumerate() {
+            let sum: f32 = dist.iter().sum();
+            if feature[v] == NONE && (dist.iter().any(|p| !p.is_finite() || *p < 0.0) || (sum - 1.0).abs() > 1e-3) {
+                bail!("forest: leaf {v} holds {dist:?}, not a class distribution");
+            }
         }
         let depth = depth_of.iter().copied().max().unwrap_or(0);
         let t = [
