@@ -62,8 +62,8 @@ impl SpeakerFlags {
     }
 
     /// Refuses speaker options for a model that does not normalise speakers.
-    fn check_model(&self, p: &ser::infer::Predictor) -> Result<()> {
-        if p.meta.speaker_norm.is_none() && self.given() {
+    fn check_model(&self, meta: &ser::nn::checkpoint::ModelMeta) -> Result<()> {
+        if meta.speaker_norm.is_none() && self.given() {
             anyhow::bail!("--speaker-groups / --min-speaker-clips: the model was trained without --speaker-norm");
         }
         Ok(())
@@ -950,7 +950,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         }
     }
     for m in &models {
-        args.speaker.check_model(m)?;
+        args.speaker.check_model(&m.meta)?;
     }
     let mut skipped = 0;
     let set = match (&args.features, &args.data) {
@@ -1036,15 +1036,25 @@ fn predict(args: PredictArgs) -> Result<()> {
         eprintln!("shard {}/{} (from {from}): {} of {total} files", s.index, s.count, files.len());
     }
     let workers = args.adapters.as_deref().map(archive::adapters_named).transpose()?;
-    let first = workers.as_ref().map_or_else(|| args.adapter.selector(), |w| w[0].clone());
-    let gpu = ser::gpu::Gpu::new(&first)?;
-    let p = ser::infer::load_model(&gpu, args.model.as_deref())?;
-    args.speaker.check_model(&p)?;
+    // Several adapters: each worker opens its own device and model; here only the metadata.
+    let local = match &workers {
+        Some(_) => None,
+        None => {
+            let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
+            let p = ser::infer::load_model(&gpu, args.model.as_deref())?;
+            Some((gpu, p))
+        }
+    };
+    let meta = match &local {
+        Some((_, p)) => p.meta.clone(),
+        None => ser::infer::load_meta(args.model.as_deref())?,
+    };
+    args.speaker.check_model(&meta)?;
     if let Some(w) = &workers {
         eprintln!("predicting on {} adapters: {}", w.len(), w.iter().map(|s| format!("{} ({:?})", s.name.as_deref().unwrap_or("?"), s.backend)).collect::<Vec<_>>().join(", "));
     }
     // Probability columns in the JSON lines' key order (sorted names), so both formats agree.
-    let mut names = p.class_names();
+    let mut names: Vec<String> = meta.classes.iter().map(|c| c.to_string()).collect();
     names.sort();
     let segments = args.segment.map(|length| ser::infer::Segments { length, hop: args.segment_hop.unwrap_or(length) });
     let header = format!("file,{}label,confidence,{}", if segments.is_some() { "start,end," } else { "" }, names.join(","));
@@ -1102,7 +1112,10 @@ fn predict(args: PredictArgs) -> Result<()> {
     };
     let failed = match &workers {
         Some(w) => archive::predict_on_adapters(w, args.model.as_deref(), &files, &options, emit)?,
-        None => p.predict_files(&gpu, &files, &options, emit)?,
+        None => {
+            let (gpu, p) = local.as_ref().expect("a local model without --adapters");
+            p.predict_files(gpu, &files, &options, emit)?
+        }
     };
     flush(&mut pending, &mut out);
     progress.finish();

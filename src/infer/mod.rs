@@ -386,6 +386,17 @@ pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<Predictor> {
     load_file(gpu, crate::store::Loaded::read(p).with_context(context)?)
 }
 
+/// The metadata of `path` (or of the shipped model), checked, without building the model on a
+/// device: for callers that only need its classes or options.
+pub fn load_meta(path: Option<&Path>) -> Result<ModelMeta> {
+    let f = match path {
+        Some(p) => crate::store::Loaded::read(p).with_context(|| format!("loading model {}", p.display()))?,
+        None => crate::store::Loaded::from_bytes(SHIPPED_MODEL_NAME, SHIPPED_MODEL.to_vec())?,
+    };
+    checkpoint::kind_of(&f)?;
+    checkpoint::parse_meta(&f)
+}
+
 /// Loads a model file's bytes (named `name` in errors), whatever its kind.
 pub fn load_model_bytes(gpu: &Gpu, name: &str, bytes: Vec<u8>) -> Result<Predictor> {
     load_file(gpu, crate::store::Loaded::from_bytes(name, bytes)?)
