@@ -104,7 +104,7 @@ fn gemm_epilogues_bias_relu_alpha_beta_and_batches() {
     let runnable: Vec<GemmKernel> = GemmKernel::ALL.into_iter().filter(|k| k.runs_on(&gpu().gpu)).collect();
     for kernel in runnable {
         for (relu, bias, alpha, beta) in [(true, true, 1.0, 0.0), (false, true, -0.5, 1.0), (true, false, 2.0, 0.25)] {
-            let o = GemmOptions { relu, alpha, beta, kernel, trans_b: rng.next_u64() % 2 == 0, ..Default::default() };
+            let o = GemmOptions { relu, alpha, beta, kernel, trans_b: rng.next_u64().is_multiple_of(2), ..Default::default() };
             check_gemm(&mut rng, None, false, 37, 20, 12, bias, o);
             check_gemm(&mut rng, Some(3), false, 9, 16, 8, bias, o);
             check_gemm(&mut rng, Some(5), true, 13, 8, 4, bias, o);

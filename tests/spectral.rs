@@ -124,7 +124,7 @@ fn contrast_peaks_and_valleys_match_a_sort_including_ties() {
     let levels = [0.0f32, 0.5, 1.0, 2.0, 3.0];
     let power: Vec<f32> = (0..frames * stride)
         .map(|_| {
-            let m = if rng.next_u64() % 3 == 0 { levels[rng.next_u64() as usize % levels.len()] } else { rng.uniform(0.0, 3.0) };
+            let m = if rng.next_u64().is_multiple_of(3) { levels[rng.next_u64() as usize % levels.len()] } else { rng.uniform(0.0, 3.0) };
             m * m
         })
         .collect();

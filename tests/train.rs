@@ -411,7 +411,7 @@ fn quadrants(rng: &mut Rng, n: usize) -> Dataset {
             let k = (rng.next_u64() % 6) as i32 - 3;
             *v = 0.3 * (if k >= 0 { k + 1 } else { k }) as f32;
         }
-        d.y.push(((row[0] > 0.0) as u32) ^ ((row[1] > 0.0) as u32) + 2 * (row[0] > 0.0 && row[1] > 0.0) as u32);
+        d.y.push(((row[0] > 0.0) as u32) ^ (((row[1] > 0.0) as u32) + 2 * (row[0] > 0.0 && row[1] > 0.0) as u32));
         d.x.extend(row);
     }
     d

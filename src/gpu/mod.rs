@@ -266,7 +266,7 @@ impl Gpu {
         }
         let t = self.empty(shape, dtype)?;
         let bytes: &[u8] = bytemuck::cast_slice(data);
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             self.queue.write_buffer(t.buf.raw(), 0, bytes);
         } else {
             let mut padded = bytes.to_vec();
@@ -279,7 +279,7 @@ impl Gpu {
     /// Overwrites a tensor's contents (ordered after work already submitted).
     pub fn write<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) -> Result<()> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
-        if bytes.len() as u64 != t.bytes() || bytes.len() % 4 != 0 {
+        if bytes.len() as u64 != t.bytes() || !bytes.len().is_multiple_of(4) {
             bail!("writing {} bytes into {t:?}", bytes.len());
         }
         self.queue.write_buffer(t.buf.raw(), 0, bytes);

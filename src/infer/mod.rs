@@ -446,23 +446,6 @@ pub fn save(gpu: &Gpu, p: &Predictor, path: &Path) -> Result<()> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments_cover_the_file_and_drop_only_short_tails() {
-        assert_eq!(segment_windows(10, 4, 4), [(0, 4), (4, 8), (8, 10)]);
-        assert_eq!(segment_windows(9, 4, 4), [(0, 4), (4, 8)]);
-        assert_eq!(segment_windows(10, 4, 2), [(0, 4), (2, 6), (4, 8), (6, 10)]);
-        assert_eq!(segment_windows(3, 4, 4), [(0, 3)]);
-        assert_eq!(segment_windows(8, 4, 4), [(0, 4), (4, 8)]);
-        assert!(Segments { length: 0.0, hop: 1.0 }.in_samples(16000).is_err());
-        assert!(Segments { length: 1.0, hop: f64::NAN }.in_samples(16000).is_err());
-        assert_eq!(Segments { length: 2.5, hop: 1.0 }.in_samples(16000).unwrap(), (40000, 16000));
-    }
-}
-
 /// A path as text for output: itself when it is UTF-8; otherwise its UTF-8 parts with every
 /// other byte written as U+FFFD followed by the byte in hex in braces (`caf<U+FFFD>{e9}.wav`),
 /// which [`raw_hex`] recognises.
@@ -525,4 +508,21 @@ fn finite_rows(set: &FeatureSet, failed: &mut Vec<(String, String)>) -> Vec<usiz
         }
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_cover_the_file_and_drop_only_short_tails() {
+        assert_eq!(segment_windows(10, 4, 4), [(0, 4), (4, 8), (8, 10)]);
+        assert_eq!(segment_windows(9, 4, 4), [(0, 4), (4, 8)]);
+        assert_eq!(segment_windows(10, 4, 2), [(0, 4), (2, 6), (4, 8), (6, 10)]);
+        assert_eq!(segment_windows(3, 4, 4), [(0, 3)]);
+        assert_eq!(segment_windows(8, 4, 4), [(0, 4), (4, 8)]);
+        assert!(Segments { length: 0.0, hop: 1.0 }.in_samples(16000).is_err());
+        assert!(Segments { length: 1.0, hop: f64::NAN }.in_samples(16000).is_err());
+        assert_eq!(Segments { length: 2.5, hop: 1.0 }.in_samples(16000).unwrap(), (40000, 16000));
+    }
 }

@@ -21,7 +21,7 @@ impl Filterbank {
     /// nonzero weights. `stride` is a multiple of 4.
     pub fn upload(gpu: &Gpu, weights: &[Vec<f64>], stride: usize) -> Result<Filterbank> {
         let rows = weights.len();
-        if rows == 0 || stride % 4 != 0 || weights.iter().any(|r| r.len() > stride) {
+        if rows == 0 || !stride.is_multiple_of(4) || weights.iter().any(|r| r.len() > stride) {
             bail!("filterbank: weights must have rows that fit the spectrum stride {stride} (a multiple of 4)");
         }
         let mut flat = vec![0f32; rows * stride];

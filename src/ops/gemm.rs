@@ -61,7 +61,7 @@ impl TileConfig {
     /// Fits the shader's workgroup arrays (BM * TILE_K <= 2048, BN * TILE_K <= 1024 values).
     fn fits(&self) -> bool {
         matches!(self.rows, 4 | 8)
-            && self.tile_k % 4 == 0
+            && self.tile_k.is_multiple_of(4)
             && self.block_rows() * self.tile_k <= 2048
             && self.block_cols() * self.tile_k <= 1024
             && self.wg_x * self.wg_y <= 256
@@ -148,7 +148,7 @@ impl GemmKernel {
 
     /// The kernel that runs for these dims: the vec4 shapes need 16-byte aligned rows of A and B.
     pub fn for_dims(self, d: &GemmDims, o: &GemmOptions) -> GemmKernel {
-        let aligned = d.k % 4 == 0 && (!o.trans_a || d.m % 4 == 0) && (o.trans_b || d.n % 4 == 0);
+        let aligned = d.k.is_multiple_of(4) && (!o.trans_a || d.m.is_multiple_of(4)) && (o.trans_b || d.n.is_multiple_of(4));
         match self {
             GemmKernel::Vec4 | GemmKernel::Vec4x8 if !aligned => GemmKernel::Reg4x4,
             k => k,
@@ -439,8 +439,8 @@ fn launch_tile(
     if f16 && !step.gpu().has_f16() {
         bail!("gemm: f16 operands need the shader-f16 feature, which {} lacks", step.gpu().label());
     }
-    let vec_a = if o.trans_a { d.m % 4 == 0 } else { d.k % 4 == 0 };
-    let vec_b = if o.trans_b { d.k % 4 == 0 } else { d.n % 4 == 0 };
+    let vec_a = if o.trans_a { d.m.is_multiple_of(4) } else { d.k.is_multiple_of(4) };
+    let vec_b = if o.trans_b { d.k.is_multiple_of(4) } else { d.n.is_multiple_of(4) };
     constants.extend([
         ("WG_X", t.wg_x as f64),
         ("WG_Y", t.wg_y as f64),
@@ -789,7 +789,7 @@ impl FixedA {
     pub fn from_texture(step: &mut Step, tex: &Texture, m: usize, k: usize, n: usize, o: &GemmOptions) -> Result<FixedA> {
         const UNPACK: KernelSpec =
             KernelSpec { shader: &GEMM_WGSL, entry: "unpack_rows", bindings: &[Access::Texture, Access::ReadWrite] };
-        if k % 4 != 0 || tex.width() as usize != k / 4 || (tex.height() as usize) < m {
+        if !k.is_multiple_of(4) || tex.width() as usize != k / 4 || (tex.height() as usize) < m {
             bail!("FixedA: {tex:?} does not hold a packed {m}x{k} matrix");
         }
         let kernel = Self::kernel_for(step, m, k, n, false, o)?;

@@ -77,7 +77,7 @@ pub struct CgReport {
 /// kernel ridge) compute to fit and to score.
 pub fn rbf_rows(gpu: &Gpu, x: &[f32], width: usize, centres: &Tensor, centre_norms: &Tensor, gamma: f32, times: Option<(&Tensor, Option<&Tensor>)>) -> Result<Vec<f32>> {
     let (n_centres, dc) = rows_cols(centres, "rbf_rows: centres")?;
-    if dc != width || x.len() % width.max(1) != 0 {
+    if dc != width || !x.len().is_multiple_of(width.max(1)) {
         bail!("rbf_rows: {} values of {width} columns against centres {:?}", x.len(), centres.shape());
     }
     let out_cols = match times {

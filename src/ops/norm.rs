@@ -27,7 +27,7 @@ struct Params {
 }
 
 fn dims(x: &Tensor, cols: usize) -> Result<(usize, Params)> {
-    if cols == 0 || x.len() % cols != 0 {
+    if cols == 0 || !x.len().is_multiple_of(cols) {
         bail!("{:?} is not a whole number of rows of {cols} columns", x.shape());
     }
     let rows = x.len() / cols;

@@ -50,7 +50,7 @@ impl Default for DbOptions {
 }
 
 fn clip_count(clips: &Tensor) -> Result<usize> {
-    if clips.len() % 4 != 0 || clips.is_empty() {
+    if !clips.len().is_multiple_of(4) || clips.is_empty() {
         bail!("clip table {:?} is not [clips, 4]", clips.shape());
     }
     Ok(clips.len() / 4)

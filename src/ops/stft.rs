@@ -73,7 +73,7 @@ pub fn upload_signal(gpu: &Gpu, samples: &[f32]) -> Result<Texture> {
 
 /// Uploads the analysis window (n_fft values) as the texture [`power`] reads.
 pub fn upload_window(gpu: &Gpu, window: &[f32]) -> Result<Texture> {
-    if window.is_empty() || window.len() % 4 != 0 {
+    if window.is_empty() || !window.len().is_multiple_of(4) {
         bail!("stft: a window of {} values is not whole texels", window.len());
     }
     gpu.upload_texture(window, (window.len() / 4) as u32, 1)
@@ -110,7 +110,7 @@ pub fn spectrum_texture(gpu: &Gpu, layout: &SpectrumLayout, frames: usize) -> Re
 #[allow(clippy::too_many_arguments)]
 pub fn power(step: &mut Step, layout: &SpectrumLayout, signal: &Texture, clips: &Tensor, clips_aligned: bool, frame_clip: &Tensor, window: &Texture, spectra: &Texture) -> Result<()> {
     let frames = frame_clip.len();
-    if window.width() as usize * 4 != layout.n_fft || clips.len() % 4 != 0 {
+    if window.width() as usize * 4 != layout.n_fft || !clips.len().is_multiple_of(4) {
         bail!("stft: window {window:?}, clips {:?} do not match {frames} frames of {layout:?}", clips.shape());
     }
     if spectra.width() as usize * 4 != layout.stride || (spectra.height() as usize) < frames {
@@ -123,7 +123,7 @@ pub fn power(step: &mut Step, layout: &SpectrumLayout, signal: &Texture, clips: 
         return Ok(());
     }
     let half = layout.n_fft / 2;
-    let aligned = clips_aligned && layout.hop % 4 == 0;
+    let aligned = clips_aligned && layout.hop.is_multiple_of(4);
     let constants = [
         ("HALF", half as f64),
         ("LOG2_HALF", half.trailing_zeros() as f64),

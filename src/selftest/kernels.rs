@@ -141,7 +141,7 @@ fn gemm_f32(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<
             }
         }
         for (relu, bias, alpha, beta) in [(true, true, 1.0, 0.0), (false, true, -0.5, 1.0), (true, false, 2.0, 0.25)] {
-            let o = GemmOptions { relu, alpha, beta, kernel, trans_b: rng.next_u64() % 2 == 0, ..Default::default() };
+            let o = GemmOptions { relu, alpha, beta, kernel, trans_b: rng.next_u64().is_multiple_of(2), ..Default::default() };
             check_gemm(g, rng, t, None, false, (37, 45, 12), bias, o)?;
             check_gemm(g, rng, t, Some(3), false, (9, 72, 8), bias, o)?;
             check_gemm(g, rng, t, Some(5), true, (13, 33, 4), bias, o)?;
@@ -272,7 +272,7 @@ fn elementwise(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Resu
         for op in BinaryOp::ALL {
             let x = rng.vec(n, -3.0, 3.0);
             // Divisors kept away from zero.
-            let y: Vec<f32> = rng.vec(n, 0.5, 3.0).iter().map(|v| if rng.next_u64() % 2 == 0 { *v } else { -*v }).collect();
+            let y: Vec<f32> = rng.vec(n, 0.5, 3.0).iter().map(|v| if rng.next_u64().is_multiple_of(2) { *v } else { -*v }).collect();
             let (tx, ty, tz) = (g.upload_f32(&x, &[n])?, g.upload_f32(&y, &[n])?, poisoned(g, &[n])?);
             let mut step = g.step("selftest.binary");
             elementwise::binary(&mut step, op, &tx, &ty, &tz)?;

@@ -109,7 +109,7 @@ impl Knn {
 /// One query's probabilities from its neighbours (training indices and squared distances).
 pub fn vote(index: &[u32], sq_dist: &[f32], labels: &[u32], classes: usize, weights: KnnWeights) -> Vec<f32> {
     let mut p = vec![0f64; classes];
-    let exact = sq_dist.iter().any(|&d| d == 0.0);
+    let exact = sq_dist.contains(&0.0);
     for (&j, &d2) in index.iter().zip(sq_dist) {
         let w = match weights {
             KnnWeights::Uniform => 1.0,
