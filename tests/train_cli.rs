@@ -486,6 +486,12 @@ fn recurrent_models_train_on_frames_save_evaluate_and_resume() {
         assert!(e.status.success(), "{kind}: {}", String::from_utf8_lossy(&e.stderr));
         let rep: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
         assert!(rep["accuracy"].as_f64().unwrap() > 0.8, "{kind}: {rep}");
+        // It predicts audio files, cut into segments too (each segment its own frame sequence).
+        let audio = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/clips/03-01-01-01-01-01-01.wav");
+        let pr = ser().args(["predict", "--segment", "1", "--model"]).arg(&model).arg(&audio).output().unwrap();
+        assert!(pr.status.success(), "{kind} predict: {}", String::from_utf8_lossy(&pr.stderr));
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&pr.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(lines.len() >= 3 && lines.iter().all(|l| l["end"].as_f64().unwrap() > l["start"].as_f64().unwrap()), "{kind}: {lines:?}");
         // Its checkpoint keeps Adam's state: it resumes.
         let resumed = dir.join(format!("{kind}-more.safetensors"));
         let o = ser().args(["train", "--epochs", "14", "--drop", "disgust", "--features"]).arg(&features).arg("--resume").arg(&model).arg("--out").arg(&resumed).output().unwrap();
