@@ -1,6 +1,8 @@
-//! Neural networks on the GPU: layer specifications, a sequential model holding its parameters
-//! and optimiser state in GPU memory, and its forward, backward and Adam step recorded into one
-//! submission per batch. Activations are channels-last, [batch, length, channels].
+//! Neural networks on the GPU: layer specifications ([`Layer`], [`Architecture`]: what a
+//! checkpoint stores), a sequential model holding each layer's implementation (`layers`: its
+//! tensors, forward and backward in one place per kind) and Adam's state in GPU memory, and its
+//! forward, backward and Adam step recorded into one submission per batch. Activations are
+//! channels-last, [batch, length, channels].
 
 pub mod checkpoint;
 mod layers;

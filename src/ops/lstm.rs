@@ -272,8 +272,9 @@ pub fn backward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, len
 /// dW_x = X^T dG and dW_h = H_prev^T dG over every row. Where the GEMM for these shapes packs
 /// its operands (the packed kernels of CPU adapters), dG is packed once, transposed, for both
 /// products (dW^T = dG^T X, then transposed back: [4H, D] is small), instead of once for each:
-/// packing the tall dG was a quarter of an LSTM epoch on lavapipe (docs/RESULTS.md). Returns
-/// whether dG was shared so.
+/// packing the tall dG was a quarter of an LSTM epoch on lavapipe (docs/RESULTS.md). Other
+/// kernels, bf16 operands, or a dG too tall for one texture take the two direct products.
+/// Returns whether dG was shared.
 pub fn weight_gradients(step: &mut Step, s: &LstmShape, x: &Tensor, h_prev: &Tensor, dgates: &Tensor, dwx: &Tensor, dwh: &Tensor) -> Result<bool> {
     let (rows, g4) = (s.batch * s.steps, 4 * s.units);
     let direct = GemmOptions { trans_a: true, precision: s.precision, ..Default::default() };
