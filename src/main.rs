@@ -443,7 +443,8 @@ impl TrainArgs {
 struct CompareArgs {
     #[command(flatten)]
     train: TrainArgs,
-    /// The models to train (each with train's flags for it).
+    /// The models to train (each with train's flags for it; lstm and cnn-lstm read the frame
+    /// sequences whatever --input says, the others --input).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "cnn,mlp,krr,knn,svm,rf")]
     models: Vec<ModelKind>,
     /// Skip the by-actor cross-validation (the random split only).
@@ -1377,7 +1378,8 @@ fn compare(args: CompareArgs) -> Result<()> {
     let mut rows = Vec::new();
     for &kind in &args.models {
         let name = kind.name();
-        let cfg = RunConfig { model: ModelConfig { kind, ..base.model.clone() }, ..base.clone() };
+        let input = if matches!(kind, ModelKind::Lstm | ModelKind::CnnLstm) { ser::train::data::Input::Frames } else { base.input };
+        let cfg = RunConfig { model: ModelConfig { kind, ..base.model.clone() }, input, ..base.clone() };
         let run = Run { gpu: &gpu, cfg: &cfg, set: &set, labelled: &l, log: &log };
         eprintln!("compare: {name}, random split");
         let (predictor, rep) = experiment::fit_and_test(&run, &train_all, &test, None, None)?;

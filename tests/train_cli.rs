@@ -520,6 +520,10 @@ fn compare_trains_each_model_on_one_split_and_prints_the_study_beside_it() {
     let md = ser().args(base).arg("--features").arg(&features).arg("--no-actor-folds").output().unwrap();
     let text = String::from_utf8_lossy(&md.stdout);
     assert!(md.status.success() && text.contains("| KNN | 0.56 | ") && text.contains("| SVM | 0.30 | not run (add svm to --models)") && text.contains("| LSTM | 0.62 | not run (add lstm to --models)") && text.contains("ser mlp (not in the study)"), "{text}");
+    // The recurrent model reads frames though --input says stats.
+    let o = ser().args(["compare", "--drop", "disgust", "--input", "stats", "--models", "cnn-lstm", "--epochs", "2", "--lstm-units", "8", "--no-actor-folds", "--json"]).arg("--features").arg(&features).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("input Frames"), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
