@@ -41,9 +41,11 @@ pub const LANE_MAX_UNITS: usize = 64;
 const LANE_WEIGHT_BYTES: u64 = (LANE_MAX_UNITS * LANE_MAX_UNITS * 16) as u64;
 
 /// Which recurrent kernels run: a workgroup per sequence with the state in workgroup memory
-/// (for GPUs), or an invocation per sequence with no barrier (for CPU adapters, where a
-/// barrier costs more than a step's arithmetic: measured in docs/RESULTS.md). Both compute the
-/// same sums (in different orders: their results differ by rounding).
+/// (for GPUs), or an invocation per sequence with no barrier, reading the recurrent kernel as
+/// a broadcast uniform (for CPU adapters, where a barrier costs more than a step's arithmetic
+/// and a per-lane storage load more than a uniform one: measured in docs/RESULTS.md; up to
+/// [`LANE_MAX_UNITS`] units). Both compute the same sums (in different orders: their results
+/// differ by rounding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LstmKernel {
     Workgroup,
