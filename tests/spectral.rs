@@ -176,3 +176,35 @@ fn clips_longer_than_one_gpu_batch_are_refused_with_their_length() {
     assert!(err.contains("too long") && err.contains("126 frames") && err.contains("64"), "{err}");
     corpus::check_length(g, &cfg, 8_000).unwrap();
 }
+
+/// `--tuning estimate` walks each clip's pitch candidates in one workgroup; on CPU adapters a
+/// recording long enough to pass llvmpipe's loop limit there is refused by name instead of
+/// estimated from part of its candidates, while a clip-length one is estimated.
+#[test]
+fn tuning_estimates_that_a_cpu_adapter_would_cut_short_are_refused() {
+    use ser::features::{Extractor, FeatureConfig, Tuning};
+    let lock = gpu();
+    let g = &lock.gpu;
+    let cfg = FeatureConfig { tuning: Tuning::Estimate, ..FeatureConfig::default() };
+    let ex = Extractor::new(g, &cfg).unwrap();
+    // A rich harmonic tone with a slow vibrato and a little noise: many peaks every frame.
+    let tone = |seconds: f64| -> Vec<f32> {
+        let mut rng = ser::rng::SplitMix64::new(5);
+        (0..(seconds * 16000.0) as usize)
+            .map(|i| {
+                let t = i as f64 / 16000.0;
+                let f0 = 180.0 * (1.0 + 0.02 * (6.0 * t).sin());
+                let harmonics: f64 = (1..=20).map(|h| (std::f64::consts::TAU * f0 * h as f64 * t).sin() / h as f64).sum();
+                (0.2 * harmonics) as f32 + rng.uniform(-0.01, 0.01)
+            })
+            .collect()
+    };
+    let short = tone(3.0);
+    ex.extract(g, &[&short]).unwrap();
+    let long = tone(240.0);
+    match ex.extract(g, &[&long]) {
+        Err(e) if g.is_cpu() => assert!(e.to_string().contains("--tuning estimate") && e.to_string().contains("pitch candidates"), "{e}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => assert!(!g.is_cpu(), "a CPU adapter estimated a 4-minute recording's tuning in one workgroup"),
+    }
+}

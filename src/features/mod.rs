@@ -264,6 +264,7 @@ impl Extractor {
             Tuning::Estimate => {
                 let est = tuning::record(&mut step, &spectra, self.layout.n_bins, &b.frame_clip, &b.clip_frames, sr, cfg.n_fft)?;
                 step.submit()?;
+                est.check_complete(gpu, &|c| format!("clip {c} of the batch ({} frames)", b.clip_frames[c].1))?;
                 let tunings: Vec<f64> = gpu.read_f32(&est.out)?.into_iter().map(tuning::tuning_of).collect();
                 // At most 101 distinct tunings: build each filterbank once; clips share them.
                 let mut distinct: Vec<f64> = Vec::new();

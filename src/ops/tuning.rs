@@ -2,7 +2,7 @@
 //! algorithm: piptrack on the power spectrogram, median magnitude, residual histogram.
 
 use crate::features::filters::fft_frequencies;
-use crate::gpu::{Access, DType, KernelSpec, Step, TUNING_WGSL, Tensor, Texture};
+use crate::gpu::{Access, DType, Gpu, KernelSpec, Step, TUNING_WGSL, Tensor, Texture};
 use anyhow::{Result, bail};
 
 const BINDINGS: &[Access] =
@@ -57,7 +57,28 @@ struct Params {
 /// GPU buffers of one estimation, kept until the step that uses them has run.
 pub struct TuningBuffers {
     pub out: Tensor,
+    /// Pitch candidates found per clip.
+    counts: Tensor,
     _keep: Vec<Tensor>,
+}
+
+impl TuningBuffers {
+    /// After submission: refuses, by clip, an estimate that llvmpipe's loop limit cut short.
+    /// One workgroup walks a clip's candidates about 64 + 2 times (two order statistics of 32
+    /// bit passes, a count and the histogram), each pass n / 64 iterations per invocation;
+    /// a long recording can pass the limit there, and the estimate would silently use part of
+    /// the candidates. `clip_names` name the clips in the error.
+    pub fn check_complete(&self, gpu: &Gpu, clip_names: &dyn Fn(usize) -> String) -> Result<()> {
+        if !gpu.is_cpu() {
+            return Ok(());
+        }
+        for (c, n) in gpu.read::<u32>(&self.counts)?.into_iter().enumerate() {
+            let per_lane = (n as usize).div_ceil(64);
+            let iterations = 66 * per_lane + 2 * 32 * 6 + 100;
+            super::check_loop_budget(gpu, iterations, &format!("--tuning estimate on {} ({n} pitch candidates; cut it with --segment, or give a fixed --tuning)", clip_names(c)))?;
+        }
+        Ok(())
+    }
 }
 
 /// Records the estimation for every clip of a batch. `clip_frames` is (first frame, frames) per
@@ -105,7 +126,7 @@ pub fn record(step: &mut Step, spectra: &Texture, n_bins: usize, frame_clip: &Te
     step.dispatch_bound(&FRAME_MAX, &[], &[s, frame_clip.into(), (&slots).into(), (&ref_value).into(), (&counts).into(), (&cand).into()], params, [super::groups(frames, 64)?, 1, 1], "tuning.frame_max")?;
     step.dispatch_bound(&PIPTRACK, &[], &[s, frame_clip.into(), (&slots).into(), (&ref_value).into(), (&counts).into(), (&cand).into()], params, [super::groups(frames * (k_hi - k_lo), 64)?, 1, 1], "tuning.piptrack")?;
     step.dispatch_bound(&TUNING, &[], &[s, (&edges).into(), (&slots).into(), (&out).into(), (&counts).into(), (&cand).into()], params, [n as u32, 1, 1], "tuning.histogram")?;
-    Ok(TuningBuffers { out, _keep: vec![slots, edges, ref_value, counts, cand] })
+    Ok(TuningBuffers { out, counts, _keep: vec![slots, edges, ref_value, cand] })
 }
 
 /// The tuning of a clip from the kernel's output: librosa's float64 bin edge, 0 when no pitch.
