@@ -3,7 +3,8 @@
 # balanced class weights, 30 epochs, for each model: random stratified 80/20 over seeds 0-4 and
 # 5-fold by actor, with and without --speaker-norm. One log per run under OUT; a summary line
 # per run at the end of each log. Hours on lavapipe: run it in the background, in the order of
-# MODELS (default "cnn-lstm lstm"), and read the logs as they finish.
+# MODELS (default "cnn-lstm lstm"), and read the logs as they finish
+# (tools/bench/sequence_tables_summary.py OUT prints the table so far).
 #   tools/bench/sequence_tables.sh [FEATURES] [OUT] [MODELS]
 set -uo pipefail
 cd "$(dirname "$0")/../.."

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Summarises the logs of tools/bench/sequence_tables.sh as docs/RESULTS.md's table rows.
+
+    python3 tools/bench/sequence_tables_summary.py [OUT]   (OUT: the script's log folder)
+
+Per model and speaker normalisation: random-split accuracy and macro F1 over the seeds that
+finished (mean and population standard deviation), and the 5-fold by-actor figures when the
+folds finished (or the folds so far). Standard library only.
+"""
+import os
+import re
+import statistics
+import sys
+
+out = sys.argv[1] if len(sys.argv) > 1 else "/tmp/ser-sequence-tables"
+saved = re.compile(r"saved .* \(test accuracy ([0-9.]+), macro F1 ([0-9.]+)\)")
+fold = re.compile(r"^fold (\d+): actors .*: accuracy ([0-9.]+), macro F1 ([0-9.]+)")
+
+
+def mean_sd(values):
+    if not values:
+        return "-"
+    sd = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f} ({len(values)})"
+
+
+rows = {}
+for name in sorted(os.listdir(out)):
+    if not name.endswith(".log"):
+        continue
+    tag, _, kind = name[:-4].rpartition("-")
+    text = open(os.path.join(out, name)).read()
+    row = rows.setdefault(tag, {"acc": [], "f1": [], "fold_acc": [], "fold_f1": [], "folds_done": False})
+    folds = {}
+    if kind.startswith("seed"):
+        m = saved.search(text)
+        if m:
+            row["acc"].append(float(m.group(1)))
+            row["f1"].append(float(m.group(2)))
+    elif kind == "actors":
+        for line in text.splitlines():
+            m = fold.match(line)
+            if m:
+                # Each fold's line is logged as it ends and printed again at the end: once each.
+                folds[int(m.group(1))] = (float(m.group(2)), float(m.group(3)))
+        row["fold_acc"] = [a for a, _ in folds.values()]
+        row["fold_f1"] = [f for _, f in folds.values()]
+        row["folds_done"] = "-fold by actor:" in text
+
+print("| model | random 80/20 accuracy (seeds) | macro F1 | 5-fold by actor accuracy (folds) | macro F1 |")
+print("|---|---:|---:|---:|---:|")
+for tag, r in rows.items():
+    model = tag.replace("-norm", ", --speaker-norm")
+    folds = mean_sd(r["fold_acc"]) + ("" if r["folds_done"] or not r["fold_acc"] else ", unfinished")
+    print(f"| {model} | {mean_sd(r['acc'])} | {mean_sd(r['f1'])} | {folds} | {mean_sd(r['fold_f1'])} |")
