@@ -189,6 +189,9 @@ pub struct RunConfig {
     pub test_actors: Vec<u8>,
     /// Actor groups of the actor-fold cross-validation.
     pub folds: usize,
+    /// Run only this fold of the cross-validation (0-based; the others are skipped), so that a
+    /// long cross-validation can go one fold per process and resume between them.
+    pub only_fold: Option<usize>,
     /// Share of the training part carved out for validation (early stopping, the learning-rate
     /// schedule, calibration).
     pub val_fraction: f64,
@@ -229,6 +232,7 @@ impl Default for RunConfig {
             test_fraction: 0.2,
             test_actors: vec![21, 22],
             folds: 5,
+            only_fold: None,
             val_fraction: 0.1,
             seed: 0,
             epochs: 30,
@@ -385,8 +389,11 @@ pub fn actor_folds(run: &Run) -> Result<Vec<FoldScore>> {
     if run.cfg.folds < 2 || run.cfg.folds > actors.len() {
         bail!("--folds {} must be between 2 and the {} actors in the data", run.cfg.folds, actors.len());
     }
+    if let Some(k) = run.cfg.only_fold.filter(|&k| k >= run.cfg.folds) {
+        bail!("--fold {k}: the folds are 0 to {}", run.cfg.folds - 1);
+    }
     let mut out = Vec::new();
-    for fold in 0..run.cfg.folds {
+    for fold in (0..run.cfg.folds).filter(|f| run.cfg.only_fold.is_none_or(|k| k == *f)) {
         let held: Vec<u8> = actors.iter().enumerate().filter(|(i, _)| i % run.cfg.folds == fold).map(|(_, a)| *a).collect();
         let (train_all, test): (Vec<usize>, Vec<usize>) = (0..l.clips.len()).partition(|&p| !held.contains(&l.actors[p]));
         let mut cfg = run.cfg.clone();

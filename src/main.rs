@@ -363,6 +363,9 @@ struct TrainArgs {
     /// Actor groups for --split actor-folds.
     #[arg(long, default_value_t = defaults().folds, value_parser = ranged::<usize>(2, 24))]
     folds: usize,
+    /// With --split actor-folds: run only this fold (0 to --folds - 1), e.g. one per process.
+    #[arg(long, value_name = "K")]
+    fold: Option<usize>,
     /// After training with validation, train each model again from scratch on all training
     /// clips (validation included) with the learning-rate schedule validation chose, up to its
     /// best epoch.
@@ -420,6 +423,7 @@ impl TrainArgs {
             test_fraction: self.test_fraction,
             test_actors: self.test_actors.clone(),
             folds: self.folds,
+            only_fold: self.fold,
             val_fraction: self.val_fraction,
             seed: self.seed,
             epochs: self.epochs,
@@ -888,10 +892,15 @@ fn train(args: TrainArgs) -> Result<()> {
         let folds = experiment::actor_folds(&run)?;
         let (accs, f1s): (Vec<f64>, Vec<f64>) = folds.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
         let ((am, asd), (fm, fsd)) = (experiment::mean_sd(&accs), experiment::mean_sd(&f1s));
-        for (i, f) in folds.iter().enumerate() {
-            println!("{}", f.line(i));
+        match cfg.only_fold {
+            Some(k) => println!("{}", folds[0].line(k)),
+            None => {
+                for (i, f) in folds.iter().enumerate() {
+                    println!("{}", f.line(i));
+                }
+                println!("{}-fold by actor: accuracy {am:.4} ± {asd:.4}, macro F1 {fm:.4} ± {fsd:.4}", cfg.folds);
+            }
         }
-        println!("{}-fold by actor: accuracy {am:.4} ± {asd:.4}, macro F1 {fm:.4} ± {fsd:.4}", cfg.folds);
         return Ok(());
     }
     let (train_all, test) = experiment::test_split(&run)?;

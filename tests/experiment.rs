@@ -63,6 +63,11 @@ fn actor_folds_hold_each_actor_out_once() {
         assert_eq!(f.test_clips, 42, "{f:?}");
         assert!(f.accuracy > 0.8, "{f:?}");
     }
+    // One fold alone (a cross-validation spread over processes) is that fold, the same score.
+    let one = experiment::actor_folds(&Run { cfg: &RunConfig { only_fold: Some(2), ..cfg.clone() }, ..run }).unwrap();
+    assert_eq!((one.len(), &one[0].held_out, one[0].accuracy), (1, &folds[2].held_out, folds[2].accuracy));
+    let err = experiment::actor_folds(&Run { cfg: &RunConfig { only_fold: Some(4), ..cfg.clone() }, ..run }).unwrap_err().to_string();
+    assert!(err.contains("--fold 4"), "{err}");
     // More folds than actors is refused by name.
     let err = experiment::actor_folds(&Run { cfg: &RunConfig { folds: 5, ..cfg.clone() }, ..run }).unwrap_err().to_string();
     assert!(err.contains("--folds 5"), "{err}");

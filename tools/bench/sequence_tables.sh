@@ -25,7 +25,10 @@ run() {
 for model in $models; do
     for norm in "" "--speaker-norm"; do
         tag="$model${norm:+-norm}"
-        run "$tag-actors" --model "$model" --split actor-folds --folds 5 --seed 0 $norm
+        # One process per fold, so that a stopped run resumes at the fold it was in.
+        for fold in 0 1 2 3 4; do
+            run "$tag-fold$fold" --model "$model" --split actor-folds --folds 5 --fold "$fold" --seed 0 $norm
+        done
         for seed in 0 1 2 3 4; do
             run "$tag-seed$seed" --model "$model" --seed "$seed" --out "$out/$tag-seed$seed.safetensors" $norm
         done

@@ -37,15 +37,18 @@ for name in sorted(os.listdir(out)):
         if m:
             row["acc"].append(float(m.group(1)))
             row["f1"].append(float(m.group(2)))
-    elif kind == "actors":
+    elif kind == "actors" or kind.startswith("fold"):
         for line in text.splitlines():
             m = fold.match(line)
             if m:
                 # Each fold's line is logged as it ends and printed again at the end: once each.
                 folds[int(m.group(1))] = (float(m.group(2)), float(m.group(3)))
-        row["fold_acc"] = [a for a, _ in folds.values()]
-        row["fold_f1"] = [f for _, f in folds.values()]
-        row["folds_done"] = "-fold by actor:" in text
+        # A whole cross-validation in one log, or one fold per log (--fold K).
+        seen = row.setdefault("folds", {})
+        seen.update(folds)
+        row["fold_acc"] = [a for a, _ in seen.values()]
+        row["fold_f1"] = [f for _, f in seen.values()]
+        row["folds_done"] = row["folds_done"] or "-fold by actor:" in text or len(seen) == 5
 
 print("| model | random 80/20 accuracy (seeds) | macro F1 | 5-fold by actor accuracy (folds) | macro F1 |")
 print("|---|---:|---:|---:|---:|")
