@@ -25,8 +25,9 @@ run() {
 for model in $models; do
     for norm in "" "--speaker-norm"; do
         tag="$model${norm:+-norm}"
-        # One process per fold, so that a stopped run resumes at the fold it was in.
-        for fold in 0 1 2 3 4; do
+        # One process per fold, so that a stopped run resumes at the fold it was in (unless a
+        # whole cross-validation in one log, as session 9 ran it, has finished).
+        grep -qs "^done" "$out/$tag-actors.log" || for fold in 0 1 2 3 4; do
             run "$tag-fold$fold" --model "$model" --split actor-folds --folds 5 --fold "$fold" --seed 0 $norm
         done
         for seed in 0 1 2 3 4; do
