@@ -38,12 +38,21 @@ step() { # step NAME SECONDS OUTFILE COMMAND...: runs one step with its limit, s
 "$ser" --version >> "$log" 2>&1 || { echo "check: $ser does not run" | tee -a "$log"; exit 2; }
 step devices 30 "$out/devices.json" "$ser" devices --json
 "$ser" devices | tee -a "$log"
+# No adapter (session 8's loan: nvidia-smi saw the GPU, ser did not): the Vulkan loader's own
+# account of the drivers it tried goes to devices-debug.log.
+if ! grep -q '"device_type"' "$out/devices.json"; then
+    VK_LOADER_DEBUG=all timeout 30 "$ser" devices > "$out/devices-debug.log" 2>&1
+    echo "   no adapter: the loader's log is in $out/devices-debug.log" | tee -a "$log"
+fi
 step selftest 120 "$out/selftest.jsonl" "$ser" selftest --all-adapters --json || status=1
 step gemm 90 "$out/gemm.jsonl" "$ser" bench gemm --all-adapters --json --repeats 5 --warmup 1 \
     --kernels auto,tex8,tex8-shared,vec4x8,tile32,tile64,tile64-r8,tile128 --precision f32,bf16,f16 \
     --sizes 128,256,512,1024,448x512x1280,928x256x640,1280x512x448
 step features 60 "$out/features.jsonl" "$ser" bench features --all-adapters --json --repeats 3
 step train 90 "$out/train.jsonl" "$ser" bench train --all-adapters --json --epochs 2 --precision f32,bf16
+# The recurrent model (the workgroup-per-sequence kernel on GPUs) in the same table.
+step train-lstm 90 "$out/train-lstm.jsonl" "$ser" bench train --all-adapters --json --model lstm --samples 512 --epochs 1
+cat "$out/train-lstm.jsonl" >> "$out/train.jsonl"
 step torch 90 "$out/torch.jsonl" "$python" "$here/torch_peer.py" \
     --gemm-sizes 128,256,512,1024,448x512x1280,928x256x640,1280x512x448
 "$python" "$here/summarise.py" "$out" | tee -a "$log"
