@@ -276,6 +276,9 @@ pub struct Run<'a> {
 /// error naming the flag when either would be empty.
 pub fn test_split(run: &Run) -> Result<(Vec<usize>, Vec<usize>)> {
     let (cfg, l) = (run.cfg, run.labelled);
+    if let Some(k) = cfg.only_fold {
+        bail!("--fold {k} picks a fold of --split actor-folds, not of --split {}", clap::ValueEnum::to_possible_value(&cfg.split).map(|v| v.get_name().to_string()).unwrap_or_default());
+    }
     let all: Vec<usize> = (0..l.clips.len()).collect();
     let (train_all, test) = match cfg.split {
         Split::Random => data::stratified(&l.labels, &all, cfg.test_fraction, cfg.seed),

@@ -88,6 +88,10 @@ fn configurations_a_model_cannot_take_are_refused_by_name() {
     let cfg = RunConfig { split: Split::Actors, test_actors: vec![9], ..Default::default() };
     let err = experiment::test_split(&Run { cfg: &cfg, ..run }).unwrap_err().to_string();
     assert!(err.contains("--test-actors [9]"), "{err}");
+    // A fold of a split that has none.
+    let cfg = RunConfig { only_fold: Some(1), ..Default::default() };
+    let err = experiment::test_split(&Run { cfg: &cfg, ..run }).unwrap_err().to_string();
+    assert!(err.contains("--fold 1") && err.contains("--split random"), "{err}");
     // The defaults are the CLI's: `ser train --help` shows them.
     let d = RunConfig::default();
     assert_eq!((d.epochs, d.batch_size, d.model.kind, d.model.lstm_units, d.clip_norm), (30, 32, ModelKind::Cnn, 64, 0.0));
