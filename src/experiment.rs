@@ -648,13 +648,19 @@ fn fit_forest(run: &Run, p: &Parts) -> Result<Fitted> {
 /// with and the epoch number).
 type SaveBest<'a> = &'a dyn Fn(&Model, &Architecture, &TrainConfig, usize) -> Result<()>;
 
-/// A fresh network with the run's optimiser settings.
-fn new_model(gpu: &Gpu, arch: &Architecture, cfg: &RunConfig, seed: u64) -> Result<Model> {
-    let mut m = Model::new(gpu, arch, seed)?;
-    m.adam.lr = cfg.lr;
+/// The run's optimiser and augmentation settings on a network, fresh or resumed (a resumed one
+/// keeps its learning rate, which the schedule may have lowered).
+fn apply_settings(m: &mut Model, cfg: &RunConfig) {
     m.adam.weight_decay = cfg.weight_decay;
     m.adam.clip_norm = cfg.clip_norm;
     m.augment = cfg.augment;
+}
+
+/// A fresh network with the run's learning rate and settings.
+fn new_model(gpu: &Gpu, arch: &Architecture, cfg: &RunConfig, seed: u64) -> Result<Model> {
+    let mut m = Model::new(gpu, arch, seed)?;
+    m.adam.lr = cfg.lr;
+    apply_settings(&mut m, cfg);
     Ok(m)
 }
 
@@ -676,15 +682,15 @@ fn fit_by_gradients(run: &Run, p: &Parts, resume: Option<Predictor>, save_best: 
         let seed = cfg.seed.wrapping_add(1_000 * member as u64);
         let (mut model, first_epoch) = match resumed.take() {
             Some((r, done)) => match r.classifier {
-                Classifier::Network(models) => (models.into_iter().next().expect("one model"), done + 1),
+                Classifier::Network(models) => {
+                    let mut m = models.into_iter().next().expect("one model");
+                    apply_settings(&mut m, cfg);
+                    (m, done + 1)
+                }
                 other => bail!("--resume: a {} model is fitted in one go and has nothing to resume", other.kind()),
             },
             None => (new_model(gpu, &arch, cfg, seed)?, 1),
         };
-        // A resumed model keeps its learning rate (the schedule may have lowered it).
-        model.adam.weight_decay = cfg.weight_decay;
-        model.adam.clip_norm = cfg.clip_norm;
-        model.augment = cfg.augment;
         if first_epoch > cfg.epochs {
             bail!("--resume: the model is at epoch {}; give --epochs above it", first_epoch - 1);
         }

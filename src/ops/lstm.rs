@@ -180,11 +180,14 @@ pub struct LstmWeights<'a> {
 }
 
 /// What one direction's forward keeps for its backward: the gates (activated), the state
-/// entering each step and the cell after it, [batch * steps, ...].
+/// entering each step and the cell after it, [batch * steps, ...], and the recurrent kernel in
+/// the layout the chosen recurrent kernel reads (gate-interleaved for the lane kernels, so the
+/// backward does not lay it out again).
 pub struct LstmSaved {
     pub gates: Tensor,
     pub h_prev: Tensor,
     pub c: Tensor,
+    recurrent: Tensor,
 }
 
 fn expect(t: &Tensor, len: usize, what: &str) -> Result<()> {
@@ -213,19 +216,19 @@ pub fn forward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, leng
     let gpu = step.gpu();
     let gx = gpu.empty(&[rows, g4], DType::F32)?;
     gemm::gemm(step, &x.reshape(&[rows, s.input]), &w.wx.reshape(&[s.input, g4]), Some(w.b), &gx, &GemmOptions { precision: s.precision, ..Default::default() })?;
-    let saved = LstmSaved { gates: gpu.empty(&[rows, g4], DType::F32)?, h_prev: gpu.empty(&[rows, s.units], DType::F32)?, c: gpu.empty(&[rows, s.units], DType::F32)? };
+    let (spec, grid, recurrent) = match s.kernel {
+        LstmKernel::Workgroup => (&FORWARD, super::groups(s.batch, 1)?, w.wh.clone()),
+        LstmKernel::Lane => (&FORWARD_LANE, super::groups(s.batch, 8)?, interleave(step, s, w.wh)?),
+    };
+    let saved = LstmSaved { gates: gpu.empty(&[rows, g4], DType::F32)?, h_prev: gpu.empty(&[rows, s.units], DType::F32)?, c: gpu.empty(&[rows, s.units], DType::F32)?, recurrent };
     // Steps past a length are never written: they must read zero (and stay out of the weight
     // gradients, which sum over every row).
     step.zero(&saved.gates);
     step.zero(&saved.h_prev);
     step.zero(&saved.c);
-    let (spec, grid, wh) = match s.kernel {
-        LstmKernel::Workgroup => (&FORWARD, super::groups(s.batch, 1)?, w.wh.clone()),
-        LstmKernel::Lane => (&FORWARD_LANE, super::groups(s.batch, 8)?, interleave(step, s, w.wh)?),
-    };
     for (first_step, last_step) in s.step_ranges(gpu, true) {
         let p = Params { first_step, last_step, ..s.params() };
-        step.dispatch(spec, &[], &[&gx, &wh, lengths, h_seq, &saved.h_prev, &saved.c, &saved.gates, h_last], bytemuck::bytes_of(&p), [grid, 1, 1], "lstm.forward")?;
+        step.dispatch(spec, &[], &[&gx, &saved.recurrent, lengths, h_seq, &saved.h_prev, &saved.c, &saved.gates, h_last], bytemuck::bytes_of(&p), [grid, 1, 1], "lstm.forward")?;
     }
     Ok(saved)
 }
@@ -252,13 +255,13 @@ pub fn backward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, len
     let dgates = gpu.empty(&[rows, g4], DType::F32)?;
     step.zero(&dgates);
     let carry = gpu.empty(&[s.batch, 2 * s.units], DType::F32)?;
-    let (spec, grid, wh) = match s.kernel {
-        LstmKernel::Workgroup => (&BACKWARD, super::groups(s.batch, 1)?, w.wh.clone()),
-        LstmKernel::Lane => (&BACKWARD_LANE, super::groups(s.batch, 8)?, interleave(step, s, w.wh)?),
+    let (spec, grid) = match s.kernel {
+        LstmKernel::Workgroup => (&BACKWARD, super::groups(s.batch, 1)?),
+        LstmKernel::Lane => (&BACKWARD_LANE, super::groups(s.batch, 8)?),
     };
     for (first_step, last_step) in s.step_ranges(gpu, false) {
         let p = Params { first_step, last_step, ..s.params() };
-        step.dispatch(spec, &[], &[&saved.gates, &saved.c, &wh, lengths, dh_seq, dh_last, &dgates, &carry], bytemuck::bytes_of(&p), [grid, 1, 1], "lstm.backward")?;
+        step.dispatch(spec, &[], &[&saved.gates, &saved.c, &saved.recurrent, lengths, dh_seq, dh_last, &dgates, &carry], bytemuck::bytes_of(&p), [grid, 1, 1], "lstm.backward")?;
     }
     let (dwx, dwh, db) = (gpu.empty(&[s.input, g4], DType::F32)?, gpu.empty(&[s.units, g4], DType::F32)?, gpu.empty(&[g4], DType::F32)?);
     weight_gradients(step, s, &x.reshape(&[rows, s.input]), &saved.h_prev, &dgates, &dwx, &dwh)?;
