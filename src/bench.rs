@@ -408,6 +408,10 @@ pub enum TrainBenchModel {
     #[value(name = "cnn-lstm")]
     #[serde(rename = "cnn-lstm")]
     CnnLstm,
+    /// The refined CNN over the same frame sequences (`ser train --model cnn --input frames`).
+    #[value(name = "cnn-frames")]
+    #[serde(rename = "cnn-frames")]
+    CnnFrames,
 }
 
 pub struct TrainBenchConfig {
@@ -459,6 +463,7 @@ pub fn train_on(gpu: &Gpu, cfg: &TrainBenchConfig, precision: Precision) -> Resu
         TrainBenchModel::Mlp => (Architecture::mlp((118, 1), classes, &[512, 256], 0.4, true), 118),
         TrainBenchModel::Lstm => (Architecture::lstm((frames, features), classes, 64), frames * features),
         TrainBenchModel::CnnLstm => (Architecture::cnn_lstm((frames, features), classes, 64), frames * features),
+        TrainBenchModel::CnnFrames => (Architecture::refined_cnn((frames, features), classes), frames * features),
     };
     let noise = pseudo_random(cfg.samples * width, 7);
     let y: Vec<u32> = (0..cfg.samples).map(|i| (i % classes) as u32).collect();

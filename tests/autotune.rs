@@ -55,10 +55,18 @@ fn tuner_times_candidates_keeps_the_fastest_persists_and_yields_to_a_pin() {
     let stored = autotune::stored_choices_in(&file, &autotune::adapter_key(&gpu));
     assert_eq!(stored.get(&autotune::bucket(&d, &o)).map(|c| c.kernel.clone()), Some(choice.kernel.clone()));
     autotune::configure(&gpu, AutotuneMode::Fast, None, Some(file.clone()));
-    let same_bucket = GemmDims { m: 100, n: 60, k: 40, ..d };
+    let same_bucket = GemmDims { m: 100, n: 60, k: 35, ..d };
     assert_eq!(gemm::kernel_for(&gpu, &same_bucket, &o).unwrap(), chosen);
     assert_eq!(autotune::choice(&gpu, &same_bucket, &o).unwrap().timed_on, [1, 70, 45, 33]);
     assert_eq!(autotune::used(&gpu).get(&autotune::bucket(&d, &o)), Some(&chosen.name()));
+    // Same powers of two but rows of whole vec4s: its own bucket, tuned on its own shape with
+    // the vector kernels among the candidates (a choice made on it must not reach K = 33).
+    let aligned = GemmDims { k: 36, ..same_bucket };
+    assert_ne!(autotune::bucket(&aligned, &o), autotune::bucket(&d, &o));
+    gemm::kernel_for(&gpu, &aligned, &o).unwrap();
+    let aligned_choice = autotune::choice(&gpu, &aligned, &o).expect("the aligned bucket was tuned");
+    assert_eq!(aligned_choice.timed_on, [1, 100, 60, 36]);
+    assert!(aligned_choice.candidates.iter().any(|c| c.kernel == "vec4x8"), "{:?}", aligned_choice.candidates);
 
     // Off: the adapter class's default, nothing timed or written, stored choices ignored (so
     // an untuned run's numbers never depend on what a tuned run left in the file).

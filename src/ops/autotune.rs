@@ -155,12 +155,15 @@ pub fn default_kernel(gpu: &Gpu, precision: Precision) -> GemmKernel {
     }
 }
 
-/// The shape bucket of a multiply: what a tuned choice applies to.
+/// The shape bucket of a multiply: what a tuned choice applies to. Vector alignment is part of
+/// it: a bucket tuned on an aligned shape chose vec4x8 for a convolution's K = 320, and the
+/// first layer's K = 295 then ran as reg4x4 at a fifth of the speed (session 10).
 pub fn bucket(d: &GemmDims, o: &GemmOptions) -> String {
     let log2 = |x: usize| x.max(1).next_power_of_two().trailing_zeros();
     let batch = if d.batch == 1 { "" } else if d.broadcast_b { " batch-shared-b" } else { " batch" };
+    let aligned = if d.vector_aligned(o) { "" } else { " unaligned" };
     format!(
-        "{:?} {}{} m2^{} n2^{} k2^{}{batch}",
+        "{:?} {}{} m2^{} n2^{} k2^{}{batch}{aligned}",
         o.precision,
         if o.trans_a { "T" } else { "N" },
         if o.trans_b { "T" } else { "N" },

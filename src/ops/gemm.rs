@@ -148,9 +148,8 @@ impl GemmKernel {
 
     /// The kernel that runs for these dims: the vec4 shapes need 16-byte aligned rows of A and B.
     pub fn for_dims(self, d: &GemmDims, o: &GemmOptions) -> GemmKernel {
-        let aligned = d.k.is_multiple_of(4) && (!o.trans_a || d.m.is_multiple_of(4)) && (o.trans_b || d.n.is_multiple_of(4));
         match self {
-            GemmKernel::Vec4 | GemmKernel::Vec4x8 if !aligned => GemmKernel::Reg4x4,
+            GemmKernel::Vec4 | GemmKernel::Vec4x8 if !d.vector_aligned(o) => GemmKernel::Reg4x4,
             k => k,
         }
     }
@@ -292,6 +291,13 @@ impl GemmDims {
 
     pub fn flops(&self) -> f64 {
         2.0 * self.batch as f64 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+
+    /// Whether every row of A and B (as stored) is whole vec4s: K a multiple of 4, and M where
+    /// A is transposed, N where B is not. The vec4 kernels need it (else they run as reg4x4)
+    /// and the tile family loads vectors only then, so a kernel's speed class depends on it.
+    pub fn vector_aligned(&self, o: &GemmOptions) -> bool {
+        self.k.is_multiple_of(4) && (!o.trans_a || self.m.is_multiple_of(4)) && (o.trans_b || self.n.is_multiple_of(4))
     }
 }
 
