@@ -308,6 +308,10 @@ pub fn data_fingerprint(set: &FeatureSet, l: &Labelled) -> String {
         h.update(set.clips[c].path.as_bytes());
         h.update(&[0, y as u8, 0]);
     }
+    // Copies change what trains (and hash nothing where there are none: older records match).
+    for &c in l.copies.iter().flatten() {
+        h.update(format!("{}@{:?}", set.clips[c].path, set.clips[c].speed).as_bytes());
+    }
     h.finalize().to_hex()[..16].to_string()
 }
 
@@ -449,19 +453,22 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
         Some(r) => r.meta.scaler.clone(),
         None => data::fit_scaler(set, l, &tr, cfg.input),
     };
-    let (train_set, val_set) = (data::dataset(set, l, &tr, cfg.input, &scaler), data::dataset(set, l, &va, cfg.input, &scaler));
+    // Augmented copies train beside their sources; validation and test see originals only.
+    let (train_set, val_set) = (data::training_dataset(set, l, &tr, cfg.input, &scaler), data::dataset(set, l, &va, cfg.input, &scaler));
     // --refit models get the scaler of the whole training part they are refitted on. Kernel
     // ridge always ends with a fit on every training clip but keeps the training part's scaler
     // (the recipe the recorded results and the shipped model were made with).
     let final_scaler = if cfg.refit { data::fit_scaler(set, l, train_all, cfg.input) } else { scaler };
     let test_set = data::dataset(set, l, test, cfg.input, &final_scaler);
-    let full_set = (cfg.refit || cfg.model.kind.fitted_in_one_go()).then(|| data::dataset(set, l, train_all, cfg.input, &final_scaler));
+    let full_set = (cfg.refit || cfg.model.kind.fitted_in_one_go()).then(|| data::training_dataset(set, l, train_all, cfg.input, &final_scaler));
     let k = l.classes.len();
     let input_shape = cfg.input.shape(set.dim, set.t_max);
+    let copies = l.copies_of(&tr);
     (run.log)(&format!(
-        "{} classes, train {} / validation {} / test {} clips, input {:?} {:?}, on {}",
+        "{} classes, train {}{} / validation {} / test {} clips, input {:?} {:?}, on {}",
         k,
         train_set.len(),
+        if copies > 0 { format!(" ({} originals and {copies} speed copies)", tr.len()) } else { String::new() },
         val_set.len(),
         test_set.len(),
         cfg.input,

@@ -183,11 +183,22 @@ struct BuildFlags {
     /// Do not read or write the feature cache.
     #[arg(long)]
     no_cache: bool,
+    /// Augmentation: add a copy of every clip played at each of these speeds (comma-separated
+    /// factors in [0.5, 2], e.g. 0.9,1.1: tempo and pitch move together, as in Kaldi's speed
+    /// perturbation). Copies only ever train: splits are made over the original clips, and a
+    /// copy joins the training part beside its source (never validation or test).
+    #[arg(long, value_delimiter = ',')]
+    speed_copies: Vec<f32>,
 }
 
 impl BuildFlags {
     fn options(&self) -> BuildOptions {
-        BuildOptions { strict: self.strict, cache_dir: if self.no_cache { None } else { self.cache.clone().or_else(corpus::default_cache_dir) }, progress: true }
+        BuildOptions {
+            strict: self.strict,
+            cache_dir: if self.no_cache { None } else { self.cache.clone().or_else(corpus::default_cache_dir) },
+            progress: true,
+            speed_copies: self.speed_copies.clone(),
+        }
     }
 }
 
@@ -800,10 +811,12 @@ fn features(args: FeaturesArgs) -> Result<()> {
     gpu.set_profiling(args.profile);
     let (set, report) = corpus::build(&gpu, &args.data, &args.selection.selection(), &cfg, &args.build.options())?;
     set.write(&args.out)?;
+    let copies = set.clips.iter().filter(|c| c.speed.is_some()).count();
     eprintln!(
-        "{}: {} clips x {} frames (max) x {} features on {}{}",
+        "{}: {} clips{} x {} frames (max) x {} features on {}{}",
         args.out.display(),
         set.clips.len(),
+        if copies > 0 { format!(" ({} and {copies} speed copies)", set.clips.len() - copies) } else { String::new() },
         set.t_max,
         set.dim,
         gpu.label(),
@@ -939,7 +952,7 @@ fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &RunConfig) -> Resu
     };
     let l = ser::train::data::labelled(&set, &selection)?;
     match cfg.speaker_norm {
-        Some(min_clips) => speaker::normalise_clips(&mut set, &l.clips, cfg.input, args.speaker.groups(), min_clips)?,
+        Some(min_clips) => speaker::normalise_clips(&mut set, &l.all_clips(), cfg.input, args.speaker.groups(), min_clips)?,
         None if args.speaker.given() => anyhow::bail!("--speaker-groups / --min-speaker-clips need --speaker-norm"),
         None => {}
     }
@@ -976,7 +989,9 @@ fn eval(args: EvalArgs) -> Result<()> {
         (None, None) => anyhow::bail!("give --data DIR or --features FILE"),
     };
     let (mut clips, mut labels, mut other) = (Vec::new(), Vec::new(), 0);
-    for (i, c) in set.clips.iter().enumerate() {
+    // Augmented copies (--speed-copies) are training material, never scored.
+    let copies = set.clips.iter().filter(|c| c.speed.is_some()).count();
+    for (i, c) in set.clips.iter().enumerate().filter(|(_, c)| c.speed.is_none()) {
         match c.emotion.and_then(|e| p.meta.classes.iter().position(|k| *k == e)) {
             Some(k) => {
                 clips.push(i);
@@ -1016,6 +1031,9 @@ fn eval(args: EvalArgs) -> Result<()> {
     }
     if other > 0 {
         eprintln!("{other} clips with emotions the model does not know were left out");
+    }
+    if copies > 0 {
+        eprintln!("{copies} augmented copies (--speed-copies) were left out: they only train");
     }
     eprintln!("scored {} clips{}", clips.len(), if models.len() > 1 { format!(" with {} models' averaged probabilities", models.len()) } else { String::new() });
     if skipped > 0 {

@@ -121,3 +121,63 @@ fn augmentation_changes_training_repeatably_and_still_learns() {
     assert!(accuracy > 0.8, "accuracy {accuracy} with augmentation");
     assert_eq!(recorded, serde_json::json!({"noise": 0.2f32 as f64, "time_mask": 3, "feature_mask": 6}));
 }
+
+/// The synthetic set with one copy of every clip "at speed 0.9": its features shifted, so that
+/// a copy's rows are told apart from its source's.
+fn with_copies(set: &ser::features::set::FeatureSet) -> ser::features::set::FeatureSet {
+    let mut out = set.clone();
+    let n = set.clips.len();
+    for i in 0..n {
+        out.clips.push(ser::features::set::ClipInfo { speed: Some(0.9), ..set.clips[i].clone() });
+        out.frames.extend(set.frames[i * set.t_max * set.dim..][..set.t_max * set.dim].iter().map(|v| v + 0.25));
+        out.lengths.push(set.lengths[i]);
+        out.vectors.extend(set.vectors[i * set.dim..][..set.dim].iter().map(|v| v + 0.25));
+        out.stds.extend_from_slice(&set.stds[i * set.dim..][..set.dim]);
+    }
+    out
+}
+
+#[test]
+fn speed_copies_train_beside_their_source_and_never_reach_validation_or_test() {
+    let g = &common::gpu().gpu;
+    let plain = common::synthetic_set();
+    let set = with_copies(&plain);
+    let (l, l_plain) = (labelled(&set), labelled(&plain));
+    // Splits are made over the originals: the same positions with or without copies.
+    assert_eq!((&l.clips, &l.labels, &l.actors), (&l_plain.clips, &l_plain.labels, &l_plain.actors));
+    let n = plain.clips.len();
+    for (p, &c) in l.clips.iter().enumerate() {
+        assert_eq!(l.copies[p], [c + n], "position {p}");
+    }
+    assert!(l_plain.copies.iter().all(Vec::is_empty));
+    // Training rows: the positions, then their copies (with their sources' labels); any other
+    // part: the positions alone.
+    let scaler = data::fit_scaler(&set, &l, &[0, 1, 2], Input::Stats);
+    let train = data::training_dataset(&set, &l, &[0, 5], Input::Stats, &scaler);
+    let alone = data::dataset(&set, &l, &[0, 5], Input::Stats, &scaler);
+    let w = train.width;
+    assert_eq!((train.len(), alone.len()), (4, 2));
+    assert_eq!(train.x[..2 * w], alone.x[..]);
+    assert_eq!(train.y, [l.labels[0], l.labels[5], l.labels[0], l.labels[5]]);
+    assert_eq!(train.x[2 * w..3 * w], data::example(&set, n + l.clips[0], Input::Stats, 1, &scaler)[..]);
+    assert_ne!(train.x[2 * w..3 * w], train.x[..w]);
+    // A whole run: the test and validation parts as without copies, the copies in training.
+    let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, hidden: vec![16], ..Default::default() }, epochs: 2, seed: 3, ..Default::default() };
+    let lines = std::cell::RefCell::new(Vec::new());
+    let log = |line: &str| lines.borrow_mut().push(line.to_string());
+    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &log };
+    let (train_all, test) = experiment::test_split(&run).unwrap();
+    let (predictor, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
+    let (val, tr) = (predictor.meta.training["validation_clips"].as_u64().unwrap() as usize, predictor.meta.training["train_clips"].as_u64().unwrap() as usize);
+    assert_eq!(report.unwrap().classes.iter().map(|c| c.support).sum::<usize>(), test.len());
+    assert_eq!(tr, 2 * (train_all.len() - val), "every training clip brings its copy; validation none");
+    let header = lines.borrow().iter().find(|x| x.contains("classes, train")).cloned().unwrap();
+    assert!(header.contains(&format!("({} originals and {} speed copies)", tr / 2, tr / 2)), "{header}");
+    // What --resume checks tells the two apart.
+    assert_ne!(experiment::data_fingerprint(&set, &l), experiment::data_fingerprint(&plain, &l_plain));
+    // A copy labelled unlike its source is refused by name.
+    let mut wrong = set.clone();
+    wrong.clips[n].emotion = Some(if plain.clips[0].emotion == Some(Emotion::Sad) { Emotion::Happy } else { Emotion::Sad });
+    let err = data::labelled(&wrong, &Selection { vocal: VocalFilter::Both, drop: vec![Emotion::Disgust] }).err().expect("refused").to_string();
+    assert!(err.contains(&plain.clips[0].path) && err.contains("differ"), "{err}");
+}

@@ -202,3 +202,38 @@ fn a_cached_build_still_lists_the_files_it_skipped_with_their_reasons() {
         assert_eq!(err.contains("(from the cache)"), run == "cached", "{err}");
     }
 }
+
+#[test]
+fn speed_copies_follow_each_clip_with_its_labels_and_scaled_length() {
+    let dir = TempDir::new("features-speed");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for name in ["03-01-08-01-02-02-01.wav", "03-02-04-02-02-01-11.wav"] {
+        std::fs::copy(sample(name), data.join(name)).unwrap();
+    }
+    let (plain, copied) = (dir.0.join("plain.safetensors"), dir.0.join("copied.safetensors"));
+    let run = ser().args(["features", "--no-cache", "--data"]).arg(&data).arg("--out").arg(&plain).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = ser().args(["features", "--no-cache", "--speed-copies", "0.9,1.25", "--data"]).arg(&data).arg("--out").arg(&copied).output().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success() && err.contains("6 clips (2 and 4 speed copies)"), "{err}");
+    let (plain, copied) = (FeatureSet::read(&plain).unwrap(), FeatureSet::read(&copied).unwrap());
+    // The originals first, unchanged; then each factor's copies in the same order.
+    assert_eq!(copied.clips[..2], plain.clips[..]);
+    assert_eq!(copied.vectors[..2 * copied.dim], plain.vectors[..]);
+    for (i, factor) in [(2, 0.9f32), (3, 0.9), (4, 1.25), (5, 1.25)] {
+        let (c, source) = (&copied.clips[i], &plain.clips[i % 2]);
+        assert_eq!(c.speed, Some(factor));
+        assert_eq!((c.path.as_str(), c.emotion, c.actor), (source.path.as_str(), source.emotion, source.actor));
+        // A copy at speed f lasts 1/f as long (to a frame or two of padding).
+        let want = plain.lengths[i % 2] as f32 / factor;
+        assert!((copied.lengths[i] as f32 - want).abs() <= 2.0, "copy {i}: {} frames, want about {want}", copied.lengths[i]);
+        assert_ne!(copied.vectors[i * copied.dim..][..copied.dim], plain.vectors[(i % 2) * plain.dim..][..plain.dim]);
+    }
+    // Factors that are not a change of speed, or not a sane one, are refused by name.
+    for bad in ["1", "0.3", "0.9,0.9"] {
+        let run = ser().args(["features", "--no-cache", "--speed-copies", bad, "--data"]).arg(&data).arg("--out").arg(dir.0.join("bad.safetensors")).output().unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success() && err.contains("--speed-copies"), "{bad}: {err}");
+    }
+}

@@ -19,6 +19,32 @@ pub struct BuildOptions {
     pub cache_dir: Option<PathBuf>,
     /// Show progress bars (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Speed factors of augmented copies to add for every clip (`--speed-copies`): each copy
+    /// is the decoded clip read as if sampled `factor` times faster, resampled back to the
+    /// feature rate. Empty: none.
+    pub speed_copies: Vec<f32>,
+}
+
+/// The speed factors `--speed-copies` takes: slower or faster by up to a factor of two, 1
+/// (the clip itself) excluded.
+pub fn check_speed_copies(factors: &[f32]) -> Result<()> {
+    for (i, &f) in factors.iter().enumerate() {
+        if !(0.5..=2.0).contains(&f) || f == 1.0 {
+            bail!("--speed-copies {f}: a factor must lie in [0.5, 2] and not be 1");
+        }
+        if factors[..i].contains(&f) {
+            bail!("--speed-copies {f}: given twice");
+        }
+    }
+    Ok(())
+}
+
+/// A clip played `factor` times faster at `rate`: read as if sampled at rate x factor and
+/// resampled to `rate` (the rational ratio is exact to 1 Hz). Returns the copy and the factor
+/// it really has.
+pub fn speed_copy(signal: &[f32], rate: u32, factor: f32) -> Result<(Vec<f32>, f32)> {
+    let from = (rate as f64 * factor as f64).round() as u32;
+    Ok((audio::resample(signal, from, rate)?, from as f32 / rate as f32))
 }
 
 /// What happened while building, for the user.
@@ -133,6 +159,11 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
         found.clips.par_iter().map(|c| std::fs::read(&c.path).with_context(|| format!("{}: cannot read", c.path.display()))).collect();
     let mut hasher = blake3::Hasher::new();
     hasher.update(serde_json::to_string(&(cfg, selection, super::set::FORMAT, super::set::COMPUTATION))?.as_bytes());
+    check_speed_copies(&opts.speed_copies)?;
+    // Only files with copies hash them: every earlier cache entry keeps its key.
+    if !opts.speed_copies.is_empty() {
+        hasher.update(format!("speed copies {:?}", opts.speed_copies).as_bytes());
+    }
     for (clip, b) in found.clips.iter().zip(&bytes) {
         hasher.update(clip.relative.as_bytes());
         match b {
@@ -196,6 +227,7 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
                     intensity: Some(clip.name.intensity),
                     statement: Some(clip.name.statement),
                     repetition: Some(clip.name.repetition),
+                    speed: None,
                 });
                 signals.push(s);
             }
@@ -205,6 +237,25 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
     }
     if signals.is_empty() {
         bail!("{}: none of the {} selected files could be decoded", root.display(), found.clips.len());
+    }
+    if !opts.speed_copies.is_empty() {
+        let originals = clips.len();
+        for &factor in &opts.speed_copies {
+            let copies: Vec<Result<(Vec<f32>, f32)>> = signals[..originals]
+                .par_iter()
+                .zip(&clips[..originals])
+                .map(|(s, c)| {
+                    let (copy, real) = speed_copy(s, cfg.sample_rate, factor)?;
+                    check_length(gpu, cfg, copy.len()).with_context(|| format!("{}: its copy at speed {real}", c.path))?;
+                    Ok((copy, real))
+                })
+                .collect();
+            for (i, r) in copies.into_iter().enumerate() {
+                let (copy, real) = r?;
+                clips.push(ClipInfo { speed: Some(real), ..clips[i].clone() });
+                signals.push(copy);
+            }
+        }
     }
     report.audio_seconds = signals.iter().map(|s| s.len()).sum::<usize>() as f64 / cfg.sample_rate as f64;
 

@@ -24,12 +24,17 @@ pub struct ClipInfo {
     pub intensity: Option<u8>,
     pub statement: Option<u8>,
     pub repetition: Option<u8>,
+    /// An augmented copy: the clip at `path` played this much faster (`ser features
+    /// --speed-copies`; tempo and pitch both move, as in Kaldi's speed perturbation). Copies
+    /// only ever join the training part of a split, beside their source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f32>,
 }
 
 impl ClipInfo {
     /// A clip known only by its path (predicting arbitrary audio, synthetic benchmark clips).
     pub fn unlabelled(path: impl Into<String>) -> ClipInfo {
-        ClipInfo { path: path.into(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None }
+        ClipInfo { path: path.into(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None, speed: None }
     }
 }
 

@@ -75,16 +75,36 @@ impl Scaler {
 
 /// Labelled clips of a feature file after dropping classes: indices into the file, class index.
 pub struct Labelled {
+    /// Set indices of the original clips the selection keeps: what splits are made over.
     pub clips: Vec<usize>,
     pub labels: Vec<u32>,
     pub actors: Vec<u8>,
     pub classes: Vec<Emotion>,
+    /// Set indices of each position's augmented copies (`ClipInfo::speed`), which train beside
+    /// it and are never split apart from it (empty without copies).
+    pub copies: Vec<Vec<usize>>,
+}
+
+impl Labelled {
+    /// Every set index the selection keeps: the originals, then all their copies.
+    pub fn all_clips(&self) -> Vec<usize> {
+        self.clips.iter().copied().chain(self.copies.iter().flatten().copied()).collect()
+    }
+
+    /// How many augmented copies the positions bring.
+    pub fn copies_of(&self, positions: &[usize]) -> usize {
+        positions.iter().map(|&p| self.copies[p].len()).sum()
+    }
 }
 
 pub fn labelled(set: &FeatureSet, selection: &Selection) -> Result<Labelled> {
     let classes = selection.classes();
-    let mut out = Labelled { clips: vec![], labels: vec![], actors: vec![], classes: classes.clone() };
+    let mut out = Labelled { clips: vec![], labels: vec![], actors: vec![], classes: classes.clone(), copies: vec![] };
+    let mut position_of = std::collections::HashMap::new();
     for (i, c) in set.clips.iter().enumerate() {
+        if c.speed.is_some() {
+            continue;
+        }
         let (Some(e), Some(a)) = (c.emotion, c.actor) else { bail!("{}: clip has no emotion/actor label", c.path) };
         let vocal_ok = match (selection.vocal, c.vocal) {
             (VocalFilter::Both, _) => true,
@@ -95,6 +115,7 @@ pub fn labelled(set: &FeatureSet, selection: &Selection) -> Result<Labelled> {
             continue;
         }
         if let Some(k) = classes.iter().position(|x| *x == e) {
+            position_of.insert(c.path.as_str(), out.clips.len());
             out.clips.push(i);
             out.labels.push(k as u32);
             out.actors.push(a);
@@ -106,6 +127,19 @@ pub fn labelled(set: &FeatureSet, selection: &Selection) -> Result<Labelled> {
     for (k, e) in classes.iter().enumerate() {
         if !out.labels.contains(&(k as u32)) {
             bail!("class {e} has no examples (drop it with --drop {e})");
+        }
+    }
+    // A copy follows its source (same path): left out with it by the selection.
+    out.copies = vec![Vec::new(); out.clips.len()];
+    for (i, c) in set.clips.iter().enumerate() {
+        if c.speed.is_none() {
+            continue;
+        }
+        if let Some(&p) = position_of.get(c.path.as_str()) {
+            if set.clips[out.clips[p]].emotion != c.emotion || set.clips[out.clips[p]].actor != c.actor {
+                bail!("{} (copy at speed {:?}): its labels differ from the clip it copies", c.path, c.speed);
+            }
+            out.copies[p].push(i);
         }
     }
     Ok(out)
@@ -178,10 +212,21 @@ fn summary(set: &FeatureSet, c: usize, input: Input) -> Vec<f32> {
 
 /// The examples at `positions` (into `l`), as model input, scaled.
 pub fn dataset(set: &FeatureSet, l: &Labelled, positions: &[usize], input: Input, scaler: &Scaler) -> Dataset {
+    dataset_of(set, positions.iter().map(|&p| (l.clips[p], l.labels[p])), input, scaler)
+}
+
+/// The examples at `positions` followed by their augmented copies: what a model trains on.
+pub fn training_dataset(set: &FeatureSet, l: &Labelled, positions: &[usize], input: Input, scaler: &Scaler) -> Dataset {
+    let copies = positions.iter().flat_map(|&p| l.copies[p].iter().map(move |&c| (c, l.labels[p])));
+    dataset_of(set, positions.iter().map(|&p| (l.clips[p], l.labels[p])).chain(copies), input, scaler)
+}
+
+fn dataset_of(set: &FeatureSet, examples: impl Iterator<Item = (usize, u32)>, input: Input, scaler: &Scaler) -> Dataset {
     let (length, channels) = input.shape(set.dim, set.t_max);
-    let x = positions.iter().flat_map(|&p| example(set, l.clips[p], input, length, scaler)).collect();
-    let lengths = frame_lengths(set, positions.iter().map(|&p| l.clips[p]), input, length);
-    Dataset { x, y: positions.iter().map(|&p| l.labels[p]).collect(), width: length * channels, lengths }
+    let (clips, y): (Vec<usize>, Vec<u32>) = examples.unzip();
+    let x = clips.iter().flat_map(|&c| example(set, c, input, length, scaler)).collect();
+    let lengths = frame_lengths(set, clips.iter().copied(), input, length);
+    Dataset { x, y, width: length * channels, lengths }
 }
 
 /// Fits the scaler on the training positions.

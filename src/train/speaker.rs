@@ -53,16 +53,18 @@ pub fn speaker_keys(clips: &[ClipInfo], by: SpeakerGroups) -> Result<Vec<String>
         SpeakerGroups::Auto => SpeakerGroups::Folder,
         b => b,
     };
+    // A copy at another speed has another pitch: its own group, as another speaker would be.
+    let speed = |c: &ClipInfo| c.speed.map(|f| format!(" at speed {f}")).unwrap_or_default();
     clips
         .iter()
         .map(|c| match by {
             SpeakerGroups::Actor => actor_of(c)
-                .map(|a| format!("actor {a:02}"))
+                .map(|a| format!("actor {a:02}{}", speed(c)))
                 .ok_or_else(|| anyhow!("{}: the file name carries no RAVDESS actor (group speakers by folder instead: --speaker-groups folder)", c.path)),
-            SpeakerGroups::File => Ok(format!("file {}", c.path)),
+            SpeakerGroups::File => Ok(format!("file {}{}", c.path, speed(c))),
             SpeakerGroups::Folder | SpeakerGroups::Auto => {
                 let folder = Path::new(&c.path).parent().map(|p| p.display().to_string()).unwrap_or_default();
-                Ok(format!("folder {}", if folder.is_empty() { "." } else { &folder }))
+                Ok(format!("folder {}{}", if folder.is_empty() { "." } else { &folder }, speed(c)))
             }
         })
         .collect()
@@ -141,6 +143,10 @@ mod tests {
         let ravdess = [clip("a/03-01-05-02-01-02-07.wav"), clip("b/03-02-01-01-01-01-12.flac")];
         assert_eq!(speaker_keys(&ravdess, SpeakerGroups::Auto).unwrap(), ["actor 07", "actor 12"]);
         assert_eq!(speaker_keys(&ravdess, SpeakerGroups::Folder).unwrap(), ["folder a", "folder b"]);
+        // A speed copy (another pitch) is a group of its own.
+        let copy = ClipInfo { speed: Some(0.9), ..ravdess[0].clone() };
+        assert_eq!(speaker_keys(&[ravdess[0].clone(), copy.clone()], SpeakerGroups::Auto).unwrap(), ["actor 07", "actor 07 at speed 0.9"]);
+        assert_eq!(speaker_keys(&[copy], SpeakerGroups::Folder).unwrap(), ["folder a at speed 0.9"]);
         assert_eq!(speaker_keys(&ravdess, SpeakerGroups::File).unwrap(), ["file a/03-01-05-02-01-02-07.wav", "file b/03-02-01-01-01-01-12.flac"]);
         let mixed = [clip("a/03-01-05-02-01-02-07.wav"), clip("take 2.wav")];
         assert_eq!(speaker_keys(&mixed, SpeakerGroups::Auto).unwrap(), ["folder a", "folder ."]);
