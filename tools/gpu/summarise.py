@@ -98,7 +98,7 @@ def markdown(s):
         md.append(f'| MFCC etc. | {r["adapter"]} | {r["clips"]} | {r["ser_clips_per_s"]:.1f} | {fmt(r["torch_clips_per_s"], ".1f")} | {fmt(r["torch_over_ser_time"], ".3f")} |')
     md += ["", "| training epoch | adapter | model | precision | ser samples/s | PyTorch samples/s | ser speed / PyTorch |", "|---|---|---|---|---:|---:|---:|"]
     for r in s["train"]:
-        name = {"cnn": "refined CNN", "mlp": "MLP", "lstm": "LSTM", "cnn-lstm": "CNN+LSTM"}.get(r["model"], r["model"])
+        name = {"cnn": "refined CNN", "mlp": "MLP", "lstm": "LSTM", "cnn-lstm": "CNN+LSTM", "cnn-frames": "refined CNN on frames"}.get(r["model"], r["model"])
         md.append(f'| {name} | {r["adapter"]} | {r["model"]} | {r["precision"]} | {r["ser_samples_per_s"]:.1f} | {fmt(r["torch_samples_per_s"], ".1f")} | {fmt(r["torch_over_ser_time"], ".3f")} |')
     if s["notes"]:
         md += ["", "Notes: " + "; ".join(s["notes"])]
