@@ -15,23 +15,27 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
+// One invocation per (example, output step, input channel), writing that channel's k_size
+// columns: the index decomposition (integer divisions, which CPU adapters run lane by lane) is
+// paid once per k_size elements instead of per element, and neighbouring invocations still read
+// and write neighbouring channels.
 @compute @workgroup_size(64, 1, 1)
 fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let g = logical_workgroup(wid, nwg, p.grid);
-    let i = g.x * 64u + lid;
-    let width = p.k_size * p.c_in;
-    if (g.w == 0u || i >= p.batch * p.l_out * width) { return; }
-    let row = i / width;
-    let col = i % width;
-    let b = row / p.l_out;
-    let l = row % p.l_out;
-    let k = col / p.c_in;
-    let c = col % p.c_in;
-    let pos = i32(l + k) - i32(p.pad);
-    var v = 0.0;
-    if (pos >= 0 && pos < i32(p.l_in)) { v = src[(b * p.l_in + u32(pos)) * p.c_in + c]; }
-    dst[i] = v;
+    let i = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (i >= p.batch * p.l_out * p.c_in) { return; }
+    let blc = sequence_index(i, p.l_out, p.c_in);
+    let b = blc.x;
+    let l = blc.y;
+    let c = blc.z;
+    let row = b * p.l_out + l;
+    let out = row * p.k_size * p.c_in + c;
+    for (var k = 0u; k < p.k_size; k++) {
+        let pos = i32(l + k) - i32(p.pad);
+        var v = 0.0;
+        if (pos >= 0 && pos < i32(p.l_in)) { v = src[(b * p.l_in + u32(pos)) * p.c_in + c]; }
+        dst[out + k * p.c_in] = v;
+    }
 }
 
 @compute @workgroup_size(64, 1, 1)

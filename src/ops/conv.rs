@@ -55,7 +55,8 @@ pub fn im2col(step: &mut Step, s: &ConvShape, x: &Tensor, cols: &Tensor) -> Resu
     if x.len() != s.batch * s.l_in * s.c_in || cols.len() != s.batch * s.l_out * s.width() {
         bail!("im2col: x {:?} / cols {:?} do not match {s:?}", x.shape(), cols.shape());
     }
-    let grid = [super::groups(cols.len(), 64)?, 1, 1];
+    // One invocation per input-sized element (example, output step, channel): k_size columns each.
+    let grid = [super::groups(s.batch * s.l_out * s.c_in, 64)?, 1, 1];
     step.dispatch(&IM2COL, &[], &[x, cols], bytemuck::bytes_of(&params(s)), grid, "conv.im2col")
 }
 
