@@ -966,6 +966,9 @@ fn eval(args: EvalArgs) -> Result<()> {
         [] => vec![ser::infer::load_model(&gpu, None)?],
         paths => paths.iter().map(|m| ser::infer::load_model(&gpu, Some(m))).collect::<Result<_>>()?,
     };
+    if !args.build.speed_copies.is_empty() {
+        anyhow::bail!("--speed-copies: augmented copies only ever train; ser eval scores the original clips (leave the flag out)");
+    }
     let p = &models[0];
     for (m, path) in models.iter().zip(&args.model).skip(1) {
         if m.meta.classes != p.meta.classes || m.meta.features != p.meta.features {
@@ -1242,9 +1245,17 @@ fn prediction_line(pr: &ser::infer::Prediction, format: PredictFormat) -> String
 /// Runs the checks on each selected adapter; fails (exit 1) when any check failed anywhere.
 fn selftest(args: SelftestArgs) -> Result<()> {
     let seed = args.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
-    let known: Vec<&str> = ser::selftest::checks().iter().flat_map(|c| [c.name, c.family]).collect();
+    let checks = ser::selftest::checks();
+    let known: Vec<&str> = checks.iter().flat_map(|c| [c.name, c.family]).collect();
     if let Some(bad) = args.only.iter().find(|o| !known.contains(&o.as_str())) {
-        anyhow::bail!("--only {bad:?}: no such check or family (known: {})", known.join(", "));
+        let mut families: Vec<&str> = Vec::new();
+        for c in &checks {
+            if !families.contains(&c.family) {
+                families.push(c.family);
+            }
+        }
+        let names: Vec<&str> = checks.iter().map(|c| c.name).collect();
+        anyhow::bail!("--only {bad:?}: no such check or family (checks: {}; families: {})", names.join(", "), families.join(", "));
     }
     let size = if args.quick { ser::selftest::Size::Quick } else { ser::selftest::Size::Full };
     let mut failed = 0;

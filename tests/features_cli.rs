@@ -230,6 +230,10 @@ fn speed_copies_follow_each_clip_with_its_labels_and_scaled_length() {
         assert!((copied.lengths[i] as f32 - want).abs() <= 2.0, "copy {i}: {} frames, want about {want}", copied.lengths[i]);
         assert_ne!(copied.vectors[i * copied.dim..][..copied.dim], plain.vectors[(i % 2) * plain.dim..][..plain.dim]);
     }
+    // Scoring never builds copies: eval refuses the flag by name.
+    let run = ser().args(["eval", "--speed-copies", "0.9", "--data"]).arg(&data).output().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && err.contains("--speed-copies") && err.contains("only ever train"), "{err}");
     // Factors that are not a change of speed, or not a sane one, are refused by name.
     for bad in ["1", "0.3", "0.9,0.9"] {
         let run = ser().args(["features", "--no-cache", "--speed-copies", bad, "--data"]).arg(&data).arg("--out").arg(dir.0.join("bad.safetensors")).output().unwrap();
