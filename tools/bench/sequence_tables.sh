@@ -2,15 +2,16 @@
 # The sequence models' accuracy tables (issue 13's protocol): 7 classes (disgust dropped),
 # balanced class weights, 30 epochs, for each model: random stratified 80/20 over seeds 0-4 and
 # 5-fold by actor, with and without --speaker-norm. One log per run under OUT; a summary line
-# per run at the end of each log. Hours on lavapipe: run it in the background, in the order of
-# MODELS (default "cnn-lstm lstm"), and read the logs as they finish
-# (tools/bench/sequence_tables_summary.py OUT prints the table so far).
+# per run at the end of each log. Hours on lavapipe: run it in the background and read the logs
+# as they finish (tools/bench/sequence_tables_summary.py OUT prints the table so far). Breadth
+# first: every model's random seeds, then every model's folds, then the same with
+# --speaker-norm, so that a stopped run leaves whole rows behind.
 #   tools/bench/sequence_tables.sh [FEATURES] [OUT] [MODELS]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 features="${1:-/tmp/ser-bench-features.safetensors}"
 out="${2:-/tmp/ser-sequence-tables}"
-models="${3:-cnn-lstm lstm}"
+models="${3:-cnn-lstm lstm cnn}"
 # A copy of the binary: a rebuild while this runs must not change the code halfway.
 ser="${SER_BIN:-target/release/ser}"
 mkdir -p "$out"
@@ -22,16 +23,19 @@ run() {
     $ser train --features "$features" --drop disgust --input frames --epochs 30 "$@" >> "$out/$name.log" 2>&1
     echo "done rc=$? $(date -u +%H:%M:%S)" >> "$out/$name.log"
 }
-for model in $models; do
-    for norm in "" "--speaker-norm"; do
+for norm in "" "--speaker-norm"; do
+    for model in $models; do
+        tag="$model${norm:+-norm}"
+        for seed in 0 1 2 3 4; do
+            run "$tag-seed$seed" --model "$model" --seed "$seed" --out "$out/$tag-seed$seed.safetensors" $norm
+        done
+    done
+    for model in $models; do
         tag="$model${norm:+-norm}"
         # One process per fold, so that a stopped run resumes at the fold it was in (unless a
         # whole cross-validation in one log, as session 9 ran it, has finished).
         grep -qs "^done" "$out/$tag-actors.log" || for fold in 0 1 2 3 4; do
             run "$tag-fold$fold" --model "$model" --split actor-folds --folds 5 --fold "$fold" --seed 0 $norm
-        done
-        for seed in 0 1 2 3 4; do
-            run "$tag-seed$seed" --model "$model" --seed "$seed" --out "$out/$tag-seed$seed.safetensors" $norm
         done
     done
 done
