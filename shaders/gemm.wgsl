@@ -357,26 +357,34 @@ fn pack_load(base: u32, kk: u32) -> f32 {
     return pack_src[base + kk * pp.k_stride];
 }
 
-// This invocation's texel (x, y) of the packed texture, x = NO_ROW past it (8x8 workgroups).
-fn pack_texel(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> vec2<u32> {
+// Texels per invocation along a packed row: the row's index decomposition (integer divisions,
+// which CPU adapters run lane by lane) is paid once for PACK_SPAN texels. A workgroup of 8x8
+// invocations covers 8 * PACK_SPAN texels of 8 rows; neighbouring invocations still write
+// neighbouring texels.
+override PACK_SPAN: u32 = 4u;
+
+// The packed row y this invocation fills (its texels x0 + 8j, j < PACK_SPAN), y = NO_ROW past
+// the texture.
+fn pack_origin(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> vec2<u32> {
     let g = logical_workgroup(wid, nwg, pp.grid);
-    let x = g.x * 8u + lid.x;
     let y = g.y * 8u + lid.y;
-    if (g.w == 0u || x >= pp.width || y >= pp.height) { return vec2<u32>(NO_ROW, 0u); }
-    return vec2<u32>(x, y);
+    if (g.w == 0u || y >= pp.height) { return vec2<u32>(0u, NO_ROW); }
+    return vec2<u32>(g.x * 8u * PACK_SPAN + lid.x, y);
 }
 
 @compute @workgroup_size(8, 8, 1)
 fn pack_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_id) lid: vec3<u32>) {
-    let t = pack_texel(wid, nwg, lid);
-    if (t.x == NO_ROW) { return; }
-    let x = t.x;
-    let y = t.y;
-    let base = pack_row_base(y);
-    var v = vec4<f32>(0.0);
-    for (var i = 0u; i < 4u; i++) { v[i] = pack_load(base, 4u * x + i); }
-    textureStore(pack_dst, vec2<u32>(x, y), v);
+    let o = pack_origin(wid, nwg, lid);
+    if (o.y == NO_ROW) { return; }
+    let base = pack_row_base(o.y);
+    for (var j = 0u; j < PACK_SPAN; j++) {
+        let x = o.x + 8u * j;
+        if (x >= pp.width) { return; }
+        var v = vec4<f32>(0.0);
+        for (var i = 0u; i < 4u; i++) { v[i] = pack_load(base, 4u * x + i); }
+        textureStore(pack_dst, vec2<u32>(x, o.y), v);
+    }
 }
 
 // ---- bfloat16 operands (mixed precision: bfloat16 products, f32 sums) ----
@@ -399,16 +407,18 @@ fn to_bf16(v: f32) -> u32 {
 @compute @workgroup_size(8, 8, 1)
 fn pack_rows_bf16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_id) lid: vec3<u32>) {
-    let t = pack_texel(wid, nwg, lid);
-    if (t.x == NO_ROW) { return; }
-    let x = t.x;
-    let y = t.y;
-    let base = pack_row_base(y);
-    var v = vec4<u32>(0u);
-    for (var c = 0u; c < 4u; c++) {
-        v[c] = to_bf16(pack_load(base, 8u * x + 2u * c)) | (to_bf16(pack_load(base, 8u * x + 2u * c + 1u)) << 16u);
+    let o = pack_origin(wid, nwg, lid);
+    if (o.y == NO_ROW) { return; }
+    let base = pack_row_base(o.y);
+    for (var j = 0u; j < PACK_SPAN; j++) {
+        let x = o.x + 8u * j;
+        if (x >= pp.width) { return; }
+        var v = vec4<u32>(0u);
+        for (var c = 0u; c < 4u; c++) {
+            v[c] = to_bf16(pack_load(base, 8u * x + 2u * c)) | (to_bf16(pack_load(base, 8u * x + 2u * c + 1u)) << 16u);
+        }
+        textureStore(pack_dst_bf16, vec2<u32>(x, o.y), v);
     }
-    textureStore(pack_dst_bf16, vec2<u32>(x, y), v);
 }
 
 @group(0) @binding(1) var packed_a_bf16: texture_2d<u32>;

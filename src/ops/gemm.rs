@@ -543,8 +543,11 @@ fn pack(step: &mut Step, x: &Operand, k: usize, precision: Precision, (first_bat
         height: u32_of(height, "packed height")?,
         _pad: 0,
     };
-    let grid = [super::groups(width, 8)?, super::groups(height, 8)?, 1];
-    step.dispatch_bound(spec, &[], &[x.src.into(), (&tex).into()], bytemuck::bytes_of(&p), grid, "gemm.pack")?;
+    // PACK_SPAN texels of a row per invocation (set here, read by gemm.wgsl), 8x8 invocations
+    // a workgroup.
+    const PACK_SPAN: usize = 4;
+    let grid = [super::groups(width, 8 * PACK_SPAN)?, super::groups(height, 8)?, 1];
+    step.dispatch_bound(spec, &[("PACK_SPAN", PACK_SPAN as f64)], &[x.src.into(), (&tex).into()], bytemuck::bytes_of(&p), grid, "gemm.pack")?;
     Ok(tex)
 }
 

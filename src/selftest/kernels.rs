@@ -146,6 +146,9 @@ fn gemm_f32(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<
             check_gemm(g, rng, t, Some(3), false, (9, 72, 8), bias, o)?;
             check_gemm(g, rng, t, Some(5), true, (13, 33, 4), bias, o)?;
         }
+        // K long enough that a packed row spans several pack workgroups (32 texels each).
+        let o = GemmOptions { kernel, trans_a: rng.next_u64().is_multiple_of(2), trans_b: rng.next_u64().is_multiple_of(2), ..Default::default() };
+        check_gemm(g, rng, t, None, false, (11, 9, 300), false, o)?;
     }
     Ok(())
 }
@@ -233,7 +236,8 @@ fn gemm_exact(g: &Gpu, rng: &mut SplitMix64, t: &mut Tally, precision: Precision
     let ints = |rng: &mut SplitMix64, len: usize| (0..len).map(|_| (rng.next_u64() % 17) as f32 - 8.0).collect::<Vec<f32>>();
     for (kernel, row_lanes) in reduced_kernels(precision) {
         for (trans_a, trans_b) in [(false, false), (true, true)] {
-            for (batch, broadcast, (m, n, k)) in [(None, false, (1, 33, 1)), (None, false, (19, 45, 23)), (Some(4), true, (11, 64, 17)), (Some(2), false, (8, 9, 8))] {
+            // The last: packed rows of 38 bfloat16 texels, past one pack workgroup's 32.
+            for (batch, broadcast, (m, n, k)) in [(None, false, (1, 33, 1)), (None, false, (19, 45, 23)), (Some(4), true, (11, 64, 17)), (Some(2), false, (8, 9, 8)), (Some(2), false, (5, 7, 300))] {
                 let o = GemmOptions { trans_a, trans_b, kernel, row_lanes, precision, ..Default::default() };
                 let case = run_gemm(g, rng, batch, broadcast, (m, n, k), true, o, ints)?;
                 t.close(&format!("exact {precision:?} {kernel:?} {m}x{n}x{k} {o:?}"), &case.got, &case.want, 0.0, 0.0);
