@@ -427,3 +427,131 @@ fn time_mean_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     let len = min(m_len[btc.x], mp.steps);
     m_y[e] = select(0.0, m_x[btc.x * mp.channels + btc.z] / f32(len), btc.y < len);
 }
+
+// ---- attention_pool, attention_pool_backward: a learned weighting of each sequence's valid
+// steps (Mirsamadi et al. 2017's attention pooling for emotion recognition):
+//   s_t = w . x_t, alpha = softmax(s) over t < len, y = sum_t alpha_t x_t (zero when len = 0).
+// One workgroup per example; lanes take steps for the scores and channels for the sums, so
+// every loop stays far under llvmpipe's 65,535 iterations per invocation (T x C / 16 at most;
+// the host checks). Backward, with g_t = dy . x_t and gbar = sum_t alpha_t g_t:
+//   dscore_t = alpha_t (g_t - gbar), dx_t = alpha_t dy + dscore_t w (zero past len),
+//   and dw = sum over examples and steps of dscore_t x_t (one GEMM on the host side).
+struct AttnParams {
+    grid: vec4<u32>,
+    batch: u32,
+    steps: u32,
+    channels: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> atp: AttnParams;
+@group(0) @binding(1) var<storage, read> at_x: array<f32>;             // [B*T, C]
+@group(0) @binding(2) var<storage, read> at_w: array<f32>;             // [C]
+@group(0) @binding(3) var<storage, read> at_len: array<u32>;           // [B]
+@group(0) @binding(4) var<storage, read_write> at_y: array<f32>;       // [B, C]
+@group(0) @binding(5) var<storage, read_write> at_alpha: array<f32>;   // [B, T]
+// The backward's own (bindings 4 and 5 read there):
+@group(0) @binding(4) var<storage, read> atb_alpha: array<f32>;        // [B, T]
+@group(0) @binding(5) var<storage, read> atb_dy: array<f32>;           // [B, C]
+@group(0) @binding(6) var<storage, read_write> atb_dx: array<f32>;     // [B*T, C]
+@group(0) @binding(7) var<storage, read_write> atb_dscore: array<f32>; // [B, T]
+
+var<workgroup> at_red: array<f32, 64>;
+var<workgroup> at_bcast: f32;
+
+// This workgroup's example: (b, valid steps, live). A spare workgroup of a folded dispatch has
+// live = 0 and no steps and writes nothing; it still reaches every barrier.
+fn attn_example(wid: vec3<u32>, nwg: vec3<u32>) -> vec3<u32> {
+    let g = logical_workgroup(wid, nwg, atp.grid);
+    let live = g.w != 0u && g.x < atp.batch;
+    let b = min(g.x, atp.batch - 1u);
+    return vec3<u32>(b, select(0u, min(at_len[b], atp.steps), live), u32(live));
+}
+
+// Lane 0 folds the 64 lanes' values (max or sum); every lane gets the result.
+fn attn_reduce(lid: u32, v: f32, is_max: bool) -> f32 {
+    at_red[lid] = v;
+    workgroupBarrier();
+    if (lid == 0u) {
+        var r = at_red[0];
+        for (var i = 1u; i < 64u; i++) { r = select(r + at_red[i], max(r, at_red[i]), is_max); }
+        at_bcast = r;
+    }
+    workgroupBarrier();
+    let r = at_bcast;
+    // No lane may start the next reduction (overwrite at_red, at_bcast) before all have read.
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn attention_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let ex = attn_example(wid, nwg);
+    let b = ex.x;
+    let len = ex.y;
+    let steps = atp.steps;
+    let ch = atp.channels;
+    var top = -3.0e38;
+    for (var t = lid; t < len; t += 64u) {
+        var s = 0.0;
+        let row = (b * steps + t) * ch;
+        for (var c = 0u; c < ch; c++) { s += at_w[c] * at_x[row + c]; }
+        at_alpha[b * steps + t] = s;
+        top = max(top, s);
+    }
+    let m = attn_reduce(lid, top, true);
+    var sum = 0.0;
+    for (var t = lid; t < len; t += 64u) {
+        let e = exp(at_alpha[b * steps + t] - m);
+        at_alpha[b * steps + t] = e;
+        sum += e;
+    }
+    // The sum is at least exp(0) = 1 where there are steps.
+    let inv = 1.0 / max(attn_reduce(lid, sum, false), 1.0);
+    for (var t = lid; t < len; t += 64u) { at_alpha[b * steps + t] *= inv; }
+    let rows = select(0u, steps, ex.z != 0u);
+    for (var t = len + lid; t < rows; t += 64u) { at_alpha[b * steps + t] = 0.0; }
+    // The sums below read weights other lanes wrote.
+    storageBarrier();
+    for (var c = lid; c < select(0u, ch, ex.z != 0u); c += 64u) {
+        var acc = 0.0;
+        for (var t = 0u; t < len; t++) { acc += at_alpha[b * steps + t] * at_x[(b * steps + t) * ch + c]; }
+        at_y[b * ch + c] = acc;
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn attention_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32) {
+    let ex = attn_example(wid, nwg);
+    let b = ex.x;
+    let len = ex.y;
+    let steps = atp.steps;
+    let ch = atp.channels;
+    // g_t into dscore first, and each lane's share of gbar.
+    var part = 0.0;
+    for (var t = lid; t < len; t += 64u) {
+        var g = 0.0;
+        let row = (b * steps + t) * ch;
+        for (var c = 0u; c < ch; c++) { g += atb_dy[b * ch + c] * at_x[row + c]; }
+        atb_dscore[b * steps + t] = g;
+        part += atb_alpha[b * steps + t] * g;
+    }
+    let gbar = attn_reduce(lid, part, false);
+    for (var t = lid; t < len; t += 64u) {
+        atb_dscore[b * steps + t] = atb_alpha[b * steps + t] * (atb_dscore[b * steps + t] - gbar);
+    }
+    let rows = select(0u, steps, ex.z != 0u);
+    for (var t = len + lid; t < rows; t += 64u) { atb_dscore[b * steps + t] = 0.0; }
+    storageBarrier();
+    // dx: lanes over channels (neighbouring lanes, neighbouring values), one step at a time.
+    for (var t = 0u; t < rows; t++) {
+        let a = atb_alpha[b * steps + t];
+        let d = atb_dscore[b * steps + t];
+        let valid = t < len;
+        for (var c = lid; c < ch; c += 64u) {
+            atb_dx[(b * steps + t) * ch + c] = select(0.0, a * atb_dy[b * ch + c] + d * at_w[c], valid);
+        }
+    }
+}

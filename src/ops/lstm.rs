@@ -78,6 +78,16 @@ impl LstmKernel {
 
 const MEAN: KernelSpec = KernelSpec { shader: &LSTM_WGSL, entry: "time_mean", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
 const MEAN_BACKWARD: KernelSpec = KernelSpec { shader: &LSTM_WGSL, entry: "time_mean_backward", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
+const ATTENTION: KernelSpec = KernelSpec {
+    shader: &LSTM_WGSL,
+    entry: "attention_pool",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+};
+const ATTENTION_BACKWARD: KernelSpec = KernelSpec {
+    shader: &LSTM_WGSL,
+    entry: "attention_pool_backward",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -92,9 +102,10 @@ struct Params {
     last_step: u32,
 }
 
+/// The time poolings' shapes (time_mean, attention_pool and their backwards).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct MeanParams {
+struct TimePoolParams {
     batch: u32,
     steps: u32,
     channels: u32,
@@ -306,7 +317,7 @@ pub fn weight_gradients(step: &mut Step, s: &LstmShape, x: &Tensor, h_prev: &Ten
 pub fn time_mean(step: &mut Step, batch: usize, steps: usize, channels: usize, x: &Tensor, lengths: &Tensor, y: &Tensor) -> Result<()> {
     expect(x, batch * steps * channels, "the sequence")?;
     expect(y, batch * channels, "the mean")?;
-    let p = MeanParams { batch: batch as u32, steps: steps as u32, channels: channels as u32, _pad: 0 };
+    let p = TimePoolParams { batch: batch as u32, steps: steps as u32, channels: channels as u32, _pad: 0 };
     step.dispatch(&MEAN, &[], &[x, lengths, y], bytemuck::bytes_of(&p), [super::groups(batch * channels, 64)?, 1, 1], "lstm.time_mean")
 }
 
@@ -315,8 +326,74 @@ pub fn time_mean(step: &mut Step, batch: usize, steps: usize, channels: usize, x
 pub fn time_mean_backward(step: &mut Step, batch: usize, steps: usize, channels: usize, dy: &Tensor, lengths: &Tensor, dx: &Tensor) -> Result<()> {
     expect(dy, batch * channels, "the mean's gradient")?;
     expect(dx, batch * steps * channels, "the sequence's gradient")?;
-    let p = MeanParams { batch: batch as u32, steps: steps as u32, channels: channels as u32, _pad: 0 };
+    let p = TimePoolParams { batch: batch as u32, steps: steps as u32, channels: channels as u32, _pad: 0 };
     step.dispatch(&MEAN_BACKWARD, &[], &[dy, lengths, dx], bytemuck::bytes_of(&p), [super::groups(batch * steps * channels, 64)?, 1, 1], "lstm.time_mean_backward")
+}
+
+/// The loop iterations one invocation of the attention kernels runs: scores over its steps
+/// (C each), then the channel sums over every step (or the gradient's rows).
+fn attention_iterations(steps: usize, channels: usize) -> usize {
+    steps.div_ceil(64) * channels + channels.div_ceil(64) * steps + 2 * steps.div_ceil(64) + 64
+}
+
+/// Checks the shapes of attention pooling, and on CPU adapters that no invocation would pass
+/// llvmpipe's loop limit (it stops an invocation's loops after 65,535 iterations in all).
+fn check_attention(step: &Step, batch: usize, steps: usize, channels: usize) -> Result<TimePoolParams> {
+    if step.gpu().is_cpu() && attention_iterations(steps, channels) > 60_000 {
+        bail!("attention pooling over {steps} steps of {channels} channels: too long for one workgroup on a CPU adapter (llvmpipe's loop limit); use time-mean pooling or shorter clips");
+    }
+    if batch == 0 {
+        bail!("attention pooling: an empty batch");
+    }
+    Ok(TimePoolParams { batch: batch as u32, steps: steps as u32, channels: channels as u32, _pad: 0 })
+}
+
+/// Attention pooling (Mirsamadi et al. 2017): scores s_t = w . x_t over each sequence's valid
+/// steps, alpha = their softmax, y = sum_t alpha_t x_t. `x` [batch * steps, channels], `w`
+/// [channels]; writes `y` [batch, channels] (zero for an empty sequence) and `alpha` [batch,
+/// steps] (zero past each length), which the backward reads.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_pool(step: &mut Step, batch: usize, steps: usize, channels: usize, x: &Tensor, w: &Tensor, lengths: &Tensor, y: &Tensor, alpha: &Tensor) -> Result<()> {
+    let p = check_attention(step, batch, steps, channels)?;
+    expect(x, batch * steps * channels, "the sequence")?;
+    expect(w, channels, "the attention vector")?;
+    expect(y, batch * channels, "the pooled output")?;
+    expect(alpha, batch * steps, "the attention weights")?;
+    step.dispatch(&ATTENTION, &[], &[x, w, lengths, y, alpha], bytemuck::bytes_of(&p), [batch as u32, 1, 1], "lstm.attention_pool")
+}
+
+/// Its gradients: `dx` [batch * steps, channels] (zero past each length) and the scores'
+/// `dscore` [batch, steps], from which the caller makes dw = dscore^T x (a GEMM).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_pool_backward(step: &mut Step, batch: usize, steps: usize, channels: usize, x: &Tensor, w: &Tensor, lengths: &Tensor, alpha: &Tensor, dy: &Tensor, dx: &Tensor, dscore: &Tensor) -> Result<()> {
+    let p = check_attention(step, batch, steps, channels)?;
+    expect(x, batch * steps * channels, "the sequence")?;
+    expect(w, channels, "the attention vector")?;
+    expect(alpha, batch * steps, "the attention weights")?;
+    expect(dy, batch * channels, "the pooled output's gradient")?;
+    expect(dx, batch * steps * channels, "the sequence's gradient")?;
+    expect(dscore, batch * steps, "the scores' gradient")?;
+    step.dispatch(&ATTENTION_BACKWARD, &[], &[x, w, lengths, alpha, dy, dx, dscore], bytemuck::bytes_of(&p), [batch as u32, 1, 1], "lstm.attention_pool_backward")
+}
+
+/// Float64 reference of attention pooling: (y [batch, channels], alpha [batch, steps]).
+pub fn attention_reference(x: &[f64], w: &[f64], lengths: &[u32], steps: usize) -> (Vec<f64>, Vec<f64>) {
+    let (batch, ch) = (lengths.len(), w.len());
+    let (mut y, mut alpha) = (vec![0.0; batch * ch], vec![0.0; batch * steps]);
+    for b in 0..batch {
+        let len = (lengths[b] as usize).min(steps);
+        let scores: Vec<f64> = (0..len).map(|t| (0..ch).map(|c| w[c] * x[(b * steps + t) * ch + c]).sum()).collect();
+        let top = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = scores.iter().map(|s| (s - top).exp()).sum();
+        for t in 0..len {
+            let a = (scores[t] - top).exp() / total;
+            alpha[b * steps + t] = a;
+            for c in 0..ch {
+                y[b * ch + c] += a * x[(b * steps + t) * ch + c];
+            }
+        }
+    }
+    (y, alpha)
 }
 
 /// Float64 reference of one direction: (h_seq [batch * steps, units], zero past each length;

@@ -920,5 +920,66 @@ fn lstm(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> 
     }
     t.close("time mean", &g.read_f32(&y)?, &want_y, 1e-6, 1e-5);
     t.close("time mean gradient", &g.read_f32(&dx)?, &want_dx, 1e-6, 1e-5);
+    attention_pool(g, rng, t)
+}
+
+/// Attention pooling against its float64 reference, its gradients (input and attention vector)
+/// against central differences of that reference, and its masking: more steps than a
+/// workgroup's 64 lanes, more channels than 64, an empty and a one-step sequence.
+fn attention_pool(g: &Gpu, rng: &mut SplitMix64, t: &mut Tally) -> Result<()> {
+    for (steps, ch, lengths) in [(130usize, 7usize, vec![130u32, 1, 0, 67]), (9, 70, vec![9, 5, 2])] {
+        let batch = lengths.len();
+        let what = format!("attention pooling {batch}x{steps}x{ch}");
+        let x = rand64(rng, batch * steps * ch);
+        let w = rand64(rng, ch);
+        let dy = rand64(rng, batch * ch);
+        let len_t = lstm_op::lengths_tensor(g, &lengths)?;
+        let run = |x: &[f64]| -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
+            let (tx, tw, tdy) = (up(g, x, &[batch * steps, ch])?, up(g, &w, &[ch])?, up(g, &dy, &[batch, ch])?);
+            let (y, alpha, dx, dscore) = (poisoned(g, &[batch, ch])?, poisoned(g, &[batch, steps])?, poisoned(g, &[batch * steps, ch])?, poisoned(g, &[batch, steps])?);
+            let mut step = g.step("selftest.attention_pool");
+            lstm_op::attention_pool(&mut step, batch, steps, ch, &tx, &tw, &len_t, &y, &alpha)?;
+            lstm_op::attention_pool_backward(&mut step, batch, steps, ch, &tx, &tw, &len_t, &alpha, &tdy, &dx, &dscore)?;
+            step.submit()?;
+            Ok((g.read_f32(&y)?, g.read_f32(&alpha)?, g.read_f32(&dx)?, g.read_f32(&dscore)?))
+        };
+        let (y, alpha, dx, dscore) = run(&x)?;
+        let (want_y, want_alpha) = lstm_op::attention_reference(&x, &w, &lengths, steps);
+        t.close(&format!("{what} output"), &y, &want_y, 1e-6, 1e-5);
+        t.close(&format!("{what} weights"), &alpha, &want_alpha, 1e-7, 1e-5);
+        // The loss sum(dy . y) differentiated numerically, in float64.
+        let loss = |x: &[f64], w: &[f64]| -> f64 { lstm_op::attention_reference(x, w, &lengths, steps).0.iter().zip(&dy).map(|(a, b)| a * b).sum() };
+        let h = 1e-5;
+        let fd = |i: usize, of_w: bool| -> f64 {
+            let (mut xp, mut xm, mut wp, mut wm) = (x.clone(), x.clone(), w.clone(), w.clone());
+            if of_w {
+                wp[i] += h;
+                wm[i] -= h;
+            } else {
+                xp[i] += h;
+                xm[i] -= h;
+            }
+            (loss(&xp, &wp) - loss(&xm, &wm)) / (2.0 * h)
+        };
+        let want_dx: Vec<f64> = (0..x.len()).map(|i| fd(i, false)).collect();
+        t.close(&format!("{what} input gradient vs central differences"), &dx, &want_dx, 1e-4, 1e-3);
+        // dw = dscore^T x, as the layer forms it.
+        let dw: Vec<f32> = (0..ch).map(|c| (0..batch * steps).map(|r| dscore[r] as f64 * x[r * ch + c]).sum::<f64>() as f32).collect();
+        let want_dw: Vec<f64> = (0..ch).map(|i| fd(i, true)).collect();
+        t.close(&format!("{what} attention-vector gradient vs central differences"), &dw, &want_dw, 1e-4, 1e-3);
+        // Garbage past each length changes nothing, bit for bit, and gets no gradient.
+        let mut garbage = x.clone();
+        for b in 0..batch {
+            for r in (b * steps + lengths[b] as usize)..(b + 1) * steps {
+                for c in 0..ch {
+                    garbage[r * ch + c] = 4.0 + rng.uniform(0.0, 5.0) as f64;
+                }
+            }
+        }
+        let (y2, alpha2, dx2, dscore2) = run(&garbage)?;
+        t.require(y2 == y && alpha2 == alpha && dscore2 == dscore, || format!("{what}: padding changed the output, the weights or the scores' gradient"));
+        let valid = |r: usize| r % steps < lengths[r / steps] as usize;
+        t.require(dx2 == dx && dx.chunks(ch).enumerate().all(|(r, v)| valid(r) || v.iter().all(|&g| g == 0.0)), || format!("{what}: padded steps got a gradient"));
+    }
     Ok(())
 }
