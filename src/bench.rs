@@ -454,15 +454,15 @@ pub struct TrainBenchResult {
 /// different mean): the wall time of unprofiled epochs, then the per-layer times of a profiled
 /// one.
 pub fn train_on(gpu: &Gpu, cfg: &TrainBenchConfig, precision: Precision) -> Result<TrainBenchResult> {
-    use crate::nn::{Architecture, Model};
+    use crate::nn::{Architecture, Model, TimePooling};
     use crate::train::{self, Dataset, TrainConfig};
     let classes = 7;
     let (frames, features) = (399, 59);
     let (arch, width) = match cfg.model {
         TrainBenchModel::Cnn => (Architecture::refined_cnn((59, 1), classes), 59),
         TrainBenchModel::Mlp => (Architecture::mlp((118, 1), classes, &[512, 256], 0.4, true), 118),
-        TrainBenchModel::Lstm => (Architecture::lstm((frames, features), classes, 64), frames * features),
-        TrainBenchModel::CnnLstm => (Architecture::cnn_lstm((frames, features), classes, 64), frames * features),
+        TrainBenchModel::Lstm => (Architecture::lstm((frames, features), classes, 64, TimePooling::Mean), frames * features),
+        TrainBenchModel::CnnLstm => (Architecture::cnn_lstm((frames, features), classes, 64, TimePooling::Mean), frames * features),
         TrainBenchModel::CnnFrames => (Architecture::refined_cnn((frames, features), classes), frames * features),
     };
     let noise = pseudo_random(cfg.samples * width, 7);

@@ -10,7 +10,7 @@ use crate::features::set::FeatureSet;
 use crate::gpu::Gpu;
 use crate::infer::{Classifier, Predictor};
 use crate::nn::checkpoint::{self, ModelMeta};
-use crate::nn::{Architecture, Model};
+use crate::nn::{Architecture, Model, TimePooling};
 use crate::ops::gemm::Precision;
 use crate::train::data::{self, Input, Labelled};
 use crate::train::forest::{Forest, ForestConfig};
@@ -47,7 +47,8 @@ pub enum ModelKind {
     /// bootstrap, sqrt(features) per node, Gini; --trees, --max-depth, --min-samples-leaf).
     Rf,
     /// Bidirectional LSTM over the frames (--input frames): LSTM(--lstm-units per direction,
-    /// whole sequence) -> mean over each clip's valid frames -> Dropout(0.3) -> Dense.
+    /// whole sequence) -> mean over each clip's valid frames (or attention: --time-pooling) ->
+    /// Dropout(0.3) -> Dense.
     Lstm,
     /// Two Conv1D(k5)-BatchNorm-MaxPool(2) blocks (64, 128 filters) over the frames, then the
     /// lstm model's head (--input frames). Masking is exact from the LSTM on; the convolutions
@@ -128,6 +129,8 @@ pub struct ModelConfig {
     pub rf_bins: usize,
     /// Units per direction of the lstm and cnn-lstm models' LSTM.
     pub lstm_units: usize,
+    /// How the lstm and cnn-lstm models pool their steps (the mean, as the study's).
+    pub time_pooling: TimePooling,
     /// Hidden layer widths, dropout and batch normalisation of the MLP.
     pub hidden: Vec<usize>,
     pub dropout: f32,
@@ -151,6 +154,7 @@ impl Default for ModelConfig {
             min_samples_leaf: 1,
             rf_bins: 64,
             lstm_units: 64,
+            time_pooling: TimePooling::Mean,
             hidden: vec![512, 256],
             dropout: 0.4,
             batch_norm: false,
@@ -168,8 +172,8 @@ impl ModelConfig {
             ModelKind::Lstm | ModelKind::CnnLstm if input != Input::Frames => {
                 bail!("--model {}: recurrent models read frame sequences; add --input frames", self.kind.name())
             }
-            ModelKind::Lstm => Architecture::lstm(input_shape, classes, self.lstm_units),
-            ModelKind::CnnLstm => Architecture::cnn_lstm(input_shape, classes, self.lstm_units),
+            ModelKind::Lstm => Architecture::lstm(input_shape, classes, self.lstm_units, self.time_pooling),
+            ModelKind::CnnLstm => Architecture::cnn_lstm(input_shape, classes, self.lstm_units, self.time_pooling),
             k => bail!("--model {}: not a network trained by gradients", k.name()),
         })
     }

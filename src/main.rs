@@ -290,6 +290,10 @@ struct TrainArgs {
     /// Units per direction of the lstm and cnn-lstm models' LSTM.
     #[arg(long, default_value_t = defaults().model.lstm_units, value_parser = ranged::<usize>(1, ser::ops::lstm::MAX_UNITS))]
     lstm_units: usize,
+    /// How the lstm and cnn-lstm models pool their steps: the mean over valid steps (the
+    /// study's) or attention (a learned softmax weighting of them).
+    #[arg(long, value_enum, default_value_t = defaults().model.time_pooling)]
+    time_pooling: ser::nn::TimePooling,
     /// Hidden layer widths of the MLP.
     #[arg(long, value_delimiter = ',', default_values_t = defaults().model.hidden, value_parser = ranged::<usize>(1, 1 << 16))]
     hidden: Vec<usize>,
@@ -424,6 +428,7 @@ impl TrainArgs {
                 min_samples_leaf: self.min_samples_leaf,
                 rf_bins: self.rf_bins,
                 lstm_units: self.lstm_units,
+                time_pooling: self.time_pooling,
                 hidden: self.hidden.clone(),
                 dropout: self.dropout,
                 batch_norm: self.batch_norm,

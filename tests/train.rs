@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Rng, gpu};
-use ser::nn::{Architecture, Layer, Model};
+use ser::nn::{Architecture, Layer, Model, TimePooling};
 use ser::ops::gemm::Precision;
 use ser::train::{self, Dataset, TrainConfig};
 
@@ -555,10 +555,13 @@ fn an_lstm_learns_which_tone_came_first_which_time_averages_cannot() {
         let logits = train::predict(g, &model, &v, 64).unwrap();
         (train::loss_and_accuracy(&logits, &v.y, 2).1, log, logits)
     };
-    let (acc, log, logits) = run(&Architecture::lstm((24, 2), 2, 16), &|d| d.clone());
+    let (acc, log, logits) = run(&Architecture::lstm((24, 2), 2, 16, TimePooling::Mean), &|d| d.clone());
     assert!(acc >= 0.95, "lstm validation accuracy {acc:.3} (chance 0.5); losses {:?}", log.iter().map(|e| e.loss).collect::<Vec<_>>());
+    // With attention pooling too.
+    let (acc_attention, log_attention, _) = run(&Architecture::lstm((24, 2), 2, 16, TimePooling::Attention), &|d| d.clone());
+    assert!(acc_attention >= 0.95, "lstm with attention pooling: validation accuracy {acc_attention:.3}; losses {:?}", log_attention.iter().map(|e| e.loss).collect::<Vec<_>>());
     // The same seed gives the same numbers, bit for bit.
-    let (_, log2, logits2) = run(&Architecture::lstm((24, 2), 2, 16), &|d| d.clone());
+    let (_, log2, logits2) = run(&Architecture::lstm((24, 2), 2, 16, TimePooling::Mean), &|d| d.clone());
     assert_eq!(logits, logits2);
     assert_eq!(log.iter().map(|e| e.loss).collect::<Vec<_>>(), log2.iter().map(|e| e.loss).collect::<Vec<_>>());
     // The time means (what the refined CNN reads as its input vector) leave it at chance.
@@ -591,7 +594,8 @@ fn sequence_batches_cut_after_their_longest_clip_give_the_padded_batchs_logits()
         d.y.push((i % 3) as u32);
         d.lengths.push(len as u32);
     }
-    for arch in [Architecture::lstm((steps, channels), 3, 8), Architecture::cnn_lstm((steps, channels), 3, 8)] {
+    let pooled = |p| [Architecture::lstm((steps, channels), 3, 8, p), Architecture::cnn_lstm((steps, channels), 3, 8, p)];
+    for arch in pooled(TimePooling::Mean).into_iter().chain(pooled(TimePooling::Attention)) {
         assert!(arch.takes_shorter_batches());
         let model = Model::new(g, &arch, 4).unwrap();
         // train::predict cuts each batch to 16 steps; the whole batch padded to 40 goes in here.
@@ -629,4 +633,53 @@ fn sequence_batches_cut_after_their_longest_clip_give_the_padded_batchs_logits()
     let mut step = g.step("test");
     let err = model.logits(&mut step, &x, None, 2).expect_err("a 16-step batch for a 40-step flat model").to_string();
     assert!(err.contains("is not [2, 40, 3]"), "{err}");
+}
+
+/// The attention layer's whole backward inside a model (the kernels' score gradient, then the
+/// GEMM that sums it into dw): Adam's first step moves each weight by lr against the sign of its
+/// gradient, which must be the sign of the loss's central difference.
+#[test]
+fn attention_poolings_first_adam_step_follows_the_loss_gradient() {
+    let g = &gpu().gpu;
+    let mut rng = Rng::new(common::fresh_seed("attention-step"));
+    let (steps, ch, n, classes) = (12usize, 5usize, 9usize, 3usize);
+    let arch = Architecture { input: (steps, ch), layers: vec![Layer::AttentionPool, Layer::Dense { units: classes, relu: false }] };
+    let lengths: Vec<u32> = (0..n).map(|i| [12, 1, 7, 3, 12, 5, 9, 2, 11][i]).collect();
+    let x: Vec<f32> = (0..n * steps * ch).map(|e| if ((e / ch) % steps) < lengths[e / ch / steps] as usize { rng.uniform(-2.0, 2.0) } else { 0.0 }).collect();
+    let y: Vec<u32> = (0..n).map(|i| (i % classes) as u32).collect();
+    let mut model = Model::new(g, &arch, 8).unwrap();
+    let tx = g.upload_f32(&x, &[n, steps * ch]).unwrap();
+    let vector = |m: &Model| m.params().into_iter().find(|p| p.name.ends_with("attention.vector")).expect("the attention vector").value.clone();
+    let w0 = g.read_f32(&vector(&model)).unwrap();
+    let loss = |m: &Model, w: &[f32]| -> f64 {
+        g.write(&vector(m), w).unwrap();
+        let mut step = g.step("test");
+        let logits = m.logits(&mut step, &tx, Some(&lengths), n).unwrap();
+        step.submit().unwrap();
+        train::loss_and_accuracy(&g.read_f32(&logits).unwrap(), &y, classes).0
+    };
+    let h = 1e-2f32;
+    let fd: Vec<f64> = (0..ch)
+        .map(|i| {
+            let (mut up, mut down) = (w0.clone(), w0.clone());
+            up[i] += h;
+            down[i] -= h;
+            (loss(&model, &up) - loss(&model, &down)) / (2.0 * h as f64)
+        })
+        .collect();
+    g.write(&vector(&model), &w0).unwrap();
+    let labels = g.upload(&y, &[n], ser::gpu::DType::U32).unwrap();
+    let weights = g.upload_f32(&vec![1.0; classes], &[classes]).unwrap();
+    let mut step = g.step("test");
+    model.train_step(&mut step, &tx, Some(&lengths), &labels, &weights, 1).unwrap();
+    step.submit().unwrap();
+    let w1 = g.read_f32(&vector(&model)).unwrap();
+    let mut checked = 0;
+    for i in 0..ch {
+        if fd[i].abs() > 1e-3 {
+            checked += 1;
+            assert_eq!((w0[i] - w1[i]).signum(), fd[i].signum() as f32, "weight {i}: moved {} with a loss slope of {}", w1[i] - w0[i], fd[i]);
+        }
+    }
+    assert!(checked >= 3, "slopes {fd:?}");
 }

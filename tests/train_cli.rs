@@ -475,11 +475,14 @@ fn recurrent_models_train_on_frames_save_evaluate_and_resume() {
         let model = dir.join(format!("{kind}.safetensors"));
         // The LSTM with gradients clipped by global norm (recorded, and kept by --resume).
         let clip = if kind == "lstm" { "1" } else { "0" };
-        let o = ser().args(["train", "--model", kind, "--input", "frames", "--lstm-units", "16", "--epochs", "12", "--lr", "3e-3", "--clip-norm", clip, "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(&model).output().unwrap();
+        // The CNN+LSTM pools its steps by attention (saved, evaluated, predicted, resumed alike).
+        let pooling = if kind == "lstm" { "mean" } else { "attention" };
+        let o = ser().args(["train", "--model", kind, "--input", "frames", "--lstm-units", "16", "--epochs", "12", "--lr", "3e-3", "--clip-norm", clip, "--time-pooling", pooling, "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(&model).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{kind}: {err}");
         let r = training_record(&model);
         assert_eq!(r["clip_norm"].as_f64(), Some(clip.parse().unwrap()), "{kind}: {r}");
+        assert_eq!(r["run"]["model"]["time_pooling"].as_str(), Some(pooling), "{kind}: {r}");
         // The synthetic classes differ in every frame: a recurrent model finds them.
         assert!(r["test_accuracy"].as_f64().unwrap() > 0.8, "{kind}: {r}");
         let e = ser().args(["eval", "--model"]).arg(&model).arg("--features").arg(&features).arg("--json").output().unwrap();
@@ -497,6 +500,7 @@ fn recurrent_models_train_on_frames_save_evaluate_and_resume() {
         let o = ser().args(["train", "--epochs", "14", "--drop", "disgust", "--features"]).arg(&features).arg("--resume").arg(&model).arg("--out").arg(&resumed).output().unwrap();
         assert!(o.status.success(), "{kind} resume: {}", String::from_utf8_lossy(&o.stderr));
         assert_eq!(training_record(&resumed)["clip_norm"].as_f64(), Some(clip.parse().unwrap()), "{kind}: the resumed run's clipping");
+        assert_eq!(training_record(&resumed)["run"]["model"]["time_pooling"].as_str(), Some(pooling), "{kind}: the resumed run's pooling");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -47,6 +47,30 @@ pub enum Layer {
     Lstm { units: usize, bidirectional: bool, sequences: bool },
     /// The mean over each sequence's valid steps: [length, channels] -> [1, channels].
     TimeMean,
+    /// Attention pooling over each sequence's valid steps (Mirsamadi et al. 2017): weights
+    /// softmax(w . x_t) with a trained vector w, then the weighted sum: [length, channels] ->
+    /// [1, channels].
+    AttentionPool,
+}
+
+/// How a sequence model reduces its steps to one vector before the classifier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum TimePooling {
+    /// The mean over the valid steps (the study's models).
+    #[default]
+    Mean,
+    /// A learned softmax weighting of the valid steps.
+    Attention,
+}
+
+impl TimePooling {
+    fn layer(self) -> Layer {
+        match self {
+            TimePooling::Mean => Layer::TimeMean,
+            TimePooling::Attention => Layer::AttentionPool,
+        }
+    }
 }
 
 /// The most values one model tensor (a weight, or one example's activation) may hold: 2^28
@@ -74,6 +98,7 @@ impl Layer {
             Layer::RbfKernel { .. } => "rbf_kernel",
             Layer::Lstm { .. } => "lstm",
             Layer::TimeMean => "time_mean",
+            Layer::AttentionPool => "attention_pool",
         }
     }
 
@@ -136,11 +161,12 @@ impl Architecture {
     }
 
     /// The study's LSTM over frame sequences: a bidirectional LSTM of `units` per direction
-    /// returning its sequence, the mean over valid steps, Dropout(0.3), Dense(classes).
-    pub fn lstm(input: (usize, usize), classes: usize, units: usize) -> Architecture {
+    /// returning its sequence, the pooling over valid steps (the mean, or attention),
+    /// Dropout(0.3), Dense(classes).
+    pub fn lstm(input: (usize, usize), classes: usize, units: usize, pooling: TimePooling) -> Architecture {
         let layers = vec![
             Layer::Lstm { units, bidirectional: true, sequences: true },
-            Layer::TimeMean,
+            pooling.layer(),
             Layer::Dropout { rate: 0.3 },
             Layer::Dense { units: classes, relu: false },
         ];
@@ -150,14 +176,14 @@ impl Architecture {
     /// The study's CNN+LSTM: two Conv1D(k5, same, ReLU) -> BatchNorm -> MaxPool(2) blocks of
     /// 64 and 128 filters over the frames (a quarter of the steps), then the LSTM head of
     /// [`Architecture::lstm`].
-    pub fn cnn_lstm(input: (usize, usize), classes: usize, units: usize) -> Architecture {
+    pub fn cnn_lstm(input: (usize, usize), classes: usize, units: usize, pooling: TimePooling) -> Architecture {
         let mut layers = Vec::new();
         for filters in [64, 128] {
             layers.push(Layer::Conv1d { filters, kernel: 5, same: true, relu: true });
             layers.push(Layer::BatchNorm);
             layers.push(Layer::MaxPool { size: 2, stride: 2 });
         }
-        layers.extend(Architecture::lstm(input, classes, units).layers);
+        layers.extend(Architecture::lstm(input, classes, units, pooling).layers);
         Architecture { input, layers }
     }
 
@@ -195,7 +221,7 @@ impl Architecture {
         }
         for layer in &self.layers {
             match layer {
-                Layer::Lstm { sequences: false, .. } | Layer::TimeMean => return true,
+                Layer::Lstm { sequences: false, .. } | Layer::TimeMean | Layer::AttentionPool => return true,
                 // A valid convolution's output steps depend on where the input ends.
                 Layer::Conv1d { same: false, .. } => return false,
                 Layer::Flatten | Layer::Dense { .. } | Layer::RandomFourier { .. } | Layer::RbfKernel { .. } => return false,
@@ -213,7 +239,7 @@ impl Architecture {
 
     /// Whether any layer reads the sequence lengths.
     pub fn uses_lengths(&self) -> bool {
-        self.layers.iter().any(|l| matches!(l, Layer::Lstm { .. } | Layer::TimeMean))
+        self.layers.iter().any(|l| matches!(l, Layer::Lstm { .. } | Layer::TimeMean | Layer::AttentionPool))
     }
 
     /// Flatten -> `fixed` (a kernel layer) -> Dense(classes).
@@ -257,7 +283,7 @@ impl Architecture {
                 Layer::MaxPool { size, stride } => (PoolShape::new(1, l, c, size, stride)?.l_out, c),
                 Layer::Flatten => (1, l * c),
                 Layer::Lstm { units, sequences, .. } => (if sequences { l } else { 1 }, layer.directions() * units),
-                Layer::TimeMean => (1, c),
+                Layer::TimeMean | Layer::AttentionPool => (1, c),
                 Layer::Dense { units: out, .. } | Layer::RandomFourier { features: out, .. } | Layer::RbfKernel { centres: out, .. } => {
                     if l != 1 {
                         bail!("layer {i}: {layer:?} needs a flat input; add a Flatten before it");
@@ -284,6 +310,7 @@ impl Architecture {
                 Layer::Conv1d { filters, kernel, .. } => kernel * c * filters,
                 Layer::Dense { units, .. } | Layer::RandomFourier { features: units, .. } | Layer::RbfKernel { centres: units, .. } => c * units,
                 Layer::Lstm { units, .. } => layer.directions() * (c + units + 1) * 4 * units,
+                Layer::AttentionPool => *c,
                 _ => 0,
             };
             total = total.checked_add(n).context("the architecture's weights overflow a count")?;

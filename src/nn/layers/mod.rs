@@ -1,7 +1,7 @@
 //! The layers of a built model, one implementation per layer kind, each owning its parameters
 //! (and fixed tensors), its forward and its backward in one place: affine (Conv1d, Dense), norm
 //! (BatchNorm), shape (MaxPool, Dropout, Flatten), fixed (RandomFourier, RbfKernel) and
-//! recurrent (Lstm, TimeMean). [`super::Layer`] is the serialisable specification; [`build`]
+//! recurrent (Lstm, TimeMean, AttentionPool). [`super::Layer`] is the serialisable specification; [`build`]
 //! is the one place that turns a specification into its implementation.
 
 mod affine;
@@ -109,6 +109,7 @@ pub(crate) fn build(gpu: &Gpu, i: usize, layer: &Layer, input: (usize, usize), i
         Layer::RbfKernel { centres, gamma } => Box::new(fixed::RbfKernel::new(gpu, i, l * c, centres, gamma)?),
         Layer::Lstm { units, bidirectional, sequences } => Box::new(recurrent::Lstm::new(gpu, i, c, units, bidirectional, sequences, init)?),
         Layer::TimeMean => Box::new(recurrent::TimeMean),
+        Layer::AttentionPool => Box::new(recurrent::AttentionPool::new(gpu, i, c, init)?),
     })
 }
 

@@ -1,10 +1,11 @@
 //! The LSTM over the length axis (ops::lstm: one or two directions, the whole sequence or the
-//! last state) and the mean over each sequence's valid steps. Keras's initialisation: Glorot
+//! last state) and the poolings over each sequence's valid steps (the mean, attention). Keras's initialisation: Glorot
 //! uniform input kernel, orthogonal recurrent kernel, zero bias but 1 for the forget gate.
 
 use super::{BuiltLayer, Init, Pass, Saved, saved};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::{Param, param};
+use crate::ops::gemm::{self, GemmOptions};
 use crate::ops::lstm::{self, LstmKernel, LstmSaved, LstmShape, LstmWeights};
 use anyhow::Result;
 
@@ -114,5 +115,56 @@ impl BuiltLayer for TimeMean {
         let dx = p.step.gpu().empty(&[p.batch * l, c], DType::F32)?;
         lstm::time_mean_backward(p.step, p.batch, l, c, &dy.reshape(&[p.batch, c]), &lengths, &dx)?;
         Ok((Some(dx), vec![]))
+    }
+}
+
+/// [length, channels] -> [1, channels]: attention pooling over each sequence's valid steps,
+/// with its trained score vector w [channels] (Glorot uniform, as a Keras Dense(1) would be).
+pub(crate) struct AttentionPool {
+    w: Param,
+}
+
+struct AttentionKept {
+    x: Tensor,
+    lengths: Tensor,
+    alpha: Tensor,
+}
+
+impl AttentionPool {
+    pub fn new(gpu: &Gpu, i: usize, channels: usize, init: &mut Init) -> Result<AttentionPool> {
+        let w = init.glorot(channels, channels, 1);
+        Ok(AttentionPool { w: param(gpu, format!("{i}.attention.vector"), &w, &[channels])? })
+    }
+}
+
+impl BuiltLayer for AttentionPool {
+    fn params(&self) -> Vec<&Param> {
+        vec![&self.w]
+    }
+
+    fn reads_lengths(&self) -> bool {
+        true
+    }
+
+    fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
+        let gpu = p.step.gpu();
+        let (l, c) = p.input;
+        let lengths = p.lengths.clone().expect("sequence layers get lengths");
+        let x = x.reshape(&[p.batch * l, c]);
+        let (y, alpha) = (gpu.empty(&[p.batch, c], DType::F32)?, gpu.empty(&[p.batch, l], DType::F32)?);
+        lstm::attention_pool(p.step, p.batch, l, c, &x, &self.w.value, &lengths, &y, &alpha)?;
+        Ok((y, Box::new(AttentionKept { x, lengths, alpha })))
+    }
+
+    fn backward(&self, p: &mut Pass, s: Saved, dy: &Tensor, _need_dx: bool) -> Result<(Option<Tensor>, Vec<Tensor>)> {
+        let AttentionKept { x, lengths, alpha } = *saved::<AttentionKept>(s);
+        let gpu = p.step.gpu();
+        let (l, c) = p.input;
+        let (dx, dscore) = (gpu.empty(&[p.batch * l, c], DType::F32)?, gpu.empty(&[p.batch, l], DType::F32)?);
+        lstm::attention_pool_backward(p.step, p.batch, l, c, &x, &self.w.value, &lengths, &alpha, &dy.reshape(&[p.batch, c]), &dx, &dscore)?;
+        // dw = sum over examples and steps of dscore_t x_t: one row times the whole sequence.
+        let dw = gpu.empty(&[1, c], DType::F32)?;
+        gemm::gemm(p.step, &dscore.reshape(&[1, p.batch * l]), &x, None, &dw, &GemmOptions::default())?;
+        Ok((Some(dx), vec![dw.reshape(&[c])]))
     }
 }
