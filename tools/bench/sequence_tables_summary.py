@@ -29,6 +29,9 @@ for name in sorted(os.listdir(out)):
     if not name.endswith(".log"):
         continue
     tag, _, kind = name[:-4].rpartition("-")
+    # Only the runs' logs (MODEL[-norm]-seedS, -foldK, -actors), not the driver's own.
+    if not tag or not (kind.startswith("seed") or kind.startswith("fold") or kind == "actors"):
+        continue
     text = open(os.path.join(out, name)).read()
     row = rows.setdefault(tag, {"acc": [], "f1": [], "fold_acc": [], "fold_f1": [], "folds_done": False})
     folds = {}
