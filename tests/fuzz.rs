@@ -251,8 +251,17 @@ fn seed_models(g: &ser::gpu::Gpu) -> Vec<Vec<u8>> {
     let dir = std::env::temp_dir().join(format!("ser-fuzz-seeds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut out = Vec::new();
-    for (kind, input) in [(ModelKind::Knn, Input::Stats), (ModelKind::Svm, Input::Stats), (ModelKind::Rf, Input::Stats), (ModelKind::Krr, Input::Stats), (ModelKind::Lstm, Input::Frames)] {
-        let cfg = RunConfig { model: ModelConfig { kind, trees: 5, lstm_units: 4, ..Default::default() }, input, epochs: 1, ..Default::default() };
+    // The sequence models with both poolings (attention has a trained vector of its own).
+    let (mean, attention) = (ser::nn::TimePooling::Mean, ser::nn::TimePooling::Attention);
+    for (kind, input, time_pooling) in [
+        (ModelKind::Knn, Input::Stats, mean),
+        (ModelKind::Svm, Input::Stats, mean),
+        (ModelKind::Rf, Input::Stats, mean),
+        (ModelKind::Krr, Input::Stats, mean),
+        (ModelKind::Lstm, Input::Frames, attention),
+        (ModelKind::CnnLstm, Input::Frames, mean),
+    ] {
+        let cfg = RunConfig { model: ModelConfig { kind, trees: 5, lstm_units: 4, time_pooling, ..Default::default() }, input, epochs: 1, ..Default::default() };
         let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {} };
         let (train_all, test) = experiment::test_split(&run).unwrap();
         let (predictor, _) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();

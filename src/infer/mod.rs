@@ -120,6 +120,11 @@ impl Predictor {
         let mut mean = vec![vec![0f32; k]; data.len()];
         for model in models {
             let logits = train::predict(gpu, model, data, 256)?;
+            // Finite weights can still overflow (a damaged file with a weight of 1e38): an
+            // infinite logit would come out as a NaN probability, or a label, silently.
+            if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
+                bail!("the model's output for clip {} is {}: its weights overflow on this input (is the model file damaged?)", i / k.max(1), logits[i]);
+            }
             for (row, p) in mean.iter_mut().zip(train::softmax_rows(&logits, k)) {
                 for (m, v) in row.iter_mut().zip(p) {
                     *m += v / models.len() as f32;
