@@ -934,16 +934,17 @@ fn attention_pool(g: &Gpu, rng: &mut SplitMix64, t: &mut Tally) -> Result<()> {
         let w = rand64(rng, ch);
         let dy = rand64(rng, batch * ch);
         let len_t = lstm_op::lengths_tensor(g, &lengths)?;
-        let run = |x: &[f64]| -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
+        // (output, weights, input gradient, scores' gradient)
+        let run = |x: &[f64]| -> Result<[Vec<f32>; 4]> {
             let (tx, tw, tdy) = (up(g, x, &[batch * steps, ch])?, up(g, &w, &[ch])?, up(g, &dy, &[batch, ch])?);
             let (y, alpha, dx, dscore) = (poisoned(g, &[batch, ch])?, poisoned(g, &[batch, steps])?, poisoned(g, &[batch * steps, ch])?, poisoned(g, &[batch, steps])?);
             let mut step = g.step("selftest.attention_pool");
             lstm_op::attention_pool(&mut step, batch, steps, ch, &tx, &tw, &len_t, &y, &alpha)?;
             lstm_op::attention_pool_backward(&mut step, batch, steps, ch, &tx, &tw, &len_t, &alpha, &tdy, &dx, &dscore)?;
             step.submit()?;
-            Ok((g.read_f32(&y)?, g.read_f32(&alpha)?, g.read_f32(&dx)?, g.read_f32(&dscore)?))
+            Ok([g.read_f32(&y)?, g.read_f32(&alpha)?, g.read_f32(&dx)?, g.read_f32(&dscore)?])
         };
-        let (y, alpha, dx, dscore) = run(&x)?;
+        let [y, alpha, dx, dscore] = run(&x)?;
         let (want_y, want_alpha) = lstm_op::attention_reference(&x, &w, &lengths, steps);
         t.close(&format!("{what} output"), &y, &want_y, 1e-6, 1e-5);
         t.close(&format!("{what} weights"), &alpha, &want_alpha, 1e-7, 1e-5);
@@ -969,14 +970,14 @@ fn attention_pool(g: &Gpu, rng: &mut SplitMix64, t: &mut Tally) -> Result<()> {
         t.close(&format!("{what} attention-vector gradient vs central differences"), &dw, &want_dw, 1e-4, 1e-3);
         // Garbage past each length changes nothing, bit for bit, and gets no gradient.
         let mut garbage = x.clone();
-        for b in 0..batch {
-            for r in (b * steps + lengths[b] as usize)..(b + 1) * steps {
+        for (b, &len) in lengths.iter().enumerate() {
+            for r in (b * steps + len as usize)..(b + 1) * steps {
                 for c in 0..ch {
                     garbage[r * ch + c] = 4.0 + rng.uniform(0.0, 5.0) as f64;
                 }
             }
         }
-        let (y2, alpha2, dx2, dscore2) = run(&garbage)?;
+        let [y2, alpha2, dx2, dscore2] = run(&garbage)?;
         t.require(y2 == y && alpha2 == alpha && dscore2 == dscore, || format!("{what}: padding changed the output, the weights or the scores' gradient"));
         let valid = |r: usize| r % steps < lengths[r / steps] as usize;
         t.require(dx2 == dx && dx.chunks(ch).enumerate().all(|(r, v)| valid(r) || v.iter().all(|&g| g == 0.0)), || format!("{what}: padded steps got a gradient"));
