@@ -816,7 +816,7 @@ fn features(args: FeaturesArgs) -> Result<()> {
     gpu.set_profiling(args.profile);
     let (set, report) = corpus::build(&gpu, &args.data, &args.selection.selection(), &cfg, &args.build.options())?;
     set.write(&args.out)?;
-    let copies = set.clips.iter().filter(|c| c.speed.is_some()).count();
+    let copies = set.speed_copies();
     eprintln!(
         "{}: {} clips{} x {} frames (max) x {} features on {}{}",
         args.out.display(),
@@ -966,14 +966,15 @@ fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &RunConfig) -> Resu
 
 fn eval(args: EvalArgs) -> Result<()> {
     use ser::train::report;
+    // Refused before any device or model is opened.
+    if !args.build.speed_copies.is_empty() {
+        anyhow::bail!("--speed-copies: augmented copies only ever train; ser eval scores the original clips (leave the flag out)");
+    }
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
     let models: Vec<ser::infer::Predictor> = match args.model.as_slice() {
         [] => vec![ser::infer::load_model(&gpu, None)?],
         paths => paths.iter().map(|m| ser::infer::load_model(&gpu, Some(m))).collect::<Result<_>>()?,
     };
-    if !args.build.speed_copies.is_empty() {
-        anyhow::bail!("--speed-copies: augmented copies only ever train; ser eval scores the original clips (leave the flag out)");
-    }
     let p = &models[0];
     for (m, path) in models.iter().zip(&args.model).skip(1) {
         if m.meta.classes != p.meta.classes || m.meta.features != p.meta.features {
@@ -998,7 +999,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     };
     let (mut clips, mut labels, mut other) = (Vec::new(), Vec::new(), 0);
     // Augmented copies (--speed-copies) are training material, never scored.
-    let copies = set.clips.iter().filter(|c| c.speed.is_some()).count();
+    let copies = set.speed_copies();
     for (i, c) in set.clips.iter().enumerate().filter(|(_, c)| c.speed.is_none()) {
         match c.emotion.and_then(|e| p.meta.classes.iter().position(|k| *k == e)) {
             Some(k) => {

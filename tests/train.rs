@@ -644,7 +644,7 @@ fn attention_poolings_first_adam_step_follows_the_loss_gradient() {
     let mut rng = Rng::new(common::fresh_seed("attention-step"));
     let (steps, ch, n, classes) = (12usize, 5usize, 9usize, 3usize);
     let arch = Architecture { input: (steps, ch), layers: vec![Layer::AttentionPool, Layer::Dense { units: classes, relu: false }] };
-    let lengths: Vec<u32> = (0..n).map(|i| [12, 1, 7, 3, 12, 5, 9, 2, 11][i]).collect();
+    let lengths: Vec<u32> = vec![12, 1, 7, 3, 12, 5, 9, 2, 11];
     let x: Vec<f32> = (0..n * steps * ch).map(|e| if ((e / ch) % steps) < lengths[e / ch / steps] as usize { rng.uniform(-2.0, 2.0) } else { 0.0 }).collect();
     let y: Vec<u32> = (0..n).map(|i| (i % classes) as u32).collect();
     let mut model = Model::new(g, &arch, 8).unwrap();

@@ -99,6 +99,11 @@ impl FeatureSet {
     }
 
     /// False after `drop_frames`.
+    /// How many of the clips are augmented copies (`ClipInfo::speed`).
+    pub fn speed_copies(&self) -> usize {
+        self.clips.iter().filter(|c| c.speed.is_some()).count()
+    }
+
     pub fn has_frames(&self) -> bool {
         self.t_max >= self.lengths.iter().copied().max().unwrap_or(0) as usize
     }

@@ -295,7 +295,8 @@ impl GemmDims {
 
     /// Whether every row of A and B (as stored) is whole vec4s: K a multiple of 4, and M where
     /// A is transposed, N where B is not. The vec4 kernels need it (else they run as reg4x4)
-    /// and the tile family loads vectors only then, so a kernel's speed class depends on it.
+    /// and the tile family then loads both operands as vectors (otherwise one or none), so a
+    /// kernel's speed class depends on it.
     pub fn vector_aligned(&self, o: &GemmOptions) -> bool {
         self.k.is_multiple_of(4) && (!o.trans_a || self.m.is_multiple_of(4)) && (o.trans_b || self.n.is_multiple_of(4))
     }

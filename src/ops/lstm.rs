@@ -112,6 +112,12 @@ struct TimePoolParams {
     _pad: u32,
 }
 
+impl TimePoolParams {
+    fn new(batch: usize, steps: usize, channels: usize) -> TimePoolParams {
+        TimePoolParams { batch: batch as u32, steps: steps as u32, channels: channels as u32, _pad: 0 }
+    }
+}
+
 /// One direction of one LSTM layer on a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LstmShape {
@@ -317,7 +323,7 @@ pub fn weight_gradients(step: &mut Step, s: &LstmShape, x: &Tensor, h_prev: &Ten
 pub fn time_mean(step: &mut Step, batch: usize, steps: usize, channels: usize, x: &Tensor, lengths: &Tensor, y: &Tensor) -> Result<()> {
     expect(x, batch * steps * channels, "the sequence")?;
     expect(y, batch * channels, "the mean")?;
-    let p = TimePoolParams { batch: batch as u32, steps: steps as u32, channels: channels as u32, _pad: 0 };
+    let p = TimePoolParams::new(batch, steps, channels);
     step.dispatch(&MEAN, &[], &[x, lengths, y], bytemuck::bytes_of(&p), [super::groups(batch * channels, 64)?, 1, 1], "lstm.time_mean")
 }
 
@@ -326,7 +332,7 @@ pub fn time_mean(step: &mut Step, batch: usize, steps: usize, channels: usize, x
 pub fn time_mean_backward(step: &mut Step, batch: usize, steps: usize, channels: usize, dy: &Tensor, lengths: &Tensor, dx: &Tensor) -> Result<()> {
     expect(dy, batch * channels, "the mean's gradient")?;
     expect(dx, batch * steps * channels, "the sequence's gradient")?;
-    let p = TimePoolParams { batch: batch as u32, steps: steps as u32, channels: channels as u32, _pad: 0 };
+    let p = TimePoolParams::new(batch, steps, channels);
     step.dispatch(&MEAN_BACKWARD, &[], &[dy, lengths, dx], bytemuck::bytes_of(&p), [super::groups(batch * steps * channels, 64)?, 1, 1], "lstm.time_mean_backward")
 }
 
@@ -337,15 +343,14 @@ fn attention_iterations(steps: usize, channels: usize) -> usize {
 }
 
 /// Checks the shapes of attention pooling, and on CPU adapters that no invocation would pass
-/// llvmpipe's loop limit (it stops an invocation's loops after 65,535 iterations in all).
+/// llvmpipe's loop limit.
 fn check_attention(step: &Step, batch: usize, steps: usize, channels: usize) -> Result<TimePoolParams> {
-    if step.gpu().is_cpu() && attention_iterations(steps, channels) > 60_000 {
-        bail!("attention pooling over {steps} steps of {channels} channels: too long for one workgroup on a CPU adapter (llvmpipe's loop limit); use time-mean pooling or shorter clips");
-    }
+    let what = format!("attention pooling over {steps} steps of {channels} channels (one workgroup per clip; --time-pooling mean has no such bound)");
+    super::check_loop_budget(step.gpu(), attention_iterations(steps, channels), &what)?;
     if batch == 0 {
         bail!("attention pooling: an empty batch");
     }
-    Ok(TimePoolParams { batch: batch as u32, steps: steps as u32, channels: channels as u32, _pad: 0 })
+    Ok(TimePoolParams::new(batch, steps, channels))
 }
 
 /// Attention pooling (Mirsamadi et al. 2017): scores s_t = w . x_t over each sequence's valid

@@ -1,8 +1,9 @@
 //! The layers of a built model, one implementation per layer kind, each owning its parameters
 //! (and fixed tensors), its forward and its backward in one place: affine (Conv1d, Dense), norm
 //! (BatchNorm), shape (MaxPool, Dropout, Flatten), fixed (RandomFourier, RbfKernel) and
-//! recurrent (Lstm, TimeMean, AttentionPool). [`super::Layer`] is the serialisable specification; [`build`]
-//! is the one place that turns a specification into its implementation.
+//! recurrent (Lstm, TimeMean, AttentionPool). [`super::Layer`] is the serialisable
+//! specification; [`build`] is the one place that turns a specification into its
+//! implementation.
 
 mod affine;
 mod fixed;

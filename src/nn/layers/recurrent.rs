@@ -1,6 +1,7 @@
 //! The LSTM over the length axis (ops::lstm: one or two directions, the whole sequence or the
-//! last state) and the poolings over each sequence's valid steps (the mean, attention). Keras's initialisation: Glorot
-//! uniform input kernel, orthogonal recurrent kernel, zero bias but 1 for the forget gate.
+//! last state) and the poolings over each sequence's valid steps (the mean, attention).
+//! Keras's initialisation: Glorot uniform input kernel, orthogonal recurrent kernel, zero bias
+//! but 1 for the forget gate.
 
 use super::{BuiltLayer, Init, Pass, Saved, saved};
 use crate::gpu::{DType, Gpu, Tensor};
