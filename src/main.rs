@@ -965,7 +965,6 @@ fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &RunConfig) -> Resu
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    use ser::train::report;
     // Refused before any device or model is opened.
     if !args.build.speed_copies.is_empty() {
         anyhow::bail!("--speed-copies: augmented copies only ever train; ser eval scores the original clips (leave the flag out)");
@@ -997,54 +996,24 @@ fn eval(args: EvalArgs) -> Result<()> {
         }
         (None, None) => anyhow::bail!("give --data DIR or --features FILE"),
     };
-    let (mut clips, mut labels, mut other) = (Vec::new(), Vec::new(), 0);
-    // Augmented copies (--speed-copies) are training material, never scored.
-    let copies = set.speed_copies();
-    for (i, c) in set.clips.iter().enumerate().filter(|(_, c)| c.speed.is_none()) {
-        match c.emotion.and_then(|e| p.meta.classes.iter().position(|k| *k == e)) {
-            Some(k) => {
-                clips.push(i);
-                labels.push(k as u32);
-            }
-            None => other += 1,
-        }
-    }
-    if clips.is_empty() {
-        anyhow::bail!("none of the {} clips carries one of the model's classes", set.clips.len());
-    }
-    // The clips `ser train` labels the same way, in the same order: the same split.
-    if let Some(seed) = args.held_out_of_seed {
-        let all: Vec<usize> = (0..clips.len()).collect();
-        let (_, test) = ser::train::data::stratified(&labels, &all, args.test_fraction, seed);
-        (clips, labels) = test.iter().map(|&i| (clips[i], labels[i])).unzip();
-    }
-    let mut sum: Vec<Vec<f32>> = Vec::new();
-    for m in &models {
-        // Speaker statistics come from every clip of the set, as in training.
-        let mut own = set.clone();
-        let every: Vec<usize> = (0..own.clips.len()).filter(|&i| own.clips[i].emotion.is_some_and(|e| m.meta.classes.contains(&e))).collect();
-        m.normalise_speakers(&mut own, &every, args.speaker.groups(), args.speaker.min_speaker_clips)?;
-        let probs = m.probabilities(&gpu, &m.dataset(&own, &clips, labels.clone())?)?;
-        if sum.is_empty() {
-            sum = probs;
-        } else {
-            sum.iter_mut().zip(&probs).for_each(|(s, q)| s.iter_mut().zip(q).for_each(|(a, b)| *a += b));
-        }
-    }
-    let predicted: Vec<u32> = sum.iter().map(|p| report::argmax(p) as u32).collect();
-    let rep = report::Report::new(&p.class_names(), &labels, &predicted);
+    let options = ser::infer::EvalOptions {
+        held_out_of_seed: args.held_out_of_seed.map(|seed| (seed, args.test_fraction)),
+        groups: args.speaker.groups(),
+        min_clips: args.speaker.min_speaker_clips,
+    };
+    let ev = ser::infer::evaluate(&gpu, &models, &set, &options)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rep)?);
+        println!("{}", serde_json::to_string_pretty(&ev.report)?);
     } else {
-        println!("{}", rep.text());
+        println!("{}", ev.report.text());
     }
-    if other > 0 {
-        eprintln!("{other} clips with emotions the model does not know were left out");
+    if ev.other_classes > 0 {
+        eprintln!("{} clips with emotions the model does not know were left out", ev.other_classes);
     }
-    if copies > 0 {
-        eprintln!("{copies} augmented copies (--speed-copies) were left out: they only train");
+    if ev.speed_copies > 0 {
+        eprintln!("{} augmented copies (--speed-copies) were left out: they only train", ev.speed_copies);
     }
-    eprintln!("scored {} clips{}", clips.len(), if models.len() > 1 { format!(" with {} models' averaged probabilities", models.len()) } else { String::new() });
+    eprintln!("scored {} clips{}", ev.clips.len(), if models.len() > 1 { format!(" with {} models' averaged probabilities", models.len()) } else { String::new() });
     if skipped > 0 {
         return Err(Partial(format!("{skipped} files could not be used (listed above); exit status {EXIT_PARTIAL}")).into());
     }

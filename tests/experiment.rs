@@ -181,3 +181,45 @@ fn speed_copies_train_beside_their_source_and_never_reach_validation_or_test() {
     let err = data::labelled(&wrong, &Selection { vocal: VocalFilter::Both, drop: vec![Emotion::Disgust] }).err().expect("refused").to_string();
     assert!(err.contains(&plain.clips[0].path) && err.contains("differ"), "{err}");
 }
+
+/// `infer::evaluate` (what `ser eval` runs) scores exactly the clips a `--seed N` run held out,
+/// with that run's predictions; an ensemble of a model with itself predicts as the model; speed
+/// copies and clips of other classes are counted and left out; mismatched ensembles are refused.
+#[test]
+fn evaluation_scores_the_clips_a_seed_held_out_as_the_run_did() {
+    let g = &common::gpu().gpu;
+    let set = with_copies(&common::synthetic_set());
+    let l = labelled(&set);
+    // An MLP trained briefly on a hard split errs on some clips, so a wrong selection shows.
+    let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, hidden: vec![8], ..Default::default() }, epochs: 2, seed: 5, test_fraction: 0.3, ..Default::default() };
+    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {} };
+    let (train_all, test) = experiment::test_split(&run).unwrap();
+    let (predictor, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
+    let report = report.unwrap();
+    let options = |held| ser::infer::EvalOptions { held_out_of_seed: held, groups: ser::train::speaker::SpeakerGroups::Actor, min_clips: None };
+    let ev = ser::infer::evaluate(g, std::slice::from_ref(&predictor), &set, &options(Some((5, 0.3)))).unwrap();
+    assert_eq!(ev.clips, test.iter().map(|&p| l.clips[p]).collect::<Vec<_>>());
+    assert_eq!((ev.report.confusion.clone(), ev.report.accuracy), (report.confusion.clone(), report.accuracy));
+    assert_eq!((ev.speed_copies, ev.other_classes), (set.clips.len() / 2, 0));
+    // Every original clip without a held-out split; the same model twice averages to itself.
+    let dir = std::env::temp_dir().join(format!("ser-evaluate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mlp.safetensors");
+    ser::infer::save(g, &predictor, &path).unwrap();
+    let load = || ser::infer::load_model(g, Some(&path)).unwrap();
+    let all = ser::infer::evaluate(g, &[load()], &set, &options(None)).unwrap();
+    assert_eq!(all.clips, l.clips);
+    let both = ser::infer::evaluate(g, &[load(), load()], &set, &options(None)).unwrap();
+    assert_eq!(both.report.confusion, all.report.confusion);
+    // A clip of a class the model does not know is counted and left out.
+    let mut disgust = set.clone();
+    disgust.clips[l.clips[0]].emotion = Some(Emotion::Disgust);
+    let ev = ser::infer::evaluate(g, &[load()], &disgust, &options(None)).unwrap();
+    assert_eq!((ev.other_classes, &ev.clips[..]), (1, &l.clips[1..]));
+    // An ensemble member with other classes is refused.
+    let mut other = load();
+    other.meta.classes.swap(0, 1);
+    let err = ser::infer::evaluate(g, &[load(), other], &set, &options(None)).expect_err("refused").to_string();
+    assert!(err.contains("model 2 of the ensemble"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

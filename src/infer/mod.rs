@@ -3,6 +3,9 @@
 //! chunks of files, optionally cut into segments; and evaluation on labelled data.
 
 pub mod archive;
+mod evaluation;
+
+pub use evaluation::{EvalOptions, Evaluation, evaluate};
 
 use crate::audio;
 use crate::features::corpus;

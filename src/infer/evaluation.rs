@@ -1,0 +1,78 @@
+//! Scoring saved models on labelled clips (`ser eval`): one model or an ensemble of models of
+//! any kinds whose class probabilities are averaged, on every clip of a feature set or only on
+//! the test clips a `ser train --seed N` run held out.
+
+use super::Predictor;
+use crate::features::set::FeatureSet;
+use crate::gpu::Gpu;
+use crate::train::data;
+use crate::train::report::{self, Report};
+use crate::train::speaker::SpeakerGroups;
+use anyhow::{Result, bail};
+
+/// What `evaluate` scores and how it normalises speakers.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Only the clips `ser train --seed N --test-fraction F` held out: (N, F).
+    pub held_out_of_seed: Option<(u64, f64)>,
+    /// How a speaker-normalised model groups clips into speakers.
+    pub groups: SpeakerGroups,
+    /// Fewest clips per speaker for a speaker-normalised model (None: the model's own).
+    pub min_clips: Option<usize>,
+}
+
+/// A scored evaluation and what it left out.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub report: Report,
+    /// The clips scored (indices into the feature set), in the report's order.
+    pub clips: Vec<usize>,
+    /// Clips whose emotion is none of the models' classes (or unknown).
+    pub other_classes: usize,
+    /// Augmented copies (`--speed-copies`): training material, never scored.
+    pub speed_copies: usize,
+}
+
+/// Scores `models` (all with the first one's classes and feature configuration) on the
+/// original clips of `set` that carry one of their classes. The clips are labelled in the
+/// order `ser train` labels them, so `held_out_of_seed` selects exactly its test clips.
+pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptions) -> Result<Evaluation> {
+    let Some(first) = models.first() else { bail!("no model to evaluate") };
+    if let Some(i) = models.iter().position(|m| m.meta.classes != first.meta.classes || m.meta.features != first.meta.features) {
+        bail!("model {} of the ensemble has other classes or another feature configuration than the first; an ensemble needs the same", i + 1);
+    }
+    let (mut clips, mut labels, mut other_classes) = (Vec::new(), Vec::new(), 0);
+    for (i, c) in set.clips.iter().enumerate().filter(|(_, c)| c.speed.is_none()) {
+        match c.emotion.and_then(|e| first.meta.classes.iter().position(|k| *k == e)) {
+            Some(k) => {
+                clips.push(i);
+                labels.push(k as u32);
+            }
+            None => other_classes += 1,
+        }
+    }
+    if clips.is_empty() {
+        bail!("none of the {} clips carries one of the model's classes", set.clips.len());
+    }
+    if let Some((seed, fraction)) = o.held_out_of_seed {
+        let all: Vec<usize> = (0..clips.len()).collect();
+        let (_, test) = data::stratified(&labels, &all, fraction, seed);
+        (clips, labels) = test.iter().map(|&i| (clips[i], labels[i])).unzip();
+    }
+    let mut sum: Vec<Vec<f32>> = Vec::new();
+    for m in models {
+        // Speaker statistics come from every clip of the set the model knows, as in training
+        // (held-out clips included: a speaker is normalised with all of its clips).
+        let mut own = set.clone();
+        let known: Vec<usize> = (0..own.clips.len()).filter(|&i| own.clips[i].emotion.is_some_and(|e| m.meta.classes.contains(&e))).collect();
+        m.normalise_speakers(&mut own, &known, o.groups, o.min_clips)?;
+        let probs = m.probabilities(gpu, &m.dataset(&own, &clips, labels.clone())?)?;
+        if sum.is_empty() {
+            sum = probs;
+        } else {
+            sum.iter_mut().zip(&probs).for_each(|(s, q)| s.iter_mut().zip(q).for_each(|(a, b)| *a += b));
+        }
+    }
+    let predicted: Vec<u32> = sum.iter().map(|p| report::argmax(p) as u32).collect();
+    Ok(Evaluation { report: Report::new(&first.class_names(), &labels, &predicted), clips, other_classes, speed_copies: set.speed_copies() })
+}
