@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
-    /// The reference study's refined CNN.
+    /// The reference study's refined CNN: three Conv1D(k5)-BatchNorm-MaxPool(2)-Dropout(0.3) blocks (128, 256, 512 filters), Flatten, Dense(256)-Dropout(0.4)-Dense(128)-Dropout(0.4)-Dense. With --input vectors it convolves along the 59 values of a clip (the study's); with --input frames along time, over the frames of each clip zero-padded to the longest
     Cnn,
     /// Multilayer perceptron (--hidden, --dropout, --batch-norm).
     Mlp,
