@@ -230,7 +230,7 @@ fn checkpoints_load_or_say_why() {
         }));
         match verdict {
             Err(_) => fail("checkpoint", i, &input, "panicked"),
-            Ok(Ok((meta, _))) if meta.scaler.std.iter().any(|s| !(*s > 0.0) || !s.is_finite()) => fail("checkpoint", i, &input, "bad scaler accepted"),
+            Ok(Ok((meta, _))) if meta.scaler.std.iter().any(|s| !s.is_finite() || *s <= 0.0) => fail("checkpoint", i, &input, "bad scaler accepted"),
             Ok(Ok((_, Some(proba)))) if proba.iter().any(|row| row.iter().any(|v| !v.is_finite()) || (row.iter().sum::<f32>() - 1.0).abs() > 1e-3) => {
                 fail("checkpoint", i, &input, "loaded, then predicted non-finite or unnormalised probabilities")
             }

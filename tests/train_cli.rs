@@ -179,7 +179,7 @@ fn speaker_normalisation_recognises_an_unseen_voice() {
     let long = dir.join("long.wav");
     let spec = hound::WavSpec { channels: 1, sample_rate: 16000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
     let mut w = hound::WavWriter::create(&long, spec).unwrap();
-    for f in ser::infer::collect_files(&[sample.clone()]).unwrap() {
+    for f in ser::infer::collect_files(std::slice::from_ref(&sample)).unwrap() {
         ser::audio::load(&f, 16000).unwrap().iter().for_each(|&x| w.write_sample(x).unwrap());
     }
     w.finalize().unwrap();

@@ -105,7 +105,7 @@ impl FeatureConfig {
                 bail!("chroma tuning {t} is outside [-0.5, 0.5) bins");
             }
         }
-        if !(self.contrast_fmin > 0.0 && self.contrast_fmin.is_finite()) || !(self.contrast_quantile > 0.0 && self.contrast_quantile < 1.0) || !self.fmin.is_finite() {
+        if !(self.contrast_fmin > 0.0 && self.contrast_fmin.is_finite() && self.contrast_quantile > 0.0 && self.contrast_quantile < 1.0 && self.fmin.is_finite()) {
             bail!("contrast fmin {} Hz, quantile {} or mel fmin {} out of range", self.contrast_fmin, self.contrast_quantile, self.fmin);
         }
         if self.n_mfcc > self.n_mels {

@@ -89,6 +89,7 @@ pub struct GemmCase {
 
 /// Runs one GEMM with operands from `values` (C poisoned with NaN, or random when beta != 0).
 /// `batch` None is rank 2; `broadcast_b` shares one B across the batch.
+#[allow(clippy::too_many_arguments)] // the GEMM's options, as selftest and tests/gemm.rs vary them
 pub fn run_gemm(g: &Gpu, rng: &mut SplitMix64, batch: Option<usize>, broadcast_b: bool, (m, n, k): (usize, usize, usize), bias: bool, o: GemmOptions, values: impl Fn(&mut SplitMix64, usize) -> Vec<f32>) -> Result<GemmCase> {
     let lead = |r: usize, c: usize, shared: bool| -> Vec<usize> {
         match batch {
@@ -760,6 +761,15 @@ fn forest(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()
     Ok(())
 }
 
+/// What one run of the LSTM kernels returns, read back: the sequence and last-state outputs,
+/// each direction's [dWx, dWh, db] and dx.
+struct LstmOutputs {
+    h_seq: Vec<f32>,
+    h_last: Vec<f32>,
+    grads: Vec<[Vec<f32>; 3]>,
+    dx: Vec<f32>,
+}
+
 /// The LSTM through time, both directions into one output: forward against the float64
 /// reference; every gradient (inputs, both kernels, bias) against central differences of the
 /// reference's loss sum(h_seq R) + sum(h_last S), through sequences of different lengths (one
@@ -812,7 +822,7 @@ fn lstm(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> 
             }
             total
         };
-        let run = |x_values: &[f64]| -> Result<(Vec<f32>, Vec<f32>, Vec<[Vec<f32>; 3]>, Vec<f32>)> {
+        let run = |x_values: &[f64]| -> Result<LstmOutputs> {
             let tx = up(g, x_values, &[batch * steps, input])?;
             let len_t = lstm_op::lengths_tensor(g, &lengths)?;
             let ws: Vec<[Tensor; 3]> = dirs.iter().map(|[wx, wh, b]| Ok([up(g, wx, &[input, g4])?, up(g, wh, &[units, g4])?, up(g, b, &[g4])?])).collect::<Result<_>>()?;
@@ -835,9 +845,9 @@ fn lstm(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> 
             }
             step.submit()?;
             let grads = grads.iter().map(|[a, b, c]| Ok([g.read_f32(a)?, g.read_f32(b)?, g.read_f32(c)?])).collect::<Result<Vec<_>>>()?;
-            Ok((g.read_f32(&h_seq)?, g.read_f32(&h_last)?, grads, g.read_f32(&dx)?))
+            Ok(LstmOutputs { h_seq: g.read_f32(&h_seq)?, h_last: g.read_f32(&h_last)?, grads, dx: g.read_f32(&dx)? })
         };
-        let (h_seq, h_last, grads, dx) = run(&x)?;
+        let LstmOutputs { h_seq, h_last, grads, dx } = run(&x)?;
         // Forward against the reference.
         let (mut want_seq, mut want_last) = (vec![0f64; batch * steps * 2 * units], vec![0f64; batch * 2 * units]);
         for (d, [wx, wh, b]) in dirs.iter().enumerate() {
@@ -888,7 +898,7 @@ fn lstm(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> 
                 }
             }
         }
-        let (h2, l2, g2, dx2) = run(&garbage)?;
+        let LstmOutputs { h_seq: h2, h_last: l2, grads: g2, dx: dx2 } = run(&garbage)?;
         t.require(h2 == h_seq && l2 == h_last, || format!("{what}: padding changed the outputs"));
         t.require(g2 == grads, || format!("{what}: padding changed the weight gradients"));
         let valid = |i: usize| ((i / input) % steps) < lengths[i / input / steps] as usize;

@@ -95,7 +95,7 @@ impl TrainConfig {
         if self.first_epoch == 0 || self.epochs < self.first_epoch {
             bail!("epochs {}..={} is empty (the first epoch is 1, or where a resumed run continues)", self.first_epoch, self.epochs);
         }
-        if !(self.lr_factor > 0.0 && self.lr_factor <= 1.0) || !(self.min_lr >= 0.0) {
+        if !(self.lr_factor > 0.0 && self.lr_factor <= 1.0 && self.min_lr >= 0.0) {
             bail!("learning-rate schedule: factor {} must be in (0, 1], minimum {} non-negative", self.lr_factor, self.min_lr);
         }
         Ok(())
