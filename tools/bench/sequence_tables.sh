@@ -7,6 +7,9 @@
 # first: every model's random seeds, then every model's folds, then the same with
 # --speaker-norm, so that a stopped run leaves whole rows behind.
 #   tools/bench/sequence_tables.sh [FEATURES] [OUT] [MODELS]
+# Environment: SER_BIN (the binary; default target/release/ser), SER_TABLE_JOBS (runs at once,
+# default 1: a GPU has room for several, two CPU cores have not), SER_TABLE_MODELS (where the
+# random splits' checkpoints go, default OUT: the refined CNN's are 26 MB each).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 features="${1:-/tmp/ser-bench-features.safetensors}"
@@ -14,7 +17,9 @@ out="${2:-/tmp/ser-sequence-tables}"
 models="${3:-cnn-lstm lstm cnn}"
 # A copy of the binary: a rebuild while this runs must not change the code halfway.
 ser="${SER_BIN:-target/release/ser}"
-mkdir -p "$out"
+parallel="${SER_TABLE_JOBS:-1}"
+checkpoints="${SER_TABLE_MODELS:-$out}"
+mkdir -p "$out" "$checkpoints"
 [ -f "$features" ] || $ser features --data ../shared/data/ravdess --out "$features"
 run() {
     local name="$1"; shift
@@ -23,19 +28,33 @@ run() {
     $ser train --features "$features" --drop disgust --input frames --epochs 30 "$@" >> "$out/$name.log" 2>&1
     echo "done rc=$? $(date -u +%H:%M:%S)" >> "$out/$name.log"
 }
-for norm in "" "--speaker-norm"; do
-    for model in $models; do
-        tag="$model${norm:+-norm}"
-        for seed in 0 1 2 3 4; do
-            run "$tag-seed$seed" --model "$model" --seed "$seed" --out "$out/$tag-seed$seed.safetensors" $norm
+# The runs in order, one line each: NAME ARGS...
+plan() {
+    for norm in "" "--speaker-norm"; do
+        for model in $models; do
+            tag="$model${norm:+-norm}"
+            for seed in 0 1 2 3 4; do
+                echo "$tag-seed$seed --model $model --seed $seed --out $checkpoints/$tag-seed$seed.safetensors $norm"
+            done
+        done
+        for model in $models; do
+            tag="$model${norm:+-norm}"
+            # One process per fold, so that a stopped run resumes at the fold it was in (unless a
+            # whole cross-validation in one log, as session 9 ran it, has finished).
+            grep -qs "^done" "$out/$tag-actors.log" && continue
+            for fold in 0 1 2 3 4; do
+                echo "$tag-fold$fold --model $model --split actor-folds --folds 5 --fold $fold --seed 0 $norm"
+            done
         done
     done
-    for model in $models; do
-        tag="$model${norm:+-norm}"
-        # One process per fold, so that a stopped run resumes at the fold it was in (unless a
-        # whole cross-validation in one log, as session 9 ran it, has finished).
-        grep -qs "^done" "$out/$tag-actors.log" || for fold in 0 1 2 3 4; do
-            run "$tag-fold$fold" --model "$model" --split actor-folds --folds 5 --fold "$fold" --seed 0 $norm
-        done
-    done
-done
+}
+while read -r line; do
+    # shellcheck disable=SC2086 # the plan's words are the arguments
+    if [ "$parallel" -le 1 ]; then
+        run $line
+    else
+        while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n; done
+        run $line &
+    fi
+done < <(plan)
+wait

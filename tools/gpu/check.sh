@@ -37,25 +37,15 @@ step() { # step NAME SECONDS OUTFILE COMMAND...: runs one step with its limit, s
 
 "$ser" --version >> "$log" 2>&1 || { echo "check: $ser does not run" | tee -a "$log"; exit 2; }
 step devices 30 "$out/devices.json" "$ser" devices --json
-# A GPU the driver serves but the loader was not told of (session 8's loan: nvidia-smi saw the
-# H200, ser found no adapter): containers often keep the vendor's ICD json outside the loader's
-# search path. Point VK_DRIVER_FILES at the first one present and ask again.
-gpu_listed() { grep -Eq '"device_type": *"(DiscreteGpu|IntegratedGpu|VirtualGpu)"' "$out/devices.json"; }
-if ! gpu_listed && [ -z "${VK_DRIVER_FILES:-}" ]; then
-    for icd in ${SER_ICD_CANDIDATES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json \
-        /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json}; do
-        [ -f "$icd" ] || continue
-        echo "   no GPU adapter listed: retrying with VK_DRIVER_FILES=$icd" | tee -a "$log"
-        export VK_DRIVER_FILES="$icd"
-        step devices-icd 30 "$out/devices.json" "$ser" devices --json
-        gpu_listed && break
-        unset VK_DRIVER_FILES
-    done
-fi
+# A GPU the driver serves but the loader was not told of: tools/gpu/vulkan_env.sh.
+. "$here/vulkan_env.sh"
+find_gpu_driver "$ser" > "$out/driver.txt"
+tee -a "$log" < "$out/driver.txt"
+[ -n "${VK_DRIVER_FILES:-}" ] && step devices-icd 30 "$out/devices.json" "$ser" devices --json
 "$ser" devices | tee -a "$log"
-# No adapter (session 8's loan: nvidia-smi saw the GPU, ser did not): the Vulkan loader's own
-# account of the drivers it tried goes to devices-debug.log.
-if ! grep -q '"device_type"' "$out/devices.json"; then
+# Still no GPU adapter: the Vulkan loader's own account of the drivers it tried goes to
+# devices-debug.log.
+if ! gpu_listed "$ser"; then
     VK_LOADER_DEBUG=all timeout 30 "$ser" devices > "$out/devices-debug.log" 2>&1
     echo "   no adapter: the loader's log is in $out/devices-debug.log" | tee -a "$log"
 fi

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Prepares tools/gpu/tables.sh's carries here (where Rust is): the release binary and the Vulkan
+# loader in target/gpu-carry, and RAVDESS's actor folders split into parts
+# target/gpu-data-1, -2, ... of at most PART_MB each, so that every device call stays under the
+# 64 MiB it may carry (the tracked tree travels too: about 9 MB). Then prints the calls, to be
+# made back to back (a machine idle for 30 s goes back, and the parts with it).
+#
+#   tools/gpu/prepare_tables.sh [DATA (default ../shared/data/ravdess)] [PART_MB (default 36)]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+data="${1:-../shared/data/ravdess}"; part_mb="${2:-36}"
+cargo build --release --quiet
+rm -rf target/gpu-carry target/gpu-data-*
+mkdir -p target/gpu-carry
+cp target/release/ser target/gpu-carry/
+cp -L "$(ldconfig -p | awk '/libvulkan.so.1 .*x86-64/ {print $NF; exit}')" target/gpu-carry/libvulkan.so.1
+part=1 size=0
+for actor in "$data"/Actor_*; do
+    kb=$(du -skL "$actor" | cut -f1)
+    if [ $((size + kb)) -gt $((part_mb * 1024)) ] && [ "$size" -gt 0 ]; then part=$((part + 1)) size=0; fi
+    mkdir -p "target/gpu-data-$part"
+    cp -rL "$actor" "target/gpu-data-$part/"
+    size=$((size + kb))
+done
+du -sh target/gpu-carry target/gpu-data-*
+echo "Device calls, back to back (the first starts the machine and checks the adapter):"
+check="LD_LIBRARY_PATH=target/gpu-carry target/gpu-carry/ser selftest --quick"
+tables="tools/gpu/tables.sh target/gpu-carry \$OUT SECONDS"
+if [ "$part" -eq 1 ]; then
+    echo "  1. carry [\"target/gpu-carry\", \"target/gpu-data-1\"]: $check && $tables"
+    exit 0
+fi
+echo "  1. carry [\"target/gpu-carry\", \"target/gpu-data-1\"]: $check"
+for ((p = 2; p < part; p++)); do
+    echo "  $p. carry [\"target/gpu-data-$p\"]: ls target/gpu-data-*"
+done
+echo "  $part. carry [\"target/gpu-data-$part\"]: $tables"
