@@ -459,11 +459,11 @@ pub fn train_on(gpu: &Gpu, cfg: &TrainBenchConfig, precision: Precision) -> Resu
     let classes = 7;
     let (frames, features) = (399, 59);
     let (arch, width) = match cfg.model {
-        TrainBenchModel::Cnn => (Architecture::refined_cnn((59, 1), classes), 59),
+        TrainBenchModel::Cnn => (Architecture::refined_cnn((59, 1), classes, TimePooling::Flatten), 59),
         TrainBenchModel::Mlp => (Architecture::mlp((118, 1), classes, &[512, 256], 0.4, true), 118),
         TrainBenchModel::Lstm => (Architecture::lstm((frames, features), classes, 64, TimePooling::Mean), frames * features),
         TrainBenchModel::CnnLstm => (Architecture::cnn_lstm((frames, features), classes, 64, TimePooling::Mean), frames * features),
-        TrainBenchModel::CnnFrames => (Architecture::refined_cnn((frames, features), classes), frames * features),
+        TrainBenchModel::CnnFrames => (Architecture::refined_cnn((frames, features), classes, TimePooling::Mean), frames * features),
     };
     let noise = pseudo_random(cfg.samples * width, 7);
     let y: Vec<u32> = (0..cfg.samples).map(|i| (i % classes) as u32).collect();

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
-    /// The reference study's refined CNN: three Conv1D(k5)-BatchNorm-MaxPool(2)-Dropout(0.3) blocks (128, 256, 512 filters), Flatten, Dense(256)-Dropout(0.4)-Dense(128)-Dropout(0.4)-Dense. With --input vectors it convolves along the 59 values of a clip (the study's); with --input frames along time, over the frames of each clip zero-padded to the longest
+    /// The reference study's refined CNN: three Conv1D(k5)-BatchNorm-MaxPool(2)-Dropout(0.3) blocks (128, 256, 512 filters), Flatten, Dense(256)-Dropout(0.4)-Dense(128)-Dropout(0.4)-Dense. With --input vectors or stats it convolves along a clip's values (the study's); with --input frames along time, and --time-pooling replaces Flatten (default: the mean over each clip's valid frames; flatten, the study's, does not train there)
     Cnn,
     /// Multilayer perceptron (--hidden, --dropout, --batch-norm).
     Mlp,
@@ -129,7 +129,8 @@ pub struct ModelConfig {
     pub rf_bins: usize,
     /// Units per direction of the lstm and cnn-lstm models' LSTM.
     pub lstm_units: usize,
-    /// How the lstm and cnn-lstm models pool their steps (the mean, as the study's).
+    /// How the models over frames (lstm, cnn-lstm, cnn) reduce their steps: the mean over valid
+    /// steps by default (the study's LSTM head); flatten is the study's refined CNN head.
     pub time_pooling: TimePooling,
     /// Hidden layer widths, dropout and batch normalisation of the MLP.
     pub hidden: Vec<usize>,
@@ -166,7 +167,13 @@ impl ModelConfig {
     /// The network this configuration builds for `input` (length, channels) and `classes`.
     pub fn architecture(&self, input: Input, input_shape: (usize, usize), classes: usize) -> Result<Architecture> {
         Ok(match self.kind {
-            ModelKind::Cnn => Architecture::refined_cnn(input_shape, classes),
+            // Over time means or statistics the convolutions run along the features: there is
+            // no time to pool, only the study's Flatten.
+            ModelKind::Cnn if input != Input::Frames => Architecture::refined_cnn(input_shape, classes, TimePooling::Flatten),
+            ModelKind::Cnn => Architecture::refined_cnn(input_shape, classes, self.time_pooling),
+            ModelKind::Lstm | ModelKind::CnnLstm if self.time_pooling == TimePooling::Flatten => {
+                bail!("--model {}: --time-pooling flatten is the refined CNN's; the LSTM's head pools over valid steps (mean or attention)", self.kind.name())
+            }
             ModelKind::Mlp => Architecture::mlp(input_shape, classes, &self.hidden, self.dropout, self.batch_norm),
             ModelKind::Rff => Architecture::fourier(input_shape, classes, self.rff_features, self.rff_gamma),
             ModelKind::Lstm | ModelKind::CnnLstm if input != Input::Frames => {

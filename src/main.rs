@@ -290,8 +290,11 @@ struct TrainArgs {
     /// Units per direction of the lstm and cnn-lstm models' LSTM.
     #[arg(long, default_value_t = defaults().model.lstm_units, value_parser = ranged::<usize>(1, ser::ops::lstm::MAX_UNITS))]
     lstm_units: usize,
-    /// How the lstm and cnn-lstm models pool their steps: the mean over valid steps (the
-    /// study's) or attention (a learned softmax weighting of them).
+    /// How the models over frames reduce their steps before the dense layers: the mean over
+    /// valid steps (the study's LSTM head), attention (a learned softmax weighting of them) or,
+    /// for cnn only, flatten (the study's refined CNN head, every step kept; it does not train
+    /// on RAVDESS's frames at the study's learning rate, docs/RESULTS.md). cnn over vectors or
+    /// stats always flattens.
     #[arg(long, value_enum, default_value_t = defaults().model.time_pooling)]
     time_pooling: ser::nn::TimePooling,
     /// Hidden layer widths of the MLP.

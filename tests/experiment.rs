@@ -7,6 +7,7 @@ mod common;
 
 use ser::audio::{Emotion, Selection, VocalFilter};
 use ser::experiment::{self, ModelConfig, ModelKind, Run, RunConfig, Split};
+use ser::nn::{Layer, TimePooling};
 use ser::train::data::{self, Input};
 
 fn labelled(set: &ser::features::set::FeatureSet) -> data::Labelled {
@@ -84,6 +85,10 @@ fn configurations_a_model_cannot_take_are_refused_by_name() {
     let (train_all, test) = experiment::test_split(&run).unwrap();
     let err = experiment::fit_and_test(&run, &train_all, &test, None, None).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("--input frames"), "{err}");
+    // Flatten is the refined CNN's head, not the LSTM's.
+    let flat_lstm = ModelConfig { kind: ModelKind::Lstm, time_pooling: TimePooling::Flatten, ..Default::default() };
+    let err = flat_lstm.architecture(Input::Frames, (12, 59), 7).unwrap_err().to_string();
+    assert!(err.contains("--time-pooling flatten"), "{err}");
     // Actors that are not in the data.
     let cfg = RunConfig { split: Split::Actors, test_actors: vec![9], ..Default::default() };
     let err = experiment::test_split(&Run { cfg: &cfg, ..run }).unwrap_err().to_string();
@@ -222,4 +227,33 @@ fn evaluation_scores_the_clips_a_seed_held_out_as_the_run_did() {
     let err = ser::infer::evaluate(g, &[load(), other], &set, &options(None)).expect_err("refused").to_string();
     assert!(err.contains("model 2 of the ensemble"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The refined CNN over frames pools its steps as --time-pooling says (the mean by default: the
+/// study's Flatten does not train on RAVDESS's frames), and its batches are then cut after
+/// their longest clip; over time means or statistics it always flattens, as the study's.
+#[test]
+fn the_refined_cnn_pools_frames_and_flattens_summaries() {
+    let head = |cfg: &ModelConfig, input: Input, shape| cfg.architecture(input, shape, 7).unwrap().layers[12].clone();
+    let cnn = ModelConfig { kind: ModelKind::Cnn, ..Default::default() };
+    assert_eq!(head(&cnn, Input::Frames, (40, 59)), Layer::TimeMean);
+    assert!(cnn.architecture(Input::Frames, (40, 59), 7).unwrap().takes_shorter_batches());
+    let attention = ModelConfig { time_pooling: TimePooling::Attention, ..cnn.clone() };
+    assert_eq!(head(&attention, Input::Frames, (40, 59)), Layer::AttentionPool);
+    let flat = ModelConfig { time_pooling: TimePooling::Flatten, ..cnn.clone() };
+    assert_eq!(head(&flat, Input::Frames, (40, 59)), Layer::Flatten);
+    assert!(!flat.architecture(Input::Frames, (40, 59), 7).unwrap().takes_shorter_batches());
+    for input in [Input::Vectors, Input::Stats] {
+        assert_eq!(head(&attention, input, (59, 1)), Layer::Flatten);
+    }
+    // And it learns the synthetic task over frames with the mean head.
+    let g = &common::gpu().gpu;
+    let set = common::synthetic_set();
+    let l = labelled(&set);
+    let cfg = RunConfig { model: cnn, input: Input::Frames, epochs: 8, seed: 1, ..Default::default() };
+    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {} };
+    let (train_all, test) = experiment::test_split(&run).unwrap();
+    let (_, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
+    let accuracy = report.unwrap().accuracy;
+    assert!(accuracy > 0.8, "test accuracy {accuracy}");
 }

@@ -254,13 +254,15 @@ fn packed_gemm_splits_operands_taller_than_a_texture() {
     let g = &lock.gpu;
     let limits = LoweredLimits::new(g);
     limits.texture_side(24);
-    let kernel = GemmKernel::Tex8;
-    for (trans_a, trans_b) in [(false, false), (true, true)] {
-        let o = GemmOptions { trans_a, trans_b, kernel, relu: true, ..Default::default() };
-        check_gemm_with(g, &mut rng, None, false, 61, 50, 90, true, o);
-        check_gemm_with(g, &mut rng, Some(5), false, 9, 7, 12, true, o);
-        check_gemm_with(g, &mut rng, Some(4), true, 30, 17, 8, false, o);
+    for kernel in [GemmKernel::Tex8, GemmKernel::Tex8Shared] {
+        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+            let o = GemmOptions { trans_a, trans_b, kernel, relu: true, ..Default::default() };
+            check_gemm_with(g, &mut rng, None, false, 61, 50, 90, true, o);
+            check_gemm_with(g, &mut rng, Some(5), false, 9, 7, 12, true, o);
+            check_gemm_with(g, &mut rng, Some(4), true, 30, 17, 8, false, o);
+        }
     }
+    let kernel = GemmKernel::Tex8;
     // K past 4 x the texture side cannot be packed: a clear error, not a wrong answer.
     let a = g.empty(&[2, 100], DType::F32).unwrap();
     let b = g.empty(&[100, 2], DType::F32).unwrap();

@@ -26,7 +26,7 @@ fn predict_and_eval_on_real_files() {
         let g = &gpu().gpu;
         let cfg = ser::features::FeatureConfig::default();
         let classes: Vec<ser::audio::Emotion> = ser::audio::Emotion::ALL.iter().copied().filter(|e| *e != ser::audio::Emotion::Disgust).collect();
-        let arch = Architecture::refined_cnn((cfg.dim(), 1), classes.len());
+        let arch = Architecture::refined_cnn((cfg.dim(), 1), classes.len(), ser::nn::TimePooling::Flatten);
         let model = Model::new(g, &arch, 11).unwrap();
         let meta = ModelMeta {
             architecture: arch,

@@ -61,7 +61,7 @@ fn architectures_too_large_to_hold_are_refused_before_allocating() {
     let g = &gpu().gpu;
     assert!(ser::nn::Model::new(g, &huge_input, 0).is_err());
     // The refined CNN on RAVDESS-sized input is far inside the bound.
-    assert!(Architecture::refined_cnn((59, 1), 7).shapes().is_ok());
+    assert!(Architecture::refined_cnn((59, 1), 7, ser::nn::TimePooling::Flatten).shapes().is_ok());
 }
 
 #[test]

@@ -95,7 +95,7 @@ fn the_small_cnn_also_learns_with_bfloat16_gemm_operands() {
 
 #[test]
 fn the_refined_cnn_builds_with_the_studys_shapes() {
-    let arch = Architecture::refined_cnn((59, 1), 7);
+    let arch = Architecture::refined_cnn((59, 1), 7, ser::nn::TimePooling::Flatten);
     let shapes = arch.shapes().unwrap();
     // 59 -> pool 29 -> 14 -> 7 positions; 512 channels flattened to 3584.
     assert!(shapes.contains(&(29, 128)) && shapes.contains(&(14, 256)) && shapes.contains(&(7, 512)));

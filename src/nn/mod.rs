@@ -62,6 +62,9 @@ pub enum TimePooling {
     Mean,
     /// A learned softmax weighting of the valid steps.
     Attention,
+    /// No pooling: Flatten keeps every step, padding included (the study's refined CNN; its
+    /// weights then depend on the sequence length).
+    Flatten,
 }
 
 impl TimePooling {
@@ -69,6 +72,7 @@ impl TimePooling {
         match self {
             TimePooling::Mean => Layer::TimeMean,
             TimePooling::Attention => Layer::AttentionPool,
+            TimePooling::Flatten => Layer::Flatten,
         }
     }
 }
@@ -114,8 +118,11 @@ impl Layer {
 impl Architecture {
     /// The reference study's refined CNN: three Conv1D(k5, same) -> BN -> MaxPool(2) ->
     /// Dropout(0.3) blocks of 128, 256 and 512 filters, Flatten, Dense(256) -> Dropout(0.4) ->
-    /// Dense(128) -> Dropout(0.4) -> Dense(classes) (softmax in the loss).
-    pub fn refined_cnn(input: (usize, usize), classes: usize) -> Architecture {
+    /// Dense(128) -> Dropout(0.4) -> Dense(classes) (softmax in the loss). Over frames `head`
+    /// may pool the steps instead of flattening them (the mean or attention over valid steps):
+    /// with Flatten the first Dense has 25,088 inputs per unit and Adam's first steps kill its
+    /// ReLUs, in Keras as here (docs/RESULTS.md).
+    pub fn refined_cnn(input: (usize, usize), classes: usize, head: TimePooling) -> Architecture {
         let mut layers = Vec::new();
         for filters in [128, 256, 512] {
             layers.push(Layer::Conv1d { filters, kernel: 5, same: true, relu: true });
@@ -124,7 +131,7 @@ impl Architecture {
             layers.push(Layer::Dropout { rate: 0.3 });
         }
         layers.extend([
-            Layer::Flatten,
+            head.layer(),
             Layer::Dense { units: 256, relu: true },
             Layer::Dropout { rate: 0.4 },
             Layer::Dense { units: 128, relu: true },

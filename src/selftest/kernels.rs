@@ -89,7 +89,7 @@ pub struct GemmCase {
 
 /// Runs one GEMM with operands from `values` (C poisoned with NaN, or random when beta != 0).
 /// `batch` None is rank 2; `broadcast_b` shares one B across the batch.
-#[allow(clippy::too_many_arguments)] // the GEMM's options, as selftest and tests/gemm.rs vary them
+#[allow(clippy::too_many_arguments)] // the GEMM's shape and options, as selftest and tests/gpu_runtime.rs vary them
 pub fn run_gemm(g: &Gpu, rng: &mut SplitMix64, batch: Option<usize>, broadcast_b: bool, (m, n, k): (usize, usize, usize), bias: bool, o: GemmOptions, values: impl Fn(&mut SplitMix64, usize) -> Vec<f32>) -> Result<GemmCase> {
     let lead = |r: usize, c: usize, shared: bool| -> Vec<usize> {
         match batch {

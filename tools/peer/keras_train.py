@@ -81,7 +81,9 @@ if a.model in ("lstm", "cnn-lstm"):
             layers += [L.Conv1D(filters, 5, padding="same", activation="relu"), L.BatchNormalization(), L.MaxPooling1D(2)]
     layers += [L.Bidirectional(L.LSTM(a.lstm_units, return_sequences=True)), L.GlobalAveragePooling1D(), L.Dropout(0.3)]
 elif a.model == "cnn":
-    xtr, xva, xte = [v[..., None] for v in (xtr, xva, xte)]
+    if a.input != "frames":
+        # One channel along the feature axis (the study's); frames are already (steps, features).
+        xtr, xva, xte = [v[..., None] for v in (xtr, xva, xte)]
     layers = [L.Input(shape=xtr.shape[1:])]
     for filters in (128, 256, 512):
         layers += [L.Conv1D(filters, 5, padding="same", activation="relu"), L.BatchNormalization(), L.MaxPooling1D(2), L.Dropout(0.3)]
@@ -105,7 +107,7 @@ class Timer(tf.keras.callbacks.Callback):
 
 times = []
 model.fit(
-    xtr, ytr, validation_data=(xva, yva), epochs=a.epochs, batch_size=32, class_weight=class_weight, verbose=0,
+    xtr, ytr, validation_data=(xva, yva), epochs=a.epochs, batch_size=32, class_weight=class_weight, verbose=2 if os.environ.get("PEER_VERBOSE") else 0,
     callbacks=[Timer(), tf.keras.callbacks.EarlyStopping(patience=10, restore_best_weights=True),
                tf.keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=4, min_lr=1e-5)],
 )
