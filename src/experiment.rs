@@ -343,7 +343,14 @@ pub fn resume(gpu: &Gpu, path: &Path) -> Result<(Predictor, RunConfig)> {
         Some(run) => serde_json::from_value(run.clone()).with_context(|| format!("{}: its training record's run configuration", path.display()))?,
         None => legacy_config(path, t)?,
     };
-    let cfg = RunConfig { input: meta.input, speaker_norm: meta.speaker_norm.as_ref().map(|s| s.min_clips), ensemble: 1, refit: false, ..cfg };
+    let mut cfg = RunConfig { input: meta.input, speaker_norm: meta.speaker_norm.as_ref().map(|s| s.min_clips), ensemble: 1, refit: false, ..cfg };
+    // The head the model has, whatever the record says: a refined CNN over frames saved before
+    // it pooled its steps by default flattens them, and its record says the default.
+    if cfg.input == Input::Frames
+        && let Some(pooling) = meta.architecture.time_pooling()
+    {
+        cfg.model.time_pooling = pooling;
+    }
     Ok((Predictor { classifier: Classifier::Network(models), meta }, cfg))
 }
 

@@ -246,6 +246,10 @@ fn the_refined_cnn_pools_frames_and_flattens_summaries() {
     for input in [Input::Vectors, Input::Stats] {
         assert_eq!(head(&attention, input, (59, 1)), Layer::Flatten);
     }
+    // What `resume` reads back as the head of a saved model, whatever its record says.
+    for (cfg, want) in [(&cnn, TimePooling::Mean), (&attention, TimePooling::Attention), (&flat, TimePooling::Flatten)] {
+        assert_eq!(cfg.architecture(Input::Frames, (40, 59), 7).unwrap().time_pooling(), Some(want));
+    }
     // And it learns the synthetic task over frames with the mean head.
     let g = &common::gpu().gpu;
     let set = common::synthetic_set();

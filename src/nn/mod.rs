@@ -244,6 +244,16 @@ impl Architecture {
         self.layers.iter().map(|l| if let Layer::MaxPool { stride, .. } = l { (*stride).max(1) } else { 1 }).product()
     }
 
+    /// How the model reduces its steps: its first pooling or flattening layer.
+    pub fn time_pooling(&self) -> Option<TimePooling> {
+        self.layers.iter().find_map(|l| match l {
+            Layer::TimeMean => Some(TimePooling::Mean),
+            Layer::AttentionPool => Some(TimePooling::Attention),
+            Layer::Flatten => Some(TimePooling::Flatten),
+            _ => None,
+        })
+    }
+
     /// Whether any layer reads the sequence lengths.
     pub fn uses_lengths(&self) -> bool {
         self.layers.iter().any(|l| matches!(l, Layer::Lstm { .. } | Layer::TimeMean | Layer::AttentionPool))
