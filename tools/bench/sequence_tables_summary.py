@@ -17,11 +17,13 @@ saved = re.compile(r"saved .* \(test accuracy ([0-9.]+), macro F1 ([0-9.]+)\)")
 fold = re.compile(r"^fold (\d+): actors .*: accuracy ([0-9.]+), macro F1 ([0-9.]+)")
 
 
-def mean_sd(values):
+def mean_sd(values, each=False):
+    """mean ± population sd (n), with every value in run order after the count when `each`."""
     if not values:
         return "-"
     sd = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f} ({len(values)})"
+    listed = ": " + ", ".join(f"{v:.3f}" for v in values) if each else ""
+    return f"{statistics.mean(values):.3f} ± {sd:.3f} ({len(values)}{listed})"
 
 
 rows = {}
@@ -49,13 +51,13 @@ for name in sorted(os.listdir(out)):
         # A whole cross-validation in one log, or one fold per log (--fold K).
         seen = row.setdefault("folds", {})
         seen.update(folds)
-        row["fold_acc"] = [a for a, _ in seen.values()]
-        row["fold_f1"] = [f for _, f in seen.values()]
+        row["fold_acc"] = [seen[k][0] for k in sorted(seen)]
+        row["fold_f1"] = [seen[k][1] for k in sorted(seen)]
         row["folds_done"] = row["folds_done"] or "-fold by actor:" in text or len(seen) == 5
 
 print("| model | random 80/20 accuracy (seeds) | macro F1 | 5-fold by actor accuracy (folds) | macro F1 |")
 print("|---|---:|---:|---:|---:|")
 for tag, r in rows.items():
     model = tag.replace("-norm", ", --speaker-norm")
-    folds = mean_sd(r["fold_acc"]) + ("" if r["folds_done"] or not r["fold_acc"] else ", unfinished")
-    print(f"| {model} | {mean_sd(r['acc'])} | {mean_sd(r['f1'])} | {folds} | {mean_sd(r['fold_f1'])} |")
+    folds = mean_sd(r["fold_acc"], each=True) + ("" if r["folds_done"] or not r["fold_acc"] else ", unfinished")
+    print(f"| {model} | {mean_sd(r['acc'], each=True)} | {mean_sd(r['f1'])} | {folds} | {mean_sd(r['fold_f1'])} |")
