@@ -80,3 +80,15 @@ fn augment(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let z = sqrt(-2.0 * log(u1)) * cos(6.2831853 * u2);
     a_dst[e] = select(a_src[e] + ap.noise * z, 0.0, masked);
 }
+
+// ---- mask_padding: x [B, T, C] -> y, every step past each example's length zeroed ----
+// (the same bindings and parameters as augment; only batch, steps and channels are read). The
+// backward pass is the same call on dy.
+@compute @workgroup_size(256, 1, 1)
+fn mask_padding(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let e = flat_index(wid, nwg, ap.grid, lid, 256u);
+    if (e >= ap.batch * ap.steps * ap.channels) { return; }
+    let btc = sequence_index(e, ap.steps, ap.channels);
+    a_dst[e] = select(0.0, a_src[e], btc.y < a_len[btc.x]);
+}

@@ -589,12 +589,12 @@ fn sequence_batches_cut_after_their_longest_clip_give_the_padded_batchs_logits()
     let (steps, channels, n) = (40usize, 3usize, 21usize);
     let mut d = Dataset { width: steps * channels, ..Default::default() };
     for i in 0..n {
-        let len = 1 + (rng.next_u64() % 13) as usize;
+        let len = 1 + (rng.next_u64() % 16) as usize;
         d.x.extend((0..steps * channels).map(|e| if e / channels < len { rng.uniform(-1.0, 1.0) } else { 0.0 }));
         d.y.push((i % 3) as u32);
         d.lengths.push(len as u32);
     }
-    let pooled = |p| [Architecture::lstm((steps, channels), 3, 8, p), Architecture::cnn_lstm((steps, channels), 3, 8, p)];
+    let pooled = |p| [Architecture::lstm((steps, channels), 3, 8, p), Architecture::cnn_lstm((steps, channels), 3, 8, p), Architecture::refined_cnn((steps, channels), 3, p)];
     for arch in pooled(TimePooling::Mean).into_iter().chain(pooled(TimePooling::Attention)) {
         assert!(arch.takes_shorter_batches());
         let model = Model::new(g, &arch, 4).unwrap();

@@ -51,6 +51,12 @@ pub enum Layer {
     /// softmax(w . x_t) with a trained vector w, then the weighted sum: [length, channels] ->
     /// [1, channels].
     AttentionPool,
+    /// Every step past each sequence's length set to zero, [length, channels] kept. After each
+    /// convolution block of a model that pools its steps: the padding a batch carries past a
+    /// clip (up to the batch's longest clip, or none when the batch is cut there) then reaches
+    /// neither the next convolution nor a pooling window, so a clip's output does not depend
+    /// on the batch it is in. (Batch statistics in training still see the padding.)
+    MaskPadding,
 }
 
 /// How a sequence model reduces its steps to one vector before the classifier.
@@ -103,6 +109,7 @@ impl Layer {
             Layer::Lstm { .. } => "lstm",
             Layer::TimeMean => "time_mean",
             Layer::AttentionPool => "attention_pool",
+            Layer::MaskPadding => "mask_padding",
         }
     }
 
@@ -119,14 +126,18 @@ impl Architecture {
     /// The reference study's refined CNN: three Conv1D(k5, same) -> BN -> MaxPool(2) ->
     /// Dropout(0.3) blocks of 128, 256 and 512 filters, Flatten, Dense(256) -> Dropout(0.4) ->
     /// Dense(128) -> Dropout(0.4) -> Dense(classes) (softmax in the loss). Over frames `head`
-    /// may pool the steps instead of flattening them (the mean or attention over valid steps):
-    /// with Flatten the first Dense has 25,088 inputs per unit and Adam's first steps kill its
+    /// may pool the steps instead of flattening them (the mean or attention over valid steps;
+    /// each block's padding is then zeroed after its batch norm, [`Layer::MaskPadding`]): with
+    /// Flatten the first Dense has 25,088 inputs per unit and Adam's first steps kill its
     /// ReLUs, in Keras as here (docs/RESULTS.md).
     pub fn refined_cnn(input: (usize, usize), classes: usize, head: TimePooling) -> Architecture {
         let mut layers = Vec::new();
         for filters in [128, 256, 512] {
             layers.push(Layer::Conv1d { filters, kernel: 5, same: true, relu: true });
             layers.push(Layer::BatchNorm);
+            if head != TimePooling::Flatten {
+                layers.push(Layer::MaskPadding);
+            }
             layers.push(Layer::MaxPool { size: 2, stride: 2 });
             layers.push(Layer::Dropout { rate: 0.3 });
         }
@@ -181,13 +192,15 @@ impl Architecture {
     }
 
     /// The study's CNN+LSTM: two Conv1D(k5, same, ReLU) -> BatchNorm -> MaxPool(2) blocks of
-    /// 64 and 128 filters over the frames (a quarter of the steps), then the LSTM head of
+    /// 64 and 128 filters over the frames (a quarter of the steps), each block's padding zeroed
+    /// after its batch norm ([`Layer::MaskPadding`]), then the LSTM head of
     /// [`Architecture::lstm`].
     pub fn cnn_lstm(input: (usize, usize), classes: usize, units: usize, pooling: TimePooling) -> Architecture {
         let mut layers = Vec::new();
         for filters in [64, 128] {
             layers.push(Layer::Conv1d { filters, kernel: 5, same: true, relu: true });
             layers.push(Layer::BatchNorm);
+            layers.push(Layer::MaskPadding);
             layers.push(Layer::MaxPool { size: 2, stride: 2 });
         }
         layers.extend(Architecture::lstm(input, classes, units, pooling).layers);
@@ -256,7 +269,7 @@ impl Architecture {
 
     /// Whether any layer reads the sequence lengths.
     pub fn uses_lengths(&self) -> bool {
-        self.layers.iter().any(|l| matches!(l, Layer::Lstm { .. } | Layer::TimeMean | Layer::AttentionPool))
+        self.layers.iter().any(|l| matches!(l, Layer::Lstm { .. } | Layer::TimeMean | Layer::AttentionPool | Layer::MaskPadding))
     }
 
     /// Flatten -> `fixed` (a kernel layer) -> Dense(classes).
@@ -296,7 +309,7 @@ impl Architecture {
             }
             let next = match *layer {
                 Layer::Conv1d { filters, kernel, same, .. } => (ConvShape::new(1, l, c, kernel, same)?.l_out, filters),
-                Layer::BatchNorm | Layer::Dropout { .. } => (l, c),
+                Layer::BatchNorm | Layer::Dropout { .. } | Layer::MaskPadding => (l, c),
                 Layer::MaxPool { size, stride } => (PoolShape::new(1, l, c, size, stride)?.l_out, c),
                 Layer::Flatten => (1, l * c),
                 Layer::Lstm { units, sequences, .. } => (if sequences { l } else { 1 }, layer.directions() * units),

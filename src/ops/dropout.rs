@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 
 const DROPOUT: KernelSpec = KernelSpec { shader: &DROPOUT_WGSL, entry: "dropout", bindings: &[Access::Read, Access::ReadWrite] };
 const AUGMENT: KernelSpec = KernelSpec { shader: &DROPOUT_WGSL, entry: "augment", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
+const MASK_PADDING: KernelSpec = KernelSpec { shader: &DROPOUT_WGSL, entry: "mask_padding", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -87,6 +88,22 @@ pub fn augment(step: &mut Step, a: &Augment, seed: u64, (batch, steps, channels)
     }
     let p = AugParams { batch: batch as u32, steps: steps as u32, channels: channels as u32, seed_lo: seed as u32, seed_hi: (seed >> 32) as u32, time_mask: a.time_mask, feature_mask: a.feature_mask, noise: a.noise };
     step.dispatch(&AUGMENT, &[], &[x, lengths, y], bytemuck::bytes_of(&p), [super::groups(n, 256)?, 1, 1], "augment")
+}
+
+/// y = x with every step past each example's length zeroed (x [batch, steps, channels],
+/// `lengths` [batch] u32). Also its own backward pass (on dy).
+pub fn mask_padding(step: &mut Step, (batch, steps, channels): (usize, usize, usize), x: &Tensor, lengths: &Tensor, y: &Tensor) -> Result<()> {
+    let n = batch * steps * channels;
+    if x.len() != n || y.len() != n || lengths.len() != batch {
+        bail!("mask_padding: x {:?}, y {:?}, lengths {:?} for [{batch}, {steps}, {channels}]", x.shape(), y.shape(), lengths.shape());
+    }
+    let p = AugParams { batch: batch as u32, steps: steps as u32, channels: channels as u32, seed_lo: 0, seed_hi: 0, time_mask: 0, feature_mask: 0, noise: 0.0 };
+    step.dispatch(&MASK_PADDING, &[], &[x, lengths, y], bytemuck::bytes_of(&p), [super::groups(n, 256)?, 1, 1], "mask_padding")
+}
+
+/// Float64 reference of `mask_padding`.
+pub fn reference_mask_padding((batch, steps, channels): (usize, usize, usize), x: &[f32], lengths: &[u32]) -> Vec<f64> {
+    (0..batch * steps * channels).map(|e| if (e / channels) % steps < lengths[e / (steps * channels)] as usize { x[e] as f64 } else { 0.0 }).collect()
 }
 
 /// Float64 reference of `augment` (the same draws).

@@ -440,7 +440,8 @@ fn softmax_cross_entropy(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tal
 }
 
 /// Training-time augmentation against its float64 reference (the same hash draws): masks
-/// inside each example's valid steps only, noise of the asked size, padding untouched.
+/// inside each example's valid steps only, noise of the asked size, padding untouched; and the
+/// padding mask of the convolution blocks over sequences.
 fn augment(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
     use crate::ops::dropout::{self, Augment};
     let mut zeroed = 0;
@@ -467,6 +468,17 @@ fn augment(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<
     // Each example draws its mask widths from 0 up: over all of them (about one chance in a
     // million of none) some elements must have been masked for the check to mean anything.
     t.require(zeroed > 0, || "augment: no element was masked in any case; the check needs some".to_string());
+    // Padding masked to zero (the sequence models' convolution blocks), garbage in the padding
+    // and lengths of none, some and every step (and past them).
+    for (batch, steps, channels, lengths) in [(3usize, 7usize, 5usize, vec![7u32, 3, 0]), (2, 40, 59, vec![40, 17]), (4, 9, 3, vec![9, 1, 5, 12])] {
+        let x = rng.vec(batch * steps * channels, -2.0, 2.0);
+        let (tx, tl, ty) = (g.upload_f32(&x, &[batch * steps, channels])?, g.upload(&lengths, &[batch], crate::gpu::DType::U32)?, poisoned(g, &[batch * steps, channels])?);
+        let mut step = g.step("selftest.mask_padding");
+        dropout::mask_padding(&mut step, (batch, steps, channels), &tx, &tl, &ty)?;
+        step.submit()?;
+        let want = dropout::reference_mask_padding((batch, steps, channels), &x, &lengths);
+        t.close(&format!("mask_padding {batch}x{steps}x{channels} {lengths:?}"), &g.read_f32(&ty)?, &want, 0.0, 0.0);
+    }
     Ok(())
 }
 

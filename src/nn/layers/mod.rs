@@ -1,6 +1,6 @@
 //! The layers of a built model, one implementation per layer kind, each owning its parameters
 //! (and fixed tensors), its forward and its backward in one place: affine (Conv1d, Dense), norm
-//! (BatchNorm), shape (MaxPool, Dropout, Flatten), fixed (RandomFourier, RbfKernel) and
+//! (BatchNorm), shape (MaxPool, Dropout, Flatten, MaskPadding), fixed (RandomFourier, RbfKernel) and
 //! recurrent (Lstm, TimeMean, AttentionPool). [`super::Layer`] is the serialisable
 //! specification; [`build`] is the one place that turns a specification into its
 //! implementation.
@@ -111,6 +111,7 @@ pub(crate) fn build(gpu: &Gpu, i: usize, layer: &Layer, input: (usize, usize), i
         Layer::Lstm { units, bidirectional, sequences } => Box::new(recurrent::Lstm::new(gpu, i, c, units, bidirectional, sequences, init)?),
         Layer::TimeMean => Box::new(recurrent::TimeMean),
         Layer::AttentionPool => Box::new(recurrent::AttentionPool::new(gpu, i, c, init)?),
+        Layer::MaskPadding => Box::new(shape::MaskPadding),
     })
 }
 

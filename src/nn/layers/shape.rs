@@ -1,4 +1,5 @@
-//! Layers without parameters that reshape or mask: MaxPool over length, Dropout, Flatten.
+//! Layers without parameters that reshape or mask: MaxPool over length, Dropout, Flatten,
+//! MaskPadding.
 
 use super::{BuiltLayer, Pass, Saved, saved};
 use crate::gpu::{DType, Tensor};
@@ -70,5 +71,28 @@ impl BuiltLayer for Flatten {
 
     fn backward(&self, p: &mut Pass, _s: Saved, dy: &Tensor, _need_dx: bool) -> Result<(Option<Tensor>, Vec<Tensor>)> {
         Ok((Some(dy.reshape(&[p.batch * p.input.0, p.input.1])), vec![]))
+    }
+}
+
+/// Zeroes every step past each example's length; the backward zeroes the same steps of dy.
+pub(crate) struct MaskPadding;
+
+impl BuiltLayer for MaskPadding {
+    fn reads_lengths(&self) -> bool {
+        true
+    }
+
+    fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
+        let lengths = p.lengths.clone().expect("sequence layers get lengths");
+        let y = p.step.gpu().empty(x.shape(), DType::F32)?;
+        dropout::mask_padding(p.step, (p.batch, p.input.0, p.input.1), x, &lengths, &y)?;
+        Ok((y, Box::new(lengths)))
+    }
+
+    fn backward(&self, p: &mut Pass, s: Saved, dy: &Tensor, _need_dx: bool) -> Result<(Option<Tensor>, Vec<Tensor>)> {
+        let lengths = *saved::<Tensor>(s);
+        let dx = p.step.gpu().empty(dy.shape(), DType::F32)?;
+        dropout::mask_padding(p.step, (p.batch, p.input.0, p.input.1), dy, &lengths, &dx)?;
+        Ok((Some(dx), vec![]))
     }
 }
