@@ -347,6 +347,7 @@ pub fn resume(gpu: &Gpu, path: &Path) -> Result<(Predictor, RunConfig)> {
     // The head the model has, whatever the record says: a refined CNN over frames saved before
     // it pooled its steps by default flattens them, and its record says the default.
     if cfg.input == Input::Frames
+        && matches!(cfg.model.kind, ModelKind::Cnn | ModelKind::Lstm | ModelKind::CnnLstm)
         && let Some(pooling) = meta.architecture.time_pooling()
     {
         cfg.model.time_pooling = pooling;

@@ -978,10 +978,9 @@ fn eval(args: EvalArgs) -> Result<()> {
         paths => paths.iter().map(|m| ser::infer::load_model(&gpu, Some(m))).collect::<Result<_>>()?,
     };
     let p = &models[0];
-    for (m, path) in models.iter().zip(&args.model).skip(1) {
-        if m.meta.classes != p.meta.classes || m.meta.features != p.meta.features {
-            anyhow::bail!("--model {}: its classes or feature configuration differ from the first model's; an ensemble needs the same", path.display());
-        }
+    // Before any features are computed, naming the file.
+    if let Some(i) = ser::infer::ensemble_mismatch(&models) {
+        anyhow::bail!("--model {}: its classes or feature configuration differ from the first model's; an ensemble needs the same", args.model[i].display());
     }
     for m in &models {
         args.speaker.check_model(&m.meta)?;

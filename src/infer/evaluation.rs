@@ -9,6 +9,7 @@ use crate::train::data;
 use crate::train::report::{self, Report};
 use crate::train::speaker::SpeakerGroups;
 use anyhow::{Result, bail};
+use std::borrow::Cow;
 
 /// What `evaluate` scores and how it normalises speakers.
 #[derive(Clone, Debug)]
@@ -33,12 +34,20 @@ pub struct Evaluation {
     pub speed_copies: usize,
 }
 
+/// The first member of an ensemble (by position) whose classes or feature configuration differ
+/// from the first model's: an ensemble averages probabilities of the same classes over the same
+/// features.
+pub fn ensemble_mismatch(models: &[Predictor]) -> Option<usize> {
+    let first = models.first()?;
+    models.iter().position(|m| m.meta.classes != first.meta.classes || m.meta.features != first.meta.features)
+}
+
 /// Scores `models` (all with the first one's classes and feature configuration) on the
 /// original clips of `set` that carry one of their classes. The clips are labelled in the
 /// order `ser train` labels them, so `held_out_of_seed` selects exactly its test clips.
 pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptions) -> Result<Evaluation> {
     let Some(first) = models.first() else { bail!("no model to evaluate") };
-    if let Some(i) = models.iter().position(|m| m.meta.classes != first.meta.classes || m.meta.features != first.meta.features) {
+    if let Some(i) = ensemble_mismatch(models) {
         bail!("model {} of the ensemble has other classes or another feature configuration than the first; an ensemble needs the same", i + 1);
     }
     let (mut clips, mut labels, mut other_classes) = (Vec::new(), Vec::new(), 0);
@@ -63,9 +72,15 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
     for m in models {
         // Speaker statistics come from every clip of the set the model knows, as in training
         // (held-out clips included: a speaker is normalised with all of its clips).
-        let mut own = set.clone();
-        let known: Vec<usize> = (0..own.clips.len()).filter(|&i| own.clips[i].emotion.is_some_and(|e| m.meta.classes.contains(&e))).collect();
-        m.normalise_speakers(&mut own, &known, o.groups, o.min_clips)?;
+        // Only a speaker-normalised model needs its own copy of the set.
+        let own = if m.meta.speaker_norm.is_some() {
+            let mut own = set.clone();
+            let known: Vec<usize> = (0..own.clips.len()).filter(|&i| own.clips[i].emotion.is_some_and(|e| m.meta.classes.contains(&e))).collect();
+            m.normalise_speakers(&mut own, &known, o.groups, o.min_clips)?;
+            Cow::Owned(own)
+        } else {
+            Cow::Borrowed(set)
+        };
         let probs = m.probabilities(gpu, &m.dataset(&own, &clips, labels.clone())?)?;
         if sum.is_empty() {
             sum = probs;

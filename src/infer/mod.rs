@@ -5,7 +5,7 @@
 pub mod archive;
 mod evaluation;
 
-pub use evaluation::{EvalOptions, Evaluation, evaluate};
+pub use evaluation::{EvalOptions, Evaluation, ensemble_mismatch, evaluate};
 
 use crate::audio;
 use crate::features::corpus;

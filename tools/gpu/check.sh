@@ -39,13 +39,14 @@ step() { # step NAME SECONDS OUTFILE COMMAND...: runs one step with its limit, s
 step devices 30 "$out/devices.json" "$ser" devices --json
 # A GPU the driver serves but the loader was not told of: tools/gpu/vulkan_env.sh.
 . "$here/vulkan_env.sh"
-find_gpu_driver "$ser" > "$out/driver.txt"
+before="${VK_DRIVER_FILES:-}"
+find_gpu_driver "$ser" "$out/devices.json" > "$out/driver.txt"
 tee -a "$log" < "$out/driver.txt"
-[ -n "${VK_DRIVER_FILES:-}" ] && step devices-icd 30 "$out/devices.json" "$ser" devices --json
+[ "${VK_DRIVER_FILES:-}" != "$before" ] && step devices-icd 30 "$out/devices.json" "$ser" devices --json
 "$ser" devices | tee -a "$log"
 # Still no GPU adapter: the Vulkan loader's own account of the drivers it tried goes to
 # devices-debug.log.
-if ! gpu_listed "$ser"; then
+if ! lists_gpu < "$out/devices.json"; then
     VK_LOADER_DEBUG=all timeout 30 "$ser" devices > "$out/devices-debug.log" 2>&1
     echo "   no adapter: the loader's log is in $out/devices-debug.log" | tee -a "$log"
 fi

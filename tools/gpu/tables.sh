@@ -19,7 +19,9 @@ export LD_LIBRARY_PATH="$carry${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 ser="$carry/ser"
 mkdir -p "$out" target/gpu-seqtab target/gpu-models
 . tools/gpu/vulkan_env.sh
-find_gpu_driver "$ser" | tee "$out/driver.txt"
+# Not in a pipeline: it exports VK_DRIVER_FILES for the runs below.
+find_gpu_driver "$ser" > "$out/driver.txt"
+cat "$out/driver.txt"
 "$ser" devices | tee "$out/devices.txt"
 features=target/gpu-features.safetensors
 if [ ! -f "$features" ]; then

@@ -40,6 +40,14 @@ pub(crate) struct Pass<'a, 'g> {
     pub bn: &'a BatchNorm,
 }
 
+impl Pass<'_, '_> {
+    /// The lengths a layer that `reads_lengths` is always given (the model passes them to
+    /// every such layer; a missing one is a bug in the model, not in its input).
+    pub fn sequence_lengths(&self) -> Tensor {
+        self.lengths.clone().expect("sequence layers get lengths")
+    }
+}
+
 /// A layer of a built model (shared with the threads that decode while a model predicts).
 pub(crate) trait BuiltLayer: Send + Sync {
     /// Trained tensors, in the order `backward` returns their gradients.

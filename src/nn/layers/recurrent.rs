@@ -58,7 +58,7 @@ impl BuiltLayer for Lstm {
     fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
         let gpu = p.step.gpu();
         let (l, c) = p.input;
-        let lengths = p.lengths.clone().expect("sequence layers get lengths");
+        let lengths = p.sequence_lengths();
         let x2 = x.reshape(&[p.batch * l, c]);
         let width = self.directions.len() * self.units;
         let (h_seq, h_last) = (gpu.empty(&[p.batch * l, width], DType::F32)?, gpu.empty(&[p.batch, width], DType::F32)?);
@@ -104,7 +104,7 @@ impl BuiltLayer for TimeMean {
 
     fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
         let (l, c) = p.input;
-        let lengths = p.lengths.clone().expect("sequence layers get lengths");
+        let lengths = p.sequence_lengths();
         let y = p.step.gpu().empty(&[p.batch, c], DType::F32)?;
         lstm::time_mean(p.step, p.batch, l, c, &x.reshape(&[p.batch * l, c]), &lengths, &y)?;
         Ok((y, Box::new(lengths)))
@@ -150,7 +150,7 @@ impl BuiltLayer for AttentionPool {
     fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
         let gpu = p.step.gpu();
         let (l, c) = p.input;
-        let lengths = p.lengths.clone().expect("sequence layers get lengths");
+        let lengths = p.sequence_lengths();
         let x = x.reshape(&[p.batch * l, c]);
         let (y, alpha) = (gpu.empty(&[p.batch, c], DType::F32)?, gpu.empty(&[p.batch, l], DType::F32)?);
         lstm::attention_pool(p.step, p.batch, l, c, &x, &self.w.value, &lengths, &y, &alpha)?;

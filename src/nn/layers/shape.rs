@@ -83,7 +83,7 @@ impl BuiltLayer for MaskPadding {
     }
 
     fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
-        let lengths = p.lengths.clone().expect("sequence layers get lengths");
+        let lengths = p.sequence_lengths();
         let y = p.step.gpu().empty(x.shape(), DType::F32)?;
         dropout::mask_padding(p.step, (p.batch, p.input.0, p.input.1), x, &lengths, &y)?;
         Ok((y, Box::new(lengths)))
