@@ -9,7 +9,9 @@
 #   tools/bench/sequence_tables.sh [FEATURES] [OUT] [MODELS]
 # Environment: SER_BIN (the binary; default target/release/ser), SER_TABLE_JOBS (runs at once,
 # default 1: a GPU has room for several, two CPU cores have not), SER_TABLE_MODELS (where the
-# random splits' checkpoints go, default OUT: the refined CNN's are 26 MB each).
+# random splits' checkpoints go, default OUT: the refined CNN's are 26 MB each), SER_TABLE_ONLY
+# (an extended regex: only the runs whose name matches, in the plan's order, e.g.
+# 'cnn-seed|cnn-lstm-norm-fold' to take the speaker-independent rows before the rest).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 features="${1:-/tmp/ser-bench-features.safetensors}"
@@ -19,6 +21,7 @@ models="${3:-cnn-lstm lstm cnn}"
 ser="${SER_BIN:-target/release/ser}"
 parallel="${SER_TABLE_JOBS:-1}"
 checkpoints="${SER_TABLE_MODELS:-$out}"
+only="${SER_TABLE_ONLY:-.}"
 mkdir -p "$out" "$checkpoints"
 [ -f "$features" ] || $ser features --data ../shared/data/ravdess --out "$features"
 run() {
@@ -56,5 +59,5 @@ while read -r line; do
         while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n; done
         run $line &
     fi
-done < <(plan)
+done < <(plan | grep -E -- "^($only)[^ ]* ")
 wait
