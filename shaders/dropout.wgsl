@@ -2,13 +2,17 @@
 // never needs storing: element i of step `seed` is kept when hash(seed, i) >= rate * 2^32, and
 // kept values are scaled by 1 / (1 - rate). The backward pass is the same call on dy with the
 // same seed. The hash is the PCG output permutation applied twice (good avalanche, no state).
+// Over a batch of sequences shorter than the model's input (cut after its longest clip), i is
+// the element's index in the batch at full length (row_full elements per example where this
+// batch has row): an element gets the same draw however long its batch is, and padding changes
+// no clip's mask. Elsewhere row = row_full, and i is the index itself.
 // `augment` draws training-time input augmentation from the same kind of hash: per example a
 // time mask and a feature mask (SpecAugment), per element Gaussian noise.
 
 struct Params {
     grid: vec4<u32>,
     n: u32, seed_lo: u32, seed_hi: u32, threshold: u32,
-    scale: f32, _pad0: f32, _pad1: f32, _pad2: f32,
+    scale: f32, row: u32, row_full: u32, _pad2: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -30,7 +34,9 @@ fn dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, p.grid, lid, 256u);
     if (i >= p.n) { return; }
-    dst[i] = select(0.0, src[i] * p.scale, keep_hash(i) >= p.threshold);
+    var k = i;
+    if (p.row != p.row_full) { k = (i / p.row) * p.row_full + i % p.row; }
+    dst[i] = select(0.0, src[i] * p.scale, keep_hash(k) >= p.threshold);
 }
 
 // ---- augment: x [B, T, C] -> y, each example's valid steps masked and noised ----
@@ -38,6 +44,9 @@ struct AugParams {
     grid: vec4<u32>,
     batch: u32, steps: u32, channels: u32, seed_lo: u32,
     seed_hi: u32, time_mask: u32, feature_mask: u32, noise: f32,
+    // The model's input length: noise is drawn by (example, step, channel) at that length, so
+    // a clip's draws do not depend on how far its batch is padded.
+    full_steps: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> ap: AugParams;
@@ -75,8 +84,9 @@ fn augment(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let f0 = example_hash(b, 3u) % ap.channels;
     let masked = (t >= t0 && t - t0 < tw) || (c >= f0 && c - f0 < fw);
     // Box-Muller from two draws of this element: u1 in (0, 1], u2 in [0, 1).
-    let u1 = (f32(element_hash(2u * e) >> 8u) + 1.0) / 16777216.0;
-    let u2 = f32(element_hash(2u * e + 1u) >> 8u) / 16777216.0;
+    let ef = (b * ap.full_steps + t) * ap.channels + c;
+    let u1 = (f32(element_hash(2u * ef) >> 8u) + 1.0) / 16777216.0;
+    let u2 = f32(element_hash(2u * ef + 1u) >> 8u) / 16777216.0;
     let z = sqrt(-2.0 * log(u1)) * cos(6.2831853 * u2);
     a_dst[e] = select(a_src[e] + ap.noise * z, 0.0, masked);
 }

@@ -8,14 +8,20 @@
 // The affine parameters are one interleaved [cols, 2] tensor (beta, gamma), the same layout as
 // their gradient (dbeta, dgamma), so the optimiser updates them as one tensor.
 //   bn_grad_stats   per column: dbeta = sum dy, dgamma = sum dy xhat
-//   bn_backward     dx = gamma rstd / n (n dy - dbeta - xhat dgamma)
+//   bn_backward     dx = gamma rstd / n (n dy - dbeta - xhat dgamma), n the rows counted
 // One invocation per column for the reductions: columns are few (<= 512) and rows many.
+//
+// Over sequences (VALID_STEPS): the rows are [batch, steps] and only each sequence's first
+// lengths[b] steps count. Statistics and gradient sums then run over those rows alone (valid_rows
+// of them), the padded rows' outputs and input gradients are zero: whatever a batch carries past
+// a clip changes nothing in training or inference. Otherwise steps = rows: one sequence, all valid.
 
 override EVAL: bool = false;
+override VALID_STEPS: bool = false;
 
 struct Params {
     grid: vec4<u32>,
-    rows: u32, cols: u32, _pad0: u32, _pad1: u32,
+    rows: u32, cols: u32, steps: u32, valid_rows: u32,
     eps: f32, momentum: f32, _pad2: f32, _pad3: f32,
 }
 
@@ -25,6 +31,17 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> stats: array<vec2<f32>>;   // [cols]: mean, rstd
 @group(0) @binding(5) var<storage, read_write> moving: array<vec2<f32>>;  // [cols]: mean, variance
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
+@group(0) @binding(7) var<storage, read> lengths: array<u32>;            // [rows / steps]
+
+// Valid steps of sequence b.
+fn valid_steps(b: u32) -> u32 {
+    if (VALID_STEPS) { return min(lengths[b], p.steps); }
+    return p.steps;
+}
+
+fn row_is_valid(r: u32) -> bool {
+    return !VALID_STEPS || r % p.steps < valid_steps(r / p.steps);
+}
 
 fn column(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     let j = flat_index(wid, nwg, p.grid, lid, 64u);
@@ -46,16 +63,25 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             @builtin(local_invocation_index) lid: u32) {
     let j = column(wid, nwg, lid);
     if (j == 0xffffffffu) { return; }
+    let sequences = p.rows / p.steps;
     var s = 0.0;
-    for (var i = 0u; i < p.rows; i++) { s += x[i * p.cols + j]; }
-    let mean = s / f32(p.rows);
+    for (var b = 0u; b < sequences; b++) {
+        let first = b * p.steps;
+        let end = first + valid_steps(b);
+        for (var r = first; r < end; r++) { s += x[r * p.cols + j]; }
+    }
+    let mean = s / f32(p.valid_rows);
     // Two passes: the variance of centred values does not cancel catastrophically.
     var ss = 0.0;
-    for (var i = 0u; i < p.rows; i++) {
-        let d = x[i * p.cols + j] - mean;
-        ss += d * d;
+    for (var b = 0u; b < sequences; b++) {
+        let first = b * p.steps;
+        let end = first + valid_steps(b);
+        for (var r = first; r < end; r++) {
+            let d = x[r * p.cols + j] - mean;
+            ss += d * d;
+        }
     }
-    let var_ = ss / f32(p.rows);
+    let var_ = ss / f32(p.valid_rows);
     stats[j] = vec2<f32>(mean, inverseSqrt(var_ + p.eps));
     let mv = moving[j];
     moving[j] = vec2<f32>(p.momentum * mv.x + (1.0 - p.momentum) * mean, p.momentum * mv.y + (1.0 - p.momentum) * var_);
@@ -94,7 +120,7 @@ fn bn_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let a = affine[j];
     for (var r = b.y; r < min(b.y + BN_ROWS, p.rows); r++) {
         let i = r * p.cols + j;
-        y[i] = a.y * (x[i] - mean) * rstd + a.x;
+        y[i] = select(0.0, a.y * (x[i] - mean) * rstd + a.x, row_is_valid(r));
     }
 }
 
@@ -110,10 +136,14 @@ fn bn_grad_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let st = stats[j];
     var sum_dy = 0.0;
     var sum_dy_xhat = 0.0;
-    for (var i = 0u; i < p.rows; i++) {
-        let k = i * p.cols + j;
-        sum_dy += dy[k];
-        sum_dy_xhat += dy[k] * (x[k] - st.x) * st.y;
+    for (var b = 0u; b < p.rows / p.steps; b++) {
+        let first = b * p.steps;
+        let end = first + valid_steps(b);
+        for (var r = first; r < end; r++) {
+            let k = r * p.cols + j;
+            sum_dy += dy[k];
+            sum_dy_xhat += dy[k] * (x[k] - st.x) * st.y;
+        }
     }
     grad_stats[j] = vec2<f32>(sum_dy, sum_dy_xhat);
 }
@@ -127,11 +157,11 @@ fn bn_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let j = b.x;
     let st = stats[j];
     let gs = moving[j];
-    let n = f32(p.rows);
+    let n = f32(p.valid_rows);
     let scale = affine[j].y * st.y / n;
     for (var r = b.y; r < min(b.y + BN_ROWS, p.rows); r++) {
         let i = r * p.cols + j;
         let xhat = (x[i] - st.x) * st.y;
-        y[i] = scale * (n * dy[i] - gs.x - xhat * gs.y);
+        y[i] = select(0.0, scale * (n * dy[i] - gs.x - xhat * gs.y), row_is_valid(r));
     }
 }

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
-    /// The reference study's refined CNN: three Conv1D(k5)-BatchNorm-MaxPool(2)-Dropout(0.3) blocks (128, 256, 512 filters), Flatten, Dense(256)-Dropout(0.4)-Dense(128)-Dropout(0.4)-Dense. With --input vectors or stats it convolves along a clip's values (the study's); with --input frames along time, and --time-pooling replaces Flatten (default: the mean over each clip's valid frames; flatten, the study's, does not train there)
+    /// The reference study's refined CNN: three Conv1D(k5)-BatchNorm-MaxPool(2)-Dropout(0.3) blocks (128, 256, 512 filters), Flatten, Dense(256)-Dropout(0.4)-Dense(128)-Dropout(0.4)-Dense. With --input vectors or stats it convolves along a clip's values (the study's); with --input frames along time, each batch norm over valid frames only, and --time-pooling replaces Flatten (default: the mean over each clip's valid frames; flatten, the study's, does not train there)
     Cnn,
     /// Multilayer perceptron (--hidden, --dropout, --batch-norm).
     Mlp,
@@ -51,9 +51,8 @@ pub enum ModelKind {
     /// Dropout(0.3) -> Dense.
     Lstm,
     /// Two Conv1D(k5)-BatchNorm-MaxPool(2) blocks (64, 128 filters) over the frames, then the
-    /// lstm model's head (--input frames). Masking is exact from the LSTM on; the convolutions
-    /// and batch statistics see the padding up to the batch's longest clip, as Keras's Conv1D
-    /// does.
+    /// lstm model's head (--input frames). Each batch norm counts only each clip's valid frames
+    /// and zeroes the rest: padding changes no output, loss or gradient.
     CnnLstm,
 }
 

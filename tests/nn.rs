@@ -20,9 +20,9 @@ fn dropout_is_seeded_unbiased_and_repeats_its_mask_for_the_gradient() {
     for (rate, seed) in [(0.3f32, 7u64), (0.4, 0xdead_beef_1234), (0.0, 1)] {
         let (y1, y2, other) = (poisoned(g, &[n]), poisoned(g, &[n]), poisoned(g, &[n]));
         let mut step = g.step("test.dropout");
-        dropout::apply(&mut step, rate, seed, &ones, &y1).unwrap();
-        dropout::apply(&mut step, rate, seed, &ones, &y2).unwrap();
-        dropout::apply(&mut step, rate, seed + 1, &ones, &other).unwrap();
+        dropout::apply(&mut step, rate, seed, None, &ones, &y1).unwrap();
+        dropout::apply(&mut step, rate, seed, None, &ones, &y2).unwrap();
+        dropout::apply(&mut step, rate, seed + 1, None, &ones, &other).unwrap();
         step.submit().unwrap();
         let (a, b, c) = (g.read_f32(&y1).unwrap(), g.read_f32(&y2).unwrap(), g.read_f32(&other).unwrap());
         assert_eq!(a, b, "same seed, same mask");
@@ -41,6 +41,31 @@ fn dropout_is_seeded_unbiased_and_repeats_its_mask_for_the_gradient() {
             assert_ne!(a, c, "another seed, another mask");
         }
     }
+}
+
+#[test]
+fn dropout_over_a_cut_batch_draws_each_element_as_the_full_length_batch_does() {
+    let g = &gpu().gpu;
+    let mut rng = ser::rng::SplitMix64::new(common::fresh_seed("dropout-cut"));
+    // 5 examples of 7 steps x 3 channels, cut from a model input of 12 steps.
+    let (batch, steps, full, channels) = (5, 7, 12, 3);
+    let (rate, seed) = (0.5f32, rng.next_u64());
+    let x = rng.vec(batch * full * channels, 0.5, 1.5);
+    let cut: Vec<f32> = (0..batch).flat_map(|b| x[b * full * channels..(b * full + steps) * channels].to_vec()).collect();
+    let (tx, tc) = (g.upload_f32(&x, &[x.len()]).unwrap(), g.upload_f32(&cut, &[cut.len()]).unwrap());
+    let (y_full, y_cut) = (poisoned(g, &[x.len()]), poisoned(g, &[cut.len()]));
+    let mut step = g.step("test.dropout.cut");
+    dropout::apply(&mut step, rate, seed, None, &tx, &y_full).unwrap();
+    dropout::apply(&mut step, rate, seed, Some((steps * channels, full * channels)), &tc, &y_cut).unwrap();
+    step.submit().unwrap();
+    let (a, b) = (g.read_f32(&y_full).unwrap(), g.read_f32(&y_cut).unwrap());
+    let want: Vec<f32> = (0..batch).flat_map(|e| a[e * full * channels..(e * full + steps) * channels].to_vec()).collect();
+    assert_eq!(b, want, "a cut batch's elements must be dropped as at full length");
+    assert!(b.contains(&0.0) && b.iter().any(|&v| v != 0.0));
+    // Rows that do not divide the tensor, or longer than at full length, are refused.
+    let mut step = g.step("test.dropout.bad");
+    assert!(dropout::apply(&mut step, rate, seed, Some((4, 8)), &tc, &y_cut).is_err());
+    assert!(dropout::apply(&mut step, rate, seed, Some((steps * channels, channels)), &tc, &y_cut).is_err());
 }
 
 

@@ -635,6 +635,59 @@ fn sequence_batches_cut_after_their_longest_clip_give_the_padded_batchs_logits()
     assert!(err.contains("is not [2, 40, 3]"), "{err}");
 }
 
+/// Training is as blind to padding as inference: the same batch padded to the model's 40 steps
+/// and cut after its longest clip (16 steps) gives the same losses and, after two Adam steps
+/// with dropout and augmentation on, the same weights, for every model that pools its steps.
+/// The layers such models were saved with before (BatchNorm then MaskPadding: batch statistics
+/// over the padding too) do not, which shows the comparison can fail.
+#[test]
+fn training_steps_on_a_batch_padded_two_ways_agree() {
+    let g = &gpu().gpu;
+    let mut rng = Rng::new(common::fresh_seed("padded-training"));
+    let (steps, cut, channels, batch) = (40usize, 16usize, 3usize, 6usize);
+    let lengths: Vec<u32> = (0..batch).map(|i| if i == 0 { cut as u32 } else { 1 + (rng.next_u64() % cut as u64) as u32 }).collect();
+    let x: Vec<f32> = (0..batch * steps * channels).map(|e| if (e / channels) % steps < lengths[e / (steps * channels)] as usize { rng.uniform(-1.0, 1.0) } else { 0.0 }).collect();
+    let x_cut: Vec<f32> = x.chunks(steps * channels).flat_map(|row| row[..cut * channels].to_vec()).collect();
+    let labels = g.upload(&(0..batch as u32).map(|i| i % 3).collect::<Vec<u32>>(), &[batch], ser::gpu::DType::U32).unwrap();
+    let class_weight = g.upload_f32(&[1.0, 1.5, 0.7], &[3]).unwrap();
+    // Losses of both steps and every weight after them, for the batch of `width` steps.
+    let train_two_steps = |arch: &Architecture, augment: bool, input: &[f32], width: usize| -> (Vec<f32>, Vec<f32>) {
+        let mut model = Model::new(g, arch, 11).unwrap();
+        if augment {
+            model.augment = ser::ops::dropout::Augment { noise: 0.2, time_mask: 3, feature_mask: 1 };
+        }
+        let x = g.upload_f32(input, &[batch, width * channels]).unwrap();
+        let mut losses = Vec::new();
+        for seed in [5, 6] {
+            let mut step = g.step("test.padded-training");
+            let l = model.train_step(&mut step, &x, Some(&lengths), &labels, &class_weight, seed).unwrap();
+            step.submit().unwrap();
+            losses.extend(g.read_f32(&l).unwrap());
+        }
+        let weights = model.params().iter().flat_map(|p| g.read_f32(&p.value).unwrap()).collect();
+        (losses, weights)
+    };
+    let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (p - q).abs() / (1.0 + q.abs())).fold(0f32, f32::max);
+    let pooled = |p| [Architecture::lstm((steps, channels), 3, 8, p), Architecture::cnn_lstm((steps, channels), 3, 8, p), Architecture::refined_cnn((steps, channels), 3, p)];
+    for (k, arch) in pooled(TimePooling::Mean).into_iter().chain(pooled(TimePooling::Attention)).enumerate() {
+        let augment = k % 2 == 0;
+        let (loss_whole, w_whole) = train_two_steps(&arch, augment, &x, steps);
+        let (loss_cut, w_cut) = train_two_steps(&arch, augment, &x_cut, cut);
+        let (dl, dw) = (worst(&loss_cut, &loss_whole), worst(&w_cut, &w_whole));
+        assert!(dl <= 1e-5 && dw <= 1e-5, "{:?} (augment {augment}): losses differ by {dl:e}, weights by {dw:e}", arch.layers[..2].to_vec());
+        // The layers of earlier checkpoints: batch statistics see the padding.
+        if arch.layers.contains(&Layer::SequenceBatchNorm) {
+            let old = Architecture {
+                input: arch.input,
+                layers: arch.layers.iter().flat_map(|l| if *l == Layer::SequenceBatchNorm { vec![Layer::BatchNorm, Layer::MaskPadding] } else { vec![l.clone()] }).collect(),
+            };
+            let (loss_whole, _) = train_two_steps(&old, augment, &x, steps);
+            let (loss_cut, _) = train_two_steps(&old, augment, &x_cut, cut);
+            assert!(worst(&loss_cut, &loss_whole) > 1e-4, "{:?}: batch statistics over the padding made no difference", old.layers[..3].to_vec());
+        }
+    }
+}
+
 /// The attention layer's whole backward inside a model (the kernels' score gradient, then the
 /// GEMM that sums it into dw): Adam's first step moves each weight by lr against the sign of its
 /// gradient, which must be the sign of the loss's central difference.

@@ -55,8 +55,16 @@ pub enum Layer {
     /// convolution block of a model that pools its steps: the padding a batch carries past a
     /// clip (up to the batch's longest clip, or none when the batch is cut there) then reaches
     /// neither the next convolution nor a pooling window, so a clip's output does not depend
-    /// on the batch it is in. (Batch statistics in training still see the padding.)
+    /// on the batch it is in. (Batch statistics in training still see the padding: models
+    /// saved before [`Layer::SequenceBatchNorm`] have BatchNorm, MaskPadding.)
     MaskPadding,
+    /// BatchNorm over each sequence's valid steps: batch statistics and gradient sums from
+    /// those steps alone, every step past a sequence's length zero in the output and in the
+    /// input's gradient. After each convolution of a model that pools its steps: the padding a
+    /// batch carries past a clip then reaches nothing, so a clip's output, the loss and every
+    /// gradient are the same whatever the batch's length (BatchNorm then MaskPadding, but with
+    /// the padding out of the statistics too).
+    SequenceBatchNorm,
 }
 
 /// How a sequence model reduces its steps to one vector before the classifier.
@@ -110,6 +118,7 @@ impl Layer {
             Layer::TimeMean => "time_mean",
             Layer::AttentionPool => "attention_pool",
             Layer::MaskPadding => "mask_padding",
+            Layer::SequenceBatchNorm => "sequence_batch_norm",
         }
     }
 
@@ -127,17 +136,15 @@ impl Architecture {
     /// Dropout(0.3) blocks of 128, 256 and 512 filters, Flatten, Dense(256) -> Dropout(0.4) ->
     /// Dense(128) -> Dropout(0.4) -> Dense(classes) (softmax in the loss). Over frames `head`
     /// may pool the steps instead of flattening them (the mean or attention over valid steps;
-    /// each block's padding is then zeroed after its batch norm, [`Layer::MaskPadding`]): with
+    /// each block's batch norm then sees only valid steps and zeroes the padding,
+    /// [`Layer::SequenceBatchNorm`]): with
     /// Flatten the first Dense has 25,088 inputs per unit and Adam's first steps kill its
     /// ReLUs, in Keras as here (docs/RESULTS.md).
     pub fn refined_cnn(input: (usize, usize), classes: usize, head: TimePooling) -> Architecture {
         let mut layers = Vec::new();
         for filters in [128, 256, 512] {
             layers.push(Layer::Conv1d { filters, kernel: 5, same: true, relu: true });
-            layers.push(Layer::BatchNorm);
-            if head != TimePooling::Flatten {
-                layers.push(Layer::MaskPadding);
-            }
+            layers.push(if head == TimePooling::Flatten { Layer::BatchNorm } else { Layer::SequenceBatchNorm });
             layers.push(Layer::MaxPool { size: 2, stride: 2 });
             layers.push(Layer::Dropout { rate: 0.3 });
         }
@@ -192,15 +199,14 @@ impl Architecture {
     }
 
     /// The study's CNN+LSTM: two Conv1D(k5, same, ReLU) -> BatchNorm -> MaxPool(2) blocks of
-    /// 64 and 128 filters over the frames (a quarter of the steps), each block's padding zeroed
-    /// after its batch norm ([`Layer::MaskPadding`]), then the LSTM head of
-    /// [`Architecture::lstm`].
+    /// 64 and 128 filters over the frames (a quarter of the steps), each block's batch norm over
+    /// valid steps only, zeroing the padding ([`Layer::SequenceBatchNorm`]), then the LSTM head
+    /// of [`Architecture::lstm`].
     pub fn cnn_lstm(input: (usize, usize), classes: usize, units: usize, pooling: TimePooling) -> Architecture {
         let mut layers = Vec::new();
         for filters in [64, 128] {
             layers.push(Layer::Conv1d { filters, kernel: 5, same: true, relu: true });
-            layers.push(Layer::BatchNorm);
-            layers.push(Layer::MaskPadding);
+            layers.push(Layer::SequenceBatchNorm);
             layers.push(Layer::MaxPool { size: 2, stride: 2 });
         }
         layers.extend(Architecture::lstm(input, classes, units, pooling).layers);
@@ -269,7 +275,7 @@ impl Architecture {
 
     /// Whether any layer reads the sequence lengths.
     pub fn uses_lengths(&self) -> bool {
-        self.layers.iter().any(|l| matches!(l, Layer::Lstm { .. } | Layer::TimeMean | Layer::AttentionPool | Layer::MaskPadding))
+        self.layers.iter().any(|l| matches!(l, Layer::Lstm { .. } | Layer::TimeMean | Layer::AttentionPool | Layer::MaskPadding | Layer::SequenceBatchNorm))
     }
 
     /// Flatten -> `fixed` (a kernel layer) -> Dense(classes).
@@ -309,7 +315,7 @@ impl Architecture {
             }
             let next = match *layer {
                 Layer::Conv1d { filters, kernel, same, .. } => (ConvShape::new(1, l, c, kernel, same)?.l_out, filters),
-                Layer::BatchNorm | Layer::Dropout { .. } | Layer::MaskPadding => (l, c),
+                Layer::BatchNorm | Layer::Dropout { .. } | Layer::MaskPadding | Layer::SequenceBatchNorm => (l, c),
                 Layer::MaxPool { size, stride } => (PoolShape::new(1, l, c, size, stride)?.l_out, c),
                 Layer::Flatten => (1, l * c),
                 Layer::Lstm { units, sequences, .. } => (if sequences { l } else { 1 }, layer.directions() * units),
@@ -393,7 +399,14 @@ struct Forward {
     logits: Tensor,
     saved: Vec<layers::Saved>,
     shapes: Vec<(usize, usize)>,
-    lengths: Vec<Option<Tensor>>,
+    lengths: Vec<Option<LayerLengths>>,
+}
+
+/// One layer's lengths for a batch: each example's valid steps entering it, and their sum.
+#[derive(Clone)]
+struct LayerLengths {
+    tensor: Tensor,
+    valid: usize,
 }
 
 impl Model {
@@ -444,9 +457,9 @@ impl Model {
         if steps == self.arch.input.0 { Ok(self.shapes.clone()) } else { self.arch.with_steps(steps).shapes() }
     }
 
-    /// Each sequence layer's lengths tensor, from the input's valid steps (all full when none
-    /// are given); None for the layers that do not read them.
-    fn layer_lengths(&self, gpu: &Gpu, lengths: Option<&[u32]>, batch: usize, steps: usize) -> Result<Vec<Option<Tensor>>> {
+    /// Each sequence layer's lengths, from the input's valid steps (all full when none are
+    /// given); None for the layers that do not read them.
+    fn layer_lengths(&self, gpu: &Gpu, lengths: Option<&[u32]>, batch: usize, steps: usize) -> Result<Vec<Option<LayerLengths>>> {
         if !self.layers.iter().any(|l| l.reads_lengths()) {
             return Ok(vec![None; self.layers.len()]);
         }
@@ -459,7 +472,8 @@ impl Model {
             bail!("a length of {n} in a batch of {steps} steps");
         }
         let through = self.arch.with_steps(steps).lengths_through(given)?;
-        self.layers.iter().enumerate().map(|(i, l)| l.reads_lengths().then(|| gpu.upload(&through[i], &[batch], DType::U32)).transpose()).collect()
+        let upload = |n: &[u32]| -> Result<LayerLengths> { Ok(LayerLengths { tensor: gpu.upload(n, &[batch], DType::U32)?, valid: n.iter().map(|&k| k as usize).sum() }) };
+        self.layers.iter().enumerate().map(|(i, l)| l.reads_lengths().then(|| upload(&through[i])).transpose()).collect()
     }
 
     /// Layer `i`'s seed for the batch of `seed` (dropout masks; the same in its backward).
@@ -473,9 +487,11 @@ impl Model {
             batch: f.batch,
             input: f.shapes[f.i],
             output: f.shapes[f.i + 1],
+            full_input: self.shapes[f.i],
             train: f.train,
             seed: Self::layer_seed(f.seed, f.i),
-            lengths: f.lengths[f.i].clone(),
+            lengths: f.lengths[f.i].as_ref().map(|n| n.tensor.clone()),
+            valid_steps: f.lengths[f.i].as_ref().map_or(f.batch * f.shapes[f.i].0, |n| n.valid),
             precision: self.precision,
             bn: &self.bn,
         }
@@ -510,7 +526,7 @@ impl Model {
             let valid = gpu.upload(lengths.map_or(&vec![steps as u32; batch][..], |l| l), &[batch], DType::U32)?;
             augmented = gpu.empty(x.shape(), DType::F32)?;
             step.set_scope(Some("augment".to_string()));
-            crate::ops::dropout::augment(step, &self.augment, splitmix64(seed ^ 0xa5a5_5a5a_0f0f_f0f0), (batch, steps, channels), x, &valid, &augmented)?;
+            crate::ops::dropout::augment(step, &self.augment, splitmix64(seed ^ 0xa5a5_5a5a_0f0f_f0f0), (batch, steps, channels), self.arch.input.0, x, &valid, &augmented)?;
             &augmented
         } else {
             x
@@ -556,7 +572,7 @@ struct PassOf<'a> {
     i: usize,
     batch: usize,
     shapes: &'a [(usize, usize)],
-    lengths: &'a [Option<Tensor>],
+    lengths: &'a [Option<LayerLengths>],
     train: bool,
     seed: u64,
 }

@@ -4,7 +4,7 @@ use crate::gpu::{Access, KernelSpec, NORM_WGSL, Step, Tensor};
 use anyhow::{Result, bail};
 
 const BINDINGS: &[Access] =
-    &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite];
+    &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite, Access::Read];
 const COLUMN_SUM: KernelSpec = KernelSpec { shader: &NORM_WGSL, entry: "column_sum", bindings: BINDINGS };
 const STATS: KernelSpec = KernelSpec { shader: &NORM_WGSL, entry: "bn_stats", bindings: BINDINGS };
 const FORWARD: KernelSpec = KernelSpec { shader: &NORM_WGSL, entry: "bn_forward", bindings: BINDINGS };
@@ -20,7 +20,8 @@ const BN_ROWS: usize = 8;
 struct Params {
     rows: u32,
     cols: u32,
-    _pad0: [u32; 2],
+    steps: u32,
+    valid_rows: u32,
     eps: f32,
     momentum: f32,
     _pad1: [f32; 2],
@@ -32,7 +33,36 @@ fn dims(x: &Tensor, cols: usize) -> Result<(usize, Params)> {
     }
     let rows = x.len() / cols;
     let d = BatchNorm::default();
-    Ok((rows, Params { rows: rows as u32, cols: cols as u32, _pad0: [0; 2], eps: d.eps, momentum: d.momentum, _pad1: [0.0; 2] }))
+    let p = Params { rows: rows as u32, cols: cols as u32, steps: rows as u32, valid_rows: rows as u32, eps: d.eps, momentum: d.momentum, _pad1: [0.0; 2] };
+    Ok((rows, p))
+}
+
+/// Rows that are the steps of sequences, of which only each sequence's first `lengths` count
+/// (the sequence models' batch norm, shaders/norm.wgsl's VALID_STEPS).
+#[derive(Clone, Copy)]
+pub struct ValidSteps<'a> {
+    /// [sequences] u32: each sequence's valid steps (clamped to `steps`).
+    pub lengths: &'a Tensor,
+    /// Steps (rows) per sequence.
+    pub steps: usize,
+    /// The rows that count: the sum of the clamped lengths.
+    pub valid_rows: usize,
+}
+
+/// The parameters, the lengths to bind and the VALID_STEPS override for `x` over `valid`.
+fn layout(step: &Step, x: &Tensor, cols: usize, valid: Option<ValidSteps>) -> Result<(usize, Params, Tensor, f64)> {
+    let (rows, mut p) = dims(x, cols)?;
+    let Some(v) = valid else {
+        return Ok((rows, p, step.gpu().placeholder().clone(), 0.0));
+    };
+    if v.steps == 0 || !rows.is_multiple_of(v.steps) || v.lengths.len() != rows / v.steps || v.valid_rows > rows {
+        bail!("batch norm over sequences: {rows} rows are not {} sequences of {} steps with {} valid rows", v.lengths.len(), v.steps, v.valid_rows);
+    }
+    if v.valid_rows == 0 {
+        bail!("batch norm over sequences: no valid step in the batch");
+    }
+    (p.steps, p.valid_rows) = (v.steps as u32, v.valid_rows as u32);
+    Ok((rows, p, v.lengths.clone(), 1.0))
 }
 
 /// out [cols] = sum over rows of x [rows, cols].
@@ -46,7 +76,7 @@ pub fn column_sum(step: &mut Step, x: &Tensor, cols: usize, out: &Tensor) -> Res
     let ph = gpu.placeholder().clone();
     let (s1, s2) = (gpu.empty(&[4], crate::gpu::DType::F32)?, gpu.empty(&[4], crate::gpu::DType::F32)?);
     let grid = [super::groups(cols, 64)?, 1, 1];
-    step.dispatch(&COLUMN_SUM, &[], &[x, &ph, &ph, &s1, &s2, out], bytemuck::bytes_of(&p), grid, "norm.column_sum")
+    step.dispatch(&COLUMN_SUM, &[], &[x, &ph, &ph, &s1, &s2, out, &ph], bytemuck::bytes_of(&p), grid, "norm.column_sum")
 }
 
 /// Batch normalisation options: Keras's epsilon (1e-3), and a moving-average momentum of 0.9
@@ -76,48 +106,54 @@ pub struct BnTensors<'a> {
     pub moving: &'a Tensor,
 }
 
-/// Training forward: batch statistics, moving averages updated, y normalised.
-pub fn forward_train(step: &mut Step, o: &BatchNorm, t: &BnTensors, x: &Tensor, y: &Tensor) -> Result<()> {
+/// Training forward: batch statistics (over the valid steps only, with `valid`), moving
+/// averages updated, y normalised (zero past each sequence's length, with `valid`).
+pub fn forward_train(step: &mut Step, o: &BatchNorm, t: &BnTensors, x: &Tensor, y: &Tensor, valid: Option<ValidSteps>) -> Result<()> {
     let cols = t.affine.len() / 2;
-    let (rows, mut p) = dims(x, cols)?;
+    let (rows, mut p, lengths, over_steps) = layout(step, x, cols, valid)?;
     // bn_stats: two passes over the rows per column.
     super::check_loop_budget(step.gpu(), 2 * rows, "batch normalisation statistics")?;
     (p.eps, p.momentum) = (o.eps, o.momentum);
     let ph = step.gpu().placeholder().clone();
-    step.dispatch(&STATS, &[], &[x, t.affine, &ph, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(cols, 64)?, 1, 1], "norm.bn_stats")?;
-    step.dispatch(&FORWARD, &[("EVAL", 0.0), ("BN_ROWS", BN_ROWS as f64)], &[x, t.affine, &ph, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(rows.div_ceil(BN_ROWS) * cols, 256)?, 1, 1], "norm.bn_forward")
+    let bind = [x, t.affine, &ph, t.stats, t.moving, y, &lengths];
+    step.dispatch(&STATS, &[("VALID_STEPS", over_steps)], &bind, bytemuck::bytes_of(&p), [super::groups(cols, 64)?, 1, 1], "norm.bn_stats")?;
+    step.dispatch(&FORWARD, &[("EVAL", 0.0), ("VALID_STEPS", over_steps), ("BN_ROWS", BN_ROWS as f64)], &bind, bytemuck::bytes_of(&p), [super::groups(rows.div_ceil(BN_ROWS) * cols, 256)?, 1, 1], "norm.bn_forward")
 }
 
-/// Inference forward with the moving statistics.
-pub fn forward_eval(step: &mut Step, o: &BatchNorm, t: &BnTensors, x: &Tensor, y: &Tensor) -> Result<()> {
+/// Inference forward with the moving statistics (zero past each sequence's length, with
+/// `valid`).
+pub fn forward_eval(step: &mut Step, o: &BatchNorm, t: &BnTensors, x: &Tensor, y: &Tensor, valid: Option<ValidSteps>) -> Result<()> {
     let cols = t.affine.len() / 2;
-    let (rows, mut p) = dims(x, cols)?;
+    let (rows, mut p, lengths, over_steps) = layout(step, x, cols, valid)?;
     p.eps = o.eps;
     let ph = step.gpu().placeholder().clone();
-    step.dispatch(&FORWARD, &[("EVAL", 1.0), ("BN_ROWS", BN_ROWS as f64)], &[x, t.affine, &ph, t.stats, t.moving, y], bytemuck::bytes_of(&p), [super::groups(rows.div_ceil(BN_ROWS) * cols, 256)?, 1, 1], "norm.bn_forward")
+    step.dispatch(&FORWARD, &[("EVAL", 1.0), ("VALID_STEPS", over_steps), ("BN_ROWS", BN_ROWS as f64)], &[x, t.affine, &ph, t.stats, t.moving, y, &lengths], bytemuck::bytes_of(&p), [super::groups(rows.div_ceil(BN_ROWS) * cols, 256)?, 1, 1], "norm.bn_forward")
 }
 
 /// Backward of the training forward: dx, and the parameter gradients in `grad_stats` [cols, 2]
-/// as (dbeta, dgamma).
-pub fn backward(step: &mut Step, t: &BnTensors, x: &Tensor, dy: &Tensor, grad_stats: &Tensor, dx: &Tensor) -> Result<()> {
+/// as (dbeta, dgamma); with `valid`, sums over the valid steps and zero dx past them.
+pub fn backward(step: &mut Step, t: &BnTensors, x: &Tensor, dy: &Tensor, grad_stats: &Tensor, dx: &Tensor, valid: Option<ValidSteps>) -> Result<()> {
     let cols = t.affine.len() / 2;
-    let (rows, p) = dims(x, cols)?;
+    let (rows, p, lengths, over_steps) = layout(step, x, cols, valid)?;
     super::check_loop_budget(step.gpu(), rows, "batch normalisation gradients")?;
     if dy.len() != x.len() || dx.len() != x.len() || grad_stats.len() != 2 * cols {
         bail!("batchnorm backward: dy {:?}, dx {:?}, grad_stats {:?} for x {:?}", dy.shape(), dx.shape(), grad_stats.shape(), x.shape());
     }
-    step.dispatch(&GRAD_STATS, &[], &[x, t.affine, dy, t.stats, t.moving, grad_stats], bytemuck::bytes_of(&p), [super::groups(cols, 64)?, 1, 1], "norm.bn_grad_stats")?;
-    step.dispatch(&BACKWARD, &[("BN_ROWS", BN_ROWS as f64)], &[x, t.affine, dy, t.stats, grad_stats, dx], bytemuck::bytes_of(&p), [super::groups(rows.div_ceil(BN_ROWS) * cols, 256)?, 1, 1], "norm.bn_backward")
+    step.dispatch(&GRAD_STATS, &[("VALID_STEPS", over_steps)], &[x, t.affine, dy, t.stats, t.moving, grad_stats, &lengths], bytemuck::bytes_of(&p), [super::groups(cols, 64)?, 1, 1], "norm.bn_grad_stats")?;
+    step.dispatch(&BACKWARD, &[("VALID_STEPS", over_steps), ("BN_ROWS", BN_ROWS as f64)], &[x, t.affine, dy, t.stats, grad_stats, dx, &lengths], bytemuck::bytes_of(&p), [super::groups(rows.div_ceil(BN_ROWS) * cols, 256)?, 1, 1], "norm.bn_backward")
 }
 
-/// Float64 reference of the training forward: (y, mean, var).
-pub fn reference_forward(x: &[f64], cols: usize, gamma: &[f64], beta: &[f64], eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+/// Float64 reference of the training forward: (y, mean, var). With `valid` (a flag per row)
+/// the statistics come from the valid rows alone and the other rows' outputs are zero.
+pub fn reference_forward(x: &[f64], cols: usize, gamma: &[f64], beta: &[f64], eps: f64, valid: Option<&[bool]>) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let rows = x.len() / cols;
-    let mean: Vec<f64> = (0..cols).map(|j| (0..rows).map(|i| x[i * cols + j]).sum::<f64>() / rows as f64).collect();
-    let var: Vec<f64> = (0..cols).map(|j| (0..rows).map(|i| (x[i * cols + j] - mean[j]).powi(2)).sum::<f64>() / rows as f64).collect();
+    let counts = |i: usize| valid.is_none_or(|v| v[i]);
+    let n = (0..rows).filter(|&i| counts(i)).count() as f64;
+    let mean: Vec<f64> = (0..cols).map(|j| (0..rows).filter(|&i| counts(i)).map(|i| x[i * cols + j]).sum::<f64>() / n).collect();
+    let var: Vec<f64> = (0..cols).map(|j| (0..rows).filter(|&i| counts(i)).map(|i| (x[i * cols + j] - mean[j]).powi(2)).sum::<f64>() / n).collect();
     let y = (0..rows * cols).map(|i| {
         let j = i % cols;
-        gamma[j] * (x[i] - mean[j]) / (var[j] + eps).sqrt() + beta[j]
+        if counts(i / cols) { gamma[j] * (x[i] - mean[j]) / (var[j] + eps).sqrt() + beta[j] } else { 0.0 }
     });
     (y.collect(), mean, var)
 }

@@ -342,55 +342,82 @@ fn conv1d(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<(
 }
 
 /// Batch norm in training mode (two-pass statistics, moving averages), its backward against
-/// finite differences, evaluation mode, and the column sums its gradients use.
+/// finite differences, evaluation mode, and the column sums its gradients use; over plain rows
+/// and over sequences' valid steps (padded steps hold garbage, which must change nothing, bit
+/// for bit, and come out zero in y and dx).
 fn batch_norm(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
     let o = norm::BatchNorm::default();
-    for (rows, cols) in [(2, 1), (13, 5), (67, 3)] {
+    // (rows, cols, sequences: (steps, lengths) when the rows are sequences' steps)
+    let cases: [(usize, usize, Option<(usize, Vec<u32>)>); 5] =
+        [(2, 1, None), (13, 5, None), (67, 3, None), (21, 5, Some((7, vec![7, 2, 5]))), (36, 3, Some((9, vec![1, 9, 12, 0])))];
+    for (rows, cols, sequences) in cases {
         // An offset mean checks the two-pass variance.
         let x: Vec<f64> = rand64(rng, rows * cols).iter().map(|v| 3.0 + v).collect();
+        let valid: Option<Vec<bool>> = sequences.as_ref().map(|(steps, lengths)| (0..rows).map(|r| r % steps < lengths[r / steps] as usize).collect());
+        let counts = |r: usize| valid.as_ref().is_none_or(|v| v[r]);
         let gamma = rand64(rng, cols);
         let beta = rand64(rng, cols);
         let r = rand64(rng, rows * cols);
         let moving0: Vec<f64> = (0..cols).flat_map(|_| [0.0, 1.0]).collect();
         let affine: Vec<f64> = (0..cols).flat_map(|j| [beta[j], gamma[j]]).collect();
-        let ta = up(g, &affine, &[cols, 2])?;
-        let stats = poisoned(g, &[cols, 2])?;
-        let moving = up(g, &moving0, &[cols, 2])?;
-        let bn = norm::BnTensors { affine: &ta, stats: &stats, moving: &moving };
-        let tx = up(g, &x, &[rows, cols])?;
-        let (y, dx, gs, sums) = (poisoned(g, &[rows, cols])?, poisoned(g, &[rows, cols])?, poisoned(g, &[cols, 2])?, poisoned(g, &[cols])?);
-        let mut step = g.step("selftest.bn");
-        norm::forward_train(&mut step, &o, &bn, &tx, &y)?;
-        norm::backward(&mut step, &bn, &tx, &up(g, &r, &[rows, cols])?, &gs, &dx)?;
-        norm::column_sum(&mut step, &tx, cols, &sums)?;
-        step.submit()?;
+        let lengths = match &sequences {
+            Some((_, n)) => Some(g.upload(n, &[n.len()], DType::U32)?),
+            None => None,
+        };
+        let valid_rows = (0..rows).filter(|&r| counts(r)).count();
+        let over = || lengths.as_ref().zip(sequences.as_ref()).map(|(l, (steps, _))| norm::ValidSteps { lengths: l, steps: *steps, valid_rows });
+        let what = format!("bn {rows}x{cols}{}", sequences.as_ref().map_or(String::new(), |(steps, n)| format!(" over sequences of {steps} steps, lengths {n:?}")));
+        // One training step (forward, backward) and one evaluation forward on x with `padding`
+        // in the padded rows: (y, dx, (dbeta, dgamma), moving averages, column sums, y in eval).
+        let run = |padding: f64| -> Result<[Vec<f32>; 6]> {
+            let xv: Vec<f64> = x.iter().enumerate().map(|(i, &v)| if counts(i / cols) { v } else { padding + v }).collect();
+            let ta = up(g, &affine, &[cols, 2])?;
+            let stats = poisoned(g, &[cols, 2])?;
+            let moving = up(g, &moving0, &[cols, 2])?;
+            let bn = norm::BnTensors { affine: &ta, stats: &stats, moving: &moving };
+            let tx = up(g, &xv, &[rows, cols])?;
+            let (y, dx, gs, sums, ye) = (poisoned(g, &[rows, cols])?, poisoned(g, &[rows, cols])?, poisoned(g, &[cols, 2])?, poisoned(g, &[cols])?, poisoned(g, &[rows, cols])?);
+            let mut step = g.step("selftest.bn");
+            norm::forward_train(&mut step, &o, &bn, &tx, &y, over())?;
+            norm::backward(&mut step, &bn, &tx, &up(g, &r, &[rows, cols])?, &gs, &dx, over())?;
+            norm::column_sum(&mut step, &tx, cols, &sums)?;
+            norm::forward_eval(&mut step, &o, &bn, &tx, &ye, over())?;
+            step.submit()?;
+            Ok([g.read_f32(&y)?, g.read_f32(&dx)?, g.read_f32(&gs)?, g.read_f32(&moving)?, g.read_f32(&sums)?, g.read_f32(&ye)?])
+        };
+        let [y, dx, gs, moving, sums, ye] = run(0.0)?;
         let eps = o.eps as f64;
-        let (want_y, mean, var) = norm::reference_forward(&x, cols, &gamma, &beta, eps);
-        t.close(&format!("bn forward {rows}x{cols}"), &g.read_f32(&y)?, &want_y, 1e-4, 1e-4);
-        let loss_x = |xv: &[f64]| dot(&norm::reference_forward(xv, cols, &gamma, &beta, eps).0, &r);
-        t.close(&format!("bn dx {rows}x{cols}"), &g.read_f32(&dx)?, &numeric_grad(&x, loss_x), 2e-3, 2e-3);
-        let loss_g = |gv: &[f64]| dot(&norm::reference_forward(&x, cols, gv, &beta, eps).0, &r);
-        let loss_b = |bv: &[f64]| dot(&norm::reference_forward(&x, cols, &gamma, bv, eps).0, &r);
+        let mask = valid.as_deref();
+        let (want_y, mean, var) = norm::reference_forward(&x, cols, &gamma, &beta, eps, mask);
+        t.close(&format!("{what} forward"), &y, &want_y, 1e-4, 1e-4);
+        let loss_x = |xv: &[f64]| dot(&norm::reference_forward(xv, cols, &gamma, &beta, eps, mask).0, &r);
+        t.close(&format!("{what} dx"), &dx, &numeric_grad(&x, loss_x), 2e-3, 2e-3);
+        let loss_g = |gv: &[f64]| dot(&norm::reference_forward(&x, cols, gv, &beta, eps, mask).0, &r);
+        let loss_b = |bv: &[f64]| dot(&norm::reference_forward(&x, cols, &gamma, bv, eps, mask).0, &r);
         let (dg, db) = (numeric_grad(&gamma, loss_g), numeric_grad(&beta, loss_b));
         let want_gs: Vec<f64> = (0..cols).flat_map(|j| [db[j], dg[j]]).collect();
-        t.close("bn (dbeta, dgamma)", &g.read_f32(&gs)?, &want_gs, 1e-3, 1e-3);
+        t.close(&format!("{what} (dbeta, dgamma)"), &gs, &want_gs, 1e-3, 1e-3);
         let m = o.momentum as f64;
         let want_moving: Vec<f64> = (0..cols).flat_map(|j| [(1.0 - m) * mean[j], m + (1.0 - m) * var[j]]).collect();
-        t.close("bn moving averages", &g.read_f32(&moving)?, &want_moving, 1e-6, 1e-5);
+        t.close(&format!("{what} moving averages"), &moving, &want_moving, 1e-6, 1e-5);
         let want_sums: Vec<f64> = (0..cols).map(|j| (0..rows).map(|i| x[i * cols + j]).sum()).collect();
-        t.close("column sums", &g.read_f32(&sums)?, &want_sums, 1e-5, 1e-5);
+        t.close("column sums", &sums, &want_sums, 1e-5, 1e-5);
         // Evaluation mode normalises with the moving statistics.
-        let ye = poisoned(g, &[rows, cols])?;
-        let mut step = g.step("selftest.bn.eval");
-        norm::forward_eval(&mut step, &o, &bn, &tx, &ye)?;
-        step.submit()?;
         let want_e: Vec<f64> = (0..rows * cols)
             .map(|i| {
                 let j = i % cols;
-                gamma[j] * (x[i] - want_moving[2 * j]) / (want_moving[2 * j + 1] + eps).sqrt() + beta[j]
+                if counts(i / cols) { gamma[j] * (x[i] - want_moving[2 * j]) / (want_moving[2 * j + 1] + eps).sqrt() + beta[j] } else { 0.0 }
             })
             .collect();
-        t.close("bn eval", &g.read_f32(&ye)?, &want_e, 1e-4, 1e-4);
+        t.close(&format!("{what} eval"), &ye, &want_e, 1e-4, 1e-4);
+        if sequences.is_some() {
+            // Garbage in the padded steps: y, dx, the parameters' gradients and the moving
+            // averages the same, bit for bit (the column sums read every row, as they should).
+            let zero_past = |v: &[f32]| v.iter().enumerate().all(|(i, &a)| counts(i / cols) || a == 0.0);
+            t.require(zero_past(&y) && zero_past(&dx) && zero_past(&ye), || format!("{what}: padded steps are not zero in y, dx or eval y"));
+            let [y2, dx2, gs2, moving2, _, ye2] = run(1e3)?;
+            t.require(y2 == y && dx2 == dx && gs2 == gs && moving2 == moving && ye2 == ye, || format!("{what}: garbage in the padded steps changed the result"));
+        }
     }
     Ok(())
 }
@@ -445,10 +472,12 @@ fn softmax_cross_entropy(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tal
 fn augment(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
     use crate::ops::dropout::{self, Augment};
     let mut zeroed = 0;
-    for (batch, steps, channels, lengths, a) in [
-        (3usize, 7usize, 5usize, vec![7u32, 3, 0], Augment { noise: 0.3, time_mask: 2, feature_mask: 1 }),
-        (2, 40, 59, vec![40, 17], Augment { noise: 0.1, time_mask: 10, feature_mask: 8 }),
-        (4, 9, 3, vec![9, 1, 5, 8], Augment { noise: 0.0, time_mask: 0, feature_mask: 2 }),
+    // (batch, steps, the model's input length, channels, lengths, augmentation): noise drawn
+    // at the index an element has at full length.
+    for (batch, steps, full_steps, channels, lengths, a) in [
+        (3usize, 7usize, 7usize, 5usize, vec![7u32, 3, 0], Augment { noise: 0.3, time_mask: 2, feature_mask: 1 }),
+        (2, 40, 56, 59, vec![40, 17], Augment { noise: 0.1, time_mask: 10, feature_mask: 8 }),
+        (4, 9, 13, 3, vec![9, 1, 5, 8], Augment { noise: 0.0, time_mask: 0, feature_mask: 2 }),
     ] {
         let seed = rng.next_u64();
         let mut x = rng.vec(batch * steps * channels, -2.0, 2.0);
@@ -458,11 +487,11 @@ fn augment(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<
         }
         let (tx, tl, ty) = (g.upload_f32(&x, &[batch * steps, channels])?, g.upload(&lengths, &[batch], crate::gpu::DType::U32)?, poisoned(g, &[batch * steps, channels])?);
         let mut step = g.step("selftest.augment");
-        dropout::augment(&mut step, &a, seed, (batch, steps, channels), &tx, &tl, &ty)?;
+        dropout::augment(&mut step, &a, seed, (batch, steps, channels), full_steps, &tx, &tl, &ty)?;
         step.submit()?;
-        let want = dropout::reference_augment(&a, seed, (batch, steps, channels), &x, &lengths);
+        let want = dropout::reference_augment(&a, seed, (batch, steps, channels), full_steps, &x, &lengths);
         let got = g.read_f32(&ty)?;
-        t.close(&format!("augment {batch}x{steps}x{channels} {a:?}"), &got, &want, 1e-5, 1e-5);
+        t.close(&format!("augment {batch}x{steps}(of {full_steps})x{channels} {a:?}"), &got, &want, 1e-5, 1e-5);
         zeroed += want.iter().zip(&x).filter(|(w, v)| **w == 0.0 && **v != 0.0).count();
     }
     // Each example draws its mask widths from 0 up: over all of them (about one chance in a

@@ -1,6 +1,6 @@
 //! The layers of a built model, one implementation per layer kind, each owning its parameters
 //! (and fixed tensors), its forward and its backward in one place: affine (Conv1d, Dense), norm
-//! (BatchNorm), shape (MaxPool, Dropout, Flatten, MaskPadding), fixed (RandomFourier, RbfKernel) and
+//! (BatchNorm, SequenceBatchNorm), shape (MaxPool, Dropout, Flatten, MaskPadding), fixed (RandomFourier, RbfKernel) and
 //! recurrent (Lstm, TimeMean, AttentionPool). [`super::Layer`] is the serialisable
 //! specification; [`build`] is the one place that turns a specification into its
 //! implementation.
@@ -30,12 +30,17 @@ pub(crate) struct Pass<'a, 'g> {
     /// (length, channels) entering and leaving the layer for this batch.
     pub input: (usize, usize),
     pub output: (usize, usize),
+    /// (length, channels) entering the layer for the model's whole input length (the same as
+    /// `input` unless the batch was cut after its longest clip).
+    pub full_input: (usize, usize),
     /// Training (dropout on, batch statistics) or inference.
     pub train: bool,
     /// This layer's seed for the batch (dropout masks).
     pub seed: u64,
     /// Each example's valid steps entering the layer, for the layers that read them.
     pub lengths: Option<Tensor>,
+    /// Their sum over the batch (batch x length when the layer does not read lengths).
+    pub valid_steps: usize,
     pub precision: Precision,
     pub bn: &'a BatchNorm,
 }
@@ -110,7 +115,8 @@ pub(crate) fn build(gpu: &Gpu, i: usize, layer: &Layer, input: (usize, usize), i
     Ok(match *layer {
         Layer::Conv1d { filters, kernel, same, relu } => Box::new(affine::Conv1d::new(gpu, i, c, filters, kernel, same, relu, init)?),
         Layer::Dense { units, relu } => Box::new(affine::Dense::new(gpu, i, l * c, units, relu, init)?),
-        Layer::BatchNorm => Box::new(norm::BatchNormLayer::new(gpu, i, c)?),
+        Layer::BatchNorm => Box::new(norm::BatchNormLayer::new(gpu, i, c, false)?),
+        Layer::SequenceBatchNorm => Box::new(norm::BatchNormLayer::new(gpu, i, c, true)?),
         Layer::MaxPool { size, stride } => Box::new(shape::MaxPool { size, stride }),
         Layer::Dropout { rate } => Box::new(shape::Dropout { rate }),
         Layer::Flatten => Box::new(shape::Flatten),

@@ -37,9 +37,18 @@ impl BuiltLayer for MaxPool {
 }
 
 /// Inverted dropout while training (the mask from the layer's seed for the batch, so backward
-/// draws the same one); nothing in inference.
+/// draws the same one); nothing in inference. In a batch cut after its longest clip each
+/// element draws what it would at the model's full input length.
 pub(crate) struct Dropout {
     pub rate: f32,
+}
+
+impl Dropout {
+    /// (elements per example in this batch, at full length) when they differ.
+    fn rows(p: &Pass) -> Option<(usize, usize)> {
+        let ((l, c), (l_full, c_full)) = (p.input, p.full_input);
+        (l != l_full).then_some((l * c, l_full * c_full))
+    }
 }
 
 impl BuiltLayer for Dropout {
@@ -48,7 +57,7 @@ impl BuiltLayer for Dropout {
             return Ok((x.clone(), Box::new(())));
         }
         let y = p.step.gpu().empty(x.shape(), DType::F32)?;
-        dropout::apply(p.step, self.rate, p.seed, x, &y)?;
+        dropout::apply(p.step, self.rate, p.seed, Self::rows(p), x, &y)?;
         Ok((y, Box::new(())))
     }
 
@@ -57,7 +66,7 @@ impl BuiltLayer for Dropout {
             return Ok((Some(dy.clone()), vec![]));
         }
         let dx = p.step.gpu().empty(dy.shape(), DType::F32)?;
-        dropout::apply(p.step, self.rate, p.seed, dy, &dx)?;
+        dropout::apply(p.step, self.rate, p.seed, Self::rows(p), dy, &dx)?;
         Ok((Some(dx), vec![]))
     }
 }
