@@ -348,7 +348,8 @@ fn conv1d(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<(
 fn batch_norm(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
     let o = norm::BatchNorm::default();
     // (rows, cols, sequences: (steps, lengths) when the rows are sequences' steps)
-    let cases: [(usize, usize, Option<(usize, Vec<u32>)>); 5] =
+    type Case = (usize, usize, Option<(usize, Vec<u32>)>);
+    let cases: [Case; 5] =
         [(2, 1, None), (13, 5, None), (67, 3, None), (21, 5, Some((7, vec![7, 2, 5]))), (36, 3, Some((9, vec![1, 9, 12, 0])))];
     for (rows, cols, sequences) in cases {
         // An offset mean checks the two-pass variance.
