@@ -484,7 +484,7 @@ fn reductions_past_llvmpipes_loop_limit_are_errors_not_wrong_sums() {
     let x = g.upload_f32(&vec![1.0f32; rows * 2], &[rows, 2]).unwrap();
     let out = g.empty(&[2], ser::gpu::DType::F32).unwrap();
     let mut step = g.step("test.column_sum");
-    let r = ser::ops::norm::column_sum(&mut step, &x, 2, &out);
+    let r = ser::ops::norm::column_sum(&mut step, &x, 2, rows, &out);
     if g.is_cpu() {
         let e = r.unwrap_err().to_string();
         assert!(e.contains("65,535") && e.contains("column sum"), "{e}");
@@ -493,4 +493,10 @@ fn reductions_past_llvmpipes_loop_limit_are_errors_not_wrong_sums() {
         step.submit().unwrap();
         assert_eq!(g.read_f32(&out).unwrap(), vec![rows as f32; 2]);
     }
+    // The same rows in groups of 350 (a batch of 200 examples): no loop is long, on any adapter.
+    let out = g.empty(&[2], ser::gpu::DType::F32).unwrap();
+    let mut step = g.step("test.column_sum.groups");
+    ser::ops::norm::column_sum(&mut step, &x, 2, 350, &out).unwrap();
+    step.submit().unwrap();
+    assert_eq!(g.read_f32(&out).unwrap(), vec![rows as f32; 2]);
 }

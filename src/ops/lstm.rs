@@ -282,7 +282,8 @@ pub fn backward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, len
     }
     let (dwx, dwh, db) = (gpu.empty(&[s.input, g4], DType::F32)?, gpu.empty(&[s.units, g4], DType::F32)?, gpu.empty(&[g4], DType::F32)?);
     weight_gradients(step, s, &x.reshape(&[rows, s.input]), &saved.h_prev, &dgates, &dwx, &dwh)?;
-    norm::column_sum(step, &dgates, g4, &db)?;
+    // Summed per sequence first: a sequence's sum does not depend on the batch's padding.
+    norm::column_sum(step, &dgates, g4, rows / s.batch, &db)?;
     if let Some((dx, accumulate)) = dx {
         expect(dx, rows * s.input, "dx")?;
         let o = GemmOptions { trans_b: true, beta: if accumulate { 1.0 } else { 0.0 }, precision: s.precision, ..Default::default() };

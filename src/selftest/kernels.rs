@@ -347,11 +347,12 @@ fn conv1d(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<(
 /// for bit, and come out zero in y and dx).
 fn batch_norm(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
     let o = norm::BatchNorm::default();
-    // (rows, cols, sequences: (steps, lengths) when the rows are sequences' steps)
-    type Case = (usize, usize, Option<(usize, Vec<u32>)>);
-    let cases: [Case; 5] =
-        [(2, 1, None), (13, 5, None), (67, 3, None), (21, 5, Some((7, vec![7, 2, 5]))), (36, 3, Some((9, vec![1, 9, 12, 0])))];
-    for (rows, cols, sequences) in cases {
+    // (rows, cols, rows per group, each group's valid steps when only those count): groups of
+    // one row, one group, several, and sequences with lengths of none, some, all and more.
+    type Case = (usize, usize, usize, Option<Vec<u32>>);
+    let cases: [Case; 6] = [(2, 1, 1, None), (13, 5, 13, None), (67, 3, 1, None), (24, 4, 6, None), (21, 5, 7, Some(vec![7, 2, 5])), (36, 3, 9, Some(vec![1, 9, 12, 0]))];
+    for (rows, cols, steps, lengths) in cases {
+        let sequences = lengths.map(|n| (steps, n));
         // An offset mean checks the two-pass variance.
         let x: Vec<f64> = rand64(rng, rows * cols).iter().map(|v| 3.0 + v).collect();
         let valid: Option<Vec<bool>> = sequences.as_ref().map(|(steps, lengths)| (0..rows).map(|r| r % steps < lengths[r / steps] as usize).collect());
@@ -366,8 +367,8 @@ fn batch_norm(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Resu
             None => None,
         };
         let valid_rows = (0..rows).filter(|&r| counts(r)).count();
-        let over = || lengths.as_ref().zip(sequences.as_ref()).map(|(l, (steps, _))| norm::ValidSteps { lengths: l, steps: *steps, valid_rows });
-        let what = format!("bn {rows}x{cols}{}", sequences.as_ref().map_or(String::new(), |(steps, n)| format!(" over sequences of {steps} steps, lengths {n:?}")));
+        let over = || lengths.as_ref().map(|l| norm::ValidSteps { lengths: l, valid_rows });
+        let what = format!("bn {rows}x{cols} in groups of {steps}{}", sequences.as_ref().map_or(String::new(), |(_, n)| format!(", valid steps {n:?}")));
         // One training step (forward, backward) and one evaluation forward on x with `padding`
         // in the padded rows: (y, dx, (dbeta, dgamma), moving averages, column sums, y in eval).
         let run = |padding: f64| -> Result<[Vec<f32>; 6]> {
@@ -379,10 +380,10 @@ fn batch_norm(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Resu
             let tx = up(g, &xv, &[rows, cols])?;
             let (y, dx, gs, sums, ye) = (poisoned(g, &[rows, cols])?, poisoned(g, &[rows, cols])?, poisoned(g, &[cols, 2])?, poisoned(g, &[cols])?, poisoned(g, &[rows, cols])?);
             let mut step = g.step("selftest.bn");
-            norm::forward_train(&mut step, &o, &bn, &tx, &y, over())?;
-            norm::backward(&mut step, &bn, &tx, &up(g, &r, &[rows, cols])?, &gs, &dx, over())?;
-            norm::column_sum(&mut step, &tx, cols, &sums)?;
-            norm::forward_eval(&mut step, &o, &bn, &tx, &ye, over())?;
+            norm::forward_train(&mut step, &o, &bn, &tx, &y, steps, over())?;
+            norm::backward(&mut step, &bn, &tx, &up(g, &r, &[rows, cols])?, &gs, &dx, steps, over())?;
+            norm::column_sum(&mut step, &tx, cols, steps, &sums)?;
+            norm::forward_eval(&mut step, &o, &bn, &tx, &ye, steps, over())?;
             step.submit()?;
             Ok([g.read_f32(&y)?, g.read_f32(&dx)?, g.read_f32(&gs)?, g.read_f32(&moving)?, g.read_f32(&sums)?, g.read_f32(&ye)?])
         };
@@ -402,7 +403,7 @@ fn batch_norm(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Resu
         let want_moving: Vec<f64> = (0..cols).flat_map(|j| [(1.0 - m) * mean[j], m + (1.0 - m) * var[j]]).collect();
         t.close(&format!("{what} moving averages"), &moving, &want_moving, 1e-6, 1e-5);
         let want_sums: Vec<f64> = (0..cols).map(|j| (0..rows).map(|i| x[i * cols + j]).sum()).collect();
-        t.close("column sums", &sums, &want_sums, 1e-5, 1e-5);
+        t.close(&format!("{what} column sums"), &sums, &want_sums, 1e-5, 1e-5);
         // Evaluation mode normalises with the moving statistics.
         let want_e: Vec<f64> = (0..rows * cols)
             .map(|i| {

@@ -129,6 +129,8 @@ fn weight_grads(p: &mut Pass, relu: bool, x: &Tensor, y: &Tensor, dy: &Tensor, w
     let dw = gpu.empty(w.value.shape(), DType::F32)?;
     gemm::gemm(p.step, x, &dpre, None, &dw, &GemmOptions { trans_a: true, precision: p.precision, ..Default::default() })?;
     let db = gpu.empty(&[dpre.shape()[1]], DType::F32)?;
-    norm::column_sum(p.step, &dpre, dpre.shape()[1], &db)?;
+    // Summed per example first (its positions' rows): the sum does not depend on the padding
+    // a batch carries past the example.
+    norm::column_sum(p.step, &dpre, dpre.shape()[1], dpre.shape()[0] / p.batch, &db)?;
     Ok((dpre, vec![dw, db]))
 }

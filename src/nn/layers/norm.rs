@@ -63,9 +63,9 @@ impl BuiltLayer for BatchNormLayer {
         let lengths = self.valid_steps_only.then(|| p.sequence_lengths());
         let valid = valid_steps(p, lengths.as_ref());
         if p.train {
-            norm::forward_train(p.step, p.bn, &self.tensors(), &x2, &y, valid)?;
+            norm::forward_train(p.step, p.bn, &self.tensors(), &x2, &y, l, valid)?;
         } else {
-            norm::forward_eval(p.step, p.bn, &self.tensors(), &x2, &y, valid)?;
+            norm::forward_eval(p.step, p.bn, &self.tensors(), &x2, &y, l, valid)?;
         }
         Ok((y, Box::new(NormSaved { x: x2, lengths })))
     }
@@ -76,12 +76,12 @@ impl BuiltLayer for BatchNormLayer {
         let gs = gpu.empty(&[p.input.1, 2], DType::F32)?;
         let dx = gpu.empty(x.shape(), DType::F32)?;
         let valid = valid_steps(p, lengths.as_ref());
-        norm::backward(p.step, &self.tensors(), &x, &dy.reshape(x.shape()), &gs, &dx, valid)?;
+        norm::backward(p.step, &self.tensors(), &x, &dy.reshape(x.shape()), &gs, &dx, p.input.0, valid)?;
         Ok((Some(dx), vec![gs]))
     }
 }
 
 /// The sequences this pass's rows are, for a layer over valid steps only.
 fn valid_steps<'a>(p: &Pass, lengths: Option<&'a Tensor>) -> Option<ValidSteps<'a>> {
-    lengths.map(|lengths| ValidSteps { lengths, steps: p.input.0, valid_rows: p.valid_steps })
+    lengths.map(|lengths| ValidSteps { lengths, valid_rows: p.valid_steps })
 }
