@@ -100,6 +100,9 @@ fn layout(step: &Step, x: &Tensor, cols: usize, steps: usize, valid: Option<Vali
 /// example's rows: a group's sum then does not depend on the rows the batch carries past it).
 pub fn column_sum(step: &mut Step, x: &Tensor, cols: usize, group_rows: usize, out: &Tensor) -> Result<()> {
     let (rows, p) = dims(x, cols, group_rows)?;
+    if out.len() != cols {
+        bail!("column sum: out {:?} for {cols} columns", out.shape());
+    }
     let groups = rows / group_rows;
     let gpu = step.gpu();
     // Slots the entry points do not use: a shared read-only placeholder, and scratch buffers
