@@ -81,8 +81,6 @@ fn layout(step: &Step, x: &Tensor, cols: usize, steps: usize, valid: Option<Vali
             block_grid: [super::groups(rows.div_ceil(BN_ROWS) * cols, 256)?, 1, 1],
         })
     };
-    // No invocation loops over more than two passes of a group's rows or over the groups.
-    super::check_loop_budget(step.gpu(), (2 * steps).max(groups), "batch normalisation")?;
     let Some(v) = valid else {
         return grids(step.gpu().placeholder().clone(), 0.0, params);
     };
@@ -155,6 +153,8 @@ pub struct BnTensors<'a> {
 pub fn forward_train(step: &mut Step, o: &BatchNorm, t: &BnTensors, x: &Tensor, y: &Tensor, steps: usize, valid: Option<ValidSteps>) -> Result<()> {
     let cols = t.affine.len() / 2;
     let mut l = layout(step, x, cols, steps, valid)?;
+    // bn_stat_parts: two passes over a group's rows; bn_stats: one over the groups.
+    super::check_loop_budget(step.gpu(), (2 * steps).max(l.rows / steps), "batch normalisation statistics")?;
     (l.params.eps, l.params.momentum) = (o.eps, o.momentum);
     let gpu = step.gpu();
     let (ph, parts) = (gpu.placeholder().clone(), gpu.empty(&[l.rows / steps * cols * 3], DType::F32)?);
@@ -182,6 +182,8 @@ pub fn forward_eval(step: &mut Step, o: &BatchNorm, t: &BnTensors, x: &Tensor, y
 pub fn backward(step: &mut Step, t: &BnTensors, x: &Tensor, dy: &Tensor, grad_stats: &Tensor, dx: &Tensor, steps: usize, valid: Option<ValidSteps>) -> Result<()> {
     let cols = t.affine.len() / 2;
     let l = layout(step, x, cols, steps, valid)?;
+    // bn_grad_parts: one pass over a group's rows; bn_grad_stats: one over the groups.
+    super::check_loop_budget(step.gpu(), steps.max(l.rows / steps), "batch normalisation gradients")?;
     if dy.len() != x.len() || dx.len() != x.len() || grad_stats.len() != 2 * cols {
         bail!("batchnorm backward: dy {:?}, dx {:?}, grad_stats {:?} for x {:?}", dy.shape(), dx.shape(), grad_stats.shape(), x.shape());
     }

@@ -352,23 +352,22 @@ fn batch_norm(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Resu
     type Case = (usize, usize, usize, Option<Vec<u32>>);
     let cases: [Case; 6] = [(2, 1, 1, None), (13, 5, 13, None), (67, 3, 1, None), (24, 4, 6, None), (21, 5, 7, Some(vec![7, 2, 5])), (36, 3, 9, Some(vec![1, 9, 12, 0]))];
     for (rows, cols, steps, lengths) in cases {
-        let sequences = lengths.map(|n| (steps, n));
         // An offset mean checks the two-pass variance.
         let x: Vec<f64> = rand64(rng, rows * cols).iter().map(|v| 3.0 + v).collect();
-        let valid: Option<Vec<bool>> = sequences.as_ref().map(|(steps, lengths)| (0..rows).map(|r| r % steps < lengths[r / steps] as usize).collect());
+        let valid: Option<Vec<bool>> = lengths.as_ref().map(|n| (0..rows).map(|r| r % steps < n[r / steps] as usize).collect());
         let counts = |r: usize| valid.as_ref().is_none_or(|v| v[r]);
         let gamma = rand64(rng, cols);
         let beta = rand64(rng, cols);
         let r = rand64(rng, rows * cols);
         let moving0: Vec<f64> = (0..cols).flat_map(|_| [0.0, 1.0]).collect();
         let affine: Vec<f64> = (0..cols).flat_map(|j| [beta[j], gamma[j]]).collect();
-        let lengths = match &sequences {
-            Some((_, n)) => Some(g.upload(n, &[n.len()], DType::U32)?),
+        let lengths_gpu = match &lengths {
+            Some(n) => Some(g.upload(n, &[n.len()], DType::U32)?),
             None => None,
         };
         let valid_rows = (0..rows).filter(|&r| counts(r)).count();
-        let over = || lengths.as_ref().map(|l| norm::ValidSteps { lengths: l, valid_rows });
-        let what = format!("bn {rows}x{cols} in groups of {steps}{}", sequences.as_ref().map_or(String::new(), |(_, n)| format!(", valid steps {n:?}")));
+        let over = || lengths_gpu.as_ref().map(|l| norm::ValidSteps { lengths: l, valid_rows });
+        let what = format!("bn {rows}x{cols} in groups of {steps}{}", lengths.as_ref().map_or(String::new(), |n| format!(", valid steps {n:?}")));
         // One training step (forward, backward) and one evaluation forward on x with `padding`
         // in the padded rows: (y, dx, (dbeta, dgamma), moving averages, column sums, y in eval).
         let run = |padding: f64| -> Result<[Vec<f32>; 6]> {
@@ -412,7 +411,7 @@ fn batch_norm(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Resu
             })
             .collect();
         t.close(&format!("{what} eval"), &ye, &want_e, 1e-4, 1e-4);
-        if sequences.is_some() {
+        if lengths.is_some() {
             // Garbage in the padded steps: y, dx, the parameters' gradients and the moving
             // averages the same, bit for bit (the column sums read every row, as they should).
             let zero_past = |v: &[f32]| v.iter().enumerate().all(|(i, &a)| counts(i / cols) || a == 0.0);
