@@ -93,7 +93,8 @@ pub enum Split {
     Actors,
     /// No test set: train on every clip (validation still carved out), for a model to ship.
     None,
-    /// Cross-validation by actor (--folds groups, each the test set once); saves no model.
+    /// Cross-validation by actor (--folds groups, each the test set once); with --out, each
+    /// fold's model is saved as FILE.foldK (for `ser eval --held-out-fold K`).
     ActorFolds,
 }
 
@@ -404,34 +405,46 @@ pub struct FoldScore {
     pub test_clips: usize,
 }
 
-/// Speaker-independent cross-validation: actors dealt round-robin into `cfg.folds` groups, each
-/// group the test set once.
-pub fn actor_folds(run: &Run) -> Result<Vec<FoldScore>> {
+/// Where fold `fold`'s file of a per-run path goes (`--out`, `--export-split`): `FILE.foldK`.
+pub fn fold_path(path: &Path, fold: usize) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".fold{fold}"));
+    PathBuf::from(p)
+}
+
+/// Speaker-independent cross-validation: actors dealt round-robin into `cfg.folds` groups
+/// (`data::fold_actors`), each group the test set once. With `out`, each fold's model is saved
+/// as `out.foldK` (`fold_path`), its record naming the fold, so that `ser eval --held-out-fold K`
+/// can score it, alone or in an ensemble, on exactly the actors it never heard.
+pub fn actor_folds(run: &Run, out: Option<&Path>) -> Result<Vec<FoldScore>> {
     let l = run.labelled;
-    let mut actors: Vec<u8> = l.actors.clone();
-    actors.sort();
-    actors.dedup();
-    if run.cfg.folds < 2 || run.cfg.folds > actors.len() {
-        bail!("--folds {} must be between 2 and the {} actors in the data", run.cfg.folds, actors.len());
+    let actors = l.actors.iter().collect::<std::collections::BTreeSet<_>>().len();
+    if run.cfg.folds < 2 || run.cfg.folds > actors {
+        bail!("--folds {} must be between 2 and the {actors} actors in the data", run.cfg.folds);
     }
     if let Some(k) = run.cfg.only_fold.filter(|&k| k >= run.cfg.folds) {
         bail!("--fold {k}: the folds are 0 to {}", run.cfg.folds - 1);
     }
-    let mut out = Vec::new();
+    let mut scores = Vec::new();
     for fold in (0..run.cfg.folds).filter(|f| run.cfg.only_fold.is_none_or(|k| k == *f)) {
-        let held: Vec<u8> = actors.iter().enumerate().filter(|(i, _)| i % run.cfg.folds == fold).map(|(_, a)| *a).collect();
+        let held = data::fold_actors(&l.actors, run.cfg.folds, fold);
         let (train_all, test): (Vec<usize>, Vec<usize>) = (0..l.clips.len()).partition(|&p| !held.contains(&l.actors[p]));
-        let mut cfg = run.cfg.clone();
+        // Each fold's record names its fold (what `ser eval --held-out-fold` checks).
+        let mut cfg = RunConfig { only_fold: Some(fold), ..run.cfg.clone() };
         if let Some(p) = &mut cfg.export_split {
-            p.as_mut_os_string().push(format!(".fold{fold}"));
+            *p = fold_path(p, fold);
         }
-        let (_, rep) = fit_and_test(&Run { cfg: &cfg, ..*run }, &train_all, &test, None, None)?;
+        let model_path = out.map(|p| fold_path(p, fold));
+        let (predictor, rep) = fit_and_test(&Run { cfg: &cfg, ..*run }, &train_all, &test, None, model_path.as_deref())?;
+        if let Some(path) = &model_path {
+            crate::infer::save(run.gpu, &predictor, path)?;
+        }
         let rep = rep.expect("every fold has a test set");
         let score = FoldScore { held_out: held, accuracy: rep.accuracy, macro_f1: rep.macro_avg.f1, test_clips: test.len() };
         (run.log)(&score.line(fold));
-        out.push(score);
+        scores.push(score);
     }
-    Ok(out)
+    Ok(scores)
 }
 
 impl FoldScore {

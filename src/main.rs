@@ -394,7 +394,8 @@ struct TrainArgs {
     /// --epochs in total, on the same features.
     #[arg(long, value_name = "MODEL")]
     resume: Option<PathBuf>,
-    /// Where to save the model.
+    /// Where to save the model. With --split actor-folds (where it is optional) each fold's
+    /// model goes to FILE.foldK, to score alone or in an ensemble with `ser eval --held-out-fold K`.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Also write the rows the final fit sees and the test rows, scaled as the model reads them,
@@ -493,6 +494,14 @@ struct EvalArgs {
     /// The test share of that split.
     #[arg(long, default_value_t = defaults().test_fraction, value_parser = open_fraction, requires = "held_out_of_seed")]
     test_fraction: f64,
+    /// Score only the actors fold K of `ser train --split actor-folds` held out (with --folds),
+    /// e.g. to compare models saved by that fold (`--out`) and their ensemble on actors none of
+    /// them heard. A model saved by another fold is refused.
+    #[arg(long, value_name = "K", conflicts_with = "held_out_of_seed")]
+    held_out_fold: Option<usize>,
+    /// Actor groups of that cross-validation.
+    #[arg(long, default_value_t = defaults().folds, value_parser = ranged::<usize>(2, 24), requires = "held_out_fold")]
+    folds: usize,
     /// Folder of RAVDESS clips (features computed with the model's configuration).
     #[arg(long, conflicts_with = "features")]
     data: Option<PathBuf>,
@@ -910,7 +919,10 @@ fn train(args: TrainArgs) -> Result<()> {
     let log = |line: &str| eprintln!("{line}");
     let run = Run { gpu: &gpu, cfg: &cfg, set: &set, labelled: &l, log: &log };
     if cfg.split == Split::ActorFolds {
-        let folds = experiment::actor_folds(&run)?;
+        if let Some(path) = &args.resume {
+            anyhow::bail!("--resume {}: --split actor-folds trains every fold afresh; resume a fold's model by itself is not supported", path.display());
+        }
+        let folds = experiment::actor_folds(&run, args.out.as_deref())?;
         let (accs, f1s): (Vec<f64>, Vec<f64>) = folds.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
         let ((am, asd), (fm, fsd)) = (experiment::mean_sd(&accs), experiment::mean_sd(&f1s));
         match cfg.only_fold {
@@ -1000,6 +1012,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     };
     let options = ser::infer::EvalOptions {
         held_out_of_seed: args.held_out_of_seed.map(|seed| (seed, args.test_fraction)),
+        held_out_fold: args.held_out_fold.map(|fold| (fold, args.folds)),
         groups: args.speaker.groups(),
         min_clips: args.speaker.min_speaker_clips,
     };
@@ -1404,7 +1417,7 @@ fn compare(args: CompareArgs) -> Result<()> {
             None
         } else {
             eprintln!("compare: {name}, {} folds by actor", cfg.folds);
-            let (accs, f1s): (Vec<f64>, Vec<f64>) = experiment::actor_folds(&run)?.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
+            let (accs, f1s): (Vec<f64>, Vec<f64>) = experiment::actor_folds(&run, None)?.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
             Some((experiment::mean_sd(&accs), experiment::mean_sd(&f1s)))
         };
         rows.push(serde_json::json!({

@@ -55,7 +55,10 @@ fn actor_folds_hold_each_actor_out_once() {
     let l = labelled(&set);
     let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Knn, ..Default::default() }, input: Input::Stats, split: Split::ActorFolds, folds: 4, ..Default::default() };
     let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {} };
-    let folds = experiment::actor_folds(&run).unwrap();
+    let dir = std::env::temp_dir().join(format!("ser-folds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("knn.safetensors");
+    let folds = experiment::actor_folds(&run, Some(&out)).unwrap();
     let mut held: Vec<u8> = folds.iter().flat_map(|f| f.held_out.clone()).collect();
     held.sort();
     assert_eq!(held, vec![1, 2, 3, 4]);
@@ -65,13 +68,30 @@ fn actor_folds_hold_each_actor_out_once() {
         assert!(f.accuracy > 0.8, "{f:?}");
     }
     // One fold alone (a cross-validation spread over processes) is that fold, the same score.
-    let one = experiment::actor_folds(&Run { cfg: &RunConfig { only_fold: Some(2), ..cfg.clone() }, ..run }).unwrap();
+    let one = experiment::actor_folds(&Run { cfg: &RunConfig { only_fold: Some(2), ..cfg.clone() }, ..run }, None).unwrap();
     assert_eq!((one.len(), &one[0].held_out, one[0].accuracy), (1, &folds[2].held_out, folds[2].accuracy));
-    let err = experiment::actor_folds(&Run { cfg: &RunConfig { only_fold: Some(4), ..cfg.clone() }, ..run }).unwrap_err().to_string();
+    let err = experiment::actor_folds(&Run { cfg: &RunConfig { only_fold: Some(4), ..cfg.clone() }, ..run }, None).unwrap_err().to_string();
     assert!(err.contains("--fold 4"), "{err}");
     // More folds than actors is refused by name.
-    let err = experiment::actor_folds(&Run { cfg: &RunConfig { folds: 5, ..cfg.clone() }, ..run }).unwrap_err().to_string();
+    let err = experiment::actor_folds(&Run { cfg: &RunConfig { folds: 5, ..cfg.clone() }, ..run }, None).unwrap_err().to_string();
     assert!(err.contains("--folds 5"), "{err}");
+
+    // Each fold's saved model, scored by `ser eval --held-out-fold K`, sees exactly that fold's
+    // actors and scores what the fold scored.
+    let options = |fold| ser::infer::EvalOptions { held_out_of_seed: None, held_out_fold: Some((fold, 4)), groups: ser::train::speaker::SpeakerGroups::Actor, min_clips: None };
+    let load = |fold| ser::infer::load_model(g, Some(&experiment::fold_path(&out, fold))).unwrap();
+    for (k, f) in folds.iter().enumerate() {
+        let ev = ser::infer::evaluate(g, &[load(k)], &set, &options(k)).unwrap();
+        let expected: Vec<usize> = (0..l.clips.len()).filter(|&p| f.held_out.contains(&l.actors[p])).map(|p| l.clips[p]).collect();
+        assert_eq!(ev.clips, expected, "fold {k}");
+        assert_eq!(ev.report.accuracy, f.accuracy, "fold {k}");
+    }
+    // A model of another fold has heard these actors: refused, naming it.
+    let err = ser::infer::evaluate(g, &[load(1), load(2)], &set, &options(1)).expect_err("refused").to_string();
+    assert!(err.contains("model 2 was trained on fold 2 of 4"), "{err}");
+    let err = ser::infer::evaluate(g, &[load(1)], &set, &ser::infer::EvalOptions { held_out_fold: Some((4, 5)), ..options(1) }).expect_err("refused").to_string();
+    assert!(err.contains("--held-out-fold 4 of --folds 5"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -201,7 +221,7 @@ fn evaluation_scores_the_clips_a_seed_held_out_as_the_run_did() {
     let (train_all, test) = experiment::test_split(&run).unwrap();
     let (predictor, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
     let report = report.unwrap();
-    let options = |held| ser::infer::EvalOptions { held_out_of_seed: held, groups: ser::train::speaker::SpeakerGroups::Actor, min_clips: None };
+    let options = |held| ser::infer::EvalOptions { held_out_of_seed: held, held_out_fold: None, groups: ser::train::speaker::SpeakerGroups::Actor, min_clips: None };
     let ev = ser::infer::evaluate(g, std::slice::from_ref(&predictor), &set, &options(Some((5, 0.3)))).unwrap();
     assert_eq!(ev.clips, test.iter().map(|&p| l.clips[p]).collect::<Vec<_>>());
     assert_eq!((ev.report.confusion.clone(), ev.report.accuracy), (report.confusion.clone(), report.accuracy));

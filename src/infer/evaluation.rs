@@ -1,6 +1,7 @@
 //! Scoring saved models on labelled clips (`ser eval`): one model or an ensemble of models of
-//! any kinds whose class probabilities are averaged, on every clip of a feature set or only on
-//! the test clips a `ser train --seed N` run held out.
+//! any kinds whose class probabilities are averaged, on every clip of a feature set, only on
+//! the test clips a `ser train --seed N` run held out, or only on the actors fold K of a
+//! `ser train --split actor-folds` run held out.
 
 use super::Predictor;
 use crate::features::set::FeatureSet;
@@ -8,7 +9,7 @@ use crate::gpu::Gpu;
 use crate::train::data;
 use crate::train::report::{self, Report};
 use crate::train::speaker::SpeakerGroups;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::borrow::Cow;
 
 /// What `evaluate` scores and how it normalises speakers.
@@ -16,6 +17,8 @@ use std::borrow::Cow;
 pub struct EvalOptions {
     /// Only the clips `ser train --seed N --test-fraction F` held out: (N, F).
     pub held_out_of_seed: Option<(u64, f64)>,
+    /// Only the actors fold K of `ser train --split actor-folds --folds N` held out: (K, N).
+    pub held_out_fold: Option<(usize, usize)>,
     /// How a speaker-normalised model groups clips into speakers.
     pub groups: SpeakerGroups,
     /// Fewest clips per speaker for a speaker-normalised model (None: the model's own).
@@ -40,6 +43,28 @@ pub struct Evaluation {
 pub fn ensemble_mismatch(models: &[Predictor]) -> Option<usize> {
     let first = models.first()?;
     models.iter().position(|m| m.meta.classes != first.meta.classes || m.meta.features != first.meta.features)
+}
+
+/// Refuses a model saved by another fold of an actor cross-validation than the one scored: its
+/// training clips would be its test clips. Models trained on any other split are the user's
+/// choice and pass.
+fn check_fold_models(models: &[Predictor], fold: usize, folds: usize) -> Result<()> {
+    for (i, m) in models.iter().enumerate() {
+        let run = &m.meta.training["run"];
+        if run["split"].as_str() != Some("ActorFolds") {
+            continue;
+        }
+        let (its_fold, its_folds) = (run["only_fold"].as_u64(), run["folds"].as_u64());
+        if its_fold != Some(fold as u64) || its_folds != Some(folds as u64) {
+            bail!(
+                "model {} was trained on fold {} of {} by actor, not on fold {fold} of {folds}: it has heard the actors scored here",
+                i + 1,
+                its_fold.map_or("?".into(), |k| k.to_string()),
+                its_folds.map_or("?".into(), |k| k.to_string())
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Scores `models` (all with the first one's classes and feature configuration) on the
@@ -67,6 +92,16 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
         let all: Vec<usize> = (0..clips.len()).collect();
         let (_, test) = data::stratified(&labels, &all, fraction, seed);
         (clips, labels) = test.iter().map(|&i| (clips[i], labels[i])).unzip();
+    }
+    if let Some((fold, folds)) = o.held_out_fold {
+        let actors: Vec<u8> = clips.iter().map(|&i| set.clips[i].actor).collect::<Option<_>>().context("--held-out-fold: a clip has no actor in its file name")?;
+        let distinct = actors.iter().collect::<std::collections::BTreeSet<_>>().len();
+        if folds < 2 || folds > distinct || fold >= folds {
+            bail!("--held-out-fold {fold} of --folds {folds}: the folds are 0 to --folds - 1, with 2 to {distinct} folds (the actors here)");
+        }
+        check_fold_models(models, fold, folds)?;
+        let held = data::fold_actors(&actors, folds, fold);
+        (clips, labels) = clips.iter().zip(&labels).zip(&actors).filter(|(_, a)| held.contains(a)).map(|((&c, &y), _)| (c, y)).unzip();
     }
     let mut sum: Vec<Vec<f32>> = Vec::new();
     for m in models {

@@ -145,6 +145,16 @@ pub fn labelled(set: &FeatureSet, selection: &Selection) -> Result<Labelled> {
     Ok(out)
 }
 
+/// The actors fold `fold` of an actor cross-validation holds out: the distinct actors sorted and
+/// dealt round-robin into `folds` groups. `ser train --split actor-folds` and `ser eval
+/// --held-out-fold` both choose with it, so they agree on every fold.
+pub fn fold_actors(actors: &[u8], folds: usize, fold: usize) -> Vec<u8> {
+    let mut distinct = actors.to_vec();
+    distinct.sort();
+    distinct.dedup();
+    distinct.into_iter().enumerate().filter(|(i, _)| i % folds == fold).map(|(_, a)| a).collect()
+}
+
 /// Stratified split of positions 0..labels.len(): `fraction` of each class to the second part.
 pub fn stratified(labels: &[u32], positions: &[usize], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let (mut first, mut second) = (Vec::new(), Vec::new());

@@ -9,7 +9,7 @@
 #   tools/bench/sequence_tables.sh [FEATURES] [OUT] [MODELS]
 # Environment: SER_BIN (the binary; default target/release/ser), SER_TABLE_JOBS (runs at once,
 # default 1: a GPU has room for several, two CPU cores have not), SER_TABLE_MODELS (where the
-# random splits' checkpoints go, default OUT: the refined CNN's are 26 MB each), SER_TABLE_ONLY
+# checkpoints go, default OUT: the refined CNN's are 26 MB each), SER_TABLE_ONLY
 # (an extended regex: only the runs whose name matches, in the plan's order, e.g.
 # 'cnn-seed|cnn-lstm-norm-fold' to take the speaker-independent rows before the rest).
 set -uo pipefail
@@ -46,7 +46,9 @@ plan() {
             # whole cross-validation in one log, as session 9 ran it, has finished).
             grep -qs "^done" "$out/$tag-actors.log" && continue
             for fold in 0 1 2 3 4; do
-                echo "$tag-fold$fold --model $model --split actor-folds --folds 5 --fold $fold --seed 0 $norm"
+                # The fold's model goes to $tag-fold.safetensors.fold$fold, for ensembles scored
+                # with `ser eval --held-out-fold $fold`.
+                echo "$tag-fold$fold --model $model --split actor-folds --folds 5 --fold $fold --seed 0 --out $checkpoints/$tag-fold.safetensors $norm"
             done
         done
     done
