@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Cross-validated ensembles by actor: for every fold K whose models all exist, scores the models
+# `ser train --split actor-folds --out PREFIX` saved (PREFIX.foldK), their class probabilities
+# averaged, on the actors fold K held out (`ser eval --held-out-fold K`), then the mean and
+# population sd over the folds. One model prefix scores that model alone (the fold's own figure
+# again, a check that eval and train agree).
+#   tools/bench/fold_ensembles.sh FEATURES PREFIX [PREFIX ...]
+# Environment: SER_BIN (default target/release/ser), SER_FOLDS (default 5).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ $# -ge 2 ] || { echo "usage: $0 FEATURES PREFIX [PREFIX ...]" >&2; exit 2; }
+features="$1"; shift
+ser="${SER_BIN:-target/release/ser}"
+folds="${SER_FOLDS:-5}"
+scores=()
+for ((k = 0; k < folds; k++)); do
+    models=()
+    for prefix in "$@"; do
+        [ -f "$prefix.fold$k" ] || { echo "fold $k: no $prefix.fold$k, skipped"; continue 2; }
+        models+=(--model "$prefix.fold$k")
+    done
+    line=$("$ser" eval "${models[@]}" --features "$features" --held-out-fold "$k" --folds "$folds" --json 2>/dev/null |
+        python3 -c 'import json, sys; r = json.load(sys.stdin); print("%.4f %.4f" % (r["accuracy"], r["macro_avg"]["f1"]))')
+    echo "fold $k: accuracy ${line% *}, macro F1 ${line#* }"
+    scores+=("$line")
+done
+printf '%s\n' "${scores[@]}" | python3 -c '
+import statistics, sys
+rows = [tuple(map(float, l.split())) for l in sys.stdin if l.strip()]
+if rows:
+    acc, f1 = zip(*rows)
+    print(f"{len(rows)} folds: accuracy {statistics.mean(acc):.4f} ± {statistics.pstdev(acc):.4f}, macro F1 {statistics.mean(f1):.4f} ± {statistics.pstdev(f1):.4f}")'
