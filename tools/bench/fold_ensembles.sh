@@ -5,7 +5,9 @@
 # population sd over the folds. One model prefix scores that model alone (the fold's own figure
 # again, a check that eval and train agree).
 #   tools/bench/fold_ensembles.sh FEATURES PREFIX [PREFIX ...]
-# Environment: SER_BIN (default target/release/ser), SER_FOLDS (default 5).
+# Environment: SER_BIN (default target/release/ser), SER_FOLDS (default 5), SER_FOLD_LIST (the
+# folds to score, default all: a fold still training has a model file already, its best epoch
+# so far).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -ge 2 ] || { echo "usage: $0 FEATURES PREFIX [PREFIX ...]" >&2; exit 2; }
@@ -13,7 +15,7 @@ features="$1"; shift
 ser="${SER_BIN:-target/release/ser}"
 folds="${SER_FOLDS:-5}"
 scores=()
-for ((k = 0; k < folds; k++)); do
+for k in ${SER_FOLD_LIST:-$(seq 0 $((folds - 1)))}; do
     models=()
     for prefix in "$@"; do
         [ -f "$prefix.fold$k" ] || { echo "fold $k: no $prefix.fold$k, skipped"; continue 2; }
