@@ -6,6 +6,7 @@
 //! itself, which `--resume` reads back), and cross-validation by actor. It sits above
 //! [`crate::train`] and [`crate::infer`] and uses both.
 
+use crate::audio::{Emotion, Selection, VocalFilter};
 use crate::features::set::FeatureSet;
 use crate::gpu::Gpu;
 use crate::infer::{Classifier, Predictor};
@@ -14,12 +15,12 @@ use crate::nn::{Architecture, Model, TimePooling};
 use crate::ops::gemm::Precision;
 use crate::train::data::{self, Input, Labelled};
 use crate::train::forest::{Forest, ForestConfig};
-use crate::train::kernel_ridge::{Calibration, KernelRidge};
+use crate::train::kernel_ridge::KernelRidge;
 use crate::train::knn::{Knn, KnnWeights};
 use crate::train::report::{self, Report};
-use crate::train::speaker::SpeakerNorm;
+use crate::train::speaker::{SpeakerGroups, SpeakerNorm};
 use crate::train::svm::{Svm, SvmConfig};
-use crate::train::{self, Dataset, TrainConfig};
+use crate::train::{self, Calibration, Dataset, TrainConfig};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -383,17 +384,46 @@ fn legacy_config(path: &Path, t: &serde_json::Value) -> Result<RunConfig> {
 
 /// Refuses to continue a model on other features, classes or clips than it was trained on.
 pub fn check_resume(run: &Run, r: &Predictor) -> Result<()> {
+    check_same_data(run, r, "--resume")
+}
+
+/// Refuses features, classes or clips other than the model was trained on, naming `flag`.
+fn check_same_data(run: &Run, r: &Predictor, flag: &str) -> Result<()> {
     if r.meta.features != run.set.config || r.meta.classes != run.labelled.classes {
-        bail!("--resume: the model was trained on other features or classes than these (features {}, classes {:?})", serde_json::to_string(&r.meta.features)?, r.meta.classes);
+        bail!("{flag}: the model was trained on other features or classes than these (features {}, classes {:?})", serde_json::to_string(&r.meta.features)?, r.meta.classes);
     }
     // Same configuration, other clips: continuing would mix two datasets in one model.
     if let Some(was) = r.meta.training["data"].as_str() {
         let now = data_fingerprint(run.set, run.labelled);
         if was != now {
-            bail!("--resume: the model was trained on other clips (data {was}, these are {now}); give the feature file or folder it was trained on");
+            bail!("{flag}: the model was trained on other clips (data {was}, these are {now}); give the feature file or folder it was trained on");
         }
     }
     Ok(())
+}
+
+/// Calibrates a network saved before training calibrated its probabilities: the validation
+/// clips its run carved out are found again from its record (split, fold, seed, fractions) on
+/// the same labelled clips of `set`, speaker-normalised as it trained, and each member's
+/// temperature is fitted on them (`Predictor::calibrate`).
+pub fn calibrate_saved(gpu: &Gpu, predictor: &mut Predictor, set: &FeatureSet, groups: SpeakerGroups, min_clips: Option<usize>) -> Result<Vec<Calibration>> {
+    let cfg: RunConfig = serde_json::from_value(predictor.meta.training["run"].clone()).context("the model's training record has no run configuration (a model saved before session 9)")?;
+    if cfg.refit {
+        bail!("a refitted model has trained on its validation clips: nothing is left to calibrate it on");
+    }
+    let drop = Emotion::ALL.iter().copied().filter(|e| !predictor.meta.classes.contains(e)).collect();
+    let l = data::labelled(set, &Selection { vocal: VocalFilter::Both, drop })?;
+    let mut own = set.clone();
+    predictor.normalise_speakers(&mut own, &l.all_clips(), groups, min_clips)?;
+    let run = Run { gpu, cfg: &cfg, set: &own, labelled: &l, log: &|_| {} };
+    check_same_data(&run, predictor, "--features")?;
+    let train_all = match (cfg.split, cfg.only_fold) {
+        (Split::ActorFolds, Some(fold)) => fold_parts(&l, cfg.folds, fold).1,
+        (Split::ActorFolds, None) => bail!("the model's record names no fold of its actor cross-validation"),
+        _ => test_split(&run)?.0,
+    };
+    let (_, va) = data::stratified(&l.labels, &train_all, cfg.val_fraction, cfg.seed.wrapping_add(1));
+    predictor.calibrate(gpu, &data::dataset(&own, &l, &va, cfg.input, &predictor.meta.scaler))
 }
 
 /// One fold of the cross-validation by actor.
@@ -412,6 +442,14 @@ pub fn fold_path(path: &Path, fold: usize) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Fold `fold` of the actor cross-validation: the actors it holds out, the training part and
+/// the test clips (positions into `l`).
+fn fold_parts(l: &Labelled, folds: usize, fold: usize) -> (Vec<u8>, Vec<usize>, Vec<usize>) {
+    let held = data::fold_actors(&l.actors, folds, fold);
+    let (train_all, test) = (0..l.clips.len()).partition(|&p| !held.contains(&l.actors[p]));
+    (held, train_all, test)
+}
+
 /// Speaker-independent cross-validation: actors dealt round-robin into `cfg.folds` groups
 /// (`data::fold_actors`), each group the test set once. With `out`, each fold's model is saved
 /// as `out.foldK` (`fold_path`), its record naming the fold, so that `ser eval --held-out-fold K`
@@ -427,8 +465,7 @@ pub fn actor_folds(run: &Run, out: Option<&Path>) -> Result<Vec<FoldScore>> {
     }
     let mut scores = Vec::new();
     for fold in (0..run.cfg.folds).filter(|f| run.cfg.only_fold.is_none_or(|k| k == *f)) {
-        let held = data::fold_actors(&l.actors, run.cfg.folds, fold);
-        let (train_all, test): (Vec<usize>, Vec<usize>) = (0..l.clips.len()).partition(|&p| !held.contains(&l.actors[p]));
+        let (held, train_all, test) = fold_parts(l, run.cfg.folds, fold);
         // Each fold's record names its fold (what `ser eval --held-out-fold` checks).
         let mut cfg = RunConfig { only_fold: Some(fold), ..run.cfg.clone() };
         if let Some(p) = &mut cfg.export_split {
@@ -545,6 +582,7 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
         scaler: final_scaler.clone(),
         speaker_norm: cfg.speaker_norm.map(|min_clips| SpeakerNorm { min_clips }),
         training,
+        temperatures: Vec::new(),
     };
     // A single model trained by gradients is saved (atomically) every time validation improves,
     // so a killed run loses at most the epochs since: `--resume FILE` continues from there and
@@ -578,6 +616,13 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
     }
     let meta = meta_with(architecture, training);
     let mut predictor = Predictor { classifier, meta };
+    // A network's probabilities are calibrated on the validation clips (a refitted one has
+    // trained on them, so it keeps its raw scores).
+    if matches!(predictor.classifier, Classifier::Network(_)) && !cfg.refit && !val_set.is_empty() {
+        let fits = predictor.calibrate(gpu, &val_set)?;
+        (run.log)(&calibration_line(&fits, val_set.len()));
+        predictor.meta.training["calibration"] = serde_json::to_value(&fits)?;
+    }
     if test_set.is_empty() {
         return Ok((predictor, None));
     }
@@ -590,6 +635,12 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
     predictor.meta.training["test_macro_f1"] = serde_json::json!(rep.macro_avg.f1);
     predictor.meta.training["test_report"] = serde_json::to_value(&rep)?;
     Ok((predictor, Some(rep)))
+}
+
+/// What calibration found, for the log.
+pub fn calibration_line(fits: &[Calibration], clips: usize) -> String {
+    let each: Vec<String> = fits.iter().map(|c| if c.calibrated { format!("{:.2} (loss {:.4})", c.temperature, c.val_loss) } else { "1 (too few clips)".into() }).collect();
+    format!("calibration on {clips} validation clips: temperature {}", each.join(", "))
 }
 
 /// An architecture that records only the input shape (the classical models have no layers).

@@ -88,6 +88,10 @@ enum Command {
     Compare(CompareArgs),
     /// Evaluate a saved model on labelled RAVDESS data: classification report and confusion matrix.
     Eval(EvalArgs),
+    /// Fit a saved network's temperature on the validation clips its training held out, so that
+    /// its probabilities are calibrated when averaged with other models' (`ser train` does this
+    /// itself since session 15: for models saved before).
+    Calibrate(CalibrateArgs),
     /// Predict the emotion of audio files (any WAV or FLAC, any rate, mono or stereo).
     Predict(PredictArgs),
     /// Check every kernel family against float64 references and the built-in model on the
@@ -480,6 +484,23 @@ struct CompareArgs {
 }
 
 #[derive(Args)]
+struct CalibrateArgs {
+    /// The network to calibrate (trained without --refit).
+    #[arg(long)]
+    model: PathBuf,
+    /// The feature file it was trained on.
+    #[arg(long)]
+    features: PathBuf,
+    /// Where to save the calibrated model (the same path as --model replaces it, atomically).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    speaker: SpeakerFlags,
+    #[command(flatten)]
+    adapter: AdapterArgs,
+}
+
+#[derive(Args)]
 struct EvalArgs {
     /// The model (default: the one shipped in weights/, built into the binary). Repeat it to
     /// score an ensemble of models of any kinds and inputs (the same classes): their class
@@ -759,6 +780,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train(args),
         Command::Compare(args) => compare(args),
         Command::Eval(args) => eval(args),
+        Command::Calibrate(args) => calibrate(args),
         Command::Predict(args) => predict(args),
         Command::Selftest(args) => selftest(args),
         Command::Bench { what: BenchCommand::Gemm { adapter, all_adapters, sizes, kernels, precision, repeats, warmup, quick, json } } => {
@@ -977,6 +999,21 @@ fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &RunConfig) -> Resu
         None => {}
     }
     Ok((set, l))
+}
+
+fn calibrate(args: CalibrateArgs) -> Result<()> {
+    ser::store::check_output_path(&args.out, "--out")?;
+    let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
+    let mut model = ser::infer::load_model(&gpu, Some(&args.model))?;
+    args.speaker.check_model(&model.meta)?;
+    let set = ser::features::set::FeatureSet::read(&args.features)?;
+    let fits = experiment::calibrate_saved(&gpu, &mut model, &set, args.speaker.groups(), args.speaker.min_speaker_clips).with_context(|| format!("--model {}", args.model.display()))?;
+    let clips = model.meta.training["validation_clips"].as_u64().unwrap_or(0) as usize;
+    eprintln!("{}", experiment::calibration_line(&fits, clips));
+    model.meta.training["calibration"] = serde_json::to_value(&fits)?;
+    ser::infer::save(&gpu, &model, &args.out)?;
+    eprintln!("saved {}", args.out.display());
+    Ok(())
 }
 
 fn eval(args: EvalArgs) -> Result<()> {

@@ -40,6 +40,24 @@ fn a_run_learns_records_its_configuration_and_resumes_with_it() {
     let (resumed, resumed_cfg) = experiment::resume(g, &out).unwrap();
     assert_eq!(resumed_cfg, cfg);
     experiment::check_resume(&run, &resumed).unwrap();
+    // Its probabilities were calibrated on the validation clips: one temperature, recorded,
+    // kept by the file, and applied to the logits before the softmax.
+    assert_eq!(predictor.meta.temperatures.len(), 1);
+    let t = predictor.meta.temperatures[0];
+    assert!(t > 0.0 && t != 1.0 && predictor.meta.training["calibration"][0]["temperature"].as_f64() == Some(t as f64), "{t} {}", predictor.meta.training["calibration"]);
+    let saved = dir.join("final.safetensors");
+    ser::infer::save(g, &predictor, &saved).unwrap();
+    let mut loaded = ser::infer::load_model(g, Some(&saved)).unwrap();
+    assert_eq!(loaded.meta.temperatures, vec![t]);
+    let test_set = loaded.dataset(&set, &test.iter().map(|&p| l.clips[p]).collect::<Vec<_>>(), test.iter().map(|&p| l.labels[p]).collect()).unwrap();
+    let ser::infer::Classifier::Network(members) = &loaded.classifier else { panic!("a network") };
+    let logits = ser::train::predict(g, &members[0], &test_set, 64).unwrap();
+    let scaled = ser::train::softmax_rows(&logits.iter().map(|v| v * t).collect::<Vec<_>>(), 7);
+    assert_eq!(loaded.probabilities(g, &test_set).unwrap(), scaled);
+    // `ser calibrate` finds the same validation clips again from the record: the same factor.
+    loaded.meta.temperatures.clear();
+    let fits = experiment::calibrate_saved(g, &mut loaded, &set, ser::train::speaker::SpeakerGroups::Actor, None).unwrap();
+    assert_eq!((fits[0].temperature, loaded.meta.temperatures.clone()), (t, vec![t]));
     // Another clip set is refused.
     let mut other = set.clone();
     other.clips[0].path = "Actor_01/elsewhere.wav".into();
@@ -91,6 +109,17 @@ fn actor_folds_hold_each_actor_out_once() {
     assert!(err.contains("model 2 was trained on fold 2 of 4"), "{err}");
     let err = ser::infer::evaluate(g, &[load(1)], &set, &ser::infer::EvalOptions { held_out_fold: Some((4, 5)), ..options(1) }).expect_err("refused").to_string();
     assert!(err.contains("--held-out-fold 4 of --folds 5"), "{err}");
+    // A network's fold model is calibrated on its fold's validation clips, which `ser
+    // calibrate` finds again from its record.
+    let mlp = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, hidden: vec![8], ..Default::default() }, input: Input::Stats, epochs: 3, only_fold: Some(1), ..cfg.clone() };
+    let net = dir.join("mlp.safetensors");
+    experiment::actor_folds(&Run { cfg: &mlp, ..run }, Some(&net)).unwrap();
+    let mut m = ser::infer::load_model(g, Some(&experiment::fold_path(&net, 1))).unwrap();
+    let t = m.meta.temperatures.clone();
+    assert_eq!(t.len(), 1);
+    m.meta.temperatures.clear();
+    experiment::calibrate_saved(g, &mut m, &set, ser::train::speaker::SpeakerGroups::Actor, None).unwrap();
+    assert_eq!(m.meta.temperatures, t);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

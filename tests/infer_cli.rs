@@ -36,6 +36,7 @@ fn predict_and_eval_on_real_files() {
             input: ser::train::data::Input::Vectors,
             speaker_norm: None,
             training: serde_json::json!({}),
+            temperatures: vec![],
         };
         checkpoint::save(g, std::slice::from_ref(&model), &meta, &model_path).unwrap();
     }

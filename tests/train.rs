@@ -124,6 +124,7 @@ fn checkpoints_round_trip_and_bad_files_are_refused_without_losing_anything() {
         scaler: ser::train::data::Scaler { mean: vec![0.0; 13 + 12 + 7], std: vec![1.0; 13 + 12 + 7] },
         speaker_norm: None,
         training: serde_json::json!({"note": "test"}),
+        temperatures: vec![],
     };
     let dir = std::env::temp_dir().join(format!("ser-ckpt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -235,6 +236,7 @@ fn an_ensemble_round_trips_and_averages_its_members_probabilities() {
         scaler: ser::train::data::Scaler { mean: vec![0.0; 59], std: vec![1.0; 59] },
         speaker_norm: None,
         training: serde_json::json!({}),
+        temperatures: vec![],
     };
     let path = std::env::temp_dir().join(format!("ser-ensemble-{}.safetensors", std::process::id()));
     checkpoint::save(g, &models, &meta, &path).unwrap();
@@ -735,4 +737,41 @@ fn attention_poolings_first_adam_step_follows_the_loss_gradient() {
         }
     }
     assert!(checked >= 3, "slopes {fd:?}");
+}
+
+/// Temperature scaling: on scores that are surer than they are right, the fitted factor is
+/// below 1 and lowers the cross-entropy; on scores that are right but timid it is above 1. Its
+/// loss is the lowest of the searched grid's neighbours, no prediction changes, and too few
+/// clips leave it at 1, marked uncalibrated.
+#[test]
+fn temperature_scaling_fits_the_factor_that_calibrates_the_scores() {
+    let mut rng = common::Rng::new(common::fresh_seed("temperature_scaling"));
+    let (n, k) = (300, 4);
+    let labels: Vec<u32> = (0..n).map(|i| (i % k) as u32).collect();
+    // Right 60% of the time, always with a margin of 8: overconfident.
+    let sure: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            let winner = if rng.uniform(0.0, 1.0) < 0.6 { labels[i] as usize } else { (labels[i] as usize + 1) % k };
+            (0..k).map(move |c| if c == winner { 8.0 } else { 0.0 })
+        })
+        .collect();
+    // Right 95% of the time with a margin of 0.2: timid.
+    let timid: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            let winner = if rng.uniform(0.0, 1.0) < 0.95 { labels[i] as usize } else { (labels[i] as usize + 1) % k };
+            (0..k).map(move |c| if c == winner { 0.2 } else { 0.0 })
+        })
+        .collect();
+    for (scores, below_one) in [(&sure, true), (&timid, false)] {
+        let c = train::fit_temperature(scores, &labels, k);
+        assert!(c.calibrated);
+        assert_eq!(c.temperature < 1.0, below_one, "{c:?}");
+        let loss_at = |t: f32| train::loss_and_accuracy(&scores.iter().map(|v| v * t).collect::<Vec<_>>(), &labels, k).0;
+        let step = 10f32.powf(3.0 / 60.0);
+        assert!(c.val_loss < loss_at(1.0) && c.val_loss <= loss_at(c.temperature * step) && c.val_loss <= loss_at(c.temperature / step), "{c:?}");
+        // A positive factor keeps every argmax.
+        assert_eq!(c.val_accuracy, train::loss_and_accuracy(scores, &labels, k).1);
+    }
+    let few = train::fit_temperature(&sure[..4 * k], &labels[..4], k);
+    assert!(!few.calibrated && few.temperature == 1.0, "{few:?}");
 }

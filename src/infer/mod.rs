@@ -110,6 +110,20 @@ impl Predictor {
         Ok(())
     }
 
+    /// Fits each network member's temperature on labelled held-out clips and keeps it (the
+    /// factor on its logits: `train::fit_temperature`); predictions stay as they were, the
+    /// probabilities become calibrated. Kernel ridge calibrates itself while training; the
+    /// other classical models have no scores to scale.
+    pub fn calibrate(&mut self, gpu: &Gpu, val: &Dataset) -> Result<Vec<train::Calibration>> {
+        let Classifier::Network(models) = &self.classifier else {
+            bail!("only networks are calibrated afterwards (kernel ridge calibrates itself while training; knn, svm and rf have no scores to scale)");
+        };
+        let k = self.meta.classes.len();
+        let fits = models.iter().map(|m| Ok(train::fit_temperature(&train::predict(gpu, m, val, 256)?, &val.y, k))).collect::<Result<Vec<_>>>()?;
+        self.meta.temperatures = fits.iter().map(|c| c.temperature).collect();
+        Ok(fits)
+    }
+
     /// Class probabilities for a dataset, rows in order.
     pub fn probabilities(&self, gpu: &Gpu, data: &Dataset) -> Result<Vec<Vec<f32>>> {
         let k = self.meta.classes.len();
@@ -121,8 +135,11 @@ impl Predictor {
             Classifier::Network(models) => models,
         };
         let mut mean = vec![vec![0f32; k]; data.len()];
-        for model in models {
-            let logits = train::predict(gpu, model, data, 256)?;
+        for (member, model) in models.iter().enumerate() {
+            let mut logits = train::predict(gpu, model, data, 256)?;
+            if let Some(&t) = self.meta.temperatures.get(member) {
+                logits.iter_mut().for_each(|v| *v *= t);
+            }
             // Finite weights can still overflow (a damaged file with a weight of 1e38): an
             // infinite logit would come out as a NaN probability, or a label, silently.
             if let Some(i) = logits.iter().position(|v| !v.is_finite()) {

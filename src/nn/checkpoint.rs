@@ -41,6 +41,11 @@ pub struct ModelMeta {
     pub speaker_norm: Option<SpeakerNorm>,
     /// Free-form JSON: training configuration, data, metrics.
     pub training: serde_json::Value,
+    /// A network's temperature per member: the factor on its logits before the softmax, fitted
+    /// on validation clips (`train::fit_temperature`) so that its probabilities mean what they
+    /// say when averaged with other models'. Empty: 1 (models saved before calibration).
+    #[serde(default)]
+    pub temperatures: Vec<f32>,
 }
 
 /// Tensor names of member `k` of an ensemble of `members`: a single model keeps plain names.
@@ -121,7 +126,14 @@ pub fn parse_meta(f: &Loaded) -> Result<ModelMeta> {
             Some(_) => Some(serde_json::from_value(parse("speaker_norm")?).with_context(|| format!("{}: bad speaker normalisation", f.path))?),
         },
         training: parse("training")?,
+        temperatures: match f.metadata().get("temperatures") {
+            None => Vec::new(),
+            Some(_) => serde_json::from_value(parse("temperatures")?).with_context(|| format!("{}: bad temperatures", f.path))?,
+        },
     };
+    if let Some(t) = meta.temperatures.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
+        bail!("{}: temperature {t} is not a positive number", f.path);
+    }
     meta.features.validate().with_context(|| format!("{}: feature configuration", f.path))?;
     let columns = meta.input.scaler_width(meta.features.dim());
     if meta.scaler.mean.len() != columns || meta.scaler.std.len() != columns {
@@ -154,6 +166,9 @@ pub fn meta_entries(meta: &ModelMeta) -> Result<HashMap<String, String>> {
     if let Some(sn) = &meta.speaker_norm {
         metadata.insert("speaker_norm".to_string(), serde_json::to_string(sn)?);
     }
+    if !meta.temperatures.is_empty() {
+        metadata.insert("temperatures".to_string(), serde_json::to_string(&meta.temperatures)?);
+    }
     Ok(metadata)
 }
 
@@ -177,6 +192,9 @@ pub fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
         None => 1,
         Some(m) => m.parse::<usize>().ok().filter(|&m| m > 0 && m <= 64).with_context(|| format!("{}: bad member count {m:?} (1 to 64)", f.path))?,
     };
+    if !meta.temperatures.is_empty() && meta.temperatures.len() != members {
+        bail!("{}: {} temperatures for {members} members", f.path, meta.temperatures.len());
+    }
     // Fills `t` from the file's tensor `name`, which must have its shape.
     let fill = |name: &str, t: &crate::gpu::Tensor| -> Result<()> {
         let (data, shape) = f.tensor::<f32>(name, Dtype::F32)?;

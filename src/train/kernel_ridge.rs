@@ -9,7 +9,7 @@
 //! shape of a layer network (Flatten -> RbfKernel -> Dense, e.g. the shipped model): they load
 //! through [`KernelRidge::from_network`], so that every kernel ridge model predicts here.
 
-use super::{Dataset, loss_and_accuracy, softmax_rows};
+use super::{Calibration, Dataset, fit_temperature, softmax_rows};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::Layer;
 use crate::nn::checkpoint::{self, ModelMeta};
@@ -132,19 +132,11 @@ impl KernelRidge {
     /// to calibrate on: the temperature stays 1 (the raw ridge scores), `calibrated` says so,
     /// and the caller warns.
     pub fn calibrate(&mut self, gpu: &Gpu, val: &Dataset) -> Result<Calibration> {
-        if val.len() < 2 * self.classes {
-            return Ok(Calibration { temperature: 1.0, val_loss: f64::NAN, val_accuracy: f64::NAN, calibrated: false });
+        let c = fit_temperature(&self.scores(gpu, val)?, &val.y, self.classes);
+        if c.calibrated {
+            self.scale_scores(gpu, c.temperature)?;
         }
-        let scores = self.scores(gpu, val)?;
-        let at = |t: f32| loss_and_accuracy(&scores.iter().map(|v| v * t).collect::<Vec<_>>(), &val.y, self.classes);
-        // Each candidate is scored once; the first of equal losses wins.
-        let (temperature, (val_loss, val_accuracy)) = (0..=60)
-            .map(|i| 10f32.powf(-1.0 + 3.0 * i as f32 / 60.0))
-            .map(|t| (t, at(t)))
-            .min_by(|a, b| a.1.0.total_cmp(&b.1.0))
-            .expect("61 candidates");
-        self.scale_scores(gpu, temperature)?;
-        Ok(Calibration { temperature, val_loss, val_accuracy, calibrated: true })
+        Ok(c)
     }
 
     /// Writes the model (kind "krr"): tensors `krr.centres` [n, width], `krr.coef` [n, classes]
@@ -195,12 +187,3 @@ impl KernelRidge {
     }
 }
 
-/// A fitted softmax temperature and the validation loss and accuracy at it.
-#[derive(Clone, Copy, Debug)]
-pub struct Calibration {
-    pub temperature: f32,
-    pub val_loss: f64,
-    pub val_accuracy: f64,
-    /// False when the validation part was too small to fit a temperature (it is then 1).
-    pub calibrated: bool,
-}
