@@ -110,14 +110,20 @@ impl Predictor {
         Ok(())
     }
 
+    /// The network members a temperature can be fitted for, or why there are none.
+    pub fn calibratable(&self) -> Result<&[Model]> {
+        match &self.classifier {
+            Classifier::Network(models) => Ok(models),
+            _ => bail!("only networks are calibrated afterwards (kernel ridge calibrates itself while training; knn, svm and rf have no scores to scale)"),
+        }
+    }
+
     /// Fits each network member's temperature on labelled held-out clips and keeps it (the
     /// factor on its logits: `train::fit_temperature`); predictions stay as they were, the
     /// probabilities become calibrated. Kernel ridge calibrates itself while training; the
     /// other classical models have no scores to scale.
     pub fn calibrate(&mut self, gpu: &Gpu, val: &Dataset) -> Result<Vec<train::Calibration>> {
-        let Classifier::Network(models) = &self.classifier else {
-            bail!("only networks are calibrated afterwards (kernel ridge calibrates itself while training; knn, svm and rf have no scores to scale)");
-        };
+        let models = self.calibratable()?;
         let k = self.meta.classes.len();
         let fits = models.iter().map(|m| Ok(train::fit_temperature(&train::predict(gpu, m, val, 256)?, &val.y, k))).collect::<Result<Vec<_>>>()?;
         self.meta.temperatures = fits.iter().map(|c| c.temperature).collect();
