@@ -408,7 +408,7 @@ fn check_same_data(run: &Run, r: &Predictor, flag: &str) -> Result<()> {
 /// temperature is fitted on them (`Predictor::calibrate`).
 pub fn calibrate_saved(gpu: &Gpu, predictor: &mut Predictor, set: &FeatureSet, groups: SpeakerGroups, min_clips: Option<usize>) -> Result<Vec<Calibration>> {
     predictor.calibratable()?;
-    let cfg: RunConfig = serde_json::from_value(predictor.meta.training["run"].clone()).context("the model's training record has no run configuration (a model saved before session 9)")?;
+    let cfg: RunConfig = serde_json::from_value(predictor.meta.training["run"].clone()).context("the model's training record has no run configuration (a model saved by an older ser)")?;
     if cfg.refit {
         bail!("a refitted model has trained on its validation clips: nothing is left to calibrate it on");
     }

@@ -89,8 +89,8 @@ enum Command {
     /// Evaluate a saved model on labelled RAVDESS data: classification report and confusion matrix.
     Eval(EvalArgs),
     /// Fit a saved network's temperature on the validation clips its training held out, so that
-    /// its probabilities are calibrated when averaged with other models' (`ser train` does this
-    /// itself since session 15: for models saved before).
+    /// its probabilities are calibrated when averaged with other models' (`ser train` now does
+    /// this itself: for networks saved by an older ser).
     Calibrate(CalibrateArgs),
     /// Predict the emotion of audio files (any WAV or FLAC, any rate, mono or stereo).
     Predict(PredictArgs),
@@ -942,7 +942,7 @@ fn train(args: TrainArgs) -> Result<()> {
     let run = Run { gpu: &gpu, cfg: &cfg, set: &set, labelled: &l, log: &log };
     if cfg.split == Split::ActorFolds {
         if let Some(path) = &args.resume {
-            anyhow::bail!("--resume {}: --split actor-folds trains every fold afresh; resume a fold's model by itself is not supported", path.display());
+            anyhow::bail!("--resume {}: --split actor-folds trains every fold afresh; resuming one fold's model is not supported", path.display());
         }
         let folds = experiment::actor_folds(&run, args.out.as_deref())?;
         let (accs, f1s): (Vec<f64>, Vec<f64>) = folds.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
