@@ -553,3 +553,43 @@ fn eval_scores_a_training_splits_test_clips_and_ensembles_of_any_kinds() {
     assert!(e.status.success() && err.contains("2 models' averaged probabilities"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A fold's model as users make and score it: `ser train --split actor-folds --fold K --out M`
+/// saves `M.foldK` (calibrated), `ser eval --held-out-fold K` scores the fold's actors with the
+/// figure the fold printed, another fold is refused, and `ser calibrate` writes the same
+/// temperature again.
+#[test]
+fn a_fold_model_is_saved_scored_on_its_actors_and_calibrated() {
+    let (dir, features) = workspace("fold-cli");
+    let model = dir.join("m.safetensors");
+    let out = ser()
+        .args(["train", "--model", "mlp", "--input", "stats", "--hidden", "16", "--epochs", "4", "--drop", "disgust", "--split", "actor-folds", "--folds", "4", "--fold", "2", "--features"])
+        .arg(&features)
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stderr.contains("calibration on"), "{stderr}");
+    let printed: f64 = stdout.split("accuracy ").nth(1).and_then(|s| s.split(',').next()).and_then(|s| s.parse().ok()).expect(&stdout);
+    let fold_model = dir.join("m.safetensors.fold2");
+    let eval = |fold: &str| ser().args(["eval", "--json", "--folds", "4", "--held-out-fold", fold, "--model"]).arg(&fold_model).arg("--features").arg(&features).output().unwrap();
+    let out = eval("2");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // One actor of four: 7 classes x 6 clips.
+    assert_eq!(rep["macro_avg"]["support"], 42);
+    assert!((rep["accuracy"].as_f64().unwrap() - printed).abs() < 5e-5, "{} against {printed}", rep["accuracy"]);
+    let out = eval("1");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("trained on fold 2 of 4"), "{}", String::from_utf8_lossy(&out.stderr));
+    let calibrated = dir.join("c.safetensors");
+    let out = ser().args(["calibrate", "--model"]).arg(&fold_model).arg("--features").arg(&features).arg("--out").arg(&calibrated).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let temperatures = |p: &std::path::Path| {
+        let bytes = std::fs::read(p).unwrap();
+        let (_, m) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        m.metadata().as_ref().unwrap()["temperatures"].clone()
+    };
+    assert_eq!(temperatures(&calibrated), temperatures(&fold_model));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
