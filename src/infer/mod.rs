@@ -456,8 +456,14 @@ fn load_file(gpu: &Gpu, f: crate::store::Loaded) -> Result<Predictor> {
         }
         _ => {
             // Kernel ridge files from before it had its own kind are networks in shape.
-            let meta = checkpoint::parse_meta(&f).with_context(context)?;
-            if let Some(krr) = train::kernel_ridge::KernelRidge::from_network(gpu, &f, &meta).with_context(context)? {
+            let mut meta = checkpoint::parse_meta(&f).with_context(context)?;
+            if let Some(mut krr) = train::kernel_ridge::KernelRidge::from_network(gpu, &f, &meta).with_context(context)? {
+                // A temperature on such a file (the network layout allows one) is folded into
+                // its scores, as kernel ridge keeps its own, so that it is applied exactly once.
+                if let Some(&t) = meta.temperatures.first() {
+                    krr.scale_scores(gpu, t)?;
+                    meta.temperatures.clear();
+                }
                 return Ok(Predictor { classifier: Classifier::KernelRidge(krr), meta });
             }
             let (models, meta) = checkpoint::from_loaded(gpu, f).with_context(context)?;

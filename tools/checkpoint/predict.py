@@ -17,7 +17,8 @@ using it (docs/CHECKPOINTS.md describes every field):
   `bias` [out]; rbf `centres` [n, in] and `centre_sq_norms` [n]; gradient-trained models also
   carry Adam's moments (`*.adam_m`, `*.adam_v`), which prediction ignores.
 - Kernel ridge's softmax temperature is already folded into its last layer's weights: the
-  logits are the model's scores as stored.
+  logits are the model's scores as stored. A network's is not: optional `temperatures` (one
+  per member, fitted on validation clips) multiplies its logits before the softmax.
 
 Layers covered here: flatten, dense (optional ReLU), rbf_kernel (exp(-gamma |x - c|^2)); that is
 the shipped model, MLPs and kernel ridge. Convolutional models need a convolution loop, which this
@@ -105,6 +106,7 @@ def main(model_path, features_path):
         raise NotImplementedError(f"{kind} models are not covered by this example (network and krr are)")
     if "speaker_norm" in meta or meta.get("members", "1") != "1":
         raise NotImplementedError("speaker-normalised models and ensembles are not covered by this example")
+    (temperature,) = json.loads(meta.get("temperatures", "[1.0]"))
     feats, fmeta = read_safetensors(features_path)
     if json.loads(fmeta["config"]) != json.loads(meta["features"]):
         sys.exit("the feature file was made with another configuration than the model's")
@@ -118,7 +120,11 @@ def main(model_path, features_path):
         else:
             raise NotImplementedError("frame-input models are not covered by this example")
         x = [(v - m) / s for v, m, s in zip(x, scaler["mean"], scaler["std"])]
-        p = softmax(kernel_ridge(meta, tensors, x) if kind == "krr" else forward(arch, tensors, x))
+        if kind == "krr":
+            z = kernel_ridge(meta, tensors, x)
+        else:
+            z = [v * temperature for v in forward(arch, tensors, x)]
+        p = softmax(z)
         best = max(range(len(p)), key=lambda k: p[k])
         probs = {name: p[k] for k, name in enumerate(classes)}
         print(json.dumps({"file": clip["path"], "label": classes[best], "confidence": p[best], "probabilities": probs}))

@@ -2,7 +2,8 @@
 """Checks tools/checkpoint/predict.py against the binary: the same probabilities as
 `ser predict` on the bundled clips, from `ser features` output and the shipped checkpoint; and
 the shipped kernel ridge model rewritten in the `krr` layout (docs/CHECKPOINTS.md) gives the
-same predictions in both.
+same predictions in both; and the network layout with a temperature (`ser calibrate`'s) gives
+the same softened probabilities in both.
 
     python3 tools/checkpoint/test_predict.py ./target/release/ser
 """
@@ -17,14 +18,32 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from predict import read_safetensors  # noqa: E402
 
 
-def as_krr(src, dst):
-    """The network-shaped kernel ridge file `src` (flatten, rbf_kernel, dense) as a `krr` file."""
+def read_raw(src):
+    """(header without its metadata, metadata, tensor bytes) of a safetensors file."""
     with open(src, "rb") as f:
         raw = f.read()
     (n,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8 : 8 + n])
-    data = raw[8 + n :]
-    meta = header.pop("__metadata__")
+    return header, header.pop("__metadata__"), raw[8 + n :]
+
+
+def write_raw(dst, header, meta, data):
+    text = json.dumps(dict(header, __metadata__=meta)).encode()
+    text += b" " * (-len(text) % 8)
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data)
+
+
+def with_temperature(src, dst, t):
+    """The network file `src` with a fitted temperature `t` (what `ser calibrate` adds)."""
+    header, meta, data = read_raw(src)
+    meta["temperatures"] = json.dumps([t])
+    write_raw(dst, header, meta, data)
+
+
+def as_krr(src, dst):
+    """The network-shaped kernel ridge file `src` (flatten, rbf_kernel, dense) as a `krr` file."""
+    header, meta, data = read_raw(src)
     arch = json.loads(meta["architecture"])
     gamma = arch["layers"][1]["gamma"]
     rename = {"1.rbf.centres": "krr.centres", "2.dense.weight": "krr.coef", "2.dense.bias": "krr.bias"}
@@ -38,11 +57,7 @@ def as_krr(src, dst):
     meta["kind"] = "krr"
     meta["krr"] = json.dumps({"gamma": gamma})
     meta["architecture"] = json.dumps({"input": arch["input"], "layers": []})
-    out_header["__metadata__"] = meta
-    text = json.dumps(out_header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(dst, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    write_raw(dst, out_header, meta, b"".join(blobs))
 
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -60,6 +75,11 @@ with tempfile.TemporaryDirectory() as tmp:
     assert read_safetensors(krr)[1]["kind"] == "krr"
     krr_py = subprocess.run([sys.executable, os.path.join(here, "predict.py"), krr, feats], cwd=root, check=True, capture_output=True, text=True).stdout
     krr_ser = subprocess.run([ser, "predict", "--model", krr, "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
+    # A calibrated network: both apply its temperature to the logits.
+    warm = os.path.join(tmp, "calibrated.safetensors")
+    with_temperature(os.path.join(root, "weights/ser.safetensors"), warm, 0.5)
+    warm_py = subprocess.run([sys.executable, os.path.join(here, "predict.py"), warm, feats], cwd=root, check=True, capture_output=True, text=True).stdout
+    warm_ser = subprocess.run([ser, "predict", "--model", warm, "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
 py = {os.path.basename(r["file"]): r for r in map(json.loads, ours.splitlines())}
 rs = {os.path.basename(r["file"]): r for r in map(json.loads, theirs.splitlines())}
 assert py.keys() == rs.keys() and len(py) == 4, (py.keys(), rs.keys())
@@ -77,4 +97,11 @@ for out in (krr_py, krr_ser):
         for cls, p in want["probabilities"].items():
             worst = max(worst, abs(r["probabilities"][cls] - p))
 assert worst < 1e-5, worst
-print(f"tools/checkpoint/predict.py matches ser predict on {len(rs)} clips, network and krr layouts (largest difference {worst:.1e})")
+# The calibrated network: the same labels, softer probabilities, and ser and the example agree.
+warm = [{os.path.basename(r["file"]): r for r in map(json.loads, out.splitlines())} for out in (warm_py, warm_ser)]
+for name, r in warm[1].items():
+    assert r["label"] == rs[name]["label"] and r["confidence"] < rs[name]["confidence"], (name, r, rs[name])
+    for cls, p in r["probabilities"].items():
+        worst = max(worst, abs(warm[0][name]["probabilities"][cls] - p))
+assert worst < 1e-5, worst
+print(f"tools/checkpoint/predict.py matches ser predict on {len(rs)} clips, network (raw and calibrated) and krr layouts (largest difference {worst:.1e})")
