@@ -14,6 +14,8 @@ cd "$(dirname "$0")/../.."
 features="$1"; shift
 ser="${SER_BIN:-target/release/ser}"
 folds="${SER_FOLDS:-5}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 scores=()
 for k in ${SER_FOLD_LIST:-$(seq 0 $((folds - 1)))}; do
     models=()
@@ -21,9 +23,12 @@ for k in ${SER_FOLD_LIST:-$(seq 0 $((folds - 1)))}; do
         [ -f "$prefix.fold$k" ] || { echo "fold $k: no $prefix.fold$k, skipped"; continue 2; }
         models+=(--model "$prefix.fold$k")
     done
-    line=$("$ser" eval "${models[@]}" --features "$features" --held-out-fold "$k" --folds "$folds" --json 2>/dev/null |
-        python3 -c 'import json, sys; r = json.load(sys.stdin); print("%.4f %.4f" % (r["accuracy"], r["macro_avg"]["f1"]))')
-    echo "fold $k: accuracy ${line% *}, macro F1 ${line#* }"
+    # ser's progress lines are kept aside and shown only when it fails.
+    report=$("$ser" eval "${models[@]}" --features "$features" --held-out-fold "$k" --folds "$folds" --json 2>"$log") ||
+        { cat "$log" >&2; echo "fold $k: ser eval failed" >&2; exit 1; }
+    # Full precision for the mean; four decimals shown.
+    line=$(python3 -c 'import json, sys; r = json.load(sys.stdin); print(r["accuracy"], r["macro_avg"]["f1"])' <<<"$report")
+    printf 'fold %s: accuracy %.4f, macro F1 %.4f\n' "$k" ${line}
     scores+=("$line")
 done
 printf '%s\n' "${scores[@]}" | python3 -c '
