@@ -458,11 +458,13 @@ pub fn train_on(gpu: &Gpu, cfg: &TrainBenchConfig, precision: Precision) -> Resu
     use crate::train::{self, Dataset, TrainConfig};
     let classes = 7;
     let (frames, features) = (399, 59);
+    // The recurrent models as `ser train` builds them by default.
+    let recurrent_head = crate::experiment::ModelConfig::default().recurrent_head();
     let (arch, width) = match cfg.model {
         TrainBenchModel::Cnn => (Architecture::refined_cnn((59, 1), classes, TimePooling::Flatten), 59),
         TrainBenchModel::Mlp => (Architecture::mlp((118, 1), classes, &[512, 256], 0.4, true), 118),
-        TrainBenchModel::Lstm => (Architecture::lstm((frames, features), classes, 64, TimePooling::Mean), frames * features),
-        TrainBenchModel::CnnLstm => (Architecture::cnn_lstm((frames, features), classes, 64, TimePooling::Mean), frames * features),
+        TrainBenchModel::Lstm => (Architecture::lstm((frames, features), classes, recurrent_head), frames * features),
+        TrainBenchModel::CnnLstm => (Architecture::cnn_lstm((frames, features), classes, recurrent_head), frames * features),
         TrainBenchModel::CnnFrames => (Architecture::refined_cnn((frames, features), classes, TimePooling::Mean), frames * features),
     };
     let noise = pseudo_random(cfg.samples * width, 7);

@@ -11,7 +11,7 @@ use crate::features::set::FeatureSet;
 use crate::gpu::Gpu;
 use crate::infer::{Classifier, Predictor};
 use crate::nn::checkpoint::{self, ModelMeta};
-use crate::nn::{Architecture, Model, TimePooling};
+use crate::nn::{Architecture, Layer, Model, RecurrentHead, TimePooling};
 use crate::ops::gemm::Precision;
 use crate::train::data::{self, Input, Labelled};
 use crate::train::forest::{Forest, ForestConfig};
@@ -48,8 +48,8 @@ pub enum ModelKind {
     /// bootstrap, sqrt(features) per node, Gini; --trees, --max-depth, --min-samples-leaf).
     Rf,
     /// Bidirectional LSTM over the frames (--input frames): LSTM(--lstm-units per direction,
-    /// whole sequence) -> mean over each clip's valid frames (or attention: --time-pooling) ->
-    /// Dropout(0.3) -> Dense.
+    /// whole sequence) -> mean over each clip's valid frames (or attention, or the LSTM's last
+    /// state: --time-pooling; one direction: --lstm-directions 1) -> Dropout(0.3) -> Dense.
     Lstm,
     /// Two Conv1D(k5)-BatchNorm-MaxPool(2) blocks (64, 128 filters) over the frames, then the
     /// lstm model's head (--input frames). Each batch norm counts only each clip's valid frames
@@ -130,8 +130,11 @@ pub struct ModelConfig {
     pub rf_bins: usize,
     /// Units per direction of the lstm and cnn-lstm models' LSTM.
     pub lstm_units: usize,
+    /// Directions of that LSTM: 2 (bidirectional, ser's default) or 1 (forward only).
+    pub lstm_directions: usize,
     /// How the models over frames (lstm, cnn-lstm, cnn) reduce their steps: the mean over valid
-    /// steps by default (the study's LSTM head); flatten is the study's refined CNN head.
+    /// steps by default (the study's LSTM head); flatten is the study's refined CNN head; last,
+    /// the LSTM's last state (Keras's default LSTM), for the recurrent models.
     pub time_pooling: TimePooling,
     /// Hidden layer widths, dropout and batch normalisation of the MLP.
     pub hidden: Vec<usize>,
@@ -156,6 +159,7 @@ impl Default for ModelConfig {
             min_samples_leaf: 1,
             rf_bins: 64,
             lstm_units: 64,
+            lstm_directions: 2,
             time_pooling: TimePooling::Mean,
             hidden: vec![512, 256],
             dropout: 0.4,
@@ -171,19 +175,30 @@ impl ModelConfig {
             // Over time means or statistics the convolutions run along the features: there is
             // no time to pool, only the study's Flatten.
             ModelKind::Cnn if input != Input::Frames => Architecture::refined_cnn(input_shape, classes, TimePooling::Flatten),
+            ModelKind::Cnn if self.time_pooling == TimePooling::Last => {
+                bail!("--model cnn: --time-pooling last is the LSTM's last state; the refined CNN over frames takes mean, attention or flatten")
+            }
             ModelKind::Cnn => Architecture::refined_cnn(input_shape, classes, self.time_pooling),
             ModelKind::Lstm | ModelKind::CnnLstm if self.time_pooling == TimePooling::Flatten => {
-                bail!("--model {}: --time-pooling flatten is the refined CNN's; the LSTM's head pools over valid steps (mean or attention)", self.kind.name())
+                bail!("--model {}: --time-pooling flatten is the refined CNN's; the LSTM's head pools over valid steps (mean or attention) or takes its last state (last)", self.kind.name())
+            }
+            ModelKind::Lstm | ModelKind::CnnLstm if !(1..=2).contains(&self.lstm_directions) => {
+                bail!("--model {}: --lstm-directions is 1 or 2, not {}", self.kind.name(), self.lstm_directions)
             }
             ModelKind::Mlp => Architecture::mlp(input_shape, classes, &self.hidden, self.dropout, self.batch_norm),
             ModelKind::Rff => Architecture::fourier(input_shape, classes, self.rff_features, self.rff_gamma),
             ModelKind::Lstm | ModelKind::CnnLstm if input != Input::Frames => {
                 bail!("--model {}: recurrent models read frame sequences; add --input frames", self.kind.name())
             }
-            ModelKind::Lstm => Architecture::lstm(input_shape, classes, self.lstm_units, self.time_pooling),
-            ModelKind::CnnLstm => Architecture::cnn_lstm(input_shape, classes, self.lstm_units, self.time_pooling),
+            ModelKind::Lstm => Architecture::lstm(input_shape, classes, self.recurrent_head()),
+            ModelKind::CnnLstm => Architecture::cnn_lstm(input_shape, classes, self.recurrent_head()),
             k => bail!("--model {}: not a network trained by gradients", k.name()),
         })
+    }
+
+    /// The lstm and cnn-lstm models' LSTM and pooling.
+    pub fn recurrent_head(&self) -> RecurrentHead {
+        RecurrentHead { units: self.lstm_units, bidirectional: self.lstm_directions == 2, pooling: self.time_pooling }
     }
 }
 
@@ -346,12 +361,16 @@ pub fn resume(gpu: &Gpu, path: &Path) -> Result<(Predictor, RunConfig)> {
     };
     let mut cfg = RunConfig { input: meta.input, speaker_norm: meta.speaker_norm.as_ref().map(|s| s.min_clips), ensemble: 1, refit: false, ..cfg };
     // The head the model has, whatever the record says: a refined CNN over frames saved before
-    // it pooled its steps by default flattens them, and its record says the default.
+    // it pooled its steps by default flattens them, and its record says the default (records
+    // from before --lstm-directions say nothing of directions).
     if cfg.input == Input::Frames
         && matches!(cfg.model.kind, ModelKind::Cnn | ModelKind::Lstm | ModelKind::CnnLstm)
         && let Some(pooling) = meta.architecture.time_pooling()
     {
         cfg.model.time_pooling = pooling;
+    }
+    if let Some(Layer::Lstm { bidirectional, .. }) = meta.architecture.layers.iter().find(|l| matches!(l, Layer::Lstm { .. })) {
+        cfg.model.lstm_directions = 1 + *bidirectional as usize;
     }
     Ok((Predictor { classifier: Classifier::Network(models), meta }, cfg))
 }

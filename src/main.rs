@@ -294,11 +294,16 @@ struct TrainArgs {
     /// Units per direction of the lstm and cnn-lstm models' LSTM.
     #[arg(long, default_value_t = defaults().model.lstm_units, value_parser = ranged::<usize>(1, ser::ops::lstm::MAX_UNITS))]
     lstm_units: usize,
+    /// Directions of that LSTM: 2 (bidirectional, the second walking each clip backwards) or 1
+    /// (forward only, as Keras's plain LSTM).
+    #[arg(long, default_value_t = defaults().model.lstm_directions, value_parser = ranged::<usize>(1, 2))]
+    lstm_directions: usize,
     /// How the models over frames reduce their steps before the dense layers: the mean over
-    /// valid steps (the study's LSTM head), attention (a learned softmax weighting of them) or,
-    /// for cnn only, flatten (the study's refined CNN head, every step kept; it does not train
-    /// on RAVDESS's frames at the study's learning rate, docs/RESULTS.md). cnn over vectors or
-    /// stats always flattens.
+    /// valid steps (the study's LSTM head), attention (a learned softmax weighting of them),
+    /// for cnn only flatten (the study's refined CNN head, every step kept; it does not train
+    /// on RAVDESS's frames at the study's learning rate, docs/RESULTS.md), for lstm and
+    /// cnn-lstm only last (the LSTM's state after each clip's last frame, Keras's default).
+    /// cnn over vectors or stats always flattens.
     #[arg(long, value_enum, default_value_t = defaults().model.time_pooling)]
     time_pooling: ser::nn::TimePooling,
     /// Hidden layer widths of the MLP.
@@ -436,6 +441,7 @@ impl TrainArgs {
                 min_samples_leaf: self.min_samples_leaf,
                 rf_bins: self.rf_bins,
                 lstm_units: self.lstm_units,
+                lstm_directions: self.lstm_directions,
                 time_pooling: self.time_pooling,
                 hidden: self.hidden.clone(),
                 dropout: self.dropout,

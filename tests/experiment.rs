@@ -138,6 +138,13 @@ fn configurations_a_model_cannot_take_are_refused_by_name() {
     let flat_lstm = ModelConfig { kind: ModelKind::Lstm, time_pooling: TimePooling::Flatten, ..Default::default() };
     let err = flat_lstm.architecture(Input::Frames, (12, 59), 7).unwrap_err().to_string();
     assert!(err.contains("--time-pooling flatten"), "{err}");
+    // The last state is the LSTM's, not the refined CNN's; an LSTM has one or two directions.
+    let last_cnn = ModelConfig { kind: ModelKind::Cnn, time_pooling: TimePooling::Last, ..Default::default() };
+    let err = last_cnn.architecture(Input::Frames, (12, 59), 7).unwrap_err().to_string();
+    assert!(err.contains("--time-pooling last"), "{err}");
+    let three_ways = ModelConfig { kind: ModelKind::CnnLstm, lstm_directions: 3, ..Default::default() };
+    let err = three_ways.architecture(Input::Frames, (12, 59), 7).unwrap_err().to_string();
+    assert!(err.contains("--lstm-directions is 1 or 2, not 3"), "{err}");
     // Actors that are not in the data.
     let cfg = RunConfig { split: Split::Actors, test_actors: vec![9], ..Default::default() };
     let err = experiment::test_split(&Run { cfg: &cfg, ..run }).unwrap_err().to_string();
@@ -148,7 +155,7 @@ fn configurations_a_model_cannot_take_are_refused_by_name() {
     assert!(err.contains("--fold 1") && err.contains("--split random"), "{err}");
     // The defaults are the CLI's: `ser train --help` shows them.
     let d = RunConfig::default();
-    assert_eq!((d.epochs, d.batch_size, d.model.kind, d.model.lstm_units, d.clip_norm), (30, 32, ModelKind::Cnn, 64, 0.0));
+    assert_eq!((d.epochs, d.batch_size, d.model.kind, d.model.lstm_units, d.model.lstm_directions, d.clip_norm), (30, 32, ModelKind::Cnn, 64, 2, 0.0));
 }
 
 /// Input augmentation (time and feature masks, noise) changes training, repeats itself with the

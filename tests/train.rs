@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Rng, gpu};
-use ser::nn::{Architecture, Layer, Model, TimePooling};
+use ser::nn::{Architecture, Layer, Model, RecurrentHead, TimePooling};
 use ser::ops::gemm::Precision;
 use ser::train::{self, Dataset, TrainConfig};
 
@@ -515,6 +515,24 @@ fn svm_separates_clusters_and_its_gpu_decisions_match_a_float64_sum() {
     }
 }
 
+/// The recurrent head of the small sequence models below: 8 units per direction, both directions.
+fn small_head(pooling: TimePooling) -> RecurrentHead {
+    RecurrentHead { units: 8, bidirectional: true, pooling }
+}
+
+/// The models that read their steps' lengths and reduce them before the dense layers, small:
+/// for each pooling the LSTM, the CNN+LSTM and the refined CNN (mean, attention), and the
+/// LSTM's last state of one and of two directions.
+fn pooled_models(steps: usize, channels: usize) -> Vec<Architecture> {
+    let mut models = Vec::new();
+    for p in [TimePooling::Mean, TimePooling::Attention] {
+        models.extend([Architecture::lstm((steps, channels), 3, small_head(p)), Architecture::cnn_lstm((steps, channels), 3, small_head(p)), Architecture::refined_cnn((steps, channels), 3, p)]);
+    }
+    let last = |bidirectional| RecurrentHead { bidirectional, ..small_head(TimePooling::Last) };
+    models.extend([Architecture::lstm((steps, channels), 3, last(false)), Architecture::cnn_lstm((steps, channels), 3, last(true))]);
+    models
+}
+
 /// Which of two tones came first: 2-channel sequences of 10-24 valid steps (zero-padded to
 /// 24), a pulse on channel 0 and one on channel 1 at two random distinct steps, class 0 when
 /// channel 0's comes first. The time means of both classes are the same in distribution: only
@@ -557,13 +575,17 @@ fn an_lstm_learns_which_tone_came_first_which_time_averages_cannot() {
         let logits = train::predict(g, &model, &v, 64).unwrap();
         (train::loss_and_accuracy(&logits, &v.y, 2).1, log, logits)
     };
-    let (acc, log, logits) = run(&Architecture::lstm((24, 2), 2, 16, TimePooling::Mean), &|d| d.clone());
+    let head = |bidirectional, pooling| RecurrentHead { units: 16, bidirectional, pooling };
+    let (acc, log, logits) = run(&Architecture::lstm((24, 2), 2, head(true, TimePooling::Mean)), &|d| d.clone());
     assert!(acc >= 0.95, "lstm validation accuracy {acc:.3} (chance 0.5); losses {:?}", log.iter().map(|e| e.loss).collect::<Vec<_>>());
-    // With attention pooling too.
-    let (acc_attention, log_attention, _) = run(&Architecture::lstm((24, 2), 2, 16, TimePooling::Attention), &|d| d.clone());
-    assert!(acc_attention >= 0.95, "lstm with attention pooling: validation accuracy {acc_attention:.3}; losses {:?}", log_attention.iter().map(|e| e.loss).collect::<Vec<_>>());
+    // With attention pooling too, and with one direction's last state (Keras's plain LSTM):
+    // it must carry which tone came first from up to 23 steps before the clip's end.
+    for (bidirectional, pooling) in [(true, TimePooling::Attention), (false, TimePooling::Last)] {
+        let (acc, log, _) = run(&Architecture::lstm((24, 2), 2, head(bidirectional, pooling)), &|d| d.clone());
+        assert!(acc >= 0.95, "lstm ({pooling:?}, bidirectional {bidirectional}): validation accuracy {acc:.3}; losses {:?}", log.iter().map(|e| e.loss).collect::<Vec<_>>());
+    }
     // The same seed gives the same numbers, bit for bit.
-    let (_, log2, logits2) = run(&Architecture::lstm((24, 2), 2, 16, TimePooling::Mean), &|d| d.clone());
+    let (_, log2, logits2) = run(&Architecture::lstm((24, 2), 2, head(true, TimePooling::Mean)), &|d| d.clone());
     assert_eq!(logits, logits2);
     assert_eq!(log.iter().map(|e| e.loss).collect::<Vec<_>>(), log2.iter().map(|e| e.loss).collect::<Vec<_>>());
     // The time means (what the refined CNN reads as its input vector) leave it at chance.
@@ -596,8 +618,7 @@ fn sequence_batches_cut_after_their_longest_clip_give_the_padded_batchs_logits()
         d.y.push((i % 3) as u32);
         d.lengths.push(len as u32);
     }
-    let pooled = |p| [Architecture::lstm((steps, channels), 3, 8, p), Architecture::cnn_lstm((steps, channels), 3, 8, p), Architecture::refined_cnn((steps, channels), 3, p)];
-    for arch in pooled(TimePooling::Mean).into_iter().chain(pooled(TimePooling::Attention)) {
+    for arch in pooled_models(steps, channels) {
         assert!(arch.takes_shorter_batches());
         let model = Model::new(g, &arch, 4).unwrap();
         // train::predict cuts each batch to 16 steps; the whole batch padded to 40 goes in here.
@@ -670,8 +691,7 @@ fn training_steps_on_a_batch_padded_two_ways_agree() {
         (losses, weights)
     };
     let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (p - q).abs() / (1.0 + q.abs())).fold(0f32, f32::max);
-    let pooled = |p| [Architecture::lstm((steps, channels), 3, 8, p), Architecture::cnn_lstm((steps, channels), 3, 8, p), Architecture::refined_cnn((steps, channels), 3, p)];
-    for (k, arch) in pooled(TimePooling::Mean).into_iter().chain(pooled(TimePooling::Attention)).enumerate() {
+    for (k, arch) in pooled_models(steps, channels).into_iter().enumerate() {
         let augment = k % 2 == 0;
         let (loss_whole, w_whole) = train_two_steps(&arch, augment, &x, steps);
         let (loss_cut, w_cut) = train_two_steps(&arch, augment, &x_cut, cut);

@@ -32,6 +32,13 @@ fn training_record(model: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&m.metadata().as_ref().unwrap()["training"]).unwrap()
 }
 
+/// The layers a saved network's architecture lists.
+fn saved_layers(model: &std::path::Path) -> Vec<ser::nn::Layer> {
+    let bytes = std::fs::read(model).unwrap();
+    let (_, m) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    serde_json::from_str::<ser::nn::Architecture>(&m.metadata().as_ref().unwrap()["architecture"]).unwrap().layers
+}
+
 #[test]
 fn train_learns_saves_and_eval_repeats_the_report() {
     let (dir, features) = workspace("train-cli");
@@ -475,14 +482,18 @@ fn recurrent_models_train_on_frames_save_evaluate_and_resume() {
         let model = dir.join(format!("{kind}.safetensors"));
         // The LSTM with gradients clipped by global norm (recorded, and kept by --resume).
         let clip = if kind == "lstm" { "1" } else { "0" };
-        // The CNN+LSTM pools its steps by attention (saved, evaluated, predicted, resumed alike).
-        let pooling = if kind == "lstm" { "mean" } else { "attention" };
-        let o = ser().args(["train", "--model", kind, "--input", "frames", "--lstm-units", "16", "--epochs", "12", "--lr", "3e-3", "--clip-norm", clip, "--time-pooling", pooling, "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(&model).output().unwrap();
+        // The CNN+LSTM pools its steps by attention, the LSTM is Keras's plain one: one direction,
+        // its last state (saved, evaluated, predicted, resumed alike).
+        let (pooling, directions) = if kind == "lstm" { ("last", "1") } else { ("attention", "2") };
+        let o = ser().args(["train", "--model", kind, "--input", "frames", "--lstm-units", "16", "--lstm-directions", directions, "--epochs", "12", "--lr", "3e-3", "--clip-norm", clip, "--time-pooling", pooling, "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(&model).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{kind}: {err}");
         let r = training_record(&model);
         assert_eq!(r["clip_norm"].as_f64(), Some(clip.parse().unwrap()), "{kind}: {r}");
         assert_eq!(r["run"]["model"]["time_pooling"].as_str(), Some(pooling), "{kind}: {r}");
+        assert_eq!(r["run"]["model"]["lstm_directions"].as_u64(), Some(directions.parse().unwrap()), "{kind}: {r}");
+        let lstm = ser::nn::Layer::Lstm { units: 16, bidirectional: directions == "2", sequences: pooling != "last" };
+        assert!(saved_layers(&model).contains(&lstm), "{kind}: {:?}", saved_layers(&model));
         // The synthetic classes differ in every frame: a recurrent model finds them.
         assert!(r["test_accuracy"].as_f64().unwrap() > 0.8, "{kind}: {r}");
         let e = ser().args(["eval", "--model"]).arg(&model).arg("--features").arg(&features).arg("--json").output().unwrap();
@@ -501,6 +512,7 @@ fn recurrent_models_train_on_frames_save_evaluate_and_resume() {
         assert!(o.status.success(), "{kind} resume: {}", String::from_utf8_lossy(&o.stderr));
         assert_eq!(training_record(&resumed)["clip_norm"].as_f64(), Some(clip.parse().unwrap()), "{kind}: the resumed run's clipping");
         assert_eq!(training_record(&resumed)["run"]["model"]["time_pooling"].as_str(), Some(pooling), "{kind}: the resumed run's pooling");
+        assert!(saved_layers(&resumed).contains(&lstm), "{kind}: the resumed model's LSTM {:?}", saved_layers(&resumed));
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -79,16 +79,33 @@ pub enum TimePooling {
     /// No pooling: Flatten keeps every step, padding included (the study's refined CNN; its
     /// weights then depend on the sequence length).
     Flatten,
+    /// The LSTM's state after each sequence's last valid step, no pooling layer (Keras's
+    /// `return_sequences=False`; lstm and cnn-lstm only). Bidirectional: the forward
+    /// direction's state there beside the backward direction's after it walked back to the
+    /// first step.
+    Last,
 }
 
 impl TimePooling {
-    fn layer(self) -> Layer {
+    /// The layer that pools; None where the LSTM itself returns one state ([`TimePooling::Last`]).
+    fn layer(self) -> Option<Layer> {
         match self {
-            TimePooling::Mean => Layer::TimeMean,
-            TimePooling::Attention => Layer::AttentionPool,
-            TimePooling::Flatten => Layer::Flatten,
+            TimePooling::Mean => Some(Layer::TimeMean),
+            TimePooling::Attention => Some(Layer::AttentionPool),
+            TimePooling::Flatten => Some(Layer::Flatten),
+            TimePooling::Last => None,
         }
     }
+}
+
+/// The recurrent part of the lstm and cnn-lstm models: the LSTM and how its steps are reduced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecurrentHead {
+    /// Units per direction.
+    pub units: usize,
+    /// A second direction walking each sequence backwards, its outputs beside the first's.
+    pub bidirectional: bool,
+    pub pooling: TimePooling,
 }
 
 /// The most values one model tensor (a weight, or one example's activation) may hold: 2^28
@@ -148,8 +165,8 @@ impl Architecture {
             layers.push(Layer::MaxPool { size: 2, stride: 2 });
             layers.push(Layer::Dropout { rate: 0.3 });
         }
+        layers.extend(head.layer());
         layers.extend([
-            head.layer(),
             Layer::Dense { units: 256, relu: true },
             Layer::Dropout { rate: 0.4 },
             Layer::Dense { units: 128, relu: true },
@@ -185,16 +202,14 @@ impl Architecture {
         Self::fixed_then_linear(input, classes, Layer::RandomFourier { features, gamma })
     }
 
-    /// The study's LSTM over frame sequences: a bidirectional LSTM of `units` per direction
-    /// returning its sequence, the pooling over valid steps (the mean, or attention),
-    /// Dropout(0.3), Dense(classes).
-    pub fn lstm(input: (usize, usize), classes: usize, units: usize, pooling: TimePooling) -> Architecture {
-        let layers = vec![
-            Layer::Lstm { units, bidirectional: true, sequences: true },
-            pooling.layer(),
-            Layer::Dropout { rate: 0.3 },
-            Layer::Dense { units: classes, relu: false },
-        ];
+    /// The study's LSTM over frame sequences: an LSTM (bidirectional in ser's default head)
+    /// returning its sequence, then the pooling over valid steps (the mean, or attention), or
+    /// returning its last state ([`TimePooling::Last`]); Dropout(0.3), Dense(classes).
+    pub fn lstm(input: (usize, usize), classes: usize, head: RecurrentHead) -> Architecture {
+        let RecurrentHead { units, bidirectional, pooling } = head;
+        let mut layers = vec![Layer::Lstm { units, bidirectional, sequences: pooling != TimePooling::Last }];
+        layers.extend(pooling.layer());
+        layers.extend([Layer::Dropout { rate: 0.3 }, Layer::Dense { units: classes, relu: false }]);
         Architecture { input, layers }
     }
 
@@ -202,14 +217,14 @@ impl Architecture {
     /// 64 and 128 filters over the frames (a quarter of the steps), each block's batch norm over
     /// valid steps only, zeroing the padding ([`Layer::SequenceBatchNorm`]), then the LSTM head
     /// of [`Architecture::lstm`].
-    pub fn cnn_lstm(input: (usize, usize), classes: usize, units: usize, pooling: TimePooling) -> Architecture {
+    pub fn cnn_lstm(input: (usize, usize), classes: usize, head: RecurrentHead) -> Architecture {
         let mut layers = Vec::new();
         for filters in [64, 128] {
             layers.push(Layer::Conv1d { filters, kernel: 5, same: true, relu: true });
             layers.push(Layer::SequenceBatchNorm);
             layers.push(Layer::MaxPool { size: 2, stride: 2 });
         }
-        layers.extend(Architecture::lstm(input, classes, units, pooling).layers);
+        layers.extend(Architecture::lstm(input, classes, head).layers);
         Architecture { input, layers }
     }
 
@@ -263,9 +278,11 @@ impl Architecture {
         self.layers.iter().map(|l| if let Layer::MaxPool { stride, .. } = l { (*stride).max(1) } else { 1 }).product()
     }
 
-    /// How the model reduces its steps: its first pooling or flattening layer.
+    /// How the model reduces its steps: its first pooling or flattening layer, or an LSTM
+    /// that returns its last state.
     pub fn time_pooling(&self) -> Option<TimePooling> {
         self.layers.iter().find_map(|l| match l {
+            Layer::Lstm { sequences: false, .. } => Some(TimePooling::Last),
             Layer::TimeMean => Some(TimePooling::Mean),
             Layer::AttentionPool => Some(TimePooling::Attention),
             Layer::Flatten => Some(TimePooling::Flatten),

@@ -25,6 +25,8 @@ ap.add_argument("--features", required=True)
 ap.add_argument("--model", default="cnn", choices=["cnn", "mlp", "lstm", "cnn-lstm"])
 ap.add_argument("--input", default="vectors", choices=["vectors", "stats", "frames"])
 ap.add_argument("--lstm-units", type=int, default=64)
+ap.add_argument("--lstm-directions", type=int, default=2, choices=[1, 2])
+ap.add_argument("--time-pooling", default="mean", choices=["mean", "last"], help="the LSTM's head: the mean over steps, or its last state (ser's --time-pooling)")
 ap.add_argument("--epochs", type=int, default=30)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--clip-norm", type=float, default=0.0, help="global_clipnorm (ser's --clip-norm); 0: none")
@@ -79,7 +81,11 @@ if a.model in ("lstm", "cnn-lstm"):
     else:
         for filters in (64, 128):
             layers += [L.Conv1D(filters, 5, padding="same", activation="relu"), L.BatchNormalization(), L.MaxPooling1D(2)]
-    layers += [L.Bidirectional(L.LSTM(a.lstm_units, return_sequences=True)), L.GlobalAveragePooling1D(), L.Dropout(0.3)]
+    lstm = L.LSTM(a.lstm_units, return_sequences=a.time_pooling == "mean")
+    layers.append(L.Bidirectional(lstm) if a.lstm_directions == 2 else lstm)
+    if a.time_pooling == "mean":
+        layers.append(L.GlobalAveragePooling1D())
+    layers.append(L.Dropout(0.3))
 elif a.model == "cnn":
     if a.input != "frames":
         # One channel along the feature axis (the study's); frames are already (steps, features).
