@@ -156,7 +156,8 @@ impl Architecture {
     /// each block's batch norm then sees only valid steps and zeroes the padding,
     /// [`Layer::SequenceBatchNorm`]): with
     /// Flatten the first Dense has 25,088 inputs per unit and Adam's first steps kill its
-    /// ReLUs, in Keras as here (docs/RESULTS.md).
+    /// ReLUs, in Keras as here (docs/RESULTS.md). [`TimePooling::Last`] is an LSTM's: given
+    /// here it leaves the steps unreduced, which [`Architecture::shapes`] refuses.
     pub fn refined_cnn(input: (usize, usize), classes: usize, head: TimePooling) -> Architecture {
         let mut layers = Vec::new();
         for filters in [128, 256, 512] {
