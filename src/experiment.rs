@@ -360,19 +360,24 @@ pub fn resume(gpu: &Gpu, path: &Path) -> Result<(Predictor, RunConfig)> {
         None => legacy_config(path, t)?,
     };
     let mut cfg = RunConfig { input: meta.input, speaker_norm: meta.speaker_norm.as_ref().map(|s| s.min_clips), ensemble: 1, refit: false, ..cfg };
-    // The head the model has, whatever the record says: a refined CNN over frames saved before
-    // it pooled its steps by default flattens them, and its record says the default (records
-    // from before --lstm-directions say nothing of directions).
-    if cfg.input == Input::Frames
-        && matches!(cfg.model.kind, ModelKind::Cnn | ModelKind::Lstm | ModelKind::CnnLstm)
-        && let Some(pooling) = meta.architecture.time_pooling()
-    {
-        cfg.model.time_pooling = pooling;
-    }
-    if let Some(Layer::Lstm { bidirectional, .. }) = meta.architecture.layers.iter().find(|l| matches!(l, Layer::Lstm { .. })) {
-        cfg.model.lstm_directions = 1 + *bidirectional as usize;
-    }
+    adopt_saved_head(&mut cfg.model, cfg.input, &meta.architecture);
     Ok((Predictor { classifier: Classifier::Network(models), meta }, cfg))
+}
+
+/// Sets the time pooling and LSTM directions to those the saved model has, whatever its record
+/// says: a refined CNN over frames saved before it pooled its steps by default flattens them
+/// while its record says the default, and records from before --lstm-directions say nothing of
+/// directions.
+fn adopt_saved_head(model: &mut ModelConfig, input: Input, architecture: &Architecture) {
+    if input == Input::Frames
+        && matches!(model.kind, ModelKind::Cnn | ModelKind::Lstm | ModelKind::CnnLstm)
+        && let Some(pooling) = architecture.time_pooling()
+    {
+        model.time_pooling = pooling;
+    }
+    if let Some(Layer::Lstm { bidirectional, .. }) = architecture.layers.iter().find(|l| matches!(l, Layer::Lstm { .. })) {
+        model.lstm_directions = 1 + *bidirectional as usize;
+    }
 }
 
 /// The configuration of a record written before records kept it whole (session 9).

@@ -461,7 +461,7 @@ fn load_file(gpu: &Gpu, f: crate::store::Loaded) -> Result<Predictor> {
                 // A temperature on such a file (the network layout allows one) is folded into
                 // its scores, as kernel ridge keeps its own, so that it is applied exactly once.
                 if let Some(&t) = meta.temperatures.first() {
-                    krr.scale_scores(gpu, t)?;
+                    krr.scale_scores(gpu, t).with_context(context)?;
                     meta.temperatures.clear();
                 }
                 return Ok(Predictor { classifier: Classifier::KernelRidge(krr), meta });

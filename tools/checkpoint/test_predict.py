@@ -76,10 +76,10 @@ with tempfile.TemporaryDirectory() as tmp:
     krr_py = subprocess.run([sys.executable, os.path.join(here, "predict.py"), krr, feats], cwd=root, check=True, capture_output=True, text=True).stdout
     krr_ser = subprocess.run([ser, "predict", "--model", krr, "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
     # A calibrated network: both apply its temperature to the logits.
-    warm = os.path.join(tmp, "calibrated.safetensors")
-    with_temperature(os.path.join(root, "weights/ser.safetensors"), warm, 0.5)
-    warm_py = subprocess.run([sys.executable, os.path.join(here, "predict.py"), warm, feats], cwd=root, check=True, capture_output=True, text=True).stdout
-    warm_ser = subprocess.run([ser, "predict", "--model", warm, "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
+    calibrated = os.path.join(tmp, "calibrated.safetensors")
+    with_temperature(os.path.join(root, "weights/ser.safetensors"), calibrated, 0.5)
+    warm_py = subprocess.run([sys.executable, os.path.join(here, "predict.py"), calibrated, feats], cwd=root, check=True, capture_output=True, text=True).stdout
+    warm_ser = subprocess.run([ser, "predict", "--model", calibrated, "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
 py = {os.path.basename(r["file"]): r for r in map(json.loads, ours.splitlines())}
 rs = {os.path.basename(r["file"]): r for r in map(json.loads, theirs.splitlines())}
 assert py.keys() == rs.keys() and len(py) == 4, (py.keys(), rs.keys())
@@ -98,10 +98,10 @@ for out in (krr_py, krr_ser):
             worst = max(worst, abs(r["probabilities"][cls] - p))
 assert worst < 1e-5, worst
 # The calibrated network: the same labels, softer probabilities, and ser and the example agree.
-warm = [{os.path.basename(r["file"]): r for r in map(json.loads, out.splitlines())} for out in (warm_py, warm_ser)]
-for name, r in warm[1].items():
+warm_by_clip = [{os.path.basename(r["file"]): r for r in map(json.loads, out.splitlines())} for out in (warm_py, warm_ser)]
+for name, r in warm_by_clip[1].items():
     assert r["label"] == rs[name]["label"] and r["confidence"] < rs[name]["confidence"], (name, r, rs[name])
     for cls, p in r["probabilities"].items():
-        worst = max(worst, abs(warm[0][name]["probabilities"][cls] - p))
+        worst = max(worst, abs(warm_by_clip[0][name]["probabilities"][cls] - p))
 assert worst < 1e-5, worst
 print(f"tools/checkpoint/predict.py matches ser predict on {len(rs)} clips, network (raw and calibrated) and krr layouts (largest difference {worst:.1e})")
