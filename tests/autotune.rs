@@ -30,6 +30,18 @@ fn tuner_times_candidates_keeps_the_fastest_persists_and_yields_to_a_pin() {
     let got: Vec<String> = choice.candidates.iter().map(|c| c.kernel.clone()).collect();
     assert_eq!(got, want, "every fast candidate is timed");
     assert!(choice.candidates.iter().all(|c| c.ms.is_some_and(|ms| ms > 0.0)), "{:?}", choice.candidates);
+    // A candidate timed only in its warm-up ran GIVE_UP_FACTOR times slower than the best
+    // fully timed one before it, so than the best of all.
+    let best_timed = choice.candidates.iter().filter(|c| !c.warm_up_only).filter_map(|c| c.ms).fold(f64::INFINITY, f64::min);
+    for c in choice.candidates.iter().filter(|c| c.warm_up_only) {
+        assert!(c.ms.unwrap() > autotune::GIVE_UP_FACTOR * best_timed, "{c:?} given up on, best {best_timed} ms");
+    }
+    // The give-up limit stops after the warm-up (any execution takes more than 0 ms); without
+    // one, every run is timed.
+    let tile = GemmKernel::Tile32;
+    assert!(autotune::time_unless_slower(&gpu, tile, &d, &o, 2, Some(0.0)).unwrap().warm_up_only);
+    let timed = autotune::time_unless_slower(&gpu, tile, &d, &o, 2, Some(f64::INFINITY)).unwrap();
+    assert!(!timed.warm_up_only && timed.ms > 0.0, "{timed:?}");
     // The fastest wins, unless it beats the adapter's default by less than the margin.
     let fastest = choice.candidates.iter().min_by(|a, b| a.ms.unwrap().total_cmp(&b.ms.unwrap())).unwrap();
     let default = autotune::default_kernel(&gpu, Precision::F32).name();

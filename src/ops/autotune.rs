@@ -3,7 +3,8 @@
 //! A multiply asks for `GemmKernel::Auto`. The first time an (adapter, driver, `ser` version)
 //! meets a shape bucket (precision, transposes, batching, and M, N, K rounded up to powers of
 //! two), every candidate kernel that passes a correctness check against the float64 reference
-//! is timed on that shape and the fastest is kept. Choices persist in the user's cache folder
+//! is timed on that shape and the fastest is kept (the fast mode stops timing a candidate whose
+//! warm-up ran [`GIVE_UP_FACTOR`] times slower than the best before it). Choices persist in the user's cache folder
 //! (`autotune.json`), keyed by adapter, driver and `ser` version, so tuning happens once per
 //! machine. `SER_AUTOTUNE=off|fast|full` (default fast: a shortlist, few repetitions; off: the
 //! adapter class's default, nothing timed) and `SER_GEMM_KERNEL=<kernel>` pins one kernel for
@@ -26,7 +27,8 @@ use std::time::Instant;
 pub enum AutotuneMode {
     /// Nothing timed: the adapter class's default kernel (see [`default_kernel`]).
     Off,
-    /// A shortlist of candidates, four timed runs each.
+    /// A shortlist of candidates, four timed runs each; a candidate whose warm-up already ran
+    /// [`GIVE_UP_FACTOR`] times slower than the best so far is not timed further.
     Fast,
     /// Every kernel, eight timed runs each.
     Full,
@@ -61,6 +63,10 @@ pub struct Candidate {
     pub kernel: String,
     pub ms: Option<f64>,
     pub error: Option<String>,
+    /// `ms` is the warm-up's execution alone: it ran [`GIVE_UP_FACTOR`] times slower than the
+    /// best candidate before it, so it was not timed further.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warm_up_only: bool,
 }
 
 /// The tuner's decision for one shape bucket, with the evidence.
@@ -290,15 +296,17 @@ pub const DEFAULT_MARGIN: f64 = 1.15;
 /// Times every candidate that passes its check on this multiply's shape; the fastest wins.
 fn tune(gpu: &Gpu, t: &mut AdapterTuning, d: &GemmDims, o: &GemmOptions) -> Result<Choice> {
     let timed_runs = if t.mode == AutotuneMode::Full { 8 } else { 4 };
-    let mut out = Vec::new();
+    let mut out: Vec<Candidate> = Vec::new();
     // A kernel that would fall back to another on these dims (vec4 shapes on unaligned rows)
     // is not a candidate of its own.
     for kernel in candidates(gpu, t.mode, o.precision).into_iter().filter(|k| k.for_dims(d, o) == *k) {
         let verdict = t.verified.entry((kernel, o.precision, o.trans_a, o.trans_b)).or_insert_with(|| verify(gpu, kernel, o)).clone();
-        let measured = verdict.and_then(|()| time(gpu, kernel, d, o, timed_runs).map_err(|e| format!("{e:#}")));
+        let best_so_far = out.iter().filter(|c| !c.warm_up_only).filter_map(|c| c.ms).min_by(f64::total_cmp);
+        let give_up_above = best_so_far.filter(|_| t.mode == AutotuneMode::Fast).map(|ms| ms * GIVE_UP_FACTOR);
+        let measured = verdict.and_then(|()| time_unless_slower(gpu, kernel, d, o, timed_runs, give_up_above).map_err(|e| format!("{e:#}")));
         out.push(match measured {
-            Ok(ms) => Candidate { kernel: kernel.name(), ms: Some(ms), error: None },
-            Err(e) => Candidate { kernel: kernel.name(), ms: None, error: Some(e) },
+            Ok(timing) => Candidate { kernel: kernel.name(), ms: Some(timing.ms), error: None, warm_up_only: timing.warm_up_only },
+            Err(e) => Candidate { kernel: kernel.name(), ms: None, error: Some(e), warm_up_only: false },
         });
     }
     let best = out.iter().filter_map(|c| c.ms.map(|ms| (ms, c.kernel.clone()))).min_by(|a, b| a.0.total_cmp(&b.0));
@@ -318,10 +326,32 @@ fn tune(gpu: &Gpu, t: &mut AdapterTuning, d: &GemmDims, o: &GemmOptions) -> Resu
     Ok(Choice { kernel, timed_on: [d.batch, d.m, d.n, d.k], mode: t.mode, candidates: out })
 }
 
+/// How many times slower than the best candidate so far a warm-up may run before the fast
+/// tuner stops timing that candidate. On lavapipe the tile family runs the big convolution
+/// multiplies 8-12x slower than the packed kernels at up to a second each, so timing each of
+/// them five times made a first CNN epoch over frames spend most of its half hour tuning; a
+/// first run on a GPU is rarely more than 2x its steady time, so nothing close is dropped.
+pub const GIVE_UP_FACTOR: f64 = 4.0;
+
+/// What [`time_unless_slower`] measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Milliseconds per multiply.
+    pub ms: f64,
+    /// Only the warm-up ran (it was slower than the limit): `ms` is its execution time.
+    pub warm_up_only: bool,
+}
+
 /// Milliseconds per multiply of `kernel` on this shape: the fastest of `runs` timed submissions
 /// after one warm-up (which also compiles the pipeline). Small multiplies are recorded several
 /// times per submission so that the submission's fixed cost does not decide the winner.
 pub fn time(gpu: &Gpu, kernel: GemmKernel, d: &GemmDims, o: &GemmOptions, runs: usize) -> Result<f64> {
+    Ok(time_unless_slower(gpu, kernel, d, o, runs, None)?.ms)
+}
+
+/// [`time`], stopping after the warm-up when its execution (submission to completion, so
+/// without the pipeline's compilation) took longer than `give_up_above` ms per multiply.
+pub fn time_unless_slower(gpu: &Gpu, kernel: GemmKernel, d: &GemmDims, o: &GemmOptions, runs: usize, give_up_above: Option<f64>) -> Result<Timing> {
     let o = GemmOptions { kernel, ..*o };
     let mut rng = SplitMix64::new(7);
     let a_shape = if o.trans_a { [d.batch, d.k, d.m] } else { [d.batch, d.m, d.k] };
@@ -339,12 +369,18 @@ pub fn time(gpu: &Gpu, kernel: GemmKernel, d: &GemmDims, o: &GemmOptions, runs: 
         for _ in 0..per_submit {
             gemm::gemm(&mut step, &a, &b, None, &c, &o)?;
         }
+        let recorded = Instant::now();
         step.submit()?;
         gpu.wait()?;
-        let ms = start.elapsed().as_secs_f64() * 1e3 / per_submit as f64;
-        if run > 0 {
-            best = best.min(ms);
+        let per_multiply = |since: Instant| since.elapsed().as_secs_f64() * 1e3 / per_submit as f64;
+        if run == 0 {
+            let executed = per_multiply(recorded);
+            if give_up_above.is_some_and(|limit| executed > limit) {
+                return Ok(Timing { ms: executed, warm_up_only: true });
+            }
+        } else {
+            best = best.min(per_multiply(start));
         }
     }
-    Ok(best)
+    Ok(Timing { ms: best, warm_up_only: false })
 }
