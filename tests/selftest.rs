@@ -13,8 +13,8 @@ fn run(name: &str) {
     let g = &gpu().gpu;
     let r = selftest::run_one(g, &check, fresh_seed(name), Size::Full);
     eprintln!("{}", selftest::table(&g.label(), std::slice::from_ref(&r)));
-    assert!(r.passed, "{name} failed on {}: error {:?}, faults {:?}, worst {} ({} of its tolerance)", g.label(), r.error, r.faults, r.worst_at, r.worst_ratio);
-    assert!(r.compared > 0 || !r.faults.is_empty() || r.skipped.is_some(), "{name} compared nothing");
+    assert!(r.passed, "{name} failed on {}: error {:?}, faults {:?}, worst {} ({} of its tolerance)", g.label(), r.error, r.tally.faults, r.tally.worst_at, r.tally.worst_ratio);
+    assert!(r.tally.compared > 0 || !r.tally.faults.is_empty() || r.tally.skipped.is_some(), "{name} compared nothing");
 }
 
 macro_rules! checks {

@@ -40,7 +40,7 @@ pub fn checks() -> Vec<Check> {
 }
 
 /// The worst comparison of a check so far, and how many values it compared.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Tally {
     /// Worst |got - want| / (atol + rtol |want|); infinite for a NaN where a number was due.
     pub worst_ratio: f64,
@@ -119,15 +119,9 @@ pub struct CheckResult {
     pub name: String,
     pub family: String,
     pub passed: bool,
-    /// Worst error as a fraction of its tolerance (<= 1 passes).
-    pub worst_ratio: f64,
-    /// The absolute error there.
-    pub worst_abs: f64,
-    pub worst_at: String,
-    pub compared: usize,
-    pub faults: Vec<String>,
-    /// Why it did not run on this adapter (a feature the adapter lacks); it still passes.
-    pub skipped: Option<String>,
+    /// The worst comparison, the count and the faults (its fields sit beside these in JSON).
+    #[serde(flatten)]
+    pub tally: Tally,
     /// Set when the check could not run at all (a kernel failed to compile, say).
     pub error: Option<String>,
     pub seconds: f64,
@@ -162,12 +156,7 @@ pub fn run_one(gpu: &Gpu, check: &Check, seed: u64, size: Size) -> CheckResult {
         name: check.name.to_string(),
         family: check.family.to_string(),
         passed: error.is_none() && tally.passed(),
-        worst_ratio: tally.worst_ratio,
-        worst_abs: tally.worst_abs,
-        worst_at: tally.worst_at,
-        compared: tally.compared,
-        faults: tally.faults,
-        skipped: tally.skipped,
+        tally,
         error,
         seconds: start.elapsed().as_secs_f64(),
         seed,
@@ -183,23 +172,23 @@ pub fn by_name(name: &str) -> Option<Check> {
 pub fn table(adapter: &str, results: &[CheckResult]) -> String {
     let mut s = format!("selftest on {adapter}\n\n| check | family | result | worst error / tolerance | worst abs error | values | seconds |\n|---|---|---|---:|---:|---:|---:|\n");
     for r in results {
-        let verdict = match (&r.skipped, r.passed) {
+        let verdict = match (&r.tally.skipped, r.passed) {
             (_, false) => "FAIL".to_string(),
             (Some(why), true) => format!("skipped: {why}"),
             (None, true) => "pass".to_string(),
         };
-        s += &format!("| {} | {} | {verdict} | {:.3} | {:.2e} | {} | {:.2} |\n", r.name, r.family, r.worst_ratio, r.worst_abs, r.compared, r.seconds);
+        s += &format!("| {} | {} | {verdict} | {:.3} | {:.2e} | {} | {:.2} |\n", r.name, r.family, r.tally.worst_ratio, r.tally.worst_abs, r.tally.compared, r.seconds);
     }
     for r in results.iter().filter(|r| !r.passed) {
         s += &format!("\n{} failed (replay: ser selftest --only {} --seed {}):\n", r.name, r.name, r.seed);
         if let Some(e) = &r.error {
             s += &format!("  error: {e}\n");
         }
-        for f in &r.faults {
+        for f in &r.tally.faults {
             s += &format!("  {f}\n");
         }
-        if r.worst_ratio > 1.0 {
-            s += &format!("  worst: {}\n", r.worst_at);
+        if r.tally.worst_ratio > 1.0 {
+            s += &format!("  worst: {}\n", r.tally.worst_at);
         }
     }
     s
