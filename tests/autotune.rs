@@ -31,7 +31,7 @@ fn tuner_times_candidates_keeps_the_fastest_persists_and_yields_to_a_pin() {
     assert_eq!(got, want, "every fast candidate is timed");
     assert!(choice.candidates.iter().all(|c| c.ms.is_some_and(|ms| ms > 0.0)), "{:?}", choice.candidates);
     // A candidate timed only in its warm-up ran GIVE_UP_FACTOR times slower than the best
-    // fully timed one before it, so than the best of all.
+    // fully timed one before it, and so than the best of all.
     let best_timed = choice.candidates.iter().filter(|c| !c.warm_up_only).filter_map(|c| c.ms).fold(f64::INFINITY, f64::min);
     for c in choice.candidates.iter().filter(|c| c.warm_up_only) {
         assert!(c.ms.unwrap() > autotune::GIVE_UP_FACTOR * best_timed, "{c:?} given up on, best {best_timed} ms");

@@ -4,9 +4,9 @@
 //! meets a shape bucket (precision, transposes, batching, and M, N, K rounded up to powers of
 //! two), every candidate kernel that passes a correctness check against the float64 reference
 //! is timed on that shape and the fastest is kept (the fast mode stops timing a candidate whose
-//! warm-up ran [`GIVE_UP_FACTOR`] times slower than the best before it). Choices persist in the user's cache folder
-//! (`autotune.json`), keyed by adapter, driver and `ser` version, so tuning happens once per
-//! machine. `SER_AUTOTUNE=off|fast|full` (default fast: a shortlist, few repetitions; off: the
+//! warm-up ran [`GIVE_UP_FACTOR`] times slower than the best before it). Choices persist in
+//! the user's cache folder (`autotune.json`), keyed by adapter, driver and `ser` version, so
+//! tuning happens once per machine. `SER_AUTOTUNE=off|fast|full` (default fast: a shortlist, few repetitions; off: the
 //! adapter class's default, nothing timed) and `SER_GEMM_KERNEL=<kernel>` pins one kernel for
 //! reproducibility. Every choice made in a process is remembered (`used`) so that checkpoints
 //! can record the kernels that trained them.
@@ -328,9 +328,10 @@ fn tune(gpu: &Gpu, t: &mut AdapterTuning, d: &GemmDims, o: &GemmOptions) -> Resu
 
 /// How many times slower than the best candidate so far a warm-up may run before the fast
 /// tuner stops timing that candidate. On lavapipe the tile family runs the big convolution
-/// multiplies 8-12x slower than the packed kernels at up to a second each, so timing each of
-/// them five times made a first CNN epoch over frames spend most of its half hour tuning; a
-/// first run on a GPU is rarely more than 2x its steady time, so nothing close is dropped.
+/// multiplies 4-15x slower than the packed kernels at up to a second each, so timing each of
+/// them five times made a first CNN epoch over frames spend most of its 35 minutes tuning
+/// (docs/RESULTS.md, session 18). The factor leaves room for what a first execution costs
+/// beyond a steady one (cold caches, lazy allocation), so that no contender is dropped.
 pub const GIVE_UP_FACTOR: f64 = 4.0;
 
 /// What [`time_unless_slower`] measured.
