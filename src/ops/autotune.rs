@@ -6,9 +6,9 @@
 //! is timed on that shape and the fastest is kept (the fast mode stops timing a candidate whose
 //! warm-up ran [`GIVE_UP_FACTOR`] times slower than the best before it). Choices persist in
 //! the user's cache folder (`autotune.json`), keyed by adapter, driver and `ser` version, so
-//! tuning happens once per machine. `SER_AUTOTUNE=off|fast|full` (default fast: a shortlist, few repetitions; off: the
-//! adapter class's default, nothing timed) and `SER_GEMM_KERNEL=<kernel>` pins one kernel for
-//! reproducibility. Every choice made in a process is remembered (`used`) so that checkpoints
+//! tuning happens once per machine. `SER_AUTOTUNE=off|fast|full` (default fast: a shortlist,
+//! few repetitions; off: the adapter class's default, nothing timed) and
+//! `SER_GEMM_KERNEL=<kernel>` pins one kernel for reproducibility. Every choice made in a process is remembered (`used`) so that checkpoints
 //! can record the kernels that trained them.
 
 use super::gemm::{self, GemmDims, GemmKernel, GemmOptions, Precision};
@@ -345,13 +345,9 @@ pub struct Timing {
 
 /// Milliseconds per multiply of `kernel` on this shape: the fastest of `runs` timed submissions
 /// after one warm-up (which also compiles the pipeline). Small multiplies are recorded several
-/// times per submission so that the submission's fixed cost does not decide the winner.
-pub fn time(gpu: &Gpu, kernel: GemmKernel, d: &GemmDims, o: &GemmOptions, runs: usize) -> Result<f64> {
-    Ok(time_unless_slower(gpu, kernel, d, o, runs, None)?.ms)
-}
-
-/// [`time`], stopping after the warm-up when its execution (submission to completion, so
-/// without the pipeline's compilation) took longer than `give_up_above` ms per multiply.
+/// times per submission so that the submission's fixed cost does not decide the winner. Stops
+/// after the warm-up when its execution (submission to completion, so without the pipeline's
+/// compilation) took longer than `give_up_above` ms per multiply.
 pub fn time_unless_slower(gpu: &Gpu, kernel: GemmKernel, d: &GemmDims, o: &GemmOptions, runs: usize, give_up_above: Option<f64>) -> Result<Timing> {
     let o = GemmOptions { kernel, ..*o };
     let mut rng = SplitMix64::new(7);
