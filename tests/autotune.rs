@@ -93,6 +93,22 @@ fn tuner_times_candidates_keeps_the_fastest_persists_and_yields_to_a_pin() {
     // A pin wins over tuned choices.
     autotune::configure(&gpu, AutotuneMode::Fast, Some(GemmKernel::Tile32), Some(file.clone()));
     assert_eq!(gemm::kernel_for(&gpu, &d, &o).unwrap(), GemmKernel::Tile32);
+
+    // A multiply the default kernel runs slower than the budget is timed on fewer rows: M cut
+    // to MIN_TIMED_ROWS at most (any run takes more than 0 ms), its remainder mod 64 (and so
+    // its vector alignment with A transposed) kept; a batched one loses batch, not M. Within
+    // the budget, or no taller than MIN_TIMED_ROWS, the shape stays whole.
+    let min = autotune::MIN_TIMED_ROWS;
+    let tall = GemmDims { batch: 1, m: 5 * min + 37, n: 16, k: 12, broadcast_b: false };
+    let o_ta = GemmOptions { trans_a: true, ..Default::default() };
+    assert_eq!(autotune::timing_dims(&gpu, &tall, &o_ta, f64::INFINITY), tall);
+    let cut = autotune::timing_dims(&gpu, &tall, &o_ta, 0.0);
+    assert_eq!(cut, GemmDims { m: min + 37, ..tall });
+    assert_eq!(cut.vector_aligned(&o_ta), tall.vector_aligned(&o_ta));
+    let batched = GemmDims { batch: 64, m: 300, n: 16, k: 12, broadcast_b: true };
+    assert_eq!(autotune::timing_dims(&gpu, &batched, &o, 0.0), GemmDims { batch: min.div_ceil(300), ..batched });
+    let short = GemmDims { m: min, ..tall };
+    assert_eq!(autotune::timing_dims(&gpu, &short, &o_ta, 0.0), short);
 }
 
 #[test]

@@ -73,7 +73,8 @@ pub struct Candidate {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Choice {
     pub kernel: String,
-    /// The multiply it was timed on: [batch, M, N, K].
+    /// The multiply it was timed on: [batch, M, N, K] (rows cut where the adapter is slow on
+    /// the whole shape: [`timing_dims`]).
     pub timed_on: [usize; 4],
     pub mode: AutotuneMode,
     pub candidates: Vec<Candidate>,
@@ -296,6 +297,7 @@ pub const DEFAULT_MARGIN: f64 = 1.15;
 /// Times every candidate that passes its check on this multiply's shape; the fastest wins.
 fn tune(gpu: &Gpu, t: &mut AdapterTuning, d: &GemmDims, o: &GemmOptions) -> Result<Choice> {
     let timed_runs = if t.mode == AutotuneMode::Full { 8 } else { 4 };
+    let timed = timing_dims(gpu, d, o, TIMED_RUN_MS);
     let mut out: Vec<Candidate> = Vec::new();
     // A kernel that would fall back to another on these dims (vec4 shapes on unaligned rows)
     // is not a candidate of its own.
@@ -303,7 +305,7 @@ fn tune(gpu: &Gpu, t: &mut AdapterTuning, d: &GemmDims, o: &GemmOptions) -> Resu
         let verdict = t.verified.entry((kernel, o.precision, o.trans_a, o.trans_b)).or_insert_with(|| verify(gpu, kernel, o)).clone();
         let best_so_far = out.iter().filter(|c| !c.warm_up_only).filter_map(|c| c.ms).min_by(f64::total_cmp);
         let give_up_above = best_so_far.filter(|_| t.mode == AutotuneMode::Fast).map(|ms| ms * GIVE_UP_FACTOR);
-        let measured = verdict.and_then(|()| time_unless_slower(gpu, kernel, d, o, timed_runs, give_up_above).map_err(|e| format!("{e:#}")));
+        let measured = verdict.and_then(|()| time_unless_slower(gpu, kernel, &timed, o, timed_runs, give_up_above).map_err(|e| format!("{e:#}")));
         out.push(match measured {
             Ok(timing) => Candidate { kernel: kernel.name(), ms: Some(timing.ms), error: None, warm_up_only: timing.warm_up_only },
             Err(e) => Candidate { kernel: kernel.name(), ms: None, error: Some(e), warm_up_only: false },
@@ -323,7 +325,44 @@ fn tune(gpu: &Gpu, t: &mut AdapterTuning, d: &GemmDims, o: &GemmOptions) -> Resu
         let why: Vec<String> = out.iter().map(|c| format!("{}: {}", c.kernel, c.error.clone().unwrap_or_default())).collect();
         bail!("autotune: no GEMM kernel passed its check on {} for {}: {}", gpu.label(), bucket(d, o), why.join("; "));
     };
-    Ok(Choice { kernel, timed_on: [d.batch, d.m, d.n, d.k], mode: t.mode, candidates: out })
+    Ok(Choice { kernel, timed_on: [timed.batch, timed.m, timed.n, timed.k], mode: t.mode, candidates: out })
+}
+
+/// How long one run of the adapter's default kernel may take on the multiply the tuner times.
+/// On lavapipe a test pass's inference multiplies (M = 25k-102k rows of frames) ran 1-35 s per
+/// candidate run, so tuning them took over 15 minutes (docs/RESULTS.md, session 18); a GPU runs
+/// them in milliseconds and is timed on the real shape.
+pub const TIMED_RUN_MS: f64 = 200.0;
+
+/// The fewest rows (M times batch) a cut timing multiply keeps: enough workgroups to fill a GPU
+/// many times over, so that the candidates' ranking is the one they have on the full shape.
+pub const MIN_TIMED_ROWS: usize = 4096;
+
+/// The multiply the tuner times for `d`: `d` itself, unless one run of the adapter's default
+/// kernel on it (its warm-up's execution) takes longer than `run_ms`. Then its rows are cut in
+/// proportion, the batch if batched, else M, to no fewer than [`MIN_TIMED_ROWS`]. A multiply's
+/// time grows linearly in its rows once it fills the adapter, so the fastest kernel on the cut
+/// shape is the fastest on the whole one (on lavapipe, the same kernels won at M = 2^14 as at
+/// 2^17). M keeps its remainder mod 64, so every kernel's edge tiles and vector alignment stay
+/// as they are.
+pub fn timing_dims(gpu: &Gpu, d: &GemmDims, o: &GemmOptions, run_ms: f64) -> GemmDims {
+    if d.batch * d.m <= MIN_TIMED_ROWS {
+        return *d;
+    }
+    let default = default_kernel(gpu, o.precision).for_dims(d, o);
+    // A default that fails here is timed (and reported) as a candidate; its shape stays whole.
+    let Ok(probe) = time_unless_slower(gpu, default, d, o, 0, None) else { return *d };
+    if probe.ms <= run_ms {
+        return *d;
+    }
+    let keep = run_ms / probe.ms;
+    if d.batch > 1 {
+        let batch = ((d.batch as f64 * keep).ceil() as usize).max(MIN_TIMED_ROWS.div_ceil(d.m)).min(d.batch);
+        return GemmDims { batch, ..*d };
+    }
+    let tail = d.m % 64;
+    let m = ((d.m as f64 * keep) as usize).max(MIN_TIMED_ROWS);
+    GemmDims { m: (m / 64 * 64 + tail).min(d.m), ..*d }
 }
 
 /// How many times slower than the best candidate so far a warm-up may run before the fast
@@ -347,7 +386,8 @@ pub struct Timing {
 /// after one warm-up (which also compiles the pipeline). Small multiplies are recorded several
 /// times per submission so that the submission's fixed cost does not decide the winner. Stops
 /// after the warm-up when its execution (submission to completion, so without the pipeline's
-/// compilation) took longer than `give_up_above` ms per multiply.
+/// compilation) took longer than `give_up_above` ms per multiply; `runs` = 0 times the warm-up
+/// alone (reported as `warm_up_only`).
 pub fn time_unless_slower(gpu: &Gpu, kernel: GemmKernel, d: &GemmDims, o: &GemmOptions, runs: usize, give_up_above: Option<f64>) -> Result<Timing> {
     let o = GemmOptions { kernel, ..*o };
     let mut rng = SplitMix64::new(7);
@@ -372,7 +412,7 @@ pub fn time_unless_slower(gpu: &Gpu, kernel: GemmKernel, d: &GemmDims, o: &GemmO
         let per_multiply = |since: Instant| since.elapsed().as_secs_f64() * 1e3 / per_submit as f64;
         if run == 0 {
             let executed = per_multiply(recorded);
-            if give_up_above.is_some_and(|limit| executed > limit) {
+            if runs == 0 || give_up_above.is_some_and(|limit| executed > limit) {
                 return Ok(Timing { ms: executed, warm_up_only: true });
             }
         } else {
