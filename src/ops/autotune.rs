@@ -4,12 +4,13 @@
 //! meets a shape bucket (precision, transposes, batching, and M, N, K rounded up to powers of
 //! two), every candidate kernel that passes a correctness check against the float64 reference
 //! is timed on that shape and the fastest is kept (the fast mode stops timing a candidate whose
-//! warm-up ran [`GIVE_UP_FACTOR`] times slower than the best before it). Choices persist in
-//! the user's cache folder (`autotune.json`), keyed by adapter, driver and `ser` version, so
-//! tuning happens once per machine. `SER_AUTOTUNE=off|fast|full` (default fast: a shortlist,
-//! few repetitions; off: the adapter class's default, nothing timed) and
-//! `SER_GEMM_KERNEL=<kernel>` pins one kernel for reproducibility. Every choice made in a process is remembered (`used`) so that checkpoints
-//! can record the kernels that trained them.
+//! warm-up ran [`GIVE_UP_FACTOR`] times slower than the best before it, and times a shape the
+//! adapter runs slowly on fewer rows: [`timing_dims`]). Choices persist in the user's cache
+//! folder (`autotune.json`), keyed by adapter, driver and `ser` version, so tuning happens once
+//! per machine. `SER_AUTOTUNE=off|fast|full` (default fast: a shortlist, few repetitions; off:
+//! the adapter class's default, nothing timed) and `SER_GEMM_KERNEL=<kernel>` pins one kernel
+//! for reproducibility. Every choice made in a process is remembered (`used`) so that
+//! checkpoints can record the kernels that trained them.
 
 use super::gemm::{self, GemmDims, GemmKernel, GemmOptions, Precision};
 use crate::gpu::Gpu;
@@ -28,9 +29,10 @@ pub enum AutotuneMode {
     /// Nothing timed: the adapter class's default kernel (see [`default_kernel`]).
     Off,
     /// A shortlist of candidates, four timed runs each; a candidate whose warm-up already ran
-    /// [`GIVE_UP_FACTOR`] times slower than the best so far is not timed further.
+    /// [`GIVE_UP_FACTOR`] times slower than the best so far is not timed further, and a shape
+    /// the adapter runs slowly is timed on fewer rows ([`timing_dims`]).
     Fast,
-    /// Every kernel, eight timed runs each.
+    /// Every kernel, eight timed runs each, on the whole shape.
     Full,
 }
 
@@ -297,7 +299,7 @@ pub const DEFAULT_MARGIN: f64 = 1.15;
 /// Times every candidate that passes its check on this multiply's shape; the fastest wins.
 fn tune(gpu: &Gpu, t: &mut AdapterTuning, d: &GemmDims, o: &GemmOptions) -> Result<Choice> {
     let timed_runs = if t.mode == AutotuneMode::Full { 8 } else { 4 };
-    let timed = timing_dims(gpu, d, o, TIMED_RUN_MS);
+    let timed = if t.mode == AutotuneMode::Full { *d } else { timing_dims(gpu, d, o, TIMED_RUN_MS) };
     let mut out: Vec<Candidate> = Vec::new();
     // A kernel that would fall back to another on these dims (vec4 shapes on unaligned rows)
     // is not a candidate of its own.
