@@ -94,10 +94,10 @@ fn tuner_times_candidates_keeps_the_fastest_persists_and_yields_to_a_pin() {
     autotune::configure(&gpu, AutotuneMode::Fast, Some(GemmKernel::Tile32), Some(file.clone()));
     assert_eq!(gemm::kernel_for(&gpu, &d, &o).unwrap(), GemmKernel::Tile32);
 
-    // A multiply the default kernel runs slower than the budget is timed on fewer rows: M cut
-    // to MIN_TIMED_ROWS at most (any run takes more than 0 ms), its remainder mod 64 (and so
-    // its vector alignment with A transposed) kept; a batched one loses batch, not M. Within
-    // the budget, or no taller than MIN_TIMED_ROWS, the shape stays whole.
+    // A multiply the default kernel runs slower than the budget is timed on fewer rows: at a
+    // 0 ms budget (every run takes longer) M falls to MIN_TIMED_ROWS plus its remainder mod 64
+    // (so its vector alignment with A transposed is kept); a batched one loses batch, not M.
+    // Within the budget, or no taller than MIN_TIMED_ROWS, the shape stays whole.
     let min = autotune::MIN_TIMED_ROWS;
     let tall = GemmDims { batch: 1, m: 5 * min + 37, n: 16, k: 12, broadcast_b: false };
     let o_ta = GemmOptions { trans_a: true, ..Default::default() };
