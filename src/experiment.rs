@@ -478,8 +478,10 @@ fn fold_parts(l: &Labelled, folds: usize, fold: usize) -> (Vec<u8>, Vec<usize>, 
 /// Speaker-independent cross-validation: actors dealt round-robin into `cfg.folds` groups
 /// (`data::fold_actors`), each group the test set once. With `out`, each fold's model is saved
 /// as `out.foldK` (`fold_path`), its record naming the fold, so that `ser eval --held-out-fold K`
-/// can score it, alone or in an ensemble, on exactly the actors it never heard.
-pub fn actor_folds(run: &Run, out: Option<&Path>) -> Result<Vec<FoldScore>> {
+/// can score it, alone or in an ensemble, on exactly the actors it never heard. `resume` (a
+/// fold's model saved part-way, read by [`resume`] with the run's configuration) continues
+/// that one fold from its saved epoch.
+pub fn actor_folds(run: &Run, out: Option<&Path>, mut resume: Option<Predictor>) -> Result<Vec<FoldScore>> {
     let l = run.labelled;
     let actors = l.actors.iter().collect::<std::collections::BTreeSet<_>>().len();
     if run.cfg.folds < 2 || run.cfg.folds > actors {
@@ -487,6 +489,9 @@ pub fn actor_folds(run: &Run, out: Option<&Path>) -> Result<Vec<FoldScore>> {
     }
     if let Some(k) = run.cfg.only_fold.filter(|&k| k >= run.cfg.folds) {
         bail!("--fold {k}: the folds are 0 to {}", run.cfg.folds - 1);
+    }
+    if resume.is_some() && run.cfg.only_fold.is_none() {
+        bail!("--resume: a fold's model continues its own fold only, and the run names no fold (--fold)");
     }
     let mut scores = Vec::new();
     for fold in (0..run.cfg.folds).filter(|f| run.cfg.only_fold.is_none_or(|k| k == *f)) {
@@ -497,7 +502,7 @@ pub fn actor_folds(run: &Run, out: Option<&Path>) -> Result<Vec<FoldScore>> {
             *p = fold_path(p, fold);
         }
         let model_path = out.map(|p| fold_path(p, fold));
-        let (predictor, rep) = fit_and_test(&Run { cfg: &cfg, ..*run }, &train_all, &test, None, model_path.as_deref())?;
+        let (predictor, rep) = fit_and_test(&Run { cfg: &cfg, ..*run }, &train_all, &test, resume.take(), model_path.as_deref())?;
         if let Some(path) = &model_path {
             crate::infer::save(run.gpu, &predictor, path)?;
         }

@@ -400,7 +400,8 @@ struct TrainArgs {
     refit: bool,
     /// Continue training a model saved by `ser train` from its saved epoch (its weights and
     /// Adam's state), with the split, seed, input and options it was trained with, up to
-    /// --epochs in total, on the same features.
+    /// --epochs in total, on the same features. A fold's model (FILE.foldK, saved as
+    /// --split actor-folds goes) continues that fold alone, saved again to --out's FILE.foldK.
     #[arg(long, value_name = "MODEL")]
     resume: Option<PathBuf>,
     /// Where to save the model. With --split actor-folds (where it is optional) each fold's
@@ -947,10 +948,14 @@ fn train(args: TrainArgs) -> Result<()> {
     let log = |line: &str| eprintln!("{line}");
     let run = Run { gpu: &gpu, cfg: &cfg, set: &set, labelled: &l, log: &log };
     if cfg.split == Split::ActorFolds {
-        if let Some(path) = &args.resume {
-            anyhow::bail!("--resume {}: --split actor-folds trains every fold afresh; resuming one fold's model is not supported", path.display());
+        if let Some(r) = &resume {
+            // A fold's checkpoint (FILE.foldK) continues that fold alone, saved to --out's FILE.foldK.
+            if args.out.is_none() {
+                anyhow::bail!("--resume with a fold's model: give --out FILE (the fold's model goes to FILE.fold{})", cfg.only_fold.unwrap_or(0));
+            }
+            experiment::check_resume(&run, r)?;
         }
-        let folds = experiment::actor_folds(&run, args.out.as_deref())?;
+        let folds = experiment::actor_folds(&run, args.out.as_deref(), resume)?;
         let (accs, f1s): (Vec<f64>, Vec<f64>) = folds.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
         let ((am, asd), (fm, fsd)) = (experiment::mean_sd(&accs), experiment::mean_sd(&f1s));
         match cfg.only_fold {
@@ -1460,7 +1465,7 @@ fn compare(args: CompareArgs) -> Result<()> {
             None
         } else {
             eprintln!("compare: {name}, {} folds by actor", cfg.folds);
-            let (accs, f1s): (Vec<f64>, Vec<f64>) = experiment::actor_folds(&run, None)?.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
+            let (accs, f1s): (Vec<f64>, Vec<f64>) = experiment::actor_folds(&run, None, None)?.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
             Some((experiment::mean_sd(&accs), experiment::mean_sd(&f1s)))
         };
         rows.push(serde_json::json!({

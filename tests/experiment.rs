@@ -76,7 +76,7 @@ fn actor_folds_hold_each_actor_out_once() {
     let dir = std::env::temp_dir().join(format!("ser-folds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("knn.safetensors");
-    let folds = experiment::actor_folds(&run, Some(&out)).unwrap();
+    let folds = experiment::actor_folds(&run, Some(&out), None).unwrap();
     let mut held: Vec<u8> = folds.iter().flat_map(|f| f.held_out.clone()).collect();
     held.sort();
     assert_eq!(held, vec![1, 2, 3, 4]);
@@ -86,12 +86,12 @@ fn actor_folds_hold_each_actor_out_once() {
         assert!(f.accuracy > 0.8, "{f:?}");
     }
     // One fold alone (a cross-validation spread over processes) is that fold, the same score.
-    let one = experiment::actor_folds(&Run { cfg: &RunConfig { only_fold: Some(2), ..cfg.clone() }, ..run }, None).unwrap();
+    let one = experiment::actor_folds(&Run { cfg: &RunConfig { only_fold: Some(2), ..cfg.clone() }, ..run }, None, None).unwrap();
     assert_eq!((one.len(), &one[0].held_out, one[0].accuracy), (1, &folds[2].held_out, folds[2].accuracy));
-    let err = experiment::actor_folds(&Run { cfg: &RunConfig { only_fold: Some(4), ..cfg.clone() }, ..run }, None).unwrap_err().to_string();
+    let err = experiment::actor_folds(&Run { cfg: &RunConfig { only_fold: Some(4), ..cfg.clone() }, ..run }, None, None).unwrap_err().to_string();
     assert!(err.contains("--fold 4"), "{err}");
     // More folds than actors is refused by name.
-    let err = experiment::actor_folds(&Run { cfg: &RunConfig { folds: 5, ..cfg.clone() }, ..run }, None).unwrap_err().to_string();
+    let err = experiment::actor_folds(&Run { cfg: &RunConfig { folds: 5, ..cfg.clone() }, ..run }, None, None).unwrap_err().to_string();
     assert!(err.contains("--folds 5"), "{err}");
 
     // Each fold's saved model, scored by `ser eval --held-out-fold K`, sees exactly that fold's
@@ -113,7 +113,7 @@ fn actor_folds_hold_each_actor_out_once() {
     // calibrate` finds again from its record.
     let mlp = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, hidden: vec![8], ..Default::default() }, input: Input::Stats, epochs: 3, only_fold: Some(1), ..cfg.clone() };
     let net = dir.join("mlp.safetensors");
-    experiment::actor_folds(&Run { cfg: &mlp, ..run }, Some(&net)).unwrap();
+    experiment::actor_folds(&Run { cfg: &mlp, ..run }, Some(&net), None).unwrap();
     let mut m = ser::infer::load_model(g, Some(&experiment::fold_path(&net, 1))).unwrap();
     let t = m.meta.temperatures.clone();
     assert_eq!(t.len(), 1);

@@ -119,6 +119,36 @@ fn resume_continues_exactly_where_the_checkpoint_was_taken() {
         assert_eq!(losses(&a, 6), losses(&c, 0), "{precision}");
         assert_eq!(a["test_accuracy"], c["test_accuracy"], "{precision}");
     }
+    // One fold of a cross-validation by actor, stopped at epoch 6 and resumed from its fold
+    // file, ends as the uninterrupted fold did: same epochs 7-10, same test score and fold line.
+    let fold = |epochs: &str, out: &std::path::Path, resume: Option<&std::path::Path>| {
+        let mut c = ser();
+        c.args(["train", "--model", "mlp", "--input", "stats", "--hidden", "16", "--lr", "3e-4", "--drop", "disgust", "--seed", "4", "--epochs", epochs, "--features"]).arg(&features).arg("--out").arg(out);
+        match resume {
+            Some(r) => c.arg("--resume").arg(r).args(["--split", "actor-folds"]),
+            None => c.args(["--split", "actor-folds", "--folds", "2", "--fold", "1"]),
+        };
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (straight, first, resumed) = (dir.join("fa.safetensors"), dir.join("fb.safetensors"), dir.join("fc.safetensors"));
+    let (straight_line, _) = fold("10", &straight, None);
+    fold("6", &first, None);
+    let first_fold = ser::experiment::fold_path(&first, 1);
+    assert_eq!(training_record(&first_fold)["saved_epoch"], 6, "the test needs the first run's best epoch to be its last");
+    let (resumed_line, log) = fold("10", &resumed, Some(&first_fold));
+    assert!(log.contains("at epoch 6") && log.contains("epoch   7:") && !log.contains("epoch   6:"), "{log}");
+    assert!(straight_line.starts_with("fold 1: actors"), "{straight_line}");
+    assert_eq!(straight_line, resumed_line);
+    let (a, c) = (training_record(&ser::experiment::fold_path(&straight, 1)), training_record(&ser::experiment::fold_path(&resumed, 1)));
+    let losses = |r: &serde_json::Value, from: usize| r["history"][0].as_array().unwrap()[from..].iter().map(|e| e["val_loss"].as_f64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(losses(&a, 6), losses(&c, 0));
+    assert_eq!((&c["run"]["only_fold"], &c["test_accuracy"]), (&serde_json::json!(1), &a["test_accuracy"]));
+    // Without --out the resumed fold would be lost: refused by name.
+    let o = ser().args(["train", "--split", "actor-folds", "--epochs", "10", "--drop", "disgust", "--features"]).arg(&features).arg("--resume").arg(&first_fold).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("give --out FILE"), "{}", String::from_utf8_lossy(&o.stderr));
+
     // Kernel ridge keeps no optimizer state: a clear refusal.
     let krr = dir.join("krr.safetensors");
     assert!(ser().args(["train", "--model", "krr", "--input", "stats", "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(&krr).output().unwrap().status.success());

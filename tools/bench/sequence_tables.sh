@@ -24,12 +24,38 @@ checkpoints="${SER_TABLE_MODELS:-$out}"
 only="${SER_TABLE_ONLY:-.}"
 mkdir -p "$out" "$checkpoints"
 [ -f "$features" ] || $ser features --data ../shared/data/ravdess --out "$features"
+# The model file a run saves (its --out, with .foldK for one fold of a cross-validation).
+checkpoint_of() {
+    local file="" fold=""
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --out) file="$2"; shift ;;
+            --fold) fold="$2"; shift ;;
+        esac
+        shift
+    done
+    echo "$file${fold:+.fold$fold}"
+}
 run() {
     local name="$1"; shift
-    [ -s "$out/$name.log" ] && grep -q "^done" "$out/$name.log" && return
-    echo "== $name: ser train $*" > "$out/$name.log"
-    $ser train --features "$features" --drop disgust --input frames --epochs 30 "$@" >> "$out/$name.log" 2>&1
-    echo "done rc=$? $(date -u +%H:%M:%S)" >> "$out/$name.log"
+    local log="$out/$name.log" checkpoint rc
+    [ -s "$log" ] && grep -q "^done" "$log" && return
+    checkpoint="$(checkpoint_of "$@")"
+    # A run stopped part-way left its model at its best epoch so far (saved as it went):
+    # continue from there, which replays the epochs an uninterrupted run would have had. If
+    # that fails (a binary from before fold resumes, a model already at its last epoch), the
+    # run starts afresh. The log keeps what came before.
+    if [ -s "$log" ] && [ -s "$checkpoint" ]; then
+        echo "== $name: resumed $(date -u +%H:%M:%S): ser train $* --resume $checkpoint" >> "$log"
+        $ser train --features "$features" --drop disgust --input frames --epochs 30 "$@" --resume "$checkpoint" >> "$log" 2>&1
+        rc=$?
+        [ $rc -eq 0 ] && { echo "done rc=0 $(date -u +%H:%M:%S)" >> "$log"; return; }
+        echo "== $name: resuming failed (rc=$rc); afresh $(date -u +%H:%M:%S)" >> "$log"
+    else
+        echo "== $name: ser train $*" > "$log"
+    fi
+    $ser train --features "$features" --drop disgust --input frames --epochs 30 "$@" >> "$log" 2>&1
+    echo "done rc=$? $(date -u +%H:%M:%S)" >> "$log"
 }
 # The runs in order, one line each: NAME ARGS...
 plan() {
