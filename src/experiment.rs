@@ -467,6 +467,37 @@ pub fn fold_path(path: &Path, fold: usize) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// What one training run ends with.
+pub enum Trained {
+    /// The cross-validation by actor's scores: every fold, or the one `only_fold` names.
+    Folds(Vec<FoldScore>),
+    /// One model fitted on the run's split and saved, with its test report (none when the
+    /// split holds nothing out).
+    Model { predictor: Predictor, report: Option<Report>, saved: PathBuf },
+}
+
+/// One training run as `ser train` makes it: the cross-validation by actor (each fold's model
+/// saved as `out.foldK` when `out` is given), or one model on the run's split, saved at `out`.
+/// `resume` (read by [`resume`], whose configuration the run carries) continues a model, or
+/// one fold of a cross-validation, from its saved epoch, on the data it was trained on.
+pub fn train_and_save(run: &Run, out: Option<&Path>, resume: Option<Predictor>) -> Result<Trained> {
+    if let Some(r) = &resume {
+        check_resume(run, r)?;
+    }
+    if run.cfg.split == Split::ActorFolds {
+        if resume.is_some() && out.is_none() {
+            // The resumed fold would be trained and lost.
+            bail!("--resume with a fold's model: give --out FILE (the fold's model goes to FILE.fold{})", run.cfg.only_fold.unwrap_or(0));
+        }
+        return Ok(Trained::Folds(actor_folds(run, out, resume)?));
+    }
+    let Some(out) = out else { bail!("give --out FILE for the trained model") };
+    let (train_all, test) = test_split(run)?;
+    let (predictor, report) = fit_and_test(run, &train_all, &test, resume, Some(out))?;
+    crate::infer::save(run.gpu, &predictor, out)?;
+    Ok(Trained::Model { predictor, report, saved: out.to_path_buf() })
+}
+
 /// Fold `fold` of the actor cross-validation: the actors it holds out, the training part and
 /// the test clips (positions into `l`).
 fn fold_parts(l: &Labelled, folds: usize, fold: usize) -> (Vec<u8>, Vec<usize>, Vec<usize>) {

@@ -947,41 +947,27 @@ fn train(args: TrainArgs) -> Result<()> {
     gpu.set_profiling(args.profile);
     let log = |line: &str| eprintln!("{line}");
     let run = Run { gpu: &gpu, cfg: &cfg, set: &set, labelled: &l, log: &log };
-    if cfg.split == Split::ActorFolds {
-        if let Some(r) = &resume {
-            // A fold's checkpoint (FILE.foldK) continues that fold alone, saved to --out's FILE.foldK.
-            if args.out.is_none() {
-                anyhow::bail!("--resume with a fold's model: give --out FILE (the fold's model goes to FILE.fold{})", cfg.only_fold.unwrap_or(0));
-            }
-            experiment::check_resume(&run, r)?;
-        }
-        let folds = experiment::actor_folds(&run, args.out.as_deref(), resume)?;
-        let (accs, f1s): (Vec<f64>, Vec<f64>) = folds.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
-        let ((am, asd), (fm, fsd)) = (experiment::mean_sd(&accs), experiment::mean_sd(&f1s));
-        match cfg.only_fold {
-            Some(k) => println!("{}", folds[0].line(k)),
-            None => {
-                for (i, f) in folds.iter().enumerate() {
-                    println!("{}", f.line(i));
+    match experiment::train_and_save(&run, args.out.as_deref(), resume)? {
+        experiment::Trained::Folds(folds) => {
+            let (accs, f1s): (Vec<f64>, Vec<f64>) = folds.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
+            let ((am, asd), (fm, fsd)) = (experiment::mean_sd(&accs), experiment::mean_sd(&f1s));
+            match cfg.only_fold {
+                Some(k) => println!("{}", folds[0].line(k)),
+                None => {
+                    for (i, f) in folds.iter().enumerate() {
+                        println!("{}", f.line(i));
+                    }
+                    println!("{}-fold by actor: accuracy {am:.4} ± {asd:.4}, macro F1 {fm:.4} ± {fsd:.4}", cfg.folds);
                 }
-                println!("{}-fold by actor: accuracy {am:.4} ± {asd:.4}, macro F1 {fm:.4} ± {fsd:.4}", cfg.folds);
             }
         }
-        return Ok(());
-    }
-    let (train_all, test) = experiment::test_split(&run)?;
-    let Some(out) = &args.out else { anyhow::bail!("give --out FILE for the trained model") };
-    if let Some(r) = &resume {
-        experiment::check_resume(&run, r)?;
-    }
-    let (predictor, rep) = experiment::fit_and_test(&run, &train_all, &test, resume, Some(out))?;
-    if let Some(rep) = &rep {
-        println!("{}", rep.text());
-    }
-    ser::infer::save(&gpu, &predictor, out)?;
-    match rep {
-        Some(r) => eprintln!("saved {} (test accuracy {:.4}, macro F1 {:.4})", out.display(), r.accuracy, r.macro_avg.f1),
-        None => eprintln!("saved {} (no test split)", out.display()),
+        experiment::Trained::Model { report, saved, .. } => match report {
+            Some(r) => {
+                println!("{}", r.text());
+                eprintln!("saved {} (test accuracy {:.4}, macro F1 {:.4})", saved.display(), r.accuracy, r.macro_avg.f1);
+            }
+            None => eprintln!("saved {} (no test split)", saved.display()),
+        },
     }
     if args.profile {
         let profile = gpu.profile();
