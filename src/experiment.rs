@@ -473,7 +473,7 @@ pub enum Trained {
     Folds(Vec<FoldScore>),
     /// One model fitted on the run's split and saved, with its test report (none when the
     /// split holds nothing out).
-    Model { predictor: Predictor, report: Option<Report>, saved: PathBuf },
+    Model { predictor: Box<Predictor>, report: Option<Report>, saved: PathBuf },
 }
 
 /// One training run as `ser train` makes it: the cross-validation by actor (each fold's model
@@ -495,7 +495,7 @@ pub fn train_and_save(run: &Run, out: Option<&Path>, resume: Option<Predictor>) 
     let (train_all, test) = test_split(run)?;
     let (predictor, report) = fit_and_test(run, &train_all, &test, resume, Some(out))?;
     crate::infer::save(run.gpu, &predictor, out)?;
-    Ok(Trained::Model { predictor, report, saved: out.to_path_buf() })
+    Ok(Trained::Model { predictor: Box::new(predictor), report, saved: out.to_path_buf() })
 }
 
 /// Fold `fold` of the actor cross-validation: the actors it holds out, the training part and
