@@ -498,6 +498,73 @@ pub fn train_and_save(run: &Run, out: Option<&Path>, resume: Option<Predictor>) 
     Ok(Trained::Model { predictor: Box::new(predictor), report, saved: out.to_path_buf() })
 }
 
+/// The reference study's systems on RAVDESS (random split): its name for each, the `--model`
+/// that is ser's counterpart, and its accuracy.
+pub const STUDY: [(&str, &str, f64); 7] = [
+    ("Random Forest", "rf", 0.71),
+    ("KNN", "knn", 0.56),
+    ("SVM", "svm", 0.30),
+    ("CNN", "cnn", 0.76),
+    ("LSTM", "lstm", 0.62),
+    ("CNN+LSTM", "cnn-lstm", 0.72),
+    ("refined CNN (disgust dropped, class weights)", "cnn", 0.83),
+];
+
+/// One model's figures in [`compare`].
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    /// Its `--model` name.
+    pub model: String,
+    pub random_accuracy: f64,
+    pub random_macro_f1: f64,
+    /// Mean and population sd over the folds by actor (none when they were not run).
+    pub by_actor_accuracy: Option<f64>,
+    pub by_actor_accuracy_sd: Option<f64>,
+    pub by_actor_macro_f1: Option<f64>,
+    pub fit_seconds: Option<f64>,
+    pub test_predict_seconds: Option<f64>,
+}
+
+/// `ser compare`: each model of `models` with the run's configuration on one stratified random
+/// split (the run's seed and test fraction, the same split for every model), and, with
+/// `by_actor`, its cross-validation by actor. The recurrent models read frames whatever the
+/// run's input, since they have nothing to recur over in a clip's summary.
+pub fn compare(run: &Run, models: &[ModelKind], by_actor: bool) -> Result<Vec<Comparison>> {
+    let (base, l) = (run.cfg, run.labelled);
+    let all: Vec<usize> = (0..l.clips.len()).collect();
+    let (train_all, test) = data::stratified(&l.labels, &all, base.test_fraction, base.seed);
+    let mut rows = Vec::new();
+    for &kind in models {
+        let name = kind.name();
+        let input = if matches!(kind, ModelKind::Lstm | ModelKind::CnnLstm) { Input::Frames } else { base.input };
+        let cfg = RunConfig { model: ModelConfig { kind, ..base.model.clone() }, input, split: Split::Random, ..base.clone() };
+        let run = Run { cfg: &cfg, ..*run };
+        (run.log)(&format!("compare: {name}, random split"));
+        let (predictor, rep) = fit_and_test(&run, &train_all, &test, None, None)?;
+        let rep = rep.context("the random split left no test clips")?;
+        let folds = if by_actor {
+            (run.log)(&format!("compare: {name}, {} folds by actor", cfg.folds));
+            let folds = actor_folds(&Run { cfg: &RunConfig { split: Split::ActorFolds, ..cfg.clone() }, ..run }, None, None)?;
+            let (accs, f1s): (Vec<f64>, Vec<f64>) = folds.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
+            Some((mean_sd(&accs), mean_sd(&f1s)))
+        } else {
+            None
+        };
+        let t = &predictor.meta.training;
+        rows.push(Comparison {
+            model: name,
+            random_accuracy: rep.accuracy,
+            random_macro_f1: rep.macro_avg.f1,
+            by_actor_accuracy: folds.map(|((m, _), _)| m),
+            by_actor_accuracy_sd: folds.map(|((_, sd), _)| sd),
+            by_actor_macro_f1: folds.map(|(_, (m, _))| m),
+            fit_seconds: t["fit_seconds"].as_f64(),
+            test_predict_seconds: t["test_predict_seconds"].as_f64(),
+        });
+    }
+    Ok(rows)
+}
+
 /// Fold `fold` of the actor cross-validation: the actors it holds out, the training part and
 /// the test clips (positions into `l`).
 fn fold_parts(l: &Labelled, folds: usize, fold: usize) -> (Vec<u8>, Vec<usize>, Vec<usize>) {

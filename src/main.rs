@@ -1418,85 +1418,32 @@ fn probability_below_one(s: &str) -> std::result::Result<f32, String> {
     finite_f64(s).and_then(|v| if (0.0..1.0).contains(&v) { Ok(v as f32) } else { Err(format!("{v} must be in [0, 1)")) })
 }
 
-/// A short hash of the labelled clips (file paths and classes, in order): a checkpoint records
-/// it so that `--resume` refuses to continue on other data.
-const STUDY: [(&str, &str, f64); 7] = [
-    ("Random Forest", "rf", 0.71),
-    ("KNN", "knn", 0.56),
-    ("SVM", "svm", 0.30),
-    ("CNN", "cnn", 0.76),
-    ("LSTM", "lstm", 0.62),
-    ("CNN+LSTM", "cnn-lstm", 0.72),
-    ("refined CNN (disgust dropped, class weights)", "cnn", 0.83),
-];
-
 fn compare(args: CompareArgs) -> Result<()> {
     let gpu = ser::gpu::Gpu::new(&args.train.adapter.selector())?;
     let base = args.train.config();
     let (set, l) = training_data(&gpu, &args.train, &base)?;
-    let all: Vec<usize> = (0..l.clips.len()).collect();
-    let (train_all, test) = ser::train::data::stratified(&l.labels, &all, base.test_fraction, base.seed);
     let log = |line: &str| eprintln!("{line}");
-    let mut rows = Vec::new();
-    for &kind in &args.models {
-        let name = kind.name();
-        let input = if matches!(kind, ModelKind::Lstm | ModelKind::CnnLstm) { ser::train::data::Input::Frames } else { base.input };
-        let cfg = RunConfig { model: ModelConfig { kind, ..base.model.clone() }, input, ..base.clone() };
-        let run = Run { gpu: &gpu, cfg: &cfg, set: &set, labelled: &l, log: &log };
-        eprintln!("compare: {name}, random split");
-        let (predictor, rep) = experiment::fit_and_test(&run, &train_all, &test, None, None)?;
-        let rep = rep.context("the random split left no test clips")?;
-        let t = &predictor.meta.training;
-        let by_actor = if args.no_actor_folds {
-            None
-        } else {
-            eprintln!("compare: {name}, {} folds by actor", cfg.folds);
-            let (accs, f1s): (Vec<f64>, Vec<f64>) = experiment::actor_folds(&run, None, None)?.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
-            Some((experiment::mean_sd(&accs), experiment::mean_sd(&f1s)))
-        };
-        rows.push(serde_json::json!({
-            "model": name,
-            "random_accuracy": rep.accuracy,
-            "random_macro_f1": rep.macro_avg.f1,
-            "by_actor_accuracy": by_actor.map(|((m, _), _)| m),
-            "by_actor_accuracy_sd": by_actor.map(|((_, s), _)| s),
-            "by_actor_macro_f1": by_actor.map(|(_, (m, _))| m),
-            "fit_seconds": t["fit_seconds"],
-            "test_predict_seconds": t["test_predict_seconds"],
-        }));
-    }
-    let classes = l.classes.len();
+    let run = Run { gpu: &gpu, cfg: &base, set: &set, labelled: &l, log: &log };
+    let rows = experiment::compare(&run, &args.models, !args.no_actor_folds)?;
+    let (study, classes) = (experiment::STUDY, l.classes.len());
     if args.json {
-        println!("{}", serde_json::json!({"classes": classes, "clips": l.clips.len(), "seed": args.train.seed, "input": format!("{:?}", args.train.input), "study": STUDY.iter().map(|(n, k, a)| serde_json::json!({"model": n, "kind": k, "accuracy": a})).collect::<Vec<_>>(), "ser": rows}));
+        let study: Vec<_> = study.iter().map(|(n, k, a)| serde_json::json!({"model": n, "kind": k, "accuracy": a})).collect();
+        println!("{}", serde_json::json!({"classes": classes, "clips": l.clips.len(), "seed": args.train.seed, "input": format!("{:?}", args.train.input), "study": study, "ser": rows}));
         return Ok(());
     }
     println!("{} clips, {classes} classes, random 80/20 split seed {}, input {:?}\n", l.clips.len(), args.train.seed, args.train.input);
     println!("| model | study (random split) | ser: random split accuracy | macro F1 | ser: by actor accuracy | macro F1 |\n|---|---:|---:|---:|---:|---:|");
-    for (study_name, kind, acc) in STUDY {
-        let ours = rows.iter().find(|r| r["model"] == kind);
-        let f = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.3}"));
-        match ours {
-            Some(r) => println!(
-                "| {study_name} | {acc:.2} | {} | {} | {}{} | {} |",
-                f(&r["random_accuracy"]),
-                f(&r["random_macro_f1"]),
-                f(&r["by_actor_accuracy"]),
-                r["by_actor_accuracy_sd"].as_f64().map_or(String::new(), |s| format!(" ± {s:.3}")),
-                f(&r["by_actor_macro_f1"])
-            ),
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
+    let by_actor = |r: &experiment::Comparison| format!("{}{}", f(r.by_actor_accuracy), r.by_actor_accuracy_sd.map_or(String::new(), |s| format!(" ± {s:.3}")));
+    for (study_name, kind, acc) in study {
+        match rows.iter().find(|r| r.model == kind) {
+            Some(r) => println!("| {study_name} | {acc:.2} | {:.3} | {:.3} | {} | {} |", r.random_accuracy, r.random_macro_f1, by_actor(r), f(r.by_actor_macro_f1)),
             None if ModelKind::from_name(kind).is_some() => println!("| {study_name} | {acc:.2} | not run (add {kind} to --models) | | | |"),
             None => println!("| {study_name} | {acc:.2} | not in ser yet | | | |"),
         }
     }
-    for r in rows.iter().filter(|r| !STUDY.iter().any(|(_, k, _)| r["model"] == *k)) {
-        println!(
-            "| ser {} (not in the study) | - | {:.3} | {:.3} | {} | {} |",
-            r["model"].as_str().unwrap_or("?"),
-            r["random_accuracy"].as_f64().unwrap_or(f64::NAN),
-            r["random_macro_f1"].as_f64().unwrap_or(f64::NAN),
-            r["by_actor_accuracy"].as_f64().map_or("-".into(), |x| format!("{x:.3}")),
-            r["by_actor_macro_f1"].as_f64().map_or("-".into(), |x| format!("{x:.3}"))
-        );
+    for r in rows.iter().filter(|r| !study.iter().any(|(_, k, _)| r.model == *k)) {
+        println!("| ser {} (not in the study) | - | {:.3} | {:.3} | {} | {} |", r.model, r.random_accuracy, r.random_macro_f1, by_actor(r), f(r.by_actor_macro_f1));
     }
     Ok(())
 }
