@@ -91,17 +91,20 @@ fn train_learns_saves_and_eval_repeats_the_report() {
 #[test]
 fn resume_continues_exactly_where_the_checkpoint_was_taken() {
     let (dir, features) = workspace("resume-cli");
-    let train = |epochs: &str, out: &std::path::Path, resume: Option<&std::path::Path>, precision: &str| {
+    // (stdout, stderr) of a run of `epochs` saved at `out`, fresh with the options `fresh`, or
+    // resumed from a checkpoint, whose record gives every setting but --epochs.
+    let run = |epochs: &str, out: &std::path::Path, resume: Option<&std::path::Path>, fresh: &[&str]| {
         let mut c = ser();
         c.args(["train", "--model", "mlp", "--input", "stats", "--hidden", "16", "--lr", "3e-4", "--drop", "disgust", "--seed", "4", "--epochs", epochs, "--features"]).arg(&features).arg("--out").arg(out);
         match resume {
             Some(r) => c.arg("--resume").arg(r),
-            None => c.args(["--precision", precision]),
+            None => c.args(fresh),
         };
         let o = c.output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stderr).into_owned()
+        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
     };
+    let train = |epochs: &str, out: &std::path::Path, resume: Option<&std::path::Path>, precision: &str| run(epochs, out, resume, &["--precision", precision]).1;
     // In f32, and with bfloat16 GEMM operands, which the resumed run must take from the
     // checkpoint (it is not given again).
     for precision in ["f32", "bf16"] {
@@ -121,17 +124,7 @@ fn resume_continues_exactly_where_the_checkpoint_was_taken() {
     }
     // One fold of a cross-validation by actor, stopped at epoch 6 and resumed from its fold
     // file, ends as the uninterrupted fold did: same epochs 7-10, same test score and fold line.
-    let fold = |epochs: &str, out: &std::path::Path, resume: Option<&std::path::Path>| {
-        let mut c = ser();
-        c.args(["train", "--model", "mlp", "--input", "stats", "--hidden", "16", "--lr", "3e-4", "--drop", "disgust", "--seed", "4", "--epochs", epochs, "--features"]).arg(&features).arg("--out").arg(out);
-        match resume {
-            Some(r) => c.arg("--resume").arg(r).args(["--split", "actor-folds"]),
-            None => c.args(["--split", "actor-folds", "--folds", "2", "--fold", "1"]),
-        };
-        let o = c.output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
-    };
+    let fold = |epochs: &str, out: &std::path::Path, resume: Option<&std::path::Path>| run(epochs, out, resume, &["--split", "actor-folds", "--folds", "2", "--fold", "1"]);
     let (straight, first, resumed) = (dir.join("fa.safetensors"), dir.join("fb.safetensors"), dir.join("fc.safetensors"));
     let (straight_line, _) = fold("10", &straight, None);
     fold("6", &first, None);
