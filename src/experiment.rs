@@ -498,6 +498,17 @@ pub fn train_and_save(run: &Run, out: Option<&Path>, resume: Option<Predictor>) 
     Ok(Trained::Model { predictor: Box::new(predictor), report, saved: out.to_path_buf() })
 }
 
+/// The clips of `selection` in `set`, labelled, with `set`'s features standardised per speaker
+/// (speakers grouped `by`) when the run normalises speakers: the data every fit of the run
+/// reads, and what its saved model then does to the clips it predicts.
+pub fn labelled_for_run(mut set: FeatureSet, selection: &Selection, cfg: &RunConfig, by: SpeakerGroups) -> Result<(FeatureSet, Labelled)> {
+    let l = data::labelled(&set, selection)?;
+    if let Some(min_clips) = cfg.speaker_norm {
+        crate::train::speaker::normalise_clips(&mut set, &l.all_clips(), cfg.input, by, min_clips)?;
+    }
+    Ok((set, l))
+}
+
 /// The reference study's systems on RAVDESS (random split): its name for each, the `--model`
 /// that is ser's counterpart, and its accuracy.
 pub const STUDY: [(&str, &str, f64); 7] = [

@@ -980,7 +980,7 @@ fn train(args: TrainArgs) -> Result<()> {
 /// --data, with the selection the flags ask for and the speaker normalisation the run does.
 fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &RunConfig) -> Result<(ser::features::set::FeatureSet, ser::train::data::Labelled)> {
     let selection = args.selection.selection();
-    let mut set = match (&args.features_file, &args.data) {
+    let set = match (&args.features_file, &args.data) {
         (Some(f), _) => ser::features::set::FeatureSet::read(f)?,
         (None, Some(dir)) => {
             let (set, report) = corpus::build(gpu, dir, &selection, &args.features.config()?, &args.build.options())?;
@@ -989,13 +989,10 @@ fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &RunConfig) -> Resu
         }
         (None, None) => anyhow::bail!("give --data DIR or --features FILE"),
     };
-    let l = ser::train::data::labelled(&set, &selection)?;
-    match cfg.speaker_norm {
-        Some(min_clips) => speaker::normalise_clips(&mut set, &l.all_clips(), cfg.input, args.speaker.groups(), min_clips)?,
-        None if args.speaker.given() => anyhow::bail!("--speaker-groups / --min-speaker-clips need --speaker-norm"),
-        None => {}
+    if cfg.speaker_norm.is_none() && args.speaker.given() {
+        anyhow::bail!("--speaker-groups / --min-speaker-clips need --speaker-norm");
     }
-    Ok((set, l))
+    experiment::labelled_for_run(set, &selection, cfg, args.speaker.groups())
 }
 
 fn calibrate(args: CalibrateArgs) -> Result<()> {

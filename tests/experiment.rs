@@ -9,6 +9,7 @@ use ser::audio::{Emotion, Selection, VocalFilter};
 use ser::experiment::{self, ModelConfig, ModelKind, Run, RunConfig, Split};
 use ser::nn::{Layer, TimePooling};
 use ser::train::data::{self, Input};
+use ser::train::speaker::SpeakerGroups;
 
 fn labelled(set: &ser::features::set::FeatureSet) -> data::Labelled {
     data::labelled(set, &Selection { vocal: VocalFilter::Both, drop: vec![Emotion::Disgust] }).unwrap()
@@ -56,7 +57,7 @@ fn a_run_learns_records_its_configuration_and_resumes_with_it() {
     assert_eq!(loaded.probabilities(g, &test_set).unwrap(), scaled);
     // `ser calibrate` finds the same validation clips again from the record: the same factor.
     loaded.meta.temperatures.clear();
-    let fits = experiment::calibrate_saved(g, &mut loaded, &set, ser::train::speaker::SpeakerGroups::Actor, None).unwrap();
+    let fits = experiment::calibrate_saved(g, &mut loaded, &set, SpeakerGroups::Actor, None).unwrap();
     assert_eq!((fits[0].temperature, loaded.meta.temperatures.clone()), (t, vec![t]));
     // Another clip set is refused.
     let mut other = set.clone();
@@ -96,7 +97,7 @@ fn actor_folds_hold_each_actor_out_once() {
 
     // Each fold's saved model, scored by `ser eval --held-out-fold K`, sees exactly that fold's
     // actors and scores what the fold scored.
-    let options = |fold| ser::infer::EvalOptions { held_out_of_seed: None, held_out_fold: Some((fold, 4)), groups: ser::train::speaker::SpeakerGroups::Actor, min_clips: None };
+    let options = |fold| ser::infer::EvalOptions { held_out_of_seed: None, held_out_fold: Some((fold, 4)), groups: SpeakerGroups::Actor, min_clips: None };
     let load = |fold| ser::infer::load_model(g, Some(&experiment::fold_path(&out, fold))).unwrap();
     for (k, f) in folds.iter().enumerate() {
         let ev = ser::infer::evaluate(g, &[load(k)], &set, &options(k)).unwrap();
@@ -118,7 +119,7 @@ fn actor_folds_hold_each_actor_out_once() {
     let t = m.meta.temperatures.clone();
     assert_eq!(t.len(), 1);
     m.meta.temperatures.clear();
-    experiment::calibrate_saved(g, &mut m, &set, ser::train::speaker::SpeakerGroups::Actor, None).unwrap();
+    experiment::calibrate_saved(g, &mut m, &set, SpeakerGroups::Actor, None).unwrap();
     assert_eq!(m.meta.temperatures, t);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -257,7 +258,7 @@ fn evaluation_scores_the_clips_a_seed_held_out_as_the_run_did() {
     let (train_all, test) = experiment::test_split(&run).unwrap();
     let (predictor, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
     let report = report.unwrap();
-    let options = |held| ser::infer::EvalOptions { held_out_of_seed: held, held_out_fold: None, groups: ser::train::speaker::SpeakerGroups::Actor, min_clips: None };
+    let options = |held| ser::infer::EvalOptions { held_out_of_seed: held, held_out_fold: None, groups: SpeakerGroups::Actor, min_clips: None };
     let ev = ser::infer::evaluate(g, std::slice::from_ref(&predictor), &set, &options(Some((5, 0.3)))).unwrap();
     assert_eq!(ev.clips, test.iter().map(|&p| l.clips[p]).collect::<Vec<_>>());
     assert_eq!((ev.report.confusion.clone(), ev.report.accuracy), (report.confusion.clone(), report.accuracy));
@@ -319,4 +320,29 @@ fn the_refined_cnn_pools_frames_and_flattens_summaries() {
     let (_, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
     let accuracy = report.unwrap().accuracy;
     assert!(accuracy > 0.8, "test accuracy {accuracy}");
+}
+
+/// The data a run reads: with speaker normalisation every actor's clip summaries are
+/// standardised by that actor's own statistics (voices shift every column by far more than the
+/// classes differ); without it the features are the file's, untouched.
+#[test]
+fn a_run_reads_each_speaker_standardised_only_when_it_normalises_speakers() {
+    let set = common::synthetic_set_with_voices(|actor, column| (1.0 + actor as f32, 7.0 * actor as f32 - 0.01 * column as f32));
+    let selection = Selection { vocal: VocalFilter::Both, drop: vec![Emotion::Disgust] };
+    let plain = RunConfig { input: Input::Stats, ..Default::default() };
+    let (same, l) = experiment::labelled_for_run(set.clone(), &selection, &plain, SpeakerGroups::Actor).unwrap();
+    assert_eq!((&same.vectors, &same.stds, l.clips.len()), (&set.vectors, &set.stds, 7 * 24));
+    let (normed, l) = experiment::labelled_for_run(set.clone(), &selection, &RunConfig { speaker_norm: Some(10), ..plain }, SpeakerGroups::Actor).unwrap();
+    let d = set.dim;
+    for actor in 1..=4u8 {
+        let clips: Vec<usize> = (0..l.clips.len()).filter(|&p| l.actors[p] == actor).map(|p| l.clips[p]).collect();
+        for j in 0..d {
+            let column = |t: &[f32]| clips.iter().map(|&c| t[c * d + j] as f64).collect::<Vec<_>>();
+            let (before, after) = (column(&set.vectors), column(&normed.vectors));
+            let mean = after.iter().sum::<f64>() / after.len() as f64;
+            let sd = (after.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / after.len() as f64).sqrt();
+            assert!(mean.abs() < 1e-4 && (sd - 1.0).abs() < 1e-3, "actor {actor} column {j}: mean {mean}, sd {sd}");
+            assert!(before.iter().sum::<f64>().abs() / before.len() as f64 > 1.0, "the voice moved actor {actor}'s column {j}");
+        }
+    }
 }
