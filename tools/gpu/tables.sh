@@ -10,8 +10,9 @@
 # CARRY: the folder with `ser` and libvulkan.so.1; OUT: where the logs and the summary go
 # ($OUT of the device call); SECONDS: when to stop starting and finishing runs (default 420);
 # JOBS: runs at once (default 8). The features are built once from target/gpu-data-*/ and
-# kept, as are the logs (target/gpu-seqtab), so a further call resumes where this one stopped;
-# a run cut by the budget is started again from its beginning there.
+# kept, as are the logs (target/gpu-seqtab) and models (target/gpu-models), so a further call
+# on the same warm machine resumes where this one stopped: a run cut by the budget continues
+# from its last best epoch (sequence_tables.sh passes --resume with its saved model).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 carry="$1"; out="$2"; budget="${3:-420}"; parallel="${4:-8}"
