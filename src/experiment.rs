@@ -413,8 +413,17 @@ pub fn check_resume(run: &Run, r: &Predictor) -> Result<()> {
 
 /// Refuses features, classes or clips other than the model was trained on, naming `flag`.
 fn check_same_data(run: &Run, r: &Predictor, flag: &str) -> Result<()> {
-    if r.meta.features != run.set.config || r.meta.classes != run.labelled.classes {
-        bail!("{flag}: the model was trained on other features or classes than these (features {}, classes {:?})", serde_json::to_string(&r.meta.features)?, r.meta.classes);
+    if r.meta.features != run.set.config {
+        bail!("{flag}: the model was trained on other features than these (its features {}, these {})", serde_json::to_string(&r.meta.features)?, serde_json::to_string(&run.set.config)?);
+    }
+    if r.meta.classes != run.labelled.classes {
+        // The selection (--vocal, --drop) is the run's, not the model's: name what to give.
+        let names = |c: &[Emotion]| c.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ");
+        bail!(
+            "{flag}: the model was trained on the classes {}, and these clips have {}; select the same (--drop, --vocal)",
+            names(&r.meta.classes),
+            names(&run.labelled.classes)
+        );
     }
     // Same configuration, other clips: continuing would mix two datasets in one model.
     if let Some(was) = r.meta.training["data"].as_str() {

@@ -64,6 +64,10 @@ fn a_run_learns_records_its_configuration_and_resumes_with_it() {
     other.clips[0].path = "Actor_01/elsewhere.wav".into();
     let err = experiment::check_resume(&Run { set: &other, ..run }, &resumed).unwrap_err().to_string();
     assert!(err.contains("other clips"), "{err}");
+    // So is another selection of classes (here calm dropped too), naming both and what to give.
+    let fewer = data::labelled(&set, &Selection { vocal: VocalFilter::Both, drop: vec![Emotion::Disgust, Emotion::Calm] }).unwrap();
+    let err = experiment::check_resume(&Run { labelled: &fewer, ..run }, &resumed).unwrap_err().to_string();
+    assert!(err.contains("classes neutral, calm, happy") && err.contains("these clips have neutral, happy") && err.contains("--drop"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
