@@ -32,6 +32,11 @@ fn training_record(model: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&m.metadata().as_ref().unwrap()["training"]).unwrap()
 }
 
+/// The validation losses a saved model's record lists, from its `from`th epoch on.
+fn val_losses(record: &serde_json::Value, from: usize) -> Vec<f64> {
+    record["history"][0].as_array().unwrap()[from..].iter().map(|e| e["val_loss"].as_f64().unwrap()).collect()
+}
+
 /// The layers a saved network's architecture lists.
 fn saved_layers(model: &std::path::Path) -> Vec<ser::nn::Layer> {
     let bytes = std::fs::read(model).unwrap();
@@ -118,8 +123,7 @@ fn resume_continues_exactly_where_the_checkpoint_was_taken() {
         // Same weights, Adam moments, step, learning rate and per-epoch seeds: the same epochs 7-10.
         let (a, c) = (training_record(&straight), training_record(&resumed));
         assert_eq!(c["config"][0]["precision"], precision);
-        let losses = |r: &serde_json::Value, from: usize| r["history"][0].as_array().unwrap()[from..].iter().map(|e| e["val_loss"].as_f64().unwrap()).collect::<Vec<_>>();
-        assert_eq!(losses(&a, 6), losses(&c, 0), "{precision}");
+        assert_eq!(val_losses(&a, 6), val_losses(&c, 0), "{precision}");
         assert_eq!(a["test_accuracy"], c["test_accuracy"], "{precision}");
     }
     // One fold of a cross-validation by actor, stopped at epoch 6 and resumed from its fold
@@ -135,8 +139,7 @@ fn resume_continues_exactly_where_the_checkpoint_was_taken() {
     assert!(straight_line.starts_with("fold 1: actors"), "{straight_line}");
     assert_eq!(straight_line, resumed_line);
     let (a, c) = (training_record(&ser::experiment::fold_path(&straight, 1)), training_record(&ser::experiment::fold_path(&resumed, 1)));
-    let losses = |r: &serde_json::Value, from: usize| r["history"][0].as_array().unwrap()[from..].iter().map(|e| e["val_loss"].as_f64().unwrap()).collect::<Vec<_>>();
-    assert_eq!(losses(&a, 6), losses(&c, 0));
+    assert_eq!(val_losses(&a, 6), val_losses(&c, 0));
     assert_eq!((&c["run"]["only_fold"], &c["test_accuracy"]), (&serde_json::json!(1), &a["test_accuracy"]));
     // Without --out the resumed fold would be lost: refused by name.
     let o = ser().args(["train", "--split", "actor-folds", "--epochs", "10", "--drop", "disgust", "--features"]).arg(&features).arg("--resume").arg(&first_fold).output().unwrap();
@@ -361,9 +364,8 @@ fn a_killed_run_resumes_from_its_last_best_epoch_and_replays_the_uninterrupted_o
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && log.contains(&format!("at epoch {saved}")), "{log}");
     // Epochs saved+1..14 are the uninterrupted run's, to the bit.
-    let losses = |r: &serde_json::Value, from: usize| r["history"][0].as_array().unwrap()[from..].iter().map(|e| e["val_loss"].as_f64().unwrap()).collect::<Vec<_>>();
     let (a, c) = (training_record(&straight), training_record(&resumed));
-    assert_eq!(losses(&a, saved), losses(&c, 0));
+    assert_eq!(val_losses(&a, saved), val_losses(&c, 0));
     assert!(c.get("partial").is_none_or(|p| p != true), "the finished model is not partial");
     // Resuming on other clips is refused (the checkpoint records which clips trained it).
     let all = synthetic_set();
