@@ -564,9 +564,7 @@ pub fn compare(run: &Run, models: &[ModelKind], by_actor: bool) -> Result<Vec<Co
         let rep = rep.context("the random split left no test clips")?;
         let folds = if by_actor {
             (run.log)(&format!("compare: {name}, {} folds by actor", cfg.folds));
-            let folds = actor_folds(&Run { cfg: &RunConfig { split: Split::ActorFolds, ..cfg.clone() }, ..run }, None, None)?;
-            let (accs, f1s): (Vec<f64>, Vec<f64>) = folds.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
-            Some((mean_sd(&accs), mean_sd(&f1s)))
+            Some(FoldScore::summary(&actor_folds(&Run { cfg: &RunConfig { split: Split::ActorFolds, ..cfg.clone() }, ..run }, None, None)?))
         } else {
             None
         };
@@ -633,6 +631,12 @@ pub fn actor_folds(run: &Run, out: Option<&Path>, mut resume: Option<Predictor>)
 }
 
 impl FoldScore {
+    /// Mean and population sd over `folds` of accuracy, then of macro F1.
+    pub fn summary(folds: &[FoldScore]) -> ((f64, f64), (f64, f64)) {
+        let (accs, f1s): (Vec<f64>, Vec<f64>) = folds.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
+        (mean_sd(&accs), mean_sd(&f1s))
+    }
+
     pub fn line(&self, fold: usize) -> String {
         format!("fold {fold}: actors {:?}: accuracy {:.4}, macro F1 {:.4} ({} clips)", self.held_out, self.accuracy, self.macro_f1, self.test_clips)
     }

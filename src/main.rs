@@ -949,8 +949,7 @@ fn train(args: TrainArgs) -> Result<()> {
     let run = Run { gpu: &gpu, cfg: &cfg, set: &set, labelled: &l, log: &log };
     match experiment::train_and_save(&run, args.out.as_deref(), resume)? {
         experiment::Trained::Folds(folds) => {
-            let (accs, f1s): (Vec<f64>, Vec<f64>) = folds.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
-            let ((am, asd), (fm, fsd)) = (experiment::mean_sd(&accs), experiment::mean_sd(&f1s));
+            let ((am, asd), (fm, fsd)) = experiment::FoldScore::summary(&folds);
             match cfg.only_fold {
                 Some(k) => println!("{}", folds[0].line(k)),
                 None => {

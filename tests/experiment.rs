@@ -11,8 +11,13 @@ use ser::nn::{Layer, TimePooling};
 use ser::train::data::{self, Input};
 use ser::train::speaker::SpeakerGroups;
 
+/// The study's classes: disgust dropped.
+fn selection() -> Selection {
+    Selection { vocal: VocalFilter::Both, drop: vec![Emotion::Disgust] }
+}
+
 fn labelled(set: &ser::features::set::FeatureSet) -> data::Labelled {
-    data::labelled(set, &Selection { vocal: VocalFilter::Both, drop: vec![Emotion::Disgust] }).unwrap()
+    data::labelled(set, &selection()).unwrap()
 }
 
 #[test]
@@ -332,7 +337,7 @@ fn the_refined_cnn_pools_frames_and_flattens_summaries() {
 #[test]
 fn a_run_reads_each_speaker_standardised_only_when_it_normalises_speakers() {
     let set = common::synthetic_set_with_voices(|actor, column| (1.0 + actor as f32, 7.0 * actor as f32 - 0.01 * column as f32));
-    let selection = Selection { vocal: VocalFilter::Both, drop: vec![Emotion::Disgust] };
+    let selection = selection();
     let plain = RunConfig { input: Input::Stats, ..Default::default() };
     let (same, l) = experiment::labelled_for_run(set.clone(), &selection, &plain, SpeakerGroups::Actor).unwrap();
     assert_eq!((&same.vectors, &same.stds, l.clips.len()), (&set.vectors, &set.stds, 7 * 24));

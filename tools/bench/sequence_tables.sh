@@ -36,6 +36,11 @@ checkpoint_of() {
     done
     echo "$file${fold:+.fold$fold}"
 }
+# One table run's `ser train` with ARGS, its output appended to LOG.
+train_into() {
+    local log="$1"; shift
+    $ser train --features "$features" --drop disgust --input frames --epochs 30 "$@" >> "$log" 2>&1
+}
 run() {
     local name="$1"; shift
     local log="$out/$name.log" checkpoint rc
@@ -47,14 +52,14 @@ run() {
     # run starts afresh. The log keeps what came before.
     if [ -s "$log" ] && [ -s "$checkpoint" ]; then
         echo "== $name: resumed $(date -u +%H:%M:%S): ser train $* --resume $checkpoint" >> "$log"
-        $ser train --features "$features" --drop disgust --input frames --epochs 30 "$@" --resume "$checkpoint" >> "$log" 2>&1
+        train_into "$log" "$@" --resume "$checkpoint"
         rc=$?
         [ $rc -eq 0 ] && { echo "done rc=0 $(date -u +%H:%M:%S)" >> "$log"; return; }
         echo "== $name: resuming failed (rc=$rc); afresh $(date -u +%H:%M:%S)" >> "$log"
     else
         echo "== $name: ser train $*" > "$log"
     fi
-    $ser train --features "$features" --drop disgust --input frames --epochs 30 "$@" >> "$log" 2>&1
+    train_into "$log" "$@"
     echo "done rc=$? $(date -u +%H:%M:%S)" >> "$log"
 }
 # The runs in order, one line each: NAME ARGS...
