@@ -918,7 +918,7 @@ fn fit_by_gradients(run: &Run, p: &Parts, resume: Option<Predictor>, save_best: 
         None => cfg.model.architecture(cfg.input, p.input_shape, k)?,
     };
     let weights = cfg.class_weights_for(p.train, k);
-    let (mut models, mut logs, mut configs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut models, mut logs, mut kept, mut configs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for member in 0..cfg.ensemble {
         let seed = cfg.seed.wrapping_add(1_000 * member as u64);
         let (mut model, first_epoch) = match resumed.take() {
@@ -946,7 +946,7 @@ fn fit_by_gradients(run: &Run, p: &Parts, resume: Option<Predictor>, save_best: 
             ..Default::default()
         };
         let who = if cfg.ensemble > 1 { format!("member {member} ") } else { String::new() };
-        let log = train::fit_saving(
+        let fitted = train::fit_saving(
             gpu,
             &mut model,
             p.train,
@@ -965,19 +965,19 @@ fn fit_by_gradients(run: &Run, p: &Parts, resume: Option<Predictor>, save_best: 
         )?;
         if let Some(full) = p.full {
             // Replay the schedule validation chose, up to its best epoch, on all training clips.
-            let best = train::best_epoch(&log).map_or(0, |e| e.epoch);
-            let lrs: Vec<f32> = log.iter().take_while(|e| e.epoch <= best).map(|e| e.lr).collect();
+            let lrs: Vec<f32> = fitted.log.iter().take_while(|e| e.epoch <= fitted.kept_epoch).map(|e| e.lr).collect();
             model = new_model(gpu, &arch, cfg, seed)?;
             train::fit_schedule(gpu, &mut model, full, &cfg.class_weights_for(full, k), &tc, &lrs, |epoch, loss, lr| {
                 (run.log)(&format!("{who}refit epoch {epoch:>3}/{}: loss {loss:.4}  lr {lr:.2e}", lrs.len()));
             })?;
         }
         models.push(model);
-        logs.push(log);
+        kept.push(fitted.kept_epoch);
+        logs.push(fitted.log);
         configs.push(tc);
     }
     // The epoch whose weights are kept (the best by validation loss), where --resume continues.
-    let saved_epoch = train::best_epoch(&logs[0]).map_or(0, |e| e.epoch);
+    let saved_epoch = kept[0];
     let record = serde_json::json!({
         "saved_epoch": saved_epoch,
         "config": configs,

@@ -67,6 +67,50 @@ fn a_small_cnn_learns_a_synthetic_task_and_repeats_itself_exactly() {
 }
 
 #[test]
+fn a_run_resumed_where_the_next_epochs_do_not_improve_replays_the_uninterrupted_run() {
+    // A resumed run starts from the state saved when validation last improved (epoch k). When
+    // epochs k+1 and k+2 do not beat epoch k, the uninterrupted run counts them towards its
+    // patience and halves the learning rate after k+2; the resumed run must do the same, not
+    // take epoch k+1 as a new best (which would also overwrite the saved model with a worse
+    // one), and keep epoch k's weights if nothing later beats them.
+    let g = &gpu().gpu;
+    let mut rng = Rng::new(11);
+    let (tr, va) = (waves(&mut rng, 120), waves(&mut rng, 30));
+    let cfg = TrainConfig { epochs: 20, batch_size: 16, seed: 3, lr_patience: 2, patience: 100, ..Default::default() };
+    let fresh = || {
+        let mut m = Model::new(g, &small_cnn(), 3).unwrap();
+        m.adam.lr = 1e-2;
+        m
+    };
+    let fit = |model: &mut Model, cfg: &TrainConfig| {
+        let mut saved = Vec::new();
+        let fitted = train::fit_saving(g, model, &tr, &va, &[1.0; 3], cfg, |_| {}, |_, e| {
+            saved.push(e.epoch);
+            Ok(())
+        });
+        (fitted.unwrap(), saved)
+    };
+    let mut straight = fresh();
+    let (whole, whole_saved) = fit(&mut straight, &cfg);
+    let log = &whole.log;
+    let best_before = |i: usize| log[..i].iter().map(|e| e.val_loss).fold(f64::INFINITY, f64::min);
+    let k = (1..log.len() - 3)
+        .find(|&i| log[i].val_loss < best_before(i) && log[i + 1].val_loss >= log[i].val_loss && log[i + 2].val_loss >= log[i].val_loss)
+        .map(|i| log[i].epoch)
+        .unwrap_or_else(|| panic!("no best epoch followed by two worse ones, the case this test needs: {:?}", log.iter().map(|e| e.val_loss).collect::<Vec<_>>()));
+    assert!(log[k + 2].lr < log[k - 1].lr, "the uninterrupted run halves the learning rate after epoch {}", k + 2);
+    // The same run stopped at epoch k (its model then is the state saved at k), then resumed.
+    let mut resumed = fresh();
+    fit(&mut resumed, &TrainConfig { epochs: k, ..cfg.clone() });
+    let (rest, rest_saved) = fit(&mut resumed, &TrainConfig { first_epoch: k + 1, ..cfg.clone() });
+    let numbers = |l: &[train::Epoch]| l.iter().map(|e| (e.epoch, e.loss, e.val_loss, e.lr)).collect::<Vec<_>>();
+    assert_eq!(numbers(&rest.log), numbers(&log[k..]), "the resumed epochs are the uninterrupted run's");
+    assert_eq!(rest_saved, whole_saved.into_iter().filter(|&e| e > k).collect::<Vec<_>>(), "saved at the same improvements only");
+    assert_eq!(rest.kept_epoch, whole.kept_epoch);
+    assert_eq!(train::predict(g, &resumed, &va, 64).unwrap(), train::predict(g, &straight, &va, 64).unwrap(), "the same weights kept");
+}
+
+#[test]
 fn the_small_cnn_also_learns_with_bfloat16_gemm_operands() {
     // Mixed precision: the conv and dense GEMMs round their operands to bfloat16 while training
     // (sums, weights and Adam's state stay f32). It must learn as the f32 run does, its numbers

@@ -310,22 +310,27 @@ fn in_precision<T>(model: &mut Model, precision: Precision, train: impl FnOnce(&
     out
 }
 
-/// The epoch with the lowest validation loss (the first of ties): the one `fit` keeps.
-pub fn best_epoch(log: &[Epoch]) -> Option<&Epoch> {
-    log.iter().fold(None, |b: Option<&Epoch>, e| if b.is_none_or(|b| e.val_loss < b.val_loss) { Some(e) } else { b })
-}
-
 /// Trains `model` on `train`, validating on `val` after every epoch. Returns the epoch log; the
 /// model ends with the weights of the epoch with the lowest validation loss.
 pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_weight: &[f32], cfg: &TrainConfig, on_epoch: impl FnMut(&Epoch)) -> Result<Vec<Epoch>> {
-    fit_saving(gpu, model, train, val, class_weight, cfg, on_epoch, |_, _| Ok(()))
+    Ok(fit_saving(gpu, model, train, val, class_weight, cfg, on_epoch, |_, _| Ok(()))?.log)
+}
+
+/// What [`fit_saving`] did: the log of the epochs it ran, and the epoch whose weights the model
+/// ends with (the lowest validation loss; for a resumed run, possibly the epoch it resumed at).
+#[derive(Clone, Debug)]
+pub struct Fitted {
+    pub log: Vec<Epoch>,
+    pub kept_epoch: usize,
 }
 
 /// [`fit`], calling `on_best` with the model each time validation loss improves (the state a
 /// resumed run continues from: the weights, Adam's moments and step, and the learning rate at
 /// the end of that epoch, when the early-stopping and plateau counters are zero). A run
 /// resumed from it with the same seed replays the uninterrupted run exactly, because each
-/// epoch's batch order depends only on the seed and the epoch number.
+/// epoch's batch order depends only on the seed and the epoch number, and because the resumed
+/// model's validation loss is the one its epochs must beat (`cfg.first_epoch` past 1 says the
+/// model is such a state, saved at the end of epoch `first_epoch - 1`).
 #[allow(clippy::too_many_arguments)]
 pub fn fit_saving(
     gpu: &Gpu,
@@ -336,7 +341,7 @@ pub fn fit_saving(
     cfg: &TrainConfig,
     mut on_epoch: impl FnMut(&Epoch),
     mut on_best: impl FnMut(&Model, &Epoch) -> Result<()>,
-) -> Result<Vec<Epoch>> {
+) -> Result<Fitted> {
     cfg.check()?;
     let classes = model.arch.classes()?;
     if train.is_empty() || val.is_empty() {
@@ -360,9 +365,17 @@ fn fit_epochs(
     cfg: &TrainConfig,
     on_epoch: &mut impl FnMut(&Epoch),
     on_best: &mut impl FnMut(&Model, &Epoch) -> Result<()>,
-) -> Result<Vec<Epoch>> {
+) -> Result<Fitted> {
     let mut log = Vec::new();
-    let mut best: Option<(f64, Snapshot)> = None;
+    // The lowest validation loss so far, its epoch and the state then. A resumed model is the
+    // uninterrupted run's best so far: its first epoch must beat it to count as an improvement
+    // (counting it as one would reset the patience counters and overwrite the saved model with
+    // a worse one), and it is what the run keeps if no later epoch does.
+    let mut best: Option<(f64, usize, Snapshot)> = None;
+    if cfg.first_epoch > 1 {
+        let (val_loss, _) = loss_and_accuracy(&predict(gpu, model, val, 256)?, &val.y, classes);
+        best = Some((val_loss, cfg.first_epoch - 1, snapshot(gpu, model)?));
+    }
     let (mut since_best, mut since_lr) = (0, 0);
     for epoch in cfg.first_epoch..=cfg.epochs {
         let start = Instant::now();
@@ -371,8 +384,8 @@ fn fit_epochs(
         let (val_loss, val_accuracy) = loss_and_accuracy(&predict(gpu, model, val, 256)?, &val.y, classes);
         let e = Epoch { epoch, loss, val_loss, val_accuracy, lr: model.adam.lr, samples_per_s: train.len() as f64 / train_s };
         on_epoch(&e);
-        if best.as_ref().is_none_or(|(b, _)| val_loss < *b) {
-            best = Some((val_loss, snapshot(gpu, model)?));
+        if best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
+            best = Some((val_loss, epoch, snapshot(gpu, model)?));
             (since_best, since_lr) = (0, 0);
             on_best(model, &e)?;
             log.push(e);
@@ -389,8 +402,10 @@ fn fit_epochs(
             }
         }
     }
-    if let Some((_, snap)) = best {
+    let mut kept_epoch = 0;
+    if let Some((_, epoch, snap)) = best {
         restore(gpu, model, &snap)?;
+        kept_epoch = epoch;
     }
-    Ok(log)
+    Ok(Fitted { log, kept_epoch })
 }
