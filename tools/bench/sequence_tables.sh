@@ -8,7 +8,8 @@
 # --speaker-norm, so that a stopped run leaves whole rows behind.
 #   tools/bench/sequence_tables.sh [FEATURES] [OUT] [MODELS]
 # Environment: SER_BIN (the binary; default target/release/ser), SER_TABLE_JOBS (runs at once,
-# default 1: a GPU has room for several, two CPU cores have not), SER_TABLE_MODELS (where the
+# default 1: a GPU has room for several; on two CPU cores two jobs with LP_NUM_THREADS=0 run at
+# the total rate of one job on both cores, session 22), SER_TABLE_MODELS (where the
 # checkpoints go, default OUT: the refined CNN's are 26 MB each), SER_TABLE_ONLY
 # (an extended regex: only the runs whose name matches, in the plan's order, e.g.
 # 'cnn-seed|cnn-lstm-norm-fold' to take the speaker-independent rows before the rest).
