@@ -367,13 +367,17 @@ fn fit_epochs(
     on_best: &mut impl FnMut(&Model, &Epoch) -> Result<()>,
 ) -> Result<Fitted> {
     let mut log = Vec::new();
+    // Validation loss and accuracy of the model as it stands (batches of 256 clips).
+    let validate = |model: &Model| -> Result<(f64, f64)> {
+        Ok(loss_and_accuracy(&predict(gpu, model, val, 256)?, &val.y, classes))
+    };
     // The lowest validation loss so far, its epoch and the state then. A resumed model is the
     // uninterrupted run's best so far: its first epoch must beat it to count as an improvement
     // (counting it as one would reset the patience counters and overwrite the saved model with
     // a worse one), and it is what the run keeps if no later epoch does.
     let mut best: Option<(f64, usize, Snapshot)> = None;
     if cfg.first_epoch > 1 {
-        let (val_loss, _) = loss_and_accuracy(&predict(gpu, model, val, 256)?, &val.y, classes);
+        let (val_loss, _) = validate(model)?;
         best = Some((val_loss, cfg.first_epoch - 1, snapshot(gpu, model)?));
     }
     let (mut since_best, mut since_lr) = (0, 0);
@@ -381,7 +385,7 @@ fn fit_epochs(
         let start = Instant::now();
         let loss = run_epoch(gpu, model, train, weights, cfg, epoch)?;
         let train_s = start.elapsed().as_secs_f64();
-        let (val_loss, val_accuracy) = loss_and_accuracy(&predict(gpu, model, val, 256)?, &val.y, classes);
+        let (val_loss, val_accuracy) = validate(model)?;
         let e = Epoch { epoch, loss, val_loss, val_accuracy, lr: model.adam.lr, samples_per_s: train.len() as f64 / train_s };
         on_epoch(&e);
         if best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
