@@ -1,12 +1,24 @@
 //! The audio front end as users meet it: real 48 kHz originals, every WAV flavour, FLAC, bad
 //! files, and resampling against soxr (librosa's resampler).
 
+mod common;
+
+use common::{clips_dir, originals_dir as sample_dir};
 use safetensors::SafeTensors;
 use ser::audio::{self, RavdessName};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn sample_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ravdess-48k-sample")
+/// The 16 kHz FLAC copies of the originals (tests/clips/16k) with their manifest rows: (file,
+/// the sample count the manifest records).
+fn flac_copies() -> Vec<(std::path::PathBuf, usize)> {
+    let root = clips_dir().join("16k");
+    let manifest = std::fs::read_to_string(root.join("MANIFEST.tsv")).unwrap();
+    let rows: Vec<_> = manifest.lines().skip(1).map(|line| {
+        let cols: Vec<&str> = line.split('\t').collect();
+        (root.join(cols[0]), cols[7].parse::<usize>().unwrap())
+    }).collect();
+    assert_eq!(rows.len(), 8);
+    rows
 }
 
 #[test]
@@ -81,15 +93,12 @@ fn every_wav_bit_depth_scales_like_soundfile() {
 
 #[test]
 fn flac_decodes_to_the_same_samples_as_its_wav() {
-    // The shared 16 kHz copy is FLAC; its README says it decodes bit for bit to the WAV that
+    // The 16 kHz training copy is FLAC; its README says it decodes bit for bit to the WAV that
     // sox made from the 48 kHz original. Check the FLAC against the sample count in the manifest.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ravdess");
-    let manifest = std::fs::read_to_string(root.join("MANIFEST.tsv")).unwrap();
-    for line in manifest.lines().skip(1).step_by(397) {
-        let cols: Vec<&str> = line.split('\t').collect();
-        let a = audio::decode_file(&root.join(cols[0])).unwrap();
+    for (file, frames) in flac_copies() {
+        let a = audio::decode_file(&file).unwrap();
         assert_eq!(a.sample_rate, 16_000);
-        assert_eq!(a.samples.len(), cols[7].parse::<usize>().unwrap(), "{}", cols[0]);
+        assert_eq!(a.samples.len(), frames, "{}", file.display());
         // 16-bit content: every sample is a multiple of 1/32768.
         assert!(a.samples.iter().all(|s| (s * 32768.0).fract() == 0.0));
     }
@@ -277,10 +286,7 @@ fn valid_wavs_libsndfile_reads_are_read() {
 
 #[test]
 fn a_damaged_flac_frame_is_an_error_not_plausible_audio() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ravdess");
-    let manifest = std::fs::read_to_string(root.join("MANIFEST.tsv")).unwrap();
-    let first = manifest.lines().nth(1).unwrap().split('\t').next().unwrap().to_string();
-    let good = std::fs::read(root.join(&first)).unwrap();
+    let good = std::fs::read(&flac_copies()[0].0).unwrap();
     assert!(audio::decode_bytes(&good).is_ok());
     // Flip bits at several places in the audio frames (past the header and metadata): each
     // damaged file is refused, whether the frame no longer parses or decodes to other samples.

@@ -12,7 +12,7 @@ fn ser() -> Command {
 }
 
 fn sample(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ravdess-48k-sample").join(name)
+    common::original(name)
 }
 
 struct TempDir(PathBuf);
@@ -139,9 +139,7 @@ fn a_48k_original_and_its_16k_training_copy_give_the_same_features() {
     assert_eq!(names.len(), 8);
     for n in &names {
         let stem = n.trim_end_matches(".wav");
-        let actor = &stem[stem.len() - 2..];
-        let copy = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../shared/data/ravdess/Actor_{actor}/{stem}.flac"));
-        std::fs::copy(&copy, copies.join(format!("{stem}.flac"))).unwrap();
+        std::fs::copy(common::copy_16k(stem), copies.join(format!("{stem}.flac"))).unwrap();
     }
     let extract = |data: &Path, out: &Path| {
         let o = ser().args(["features", "--no-cache", "--data"]).arg(data).arg("--out").arg(out).output().unwrap();

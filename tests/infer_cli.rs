@@ -14,7 +14,7 @@ fn ser() -> Command {
 }
 
 fn sample_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ravdess-48k-sample")
+    common::originals_dir()
 }
 
 #[test]

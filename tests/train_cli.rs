@@ -197,7 +197,7 @@ fn speaker_normalisation_recognises_an_unseen_voice() {
     // predict on real files (the synthetic set has ser's default feature configuration): the
     // eight 48 kHz originals are eight actors of one clip each, refused one by one; grouped by
     // their folder and allowed a group of eight, they are predicted.
-    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/ravdess-48k-sample");
+    let sample = common::originals_dir();
     let o = ser().arg("predict").arg("--model").arg(&normed).arg(&sample).output().unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.matches("skipped").count() == 8 && e.contains("\"actor 01\" has 2 clips") && e.contains("\"actor 20\" has 1 clip;") && e.contains("no file was predicted"), "{e}");

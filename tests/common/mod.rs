@@ -104,3 +104,50 @@ pub fn synthetic_set_with_voices(voice: impl Fn(u8, usize) -> (f32, f32)) -> ser
     set
 }
 
+
+/// The folder of the repository's own test clips (tests/clips, see its README).
+pub fn clips_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clips")
+}
+
+/// The eight 48 kHz RAVDESS originals as downloaded (one stereo, some with extra chunks), in one
+/// folder of their own: the four of examples/clips and the four of tests/clips/48k, gathered once
+/// per test process under cargo's temporary folder. Tests pass the folder to `ser` as a user would.
+pub fn originals_dir() -> std::path::PathBuf {
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ravdess-48k-sample");
+        // Built beside its final place and renamed into it, so test processes running at once never
+        // see a half-filled folder; whichever rename comes second finds the folder there and stops.
+        if !dir.exists() {
+            let building = dir.with_extension(format!("building-{}", std::process::id()));
+            std::fs::create_dir_all(&building).unwrap();
+            for source in [root.join("examples/clips"), clips_dir().join("48k")] {
+                for entry in std::fs::read_dir(&source).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.extension().is_some_and(|e| e == "wav") {
+                        std::fs::copy(&path, building.join(path.file_name().unwrap())).unwrap();
+                    }
+                }
+            }
+            if std::fs::rename(&building, &dir).is_err() {
+                std::fs::remove_dir_all(&building).unwrap();
+            }
+        }
+        let count = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(count, 8, "{} holds {count} files, not the eight originals", dir.display());
+        dir
+    })
+    .clone()
+}
+
+/// One of the eight 48 kHz originals by file name.
+pub fn original(name: &str) -> std::path::PathBuf {
+    originals_dir().join(name)
+}
+
+/// The 16 kHz FLAC training copy of an original (tests/clips/16k), by stem.
+pub fn copy_16k(stem: &str) -> std::path::PathBuf {
+    clips_dir().join(format!("16k/{stem}.flac"))
+}
