@@ -90,12 +90,14 @@ pub enum ClassWeights {
 pub enum Split {
     /// Stratified random split (the reference study's protocol).
     Random,
-    /// Hold out whole actors (--test-actors): speaker-independent.
+    /// Hold out whole speakers (--test-speakers, or RAVDESS's --test-actors): speaker-independent.
+    #[value(alias = "speakers")]
     Actors,
     /// No test set: train on every clip (validation still carved out), for a model to ship.
     None,
-    /// Cross-validation by actor (--folds groups, each the test set once); with --out, each
+    /// Cross-validation by speaker (--folds groups, each the test set once); with --out, each
     /// fold's model is saved as FILE.foldK (for `ser eval --held-out-fold K`).
+    #[value(alias = "speaker-folds")]
     ActorFolds,
 }
 
@@ -212,8 +214,10 @@ pub struct RunConfig {
     pub split: Split,
     /// Share of each class held out for testing (random split).
     pub test_fraction: f64,
-    /// Actors held out for testing (actor split).
+    /// RAVDESS actors held out for testing (speaker split), when `test_speakers` is empty.
     pub test_actors: Vec<u8>,
+    /// Speakers held out for testing (speaker split), as `ClipInfo::speaker_id` names them.
+    pub test_speakers: Vec<String>,
     /// Actor groups of the actor-fold cross-validation.
     pub folds: usize,
     /// Run only this fold of the cross-validation (0-based; the others are skipped), so that a
@@ -258,6 +262,7 @@ impl Default for RunConfig {
             split: Split::Random,
             test_fraction: 0.2,
             test_actors: vec![21, 22],
+            test_speakers: Vec::new(),
             folds: 5,
             only_fold: None,
             val_fraction: 0.1,
@@ -280,6 +285,16 @@ impl Default for RunConfig {
 }
 
 impl RunConfig {
+    /// The speakers the speaker split holds out: `test_speakers`, else the `test_actors`.
+    pub fn held_out_speakers(&self) -> Vec<String> {
+        if self.test_speakers.is_empty() { self.test_actors.iter().map(|a| format!("{a:02}")).collect() } else { self.test_speakers.clone() }
+    }
+
+    /// The flag and value a speaker split's errors name.
+    fn held_out_flag(&self) -> String {
+        if self.test_speakers.is_empty() { format!("--test-actors {:?}", self.test_actors) } else { format!("--test-speakers {}", self.test_speakers.join(",")) }
+    }
+
     /// The loss's class weights for a dataset of `classes`.
     pub fn class_weights_for(&self, d: &Dataset, classes: usize) -> Vec<f32> {
         match self.class_weights {
@@ -309,17 +324,20 @@ pub fn test_split(run: &Run) -> Result<(Vec<usize>, Vec<usize>)> {
     let all: Vec<usize> = (0..l.clips.len()).collect();
     let (train_all, test) = match cfg.split {
         Split::Random => data::stratified(&l.labels, &all, cfg.test_fraction, cfg.seed),
-        Split::Actors => all.iter().partition(|&&p| !cfg.test_actors.contains(&l.actors[p])),
+        Split::Actors => {
+            let held = cfg.held_out_speakers();
+            all.iter().partition(|&&p| !held.contains(&l.speakers[p]))
+        }
         Split::None | Split::ActorFolds => (all.clone(), Vec::new()),
     };
     if train_all.is_empty() {
-        bail!("--test-actors {:?} hold out every actor in the data: nothing is left to train on", cfg.test_actors);
+        bail!("{} hold out every speaker in the data: nothing is left to train on", cfg.held_out_flag());
     }
     if test.is_empty() && cfg.split == Split::Actors {
-        let mut a: Vec<u8> = l.actors.clone();
+        let mut a: Vec<String> = l.speakers.clone();
         a.sort();
         a.dedup();
-        bail!("--test-actors {:?}: none of them is in the data (its actors: {a:?})", cfg.test_actors);
+        bail!("{}: none of them is in the data (its speakers: {})", cfg.held_out_flag(), a.join(", "));
     }
     if test.is_empty() && cfg.split == Split::Random {
         bail!("--test-fraction {} leaves no clip of any class for testing ({} clips)", cfg.test_fraction, all.len());
@@ -445,8 +463,7 @@ pub fn calibrate_saved(gpu: &Gpu, predictor: &mut Predictor, set: &FeatureSet, g
     if cfg.refit {
         bail!("a refitted model has trained on its validation clips: nothing is left to calibrate it on");
     }
-    let drop = Emotion::ALL.iter().copied().filter(|e| !predictor.meta.classes.contains(e)).collect();
-    let l = data::labelled(set, &Selection { vocal: VocalFilter::Both, drop })?;
+    let l = data::labelled_as(set, VocalFilter::Both, predictor.meta.classes.clone())?;
     let mut own = set.clone();
     predictor.normalise_speakers(&mut own, &l.all_clips(), groups, min_clips)?;
     let run = Run { gpu, cfg: &cfg, set: &own, labelled: &l, log: &|_| {} };
@@ -460,10 +477,11 @@ pub fn calibrate_saved(gpu: &Gpu, predictor: &mut Predictor, set: &FeatureSet, g
     predictor.calibrate(gpu, &data::dataset(&own, &l, &va, cfg.input, &predictor.meta.scaler))
 }
 
-/// One fold of the cross-validation by actor.
+/// One fold of the cross-validation by speaker.
 #[derive(Clone, Debug, Serialize)]
 pub struct FoldScore {
-    pub held_out: Vec<u8>,
+    /// The speakers the fold held out (`ClipInfo::speaker_id`).
+    pub held_out: Vec<String>,
     pub accuracy: f64,
     pub macro_f1: f64,
     pub test_clips: usize,
@@ -583,11 +601,11 @@ pub fn compare(run: &Run, models: &[ModelKind], by_actor: bool) -> Result<Vec<Co
     Ok(rows)
 }
 
-/// Fold `fold` of the actor cross-validation: the actors it holds out, the training part and
+/// Fold `fold` of the cross-validation by speaker: the speakers it holds out, the training part and
 /// the test clips (positions into `l`).
-fn fold_parts(l: &Labelled, folds: usize, fold: usize) -> (Vec<u8>, Vec<usize>, Vec<usize>) {
-    let held = data::fold_actors(&l.actors, folds, fold);
-    let (train_all, test) = (0..l.clips.len()).partition(|&p| !held.contains(&l.actors[p]));
+fn fold_parts(l: &Labelled, folds: usize, fold: usize) -> (Vec<String>, Vec<usize>, Vec<usize>) {
+    let held = data::fold_speakers(&l.speakers, folds, fold);
+    let (train_all, test) = (0..l.clips.len()).partition(|&p| !held.contains(&l.speakers[p]));
     (held, train_all, test)
 }
 
@@ -599,9 +617,9 @@ fn fold_parts(l: &Labelled, folds: usize, fold: usize) -> (Vec<u8>, Vec<usize>, 
 /// that one fold from its saved epoch.
 pub fn actor_folds(run: &Run, out: Option<&Path>, mut resume: Option<Predictor>) -> Result<Vec<FoldScore>> {
     let l = run.labelled;
-    let actors = l.actors.iter().collect::<std::collections::BTreeSet<_>>().len();
-    if run.cfg.folds < 2 || run.cfg.folds > actors {
-        bail!("--folds {} must be between 2 and the {actors} actors in the data", run.cfg.folds);
+    let speakers = l.speakers.iter().collect::<std::collections::BTreeSet<_>>().len();
+    if run.cfg.folds < 2 || run.cfg.folds > speakers {
+        bail!("--folds {} must be between 2 and the {speakers} speakers in the data", run.cfg.folds);
     }
     if let Some(k) = run.cfg.only_fold.filter(|&k| k >= run.cfg.folds) {
         bail!("--fold {k}: the folds are 0 to {}", run.cfg.folds - 1);
@@ -638,7 +656,7 @@ impl FoldScore {
     }
 
     pub fn line(&self, fold: usize) -> String {
-        format!("fold {fold}: actors {:?}: accuracy {:.4}, macro F1 {:.4} ({} clips)", self.held_out, self.accuracy, self.macro_f1, self.test_clips)
+        format!("fold {fold}: speakers {}: accuracy {:.4}, macro F1 {:.4} ({} clips)", self.held_out.join(", "), self.accuracy, self.macro_f1, self.test_clips)
     }
 }
 

@@ -1,6 +1,7 @@
 //! `ser`: speech emotion recognition as a GPU-native compute pipeline.
 //!
-//! Stages, in data-flow order: [`audio`] (finding, decoding, resampling clips), [`gpu`] (the
+//! Stages, in data-flow order: [`audio`] (finding, decoding, resampling clips), [`sources`]
+//! (which clips, with which labels and speakers: corpus layouts and manifests), [`gpu`] (the
 //! runtime that owns every wgpu call), [`ops`]
 //! (kernel families, each with a CPU reference), [`features`], [`nn`], [`train`], [`infer`],
 //! [`experiment`] (a whole training run with its typed configuration: what `ser train` and the
@@ -20,5 +21,6 @@ pub mod nn;
 pub mod ops;
 pub mod rng;
 pub mod selftest;
+pub mod sources;
 pub mod store;
 pub mod train;

@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use ser::audio::{Emotion, Selection, VocalFilter};
 use ser::bench::{self, GemmBenchConfig, GemmShape};
 use ser::features::corpus::{self, BuildOptions};
+use ser::sources::{LabelMap, Source};
 use ser::features::{FeatureConfig, Tuning};
 use std::path::PathBuf;
 use ser::gpu::{self, AdapterSelector, BackendChoice};
@@ -157,10 +158,24 @@ impl FeatureFlags {
     }
 }
 
-/// Which clips of a RAVDESS folder to use.
+/// Where labelled clips come from and which of them to use: shared by `features`, `train`,
+/// `eval` and `compare` (docs/DATA.md).
 #[derive(Args, Clone, Debug)]
-struct SelectionFlags {
-    /// Speech, song or both.
+struct DataFlags {
+    /// Folder of labelled clips (searched at any depth): RAVDESS, CREMA-D, EmoDB, TESS or SAVEE
+    /// names, a Hugging Face audiofolder (metadata.csv / metadata.jsonl) or one folder per class,
+    /// recognised without flags. Repeat it (or add --manifest) to use the union.
+    #[arg(long, value_name = "DIR")]
+    data: Vec<PathBuf>,
+    /// A manifest of labelled clips: .csv, .tsv or .jsonl with path,label[,speaker][,start,end]
+    /// (EmoBox's JSONL keys wav, emo, speaker are read as they are). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    manifest: Vec<PathBuf>,
+    /// Rename, merge or drop raw labels: a JSON file of {"label": "class"} or a=b,c=d ("drop"
+    /// as the class leaves a label out). Labels no corpus table, class name or map knows are refused.
+    #[arg(long, value_name = "FILE.json|A=B,...")]
+    label_map: Option<String>,
+    /// Speech, song or both (RAVDESS names tell them apart; other corpora are speech).
     #[arg(long, value_enum, default_value_t = VocalFilter::Both)]
     vocal: VocalFilter,
     /// Leave out an emotion (repeatable), e.g. --drop disgust.
@@ -168,9 +183,20 @@ struct SelectionFlags {
     drop: Vec<Emotion>,
 }
 
-impl SelectionFlags {
+impl DataFlags {
     fn selection(&self) -> Selection {
         Selection { vocal: self.vocal, drop: self.drop.clone() }
+    }
+
+    fn given(&self) -> bool {
+        !self.data.is_empty() || !self.manifest.is_empty()
+    }
+
+    /// The sources and the selection, the label map parsed.
+    fn data(&self) -> Result<corpus::Data> {
+        let sources = self.data.iter().map(|d| Source::Folder(d.clone())).chain(self.manifest.iter().map(|m| Source::Manifest(m.clone()))).collect();
+        let label_map = self.label_map.as_deref().map(LabelMap::parse).transpose()?.unwrap_or_default();
+        Ok(corpus::Data { sources, selection: self.selection(), label_map })
     }
 }
 
@@ -208,16 +234,13 @@ impl BuildFlags {
 
 #[derive(Args)]
 struct FeaturesArgs {
-    /// Folder holding the clips (searched at any depth).
-    #[arg(long)]
-    data: PathBuf,
+    #[command(flatten)]
+    data: DataFlags,
     /// Feature file to write (safetensors).
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
     features: FeatureFlags,
-    #[command(flatten)]
-    selection: SelectionFlags,
     #[command(flatten)]
     build: BuildFlags,
     /// Print per-kernel GPU times.
@@ -234,16 +257,14 @@ fn defaults() -> RunConfig {
 
 #[derive(Args, Clone)]
 struct TrainArgs {
-    /// Folder of RAVDESS clips (features are computed, or taken from the cache).
-    #[arg(long, conflicts_with = "features_file")]
-    data: Option<PathBuf>,
-    /// A feature file written by `ser features`.
+    /// Labelled clips (features are computed, or taken from the cache): --data, --manifest.
+    #[command(flatten)]
+    data: DataFlags,
+    /// A feature file written by `ser features` (instead of --data / --manifest).
     #[arg(long = "features", value_name = "FILE")]
     features_file: Option<PathBuf>,
     #[command(flatten)]
     features: FeatureFlags,
-    #[command(flatten)]
-    selection: SelectionFlags,
     #[command(flatten)]
     build: BuildFlags,
     /// Model architecture.
@@ -353,9 +374,13 @@ struct TrainArgs {
     /// Fraction of each class held out for testing (random split).
     #[arg(long, default_value_t = defaults().test_fraction, value_parser = open_fraction)]
     test_fraction: f64,
-    /// Actors held out for testing (actor split), e.g. 21,22.
+    /// RAVDESS actors held out for testing (--split speakers), e.g. 21,22.
     #[arg(long, value_delimiter = ',', default_values_t = defaults().test_actors)]
     test_actors: Vec<u8>,
+    /// Speakers held out for testing (--split speakers), as the data names them (CREMA-D 1001,
+    /// TESS OAF, a manifest's speaker column); instead of --test-actors.
+    #[arg(long, value_delimiter = ',')]
+    test_speakers: Vec<String>,
     /// Fraction of the training part used for validation (early stopping, LR schedule).
     #[arg(long, default_value_t = defaults().val_fraction, value_parser = open_fraction)]
     val_fraction: f64,
@@ -387,9 +412,10 @@ struct TrainArgs {
     /// probabilities are averaged.
     #[arg(long, default_value_t = defaults().ensemble, value_parser = ranged::<usize>(1, 64))]
     ensemble: usize,
-    /// Actor groups for --split actor-folds.
-    #[arg(long, default_value_t = defaults().folds, value_parser = ranged::<usize>(2, 24))]
-    folds: usize,
+    /// Speaker groups for --split speaker-folds (default EmoBox's rule: one speaker out at a
+    /// time for 2-6 speakers, else a quarter of the speakers: 5 for RAVDESS's 22 actors).
+    #[arg(long, value_parser = ranged::<usize>(2, 100_000))]
+    folds: Option<usize>,
     /// With --split actor-folds: run only this fold (0 to --folds - 1), e.g. one per process.
     #[arg(long, value_name = "K")]
     fold: Option<usize>,
@@ -453,7 +479,8 @@ impl TrainArgs {
             split: self.split,
             test_fraction: self.test_fraction,
             test_actors: self.test_actors.clone(),
-            folds: self.folds,
+            test_speakers: self.test_speakers.clone(),
+            folds: self.folds.unwrap_or(defaults().folds),
             only_fold: self.fold,
             val_fraction: self.val_fraction,
             seed: self.seed,
@@ -530,10 +557,11 @@ struct EvalArgs {
     /// Actor groups of that cross-validation.
     #[arg(long, default_value_t = defaults().folds, value_parser = ranged::<usize>(2, 24), requires = "held_out_fold")]
     folds: usize,
-    /// Folder of RAVDESS clips (features computed with the model's configuration).
-    #[arg(long, conflicts_with = "features")]
-    data: Option<PathBuf>,
-    /// A feature file made with the model's feature configuration.
+    /// Labelled clips of any corpus (features computed with the model's configuration): --data,
+    /// --manifest, --label-map. Clips of classes the model lacks are counted and left out.
+    #[command(flatten)]
+    data: DataFlags,
+    /// A feature file made with the model's feature configuration (instead of --data).
     #[arg(long)]
     features: Option<PathBuf>,
     /// Print the report as JSON.
@@ -855,7 +883,7 @@ fn features(args: FeaturesArgs) -> Result<()> {
     ser::store::check_output_path(&args.out, "--out")?;
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
     gpu.set_profiling(args.profile);
-    let (set, report) = corpus::build(&gpu, &args.data, &args.selection.selection(), &cfg, &args.build.options())?;
+    let (set, report) = corpus::build(&gpu, &args.data.data()?, &cfg, &args.build.options())?;
     set.write(&args.out)?;
     let copies = set.speed_copies();
     eprintln!(
@@ -890,14 +918,18 @@ fn features(args: FeaturesArgs) -> Result<()> {
     Ok(())
 }
 
-/// Lists every file a folder build did not use, and why: RAVDESS clips of classes left out
-/// (`filtered_why` says by what), files without a RAVDESS name, files that could not be used.
+/// Says which layout each source was read as, then lists every file a build did not use, and
+/// why: clips of classes left out (`filtered_why` says by what), files the layout's names do not
+/// cover, files that could not be used.
 fn report_unused(report: &corpus::BuildReport, filtered_why: &str) {
+    for line in &report.layouts {
+        eprintln!("{line}");
+    }
     if report.filtered_out > 0 {
-        eprintln!("{} RAVDESS clips left out {filtered_why}", report.filtered_out);
+        eprintln!("{} labelled clips left out {filtered_why}", report.filtered_out);
     }
     if !report.unmatched.is_empty() {
-        eprintln!("{} audio files without a RAVDESS name were not used:", report.unmatched.len());
+        eprintln!("{} audio files that follow none of the layout's names were not used:", report.unmatched.len());
         for (path, why) in &report.unmatched {
             eprintln!("  {path}: {why}");
         }
@@ -943,7 +975,7 @@ fn train(args: TrainArgs) -> Result<()> {
         }
         None => None,
     };
-    let (set, l) = training_data(&gpu, &args, &cfg)?;
+    let (set, l) = training_data(&gpu, &args, &mut cfg)?;
     gpu.set_profiling(args.profile);
     let log = |line: &str| eprintln!("{line}");
     let run = Run { gpu: &gpu, cfg: &cfg, set: &set, labelled: &l, log: &log };
@@ -956,7 +988,7 @@ fn train(args: TrainArgs) -> Result<()> {
                     for (i, f) in folds.iter().enumerate() {
                         println!("{}", f.line(i));
                     }
-                    println!("{}-fold by actor: accuracy {am:.4} ± {asd:.4}, macro F1 {fm:.4} ± {fsd:.4}", cfg.folds);
+                    println!("{}-fold by speaker: accuracy {am:.4} ± {asd:.4}, macro F1 {fm:.4} ± {fsd:.4}", cfg.folds);
                 }
             }
         }
@@ -977,21 +1009,28 @@ fn train(args: TrainArgs) -> Result<()> {
 
 /// The labelled feature set `train` and `compare` work on: read from --features or built from
 /// --data, with the selection the flags ask for and the speaker normalisation the run does.
-fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &RunConfig) -> Result<(ser::features::set::FeatureSet, ser::train::data::Labelled)> {
-    let selection = args.selection.selection();
-    let set = match (&args.features_file, &args.data) {
-        (Some(f), _) => ser::features::set::FeatureSet::read(f)?,
-        (None, Some(dir)) => {
-            let (set, report) = corpus::build(gpu, dir, &selection, &args.features.config()?, &args.build.options())?;
-            report_unused(&report, "by --vocal/--drop");
+/// Resolves the number of folds by speaker from the data when --folds was not given.
+fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &mut RunConfig) -> Result<(ser::features::set::FeatureSet, ser::train::data::Labelled)> {
+    let selection = args.data.selection();
+    let set = match (&args.features_file, args.data.given()) {
+        (Some(_), true) => anyhow::bail!("give --features FILE or --data/--manifest, not both"),
+        (Some(f), false) => ser::features::set::FeatureSet::read(f)?,
+        (None, true) => {
+            let (set, report) = corpus::build(gpu, &args.data.data()?, &args.features.config()?, &args.build.options())?;
+            report_unused(&report, "by --vocal/--drop or the label map");
             set
         }
-        (None, None) => anyhow::bail!("give --data DIR or --features FILE"),
+        (None, false) => anyhow::bail!("give --data DIR, --manifest FILE or --features FILE"),
     };
     if cfg.speaker_norm.is_none() && args.speaker.given() {
         anyhow::bail!("--speaker-groups / --min-speaker-clips need --speaker-norm");
     }
-    experiment::labelled_for_run(set, &selection, cfg, args.speaker.groups())
+    let (set, l) = experiment::labelled_for_run(set, &selection, cfg, args.speaker.groups())?;
+    if args.folds.is_none() && args.resume.is_none() {
+        let speakers = l.speakers.iter().collect::<std::collections::BTreeSet<_>>().len();
+        cfg.folds = ser::train::data::default_folds(speakers).unwrap_or(cfg.folds);
+    }
+    Ok((set, l))
 }
 
 fn calibrate(args: CalibrateArgs) -> Result<()> {
@@ -1028,17 +1067,16 @@ fn eval(args: EvalArgs) -> Result<()> {
         args.speaker.check_model(&m.meta)?;
     }
     let mut skipped = 0;
-    let set = match (&args.features, &args.data) {
-        (Some(f), _) => ser::features::set::FeatureSet::read(f)?,
-        (None, Some(dir)) => {
-            let drop = ser::audio::Emotion::ALL.iter().copied().filter(|e| !p.meta.classes.contains(e)).collect();
-            let selection = Selection { vocal: VocalFilter::Both, drop };
-            let (set, report) = corpus::build(&gpu, dir, &selection, &p.meta.features, &args.build.options())?;
-            report_unused(&report, "(emotions the model does not know)");
+    let set = match (&args.features, args.data.given()) {
+        (Some(_), true) => anyhow::bail!("give --features FILE or --data/--manifest, not both"),
+        (Some(f), false) => ser::features::set::FeatureSet::read(f)?,
+        (None, true) => {
+            let (set, report) = corpus::build(&gpu, &args.data.data()?, &p.meta.features, &args.build.options())?;
+            report_unused(&report, "by --vocal/--drop or the label map");
             skipped = report.skipped.len();
             set
         }
-        (None, None) => anyhow::bail!("give --data DIR or --features FILE"),
+        (None, false) => anyhow::bail!("give --data DIR, --manifest FILE or --features FILE"),
     };
     let options = ser::infer::EvalOptions {
         held_out_of_seed: args.held_out_of_seed.map(|seed| (seed, args.test_fraction)),
@@ -1416,8 +1454,8 @@ fn probability_below_one(s: &str) -> std::result::Result<f32, String> {
 
 fn compare(args: CompareArgs) -> Result<()> {
     let gpu = ser::gpu::Gpu::new(&args.train.adapter.selector())?;
-    let base = args.train.config();
-    let (set, l) = training_data(&gpu, &args.train, &base)?;
+    let mut base = args.train.config();
+    let (set, l) = training_data(&gpu, &args.train, &mut base)?;
     let log = |line: &str| eprintln!("{line}");
     let run = Run { gpu: &gpu, cfg: &base, set: &set, labelled: &l, log: &log };
     let rows = experiment::compare(&run, &args.models, !args.no_actor_folds)?;

@@ -87,9 +87,9 @@ fn actor_folds_hold_each_actor_out_once() {
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("knn.safetensors");
     let folds = experiment::actor_folds(&run, Some(&out), None).unwrap();
-    let mut held: Vec<u8> = folds.iter().flat_map(|f| f.held_out.clone()).collect();
+    let mut held: Vec<String> = folds.iter().flat_map(|f| f.held_out.clone()).collect();
     held.sort();
-    assert_eq!(held, vec![1, 2, 3, 4]);
+    assert_eq!(held, ["01", "02", "03", "04"]);
     for f in &folds {
         // 7 classes x 6 clips per actor.
         assert_eq!(f.test_clips, 42, "{f:?}");
@@ -110,7 +110,7 @@ fn actor_folds_hold_each_actor_out_once() {
     let load = |fold| ser::infer::load_model(g, Some(&experiment::fold_path(&out, fold))).unwrap();
     for (k, f) in folds.iter().enumerate() {
         let ev = ser::infer::evaluate(g, &[load(k)], &set, &options(k)).unwrap();
-        let expected: Vec<usize> = (0..l.clips.len()).filter(|&p| f.held_out.contains(&l.actors[p])).map(|p| l.clips[p]).collect();
+        let expected: Vec<usize> = (0..l.clips.len()).filter(|&p| f.held_out.contains(&l.speakers[p])).map(|p| l.clips[p]).collect();
         assert_eq!(ev.clips, expected, "fold {k}");
         assert_eq!(ev.report.accuracy, f.accuracy, "fold {k}");
     }
@@ -215,7 +215,7 @@ fn speed_copies_train_beside_their_source_and_never_reach_validation_or_test() {
     let set = with_copies(&plain);
     let (l, l_plain) = (labelled(&set), labelled(&plain));
     // Splits are made over the originals: the same positions with or without copies.
-    assert_eq!((&l.clips, &l.labels, &l.actors), (&l_plain.clips, &l_plain.labels, &l_plain.actors));
+    assert_eq!((&l.clips, &l.labels, &l.speakers), (&l_plain.clips, &l_plain.labels, &l_plain.speakers));
     let n = plain.clips.len();
     for (p, &c) in l.clips.iter().enumerate() {
         assert_eq!(l.copies[p], [c + n], "position {p}");
@@ -344,7 +344,7 @@ fn a_run_reads_each_speaker_standardised_only_when_it_normalises_speakers() {
     let (normed, l) = experiment::labelled_for_run(set.clone(), &selection, &RunConfig { speaker_norm: Some(10), ..plain }, SpeakerGroups::Actor).unwrap();
     let d = set.dim;
     for actor in 1..=4u8 {
-        let clips: Vec<usize> = (0..l.clips.len()).filter(|&p| l.actors[p] == actor).map(|p| l.clips[p]).collect();
+        let clips: Vec<usize> = (0..l.clips.len()).filter(|&p| l.speakers[p] == format!("{actor:02}")).map(|p| l.clips[p]).collect();
         for j in 0..d {
             let column = |t: &[f32]| clips.iter().map(|&c| t[c * d + j] as f64).collect::<Vec<_>>();
             let (before, after) = (column(&set.vectors), column(&normed.vectors));

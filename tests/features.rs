@@ -16,7 +16,7 @@ fn features_of_the_48k_originals_match_librosa_frame_by_frame_and_averaged() {
     for file in ["03-01-08-01-02-02-01", "03-01-05-02-02-01-07"] {
         let bytes = std::fs::read(root.join(format!("tests/golden/ravdess48k_{file}.safetensors"))).unwrap();
         let golden = Golden::parse(&bytes).unwrap();
-        let signal = ser::audio::decode_file(&&common::original(&format!("{file}.wav"))).unwrap().samples;
+        let signal = ser::audio::decode_file(&common::original(&format!("{file}.wav"))).unwrap().samples;
         let mut t = Tally::default();
         compare_with_librosa(g, file, &golden, &signal, &mut t).unwrap();
         eprintln!("{file}: worst {} ({} of its tolerance, {} values)", t.worst_at, t.worst_ratio, t.compared);

@@ -54,7 +54,8 @@ fn features_of_a_messy_folder_skip_bad_files_and_report_them() {
     for bad in ["03-01-02-01-01-01-05.wav: ", "03-01-05-02-02-01-07.wav: ", "03-01-07-01-01-01-09.flac: "] {
         assert!(err.contains(bad), "{bad} not reported:\n{err}");
     }
-    assert!(err.contains("1 audio files without a RAVDESS name") && err.contains("my-recording.wav"), "{err}");
+    assert!(err.contains("RAVDESS names (03-01-05-02-01-01-07.wav) (5 files, 1 others not used)"), "the layout recognised: {err}");
+    assert!(err.contains("1 audio files that follow none of the layout's names were not used") && err.contains("my-recording.wav"), "{err}");
 
     let set = FeatureSet::read(&out).unwrap();
     assert_eq!(set.clips.len(), 2);
@@ -120,7 +121,7 @@ fn a_folder_without_clips_is_a_clear_error() {
     let out = dir.0.join("x.safetensors");
     let r = ser().args(["features", "--no-cache", "--data"]).arg(&dir.0).arg("--out").arg(&out).output().unwrap();
     assert!(!r.status.success());
-    assert!(String::from_utf8_lossy(&r.stderr).contains("no RAVDESS clips"));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("no layout recognised among its 0 audio files"), "{}", String::from_utf8_lossy(&r.stderr));
     let r = ser().args(["features", "--no-cache", "--data", "/no/such/folder", "--out"]).arg(&out).output().unwrap();
     assert!(String::from_utf8_lossy(&r.stderr).contains("no such file or folder"));
     assert!(!out.exists());

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The eight RAVDESS emotions, in code order (01..08).
+/// The canonical emotion classes every corpus's labels land on: RAVDESS's eight, in its code
+/// order (01..08), then EmoDB's boredom. A model's classes are the ones its data held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Emotion {
@@ -15,10 +16,24 @@ pub enum Emotion {
     Fearful,
     Disgust,
     Surprised,
+    Boredom,
 }
 
 impl Emotion {
-    pub const ALL: [Emotion; 8] = [
+    pub const ALL: [Emotion; 9] = [
+        Emotion::Neutral,
+        Emotion::Calm,
+        Emotion::Happy,
+        Emotion::Sad,
+        Emotion::Angry,
+        Emotion::Fearful,
+        Emotion::Disgust,
+        Emotion::Surprised,
+        Emotion::Boredom,
+    ];
+
+    /// RAVDESS's eight, in code order.
+    pub const RAVDESS: [Emotion; 8] = [
         Emotion::Neutral,
         Emotion::Calm,
         Emotion::Happy,
@@ -29,12 +44,33 @@ impl Emotion {
         Emotion::Surprised,
     ];
 
+    /// The RAVDESS code (01..08; boredom has none).
     pub fn code(self) -> u8 {
         self as u8 + 1
     }
 
+    /// The emotion of a RAVDESS code (01..08).
     pub fn from_code(code: u8) -> Option<Emotion> {
-        Emotion::ALL.get((code as usize).wrapping_sub(1)).copied()
+        Emotion::RAVDESS.get((code as usize).wrapping_sub(1)).copied()
+    }
+
+    /// The canonical class a label names: its canonical name or a common spelling of it, any
+    /// case (`ang`, `anger`, `angry`; `ps` is TESS's "pleasant surprise"). None for anything
+    /// else: a label outside this table needs `--label-map`.
+    pub fn from_label(label: &str) -> Option<Emotion> {
+        let l = label.trim().to_ascii_lowercase();
+        Some(match l.as_str() {
+            "neutral" | "neu" | "neutrality" => Emotion::Neutral,
+            "calm" | "cal" | "calmness" => Emotion::Calm,
+            "happy" | "hap" | "happiness" | "joy" | "happy/joy" => Emotion::Happy,
+            "sad" | "sadness" => Emotion::Sad,
+            "angry" | "ang" | "anger" => Emotion::Angry,
+            "fearful" | "fea" | "fear" | "fearfulness" => Emotion::Fearful,
+            "disgust" | "dis" | "disgusted" => Emotion::Disgust,
+            "surprised" | "sur" | "surprise" | "ps" | "pleasant_surprise" | "pleasant surprise" | "pleasant_surprised" => Emotion::Surprised,
+            "boredom" | "bor" | "bored" => Emotion::Boredom,
+            _ => return None,
+        })
     }
 
     pub fn name(self) -> &'static str {
@@ -47,6 +83,7 @@ impl Emotion {
             Emotion::Fearful => "fearful",
             Emotion::Disgust => "disgust",
             Emotion::Surprised => "surprised",
+            Emotion::Boredom => "boredom",
         }
     }
 }

@@ -1,10 +1,11 @@
-//! Features for a whole folder of clips: discover, read and hash, decode and resample in parallel
-//! on the CPU, extract on the GPU in batches, and cache the result keyed by the configuration,
-//! the selection and every file's contents.
+//! Features for a whole corpus: list its labelled clips (`sources`), read and hash, decode and
+//! resample in parallel on the CPU, extract on the GPU in batches, and cache the result keyed by
+//! the configuration, the selection, the labels and every file's contents.
 
 use super::set::{ClipInfo, FeatureSet};
 use super::{Extractor, FeatureConfig};
 use crate::audio::{self, Selection};
+use crate::sources::{self, LabelMap, Source};
 use crate::gpu::Gpu;
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
@@ -53,8 +54,10 @@ pub struct BuildReport {
     pub clips: usize,
     /// Files that could not be used: (relative path, error).
     pub skipped: Vec<(String, String)>,
-    /// Audio files whose names are not RAVDESS names.
+    /// Audio files no rule of their folder's layout took.
     pub unmatched: Vec<(String, String)>,
+    /// Per source, the layout recognised and how many files it took.
+    pub layouts: Vec<String>,
     pub filtered_out: usize,
     pub cache_file: Option<PathBuf>,
     pub cache_hit: bool,
@@ -140,23 +143,41 @@ pub fn check_length(gpu: &Gpu, cfg: &FeatureConfig, samples: usize) -> Result<()
     Ok(())
 }
 
-pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig, opts: &BuildOptions) -> Result<(FeatureSet, BuildReport)> {
-    let start = Instant::now();
-    let found = audio::discover(root, selection)?;
-    let mut report = BuildReport { unmatched: found.unmatched, filtered_out: found.filtered_out, ..Default::default() };
-    if found.clips.is_empty() {
-        bail!(
-            "{}: no RAVDESS clips (MM-VV-EE-II-SS-RR-AA.wav or .flac) match the selection ({} other audio files, {} left out by the selection)",
-            root.display(),
-            report.unmatched.len(),
-            report.filtered_out
-        );
+/// The labelled data a command reads: its sources, the selection and the label map.
+#[derive(Clone, Debug, Default)]
+pub struct Data {
+    pub sources: Vec<Source>,
+    pub selection: Selection,
+    pub label_map: LabelMap,
+}
+
+impl Data {
+    /// One RAVDESS-style folder with a selection and no label map.
+    pub fn folder(dir: &Path, selection: &Selection) -> Data {
+        Data { sources: vec![Source::Folder(dir.to_path_buf())], selection: selection.clone(), label_map: LabelMap::default() }
     }
 
+    /// How the sources are named in messages.
+    fn flags(&self) -> String {
+        self.sources.iter().map(Source::flag).collect::<Vec<_>>().join(" ")
+    }
+}
+
+pub fn build(gpu: &Gpu, data: &Data, cfg: &FeatureConfig, opts: &BuildOptions) -> Result<(FeatureSet, BuildReport)> {
+    let start = Instant::now();
+    let found = sources::load(&data.sources, &data.selection, &data.label_map)?;
+    let selection = &data.selection;
+    let mut report = BuildReport { unmatched: found.unmatched, filtered_out: found.filtered_out + found.dropped_by_map, layouts: found.summary, skipped: found.skipped, ..Default::default() };
+    if found.clips.is_empty() {
+        bail!("{}: no labelled clips match the selection ({} other audio files, {} left out by the selection or the label map)", data.flags(), report.unmatched.len(), report.filtered_out);
+    }
+    if opts.strict && let Some((origin, why)) = report.skipped.first() {
+        bail!("{origin}: {why} (stopping at the first bad file: --strict)");
+    }
     // Read every file once: its bytes feed both the cache key and the decoder.
     let t = Instant::now();
     let bytes: Vec<Result<Vec<u8>>> =
-        found.clips.par_iter().map(|c| std::fs::read(&c.path).with_context(|| format!("{}: cannot read", c.path.display()))).collect();
+        found.clips.par_iter().map(|c| std::fs::read(&c.file).with_context(|| format!("{}: cannot read", c.file.display()))).collect();
     let mut hasher = blake3::Hasher::new();
     hasher.update(serde_json::to_string(&(cfg, selection, super::set::FORMAT, super::set::COMPUTATION))?.as_bytes());
     check_speed_copies(&opts.speed_copies)?;
@@ -164,8 +185,16 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
     if !opts.speed_copies.is_empty() {
         hasher.update(format!("speed copies {:?}", opts.speed_copies).as_bytes());
     }
+    // Labels from names are fixed by the path; labels from a manifest or a label map are not, so
+    // they join the key (RAVDESS folders keep the keys their cache entries always had).
+    if !data.label_map.is_empty() {
+        hasher.update(format!("label map {:?}", data.label_map.pairs()).as_bytes());
+    }
     for (clip, b) in found.clips.iter().zip(&bytes) {
-        hasher.update(clip.relative.as_bytes());
+        hasher.update(clip.info.path.as_bytes());
+        if clip.info.corpus.as_deref() != Some("ravdess") || clip.info.speaker.is_some() {
+            hasher.update(serde_json::to_string(&(&clip.info.emotion, &clip.info.speaker, &clip.info.segment, &clip.info.corpus))?.as_bytes());
+        }
         match b {
             Ok(b) => hasher.update(blake3::hash(b).as_bytes()),
             Err(e) => hasher.update(e.to_string().as_bytes()),
@@ -185,7 +214,7 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
                 // reasons were kept beside it (or, for an older entry, the gap shows which).
                 report.skipped = std::fs::read(skipped_file(&file)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_else(|| {
                     let kept: std::collections::HashSet<&str> = set.clips.iter().map(|c| c.path.as_str()).collect();
-                    found.clips.iter().filter(|c| !kept.contains(c.relative.as_str())).map(|c| (c.relative.clone(), "could not be used when these features were cached (--no-cache shows why)".to_string())).collect()
+                    found.clips.iter().filter(|c| !kept.contains(c.info.path.as_str())).map(|c| (c.info.path.clone(), "could not be used when these features were cached (--no-cache shows why)".to_string())).collect()
                 });
                 report.total_s = start.elapsed().as_secs_f64();
                 return Ok((set, report));
@@ -201,11 +230,15 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
         .par_iter()
         .zip(bytes)
         .map(|(clip, b)| {
+            let name = || clip.file.display().to_string();
             let r = b.and_then(|b| {
-                let a = audio::decode_bytes(&b).with_context(|| clip.path.display().to_string())?;
-                let s = audio::to_rate(&a, cfg.sample_rate).with_context(|| clip.path.display().to_string())?;
-                audio::check_signal(&s, cfg.sample_rate).with_context(|| clip.path.display().to_string())?;
-                check_length(gpu, cfg, s.len()).with_context(|| clip.path.display().to_string())?;
+                let mut a = audio::decode_bytes(&b).with_context(name)?;
+                if let Some(segment) = clip.info.segment {
+                    a.samples = cut_segment(&a.samples, a.sample_rate, segment).with_context(name)?;
+                }
+                let s = audio::to_rate(&a, cfg.sample_rate).with_context(name)?;
+                audio::check_signal(&s, cfg.sample_rate).with_context(name)?;
+                check_length(gpu, cfg, s.len()).with_context(name)?;
                 Ok(s)
             });
             progress.inc(1);
@@ -219,24 +252,15 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
     for (clip, r) in found.clips.iter().zip(decoded) {
         match r {
             Ok(s) => {
-                clips.push(ClipInfo {
-                    path: clip.relative.clone(),
-                    emotion: Some(clip.name.emotion),
-                    actor: Some(clip.name.actor),
-                    vocal: Some(clip.name.vocal),
-                    intensity: Some(clip.name.intensity),
-                    statement: Some(clip.name.statement),
-                    repetition: Some(clip.name.repetition),
-                    speed: None,
-                });
+                clips.push(clip.info.clone());
                 signals.push(s);
             }
             Err(e) if opts.strict => return Err(e.context("stopping at the first bad file (--strict)")),
-            Err(e) => report.skipped.push((clip.relative.clone(), format!("{e:#}"))),
+            Err(e) => report.skipped.push((clip.info.key(), format!("{e:#}"))),
         }
     }
     if signals.is_empty() {
-        bail!("{}: none of the {} selected files could be decoded", root.display(), found.clips.len());
+        bail!("{}: none of the {} selected files could be decoded", data.flags(), found.clips.len());
     }
     if !opts.speed_copies.is_empty() {
         let originals = clips.len();
@@ -273,6 +297,16 @@ pub fn build(gpu: &Gpu, root: &Path, selection: &Selection, cfg: &FeatureConfig,
     }
     report.total_s = start.elapsed().as_secs_f64();
     Ok((set, report))
+}
+
+/// The samples of `[start, end)` seconds of a clip at its own rate, sample-exact: the segment
+/// gives the features the same samples give in a file of their own.
+pub fn cut_segment(samples: &[f32], rate: u32, [start, end]: [f64; 2]) -> Result<Vec<f32>> {
+    let (first, last) = ((start * rate as f64).round() as usize, (end * rate as f64).round() as usize);
+    if last > samples.len() {
+        bail!("segment {start}-{end} s runs past the file's end ({:.3} s)", samples.len() as f64 / rate as f64);
+    }
+    Ok(samples[first..last].to_vec())
 }
 
 /// Where a cache entry keeps the files it skipped and why.

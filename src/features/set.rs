@@ -29,12 +29,46 @@ pub struct ClipInfo {
     /// only ever join the training part of a split, beside their source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speed: Option<f32>,
+    /// The speaker, for corpora other than RAVDESS (whose speaker is `actor`): CREMA-D's "1001",
+    /// EmoDB's "03", TESS's "OAF", a manifest's `speaker` column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
+    /// The layout or manifest the clip's label came from ("ravdess", "crema-d", "manifest", ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corpus: Option<String>,
+    /// A segment of the file at `path`: [start, end) in seconds (a manifest's `start`/`end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<[f64; 2]>,
 }
 
 impl ClipInfo {
     /// A clip known only by its path (predicting arbitrary audio, synthetic benchmark clips).
     pub fn unlabelled(path: impl Into<String>) -> ClipInfo {
-        ClipInfo { path: path.into(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None, speed: None }
+        ClipInfo { path: path.into(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None, speed: None, speaker: None, corpus: None, segment: None }
+    }
+
+    /// The clip's speaker: its `speaker`, else its RAVDESS actor as two digits ("07").
+    pub fn speaker_id(&self) -> Option<String> {
+        self.speaker.clone().or_else(|| self.actor.map(|a| format!("{a:02}")))
+    }
+
+    /// Whether `--vocal` keeps the clip. Only RAVDESS names tell speech from song; clips of
+    /// every other corpus are speech.
+    pub fn vocal_matches(&self, filter: crate::audio::VocalFilter) -> bool {
+        use crate::audio::VocalFilter;
+        match filter {
+            VocalFilter::Both => true,
+            VocalFilter::Speech => self.vocal.unwrap_or(VocalChannel::Speech) == VocalChannel::Speech,
+            VocalFilter::Song => self.vocal == Some(VocalChannel::Song),
+        }
+    }
+
+    /// What tells one clip of a set from another: the path, and the segment of it when cut.
+    pub fn key(&self) -> String {
+        match self.segment {
+            Some([start, end]) => format!("{}@{start}-{end}", self.path),
+            None => self.path.clone(),
+        }
     }
 }
 

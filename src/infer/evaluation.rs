@@ -94,14 +94,14 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
         (clips, labels) = test.iter().map(|&i| (clips[i], labels[i])).unzip();
     }
     if let Some((fold, folds)) = o.held_out_fold {
-        let actors: Vec<u8> = clips.iter().map(|&i| set.clips[i].actor).collect::<Option<_>>().context("--held-out-fold: a clip has no actor in its file name")?;
-        let distinct = actors.iter().collect::<std::collections::BTreeSet<_>>().len();
+        let speakers: Vec<String> = clips.iter().map(|&i| set.clips[i].speaker_id()).collect::<Option<_>>().context("--held-out-fold: a clip has no speaker (neither in its name nor in its manifest)")?;
+        let distinct = speakers.iter().collect::<std::collections::BTreeSet<_>>().len();
         if folds < 2 || folds > distinct || fold >= folds {
-            bail!("--held-out-fold {fold} of --folds {folds}: the folds are 0 to --folds - 1, with 2 to {distinct} folds (the actors here)");
+            bail!("--held-out-fold {fold} of --folds {folds}: the folds are 0 to --folds - 1, with 2 to {distinct} folds (the speakers here)");
         }
         check_fold_models(models, fold, folds)?;
-        let held = data::fold_actors(&actors, folds, fold);
-        (clips, labels) = clips.iter().zip(&labels).zip(&actors).filter(|(_, a)| held.contains(a)).map(|((&c, &y), _)| (c, y)).unzip();
+        let held = data::fold_speakers(&speakers, folds, fold);
+        (clips, labels) = clips.iter().zip(&labels).zip(&speakers).filter(|(_, a)| held.contains(a)).map(|((&c, &y), _)| (c, y)).unzip();
     }
     let mut sum: Vec<Vec<f32>> = Vec::new();
     for m in models {

@@ -2,7 +2,7 @@
 //! splits, the feature scaler fitted on training data only, and balanced class weights.
 
 use super::Dataset;
-use crate::audio::{Emotion, Selection, VocalChannel, VocalFilter};
+use crate::audio::{Emotion, Selection, VocalFilter};
 use crate::features::set::FeatureSet;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -78,7 +78,8 @@ pub struct Labelled {
     /// Set indices of the original clips the selection keeps: what splits are made over.
     pub clips: Vec<usize>,
     pub labels: Vec<u32>,
-    pub actors: Vec<u8>,
+    /// Each position's speaker (`ClipInfo::speaker_id`: "07" for RAVDESS actor 7).
+    pub speakers: Vec<String>,
     pub classes: Vec<Emotion>,
     /// Set indices of each position's augmented copies (`ClipInfo::speed`), which train beside
     /// it and are never split apart from it (empty without copies).
@@ -97,28 +98,32 @@ impl Labelled {
     }
 }
 
+/// The clips of `set` the selection keeps, labelled with the classes they hold: every canonical
+/// class present among them and not dropped, in canonical order.
 pub fn labelled(set: &FeatureSet, selection: &Selection) -> Result<Labelled> {
-    let classes = selection.classes();
-    let mut out = Labelled { clips: vec![], labels: vec![], actors: vec![], classes: classes.clone(), copies: vec![] };
+    let present: std::collections::BTreeSet<Emotion> = set.clips.iter().filter(|c| c.speed.is_none() && c.vocal_matches(selection.vocal)).filter_map(|c| c.emotion).collect();
+    let classes = selection.classes().into_iter().filter(|e| present.contains(e)).collect();
+    labelled_as(set, selection.vocal, classes)
+}
+
+/// The clips of `set` labelled with exactly `classes` (a saved model's), each of which must have
+/// examples; clips of other classes are left out.
+pub fn labelled_as(set: &FeatureSet, vocal: VocalFilter, classes: Vec<Emotion>) -> Result<Labelled> {
+    let mut out = Labelled { clips: vec![], labels: vec![], speakers: vec![], classes: classes.clone(), copies: vec![] };
     let mut position_of = std::collections::HashMap::new();
     for (i, c) in set.clips.iter().enumerate() {
         if c.speed.is_some() {
             continue;
         }
-        let (Some(e), Some(a)) = (c.emotion, c.actor) else { bail!("{}: clip has no emotion/actor label", c.path) };
-        let vocal_ok = match (selection.vocal, c.vocal) {
-            (VocalFilter::Both, _) => true,
-            (VocalFilter::Speech, v) => v == Some(VocalChannel::Speech),
-            (VocalFilter::Song, v) => v == Some(VocalChannel::Song),
-        };
-        if !vocal_ok {
+        let (Some(e), Some(speaker)) = (c.emotion, c.speaker_id()) else { bail!("{}: clip has no emotion/speaker label", c.path) };
+        if !c.vocal_matches(vocal) {
             continue;
         }
         if let Some(k) = classes.iter().position(|x| *x == e) {
-            position_of.insert(c.path.as_str(), out.clips.len());
+            position_of.insert(c.key(), out.clips.len());
             out.clips.push(i);
             out.labels.push(k as u32);
-            out.actors.push(a);
+            out.speakers.push(speaker);
         }
     }
     if out.clips.is_empty() {
@@ -135,8 +140,8 @@ pub fn labelled(set: &FeatureSet, selection: &Selection) -> Result<Labelled> {
         if c.speed.is_none() {
             continue;
         }
-        if let Some(&p) = position_of.get(c.path.as_str()) {
-            if set.clips[out.clips[p]].emotion != c.emotion || set.clips[out.clips[p]].actor != c.actor {
+        if let Some(&p) = position_of.get(&c.key()) {
+            if set.clips[out.clips[p]].emotion != c.emotion || set.clips[out.clips[p]].speaker_id() != c.speaker_id() {
                 bail!("{} (copy at speed {:?}): its labels differ from the clip it copies", c.path, c.speed);
             }
             out.copies[p].push(i);
@@ -145,14 +150,24 @@ pub fn labelled(set: &FeatureSet, selection: &Selection) -> Result<Labelled> {
     Ok(out)
 }
 
-/// The actors fold `fold` of an actor cross-validation holds out: the distinct actors sorted and
-/// dealt round-robin into `folds` groups. `ser train --split actor-folds` and `ser eval
-/// --held-out-fold` both choose with it, so they agree on every fold.
-pub fn fold_actors(actors: &[u8], folds: usize, fold: usize) -> Vec<u8> {
-    let mut distinct = actors.to_vec();
+/// The speakers fold `fold` of a cross-validation by speaker holds out: the distinct speakers
+/// sorted and dealt round-robin into `folds` groups. `ser train --split speaker-folds` and `ser
+/// eval --held-out-fold` both choose with it, so they agree on every fold.
+pub fn fold_speakers(speakers: &[String], folds: usize, fold: usize) -> Vec<String> {
+    let mut distinct = speakers.to_vec();
     distinct.sort();
     distinct.dedup();
     distinct.into_iter().enumerate().filter(|(i, _)| i % folds == fold).map(|(_, a)| a).collect()
+}
+
+/// EmoBox's number of folds by speaker for `speakers` speakers: one speaker out at a time for 4
+/// to 6 speakers, otherwise a quarter of the speakers (RAVDESS's 22 actors: 5). None below 2.
+pub fn default_folds(speakers: usize) -> Option<usize> {
+    match speakers {
+        0..=1 => None,
+        2..=6 => Some(speakers),
+        n => Some((n / 4).max(2)),
+    }
 }
 
 /// Stratified split of positions 0..labels.len(): `fraction` of each class to the second part.

@@ -1,5 +1,6 @@
 //! Classification metrics as scikit-learn reports them: precision, recall, F1 and support per
-//! class, accuracy, macro and weighted averages, and the confusion matrix.
+//! class, accuracy (weighted accuracy, WA), macro and weighted averages, and the confusion
+//! matrix; with the field's headline beside them, the unweighted average recall (UAR).
 
 use serde::Serialize;
 
@@ -16,6 +17,11 @@ pub struct ClassRow {
 pub struct Report {
     pub classes: Vec<ClassRow>,
     pub accuracy: f64,
+    /// Unweighted average recall: the mean of the recalls of the classes present in the truth
+    /// (EmoBox's headline; classes a model knows but the data lacks do not count).
+    pub uar: f64,
+    /// Macro F1 over the classes present in the truth (`macro_avg.f1` averages every class).
+    pub macro_f1: f64,
     pub macro_avg: ClassRow,
     pub weighted_avg: ClassRow,
     /// confusion[true][predicted]
@@ -54,7 +60,10 @@ impl Report {
         let macro_avg = avg("macro avg", &|_| 1.0);
         let weighted_avg = avg("weighted avg", &|r| r.support as f64);
         let accuracy = div((0..k).map(|c| confusion[c][c]).sum::<usize>() as f64, n as f64);
-        Report { classes, accuracy, macro_avg, weighted_avg, confusion }
+        let present: Vec<&ClassRow> = classes.iter().filter(|r| r.support > 0).collect();
+        let uar = div(present.iter().map(|r| r.recall).sum(), present.len() as f64);
+        let macro_f1 = div(present.iter().map(|r| r.f1).sum(), present.len() as f64);
+        Report { classes, accuracy, uar, macro_f1, macro_avg, weighted_avg, confusion }
     }
 
     /// The text scikit-learn's classification_report prints, then the confusion matrix.
@@ -69,6 +78,7 @@ impl Report {
         s += &format!("\n{:>width$} {:>9} {:>9} {:>9.2} {:>9}\n", "accuracy", "", "", self.accuracy, n);
         s += &row(&self.macro_avg);
         s += &row(&self.weighted_avg);
+        s += &format!("\n{:>width$} {:>9} {:>9.2}\n", "UAR", "", self.uar);
         s += "\nconfusion matrix (rows: true, columns: predicted)\n";
         // Columns as wide as the longest class name (or count), so no name is cut.
         let cell = self.classes.iter().map(|r| r.class.len()).chain(self.confusion.iter().flatten().map(|v| v.to_string().len())).max().unwrap_or(6).max(6);
@@ -112,5 +122,15 @@ mod tests {
         assert!(close(r.accuracy, 5.0 / 7.0) && close(r.macro_avg.f1, 0.7) && close(r.weighted_avg.f1, 0.714));
         assert_eq!(r.confusion[2], vec![1, 0, 2]);
         assert!(r.text().contains("macro avg"));
+        // UAR: (0.5 + 1 + 0.667) / 3, and over the classes present only: a fourth class the
+        // model knows but no clip has (a corpus without it) leaves UAR and macro F1 as they were,
+        // while scikit-learn's macro average counts it as 0.
+        assert!(close(r.uar, (0.5 + 1.0 + 2.0 / 3.0) / 3.0) && close(r.macro_f1, 0.7));
+        let names4: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let r4 = Report::new(&names4, &[0, 0, 1, 1, 2, 2, 2], &[0, 1, 1, 1, 2, 0, 2]);
+        assert!(close(r4.uar, r.uar) && close(r4.macro_f1, 0.7) && close(r4.macro_avg.f1, 0.525));
+        // Unbalanced classes: accuracy (WA) and UAR part.
+        let r = Report::new(&names, &[0, 0, 0, 0, 1], &[0, 0, 0, 0, 0]);
+        assert!(close(r.accuracy, 0.8) && close(r.uar, 0.5), "{} {}", r.accuracy, r.uar);
     }
 }

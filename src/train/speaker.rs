@@ -21,9 +21,12 @@ use std::path::Path;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SpeakerGroups {
-    /// By RAVDESS actor when every file name carries one, otherwise by folder.
+    /// By speaker when every clip has one (a RAVDESS actor, another corpus's speaker, a
+    /// manifest's column), otherwise by folder.
     Auto,
-    /// By the actor field of RAVDESS file names (MM-VV-EE-II-SS-RR-AA).
+    /// By the speaker the data names: RAVDESS's actor field, CREMA-D's, EmoDB's, TESS's or
+    /// SAVEE's speaker, a manifest's speaker column.
+    #[value(alias = "speaker")]
     Actor,
     /// By the folder holding each file: one speaker per folder.
     Folder,
@@ -42,14 +45,20 @@ pub struct SpeakerNorm {
 /// check (0.686 against 0.652 without normalisation, 5-fold by actor), from 10 they hurt (0.625).
 pub const DEFAULT_MIN_CLIPS: usize = 30;
 
-fn actor_of(c: &ClipInfo) -> Option<u8> {
-    c.actor.or_else(|| RavdessName::parse(&c.path).ok().map(|n| n.actor))
+/// A clip's speaker as `--speaker-groups actor` names it: "actor 07" for RAVDESS actors (from
+/// the record or the file name), "speaker X" for a speaker another corpus's names or a manifest gave.
+fn speaker_of(c: &ClipInfo) -> Option<String> {
+    match (&c.speaker, c.actor.or_else(|| RavdessName::parse(&c.path).ok().map(|n| n.actor))) {
+        (Some(s), _) => Some(format!("speaker {s}")),
+        (None, Some(a)) => Some(format!("actor {a:02}")),
+        (None, None) => None,
+    }
 }
 
-/// Each clip's speaker, in order: "actor 07", "folder <path>" or "file <path>".
+/// Each clip's speaker, in order: "actor 07", "speaker X", "folder <path>" or "file <path>".
 pub fn speaker_keys(clips: &[ClipInfo], by: SpeakerGroups) -> Result<Vec<String>> {
     let by = match by {
-        SpeakerGroups::Auto if clips.iter().all(|c| actor_of(c).is_some()) => SpeakerGroups::Actor,
+        SpeakerGroups::Auto if clips.iter().all(|c| speaker_of(c).is_some()) => SpeakerGroups::Actor,
         SpeakerGroups::Auto => SpeakerGroups::Folder,
         b => b,
     };
@@ -58,9 +67,9 @@ pub fn speaker_keys(clips: &[ClipInfo], by: SpeakerGroups) -> Result<Vec<String>
     clips
         .iter()
         .map(|c| match by {
-            SpeakerGroups::Actor => actor_of(c)
-                .map(|a| format!("actor {a:02}{}", speed(c)))
-                .ok_or_else(|| anyhow!("{}: the file name carries no RAVDESS actor (group speakers by folder instead: --speaker-groups folder)", c.path)),
+            SpeakerGroups::Actor => speaker_of(c)
+                .map(|a| format!("{a}{}", speed(c)))
+                .ok_or_else(|| anyhow!("{}: no speaker is known for it (neither its name nor a manifest gives one; group speakers by folder instead: --speaker-groups folder)", c.path)),
             SpeakerGroups::File => Ok(format!("file {}{}", c.path, speed(c))),
             SpeakerGroups::Folder | SpeakerGroups::Auto => {
                 let folder = Path::new(&c.path).parent().map(|p| p.display().to_string()).unwrap_or_default();

@@ -71,7 +71,7 @@ pub fn synthetic_set() -> ser::features::set::FeatureSet {
 pub fn synthetic_set_with_voices(voice: impl Fn(u8, usize) -> (f32, f32)) -> ser::features::set::FeatureSet {
     let config = ser::features::FeatureConfig::default();
     let dim = config.dim();
-    let classes: Vec<ser::audio::Emotion> = ser::audio::Emotion::ALL.iter().copied().filter(|e| *e != ser::audio::Emotion::Disgust).collect();
+    let classes: Vec<ser::audio::Emotion> = ser::audio::Emotion::RAVDESS.iter().copied().filter(|e| *e != ser::audio::Emotion::Disgust).collect();
     let t_max = 12;
     let mut rng = ser::rng::SplitMix64::new(3);
     let mut uniform = move || (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
@@ -97,7 +97,7 @@ pub fn synthetic_set_with_voices(voice: impl Fn(u8, usize) -> (f32, f32)) -> ser
                 }
                 set.frames.extend(frames);
                 set.lengths.push(len as u32);
-                set.clips.push(ser::features::set::ClipInfo { path: format!("Actor_{actor:02}/{k}-{rep}.wav"), emotion: Some(*e), actor: Some(actor), vocal: None, intensity: None, statement: None, repetition: None, speed: None });
+                set.clips.push(ser::features::set::ClipInfo { path: format!("Actor_{actor:02}/{k}-{rep}.wav"), emotion: Some(*e), actor: Some(actor), vocal: None, intensity: None, statement: None, repetition: None, speed: None, speaker: None, corpus: None, segment: None });
             }
         }
     }

@@ -1,0 +1,188 @@
+//! Manifests: one clip a row, as CSV (RFC 4180 quoting, an optional byte-order mark), TSV or
+//! JSON lines. Columns `path,label[,speaker][,start,end][,split]`; audiofolder's `file_name` and
+//! EmoBox's JSONL keys (`key`, `wav`, `emo`, `speaker`, `channel`) are read as they are. Paths are
+//! relative to the manifest's folder unless absolute; `start`/`end` (seconds) cut a segment.
+
+use super::{Layout, Read, Row};
+use anyhow::{Context, Result, bail};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The names each field goes by, first match wins.
+const PATH: [&str; 4] = ["path", "file_name", "wav", "file"];
+const LABEL: [&str; 3] = ["label", "emo", "emotion"];
+const SPEAKER: [&str; 2] = ["speaker", "speaker_id"];
+
+/// Reads a manifest into rows: structural faults (a missing column, a bad number, `start >=
+/// end`) are errors naming the file and line; rows naming a missing file are skipped and listed.
+pub(crate) fn read(file: &Path) -> Result<Read> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).with_context(|| format!("{name}: cannot read"))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let records: Vec<(usize, HashMap<String, String>)> = match ext.as_str() {
+        "jsonl" | "json" => json_lines(&name, text)?,
+        "csv" => delimited(&name, text, b',')?,
+        "tsv" => delimited(&name, text, b'\t')?,
+        _ => bail!("{name}: a manifest is .csv, .tsv or .jsonl"),
+    };
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut read = Read { layout: Layout::Manifest, summary: String::new(), rows: vec![], unmatched: vec![], skipped: vec![] };
+    if records.is_empty() {
+        bail!("{name}: no rows");
+    }
+    let first = &records[0].1;
+    let column = |names: &[&str]| names.iter().find(|n| first.contains_key(**n)).map(|n| n.to_string());
+    let path_col = column(&PATH).with_context(|| format!("{name}: no path column (one of {})", PATH.join(", ")))?;
+    let label_col = column(&LABEL).with_context(|| format!("{name}: no label column (one of {})", LABEL.join(", ")))?;
+    let speaker_col = column(&SPEAKER);
+    for (line, rec) in &records {
+        let origin = format!("{name} line {line}");
+        let get = |col: &str| rec.get(col).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let path = get(&path_col).with_context(|| format!("{origin}: no {path_col}"))?;
+        let label = get(&label_col).with_context(|| format!("{origin}: no {label_col}"))?;
+        let segment = match (get("start"), get("end")) {
+            (None, None) => None,
+            (Some(s), Some(e)) => {
+                let number = |what: &str, v: &str| v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0).with_context(|| format!("{origin}: {what} {v:?} is not a time in seconds"));
+                let (s, e) = (number("start", s)?, number("end", e)?);
+                if s >= e {
+                    bail!("{origin}: start {s} is not before end {e}");
+                }
+                Some([s, e])
+            }
+            _ => bail!("{origin}: a segment needs both start and end"),
+        };
+        if let Some(split) = get("split")
+            && !["train", "valid", "validation", "dev", "test"].contains(&split.to_ascii_lowercase().as_str())
+        {
+            bail!("{origin}: split {split:?} is not train, valid or test");
+        }
+        let file = base.join(path);
+        if !file.is_file() {
+            read.skipped.push((origin, format!("{path}: no such file")));
+            continue;
+        }
+        read.rows.push(Row {
+            file,
+            relative: path.replace('\\', "/"),
+            raw_label: label.to_string(),
+            emotion: None,
+            speaker: speaker_col.as_deref().and_then(get).map(str::to_string),
+            segment,
+            origin,
+            ravdess: None,
+        });
+    }
+    read.summary = format!("{} ({} rows{})", Layout::Manifest.describe(), records.len(), if read.skipped.is_empty() { String::new() } else { format!(", {} naming missing files", read.skipped.len()) });
+    Ok(read)
+}
+
+/// JSON lines: one object a line (blank lines skipped); values kept as text.
+fn json_lines(name: &str, text: &str) -> Result<Vec<(usize, HashMap<String, String>)>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{name} line {}: not JSON", i + 1))?;
+        let serde_json::Value::Object(object) = value else { bail!("{name} line {}: not a JSON object", i + 1) };
+        let record = object
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some((k, s)),
+                serde_json::Value::Number(n) => Some((k, n.to_string())),
+                _ => None,
+            })
+            .collect();
+        out.push((i + 1, record));
+    }
+    Ok(out)
+}
+
+/// CSV or TSV with a header row; fields in double quotes may hold the delimiter, newlines and
+/// doubled quotes. Each record is keyed by the header's (lower-cased) names.
+fn delimited(name: &str, text: &str, delimiter: u8) -> Result<Vec<(usize, HashMap<String, String>)>> {
+    let records = split_records(name, text, delimiter)?;
+    let Some((_, header)) = records.first() else { bail!("{name}: empty") };
+    let header: Vec<String> = header.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let mut out = Vec::new();
+    for (line, fields) in &records[1..] {
+        if fields.len() == 1 && fields[0].trim().is_empty() {
+            continue;
+        }
+        if fields.len() != header.len() {
+            bail!("{name} line {line}: {} fields where the header has {} ({})", fields.len(), header.len(), header.join(","));
+        }
+        out.push((*line, header.iter().cloned().zip(fields.iter().cloned()).collect()));
+    }
+    Ok(out)
+}
+
+/// Records with the line each starts on.
+fn split_records(name: &str, text: &str, delimiter: u8) -> Result<Vec<(usize, Vec<String>)>> {
+    let mut records = Vec::new();
+    let (mut fields, mut field, mut quoted, mut line, mut start_line) = (Vec::new(), String::new(), false, 1, 1);
+    let mut chars = text.chars().peekable();
+    let mut field_started_quoted = false;
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => quoted = false,
+                '\n' => {
+                    line += 1;
+                    field.push(c);
+                }
+                _ => field.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' if field.is_empty() && !field_started_quoted && delimiter == b',' => {
+                quoted = true;
+                field_started_quoted = true;
+            }
+            c if c as u32 == delimiter as u32 => {
+                fields.push(std::mem::take(&mut field));
+                field_started_quoted = false;
+            }
+            '\r' => {}
+            '\n' => {
+                fields.push(std::mem::take(&mut field));
+                records.push((start_line, std::mem::take(&mut fields)));
+                field_started_quoted = false;
+                line += 1;
+                start_line = line;
+            }
+            _ => field.push(c),
+        }
+    }
+    if quoted {
+        bail!("{name} line {start_line}: a quoted field is never closed");
+    }
+    if !field.is_empty() || !fields.is_empty() {
+        fields.push(field);
+        records.push((start_line, fields));
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_bom_and_line_numbers() {
+        let r = split_records("m.csv", "path,label\n\"a, b.wav\",\"say \"\"hi\"\"\"\r\nc.wav,sad\n", b',').unwrap();
+        assert_eq!(r, vec![(1, vec!["path".into(), "label".into()]), (2, vec!["a, b.wav".into(), "say \"hi\"".into()]), (3, vec!["c.wav".into(), "sad".into()])]);
+        let r = split_records("m.csv", "path,label\n\"multi\nline.wav\",x\nlast.wav,y", b',').unwrap();
+        assert_eq!((r[1].0, r[2].0, r[2].1[0].as_str()), (2, 4, "last.wav"));
+        assert!(split_records("m.csv", "path,label\n\"open,x\n", b',').unwrap_err().to_string().contains("line 2"));
+        let e = delimited("m.csv", "path,label\na.wav\n", b',').unwrap_err().to_string();
+        assert!(e.contains("m.csv line 2: 1 fields where the header has 2"), "{e}");
+    }
+}
