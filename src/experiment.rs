@@ -345,6 +345,20 @@ pub fn test_split(run: &Run) -> Result<(Vec<usize>, Vec<usize>)> {
     Ok((train_all, test))
 }
 
+/// Per corpus (the layout or manifest its labels came from; "ravdess" for files made before
+/// corpora were recorded), how many labelled clips and speakers a run read.
+pub fn corpora_seen(set: &FeatureSet, l: &Labelled) -> serde_json::Value {
+    let mut seen: std::collections::BTreeMap<String, (usize, std::collections::BTreeSet<&str>)> = Default::default();
+    for (p, &c) in l.clips.iter().enumerate() {
+        let clip = &set.clips[c];
+        let name = clip.corpus.clone().unwrap_or_else(|| if clip.actor.is_some() { "ravdess".into() } else { "unknown".into() });
+        let entry = seen.entry(name).or_default();
+        entry.0 += 1;
+        entry.1.insert(l.speakers[p].as_str());
+    }
+    seen.into_iter().map(|(k, (clips, speakers))| (k, serde_json::json!({"clips": clips, "speakers": speakers.len()}))).collect::<serde_json::Map<_, _>>().into()
+}
+
 /// A short fingerprint of the labelled clips (paths and classes): what `--resume` checks it
 /// continues on.
 pub fn data_fingerprint(set: &FeatureSet, l: &Labelled) -> String {
@@ -742,6 +756,8 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
             "gemm_kernels": crate::ops::autotune::used(gpu),
             // What `--resume` checks it continues on: the labelled clips (paths and classes).
             "data": data,
+            // The corpora the labelled clips came from, with their clips and speakers.
+            "corpora": corpora_seen(set, l),
         })
     };
     let meta_with = |architecture: Architecture, training: serde_json::Value| ModelMeta {

@@ -21,6 +21,7 @@ pub mod nn;
 pub mod ops;
 pub mod rng;
 pub mod selftest;
+pub mod shard;
 pub mod sources;
 pub mod store;
 pub mod train;

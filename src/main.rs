@@ -228,6 +228,7 @@ impl BuildFlags {
             cache_dir: if self.no_cache { None } else { self.cache.clone().or_else(corpus::default_cache_dir) },
             progress: true,
             speed_copies: self.speed_copies.clone(),
+            shard: None,
         }
     }
 }
@@ -246,6 +247,18 @@ struct FeaturesArgs {
     /// Print per-kernel GPU times.
     #[arg(long)]
     profile: bool,
+    /// Build shard I of N (0-based) of the labelled clips: contiguous runs in the sources'
+    /// order, joined by --merge into the unsharded file. Without the flag, taken from a Slurm
+    /// array job or a Kubernetes Indexed Job, as `ser predict` does.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// The shard count for a Kubernetes Indexed Job (its completions).
+    #[arg(long, value_name = "N", value_parser = ranged::<usize>(1, 1 << 20))]
+    shard_count: Option<usize>,
+    /// Join the parts --shard wrote (in shard order) into --out, byte for byte the unsharded
+    /// file; no audio is read.
+    #[arg(long, value_name = "PART", num_args = 1..)]
+    merge: Vec<PathBuf>,
     #[command(flatten)]
     adapter: AdapterArgs,
 }
@@ -881,9 +894,26 @@ fn run(cli: Cli) -> Result<()> {
 fn features(args: FeaturesArgs) -> Result<()> {
     let cfg = args.features.config()?;
     ser::store::check_output_path(&args.out, "--out")?;
+    if !args.merge.is_empty() {
+        if args.data.given() || args.shard.is_some() {
+            anyhow::bail!("--merge joins parts already made: give it without --data, --manifest or --shard");
+        }
+        let set = corpus::merge(&args.merge)?;
+        set.write(&args.out)?;
+        eprintln!("{}: {} clips from {} parts", args.out.display(), set.clips.len(), args.merge.len());
+        return Ok(());
+    }
+    let shard = match &args.shard {
+        Some(text) => Some((ser::shard::Shard::parse(text)?, "--shard".to_string())),
+        None => ser::shard::Shard::from_env(args.shard_count, |k| std::env::var(k).ok())?,
+    };
+    if let Some((s, from)) = &shard {
+        eprintln!("shard {}/{} (from {from})", s.index, s.count);
+    }
     let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
     gpu.set_profiling(args.profile);
-    let (set, report) = corpus::build(&gpu, &args.data.data()?, &cfg, &args.build.options())?;
+    let options = BuildOptions { shard: shard.map(|(s, _)| s), ..args.build.options() };
+    let (set, report) = corpus::build(&gpu, &args.data.data()?, &cfg, &options)?;
     set.write(&args.out)?;
     let copies = set.speed_copies();
     eprintln!(

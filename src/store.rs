@@ -85,7 +85,24 @@ pub fn to_safetensors(tensors: &[Stored], metadata: HashMap<String, String>) -> 
         .iter()
         .map(|t| Ok((t.name.to_string(), TensorView::new(t.dtype, t.shape.clone(), t.bytes)?)))
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
-    Ok(safetensors::serialize(views, Some(metadata))?)
+    canonical_header(safetensors::serialize(views, Some(metadata))?)
+}
+
+/// The same safetensors file with its JSON header's keys sorted (the metadata arrives as a
+/// `HashMap`, whose order changes from process to process): the same contents give the same
+/// bytes, so that a merged feature file can equal the unsharded one and files can be compared
+/// by hash. The header stays padded with spaces to a multiple of 8 bytes, as safetensors writes it.
+fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let n = u64::from_le_bytes(bytes[..8].try_into()?) as usize;
+    // serde_json's maps are ordered by key: parsing and printing sorts them.
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n])?;
+    let mut text = serde_json::to_vec(&header)?;
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }
 
 /// A safetensors file read into memory, with helpers that name the file in every error.

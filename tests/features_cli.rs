@@ -240,3 +240,38 @@ fn speed_copies_follow_each_clip_with_its_labels_and_scaled_length() {
         assert!(!run.status.success() && err.contains("--speed-copies"), "{bad}: {err}");
     }
 }
+
+/// `--shard I/N` builds contiguous parts of the labelled clips (or the part a Slurm array task
+/// names); `--merge` joins them into the unsharded file, byte for byte, speed copies included.
+#[test]
+fn sharded_parts_merge_into_the_unsharded_file_byte_for_byte() {
+    let dir = TempDir::new("features-shards");
+    let data = common::originals_dir();
+    let build = |extra: &[&str], out: &Path| {
+        let o = ser().args(["features", "--no-cache", "--speed-copies", "0.9", "--data"]).arg(&data).args(extra).arg("--out").arg(out).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let whole = dir.0.join("whole.safetensors");
+    build(&[], &whole);
+    let parts: Vec<PathBuf> = (0..3).map(|i| dir.0.join(format!("part{i}.safetensors"))).collect();
+    let err = build(&["--shard", "0/3"], &parts[0]);
+    assert!(err.contains("shard 0/3: 2 of 8 labelled clips"), "{err}");
+    build(&["--shard", "1/3"], &parts[1]);
+    // The third part as a Slurm array task sees it.
+    let o = ser().env("SLURM_ARRAY_TASK_ID", "2").env("SLURM_ARRAY_TASK_COUNT", "3").args(["features", "--no-cache", "--speed-copies", "0.9", "--data"]).arg(&data).arg("--out").arg(&parts[2]).output().unwrap();
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stderr).contains("shard 2/3 (from Slurm array task 2)"), "{}", String::from_utf8_lossy(&o.stderr));
+    let merged = dir.0.join("merged.safetensors");
+    let o = ser().args(["features", "--merge"]).args(&parts).arg("--out").arg(&merged).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&merged).unwrap() == std::fs::read(&whole).unwrap(), "the merged file is the unsharded one");
+    // A part of another configuration, or a part given twice, is refused by name.
+    let other = dir.0.join("other.safetensors");
+    let o = ser().args(["features", "--no-cache", "--n-mfcc", "20", "--shard", "0/3", "--data"]).arg(&data).arg("--out").arg(&other).output().unwrap();
+    assert!(o.status.success());
+    for (bad, needle) in [(vec![&parts[0], &other], "another feature configuration"), (vec![&parts[0], &parts[0]], "is also in")] {
+        let o = ser().args(["features", "--merge"]).args(bad).arg("--out").arg(dir.0.join("bad.safetensors")).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(needle) && err.contains("part0.safetensors"), "{err}");
+    }
+}

@@ -310,6 +310,13 @@ fn a_model_trained_under_one_corpus_names_scores_the_same_audio_under_another_an
     assert!(t.contains("4 classes, train 56 / validation 8 / test 32 clips"), "{t}");
     let accuracy: f64 = t.lines().find(|l| l.trim_start().starts_with("accuracy")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
     assert!(accuracy >= 0.9, "two speakers never heard: {t}");
+    // The model records the corpus it saw and its classes.
+    let bytes = std::fs::read(&model).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().as_ref().unwrap();
+    let training: serde_json::Value = serde_json::from_str(&meta["training"]).unwrap();
+    assert_eq!(training["corpora"], serde_json::json!({"crema-d": {"clips": 96, "speakers": 6}}));
+    assert_eq!(meta["classes"], r#"["neutral","happy","sad","angry"]"#);
     // Two speakers never heard: the classes are easy, so nearly all right.
     let eval = |data: &Path, extra: &[&str]| {
         let o = ser().args(["eval", "--no-cache", "--json", "--model"]).arg(&model).arg("--data").arg(data).args(extra).output().unwrap();

@@ -24,6 +24,9 @@ pub struct BuildOptions {
     /// is the decoded clip read as if sampled `factor` times faster, resampled back to the
     /// feature rate. Empty: none.
     pub speed_copies: Vec<f32>,
+    /// Build only this shard of the labelled clips (contiguous runs of the sources' order), for
+    /// an array job; `merge` joins the parts into the unsharded file.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// The speed factors `--speed-copies` takes: slower or faster by up to a factor of two, 1
@@ -165,7 +168,12 @@ impl Data {
 
 pub fn build(gpu: &Gpu, data: &Data, cfg: &FeatureConfig, opts: &BuildOptions) -> Result<(FeatureSet, BuildReport)> {
     let start = Instant::now();
-    let found = sources::load(&data.sources, &data.selection, &data.label_map)?;
+    let mut found = sources::load(&data.sources, &data.selection, &data.label_map)?;
+    if let Some(shard) = opts.shard {
+        let total = found.clips.len();
+        found.clips = shard.select(&found.clips);
+        found.summary.push(format!("shard {}/{}: {} of {total} labelled clips", shard.index, shard.count, found.clips.len()));
+    }
     let selection = &data.selection;
     let mut report = BuildReport { unmatched: found.unmatched, filtered_out: found.filtered_out + found.dropped_by_map, layouts: found.summary, skipped: found.skipped, ..Default::default() };
     if found.clips.is_empty() {
@@ -297,6 +305,40 @@ pub fn build(gpu: &Gpu, data: &Data, cfg: &FeatureConfig, opts: &BuildOptions) -
     }
     report.total_s = start.elapsed().as_secs_f64();
     Ok((set, report))
+}
+
+/// Joins the parts `ser features --shard I/N` wrote (given in shard order) into the file the
+/// unsharded run writes, byte for byte: the clips in order, frames padded to the longest clip,
+/// and speed copies after every original as an unsharded run lays them out. Parts of another
+/// feature configuration, or holding a clip twice, are refused naming the part.
+pub fn merge(parts: &[PathBuf]) -> Result<FeatureSet> {
+    let Some(first) = parts.first() else { bail!("--merge: no parts given") };
+    let sets: Vec<FeatureSet> = parts.iter().map(|p| FeatureSet::read(p)).collect::<Result<_>>()?;
+    for (p, s) in parts.iter().zip(&sets) {
+        if s.config != sets[0].config || s.has_frames() != sets[0].has_frames() {
+            bail!("--merge {}: made with another feature configuration than {}; parts of one file share one", p.display(), first.display());
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    for (p, s) in parts.iter().zip(&sets) {
+        for c in &s.clips {
+            if let Some(other) = seen.insert((c.key(), c.speed.map(f32::to_bits)), p) {
+                bail!("--merge {}: clip {} is also in {}; give each part once", p.display(), c.key(), other.display());
+            }
+        }
+    }
+    // An unsharded run lists every original, then each speed factor's copies in turn.
+    let mut factors: Vec<Option<u32>> = vec![None];
+    for c in sets.iter().flat_map(|s| &s.clips) {
+        if !factors.contains(&c.speed.map(f32::to_bits)) {
+            factors.push(c.speed.map(f32::to_bits));
+        }
+    }
+    let joined = FeatureSet::concat(sets)?;
+    let group = |i: usize| factors.iter().position(|f| *f == joined.clips[i].speed.map(f32::to_bits)).unwrap();
+    let mut order: Vec<usize> = (0..joined.clips.len()).collect();
+    order.sort_by_key(|&i| group(i));
+    Ok(joined.select(&order))
 }
 
 /// The samples of `[start, end)` seconds of a clip at its own rate, sample-exact: the segment

@@ -172,6 +172,22 @@ impl FeatureSet {
         Ok(out)
     }
 
+    /// The clips at `order` (indices into this set), in that order.
+    pub fn select(&self, order: &[usize]) -> FeatureSet {
+        let d = self.dim;
+        let t = if self.has_frames() { self.t_max } else { 0 };
+        FeatureSet {
+            config: self.config.clone(),
+            clips: order.iter().map(|&i| self.clips[i].clone()).collect(),
+            frames: order.iter().flat_map(|&i| self.frames[i * t * d..][..t * d].iter().copied()).collect(),
+            lengths: order.iter().map(|&i| self.lengths[i]).collect(),
+            t_max: self.t_max,
+            vectors: order.iter().flat_map(|&i| self.vectors[i * d..][..d].iter().copied()).collect(),
+            stds: order.iter().flat_map(|&i| self.stds[i * d..][..d].iter().copied()).collect(),
+            dim: d,
+        }
+    }
+
     pub fn write(&self, path: &Path) -> Result<()> {
         store::write_atomic(path, &self.to_bytes()?)
     }

@@ -125,9 +125,12 @@ pub fn load(sources: &[Source], selection: &Selection, map: &LabelMap) -> Result
                 info.statement = Some(n.statement);
                 info.repetition = Some(n.repetition);
             }
+            // A RAVDESS clip's speaker is its actor (`ClipInfo::speaker_id`), as in feature files
+            // made before other corpora were read; the prefixed name only when several are joined.
             info.speaker = match (row.speaker, several) {
                 (Some(s), true) => Some(format!("{tag}/{s}")),
                 (None, true) => info.actor.map(|a| format!("{tag}/{a:02}")),
+                (_, false) if info.actor.is_some() => None,
                 (s, false) => s,
             };
             let keep = info.vocal_matches(selection.vocal) && !selection.drop.contains(&emotion);
