@@ -7,7 +7,7 @@
 //! [`crate::train`] and [`crate::infer`] and uses both.
 
 use crate::audio::{Emotion, Selection, VocalFilter};
-use crate::features::set::FeatureSet;
+use crate::features::set::{FeatureSet, RowSplit};
 use crate::gpu::Gpu;
 use crate::infer::{Classifier, Predictor};
 use crate::nn::checkpoint::{self, ModelMeta};
@@ -99,6 +99,10 @@ pub enum Split {
     /// fold's model is saved as FILE.foldK (for `ser eval --held-out-fold K`).
     #[value(alias = "speaker-folds")]
     ActorFolds,
+    /// The manifest's own `split` column: train, valid (validation in place of a carved-out
+    /// part) and test rows. Chosen without --split when the rows carry one.
+    #[value(alias = "manifest")]
+    Given,
 }
 
 /// What model is built and its own options (each kind reads its own).
@@ -329,6 +333,15 @@ pub fn test_split(run: &Run) -> Result<(Vec<usize>, Vec<usize>)> {
             all.iter().partition(|&&p| !held.contains(&l.speakers[p]))
         }
         Split::None | Split::ActorFolds => (all.clone(), Vec::new()),
+        Split::Given => {
+            if l.given.iter().all(Option::is_none) {
+                bail!("--split given: no clip carries a split (a manifest's split column: train, valid, test)");
+            }
+            if let Some(p) = l.given.iter().position(Option::is_none) {
+                bail!("--split given: clip {} carries no split while others do; give every row of the manifest one", run.set.clips[l.clips[p]].key());
+            }
+            all.iter().partition(|&&p| l.given[p] != Some(RowSplit::Test))
+        }
     };
     if train_all.is_empty() {
         bail!("{} hold out every speaker in the data: nothing is left to train on", cfg.held_out_flag());
@@ -338,6 +351,9 @@ pub fn test_split(run: &Run) -> Result<(Vec<usize>, Vec<usize>)> {
         a.sort();
         a.dedup();
         bail!("{}: none of them is in the data (its speakers: {})", cfg.held_out_flag(), a.join(", "));
+    }
+    if test.is_empty() && cfg.split == Split::Given {
+        bail!("--split given: no row's split is test");
     }
     if test.is_empty() && cfg.split == Split::Random {
         bail!("--test-fraction {} leaves no clip of any class for testing ({} clips)", cfg.test_fraction, all.len());
@@ -487,7 +503,7 @@ pub fn calibrate_saved(gpu: &Gpu, predictor: &mut Predictor, set: &FeatureSet, g
         (Split::ActorFolds, None) => bail!("the model's record names no fold of its actor cross-validation"),
         _ => test_split(&run)?.0,
     };
-    let (_, va) = data::stratified(&l.labels, &train_all, cfg.val_fraction, cfg.seed.wrapping_add(1));
+    let (_, va) = validation_part(&cfg, &l, &train_all);
     predictor.calibrate(gpu, &data::dataset(&own, &l, &va, cfg.input, &predictor.meta.scaler))
 }
 
@@ -573,6 +589,14 @@ pub struct Comparison {
     pub by_actor_accuracy: Option<f64>,
     pub by_actor_accuracy_sd: Option<f64>,
     pub by_actor_macro_f1: Option<f64>,
+    /// Unweighted average recall on the random split's test clips.
+    pub random_uar: f64,
+    /// The random split's model scored on another corpus (`--test-data`): accuracy, UAR,
+    /// macro F1 over its clips of the model's classes, and how many there were.
+    pub other_accuracy: Option<f64>,
+    pub other_uar: Option<f64>,
+    pub other_macro_f1: Option<f64>,
+    pub other_clips: Option<usize>,
     pub fit_seconds: Option<f64>,
     pub test_predict_seconds: Option<f64>,
 }
@@ -580,8 +604,10 @@ pub struct Comparison {
 /// `ser compare`: each model of `models` with the run's configuration on one stratified random
 /// split (the run's seed and test fraction, the same split for every model), and, with
 /// `by_actor`, its cross-validation by actor. The recurrent models read frames whatever the
-/// run's input, since they have nothing to recur over in a clip's summary.
-pub fn compare(run: &Run, models: &[ModelKind], by_actor: bool) -> Result<Vec<Comparison>> {
+/// run's input, since they have nothing to recur over in a clip's summary. With `other` (the
+/// features of another corpus, in the run's configuration), each random-split model is also
+/// scored there: trained on one corpus, heard on another.
+pub fn compare(run: &Run, models: &[ModelKind], by_actor: bool, other: Option<&FeatureSet>) -> Result<Vec<Comparison>> {
     let (base, l) = (run.cfg, run.labelled);
     let all: Vec<usize> = (0..l.clips.len()).collect();
     let (train_all, test) = data::stratified(&l.labels, &all, base.test_fraction, base.seed);
@@ -600,11 +626,25 @@ pub fn compare(run: &Run, models: &[ModelKind], by_actor: bool) -> Result<Vec<Co
         } else {
             None
         };
+        let elsewhere = match other {
+            Some(set) => {
+                (run.log)(&format!("compare: {name}, scored on the other corpus"));
+                let options = crate::infer::EvalOptions { held_out_of_seed: None, held_out_fold: None, groups: SpeakerGroups::Auto, min_clips: None };
+                let ev = crate::infer::evaluate(run.gpu, std::slice::from_ref(&predictor), set, &options).context("--test-data")?;
+                Some((ev.report.accuracy, ev.report.uar, ev.report.macro_f1, ev.clips.len()))
+            }
+            None => None,
+        };
         let t = &predictor.meta.training;
         rows.push(Comparison {
             model: name,
             random_accuracy: rep.accuracy,
             random_macro_f1: rep.macro_avg.f1,
+            random_uar: rep.uar,
+            other_accuracy: elsewhere.map(|e| e.0),
+            other_uar: elsewhere.map(|e| e.1),
+            other_macro_f1: elsewhere.map(|e| e.2),
+            other_clips: elsewhere.map(|e| e.3),
             by_actor_accuracy: folds.map(|((m, _), _)| m),
             by_actor_accuracy_sd: folds.map(|((_, sd), _)| sd),
             by_actor_macro_f1: folds.map(|(_, (m, _))| m),
@@ -690,6 +730,16 @@ struct Parts<'a> {
     input_shape: (usize, usize),
 }
 
+/// The training part's fitting and validation clips: the rows a manifest marks valid under
+/// `--split given` (when it marks any), otherwise a stratified `val_fraction` of each class
+/// (seeded by the run).
+pub fn validation_part(cfg: &RunConfig, l: &Labelled, train_all: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    if cfg.split == Split::Given && train_all.iter().any(|&p| l.given[p] == Some(RowSplit::Valid)) {
+        return train_all.iter().partition(|&&p| l.given[p] != Some(RowSplit::Valid));
+    }
+    data::stratified(&l.labels, train_all, cfg.val_fraction, cfg.seed.wrapping_add(1))
+}
+
 /// What a fit returns: the classifier, the architecture recorded with it (empty layers for the
 /// classical models: the input shape only) and its part of the training record.
 type Fitted = (Classifier, Architecture, serde_json::Value);
@@ -699,7 +749,7 @@ type Fitted = (Classifier, Architecture, serde_json::Value);
 /// every time validation improves (resumable if the run is killed).
 pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Option<Predictor>, out: Option<&Path>) -> Result<(Predictor, Option<Report>)> {
     let (gpu, cfg, set, l) = (run.gpu, run.cfg, run.set, run.labelled);
-    let (tr, va) = data::stratified(&l.labels, train_all, cfg.val_fraction, cfg.seed.wrapping_add(1));
+    let (tr, va) = validation_part(cfg, l, train_all);
     // A resumed model keeps the scaler its weights were trained with.
     let scaler = match &resume {
         Some(r) => r.meta.scaler.clone(),

@@ -382,8 +382,10 @@ struct TrainArgs {
     speaker_norm: bool,
     #[command(flatten)]
     speaker: SpeakerFlags,
-    #[arg(long, value_enum, default_value_t = defaults().split)]
-    split: Split,
+    /// How clips are held out for testing (default: random, or given when a manifest's rows
+    /// carry a split column).
+    #[arg(long, value_enum)]
+    split: Option<Split>,
     /// Fraction of each class held out for testing (random split).
     #[arg(long, default_value_t = defaults().test_fraction, value_parser = open_fraction)]
     test_fraction: f64,
@@ -489,7 +491,7 @@ impl TrainArgs {
             },
             input: self.input,
             class_weights: self.class_weights,
-            split: self.split,
+            split: self.split.unwrap_or(defaults().split),
             test_fraction: self.test_fraction,
             test_actors: self.test_actors.clone(),
             test_speakers: self.test_speakers.clone(),
@@ -525,6 +527,13 @@ struct CompareArgs {
     /// Skip the by-actor cross-validation (the random split only).
     #[arg(long)]
     no_actor_folds: bool,
+    /// Another corpus (a folder in any layout) to score each random-split model on: trained on
+    /// one corpus, heard on another. Repeatable; classes the models lack are left out.
+    #[arg(long, value_name = "DIR")]
+    test_data: Vec<PathBuf>,
+    /// The same from a manifest (.csv, .tsv, .jsonl). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    test_manifest: Vec<PathBuf>,
     /// Print JSON instead of a Markdown table.
     #[arg(long)]
     json: bool,
@@ -1056,6 +1065,9 @@ fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &mut RunConfig) -> 
         anyhow::bail!("--speaker-groups / --min-speaker-clips need --speaker-norm");
     }
     let (set, l) = experiment::labelled_for_run(set, &selection, cfg, args.speaker.groups())?;
+    if args.split.is_none() && args.resume.is_none() && l.given.iter().any(Option::is_some) {
+        cfg.split = Split::Given;
+    }
     if args.folds.is_none() && args.resume.is_none() {
         let speakers = l.speakers.iter().collect::<std::collections::BTreeSet<_>>().len();
         cfg.folds = ser::train::data::default_folds(speakers).unwrap_or(cfg.folds);
@@ -1488,7 +1500,16 @@ fn compare(args: CompareArgs) -> Result<()> {
     let (set, l) = training_data(&gpu, &args.train, &mut base)?;
     let log = |line: &str| eprintln!("{line}");
     let run = Run { gpu: &gpu, cfg: &base, set: &set, labelled: &l, log: &log };
-    let rows = experiment::compare(&run, &args.models, !args.no_actor_folds)?;
+    let other = if args.test_data.is_empty() && args.test_manifest.is_empty() {
+        None
+    } else {
+        let sources = args.test_data.iter().map(|d| Source::Folder(d.clone())).chain(args.test_manifest.iter().map(|m| Source::Manifest(m.clone()))).collect();
+        let data = corpus::Data { sources, ..args.train.data.data()? };
+        let (other, report) = corpus::build(&gpu, &data, &set.config, &args.train.build.options())?;
+        report_unused(&report, "by --vocal/--drop or the label map");
+        Some(other)
+    };
+    let rows = experiment::compare(&run, &args.models, !args.no_actor_folds, other.as_ref())?;
     let (study, classes) = (experiment::STUDY, l.classes.len());
     if args.json {
         let study: Vec<_> = study.iter().map(|(n, k, a)| serde_json::json!({"model": n, "kind": k, "accuracy": a})).collect();
@@ -1508,6 +1529,13 @@ fn compare(args: CompareArgs) -> Result<()> {
     }
     for r in rows.iter().filter(|r| !study.iter().any(|(_, k, _)| r.model == *k)) {
         println!("| ser {} (not in the study) | - | {:.3} | {:.3} | {} | {} |", r.model, r.random_accuracy, r.random_macro_f1, by_actor(r), f(r.by_actor_macro_f1));
+    }
+    if other.is_some() {
+        println!("\nTrained on the random split's training part, scored on its test clips and on the other corpus:\n");
+        println!("| model | in corpus accuracy | UAR | other corpus accuracy | UAR | macro F1 | clips |\n|---|---:|---:|---:|---:|---:|---:|");
+        for r in &rows {
+            println!("| {} | {:.3} | {:.3} | {} | {} | {} | {} |", r.model, r.random_accuracy, r.random_uar, f(r.other_accuracy), f(r.other_uar), f(r.other_macro_f1), r.other_clips.unwrap_or(0));
+        }
     }
     Ok(())
 }

@@ -353,6 +353,34 @@ fn a_model_trained_under_one_corpus_names_scores_the_same_audio_under_another_an
             }
         }
     }
+    // `ser compare` trains each model on one corpus and scores it on another as well.
+    let compare = ser().args(["compare", "--no-cache", "--models", "krr,knn", "--no-actor-folds", "--input", "stats", "--json", "--data"]).arg(root.join("crema")).arg("--test-data").arg(root.join("emodb")).output().unwrap();
+    assert!(compare.status.success(), "{}", text(&compare));
+    let rows: serde_json::Value = serde_json::from_slice(&compare.stdout).unwrap();
+    for row in rows["ser"].as_array().unwrap() {
+        assert_eq!(row["other_clips"], 96, "{row}");
+        assert!(row["other_uar"].as_f64().unwrap() > 0.8 && row["random_uar"].as_f64().is_some(), "{row}");
+    }
+    // A manifest's own split column is honoured without --split: speakers 1001-1004 train,
+    // 1005 validates, 1006 is the test.
+    let mut manifest = String::from("path,label,speaker,split\n");
+    for (_, crema, _) in &classes {
+        for speaker in 1001..=1006 {
+            let split = match speaker { 1005 => "valid", 1006 => "test", _ => "train" };
+            for sentence in &sentences {
+                manifest += &format!("crema/{speaker}_{sentence}_{crema}_XX.wav,{crema},{speaker},{split}\n");
+            }
+        }
+    }
+    std::fs::write(root.join("split.csv"), manifest).unwrap();
+    let given = ser().args(["train", "--no-cache", "--model", "krr", "--input", "stats", "--manifest"]).arg(root.join("split.csv")).arg("--out").arg(root.join("given.safetensors")).output().unwrap();
+    let t = text(&given);
+    assert!(given.status.success() && t.contains("train 64 / validation 16 / test 16 clips"), "{t}");
+    let mut bad = std::fs::read_to_string(root.join("split.csv")).unwrap();
+    bad = bad.replacen(",train\n", ",\n", 1);
+    std::fs::write(root.join("gap.csv"), bad).unwrap();
+    let gap = ser().args(["train", "--no-cache", "--model", "krr", "--input", "stats", "--split", "given", "--manifest"]).arg(root.join("gap.csv")).arg("--out").arg(root.join("gap.safetensors")).output().unwrap();
+    assert!(!gap.status.success() && text(&gap).contains("carries no split while others do"), "{}", text(&gap));
     // The union of two corpora: speakers kept apart by corpus, cross-validated by speaker with
     // EmoBox's number of folds (12 speakers once disgust is dropped: 3 folds), and the model's record names both corpora.
     let union = ser().args(["train", "--no-cache", "--model", "krr", "--input", "stats", "--split", "speaker-folds", "--drop", "disgust", "--data"]).arg(root.join("crema")).arg("--data").arg(root.join("emodb")).output().unwrap();

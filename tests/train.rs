@@ -234,7 +234,7 @@ fn stats_input_is_the_scaled_means_then_standard_deviations() {
     // Two clips of 2 columns: 3 frames and 1 frame.
     let frames = vec![1.0, 10.0, 2.0, 20.0, 3.0, 60.0, 5.0, 7.0, 0.0, 0.0, 0.0, 0.0];
     use ser::audio::Emotion;
-    let clip = |a, emotion| ClipInfo { path: format!("Actor_0{a}/x.wav"), emotion: Some(emotion), actor: Some(a), vocal: None, intensity: None, statement: None, repetition: None, speed: None, speaker: None, corpus: None, segment: None };
+    let clip = |a, emotion| ClipInfo { path: format!("Actor_0{a}/x.wav"), emotion: Some(emotion), actor: Some(a), vocal: None, intensity: None, statement: None, repetition: None, speed: None, speaker: None, corpus: None, segment: None, split: None };
     let set = FeatureSet {
         config: ser::features::FeatureConfig { n_mfcc: 1, n_chroma: 1, contrast_bands: 0, ..Default::default() },
         clips: vec![clip(1, Emotion::Happy), clip(2, Emotion::Sad)],

@@ -39,12 +39,36 @@ pub struct ClipInfo {
     /// A segment of the file at `path`: [start, end) in seconds (a manifest's `start`/`end`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<[f64; 2]>,
+    /// The part of a split a manifest's `split` column puts the clip in (`--split given`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<RowSplit>,
+}
+
+/// A manifest row's own split: train, valid (validation, dev) or test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RowSplit {
+    Train,
+    Valid,
+    Test,
+}
+
+impl RowSplit {
+    /// The spellings a `split` column may use, any case.
+    pub fn parse(text: &str) -> Option<RowSplit> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "train" | "training" => Some(RowSplit::Train),
+            "valid" | "validation" | "val" | "dev" => Some(RowSplit::Valid),
+            "test" | "testing" => Some(RowSplit::Test),
+            _ => None,
+        }
+    }
 }
 
 impl ClipInfo {
     /// A clip known only by its path (predicting arbitrary audio, synthetic benchmark clips).
     pub fn unlabelled(path: impl Into<String>) -> ClipInfo {
-        ClipInfo { path: path.into(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None, speed: None, speaker: None, corpus: None, segment: None }
+        ClipInfo { path: path.into(), emotion: None, actor: None, vocal: None, intensity: None, statement: None, repetition: None, speed: None, speaker: None, corpus: None, segment: None, split: None }
     }
 
     /// The clip's speaker: its `speaker`, else its RAVDESS actor as two digits ("07").

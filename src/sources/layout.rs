@@ -186,7 +186,7 @@ pub(crate) fn read_folder(dir: &Path, map: &LabelMap) -> Result<Read> {
             match m {
                 Some((_, (raw, emotion, speaker))) => {
                     let ravdess = (layout == Layout::Ravdess).then(|| RavdessName::parse(&rel).ok()).flatten();
-                    read.rows.push(Row { file, origin: rel.clone(), relative: rel, raw_label: raw, emotion: Some(emotion), speaker: Some(speaker), segment: None, ravdess });
+                    read.rows.push(Row { file, origin: rel.clone(), relative: rel, raw_label: raw, emotion: Some(emotion), speaker: Some(speaker), segment: None, split: None, ravdess });
                 }
                 None => {
                     let why = match layout {
@@ -204,7 +204,7 @@ pub(crate) fn read_folder(dir: &Path, map: &LabelMap) -> Result<Read> {
     for (file, rel) in files.into_iter().zip(relative) {
         let class_folder = rel.rsplit('/').nth(1).filter(|folder| map.apply(folder, None) != Mapped::Unknown);
         match class_folder {
-            Some(folder) => read.rows.push(Row { file, origin: rel.clone(), raw_label: folder.to_string(), relative: rel, emotion: None, speaker: None, segment: None, ravdess: None }),
+            Some(folder) => read.rows.push(Row { file, origin: rel.clone(), raw_label: folder.to_string(), relative: rel, emotion: None, speaker: None, segment: None, split: None, ravdess: None }),
             None => read.unmatched.push((rel, "in no folder named after a class".to_string())),
         }
     }

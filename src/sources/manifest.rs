@@ -4,6 +4,7 @@
 //! relative to the manifest's folder unless absolute; `start`/`end` (seconds) cut a segment.
 
 use super::{Layout, Read, Row};
+use crate::features::set::RowSplit;
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::path::Path;
@@ -53,11 +54,10 @@ pub(crate) fn read(file: &Path) -> Result<Read> {
             }
             _ => bail!("{origin}: a segment needs both start and end"),
         };
-        if let Some(split) = get("split")
-            && !["train", "valid", "validation", "dev", "test"].contains(&split.to_ascii_lowercase().as_str())
-        {
-            bail!("{origin}: split {split:?} is not train, valid or test");
-        }
+        let split = match get("split") {
+            Some(text) => Some(RowSplit::parse(text).with_context(|| format!("{origin}: split {text:?} is not train, valid or test"))?),
+            None => None,
+        };
         let file = base.join(path);
         if !file.is_file() {
             read.skipped.push((origin, format!("{path}: no such file")));
@@ -70,6 +70,7 @@ pub(crate) fn read(file: &Path) -> Result<Read> {
             emotion: None,
             speaker: speaker_col.as_deref().and_then(get).map(str::to_string),
             segment,
+            split,
             origin,
             ravdess: None,
         });

@@ -59,6 +59,8 @@ pub(crate) struct Row {
     pub emotion: Option<Emotion>,
     pub speaker: Option<String>,
     pub segment: Option<[f64; 2]>,
+    /// The manifest's `split` column.
+    pub split: Option<crate::features::set::RowSplit>,
     /// Where the row came from, for messages: "FILE line N" or the relative path.
     pub origin: String,
     /// The RAVDESS fields, for clips named by RAVDESS's convention.
@@ -118,6 +120,7 @@ pub fn load(sources: &[Source], selection: &Selection, map: &LabelMap) -> Result
             info.emotion = Some(emotion);
             info.corpus = Some(read.layout.name().to_string());
             info.segment = row.segment;
+            info.split = row.split;
             if let Some(n) = row.ravdess {
                 info.actor = Some(n.actor);
                 info.vocal = Some(n.vocal);

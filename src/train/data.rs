@@ -80,6 +80,8 @@ pub struct Labelled {
     pub labels: Vec<u32>,
     /// Each position's speaker (`ClipInfo::speaker_id`: "07" for RAVDESS actor 7).
     pub speakers: Vec<String>,
+    /// Each position's own split from a manifest's `split` column (`--split given`).
+    pub given: Vec<Option<crate::features::set::RowSplit>>,
     pub classes: Vec<Emotion>,
     /// Set indices of each position's augmented copies (`ClipInfo::speed`), which train beside
     /// it and are never split apart from it (empty without copies).
@@ -109,7 +111,7 @@ pub fn labelled(set: &FeatureSet, selection: &Selection) -> Result<Labelled> {
 /// The clips of `set` labelled with exactly `classes` (a saved model's), each of which must have
 /// examples; clips of other classes are left out.
 pub fn labelled_as(set: &FeatureSet, vocal: VocalFilter, classes: Vec<Emotion>) -> Result<Labelled> {
-    let mut out = Labelled { clips: vec![], labels: vec![], speakers: vec![], classes: classes.clone(), copies: vec![] };
+    let mut out = Labelled { clips: vec![], labels: vec![], speakers: vec![], given: vec![], classes: classes.clone(), copies: vec![] };
     let mut position_of = std::collections::HashMap::new();
     for (i, c) in set.clips.iter().enumerate() {
         if c.speed.is_some() {
@@ -124,6 +126,7 @@ pub fn labelled_as(set: &FeatureSet, vocal: VocalFilter, classes: Vec<Emotion>) 
             out.clips.push(i);
             out.labels.push(k as u32);
             out.speakers.push(speaker);
+            out.given.push(c.split);
         }
     }
     if out.clips.is_empty() {

@@ -97,7 +97,7 @@ pub fn synthetic_set_with_voices(voice: impl Fn(u8, usize) -> (f32, f32)) -> ser
                 }
                 set.frames.extend(frames);
                 set.lengths.push(len as u32);
-                set.clips.push(ser::features::set::ClipInfo { path: format!("Actor_{actor:02}/{k}-{rep}.wav"), emotion: Some(*e), actor: Some(actor), vocal: None, intensity: None, statement: None, repetition: None, speed: None, speaker: None, corpus: None, segment: None });
+                set.clips.push(ser::features::set::ClipInfo { path: format!("Actor_{actor:02}/{k}-{rep}.wav"), emotion: Some(*e), actor: Some(actor), vocal: None, intensity: None, statement: None, repetition: None, speed: None, speaker: None, corpus: None, segment: None, split: None });
             }
         }
     }
