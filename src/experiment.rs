@@ -7,6 +7,7 @@
 //! [`crate::train`] and [`crate::infer`] and uses both.
 
 use crate::audio::{Emotion, Selection, VocalFilter};
+use crate::contract::{CorpusSeen, DataContract};
 use crate::features::set::{FeatureSet, RowSplit};
 use crate::gpu::Gpu;
 use crate::infer::{Classifier, Predictor};
@@ -363,7 +364,7 @@ pub fn test_split(run: &Run) -> Result<(Vec<usize>, Vec<usize>)> {
 
 /// Per corpus (the layout or manifest its labels came from; "ravdess" for files made before
 /// corpora were recorded), how many labelled clips and speakers a run read.
-pub fn corpora_seen(set: &FeatureSet, l: &Labelled) -> serde_json::Value {
+pub fn corpora_seen(set: &FeatureSet, l: &Labelled) -> std::collections::BTreeMap<String, CorpusSeen> {
     let mut seen: std::collections::BTreeMap<String, (usize, std::collections::BTreeSet<&str>)> = Default::default();
     for (p, &c) in l.clips.iter().enumerate() {
         let clip = &set.clips[c];
@@ -372,7 +373,12 @@ pub fn corpora_seen(set: &FeatureSet, l: &Labelled) -> serde_json::Value {
         entry.0 += 1;
         entry.1.insert(l.speakers[p].as_str());
     }
-    seen.into_iter().map(|(k, (clips, speakers))| (k, serde_json::json!({"clips": clips, "speakers": speakers.len()}))).collect::<serde_json::Map<_, _>>().into()
+    seen.into_iter().map(|(k, (clips, speakers))| (k, CorpusSeen { clips, speakers: speakers.len() })).collect()
+}
+
+/// The label map the feature file's labels went through (recorded by `ser features`).
+fn label_map_seen(set: &FeatureSet) -> Vec<(String, String)> {
+    set.label_map.clone()
 }
 
 /// A short fingerprint of the labelled clips (paths and classes): what `--resume` checks it
@@ -407,7 +413,7 @@ pub fn resume(gpu: &Gpu, path: &Path) -> Result<(Predictor, RunConfig)> {
         Some(run) => serde_json::from_value(run.clone()).with_context(|| format!("{}: its training record's run configuration", path.display()))?,
         None => legacy_config(path, t)?,
     };
-    let mut cfg = RunConfig { input: meta.input, speaker_norm: meta.speaker_norm.as_ref().map(|s| s.min_clips), ensemble: 1, refit: false, ..cfg };
+    let mut cfg = RunConfig { input: meta.data.input, speaker_norm: meta.data.speaker_norm.as_ref().map(|s| s.min_clips), ensemble: 1, refit: false, ..cfg };
     adopt_saved_head(&mut cfg.model, cfg.input, &meta.architecture);
     Ok((Predictor { classifier: Classifier::Network(models), meta }, cfg))
 }
@@ -461,15 +467,15 @@ pub fn check_resume(run: &Run, r: &Predictor) -> Result<()> {
 
 /// Refuses features, classes or clips other than the model was trained on, naming `flag`.
 fn check_same_data(run: &Run, r: &Predictor, flag: &str) -> Result<()> {
-    if r.meta.features != run.set.config {
-        bail!("{flag}: the model was trained on other features than these (its features {}, these {})", serde_json::to_string(&r.meta.features)?, serde_json::to_string(&run.set.config)?);
+    if r.meta.data.features != run.set.config {
+        bail!("{flag}: the model was trained on other features than these (its features {}, these {})", serde_json::to_string(&r.meta.data.features)?, serde_json::to_string(&run.set.config)?);
     }
-    if r.meta.classes != run.labelled.classes {
+    if r.meta.data.classes != run.labelled.classes {
         // The selection (--vocal, --drop) is the run's, not the model's: name what to give.
         let names = |c: &[Emotion]| c.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ");
         bail!(
             "{flag}: the model was trained on the classes {}, and these clips have {}; select the same (--drop, --vocal)",
-            names(&r.meta.classes),
+            names(&r.meta.data.classes),
             names(&run.labelled.classes)
         );
     }
@@ -493,7 +499,7 @@ pub fn calibrate_saved(gpu: &Gpu, predictor: &mut Predictor, set: &FeatureSet, g
     if cfg.refit {
         bail!("a refitted model has trained on its validation clips: nothing is left to calibrate it on");
     }
-    let l = data::labelled_as(set, VocalFilter::Both, predictor.meta.classes.clone())?;
+    let l = data::labelled_as(set, VocalFilter::Both, predictor.meta.data.classes.clone())?;
     let mut own = set.clone();
     predictor.normalise_speakers(&mut own, &l.all_clips(), groups, min_clips)?;
     let run = Run { gpu, cfg: &cfg, set: &own, labelled: &l, log: &|_| {} };
@@ -504,7 +510,7 @@ pub fn calibrate_saved(gpu: &Gpu, predictor: &mut Predictor, set: &FeatureSet, g
         _ => test_split(&run)?.0,
     };
     let (_, va) = validation_part(&cfg, &l, &train_all);
-    predictor.calibrate(gpu, &data::dataset(&own, &l, &va, cfg.input, &predictor.meta.scaler))
+    predictor.calibrate(gpu, &data::dataset(&own, &l, &va, cfg.input, &predictor.meta.data.scaler))
 }
 
 /// One fold of the cross-validation by speaker.
@@ -752,7 +758,7 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
     let (tr, va) = validation_part(cfg, l, train_all);
     // A resumed model keeps the scaler its weights were trained with.
     let scaler = match &resume {
-        Some(r) => r.meta.scaler.clone(),
+        Some(r) => r.meta.data.scaler.clone(),
         None => data::fit_scaler(set, l, &tr, cfg.input),
     };
     // Augmented copies train beside their sources; validation and test see originals only.
@@ -806,17 +812,20 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
             "gemm_kernels": crate::ops::autotune::used(gpu),
             // What `--resume` checks it continues on: the labelled clips (paths and classes).
             "data": data,
-            // The corpora the labelled clips came from, with their clips and speakers.
-            "corpora": corpora_seen(set, l),
         })
     };
     let meta_with = |architecture: Architecture, training: serde_json::Value| ModelMeta {
         architecture,
-        classes: l.classes.clone(),
-        features: set.config.clone(),
-        input: cfg.input,
-        scaler: final_scaler.clone(),
-        speaker_norm: cfg.speaker_norm.map(|min_clips| SpeakerNorm { min_clips }),
+        data: DataContract {
+            version: crate::contract::VERSION,
+            classes: l.classes.clone(),
+            features: set.config.clone(),
+            input: cfg.input,
+            scaler: final_scaler.clone(),
+            speaker_norm: cfg.speaker_norm.map(|min_clips| SpeakerNorm { min_clips }),
+            label_map: label_map_seen(set),
+            corpora: corpora_seen(set, l),
+        },
         training,
         temperatures: Vec::new(),
     };

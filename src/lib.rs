@@ -3,7 +3,8 @@
 //! Stages, in data-flow order: [`audio`] (finding, decoding, resampling clips), [`sources`]
 //! (which clips, with which labels and speakers: corpus layouts and manifests), [`gpu`] (the
 //! runtime that owns every wgpu call), [`ops`]
-//! (kernel families, each with a CPU reference), [`features`], [`nn`], [`train`], [`infer`],
+//! (kernel families, each with a CPU reference), [`features`], [`contract`] (what a model needs to read audio as it was trained),
+//! [`nn`], [`train`], [`infer`],
 //! [`experiment`] (a whole training run with its typed configuration: what `ser train` and the
 //! tests call), [`bench`] (throughput measurements) and [`selftest`] (every kernel family and the built-in
 //! model checked on the adapter at hand).
@@ -13,6 +14,7 @@
 
 pub mod audio;
 pub mod bench;
+pub mod contract;
 pub mod experiment;
 pub mod features;
 pub mod gpu;

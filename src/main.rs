@@ -64,7 +64,7 @@ impl SpeakerFlags {
 
     /// Refuses speaker options for a model that does not normalise speakers.
     fn check_model(&self, meta: &ser::nn::checkpoint::ModelMeta) -> Result<()> {
-        if meta.speaker_norm.is_none() && self.given() {
+        if meta.data.speaker_norm.is_none() && self.given() {
             anyhow::bail!("--speaker-groups / --min-speaker-clips: the model was trained without --speaker-norm");
         }
         Ok(())
@@ -1113,7 +1113,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         (Some(_), true) => anyhow::bail!("give --features FILE or --data/--manifest, not both"),
         (Some(f), false) => ser::features::set::FeatureSet::read(f)?,
         (None, true) => {
-            let (set, report) = corpus::build(&gpu, &args.data.data()?, &p.meta.features, &args.build.options())?;
+            let (set, report) = corpus::build(&gpu, &args.data.data()?, &p.meta.data.features, &args.build.options())?;
             report_unused(&report, "by --vocal/--drop or the label map");
             skipped = report.skipped.len();
             set
@@ -1185,7 +1185,7 @@ fn predict(args: PredictArgs) -> Result<()> {
         eprintln!("predicting on {} adapters: {}", w.len(), w.iter().map(|s| format!("{} ({:?})", s.name.as_deref().unwrap_or("?"), s.backend)).collect::<Vec<_>>().join(", "));
     }
     // Probability columns in the JSON lines' key order (sorted names), so both formats agree.
-    let mut names: Vec<String> = meta.classes.iter().map(|c| c.to_string()).collect();
+    let mut names: Vec<String> = meta.data.classes.iter().map(|c| c.to_string()).collect();
     names.sort();
     let segments = args.segment.map(|length| ser::infer::Segments { length, hop: args.segment_hop.unwrap_or(length) });
     let header = format!("file,{}label,confidence,{}", if segments.is_some() { "start,end," } else { "" }, names.join(","));

@@ -289,7 +289,7 @@ fn evaluation_scores_the_clips_a_seed_held_out_as_the_run_did() {
     assert_eq!((ev.other_classes, &ev.clips[..]), (1, &l.clips[1..]));
     // An ensemble member with other classes is refused.
     let mut other = load();
-    other.meta.classes.swap(0, 1);
+    other.meta.data.classes.swap(0, 1);
     let err = ser::infer::evaluate(g, &[load(), other], &set, &options(None)).expect_err("refused").to_string();
     assert!(err.contains("model 2 of the ensemble"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -173,6 +173,7 @@ fn feature_files_load_or_say_why() {
         vectors: (0..n * dim).map(|i| (i % 13) as f32).collect(),
         stds: vec![1.0; n * dim],
         dim,
+        label_map: vec![],
     };
     let path = dir.join("seed.safetensors");
     set.write(&path).unwrap();
@@ -216,7 +217,7 @@ fn checkpoints_load_or_say_why() {
         // synthetic clips (when it reads their feature configuration), or a clear error.
         let verdict = catch_unwind(AssertUnwindSafe(|| {
             let p = ser::infer::load_model_bytes(g, "fuzz", input.clone())?;
-            let proba = if p.meta.features == probe.config {
+            let proba = if p.meta.data.features == probe.config {
                 let clips: Vec<usize> = (0..probe.clips.len()).step_by(9).collect();
                 let labels = vec![0; clips.len()];
                 p.dataset(&probe, &clips, labels).and_then(|d| p.probabilities(g, &d)).ok()
@@ -227,7 +228,7 @@ fn checkpoints_load_or_say_why() {
         }));
         match verdict {
             Err(_) => fail("checkpoint", i, &input, "panicked"),
-            Ok(Ok((meta, _))) if meta.scaler.std.iter().any(|s| !s.is_finite() || *s <= 0.0) => fail("checkpoint", i, &input, "bad scaler accepted"),
+            Ok(Ok((meta, _))) if meta.data.scaler.std.iter().any(|s| !s.is_finite() || *s <= 0.0) => fail("checkpoint", i, &input, "bad scaler accepted"),
             Ok(Ok((_, Some(proba)))) if proba.iter().any(|row| row.iter().any(|v| !v.is_finite()) || (row.iter().sum::<f32>() - 1.0).abs() > 1e-3) => {
                 fail("checkpoint", i, &input, "loaded, then predicted non-finite or unnormalised probabilities")
             }
@@ -268,4 +269,41 @@ fn seed_models(g: &ser::gpu::Gpu) -> Vec<Vec<u8>> {
     }
     std::fs::remove_dir_all(&dir).unwrap();
     out
+}
+
+/// Manifests (CSV with quotes and a byte-order mark, TSV, JSONL with EmoBox's keys) read into
+/// labelled clips or refused with a reason naming the manifest; never a panic, never a clip
+/// without a class, a missing file or a segment that ends before it starts. The seeds themselves
+/// must load whole: a reader that refused everything would fail here.
+#[test]
+fn manifests_load_or_say_why() {
+    use ser::sources::{LabelMap, Source};
+    let dir = std::env::temp_dir().join(format!("ser-fuzz-manifests-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("audio")).unwrap();
+    for name in ["a.flac", "b.flac", "c d.flac"] {
+        std::fs::copy(common::copy_16k("03-01-01-01-01-01-01"), dir.join("audio").join(name)).unwrap();
+    }
+    let seeds: [(&str, &str, usize); 3] = [
+        ("csv", "\u{feff}path,label,speaker,start,end,split\naudio/a.flac,neutral,s1,0,1.5,train\n\"audio/c d.flac\",\"ang\",s2,,,test\naudio/b.flac,sad,s1,0.5,2,valid\n", 3),
+        ("tsv", "path\tlabel\tspeaker\naudio/a.flac\thappy\tx\naudio/b.flac\tfear\ty\n", 2),
+        ("jsonl", "{\"key\": \"k1\", \"wav\": \"audio/a.flac\", \"emo\": \"neu\", \"speaker\": \"s\", \"channel\": 1}\n{\"key\": \"k2\", \"wav\": \"audio/b.flac\", \"emo\": \"sad\", \"start\": 0.25, \"end\": 1}\n", 2),
+    ];
+    for (ext, text, clips) in seeds {
+        let file = dir.join(format!("m.{ext}"));
+        let load = |bytes: &[u8]| {
+            std::fs::write(&file, bytes).unwrap();
+            ser::sources::load(&[Source::Manifest(file.clone())], &Default::default(), &LabelMap::default())
+        };
+        let whole = load(text.as_bytes()).unwrap_or_else(|e| panic!("the {ext} seed: {e:#}"));
+        assert_eq!(whole.clips.len(), clips, "the {ext} seed loads whole");
+        fuzz(&format!("manifest-{ext}"), &[text.as_bytes().to_vec()], |b| match load(b) {
+            Err(e) if !format!("{e:#}").contains("m.") => Err(format!("an error not naming the manifest: {e:#}")),
+            Err(_) => Ok(()),
+            Ok(l) => match l.clips.iter().find(|c| c.info.emotion.is_none() || !c.file.is_file() || c.info.segment.is_some_and(|[s, e]| !(s < e))) {
+                Some(c) => Err(format!("a bad clip got through: {c:?}")),
+                None => Ok(()),
+            },
+        });
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -30,11 +30,16 @@ fn predict_and_eval_on_real_files() {
         let model = Model::new(g, &arch, 11).unwrap();
         let meta = ModelMeta {
             architecture: arch,
-            classes,
-            scaler: ser::train::data::Scaler { mean: vec![0.0; cfg.dim()], std: vec![10.0; cfg.dim()] },
-            features: cfg,
-            input: ser::train::data::Input::Vectors,
-            speaker_norm: None,
+            data: ser::contract::DataContract {
+                version: ser::contract::VERSION,
+                classes,
+                scaler: ser::train::data::Scaler { mean: vec![0.0; cfg.dim()], std: vec![10.0; cfg.dim()] },
+                features: cfg,
+                input: ser::train::data::Input::Vectors,
+                speaker_norm: None,
+                label_map: vec![],
+                corpora: Default::default(),
+            },
             training: serde_json::json!({}),
             temperatures: vec![],
         };

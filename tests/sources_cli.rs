@@ -314,9 +314,9 @@ fn a_model_trained_under_one_corpus_names_scores_the_same_audio_under_another_an
     let bytes = std::fs::read(&model).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let meta = meta.metadata().as_ref().unwrap();
-    let training: serde_json::Value = serde_json::from_str(&meta["training"]).unwrap();
-    assert_eq!(training["corpora"], serde_json::json!({"crema-d": {"clips": 96, "speakers": 6}}));
-    assert_eq!(meta["classes"], r#"["neutral","happy","sad","angry"]"#);
+    assert_eq!(meta["corpora"], r#"{"crema-d":{"clips":96,"speakers":6}}"#);
+    assert_eq!((meta["classes"].as_str(), meta["data_contract"].as_str()), (r#"["neutral","happy","sad","angry"]"#, "1"));
+    assert!(!meta.contains_key("label_map"), "no map, none recorded");
     // Two speakers never heard: the classes are easy, so nearly all right.
     let eval = |data: &Path, extra: &[&str]| {
         let o = ser().args(["eval", "--no-cache", "--json", "--model"]).arg(&model).arg("--data").arg(data).args(extra).output().unwrap();
@@ -373,9 +373,25 @@ fn a_model_trained_under_one_corpus_names_scores_the_same_audio_under_another_an
         }
     }
     std::fs::write(root.join("split.csv"), manifest).unwrap();
-    let given = ser().args(["train", "--no-cache", "--model", "krr", "--input", "stats", "--manifest"]).arg(root.join("split.csv")).arg("--out").arg(root.join("given.safetensors")).output().unwrap();
+    let given = ser().args(["train", "--no-cache", "--model", "krr", "--input", "stats", "--label-map", "HAP=happy", "--manifest"]).arg(root.join("split.csv")).arg("--out").arg(root.join("given.safetensors")).output().unwrap();
     let t = text(&given);
     assert!(given.status.success() && t.contains("train 64 / validation 16 / test 16 clips"), "{t}");
+    // The data contract records the label map and the corpus, and the model loads with them.
+    let bytes = std::fs::read(root.join("given.safetensors")).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().as_ref().unwrap();
+    assert_eq!((meta["label_map"].as_str(), meta["corpora"].as_str()), (r#"[["hap","happy"]]"#, r#"{"manifest":{"clips":96,"speakers":6}}"#));
+    let g = &common::gpu().gpu;
+    let loaded = ser::infer::load_model(g, Some(&root.join("given.safetensors"))).unwrap();
+    assert_eq!(loaded.meta.data.label_map, vec![("hap".to_string(), "happy".to_string())]);
+    // A contract newer than this build reads is refused by name.
+    let mut newer = bytes.clone();
+    let key = br#""data_contract":"1""#;
+    let at = newer.windows(key.len()).position(|w| w == key).unwrap();
+    newer[at + key.len() - 2] = b'7';
+    std::fs::write(root.join("newer.safetensors"), &newer).unwrap();
+    let e = format!("{:#}", ser::infer::load_model(g, Some(&root.join("newer.safetensors"))).err().unwrap());
+    assert!(e.contains("data contract version 7 is newer"), "{e}");
     let mut bad = std::fs::read_to_string(root.join("split.csv")).unwrap();
     bad = bad.replacen(",train\n", ",\n", 1);
     std::fs::write(root.join("gap.csv"), bad).unwrap();

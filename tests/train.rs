@@ -162,11 +162,16 @@ fn checkpoints_round_trip_and_bad_files_are_refused_without_losing_anything() {
     train::fit(g, &mut model, &tr, &va, &[1.0; 3], &cfg, |_| {}).unwrap();
     let meta = ModelMeta {
         architecture: arch.clone(),
-        classes: vec![ser::audio::Emotion::Neutral, ser::audio::Emotion::Happy, ser::audio::Emotion::Sad],
-        features: ser::features::FeatureConfig { n_mfcc: 13, n_mels: 32, ..Default::default() },
-        input: ser::train::data::Input::Vectors,
-        scaler: ser::train::data::Scaler { mean: vec![0.0; 13 + 12 + 7], std: vec![1.0; 13 + 12 + 7] },
-        speaker_norm: None,
+        data: ser::contract::DataContract {
+            version: ser::contract::VERSION,
+            classes: vec![ser::audio::Emotion::Neutral, ser::audio::Emotion::Happy, ser::audio::Emotion::Sad],
+            features: ser::features::FeatureConfig { n_mfcc: 13, n_mels: 32, ..Default::default() },
+            input: ser::train::data::Input::Vectors,
+            scaler: ser::train::data::Scaler { mean: vec![0.0; 13 + 12 + 7], std: vec![1.0; 13 + 12 + 7] },
+            speaker_norm: None,
+            label_map: vec![],
+            corpora: Default::default(),
+        },
         training: serde_json::json!({"note": "test"}),
         temperatures: vec![],
     };
@@ -244,6 +249,7 @@ fn stats_input_is_the_scaled_means_then_standard_deviations() {
         vectors: vec![2.0, 30.0, 5.0, 7.0],
         stds: vec![(2f32 / 3.0).sqrt(), (1400f32 / 3.0).sqrt(), 0.0, 0.0],
         dim: 2,
+        label_map: vec![],
     };
     let drop = Emotion::ALL.iter().copied().filter(|e| ![Emotion::Happy, Emotion::Sad].contains(e)).collect();
     let selection = ser::audio::Selection { vocal: ser::audio::VocalFilter::Both, drop };
@@ -274,11 +280,16 @@ fn an_ensemble_round_trips_and_averages_its_members_probabilities() {
     let models = vec![Model::new(g, &arch, 1).unwrap(), Model::new(g, &arch, 2).unwrap()];
     let meta = ModelMeta {
         architecture: arch,
-        classes: vec![ser::audio::Emotion::Neutral, ser::audio::Emotion::Happy, ser::audio::Emotion::Sad],
-        features: ser::features::FeatureConfig::default(),
-        input: ser::train::data::Input::Frames,
-        scaler: ser::train::data::Scaler { mean: vec![0.0; 59], std: vec![1.0; 59] },
-        speaker_norm: None,
+        data: ser::contract::DataContract {
+            version: ser::contract::VERSION,
+            classes: vec![ser::audio::Emotion::Neutral, ser::audio::Emotion::Happy, ser::audio::Emotion::Sad],
+            features: ser::features::FeatureConfig::default(),
+            input: ser::train::data::Input::Frames,
+            scaler: ser::train::data::Scaler { mean: vec![0.0; 59], std: vec![1.0; 59] },
+            speaker_norm: None,
+            label_map: vec![],
+            corpora: Default::default(),
+        },
         training: serde_json::json!({}),
         temperatures: vec![],
     };

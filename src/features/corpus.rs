@@ -293,7 +293,8 @@ pub fn build(gpu: &Gpu, data: &Data, cfg: &FeatureConfig, opts: &BuildOptions) -
 
     let t = Instant::now();
     let slices: Vec<&[f32]> = signals.iter().map(Vec::as_slice).collect();
-    let set = extract_all(gpu, cfg, clips, &slices, opts.progress)?;
+    let mut set = extract_all(gpu, cfg, clips, &slices, opts.progress)?;
+    set.label_map = data.label_map.pairs();
     report.gpu_s = t.elapsed().as_secs_f64();
     report.clips = set.clips.len();
     if let Some(file) = &report.cache_file {
@@ -391,5 +392,5 @@ pub fn extract_all(gpu: &Gpu, cfg: &FeatureConfig, clips: Vec<ClipInfo>, signals
         first = end;
     }
     progress.finish_and_clear();
-    Ok(FeatureSet { config: cfg.clone(), clips, frames, lengths, t_max, vectors, stds, dim })
+    Ok(FeatureSet { config: cfg.clone(), clips, frames, lengths, t_max, vectors, stds, dim, label_map: vec![] })
 }

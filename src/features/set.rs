@@ -107,6 +107,9 @@ pub struct FeatureSet {
     /// [N, D]: the standard deviation over each clip's own frames.
     pub stds: Vec<f32>,
     pub dim: usize,
+    /// The label map the clips' labels went through (`--label-map`): (raw label, class or
+    /// "drop"); empty when none. Models trained on the file record it.
+    pub label_map: Vec<(String, String)>,
 }
 
 /// v2 added `stds`; v1 files are refused with a request to re-extract.
@@ -138,6 +141,10 @@ impl FeatureSet {
             ("config".to_string(), serde_json::to_string(&self.config)?),
             ("columns".to_string(), serde_json::to_string(&Self::columns(&self.config))?),
         ]);
+        let mut meta = meta;
+        if !self.label_map.is_empty() {
+            meta.insert("label_map".to_string(), serde_json::to_string(&self.label_map)?);
+        }
         store::to_safetensors(
             &[
                 Stored { name: "frames", dtype: Dtype::F32, shape: vec![n, self.t_max, self.dim], bytes: bytemuck::cast_slice(&self.frames) },
@@ -171,12 +178,13 @@ impl FeatureSet {
     pub fn concat(sets: Vec<FeatureSet>) -> Result<FeatureSet> {
         let Some(first) = sets.first() else { bail!("no feature sets to join") };
         let (config, dim, with_frames) = (first.config.clone(), first.dim, first.has_frames());
-        if sets.iter().any(|s| s.config != config || s.has_frames() != with_frames) {
-            bail!("feature sets of different configurations, or with and without frames, cannot be joined");
+        if sets.iter().any(|s| s.config != config || s.has_frames() != with_frames || s.label_map != first.label_map) {
+            bail!("feature sets of different configurations or label maps, or with and without frames, cannot be joined");
         }
+        let label_map = first.label_map.clone();
         let t_max = if with_frames { sets.iter().map(|s| s.t_max).max().unwrap_or(0) } else { 0 };
         let n: usize = sets.iter().map(|s| s.clips.len()).sum();
-        let mut out = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim };
+        let mut out = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map };
         // Sized once, and each set dropped once copied: the peak is the result plus one set.
         out.frames.reserve_exact(n * t_max * dim);
         out.vectors.reserve_exact(n * dim);
@@ -209,6 +217,7 @@ impl FeatureSet {
             vectors: order.iter().flat_map(|&i| self.vectors[i * d..][..d].iter().copied()).collect(),
             stds: order.iter().flat_map(|&i| self.stds[i * d..][..d].iter().copied()).collect(),
             dim: d,
+            label_map: self.label_map.clone(),
         }
     }
 
@@ -242,7 +251,11 @@ impl FeatureSet {
         if let Some(c) = bad(&vectors, dim).or_else(|| bad(&stds, dim)).or_else(|| bad(&frames, t_max * dim)) {
             bail!("{}: clip {c} ({}) has non-finite features; re-create the file with `ser features`", f.path, clips[c].path);
         }
-        Ok(FeatureSet { config, clips, frames, lengths, t_max, vectors, stds, dim })
+        let label_map = match f.metadata().get("label_map") {
+            Some(text) => serde_json::from_str(text).with_context(|| format!("{}: bad label map", f.path))?,
+            None => Vec::new(),
+        };
+        Ok(FeatureSet { config, clips, frames, lengths, t_max, vectors, stds, dim, label_map })
     }
 }
 
@@ -254,7 +267,7 @@ mod tests {
     fn set(tag: f32, n: usize) -> FeatureSet {
         let config = FeatureConfig::default();
         let dim = config.dim();
-        let mut s = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max: n, vectors: vec![], stds: vec![], dim };
+        let mut s = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max: n, vectors: vec![], stds: vec![], dim, label_map: vec![] };
         for c in 0..n {
             s.clips.push(ClipInfo::unlabelled(format!("{tag}/{c}")));
             s.lengths.push(c as u32 + 1);

@@ -142,7 +142,7 @@ pub fn predict_on_adapters(
                 let worker = || -> Result<(crate::gpu::Gpu, super::Predictor)> {
                     let gpu = crate::gpu::Gpu::new(sel)?;
                     let p = super::load_model(&gpu, model)?;
-                    if p.meta.speaker_norm.is_some() {
+                    if p.meta.data.speaker_norm.is_some() {
                         bail!("a speaker-normalised model predicts on one adapter (it needs every clip of a speaker together)");
                     }
                     Ok((gpu, p))

@@ -8,7 +8,7 @@ use crate::features::set::FeatureSet;
 use crate::gpu::Gpu;
 use crate::train::data;
 use crate::train::report::{self, Report};
-use crate::train::speaker::SpeakerGroups;
+use crate::contract::SpeakerGroups;
 use anyhow::{Context, Result, bail};
 use std::borrow::Cow;
 
@@ -42,7 +42,7 @@ pub struct Evaluation {
 /// features.
 pub fn ensemble_mismatch(models: &[Predictor]) -> Option<usize> {
     let first = models.first()?;
-    models.iter().position(|m| m.meta.classes != first.meta.classes || m.meta.features != first.meta.features)
+    models.iter().position(|m| m.meta.data.classes != first.meta.data.classes || m.meta.data.features != first.meta.data.features)
 }
 
 /// Refuses a model saved by another fold of an actor cross-validation than the one scored: its
@@ -77,7 +77,7 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
     }
     let (mut clips, mut labels, mut other_classes) = (Vec::new(), Vec::new(), 0);
     for (i, c) in set.clips.iter().enumerate().filter(|(_, c)| c.speed.is_none()) {
-        match c.emotion.and_then(|e| first.meta.classes.iter().position(|k| *k == e)) {
+        match c.emotion.and_then(|e| first.meta.data.classes.iter().position(|k| *k == e)) {
             Some(k) => {
                 clips.push(i);
                 labels.push(k as u32);
@@ -108,9 +108,9 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
         // Speaker statistics come from every clip of the set the model knows, as in training
         // (held-out clips included: a speaker is normalised with all of its clips).
         // Only a speaker-normalised model needs its own copy of the set.
-        let own = if m.meta.speaker_norm.is_some() {
+        let own = if m.meta.data.speaker_norm.is_some() {
             let mut own = set.clone();
-            let known: Vec<usize> = (0..own.clips.len()).filter(|&i| own.clips[i].emotion.is_some_and(|e| m.meta.classes.contains(&e))).collect();
+            let known: Vec<usize> = (0..own.clips.len()).filter(|&i| own.clips[i].emotion.is_some_and(|e| m.meta.data.classes.contains(&e))).collect();
             m.normalise_speakers(&mut own, &known, o.groups, o.min_clips)?;
             Cow::Owned(own)
         } else {

@@ -14,7 +14,7 @@ use crate::gpu::Gpu;
 use crate::nn::Model;
 use crate::nn::checkpoint::{self, ModelMeta};
 use crate::train::data;
-use crate::train::speaker::{self, SpeakerGroups};
+use crate::contract::speaker::{self, SpeakerGroups};
 use crate::train::{self, Dataset};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
@@ -78,34 +78,34 @@ pub struct Prediction {
 
 impl Predictor {
     pub fn class_names(&self) -> Vec<String> {
-        self.meta.classes.iter().map(|c| c.to_string()).collect()
+        self.meta.data.classes.iter().map(|c| c.to_string()).collect()
     }
 
     /// Model inputs for the clips of a feature set (which must use the model's configuration).
     pub fn dataset(&self, set: &FeatureSet, clips: &[usize], labels: Vec<u32>) -> Result<Dataset> {
-        if set.config != self.meta.features {
+        if set.config != self.meta.data.features {
             bail!(
                 "the features were computed with a different configuration than the model was trained on:\n  data:  {}\n  model: {}",
                 serde_json::to_string(&set.config)?,
-                serde_json::to_string(&self.meta.features)?
+                serde_json::to_string(&self.meta.data.features)?
             );
         }
         let (length, channels) = self.meta.architecture.input;
-        let x = clips.iter().flat_map(|&c| data::example(set, c, self.meta.input, length, &self.meta.scaler)).collect();
-        let lengths = data::frame_lengths(set, clips.iter().copied(), self.meta.input, length);
+        let x = clips.iter().flat_map(|&c| data::example(set, c, self.meta.data.input, length, &self.meta.data.scaler)).collect();
+        let lengths = data::frame_lengths(set, clips.iter().copied(), self.meta.data.input, length);
         Ok(Dataset { x, y: labels, width: length * channels, lengths })
     }
 
     /// The fewest clips per speaker: `min_clips` when given, else the model's own.
     fn min_speaker_clips(&self, min_clips: Option<usize>) -> usize {
-        min_clips.or(self.meta.speaker_norm.as_ref().map(|s| s.min_clips)).unwrap_or(speaker::DEFAULT_MIN_CLIPS)
+        min_clips.or(self.meta.data.speaker_norm.as_ref().map(|s| s.min_clips)).unwrap_or(speaker::DEFAULT_MIN_CLIPS)
     }
 
     /// Normalises the speakers of `clips` (indices into `set`), each with the statistics of its
     /// clips among them, as the model was trained; nothing when it was trained without.
     pub fn normalise_speakers(&self, set: &mut FeatureSet, clips: &[usize], groups: SpeakerGroups, min_clips: Option<usize>) -> Result<()> {
-        if self.meta.speaker_norm.is_some() {
-            speaker::normalise_clips(set, clips, self.meta.input, groups, self.min_speaker_clips(min_clips))?;
+        if self.meta.data.speaker_norm.is_some() {
+            speaker::normalise_clips(set, clips, self.meta.data.input, groups, self.min_speaker_clips(min_clips))?;
         }
         Ok(())
     }
@@ -124,7 +124,7 @@ impl Predictor {
     /// other classical models have no scores to scale.
     pub fn calibrate(&mut self, gpu: &Gpu, val: &Dataset) -> Result<Vec<train::Calibration>> {
         let models = self.calibratable()?;
-        let k = self.meta.classes.len();
+        let k = self.meta.data.classes.len();
         let fits = models.iter().map(|m| Ok(train::fit_temperature(&train::predict(gpu, m, val, 256)?, &val.y, k))).collect::<Result<Vec<_>>>()?;
         self.meta.temperatures = fits.iter().map(|c| c.temperature).collect();
         Ok(fits)
@@ -132,7 +132,7 @@ impl Predictor {
 
     /// Class probabilities for a dataset, rows in order.
     pub fn probabilities(&self, gpu: &Gpu, data: &Dataset) -> Result<Vec<Vec<f32>>> {
-        let k = self.meta.classes.len();
+        let k = self.meta.data.classes.len();
         let models = match &self.classifier {
             Classifier::KernelRidge(krr) => return krr.predict_proba(gpu, data),
             Classifier::Knn(knn) => return knn.predict_proba(gpu, data),
@@ -168,10 +168,10 @@ impl Predictor {
     /// features (only the per-clip statistics unless it reads frames) and predicts at the end;
     /// files of speakers with too few clips are returned as failures.
     pub fn predict_files(&self, gpu: &Gpu, files: &[PathBuf], o: &PredictOptions, mut emit: impl FnMut(Prediction)) -> Result<Vec<(String, String)>> {
-        let rate = self.meta.features.sample_rate;
+        let rate = self.meta.data.features.sample_rate;
         let windows = match o.segments {
             Some(seg) => Some(seg.in_samples(rate).and_then(|w| {
-                corpus::check_length(gpu, &self.meta.features, w.0).map(|_| w).context("--segment")
+                corpus::check_length(gpu, &self.meta.data.features, w.0).map(|_| w).context("--segment")
             })?),
             None => None,
         };
@@ -187,12 +187,12 @@ impl Predictor {
                 if signals.is_empty() {
                     continue;
                 }
-                let mut set = corpus::extract_all(gpu, &self.meta.features, clips, &signals, false)?;
-                if self.meta.speaker_norm.is_none() {
+                let mut set = corpus::extract_all(gpu, &self.meta.data.features, clips, &signals, false)?;
+                if self.meta.data.speaker_norm.is_none() {
                     let all = finite_rows(&set, &mut failed);
                     self.predict_clips(gpu, &set, &spans, &all, &mut emit)?;
                 } else {
-                    if self.meta.input != data::Input::Frames {
+                    if self.meta.data.input != data::Input::Frames {
                         set.drop_frames();
                     }
                     held.push(set);
@@ -216,7 +216,7 @@ impl Predictor {
             paths.dedup();
             failed.extend(paths.into_iter().map(|f| (f.to_string(), speaker::too_few(key, clips.len(), min))));
         }
-        speaker::normalise(&mut set, self.meta.input, &speakers, min)?;
+        speaker::normalise(&mut set, self.meta.data.input, &speakers, min)?;
         let finite: std::collections::HashSet<usize> = finite_rows(&set, &mut failed).into_iter().collect();
         let mut kept: Vec<usize> = speakers.into_values().flatten().filter(|c| finite.contains(c)).collect();
         kept.sort_unstable();
@@ -229,11 +229,11 @@ impl Predictor {
     /// Predicts clips already decoded at the model's rate, one per signal, named `names` (no
     /// speaker normalisation: it needs a speaker's other clips).
     pub fn predict_signals(&self, gpu: &Gpu, names: &[String], signals: &[&[f32]]) -> Result<Vec<Prediction>> {
-        if self.meta.speaker_norm.is_some() {
+        if self.meta.data.speaker_norm.is_some() {
             bail!("this model normalises speakers; predict files with `ser predict` instead");
         }
         let clips = names.iter().map(ClipInfo::unlabelled).collect();
-        let set = corpus::extract_all(gpu, &self.meta.features, clips, signals, false)?;
+        let set = corpus::extract_all(gpu, &self.meta.data.features, clips, signals, false)?;
         let mut out = Vec::new();
         self.predict_clips(gpu, &set, &vec![None; signals.len()], &(0..signals.len()).collect::<Vec<_>>(), &mut |p| out.push(p))?;
         Ok(out)
@@ -243,7 +243,7 @@ impl Predictor {
     /// that close at `files_per_chunk` files or `samples_per_chunk` decoded samples, whichever
     /// comes first (so long recordings do not pile up). Stops when the receiver is gone.
     fn decode_in_chunks<'f>(&self, gpu: &Gpu, files: &'f [PathBuf], o: &PredictOptions, windows: Option<(usize, usize)>, tx: SyncSender<DecodedChunk<'f>>) {
-        let rate = self.meta.features.sample_rate;
+        let rate = self.meta.data.features.sample_rate;
         let mut chunk = Vec::new();
         let mut samples = 0;
         for group in files.chunks(2 * rayon::current_num_threads().max(1)) {
@@ -254,7 +254,7 @@ impl Predictor {
                     audio::check_signal(&s, rate).with_context(|| f.display().to_string())?;
                     // Cut into segments, a file may be as long as it likes.
                     if windows.is_none() {
-                        corpus::check_length(gpu, &self.meta.features, s.len()).map_err(|e| anyhow::anyhow!("{e:#} (predict it in segments: --segment SECONDS)"))?;
+                        corpus::check_length(gpu, &self.meta.data.features, s.len()).map_err(|e| anyhow::anyhow!("{e:#} (predict it in segments: --segment SECONDS)"))?;
                     }
                     Ok(s)
                 })
@@ -289,7 +289,7 @@ impl Predictor {
                 label: names[best].clone(),
                 confidence: p[best],
                 probabilities: names.iter().cloned().zip(p).collect(),
-                seconds: set.lengths[c] as f64 * self.meta.features.hop as f64 / self.meta.features.sample_rate as f64,
+                seconds: set.lengths[c] as f64 * self.meta.data.features.hop as f64 / self.meta.data.features.sample_rate as f64,
             });
         }
         Ok(())

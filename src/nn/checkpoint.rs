@@ -4,12 +4,9 @@
 //! checks every name and shape and says what is wrong.
 
 use super::{Architecture, Model};
-use crate::audio::Emotion;
-use crate::features::FeatureConfig;
 use crate::gpu::Gpu;
 use crate::store::{self, Loaded, Stored};
-use crate::train::data::{Input, Scaler};
-use crate::train::speaker::SpeakerNorm;
+use crate::contract::DataContract;
 use anyhow::{Context, Result, bail};
 use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
@@ -32,13 +29,8 @@ pub const KINDS: [&str; 5] = ["network", "krr", "knn", "svm", "forest"];
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
     pub architecture: Architecture,
-    pub classes: Vec<Emotion>,
-    pub features: FeatureConfig,
-    pub input: Input,
-    pub scaler: Scaler,
-    /// Present when the model was trained on speaker-normalised features: predicting then
-    /// normalises each speaker's clips the same way.
-    pub speaker_norm: Option<SpeakerNorm>,
+    /// What the model needs to read audio as it was trained.
+    pub data: DataContract,
     /// Free-form JSON: training configuration, data, metrics.
     pub training: serde_json::Value,
     /// A network's temperature per member: the factor on its logits before the softmax, fitted
@@ -115,16 +107,27 @@ pub fn kind_of(f: &Loaded) -> Result<String> {
 /// The metadata every model file carries, checked (feature configuration, scaler).
 pub fn parse_meta(f: &Loaded) -> Result<ModelMeta> {
     let parse = |key: &str| -> Result<serde_json::Value> { serde_json::from_str(&f.meta(key)?).with_context(|| format!("{}: metadata {key:?} is not valid JSON", f.path)) };
+    // A key a file written before it existed does not have: its default.
+    let optional = |key: &str| -> Result<Option<serde_json::Value>> { f.metadata().get(key).map(|_| parse(key)).transpose() };
+    fn typed_in<T: serde::de::DeserializeOwned>(file: &str, key: &str, what: &str, v: serde_json::Value) -> Result<T> {
+        serde_json::from_value(v).with_context(|| format!("{file}: bad {what} (metadata {key:?})"))
+    }
+    let data = DataContract {
+        version: optional("data_contract")?.map(|v| typed_in(&f.path, "data_contract", "contract version", v)).transpose()?.unwrap_or(0),
+        classes: typed_in(&f.path, "classes", "classes", parse("classes")?)?,
+        features: typed_in(&f.path, "features", "feature configuration", parse("features")?)?,
+        input: typed_in(&f.path, "input", "input kind", parse("input")?)?,
+        scaler: typed_in(&f.path, "scaler", "scaler", parse("scaler")?)?,
+        speaker_norm: optional("speaker_norm")?.map(|v| typed_in(&f.path, "speaker_norm", "speaker normalisation", v)).transpose()?,
+        label_map: optional("label_map")?.map(|v| typed_in(&f.path, "label_map", "label map", v)).transpose()?.unwrap_or_default(),
+        corpora: optional("corpora")?.map(|v| typed_in(&f.path, "corpora", "corpora", v)).transpose()?.unwrap_or_default(),
+    };
+    if data.version > crate::contract::VERSION {
+        bail!("{}: data contract version {} is newer than this ser reads ({}); a newer ser wrote it", f.path, data.version, crate::contract::VERSION);
+    }
     let meta = ModelMeta {
         architecture: serde_json::from_value(parse("architecture")?).with_context(|| format!("{}: bad architecture", f.path))?,
-        classes: serde_json::from_value(parse("classes")?).with_context(|| format!("{}: bad classes", f.path))?,
-        features: serde_json::from_value(parse("features")?).with_context(|| format!("{}: bad feature configuration", f.path))?,
-        input: serde_json::from_value(parse("input")?).with_context(|| format!("{}: bad input kind", f.path))?,
-        scaler: serde_json::from_value(parse("scaler")?).with_context(|| format!("{}: bad scaler", f.path))?,
-        speaker_norm: match f.metadata().get("speaker_norm") {
-            None => None,
-            Some(_) => Some(serde_json::from_value(parse("speaker_norm")?).with_context(|| format!("{}: bad speaker normalisation", f.path))?),
-        },
+        data,
         training: parse("training")?,
         temperatures: match f.metadata().get("temperatures") {
             None => Vec::new(),
@@ -134,20 +137,20 @@ pub fn parse_meta(f: &Loaded) -> Result<ModelMeta> {
     if let Some(t) = meta.temperatures.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
         bail!("{}: temperature {t} is not a positive number", f.path);
     }
-    meta.features.validate().with_context(|| format!("{}: feature configuration", f.path))?;
-    let columns = meta.input.scaler_width(meta.features.dim());
-    if meta.scaler.mean.len() != columns || meta.scaler.std.len() != columns {
+    meta.data.features.validate().with_context(|| format!("{}: feature configuration", f.path))?;
+    let columns = meta.data.input.scaler_width(meta.data.features.dim());
+    if meta.data.scaler.mean.len() != columns || meta.data.scaler.std.len() != columns {
         bail!(
             "{}: the scaler has {} means and {} deviations, but {:?} input of these features has {columns} columns",
             f.path,
-            meta.scaler.mean.len(),
-            meta.scaler.std.len(),
-            meta.input
+            meta.data.scaler.mean.len(),
+            meta.data.scaler.std.len(),
+            meta.data.input
         );
     }
     // A zero or non-finite deviation divides features into infinities: certain, wrong answers.
-    if let Some(j) = meta.scaler.mean.iter().zip(&meta.scaler.std).position(|(m, s)| !m.is_finite() || !s.is_finite() || *s <= 0.0) {
-        bail!("{}: scaler column {j} has mean {} and deviation {} (a deviation must be positive and finite)", f.path, meta.scaler.mean[j], meta.scaler.std[j]);
+    if let Some(j) = meta.data.scaler.mean.iter().zip(&meta.data.scaler.std).position(|(m, s)| !m.is_finite() || !s.is_finite() || *s <= 0.0) {
+        bail!("{}: scaler column {j} has mean {} and deviation {} (a deviation must be positive and finite)", f.path, meta.data.scaler.mean[j], meta.data.scaler.std[j]);
     }
     Ok(meta)
 }
@@ -157,13 +160,20 @@ pub fn meta_entries(meta: &ModelMeta) -> Result<HashMap<String, String>> {
     let mut metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("architecture".to_string(), serde_json::to_string(&meta.architecture)?),
-        ("classes".to_string(), serde_json::to_string(&meta.classes)?),
-        ("features".to_string(), serde_json::to_string(&meta.features)?),
-        ("input".to_string(), serde_json::to_string(&meta.input)?),
-        ("scaler".to_string(), serde_json::to_string(&meta.scaler)?),
+        ("data_contract".to_string(), meta.data.version.to_string()),
+        ("classes".to_string(), serde_json::to_string(&meta.data.classes)?),
+        ("features".to_string(), serde_json::to_string(&meta.data.features)?),
+        ("input".to_string(), serde_json::to_string(&meta.data.input)?),
+        ("scaler".to_string(), serde_json::to_string(&meta.data.scaler)?),
         ("training".to_string(), serde_json::to_string(&meta.training)?),
     ]);
-    if let Some(sn) = &meta.speaker_norm {
+    if !meta.data.label_map.is_empty() {
+        metadata.insert("label_map".to_string(), serde_json::to_string(&meta.data.label_map)?);
+    }
+    if !meta.data.corpora.is_empty() {
+        metadata.insert("corpora".to_string(), serde_json::to_string(&meta.data.corpora)?);
+    }
+    if let Some(sn) = &meta.data.speaker_norm {
         metadata.insert("speaker_norm".to_string(), serde_json::to_string(sn)?);
     }
     if !meta.temperatures.is_empty() {
@@ -179,8 +189,8 @@ pub fn from_loaded(gpu: &Gpu, f: Loaded) -> Result<(Vec<Model>, ModelMeta)> {
         bail!("{}: a {kind} model, not a layer network (load it with infer::load_model)", f.path);
     }
     let meta = parse_meta(&f)?;
-    if meta.architecture.classes()? != meta.classes.len() {
-        bail!("{}: {} classes named but the model has {} outputs", f.path, meta.classes.len(), meta.architecture.classes()?);
+    if meta.architecture.classes()? != meta.data.classes.len() {
+        bail!("{}: {} classes named but the model has {} outputs", f.path, meta.data.classes.len(), meta.architecture.classes()?);
     }
     // The weights come from the file: an architecture larger than its data is refused before
     // the device is asked for it (a damaged header could otherwise claim gigabytes).

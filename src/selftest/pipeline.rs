@@ -237,7 +237,7 @@ pub const MODEL_TOLERANCE: f64 = 1e-3;
 
 fn built_in_model(g: &Gpu, _rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
     let model = crate::infer::load_model(g, None)?;
-    let rate = model.meta.features.sample_rate;
+    let rate = model.meta.data.features.sample_rate;
     let signals = BUNDLED_CLIPS
         .iter()
         .map(|(name, bytes)| crate::audio::decode_bytes(bytes).and_then(|a| crate::audio::to_rate(&a, rate)).with_context(|| name.to_string()))

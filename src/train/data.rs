@@ -4,74 +4,8 @@
 use super::Dataset;
 use crate::audio::{Emotion, Selection, VocalFilter};
 use crate::features::set::FeatureSet;
+pub use crate::contract::{Input, Scaler};
 use anyhow::{Result, bail};
-use serde::{Deserialize, Serialize};
-
-/// What the model sees of each clip.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Input {
-    /// The time-averaged feature vector as a sequence of length D with one channel (the study's
-    /// input).
-    Vectors,
-    /// The frame sequence [T_max, D], zero-padded.
-    Frames,
-    /// The time means followed by the time standard deviations, a sequence of length 2D with
-    /// one channel.
-    Stats,
-}
-
-impl Input {
-    /// The model input (length, channels) for features of `dim` columns and `t_max` frames.
-    pub fn shape(self, dim: usize, t_max: usize) -> (usize, usize) {
-        match self {
-            Input::Vectors => (dim, 1),
-            Input::Stats => (2 * dim, 1),
-            Input::Frames => (t_max, dim),
-        }
-    }
-
-    /// Columns of the scaler: one per value of a summary vector, one per feature for frames.
-    pub fn scaler_width(self, dim: usize) -> usize {
-        match self {
-            Input::Vectors | Input::Frames => dim,
-            Input::Stats => 2 * dim,
-        }
-    }
-}
-
-/// Per-column standardisation fitted on training data: (x - mean) / std.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Scaler {
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
-}
-
-impl Scaler {
-    /// Fitted on the rows of `x` [n, dim] listed in `rows` (for frames: every real frame).
-    pub fn fit(rows: impl Iterator<Item = usize>, x: &[f32], dim: usize) -> Scaler {
-        let (mut sum, mut sq, mut n) = (vec![0f64; dim], vec![0f64; dim], 0usize);
-        for r in rows {
-            for j in 0..dim {
-                let v = x[r * dim + j] as f64;
-                sum[j] += v;
-                sq[j] += v * v;
-            }
-            n += 1;
-        }
-        let n = n.max(1) as f64;
-        let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
-        let std = sq.iter().zip(&mean).map(|(q, m)| ((q / n - m * m).max(0.0).sqrt().max(1e-6)) as f32).collect();
-        Scaler { mean: mean.into_iter().map(|m| m as f32).collect(), std }
-    }
-
-    pub fn apply(&self, v: &mut [f32]) {
-        let d = self.mean.len();
-        for (i, x) in v.iter_mut().enumerate() {
-            *x = (*x - self.mean[i % d]) / self.std[i % d];
-        }
-    }
-}
 
 /// Labelled clips of a feature file after dropping classes: indices into the file, class index.
 pub struct Labelled {

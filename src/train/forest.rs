@@ -407,7 +407,7 @@ impl Forest {
         let (left, _) = f.tensor::<u32>("forest.left", Dtype::U32)?;
         let (threshold, _) = f.tensor::<f32>("forest.threshold", Dtype::F32)?;
         let (value, _) = f.tensor::<f32>("forest.value", Dtype::F32)?;
-        let forest = Forest::assemble(gpu, roots, feature, threshold, left, value, meta.classes.len(), width, config).with_context(|| format!("{}: the forest is damaged", f.path))?;
+        let forest = Forest::assemble(gpu, roots, feature, threshold, left, value, meta.data.classes.len(), width, config).with_context(|| format!("{}: the forest is damaged", f.path))?;
         Ok((forest, meta))
     }
 }

@@ -163,7 +163,7 @@ impl KernelRidge {
         let (centres, cs) = f.tensor::<f32>("krr.centres", Dtype::F32)?;
         let (coef, ks) = f.tensor::<f32>("krr.coef", Dtype::F32)?;
         let (bias, _) = f.tensor::<f32>("krr.bias", Dtype::F32)?;
-        let classes = meta.classes.len();
+        let classes = meta.data.classes.len();
         if cs.len() != 2 || cs[1] != width || ks != [cs[0], classes] {
             bail!("{}: krr centres {cs:?} and coefficients {ks:?} do not fit {width} columns and {classes} classes", f.path);
         }
@@ -183,7 +183,7 @@ impl KernelRidge {
         let (coef, _) = f.tensor::<f32>("2.dense.weight", Dtype::F32)?;
         let (bias, _) = f.tensor::<f32>("2.dense.bias", Dtype::F32)?;
         let width = meta.architecture.input.0 * meta.architecture.input.1;
-        Ok(Some(KernelRidge::assemble(gpu, centres, coef, bias, width, meta.classes.len(), gamma).with_context(|| f.path.clone())?))
+        Ok(Some(KernelRidge::assemble(gpu, centres, coef, bias, width, meta.data.classes.len(), gamma).with_context(|| f.path.clone())?))
     }
 }
 

@@ -86,7 +86,7 @@ impl Knn {
         if let Some(i) = rows.iter().position(|v| !v.is_finite()) {
             bail!("{}: knn.rows holds {} at element {i}; the model is damaged", f.path, rows[i]);
         }
-        let classes = meta.classes.len();
+        let classes = meta.data.classes.len();
         if k == 0 || k > knn::MAX_K || k > labels.len() || labels.iter().any(|&y| y as usize >= classes) {
             bail!("{}: knn k = {k} with {} rows, or a label past {classes} classes; the model is damaged", f.path, labels.len());
         }

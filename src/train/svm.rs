@@ -487,7 +487,7 @@ impl Svm {
         let meta = checkpoint::parse_meta(f)?;
         let cfg: serde_json::Value = serde_json::from_str(&f.meta("svm")?).with_context(|| format!("{}: bad svm settings", f.path))?;
         let gamma = cfg["gamma"].as_f64().filter(|g| *g > 0.0 && g.is_finite()).with_context(|| format!("{}: svm settings have no positive gamma", f.path))?;
-        let classes = meta.classes.len();
+        let classes = meta.data.classes.len();
         let p = pairs(classes).len();
         // The model's input as the dataset lays it out (frames flattened for --input frames).
         let width = meta.architecture.input.0 * meta.architecture.input.1;

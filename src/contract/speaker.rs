@@ -9,7 +9,7 @@
 //! mixed, and refuses speakers with fewer than `min_clips` of them (statistics of a handful of
 //! clips hurt more than they help).
 
-use super::data::{Input, Scaler};
+use super::{Input, Scaler};
 use crate::audio::RavdessName;
 use crate::features::set::{ClipInfo, FeatureSet};
 use anyhow::{Result, anyhow, bail};
@@ -173,7 +173,7 @@ mod tests {
         let mut rng = crate::rng::SplitMix64::new(9);
         let mut u = move || (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
         let value = |c: usize, j: usize, u: f32| if c.is_multiple_of(2) { 3.0 + u } else { -5.0 + 4.0 * u * (1 + j % 3) as f32 };
-        let mut set = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim: d };
+        let mut set = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim: d, label_map: vec![] };
         for c in 0..n {
             set.clips.push(clip(&format!("s{}/x{c}.wav", c % 2)));
             let len = 1 + c % t_max;

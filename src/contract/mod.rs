@@ -1,0 +1,112 @@
+//! The data contract: what a model needs to read audio the way it was trained, in one typed,
+//! versioned record below `nn`, `train` and `infer`: the classes (and the label map that made
+//! them), the feature configuration, the input kind, the scaler, the speaker normalisation and
+//! the corpora it saw. A checkpoint stores it key by key (docs/CHECKPOINTS.md); files written
+//! before a key existed load with its default.
+
+pub mod speaker;
+
+use crate::audio::Emotion;
+use crate::features::FeatureConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub use speaker::{SpeakerGroups, SpeakerNorm};
+
+/// The contract's version: 1 added the label map and the corpora (files without them are 0).
+pub const VERSION: u32 = 1;
+
+/// Everything between a labelled clip's audio and the model's input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataContract {
+    /// 0 for files written before the contract was versioned.
+    pub version: u32,
+    /// The classes, in output order.
+    pub classes: Vec<Emotion>,
+    /// The feature extraction a clip must go through.
+    pub features: FeatureConfig,
+    pub input: Input,
+    /// Per-column standardisation, fitted on the training clips.
+    pub scaler: Scaler,
+    /// Present when the model was trained on speaker-normalised features: predicting then
+    /// normalises each speaker's clips the same way.
+    pub speaker_norm: Option<SpeakerNorm>,
+    /// The label map training applied to raw labels: (raw label, class name or "drop").
+    pub label_map: Vec<(String, String)>,
+    /// The corpora (layout or manifest names) the training clips came from.
+    pub corpora: BTreeMap<String, CorpusSeen>,
+}
+
+/// How much of one corpus a model saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorpusSeen {
+    pub clips: usize,
+    pub speakers: usize,
+}
+
+/// What the model sees of each clip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Input {
+    /// The time-averaged feature vector as a sequence of length D with one channel (the study's
+    /// input).
+    Vectors,
+    /// The frame sequence [T_max, D], zero-padded.
+    Frames,
+    /// The time means followed by the time standard deviations, a sequence of length 2D with
+    /// one channel.
+    Stats,
+}
+
+impl Input {
+    /// The model input (length, channels) for features of `dim` columns and `t_max` frames.
+    pub fn shape(self, dim: usize, t_max: usize) -> (usize, usize) {
+        match self {
+            Input::Vectors => (dim, 1),
+            Input::Stats => (2 * dim, 1),
+            Input::Frames => (t_max, dim),
+        }
+    }
+
+    /// Columns of the scaler: one per value of a summary vector, one per feature for frames.
+    pub fn scaler_width(self, dim: usize) -> usize {
+        match self {
+            Input::Vectors | Input::Frames => dim,
+            Input::Stats => 2 * dim,
+        }
+    }
+}
+
+/// Per-column standardisation fitted on training data: (x - mean) / std.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scaler {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Scaler {
+    /// Fitted on the rows of `x` [n, dim] listed in `rows` (for frames: every real frame).
+    pub fn fit(rows: impl Iterator<Item = usize>, x: &[f32], dim: usize) -> Scaler {
+        let (mut sum, mut sq, mut n) = (vec![0f64; dim], vec![0f64; dim], 0usize);
+        for r in rows {
+            for j in 0..dim {
+                let v = x[r * dim + j] as f64;
+                sum[j] += v;
+                sq[j] += v * v;
+            }
+            n += 1;
+        }
+        let n = n.max(1) as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+        let std = sq.iter().zip(&mean).map(|(q, m)| ((q / n - m * m).max(0.0).sqrt().max(1e-6)) as f32).collect();
+        Scaler { mean: mean.into_iter().map(|m| m as f32).collect(), std }
+    }
+
+    pub fn apply(&self, v: &mut [f32]) {
+        let d = self.mean.len();
+        for (i, x) in v.iter_mut().enumerate() {
+            *x = (*x - self.mean[i % d]) / self.std[i % d];
+        }
+    }
+}
+
