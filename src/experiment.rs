@@ -309,14 +309,43 @@ impl RunConfig {
     }
 }
 
-/// What a run reads: the device, its configuration, the labelled features, and where its
-/// progress lines go (stderr for the CLI, nowhere for a test).
+/// What a run reads: the device, its configuration, the labelled features, where its progress
+/// lines go (stderr for the CLI, nowhere for a test) and who hears of each epoch as it ends
+/// (`ser train --log`, a Python progress callback).
 pub struct Run<'a> {
     pub gpu: &'a Gpu,
     pub cfg: &'a RunConfig,
     pub set: &'a FeatureSet,
     pub labelled: &'a Labelled,
     pub log: &'a dyn Fn(&str),
+    pub on_epoch: Option<&'a dyn Fn(&EpochEvent)>,
+}
+
+impl<'a> Run<'a> {
+    /// A run that logs nowhere and reports no epochs.
+    pub fn quiet(gpu: &'a Gpu, cfg: &'a RunConfig, set: &'a FeatureSet, labelled: &'a Labelled) -> Run<'a> {
+        Run { gpu, cfg, set, labelled, log: &|_| {}, on_epoch: None }
+    }
+}
+
+/// One epoch of a network's training as it ends: which member of an ensemble (0 alone), and
+/// its figures. Serialised as one row of `ser train --log FILE.jsonl`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochEvent {
+    pub member: usize,
+    #[serde(flatten)]
+    pub epoch: train::Epoch,
+}
+
+/// Trains one model on the run's split (`--split none`: every clip) without saving it: the
+/// model and its test report (none when the split holds nothing out). Cross-validation by
+/// speaker is `actor_folds`.
+pub fn train_model(run: &Run) -> Result<(Predictor, Option<Report>)> {
+    if run.cfg.split == Split::ActorFolds {
+        bail!("a cross-validation trains one model per fold: run it with actor_folds");
+    }
+    let (train_all, test) = test_split(run)?;
+    fit_and_test(run, &train_all, &test, None, None)
 }
 
 /// The training part and the test clips of `cfg.split` (positions into `labelled`), with an
@@ -502,7 +531,7 @@ pub fn calibrate_saved(gpu: &Gpu, predictor: &mut Predictor, set: &FeatureSet, g
     let l = data::labelled_as(set, VocalFilter::Both, predictor.meta.data.classes.clone())?;
     let mut own = set.clone();
     predictor.normalise_speakers(&mut own, &l.all_clips(), groups, min_clips)?;
-    let run = Run { gpu, cfg: &cfg, set: &own, labelled: &l, log: &|_| {} };
+    let run = Run::quiet(gpu, &cfg, &own, &l);
     check_same_data(&run, predictor, "--features")?;
     let train_all = match (cfg.split, cfg.only_fold) {
         (Split::ActorFolds, Some(fold)) => fold_parts(&l, cfg.folds, fold).1,
@@ -1047,6 +1076,9 @@ fn fit_by_gradients(run: &Run, p: &Parts, resume: Option<Predictor>, save_best: 
             &weights,
             &tc,
             |e| {
+                if let Some(on_epoch) = run.on_epoch {
+                    on_epoch(&EpochEvent { member, epoch: e.clone() });
+                }
                 // The first epoch compiles the kernels (and may tune them): its rate is not the steady one.
                 let warm = if e.epoch == first_epoch { " (includes kernel compilation)" } else { "" };
                 (run.log)(&format!(

@@ -457,6 +457,10 @@ struct TrainArgs {
     /// Print per-kernel GPU times at the end (each dispatch is timed on its own).
     #[arg(long)]
     profile: bool,
+    /// Write each epoch of a network's training to this file as it ends, one JSON line each
+    /// (member, epoch, loss, val_loss, val_accuracy, lr, samples_per_s), for plotting.
+    #[arg(long, value_name = "FILE.jsonl")]
+    log: Option<PathBuf>,
     #[command(flatten)]
     adapter: AdapterArgs,
 }
@@ -1017,7 +1021,21 @@ fn train(args: TrainArgs) -> Result<()> {
     let (set, l) = training_data(&gpu, &args, &mut cfg)?;
     gpu.set_profiling(args.profile);
     let log = |line: &str| eprintln!("{line}");
-    let run = Run { gpu: &gpu, cfg: &cfg, set: &set, labelled: &l, log: &log };
+    // Each epoch's row is written and flushed as it ends, so a plot can follow a long run.
+    let epoch_log = match &args.log {
+        Some(path) => Some(std::sync::Mutex::new(std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("--log {}", path.display()))?))),
+        None => None,
+    };
+    let write_epoch = |e: &experiment::EpochEvent| {
+        if let Some(file) = &epoch_log {
+            use std::io::Write;
+            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(err) = serde_json::to_string(e).map_err(std::io::Error::other).and_then(|line| writeln!(f, "{line}")).and_then(|()| f.flush()) {
+                eprintln!("warning: --log: {err}");
+            }
+        }
+    };
+    let run = Run { gpu: &gpu, cfg: &cfg, set: &set, labelled: &l, log: &log, on_epoch: Some(&write_epoch) };
     match experiment::train_and_save(&run, args.out.as_deref(), resume)? {
         experiment::Trained::Folds(folds) => {
             let ((am, asd), (fm, fsd)) = experiment::FoldScore::summary(&folds);
@@ -1499,7 +1517,7 @@ fn compare(args: CompareArgs) -> Result<()> {
     let mut base = args.train.config();
     let (set, l) = training_data(&gpu, &args.train, &mut base)?;
     let log = |line: &str| eprintln!("{line}");
-    let run = Run { gpu: &gpu, cfg: &base, set: &set, labelled: &l, log: &log };
+    let run = Run { gpu: &gpu, cfg: &base, set: &set, labelled: &l, log: &log, on_epoch: None };
     let other = if args.test_data.is_empty() && args.test_manifest.is_empty() {
         None
     } else {

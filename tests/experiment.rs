@@ -28,7 +28,7 @@ fn a_run_learns_records_its_configuration_and_resumes_with_it() {
     let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, hidden: vec![32], ..Default::default() }, epochs: 12, lr: 3e-3, clip_norm: 5.0, seed: 4, ..Default::default() };
     let lines = std::cell::RefCell::new(Vec::new());
     let log = |line: &str| lines.borrow_mut().push(line.to_string());
-    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &log };
+    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &log, on_epoch: None };
     let (train_all, test) = experiment::test_split(&run).unwrap();
     assert_eq!(train_all.len() + test.len(), l.clips.len());
     let dir = std::env::temp_dir().join(format!("ser-experiment-{}", std::process::id()));
@@ -82,7 +82,7 @@ fn actor_folds_hold_each_actor_out_once() {
     let set = common::synthetic_set();
     let l = labelled(&set);
     let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Knn, ..Default::default() }, input: Input::Stats, split: Split::ActorFolds, folds: 4, ..Default::default() };
-    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {} };
+    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {}, on_epoch: None };
     let dir = std::env::temp_dir().join(format!("ser-folds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("knn.safetensors");
@@ -140,7 +140,7 @@ fn configurations_a_model_cannot_take_are_refused_by_name() {
     let l = labelled(&set);
     // A recurrent model on summary vectors.
     let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Lstm, ..Default::default() }, input: Input::Stats, epochs: 1, ..Default::default() };
-    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {} };
+    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {}, on_epoch: None };
     let (train_all, test) = experiment::test_split(&run).unwrap();
     let err = experiment::fit_and_test(&run, &train_all, &test, None, None).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("--input frames"), "{err}");
@@ -178,7 +178,7 @@ fn augmentation_changes_training_repeatably_and_still_learns() {
     let base = RunConfig { model: ModelConfig { kind: ModelKind::Lstm, lstm_units: 8, ..Default::default() }, input: Input::Frames, epochs: 10, lr: 1e-2, seed: 2, ..Default::default() };
     let augmented = RunConfig { augment: ser::ops::dropout::Augment { noise: 0.2, time_mask: 3, feature_mask: 6 }, ..base.clone() };
     let losses = |cfg: &RunConfig| {
-        let run = Run { gpu: g, cfg, set: &set, labelled: &l, log: &|_| {} };
+        let run = Run { gpu: g, cfg, set: &set, labelled: &l, log: &|_| {}, on_epoch: None };
         let (train_all, test) = experiment::test_split(&run).unwrap();
         let (p, rep) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
         let history: Vec<f64> = p.meta.training["history"][0].as_array().unwrap().iter().map(|e| e["loss"].as_f64().unwrap()).collect();
@@ -236,7 +236,7 @@ fn speed_copies_train_beside_their_source_and_never_reach_validation_or_test() {
     let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, hidden: vec![16], ..Default::default() }, epochs: 2, seed: 3, ..Default::default() };
     let lines = std::cell::RefCell::new(Vec::new());
     let log = |line: &str| lines.borrow_mut().push(line.to_string());
-    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &log };
+    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &log, on_epoch: None };
     let (train_all, test) = experiment::test_split(&run).unwrap();
     let (predictor, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
     let (val, tr) = (predictor.meta.training["validation_clips"].as_u64().unwrap() as usize, predictor.meta.training["train_clips"].as_u64().unwrap() as usize);
@@ -263,7 +263,7 @@ fn evaluation_scores_the_clips_a_seed_held_out_as_the_run_did() {
     let l = labelled(&set);
     // An MLP trained briefly on a hard split errs on some clips, so a wrong selection shows.
     let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, hidden: vec![8], ..Default::default() }, epochs: 2, seed: 5, test_fraction: 0.3, ..Default::default() };
-    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {} };
+    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {}, on_epoch: None };
     let (train_all, test) = experiment::test_split(&run).unwrap();
     let (predictor, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
     let report = report.unwrap();
@@ -324,7 +324,7 @@ fn the_refined_cnn_pools_frames_and_flattens_summaries() {
     let set = common::synthetic_set();
     let l = labelled(&set);
     let cfg = RunConfig { model: cnn, input: Input::Frames, epochs: 8, seed: 1, ..Default::default() };
-    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {} };
+    let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {}, on_epoch: None };
     let (train_all, test) = experiment::test_split(&run).unwrap();
     let (_, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
     let accuracy = report.unwrap().accuracy;

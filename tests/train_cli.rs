@@ -53,11 +53,27 @@ fn train_learns_saves_and_eval_repeats_the_report() {
         .arg(&features)
         .arg("--out")
         .arg(&model)
+        .arg("--log")
+        .arg(dir.join("epochs.jsonl"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("member 1 epoch") && stderr.contains("samples/s"), "{stderr}");
+    // --log holds every epoch the record's history holds, member by member, as JSON lines.
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("epochs.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let history = &training_record(&model)["history"];
+    for member in 0..2 {
+        let logged: Vec<&serde_json::Value> = rows.iter().filter(|r| r["member"] == member).collect();
+        let kept = history[member].as_array().unwrap();
+        assert_eq!(logged.len(), kept.len(), "member {member}");
+        for (row, epoch) in logged.iter().zip(kept) {
+            for key in ["epoch", "loss", "val_loss", "val_accuracy", "lr", "samples_per_s"] {
+                // The record went through f64 (json!), the log line straight from the f32 lr.
+                assert_eq!(row[key].as_f64().map(|v| v as f32), epoch[key].as_f64().map(|v| v as f32), "member {member}, {key}");
+            }
+        }
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("macro avg") && text.contains("confusion matrix"), "{text}");
     let acc = training_record(&model)["test_accuracy"].as_f64().unwrap();
