@@ -289,7 +289,66 @@ impl Default for RunConfig {
     }
 }
 
+/// `ser train`'s options that belong to the model, under the names `RunConfig.model` gives them.
+const MODEL_OPTIONS: [&str; 17] = [
+    "rff_features", "rff_gamma", "krr_gamma", "krr_lambda", "knn_k", "svm_c", "trees", "max_depth", "min_samples_leaf", "rf_bins", "lstm_units", "lstm_directions",
+    "hidden", "dropout", "batch_norm", "knn_weights", "time_pooling",
+];
+
+/// An option naming one of an enum's values as `ser train` spells it (`speaker-folds`, `bf16`).
+fn option_enum<E: clap::ValueEnum + Serialize>(key: &str, value: &serde_json::Value) -> Result<serde_json::Value> {
+    let names = || E::value_variants().iter().filter_map(|v| v.to_possible_value()).map(|p| p.get_name().to_string()).collect::<Vec<_>>().join(", ");
+    let text = value.as_str().with_context(|| format!("{key}: expected one of {}, got {value}", names()))?;
+    let parsed = E::from_str(text, true).map_err(|_| anyhow::anyhow!("{key}={text:?}: expected one of {}", names()))?;
+    Ok(serde_json::to_value(parsed)?)
+}
+
 impl RunConfig {
+    /// A run from `ser train`'s options by their flag names with underscores (`krr_gamma`,
+    /// `speaker_norm`, `min_speaker_clips`, `fold`, ...): what the Python bindings take as keyword
+    /// arguments. Options left out keep `ser train`'s defaults; an unknown option is refused with
+    /// the list of them.
+    pub fn from_options(options: &serde_json::Map<String, serde_json::Value>) -> Result<RunConfig> {
+        let mut run = serde_json::to_value(RunConfig::default())?;
+        let mut speaker_norm = false;
+        let mut min_clips: Option<usize> = None;
+        for (key, value) in options {
+            match key.as_str() {
+                "model" => {
+                    let name = value.as_str().unwrap_or_default();
+                    let kind = ModelKind::from_name(name).with_context(|| format!("model={value}: not a model ({})", <ModelKind as clap::ValueEnum>::value_variants().iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")))?;
+                    run["model"]["kind"] = serde_json::to_value(kind)?;
+                }
+                "knn_weights" => run["model"]["knn_weights"] = option_enum::<KnnWeights>(key, value)?,
+                "time_pooling" => run["model"]["time_pooling"] = option_enum::<crate::nn::TimePooling>(key, value)?,
+                "svm_gamma" => run["model"]["svm_gamma"] = if value.as_str() == Some("scale") { serde_json::Value::Null } else { value.clone() },
+                k if MODEL_OPTIONS.contains(&k) => run["model"][k] = value.clone(),
+                "input" => run["input"] = option_enum::<Input>(key, value)?,
+                "class_weights" => run["class_weights"] = option_enum::<ClassWeights>(key, value)?,
+                "split" => run["split"] = option_enum::<Split>(key, value)?,
+                "precision" => run["precision"] = option_enum::<Precision>(key, value)?,
+                "augment_noise" => run["augment"]["noise"] = value.clone(),
+                "time_mask" | "feature_mask" => run["augment"][key] = value.clone(),
+                "fold" => run["only_fold"] = value.clone(),
+                "speaker_norm" => speaker_norm = value.as_bool().with_context(|| format!("speaker_norm={value}: expected True or False"))?,
+                "min_speaker_clips" => min_clips = Some(serde_json::from_value(value.clone()).with_context(|| format!("min_speaker_clips={value}: expected a count"))?),
+                k if k != "export_split" && k != "speaker_norm" && run.get(k).is_some() => run[k] = value.clone(),
+                other => {
+                    let mut known: Vec<&str> = MODEL_OPTIONS.to_vec();
+                    known.extend(["model", "svm_gamma", "input", "class_weights", "split", "precision", "augment_noise", "time_mask", "feature_mask", "fold", "speaker_norm", "min_speaker_clips"]);
+                    known.extend(["test_fraction", "test_actors", "test_speakers", "folds", "val_fraction", "seed", "epochs", "batch_size", "lr", "patience", "lr_patience", "weight_decay", "clip_norm", "ensemble", "refit"]);
+                    known.sort();
+                    bail!("{other:?} is not a training option; the options are ser train's flags with underscores: {}", known.join(", "));
+                }
+            }
+        }
+        if min_clips.is_some() && !speaker_norm {
+            bail!("min_speaker_clips needs speaker_norm=True");
+        }
+        run["speaker_norm"] = serde_json::to_value(speaker_norm.then(|| min_clips.unwrap_or(crate::train::speaker::DEFAULT_MIN_CLIPS)))?;
+        serde_json::from_value(run).context("training options")
+    }
+
     /// The speakers the speaker split holds out: `test_speakers`, else the `test_actors`.
     pub fn held_out_speakers(&self) -> Vec<String> {
         if self.test_speakers.is_empty() { self.test_actors.iter().map(|a| format!("{a:02}")).collect() } else { self.test_speakers.clone() }
@@ -359,8 +418,8 @@ pub fn test_split(run: &Run) -> Result<(Vec<usize>, Vec<usize>)> {
     let (train_all, test) = match cfg.split {
         Split::Random => data::stratified(&l.labels, &all, cfg.test_fraction, cfg.seed),
         Split::Actors => {
-            let held = cfg.held_out_speakers();
-            all.iter().partition(|&&p| !held.contains(&l.speakers[p]))
+            let (held, speakers) = (cfg.held_out_speakers(), l.known_speakers(run.set, "--split speakers")?);
+            all.iter().partition(|&&p| !held.contains(&speakers[p]))
         }
         Split::None | Split::ActorFolds => (all.clone(), Vec::new()),
         Split::Given => {
@@ -377,7 +436,7 @@ pub fn test_split(run: &Run) -> Result<(Vec<usize>, Vec<usize>)> {
         bail!("{} hold out every speaker in the data: nothing is left to train on", cfg.held_out_flag());
     }
     if test.is_empty() && cfg.split == Split::Actors {
-        let mut a: Vec<String> = l.speakers.clone();
+        let mut a: Vec<String> = l.speakers.iter().flatten().cloned().collect();
         a.sort();
         a.dedup();
         bail!("{}: none of them is in the data (its speakers: {})", cfg.held_out_flag(), a.join(", "));
@@ -400,7 +459,9 @@ pub fn corpora_seen(set: &FeatureSet, l: &Labelled) -> std::collections::BTreeMa
         let name = clip.corpus.clone().unwrap_or_else(|| if clip.actor.is_some() { "ravdess".into() } else { "unknown".into() });
         let entry = seen.entry(name).or_default();
         entry.0 += 1;
-        entry.1.insert(l.speakers[p].as_str());
+        if let Some(speaker) = &l.speakers[p] {
+            entry.1.insert(speaker.as_str());
+        }
     }
     seen.into_iter().map(|(k, (clips, speakers))| (k, CorpusSeen { clips, speakers: speakers.len() })).collect()
 }
@@ -693,8 +754,9 @@ pub fn compare(run: &Run, models: &[ModelKind], by_actor: bool, other: Option<&F
 /// Fold `fold` of the cross-validation by speaker: the speakers it holds out, the training part and
 /// the test clips (positions into `l`).
 fn fold_parts(l: &Labelled, folds: usize, fold: usize) -> (Vec<String>, Vec<usize>, Vec<usize>) {
-    let held = data::fold_speakers(&l.speakers, folds, fold);
-    let (train_all, test) = (0..l.clips.len()).partition(|&p| !held.contains(&l.speakers[p]));
+    let speakers: Vec<String> = l.speakers.iter().map(|s| s.clone().unwrap_or_default()).collect();
+    let held = data::fold_speakers(&speakers, folds, fold);
+    let (train_all, test) = (0..l.clips.len()).partition(|&p| !held.contains(&speakers[p]));
     (held, train_all, test)
 }
 
@@ -706,7 +768,7 @@ fn fold_parts(l: &Labelled, folds: usize, fold: usize) -> (Vec<String>, Vec<usiz
 /// that one fold from its saved epoch.
 pub fn actor_folds(run: &Run, out: Option<&Path>, mut resume: Option<Predictor>) -> Result<Vec<FoldScore>> {
     let l = run.labelled;
-    let speakers = l.speakers.iter().collect::<std::collections::BTreeSet<_>>().len();
+    let speakers = l.known_speakers(run.set, "--split speaker-folds")?.into_iter().collect::<std::collections::BTreeSet<_>>().len();
     if run.cfg.folds < 2 || run.cfg.folds > speakers {
         bail!("--folds {} must be between 2 and the {speakers} speakers in the data", run.cfg.folds);
     }

@@ -1087,7 +1087,7 @@ fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &mut RunConfig) -> 
         cfg.split = Split::Given;
     }
     if args.folds.is_none() && args.resume.is_none() {
-        let speakers = l.speakers.iter().collect::<std::collections::BTreeSet<_>>().len();
+        let speakers = l.speakers.iter().flatten().collect::<std::collections::BTreeSet<_>>().len();
         cfg.folds = ser::train::data::default_folds(speakers).unwrap_or(cfg.folds);
     }
     Ok((set, l))
@@ -1336,18 +1336,7 @@ impl Progress {
 /// One prediction as a JSON line or a CSV row.
 fn prediction_line(pr: &ser::infer::Prediction, format: PredictFormat) -> String {
     match format {
-        PredictFormat::Jsonl => {
-            let probs: serde_json::Map<String, serde_json::Value> = pr.probabilities.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
-            let mut line = serde_json::json!({"file": pr.file, "label": pr.label, "confidence": pr.confidence, "probabilities": probs});
-            if let Some(hex) = &pr.file_hex {
-                line["file_hex"] = serde_json::json!(hex);
-            }
-            if let Some((start, end)) = pr.span {
-                line["start"] = serde_json::json!(start);
-                line["end"] = serde_json::json!(end);
-            }
-            line.to_string()
-        }
+        PredictFormat::Jsonl => pr.json().to_string(),
         PredictFormat::Csv => {
             // RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled.
             let file = if pr.file.contains([',', '"', '\n', '\r']) { format!("\"{}\"", pr.file.replace('"', "\"\"")) } else { pr.file.clone() };

@@ -397,6 +397,13 @@ fn a_model_trained_under_one_corpus_names_scores_the_same_audio_under_another_an
     std::fs::write(root.join("gap.csv"), bad).unwrap();
     let gap = ser().args(["train", "--no-cache", "--model", "krr", "--input", "stats", "--split", "given", "--manifest"]).arg(root.join("gap.csv")).arg("--out").arg(root.join("gap.safetensors")).output().unwrap();
     assert!(!gap.status.success() && text(&gap).contains("carries no split while others do"), "{}", text(&gap));
+    // A manifest without speakers trains on a random split; a split by speaker says what it lacks.
+    let nameless: String = std::fs::read_to_string(root.join("split.csv")).unwrap().lines().map(|l| l.rsplitn(3, ',').nth(2).unwrap().to_string() + "\n").collect();
+    std::fs::write(root.join("nameless.csv"), nameless).unwrap();
+    let random = ser().args(["train", "--no-cache", "--model", "krr", "--input", "stats", "--manifest"]).arg(root.join("nameless.csv")).arg("--out").arg(root.join("r.safetensors")).output().unwrap();
+    assert!(random.status.success(), "{}", text(&random));
+    let by_speaker = ser().args(["train", "--no-cache", "--model", "krr", "--input", "stats", "--split", "speaker-folds", "--manifest"]).arg(root.join("nameless.csv")).output().unwrap();
+    assert!(!by_speaker.status.success() && text(&by_speaker).contains("--split speaker-folds needs every clip's speaker, and crema/1001_IEO_NEU_XX.wav has none"), "{}", text(&by_speaker));
     // The union of two corpora: speakers kept apart by corpus, cross-validated by speaker with
     // EmoBox's number of folds (12 speakers once disgust is dropped: 3 folds), and the model's record names both corpora.
     let union = ser().args(["train", "--no-cache", "--model", "krr", "--input", "stats", "--split", "speaker-folds", "--drop", "disgust", "--data"]).arg(root.join("crema")).arg("--data").arg(root.join("emodb")).output().unwrap();

@@ -76,6 +76,23 @@ pub struct Prediction {
     pub seconds: f64,
 }
 
+impl Prediction {
+    /// `ser predict`'s JSON line: file, label, confidence, probabilities by class name, and
+    /// `file_hex`, `start`, `end` when they apply. The Python bindings return the same.
+    pub fn json(&self) -> serde_json::Value {
+        let probs: serde_json::Map<String, serde_json::Value> = self.probabilities.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+        let mut line = serde_json::json!({"file": self.file, "label": self.label, "confidence": self.confidence, "probabilities": probs});
+        if let Some(hex) = &self.file_hex {
+            line["file_hex"] = serde_json::json!(hex);
+        }
+        if let Some((start, end)) = self.span {
+            line["start"] = serde_json::json!(start);
+            line["end"] = serde_json::json!(end);
+        }
+        line
+    }
+}
+
 impl Predictor {
     pub fn class_names(&self) -> Vec<String> {
         self.meta.data.classes.iter().map(|c| c.to_string()).collect()

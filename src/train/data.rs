@@ -12,8 +12,9 @@ pub struct Labelled {
     /// Set indices of the original clips the selection keeps: what splits are made over.
     pub clips: Vec<usize>,
     pub labels: Vec<u32>,
-    /// Each position's speaker (`ClipInfo::speaker_id`: "07" for RAVDESS actor 7).
-    pub speakers: Vec<String>,
+    /// Each position's speaker (`ClipInfo::speaker_id`: "07" for RAVDESS actor 7); None where
+    /// the data names none (a folder per class): splits by speaker then refuse to run.
+    pub speakers: Vec<Option<String>>,
     /// Each position's own split from a manifest's `split` column (`--split given`).
     pub given: Vec<Option<crate::features::set::RowSplit>>,
     pub classes: Vec<Emotion>,
@@ -23,6 +24,20 @@ pub struct Labelled {
 }
 
 impl Labelled {
+    /// Every position's speaker, for what `needs` them (a flag, in the message): an error naming
+    /// the first clip whose speaker is unknown.
+    pub fn known_speakers(&self, set: &FeatureSet, needs: &str) -> Result<Vec<String>> {
+        self.speakers
+            .iter()
+            .enumerate()
+            .map(|(p, s)| {
+                s.clone().ok_or_else(|| {
+                    anyhow::anyhow!("{needs} needs every clip's speaker, and {} has none: its layout names no speaker; list the clips in a manifest with a speaker column", set.clips[self.clips[p]].key())
+                })
+            })
+            .collect()
+    }
+
     /// Every set index the selection keeps: the originals, then all their copies.
     pub fn all_clips(&self) -> Vec<usize> {
         self.clips.iter().copied().chain(self.copies.iter().flatten().copied()).collect()
@@ -51,7 +66,7 @@ pub fn labelled_as(set: &FeatureSet, vocal: VocalFilter, classes: Vec<Emotion>) 
         if c.speed.is_some() {
             continue;
         }
-        let (Some(e), Some(speaker)) = (c.emotion, c.speaker_id()) else { bail!("{}: clip has no emotion/speaker label", c.path) };
+        let Some(e) = c.emotion else { bail!("{}: clip has no emotion label", c.path) };
         if !c.vocal_matches(vocal) {
             continue;
         }
@@ -59,7 +74,7 @@ pub fn labelled_as(set: &FeatureSet, vocal: VocalFilter, classes: Vec<Emotion>) 
             position_of.insert(c.key(), out.clips.len());
             out.clips.push(i);
             out.labels.push(k as u32);
-            out.speakers.push(speaker);
+            out.speakers.push(c.speaker_id());
             out.given.push(c.split);
         }
     }

@@ -1,0 +1,479 @@
+//! `ser._ser`: the Python extension, a thin layer over the library the CLI calls. It owns one
+//! device per process, created on first use (or by `init`) and closed by `close`. Calls from
+//! several threads take turns on it. The GIL is released around every decode and every GPU
+//! wait. Errors arrive as `SerError`: `InputError` for bad input, `GpuError` when no device can
+//! be had. Structured results cross as JSON text; python/ser/__init__.py turns that into dicts.
+//! Arrays cross as numpy arrays.
+
+use anyhow::Context;
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use ser::experiment::{self, Run, RunConfig};
+use ser::features::corpus::{self, BuildOptions, Data};
+use ser::features::set::{ClipInfo, FeatureSet};
+use ser::gpu::{AdapterSelector, BackendChoice, Gpu};
+use ser::infer::Predictor;
+use ser::ops::autotune::{self, AutotuneMode};
+use ser::sources::{LabelMap, Source};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+create_exception!(_ser, SerError, PyException, "An error from ser, with the command line's message.");
+create_exception!(_ser, InputError, SerError, "Bad input: a file, manifest, model or option ser cannot use.");
+create_exception!(_ser, GpuError, SerError, "No GPU device could be had, or the device failed.");
+
+/// How the process-wide device is made: set by `init`, used on first use.
+#[derive(Clone, Default)]
+struct Settings {
+    selector: AdapterSelector,
+    autotune: Option<AutotuneMode>,
+    pin: Option<ser::ops::gemm::GemmKernel>,
+    autotune_file: Option<PathBuf>,
+}
+
+struct Device {
+    gpu: Option<Arc<Gpu>>,
+    settings: Settings,
+}
+
+/// The device and its settings. Held for a whole call: calls from several threads take turns.
+static DEVICE: Mutex<Device> = Mutex::new(Device { gpu: None, settings: Settings { selector: AdapterSelector { name: None, backend: None }, autotune: None, pin: None, autotune_file: None } });
+
+/// What went wrong, and so which Python exception says it.
+enum Failure {
+    Input(anyhow::Error),
+    Gpu(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::Other(e)
+    }
+}
+
+impl From<Failure> for PyErr {
+    fn from(f: Failure) -> PyErr {
+        match f {
+            Failure::Input(e) => InputError::new_err(format!("{e:#}")),
+            Failure::Gpu(e) => GpuError::new_err(format!("{e:#}")),
+            Failure::Other(e) => SerError::new_err(format!("{e:#}")),
+        }
+    }
+}
+
+/// Marks an error as bad input.
+fn input<T>(r: anyhow::Result<T>) -> Result<T, Failure> {
+    r.map_err(Failure::Input)
+}
+
+/// Runs `f` on the process-wide device, the GIL released, creating the device first if needed.
+fn on_device<T: Send>(py: Python<'_>, f: impl FnOnce(&Gpu) -> Result<T, Failure> + Send) -> PyResult<T> {
+    py.detach(|| {
+        let mut device = DEVICE.lock().unwrap_or_else(|p| p.into_inner());
+        if device.gpu.is_none() {
+            let s = device.settings.clone();
+            let gpu = Gpu::new(&s.selector).map_err(Failure::Gpu)?;
+            let file = s.autotune_file.clone().or_else(autotune::default_file);
+            autotune::configure(&gpu, s.autotune.unwrap_or(AutotuneMode::Fast), s.pin, file);
+            device.gpu = Some(Arc::new(gpu));
+        }
+        let gpu = device.gpu.clone().expect("made above");
+        f(&gpu)
+    })
+    .map_err(PyErr::from)
+}
+
+/// Chooses the device and how it tunes its kernels, before first use (or after `close`).
+#[pyfunction]
+#[pyo3(signature = (adapter=None, backend=None, autotune="fast", gemm_kernel=None, autotune_file=None))]
+fn init(py: Python<'_>, adapter: Option<String>, backend: Option<String>, autotune: &str, gemm_kernel: Option<String>, autotune_file: Option<PathBuf>) -> PyResult<()> {
+    let backend = backend.map(|b| BackendChoice::parse(&b).ok_or_else(|| InputError::new_err(format!("backend={b:?}: expected vulkan, gl, metal or dx12")))).transpose()?;
+    let mode = match autotune {
+        "off" => AutotuneMode::Off,
+        "fast" => AutotuneMode::Fast,
+        "full" => AutotuneMode::Full,
+        other => return Err(InputError::new_err(format!("autotune={other:?}: expected off, fast or full"))),
+    };
+    let pin = match gemm_kernel.as_deref() {
+        None | Some("auto") => None,
+        Some(name) => Some(ser::ops::gemm::GemmKernel::from_name(name).ok_or_else(|| InputError::new_err(format!("gemm_kernel={name:?}: not a kernel")))?),
+    };
+    py.detach(|| {
+        let mut device = DEVICE.lock().unwrap_or_else(|p| p.into_inner());
+        if device.gpu.is_some() {
+            return Err(SerError::new_err("the device is already open: call ser.close() first"));
+        }
+        device.settings = Settings { selector: AdapterSelector { name: adapter, backend }, autotune: Some(mode), pin, autotune_file };
+        Ok(())
+    })
+}
+
+/// Releases the device (the next call opens a new one).
+#[pyfunction]
+fn close(py: Python<'_>) {
+    py.detach(|| DEVICE.lock().unwrap_or_else(|p| p.into_inner()).gpu = None);
+}
+
+/// Every adapter wgpu finds, best first, as JSON.
+#[pyfunction]
+fn devices(py: Python<'_>) -> PyResult<String> {
+    let list = py.detach(ser::gpu::list_adapters);
+    serde_json::to_string(&list).map_err(|e| SerError::new_err(e.to_string()))
+}
+
+/// The selftest's checks on the device, as JSON lines' objects in a list.
+#[pyfunction]
+#[pyo3(signature = (quick=true, only=Vec::new(), seed=None))]
+fn selftest(py: Python<'_>, quick: bool, only: Vec<String>, seed: Option<u64>) -> PyResult<String> {
+    let seed = seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
+    let size = if quick { ser::selftest::Size::Quick } else { ser::selftest::Size::Full };
+    on_device(py, |gpu| {
+        let results = ser::selftest::run(gpu, &only, seed, size, |_| {});
+        Ok(serde_json::to_string(&results).context("selftest results")?)
+    })
+}
+
+/// A file decoded and mixed to mono, at its own rate or resampled to `sample_rate`.
+#[pyfunction]
+#[pyo3(signature = (path, sample_rate=None))]
+fn decode<'py>(py: Python<'py>, path: PathBuf, sample_rate: Option<u32>) -> PyResult<(Bound<'py, PyArray1<f32>>, u32)> {
+    let (samples, rate) = py
+        .detach(|| -> anyhow::Result<(Vec<f32>, u32)> {
+            let audio = ser::audio::decode_file(&path)?;
+            match sample_rate {
+                Some(rate) => Ok((ser::audio::to_rate(&audio, rate).with_context(|| path.display().to_string())?, rate)),
+                None => Ok((audio.samples, audio.sample_rate)),
+            }
+        })
+        .map_err(|e| InputError::new_err(format!("{e:#}")))?;
+    Ok((samples.into_pyarray(py), rate))
+}
+
+/// The labelled data a call reads: folders and manifests, a label map, a selection.
+fn data_of(data: Vec<PathBuf>, manifest: Vec<PathBuf>, label_map: Option<String>, drop: Vec<String>) -> Result<Data, Failure> {
+    let sources = data.into_iter().map(Source::Folder).chain(manifest.into_iter().map(Source::Manifest)).collect();
+    let label_map = input(label_map.as_deref().map(LabelMap::parse).transpose())?.unwrap_or_default();
+    let drop = drop
+        .iter()
+        .map(|d| ser::audio::Emotion::from_label(d).ok_or_else(|| Failure::Input(anyhow::anyhow!("drop={d:?}: not a class"))))
+        .collect::<Result<_, _>>()?;
+    Ok(Data { sources, selection: ser::audio::Selection { vocal: ser::audio::VocalFilter::Both, drop }, label_map })
+}
+
+fn options(cache: Option<PathBuf>) -> BuildOptions {
+    BuildOptions { strict: false, cache_dir: cache.or_else(corpus::default_cache_dir), progress: false, speed_copies: Vec::new(), shard: None }
+}
+
+/// A feature set as numpy arrays and JSON clip records.
+fn set_to_py<'py>(py: Python<'py>, set: FeatureSet, skipped: Vec<(String, String)>) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    let (n, t, d) = (set.clips.len(), set.t_max, set.dim);
+    out.set_item("frames", set.frames.into_pyarray(py).reshape([n, t, d])?)?;
+    out.set_item("lengths", set.lengths.into_pyarray(py))?;
+    out.set_item("vectors", set.vectors.into_pyarray(py).reshape([n, d])?)?;
+    out.set_item("stds", set.stds.into_pyarray(py).reshape([n, d])?)?;
+    out.set_item("clips", serde_json::to_string(&set.clips).map_err(|e| SerError::new_err(e.to_string()))?)?;
+    out.set_item("config", serde_json::to_string(&set.config).map_err(|e| SerError::new_err(e.to_string()))?)?;
+    out.set_item("skipped", skipped)?;
+    Ok(out)
+}
+
+/// Files that could not be used: (name, reason).
+type Skipped = Vec<(String, String)>;
+
+/// Decodes `files` (each resampled to the configuration's rate), failures listed by name.
+fn decode_files(files: &[PathBuf], rate: u32) -> (Vec<ClipInfo>, Vec<Vec<f32>>, Skipped) {
+    let (mut clips, mut signals, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    for f in files {
+        let name = ser::infer::path_text(f);
+        match ser::audio::load(f, rate).and_then(|s| ser::audio::check_signal(&s, rate).map(|()| s).with_context(|| name.clone())) {
+            Ok(s) => {
+                clips.push(ClipInfo::unlabelled(name));
+                signals.push(s);
+            }
+            Err(e) => skipped.push((name, format!("{e:#}"))),
+        }
+    }
+    (clips, signals, skipped)
+}
+
+/// Features of labelled data (`data`, `manifest`), of files, or of arrays at `sample_rate`.
+#[pyfunction]
+#[pyo3(signature = (data, manifest, files, audio, sample_rate, config, label_map=None, drop=Vec::new(), cache=None))]
+#[allow(clippy::too_many_arguments)]
+fn features<'py>(
+    py: Python<'py>,
+    data: Vec<PathBuf>,
+    manifest: Vec<PathBuf>,
+    files: Vec<PathBuf>,
+    audio: Vec<PyReadonlyArray1<'py, f32>>,
+    sample_rate: Option<u32>,
+    config: &str,
+    label_map: Option<String>,
+    drop: Vec<String>,
+    cache: Option<PathBuf>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let cfg: ser::features::FeatureConfig = serde_json::from_str(config).map_err(|e| InputError::new_err(format!("feature configuration: {e}")))?;
+    cfg.validate().map_err(|e| InputError::new_err(format!("feature configuration: {e:#}")))?;
+    let arrays: Vec<Vec<f32>> = audio.iter().map(|a| a.as_slice().map(<[f32]>::to_vec)).collect::<Result<_, _>>()?;
+    let given = [!data.is_empty() || !manifest.is_empty(), !files.is_empty(), !arrays.is_empty()];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(InputError::new_err("give one of data/manifest, files or audio"));
+    }
+    if !arrays.is_empty() && sample_rate.is_none() {
+        return Err(InputError::new_err("audio arrays need their sample_rate"));
+    }
+    let (set, skipped) = on_device(py, move |gpu| {
+        if given[0] {
+            let data = data_of(data, manifest, label_map, drop)?;
+            // Read first, so that a bad folder or manifest is an input error.
+            input(ser::sources::load(&data.sources, &data.selection, &data.label_map))?;
+            let (set, report) = corpus::build(gpu, &data, &cfg, &options(cache))?;
+            return Ok((set, report.skipped));
+        }
+        let (clips, signals, skipped) = if given[1] {
+            decode_files(&files, cfg.sample_rate)
+        } else {
+            let rate = sample_rate.expect("checked above");
+            let mut signals = Vec::new();
+            for a in arrays {
+                let s = input(ser::audio::to_rate(&ser::audio::Audio { samples: a, sample_rate: rate }, cfg.sample_rate))?;
+                input(ser::audio::check_signal(&s, cfg.sample_rate))?;
+                signals.push(s);
+            }
+            ((0..signals.len()).map(|i| ClipInfo::unlabelled(format!("array {i}"))).collect(), signals, Vec::new())
+        };
+        if signals.is_empty() {
+            return Err(Failure::Input(anyhow::anyhow!("none of the files could be used: {skipped:?}")));
+        }
+        let slices: Vec<&[f32]> = signals.iter().map(Vec::as_slice).collect();
+        Ok((corpus::extract_all(gpu, &cfg, clips, &slices, false)?, skipped))
+    })?;
+    set_to_py(py, set, skipped)
+}
+
+/// A trained or loaded model.
+#[pyclass(module = "ser._ser", frozen)]
+struct Model {
+    predictor: Arc<Predictor>,
+}
+
+#[pymethods]
+impl Model {
+    /// Loads a model file; None: the built-in model.
+    #[staticmethod]
+    #[pyo3(signature = (path=None))]
+    fn load(py: Python<'_>, path: Option<PathBuf>) -> PyResult<Model> {
+        let predictor = on_device(py, |gpu| input(ser::infer::load_model(gpu, path.as_deref())))?;
+        Ok(Model { predictor: Arc::new(predictor) })
+    }
+
+    /// The class names, in output order.
+    #[getter]
+    fn classes(&self) -> Vec<String> {
+        self.predictor.class_names()
+    }
+
+    /// The kind of classifier ("network", "krr", "knn", "svm", "forest").
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.predictor.classifier.kind()
+    }
+
+    /// The training record (JSON).
+    #[getter]
+    fn training(&self) -> String {
+        self.predictor.meta.training.to_string()
+    }
+
+    /// The data contract (JSON): classes, label map, features, input, scaler, corpora.
+    #[getter]
+    fn contract(&self) -> PyResult<String> {
+        serde_json::to_string(&self.predictor.meta.data).map_err(|e| SerError::new_err(e.to_string()))
+    }
+
+    /// Predictions of files, as `ser predict`'s JSON lines; and the files skipped, with reasons.
+    #[pyo3(signature = (files, chunk=128, segment=None, segment_hop=None))]
+    fn predict(&self, py: Python<'_>, files: Vec<PathBuf>, chunk: usize, segment: Option<f64>, segment_hop: Option<f64>) -> PyResult<(Vec<String>, Skipped)> {
+        let predictor = self.predictor.clone();
+        on_device(py, move |gpu| {
+            let files = input(ser::infer::collect_files(&files))?;
+            let segments = segment.map(|length| ser::infer::Segments { length, hop: segment_hop.unwrap_or(length) });
+            let o = ser::infer::PredictOptions { files_per_chunk: chunk.max(1), segments, ..Default::default() };
+            let mut lines = Vec::new();
+            let skipped = predictor.predict_files(gpu, &files, &o, |p| lines.push(p.json().to_string()))?;
+            Ok((lines, skipped))
+        })
+    }
+
+    /// Class probabilities [N, classes] of audio arrays at `sample_rate`.
+    fn predict_proba<'py>(&self, py: Python<'py>, audio: Vec<PyReadonlyArray1<'py, f32>>, sample_rate: u32) -> PyResult<Bound<'py, numpy::PyArray2<f32>>> {
+        let arrays: Vec<Vec<f32>> = audio.iter().map(|a| a.as_slice().map(<[f32]>::to_vec)).collect::<Result<_, _>>()?;
+        let predictor = self.predictor.clone();
+        let k = predictor.class_names().len();
+        let rows = on_device(py, move |gpu| {
+            let rate = predictor.meta.data.features.sample_rate;
+            let mut signals = Vec::new();
+            for a in arrays {
+                let s = input(ser::audio::to_rate(&ser::audio::Audio { samples: a, sample_rate }, rate))?;
+                input(ser::audio::check_signal(&s, rate))?;
+                signals.push(s);
+            }
+            let names: Vec<String> = (0..signals.len()).map(|i| format!("array {i}")).collect();
+            let slices: Vec<&[f32]> = signals.iter().map(Vec::as_slice).collect();
+            let predictions = predictor.predict_signals(gpu, &names, &slices)?;
+            Ok(predictions.iter().flat_map(|p| p.probabilities.iter().map(|(_, q)| *q)).collect::<Vec<f32>>())
+        })?;
+        let n = rows.len() / k.max(1);
+        rows.into_pyarray(py).reshape([n, k])
+    }
+
+    /// Scores the model on labelled data (as `ser eval --json`).
+    #[pyo3(signature = (data, manifest, label_map=None))]
+    fn evaluate(&self, py: Python<'_>, data: Vec<PathBuf>, manifest: Vec<PathBuf>, label_map: Option<String>) -> PyResult<String> {
+        let predictor = self.predictor.clone();
+        on_device(py, move |gpu| {
+            let data = data_of(data, manifest, label_map, Vec::new())?;
+            input(ser::sources::load(&data.sources, &data.selection, &data.label_map))?;
+            let (set, report) = corpus::build(gpu, &data, &predictor.meta.data.features, &options(None))?;
+            let o = ser::infer::EvalOptions { held_out_of_seed: None, held_out_fold: None, groups: ser::contract::SpeakerGroups::Auto, min_clips: None };
+            let ev = ser::infer::evaluate(gpu, std::slice::from_ref(&*predictor), &set, &o)?;
+            let mut json = serde_json::to_value(&ev.report).context("report")?;
+            json["other_classes"] = ev.other_classes.into();
+            json["skipped"] = serde_json::to_value(&report.skipped).context("skipped")?;
+            Ok(json.to_string())
+        })
+    }
+
+    /// Saves the model (atomically).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let predictor = self.predictor.clone();
+        on_device(py, move |gpu| {
+            input(ser::store::check_output_path(&path, "path"))?;
+            Ok(ser::infer::save(gpu, &predictor, &path)?)
+        })
+    }
+}
+
+/// The labelled features a training call reads: a feature file, or data built with `config`.
+fn training_set(gpu: &Gpu, data: Vec<PathBuf>, manifest: Vec<PathBuf>, features: Option<PathBuf>, label_map: Option<String>, drop: Vec<String>, config: &str) -> Result<(FeatureSet, Data), Failure> {
+    let data = data_of(data, manifest, label_map, drop)?;
+    let set = match (features, data.sources.is_empty()) {
+        (Some(f), true) => input(FeatureSet::read(&f))?,
+        (None, false) => {
+            let cfg: ser::features::FeatureConfig = input(serde_json::from_str(config).context("feature configuration"))?;
+            input(ser::sources::load(&data.sources, &data.selection, &data.label_map))?;
+            corpus::build(gpu, &data, &cfg, &options(None))?.0
+        }
+        _ => return Err(Failure::Input(anyhow::anyhow!("give features=FILE or data/manifest, one of them"))),
+    };
+    Ok((set, data))
+}
+
+/// Trains a model (`ser train` without --out): the model and its test report (JSON or None).
+/// `progress` is called with each epoch's row (JSON) as it ends.
+#[pyfunction]
+#[pyo3(signature = (data, manifest, features, options, config, label_map=None, drop=Vec::new(), progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn train(
+    py: Python<'_>,
+    data: Vec<PathBuf>,
+    manifest: Vec<PathBuf>,
+    features: Option<PathBuf>,
+    options: &str,
+    config: &str,
+    label_map: Option<String>,
+    drop: Vec<String>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<(Model, Option<String>)> {
+    let options: serde_json::Map<String, serde_json::Value> = serde_json::from_str(options).map_err(|e| InputError::new_err(e.to_string()))?;
+    let mut cfg = RunConfig::from_options(&options).map_err(|e| InputError::new_err(format!("{e:#}")))?;
+    let config = config.to_string();
+    let (predictor, report) = on_device(py, move |gpu| {
+        let (set, data) = training_set(gpu, data, manifest, features, label_map, drop, &config)?;
+        let (set, l) = input(experiment::labelled_for_run(set, &data.selection, &cfg, ser::contract::SpeakerGroups::Auto))?;
+        if !options.contains_key("split") && l.given.iter().any(Option::is_some) {
+            cfg.split = experiment::Split::Given;
+        }
+        let on_epoch = |e: &experiment::EpochEvent| {
+            if let Some(callback) = &progress {
+                let row = serde_json::to_string(e).unwrap_or_default();
+                Python::attach(|py| {
+                    if let Err(err) = callback.call1(py, (row,)) {
+                        err.print(py);
+                    }
+                });
+            }
+        };
+        let run = Run { gpu, cfg: &cfg, set: &set, labelled: &l, log: &|_| {}, on_epoch: Some(&on_epoch) };
+        let (predictor, report) = experiment::train_model(&run)?;
+        Ok((predictor, report.map(|r| serde_json::to_string(&r).unwrap_or_default())))
+    })?;
+    Ok((Model { predictor: Arc::new(predictor) }, report))
+}
+
+/// `ser compare`: every model on one random split (and by speaker unless `no_speaker_folds`),
+/// as JSON rows.
+#[pyfunction]
+#[pyo3(signature = (data, manifest, features, models, options, config, no_speaker_folds=false, label_map=None, drop=Vec::new()))]
+#[allow(clippy::too_many_arguments)]
+fn compare(
+    py: Python<'_>,
+    data: Vec<PathBuf>,
+    manifest: Vec<PathBuf>,
+    features: Option<PathBuf>,
+    models: Vec<String>,
+    options: &str,
+    config: &str,
+    no_speaker_folds: bool,
+    label_map: Option<String>,
+    drop: Vec<String>,
+) -> PyResult<String> {
+    let options: serde_json::Map<String, serde_json::Value> = serde_json::from_str(options).map_err(|e| InputError::new_err(e.to_string()))?;
+    let cfg = RunConfig::from_options(&options).map_err(|e| InputError::new_err(format!("{e:#}")))?;
+    let kinds = models
+        .iter()
+        .map(|m| experiment::ModelKind::from_name(m).ok_or_else(|| InputError::new_err(format!("models: {m:?} is not a model"))))
+        .collect::<PyResult<Vec<_>>>()?;
+    let config = config.to_string();
+    on_device(py, move |gpu| {
+        let (set, data) = training_set(gpu, data, manifest, features, label_map, drop, &config)?;
+        let (set, l) = input(experiment::labelled_for_run(set, &data.selection, &cfg, ser::contract::SpeakerGroups::Auto))?;
+        let run = Run::quiet(gpu, &cfg, &set, &l);
+        let rows = experiment::compare(&run, &kinds, !no_speaker_folds, None)?;
+        Ok(serde_json::to_string(&rows).context("rows")?)
+    })
+}
+
+/// The default feature configuration (JSON), for `features(**config)` to start from.
+#[pyfunction]
+fn default_feature_config() -> PyResult<String> {
+    serde_json::to_string(&ser::features::FeatureConfig::default()).map_err(|e| SerError::new_err(e.to_string()))
+}
+
+#[pymodule]
+fn _ser(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("SerError", py.get_type::<SerError>())?;
+    m.add("InputError", py.get_type::<InputError>())?;
+    m.add("GpuError", py.get_type::<GpuError>())?;
+    m.add_class::<Model>()?;
+    for f in [
+        wrap_pyfunction!(init, m)?,
+        wrap_pyfunction!(close, m)?,
+        wrap_pyfunction!(devices, m)?,
+        wrap_pyfunction!(selftest, m)?,
+        wrap_pyfunction!(decode, m)?,
+        wrap_pyfunction!(features, m)?,
+        wrap_pyfunction!(train, m)?,
+        wrap_pyfunction!(compare, m)?,
+        wrap_pyfunction!(default_feature_config, m)?,
+    ] {
+        m.add_function(f)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+"""The Python package as a user meets it, checked against the `ser` command line built from the
+same source: the same features, predictions and reports, numpy in and out, errors as
+exceptions, a device shared by threads.
+
+    pip install ./python pytest && pytest python/tests   (SER_BIN: the ser binary, default target/release/ser)
+"""
+
+import json
+import os
+import struct
+import subprocess
+import threading
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ser
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIPS = ROOT / "examples" / "clips"
+SER_BIN = os.environ.get("SER_BIN", str(ROOT / "target" / "release" / "ser"))
+
+
+def setup_module():
+    # Untuned kernels, as the CLI runs below (SER_AUTOTUNE=off): the same kernel choices, so the
+    # same bits.
+    ser.close()
+    ser.init(autotune="off")
+
+
+def cli(*args):
+    env = dict(os.environ, SER_AUTOTUNE="off")
+    r = subprocess.run([SER_BIN, *map(str, args)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def read_safetensors(path):
+    data = Path(path).read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    meta = header.pop("__metadata__", {})
+    body = data[8 + n :]
+    arrays = {}
+    for name, t in header.items():
+        start, end = t["data_offsets"]
+        dtype = {"F32": np.float32, "U32": np.uint32}[t["dtype"]]
+        arrays[name] = np.frombuffer(body[start:end], dtype=dtype).reshape(t["shape"])
+    return arrays, meta
+
+
+def write_wav(path, samples, rate=16000):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+
+
+def tone_clip(klass, speaker, take, rate=16000):
+    """A learnable synthetic clip: each class its own pitch and brightness."""
+    rng = np.random.default_rng(klass * 100 + speaker * 10 + take)
+    t = np.arange(int(0.6 * rate)) / rate
+    f0 = 110 * (1 + 0.03 * speaker) * [1.0, 1.6, 2.2][klass]
+    bright = [0.3, 0.6, 0.9][klass]
+    voiced = sum(bright ** (h - 1) * np.sin(2 * np.pi * h * f0 * t) for h in range(1, 10))
+    return 0.2 * voiced * np.sin(np.pi * t / 0.6) + 0.01 * rng.standard_normal(t.size)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Three classes in class folders, 4 speakers x 4 takes, and the same clips in a manifest
+    with speakers."""
+    root = tmp_path_factory.mktemp("corpus")
+    rows = ["path,label,speaker"]
+    for k, label in enumerate(["neutral", "happy", "angry"]):
+        for speaker in range(4):
+            for take in range(4):
+                rel = f"{label}/s{speaker}_t{take}.wav"
+                write_wav(root / rel, tone_clip(k, speaker, take))
+                rows.append(f"{rel},{label},s{speaker}")
+    (root / "clips.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_devices_and_selftest_name_the_adapter():
+    devices = ser.devices()
+    assert devices and all("name" in d and "backend" in d for d in devices)
+    checks = ser.selftest(only=["gemm.f32"], seed=7)
+    assert checks and all(c["passed"] for c in checks), checks
+
+
+def test_decode_gives_float32_mono_at_its_rate_or_resampled():
+    audio, rate = ser.decode(CLIPS / "03-01-01-01-01-01-01.wav")
+    assert (audio.dtype, audio.ndim, rate) == (np.float32, 1, 48000)
+    with wave.open(str(CLIPS / "03-01-01-01-01-01-01.wav")) as w:
+        assert audio.size == w.getnframes()
+        raw = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert np.array_equal(audio, raw / np.float32(32768))
+    resampled, rate = ser.decode(CLIPS / "03-01-01-01-01-01-01.wav", sample_rate=16000)
+    assert rate == 16000 and resampled.size == -(-audio.size // 3)
+
+
+def test_features_equal_the_command_lines(tmp_path):
+    out = tmp_path / "f.safetensors"
+    cli("features", "--no-cache", "--data", CLIPS, "--out", out)
+    arrays, meta = read_safetensors(out)
+    f = ser.features(data=CLIPS, cache=tmp_path / "cache")
+    for key in ["frames", "vectors", "stds", "lengths"]:
+        assert np.array_equal(f[key], arrays[key]), key
+    assert f["labels"] == [c["emotion"] for c in json.loads(meta["clips"])]
+    assert f["speakers"] == ["01", "04", "07", "11"]
+    # Files and arrays of the same audio give the same rows.
+    files = sorted(str(p) for p in CLIPS.glob("*.wav"))
+    by_file = ser.features(files=files)
+    assert np.array_equal(by_file["vectors"], f["vectors"])
+    decoded = [ser.decode(p) for p in files]
+    by_array = ser.features(audio=[a for a, _ in decoded], sample_rate=48000)
+    assert np.array_equal(by_array["vectors"], f["vectors"])
+
+
+def test_the_built_in_model_predicts_as_ser_predict():
+    model = ser.Model.load()
+    assert model.classes == ["neutral", "calm", "happy", "sad", "angry", "fearful", "surprised"]
+    want = [json.loads(line) for line in cli("predict", CLIPS).splitlines()]
+    got = model.predict([CLIPS])
+    assert got == want
+    audio, rate = ser.decode(CLIPS / "03-01-05-02-02-01-07.wav")
+    one = model.predict_audio(audio, rate)
+    row = next(r for r in want if r["file"].endswith("03-01-05-02-02-01-07.wav"))
+    assert one["label"] == row["label"] and one["probabilities"] == pytest.approx(row["probabilities"], abs=0)
+    proba = model.predict_proba([audio, audio], rate)
+    assert proba.shape == (2, 7) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert proba[0].tolist() == [row["probabilities"][c] for c in model.classes]
+
+
+def test_train_evaluate_save_and_history(corpus, tmp_path):
+    seen = []
+    m = ser.train(data=corpus, model="mlp", input="stats", hidden=[32], epochs=12, lr=3e-3, seed=1, progress=seen.append)
+    assert m.kind == "network" and m.classes == ["neutral", "happy", "angry"]
+    assert [r["epoch"] for r in seen] == [r["epoch"] for r in m.history] and len(seen) >= 3
+    assert set(seen[0]) >= {"member", "epoch", "loss", "val_loss", "val_accuracy", "lr", "samples_per_s"}
+    assert m.report["accuracy"] >= 0.8 and m.confusion.shape == (3, 3)
+    # Kernel ridge held out by speaker, from the manifest: the classes are easy for unseen voices.
+    krr = ser.train(manifest=corpus / "clips.csv", model="krr", input="stats", split="speakers", test_speakers=["s3"])
+    assert krr.report["uar"] >= 0.9 and krr.history == []
+    report = krr.evaluate(data=corpus)
+    assert report["macro_avg"]["support"] == 48 and isinstance(report["confusion"], np.ndarray)
+    saved = tmp_path / "krr.safetensors"
+    krr.save(saved)
+    cli_report = json.loads(cli("eval", "--no-cache", "--json", "--model", saved, "--data", corpus))
+    assert cli_report["accuracy"] == report["accuracy"] and cli_report["uar"] == report["uar"]
+    assert ser.Model.load(saved).contract["corpora"] == {"manifest": {"clips": 48, "speakers": 4}}
+
+
+def test_errors_are_exceptions_with_the_command_lines_messages(corpus, tmp_path):
+    with pytest.raises(ser.InputError, match="cannot read"):
+        ser.Model.load(tmp_path / "missing.safetensors")
+    with pytest.raises(ser.InputError, match="no such file or folder"):
+        ser.features(data=tmp_path / "nowhere")
+    with pytest.raises(ser.InputError, match='"hiden" is not a training option'):
+        ser.train(data=corpus, hiden=[3])
+    with pytest.raises(ser.InputError, match='split="sideways": expected one of'):
+        ser.train(data=corpus, split="sideways")
+    with pytest.raises(ser.SerError):
+        ser.init(autotune="off")  # the device is open: close() first
+    assert issubclass(ser.InputError, ser.SerError) and issubclass(ser.GpuError, ser.SerError)
+
+
+def test_threads_take_turns_on_the_one_device():
+    model = ser.Model.load()
+    want = model.predict([CLIPS])
+    results, errors = [], []
+
+    def work():
+        try:
+            results.append(model.predict([CLIPS]))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and results == [want] * 3
+    # Closed, the next call opens a new device.
+    ser.close()
+    ser.init(autotune="off")
+    assert ser.Model.load().predict([CLIPS]) == want
