@@ -977,6 +977,12 @@ fn report_unused(report: &corpus::BuildReport, filtered_why: &str) {
             eprintln!("  {path}: {why}");
         }
     }
+    if !report.unverified.is_empty() {
+        eprintln!("{} FLAC files carry no MD5 signature, so their audio could not be verified (used as decoded):", report.unverified.len());
+        for path in &report.unverified {
+            eprintln!("  {path}");
+        }
+    }
     if !report.skipped.is_empty() {
         eprintln!("{} files skipped:", report.skipped.len());
         for (path, why) in &report.skipped {

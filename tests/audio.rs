@@ -287,18 +287,32 @@ fn valid_wavs_libsndfile_reads_are_read() {
 #[test]
 fn a_damaged_flac_frame_is_an_error_not_plausible_audio() {
     let good = std::fs::read(&flac_copies()[0].0).unwrap();
-    assert!(audio::decode_bytes(&good).is_ok());
+    assert_eq!(audio::decode_bytes(&good).unwrap().integrity, audio::Integrity::Verified);
     // Flip bits at several places in the audio frames (past the header and metadata): each
-    // damaged file is refused, whether the frame no longer parses or decodes to other samples.
-    let mut refused = 0;
+    // damaged file is refused as corrupt FLAC, whether the frame no longer parses (its CRC) or
+    // decodes to other samples (the MD5).
     for frac in [0.3, 0.5, 0.7, 0.9] {
         let mut bad = good.clone();
         let at = (bad.len() as f64 * frac) as usize;
         bad[at] ^= 0x5a;
         bad[at + 1] ^= 0x21;
-        if audio::decode_bytes(&bad).is_err() {
-            refused += 1;
-        }
+        let e = match audio::decode_bytes(&bad) {
+            Ok(a) => panic!("at {frac}: a damaged copy decoded to {} samples", a.samples.len()),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(e.contains("FLAC"), "at {frac}: {e}");
     }
-    assert_eq!(refused, 4, "every damaged copy refused");
+    // The MD5 check itself: the same frames under another signature (STREAMINFO's MD5 is bytes
+    // 26..42: "fLaC", a block header, 18 bytes of stream parameters) decode to samples that do not
+    // match it.
+    assert_eq!(&good[..4], b"fLaC");
+    let mut other_signature = good.clone();
+    other_signature[30] ^= 0x01;
+    let e = format!("{:#}", audio::decode_bytes(&other_signature).unwrap_err());
+    assert!(e.contains("does not match the stream's MD5 signature"), "{e}");
+    // A stream written without a signature (all zero) decodes, and says it was not verified.
+    let mut unsigned = good.clone();
+    unsigned[26..42].fill(0);
+    let a = audio::decode_bytes(&unsigned).unwrap();
+    assert_eq!((a.integrity, a.samples), (audio::Integrity::Unverifiable, audio::decode_bytes(&good).unwrap().samples));
 }

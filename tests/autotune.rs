@@ -122,3 +122,28 @@ fn bad_tuning_settings_are_clear_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("SER_GEMM_KERNEL=fastest") && err.contains("tile64"), "{err}");
 }
+
+/// A damaged tuning file is moved aside with a warning, never silently overwritten; entries
+/// this build cannot read (another version's, another adapter's) survive a save.
+#[test]
+fn a_damaged_or_foreign_tuning_file_loses_nothing() {
+    let gpu = Gpu::new(&AdapterSelector::default()).unwrap();
+    let file = tuned_file("damaged");
+    let aside = file.with_extension("json.corrupt");
+    let _ = std::fs::remove_file(&aside);
+    std::fs::write(&file, b"{\"adapters\": {\"other gpu\": {\"f32 nn m2^6").unwrap();
+    autotune::configure(&gpu, AutotuneMode::Fast, None, Some(file.clone()));
+    assert_eq!(std::fs::read(&aside).unwrap(), b"{\"adapters\": {\"other gpu\": {\"f32 nn m2^6", "the damaged file is kept, byte for byte");
+    // Another adapter's entry and an entry of a newer format for this adapter are kept when the
+    // tuner saves this adapter's new choice.
+    let key = autotune::adapter_key(&gpu);
+    let foreign = serde_json::json!({"adapters": {"other gpu": {"f32 nn m2^6 n2^6 k2^6": {"kernel": "tile64", "future_field": 1}}, key.clone(): {"f32 nn m2^2 n2^2 k2^2": {"kernel": "tile64", "shape": "a newer ser's"}}}});
+    std::fs::write(&file, serde_json::to_vec(&foreign).unwrap()).unwrap();
+    autotune::configure(&gpu, AutotuneMode::Fast, None, Some(file.clone()));
+    let d = GemmDims { batch: 1, m: 70, n: 45, k: 33, broadcast_b: false };
+    gemm::kernel_for(&gpu, &d, &GemmOptions::default()).unwrap();
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(saved["adapters"]["other gpu"], foreign["adapters"]["other gpu"]);
+    assert_eq!(saved["adapters"][&key]["f32 nn m2^2 n2^2 k2^2"], foreign["adapters"][&key]["f32 nn m2^2 n2^2 k2^2"]);
+    assert!(saved["adapters"][&key].as_object().unwrap().len() >= 2, "the new choice beside the old entry: {saved}");
+}

@@ -209,7 +209,15 @@ fn damaged_checkpoints_are_refused_at_load_with_the_reason() {
         f["hop"] = serde_json::json!(0);
         meta.insert("features".into(), f.to_string());
     }, |_, _| {});
-    for (model, why) in [(&nan_weight, "must be finite"), (&zero_std, "scaler column 3"), (&hop_zero, "hop 0 must be between 1")] {
+    // Finite but huge kernel ridge coefficients: every score overflows to infinity and the
+    // softmax to NaN, which would come out as class 0; it is an error naming the clip.
+    let huge = dir.join("huge.safetensors");
+    edited_model(&huge, |_| {}, |name, data| {
+        if name == "2.dense.weight" {
+            data.chunks_exact_mut(4).for_each(|c| c.copy_from_slice(&3e38f32.to_le_bytes()));
+        }
+    });
+    for (model, why) in [(&nan_weight, "must be finite"), (&zero_std, "scaler column 3"), (&hop_zero, "hop 0 must be between 1"), (&huge, "are [NaN")] {
         let out = ser().arg("predict").arg("--model").arg(model).arg(&clip).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(why) && out.stdout.is_empty(), "{model:?}: {err}");

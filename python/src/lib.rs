@@ -241,7 +241,7 @@ fn features<'py>(
             let rate = sample_rate.expect("checked above");
             let mut signals = Vec::new();
             for a in arrays {
-                let s = input(ser::audio::to_rate(&ser::audio::Audio { samples: a, sample_rate: rate }, cfg.sample_rate))?;
+                let s = input(ser::audio::to_rate(&ser::audio::Audio::new(a, rate), cfg.sample_rate))?;
                 input(ser::audio::check_signal(&s, cfg.sample_rate))?;
                 signals.push(s);
             }
@@ -319,7 +319,7 @@ impl Model {
             let rate = predictor.meta.data.features.sample_rate;
             let mut signals = Vec::new();
             for a in arrays {
-                let s = input(ser::audio::to_rate(&ser::audio::Audio { samples: a, sample_rate }, rate))?;
+                let s = input(ser::audio::to_rate(&ser::audio::Audio::new(a, sample_rate), rate))?;
                 input(ser::audio::check_signal(&s, rate))?;
                 signals.push(s);
             }

@@ -25,6 +25,27 @@ pub const MAX_DECODED_SAMPLES: usize = 1 << 29;
 pub struct Audio {
     pub samples: Vec<f32>,
     pub sample_rate: u32,
+    /// What could be checked of the samples against the file's own signature.
+    pub integrity: Integrity,
+}
+
+impl Audio {
+    /// Samples from elsewhere (an array handed in): nothing to check them against.
+    pub fn new(samples: Vec<f32>, sample_rate: u32) -> Audio {
+        Audio { samples, sample_rate, integrity: Integrity::NoSignature }
+    }
+}
+
+/// Whether a decoded clip's samples were checked against a signature its file carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Integrity {
+    /// The format carries none (WAV), or the samples came from memory.
+    NoSignature,
+    /// A FLAC stream whose decoded audio matched its MD5 signature.
+    Verified,
+    /// A FLAC stream written without an MD5 signature (all zero): a damaged frame that still
+    /// parses would go unnoticed.
+    Unverifiable,
 }
 
 /// Decodes a file by its contents (RIFF/WAVE or fLaC magic), whatever its extension.
@@ -176,7 +197,7 @@ fn decode_wav(bytes: &[u8]) -> Result<Audio> {
         (WavEncoding::Float(_), 4) => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
         (WavEncoding::Float(_), _) => f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32,
     });
-    Ok(Audio { samples: mixdown(samples, channels, frames), sample_rate: rate })
+    Ok(Audio { samples: mixdown(samples, channels, frames), sample_rate: rate, integrity: Integrity::NoSignature })
 }
 
 fn decode_flac(bytes: &[u8]) -> Result<Audio> {
@@ -226,9 +247,11 @@ fn decode_flac(bytes: &[u8]) -> Result<Audio> {
     }
     // A damaged frame can decode to plausible samples; the stream's MD5 (written by encoders
     // unless told not to) tells.
-    if decoder.finalize().verify_ok == Some(false) {
-        bail!("corrupt FLAC: the decoded audio does not match the stream's MD5 signature");
-    }
+    let integrity = match decoder.finalize().verify_ok {
+        Some(false) => bail!("corrupt FLAC: the decoded audio does not match the stream's MD5 signature"),
+        Some(true) => Integrity::Verified,
+        None => Integrity::Unverifiable,
+    };
     let frames = interleaved.len() / channels;
-    Ok(Audio { samples: mixdown(interleaved.into_iter(), channels, frames), sample_rate: rate })
+    Ok(Audio { samples: mixdown(interleaved.into_iter(), channels, frames), sample_rate: rate, integrity })
 }

@@ -7,7 +7,7 @@ pub mod ravdess;
 pub mod resample;
 
 pub use dataset::{Discovery, LabelledClip, Selection, VocalFilter, discover};
-pub use decode::{Audio, decode_bytes, decode_file};
+pub use decode::{Audio, Integrity, decode_bytes, decode_file};
 pub use ravdess::{Emotion, RavdessName, VocalChannel};
 pub use resample::resample;
 

@@ -61,6 +61,8 @@ pub struct BuildReport {
     pub unmatched: Vec<(String, String)>,
     /// Per source, the layout recognised and how many files it took.
     pub layouts: Vec<String>,
+    /// FLAC files written without an MD5 signature: used, but their audio could not be verified.
+    pub unverified: Vec<String>,
     pub filtered_out: usize,
     pub cache_file: Option<PathBuf>,
     pub cache_hit: bool,
@@ -233,7 +235,7 @@ pub fn build(gpu: &Gpu, data: &Data, cfg: &FeatureConfig, opts: &BuildOptions) -
     // Decode and resample in parallel; failures are reported with the file's name.
     let t = Instant::now();
     let progress = bar(found.clips.len(), "decode", opts.progress);
-    let decoded: Vec<Result<Vec<f32>>> = found
+    let decoded: Vec<Result<(Vec<f32>, audio::Integrity)>> = found
         .clips
         .par_iter()
         .zip(bytes)
@@ -247,7 +249,7 @@ pub fn build(gpu: &Gpu, data: &Data, cfg: &FeatureConfig, opts: &BuildOptions) -
                 let s = audio::to_rate(&a, cfg.sample_rate).with_context(name)?;
                 audio::check_signal(&s, cfg.sample_rate).with_context(name)?;
                 check_length(gpu, cfg, s.len()).with_context(name)?;
-                Ok(s)
+                Ok((s, a.integrity))
             });
             progress.inc(1);
             r
@@ -259,7 +261,10 @@ pub fn build(gpu: &Gpu, data: &Data, cfg: &FeatureConfig, opts: &BuildOptions) -
     let mut signals = Vec::new();
     for (clip, r) in found.clips.iter().zip(decoded) {
         match r {
-            Ok(s) => {
+            Ok((s, integrity)) => {
+                if integrity == audio::Integrity::Unverifiable {
+                    report.unverified.push(clip.info.key());
+                }
                 clips.push(clip.info.clone());
                 signals.push(s);
             }

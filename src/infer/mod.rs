@@ -150,13 +150,21 @@ impl Predictor {
     /// Class probabilities for a dataset, rows in order.
     pub fn probabilities(&self, gpu: &Gpu, data: &Dataset) -> Result<Vec<Vec<f32>>> {
         let k = self.meta.data.classes.len();
-        let models = match &self.classifier {
-            Classifier::KernelRidge(krr) => return krr.predict_proba(gpu, data),
-            Classifier::Knn(knn) => return knn.predict_proba(gpu, data),
-            Classifier::Svm(svm) => return svm.predict_proba(gpu, data),
-            Classifier::Forest(forest) => return forest.predict_proba(gpu, data),
-            Classifier::Network(models) => models,
+        let classical = match &self.classifier {
+            Classifier::KernelRidge(krr) => Some(krr.predict_proba(gpu, data)?),
+            Classifier::Knn(knn) => Some(knn.predict_proba(gpu, data)?),
+            Classifier::Svm(svm) => Some(svm.predict_proba(gpu, data)?),
+            Classifier::Forest(forest) => Some(forest.predict_proba(gpu, data)?),
+            Classifier::Network(_) => None,
         };
+        if let Some(probs) = classical {
+            // A NaN would otherwise become class 0 at the argmax: a label nothing supports.
+            if let Some((i, row)) = probs.iter().enumerate().find(|(_, row)| row.iter().any(|v| !v.is_finite())) {
+                bail!("the {} model's probabilities for clip {i} are {row:?}: not numbers (is the model file damaged?)", self.classifier.kind());
+            }
+            return Ok(probs);
+        }
+        let Classifier::Network(models) = &self.classifier else { unreachable!("the classical kinds returned above") };
         let mut mean = vec![vec![0f32; k]; data.len()];
         for (member, model) in models.iter().enumerate() {
             let mut logits = train::predict(gpu, model, data, 256)?;

@@ -82,10 +82,28 @@ pub struct Choice {
     pub candidates: Vec<Candidate>,
 }
 
+/// The tuning file as stored: adapter key -> bucket -> choice, each choice kept as the JSON it
+/// was read as, so that an entry this build cannot read (another version's) survives a save.
 #[derive(Default, Serialize, Deserialize)]
 struct TuneFile {
-    /// adapter key -> bucket -> choice.
-    adapters: BTreeMap<String, BTreeMap<String, Choice>>,
+    #[serde(default)]
+    adapters: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+}
+
+impl TuneFile {
+    /// The choices of adapter `key` this build can read; the others are named on stderr.
+    fn choices(&self, path: &std::path::Path, key: &str) -> BTreeMap<String, Choice> {
+        let mut out = BTreeMap::new();
+        for (bucket, value) in self.adapters.get(key).into_iter().flatten() {
+            match serde_json::from_value::<Choice>(value.clone()) {
+                Ok(c) => {
+                    out.insert(bucket.clone(), c);
+                }
+                Err(e) => eprintln!("warning: autotune file {}: the choice for {bucket:?} cannot be read ({e}); it is re-tuned, and kept in the file", path.display()),
+            }
+        }
+        out
+    }
 }
 
 /// The tuner's state for one adapter.
@@ -125,16 +143,27 @@ pub fn default_file() -> Option<PathBuf> {
     Some(base.join("ser").join("autotune.json"))
 }
 
+/// The tuning file at `path`. A missing file only means tuning again. One that is not a tuning
+/// file (damaged, or something else) is moved aside to `PATH.corrupt` with a warning, so that
+/// saving new choices never destroys what it held.
 fn read_file(path: &std::path::Path) -> TuneFile {
-    // A missing or unreadable tuning file only means tuning again; it is never an error.
-    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    let Ok(bytes) = std::fs::read(path) else { return TuneFile::default() };
+    match serde_json::from_slice(&bytes) {
+        Ok(file) => file,
+        Err(e) => {
+            let aside = path.with_extension("json.corrupt");
+            let kept = std::fs::rename(path, &aside).map(|()| format!("moved aside to {}", aside.display())).unwrap_or_else(|err| format!("could not be moved aside: {err}"));
+            eprintln!("warning: autotune file {} is not a tuning file ({e}); it was {kept}, and tuning starts afresh", path.display());
+            TuneFile::default()
+        }
+    }
 }
 
 /// Sets how this adapter is tuned (the CLI and the tests call this; otherwise the environment
 /// decides on first use). `file` None keeps choices in memory only.
 pub fn configure(gpu: &Gpu, mode: AutotuneMode, pin: Option<GemmKernel>, file: Option<PathBuf>) {
     let key = adapter_key(gpu);
-    let choices = file.as_ref().map(|f| read_file(f).adapters.remove(&key).unwrap_or_default()).unwrap_or_default();
+    let choices = file.as_ref().map(|f| read_file(f).choices(f, &key)).unwrap_or_default();
     STATE.lock().unwrap().insert(key, AdapterTuning { mode, pin, file, choices, verified: HashMap::new(), used: BTreeMap::new() });
 }
 
@@ -142,7 +171,7 @@ fn ensure_configured<'s>(state: &'s mut BTreeMap<String, AdapterTuning>, gpu: &G
     let key = adapter_key(gpu);
     if !state.contains_key(&key) {
         let file = default_file();
-        let choices = file.as_ref().map(|f| read_file(f).adapters.remove(&key).unwrap_or_default()).unwrap_or_default();
+        let choices = file.as_ref().map(|f| read_file(f).choices(f, &key)).unwrap_or_default();
         let tuning = AdapterTuning { mode: AutotuneMode::from_env()?, pin: pin_from_env()?, file, choices, verified: HashMap::new(), used: BTreeMap::new() };
         state.insert(key.clone(), tuning);
     }
@@ -240,7 +269,7 @@ pub fn stored_choices(key: &str) -> BTreeMap<String, Choice> {
 
 /// The choices stored for an adapter in one tuning file.
 pub fn stored_choices_in(file: &std::path::Path, key: &str) -> BTreeMap<String, Choice> {
-    read_file(file).adapters.remove(key).unwrap_or_default()
+    read_file(file).choices(file, key)
 }
 
 /// Merges this adapter's choices into the file (other adapters' entries, and choices another
@@ -249,8 +278,12 @@ pub fn stored_choices_in(file: &std::path::Path, key: &str) -> BTreeMap<String, 
 fn save(t: &AdapterTuning, key: &str) {
     let Some(path) = &t.file else { return };
     let mut file = read_file(path);
-    file.adapters.entry(key.to_string()).or_default().extend(t.choices.clone());
-    let result = serde_json::to_vec_pretty(&file).map_err(anyhow::Error::from).and_then(|bytes| crate::store::write_atomic(path, &bytes));
+    let mine = t.choices.iter().map(|(b, c)| Ok((b.clone(), serde_json::to_value(c)?))).collect::<Result<Vec<_>, serde_json::Error>>();
+    let result = mine.map_err(anyhow::Error::from).and_then(|mine| {
+        file.adapters.entry(key.to_string()).or_default().extend(mine);
+        Ok(serde_json::to_vec_pretty(&file)?)
+    });
+    let result = result.and_then(|bytes| crate::store::write_atomic(path, &bytes));
     if let Err(e) = result {
         eprintln!("warning: autotune choices not saved: {e:#}");
     }

@@ -101,9 +101,10 @@ pub fn accuracy_of(probabilities: &[Vec<f32>], labels: &[u32]) -> f64 {
     right as f64 / labels.len().max(1) as f64
 }
 
-/// Index of the largest value (the first of ties).
+/// Index of the largest value (the first of ties). A NaN never wins over a number (callers
+/// refuse non-finite scores before this: `Predictor::probabilities`).
 pub fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold(0, |b, (j, x)| if *x > v[b] { j } else { b })
+    v.iter().enumerate().fold(0, |b, (j, x)| if *x > v[b] || (v[b].is_nan() && !x.is_nan()) { j } else { b })
 }
 
 #[cfg(test)]
@@ -132,5 +133,12 @@ mod tests {
         // Unbalanced classes: accuracy (WA) and UAR part.
         let r = Report::new(&names, &[0, 0, 0, 0, 1], &[0, 0, 0, 0, 0]);
         assert!(close(r.accuracy, 0.8) && close(r.uar, 0.5), "{} {}", r.accuracy, r.uar);
+    }
+
+    #[test]
+    fn argmax_takes_the_first_largest_and_never_a_nan() {
+        assert_eq!(argmax(&[0.1, 0.7, 0.7, 0.2]), 1);
+        assert_eq!(argmax(&[f32::NAN, 0.2, 0.5]), 2);
+        assert_eq!(argmax(&[0.3, f32::NAN, 0.1]), 0);
     }
 }

@@ -68,13 +68,19 @@ pub struct Svm {
     gamma: f64,
 }
 
-/// One binary machine: coefficients alpha_i (0 <= alpha_i <= C_i), the offset, SMO steps.
+/// One binary machine: coefficients alpha_i (0 <= alpha_i <= C_i), the offset, SMO steps, and
+/// whether SMO converged (false: it stopped at its iteration cap, as libsvm's "reaching max
+/// number of iterations").
 #[derive(Clone, Debug)]
 pub struct BinaryFit {
     pub alpha: Vec<f64>,
     pub rho: f64,
     pub iterations: usize,
+    pub converged: bool,
 }
+
+/// SMO steps a binary machine may take (libsvm's cap is of this order: max(10^7, 100 n)).
+pub const MAX_SMO_ITERATIONS: usize = 10_000_000;
 
 /// libsvm's floor for a non-positive curvature.
 const TAU: f64 = 1e-12;
@@ -88,6 +94,7 @@ pub fn smo(n: usize, k: impl Fn(usize, usize) -> f64, y: &[f64], bound: &[f64], 
     let up = |a: f64, i: usize| a >= bound[i];
     let low = |a: f64| a <= 0.0;
     let mut iterations = 0;
+    let mut converged = false;
     while iterations < max_iter {
         // i: the most violating index among those that can move up.
         let (mut gmax, mut i) = (f64::NEG_INFINITY, usize::MAX);
@@ -99,6 +106,7 @@ pub fn smo(n: usize, k: impl Fn(usize, usize) -> f64, y: &[f64], bound: &[f64], 
             }
         }
         if i == usize::MAX {
+            converged = true;
             break;
         }
         // j: the second-order choice among those that can move down.
@@ -124,6 +132,7 @@ pub fn smo(n: usize, k: impl Fn(usize, usize) -> f64, y: &[f64], bound: &[f64], 
             }
         }
         if gmax + gmax2 < eps || j == usize::MAX {
+            converged = true;
             break;
         }
         iterations += 1;
@@ -198,7 +207,7 @@ pub fn smo(n: usize, k: impl Fn(usize, usize) -> f64, y: &[f64], bound: &[f64], 
         }
     }
     let rho = if free > 0 { sum / free as f64 } else { (ub + lb) / 2.0 };
-    BinaryFit { alpha, rho, iterations }
+    BinaryFit { alpha, rho, iterations, converged }
 }
 
 /// Platt's sigmoid P(+1 | f) = 1 / (1 + exp(A f + B)) fitted to decision values `dec` of
@@ -299,7 +308,9 @@ pub fn scale_gamma(x: &[f32], width: usize) -> f64 {
 
 /// Decision values of held-out examples, from a machine fitted on the rest (one fold of the
 /// Platt fit): `idx` are the pair's examples, `k` their Gram matrix.
-fn cross_validated(idx_len: usize, k: &dyn Fn(usize, usize) -> f64, y: &[f64], bound: &[f64], cfg: &SvmConfig, rng: &mut SplitMix64) -> Vec<f64> {
+/// Also returns how many of the folds' machines stopped at the iteration cap.
+fn cross_validated(idx_len: usize, k: &dyn Fn(usize, usize) -> f64, y: &[f64], bound: &[f64], cfg: &SvmConfig, rng: &mut SplitMix64) -> (Vec<f64>, usize) {
+    let mut unconverged = 0;
     let n = idx_len;
     let mut perm: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
@@ -320,12 +331,13 @@ fn cross_validated(idx_len: usize, k: &dyn Fn(usize, usize) -> f64, y: &[f64], b
         }
         let ry: Vec<f64> = rest.iter().map(|&i| y[i]).collect();
         let rb: Vec<f64> = rest.iter().map(|&i| bound[i]).collect();
-        let fit = smo(rest.len(), |a, b| k(rest[a], rest[b]), &ry, &rb, cfg.tolerance, 10_000_000);
+        let fit = smo(rest.len(), |a, b| k(rest[a], rest[b]), &ry, &rb, cfg.tolerance, MAX_SMO_ITERATIONS);
+        unconverged += !fit.converged as usize;
         for &h in held {
             dec[h] = rest.iter().zip(&fit.alpha).filter(|(_, a)| **a > 0.0).map(|(&r, a)| a * y[r] * k(h, r)).sum::<f64>() - fit.rho;
         }
     }
-    dec
+    (dec, unconverged)
 }
 
 impl Svm {
@@ -357,15 +369,17 @@ impl Svm {
         // Per pair: the members' coefficients alpha * y, rho, Platt's A and B.
         let mut coef_of: Vec<Vec<(usize, f64)>> = Vec::new();
         let (mut rho, mut prob_a, mut prob_b) = (Vec::new(), Vec::new(), Vec::new());
-        let mut iterations = 0;
+        let (mut iterations, mut unconverged) = (0, 0);
         for &(ci, cj) in &pairs {
             let idx: Vec<usize> = members[ci].iter().chain(&members[cj]).copied().collect();
             let y: Vec<f64> = idx.iter().map(|&i| if train.y[i] as usize == ci { 1.0 } else { -1.0 }).collect();
             let bound: Vec<f64> = idx.iter().map(|&i| cfg.c * class_weight[train.y[i] as usize] as f64).collect();
             let kp = |a: usize, b: usize| k[idx[a] * n + idx[b]] as f64;
-            let fit = smo(idx.len(), kp, &y, &bound, cfg.tolerance, 10_000_000);
+            let fit = smo(idx.len(), kp, &y, &bound, cfg.tolerance, MAX_SMO_ITERATIONS);
             iterations += fit.iterations;
-            let dec = cross_validated(idx.len(), &kp, &y, &bound, cfg, &mut rng);
+            unconverged += !fit.converged as usize;
+            let (dec, folds_unconverged) = cross_validated(idx.len(), &kp, &y, &bound, cfg, &mut rng);
+            unconverged += folds_unconverged;
             let (a, b) = platt(&dec, &y.iter().map(|&v| v > 0.0).collect::<Vec<_>>());
             coef_of.push(idx.iter().zip(&fit.alpha).zip(&y).filter(|((_, a), _)| **a > 0.0).map(|((&i, a), y)| (i, a * y)).collect());
             rho.push(fit.rho);
@@ -393,7 +407,13 @@ impl Svm {
         }
         let sv_rows: Vec<f32> = sv_index.iter().flat_map(|&i| train.x[i * width..(i + 1) * width].iter().copied()).collect();
         let svm = Svm::assemble(gpu, sv_rows, coef, rho, prob_a, prob_b, width, classes, gamma)?;
-        let report = SvmReport { support_vectors: sv_index.len(), smo_iterations: iterations, gamma, gram_seconds: gram_s, seconds: started.elapsed().as_secs_f64() };
+        if unconverged > 0 {
+            eprintln!(
+                "warning: svm: {unconverged} SMO solves (of the {} pairs' machines and their probability folds) stopped at {MAX_SMO_ITERATIONS} iterations before converging; they are used as they stand (libsvm warns the same); a larger C or unscaled inputs make this likelier",
+                pairs.len()
+            );
+        }
+        let report = SvmReport { support_vectors: sv_index.len(), smo_iterations: iterations, unconverged, gamma, gram_seconds: gram_s, seconds: started.elapsed().as_secs_f64() };
         Ok((svm, report))
     }
 
@@ -520,6 +540,8 @@ impl Svm {
 pub struct SvmReport {
     pub support_vectors: usize,
     pub smo_iterations: usize,
+    /// SMO solves (pairs' machines and probability folds) that stopped at the iteration cap.
+    pub unconverged: usize,
     pub gamma: f64,
     pub gram_seconds: f64,
     pub seconds: f64,
@@ -563,8 +585,12 @@ mod tests {
             // Unequal bounds, as class weights make them.
             let bound: Vec<f64> = y.iter().map(|&v| if v > 0.0 { c } else { 1.7 * c }).collect();
             let fit = smo(n, |i, j| k[i * n + j], &y, &bound, 1e-6, 1_000_000);
+            assert!(fit.converged, "n {n}: {} iterations", fit.iterations);
             // The violation is below eps in the gradient; the margins then agree to ~2 eps.
             check_kkt(&k, n, &y, &bound, &fit, 1e-5);
+            // Cut at fewer steps than it took, the same solve says it did not converge.
+            let cut = smo(n, |i, j| k[i * n + j], &y, &bound, 1e-6, fit.iterations - 1);
+            assert!(!cut.converged && cut.iterations == fit.iterations - 1, "n {n}");
         }
     }
 
