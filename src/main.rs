@@ -1266,7 +1266,13 @@ fn predict(args: PredictArgs) -> Result<()> {
         pending.get_or_insert_with(|| (pr.file.clone(), String::new())).1.push_str(&format!("{line}\n"));
     };
     let failed = match &workers {
-        Some(w) => archive::predict_on_adapters(w, args.model.as_deref(), &files, &options, emit)?,
+        Some(w) => {
+            let (failed, workers) = archive::predict_on_adapters(w, args.model.as_deref(), &files, &options, emit)?;
+            for (adapter, blocks) in workers {
+                eprintln!("{adapter}: {blocks} blocks of up to {} files", options.files_per_chunk);
+            }
+            failed
+        }
         None => {
             let (gpu, p) = local.as_ref().expect("a local model without --adapters");
             p.predict_files(gpu, &files, &options, emit)?

@@ -282,6 +282,20 @@ fn evaluation_scores_the_clips_a_seed_held_out_as_the_run_did() {
     assert_eq!(all.clips, l.clips);
     let both = ser::infer::evaluate(g, &[load(), load()], &set, &options(None)).unwrap();
     assert_eq!(both.report.confusion, all.report.confusion);
+    // An ensemble of two different models (this MLP and a kNN of other votes) predicts the
+    // argmax of their averaged probabilities: neither member alone, nor the first one's vote.
+    let knn_cfg = RunConfig { model: ModelConfig { kind: ModelKind::Knn, knn_k: 1, ..Default::default() }, input: Input::Stats, ..cfg.clone() };
+    let knn_run = Run { cfg: &knn_cfg, ..run };
+    let (knn, _) = experiment::fit_and_test(&knn_run, &train_all, &test, None, None).unwrap();
+    let members = [load(), knn];
+    let pair = ser::infer::evaluate(g, &members, &set, &options(None)).unwrap();
+    let probs = |m: &ser::infer::Predictor| m.probabilities(g, &m.dataset(&set, &l.clips, l.labels.clone()).unwrap()).unwrap();
+    let (a, b) = (probs(&members[0]), probs(&members[1]));
+    let averaged: Vec<u32> = a.iter().zip(&b).map(|(p, q)| ser::train::report::argmax(&p.iter().zip(q).map(|(x, y)| x + y).collect::<Vec<f32>>()) as u32).collect();
+    let want = ser::train::report::Report::new(&predictor.class_names(), &l.labels, &averaged);
+    assert_eq!(pair.report.confusion, want.confusion);
+    let alone = |p: &[Vec<f32>]| p.iter().map(|r| ser::train::report::argmax(r) as u32).collect::<Vec<u32>>();
+    assert!(alone(&a) != averaged || alone(&b) != averaged, "the members must disagree somewhere for this check to mean anything");
     // A clip of a class the model does not know is counted and left out.
     let mut disgust = set.clone();
     disgust.clips[l.clips[0]].emotion = Some(Emotion::Disgust);

@@ -370,8 +370,13 @@ fn several_adapters_keep_the_output_in_input_order() {
             assert!((v.as_f64().unwrap() - y["probabilities"][k].as_f64().unwrap()).abs() < 1e-4, "{x} {y}");
         }
     }
+    // Every adapter `ser devices` lists opened its device and took its share: a line each, the
+    // blocks adding up to the eight files.
     let err = String::from_utf8_lossy(&many.stderr);
-    assert!(err.contains("predicting on"), "{err}");
+    let adapters = ser::gpu::list_adapters().len();
+    assert!(err.contains(&format!("predicting on {adapters} adapters")), "{err}");
+    let blocks: Vec<usize> = err.lines().filter_map(|l| l.split(": ").nth(1)?.strip_suffix(" blocks of up to 1 files")?.parse().ok()).collect();
+    assert_eq!((blocks.len(), blocks.iter().sum::<usize>()), (adapters, 8), "{err}");
     let bad = ser().args(["predict", "--adapters", "no-such-gpu"]).arg(sample_dir()).output().unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no such adapter"));
 }

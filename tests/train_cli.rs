@@ -428,10 +428,14 @@ fn knn_trains_saves_loads_and_evaluates_through_the_same_commands() {
     assert_eq!(r["knn"]["k"], 5);
     // The synthetic classes are separable: knn finds them.
     assert!(r["test_accuracy"].as_f64().unwrap() > 0.9, "{r}");
-    // The saved model evaluates to the report training printed.
-    let e = ser().args(["eval", "--model"]).arg(&model).arg("--features").arg(&features).arg("--json").output().unwrap();
+    // The saved model evaluates to the report training printed: on the clips its seed held out
+    // (seed 0, a fifth), the same accuracy and confusion matrix.
+    let e = ser().args(["eval", "--held-out-of-seed", "0", "--model"]).arg(&model).arg("--features").arg(&features).arg("--json").output().unwrap();
     assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
-    assert!(out.contains("accuracy"));
+    let rep: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+    assert_eq!((&rep["accuracy"], &rep["confusion"]), (&r["test_report"]["accuracy"], &r["test_report"]["confusion"]), "eval against training's report");
+    let printed: f64 = out.lines().find(|l| l.trim_start().starts_with("accuracy")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).expect(&out);
+    assert!((rep["accuracy"].as_f64().unwrap() - printed).abs() < 0.005, "printed {printed}, eval {}", rep["accuracy"]);
     // It has nothing to resume, and a model of a kind this ser does not know is refused by name.
     let o = ser().args(["train", "--epochs", "3", "--drop", "disgust", "--features"]).arg(&features).arg("--out").arg(dir.join("r.safetensors")).arg("--resume").arg(&model).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("knn"), "{}", String::from_utf8_lossy(&o.stderr));
@@ -568,11 +572,19 @@ fn compare_trains_each_model_on_one_split_and_prints_the_study_beside_it() {
     assert_eq!(v["study"].as_array().unwrap().len(), 7);
     let ours = v["ser"].as_array().unwrap();
     assert_eq!(ours.iter().map(|r| r["model"].as_str().unwrap()).collect::<Vec<_>>(), ["knn", "mlp"]);
+    // Each row is what `ser train` gives for that model on the same split: the random split's
+    // test accuracy as the training record has it, the folds' mean as train prints it.
     for r in ours {
-        for key in ["random_accuracy", "by_actor_accuracy"] {
-            let a = r[key].as_f64().unwrap();
-            assert!((0.0..=1.0).contains(&a), "{r}");
-        }
+        let kind = r["model"].as_str().unwrap();
+        let flags = ["--model", kind, "--drop", "disgust", "--input", "stats", "--epochs", "4", "--hidden", "16"];
+        let model = dir.join(format!("compare-{kind}.safetensors"));
+        let o = ser().arg("train").args(flags).arg("--features").arg(&features).arg("--out").arg(&model).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(r["random_accuracy"], training_record(&model)["test_accuracy"], "{kind}: random split");
+        let o = ser().arg("train").args(flags).args(["--split", "speaker-folds", "--folds", "2", "--features"]).arg(&features).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        let mean: f64 = text.split("2-fold by speaker: accuracy ").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|v| v.parse().ok()).expect(&text);
+        assert!((r["by_actor_accuracy"].as_f64().unwrap() - mean).abs() < 5e-5, "{kind}: by speaker {} against {mean}", r["by_actor_accuracy"]);
     }
     let md = ser().args(base).arg("--features").arg(&features).arg("--no-actor-folds").output().unwrap();
     let text = String::from_utf8_lossy(&md.stdout);
@@ -604,6 +616,14 @@ fn eval_scores_a_training_splits_test_clips_and_ensembles_of_any_kinds() {
     let e = ser().args(["eval", "--held-out-of-seed", "3", "--json", "--model"]).arg(dir.join("knn.safetensors")).arg("--model").arg(dir.join("mlp.safetensors")).arg("--features").arg(&features).output().unwrap();
     let err = String::from_utf8_lossy(&e.stderr);
     assert!(e.status.success() && err.contains("2 models' averaged probabilities"), "{err}");
+    // The command scores what the library's ensemble evaluation (tests/experiment.rs checks its
+    // averaging) gives for the same two files.
+    let rep: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+    let g = &common::gpu().gpu;
+    let members: Vec<_> = ["knn", "mlp"].iter().map(|k| ser::infer::load_model(g, Some(&dir.join(format!("{k}.safetensors")))).unwrap()).collect();
+    let options = ser::infer::EvalOptions { held_out_of_seed: Some((3, 0.2)), held_out_fold: None, groups: ser::contract::SpeakerGroups::Auto, min_clips: None };
+    let want = ser::infer::evaluate(g, &members, &FeatureSet::read(&features).unwrap(), &options).unwrap();
+    assert_eq!(rep["confusion"], serde_json::to_value(&want.report.confusion).unwrap());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

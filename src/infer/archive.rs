@@ -121,22 +121,24 @@ pub fn csv_key(line: &str) -> Option<String> {
 /// `o.files_per_chunk`; a worker takes the next block when it finishes one (so faster adapters
 /// do more), and `emit` sees the predictions in input order whatever finished first. Returns
 /// the files that could not be predicted. Not for speaker-normalised models (they need every
-/// clip of a speaker in one place).
+/// clip of a speaker in one place). Also returns, per worker, the adapter it opened and how
+/// many blocks it predicted.
 pub fn predict_on_adapters(
     selectors: &[crate::gpu::AdapterSelector],
     model: Option<&Path>,
     files: &[PathBuf],
     o: &super::PredictOptions,
     mut emit: impl FnMut(super::Prediction),
-) -> Result<Vec<(String, String)>> {
+) -> Result<(Vec<(String, String)>, Vec<(String, usize)>)> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     type Block = (usize, Result<(Vec<super::Prediction>, Vec<(String, String)>)>);
     let blocks: Vec<&[PathBuf]> = files.chunks(o.files_per_chunk.max(1)).collect();
     let next = AtomicUsize::new(0);
     let mut failed = Vec::new();
+    let done: Vec<std::sync::Mutex<(String, usize)>> = selectors.iter().map(|_| std::sync::Mutex::new((String::new(), 0))).collect();
     std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = std::sync::mpsc::channel::<Block>();
-        for sel in selectors {
+        for (sel, done) in selectors.iter().zip(&done) {
             let (tx, next, blocks) = (tx.clone(), &next, &blocks);
             scope.spawn(move || {
                 let worker = || -> Result<(crate::gpu::Gpu, super::Predictor)> {
@@ -156,9 +158,11 @@ pub fn predict_on_adapters(
                         return;
                     }
                 };
+                done.lock().unwrap_or_else(|e| e.into_inner()).0 = gpu.label();
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(block) = blocks.get(i) else { return };
+                    done.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
                     let mut out = Vec::new();
                     let r = p.predict_files(&gpu, block, o, |pr| out.push(pr)).map(|f| (out, f));
                     if tx.send((i, r)).is_err() {
@@ -185,7 +189,7 @@ pub fn predict_on_adapters(
         }
         Ok(())
     })?;
-    Ok(failed)
+    Ok((failed, done.into_iter().map(|d| d.into_inner().unwrap_or_else(|e| e.into_inner())).collect()))
 }
 
 /// The adapters `--adapters` names: `all`, or a comma-separated list of `ser devices` indices
