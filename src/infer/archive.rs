@@ -116,6 +116,9 @@ pub fn csv_key(line: &str) -> Option<String> {
     (field != "file").then_some(field)
 }
 
+/// One worker of `predict_on_adapters`: the adapter it opened, and how many blocks it predicted.
+pub type WorkerShare = (String, usize);
+
 /// Predicts `files` with one worker per adapter (each opens its own device and loads the model
 /// from `model`, None for the built-in one). The files are cut into blocks of
 /// `o.files_per_chunk`; a worker takes the next block when it finishes one (so faster adapters
@@ -129,7 +132,7 @@ pub fn predict_on_adapters(
     files: &[PathBuf],
     o: &super::PredictOptions,
     mut emit: impl FnMut(super::Prediction),
-) -> Result<(Vec<(String, String)>, Vec<(String, usize)>)> {
+) -> Result<(Vec<(String, String)>, Vec<WorkerShare>)> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     type Block = (usize, Result<(Vec<super::Prediction>, Vec<(String, String)>)>);
     let blocks: Vec<&[PathBuf]> = files.chunks(o.files_per_chunk.max(1)).collect();
