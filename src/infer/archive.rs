@@ -116,6 +116,9 @@ pub fn csv_key(line: &str) -> Option<String> {
     (field != "file").then_some(field)
 }
 
+/// Files that could not be predicted: (file, reason).
+pub type Skipped = Vec<(String, String)>;
+
 /// One worker of `predict_on_adapters`: the adapter it opened, and how many blocks it predicted.
 pub type WorkerShare = (String, usize);
 
@@ -132,7 +135,7 @@ pub fn predict_on_adapters(
     files: &[PathBuf],
     o: &super::PredictOptions,
     mut emit: impl FnMut(super::Prediction),
-) -> Result<(Vec<(String, String)>, Vec<WorkerShare>)> {
+) -> Result<(Skipped, Vec<WorkerShare>)> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     type Block = (usize, Result<(Vec<super::Prediction>, Vec<(String, String)>)>);
     let blocks: Vec<&[PathBuf]> = files.chunks(o.files_per_chunk.max(1)).collect();
