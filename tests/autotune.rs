@@ -147,3 +147,21 @@ fn a_damaged_or_foreign_tuning_file_loses_nothing() {
     assert_eq!(saved["adapters"][&key]["f32 nn m2^2 n2^2 k2^2"], foreign["adapters"][&key]["f32 nn m2^2 n2^2 k2^2"]);
     assert!(saved["adapters"][&key].as_object().unwrap().len() >= 2, "the new choice beside the old entry: {saved}");
 }
+
+/// A kernel that fails its check is never timed or chosen, even when it is the adapter's
+/// default, which otherwise keeps its place unless beaten by a margin.
+#[test]
+fn a_kernel_that_fails_its_check_is_excluded() {
+    let gpu = Gpu::new(&AdapterSelector::default()).unwrap();
+    autotune::configure(&gpu, AutotuneMode::Fast, None, None);
+    let default = autotune::default_kernel(&gpu, Precision::F32);
+    autotune::deny(&gpu, default, "wrong on this test's pretend driver").unwrap();
+    let d = GemmDims { batch: 1, m: 90, n: 20, k: 17, broadcast_b: false };
+    let o = GemmOptions::default();
+    let chosen = gemm::kernel_for(&gpu, &d, &o).unwrap();
+    assert_ne!(chosen, default, "the failing default was chosen");
+    let choice = autotune::choice(&gpu, &d, &o).unwrap();
+    let denied = choice.candidates.iter().find(|c| c.kernel == default.name()).expect("the default was a candidate");
+    assert_eq!((denied.ms, denied.error.as_deref()), (None, Some("wrong on this test's pretend driver")));
+    assert!(choice.candidates.iter().any(|c| c.ms.is_some()), "{:?}", choice.candidates);
+}

@@ -251,6 +251,20 @@ pub fn choose(gpu: &Gpu, d: &GemmDims, o: &GemmOptions) -> Result<GemmKernel> {
     Ok(kernel)
 }
 
+/// Records that `kernel` fails its check on this adapter in every precision and transpose, as
+/// if `verify` had found it wrong: the tuner never times or chooses it. For a kernel known to
+/// miscompute on a driver, and for the tests of the tuner's exclusion.
+pub fn deny(gpu: &Gpu, kernel: GemmKernel, why: &str) -> Result<()> {
+    let mut state = STATE.lock().unwrap();
+    let t = ensure_configured(&mut state, gpu)?;
+    for precision in [Precision::F32, Precision::Bf16, Precision::F16] {
+        for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
+            t.verified.insert((kernel, precision, trans_a, trans_b), Err(why.to_string()));
+        }
+    }
+    Ok(())
+}
+
 /// The tuner's decision (with every candidate's time) for the bucket of this multiply, if it
 /// has one on this adapter.
 pub fn choice(gpu: &Gpu, d: &GemmDims, o: &GemmOptions) -> Option<Choice> {
