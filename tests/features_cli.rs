@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::TempDir;
 use ser::features::set::FeatureSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,22 +16,6 @@ fn sample(name: &str) -> PathBuf {
     common::original(name)
 }
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("ser-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[test]
 fn features_of_a_messy_folder_skip_bad_files_and_report_them() {

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::TempDir;
 use ser::audio::Emotion;
 use ser::features::set::FeatureSet;
 use std::path::{Path, PathBuf};
@@ -15,22 +16,6 @@ fn ser() -> Command {
     common::ser_command()
 }
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("ser-sources-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
@@ -72,7 +57,7 @@ type Laid = (String, String, Emotion, Option<String>);
 
 #[test]
 fn every_layout_and_manifest_gives_the_same_clips_the_same_features_labels_and_speakers() {
-    let dir = TempDir::new("layouts");
+    let dir = TempDir::new("sources-layouts");
     let root = &dir.0;
     let clips = clips();
     // Each layout: (flag, path, [(relative path, stem, class, speaker)]).
@@ -161,7 +146,7 @@ fn write_wav(path: &Path, samples: &[f32], rate: u32) {
 
 #[test]
 fn segments_of_a_long_recording_give_the_features_of_the_same_samples_in_their_own_files() {
-    let dir = TempDir::new("segments");
+    let dir = TempDir::new("sources-segments");
     let root = &dir.0;
     // Two 48 kHz originals back to back: cut at the file's own rate, before resampling.
     let parts: Vec<Vec<f32>> = ["03-01-01-01-01-01-01.wav", "03-01-03-02-01-02-04.wav"].iter().map(|n| ser::audio::decode_file(&common::original(n)).unwrap().samples).collect();
@@ -198,7 +183,7 @@ fn segments_of_a_long_recording_give_the_features_of_the_same_samples_in_their_o
 
 #[test]
 fn folders_and_manifests_that_cannot_be_read_are_refused_naming_the_file_line_and_counts() {
-    let dir = TempDir::new("refusals");
+    let dir = TempDir::new("sources-refusals");
     let root = &dir.0;
     let clip = common::copy_16k("03-01-01-01-01-01-01");
     let run = |args: &[&str], paths: &[&Path]| {
@@ -283,7 +268,7 @@ fn synthetic_clip(class: usize, speaker: usize, take: usize) -> Vec<f32> {
 
 #[test]
 fn a_model_trained_under_one_corpus_names_scores_the_same_audio_under_another_and_on_a_union() {
-    let dir = TempDir::new("cross");
+    let dir = TempDir::new("sources-cross");
     let root = &dir.0;
     let classes = [(Emotion::Neutral, "NEU", "N"), (Emotion::Happy, "HAP", "F"), (Emotion::Angry, "ANG", "W"), (Emotion::Sad, "SAD", "T")];
     let sentences = ["IEO", "TIE", "DFA", "ITS"];

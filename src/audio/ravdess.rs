@@ -20,17 +20,16 @@ pub enum Emotion {
 }
 
 impl Emotion {
-    pub const ALL: [Emotion; 9] = [
-        Emotion::Neutral,
-        Emotion::Calm,
-        Emotion::Happy,
-        Emotion::Sad,
-        Emotion::Angry,
-        Emotion::Fearful,
-        Emotion::Disgust,
-        Emotion::Surprised,
-        Emotion::Boredom,
-    ];
+    /// Every class: RAVDESS's eight, then boredom.
+    pub const ALL: [Emotion; 9] = {
+        let mut all = [Emotion::Boredom; 9];
+        let mut i = 0;
+        while i < 8 {
+            all[i] = Emotion::RAVDESS[i];
+            i += 1;
+        }
+        all
+    };
 
     /// RAVDESS's eight, in code order.
     pub const RAVDESS: [Emotion; 8] = [

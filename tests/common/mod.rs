@@ -151,3 +151,21 @@ pub fn original(name: &str) -> std::path::PathBuf {
 pub fn copy_16k(stem: &str) -> std::path::PathBuf {
     clips_dir().join(format!("16k/{stem}.flac"))
 }
+
+/// A fresh folder under the system's temporary folder, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("ser-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
