@@ -377,7 +377,8 @@ pub struct Run<'a> {
     pub set: &'a FeatureSet,
     pub labelled: &'a Labelled,
     pub log: &'a dyn Fn(&str),
-    pub on_epoch: Option<&'a dyn Fn(&EpochEvent)>,
+    /// Hears of each epoch as it ends; an error it returns stops the run (an interrupt).
+    pub on_epoch: Option<&'a dyn Fn(&EpochEvent) -> Result<()>>,
 }
 
 impl<'a> Run<'a> {
@@ -1139,7 +1140,7 @@ fn fit_by_gradients(run: &Run, p: &Parts, resume: Option<Predictor>, save_best: 
             &tc,
             |e| {
                 if let Some(on_epoch) = run.on_epoch {
-                    on_epoch(&EpochEvent { member, epoch: e.clone() });
+                    on_epoch(&EpochEvent { member, epoch: e.clone() })?;
                 }
                 // The first epoch compiles the kernels (and may tune them): its rate is not the steady one.
                 let warm = if e.epoch == first_epoch { " (includes kernel compilation)" } else { "" };
@@ -1147,6 +1148,7 @@ fn fit_by_gradients(run: &Run, p: &Parts, resume: Option<Predictor>, save_best: 
                     "{who}epoch {:>3}: loss {:.4}  val_loss {:.4}  val_acc {:.4}  lr {:.2e}  {:.0} samples/s{warm}",
                     e.epoch, e.loss, e.val_loss, e.val_accuracy, e.lr, e.samples_per_s
                 ));
+                Ok(())
             },
             |model, e| save_best.map_or(Ok(()), |save| save(model, &arch, &tc, e.epoch)),
         )?;

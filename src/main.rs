@@ -1040,6 +1040,7 @@ fn train(args: TrainArgs) -> Result<()> {
                 eprintln!("warning: --log: {err}");
             }
         }
+        Ok(())
     };
     let run = Run { gpu: &gpu, cfg: &cfg, set: &set, labelled: &l, log: &log, on_epoch: Some(&write_epoch) };
     match experiment::train_and_save(&run, args.out.as_deref(), resume)? {

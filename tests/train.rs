@@ -84,7 +84,7 @@ fn a_run_resumed_where_the_next_epochs_do_not_improve_replays_the_uninterrupted_
     };
     let fit = |model: &mut Model, cfg: &TrainConfig| {
         let mut saved = Vec::new();
-        let fitted = train::fit_saving(g, model, &tr, &va, &[1.0; 3], cfg, |_| {}, |_, e| {
+        let fitted = train::fit_saving(g, model, &tr, &va, &[1.0; 3], cfg, |_| Ok(()), |_, e| {
             saved.push(e.epoch);
             Ok(())
         });

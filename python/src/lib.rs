@@ -393,26 +393,39 @@ fn train(
     let options: serde_json::Map<String, serde_json::Value> = serde_json::from_str(options).map_err(|e| InputError::new_err(e.to_string()))?;
     let mut cfg = RunConfig::from_options(&options).map_err(|e| InputError::new_err(format!("{e:#}")))?;
     let config = config.to_string();
-    let (predictor, report) = on_device(py, move |gpu| {
+    // Ctrl-C, or an exception in the progress callback, stops training after the epoch it came
+    // in, and is raised as itself.
+    let stopped: Mutex<Option<PyErr>> = Mutex::new(None);
+    let result = on_device(py, |gpu| {
         let (set, data) = training_set(gpu, data, manifest, features, label_map, drop, &config)?;
         let (set, l) = input(experiment::labelled_for_run(set, &data.selection, &cfg, ser::contract::SpeakerGroups::Auto))?;
         if !options.contains_key("split") && l.given.iter().any(Option::is_some) {
             cfg.split = experiment::Split::Given;
         }
-        let on_epoch = |e: &experiment::EpochEvent| {
-            if let Some(callback) = &progress {
-                let row = serde_json::to_string(e).unwrap_or_default();
-                Python::attach(|py| {
-                    if let Err(err) = callback.call1(py, (row,)) {
-                        err.print(py);
-                    }
-                });
+        let on_epoch = |e: &experiment::EpochEvent| -> anyhow::Result<()> {
+            let row = serde_json::to_string(e).unwrap_or_default();
+            let raised = Python::attach(|py| {
+                if let Some(callback) = &progress {
+                    callback.call1(py, (row,))?;
+                }
+                py.check_signals()
+            });
+            match raised {
+                Ok(()) => Ok(()),
+                Err(err) => {
+                    *stopped.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+                    anyhow::bail!("training stopped after epoch {}", e.epoch.epoch)
+                }
             }
         };
         let run = Run { gpu, cfg: &cfg, set: &set, labelled: &l, log: &|_| {}, on_epoch: Some(&on_epoch) };
         let (predictor, report) = experiment::train_model(&run)?;
         Ok((predictor, report.map(|r| serde_json::to_string(&r).unwrap_or_default())))
-    })?;
+    });
+    if let Some(err) = stopped.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(err);
+    }
+    let (predictor, report) = result?;
     Ok((Model { predictor: Arc::new(predictor) }, report))
 }
 

@@ -192,3 +192,26 @@ def test_threads_take_turns_on_the_one_device():
     ser.close()
     ser.init(autotune="off")
     assert ser.Model.load().predict([CLIPS]) == want
+
+
+def test_ctrl_c_or_a_raising_callback_stops_training_after_its_epoch(corpus):
+    seen = []
+
+    def stop_at_two(row):
+        seen.append(row["epoch"])
+        if row["epoch"] == 2:
+            raise RuntimeError("enough")
+
+    with pytest.raises(RuntimeError, match="enough"):
+        ser.train(data=corpus, model="mlp", input="stats", hidden=[8], epochs=30, patience=30, progress=stop_at_two)
+    assert seen == [1, 2]
+
+    def interrupt(row):
+        import signal
+
+        signal.raise_signal(signal.SIGINT)  # as Ctrl-C does
+
+    with pytest.raises(KeyboardInterrupt):
+        ser.train(data=corpus, model="mlp", input="stats", hidden=[8], epochs=30, patience=30, progress=interrupt)
+    # The device is still usable.
+    assert ser.Model.load().classes

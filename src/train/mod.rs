@@ -314,8 +314,12 @@ fn in_precision<T>(model: &mut Model, precision: Precision, train: impl FnOnce(&
 
 /// Trains `model` on `train`, validating on `val` after every epoch. Returns the epoch log; the
 /// model ends with the weights of the epoch with the lowest validation loss.
-pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_weight: &[f32], cfg: &TrainConfig, on_epoch: impl FnMut(&Epoch)) -> Result<Vec<Epoch>> {
-    Ok(fit_saving(gpu, model, train, val, class_weight, cfg, on_epoch, |_, _| Ok(()))?.log)
+pub fn fit(gpu: &Gpu, model: &mut Model, train: &Dataset, val: &Dataset, class_weight: &[f32], cfg: &TrainConfig, mut on_epoch: impl FnMut(&Epoch)) -> Result<Vec<Epoch>> {
+    let each = |e: &Epoch| {
+        on_epoch(e);
+        Ok(())
+    };
+    Ok(fit_saving(gpu, model, train, val, class_weight, cfg, each, |_, _| Ok(()))?.log)
 }
 
 /// What [`fit_saving`] did: the log of the epochs it ran, and the epoch whose weights the model
@@ -341,7 +345,7 @@ pub fn fit_saving(
     val: &Dataset,
     class_weight: &[f32],
     cfg: &TrainConfig,
-    mut on_epoch: impl FnMut(&Epoch),
+    mut on_epoch: impl FnMut(&Epoch) -> Result<()>,
     mut on_best: impl FnMut(&Model, &Epoch) -> Result<()>,
 ) -> Result<Fitted> {
     cfg.check()?;
@@ -365,7 +369,7 @@ fn fit_epochs(
     weights: &Tensor,
     classes: usize,
     cfg: &TrainConfig,
-    on_epoch: &mut impl FnMut(&Epoch),
+    on_epoch: &mut impl FnMut(&Epoch) -> Result<()>,
     on_best: &mut impl FnMut(&Model, &Epoch) -> Result<()>,
 ) -> Result<Fitted> {
     let mut log = Vec::new();
@@ -389,7 +393,7 @@ fn fit_epochs(
         let train_s = start.elapsed().as_secs_f64();
         let (val_loss, val_accuracy) = validate(model)?;
         let e = Epoch { epoch, loss, val_loss, val_accuracy, lr: model.adam.lr, samples_per_s: train.len() as f64 / train_s };
-        on_epoch(&e);
+        on_epoch(&e)?;
         if best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
             best = Some((val_loss, epoch, snapshot(gpu, model)?));
             (since_best, since_lr) = (0, 0);
