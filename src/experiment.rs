@@ -378,7 +378,7 @@ pub struct Run<'a> {
     pub labelled: &'a Labelled,
     pub log: &'a dyn Fn(&str),
     /// Hears of each epoch as it ends; an error it returns stops the run (an interrupt).
-    pub on_epoch: Option<&'a dyn Fn(&EpochEvent) -> Result<()>>,
+    pub on_epoch: Option<&'a OnEpoch>,
 }
 
 impl<'a> Run<'a> {
@@ -387,6 +387,9 @@ impl<'a> Run<'a> {
         Run { gpu, cfg, set, labelled, log: &|_| {}, on_epoch: None }
     }
 }
+
+/// Who hears of each epoch as it ends; an error it returns stops the run.
+pub type OnEpoch = dyn Fn(&EpochEvent) -> Result<()>;
 
 /// One epoch of a network's training as it ends: which member of an ensemble (0 alone), and
 /// its figures. Serialised as one row of `ser train --log FILE.jsonl`.
