@@ -378,7 +378,7 @@ pub struct Run<'a> {
     pub labelled: &'a Labelled,
     pub log: &'a dyn Fn(&str),
     /// Hears of each epoch as it ends; an error it returns stops the run (an interrupt).
-    pub on_epoch: Option<&'a OnEpoch>,
+    pub on_epoch: Option<&'a OnEpoch<'a>>,
 }
 
 impl<'a> Run<'a> {
@@ -389,7 +389,7 @@ impl<'a> Run<'a> {
 }
 
 /// Who hears of each epoch as it ends; an error it returns stops the run.
-pub type OnEpoch = dyn Fn(&EpochEvent) -> Result<()>;
+pub type OnEpoch<'a> = dyn Fn(&EpochEvent) -> Result<()> + 'a;
 
 /// One epoch of a network's training as it ends: which member of an ensemble (0 alone), and
 /// its figures. Serialised as one row of `ser train --log FILE.jsonl`.
