@@ -41,9 +41,10 @@ impl AdapterArgs {
 /// How clips are grouped into speakers for a speaker-normalised model.
 #[derive(Args, Clone, Debug)]
 struct SpeakerFlags {
-    /// Group clips into speakers by RAVDESS actor, by folder, by file (each file one speaker:
-    /// long recordings cut with --segment), or auto (actor when every file name carries one,
-    /// else folder). Only for models trained with --speaker-norm.
+    /// Group clips into speakers by the speaker the data names (`actor`, alias `speaker`:
+    /// RAVDESS's actor, another corpus's speaker, a manifest's column), by folder, by file (each
+    /// file one speaker: long recordings cut with --segment), or auto (the named speaker when
+    /// every clip has one, else folder). Only for models trained with --speaker-norm.
     #[arg(long, value_enum)]
     speaker_groups: Option<SpeakerGroups>,
     /// Fewest clips a speaker's statistics may come from (default: the model's; 30 when
@@ -79,15 +80,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Extract MFCC, chroma and spectral contrast features of a folder of RAVDESS clips on the GPU.
+    /// Extract MFCC, chroma and spectral contrast features of labelled clips (any corpus layout or
+    /// a manifest: docs/DATA.md) on the GPU.
     Features(FeaturesArgs),
     /// Train an emotion classifier on the GPU and save it (safetensors).
     Train(TrainArgs),
     /// Train every model ser has on the same data and split, and print the reference study's
     /// table beside ours: accuracy and macro F1 on the random 80/20 split (the study's protocol)
-    /// and by actor (cross-validation over whole actors). Takes train's data and model flags.
+    /// and by speaker (cross-validation over whole speakers); with --test-data, scored on another
+    /// corpus too. Takes train's data and model flags.
     Compare(CompareArgs),
-    /// Evaluate a saved model on labelled RAVDESS data: classification report and confusion matrix.
+    /// Evaluate a saved model on labelled data of any corpus: accuracy, UAR, macro F1, per-class
+    /// report and confusion matrix.
     Eval(EvalArgs),
     /// Fit a saved network's temperature on the validation clips its training held out, so that
     /// its probabilities are calibrated when averaged with other models' (`ser train` now does
@@ -528,8 +532,8 @@ struct CompareArgs {
     /// sequences whatever --input says, the others --input).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "cnn,mlp,krr,knn,svm,rf")]
     models: Vec<ModelKind>,
-    /// Skip the by-actor cross-validation (the random split only).
-    #[arg(long)]
+    /// Skip the cross-validation by speaker (the random split only).
+    #[arg(long, alias = "no-speaker-folds")]
     no_actor_folds: bool,
     /// Another corpus (a folder in any layout) to score each random-split model on: trained on
     /// one corpus, heard on another. Repeatable; classes the models lack are left out.
