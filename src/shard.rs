@@ -91,5 +91,9 @@ mod tests {
         assert!(Shard::from_env(None, env(&[("JOB_COMPLETION_INDEX", "5")])).is_err(), "no count: an error, not a guess");
         assert!(Shard::from_env(None, env(&[])).unwrap().is_none());
         assert!(Shard::from_env(None, env(&[("SLURM_ARRAY_TASK_ID", "9"), ("SLURM_ARRAY_TASK_COUNT", "8")])).is_err());
+        // A task id below the array's first, or an array whose last id is below its first, is
+        // refused, never wrapped around into some other shard.
+        assert!(Shard::from_env(None, env(&[("SLURM_ARRAY_TASK_ID", "0"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_MAX", "4")])).is_err());
+        assert!(Shard::from_env(None, env(&[("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_MIN", "3"), ("SLURM_ARRAY_TASK_MAX", "1")])).is_err());
     }
 }
