@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(m.apply("ang", None), Mapped::Class(Emotion::Angry));
         assert_eq!(m.apply("xxx", None), Mapped::Unknown);
         assert_eq!(LabelMap::default().apply("fear", None), Mapped::Class(Emotion::Fearful));
-        for (bad, needle) in [("a=nonsense", "not a class"), ("a", "not LABEL=CLASS"), ("a=angry,A=sad", "mapped twice"), ("missing.json", "cannot read")] {
+        for (bad, needle) in [("a=nonsense", "not a class"), ("a", "not LABEL=CLASS"), ("=angry", "not LABEL=CLASS"), ("a=angry,A=sad", "mapped twice"), ("missing.json", "cannot read")] {
             let e = format!("{:#}", LabelMap::parse(bad).unwrap_err());
             assert!(e.contains(needle), "{bad}: {e}");
         }
