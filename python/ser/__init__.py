@@ -203,9 +203,18 @@ class Model:
             warnings.warn(f"{name}: {why}", stacklevel=2)
         return [json.loads(line) for line in lines]
 
-    def predict_proba(self, audio: Union[np.ndarray, Sequence[np.ndarray]], sample_rate: int) -> np.ndarray:
-        """Class probabilities [N, classes] of audio arrays (mono, any rate: resampled as
-        files are)."""
+    def predict_proba(self, audio_or_features: Union[np.ndarray, Sequence[np.ndarray], dict], sample_rate: Optional[int] = None) -> np.ndarray:
+        """Class probabilities [N, classes], columns in `classes` order: of audio arrays (mono,
+        any rate given by `sample_rate`: resampled as files are), or of a `features(...)` dict
+        made with the model's configuration (`frames`, `lengths`, `vectors`, `stds`)."""
+        if isinstance(audio_or_features, dict):
+            f = audio_or_features
+            config = f["config"] if isinstance(f["config"], str) else json.dumps(f["config"])
+            contiguous = lambda key, dtype: np.ascontiguousarray(f[key], dtype=dtype)  # noqa: E731
+            return self._inner.predict_proba_features(config, contiguous("frames", np.float32), contiguous("lengths", np.uint32), contiguous("vectors", np.float32), contiguous("stds", np.float32))
+        if sample_rate is None:
+            raise InputError("audio arrays need their sample_rate")
+        audio = audio_or_features
         arrays = [audio] if isinstance(audio, np.ndarray) and audio.ndim == 1 else list(audio)
         return self._inner.predict_proba([np.ascontiguousarray(a, dtype=np.float32) for a in arrays], sample_rate)
 

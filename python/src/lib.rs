@@ -6,7 +6,7 @@
 //! Arrays cross as numpy arrays.
 
 use anyhow::Context;
-use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -329,6 +329,54 @@ impl Model {
             Ok(predictions.iter().flat_map(|p| p.probabilities.iter().map(|(_, q)| *q)).collect::<Vec<f32>>())
         })?;
         let n = rows.len() / k.max(1);
+        rows.into_pyarray(py).reshape([n, k])
+    }
+
+    /// Class probabilities [N, classes] of features made by `features` with the model's
+    /// configuration: `frames` [N, T, D], `lengths` [N], `vectors` and `stds` [N, D].
+    #[allow(clippy::too_many_arguments)]
+    fn predict_proba_features<'py>(
+        &self,
+        py: Python<'py>,
+        config: &str,
+        frames: numpy::PyReadonlyArray3<'py, f32>,
+        lengths: PyReadonlyArray1<'py, u32>,
+        vectors: numpy::PyReadonlyArray2<'py, f32>,
+        stds: numpy::PyReadonlyArray2<'py, f32>,
+    ) -> PyResult<Bound<'py, numpy::PyArray2<f32>>> {
+        let cfg: ser::features::FeatureConfig = serde_json::from_str(config).map_err(|e| InputError::new_err(format!("features' configuration: {e}")))?;
+        let predictor = self.predictor.clone();
+        if cfg != predictor.meta.data.features {
+            return Err(InputError::new_err("these features were made with another configuration than the model's: make them with the model's (Model.contract['features'])"));
+        }
+        if predictor.meta.data.speaker_norm.is_some() {
+            return Err(InputError::new_err("this model normalises speakers; predict files with Model.predict instead"));
+        }
+        let [n, t_max, dim] = frames.shape() else { return Err(InputError::new_err("frames must be [N, T, D]")) };
+        let (n, t_max, dim) = (*n, *t_max, *dim);
+        if dim != cfg.dim() || lengths.len() != n || vectors.shape() != [n, dim] || stds.shape() != [n, dim] {
+            return Err(InputError::new_err(format!("arrays of {n} clips and {dim} columns disagree with each other or with the configuration's {} columns", cfg.dim())));
+        }
+        let set = FeatureSet {
+            config: cfg,
+            clips: (0..n).map(|i| ClipInfo::unlabelled(format!("row {i}"))).collect(),
+            frames: frames.as_slice()?.to_vec(),
+            lengths: lengths.as_slice()?.to_vec(),
+            t_max,
+            vectors: vectors.as_slice()?.to_vec(),
+            stds: stds.as_slice()?.to_vec(),
+            dim,
+            label_map: Vec::new(),
+        };
+        if let Some(i) = set.lengths.iter().position(|&l| l as usize > t_max) {
+            return Err(InputError::new_err(format!("clip {i} claims {} frames of {t_max}", set.lengths[i])));
+        }
+        let k = predictor.class_names().len();
+        let rows = on_device(py, move |gpu| {
+            let all: Vec<usize> = (0..n).collect();
+            let probs = predictor.probabilities(gpu, &predictor.dataset(&set, &all, vec![0; n])?)?;
+            Ok(probs.into_iter().flatten().collect::<Vec<f32>>())
+        })?;
         rows.into_pyarray(py).reshape([n, k])
     }
 

@@ -136,6 +136,9 @@ def test_the_built_in_model_predicts_as_ser_predict():
     proba = model.predict_proba([audio, audio], rate)
     assert proba.shape == (2, 7) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
     assert proba[0].tolist() == [row["probabilities"][c] for c in model.classes]
+    # From features made with the model's configuration: the same rows.
+    feats = ser.features(files=[CLIPS / "03-01-05-02-02-01-07.wav"])
+    assert model.predict_proba(feats).tolist() == [proba[0].tolist()]
 
 
 def test_train_evaluate_save_and_history(corpus, tmp_path):
