@@ -95,6 +95,10 @@ mod tests {
         assert_eq!(m.apply("ang", None), Mapped::Class(Emotion::Angry));
         assert_eq!(m.apply("xxx", None), Mapped::Unknown);
         assert_eq!(LabelMap::default().apply("fear", None), Mapped::Class(Emotion::Fearful));
+        // What a model records of it: the entries by raw label (lower case), classes by name.
+        assert!(LabelMap::default().is_empty() && !m.is_empty());
+        let pairs: Vec<(&str, &str)> = vec![("calm", "neutral"), ("dis", "drop"), ("excited", "happy"), ("frustrated", "angry")];
+        assert_eq!(m.pairs().iter().map(|(a, b)| (a.as_str(), b.as_str())).collect::<Vec<_>>(), pairs);
         for (bad, needle) in [("a=nonsense", "not a class"), ("a", "not LABEL=CLASS"), ("=angry", "not LABEL=CLASS"), ("a=angry,A=sad", "mapped twice"), ("missing.json", "cannot read")] {
             let e = format!("{:#}", LabelMap::parse(bad).unwrap_err());
             assert!(e.contains(needle), "{bad}: {e}");
