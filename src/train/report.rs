@@ -136,6 +136,16 @@ mod tests {
     }
 
     #[test]
+    fn row_argmaxes_and_accuracy_of_probabilities() {
+        // Three rows of three classes: the largest per row, the first of a tie.
+        assert_eq!(argmax_rows(&[0.1, 0.8, 0.1, 0.5, 0.5, 0.0, 0.0, 0.2, 0.9], 3), vec![1, 0, 2]);
+        let probs = vec![vec![0.1, 0.9], vec![0.7, 0.3], vec![0.4, 0.6], vec![0.2, 0.8]];
+        assert_eq!(accuracy_of(&probs, &[1, 0, 0, 1]), 0.75);
+        assert_eq!(accuracy_of(&probs, &[0, 1, 0, 0]), 0.0);
+        assert_eq!(accuracy_of(&[], &[]), 0.0, "no rows: 0, not NaN");
+    }
+
+    #[test]
     fn argmax_takes_the_first_largest_and_never_a_nan() {
         assert_eq!(argmax(&[0.1, 0.7, 0.7, 0.2]), 1);
         assert_eq!(argmax(&[f32::NAN, 0.2, 0.5]), 2);
