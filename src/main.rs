@@ -1162,7 +1162,8 @@ fn eval(args: EvalArgs) -> Result<()> {
         println!("{}", ev.report.text());
     }
     if ev.other_classes > 0 {
-        eprintln!("{} clips with emotions the model does not know were left out", ev.other_classes);
+        let listed: Vec<String> = ev.other_by_class.iter().map(|(class, n)| format!("{class} {n}")).collect();
+        eprintln!("{} clips with emotions the model does not know were left out ({})", ev.other_classes, listed.join(", "));
     }
     if ev.speed_copies > 0 {
         eprintln!("{} augmented copies (--speed-copies) were left out: they only train", ev.speed_copies);

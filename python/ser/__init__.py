@@ -227,7 +227,7 @@ class Model:
     def evaluate(self, data: Paths = None, manifest: Paths = None, label_map: Union[str, PathLike, dict, None] = None) -> dict:
         """Scores the model on labelled data of any corpus, as `ser eval --json`: `accuracy`,
         `uar`, `macro_f1`, per class, `confusion` (a numpy array), `other_classes` (clips of
-        classes the model lacks, left out) and `skipped`."""
+        classes the model lacks, left out, counted by class) and `skipped`."""
         return _report(self._inner.evaluate(_paths(data), _paths(manifest), _label_map(label_map)))
 
     def save(self, path: Union[str, PathLike]) -> None:

@@ -391,7 +391,7 @@ impl Model {
             let o = ser::infer::EvalOptions { held_out_of_seed: None, held_out_fold: None, groups: ser::contract::SpeakerGroups::Auto, min_clips: None };
             let ev = ser::infer::evaluate(gpu, std::slice::from_ref(&*predictor), &set, &o)?;
             let mut json = serde_json::to_value(&ev.report).context("report")?;
-            json["other_classes"] = ev.other_classes.into();
+            json["other_classes"] = serde_json::to_value(&ev.other_by_class).context("classes left out")?;
             json["skipped"] = serde_json::to_value(&report.skipped).context("skipped")?;
             Ok(json.to_string())
         })

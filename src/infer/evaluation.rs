@@ -33,6 +33,8 @@ pub struct Evaluation {
     pub clips: Vec<usize>,
     /// Clips whose emotion is none of the models' classes (or unknown).
     pub other_classes: usize,
+    /// Those clips by their class ("unlabelled" where none), for the message that lists them.
+    pub other_by_class: std::collections::BTreeMap<String, usize>,
     /// Augmented copies (`--speed-copies`): training material, never scored.
     pub speed_copies: usize,
 }
@@ -76,13 +78,17 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
         bail!("model {} of the ensemble has other classes or another feature configuration than the first; an ensemble needs the same", i + 1);
     }
     let (mut clips, mut labels, mut other_classes) = (Vec::new(), Vec::new(), 0);
+    let mut other_by_class = std::collections::BTreeMap::new();
     for (i, c) in set.clips.iter().enumerate().filter(|(_, c)| c.speed.is_none()) {
         match c.emotion.and_then(|e| first.meta.data.classes.iter().position(|k| *k == e)) {
             Some(k) => {
                 clips.push(i);
                 labels.push(k as u32);
             }
-            None => other_classes += 1,
+            None => {
+                other_classes += 1;
+                *other_by_class.entry(c.emotion.map_or("unlabelled".to_string(), |e| e.name().to_string())).or_insert(0) += 1;
+            }
         }
     }
     if clips.is_empty() {
@@ -124,5 +130,5 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
         }
     }
     let predicted: Vec<u32> = sum.iter().map(|p| report::argmax(p) as u32).collect();
-    Ok(Evaluation { report: Report::new(&first.class_names(), &labels, &predicted), clips, other_classes, speed_copies: set.speed_copies() })
+    Ok(Evaluation { report: Report::new(&first.class_names(), &labels, &predicted), clips, other_classes, other_by_class, speed_copies: set.speed_copies() })
 }
