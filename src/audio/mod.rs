@@ -6,7 +6,7 @@ pub mod decode;
 pub mod ravdess;
 pub mod resample;
 
-pub use dataset::{Discovery, LabelledClip, Selection, VocalFilter, discover};
+pub use dataset::{Selection, VocalFilter};
 pub use decode::{Audio, Integrity, decode_bytes, decode_file};
 pub use ravdess::{Emotion, RavdessName, VocalChannel};
 pub use resample::resample;

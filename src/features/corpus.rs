@@ -157,11 +157,6 @@ pub struct Data {
 }
 
 impl Data {
-    /// One RAVDESS-style folder with a selection and no label map.
-    pub fn folder(dir: &Path, selection: &Selection) -> Data {
-        Data { sources: vec![Source::Folder(dir.to_path_buf())], selection: selection.clone(), label_map: LabelMap::default() }
-    }
-
     /// How the sources are named in messages.
     fn flags(&self) -> String {
         self.sources.iter().map(Source::flag).collect::<Vec<_>>().join(" ")
@@ -169,8 +164,13 @@ impl Data {
 }
 
 pub fn build(gpu: &Gpu, data: &Data, cfg: &FeatureConfig, opts: &BuildOptions) -> Result<(FeatureSet, BuildReport)> {
+    build_from(gpu, data, sources::load(&data.sources, &data.selection, &data.label_map)?, cfg, opts)
+}
+
+/// `build` on clips already read from `data`'s sources (`sources::load`), for a caller that
+/// tells a bad folder or manifest apart from what fails later.
+pub fn build_from(gpu: &Gpu, data: &Data, mut found: sources::Loaded, cfg: &FeatureConfig, opts: &BuildOptions) -> Result<(FeatureSet, BuildReport)> {
     let start = Instant::now();
-    let mut found = sources::load(&data.sources, &data.selection, &data.label_map)?;
     if let Some(shard) = opts.shard {
         let total = found.clips.len();
         found.clips = shard.select(&found.clips);

@@ -135,13 +135,12 @@ impl FeatureSet {
         if self.frames.len() != n * self.t_max * self.dim || self.vectors.len() != n * self.dim || self.stds.len() != n * self.dim || self.lengths.len() != n {
             bail!("feature set sizes are inconsistent");
         }
-        let meta = HashMap::from([
+        let mut meta = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("clips".to_string(), serde_json::to_string(&self.clips)?),
             ("config".to_string(), serde_json::to_string(&self.config)?),
             ("columns".to_string(), serde_json::to_string(&Self::columns(&self.config))?),
         ]);
-        let mut meta = meta;
         if !self.label_map.is_empty() {
             meta.insert("label_map".to_string(), serde_json::to_string(&self.label_map)?);
         }
