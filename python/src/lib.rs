@@ -164,6 +164,25 @@ fn data_of(data: Vec<PathBuf>, manifest: Vec<PathBuf>, label_map: Option<String>
     Ok(Data { sources, selection: ser::audio::Selection { vocal: ser::audio::VocalFilter::Both, drop }, label_map })
 }
 
+/// Features of labelled data: its folders and manifests read first, so that a bad one is an
+/// input error, then built.
+fn build_data(gpu: &Gpu, data: &Data, cfg: &ser::features::FeatureConfig, cache: Option<PathBuf>) -> Result<(FeatureSet, corpus::BuildReport), Failure> {
+    let found = input(ser::sources::load(&data.sources, &data.selection, &data.label_map))?;
+    Ok(corpus::build_from(gpu, data, found, cfg, &options(cache))?)
+}
+
+/// Arrays at `rate` brought to `target`, each refused (as bad input) without usable signal.
+fn signals_at(arrays: Vec<Vec<f32>>, rate: u32, target: u32) -> Result<Vec<Vec<f32>>, Failure> {
+    arrays
+        .into_iter()
+        .map(|a| {
+            let s = input(ser::audio::to_rate(&ser::audio::Audio::new(a, rate), target))?;
+            input(ser::audio::check_signal(&s, target))?;
+            Ok(s)
+        })
+        .collect()
+}
+
 fn options(cache: Option<PathBuf>) -> BuildOptions {
     BuildOptions { strict: false, cache_dir: cache.or_else(corpus::default_cache_dir), progress: false, speed_copies: Vec::new(), shard: None }
 }
@@ -229,22 +248,13 @@ fn features<'py>(
     }
     let (set, skipped) = on_device(py, move |gpu| {
         if given[0] {
-            let data = data_of(data, manifest, label_map, drop)?;
-            // Read first, so that a bad folder or manifest is an input error.
-            input(ser::sources::load(&data.sources, &data.selection, &data.label_map))?;
-            let (set, report) = corpus::build(gpu, &data, &cfg, &options(cache))?;
+            let (set, report) = build_data(gpu, &data_of(data, manifest, label_map, drop)?, &cfg, cache)?;
             return Ok((set, report.skipped));
         }
         let (clips, signals, skipped) = if given[1] {
             decode_files(&files, cfg.sample_rate)
         } else {
-            let rate = sample_rate.expect("checked above");
-            let mut signals = Vec::new();
-            for a in arrays {
-                let s = input(ser::audio::to_rate(&ser::audio::Audio::new(a, rate), cfg.sample_rate))?;
-                input(ser::audio::check_signal(&s, cfg.sample_rate))?;
-                signals.push(s);
-            }
+            let signals = signals_at(arrays, sample_rate.expect("checked above"), cfg.sample_rate)?;
             ((0..signals.len()).map(|i| ClipInfo::unlabelled(format!("array {i}"))).collect(), signals, Vec::new())
         };
         if signals.is_empty() {
@@ -316,13 +326,7 @@ impl Model {
         let predictor = self.predictor.clone();
         let k = predictor.class_names().len();
         let rows = on_device(py, move |gpu| {
-            let rate = predictor.meta.data.features.sample_rate;
-            let mut signals = Vec::new();
-            for a in arrays {
-                let s = input(ser::audio::to_rate(&ser::audio::Audio::new(a, sample_rate), rate))?;
-                input(ser::audio::check_signal(&s, rate))?;
-                signals.push(s);
-            }
+            let signals = signals_at(arrays, sample_rate, predictor.meta.data.features.sample_rate)?;
             let names: Vec<String> = (0..signals.len()).map(|i| format!("array {i}")).collect();
             let slices: Vec<&[f32]> = signals.iter().map(Vec::as_slice).collect();
             let predictions = predictor.predict_signals(gpu, &names, &slices)?;
@@ -385,9 +389,7 @@ impl Model {
     fn evaluate(&self, py: Python<'_>, data: Vec<PathBuf>, manifest: Vec<PathBuf>, label_map: Option<String>) -> PyResult<String> {
         let predictor = self.predictor.clone();
         on_device(py, move |gpu| {
-            let data = data_of(data, manifest, label_map, Vec::new())?;
-            input(ser::sources::load(&data.sources, &data.selection, &data.label_map))?;
-            let (set, report) = corpus::build(gpu, &data, &predictor.meta.data.features, &options(None))?;
+            let (set, report) = build_data(gpu, &data_of(data, manifest, label_map, Vec::new())?, &predictor.meta.data.features, None)?;
             let o = ser::infer::EvalOptions { held_out_of_seed: None, held_out_fold: None, groups: ser::contract::SpeakerGroups::Auto, min_clips: None };
             let ev = ser::infer::evaluate(gpu, std::slice::from_ref(&*predictor), &set, &o)?;
             let mut json = serde_json::to_value(&ev.report).context("report")?;
@@ -414,8 +416,7 @@ fn training_set(gpu: &Gpu, data: Vec<PathBuf>, manifest: Vec<PathBuf>, features:
         (Some(f), true) => input(FeatureSet::read(&f))?,
         (None, false) => {
             let cfg: ser::features::FeatureConfig = input(serde_json::from_str(config).context("feature configuration"))?;
-            input(ser::sources::load(&data.sources, &data.selection, &data.label_map))?;
-            corpus::build(gpu, &data, &cfg, &options(None))?.0
+            build_data(gpu, &data, &cfg, None)?.0
         }
         _ => return Err(Failure::Input(anyhow::anyhow!("give features=FILE or data/manifest, one of them"))),
     };
