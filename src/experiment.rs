@@ -295,6 +295,14 @@ const MODEL_OPTIONS: [&str; 17] = [
     "hidden", "dropout", "batch_norm", "knn_weights", "time_pooling",
 ];
 
+/// `ser train`'s options that do not go by their `RunConfig` field's name, each set by its own
+/// arm of `RunConfig::from_options`.
+const RENAMED_OPTIONS: [&str; 14] =
+    ["model", "knn_weights", "time_pooling", "svm_gamma", "input", "class_weights", "split", "precision", "augment_noise", "time_mask", "feature_mask", "fold", "speaker_norm", "min_speaker_clips"];
+
+/// `RunConfig` fields no option sets by their own name: the renamed options above fill them.
+const NOT_OPTIONS: [&str; 4] = ["model", "augment", "only_fold", "speaker_norm"];
+
 /// An option naming one of an enum's values as `ser train` spells it (`speaker-folds`, `bf16`).
 fn option_enum<E: clap::ValueEnum + Serialize>(key: &str, value: &serde_json::Value) -> Result<serde_json::Value> {
     let names = || E::value_variants().iter().filter_map(|v| v.to_possible_value()).map(|p| p.get_name().to_string()).collect::<Vec<_>>().join(", ");
@@ -332,12 +340,13 @@ impl RunConfig {
                 "fold" => run["only_fold"] = value.clone(),
                 "speaker_norm" => speaker_norm = value.as_bool().with_context(|| format!("speaker_norm={value}: expected True or False"))?,
                 "min_speaker_clips" => min_clips = Some(serde_json::from_value(value.clone()).with_context(|| format!("min_speaker_clips={value}: expected a count"))?),
-                k if k != "export_split" && k != "speaker_norm" && run.get(k).is_some() => run[k] = value.clone(),
+                k if !NOT_OPTIONS.contains(&k) && run.get(k).is_some() => run[k] = value.clone(),
                 other => {
-                    let mut known: Vec<&str> = MODEL_OPTIONS.to_vec();
-                    known.extend(["model", "svm_gamma", "input", "class_weights", "split", "precision", "augment_noise", "time_mask", "feature_mask", "fold", "speaker_norm", "min_speaker_clips"]);
-                    known.extend(["test_fraction", "test_actors", "test_speakers", "folds", "val_fraction", "seed", "epochs", "batch_size", "lr", "patience", "lr_patience", "weight_decay", "clip_norm", "ensemble", "refit"]);
+                    // The fields set by their own name (the arm above), then the others.
+                    let fields = run.as_object().map(|o| o.keys().map(String::as_str).filter(|k| !NOT_OPTIONS.contains(k)).collect::<Vec<_>>()).unwrap_or_default();
+                    let mut known: Vec<&str> = fields.into_iter().chain(MODEL_OPTIONS).chain(RENAMED_OPTIONS).collect();
                     known.sort();
+                    known.dedup();
                     bail!("{other:?} is not a training option; the options are ser train's flags with underscores: {}", known.join(", "));
                 }
             }
