@@ -7,8 +7,8 @@ exceptions, a device shared by threads.
 
 import json
 import os
-import struct
 import subprocess
+import sys
 import threading
 import wave
 from pathlib import Path
@@ -17,6 +17,9 @@ import numpy as np
 import pytest
 
 import ser
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "peer"))
+from arrays import load_safetensors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIPS = ROOT / "examples" / "clips"
@@ -35,20 +38,6 @@ def cli(*args):
     r = subprocess.run([SER_BIN, *map(str, args)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     return r.stdout
-
-
-def read_safetensors(path):
-    data = Path(path).read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    meta = header.pop("__metadata__", {})
-    body = data[8 + n :]
-    arrays = {}
-    for name, t in header.items():
-        start, end = t["data_offsets"]
-        dtype = {"F32": np.float32, "U32": np.uint32}[t["dtype"]]
-        arrays[name] = np.frombuffer(body[start:end], dtype=dtype).reshape(t["shape"])
-    return arrays, meta
 
 
 def write_wav(path, samples, rate=16000):
@@ -108,7 +97,7 @@ def test_decode_gives_float32_mono_at_its_rate_or_resampled():
 def test_features_equal_the_command_lines(tmp_path):
     out = tmp_path / "f.safetensors"
     cli("features", "--no-cache", "--data", CLIPS, "--out", out)
-    arrays, meta = read_safetensors(out)
+    arrays, meta = load_safetensors(out)
     f = ser.features(data=CLIPS, cache=tmp_path / "cache")
     for key in ["frames", "vectors", "stds", "lengths"]:
         assert np.array_equal(f[key], arrays[key]), key

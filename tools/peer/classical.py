@@ -13,31 +13,14 @@ RandomForestClassifier(n_estimators, max_features="sqrt", bootstrap); KNeighbors
 (brute-force Euclidean). Seconds are fit + predict on the test rows, all cores (n_jobs=-1),
 after import. Prints one JSON line per model. Needs only numpy and scikit-learn.
 """
-import argparse, json, struct, time
+import argparse, json, time
 
-import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC
 
-DTYPES = {"F32": np.float32, "U32": np.uint32, "F64": np.float64}
-
-
-def load_safetensors(path):
-    """Tensors and metadata of a safetensors file (8-byte header length, JSON header, data)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n])
-    meta = header.pop("__metadata__", {})
-    data = raw[8 + n :]
-    out = {}
-    for name, t in header.items():
-        a, b = t["data_offsets"]
-        out[name] = np.frombuffer(data[a:b], dtype=DTYPES[t["dtype"]]).reshape(t["shape"])
-    return out, meta
-
+from arrays import load_safetensors  # noqa: F401 (tools/bench/classical.py reads it from here)
 
 def main():
     ap = argparse.ArgumentParser()

@@ -30,7 +30,6 @@ Both sides weigh classes by their balanced weights.
 """
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, confusion_matrix
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC
+
+from arrays import load_safetensors
 
 CLASSES = ["neutral", "happy", "sad", "angry"]
 
@@ -64,15 +65,6 @@ def clip(k, i, rate=16000):
     bright = [0.4, 0.55, 0.3, 0.65][k] + 0.2 * rng.uniform(-1, 1)
     voiced = sum(bright ** (h - 1) * np.sin(2 * np.pi * h * f0 * t) for h in range(1, 10))
     return 0.2 * voiced * np.sin(np.pi * t / 0.5) + 0.05 * rng.standard_normal(t.size)
-
-
-def load_safetensors(path):
-    raw = open(path, "rb").read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n])
-    header.pop("__metadata__", None)
-    dtypes = {"F32": np.float32, "U32": np.uint32}
-    return {k: np.frombuffer(raw[8 + n + v["data_offsets"][0] : 8 + n + v["data_offsets"][1]], dtype=dtypes[v["dtype"]]).reshape(v["shape"]) for k, v in header.items()}
 
 
 def main():
@@ -100,7 +92,7 @@ def main():
         model, split = os.path.join(work, f"{kind}.safetensors"), os.path.join(work, f"{kind}-split.safetensors")
         run("train", "--features", features, "--model", kind, "--input", "stats", *flags, "--out", model, "--export-split", split)
         ours = json.loads(run("eval", "--held-out-of-seed", "0", "--json", "--model", model, "--features", features))
-        t = load_safetensors(split)
+        t, _ = load_safetensors(split)
         peer = make().fit(t["x_train"], t["y_train"])
         predicted = peer.predict(t["x_test"])
         theirs = confusion_matrix(t["y_test"], predicted, labels=range(len(CLASSES)))
