@@ -165,3 +165,37 @@ fn a_kernel_that_fails_its_check_is_excluded() {
     assert_eq!((denied.ms, denied.error.as_deref()), (None, Some("wrong on this test's pretend driver")));
     assert!(choice.candidates.iter().any(|c| c.ms.is_some()), "{:?}", choice.candidates);
 }
+
+/// A clip's prediction does not hang on how many clips share its batch or shard, with the tuner
+/// on (the default). The bucket a choice is kept under leaves the rows out, so one (N, K) runs
+/// one kernel at every M; and `predict` over three shards concatenates to the whole run, byte
+/// for byte, each process tuning its own shapes from an empty file.
+#[test]
+fn results_do_not_depend_on_batch_size_under_tuning() {
+    for (trans_b, k, n) in [(false, 180, 256), (true, 295, 7), (false, 12, 16)] {
+        let o = GemmOptions { trans_b, ..Default::default() };
+        let at = |m: usize| autotune::bucket(&GemmDims { batch: 1, m, n, k, broadcast_b: false }, &o);
+        for m in [1, 3, 8, 208, 4097] {
+            assert_eq!(at(m), at(64), "M = {m} must share the bucket of M = 64");
+        }
+    }
+    let file = tuned_file("shards");
+    let _ = std::fs::remove_file(&file);
+    let run = |args: &[&str]| {
+        let o = common::ser_command()
+            .env("SER_AUTOTUNE", "fast")
+            .env("SER_AUTOTUNE_FILE", &file)
+            .arg("predict")
+            .args(args)
+            .arg(common::originals_dir())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let whole = run(&[]);
+    assert_eq!(whole.lines().count(), 8);
+    std::fs::remove_file(&file).unwrap();
+    let shards: Vec<String> = (0..3).map(|i| run(&["--shard", &format!("{i}/3")])).collect();
+    assert_eq!(shards.concat(), whole);
+}

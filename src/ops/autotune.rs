@@ -1,15 +1,16 @@
 //! Which GEMM kernel runs on this adapter for each kind of multiply: the autotuner.
 //!
 //! A multiply asks for `GemmKernel::Auto`. The first time an (adapter, driver, `ser` version)
-//! meets a shape bucket (precision, transposes, batching, and M, N, K rounded up to powers of
-//! two), every candidate kernel that passes a correctness check against the float64 reference
-//! is timed on that shape and the fastest is kept (the fast mode stops timing a candidate whose
-//! warm-up ran [`GIVE_UP_FACTOR`] times slower than the best before it, and times a shape the
-//! adapter runs slowly on fewer rows: [`timing_dims`]). Choices persist in the user's cache
-//! folder (`autotune.json`), keyed by adapter, driver and `ser` version, so tuning happens once
-//! per machine. `SER_AUTOTUNE=off|fast|full` (default fast: a shortlist, few repetitions; off:
-//! the adapter class's default, nothing timed) and `SER_GEMM_KERNEL=<kernel>` pins one kernel
-//! for reproducibility. Every choice made in a process is remembered (`used`) so that
+//! meets a shape bucket (precision, transposes, batching, and N, K rounded up to powers of
+//! two; never M, so that results do not depend on batch size), every candidate kernel that
+//! passes a correctness check against the float64 reference is timed on that shape and the
+//! fastest is kept (the fast mode stops timing a candidate whose warm-up ran
+//! [`GIVE_UP_FACTOR`] times slower than the best before it, and times a shape the adapter runs
+//! slowly on fewer rows: [`timing_dims`]). Choices persist in the user's cache folder
+//! (`autotune.json`), keyed by adapter, driver and `ser` version, so tuning happens once per
+//! machine. `SER_AUTOTUNE=off|fast|full` (default fast: a shortlist, few repetitions; off: the
+//! adapter class's default, nothing timed) and `SER_GEMM_KERNEL=<kernel>` pins one kernel for
+//! reproducibility. Every choice made in a process is remembered (`used`) so that
 //! checkpoints can record the kernels that trained them.
 
 use super::gemm::{self, GemmDims, GemmKernel, GemmOptions, Precision};
@@ -193,19 +194,22 @@ pub fn default_kernel(gpu: &Gpu, precision: Precision) -> GemmKernel {
     }
 }
 
-/// The shape bucket of a multiply: what a tuned choice applies to. Vector alignment is part of
-/// it: a bucket tuned on an aligned shape chose vec4x8 for a convolution's K = 320, and the
-/// first layer's K = 295 then ran as reg4x4 at a fifth of the speed (session 10).
+/// The shape bucket of a multiply: what a tuned choice applies to. Its rows (M) are not part
+/// of it: a clip's result must not depend on how many clips share its batch, chunk or shard,
+/// and kernels sum K in different orders, so one (N, K) bucket keeps one kernel whatever M is
+/// (before, `predict --shard I/3` differed from the whole run by up to 1e-5 on 19 of 208 clips).
+/// Vector alignment is part of it: a bucket tuned on an aligned shape chose vec4x8 for a
+/// convolution's K = 320, and the first layer's K = 295 then ran as reg4x4 at a fifth of the
+/// speed (session 10). Alignment reads M only for a transposed A (weight gradients in training).
 pub fn bucket(d: &GemmDims, o: &GemmOptions) -> String {
     let log2 = |x: usize| x.max(1).next_power_of_two().trailing_zeros();
     let batch = if d.batch == 1 { "" } else if d.broadcast_b { " batch-shared-b" } else { " batch" };
     let aligned = if d.vector_aligned(o) { "" } else { " unaligned" };
     format!(
-        "{:?} {}{} m2^{} n2^{} k2^{}{batch}{aligned}",
+        "{:?} {}{} n2^{} k2^{}{batch}{aligned}",
         o.precision,
         if o.trans_a { "T" } else { "N" },
         if o.trans_b { "T" } else { "N" },
-        log2(d.m),
         log2(d.n),
         log2(d.k)
     )
