@@ -455,7 +455,8 @@ pub struct TrainBenchResult {
 /// one.
 pub fn train_on(gpu: &Gpu, cfg: &TrainBenchConfig, precision: Precision) -> Result<TrainBenchResult> {
     use crate::nn::{Architecture, Model, TimePooling};
-    use crate::train::{self, Dataset, TrainConfig};
+    use crate::dataset::Dataset;
+    use crate::train::{self, TrainConfig};
     let classes = 7;
     let (frames, features) = (399, 59);
     // The recurrent models as `ser train` builds them by default.

@@ -14,14 +14,16 @@ use crate::infer::{Classifier, Predictor};
 use crate::nn::checkpoint::{self, ModelMeta};
 use crate::nn::{Architecture, Layer, Model, RecurrentHead, TimePooling};
 use crate::ops::gemm::Precision;
-use crate::train::data::{self, Input, Labelled};
-use crate::train::forest::{Forest, ForestConfig};
-use crate::train::kernel_ridge::KernelRidge;
-use crate::train::knn::{Knn, KnnWeights};
-use crate::train::report::{self, Report};
-use crate::train::speaker::{SpeakerGroups, SpeakerNorm};
-use crate::train::svm::{Svm, SvmConfig};
-use crate::train::{self, Calibration, Dataset, TrainConfig};
+use crate::dataset::{self, Input, Labelled};
+use crate::models::forest::{Forest, ForestConfig};
+use crate::models::kernel_ridge::KernelRidge;
+use crate::models::knn::{Knn, KnnWeights};
+use crate::report::{self, Report};
+use crate::contract::speaker::{SpeakerGroups, SpeakerNorm};
+use crate::models::svm::{Svm, SvmConfig};
+use crate::dataset::Dataset;
+use crate::nn::predict::Calibration;
+use crate::train::{self, TrainConfig};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -354,7 +356,7 @@ impl RunConfig {
         if min_clips.is_some() && !speaker_norm {
             bail!("min_speaker_clips needs speaker_norm=True");
         }
-        run["speaker_norm"] = serde_json::to_value(speaker_norm.then(|| min_clips.unwrap_or(crate::train::speaker::DEFAULT_MIN_CLIPS)))?;
+        run["speaker_norm"] = serde_json::to_value(speaker_norm.then(|| min_clips.unwrap_or(crate::contract::speaker::DEFAULT_MIN_CLIPS)))?;
         serde_json::from_value(run).context("training options")
     }
 
@@ -371,7 +373,7 @@ impl RunConfig {
     /// The loss's class weights for a dataset of `classes`.
     pub fn class_weights_for(&self, d: &Dataset, classes: usize) -> Vec<f32> {
         match self.class_weights {
-            ClassWeights::Balanced => data::balanced_weights(d.y.iter().copied(), classes),
+            ClassWeights::Balanced => dataset::balanced_weights(d.y.iter().copied(), classes),
             ClassWeights::None => vec![1.0; classes],
         }
     }
@@ -429,7 +431,7 @@ pub fn test_split(run: &Run) -> Result<(Vec<usize>, Vec<usize>)> {
     }
     let all: Vec<usize> = (0..l.clips.len()).collect();
     let (train_all, test) = match cfg.split {
-        Split::Random => data::stratified(&l.labels, &all, cfg.test_fraction, cfg.seed),
+        Split::Random => dataset::stratified(&l.labels, &all, cfg.test_fraction, cfg.seed),
         Split::Actors => {
             let (held, speakers) = (cfg.held_out_speakers(), l.known_speakers(run.set, "--split speakers")?);
             all.iter().partition(|&&p| !held.contains(&speakers[p]))
@@ -602,7 +604,7 @@ pub fn calibrate_saved(gpu: &Gpu, predictor: &mut Predictor, set: &FeatureSet, g
     if cfg.refit {
         bail!("a refitted model has trained on its validation clips: nothing is left to calibrate it on");
     }
-    let l = data::labelled_as(set, VocalFilter::Both, predictor.meta.data.classes.clone())?;
+    let l = dataset::labelled_as(set, VocalFilter::Both, predictor.meta.data.classes.clone())?;
     let mut own = set.clone();
     predictor.normalise_speakers(&mut own, &l.all_clips(), groups, min_clips)?;
     let run = Run::quiet(gpu, &cfg, &own, &l);
@@ -613,7 +615,7 @@ pub fn calibrate_saved(gpu: &Gpu, predictor: &mut Predictor, set: &FeatureSet, g
         _ => test_split(&run)?.0,
     };
     let (_, va) = validation_part(&cfg, &l, &train_all);
-    predictor.calibrate(gpu, &data::dataset(&own, &l, &va, cfg.input, &predictor.meta.data.scaler))
+    predictor.calibrate(gpu, &dataset::dataset(&own, &l, &va, cfg.input, &predictor.meta.data.scaler))
 }
 
 /// One fold of the cross-validation by speaker.
@@ -668,9 +670,9 @@ pub fn train_and_save(run: &Run, out: Option<&Path>, resume: Option<Predictor>) 
 /// (speakers grouped `by`) when the run normalises speakers: the data every fit of the run
 /// reads, and what its saved model then does to the clips it predicts.
 pub fn labelled_for_run(mut set: FeatureSet, selection: &Selection, cfg: &RunConfig, by: SpeakerGroups) -> Result<(FeatureSet, Labelled)> {
-    let l = data::labelled(&set, selection)?;
+    let l = dataset::labelled(&set, selection)?;
     if let Some(min_clips) = cfg.speaker_norm {
-        crate::train::speaker::normalise_clips(&mut set, &l.all_clips(), cfg.input, by, min_clips)?;
+        crate::contract::speaker::normalise_clips(&mut set, &l.all_clips(), cfg.input, by, min_clips)?;
     }
     Ok((set, l))
 }
@@ -719,7 +721,7 @@ pub struct Comparison {
 pub fn compare(run: &Run, models: &[ModelKind], by_actor: bool, other: Option<&FeatureSet>) -> Result<Vec<Comparison>> {
     let (base, l) = (run.cfg, run.labelled);
     let all: Vec<usize> = (0..l.clips.len()).collect();
-    let (train_all, test) = data::stratified(&l.labels, &all, base.test_fraction, base.seed);
+    let (train_all, test) = dataset::stratified(&l.labels, &all, base.test_fraction, base.seed);
     let mut rows = Vec::new();
     for &kind in models {
         let name = kind.name();
@@ -768,13 +770,13 @@ pub fn compare(run: &Run, models: &[ModelKind], by_actor: bool, other: Option<&F
 /// the test clips (positions into `l`).
 fn fold_parts(l: &Labelled, folds: usize, fold: usize) -> (Vec<String>, Vec<usize>, Vec<usize>) {
     let speakers: Vec<String> = l.speakers.iter().map(|s| s.clone().unwrap_or_default()).collect();
-    let held = data::fold_speakers(&speakers, folds, fold);
+    let held = dataset::fold_speakers(&speakers, folds, fold);
     let (train_all, test) = (0..l.clips.len()).partition(|&p| !held.contains(&speakers[p]));
     (held, train_all, test)
 }
 
 /// Speaker-independent cross-validation: actors dealt round-robin into `cfg.folds` groups
-/// (`data::fold_actors`), each group the test set once. With `out`, each fold's model is saved
+/// (`dataset::fold_actors`), each group the test set once. With `out`, each fold's model is saved
 /// as `out.foldK` (`fold_path`), its record naming the fold, so that `ser eval --held-out-fold K`
 /// can score it, alone or in an ensemble, on exactly the actors it never heard. `resume` (a
 /// fold's model saved part-way, read by [`resume`] with the run's configuration) continues
@@ -847,7 +849,7 @@ pub fn validation_part(cfg: &RunConfig, l: &Labelled, train_all: &[usize]) -> (V
     if cfg.split == Split::Given && train_all.iter().any(|&p| l.given[p] == Some(RowSplit::Valid)) {
         return train_all.iter().partition(|&&p| l.given[p] != Some(RowSplit::Valid));
     }
-    data::stratified(&l.labels, train_all, cfg.val_fraction, cfg.seed.wrapping_add(1))
+    dataset::stratified(&l.labels, train_all, cfg.val_fraction, cfg.seed.wrapping_add(1))
 }
 
 /// What a fit returns: the classifier, the architecture recorded with it (empty layers for the
@@ -863,16 +865,16 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
     // A resumed model keeps the scaler its weights were trained with.
     let scaler = match &resume {
         Some(r) => r.meta.data.scaler.clone(),
-        None => data::fit_scaler(set, l, &tr, cfg.input),
+        None => dataset::fit_scaler(set, l, &tr, cfg.input),
     };
     // Augmented copies train beside their sources; validation and test see originals only.
-    let (train_set, val_set) = (data::training_dataset(set, l, &tr, cfg.input, &scaler), data::dataset(set, l, &va, cfg.input, &scaler));
+    let (train_set, val_set) = (dataset::training_dataset(set, l, &tr, cfg.input, &scaler), dataset::dataset(set, l, &va, cfg.input, &scaler));
     // --refit models get the scaler of the whole training part they are refitted on. Kernel
     // ridge always ends with a fit on every training clip but keeps the training part's scaler
     // (the recipe the recorded results and the shipped model were made with).
-    let final_scaler = if cfg.refit { data::fit_scaler(set, l, train_all, cfg.input) } else { scaler };
-    let test_set = data::dataset(set, l, test, cfg.input, &final_scaler);
-    let full_set = (cfg.refit || cfg.model.kind.fitted_in_one_go()).then(|| data::training_dataset(set, l, train_all, cfg.input, &final_scaler));
+    let final_scaler = if cfg.refit { dataset::fit_scaler(set, l, train_all, cfg.input) } else { scaler };
+    let test_set = dataset::dataset(set, l, test, cfg.input, &final_scaler);
+    let full_set = (cfg.refit || cfg.model.kind.fitted_in_one_go()).then(|| dataset::training_dataset(set, l, train_all, cfg.input, &final_scaler));
     let k = l.classes.len();
     let input_shape = cfg.input.shape(set.dim, set.t_max);
     let copies = l.copies_of(&tr);
@@ -891,7 +893,7 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
     if let Some(path) = &cfg.export_split {
         let fitted = full_set.as_ref().unwrap_or(&train_set);
         let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
-        data::export_split(path, fitted, &test_set, &names, &cfg.class_weights_for(fitted, k)).with_context(|| format!("--export-split {}", path.display()))?;
+        dataset::export_split(path, fitted, &test_set, &names, &cfg.class_weights_for(fitted, k)).with_context(|| format!("--export-split {}", path.display()))?;
     }
     let data = data_fingerprint(set, l);
     let record_base = || {

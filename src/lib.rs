@@ -15,12 +15,15 @@
 pub mod audio;
 pub mod bench;
 pub mod contract;
+pub mod dataset;
 pub mod experiment;
 pub mod features;
 pub mod gpu;
 pub mod infer;
+pub mod models;
 pub mod nn;
 pub mod ops;
+pub mod report;
 pub mod rng;
 pub mod selftest;
 pub mod shard;

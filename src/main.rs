@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use ser::gpu::{self, AdapterSelector, BackendChoice};
 use ser::ops::gemm::{GemmKernel, Precision};
 use ser::experiment::{self, ClassWeights, ModelConfig, ModelKind, Run, RunConfig, Split};
-use ser::train::knn::KnnWeights;
-use ser::train::speaker::{self, SpeakerGroups};
+use ser::models::knn::KnnWeights;
+use ser::contract::speaker::{self, SpeakerGroups};
 
 #[derive(Parser)]
 #[command(name = "ser", version, about = "Speech emotion recognition as a GPU-native compute pipeline")]
@@ -374,7 +374,7 @@ struct TrainArgs {
     feature_mask: u32,
     /// Time-averaged vectors or frame sequences.
     #[arg(long, value_enum, default_value_t = defaults().input)]
-    input: ser::train::data::Input,
+    input: ser::dataset::Input,
     /// How the loss weighs classes (balanced: rarer classes count more, as in the study).
     #[arg(long, value_enum, default_value_t = defaults().class_weights)]
     class_weights: ClassWeights,
@@ -1078,7 +1078,7 @@ fn train(args: TrainArgs) -> Result<()> {
 /// The labelled feature set `train` and `compare` work on: read from --features or built from
 /// --data, with the selection the flags ask for and the speaker normalisation the run does.
 /// Resolves the number of folds by speaker from the data when --folds was not given.
-fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &mut RunConfig) -> Result<(ser::features::set::FeatureSet, ser::train::data::Labelled)> {
+fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &mut RunConfig) -> Result<(ser::features::set::FeatureSet, ser::dataset::Labelled)> {
     let selection = args.data.selection();
     let set = match (&args.features_file, args.data.given()) {
         (Some(_), true) => anyhow::bail!("give --features FILE or --data/--manifest, not both"),
@@ -1099,7 +1099,7 @@ fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &mut RunConfig) -> 
     }
     if args.folds.is_none() && args.resume.is_none() {
         let speakers = l.speakers.iter().flatten().collect::<std::collections::BTreeSet<_>>().len();
-        cfg.folds = ser::train::data::default_folds(speakers).unwrap_or(cfg.folds);
+        cfg.folds = ser::dataset::default_folds(speakers).unwrap_or(cfg.folds);
     }
     Ok((set, l))
 }

@@ -55,3 +55,11 @@ mod tests {
         assert_eq!(splitmix64(0), 0xE220_A839_7B1D_CDAF);
     }
 }
+
+/// Seeded Fisher-Yates shuffle (SplitMix64).
+pub fn shuffle(idx: &mut [usize], seed: u64) {
+    let mut rng = SplitMix64::new(seed);
+    for i in (1..idx.len()).rev() {
+        idx.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+}

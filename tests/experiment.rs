@@ -8,16 +8,16 @@ mod common;
 use ser::audio::{Emotion, Selection, VocalFilter};
 use ser::experiment::{self, ModelConfig, ModelKind, Run, RunConfig, Split};
 use ser::nn::{Layer, TimePooling};
-use ser::train::data::{self, Input};
-use ser::train::speaker::SpeakerGroups;
+use ser::dataset::{self, Input};
+use ser::contract::speaker::SpeakerGroups;
 
 /// The study's classes: disgust dropped.
 fn selection() -> Selection {
     Selection { vocal: VocalFilter::Both, drop: vec![Emotion::Disgust] }
 }
 
-fn labelled(set: &ser::features::set::FeatureSet) -> data::Labelled {
-    data::labelled(set, &selection()).unwrap()
+fn labelled(set: &ser::features::set::FeatureSet) -> dataset::Labelled {
+    dataset::labelled(set, &selection()).unwrap()
 }
 
 #[test]
@@ -57,8 +57,8 @@ fn a_run_learns_records_its_configuration_and_resumes_with_it() {
     assert_eq!(loaded.meta.temperatures, vec![t]);
     let test_set = loaded.dataset(&set, &test.iter().map(|&p| l.clips[p]).collect::<Vec<_>>(), test.iter().map(|&p| l.labels[p]).collect()).unwrap();
     let ser::infer::Classifier::Network(members) = &loaded.classifier else { panic!("a network") };
-    let logits = ser::train::predict(g, &members[0], &test_set, 64).unwrap();
-    let scaled = ser::train::softmax_rows(&logits.iter().map(|v| v * t).collect::<Vec<_>>(), 7);
+    let logits = ser::nn::predict::predict(g, &members[0], &test_set, 64).unwrap();
+    let scaled = ser::nn::predict::softmax_rows(&logits.iter().map(|v| v * t).collect::<Vec<_>>(), 7);
     assert_eq!(loaded.probabilities(g, &test_set).unwrap(), scaled);
     // `ser calibrate` finds the same validation clips again from the record: the same factor.
     loaded.meta.temperatures.clear();
@@ -70,7 +70,7 @@ fn a_run_learns_records_its_configuration_and_resumes_with_it() {
     let err = experiment::check_resume(&Run { set: &other, ..run }, &resumed).unwrap_err().to_string();
     assert!(err.contains("other clips"), "{err}");
     // So is another selection of classes (here calm dropped too), naming both and what to give.
-    let fewer = data::labelled(&set, &Selection { vocal: VocalFilter::Both, drop: vec![Emotion::Disgust, Emotion::Calm] }).unwrap();
+    let fewer = dataset::labelled(&set, &Selection { vocal: VocalFilter::Both, drop: vec![Emotion::Disgust, Emotion::Calm] }).unwrap();
     let err = experiment::check_resume(&Run { labelled: &fewer, ..run }, &resumed).unwrap_err().to_string();
     assert!(err.contains("classes neutral, calm, happy") && err.contains("these clips have neutral, happy") && err.contains("--drop"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -223,14 +223,14 @@ fn speed_copies_train_beside_their_source_and_never_reach_validation_or_test() {
     assert!(l_plain.copies.iter().all(Vec::is_empty));
     // Training rows: the positions, then their copies (with their sources' labels); any other
     // part: the positions alone.
-    let scaler = data::fit_scaler(&set, &l, &[0, 1, 2], Input::Stats);
-    let train = data::training_dataset(&set, &l, &[0, 5], Input::Stats, &scaler);
-    let alone = data::dataset(&set, &l, &[0, 5], Input::Stats, &scaler);
+    let scaler = dataset::fit_scaler(&set, &l, &[0, 1, 2], Input::Stats);
+    let train = dataset::training_dataset(&set, &l, &[0, 5], Input::Stats, &scaler);
+    let alone = dataset::dataset(&set, &l, &[0, 5], Input::Stats, &scaler);
     let w = train.width;
     assert_eq!((train.len(), alone.len()), (4, 2));
     assert_eq!(train.x[..2 * w], alone.x[..]);
     assert_eq!(train.y, [l.labels[0], l.labels[5], l.labels[0], l.labels[5]]);
-    assert_eq!(train.x[2 * w..3 * w], data::example(&set, n + l.clips[0], Input::Stats, 1, &scaler)[..]);
+    assert_eq!(train.x[2 * w..3 * w], dataset::example(&set, n + l.clips[0], Input::Stats, 1, &scaler)[..]);
     assert_ne!(train.x[2 * w..3 * w], train.x[..w]);
     // A whole run: the test and validation parts as without copies, the copies in training.
     let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, hidden: vec![16], ..Default::default() }, epochs: 2, seed: 3, ..Default::default() };
@@ -249,7 +249,7 @@ fn speed_copies_train_beside_their_source_and_never_reach_validation_or_test() {
     // A copy labelled unlike its source is refused by name.
     let mut wrong = set.clone();
     wrong.clips[n].emotion = Some(if plain.clips[0].emotion == Some(Emotion::Sad) { Emotion::Happy } else { Emotion::Sad });
-    let err = data::labelled(&wrong, &Selection { vocal: VocalFilter::Both, drop: vec![Emotion::Disgust] }).err().expect("refused").to_string();
+    let err = dataset::labelled(&wrong, &Selection { vocal: VocalFilter::Both, drop: vec![Emotion::Disgust] }).err().expect("refused").to_string();
     assert!(err.contains(&plain.clips[0].path) && err.contains("differ"), "{err}");
 }
 
@@ -291,10 +291,10 @@ fn evaluation_scores_the_clips_a_seed_held_out_as_the_run_did() {
     let pair = ser::infer::evaluate(g, &members, &set, &options(None)).unwrap();
     let probs = |m: &ser::infer::Predictor| m.probabilities(g, &m.dataset(&set, &l.clips, l.labels.clone()).unwrap()).unwrap();
     let (a, b) = (probs(&members[0]), probs(&members[1]));
-    let averaged: Vec<u32> = a.iter().zip(&b).map(|(p, q)| ser::train::report::argmax(&p.iter().zip(q).map(|(x, y)| x + y).collect::<Vec<f32>>()) as u32).collect();
-    let want = ser::train::report::Report::new(&predictor.class_names(), &l.labels, &averaged);
+    let averaged: Vec<u32> = a.iter().zip(&b).map(|(p, q)| ser::report::argmax(&p.iter().zip(q).map(|(x, y)| x + y).collect::<Vec<f32>>()) as u32).collect();
+    let want = ser::report::Report::new(&predictor.class_names(), &l.labels, &averaged);
     assert_eq!(pair.report.confusion, want.confusion);
-    let alone = |p: &[Vec<f32>]| p.iter().map(|r| ser::train::report::argmax(r) as u32).collect::<Vec<u32>>();
+    let alone = |p: &[Vec<f32>]| p.iter().map(|r| ser::report::argmax(r) as u32).collect::<Vec<u32>>();
     assert!(alone(&a) != averaged || alone(&b) != averaged, "the members must disagree somewhere for this check to mean anything");
     // A clip of a class the model does not know is counted and left out.
     let mut disgust = set.clone();

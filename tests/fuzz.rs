@@ -269,10 +269,10 @@ fn checkpoints_load_or_say_why() {
 /// The bytes of one small model of each kind but the shipped one's, fitted on the synthetic set.
 fn seed_models(g: &ser::gpu::Gpu) -> Vec<Vec<u8>> {
     use ser::experiment::{self, ModelConfig, ModelKind, Run, RunConfig};
-    use ser::train::data::{self, Input};
+    use ser::dataset::{self, Input};
     let set = common::synthetic_set();
     let selection = ser::audio::Selection { vocal: ser::audio::VocalFilter::Both, drop: vec![ser::audio::Emotion::Disgust] };
-    let l = data::labelled(&set, &selection).unwrap();
+    let l = dataset::labelled(&set, &selection).unwrap();
     let dir = std::env::temp_dir().join(format!("ser-fuzz-seeds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut out = Vec::new();

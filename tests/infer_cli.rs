@@ -33,9 +33,9 @@ fn predict_and_eval_on_real_files() {
             data: ser::contract::DataContract {
                 version: ser::contract::VERSION,
                 classes,
-                scaler: ser::train::data::Scaler { mean: vec![0.0; cfg.dim()], std: vec![10.0; cfg.dim()] },
+                scaler: ser::dataset::Scaler { mean: vec![0.0; cfg.dim()], std: vec![10.0; cfg.dim()] },
                 features: cfg,
-                input: ser::train::data::Input::Vectors,
+                input: ser::dataset::Input::Vectors,
                 speaker_norm: None,
                 label_map: vec![],
                 corpora: Default::default(),

@@ -5,7 +5,9 @@ mod common;
 use common::{Rng, gpu};
 use ser::nn::{Architecture, Layer, Model, RecurrentHead, TimePooling};
 use ser::ops::gemm::Precision;
-use ser::train::{self, Dataset, TrainConfig};
+use ser::dataset::Dataset;
+use ser::nn::predict;
+use ser::train::{self, TrainConfig};
 
 /// Three classes of 16-step, 2-channel sequences: channel 0 is a sine of 1, 2 or 4 cycles with
 /// a random phase, both channels carry noise.
@@ -50,11 +52,11 @@ fn a_small_cnn_learns_a_synthetic_task_and_repeats_itself_exactly() {
         let mut model = Model::new(g, &small_cnn(), 3).unwrap();
         model.adam.lr = 3e-3;
         let log = train::fit(g, &mut model, &tr, &va, &[1.0, 1.0, 1.0], &cfg, |_| {}).unwrap();
-        let logits = train::predict(g, &model, &va, 64).unwrap();
+        let logits = predict::predict(g, &model, &va, 64).unwrap();
         (log, logits)
     };
     let (log, logits) = run();
-    let (_, acc) = train::loss_and_accuracy(&logits, &va.y, 3);
+    let (_, acc) = predict::loss_and_accuracy(&logits, &va.y, 3);
     let first = &log[0];
     let last = log.last().unwrap();
     eprintln!("epoch 1: loss {:.3} val_acc {:.3}; epoch {}: loss {:.3} val_acc {:.3}; restored best: val_acc {acc:.3}", first.loss, first.val_accuracy, last.epoch, last.loss, last.val_accuracy);
@@ -107,7 +109,7 @@ fn a_run_resumed_where_the_next_epochs_do_not_improve_replays_the_uninterrupted_
     assert_eq!(numbers(&rest.log), numbers(&log[k..]), "the resumed epochs are the uninterrupted run's");
     assert_eq!(rest_saved, whole_saved.into_iter().filter(|&e| e > k).collect::<Vec<_>>(), "saved at the same improvements only");
     assert_eq!(rest.kept_epoch, whole.kept_epoch);
-    assert_eq!(train::predict(g, &resumed, &va, 64).unwrap(), train::predict(g, &straight, &va, 64).unwrap(), "the same weights kept");
+    assert_eq!(predict::predict(g, &resumed, &va, 64).unwrap(), predict::predict(g, &straight, &va, 64).unwrap(), "the same weights kept");
 }
 
 #[test]
@@ -125,7 +127,7 @@ fn the_small_cnn_also_learns_with_bfloat16_gemm_operands() {
         model.adam.lr = 3e-3;
         let log = train::fit(g, &mut model, &tr, &va, &[1.0, 1.0, 1.0], &cfg, |_| {}).unwrap();
         assert_eq!(model.precision, Precision::F32, "fit leaves the model in f32");
-        let (_, acc) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
+        let (_, acc) = predict::loss_and_accuracy(&predict::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
         (log, acc)
     };
     let (log, acc) = run(Precision::Bf16);
@@ -166,8 +168,8 @@ fn checkpoints_round_trip_and_bad_files_are_refused_without_losing_anything() {
             version: ser::contract::VERSION,
             classes: vec![ser::audio::Emotion::Neutral, ser::audio::Emotion::Happy, ser::audio::Emotion::Sad],
             features: ser::features::FeatureConfig { n_mfcc: 13, n_mels: 32, ..Default::default() },
-            input: ser::train::data::Input::Vectors,
-            scaler: ser::train::data::Scaler { mean: vec![0.0; 13 + 12 + 7], std: vec![1.0; 13 + 12 + 7] },
+            input: ser::dataset::Input::Vectors,
+            scaler: ser::dataset::Scaler { mean: vec![0.0; 13 + 12 + 7], std: vec![1.0; 13 + 12 + 7] },
             speaker_norm: None,
             label_map: vec![],
             corpora: Default::default(),
@@ -182,7 +184,7 @@ fn checkpoints_round_trip_and_bad_files_are_refused_without_losing_anything() {
     let (loaded, meta2) = checkpoint::load(g, &path).unwrap();
     let loaded = &loaded[0];
     assert_eq!(meta2, meta);
-    assert_eq!(train::predict(g, loaded, &va, 64).unwrap(), train::predict(g, &model, &va, 64).unwrap());
+    assert_eq!(predict::predict(g, loaded, &va, 64).unwrap(), predict::predict(g, &model, &va, 64).unwrap());
 
     // Truncated and corrupt files: clear errors naming the file.
     let bytes = std::fs::read(&path).unwrap();
@@ -227,7 +229,7 @@ fn an_mlp_with_batch_norm_learns_the_synthetic_task() {
     model.adam.weight_decay = 1e-3;
     let cfg = TrainConfig { epochs: 30, batch_size: 16, seed: 4, ..Default::default() };
     let log = train::fit(g, &mut model, &tr, &va, &[1.0, 1.0, 1.0], &cfg, |_| {}).unwrap();
-    let (_, acc) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
+    let (_, acc) = predict::loss_and_accuracy(&predict::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
     assert!(log.last().unwrap().loss < log[0].loss * 0.5, "training loss did not fall");
     assert!(acc >= 0.85, "validation accuracy {acc:.3} (chance is 0.33)");
 }
@@ -235,7 +237,7 @@ fn an_mlp_with_batch_norm_learns_the_synthetic_task() {
 #[test]
 fn stats_input_is_the_scaled_means_then_standard_deviations() {
     use ser::features::set::{ClipInfo, FeatureSet};
-    use ser::train::data::{self, Input};
+    use ser::dataset::{self, Input};
     // Two clips of 2 columns: 3 frames and 1 frame.
     let frames = vec![1.0, 10.0, 2.0, 20.0, 3.0, 60.0, 5.0, 7.0, 0.0, 0.0, 0.0, 0.0];
     use ser::audio::Emotion;
@@ -253,11 +255,11 @@ fn stats_input_is_the_scaled_means_then_standard_deviations() {
     };
     let drop = Emotion::ALL.iter().copied().filter(|e| ![Emotion::Happy, Emotion::Sad].contains(e)).collect();
     let selection = ser::audio::Selection { vocal: ser::audio::VocalFilter::Both, drop };
-    let l = data::labelled(&set, &selection).unwrap();
+    let l = dataset::labelled(&set, &selection).unwrap();
     assert_eq!(Input::Stats.shape(2, 3), (4, 1));
-    let scaler = data::fit_scaler(&set, &l, &[0, 1], Input::Stats);
+    let scaler = dataset::fit_scaler(&set, &l, &[0, 1], Input::Stats);
     assert_eq!(scaler.mean, vec![3.5, 18.5, set.stds[0] / 2.0, set.stds[1] / 2.0]);
-    let d = data::dataset(&set, &l, &[0, 1], Input::Stats, &scaler);
+    let d = dataset::dataset(&set, &l, &[0, 1], Input::Stats, &scaler);
     assert_eq!(d.width, 4);
     // Two examples per column: standardised values are +-1.
     for (i, v) in d.x.iter().enumerate() {
@@ -265,7 +267,7 @@ fn stats_input_is_the_scaled_means_then_standard_deviations() {
     }
     assert!(d.x[0] < 0.0 && d.x[4] > 0.0 && d.x[2] > 0.0 && d.x[6] < 0.0);
     // Frames: padded to the longest clip, scaled per column over real frames only.
-    let f = data::dataset(&set, &l, &[0, 1], Input::Frames, &data::fit_scaler(&set, &l, &[0, 1], Input::Frames));
+    let f = dataset::dataset(&set, &l, &[0, 1], Input::Frames, &dataset::fit_scaler(&set, &l, &[0, 1], Input::Frames));
     assert_eq!(f.width, 6);
     assert_eq!(&f.x[8..], &[0.0, 0.0, 0.0, 0.0]);
 }
@@ -284,8 +286,8 @@ fn an_ensemble_round_trips_and_averages_its_members_probabilities() {
             version: ser::contract::VERSION,
             classes: vec![ser::audio::Emotion::Neutral, ser::audio::Emotion::Happy, ser::audio::Emotion::Sad],
             features: ser::features::FeatureConfig::default(),
-            input: ser::train::data::Input::Frames,
-            scaler: ser::train::data::Scaler { mean: vec![0.0; 59], std: vec![1.0; 59] },
+            input: ser::dataset::Input::Frames,
+            scaler: ser::dataset::Scaler { mean: vec![0.0; 59], std: vec![1.0; 59] },
             speaker_norm: None,
             label_map: vec![],
             corpora: Default::default(),
@@ -300,7 +302,7 @@ fn an_ensemble_round_trips_and_averages_its_members_probabilities() {
     assert_eq!(loaded.len(), 2);
     let p = ser::infer::Predictor { classifier: ser::infer::Classifier::Network(loaded), meta };
     let got = p.probabilities(g, &va).unwrap();
-    let each: Vec<Vec<Vec<f32>>> = models.iter().map(|m| train::softmax_rows(&train::predict(g, m, &va, 8).unwrap(), 3)).collect();
+    let each: Vec<Vec<Vec<f32>>> = models.iter().map(|m| predict::softmax_rows(&predict::predict(g, m, &va, 8).unwrap(), 3)).collect();
     assert_ne!(each[0], each[1], "members must differ for the test to mean anything");
     for (i, row) in got.iter().enumerate() {
         for j in 0..3 {
@@ -339,7 +341,7 @@ fn random_fourier_features_approximate_the_rbf_kernel_stay_fixed_and_learn() {
     let cfg = TrainConfig { epochs: 30, batch_size: 16, seed: 1, ..Default::default() };
     train::fit(g, &mut model, &tr, &va, &[1.0, 1.0, 1.0], &cfg, |_| {}).unwrap();
     assert_eq!(fixed(&model), before);
-    let (_, acc) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
+    let (_, acc) = predict::loss_and_accuracy(&predict::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
     assert!(acc >= 0.85, "validation accuracy {acc:.3} (chance is 0.33)");
 }
 
@@ -358,7 +360,7 @@ fn refit_replays_a_schedule_on_more_data() {
     assert_eq!(seen.iter().map(|s| s.2).collect::<Vec<_>>(), lrs);
     assert!(seen.last().unwrap().1 < seen[0].1 * 0.7, "loss fell: {seen:?}");
     assert_eq!(model.adam.lr, 5e-4);
-    let (_, acc) = train::loss_and_accuracy(&train::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
+    let (_, acc) = predict::loss_and_accuracy(&predict::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
     assert!(acc >= 0.8, "validation accuracy {acc:.3}");
 }
 
@@ -391,7 +393,7 @@ fn profiles_attribute_time_and_gemm_flops_to_layers() {
 
 #[test]
 fn kernel_ridge_fits_the_synthetic_task_and_calibrates_its_scores() {
-    use ser::train::kernel_ridge::KernelRidge;
+    use ser::models::kernel_ridge::KernelRidge;
     let g = &gpu().gpu;
     let mut rng = Rng::new(21);
     let (tr, va, te) = (waves(&mut rng, 200), waves(&mut rng, 60), waves(&mut rng, 90));
@@ -399,14 +401,14 @@ fn kernel_ridge_fits_the_synthetic_task_and_calibrates_its_scores() {
     assert!(report.relative_residual < 1e-4, "{report:?}");
     // The centres are the training examples, exactly.
     assert_eq!(model.centre_rows(), &tr.x[..]);
-    let (loss_before, _) = train::loss_and_accuracy(&model.scores(g, &va).unwrap(), &va.y, 3);
+    let (loss_before, _) = predict::loss_and_accuracy(&model.scores(g, &va).unwrap(), &va.y, 3);
     let cal = model.calibrate(g, &va).unwrap();
     let t = cal.temperature;
-    let (loss_after, acc_after) = train::loss_and_accuracy(&model.scores(g, &va).unwrap(), &va.y, 3);
+    let (loss_after, acc_after) = predict::loss_and_accuracy(&model.scores(g, &va).unwrap(), &va.y, 3);
     assert!(t > 1.0 && loss_after < loss_before, "temperature {t}: validation loss {loss_before:.3} -> {loss_after:.3}");
     // What calibrate reports is what the rescaled model gives.
     assert!((cal.val_loss - loss_after).abs() < 1e-4 && cal.val_accuracy == acc_after, "{cal:?} vs {loss_after}, {acc_after}");
-    let (_, acc) = train::loss_and_accuracy(&model.scores(g, &te).unwrap(), &te.y, 3);
+    let (_, acc) = predict::loss_and_accuracy(&model.scores(g, &te).unwrap(), &te.y, 3);
     assert!(acc >= 0.9, "test accuracy {acc:.3} (chance is 0.33)");
     // The ridge system holds: (K + lambda I) A = Y at the training rows, i.e. the training
     // scores before calibration are Y - lambda A; checked through the scores' sign pattern.
@@ -420,7 +422,7 @@ fn kernel_ridge_fits_the_synthetic_task_and_calibrates_its_scores() {
 
 #[test]
 fn knn_classifies_separable_clusters_and_matches_a_brute_force_vote() {
-    use ser::train::knn::{Knn, KnnWeights, vote};
+    use ser::models::knn::{Knn, KnnWeights, vote};
     let g = &gpu().gpu;
     let mut rng = Rng::new(common::fresh_seed("knn"));
     // Three clusters in 7 dimensions, 40 points each; queries drawn from the same clusters.
@@ -433,13 +435,13 @@ fn knn_classifies_separable_clusters_and_matches_a_brute_force_vote() {
             }
             y.push(c);
         }
-        ser::train::Dataset { x, y, width: 7, lengths: Vec::new() }
+        ser::dataset::Dataset { x, y, width: 7, lengths: Vec::new() }
     };
     let (train, test) = (make(&mut rng, 120), make(&mut rng, 31));
     for weights in [KnnWeights::Uniform, KnnWeights::Distance] {
         let model = Knn::fit(g, &train, 3, 5, weights).unwrap();
         let p = model.predict_proba(g, &test).unwrap();
-        let accuracy = ser::train::report::accuracy_of(&p, &test.y);
+        let accuracy = ser::report::accuracy_of(&p, &test.y);
         assert!(accuracy > 0.95, "{weights:?}: accuracy {accuracy}");
         // The probabilities a CPU brute-force search and the same vote give (neighbour sets can
         // differ only between rows at the same distance within f32 rounding: none here).
@@ -476,7 +478,7 @@ fn quadrants(rng: &mut Rng, n: usize) -> Dataset {
 
 #[test]
 fn forest_separates_an_xor_exactly_and_the_gpu_evaluates_it_as_the_reference() {
-    use ser::train::forest::{Forest, ForestConfig};
+    use ser::models::forest::{Forest, ForestConfig};
     let g = &gpu().gpu;
     let seed = common::fresh_seed("forest");
     let mut rng = Rng::new(seed);
@@ -488,7 +490,7 @@ fn forest_separates_an_xor_exactly_and_the_gpu_evaluates_it_as_the_reference() {
     assert!(report.depth >= 2, "{report:?}");
     let accuracy = |d: &Dataset| {
         let p = forest.predict_proba(g, d).unwrap();
-        ser::train::report::accuracy_of(&p, &d.y)
+        ser::report::accuracy_of(&p, &d.y)
     };
     assert_eq!(accuracy(&train), 1.0, "seed {seed}");
     assert!(accuracy(&test) > 0.97, "seed {seed}: test accuracy {}", accuracy(&test));
@@ -509,7 +511,7 @@ fn forest_separates_an_xor_exactly_and_the_gpu_evaluates_it_as_the_reference() {
 
 #[test]
 fn forest_bins_cut_between_distinct_values() {
-    use ser::train::forest::{bin_of, edges};
+    use ser::models::forest::{bin_of, edges};
     // Few distinct values: one bin each, cuts halfway between them.
     let mut v = vec![3.0, 1.0, 2.0, 1.0, 3.0];
     assert_eq!(edges(&mut v, 8), vec![1.5, 2.5]);
@@ -534,7 +536,7 @@ fn forest_bins_cut_between_distinct_values() {
 
 #[test]
 fn svm_separates_clusters_and_its_gpu_decisions_match_a_float64_sum() {
-    use ser::train::svm::{Svm, SvmConfig, pairs};
+    use ser::models::svm::{Svm, SvmConfig, pairs};
     let g = &gpu().gpu;
     let seed = common::fresh_seed("svm");
     let mut rng = Rng::new(seed);
@@ -555,7 +557,7 @@ fn svm_separates_clusters_and_its_gpu_decisions_match_a_float64_sum() {
     let (svm, report) = Svm::fit(g, &train, 4, &[1.0, 2.0, 1.0, 0.5], &cfg).unwrap();
     assert!(report.support_vectors > 0 && report.support_vectors <= train.len(), "{report:?}");
     let p = svm.predict_proba(g, &test).unwrap();
-    let acc = ser::train::report::accuracy_of(&p, &test.y);
+    let acc = ser::report::accuracy_of(&p, &test.y);
     assert!(acc > 0.85, "seed {seed}: accuracy {acc}");
     for row in &p {
         let s: f32 = row.iter().sum();
@@ -627,8 +629,8 @@ fn an_lstm_learns_which_tone_came_first_which_time_averages_cannot() {
         model.adam.lr = 1e-2;
         let (t, v) = (data(&tr), data(&va));
         let log = train::fit(g, &mut model, &t, &v, &[1.0, 1.0], &cfg, |_| {}).unwrap();
-        let logits = train::predict(g, &model, &v, 64).unwrap();
-        (train::loss_and_accuracy(&logits, &v.y, 2).1, log, logits)
+        let logits = predict::predict(g, &model, &v, 64).unwrap();
+        (predict::loss_and_accuracy(&logits, &v.y, 2).1, log, logits)
     };
     let head = |bidirectional, pooling| RecurrentHead { units: 16, bidirectional, pooling };
     let (acc, log, logits) = run(&Architecture::lstm((24, 2), 2, head(true, TimePooling::Mean)), &|d| d.clone());
@@ -676,8 +678,8 @@ fn sequence_batches_cut_after_their_longest_clip_give_the_padded_batchs_logits()
     for arch in pooled_models(steps, channels) {
         assert!(arch.takes_shorter_batches());
         let model = Model::new(g, &arch, 4).unwrap();
-        // train::predict cuts each batch to 16 steps; the whole batch padded to 40 goes in here.
-        let cut = train::predict(g, &model, &d, 8).unwrap();
+        // nn::predict cuts each batch to 16 steps; the whole batch padded to 40 goes in here.
+        let cut = predict::predict(g, &model, &d, 8).unwrap();
         let mut whole = Vec::new();
         for (c, chunk) in d.lengths.chunks(8).enumerate() {
             let x = g.upload_f32(&d.x[c * 8 * d.width..(c * 8 + chunk.len()) * d.width], &[chunk.len(), d.width]).unwrap();
@@ -786,7 +788,7 @@ fn attention_poolings_first_adam_step_follows_the_loss_gradient() {
         let mut step = g.step("test");
         let logits = m.logits(&mut step, &tx, Some(&lengths), n).unwrap();
         step.submit().unwrap();
-        train::loss_and_accuracy(&g.read_f32(&logits).unwrap(), &y, classes).0
+        predict::loss_and_accuracy(&g.read_f32(&logits).unwrap(), &y, classes).0
     };
     let h = 1e-2f32;
     let fd: Vec<f64> = (0..ch)
@@ -838,15 +840,15 @@ fn temperature_scaling_fits_the_factor_that_calibrates_the_scores() {
         })
         .collect();
     for (scores, below_one) in [(&sure, true), (&timid, false)] {
-        let c = train::fit_temperature(scores, &labels, k);
+        let c = predict::fit_temperature(scores, &labels, k);
         assert!(c.calibrated);
         assert_eq!(c.temperature < 1.0, below_one, "{c:?}");
-        let loss_at = |t: f32| train::loss_and_accuracy(&scores.iter().map(|v| v * t).collect::<Vec<_>>(), &labels, k).0;
+        let loss_at = |t: f32| predict::loss_and_accuracy(&scores.iter().map(|v| v * t).collect::<Vec<_>>(), &labels, k).0;
         let step = 10f32.powf(3.0 / 60.0);
         assert!(c.val_loss < loss_at(1.0) && c.val_loss <= loss_at(c.temperature * step) && c.val_loss <= loss_at(c.temperature / step), "{c:?}");
         // A positive factor keeps every argmax.
-        assert_eq!(c.val_accuracy, train::loss_and_accuracy(scores, &labels, k).1);
+        assert_eq!(c.val_accuracy, predict::loss_and_accuracy(scores, &labels, k).1);
     }
-    let few = train::fit_temperature(&sure[..4 * k], &labels[..4], k);
+    let few = predict::fit_temperature(&sure[..4 * k], &labels[..4], k);
     assert!(!few.calibrated && few.temperature == 1.0, "{few:?}");
 }

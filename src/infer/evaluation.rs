@@ -6,8 +6,8 @@
 use super::Predictor;
 use crate::features::set::FeatureSet;
 use crate::gpu::Gpu;
-use crate::train::data;
-use crate::train::report::{self, Report};
+use crate::dataset;
+use crate::report::{self, Report};
 use crate::contract::SpeakerGroups;
 use anyhow::{Context, Result, bail};
 use std::borrow::Cow;
@@ -96,7 +96,7 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
     }
     if let Some((seed, fraction)) = o.held_out_of_seed {
         let all: Vec<usize> = (0..clips.len()).collect();
-        let (_, test) = data::stratified(&labels, &all, fraction, seed);
+        let (_, test) = dataset::stratified(&labels, &all, fraction, seed);
         (clips, labels) = test.iter().map(|&i| (clips[i], labels[i])).unzip();
     }
     if let Some((fold, folds)) = o.held_out_fold {
@@ -106,7 +106,7 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
             bail!("--held-out-fold {fold} of --folds {folds}: the folds are 0 to --folds - 1, with 2 to {distinct} folds (the speakers here)");
         }
         check_fold_models(models, fold, folds)?;
-        let held = data::fold_speakers(&speakers, folds, fold);
+        let held = dataset::fold_speakers(&speakers, folds, fold);
         (clips, labels) = clips.iter().zip(&labels).zip(&speakers).filter(|(_, a)| held.contains(a)).map(|((&c, &y), _)| (c, y)).unzip();
     }
     let mut sum: Vec<Vec<f32>> = Vec::new();

@@ -13,9 +13,11 @@ use crate::features::set::{ClipInfo, FeatureSet};
 use crate::gpu::Gpu;
 use crate::nn::Model;
 use crate::nn::checkpoint::{self, ModelMeta};
-use crate::train::data;
+use crate::dataset;
 use crate::contract::speaker::{self, SpeakerGroups};
-use crate::train::{self, Dataset};
+use crate::dataset::Dataset;
+use crate::models;
+use crate::nn::predict::{self, Calibration, fit_temperature, softmax_rows};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -35,13 +37,13 @@ pub enum Classifier {
     /// A layer network, or an ensemble of them whose probabilities are averaged.
     Network(Vec<Model>),
     /// Kernel ridge classification (RBF kernel against the training rows).
-    KernelRidge(train::kernel_ridge::KernelRidge),
+    KernelRidge(models::kernel_ridge::KernelRidge),
     /// k nearest neighbours over the training rows.
-    Knn(train::knn::Knn),
+    Knn(models::knn::Knn),
     /// One-vs-one RBF support vector machines with coupled Platt probabilities.
-    Svm(train::svm::Svm),
+    Svm(models::svm::Svm),
     /// A random forest whose trees' leaf distributions are averaged.
-    Forest(train::forest::Forest),
+    Forest(models::forest::Forest),
 }
 
 impl Classifier {
@@ -108,8 +110,8 @@ impl Predictor {
             );
         }
         let (length, channels) = self.meta.architecture.input;
-        let x = clips.iter().flat_map(|&c| data::example(set, c, self.meta.data.input, length, &self.meta.data.scaler)).collect();
-        let lengths = data::frame_lengths(set, clips.iter().copied(), self.meta.data.input, length);
+        let x = clips.iter().flat_map(|&c| dataset::example(set, c, self.meta.data.input, length, &self.meta.data.scaler)).collect();
+        let lengths = dataset::frame_lengths(set, clips.iter().copied(), self.meta.data.input, length);
         Ok(Dataset { x, y: labels, width: length * channels, lengths })
     }
 
@@ -136,13 +138,13 @@ impl Predictor {
     }
 
     /// Fits each network member's temperature on labelled held-out clips and keeps it (the
-    /// factor on its logits: `train::fit_temperature`); predictions stay as they were, the
+    /// factor on its logits: `fit_temperature`); predictions stay as they were, the
     /// probabilities become calibrated. Kernel ridge calibrates itself while training; the
     /// other classical models have no scores to scale.
-    pub fn calibrate(&mut self, gpu: &Gpu, val: &Dataset) -> Result<Vec<train::Calibration>> {
+    pub fn calibrate(&mut self, gpu: &Gpu, val: &Dataset) -> Result<Vec<Calibration>> {
         let models = self.calibratable()?;
         let k = self.meta.data.classes.len();
-        let fits = models.iter().map(|m| Ok(train::fit_temperature(&train::predict(gpu, m, val, 256)?, &val.y, k))).collect::<Result<Vec<_>>>()?;
+        let fits = models.iter().map(|m| Ok(fit_temperature(&predict::predict(gpu, m, val, 256)?, &val.y, k))).collect::<Result<Vec<_>>>()?;
         self.meta.temperatures = fits.iter().map(|c| c.temperature).collect();
         Ok(fits)
     }
@@ -167,7 +169,7 @@ impl Predictor {
         let Classifier::Network(models) = &self.classifier else { unreachable!("the classical kinds returned above") };
         let mut mean = vec![vec![0f32; k]; data.len()];
         for (member, model) in models.iter().enumerate() {
-            let mut logits = train::predict(gpu, model, data, 256)?;
+            let mut logits = predict::predict(gpu, model, data, 256)?;
             if let Some(&t) = self.meta.temperatures.get(member) {
                 logits.iter_mut().for_each(|v| *v *= t);
             }
@@ -176,7 +178,7 @@ impl Predictor {
             if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
                 bail!("the model's output for clip {} is {}: its weights overflow on this input (is the model file damaged?)", i / k.max(1), logits[i]);
             }
-            for (row, p) in mean.iter_mut().zip(train::softmax_rows(&logits, k)) {
+            for (row, p) in mean.iter_mut().zip(softmax_rows(&logits, k)) {
                 for (m, v) in row.iter_mut().zip(p) {
                     *m += v / models.len() as f32;
                 }
@@ -217,7 +219,7 @@ impl Predictor {
                     let all = finite_rows(&set, &mut failed);
                     self.predict_clips(gpu, &set, &spans, &all, &mut emit)?;
                 } else {
-                    if self.meta.data.input != data::Input::Frames {
+                    if self.meta.data.input != dataset::Input::Frames {
                         set.drop_frames();
                     }
                     held.push(set);
@@ -306,7 +308,7 @@ impl Predictor {
         let data = self.dataset(set, rows, vec![0; rows.len()])?;
         let names = self.class_names();
         for (&c, p) in rows.iter().zip(self.probabilities(gpu, &data)?) {
-            let best = train::report::argmax(&p);
+            let best = crate::report::argmax(&p);
             emit(Prediction {
                 file: set.clips[c].path.clone(),
                 file_hex: raw_hex(&set.clips[c].path),
@@ -464,25 +466,25 @@ fn load_file(gpu: &Gpu, f: crate::store::Loaded) -> Result<Predictor> {
     let context = || format!("loading model {name}");
     match checkpoint::kind_of(&f).with_context(context)?.as_str() {
         "krr" => {
-            let (krr, meta) = train::kernel_ridge::KernelRidge::load(gpu, &f).with_context(context)?;
+            let (krr, meta) = models::kernel_ridge::KernelRidge::load(gpu, &f).with_context(context)?;
             Ok(Predictor { classifier: Classifier::KernelRidge(krr), meta })
         }
         "knn" => {
-            let (knn, meta) = train::knn::Knn::load(gpu, &f).with_context(context)?;
+            let (knn, meta) = models::knn::Knn::load(gpu, &f).with_context(context)?;
             Ok(Predictor { classifier: Classifier::Knn(knn), meta })
         }
         "svm" => {
-            let (svm, meta) = train::svm::Svm::load(gpu, &f).with_context(context)?;
+            let (svm, meta) = models::svm::Svm::load(gpu, &f).with_context(context)?;
             Ok(Predictor { classifier: Classifier::Svm(svm), meta })
         }
         "forest" => {
-            let (forest, meta) = train::forest::Forest::load(gpu, &f).with_context(context)?;
+            let (forest, meta) = models::forest::Forest::load(gpu, &f).with_context(context)?;
             Ok(Predictor { classifier: Classifier::Forest(forest), meta })
         }
         _ => {
             // Kernel ridge files from before it had its own kind are networks in shape.
             let mut meta = checkpoint::parse_meta(&f).with_context(context)?;
-            if let Some(mut krr) = train::kernel_ridge::KernelRidge::from_network(gpu, &f, &meta).with_context(context)? {
+            if let Some(mut krr) = models::kernel_ridge::KernelRidge::from_network(gpu, &f, &meta).with_context(context)? {
                 // A temperature on such a file (the network layout allows one) is folded into
                 // its scores, as kernel ridge keeps its own, so that it is applied exactly once.
                 if let Some(&t) = meta.temperatures.first() {

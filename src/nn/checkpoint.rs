@@ -34,7 +34,7 @@ pub struct ModelMeta {
     /// Free-form JSON: training configuration, data, metrics.
     pub training: serde_json::Value,
     /// A network's temperature per member: the factor on its logits before the softmax, fitted
-    /// on validation clips (`train::fit_temperature`) so that its probabilities mean what they
+    /// on validation clips (`nn::predict::fit_temperature`) so that its probabilities mean what they
     /// say when averaged with other models'. Empty: 1 (models saved before calibration).
     #[serde(default)]
     pub temperatures: Vec<f32>,

@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 mod layers;
+pub mod predict;
 
 use crate::gpu::{DType, Gpu, Step, Tensor};
 use crate::ops::conv::ConvShape;

@@ -9,7 +9,8 @@
 //! shape of a layer network (Flatten -> RbfKernel -> Dense, e.g. the shipped model): they load
 //! through [`KernelRidge::from_network`], so that every kernel ridge model predicts here.
 
-use super::{Calibration, Dataset, fit_temperature, softmax_rows};
+use crate::dataset::Dataset;
+use crate::nn::predict::{Calibration, fit_temperature, softmax_rows};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::Layer;
 use crate::nn::checkpoint::{self, ModelMeta};

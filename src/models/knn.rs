@@ -2,7 +2,7 @@
 //! Euclidean search): the training rows are the model; a query's neighbours come from the GPU
 //! search (ops::knn), and its class probabilities are their (weighted) votes.
 
-use super::Dataset;
+use crate::dataset::Dataset;
 use crate::gpu::{Gpu, Tensor};
 use crate::nn::checkpoint::{self, ModelMeta};
 use crate::ops::knn;

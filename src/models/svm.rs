@@ -12,7 +12,7 @@
 //! the GPU computed: each step reads two kernel rows of the pair's few hundred examples and
 //! updates as many gradients, far less work than one dispatch costs.
 
-use super::Dataset;
+use crate::dataset::Dataset;
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::checkpoint::{self, ModelMeta};
 use crate::ops::kernel;

@@ -1,11 +1,32 @@
 //! From a feature file to training examples: class selection, stratified and actor-held-out
 //! splits, the feature scaler fitted on training data only, and balanced class weights.
 
-use super::Dataset;
 use crate::audio::{Emotion, Selection, VocalFilter};
 use crate::features::set::FeatureSet;
 pub use crate::contract::{Input, Scaler};
 use anyhow::{Result, bail};
+
+/// Examples in memory: x [n, length, channels] row-major and class indices.
+#[derive(Clone, Debug, Default)]
+pub struct Dataset {
+    pub x: Vec<f32>,
+    pub y: Vec<u32>,
+    /// Floats per example (length * channels).
+    pub width: usize,
+    /// Valid steps of each example for sequence input (frames, zero-padded past them); empty
+    /// when every example is whole (summary vectors).
+    pub lengths: Vec<u32>,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+}
 
 /// Labelled clips of a feature file after dropping classes: indices into the file, class index.
 pub struct Labelled {
@@ -128,7 +149,7 @@ pub fn stratified(labels: &[u32], positions: &[usize], fraction: f64, seed: u64)
     let classes = labels.iter().max().map_or(0, |m| *m as usize + 1);
     for k in 0..classes {
         let mut members: Vec<usize> = positions.iter().copied().filter(|&p| labels[p] as usize == k).collect();
-        super::shuffle(&mut members, seed ^ (k as u64).wrapping_mul(0x9E37_79B9));
+        crate::rng::shuffle(&mut members, seed ^ (k as u64).wrapping_mul(0x9E37_79B9));
         // A fraction outside [0, 1] (the CLI refuses one) must not index past the class.
         let n_second = ((members.len() as f64 * fraction.clamp(0.0, 1.0)).round() as usize).min(members.len());
         second.extend_from_slice(&members[..n_second]);
@@ -228,7 +249,7 @@ pub fn fit_scaler(set: &FeatureSet, l: &Labelled, train: &[usize], input: Input)
 /// (scaled), to a safetensors file for a peer implementation (tools/peer/classical.py):
 /// `x_train` [n, width] f32, `y_train` [n] u32, `x_test`, `y_test`; metadata `classes` (names,
 /// JSON) and `class_weights` (JSON, the balanced weights of `train` when used).
-pub fn export_split(path: &std::path::Path, train: &super::Dataset, test: &super::Dataset, classes: &[String], class_weight: &[f32]) -> anyhow::Result<()> {
+pub fn export_split(path: &std::path::Path, train: &Dataset, test: &Dataset, classes: &[String], class_weight: &[f32]) -> anyhow::Result<()> {
     use crate::store::{self, Stored};
     use safetensors::Dtype;
     let u32s = |v: &[u32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };

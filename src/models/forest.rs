@@ -9,7 +9,7 @@
 //! bookkeeping of node numbers and feature draws, and one routing pass. The host never touches
 //! the training rows after binning them.
 
-use super::Dataset;
+use crate::dataset::Dataset;
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::checkpoint::{self, ModelMeta};
 use crate::ops::forest::{self, ForestTensors, GrowShape, NONE};
