@@ -144,7 +144,7 @@ fn gemm_reg4x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 // gemm_vec4 / gemm_vec4x8: barrier-free like gemm_reg4x4, but each invocation owns contiguous
 // 4x4 blocks (one, or a 2x2 grid of them: 8x8 outputs, a 64x64 workgroup tile) and steps K four
 // at a time with 16-byte loads. On lavapipe every storage load costs tens of cycles per lane, so
-// FMAs per loaded element set the speed: 4 here, 8 for vec4x8 (docs/RESULTS.md). Blocks are
+// FMAs per loaded element set the speed: 4 here, 8 for vec4x8 (docs/results/history.md, "GEMM ceiling"). Blocks are
 // mat4x4, so either storage order of A and B is one transpose away. The accumulators are named
 // variables, not an array: an array indexed in a loop measured 15-20% slower on lavapipe.
 // Needs K % 4 == 0, M % 4 == 0 when A is transposed, N % 4 == 0 when B is not (the host checks,
@@ -243,7 +243,7 @@ fn gemm_vec4x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 
 // gemm_tex8: the 8x8-block kernel with both operands read from textures. On llvmpipe a
 // `textureLoad` is a vectorised gather while a storage-buffer load is a loop over the SIMD lanes
-// with a branch per lane, so this runs 7-9x faster than gemm_vec4x8 there (docs/RESULTS.md); on
+// with a branch per lane, so this runs 7-9x faster than gemm_vec4x8 there (docs/results/history.md, "GEMM ceiling"); on
 // GPUs texture reads go through the texture cache. `pack_rows` (below) writes the operands:
 // row r of packed_a holds row r of op(A), row c of packed_b holds column c of op(B), each as
 // ceil(K / 4) texels of four consecutive k, zero past K; rows are padded to a multiple of 8 so

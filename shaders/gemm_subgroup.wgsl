@@ -2,7 +2,7 @@
 // gemm.wgsl by the runtime (it reuses its params, bindings and epilogue) and compiled only on
 // devices with subgroups.
 //
-// The texel fetch bounds gemm_tex8 on llvmpipe (~110 cycles per 8-lane gather, docs/RESULTS.md):
+// The texel fetch bounds gemm_tex8 on llvmpipe (~110 cycles per 8-lane gather, docs/results/history.md, "GEMM ceiling"):
 // per four k an invocation fetches 8 texels of A and 8 of B for 256 multiply-adds. When every
 // lane of a subgroup works on the same 8 rows of C (each on its own 8 columns), one fetch puts
 // one row's texel in each of lanes 0-7 and `subgroupBroadcast` hands each row to all lanes:
@@ -10,7 +10,7 @@
 //
 // Nothing here depends on the subgroup size, on how lanes map to local invocations, or on what
 // the adapter or the `subgroup_size` builtin claim (lavapipe at 1024 and 2048 bits reports 32 and
-// 64 lanes and runs compute in subgroups of 16, docs/RESULTS.md). The tile comes from the local
+// 64 lanes and runs compute in subgroups of 16, docs/results/history.md, "GEMM ceiling"). The tile comes from the local
 // invocation index alone: ROW_LANES invocations side by side share one 8-row block, 64 /
 // ROW_LANES blocks stacked, so the workgroup covers (512 / ROW_LANES) rows x (8 * ROW_LANES)
 // columns whatever the subgroups are. Each subgroup then checks, at the top where all its lanes

@@ -8,7 +8,7 @@
 // The FFT runs one stage per dispatch, texture to texture: each frame's H complex values are one
 // row of an rgba32float texture (two complex values per texel). Every stage reads its input with
 // textureLoad and writes its output with textureStore, which on llvmpipe are vectorised, while
-// storage-buffer and workgroup-memory accesses are a loop over the SIMD lanes (docs/RESULTS.md);
+// storage-buffer and workgroup-memory accesses are a loop over the SIMD lanes (docs/results/history.md, "Feature extraction speed");
 // on GPUs the passes are plain memory-bound kernels. Each invocation does two butterflies, k and
 // k + 1, whose inputs and outputs share texels.
 //   frame_info  the clip table -> one texel per frame (where its samples are) for fft_first

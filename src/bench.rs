@@ -393,25 +393,23 @@ pub fn features_table(results: &[FeatureBenchResult]) -> String {
     )
 }
 
-/// Which network `ser bench train` trains.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum TrainBenchModel {
-    /// The reference study's refined CNN on time-averaged vectors [59, 1] (issue 4's benchmark).
-    Cnn,
-    /// MLP 512-256 with batch norm on mean + std statistics [118].
-    Mlp,
-    /// The bidirectional LSTM (64 units per direction) on frame sequences [399, 59] with
-    /// lengths of 200 to 399 frames (RAVDESS clips at 16 kHz give 2xx-399).
-    Lstm,
-    /// The CNN+LSTM on the same frame sequences.
-    #[value(name = "cnn-lstm")]
-    #[serde(rename = "cnn-lstm")]
-    CnnLstm,
-    /// The refined CNN over the same frame sequences (`ser train --model cnn --input frames`).
-    #[value(name = "cnn-frames")]
-    #[serde(rename = "cnn-frames")]
-    CnnFrames,
+crate::choices! {
+    /// Which network `ser bench train` trains.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum TrainBenchModel {
+        /// The reference study's refined CNN on time-averaged vectors [59, 1] (issue 4's benchmark).
+        Cnn = "cnn",
+        /// MLP 512-256 with batch norm on mean + std statistics [118].
+        Mlp = "mlp",
+        /// The bidirectional LSTM (64 units per direction) on frame sequences [399, 59] with
+        /// lengths of 200 to 399 frames (RAVDESS clips at 16 kHz give 2xx-399).
+        Lstm = "lstm",
+        /// The CNN+LSTM on the same frame sequences.
+        CnnLstm = "cnn-lstm",
+        /// The refined CNN over the same frame sequences (`ser train --model cnn --input frames`).
+        CnnFrames = "cnn-frames",
+    }
 }
 
 pub struct TrainBenchConfig {
@@ -460,7 +458,7 @@ pub fn train_on(gpu: &Gpu, cfg: &TrainBenchConfig, precision: Precision) -> Resu
     let classes = 7;
     let (frames, features) = (399, 59);
     // The recurrent models as `ser train` builds them by default.
-    let recurrent_head = crate::experiment::ModelConfig::default().recurrent_head();
+    let recurrent_head = crate::models::ModelConfig::default().recurrent_head();
     let (arch, width) = match cfg.model {
         TrainBenchModel::Cnn => (Architecture::refined_cnn((59, 1), classes, TimePooling::Flatten), 59),
         TrainBenchModel::Mlp => (Architecture::mlp((118, 1), classes, &[512, 256], 0.4, true), 118),

@@ -10,204 +10,51 @@ use crate::audio::{Emotion, Selection, VocalFilter};
 use crate::contract::{CorpusSeen, DataContract};
 use crate::features::set::{FeatureSet, RowSplit};
 use crate::gpu::Gpu;
-use crate::infer::{Classifier, Predictor};
+use crate::infer::Predictor;
+use crate::models::network::Networks;
+use crate::models::{self, Classifier, FitInput, ModelConfig, ModelKind, Validation};
 use crate::nn::checkpoint::{self, ModelMeta};
-use crate::nn::{Architecture, Layer, Model, RecurrentHead, TimePooling};
+use crate::nn::{Architecture, Layer, Model};
 use crate::ops::gemm::Precision;
 use crate::dataset::{self, Input, Labelled};
-use crate::models::forest::{Forest, ForestConfig};
-use crate::models::kernel_ridge::KernelRidge;
-use crate::models::knn::{Knn, KnnWeights};
+use crate::models::knn::KnnWeights;
 use crate::report::{self, Report};
 use crate::contract::speaker::{SpeakerGroups, SpeakerNorm};
-use crate::models::svm::{Svm, SvmConfig};
 use crate::dataset::Dataset;
 use crate::nn::predict::Calibration;
 use crate::train::{self, TrainConfig};
+use crate::choice::Choice;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// The models `ser train --model` fits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    /// The reference study's refined CNN: three Conv1D(k5)-BatchNorm-MaxPool(2)-Dropout(0.3) blocks (128, 256, 512 filters), Flatten, Dense(256)-Dropout(0.4)-Dense(128)-Dropout(0.4)-Dense. With --input vectors or stats it convolves along a clip's values (the study's); with --input frames along time, each batch norm over valid frames only, and --time-pooling replaces Flatten (default: the mean over each clip's valid frames; flatten, the study's, does not train there)
-    Cnn,
-    /// Multilayer perceptron (--hidden, --dropout, --batch-norm).
-    Mlp,
-    /// RBF kernel machine by random Fourier features (--rff-features, --rff-gamma).
-    Rff,
-    /// Kernel ridge classification with an RBF kernel, solved on the GPU (--krr-gamma,
-    /// --krr-lambda); fitted on all training clips, validation sets the probability scale.
-    Krr,
-    /// k nearest neighbours (scikit-learn's KNeighborsClassifier, brute-force Euclidean search
-    /// on the GPU; --knn-k, --knn-weights); the training clips are the model.
-    Knn,
-    /// RBF support vector classifier (scikit-learn's SVC: one-vs-one, SMO over a Gram matrix
-    /// computed on the GPU, Platt probabilities; --svm-c, --svm-gamma).
-    Svm,
-    /// Random forest (scikit-learn's RandomForestClassifier grown on the GPU: quantile bins,
-    /// bootstrap, sqrt(features) per node, Gini; --trees, --max-depth, --min-samples-leaf).
-    Rf,
-    /// Bidirectional LSTM over the frames (--input frames): LSTM(--lstm-units per direction,
-    /// whole sequence) -> mean over each clip's valid frames (or attention, or the LSTM's last
-    /// state: --time-pooling; one direction: --lstm-directions 1) -> Dropout(0.3) -> Dense.
-    Lstm,
-    /// Two Conv1D(k5)-BatchNorm-MaxPool(2) blocks (64, 128 filters) over the frames, then the
-    /// lstm model's head (--input frames). Each batch norm counts only each clip's valid frames
-    /// and zeroes the rest: padding changes no output, loss or gradient.
-    CnnLstm,
-}
-
-impl ModelKind {
-    /// The flag's value (`cnn-lstm`), as training records name the model.
-    pub fn name(self) -> String {
-        clap::ValueEnum::to_possible_value(&self).map(|v| v.get_name().to_string()).unwrap_or_default()
-    }
-
-    /// From a flag value or a record; records written before session 8 named the Rust variant
-    /// (`CnnLstm`), which parses too.
-    pub fn from_name(s: &str) -> Option<ModelKind> {
-        <ModelKind as clap::ValueEnum>::value_variants().iter().copied().find(|k| k.name() == s || format!("{k:?}").eq_ignore_ascii_case(s))
-    }
-
-    /// Fitted in one go on every training clip (validation only reports or calibrates), with
-    /// nothing to resume.
-    pub fn fitted_in_one_go(self) -> bool {
-        matches!(self, ModelKind::Krr | ModelKind::Knn | ModelKind::Svm | ModelKind::Rf)
+crate::choices! {
+    /// How the loss (and the classical models' fits) weigh classes.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum ClassWeights {
+        /// n / (classes * count) per class, from the training split.
+        Balanced = "balanced",
+        None = "none",
     }
 }
 
-/// How the loss (and the classical models' fits) weigh classes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum ClassWeights {
-    /// n / (classes * count) per class, from the training split.
-    Balanced,
-    None,
-}
-
-/// Which clips are held out for testing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-pub enum Split {
-    /// Stratified random split (the reference study's protocol).
-    Random,
-    /// Hold out whole speakers (--test-speakers, or RAVDESS's --test-actors): speaker-independent.
-    #[value(alias = "speakers")]
-    Actors,
-    /// No test set: train on every clip (validation still carved out), for a model to ship.
-    None,
-    /// Cross-validation by speaker (--folds groups, each the test set once); with --out, each
-    /// fold's model is saved as FILE.foldK (for `ser eval --held-out-fold K`).
-    #[value(alias = "speaker-folds")]
-    ActorFolds,
-    /// The manifest's own `split` column: train, valid (validation in place of a carved-out
-    /// part) and test rows. Chosen without --split when the rows carry one.
-    #[value(alias = "manifest")]
-    Given,
-}
-
-/// What model is built and its own options (each kind reads its own).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ModelConfig {
-    pub kind: ModelKind,
-    /// Random Fourier features of the rff model.
-    pub rff_features: usize,
-    /// RBF width of the rff model, in units of 1 / input size.
-    pub rff_gamma: f32,
-    /// RBF width of the krr model, in units of 1 / input size (1 is scikit-learn's
-    /// gamma="scale" on standardised input).
-    pub krr_gamma: f32,
-    /// Ridge penalty of the krr model (scaled per example by 1 / its class weight). 0.1 rather
-    /// than 0.01: better on speakers not in training (5-fold by actor 0.656 against 0.626, every
-    /// fold better) for 0.9 points less on a random split (docs/RESULTS.md).
-    pub krr_lambda: f32,
-    pub knn_k: usize,
-    pub knn_weights: KnnWeights,
-    /// Penalty C of the svm. 10 rather than scikit-learn's 1: validation accuracy 0.82 against
-    /// 0.79 on RAVDESS (docs/RESULTS.md).
-    pub svm_c: f64,
-    /// RBF width of the svm; None: scikit-learn's "scale".
-    pub svm_gamma: Option<f64>,
-    /// Trees of the rf model. 500 rather than scikit-learn's 100: validation accuracy 0.70
-    /// against 0.67 on RAVDESS (docs/RESULTS.md).
-    pub trees: usize,
-    pub max_depth: Option<usize>,
-    pub min_samples_leaf: usize,
-    pub rf_bins: usize,
-    /// Units per direction of the lstm and cnn-lstm models' LSTM.
-    pub lstm_units: usize,
-    /// Directions of that LSTM: 2 (bidirectional, ser's default) or 1 (forward only).
-    pub lstm_directions: usize,
-    /// How the models over frames (lstm, cnn-lstm, cnn) reduce their steps: the mean over valid
-    /// steps by default (the study's LSTM head); flatten is the study's refined CNN head; last,
-    /// the LSTM's last state (Keras's default LSTM), for the recurrent models.
-    pub time_pooling: TimePooling,
-    /// Hidden layer widths, dropout and batch normalisation of the MLP.
-    pub hidden: Vec<usize>,
-    pub dropout: f32,
-    pub batch_norm: bool,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            kind: ModelKind::Cnn,
-            rff_features: 4096,
-            rff_gamma: 1.0,
-            krr_gamma: 1.0,
-            krr_lambda: 0.1,
-            knn_k: 5,
-            knn_weights: KnnWeights::Uniform,
-            svm_c: 10.0,
-            svm_gamma: None,
-            trees: 500,
-            max_depth: None,
-            min_samples_leaf: 1,
-            rf_bins: 64,
-            lstm_units: 64,
-            lstm_directions: 2,
-            time_pooling: TimePooling::Mean,
-            hidden: vec![512, 256],
-            dropout: 0.4,
-            batch_norm: false,
-        }
-    }
-}
-
-impl ModelConfig {
-    /// The network this configuration builds for `input` (length, channels) and `classes`.
-    pub fn architecture(&self, input: Input, input_shape: (usize, usize), classes: usize) -> Result<Architecture> {
-        Ok(match self.kind {
-            // Over time means or statistics the convolutions run along the features: there is
-            // no time to pool, only the study's Flatten.
-            ModelKind::Cnn if input != Input::Frames => Architecture::refined_cnn(input_shape, classes, TimePooling::Flatten),
-            ModelKind::Cnn if self.time_pooling == TimePooling::Last => {
-                bail!("--model cnn: --time-pooling last is the LSTM's last state; the refined CNN over frames takes mean, attention or flatten")
-            }
-            ModelKind::Cnn => Architecture::refined_cnn(input_shape, classes, self.time_pooling),
-            ModelKind::Lstm | ModelKind::CnnLstm if self.time_pooling == TimePooling::Flatten => {
-                bail!("--model {}: --time-pooling flatten is the refined CNN's; the LSTM's head pools over valid steps (mean or attention) or takes its last state (last)", self.kind.name())
-            }
-            ModelKind::Lstm | ModelKind::CnnLstm if !(1..=2).contains(&self.lstm_directions) => {
-                bail!("--model {}: --lstm-directions is 1 or 2, not {}", self.kind.name(), self.lstm_directions)
-            }
-            ModelKind::Mlp => Architecture::mlp(input_shape, classes, &self.hidden, self.dropout, self.batch_norm),
-            ModelKind::Rff => Architecture::fourier(input_shape, classes, self.rff_features, self.rff_gamma),
-            ModelKind::Lstm | ModelKind::CnnLstm if input != Input::Frames => {
-                bail!("--model {}: recurrent models read frame sequences; add --input frames", self.kind.name())
-            }
-            ModelKind::Lstm => Architecture::lstm(input_shape, classes, self.recurrent_head()),
-            ModelKind::CnnLstm => Architecture::cnn_lstm(input_shape, classes, self.recurrent_head()),
-            k => bail!("--model {}: not a network trained by gradients", k.name()),
-        })
-    }
-
-    /// The lstm and cnn-lstm models' LSTM and pooling.
-    pub fn recurrent_head(&self) -> RecurrentHead {
-        RecurrentHead { units: self.lstm_units, bidirectional: self.lstm_directions == 2, pooling: self.time_pooling }
+crate::choices! {
+    /// Which clips are held out for testing.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Split {
+        /// Stratified random split (the reference study's protocol).
+        Random = "random",
+        /// Hold out whole speakers (--test-speakers, or RAVDESS's --test-actors): speaker-independent.
+        Actors = "actors" | "speakers",
+        /// No test set: train on every clip (validation still carved out), for a model to ship.
+        None = "none",
+        /// Cross-validation by speaker (--folds groups, each the test set once); with --out, each
+        /// fold's model is saved as FILE.foldK (for `ser eval --held-out-fold K`).
+        ActorFolds = "actor-folds" | "speaker-folds",
+        /// The manifest's own `split` column: train, valid (validation in place of a carved-out
+        /// part) and test rows. Chosen without --split when the rows carry one.
+        Given = "given" | "manifest",
     }
 }
 
@@ -306,11 +153,10 @@ const RENAMED_OPTIONS: [&str; 14] =
 const NOT_OPTIONS: [&str; 4] = ["model", "augment", "only_fold", "speaker_norm"];
 
 /// An option naming one of an enum's values as `ser train` spells it (`speaker-folds`, `bf16`).
-fn option_enum<E: clap::ValueEnum + Serialize>(key: &str, value: &serde_json::Value) -> Result<serde_json::Value> {
-    let names = || E::value_variants().iter().filter_map(|v| v.to_possible_value()).map(|p| p.get_name().to_string()).collect::<Vec<_>>().join(", ");
-    let text = value.as_str().with_context(|| format!("{key}: expected one of {}, got {value}", names()))?;
-    let parsed = E::from_str(text, true).map_err(|_| anyhow::anyhow!("{key}={text:?}: expected one of {}", names()))?;
-    Ok(serde_json::to_value(parsed)?)
+fn option_enum<E: Choice + Serialize>(key: &str, value: &serde_json::Value) -> Result<serde_json::Value> {
+    let text = value.as_str().with_context(|| format!("{key}: expected one of {}, got {value}", E::names().join(", ")))?;
+    let parsed = E::from_name(text).or_else(|| E::from_name(&text.to_lowercase()));
+    Ok(serde_json::to_value(parsed.ok_or_else(|| anyhow::anyhow!("{key}={text:?}: expected one of {}", E::names().join(", ")))?)?)
 }
 
 impl RunConfig {
@@ -326,7 +172,7 @@ impl RunConfig {
             match key.as_str() {
                 "model" => {
                     let name = value.as_str().unwrap_or_default();
-                    let kind = ModelKind::from_name(name).with_context(|| format!("model={value}: not a model ({})", <ModelKind as clap::ValueEnum>::value_variants().iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")))?;
+                    let kind = ModelKind::from_name(name).with_context(|| format!("model={value}: not a model ({})", ModelKind::names().join(", ")))?;
                     run["model"]["kind"] = serde_json::to_value(kind)?;
                 }
                 "knn_weights" => run["model"]["knn_weights"] = option_enum::<KnnWeights>(key, value)?,
@@ -427,7 +273,7 @@ pub fn train_model(run: &Run) -> Result<(Predictor, Option<Report>)> {
 pub fn test_split(run: &Run) -> Result<(Vec<usize>, Vec<usize>)> {
     let (cfg, l) = (run.cfg, run.labelled);
     if let Some(k) = cfg.only_fold {
-        bail!("--fold {k} picks a fold of --split actor-folds, not of --split {}", clap::ValueEnum::to_possible_value(&cfg.split).map(|v| v.get_name().to_string()).unwrap_or_default());
+        bail!("--fold {k} picks a fold of --split actor-folds, not of --split {}", cfg.split);
     }
     let all: Vec<usize> = (0..l.clips.len()).collect();
     let (train_all, test) = match cfg.split {
@@ -505,9 +351,9 @@ pub fn data_fingerprint(set: &FeatureSet, l: &Labelled) -> String {
 /// batch and schedule), so that the same data make the same split. The caller keeps its own
 /// epochs (and export path) and checks the data with [`check_resume`].
 pub fn resume(gpu: &Gpu, path: &Path) -> Result<(Predictor, RunConfig)> {
-    let kind = checkpoint::kind_of(&crate::store::Loaded::read(path)?)?;
-    if kind != "network" {
-        bail!("{}: a {kind} model is fitted in one go and has nothing to resume", path.display());
+    let family = models::family_of_file(&crate::store::Loaded::read(path)?)?;
+    if family.fit.is_some() {
+        bail!("{}: a {} model is fitted in one go and has nothing to resume", path.display(), family.kind);
     }
     let (models, meta) = checkpoint::load(gpu, path)?;
     let t = &meta.training;
@@ -520,7 +366,7 @@ pub fn resume(gpu: &Gpu, path: &Path) -> Result<(Predictor, RunConfig)> {
     };
     let mut cfg = RunConfig { input: meta.data.input, speaker_norm: meta.data.speaker_norm.as_ref().map(|s| s.min_clips), ensemble: 1, refit: false, ..cfg };
     adopt_saved_head(&mut cfg.model, cfg.input, &meta.architecture);
-    Ok((Predictor { classifier: Classifier::Network(models), meta }, cfg))
+    Ok((Predictor { classifier: Box::new(Networks(models)), meta }, cfg))
 }
 
 /// Sets the time pooling and LSTM directions to those the saved model has, whatever its record
@@ -549,7 +395,7 @@ fn legacy_config(path: &Path, t: &serde_json::Value) -> Result<RunConfig> {
     Ok(RunConfig {
         model: ModelConfig { kind: ModelKind::from_name(&text("model")?).ok_or_else(|| missing("model"))?, ..d.model.clone() },
         seed: t["seed"].as_u64().ok_or_else(|| missing("seed"))?,
-        split: <Split as clap::ValueEnum>::from_str(&text("split")?, true).map_err(|_| missing("split"))?,
+        split: Split::from_name(&text("split")?.to_lowercase()).ok_or_else(|| missing("split"))?,
         test_fraction: t["test_fraction"].as_f64().ok_or_else(|| missing("test_fraction"))?,
         val_fraction: t["val_fraction"].as_f64().ok_or_else(|| missing("val_fraction"))?,
         test_actors: serde_json::from_value(t["test_actors"].clone()).map_err(|_| missing("test_actors"))?,
@@ -852,16 +698,18 @@ pub fn validation_part(cfg: &RunConfig, l: &Labelled, train_all: &[usize]) -> (V
     dataset::stratified(&l.labels, train_all, cfg.val_fraction, cfg.seed.wrapping_add(1))
 }
 
-/// What a fit returns: the classifier, the architecture recorded with it (empty layers for the
-/// classical models: the input shape only) and its part of the training record.
-type Fitted = (Classifier, Architecture, serde_json::Value);
-
-/// Trains the model (or ensemble) on `train_all` (validation carved out of it) and reports on
-/// `test` when it is not empty. With `out`, a single gradient-trained model is also saved there
-/// every time validation improves (resumable if the run is killed).
+/// Trains the model (or ensemble) on `train_all` and reports on `test` when it is not empty.
+/// A validation part is carved out of `train_all` only for a family that uses one
+/// ([`models::Validation`]); the others fit on every training clip. With `out`, a single
+/// gradient-trained model is also saved there every time validation improves (resumable if the
+/// run is killed).
 pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Option<Predictor>, out: Option<&Path>) -> Result<(Predictor, Option<Report>)> {
     let (gpu, cfg, set, l) = (run.gpu, run.cfg, run.set, run.labelled);
-    let (tr, va) = validation_part(cfg, l, train_all);
+    let family = cfg.model.kind.family();
+    let (tr, va) = match family.validation {
+        Validation::Unused => (train_all.to_vec(), Vec::new()),
+        Validation::Calibration | Validation::EarlyStopping => validation_part(cfg, l, train_all),
+    };
     // A resumed model keeps the scaler its weights were trained with.
     let scaler = match &resume {
         Some(r) => r.meta.data.scaler.clone(),
@@ -874,7 +722,14 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
     // (the recipe the recorded results and the shipped model were made with).
     let final_scaler = if cfg.refit { dataset::fit_scaler(set, l, train_all, cfg.input) } else { scaler };
     let test_set = dataset::dataset(set, l, test, cfg.input, &final_scaler);
-    let full_set = (cfg.refit || cfg.model.kind.fitted_in_one_go()).then(|| dataset::training_dataset(set, l, train_all, cfg.input, &final_scaler));
+    // Every training clip again, for a family that refits on them after validation: kernel
+    // ridge always, networks with --refit.
+    let refits = match family.validation {
+        Validation::Unused => false,
+        Validation::Calibration => true,
+        Validation::EarlyStopping => cfg.refit,
+    };
+    let full_set = refits.then(|| dataset::training_dataset(set, l, train_all, cfg.input, &final_scaler));
     let k = l.classes.len();
     let input_shape = cfg.input.shape(set.dim, set.t_max);
     let copies = l.copies_of(&tr);
@@ -950,14 +805,26 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
         checkpoint::save(gpu, std::slice::from_ref(model), &meta_with(arch.clone(), training), out)
     };
     let resumable = cfg.ensemble == 1 && !cfg.refit;
-    let (classifier, architecture, record) = match cfg.model.kind {
-        ModelKind::Krr => fit_kernel_ridge(run, &parts)?,
-        ModelKind::Knn => fit_knn(run, &parts)?,
-        ModelKind::Svm => fit_svm(run, &parts)?,
-        ModelKind::Rf => fit_forest(run, &parts)?,
-        _ => {
+    let (classifier, architecture, record) = match family.fit {
+        Some(fit) => {
+            let class_weights = |d: &Dataset| cfg.class_weights_for(d, k);
+            let input = FitInput {
+                gpu,
+                settings: &cfg.model,
+                seed: cfg.seed,
+                train: &train_set,
+                val: &val_set,
+                full: full_set.as_ref(),
+                classes: k,
+                input_shape,
+                class_weights: &class_weights,
+                log: run.log,
+            };
+            fit(&input)?
+        }
+        None => {
             let (models, arch, record) = fit_by_gradients(run, &parts, resume, resumable.then_some(&save_best as SaveBest))?;
-            (Classifier::Network(models), arch, record)
+            (Box::new(Networks(models)) as Box<dyn Classifier>, arch, record)
         }
     };
     let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
@@ -969,7 +836,7 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
     let mut predictor = Predictor { classifier, meta };
     // A network's probabilities are calibrated on the validation clips (a refitted one has
     // trained on them, so it keeps its raw scores).
-    if matches!(predictor.classifier, Classifier::Network(_)) && !cfg.refit && !val_set.is_empty() {
+    if predictor.classifier.networks().is_some() && !cfg.refit && !val_set.is_empty() {
         let fits = predictor.calibrate(gpu, &val_set)?;
         (run.log)(&calibration_line(&fits, val_set.len()));
         predictor.meta.training["calibration"] = serde_json::to_value(&fits)?;
@@ -992,96 +859,6 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
 pub fn calibration_line(fits: &[Calibration], clips: usize) -> String {
     let each: Vec<String> = fits.iter().map(|c| if c.calibrated { format!("{:.2} (loss {:.4})", c.temperature, c.val_loss) } else { "1 (too few clips)".into() }).collect();
     format!("calibration on {clips} validation clips: temperature {}", each.join(", "))
-}
-
-/// An architecture that records only the input shape (the classical models have no layers).
-fn input_only(p: &Parts) -> Architecture {
-    Architecture { input: p.input_shape, layers: vec![] }
-}
-
-/// Kernel ridge: fit on the training part, fit the probability scale on validation, then fit
-/// again on every training clip (validation included) and keep that scale.
-fn fit_kernel_ridge(run: &Run, p: &Parts) -> Result<Fitted> {
-    let (gpu, m, k) = (run.gpu, &run.cfg.model, p.classes);
-    // In units of 1 / input size: 1 is scikit-learn's gamma = "scale" on standardised input.
-    let gamma = m.krr_gamma / (p.input_shape.0 * p.input_shape.1) as f32;
-    let (mut model, first) = KernelRidge::fit(gpu, p.train, k, &run.cfg.class_weights_for(p.train, k), gamma, m.krr_lambda)?;
-    let Calibration { temperature, val_loss, val_accuracy, calibrated } = model.calibrate(gpu, p.val)?;
-    (run.log)(&format!(
-        "kernel ridge on {} clips: {} CG iterations, residual {:.1e}; validation accuracy {val_accuracy:.4}, loss {val_loss:.4} at temperature {temperature:.2}",
-        p.train.len(),
-        first.iterations,
-        first.relative_residual
-    ));
-    if !calibrated {
-        (run.log)(&format!("warning: {} validation clips are too few to calibrate probabilities (2 per class needed); the temperature stays 1 (raise --val-fraction)", p.val.len()));
-    } else if temperature <= 0.1001 {
-        (run.log)(&format!(
-            "warning: the validation clips are best served by the flattest probabilities searched (temperature 0.10, validation accuracy {val_accuracy:.2}): \
-             the model does not generalise to them, and its probabilities will stay near uniform"
-        ));
-    }
-    let full = p.full.expect("kernel ridge always refits");
-    let started = std::time::Instant::now();
-    let (mut model, last) = KernelRidge::fit(gpu, full, k, &run.cfg.class_weights_for(full, k), gamma, m.krr_lambda)?;
-    model.scale_scores(gpu, temperature)?;
-    let fit_seconds = started.elapsed().as_secs_f64();
-    (run.log)(&format!("kernel ridge on all {} training clips: {} CG iterations, residual {:.1e}", full.len(), last.iterations, last.relative_residual));
-    let record = serde_json::json!({"kernel_ridge": {"gamma_scale": m.krr_gamma, "lambda": m.krr_lambda, "temperature": temperature, "calibrated": calibrated,
-        "validation_accuracy": val_accuracy, "validation_loss": val_loss, "cg": [first, last]}, "fit_seconds": fit_seconds});
-    Ok((Classifier::KernelRidge(model), input_only(p), record))
-}
-
-/// k nearest neighbours: the training part (training and validation clips, as kernel ridge's
-/// final fit uses) is the model; the validation part reports its accuracy first.
-fn fit_knn(run: &Run, p: &Parts) -> Result<Fitted> {
-    let (gpu, m) = (run.gpu, &run.cfg.model);
-    let on_train = Knn::fit(gpu, p.train, p.classes, m.knn_k, m.knn_weights)?;
-    let val_accuracy = report::accuracy_of(&on_train.predict_proba(gpu, p.val)?, &p.val.y);
-    (run.log)(&format!("knn (k {}, {:?} votes) on {} clips: validation accuracy {val_accuracy:.4}", m.knn_k, m.knn_weights, p.train.len()));
-    let full = p.full.unwrap_or(p.train);
-    let started = std::time::Instant::now();
-    let model = Knn::fit(gpu, full, p.classes, m.knn_k, m.knn_weights)?;
-    let record = serde_json::json!({"knn": {"k": m.knn_k, "weights": m.knn_weights, "validation_accuracy": val_accuracy, "rows": full.len()}, "fit_seconds": started.elapsed().as_secs_f64()});
-    Ok((Classifier::Knn(model), input_only(p), record))
-}
-
-/// The support vector classifier: fitted on the training part to report validation accuracy,
-/// then on every training clip (as knn and kernel ridge).
-fn fit_svm(run: &Run, p: &Parts) -> Result<Fitted> {
-    let (gpu, m) = (run.gpu, &run.cfg.model);
-    let cfg = SvmConfig { c: m.svm_c, gamma: m.svm_gamma, seed: run.cfg.seed, ..Default::default() };
-    let (on_train, first) = Svm::fit(gpu, p.train, p.classes, &run.cfg.class_weights_for(p.train, p.classes), &cfg)?;
-    let val_accuracy = report::accuracy_of(&on_train.predict_proba(gpu, p.val)?, &p.val.y);
-    (run.log)(&format!(
-        "svm (C {}, gamma {:.4}) on {} clips: {} support vectors, {} SMO steps, {:.2} s; validation accuracy {val_accuracy:.4}",
-        cfg.c,
-        first.gamma,
-        p.train.len(),
-        first.support_vectors,
-        first.smo_iterations,
-        first.seconds
-    ));
-    let full = p.full.unwrap_or(p.train);
-    let (model, last) = Svm::fit(gpu, full, p.classes, &run.cfg.class_weights_for(full, p.classes), &cfg)?;
-    (run.log)(&format!("svm on all {} training clips: {} support vectors, {:.2} s", full.len(), last.support_vectors, last.seconds));
-    let record = serde_json::json!({"svm": {"config": cfg, "validation_accuracy": val_accuracy, "fits": [first, last]}, "fit_seconds": last.seconds});
-    Ok((Classifier::Svm(model), input_only(p), record))
-}
-
-/// The random forest: grown on the training part to report validation accuracy, then on every
-/// training clip.
-fn fit_forest(run: &Run, p: &Parts) -> Result<Fitted> {
-    let (gpu, m) = (run.gpu, &run.cfg.model);
-    let cfg = ForestConfig { trees: m.trees, max_depth: m.max_depth, min_samples_leaf: m.min_samples_leaf, bins: m.rf_bins, seed: run.cfg.seed, ..Default::default() };
-    let (on_train, first) = Forest::fit(gpu, p.train, p.classes, &run.cfg.class_weights_for(p.train, p.classes), &cfg)?;
-    let val_accuracy = report::accuracy_of(&on_train.predict_proba(gpu, p.val)?, &p.val.y);
-    (run.log)(&format!("rf ({} trees) on {} clips: {} nodes, depth {}, {:.2} s; validation accuracy {val_accuracy:.4}", cfg.trees, p.train.len(), first.nodes, first.depth, first.seconds));
-    let full = p.full.unwrap_or(p.train);
-    let (model, last) = Forest::fit(gpu, full, p.classes, &run.cfg.class_weights_for(full, p.classes), &cfg)?;
-    (run.log)(&format!("rf on all {} training clips: {} nodes, depth {}, {:.2} s", full.len(), last.nodes, last.depth, last.seconds));
-    let record = serde_json::json!({"forest": {"config": cfg, "validation_accuracy": val_accuracy, "fits": [first, last]}, "fit_seconds": last.seconds});
-    Ok((Classifier::Forest(model), input_only(p), record))
 }
 
 /// Saves a resumable checkpoint of the model at the end of an epoch (given the config it trains
@@ -1121,13 +898,13 @@ fn fit_by_gradients(run: &Run, p: &Parts, resume: Option<Predictor>, save_best: 
     for member in 0..cfg.ensemble {
         let seed = cfg.seed.wrapping_add(1_000 * member as u64);
         let (mut model, first_epoch) = match resumed.take() {
-            Some((r, done)) => match r.classifier {
-                Classifier::Network(models) => {
+            Some((r, done)) => match r.classifier.into_networks() {
+                Ok(models) => {
                     let mut m = models.into_iter().next().expect("one model");
                     apply_settings(&mut m, cfg);
                     (m, done + 1)
                 }
-                other => bail!("--resume: a {} model is fitted in one go and has nothing to resume", other.kind()),
+                Err(other) => bail!("--resume: a {} model is fitted in one go and has nothing to resume", other.family().kind),
             },
             None => (new_model(gpu, &arch, cfg, seed)?, 1),
         };

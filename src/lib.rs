@@ -14,6 +14,7 @@
 
 pub mod audio;
 pub mod bench;
+pub mod choice;
 pub mod contract;
 pub mod dataset;
 pub mod experiment;

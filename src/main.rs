@@ -10,7 +10,9 @@ use ser::features::{FeatureConfig, Tuning};
 use std::path::PathBuf;
 use ser::gpu::{self, AdapterSelector, BackendChoice};
 use ser::ops::gemm::{GemmKernel, Precision};
-use ser::experiment::{self, ClassWeights, ModelConfig, ModelKind, Run, RunConfig, Split};
+use ser::experiment::{self, ClassWeights, Run, RunConfig, Split};
+use ser::choice::Choice;
+use ser::models::{ModelConfig, ModelKind};
 use ser::models::knn::KnnWeights;
 use ser::contract::speaker::{self, SpeakerGroups};
 
@@ -28,7 +30,7 @@ struct AdapterArgs {
     #[arg(long)]
     adapter: Option<String>,
     /// Graphics API to use.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<BackendChoice>())]
     backend: Option<BackendChoice>,
 }
 
@@ -45,7 +47,7 @@ struct SpeakerFlags {
     /// RAVDESS's actor, another corpus's speaker, a manifest's column), by folder, by file (each
     /// file one speaker: long recordings cut with --segment), or auto (the named speaker when
     /// every clip has one, else folder). Only for models trained with --speaker-norm.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<SpeakerGroups>())]
     speaker_groups: Option<SpeakerGroups>,
     /// Fewest clips a speaker's statistics may come from (default: the model's; 30 when
     /// training). Speakers with fewer are refused.
@@ -81,7 +83,7 @@ enum Command {
         json: bool,
     },
     /// Extract MFCC, chroma and spectral contrast features of labelled clips (any corpus layout or
-    /// a manifest: docs/DATA.md) on the GPU.
+    /// a manifest: docs/guide/data.md) on the GPU.
     Features(FeaturesArgs),
     /// Train an emotion classifier on the GPU and save it (safetensors).
     Train(TrainArgs),
@@ -163,7 +165,7 @@ impl FeatureFlags {
 }
 
 /// Where labelled clips come from and which of them to use: shared by `features`, `train`,
-/// `eval` and `compare` (docs/DATA.md).
+/// `eval` and `compare` (docs/guide/data.md).
 #[derive(Args, Clone, Debug)]
 struct DataFlags {
     /// Folder of labelled clips (searched at any depth): RAVDESS, CREMA-D, EmoDB, TESS or SAVEE
@@ -180,10 +182,10 @@ struct DataFlags {
     #[arg(long, value_name = "FILE.json|A=B,...")]
     label_map: Option<String>,
     /// Speech, song or both (RAVDESS names tell them apart; other corpora are speech).
-    #[arg(long, value_enum, default_value_t = VocalFilter::Both)]
+    #[arg(long, value_parser = choice::<VocalFilter>(), default_value_t = VocalFilter::Both)]
     vocal: VocalFilter,
     /// Leave out an emotion (repeatable), e.g. --drop disgust.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Emotion>())]
     drop: Vec<Emotion>,
 }
 
@@ -285,7 +287,7 @@ struct TrainArgs {
     #[command(flatten)]
     build: BuildFlags,
     /// Model architecture.
-    #[arg(long, value_enum, default_value_t = defaults().model.kind)]
+    #[arg(long, value_parser = choice::<ModelKind>(), default_value_t = defaults().model.kind)]
     model: ModelKind,
     /// Random Fourier features of the rff model.
     #[arg(long, default_value_t = defaults().model.rff_features, value_parser = ranged::<usize>(1, 1 << 20))]
@@ -299,17 +301,17 @@ struct TrainArgs {
     krr_gamma: f32,
     /// Ridge penalty of the krr model (scaled per example by 1 / its class weight). 0.1 rather
     /// than 0.01: better on speakers not in training (5-fold by actor 0.656 against 0.626, every
-    /// fold better) for 0.9 points less on a random split (docs/RESULTS.md).
+    /// fold better) for 0.9 points less on a random split (docs/results/history.md).
     #[arg(long, default_value_t = defaults().model.krr_lambda, value_parser = positive_f32)]
     krr_lambda: f32,
     /// Neighbours that vote (knn; at most 16).
     #[arg(long, default_value_t = defaults().model.knn_k, value_parser = ranged::<usize>(1, ser::ops::knn::MAX_K))]
     knn_k: usize,
     /// How they vote (knn): uniform, or distance (1 / distance; coinciding rows outvote all).
-    #[arg(long, value_enum, default_value_t = defaults().model.knn_weights)]
+    #[arg(long, value_parser = choice::<KnnWeights>(), default_value_t = defaults().model.knn_weights)]
     knn_weights: KnnWeights,
     /// Penalty C of the svm (each class's bound is C times its class weight). 10 rather than
-    /// scikit-learn's 1: validation accuracy 0.82 against 0.79 on RAVDESS (docs/RESULTS.md).
+    /// scikit-learn's 1: validation accuracy 0.82 against 0.79 on RAVDESS (docs/results/history.md).
     #[arg(long, default_value_t = defaults().model.svm_c, value_parser = positive_f64)]
     svm_c: f64,
     /// RBF width of the svm: "scale" (scikit-learn's default, 1 / (input size * variance of
@@ -317,7 +319,7 @@ struct TrainArgs {
     #[arg(long, default_value = "scale", value_parser = svm_gamma)]
     svm_gamma: SvmGamma,
     /// Trees of the rf model. 500 rather than scikit-learn's 100: validation accuracy 0.70
-    /// against 0.67 on RAVDESS (docs/RESULTS.md).
+    /// against 0.67 on RAVDESS (docs/results/history.md).
     #[arg(long, default_value_t = defaults().model.trees, value_parser = ranged::<usize>(1, 50_000))]
     trees: usize,
     /// Deepest level of the rf model's trees (root 0); without it they grow until pure.
@@ -339,10 +341,10 @@ struct TrainArgs {
     /// How the models over frames reduce their steps before the dense layers: the mean over
     /// valid steps (the study's LSTM head), attention (a learned softmax weighting of them),
     /// for cnn only flatten (the study's refined CNN head, every step kept; it does not train
-    /// on RAVDESS's frames at the study's learning rate, docs/RESULTS.md), for lstm and
+    /// on RAVDESS's frames at the study's learning rate, docs/results/history.md), for lstm and
     /// cnn-lstm only last (the LSTM's state after each clip's last frame, Keras's default).
     /// cnn over vectors or stats always flattens.
-    #[arg(long, value_enum, default_value_t = defaults().model.time_pooling)]
+    #[arg(long, value_parser = choice::<ser::nn::TimePooling>(), default_value_t = defaults().model.time_pooling)]
     time_pooling: ser::nn::TimePooling,
     /// Hidden layer widths of the MLP.
     #[arg(long, value_delimiter = ',', default_values_t = defaults().model.hidden, value_parser = ranged::<usize>(1, 1 << 16))]
@@ -373,22 +375,22 @@ struct TrainArgs {
     #[arg(long, default_value_t = defaults().augment.feature_mask, value_parser = ranged::<u32>(0, 1 << 16))]
     feature_mask: u32,
     /// Time-averaged vectors or frame sequences.
-    #[arg(long, value_enum, default_value_t = defaults().input)]
+    #[arg(long, value_parser = choice::<ser::dataset::Input>(), default_value_t = defaults().input)]
     input: ser::dataset::Input,
     /// How the loss weighs classes (balanced: rarer classes count more, as in the study).
-    #[arg(long, value_enum, default_value_t = defaults().class_weights)]
+    #[arg(long, value_parser = choice::<ClassWeights>(), default_value_t = defaults().class_weights)]
     class_weights: ClassWeights,
     /// Standardise each speaker's features with the statistics of that speaker's clips (every
     /// clip of the selected classes, test clips included, without their labels) before the
     /// model's scaler; the model then does the same when predicting, per speaker group
-    /// (docs/RESULTS.md).
+    /// (docs/results/history.md).
     #[arg(long)]
     speaker_norm: bool,
     #[command(flatten)]
     speaker: SpeakerFlags,
     /// How clips are held out for testing (default: random, or given when a manifest's rows
     /// carry a split column).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Split>())]
     split: Option<Split>,
     /// Fraction of each class held out for testing (random split).
     #[arg(long, default_value_t = defaults().test_fraction, value_parser = open_fraction)]
@@ -423,9 +425,9 @@ struct TrainArgs {
     lr_patience: usize,
     /// Operand precision of the network's GEMMs while training: bf16 rounds them to bfloat16
     /// (sums, weights and optimiser state stay f32), about 1.3-1.5x faster GEMMs on lavapipe
-    /// (docs/RESULTS.md); f16 to half precision (the tile kernels, on adapters with
+    /// (docs/results/history.md); f16 to half precision (the tile kernels, on adapters with
     /// shader-f16). The model is tested and saved in f32 either way.
-    #[arg(long, value_enum, default_value_t = defaults().precision)]
+    #[arg(long, value_parser = choice::<Precision>(), default_value_t = defaults().precision)]
     precision: Precision,
     /// Models trained (same split, different seeds) and saved as one ensemble whose class
     /// probabilities are averaged.
@@ -530,7 +532,7 @@ struct CompareArgs {
     train: TrainArgs,
     /// The models to train (each with train's flags for it; lstm and cnn-lstm read the frame
     /// sequences whatever --input says, the others --input).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "cnn,mlp,krr,knn,svm,rf")]
+    #[arg(long, value_parser = choice::<ModelKind>(), value_delimiter = ',', default_value = "cnn,mlp,krr,knn,svm,rf")]
     models: Vec<ModelKind>,
     /// Skip the cross-validation by speaker (the random split only).
     #[arg(long, alias = "no-speaker-folds")]
@@ -605,11 +607,6 @@ struct EvalArgs {
     adapter: AdapterArgs,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum PredictFormat {
-    Jsonl,
-    Csv,
-}
 
 #[derive(Args)]
 struct PredictArgs {
@@ -648,8 +645,8 @@ struct PredictArgs {
     model: Option<PathBuf>,
     /// One JSON object per line (probabilities by class name), or CSV with a header row
     /// (probability columns in the JSON keys' order: class names sorted).
-    #[arg(long, value_enum, default_value_t = PredictFormat::Jsonl)]
-    format: PredictFormat,
+    #[arg(long, value_parser = choice::<ser::infer::archive::OutputFormat>(), default_value_t = ser::infer::archive::OutputFormat::Jsonl)]
+    format: ser::infer::archive::OutputFormat,
     /// Files decoded and predicted together (a chunk also closes after 2^26 decoded samples,
     /// 70 minutes at 16 kHz). Memory grows with it, not with the number of files (a
     /// speaker-normalised model also keeps every clip's statistics until the end).
@@ -703,10 +700,10 @@ enum BenchCommand {
         #[arg(long, value_delimiter = ',')]
         sizes: Vec<String>,
         /// Kernel shapes to try (default: all).
-        #[arg(long, value_enum, value_delimiter = ',')]
+        #[arg(long, value_parser = choice::<GemmKernel>(), value_delimiter = ',')]
         kernels: Vec<GemmKernel>,
         /// Operand precisions to try (bf16 runs on the packed kernels, f16 on the tile family where the adapter has shader-f16).
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "f32")]
+        #[arg(long, value_parser = choice::<Precision>(), value_delimiter = ',', default_value = "f32")]
         precision: Vec<Precision>,
         /// Timed repeats per cell (median reported).
         #[arg(long, default_value_t = 7, value_parser = ranged::<usize>(1, 1000))]
@@ -751,7 +748,7 @@ enum BenchCommand {
         /// Run on every adapter present instead of one.
         #[arg(long)]
         all_adapters: bool,
-        #[arg(long, value_enum, default_value_t = bench::TrainBenchModel::Cnn)]
+        #[arg(long, value_parser = choice::<bench::TrainBenchModel>(), default_value_t = bench::TrainBenchModel::Cnn)]
         model: bench::TrainBenchModel,
         /// Examples per epoch (1486: the training part of a RAVDESS random split).
         #[arg(long, default_value_t = 1486, value_parser = ranged::<usize>(1, 1 << 24))]
@@ -760,7 +757,7 @@ enum BenchCommand {
         #[arg(long, default_value_t = 32, value_parser = ranged::<usize>(1, 1 << 16))]
         batch_size: usize,
         /// GEMM operand precisions to measure.
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,bf16")]
+        #[arg(long, value_parser = choice::<Precision>(), value_delimiter = ',', default_value = "f32,bf16")]
         precision: Vec<Precision>,
         /// Timed epochs (median reported) after one untimed epoch; then one profiled epoch. One
         /// epoch alone is noisy here (bf16 came out slower than f32 once, faster over three).
@@ -1018,10 +1015,7 @@ fn train(args: TrainArgs) -> Result<()> {
                 "resuming {} at epoch {} (learning rate {:.2e})",
                 path.display(),
                 predictor.meta.training["saved_epoch"],
-                match &predictor.classifier {
-                    ser::infer::Classifier::Network(m) => m[0].adam.lr,
-                    _ => 0.0,
-                }
+                predictor.classifier.networks().map_or(0.0, |m| m[0].adam.lr)
             );
             cfg = RunConfig { epochs: cfg.epochs, export_split: cfg.export_split.clone(), ..was };
             Some(predictor)
@@ -1176,7 +1170,7 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 fn predict(args: PredictArgs) -> Result<()> {
-    use ser::infer::archive::{self, ResumableOutput, Shard};
+    use ser::infer::archive::{self, ArchiveRun, Shard, Workers};
     // The input: files and folders on the command line, then a list (one path per line).
     let mut files = if args.inputs.is_empty() { Vec::new() } else { ser::infer::collect_files(&args.inputs)? };
     if let Some(list) = &args.files_from {
@@ -1189,16 +1183,9 @@ fn predict(args: PredictArgs) -> Result<()> {
         Some(text) => Some((Shard::parse(text)?, "--shard".to_string())),
         None => Shard::from_env(args.shard_count, |k| std::env::var(k).ok())?,
     };
-    if let Some((s, from)) = &shard {
-        // Shards are cut from the sorted input, so every shard sees the same order.
-        let total = files.len();
-        archive::sort_paths(&mut files);
-        files = s.select(&files);
-        eprintln!("shard {}/{} (from {from}): {} of {total} files", s.index, s.count, files.len());
-    }
-    let workers = args.adapters.as_deref().map(archive::adapters_named).transpose()?;
+    let selectors = args.adapters.as_deref().map(archive::adapters_named).transpose()?;
     // Several adapters: each worker opens its own device and model; here only the metadata.
-    let local = match &workers {
+    let local = match &selectors {
         Some(_) => None,
         None => {
             let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
@@ -1211,92 +1198,34 @@ fn predict(args: PredictArgs) -> Result<()> {
         None => ser::infer::load_meta(args.model.as_deref())?,
     };
     args.speaker.check_model(&meta)?;
-    if let Some(w) = &workers {
-        eprintln!("predicting on {} adapters: {}", w.len(), w.iter().map(|s| format!("{} ({:?})", s.name.as_deref().unwrap_or("?"), s.backend)).collect::<Vec<_>>().join(", "));
-    }
-    // Probability columns in the JSON lines' key order (sorted names), so both formats agree.
-    let mut names: Vec<String> = meta.data.classes.iter().map(|c| c.to_string()).collect();
-    names.sort();
+    let workers = match (&selectors, &local) {
+        (Some(w), _) => {
+            eprintln!("predicting on {} adapters: {}", w.len(), w.iter().map(|s| format!("{} ({:?})", s.name.as_deref().unwrap_or("?"), s.backend)).collect::<Vec<_>>().join(", "));
+            Workers::Adapters(w, args.model.as_deref())
+        }
+        (None, Some((gpu, p))) => Workers::Local(gpu, p),
+        (None, None) => unreachable!("a local model without --adapters"),
+    };
     let segments = args.segment.map(|length| ser::infer::Segments { length, hop: args.segment_hop.unwrap_or(length) });
-    let header = format!("file,{}label,confidence,{}", if segments.is_some() { "start,end," } else { "" }, names.join(","));
-    let header = (args.format == PredictFormat::Csv).then_some(header);
-    // --out: written as results arrive; a rerun skips the files it already holds.
-    let mut out = match &args.out {
-        Some(path) => {
-            let key = match args.format {
-                PredictFormat::Jsonl => archive::jsonl_key,
-                PredictFormat::Csv => archive::csv_key,
-            };
-            let o = ResumableOutput::open(path, header.as_deref(), key)?;
-            if !o.done().is_empty() {
-                let before = files.len();
-                files.retain(|f| !o.done().contains(&ser::infer::path_text(f)));
-                eprintln!("{}: {} files already done, {} to go", path.display(), before - files.len(), files.len());
-            }
-            Some(o)
-        }
-        None => {
-            if let Some(h) = &header {
-                println!("{h}");
-            }
-            None
-        }
-    };
-    if files.is_empty() {
-        return Ok(());
-    }
-    let mut predicted = 0usize;
     let options = ser::infer::PredictOptions { groups: args.speaker.groups(), min_clips: args.speaker.min_speaker_clips, files_per_chunk: args.chunk, segments, ..Default::default() };
-    // One file's lines go out together (segments make several), so a kill never splits a file.
-    let mut pending: Option<(String, String)> = None;
-    let mut write_error: Option<anyhow::Error> = None;
-    let mut flush = |pending: &mut Option<(String, String)>, out: &mut Option<ResumableOutput>| {
-        if let (Some((_, lines)), Some(o)) = (pending.take(), out.as_mut()) {
-            if let Err(e) = o.write_block(&lines) {
-                write_error.get_or_insert(e);
-            }
-        }
-    };
-    let mut progress = Progress::new(files.len(), args.progress || std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let emit = |pr: ser::infer::Prediction| {
-        predicted += 1;
-        progress.saw(&pr.file, pr.seconds);
-        let line = prediction_line(&pr, args.format);
-        if out.is_none() {
-            println!("{line}");
-            return;
-        }
-        if pending.as_ref().is_some_and(|(f, _)| *f != pr.file) {
-            flush(&mut pending, &mut out);
-        }
-        pending.get_or_insert_with(|| (pr.file.clone(), String::new())).1.push_str(&format!("{line}\n"));
-    };
-    let failed = match &workers {
-        Some(w) => {
-            let (failed, workers) = archive::predict_on_adapters(w, args.model.as_deref(), &files, &options, emit)?;
-            for (adapter, blocks) in workers {
-                eprintln!("{adapter}: {blocks} blocks of up to {} files", options.files_per_chunk);
-            }
-            failed
-        }
-        None => {
-            let (gpu, p) = local.as_ref().expect("a local model without --adapters");
-            p.predict_files(gpu, &files, &options, emit)?
-        }
-    };
-    flush(&mut pending, &mut out);
+    let run = ArchiveRun { files, shard, format: args.format, out: args.out.as_deref(), options: &options };
+    let mut progress = Progress::new(args.progress || std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let report = archive::predict_archive(workers, &meta, run, &mut |line| println!("{line}"), &mut progress, &|m| eprintln!("{m}"))?;
     progress.finish();
-    if let Some(e) = write_error {
-        return Err(e.context("--out: writing results"));
+    for (adapter, blocks) in &report.workers {
+        eprintln!("{adapter}: {blocks} blocks of up to {} files", options.files_per_chunk);
     }
-    for (f, why) in &failed {
+    for (f, why) in &report.failed {
         eprintln!("skipped {}", skip_line(f, why));
     }
-    if predicted == 0 {
-        anyhow::bail!("no file was predicted: all {} were refused (listed above)", failed.len());
+    if report.files == 0 {
+        return Ok(());
     }
-    if !failed.is_empty() {
-        return Err(Partial(format!("{} of {} files predicted, {} skipped (listed above); exit status {EXIT_PARTIAL}", files.len() - failed.len(), files.len(), failed.len())).into());
+    if report.predicted == 0 {
+        anyhow::bail!("no file was predicted: all {} were refused (listed above)", report.failed.len());
+    }
+    if !report.failed.is_empty() {
+        return Err(Partial(format!("{} of {} files predicted, {} skipped (listed above); exit status {EXIT_PARTIAL}", report.files - report.failed.len(), report.files, report.failed.len())).into());
     }
     Ok(())
 }
@@ -1313,22 +1242,9 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(total: usize, on: bool) -> Progress {
+    fn new(on: bool) -> Progress {
         let now = std::time::Instant::now();
-        Progress { total, files: 0, last_file: String::new(), audio_s: 0.0, start: now, shown: now, on }
-    }
-
-    /// A prediction of `file` (segments of one file count once) covering `seconds` of audio.
-    fn saw(&mut self, file: &str, seconds: f64) {
-        if file != self.last_file {
-            self.files += 1;
-            self.last_file = file.to_string();
-        }
-        self.audio_s += seconds;
-        if self.on && self.shown.elapsed().as_secs_f64() >= 2.0 {
-            self.shown = std::time::Instant::now();
-            self.print();
-        }
+        Progress { total: 0, files: 0, last_file: String::new(), audio_s: 0.0, start: now, shown: now, on }
     }
 
     fn print(&self) {
@@ -1351,18 +1267,21 @@ impl Progress {
     }
 }
 
-/// One prediction as a JSON line or a CSV row.
-fn prediction_line(pr: &ser::infer::Prediction, format: PredictFormat) -> String {
-    match format {
-        PredictFormat::Jsonl => pr.json().to_string(),
-        PredictFormat::Csv => {
-            // RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled.
-            let file = if pr.file.contains([',', '"', '\n', '\r']) { format!("\"{}\"", pr.file.replace('"', "\"\"")) } else { pr.file.clone() };
-            let mut sorted = pr.probabilities.clone();
-            sorted.sort_by(|a, b| a.0.cmp(&b.0));
-            let probs: Vec<String> = sorted.iter().map(|(_, v)| format!("{v:.6}")).collect();
-            let span = pr.span.map_or(String::new(), |(start, end)| format!("{start:.3},{end:.3},"));
-            format!("{file},{span}{},{:.6},{}", pr.label, pr.confidence, probs.join(","))
+impl ser::infer::archive::Progress for Progress {
+    fn planned(&mut self, files: usize) {
+        self.total = files;
+    }
+
+    /// A prediction (segments of one file count once) covering its seconds of audio.
+    fn saw(&mut self, pr: &ser::infer::Prediction) {
+        if pr.file != self.last_file {
+            self.files += 1;
+            self.last_file = pr.file.clone();
+        }
+        self.audio_s += pr.seconds;
+        if self.on && self.shown.elapsed().as_secs_f64() >= 2.0 {
+            self.shown = std::time::Instant::now();
+            self.print();
         }
     }
 }
@@ -1460,6 +1379,18 @@ fn devices(json: bool) -> Result<()> {
 }
 
 // ---- value parsers: a bad flag is refused by clap, which names it, with the accepted range ----
+
+/// A value of one of the library's named choices: its names listed with their help, aliases
+/// accepted.
+fn choice<T: Choice + Clone + Send + Sync>() -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let values = T::all().iter().map(|n| {
+        let help = ser::choice::help(n.docs);
+        let value = PossibleValue::new(n.name).aliases(n.aliases.iter().copied());
+        if help.is_empty() { value } else { value.help(help) }
+    });
+    PossibleValuesParser::new(values).map(|name| T::from_name(&name).expect("clap accepts only the listed names"))
+}
 
 /// An integer in `lo..=hi`.
 fn ranged<T>(lo: T, hi: T) -> impl Fn(&str) -> std::result::Result<T, String> + Clone + Send + Sync + 'static

@@ -6,7 +6,8 @@
 mod common;
 
 use ser::audio::{Emotion, Selection, VocalFilter};
-use ser::experiment::{self, ModelConfig, ModelKind, Run, RunConfig, Split};
+use ser::experiment::{self, Run, RunConfig, Split};
+use ser::models::{ModelConfig, ModelKind};
 use ser::nn::{Layer, TimePooling};
 use ser::dataset::{self, Input};
 use ser::contract::speaker::SpeakerGroups;
@@ -56,7 +57,7 @@ fn a_run_learns_records_its_configuration_and_resumes_with_it() {
     let mut loaded = ser::infer::load_model(g, Some(&saved)).unwrap();
     assert_eq!(loaded.meta.temperatures, vec![t]);
     let test_set = loaded.dataset(&set, &test.iter().map(|&p| l.clips[p]).collect::<Vec<_>>(), test.iter().map(|&p| l.labels[p]).collect()).unwrap();
-    let ser::infer::Classifier::Network(members) = &loaded.classifier else { panic!("a network") };
+    let members = loaded.classifier.networks().expect("a network");
     let logits = ser::nn::predict::predict(g, &members[0], &test_set, 64).unwrap();
     let scaled = ser::nn::predict::softmax_rows(&logits.iter().map(|v| v * t).collect::<Vec<_>>(), 7);
     assert_eq!(loaded.probabilities(g, &test_set).unwrap(), scaled);

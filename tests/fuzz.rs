@@ -268,7 +268,8 @@ fn checkpoints_load_or_say_why() {
 
 /// The bytes of one small model of each kind but the shipped one's, fitted on the synthetic set.
 fn seed_models(g: &ser::gpu::Gpu) -> Vec<Vec<u8>> {
-    use ser::experiment::{self, ModelConfig, ModelKind, Run, RunConfig};
+    use ser::experiment::{self, Run, RunConfig};
+    use ser::models::{ModelConfig, ModelKind};
     use ser::dataset::{self, Input};
     let set = common::synthetic_set();
     let selection = ser::audio::Selection { vocal: ser::audio::VocalFilter::Both, drop: vec![ser::audio::Emotion::Disgust] };

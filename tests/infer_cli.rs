@@ -380,3 +380,48 @@ fn several_adapters_keep_the_output_in_input_order() {
     let bad = ser().args(["predict", "--adapters", "no-such-gpu"]).arg(sample_dir()).output().unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no such adapter"));
 }
+
+/// `predict`'s archive logic as a library call: a shard of the sorted input, CSV written to a
+/// file as results arrive, a rerun that finds everything done, and the same bytes as the CLI.
+#[test]
+fn an_archive_run_is_a_library_call_the_cli_makes() {
+    use ser::infer::archive::{self, ArchiveRun, OutputFormat, Progress, Shard, Workers};
+    struct Count(usize, usize);
+    impl Progress for Count {
+        fn planned(&mut self, files: usize) {
+            self.0 = files;
+        }
+        fn saw(&mut self, _: &ser::infer::Prediction) {
+            self.1 += 1;
+        }
+    }
+    let dir = common::TempDir::new("archive-lib");
+    let out = dir.0.join("shard1.csv");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(sample_dir()).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "wav")).collect();
+    files.reverse();
+    let options = ser::infer::PredictOptions { files_per_chunk: 2, ..Default::default() };
+    let shared = gpu();
+    let predictor = ser::infer::load_model(&shared.gpu, None).unwrap();
+    let run = |progress: &mut Count, logged: &std::cell::RefCell<Vec<String>>| {
+        let run = ArchiveRun { files: files.clone(), shard: Some((Shard::parse("1/3").unwrap(), "a test".into())), format: OutputFormat::Csv, out: Some(&out), options: &options };
+        archive::predict_archive(Workers::Local(&shared.gpu, &predictor), &predictor.meta, run, &mut |_| panic!("lines go to the file"), progress, &|m| logged.borrow_mut().push(m.to_string())).unwrap()
+    };
+    let (mut progress, logged) = (Count(0, 0), std::cell::RefCell::new(Vec::new()));
+    let report = run(&mut progress, &logged);
+    // 8 files: shard 1 of 3 is the sorted input's [2, 5).
+    assert_eq!((report.files, report.predicted, report.failed.len()), (3, 3, 0));
+    assert_eq!((progress.0, progress.1), (3, 3));
+    assert_eq!(logged.borrow()[0], "shard 1/3 (from a test): 3 of 8 files");
+    let written = std::fs::read_to_string(&out).unwrap();
+    drop(shared);
+    let cli = ser().args(["predict", "--format", "csv", "--shard", "1/3"]).arg(sample_dir()).output().unwrap();
+    assert!(cli.status.success());
+    assert_eq!(written, String::from_utf8(cli.stdout).unwrap(), "the library's file and the CLI's output");
+    let shared = gpu();
+    let (mut again, logged) = (Count(0, 0), std::cell::RefCell::new(Vec::new()));
+    let run2 = ArchiveRun { files: files.clone(), shard: Some((Shard::parse("1/3").unwrap(), "a test".into())), format: OutputFormat::Csv, out: Some(&out), options: &options };
+    let report = archive::predict_archive(Workers::Local(&shared.gpu, &predictor), &predictor.meta, run2, &mut |_| panic!("nothing to print"), &mut again, &|m| logged.borrow_mut().push(m.to_string())).unwrap();
+    assert_eq!((report.files, report.predicted, again.1), (0, 0, 0));
+    assert!(logged.borrow()[1].ends_with("3 files already done, 0 to go"), "{:?}", logged.borrow());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), written, "a rerun changes nothing");
+}

@@ -300,7 +300,7 @@ fn an_ensemble_round_trips_and_averages_its_members_probabilities() {
     let (loaded, _) = checkpoint::load(g, &path).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(loaded.len(), 2);
-    let p = ser::infer::Predictor { classifier: ser::infer::Classifier::Network(loaded), meta };
+    let p = ser::infer::Predictor { classifier: Box::new(ser::models::network::Networks(loaded)), meta };
     let got = p.probabilities(g, &va).unwrap();
     let each: Vec<Vec<Vec<f32>>> = models.iter().map(|m| predict::softmax_rows(&predict::predict(g, m, &va, 8).unwrap(), 3)).collect();
     assert_ne!(each[0], each[1], "members must differ for the test to mean anything");

@@ -291,7 +291,7 @@ impl Model {
     /// The kind of classifier ("network", "krr", "knn", "svm", "forest").
     #[getter]
     fn kind(&self) -> &'static str {
-        self.predictor.classifier.kind()
+        self.predictor.classifier.family().kind
     }
 
     /// The training record (JSON).
@@ -499,7 +499,7 @@ fn compare(
     let cfg = RunConfig::from_options(&options).map_err(|e| InputError::new_err(format!("{e:#}")))?;
     let kinds = models
         .iter()
-        .map(|m| experiment::ModelKind::from_name(m).ok_or_else(|| InputError::new_err(format!("models: {m:?} is not a model"))))
+        .map(|m| ser::models::ModelKind::from_name(m).ok_or_else(|| InputError::new_err(format!("models: {m:?} is not a model"))))
         .collect::<PyResult<Vec<_>>>()?;
     let config = config.to_string();
     on_device(py, move |gpu| {

@@ -4,14 +4,21 @@
 use super::ravdess::Emotion;
 use std::path::Path;
 
-/// Which vocal channel to keep.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VocalFilter {
-    Speech,
-    Song,
-    #[default]
-    Both,
+crate::choices! {
+    /// Which vocal channel to keep.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum VocalFilter {
+        Speech = "speech",
+        Song = "song",
+        Both = "both",
+    }
+}
+
+impl Default for VocalFilter {
+    fn default() -> Self {
+        VocalFilter::Both
+    }
 }
 
 /// What a run keeps of the labelled clips.

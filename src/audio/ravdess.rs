@@ -1,22 +1,23 @@
 //! RAVDESS file names: `MM-VV-EE-II-SS-RR-AA.wav` (or `.flac`), seven two-digit fields.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
-/// The canonical emotion classes every corpus's labels land on: RAVDESS's eight, in its code
-/// order (01..08), then EmoDB's boredom. A model's classes are the ones its data held.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Emotion {
-    Neutral,
-    Calm,
-    Happy,
-    Sad,
-    Angry,
-    Fearful,
-    Disgust,
-    Surprised,
-    Boredom,
+crate::choices! {
+    /// The canonical emotion classes every corpus's labels land on: RAVDESS's eight, in its code
+    /// order (01..08), then EmoDB's boredom. A model's classes are the ones its data held.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Emotion {
+        Neutral = "neutral",
+        Calm = "calm",
+        Happy = "happy",
+        Sad = "sad",
+        Angry = "angry",
+        Fearful = "fearful",
+        Disgust = "disgust",
+        Surprised = "surprised",
+        Boredom = "boredom",
+    }
 }
 
 impl Emotion {
@@ -73,23 +74,7 @@ impl Emotion {
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Emotion::Neutral => "neutral",
-            Emotion::Calm => "calm",
-            Emotion::Happy => "happy",
-            Emotion::Sad => "sad",
-            Emotion::Angry => "angry",
-            Emotion::Fearful => "fearful",
-            Emotion::Disgust => "disgust",
-            Emotion::Surprised => "surprised",
-            Emotion::Boredom => "boredom",
-        }
-    }
-}
-
-impl fmt::Display for Emotion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        crate::choice::Choice::name(self)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The data contract: what a model needs to read audio the way it was trained, in one typed,
 //! versioned record below `nn`, `train` and `infer`: the classes (and the label map that made
 //! them), the feature configuration, the input kind, the scaler, the speaker normalisation and
-//! the corpora it saw. A checkpoint stores it key by key (docs/CHECKPOINTS.md); files written
+//! the corpora it saw. A checkpoint stores it key by key (docs/guide/checkpoints.md); files written
 //! before a key existed load with its default.
 
 pub mod speaker;
@@ -44,18 +44,20 @@ pub struct CorpusSeen {
     pub speakers: usize,
 }
 
-/// What the model sees of each clip.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Input {
-    /// The time-averaged feature vector as a sequence of length D with one channel (the study's
-    /// input).
-    Vectors,
-    /// The frame sequence [T_max, D], zero-padded.
-    Frames,
-    /// The time means followed by the time standard deviations, a sequence of length 2D with
-    /// one channel.
-    Stats,
+crate::choices! {
+    /// What the model sees of each clip.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Input {
+        /// The time-averaged feature vector as a sequence of length D with one channel (the study's
+        /// input).
+        Vectors = "vectors",
+        /// The frame sequence [T_max, D], zero-padded.
+        Frames = "frames",
+        /// The time means followed by the time standard deviations, a sequence of length 2D with
+        /// one channel.
+        Stats = "stats",
+    }
 }
 
 impl Input {

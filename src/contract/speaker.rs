@@ -1,7 +1,7 @@
 //! Speaker normalisation: each clip's features standardised with the mean and standard deviation
 //! of its own speaker's clips, before the model's scaler. A voice's pitch, timbre and level move
 //! every statistic of every clip it speaks; taking them out is what lets a model trained on some
-//! speakers hear emotion in another's (docs/RESULTS.md, "Speaker normalisation").
+//! speakers hear emotion in another's (docs/RESULTS.md, "Accuracy on RAVDESS against the reference study").
 //!
 //! It is transductive: a speaker's statistics come from every clip of that speaker the command
 //! works on (training and evaluation: the clips of the selected classes; prediction: every file
@@ -17,21 +17,22 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// How clips are grouped into speakers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum SpeakerGroups {
-    /// By speaker when every clip has one (a RAVDESS actor, another corpus's speaker, a
-    /// manifest's column), otherwise by folder.
-    Auto,
-    /// By the speaker the data names: RAVDESS's actor field, CREMA-D's, EmoDB's, TESS's or
-    /// SAVEE's speaker, a manifest's speaker column.
-    #[value(alias = "speaker")]
-    Actor,
-    /// By the folder holding each file: one speaker per folder.
-    Folder,
-    /// Each file its own speaker: for long recordings of one voice cut with `--segment`.
-    File,
+crate::choices! {
+    /// How clips are grouped into speakers.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum SpeakerGroups {
+        /// By speaker when every clip has one (a RAVDESS actor, another corpus's speaker, a
+        /// manifest's column), otherwise by folder.
+        Auto = "auto",
+        /// By the speaker the data names: RAVDESS's actor field, CREMA-D's, EmoDB's, TESS's or
+        /// SAVEE's speaker, a manifest's speaker column.
+        Actor = "actor" | "speaker",
+        /// By the folder holding each file: one speaker per folder.
+        Folder = "folder",
+        /// Each file its own speaker: for long recordings of one voice cut with `--segment`.
+        File = "file",
+    }
 }
 
 /// A model's speaker normalisation, recorded in its checkpoint.

@@ -3,14 +3,16 @@
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-/// The graphics APIs `ser` can run its kernels through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendChoice {
-    Vulkan,
-    Gl,
-    Metal,
-    Dx12,
+crate::choices! {
+    /// The graphics APIs `ser` can run its kernels through.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum BackendChoice {
+        Vulkan = "vulkan",
+        Gl = "gl",
+        Metal = "metal",
+        Dx12 = "dx12",
+    }
 }
 
 impl BackendChoice {

@@ -190,7 +190,7 @@ impl Gpu {
     /// dispatch, waited for). Timestamps need the feature, and are not used on software (CPU)
     /// adapters unless `SER_PROFILE_CLOCK=gpu`: lavapipe 22.3 stamps kernels that read textures
     /// 3-4x short (four conv-sized texture GEMMs: 57 ms by timestamps, 240 ms by the wall
-    /// clock; docs/RESULTS.md). `SER_PROFILE_CLOCK=host` forces host timing anywhere.
+    /// clock; docs/results/history.md, "Portable kernels, autotuning, bounds checks"). `SER_PROFILE_CLOCK=host` forces host timing anywhere.
     /// Decided once, when the device opens (every submission asks).
     /// Whether the adapter is a CPU implementation (lavapipe, llvmpipe, WARP), whose costs
     /// some kernels are chosen for beside their portable path.

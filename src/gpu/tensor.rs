@@ -178,7 +178,7 @@ impl PooledTexture {
 
 /// A 2D texture of 16-byte texels (four f32, or four u32: [`TexelFormat`]). Kernels write it as
 /// a storage texture and read it with `textureLoad`, which on some adapters (llvmpipe) is far
-/// cheaper than a storage-buffer load (docs/RESULTS.md, GEMM section).
+/// cheaper than a storage-buffer load (docs/results/history.md, GEMM section).
 #[derive(Clone)]
 pub struct Texture {
     pub(crate) tex: Arc<PooledTexture>,

@@ -235,3 +235,173 @@ mod tests {
         assert_eq!(csv_key("\"my, \"\"take\"\".wav\",neutral").as_deref(), Some("my, \"take\".wav"));
     }
 }
+
+crate::choices! {
+    /// How predictions are written.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum OutputFormat {
+        /// One JSON object per line.
+        Jsonl = "jsonl",
+        /// A header, then one row per prediction (RFC 4180 quoting).
+        Csv = "csv",
+    }
+}
+
+/// Hears how a prediction run advances.
+pub trait Progress {
+    /// The files the run will predict (after its shard and what its output already holds).
+    fn planned(&mut self, files: usize);
+    /// One prediction made.
+    fn saw(&mut self, prediction: &super::Prediction);
+}
+
+/// Where a run's device work happens.
+pub enum Workers<'a> {
+    /// One device, the model already loaded on it.
+    Local(&'a crate::gpu::Gpu, &'a super::Predictor),
+    /// One worker per adapter, each loading the model from `model` (None: the built-in one).
+    Adapters(&'a [crate::gpu::AdapterSelector], Option<&'a Path>),
+}
+
+/// A prediction run over an archive: which files, how written, where.
+pub struct ArchiveRun<'a> {
+    /// The input, in the order given (a shard is cut from it sorted).
+    pub files: Vec<PathBuf>,
+    /// The shard to predict and where it came from (`--shard`, a scheduler's variables).
+    pub shard: Option<(Shard, String)>,
+    pub format: OutputFormat,
+    /// A file written as results arrive, resumed by a rerun; None: lines go to `print`.
+    pub out: Option<&'a Path>,
+    pub options: &'a super::PredictOptions,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct ArchiveReport {
+    /// The files this run set out to predict (after the shard and what `out` already held).
+    pub files: usize,
+    /// Predictions written (a file cut into segments gives several).
+    pub predicted: usize,
+    /// Files that could not be predicted, with the reason.
+    pub failed: Skipped,
+    /// Per worker with `Workers::Adapters`: the adapter it opened and the blocks it predicted.
+    pub workers: Vec<WorkerShare>,
+}
+
+/// The classes of a model in the order the output lists their probabilities (sorted names, the
+/// JSON lines' key order, so that both formats agree).
+fn column_order(meta: &crate::nn::checkpoint::ModelMeta) -> Vec<String> {
+    let mut names: Vec<String> = meta.data.classes.iter().map(|c| c.to_string()).collect();
+    names.sort();
+    names
+}
+
+/// The CSV header for a model's predictions.
+pub fn csv_header(meta: &crate::nn::checkpoint::ModelMeta, segments: bool) -> String {
+    format!("file,{}label,confidence,{}", if segments { "start,end," } else { "" }, column_order(meta).join(","))
+}
+
+/// One prediction as a JSON line or a CSV row (no line break).
+pub fn prediction_line(pr: &super::Prediction, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Jsonl => pr.json().to_string(),
+        OutputFormat::Csv => {
+            // RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled.
+            let file = if pr.file.contains([',', '"', '\n', '\r']) { format!("\"{}\"", pr.file.replace('"', "\"\"")) } else { pr.file.clone() };
+            let mut sorted = pr.probabilities.clone();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            let probs: Vec<String> = sorted.iter().map(|(_, v)| format!("{v:.6}")).collect();
+            let span = pr.span.map_or(String::new(), |(start, end)| format!("{start:.3},{end:.3},"));
+            format!("{file},{span}{},{:.6},{}", pr.label, pr.confidence, probs.join(","))
+        }
+    }
+}
+
+/// Predicts an archive: cuts the shard from the sorted input, skips what `run.out` already
+/// holds, and writes every prediction as it arrives, one input file's lines in a single write
+/// (so a kill never splits a file) to `run.out`, or to `print` line by line (the header first
+/// for CSV). `progress` hears how many files are to be predicted, then of each prediction;
+/// `log` gets what a user should read (the shard, files already done). Errors writing `out` stop nothing but are returned at the
+/// end, so that every prediction made is kept.
+pub fn predict_archive(
+    workers: Workers,
+    meta: &crate::nn::checkpoint::ModelMeta,
+    mut run: ArchiveRun,
+    print: &mut dyn FnMut(&str),
+    progress: &mut dyn Progress,
+    log: &dyn Fn(&str),
+) -> Result<ArchiveReport> {
+    if let Some((s, from)) = &run.shard {
+        // Shards are cut from the sorted input, so every shard sees the same order.
+        let total = run.files.len();
+        sort_paths(&mut run.files);
+        run.files = s.select(&run.files);
+        log(&format!("shard {}/{} (from {from}): {} of {total} files", s.index, s.count, run.files.len()));
+    }
+    let header = (run.format == OutputFormat::Csv).then(|| csv_header(meta, run.options.segments.is_some()));
+    let mut out = match run.out {
+        Some(path) => {
+            let key = match run.format {
+                OutputFormat::Jsonl => jsonl_key,
+                OutputFormat::Csv => csv_key,
+            };
+            let o = ResumableOutput::open(path, header.as_deref(), key)?;
+            if !o.done().is_empty() {
+                let before = run.files.len();
+                run.files.retain(|f| !o.done().contains(&super::path_text(f)));
+                log(&format!("{}: {} files already done, {} to go", path.display(), before - run.files.len(), run.files.len()));
+            }
+            Some(o)
+        }
+        None => {
+            if let Some(h) = &header {
+                print(h);
+            }
+            None
+        }
+    };
+    let mut report = ArchiveReport { files: run.files.len(), ..Default::default() };
+    progress.planned(run.files.len());
+    if run.files.is_empty() {
+        return Ok(report);
+    }
+    // One file's lines go out together (segments make several).
+    let mut pending: Option<(String, String)> = None;
+    let mut write_error: Option<anyhow::Error> = None;
+    let mut flush = |pending: &mut Option<(String, String)>, out: &mut Option<ResumableOutput>| {
+        if let (Some((_, lines)), Some(o)) = (pending.take(), out.as_mut()) {
+            if let Err(e) = o.write_block(&lines) {
+                write_error.get_or_insert(e);
+            }
+        }
+    };
+    let mut predicted = 0usize;
+    let emit = |pr: super::Prediction| {
+        predicted += 1;
+        progress.saw(&pr);
+        let line = prediction_line(&pr, run.format);
+        if out.is_none() {
+            print(&line);
+            return;
+        }
+        if pending.as_ref().is_some_and(|(f, _)| *f != pr.file) {
+            flush(&mut pending, &mut out);
+        }
+        pending.get_or_insert_with(|| (pr.file.clone(), String::new())).1.push_str(&format!("{line}\n"));
+    };
+    match workers {
+        Workers::Adapters(selectors, model) => {
+            let (failed, shares) = predict_on_adapters(selectors, model, &run.files, run.options, emit)?;
+            report.failed = failed;
+            report.workers = shares;
+        }
+        Workers::Local(gpu, predictor) => report.failed = predictor.predict_files(gpu, &run.files, run.options, emit)?,
+    }
+    flush(&mut pending, &mut out);
+    if let Some(e) = write_error {
+        return Err(e.context("--out: writing results"));
+    }
+    report.predicted = predicted;
+    Ok(report)
+}

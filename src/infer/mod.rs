@@ -16,8 +16,8 @@ use crate::nn::checkpoint::{self, ModelMeta};
 use crate::dataset;
 use crate::contract::speaker::{self, SpeakerGroups};
 use crate::dataset::Dataset;
-use crate::models;
-use crate::nn::predict::{self, Calibration, fit_temperature, softmax_rows};
+use crate::models::{self, Classifier};
+use crate::nn::predict::{self, Calibration, fit_temperature};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -27,36 +27,8 @@ use std::sync::mpsc::SyncSender;
 
 /// A saved model (or ensemble, whose members' probabilities are averaged) and its metadata.
 pub struct Predictor {
-    pub classifier: Classifier,
+    pub classifier: Box<dyn Classifier>,
     pub meta: ModelMeta,
-}
-
-/// What turns a clip's model input into class probabilities: the one interface `ser train`,
-/// `eval` and `predict` go through, whatever the model.
-pub enum Classifier {
-    /// A layer network, or an ensemble of them whose probabilities are averaged.
-    Network(Vec<Model>),
-    /// Kernel ridge classification (RBF kernel against the training rows).
-    KernelRidge(models::kernel_ridge::KernelRidge),
-    /// k nearest neighbours over the training rows.
-    Knn(models::knn::Knn),
-    /// One-vs-one RBF support vector machines with coupled Platt probabilities.
-    Svm(models::svm::Svm),
-    /// A random forest whose trees' leaf distributions are averaged.
-    Forest(models::forest::Forest),
-}
-
-impl Classifier {
-    /// The `kind` its model file records (nn::checkpoint::KINDS).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Classifier::Network(_) => "network",
-            Classifier::KernelRidge(_) => "krr",
-            Classifier::Knn(_) => "knn",
-            Classifier::Svm(_) => "svm",
-            Classifier::Forest(_) => "forest",
-        }
-    }
 }
 
 /// One file's prediction (or one segment's, when predicting by segments).
@@ -131,9 +103,9 @@ impl Predictor {
 
     /// The network members a temperature can be fitted for, or why there are none.
     pub fn calibratable(&self) -> Result<&[Model]> {
-        match &self.classifier {
-            Classifier::Network(models) => Ok(models),
-            _ => bail!("only networks are calibrated afterwards (kernel ridge calibrates itself while training; knn, svm and rf have no scores to scale)"),
+        match self.classifier.networks() {
+            Some(models) => Ok(models),
+            None => bail!("only networks are calibrated afterwards (kernel ridge calibrates itself while training; knn, svm and rf have no scores to scale)"),
         }
     }
 
@@ -151,40 +123,12 @@ impl Predictor {
 
     /// Class probabilities for a dataset, rows in order.
     pub fn probabilities(&self, gpu: &Gpu, data: &Dataset) -> Result<Vec<Vec<f32>>> {
-        let k = self.meta.data.classes.len();
-        let classical = match &self.classifier {
-            Classifier::KernelRidge(krr) => Some(krr.predict_proba(gpu, data)?),
-            Classifier::Knn(knn) => Some(knn.predict_proba(gpu, data)?),
-            Classifier::Svm(svm) => Some(svm.predict_proba(gpu, data)?),
-            Classifier::Forest(forest) => Some(forest.predict_proba(gpu, data)?),
-            Classifier::Network(_) => None,
-        };
-        if let Some(probs) = classical {
-            // A NaN would otherwise become class 0 at the argmax: a label nothing supports.
-            if let Some((i, row)) = probs.iter().enumerate().find(|(_, row)| row.iter().any(|v| !v.is_finite())) {
-                bail!("the {} model's probabilities for clip {i} are {row:?}: not numbers (is the model file damaged?)", self.classifier.kind());
-            }
-            return Ok(probs);
+        let probs = self.classifier.probabilities(gpu, &self.meta, data)?;
+        // A NaN would otherwise become class 0 at the argmax: a label nothing supports.
+        if let Some((i, row)) = probs.iter().enumerate().find(|(_, row)| row.iter().any(|v| !v.is_finite())) {
+            bail!("the {} model's probabilities for clip {i} are {row:?}: not numbers (is the model file damaged?)", self.classifier.family().kind);
         }
-        let Classifier::Network(models) = &self.classifier else { unreachable!("the classical kinds returned above") };
-        let mut mean = vec![vec![0f32; k]; data.len()];
-        for (member, model) in models.iter().enumerate() {
-            let mut logits = predict::predict(gpu, model, data, 256)?;
-            if let Some(&t) = self.meta.temperatures.get(member) {
-                logits.iter_mut().for_each(|v| *v *= t);
-            }
-            // Finite weights can still overflow (a damaged file with a weight of 1e38): an
-            // infinite logit would come out as a NaN probability, or a label, silently.
-            if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
-                bail!("the model's output for clip {} is {}: its weights overflow on this input (is the model file damaged?)", i / k.max(1), logits[i]);
-            }
-            for (row, p) in mean.iter_mut().zip(softmax_rows(&logits, k)) {
-                for (m, v) in row.iter_mut().zip(p) {
-                    *m += v / models.len() as f32;
-                }
-            }
-        }
-        Ok(mean)
+        Ok(probs)
     }
 
     /// Predicts audio files (any name, rate, channel count) a chunk at a time, handing each
@@ -451,7 +395,7 @@ pub fn load_meta(path: Option<&Path>) -> Result<ModelMeta> {
         Some(p) => crate::store::Loaded::read(p).with_context(|| format!("loading model {}", p.display()))?,
         None => crate::store::Loaded::from_bytes(SHIPPED_MODEL_NAME, SHIPPED_MODEL.to_vec())?,
     };
-    checkpoint::kind_of(&f)?;
+    models::family_of_file(&f)?;
     checkpoint::parse_meta(&f)
 }
 
@@ -464,50 +408,14 @@ pub fn load_model_bytes(gpu: &Gpu, name: &str, bytes: Vec<u8>) -> Result<Predict
 fn load_file(gpu: &Gpu, f: crate::store::Loaded) -> Result<Predictor> {
     let name = f.path.clone();
     let context = || format!("loading model {name}");
-    match checkpoint::kind_of(&f).with_context(context)?.as_str() {
-        "krr" => {
-            let (krr, meta) = models::kernel_ridge::KernelRidge::load(gpu, &f).with_context(context)?;
-            Ok(Predictor { classifier: Classifier::KernelRidge(krr), meta })
-        }
-        "knn" => {
-            let (knn, meta) = models::knn::Knn::load(gpu, &f).with_context(context)?;
-            Ok(Predictor { classifier: Classifier::Knn(knn), meta })
-        }
-        "svm" => {
-            let (svm, meta) = models::svm::Svm::load(gpu, &f).with_context(context)?;
-            Ok(Predictor { classifier: Classifier::Svm(svm), meta })
-        }
-        "forest" => {
-            let (forest, meta) = models::forest::Forest::load(gpu, &f).with_context(context)?;
-            Ok(Predictor { classifier: Classifier::Forest(forest), meta })
-        }
-        _ => {
-            // Kernel ridge files from before it had its own kind are networks in shape.
-            let mut meta = checkpoint::parse_meta(&f).with_context(context)?;
-            if let Some(mut krr) = models::kernel_ridge::KernelRidge::from_network(gpu, &f, &meta).with_context(context)? {
-                // A temperature on such a file (the network layout allows one) is folded into
-                // its scores, as kernel ridge keeps its own, so that it is applied exactly once.
-                if let Some(&t) = meta.temperatures.first() {
-                    krr.scale_scores(gpu, t).with_context(context)?;
-                    meta.temperatures.clear();
-                }
-                return Ok(Predictor { classifier: Classifier::KernelRidge(krr), meta });
-            }
-            let (models, meta) = checkpoint::from_loaded(gpu, f).with_context(context)?;
-            Ok(Predictor { classifier: Classifier::Network(models), meta })
-        }
-    }
+    let family = models::family_of_file(&f).with_context(context)?;
+    let (classifier, meta) = (family.load)(gpu, f).with_context(context)?;
+    Ok(Predictor { classifier, meta })
 }
 
-/// Writes a predictor to `path` (atomically), in its kind's file layout (docs/CHECKPOINTS.md).
+/// Writes a predictor to `path` (atomically), in its kind's file layout (docs/guide/checkpoints.md).
 pub fn save(gpu: &Gpu, p: &Predictor, path: &Path) -> Result<()> {
-    match &p.classifier {
-        Classifier::Network(models) => checkpoint::save(gpu, models, &p.meta, path),
-        Classifier::KernelRidge(krr) => krr.save(&p.meta, path),
-        Classifier::Knn(knn) => knn.save(&p.meta, path),
-        Classifier::Svm(svm) => svm.save(&p.meta, path),
-        Classifier::Forest(forest) => forest.save(&p.meta, path),
-    }
+    p.classifier.save(gpu, &p.meta, path)
 }
 
 /// A path as text for output: itself when it is UTF-8; otherwise its UTF-8 parts with every

@@ -10,6 +10,7 @@
 //! the training rows after binning them.
 
 use crate::dataset::Dataset;
+use super::{Classifier, Family, FitInput, Fitted, ModelKind, Validation, input_only};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::checkpoint::{self, ModelMeta};
 use crate::ops::forest::{self, ForestTensors, GrowShape, NONE};
@@ -22,7 +23,7 @@ use std::path::Path;
 /// What a forest is grown with; defaults are scikit-learn's but for the trees (500, not 100:
 /// better on validation) and the bins (scikit-learn
 /// tries every threshold between distinct values: 64 quantile bins are within a point of it on
-/// RAVDESS, docs/RESULTS.md).
+/// RAVDESS, docs/results/history.md, "The study's classical models against scikit-learn").
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ForestConfig {
     pub trees: usize,
@@ -409,5 +410,37 @@ impl Forest {
         let (value, _) = f.tensor::<f32>("forest.value", Dtype::F32)?;
         let forest = Forest::assemble(gpu, roots, feature, threshold, left, value, meta.data.classes.len(), width, config).with_context(|| format!("{}: the forest is damaged", f.path))?;
         Ok((forest, meta))
+    }
+}
+
+pub static FAMILY: Family = Family { kind: "forest", models: &[ModelKind::Rf], validation: Validation::Unused, load, fit: Some(fit) };
+
+fn load(gpu: &Gpu, f: Loaded) -> Result<(Box<dyn Classifier>, ModelMeta)> {
+    let (forest, meta) = Forest::load(gpu, &f)?;
+    Ok((Box::new(forest), meta))
+}
+
+/// One forest grown on every training clip.
+fn fit(p: &FitInput) -> Result<Fitted> {
+    let m = p.settings;
+    let cfg = ForestConfig { trees: m.trees, max_depth: m.max_depth, min_samples_leaf: m.min_samples_leaf, bins: m.rf_bins, seed: p.seed, ..Default::default() };
+    let (model, report) = Forest::fit(p.gpu, p.train, p.classes, &(p.class_weights)(p.train), &cfg)?;
+    (p.log)(&format!("rf ({} trees) on {} clips: {} nodes, depth {}, {:.2} s", cfg.trees, p.train.len(), report.nodes, report.depth, report.seconds));
+    let record = serde_json::json!({"forest": {"config": cfg, "fits": [report]}, "fit_seconds": report.seconds});
+    Ok((Box::new(model), input_only(p.input_shape), record))
+}
+
+impl Classifier for Forest {
+    fn family(&self) -> &'static Family {
+        &FAMILY
+    }
+    fn probabilities(&self, gpu: &Gpu, _: &ModelMeta, data: &Dataset) -> Result<Vec<Vec<f32>>> {
+        self.predict_proba(gpu, data)
+    }
+    fn save(&self, _: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()> {
+        Forest::save(self, meta, path)
+    }
+    fn into_networks(self: Box<Self>) -> Result<Vec<crate::nn::Model>, Box<dyn Classifier>> {
+        Err(self)
     }
 }

@@ -10,6 +10,7 @@
 //! through [`KernelRidge::from_network`], so that every kernel ridge model predicts here.
 
 use crate::dataset::Dataset;
+use super::{Classifier, Family, FitInput, Fitted, ModelKind, Validation, input_only};
 use crate::nn::predict::{Calibration, fit_temperature, softmax_rows};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::Layer;
@@ -188,3 +189,57 @@ impl KernelRidge {
     }
 }
 
+pub static FAMILY: Family = Family { kind: "krr", models: &[ModelKind::Krr], validation: Validation::Calibration, load, fit: Some(fit) };
+
+fn load(gpu: &Gpu, f: Loaded) -> Result<(Box<dyn Classifier>, ModelMeta)> {
+    let (krr, meta) = KernelRidge::load(gpu, &f)?;
+    Ok((Box::new(krr), meta))
+}
+
+/// Kernel ridge: fit on the training part, fit the probability scale on validation, then fit
+/// again on every training clip (validation included) and keep that scale.
+fn fit(p: &FitInput) -> Result<Fitted> {
+    let (gpu, m, k) = (p.gpu, p.settings, p.classes);
+    // In units of 1 / input size: 1 is scikit-learn's gamma = "scale" on standardised input.
+    let gamma = m.krr_gamma / (p.input_shape.0 * p.input_shape.1) as f32;
+    let (mut model, first) = KernelRidge::fit(gpu, p.train, k, &(p.class_weights)(p.train), gamma, m.krr_lambda)?;
+    let Calibration { temperature, val_loss, val_accuracy, calibrated } = model.calibrate(gpu, p.val)?;
+    (p.log)(&format!(
+        "kernel ridge on {} clips: {} CG iterations, residual {:.1e}; validation accuracy {val_accuracy:.4}, loss {val_loss:.4} at temperature {temperature:.2}",
+        p.train.len(),
+        first.iterations,
+        first.relative_residual
+    ));
+    if !calibrated {
+        (p.log)(&format!("warning: {} validation clips are too few to calibrate probabilities (2 per class needed); the temperature stays 1 (raise --val-fraction)", p.val.len()));
+    } else if temperature <= 0.1001 {
+        (p.log)(&format!(
+            "warning: the validation clips are best served by the flattest probabilities searched (temperature 0.10, validation accuracy {val_accuracy:.2}): \
+             the model does not generalise to them, and its probabilities will stay near uniform"
+        ));
+    }
+    let full = p.full.expect("kernel ridge always refits");
+    let started = std::time::Instant::now();
+    let (mut model, last) = KernelRidge::fit(gpu, full, k, &(p.class_weights)(full), gamma, m.krr_lambda)?;
+    model.scale_scores(gpu, temperature)?;
+    let fit_seconds = started.elapsed().as_secs_f64();
+    (p.log)(&format!("kernel ridge on all {} training clips: {} CG iterations, residual {:.1e}", full.len(), last.iterations, last.relative_residual));
+    let record = serde_json::json!({"kernel_ridge": {"gamma_scale": m.krr_gamma, "lambda": m.krr_lambda, "temperature": temperature, "calibrated": calibrated,
+        "validation_accuracy": val_accuracy, "validation_loss": val_loss, "cg": [first, last]}, "fit_seconds": fit_seconds});
+    Ok((Box::new(model), input_only(p.input_shape), record))
+}
+
+impl Classifier for KernelRidge {
+    fn family(&self) -> &'static Family {
+        &FAMILY
+    }
+    fn probabilities(&self, gpu: &Gpu, _: &ModelMeta, data: &Dataset) -> Result<Vec<Vec<f32>>> {
+        self.predict_proba(gpu, data)
+    }
+    fn save(&self, _: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()> {
+        KernelRidge::save(self, meta, path)
+    }
+    fn into_networks(self: Box<Self>) -> Result<Vec<crate::nn::Model>, Box<dyn Classifier>> {
+        Err(self)
+    }
+}

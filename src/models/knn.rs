@@ -3,6 +3,7 @@
 //! search (ops::knn), and its class probabilities are their (weighted) votes.
 
 use crate::dataset::Dataset;
+use super::{Classifier, Family, FitInput, Fitted, ModelKind, Validation, input_only};
 use crate::gpu::{Gpu, Tensor};
 use crate::nn::checkpoint::{self, ModelMeta};
 use crate::ops::knn;
@@ -11,15 +12,17 @@ use anyhow::{Context, Result, bail};
 use safetensors::Dtype;
 use std::path::Path;
 
-/// How neighbours vote, as scikit-learn's `weights`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum KnnWeights {
-    /// Each of the k neighbours counts once.
-    Uniform,
-    /// Each counts 1 / distance; when a query coincides with training rows (distance 0), only
-    /// those count, equally.
-    Distance,
+crate::choices! {
+    /// How neighbours vote, as scikit-learn's `weights`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum KnnWeights {
+        /// Each of the k neighbours counts once.
+        Uniform = "uniform",
+        /// Each counts 1 / distance; when a query coincides with training rows (distance 0), only
+        /// those count, equally.
+        Distance = "distance",
+    }
 }
 
 /// A fitted classifier: the training rows (on the GPU, and on the host for saving) and their
@@ -120,6 +123,38 @@ pub fn vote(index: &[u32], sq_dist: &[f32], labels: &[u32], classes: usize, weig
     }
     let total: f64 = p.iter().sum();
     p.iter().map(|v| (v / total) as f32).collect()
+}
+
+pub static FAMILY: Family = Family { kind: "knn", models: &[ModelKind::Knn], validation: Validation::Unused, load, fit: Some(fit) };
+
+fn load(gpu: &Gpu, f: Loaded) -> Result<(Box<dyn Classifier>, ModelMeta)> {
+    let (knn, meta) = Knn::load(gpu, &f)?;
+    Ok((Box::new(knn), meta))
+}
+
+/// Every training clip is the model: nothing to validate.
+fn fit(p: &FitInput) -> Result<Fitted> {
+    let m = p.settings;
+    let started = std::time::Instant::now();
+    let model = Knn::fit(p.gpu, p.train, p.classes, m.knn_k, m.knn_weights)?;
+    (p.log)(&format!("knn (k {}, {:?} votes) on {} clips", m.knn_k, m.knn_weights, p.train.len()));
+    let record = serde_json::json!({"knn": {"k": m.knn_k, "weights": m.knn_weights, "rows": p.train.len()}, "fit_seconds": started.elapsed().as_secs_f64()});
+    Ok((Box::new(model), input_only(p.input_shape), record))
+}
+
+impl Classifier for Knn {
+    fn family(&self) -> &'static Family {
+        &FAMILY
+    }
+    fn probabilities(&self, gpu: &Gpu, _: &ModelMeta, data: &Dataset) -> Result<Vec<Vec<f32>>> {
+        self.predict_proba(gpu, data)
+    }
+    fn save(&self, _: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()> {
+        Knn::save(self, meta, path)
+    }
+    fn into_networks(self: Box<Self>) -> Result<Vec<crate::nn::Model>, Box<dyn Classifier>> {
+        Err(self)
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,122 @@
-//! Model families: what each fits, how it turns inputs into class probabilities, and how it is
-//! saved and loaded.
+//! Model families: what each fits, how it turns model inputs into class probabilities, and how
+//! it is saved and loaded. A family is one module here and one line of [`FAMILIES`]; the kinds
+//! a model file may record, the loader for each and the fit for each `--model` come from it.
+//!
+//! Layers: below `infer` (which loads and predicts through [`Classifier`]) and `experiment`
+//! (which splits, fits through [`Family::fit`] and reports); above `nn`, `dataset` and the ops.
 
 pub mod forest;
 pub mod kernel_ridge;
 pub mod knn;
+pub mod network;
 pub mod svm;
+
+use crate::dataset::Dataset;
+use crate::gpu::Gpu;
+use crate::nn::checkpoint::ModelMeta;
+use crate::nn::{Architecture, Model};
+use crate::store::Loaded;
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// A fitted model of any family.
+pub trait Classifier: Send + Sync {
+    /// The family it belongs to.
+    fn family(&self) -> &'static Family;
+
+    /// Class probabilities, one row of `classes` per example of `data`, in order. `meta` is the
+    /// model's own metadata (a network's temperatures are there).
+    fn probabilities(&self, gpu: &Gpu, meta: &ModelMeta, data: &Dataset) -> Result<Vec<Vec<f32>>>;
+
+    /// Writes the model and `meta` to `path`, atomically, in its family's file layout
+    /// (docs/guide/checkpoints.md).
+    fn save(&self, gpu: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()>;
+
+    /// The member networks, for a family of layer networks (what calibration afterwards, resume
+    /// and inspection need); None for the others.
+    fn networks(&self) -> Option<&[Model]> {
+        None
+    }
+
+    /// The member networks by value (to continue training them), or the model back unchanged.
+    fn into_networks(self: Box<Self>) -> Result<Vec<Model>, Box<dyn Classifier>>;
+}
+
+/// What a family uses the validation part of the training clips for. Only families that use
+/// it are given one: the others fit on every training clip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validation {
+    /// Nothing: fitted on every training clip in one go (knn, svm, forest).
+    Unused,
+    /// Fitting a probability scale, then fitted again on every training clip (kernel ridge).
+    Calibration,
+    /// Early stopping, the learning-rate schedule and calibration (networks); `--refit` then
+    /// trains again on every training clip with the schedule validation chose.
+    EarlyStopping,
+}
+
+/// What a family's fit is given: the parts of the training clips, the run's model settings and
+/// where to log.
+pub struct FitInput<'a> {
+    pub gpu: &'a Gpu,
+    pub settings: &'a ModelConfig,
+    pub seed: u64,
+    /// The fitting part: every training clip unless the family uses validation.
+    pub train: &'a Dataset,
+    /// The validation part (empty when the family does not use one).
+    pub val: &'a Dataset,
+    /// Every training clip, for a family that refits on them after validation.
+    pub full: Option<&'a Dataset>,
+    pub classes: usize,
+    pub input_shape: (usize, usize),
+    /// The run's class weights for a dataset's labels.
+    pub class_weights: &'a dyn Fn(&Dataset) -> Vec<f32>,
+    pub log: &'a dyn Fn(&str),
+}
+
+/// What a fit returns: the classifier, the architecture recorded with it (the input shape only
+/// for families without layers) and its part of the training record.
+pub type Fitted = (Box<dyn Classifier>, Architecture, serde_json::Value);
+
+/// One model family: one line of [`FAMILIES`].
+pub struct Family {
+    /// The `kind` its model files record (docs/guide/checkpoints.md).
+    pub kind: &'static str,
+    /// The `ser train --model` names that build it.
+    pub models: &'static [ModelKind],
+    pub validation: Validation,
+    /// Reads a model file of this kind (already checked to be a ser model).
+    pub load: fn(&Gpu, Loaded) -> Result<(Box<dyn Classifier>, ModelMeta)>,
+    /// Fits in one go; None for the networks, which `experiment` trains by gradients (epochs,
+    /// ensembles, resume).
+    pub fit: Option<fn(&FitInput) -> Result<Fitted>>,
+}
+
+/// Every family this build has, in the order `ser train --help` lists them.
+pub static FAMILIES: [&Family; 5] = [&network::FAMILY, &kernel_ridge::FAMILY, &knn::FAMILY, &svm::FAMILY, &forest::FAMILY];
+
+/// The family of a model file's `kind`.
+pub fn family(kind: &str) -> Option<&'static Family> {
+    FAMILIES.iter().copied().find(|f| f.kind == kind)
+}
+
+/// The family of a model file; a file that is not a ser model, or of a kind this build does not
+/// know, is refused.
+pub fn family_of_file(f: &Loaded) -> Result<&'static Family> {
+    let kind = crate::nn::checkpoint::kind_of(f)?;
+    family(&kind).with_context(|| format!("{}: a model of kind {kind:?}, which this ser does not know ({}); a newer ser wrote it?", f.path, kinds().join(", ")))
+}
+
+/// Every kind a model file may record.
+pub fn kinds() -> Vec<&'static str> {
+    FAMILIES.iter().map(|f| f.kind).collect()
+}
+
+/// An architecture that records only the input shape (families without layers).
+pub fn input_only(input_shape: (usize, usize)) -> Architecture {
+    Architecture { input: input_shape, layers: vec![] }
+}
+
+pub use config::{ModelConfig, ModelKind};
+
+mod config;

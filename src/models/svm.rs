@@ -13,6 +13,7 @@
 //! updates as many gradients, far less work than one dispatch costs.
 
 use crate::dataset::Dataset;
+use super::{Classifier, Family, FitInput, Fitted, ModelKind, Validation, input_only};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::checkpoint::{self, ModelMeta};
 use crate::ops::kernel;
@@ -23,7 +24,7 @@ use safetensors::Dtype;
 use std::path::Path;
 
 /// What an SVM is fitted with; defaults are scikit-learn's SVC but for C (10, not 1: better on
-/// validation, docs/RESULTS.md).
+/// validation, docs/results/history.md, "The study's classical models against scikit-learn").
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SvmConfig {
     /// The penalty C (each class's bound is C times its class weight).
@@ -545,6 +546,47 @@ pub struct SvmReport {
     pub gamma: f64,
     pub gram_seconds: f64,
     pub seconds: f64,
+}
+
+pub static FAMILY: Family = Family { kind: "svm", models: &[ModelKind::Svm], validation: Validation::Unused, load, fit: Some(fit) };
+
+fn load(gpu: &Gpu, f: Loaded) -> Result<(Box<dyn Classifier>, ModelMeta)> {
+    let (svm, meta) = Svm::load(gpu, &f)?;
+    Ok((Box::new(svm), meta))
+}
+
+/// One fit on every training clip (its probabilities are Platt-scaled on cross-validated
+/// decision values inside it: no validation part needed).
+fn fit(p: &FitInput) -> Result<Fitted> {
+    let m = p.settings;
+    let cfg = SvmConfig { c: m.svm_c, gamma: m.svm_gamma, seed: p.seed, ..Default::default() };
+    let (model, report) = Svm::fit(p.gpu, p.train, p.classes, &(p.class_weights)(p.train), &cfg)?;
+    (p.log)(&format!(
+        "svm (C {}, gamma {:.4}) on {} clips: {} support vectors, {} SMO steps, {:.2} s",
+        cfg.c,
+        report.gamma,
+        p.train.len(),
+        report.support_vectors,
+        report.smo_iterations,
+        report.seconds
+    ));
+    let record = serde_json::json!({"svm": {"config": cfg, "fits": [report]}, "fit_seconds": report.seconds});
+    Ok((Box::new(model), input_only(p.input_shape), record))
+}
+
+impl Classifier for Svm {
+    fn family(&self) -> &'static Family {
+        &FAMILY
+    }
+    fn probabilities(&self, gpu: &Gpu, _: &ModelMeta, data: &Dataset) -> Result<Vec<Vec<f32>>> {
+        self.predict_proba(gpu, data)
+    }
+    fn save(&self, _: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()> {
+        Svm::save(self, meta, path)
+    }
+    fn into_networks(self: Box<Self>) -> Result<Vec<crate::nn::Model>, Box<dyn Classifier>> {
+        Err(self)
+    }
 }
 
 #[cfg(test)]

@@ -68,23 +68,30 @@ pub enum Layer {
     SequenceBatchNorm,
 }
 
-/// How a sequence model reduces its steps to one vector before the classifier.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum TimePooling {
-    /// The mean over the valid steps (the study's models).
-    #[default]
-    Mean,
-    /// A learned softmax weighting of the valid steps.
-    Attention,
-    /// No pooling: Flatten keeps every step, padding included (the study's refined CNN; its
-    /// weights then depend on the sequence length).
-    Flatten,
-    /// The LSTM's state after each sequence's last valid step, no pooling layer (Keras's
-    /// `return_sequences=False`; lstm and cnn-lstm only). Bidirectional: the forward
-    /// direction's state there beside the backward direction's after it walked back to the
-    /// first step.
-    Last,
+crate::choices! {
+    /// How a sequence model reduces its steps to one vector before the classifier.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum TimePooling {
+        /// The mean over the valid steps (the study's models).
+        Mean = "mean",
+        /// A learned softmax weighting of the valid steps.
+        Attention = "attention",
+        /// No pooling: Flatten keeps every step, padding included (the study's refined CNN; its
+        /// weights then depend on the sequence length).
+        Flatten = "flatten",
+        /// The LSTM's state after each sequence's last valid step, no pooling layer (Keras's
+        /// `return_sequences=False`; lstm and cnn-lstm only). Bidirectional: the forward
+        /// direction's state there beside the backward direction's after it walked back to the
+        /// first step.
+        Last = "last",
+    }
+}
+
+impl Default for TimePooling {
+    fn default() -> Self {
+        TimePooling::Mean
+    }
 }
 
 impl TimePooling {
@@ -157,7 +164,7 @@ impl Architecture {
     /// each block's batch norm then sees only valid steps and zeroes the padding,
     /// [`Layer::SequenceBatchNorm`]): with
     /// Flatten the first Dense has 25,088 inputs per unit and Adam's first steps kill its
-    /// ReLUs, in Keras as here (docs/RESULTS.md). [`TimePooling::Last`] is an LSTM's: given
+    /// ReLUs, in Keras as here (docs/results/history.md, "The study's sequence models"). [`TimePooling::Last`] is an LSTM's: given
     /// here it leaves the steps unreduced, which [`Architecture::shapes`] refuses.
     pub fn refined_cnn(input: (usize, usize), classes: usize, head: TimePooling) -> Architecture {
         let mut layers = Vec::new();

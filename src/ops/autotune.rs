@@ -367,7 +367,7 @@ fn tune(gpu: &Gpu, t: &mut AdapterTuning, d: &GemmDims, o: &GemmOptions) -> Resu
     let best = out.iter().filter_map(|c| c.ms.map(|ms| (ms, c.kernel.clone()))).min_by(|a, b| a.0.total_cmp(&b.0));
     // The adapter's default keeps its place unless a candidate beats it clearly: timed alone, a
     // multiply runs with hot caches and noise of several percent, and on lavapipe choices won
-    // by less than this margin measured slower inside a training epoch (docs/RESULTS.md).
+    // by less than this margin measured slower inside a training epoch (docs/results/history.md, "Session 18").
     let default = default_kernel(gpu, o.precision).name();
     let default_ms = out.iter().find(|c| c.kernel == default).and_then(|c| c.ms);
     let best = match (best, default_ms) {
@@ -383,7 +383,7 @@ fn tune(gpu: &Gpu, t: &mut AdapterTuning, d: &GemmDims, o: &GemmOptions) -> Resu
 
 /// How long one run of the adapter's default kernel may take on the multiply the tuner times.
 /// On lavapipe a test pass's inference multiplies (M = 25k-102k rows of frames) ran 1-35 s per
-/// candidate run, so tuning them took over 15 minutes (docs/RESULTS.md, session 18); a GPU runs
+/// candidate run, so tuning them took over 15 minutes (docs/results/history.md, session 18); a GPU runs
 /// them in milliseconds and is timed on the real shape.
 pub const TIMED_RUN_MS: f64 = 200.0;
 
@@ -422,7 +422,7 @@ pub fn timing_dims(gpu: &Gpu, d: &GemmDims, o: &GemmOptions, run_ms: f64) -> Gem
 /// tuner stops timing that candidate. On lavapipe the tile family runs the big convolution
 /// multiplies 4-15x slower than the packed kernels at up to a second each, so timing each of
 /// them five times made a first CNN epoch over frames spend most of its 35 minutes tuning
-/// (docs/RESULTS.md, session 18). The factor leaves room for what a first execution costs
+/// (docs/results/history.md, session 18). The factor leaves room for what a first execution costs
 /// beyond a steady one (cold caches, lazy allocation), so that no contender is dropped.
 pub const GIVE_UP_FACTOR: f64 = 4.0;
 

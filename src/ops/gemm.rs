@@ -4,38 +4,40 @@
 use crate::gpu::{Access, GEMM_COOP_WGSL, GEMM_SUBGROUP_WGSL, GEMM_TILE_F16_WGSL, GEMM_TILE_WGSL, GEMM_WGSL, KernelSpec, Step, TexelFormat, Tensor, Texture};
 use anyhow::{Result, bail};
 
-/// The kernel shapes in gemm.wgsl. All compute the same thing; they differ in speed by adapter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum GemmKernel {
-    /// Whichever kernel the autotuner picked for this adapter and shape (src/ops/autotune.rs).
-    Auto,
-    /// One output per invocation.
-    Naive,
-    /// 16x16 shared-memory tiles with workgroup barriers.
-    Tiled16,
-    /// Barrier-free, 4x4 outputs per invocation in registers, scalar loads.
-    Reg4x4,
-    /// Barrier-free, a contiguous 4x4 block per invocation, 16-byte loads.
-    Vec4,
-    /// Barrier-free, a contiguous 8x8 block per invocation, 16-byte loads.
-    Vec4x8,
-    /// The 8x8 block kernel reading both operands from textures that a packing pass fills.
-    Tex8,
-    /// Tex8 with A's texels fetched once per subgroup and broadcast to its lanes; runs as Tex8
-    /// on devices without subgroups or without one fixed subgroup size (dividing 64, >= 8).
-    Tex8Shared,
-    /// Portable family (gemm_tile.wgsl): 32x32 tiles in workgroup memory, 8x8 invocations of 4x4.
-    Tile32,
-    /// 64x64 tiles, 16x16 invocations of 4x4 outputs, 16 k per stage.
-    Tile64,
-    /// 64x64 tiles, 16x8 invocations of 8x4 outputs (fewer invocations, more registers each).
-    Tile64R8,
-    /// 128x64 tiles, 16x16 invocations of 8x4 outputs, 8 k per stage.
-    Tile128,
-    /// The adapter's matrix units (gemm_coop.wgsl): 8x8 f32 cooperative matrices, 16x16 blocks
-    /// per subgroup; only where the adapter reports that configuration.
-    Coop8,
+crate::choices! {
+    /// The kernel shapes in gemm.wgsl. All compute the same thing; they differ in speed by adapter.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum GemmKernel {
+        /// Whichever kernel the autotuner picked for this adapter and shape (src/ops/autotune.rs).
+        Auto = "auto",
+        /// One output per invocation.
+        Naive = "naive",
+        /// 16x16 shared-memory tiles with workgroup barriers.
+        Tiled16 = "tiled16",
+        /// Barrier-free, 4x4 outputs per invocation in registers, scalar loads.
+        Reg4x4 = "reg4x4",
+        /// Barrier-free, a contiguous 4x4 block per invocation, 16-byte loads.
+        Vec4 = "vec4",
+        /// Barrier-free, a contiguous 8x8 block per invocation, 16-byte loads.
+        Vec4x8 = "vec4x8",
+        /// The 8x8 block kernel reading both operands from textures that a packing pass fills.
+        Tex8 = "tex8",
+        /// Tex8 with A's texels fetched once per subgroup and broadcast to its lanes; runs as Tex8
+        /// on devices without subgroups or without one fixed subgroup size (dividing 64, >= 8).
+        Tex8Shared = "tex8-shared",
+        /// Portable family (gemm_tile.wgsl): 32x32 tiles in workgroup memory, 8x8 invocations of 4x4.
+        Tile32 = "tile32",
+        /// 64x64 tiles, 16x16 invocations of 4x4 outputs, 16 k per stage.
+        Tile64 = "tile64",
+        /// 64x64 tiles, 16x8 invocations of 8x4 outputs (fewer invocations, more registers each).
+        Tile64R8 = "tile64-r8",
+        /// 128x64 tiles, 16x16 invocations of 8x4 outputs, 8 k per stage.
+        Tile128 = "tile128",
+        /// The adapter's matrix units (gemm_coop.wgsl): 8x8 f32 cooperative matrices, 16x16 blocks
+        /// per subgroup; only where the adapter reports that configuration.
+        Coop8 = "coop8",
+    }
 }
 
 /// One configuration of the portable tile kernels: its override constants.
@@ -112,10 +114,9 @@ impl GemmKernel {
         }
     }
 
-    /// The name on the command line and in tuning files (`clap`'s spelling).
+    /// The name on the command line and in tuning files.
     pub fn name(self) -> String {
-        use clap::ValueEnum;
-        self.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+        crate::choice::Choice::name(self).to_string()
     }
 
     /// Parses [`GemmKernel::name`].
@@ -174,19 +175,26 @@ impl GemmKernel {
     }
 }
 
-/// What the packed kernels round GEMM operands to before multiplying; sums are f32 either way.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// f32 operands: the reference.
-    #[default]
-    F32,
-    /// bfloat16 operands (8 significant bits, f32's exponent range), f32 sums: half the texel
-    /// fetches of F32. Only the packed kernels (tex8, tex8-shared) take it.
-    Bf16,
-    /// IEEE half operands (11 significant bits, |x| up to 65504), f32 products and sums: half
-    /// the workgroup memory of F32. The tile family takes it, on adapters with SHADER_F16.
-    F16,
+crate::choices! {
+    /// What the packed kernels round GEMM operands to before multiplying; sums are f32 either way.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Precision {
+        /// f32 operands: the reference.
+        F32 = "f32",
+        /// bfloat16 operands (8 significant bits, f32's exponent range), f32 sums: half the texel
+        /// fetches of F32. Only the packed kernels (tex8, tex8-shared) take it.
+        Bf16 = "bf16",
+        /// IEEE half operands (11 significant bits, |x| up to 65504), f32 products and sums: half
+        /// the workgroup memory of F32. The tile family takes it, on adapters with SHADER_F16.
+        F16 = "f16",
+    }
+}
+
+impl Default for Precision {
+    fn default() -> Self {
+        Precision::F32
+    }
 }
 
 impl Precision {

@@ -43,7 +43,7 @@ const LANE_WEIGHT_BYTES: u64 = (LANE_MAX_UNITS * LANE_MAX_UNITS * 16) as u64;
 /// Which recurrent kernels run: a workgroup per sequence with the state in workgroup memory
 /// (for GPUs), or an invocation per sequence with no barrier, reading the recurrent kernel as
 /// a broadcast uniform (for CPU adapters, where a barrier costs more than a step's arithmetic
-/// and a per-lane storage load more than a uniform one: measured in docs/RESULTS.md; up to
+/// and a per-lane storage load more than a uniform one: measured in docs/results/history.md, "The study's sequence models, session 9"; up to
 /// [`LANE_MAX_UNITS`] units). Both compute the same sums (in different orders: their results
 /// differ by rounding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,7 +295,7 @@ pub fn backward(step: &mut Step, s: &LstmShape, x: &Tensor, w: &LstmWeights, len
 /// dW_x = X^T dG and dW_h = H_prev^T dG over every row. Where the GEMM for these shapes packs
 /// its operands (the packed kernels of CPU adapters), dG is packed once, transposed, for both
 /// products (dW^T = dG^T X, then transposed back: [4H, D] is small), instead of once for each:
-/// packing the tall dG was a quarter of an LSTM epoch on lavapipe (docs/RESULTS.md). Other
+/// packing the tall dG was a quarter of an LSTM epoch on lavapipe (docs/results/history.md, "The study's sequence models, session 9"). Other
 /// kernels, bf16 operands, or a dG too tall for one texture take the two direct products.
 /// Returns whether dG was shared.
 pub fn weight_gradients(step: &mut Step, s: &LstmShape, x: &Tensor, h_prev: &Tensor, dgates: &Tensor, dwx: &Tensor, dwh: &Tensor) -> Result<bool> {

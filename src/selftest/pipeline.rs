@@ -124,7 +124,7 @@ pub const EMBEDDED_GOLDENS: [(&str, &[u8]); 5] = [
     ("short", include_bytes!("../../tests/golden/short.safetensors")),
 ];
 
-// Absolute tolerances, about 5x the largest error measured on these signals (docs/RESULTS.md has
+// Absolute tolerances, about 5x the largest error measured on these signals (docs/results/history.md, "Feature parity with librosa 0.11" has
 // the table). float32 FFTs reproduce librosa's float64 ones to ~1e-7 of each frame's energy, so
 // mel powers agree to ~1e-4 relative (1e-3 dB) and everything derived from them follows.
 const TOL_MEL_DB: f64 = 5e-3;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Summarises the logs of tools/bench/sequence_tables.sh as docs/RESULTS.md's table rows.
+"""Summarises the logs of tools/bench/sequence_tables.sh as docs/results/history.md's table rows.
 
     python3 tools/bench/sequence_tables_summary.py [OUT]   (OUT: the script's log folder)
 

@@ -5,7 +5,7 @@
     python3 tools/checkpoint/predict.py weights/ser.safetensors features.safetensors
 
 prints one JSON line per clip, as `ser predict` does. It documents the checkpoint format by
-using it (docs/CHECKPOINTS.md describes every field):
+using it (docs/guide/checkpoints.md describes every field):
 
 - A checkpoint is a safetensors file. Its metadata values are JSON text (except `format`, a
   bare string "ser.model.v1"-style tag): `architecture` (input shape and layers), `classes`

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks tools/checkpoint/predict.py against the binary: the same probabilities as
 `ser predict` on the bundled clips, from `ser features` output and the shipped checkpoint; and
-the shipped kernel ridge model rewritten in the `krr` layout (docs/CHECKPOINTS.md) gives the
+the shipped kernel ridge model rewritten in the `krr` layout (docs/guide/checkpoints.md) gives the
 same predictions in both; and the network layout with a temperature (`ser calibrate`'s) gives
 the same softened probabilities in both.
 

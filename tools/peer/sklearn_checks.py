@@ -1,5 +1,5 @@
 """scikit-learn peer checks on a feature file written by `ser features` (the exploration behind
-ser's kernel ridge recipe, docs/RESULTS.md): an RBF SVM and kernel ridge classification on the
+ser's kernel ridge recipe, docs/results/history.md): an RBF SVM and kernel ridge classification on the
 time means + standard deviations, 7 classes, stratified 80/20 splits (scikit-learn's own,
 random_state 0-2: not the same partitions as ser's seeds).
 

@@ -1,4 +1,4 @@
-"""Speaker normalisation check (scikit-learn peer, docs/RESULTS.md): does standardising each
+"""Speaker normalisation check (scikit-learn peer, docs/results/history.md): does standardising each
 actor's mean + std statistics with that actor's own clips help on speakers not seen in
 training? Kernel ridge as ser trains it (gamma 1/d, lambda 0.1, balanced penalties), 5 folds
 of actors (np.array_split of the sorted actors: not exactly ser's folds), 7 classes.
