@@ -182,15 +182,15 @@ pub fn gemm_on(gpu: &Gpu, cfg: &GemmBenchConfig, mut progress: impl FnMut(&GemmR
 }
 
 /// Runs the GEMM benchmark on the selected adapter, or on every adapter present.
-pub fn gemm_all(selectors: &[AdapterSelector], cfg: &GemmBenchConfig, progress: impl FnMut(&GemmResult) + Copy) -> Result<Vec<GemmResult>> {
-    each_adapter(selectors, |gpu| gemm_on(gpu, cfg, progress))
+pub fn gemm_all(selectors: &[AdapterSelector], settings: &crate::runtime::Settings, cfg: &GemmBenchConfig, progress: impl FnMut(&GemmResult) + Copy) -> Result<Vec<GemmResult>> {
+    each_adapter(selectors, settings, |gpu| gemm_on(gpu, cfg, progress))
 }
 
-/// Opens each selected adapter in turn and gathers what `run` measures on it.
-fn each_adapter<R>(selectors: &[AdapterSelector], mut run: impl FnMut(&Gpu) -> Result<Vec<R>>) -> Result<Vec<R>> {
+/// Opens each selected adapter in turn (with `settings`) and gathers what `run` measures on it.
+fn each_adapter<R>(selectors: &[AdapterSelector], settings: &crate::runtime::Settings, mut run: impl FnMut(&Gpu) -> Result<Vec<R>>) -> Result<Vec<R>> {
     let mut all = Vec::new();
     for sel in selectors {
-        all.extend(run(&Gpu::new(sel)?)?);
+        all.extend(run(&crate::runtime::open(sel, settings)?)?);
     }
     Ok(all)
 }
@@ -369,8 +369,8 @@ pub fn features_on(gpu: &Gpu, cfg: &FeatureBenchConfig) -> Result<FeatureBenchRe
 }
 
 /// The features benchmark on each selected adapter.
-pub fn features_all(selectors: &[AdapterSelector], cfg: &FeatureBenchConfig, mut progress: impl FnMut(&FeatureBenchResult)) -> Result<Vec<FeatureBenchResult>> {
-    each_adapter(selectors, |gpu| {
+pub fn features_all(selectors: &[AdapterSelector], settings: &crate::runtime::Settings, cfg: &FeatureBenchConfig, mut progress: impl FnMut(&FeatureBenchResult)) -> Result<Vec<FeatureBenchResult>> {
+    each_adapter(selectors, settings, |gpu| {
         let r = features_on(gpu, cfg)?;
         progress(&r);
         Ok(vec![r])
@@ -500,8 +500,8 @@ pub fn train_on(gpu: &Gpu, cfg: &TrainBenchConfig, precision: Precision) -> Resu
 }
 
 /// The training benchmark on each selected adapter at each precision.
-pub fn train_all(selectors: &[AdapterSelector], cfg: &TrainBenchConfig, mut progress: impl FnMut(&TrainBenchResult)) -> Result<Vec<TrainBenchResult>> {
-    each_adapter(selectors, |gpu| {
+pub fn train_all(selectors: &[AdapterSelector], settings: &crate::runtime::Settings, cfg: &TrainBenchConfig, mut progress: impl FnMut(&TrainBenchResult)) -> Result<Vec<TrainBenchResult>> {
+    each_adapter(selectors, settings, |gpu| {
         let mut out = Vec::new();
         for &p in &cfg.precisions {
             let r = train_on(gpu, cfg, p)?;

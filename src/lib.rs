@@ -26,6 +26,7 @@ pub mod nn;
 pub mod ops;
 pub mod report;
 pub mod rng;
+pub mod runtime;
 pub mod selftest;
 pub mod shard;
 pub mod sources;

@@ -12,6 +12,7 @@ use ser::gpu::{self, AdapterSelector, BackendChoice};
 use ser::ops::gemm::{GemmKernel, Precision};
 use ser::experiment::{self, ClassWeights, Run, RunConfig, Split};
 use ser::choice::Choice;
+use ser::runtime::Settings;
 use ser::models::{ModelConfig, ModelKind};
 use ser::models::knn::KnnWeights;
 use ser::contract::speaker::{self, SpeakerGroups};
@@ -35,9 +36,23 @@ struct AdapterArgs {
 }
 
 impl AdapterArgs {
-    fn selector(&self) -> AdapterSelector {
-        AdapterSelector { name: self.adapter.clone(), backend: self.backend }
+    /// The flags, with `WGPU_ADAPTER_NAME` and `WGPU_BACKEND` filling what they leave open.
+    fn selector(&self) -> Result<AdapterSelector> {
+        AdapterSelector { name: self.adapter.clone(), backend: self.backend }.with_env()
     }
+
+    /// The device the flags and environment pick, with the runtime's settings.
+    fn open(&self) -> Result<ser::gpu::Gpu> {
+        ser::runtime::open(&self.selector()?, settings())
+    }
+}
+
+/// The runtime's settings, read from the environment once, when the command starts (the only
+/// place `ser` reads them; the library takes them as arguments).
+static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+
+fn settings() -> &'static Settings {
+    SETTINGS.get().expect("read when the command starts")
 }
 
 /// How clips are grouped into speakers for a speaker-normalised model.
@@ -231,7 +246,7 @@ impl BuildFlags {
     fn options(&self) -> BuildOptions {
         BuildOptions {
             strict: self.strict,
-            cache_dir: if self.no_cache { None } else { self.cache.clone().or_else(corpus::default_cache_dir) },
+            cache_dir: if self.no_cache { None } else { self.cache.clone().or_else(ser::runtime::feature_cache_from_env) },
             progress: true,
             speed_copies: self.speed_copies.clone(),
             shard: None,
@@ -786,7 +801,7 @@ fn bench_adapters(adapter: &AdapterArgs, all_adapters: bool) -> Result<Vec<Adapt
     let selectors: Vec<AdapterSelector> = if all_adapters {
         gpu::list_adapters().into_iter().map(|a| AdapterSelector { name: Some(a.name), backend: BackendChoice::parse(&a.backend) }).collect()
     } else {
-        vec![adapter.selector()]
+        vec![adapter.selector()?]
     };
     if selectors.is_empty() {
         anyhow::bail!("no GPU adapter found. {}", gpu::NO_ADAPTER_HELP);
@@ -833,9 +848,7 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    // Tuning settings are read when the first multiply runs; a typo is reported up front.
-    ser::ops::autotune::AutotuneMode::from_env()?;
-    ser::ops::autotune::pin_from_env()?;
+    SETTINGS.set(Settings::from_env()?).expect("read once");
     match cli.command {
         Command::Devices { json } => devices(json),
         Command::Features(args) => features(args),
@@ -856,6 +869,7 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = GemmBenchConfig { shapes, kernels, precisions: precision, warmup, repeats, budget_s: 3.0 };
             let results = bench::gemm_all(
                 &selectors,
+                settings(),
                 &cfg,
                 bench_progress(json, |r: &bench::GemmResult| {
                     format!(
@@ -879,6 +893,7 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = bench::TrainBenchConfig { model, samples, batch_size, precisions: precision, epochs };
             let results = bench::train_all(
                 &bench_adapters(&adapter, all_adapters)?,
+                settings(),
                 &cfg,
                 bench_progress(json, |r: &bench::TrainBenchResult| format!("{:<40} {:<4?} {:>8.2} s/epoch {:>8.0} samples/s", r.adapter, r.precision, r.epoch_s, r.samples_per_s)),
             )?;
@@ -894,6 +909,7 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = bench::FeatureBenchConfig { features: features.config()?, clips, seconds, repeats };
             let results = bench::features_all(
                 &bench_adapters(&adapter, all_adapters)?,
+                settings(),
                 &cfg,
                 bench_progress(json, |r: &bench::FeatureBenchResult| format!("{:<40} {:>8.2} s {:>8.1} clips/s {:>6.0}x real time", r.adapter, r.median_s, r.clips_per_s, r.times_real_time)),
             )?;
@@ -924,7 +940,7 @@ fn features(args: FeaturesArgs) -> Result<()> {
     if let Some((s, from)) = &shard {
         eprintln!("shard {}/{} (from {from})", s.index, s.count);
     }
-    let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
+    let gpu = args.adapter.open()?;
     gpu.set_profiling(args.profile);
     let options = BuildOptions { shard: shard.map(|(s, _)| s), ..args.build.options() };
     let (set, report) = corpus::build(&gpu, &args.data.data()?, &cfg, &options)?;
@@ -1006,7 +1022,7 @@ fn train(args: TrainArgs) -> Result<()> {
         None if cfg.split != Split::ActorFolds => anyhow::bail!("give --out FILE for the trained model"),
         None => {}
     }
-    let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
+    let gpu = args.adapter.open()?;
     let resume = match &args.resume {
         Some(path) => {
             // The model's own configuration, continued up to these --epochs.
@@ -1100,7 +1116,7 @@ fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &mut RunConfig) -> 
 
 fn calibrate(args: CalibrateArgs) -> Result<()> {
     ser::store::check_output_path(&args.out, "--out")?;
-    let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
+    let gpu = args.adapter.open()?;
     let mut model = ser::infer::load_model(&gpu, Some(&args.model))?;
     args.speaker.check_model(&model.meta)?;
     let set = ser::features::set::FeatureSet::read(&args.features)?;
@@ -1118,7 +1134,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     if !args.build.speed_copies.is_empty() {
         anyhow::bail!("--speed-copies: augmented copies only ever train; ser eval scores the original clips (leave the flag out)");
     }
-    let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
+    let gpu = args.adapter.open()?;
     let models: Vec<ser::infer::Predictor> = match args.model.as_slice() {
         [] => vec![ser::infer::load_model(&gpu, None)?],
         paths => paths.iter().map(|m| ser::infer::load_model(&gpu, Some(m))).collect::<Result<_>>()?,
@@ -1188,7 +1204,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     let local = match &selectors {
         Some(_) => None,
         None => {
-            let gpu = ser::gpu::Gpu::new(&args.adapter.selector())?;
+            let gpu = args.adapter.open()?;
             let p = ser::infer::load_model(&gpu, args.model.as_deref())?;
             Some((gpu, p))
         }
@@ -1201,7 +1217,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     let workers = match (&selectors, &local) {
         (Some(w), _) => {
             eprintln!("predicting on {} adapters: {}", w.len(), w.iter().map(|s| format!("{} ({:?})", s.name.as_deref().unwrap_or("?"), s.backend)).collect::<Vec<_>>().join(", "));
-            Workers::Adapters(w, args.model.as_deref())
+            Workers::Adapters(w, settings(), args.model.as_deref())
         }
         (None, Some((gpu, p))) => Workers::Local(gpu, p),
         (None, None) => unreachable!("a local model without --adapters"),
@@ -1304,7 +1320,7 @@ fn selftest(args: SelftestArgs) -> Result<()> {
     let size = if args.quick { ser::selftest::Size::Quick } else { ser::selftest::Size::Full };
     let mut failed = 0;
     for selector in bench_adapters(&args.adapter, args.all_adapters)? {
-        let gpu = gpu::Gpu::new(&selector)?;
+        let gpu = ser::runtime::open(&selector, settings())?;
         if !args.json {
             eprintln!("selftest on {} (seed {seed})", gpu.label());
         }
@@ -1334,7 +1350,8 @@ fn devices(json: bool) -> Result<()> {
     if adapters.is_empty() {
         anyhow::bail!("no GPU adapter found. {}", gpu::NO_ADAPTER_HELP);
     }
-    let tuned = |a: &gpu::AdapterReport| ser::ops::autotune::stored_choices(&ser::ops::autotune::key_of(a));
+    let file = settings().tuning.file.clone();
+    let tuned = |a: &gpu::AdapterReport| file.as_ref().map(|f| ser::ops::autotune::stored_choices_in(f, &ser::ops::autotune::key_of(a))).unwrap_or_default();
     if json {
         let mut list = Vec::new();
         for a in &adapters {
@@ -1346,7 +1363,6 @@ fn devices(json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
-    let file = ser::ops::autotune::default_file();
     for a in &adapters {
         println!("[{}] {} ({}, {})", a.index, a.name, a.backend, a.device_type);
         println!("    driver:      {} {}", a.driver, a.driver_info);
@@ -1451,7 +1467,7 @@ fn probability_below_one(s: &str) -> std::result::Result<f32, String> {
 }
 
 fn compare(args: CompareArgs) -> Result<()> {
-    let gpu = ser::gpu::Gpu::new(&args.train.adapter.selector())?;
+    let gpu = args.train.adapter.open()?;
     let mut base = args.train.config();
     let (set, l) = training_data(&gpu, &args.train, &mut base)?;
     let log = |line: &str| eprintln!("{line}");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use ser::gpu::{AdapterSelector, Gpu};
+
 use ser::ops::autotune::{self, AutotuneMode};
 use ser::ops::gemm::{self, GemmDims, GemmKernel, GemmOptions, Precision};
 
@@ -16,7 +16,7 @@ fn tuned_file(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn tuner_times_candidates_keeps_the_fastest_persists_and_yields_to_a_pin() {
-    let gpu = Gpu::new(&AdapterSelector::default()).unwrap();
+    let gpu = common::device().unwrap();
     let file = tuned_file("persist");
     let _ = std::fs::remove_file(&file);
     autotune::configure(&gpu, AutotuneMode::Fast, None, Some(file.clone()));
@@ -127,7 +127,7 @@ fn bad_tuning_settings_are_clear_errors() {
 /// this build cannot read (another version's, another adapter's) survive a save.
 #[test]
 fn a_damaged_or_foreign_tuning_file_loses_nothing() {
-    let gpu = Gpu::new(&AdapterSelector::default()).unwrap();
+    let gpu = common::device().unwrap();
     let file = tuned_file("damaged");
     let aside = file.with_extension("json.corrupt");
     let _ = std::fs::remove_file(&aside);
@@ -152,7 +152,7 @@ fn a_damaged_or_foreign_tuning_file_loses_nothing() {
 /// default, which otherwise keeps its place unless beaten by a margin.
 #[test]
 fn a_kernel_that_fails_its_check_is_excluded() {
-    let gpu = Gpu::new(&AdapterSelector::default()).unwrap();
+    let gpu = common::device().unwrap();
     autotune::configure(&gpu, AutotuneMode::Fast, None, None);
     let default = autotune::default_kernel(&gpu, Precision::F32);
     autotune::deny(&gpu, default, "wrong on this test's pretend driver").unwrap();

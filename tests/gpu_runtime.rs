@@ -3,7 +3,8 @@
 mod common;
 
 use common::{LoweredLimits, Rng, assert_close, fresh_seed, gpu};
-use ser::gpu::{DType, SHADERS};
+use ser::gpu::DType;
+use ser::ops::SHADERS;
 use ser::ops::elementwise::{self, BinaryOp, UnaryOp};
 use ser::ops::gemm::{self, GemmKernel, GemmOptions};
 
@@ -39,7 +40,7 @@ fn every_file_in_shaders_is_registered() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         if name.ends_with(".wgsl") && name != "prelude.wgsl" {
-            assert!(SHADERS.iter().any(|s| s.name == name), "{name} is not in gpu::SHADERS, so no test validates it");
+            assert!(SHADERS.iter().any(|s| s.name == name), "{name} is not in ops::SHADERS, so no test validates it");
         }
     }
 }
@@ -152,7 +153,8 @@ fn gemm_on_sub_matrices_at_offsets_touches_only_its_rows() {
 
 #[test]
 fn bindings_of_the_wrong_kind_or_size_are_refused() {
-    use ser::gpu::{Access, Binding, GEMM_WGSL, KernelSpec};
+    use ser::gpu::{Access, Binding, KernelSpec};
+    use ser::ops::gemm::GEMM_WGSL;
     let g = &gpu().gpu;
     const PACK: KernelSpec = KernelSpec { shader: &GEMM_WGSL, entry: "pack_rows", bindings: &[Access::Read, Access::TextureWrite] };
     let buf = g.empty(&[16], DType::F32).unwrap();

@@ -458,6 +458,71 @@ fn knn_classifies_separable_clusters_and_matches_a_brute_force_vote() {
     assert!(Knn::fit(g, &train, 3, 0, KnnWeights::Uniform).is_err() && Knn::fit(g, &train, 3, 17, KnnWeights::Uniform).is_err());
 }
 
+/// Gaussian naive Bayes, the contributing guide's worked example family: it learns separable
+/// clusters, its GPU probabilities (one GEMM over [x², x]) are the float64 reference's, and a
+/// save and load gives the same probabilities bit for bit.
+#[test]
+fn naive_bayes_learns_clusters_and_its_gpu_probabilities_are_the_float64_reference() {
+    use ser::models::naive_bayes::{NaiveBayes, predict_proba_reference};
+    let g = &gpu().gpu;
+    let mut rng = Rng::new(common::fresh_seed("naive bayes"));
+    // Three classes in the 118 values of `--input stats` (what a model file's contract says):
+    // class c is centred on feature c, with its own spread.
+    const W: usize = 118;
+    let make = |rng: &mut Rng, n: usize| {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let c = (i % 3) as u32;
+            for j in 0..W {
+                x.push(if j == c as usize { 3.0 } else { 0.0 } + rng.uniform(-1.0, 1.0) * (1.0 + c as f32 * 0.5));
+            }
+            y.push(c);
+        }
+        ser::dataset::Dataset { x, y, width: W, lengths: Vec::new() }
+    };
+    let (train, test) = (make(&mut rng, 123), make(&mut rng, 37));
+    let model = NaiveBayes::fit(g, &train, 3).unwrap();
+    let p = model.predict_proba(g, &test).unwrap();
+    let accuracy = ser::report::accuracy_of(&p, &test.y);
+    assert!(accuracy > 0.9, "accuracy {accuracy}");
+    let (means, vars, priors) = model.parts();
+    // The class means and shares are the data's.
+    let class0: Vec<&[f32]> = train.x.chunks(W).zip(&train.y).filter(|(_, y)| **y == 0).map(|(r, _)| r).collect();
+    let mean00 = class0.iter().map(|r| r[0] as f64).sum::<f64>() / class0.len() as f64;
+    assert!((means[0] as f64 - mean00).abs() < 1e-5 && (priors[0] - 41.0 / 123.0).abs() < 1e-6, "{} {mean00} {}", means[0], priors[0]);
+    let want = predict_proba_reference(means, vars, priors, W, &test.x);
+    for (q, (got, want)) in p.iter().zip(&want).enumerate() {
+        for (a, b) in got.iter().zip(want) {
+            assert!((*a as f64 - b).abs() < 1e-4, "query {q}: {got:?} vs {want:?}");
+        }
+    }
+    let dir = common::TempDir::new("gnb");
+    let meta = ser::nn::checkpoint::ModelMeta {
+        architecture: ser::models::input_only((W, 1)),
+        data: ser::contract::DataContract {
+            version: ser::contract::VERSION,
+            classes: vec![ser::audio::Emotion::Neutral, ser::audio::Emotion::Happy, ser::audio::Emotion::Sad],
+            features: Default::default(),
+            input: ser::dataset::Input::Stats,
+            scaler: ser::dataset::Scaler { mean: vec![0.0; W], std: vec![1.0; W] },
+            speaker_norm: None,
+            label_map: vec![],
+            corpora: Default::default(),
+        },
+        training: serde_json::json!({}),
+        temperatures: Vec::new(),
+    };
+    let path = dir.0.join("gnb.safetensors");
+    model.save(&meta, &path).unwrap();
+    let loaded = ser::infer::load_model(g, Some(&path)).unwrap();
+    assert_eq!(loaded.classifier.family().kind, "gnb");
+    assert_eq!(loaded.probabilities(g, &test).unwrap(), p);
+    // A class without a clip has no mean: refused.
+    let two_classes = ser::dataset::Dataset { y: train.y.iter().map(|&y| y.min(1)).collect(), ..train.clone() };
+    let Err(e) = NaiveBayes::fit(g, &two_classes, 3) else { panic!("a class without clips fitted") };
+    assert!(e.to_string().contains("class 2 has no training clip"), "{e}");
+}
+
 /// Two informative features of six (the class is which quadrant of (x0, x1): an XOR no single
 /// threshold separates), four of continuous noise. The informative ones take 6 values each, so
 /// each gets its own bin and a cut at 0 exists (quantile bins of a continuous feature cut where

@@ -16,7 +16,7 @@ use ser::features::corpus::{self, BuildOptions, Data};
 use ser::features::set::{ClipInfo, FeatureSet};
 use ser::gpu::{AdapterSelector, BackendChoice, Gpu};
 use ser::infer::Predictor;
-use ser::ops::autotune::{self, AutotuneMode};
+use ser::ops::autotune::AutotuneMode;
 use ser::sources::{LabelMap, Source};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -76,9 +76,9 @@ fn on_device<T: Send>(py: Python<'_>, f: impl FnOnce(&Gpu) -> Result<T, Failure>
         let mut device = DEVICE.lock().unwrap_or_else(|p| p.into_inner());
         if device.gpu.is_none() {
             let s = device.settings.clone();
-            let gpu = Gpu::new(&s.selector).map_err(Failure::Gpu)?;
-            let file = s.autotune_file.clone().or_else(autotune::default_file);
-            autotune::configure(&gpu, s.autotune.unwrap_or(AutotuneMode::Fast), s.pin, file);
+            let file = s.autotune_file.clone().or_else(ser::runtime::tuning_file_from_env);
+            let runtime = ser::runtime::Settings { gpu: Default::default(), tuning: ser::runtime::Tuning { mode: s.autotune.unwrap_or(AutotuneMode::Fast), pin: s.pin, file } };
+            let gpu = ser::runtime::open(&s.selector, &runtime).map_err(Failure::Gpu)?;
             device.gpu = Some(Arc::new(gpu));
         }
         let gpu = device.gpu.clone().expect("made above");
@@ -184,7 +184,7 @@ fn signals_at(arrays: Vec<Vec<f32>>, rate: u32, target: u32) -> Result<Vec<Vec<f
 }
 
 fn options(cache: Option<PathBuf>) -> BuildOptions {
-    BuildOptions { strict: false, cache_dir: cache.or_else(corpus::default_cache_dir), progress: false, speed_copies: Vec::new(), shard: None }
+    BuildOptions { strict: false, cache_dir: cache.or_else(ser::runtime::feature_cache_from_env), progress: false, speed_copies: Vec::new(), shard: None }
 }
 
 /// A feature set as numpy arrays and JSON clip records.

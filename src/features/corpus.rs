@@ -73,15 +73,6 @@ pub struct BuildReport {
     pub total_s: f64,
 }
 
-/// The default cache folder: $SER_CACHE, else $XDG_CACHE_HOME/ser, else ~/.cache/ser.
-pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("SER_CACHE") {
-        return Some(PathBuf::from(d));
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
-    Some(base.join("ser").join("features"))
-}
-
 /// Progress of a long stage on stderr: a bar on a terminal; otherwise (a log file, a batch
 /// job) a line at every tenth of the work, so that minutes of decoding are never silent.
 enum Progress {

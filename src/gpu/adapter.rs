@@ -47,7 +47,8 @@ pub struct AdapterSelector {
 }
 
 impl AdapterSelector {
-    /// Fills the fields left empty by flags from `WGPU_ADAPTER_NAME` and `WGPU_BACKEND`.
+    /// Fills the fields left empty by flags from `WGPU_ADAPTER_NAME` and `WGPU_BACKEND`: for the
+    /// edges (the CLI), which read the environment once.
     pub fn with_env(mut self) -> Result<Self> {
         if self.name.is_none() {
             self.name = std::env::var("WGPU_ADAPTER_NAME").ok().filter(|s| !s.is_empty());
@@ -203,11 +204,10 @@ pub(crate) fn backend_name(b: wgpu::Backend) -> String {
 
 /// Whether the adapter multiplies 8x8x8 f32 tiles on its matrix units through wgpu's
 /// experimental cooperative-matrix feature (the configuration gemm_coop.wgsl is written for).
-/// `SER_COOPERATIVE_MATRIX=off` declines it (the feature is experimental in wgpu 30).
+/// `GpuSettings::cooperative_matrix` false declines it (the feature is experimental in wgpu 30).
 pub(crate) fn has_coop8_f32(adapter: &wgpu::Adapter) -> bool {
     use wgpu::CooperativeScalarType::F32;
-    std::env::var("SER_COOPERATIVE_MATRIX").as_deref() != Ok("off")
-        && adapter.features().contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+    adapter.features().contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
         && coop_configs(adapter).iter().any(|c| (c.m_size, c.n_size, c.k_size) == (8, 8, 8) && c.ab_type == F32 && c.cr_type == F32)
 }
 

@@ -8,10 +8,7 @@ mod profiler;
 mod tensor;
 
 pub use adapter::{AdapterReport, AdapterSelector, BackendChoice, KeyLimits, NO_ADAPTER_HELP, quiet_device_select_layer};
-pub use kernel::{
-    Access, CONTRAST_WGSL, CONV_WGSL, KERNEL_WGSL, KNN_WGSL, FOREST_WGSL, LSTM_WGSL, DROPOUT_WGSL, LOSS_WGSL, NORM_WGSL, OPTIM_WGSL, POOL_WGSL, ELEMENTWISE_WGSL, FILTERBANK_WGSL, GEMM_COOP_WGSL, GEMM_SUBGROUP_WGSL, GEMM_TILE_F16_WGSL, GEMM_TILE_WGSL, GEMM_WGSL, KernelSpec, PRELUDE, SEGMENT_WGSL, SHADERS,
-    STFT_WGSL, ShaderFile, TUNING_WGSL, capabilities_for, validate,
-};
+pub use kernel::{Access, KernelSpec, PRELUDE, ShaderFile, capabilities_for, validate};
 pub use profiler::{KernelStat, ProfileReport};
 pub use tensor::{DType, TexelFormat, Tensor, Texture};
 
@@ -107,15 +104,47 @@ pub struct Gpu {
     texture_side_limit: std::sync::atomic::AtomicU32,
     /// Profiles time dispatches with timestamp queries (see `has_timestamps`).
     timestamps: bool,
+    settings: GpuSettings,
     /// A 16-byte buffer bound where a kernel's optional input is absent.
     placeholder: Tensor,
 }
 
+/// How a device runs kernels: settings the edge gives (the CLI from the environment, through
+/// `crate::runtime::Settings::from_env`; Python as arguments). The defaults are what every
+/// adapter should use; the others exist to measure and to work around drivers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuSettings {
+    /// Time profiled dispatches with GPU timestamps (Some(true)) or the host clock
+    /// (Some(false)); None: timestamps except on software adapters, whose timestamps undercount
+    /// texture kernels (docs/results/history.md, "Portable kernels, autotuning, bounds checks").
+    pub gpu_timestamps: Option<bool>,
+    /// wgpu's shader bounds checks: everywhere (Some(true)), nowhere (Some(false), to measure
+    /// their cost), or None: everywhere but the entry points whose bounds are proven
+    /// (`ShaderFile::bounds_proven`).
+    pub bounds_checks: Option<bool>,
+    /// Use the adapter's matrix units through wgpu's experimental cooperative-matrix feature
+    /// where it has the configuration gemm_coop.wgsl is written for.
+    pub cooperative_matrix: bool,
+    /// The LSTM recurrence kernel by name (`workgroup` or `lane`, ops::lstm::LstmKernel); None:
+    /// the adapter's choice.
+    pub lstm_kernel: Option<String>,
+}
+
+impl Default for GpuSettings {
+    fn default() -> Self {
+        GpuSettings { gpu_timestamps: None, bounds_checks: None, cooperative_matrix: true, lstm_kernel: None }
+    }
+}
+
 impl Gpu {
-    /// Opens the adapter the selector (flags, then environment, then rank) picks.
+    /// Opens the adapter the selector (flags, else rank) picks, with the default settings.
     pub fn new(selector: &AdapterSelector) -> Result<Gpu> {
-        let selector = selector.clone().with_env()?;
-        let adapter = adapter::choose(&selector)?;
+        Gpu::with_settings(selector, GpuSettings::default())
+    }
+
+    /// Opens the adapter the selector picks, with `settings`.
+    pub fn with_settings(selector: &AdapterSelector, settings: GpuSettings) -> Result<Gpu> {
+        let adapter = adapter::choose(selector)?;
         let info = adapter.get_info();
         let supported = adapter.features();
         let features = adapter::OPTIONAL_FEATURES
@@ -123,7 +152,7 @@ impl Gpu {
             .map(|(f, _)| *f)
             .filter(|f| supported.contains(*f))
             .fold(wgpu::Features::empty(), |acc, f| acc | f);
-        let coop = adapter::has_coop8_f32(&adapter);
+        let coop = settings.cooperative_matrix && adapter::has_coop8_f32(&adapter);
         let features = if coop { features | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX } else { features };
         let adapter_limits = adapter.limits();
         let limits = required_limits(&adapter_limits);
@@ -154,15 +183,12 @@ impl Gpu {
         let pool = BufferPool::new();
         let placeholder = Tensor::new(pool.take_buffer(&device, 16), &[4], DType::F32);
         let timestamp_period = queue.get_timestamp_period();
-        let timestamps = match std::env::var("SER_PROFILE_CLOCK").as_deref() {
-            Ok("host") => false,
-            Ok("gpu") => true,
-            _ => info.device_type != wgpu::DeviceType::Cpu,
-        } && features.contains(wgpu::Features::TIMESTAMP_QUERY);
+        let timestamps = settings.gpu_timestamps.unwrap_or(info.device_type != wgpu::DeviceType::Cpu) && features.contains(wgpu::Features::TIMESTAMP_QUERY);
         Ok(Gpu {
             dispatch_dim_limit: limits.max_compute_workgroups_per_dimension.into(),
             texture_side_limit: limits.max_texture_dimension_2d.into(),
             timestamps,
+            settings,
             device,
             queue,
             report,
@@ -493,15 +519,15 @@ impl Gpu {
         Ok(cached)
     }
 
-    /// Whether wgpu's shader bounds checks are compiled into a kernel: `SER_SHADER_CHECKS=on`
-    /// everywhere, `off` nowhere (to measure their cost), otherwise everywhere but the entry
-    /// points whose bounds are proven (`ShaderFile::bounds_proven`).
+    /// Whether wgpu's shader bounds checks are compiled into a kernel
+    /// ([`GpuSettings::bounds_checks`]).
     fn bounds_checks_for(&self, spec: &KernelSpec) -> bool {
-        match std::env::var("SER_SHADER_CHECKS").as_deref() {
-            Ok("on") => true,
-            Ok("off") => false,
-            _ => !spec.shader.bounds_proven.contains(&spec.entry),
-        }
+        self.settings.bounds_checks.unwrap_or_else(|| !spec.shader.bounds_proven.contains(&spec.entry))
+    }
+
+    /// The settings the device was opened with.
+    pub fn settings(&self) -> &GpuSettings {
+        &self.settings
     }
 
     /// Starts recording a step: a sequence of dispatches submitted as one command buffer.

@@ -131,6 +131,7 @@ pub type WorkerShare = (String, usize);
 /// many blocks it predicted.
 pub fn predict_on_adapters(
     selectors: &[crate::gpu::AdapterSelector],
+    settings: &crate::runtime::Settings,
     model: Option<&Path>,
     files: &[PathBuf],
     o: &super::PredictOptions,
@@ -148,7 +149,7 @@ pub fn predict_on_adapters(
             let (tx, next, blocks) = (tx.clone(), &next, &blocks);
             scope.spawn(move || {
                 let worker = || -> Result<(crate::gpu::Gpu, super::Predictor)> {
-                    let gpu = crate::gpu::Gpu::new(sel)?;
+                    let gpu = crate::runtime::open(sel, settings)?;
                     let p = super::load_model(&gpu, model)?;
                     if p.meta.data.speaker_norm.is_some() {
                         bail!("a speaker-normalised model predicts on one adapter (it needs every clip of a speaker together)");
@@ -260,8 +261,9 @@ pub trait Progress {
 pub enum Workers<'a> {
     /// One device, the model already loaded on it.
     Local(&'a crate::gpu::Gpu, &'a super::Predictor),
-    /// One worker per adapter, each loading the model from `model` (None: the built-in one).
-    Adapters(&'a [crate::gpu::AdapterSelector], Option<&'a Path>),
+    /// One worker per adapter, each opened with the settings and loading the model from
+    /// `model` (None: the built-in one).
+    Adapters(&'a [crate::gpu::AdapterSelector], &'a crate::runtime::Settings, Option<&'a Path>),
 }
 
 /// A prediction run over an archive: which files, how written, where.
@@ -391,8 +393,8 @@ pub fn predict_archive(
         pending.get_or_insert_with(|| (pr.file.clone(), String::new())).1.push_str(&format!("{line}\n"));
     };
     match workers {
-        Workers::Adapters(selectors, model) => {
-            let (failed, shares) = predict_on_adapters(selectors, model, &run.files, run.options, emit)?;
+        Workers::Adapters(selectors, settings, model) => {
+            let (failed, shares) = predict_on_adapters(selectors, settings, model, &run.files, run.options, emit)?;
             report.failed = failed;
             report.workers = shares;
         }

@@ -30,6 +30,9 @@ crate::choices! {
         /// Random forest (scikit-learn's RandomForestClassifier grown on the GPU: quantile bins,
         /// bootstrap, sqrt(features) per node, Gini; --trees, --max-depth, --min-samples-leaf).
         Rf = "rf",
+        /// Gaussian naive Bayes (scikit-learn's GaussianNB: per-class means and variances,
+        /// var_smoothing 1e-9, class shares as priors; the log-likelihoods as one GEMM on the GPU).
+        Gnb = "gnb",
         /// Bidirectional LSTM over the frames (--input frames): LSTM(--lstm-units per direction,
         /// whole sequence) -> mean over each clip's valid frames (or attention, or the LSTM's last
         /// state: --time-pooling; one direction: --lstm-directions 1) -> Dropout(0.3) -> Dense.

@@ -8,6 +8,7 @@
 pub mod forest;
 pub mod kernel_ridge;
 pub mod knn;
+pub mod naive_bayes;
 pub mod network;
 pub mod svm;
 
@@ -46,7 +47,7 @@ pub trait Classifier: Send + Sync {
 /// it are given one: the others fit on every training clip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Validation {
-    /// Nothing: fitted on every training clip in one go (knn, svm, forest).
+    /// Nothing: fitted on every training clip in one go (knn, svm, forest, naive bayes).
     Unused,
     /// Fitting a probability scale, then fitted again on every training clip (kernel ridge).
     Calibration,
@@ -93,7 +94,7 @@ pub struct Family {
 }
 
 /// Every family this build has, in the order `ser train --help` lists them.
-pub static FAMILIES: [&Family; 5] = [&network::FAMILY, &kernel_ridge::FAMILY, &knn::FAMILY, &svm::FAMILY, &forest::FAMILY];
+pub static FAMILIES: [&Family; 6] = [&network::FAMILY, &kernel_ridge::FAMILY, &knn::FAMILY, &svm::FAMILY, &forest::FAMILY, &naive_bayes::FAMILY];
 
 /// The family of a model file's `kind`.
 pub fn family(kind: &str) -> Option<&'static Family> {

@@ -8,9 +8,10 @@
 //! [`GIVE_UP_FACTOR`] times slower than the best before it, and times a shape the adapter runs
 //! slowly on fewer rows: [`timing_dims`]). Choices persist in the user's cache folder
 //! (`autotune.json`), keyed by adapter, driver and `ser` version, so tuning happens once per
-//! machine. `SER_AUTOTUNE=off|fast|full` (default fast: a shortlist, few repetitions; off: the
-//! adapter class's default, nothing timed) and `SER_GEMM_KERNEL=<kernel>` pins one kernel for
-//! reproducibility. Every choice made in a process is remembered (`used`) so that
+//! machine. The mode ([`AutotuneMode`]: fast by default, a shortlist and few repetitions; off,
+//! the adapter class's default, nothing timed) and a pinned kernel (for reproducibility) are
+//! given to [`configure`] before work starts (`crate::runtime`; the CLI's `SER_AUTOTUNE` and
+//! `SER_GEMM_KERNEL`). Every choice made in a process is remembered (`used`) so that
 //! checkpoints can record the kernels that trained them.
 
 use super::gemm::{self, GemmDims, GemmKernel, GemmOptions, Precision};
@@ -23,40 +24,19 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// How much the tuner measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AutotuneMode {
-    /// Nothing timed: the adapter class's default kernel (see [`default_kernel`]).
-    Off,
-    /// A shortlist of candidates, four timed runs each; a candidate whose warm-up already ran
-    /// [`GIVE_UP_FACTOR`] times slower than the best so far is not timed further, and a shape
-    /// the adapter runs slowly is timed on fewer rows ([`timing_dims`]).
-    Fast,
-    /// Every kernel, eight timed runs each, on the whole shape.
-    Full,
-}
-
-impl AutotuneMode {
-    /// `SER_AUTOTUNE`, fast when unset.
-    pub fn from_env() -> Result<AutotuneMode> {
-        match std::env::var("SER_AUTOTUNE").ok().as_deref() {
-            None | Some("") | Some("fast") => Ok(AutotuneMode::Fast),
-            Some("off") => Ok(AutotuneMode::Off),
-            Some("full") => Ok(AutotuneMode::Full),
-            Some(other) => bail!("SER_AUTOTUNE={other}: expected off, fast or full"),
-        }
-    }
-}
-
-/// `SER_GEMM_KERNEL`, a kernel every multiply uses whatever the tuner would pick.
-pub fn pin_from_env() -> Result<Option<GemmKernel>> {
-    match std::env::var("SER_GEMM_KERNEL").ok().filter(|s| !s.is_empty() && s != "auto") {
-        None => Ok(None),
-        Some(name) => GemmKernel::from_name(&name).map(Some).with_context(|| {
-            let names: Vec<String> = GemmKernel::ALL.iter().map(|k| k.name()).collect();
-            format!("SER_GEMM_KERNEL={name}: not a kernel (one of auto, {})", names.join(", "))
-        }),
+crate::choices! {
+    /// How much the tuner measures.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum AutotuneMode {
+        /// Nothing timed: the adapter class's default kernel (see [`default_kernel`]).
+        Off = "off",
+        /// A shortlist of candidates, four timed runs each; a candidate whose warm-up already ran
+        /// [`GIVE_UP_FACTOR`] times slower than the best so far is not timed further, and a shape
+        /// the adapter runs slowly is timed on fewer rows ([`timing_dims`]).
+        Fast = "fast",
+        /// Every kernel, eight timed runs each, on the whole shape.
+        Full = "full",
     }
 }
 
@@ -131,19 +111,6 @@ pub fn key_of(a: &crate::gpu::AdapterReport) -> String {
     format!("{} | {} | {} {} | ser {}", a.name, a.backend, a.driver, a.driver_info, env!("CARGO_PKG_VERSION"))
 }
 
-/// The tuning file: $SER_AUTOTUNE_FILE, else autotune.json in $SER_CACHE, $XDG_CACHE_HOME/ser or
-/// ~/.cache/ser.
-pub fn default_file() -> Option<PathBuf> {
-    if let Some(f) = std::env::var_os("SER_AUTOTUNE_FILE") {
-        return Some(PathBuf::from(f));
-    }
-    if let Some(d) = std::env::var_os("SER_CACHE") {
-        return Some(PathBuf::from(d).join("autotune.json"));
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("ser").join("autotune.json"))
-}
-
 /// The tuning file at `path`. A missing file only means tuning again. One that is not a tuning
 /// file (damaged, or something else) is moved aside to `PATH.corrupt` with a warning, so that
 /// saving new choices never destroys what it held.
@@ -160,8 +127,9 @@ fn read_file(path: &std::path::Path) -> TuneFile {
     }
 }
 
-/// Sets how this adapter is tuned (the CLI and the tests call this; otherwise the environment
-/// decides on first use). `file` None keeps choices in memory only.
+/// Sets how this adapter is tuned and loads its stored choices, before any work
+/// (`crate::runtime::open` calls it; an adapter never configured tunes in fast mode, in memory
+/// only). `file` None keeps choices in memory only.
 pub fn configure(gpu: &Gpu, mode: AutotuneMode, pin: Option<GemmKernel>, file: Option<PathBuf>) {
     let key = adapter_key(gpu);
     let choices = file.as_ref().map(|f| read_file(f).choices(f, &key)).unwrap_or_default();
@@ -171,9 +139,7 @@ pub fn configure(gpu: &Gpu, mode: AutotuneMode, pin: Option<GemmKernel>, file: O
 fn ensure_configured<'s>(state: &'s mut BTreeMap<String, AdapterTuning>, gpu: &Gpu) -> Result<&'s mut AdapterTuning> {
     let key = adapter_key(gpu);
     if !state.contains_key(&key) {
-        let file = default_file();
-        let choices = file.as_ref().map(|f| read_file(f).choices(f, &key)).unwrap_or_default();
-        let tuning = AdapterTuning { mode: AutotuneMode::from_env()?, pin: pin_from_env()?, file, choices, verified: HashMap::new(), used: BTreeMap::new() };
+        let tuning = AdapterTuning { mode: AutotuneMode::Fast, pin: None, file: None, choices: BTreeMap::new(), verified: HashMap::new(), used: BTreeMap::new() };
         state.insert(key.clone(), tuning);
     }
     Ok(state.get_mut(&key).unwrap())
@@ -278,11 +244,6 @@ pub fn choice(gpu: &Gpu, d: &GemmDims, o: &GemmOptions) -> Option<Choice> {
 /// Every (bucket, kernel) this process ran on this adapter: what a checkpoint records.
 pub fn used(gpu: &Gpu) -> BTreeMap<String, String> {
     STATE.lock().unwrap().get(&adapter_key(gpu)).map(|t| t.used.clone()).unwrap_or_default()
-}
-
-/// The persisted choices for an adapter (for `ser devices`), read from the tuning file.
-pub fn stored_choices(key: &str) -> BTreeMap<String, Choice> {
-    default_file().map(|f| stored_choices_in(&f, key)).unwrap_or_default()
 }
 
 /// The choices stored for an adapter in one tuning file.

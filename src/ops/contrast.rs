@@ -1,8 +1,17 @@
 //! Spectral contrast peaks and valleys (shaders/contrast.wgsl), with librosa's band layout.
 
 use crate::features::filters::fft_frequencies;
-use crate::gpu::{Access, CONTRAST_WGSL, DType, Gpu, KernelSpec, Step, Tensor, Texture};
+use crate::gpu::{ShaderFile, Access, DType, Gpu, KernelSpec, Step, Tensor, Texture};
 use anyhow::{Result, bail};
+
+pub const CONTRAST_WGSL: ShaderFile = ShaderFile {
+    name: "contrast.wgsl",
+    source: include_str!("../../shaders/contrast.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 const CONTRAST: KernelSpec = KernelSpec {
     shader: &CONTRAST_WGSL,

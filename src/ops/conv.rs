@@ -1,7 +1,16 @@
 //! im2col and its gradient (shaders/conv.wgsl): 1-D convolution as GEMM on channels-last data.
 
-use crate::gpu::{Access, CONV_WGSL, KernelSpec, Step, Tensor};
+use crate::gpu::{ShaderFile, Access, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
+
+pub const CONV_WGSL: ShaderFile = ShaderFile {
+    name: "conv.wgsl",
+    source: include_str!("../../shaders/conv.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 const IM2COL: KernelSpec = KernelSpec { shader: &CONV_WGSL, entry: "im2col", bindings: &[Access::Read, Access::ReadWrite] };
 const COL2IM: KernelSpec = KernelSpec { shader: &CONV_WGSL, entry: "col2im", bindings: &[Access::Read, Access::ReadWrite] };

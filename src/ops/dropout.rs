@@ -2,8 +2,17 @@
 //! gives the same mask in the forward and backward passes, with nothing stored. Training-time
 //! input augmentation (time and feature masks, Gaussian noise) from the same kind of hash.
 
-use crate::gpu::{Access, DROPOUT_WGSL, KernelSpec, Step, Tensor};
+use crate::gpu::{ShaderFile, Access, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
+
+pub const DROPOUT_WGSL: ShaderFile = ShaderFile {
+    name: "dropout.wgsl",
+    source: include_str!("../../shaders/dropout.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 const DROPOUT: KernelSpec = KernelSpec { shader: &DROPOUT_WGSL, entry: "dropout", bindings: &[Access::Read, Access::ReadWrite] };
 const AUGMENT: KernelSpec = KernelSpec { shader: &DROPOUT_WGSL, entry: "augment", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };

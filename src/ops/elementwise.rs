@@ -1,8 +1,17 @@
 //! Elementwise maps (shaders/elementwise.wgsl): unary functions, binary arithmetic, fill, and
 //! the transpose of a matrix.
 
-use crate::gpu::{Access, ELEMENTWISE_WGSL, KernelSpec, Step, Tensor};
+use crate::gpu::{ShaderFile, Access, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
+
+pub const ELEMENTWISE_WGSL: ShaderFile = ShaderFile {
+    name: "elementwise.wgsl",
+    source: include_str!("../../shaders/elementwise.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 const UNARY: KernelSpec =
     KernelSpec { shader: &ELEMENTWISE_WGSL, entry: "unary", bindings: &[Access::Read, Access::ReadWrite] };

@@ -1,8 +1,17 @@
 //! Filterbank application to spectra (shaders/filterbank.wgsl): each band visits only its
 //! nonzero bins (mel filters are narrow; dense filterbanks go through GEMM instead).
 
-use crate::gpu::{Access, DType, FILTERBANK_WGSL, Gpu, KernelSpec, Step, Tensor, Texture};
+use crate::gpu::{ShaderFile, Access, DType, Gpu, KernelSpec, Step, Tensor, Texture};
 use anyhow::{Result, bail};
+
+pub const FILTERBANK_WGSL: ShaderFile = ShaderFile {
+    name: "filterbank.wgsl",
+    source: include_str!("../../shaders/filterbank.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 const FILTERBANK: KernelSpec =
     KernelSpec { shader: &FILTERBANK_WGSL, entry: "filterbank", bindings: &[Access::Texture, Access::Texture, Access::Read, Access::ReadWrite] };

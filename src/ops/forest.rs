@@ -3,8 +3,17 @@
 //! query. The float64 references below are what the tests and `ser selftest` hold them to.
 
 use super::groups;
-use crate::gpu::{Access, DType, FOREST_WGSL, KernelSpec, Step, Tensor};
+use crate::gpu::{ShaderFile, Access, DType, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
+
+pub const FOREST_WGSL: ShaderFile = ShaderFile {
+    name: "forest.wgsl",
+    source: include_str!("../../shaders/forest.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 /// Classes the split kernel keeps in registers.
 pub const MAX_CLASSES: usize = 16;

@@ -1,8 +1,58 @@
 //! General matrix multiply (shaders/gemm.wgsl) with transposed operands, batching, bias and
 //! ReLU epilogues: the op dense and convolution layers lower onto.
 
-use crate::gpu::{Access, GEMM_COOP_WGSL, GEMM_SUBGROUP_WGSL, GEMM_TILE_F16_WGSL, GEMM_TILE_WGSL, GEMM_WGSL, KernelSpec, Step, TexelFormat, Tensor, Texture};
+use crate::gpu::{ShaderFile, Access, KernelSpec, Step, TexelFormat, Tensor, Texture};
 use anyhow::{Result, bail};
+
+/// The cooperative-matrix kernel (gemm_coop.wgsl) on gemm.wgsl's interface.
+pub const GEMM_COOP_WGSL: ShaderFile = ShaderFile {
+    name: "gemm_coop.wgsl",
+    source: concat!(include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_coop.wgsl")),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: true,
+    bounds_proven: &[],
+};
+
+/// The same kernels with half-precision operand tiles (SHADER_F16).
+pub const GEMM_TILE_F16_WGSL: ShaderFile = ShaderFile {
+    name: "gemm_tile_f16.wgsl",
+    source: concat!("enable f16;\nalias TileScalar = f16;\n", include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_tile.wgsl")),
+    needs_f16: true,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &["gemm_tile4", "gemm_tile8"],
+};
+
+/// The portable buffer-operand kernels (gemm_tile.wgsl) on gemm.wgsl's interface, f32 tiles.
+pub const GEMM_TILE_WGSL: ShaderFile = ShaderFile {
+    name: "gemm_tile.wgsl",
+    source: concat!("alias TileScalar = f32;\n", include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_tile.wgsl")),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &["gemm_tile4", "gemm_tile8"],
+};
+
+/// gemm.wgsl plus the kernels that share operands across a subgroup: a file of its own, so that
+/// devices without subgroups (GL here) still compile gemm.wgsl.
+pub const GEMM_SUBGROUP_WGSL: ShaderFile = ShaderFile {
+    name: "gemm_subgroup.wgsl",
+    source: concat!(include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_subgroup.wgsl")),
+    needs_f16: false,
+    needs_subgroups: true,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
+
+pub const GEMM_WGSL: ShaderFile = ShaderFile {
+    name: "gemm.wgsl",
+    source: include_str!("../../shaders/gemm.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &["gemm_naive", "gemm_tiled16", "gemm_reg4x4", "gemm_vec4", "gemm_vec4x8"],
+};
 
 crate::choices! {
     /// The kernel shapes in gemm.wgsl. All compute the same thing; they differ in speed by adapter.

@@ -4,8 +4,17 @@
 
 use super::gemm::{self, GemmOptions};
 use super::rows_cols;
-use crate::gpu::{Access, DType, Gpu, KERNEL_WGSL, KernelSpec, Step, Tensor};
+use crate::gpu::{ShaderFile, Access, DType, Gpu, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
+
+pub const KERNEL_WGSL: ShaderFile = ShaderFile {
+    name: "kernel.wgsl",
+    source: include_str!("../../shaders/kernel.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 const REDUCE: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
 const SOLVER: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite];

@@ -5,8 +5,17 @@
 use super::gemm::{self, GemmOptions};
 use super::kernel::sq_norms;
 use super::rows_cols;
-use crate::gpu::{Access, DType, Gpu, KNN_WGSL, KernelSpec, Step, Tensor};
+use crate::gpu::{ShaderFile, Access, DType, Gpu, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
+
+pub const KNN_WGSL: ShaderFile = ShaderFile {
+    name: "knn.wgsl",
+    source: include_str!("../../shaders/knn.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 /// The most neighbours one query may ask for (the shader's register lists).
 pub const MAX_K: usize = 16;

@@ -1,7 +1,16 @@
 //! Softmax cross-entropy with class weights, fused with its gradient (shaders/loss.wgsl).
 
-use crate::gpu::{Access, KernelSpec, LOSS_WGSL, Step, Tensor};
+use crate::gpu::{ShaderFile, Access, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
+
+pub const LOSS_WGSL: ShaderFile = ShaderFile {
+    name: "loss.wgsl",
+    source: include_str!("../../shaders/loss.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 const SOFTMAX_CE: KernelSpec = KernelSpec {
     shader: &LOSS_WGSL,

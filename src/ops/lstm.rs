@@ -7,8 +7,17 @@
 use super::gemm::{self, GemmOptions, Precision};
 use super::elementwise;
 use super::norm;
-use crate::gpu::{Access, DType, Gpu, LSTM_WGSL, KernelSpec, Step, Tensor};
+use crate::gpu::{ShaderFile, Access, DType, Gpu, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
+
+pub const LSTM_WGSL: ShaderFile = ShaderFile {
+    name: "lstm.wgsl",
+    source: include_str!("../../shaders/lstm.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 /// Units one direction may have (the kernel's workgroup arrays).
 pub const MAX_UNITS: usize = 256;
@@ -55,13 +64,13 @@ pub enum LstmKernel {
 impl LstmKernel {
     pub const ALL: [LstmKernel; 2] = [LstmKernel::Workgroup, LstmKernel::Lane];
 
-    /// The adapter's choice for `units` per direction, or `SER_LSTM_KERNEL=workgroup|lane`
-    /// (lane where it can take the units: [`LstmKernel::supports`]).
+    /// The adapter's choice for `units` per direction, or the device's setting
+    /// (`GpuSettings::lstm_kernel`: lane where it can take the units, [`LstmKernel::supports`]).
     pub fn for_adapter(gpu: &Gpu, units: usize) -> LstmKernel {
         let lane_fits = LstmKernel::Lane.supports(gpu, units);
-        match std::env::var("SER_LSTM_KERNEL").as_deref() {
-            Ok("workgroup") => LstmKernel::Workgroup,
-            Ok("lane") if lane_fits => LstmKernel::Lane,
+        match gpu.settings().lstm_kernel.as_deref() {
+            Some("workgroup") => LstmKernel::Workgroup,
+            Some("lane") if lane_fits => LstmKernel::Lane,
             _ if gpu.is_cpu() && lane_fits => LstmKernel::Lane,
             _ => LstmKernel::Workgroup,
         }

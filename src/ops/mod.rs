@@ -20,6 +20,32 @@ pub mod segment;
 pub mod stft;
 pub mod tuning;
 
+/// Every shader in `shaders/` except the prelude (validated as part of each of these), each
+/// registered beside the op that runs it.
+pub const SHADERS: &[&crate::gpu::ShaderFile] = &[
+    &gemm::GEMM_WGSL,
+    &gemm::GEMM_SUBGROUP_WGSL,
+    &gemm::GEMM_TILE_WGSL,
+    &gemm::GEMM_TILE_F16_WGSL,
+    &gemm::GEMM_COOP_WGSL,
+    &elementwise::ELEMENTWISE_WGSL,
+    &stft::STFT_WGSL,
+    &filterbank::FILTERBANK_WGSL,
+    &segment::SEGMENT_WGSL,
+    &contrast::CONTRAST_WGSL,
+    &tuning::TUNING_WGSL,
+    &conv::CONV_WGSL,
+    &norm::NORM_WGSL,
+    &pool::POOL_WGSL,
+    &dropout::DROPOUT_WGSL,
+    &loss::LOSS_WGSL,
+    &optim::OPTIM_WGSL,
+    &kernel::KERNEL_WGSL,
+    &knn::KNN_WGSL,
+    &forest::FOREST_WGSL,
+    &lstm::LSTM_WGSL,
+];
+
 /// Workgroups needed to cover `n` items, `per_group` at a time, as a u32 grid dimension.
 pub(crate) fn groups(n: usize, per_group: usize) -> anyhow::Result<u32> {
     u32::try_from(n.div_ceil(per_group))

@@ -1,8 +1,17 @@
 //! Column sums and batch normalisation over [rows, cols] (shaders/norm.wgsl): every reduction
 //! in two passes, one invocation per (group of rows, column) then one per column.
 
-use crate::gpu::{Access, DType, KernelSpec, NORM_WGSL, Step, Tensor};
+use crate::gpu::{ShaderFile, Access, DType, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
+
+pub const NORM_WGSL: ShaderFile = ShaderFile {
+    name: "norm.wgsl",
+    source: include_str!("../../shaders/norm.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 const BINDINGS: &[Access] =
     &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite, Access::Read];

@@ -1,7 +1,16 @@
 //! Fused Adam update with optional clipping by global norm (shaders/optim.wgsl).
 
-use crate::gpu::{Access, DType, KernelSpec, OPTIM_WGSL, Step, Tensor};
+use crate::gpu::{ShaderFile, Access, DType, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
+
+pub const OPTIM_WGSL: ShaderFile = ShaderFile {
+    name: "optim.wgsl",
+    source: include_str!("../../shaders/optim.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 const ADAM: KernelSpec = KernelSpec {
     shader: &OPTIM_WGSL,

@@ -1,7 +1,16 @@
 //! Max pooling along length (shaders/pool.wgsl).
 
-use crate::gpu::{Access, KernelSpec, POOL_WGSL, Step, Tensor};
+use crate::gpu::{ShaderFile, Access, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
+
+pub const POOL_WGSL: ShaderFile = ShaderFile {
+    name: "pool.wgsl",
+    source: include_str!("../../shaders/pool.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::ReadWrite];
 const FORWARD: KernelSpec = KernelSpec { shader: &POOL_WGSL, entry: "maxpool", bindings: BINDINGS };

@@ -2,8 +2,17 @@
 //! librosa's power_to_db against it, assembling padded [clips, t_max, width] tensors, and
 //! per-clip means and standard deviations.
 
-use crate::gpu::{Access, KernelSpec, SEGMENT_WGSL, Step, Tensor};
+use crate::gpu::{ShaderFile, Access, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
+
+pub const SEGMENT_WGSL: ShaderFile = ShaderFile {
+    name: "segment.wgsl",
+    source: include_str!("../../shaders/segment.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 const MAX: KernelSpec =
     KernelSpec { shader: &SEGMENT_WGSL, entry: "segment_max", bindings: &[Access::Read, Access::Read, Access::ReadWrite] };

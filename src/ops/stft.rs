@@ -2,8 +2,17 @@
 //! padding) and periodic Hann window. The FFT runs stage by stage through textures; the spectra
 //! stay in a texture for the filterbanks, the chroma GEMM and spectral contrast.
 
-use crate::gpu::{Access, Gpu, KernelSpec, STFT_WGSL, Step, TexelFormat, Tensor, Texture};
+use crate::gpu::{ShaderFile, Access, Gpu, KernelSpec, Step, TexelFormat, Tensor, Texture};
 use anyhow::{Result, bail};
+
+pub const STFT_WGSL: ShaderFile = ShaderFile {
+    name: "stft.wgsl",
+    source: include_str!("../../shaders/stft.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 const FRAME_INFO: KernelSpec = KernelSpec {
     shader: &STFT_WGSL,

@@ -2,8 +2,17 @@
 //! algorithm: piptrack on the power spectrogram, median magnitude, residual histogram.
 
 use crate::features::filters::fft_frequencies;
-use crate::gpu::{Access, DType, Gpu, KernelSpec, Step, TUNING_WGSL, Tensor, Texture};
+use crate::gpu::{ShaderFile, Access, DType, Gpu, KernelSpec, Step, Tensor, Texture};
 use anyhow::{Result, bail};
+
+pub const TUNING_WGSL: ShaderFile = ShaderFile {
+    name: "tuning.wgsl",
+    source: include_str!("../../shaders/tuning.wgsl"),
+    needs_f16: false,
+    needs_subgroups: false,
+    needs_cooperative_matrix: false,
+    bounds_proven: &[],
+};
 
 const BINDINGS: &[Access] =
     &[Access::Texture, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite];

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use ser::gpu::{AdapterSelector, Gpu};
-use ser::ops::autotune::{self, AutotuneMode};
+use ser::ops::autotune::AutotuneMode;
+use ser::runtime::Settings;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 pub struct Shared {
@@ -12,14 +13,22 @@ pub struct Shared {
 
 static GPU: OnceLock<Mutex<Shared>> = OnceLock::new();
 
+/// A device as the command line opens one (the environment's adapter, backend and settings),
+/// except that it is untuned unless the run asks (SER_AUTOTUNE), so that results do not hang on
+/// timing noise, and never writes the user's tuning file. tests/autotune.rs covers the tuner.
+pub fn device() -> anyhow::Result<Gpu> {
+    let mut settings = Settings::from_env()?;
+    if std::env::var_os("SER_AUTOTUNE").is_none() {
+        settings.tuning.mode = AutotuneMode::Off;
+    }
+    settings.tuning.file = None;
+    ser::runtime::open(&AdapterSelector::default().with_env()?, &settings)
+}
+
 /// The process-wide device, locked for the duration of one test.
 pub fn gpu() -> MutexGuard<'static, Shared> {
     let lock = GPU.get_or_init(|| {
-        let gpu = Gpu::new(&AdapterSelector::default()).unwrap_or_else(|e| panic!("no GPU for tests: {e:#}"));
-        // Untuned unless the run asks (SER_AUTOTUNE): results do not hang on timing noise, and
-        // tests never write the user's tuning file. tests/autotune.rs covers the tuner.
-        let mode = if std::env::var_os("SER_AUTOTUNE").is_some() { AutotuneMode::from_env().unwrap() } else { AutotuneMode::Off };
-        autotune::configure(&gpu, mode, autotune::pin_from_env().unwrap(), None);
+        let gpu = device().unwrap_or_else(|e| panic!("no GPU for tests: {e:#}"));
         eprintln!("tests run on {}", gpu.label());
         Mutex::new(Shared { gpu })
     });

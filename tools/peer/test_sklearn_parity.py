@@ -8,14 +8,16 @@ What it checks:
 - A learnable corpus is written as one folder per class: 4 classes x 60 clips of 0.5 s, voiced
   tones whose pitch and brightness ranges overlap between classes, so every model errs on some
   clips and a different vote shows.
-- `ser train` fits knn, svm and rf on its time means + deviations (`--input stats`), and
+- `ser train` fits knn, svm, rf and gnb on its time means + deviations (`--input stats`), and
   `--export-split` writes the exact rows each model fitted and was tested on.
 - scikit-learn fits the same rows, with ser's settings spelled out (below), and its confusion
   matrix on the test rows is compared with `ser eval --held-out-of-seed 0`'s:
   - knn (brute force): the same neighbours vote, so the matrices must be equal;
   - svm (libsvm's SVC in both): at most a tenth of the 48 test clips may differ, since ser
     labels by the coupled probabilities where scikit-learn's `predict` counts votes;
-  - rf: both forests are random, so the accuracies must agree within 0.1.
+  - rf: both forests are random, so the accuracies must agree within 0.1;
+  - gnb (GaussianNB, the contributing guide's worked example): the same model, so the matrices
+    must be equal.
 
 ser's settings, where its defaults differ from scikit-learn's (README, "Models"):
 
@@ -38,6 +40,7 @@ import wave
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, confusion_matrix
+from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC
 
@@ -88,6 +91,7 @@ def main():
         ("knn", [], lambda: KNeighborsClassifier(n_neighbors=5, weights="uniform", algorithm="brute")),
         ("svm", [], lambda: SVC(C=10.0, gamma="scale", class_weight="balanced", probability=True, random_state=0)),
         ("rf", ["--trees", "200"], lambda: RandomForestClassifier(n_estimators=200, max_features="sqrt", class_weight="balanced", random_state=0)),
+        ("gnb", [], lambda: GaussianNB()),
     ]:
         model, split = os.path.join(work, f"{kind}.safetensors"), os.path.join(work, f"{kind}-split.safetensors")
         run("train", "--features", features, "--model", kind, "--input", "stats", *flags, "--out", model, "--export-split", split)
@@ -103,12 +107,12 @@ def main():
         print(line)
         if mine.sum() != len(predicted):
             failures.append(f"{kind}: ser scored {mine.sum()} clips, scikit-learn {len(predicted)}")
-        ok = {"knn": differ == 0, "svm": differ <= len(predicted) // 10, "rf": abs(ours["accuracy"] - accuracy) <= 0.1}[kind]
+        ok = {"knn": differ == 0, "svm": differ <= len(predicted) // 10, "rf": abs(ours["accuracy"] - accuracy) <= 0.1, "gnb": differ == 0}[kind]
         if not ok:
             failures.append(line)
     if failures:
         sys.exit("scikit-learn parity failed:\n" + "\n".join(failures))
-    print("scikit-learn parity: knn equal, svm within a tenth of the clips, rf within 0.1")
+    print("scikit-learn parity: knn and gnb equal, svm within a tenth of the clips, rf within 0.1")
 
 
 if __name__ == "__main__":
