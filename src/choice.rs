@@ -51,18 +51,18 @@ pub fn help(docs: &[&str]) -> String {
 }
 
 /// Declares an enum and its names: `Variant = "name" | "alias"`, each value's doc comment kept
-/// as its help. Implements [`Choice`], `Display` (the name) and `FromStr` (name or alias).
+/// as its help (and `#[default]` after it, for `derive(Default)`). Implements [`Choice`], `Display` (the name) and `FromStr` (name or alias).
 #[macro_export]
 macro_rules! choices {
     (
         $(#[$attr:meta])*
         $vis:vis enum $name:ident {
-            $( $(#[doc = $doc:literal])* $variant:ident = $spelling:literal $(| $alias:literal)* ),* $(,)?
+            $( $(#[doc = $doc:literal])* $(#[default $($default:tt)?])? $variant:ident = $spelling:literal $(| $alias:literal)* ),* $(,)?
         }
     ) => {
         $(#[$attr])*
         $vis enum $name {
-            $( $(#[doc = $doc])* $variant ),*
+            $( $(#[doc = $doc])* $(#[default $($default)?])? $variant ),*
         }
 
         impl $crate::choice::Choice for $name {

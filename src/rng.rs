@@ -42,6 +42,14 @@ impl SplitMix64 {
     }
 }
 
+/// Seeded Fisher-Yates shuffle (SplitMix64).
+pub fn shuffle(idx: &mut [usize], seed: u64) {
+    let mut rng = SplitMix64::new(seed);
+    for i in (1..idx.len()).rev() {
+        idx.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,13 +61,5 @@ mod tests {
         assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
         assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
         assert_eq!(splitmix64(0), 0xE220_A839_7B1D_CDAF);
-    }
-}
-
-/// Seeded Fisher-Yates shuffle (SplitMix64).
-pub fn shuffle(idx: &mut [usize], seed: u64) {
-    let mut rng = SplitMix64::new(seed);
-    for i in (1..idx.len()).rev() {
-        idx.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
 }

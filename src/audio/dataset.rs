@@ -6,18 +6,13 @@ use std::path::Path;
 
 crate::choices! {
     /// Which vocal channel to keep.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
     #[serde(rename_all = "lowercase")]
     pub enum VocalFilter {
         Speech = "speech",
         Song = "song",
+        #[default]
         Both = "both",
-    }
-}
-
-impl Default for VocalFilter {
-    fn default() -> Self {
-        VocalFilter::Both
     }
 }
 

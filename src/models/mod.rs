@@ -79,6 +79,9 @@ pub struct FitInput<'a> {
 /// for families without layers) and its part of the training record.
 pub type Fitted = (Box<dyn Classifier>, Architecture, serde_json::Value);
 
+/// Reads a model file of one family.
+pub type Loader = fn(&Gpu, Loaded) -> Result<(Box<dyn Classifier>, ModelMeta)>;
+
 /// One model family: one line of [`FAMILIES`].
 pub struct Family {
     /// The `kind` its model files record (docs/guide/checkpoints.md).
@@ -87,7 +90,7 @@ pub struct Family {
     pub models: &'static [ModelKind],
     pub validation: Validation,
     /// Reads a model file of this kind (already checked to be a ser model).
-    pub load: fn(&Gpu, Loaded) -> Result<(Box<dyn Classifier>, ModelMeta)>,
+    pub load: Loader,
     /// Fits in one go; None for the networks, which `experiment` trains by gradients (epochs,
     /// ensembles, resume).
     pub fit: Option<fn(&FitInput) -> Result<Fitted>>,

@@ -70,10 +70,11 @@ pub enum Layer {
 
 crate::choices! {
     /// How a sequence model reduces its steps to one vector before the classifier.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(rename_all = "snake_case")]
     pub enum TimePooling {
         /// The mean over the valid steps (the study's models).
+        #[default]
         Mean = "mean",
         /// A learned softmax weighting of the valid steps.
         Attention = "attention",
@@ -85,12 +86,6 @@ crate::choices! {
         /// direction's state there beside the backward direction's after it walked back to the
         /// first step.
         Last = "last",
-    }
-}
-
-impl Default for TimePooling {
-    fn default() -> Self {
-        TimePooling::Mean
     }
 }
 

@@ -227,10 +227,11 @@ impl GemmKernel {
 
 crate::choices! {
     /// What the packed kernels round GEMM operands to before multiplying; sums are f32 either way.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(rename_all = "lowercase")]
     pub enum Precision {
         /// f32 operands: the reference.
+        #[default]
         F32 = "f32",
         /// bfloat16 operands (8 significant bits, f32's exponent range), f32 sums: half the texel
         /// fetches of F32. Only the packed kernels (tex8, tex8-shared) take it.
@@ -238,12 +239,6 @@ crate::choices! {
         /// IEEE half operands (11 significant bits, |x| up to 65504), f32 products and sums: half
         /// the workgroup memory of F32. The tile family takes it, on adapters with SHADER_F16.
         F16 = "f16",
-    }
-}
-
-impl Default for Precision {
-    fn default() -> Self {
-        Precision::F32
     }
 }
 
