@@ -31,10 +31,7 @@ fn linspace(start: f64, stop: f64, n: usize) -> Vec<f64> {
     (0..n).map(|i| if i == n - 1 { stop } else { start + step * i as f64 }).collect()
 }
 
-/// Centre frequency of each FFT bin.
-pub fn fft_frequencies(sample_rate: f64, n_fft: usize) -> Vec<f64> {
-    linspace(0.0, sample_rate / 2.0, n_fft / 2 + 1)
-}
+pub use crate::ops::stft::fft_frequencies;
 
 /// `librosa.filters.mel`: [n_mels][n_fft / 2 + 1], triangular filters, Slaney area norm.
 pub fn mel(sample_rate: f64, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64, htk: bool) -> Vec<Vec<f64>> {

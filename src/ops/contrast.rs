@@ -1,6 +1,6 @@
 //! Spectral contrast peaks and valleys (shaders/contrast.wgsl), with librosa's band layout.
 
-use crate::features::filters::fft_frequencies;
+use super::stft::fft_frequencies;
 use crate::gpu::{ShaderFile, Access, DType, Gpu, KernelSpec, Step, Tensor, Texture};
 use anyhow::{Result, bail};
 

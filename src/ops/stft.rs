@@ -5,6 +5,18 @@
 use crate::gpu::{ShaderFile, Access, Gpu, KernelSpec, Step, TexelFormat, Tensor, Texture};
 use anyhow::{Result, bail};
 
+/// Centre frequency of each FFT bin (`librosa.fft_frequencies`: numpy's linspace from 0 to the
+/// Nyquist frequency, the last bin exactly Nyquist).
+pub fn fft_frequencies(sample_rate: f64, n_fft: usize) -> Vec<f64> {
+    let n = n_fft / 2 + 1;
+    if n == 1 {
+        return vec![0.0];
+    }
+    let nyquist = sample_rate / 2.0;
+    let step = nyquist / (n - 1) as f64;
+    (0..n).map(|i| if i == n - 1 { nyquist } else { step * i as f64 }).collect()
+}
+
 pub const STFT_WGSL: ShaderFile = ShaderFile {
     name: "stft.wgsl",
     source: include_str!("../../shaders/stft.wgsl"),

@@ -1,7 +1,7 @@
 //! Per-clip tuning estimation on the GPU (shaders/tuning.wgsl), librosa.estimate_tuning's
 //! algorithm: piptrack on the power spectrogram, median magnitude, residual histogram.
 
-use crate::features::filters::fft_frequencies;
+use super::stft::fft_frequencies;
 use crate::gpu::{ShaderFile, Access, DType, Gpu, KernelSpec, Step, Tensor, Texture};
 use anyhow::{Result, bail};
 
