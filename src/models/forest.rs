@@ -10,7 +10,7 @@
 //! the training rows after binning them.
 
 use crate::dataset::Dataset;
-use super::{Classifier, Family, FitInput, Fitted, ModelKind, Validation, input_only};
+use super::{Family, FitInput, Fitted, ModelKind, Validation, input_only};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::checkpoint::{self, ModelMeta};
 use crate::ops::forest::{self, ForestTensors, GrowShape, NONE};
@@ -415,11 +415,6 @@ impl Forest {
 
 pub static FAMILY: Family = Family { kind: "forest", models: &[ModelKind::Rf], validation: Validation::Unused, load, fit: Some(fit) };
 
-fn load(gpu: &Gpu, f: Loaded) -> Result<(Box<dyn Classifier>, ModelMeta)> {
-    let (forest, meta) = Forest::load(gpu, &f)?;
-    Ok((Box::new(forest), meta))
-}
-
 /// One forest grown on every training clip.
 fn fit(p: &FitInput) -> Result<Fitted> {
     let m = p.settings;
@@ -430,17 +425,4 @@ fn fit(p: &FitInput) -> Result<Fitted> {
     Ok((Box::new(model), input_only(p.input_shape), record))
 }
 
-impl Classifier for Forest {
-    fn family(&self) -> &'static Family {
-        &FAMILY
-    }
-    fn probabilities(&self, gpu: &Gpu, _: &ModelMeta, data: &Dataset) -> Result<Vec<Vec<f32>>> {
-        self.predict_proba(gpu, data)
-    }
-    fn save(&self, _: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()> {
-        Forest::save(self, meta, path)
-    }
-    fn into_networks(self: Box<Self>) -> Result<Vec<crate::nn::Model>, Box<dyn Classifier>> {
-        Err(self)
-    }
-}
+super::fitted_in_one_go!(Forest);

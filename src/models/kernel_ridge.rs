@@ -10,7 +10,7 @@
 //! through [`KernelRidge::from_network`], so that every kernel ridge model predicts here.
 
 use crate::dataset::Dataset;
-use super::{Classifier, Family, FitInput, Fitted, ModelKind, Validation, input_only};
+use super::{Family, FitInput, Fitted, ModelKind, Validation, input_only};
 use crate::nn::predict::{Calibration, fit_temperature, softmax_rows};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::Layer;
@@ -191,11 +191,6 @@ impl KernelRidge {
 
 pub static FAMILY: Family = Family { kind: "krr", models: &[ModelKind::Krr], validation: Validation::Calibration, load, fit: Some(fit) };
 
-fn load(gpu: &Gpu, f: Loaded) -> Result<(Box<dyn Classifier>, ModelMeta)> {
-    let (krr, meta) = KernelRidge::load(gpu, &f)?;
-    Ok((Box::new(krr), meta))
-}
-
 /// Kernel ridge: fit on the training part, fit the probability scale on validation, then fit
 /// again on every training clip (validation included) and keep that scale.
 fn fit(p: &FitInput) -> Result<Fitted> {
@@ -229,17 +224,4 @@ fn fit(p: &FitInput) -> Result<Fitted> {
     Ok((Box::new(model), input_only(p.input_shape), record))
 }
 
-impl Classifier for KernelRidge {
-    fn family(&self) -> &'static Family {
-        &FAMILY
-    }
-    fn probabilities(&self, gpu: &Gpu, _: &ModelMeta, data: &Dataset) -> Result<Vec<Vec<f32>>> {
-        self.predict_proba(gpu, data)
-    }
-    fn save(&self, _: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()> {
-        KernelRidge::save(self, meta, path)
-    }
-    fn into_networks(self: Box<Self>) -> Result<Vec<crate::nn::Model>, Box<dyn Classifier>> {
-        Err(self)
-    }
-}
+super::fitted_in_one_go!(KernelRidge);

@@ -3,7 +3,7 @@
 //! search (ops::knn), and its class probabilities are their (weighted) votes.
 
 use crate::dataset::Dataset;
-use super::{Classifier, Family, FitInput, Fitted, ModelKind, Validation, input_only};
+use super::{Family, FitInput, Fitted, ModelKind, Validation, input_only};
 use crate::gpu::{Gpu, Tensor};
 use crate::nn::checkpoint::{self, ModelMeta};
 use crate::ops::knn;
@@ -127,11 +127,6 @@ pub fn vote(index: &[u32], sq_dist: &[f32], labels: &[u32], classes: usize, weig
 
 pub static FAMILY: Family = Family { kind: "knn", models: &[ModelKind::Knn], validation: Validation::Unused, load, fit: Some(fit) };
 
-fn load(gpu: &Gpu, f: Loaded) -> Result<(Box<dyn Classifier>, ModelMeta)> {
-    let (knn, meta) = Knn::load(gpu, &f)?;
-    Ok((Box::new(knn), meta))
-}
-
 /// Every training clip is the model: nothing to validate.
 fn fit(p: &FitInput) -> Result<Fitted> {
     let m = p.settings;
@@ -142,20 +137,7 @@ fn fit(p: &FitInput) -> Result<Fitted> {
     Ok((Box::new(model), input_only(p.input_shape), record))
 }
 
-impl Classifier for Knn {
-    fn family(&self) -> &'static Family {
-        &FAMILY
-    }
-    fn probabilities(&self, gpu: &Gpu, _: &ModelMeta, data: &Dataset) -> Result<Vec<Vec<f32>>> {
-        self.predict_proba(gpu, data)
-    }
-    fn save(&self, _: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()> {
-        Knn::save(self, meta, path)
-    }
-    fn into_networks(self: Box<Self>) -> Result<Vec<crate::nn::Model>, Box<dyn Classifier>> {
-        Err(self)
-    }
-}
+super::fitted_in_one_go!(Knn);
 
 #[cfg(test)]
 mod tests {

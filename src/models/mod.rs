@@ -96,6 +96,33 @@ pub struct Family {
     pub fit: Option<fn(&FitInput) -> Result<Fitted>>,
 }
 
+/// The [`Classifier`] of a family fitted in one go whose type has inherent `predict_proba(gpu,
+/// data)`, `save(meta, path)` and `load(gpu, file)`, and the family's loader `fn load`.
+macro_rules! fitted_in_one_go {
+    ($model:ty) => {
+        impl $crate::models::Classifier for $model {
+            fn family(&self) -> &'static $crate::models::Family {
+                &FAMILY
+            }
+            fn probabilities(&self, gpu: &Gpu, _: &ModelMeta, data: &Dataset) -> Result<Vec<Vec<f32>>> {
+                self.predict_proba(gpu, data)
+            }
+            fn save(&self, _: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()> {
+                <$model>::save(self, meta, path)
+            }
+            fn into_networks(self: Box<Self>) -> Result<Vec<crate::nn::Model>, Box<dyn $crate::models::Classifier>> {
+                Err(self)
+            }
+        }
+
+        fn load(gpu: &Gpu, f: Loaded) -> Result<(Box<dyn $crate::models::Classifier>, ModelMeta)> {
+            let (model, meta) = <$model>::load(gpu, &f)?;
+            Ok((Box::new(model), meta))
+        }
+    };
+}
+pub(crate) use fitted_in_one_go;
+
 /// Every family this build has, in the order `ser train --help` lists them.
 pub static FAMILIES: [&Family; 6] = [&network::FAMILY, &kernel_ridge::FAMILY, &knn::FAMILY, &svm::FAMILY, &forest::FAMILY, &naive_bayes::FAMILY];
 

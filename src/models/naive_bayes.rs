@@ -7,7 +7,7 @@
 //! The worked example of docs/guide/contributing.md: a whole family in one module and one
 //! registry line.
 
-use super::{Classifier, Family, FitInput, Fitted, ModelKind, Validation, input_only};
+use super::{Family, FitInput, Fitted, ModelKind, Validation, input_only};
 use crate::dataset::Dataset;
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::checkpoint::{self, ModelMeta};
@@ -188,11 +188,6 @@ impl NaiveBayes {
     }
 }
 
-fn load(gpu: &Gpu, f: Loaded) -> Result<(Box<dyn Classifier>, ModelMeta)> {
-    let (model, meta) = NaiveBayes::load(gpu, &f)?;
-    Ok((Box::new(model), meta))
-}
-
 /// One fit on every training clip: nothing to validate.
 fn fit(p: &FitInput) -> Result<Fitted> {
     let started = std::time::Instant::now();
@@ -202,17 +197,4 @@ fn fit(p: &FitInput) -> Result<Fitted> {
     Ok((Box::new(model), input_only(p.input_shape), record))
 }
 
-impl Classifier for NaiveBayes {
-    fn family(&self) -> &'static Family {
-        &FAMILY
-    }
-    fn probabilities(&self, gpu: &Gpu, _: &ModelMeta, data: &Dataset) -> Result<Vec<Vec<f32>>> {
-        self.predict_proba(gpu, data)
-    }
-    fn save(&self, _: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()> {
-        NaiveBayes::save(self, meta, path)
-    }
-    fn into_networks(self: Box<Self>) -> Result<Vec<crate::nn::Model>, Box<dyn Classifier>> {
-        Err(self)
-    }
-}
+super::fitted_in_one_go!(NaiveBayes);

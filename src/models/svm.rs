@@ -13,7 +13,7 @@
 //! updates as many gradients, far less work than one dispatch costs.
 
 use crate::dataset::Dataset;
-use super::{Classifier, Family, FitInput, Fitted, ModelKind, Validation, input_only};
+use super::{Family, FitInput, Fitted, ModelKind, Validation, input_only};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::checkpoint::{self, ModelMeta};
 use crate::ops::kernel;
@@ -550,11 +550,6 @@ pub struct SvmReport {
 
 pub static FAMILY: Family = Family { kind: "svm", models: &[ModelKind::Svm], validation: Validation::Unused, load, fit: Some(fit) };
 
-fn load(gpu: &Gpu, f: Loaded) -> Result<(Box<dyn Classifier>, ModelMeta)> {
-    let (svm, meta) = Svm::load(gpu, &f)?;
-    Ok((Box::new(svm), meta))
-}
-
 /// One fit on every training clip (its probabilities are Platt-scaled on cross-validated
 /// decision values inside it: no validation part needed).
 fn fit(p: &FitInput) -> Result<Fitted> {
@@ -574,20 +569,7 @@ fn fit(p: &FitInput) -> Result<Fitted> {
     Ok((Box::new(model), input_only(p.input_shape), record))
 }
 
-impl Classifier for Svm {
-    fn family(&self) -> &'static Family {
-        &FAMILY
-    }
-    fn probabilities(&self, gpu: &Gpu, _: &ModelMeta, data: &Dataset) -> Result<Vec<Vec<f32>>> {
-        self.predict_proba(gpu, data)
-    }
-    fn save(&self, _: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()> {
-        Svm::save(self, meta, path)
-    }
-    fn into_networks(self: Box<Self>) -> Result<Vec<crate::nn::Model>, Box<dyn Classifier>> {
-        Err(self)
-    }
-}
+super::fitted_in_one_go!(Svm);
 
 #[cfg(test)]
 mod tests {
