@@ -47,7 +47,7 @@ crate::choices! {
         Random = "random",
         /// Hold out whole speakers (--test-speakers, or RAVDESS's --test-actors): speaker-independent.
         Actors = "actors" | "speakers",
-        /// No test set: train on every clip (validation still carved out), for a model to ship.
+        /// No test set: train on every clip, for a model to ship (a validation part only for the families that use one).
         None = "none",
         /// Cross-validation by speaker (--folds groups, each the test set once); with --out, each
         /// fold's model is saved as FILE.foldK (for `ser eval --held-out-fold K`).

@@ -112,3 +112,15 @@ impl Scaler {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_input_has_its_shape_and_scaler_width() {
+        assert_eq!(Input::Vectors.shape(59, 400), (59, 1));
+        assert_eq!(Input::Stats.shape(59, 400), (118, 1));
+        assert_eq!(Input::Frames.shape(59, 400), (400, 59));
+        assert_eq!([Input::Vectors, Input::Stats, Input::Frames].map(|i| i.scaler_width(59)), [59, 118, 59]);
+    }
+}

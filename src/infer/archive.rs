@@ -225,17 +225,6 @@ pub fn adapters_named(spec: &str) -> Result<Vec<crate::gpu::AdapterSelector>> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_keys_undo_quoting() {
-        assert_eq!(csv_key("file,label"), None);
-        assert_eq!(csv_key("a.wav,neutral,0.5").as_deref(), Some("a.wav"));
-        assert_eq!(csv_key("\"my, \"\"take\"\".wav\",neutral").as_deref(), Some("my, \"take\".wav"));
-    }
-}
 
 crate::choices! {
     /// How predictions are written.
@@ -406,4 +395,65 @@ pub fn predict_archive(
     }
     report.predicted = predicted;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_keys_undo_quoting() {
+        assert_eq!(csv_key("file,label"), None);
+        assert_eq!(csv_key("a.wav,neutral,0.5").as_deref(), Some("a.wav"));
+        assert_eq!(csv_key("\"my, \"\"take\"\".wav\",neutral").as_deref(), Some("my, \"take\".wav"));
+    }
+
+    #[test]
+    fn json_keys_are_the_file_field() {
+        assert_eq!(jsonl_key(r#"{"file":"a b.wav","label":"sad"}"#).as_deref(), Some("a b.wav"));
+        assert_eq!(jsonl_key(r#"{"label":"sad"}"#), None);
+        assert_eq!(jsonl_key("not json"), None);
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ser-archive-unit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn file_lists_skip_blank_lines_and_keep_names_whole() {
+        let dir = temp("list");
+        let list = dir.join("list.txt");
+        std::fs::write(&list, "b.wav\r\n\n  \na dir/a, take 1.wav\nc.wav").unwrap();
+        let files = read_file_list(list.to_str().unwrap()).unwrap();
+        assert_eq!(files, [PathBuf::from("b.wav"), PathBuf::from("a dir/a, take 1.wav"), PathBuf::from("c.wav")]);
+        let mut sorted = files.clone();
+        sort_paths(&mut sorted);
+        assert_eq!(sorted, [PathBuf::from("a dir/a, take 1.wav"), PathBuf::from("b.wav"), PathBuf::from("c.wav")]);
+        assert!(read_file_list(dir.join("missing").to_str().unwrap()).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A new output gets its header; a rerun finds the files already written, and a torn last
+    /// line (a kill mid-write) is cut off and left to be redone.
+    #[test]
+    fn resumable_output_knows_what_it_holds_and_cuts_a_torn_line() {
+        let dir = temp("resume");
+        let path = dir.join("out.csv");
+        let mut out = ResumableOutput::open(&path, Some("file,label"), csv_key).unwrap();
+        assert!(out.done().is_empty());
+        out.write_block("a.wav,sad\na.wav,happy\n").unwrap();
+        out.write_block("b.wav,calm\n").unwrap();
+        drop(out);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "file,label\na.wav,sad\na.wav,happy\nb.wav,calm\n");
+        std::fs::write(&path, "file,label\na.wav,sad\nb.wav,ca").unwrap();
+        let mut out = ResumableOutput::open(&path, Some("file,label"), csv_key).unwrap();
+        assert_eq!(out.done(), &HashSet::from(["a.wav".to_string()]));
+        out.write_block("b.wav,calm\n").unwrap();
+        drop(out);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "file,label\na.wav,sad\nb.wav,calm\n", "the header once, the torn line replaced");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -259,4 +259,25 @@ mod tests {
             assert_eq!(layout.parse_name(name), None, "{name}");
         }
     }
+
+    /// Every class code of every convention, as each corpus's documentation lists them.
+    #[test]
+    fn every_class_code_of_every_convention() {
+        use Emotion::*;
+        let codes: [(Layout, &[(&str, Emotion)], fn(&str) -> String); 4] = [
+            (Layout::CremaD, &[("ANG", Angry), ("DIS", Disgust), ("FEA", Fearful), ("HAP", Happy), ("NEU", Neutral), ("SAD", Sad)], |c| format!("1001_DFA_{c}_XX.wav")),
+            (Layout::EmoDb, &[("W", Angry), ("L", Boredom), ("E", Disgust), ("A", Fearful), ("F", Happy), ("T", Sad), ("N", Neutral)], |c| format!("03a01{c}a.wav")),
+            (Layout::Tess, &[("angry", Angry), ("disgust", Disgust), ("fear", Fearful), ("happy", Happy), ("neutral", Neutral), ("ps", Surprised), ("sad", Sad)], |c| format!("OAF_back_{c}.wav")),
+            (Layout::Savee, &[("a", Angry), ("d", Disgust), ("f", Fearful), ("h", Happy), ("n", Neutral), ("sa", Sad), ("su", Surprised)], |c| format!("JE_{c}07.wav")),
+        ];
+        for (layout, table, name) in codes {
+            for (code, class) in table {
+                let got = layout.parse_name(&name(code)).map(|(raw, e, _)| (raw, e));
+                assert_eq!(got, Some((code.to_string(), *class)), "{layout:?} {code}");
+            }
+        }
+        for layout in NAMED {
+            assert!(layout.describe().contains("names"), "{layout:?}: {}", layout.describe());
+        }
+    }
 }

@@ -186,4 +186,59 @@ mod tests {
         let e = delimited("m.csv", "path,label\na.wav\n", b',').unwrap_err().to_string();
         assert!(e.contains("m.csv line 2: 1 fields where the header has 2"), "{e}");
     }
+
+    #[test]
+    fn json_lines_keep_text_and_numbers_with_their_line() {
+        let r = json_lines("m.jsonl", "{\"wav\": \"a.wav\", \"emo\": \"sad\", \"start\": 1.5, \"x\": [1]}\n\n{\"wav\": \"b.wav\", \"emo\": \"hap\"}\n").unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].0, r[0].1["wav"].as_str(), r[0].1["emo"].as_str(), r[0].1["start"].as_str()), (1, "a.wav", "sad", "1.5"));
+        assert!(!r[0].1.contains_key("x"), "a list is not a field");
+        assert_eq!((r[1].0, r[1].1["wav"].as_str()), (3, "b.wav"));
+        assert!(json_lines("m.jsonl", "{\"wav\": 1}\n[1]\n").unwrap_err().to_string().contains("line 2: not a JSON object"));
+    }
+
+    /// The three formats read the same rows: paths against the manifest's folder, segments,
+    /// splits, speakers; rows naming missing files skipped and listed; faults name the line.
+    #[test]
+    fn every_format_reads_the_same_rows() {
+        let dir = std::env::temp_dir().join(format!("ser-manifest-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["a.wav", "b.wav"] {
+            std::fs::write(dir.join(f), b"").unwrap();
+        }
+        let manifests = [
+            ("m.csv", "path,label,speaker,start,end,split\na.wav,sad,s1,0.5,1.5,test\nb.wav,happy,s2,,,train\ngone.wav,sad,s1,,,train\n"),
+            ("m.tsv", "path\tlabel\tspeaker\tstart\tend\tsplit\na.wav\tsad\ts1\t0.5\t1.5\ttest\nb.wav\thappy\ts2\t\t\ttrain\ngone.wav\tsad\ts1\t\t\ttrain\n"),
+            ("m.jsonl", "{\"wav\":\"a.wav\",\"emo\":\"sad\",\"speaker\":\"s1\",\"start\":0.5,\"end\":1.5,\"split\":\"test\"}\n{\"wav\":\"b.wav\",\"emo\":\"happy\",\"speaker\":\"s2\",\"split\":\"train\"}\n{\"wav\":\"gone.wav\",\"emo\":\"sad\",\"speaker\":\"s1\",\"split\":\"train\"}\n"),
+        ];
+        for (name, text) in manifests {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            let r = read(&path).unwrap();
+            let rows: Vec<(String, String, Option<String>, Option<[f64; 2]>, Option<RowSplit>)> = r.rows.iter().map(|w| (w.relative.clone(), w.raw_label.clone(), w.speaker.clone(), w.segment, w.split)).collect();
+            assert_eq!(
+                rows,
+                [("a.wav".into(), "sad".into(), Some("s1".into()), Some([0.5, 1.5]), Some(RowSplit::Test)), ("b.wav".into(), "happy".into(), Some("s2".into()), None, Some(RowSplit::Train))],
+                "{name}"
+            );
+            assert_eq!(r.rows[0].file, dir.join("a.wav"));
+            assert_eq!(r.skipped.len(), 1, "{name}: {:?}", r.skipped);
+            assert!(r.skipped[0].0.ends_with("line 4") || r.skipped[0].0.ends_with("line 3"), "{:?}", r.skipped);
+        }
+        for (name, text, fault) in [
+            ("bad.csv", "path,label,start,end\na.wav,sad,2,1\n", "line 2: start 2 is not before end 1"),
+            ("half.csv", "path,label,start\na.wav,sad,1\n", "line 2: a segment needs both start and end"),
+            ("nolabel.csv", "path,speaker\na.wav,s1\n", "no label column"),
+            ("nopath.jsonl", "{\"emo\":\"sad\"}\n", "no path column"),
+            ("split.csv", "path,label,split\na.wav,sad,holdout\n", "line 2: split \"holdout\""),
+            ("m.txt", "path,label\na.wav,sad\n", "a manifest is .csv, .tsv or .jsonl"),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            let Err(e) = read(&path) else { panic!("{name} read") };
+            assert!(e.to_string().contains(fault), "{name}: {e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
