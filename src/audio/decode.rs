@@ -255,3 +255,15 @@ fn decode_flac(bytes: &[u8]) -> Result<Audio> {
     let frames = interleaved.len() / channels;
     Ok(Audio { samples: mixdown(interleaved.into_iter(), channels, frames), sample_rate: rate, integrity })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::mixdown;
+
+    #[test]
+    fn mixdown_averages_each_frame_and_passes_mono_through() {
+        assert_eq!(mixdown([0.5, -0.25, 1.0].into_iter(), 1, 3), [0.5, -0.25, 1.0]);
+        assert_eq!(mixdown([1.0, 0.0, 0.5, 0.25, -1.0, -0.5].into_iter(), 2, 3), [0.5, 0.375, -0.75]);
+        assert_eq!(mixdown([3.0, 0.0, 0.0, 0.0, 6.0, 3.0].into_iter(), 3, 2), [1.0, 3.0]);
+    }
+}

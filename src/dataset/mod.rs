@@ -263,3 +263,47 @@ pub fn export_split(path: &std::path::Path, train: &Dataset, test: &Dataset, cla
     let metadata = [("classes".to_string(), serde_json::to_string(classes)?), ("class_weights".to_string(), serde_json::to_string(class_weight)?)].into_iter().collect();
     store::write_atomic(path, &store::to_safetensors(&stored, metadata)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 3 classes of 10, 20 and 5 clips: each class gives its own share to the second part, the
+    /// parts cover every position once, and the seed alone decides which clips go.
+    #[test]
+    fn stratified_splits_each_class_by_the_fraction() {
+        let labels: Vec<u32> = (0..35).map(|i| if i < 10 { 0 } else if i < 30 { 1 } else { 2 }).collect();
+        let all: Vec<usize> = (0..35).collect();
+        let (first, second) = stratified(&labels, &all, 0.2, 7);
+        let count = |part: &[usize], k: u32| part.iter().filter(|&&p| labels[p] == k).count();
+        assert_eq!([0, 1, 2].map(|k| count(&second, k)), [2, 4, 1]);
+        assert_eq!([0, 1, 2].map(|k| count(&first, k)), [8, 16, 4]);
+        let mut both: Vec<usize> = first.iter().chain(&second).copied().collect();
+        both.sort();
+        assert_eq!(both, all);
+        assert!(first.windows(2).all(|w| w[0] < w[1]) && second.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(stratified(&labels, &all, 0.2, 7), (first.clone(), second.clone()));
+        assert_ne!(stratified(&labels, &all, 0.2, 8).1, second, "another seed, other clips");
+        // Only the given positions are split.
+        let some: Vec<usize> = (10..30).collect();
+        let (f, s) = stratified(&labels, &some, 0.5, 1);
+        assert_eq!((f.len(), s.len()), (10, 10));
+        assert!(f.iter().chain(&s).all(|p| (10..30).contains(p)));
+    }
+
+    #[test]
+    fn speaker_folds_hold_each_speaker_out_once() {
+        let speakers: Vec<String> = ["07", "01", "03", "01", "02", "05", "04", "06", "07"].iter().map(|s| s.to_string()).collect();
+        let folds: Vec<Vec<String>> = (0..3).map(|k| fold_speakers(&speakers, 3, k)).collect();
+        assert_eq!(folds[0], ["01", "04", "07"]);
+        assert_eq!(folds[1], ["02", "05"]);
+        assert_eq!(folds[2], ["03", "06"]);
+        assert_eq!([0, 1, 2, 3, 4, 5, 6, 7, 22, 1000].map(default_folds), [None, None, Some(2), Some(3), Some(4), Some(5), Some(6), Some(2), Some(5), Some(250)]);
+    }
+
+    #[test]
+    fn balanced_weights_are_n_over_k_times_count() {
+        let w = balanced_weights([0, 0, 0, 1, 2, 2].into_iter(), 4);
+        assert_eq!(w, [6.0 / 12.0, 6.0 / 4.0, 6.0 / 8.0, 0.0]);
+    }
+}
