@@ -280,4 +280,27 @@ mod tests {
             assert!(layout.describe().contains("names"), "{layout:?}: {}", layout.describe());
         }
     }
+
+    /// A folder is read by the one convention its files follow: two conventions are refused
+    /// with each one's count, and a file the convention does not name is listed with why.
+    #[test]
+    fn a_folder_follows_one_convention_or_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ser-layout-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("Actor_01")).unwrap();
+        for f in ["Actor_01/03-01-05-02-01-01-01.wav", "Actor_01/03-01-03-01-02-01-01.wav", "Actor_01/03-01-99-01-01-01-01.wav"] {
+            std::fs::write(dir.join(f), b"").unwrap();
+        }
+        let read = read_folder(&dir, &LabelMap::default()).unwrap();
+        assert_eq!(read.layout, Layout::Ravdess);
+        assert_eq!(read.rows.len(), 2);
+        assert!(read.rows.iter().all(|r| r.ravdess.is_some()), "RAVDESS rows keep their fields");
+        assert_eq!(read.unmatched.len(), 1);
+        assert_eq!(read.unmatched[0].1, RavdessName::parse("Actor_01/03-01-99-01-01-01-01.wav").unwrap_err());
+        std::fs::write(dir.join("1001_DFA_ANG_XX.wav"), b"").unwrap();
+        let Err(e) = read_folder(&dir, &LabelMap::default()) else { panic!("two conventions read") };
+        let e = e.to_string();
+        assert!(e.contains("more than one corpus's naming") && e.contains("2 RAVDESS names") && e.contains("1 CREMA-D names"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
