@@ -187,6 +187,20 @@ mod tests {
         assert!(e.contains("m.csv line 2: 1 fields where the header has 2"), "{e}");
     }
 
+    /// A quote opens a quoted field only at a CSV field's start; TSV takes quotes as text; a
+    /// last record without its line break still counts.
+    #[test]
+    fn quotes_open_fields_only_where_they_start_them() {
+        let r = split_records("m.csv", "path,label\nsay \"hi\".wav,x\n", b',').unwrap();
+        assert_eq!(r[1].1, ["say \"hi\".wav", "x"]);
+        let r = split_records("m.csv", "path,label\n\"a.wav\"b,x\n", b',').unwrap();
+        assert_eq!(r[1].1, ["a.wavb", "x"], "text after a closing quote stays in the field");
+        let r = split_records("m.tsv", "path\tlabel\n\"a.wav\"\tx\n", b'\t').unwrap();
+        assert_eq!(r[1].1, ["\"a.wav\"", "x"]);
+        let r = split_records("m.csv", "path\na.wav", b',').unwrap();
+        assert_eq!(r, vec![(1, vec!["path".to_string()]), (2, vec!["a.wav".to_string()])]);
+    }
+
     #[test]
     fn json_lines_keep_text_and_numbers_with_their_line() {
         let r = json_lines("m.jsonl", "{\"wav\": \"a.wav\", \"emo\": \"sad\", \"start\": 1.5, \"x\": [1]}\n\n{\"wav\": \"b.wav\", \"emo\": \"hap\"}\n").unwrap();
@@ -229,6 +243,8 @@ mod tests {
         for (name, text, fault) in [
             ("bad.csv", "path,label,start,end\na.wav,sad,2,1\n", "line 2: start 2 is not before end 1"),
             ("half.csv", "path,label,start\na.wav,sad,1\n", "line 2: a segment needs both start and end"),
+            ("negative.csv", "path,label,start,end\na.wav,sad,-1,2\n", "line 2: start \"-1\" is not a time in seconds"),
+            ("endless.csv", "path,label,start,end\na.wav,sad,0,inf\n", "line 2: end \"inf\" is not a time in seconds"),
             ("nolabel.csv", "path,speaker\na.wav,s1\n", "no label column"),
             ("nopath.jsonl", "{\"emo\":\"sad\"}\n", "no path column"),
             ("split.csv", "path,label,split\na.wav,sad,holdout\n", "line 2: split \"holdout\""),
