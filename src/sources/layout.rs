@@ -264,7 +264,8 @@ mod tests {
     #[test]
     fn every_class_code_of_every_convention() {
         use Emotion::*;
-        let codes: [(Layout, &[(&str, Emotion)], fn(&str) -> String); 4] = [
+        type Convention = (Layout, &'static [(&'static str, Emotion)], fn(&str) -> String);
+        let codes: [Convention; 4] = [
             (Layout::CremaD, &[("ANG", Angry), ("DIS", Disgust), ("FEA", Fearful), ("HAP", Happy), ("NEU", Neutral), ("SAD", Sad)], |c| format!("1001_DFA_{c}_XX.wav")),
             (Layout::EmoDb, &[("W", Angry), ("L", Boredom), ("E", Disgust), ("A", Fearful), ("F", Happy), ("T", Sad), ("N", Neutral)], |c| format!("03a01{c}a.wav")),
             (Layout::Tess, &[("angry", Angry), ("disgust", Disgust), ("fear", Fearful), ("happy", Happy), ("neutral", Neutral), ("ps", Surprised), ("sad", Sad)], |c| format!("OAF_back_{c}.wav")),

@@ -230,7 +230,8 @@ mod tests {
             let path = dir.join(name);
             std::fs::write(&path, text).unwrap();
             let r = read(&path).unwrap();
-            let rows: Vec<(String, String, Option<String>, Option<[f64; 2]>, Option<RowSplit>)> = r.rows.iter().map(|w| (w.relative.clone(), w.raw_label.clone(), w.speaker.clone(), w.segment, w.split)).collect();
+            type Fields = (String, String, Option<String>, Option<[f64; 2]>, Option<RowSplit>);
+            let rows: Vec<Fields> = r.rows.iter().map(|w| (w.relative.clone(), w.raw_label.clone(), w.speaker.clone(), w.segment, w.split)).collect();
             assert_eq!(
                 rows,
                 [("a.wav".into(), "sad".into(), Some("s1".into()), Some([0.5, 1.5]), Some(RowSplit::Test)), ("b.wav".into(), "happy".into(), Some("s2".into()), None, Some(RowSplit::Train))],
