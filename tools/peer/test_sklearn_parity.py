@@ -19,7 +19,7 @@ What it checks:
   - gnb (GaussianNB, the contributing guide's worked example): the same model, so the matrices
     must be equal.
 
-ser's settings, where its defaults differ from scikit-learn's (README, "Models"):
+ser's settings, where its defaults differ from scikit-learn's (docs/guide/training.md):
 
 | setting | ser | scikit-learn |
 |---|---|---|
