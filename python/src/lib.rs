@@ -92,12 +92,7 @@ fn on_device<T: Send>(py: Python<'_>, f: impl FnOnce(&Gpu) -> Result<T, Failure>
 #[pyo3(signature = (adapter=None, backend=None, autotune="fast", gemm_kernel=None, autotune_file=None))]
 fn init(py: Python<'_>, adapter: Option<String>, backend: Option<String>, autotune: &str, gemm_kernel: Option<String>, autotune_file: Option<PathBuf>) -> PyResult<()> {
     let backend = backend.map(|b| BackendChoice::parse(&b).ok_or_else(|| InputError::new_err(format!("backend={b:?}: expected vulkan, gl, metal or dx12")))).transpose()?;
-    let mode = match autotune {
-        "off" => AutotuneMode::Off,
-        "fast" => AutotuneMode::Fast,
-        "full" => AutotuneMode::Full,
-        other => return Err(InputError::new_err(format!("autotune={other:?}: expected off, fast or full"))),
-    };
+    let mode = <AutotuneMode as ser::choice::Choice>::from_name(autotune).ok_or_else(|| InputError::new_err(format!("autotune={autotune:?}: expected off, fast or full")))?;
     let pin = match gemm_kernel.as_deref() {
         None | Some("auto") => None,
         Some(name) => Some(ser::ops::gemm::GemmKernel::from_name(name).ok_or_else(|| InputError::new_err(format!("gemm_kernel={name:?}: not a kernel")))?),

@@ -60,11 +60,6 @@ impl ModelKind {
     pub fn family(self) -> &'static Family {
         super::FAMILIES.iter().copied().find(|f| f.models.contains(&self)).expect("every model kind has a family")
     }
-
-    /// Fitted in one go (no epochs), with nothing to resume.
-    pub fn fitted_in_one_go(self) -> bool {
-        self.family().fit.is_some()
-    }
 }
 
 /// What model is built and its own options (each kind reads its own).
