@@ -458,7 +458,7 @@ pub fn train_on(gpu: &Gpu, cfg: &TrainBenchConfig, precision: Precision) -> Resu
     let classes = 7;
     let (frames, features) = (399, 59);
     // The recurrent models as `ser train` builds them by default.
-    let recurrent_head = crate::models::ModelConfig::default().recurrent_head();
+    let recurrent_head = crate::models::network::Settings::default().recurrent_head();
     let (arch, width) = match cfg.model {
         TrainBenchModel::Cnn => (Architecture::refined_cnn((59, 1), classes, TimePooling::Flatten), 59),
         TrainBenchModel::Mlp => (Architecture::mlp((118, 1), classes, &[512, 256], 0.4, true), 118),

@@ -378,10 +378,10 @@ fn adopt_saved_head(model: &mut ModelConfig, input: Input, architecture: &Archit
         && matches!(model.kind, ModelKind::Cnn | ModelKind::Lstm | ModelKind::CnnLstm)
         && let Some(pooling) = architecture.time_pooling()
     {
-        model.time_pooling = pooling;
+        model.network.time_pooling = pooling;
     }
     if let Some(Layer::Lstm { bidirectional, .. }) = architecture.layers.iter().find(|l| matches!(l, Layer::Lstm { .. })) {
-        model.lstm_directions = 1 + *bidirectional as usize;
+        model.network.lstm_directions = 1 + *bidirectional as usize;
     }
 }
 

@@ -1,5 +1,7 @@
 //! The `ser` command line.
 
+mod cli;
+
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ser::audio::{Emotion, Selection, VocalFilter};
@@ -13,8 +15,7 @@ use ser::ops::gemm::{GemmKernel, Precision};
 use ser::experiment::{self, ClassWeights, Run, RunConfig, Split};
 use ser::choice::Choice;
 use ser::runtime::Settings;
-use ser::models::{ModelConfig, ModelKind};
-use ser::models::knn::KnnWeights;
+use ser::models::ModelKind;
 use ser::contract::speaker::{self, SpeakerGroups};
 
 #[derive(Parser)]
@@ -301,75 +302,6 @@ struct TrainArgs {
     features: FeatureFlags,
     #[command(flatten)]
     build: BuildFlags,
-    /// Model architecture.
-    #[arg(long, value_parser = choice::<ModelKind>(), default_value_t = defaults().model.kind)]
-    model: ModelKind,
-    /// Random Fourier features of the rff model.
-    #[arg(long, default_value_t = defaults().model.rff_features, value_parser = ranged::<usize>(1, 1 << 20))]
-    rff_features: usize,
-    /// RBF kernel width of the rff model, in units of 1 / input size (1 is scikit-learn's
-    /// gamma="scale" on standardised input).
-    #[arg(long, default_value_t = defaults().model.rff_gamma, value_parser = positive_f32)]
-    rff_gamma: f32,
-    /// RBF kernel width of the krr model, in units of 1 / input size.
-    #[arg(long, default_value_t = defaults().model.krr_gamma, value_parser = positive_f32)]
-    krr_gamma: f32,
-    /// Ridge penalty of the krr model (scaled per example by 1 / its class weight). 0.1 rather
-    /// than 0.01: better on speakers not in training (5-fold by actor 0.656 against 0.626, every
-    /// fold better) for 0.9 points less on a random split (docs/results/history.md).
-    #[arg(long, default_value_t = defaults().model.krr_lambda, value_parser = positive_f32)]
-    krr_lambda: f32,
-    /// Neighbours that vote (knn; at most 16).
-    #[arg(long, default_value_t = defaults().model.knn_k, value_parser = ranged::<usize>(1, ser::ops::knn::MAX_K))]
-    knn_k: usize,
-    /// How they vote (knn): uniform, or distance (1 / distance; coinciding rows outvote all).
-    #[arg(long, value_parser = choice::<KnnWeights>(), default_value_t = defaults().model.knn_weights)]
-    knn_weights: KnnWeights,
-    /// Penalty C of the svm (each class's bound is C times its class weight). 10 rather than
-    /// scikit-learn's 1: validation accuracy 0.82 against 0.79 on RAVDESS (docs/results/history.md).
-    #[arg(long, default_value_t = defaults().model.svm_c, value_parser = positive_f64)]
-    svm_c: f64,
-    /// RBF width of the svm: "scale" (scikit-learn's default, 1 / (input size * variance of
-    /// the inputs)) or a positive number.
-    #[arg(long, default_value = "scale", value_parser = svm_gamma)]
-    svm_gamma: SvmGamma,
-    /// Trees of the rf model. 500 rather than scikit-learn's 100: validation accuracy 0.70
-    /// against 0.67 on RAVDESS (docs/results/history.md).
-    #[arg(long, default_value_t = defaults().model.trees, value_parser = ranged::<usize>(1, 50_000))]
-    trees: usize,
-    /// Deepest level of the rf model's trees (root 0); without it they grow until pure.
-    #[arg(long, value_parser = ranged::<usize>(1, 1_000))]
-    max_depth: Option<usize>,
-    /// Fewest training rows in a leaf of the rf model.
-    #[arg(long, default_value_t = defaults().model.min_samples_leaf, value_parser = ranged::<usize>(1, 1 << 20))]
-    min_samples_leaf: usize,
-    /// Quantile bins per feature the rf model splits between.
-    #[arg(long, default_value_t = defaults().model.rf_bins, value_parser = ranged::<usize>(2, ser::ops::forest::MAX_BINS))]
-    rf_bins: usize,
-    /// Units per direction of the lstm and cnn-lstm models' LSTM.
-    #[arg(long, default_value_t = defaults().model.lstm_units, value_parser = ranged::<usize>(1, ser::ops::lstm::MAX_UNITS))]
-    lstm_units: usize,
-    /// Directions of that LSTM: 2 (bidirectional, the second walking each clip backwards) or 1
-    /// (forward only, as Keras's plain LSTM).
-    #[arg(long, default_value_t = defaults().model.lstm_directions, value_parser = ranged::<usize>(1, 2))]
-    lstm_directions: usize,
-    /// How the models over frames reduce their steps before the dense layers: the mean over
-    /// valid steps (the study's LSTM head), attention (a learned softmax weighting of them),
-    /// for cnn only flatten (the study's refined CNN head, every step kept; it does not train
-    /// on RAVDESS's frames at the study's learning rate, docs/results/history.md), for lstm and
-    /// cnn-lstm only last (the LSTM's state after each clip's last frame, Keras's default).
-    /// cnn over vectors or stats always flattens.
-    #[arg(long, value_parser = choice::<ser::nn::TimePooling>(), default_value_t = defaults().model.time_pooling)]
-    time_pooling: ser::nn::TimePooling,
-    /// Hidden layer widths of the MLP.
-    #[arg(long, value_delimiter = ',', default_values_t = defaults().model.hidden, value_parser = ranged::<usize>(1, 1 << 16))]
-    hidden: Vec<usize>,
-    /// Dropout rate after each hidden layer of the MLP.
-    #[arg(long, default_value_t = defaults().model.dropout, value_parser = probability_below_one)]
-    dropout: f32,
-    /// Batch normalisation after each hidden layer of the MLP.
-    #[arg(long)]
-    batch_norm: bool,
     /// Decoupled weight decay (AdamW), per unit of learning rate.
     #[arg(long, default_value_t = defaults().weight_decay, value_parser = non_negative_f32)]
     weight_decay: f32,
@@ -484,36 +416,16 @@ struct TrainArgs {
     log: Option<PathBuf>,
     #[command(flatten)]
     adapter: AdapterArgs,
+    /// Last: its family groups set help headings for the flags after them.
+    #[command(flatten)]
+    model: cli::model_flags::ModelFlags,
 }
 
 impl TrainArgs {
     /// The run these flags ask for.
     fn config(&self) -> RunConfig {
         RunConfig {
-            model: ModelConfig {
-                kind: self.model,
-                rff_features: self.rff_features,
-                rff_gamma: self.rff_gamma,
-                krr_gamma: self.krr_gamma,
-                krr_lambda: self.krr_lambda,
-                knn_k: self.knn_k,
-                knn_weights: self.knn_weights,
-                svm_c: self.svm_c,
-                svm_gamma: match self.svm_gamma {
-                    SvmGamma::Scale => None,
-                    SvmGamma::Value(g) => Some(g),
-                },
-                trees: self.trees,
-                max_depth: self.max_depth,
-                min_samples_leaf: self.min_samples_leaf,
-                rf_bins: self.rf_bins,
-                lstm_units: self.lstm_units,
-                lstm_directions: self.lstm_directions,
-                time_pooling: self.time_pooling,
-                hidden: self.hidden.clone(),
-                dropout: self.dropout,
-                batch_norm: self.batch_norm,
-            },
+            model: self.model.config(),
             input: self.input,
             class_weights: self.class_weights,
             split: self.split.unwrap_or(defaults().split),
@@ -543,8 +455,6 @@ impl TrainArgs {
 
 #[derive(Args)]
 struct CompareArgs {
-    #[command(flatten)]
-    train: TrainArgs,
     /// The models to train (each with train's flags for it; lstm and cnn-lstm read the frame
     /// sequences whatever --input says, the others --input).
     #[arg(long, value_parser = choice::<ModelKind>(), value_delimiter = ',', default_value = "cnn,mlp,krr,knn,svm,rf")]
@@ -562,6 +472,9 @@ struct CompareArgs {
     /// Print JSON instead of a Markdown table.
     #[arg(long)]
     json: bool,
+    /// Last: its model flags set help headings for the flags after them.
+    #[command(flatten)]
+    train: TrainArgs,
 }
 
 #[derive(Args)]
@@ -1436,17 +1349,6 @@ fn finite_f64(s: &str) -> std::result::Result<f64, String> {
 
 fn positive_f64(s: &str) -> std::result::Result<f64, String> {
     finite_f64(s).and_then(|v| if v > 0.0 { Ok(v) } else { Err(format!("{v} must be positive (greater than 0)")) })
-}
-
-/// The svm's RBF width: scikit-learn's "scale" or a value.
-#[derive(Clone, Copy, Debug)]
-enum SvmGamma {
-    Scale,
-    Value(f64),
-}
-
-fn svm_gamma(s: &str) -> std::result::Result<SvmGamma, String> {
-    if s == "scale" { Ok(SvmGamma::Scale) } else { positive_f64(s).map(SvmGamma::Value).map_err(|e| format!("{e}, or \"scale\"")) }
 }
 
 fn positive_f32(s: &str) -> std::result::Result<f32, String> {

@@ -1,6 +1,6 @@
 //! The GEMM autotuner: it times the candidates that pass their check, keeps the fastest per
-//! shape bucket, persists the choice keyed by adapter, reuses it, and yields to a pin. Its own
-//! test binary: the tuner's state is per adapter and process-wide.
+//! shape bucket, persists the choice keyed by adapter, reuses it, and yields to a pin. Each
+//! device holds its own kernel table, so the tests here open their own devices.
 
 mod common;
 
@@ -198,4 +198,28 @@ fn results_do_not_depend_on_batch_size_under_tuning() {
     assert_eq!(whole.lines().count(), 8);
     let shards: Vec<String> = (0..3).map(|i| run(&["--shard", &format!("{i}/3")])).collect();
     assert_eq!(shards.concat(), whole);
+}
+
+/// The kernel table belongs to the device: a second device on the same adapter neither sees the
+/// first's pin nor its tuned choices (it reads them only from the tuning file, when it loads
+/// one), and a device opened without the runtime's configuration runs the adapter's default
+/// kernels and times nothing.
+#[test]
+fn each_device_holds_its_own_kernel_table() {
+    let d = GemmDims { batch: 1, m: 40, n: 24, k: 20, broadcast_b: false };
+    let o = GemmOptions::default();
+    let pinned = common::device().unwrap();
+    let other = common::device().unwrap();
+    autotune::configure(&pinned, AutotuneMode::Fast, Some(GemmKernel::Tile32), None);
+    autotune::configure(&other, AutotuneMode::Fast, None, None);
+    assert_eq!(gemm::kernel_for(&pinned, &d, &o).unwrap(), GemmKernel::Tile32);
+    let tuned = gemm::kernel_for(&other, &d, &o).unwrap();
+    assert!(autotune::choice(&other, &d, &o).is_some(), "the unpinned device tuned the bucket");
+    assert!(autotune::choice(&pinned, &d, &o).is_none(), "the pinned device saw the other's choice");
+    assert_eq!(autotune::used(&pinned).get(&autotune::bucket(&d, &o)), Some(&"tile32".to_string()));
+    assert_eq!(autotune::used(&other).get(&autotune::bucket(&d, &o)), Some(&tuned.name()));
+
+    let bare = ser::gpu::Gpu::new(&ser::gpu::AdapterSelector::default().with_env().unwrap()).unwrap();
+    assert_eq!(gemm::kernel_for(&bare, &d, &o).unwrap(), autotune::default_kernel(&bare, Precision::F32));
+    assert!(autotune::choice(&bare, &d, &o).is_none(), "an unconfigured device timed candidates");
 }

@@ -7,7 +7,7 @@ mod common;
 
 use ser::audio::{Emotion, Selection, VocalFilter};
 use ser::experiment::{self, Run, RunConfig, Split};
-use ser::models::{ModelConfig, ModelKind};
+use ser::models::{ModelConfig, ModelKind, knn, network};
 use ser::nn::{Layer, TimePooling};
 use ser::dataset::{self, Input};
 use ser::contract::speaker::SpeakerGroups;
@@ -26,7 +26,7 @@ fn a_run_learns_records_its_configuration_and_resumes_with_it() {
     let g = &common::gpu().gpu;
     let set = common::synthetic_set();
     let l = labelled(&set);
-    let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, hidden: vec![32], ..Default::default() }, epochs: 12, lr: 3e-3, clip_norm: 5.0, seed: 4, ..Default::default() };
+    let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, network: network::Settings { hidden: vec![32], ..Default::default() }, ..Default::default() }, epochs: 12, lr: 3e-3, clip_norm: 5.0, seed: 4, ..Default::default() };
     let lines = std::cell::RefCell::new(Vec::new());
     let log = |line: &str| lines.borrow_mut().push(line.to_string());
     let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &log, on_epoch: None };
@@ -122,7 +122,7 @@ fn actor_folds_hold_each_actor_out_once() {
     assert!(err.contains("--held-out-fold 4 of --folds 5"), "{err}");
     // A network's fold model is calibrated on its fold's validation clips, which `ser
     // calibrate` finds again from its record.
-    let mlp = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, hidden: vec![8], ..Default::default() }, input: Input::Stats, epochs: 3, only_fold: Some(1), ..cfg.clone() };
+    let mlp = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, network: network::Settings { hidden: vec![8], ..Default::default() }, ..Default::default() }, input: Input::Stats, epochs: 3, only_fold: Some(1), ..cfg.clone() };
     let net = dir.join("mlp.safetensors");
     experiment::actor_folds(&Run { cfg: &mlp, ..run }, Some(&net), None).unwrap();
     let mut m = ser::infer::load_model(g, Some(&experiment::fold_path(&net, 1))).unwrap();
@@ -146,14 +146,14 @@ fn configurations_a_model_cannot_take_are_refused_by_name() {
     let err = experiment::fit_and_test(&run, &train_all, &test, None, None).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("--input frames"), "{err}");
     // Flatten is the refined CNN's head, not the LSTM's.
-    let flat_lstm = ModelConfig { kind: ModelKind::Lstm, time_pooling: TimePooling::Flatten, ..Default::default() };
+    let flat_lstm = ModelConfig { kind: ModelKind::Lstm, network: network::Settings { time_pooling: TimePooling::Flatten, ..Default::default() }, ..Default::default() };
     let err = flat_lstm.architecture(Input::Frames, (12, 59), 7).unwrap_err().to_string();
     assert!(err.contains("--time-pooling flatten"), "{err}");
     // The last state is the LSTM's, not the refined CNN's; an LSTM has one or two directions.
-    let last_cnn = ModelConfig { kind: ModelKind::Cnn, time_pooling: TimePooling::Last, ..Default::default() };
+    let last_cnn = ModelConfig { kind: ModelKind::Cnn, network: network::Settings { time_pooling: TimePooling::Last, ..Default::default() }, ..Default::default() };
     let err = last_cnn.architecture(Input::Frames, (12, 59), 7).unwrap_err().to_string();
     assert!(err.contains("--time-pooling last"), "{err}");
-    let three_ways = ModelConfig { kind: ModelKind::CnnLstm, lstm_directions: 3, ..Default::default() };
+    let three_ways = ModelConfig { kind: ModelKind::CnnLstm, network: network::Settings { lstm_directions: 3, ..Default::default() }, ..Default::default() };
     let err = three_ways.architecture(Input::Frames, (12, 59), 7).unwrap_err().to_string();
     assert!(err.contains("--lstm-directions is 1 or 2, not 3"), "{err}");
     // Actors that are not in the data.
@@ -166,7 +166,7 @@ fn configurations_a_model_cannot_take_are_refused_by_name() {
     assert!(err.contains("--fold 1") && err.contains("--split random"), "{err}");
     // The defaults are the CLI's: `ser train --help` shows them.
     let d = RunConfig::default();
-    assert_eq!((d.epochs, d.batch_size, d.model.kind, d.model.lstm_units, d.model.lstm_directions, d.clip_norm), (30, 32, ModelKind::Cnn, 64, 2, 0.0));
+    assert_eq!((d.epochs, d.batch_size, d.model.kind, d.model.network.lstm_units, d.model.network.lstm_directions, d.clip_norm), (30, 32, ModelKind::Cnn, 64, 2, 0.0));
 }
 
 /// Input augmentation (time and feature masks, noise) changes training, repeats itself with the
@@ -176,7 +176,7 @@ fn augmentation_changes_training_repeatably_and_still_learns() {
     let g = &common::gpu().gpu;
     let set = common::synthetic_set();
     let l = labelled(&set);
-    let base = RunConfig { model: ModelConfig { kind: ModelKind::Lstm, lstm_units: 8, ..Default::default() }, input: Input::Frames, epochs: 10, lr: 1e-2, seed: 2, ..Default::default() };
+    let base = RunConfig { model: ModelConfig { kind: ModelKind::Lstm, network: network::Settings { lstm_units: 8, ..Default::default() }, ..Default::default() }, input: Input::Frames, epochs: 10, lr: 1e-2, seed: 2, ..Default::default() };
     let augmented = RunConfig { augment: ser::ops::dropout::Augment { noise: 0.2, time_mask: 3, feature_mask: 6 }, ..base.clone() };
     let losses = |cfg: &RunConfig| {
         let run = Run { gpu: g, cfg, set: &set, labelled: &l, log: &|_| {}, on_epoch: None };
@@ -234,7 +234,7 @@ fn speed_copies_train_beside_their_source_and_never_reach_validation_or_test() {
     assert_eq!(train.x[2 * w..3 * w], dataset::example(&set, n + l.clips[0], Input::Stats, 1, &scaler)[..]);
     assert_ne!(train.x[2 * w..3 * w], train.x[..w]);
     // A whole run: the test and validation parts as without copies, the copies in training.
-    let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, hidden: vec![16], ..Default::default() }, epochs: 2, seed: 3, ..Default::default() };
+    let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, network: network::Settings { hidden: vec![16], ..Default::default() }, ..Default::default() }, epochs: 2, seed: 3, ..Default::default() };
     let lines = std::cell::RefCell::new(Vec::new());
     let log = |line: &str| lines.borrow_mut().push(line.to_string());
     let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &log, on_epoch: None };
@@ -263,7 +263,7 @@ fn evaluation_scores_the_clips_a_seed_held_out_as_the_run_did() {
     let set = with_copies(&common::synthetic_set());
     let l = labelled(&set);
     // An MLP trained briefly on a hard split errs on some clips, so a wrong selection shows.
-    let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, hidden: vec![8], ..Default::default() }, epochs: 2, seed: 5, test_fraction: 0.3, ..Default::default() };
+    let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Mlp, network: network::Settings { hidden: vec![8], ..Default::default() }, ..Default::default() }, epochs: 2, seed: 5, test_fraction: 0.3, ..Default::default() };
     let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {}, on_epoch: None };
     let (train_all, test) = experiment::test_split(&run).unwrap();
     let (predictor, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
@@ -285,7 +285,7 @@ fn evaluation_scores_the_clips_a_seed_held_out_as_the_run_did() {
     assert_eq!(both.report.confusion, all.report.confusion);
     // An ensemble of two different models (this MLP and a kNN of other votes) predicts the
     // argmax of their averaged probabilities: neither member alone, nor the first one's vote.
-    let knn_cfg = RunConfig { model: ModelConfig { kind: ModelKind::Knn, knn_k: 1, ..Default::default() }, input: Input::Stats, ..cfg.clone() };
+    let knn_cfg = RunConfig { model: ModelConfig { kind: ModelKind::Knn, knn: knn::Settings { k: 1, ..Default::default() }, ..Default::default() }, input: Input::Stats, ..cfg.clone() };
     let knn_run = Run { cfg: &knn_cfg, ..run };
     let (knn, _) = experiment::fit_and_test(&knn_run, &train_all, &test, None, None).unwrap();
     let members = [load(), knn];
@@ -322,9 +322,9 @@ fn the_refined_cnn_pools_frames_and_flattens_summaries() {
     let cnn = ModelConfig { kind: ModelKind::Cnn, ..Default::default() };
     assert_eq!(head(&cnn, Input::Frames, (40, 59)), Layer::TimeMean);
     assert!(cnn.architecture(Input::Frames, (40, 59), 7).unwrap().takes_shorter_batches());
-    let attention = ModelConfig { time_pooling: TimePooling::Attention, ..cnn.clone() };
+    let attention = ModelConfig { network: network::Settings { time_pooling: TimePooling::Attention, ..Default::default() }, ..cnn.clone() };
     assert_eq!(head(&attention, Input::Frames, (40, 59)), Layer::AttentionPool);
-    let flat = ModelConfig { time_pooling: TimePooling::Flatten, ..cnn.clone() };
+    let flat = ModelConfig { network: network::Settings { time_pooling: TimePooling::Flatten, ..Default::default() }, ..cnn.clone() };
     assert_eq!(head(&flat, Input::Frames, (40, 59)), Layer::Flatten);
     assert!(!flat.architecture(Input::Frames, (40, 59), 7).unwrap().takes_shorter_batches());
     for input in [Input::Vectors, Input::Stats] {

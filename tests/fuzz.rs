@@ -287,7 +287,7 @@ fn seed_models(g: &ser::gpu::Gpu) -> Vec<Vec<u8>> {
         (ModelKind::Lstm, Input::Frames, attention),
         (ModelKind::CnnLstm, Input::Frames, mean),
     ] {
-        let cfg = RunConfig { model: ModelConfig { kind, trees: 5, lstm_units: 4, time_pooling, ..Default::default() }, input, epochs: 1, ..Default::default() };
+        let cfg = RunConfig { model: ModelConfig { kind, forest: ser::models::forest::Settings { trees: 5, ..Default::default() }, network: ser::models::network::Settings { lstm_units: 4, time_pooling, ..Default::default() }, ..Default::default() }, input, epochs: 1, ..Default::default() };
         let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &|_| {}, on_epoch: None };
         let (train_all, test) = experiment::test_split(&run).unwrap();
         let (predictor, _) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();

@@ -116,8 +116,8 @@ fn a_run_resumed_where_the_next_epochs_do_not_improve_replays_the_uninterrupted_
 fn the_small_cnn_also_learns_with_bfloat16_gemm_operands() {
     // Mixed precision: the conv and dense GEMMs round their operands to bfloat16 while training
     // (sums, weights and Adam's state stay f32). It must learn as the f32 run does, its numbers
-    // must differ from the f32 run's (the rounding is really applied), and the model must come
-    // back in f32 for testing and saving.
+    // must differ from the f32 run's (the rounding is really applied). Inference is f32 by
+    // construction: precision is an argument of a training step, not a state of the model.
     let g = &gpu().gpu;
     let mut rng = Rng::new(42);
     let (tr, va) = (waves(&mut rng, 300), waves(&mut rng, 90));
@@ -126,7 +126,6 @@ fn the_small_cnn_also_learns_with_bfloat16_gemm_operands() {
         let mut model = Model::new(g, &small_cnn(), 3).unwrap();
         model.adam.lr = 3e-3;
         let log = train::fit(g, &mut model, &tr, &va, &[1.0, 1.0, 1.0], &cfg, |_| {}).unwrap();
-        assert_eq!(model.precision, Precision::F32, "fit leaves the model in f32");
         let (_, acc) = predict::loss_and_accuracy(&predict::predict(g, &model, &va, 64).unwrap(), &va.y, 3);
         (log, acc)
     };
@@ -805,7 +804,7 @@ fn training_steps_on_a_batch_padded_two_ways_agree() {
         let mut losses = Vec::new();
         for seed in [5, 6] {
             let mut step = g.step("test.padded-training");
-            let l = model.train_step(&mut step, &x, Some(&lengths), &labels, &class_weight, seed).unwrap();
+            let l = model.train_step(&mut step, &x, Some(&lengths), &labels, &class_weight, seed, Precision::F32).unwrap();
             step.submit().unwrap();
             losses.extend(g.read_f32(&l).unwrap());
         }
@@ -868,7 +867,7 @@ fn attention_poolings_first_adam_step_follows_the_loss_gradient() {
     let labels = g.upload(&y, &[n], ser::gpu::DType::U32).unwrap();
     let weights = g.upload_f32(&vec![1.0; classes], &[classes]).unwrap();
     let mut step = g.step("test");
-    model.train_step(&mut step, &tx, Some(&lengths), &labels, &weights, 1).unwrap();
+    model.train_step(&mut step, &tx, Some(&lengths), &labels, &weights, 1, Precision::F32).unwrap();
     step.submit().unwrap();
     let w1 = g.read_f32(&vector(&model)).unwrap();
     let mut checked = 0;
@@ -916,4 +915,36 @@ fn temperature_scaling_fits_the_factor_that_calibrates_the_scores() {
     }
     let few = predict::fit_temperature(&sure[..4 * k], &labels[..4], k);
     assert!(!few.calibrated && few.temperature == 1.0, "{few:?}");
+}
+
+/// With tuning on, training chooses every kernel before its first epoch: preparing the model
+/// tunes every bucket that training and validation then run (fit tunes nothing new), and
+/// preparing changes nothing in the model (the same run with and without it gives the same
+/// epochs). Its own device: the kernel table belongs to the device.
+#[test]
+fn training_tunes_its_kernels_before_the_first_epoch() {
+    use ser::ops::autotune::{self, AutotuneMode};
+    use ser::ops::gemm::table;
+    let _one_at_a_time = gpu();
+    let g = &common::device().unwrap();
+    autotune::configure(g, AutotuneMode::Fast, None, None);
+    let mut rng = Rng::new(5);
+    let (tr, va) = (waves(&mut rng, 70), waves(&mut rng, 30));
+    let cfg = TrainConfig { epochs: 2, batch_size: 16, seed: 3, precision: Precision::Bf16, ..Default::default() };
+    let buckets = || table::table(g).lock().choices.keys().cloned().collect::<Vec<_>>();
+    assert!(buckets().is_empty());
+    let mut prepared = Model::new(g, &small_cnn(), 9).unwrap();
+    prepared.prepare_kernels(g, &[16, 70 % 16], &[30], Precision::Bf16).unwrap();
+    let tuned = buckets();
+    assert!(tuned.iter().any(|b| b.starts_with("bf16 tn")), "no weight-gradient multiply was prepared: {tuned:?}");
+    assert!(tuned.iter().any(|b| b.starts_with("f32")), "no inference multiply was prepared: {tuned:?}");
+    assert_eq!(prepared.step, 0, "preparing took an Adam step");
+    let log = train::fit(g, &mut prepared, &tr, &va, &[1.0; 3], &cfg, |_| {}).unwrap();
+    assert_eq!(buckets(), tuned, "training tuned a bucket that preparing missed");
+    let used: Vec<String> = autotune::used(g).into_keys().collect();
+    assert!(used.iter().all(|b| tuned.contains(b)), "ran {used:?}, prepared {tuned:?}");
+    let mut plain = Model::new(g, &small_cnn(), 9).unwrap();
+    let plain_log = train::fit(g, &mut plain, &tr, &va, &[1.0; 3], &cfg, |_| {}).unwrap();
+    let numbers = |l: &[train::Epoch]| l.iter().map(|e| (e.loss, e.val_loss)).collect::<Vec<_>>();
+    assert_eq!(numbers(&log), numbers(&plain_log), "preparing changed the model");
 }

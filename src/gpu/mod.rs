@@ -107,6 +107,8 @@ pub struct Gpu {
     settings: GpuSettings,
     /// A 16-byte buffer bound where a kernel's optional input is absent.
     placeholder: Tensor,
+    /// State the layers above keep per device (see [`Gpu::local`]), by type.
+    locals: Mutex<HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>,
 }
 
 /// How a device runs kernels: settings the edge gives (the CLI from the environment, through
@@ -140,6 +142,17 @@ impl Gpu {
     /// Opens the adapter the selector (flags, else rank) picks, with the default settings.
     pub fn new(selector: &AdapterSelector) -> Result<Gpu> {
         Gpu::with_settings(selector, GpuSettings::default())
+    }
+
+    /// The value of type `T` this device keeps for a layer above it (the GEMM kernel table,
+    /// `ops::gemm::table`): made with `T::default()` on first use, shared by every caller after,
+    /// dropped with the device. Per device rather than per process, so that two devices (or two
+    /// opened on one adapter with different settings) never see each other's state; the GPU
+    /// layer never looks inside.
+    pub fn local<T: std::any::Any + Send + Sync + Default>(&self) -> Arc<T> {
+        let mut locals = self.locals.lock().unwrap();
+        let value = locals.entry(std::any::TypeId::of::<T>()).or_insert_with(|| Arc::new(T::default()));
+        Arc::clone(value).downcast::<T>().unwrap_or_else(|_| unreachable!("a local is stored under its own type"))
     }
 
     /// Opens the adapter the selector picks, with `settings`.
@@ -200,6 +213,7 @@ impl Gpu {
             params_arena: Mutex::new(None),
             profiler: Mutex::new(Profiler::new(timestamp_period)),
             placeholder,
+            locals: Mutex::new(HashMap::new()),
         })
     }
 

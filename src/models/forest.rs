@@ -42,6 +42,27 @@ impl Default for ForestConfig {
     }
 }
 
+/// What `--model rf` is fitted with (`ser train`'s rf flags; the names in a training record);
+/// the rest of [`ForestConfig`] stays at its defaults.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// 500 rather than scikit-learn's 100: validation accuracy 0.70 against 0.67 on RAVDESS
+    /// (docs/results/history.md).
+    pub trees: usize,
+    pub max_depth: Option<usize>,
+    pub min_samples_leaf: usize,
+    #[serde(rename = "rf_bins")]
+    pub bins: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let fit = ForestConfig::default();
+        Settings { trees: fit.trees, max_depth: fit.max_depth, min_samples_leaf: fit.min_samples_leaf, bins: fit.bins }
+    }
+}
+
 /// The cut points of one feature: at most `bins - 1` values, strictly increasing, each halfway
 /// between two distinct training values at (about) the k/bins quantiles. Every distinct value
 /// gets its own bin when there are at most `bins` of them.
@@ -417,8 +438,8 @@ pub static FAMILY: Family = Family { kind: "forest", models: &[ModelKind::Rf], v
 
 /// One forest grown on every training clip.
 fn fit(p: &FitInput) -> Result<Fitted> {
-    let m = p.settings;
-    let cfg = ForestConfig { trees: m.trees, max_depth: m.max_depth, min_samples_leaf: m.min_samples_leaf, bins: m.rf_bins, seed: p.seed, ..Default::default() };
+    let m = p.settings.forest;
+    let cfg = ForestConfig { trees: m.trees, max_depth: m.max_depth, min_samples_leaf: m.min_samples_leaf, bins: m.bins, seed: p.seed, ..Default::default() };
     let (model, report) = Forest::fit(p.gpu, p.train, p.classes, &(p.class_weights)(p.train), &cfg)?;
     (p.log)(&format!("rf ({} trees) on {} clips: {} nodes, depth {}, {:.2} s", cfg.trees, p.train.len(), report.nodes, report.depth, report.seconds));
     let record = serde_json::json!({"forest": {"config": cfg, "fits": [report]}, "fit_seconds": report.seconds});

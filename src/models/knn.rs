@@ -25,6 +25,23 @@ crate::choices! {
     }
 }
 
+/// What `--model knn` is fitted with (`ser train`'s knn flags; the names in a training record).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Neighbours that vote (at most `ops::knn::MAX_K`).
+    #[serde(rename = "knn_k")]
+    pub k: usize,
+    #[serde(rename = "knn_weights")]
+    pub weights: KnnWeights,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { k: 5, weights: KnnWeights::Uniform }
+    }
+}
+
 /// A fitted classifier: the training rows (on the GPU, and on the host for saving) and their
 /// classes.
 pub struct Knn {
@@ -129,11 +146,11 @@ pub static FAMILY: Family = Family { kind: "knn", models: &[ModelKind::Knn], val
 
 /// Every training clip is the model: nothing to validate.
 fn fit(p: &FitInput) -> Result<Fitted> {
-    let m = p.settings;
+    let m = p.settings.knn;
     let started = std::time::Instant::now();
-    let model = Knn::fit(p.gpu, p.train, p.classes, m.knn_k, m.knn_weights)?;
-    (p.log)(&format!("knn (k {}, {:?} votes) on {} clips", m.knn_k, m.knn_weights, p.train.len()));
-    let record = serde_json::json!({"knn": {"k": m.knn_k, "weights": m.knn_weights, "rows": p.train.len()}, "fit_seconds": started.elapsed().as_secs_f64()});
+    let model = Knn::fit(p.gpu, p.train, p.classes, m.k, m.weights)?;
+    (p.log)(&format!("knn (k {}, {:?} votes) on {} clips", m.k, m.weights, p.train.len()));
+    let record = serde_json::json!({"knn": {"k": m.k, "weights": m.weights, "rows": p.train.len()}, "fit_seconds": started.elapsed().as_secs_f64()});
     Ok((Box::new(model), input_only(p.input_shape), record))
 }
 

@@ -11,8 +11,74 @@ use crate::nn::checkpoint::{self, ModelMeta};
 use crate::nn::predict::{predict, softmax_rows};
 use crate::nn::Model;
 use crate::store::Loaded;
+use crate::contract::Input;
+use crate::nn::{Architecture, RecurrentHead, TimePooling};
 use anyhow::{Result, bail};
 use std::path::Path;
+
+/// What the network models are built with (`ser train`'s network flags; the names in a
+/// training record). Each model reads its own: rff the Fourier features, mlp the hidden
+/// layers, lstm and cnn-lstm the LSTM, the models over frames the pooling.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Random Fourier features of the rff model.
+    pub rff_features: usize,
+    /// RBF width of the rff model, in units of 1 / input size.
+    pub rff_gamma: f32,
+    /// Units per direction of the lstm and cnn-lstm models' LSTM.
+    pub lstm_units: usize,
+    /// Directions of that LSTM: 2 (bidirectional, ser's default) or 1 (forward only).
+    pub lstm_directions: usize,
+    /// How the models over frames (lstm, cnn-lstm, cnn) reduce their steps: the mean over valid
+    /// steps by default (the study's LSTM head); flatten is the study's refined CNN head; last,
+    /// the LSTM's last state (Keras's default LSTM), for the recurrent models.
+    pub time_pooling: TimePooling,
+    /// Hidden layer widths, dropout and batch normalisation of the MLP.
+    pub hidden: Vec<usize>,
+    pub dropout: f32,
+    pub batch_norm: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { rff_features: 4096, rff_gamma: 1.0, lstm_units: 64, lstm_directions: 2, time_pooling: TimePooling::Mean, hidden: vec![512, 256], dropout: 0.4, batch_norm: false }
+    }
+}
+
+impl Settings {
+    /// The network `kind` is for `input` (length, channels) and `classes`.
+    pub fn architecture(&self, kind: ModelKind, input: Input, input_shape: (usize, usize), classes: usize) -> Result<Architecture> {
+        Ok(match kind {
+            // Over time means or statistics the convolutions run along the features: there is
+            // no time to pool, only the study's Flatten.
+            ModelKind::Cnn if input != Input::Frames => Architecture::refined_cnn(input_shape, classes, TimePooling::Flatten),
+            ModelKind::Cnn if self.time_pooling == TimePooling::Last => {
+                bail!("--model cnn: --time-pooling last is the LSTM's last state; the refined CNN over frames takes mean, attention or flatten")
+            }
+            ModelKind::Cnn => Architecture::refined_cnn(input_shape, classes, self.time_pooling),
+            ModelKind::Lstm | ModelKind::CnnLstm if self.time_pooling == TimePooling::Flatten => {
+                bail!("--model {}: --time-pooling flatten is the refined CNN's; the LSTM's head pools over valid steps (mean or attention) or takes its last state (last)", kind.name())
+            }
+            ModelKind::Lstm | ModelKind::CnnLstm if !(1..=2).contains(&self.lstm_directions) => {
+                bail!("--model {}: --lstm-directions is 1 or 2, not {}", kind.name(), self.lstm_directions)
+            }
+            ModelKind::Mlp => Architecture::mlp(input_shape, classes, &self.hidden, self.dropout, self.batch_norm),
+            ModelKind::Rff => Architecture::fourier(input_shape, classes, self.rff_features, self.rff_gamma),
+            ModelKind::Lstm | ModelKind::CnnLstm if input != Input::Frames => {
+                bail!("--model {}: recurrent models read frame sequences; add --input frames", kind.name())
+            }
+            ModelKind::Lstm => Architecture::lstm(input_shape, classes, self.recurrent_head()),
+            ModelKind::CnnLstm => Architecture::cnn_lstm(input_shape, classes, self.recurrent_head()),
+            k => bail!("--model {}: not a network trained by gradients", k.name()),
+        })
+    }
+
+    /// The lstm and cnn-lstm models' LSTM and pooling.
+    pub fn recurrent_head(&self) -> RecurrentHead {
+        RecurrentHead { units: self.lstm_units, bidirectional: self.lstm_directions == 2, pooling: self.time_pooling }
+    }
+}
 
 pub static FAMILY: Family = Family {
     kind: "network",

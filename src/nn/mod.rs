@@ -403,10 +403,6 @@ pub struct Model {
     pub augment: crate::ops::dropout::Augment,
     /// Adam steps taken.
     pub step: u32,
-    /// Operand precision of the convolution and dense GEMMs, forward and backward (sums are f32
-    /// either way, weights and Adam's state stay f32). Training may use bfloat16; a model is
-    /// created and loaded with f32.
-    pub precision: Precision,
 }
 
 pub(crate) fn param(gpu: &Gpu, name: String, values: &[f32], shape: &[usize]) -> Result<Param> {
@@ -438,7 +434,7 @@ impl Model {
         arch.classes()?;
         let mut init = layers::Init::new(seed);
         let built = arch.layers.iter().enumerate().map(|(i, layer)| layers::build(gpu, i, layer, shapes[i], &mut init)).collect::<Result<Vec<_>>>()?;
-        Ok(Model { arch: arch.clone(), shapes, layers: built, adam: Adam::default(), bn: BatchNorm::default(), augment: Default::default(), step: 0, precision: Precision::F32 })
+        Ok(Model { arch: arch.clone(), shapes, layers: built, adam: Adam::default(), bn: BatchNorm::default(), augment: Default::default(), step: 0 })
     }
 
     /// Every trainable parameter, in layer order.
@@ -513,20 +509,24 @@ impl Model {
             seed: Self::layer_seed(f.seed, f.i),
             lengths: f.lengths[f.i].as_ref().map(|n| n.tensor.clone()),
             valid_steps: f.lengths[f.i].as_ref().map_or(f.batch * f.shapes[f.i].0, |n| n.valid),
-            precision: self.precision,
+            precision: f.precision,
             bn: &self.bn,
         }
     }
 
     /// Records the forward pass (training: dropout on, batch statistics; else inference).
-    fn forward(&self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, batch: usize, train: bool, seed: u64) -> Result<Forward> {
+    fn forward(&self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, batch: usize, mode: Mode) -> Result<Forward> {
+        let (train, seed, precision) = match mode {
+            Mode::Inference => (false, 0, Precision::F32),
+            Mode::Training { seed, precision } => (true, seed, precision),
+        };
         let shapes = self.shapes_for(self.batch_steps(x, batch)?)?;
         let lengths = self.layer_lengths(step.gpu(), lengths, batch, shapes[0].0)?;
         let mut cur = x.clone();
         let mut saved = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
             step.set_scope(Some(format!("{i}.{} {}", self.arch.layers[i].kind(), if train { "forward" } else { "inference" })));
-            let (y, kept) = layer.forward(&mut self.pass(step, &PassOf { i, batch, shapes: &shapes, lengths: &lengths, train, seed }), &cur)?;
+            let (y, kept) = layer.forward(&mut self.pass(step, &PassOf { i, batch, shapes: &shapes, lengths: &lengths, train, seed, precision }), &cur)?;
             saved.push(kept);
             cur = y;
         }
@@ -538,7 +538,10 @@ impl Model {
     /// cross-entropy with class weights, backward, and an Adam update of every parameter.
     /// Returns the per-sample losses [batch] (read them when convenient).
     /// `lengths`: each example's valid steps, for models with sequence layers (None: all full).
-    pub fn train_step(&mut self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, labels: &Tensor, class_weight: &Tensor, seed: u64) -> Result<Tensor> {
+    /// `precision`: the operands of the convolution and dense GEMMs, forward and backward (sums
+    /// are f32 either way, weights and Adam's state stay f32; inference is always f32).
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_step(&mut self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, labels: &Tensor, class_weight: &Tensor, seed: u64, precision: Precision) -> Result<Tensor> {
         let batch = labels.len();
         let gpu = step.gpu();
         let augmented;
@@ -552,7 +555,7 @@ impl Model {
         } else {
             x
         };
-        let Forward { logits, saved, shapes, lengths } = self.forward(step, x, lengths, batch, true, seed)?;
+        let Forward { logits, saved, shapes, lengths } = self.forward(step, x, lengths, batch, Mode::Training { seed, precision })?;
         let classes = logits.shape()[1];
         let losses = gpu.empty(&[batch], DType::F32)?;
         let dlogits = gpu.empty(&[batch, classes], DType::F32)?;
@@ -564,7 +567,7 @@ impl Model {
         let first = self.layers.iter().position(|l| !l.params().is_empty()).unwrap_or(0);
         for (i, kept) in saved.into_iter().enumerate().skip(first).rev() {
             step.set_scope(Some(format!("{i}.{} backward", self.arch.layers[i].kind())));
-            let of = PassOf { i, batch, shapes: &shapes, lengths: &lengths, train: true, seed };
+            let of = PassOf { i, batch, shapes: &shapes, lengths: &lengths, train: true, seed, precision };
             let (dx, gs) = self.layers[i].backward(&mut self.pass(step, &of), kept, &dy, i > first)?;
             grads.push((i, gs));
             if let Some(dx) = dx {
@@ -582,10 +585,50 @@ impl Model {
         Ok(losses)
     }
 
+    /// Chooses now every GEMM kernel that training steps of `train_batches` examples and
+    /// inference over `inference_batches` will run, so that the device's kernel table tunes
+    /// them before work starts rather than at a bucket's first multiply in the middle of the
+    /// first epoch (where tuning time counted as training time). It records one training step
+    /// and one inference pass per size on zero inputs and submits nothing: the model is left
+    /// as it was (its step count restored). Does nothing on a device that tunes nothing.
+    pub fn prepare_kernels(&mut self, gpu: &Gpu, train_batches: &[usize], inference_batches: &[usize], precision: Precision) -> Result<()> {
+        if !crate::ops::gemm::table::will_tune(gpu) {
+            return Ok(());
+        }
+        let (steps, channels) = self.arch.input;
+        let classes = self.arch.classes()?;
+        let class_weight = gpu.upload_f32(&vec![1.0; classes], &[classes])?;
+        let zeros = |batch: usize| gpu.upload_f32(&vec![0.0; batch * steps * channels], &[batch, steps * channels]);
+        let adam_step = self.step;
+        let recorded = (|| -> Result<()> {
+            for &batch in train_batches.iter().filter(|&&b| b > 0) {
+                let labels = gpu.upload(&vec![0u32; batch], &[batch], DType::U32)?;
+                let mut step = gpu.step("prepare kernels");
+                self.train_step(&mut step, &zeros(batch)?, None, &labels, &class_weight, 0, precision)?;
+            }
+            for &batch in inference_batches.iter().filter(|&&b| b > 0) {
+                let mut step = gpu.step("prepare kernels");
+                self.logits(&mut step, &zeros(batch)?, None, batch)?;
+            }
+            Ok(())
+        })();
+        self.step = adam_step;
+        recorded
+    }
+
     /// Records inference (dropout off, moving statistics) and returns the logits [batch, classes].
     pub fn logits(&self, step: &mut Step, x: &Tensor, lengths: Option<&[u32]>, batch: usize) -> Result<Tensor> {
-        Ok(self.forward(step, x, lengths, batch, false, 0)?.logits)
+        Ok(self.forward(step, x, lengths, batch, Mode::Inference)?.logits)
     }
+}
+
+/// How a forward pass runs.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Dropout off, moving statistics, f32 operands.
+    Inference,
+    /// Dropout on (masks from `seed`), batch statistics, GEMM operands at `precision`.
+    Training { seed: u64, precision: Precision },
 }
 
 /// Which layer a pass is, over which batch.
@@ -596,4 +639,5 @@ struct PassOf<'a> {
     lengths: &'a [Option<LayerLengths>],
     train: bool,
     seed: u64,
+    precision: Precision,
 }

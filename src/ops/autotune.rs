@@ -1,67 +1,31 @@
-//! Which GEMM kernel runs on this adapter for each kind of multiply: the autotuner.
+//! The autotuner: it fills each device's GEMM kernel table (`ops::gemm::table`).
 //!
-//! A multiply asks for `GemmKernel::Auto`. The first time an (adapter, driver, `ser` version)
-//! meets a shape bucket (precision, transposes, batching, and N, K rounded up to powers of
-//! two; never M, so that results do not depend on batch size), every candidate kernel that
-//! passes a correctness check against the float64 reference is timed on that shape and the
-//! fastest is kept (the fast mode stops timing a candidate whose warm-up ran
-//! [`GIVE_UP_FACTOR`] times slower than the best before it, and times a shape the adapter runs
-//! slowly on fewer rows: [`timing_dims`]). Choices persist in the user's cache folder
-//! (`autotune.json`), keyed by adapter, driver and `ser` version, so tuning happens once per
-//! machine. The mode ([`AutotuneMode`]: fast by default, a shortlist and few repetitions; off,
-//! the adapter class's default, nothing timed) and a pinned kernel (for reproducibility) are
-//! given to [`configure`] before work starts (`crate::runtime`; the CLI's `SER_AUTOTUNE` and
-//! `SER_GEMM_KERNEL`). Every choice made in a process is remembered (`used`) so that
-//! checkpoints can record the kernels that trained them.
+//! The first time an (adapter, driver, `ser` version) meets a shape bucket (precision,
+//! transposes, batching, and N, K rounded up to powers of two; never M, so that results do not
+//! depend on batch size), every candidate kernel that passes a correctness check against the
+//! float64 reference is timed on that shape and the fastest is kept (the fast mode stops timing
+//! a candidate whose warm-up ran [`GIVE_UP_FACTOR`] times slower than the best before it, and
+//! times a shape the adapter runs slowly on fewer rows: [`timing_dims`]). Choices persist in the
+//! user's cache folder (`autotune.json`), keyed by adapter, driver and `ser` version, so tuning
+//! happens once per machine. The mode ([`AutotuneMode`]: fast by default, a shortlist and few
+//! repetitions; off, the adapter class's default, nothing timed) and a pinned kernel (for
+//! reproducibility) are given to [`configure`] before work starts (`crate::runtime`; the CLI's
+//! `SER_AUTOTUNE` and `SER_GEMM_KERNEL`), which loads the stored choices into the table; the
+//! buckets still missing are tuned before training's first epoch (`nn::Model::prepare_kernels`)
+//! or, for other work, at their first multiply. The table remembers every kernel a device ran
+//! (`used`), so that checkpoints can record the kernels that trained them.
 
+use super::gemm::table::{self, TableState};
 use super::gemm::{self, GemmDims, GemmKernel, GemmOptions, Precision};
 use crate::gpu::Gpu;
 use crate::rng::SplitMix64;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Instant;
 
-crate::choices! {
-    /// How much the tuner measures.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "lowercase")]
-    pub enum AutotuneMode {
-        /// Nothing timed: the adapter class's default kernel (see [`default_kernel`]).
-        Off = "off",
-        /// A shortlist of candidates, four timed runs each; a candidate whose warm-up already ran
-        /// [`GIVE_UP_FACTOR`] times slower than the best so far is not timed further, and a shape
-        /// the adapter runs slowly is timed on fewer rows ([`timing_dims`]).
-        Fast = "fast",
-        /// Every kernel, eight timed runs each, on the whole shape.
-        Full = "full",
-    }
-}
-
-/// One candidate as measured: milliseconds per multiply, or why it was not timed.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Candidate {
-    pub kernel: String,
-    pub ms: Option<f64>,
-    pub error: Option<String>,
-    /// `ms` is the warm-up's execution alone: it ran [`GIVE_UP_FACTOR`] times slower than the
-    /// best candidate before it, so it was not timed further.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub warm_up_only: bool,
-}
-
-/// The tuner's decision for one shape bucket, with the evidence.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Choice {
-    pub kernel: String,
-    /// The multiply it was timed on: [batch, M, N, K] (rows cut where the adapter is slow on
-    /// the whole shape: [`timing_dims`]).
-    pub timed_on: [usize; 4],
-    pub mode: AutotuneMode,
-    pub candidates: Vec<Candidate>,
-}
+pub use super::gemm::table::{AutotuneMode, Candidate, Choice, bucket, choice, default_kernel, used};
 
 /// The tuning file as stored: adapter key -> bucket -> choice, each choice kept as the JSON it
 /// was read as, so that an entry this build cannot read (another version's) survives a save.
@@ -86,20 +50,6 @@ impl TuneFile {
         out
     }
 }
-
-/// The tuner's state for one adapter.
-struct AdapterTuning {
-    mode: AutotuneMode,
-    pin: Option<GemmKernel>,
-    file: Option<PathBuf>,
-    choices: BTreeMap<String, Choice>,
-    /// Correctness of (kernel, precision, trans_a, trans_b) on this adapter, checked once.
-    verified: HashMap<(GemmKernel, Precision, bool, bool), Result<(), String>>,
-    /// bucket -> kernel, for every multiply this process ran.
-    used: BTreeMap<String, String>,
-}
-
-static STATE: Mutex<BTreeMap<String, AdapterTuning>> = Mutex::new(BTreeMap::new());
 
 /// What identifies an adapter's tuning: a new driver or a new `ser` re-tunes.
 pub fn adapter_key(gpu: &Gpu) -> String {
@@ -127,59 +77,18 @@ fn read_file(path: &std::path::Path) -> TuneFile {
     }
 }
 
-/// Sets how this adapter is tuned and loads its stored choices, before any work
-/// (`crate::runtime::open` calls it; an adapter never configured tunes in fast mode, in memory
-/// only). `file` None keeps choices in memory only.
+/// Sets how this device is tuned and loads its stored choices into its kernel table, before
+/// any work (`crate::runtime::open` calls it; a device never configured runs the default
+/// kernels). `file` None keeps choices in memory only. Installs [`tune_and_keep`] as the table's
+/// tuner for the buckets neither the file nor earlier work chose for.
 pub fn configure(gpu: &Gpu, mode: AutotuneMode, pin: Option<GemmKernel>, file: Option<PathBuf>) {
     let key = adapter_key(gpu);
     let choices = file.as_ref().map(|f| read_file(f).choices(f, &key)).unwrap_or_default();
-    STATE.lock().unwrap().insert(key, AdapterTuning { mode, pin, file, choices, verified: HashMap::new(), used: BTreeMap::new() });
-}
-
-fn ensure_configured<'s>(state: &'s mut BTreeMap<String, AdapterTuning>, gpu: &Gpu) -> Result<&'s mut AdapterTuning> {
-    let key = adapter_key(gpu);
-    if !state.contains_key(&key) {
-        let tuning = AdapterTuning { mode: AutotuneMode::Fast, pin: None, file: None, choices: BTreeMap::new(), verified: HashMap::new(), used: BTreeMap::new() };
-        state.insert(key.clone(), tuning);
-    }
-    Ok(state.get_mut(&key).unwrap())
-}
-
-/// The kernel used untuned: on software rasterisers (lavapipe, llvmpipe: device type Cpu)
-/// the packed-texture kernels, shaped for them (a texel fetch is a vector gather there, a
-/// storage load a loop over lanes); on GPUs the portable tile family.
-pub fn default_kernel(gpu: &Gpu, precision: Precision) -> GemmKernel {
-    let software = gpu.report().adapter.device_type == "Cpu";
-    // tex8-shared runs as tex8 without subgroups: name the kernel that runs.
-    let packed = if gpu.has_subgroups() { GemmKernel::Tex8Shared } else { GemmKernel::Tex8 };
-    match precision {
-        Precision::Bf16 => packed,
-        Precision::F16 => GemmKernel::Tile64,
-        Precision::F32 if software => packed,
-        Precision::F32 => GemmKernel::Tile64,
-    }
-}
-
-/// The shape bucket of a multiply: what a tuned choice applies to. Its rows (M) are not part
-/// of it: a clip's result must not depend on how many clips share its batch, chunk or shard,
-/// and kernels sum K in different orders, so one (N, K) bucket keeps one kernel whatever M is
-/// (before, `predict --shard I/3` differed from the whole run by up to 1e-5 on 19 of 208 clips).
-/// Vector alignment is part of it: a bucket tuned on an aligned shape chose vec4x8 for a
-/// convolution's K = 320, and the first layer's K = 295 then ran as reg4x4 at a fifth of the
-/// speed (session 10). Alignment reads M only for a transposed A (weight gradients in training).
-pub fn bucket(d: &GemmDims, o: &GemmOptions) -> String {
-    let log2 = |x: usize| x.max(1).next_power_of_two().trailing_zeros();
-    let batch = if d.batch == 1 { "" } else if d.broadcast_b { " batch-shared-b" } else { " batch" };
-    let aligned = if d.vector_aligned(o) { "" } else { " unaligned" };
-    format!(
-        "{:?} {}{} n2^{} k2^{}{batch}{aligned}",
-        o.precision,
-        if o.trans_a { "T" } else { "N" },
-        if o.trans_b { "T" } else { "N" },
-        log2(d.n),
-        log2(d.k)
-    )
-    .to_lowercase()
+    let handle = table::table(gpu);
+    let mut t = handle.lock();
+    // Checks already made on this device stay: a kernel's correctness does not depend on mode.
+    let verified = std::mem::take(&mut t.verified);
+    *t = TableState { mode, pin, file, choices, verified, used: BTreeMap::new(), tuner: Some(tune_and_keep) };
 }
 
 /// The candidates a mode times for this precision on this adapter.
@@ -194,56 +103,18 @@ pub fn candidates(gpu: &Gpu, mode: AutotuneMode, precision: Precision) -> Vec<Ge
         .collect()
 }
 
-/// The kernel for this multiply: the pin, else the tuned choice for its bucket (tuning it now
-/// if this adapter has not met the bucket), else the default when tuning is off.
-pub fn choose(gpu: &Gpu, d: &GemmDims, o: &GemmOptions) -> Result<GemmKernel> {
-    if o.precision == Precision::F16 && !gpu.has_f16() {
-        bail!("f16 GEMM operands need the shader-f16 feature, which {} lacks (use f32 or bf16)", gpu.label());
-    }
-    let mut state = STATE.lock().unwrap();
-    let t = ensure_configured(&mut state, gpu)?;
-    let key = bucket(d, o);
-    // Off ignores stored choices too: its results must not depend on what a tuned run wrote.
-    let kernel = if let Some(pin) = t.pin {
-        pin
-    } else if t.mode == AutotuneMode::Off {
-        default_kernel(gpu, o.precision)
-    } else if let Some(k) = t.choices.get(&key).and_then(|c| GemmKernel::from_name(&c.kernel)).filter(|k| k.takes(o.precision) && k.runs_on(gpu)) {
-        k
-    } else {
-        let choice = tune(gpu, t, d, o)?;
-        let k = GemmKernel::from_name(&choice.kernel).context("tuner chose an unknown kernel")?;
-        t.choices.insert(key.clone(), choice);
-        save(t, &adapter_key(gpu));
-        k
-    };
-    t.used.insert(key, kernel.name());
-    Ok(kernel)
-}
-
 /// Records that `kernel` fails its check on this adapter in every precision and transpose, as
 /// if `verify` had found it wrong: the tuner never times or chooses it. For a kernel known to
 /// miscompute on a driver, and for the tests of the tuner's exclusion.
 pub fn deny(gpu: &Gpu, kernel: GemmKernel, why: &str) -> Result<()> {
-    let mut state = STATE.lock().unwrap();
-    let t = ensure_configured(&mut state, gpu)?;
+    let handle = table::table(gpu);
+    let mut t = handle.lock();
     for precision in [Precision::F32, Precision::Bf16, Precision::F16] {
         for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
             t.verified.insert((kernel, precision, trans_a, trans_b), Err(why.to_string()));
         }
     }
     Ok(())
-}
-
-/// The tuner's decision (with every candidate's time) for the bucket of this multiply, if it
-/// has one on this adapter.
-pub fn choice(gpu: &Gpu, d: &GemmDims, o: &GemmOptions) -> Option<Choice> {
-    STATE.lock().unwrap().get(&adapter_key(gpu)).and_then(|t| t.choices.get(&bucket(d, o)).cloned())
-}
-
-/// Every (bucket, kernel) this process ran on this adapter: what a checkpoint records.
-pub fn used(gpu: &Gpu) -> BTreeMap<String, String> {
-    STATE.lock().unwrap().get(&adapter_key(gpu)).map(|t| t.used.clone()).unwrap_or_default()
 }
 
 /// The choices stored for an adapter in one tuning file.
@@ -254,7 +125,7 @@ pub fn stored_choices_in(file: &std::path::Path, key: &str) -> BTreeMap<String, 
 /// Merges this adapter's choices into the file (other adapters' entries, and choices another
 /// process wrote meanwhile, are kept) and writes it atomically. A failed write costs a re-tune
 /// next time, so it is reported and not fatal.
-fn save(t: &AdapterTuning, key: &str) {
+fn save(t: &TableState, key: &str) {
     let Some(path) = &t.file else { return };
     let mut file = read_file(path);
     let mine = t.choices.iter().map(|(b, c)| Ok((b.clone(), serde_json::to_value(c)?))).collect::<Result<Vec<_>, serde_json::Error>>();
@@ -308,8 +179,17 @@ fn verify(gpu: &Gpu, kernel: GemmKernel, o: &GemmOptions) -> Result<(), String> 
 /// How much faster than the adapter's default a candidate must be to replace it.
 pub const DEFAULT_MARGIN: f64 = 1.15;
 
+/// The table's tuner: tunes the bucket of this multiply, records the choice in the table and
+/// saves it to the tuning file.
+fn tune_and_keep(gpu: &Gpu, t: &mut TableState, d: &GemmDims, o: &GemmOptions) -> Result<Choice> {
+    let choice = tune(gpu, t, d, o)?;
+    t.choices.insert(bucket(d, o), choice.clone());
+    save(t, &adapter_key(gpu));
+    Ok(choice)
+}
+
 /// Times every candidate that passes its check on this multiply's shape; the fastest wins.
-fn tune(gpu: &Gpu, t: &mut AdapterTuning, d: &GemmDims, o: &GemmOptions) -> Result<Choice> {
+fn tune(gpu: &Gpu, t: &mut TableState, d: &GemmDims, o: &GemmOptions) -> Result<Choice> {
     let timed_runs = if t.mode == AutotuneMode::Full { 8 } else { 4 };
     let timed = if t.mode == AutotuneMode::Full { *d } else { timing_dims(gpu, d, o, TIMED_RUN_MS) };
     let mut out: Vec<Candidate> = Vec::new();

@@ -115,6 +115,19 @@ fn restore(gpu: &Gpu, model: &mut Model, s: &Snapshot) -> Result<()> {
     Ok(())
 }
 
+/// Clips per validation batch.
+const VALIDATION_BATCH: usize = 256;
+
+/// The batch sizes an epoch over `examples` in batches of `batch` runs: the full batch and the
+/// remainder (weight-gradient multiplies read the row count's vector alignment).
+fn batch_sizes(examples: usize, batch: usize) -> Vec<usize> {
+    let mut sizes = vec![batch.min(examples)];
+    if examples > batch && !examples.is_multiple_of(batch) {
+        sizes.push(examples % batch);
+    }
+    sizes
+}
+
 /// One pass over `train` in the seeded order of this epoch; returns the mean training loss.
 fn run_epoch(gpu: &Gpu, model: &mut Model, train: &Dataset, weights: &Tensor, cfg: &TrainConfig, epoch: usize) -> Result<f64> {
     // Each epoch's order depends on the seed and the epoch number alone, so that a resumed run
@@ -128,7 +141,7 @@ fn run_epoch(gpu: &Gpu, model: &mut Model, train: &Dataset, weights: &Tensor, cf
         let ty = gpu.upload(&y, &[chunk.len()], DType::U32)?;
         let mut step = gpu.step("train");
         let seed = cfg.seed.wrapping_mul(1_000_003) ^ ((epoch as u64) << 32) ^ b as u64;
-        losses.push(model.train_step(&mut step, &tx, lengths.as_deref(), &ty, weights, seed)?);
+        losses.push(model.train_step(&mut step, &tx, lengths.as_deref(), &ty, weights, seed, cfg.precision)?);
         step.submit()?;
     }
     let mut sum = 0.0;
@@ -152,23 +165,13 @@ pub fn fit_schedule(gpu: &Gpu, model: &mut Model, train: &Dataset, class_weight:
         bail!("batch size must be at least 1");
     }
     let weights = gpu.upload_f32(class_weight, &[class_weight.len()])?;
-    in_precision(model, cfg.precision, |model| {
-        for (e, &lr) in lrs.iter().enumerate() {
-            model.adam.lr = lr;
-            let loss = run_epoch(gpu, model, train, &weights, cfg, e + 1)?;
-            on_epoch(e + 1, loss, lr);
-        }
-        Ok(())
-    })
-}
-
-/// Runs `train` with the model's GEMMs at `precision`, leaving the model in f32 afterwards
-/// (error or not): how it is tested and saved.
-fn in_precision<T>(model: &mut Model, precision: Precision, train: impl FnOnce(&mut Model) -> Result<T>) -> Result<T> {
-    model.precision = precision;
-    let out = train(model);
-    model.precision = Precision::F32;
-    out
+    model.prepare_kernels(gpu, &batch_sizes(train.len(), cfg.batch_size), &[], cfg.precision)?;
+    for (e, &lr) in lrs.iter().enumerate() {
+        model.adam.lr = lr;
+        let loss = run_epoch(gpu, model, train, &weights, cfg, e + 1)?;
+        on_epoch(e + 1, loss, lr);
+    }
+    Ok(())
 }
 
 /// Trains `model` on `train`, validating on `val` after every epoch. Returns the epoch log; the
@@ -216,7 +219,7 @@ pub fn fit_saving(
         bail!("{} class weights for {classes} classes", class_weight.len());
     }
     let weights = gpu.upload_f32(class_weight, &[classes])?;
-    in_precision(model, cfg.precision, |model| fit_epochs(gpu, model, train, val, &weights, classes, cfg, &mut on_epoch, &mut on_best))
+    fit_epochs(gpu, model, train, val, &weights, classes, cfg, &mut on_epoch, &mut on_best)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -232,9 +235,9 @@ fn fit_epochs(
     on_best: &mut impl FnMut(&Model, &Epoch) -> Result<()>,
 ) -> Result<Fitted> {
     let mut log = Vec::new();
-    // Validation loss and accuracy of the model as it stands (batches of 256 clips).
+    // Validation loss and accuracy of the model as it stands.
     let validate = |model: &Model| -> Result<(f64, f64)> {
-        Ok(loss_and_accuracy(&predict(gpu, model, val, 256)?, &val.y, classes))
+        Ok(loss_and_accuracy(&predict(gpu, model, val, VALIDATION_BATCH)?, &val.y, classes))
     };
     // The lowest validation loss so far, its epoch and the state then. A resumed model is the
     // uninterrupted run's best so far: its first epoch must beat it to count as an improvement
@@ -245,6 +248,7 @@ fn fit_epochs(
         let (val_loss, _) = validate(model)?;
         best = Some((val_loss, cfg.first_epoch - 1, snapshot(gpu, model)?));
     }
+    model.prepare_kernels(gpu, &batch_sizes(train.len(), cfg.batch_size), &batch_sizes(val.len(), VALIDATION_BATCH), cfg.precision)?;
     let (mut since_best, mut since_lr) = (0, 0);
     for epoch in cfg.first_epoch..=cfg.epochs {
         let start = Instant::now();

@@ -1,13 +1,15 @@
 //! General matrix multiply (shaders/gemm.wgsl) with transposed operands, batching, bias and
 //! ReLU epilogues: the op dense and convolution layers lower onto.
 
+pub mod table;
+
 use crate::gpu::{ShaderFile, Access, KernelSpec, Step, TexelFormat, Tensor, Texture};
 use anyhow::{Result, bail};
 
 /// The cooperative-matrix kernel (gemm_coop.wgsl) on gemm.wgsl's interface.
 pub const GEMM_COOP_WGSL: ShaderFile = ShaderFile {
     name: "gemm_coop.wgsl",
-    source: concat!(include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_coop.wgsl")),
+    source: concat!(include_str!("../../../shaders/gemm.wgsl"), include_str!("../../../shaders/gemm_coop.wgsl")),
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: true,
@@ -17,7 +19,7 @@ pub const GEMM_COOP_WGSL: ShaderFile = ShaderFile {
 /// The same kernels with half-precision operand tiles (SHADER_F16).
 pub const GEMM_TILE_F16_WGSL: ShaderFile = ShaderFile {
     name: "gemm_tile_f16.wgsl",
-    source: concat!("enable f16;\nalias TileScalar = f16;\n", include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_tile.wgsl")),
+    source: concat!("enable f16;\nalias TileScalar = f16;\n", include_str!("../../../shaders/gemm.wgsl"), include_str!("../../../shaders/gemm_tile.wgsl")),
     needs_f16: true,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
@@ -27,7 +29,7 @@ pub const GEMM_TILE_F16_WGSL: ShaderFile = ShaderFile {
 /// The portable buffer-operand kernels (gemm_tile.wgsl) on gemm.wgsl's interface, f32 tiles.
 pub const GEMM_TILE_WGSL: ShaderFile = ShaderFile {
     name: "gemm_tile.wgsl",
-    source: concat!("alias TileScalar = f32;\n", include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_tile.wgsl")),
+    source: concat!("alias TileScalar = f32;\n", include_str!("../../../shaders/gemm.wgsl"), include_str!("../../../shaders/gemm_tile.wgsl")),
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
@@ -38,7 +40,7 @@ pub const GEMM_TILE_WGSL: ShaderFile = ShaderFile {
 /// devices without subgroups (GL here) still compile gemm.wgsl.
 pub const GEMM_SUBGROUP_WGSL: ShaderFile = ShaderFile {
     name: "gemm_subgroup.wgsl",
-    source: concat!(include_str!("../../shaders/gemm.wgsl"), include_str!("../../shaders/gemm_subgroup.wgsl")),
+    source: concat!(include_str!("../../../shaders/gemm.wgsl"), include_str!("../../../shaders/gemm_subgroup.wgsl")),
     needs_f16: false,
     needs_subgroups: true,
     needs_cooperative_matrix: false,
@@ -47,7 +49,7 @@ pub const GEMM_SUBGROUP_WGSL: ShaderFile = ShaderFile {
 
 pub const GEMM_WGSL: ShaderFile = ShaderFile {
     name: "gemm.wgsl",
-    source: include_str!("../../shaders/gemm.wgsl"),
+    source: include_str!("../../../shaders/gemm.wgsl"),
     needs_f16: false,
     needs_subgroups: false,
     needs_cooperative_matrix: false,
@@ -59,7 +61,7 @@ crate::choices! {
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
     #[serde(rename_all = "kebab-case")]
     pub enum GemmKernel {
-        /// Whichever kernel the autotuner picked for this adapter and shape (src/ops/autotune.rs).
+        /// Whatever this device's kernel table says for the shape ([`table::resolve`]).
         Auto = "auto",
         /// One output per invocation.
         Naive = "naive",
@@ -284,7 +286,7 @@ impl Default for GemmOptions {
 }
 
 impl GemmOptions {
-    /// The same options with `Auto` replaced by the kernel the tuner picks for `d`.
+    /// The same options with `Auto` replaced by the kernel this device's table gives `d`.
     fn resolved(&self, step: &Step, d: &GemmDims) -> Result<GemmOptions> {
         Ok(GemmOptions { kernel: kernel_for(step.gpu(), d, self)?, ..*self })
     }
@@ -298,10 +300,10 @@ impl GemmOptions {
     }
 }
 
-/// The kernel a multiply with these dims and options runs: `Auto` resolved by the tuner, then
-/// the vec4 shapes' fallback for unaligned rows.
+/// The kernel a multiply with these dims and options runs: `Auto` resolved by the device's
+/// kernel table, then the vec4 shapes' fallback for unaligned rows.
 pub fn kernel_for(gpu: &crate::gpu::Gpu, d: &GemmDims, o: &GemmOptions) -> Result<GemmKernel> {
-    let kernel = if o.kernel == GemmKernel::Auto { super::autotune::choose(gpu, d, o)? } else { o.kernel };
+    let kernel = if o.kernel == GemmKernel::Auto { table::resolve(gpu, d, o)? } else { o.kernel };
     Ok(kernel.for_dims(d, o))
 }
 
