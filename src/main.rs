@@ -151,6 +151,16 @@ struct FeatureFlags {
     /// Lowest contrast band edge (Hz).
     #[arg(long, default_value_t = 200.0, value_parser = positive_f64)]
     contrast_fmin: f64,
+    /// The blocks of each frame's columns, in order: mfcc, chroma, contrast, rms, zcr, centroid,
+    /// bandwidth, rolloff, flatness, and delta_NAME for the deltas of any of them (librosa's
+    /// delta, width 9). Feature files name every column in their metadata (feature_names);
+    /// models record the set and compute it when they predict.
+    #[arg(long, value_delimiter = ',', default_value = "mfcc,chroma,contrast", value_parser = feature_block)]
+    set: Vec<ser::features::Block>,
+}
+
+fn feature_block(s: &str) -> std::result::Result<ser::features::Block, String> {
+    ser::features::Block::parse(s).map_err(|e| e.to_string())
 }
 
 impl FeatureFlags {
@@ -173,9 +183,10 @@ impl FeatureFlags {
             n_mfcc: self.n_mfcc,
             tuning,
             contrast_fmin: self.contrast_fmin,
+            set: self.set.clone(),
             ..FeatureConfig::default()
         };
-        cfg.validate().context("feature flags (--sample-rate, --n-fft, --hop, --n-mels, --n-mfcc, --contrast-fmin)")?;
+        cfg.validate().context("feature flags (--sample-rate, --n-fft, --hop, --n-mels, --n-mfcc, --contrast-fmin, --set)")?;
         Ok(cfg)
     }
 }

@@ -1,5 +1,6 @@
-//! Feature extraction on the GPU: MFCC, chroma and spectral contrast exactly as librosa defines
-//! them, for many clips per submission. Owns the feature configuration, the batch layout
+//! Feature extraction on the GPU: MFCC, chroma, spectral contrast and frame descriptors (rms,
+//! zero-crossing rate, spectral centroid, bandwidth, rolloff, flatness, and deltas of any of
+//! them) exactly as librosa defines them, for many clips per submission. Owns the feature configuration, the batch layout
 //! (concatenated clips, a clip table, the clip of every frame) and the order of kernels; the
 //! kernels themselves live in `ops`.
 
@@ -9,6 +10,7 @@ pub mod set;
 
 use crate::gpu::{DType, Gpu, Tensor, Texture};
 use crate::ops::contrast::{self, Band};
+use crate::ops::descriptors::{self, SpectralShape};
 use crate::ops::elementwise::{self, BinaryOp};
 use crate::ops::filterbank::{self, Filterbank};
 use crate::ops::gemm::{self, GemmOptions};
@@ -26,6 +28,88 @@ pub enum Tuning {
     Fixed(f64),
     /// Estimated per clip as librosa.estimate_tuning does (piptrack).
     Estimate,
+}
+
+crate::choices! {
+    /// A block of a frame's columns that `ser features --set` names.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Descriptor {
+        /// MFCCs (n_mfcc columns, mfcc_0..).
+        Mfcc = "mfcc",
+        /// Chroma (n_chroma columns).
+        Chroma = "chroma",
+        /// Spectral contrast (bands + 1 columns).
+        Contrast = "contrast",
+        /// Root-mean-square energy of the windowed frame (librosa.feature.rms of the STFT).
+        Rms = "rms",
+        /// Zero-crossing rate of the frame's samples (frame length n_fft).
+        Zcr = "zcr",
+        /// Spectral centroid (Hz).
+        Centroid = "centroid",
+        /// Spectral bandwidth about the centroid (Hz, p = 2).
+        Bandwidth = "bandwidth",
+        /// Frequency below which 85% of the frame's magnitude lies (Hz).
+        Rolloff = "rolloff",
+        /// Spectral flatness: geometric over arithmetic mean of the power spectrum.
+        Flatness = "flatness",
+    }
+}
+
+/// One block of a frame's columns: a descriptor's rows, or their deltas (`delta_` before its
+/// name: librosa.feature.delta, width 9, within each clip).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Block {
+    pub descriptor: Descriptor,
+    pub delta: bool,
+}
+
+impl Block {
+    pub const fn of(descriptor: Descriptor) -> Block {
+        Block { descriptor, delta: false }
+    }
+
+    /// Its name in `--set` and in feature files: `rms`, `delta_mfcc`.
+    pub fn name(&self) -> String {
+        let base = crate::choice::Choice::name(self.descriptor);
+        if self.delta { format!("delta_{base}") } else { base.to_string() }
+    }
+
+    pub fn parse(text: &str) -> Result<Block> {
+        let (delta, base) = match text.trim().strip_prefix("delta_") {
+            Some(base) => (true, base),
+            None => (false, text.trim()),
+        };
+        let descriptor = base.parse::<Descriptor>().map_err(|_| {
+            let names = <Descriptor as crate::choice::Choice>::names();
+            anyhow::anyhow!("{text:?} is not a feature: expected one of {}, each also as delta_NAME", names.join(", "))
+        })?;
+        Ok(Block { descriptor, delta })
+    }
+}
+
+impl Serialize for Block {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Block {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Block, D::Error> {
+        Block::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The blocks every feature file and model had before `--set`: MFCC, chroma, contrast.
+pub const DEFAULT_SET: [Block; 3] = [Block::of(Descriptor::Mfcc), Block::of(Descriptor::Chroma), Block::of(Descriptor::Contrast)];
+
+fn default_set() -> Vec<Block> {
+    DEFAULT_SET.to_vec()
+}
+
+/// The default set is not written, so that every feature file, cache key and model from before
+/// `--set` stays byte for byte what it was.
+fn is_default_set(set: &[Block]) -> bool {
+    set == DEFAULT_SET
 }
 
 /// Everything that determines the features. Stored with every feature file and checkpoint.
@@ -46,6 +130,9 @@ pub struct FeatureConfig {
     pub contrast_fmin: f64,
     pub contrast_bands: usize,
     pub contrast_quantile: f64,
+    /// The blocks of a frame's columns, in order (`--set`; default mfcc, chroma, contrast).
+    #[serde(default = "default_set", skip_serializing_if = "is_default_set")]
+    pub set: Vec<Block>,
 }
 
 impl Default for FeatureConfig {
@@ -73,12 +160,38 @@ impl FeatureConfig {
             contrast_fmin: 200.0,
             contrast_bands: 6,
             contrast_quantile: 0.02,
+            set: default_set(),
         }
     }
 
-    /// Columns per frame: MFCC, then chroma, then contrast (59 with the defaults).
+    /// Columns per frame: each block's in order (59 with the defaults: MFCC, chroma, contrast).
     pub fn dim(&self) -> usize {
-        self.n_mfcc + self.n_chroma + self.contrast_bands + 1
+        self.set.iter().map(|b| self.width(b.descriptor)).sum()
+    }
+
+    /// Columns of one descriptor.
+    pub fn width(&self, d: Descriptor) -> usize {
+        match d {
+            Descriptor::Mfcc => self.n_mfcc,
+            Descriptor::Chroma => self.n_chroma,
+            Descriptor::Contrast => self.contrast_bands + 1,
+            _ => 1,
+        }
+    }
+
+    /// Every column's name, in order: `mfcc_0`.., `chroma_0`.., `contrast_0`.., `rms`,
+    /// `delta_mfcc_0`...
+    pub fn feature_names(&self) -> Vec<String> {
+        let mut names = Vec::with_capacity(self.dim());
+        for b in &self.set {
+            let width = self.width(b.descriptor);
+            if matches!(b.descriptor, Descriptor::Mfcc | Descriptor::Chroma | Descriptor::Contrast) {
+                names.extend((0..width).map(|i| format!("{}_{i}", b.name())));
+            } else {
+                names.push(b.name());
+            }
+        }
+        names
     }
 
     pub fn layout(&self) -> Result<SpectrumLayout> {
@@ -111,6 +224,12 @@ impl FeatureConfig {
         if self.n_mfcc > self.n_mels {
             bail!("n_mfcc ({}) cannot exceed n_mels ({})", self.n_mfcc, self.n_mels);
         }
+        if self.set.is_empty() {
+            bail!("the feature set is empty: name at least one of {}", <Descriptor as crate::choice::Choice>::names().join(", "));
+        }
+        if let Some(b) = self.set.iter().enumerate().find_map(|(i, b)| self.set[..i].contains(b).then_some(b)) {
+            bail!("the feature set names {} twice", b.name());
+        }
         let nyquist = self.sample_rate as f64 / 2.0;
         if self.fmax.is_some_and(|f| f > nyquist) || self.fmin >= self.fmax.unwrap_or(nyquist) {
             bail!("mel range {}..{:?} Hz does not fit 0..{nyquist} Hz", self.fmin, self.fmax);
@@ -140,6 +259,13 @@ pub struct FeatureParts {
     pub mfcc: Vec<f32>,
     pub chroma: Vec<f32>,
     pub contrast: Vec<f32>,
+    /// [total frames] each.
+    pub rms: Vec<f32>,
+    pub zcr: Vec<f32>,
+    pub centroid: Vec<f32>,
+    pub bandwidth: Vec<f32>,
+    pub rolloff: Vec<f32>,
+    pub flatness: Vec<f32>,
     /// First frame and frame count of each clip.
     pub clip_frames: Vec<(usize, usize)>,
     pub tunings: Vec<f64>,
@@ -168,6 +294,37 @@ fn upload_rows(gpu: &Gpu, rows: &[Vec<f64>], stride: usize) -> Result<Tensor> {
         }
     }
     gpu.upload_f32(&flat, &[rows.len(), stride])
+}
+
+/// A batch's features before assembly, frame-major.
+struct Computed {
+    mel_db: Tensor,
+    mfcc: Tensor,
+    chroma: Tensor,
+    contrast: Tensor,
+    /// The frame descriptors, when asked for.
+    shape: Option<SpectralShape>,
+    zcr: Option<Tensor>,
+    tunings: Vec<f64>,
+}
+
+impl Computed {
+    /// A descriptor's rows, [frames, width].
+    fn rows(&self, d: Descriptor) -> Tensor {
+        let single = |t: &Tensor| t.reshape(&[t.len(), 1]);
+        let shape = || self.shape.as_ref().expect("descriptors computed when the set names them");
+        match d {
+            Descriptor::Mfcc => self.mfcc.clone(),
+            Descriptor::Chroma => self.chroma.clone(),
+            Descriptor::Contrast => self.contrast.clone(),
+            Descriptor::Rms => single(&shape().rms),
+            Descriptor::Centroid => single(&shape().centroid),
+            Descriptor::Bandwidth => single(&shape().bandwidth),
+            Descriptor::Rolloff => single(&shape().rolloff),
+            Descriptor::Flatness => single(&shape().flatness),
+            Descriptor::Zcr => single(self.zcr.as_ref().expect("zcr computed when the set names it")),
+        }
+    }
 }
 
 /// Host-side layout of one batch.
@@ -240,10 +397,11 @@ impl Extractor {
     }
 
     /// Computes every feature of a batch in one submission (two when tuning is estimated: the
-    /// host reads back one number per clip to build its chroma filters); returns the frame-major
+    /// host reads back one number per clip to build its chroma filters): the frame-major
     /// tensors (mel_db [F, n_mels], mfcc [F, n_mfcc], chroma [F, n_chroma], contrast
-    /// [F, bands + 1]) and each clip's tuning.
-    fn run(&self, gpu: &Gpu, b: &Batch) -> Result<([Tensor; 4], Vec<f64>)> {
+    /// [F, bands + 1], and with `descriptors` the frame descriptors [F] each) and each clip's
+    /// tuning.
+    fn run(&self, gpu: &Gpu, b: &Batch, descriptors: bool) -> Result<Computed> {
         let cfg = &self.cfg;
         let f = b.frames;
         let n_bands = self.bands.len();
@@ -258,6 +416,16 @@ impl Extractor {
 
         let mut step = gpu.step("features");
         stft::power(&mut step, &self.layout, &b.signal, &b.clips, true, &b.frame_clip, &self.window, &spectra)?;
+        let (shape, zcr) = if descriptors {
+            let one = || gpu.empty(&[f], DType::F32);
+            let shape = SpectralShape { rms: one()?, centroid: one()?, bandwidth: one()?, rolloff: one()?, flatness: one()? };
+            descriptors::spectral_shape(&mut step, &spectra, f, cfg.n_fft, cfg.sample_rate as f64, &shape)?;
+            let zcr = one()?;
+            descriptors::zero_crossing_rate(&mut step, &b.signal, &b.clips, &b.frame_clip, cfg.n_fft, cfg.hop, &zcr)?;
+            (Some(shape), Some(zcr))
+        } else {
+            (None, None)
+        };
         let sr = cfg.sample_rate as f64;
         let (tunings, per_clip_chroma) = match cfg.tuning {
             Tuning::Fixed(t) => (vec![t; b.clip_frames.len()], None),
@@ -314,14 +482,15 @@ impl Extractor {
         segment::power_to_db(&mut step, &b.clips, &valley, &clip_max, &DbOptions::default())?;
         elementwise::binary(&mut step, BinaryOp::Sub, &peak, &valley, &contrast_db)?;
         step.submit()?;
-        Ok(([mel_db, mfcc, chroma, contrast_db], tunings))
+        Ok(Computed { mel_db, mfcc, chroma, contrast: contrast_db, shape, zcr, tunings })
     }
 
     /// Features of clips already at the configured rate.
     pub fn extract(&self, gpu: &Gpu, clips: &[&[f32]]) -> Result<Features> {
         let dim = self.cfg.dim();
         let b = self.upload_batch(gpu, clips)?;
-        let ([_, mfcc, chroma, contrast], tunings) = self.run(gpu, &b)?;
+        let set = &self.cfg.set;
+        let computed = self.run(gpu, &b, set.iter().any(|b| !matches!(b.descriptor, Descriptor::Mfcc | Descriptor::Chroma | Descriptor::Contrast)))?;
         let t_max = b.clip_frames.iter().map(|c| c.1).max().unwrap_or(0);
         let n = clips.len();
         let frames = gpu.empty(&[n, t_max, dim], DType::F32)?;
@@ -329,10 +498,18 @@ impl Extractor {
         let stds = gpu.empty(&[n, dim], DType::F32)?;
         let mut step = gpu.step("features.assemble");
         let mut offset = 0;
-        for part in [&mfcc, &chroma, &contrast] {
-            segment::assemble(&mut step, &b.clips, part, &frames, offset)?;
-            segment::mean(&mut step, &b.clips, part, &vectors, offset)?;
-            segment::std(&mut step, &b.clips, part, &stds, offset)?;
+        for block in set {
+            let rows = computed.rows(block.descriptor);
+            let part = if block.delta {
+                let d = gpu.empty(rows.shape(), DType::F32)?;
+                descriptors::delta(&mut step, &b.clips, &b.frame_clip, &rows, &d)?;
+                d
+            } else {
+                rows
+            };
+            segment::assemble(&mut step, &b.clips, &part, &frames, offset)?;
+            segment::mean(&mut step, &b.clips, &part, &vectors, offset)?;
+            segment::std(&mut step, &b.clips, &part, &stds, offset)?;
             offset += part.shape()[1];
         }
         step.submit()?;
@@ -343,20 +520,27 @@ impl Extractor {
             lengths: b.clip_frames.iter().map(|c| c.1 as u32).collect(),
             t_max,
             dim,
-            tunings,
+            tunings: computed.tunings,
         })
     }
 
     /// Every feature before assembly, for parity tests against librosa.
     pub fn extract_parts(&self, gpu: &Gpu, clips: &[&[f32]]) -> Result<FeatureParts> {
         let b = self.upload_batch(gpu, clips)?;
-        let ([mel_db, mfcc, chroma, contrast], tunings) = self.run(gpu, &b)?;
+        let c = self.run(gpu, &b, true)?;
+        let shape = c.shape.as_ref().expect("asked for");
         Ok(FeatureParts {
-            tunings,
-            mel_db: gpu.read_f32(&mel_db)?,
-            mfcc: gpu.read_f32(&mfcc)?,
-            chroma: gpu.read_f32(&chroma)?,
-            contrast: gpu.read_f32(&contrast)?,
+            mel_db: gpu.read_f32(&c.mel_db)?,
+            mfcc: gpu.read_f32(&c.mfcc)?,
+            chroma: gpu.read_f32(&c.chroma)?,
+            contrast: gpu.read_f32(&c.contrast)?,
+            rms: gpu.read_f32(&shape.rms)?,
+            zcr: gpu.read_f32(c.zcr.as_ref().expect("asked for"))?,
+            centroid: gpu.read_f32(&shape.centroid)?,
+            bandwidth: gpu.read_f32(&shape.bandwidth)?,
+            rolloff: gpu.read_f32(&shape.rolloff)?,
+            flatness: gpu.read_f32(&shape.flatness)?,
+            tunings: c.tunings,
             clip_frames: b.clip_frames,
         })
     }

@@ -122,12 +122,9 @@ pub const FORMAT: &str = "ser.features.v2";
 pub const COMPUTATION: &str = "texture-stft-1";
 
 impl FeatureSet {
-    /// Column names in order: mfcc_0.., chroma_0.., contrast_0..
+    /// Column names in order: mfcc_0.., chroma_0.., contrast_0.., then the set's others.
     pub fn columns(config: &FeatureConfig) -> Vec<String> {
-        let mut c: Vec<String> = (0..config.n_mfcc).map(|i| format!("mfcc_{i}")).collect();
-        c.extend((0..config.n_chroma).map(|i| format!("chroma_{i}")));
-        c.extend((0..=config.contrast_bands).map(|i| format!("contrast_{i}")));
-        c
+        config.feature_names()
     }
 
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
@@ -140,6 +137,7 @@ impl FeatureSet {
             ("clips".to_string(), serde_json::to_string(&self.clips)?),
             ("config".to_string(), serde_json::to_string(&self.config)?),
             ("columns".to_string(), serde_json::to_string(&Self::columns(&self.config))?),
+            ("feature_names".to_string(), serde_json::to_string(&Self::columns(&self.config))?),
         ]);
         if !self.label_map.is_empty() {
             meta.insert("label_map".to_string(), serde_json::to_string(&self.label_map)?);

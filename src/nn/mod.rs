@@ -9,12 +9,11 @@ mod layers;
 pub mod predict;
 
 use crate::gpu::{DType, Gpu, Step, Tensor};
-use crate::ops::conv::ConvShape;
 use crate::ops::gemm::Precision;
 use crate::ops::loss;
 use crate::ops::norm::BatchNorm;
 use crate::ops::optim::{self, Adam};
-use crate::ops::pool::PoolShape;
+use layers::Steps;
 use crate::rng::splitmix64;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -125,29 +124,7 @@ pub struct Architecture {
 impl Layer {
     /// A short name for profiles.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Layer::Conv1d { .. } => "conv1d",
-            Layer::BatchNorm => "batch_norm",
-            Layer::MaxPool { .. } => "max_pool",
-            Layer::Dropout { .. } => "dropout",
-            Layer::Flatten => "flatten",
-            Layer::Dense { .. } => "dense",
-            Layer::RandomFourier { .. } => "random_fourier",
-            Layer::RbfKernel { .. } => "rbf_kernel",
-            Layer::Lstm { .. } => "lstm",
-            Layer::TimeMean => "time_mean",
-            Layer::AttentionPool => "attention_pool",
-            Layer::MaskPadding => "mask_padding",
-            Layer::SequenceBatchNorm => "sequence_batch_norm",
-        }
-    }
-
-    /// Directions of an LSTM layer (1 for every other layer).
-    fn directions(&self) -> usize {
-        match self {
-            Layer::Lstm { bidirectional: true, .. } => 2,
-            _ => 1,
-        }
+        layers::kind(self).name()
     }
 }
 
@@ -241,8 +218,8 @@ impl Architecture {
         for (i, layer) in self.layers.iter().enumerate() {
             let prev = out.last().expect("one at least");
             let l_out = shapes[i + 1].0 as u32;
-            let next: Vec<u32> = match *layer {
-                Layer::MaxPool { stride, .. } => prev.iter().map(|&n| n.div_ceil(stride as u32).min(l_out)).collect(),
+            let next: Vec<u32> = match layers::kind(layer).steps() {
+                Steps::Pooled { stride } => prev.iter().map(|&n| n.div_ceil(stride as u32).min(l_out)).collect(),
                 _ if l_out == 1 => prev.iter().map(|&n| n.min(1)).collect(),
                 _ => prev.iter().map(|&n| n.min(l_out)).collect(),
             };
@@ -265,12 +242,10 @@ impl Architecture {
             return false;
         }
         for layer in &self.layers {
-            match layer {
-                Layer::Lstm { sequences: false, .. } | Layer::TimeMean | Layer::AttentionPool => return true,
-                // A valid convolution's output steps depend on where the input ends.
-                Layer::Conv1d { same: false, .. } => return false,
-                Layer::Flatten | Layer::Dense { .. } | Layer::RandomFourier { .. } | Layer::RbfKernel { .. } => return false,
-                _ => {}
+            match layers::kind(layer).steps() {
+                Steps::Reduced => return true,
+                Steps::Fixed => return false,
+                Steps::Kept | Steps::Pooled { .. } => {}
             }
         }
         false
@@ -279,24 +254,18 @@ impl Architecture {
     /// What a shorter batch's steps must be a multiple of: the pooling strides' product, so
     /// that every pooling window of the padded batch that starts inside a clip is still there.
     pub fn step_quantum(&self) -> usize {
-        self.layers.iter().map(|l| if let Layer::MaxPool { stride, .. } = l { (*stride).max(1) } else { 1 }).product()
+        self.layers.iter().map(|l| if let Steps::Pooled { stride } = layers::kind(l).steps() { stride } else { 1 }).product()
     }
 
     /// How the model reduces its steps: its first pooling or flattening layer, or an LSTM
     /// that returns its last state.
     pub fn time_pooling(&self) -> Option<TimePooling> {
-        self.layers.iter().find_map(|l| match l {
-            Layer::Lstm { sequences: false, .. } => Some(TimePooling::Last),
-            Layer::TimeMean => Some(TimePooling::Mean),
-            Layer::AttentionPool => Some(TimePooling::Attention),
-            Layer::Flatten => Some(TimePooling::Flatten),
-            _ => None,
-        })
+        self.layers.iter().find_map(|l| layers::kind(l).pooling())
     }
 
     /// Whether any layer reads the sequence lengths.
     pub fn uses_lengths(&self) -> bool {
-        self.layers.iter().any(|l| matches!(l, Layer::Lstm { .. } | Layer::TimeMean | Layer::AttentionPool | Layer::MaskPadding | Layer::SequenceBatchNorm))
+        self.layers.iter().any(|l| layers::kind(l).reads_lengths())
     }
 
     /// Flatten -> `fixed` (a kernel layer) -> Dense(classes).
@@ -320,34 +289,7 @@ impl Architecture {
         }
         let mut shapes = vec![self.input];
         for (i, layer) in self.layers.iter().enumerate() {
-            let (l, c) = *shapes.last().unwrap();
-            match *layer {
-                Layer::Conv1d { filters, kernel, .. } => size(format!("layer {i} ({layer:?})'s weights"), kernel.saturating_mul(c), filters)?,
-                Layer::Dense { units: out, .. } | Layer::RandomFourier { features: out, .. } | Layer::RbfKernel { centres: out, .. } => {
-                    size(format!("layer {i} ({layer:?})'s weights"), c, out)?
-                }
-                Layer::Lstm { units, .. } => {
-                    if units == 0 || units > crate::ops::lstm::MAX_UNITS {
-                        bail!("layer {i}: an LSTM has 1 to {} units per direction, not {units}", crate::ops::lstm::MAX_UNITS);
-                    }
-                    size(format!("layer {i} ({layer:?})'s weights"), c + units, 4 * units)?
-                }
-                _ => {}
-            }
-            let next = match *layer {
-                Layer::Conv1d { filters, kernel, same, .. } => (ConvShape::new(1, l, c, kernel, same)?.l_out, filters),
-                Layer::BatchNorm | Layer::Dropout { .. } | Layer::MaskPadding | Layer::SequenceBatchNorm => (l, c),
-                Layer::MaxPool { size, stride } => (PoolShape::new(1, l, c, size, stride)?.l_out, c),
-                Layer::Flatten => (1, l * c),
-                Layer::Lstm { units, sequences, .. } => (if sequences { l } else { 1 }, layer.directions() * units),
-                Layer::TimeMean | Layer::AttentionPool => (1, c),
-                Layer::Dense { units: out, .. } | Layer::RandomFourier { features: out, .. } | Layer::RbfKernel { centres: out, .. } => {
-                    if l != 1 {
-                        bail!("layer {i}: {layer:?} needs a flat input; add a Flatten before it");
-                    }
-                    (1, out)
-                }
-            };
+            let next = layers::kind(layer).output(*shapes.last().unwrap()).map_err(|e| anyhow::anyhow!("layer {i} ({layer:?}): {e:#}"))?;
             size(format!("layer {i} ({layer:?})'s output"), next.0, next.1)?;
             if next.0 == 0 || next.1 == 0 {
                 bail!("layer {i} ({layer:?}) leaves nothing: output shape {next:?}");
@@ -362,14 +304,8 @@ impl Architecture {
     pub fn weight_values(&self) -> Result<usize> {
         let shapes = self.shapes()?;
         let mut total = 0usize;
-        for (layer, (_, c)) in self.layers.iter().zip(&shapes) {
-            let n = match *layer {
-                Layer::Conv1d { filters, kernel, .. } => kernel * c * filters,
-                Layer::Dense { units, .. } | Layer::RandomFourier { features: units, .. } | Layer::RbfKernel { centres: units, .. } => c * units,
-                Layer::Lstm { units, .. } => layer.directions() * (c + units + 1) * 4 * units,
-                Layer::AttentionPool => *c,
-                _ => 0,
-            };
+        for (layer, &input) in self.layers.iter().zip(&shapes) {
+            let n = layers::kind(layer).weight_values(input);
             total = total.checked_add(n).context("the architecture's weights overflow a count")?;
         }
         Ok(total)
@@ -433,7 +369,7 @@ impl Model {
         let shapes = arch.shapes()?;
         arch.classes()?;
         let mut init = layers::Init::new(seed);
-        let built = arch.layers.iter().enumerate().map(|(i, layer)| layers::build(gpu, i, layer, shapes[i], &mut init)).collect::<Result<Vec<_>>>()?;
+        let built = arch.layers.iter().enumerate().map(|(i, layer)| layers::kind(layer).build(gpu, i, shapes[i], &mut init)).collect::<Result<Vec<_>>>()?;
         Ok(Model { arch: arch.clone(), shapes, layers: built, adam: Adam::default(), bn: BatchNorm::default(), augment: Default::default(), step: 0 })
     }
 
@@ -477,7 +413,8 @@ impl Model {
     /// Each sequence layer's lengths, from the input's valid steps (all full when none are
     /// given); None for the layers that do not read them.
     fn layer_lengths(&self, gpu: &Gpu, lengths: Option<&[u32]>, batch: usize, steps: usize) -> Result<Vec<Option<LayerLengths>>> {
-        if !self.layers.iter().any(|l| l.reads_lengths()) {
+        let reads: Vec<bool> = self.arch.layers.iter().map(|l| layers::kind(l).reads_lengths()).collect();
+        if !reads.contains(&true) {
             return Ok(vec![None; self.layers.len()]);
         }
         let full = vec![steps as u32; batch];
@@ -490,7 +427,7 @@ impl Model {
         }
         let through = self.arch.with_steps(steps).lengths_through(given)?;
         let upload = |n: &[u32]| -> Result<LayerLengths> { Ok(LayerLengths { tensor: gpu.upload(n, &[batch], DType::U32)?, valid: n.iter().map(|&k| k as usize).sum() }) };
-        self.layers.iter().enumerate().map(|(i, l)| l.reads_lengths().then(|| upload(&through[i])).transpose()).collect()
+        reads.iter().enumerate().map(|(i, &r)| r.then(|| upload(&through[i])).transpose()).collect()
     }
 
     /// Layer `i`'s seed for the batch of `seed` (dropout masks; the same in its backward).

@@ -4,6 +4,7 @@
 pub mod autotune;
 pub mod elementwise;
 pub mod contrast;
+pub mod descriptors;
 pub mod conv;
 pub mod dropout;
 pub mod filterbank;
@@ -33,6 +34,7 @@ pub const SHADERS: &[&crate::gpu::ShaderFile] = &[
     &filterbank::FILTERBANK_WGSL,
     &segment::SEGMENT_WGSL,
     &contrast::CONTRAST_WGSL,
+    &descriptors::DESCRIPTORS_WGSL,
     &tuning::TUNING_WGSL,
     &conv::CONV_WGSL,
     &norm::NORM_WGSL,

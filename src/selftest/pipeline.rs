@@ -5,6 +5,7 @@
 use super::{Check, Size, Tally};
 use crate::features::{Extractor, FeatureConfig};
 use crate::gpu::{DType, Gpu, LoweredLimits, Tensor, Texture};
+use crate::ops::descriptors::{self, SpectralShape};
 use crate::ops::filterbank::{self, Filterbank};
 use crate::ops::stft::{self, SpectrumLayout};
 use crate::rng::SplitMix64;
@@ -15,6 +16,7 @@ pub(super) fn checks() -> Vec<Check> {
     vec![
         Check { name: "stft", family: "spectral", run: stft_power },
         Check { name: "filterbank", family: "spectral", run: filterbank },
+        Check { name: "descriptors", family: "spectral", run: frame_descriptors },
         Check { name: "features-vs-librosa", family: "features", run: features_vs_librosa },
         Check { name: "built-in-model", family: "end-to-end", run: built_in_model },
     ]
@@ -81,6 +83,78 @@ fn stft_power(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Resul
                 row += 1;
             }
         }
+    }
+    Ok(())
+}
+
+/// The frame descriptors against their float64 references: the spectral ones on the GPU's own
+/// power spectra of random clips (so that only the descriptor kernel is compared), with a
+/// silent clip (every sum zero) among them; the zero-crossing rate exactly, on clips with
+/// values at and within the zero threshold; deltas of random rows in clips longer and shorter
+/// than the delta window. Outputs are poisoned with NaN first.
+fn frame_descriptors(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    let settings: &[(usize, usize)] = if size == Size::Quick { &[(64, 16)] } else { &[(64, 16), (512, 128), (1024, 256)] };
+    for &(n_fft, hop) in settings {
+        let layout = SpectrumLayout::new(n_fft, hop)?;
+        let lens = [1usize, 3, n_fft / 2 + 3, 2 * n_fft + 5, 9 * hop + 1];
+        let mut clips: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n, -1.0, 1.0)).collect();
+        clips.push(vec![0.0; n_fft + 3]);
+        // Exact zeros, values inside the threshold (either sign) and tiny negatives past it.
+        clips.push((0..3 * hop + 2).map(|i| [0.0, -1e-11, 1e-11, -2e-10, 0.5, -0.25][i % 6]).collect());
+        let (signal, table, frame_clip, frames) = upload_clips(g, &clips, &layout, true)?;
+        let window: Vec<f32> = stft::hann(n_fft).iter().map(|&w| w as f32).collect();
+        let window = stft::upload_window(g, &window)?;
+        let spectra = g.upload_texture(&vec![0.0; frames * layout.stride], (layout.stride / 4) as u32, frames as u32)?;
+        let poisoned = || g.upload_f32(&vec![f32::NAN; frames], &[frames]);
+        let shape = SpectralShape { rms: poisoned()?, centroid: poisoned()?, bandwidth: poisoned()?, rolloff: poisoned()?, flatness: poisoned()? };
+        let zcr = poisoned()?;
+        let sr = 16_000.0;
+        let mut step = g.step("selftest.descriptors");
+        stft::power(&mut step, &layout, &signal, &table, true, &frame_clip, &window, &spectra)?;
+        descriptors::spectral_shape(&mut step, &spectra, frames, n_fft, sr, &shape)?;
+        descriptors::zero_crossing_rate(&mut step, &signal, &table, &frame_clip, n_fft, hop, &zcr)?;
+        step.submit()?;
+        let power = g.read_texture(&spectra)?;
+        let want: Vec<[f64; 5]> = (0..frames)
+            .map(|f| descriptors::spectral_reference(&power[f * layout.stride..][..layout.n_bins].iter().map(|&v| v as f64).collect::<Vec<_>>(), n_fft, sr))
+            .collect();
+        let outputs = [("rms", &shape.rms, 1e-6), ("centroid", &shape.centroid, 0.0), ("bandwidth", &shape.bandwidth, 0.0), ("rolloff", &shape.rolloff, 0.0), ("flatness", &shape.flatness, 1e-6)];
+        for (k, (name, got, atol)) in outputs.into_iter().enumerate() {
+            let got = g.read_f32(got)?;
+            let column: Vec<f64> = want.iter().map(|w| w[k]).collect();
+            if name == "rolloff" {
+                // The first bin whose running sum reaches 85%: a float32 running sum may cross
+                // one bin earlier or later than the float64 one where they are that close.
+                let bin = sr / n_fft as f64;
+                t.close(&format!("rolloff n_fft {n_fft}"), &got, &column, bin * 1.001, 0.0);
+            } else {
+                t.close(&format!("{name} n_fft {n_fft}"), &got, &column, atol, 1e-4);
+            }
+        }
+        let want_zcr: Vec<f64> = clips.iter().flat_map(|c| descriptors::zero_crossing_reference(c, n_fft, hop)).collect();
+        t.close(&format!("zcr n_fft {n_fft} hop {hop}"), &g.read_f32(&zcr)?, &want_zcr, 0.0, 0.0);
+
+        let cols = 3;
+        let x = rng.vec(frames * cols, -2.0, 2.0);
+        let tx = g.upload_f32(&x, &[frames, cols])?;
+        let dx = g.upload_f32(&vec![f32::NAN; frames * cols], &[frames, cols])?;
+        let mut step = g.step("selftest.delta");
+        descriptors::delta(&mut step, &table, &frame_clip, &tx, &dx)?;
+        step.submit()?;
+        let mut want_dx = vec![0.0; frames * cols];
+        let mut first = 0;
+        for c in &clips {
+            let n = layout.frames(c.len());
+            for col in 0..cols {
+                let rows: Vec<f64> = (0..n).map(|r| x[(first + r) * cols + col] as f64).collect();
+                for (r, v) in descriptors::delta_reference(&rows).into_iter().enumerate() {
+                    want_dx[(first + r) * cols + col] = v;
+                }
+            }
+            first += n;
+        }
+        t.require(clips.iter().any(|c| layout.frames(c.len()) < descriptors::DELTA_WIDTH) && clips.iter().any(|c| layout.frames(c.len()) > descriptors::DELTA_WIDTH), || "delta: the check needs clips on both sides of the window".into());
+        t.close(&format!("delta n_fft {n_fft}"), &g.read_f32(&dx)?, &want_dx, 1e-6, 1e-5);
     }
     Ok(())
 }
@@ -206,6 +280,61 @@ pub fn compare_with_librosa(g: &Gpu, name: &str, golden: &Golden, signal: &[f32]
                 t.close(&format!("{name} {setting} {feat} time average"), &ours_mean, &gold_mean, TOL_MEAN[k], 0.0);
             }
         }
+        compare_descriptors(g, name, golden, signal, setting, &cfg, &parts, t)?;
+    }
+    Ok(())
+}
+
+/// (atol, rtol) of each frame descriptor against librosa, about 5x the largest error measured
+/// on the golden signals (docs/RESULTS.md, "Frame descriptors against librosa"); the
+/// zero-crossing rate is exact.
+const TOL_DESCRIPTORS: [(&str, f64, f64); 5] = [("rms", 1e-6, 5e-5), ("zcr", 0.0, 0.0), ("centroid", 0.01, 2e-4), ("bandwidth", 0.01, 1e-4), ("flatness", 7e-5, 5e-3)];
+/// The bandwidth of a pure tone or chirp is the spread of the FFT's rounding noise (about 1e-7
+/// of the peak, weighted by its squared distance from the centroid), where two float32 FFTs
+/// differ by up to 13% of a 10 Hz bandwidth; on those signals it is held to this share.
+const TOL_TONAL_BANDWIDTH: f64 = 0.2;
+
+/// The frame descriptors and the deltas of MFCC and rms against librosa's, frame by frame.
+/// Rolloff is the first bin where a running sum reaches 85%: where float32 sums of two FFTs
+/// cross that share a bin apart, it differs by one bin, so it is held to one bin and most
+/// frames must agree exactly.
+#[allow(clippy::too_many_arguments)]
+fn compare_descriptors(g: &Gpu, name: &str, golden: &Golden, signal: &[f32], setting: &str, cfg: &FeatureConfig, parts: &crate::features::FeatureParts, t: &mut Tally) -> Result<()> {
+    let (first, frames) = parts.clip_frames[0];
+    let ours = |feat: &str| -> &[f32] {
+        match feat {
+            "rms" => &parts.rms,
+            "zcr" => &parts.zcr,
+            "centroid" => &parts.centroid,
+            "bandwidth" => &parts.bandwidth,
+            "rolloff" => &parts.rolloff,
+            _ => &parts.flatness,
+        }
+    };
+    for (feat, atol, rtol) in TOL_DESCRIPTORS {
+        let (atol, rtol) = if feat == "bandwidth" && NOISE_FLOOR_VALLEYS.contains(&name) { (0.0, TOL_TONAL_BANDWIDTH) } else { (atol, rtol) };
+        let gold = golden.tensor(&format!("{setting}.{feat}"))?.0;
+        t.close(&format!("{name} {setting} {feat}"), &ours(feat)[first..first + frames], &gold.iter().map(|&v| v as f64).collect::<Vec<_>>(), atol, rtol);
+    }
+    let bin = cfg.sample_rate as f64 / cfg.n_fft as f64;
+    let gold = golden.tensor(&format!("{setting}.rolloff"))?.0;
+    let got = &parts.rolloff[first..first + frames];
+    t.close(&format!("{name} {setting} rolloff"), got, &gold.iter().map(|&v| v as f64).collect::<Vec<_>>(), bin * 1.001, 0.0);
+    let exact = got.iter().zip(&gold).filter(|(a, b)| (**a as f64 - **b as f64).abs() < bin / 2.0).count();
+    t.require(exact * 10 >= frames * 9, || format!("{name} {setting} rolloff: {exact} of {frames} frames on librosa's bin"));
+    // Deltas, where librosa computes them (9 frames or more).
+    if let Ok((gold_mfcc, shape)) = golden.tensor(&format!("{setting}.delta_mfcc")) {
+        use crate::features::{Block, Descriptor};
+        let with_deltas = FeatureConfig { set: vec![Block { descriptor: Descriptor::Mfcc, delta: true }, Block { descriptor: Descriptor::Rms, delta: true }], ..cfg.clone() };
+        let f = Extractor::new(g, &with_deltas)?.extract(g, &[signal])?;
+        let rows = shape[0];
+        let gold_rms = golden.tensor(&format!("{setting}.delta_rms"))?.0;
+        let got_mfcc: Vec<f32> = (0..frames).flat_map(|tt| f.frames[tt * f.dim..][..rows].to_vec()).collect();
+        let gold_mfcc = &gold_mfcc;
+        let want_mfcc: Vec<f64> = (0..frames).flat_map(|tt| (0..rows).map(move |r| gold_mfcc[r * frames + tt] as f64)).collect();
+        t.close(&format!("{name} {setting} delta_mfcc"), &got_mfcc, &want_mfcc, TOL_MFCC, 0.0);
+        let got_rms: Vec<f32> = (0..frames).map(|tt| f.frames[tt * f.dim + rows]).collect();
+        t.close(&format!("{name} {setting} delta_rms"), &got_rms, &gold_rms.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1e-6, 1e-4);
     }
     Ok(())
 }

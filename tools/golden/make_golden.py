@@ -4,7 +4,8 @@ Run from the repository root after tools/golden/setup.sh:
     tools/.venv/bin/python tools/golden/make_golden.py
 
 One safetensors file per signal in tests/golden/, holding float32 tensors named
-"<setting>.<feature>" (mel_db, mfcc, chroma, contrast: [rows, frames]; tuning: [1]) and, for the
+"<setting>.<feature>" (mel_db, mfcc, chroma, contrast, and the frame descriptors rms, zcr,
+centroid, bandwidth, rolloff, flatness, delta_mfcc, delta_rms: [rows, frames]; tuning: [1]) and, for the
 synthetic signals, "signal" (the exact float32 input). Settings:
   librosa: librosa's defaults (n_fft 2048, hop 512, 128 mels, tuning estimated, contrast fmin 200)
   ser:     ser's defaults (n_fft 1024, hop 256, 64 mels, tuning 0, contrast fmin 200)
@@ -43,7 +44,21 @@ def features(y, sr, s):
         tuning = librosa.estimate_tuning(S=power, sr=sr, n_fft=n_fft, bins_per_octave=12)
     chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=n_fft, hop_length=hop, tuning=s["tuning"])
     contrast = librosa.feature.spectral_contrast(y=y, sr=sr, n_fft=n_fft, hop_length=hop, fmin=s["contrast_fmin"])
+    S = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop))
+    descriptors = {
+        "rms": librosa.feature.rms(S=S, frame_length=n_fft),
+        "zcr": librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop),
+        "centroid": librosa.feature.spectral_centroid(S=S, sr=sr, n_fft=n_fft),
+        "bandwidth": librosa.feature.spectral_bandwidth(S=S, sr=sr, n_fft=n_fft),
+        "rolloff": librosa.feature.spectral_rolloff(S=S, sr=sr, n_fft=n_fft, roll_percent=0.85),
+        "flatness": librosa.feature.spectral_flatness(S=S),
+    }
+    # librosa.feature.delta (width 9, mode "interp") refuses sequences shorter than its window.
+    if mfcc.shape[-1] >= 9:
+        descriptors["delta_mfcc"] = librosa.feature.delta(mfcc)
+        descriptors["delta_rms"] = librosa.feature.delta(descriptors["rms"])
     return {
+        **descriptors,
         "contrast_valley_rel_db": contrast_valley_rel_db(y, sr, n_fft, hop, s["contrast_fmin"]),
         "mel_db": mel_db,
         "mfcc": mfcc,

@@ -1,7 +1,7 @@
 //! Conv1d and Dense: a GEMM with bias (and fused ReLU), Glorot-uniform weights, zero biases.
 //! Conv1d lowers the convolution onto the GEMM through im2col / col2im.
 
-use super::{BuiltLayer, Init, Pass, Saved, saved};
+use super::{BuiltLayer, Init, LayerKind, Pass, Saved, Steps, check_weight, flat_input, saved};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::{Param, param};
 use crate::ops::conv::{self, ConvShape};
@@ -9,6 +9,38 @@ use crate::ops::elementwise::{self, BinaryOp};
 use crate::ops::gemm::{self, GemmOptions};
 use crate::ops::norm;
 use anyhow::Result;
+
+/// A stride-1 convolution over length (`Layer::Conv1d`).
+pub(crate) struct Conv1dKind {
+    pub filters: usize,
+    pub kernel: usize,
+    pub same: bool,
+    pub relu: bool,
+}
+
+impl LayerKind for Conv1dKind {
+    fn name(&self) -> &'static str {
+        "conv1d"
+    }
+
+    fn output(&self, (l, c): (usize, usize)) -> Result<(usize, usize)> {
+        check_weight(self.kernel.saturating_mul(c), self.filters)?;
+        Ok((ConvShape::new(1, l, c, self.kernel, self.same)?.l_out, self.filters))
+    }
+
+    fn weight_values(&self, (_, c): (usize, usize)) -> usize {
+        self.kernel * c * self.filters
+    }
+
+    fn steps(&self) -> Steps {
+        // A valid convolution's output steps depend on where the input ends.
+        if self.same { Steps::Kept } else { Steps::Fixed }
+    }
+
+    fn build(&self, gpu: &Gpu, i: usize, (_, c): (usize, usize), init: &mut Init) -> Result<Box<dyn BuiltLayer>> {
+        Ok(Box::new(Conv1d::new(gpu, i, c, self.filters, self.kernel, self.same, self.relu, init)?))
+    }
+}
 
 pub(crate) struct Conv1d {
     kernel: usize,
@@ -68,6 +100,36 @@ impl BuiltLayer for Conv1d {
         let dx = gpu.empty(&[p.batch * p.input.0, p.input.1], DType::F32)?;
         conv::col2im(p.step, &shape, &dcols, &dx)?;
         Ok((Some(dx), grads))
+    }
+}
+
+/// A dense layer on a flat row (`Layer::Dense`).
+pub(crate) struct DenseKind {
+    pub units: usize,
+    pub relu: bool,
+}
+
+impl LayerKind for DenseKind {
+    fn name(&self) -> &'static str {
+        "dense"
+    }
+
+    fn output(&self, input: (usize, usize)) -> Result<(usize, usize)> {
+        check_weight(input.1, self.units)?;
+        flat_input("a dense layer", input)?;
+        Ok((1, self.units))
+    }
+
+    fn weight_values(&self, (_, c): (usize, usize)) -> usize {
+        c * self.units
+    }
+
+    fn steps(&self) -> Steps {
+        Steps::Fixed
+    }
+
+    fn build(&self, gpu: &Gpu, i: usize, (l, c): (usize, usize), init: &mut Init) -> Result<Box<dyn BuiltLayer>> {
+        Ok(Box::new(Dense::new(gpu, i, l * c, self.units, self.relu, init)?))
     }
 }
 

@@ -2,12 +2,72 @@
 //! trainable layer): random Fourier features and the RBF kernel against fixed centres (the
 //! network form of kernel ridge files written before kernel ridge had its own kind).
 
-use super::{BuiltLayer, Init, Pass, Saved};
+use super::{BuiltLayer, Init, LayerKind, Pass, Saved, Steps, check_weight, flat_input};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::ops::elementwise::{self, UnaryOp};
 use crate::ops::gemm::{self, GemmOptions};
 use crate::ops::kernel;
 use anyhow::{Result, bail};
+
+/// Random Fourier features of a flat row (`Layer::RandomFourier`).
+pub(crate) struct RandomFourierKind {
+    pub features: usize,
+    pub gamma: f32,
+}
+
+impl LayerKind for RandomFourierKind {
+    fn name(&self) -> &'static str {
+        "random_fourier"
+    }
+
+    fn output(&self, input: (usize, usize)) -> Result<(usize, usize)> {
+        check_weight(input.1, self.features)?;
+        flat_input("random Fourier features", input)?;
+        Ok((1, self.features))
+    }
+
+    fn weight_values(&self, (_, c): (usize, usize)) -> usize {
+        c * self.features
+    }
+
+    fn steps(&self) -> Steps {
+        Steps::Fixed
+    }
+
+    fn build(&self, gpu: &Gpu, i: usize, (l, c): (usize, usize), init: &mut Init) -> Result<Box<dyn BuiltLayer>> {
+        Ok(Box::new(RandomFourier::new(gpu, i, l * c, self.features, self.gamma, init)?))
+    }
+}
+
+/// The RBF kernel of a flat row against fixed centres (`Layer::RbfKernel`).
+pub(crate) struct RbfKernelKind {
+    pub centres: usize,
+    pub gamma: f32,
+}
+
+impl LayerKind for RbfKernelKind {
+    fn name(&self) -> &'static str {
+        "rbf_kernel"
+    }
+
+    fn output(&self, input: (usize, usize)) -> Result<(usize, usize)> {
+        check_weight(input.1, self.centres)?;
+        flat_input("an RBF kernel layer", input)?;
+        Ok((1, self.centres))
+    }
+
+    fn weight_values(&self, (_, c): (usize, usize)) -> usize {
+        c * self.centres
+    }
+
+    fn steps(&self) -> Steps {
+        Steps::Fixed
+    }
+
+    fn build(&self, gpu: &Gpu, i: usize, (l, c): (usize, usize), _init: &mut Init) -> Result<Box<dyn BuiltLayer>> {
+        Ok(Box::new(RbfKernel::new(gpu, i, l * c, self.centres, self.gamma)?))
+    }
+}
 
 /// sqrt(2/D) cos(x W + b), W ~ N(0, 2 gamma), b ~ U(0, 2 pi), drawn once.
 pub(crate) struct RandomFourier {

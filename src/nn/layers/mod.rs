@@ -2,8 +2,9 @@
 //! (and fixed tensors), its forward and its backward in one place: affine (Conv1d, Dense), norm
 //! (BatchNorm, SequenceBatchNorm), shape (MaxPool, Dropout, Flatten, MaskPadding), fixed (RandomFourier, RbfKernel) and
 //! recurrent (Lstm, TimeMean, AttentionPool). [`super::Layer`] is the serialisable
-//! specification; [`build`] is the one place that turns a specification into its
-//! implementation.
+//! specification; [`kind`] is the one place that matches on it, turning each into its kind's
+//! [`LayerKind`] (shape inference, weight sizes, how it treats steps and lengths, building),
+//! which lives in the kind's module beside its forward and backward.
 
 mod affine;
 mod fixed;
@@ -11,12 +12,12 @@ mod norm;
 mod recurrent;
 mod shape;
 
-use super::{Layer, Param};
+use super::{Layer, MAX_TENSOR_VALUES, Param, TimePooling};
 use crate::gpu::{Gpu, Step, Tensor};
 use crate::ops::gemm::Precision;
 use crate::ops::norm::BatchNorm;
 use crate::rng::splitmix64;
-use anyhow::Result;
+use anyhow::{Result, bail};
 use std::any::Any;
 
 /// What a layer's forward keeps for its backward (each kind keeps its own type).
@@ -66,11 +67,6 @@ pub(crate) trait BuiltLayer: Send + Sync {
         Vec::new()
     }
 
-    /// Whether the layer reads each example's valid steps.
-    fn reads_lengths(&self) -> bool {
-        false
-    }
-
     /// Records the forward pass on `x`; returns the output and what backward needs.
     fn forward(&self, pass: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)>;
 
@@ -108,25 +104,89 @@ impl Init {
     }
 }
 
-/// Builds layer `i` of a model: its implementation with freshly initialised tensors, for
-/// inputs of `input` (length, channels).
-pub(crate) fn build(gpu: &Gpu, i: usize, layer: &Layer, input: (usize, usize), init: &mut Init) -> Result<Box<dyn BuiltLayer>> {
-    let (l, c) = input;
-    Ok(match *layer {
-        Layer::Conv1d { filters, kernel, same, relu } => Box::new(affine::Conv1d::new(gpu, i, c, filters, kernel, same, relu, init)?),
-        Layer::Dense { units, relu } => Box::new(affine::Dense::new(gpu, i, l * c, units, relu, init)?),
-        Layer::BatchNorm => Box::new(norm::BatchNormLayer::new(gpu, i, c, false)?),
-        Layer::SequenceBatchNorm => Box::new(norm::BatchNormLayer::new(gpu, i, c, true)?),
+/// How a layer kind treats the step (length) axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Steps {
+    /// Each output step comes from the input step at its place.
+    Kept,
+    /// Windows of the input steps, `stride` apart.
+    Pooled { stride: usize },
+    /// One step from each sequence's valid steps.
+    Reduced,
+    /// The output depends on the whole length (a flat row; a valid convolution's edges): a
+    /// batch must keep the model's full input length.
+    Fixed,
+}
+
+/// What a layer kind knows before it has tensors, implemented in its module beside its
+/// forward and backward. The model's shape inference, size checks, batching rules and building
+/// ask each layer through it.
+pub(crate) trait LayerKind {
+    /// A short name for profiles.
+    fn name(&self) -> &'static str;
+
+    /// (length, channels) out for (length, channels) in; refuses an input it cannot take and
+    /// weights past [`MAX_TENSOR_VALUES`] ([`check_weight`]).
+    fn output(&self, input: (usize, usize)) -> Result<(usize, usize)>;
+
+    /// Values its weights hold for `input` (0: none).
+    fn weight_values(&self, _input: (usize, usize)) -> usize {
+        0
+    }
+
+    fn steps(&self) -> Steps {
+        Steps::Kept
+    }
+
+    /// Whether it reads each example's valid steps.
+    fn reads_lengths(&self) -> bool {
+        false
+    }
+
+    /// How it reduces a model's steps, for a layer that does (a pooling, Flatten, an LSTM's
+    /// last state).
+    fn pooling(&self) -> Option<TimePooling> {
+        None
+    }
+
+    /// Its implementation with freshly initialised tensors, as layer `i` for inputs of `input`.
+    fn build(&self, gpu: &Gpu, i: usize, input: (usize, usize), init: &mut Init) -> Result<Box<dyn BuiltLayer>>;
+}
+
+/// Refuses a weight of `rows` x `cols` values past [`MAX_TENSOR_VALUES`], so that a corrupt or
+/// hostile checkpoint gets an error, not a multi-terabyte allocation.
+pub(crate) fn check_weight(rows: usize, cols: usize) -> Result<()> {
+    match rows.checked_mul(cols) {
+        Some(n) if n <= MAX_TENSOR_VALUES => Ok(()),
+        _ => bail!("its weights would hold {rows} x {cols} values, over the {MAX_TENSOR_VALUES} a model tensor may hold"),
+    }
+}
+
+/// Refuses a layer that reads a flat row (one step) when `input` has several.
+pub(crate) fn flat_input(name: &str, input: (usize, usize)) -> Result<()> {
+    if input.0 != 1 {
+        bail!("{name} needs a flat input; add a Flatten before it");
+    }
+    Ok(())
+}
+
+/// The kind of a layer specification: the one match on [`Layer`].
+pub(crate) fn kind(layer: &Layer) -> Box<dyn LayerKind> {
+    match *layer {
+        Layer::Conv1d { filters, kernel, same, relu } => Box::new(affine::Conv1dKind { filters, kernel, same, relu }),
+        Layer::Dense { units, relu } => Box::new(affine::DenseKind { units, relu }),
+        Layer::BatchNorm => Box::new(norm::BatchNormKind { valid_steps_only: false }),
+        Layer::SequenceBatchNorm => Box::new(norm::BatchNormKind { valid_steps_only: true }),
         Layer::MaxPool { size, stride } => Box::new(shape::MaxPool { size, stride }),
         Layer::Dropout { rate } => Box::new(shape::Dropout { rate }),
         Layer::Flatten => Box::new(shape::Flatten),
-        Layer::RandomFourier { features, gamma } => Box::new(fixed::RandomFourier::new(gpu, i, l * c, features, gamma, init)?),
-        Layer::RbfKernel { centres, gamma } => Box::new(fixed::RbfKernel::new(gpu, i, l * c, centres, gamma)?),
-        Layer::Lstm { units, bidirectional, sequences } => Box::new(recurrent::Lstm::new(gpu, i, c, units, bidirectional, sequences, init)?),
+        Layer::RandomFourier { features, gamma } => Box::new(fixed::RandomFourierKind { features, gamma }),
+        Layer::RbfKernel { centres, gamma } => Box::new(fixed::RbfKernelKind { centres, gamma }),
+        Layer::Lstm { units, bidirectional, sequences } => Box::new(recurrent::LstmKind { units, bidirectional, sequences }),
         Layer::TimeMean => Box::new(recurrent::TimeMean),
-        Layer::AttentionPool => Box::new(recurrent::AttentionPool::new(gpu, i, c, init)?),
+        Layer::AttentionPool => Box::new(recurrent::AttentionPoolKind),
         Layer::MaskPadding => Box::new(shape::MaskPadding),
-    })
+    }
 }
 
 /// Takes back what this layer's forward saved.

@@ -2,11 +2,35 @@
 //! sequence): batch statistics while training, moving ones in inference; (beta, gamma) trained,
 //! Keras's initial values (0, 1).
 
-use super::{BuiltLayer, Pass, Saved, saved};
+use super::{BuiltLayer, Init, LayerKind, Pass, Saved, saved};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::{Param, param};
 use crate::ops::norm::{self, BnTensors, ValidSteps};
 use anyhow::Result;
+
+/// `Layer::BatchNorm`, or `Layer::SequenceBatchNorm` over valid steps only.
+pub(crate) struct BatchNormKind {
+    pub valid_steps_only: bool,
+}
+
+impl LayerKind for BatchNormKind {
+    fn name(&self) -> &'static str {
+        if self.valid_steps_only { "sequence_batch_norm" } else { "batch_norm" }
+    }
+
+    fn output(&self, input: (usize, usize)) -> Result<(usize, usize)> {
+        Ok(input)
+    }
+
+    fn reads_lengths(&self) -> bool {
+        self.valid_steps_only
+    }
+
+
+    fn build(&self, gpu: &Gpu, i: usize, (_, c): (usize, usize), _init: &mut Init) -> Result<Box<dyn BuiltLayer>> {
+        Ok(Box::new(BatchNormLayer::new(gpu, i, c, self.valid_steps_only)?))
+    }
+}
 
 pub(crate) struct BatchNormLayer {
     name: String,
@@ -52,9 +76,6 @@ impl BuiltLayer for BatchNormLayer {
         vec![(self.name.clone(), &self.moving)]
     }
 
-    fn reads_lengths(&self) -> bool {
-        self.valid_steps_only
-    }
 
     fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
         let (l, c) = p.input;

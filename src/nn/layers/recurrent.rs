@@ -3,12 +3,60 @@
 //! Keras's initialisation: Glorot uniform input kernel, orthogonal recurrent kernel, zero bias
 //! but 1 for the forget gate.
 
-use super::{BuiltLayer, Init, Pass, Saved, saved};
+use super::{BuiltLayer, Init, LayerKind, Pass, Saved, Steps, check_weight, saved};
+use crate::nn::TimePooling;
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::nn::{Param, param};
 use crate::ops::gemm::{self, GemmOptions};
 use crate::ops::lstm::{self, LstmKernel, LstmSaved, LstmShape, LstmWeights};
 use anyhow::Result;
+
+/// `Layer::Lstm`: one or two directions, the whole sequence or the last state.
+pub(crate) struct LstmKind {
+    pub units: usize,
+    pub bidirectional: bool,
+    pub sequences: bool,
+}
+
+impl LstmKind {
+    fn directions(&self) -> usize {
+        1 + self.bidirectional as usize
+    }
+}
+
+impl LayerKind for LstmKind {
+    fn name(&self) -> &'static str {
+        "lstm"
+    }
+
+    fn output(&self, (l, c): (usize, usize)) -> Result<(usize, usize)> {
+        if self.units == 0 || self.units > lstm::MAX_UNITS {
+            anyhow::bail!("an LSTM has 1 to {} units per direction, not {}", lstm::MAX_UNITS, self.units);
+        }
+        check_weight(c + self.units, 4 * self.units)?;
+        Ok((if self.sequences { l } else { 1 }, self.directions() * self.units))
+    }
+
+    fn weight_values(&self, (_, c): (usize, usize)) -> usize {
+        self.directions() * (c + self.units + 1) * 4 * self.units
+    }
+
+    fn steps(&self) -> Steps {
+        if self.sequences { Steps::Kept } else { Steps::Reduced }
+    }
+
+    fn reads_lengths(&self) -> bool {
+        true
+    }
+
+    fn pooling(&self) -> Option<TimePooling> {
+        (!self.sequences).then_some(TimePooling::Last)
+    }
+
+    fn build(&self, gpu: &Gpu, i: usize, (_, c): (usize, usize), init: &mut Init) -> Result<Box<dyn BuiltLayer>> {
+        Ok(Box::new(Lstm::new(gpu, i, c, self.units, self.bidirectional, self.sequences, init)?))
+    }
+}
 
 pub(crate) struct Lstm {
     units: usize,
@@ -51,9 +99,6 @@ impl BuiltLayer for Lstm {
         self.directions.iter().flatten().collect()
     }
 
-    fn reads_lengths(&self) -> bool {
-        true
-    }
 
     fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
         let gpu = p.step.gpu();
@@ -97,11 +142,33 @@ impl BuiltLayer for Lstm {
 /// [length, channels] -> [1, channels]: the mean over each sequence's valid steps.
 pub(crate) struct TimeMean;
 
-impl BuiltLayer for TimeMean {
+impl LayerKind for TimeMean {
+    fn name(&self) -> &'static str {
+        "time_mean"
+    }
+
+    fn output(&self, (_, c): (usize, usize)) -> Result<(usize, usize)> {
+        Ok((1, c))
+    }
+
+    fn steps(&self) -> Steps {
+        Steps::Reduced
+    }
+
     fn reads_lengths(&self) -> bool {
         true
     }
 
+    fn pooling(&self) -> Option<TimePooling> {
+        Some(TimePooling::Mean)
+    }
+
+    fn build(&self, _: &Gpu, _: usize, _: (usize, usize), _: &mut Init) -> Result<Box<dyn BuiltLayer>> {
+        Ok(Box::new(TimeMean))
+    }
+}
+
+impl BuiltLayer for TimeMean {
     fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
         let (l, c) = p.input;
         let lengths = p.sequence_lengths();
@@ -116,6 +183,39 @@ impl BuiltLayer for TimeMean {
         let dx = p.step.gpu().empty(&[p.batch * l, c], DType::F32)?;
         lstm::time_mean_backward(p.step, p.batch, l, c, &dy.reshape(&[p.batch, c]), &lengths, &dx)?;
         Ok((Some(dx), vec![]))
+    }
+}
+
+/// `Layer::AttentionPool`.
+pub(crate) struct AttentionPoolKind;
+
+impl LayerKind for AttentionPoolKind {
+    fn name(&self) -> &'static str {
+        "attention_pool"
+    }
+
+    fn output(&self, (_, c): (usize, usize)) -> Result<(usize, usize)> {
+        Ok((1, c))
+    }
+
+    fn weight_values(&self, (_, c): (usize, usize)) -> usize {
+        c
+    }
+
+    fn steps(&self) -> Steps {
+        Steps::Reduced
+    }
+
+    fn reads_lengths(&self) -> bool {
+        true
+    }
+
+    fn pooling(&self) -> Option<TimePooling> {
+        Some(TimePooling::Attention)
+    }
+
+    fn build(&self, gpu: &Gpu, i: usize, (_, c): (usize, usize), init: &mut Init) -> Result<Box<dyn BuiltLayer>> {
+        Ok(Box::new(AttentionPool::new(gpu, i, c, init)?))
     }
 }
 
@@ -143,9 +243,6 @@ impl BuiltLayer for AttentionPool {
         vec![&self.w]
     }
 
-    fn reads_lengths(&self) -> bool {
-        true
-    }
 
     fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
         let gpu = p.step.gpu();

@@ -1,7 +1,9 @@
 //! Layers without parameters that reshape or mask: MaxPool over length, Dropout, Flatten,
 //! MaskPadding.
 
-use super::{BuiltLayer, Pass, Saved, saved};
+use super::{BuiltLayer, Init, LayerKind, Pass, Saved, Steps, saved};
+use crate::gpu::Gpu;
+use crate::nn::TimePooling;
 use crate::gpu::{DType, Tensor};
 use crate::ops::dropout;
 use crate::ops::pool::{self, PoolShape};
@@ -87,10 +89,6 @@ impl BuiltLayer for Flatten {
 pub(crate) struct MaskPadding;
 
 impl BuiltLayer for MaskPadding {
-    fn reads_lengths(&self) -> bool {
-        true
-    }
-
     fn forward(&self, p: &mut Pass, x: &Tensor) -> Result<(Tensor, Saved)> {
         let lengths = p.sequence_lengths();
         let y = p.step.gpu().empty(x.shape(), DType::F32)?;
@@ -103,5 +101,77 @@ impl BuiltLayer for MaskPadding {
         let dx = p.step.gpu().empty(dy.shape(), DType::F32)?;
         dropout::mask_padding(p.step, (p.batch, p.input.0, p.input.1), dy, &lengths, &dx)?;
         Ok((Some(dx), vec![]))
+    }
+}
+
+impl LayerKind for MaxPool {
+    fn name(&self) -> &'static str {
+        "max_pool"
+    }
+
+    fn output(&self, (l, c): (usize, usize)) -> Result<(usize, usize)> {
+        Ok((PoolShape::new(1, l, c, self.size, self.stride)?.l_out, c))
+    }
+
+    fn steps(&self) -> Steps {
+        Steps::Pooled { stride: self.stride.max(1) }
+    }
+
+    fn build(&self, _: &Gpu, _: usize, _: (usize, usize), _: &mut Init) -> Result<Box<dyn BuiltLayer>> {
+        Ok(Box::new(MaxPool { size: self.size, stride: self.stride }))
+    }
+}
+
+impl LayerKind for Dropout {
+    fn name(&self) -> &'static str {
+        "dropout"
+    }
+
+    fn output(&self, input: (usize, usize)) -> Result<(usize, usize)> {
+        Ok(input)
+    }
+
+    fn build(&self, _: &Gpu, _: usize, _: (usize, usize), _: &mut Init) -> Result<Box<dyn BuiltLayer>> {
+        Ok(Box::new(Dropout { rate: self.rate }))
+    }
+}
+
+impl LayerKind for Flatten {
+    fn name(&self) -> &'static str {
+        "flatten"
+    }
+
+    fn output(&self, (l, c): (usize, usize)) -> Result<(usize, usize)> {
+        Ok((1, l * c))
+    }
+
+    fn steps(&self) -> Steps {
+        Steps::Fixed
+    }
+
+    fn pooling(&self) -> Option<TimePooling> {
+        Some(TimePooling::Flatten)
+    }
+
+    fn build(&self, _: &Gpu, _: usize, _: (usize, usize), _: &mut Init) -> Result<Box<dyn BuiltLayer>> {
+        Ok(Box::new(Flatten))
+    }
+}
+
+impl LayerKind for MaskPadding {
+    fn name(&self) -> &'static str {
+        "mask_padding"
+    }
+
+    fn output(&self, input: (usize, usize)) -> Result<(usize, usize)> {
+        Ok(input)
+    }
+
+    fn reads_lengths(&self) -> bool {
+        true
+    }
+
+    fn build(&self, _: &Gpu, _: usize, _: (usize, usize), _: &mut Init) -> Result<Box<dyn BuiltLayer>> {
+        Ok(Box::new(MaskPadding))
     }
 }
