@@ -63,6 +63,8 @@ checks! {
     lstm_through_time_against_references_and_finite_differences => "lstm",
     stft_power_against_a_direct_dft => "stft",
     filterbank_visits_only_each_band => "filterbank",
+    frame_descriptors_against_references => "descriptors",
+    pitch_against_references => "pitch",
     features_match_librosa_golden_files => "features-vs-librosa",
     built_in_model_gives_its_recorded_probabilities => "built-in-model",
 }

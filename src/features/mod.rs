@@ -16,7 +16,7 @@ use crate::ops::filterbank::{self, Filterbank};
 use crate::ops::gemm::{self, GemmOptions};
 use crate::ops::segment::{self, DbOptions};
 use crate::ops::stft::{self, SpectrumLayout};
-use crate::ops::tuning;
+use crate::ops::{pitch, tuning};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +52,9 @@ crate::choices! {
         Rolloff = "rolloff",
         /// Spectral flatness: geometric over arithmetic mean of the power spectrum.
         Flatness = "flatness",
+        /// F0 (Hz) as librosa.yin estimates it (fmin C2, fmax C7, frame length n_fft, trough
+        /// threshold 0.1): every frame gets one, voiced or not.
+        Yin = "yin",
     }
 }
 
@@ -230,6 +233,9 @@ impl FeatureConfig {
         if let Some(b) = self.set.iter().enumerate().find_map(|(i, b)| self.set[..i].contains(b).then_some(b)) {
             bail!("the feature set names {} twice", b.name());
         }
+        if self.set.iter().any(|b| b.descriptor == Descriptor::Yin) {
+            pitch::Periods::new(self.sample_rate as f64, self.n_fft, pitch::FMIN, pitch::FMAX)?;
+        }
         let nyquist = self.sample_rate as f64 / 2.0;
         if self.fmax.is_some_and(|f| f > nyquist) || self.fmin >= self.fmax.unwrap_or(nyquist) {
             bail!("mel range {}..{:?} Hz does not fit 0..{nyquist} Hz", self.fmin, self.fmax);
@@ -266,6 +272,8 @@ pub struct FeatureParts {
     pub bandwidth: Vec<f32>,
     pub rolloff: Vec<f32>,
     pub flatness: Vec<f32>,
+    /// Empty where the configuration cannot hold a pitch frame (n_fft past `pitch::MAX_FRAME`).
+    pub yin: Vec<f32>,
     /// First frame and frame count of each clip.
     pub clip_frames: Vec<(usize, usize)>,
     pub tunings: Vec<f64>,
@@ -305,6 +313,7 @@ struct Computed {
     /// The frame descriptors, when asked for.
     shape: Option<SpectralShape>,
     zcr: Option<Tensor>,
+    yin: Option<Tensor>,
     tunings: Vec<f64>,
 }
 
@@ -323,6 +332,7 @@ impl Computed {
             Descriptor::Rolloff => single(&shape().rolloff),
             Descriptor::Flatness => single(&shape().flatness),
             Descriptor::Zcr => single(self.zcr.as_ref().expect("zcr computed when the set names it")),
+            Descriptor::Yin => single(self.yin.as_ref().expect("yin computed when the set names it")),
         }
     }
 }
@@ -401,7 +411,7 @@ impl Extractor {
     /// tensors (mel_db [F, n_mels], mfcc [F, n_mfcc], chroma [F, n_chroma], contrast
     /// [F, bands + 1], and with `descriptors` the frame descriptors [F] each) and each clip's
     /// tuning.
-    fn run(&self, gpu: &Gpu, b: &Batch, descriptors: bool) -> Result<Computed> {
+    fn run(&self, gpu: &Gpu, b: &Batch, descriptors: bool, pitch: bool) -> Result<Computed> {
         let cfg = &self.cfg;
         let f = b.frames;
         let n_bands = self.bands.len();
@@ -425,6 +435,16 @@ impl Extractor {
             (Some(shape), Some(zcr))
         } else {
             (None, None)
+        };
+        let yin = if pitch {
+            let periods = pitch::Periods::new(cfg.sample_rate as f64, cfg.n_fft, pitch::FMIN, pitch::FMAX)?;
+            let cmndf = gpu.empty(&[f, periods.len()], DType::F32)?;
+            pitch::cmndf(&mut step, &b.signal, &b.clips, &b.frame_clip, cfg.n_fft, cfg.hop, periods, &cmndf)?;
+            let f0 = gpu.empty(&[f], DType::F32)?;
+            pitch::yin(&mut step, &cmndf, periods, cfg.sample_rate as f64, &f0)?;
+            Some(f0)
+        } else {
+            None
         };
         let sr = cfg.sample_rate as f64;
         let (tunings, per_clip_chroma) = match cfg.tuning {
@@ -482,7 +502,7 @@ impl Extractor {
         segment::power_to_db(&mut step, &b.clips, &valley, &clip_max, &DbOptions::default())?;
         elementwise::binary(&mut step, BinaryOp::Sub, &peak, &valley, &contrast_db)?;
         step.submit()?;
-        Ok(Computed { mel_db, mfcc, chroma, contrast: contrast_db, shape, zcr, tunings })
+        Ok(Computed { mel_db, mfcc, chroma, contrast: contrast_db, shape, zcr, yin, tunings })
     }
 
     /// Features of clips already at the configured rate.
@@ -490,7 +510,9 @@ impl Extractor {
         let dim = self.cfg.dim();
         let b = self.upload_batch(gpu, clips)?;
         let set = &self.cfg.set;
-        let computed = self.run(gpu, &b, set.iter().any(|b| !matches!(b.descriptor, Descriptor::Mfcc | Descriptor::Chroma | Descriptor::Contrast)))?;
+        let named = |ds: &[Descriptor]| set.iter().any(|b| ds.contains(&b.descriptor));
+        let spectral = named(&[Descriptor::Rms, Descriptor::Zcr, Descriptor::Centroid, Descriptor::Bandwidth, Descriptor::Rolloff, Descriptor::Flatness]);
+        let computed = self.run(gpu, &b, spectral, named(&[Descriptor::Yin]))?;
         let t_max = b.clip_frames.iter().map(|c| c.1).max().unwrap_or(0);
         let n = clips.len();
         let frames = gpu.empty(&[n, t_max, dim], DType::F32)?;
@@ -527,7 +549,8 @@ impl Extractor {
     /// Every feature before assembly, for parity tests against librosa.
     pub fn extract_parts(&self, gpu: &Gpu, clips: &[&[f32]]) -> Result<FeatureParts> {
         let b = self.upload_batch(gpu, clips)?;
-        let c = self.run(gpu, &b, true)?;
+        let pitch = pitch::Periods::new(self.cfg.sample_rate as f64, self.cfg.n_fft, pitch::FMIN, pitch::FMAX).is_ok();
+        let c = self.run(gpu, &b, true, pitch)?;
         let shape = c.shape.as_ref().expect("asked for");
         Ok(FeatureParts {
             mel_db: gpu.read_f32(&c.mel_db)?,
@@ -540,6 +563,7 @@ impl Extractor {
             bandwidth: gpu.read_f32(&shape.bandwidth)?,
             rolloff: gpu.read_f32(&shape.rolloff)?,
             flatness: gpu.read_f32(&shape.flatness)?,
+            yin: c.yin.as_ref().map(|t| gpu.read_f32(t)).transpose()?.unwrap_or_default(),
             tunings: c.tunings,
             clip_frames: b.clip_frames,
         })

@@ -136,7 +136,7 @@ pub fn spectral_reference(power: &[f64], n_fft: usize, sample_rate: f64) -> [f64
     let freq = fft_frequencies(sample_rate, n_fft);
     let m: Vec<f64> = power.iter().map(|p| p.max(0.0).sqrt()).collect();
     let last = power.len() - 1;
-    let energy: f64 = power.iter().enumerate().map(|(b, p)| if b == 0 || (b == last && n_fft % 2 == 0) { 0.5 * p } else { *p }).sum();
+    let energy: f64 = power.iter().enumerate().map(|(b, p)| if b == 0 || (b == last && n_fft.is_multiple_of(2)) { 0.5 * p } else { *p }).sum();
     let rms = (2.0 * energy / (n_fft * n_fft) as f64).sqrt();
     let total: f64 = m.iter().sum();
     let norm = if total >= f32::MIN_POSITIVE as f64 { total } else { 1.0 };

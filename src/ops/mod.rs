@@ -16,6 +16,7 @@ pub mod loss;
 pub mod lstm;
 pub mod norm;
 pub mod optim;
+pub mod pitch;
 pub mod pool;
 pub mod segment;
 pub mod stft;
@@ -35,6 +36,7 @@ pub const SHADERS: &[&crate::gpu::ShaderFile] = &[
     &segment::SEGMENT_WGSL,
     &contrast::CONTRAST_WGSL,
     &descriptors::DESCRIPTORS_WGSL,
+    &pitch::PITCH_WGSL,
     &tuning::TUNING_WGSL,
     &conv::CONV_WGSL,
     &norm::NORM_WGSL,

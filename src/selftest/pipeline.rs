@@ -7,6 +7,7 @@ use crate::features::{Extractor, FeatureConfig};
 use crate::gpu::{DType, Gpu, LoweredLimits, Tensor, Texture};
 use crate::ops::descriptors::{self, SpectralShape};
 use crate::ops::filterbank::{self, Filterbank};
+use crate::ops::pitch::{self, Periods};
 use crate::ops::stft::{self, SpectrumLayout};
 use crate::rng::SplitMix64;
 use anyhow::{Context, Result, bail};
@@ -17,6 +18,7 @@ pub(super) fn checks() -> Vec<Check> {
         Check { name: "stft", family: "spectral", run: stft_power },
         Check { name: "filterbank", family: "spectral", run: filterbank },
         Check { name: "descriptors", family: "spectral", run: frame_descriptors },
+        Check { name: "pitch", family: "spectral", run: pitch_kernels },
         Check { name: "features-vs-librosa", family: "features", run: features_vs_librosa },
         Check { name: "built-in-model", family: "end-to-end", run: built_in_model },
     ]
@@ -159,6 +161,45 @@ fn frame_descriptors(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -
     Ok(())
 }
 
+/// The difference function of every frame against its float64 reference (random clips, a
+/// silent one, a clip shorter than a frame, and tones with noise that have clear troughs),
+/// and yin's choice on the GPU's own difference function against the reference's choice on
+/// the same values. Outputs are poisoned with NaN first.
+fn pitch_kernels(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    let settings: &[(usize, usize, f64)] = if size == Size::Quick { &[(1024, 256, 16_000.0)] } else { &[(1024, 256, 16_000.0), (512, 100, 8_000.0), (2048, 512, 48_000.0)] };
+    for &(frame_length, hop, sr) in settings {
+        let periods = Periods::new(sr, frame_length, pitch::FMIN, pitch::FMAX)?;
+        let layout = SpectrumLayout::new(frame_length, hop)?;
+        let tone = |hz: f64, n: usize, rng: &mut SplitMix64| -> Vec<f32> {
+            (0..n).map(|i| (0.5 * (std::f64::consts::TAU * hz * i as f64 / sr).sin()) as f32 + rng.uniform(-0.05, 0.05)).collect()
+        };
+        let mut clips: Vec<Vec<f32>> = vec![rng.vec(3 * frame_length + 17, -1.0, 1.0), vec![0.0; frame_length + 5], rng.vec(frame_length / 3, -1.0, 1.0)];
+        clips.push(tone(110.0, 4 * frame_length + 3, rng));
+        clips.push(tone(347.0, 2 * frame_length, rng));
+        let (signal, table, frame_clip, frames) = upload_clips(g, &clips, &layout, true)?;
+        let cmndf = g.upload_f32(&vec![f32::NAN; frames * periods.len()], &[frames, periods.len()])?;
+        let f0 = g.upload_f32(&vec![f32::NAN; frames], &[frames])?;
+        let mut step = g.step("selftest.pitch");
+        pitch::cmndf(&mut step, &signal, &table, &frame_clip, frame_length, hop, periods, &cmndf)?;
+        pitch::yin(&mut step, &cmndf, periods, sr, &f0)?;
+        step.submit()?;
+        let got = g.read_f32(&cmndf)?;
+        let want: Vec<f64> = clips.iter().flat_map(|c| pitch::frames_of(c, frame_length, hop)).flat_map(|frame| pitch::cmndf_reference(&frame, periods)).collect();
+        t.close(&format!("cmndf frame {frame_length} at {sr} Hz"), &got, &want, 1e-4, 1e-4);
+        let want_f0: Vec<f64> = got.chunks(periods.len()).map(|row| pitch::yin_reference(&row.iter().map(|&v| v as f64).collect::<Vec<_>>(), periods, sr)).collect();
+        t.close(&format!("yin frame {frame_length} at {sr} Hz"), &g.read_f32(&f0)?, &want_f0, 0.0, 1e-5);
+        // The tones' frames away from the clip edges find the tone (no octave errors; within
+        // 3%, as the noise and the period's quantisation allow).
+        let f0s = g.read_f32(&f0)?;
+        for (c, hz) in [(3, 110.0), (4, 347.0)] {
+            let start: usize = clips[..c].iter().map(|x| layout.frames(x.len())).sum();
+            let inner = &f0s[start + 2..start + layout.frames(clips[c].len()) - 2];
+            t.require(inner.iter().all(|&v| ((v as f64) / hz - 1.0).abs() < 0.03), || format!("yin on a {hz} Hz tone at {sr} Hz: {inner:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// Banded filterbank rows (zeros outside a random range) and one all-zero row.
 fn filterbank(g: &Gpu, rng: &mut SplitMix64, _size: Size, t: &mut Tally) -> Result<()> {
     let (bins, stride, frames) = (37, 40, 9);
@@ -289,6 +330,10 @@ pub fn compare_with_librosa(g: &Gpu, name: &str, golden: &Golden, signal: &[f32]
 /// on the golden signals (docs/RESULTS.md, "Frame descriptors against librosa"); the
 /// zero-crossing rate is exact.
 const TOL_DESCRIPTORS: [(&str, f64, f64); 5] = [("rms", 1e-6, 5e-5), ("zcr", 0.0, 0.0), ("centroid", 0.01, 2e-4), ("bandwidth", 0.01, 1e-4), ("flatness", 7e-5, 5e-3)];
+/// A cent as a frequency ratio.
+const CENT: f64 = 1.000_577_789_506_554_9;
+/// Frames quieter than this rms (-80 dB of full scale) are not held to librosa's yin.
+const YIN_AUDIBLE_RMS: f64 = 1e-4;
 /// The bandwidth of a pure tone or chirp is the spread of the FFT's rounding noise (about 1e-7
 /// of the peak, weighted by its squared distance from the centroid), where two float32 FFTs
 /// differ by up to 13% of a 10 Hz bandwidth; on those signals it is held to this share.
@@ -322,6 +367,18 @@ fn compare_descriptors(g: &Gpu, name: &str, golden: &Golden, signal: &[f32], set
     t.close(&format!("{name} {setting} rolloff"), got, &gold.iter().map(|&v| v as f64).collect::<Vec<_>>(), bin * 1.001, 0.0);
     let exact = got.iter().zip(&gold).filter(|(a, b)| (**a as f64 - **b as f64).abs() < bin / 2.0).count();
     t.require(exact * 10 >= frames * 9, || format!("{name} {setting} rolloff: {exact} of {frames} frames on librosa's bin"));
+    // yin: within a cent of librosa on every frame louder than -80 dB (rms 1e-4); quieter
+    // frames' difference functions are rounding noise (digital near-silence at 1e-7 to 1e-9 in
+    // the RAVDESS originals), where librosa's FFT and ser's direct sums pick different troughs.
+    if !parts.yin.is_empty() {
+        let gold = golden.tensor(&format!("{setting}.yin"))?.0;
+        let rms = golden.tensor(&format!("{setting}.rms"))?.0;
+        let ours = &parts.yin[first..first + frames];
+        let (got, want): (Vec<f32>, Vec<f64>) = (0..frames).filter(|&i| rms[i] as f64 >= YIN_AUDIBLE_RMS).map(|i| (ours[i], gold[i] as f64)).unzip();
+        t.close(&format!("{name} {setting} yin (frames above -80 dB)"), &got, &want, 0.0, CENT - 1.0);
+        let within = ours.iter().zip(&gold).filter(|(a, b)| (**a as f64 / **b as f64 - 1.0).abs() <= CENT - 1.0).count();
+        t.require(within * 100 >= frames * 97, || format!("{name} {setting} yin: {within} of {frames} frames within a cent of librosa's"));
+    }
     // Deltas, where librosa computes them (9 frames or more).
     if let Ok((gold_mfcc, shape)) = golden.tensor(&format!("{setting}.delta_mfcc")) {
         use crate::features::{Block, Descriptor};
