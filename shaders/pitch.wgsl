@@ -4,6 +4,7 @@
 //               min_period..=max_period: one workgroup per frame, one lag per invocation
 //   yin_select  librosa.yin's choice per frame: the first trough below the threshold (else the
 //               global minimum), refined by parabolic interpolation, as f0 = sr / period
+//   pyin_observe  librosa.pyin's observation probabilities and voiced probability per frame
 // The difference function is librosa's: d(k) = 2 (acf(0) - acf(k)) - sum_{m<k} y(m)^2, with the
 // autocorrelation summed directly (librosa sums it by FFT).
 
@@ -11,7 +12,8 @@ struct Params {
     grid: vec4<u32>,
     frames: u32, frame_length: u32, hop: u32, min_period: u32,
     max_period: u32, sig_width: u32, sig_shift: u32, periods: u32,
-    sample_rate: f32, threshold: f32, _pad0: f32, _pad1: f32,
+    sample_rate: f32, threshold: f32, fmin: f32, no_trough_prob: f32,
+    pitch_bins: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -118,4 +120,144 @@ fn yin_select(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     if (chosen == 0xffffffffu) { chosen = global_min; }
     let period = f32(p.min_period + chosen) + parabolic_shift(f, chosen);
     f0_out[f] = p.sample_rate / period;
+}
+
+// ---- pyin_observe ----
+// librosa.pyin's observation probabilities of one frame (its __pyin_helper): the troughs of the
+// difference function; for each of 100 thresholds, the troughs below it weighted by a
+// Boltzmann prior on their rank (lambda 2) and by the beta(2, 18) prior of the threshold; the
+// global minimum trough given no_trough_prob of the thresholds no trough is below; each
+// candidate's period refined by parabolic interpolation and its f0 binned at 10 bins per
+// semitone from fmin (a later trough overwrites an earlier one in the same bin, as numpy's
+// assignment does). One workgroup per frame.
+@group(0) @binding(2) var<storage, read> priors: array<f32>;            // thresholds[100] (rounded up to f32), beta[100], beta prefix sums[101]
+@group(0) @binding(3) var<storage, read_write> observed: array<f32>;    // [frames, pitch_bins]
+@group(0) @binding(4) var<storage, read_write> voiced_prob: array<f32>; // [frames]
+
+const OBS_WG: u32 = 64u;
+const MAX_TROUGHS: u32 = 512u;
+const THRESHOLDS: u32 = 100u;
+const MAX_BINS: u32 = 1024u;
+var<workgroup> trough_at: array<u32, MAX_TROUGHS>;
+var<workgroup> trough_j0: array<u32, MAX_TROUGHS>;
+var<workgroup> trough_prob: array<f32, MAX_TROUGHS>;
+var<workgroup> below: array<u32, 101>;          // below[j]: troughs under threshold j
+var<workgroup> bin_owner: array<atomic<u32>, MAX_BINS>;
+var<workgroup> row: array<f32, MAX_BINS>;
+var<workgroup> n_troughs: u32;
+var<workgroup> min_trough: u32;
+
+// Whether librosa's float64 probability of trough t is nonzero: it is below a threshold whose
+// beta mass is nonzero (the masses past 0.9 are exactly 0 in float64: the distribution
+// function has reached 1.0 there), or it is the global minimum and not below every threshold.
+// Its float32 probability may underflow to 0 and it still takes its bin.
+fn is_candidate(t: u32) -> bool {
+    let j0 = trough_j0[t];
+    for (var j = j0; j < THRESHOLDS; j++) {
+        if (priors[THRESHOLDS + j] > 0.0) { return true; }
+    }
+    return t == min_trough && j0 > 0u;
+}
+
+// The first threshold a height is below (100: none), by bisection of the sorted thresholds.
+fn first_threshold_above(h: f32) -> u32 {
+    var lo = 0u;
+    var hi = THRESHOLDS;
+    while (lo < hi) {
+        let mid = (lo + hi) / 2u;
+        if (h < priors[mid]) { hi = mid; } else { lo = mid + 1u; }
+    }
+    return lo;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn pyin_observe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    let live = g.w != 0u && g.x < p.frames;
+    let f = select(0u, g.x, live);
+    let bins = p.pitch_bins;
+    for (var b = lid; b <= bins; b += OBS_WG) {
+        atomicStore(&bin_owner[b], 0u);
+        row[b] = 0.0;
+    }
+    if (lid == 0u) {
+        // The troughs in order, each with the first threshold it is below, and the global
+        // minimum among them (the first of equal heights).
+        var n = 0u;
+        var best = 0u;
+        for (var i = 0u; i < p.periods && n < MAX_TROUGHS; i++) {
+            if (is_trough(f, i)) {
+                trough_at[n] = i;
+                trough_j0[n] = first_threshold_above(at(f, i));
+                if (at(f, i) < at(f, trough_at[best])) { best = n; }
+                n++;
+            }
+        }
+        n_troughs = n;
+        min_trough = best;
+        for (var j = 0u; j <= THRESHOLDS; j++) { below[j] = 0u; }
+        for (var t = 0u; t < n; t++) { below[trough_j0[t]] += 1u; }
+        var running = 0u;
+        for (var j = 0u; j <= THRESHOLDS; j++) {
+            running += below[j];
+            below[j] = running;
+        }
+    }
+    workgroupBarrier();
+    let n = n_troughs;
+    let lambda = 2.0;
+    let scale = 1.0 - exp(-lambda);
+    for (var t = lid; t < n; t += OBS_WG) {
+        // rank at threshold j: the earlier troughs below it.
+        var earlier: array<u32, 101>;
+        for (var j = 0u; j <= THRESHOLDS; j++) { earlier[j] = 0u; }
+        for (var e = 0u; e < t; e++) { earlier[trough_j0[e]] += 1u; }
+        var rank = 0u;
+        var prob = 0.0;
+        for (var j = 0u; j < THRESHOLDS; j++) {
+            rank += earlier[j];
+            if (j >= trough_j0[t]) {
+                let prior = scale * exp(-lambda * f32(rank)) / (1.0 - exp(-lambda * f32(below[j])));
+                prob += prior * priors[THRESHOLDS + j];
+            }
+        }
+        if (t == min_trough) {
+            // no_trough_prob times the beta mass of the thresholds it is not below.
+            prob += p.no_trough_prob * priors[2u * THRESHOLDS + trough_j0[t]];
+        }
+        trough_prob[t] = prob;
+    }
+    workgroupBarrier();
+    // Candidates: troughs with a nonzero probability in float64, binned by their refined f0.
+    for (var t = lid; t < n; t += OBS_WG) {
+        if (is_candidate(t)) {
+            atomicMax(&bin_owner[pitch_bin(f, trough_at[t])], t + 1u);
+        }
+    }
+    workgroupBarrier();
+    for (var t = lid; t < n; t += OBS_WG) {
+        if (is_candidate(t)) {
+            let b = pitch_bin(f, trough_at[t]);
+            if (atomicLoad(&bin_owner[b]) == t + 1u && b < bins) { row[b] = trough_prob[t]; }
+        }
+    }
+    workgroupBarrier();
+    if (!live) { return; }
+    for (var b = lid; b < bins; b += OBS_WG) {
+        observed[f * bins + b] = row[b];
+    }
+    if (lid == 0u) {
+        var total = 0.0;
+        for (var b = 0u; b < bins; b++) { total += row[b]; }
+        voiced_prob[f] = clamp(total, 0.0, 1.0);
+    }
+}
+
+// The pitch bin of the candidate at period index i: its refined f0 at 10 bins per semitone
+// above fmin, rounded half to even as numpy rounds, clipped to 0..=pitch_bins (an f0 above the
+// last bin lands on pitch_bins, which is not a voiced state).
+fn pitch_bin(f: u32, i: u32) -> u32 {
+    let period = f32(p.min_period + i) + parabolic_shift(f, i);
+    return u32(clamp(round(120.0 * log2(p.sample_rate / period / p.fmin)), 0.0, f32(p.pitch_bins)));
 }

@@ -55,6 +55,9 @@ crate::choices! {
         /// F0 (Hz) as librosa.yin estimates it (fmin C2, fmax C7, frame length n_fft, trough
         /// threshold 0.1): every frame gets one, voiced or not.
         Yin = "yin",
+        /// The probability that the frame is voiced, as librosa.pyin gives it (fmin C2, fmax
+        /// C7, frame length n_fft, its other parameters at their defaults).
+        VoicedProb = "voiced_prob",
     }
 }
 
@@ -233,7 +236,7 @@ impl FeatureConfig {
         if let Some(b) = self.set.iter().enumerate().find_map(|(i, b)| self.set[..i].contains(b).then_some(b)) {
             bail!("the feature set names {} twice", b.name());
         }
-        if self.set.iter().any(|b| b.descriptor == Descriptor::Yin) {
+        if self.set.iter().any(|b| matches!(b.descriptor, Descriptor::Yin | Descriptor::VoicedProb)) {
             pitch::Periods::new(self.sample_rate as f64, self.n_fft, pitch::FMIN, pitch::FMAX)?;
         }
         let nyquist = self.sample_rate as f64 / 2.0;
@@ -274,6 +277,7 @@ pub struct FeatureParts {
     pub flatness: Vec<f32>,
     /// Empty where the configuration cannot hold a pitch frame (n_fft past `pitch::MAX_FRAME`).
     pub yin: Vec<f32>,
+    pub voiced_prob: Vec<f32>,
     /// First frame and frame count of each clip.
     pub clip_frames: Vec<(usize, usize)>,
     pub tunings: Vec<f64>,
@@ -291,6 +295,8 @@ pub struct Extractor {
     dct: Tensor,
     bands: Vec<Band>,
     band_table: Tensor,
+    /// pyin's priors (`pitch::observation_priors`).
+    pitch_priors: Tensor,
 }
 
 /// Uploads a [rows][bins] matrix as [rows, stride] float32, zero past `bins`.
@@ -314,6 +320,7 @@ struct Computed {
     shape: Option<SpectralShape>,
     zcr: Option<Tensor>,
     yin: Option<Tensor>,
+    voiced_prob: Option<Tensor>,
     tunings: Vec<f64>,
 }
 
@@ -333,8 +340,16 @@ impl Computed {
             Descriptor::Flatness => single(&shape().flatness),
             Descriptor::Zcr => single(self.zcr.as_ref().expect("zcr computed when the set names it")),
             Descriptor::Yin => single(self.yin.as_ref().expect("yin computed when the set names it")),
+            Descriptor::VoicedProb => single(self.voiced_prob.as_ref().expect("voiced_prob computed when the set names it")),
         }
     }
+}
+
+/// Which pitch outputs a batch computes.
+#[derive(Clone, Copy)]
+struct PitchOutputs {
+    yin: bool,
+    pyin: bool,
 }
 
 /// Host-side layout of one batch.
@@ -365,6 +380,10 @@ impl Extractor {
             chroma,
             dct: gpu.upload_f32(&dct, &[cfg.n_mfcc, cfg.n_mels])?,
             band_table: contrast::upload_bands(gpu, &bands)?,
+            pitch_priors: {
+                let priors = pitch::observation_priors();
+                gpu.upload_f32(&priors, &[priors.len()])?
+            },
             bands,
             layout,
             cfg: cfg.clone(),
@@ -411,7 +430,7 @@ impl Extractor {
     /// tensors (mel_db [F, n_mels], mfcc [F, n_mfcc], chroma [F, n_chroma], contrast
     /// [F, bands + 1], and with `descriptors` the frame descriptors [F] each) and each clip's
     /// tuning.
-    fn run(&self, gpu: &Gpu, b: &Batch, descriptors: bool, pitch: bool) -> Result<Computed> {
+    fn run(&self, gpu: &Gpu, b: &Batch, descriptors: bool, pitch: PitchOutputs) -> Result<Computed> {
         let cfg = &self.cfg;
         let f = b.frames;
         let n_bands = self.bands.len();
@@ -436,16 +455,26 @@ impl Extractor {
         } else {
             (None, None)
         };
-        let yin = if pitch {
-            let periods = pitch::Periods::new(cfg.sample_rate as f64, cfg.n_fft, pitch::FMIN, pitch::FMAX)?;
+        let (mut yin, mut voiced_prob) = (None, None);
+        if pitch.yin || pitch.pyin {
+            let sr = cfg.sample_rate as f64;
+            let periods = pitch::Periods::new(sr, cfg.n_fft, pitch::FMIN, pitch::FMAX)?;
             let cmndf = gpu.empty(&[f, periods.len()], DType::F32)?;
-            pitch::cmndf(&mut step, &b.signal, &b.clips, &b.frame_clip, cfg.n_fft, cfg.hop, periods, &cmndf)?;
-            let f0 = gpu.empty(&[f], DType::F32)?;
-            pitch::yin(&mut step, &cmndf, periods, cfg.sample_rate as f64, &f0)?;
-            Some(f0)
-        } else {
-            None
-        };
+            let framing = pitch::Framing { length: cfg.n_fft, hop: cfg.hop, periods };
+            pitch::cmndf(&mut step, &b.signal, &b.clips, &b.frame_clip, framing, &cmndf)?;
+            if pitch.yin {
+                let f0 = gpu.empty(&[f], DType::F32)?;
+                pitch::yin(&mut step, &cmndf, periods, sr, &f0)?;
+                yin = Some(f0);
+            }
+            if pitch.pyin {
+                let bins = pitch::pitch_bins(pitch::FMIN, pitch::FMAX);
+                let observed = gpu.empty(&[f, bins], DType::F32)?;
+                let voiced = gpu.empty(&[f], DType::F32)?;
+                pitch::pyin_observe(&mut step, &cmndf, periods, sr, &self.pitch_priors, &observed, &voiced)?;
+                voiced_prob = Some(voiced);
+            }
+        }
         let sr = cfg.sample_rate as f64;
         let (tunings, per_clip_chroma) = match cfg.tuning {
             Tuning::Fixed(t) => (vec![t; b.clip_frames.len()], None),
@@ -502,7 +531,7 @@ impl Extractor {
         segment::power_to_db(&mut step, &b.clips, &valley, &clip_max, &DbOptions::default())?;
         elementwise::binary(&mut step, BinaryOp::Sub, &peak, &valley, &contrast_db)?;
         step.submit()?;
-        Ok(Computed { mel_db, mfcc, chroma, contrast: contrast_db, shape, zcr, yin, tunings })
+        Ok(Computed { mel_db, mfcc, chroma, contrast: contrast_db, shape, zcr, yin, voiced_prob, tunings })
     }
 
     /// Features of clips already at the configured rate.
@@ -512,7 +541,7 @@ impl Extractor {
         let set = &self.cfg.set;
         let named = |ds: &[Descriptor]| set.iter().any(|b| ds.contains(&b.descriptor));
         let spectral = named(&[Descriptor::Rms, Descriptor::Zcr, Descriptor::Centroid, Descriptor::Bandwidth, Descriptor::Rolloff, Descriptor::Flatness]);
-        let computed = self.run(gpu, &b, spectral, named(&[Descriptor::Yin]))?;
+        let computed = self.run(gpu, &b, spectral, PitchOutputs { yin: named(&[Descriptor::Yin]), pyin: named(&[Descriptor::VoicedProb]) })?;
         let t_max = b.clip_frames.iter().map(|c| c.1).max().unwrap_or(0);
         let n = clips.len();
         let frames = gpu.empty(&[n, t_max, dim], DType::F32)?;
@@ -550,7 +579,7 @@ impl Extractor {
     pub fn extract_parts(&self, gpu: &Gpu, clips: &[&[f32]]) -> Result<FeatureParts> {
         let b = self.upload_batch(gpu, clips)?;
         let pitch = pitch::Periods::new(self.cfg.sample_rate as f64, self.cfg.n_fft, pitch::FMIN, pitch::FMAX).is_ok();
-        let c = self.run(gpu, &b, true, pitch)?;
+        let c = self.run(gpu, &b, true, PitchOutputs { yin: pitch, pyin: pitch })?;
         let shape = c.shape.as_ref().expect("asked for");
         Ok(FeatureParts {
             mel_db: gpu.read_f32(&c.mel_db)?,
@@ -564,6 +593,7 @@ impl Extractor {
             rolloff: gpu.read_f32(&shape.rolloff)?,
             flatness: gpu.read_f32(&shape.flatness)?,
             yin: c.yin.as_ref().map(|t| gpu.read_f32(t)).transpose()?.unwrap_or_default(),
+            voiced_prob: c.voiced_prob.as_ref().map(|t| gpu.read_f32(t)).transpose()?.unwrap_or_default(),
             tunings: c.tunings,
             clip_frames: b.clip_frames,
         })

@@ -1,6 +1,6 @@
-//! Pitch (shaders/pitch.wgsl) as librosa 0.11's yin computes it: the cumulative mean
-//! normalised difference function of every frame, and yin's choice of period in it. Float64
-//! references beside each.
+//! Pitch (shaders/pitch.wgsl) as librosa 0.11's yin and pyin compute it: the cumulative mean
+//! normalised difference function of every frame, yin's choice of period in it, and pyin's
+//! observation probabilities and voiced probability. Float64 references beside each.
 
 use crate::gpu::{Access, KernelSpec, ShaderFile, Step, Tensor, Texture};
 use anyhow::{Result, bail};
@@ -16,6 +16,17 @@ pub const PITCH_WGSL: ShaderFile = ShaderFile {
 
 const CMNDF: KernelSpec = KernelSpec { shader: &PITCH_WGSL, entry: "cmndf", bindings: &[Access::Texture, Access::Read, Access::Read, Access::ReadWrite] };
 const YIN_SELECT: KernelSpec = KernelSpec { shader: &PITCH_WGSL, entry: "yin_select", bindings: &[Access::Read, Access::ReadWrite] };
+const PYIN_OBSERVE: KernelSpec = KernelSpec { shader: &PITCH_WGSL, entry: "pyin_observe", bindings: &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite] };
+
+/// librosa.pyin's defaults.
+pub const N_THRESHOLDS: usize = 100;
+pub const BETA_PARAMETERS: (f64, f64) = (2.0, 18.0);
+pub const BOLTZMANN_PARAMETER: f64 = 2.0;
+pub const NO_TROUGH_PROB: f64 = 0.01;
+pub const BINS_PER_SEMITONE: usize = 10;
+/// The most troughs and pitch bins the observation kernel holds per frame.
+pub const MAX_TROUGHS: usize = 512;
+pub const MAX_PITCH_BINS: usize = 1024;
 
 /// C2 and C7, the range the pitch features use (librosa.note_to_hz).
 pub const FMIN: f64 = 65.406_391_325_149_66;
@@ -59,6 +70,15 @@ impl Periods {
     }
 }
 
+/// How pitch frames a clip: frames of `length` samples centred on t * hop, zero outside the
+/// clip (librosa's center=True, pad_mode "constant"), and the periods searched in each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    pub length: usize,
+    pub hop: usize,
+    pub periods: Periods,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -72,14 +92,17 @@ struct Params {
     periods: u32,
     sample_rate: f32,
     threshold: f32,
-    _pad: [f32; 2],
+    fmin: f32,
+    no_trough_prob: f32,
+    pitch_bins: u32,
+    _pad: [u32; 3],
 }
 
 /// Records the cumulative mean normalised difference function of every frame (`frame_clip`
 /// [frames], `clips` [clips, 4]: start sample, samples, first frame, frames) into `out`
-/// [frames, periods.len()]: frames of `frame_length` samples centred on t * hop, zero outside
-/// their clip (librosa's center=True, pad_mode "constant").
-pub fn cmndf(step: &mut Step, signal: &Texture, clips: &Tensor, frame_clip: &Tensor, frame_length: usize, hop: usize, periods: Periods, out: &Tensor) -> Result<()> {
+/// [frames, periods.len()].
+pub fn cmndf(step: &mut Step, signal: &Texture, clips: &Tensor, frame_clip: &Tensor, framing: Framing, out: &Tensor) -> Result<()> {
+    let Framing { length: frame_length, hop, periods } = framing;
     let frames = frame_clip.len();
     if out.len() != frames * periods.len() || !clips.len().is_multiple_of(4) || hop == 0 || frame_length > MAX_FRAME || periods.max >= frame_length || periods.min == 0 {
         bail!("cmndf: out {:?}, clips {:?}, frame length {frame_length}, hop {hop}, periods {periods:?} do not match {frames} frames", out.shape(), clips.shape());
@@ -168,4 +191,142 @@ pub fn yin_reference(cmndf: &[f64], periods: Periods, sample_rate: f64) -> f64 {
         if b.abs() >= a.abs() { 0.0 } else { -b / a }
     };
     sample_rate / ((periods.min + chosen) as f64 + shift)
+}
+
+/// pyin's pitch bins between `fmin` and `fmax`: floor(120 log2(fmax / fmin)) + 1 (601 for C2-C7).
+pub fn pitch_bins(fmin: f64, fmax: f64) -> usize {
+    (12.0 * BINS_PER_SEMITONE as f64 * (fmax / fmin).log2()).floor() as usize + 1
+}
+
+/// pyin's thresholds: numpy.linspace(0, 1, 101)[1:].
+fn thresholds() -> Vec<f64> {
+    (1..=N_THRESHOLDS).map(|k| if k == N_THRESHOLDS { 1.0 } else { k as f64 * (1.0 / N_THRESHOLDS as f64) }).collect()
+}
+
+/// The beta(2, 18) distribution function (scipy.stats.beta.cdf; for integer parameters a
+/// finite sum).
+fn beta_cdf(x: f64) -> f64 {
+    let (a, b) = (BETA_PARAMETERS.0 as usize, BETA_PARAMETERS.1 as usize);
+    let n = a + b - 1;
+    let choose = |n: usize, k: usize| (0..k).fold(1.0, |c, i| c * (n - i) as f64 / (i + 1) as f64);
+    1.0 - (0..a).map(|j| choose(n, j) * x.powi(j as i32) * (1.0 - x).powi((n - j) as i32)).sum::<f64>()
+}
+
+/// The mass of the beta prior on each threshold's interval (numpy.diff of its cdf).
+fn beta_probs() -> Vec<f64> {
+    let t: Vec<f64> = std::iter::once(0.0).chain(thresholds()).collect();
+    t.windows(2).map(|w| beta_cdf(w[1]) - beta_cdf(w[0])).collect()
+}
+
+/// What the observation kernel reads: the thresholds rounded up to float32 (so that a float32
+/// height is below one exactly when it is below the float64 threshold), the beta masses, and
+/// their prefix sums.
+pub fn observation_priors() -> Vec<f32> {
+    let up = |t: f64| {
+        let v = t as f32;
+        if (v as f64) < t { f32::from_bits(v.to_bits() + 1) } else { v }
+    };
+    let beta = beta_probs();
+    let mut prefix = vec![0.0];
+    for b in &beta {
+        prefix.push(prefix.last().unwrap() + b);
+    }
+    thresholds().into_iter().map(up).chain(beta.iter().map(|&b| b as f32)).chain(prefix.iter().map(|&s| s as f32)).collect()
+}
+
+/// Records pyin's observation probabilities of the voiced pitch bins `observed` [frames,
+/// pitch_bins] and each frame's voiced probability `voiced` [frames] from the difference
+/// function `cmndf` [frames, periods.len()]; `priors` is [`observation_priors`] on the device.
+pub fn pyin_observe(step: &mut Step, cmndf: &Tensor, periods: Periods, sample_rate: f64, priors: &Tensor, observed: &Tensor, voiced: &Tensor) -> Result<()> {
+    let frames = voiced.len();
+    let bins = pitch_bins(FMIN, FMAX);
+    if cmndf.len() != frames * periods.len() || observed.len() != frames * bins || priors.len() != 3 * N_THRESHOLDS + 1 {
+        bail!("pyin: cmndf {:?}, observed {:?}, priors {:?} do not match {frames} frames of {} periods and {bins} bins", cmndf.shape(), observed.shape(), priors.shape(), periods.len());
+    }
+    if periods.len() > 2 * MAX_TROUGHS || bins > MAX_PITCH_BINS {
+        bail!("pyin: {} periods per frame are more than the kernel holds ({}); lower the sample rate or n_fft", periods.len(), 2 * MAX_TROUGHS);
+    }
+    if frames == 0 {
+        return Ok(());
+    }
+    super::check_loop_budget(step.gpu(), periods.len() + 4 * MAX_TROUGHS + 3 * N_THRESHOLDS + bins, "pyin")?;
+    let p = Params {
+        frames: frames as u32,
+        min_period: periods.min as u32,
+        max_period: periods.max as u32,
+        periods: periods.len() as u32,
+        sample_rate: sample_rate as f32,
+        fmin: FMIN as f32,
+        no_trough_prob: NO_TROUGH_PROB as f32,
+        pitch_bins: bins as u32,
+        ..Default::default()
+    };
+    step.dispatch(&PYIN_OBSERVE, &[], &[cmndf, priors, observed, voiced], bytemuck::bytes_of(&p), [frames as u32, 1, 1], "pitch.pyin_observe")
+}
+
+/// What [`pyin_observe_reference`] finds for one frame.
+pub struct Observation {
+    /// The observation probabilities of the voiced pitch bins.
+    pub observed: Vec<f64>,
+    pub voiced: f64,
+    /// A candidate's f0 lies within 1e-4 of a bin's rounding boundary, where float32 and
+    /// float64 may bin it differently.
+    pub near_boundary: bool,
+}
+
+/// Float64 reference of [`pyin_observe`] for one frame's difference function (librosa's
+/// __pyin_helper).
+pub fn pyin_observe_reference(cmndf: &[f64], periods: Periods, sample_rate: f64) -> Observation {
+    let n = cmndf.len();
+    let bins = pitch_bins(FMIN, FMAX);
+    let mut observed = vec![0.0; bins + 1];
+    let trough = |i: usize| match i {
+        0 => cmndf[0] < cmndf[1],
+        i if i == n - 1 => cmndf[i] < cmndf[i - 1],
+        i => cmndf[i] < cmndf[i - 1] && cmndf[i] <= cmndf[i + 1],
+    };
+    let troughs: Vec<usize> = (0..n).filter(|&i| trough(i)).collect();
+    if troughs.is_empty() {
+        return Observation { observed: observed[..bins].to_vec(), voiced: 0.0, near_boundary: false };
+    }
+    let thresholds = thresholds();
+    let beta = beta_probs();
+    let below = |t: usize, j: usize| (cmndf[troughs[t]] as f32 as f64) < thresholds[j];
+    let lambda = BOLTZMANN_PARAMETER;
+    let mut probs = vec![0.0; troughs.len()];
+    for j in 0..N_THRESHOLDS {
+        let count = (0..troughs.len()).filter(|&t| below(t, j)).count();
+        let mut rank = 0;
+        for (t, prob) in probs.iter_mut().enumerate() {
+            if below(t, j) {
+                let prior = (1.0 - (-lambda).exp()) * (-lambda * rank as f64).exp() / (1.0 - (-lambda * count as f64).exp());
+                *prob += prior * beta[j];
+                rank += 1;
+            }
+        }
+    }
+    let global_min = (0..troughs.len()).fold(0, |best, t| if cmndf[troughs[t]] < cmndf[troughs[best]] { t } else { best });
+    let not_below = (0..N_THRESHOLDS).filter(|&j| !below(global_min, j)).count();
+    probs[global_min] += NO_TROUGH_PROB * beta[..not_below].iter().sum::<f64>();
+    let mut near_boundary = false;
+    for (t, &i) in troughs.iter().enumerate() {
+        if probs[t] == 0.0 {
+            continue;
+        }
+        let shift = if i == 0 || i == n - 1 {
+            0.0
+        } else {
+            let a = cmndf[i + 1] + cmndf[i - 1] - 2.0 * cmndf[i];
+            let b = (cmndf[i + 1] - cmndf[i - 1]) / 2.0;
+            if b.abs() >= a.abs() { 0.0 } else { -b / a }
+        };
+        let f0 = sample_rate / ((periods.min + i) as f64 + shift);
+        let position = 12.0 * BINS_PER_SEMITONE as f64 * (f0 / FMIN).log2();
+        near_boundary |= (position - position.floor() - 0.5).abs() < 1e-4;
+        let bin = position.round_ties_even().clamp(0.0, bins as f64) as usize;
+        observed[bin] = probs[t];
+    }
+    observed.truncate(bins);
+    let voiced = observed.iter().sum::<f64>().clamp(0.0, 1.0);
+    Observation { observed, voiced, near_boundary }
 }

@@ -179,15 +179,37 @@ fn pitch_kernels(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Re
         let (signal, table, frame_clip, frames) = upload_clips(g, &clips, &layout, true)?;
         let cmndf = g.upload_f32(&vec![f32::NAN; frames * periods.len()], &[frames, periods.len()])?;
         let f0 = g.upload_f32(&vec![f32::NAN; frames], &[frames])?;
+        let bins = pitch::pitch_bins(pitch::FMIN, pitch::FMAX);
+        let observed = g.upload_f32(&vec![f32::NAN; frames * bins], &[frames, bins])?;
+        let voiced = g.upload_f32(&vec![f32::NAN; frames], &[frames])?;
+        let priors = pitch::observation_priors();
+        let priors = g.upload_f32(&priors, &[priors.len()])?;
         let mut step = g.step("selftest.pitch");
-        pitch::cmndf(&mut step, &signal, &table, &frame_clip, frame_length, hop, periods, &cmndf)?;
+        pitch::cmndf(&mut step, &signal, &table, &frame_clip, pitch::Framing { length: frame_length, hop, periods }, &cmndf)?;
         pitch::yin(&mut step, &cmndf, periods, sr, &f0)?;
+        pitch::pyin_observe(&mut step, &cmndf, periods, sr, &priors, &observed, &voiced)?;
         step.submit()?;
         let got = g.read_f32(&cmndf)?;
         let want: Vec<f64> = clips.iter().flat_map(|c| pitch::frames_of(c, frame_length, hop)).flat_map(|frame| pitch::cmndf_reference(&frame, periods)).collect();
         t.close(&format!("cmndf frame {frame_length} at {sr} Hz"), &got, &want, 1e-4, 1e-4);
         let want_f0: Vec<f64> = got.chunks(periods.len()).map(|row| pitch::yin_reference(&row.iter().map(|&v| v as f64).collect::<Vec<_>>(), periods, sr)).collect();
         t.close(&format!("yin frame {frame_length} at {sr} Hz"), &g.read_f32(&f0)?, &want_f0, 0.0, 1e-5);
+        // pyin's observations on the same difference function; a frame with a candidate on a
+        // bin's rounding boundary is compared by its voiced probability only.
+        let (got_observed, got_voiced) = (g.read_f32(&observed)?, g.read_f32(&voiced)?);
+        let (mut got_rows, mut want_rows, mut want_voiced) = (Vec::new(), Vec::new(), Vec::new());
+        for (fr, row) in got.chunks(periods.len()).enumerate() {
+            let o = pitch::pyin_observe_reference(&row.iter().map(|&v| v as f64).collect::<Vec<_>>(), periods, sr);
+            if !o.near_boundary {
+                got_rows.extend_from_slice(&got_observed[fr * bins..(fr + 1) * bins]);
+                want_rows.extend(o.observed);
+            }
+            want_voiced.push(o.voiced);
+        }
+        t.require(got_rows.len() * 10 >= frames * bins * 9, || format!("pyin: only {} of {frames} frames away from bin boundaries", got_rows.len() / bins));
+        t.close(&format!("pyin observations frame {frame_length} at {sr} Hz"), &got_rows, &want_rows, 1e-6, 1e-4);
+        t.close(&format!("pyin voiced probability frame {frame_length} at {sr} Hz"), &got_voiced, &want_voiced, 1e-6, 1e-4);
+        t.require(want_voiced.iter().any(|&v| v > 0.5) && want_voiced.iter().any(|&v| v < 0.5), || "pyin: the check needs voiced and unvoiced frames".into());
         // The tones' frames away from the clip edges find the tone (no octave errors; within
         // 3%, as the noise and the period's quantisation allow).
         let f0s = g.read_f32(&f0)?;
@@ -378,6 +400,13 @@ fn compare_descriptors(g: &Gpu, name: &str, golden: &Golden, signal: &[f32], set
         t.close(&format!("{name} {setting} yin (frames above -80 dB)"), &got, &want, 0.0, CENT - 1.0);
         let within = ours.iter().zip(&gold).filter(|(a, b)| (**a as f64 / **b as f64 - 1.0).abs() <= CENT - 1.0).count();
         t.require(within * 100 >= frames * 97, || format!("{name} {setting} yin: {within} of {frames} frames within a cent of librosa's"));
+        // pyin's voiced probability, likewise on the frames above -80 dB (within 3.6e-7
+        // measured); on near-silence a rounding-noise trough may move no_trough_prob (0.01).
+        let gold = golden.tensor(&format!("{setting}.voiced_prob"))?.0;
+        let ours = &parts.voiced_prob[first..first + frames];
+        let (got, want): (Vec<f32>, Vec<f64>) = (0..frames).filter(|&i| rms[i] as f64 >= YIN_AUDIBLE_RMS).map(|i| (ours[i], gold[i] as f64)).unzip();
+        t.close(&format!("{name} {setting} voiced_prob (frames above -80 dB)"), &got, &want, 2e-6, 0.0);
+        t.close(&format!("{name} {setting} voiced_prob"), ours, &gold.iter().map(|&v| v as f64).collect::<Vec<_>>(), 0.011, 0.0);
     }
     // Deltas, where librosa computes them (9 frames or more).
     if let Ok((gold_mfcc, shape)) = golden.tensor(&format!("{setting}.delta_mfcc")) {

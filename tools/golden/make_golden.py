@@ -5,7 +5,8 @@ Run from the repository root after tools/golden/setup.sh:
 
 One safetensors file per signal in tests/golden/, holding float32 tensors named
 "<setting>.<feature>" (mel_db, mfcc, chroma, contrast, and the frame descriptors rms, zcr,
-centroid, bandwidth, rolloff, flatness, yin (C2-C7), delta_mfcc, delta_rms: [rows, frames]; tuning: [1]) and, for the
+centroid, bandwidth, rolloff, flatness, yin (C2-C7), pyin's f0 (0 where unvoiced) and voiced_prob, delta_mfcc,
+delta_rms: [rows, frames]; tuning: [1]) and, for the
 synthetic signals, "signal" (the exact float32 input). Settings:
   librosa: librosa's defaults (n_fft 2048, hop 512, 128 mels, tuning estimated, contrast fmin 200)
   ser:     ser's defaults (n_fft 1024, hop 256, 64 mels, tuning 0, contrast fmin 200)
@@ -54,6 +55,9 @@ def features(y, sr, s):
         "flatness": librosa.feature.spectral_flatness(S=S),
         "yin": librosa.yin(y, fmin=librosa.note_to_hz("C2"), fmax=librosa.note_to_hz("C7"), sr=sr, frame_length=n_fft, hop_length=hop)[np.newaxis],
     }
+    f0, voiced_flag, voiced_prob = librosa.pyin(y, fmin=librosa.note_to_hz("C2"), fmax=librosa.note_to_hz("C7"), sr=sr, frame_length=n_fft, hop_length=hop)
+    descriptors["f0"] = np.nan_to_num(f0, nan=0.0)[np.newaxis]  # 0 where unvoiced, as ser writes it
+    descriptors["voiced_prob"] = voiced_prob[np.newaxis]
     # librosa.feature.delta (width 9, mode "interp") refuses sequences shorter than its window.
     if mfcc.shape[-1] >= 9:
         descriptors["delta_mfcc"] = librosa.feature.delta(mfcc)
