@@ -24,10 +24,12 @@ struct Params {
 @group(0) @binding(3) var<storage, read> frame_clip: array<u32>;
 @group(0) @binding(4) var<storage, read_write> cmndf_out: array<f32>;  // [frames, periods]
 
-const WG: u32 = 256u;
+const WG: u32 = 64u;
 const MAX_FRAME: u32 = 2048u;
+const MAX_LAGS: u32 = 1024u;   // max_period + 1
 var<workgroup> frame: array<f32, MAX_FRAME>;
-var<workgroup> diff: array<f32, MAX_FRAME>;
+var<workgroup> diff: array<f32, MAX_LAGS>;
+var<workgroup> partial: array<f32, WG>;
 
 fn sample(s: u32) -> f32 {
     let t = s / 4u;
@@ -37,7 +39,12 @@ fn sample(s: u32) -> f32 {
 // numpy's float32 tiny, added to the denominator as librosa does.
 const TINY: f32 = 1.17549435e-38;
 
-@compute @workgroup_size(256, 1, 1)
+// One workgroup per frame. Each invocation sums the autocorrelation of four lags at once
+// (k, k + 64, k + 128, k + 192, then the next four), so that every frame[m] it loads serves
+// four products; the energy before each lag and the running sum of d are prefix sums that one
+// invocation walks in order (as numpy's cumsum does), O(max_period) against the O(frame length x
+// max_period / 64) of the products.
+@compute @workgroup_size(64, 1, 1)
 fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
     let g = logical_workgroup(wid, nwg, p.grid);
@@ -46,36 +53,78 @@ fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let f = select(0u, g.x, live);
     let clip = clips[frame_clip[f]];
     let origin = i32((f - clip.z) * p.hop) - i32(p.frame_length / 2u);
-    for (var m = lid; m < p.frame_length; m += WG) {
+    let n = p.frame_length;
+    var energy = 0.0;
+    for (var m = lid; m < n; m += WG) {
         let s = origin + i32(m);
-        frame[m] = select(0.0, sample(clip.x + u32(max(s, 0))), s >= 0 && s < i32(clip.y));
+        let v = select(0.0, sample(clip.x + u32(max(s, 0))), s >= 0 && s < i32(clip.y));
+        frame[m] = v;
+        energy += v * v;
+    }
+    partial[lid] = energy;
+    workgroupBarrier();
+    // acf(0): the sum of squares, reduced across the workgroup.
+    for (var half = WG / 2u; half > 0u; half /= 2u) {
+        if (lid < half) { partial[lid] += partial[lid + half]; }
+        workgroupBarrier();
+    }
+    let acf0 = partial[0];
+    // The energy before each lag, sum_{m<k} y(m)^2, into diff[k] for now.
+    if (lid == 0u) {
+        var running = 0.0;
+        diff[0] = 0.0;
+        for (var k = 1u; k <= p.max_period; k++) {
+            running += frame[k - 1u] * frame[k - 1u];
+            diff[k] = running;
+        }
     }
     workgroupBarrier();
-    // d(k) for k = 1..=max_period, each lag by one invocation; the energy before lag k summed in
-    // numpy's cumsum order.
-    var acf0 = 0.0;
-    for (var m = 0u; m < p.frame_length; m++) {
-        acf0 += frame[m] * frame[m];
+    var d: array<f32, 16>;   // this invocation's lags' d(k): at most 16 groups' worth of 4 / 4
+    var held = 0u;
+    for (var k0 = lid + 1u; k0 <= p.max_period; k0 += 4u * WG) {
+        let k1 = k0 + WG;
+        let k2 = k0 + 2u * WG;
+        let k3 = k0 + 3u * WG;
+        var a0 = 0.0;
+        var a1 = 0.0;
+        var a2 = 0.0;
+        var a3 = 0.0;
+        for (var m = 0u; m + k0 < n; m++) {
+            let x = frame[m];
+            a0 += x * frame[m + k0];
+            a1 += select(0.0, x * frame[min(m + k1, n - 1u)], m + k1 < n);
+            a2 += select(0.0, x * frame[min(m + k2, n - 1u)], m + k2 < n);
+            a3 += select(0.0, x * frame[min(m + k3, n - 1u)], m + k3 < n);
+        }
+        let ks = array<u32, 4>(k0, k1, k2, k3);
+        let acf = array<f32, 4>(a0, a1, a2, a3);
+        for (var i = 0u; i < 4u; i++) {
+            if (ks[i] <= p.max_period && held < 16u) {
+                d[held] = 2.0 * (acf0 - acf[i]) - diff[ks[i]];
+            }
+            held++;
+        }
     }
-    for (var k = lid + 1u; k <= p.max_period; k += WG) {
-        var acf = 0.0;
-        for (var m = 0u; m + k < p.frame_length; m++) {
-            acf += frame[m] * frame[m + k];
+    workgroupBarrier();
+    held = 0u;
+    for (var k0 = lid + 1u; k0 <= p.max_period; k0 += 4u * WG) {
+        for (var i = 0u; i < 4u; i++) {
+            let k = k0 + i * WG;
+            if (k <= p.max_period && held < 16u) { diff[k] = d[held]; }
+            held++;
         }
-        var energy = 0.0;
-        for (var m = 0u; m < k; m++) {
-            energy += frame[m] * frame[m];
-        }
-        diff[k] = 2.0 * (acf0 - acf) - energy;
     }
     workgroupBarrier();
     if (!live) { return; }
-    for (var k = p.min_period + lid; k <= p.max_period; k += WG) {
+    // The running mean of d(1..=k), walked once; each value written as its lag's cmndf.
+    if (lid == 0u) {
         var running = 0.0;
-        for (var j = 1u; j <= k; j++) {
-            running += diff[j];
+        for (var k = 1u; k <= p.max_period; k++) {
+            running += diff[k];
+            if (k >= p.min_period) {
+                cmndf_out[f * p.periods + k - p.min_period] = diff[k] / (running / f32(k) + TINY);
+            }
         }
-        cmndf_out[f * p.periods + k - p.min_period] = diff[k] / (running / f32(k) + TINY);
     }
 }
 

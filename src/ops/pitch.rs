@@ -33,8 +33,9 @@ pub const FMIN: f64 = 65.406_391_325_149_66;
 pub const FMAX: f64 = 2_093.004_522_404_789;
 /// librosa.yin's trough_threshold.
 pub const YIN_THRESHOLD: f64 = 0.1;
-/// The longest frame the kernel holds in workgroup memory.
+/// The longest frame the kernel holds in workgroup memory, and the most lags (max period + 1).
 pub const MAX_FRAME: usize = 2048;
+pub const MAX_LAGS: usize = 1024;
 
 /// The periods (in samples) searched for `sample_rate` and `frame_length`: librosa's
 /// floor(sr / fmax) ..= min(ceil(sr / fmin), frame_length - 1).
@@ -57,6 +58,9 @@ impl Periods {
         }
         let min = (sample_rate / fmax).floor() as usize;
         let max = ((sample_rate / fmin).ceil() as usize).min(frame_length - 1);
+        if max >= MAX_LAGS {
+            bail!("pitch: periods up to {max} samples ({fmin:.1} Hz at {sample_rate} Hz) are more than the {} the pitch kernel holds; lower the sample rate", MAX_LAGS - 1);
+        }
         Ok(Periods { min, max })
     }
 
@@ -110,7 +114,7 @@ pub fn cmndf(step: &mut Step, signal: &Texture, clips: &Tensor, frame_clip: &Ten
     if frames == 0 {
         return Ok(());
     }
-    super::check_loop_budget(step.gpu(), frame_length + periods.max.div_ceil(256) * (frame_length + 2 * periods.max), "pitch (cmndf)")?;
+    super::check_loop_budget(step.gpu(), frame_length * periods.max.div_ceil(256) + 4 * periods.max + frame_length / 64, "pitch (cmndf)")?;
     let p = Params {
         frames: frames as u32,
         frame_length: frame_length as u32,
@@ -294,13 +298,13 @@ pub fn pyin_observe_reference(cmndf: &[f64], periods: Periods, sample_rate: f64)
     let below = |t: usize, j: usize| (cmndf[troughs[t]] as f32 as f64) < thresholds[j];
     let lambda = BOLTZMANN_PARAMETER;
     let mut probs = vec![0.0; troughs.len()];
-    for j in 0..N_THRESHOLDS {
+    for (j, beta_j) in beta.iter().enumerate() {
         let count = (0..troughs.len()).filter(|&t| below(t, j)).count();
         let mut rank = 0;
         for (t, prob) in probs.iter_mut().enumerate() {
             if below(t, j) {
                 let prior = (1.0 - (-lambda).exp()) * (-lambda * rank as f64).exp() / (1.0 - (-lambda * count as f64).exp());
-                *prob += prior * beta[j];
+                *prob += prior * beta_j;
                 rank += 1;
             }
         }
