@@ -13,7 +13,8 @@ struct Params {
     frames: u32, frame_length: u32, hop: u32, min_period: u32,
     max_period: u32, sig_width: u32, sig_shift: u32, periods: u32,
     sample_rate: f32, threshold: f32, fmin: f32, no_trough_prob: f32,
-    pitch_bins: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+    pitch_bins: u32, width: u32, chunk_start: u32, chunk_frames: u32,
+    clips_n: u32, log_tiny: f32, log_init: f32, _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -309,4 +310,178 @@ fn pyin_observe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 fn pitch_bin(f: u32, i: u32) -> u32 {
     let period = f32(p.min_period + i) + parabolic_shift(f, i);
     return u32(clamp(round(120.0 * log2(p.sample_rate / period / p.fmin)), 0.0, f32(p.pitch_bins)));
+}
+
+
+// ---- pyin_viterbi, pyin_backtrack ----
+// librosa.pyin's decoding: Viterbi over 2 x pitch_bins states (voiced bins, then unvoiced), the
+// transitions a triangular band of `width` bins within a voicing (x 0.99) and across it
+// (x 0.01), every other transition log(tiny) (float64's tiny, as librosa adds it), the initial
+// distribution uniform. One workgroup per clip walks `chunk_frames` frames per dispatch
+// (llvmpipe ends an invocation's loops after 65,535 iterations), keeping the state values
+// between dispatches; each frame's values are shifted by the previous frame's maximum (the
+// argmax is unchanged), so that float32 keeps near the best paths the precision float64 keeps
+// for librosa. Out of the band only each half's maximum can win (a band candidate of the same
+// or a larger value beats it by about 700), so each state weighs 2 x width band candidates and
+// at most two others; ties go to the lower state, as numpy's argmax does. pyin_backtrack walks
+// the pointers back, one invocation per clip.
+@group(0) @binding(1) var<storage, read> v_observed: array<f32>;      // [frames, bins]
+@group(0) @binding(2) var<storage, read> v_voiced: array<f32>;        // [frames]
+@group(0) @binding(3) var<storage, read> v_band: array<f32>;          // [bins, width, 2]: log transition into bin q from q + d - width / 2, within / across voicing
+@group(0) @binding(4) var<storage, read> v_clips: array<vec4<u32>>;   // start, len, first frame, frames
+@group(0) @binding(5) var<storage, read_write> v_values: array<f32>;  // [clips, 2 x bins]
+@group(0) @binding(6) var<storage, read_write> v_pointers: array<u32>; // [frames, bins]: two 16-bit pointers each
+
+const V_WG: u32 = 256u;
+const MAX_STATES: u32 = 2048u;
+var<workgroup> prev: array<f32, MAX_STATES>;
+var<workgroup> best_value: array<f32, V_WG>;
+var<workgroup> best_state: array<u32, V_WG>;
+var<workgroup> half_max: array<f32, 2>;
+var<workgroup> half_arg: array<u32, 2>;
+
+// log P(observation | state) at frame t: librosa's log(prob + tiny).
+fn log_observation(t: u32, j: u32) -> f32 {
+    let bins = p.pitch_bins;
+    var prob: f32;
+    if (j < bins) {
+        prob = v_observed[t * bins + j];
+    } else {
+        prob = (1.0 - v_voiced[t]) / f32(bins);
+    }
+    return select(p.log_tiny, log(prob), prob > 0.0);
+}
+
+// The larger of two (value, state) pairs; the lower state on ties.
+fn better(v: f32, k: u32, bv: f32, bk: u32) -> bool {
+    return v > bv || (v == bv && k < bk);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let g = logical_workgroup(wid, nwg, p.grid);
+    let live = g.w != 0u && g.x < p.clips_n;
+    let c = select(0u, g.x, live);
+    let clip = v_clips[c];
+    let bins = p.pitch_bins;
+    let states = 2u * bins;
+    let half_w = p.width / 2u;
+    // Frames of this clip in this chunk; a clip that has ended (or a workgroup past the grid)
+    // still walks the barriers.
+    let end = min(p.chunk_start + p.chunk_frames, select(0u, clip.w, live));
+    for (var j = lid; j < states; j += V_WG) {
+        if (p.chunk_start == 0u) {
+            prev[j] = select(0.0, log_observation(clip.z, j) + p.log_init, live && clip.w > 0u);
+        } else {
+            prev[j] = v_values[c * states + j];
+        }
+    }
+    workgroupBarrier();
+    for (var t = max(p.chunk_start, 1u); t < p.chunk_start + p.chunk_frames; t++) {
+        // Each half's maximum and its first state.
+        for (var h = 0u; h < 2u; h++) {
+            var bv = -3.40282347e38;
+            var bk = 0xffffffffu;
+            for (var q = lid; q < bins; q += V_WG) {
+                if (better(prev[h * bins + q], h * bins + q, bv, bk)) { bv = prev[h * bins + q]; bk = h * bins + q; }
+            }
+            best_value[lid] = bv;
+            best_state[lid] = bk;
+            workgroupBarrier();
+            for (var half = V_WG / 2u; half > 0u; half /= 2u) {
+                if (lid < half && better(best_value[lid + half], best_state[lid + half], best_value[lid], best_state[lid])) {
+                    best_value[lid] = best_value[lid + half];
+                    best_state[lid] = best_state[lid + half];
+                }
+                workgroupBarrier();
+            }
+            if (lid == 0u) {
+                half_max[h] = best_value[0];
+                half_arg[h] = best_state[0];
+            }
+            workgroupBarrier();
+        }
+        let shift = max(half_max[0], half_max[1]);
+        let walking = t < end;
+        // Each invocation takes pairs of states (2i, 2i + 1), so that it owns whole words of
+        // the packed pointers.
+        var next: array<f32, 8>;
+        var count = 0u;
+        for (var pair = lid; pair < bins; pair += V_WG) {
+            var word = 0u;
+            for (var e = 0u; e < 2u; e++) {
+                let j = 2u * pair + e;
+                let h = j / bins;
+                let q = j % bins;
+                var bv = -3.40282347e38;
+                var bk = 0xffffffffu;
+                if (walking) {
+                    for (var from_h = 0u; from_h < 2u; from_h++) {
+                        let across = select(0u, 1u, from_h != h);
+                        for (var d = 0u; d < p.width; d++) {
+                            let source = i32(q) + i32(d) - i32(half_w);
+                            if (source >= 0 && source < i32(bins)) {
+                                let k = from_h * bins + u32(source);
+                                let v = prev[k] + v_band[(q * p.width + d) * 2u + across];
+                                if (better(v, k, bv, bk)) { bv = v; bk = k; }
+                            }
+                        }
+                        let m = half_arg[from_h];
+                        let mq = m % bins;
+                        if (mq + half_w < q || mq > q + half_w) {
+                            let v = half_max[from_h] + p.log_tiny;
+                            if (better(v, m, bv, bk)) { bv = v; bk = m; }
+                        }
+                    }
+                    bv = bv - shift + log_observation(clip.z + t, j);
+                }
+                if (count < 8u) { next[count] = bv; }
+                count++;
+                word |= (bk & 0xffffu) << (16u * e);
+            }
+            if (walking) { v_pointers[(clip.z + t) * bins + pair] = word; }
+        }
+        workgroupBarrier();
+        count = 0u;
+        for (var pair = lid; pair < bins; pair += V_WG) {
+            for (var e = 0u; e < 2u; e++) {
+                if (walking && count < 8u) { prev[2u * pair + e] = next[count]; }
+                count++;
+            }
+        }
+        workgroupBarrier();
+    }
+    if (!live) { return; }
+    for (var j = lid; j < states; j += V_WG) {
+        v_values[c * states + j] = prev[j];
+    }
+}
+
+@group(0) @binding(1) var<storage, read> b_values: array<f32>;       // [clips, 2 x bins]
+@group(0) @binding(2) var<storage, read> b_pointers: array<u32>;     // [frames, bins]
+@group(0) @binding(3) var<storage, read> b_clips: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read_write> b_f0: array<f32>;     // [frames]: Hz, 0 where unvoiced
+
+@compute @workgroup_size(64, 1, 1)
+fn pyin_backtrack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let c = flat_index(wid, nwg, p.grid, lid, 64u);
+    if (c >= p.clips_n) { return; }
+    let clip = b_clips[c];
+    if (clip.w == 0u) { return; }
+    let bins = p.pitch_bins;
+    let states = 2u * bins;
+    var state = 0u;
+    for (var j = 1u; j < states; j++) {
+        if (b_values[c * states + j] > b_values[c * states + state]) { state = j; }
+    }
+    for (var t = clip.w; t > 0u; t--) {
+        let f = clip.z + t - 1u;
+        b_f0[f] = select(0.0, p.fmin * exp2(f32(state) / 120.0), state < bins);
+        if (t > 1u) {
+            let word = b_pointers[f * bins + state / 2u];
+            state = (word >> (16u * (state % 2u))) & 0xffffu;
+        }
+    }
 }

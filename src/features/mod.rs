@@ -55,8 +55,10 @@ crate::choices! {
         /// F0 (Hz) as librosa.yin estimates it (fmin C2, fmax C7, frame length n_fft, trough
         /// threshold 0.1): every frame gets one, voiced or not.
         Yin = "yin",
-        /// The probability that the frame is voiced, as librosa.pyin gives it (fmin C2, fmax
-        /// C7, frame length n_fft, its other parameters at their defaults).
+        /// F0 (Hz) as librosa.pyin decodes it (fmin C2, fmax C7, frame length n_fft, every other
+        /// parameter at librosa's default, Viterbi decoding on the GPU); 0 where unvoiced.
+        F0 = "f0",
+        /// The probability that the frame is voiced, as librosa.pyin gives it.
         VoicedProb = "voiced_prob",
     }
 }
@@ -236,7 +238,7 @@ impl FeatureConfig {
         if let Some(b) = self.set.iter().enumerate().find_map(|(i, b)| self.set[..i].contains(b).then_some(b)) {
             bail!("the feature set names {} twice", b.name());
         }
-        if self.set.iter().any(|b| matches!(b.descriptor, Descriptor::Yin | Descriptor::VoicedProb)) {
+        if self.set.iter().any(|b| matches!(b.descriptor, Descriptor::Yin | Descriptor::VoicedProb | Descriptor::F0)) {
             pitch::Periods::new(self.sample_rate as f64, self.n_fft, pitch::FMIN, pitch::FMAX)?;
         }
         let nyquist = self.sample_rate as f64 / 2.0;
@@ -278,6 +280,7 @@ pub struct FeatureParts {
     /// Empty where the configuration cannot hold a pitch frame (n_fft past `pitch::MAX_FRAME`).
     pub yin: Vec<f32>,
     pub voiced_prob: Vec<f32>,
+    pub f0: Vec<f32>,
     /// First frame and frame count of each clip.
     pub clip_frames: Vec<(usize, usize)>,
     pub tunings: Vec<f64>,
@@ -321,6 +324,7 @@ struct Computed {
     zcr: Option<Tensor>,
     yin: Option<Tensor>,
     voiced_prob: Option<Tensor>,
+    f0: Option<Tensor>,
     tunings: Vec<f64>,
 }
 
@@ -341,6 +345,7 @@ impl Computed {
             Descriptor::Zcr => single(self.zcr.as_ref().expect("zcr computed when the set names it")),
             Descriptor::Yin => single(self.yin.as_ref().expect("yin computed when the set names it")),
             Descriptor::VoicedProb => single(self.voiced_prob.as_ref().expect("voiced_prob computed when the set names it")),
+            Descriptor::F0 => single(self.f0.as_ref().expect("f0 computed when the set names it")),
         }
     }
 }
@@ -349,7 +354,10 @@ impl Computed {
 #[derive(Clone, Copy)]
 struct PitchOutputs {
     yin: bool,
+    /// pyin's observations (voiced probability) ...
     pyin: bool,
+    /// ... and its decoding (f0).
+    decode: bool,
 }
 
 /// Host-side layout of one batch.
@@ -455,7 +463,7 @@ impl Extractor {
         } else {
             (None, None)
         };
-        let (mut yin, mut voiced_prob) = (None, None);
+        let (mut yin, mut voiced_prob, mut f0_out) = (None, None, None);
         if pitch.yin || pitch.pyin {
             let sr = cfg.sample_rate as f64;
             let periods = pitch::Periods::new(sr, cfg.n_fft, pitch::FMIN, pitch::FMAX)?;
@@ -472,6 +480,15 @@ impl Extractor {
                 let observed = gpu.empty(&[f, bins], DType::F32)?;
                 let voiced = gpu.empty(&[f], DType::F32)?;
                 pitch::pyin_observe(&mut step, &cmndf, periods, sr, &self.pitch_priors, &observed, &voiced)?;
+                if pitch.decode {
+                    let width = pitch::transition_width(sr, cfg.hop);
+                    let band = pitch::transition_band(bins, width);
+                    let band = gpu.upload_f32(&band, &[band.len()])?;
+                    let f0 = gpu.empty(&[f], DType::F32)?;
+                    let longest = b.clip_frames.iter().map(|c| c.1).max().unwrap_or(0);
+                    pitch::pyin_decode(&mut step, &observed, &voiced, &b.clips, longest, &band, width, &f0)?;
+                    f0_out = Some(f0);
+                }
                 voiced_prob = Some(voiced);
             }
         }
@@ -531,7 +548,7 @@ impl Extractor {
         segment::power_to_db(&mut step, &b.clips, &valley, &clip_max, &DbOptions::default())?;
         elementwise::binary(&mut step, BinaryOp::Sub, &peak, &valley, &contrast_db)?;
         step.submit()?;
-        Ok(Computed { mel_db, mfcc, chroma, contrast: contrast_db, shape, zcr, yin, voiced_prob, tunings })
+        Ok(Computed { mel_db, mfcc, chroma, contrast: contrast_db, shape, zcr, yin, voiced_prob, f0: f0_out, tunings })
     }
 
     /// Features of clips already at the configured rate.
@@ -541,7 +558,8 @@ impl Extractor {
         let set = &self.cfg.set;
         let named = |ds: &[Descriptor]| set.iter().any(|b| ds.contains(&b.descriptor));
         let spectral = named(&[Descriptor::Rms, Descriptor::Zcr, Descriptor::Centroid, Descriptor::Bandwidth, Descriptor::Rolloff, Descriptor::Flatness]);
-        let computed = self.run(gpu, &b, spectral, PitchOutputs { yin: named(&[Descriptor::Yin]), pyin: named(&[Descriptor::VoicedProb]) })?;
+        let decode = named(&[Descriptor::F0]);
+        let computed = self.run(gpu, &b, spectral, PitchOutputs { yin: named(&[Descriptor::Yin]), pyin: decode || named(&[Descriptor::VoicedProb]), decode })?;
         let t_max = b.clip_frames.iter().map(|c| c.1).max().unwrap_or(0);
         let n = clips.len();
         let frames = gpu.empty(&[n, t_max, dim], DType::F32)?;
@@ -579,7 +597,7 @@ impl Extractor {
     pub fn extract_parts(&self, gpu: &Gpu, clips: &[&[f32]]) -> Result<FeatureParts> {
         let b = self.upload_batch(gpu, clips)?;
         let pitch = pitch::Periods::new(self.cfg.sample_rate as f64, self.cfg.n_fft, pitch::FMIN, pitch::FMAX).is_ok();
-        let c = self.run(gpu, &b, true, PitchOutputs { yin: pitch, pyin: pitch })?;
+        let c = self.run(gpu, &b, true, PitchOutputs { yin: pitch, pyin: pitch, decode: pitch })?;
         let shape = c.shape.as_ref().expect("asked for");
         Ok(FeatureParts {
             mel_db: gpu.read_f32(&c.mel_db)?,
@@ -594,6 +612,7 @@ impl Extractor {
             flatness: gpu.read_f32(&shape.flatness)?,
             yin: c.yin.as_ref().map(|t| gpu.read_f32(t)).transpose()?.unwrap_or_default(),
             voiced_prob: c.voiced_prob.as_ref().map(|t| gpu.read_f32(t)).transpose()?.unwrap_or_default(),
+            f0: c.f0.as_ref().map(|t| gpu.read_f32(t)).transpose()?.unwrap_or_default(),
             tunings: c.tunings,
             clip_frames: b.clip_frames,
         })

@@ -16,6 +16,12 @@ pub const PITCH_WGSL: ShaderFile = ShaderFile {
 
 const CMNDF: KernelSpec = KernelSpec { shader: &PITCH_WGSL, entry: "cmndf", bindings: &[Access::Texture, Access::Read, Access::Read, Access::ReadWrite] };
 const YIN_SELECT: KernelSpec = KernelSpec { shader: &PITCH_WGSL, entry: "yin_select", bindings: &[Access::Read, Access::ReadWrite] };
+const PYIN_VITERBI: KernelSpec = KernelSpec {
+    shader: &PITCH_WGSL,
+    entry: "pyin_viterbi",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+};
+const PYIN_BACKTRACK: KernelSpec = KernelSpec { shader: &PITCH_WGSL, entry: "pyin_backtrack", bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite] };
 const PYIN_OBSERVE: KernelSpec = KernelSpec { shader: &PITCH_WGSL, entry: "pyin_observe", bindings: &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite] };
 
 /// librosa.pyin's defaults.
@@ -99,7 +105,13 @@ struct Params {
     fmin: f32,
     no_trough_prob: f32,
     pitch_bins: u32,
-    _pad: [u32; 3],
+    width: u32,
+    chunk_start: u32,
+    chunk_frames: u32,
+    clips: u32,
+    log_tiny: f32,
+    log_init: f32,
+    _pad: u32,
 }
 
 /// Records the cumulative mean normalised difference function of every frame (`frame_clip`
@@ -333,4 +345,151 @@ pub fn pyin_observe_reference(cmndf: &[f64], periods: Periods, sample_rate: f64)
     observed.truncate(bins);
     let voiced = observed.iter().sum::<f64>().clamp(0.0, 1.0);
     Observation { observed, voiced, near_boundary }
+}
+
+/// librosa.pyin's max_transition_rate (octaves per second) and switch_prob.
+pub const MAX_TRANSITION_RATE: f64 = 35.92;
+pub const SWITCH_PROB: f64 = 0.01;
+/// float64's smallest normal value, which librosa's Viterbi adds before every log.
+pub const TINY64: f64 = f64::MIN_POSITIVE;
+/// Invocations of the Viterbi kernel's workgroup (shaders/pitch.wgsl, V_WG).
+const VITERBI_LANES: usize = 256;
+
+/// The width of pyin's transition band at this hop: round(35.92 x 12 x hop / sr) semitones per
+/// frame at 10 bins each, plus one.
+pub fn transition_width(sample_rate: f64, hop: usize) -> usize {
+    (MAX_TRANSITION_RATE * 12.0 * hop as f64 / sample_rate).round_ties_even() as usize * BINS_PER_SEMITONE + 1
+}
+
+/// librosa.sequence.transition_local(bins, width, window="triangle", wrap=False): row i the
+/// triangle centred on i, cut at the ends and renormalised. Row-major [bins][bins], float64.
+fn transition_local(bins: usize, width: usize) -> Vec<Vec<f64>> {
+    // scipy's triang(width), symmetric (fftbins=False).
+    let window: Vec<f64> = (0..width)
+        .map(|n| {
+            let centre = (width as f64 - 1.0) / 2.0;
+            let denominator = if width % 2 == 1 { (width as f64 + 1.0) / 2.0 } else { width as f64 / 2.0 };
+            1.0 - (n as f64 - centre).abs() / denominator
+        })
+        .collect();
+    let half = width / 2;
+    (0..bins)
+        .map(|i| {
+            let mut row = vec![0.0; bins];
+            for (n, w) in window.iter().enumerate() {
+                if let Some(j) = (i + n).checked_sub(half).filter(|&j| j < bins) {
+                    row[j] = *w;
+                }
+            }
+            let total: f64 = row.iter().sum();
+            row.iter_mut().for_each(|v| *v /= total);
+            row
+        })
+        .collect()
+}
+
+/// What the Viterbi kernel reads: for each target bin q and offset d (source q + d - width / 2),
+/// the log transition within a voicing and across it (log(p T + tiny); -inf where the source
+/// lies outside the bins).
+pub fn transition_band(bins: usize, width: usize) -> Vec<f32> {
+    let t = transition_local(bins, width);
+    let half = width / 2;
+    let mut out = Vec::with_capacity(bins * width * 2);
+    for q in 0..bins {
+        for d in 0..width {
+            match (q + d).checked_sub(half).filter(|&s| s < bins) {
+                Some(s) => {
+                    out.push(((1.0 - SWITCH_PROB) * t[s][q] + TINY64).ln() as f32);
+                    out.push((SWITCH_PROB * t[s][q] + TINY64).ln() as f32);
+                }
+                None => out.extend([f32::NEG_INFINITY; 2]),
+            }
+        }
+    }
+    out
+}
+
+/// Records pyin's decoding: from the voiced observation probabilities `observed` [frames,
+/// bins] and the voiced probabilities `voiced` [frames] of the clips of `clips` [clips, 4]
+/// (first frame, frames in its last two columns), the f0 of every frame into `f0` [frames]
+/// (Hz; 0 where the decoded state is unvoiced). `band` is [`transition_band`] on the device.
+#[allow(clippy::too_many_arguments)]
+pub fn pyin_decode(step: &mut Step, observed: &Tensor, voiced: &Tensor, clips: &Tensor, max_clip_frames: usize, band: &Tensor, width: usize, f0: &Tensor) -> Result<()> {
+    let frames = voiced.len();
+    let bins = pitch_bins(FMIN, FMAX);
+    let n_clips = clips.len() / 4;
+    if observed.len() != frames * bins || f0.len() != frames || band.len() != bins * width * 2 || !clips.len().is_multiple_of(4) || 2 * bins > 2048 {
+        bail!("pyin decode: observed {:?}, voiced {:?}, band {:?}, f0 {:?} do not match {frames} frames of {bins} bins", observed.shape(), voiced.shape(), band.shape(), f0.shape());
+    }
+    if frames == 0 || n_clips == 0 {
+        return Ok(());
+    }
+    let gpu = step.gpu();
+    // Frames per dispatch: as many as keep one invocation's loops (its states x both bands, and
+    // the reductions) inside llvmpipe's limit.
+    let per_frame = 2 * bins.div_ceil(VITERBI_LANES) * 2 * width + 64;
+    let chunk = (super::CPU_LOOP_BUDGET / per_frame).max(1);
+    super::check_loop_budget(gpu, chunk * per_frame, "pyin decoding")?;
+    let values = gpu.empty(&[n_clips, 2 * bins], crate::gpu::DType::F32)?;
+    let pointers = gpu.empty(&[frames, bins], crate::gpu::DType::U32)?;
+    let base = Params {
+        pitch_bins: bins as u32,
+        width: width as u32,
+        chunk_frames: chunk as u32,
+        clips: n_clips as u32,
+        fmin: FMIN as f32,
+        log_tiny: TINY64.ln() as f32,
+        log_init: (1.0 / (2 * bins) as f64 + TINY64).ln() as f32,
+        ..Default::default()
+    };
+    for start in (0..max_clip_frames.max(1)).step_by(chunk) {
+        let p = Params { chunk_start: start as u32, ..base };
+        step.dispatch(&PYIN_VITERBI, &[], &[observed, voiced, band, clips, &values, &pointers], bytemuck::bytes_of(&p), [n_clips as u32, 1, 1], "pitch.pyin_viterbi")?;
+    }
+    step.dispatch(&PYIN_BACKTRACK, &[], &[&values, &pointers, clips, f0], bytemuck::bytes_of(&base), [super::groups(n_clips, 64)?, 1, 1], "pitch.pyin_backtrack")
+}
+
+/// Float64 reference of [`pyin_decode`] for one clip: librosa.sequence.viterbi over the full
+/// transition matrix (every pair of states), then the f0 of each decoded state.
+pub fn pyin_decode_reference(observed: &[Vec<f64>], voiced: &[f64], width: usize) -> Vec<f64> {
+    let bins = pitch_bins(FMIN, FMAX);
+    let states = 2 * bins;
+    let t_local = transition_local(bins, width);
+    let log_trans: Vec<Vec<f64>> = (0..states)
+        .map(|k| {
+            (0..states)
+                .map(|j| {
+                    let switch = if (k < bins) == (j < bins) { 1.0 - SWITCH_PROB } else { SWITCH_PROB };
+                    (switch * t_local[k % bins][j % bins] + TINY64).ln()
+                })
+                .collect()
+        })
+        .collect();
+    let log_obs = |t: usize, j: usize| if j < bins { (observed[t][j] + TINY64).ln() } else { ((1.0 - voiced[t]) / bins as f64 + TINY64).ln() };
+    let n = voiced.len();
+    let mut value: Vec<f64> = (0..states).map(|j| log_obs(0, j) + (1.0 / states as f64 + TINY64).ln()).collect();
+    let mut pointers = vec![vec![0usize; states]; n];
+    for t in 1..n {
+        let mut next = vec![0.0; states];
+        for j in 0..states {
+            let (mut best, mut arg) = (f64::NEG_INFINITY, 0);
+            for (k, v) in value.iter().enumerate() {
+                let x = v + log_trans[k][j];
+                if x > best {
+                    best = x;
+                    arg = k;
+                }
+            }
+            pointers[t][j] = arg;
+            next[j] = best + log_obs(t, j);
+        }
+        value = next;
+    }
+    let mut state = (0..states).fold(0, |b, j| if value[j] > value[b] { j } else { b });
+    let mut f0 = vec![0.0; n];
+    for t in (0..n).rev() {
+        f0[t] = if state < bins { FMIN * 2f64.powf(state as f64 / (12 * BINS_PER_SEMITONE) as f64) } else { 0.0 };
+        state = pointers[t][state];
+    }
+    f0
 }

@@ -210,6 +210,27 @@ fn pitch_kernels(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Re
         t.close(&format!("pyin observations frame {frame_length} at {sr} Hz"), &got_rows, &want_rows, 1e-6, 1e-4);
         t.close(&format!("pyin voiced probability frame {frame_length} at {sr} Hz"), &got_voiced, &want_voiced, 1e-6, 1e-4);
         t.require(want_voiced.iter().any(|&v| v > 0.5) && want_voiced.iter().any(|&v| v < 0.5), || "pyin: the check needs voiced and unvoiced frames".into());
+        // pyin's decoding of those observations against the full float64 Viterbi, clip by clip.
+        let width = pitch::transition_width(sr, hop);
+        let band = pitch::transition_band(bins, width);
+        let band = g.upload_f32(&band, &[band.len()])?;
+        let decoded = g.upload_f32(&vec![f32::NAN; frames], &[frames])?;
+        let longest = clips.iter().map(|c| layout.frames(c.len())).max().unwrap_or(0);
+        let mut step = g.step("selftest.pyin_decode");
+        pitch::pyin_decode(&mut step, &observed, &voiced, &table, longest, &band, width, &decoded)?;
+        step.submit()?;
+        let mut want_f0 = Vec::new();
+        let mut first = 0;
+        for c in &clips {
+            let n = layout.frames(c.len());
+            let rows: Vec<Vec<f64>> = (first..first + n).map(|fr| got_observed[fr * bins..(fr + 1) * bins].iter().map(|&v| v as f64).collect()).collect();
+            let v: Vec<f64> = got_voiced[first..first + n].iter().map(|&v| v as f64).collect();
+            want_f0.extend(pitch::pyin_decode_reference(&rows, &v, width));
+            first += n;
+        }
+        let got_f0 = g.read_f32(&decoded)?;
+        t.close(&format!("pyin f0 frame {frame_length} at {sr} Hz"), &got_f0, &want_f0, 0.0, 1e-5);
+        t.require(want_f0.iter().any(|&f| f > 0.0) && want_f0.contains(&0.0), || format!("pyin decode: the check needs voiced and unvoiced frames: {want_f0:?}"));
         // The tones' frames away from the clip edges find the tone (no octave errors; within
         // 3%, as the noise and the period's quantisation allow).
         let f0s = g.read_f32(&f0)?;
@@ -407,6 +428,15 @@ fn compare_descriptors(g: &Gpu, name: &str, golden: &Golden, signal: &[f32], set
         let (got, want): (Vec<f32>, Vec<f64>) = (0..frames).filter(|&i| rms[i] as f64 >= YIN_AUDIBLE_RMS).map(|i| (ours[i], gold[i] as f64)).unzip();
         t.close(&format!("{name} {setting} voiced_prob (frames above -80 dB)"), &got, &want, 2e-6, 0.0);
         t.close(&format!("{name} {setting} voiced_prob"), ours, &gold.iter().map(|&v| v as f64).collect::<Vec<_>>(), 0.011, 0.0);
+        // pyin's f0 (0 where unvoiced): the same voicing and within a cent on every frame
+        // above -80 dB (measured: on every frame of the golden signals), and on 99% of all.
+        let gold = golden.tensor(&format!("{setting}.f0"))?.0;
+        let ours = &parts.f0[first..first + frames];
+        let agrees = |i: usize| (ours[i] > 0.0) == (gold[i] > 0.0) && (gold[i] == 0.0 || (ours[i] as f64 / gold[i] as f64 - 1.0).abs() <= CENT - 1.0);
+        let (got, want): (Vec<f32>, Vec<f64>) = (0..frames).filter(|&i| rms[i] as f64 >= YIN_AUDIBLE_RMS).map(|i| (ours[i], gold[i] as f64)).unzip();
+        t.close(&format!("{name} {setting} pyin f0 (frames above -80 dB)"), &got, &want, 0.0, CENT - 1.0);
+        let agreeing = (0..frames).filter(|&i| agrees(i)).count();
+        t.require(agreeing * 100 >= frames * 99, || format!("{name} {setting} pyin f0: {agreeing} of {frames} frames agree with librosa's"));
     }
     // Deltas, where librosa computes them (9 frames or more).
     if let Ok((gold_mfcc, shape)) = golden.tensor(&format!("{setting}.delta_mfcc")) {
