@@ -391,6 +391,7 @@ fn transition_local(bins: usize, width: usize) -> Vec<Vec<f64>> {
 /// What the Viterbi kernel reads: for each target bin q and offset d (source q + d - width / 2),
 /// the log transition within a voicing and across it (log(p T + tiny); -inf where the source
 /// lies outside the bins).
+#[allow(clippy::needless_range_loop)]
 pub fn transition_band(bins: usize, width: usize) -> Vec<f32> {
     let t = transition_local(bins, width);
     let half = width / 2;
@@ -451,6 +452,7 @@ pub fn pyin_decode(step: &mut Step, observed: &Tensor, voiced: &Tensor, clips: &
 
 /// Float64 reference of [`pyin_decode`] for one clip: librosa.sequence.viterbi over the full
 /// transition matrix (every pair of states), then the f0 of each decoded state.
+#[allow(clippy::needless_range_loop)]
 pub fn pyin_decode_reference(observed: &[Vec<f64>], voiced: &[f64], width: usize) -> Vec<f64> {
     let bins = pitch_bins(FMIN, FMAX);
     let states = 2 * bins;
