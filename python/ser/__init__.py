@@ -52,7 +52,7 @@ Paths = Union[str, PathLike, Sequence[Union[str, PathLike]], None]
 
 # Feature options: ser features' flags with underscores; `feature_rate` is --sample-rate (the
 # features' rate), since `sample_rate` names the rate of the audio arrays given.
-_FEATURE_OPTIONS = {"feature_rate": "sample_rate", "n_fft": "n_fft", "hop": "hop", "n_mels": "n_mels", "n_mfcc": "n_mfcc", "fmin": "fmin", "fmax": "fmax", "tuning": "tuning", "contrast_fmin": "contrast_fmin"}
+_FEATURE_OPTIONS = {"feature_rate": "sample_rate", "n_fft": "n_fft", "hop": "hop", "n_mels": "n_mels", "n_mfcc": "n_mfcc", "fmin": "fmin", "fmax": "fmax", "tuning": "tuning", "contrast_fmin": "contrast_fmin", "set": "set"}
 
 
 def _paths(value: Paths) -> list[str]:
@@ -70,6 +70,8 @@ def _feature_config(options: dict[str, Any]) -> str:
             raise InputError(f"{key!r} is not a feature option; the options are {', '.join(sorted(_FEATURE_OPTIONS))}")
         if key == "tuning":
             value = "estimate" if value == "estimate" else {"fixed": float(value)}
+        if key == "set":
+            value = value.split(",") if isinstance(value, str) else list(value)
         config[_FEATURE_OPTIONS[key]] = value
     return json.dumps(config)
 
@@ -123,9 +125,10 @@ def features(
     """Features of labelled data (`data` folders, `manifest` files: as `ser features`), of
     audio files, or of arrays at `sample_rate`. Returns `frames` [N, T, D] (zero past each
     clip's length), `lengths` [N], `vectors` [N, D] (time means), `stds` [N, D], and the lists
-    `files`, `labels`, `speakers` (None where unknown) and `skipped` (file, reason). `config`
-    takes the feature options (`n_fft`, `hop`, `n_mels`, `n_mfcc`, `fmin`, `fmax`, `tuning`,
-    `contrast_fmin`, `feature_rate`)."""
+    `feature_names` (every column's name), `files`, `labels`, `speakers` (None where unknown)
+    and `skipped` (file, reason). `config` takes the feature options (`n_fft`, `hop`,
+    `n_mels`, `n_mfcc`, `fmin`, `fmax`, `tuning`, `contrast_fmin`, `feature_rate`, and `set`:
+    the blocks of each frame, as `ser features --set`, e.g. `set=["mfcc", "f0", "voiced_prob"]`)."""
     arrays = []
     if audio is not None:
         arrays = [audio] if isinstance(audio, np.ndarray) and audio.ndim == 1 else list(audio)

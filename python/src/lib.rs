@@ -192,6 +192,7 @@ fn set_to_py<'py>(py: Python<'py>, set: FeatureSet, skipped: Vec<(String, String
     out.set_item("stds", set.stds.into_pyarray(py).reshape([n, d])?)?;
     out.set_item("clips", serde_json::to_string(&set.clips).map_err(|e| SerError::new_err(e.to_string()))?)?;
     out.set_item("config", serde_json::to_string(&set.config).map_err(|e| SerError::new_err(e.to_string()))?)?;
+    out.set_item("feature_names", set.config.feature_names())?;
     out.set_item("skipped", skipped)?;
     Ok(out)
 }

@@ -112,6 +112,22 @@ def test_features_equal_the_command_lines(tmp_path):
     assert np.array_equal(by_array["vectors"], f["vectors"])
 
 
+def test_a_feature_set_names_its_columns_as_the_command_line_does(tmp_path):
+    out = tmp_path / "f.safetensors"
+    blocks = "mfcc,rms,f0,voiced_prob,delta_rms"
+    cli("features", "--no-cache", "--data", CLIPS, "--set", blocks, "--out", out)
+    arrays, meta = load_safetensors(out)
+    f = ser.features(data=CLIPS, set=blocks.split(","), cache=tmp_path / "cache")
+    assert f["feature_names"] == json.loads(meta["feature_names"])
+    assert f["feature_names"][38:] == ["mfcc_38", "mfcc_39", "rms", "f0", "voiced_prob", "delta_rms"]
+    assert np.array_equal(f["frames"], arrays["frames"])
+    # f0 is 0 exactly where unvoiced, and RAVDESS speech has voiced frames in every clip.
+    f0 = f["frames"][..., 41]
+    assert all((f0[i, : f["lengths"][i]] > 60).any() for i in range(len(f0)))
+    with pytest.raises(ser.InputError, match="pitch"):
+        ser.features(data=CLIPS, set="mfcc,f0", n_fft=4096)
+
+
 def test_the_built_in_model_predicts_as_ser_predict():
     model = ser.Model.load()
     assert model.classes == ["neutral", "calm", "happy", "sad", "angry", "fearful", "surprised"]

@@ -192,21 +192,31 @@ pub fn cmndf_reference(frame: &[f64], periods: Periods) -> Vec<f64> {
 /// Float64 reference of [`yin`]'s choice for one frame's difference function: f0 in Hz.
 pub fn yin_reference(cmndf: &[f64], periods: Periods, sample_rate: f64) -> f64 {
     let n = cmndf.len();
-    let trough = |i: usize| match i {
-        0 => cmndf[0] < cmndf[1],
-        i if i == n - 1 => cmndf[i] < cmndf[i - 1],
-        i => cmndf[i] < cmndf[i - 1] && cmndf[i] <= cmndf[i + 1],
-    };
     let global_min = (0..n).fold(0, |best, i| if cmndf[i] < cmndf[best] { i } else { best });
-    let chosen = (0..n).find(|&i| cmndf[i] < YIN_THRESHOLD && trough(i)).unwrap_or(global_min);
-    let shift = if chosen == 0 || chosen == n - 1 {
-        0.0
-    } else {
-        let a = cmndf[chosen + 1] + cmndf[chosen - 1] - 2.0 * cmndf[chosen];
-        let b = (cmndf[chosen + 1] - cmndf[chosen - 1]) / 2.0;
-        if b.abs() >= a.abs() { 0.0 } else { -b / a }
-    };
-    sample_rate / ((periods.min + chosen) as f64 + shift)
+    let chosen = (0..n).find(|&i| cmndf[i] < YIN_THRESHOLD && is_trough(cmndf, i)).unwrap_or(global_min);
+    sample_rate / ((periods.min + chosen) as f64 + parabolic_shift(cmndf, chosen))
+}
+
+/// librosa.util.localmin at `i` with pitch's edges: the first value is a trough when below the
+/// second, the last when below the one before it.
+fn is_trough(x: &[f64], i: usize) -> bool {
+    let last = x.len() - 1;
+    match i {
+        0 => x[0] < x[1],
+        i if i == last => x[i] < x[i - 1],
+        i => x[i] < x[i - 1] && x[i] <= x[i + 1],
+    }
+}
+
+/// librosa's parabolic interpolation at `i`: the optimum of the parabola through i - 1, i,
+/// i + 1, relative to i; 0 at the ends and where it lies a bin or more away.
+fn parabolic_shift(x: &[f64], i: usize) -> f64 {
+    if i == 0 || i == x.len() - 1 {
+        return 0.0;
+    }
+    let a = x[i + 1] + x[i - 1] - 2.0 * x[i];
+    let b = (x[i + 1] - x[i - 1]) / 2.0;
+    if b.abs() >= a.abs() { 0.0 } else { -b / a }
 }
 
 /// pyin's pitch bins between `fmin` and `fmax`: floor(120 log2(fmax / fmin)) + 1 (601 for C2-C7).
@@ -296,12 +306,7 @@ pub fn pyin_observe_reference(cmndf: &[f64], periods: Periods, sample_rate: f64)
     let n = cmndf.len();
     let bins = pitch_bins(FMIN, FMAX);
     let mut observed = vec![0.0; bins + 1];
-    let trough = |i: usize| match i {
-        0 => cmndf[0] < cmndf[1],
-        i if i == n - 1 => cmndf[i] < cmndf[i - 1],
-        i => cmndf[i] < cmndf[i - 1] && cmndf[i] <= cmndf[i + 1],
-    };
-    let troughs: Vec<usize> = (0..n).filter(|&i| trough(i)).collect();
+    let troughs: Vec<usize> = (0..n).filter(|&i| is_trough(cmndf, i)).collect();
     if troughs.is_empty() {
         return Observation { observed: observed[..bins].to_vec(), voiced: 0.0, near_boundary: false };
     }
@@ -329,14 +334,7 @@ pub fn pyin_observe_reference(cmndf: &[f64], periods: Periods, sample_rate: f64)
         if probs[t] == 0.0 {
             continue;
         }
-        let shift = if i == 0 || i == n - 1 {
-            0.0
-        } else {
-            let a = cmndf[i + 1] + cmndf[i - 1] - 2.0 * cmndf[i];
-            let b = (cmndf[i + 1] - cmndf[i - 1]) / 2.0;
-            if b.abs() >= a.abs() { 0.0 } else { -b / a }
-        };
-        let f0 = sample_rate / ((periods.min + i) as f64 + shift);
+        let f0 = sample_rate / ((periods.min + i) as f64 + parabolic_shift(cmndf, i));
         let position = 12.0 * BINS_PER_SEMITONE as f64 * (f0 / FMIN).log2();
         near_boundary |= (position - position.floor() - 0.5).abs() < 1e-4;
         let bin = position.round_ties_even().clamp(0.0, bins as f64) as usize;

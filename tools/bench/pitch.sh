@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Pitch features (yin, pyin's voiced probability), ser against librosa, side by side on the same
+# Pitch features (yin, pyin's f0 and voiced probability), ser against librosa, side by side on the same
 # clips, both on every core: ser's whole feature run with the pitch blocks (decode, STFT and the
 # default features included) against librosa.pyin plus librosa.yin alone.
 #   tools/bench/pitch.sh DATA_DIR
@@ -11,6 +11,6 @@ py=tools/.venv/bin/python
 [ -x "$py" ] || tools/golden/setup.sh
 cargo build --release -q
 out=$(mktemp -d)
-target/release/ser features --data "$data" --out "$out/f.safetensors" --no-cache --set mfcc,chroma,contrast,yin,voiced_prob 2>&1 | grep -E "clips/s"
+target/release/ser features --data "$data" --out "$out/f.safetensors" --no-cache --set mfcc,chroma,contrast,yin,f0,voiced_prob 2>&1 | grep -E "clips/s"
 $py tools/bench/librosa_pitch.py --data "$data" --workers "$(nproc)"
 rm -rf "$out"
