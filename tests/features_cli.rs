@@ -260,3 +260,42 @@ fn sharded_parts_merge_into_the_unsharded_file_byte_for_byte() {
         assert!(!o.status.success() && err.contains(needle) && err.contains("part0.safetensors"), "{err}");
     }
 }
+
+/// A feature set beyond the default: the file names every column, a model trained on it records
+/// the set and computes it again when it predicts on audio, and a set that cannot be computed is
+/// refused by name before any work.
+#[test]
+fn a_feature_set_with_pitch_trains_a_model_that_predicts_on_audio() {
+    let dir = TempDir::new("features-set");
+    let (features, model) = (dir.0.join("f.safetensors"), dir.0.join("m.safetensors"));
+    let clips = common::originals_dir();
+    let r = ser().args(["features", "--no-cache", "--set", "mfcc,rms,f0,voiced_prob,delta_f0", "--data"]).arg(&clips).arg("--out").arg(&features).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let set = FeatureSet::read(&features).unwrap();
+    let names = FeatureSet::columns(&set.config);
+    assert_eq!(set.dim, 44);
+    assert_eq!(names[39..], ["mfcc_39", "rms", "f0", "voiced_prob", "delta_f0"]);
+    // Every clip of speech has voiced frames (f0 above C2), and unvoiced ones at 0.
+    for (i, &n) in set.lengths.iter().enumerate() {
+        let f0: Vec<f32> = (0..n as usize).map(|t| set.frames[(i * set.t_max + t) * set.dim + 41]).collect();
+        assert!(f0.iter().any(|&v| v > 65.0) && f0.contains(&0.0), "clip {i}: {f0:?}");
+    }
+    let r = ser().args(["train", "--model", "knn", "--knn-k", "1", "--input", "stats", "--split", "none", "--features"]).arg(&features).arg("--out").arg(&model).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let r = ser().args(["predict", "--model"]).arg(&model).arg(&clips).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(r.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 8);
+    // k = 1 on the clips it was fitted on: each is its own neighbour, so it gets its own label.
+    for line in &lines {
+        let file = line["file"].as_str().unwrap();
+        let code: u8 = file.rsplit('/').next().unwrap()[6..8].parse().unwrap();
+        let label = line["label"].as_str().unwrap();
+        assert_eq!(ser::audio::Emotion::from_code(code).map(|e| e.to_string()).as_deref(), Some(label), "{line}");
+    }
+    for (set, n_fft, want) in [("mfcc,pitch", "1024", "\"pitch\" is not a feature"), ("rms,rms", "1024", "names rms twice"), ("mfcc,f0", "4096", "pitch")] {
+        let r = ser().args(["features", "--no-cache", "--set", set, "--n-fft", n_fft, "--data"]).arg(&clips).arg("--out").arg(dir.0.join("x.safetensors")).output().unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success() && err.contains(want), "--set {set} --n-fft {n_fft}: {err}");
+    }
+}
