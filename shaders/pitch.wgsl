@@ -321,20 +321,25 @@ fn pitch_bin(f: u32, i: u32) -> u32 {
 // (llvmpipe ends an invocation's loops after 65,535 iterations), keeping the state values
 // between dispatches; each frame's values are shifted by the previous frame's maximum (the
 // argmax is unchanged), so that float32 keeps near the best paths the precision float64 keeps
-// for librosa. Out of the band only each half's maximum can win (a band candidate of the same
-// or a larger value beats it by about 700), so each state weighs 2 x width band candidates and
-// at most two others; ties go to the lower state, as numpy's argmax does. pyin_backtrack walks
-// the pointers back, one invocation per clip.
+// for librosa. A band transition from source s is log(p w(d) / rowsum(s)) (p 0.99 within a
+// voicing, 0.01 across; w the triangle; tiny is far below it), so each frame first combines,
+// for every source bin and each target voicing, the better of its two states with its row's
+// normalisation and p added once; a state then weighs `width` combined sources plus the
+// triangle's log weight. Out of the band only each half's maximum can win (a band candidate of
+// the same or a larger value beats it by about 700), so at most two more candidates; ties go
+// to the lower state, as numpy's argmax does. pyin_backtrack walks the pointers back, one
+// invocation per clip.
 @group(0) @binding(1) var<storage, read> v_observed: array<f32>;      // [frames, bins]
 @group(0) @binding(2) var<storage, read> v_voiced: array<f32>;        // [frames]
-@group(0) @binding(3) var<storage, read> v_band: array<f32>;          // [bins, width, 2]: log transition into bin q from q + d - width / 2, within / across voicing
+@group(0) @binding(3) var<storage, read> v_band: array<f32>;          // log w [width], log rowsum [bins], log 0.99, log 0.01
 @group(0) @binding(4) var<storage, read> v_clips: array<vec4<u32>>;   // start, len, first frame, frames
 @group(0) @binding(5) var<storage, read_write> v_values: array<f32>;  // [clips, 2 x bins]
 @group(0) @binding(6) var<storage, read_write> v_pointers: array<u32>; // [frames, bins]: two 16-bit pointers each
 
 const V_WG: u32 = 256u;
-const MAX_STATES: u32 = 2048u;
+const MAX_STATES: u32 = 1216u;
 var<workgroup> prev: array<f32, MAX_STATES>;
+var<workgroup> comb_state: array<u32, MAX_STATES>;
 var<workgroup> best_value: array<f32, V_WG>;
 var<workgroup> best_state: array<u32, V_WG>;
 var<workgroup> half_max: array<f32, 2>;
@@ -404,6 +409,24 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         }
         let shift = max(half_max[0], half_max[1]);
         let walking = t < end;
+        // prev[h x bins + s] becomes the best way into target voicing h through source bin s.
+        let log_within = v_band[p.width + bins];
+        let log_across = v_band[p.width + bins + 1u];
+        // (Not for a clip that has ended: its values must stay as they were.)
+        for (var s = lid; s < bins && walking; s += V_WG) {
+            let norm = v_band[p.width + s];
+            let low = prev[s] - norm;
+            let high = prev[bins + s] - norm;
+            // Into the lower (voiced) half: from s (within) or bins + s (across); the lower
+            // state first. Into the upper half: from s (across) or bins + s (within).
+            let to_low = select(low + log_within, high + log_across, high + log_across > low + log_within);
+            comb_state[s] = select(s, bins + s, high + log_across > low + log_within);
+            let to_high = select(low + log_across, high + log_within, high + log_within > low + log_across);
+            comb_state[bins + s] = select(s, bins + s, high + log_within > low + log_across);
+            prev[s] = to_low;
+            prev[bins + s] = to_high;
+        }
+        workgroupBarrier();
         // Each invocation takes pairs of states (2i, 2i + 1), so that it owns whole words of
         // the packed pointers.
         var next: array<f32, 8>;
@@ -417,16 +440,14 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 var bv = -3.40282347e38;
                 var bk = 0xffffffffu;
                 if (walking) {
+                    let lo = max(i32(q) - i32(half_w), 0);
+                    let hi = min(i32(q) + i32(half_w), i32(bins) - 1);
+                    for (var s = lo; s <= hi; s++) {
+                        let v = prev[h * bins + u32(s)] + v_band[u32(s) + half_w - q];
+                        let k = comb_state[h * bins + u32(s)];
+                        if (better(v, k, bv, bk)) { bv = v; bk = k; }
+                    }
                     for (var from_h = 0u; from_h < 2u; from_h++) {
-                        let across = select(0u, 1u, from_h != h);
-                        for (var d = 0u; d < p.width; d++) {
-                            let source = i32(q) + i32(d) - i32(half_w);
-                            if (source >= 0 && source < i32(bins)) {
-                                let k = from_h * bins + u32(source);
-                                let v = prev[k] + v_band[(q * p.width + d) * 2u + across];
-                                if (better(v, k, bv, bk)) { bv = v; bk = k; }
-                            }
-                        }
                         let m = half_arg[from_h];
                         let mq = m % bins;
                         if (mq + half_w < q || mq > q + half_w) {

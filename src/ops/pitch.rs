@@ -359,53 +359,44 @@ pub fn transition_width(sample_rate: f64, hop: usize) -> usize {
     (MAX_TRANSITION_RATE * 12.0 * hop as f64 / sample_rate).round_ties_even() as usize * BINS_PER_SEMITONE + 1
 }
 
+/// scipy's triang(width), symmetric (fftbins=False): the band librosa's transition_local uses.
+fn triangle(width: usize) -> Vec<f64> {
+    let centre = (width as f64 - 1.0) / 2.0;
+    let denominator = if width % 2 == 1 { (width as f64 + 1.0) / 2.0 } else { width as f64 / 2.0 };
+    (0..width).map(|n| 1.0 - (n as f64 - centre).abs() / denominator).collect()
+}
+
+/// Each row's sum of the triangle where it lies inside the bins: transition_local's
+/// normalisation (wrap=False cuts the band at both ends).
+fn row_sums(bins: usize, width: usize) -> Vec<f64> {
+    let w = triangle(width);
+    let half = width / 2;
+    (0..bins).map(|i| w.iter().enumerate().filter(|(n, _)| (i + n).checked_sub(half).is_some_and(|j| j < bins)).map(|(_, v)| v).sum()).collect()
+}
+
 /// librosa.sequence.transition_local(bins, width, window="triangle", wrap=False): row i the
 /// triangle centred on i, cut at the ends and renormalised. Row-major [bins][bins], float64.
 fn transition_local(bins: usize, width: usize) -> Vec<Vec<f64>> {
-    // scipy's triang(width), symmetric (fftbins=False).
-    let window: Vec<f64> = (0..width)
-        .map(|n| {
-            let centre = (width as f64 - 1.0) / 2.0;
-            let denominator = if width % 2 == 1 { (width as f64 + 1.0) / 2.0 } else { width as f64 / 2.0 };
-            1.0 - (n as f64 - centre).abs() / denominator
-        })
-        .collect();
-    let half = width / 2;
+    let (w, sums, half) = (triangle(width), row_sums(bins, width), width / 2);
     (0..bins)
         .map(|i| {
             let mut row = vec![0.0; bins];
-            for (n, w) in window.iter().enumerate() {
+            for (n, v) in w.iter().enumerate() {
                 if let Some(j) = (i + n).checked_sub(half).filter(|&j| j < bins) {
-                    row[j] = *w;
+                    row[j] = v / sums[i];
                 }
             }
-            let total: f64 = row.iter().sum();
-            row.iter_mut().for_each(|v| *v /= total);
             row
         })
         .collect()
 }
 
-/// What the Viterbi kernel reads: for each target bin q and offset d (source q + d - width / 2),
-/// the log transition within a voicing and across it (log(p T + tiny); -inf where the source
-/// lies outside the bins).
-#[allow(clippy::needless_range_loop)]
+/// What the Viterbi kernel reads: a band transition from source s to q is log(p w(d) /
+/// rowsum(s)) with d = s - q + width / 2 (the tiny librosa adds is far below it), so it is given
+/// as log w [width], log rowsum [bins], then log p within a voicing and across it.
 pub fn transition_band(bins: usize, width: usize) -> Vec<f32> {
-    let t = transition_local(bins, width);
-    let half = width / 2;
-    let mut out = Vec::with_capacity(bins * width * 2);
-    for q in 0..bins {
-        for d in 0..width {
-            match (q + d).checked_sub(half).filter(|&s| s < bins) {
-                Some(s) => {
-                    out.push(((1.0 - SWITCH_PROB) * t[s][q] + TINY64).ln() as f32);
-                    out.push((SWITCH_PROB * t[s][q] + TINY64).ln() as f32);
-                }
-                None => out.extend([f32::NEG_INFINITY; 2]),
-            }
-        }
-    }
-    out
+    let logs = |v: Vec<f64>| v.into_iter().map(|x| x.ln() as f32);
+    logs(triangle(width)).chain(logs(row_sums(bins, width))).chain([(1.0 - SWITCH_PROB).ln() as f32, SWITCH_PROB.ln() as f32]).collect()
 }
 
 /// Records pyin's decoding: from the voiced observation probabilities `observed` [frames,
@@ -417,7 +408,7 @@ pub fn pyin_decode(step: &mut Step, observed: &Tensor, voiced: &Tensor, clips: &
     let frames = voiced.len();
     let bins = pitch_bins(FMIN, FMAX);
     let n_clips = clips.len() / 4;
-    if observed.len() != frames * bins || f0.len() != frames || band.len() != bins * width * 2 || !clips.len().is_multiple_of(4) || 2 * bins > 2048 {
+    if observed.len() != frames * bins || f0.len() != frames || band.len() != width + bins + 2 || !clips.len().is_multiple_of(4) || 2 * bins > 1216 {
         bail!("pyin decode: observed {:?}, voiced {:?}, band {:?}, f0 {:?} do not match {frames} frames of {bins} bins", observed.shape(), voiced.shape(), band.shape(), f0.shape());
     }
     if frames == 0 || n_clips == 0 {
@@ -426,7 +417,7 @@ pub fn pyin_decode(step: &mut Step, observed: &Tensor, voiced: &Tensor, clips: &
     let gpu = step.gpu();
     // Frames per dispatch: as many as keep one invocation's loops (its states x both bands, and
     // the reductions) inside llvmpipe's limit.
-    let per_frame = 2 * bins.div_ceil(VITERBI_LANES) * 2 * width + 64;
+    let per_frame = 2 * bins.div_ceil(VITERBI_LANES) * (width + 2) + bins.div_ceil(VITERBI_LANES) + 64;
     let chunk = (super::CPU_LOOP_BUDGET / per_frame).max(1);
     super::check_loop_budget(gpu, chunk * per_frame, "pyin decoding")?;
     let values = gpu.empty(&[n_clips, 2 * bins], crate::gpu::DType::F32)?;
