@@ -17,7 +17,7 @@ use crate::ops::gemm::{self, GemmOptions};
 use crate::ops::segment::{self, DbOptions};
 use crate::ops::stft::{self, SpectrumLayout};
 use crate::ops::{pitch, tuning};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 /// How chroma finds its tuning (deviation from A440 in fractions of a chroma bin).
@@ -61,6 +61,13 @@ crate::choices! {
         /// The probability that the frame is voiced, as librosa.pyin gives it.
         VoicedProb = "voiced_prob",
     }
+}
+
+impl Descriptor {
+    /// The descriptors read from the spectral shape kernel and the zero-crossing kernel.
+    const SPECTRAL: [Descriptor; 6] = [Descriptor::Rms, Descriptor::Zcr, Descriptor::Centroid, Descriptor::Bandwidth, Descriptor::Rolloff, Descriptor::Flatness];
+    /// The descriptors that need the difference function of pitch frames.
+    const PITCH: [Descriptor; 3] = [Descriptor::Yin, Descriptor::F0, Descriptor::VoicedProb];
 }
 
 /// One block of a frame's columns: a descriptor's rows, or their deltas (`delta_` before its
@@ -177,6 +184,16 @@ impl FeatureConfig {
         self.set.iter().map(|b| self.width(b.descriptor)).sum()
     }
 
+    /// Whether the set names any of `descriptors` (itself or its deltas).
+    fn names_any(&self, descriptors: &[Descriptor]) -> bool {
+        self.set.iter().any(|b| descriptors.contains(&b.descriptor))
+    }
+
+    /// The periods pitch searches at this rate and frame length.
+    fn pitch_periods(&self) -> Result<pitch::Periods> {
+        pitch::Periods::new(self.sample_rate as f64, self.n_fft, pitch::FMIN, pitch::FMAX)
+    }
+
     /// Columns of one descriptor.
     pub fn width(&self, d: Descriptor) -> usize {
         match d {
@@ -238,8 +255,8 @@ impl FeatureConfig {
         if let Some(b) = self.set.iter().enumerate().find_map(|(i, b)| self.set[..i].contains(b).then_some(b)) {
             bail!("the feature set names {} twice", b.name());
         }
-        if self.set.iter().any(|b| matches!(b.descriptor, Descriptor::Yin | Descriptor::VoicedProb | Descriptor::F0)) {
-            pitch::Periods::new(self.sample_rate as f64, self.n_fft, pitch::FMIN, pitch::FMAX)?;
+        if self.names_any(&Descriptor::PITCH) {
+            self.pitch_periods()?;
         }
         let nyquist = self.sample_rate as f64 / 2.0;
         if self.fmax.is_some_and(|f| f > nyquist) || self.fmin >= self.fmax.unwrap_or(nyquist) {
@@ -298,8 +315,29 @@ pub struct Extractor {
     dct: Tensor,
     bands: Vec<Band>,
     band_table: Tensor,
+    /// What pitch reads besides the signal; None where the configuration cannot hold a pitch
+    /// frame (which `validate` refuses when the set names a pitch block).
+    pitch: Option<PitchTables>,
+}
+
+/// The constant inputs of the pitch kernels for one configuration.
+struct PitchTables {
+    periods: pitch::Periods,
     /// pyin's priors (`pitch::observation_priors`).
-    pitch_priors: Tensor,
+    priors: Tensor,
+    /// pyin's transition band (`pitch::transition_band`) and its width.
+    band: Tensor,
+    width: usize,
+}
+
+impl PitchTables {
+    fn new(gpu: &Gpu, cfg: &FeatureConfig) -> Result<Option<PitchTables>> {
+        let Ok(periods) = cfg.pitch_periods() else { return Ok(None) };
+        let width = pitch::transition_width(cfg.sample_rate as f64, cfg.hop);
+        let priors = pitch::observation_priors();
+        let band = pitch::transition_band(pitch::pitch_bins(pitch::FMIN, pitch::FMAX), width);
+        Ok(Some(PitchTables { periods, priors: gpu.upload_f32(&priors, &[priors.len()])?, band: gpu.upload_f32(&band, &[band.len()])?, width }))
+    }
 }
 
 /// Uploads a [rows][bins] matrix as [rows, stride] float32, zero past `bins`.
@@ -388,10 +426,7 @@ impl Extractor {
             chroma,
             dct: gpu.upload_f32(&dct, &[cfg.n_mfcc, cfg.n_mels])?,
             band_table: contrast::upload_bands(gpu, &bands)?,
-            pitch_priors: {
-                let priors = pitch::observation_priors();
-                gpu.upload_f32(&priors, &[priors.len()])?
-            },
+            pitch: PitchTables::new(gpu, cfg)?,
             bands,
             layout,
             cfg: cfg.clone(),
@@ -466,7 +501,9 @@ impl Extractor {
         let (mut yin, mut voiced_prob, mut f0_out) = (None, None, None);
         if pitch.yin || pitch.pyin {
             let sr = cfg.sample_rate as f64;
-            let periods = pitch::Periods::new(sr, cfg.n_fft, pitch::FMIN, pitch::FMAX)?;
+            // `validate` refuses pitch blocks where the tables could not be built.
+            let tables = self.pitch.as_ref().context("pitch blocks on a configuration that cannot hold a pitch frame")?;
+            let periods = tables.periods;
             let cmndf = gpu.empty(&[f, periods.len()], DType::F32)?;
             let framing = pitch::Framing { length: cfg.n_fft, hop: cfg.hop, periods };
             pitch::cmndf(&mut step, &b.signal, &b.clips, &b.frame_clip, framing, &cmndf)?;
@@ -479,14 +516,11 @@ impl Extractor {
                 let bins = pitch::pitch_bins(pitch::FMIN, pitch::FMAX);
                 let observed = gpu.empty(&[f, bins], DType::F32)?;
                 let voiced = gpu.empty(&[f], DType::F32)?;
-                pitch::pyin_observe(&mut step, &cmndf, periods, sr, &self.pitch_priors, &observed, &voiced)?;
+                pitch::pyin_observe(&mut step, &cmndf, periods, sr, &tables.priors, &observed, &voiced)?;
                 if pitch.decode {
-                    let width = pitch::transition_width(sr, cfg.hop);
-                    let band = pitch::transition_band(bins, width);
-                    let band = gpu.upload_f32(&band, &[band.len()])?;
                     let f0 = gpu.empty(&[f], DType::F32)?;
                     let longest = b.clip_frames.iter().map(|c| c.1).max().unwrap_or(0);
-                    pitch::pyin_decode(&mut step, &observed, &voiced, &b.clips, longest, &band, width, &f0)?;
+                    pitch::pyin_decode(&mut step, &observed, &voiced, &b.clips, longest, &tables.band, tables.width, &f0)?;
                     f0_out = Some(f0);
                 }
                 voiced_prob = Some(voiced);
@@ -555,11 +589,10 @@ impl Extractor {
     pub fn extract(&self, gpu: &Gpu, clips: &[&[f32]]) -> Result<Features> {
         let dim = self.cfg.dim();
         let b = self.upload_batch(gpu, clips)?;
-        let set = &self.cfg.set;
-        let named = |ds: &[Descriptor]| set.iter().any(|b| ds.contains(&b.descriptor));
-        let spectral = named(&[Descriptor::Rms, Descriptor::Zcr, Descriptor::Centroid, Descriptor::Bandwidth, Descriptor::Rolloff, Descriptor::Flatness]);
-        let decode = named(&[Descriptor::F0]);
-        let computed = self.run(gpu, &b, spectral, PitchOutputs { yin: named(&[Descriptor::Yin]), pyin: decode || named(&[Descriptor::VoicedProb]), decode })?;
+        let (cfg, set) = (&self.cfg, &self.cfg.set);
+        let decode = cfg.names_any(&[Descriptor::F0]);
+        let pitch = PitchOutputs { yin: cfg.names_any(&[Descriptor::Yin]), pyin: decode || cfg.names_any(&[Descriptor::VoicedProb]), decode };
+        let computed = self.run(gpu, &b, cfg.names_any(&Descriptor::SPECTRAL), pitch)?;
         let t_max = b.clip_frames.iter().map(|c| c.1).max().unwrap_or(0);
         let n = clips.len();
         let frames = gpu.empty(&[n, t_max, dim], DType::F32)?;
@@ -596,7 +629,7 @@ impl Extractor {
     /// Every feature before assembly, for parity tests against librosa.
     pub fn extract_parts(&self, gpu: &Gpu, clips: &[&[f32]]) -> Result<FeatureParts> {
         let b = self.upload_batch(gpu, clips)?;
-        let pitch = pitch::Periods::new(self.cfg.sample_rate as f64, self.cfg.n_fft, pitch::FMIN, pitch::FMAX).is_ok();
+        let pitch = self.pitch.is_some();
         let c = self.run(gpu, &b, true, PitchOutputs { yin: pitch, pyin: pitch, decode: pitch })?;
         let shape = c.shape.as_ref().expect("asked for");
         Ok(FeatureParts {

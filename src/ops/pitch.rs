@@ -350,8 +350,10 @@ pub const MAX_TRANSITION_RATE: f64 = 35.92;
 pub const SWITCH_PROB: f64 = 0.01;
 /// float64's smallest normal value, which librosa's Viterbi adds before every log.
 pub const TINY64: f64 = f64::MIN_POSITIVE;
-/// Invocations of the Viterbi kernel's workgroup (shaders/pitch.wgsl, V_WG).
+/// Invocations of the Viterbi kernel's workgroup and the most states it holds (shaders/pitch.wgsl,
+/// V_WG and MAX_STATES).
 const VITERBI_LANES: usize = 256;
+const VITERBI_MAX_STATES: usize = 1216;
 
 /// The width of pyin's transition band at this hop: round(35.92 x 12 x hop / sr) semitones per
 /// frame at 10 bins each, plus one.
@@ -408,7 +410,7 @@ pub fn pyin_decode(step: &mut Step, observed: &Tensor, voiced: &Tensor, clips: &
     let frames = voiced.len();
     let bins = pitch_bins(FMIN, FMAX);
     let n_clips = clips.len() / 4;
-    if observed.len() != frames * bins || f0.len() != frames || band.len() != width + bins + 2 || !clips.len().is_multiple_of(4) || 2 * bins > 1216 {
+    if observed.len() != frames * bins || f0.len() != frames || band.len() != width + bins + 2 || !clips.len().is_multiple_of(4) || 2 * bins > VITERBI_MAX_STATES {
         bail!("pyin decode: observed {:?}, voiced {:?}, band {:?}, f0 {:?} do not match {frames} frames of {bins} bins", observed.shape(), voiced.shape(), band.shape(), f0.shape());
     }
     if frames == 0 || n_clips == 0 {
