@@ -34,6 +34,7 @@ fn unary_op(v: f32) -> f32 {
         case 8u: { return 1.0 / (1.0 + exp(-v)); }
         case 9u: { return tanh(v); }
         case 10u: { return p.alpha * cos(v); }
+        case 11u: { return select(0.0, 1.0, v > 0.0); }
         default: { return v; }
     }
 }

@@ -5,11 +5,13 @@
 //   assemble      copies columns into a zero-padded [clips, t_max, width] tensor at a column offset
 //   segment_mean  the mean over each clip's own frames, into [clips, width] at a column offset
 //   segment_std   the standard deviation over each clip's own frames, likewise
+//   (both over the frames whose value is not zero alone when `nonzero_only`: pyin's f0 over
+//   voiced frames)
 
 struct Params {
     grid: vec4<u32>,
     rows: u32, cols: u32, t_max: u32, width: u32,
-    col_offset: u32, clips: u32, _pad0: u32, _pad1: u32,
+    col_offset: u32, clips: u32, nonzero_only: u32, _pad1: u32,
     amin: f32, ref_db: f32, top_db: f32, _pad2: f32,
 }
 
@@ -100,21 +102,26 @@ fn assemble(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 }
 
 // Compensated (Kahan) sum over one clip's frames of column j's (x - centre), squared when
-// `square`: exact to float32 for long clips.
-fn clip_column_sum(clip: vec4<u32>, j: u32, centre: f32, square: bool) -> f32 {
+// `square`: exact to float32 for long clips. With `nonzero_only`, frames whose value is zero
+// are skipped. Returns the sum and the frames it took.
+fn clip_column_sum(clip: vec4<u32>, j: u32, centre: f32, square: bool) -> vec2<f32> {
     var sum = 0.0;
     var carry = 0.0;
+    var taken = 0u;
     for (var t = 0u; t < clip.w; t++) {
-        let d = src[(clip.z + t) * p.cols + j] - centre;
+        let x = src[(clip.z + t) * p.cols + j];
+        if (p.nonzero_only != 0u && x == 0.0) { continue; }
+        taken++;
+        let d = x - centre;
         let y = select(d, d * d, square) - carry;
         let s = sum + y;
         carry = (s - sum) - y;
         sum = s;
     }
-    return sum;
+    return vec2<f32>(sum, f32(taken));
 }
 
-// One invocation per (clip, column).
+// One invocation per (clip, column). A clip with no frame to take gets 0.
 @compute @workgroup_size(64, 1, 1)
 fn segment_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
@@ -122,7 +129,8 @@ fn segment_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= p.clips * p.cols) { return; }
     let j = i % p.cols;
     let clip = clips[i / p.cols];
-    dst[(i / p.cols) * p.width + p.col_offset + j] = clip_column_sum(clip, j, 0.0, false) / f32(max(clip.w, 1u));
+    let sum = clip_column_sum(clip, j, 0.0, false);
+    dst[(i / p.cols) * p.width + p.col_offset + j] = sum.x / max(sum.y, 1.0);
 }
 
 // The population standard deviation (numpy's std, ddof 0) over each clip's own frames, in two
@@ -134,9 +142,9 @@ fn segment_std(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if (i >= p.clips * p.cols) { return; }
     let j = i % p.cols;
     let clip = clips[i / p.cols];
-    let n = f32(max(clip.w, 1u));
-    let mean = clip_column_sum(clip, j, 0.0, false) / n;
-    dst[(i / p.cols) * p.width + p.col_offset + j] = sqrt(clip_column_sum(clip, j, mean, true) / n);
+    let sum = clip_column_sum(clip, j, 0.0, false);
+    let n = max(sum.y, 1.0);
+    dst[(i / p.cols) * p.width + p.col_offset + j] = sqrt(clip_column_sum(clip, j, sum.x / n, true).x / n);
 }
 
 // librosa.util.normalize(norm=inf) along each row of dst [rows, cols], in place: divide by the

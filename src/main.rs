@@ -152,9 +152,11 @@ struct FeatureFlags {
     #[arg(long, default_value_t = 200.0, value_parser = positive_f64)]
     contrast_fmin: f64,
     /// The blocks of each frame's columns, in order: mfcc, chroma, contrast, rms, zcr, centroid,
-    /// bandwidth, rolloff, flatness, and delta_NAME for the deltas of any of them (librosa's
-    /// delta, width 9). Feature files name every column in their metadata (feature_names);
-    /// models record the set and compute it when they predict.
+    /// bandwidth, rolloff, flatness, yin, f0 (pyin's; its clip statistics over voiced frames),
+    /// voiced_prob, voiced (pyin's voicing flag), and delta_NAME for the deltas of any of them
+    /// (librosa's delta, width 9). Feature files name every column in their metadata
+    /// (feature_names); models record the set and compute it when they predict
+    /// (docs/guide/features.md).
     #[arg(long, value_delimiter = ',', default_value = "mfcc,chroma,contrast", value_parser = feature_block)]
     set: Vec<ser::features::Block>,
 }

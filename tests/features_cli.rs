@@ -269,16 +269,31 @@ fn a_feature_set_with_pitch_trains_a_model_that_predicts_on_audio() {
     let dir = TempDir::new("features-set");
     let (features, model) = (dir.0.join("f.safetensors"), dir.0.join("m.safetensors"));
     let clips = common::originals_dir();
-    let r = ser().args(["features", "--no-cache", "--set", "mfcc,rms,f0,voiced_prob,delta_f0", "--data"]).arg(&clips).arg("--out").arg(&features).output().unwrap();
+    let r = ser().args(["features", "--no-cache", "--set", "mfcc,rms,f0,voiced_prob,delta_f0,voiced", "--data"]).arg(&clips).arg("--out").arg(&features).output().unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let set = FeatureSet::read(&features).unwrap();
     let names = FeatureSet::columns(&set.config);
-    assert_eq!(set.dim, 44);
-    assert_eq!(names[39..], ["mfcc_39", "rms", "f0", "voiced_prob", "delta_f0"]);
-    // Every clip of speech has voiced frames (f0 above C2), and unvoiced ones at 0.
+    assert_eq!(set.dim, 45);
+    assert_eq!(names[39..], ["mfcc_39", "rms", "f0", "voiced_prob", "delta_f0", "voiced"]);
+    let (f0_col, delta_col, voiced_col) = (41, 43, 44);
     for (i, &n) in set.lengths.iter().enumerate() {
-        let f0: Vec<f32> = (0..n as usize).map(|t| set.frames[(i * set.t_max + t) * set.dim + 41]).collect();
+        let column = |j: usize| -> Vec<f64> { (0..n as usize).map(|t| set.frames[(i * set.t_max + t) * set.dim + j] as f64).collect() };
+        let (f0, voiced) = (column(f0_col), column(voiced_col));
+        // Every clip of speech has voiced frames (f0 above C2), and unvoiced ones at 0; the
+        // voiced column flags the first.
         assert!(f0.iter().any(|&v| v > 65.0) && f0.contains(&0.0), "clip {i}: {f0:?}");
+        assert!(f0.iter().zip(&voiced).all(|(&f, &v)| v == (f > 0.0) as u8 as f64), "clip {i}: {voiced:?} for {f0:?}");
+        // f0's statistics are its voiced frames'; every other column's (its deltas included)
+        // all frames'; the voiced column's mean is the voicing rate.
+        let stat = |j: usize| (set.vectors[i * set.dim + j] as f64, set.stds[i * set.dim + j] as f64);
+        let pitched: Vec<f64> = f0.iter().copied().filter(|&v| v > 0.0).collect();
+        let (mean, std) = ser::ops::segment::reference_moments(&pitched, 1, ser::ops::segment::Frames::All);
+        let (got_mean, got_std) = stat(f0_col);
+        assert!((got_mean - mean[0]).abs() < 1e-3 * mean[0] && (got_std - std[0]).abs() < 1e-3 * mean[0], "clip {i}: f0 {got_mean} ± {got_std}, voiced frames {} ± {}", mean[0], std[0]);
+        let (rate, _) = stat(voiced_col);
+        assert!((rate - pitched.len() as f64 / n as f64).abs() < 1e-6, "clip {i}: voicing rate {rate}");
+        let (delta_mean, _) = ser::ops::segment::reference_moments(&column(delta_col), 1, ser::ops::segment::Frames::All);
+        assert!((stat(delta_col).0 - delta_mean[0]).abs() < 1e-3, "clip {i}: delta_f0's mean over all frames");
     }
     let r = ser().args(["train", "--model", "knn", "--knn-k", "1", "--input", "stats", "--split", "none", "--features"]).arg(&features).arg("--out").arg(&model).output().unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));

@@ -52,44 +52,57 @@ fn power_to_db_floors_each_clip_against_its_own_maximum() {
 
 #[test]
 fn assemble_pads_and_moments_summarise_each_clip() {
-    use ser::ops::segment;
+    use ser::ops::segment::{self, Frames};
     let mut rng = Rng::new(fresh_seed("assemble"));
     let g = &gpu().gpu;
     let counts = [3usize, 7, 1];
     let (clips, _, spans) = clip_table(g, &counts);
     let rows: usize = counts.iter().sum();
     let (cols, width, offset, t_max) = (3, 8, 2, 7);
-    // A large common offset on the last column: a one-pass variance would cancel it away.
-    let src: Vec<f32> = rng.vec(rows * cols, -5.0, 5.0).iter().enumerate().map(|(i, v)| if i % cols == cols - 1 { 3000.0 + v } else { *v }).collect();
+    // A large common offset on the last column: a one-pass variance would cancel it away. Zeros
+    // (unvoiced f0) in about a third of the first column, in the first clip's first frame, and in
+    // all of the last clip's (whose voiced moments are then 0).
+    let src: Vec<f32> = rng
+        .vec(rows * cols, -5.0, 5.0)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match (i % cols, i / cols) {
+            (j, _) if j == cols - 1 => 3000.0 + v,
+            (0, r) if r == 0 || r == rows - 1 || *v < -5.0 / 3.0 => 0.0,
+            _ => *v,
+        })
+        .collect();
     let t_src = g.upload_f32(&src, &[rows, cols]).unwrap();
-    let frames = g.upload_f32(&vec![f32::NAN; counts.len() * t_max * width], &[counts.len(), t_max, width]).unwrap();
-    let vectors = g.upload_f32(&vec![f32::NAN; counts.len() * width], &[counts.len(), width]).unwrap();
-    let stds = g.upload_f32(&vec![f32::NAN; counts.len() * width], &[counts.len(), width]).unwrap();
-    let mut step = g.step("test.assemble");
-    segment::assemble(&mut step, &clips, &t_src, &frames, offset).unwrap();
-    segment::mean(&mut step, &clips, &t_src, &vectors, offset).unwrap();
-    segment::std(&mut step, &clips, &t_src, &stds, offset).unwrap();
-    step.submit().unwrap();
-    let got = g.read_f32(&frames).unwrap();
-    let got_v = g.read_f32(&vectors).unwrap();
-    let got_s = g.read_f32(&stds).unwrap();
-    for (c, &(first, n)) in spans.iter().enumerate() {
-        for j in 0..cols {
-            for t in 0..t_max {
-                let want = if t < n { src[(first + t) * cols + j] } else { 0.0 };
-                assert_eq!(got[(c * t_max + t) * width + offset + j], want, "clip {c} t {t} col {j}");
+    for taken in [Frames::All, Frames::Nonzero] {
+        let frames = g.upload_f32(&vec![f32::NAN; counts.len() * t_max * width], &[counts.len(), t_max, width]).unwrap();
+        let vectors = g.upload_f32(&vec![f32::NAN; counts.len() * width], &[counts.len(), width]).unwrap();
+        let stds = g.upload_f32(&vec![f32::NAN; counts.len() * width], &[counts.len(), width]).unwrap();
+        let mut step = g.step("test.assemble");
+        segment::assemble(&mut step, &clips, &t_src, &frames, offset).unwrap();
+        segment::mean(&mut step, &clips, &t_src, &vectors, offset, taken).unwrap();
+        segment::std(&mut step, &clips, &t_src, &stds, offset, taken).unwrap();
+        step.submit().unwrap();
+        let got = g.read_f32(&frames).unwrap();
+        let got_v = g.read_f32(&vectors).unwrap();
+        let got_s = g.read_f32(&stds).unwrap();
+        for (c, &(first, n)) in spans.iter().enumerate() {
+            for j in 0..cols {
+                for t in 0..t_max {
+                    let want = if t < n { src[(first + t) * cols + j] } else { 0.0 };
+                    assert_eq!(got[(c * t_max + t) * width + offset + j], want, "clip {c} t {t} col {j}");
+                }
             }
+            let clip: Vec<f64> = src[first * cols..(first + n) * cols].iter().map(|&v| v as f64).collect();
+            let (mean, std) = segment::reference_moments(&clip, cols, taken);
+            for j in 0..cols {
+                // float32 rounding of values near 3000 is 1.2e-4; the mean and std keep that scale.
+                let tol = if j == cols - 1 { 5e-4 } else { 1e-5 };
+                assert!((got_v[c * width + offset + j] as f64 - mean[j]).abs() < tol, "{taken:?} mean clip {c} col {j}: {} vs {}", got_v[c * width + offset + j], mean[j]);
+                assert!((got_s[c * width + offset + j] as f64 - std[j]).abs() < tol, "{taken:?} std clip {c} col {j}: {} vs {}", got_s[c * width + offset + j], std[j]);
+            }
+            // Columns outside [offset, offset + cols) are left untouched (still the NaN poison).
+            assert!(got[c * t_max * width].is_nan() && got_v[c * width + width - 1].is_nan() && got_s[c * width].is_nan());
         }
-        let clip: Vec<f64> = src[first * cols..(first + n) * cols].iter().map(|&v| v as f64).collect();
-        let (mean, std) = segment::reference_moments(&clip, cols);
-        for j in 0..cols {
-            // float32 rounding of values near 3000 is 1.2e-4; the mean and std keep that scale.
-            let tol = if j == cols - 1 { 5e-4 } else { 1e-5 };
-            assert!((got_v[c * width + offset + j] as f64 - mean[j]).abs() < tol, "mean clip {c} col {j}");
-            assert!((got_s[c * width + offset + j] as f64 - std[j]).abs() < tol, "std clip {c} col {j}: {} vs {}", got_s[c * width + offset + j], std[j]);
-        }
-        // Columns outside [offset, offset + cols) are left untouched (still the NaN poison).
-        assert!(got[c * t_max * width].is_nan() && got_v[c * width + width - 1].is_nan() && got_s[c * width].is_nan());
     }
 }
 

@@ -11,7 +11,7 @@ pub mod set;
 use crate::gpu::{DType, Gpu, Tensor, Texture};
 use crate::ops::contrast::{self, Band};
 use crate::ops::descriptors::{self, SpectralShape};
-use crate::ops::elementwise::{self, BinaryOp};
+use crate::ops::elementwise::{self, BinaryOp, UnaryOp};
 use crate::ops::filterbank::{self, Filterbank};
 use crate::ops::gemm::{self, GemmOptions};
 use crate::ops::segment::{self, DbOptions};
@@ -60,6 +60,9 @@ crate::choices! {
         F0 = "f0",
         /// The probability that the frame is voiced, as librosa.pyin gives it.
         VoicedProb = "voiced_prob",
+        /// 1 where pyin's decoding calls the frame voiced (f0 above 0), else 0: its clip mean
+        /// is the voicing rate.
+        Voiced = "voiced",
     }
 }
 
@@ -67,7 +70,7 @@ impl Descriptor {
     /// The descriptors read from the spectral shape kernel and the zero-crossing kernel.
     const SPECTRAL: [Descriptor; 6] = [Descriptor::Rms, Descriptor::Zcr, Descriptor::Centroid, Descriptor::Bandwidth, Descriptor::Rolloff, Descriptor::Flatness];
     /// The descriptors that need the difference function of pitch frames.
-    const PITCH: [Descriptor; 3] = [Descriptor::Yin, Descriptor::F0, Descriptor::VoicedProb];
+    const PITCH: [Descriptor; 4] = [Descriptor::Yin, Descriptor::F0, Descriptor::VoicedProb, Descriptor::Voiced];
 }
 
 /// One block of a frame's columns: a descriptor's rows, or their deltas (`delta_` before its
@@ -363,6 +366,8 @@ struct Computed {
     yin: Option<Tensor>,
     voiced_prob: Option<Tensor>,
     f0: Option<Tensor>,
+    /// 1 where f0 is voiced, else 0 (with f0).
+    voiced: Option<Tensor>,
     tunings: Vec<f64>,
 }
 
@@ -384,6 +389,7 @@ impl Computed {
             Descriptor::Yin => single(self.yin.as_ref().expect("yin computed when the set names it")),
             Descriptor::VoicedProb => single(self.voiced_prob.as_ref().expect("voiced_prob computed when the set names it")),
             Descriptor::F0 => single(self.f0.as_ref().expect("f0 computed when the set names it")),
+            Descriptor::Voiced => single(self.voiced.as_ref().expect("voicing computed when the set names it")),
         }
     }
 }
@@ -498,7 +504,7 @@ impl Extractor {
         } else {
             (None, None)
         };
-        let (mut yin, mut voiced_prob, mut f0_out) = (None, None, None);
+        let (mut yin, mut voiced_prob, mut f0_out, mut voicing) = (None, None, None, None);
         if pitch.yin || pitch.pyin {
             let sr = cfg.sample_rate as f64;
             // `validate` refuses pitch blocks where the tables could not be built.
@@ -521,7 +527,9 @@ impl Extractor {
                     let f0 = gpu.empty(&[f], DType::F32)?;
                     let longest = b.clip_frames.iter().map(|c| c.1).max().unwrap_or(0);
                     pitch::pyin_decode(&mut step, &observed, &voiced, &b.clips, longest, &tables.band, tables.width, &f0)?;
-                    f0_out = Some(f0);
+                    let decided = gpu.empty(&[f], DType::F32)?;
+                    elementwise::unary(&mut step, UnaryOp::Positive, &f0, &decided)?;
+                    (f0_out, voicing) = (Some(f0), Some(decided));
                 }
                 voiced_prob = Some(voiced);
             }
@@ -582,7 +590,7 @@ impl Extractor {
         segment::power_to_db(&mut step, &b.clips, &valley, &clip_max, &DbOptions::default())?;
         elementwise::binary(&mut step, BinaryOp::Sub, &peak, &valley, &contrast_db)?;
         step.submit()?;
-        Ok(Computed { mel_db, mfcc, chroma, contrast: contrast_db, shape, zcr, yin, voiced_prob, f0: f0_out, tunings })
+        Ok(Computed { mel_db, mfcc, chroma, contrast: contrast_db, shape, zcr, yin, voiced_prob, f0: f0_out, voiced: voicing, tunings })
     }
 
     /// Features of clips already at the configured rate.
@@ -590,7 +598,7 @@ impl Extractor {
         let dim = self.cfg.dim();
         let b = self.upload_batch(gpu, clips)?;
         let (cfg, set) = (&self.cfg, &self.cfg.set);
-        let decode = cfg.names_any(&[Descriptor::F0]);
+        let decode = cfg.names_any(&[Descriptor::F0, Descriptor::Voiced]);
         let pitch = PitchOutputs { yin: cfg.names_any(&[Descriptor::Yin]), pyin: decode || cfg.names_any(&[Descriptor::VoicedProb]), decode };
         let computed = self.run(gpu, &b, cfg.names_any(&Descriptor::SPECTRAL), pitch)?;
         let t_max = b.clip_frames.iter().map(|c| c.1).max().unwrap_or(0);
@@ -610,8 +618,10 @@ impl Extractor {
                 rows
             };
             segment::assemble(&mut step, &b.clips, &part, &frames, offset)?;
-            segment::mean(&mut step, &b.clips, &part, &vectors, offset)?;
-            segment::std(&mut step, &b.clips, &part, &stds, offset)?;
+            // F0's statistics are those of the voiced frames: its zeros say "unvoiced", not a pitch.
+            let taken = if *block == Block::of(Descriptor::F0) { segment::Frames::Nonzero } else { segment::Frames::All };
+            segment::mean(&mut step, &b.clips, &part, &vectors, offset, taken)?;
+            segment::std(&mut step, &b.clips, &part, &stds, offset, taken)?;
             offset += part.shape()[1];
         }
         step.submit()?;

@@ -52,10 +52,12 @@ pub enum UnaryOp {
     Tanh,
     /// alpha * cos(x): random Fourier features.
     ScaledCos(f32),
+    /// 1 where x > 0, else 0 (pyin's voicing from its f0).
+    Positive,
 }
 
 impl UnaryOp {
-    pub const ALL: [UnaryOp; 11] = [
+    pub const ALL: [UnaryOp; 12] = [
         UnaryOp::Relu,
         UnaryOp::Neg,
         UnaryOp::Exp,
@@ -67,6 +69,7 @@ impl UnaryOp {
         UnaryOp::Sigmoid,
         UnaryOp::Tanh,
         UnaryOp::ScaledCos(0.7),
+        UnaryOp::Positive,
     ];
 
     fn code(self) -> (u32, f32, f32) {
@@ -82,6 +85,7 @@ impl UnaryOp {
             UnaryOp::Sigmoid => (8, 0.0, 0.0),
             UnaryOp::Tanh => (9, 0.0, 0.0),
             UnaryOp::ScaledCos(a) => (10, a, 0.0),
+            UnaryOp::Positive => (11, 0.0, 0.0),
         }
     }
 
@@ -99,6 +103,7 @@ impl UnaryOp {
             UnaryOp::Sigmoid => 1.0 / (1.0 + (-v).exp()),
             UnaryOp::Tanh => v.tanh(),
             UnaryOp::ScaledCos(a) => a as f64 * v.cos(),
+            UnaryOp::Positive => (v > 0.0) as u8 as f64,
         }
     }
 }

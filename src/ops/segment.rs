@@ -36,7 +36,8 @@ struct Params {
     width: u32,
     col_offset: u32,
     clips: u32,
-    _pad0: [u32; 2],
+    nonzero_only: u32,
+    _pad0: u32,
     amin: f32,
     ref_db: f32,
     top_db: f32,
@@ -105,33 +106,47 @@ pub fn assemble(step: &mut Step, clips: &Tensor, src: &Tensor, dst: &Tensor, col
     step.dispatch(&ASSEMBLE, &[], &[clips, src, dst], bytemuck::bytes_of(&p), grid, "segment.assemble")
 }
 
+/// Which of a clip's frames its moments take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frames {
+    All,
+    /// Only frames whose value is not zero (pyin's f0: the voiced frames); a clip with none
+    /// gets 0.
+    Nonzero,
+}
+
 /// Means over each clip's frames of `src` [rows, cols] into columns col_offset.. of `dst` [clips, width].
-pub fn mean(step: &mut Step, clips: &Tensor, src: &Tensor, dst: &Tensor, col_offset: usize) -> Result<()> {
-    per_clip_column(step, &MEAN, clips, src, dst, col_offset)
+pub fn mean(step: &mut Step, clips: &Tensor, src: &Tensor, dst: &Tensor, col_offset: usize, frames: Frames) -> Result<()> {
+    per_clip_column(step, &MEAN, clips, src, dst, col_offset, frames)
 }
 
 /// Standard deviations (ddof 0) over each clip's frames, laid out as [`mean`]'s.
-pub fn std(step: &mut Step, clips: &Tensor, src: &Tensor, dst: &Tensor, col_offset: usize) -> Result<()> {
-    per_clip_column(step, &STD, clips, src, dst, col_offset)
+pub fn std(step: &mut Step, clips: &Tensor, src: &Tensor, dst: &Tensor, col_offset: usize, frames: Frames) -> Result<()> {
+    per_clip_column(step, &STD, clips, src, dst, col_offset, frames)
 }
 
-fn per_clip_column(step: &mut Step, kernel: &KernelSpec, clips: &Tensor, src: &Tensor, dst: &Tensor, col_offset: usize) -> Result<()> {
+fn per_clip_column(step: &mut Step, kernel: &KernelSpec, clips: &Tensor, src: &Tensor, dst: &Tensor, col_offset: usize, frames: Frames) -> Result<()> {
     let n = clip_count(clips)?;
     let (cols, width) = match (src.shape(), dst.shape()) {
         ([_, c], [d0, w]) if *d0 == n && col_offset + c <= *w => (*c, *w),
         _ => bail!("{}: src {:?} into dst {:?} at column {col_offset} for {n} clips", kernel.entry, src.shape(), dst.shape()),
     };
-    let p = Params { cols: cols as u32, width: width as u32, col_offset: col_offset as u32, clips: n as u32, ..Default::default() };
+    let nonzero_only = (frames == Frames::Nonzero) as u32;
+    let p = Params { cols: cols as u32, width: width as u32, col_offset: col_offset as u32, clips: n as u32, nonzero_only, ..Default::default() };
     let grid = [super::groups(n * cols, 64)?, 1, 1];
     step.dispatch(kernel, &[], &[clips, src, dst], bytemuck::bytes_of(&p), grid, kernel.entry)
 }
 
-/// Float64 mean and population standard deviation of each column of one clip's rows [t, cols].
-pub fn reference_moments(rows: &[f64], cols: usize) -> (Vec<f64>, Vec<f64>) {
-    let t = (rows.len() / cols.max(1)).max(1) as f64;
-    let mean: Vec<f64> = (0..cols).map(|j| rows.iter().skip(j).step_by(cols).sum::<f64>() / t).collect();
-    let std = (0..cols).map(|j| (rows.iter().skip(j).step_by(cols).map(|v| (v - mean[j]).powi(2)).sum::<f64>() / t).sqrt()).collect();
-    (mean, std)
+/// Float64 mean and population standard deviation of each column of one clip's rows [t, cols],
+/// over the frames `frames` takes (0 for a column with none).
+pub fn reference_moments(rows: &[f64], cols: usize, frames: Frames) -> (Vec<f64>, Vec<f64>) {
+    let column = |j: usize| -> Vec<f64> { rows.iter().skip(j).step_by(cols.max(1)).copied().filter(|&v| frames == Frames::All || v != 0.0).collect() };
+    let moments = |v: Vec<f64>| {
+        let t = v.len().max(1) as f64;
+        let mean = v.iter().sum::<f64>() / t;
+        (mean, (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / t).sqrt())
+    };
+    (0..cols).map(|j| moments(column(j))).unzip()
 }
 
 /// Divides each row of `values` [rows, cols] by its largest magnitude (librosa's norm=inf),
