@@ -471,7 +471,16 @@ pub struct FoldScore {
     pub held_out: Vec<String>,
     pub accuracy: f64,
     pub macro_f1: f64,
+    /// Unweighted average recall (the mean of the per-class recalls).
+    pub uar: f64,
     pub test_clips: usize,
+}
+
+/// Mean and population standard deviation over the folds of each score.
+pub struct FoldSummary {
+    pub accuracy: (f64, f64),
+    pub macro_f1: (f64, f64),
+    pub uar: (f64, f64),
 }
 
 /// Where fold `fold`'s file of a per-run path goes (`--out`, `--export-split`): `FILE.foldK`.
@@ -546,6 +555,8 @@ pub struct Comparison {
     pub by_actor_accuracy: Option<f64>,
     pub by_actor_accuracy_sd: Option<f64>,
     pub by_actor_macro_f1: Option<f64>,
+    /// Unweighted average recall, the mean over the folds by actor.
+    pub by_actor_uar: Option<f64>,
     /// Unweighted average recall on the random split's test clips.
     pub random_uar: f64,
     /// The random split's model scored on another corpus (`--test-data`): accuracy, UAR,
@@ -602,9 +613,10 @@ pub fn compare(run: &Run, models: &[ModelKind], by_actor: bool, other: Option<&F
             other_uar: elsewhere.map(|e| e.1),
             other_macro_f1: elsewhere.map(|e| e.2),
             other_clips: elsewhere.map(|e| e.3),
-            by_actor_accuracy: folds.map(|((m, _), _)| m),
-            by_actor_accuracy_sd: folds.map(|((_, sd), _)| sd),
-            by_actor_macro_f1: folds.map(|(_, (m, _))| m),
+            by_actor_accuracy: folds.as_ref().map(|f| f.accuracy.0),
+            by_actor_accuracy_sd: folds.as_ref().map(|f| f.accuracy.1),
+            by_actor_macro_f1: folds.as_ref().map(|f| f.macro_f1.0),
+            by_actor_uar: folds.as_ref().map(|f| f.uar.0),
             fit_seconds: t["fit_seconds"].as_f64(),
             test_predict_seconds: t["test_predict_seconds"].as_f64(),
         });
@@ -653,7 +665,7 @@ pub fn actor_folds(run: &Run, out: Option<&Path>, mut resume: Option<Predictor>)
             crate::infer::save(run.gpu, &predictor, path)?;
         }
         let rep = rep.expect("every fold has a test set");
-        let score = FoldScore { held_out: held, accuracy: rep.accuracy, macro_f1: rep.macro_avg.f1, test_clips: test.len() };
+        let score = FoldScore { held_out: held, accuracy: rep.accuracy, macro_f1: rep.macro_avg.f1, uar: rep.uar, test_clips: test.len() };
         (run.log)(&score.line(fold));
         scores.push(score);
     }
@@ -661,14 +673,13 @@ pub fn actor_folds(run: &Run, out: Option<&Path>, mut resume: Option<Predictor>)
 }
 
 impl FoldScore {
-    /// Mean and population sd over `folds` of accuracy, then of macro F1.
-    pub fn summary(folds: &[FoldScore]) -> ((f64, f64), (f64, f64)) {
-        let (accs, f1s): (Vec<f64>, Vec<f64>) = folds.iter().map(|f| (f.accuracy, f.macro_f1)).unzip();
-        (mean_sd(&accs), mean_sd(&f1s))
+    pub fn summary(folds: &[FoldScore]) -> FoldSummary {
+        let over = |score: fn(&FoldScore) -> f64| mean_sd(&folds.iter().map(score).collect::<Vec<f64>>());
+        FoldSummary { accuracy: over(|f| f.accuracy), macro_f1: over(|f| f.macro_f1), uar: over(|f| f.uar) }
     }
 
     pub fn line(&self, fold: usize) -> String {
-        format!("fold {fold}: speakers {}: accuracy {:.4}, macro F1 {:.4} ({} clips)", self.held_out.join(", "), self.accuracy, self.macro_f1, self.test_clips)
+        format!("fold {fold}: speakers {}: accuracy {:.4}, macro F1 {:.4}, UAR {:.4} ({} clips)", self.held_out.join(", "), self.accuracy, self.macro_f1, self.uar, self.test_clips)
     }
 }
 

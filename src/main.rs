@@ -985,14 +985,14 @@ fn train(args: TrainArgs) -> Result<()> {
     let run = Run { gpu: &gpu, cfg: &cfg, set: &set, labelled: &l, log: &log, on_epoch: Some(&write_epoch) };
     match experiment::train_and_save(&run, args.out.as_deref(), resume)? {
         experiment::Trained::Folds(folds) => {
-            let ((am, asd), (fm, fsd)) = experiment::FoldScore::summary(&folds);
+            let experiment::FoldSummary { accuracy: (am, asd), macro_f1: (fm, fsd), uar: (um, usd) } = experiment::FoldScore::summary(&folds);
             match cfg.only_fold {
                 Some(k) => println!("{}", folds[0].line(k)),
                 None => {
                     for (i, f) in folds.iter().enumerate() {
                         println!("{}", f.line(i));
                     }
-                    println!("{}-fold by speaker: accuracy {am:.4} ± {asd:.4}, macro F1 {fm:.4} ± {fsd:.4}", cfg.folds);
+                    println!("{}-fold by speaker: accuracy {am:.4} ± {asd:.4}, macro F1 {fm:.4} ± {fsd:.4}, UAR {um:.4} ± {usd:.4}", cfg.folds);
                 }
             }
         }
@@ -1404,18 +1404,18 @@ fn compare(args: CompareArgs) -> Result<()> {
         return Ok(());
     }
     println!("{} clips, {classes} classes, random 80/20 split seed {}, input {:?}\n", l.clips.len(), args.train.seed, args.train.input);
-    println!("| model | study (random split) | ser: random split accuracy | macro F1 | ser: by actor accuracy | macro F1 |\n|---|---:|---:|---:|---:|---:|");
+    println!("| model | study (random split) | ser: random split accuracy | UAR | macro F1 | ser: by actor accuracy | UAR | macro F1 |\n|---|---:|---:|---:|---:|---:|---:|---:|");
     let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
     let by_actor = |r: &experiment::Comparison| format!("{}{}", f(r.by_actor_accuracy), r.by_actor_accuracy_sd.map_or(String::new(), |s| format!(" ± {s:.3}")));
     for (study_name, kind, acc) in study {
         match rows.iter().find(|r| r.model == kind) {
-            Some(r) => println!("| {study_name} | {acc:.2} | {:.3} | {:.3} | {} | {} |", r.random_accuracy, r.random_macro_f1, by_actor(r), f(r.by_actor_macro_f1)),
-            None if ModelKind::from_name(kind).is_some() => println!("| {study_name} | {acc:.2} | not run (add {kind} to --models) | | | |"),
-            None => println!("| {study_name} | {acc:.2} | not in ser yet | | | |"),
+            Some(r) => println!("| {study_name} | {acc:.2} | {:.3} | {:.3} | {:.3} | {} | {} | {} |", r.random_accuracy, r.random_uar, r.random_macro_f1, by_actor(r), f(r.by_actor_uar), f(r.by_actor_macro_f1)),
+            None if ModelKind::from_name(kind).is_some() => println!("| {study_name} | {acc:.2} | not run (add {kind} to --models) | | | | | |"),
+            None => println!("| {study_name} | {acc:.2} | not in ser yet | | | | | |"),
         }
     }
     for r in rows.iter().filter(|r| !study.iter().any(|(_, k, _)| r.model == *k)) {
-        println!("| ser {} (not in the study) | - | {:.3} | {:.3} | {} | {} |", r.model, r.random_accuracy, r.random_macro_f1, by_actor(r), f(r.by_actor_macro_f1));
+        println!("| ser {} (not in the study) | - | {:.3} | {:.3} | {:.3} | {} | {} | {} |", r.model, r.random_accuracy, r.random_uar, r.random_macro_f1, by_actor(r), f(r.by_actor_uar), f(r.by_actor_macro_f1));
     }
     if other.is_some() {
         println!("\nTrained on the random split's training part, scored on its test clips and on the other corpus:\n");

@@ -100,6 +100,12 @@ fn train_learns_saves_and_eval_repeats_the_report() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("fold 0: speakers 01, 03") && text.contains("fold 1: speakers 02, 04") && text.contains("2-fold by speaker: accuracy"), "{text}");
+    // Each fold's UAR (the mean of its per-class recalls), and their mean on the last line.
+    let uar = |line: &str| -> f64 { line.split("UAR ").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|v| v.parse().ok()).expect(line) };
+    let lines: Vec<&str> = text.lines().collect();
+    let folds: Vec<f64> = lines.iter().filter(|l| l.starts_with("fold ")).map(|l| uar(l)).collect();
+    assert_eq!(folds.len(), 2, "{text}");
+    assert!(folds.iter().all(|u| (0.0..=1.0).contains(u)) && (uar(lines.last().unwrap()) - (folds[0] + folds[1]) / 2.0).abs() < 1e-4, "{text}");
 
     // Without --out nothing is trained for a random split; a class with no clips is named.
     let out = ser().args(["train", "--model", "mlp", "--epochs", "1", "--features"]).arg(&features).output().unwrap();

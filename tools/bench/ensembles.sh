@@ -53,13 +53,13 @@ for k in $splits; do
     report=$("$ser" eval "${models[@]}" --features "$features" "${held_out[@]}" --json 2>"$log") ||
         { cat "$log" >&2; echo "${mode%s} $k: ser eval failed" >&2; exit 1; }
     # Full precision for the mean; four decimals shown.
-    line=$(python3 -c 'import json, sys; r = json.load(sys.stdin); print(r["accuracy"], r["macro_avg"]["f1"])' <<<"$report")
-    printf '%s %s: accuracy %.4f, macro F1 %.4f\n' "${mode%s}" "$k" ${line}
+    line=$(python3 -c 'import json, sys; r = json.load(sys.stdin); print(r["accuracy"], r["macro_avg"]["f1"], r["uar"])' <<<"$report")
+    printf '%s %s: accuracy %.4f, macro F1 %.4f, UAR %.4f\n' "${mode%s}" "$k" ${line}
     scores+=("$line")
 done
 printf '%s\n' "${scores[@]}" | python3 -c '
 import statistics, sys
 rows = [tuple(map(float, l.split())) for l in sys.stdin if l.strip()]
 if rows:
-    acc, f1 = zip(*rows)
-    print(f"{len(rows)} '"$mode"': accuracy {statistics.mean(acc):.4f} ± {statistics.pstdev(acc):.4f}, macro F1 {statistics.mean(f1):.4f} ± {statistics.pstdev(f1):.4f}")'
+    acc, f1, uar = zip(*rows)
+    print(f"{len(rows)} '"$mode"': accuracy {statistics.mean(acc):.4f} ± {statistics.pstdev(acc):.4f}, macro F1 {statistics.mean(f1):.4f} ± {statistics.pstdev(f1):.4f}, UAR {statistics.mean(uar):.4f} ± {statistics.pstdev(uar):.4f}")'

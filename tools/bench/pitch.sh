@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pitch features (yin, pyin's f0 and voiced probability), ser against librosa, side by side on the same
 # clips, both on every core: ser's whole feature run with the pitch blocks (decode, STFT and the
-# default features included) against librosa.pyin plus librosa.yin alone.
+# default features included), then the same run without them (what the pitch blocks add is the
+# difference), against librosa.pyin plus librosa.yin alone.
 #   tools/bench/pitch.sh DATA_DIR
 # Needs tools/golden/setup.sh (the pinned librosa venv) and a release build of ser.
 set -euo pipefail
@@ -11,6 +12,9 @@ py=tools/.venv/bin/python
 [ -x "$py" ] || tools/golden/setup.sh
 cargo build --release -q
 out=$(mktemp -d)
-target/release/ser features --data "$data" --out "$out/f.safetensors" --no-cache --set mfcc,chroma,contrast,yin,f0,voiced_prob 2>&1 | grep -E "clips/s"
+for set in mfcc,chroma,contrast,yin,f0,voiced_prob mfcc,chroma,contrast; do
+    echo "ser --set $set:"
+    target/release/ser features --data "$data" --out "$out/f.safetensors" --no-cache --set "$set" 2>&1 | grep -E "clips/s"
+done
 $py tools/bench/librosa_pitch.py --data "$data" --workers "$(nproc)"
 rm -rf "$out"
