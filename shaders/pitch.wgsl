@@ -324,8 +324,10 @@ fn pitch_bin(f: u32, i: u32) -> u32 {
 // for librosa. A band transition from source s is log(p w(d) / rowsum(s)) (p 0.99 within a
 // voicing, 0.01 across; w the triangle; tiny is far below it), so each frame first combines,
 // for every source bin and each target voicing, the better of its two states with its row's
-// normalisation and p added once; a state then weighs `width` combined sources plus the
-// triangle's log weight. Out of the band only each half's maximum can win (a band candidate of
+// normalisation and p added once; a state then weighs combined sources plus the triangle's log
+// weight, only those between the best sources of its two neighbours decoded before it (the
+// triangle's logarithm is concave, so the best source moves monotonically with the target).
+// Out of the band only each half's maximum can win (a band candidate of
 // the same or a larger value beats it by about 700), so at most two more candidates; ties go
 // to the lower state, as numpy's argmax does. pyin_backtrack walks the pointers back, one
 // invocation per clip.
@@ -338,10 +340,14 @@ fn pitch_bin(f: u32, i: u32) -> u32 {
 
 const V_WG: u32 = 256u;
 const MAX_STATES: u32 = 1216u;
+// Targets of one half per level: a level holds the bins q whose q + 1 is an odd multiple of
+// its stride; at most 2 x ceil(bins / 2) over both halves of the deepest level.
+const MAX_PER_LANE: u32 = 16u;
 var<workgroup> prev: array<f32, MAX_STATES>;
 var<workgroup> comb_state: array<u32, MAX_STATES>;
-var<workgroup> best_value: array<f32, V_WG>;
-var<workgroup> best_state: array<u32, V_WG>;
+// Each target's leftmost best band source while a frame is decoded; the reduction's scratch
+// (values as bits, then states) before, and the chosen states after, to pack the pointers.
+var<workgroup> shared_u32: array<u32, MAX_STATES>;
 var<workgroup> half_max: array<f32, 2>;
 var<workgroup> half_arg: array<u32, 2>;
 
@@ -384,29 +390,36 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     workgroupBarrier();
     for (var t = max(p.chunk_start, 1u); t < p.chunk_start + p.chunk_frames; t++) {
-        // Each half's maximum and its first state.
+        // Each half's maximum and its first state, both halves in one reduction (scratch:
+        // half h's values as bits at 2h x V_WG, its states V_WG after).
         for (var h = 0u; h < 2u; h++) {
             var bv = -3.40282347e38;
             var bk = 0xffffffffu;
             for (var q = lid; q < bins; q += V_WG) {
                 if (better(prev[h * bins + q], h * bins + q, bv, bk)) { bv = prev[h * bins + q]; bk = h * bins + q; }
             }
-            best_value[lid] = bv;
-            best_state[lid] = bk;
-            workgroupBarrier();
-            for (var half = V_WG / 2u; half > 0u; half /= 2u) {
-                if (lid < half && better(best_value[lid + half], best_state[lid + half], best_value[lid], best_state[lid])) {
-                    best_value[lid] = best_value[lid + half];
-                    best_state[lid] = best_state[lid + half];
+            shared_u32[2u * h * V_WG + lid] = bitcast<u32>(bv);
+            shared_u32[(2u * h + 1u) * V_WG + lid] = bk;
+        }
+        workgroupBarrier();
+        for (var half = V_WG / 2u; half > 0u; half /= 2u) {
+            if (lid < half) {
+                for (var h = 0u; h < 2u; h++) {
+                    let at = 2u * h * V_WG + lid;
+                    let other = at + half;
+                    if (better(bitcast<f32>(shared_u32[other]), shared_u32[other + V_WG], bitcast<f32>(shared_u32[at]), shared_u32[at + V_WG])) {
+                        shared_u32[at] = shared_u32[other];
+                        shared_u32[at + V_WG] = shared_u32[other + V_WG];
+                    }
                 }
-                workgroupBarrier();
-            }
-            if (lid == 0u) {
-                half_max[h] = best_value[0];
-                half_arg[h] = best_state[0];
             }
             workgroupBarrier();
         }
+        if (lid < 2u) {
+            half_max[lid] = bitcast<f32>(shared_u32[2u * lid * V_WG]);
+            half_arg[lid] = shared_u32[(2u * lid + 1u) * V_WG];
+        }
+        workgroupBarrier();
         let shift = max(half_max[0], half_max[1]);
         let walking = t < end;
         // prev[h x bins + s] becomes the best way into target voicing h through source bin s.
@@ -427,26 +440,41 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             prev[bins + s] = to_high;
         }
         workgroupBarrier();
-        // Each invocation takes pairs of states (2i, 2i + 1), so that it owns whole words of
-        // the packed pointers.
-        var next: array<f32, 8>;
+        // Each target's best band source. The log triangle is concave, so a target's leftmost
+        // best source never lies left of a lower target's nor right of a higher one's: targets
+        // are decoded coarse to fine (strides 512, 256, .., 1), each searching only between
+        // the best sources of its two decoded neighbours, about log2(width) sources a target
+        // instead of width. Ties among those go to the lower state, as numpy's argmax does.
+        var next: array<f32, MAX_PER_LANE>;
+        var chosen: array<u32, MAX_PER_LANE>;
         var count = 0u;
-        for (var pair = lid; pair < bins; pair += V_WG) {
-            var word = 0u;
-            for (var e = 0u; e < 2u; e++) {
-                let j = 2u * pair + e;
-                let h = j / bins;
-                let q = j % bins;
+        for (var stride = 1u << (31u - countLeadingZeros(bins)); stride > 0u; stride /= 2u) {
+            let per_half = (bins / stride + 1u) / 2u;
+            for (var i = lid; i < 2u * per_half; i += V_WG) {
+                let h = i / per_half;
+                let q = stride * (2u * (i % per_half) + 1u) - 1u;
+                let j = h * bins + q;
                 var bv = -3.40282347e38;
                 var bk = 0xffffffffu;
                 if (walking) {
-                    let lo = max(i32(q) - i32(half_w), 0);
-                    let hi = min(i32(q) + i32(half_w), i32(bins) - 1);
+                    var lo = max(i32(q) - i32(half_w), 0);
+                    var hi = min(i32(q) + i32(half_w), i32(bins) - 1);
+                    let left = select(lo, i32(shared_u32[j - stride]), q >= stride);
+                    let right = select(hi, i32(shared_u32[j + stride]), q + stride < bins);
+                    // (Float rounding could in principle cross the bounds: then the whole band.)
+                    if (max(lo, left) <= min(hi, right)) {
+                        lo = max(lo, left);
+                        hi = min(hi, right);
+                    }
+                    var leftmost = -3.40282347e38;
+                    var leftmost_s = u32(lo);
                     for (var s = lo; s <= hi; s++) {
                         let v = prev[h * bins + u32(s)] + v_band[u32(s) + half_w - q];
                         let k = comb_state[h * bins + u32(s)];
+                        if (v > leftmost) { leftmost = v; leftmost_s = u32(s); }
                         if (better(v, k, bv, bk)) { bv = v; bk = k; }
                     }
+                    shared_u32[j] = leftmost_s;
                     for (var from_h = 0u; from_h < 2u; from_h++) {
                         let m = half_arg[from_h];
                         let mq = m % bins;
@@ -457,19 +485,31 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                     }
                     bv = bv - shift + log_observation(clip.z + t, j);
                 }
-                if (count < 8u) { next[count] = bv; }
+                if (count < MAX_PER_LANE) {
+                    next[count] = bv;
+                    chosen[count] = bk;
+                }
                 count++;
-                word |= (bk & 0xffffu) << (16u * e);
             }
-            if (walking) { v_pointers[(clip.z + t) * bins + pair] = word; }
+            workgroupBarrier();
+        }
+        // The same walk again: each invocation writes back what it decoded.
+        count = 0u;
+        for (var stride = 1u << (31u - countLeadingZeros(bins)); stride > 0u; stride /= 2u) {
+            let per_half = (bins / stride + 1u) / 2u;
+            for (var i = lid; i < 2u * per_half; i += V_WG) {
+                let j = (i / per_half) * bins + stride * (2u * (i % per_half) + 1u) - 1u;
+                if (walking && count < MAX_PER_LANE) {
+                    prev[j] = next[count];
+                    shared_u32[j] = chosen[count];
+                }
+                count++;
+            }
         }
         workgroupBarrier();
-        count = 0u;
-        for (var pair = lid; pair < bins; pair += V_WG) {
-            for (var e = 0u; e < 2u; e++) {
-                if (walking && count < 8u) { prev[2u * pair + e] = next[count]; }
-                count++;
-            }
+        // Two 16-bit pointers a word: states 2i and 2i + 1.
+        for (var pair = lid; pair < bins && walking; pair += V_WG) {
+            v_pointers[(clip.z + t) * bins + pair] = (shared_u32[2u * pair] & 0xffffu) | ((shared_u32[2u * pair + 1u] & 0xffffu) << 16u);
         }
         workgroupBarrier();
     }

@@ -354,6 +354,16 @@ pub const TINY64: f64 = f64::MIN_POSITIVE;
 /// V_WG and MAX_STATES).
 const VITERBI_LANES: usize = 256;
 const VITERBI_MAX_STATES: usize = 1216;
+/// MAX_PER_LANE in the shader: the targets one invocation decodes in a frame.
+const VITERBI_MAX_TARGETS_PER_LANE: usize = 16;
+
+/// The targets one invocation of the Viterbi kernel decodes in a frame: at each level (stride
+/// 2^k, coarse to fine) the bins q of both halves with q + 1 an odd multiple of the stride,
+/// spread over the lanes.
+fn viterbi_targets_per_lane(bins: usize) -> usize {
+    let top = if bins == 0 { 0 } else { usize::BITS - 1 - bins.leading_zeros() };
+    (0..=top).map(|k| (2 * bins.div_euclid(1 << k).div_ceil(2)).div_ceil(VITERBI_LANES)).sum()
+}
 
 /// The width of pyin's transition band at this hop: round(35.92 x 12 x hop / sr) semitones per
 /// frame at 10 bins each, plus one.
@@ -417,9 +427,14 @@ pub fn pyin_decode(step: &mut Step, observed: &Tensor, voiced: &Tensor, clips: &
         return Ok(());
     }
     let gpu = step.gpu();
-    // Frames per dispatch: as many as keep one invocation's loops (its states x both bands, and
-    // the reductions) inside llvmpipe's limit.
-    let per_frame = 2 * bins.div_ceil(VITERBI_LANES) * (width + 2) + bins.div_ceil(VITERBI_LANES) + 64;
+    // Frames per dispatch: as many as keep one invocation's loops inside llvmpipe's limit: its
+    // targets at every level, each over at most the band and the two half maxima (twice: the
+    // search, then the write-back), the reductions, the combination and the pointers.
+    let targets = viterbi_targets_per_lane(bins);
+    if targets > VITERBI_MAX_TARGETS_PER_LANE {
+        bail!("pyin decode: {bins} bins need {targets} targets an invocation, more than the kernel's {VITERBI_MAX_TARGETS_PER_LANE}");
+    }
+    let per_frame = targets * (width + 3) + 4 * bins.div_ceil(VITERBI_LANES) + 64;
     let chunk = (super::CPU_LOOP_BUDGET / per_frame).max(1);
     super::check_loop_budget(gpu, chunk * per_frame, "pyin decoding")?;
     let values = gpu.empty(&[n_clips, 2 * bins], crate::gpu::DType::F32)?;
@@ -485,4 +500,35 @@ pub fn pyin_decode_reference(observed: &[Vec<f64>], voiced: &[f64], width: usize
         state = pointers[t][state];
     }
     f0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Viterbi kernel's coarse-to-fine walk (as the shader enumerates it): every bin of a
+    /// half is decoded exactly once, after both neighbours it searches between, and no
+    /// invocation holds more targets than the kernel keeps.
+    #[test]
+    fn the_viterbi_levels_decode_every_bin_once_after_its_neighbours() {
+        for bins in [1usize, 2, 3, 7, 64, 65, 255, 601, 608] {
+            let mut level_of = vec![usize::MAX; bins];
+            let top = usize::BITS - 1 - bins.leading_zeros();
+            for (level, k) in (0..=top).rev().enumerate() {
+                let stride = 1usize << k;
+                let per_half = (bins / stride).div_ceil(2);
+                for m in 0..per_half {
+                    let q = stride * (2 * m + 1) - 1;
+                    assert!(q < bins && level_of[q] == usize::MAX, "{bins} bins: bin {q} twice or out of range");
+                    for neighbour in [q.checked_sub(stride), Some(q + stride).filter(|&r| r < bins)].into_iter().flatten() {
+                        assert!(level_of[neighbour] < level, "{bins} bins: bin {q} at level {level} before its neighbour {neighbour}");
+                    }
+                    level_of[q] = level;
+                }
+            }
+            assert!(level_of.iter().all(|&l| l != usize::MAX), "{bins} bins: a bin never decoded");
+        }
+        assert_eq!(viterbi_targets_per_lane(pitch_bins(FMIN, FMAX)), 13);
+        assert!(viterbi_targets_per_lane(VITERBI_MAX_STATES / 2) <= VITERBI_MAX_TARGETS_PER_LANE);
+    }
 }
