@@ -40,9 +40,9 @@ fn sample(s: u32) -> f32 {
 // numpy's float32 tiny, added to the denominator as librosa does.
 const TINY: f32 = 1.17549435e-38;
 
-// One workgroup per frame. Each invocation sums the autocorrelation of four lags at once
-// (k, k + 64, k + 128, k + 192, then the next four), so that every frame[m] it loads serves
-// four products; the energy before each lag and the running sum of d are prefix sums that one
+// One workgroup per frame. Each invocation sums the autocorrelation of four consecutive lags
+// at once (4i + 1 ..= 4i + 4, then 256 further), so that every frame[m] it loads serves four
+// products and each step loads one more sample of the lagged frame; the energy before each lag and the running sum of d are prefix sums that one
 // invocation walks in order (as numpy's cumsum does), O(max_period) against the O(frame length x
 // max_period / 64) of the products.
 @compute @workgroup_size(64, 1, 1)
@@ -82,36 +82,40 @@ fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     workgroupBarrier();
     var d: array<f32, 16>;   // this invocation's lags' d(k): at most 16 groups' worth of 4 / 4
     var held = 0u;
-    for (var k0 = lid + 1u; k0 <= p.max_period; k0 += 4u * WG) {
-        let k1 = k0 + WG;
-        let k2 = k0 + 2u * WG;
-        let k3 = k0 + 3u * WG;
+    for (var k0 = 4u * lid + 1u; k0 <= p.max_period; k0 += 4u * WG) {
+        // Four consecutive lags k0..k0 + 3: frame[m + k0 + i] slides through four registers,
+        // one load of workgroup memory per step serving four products.
         var a0 = 0.0;
         var a1 = 0.0;
         var a2 = 0.0;
         var a3 = 0.0;
+        var w0 = frame[min(k0, n - 1u)];
+        var w1 = frame[min(k0 + 1u, n - 1u)];
+        var w2 = frame[min(k0 + 2u, n - 1u)];
         for (var m = 0u; m + k0 < n; m++) {
             let x = frame[m];
-            a0 += x * frame[m + k0];
-            a1 += select(0.0, x * frame[min(m + k1, n - 1u)], m + k1 < n);
-            a2 += select(0.0, x * frame[min(m + k2, n - 1u)], m + k2 < n);
-            a3 += select(0.0, x * frame[min(m + k3, n - 1u)], m + k3 < n);
+            let w3 = frame[min(m + k0 + 3u, n - 1u)];
+            a0 += x * w0;
+            a1 += select(0.0, x * w1, m + k0 + 1u < n);
+            a2 += select(0.0, x * w2, m + k0 + 2u < n);
+            a3 += select(0.0, x * w3, m + k0 + 3u < n);
+            w0 = w1;
+            w1 = w2;
+            w2 = w3;
         }
-        let ks = array<u32, 4>(k0, k1, k2, k3);
         let acf = array<f32, 4>(a0, a1, a2, a3);
         for (var i = 0u; i < 4u; i++) {
-            if (ks[i] <= p.max_period && held < 16u) {
-                d[held] = 2.0 * (acf0 - acf[i]) - diff[ks[i]];
+            if (k0 + i <= p.max_period && held < 16u) {
+                d[held] = 2.0 * (acf0 - acf[i]) - diff[k0 + i];
             }
             held++;
         }
     }
     workgroupBarrier();
     held = 0u;
-    for (var k0 = lid + 1u; k0 <= p.max_period; k0 += 4u * WG) {
+    for (var k0 = 4u * lid + 1u; k0 <= p.max_period; k0 += 4u * WG) {
         for (var i = 0u; i < 4u; i++) {
-            let k = k0 + i * WG;
-            if (k <= p.max_period && held < 16u) { diff[k] = d[held]; }
+            if (k0 + i <= p.max_period && held < 16u) { diff[k0 + i] = d[held]; }
             held++;
         }
     }
