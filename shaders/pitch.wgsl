@@ -410,22 +410,20 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             shared_u32[(2u * h + 1u) * V_WG + lid] = bk;
         }
         workgroupBarrier();
-        for (var half = V_WG / 2u; half > 0u; half /= 2u) {
-            if (lid < half) {
-                for (var h = 0u; h < 2u; h++) {
-                    let at = 2u * h * V_WG + lid;
-                    let other = at + half;
-                    if (better(bitcast<f32>(shared_u32[other]), shared_u32[other + V_WG], bitcast<f32>(shared_u32[at]), shared_u32[at + V_WG])) {
-                        shared_u32[at] = shared_u32[other];
-                        shared_u32[at + V_WG] = shared_u32[other + V_WG];
-                    }
+        // Two invocations, one a half, walk the partials: one barrier where a tree takes eight
+        // (on lavapipe a barrier costs more than the 256 comparisons).
+        if (lid < 2u) {
+            let base = 2u * lid * V_WG;
+            var bv = bitcast<f32>(shared_u32[base]);
+            var bk = shared_u32[base + V_WG];
+            for (var i = 1u; i < V_WG; i++) {
+                if (better(bitcast<f32>(shared_u32[base + i]), shared_u32[base + V_WG + i], bv, bk)) {
+                    bv = bitcast<f32>(shared_u32[base + i]);
+                    bk = shared_u32[base + V_WG + i];
                 }
             }
-            workgroupBarrier();
-        }
-        if (lid < 2u) {
-            half_max[lid] = bitcast<f32>(shared_u32[2u * lid * V_WG]);
-            half_arg[lid] = shared_u32[(2u * lid + 1u) * V_WG];
+            half_max[lid] = bv;
+            half_arg[lid] = bk;
         }
         workgroupBarrier();
         let shift = max(half_max[0], half_max[1]);
