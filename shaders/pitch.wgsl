@@ -346,11 +346,13 @@ fn pitch_bin(f: u32, i: u32) -> u32 {
 @group(0) @binding(5) var<storage, read_write> v_values: array<f32>;  // [clips, 2 x bins]
 @group(0) @binding(6) var<storage, read_write> v_pointers: array<u32>; // [frames, bins]: two 16-bit pointers each
 
-const V_WG: u32 = 256u;
+// Invocations of the workgroup: 256 on GPUs; 64 on CPU adapters, where every barrier walks each
+// group of lanes in turn (src/ops/pitch.rs chooses).
+override V_WG: u32 = 256u;
 const MAX_STATES: u32 = 1216u;
 // Targets of one half per level: a level holds the bins q whose q + 1 is an odd multiple of
 // its stride; at most 2 x ceil(bins / 2) over both halves of the deepest level.
-const MAX_PER_LANE: u32 = 16u;
+const MAX_PER_LANE: u32 = 32u;
 var<workgroup> prev: array<f32, MAX_STATES>;
 var<workgroup> comb_state: array<u32, MAX_STATES>;
 // Each target's leftmost best band source while a frame is decoded; the reduction's scratch
@@ -376,7 +378,7 @@ fn better(v: f32, k: u32, bv: f32, bk: u32) -> bool {
     return v > bv || (v == bv && k < bk);
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(V_WG, 1, 1)
 fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
     let g = logical_workgroup(wid, nwg, p.grid);

@@ -350,19 +350,34 @@ pub const MAX_TRANSITION_RATE: f64 = 35.92;
 pub const SWITCH_PROB: f64 = 0.01;
 /// float64's smallest normal value, which librosa's Viterbi adds before every log.
 pub const TINY64: f64 = f64::MIN_POSITIVE;
-/// Invocations of the Viterbi kernel's workgroup and the most states it holds (shaders/pitch.wgsl,
-/// V_WG and MAX_STATES).
-const VITERBI_LANES: usize = 256;
+/// The most states the Viterbi kernel's workgroup holds (shaders/pitch.wgsl, MAX_STATES).
 const VITERBI_MAX_STATES: usize = 1216;
 /// MAX_PER_LANE in the shader: the targets one invocation decodes in a frame.
-const VITERBI_MAX_TARGETS_PER_LANE: usize = 16;
+const VITERBI_MAX_TARGETS_PER_LANE: usize = 32;
+
+/// Invocations of the Viterbi kernel's workgroup (V_WG in the shader).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViterbiLanes {
+    /// 256: for GPUs, where a clip's frame is latency-bound and barriers are cheap.
+    Wide = 256,
+    /// 64: for CPU adapters, where each barrier resumes every group of lanes in turn (1.4x
+    /// faster on lavapipe than 256, the same values).
+    Narrow = 64,
+}
+
+impl ViterbiLanes {
+    /// The kernel's width for a device.
+    pub fn for_device(gpu: &crate::gpu::Gpu) -> ViterbiLanes {
+        if gpu.is_cpu() { ViterbiLanes::Narrow } else { ViterbiLanes::Wide }
+    }
+}
 
 /// The targets one invocation of the Viterbi kernel decodes in a frame: at each level (stride
 /// 2^k, coarse to fine) the bins q of both halves with q + 1 an odd multiple of the stride,
 /// spread over the lanes.
-fn viterbi_targets_per_lane(bins: usize) -> usize {
+fn viterbi_targets_per_lane(bins: usize, lanes: ViterbiLanes) -> usize {
     let top = if bins == 0 { 0 } else { usize::BITS - 1 - bins.leading_zeros() };
-    (0..=top).map(|k| (2 * bins.div_euclid(1 << k).div_ceil(2)).div_ceil(VITERBI_LANES)).sum()
+    (0..=top).map(|k| (2 * bins.div_euclid(1 << k).div_ceil(2)).div_ceil(lanes as usize)).sum()
 }
 
 /// The width of pyin's transition band at this hop: round(35.92 x 12 x hop / sr) semitones per
@@ -417,6 +432,13 @@ pub fn transition_band(bins: usize, width: usize) -> Vec<f32> {
 /// (Hz; 0 where the decoded state is unvoiced). `band` is [`transition_band`] on the device.
 #[allow(clippy::too_many_arguments)]
 pub fn pyin_decode(step: &mut Step, observed: &Tensor, voiced: &Tensor, clips: &Tensor, max_clip_frames: usize, band: &Tensor, width: usize, f0: &Tensor) -> Result<()> {
+    let lanes = ViterbiLanes::for_device(step.gpu());
+    pyin_decode_with(step, observed, voiced, clips, max_clip_frames, band, width, f0, lanes)
+}
+
+/// [`pyin_decode`] with the Viterbi kernel's width chosen by the caller (the selftest runs both).
+#[allow(clippy::too_many_arguments)]
+pub fn pyin_decode_with(step: &mut Step, observed: &Tensor, voiced: &Tensor, clips: &Tensor, max_clip_frames: usize, band: &Tensor, width: usize, f0: &Tensor, lanes: ViterbiLanes) -> Result<()> {
     let frames = voiced.len();
     let bins = pitch_bins(FMIN, FMAX);
     let n_clips = clips.len() / 4;
@@ -430,11 +452,11 @@ pub fn pyin_decode(step: &mut Step, observed: &Tensor, voiced: &Tensor, clips: &
     // Frames per dispatch: as many as keep one invocation's loops inside llvmpipe's limit: its
     // targets at every level, each over at most the band and the two half maxima (twice: the
     // search, then the write-back), the reductions, the combination and the pointers.
-    let targets = viterbi_targets_per_lane(bins);
+    let targets = viterbi_targets_per_lane(bins, lanes);
     if targets > VITERBI_MAX_TARGETS_PER_LANE {
         bail!("pyin decode: {bins} bins need {targets} targets an invocation, more than the kernel's {VITERBI_MAX_TARGETS_PER_LANE}");
     }
-    let per_frame = targets * (width + 3) + 4 * bins.div_ceil(VITERBI_LANES) + 64;
+    let per_frame = targets * (width + 3) + 4 * bins.div_ceil(lanes as usize) + 2 * lanes as usize + 64;
     let chunk = (super::CPU_LOOP_BUDGET / per_frame).max(1);
     super::check_loop_budget(gpu, chunk * per_frame, "pyin decoding")?;
     let values = gpu.empty(&[n_clips, 2 * bins], crate::gpu::DType::F32)?;
@@ -451,7 +473,7 @@ pub fn pyin_decode(step: &mut Step, observed: &Tensor, voiced: &Tensor, clips: &
     };
     for start in (0..max_clip_frames.max(1)).step_by(chunk) {
         let p = Params { chunk_start: start as u32, ..base };
-        step.dispatch(&PYIN_VITERBI, &[], &[observed, voiced, band, clips, &values, &pointers], bytemuck::bytes_of(&p), [n_clips as u32, 1, 1], "pitch.pyin_viterbi")?;
+        step.dispatch(&PYIN_VITERBI, &[("V_WG", lanes as usize as f64)], &[observed, voiced, band, clips, &values, &pointers], bytemuck::bytes_of(&p), [n_clips as u32, 1, 1], "pitch.pyin_viterbi")?;
     }
     step.dispatch(&PYIN_BACKTRACK, &[], &[&values, &pointers, clips, f0], bytemuck::bytes_of(&base), [super::groups(n_clips, 64)?, 1, 1], "pitch.pyin_backtrack")
 }
@@ -528,7 +550,9 @@ mod tests {
             }
             assert!(level_of.iter().all(|&l| l != usize::MAX), "{bins} bins: a bin never decoded");
         }
-        assert_eq!(viterbi_targets_per_lane(pitch_bins(FMIN, FMAX)), 13);
-        assert!(viterbi_targets_per_lane(VITERBI_MAX_STATES / 2) <= VITERBI_MAX_TARGETS_PER_LANE);
+        assert_eq!(viterbi_targets_per_lane(pitch_bins(FMIN, FMAX), ViterbiLanes::Wide), 13);
+        for lanes in [ViterbiLanes::Wide, ViterbiLanes::Narrow] {
+            assert!(viterbi_targets_per_lane(VITERBI_MAX_STATES / 2, lanes) <= VITERBI_MAX_TARGETS_PER_LANE, "{lanes:?}");
+        }
     }
 }

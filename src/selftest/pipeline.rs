@@ -214,11 +214,16 @@ fn pitch_kernels(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Re
         let width = pitch::transition_width(sr, hop);
         let band = pitch::transition_band(bins, width);
         let band = g.upload_f32(&band, &[band.len()])?;
-        let decoded = g.upload_f32(&vec![f32::NAN; frames], &[frames])?;
         let longest = clips.iter().map(|c| layout.frames(c.len())).max().unwrap_or(0);
-        let mut step = g.step("selftest.pyin_decode");
-        pitch::pyin_decode(&mut step, &observed, &voiced, &table, longest, &band, width, &decoded)?;
-        step.submit()?;
+        // Both widths of the kernel, whichever this device would choose.
+        let mut decoded_by = Vec::new();
+        for lanes in [pitch::ViterbiLanes::Wide, pitch::ViterbiLanes::Narrow] {
+            let decoded = g.upload_f32(&vec![f32::NAN; frames], &[frames])?;
+            let mut step = g.step("selftest.pyin_decode");
+            pitch::pyin_decode_with(&mut step, &observed, &voiced, &table, longest, &band, width, &decoded, lanes)?;
+            step.submit()?;
+            decoded_by.push((lanes, g.read_f32(&decoded)?));
+        }
         let mut want_f0 = Vec::new();
         let mut first = 0;
         for c in &clips {
@@ -228,8 +233,9 @@ fn pitch_kernels(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Re
             want_f0.extend(pitch::pyin_decode_reference(&rows, &v, width));
             first += n;
         }
-        let got_f0 = g.read_f32(&decoded)?;
-        t.close(&format!("pyin f0 frame {frame_length} at {sr} Hz"), &got_f0, &want_f0, 0.0, 1e-5);
+        for (lanes, got_f0) in &decoded_by {
+            t.close(&format!("pyin f0 frame {frame_length} at {sr} Hz, {lanes:?} Viterbi"), got_f0, &want_f0, 0.0, 1e-5);
+        }
         t.require(want_f0.iter().any(|&f| f > 0.0) && want_f0.contains(&0.0), || format!("pyin decode: the check needs voiced and unvoiced frames: {want_f0:?}"));
         // The tones' frames away from the clip edges find the tone (no octave errors; within
         // 3%, as the noise and the period's quantisation allow).
