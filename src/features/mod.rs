@@ -400,8 +400,10 @@ struct PitchOutputs {
     yin: bool,
     /// pyin's observations (voiced probability) ...
     pyin: bool,
-    /// ... and its decoding (f0).
+    /// ... and its decoding (f0) ...
     decode: bool,
+    /// ... and the voicing flag from it.
+    voicing: bool,
 }
 
 /// Host-side layout of one batch.
@@ -527,9 +529,12 @@ impl Extractor {
                     let f0 = gpu.empty(&[f], DType::F32)?;
                     let longest = b.clip_frames.iter().map(|c| c.1).max().unwrap_or(0);
                     pitch::pyin_decode(&mut step, &observed, &voiced, &b.clips, longest, &tables.band, tables.width, &f0)?;
-                    let decided = gpu.empty(&[f], DType::F32)?;
-                    elementwise::unary(&mut step, UnaryOp::Positive, &f0, &decided)?;
-                    (f0_out, voicing) = (Some(f0), Some(decided));
+                    if pitch.voicing {
+                        let decided = gpu.empty(&[f], DType::F32)?;
+                        elementwise::unary(&mut step, UnaryOp::Positive, &f0, &decided)?;
+                        voicing = Some(decided);
+                    }
+                    f0_out = Some(f0);
                 }
                 voiced_prob = Some(voiced);
             }
@@ -599,7 +604,8 @@ impl Extractor {
         let b = self.upload_batch(gpu, clips)?;
         let (cfg, set) = (&self.cfg, &self.cfg.set);
         let decode = cfg.names_any(&[Descriptor::F0, Descriptor::Voiced]);
-        let pitch = PitchOutputs { yin: cfg.names_any(&[Descriptor::Yin]), pyin: decode || cfg.names_any(&[Descriptor::VoicedProb]), decode };
+        let voicing = cfg.names_any(&[Descriptor::Voiced]);
+        let pitch = PitchOutputs { yin: cfg.names_any(&[Descriptor::Yin]), pyin: decode || cfg.names_any(&[Descriptor::VoicedProb]), decode, voicing };
         let computed = self.run(gpu, &b, cfg.names_any(&Descriptor::SPECTRAL), pitch)?;
         let t_max = b.clip_frames.iter().map(|c| c.1).max().unwrap_or(0);
         let n = clips.len();
@@ -640,7 +646,7 @@ impl Extractor {
     pub fn extract_parts(&self, gpu: &Gpu, clips: &[&[f32]]) -> Result<FeatureParts> {
         let b = self.upload_batch(gpu, clips)?;
         let pitch = self.pitch.is_some();
-        let c = self.run(gpu, &b, true, PitchOutputs { yin: pitch, pyin: pitch, decode: pitch })?;
+        let c = self.run(gpu, &b, true, PitchOutputs { yin: pitch, pyin: pitch, decode: pitch, voicing: false })?;
         let shape = c.shape.as_ref().expect("asked for");
         Ok(FeatureParts {
             mel_db: gpu.read_f32(&c.mel_db)?,
