@@ -373,6 +373,21 @@ fn log_observation(t: u32, j: u32) -> f32 {
     return select(p.log_tiny, log(prob), prob > 0.0);
 }
 
+// The Viterbi's levels: the coarse one holds every bin q with q + 1 a multiple of COARSE (their
+// neighbours are further apart than the band is wide, so each searches its whole band and none
+// waits for another: one barrier where strides 512..32 took five); level `stride` below it
+// holds the bins with q + 1 an odd multiple of the stride. Targets of one half a level, and the
+// m-th of them.
+const COARSE: u32 = 32u;
+
+fn level_targets(stride: u32, bins: u32) -> u32 {
+    return select((bins / stride + 1u) / 2u, bins / COARSE, stride == COARSE);
+}
+
+fn level_target(stride: u32, m: u32) -> u32 {
+    return select(stride * (2u * m + 1u) - 1u, COARSE * (m + 1u) - 1u, stride == COARSE);
+}
+
 // The larger of two (value, state) pairs; the lower state on ties.
 fn better(v: f32, k: u32, bv: f32, bk: u32) -> bool {
     return v > bv || (v == bv && k < bk);
@@ -411,24 +426,8 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             shared_u32[2u * h * V_WG + lid] = bitcast<u32>(bv);
             shared_u32[(2u * h + 1u) * V_WG + lid] = bk;
         }
-        workgroupBarrier();
-        // Two invocations, one a half, walk the partials: one barrier where a tree takes eight
-        // (on lavapipe a barrier costs more than the 256 comparisons).
-        if (lid < 2u) {
-            let base = 2u * lid * V_WG;
-            var bv = bitcast<f32>(shared_u32[base]);
-            var bk = shared_u32[base + V_WG];
-            for (var i = 1u; i < V_WG; i++) {
-                if (better(bitcast<f32>(shared_u32[base + i]), shared_u32[base + V_WG + i], bv, bk)) {
-                    bv = bitcast<f32>(shared_u32[base + i]);
-                    bk = shared_u32[base + V_WG + i];
-                }
-            }
-            half_max[lid] = bv;
-            half_arg[lid] = bk;
-        }
-        workgroupBarrier();
-        let shift = max(half_max[0], half_max[1]);
+        // Each invocation combines the states it has just read (its own bins): the same barrier
+        // serves both.
         let walking = t < end;
         // prev[h x bins + s] becomes the best way into target voicing h through source bin s.
         let log_within = v_band[p.width + bins];
@@ -448,27 +447,46 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             prev[bins + s] = to_high;
         }
         workgroupBarrier();
+        // Two invocations, one a half, walk the partials: one barrier where a tree takes eight
+        // (on lavapipe a barrier costs more than the 256 comparisons).
+        if (lid < 2u) {
+            let base = 2u * lid * V_WG;
+            var bv = bitcast<f32>(shared_u32[base]);
+            var bk = shared_u32[base + V_WG];
+            for (var i = 1u; i < V_WG; i++) {
+                if (better(bitcast<f32>(shared_u32[base + i]), shared_u32[base + V_WG + i], bv, bk)) {
+                    bv = bitcast<f32>(shared_u32[base + i]);
+                    bk = shared_u32[base + V_WG + i];
+                }
+            }
+            half_max[lid] = bv;
+            half_arg[lid] = bk;
+        }
+        workgroupBarrier();
+        let shift = max(half_max[0], half_max[1]);
         // Each target's best band source. The log triangle is concave, so a target's leftmost
         // best source never lies left of a lower target's nor right of a higher one's: targets
-        // are decoded coarse to fine (strides 512, 256, .., 1), each searching only between
-        // the best sources of its two decoded neighbours, about log2(width) sources a target
-        // instead of width. Ties among those go to the lower state, as numpy's argmax does.
+        // are decoded coarse to fine (strides 16, 8, .., 1 after the coarse level), each
+        // searching only between the best sources of its two decoded neighbours, about
+        // log2(width) sources a target instead of width. Ties among those go to the lower state,
+        // as numpy's argmax does.
         var next: array<f32, MAX_PER_LANE>;
         var chosen: array<u32, MAX_PER_LANE>;
         var count = 0u;
-        for (var stride = 1u << (31u - countLeadingZeros(bins)); stride > 0u; stride /= 2u) {
-            let per_half = (bins / stride + 1u) / 2u;
+        for (var stride = COARSE; stride > 0u; stride /= 2u) {
+            let per_half = level_targets(stride, bins);
             for (var i = lid; i < 2u * per_half; i += V_WG) {
                 let h = i / per_half;
-                let q = stride * (2u * (i % per_half) + 1u) - 1u;
+                let q = level_target(stride, i % per_half);
                 let j = h * bins + q;
                 var bv = -3.40282347e38;
                 var bk = 0xffffffffu;
                 if (walking) {
                     var lo = max(i32(q) - i32(half_w), 0);
                     var hi = min(i32(q) + i32(half_w), i32(bins) - 1);
-                    let left = select(lo, i32(shared_u32[j - stride]), q >= stride);
-                    let right = select(hi, i32(shared_u32[j + stride]), q + stride < bins);
+                    let bounded = stride < COARSE;
+                    let left = select(lo, i32(shared_u32[j - stride]), bounded && q >= stride);
+                    let right = select(hi, i32(shared_u32[j + stride]), bounded && q + stride < bins);
                     // (Float rounding could in principle cross the bounds: then the whole band.)
                     if (max(lo, left) <= min(hi, right)) {
                         lo = max(lo, left);
@@ -503,10 +521,10 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         }
         // The same walk again: each invocation writes back what it decoded.
         count = 0u;
-        for (var stride = 1u << (31u - countLeadingZeros(bins)); stride > 0u; stride /= 2u) {
-            let per_half = (bins / stride + 1u) / 2u;
+        for (var stride = COARSE; stride > 0u; stride /= 2u) {
+            let per_half = level_targets(stride, bins);
             for (var i = lid; i < 2u * per_half; i += V_WG) {
-                let j = (i / per_half) * bins + stride * (2u * (i % per_half) + 1u) - 1u;
+                let j = (i / per_half) * bins + level_target(stride, i % per_half);
                 if (walking && count < MAX_PER_LANE) {
                     prev[j] = next[count];
                     shared_u32[j] = chosen[count];

@@ -374,12 +374,25 @@ impl ViterbiLanes {
     }
 }
 
-/// The targets one invocation of the Viterbi kernel decodes in a frame: at each level (stride
-/// 2^k, coarse to fine) the bins q of both halves with q + 1 an odd multiple of the stride,
-/// spread over the lanes.
+/// COARSE in the shader: the stride of the Viterbi's first level.
+const VITERBI_COARSE: usize = 32;
+
+/// The Viterbi kernel's levels, as the shader walks them: (stride, the bins of one half it
+/// decodes). The first holds every bin q with q + 1 a multiple of 32, each level below the bins
+/// with q + 1 an odd multiple of its stride.
+fn viterbi_levels(bins: usize) -> Vec<(usize, Vec<usize>)> {
+    let coarse = (VITERBI_COARSE, (1..=bins / VITERBI_COARSE).map(|m| VITERBI_COARSE * m - 1).collect());
+    let finer = (0..VITERBI_COARSE.trailing_zeros()).rev().map(|k| {
+        let stride = 1 << k;
+        (stride, (0..(bins / stride).div_ceil(2)).map(|m| stride * (2 * m + 1) - 1).collect())
+    });
+    std::iter::once(coarse).chain(finer).collect()
+}
+
+/// The targets one invocation of the Viterbi kernel decodes in a frame: each level's bins of
+/// both halves, spread over the lanes.
 fn viterbi_targets_per_lane(bins: usize, lanes: ViterbiLanes) -> usize {
-    let top = if bins == 0 { 0 } else { usize::BITS - 1 - bins.leading_zeros() };
-    (0..=top).map(|k| (2 * bins.div_euclid(1 << k).div_ceil(2)).div_ceil(lanes as usize)).sum()
+    viterbi_levels(bins).iter().map(|(_, targets)| (2 * targets.len()).div_ceil(lanes as usize)).sum()
 }
 
 /// The width of pyin's transition band at this hop: round(35.92 x 12 x hop / sr) semitones per
@@ -530,29 +543,27 @@ pub fn pyin_decode_reference(observed: &[Vec<f64>], voiced: &[f64], width: usize
 mod tests {
     use super::*;
 
-    /// The Viterbi kernel's coarse-to-fine walk (as the shader enumerates it): every bin of a
-    /// half is decoded exactly once, after both neighbours it searches between, and no
+    /// The Viterbi kernel's coarse-to-fine walk: every bin of a half is decoded exactly once,
+    /// after both neighbours it searches between (the coarse level searches none), and no
     /// invocation holds more targets than the kernel keeps.
     #[test]
     fn the_viterbi_levels_decode_every_bin_once_after_its_neighbours() {
-        for bins in [1usize, 2, 3, 7, 64, 65, 255, 601, 608] {
+        for bins in [1usize, 2, 3, 7, 31, 32, 33, 64, 65, 255, 601, 608] {
             let mut level_of = vec![usize::MAX; bins];
-            let top = usize::BITS - 1 - bins.leading_zeros();
-            for (level, k) in (0..=top).rev().enumerate() {
-                let stride = 1usize << k;
-                let per_half = (bins / stride).div_ceil(2);
-                for m in 0..per_half {
-                    let q = stride * (2 * m + 1) - 1;
+            for (level, (stride, targets)) in viterbi_levels(bins).into_iter().enumerate() {
+                for q in targets {
                     assert!(q < bins && level_of[q] == usize::MAX, "{bins} bins: bin {q} twice or out of range");
-                    for neighbour in [q.checked_sub(stride), Some(q + stride).filter(|&r| r < bins)].into_iter().flatten() {
-                        assert!(level_of[neighbour] < level, "{bins} bins: bin {q} at level {level} before its neighbour {neighbour}");
+                    if stride < VITERBI_COARSE {
+                        for neighbour in [q.checked_sub(stride), Some(q + stride).filter(|&r| r < bins)].into_iter().flatten() {
+                            assert!(level_of[neighbour] < level, "{bins} bins: bin {q} at level {level} before its neighbour {neighbour}");
+                        }
                     }
                     level_of[q] = level;
                 }
             }
             assert!(level_of.iter().all(|&l| l != usize::MAX), "{bins} bins: a bin never decoded");
         }
-        assert_eq!(viterbi_targets_per_lane(pitch_bins(FMIN, FMAX), ViterbiLanes::Wide), 13);
+        assert_eq!(viterbi_targets_per_lane(pitch_bins(FMIN, FMAX), ViterbiLanes::Wide), 9);
         for lanes in [ViterbiLanes::Wide, ViterbiLanes::Narrow] {
             assert!(viterbi_targets_per_lane(VITERBI_MAX_STATES / 2, lanes) <= VITERBI_MAX_TARGETS_PER_LANE, "{lanes:?}");
         }
