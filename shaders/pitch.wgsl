@@ -43,9 +43,10 @@ const TINY: f32 = 1.17549435e-38;
 // One workgroup per frame. Each invocation sums the autocorrelation of eight consecutive lags
 // at once (8i + 1 ..= 8i + 8, then 512 further), the lagged frame sliding through registers, so
 // that each step's two loads of workgroup memory (frame[m] and one more lagged sample) serve
-// eight products (four lags an invocation took 1.6x as long on lavapipe, one lag 3x); the energy before each lag and the running sum of d are prefix sums that one
-// invocation walks in order (as numpy's cumsum does), O(max_period) against the O(frame length x
-// max_period / 64) of the products.
+// eight products (four lags an invocation took 1.6x as long on lavapipe, one lag 3x). The
+// energy before each lag and the running sum of d are prefix sums that one invocation walks
+// in order (as numpy's cumsum does), O(max_period) against the O(frame length x max_period /
+// 64) of the products.
 @compute @workgroup_size(64, 1, 1)
 fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
@@ -350,8 +351,8 @@ fn pitch_bin(f: u32, i: u32) -> u32 {
 // group of lanes in turn (src/ops/pitch.rs chooses).
 override V_WG: u32 = 256u;
 const MAX_STATES: u32 = 1216u;
-// Targets of one half per level: a level holds the bins q whose q + 1 is an odd multiple of
-// its stride; at most 2 x ceil(bins / 2) over both halves of the deepest level.
+// The most targets one invocation decodes in a frame, over every level (src/ops/pitch.rs
+// counts them for the chosen width and refuses more).
 const MAX_PER_LANE: u32 = 32u;
 var<workgroup> prev: array<f32, MAX_STATES>;
 var<workgroup> comb_state: array<u32, MAX_STATES>;
@@ -415,8 +416,8 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     workgroupBarrier();
     for (var t = max(p.chunk_start, 1u); t < p.chunk_start + p.chunk_frames; t++) {
-        // Each half's maximum and its first state, both halves in one reduction (scratch:
-        // half h's values as bits at 2h x V_WG, its states V_WG after).
+        // Each invocation's partial maximum of each half and its first state (scratch: half
+        // h's values as bits at 2h x V_WG, its states V_WG after).
         for (var h = 0u; h < 2u; h++) {
             var bv = -3.40282347e38;
             var bk = 0xffffffffu;

@@ -181,10 +181,10 @@ pub fn build_from(gpu: &Gpu, data: &Data, mut found: sources::Loaded, cfg: &Feat
         found.clips.par_iter().map(|c| std::fs::read(&c.file).with_context(|| format!("{}: cannot read", c.file.display()))).collect();
     let mut hasher = blake3::Hasher::new();
     hasher.update(serde_json::to_string(&(cfg, selection, super::set::FORMAT, super::set::COMPUTATION))?.as_bytes());
-    // f0's clip statistics take its voiced frames alone (every frame, zeros included, before):
-    // a set naming f0 says so in its key, so no older cache entry serves the old ones. Other
-    // sets keep their keys.
-    if cfg.set.contains(&super::Block::of(super::Descriptor::F0)) {
+    // A block whose clip statistics skip frames (f0's, over its voiced frames; every frame,
+    // zeros included, before) says so in the key, so no older cache entry serves the old ones.
+    // Other sets keep their keys.
+    if cfg.set.iter().any(|b| b.moment_frames() != crate::ops::segment::Frames::All) {
         hasher.update(b"f0 moments over voiced frames");
     }
     check_speed_copies(&opts.speed_copies)?;

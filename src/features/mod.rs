@@ -86,6 +86,13 @@ impl Block {
         Block { descriptor, delta: false }
     }
 
+    /// The frames its clip statistics (mean, standard deviation) take: f0's voiced frames
+    /// alone, since its zeros say "unvoiced", not a pitch; every frame for the others (f0's
+    /// deltas included).
+    pub fn moment_frames(&self) -> segment::Frames {
+        if *self == Block::of(Descriptor::F0) { segment::Frames::Nonzero } else { segment::Frames::All }
+    }
+
     /// Its name in `--set` and in feature files: `rms`, `delta_mfcc`.
     pub fn name(&self) -> String {
         let base = crate::choice::Choice::name(self.descriptor);
@@ -624,8 +631,7 @@ impl Extractor {
                 rows
             };
             segment::assemble(&mut step, &b.clips, &part, &frames, offset)?;
-            // F0's statistics are those of the voiced frames: its zeros say "unvoiced", not a pitch.
-            let taken = if *block == Block::of(Descriptor::F0) { segment::Frames::Nonzero } else { segment::Frames::All };
+            let taken = block.moment_frames();
             segment::mean(&mut step, &b.clips, &part, &vectors, offset, taken)?;
             segment::std(&mut step, &b.clips, &part, &stds, offset, taken)?;
             offset += part.shape()[1];

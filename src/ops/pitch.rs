@@ -408,25 +408,29 @@ fn triangle(width: usize) -> Vec<f64> {
     (0..width).map(|n| 1.0 - (n as f64 - centre).abs() / denominator).collect()
 }
 
+/// Row i of the band before normalisation: the triangle `w` centred on bin i, as (column,
+/// weight) where it lies inside the bins (wrap=False cuts the band at both ends).
+fn band_row(w: &[f64], i: usize, bins: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
+    let half = w.len() / 2;
+    w.iter().enumerate().filter_map(move |(n, &v)| (i + n).checked_sub(half).filter(|&j| j < bins).map(|j| (j, v)))
+}
+
 /// Each row's sum of the triangle where it lies inside the bins: transition_local's
-/// normalisation (wrap=False cuts the band at both ends).
+/// normalisation.
 fn row_sums(bins: usize, width: usize) -> Vec<f64> {
     let w = triangle(width);
-    let half = width / 2;
-    (0..bins).map(|i| w.iter().enumerate().filter(|(n, _)| (i + n).checked_sub(half).is_some_and(|j| j < bins)).map(|(_, v)| v).sum()).collect()
+    (0..bins).map(|i| band_row(&w, i, bins).map(|(_, v)| v).sum()).collect()
 }
 
 /// librosa.sequence.transition_local(bins, width, window="triangle", wrap=False): row i the
 /// triangle centred on i, cut at the ends and renormalised. Row-major [bins][bins], float64.
 fn transition_local(bins: usize, width: usize) -> Vec<Vec<f64>> {
-    let (w, sums, half) = (triangle(width), row_sums(bins, width), width / 2);
+    let (w, sums) = (triangle(width), row_sums(bins, width));
     (0..bins)
         .map(|i| {
             let mut row = vec![0.0; bins];
-            for (n, v) in w.iter().enumerate() {
-                if let Some(j) = (i + n).checked_sub(half).filter(|&j| j < bins) {
-                    row[j] = v / sums[i];
-                }
+            for (j, v) in band_row(&w, i, bins) {
+                row[j] = v / sums[i];
             }
             row
         })
