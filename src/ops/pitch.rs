@@ -126,9 +126,9 @@ pub fn cmndf(step: &mut Step, signal: &Texture, clips: &Tensor, frame_clip: &Ten
     if frames == 0 {
         return Ok(());
     }
-    // One invocation's loops: the frame's load, the products of its lags (eight a pass over
-    // 64 invocations), the prefix sums and the write-back.
-    super::check_loop_budget(step.gpu(), frame_length * periods.max.div_ceil(512) + 4 * periods.max + frame_length / 64, "pitch (cmndf)")?;
+    // One invocation's loops: the frame's load, the products of its sixteen lags (64
+    // invocations cover every lag in one pass), the prefix sums and the write-back.
+    super::check_loop_budget(step.gpu(), frame_length + 4 * periods.max + frame_length / 64, "pitch (cmndf)")?;
     let p = Params {
         frames: frames as u32,
         frame_length: frame_length as u32,
