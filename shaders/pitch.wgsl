@@ -28,7 +28,11 @@ struct Params {
 const WG: u32 = 64u;
 const MAX_FRAME: u32 = 2048u;
 const MAX_LAGS: u32 = 1024u;   // max_period + 1
-var<workgroup> frame: array<f32, MAX_FRAME>;
+var<workgroup> frame: array<vec4<f32>, MAX_FRAME / 4u>;   // the frame, four samples an element
+
+fn frame_at(m: u32) -> f32 {
+    return frame[m >> 2u][m & 3u];
+}
 var<workgroup> diff: array<f32, MAX_LAGS>;
 var<workgroup> partial: array<f32, WG>;
 
@@ -42,12 +46,13 @@ const TINY: f32 = 1.17549435e-38;
 
 // One workgroup per frame. Each invocation sums the autocorrelation of sixteen consecutive lags
 // at once (16i + 1 ..= 16i + 16: 64 invocations cover MAX_LAGS), the lagged frame sliding
-// through registers, so that each step's two loads of workgroup memory (frame[m] and one more
-// lagged sample) serve sixteen products (on lavapipe eight lags an invocation took 1.35x as
-// long, four 2.2x, one 4x; thirty-two no faster than sixteen). The
-// energy before each lag and the running sum of d are prefix sums that one invocation walks
-// in order (as numpy's cumsum does), O(max_period) against the O(frame length x max_period /
-// 64) of the products.
+// through registers four samples a step, so that each step's two loads of workgroup memory
+// (four samples at m, four lagged ones) serve sixty-four products. On lavapipe every load of
+// workgroup memory is a gather, lane by lane, and the loads are the cost: against this, one
+// sample a step took 1.6x as long, eight lags an invocation 2.1x, one lag 6x. The energy
+// before each lag and the running sum of d are prefix sums that one invocation walks in order
+// (as numpy's cumsum does), O(max_period) against the O(frame length x max_period / 64) of
+// the products.
 @compute @workgroup_size(64, 1, 1)
 fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
@@ -62,7 +67,7 @@ fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     for (var m = lid; m < n; m += WG) {
         let s = origin + i32(m);
         let v = select(0.0, sample(clip.x + u32(max(s, 0))), s >= 0 && s < i32(clip.y));
-        frame[m] = v;
+        frame[m >> 2u][m & 3u] = v;
         energy += v * v;
     }
     partial[lid] = energy;
@@ -78,7 +83,7 @@ fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         var running = 0.0;
         diff[0] = 0.0;
         for (var k = 1u; k <= p.max_period; k++) {
-            running += frame[k - 1u] * frame[k - 1u];
+            running += frame_at(k - 1u) * frame_at(k - 1u);
             diff[k] = running;
         }
     }
@@ -90,43 +95,165 @@ fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         var a4 = 0.0; var a5 = 0.0; var a6 = 0.0; var a7 = 0.0;
         var a8 = 0.0; var a9 = 0.0; var a10 = 0.0; var a11 = 0.0;
         var a12 = 0.0; var a13 = 0.0; var a14 = 0.0; var a15 = 0.0;
-        var w0 = frame[min(k0, n - 1u)];
-        var w1 = frame[min(k0 + 1u, n - 1u)];
-        var w2 = frame[min(k0 + 2u, n - 1u)];
-        var w3 = frame[min(k0 + 3u, n - 1u)];
-        var w4 = frame[min(k0 + 4u, n - 1u)];
-        var w5 = frame[min(k0 + 5u, n - 1u)];
-        var w6 = frame[min(k0 + 6u, n - 1u)];
-        var w7 = frame[min(k0 + 7u, n - 1u)];
-        var w8 = frame[min(k0 + 8u, n - 1u)];
-        var w9 = frame[min(k0 + 9u, n - 1u)];
-        var w10 = frame[min(k0 + 10u, n - 1u)];
-        var w11 = frame[min(k0 + 11u, n - 1u)];
-        var w12 = frame[min(k0 + 12u, n - 1u)];
-        var w13 = frame[min(k0 + 13u, n - 1u)];
-        var w14 = frame[min(k0 + 14u, n - 1u)];
-        for (var m = 0u; m + k0 < n; m++) {
-            let x = frame[m];
-            let w15 = frame[min(m + k0 + 15u, n - 1u)];
-            let r = n - m - k0;   // lags k0 + i take a product while i < r
-            a0 += x * w0;
-            a1 += select(0.0, x * w1, 1u < r);
-            a2 += select(0.0, x * w2, 2u < r);
-            a3 += select(0.0, x * w3, 3u < r);
-            a4 += select(0.0, x * w4, 4u < r);
-            a5 += select(0.0, x * w5, 5u < r);
-            a6 += select(0.0, x * w6, 6u < r);
-            a7 += select(0.0, x * w7, 7u < r);
-            a8 += select(0.0, x * w8, 8u < r);
-            a9 += select(0.0, x * w9, 9u < r);
-            a10 += select(0.0, x * w10, 10u < r);
-            a11 += select(0.0, x * w11, 11u < r);
-            a12 += select(0.0, x * w12, 12u < r);
-            a13 += select(0.0, x * w13, 13u < r);
-            a14 += select(0.0, x * w14, 14u < r);
-            a15 += select(0.0, x * w15, 15u < r);
-            w0 = w1; w1 = w2; w2 = w3; w3 = w4; w4 = w5; w5 = w6; w6 = w7;
-            w7 = w8; w8 = w9; w9 = w10; w10 = w11; w11 = w12; w12 = w13; w13 = w14; w14 = w15;
+        var w0 = frame_at(min(k0, n - 1u));
+        var w1 = frame_at(min(k0 + 1u, n - 1u));
+        var w2 = frame_at(min(k0 + 2u, n - 1u));
+        var w3 = frame_at(min(k0 + 3u, n - 1u));
+        var w4 = frame_at(min(k0 + 4u, n - 1u));
+        var w5 = frame_at(min(k0 + 5u, n - 1u));
+        var w6 = frame_at(min(k0 + 6u, n - 1u));
+        var w7 = frame_at(min(k0 + 7u, n - 1u));
+        var w8 = frame_at(min(k0 + 8u, n - 1u));
+        var w9 = frame_at(min(k0 + 9u, n - 1u));
+        var w10 = frame_at(min(k0 + 10u, n - 1u));
+        var w11 = frame_at(min(k0 + 11u, n - 1u));
+        var w12 = frame_at(min(k0 + 12u, n - 1u));
+        var w13 = frame_at(min(k0 + 13u, n - 1u));
+        var w14 = frame_at(min(k0 + 14u, n - 1u));
+        // Four samples a step: x = frame[m..m + 4], and the four lagged samples that enter the
+        // window, frame[m + k0 + 15..m + k0 + 19] (k0 + 15 is a multiple of 16: one aligned
+        // element). The products of every lag in order of m, as one sample a step would.
+        var m = 0u;
+        for (; m + k0 + 18u < n; m += 4u) {
+            let x = frame[m >> 2u];
+            let ahead = frame[min((m + k0 + 15u) >> 2u, MAX_FRAME / 4u - 1u)];
+            let w15 = ahead.x; let w16 = ahead.y; let w17 = ahead.z; let w18 = ahead.w;
+            a0 += x.x * w0;
+            a1 += x.x * w1;
+            a2 += x.x * w2;
+            a3 += x.x * w3;
+            a4 += x.x * w4;
+            a5 += x.x * w5;
+            a6 += x.x * w6;
+            a7 += x.x * w7;
+            a8 += x.x * w8;
+            a9 += x.x * w9;
+            a10 += x.x * w10;
+            a11 += x.x * w11;
+            a12 += x.x * w12;
+            a13 += x.x * w13;
+            a14 += x.x * w14;
+            a15 += x.x * w15;
+            a0 += x.y * w1;
+            a1 += x.y * w2;
+            a2 += x.y * w3;
+            a3 += x.y * w4;
+            a4 += x.y * w5;
+            a5 += x.y * w6;
+            a6 += x.y * w7;
+            a7 += x.y * w8;
+            a8 += x.y * w9;
+            a9 += x.y * w10;
+            a10 += x.y * w11;
+            a11 += x.y * w12;
+            a12 += x.y * w13;
+            a13 += x.y * w14;
+            a14 += x.y * w15;
+            a15 += x.y * w16;
+            a0 += x.z * w2;
+            a1 += x.z * w3;
+            a2 += x.z * w4;
+            a3 += x.z * w5;
+            a4 += x.z * w6;
+            a5 += x.z * w7;
+            a6 += x.z * w8;
+            a7 += x.z * w9;
+            a8 += x.z * w10;
+            a9 += x.z * w11;
+            a10 += x.z * w12;
+            a11 += x.z * w13;
+            a12 += x.z * w14;
+            a13 += x.z * w15;
+            a14 += x.z * w16;
+            a15 += x.z * w17;
+            a0 += x.w * w3;
+            a1 += x.w * w4;
+            a2 += x.w * w5;
+            a3 += x.w * w6;
+            a4 += x.w * w7;
+            a5 += x.w * w8;
+            a6 += x.w * w9;
+            a7 += x.w * w10;
+            a8 += x.w * w11;
+            a9 += x.w * w12;
+            a10 += x.w * w13;
+            a11 += x.w * w14;
+            a12 += x.w * w15;
+            a13 += x.w * w16;
+            a14 += x.w * w17;
+            a15 += x.w * w18;
+            w0 = w4; w1 = w5; w2 = w6; w3 = w7; w4 = w8; w5 = w9; w6 = w10; w7 = w11; w8 = w12; w9 = w13; w10 = w14; w11 = w15; w12 = w16; w13 = w17; w14 = w18;
+        }
+        for (; m + k0 < n; m += 4u) {
+            let x = frame[m >> 2u];
+            let ahead = frame[min((m + k0 + 15u) >> 2u, MAX_FRAME / 4u - 1u)];
+            let w15 = ahead.x; let w16 = ahead.y; let w17 = ahead.z; let w18 = ahead.w;
+            let r = i32(n) - i32(m + k0);   // lag k0 + i takes sample m + j while i + j < r
+            a0 += x.x * w0;
+            a1 += select(0.0, x.x * w1, 1 < r);
+            a2 += select(0.0, x.x * w2, 2 < r);
+            a3 += select(0.0, x.x * w3, 3 < r);
+            a4 += select(0.0, x.x * w4, 4 < r);
+            a5 += select(0.0, x.x * w5, 5 < r);
+            a6 += select(0.0, x.x * w6, 6 < r);
+            a7 += select(0.0, x.x * w7, 7 < r);
+            a8 += select(0.0, x.x * w8, 8 < r);
+            a9 += select(0.0, x.x * w9, 9 < r);
+            a10 += select(0.0, x.x * w10, 10 < r);
+            a11 += select(0.0, x.x * w11, 11 < r);
+            a12 += select(0.0, x.x * w12, 12 < r);
+            a13 += select(0.0, x.x * w13, 13 < r);
+            a14 += select(0.0, x.x * w14, 14 < r);
+            a15 += select(0.0, x.x * w15, 15 < r);
+            a0 += select(0.0, x.y * w1, 1 < r);
+            a1 += select(0.0, x.y * w2, 2 < r);
+            a2 += select(0.0, x.y * w3, 3 < r);
+            a3 += select(0.0, x.y * w4, 4 < r);
+            a4 += select(0.0, x.y * w5, 5 < r);
+            a5 += select(0.0, x.y * w6, 6 < r);
+            a6 += select(0.0, x.y * w7, 7 < r);
+            a7 += select(0.0, x.y * w8, 8 < r);
+            a8 += select(0.0, x.y * w9, 9 < r);
+            a9 += select(0.0, x.y * w10, 10 < r);
+            a10 += select(0.0, x.y * w11, 11 < r);
+            a11 += select(0.0, x.y * w12, 12 < r);
+            a12 += select(0.0, x.y * w13, 13 < r);
+            a13 += select(0.0, x.y * w14, 14 < r);
+            a14 += select(0.0, x.y * w15, 15 < r);
+            a15 += select(0.0, x.y * w16, 16 < r);
+            a0 += select(0.0, x.z * w2, 2 < r);
+            a1 += select(0.0, x.z * w3, 3 < r);
+            a2 += select(0.0, x.z * w4, 4 < r);
+            a3 += select(0.0, x.z * w5, 5 < r);
+            a4 += select(0.0, x.z * w6, 6 < r);
+            a5 += select(0.0, x.z * w7, 7 < r);
+            a6 += select(0.0, x.z * w8, 8 < r);
+            a7 += select(0.0, x.z * w9, 9 < r);
+            a8 += select(0.0, x.z * w10, 10 < r);
+            a9 += select(0.0, x.z * w11, 11 < r);
+            a10 += select(0.0, x.z * w12, 12 < r);
+            a11 += select(0.0, x.z * w13, 13 < r);
+            a12 += select(0.0, x.z * w14, 14 < r);
+            a13 += select(0.0, x.z * w15, 15 < r);
+            a14 += select(0.0, x.z * w16, 16 < r);
+            a15 += select(0.0, x.z * w17, 17 < r);
+            a0 += select(0.0, x.w * w3, 3 < r);
+            a1 += select(0.0, x.w * w4, 4 < r);
+            a2 += select(0.0, x.w * w5, 5 < r);
+            a3 += select(0.0, x.w * w6, 6 < r);
+            a4 += select(0.0, x.w * w7, 7 < r);
+            a5 += select(0.0, x.w * w8, 8 < r);
+            a6 += select(0.0, x.w * w9, 9 < r);
+            a7 += select(0.0, x.w * w10, 10 < r);
+            a8 += select(0.0, x.w * w11, 11 < r);
+            a9 += select(0.0, x.w * w12, 12 < r);
+            a10 += select(0.0, x.w * w13, 13 < r);
+            a11 += select(0.0, x.w * w14, 14 < r);
+            a12 += select(0.0, x.w * w15, 15 < r);
+            a13 += select(0.0, x.w * w16, 16 < r);
+            a14 += select(0.0, x.w * w17, 17 < r);
+            a15 += select(0.0, x.w * w18, 18 < r);
+            w0 = w4; w1 = w5; w2 = w6; w3 = w7; w4 = w8; w5 = w9; w6 = w10; w7 = w11; w8 = w12; w9 = w13; w10 = w14; w11 = w15; w12 = w16; w13 = w17; w14 = w18;
         }
         let acf = array<f32, 16>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
         for (var i = 0u; i < 16u; i++) {
