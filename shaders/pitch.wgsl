@@ -547,6 +547,32 @@ fn pitch_bin(f: u32, i: u32) -> u32 {
 @group(0) @binding(4) var<storage, read> v_clips: array<vec4<u32>>;   // start, len, first frame, frames
 @group(0) @binding(5) var<storage, read_write> v_values: array<f32>;  // [clips, 2 x bins]
 @group(0) @binding(6) var<storage, read_write> v_pointers: array<u32>; // [frames, bins]: two 16-bit pointers each
+// The band again (the same buffer), read four weights a load from band_table(): the triangle's
+// logarithms with four of padding before, in four copies shifted by 0..3, so that the four
+// weights of any four consecutive sources are one aligned element (src/ops/pitch.rs).
+@group(0) @binding(7) var<storage, read> v_band4: array<vec4<f32>>;
+
+// Where state j's value lies in prev and comb_state: the upper half starts on an element.
+fn half_stride() -> u32 {
+    return (p.pitch_bins + 3u) & ~3u;
+}
+
+fn slot(j: u32) -> u32 {
+    return select(j, j - p.pitch_bins + half_stride(), j >= p.pitch_bins);
+}
+
+fn prev_at(i: u32) -> f32 {
+    return prev[i >> 2u][i & 3u];
+}
+
+// The shifted copies' first element in v_band4, and each copy's length in elements.
+fn band_table() -> u32 {
+    return (p.width + p.pitch_bins + 2u + 3u) / 4u;
+}
+
+fn band_blocks() -> u32 {
+    return ((p.width + 3u) >> 2u) + 1u;
+}
 
 // Invocations of the workgroup: 256 on GPUs; 64 on CPU adapters, where every barrier walks each
 // group of lanes in turn (src/ops/pitch.rs chooses).
@@ -555,8 +581,10 @@ const MAX_STATES: u32 = 1216u;
 // The most targets one invocation decodes in a frame, over every level (src/ops/pitch.rs
 // counts them for the chosen width and refuses more).
 const MAX_PER_LANE: u32 = 32u;
-var<workgroup> prev: array<f32, MAX_STATES>;
-var<workgroup> comb_state: array<u32, MAX_STATES>;
+// The states' values and their combined sources' states, four an element, each half starting
+// on an element of its own (slot()): the band search reads four sources a load.
+var<workgroup> prev: array<vec4<f32>, MAX_STATES / 4u>;
+var<workgroup> comb_state: array<vec4<u32>, MAX_STATES / 4u>;
 // Each target's leftmost best band source while a frame is decoded; the reduction's scratch
 // (values as bits, then states) before, and the chosen states after, to pack the pointers.
 var<workgroup> shared_u32: array<u32, MAX_STATES>;
@@ -595,6 +623,15 @@ fn better(v: f32, k: u32, bv: f32, bk: u32) -> bool {
     return v > bv || (v == bv && k < bk);
 }
 
+// Source s of value v (band weight added) and combined state k, if it lies in lo..=hi: the
+// leftmost source of the best value, and the best (value, state).
+fn weigh_source(v: f32, k: u32, s: u32, lo: i32, hi: i32, leftmost: ptr<function, f32>, leftmost_s: ptr<function, u32>,
+                bv: ptr<function, f32>, bk: ptr<function, u32>) {
+    let inside = i32(s) >= lo && i32(s) <= hi;
+    if (inside && v > *leftmost) { *leftmost = v; *leftmost_s = s; }
+    if (inside && better(v, k, *bv, *bk)) { *bv = v; *bk = k; }
+}
+
 @compute @workgroup_size(V_WG, 1, 1)
 fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
@@ -609,10 +646,11 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     // still walks the barriers.
     let end = min(p.chunk_start + p.chunk_frames, select(0u, clip.w, live));
     for (var j = lid; j < states; j += V_WG) {
+        let i = slot(j);
         if (p.chunk_start == 0u) {
-            prev[j] = select(0.0, log_observation(clip.z, j) + p.log_init, live && clip.w > 0u);
+            prev[i >> 2u][i & 3u] = select(0.0, log_observation(clip.z, j) + p.log_init, live && clip.w > 0u);
         } else {
-            prev[j] = v_values[c * states + j];
+            prev[i >> 2u][i & 3u] = v_values[c * states + j];
         }
     }
     workgroupBarrier();
@@ -623,7 +661,8 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             var bv = -3.40282347e38;
             var bk = 0xffffffffu;
             for (var q = lid; q < bins; q += V_WG) {
-                if (better(prev[h * bins + q], h * bins + q, bv, bk)) { bv = prev[h * bins + q]; bk = h * bins + q; }
+                let v = prev_at(h * half_stride() + q);
+                if (better(v, h * bins + q, bv, bk)) { bv = v; bk = h * bins + q; }
             }
             shared_u32[2u * h * V_WG + lid] = bitcast<u32>(bv);
             shared_u32[(2u * h + 1u) * V_WG + lid] = bk;
@@ -631,22 +670,24 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         // Each invocation combines the states it has just read (its own bins): the same barrier
         // serves both.
         let walking = t < end;
-        // prev[h x bins + s] becomes the best way into target voicing h through source bin s.
+        // prev[slot(h x bins + s)] becomes the best way into target voicing h through source
+        // bin s.
         let log_within = v_band[p.width + bins];
         let log_across = v_band[p.width + bins + 1u];
         // (Not for a clip that has ended: its values must stay as they were.)
         for (var s = lid; s < bins && walking; s += V_WG) {
             let norm = v_band[p.width + s];
-            let low = prev[s] - norm;
-            let high = prev[bins + s] - norm;
+            let up = half_stride() + s;
+            let low = prev_at(s) - norm;
+            let high = prev_at(up) - norm;
             // Into the lower (voiced) half: from s (within) or bins + s (across); the lower
             // state first. Into the upper half: from s (across) or bins + s (within).
             let to_low = select(low + log_within, high + log_across, high + log_across > low + log_within);
-            comb_state[s] = select(s, bins + s, high + log_across > low + log_within);
+            comb_state[s >> 2u][s & 3u] = select(s, bins + s, high + log_across > low + log_within);
             let to_high = select(low + log_across, high + log_within, high + log_within > low + log_across);
-            comb_state[bins + s] = select(s, bins + s, high + log_within > low + log_across);
-            prev[s] = to_low;
-            prev[bins + s] = to_high;
+            comb_state[up >> 2u][up & 3u] = select(s, bins + s, high + log_within > low + log_across);
+            prev[s >> 2u][s & 3u] = to_low;
+            prev[up >> 2u][up & 3u] = to_high;
         }
         workgroupBarrier();
         // Two invocations, one a half, walk the partials: one barrier where a tree takes eight
@@ -696,11 +737,21 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                     }
                     var leftmost = -3.40282347e38;
                     var leftmost_s = u32(lo);
-                    for (var s = lo; s <= hi; s++) {
-                        let v = prev[h * bins + u32(s)] + v_band[u32(s) + half_w - q];
-                        let k = comb_state[h * bins + u32(s)];
-                        if (v > leftmost) { leftmost = v; leftmost_s = u32(s); }
-                        if (better(v, k, bv, bk)) { bv = v; bk = k; }
+                    // Four sources a step from their aligned element, each only inside lo..=hi,
+                    // in order; source s's weight is the band's at s + half_w - q, 4 further in
+                    // the padded copies.
+                    var s4 = u32(lo) & ~3u;
+                    let padded = s4 + half_w + 4u - q;
+                    var block = band_table() + (padded & 3u) * band_blocks() + (padded >> 2u);
+                    let base = h * half_stride();
+                    for (; i32(s4) <= hi; s4 += 4u) {
+                        let values = prev[(base + s4) >> 2u] + v_band4[block];
+                        let states_of = comb_state[(base + s4) >> 2u];
+                        block++;
+                        weigh_source(values.x, states_of.x, s4, lo, hi, &leftmost, &leftmost_s, &bv, &bk);
+                        weigh_source(values.y, states_of.y, s4 + 1u, lo, hi, &leftmost, &leftmost_s, &bv, &bk);
+                        weigh_source(values.z, states_of.z, s4 + 2u, lo, hi, &leftmost, &leftmost_s, &bv, &bk);
+                        weigh_source(values.w, states_of.w, s4 + 3u, lo, hi, &leftmost, &leftmost_s, &bv, &bk);
                     }
                     shared_u32[j] = leftmost_s;
                     for (var from_h = 0u; from_h < 2u; from_h++) {
@@ -728,7 +779,8 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             for (var i = lid; i < 2u * per_half; i += V_WG) {
                 let j = (i / per_half) * bins + level_target(stride, i % per_half);
                 if (walking && count < MAX_PER_LANE) {
-                    prev[j] = next[count];
+                    let i = slot(j);
+                    prev[i >> 2u][i & 3u] = next[count];
                     shared_u32[j] = chosen[count];
                 }
                 count++;
@@ -743,7 +795,7 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     if (!live) { return; }
     for (var j = lid; j < states; j += V_WG) {
-        v_values[c * states + j] = prev[j];
+        v_values[c * states + j] = prev_at(slot(j));
     }
 }
 

@@ -19,7 +19,7 @@ const YIN_SELECT: KernelSpec = KernelSpec { shader: &PITCH_WGSL, entry: "yin_sel
 const PYIN_VITERBI: KernelSpec = KernelSpec {
     shader: &PITCH_WGSL,
     entry: "pyin_viterbi",
-    bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite, Access::Read],
 };
 const PYIN_BACKTRACK: KernelSpec = KernelSpec { shader: &PITCH_WGSL, entry: "pyin_backtrack", bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite] };
 const PYIN_OBSERVE: KernelSpec = KernelSpec { shader: &PITCH_WGSL, entry: "pyin_observe", bindings: &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite] };
@@ -439,10 +439,37 @@ fn transition_local(bins: usize, width: usize) -> Vec<Vec<f64>> {
 
 /// What the Viterbi kernel reads: a band transition from source s to q is log(p w(d) /
 /// rowsum(s)) with d = s - q + width / 2 (the tiny librosa adds is far below it), so it is given
-/// as log w [width], log rowsum [bins], then log p within a voicing and across it.
+/// as log w [width], log rowsum [bins], then log p within a voicing and across it; then, from
+/// the next multiple of four, log w again four weights an element for the band search: padded
+/// by four (f32::MIN) before it and after, in four copies shifted by 0..3 weights (copy r's
+/// element i holds the padded weights 4i + r ..= 4i + r + 3), so that the weights of any four
+/// consecutive sources are one aligned element. Float32 values of the same float64 logarithms
+/// in both places.
 pub fn transition_band(bins: usize, width: usize) -> Vec<f32> {
     let logs = |v: Vec<f64>| v.into_iter().map(|x| x.ln() as f32);
-    logs(triangle(width)).chain(logs(row_sums(bins, width))).chain([(1.0 - SWITCH_PROB).ln() as f32, SWITCH_PROB.ln() as f32]).collect()
+    let log_w: Vec<f32> = logs(triangle(width)).collect();
+    let mut band: Vec<f32> = log_w.iter().copied().chain(logs(row_sums(bins, width))).chain([(1.0 - SWITCH_PROB).ln() as f32, SWITCH_PROB.ln() as f32]).collect();
+    band.resize(4 * band_table_offset(bins, width), 0.0);
+    let padded = |x: usize| x.checked_sub(4).and_then(|i| log_w.get(i)).copied().unwrap_or(f32::MIN);
+    for shift in 0..4 {
+        band.extend((0..4 * band_blocks(width)).map(|n| padded(n + shift)));
+    }
+    band
+}
+
+/// The length of [`transition_band`].
+pub fn transition_band_len(bins: usize, width: usize) -> usize {
+    4 * (band_table_offset(bins, width) + 4 * band_blocks(width))
+}
+
+/// Where the shifted copies start (in elements of four), and each copy's elements: as the
+/// shader's band_table() and band_blocks() compute them.
+fn band_table_offset(bins: usize, width: usize) -> usize {
+    (width + bins + 2).div_ceil(4)
+}
+
+fn band_blocks(width: usize) -> usize {
+    (width + 3) / 4 + 1
 }
 
 /// Records pyin's decoding: from the voiced observation probabilities `observed` [frames,
@@ -461,7 +488,7 @@ pub fn pyin_decode_with(step: &mut Step, observed: &Tensor, voiced: &Tensor, cli
     let frames = voiced.len();
     let bins = pitch_bins(FMIN, FMAX);
     let n_clips = clips.len() / 4;
-    if observed.len() != frames * bins || f0.len() != frames || band.len() != width + bins + 2 || !clips.len().is_multiple_of(4) || 2 * bins > VITERBI_MAX_STATES {
+    if observed.len() != frames * bins || f0.len() != frames || band.len() != transition_band_len(bins, width) || !clips.len().is_multiple_of(4) || 2 * bins > VITERBI_MAX_STATES {
         bail!("pyin decode: observed {:?}, voiced {:?}, band {:?}, f0 {:?} do not match {frames} frames of {bins} bins", observed.shape(), voiced.shape(), band.shape(), f0.shape());
     }
     if frames == 0 || n_clips == 0 {
@@ -492,7 +519,7 @@ pub fn pyin_decode_with(step: &mut Step, observed: &Tensor, voiced: &Tensor, cli
     };
     for start in (0..max_clip_frames.max(1)).step_by(chunk) {
         let p = Params { chunk_start: start as u32, ..base };
-        step.dispatch(&PYIN_VITERBI, &[("V_WG", lanes as usize as f64)], &[observed, voiced, band, clips, &values, &pointers], bytemuck::bytes_of(&p), [n_clips as u32, 1, 1], "pitch.pyin_viterbi")?;
+        step.dispatch(&PYIN_VITERBI, &[("V_WG", lanes as usize as f64)], &[observed, voiced, band, clips, &values, &pointers, band], bytemuck::bytes_of(&p), [n_clips as u32, 1, 1], "pitch.pyin_viterbi")?;
     }
     step.dispatch(&PYIN_BACKTRACK, &[], &[&values, &pointers, clips, f0], bytemuck::bytes_of(&base), [super::groups(n_clips, 64)?, 1, 1], "pitch.pyin_backtrack")
 }
@@ -546,6 +573,31 @@ pub fn pyin_decode_reference(observed: &[Vec<f64>], voiced: &[f64], width: usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The band search reads the weights of four consecutive sources as one element of the
+    /// shifted copies: for every target and every aligned step of its band, the element the
+    /// shader computes holds each source's weight, and the band's first part is unchanged.
+    #[test]
+    fn the_band_table_holds_any_four_consecutive_weights_in_one_element() {
+        for (bins, width) in [(601, 71), (601, 141), (37, 11), (5, 3)] {
+            let band = transition_band(bins, width);
+            assert_eq!(band.len(), transition_band_len(bins, width));
+            let half_w = width / 2;
+            let log_w: Vec<f32> = triangle(width).into_iter().map(|x| x.ln() as f32).collect();
+            assert_eq!(&band[..width], &log_w[..]);
+            let (table, blocks) = (band_table_offset(bins, width), band_blocks(width));
+            for q in 0..bins {
+                let (lo, hi) = (q.saturating_sub(half_w), (q + half_w).min(bins - 1));
+                for s4 in (lo & !3..=hi).step_by(4) {
+                    let padded = s4 + half_w + 4 - q;
+                    let element = 4 * (table + (padded & 3) * blocks + (padded >> 2));
+                    for s in (s4..s4 + 4).filter(|s| (lo..=hi).contains(s)) {
+                        assert_eq!(band[element + s - s4], log_w[s + half_w - q], "{bins} bins, width {width}: target {q}, source {s}");
+                    }
+                }
+            }
+        }
+    }
 
     /// The Viterbi kernel's coarse-to-fine walk: every bin of a half is decoded exactly once,
     /// after both neighbours it searches between (the coarse level searches none), and no
