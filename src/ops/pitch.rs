@@ -469,7 +469,7 @@ fn band_table_offset(bins: usize, width: usize) -> usize {
 }
 
 fn band_blocks(width: usize) -> usize {
-    (width + 3) / 4 + 1
+    width.div_ceil(4) + 1
 }
 
 /// Records pyin's decoding: from the voiced observation probabilities `observed` [frames,
