@@ -707,6 +707,12 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         }
         workgroupBarrier();
         let shift = max(half_max[0], half_max[1]);
+        // Read once a frame (on lavapipe every read of memory is a gather, lane by lane): the
+        // half maxima, and the unvoiced states' observation, the same for all of them.
+        let far_v = array<f32, 2>(half_max[0] + p.log_tiny, half_max[1] + p.log_tiny);
+        let far_k = array<u32, 2>(half_arg[0], half_arg[1]);
+        let unvoiced = (1.0 - v_voiced[clip.z + min(t, max(clip.w, 1u) - 1u)]) / f32(bins);
+        let log_unvoiced = select(p.log_tiny, log(unvoiced), unvoiced > 0.0);
         // Each target's best band source. The log triangle is concave, so a target's leftmost
         // best source never lies left of a lower target's nor right of a higher one's: targets
         // are decoded coarse to fine (strides 16, 8, .., 1 after the coarse level), each
@@ -754,15 +760,13 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                         weigh_source(values.w, states_of.w, s4 + 3u, lo, hi, &leftmost, &leftmost_s, &bv, &bk);
                     }
                     shared_u32[j] = leftmost_s;
-                    for (var from_h = 0u; from_h < 2u; from_h++) {
-                        let m = half_arg[from_h];
-                        let mq = m % bins;
-                        if (mq + half_w < q || mq > q + half_w) {
-                            let v = half_max[from_h] + p.log_tiny;
-                            if (better(v, m, bv, bk)) { bv = v; bk = m; }
-                        }
-                    }
-                    bv = bv - shift + log_observation(clip.z + t, j);
+                    let m0 = far_k[0] % bins;
+                    if ((m0 + half_w < q || m0 > q + half_w) && better(far_v[0], far_k[0], bv, bk)) { bv = far_v[0]; bk = far_k[0]; }
+                    let m1 = far_k[1] % bins;
+                    if ((m1 + half_w < q || m1 > q + half_w) && better(far_v[1], far_k[1], bv, bk)) { bv = far_v[1]; bk = far_k[1]; }
+                    let voiced_prob = v_observed[(clip.z + t) * bins + q];
+                    let log_voiced = select(p.log_tiny, log(voiced_prob), voiced_prob > 0.0);
+                    bv = bv - shift + select(log_unvoiced, log_voiced, h == 0u);
                 }
                 if (count < MAX_PER_LANE) {
                     next[count] = bv;
