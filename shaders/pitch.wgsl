@@ -348,10 +348,14 @@ var<workgroup> trough_at: array<u32, MAX_TROUGHS>;
 var<workgroup> trough_j0: array<u32, MAX_TROUGHS>;
 var<workgroup> trough_prob: array<f32, MAX_TROUGHS>;
 var<workgroup> at_threshold: array<atomic<u32>, 101>;  // troughs whose first threshold above them is j
-var<workgroup> run_count: array<u32, OBS_WG>;
-var<workgroup> run_lowest: array<u32, OBS_WG>;
-var<workgroup> run_low_count: array<u32, OBS_WG>;
+const RUNS: u32 = 16u;
+var<workgroup> run_count: array<u32, RUNS>;
+var<workgroup> run_lowest: array<f32, RUNS>;
+var<workgroup> run_lowest_ordinal: array<u32, RUNS>;
+var<workgroup> run_low_count: array<u32, RUNS>;
 var<workgroup> low_troughs: array<u32, MAX_TROUGHS>;
+var<workgroup> trough_bin: array<u32, MAX_TROUGHS>;   // a candidate's bin (NO_BIN: not one)
+const NO_BIN: u32 = 0xffffffffu;
 var<workgroup> n_low: u32;
 var<workgroup> bin_owner: array<atomic<u32>, MAX_BINS>;
 var<workgroup> n_troughs: u32;
@@ -389,31 +393,39 @@ fn pyin_observe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let bins = p.pitch_bins;
     for (var b = lid; b <= bins; b += OBS_WG) { atomicStore(&bin_owner[b], 0u); }
     for (var j = lid; j <= THRESHOLDS; j += OBS_WG) { atomicStore(&at_threshold[j], 0u); }
-    // The troughs are listed in order in parallel: each invocation counts those of its own run
-    // of periods and the first lowest among them; then each writes its own at the count of the
-    // runs before it (one invocation walking every period took as long as all the rest).
-    let run = (p.periods + OBS_WG - 1u) / OBS_WG;
+    // The troughs are listed in order in parallel: each of RUNS invocations counts those of its
+    // own run of periods and the first lowest among them; then each writes its own at the
+    // count of the runs before it. (More runs cost more than they save on lavapipe, where each
+    // invocation's sum over the runs before it is a loop of gathers.)
+    let run = (p.periods + RUNS - 1u) / RUNS;
     let first = min(lid * run, p.periods);
-    let last = min(first + run, p.periods);
+    let last = select(first, min(first + run, p.periods), lid < RUNS);
     // (Troughs below some threshold are also listed apart: only they take a share of the
     // thresholds' mass, and a list of them alone keeps the lanes that weigh them together.)
     var count = 0u;
     var low_count = 0u;
-    var lowest = 0u;
+    var lowest = 0.0;
+    var lowest_ordinal = 0u;
     for (var i = first; i < last; i++) {
         if (is_trough(f, i)) {
-            if (count == 0u || at(f, i) < at(f, lowest)) { lowest = i; }
+            if (count == 0u || at(f, i) < lowest) {
+                lowest = at(f, i);
+                lowest_ordinal = count;
+            }
             count++;
             if (at(f, i) < priors[THRESHOLDS - 1u]) { low_count++; }
         }
     }
-    run_count[lid] = count;
-    run_low_count[lid] = low_count;
-    run_lowest[lid] = lowest;
+    if (lid < RUNS) {
+        run_count[lid] = count;
+        run_low_count[lid] = low_count;
+        run_lowest[lid] = lowest;
+        run_lowest_ordinal[lid] = lowest_ordinal;
+    }
     workgroupBarrier();
     var offset = 0u;
     var low_offset = 0u;
-    for (var r = 0u; r < lid; r++) {
+    for (var r = 0u; r < min(lid, RUNS); r++) {
         offset += run_count[r];
         low_offset += run_low_count[r];
     }
@@ -433,7 +445,7 @@ fn pyin_observe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             offset++;
         }
     }
-    if (lid == OBS_WG - 1u) {
+    if (lid == RUNS - 1u) {
         n_troughs = min(offset, MAX_TROUGHS);
         n_low = low_offset;
     }
@@ -442,14 +454,13 @@ fn pyin_observe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         // in order.
         var before = 0u;
         var best = 0u;
-        var best_at = 0xffffffffu;
-        for (var r = 0u; r < OBS_WG; r++) {
-            if (run_count[r] > 0u && (best_at == 0xffffffffu || at(f, run_lowest[r]) < at(f, best_at))) {
-                best_at = run_lowest[r];
-                best = before;
-                for (var i = r * run; i < run_lowest[r]; i++) {
-                    if (is_trough(f, i)) { best++; }
-                }
+        var best_v = 0.0;
+        var found = false;
+        for (var r = 0u; r < RUNS; r++) {
+            if (run_count[r] > 0u && (!found || run_lowest[r] < best_v)) {
+                best_v = run_lowest[r];
+                best = before + run_lowest_ordinal[r];
+                found = true;
             }
             before += run_count[r];
         }
@@ -493,10 +504,15 @@ fn pyin_observe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     // minimum), binned by their refined f0; a bin keeps its last candidate.
     for (var a = lid; a < n_low; a += OBS_WG) {
         let t = low_troughs[a];
-        if (is_candidate(t)) { atomicMax(&bin_owner[pitch_bin(f, trough_at[t])], t + 1u); }
+        let b = select(NO_BIN, pitch_bin(f, trough_at[t]), is_candidate(t));
+        trough_bin[t] = b;
+        if (b != NO_BIN) { atomicMax(&bin_owner[b], t + 1u); }
     }
-    if (lid == 0u && n > 0u && trough_j0[min_trough] >= THRESHOLDS) {
-        atomicMax(&bin_owner[pitch_bin(f, trough_at[min_trough])], min_trough + 1u);
+    let far_min = n > 0u && trough_j0[min_trough] >= THRESHOLDS;
+    if (lid == 0u && far_min) {
+        let b = pitch_bin(f, trough_at[min_trough]);
+        trough_bin[min_trough] = b;
+        atomicMax(&bin_owner[b], min_trough + 1u);
     }
     workgroupBarrier();
     if (!live) { return; }
@@ -505,13 +521,28 @@ fn pyin_observe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         observed[f * bins + b] = select(0.0, trough_prob[max(owner, 1u) - 1u], owner > 0u);
     }
     if (lid == 0u) {
+        // The sum of the row in order of bins, as numpy sums it, over the bins' owners alone
+        // (the other bins add zeros): a later trough has a longer period, so a bin no higher,
+        // and the owners in order of bins are the candidates from the last trough back.
         var total = 0.0;
-        for (var b = 0u; b < bins; b++) {
-            let owner = atomicLoad(&bin_owner[b]);
-            total += select(0.0, trough_prob[max(owner, 1u) - 1u], owner > 0u);
+        var far_pending = far_min;
+        for (var a = n_low; a > 0u; a--) {
+            let t = low_troughs[a - 1u];
+            if (far_pending && min_trough > t) {
+                total += owned_prob(min_trough, bins);
+                far_pending = false;
+            }
+            total += owned_prob(t, bins);
         }
+        if (far_pending) { total += owned_prob(min_trough, bins); }
         voiced_prob[f] = clamp(total, 0.0, 1.0);
     }
+}
+
+// Trough t's probability if it owns a bin below `bins`, else 0.
+fn owned_prob(t: u32, bins: u32) -> f32 {
+    let b = trough_bin[t];
+    return select(0.0, trough_prob[t], b < bins && atomicLoad(&bin_owner[b]) == t + 1u);
 }
 
 // The pitch bin of the candidate at period index i: its refined f0 at 10 bins per semitone
