@@ -33,7 +33,11 @@ var<workgroup> frame: array<vec4<f32>, MAX_FRAME / 4u>;   // the frame, four sam
 fn frame_at(m: u32) -> f32 {
     return frame[m >> 2u][m & 3u];
 }
-var<workgroup> diff: array<f32, MAX_LAGS>;
+var<workgroup> diff: array<vec4<f32>, MAX_LAGS / 4u>;   // per lag, four an element
+
+fn diff_at(k: u32) -> f32 {
+    return diff[k >> 2u][k & 3u];
+}
 var<workgroup> partial: array<f32, WG>;
 
 fn sample(s: u32) -> f32 {
@@ -78,13 +82,22 @@ fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         workgroupBarrier();
     }
     let acf0 = partial[0];
-    // The energy before each lag, sum_{m<k} y(m)^2, into diff[k] for now.
+    // The energy before each lag, sum_{m<k} y(m)^2, into diff[k] for now: one invocation,
+    // in order, four lags a step (one load of four samples and one store).
     if (lid == 0u) {
         var running = 0.0;
-        diff[0] = 0.0;
-        for (var k = 1u; k <= p.max_period; k++) {
-            running += frame_at(k - 1u) * frame_at(k - 1u);
-            diff[k] = running;
+        for (var k4 = 0u; k4 <= p.max_period; k4 += 4u) {
+            let y = frame[k4 >> 2u];
+            var before: vec4<f32>;
+            before.x = running;
+            running += y.x * y.x;
+            before.y = running;
+            running += y.y * y.y;
+            before.z = running;
+            running += y.z * y.z;
+            before.w = running;
+            running += y.w * y.w;
+            diff[k4 >> 2u] = before;
         }
     }
     workgroupBarrier();
@@ -258,7 +271,7 @@ fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         let acf = array<f32, 16>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
         for (var i = 0u; i < 16u; i++) {
             if (k0 + i <= p.max_period && held < 16u) {
-                d[held] = 2.0 * (acf0 - acf[i]) - diff[k0 + i];
+                d[held] = 2.0 * (acf0 - acf[i]) - diff_at(k0 + i);
             }
             held++;
         }
@@ -267,21 +280,34 @@ fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     held = 0u;
     for (var k0 = 16u * lid + 1u; k0 <= p.max_period; k0 += 16u * WG) {
         for (var i = 0u; i < 16u; i++) {
-            if (k0 + i <= p.max_period && held < 16u) { diff[k0 + i] = d[held]; }
+            if (k0 + i <= p.max_period && held < 16u) { diff[(k0 + i) >> 2u][(k0 + i) & 3u] = d[held]; }
             held++;
         }
     }
     workgroupBarrier();
-    if (!live) { return; }
-    // The running mean of d(1..=k), walked once; each value written as its lag's cmndf.
+    // The running mean of d(1..=k), walked once in order by one invocation, four lags a step;
+    // each lag's cmndf back into diff; then every invocation writes its share.
     if (lid == 0u) {
         var running = 0.0;
-        for (var k = 1u; k <= p.max_period; k++) {
-            running += diff[k];
-            if (k >= p.min_period) {
-                cmndf_out[f * p.periods + k - p.min_period] = diff[k] / (running / f32(k) + TINY);
+        for (var k4 = 0u; k4 <= p.max_period; k4 += 4u) {
+            let d4 = diff[k4 >> 2u];
+            var out = d4;
+            if (k4 >= 1u) {
+                running += d4.x;
+                out.x = d4.x / (running / f32(k4) + TINY);
             }
+            running += d4.y;
+            out.y = d4.y / (running / f32(k4 + 1u) + TINY);
+            running += d4.z;
+            out.z = d4.z / (running / f32(k4 + 2u) + TINY);
+            running += d4.w;
+            out.w = d4.w / (running / f32(k4 + 3u) + TINY);
+            diff[k4 >> 2u] = out;
         }
+    }
+    workgroupBarrier();
+    for (var k = p.min_period + lid; k <= p.max_period && live; k += WG) {
+        cmndf_out[f * p.periods + k - p.min_period] = diff_at(k);
     }
 }
 
