@@ -25,7 +25,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read> frame_clip: array<u32>;
 @group(0) @binding(4) var<storage, read_write> cmndf_out: array<f32>;  // [frames, periods]
 
-const WG: u32 = 64u;
+// Invocations of the cmndf and pyin_observe workgroups: 64 on GPUs, 16 on CPU adapters, where a
+// workgroup's start costs in proportion to its lanes and the lanes run in turn anyway
+// (src/ops/pitch.rs chooses; at most MAX_WG).
+override WG: u32 = 64u;
+const MAX_WG: u32 = 64u;
 const MAX_FRAME: u32 = 2048u;
 const MAX_LAGS: u32 = 1024u;   // max_period + 1
 var<workgroup> frame: array<vec4<f32>, MAX_FRAME / 4u>;   // the frame, four samples an element
@@ -38,7 +42,7 @@ var<workgroup> diff: array<vec4<f32>, MAX_LAGS / 4u>;   // per lag, four an elem
 fn diff_at(k: u32) -> f32 {
     return diff[k >> 2u][k & 3u];
 }
-var<workgroup> partial: array<f32, WG>;
+var<workgroup> partial: array<f32, MAX_WG>;
 
 fn sample(s: u32) -> f32 {
     let t = s / 4u;
@@ -49,7 +53,7 @@ fn sample(s: u32) -> f32 {
 const TINY: f32 = 1.17549435e-38;
 
 // One workgroup per frame. Each invocation sums the autocorrelation of sixteen consecutive lags
-// at once (16i + 1 ..= 16i + 16: 64 invocations cover MAX_LAGS), the lagged frame sliding
+// at once (16i + 1 ..= 16i + 16, then 16 x WG further), the lagged frame sliding
 // through registers four samples a step, so that each step's two loads of workgroup memory
 // (four samples at m, four lagged ones) serve sixty-four products. On lavapipe every load of
 // workgroup memory is a gather, lane by lane, and the loads are the cost: against this, one
@@ -57,7 +61,7 @@ const TINY: f32 = 1.17549435e-38;
 // before each lag and the running sum of d are prefix sums that one invocation walks in order
 // (as numpy's cumsum does), O(max_period) against the O(frame length x max_period / 64) of
 // the products.
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
     let g = logical_workgroup(wid, nwg, p.grid);
@@ -67,18 +71,22 @@ fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let clip = clips[frame_clip[f]];
     let origin = i32((f - clip.z) * p.hop) - i32(p.frame_length / 2u);
     let n = p.frame_length;
-    var energy = 0.0;
-    for (var m = lid; m < n; m += WG) {
-        let s = origin + i32(m);
-        let v = select(0.0, sample(clip.x + u32(max(s, 0))), s >= 0 && s < i32(clip.y));
-        frame[m >> 2u][m & 3u] = v;
-        energy += v * v;
+    // The frame's samples, and acf(0), the sum of their squares: 64 strided partial sums
+    // (whatever the workgroup's width, so that every device sums in the same order), then a
+    // tree.
+    for (var c = lid; c < MAX_WG; c += WG) {
+        var energy = 0.0;
+        for (var m = c; m < n; m += MAX_WG) {
+            let s = origin + i32(m);
+            let v = select(0.0, sample(clip.x + u32(max(s, 0))), s >= 0 && s < i32(clip.y));
+            frame[m >> 2u][m & 3u] = v;
+            energy += v * v;
+        }
+        partial[c] = energy;
     }
-    partial[lid] = energy;
     workgroupBarrier();
-    // acf(0): the sum of squares, reduced across the workgroup.
-    for (var half = WG / 2u; half > 0u; half /= 2u) {
-        if (lid < half) { partial[lid] += partial[lid + half]; }
+    for (var half = MAX_WG / 2u; half > 0u; half /= 2u) {
+        for (var i = lid; i < half; i += WG) { partial[i] += partial[i + half]; }
         workgroupBarrier();
     }
     let acf0 = partial[0];
@@ -101,8 +109,6 @@ fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         }
     }
     workgroupBarrier();
-    var d: array<f32, 16>;   // this invocation's lags' d(k)
-    var held = 0u;
     for (var k0 = 16u * lid + 1u; k0 <= p.max_period; k0 += 16u * WG) {
         var a0 = 0.0; var a1 = 0.0; var a2 = 0.0; var a3 = 0.0;
         var a4 = 0.0; var a5 = 0.0; var a6 = 0.0; var a7 = 0.0;
@@ -269,19 +275,10 @@ fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
             w0 = w4; w1 = w5; w2 = w6; w3 = w7; w4 = w8; w5 = w9; w6 = w10; w7 = w11; w8 = w12; w9 = w13; w10 = w14; w11 = w15; w12 = w16; w13 = w17; w14 = w18;
         }
         let acf = array<f32, 16>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+        // d(k) over the energy before k, in place: no other invocation reads these lags.
         for (var i = 0u; i < 16u; i++) {
-            if (k0 + i <= p.max_period && held < 16u) {
-                d[held] = 2.0 * (acf0 - acf[i]) - diff_at(k0 + i);
-            }
-            held++;
-        }
-    }
-    workgroupBarrier();
-    held = 0u;
-    for (var k0 = 16u * lid + 1u; k0 <= p.max_period; k0 += 16u * WG) {
-        for (var i = 0u; i < 16u; i++) {
-            if (k0 + i <= p.max_period && held < 16u) { diff[(k0 + i) >> 2u][(k0 + i) & 3u] = d[held]; }
-            held++;
+            let k = k0 + i;
+            if (k <= p.max_period) { diff[k >> 2u][k & 3u] = 2.0 * (acf0 - acf[i]) - diff_at(k); }
         }
     }
     workgroupBarrier();
@@ -366,7 +363,6 @@ fn yin_select(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 @group(0) @binding(3) var<storage, read_write> observed: array<f32>;    // [frames, pitch_bins]
 @group(0) @binding(4) var<storage, read_write> voiced_prob: array<f32>; // [frames]
 
-const OBS_WG: u32 = 64u;
 const MAX_TROUGHS: u32 = 512u;
 const THRESHOLDS: u32 = 100u;
 const MAX_BINS: u32 = 1024u;
@@ -410,15 +406,15 @@ fn first_threshold_above(h: f32) -> u32 {
     return lo;
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn pyin_observe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
     let g = logical_workgroup(wid, nwg, p.grid);
     let live = g.w != 0u && g.x < p.frames;
     let f = select(0u, g.x, live);
     let bins = p.pitch_bins;
-    for (var b = lid; b <= bins; b += OBS_WG) { atomicStore(&bin_owner[b], 0u); }
-    for (var j = lid; j <= THRESHOLDS; j += OBS_WG) { atomicStore(&at_threshold[j], 0u); }
+    for (var b = lid; b <= bins; b += WG) { atomicStore(&bin_owner[b], 0u); }
+    for (var j = lid; j <= THRESHOLDS; j += WG) { atomicStore(&at_threshold[j], 0u); }
     // The troughs are listed in order in parallel: each of RUNS invocations counts those of its
     // own run of periods and the first lowest among them; then each writes its own at the
     // count of the runs before it. (More runs cost more than they save on lavapipe, where each
@@ -496,7 +492,7 @@ fn pyin_observe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let n = n_troughs;
     let lambda = 2.0;
     let scale = 1.0 - exp(-lambda);
-    for (var a = lid; a < n_low; a += OBS_WG) {
+    for (var a = lid; a < n_low; a += WG) {
         let t = low_troughs[a];
         let j0 = trough_j0[t];
         // rank at threshold j: the earlier troughs below it (all of them low ones); below: all
@@ -528,7 +524,7 @@ fn pyin_observe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     workgroupBarrier();
     // Candidates: troughs with a nonzero probability in float64 (low ones, and the global
     // minimum), binned by their refined f0; a bin keeps its last candidate.
-    for (var a = lid; a < n_low; a += OBS_WG) {
+    for (var a = lid; a < n_low; a += WG) {
         let t = low_troughs[a];
         let b = select(NO_BIN, pitch_bin(f, trough_at[t]), is_candidate(t));
         trough_bin[t] = b;
@@ -542,7 +538,7 @@ fn pyin_observe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     workgroupBarrier();
     if (!live) { return; }
-    for (var b = lid; b < bins; b += OBS_WG) {
+    for (var b = lid; b < bins; b += WG) {
         let owner = atomicLoad(&bin_owner[b]);
         observed[f * bins + b] = select(0.0, trough_prob[max(owner, 1u) - 1u], owner > 0u);
     }

@@ -190,6 +190,19 @@ fn pitch_kernels(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Re
         pitch::pyin_observe(&mut step, &cmndf, periods, sr, &priors, &observed, &voiced)?;
         step.submit()?;
         let got = g.read_f32(&cmndf)?;
+        // The other workgroup width gives the same values, bit for bit (every sum in the same
+        // order whatever the width).
+        let this = pitch::pitch_lanes(g);
+        for lanes in pitch::PITCH_LANES.into_iter().filter(|&l| l != this) {
+            let (cmndf2, observed2, voiced2) = (g.upload_f32(&vec![f32::NAN; frames * periods.len()], &[frames, periods.len()])?, g.upload_f32(&vec![f32::NAN; frames * bins], &[frames, bins])?, g.upload_f32(&vec![f32::NAN; frames], &[frames])?);
+            let mut step = g.step("selftest.pitch_lanes");
+            pitch::cmndf_with(&mut step, &signal, &table, &frame_clip, pitch::Framing { length: frame_length, hop, periods }, &cmndf2, lanes)?;
+            pitch::pyin_observe_with(&mut step, &cmndf2, periods, sr, &priors, &observed2, &voiced2, lanes)?;
+            step.submit()?;
+            let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            t.require(same(&g.read_f32(&cmndf2)?, &got), || format!("cmndf frame {frame_length} at {sr} Hz: {lanes} lanes differ from {this}"));
+            t.require(same(&g.read_f32(&observed2)?, &g.read_f32(&observed)?) && same(&g.read_f32(&voiced2)?, &g.read_f32(&voiced)?), || format!("pyin frame {frame_length} at {sr} Hz: {lanes} lanes differ from {this}"));
+        }
         let want: Vec<f64> = clips.iter().flat_map(|c| pitch::frames_of(c, frame_length, hop)).flat_map(|frame| pitch::cmndf_reference(&frame, periods)).collect();
         t.close(&format!("cmndf frame {frame_length} at {sr} Hz"), &got, &want, 1e-4, 1e-4);
         let want_f0: Vec<f64> = got.chunks(periods.len()).map(|row| pitch::yin_reference(&row.iter().map(|&v| v as f64).collect::<Vec<_>>(), periods, sr)).collect();
