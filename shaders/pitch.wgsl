@@ -1,10 +1,14 @@
 // Pitch as librosa 0.11's yin and pyin compute it, frame-aligned with the other features:
 //   cmndf       the cumulative mean normalised difference function of every frame (frames of
 //               frame_length samples centred on t * hop, zero outside the clip), for periods
-//               min_period..=max_period: one workgroup per frame, one lag per invocation
+//               min_period..=max_period: one workgroup per frame, sixteen lags an invocation
 //   yin_select  librosa.yin's choice per frame: the first trough below the threshold (else the
 //               global minimum), refined by parabolic interpolation, as f0 = sr / period
 //   pyin_observe  librosa.pyin's observation probabilities and voiced probability per frame
+//   pyin_viterbi, pyin_backtrack  pyin's decoding, one workgroup per clip (below)
+// On lavapipe, where these kernels are tuned second (GPUs first), every load at an index that
+// differs between lanes is a gather done lane by lane: the kernels read four values a load where
+// the data lie four to an element.
 // The difference function is librosa's: d(k) = 2 (acf(0) - acf(k)) - sum_{m<k} y(m)^2, with the
 // autocorrelation summed directly (librosa sums it by FFT).
 
