@@ -439,6 +439,8 @@ fn pyin_observe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 lowest_ordinal = count;
             }
             count++;
+            // Below the last threshold: first_threshold_above() < THRESHOLDS, as the
+            // placement below tests it (the thresholds are sorted).
             if (at(f, i) < priors[THRESHOLDS - 1u]) { low_count++; }
         }
     }
@@ -600,7 +602,7 @@ fn pitch_bin(f: u32, i: u32) -> u32 {
 // invocation per clip.
 @group(0) @binding(1) var<storage, read> v_observed: array<f32>;      // [frames, bins]
 @group(0) @binding(2) var<storage, read> v_voiced: array<f32>;        // [frames]
-@group(0) @binding(3) var<storage, read> v_band: array<f32>;          // log w [width], log rowsum [bins], log 0.99, log 0.01
+@group(0) @binding(3) var<storage, read> v_band: array<f32>;          // log w [width], log rowsum [bins], log 0.99, log 0.01, the shifted copies
 @group(0) @binding(4) var<storage, read> v_clips: array<vec4<u32>>;   // start, len, first frame, frames
 @group(0) @binding(5) var<storage, read_write> v_values: array<f32>;  // [clips, 2 x bins]
 @group(0) @binding(6) var<storage, read_write> v_pointers: array<u32>; // [frames, bins]: two 16-bit pointers each
@@ -648,16 +650,20 @@ var<workgroup> shared_u32: array<u32, MAX_STATES>;
 var<workgroup> half_max: array<f32, 2>;
 var<workgroup> half_arg: array<u32, 2>;
 
-// log P(observation | state) at frame t: librosa's log(prob + tiny).
+// librosa's log(prob + tiny) in float32: log(tiny) where prob is 0.
+fn log_or_tiny(prob: f32) -> f32 {
+    return select(p.log_tiny, log(prob), prob > 0.0);
+}
+
+// The unvoiced states' observation at frame t, the same for all of them.
+fn unvoiced_observation(t: u32) -> f32 {
+    return (1.0 - v_voiced[t]) / f32(p.pitch_bins);
+}
+
+// log P(observation | state) at frame t.
 fn log_observation(t: u32, j: u32) -> f32 {
     let bins = p.pitch_bins;
-    var prob: f32;
-    if (j < bins) {
-        prob = v_observed[t * bins + j];
-    } else {
-        prob = (1.0 - v_voiced[t]) / f32(bins);
-    }
-    return select(p.log_tiny, log(prob), prob > 0.0);
+    return log_or_tiny(select(unvoiced_observation(t), v_observed[t * bins + min(j, bins - 1u)], j < bins));
 }
 
 // The Viterbi's levels: the coarse one holds every bin q with q + 1 a multiple of COARSE (their
@@ -739,12 +745,12 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             let high = prev_at(up) - norm;
             // Into the lower (voiced) half: from s (within) or bins + s (across); the lower
             // state first. Into the upper half: from s (across) or bins + s (within).
-            let to_low = select(low + log_within, high + log_across, high + log_across > low + log_within);
-            comb_state[s >> 2u][s & 3u] = select(s, bins + s, high + log_across > low + log_within);
-            let to_high = select(low + log_across, high + log_within, high + log_within > low + log_across);
-            comb_state[up >> 2u][up & 3u] = select(s, bins + s, high + log_within > low + log_across);
-            prev[s >> 2u][s & 3u] = to_low;
-            prev[up >> 2u][up & 3u] = to_high;
+            let across_low = high + log_across > low + log_within;
+            let within_high = high + log_within > low + log_across;
+            prev[s >> 2u][s & 3u] = select(low + log_within, high + log_across, across_low);
+            comb_state[s >> 2u][s & 3u] = select(s, bins + s, across_low);
+            prev[up >> 2u][up & 3u] = select(low + log_across, high + log_within, within_high);
+            comb_state[up >> 2u][up & 3u] = select(s, bins + s, within_high);
         }
         workgroupBarrier();
         // Two invocations, one a half, walk the partials: one barrier where a tree takes eight
@@ -768,8 +774,7 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         // half maxima, and the unvoiced states' observation, the same for all of them.
         let far_v = array<f32, 2>(half_max[0] + p.log_tiny, half_max[1] + p.log_tiny);
         let far_k = array<u32, 2>(half_arg[0], half_arg[1]);
-        let unvoiced = (1.0 - v_voiced[clip.z + min(t, max(clip.w, 1u) - 1u)]) / f32(bins);
-        let log_unvoiced = select(p.log_tiny, log(unvoiced), unvoiced > 0.0);
+        let log_unvoiced = log_or_tiny(unvoiced_observation(clip.z + min(t, max(clip.w, 1u) - 1u)));
         // Each target's best band source. The log triangle is concave, so a target's leftmost
         // best source never lies left of a lower target's nor right of a higher one's: targets
         // are decoded coarse to fine (strides 16, 8, .., 1 after the coarse level), each
@@ -821,8 +826,7 @@ fn pyin_viterbi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                     if ((m0 + half_w < q || m0 > q + half_w) && better(far_v[0], far_k[0], bv, bk)) { bv = far_v[0]; bk = far_k[0]; }
                     let m1 = far_k[1] % bins;
                     if ((m1 + half_w < q || m1 > q + half_w) && better(far_v[1], far_k[1], bv, bk)) { bv = far_v[1]; bk = far_k[1]; }
-                    let voiced_prob = v_observed[(clip.z + t) * bins + q];
-                    let log_voiced = select(p.log_tiny, log(voiced_prob), voiced_prob > 0.0);
+                    let log_voiced = log_or_tiny(v_observed[(clip.z + t) * bins + q]);
                     bv = bv - shift + select(log_unvoiced, log_voiced, h == 0u);
                 }
                 if (count < MAX_PER_LANE) {

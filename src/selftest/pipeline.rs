@@ -190,6 +190,7 @@ fn pitch_kernels(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Re
         pitch::pyin_observe(&mut step, &cmndf, periods, sr, &priors, &observed, &voiced)?;
         step.submit()?;
         let got = g.read_f32(&cmndf)?;
+        let (got_observed, got_voiced) = (g.read_f32(&observed)?, g.read_f32(&voiced)?);
         // The other workgroup width gives the same values, bit for bit (every sum in the same
         // order whatever the width).
         let this = pitch::pitch_lanes(g);
@@ -201,7 +202,7 @@ fn pitch_kernels(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Re
             step.submit()?;
             let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
             t.require(same(&g.read_f32(&cmndf2)?, &got), || format!("cmndf frame {frame_length} at {sr} Hz: {lanes} lanes differ from {this}"));
-            t.require(same(&g.read_f32(&observed2)?, &g.read_f32(&observed)?) && same(&g.read_f32(&voiced2)?, &g.read_f32(&voiced)?), || format!("pyin frame {frame_length} at {sr} Hz: {lanes} lanes differ from {this}"));
+            t.require(same(&g.read_f32(&observed2)?, &got_observed) && same(&g.read_f32(&voiced2)?, &got_voiced), || format!("pyin frame {frame_length} at {sr} Hz: {lanes} lanes differ from {this}"));
         }
         let want: Vec<f64> = clips.iter().flat_map(|c| pitch::frames_of(c, frame_length, hop)).flat_map(|frame| pitch::cmndf_reference(&frame, periods)).collect();
         t.close(&format!("cmndf frame {frame_length} at {sr} Hz"), &got, &want, 1e-4, 1e-4);
@@ -209,7 +210,6 @@ fn pitch_kernels(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Re
         t.close(&format!("yin frame {frame_length} at {sr} Hz"), &g.read_f32(&f0)?, &want_f0, 0.0, 1e-5);
         // pyin's observations on the same difference function; a frame with a candidate on a
         // bin's rounding boundary is compared by its voiced probability only.
-        let (got_observed, got_voiced) = (g.read_f32(&observed)?, g.read_f32(&voiced)?);
         let (mut got_rows, mut want_rows, mut want_voiced) = (Vec::new(), Vec::new(), Vec::new());
         for (fr, row) in got.chunks(periods.len()).enumerate() {
             let o = pitch::pyin_observe_reference(&row.iter().map(|&v| v as f64).collect::<Vec<_>>(), periods, sr);
