@@ -452,6 +452,7 @@ pub fn calibrate_saved(gpu: &Gpu, predictor: &mut Predictor, set: &FeatureSet, g
     }
     let l = dataset::labelled_as(set, VocalFilter::Both, predictor.meta.data.classes.clone())?;
     let mut own = set.clone();
+    dataset::prepare(gpu, &mut own, predictor.meta.data.input)?;
     predictor.normalise_speakers(&mut own, &l.all_clips(), groups, min_clips)?;
     let run = Run::quiet(gpu, &cfg, &own, &l);
     check_same_data(&run, predictor, "--features")?;
@@ -521,11 +522,13 @@ pub fn train_and_save(run: &Run, out: Option<&Path>, resume: Option<Predictor>) 
     Ok(Trained::Model { predictor: Box::new(predictor), report, saved: out.to_path_buf() })
 }
 
-/// The clips of `selection` in `set`, labelled, with `set`'s features standardised per speaker
+/// The clips of `selection` in `set`, labelled, with what the run's input reads beyond the
+/// feature file computed (`dataset::prepare`) and `set`'s features standardised per speaker
 /// (speakers grouped `by`) when the run normalises speakers: the data every fit of the run
 /// reads, and what its saved model then does to the clips it predicts.
-pub fn labelled_for_run(mut set: FeatureSet, selection: &Selection, cfg: &RunConfig, by: SpeakerGroups) -> Result<(FeatureSet, Labelled)> {
+pub fn labelled_for_run(gpu: &Gpu, mut set: FeatureSet, selection: &Selection, cfg: &RunConfig, by: SpeakerGroups) -> Result<(FeatureSet, Labelled)> {
     let l = dataset::labelled(&set, selection)?;
+    dataset::prepare(gpu, &mut set, cfg.input)?;
     if let Some(min_clips) = cfg.speaker_norm {
         crate::contract::speaker::normalise_clips(&mut set, &l.all_clips(), cfg.input, by, min_clips)?;
     }

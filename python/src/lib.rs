@@ -357,7 +357,7 @@ impl Model {
         if dim != cfg.dim() || lengths.len() != n || vectors.shape() != [n, dim] || stds.shape() != [n, dim] {
             return Err(InputError::new_err(format!("arrays of {n} clips and {dim} columns disagree with each other or with the configuration's {} columns", cfg.dim())));
         }
-        let set = FeatureSet {
+        let mut set = FeatureSet {
             config: cfg,
             clips: (0..n).map(|i| ClipInfo::unlabelled(format!("row {i}"))).collect(),
             frames: frames.as_slice()?.to_vec(),
@@ -367,6 +367,8 @@ impl Model {
             stds: stds.as_slice()?.to_vec(),
             dim,
             label_map: Vec::new(),
+            distribution: Vec::new(),
+            distribution_width: 0,
         };
         if let Some(i) = set.lengths.iter().position(|&l| l as usize > t_max) {
             return Err(InputError::new_err(format!("clip {i} claims {} frames of {t_max}", set.lengths[i])));
@@ -374,6 +376,7 @@ impl Model {
         let k = predictor.class_names().len();
         let rows = on_device(py, move |gpu| {
             let all: Vec<usize> = (0..n).collect();
+            ser::dataset::prepare(gpu, &mut set, predictor.meta.data.input)?;
             let probs = predictor.probabilities(gpu, &predictor.dataset(&set, &all, vec![0; n])?)?;
             Ok(probs.into_iter().flatten().collect::<Vec<f32>>())
         })?;
@@ -443,7 +446,7 @@ fn train(
     let stopped: Mutex<Option<PyErr>> = Mutex::new(None);
     let result = on_device(py, |gpu| {
         let (set, data) = training_set(gpu, data, manifest, features, label_map, drop, &config)?;
-        let (set, l) = input(experiment::labelled_for_run(set, &data.selection, &cfg, ser::contract::SpeakerGroups::Auto))?;
+        let (set, l) = input(experiment::labelled_for_run(gpu, set, &data.selection, &cfg, ser::contract::SpeakerGroups::Auto))?;
         if !options.contains_key("split") && l.given.iter().any(Option::is_some) {
             cfg.split = experiment::Split::Given;
         }
@@ -500,7 +503,7 @@ fn compare(
     let config = config.to_string();
     on_device(py, move |gpu| {
         let (set, data) = training_set(gpu, data, manifest, features, label_map, drop, &config)?;
-        let (set, l) = input(experiment::labelled_for_run(set, &data.selection, &cfg, ser::contract::SpeakerGroups::Auto))?;
+        let (set, l) = input(experiment::labelled_for_run(gpu, set, &data.selection, &cfg, ser::contract::SpeakerGroups::Auto))?;
         let run = Run::quiet(gpu, &cfg, &set, &l);
         let rows = experiment::compare(&run, &kinds, !no_speaker_folds, None)?;
         Ok(serde_json::to_string(&rows).context("rows")?)

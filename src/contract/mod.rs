@@ -57,8 +57,23 @@ crate::choices! {
         /// The time means followed by the time standard deviations, a sequence of length 2D with
         /// one channel.
         Stats = "stats",
+        /// The time means and standard deviations, then an embedding of how the clip's frames are
+        /// distributed (the mean of 1024 random Fourier features of its frames, each column
+        /// standardised within the clip): length 2D + 1024, one channel, the two parts weighted
+        /// equally.
+        Distribution = "distribution",
     }
 }
+
+/// The `distribution` input's embedding: this many random Fourier features...
+pub const DISTRIBUTION_WIDTH: usize = 1024;
+/// ... of a Gaussian kernel exp(-gamma |a - b|^2) on clip-standardised frames, gamma this over
+/// the number of columns ...
+pub const DISTRIBUTION_GAMMA: f64 = 1.0;
+/// ... with the projection drawn from this seed. All three are fixed by the input's name: a
+/// model records "distribution" and the projection is rebuilt from them
+/// (`ops::embedding::Projection` draws the same numbers on every platform).
+pub const DISTRIBUTION_SEED: u64 = 0x5e4d_0d15;
 
 impl Input {
     /// The model input (length, channels) for features of `dim` columns and `t_max` frames.
@@ -66,6 +81,7 @@ impl Input {
         match self {
             Input::Vectors => (dim, 1),
             Input::Stats => (2 * dim, 1),
+            Input::Distribution => (2 * dim + DISTRIBUTION_WIDTH, 1),
             Input::Frames => (t_max, dim),
         }
     }
@@ -75,6 +91,7 @@ impl Input {
         match self {
             Input::Vectors | Input::Frames => dim,
             Input::Stats => 2 * dim,
+            Input::Distribution => 2 * dim + DISTRIBUTION_WIDTH,
         }
     }
 }
@@ -121,6 +138,7 @@ mod tests {
         assert_eq!(Input::Vectors.shape(59, 400), (59, 1));
         assert_eq!(Input::Stats.shape(59, 400), (118, 1));
         assert_eq!(Input::Frames.shape(59, 400), (400, 59));
-        assert_eq!([Input::Vectors, Input::Stats, Input::Frames].map(|i| i.scaler_width(59)), [59, 118, 59]);
+        assert_eq!(Input::Distribution.shape(59, 400), (118 + DISTRIBUTION_WIDTH, 1));
+        assert_eq!([Input::Vectors, Input::Stats, Input::Frames, Input::Distribution].map(|i| i.scaler_width(59)), [59, 118, 59, 118 + DISTRIBUTION_WIDTH]);
     }
 }

@@ -109,11 +109,19 @@ pub fn normalise(set: &mut FeatureSet, input: Input, speakers: &BTreeMap<&str, V
             bail!("{}", too_few(key, clips.len(), min_clips));
         }
         match input {
-            Input::Vectors | Input::Stats => {
-                for table in [&mut set.vectors, &mut set.stds] {
-                    let s = Scaler::fit(clips.iter().copied(), table, d);
+            Input::Vectors | Input::Stats | Input::Distribution => {
+                let w = set.distribution_width;
+                let mut tables = vec![(&mut set.vectors, d), (&mut set.stds, d)];
+                if input == Input::Distribution {
+                    if set.distribution.len() != set.clips.len() * w || w == 0 {
+                        bail!("the distribution input's embedding was not computed before speaker normalisation");
+                    }
+                    tables.push((&mut set.distribution, w));
+                }
+                for (table, width) in tables {
+                    let s = Scaler::fit(clips.iter().copied(), table, width);
                     for &c in clips {
-                        s.apply(&mut table[c * d..(c + 1) * d]);
+                        s.apply(&mut table[c * width..(c + 1) * width]);
                     }
                 }
             }
@@ -174,7 +182,7 @@ mod tests {
         let mut rng = crate::rng::SplitMix64::new(9);
         let mut u = move || (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
         let value = |c: usize, j: usize, u: f32| if c.is_multiple_of(2) { 3.0 + u } else { -5.0 + 4.0 * u * (1 + j % 3) as f32 };
-        let mut set = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim: d, label_map: vec![] };
+        let mut set = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim: d, label_map: vec![], distribution: vec![], distribution_width: 0 };
         for c in 0..n {
             set.clips.push(clip(&format!("s{}/x{c}.wav", c % 2)));
             let len = 1 + c % t_max;

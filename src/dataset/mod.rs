@@ -1,10 +1,39 @@
 //! From a feature file to training examples: class selection, stratified and actor-held-out
-//! splits, the feature scaler fitted on training data only, and balanced class weights.
+//! splits, the feature scaler fitted on training data only, balanced class weights, and what an
+//! input reads beyond the feature file (the `distribution` input's embedding, on the GPU).
 
 use crate::audio::{Emotion, Selection, VocalFilter};
+use crate::contract::{DISTRIBUTION_GAMMA, DISTRIBUTION_SEED, DISTRIBUTION_WIDTH};
 use crate::features::set::FeatureSet;
+use crate::gpu::Gpu;
+use crate::ops::embedding::{self, Projection};
 pub use crate::contract::{Input, Scaler};
 use anyhow::{Result, bail};
+
+/// Computes what `input` reads of `set` beyond its feature file: for `distribution`, every
+/// clip's frame-distribution embedding (from its frames, so before speaker normalisation, which
+/// then standardises it with the means and deviations). Nothing for the other inputs, or when
+/// the set has it already.
+pub fn prepare(gpu: &Gpu, set: &mut FeatureSet, input: Input) -> Result<()> {
+    if input != Input::Distribution || set.distribution_width == DISTRIBUTION_WIDTH {
+        return Ok(());
+    }
+    if !set.has_frames() && !set.clips.is_empty() {
+        bail!("the distribution input reads every clip's frames, and these features have none (frames dropped)");
+    }
+    let projection = Projection::new(set.dim, DISTRIBUTION_WIDTH, DISTRIBUTION_GAMMA, DISTRIBUTION_SEED);
+    let (d, t) = (set.dim, set.t_max);
+    let clips: Vec<&[f32]> = (0..set.clips.len()).map(|c| &set.frames[c * t * d..][..set.lengths[c] as usize * d]).collect();
+    set.distribution = embedding::embed(gpu, &clips, &projection)?;
+    set.distribution_width = DISTRIBUTION_WIDTH;
+    Ok(())
+}
+
+/// Why `set` cannot give `input` what it reads (the distribution embedding not computed), if so.
+pub fn missing(set: &FeatureSet, input: Input) -> Option<&'static str> {
+    (input == Input::Distribution && set.distribution_width != DISTRIBUTION_WIDTH)
+        .then_some("the distribution input's embedding was not computed for these features (dataset::prepare)")
+}
 
 /// Examples in memory: x [n, length, channels] row-major and class indices.
 #[derive(Clone, Debug, Default)]
@@ -175,7 +204,7 @@ pub fn balanced_weights(labels: impl Iterator<Item = u32>, classes: usize) -> Ve
 pub fn example(set: &FeatureSet, c: usize, input: Input, length: usize, scaler: &Scaler) -> Vec<f32> {
     let d = set.dim;
     match input {
-        Input::Vectors | Input::Stats => {
+        Input::Vectors | Input::Stats | Input::Distribution => {
             let mut v = summary(set, c, input);
             scaler.apply(&mut v);
             v
@@ -194,16 +223,24 @@ pub fn example(set: &FeatureSet, c: usize, input: Input, length: usize, scaler: 
 pub fn frame_lengths(set: &FeatureSet, clips: impl Iterator<Item = usize>, input: Input, length: usize) -> Vec<u32> {
     match input {
         Input::Frames => clips.map(|c| (set.lengths[c] as usize).min(length) as u32).collect(),
-        Input::Vectors | Input::Stats => Vec::new(),
+        Input::Vectors | Input::Stats | Input::Distribution => Vec::new(),
     }
 }
 
-/// A clip's unscaled per-clip vector: the means, or the means followed by the standard deviations.
+/// A clip's unscaled per-clip vector: the means, the means followed by the standard
+/// deviations, or those followed by the distribution embedding.
 fn summary(set: &FeatureSet, c: usize, input: Input) -> Vec<f32> {
     let d = set.dim;
     let mut v = set.vectors[c * d..(c + 1) * d].to_vec();
-    if input == Input::Stats {
+    if matches!(input, Input::Stats | Input::Distribution) {
         v.extend_from_slice(&set.stds[c * d..(c + 1) * d]);
+    }
+    if input == Input::Distribution {
+        if let Some(why) = missing(set, input) {
+            panic!("{why}");
+        }
+        let w = set.distribution_width;
+        v.extend_from_slice(&set.distribution[c * w..(c + 1) * w]);
     }
     v
 }
@@ -235,6 +272,10 @@ pub fn fit_scaler(set: &FeatureSet, l: &Labelled, train: &[usize], input: Input)
             let rows: Vec<f32> = train.iter().flat_map(|&p| summary(set, l.clips[p], input)).collect();
             Scaler::fit(0..train.len(), &rows, input.scaler_width(d))
         }
+        Input::Distribution => {
+            let rows: Vec<f32> = train.iter().flat_map(|&p| summary(set, l.clips[p], input)).collect();
+            weigh_halves(Scaler::fit(0..train.len(), &rows, input.scaler_width(d)), 2 * d)
+        }
         Input::Frames => {
             let rows = train.iter().flat_map(|&p| {
                 let c = l.clips[p];
@@ -243,6 +284,20 @@ pub fn fit_scaler(set: &FeatureSet, l: &Labelled, train: &[usize], input: Input)
             Scaler::fit(rows, &set.frames, d)
         }
     }
+}
+
+/// Weighs the two parts of a distribution input (the first `stats` columns, the embedding) so
+/// that each carries half of the input's variance after scaling, whatever their widths: a
+/// kernel of width 1 / columns then sees the means and deviations as much as the embedding
+/// (equal weights were best by actor, docs/RESULTS.md).
+fn weigh_halves(mut scaler: Scaler, stats: usize) -> Scaler {
+    let width = scaler.std.len();
+    let half = width as f32 / 2.0;
+    let (a, b) = ((half / stats as f32).sqrt(), (half / (width - stats) as f32).sqrt());
+    for (j, sd) in scaler.std.iter_mut().enumerate() {
+        *sd /= if j < stats { a } else { b };
+    }
+    scaler
 }
 
 /// Writes the rows a final fit sees (`train`) and the test rows, both as the model reads them

@@ -110,6 +110,11 @@ pub struct FeatureSet {
     /// The label map the clips' labels went through (`--label-map`): (raw label, class or
     /// "drop"); empty when none. Models trained on the file record it.
     pub label_map: Vec<(String, String)>,
+    /// [N, `distribution_width`]: each clip's frame-distribution embedding, computed from its
+    /// frames for the `distribution` input (`dataset::prepare`); empty until then. Never
+    /// written to a feature file.
+    pub distribution: Vec<f32>,
+    pub distribution_width: usize,
 }
 
 /// v2 added `stds`; v1 files are refused with a request to re-extract.
@@ -181,7 +186,11 @@ impl FeatureSet {
         let label_map = first.label_map.clone();
         let t_max = if with_frames { sets.iter().map(|s| s.t_max).max().unwrap_or(0) } else { 0 };
         let n: usize = sets.iter().map(|s| s.clips.len()).sum();
-        let mut out = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map };
+        let width = first.distribution_width;
+        if sets.iter().any(|s| s.distribution_width != width || s.distribution.len() != s.clips.len() * width) {
+            bail!("feature sets with and without the distribution embedding cannot be joined");
+        }
+        let mut out = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map, distribution: vec![], distribution_width: width };
         // Sized once, and each set dropped once copied: the peak is the result plus one set.
         out.frames.reserve_exact(n * t_max * dim);
         out.vectors.reserve_exact(n * dim);
@@ -197,6 +206,7 @@ impl FeatureSet {
             out.lengths.extend(s.lengths);
             out.vectors.extend(s.vectors);
             out.stds.extend(s.stds);
+            out.distribution.extend(s.distribution);
         }
         Ok(out)
     }
@@ -215,6 +225,8 @@ impl FeatureSet {
             stds: order.iter().flat_map(|&i| self.stds[i * d..][..d].iter().copied()).collect(),
             dim: d,
             label_map: self.label_map.clone(),
+            distribution: order.iter().flat_map(|&i| self.distribution[i * self.distribution_width..][..self.distribution_width].iter().copied()).collect(),
+            distribution_width: self.distribution_width,
         }
     }
 
@@ -252,7 +264,7 @@ impl FeatureSet {
             Some(text) => serde_json::from_str(text).with_context(|| format!("{}: bad label map", f.path))?,
             None => Vec::new(),
         };
-        Ok(FeatureSet { config, clips, frames, lengths, t_max, vectors, stds, dim, label_map })
+        Ok(FeatureSet { config, clips, frames, lengths, t_max, vectors, stds, dim, label_map, distribution: vec![], distribution_width: 0 })
     }
 }
 
@@ -264,7 +276,7 @@ mod tests {
     fn set(tag: f32, n: usize) -> FeatureSet {
         let config = FeatureConfig::default();
         let dim = config.dim();
-        let mut s = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max: n, vectors: vec![], stds: vec![], dim, label_map: vec![] };
+        let mut s = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max: n, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0 };
         for c in 0..n {
             s.clips.push(ClipInfo::unlabelled(format!("{tag}/{c}")));
             s.lengths.push(c as u32 + 1);

@@ -116,8 +116,13 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
         // Only a speaker-normalised model needs its own copy of the set.
         let own = if m.meta.data.speaker_norm.is_some() {
             let mut own = set.clone();
+            dataset::prepare(gpu, &mut own, m.meta.data.input)?;
             let known: Vec<usize> = (0..own.clips.len()).filter(|&i| own.clips[i].emotion.is_some_and(|e| m.meta.data.classes.contains(&e))).collect();
             m.normalise_speakers(&mut own, &known, o.groups, o.min_clips)?;
+            Cow::Owned(own)
+        } else if dataset::missing(set, m.meta.data.input).is_some() {
+            let mut own = set.clone();
+            dataset::prepare(gpu, &mut own, m.meta.data.input)?;
             Cow::Owned(own)
         } else {
             Cow::Borrowed(set)

@@ -81,6 +81,9 @@ impl Predictor {
                 serde_json::to_string(&self.meta.data.features)?
             );
         }
+        if let Some(why) = dataset::missing(set, self.meta.data.input) {
+            bail!("{why}");
+        }
         let (length, channels) = self.meta.architecture.input;
         let x = clips.iter().flat_map(|&c| dataset::example(set, c, self.meta.data.input, length, &self.meta.data.scaler)).collect();
         let lengths = dataset::frame_lengths(set, clips.iter().copied(), self.meta.data.input, length);
@@ -159,6 +162,7 @@ impl Predictor {
                     continue;
                 }
                 let mut set = corpus::extract_all(gpu, &self.meta.data.features, clips, &signals, false)?;
+                dataset::prepare(gpu, &mut set, self.meta.data.input)?;
                 if self.meta.data.speaker_norm.is_none() {
                     let all = finite_rows(&set, &mut failed);
                     self.predict_clips(gpu, &set, &spans, &all, &mut emit)?;
@@ -204,7 +208,8 @@ impl Predictor {
             bail!("this model normalises speakers; predict files with `ser predict` instead");
         }
         let clips = names.iter().map(ClipInfo::unlabelled).collect();
-        let set = corpus::extract_all(gpu, &self.meta.data.features, clips, signals, false)?;
+        let mut set = corpus::extract_all(gpu, &self.meta.data.features, clips, signals, false)?;
+        dataset::prepare(gpu, &mut set, self.meta.data.input)?;
         let mut out = Vec::new();
         self.predict_clips(gpu, &set, &vec![None; signals.len()], &(0..signals.len()).collect::<Vec<_>>(), &mut |p| out.push(p))?;
         Ok(out)

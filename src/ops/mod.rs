@@ -3,6 +3,7 @@
 
 pub mod autotune;
 pub mod elementwise;
+pub mod embedding;
 pub mod contrast;
 pub mod descriptors;
 pub mod conv;
@@ -46,6 +47,7 @@ pub const SHADERS: &[&crate::gpu::ShaderFile] = &[
     &optim::OPTIM_WGSL,
     &kernel::KERNEL_WGSL,
     &knn::KNN_WGSL,
+    &embedding::EMBEDDING_WGSL,
     &forest::FOREST_WGSL,
     &lstm::LSTM_WGSL,
 ];

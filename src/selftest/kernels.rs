@@ -7,7 +7,7 @@ use super::{Check, Size, Tally};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::ops::elementwise::{self, BinaryOp, UnaryOp};
 use crate::ops::gemm::{self, GemmKernel, GemmOptions, Precision};
-use crate::ops::{conv, forest as forest_op, kernel, knn as knn_op, loss, lstm as lstm_op, norm, optim, pool};
+use crate::ops::{conv, embedding as embedding_op, forest as forest_op, kernel, knn as knn_op, loss, lstm as lstm_op, norm, optim, pool};
 use crate::rng::SplitMix64;
 use anyhow::Result;
 
@@ -29,6 +29,7 @@ pub(super) fn checks() -> Vec<Check> {
         Check { name: "rbf-kernel", family: "kernel-ridge", run: rbf_kernel },
         Check { name: "ridge-solve", family: "kernel-ridge", run: ridge_solve },
         Check { name: "knn", family: "classical", run: knn },
+        Check { name: "embedding", family: "classical", run: embedding },
         Check { name: "forest", family: "classical", run: forest },
         Check { name: "lstm", family: "layers", run: lstm },
     ]
@@ -645,6 +646,34 @@ fn knn(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
     let same = vec![0.5f32; 10 * 3];
     let (index, _) = knn_op::neighbours(g, &g.upload_f32(&[0.1, 0.2, 0.3], &[1, 3])?, &g.upload_f32(&same, &[10, 3])?, 4)?;
     t.require(index == [0, 1, 2, 3], || format!("ties: {index:?}, want [0, 1, 2, 3]"));
+    Ok(())
+}
+
+/// The frame-distribution embedding against its float64 reference: clips of awkward lengths
+/// (none, one frame, a constant column), blocks small enough that clips are split across them
+/// and large enough to hold many, at awkward numbers of columns and features.
+fn embedding(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    let shapes: &[(usize, usize, usize)] = if size == Size::Quick { &[(7, 33, 5), (13, 67, 1000)] } else { &[(1, 1, 1), (7, 33, 5), (13, 67, 1000), (65, 130, 31), (3, 64, 7)] };
+    for &(columns, width, limit) in shapes {
+        let projection = embedding_op::Projection::new(columns, width, 1.0, rng.next_u64());
+        let lengths = [0usize, 1, 2, 31, 67, 3];
+        let clips: Vec<Vec<f32>> = lengths
+            .iter()
+            .enumerate()
+            .map(|(c, &n)| {
+                let mut f: Vec<f32> = rng.vec(n * columns, -3.0, 3.0).into_iter().map(|v| v * (1 + c) as f32 + 100.0 * c as f32).collect();
+                // A column constant within clip 4.
+                if c == 4 {
+                    f.iter_mut().step_by(columns).for_each(|v| *v = 42.5);
+                }
+                f
+            })
+            .collect();
+        let views: Vec<&[f32]> = clips.iter().map(Vec::as_slice).collect();
+        let got = embedding_op::embed_in_blocks(g, &views, &projection, limit)?;
+        let want: Vec<f64> = clips.iter().flat_map(|f| embedding_op::reference(f, &projection)).collect();
+        t.close(&format!("embedding {columns} columns, {width} features, blocks of {limit} rows"), &got, &want, 2e-4, 1e-4);
+    }
     Ok(())
 }
 
