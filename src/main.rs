@@ -334,7 +334,8 @@ struct TrainArgs {
     /// training mean (SpecAugment's feature mask).
     #[arg(long, default_value_t = defaults().augment.feature_mask, value_parser = ranged::<u32>(0, 1 << 16))]
     feature_mask: u32,
-    /// Time-averaged vectors or frame sequences.
+    /// What the model reads of each clip: a summary (time means; means and deviations; those and
+    /// the distribution embedding) or the frame sequence.
     #[arg(long, value_parser = choice::<ser::dataset::Input>(), default_value_t = defaults().input)]
     input: ser::dataset::Input,
     /// How the loss weighs classes (balanced: rarer classes count more, as in the study).

@@ -351,12 +351,14 @@ fn the_refined_cnn_pools_frames_and_flattens_summaries() {
 /// classes differ); without it the features are the file's, untouched.
 #[test]
 fn a_run_reads_each_speaker_standardised_only_when_it_normalises_speakers() {
+    let shared = common::gpu();
+    let g = &shared.gpu;
     let set = common::synthetic_set_with_voices(|actor, column| (1.0 + actor as f32, 7.0 * actor as f32 - 0.01 * column as f32));
     let selection = selection();
     let plain = RunConfig { input: Input::Stats, ..Default::default() };
-    let (same, l) = experiment::labelled_for_run(set.clone(), &selection, &plain, SpeakerGroups::Actor).unwrap();
+    let (same, l) = experiment::labelled_for_run(g, set.clone(), &selection, &plain, SpeakerGroups::Actor).unwrap();
     assert_eq!((&same.vectors, &same.stds, l.clips.len()), (&set.vectors, &set.stds, 7 * 24));
-    let (normed, l) = experiment::labelled_for_run(set.clone(), &selection, &RunConfig { speaker_norm: Some(10), ..plain }, SpeakerGroups::Actor).unwrap();
+    let (normed, l) = experiment::labelled_for_run(g, set.clone(), &selection, &RunConfig { speaker_norm: Some(10), ..plain }, SpeakerGroups::Actor).unwrap();
     let d = set.dim;
     for actor in 1..=4u8 {
         let clips: Vec<usize> = (0..l.clips.len()).filter(|&p| l.speakers[p] == Some(format!("{actor:02}"))).map(|p| l.clips[p]).collect();
@@ -369,4 +371,75 @@ fn a_run_reads_each_speaker_standardised_only_when_it_normalises_speakers() {
             assert!(before.iter().sum::<f64>().abs() / before.len() as f64 > 1.0, "the voice moved actor {actor}'s column {j}");
         }
     }
+}
+
+/// Two classes whose clips differ only in how their columns move together: independently, or
+/// all with one shared factor. Each clip's columns are standardised, then scaled and shifted by
+/// its speaker's gain and offset. Clip statistics cannot tell them apart; the distribution input's
+/// embedding can, by actor, and its saved model predicts the same after loading. A set without
+/// the embedding is refused by name.
+#[test]
+fn the_distribution_input_tells_apart_clips_whose_statistics_agree() {
+    let shared = common::gpu();
+    let g = &shared.gpu;
+    let config = ser::features::FeatureConfig::default();
+    let (dim, t_max) = (config.dim(), 48);
+    let mut rng = ser::rng::SplitMix64::new(common::fresh_seed("distribution input"));
+    let mut set = ser::features::set::FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0 };
+    for (k, emotion) in [Emotion::Neutral, Emotion::Angry].into_iter().enumerate() {
+        for actor in 1..=4u8 {
+            for rep in 0..16 {
+                let len = 32 + rep % 17;
+                let mut frames = vec![0f32; t_max * dim];
+                let shared: Vec<f64> = (0..len).map(|_| rng.uniform(-1.0, 1.0) as f64).collect();
+                for j in 0..dim {
+                    // Drawn, then standardised within the clip: every clip's statistics are
+                    // exactly its speaker's offset and gain.
+                    let draws: Vec<f64> = (0..len).map(|t| if k == 0 { rng.uniform(-1.0, 1.0) as f64 } else { shared[t] + 0.1 * rng.uniform(-1.0, 1.0) as f64 }).collect();
+                    let m = draws.iter().sum::<f64>() / len as f64;
+                    let sd = (draws.iter().map(|v| (v - m).powi(2)).sum::<f64>() / len as f64).sqrt();
+                    for (t, v) in draws.iter().enumerate() {
+                        frames[t * dim + j] = ((1.0 + actor as f64) * (v - m) / sd + 5.0 * actor as f64) as f32;
+                    }
+                }
+                for j in 0..dim {
+                    let c: Vec<f64> = (0..len).map(|t| frames[t * dim + j] as f64).collect();
+                    let m = c.iter().sum::<f64>() / len as f64;
+                    set.vectors.push(m as f32);
+                    set.stds.push((c.iter().map(|v| (v - m).powi(2)).sum::<f64>() / len as f64).sqrt() as f32);
+                }
+                set.frames.extend(frames);
+                set.lengths.push(len as u32);
+                set.clips.push(ser::features::set::ClipInfo { path: format!("Actor_{actor:02}/{k}-{rep}.wav"), emotion: Some(emotion), actor: Some(actor), ..ser::features::set::ClipInfo::unlabelled("") });
+            }
+        }
+    }
+    let by_actor = |input: Input| {
+        let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Krr, ..Default::default() }, input, split: Split::ActorFolds, folds: 4, speaker_norm: Some(8), ..Default::default() };
+        let (prepared, l) = experiment::labelled_for_run(g, set.clone(), &selection(), &cfg, SpeakerGroups::Actor).unwrap();
+        let run = Run { gpu: g, cfg: &cfg, set: &prepared, labelled: &l, log: &|_| {}, on_epoch: None };
+        let folds = experiment::actor_folds(&run, None, None).unwrap();
+        folds.iter().map(|f| f.accuracy).sum::<f64>() / folds.len() as f64
+    };
+    let (stats, distribution) = (by_actor(Input::Stats), by_actor(Input::Distribution));
+    assert!(stats < 0.7 && distribution > 0.8, "by actor: stats {stats}, distribution {distribution}");
+    // Saved and loaded, the model refuses a set without the embedding and predicts the same
+    // once the set has it.
+    let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Krr, ..Default::default() }, input: Input::Distribution, ..Default::default() };
+    let (prepared, l) = experiment::labelled_for_run(g, set.clone(), &selection(), &cfg, SpeakerGroups::Actor).unwrap();
+    let run = Run { gpu: g, cfg: &cfg, set: &prepared, labelled: &l, log: &|_| {}, on_epoch: None };
+    let (train_all, test) = experiment::test_split(&run).unwrap();
+    let (predictor, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
+    assert!(report.unwrap().accuracy > 0.95);
+    let dir = common::TempDir::new("distribution");
+    let path = dir.0.join("krr.safetensors");
+    ser::infer::save(g, &predictor, &path).unwrap();
+    let loaded = ser::infer::load_model(g, Some(&path)).unwrap();
+    let clips: Vec<usize> = test.iter().map(|&p| l.clips[p]).collect();
+    let err = loaded.dataset(&set, &clips, vec![0; clips.len()]).unwrap_err().to_string();
+    assert!(err.contains("distribution"), "{err}");
+    let mut fresh = set.clone();
+    dataset::prepare(g, &mut fresh, Input::Distribution).unwrap();
+    let want = predictor.probabilities(g, &predictor.dataset(&prepared, &clips, vec![0; clips.len()]).unwrap()).unwrap();
+    assert_eq!(loaded.probabilities(g, &loaded.dataset(&fresh, &clips, vec![0; clips.len()]).unwrap()).unwrap(), want);
 }

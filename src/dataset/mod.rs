@@ -323,6 +323,25 @@ pub fn export_split(path: &std::path::Path, train: &Dataset, test: &Dataset, cla
 mod tests {
     use super::*;
 
+    /// Scaled by the weighted scaler, the columns of each part of a distribution input add up to
+    /// half of the input's variance, whatever the parts' widths.
+    #[test]
+    fn the_two_parts_of_a_distribution_input_weigh_half_each() {
+        let (stats, width, n) = (6, 40, 50);
+        let mut rng = crate::rng::SplitMix64::new(5);
+        let rows: Vec<f32> = (0..n * width).map(|i| rng.uniform(-1.0, 1.0) * (1 + i % 7) as f32 + (i % 3) as f32).collect();
+        let scaler = weigh_halves(Scaler::fit(0..n, &rows, width), stats);
+        let mut scaled = rows.clone();
+        scaler.apply(&mut scaled);
+        let variance = |j: usize| {
+            let col: Vec<f64> = (0..n).map(|r| scaled[r * width + j] as f64).collect();
+            let m = col.iter().sum::<f64>() / n as f64;
+            col.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n as f64
+        };
+        let (first, second): (f64, f64) = ((0..stats).map(variance).sum(), (stats..width).map(variance).sum());
+        assert!((first - width as f64 / 2.0).abs() < 1e-3 && (second - width as f64 / 2.0).abs() < 1e-3, "{first} {second}");
+    }
+
     /// 3 classes of 10, 20 and 5 clips: each class gives its own share to the second part, the
     /// parts cover every position once, and the seed alone decides which clips go.
     #[test]
