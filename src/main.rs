@@ -1030,7 +1030,7 @@ fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &mut RunConfig) -> 
     if cfg.speaker_norm.is_none() && args.speaker.given() {
         anyhow::bail!("--speaker-groups / --min-speaker-clips need --speaker-norm");
     }
-    let (set, l) = experiment::labelled_for_run(&gpu, set, &selection, cfg, args.speaker.groups())?;
+    let (set, l) = experiment::labelled_for_run(gpu, set, &selection, cfg, args.speaker.groups())?;
     if args.split.is_none() && args.resume.is_none() && l.given.iter().any(Option::is_some) {
         cfg.split = Split::Given;
     }

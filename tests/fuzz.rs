@@ -199,6 +199,8 @@ fn feature_files_load_or_say_why() {
         stds: vec![1.0; n * dim],
         dim,
         label_map: vec![],
+        distribution: vec![],
+        distribution_width: 0,
     };
     let path = dir.join("seed.safetensors");
     set.write(&path).unwrap();

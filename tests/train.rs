@@ -251,6 +251,8 @@ fn stats_input_is_the_scaled_means_then_standard_deviations() {
         stds: vec![(2f32 / 3.0).sqrt(), (1400f32 / 3.0).sqrt(), 0.0, 0.0],
         dim: 2,
         label_map: vec![],
+        distribution: vec![],
+        distribution_width: 0,
     };
     let drop = Emotion::ALL.iter().copied().filter(|e| ![Emotion::Happy, Emotion::Sad].contains(e)).collect();
     let selection = ser::audio::Selection { vocal: ser::audio::VocalFilter::Both, drop };
