@@ -156,6 +156,9 @@ def test_train_evaluate_save_and_history(corpus, tmp_path):
     # Kernel ridge held out by speaker, from the manifest: the classes are easy for unseen voices.
     krr = ser.train(manifest=corpus / "clips.csv", model="krr", input="stats", split="speakers", test_speakers=["s3"])
     assert krr.report["uar"] >= 0.9 and krr.history == []
+    # The same on the distribution input: the embedding is computed on the device for training.
+    spread = ser.train(manifest=corpus / "clips.csv", model="krr", input="distribution", split="speakers", test_speakers=["s3"])
+    assert spread.report["uar"] >= 0.9 and spread.contract["input"] == "distribution"
     report = krr.evaluate(data=corpus)
     assert report["macro_avg"]["support"] == 48 and isinstance(report["confusion"], np.ndarray)
     saved = tmp_path / "krr.safetensors"
