@@ -268,13 +268,10 @@ fn dataset_of(set: &FeatureSet, examples: impl Iterator<Item = (usize, u32)>, in
 pub fn fit_scaler(set: &FeatureSet, l: &Labelled, train: &[usize], input: Input) -> Scaler {
     let d = set.dim;
     match input {
-        Input::Vectors | Input::Stats => {
+        Input::Vectors | Input::Stats | Input::Distribution => {
             let rows: Vec<f32> = train.iter().flat_map(|&p| summary(set, l.clips[p], input)).collect();
-            Scaler::fit(0..train.len(), &rows, input.scaler_width(d))
-        }
-        Input::Distribution => {
-            let rows: Vec<f32> = train.iter().flat_map(|&p| summary(set, l.clips[p], input)).collect();
-            weigh_halves(Scaler::fit(0..train.len(), &rows, input.scaler_width(d)), 2 * d)
+            let scaler = Scaler::fit(0..train.len(), &rows, input.scaler_width(d));
+            if input == Input::Distribution { weigh_halves(scaler, 2 * d) } else { scaler }
         }
         Input::Frames => {
             let rows = train.iter().flat_map(|&p| {
