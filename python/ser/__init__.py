@@ -9,7 +9,7 @@ Vulkan, Metal, DX12 or GL), with numpy arrays in and out:
     audio, rate = ser.decode("clip.wav")
     model.predict_audio(audio, rate)
     feats = ser.features(data="RAVDESS")           # {"frames": (N, T, 59), "vectors": ..., ...}
-    m = ser.train(data="CREMA-D/AudioWAV", model="krr", input="stats", split="speakers",
+    m = ser.train(data="CREMA-D/AudioWAV", model="krr", input="distribution", split="speakers",
                   test_speakers=["1001", "1002"])
     m.evaluate(data="EmoDB/wav")                  # as `ser eval --json`
 
