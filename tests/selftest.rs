@@ -59,6 +59,7 @@ checks! {
     rbf_kernel_at_awkward_sizes => "rbf-kernel",
     conjugate_gradients_solve_kernel_ridge => "ridge-solve",
     k_nearest_neighbours_against_brute_force => "knn",
+    frame_distribution_embedding_against_its_reference => "embedding",
     forest_growth_and_evaluation_against_references => "forest",
     lstm_through_time_against_references_and_finite_differences => "lstm",
     stft_power_against_a_direct_dft => "stft",
