@@ -10,8 +10,8 @@ using it (docs/guide/checkpoints.md describes every field):
 - A checkpoint is a safetensors file. Its metadata values are JSON text (except `format`, a
   bare string "ser.model.v1"-style tag): `architecture` (input shape and layers), `classes`
   (class names in output order), `features` (the extraction configuration a feature file must
-  match), `input` ("vectors", "stats" or "frames"), `scaler` ({"mean": [...], "std": [...]},
-  applied as (x - mean) / std), optional `speaker_norm`, `training` (how it was made), and
+  match), `input` ("vectors", "stats", "distribution" or "frames"), `scaler` ({"mean": [...],
+  "std": [...]}, applied as (x - mean) / std), optional `speaker_norm`, `training` (how it was made), and
   `members` for ensembles (tensors then carry a `memberK.` prefix; probabilities average).
 - Tensors are named `<layer index>.<kind>.<name>`, f32, row-major: dense `weight` [in, out] and
   `bias` [out]; rbf `centres` [n, in] and `centre_sq_norms` [n]; gradient-trained models also
@@ -20,18 +20,25 @@ using it (docs/guide/checkpoints.md describes every field):
   logits are the model's scores as stored. A network's is not: optional `temperatures` (one
   per member, fitted on validation clips) multiplies its logits before the softmax.
 
+- The `distribution` input is the stats followed by the clip's frame-distribution embedding:
+  each column of the clip's frames standardised by the clip's own mean and deviation, every
+  frame mapped through cos(z W + b), averaged over the frames. W [columns, 1024] and b [1024]
+  are not stored: they are drawn from a fixed seed by SplitMix64 (`projection` below, the same
+  numbers as src/ops/embedding.rs).
+
 Layers covered here: flatten, dense (optional ReLU), rbf_kernel (exp(-gamma |x - c|^2)); that is
-the shipped model, MLPs and kernel ridge. Convolutional models need a convolution loop, which this
-example leaves out.
+kernel ridge (the shipped models) and MLPs. Convolutional models need a convolution loop, which
+this example leaves out.
 """
 import json
 import math
+import operator
 import struct
 import sys
 
 
 def read_safetensors(path):
-    """(tensors: name -> (shape, flat list of floats), metadata: dict of str)."""
+    """(tensors: name -> (shape, flat list of numbers), metadata: dict of str); F32 and U32."""
     with open(path, "rb") as f:
         data = f.read()
     (n,) = struct.unpack("<Q", data[:8])
@@ -40,11 +47,12 @@ def read_safetensors(path):
     body = data[8 + n:]
     tensors = {}
     for name, t in header.items():
-        if t["dtype"] != "F32":
+        code = {"F32": "f", "U32": "I"}.get(t["dtype"])
+        if code is None:
             continue
         start, end = t["data_offsets"]
         count = (end - start) // 4
-        tensors[name] = (t["shape"], list(struct.unpack(f"<{count}f", body[start:end])))
+        tensors[name] = (t["shape"], list(struct.unpack(f"<{count}{code}", body[start:end])))
     return tensors, meta
 
 
@@ -88,6 +96,61 @@ def kernel_ridge(meta, tensors, x):
     return [sum(k[i] * coef[i][j] for i in range(len(k))) + bias[j] for j in range(len(bias))]
 
 
+# The distribution input's embedding: width, kernel width (over the columns) and seed, fixed by
+# the input's name (src/contract/mod.rs).
+DISTRIBUTION_WIDTH, DISTRIBUTION_GAMMA, DISTRIBUTION_SEED = 1024, 1.0, 0x5E4D0D15
+GOLDEN, MASK = 0x9E3779B97F4A7C15, (1 << 64) - 1
+
+
+def f32(v):
+    return struct.unpack("<f", struct.pack("<f", v))[0]
+
+
+def splitmix64(state):
+    """(output, next state) of SplitMix64 (src/rng.rs)."""
+    z = (state + GOLDEN) & MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return z ^ (z >> 31), (state + GOLDEN) & MASK
+
+
+def projection(columns, width, gamma_scale, seed):
+    """W [columns][width] (Irwin-Hall sums of twelve 24-bit uniforms, variance 2 gamma) and b
+    [width] (uniform in [0, 2 pi)), rounded to f32 as ser draws them."""
+    state = seed
+
+    def draw24():
+        nonlocal state
+        out, state = splitmix64(state)
+        return out >> 40
+
+    sd = math.sqrt(2.0 * gamma_scale / columns)
+    flat = [f32((sum(draw24() for _ in range(12)) / float(1 << 24) - 6.0) * sd) for _ in range(columns * width)]
+    phase = [f32(draw24() / float(1 << 24) * math.tau) for _ in range(width)]
+    return [flat[j * width:(j + 1) * width] for j in range(columns)], phase
+
+
+def standardised(frames):
+    """Each column of a clip's frames by the clip's mean and deviation; a constant column is 0."""
+    n, columns = len(frames), len(frames[0]) if frames else 0
+    out = [[0.0] * columns for _ in range(n)]
+    for j in range(columns):
+        col = [f[j] for f in frames]
+        mean = sum(col) / n
+        sd = math.sqrt(sum((v - mean) ** 2 for v in col) / n)
+        if sd > 1e-5 * (1.0 + abs(mean)):
+            for t, v in enumerate(col):
+                out[t][j] = f32((v - mean) / sd)
+    return out
+
+
+def embedding(frames, weight, phase):
+    """The mean over the clip's frames of cos(z W + b)."""
+    z = standardised(frames)
+    by_feature = list(zip(*weight))
+    return [sum(math.cos(sum(map(operator.mul, zt, wk)) + b) for zt in z) / max(len(z), 1) for wk, b in zip(by_feature, phase)]
+
+
 def softmax(z):
     top = max(z)
     e = [math.exp(v - top) for v in z]
@@ -112,9 +175,16 @@ def main(model_path, features_path):
         sys.exit("the feature file was made with another configuration than the model's")
     clips = json.loads(fmeta["clips"])
     vectors, stds = rows(feats["vectors"]), rows(feats["stds"])
+    if input_kind == "distribution":
+        (n, t_max, dim), frames = feats["frames"]
+        lengths = feats["lengths"][1]
+        weight, phase = projection(dim, DISTRIBUTION_WIDTH, DISTRIBUTION_GAMMA, DISTRIBUTION_SEED)
     for c, clip in enumerate(clips):
         if input_kind == "stats":
             x = vectors[c] + stds[c]
+        elif input_kind == "distribution":
+            clip_frames = [frames[(c * t_max + t) * dim:(c * t_max + t + 1) * dim] for t in range(lengths[c])]
+            x = vectors[c] + stds[c] + embedding(clip_frames, weight, phase)
         elif input_kind == "vectors":
             x = vectors[c]
         else:

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Checks tools/checkpoint/predict.py against the binary: the same probabilities as
-`ser predict` on the bundled clips, from `ser features` output and the shipped checkpoint; and
-the shipped kernel ridge model rewritten in the `krr` layout (docs/guide/checkpoints.md) gives the
-same predictions in both; and the network layout with a temperature (`ser calibrate`'s) gives
-the same softened probabilities in both.
+`ser predict` on the bundled clips, from `ser features` output and the shipped checkpoint (kernel
+ridge on the distribution input); the same model rewritten in the layer-network layout older
+files have (docs/guide/checkpoints.md) gives the same predictions in both; and that network
+layout with a temperature (`ser calibrate`'s) gives the same softened probabilities in both.
 
     python3 tools/checkpoint/test_predict.py ./target/release/ser
 """
@@ -41,12 +41,15 @@ def with_temperature(src, dst, t):
     write_raw(dst, header, meta, data)
 
 
-def as_krr(src, dst):
-    """The network-shaped kernel ridge file `src` (flatten, rbf_kernel, dense) as a `krr` file."""
+def as_network(src, dst):
+    """The `krr` file `src` in the layer-network layout (flatten, rbf_kernel, dense) that kernel
+    ridge files had before it was a kind of its own."""
     header, meta, data = read_raw(src)
     arch = json.loads(meta["architecture"])
-    gamma = arch["layers"][1]["gamma"]
-    rename = {"1.rbf.centres": "krr.centres", "2.dense.weight": "krr.coef", "2.dense.bias": "krr.bias"}
+    gamma = json.loads(meta.pop("krr"))["gamma"]
+    del meta["kind"]
+    n, classes = header["krr.coef"]["shape"]
+    rename = {"krr.centres": "1.rbf.centres", "krr.coef": "2.dense.weight", "krr.bias": "2.dense.bias"}
     out_header, blobs, offset = {}, [], 0
     for old, new in rename.items():
         t = header[old]
@@ -54,9 +57,9 @@ def as_krr(src, dst):
         blobs.append(data[a:b])
         out_header[new] = {"dtype": t["dtype"], "shape": t["shape"], "data_offsets": [offset, offset + b - a]}
         offset += b - a
-    meta["kind"] = "krr"
-    meta["krr"] = json.dumps({"gamma": gamma})
-    meta["architecture"] = json.dumps({"input": arch["input"], "layers": []})
+    layers = [{"type": "flatten"}, {"type": "rbf_kernel", "centres": n, "gamma": gamma}, {"type": "dense", "units": classes, "relu": False}]
+    meta["architecture"] = json.dumps({"input": arch["input"], "layers": layers})
+    meta["members"] = "1"
     write_raw(dst, out_header, meta, b"".join(blobs))
 
 
@@ -70,14 +73,14 @@ with tempfile.TemporaryDirectory() as tmp:
     subprocess.run([ser, "features", "--no-cache", "--data", "examples/clips", "--out", feats], cwd=root, env=env, check=True, stderr=subprocess.DEVNULL)
     ours = subprocess.run([sys.executable, os.path.join(here, "predict.py"), "weights/ser.safetensors", feats], cwd=root, check=True, capture_output=True, text=True).stdout
     theirs = subprocess.run([ser, "predict", "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
-    krr = os.path.join(tmp, "krr.safetensors")
-    as_krr(os.path.join(root, "weights/ser.safetensors"), krr)
-    assert read_safetensors(krr)[1]["kind"] == "krr"
-    krr_py = subprocess.run([sys.executable, os.path.join(here, "predict.py"), krr, feats], cwd=root, check=True, capture_output=True, text=True).stdout
-    krr_ser = subprocess.run([ser, "predict", "--model", krr, "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
+    network = os.path.join(tmp, "network.safetensors")
+    as_network(os.path.join(root, "weights/ser.safetensors"), network)
+    assert "kind" not in read_safetensors(network)[1]
+    net_py = subprocess.run([sys.executable, os.path.join(here, "predict.py"), network, feats], cwd=root, check=True, capture_output=True, text=True).stdout
+    net_ser = subprocess.run([ser, "predict", "--model", network, "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
     # A calibrated network: both apply its temperature to the logits.
     calibrated = os.path.join(tmp, "calibrated.safetensors")
-    with_temperature(os.path.join(root, "weights/ser.safetensors"), calibrated, 0.5)
+    with_temperature(network, calibrated, 0.5)
     warm_py = subprocess.run([sys.executable, os.path.join(here, "predict.py"), calibrated, feats], cwd=root, check=True, capture_output=True, text=True).stdout
     warm_ser = subprocess.run([ser, "predict", "--model", calibrated, "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
 py = {os.path.basename(r["file"]): r for r in map(json.loads, ours.splitlines())}
@@ -89,8 +92,8 @@ for name, r in rs.items():
     for cls, p in r["probabilities"].items():
         worst = max(worst, abs(py[name]["probabilities"][cls] - p))
 assert worst < 1e-5, worst
-# The krr layout: ser and the example agree, and both give what the network layout gave.
-for out in (krr_py, krr_ser):
+# The network layout: ser and the example agree, and both give what the krr layout gave.
+for out in (net_py, net_ser):
     for r in map(json.loads, out.splitlines()):
         want = rs[os.path.basename(r["file"])]
         assert r["label"] == want["label"], (r["file"], r["label"], want["label"])
@@ -104,4 +107,4 @@ for name, r in warm_by_clip[1].items():
     for cls, p in r["probabilities"].items():
         worst = max(worst, abs(warm_by_clip[0][name]["probabilities"][cls] - p))
 assert worst < 1e-5, worst
-print(f"tools/checkpoint/predict.py matches ser predict on {len(rs)} clips, network (raw and calibrated) and krr layouts (largest difference {worst:.1e})")
+print(f"tools/checkpoint/predict.py matches ser predict on {len(rs)} clips, krr and network (raw and calibrated) layouts (largest difference {worst:.1e})")
