@@ -75,6 +75,12 @@ pub const DISTRIBUTION_GAMMA: f64 = 1.0;
 /// (`ops::embedding::Projection` draws the same numbers on every platform).
 pub const DISTRIBUTION_SEED: u64 = 0x5e4d_0d15;
 
+/// Why `set` cannot give `input` what it reads (the distribution embedding not computed), if so.
+pub fn missing(set: &crate::features::set::FeatureSet, input: Input) -> Option<&'static str> {
+    (input == Input::Distribution && (set.distribution_width != DISTRIBUTION_WIDTH || set.distribution.len() != set.clips.len() * DISTRIBUTION_WIDTH))
+        .then_some("the distribution input's embedding was not computed for these features (dataset::prepare)")
+}
+
 impl Input {
     /// The model input (length, channels) for features of `dim` columns and `t_max` frames.
     pub fn shape(self, dim: usize, t_max: usize) -> (usize, usize) {

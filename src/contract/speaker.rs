@@ -110,12 +110,12 @@ pub fn normalise(set: &mut FeatureSet, input: Input, speakers: &BTreeMap<&str, V
         }
         match input {
             Input::Vectors | Input::Stats | Input::Distribution => {
+                if let Some(why) = super::missing(set, input) {
+                    bail!("{why}, before speaker normalisation");
+                }
                 let w = set.distribution_width;
                 let mut tables = vec![(&mut set.vectors, d), (&mut set.stds, d)];
                 if input == Input::Distribution {
-                    if set.distribution.len() != set.clips.len() * w || w == 0 {
-                        bail!("the distribution input's embedding was not computed before speaker normalisation");
-                    }
                     tables.push((&mut set.distribution, w));
                 }
                 for (table, width) in tables {

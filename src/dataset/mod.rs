@@ -4,6 +4,7 @@
 
 use crate::audio::{Emotion, Selection, VocalFilter};
 use crate::contract::{DISTRIBUTION_GAMMA, DISTRIBUTION_SEED, DISTRIBUTION_WIDTH};
+pub use crate::contract::missing;
 use crate::features::set::FeatureSet;
 use crate::gpu::Gpu;
 use crate::ops::embedding::{self, Projection};
@@ -15,7 +16,7 @@ use anyhow::{Result, bail};
 /// then standardises it with the means and deviations). Nothing for the other inputs, or when
 /// the set has it already.
 pub fn prepare(gpu: &Gpu, set: &mut FeatureSet, input: Input) -> Result<()> {
-    if input != Input::Distribution || set.distribution_width == DISTRIBUTION_WIDTH {
+    if missing(set, input).is_none() {
         return Ok(());
     }
     if !set.has_frames() && !set.clips.is_empty() {
@@ -27,12 +28,6 @@ pub fn prepare(gpu: &Gpu, set: &mut FeatureSet, input: Input) -> Result<()> {
     set.distribution = embedding::embed(gpu, &clips, &projection)?;
     set.distribution_width = DISTRIBUTION_WIDTH;
     Ok(())
-}
-
-/// Why `set` cannot give `input` what it reads (the distribution embedding not computed), if so.
-pub fn missing(set: &FeatureSet, input: Input) -> Option<&'static str> {
-    (input == Input::Distribution && set.distribution_width != DISTRIBUTION_WIDTH)
-        .then_some("the distribution input's embedding was not computed for these features (dataset::prepare)")
 }
 
 /// Examples in memory: x [n, length, channels] row-major and class indices.

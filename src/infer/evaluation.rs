@@ -109,6 +109,15 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
         let held = dataset::fold_speakers(&speakers, folds, fold);
         (clips, labels) = clips.iter().zip(&labels).zip(&speakers).filter(|(_, a)| held.contains(a)).map(|((&c, &y), _)| (c, y)).unzip();
     }
+    // What the models read beyond the feature file, computed once for all of them (a copy of
+    // the set only when one needs it).
+    let mut prepared = Cow::Borrowed(set);
+    for m in models {
+        if dataset::missing(&prepared, m.meta.data.input).is_some() {
+            dataset::prepare(gpu, prepared.to_mut(), m.meta.data.input)?;
+        }
+    }
+    let set = prepared.as_ref();
     let mut sum: Vec<Vec<f32>> = Vec::new();
     for m in models {
         // Speaker statistics come from every clip of the set the model knows, as in training
@@ -116,13 +125,8 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
         // Only a speaker-normalised model needs its own copy of the set.
         let own = if m.meta.data.speaker_norm.is_some() {
             let mut own = set.clone();
-            dataset::prepare(gpu, &mut own, m.meta.data.input)?;
             let known: Vec<usize> = (0..own.clips.len()).filter(|&i| own.clips[i].emotion.is_some_and(|e| m.meta.data.classes.contains(&e))).collect();
             m.normalise_speakers(&mut own, &known, o.groups, o.min_clips)?;
-            Cow::Owned(own)
-        } else if dataset::missing(set, m.meta.data.input).is_some() {
-            let mut own = set.clone();
-            dataset::prepare(gpu, &mut own, m.meta.data.input)?;
             Cow::Owned(own)
         } else {
             Cow::Borrowed(set)

@@ -84,11 +84,10 @@ pub fn standardised(frames: &[f32], columns: usize) -> Vec<f32> {
     out
 }
 
-/// Rows one invocation sums at most (within llvmpipe's loop budget), and rows a block holds at
-/// most (its projections within the adapter's storage binding).
+/// Rows a block holds at most: its projections within the adapter's storage binding (64 MiB at
+/// most). [`embed_in_blocks`] also keeps it within llvmpipe's loop budget.
 fn block_rows(gpu: &Gpu, columns: usize, width: usize) -> usize {
-    let by_binding = (gpu.max_storage_binding().min(1 << 26) as usize / (4 * width.max(columns).max(1))).max(1);
-    by_binding.min(super::CPU_LOOP_BUDGET / 2)
+    (gpu.max_storage_binding().min(1 << 26) as usize / (4 * width.max(columns).max(1))).max(1)
 }
 
 /// The embedding [clips, width] of clips given as frame tables ([frames, columns] each, any
@@ -100,6 +99,7 @@ pub fn embed(gpu: &Gpu, clips: &[&[f32]], projection: &Projection) -> Result<Vec
 /// [`embed`] with blocks of at most `limit` rows (the selftest splits clips across blocks).
 pub fn embed_in_blocks(gpu: &Gpu, clips: &[&[f32]], projection: &Projection, limit: usize) -> Result<Vec<f32>> {
     let (columns, width) = (projection.columns, projection.width);
+    // One invocation sums a segment's rows: at most a block's.
     let limit = limit.clamp(1, super::CPU_LOOP_BUDGET / 2);
     if columns == 0 || width == 0 || projection.weight.len() != columns * width || projection.phase.len() != width {
         bail!("embedding: a projection of {} weights and {} phases does not fit {columns} columns and {width} features", projection.weight.len(), projection.phase.len());
