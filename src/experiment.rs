@@ -366,7 +366,7 @@ pub fn resume(gpu: &Gpu, path: &Path) -> Result<(Predictor, RunConfig)> {
     };
     let mut cfg = RunConfig { input: meta.data.input, speaker_norm: meta.data.speaker_norm.as_ref().map(|s| s.min_clips), ensemble: 1, refit: false, ..cfg };
     adopt_saved_head(&mut cfg.model, cfg.input, &meta.architecture);
-    Ok((Predictor { classifier: Box::new(Networks(models)), meta }, cfg))
+    Ok((Predictor::new(Box::new(Networks(models)), meta), cfg))
 }
 
 /// Sets the time pooling and LSTM directions to those the saved model has, whatever its record
@@ -530,7 +530,7 @@ pub fn labelled_for_run(gpu: &Gpu, mut set: FeatureSet, selection: &Selection, c
     let l = dataset::labelled(&set, selection)?;
     dataset::prepare(gpu, &mut set, cfg.input)?;
     if let Some(min_clips) = cfg.speaker_norm {
-        crate::contract::speaker::normalise_clips(&mut set, &l.all_clips(), cfg.input, by, min_clips)?;
+        crate::contract::speaker::normalise_clips(&mut set, &l.all_clips(), &[cfg.input], by, min_clips)?;
     }
     Ok((set, l))
 }
@@ -847,7 +847,7 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
         t.extend(r);
     }
     let meta = meta_with(architecture, training);
-    let mut predictor = Predictor { classifier, meta };
+    let mut predictor = Predictor::new(classifier, meta);
     // A network's probabilities are calibrated on the validation clips (a refitted one has
     // trained on them, so it keeps its raw scores).
     if predictor.classifier.networks().is_some() && !cfg.refit && !val_set.is_empty() {

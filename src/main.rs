@@ -115,6 +115,10 @@ enum Command {
     /// its probabilities are calibrated when averaged with other models' (`ser train` now does
     /// this itself: for networks saved by an older ser).
     Calibrate(CalibrateArgs),
+    /// Join saved models of any kinds and inputs (the same classes, features and speaker
+    /// normalisation) into one ensemble file whose class probabilities are the mean of theirs:
+    /// for `ser predict`, `ser eval` and Python like any model.
+    Ensemble(EnsembleArgs),
     /// Predict the emotion of audio files (any WAV or FLAC, any rate, mono or stereo).
     Predict(PredictArgs),
     /// Check every kernel family against float64 references and the built-in model on the
@@ -509,6 +513,18 @@ struct CalibrateArgs {
 }
 
 #[derive(Args)]
+struct EnsembleArgs {
+    /// A member (repeat it, two or more; an ensemble file given here adds its members).
+    #[arg(long, required = true)]
+    model: Vec<PathBuf>,
+    /// Where to save the ensemble.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    adapter: AdapterArgs,
+}
+
+#[derive(Args)]
 struct EvalArgs {
     /// The model (default: the one shipped in weights/, built into the binary). Repeat it to
     /// score an ensemble of models of any kinds and inputs (the same classes): their class
@@ -783,6 +799,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Compare(args) => compare(args),
         Command::Eval(args) => eval(args),
         Command::Calibrate(args) => calibrate(args),
+        Command::Ensemble(args) => ensemble(args),
         Command::Predict(args) => predict(args),
         Command::Selftest(args) => selftest(args),
         Command::Bench { what: BenchCommand::Gemm { adapter, all_adapters, sizes, kernels, precision, repeats, warmup, quick, json } } => {
@@ -1056,6 +1073,17 @@ fn calibrate(args: CalibrateArgs) -> Result<()> {
     Ok(())
 }
 
+fn ensemble(args: EnsembleArgs) -> Result<()> {
+    ser::store::check_output_path(&args.out, "--out")?;
+    let gpu = args.adapter.open()?;
+    let models = args.model.iter().map(|m| ser::infer::load_model(&gpu, Some(m))).collect::<Result<Vec<_>>>()?;
+    let p = ser::infer::ensemble::join(models).context("--model")?;
+    ser::infer::save(&gpu, &p, &args.out)?;
+    let kinds: Vec<String> = p.members().map(|m| format!("{} ({})", m.classifier.family().kind, m.meta.data.input.name())).collect();
+    eprintln!("saved {}: an ensemble of {}", args.out.display(), kinds.join(", "));
+    Ok(())
+}
+
 fn eval(args: EvalArgs) -> Result<()> {
     // Refused before any device or model is opened.
     if !args.build.speed_copies.is_empty() {
@@ -1105,7 +1133,8 @@ fn eval(args: EvalArgs) -> Result<()> {
     if ev.speed_copies > 0 {
         eprintln!("{} augmented copies (--speed-copies) were left out: they only train", ev.speed_copies);
     }
-    eprintln!("scored {} clips{}", ev.clips.len(), if models.len() > 1 { format!(" with {} models' averaged probabilities", models.len()) } else { String::new() });
+    let members: usize = models.iter().map(|m| m.members().count()).sum();
+    eprintln!("scored {} clips{}", ev.clips.len(), if members > 1 { format!(" with {members} models' averaged probabilities") } else { String::new() });
     if skipped > 0 {
         return Err(Partial(format!("{skipped} files could not be used (listed above); exit status {EXIT_PARTIAL}")).into());
     }

@@ -443,3 +443,78 @@ fn the_distribution_input_tells_apart_clips_whose_statistics_agree() {
     let want = predictor.probabilities(g, &predictor.dataset(&prepared, &clips, vec![0; clips.len()]).unwrap()).unwrap();
     assert_eq!(loaded.probabilities(g, &loaded.dataset(&fresh, &clips, vec![0; clips.len()]).unwrap()).unwrap(), want);
 }
+
+/// An ensemble file joins models of other kinds and inputs (kernel ridge on the distribution
+/// input, an LSTM on frames): loaded again it predicts the mean of its members' probabilities,
+/// scores as its members given one by one, flattens an ensemble given as a member, and refuses
+/// members it cannot average and files that nest ensembles.
+#[test]
+fn an_ensemble_file_averages_members_of_other_kinds_and_inputs() {
+    let g = &common::gpu().gpu;
+    let set = common::synthetic_set();
+    let dir = common::TempDir::new("ensemble");
+    let fit = |kind: ModelKind, input: Input, speaker_norm: Option<usize>, name: &str| {
+        let model = ModelConfig { kind, network: network::Settings { lstm_units: 4, ..Default::default() }, ..Default::default() };
+        let cfg = RunConfig { model, input, epochs: 2, seed: 4, speaker_norm, ..Default::default() };
+        let (prepared, l) = experiment::labelled_for_run(g, set.clone(), &selection(), &cfg, SpeakerGroups::Actor).unwrap();
+        let run = Run { gpu: g, cfg: &cfg, set: &prepared, labelled: &l, log: &|_| {}, on_epoch: None };
+        let (train_all, test) = experiment::test_split(&run).unwrap();
+        let path = dir.0.join(name);
+        ser::infer::save(g, &experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap().0, &path).unwrap();
+        path
+    };
+    let krr = fit(ModelKind::Krr, Input::Distribution, None, "krr.safetensors");
+    let lstm = fit(ModelKind::Lstm, Input::Frames, None, "lstm.safetensors");
+    let load = |p: &std::path::Path| ser::infer::load_model(g, Some(p)).unwrap();
+    let joined = ser::infer::ensemble::join(vec![load(&krr), load(&lstm)]).unwrap();
+    let pair = dir.0.join("pair.safetensors");
+    ser::infer::save(g, &joined, &pair).unwrap();
+    let loaded = load(&pair);
+    assert_eq!(loaded.kind(), "ensemble");
+    assert_eq!(loaded.members().map(|m| (m.classifier.family().kind, m.meta.data.input)).collect::<Vec<_>>(), [("krr", Input::Distribution), ("network", Input::Frames)]);
+    assert_eq!(ser::infer::load_meta(Some(&pair)).unwrap(), load(&krr).meta);
+
+    let l = labelled(&set);
+    let mut prepared = set.clone();
+    loaded.prepare(g, &mut prepared).unwrap();
+    let got = loaded.clip_probabilities(g, &prepared, &l.clips).unwrap();
+    let alone = |p: &std::path::Path| {
+        let m = load(p);
+        m.probabilities(g, &m.dataset(&prepared, &l.clips, l.labels.clone()).unwrap()).unwrap()
+    };
+    let (a, b) = (alone(&krr), alone(&lstm));
+    for (i, row) in got.iter().enumerate() {
+        for (k, v) in row.iter().enumerate() {
+            assert!((v - (a[i][k] + b[i][k]) / 2.0).abs() < 1e-6, "clip {i} class {k}: {v} against {} and {}", a[i][k], b[i][k]);
+        }
+    }
+    let argmax = |p: &[Vec<f32>]| p.iter().map(|r| ser::report::argmax(r)).collect::<Vec<_>>();
+    assert!(argmax(&a) != argmax(&got) || argmax(&b) != argmax(&got), "the members must disagree somewhere for this check to mean anything");
+    // A dataset of one input cannot stand for an ensemble's.
+    assert!(loaded.probabilities(g, &loaded.dataset(&prepared, &l.clips, l.labels.clone()).unwrap()).is_err());
+    let options = ser::infer::EvalOptions { held_out_of_seed: None, held_out_fold: None, groups: SpeakerGroups::Actor, min_clips: None };
+    let as_file = ser::infer::evaluate(g, &[load(&pair)], &set, &options).unwrap();
+    let one_by_one = ser::infer::evaluate(g, &[load(&krr), load(&lstm)], &set, &options).unwrap();
+    assert_eq!(as_file.report.confusion, one_by_one.report.confusion);
+
+    // An ensemble given as a member adds its members.
+    let three = ser::infer::ensemble::join(vec![load(&pair), load(&krr)]).unwrap();
+    assert_eq!(three.members().count(), 3);
+    // Members that cannot be averaged are refused, saying why.
+    let mut other_classes = load(&krr);
+    other_classes.meta.data.classes.swap(0, 1);
+    let err = ser::infer::ensemble::join(vec![load(&lstm), other_classes]).err().unwrap().to_string();
+    assert!(err.contains("model 2") && err.contains("classes"), "{err}");
+    let normalised = fit(ModelKind::Krr, Input::Stats, Some(8), "krr-norm.safetensors");
+    let err = ser::infer::ensemble::join(vec![load(&krr), load(&normalised)]).err().unwrap().to_string();
+    assert!(err.contains("normalises speakers"), "{err}");
+    assert!(ser::infer::ensemble::join(vec![load(&krr)]).is_err());
+    // A file that holds an ensemble inside an ensemble is refused at load.
+    let bytes = std::fs::read(&pair).unwrap();
+    let stored = ["member0", "member1"].map(|name| ser::store::Stored { name, dtype: safetensors::Dtype::U8, shape: vec![bytes.len()], bytes: &bytes });
+    let metadata = [("format", "ser.model.v1"), ("kind", "ensemble"), ("members", "2")].map(|(k, v)| (k.to_string(), v.to_string())).into_iter().collect();
+    let nested = dir.0.join("nested.safetensors");
+    std::fs::write(&nested, ser::store::to_safetensors(&stored, metadata).unwrap()).unwrap();
+    let err = format!("{:#}", ser::infer::load_model(g, Some(&nested)).err().unwrap());
+    assert!(err.contains("an ensemble inside an ensemble"), "{err}");
+}

@@ -228,7 +228,8 @@ fn checkpoints_load_or_say_why() {
     let mut rng = SplitMix64::new(common::fresh_seed("checkpoint"));
     // Seeds of every kind: the shipped file, and small models of each other kind fitted on the
     // synthetic set through the library (knn, svm, rf, krr on summary statistics; an LSTM on
-    // frames), so that each kind's own reader is fuzzed, not only the network one.
+    // frames; an ensemble file of two), so that each kind's own reader is fuzzed, not only the
+    // network one.
     let probe = common::synthetic_set();
     let mut seeds = vec![shipped];
     seeds.extend(seed_models(g));
@@ -246,8 +247,8 @@ fn checkpoints_load_or_say_why() {
             let p = ser::infer::load_model_bytes(g, "fuzz", input.clone())?;
             let proba = if p.meta.data.features == probe.config {
                 let clips: Vec<usize> = (0..probe.clips.len()).step_by(9).collect();
-                let labels = vec![0; clips.len()];
-                p.dataset(&probe, &clips, labels).and_then(|d| p.probabilities(g, &d)).ok()
+                let mut set = probe.clone();
+                p.prepare(g, &mut set).and_then(|()| p.clip_probabilities(g, &set, &clips)).ok()
             } else {
                 None
             };
@@ -297,6 +298,11 @@ fn seed_models(g: &ser::gpu::Gpu) -> Vec<Vec<u8>> {
         ser::infer::save(g, &predictor, &path).unwrap();
         out.push(std::fs::read(&path).unwrap());
     }
+    // An ensemble file of two of them (its members' files inside it are fuzzed too).
+    let load = |kind: &str| ser::infer::load_model(g, Some(&dir.join(format!("{kind}.safetensors")))).unwrap();
+    let pair = ser::infer::ensemble::join(vec![load("knn"), load("krr")]).unwrap();
+    ser::infer::save(g, &pair, &dir.join("ensemble.safetensors")).unwrap();
+    out.push(std::fs::read(dir.join("ensemble.safetensors")).unwrap());
     std::fs::remove_dir_all(&dir).unwrap();
     out
 }

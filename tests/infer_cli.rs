@@ -17,34 +17,83 @@ fn sample_dir() -> PathBuf {
     common::originals_dir()
 }
 
+/// Saves an untrained refined CNN over time means (the default features' 59 columns, seven
+/// classes) to `path`.
+fn random_cnn(path: &Path) {
+    let g = &gpu().gpu;
+    let cfg = ser::features::FeatureConfig::default();
+    let classes: Vec<ser::audio::Emotion> = ser::audio::Emotion::RAVDESS.iter().copied().filter(|e| *e != ser::audio::Emotion::Disgust).collect();
+    let arch = Architecture::refined_cnn((cfg.dim(), 1), classes.len(), ser::nn::TimePooling::Flatten);
+    let model = Model::new(g, &arch, 11).unwrap();
+    let meta = ModelMeta {
+        architecture: arch,
+        data: ser::contract::DataContract {
+            version: ser::contract::VERSION,
+            classes,
+            scaler: ser::dataset::Scaler { mean: vec![0.0; cfg.dim()], std: vec![10.0; cfg.dim()] },
+            features: cfg,
+            input: ser::dataset::Input::Vectors,
+            speaker_norm: None,
+            label_map: vec![],
+            corpora: Default::default(),
+        },
+        training: serde_json::json!({}),
+        temperatures: vec![],
+    };
+    checkpoint::save(g, std::slice::from_ref(&model), &meta, path).unwrap();
+}
+
+/// `ser ensemble` joins the built-in kernel ridge model (distribution input) and a network over
+/// time means into one file; `ser predict` with it gives each file the mean of the two models'
+/// probabilities, and `ser eval` scores it as the two models given one by one.
+#[test]
+fn an_ensemble_file_predicts_the_mean_of_its_members() {
+    let dir = common::TempDir::new("ensemble-cli");
+    let (cnn, pair) = (dir.0.join("cnn.safetensors"), dir.0.join("pair.safetensors"));
+    random_cnn(&cnn);
+    let builtin = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/ser.safetensors");
+    let out = ser().args(["ensemble", "--model"]).arg(&builtin).arg("--model").arg(&cnn).arg("--out").arg(&pair).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("krr (distribution), network (vectors)"), "{}", String::from_utf8_lossy(&out.stderr));
+    let predict = |model: &Path| {
+        let o = ser().arg("predict").arg("--model").arg(model).arg(sample_dir()).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>()
+    };
+    let (a, b, mean) = (predict(&builtin), predict(&cnn), predict(&pair));
+    assert_eq!(mean.len(), 8);
+    let mut differs = false;
+    for ((x, y), m) in a.iter().zip(&b).zip(&mean) {
+        assert_eq!(x["file"], m["file"]);
+        for (class, v) in m["probabilities"].as_object().unwrap() {
+            let want = (x["probabilities"][class].as_f64().unwrap() + y["probabilities"][class].as_f64().unwrap()) / 2.0;
+            assert!((v.as_f64().unwrap() - want).abs() < 1e-6, "{class}: {v} against {want}\n{x}\n{y}");
+        }
+        differs |= m["label"] != x["label"] || m["label"] != y["label"];
+    }
+    assert!(differs, "the members must disagree somewhere for this check to mean anything");
+    let eval = |models: &[&Path]| {
+        let mut c = ser();
+        c.arg("eval").arg("--data").arg(sample_dir()).arg("--json");
+        models.iter().for_each(|m| {
+            c.arg("--model").arg(m);
+        });
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["confusion"].clone()
+    };
+    assert_eq!(eval(&[&pair]), eval(&[&builtin, &cnn]));
+    // One model is no ensemble.
+    let out = ser().args(["ensemble", "--model"]).arg(&builtin).arg("--out").arg(dir.0.join("one.safetensors")).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("at least two"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn predict_and_eval_on_real_files() {
     let dir = std::env::temp_dir().join(format!("ser-infer-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let model_path = dir.join("model.safetensors");
-    {
-        let g = &gpu().gpu;
-        let cfg = ser::features::FeatureConfig::default();
-        let classes: Vec<ser::audio::Emotion> = ser::audio::Emotion::RAVDESS.iter().copied().filter(|e| *e != ser::audio::Emotion::Disgust).collect();
-        let arch = Architecture::refined_cnn((cfg.dim(), 1), classes.len(), ser::nn::TimePooling::Flatten);
-        let model = Model::new(g, &arch, 11).unwrap();
-        let meta = ModelMeta {
-            architecture: arch,
-            data: ser::contract::DataContract {
-                version: ser::contract::VERSION,
-                classes,
-                scaler: ser::dataset::Scaler { mean: vec![0.0; cfg.dim()], std: vec![10.0; cfg.dim()] },
-                features: cfg,
-                input: ser::dataset::Input::Vectors,
-                speaker_norm: None,
-                label_map: vec![],
-                corpora: Default::default(),
-            },
-            training: serde_json::json!({}),
-            temperatures: vec![],
-        };
-        checkpoint::save(g, std::slice::from_ref(&model), &meta, &model_path).unwrap();
-    }
+    random_cnn(&model_path);
     // Any file name works for predict; a file that is not audio is reported, not fatal.
     let stranger = dir.join("my recording, take 2.wav");
     std::fs::copy(sample_dir().join("03-01-08-01-02-02-01.wav"), &stranger).unwrap();

@@ -210,7 +210,7 @@ fn checkpoints_round_trip_and_bad_files_are_refused_without_losing_anything() {
     // A model holding NaN is not saved, and the good file already there is left as it was.
     let t = &model.tensors()[0].1.clone();
     g.write(t, &vec![f32::NAN; t.len()]).unwrap();
-    let e = checkpoint::save(g, std::slice::from_ref(&model), &meta, &path).unwrap_err().to_string();
+    let e = format!("{:#}", checkpoint::save(g, std::slice::from_ref(&model), &meta, &path).unwrap_err());
     assert!(e.contains("NaN"), "{e}");
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -301,7 +301,7 @@ fn an_ensemble_round_trips_and_averages_its_members_probabilities() {
     let (loaded, _) = checkpoint::load(g, &path).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(loaded.len(), 2);
-    let p = ser::infer::Predictor { classifier: Box::new(ser::models::network::Networks(loaded)), meta };
+    let p = ser::infer::Predictor::new(Box::new(ser::models::network::Networks(loaded)), meta);
     let got = p.probabilities(g, &va).unwrap();
     let each: Vec<Vec<Vec<f32>>> = models.iter().map(|m| predict::softmax_rows(&predict::predict(g, m, &va, 8).unwrap(), 3)).collect();
     assert_ne!(each[0], each[1], "members must differ for the test to mean anything");
@@ -514,7 +514,7 @@ fn naive_bayes_learns_clusters_and_its_gpu_probabilities_are_the_float64_referen
         temperatures: Vec::new(),
     };
     let path = dir.0.join("gnb.safetensors");
-    model.save(&meta, &path).unwrap();
+    ser::store::write_atomic(&path, &model.to_bytes(&meta).unwrap()).unwrap();
     let loaded = ser::infer::load_model(g, Some(&path)).unwrap();
     assert_eq!(loaded.classifier.family().kind, "gnb");
     assert_eq!(loaded.probabilities(g, &test).unwrap(), p);

@@ -284,10 +284,11 @@ impl Model {
         self.predictor.class_names()
     }
 
-    /// The kind of classifier ("network", "krr", "knn", "svm", "forest").
+    /// The kind of classifier ("network", "krr", "knn", "svm", "forest", "gnb"), or "ensemble" for
+    /// an ensemble file.
     #[getter]
     fn kind(&self) -> &'static str {
-        self.predictor.classifier.family().kind
+        self.predictor.kind()
     }
 
     /// The training record (JSON).
@@ -376,8 +377,8 @@ impl Model {
         let k = predictor.class_names().len();
         let rows = on_device(py, move |gpu| {
             let all: Vec<usize> = (0..n).collect();
-            ser::dataset::prepare(gpu, &mut set, predictor.meta.data.input)?;
-            let probs = predictor.probabilities(gpu, &predictor.dataset(&set, &all, vec![0; n])?)?;
+            predictor.prepare(gpu, &mut set)?;
+            let probs = predictor.clip_probabilities(gpu, &set, &all)?;
             Ok(probs.into_iter().flatten().collect::<Vec<f32>>())
         })?;
         rows.into_pyarray(py).reshape([n, k])

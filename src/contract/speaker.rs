@@ -99,40 +99,43 @@ pub fn too_few(key: &str, n: usize, min_clips: usize) -> String {
     format!("speaker {key:?} has {n} clip{}; speaker normalisation takes each speaker's statistics from at least {min_clips} of their clips (--min-speaker-clips)", if n == 1 { "" } else { "s" })
 }
 
-/// Standardises, in place, what `input` reads of every clip in `speakers` (the time means and
-/// standard deviations, or the frames) with the statistics of its speaker's clips, and says on
-/// stderr how many clips and speakers. Clips in no group are left as they are.
-pub fn normalise(set: &mut FeatureSet, input: Input, speakers: &BTreeMap<&str, Vec<usize>>, min_clips: usize) -> Result<()> {
+/// Standardises, in place, what `inputs` read of every clip in `speakers` (the time means and
+/// standard deviations, the distribution embedding, the frames) with the statistics of its
+/// speaker's clips, each table once however many inputs read it, and says on stderr how many
+/// clips and speakers. Clips in no group are left as they are.
+pub fn normalise(set: &mut FeatureSet, inputs: &[Input], speakers: &BTreeMap<&str, Vec<usize>>, min_clips: usize) -> Result<()> {
     let d = set.dim;
+    let summaries = inputs.iter().any(|&i| i != Input::Frames);
+    let distribution = inputs.contains(&Input::Distribution);
+    for &input in inputs {
+        if let Some(why) = super::missing(set, input) {
+            bail!("{why}, before speaker normalisation");
+        }
+    }
     for (key, clips) in speakers {
         if clips.len() < min_clips {
             bail!("{}", too_few(key, clips.len(), min_clips));
         }
-        match input {
-            Input::Vectors | Input::Stats | Input::Distribution => {
-                if let Some(why) = super::missing(set, input) {
-                    bail!("{why}, before speaker normalisation");
-                }
-                let w = set.distribution_width;
-                let mut tables = vec![(&mut set.vectors, d), (&mut set.stds, d)];
-                if input == Input::Distribution {
-                    tables.push((&mut set.distribution, w));
-                }
-                for (table, width) in tables {
-                    let s = Scaler::fit(clips.iter().copied(), table, width);
-                    for &c in clips {
-                        s.apply(&mut table[c * width..(c + 1) * width]);
-                    }
+        if summaries {
+            let w = set.distribution_width;
+            let mut tables = vec![(&mut set.vectors, d), (&mut set.stds, d)];
+            if distribution {
+                tables.push((&mut set.distribution, w));
+            }
+            for (table, width) in tables {
+                let s = Scaler::fit(clips.iter().copied(), table, width);
+                for &c in clips {
+                    s.apply(&mut table[c * width..(c + 1) * width]);
                 }
             }
-            Input::Frames => {
-                // Every real frame of the speaker's clips; the zero padding stays zero.
-                let (lengths, t_max) = (&set.lengths, set.t_max);
-                let rows: Vec<usize> = clips.iter().flat_map(|&c| (0..lengths[c] as usize).map(move |t| c * t_max + t)).collect();
-                let s = Scaler::fit(rows.iter().copied(), &set.frames, d);
-                for r in rows {
-                    s.apply(&mut set.frames[r * d..(r + 1) * d]);
-                }
+        }
+        if inputs.contains(&Input::Frames) {
+            // Every real frame of the speaker's clips; the zero padding stays zero.
+            let (lengths, t_max) = (&set.lengths, set.t_max);
+            let rows: Vec<usize> = clips.iter().flat_map(|&c| (0..lengths[c] as usize).map(move |t| c * t_max + t)).collect();
+            let s = Scaler::fit(rows.iter().copied(), &set.frames, d);
+            for r in rows {
+                s.apply(&mut set.frames[r * d..(r + 1) * d]);
             }
         }
     }
@@ -141,10 +144,10 @@ pub fn normalise(set: &mut FeatureSet, input: Input, speakers: &BTreeMap<&str, V
 }
 
 /// Groups `clips` (indices into `set`) into speakers `by` their names or folders and normalises
-/// them.
-pub fn normalise_clips(set: &mut FeatureSet, clips: &[usize], input: Input, by: SpeakerGroups, min_clips: usize) -> Result<()> {
+/// what `inputs` read of them.
+pub fn normalise_clips(set: &mut FeatureSet, clips: &[usize], inputs: &[Input], by: SpeakerGroups, min_clips: usize) -> Result<()> {
     let keys = speaker_keys(&set.clips, by)?;
-    normalise(set, input, &speakers_of(&keys, clips), min_clips)
+    normalise(set, inputs, &speakers_of(&keys, clips), min_clips)
 }
 
 #[cfg(test)]
@@ -203,7 +206,7 @@ mod tests {
         assert_eq!(speakers.keys().copied().collect::<Vec<_>>(), ["folder s0", "folder s1"]);
         for input in [Input::Stats, Input::Frames] {
             let mut s = set.clone();
-            normalise(&mut s, input, &speakers, 40).unwrap();
+            normalise(&mut s, &[input], &speakers, 40).unwrap();
             for speaker in 0..2 {
                 let check = |table: &[f32], rows: Vec<usize>| {
                     for j in 0..d {
@@ -225,18 +228,18 @@ mod tests {
                 }
             }
         }
-        let e = normalise(&mut set.clone(), Input::Stats, &speakers, 41).unwrap_err().to_string();
+        let e = normalise(&mut set.clone(), &[Input::Stats], &speakers, 41).unwrap_err().to_string();
         assert!(e.contains("\"folder s0\" has 40 clips") && e.contains("at least 41"), "{e}");
         // Only the listed clips are normalised, with statistics of those alone.
         let mut s = set.clone();
         let first_half: Vec<usize> = (0..n / 2).collect();
-        normalise(&mut s, Input::Vectors, &speakers_of(&keys, &first_half), 20).unwrap();
+        normalise(&mut s, &[Input::Vectors], &speakers_of(&keys, &first_half), 20).unwrap();
         assert_eq!(s.vectors[n / 2 * d..], set.vectors[n / 2 * d..]);
         let mut t = set.clone();
         t.vectors.truncate(n / 2 * d);
         t.stds.truncate(n / 2 * d);
         t.clips.truncate(n / 2);
-        normalise(&mut t, Input::Vectors, &speakers_of(&keys, &first_half), 20).unwrap();
+        normalise(&mut t, &[Input::Vectors], &speakers_of(&keys, &first_half), 20).unwrap();
         assert_eq!(s.vectors[..n / 2 * d], t.vectors[..]);
     }
 }

@@ -44,13 +44,18 @@ pub struct Evaluation {
 /// features.
 pub fn ensemble_mismatch(models: &[Predictor]) -> Option<usize> {
     let first = models.first()?;
-    models.iter().position(|m| m.meta.data.classes != first.meta.data.classes || m.meta.data.features != first.meta.data.features)
+    models.iter().position(|m| m.members().any(|m| !same_data(first, m)))
+}
+
+/// Whether `m` predicts the classes of `first` from features of its configuration.
+fn same_data(first: &Predictor, m: &Predictor) -> bool {
+    m.meta.data.classes == first.meta.data.classes && m.meta.data.features == first.meta.data.features
 }
 
 /// Refuses a model saved by another fold of an actor cross-validation than the one scored: its
 /// training clips would be its test clips. Models trained on any other split are the user's
 /// choice and pass.
-fn check_fold_models(models: &[Predictor], fold: usize, folds: usize) -> Result<()> {
+fn check_fold_models(models: &[&Predictor], fold: usize, folds: usize) -> Result<()> {
     for (i, m) in models.iter().enumerate() {
         let run = &m.meta.training["run"];
         if run["split"].as_str() != Some("ActorFolds") {
@@ -73,8 +78,10 @@ fn check_fold_models(models: &[Predictor], fold: usize, folds: usize) -> Result<
 /// original clips of `set` that carry one of their classes. The clips are labelled in the
 /// order `ser train` labels them, so `held_out_of_seed` selects exactly its test clips.
 pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptions) -> Result<Evaluation> {
-    let Some(first) = models.first() else { bail!("no model to evaluate") };
-    if let Some(i) = ensemble_mismatch(models) {
+    // An ensemble file's members count one by one, as if each had been given.
+    let models: Vec<&Predictor> = models.iter().flat_map(Predictor::members).collect();
+    let Some(&first) = models.first() else { bail!("no model to evaluate") };
+    if let Some(i) = models.iter().position(|m| !same_data(first, m)) {
         bail!("model {} of the ensemble has other classes or another feature configuration than the first; an ensemble needs the same", i + 1);
     }
     let (mut clips, mut labels, mut other_classes) = (Vec::new(), Vec::new(), 0);
@@ -105,21 +112,21 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
         if folds < 2 || folds > distinct || fold >= folds {
             bail!("--held-out-fold {fold} of --folds {folds}: the folds are 0 to --folds - 1, with 2 to {distinct} folds (the speakers here)");
         }
-        check_fold_models(models, fold, folds)?;
+        check_fold_models(&models, fold, folds)?;
         let held = dataset::fold_speakers(&speakers, folds, fold);
         (clips, labels) = clips.iter().zip(&labels).zip(&speakers).filter(|(_, a)| held.contains(a)).map(|((&c, &y), _)| (c, y)).unzip();
     }
     // What the models read beyond the feature file, computed once for all of them (a copy of
     // the set only when one needs it).
     let mut prepared = Cow::Borrowed(set);
-    for m in models {
+    for m in &models {
         if dataset::missing(&prepared, m.meta.data.input).is_some() {
             dataset::prepare(gpu, prepared.to_mut(), m.meta.data.input)?;
         }
     }
     let set = prepared.as_ref();
     let mut sum: Vec<Vec<f32>> = Vec::new();
-    for m in models {
+    for m in &models {
         // Speaker statistics come from every clip of the set the model knows, as in training
         // (held-out clips included: a speaker is normalised with all of its clips).
         // Only a speaker-normalised model needs its own copy of the set.
@@ -131,7 +138,7 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
         } else {
             Cow::Borrowed(set)
         };
-        let probs = m.probabilities(gpu, &m.dataset(&own, &clips, labels.clone())?)?;
+        let probs = m.own_probabilities(gpu, &m.dataset(&own, &clips, labels.clone())?)?;
         if sum.is_empty() {
             sum = probs;
         } else {

@@ -3,6 +3,7 @@
 //! chunks of files, optionally cut into segments; and evaluation on labelled data.
 
 pub mod archive;
+pub mod ensemble;
 mod evaluation;
 
 pub use evaluation::{EvalOptions, Evaluation, ensemble_mismatch, evaluate};
@@ -25,10 +26,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::SyncSender;
 
-/// A saved model (or ensemble, whose members' probabilities are averaged) and its metadata.
+/// A saved model and its metadata; for an ensemble file (`ser ensemble`), its first member, with
+/// the others beside it: their class probabilities are averaged.
 pub struct Predictor {
     pub classifier: Box<dyn Classifier>,
     pub meta: ModelMeta,
+    /// The other members of an ensemble file (same classes, features and speaker
+    /// normalisation; any kind and input), none of them an ensemble; empty for one model.
+    pub others: Vec<Predictor>,
 }
 
 /// One file's prediction (or one segment's, when predicting by segments).
@@ -68,6 +73,37 @@ impl Prediction {
 }
 
 impl Predictor {
+    /// One model.
+    pub fn new(classifier: Box<dyn Classifier>, meta: ModelMeta) -> Predictor {
+        Predictor { classifier, meta, others: Vec::new() }
+    }
+
+    /// The models whose probabilities are averaged: this one, then an ensemble's others.
+    pub fn members(&self) -> impl Iterator<Item = &Predictor> {
+        std::iter::once(self).chain(&self.others)
+    }
+
+    /// "ensemble" for an ensemble file, else the model's kind.
+    pub fn kind(&self) -> &'static str {
+        if self.others.is_empty() { self.classifier.family().kind } else { ensemble::ENSEMBLE_KIND }
+    }
+
+    /// The inputs the members read, each once.
+    pub fn inputs(&self) -> Vec<dataset::Input> {
+        let mut inputs: Vec<dataset::Input> = Vec::new();
+        for m in self.members() {
+            if !inputs.contains(&m.meta.data.input) {
+                inputs.push(m.meta.data.input);
+            }
+        }
+        inputs
+    }
+
+    /// Computes what the members read beyond a feature file (the distribution embedding).
+    pub fn prepare(&self, gpu: &Gpu, set: &mut FeatureSet) -> Result<()> {
+        self.inputs().into_iter().try_for_each(|input| dataset::prepare(gpu, set, input))
+    }
+
     pub fn class_names(&self) -> Vec<String> {
         self.meta.data.classes.iter().map(|c| c.to_string()).collect()
     }
@@ -99,13 +135,16 @@ impl Predictor {
     /// clips among them, as the model was trained; nothing when it was trained without.
     pub fn normalise_speakers(&self, set: &mut FeatureSet, clips: &[usize], groups: SpeakerGroups, min_clips: Option<usize>) -> Result<()> {
         if self.meta.data.speaker_norm.is_some() {
-            speaker::normalise_clips(set, clips, self.meta.data.input, groups, self.min_speaker_clips(min_clips))?;
+            speaker::normalise_clips(set, clips, &self.inputs(), groups, self.min_speaker_clips(min_clips))?;
         }
         Ok(())
     }
 
     /// The network members a temperature can be fitted for, or why there are none.
     pub fn calibratable(&self) -> Result<&[Model]> {
+        if !self.others.is_empty() {
+            bail!("an ensemble file is not calibrated as a whole: calibrate each network before `ser ensemble` joins them");
+        }
         match self.classifier.networks() {
             Some(models) => Ok(models),
             None => bail!("only networks are calibrated afterwards (kernel ridge calibrates itself while training; knn, svm and rf have no scores to scale)"),
@@ -124,14 +163,38 @@ impl Predictor {
         Ok(fits)
     }
 
-    /// Class probabilities for a dataset, rows in order.
+    /// Class probabilities for a dataset of this model's input, rows in order (one model: an
+    /// ensemble's members read other inputs, see [`Predictor::clip_probabilities`]).
     pub fn probabilities(&self, gpu: &Gpu, data: &Dataset) -> Result<Vec<Vec<f32>>> {
+        if !self.others.is_empty() {
+            bail!("an ensemble's members read their own inputs: predict clips of a feature set (clip_probabilities)");
+        }
+        self.own_probabilities(gpu, data)
+    }
+
+    /// This model's class probabilities alone (an ensemble's first member without the others).
+    pub(crate) fn own_probabilities(&self, gpu: &Gpu, data: &Dataset) -> Result<Vec<Vec<f32>>> {
         let probs = self.classifier.probabilities(gpu, &self.meta, data)?;
         // A NaN would otherwise become class 0 at the argmax: a label nothing supports.
         if let Some((i, row)) = probs.iter().enumerate().find(|(_, row)| row.iter().any(|v| !v.is_finite())) {
             bail!("the {} model's probabilities for clip {i} are {row:?}: not numbers (is the model file damaged?)", self.classifier.family().kind);
         }
         Ok(probs)
+    }
+
+    /// Class probabilities for clips `rows` of a feature set (prepared, and normalised if the
+    /// model wants it), rows in order: the mean of the members' probabilities.
+    pub fn clip_probabilities(&self, gpu: &Gpu, set: &FeatureSet, rows: &[usize]) -> Result<Vec<Vec<f32>>> {
+        let mut mean: Vec<Vec<f32>> = Vec::new();
+        let n = 1 + self.others.len();
+        for m in self.members() {
+            let probs = m.own_probabilities(gpu, &m.dataset(set, rows, vec![0; rows.len()])?)?;
+            if mean.is_empty() {
+                mean = vec![vec![0.0; probs.first().map_or(0, Vec::len)]; probs.len()];
+            }
+            mean.iter_mut().zip(&probs).for_each(|(s, q)| s.iter_mut().zip(q).for_each(|(a, b)| *a += b / n as f32));
+        }
+        Ok(mean)
     }
 
     /// Predicts audio files (any name, rate, channel count) a chunk at a time, handing each
@@ -162,12 +225,12 @@ impl Predictor {
                     continue;
                 }
                 let mut set = corpus::extract_all(gpu, &self.meta.data.features, clips, &signals, false)?;
-                dataset::prepare(gpu, &mut set, self.meta.data.input)?;
+                self.prepare(gpu, &mut set)?;
                 if self.meta.data.speaker_norm.is_none() {
                     let all = finite_rows(&set, &mut failed);
                     self.predict_clips(gpu, &set, &spans, &all, &mut emit)?;
                 } else {
-                    if self.meta.data.input != dataset::Input::Frames {
+                    if !self.inputs().contains(&dataset::Input::Frames) {
                         set.drop_frames();
                     }
                     held.push(set);
@@ -191,7 +254,7 @@ impl Predictor {
             paths.dedup();
             failed.extend(paths.into_iter().map(|f| (f.to_string(), speaker::too_few(key, clips.len(), min))));
         }
-        speaker::normalise(&mut set, self.meta.data.input, &speakers, min)?;
+        speaker::normalise(&mut set, &self.inputs(), &speakers, min)?;
         let finite: std::collections::HashSet<usize> = finite_rows(&set, &mut failed).into_iter().collect();
         let mut kept: Vec<usize> = speakers.into_values().flatten().filter(|c| finite.contains(c)).collect();
         kept.sort_unstable();
@@ -209,7 +272,7 @@ impl Predictor {
         }
         let clips = names.iter().map(ClipInfo::unlabelled).collect();
         let mut set = corpus::extract_all(gpu, &self.meta.data.features, clips, signals, false)?;
-        dataset::prepare(gpu, &mut set, self.meta.data.input)?;
+        self.prepare(gpu, &mut set)?;
         let mut out = Vec::new();
         self.predict_clips(gpu, &set, &vec![None; signals.len()], &(0..signals.len()).collect::<Vec<_>>(), &mut |p| out.push(p))?;
         Ok(out)
@@ -254,9 +317,8 @@ impl Predictor {
     /// Predicts clips `rows` of a feature set (normalised already if the model wants it);
     /// `spans` holds each row's segment.
     fn predict_clips(&self, gpu: &Gpu, set: &FeatureSet, spans: &[Option<(f64, f64)>], rows: &[usize], emit: &mut impl FnMut(Prediction)) -> Result<()> {
-        let data = self.dataset(set, rows, vec![0; rows.len()])?;
         let names = self.class_names();
-        for (&c, p) in rows.iter().zip(self.probabilities(gpu, &data)?) {
+        for (&c, p) in rows.iter().zip(self.clip_probabilities(gpu, set, rows)?) {
             let best = crate::report::argmax(&p);
             emit(Prediction {
                 file: set.clips[c].path.clone(),
@@ -400,6 +462,12 @@ pub fn load_meta(path: Option<&Path>) -> Result<ModelMeta> {
         Some(p) => crate::store::Loaded::read(p).with_context(|| format!("loading model {}", p.display()))?,
         None => crate::store::Loaded::from_bytes(SHIPPED_MODEL_NAME, SHIPPED_MODEL.to_vec())?,
     };
+    if checkpoint::kind_of(&f)? == ensemble::ENSEMBLE_KIND {
+        // The members share what callers of this read: classes, features, speaker normalisation.
+        let first = ensemble::member_files(&f)?.swap_remove(0);
+        models::family_of_file(&first)?;
+        return checkpoint::parse_meta(&first);
+    }
     models::family_of_file(&f)?;
     checkpoint::parse_meta(&f)
 }
@@ -413,14 +481,21 @@ pub fn load_model_bytes(gpu: &Gpu, name: &str, bytes: Vec<u8>) -> Result<Predict
 fn load_file(gpu: &Gpu, f: crate::store::Loaded) -> Result<Predictor> {
     let name = f.path.clone();
     let context = || format!("loading model {name}");
+    if checkpoint::kind_of(&f).with_context(context)? == ensemble::ENSEMBLE_KIND {
+        return ensemble::load(gpu, &f).with_context(context);
+    }
     let family = models::family_of_file(&f).with_context(context)?;
     let (classifier, meta) = (family.load)(gpu, f).with_context(context)?;
-    Ok(Predictor { classifier, meta })
+    Ok(Predictor::new(classifier, meta))
 }
 
 /// Writes a predictor to `path` (atomically), in its kind's file layout (docs/guide/checkpoints.md).
 pub fn save(gpu: &Gpu, p: &Predictor, path: &Path) -> Result<()> {
-    p.classifier.save(gpu, &p.meta, path)
+    if p.others.is_empty() {
+        return p.classifier.save(gpu, &p.meta, path);
+    }
+    let bytes = ensemble::to_bytes(gpu, p).with_context(|| format!("not saving {}", path.display()))?;
+    crate::store::write_atomic(path, &bytes)
 }
 
 /// A path as text for output: itself when it is UTF-8; otherwise its UTF-8 parts with every

@@ -18,7 +18,6 @@ use crate::rng::SplitMix64;
 use crate::store::{self, Loaded, Stored};
 use anyhow::{Context, Result, bail};
 use safetensors::Dtype;
-use std::path::Path;
 
 /// What a forest is grown with; defaults are scikit-learn's but for the trees (500, not 100:
 /// better on validation) and the bins (scikit-learn
@@ -397,11 +396,11 @@ impl Forest {
             .collect()
     }
 
-    /// Writes the model (kind "forest"): tensors `forest.roots` [trees], `forest.feature`,
+    /// The model file's bytes (kind "forest"): tensors `forest.roots` [trees], `forest.feature`,
     /// `forest.left` [nodes] u32 (feature 0xffffffff marks a leaf; right child = left + 1),
     /// `forest.threshold` [nodes] f32 (x <= threshold goes left), `forest.value` [nodes,
     /// classes] f32 (class probabilities), metadata `forest` = the config it was grown with.
-    pub fn save(&self, meta: &ModelMeta, path: &Path) -> Result<()> {
+    pub fn to_bytes(&self, meta: &ModelMeta) -> Result<Vec<u8>> {
         let u32s = |v: &[u32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
         let (roots, feature, left) = (u32s(&self.roots), u32s(&self.feature), u32s(&self.left));
         let nodes = self.feature.len();
@@ -415,10 +414,10 @@ impl Forest {
         let mut metadata = checkpoint::meta_entries(meta)?;
         metadata.insert(checkpoint::KIND.to_string(), "forest".to_string());
         metadata.insert("forest".to_string(), serde_json::to_string(&self.config)?);
-        store::write_atomic(path, &store::to_safetensors(&stored, metadata)?)
+        store::to_safetensors(&stored, metadata)
     }
 
-    /// Reads a model written by [`Forest::save`], checking its structure.
+    /// Reads a model written by [`Forest::to_bytes`], checking its structure.
     pub fn load(gpu: &Gpu, f: &Loaded) -> Result<(Forest, ModelMeta)> {
         let meta = checkpoint::parse_meta(f)?;
         let config: ForestConfig = serde_json::from_str(&f.meta("forest")?).with_context(|| format!("{}: bad forest settings", f.path))?;

@@ -19,7 +19,6 @@ use crate::ops::kernel::{self, CgReport};
 use crate::store::{self, Loaded, Stored};
 use anyhow::{Context, Result, bail};
 use safetensors::Dtype;
-use std::path::Path;
 
 /// A fitted model: centres [n, width] and their squared norms, coefficients [n, classes] and
 /// offsets [classes] (temperature included), on the GPU and the host.
@@ -141,9 +140,9 @@ impl KernelRidge {
         Ok(c)
     }
 
-    /// Writes the model (kind "krr"): tensors `krr.centres` [n, width], `krr.coef` [n, classes]
+    /// The model file's bytes (kind "krr"): tensors `krr.centres` [n, width], `krr.coef` [n, classes]
     /// and `krr.bias` [classes] f32 (temperature included), metadata `krr` = {"gamma"}.
-    pub fn save(&self, meta: &ModelMeta, path: &Path) -> Result<()> {
+    pub fn to_bytes(&self, meta: &ModelMeta) -> Result<Vec<u8>> {
         let n = self.centres();
         let stored = [
             Stored { name: "krr.centres", dtype: Dtype::F32, shape: vec![n, self.width], bytes: bytemuck::cast_slice(&self.centres_host) },
@@ -153,10 +152,10 @@ impl KernelRidge {
         let mut metadata = checkpoint::meta_entries(meta)?;
         metadata.insert(checkpoint::KIND.to_string(), "krr".to_string());
         metadata.insert("krr".to_string(), serde_json::json!({"gamma": self.gamma}).to_string());
-        store::write_atomic(path, &store::to_safetensors(&stored, metadata)?)
+        store::to_safetensors(&stored, metadata)
     }
 
-    /// Reads a model written by [`KernelRidge::save`].
+    /// Reads a model written by [`KernelRidge::to_bytes`].
     pub fn load(gpu: &Gpu, f: &Loaded) -> Result<(KernelRidge, ModelMeta)> {
         let meta = checkpoint::parse_meta(f)?;
         let cfg: serde_json::Value = serde_json::from_str(&f.meta("krr")?).with_context(|| format!("{}: bad krr settings", f.path))?;

@@ -10,7 +10,6 @@ use crate::ops::knn;
 use crate::store::{self, Loaded, Stored};
 use anyhow::{Context, Result, bail};
 use safetensors::Dtype;
-use std::path::Path;
 
 crate::choices! {
     /// How neighbours vote, as scikit-learn's `weights`.
@@ -76,9 +75,9 @@ impl Knn {
         self.weights
     }
 
-    /// Writes the model (kind "knn"): tensors `knn.rows` [n, width] f32 and `knn.labels` [n]
+    /// The model file's bytes (kind "knn"): tensors `knn.rows` [n, width] f32 and `knn.labels` [n]
     /// u32, metadata `knn` = {"k", "weights"} beside the common entries.
-    pub fn save(&self, meta: &ModelMeta, path: &Path) -> Result<()> {
+    pub fn to_bytes(&self, meta: &ModelMeta) -> Result<Vec<u8>> {
         let labels: Vec<u8> = self.labels.iter().flat_map(|l| l.to_le_bytes()).collect();
         let stored = [
             Stored { name: "knn.rows", dtype: Dtype::F32, shape: vec![self.labels.len(), self.width], bytes: bytemuck::cast_slice(&self.rows) },
@@ -87,10 +86,10 @@ impl Knn {
         let mut metadata = checkpoint::meta_entries(meta)?;
         metadata.insert(checkpoint::KIND.to_string(), "knn".to_string());
         metadata.insert("knn".to_string(), serde_json::json!({"k": self.k, "weights": self.weights}).to_string());
-        store::write_atomic(path, &store::to_safetensors(&stored, metadata)?)
+        store::to_safetensors(&stored, metadata)
     }
 
-    /// Reads a model written by [`Knn::save`], checking every part against the metadata.
+    /// Reads a model written by [`Knn::to_bytes`], checking every part against the metadata.
     pub fn load(gpu: &Gpu, f: &Loaded) -> Result<(Knn, ModelMeta)> {
         let meta = checkpoint::parse_meta(f)?;
         let cfg: serde_json::Value = serde_json::from_str(&f.meta("knn")?).with_context(|| format!("{}: bad knn settings", f.path))?;

@@ -29,9 +29,14 @@ pub trait Classifier: Send + Sync {
     /// model's own metadata (a network's temperatures are there).
     fn probabilities(&self, gpu: &Gpu, meta: &ModelMeta, data: &Dataset) -> Result<Vec<Vec<f32>>>;
 
-    /// Writes the model and `meta` to `path`, atomically, in its family's file layout
-    /// (docs/guide/checkpoints.md).
-    fn save(&self, gpu: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()>;
+    /// The model and `meta` as a file's bytes, in its family's layout (docs/guide/checkpoints.md).
+    fn to_bytes(&self, gpu: &Gpu, meta: &ModelMeta) -> Result<Vec<u8>>;
+
+    /// Writes the model and `meta` to `path`, atomically.
+    fn save(&self, gpu: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()> {
+        let bytes = self.to_bytes(gpu, meta).with_context(|| format!("not saving {}", path.display()))?;
+        crate::store::write_atomic(path, &bytes)
+    }
 
     /// The member networks, for a family of layer networks (what calibration afterwards, resume
     /// and inspection need); None for the others.
@@ -107,8 +112,8 @@ macro_rules! fitted_in_one_go {
             fn probabilities(&self, gpu: &Gpu, _: &ModelMeta, data: &Dataset) -> Result<Vec<Vec<f32>>> {
                 self.predict_proba(gpu, data)
             }
-            fn save(&self, _: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()> {
-                <$model>::save(self, meta, path)
+            fn to_bytes(&self, _: &Gpu, meta: &ModelMeta) -> Result<Vec<u8>> {
+                <$model>::to_bytes(self, meta)
             }
             fn into_networks(self: Box<Self>) -> Result<Vec<crate::nn::Model>, Box<dyn $crate::models::Classifier>> {
                 Err(self)

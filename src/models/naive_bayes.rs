@@ -16,7 +16,6 @@ use crate::ops::gemm::{self, GemmOptions};
 use crate::store::{self, Loaded, Stored};
 use anyhow::{Result, bail};
 use safetensors::Dtype;
-use std::path::Path;
 
 pub static FAMILY: Family = Family { kind: "gnb", models: &[ModelKind::Gnb], validation: Validation::Unused, load, fit: Some(fit) };
 
@@ -106,9 +105,9 @@ impl NaiveBayes {
         Ok(softmax_rows(&gpu.read_f32(&scores)?, self.classes))
     }
 
-    /// Writes the model (kind "gnb"): tensors `gnb.means` and `gnb.vars` [classes, width] and
+    /// The model file's bytes (kind "gnb"): tensors `gnb.means` and `gnb.vars` [classes, width] and
     /// `gnb.priors` [classes], f32.
-    pub fn save(&self, meta: &ModelMeta, path: &Path) -> Result<()> {
+    pub fn to_bytes(&self, meta: &ModelMeta) -> Result<Vec<u8>> {
         let stored = [
             Stored { name: "gnb.means", dtype: Dtype::F32, shape: vec![self.classes, self.width], bytes: bytemuck::cast_slice(&self.means) },
             Stored { name: "gnb.vars", dtype: Dtype::F32, shape: vec![self.classes, self.width], bytes: bytemuck::cast_slice(&self.vars) },
@@ -116,10 +115,10 @@ impl NaiveBayes {
         ];
         let mut metadata = checkpoint::meta_entries(meta)?;
         metadata.insert(checkpoint::KIND.to_string(), "gnb".to_string());
-        store::write_atomic(path, &store::to_safetensors(&stored, metadata)?)
+        store::to_safetensors(&stored, metadata)
     }
 
-    /// Reads a model written by [`NaiveBayes::save`], checking every part against the metadata.
+    /// Reads a model written by [`NaiveBayes::to_bytes`], checking every part against the metadata.
     pub fn load(gpu: &Gpu, f: &Loaded) -> Result<(NaiveBayes, ModelMeta)> {
         let meta = checkpoint::parse_meta(f)?;
         let width = meta.architecture.input.0 * meta.architecture.input.1;

@@ -14,7 +14,6 @@ use crate::store::Loaded;
 use crate::contract::Input;
 use crate::nn::{Architecture, RecurrentHead, TimePooling};
 use anyhow::{Result, bail};
-use std::path::Path;
 
 /// What the network models are built with (`ser train`'s network flags; the names in a
 /// training record). Each model reads its own: rff the Fourier features, mlp the hidden
@@ -135,8 +134,8 @@ impl Classifier for Networks {
         Ok(mean)
     }
 
-    fn save(&self, gpu: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()> {
-        checkpoint::save(gpu, &self.0, meta, path)
+    fn to_bytes(&self, gpu: &Gpu, meta: &ModelMeta) -> Result<Vec<u8>> {
+        checkpoint::to_bytes(gpu, &self.0, meta)
     }
 
     fn networks(&self) -> Option<&[Model]> {

@@ -21,7 +21,6 @@ use crate::rng::SplitMix64;
 use crate::store::{self, Loaded, Stored};
 use anyhow::{Context, Result, bail};
 use safetensors::Dtype;
-use std::path::Path;
 
 /// What `--model svm` is fitted with (`ser train`'s svm flags; the names in a training
 /// record); the rest of [`SvmConfig`] stays at its defaults.
@@ -503,10 +502,10 @@ impl Svm {
             .collect())
     }
 
-    /// Writes the model (kind "svm"): tensors `svm.support_vectors` [s, width], `svm.coef`
+    /// The model file's bytes (kind "svm"): tensors `svm.support_vectors` [s, width], `svm.coef`
     /// [s, pairs] (alpha * y per pair), `svm.rho`, `svm.prob_a`, `svm.prob_b` [pairs] (f64),
     /// metadata `svm` = {"gamma"}.
-    pub fn save(&self, meta: &ModelMeta, path: &Path) -> Result<()> {
+    pub fn to_bytes(&self, meta: &ModelMeta) -> Result<Vec<u8>> {
         let s = self.support_vectors();
         let p = self.rho.len();
         let f64s = |v: &[f64]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
@@ -521,10 +520,10 @@ impl Svm {
         let mut metadata = checkpoint::meta_entries(meta)?;
         metadata.insert(checkpoint::KIND.to_string(), "svm".to_string());
         metadata.insert("svm".to_string(), serde_json::json!({"gamma": self.gamma}).to_string());
-        store::write_atomic(path, &store::to_safetensors(&stored, metadata)?)
+        store::to_safetensors(&stored, metadata)
     }
 
-    /// Reads a model written by [`Svm::save`], checking every part against the metadata.
+    /// Reads a model written by [`Svm::to_bytes`], checking every part against the metadata.
     pub fn load(gpu: &Gpu, f: &Loaded) -> Result<(Svm, ModelMeta)> {
         let meta = checkpoint::parse_meta(f)?;
         let cfg: serde_json::Value = serde_json::from_str(&f.meta("svm")?).with_context(|| format!("{}: bad svm settings", f.path))?;

@@ -43,8 +43,14 @@ fn member_name(name: &str, k: usize, members: usize) -> String {
 /// Saves one model, or an ensemble of models of the same architecture whose class
 /// probabilities are averaged when predicting.
 pub fn save(gpu: &Gpu, models: &[Model], meta: &ModelMeta, path: &Path) -> Result<()> {
+    let bytes = to_bytes(gpu, models, meta).with_context(|| format!("not saving {}", path.display()))?;
+    store::write_atomic(path, &bytes)
+}
+
+/// The file [`save`] writes, as bytes.
+pub fn to_bytes(gpu: &Gpu, models: &[Model], meta: &ModelMeta) -> Result<Vec<u8>> {
     if models.is_empty() {
-        bail!("not saving {}: no model", path.display());
+        bail!("no model");
     }
     let mut data: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     for (k, model) in models.iter().enumerate() {
@@ -64,7 +70,7 @@ pub fn save(gpu: &Gpu, models: &[Model], meta: &ModelMeta, path: &Path) -> Resul
         _ => None,
     };
     if let Some((name, _, _)) = data.iter().find(|(_, _, v)| v.iter().any(|x| !x.is_finite())) {
-        bail!("not saving {}: tensor {name} holds NaN or infinity", path.display());
+        bail!("tensor {name} holds NaN or infinity");
     }
     let stored: Vec<Stored> = data.iter().map(|(n, s, v)| Stored { name: n, dtype: Dtype::F32, shape: s.clone(), bytes: bytemuck::cast_slice(v) }).collect();
     let mut metadata = meta_entries(meta)?;
@@ -72,7 +78,7 @@ pub fn save(gpu: &Gpu, models: &[Model], meta: &ModelMeta, path: &Path) -> Resul
     if let Some(o) = optimizer {
         metadata.insert("optimizer".to_string(), o.to_string());
     }
-    store::write_atomic(path, &store::to_safetensors(&stored, metadata)?)
+    store::to_safetensors(&stored, metadata)
 }
 
 /// The model (or every member of an ensemble) and its metadata.
