@@ -164,6 +164,13 @@ class Model:
         """Loads a model file written by `ser train` or `save`; None: the built-in model."""
         return cls(_ser.Model.load(fspath(path) if path is not None else None))
 
+    @classmethod
+    def ensemble(cls, models: Sequence["Model"]) -> "Model":
+        """One model whose class probabilities are the mean of `models`' (as `ser ensemble`):
+        any kinds and inputs with the same classes, feature configuration and speaker
+        normalisation. `save` writes it as one file for `ser predict --model`."""
+        return cls(_ser.Model.ensemble([m._inner for m in models]))
+
     @property
     def classes(self) -> list[str]:
         """The class names, in the order of `predict_proba`'s columns."""
@@ -171,6 +178,7 @@ class Model:
 
     @property
     def kind(self) -> str:
+        """The classifier's kind ("krr", "network", "svm", ...), or "ensemble"."""
         return self._inner.kind
 
     @property

@@ -278,6 +278,19 @@ impl Model {
         Ok(Model { predictor: Arc::new(predictor) })
     }
 
+    /// One model whose class probabilities are the mean of `models`' (as `ser ensemble`): any
+    /// kinds and inputs sharing classes, feature configuration and speaker normalisation.
+    #[staticmethod]
+    fn ensemble(py: Python<'_>, models: Vec<PyRef<'_, Model>>) -> PyResult<Model> {
+        let members: Vec<Arc<Predictor>> = models.iter().map(|m| m.predictor.clone()).collect();
+        let joined = on_device(py, move |gpu| {
+            // Each member copied through its file's bytes: the given models stay usable.
+            let copies = members.iter().map(|p| ser::infer::to_bytes(gpu, p).and_then(|b| ser::infer::load_model_bytes(gpu, "a member", b))).collect::<anyhow::Result<Vec<_>>>();
+            input(copies.and_then(ser::infer::ensemble::join))
+        })?;
+        Ok(Model { predictor: Arc::new(joined) })
+    }
+
     /// The class names, in output order.
     #[getter]
     fn classes(&self) -> Vec<String> {

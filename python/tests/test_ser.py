@@ -166,6 +166,17 @@ def test_train_evaluate_save_and_history(corpus, tmp_path):
     cli_report = json.loads(cli("eval", "--no-cache", "--json", "--model", saved, "--data", corpus))
     assert cli_report["accuracy"] == report["accuracy"] and cli_report["uar"] == report["uar"]
     assert ser.Model.load(saved).contract["corpora"] == {"manifest": {"clips": 48, "speakers": 4}}
+    # Two models of other inputs joined into one: the mean of their probabilities, saved as the
+    # file `ser ensemble` writes and scored by `ser eval` as the two given apart.
+    pair = ser.Model.ensemble([krr, spread])
+    assert pair.kind == "ensemble" and krr.kind == "krr"
+    feats = ser.features(data=corpus)
+    assert np.allclose(pair.predict_proba(feats), (krr.predict_proba(feats) + spread.predict_proba(feats)) / 2, atol=1e-6)
+    pair.save(tmp_path / "pair.safetensors")
+    spread.save(tmp_path / "spread.safetensors")
+    joined = json.loads(cli("eval", "--no-cache", "--json", "--model", tmp_path / "pair.safetensors", "--data", corpus))
+    apart = json.loads(cli("eval", "--no-cache", "--json", "--model", saved, "--model", tmp_path / "spread.safetensors", "--data", corpus))
+    assert joined["confusion"] == apart["confusion"]
 
 
 def test_errors_are_exceptions_with_the_command_lines_messages(corpus, tmp_path):

@@ -491,11 +491,13 @@ fn load_file(gpu: &Gpu, f: crate::store::Loaded) -> Result<Predictor> {
 
 /// Writes a predictor to `path` (atomically), in its kind's file layout (docs/guide/checkpoints.md).
 pub fn save(gpu: &Gpu, p: &Predictor, path: &Path) -> Result<()> {
-    if p.others.is_empty() {
-        return p.classifier.save(gpu, &p.meta, path);
-    }
-    let bytes = ensemble::to_bytes(gpu, p).with_context(|| format!("not saving {}", path.display()))?;
+    let bytes = to_bytes(gpu, p).with_context(|| format!("not saving {}", path.display()))?;
     crate::store::write_atomic(path, &bytes)
+}
+
+/// The file [`save`] writes, as bytes ([`load_model_bytes`] reads them back).
+pub fn to_bytes(gpu: &Gpu, p: &Predictor) -> Result<Vec<u8>> {
+    if p.others.is_empty() { p.classifier.to_bytes(gpu, &p.meta) } else { ensemble::to_bytes(gpu, p) }
 }
 
 /// A path as text for output: itself when it is UTF-8; otherwise its UTF-8 parts with every
