@@ -13,8 +13,7 @@ use crate::store::{self, Loaded, Stored};
 use anyhow::{Context, Result, bail};
 use safetensors::Dtype;
 
-/// The kind an ensemble file records.
-pub const ENSEMBLE_KIND: &str = "ensemble";
+pub use checkpoint::ENSEMBLE_KIND;
 
 /// Most members an ensemble file may hold (a bound for files from elsewhere).
 pub const MAX_MEMBERS: usize = 64;

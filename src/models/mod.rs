@@ -17,7 +17,7 @@ use crate::gpu::Gpu;
 use crate::nn::checkpoint::ModelMeta;
 use crate::nn::{Architecture, Model};
 use crate::store::Loaded;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::path::Path;
 
 /// A fitted model of any family.
@@ -140,6 +140,9 @@ pub fn family(kind: &str) -> Option<&'static Family> {
 /// know, is refused.
 pub fn family_of_file(f: &Loaded) -> Result<&'static Family> {
     let kind = crate::nn::checkpoint::kind_of(f)?;
+    if kind == crate::nn::checkpoint::ENSEMBLE_KIND {
+        bail!("{}: an ensemble file (`ser ensemble`), not one model: use its members' own files here", f.path);
+    }
     family(&kind).with_context(|| format!("{}: a model of kind {kind:?}, which this ser does not know ({}); a newer ser wrote it?", f.path, kinds().join(", ")))
 }
 

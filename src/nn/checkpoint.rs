@@ -20,6 +20,9 @@ pub const FORMAT: &str = "ser.model.v1";
 /// (crate::models::FAMILIES), which refuse a kind they do not know, by name.
 pub const KIND: &str = "kind";
 
+/// The kind of an ensemble file (`infer::ensemble`): models of any kinds saved whole inside it.
+pub const ENSEMBLE_KIND: &str = "ensemble";
+
 /// Everything besides the weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
