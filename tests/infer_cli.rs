@@ -88,6 +88,27 @@ fn an_ensemble_file_predicts_the_mean_of_its_members() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("at least two"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The shipped ensemble (weights/ser-ensemble.safetensors: kernel ridge and the CNN+LSTM on the
+/// 65 prosody columns) predicts the bundled clips as it did when it shipped: the same labels,
+/// every probability within the built-in model's selftest tolerance.
+#[test]
+fn the_shipped_ensemble_predicts_the_bundled_clips_as_recorded() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = ser().args(["predict", "--model", "weights/ser-ensemble.safetensors", "examples/clips"]).current_dir(root).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let recorded = std::fs::read_to_string(root.join("examples/clips/expected-ensemble.jsonl")).unwrap();
+    let parse = |text: &str| text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>();
+    let (got, want) = (parse(&String::from_utf8_lossy(&out.stdout)), parse(&recorded));
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((&g["file"], &g["label"]), (&w["file"], &w["label"]));
+        for (class, v) in w["probabilities"].as_object().unwrap() {
+            let d = (g["probabilities"][class].as_f64().unwrap() - v.as_f64().unwrap()).abs();
+            assert!(d <= ser::selftest::MODEL_TOLERANCE, "{} {class}: {d}", w["file"]);
+        }
+    }
+}
+
 #[test]
 fn predict_and_eval_on_real_files() {
     let dir = std::env::temp_dir().join(format!("ser-infer-{}", std::process::id()));

@@ -10,7 +10,7 @@ mod kernels;
 mod pipeline;
 
 pub use kernels::check_gemm;
-pub use pipeline::{Golden, compare_with_librosa};
+pub use pipeline::{Golden, MODEL_TOLERANCE, compare_with_librosa};
 
 use crate::gpu::Gpu;
 use crate::rng::SplitMix64;
