@@ -160,13 +160,13 @@ def softmax(z):
 
 def main(model_path, features_path):
     tensors, meta = read_safetensors(model_path)
+    kind = meta.get("kind", "network")
+    if kind not in ("network", "krr"):
+        raise NotImplementedError(f"{kind} models are not covered by this example (network and krr are)")
     arch = json.loads(meta["architecture"])
     classes = json.loads(meta["classes"])
     scaler = json.loads(meta["scaler"])
     input_kind = json.loads(meta["input"])
-    kind = meta.get("kind", "network")
-    if kind not in ("network", "krr"):
-        raise NotImplementedError(f"{kind} models are not covered by this example (network and krr are)")
     if "speaker_norm" in meta or meta.get("members", "1") != "1":
         raise NotImplementedError("speaker-normalised models and ensembles are not covered by this example")
     (temperature,) = json.loads(meta.get("temperatures", "[1.0]"))
