@@ -228,6 +228,14 @@ mod tests {
                 }
             }
         }
+        // For an ensemble's inputs together: each table exactly as its own input alone does it,
+        // once (the summaries not standardised twice), the frames as the frames input does them.
+        let (mut both, mut stats, mut frames) = (set.clone(), set.clone(), set.clone());
+        normalise(&mut both, &[Input::Stats, Input::Frames, Input::Vectors], &speakers, 40).unwrap();
+        normalise(&mut stats, &[Input::Stats], &speakers, 40).unwrap();
+        normalise(&mut frames, &[Input::Frames], &speakers, 40).unwrap();
+        assert_eq!((&both.vectors, &both.stds, &both.frames), (&stats.vectors, &stats.stds, &frames.frames));
+        assert_ne!(both.frames, set.frames);
         let e = normalise(&mut set.clone(), &[Input::Stats], &speakers, 41).unwrap_err().to_string();
         assert!(e.contains("\"folder s0\" has 40 clips") && e.contains("at least 41"), "{e}");
         // Only the listed clips are normalised, with statistics of those alone.
