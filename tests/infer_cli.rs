@@ -88,23 +88,30 @@ fn an_ensemble_file_predicts_the_mean_of_its_members() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("at least two"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// The shipped ensemble (weights/ser-ensemble.safetensors: kernel ridge and the CNN+LSTM on the
-/// 65 prosody columns) predicts the bundled clips as it did when it shipped: the same labels,
-/// every probability within the built-in model's selftest tolerance.
+/// The shipped ensembles predict the bundled clips as they did when they shipped: the same
+/// labels, every probability within the built-in model's selftest tolerance.
+/// weights/ser-ensemble.safetensors: kernel ridge and the CNN+LSTM on the 65 prosody columns;
+/// weights/ser-speaker.safetensors: kernel ridge, an SVM and the CNN+LSTM, all speaker-normalised
+/// (here the four clips taken as one speaker: the frames and the statistics normalised for
+/// members of both inputs together).
 #[test]
-fn the_shipped_ensemble_predicts_the_bundled_clips_as_recorded() {
+fn the_shipped_ensembles_predict_the_bundled_clips_as_recorded() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = ser().args(["predict", "--model", "weights/ser-ensemble.safetensors", "examples/clips"]).current_dir(root).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let recorded = std::fs::read_to_string(root.join("examples/clips/expected-ensemble.jsonl")).unwrap();
     let parse = |text: &str| text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>();
-    let (got, want) = (parse(&String::from_utf8_lossy(&out.stdout)), parse(&recorded));
-    assert_eq!(got.len(), want.len());
-    for (g, w) in got.iter().zip(&want) {
-        assert_eq!((&g["file"], &g["label"]), (&w["file"], &w["label"]));
-        for (class, v) in w["probabilities"].as_object().unwrap() {
-            let d = (g["probabilities"][class].as_f64().unwrap() - v.as_f64().unwrap()).abs();
-            assert!(d <= ser::selftest::MODEL_TOLERANCE, "{} {class}: {d}", w["file"]);
+    for (model, extra, recorded) in [
+        ("weights/ser-ensemble.safetensors", &[][..], "examples/clips/expected-ensemble.jsonl"),
+        ("weights/ser-speaker.safetensors", &["--speaker-groups", "folder", "--min-speaker-clips", "4"][..], "examples/clips/expected-speaker.jsonl"),
+    ] {
+        let out = ser().args(["predict", "--model", model]).args(extra).arg("examples/clips").current_dir(root).output().unwrap();
+        assert!(out.status.success(), "{model}: {}", String::from_utf8_lossy(&out.stderr));
+        let (got, want) = (parse(&String::from_utf8_lossy(&out.stdout)), parse(&std::fs::read_to_string(root.join(recorded)).unwrap()));
+        assert_eq!(got.len(), want.len(), "{model}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((&g["file"], &g["label"]), (&w["file"], &w["label"]), "{model}");
+            for (class, v) in w["probabilities"].as_object().unwrap() {
+                let d = (g["probabilities"][class].as_f64().unwrap() - v.as_f64().unwrap()).abs();
+                assert!(d <= ser::selftest::MODEL_TOLERANCE, "{model}: {} {class}: {d}", w["file"]);
+            }
         }
     }
 }
