@@ -35,8 +35,8 @@ pub fn join(models: Vec<Predictor>) -> Result<Predictor> {
     if members.len() > MAX_MEMBERS {
         bail!("an ensemble holds at most {MAX_MEMBERS} models, {} given", members.len());
     }
-    if let Some(i) = mismatch(&members) {
-        bail!("model {} {}", i + 1, mismatch_reason(&members[0], &members[i]));
+    if let Some((i, why)) = members.iter().enumerate().find_map(|(i, m)| mismatch(&members[0], m).map(|why| (i, why))) {
+        bail!("model {} {why}", i + 1);
     }
     let mut members = members.into_iter();
     let mut first = members.next().expect("two members");
@@ -44,25 +44,27 @@ pub fn join(models: Vec<Predictor>) -> Result<Predictor> {
     Ok(first)
 }
 
-/// The first model (by position) that cannot be averaged with the first one, if any.
-pub fn mismatch(models: &[Predictor]) -> Option<usize> {
-    let first = models.first()?;
-    models.iter().position(|m| !mismatch_reason(first, m).is_empty())
-}
-
-/// Why `m` cannot be averaged with `first` ("" when it can).
-fn mismatch_reason(first: &Predictor, m: &Predictor) -> String {
+/// Why `m` cannot be averaged with `first` over the same clips of one feature file, if so:
+/// other classes or another feature configuration (what `ser eval` requires of its models).
+pub fn data_mismatch(first: &Predictor, m: &Predictor) -> Option<String> {
     let (a, b) = (&first.meta.data, &m.meta.data);
     let names = |c: &[crate::audio::Emotion]| c.iter().map(|e| e.name()).collect::<Vec<_>>().join(",");
     if a.classes != b.classes {
-        format!("has the classes {} where the first has {}: an ensemble averages the same classes in the same order", names(&b.classes), names(&a.classes))
+        Some(format!("has the classes {} where the first has {}: an ensemble averages the same classes in the same order", names(&b.classes), names(&a.classes)))
     } else if a.features != b.features {
-        "reads features of another configuration than the first (sample rate, frames, feature set): an ensemble reads one feature file".to_string()
-    } else if a.speaker_norm != b.speaker_norm {
-        "normalises speakers otherwise than the first (--speaker-norm, --min-speaker-clips): an ensemble's members normalise alike".to_string()
+        Some("reads features of another configuration than the first (sample rate, frames, feature set): an ensemble reads one feature file".to_string())
     } else {
-        String::new()
+        None
     }
+}
+
+/// Why `m` cannot join `first` in an ensemble file, if so: the data differ, or the speaker
+/// normalisation (one file normalises its members' speakers together).
+fn mismatch(first: &Predictor, m: &Predictor) -> Option<String> {
+    data_mismatch(first, m).or_else(|| {
+        (first.meta.data.speaker_norm != m.meta.data.speaker_norm)
+            .then(|| "normalises speakers otherwise than the first (--speaker-norm, --min-speaker-clips): an ensemble's members normalise alike".to_string())
+    })
 }
 
 /// The ensemble file's bytes: each member's own file whole.

@@ -3,7 +3,7 @@
 //! the test clips a `ser train --seed N` run held out, or only on the actors fold K of a
 //! `ser train --split actor-folds` run held out.
 
-use super::Predictor;
+use super::{Predictor, ensemble};
 use crate::features::set::FeatureSet;
 use crate::gpu::Gpu;
 use crate::dataset;
@@ -44,12 +44,7 @@ pub struct Evaluation {
 /// features.
 pub fn ensemble_mismatch(models: &[Predictor]) -> Option<usize> {
     let first = models.first()?;
-    models.iter().position(|m| m.members().any(|m| !same_data(first, m)))
-}
-
-/// Whether `m` predicts the classes of `first` from features of its configuration.
-fn same_data(first: &Predictor, m: &Predictor) -> bool {
-    m.meta.data.classes == first.meta.data.classes && m.meta.data.features == first.meta.data.features
+    models.iter().position(|m| m.members().any(|m| ensemble::data_mismatch(first, m).is_some()))
 }
 
 /// Refuses a model saved by another fold of an actor cross-validation than the one scored: its
@@ -79,9 +74,9 @@ fn check_fold_models(models: &[&Predictor], fold: usize, folds: usize) -> Result
 /// order `ser train` labels them, so `held_out_of_seed` selects exactly its test clips.
 pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptions) -> Result<Evaluation> {
     // An ensemble file's members count one by one, as if each had been given.
-    let models: Vec<&Predictor> = models.iter().flat_map(Predictor::members).collect();
-    let Some(&first) = models.first() else { bail!("no model to evaluate") };
-    if let Some(i) = models.iter().position(|m| !same_data(first, m)) {
+    let members: Vec<&Predictor> = models.iter().flat_map(Predictor::members).collect();
+    let Some(&first) = members.first() else { bail!("no model to evaluate") };
+    if let Some(i) = members.iter().position(|m| ensemble::data_mismatch(first, m).is_some()) {
         bail!("model {} of the ensemble has other classes or another feature configuration than the first; an ensemble needs the same", i + 1);
     }
     let (mut clips, mut labels, mut other_classes) = (Vec::new(), Vec::new(), 0);
@@ -112,37 +107,40 @@ pub fn evaluate(gpu: &Gpu, models: &[Predictor], set: &FeatureSet, o: &EvalOptio
         if folds < 2 || folds > distinct || fold >= folds {
             bail!("--held-out-fold {fold} of --folds {folds}: the folds are 0 to --folds - 1, with 2 to {distinct} folds (the speakers here)");
         }
-        check_fold_models(&models, fold, folds)?;
+        check_fold_models(&members, fold, folds)?;
         let held = dataset::fold_speakers(&speakers, folds, fold);
         (clips, labels) = clips.iter().zip(&labels).zip(&speakers).filter(|(_, a)| held.contains(a)).map(|((&c, &y), _)| (c, y)).unzip();
     }
     // What the models read beyond the feature file, computed once for all of them (a copy of
     // the set only when one needs it).
     let mut prepared = Cow::Borrowed(set);
-    for m in &models {
+    for m in &members {
         if dataset::missing(&prepared, m.meta.data.input).is_some() {
             dataset::prepare(gpu, prepared.to_mut(), m.meta.data.input)?;
         }
     }
     let set = prepared.as_ref();
     let mut sum: Vec<Vec<f32>> = Vec::new();
-    for m in &models {
+    for p in models {
         // Speaker statistics come from every clip of the set the model knows, as in training
         // (held-out clips included: a speaker is normalised with all of its clips).
-        // Only a speaker-normalised model needs its own copy of the set.
-        let own = if m.meta.data.speaker_norm.is_some() {
+        // Only a speaker-normalised model needs its own copy of the set, one for all the
+        // members of an ensemble file (they normalise alike, each table once).
+        let own = if p.meta.data.speaker_norm.is_some() {
             let mut own = set.clone();
-            let known: Vec<usize> = (0..own.clips.len()).filter(|&i| own.clips[i].emotion.is_some_and(|e| m.meta.data.classes.contains(&e))).collect();
-            m.normalise_speakers(&mut own, &known, o.groups, o.min_clips)?;
+            let known: Vec<usize> = (0..own.clips.len()).filter(|&i| own.clips[i].emotion.is_some_and(|e| p.meta.data.classes.contains(&e))).collect();
+            p.normalise_speakers(&mut own, &known, o.groups, o.min_clips)?;
             Cow::Owned(own)
         } else {
             Cow::Borrowed(set)
         };
-        let probs = m.own_probabilities(gpu, &m.dataset(&own, &clips, labels.clone())?)?;
-        if sum.is_empty() {
-            sum = probs;
-        } else {
-            sum.iter_mut().zip(&probs).for_each(|(s, q)| s.iter_mut().zip(q).for_each(|(a, b)| *a += b));
+        for m in p.members() {
+            let probs = m.own_probabilities(gpu, &m.dataset(&own, &clips, labels.clone())?)?;
+            if sum.is_empty() {
+                sum = probs;
+            } else {
+                sum.iter_mut().zip(&probs).for_each(|(s, q)| s.iter_mut().zip(q).for_each(|(a, b)| *a += b));
+            }
         }
     }
     let predicted: Vec<u32> = sum.iter().map(|p| report::argmax(p) as u32).collect();

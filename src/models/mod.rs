@@ -18,7 +18,6 @@ use crate::nn::checkpoint::ModelMeta;
 use crate::nn::{Architecture, Model};
 use crate::store::Loaded;
 use anyhow::{Context, Result, bail};
-use std::path::Path;
 
 /// A fitted model of any family.
 pub trait Classifier: Send + Sync {
@@ -29,14 +28,9 @@ pub trait Classifier: Send + Sync {
     /// model's own metadata (a network's temperatures are there).
     fn probabilities(&self, gpu: &Gpu, meta: &ModelMeta, data: &Dataset) -> Result<Vec<Vec<f32>>>;
 
-    /// The model and `meta` as a file's bytes, in its family's layout (docs/guide/checkpoints.md).
+    /// The model and `meta` as a file's bytes, in its family's layout (docs/guide/checkpoints.md;
+    /// `infer::save` writes them).
     fn to_bytes(&self, gpu: &Gpu, meta: &ModelMeta) -> Result<Vec<u8>>;
-
-    /// Writes the model and `meta` to `path`, atomically.
-    fn save(&self, gpu: &Gpu, meta: &ModelMeta, path: &Path) -> Result<()> {
-        let bytes = self.to_bytes(gpu, meta).with_context(|| format!("not saving {}", path.display()))?;
-        crate::store::write_atomic(path, &bytes)
-    }
 
     /// The member networks, for a family of layer networks (what calibration afterwards, resume
     /// and inspection need); None for the others.
