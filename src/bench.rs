@@ -354,7 +354,7 @@ pub fn features_on(gpu: &Gpu, cfg: &FeatureBenchConfig) -> Result<FeatureBenchRe
     let signals = synthetic_clips(cfg.clips, cfg.seconds, cfg.features.sample_rate);
     let slices: Vec<&[f32]> = signals.iter().map(Vec::as_slice).collect();
     let clips = || (0..cfg.clips).map(|i| ClipInfo::unlabelled(format!("synthetic-{i}"))).collect();
-    let (median_s, profile) = median_and_profile(gpu, cfg.repeats, || corpus::extract_all(gpu, &cfg.features, clips(), &slices, false).map(drop))?;
+    let (median_s, profile) = median_and_profile(gpu, cfg.repeats, || corpus::extract_all(gpu, &cfg.features, clips(), &slices, false, &Default::default()).map(drop))?;
     let audio_seconds = signals.iter().map(Vec::len).sum::<usize>() as f64 / cfg.features.sample_rate as f64;
     Ok(FeatureBenchResult {
         adapter: gpu.label(),

@@ -7,7 +7,8 @@
 //! [`nn`], [`train`], [`infer`],
 //! [`experiment`] (a whole training run with its typed configuration: what `ser train` and the
 //! tests call), [`bench`] (throughput measurements) and [`selftest`] (every kernel family and the built-in
-//! model checked on the adapter at hand).
+//! model checked on the adapter at hand). [`progress`] is how a long run tells its caller how far it
+//! has come, and how the caller stops it.
 
 // `!(x > 0.0)` is how the code refuses a NaN together with the out-of-range values.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
@@ -24,6 +25,7 @@ pub mod infer;
 pub mod models;
 pub mod nn;
 pub mod ops;
+pub mod progress;
 pub mod report;
 pub mod rng;
 pub mod runtime;

@@ -268,6 +268,7 @@ impl BuildFlags {
             progress: true,
             speed_copies: self.speed_copies.clone(),
             shard: None,
+            on_progress: Default::default(),
         }
     }
 }

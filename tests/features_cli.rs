@@ -171,18 +171,23 @@ fn the_features_benchmark_reports_throughput_and_kernels() {
 }
 
 #[test]
-fn a_cached_build_still_lists_the_files_it_skipped_with_their_reasons() {
+fn a_cached_build_still_lists_the_files_it_skipped_with_their_reasons_and_its_unverified_flacs() {
     let dir = TempDir::new("features-cache-skips");
     let data = dir.0.join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::copy(sample("03-01-08-01-02-02-01.wav"), data.join("03-01-08-01-02-02-01.wav")).unwrap();
     std::fs::write(data.join("03-01-02-01-01-01-05.wav"), b"RIFF....WAVEjunk").unwrap();
+    // A FLAC written without an MD5 signature (STREAMINFO's bytes 26..42 all zero).
+    let mut unsigned = std::fs::read(common::copy_16k("03-01-05-02-02-01-07")).unwrap();
+    unsigned[26..42].fill(0);
+    std::fs::write(data.join("03-01-05-02-02-01-07.flac"), unsigned).unwrap();
     let cache = dir.0.join("cache");
     for run in ["first", "cached"] {
         let o = ser().args(["features", "--data"]).arg(&data).arg("--out").arg(dir.0.join("f.safetensors")).arg("--cache").arg(&cache).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(3), "{run}: {err}");
         assert!(err.contains("03-01-02-01-01-01-05.wav: ") && err.contains("WAV"), "{run}: the reason, not only the name: {err}");
+        assert!(err.contains("1 FLAC files carry no MD5 signature") && err.contains("03-01-05-02-02-01-07.flac"), "{run}: {err}");
         assert_eq!(err.contains("(from the cache)"), run == "cached", "{err}");
     }
 }

@@ -544,3 +544,55 @@ fn an_archive_run_is_a_library_call_the_cli_makes() {
     assert!(logged.borrow()[1].ends_with("3 files already done, 0 to go"), "{:?}", logged.borrow());
     assert_eq!(std::fs::read_to_string(&out).unwrap(), written, "a rerun changes nothing");
 }
+
+/// A progress hook hears every unit of a feature build and of a prediction run, in order and on
+/// the calling thread, and its error stops the run there: that error comes back, no cache entry
+/// is written, no prediction past the stop is emitted.
+#[test]
+fn progress_is_reported_as_the_work_goes_and_a_hook_s_error_stops_it_there() {
+    use ser::features::corpus::{self, BuildOptions, Data};
+    use ser::progress::{Progress, Step};
+    use std::sync::{Arc, Mutex};
+    let g = &gpu().gpu;
+    let caller = std::thread::current().id();
+    // Records each step (checking it comes on the calling thread); fails at `stop_at`.
+    let recorder = |stop_at: Option<(&'static str, usize)>| {
+        let steps: Arc<Mutex<Vec<Step>>> = Arc::default();
+        let hook = Progress::new({
+            let steps = steps.clone();
+            move |s| {
+                assert_eq!(std::thread::current().id(), caller, "{s:?} reported from a worker thread");
+                steps.lock().unwrap().push(s);
+                anyhow::ensure!(stop_at != Some((s.stage, s.done)), "stopped at {} {}", s.stage, s.done);
+                Ok(())
+            }
+        });
+        (steps, hook)
+    };
+    let cache = common::TempDir::new("progress-cache");
+    let data = Data { sources: vec![ser::sources::Source::Folder(sample_dir())], selection: Default::default(), label_map: Default::default() };
+    let cfg = ser::features::FeatureConfig::default();
+    let options = |on_progress| BuildOptions { strict: false, cache_dir: Some(cache.0.clone()), progress: false, speed_copies: vec![], shard: None, on_progress };
+    let (steps, hook) = recorder(Some(("decode", 8)));
+    let err = corpus::build(g, &data, &cfg, &options(hook)).unwrap_err();
+    assert_eq!(err.to_string(), "stopped at decode 8");
+    assert_eq!(steps.lock().unwrap().iter().map(|s| (s.stage, s.done, s.total)).collect::<Vec<_>>(), [("read", 8, 8), ("decode", 8, 8)]);
+    assert_eq!(std::fs::read_dir(&cache.0).unwrap().count(), 0, "a stopped build caches nothing");
+    let (steps, hook) = recorder(None);
+    let (built, _) = corpus::build(g, &data, &cfg, &options(hook)).unwrap();
+    let steps = steps.lock().unwrap().clone();
+    assert_eq!(steps.last(), Some(&Step { stage: "features", done: 8, total: 8 }), "{steps:?}");
+    assert!(steps.windows(2).all(|w| w[0].stage != w[1].stage || w[0].done < w[1].done), "{steps:?}");
+    assert_eq!(built.clips.len(), 8);
+    assert!(std::fs::read_dir(&cache.0).unwrap().count() > 0, "the finished build is cached");
+
+    let model = ser::infer::load_model(g, None).unwrap();
+    let files = ser::infer::collect_files(&[sample_dir()]).unwrap();
+    let (steps, hook) = recorder(Some(("predict", 6)));
+    let o = ser::infer::PredictOptions { files_per_chunk: 3, on_progress: hook, ..Default::default() };
+    let mut emitted = 0;
+    let err = model.predict_files(g, &files, &o, |_| emitted += 1).unwrap_err();
+    assert_eq!(err.to_string(), "stopped at predict 6");
+    assert_eq!(emitted, 6, "the chunk before the stop was predicted, nothing after it");
+    assert_eq!(steps.lock().unwrap().iter().map(|s| (s.stage, s.done, s.total)).collect::<Vec<_>>(), [("predict", 3, 8), ("predict", 6, 8)]);
+}

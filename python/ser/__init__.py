@@ -120,6 +120,7 @@ def features(
     label_map: Union[str, PathLike, dict, None] = None,
     drop: Union[str, Iterable[str], None] = None,
     cache: Union[str, PathLike, None] = None,
+    progress: Union[bool, Callable[[dict], Any], None] = None,
     **config: Any,
 ) -> dict[str, Any]:
     """Features of labelled data (`data` folders, `manifest` files: as `ser features`), of
@@ -128,12 +129,15 @@ def features(
     `feature_names` (every column's name), `files`, `labels`, `speakers` (None where unknown)
     and `skipped` (file, reason). `config` takes the feature options (`n_fft`, `hop`,
     `n_mels`, `n_mfcc`, `fmin`, `fmax`, `tuning`, `contrast_fmin`, `feature_rate`, and `set`:
-    the blocks of each frame, as `ser features --set`, e.g. `set=["mfcc", "f0", "voiced_prob"]`)."""
+    the blocks of each frame, as `ser features --set`, e.g. `set=["mfcc", "f0", "voiced_prob"]`).
+    `progress` is called as the work goes with a dict `stage` (`read`, `decode`, `features`),
+    `done`, `total` (True prints a line for each); an exception it raises, or Ctrl-C, stops
+    the call there and is raised as itself."""
     arrays = []
     if audio is not None:
         arrays = [audio] if isinstance(audio, np.ndarray) and audio.ndim == 1 else list(audio)
         arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
-    out = _ser.features(_paths(data), _paths(manifest), _paths(files), arrays, sample_rate, _feature_config(config), _label_map(label_map), _drop(drop), fspath(cache) if cache else None)
+    out = _ser.features(_paths(data), _paths(manifest), _paths(files), arrays, sample_rate, _feature_config(config), _label_map(label_map), _drop(drop), fspath(cache) if cache else None, _steps(progress))
     clips = json.loads(out.pop("clips"))
     out["config"] = json.loads(out["config"])
     out["files"] = [c["path"] for c in clips]
@@ -205,11 +209,13 @@ class Model:
         report = self.report or self.training.get("test_report")
         return None if report is None else np.asarray(report["confusion"], dtype=np.int64)
 
-    def predict(self, files: Paths, chunk: int = 128, segment: Optional[float] = None, segment_hop: Optional[float] = None) -> list[dict]:
+    def predict(self, files: Paths, chunk: int = 128, segment: Optional[float] = None, segment_hop: Optional[float] = None, progress: Union[bool, Callable[[dict], Any], None] = None) -> list[dict]:
         """Predictions of audio files and folders, as `ser predict`'s JSON lines: `file`,
         `label`, `confidence`, `probabilities` by class (and `start`, `end` per segment). Files
-        that cannot be used are left out with a warning naming each and why."""
-        lines, skipped = self._inner.predict(_paths(files), chunk, segment, segment_hop)
+        that cannot be used are left out with a warning naming each and why. `progress` hears
+        of each chunk of files (as in `features`; stage `predict`, or `features` then `predict`
+        for a speaker-normalised model); it or Ctrl-C stops the call."""
+        lines, skipped = self._inner.predict(_paths(files), chunk, segment, segment_hop, _steps(progress))
         for name, why in skipped:
             warnings.warn(f"{name}: {why}", stacklevel=2)
         return [json.loads(line) for line in lines]
@@ -235,11 +241,12 @@ class Model:
         best = int(np.argmax(p))
         return {"label": self.classes[best], "confidence": float(p[best]), "probabilities": {c: float(q) for c, q in zip(self.classes, p)}}
 
-    def evaluate(self, data: Paths = None, manifest: Paths = None, label_map: Union[str, PathLike, dict, None] = None) -> dict:
+    def evaluate(self, data: Paths = None, manifest: Paths = None, label_map: Union[str, PathLike, dict, None] = None, progress: Union[bool, Callable[[dict], Any], None] = None) -> dict:
         """Scores the model on labelled data of any corpus, as `ser eval --json`: `accuracy`,
         `uar`, `macro_f1`, per class, `confusion` (a numpy array), `other_classes` (clips of
-        classes the model lacks, left out, counted by class) and `skipped`."""
-        return _report(self._inner.evaluate(_paths(data), _paths(manifest), _label_map(label_map)))
+        classes the model lacks, left out, counted by class) and `skipped`. `progress` hears of
+        the features' making as in `features`; it or Ctrl-C stops the call."""
+        return _report(self._inner.evaluate(_paths(data), _paths(manifest), _label_map(label_map), _steps(progress)))
 
     def save(self, path: Union[str, PathLike]) -> None:
         """Saves the model (atomically), for `ser predict --model` or `Model.load`."""
@@ -247,6 +254,19 @@ class Model:
 
     def __repr__(self) -> str:
         return f"<ser.Model {self.kind}: {', '.join(self.classes)}>"
+
+
+def _steps(progress: Union[bool, Callable[[dict], Any], None]) -> Optional[Callable[[str, int, int], None]]:
+    """The extension's (stage, done, total) hook for a `progress` argument of features,
+    predict and evaluate."""
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        def show(step: dict) -> None:
+            print(f"{step['stage']}: {step['done']}/{step['total']}", file=sys.stderr)
+        progress = show
+    callback = progress
+    return lambda stage, done, total: callback({"stage": stage, "done": done, "total": total})
 
 
 def _progress(progress: Union[bool, Callable[[dict], Any], None]) -> Optional[Callable[[str], None]]:

@@ -17,6 +17,7 @@ use ser::features::set::{ClipInfo, FeatureSet};
 use ser::gpu::{AdapterSelector, BackendChoice, Gpu};
 use ser::infer::Predictor;
 use ser::ops::autotune::AutotuneMode;
+use ser::progress::Progress;
 use ser::sources::{LabelMap, Source};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -85,6 +86,44 @@ fn on_device<T: Send>(py: Python<'_>, f: impl FnOnce(&Gpu) -> Result<T, Failure>
         f(&gpu)
     })
     .map_err(PyErr::from)
+}
+
+/// How a call stops early: on Ctrl-C, checked at every progress report, or on an exception its
+/// progress callback raised. The Python exception waits here while the call holds the device,
+/// and is raised as itself once the call has let go of it (`raise_or`). Reports come on the
+/// calling thread, the only one where Python sees signals.
+#[derive(Clone, Default)]
+struct Stop(Arc<Mutex<Option<PyErr>>>);
+
+impl Stop {
+    /// Runs `call` with Python attached, then checks for signals; an exception from either is
+    /// kept and becomes the error that stops the run.
+    fn check(&self, call: impl FnOnce(Python<'_>) -> PyResult<()>) -> anyhow::Result<()> {
+        Python::attach(|py| call(py).and_then(|()| py.check_signals())).map_err(|err| {
+            let message = err.to_string();
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+            anyhow::anyhow!("stopped: {message}")
+        })
+    }
+
+    /// A progress hook: `callback(stage, done, total)` when given, then the check for signals.
+    fn progress(&self, callback: Option<Py<PyAny>>) -> Progress {
+        let stop = self.clone();
+        Progress::new(move |step| {
+            stop.check(|py| match &callback {
+                Some(callback) => callback.call1(py, (step.stage, step.done, step.total)).map(|_| ()),
+                None => Ok(()),
+            })
+        })
+    }
+
+    /// The kept exception when the call stopped on one, else the call's own result.
+    fn raise_or<T>(&self, result: PyResult<T>) -> PyResult<T> {
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(err) => Err(err),
+            None => result,
+        }
+    }
 }
 
 /// Chooses the device and how it tunes its kernels, before first use (or after `close`).
@@ -161,9 +200,9 @@ fn data_of(data: Vec<PathBuf>, manifest: Vec<PathBuf>, label_map: Option<String>
 
 /// Features of labelled data: its folders and manifests read first, so that a bad one is an
 /// input error, then built.
-fn build_data(gpu: &Gpu, data: &Data, cfg: &ser::features::FeatureConfig, cache: Option<PathBuf>) -> Result<(FeatureSet, corpus::BuildReport), Failure> {
+fn build_data(gpu: &Gpu, data: &Data, cfg: &ser::features::FeatureConfig, cache: Option<PathBuf>, on_progress: Progress) -> Result<(FeatureSet, corpus::BuildReport), Failure> {
     let found = input(ser::sources::load(&data.sources, &data.selection, &data.label_map))?;
-    Ok(corpus::build_from(gpu, data, found, cfg, &options(cache))?)
+    Ok(corpus::build_from(gpu, data, found, cfg, &options(cache, on_progress))?)
 }
 
 /// Arrays at `rate` brought to `target`, each refused (as bad input) without usable signal.
@@ -178,8 +217,8 @@ fn signals_at(arrays: Vec<Vec<f32>>, rate: u32, target: u32) -> Result<Vec<Vec<f
         .collect()
 }
 
-fn options(cache: Option<PathBuf>) -> BuildOptions {
-    BuildOptions { strict: false, cache_dir: cache.or_else(ser::runtime::feature_cache_from_env), progress: false, speed_copies: Vec::new(), shard: None }
+fn options(cache: Option<PathBuf>, on_progress: Progress) -> BuildOptions {
+    BuildOptions { strict: false, cache_dir: cache.or_else(ser::runtime::feature_cache_from_env), progress: false, speed_copies: Vec::new(), shard: None, on_progress }
 }
 
 /// A feature set as numpy arrays and JSON clip records.
@@ -200,10 +239,13 @@ fn set_to_py<'py>(py: Python<'py>, set: FeatureSet, skipped: Vec<(String, String
 /// Files that could not be used: (name, reason).
 type Skipped = Vec<(String, String)>;
 
+/// Decoded files: each one's record and samples, and the files that could not be used.
+type Decoded = (Vec<ClipInfo>, Vec<Vec<f32>>, Skipped);
+
 /// Decodes `files` (each resampled to the configuration's rate), failures listed by name.
-fn decode_files(files: &[PathBuf], rate: u32) -> (Vec<ClipInfo>, Vec<Vec<f32>>, Skipped) {
+fn decode_files(files: &[PathBuf], rate: u32, on_progress: &Progress) -> Result<Decoded, Failure> {
     let (mut clips, mut signals, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    for f in files {
+    for (i, f) in files.iter().enumerate() {
         let name = ser::infer::path_text(f);
         match ser::audio::load(f, rate).and_then(|s| ser::audio::check_signal(&s, rate).map(|()| s).with_context(|| name.clone())) {
             Ok(s) => {
@@ -212,13 +254,14 @@ fn decode_files(files: &[PathBuf], rate: u32) -> (Vec<ClipInfo>, Vec<Vec<f32>>, 
             }
             Err(e) => skipped.push((name, format!("{e:#}"))),
         }
+        on_progress.report("decode", i + 1, files.len())?;
     }
-    (clips, signals, skipped)
+    Ok((clips, signals, skipped))
 }
 
 /// Features of labelled data (`data`, `manifest`), of files, or of arrays at `sample_rate`.
 #[pyfunction]
-#[pyo3(signature = (data, manifest, files, audio, sample_rate, config, label_map=None, drop=Vec::new(), cache=None))]
+#[pyo3(signature = (data, manifest, files, audio, sample_rate, config, label_map=None, drop=Vec::new(), cache=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn features<'py>(
     py: Python<'py>,
@@ -231,6 +274,7 @@ fn features<'py>(
     label_map: Option<String>,
     drop: Vec<String>,
     cache: Option<PathBuf>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let cfg: ser::features::FeatureConfig = serde_json::from_str(config).map_err(|e| InputError::new_err(format!("feature configuration: {e}")))?;
     cfg.validate().map_err(|e| InputError::new_err(format!("feature configuration: {e:#}")))?;
@@ -242,13 +286,15 @@ fn features<'py>(
     if !arrays.is_empty() && sample_rate.is_none() {
         return Err(InputError::new_err("audio arrays need their sample_rate"));
     }
-    let (set, skipped) = on_device(py, move |gpu| {
+    let stop = Stop::default();
+    let on_progress = stop.progress(progress);
+    let result = on_device(py, move |gpu| {
         if given[0] {
-            let (set, report) = build_data(gpu, &data_of(data, manifest, label_map, drop)?, &cfg, cache)?;
+            let (set, report) = build_data(gpu, &data_of(data, manifest, label_map, drop)?, &cfg, cache, on_progress)?;
             return Ok((set, report.skipped));
         }
         let (clips, signals, skipped) = if given[1] {
-            decode_files(&files, cfg.sample_rate)
+            decode_files(&files, cfg.sample_rate, &on_progress)?
         } else {
             let signals = signals_at(arrays, sample_rate.expect("checked above"), cfg.sample_rate)?;
             ((0..signals.len()).map(|i| ClipInfo::unlabelled(format!("array {i}"))).collect(), signals, Vec::new())
@@ -257,8 +303,9 @@ fn features<'py>(
             return Err(Failure::Input(anyhow::anyhow!("none of the files could be used: {skipped:?}")));
         }
         let slices: Vec<&[f32]> = signals.iter().map(Vec::as_slice).collect();
-        Ok((corpus::extract_all(gpu, &cfg, clips, &slices, false)?, skipped))
-    })?;
+        Ok((corpus::extract_all(gpu, &cfg, clips, &slices, false, &on_progress)?, skipped))
+    });
+    let (set, skipped) = stop.raise_or(result)?;
     set_to_py(py, set, skipped)
 }
 
@@ -317,17 +364,20 @@ impl Model {
     }
 
     /// Predictions of files, as `ser predict`'s JSON lines; and the files skipped, with reasons.
-    #[pyo3(signature = (files, chunk=128, segment=None, segment_hop=None))]
-    fn predict(&self, py: Python<'_>, files: Vec<PathBuf>, chunk: usize, segment: Option<f64>, segment_hop: Option<f64>) -> PyResult<(Vec<String>, Skipped)> {
+    #[pyo3(signature = (files, chunk=128, segment=None, segment_hop=None, progress=None))]
+    fn predict(&self, py: Python<'_>, files: Vec<PathBuf>, chunk: usize, segment: Option<f64>, segment_hop: Option<f64>, progress: Option<Py<PyAny>>) -> PyResult<(Vec<String>, Skipped)> {
         let predictor = self.predictor.clone();
-        on_device(py, move |gpu| {
+        let stop = Stop::default();
+        let on_progress = stop.progress(progress);
+        let result = on_device(py, move |gpu| {
             let files = input(ser::infer::collect_files(&files))?;
             let segments = segment.map(|length| ser::infer::Segments { length, hop: segment_hop.unwrap_or(length) });
-            let o = ser::infer::PredictOptions { files_per_chunk: chunk.max(1), segments, ..Default::default() };
+            let o = ser::infer::PredictOptions { files_per_chunk: chunk.max(1), segments, on_progress, ..Default::default() };
             let mut lines = Vec::new();
             let skipped = predictor.predict_files(gpu, &files, &o, |p| lines.push(p.json().to_string()))?;
             Ok((lines, skipped))
-        })
+        });
+        stop.raise_or(result)
     }
 
     /// Class probabilities [N, classes] of audio arrays at `sample_rate`.
@@ -398,18 +448,21 @@ impl Model {
     }
 
     /// Scores the model on labelled data (as `ser eval --json`).
-    #[pyo3(signature = (data, manifest, label_map=None))]
-    fn evaluate(&self, py: Python<'_>, data: Vec<PathBuf>, manifest: Vec<PathBuf>, label_map: Option<String>) -> PyResult<String> {
+    #[pyo3(signature = (data, manifest, label_map=None, progress=None))]
+    fn evaluate(&self, py: Python<'_>, data: Vec<PathBuf>, manifest: Vec<PathBuf>, label_map: Option<String>, progress: Option<Py<PyAny>>) -> PyResult<String> {
         let predictor = self.predictor.clone();
-        on_device(py, move |gpu| {
-            let (set, report) = build_data(gpu, &data_of(data, manifest, label_map, Vec::new())?, &predictor.meta.data.features, None)?;
+        let stop = Stop::default();
+        let on_progress = stop.progress(progress);
+        let result = on_device(py, move |gpu| {
+            let (set, report) = build_data(gpu, &data_of(data, manifest, label_map, Vec::new())?, &predictor.meta.data.features, None, on_progress)?;
             let o = ser::infer::EvalOptions { held_out_of_seed: None, held_out_fold: None, groups: ser::contract::SpeakerGroups::Auto, min_clips: None };
             let ev = ser::infer::evaluate(gpu, std::slice::from_ref(&*predictor), &set, &o)?;
             let mut json = serde_json::to_value(&ev.report).context("report")?;
             json["other_classes"] = serde_json::to_value(&ev.other_by_class).context("classes left out")?;
             json["skipped"] = serde_json::to_value(&report.skipped).context("skipped")?;
             Ok(json.to_string())
-        })
+        });
+        stop.raise_or(result)
     }
 
     /// Saves the model (atomically).
@@ -423,13 +476,12 @@ impl Model {
 }
 
 /// The labelled features a training call reads: a feature file, or data built with `config`.
-fn training_set(gpu: &Gpu, data: Vec<PathBuf>, manifest: Vec<PathBuf>, features: Option<PathBuf>, label_map: Option<String>, drop: Vec<String>, config: &str) -> Result<(FeatureSet, Data), Failure> {
-    let data = data_of(data, manifest, label_map, drop)?;
+fn training_set(gpu: &Gpu, data: Data, features: Option<PathBuf>, config: &str, on_progress: Progress) -> Result<(FeatureSet, Data), Failure> {
     let set = match (features, data.sources.is_empty()) {
         (Some(f), true) => input(FeatureSet::read(&f))?,
         (None, false) => {
             let cfg: ser::features::FeatureConfig = input(serde_json::from_str(config).context("feature configuration"))?;
-            build_data(gpu, &data, &cfg, None)?.0
+            build_data(gpu, &data, &cfg, None, on_progress)?.0
         }
         _ => return Err(Failure::Input(anyhow::anyhow!("give features=FILE or data/manifest, one of them"))),
     };
@@ -456,38 +508,27 @@ fn train(
     let mut cfg = RunConfig::from_options(&options).map_err(|e| InputError::new_err(format!("{e:#}")))?;
     let config = config.to_string();
     // Ctrl-C, or an exception in the progress callback, stops training after the epoch it came
-    // in, and is raised as itself.
-    let stopped: Mutex<Option<PyErr>> = Mutex::new(None);
+    // in (Ctrl-C also while the features are built), and is raised as itself.
+    let stop = Stop::default();
     let result = on_device(py, |gpu| {
-        let (set, data) = training_set(gpu, data, manifest, features, label_map, drop, &config)?;
+        let (set, data) = training_set(gpu, data_of(data, manifest, label_map, drop)?, features, &config, stop.progress(None))?;
         let (set, l) = input(experiment::labelled_for_run(gpu, set, &data.selection, &cfg, ser::contract::SpeakerGroups::Auto))?;
         if !options.contains_key("split") && l.given.iter().any(Option::is_some) {
             cfg.split = experiment::Split::Given;
         }
         let on_epoch = |e: &experiment::EpochEvent| -> anyhow::Result<()> {
             let row = serde_json::to_string(e).unwrap_or_default();
-            let raised = Python::attach(|py| {
-                if let Some(callback) = &progress {
-                    callback.call1(py, (row,))?;
-                }
-                py.check_signals()
-            });
-            match raised {
-                Ok(()) => Ok(()),
-                Err(err) => {
-                    *stopped.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
-                    anyhow::bail!("training stopped after epoch {}", e.epoch.epoch)
-                }
-            }
+            stop.check(|py| match &progress {
+                Some(callback) => callback.call1(py, (row,)).map(|_| ()),
+                None => Ok(()),
+            })
+            .with_context(|| format!("training stopped after epoch {}", e.epoch.epoch))
         };
         let run = Run { gpu, cfg: &cfg, set: &set, labelled: &l, log: &|_| {}, on_epoch: Some(&on_epoch) };
         let (predictor, report) = experiment::train_model(&run)?;
         Ok((predictor, report.map(|r| serde_json::to_string(&r).unwrap_or_default())))
     });
-    if let Some(err) = stopped.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(err);
-    }
-    let (predictor, report) = result?;
+    let (predictor, report) = stop.raise_or(result)?;
     Ok((Model { predictor: Arc::new(predictor) }, report))
 }
 
@@ -515,13 +556,16 @@ fn compare(
         .map(|m| ser::models::ModelKind::from_name(m).ok_or_else(|| InputError::new_err(format!("models: {m:?} is not a model"))))
         .collect::<PyResult<Vec<_>>>()?;
     let config = config.to_string();
-    on_device(py, move |gpu| {
-        let (set, data) = training_set(gpu, data, manifest, features, label_map, drop, &config)?;
+    let stop = Stop::default();
+    let on_progress = stop.progress(None);
+    let result = on_device(py, move |gpu| {
+        let (set, data) = training_set(gpu, data_of(data, manifest, label_map, drop)?, features, &config, on_progress)?;
         let (set, l) = input(experiment::labelled_for_run(gpu, set, &data.selection, &cfg, ser::contract::SpeakerGroups::Auto))?;
         let run = Run::quiet(gpu, &cfg, &set, &l);
         let rows = experiment::compare(&run, &kinds, !no_speaker_folds, None)?;
         Ok(serde_json::to_string(&rows).context("rows")?)
-    })
+    });
+    stop.raise_or(result)
 }
 
 /// The default feature configuration (JSON), for `features(**config)` to start from.

@@ -237,3 +237,50 @@ def test_ctrl_c_or_a_raising_callback_stops_training_after_its_epoch(corpus):
         ser.train(data=corpus, model="mlp", input="stats", hidden=[8], epochs=30, patience=30, progress=interrupt)
     # The device is still usable.
     assert ser.Model.load().classes
+
+
+def test_features_and_predict_report_progress_and_stop_on_ctrl_c_or_a_raising_callback(corpus, tmp_path):
+    steps = []
+    got = ser.features(data=corpus, cache=tmp_path / "cache", progress=steps.append)
+    assert [s["stage"] for s in steps] == ["read", "decode", "features"], steps
+    assert all(s["done"] == s["total"] == 48 for s in steps), steps
+    plain = ser.features(data=corpus, cache=tmp_path / "plain")
+    np.testing.assert_array_equal(got["frames"], plain["frames"])
+
+    # A callback that raises stops the build at that step, with its own exception, and nothing
+    # is cached; Ctrl-C does the same with KeyboardInterrupt.
+    def fail_at_decode(step):
+        if step["stage"] == "decode":
+            raise RuntimeError("stop the build")
+
+    stopped = tmp_path / "stopped"
+    with pytest.raises(RuntimeError, match="stop the build"):
+        ser.features(data=corpus, cache=stopped, progress=fail_at_decode)
+    assert not stopped.exists() or not any(stopped.iterdir())
+
+    def ctrl_c(step):
+        import signal
+
+        signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        ser.features(files=sorted(CLIPS.glob("*.wav")), progress=ctrl_c)
+
+    model = ser.Model.load()
+    steps = []
+    lines = model.predict(CLIPS, chunk=1, progress=steps.append)
+    assert [(s["stage"], s["done"]) for s in steps] == [("predict", i + 1) for i in range(len(lines))]
+    seen = []
+
+    def fail_at_two(step):
+        seen.append(step["done"])
+        if step["done"] == 2:
+            raise ValueError("two are enough")
+
+    with pytest.raises(ValueError, match="two are enough"):
+        model.predict(CLIPS, chunk=1, progress=fail_at_two)
+    assert seen == [1, 2]
+    with pytest.raises(KeyboardInterrupt):
+        model.evaluate(data=corpus, progress=ctrl_c)
+    # The device is still usable.
+    assert model.predict(CLIPS) == lines

@@ -7,6 +7,7 @@ use super::{Extractor, FeatureConfig};
 use crate::audio::{self, Selection};
 use crate::sources::{self, LabelMap, Source};
 use crate::gpu::Gpu;
+use crate::progress::Progress;
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use std::io::IsTerminal;
@@ -27,6 +28,9 @@ pub struct BuildOptions {
     /// Build only this shard of the labelled clips (contiguous runs of the sources' order), for
     /// an array job; `merge` joins the parts into the unsharded file.
     pub shard: Option<crate::shard::Shard>,
+    /// Told after each block of files read or decoded and each GPU batch; its error stops the
+    /// build there, nothing cached.
+    pub on_progress: Progress,
 }
 
 /// The speed factors `--speed-copies` takes: slower or faster by up to a factor of two, 1
@@ -75,45 +79,45 @@ pub struct BuildReport {
 
 /// Progress of a long stage on stderr: a bar on a terminal; otherwise (a log file, a batch
 /// job) a line at every tenth of the work, so that minutes of decoding are never silent.
-enum Progress {
+enum Meter {
     Bar(indicatif::ProgressBar),
     Lines { what: String, total: usize, done: std::sync::atomic::AtomicUsize },
     Off,
 }
 
-impl Progress {
+impl Meter {
     fn inc(&self, n: u64) {
         match self {
-            Progress::Bar(b) => b.inc(n),
-            Progress::Lines { what, total, done } => {
+            Meter::Bar(b) => b.inc(n),
+            Meter::Lines { what, total, done } => {
                 let before = done.fetch_add(n as usize, std::sync::atomic::Ordering::Relaxed);
                 let after = before + n as usize;
                 if *total > 0 && before * 10 / total != after * 10 / total {
                     eprintln!("{what}: {after}/{total}");
                 }
             }
-            Progress::Off => {}
+            Meter::Off => {}
         }
     }
 
     fn finish_and_clear(&self) {
-        if let Progress::Bar(b) = self {
+        if let Meter::Bar(b) = self {
             b.finish_and_clear();
         }
     }
 }
 
-fn bar(len: usize, what: &str, show: bool) -> Progress {
+fn bar(len: usize, what: &str, show: bool) -> Meter {
     if !show {
-        return Progress::Off;
+        return Meter::Off;
     }
     if !std::io::stderr().is_terminal() {
-        return Progress::Lines { what: what.to_string(), total: len, done: 0.into() };
+        return Meter::Lines { what: what.to_string(), total: len, done: 0.into() };
     }
     let b = indicatif::ProgressBar::new(len as u64);
     b.set_style(indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}").unwrap().progress_chars("=> "));
     b.set_message(what.to_string());
-    Progress::Bar(b)
+    Meter::Bar(b)
 }
 
 /// Frames of spectra per GPU batch: the largest intermediate ([frames, bins]) stays well under
@@ -177,8 +181,12 @@ pub fn build_from(gpu: &Gpu, data: &Data, mut found: sources::Loaded, cfg: &Feat
     }
     // Read every file once: its bytes feed both the cache key and the decoder.
     let t = Instant::now();
-    let bytes: Vec<Result<Vec<u8>>> =
-        found.clips.par_iter().map(|c| std::fs::read(&c.file).with_context(|| format!("{}: cannot read", c.file.display()))).collect();
+    let total = found.clips.len();
+    let mut bytes: Vec<Result<Vec<u8>>> = Vec::with_capacity(total);
+    for block in found.clips.chunks(FILES_PER_BLOCK) {
+        bytes.par_extend(block.par_iter().map(|c| std::fs::read(&c.file).with_context(|| format!("{}: cannot read", c.file.display()))));
+        opts.on_progress.report("read", bytes.len(), total)?;
+    }
     let mut hasher = blake3::Hasher::new();
     hasher.update(serde_json::to_string(&(cfg, selection, super::set::FORMAT, super::set::COMPUTATION))?.as_bytes());
     // A block whose clip statistics skip frames (f0's, over its voiced frames; every frame,
@@ -217,9 +225,12 @@ pub fn build_from(gpu: &Gpu, data: &Data, mut found: sources::Loaded, cfg: &Feat
             if let Ok(set) = FeatureSet::read(&file) {
                 report.cache_hit = true;
                 report.clips = set.clips.len();
-                // The files skipped when the entry was made are skipped again, and listed: their
-                // reasons were kept beside it (or, for an older entry, the gap shows which).
-                report.skipped = std::fs::read(skipped_file(&file)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_else(|| {
+                // The files skipped when the entry was made are skipped again, and listed, and
+                // the FLACs that could not be verified are listed again: both were kept beside it
+                // (for an older entry, the gap shows which were skipped).
+                let notes = std::fs::read(notes_file(&file)).ok().and_then(|b| CacheNotes::parse(&b));
+                report.unverified = notes.as_ref().map(|n| n.unverified.clone()).unwrap_or_default();
+                report.skipped = notes.map(|n| n.skipped).unwrap_or_else(|| {
                     let kept: std::collections::HashSet<&str> = set.clips.iter().map(|c| c.path.as_str()).collect();
                     found.clips.iter().filter(|c| !kept.contains(c.info.path.as_str())).map(|c| (c.info.path.clone(), "could not be used when these features were cached (--no-cache shows why)".to_string())).collect()
                 });
@@ -232,26 +243,28 @@ pub fn build_from(gpu: &Gpu, data: &Data, mut found: sources::Loaded, cfg: &Feat
     // Decode and resample in parallel; failures are reported with the file's name.
     let t = Instant::now();
     let progress = bar(found.clips.len(), "decode", opts.progress);
-    let decoded: Vec<Result<(Vec<f32>, audio::Integrity)>> = found
-        .clips
-        .par_iter()
-        .zip(bytes)
-        .map(|(clip, b)| {
-            let name = || clip.file.display().to_string();
-            let r = b.and_then(|b| {
-                let mut a = audio::decode_bytes(&b).with_context(name)?;
-                if let Some(segment) = clip.info.segment {
-                    a.samples = cut_segment(&a.samples, a.sample_rate, segment).with_context(name)?;
-                }
-                let s = audio::to_rate(&a, cfg.sample_rate).with_context(name)?;
-                audio::check_signal(&s, cfg.sample_rate).with_context(name)?;
-                check_length(gpu, cfg, s.len()).with_context(name)?;
-                Ok((s, a.integrity))
-            });
-            progress.inc(1);
-            r
-        })
-        .collect();
+    let decode = |clip: &sources::Clip, b: Result<Vec<u8>>| {
+        let name = || clip.file.display().to_string();
+        let r = b.and_then(|b| {
+            let mut a = audio::decode_bytes(&b).with_context(name)?;
+            if let Some(segment) = clip.info.segment {
+                a.samples = cut_segment(&a.samples, a.sample_rate, segment).with_context(name)?;
+            }
+            let s = audio::to_rate(&a, cfg.sample_rate).with_context(name)?;
+            audio::check_signal(&s, cfg.sample_rate).with_context(name)?;
+            check_length(gpu, cfg, s.len()).with_context(name)?;
+            Ok((s, a.integrity))
+        });
+        progress.inc(1);
+        r
+    };
+    let mut decoded: Vec<Result<(Vec<f32>, audio::Integrity)>> = Vec::with_capacity(total);
+    let mut bytes = bytes.into_iter();
+    for block in found.clips.chunks(FILES_PER_BLOCK) {
+        let block_bytes: Vec<_> = bytes.by_ref().take(block.len()).collect();
+        decoded.par_extend(block.par_iter().zip(block_bytes).map(|(clip, b)| decode(clip, b)));
+        opts.on_progress.report("decode", decoded.len(), total)?;
+    }
     progress.finish_and_clear();
     report.decode_s = t.elapsed().as_secs_f64();
     let mut clips = Vec::new();
@@ -295,14 +308,14 @@ pub fn build_from(gpu: &Gpu, data: &Data, mut found: sources::Loaded, cfg: &Feat
 
     let t = Instant::now();
     let slices: Vec<&[f32]> = signals.iter().map(Vec::as_slice).collect();
-    let mut set = extract_all(gpu, cfg, clips, &slices, opts.progress)?;
+    let mut set = extract_all(gpu, cfg, clips, &slices, opts.progress, &opts.on_progress)?;
     set.label_map = data.label_map.pairs();
     report.gpu_s = t.elapsed().as_secs_f64();
     report.clips = set.clips.len();
     if let Some(file) = &report.cache_file {
         // The cache is an optimisation: failing to write it is not an error.
-        let skipped = serde_json::to_vec(&report.skipped).map_err(anyhow::Error::from);
-        if let Err(e) = set.write(file).and_then(|()| crate::store::write_atomic(&skipped_file(file), &skipped?)) {
+        let notes = serde_json::to_vec(&CacheNotes { skipped: report.skipped.clone(), unverified: report.unverified.clone() }).map_err(anyhow::Error::from);
+        if let Err(e) = set.write(file).and_then(|()| crate::store::write_atomic(&notes_file(file), &notes?)) {
             eprintln!("warning: feature cache not written: {e:#}");
         }
     }
@@ -354,13 +367,34 @@ pub fn cut_segment(samples: &[f32], rate: u32, [start, end]: [f64; 2]) -> Result
     Ok(samples[first..last].to_vec())
 }
 
-/// Where a cache entry keeps the files it skipped and why.
-fn skipped_file(entry: &Path) -> PathBuf {
+/// What a cache entry's build said about its files, kept beside it so that a hit says it again.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheNotes {
+    /// Files that could not be used: (file, why).
+    skipped: Vec<(String, String)>,
+    /// FLACs without an MD5 signature, used as decoded.
+    unverified: Vec<String>,
+}
+
+impl CacheNotes {
+    /// The notes, or an older entry's list of skipped files alone.
+    fn parse(bytes: &[u8]) -> Option<CacheNotes> {
+        serde_json::from_slice(bytes).ok().or_else(|| serde_json::from_slice(bytes).ok().map(|skipped| CacheNotes { skipped, unverified: Vec::new() }))
+    }
+}
+
+/// Where a cache entry keeps its notes (the name it has always had: the skipped files came first).
+fn notes_file(entry: &Path) -> PathBuf {
     entry.with_extension("skipped.json")
 }
 
-/// Extracts features of decoded clips in GPU batches and lays them out as one feature set.
-pub fn extract_all(gpu: &Gpu, cfg: &FeatureConfig, clips: Vec<ClipInfo>, signals: &[&[f32]], progress: bool) -> Result<FeatureSet> {
+/// Files read or decoded together between two progress reports: enough to keep every core
+/// busy, few enough that a stop comes within a second or two.
+const FILES_PER_BLOCK: usize = 256;
+
+/// Extracts features of decoded clips in GPU batches and lays them out as one feature set;
+/// `bars` draws a progress bar, `on_progress` hears of each batch and may stop the run.
+pub fn extract_all(gpu: &Gpu, cfg: &FeatureConfig, clips: Vec<ClipInfo>, signals: &[&[f32]], bars: bool, on_progress: &Progress) -> Result<FeatureSet> {
     let ex = Extractor::new(gpu, cfg)?;
     let layout = cfg.layout()?;
     let dim = cfg.dim();
@@ -374,7 +408,7 @@ pub fn extract_all(gpu: &Gpu, cfg: &FeatureConfig, clips: Vec<ClipInfo>, signals
     let mut frames = vec![0f32; n * t_max * dim];
     let mut vectors = vec![0f32; n * dim];
     let mut stds = vec![0f32; n * dim];
-    let progress = bar(n, "features", progress);
+    let progress = bar(n, "features", bars);
     let mut first = 0;
     while first < n {
         let mut end = first;
@@ -392,6 +426,7 @@ pub fn extract_all(gpu: &Gpu, cfg: &FeatureConfig, clips: Vec<ClipInfo>, signals
         }
         progress.inc((end - first) as u64);
         first = end;
+        on_progress.report("features", first, n)?;
     }
     progress.finish_and_clear();
     Ok(FeatureSet { config: cfg.clone(), clips, frames, lengths, t_max, vectors, stds, dim, label_map: vec![], distribution: vec![], distribution_width: 0 })

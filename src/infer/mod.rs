@@ -219,12 +219,17 @@ impl Predictor {
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             scope.spawn(move || self.decode_in_chunks(gpu, files, o, windows, tx));
+            let mut files_seen = 0;
             for chunk in rx {
+                files_seen += chunk.len();
+                // A speaker-normalised model predicts once every file has its features.
+                let stage = if self.meta.data.speaker_norm.is_none() { "predict" } else { "features" };
                 let (clips, signals, spans) = clips_of_chunk(&chunk, windows, rate, &mut failed);
                 if signals.is_empty() {
+                    o.on_progress.report(stage, files_seen, files.len())?;
                     continue;
                 }
-                let mut set = corpus::extract_all(gpu, &self.meta.data.features, clips, &signals, false)?;
+                let mut set = corpus::extract_all(gpu, &self.meta.data.features, clips, &signals, false, &Default::default())?;
                 self.prepare(gpu, &mut set)?;
                 if self.meta.data.speaker_norm.is_none() {
                     let all = finite_rows(&set, &mut failed);
@@ -236,6 +241,7 @@ impl Predictor {
                     held.push(set);
                     held_spans.extend(spans);
                 }
+                o.on_progress.report(stage, files_seen, files.len())?;
             }
             Ok(())
         })?;
@@ -258,8 +264,11 @@ impl Predictor {
         let finite: std::collections::HashSet<usize> = finite_rows(&set, &mut failed).into_iter().collect();
         let mut kept: Vec<usize> = speakers.into_values().flatten().filter(|c| finite.contains(c)).collect();
         kept.sort_unstable();
+        let mut done = 0;
         for rows in kept.chunks(o.files_per_chunk.max(1)) {
             self.predict_clips(gpu, &set, &held_spans, rows, &mut emit)?;
+            done += rows.len();
+            o.on_progress.report("predict", done, kept.len())?;
         }
         Ok(failed)
     }
@@ -271,7 +280,7 @@ impl Predictor {
             bail!("this model normalises speakers; predict files with `ser predict` instead");
         }
         let clips = names.iter().map(ClipInfo::unlabelled).collect();
-        let mut set = corpus::extract_all(gpu, &self.meta.data.features, clips, signals, false)?;
+        let mut set = corpus::extract_all(gpu, &self.meta.data.features, clips, signals, false, &Default::default())?;
         self.prepare(gpu, &mut set)?;
         let mut out = Vec::new();
         self.predict_clips(gpu, &set, &vec![None; signals.len()], &(0..signals.len()).collect::<Vec<_>>(), &mut |p| out.push(p))?;
@@ -378,6 +387,9 @@ pub struct PredictOptions {
     pub samples_per_chunk: usize,
     /// Cut every file into segments and predict each, instead of one prediction per file.
     pub segments: Option<Segments>,
+    /// Told after each chunk of files is predicted (or, for a speaker-normalised model, has its
+    /// features); its error stops the run there.
+    pub on_progress: crate::progress::Progress,
 }
 
 /// Fixed-length segments of a file, in seconds: a window of `length` every `hop`.
@@ -419,7 +431,7 @@ pub fn segment_windows(total: usize, length: usize, hop: usize) -> Vec<(usize, u
 
 impl Default for PredictOptions {
     fn default() -> Self {
-        PredictOptions { groups: SpeakerGroups::Auto, min_clips: None, files_per_chunk: 128, samples_per_chunk: 1 << 26, segments: None }
+        PredictOptions { groups: SpeakerGroups::Auto, min_clips: None, files_per_chunk: 128, samples_per_chunk: 1 << 26, segments: None, on_progress: Default::default() }
     }
 }
 
