@@ -9,8 +9,12 @@
 // On lavapipe, where these kernels are tuned second (GPUs first), every load at an index that
 // differs between lanes is a gather done lane by lane: the kernels read four values a load where
 // the data lie four to an element.
-// The difference function is librosa's: d(k) = 2 (acf(0) - acf(k)) - sum_{m<k} y(m)^2, with the
-// autocorrelation summed directly (librosa sums it by FFT).
+// The difference function is librosa's, d(k) = 2 (acf(0) - acf(k)) - sum_{m<k} y(m)^2 (but for
+// k = 1, where librosa's in-place update subtracts 0 rather than y(0)^2), summed as
+// the equal sum_{m<n-k} (y(m) - y(m+k))^2 + sum_{m>=n-k} y(m)^2: terms that are never negative,
+// so float32 keeps its relative precision where acf(k) is close to acf(0) (short lags of frames
+// whose energy lies low in frequency, where the difference of the two sums lost the digits that
+// decide between troughs; librosa sums in float64).
 
 struct Params {
     grid: vec4<u32>,
@@ -38,6 +42,10 @@ const MAX_FRAME: u32 = 2048u;
 const MAX_LAGS: u32 = 1024u;   // max_period + 1
 var<workgroup> frame: array<vec4<f32>, MAX_FRAME / 4u>;   // the frame, four samples an element
 
+fn sq(v: f32) -> f32 {
+    return v * v;
+}
+
 fn frame_at(m: u32) -> f32 {
     return frame[m >> 2u][m & 3u];
 }
@@ -46,7 +54,6 @@ var<workgroup> diff: array<vec4<f32>, MAX_LAGS / 4u>;   // per lag, four an elem
 fn diff_at(k: u32) -> f32 {
     return diff[k >> 2u][k & 3u];
 }
-var<workgroup> partial: array<f32, MAX_WG>;
 
 fn sample(s: u32) -> f32 {
     let t = s / 4u;
@@ -75,41 +82,36 @@ fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let clip = clips[frame_clip[f]];
     let origin = i32((f - clip.z) * p.hop) - i32(p.frame_length / 2u);
     let n = p.frame_length;
-    // The frame's samples, and acf(0), the sum of their squares: 64 strided partial sums
-    // (whatever the workgroup's width, so that every device sums in the same order), then a
-    // tree.
-    for (var c = lid; c < MAX_WG; c += WG) {
-        var energy = 0.0;
-        for (var m = c; m < n; m += MAX_WG) {
-            let s = origin + i32(m);
-            let v = select(0.0, sample(clip.x + u32(max(s, 0))), s >= 0 && s < i32(clip.y));
-            frame[m >> 2u][m & 3u] = v;
-            energy += v * v;
-        }
-        partial[c] = energy;
+    // The frame's samples.
+    for (var m = lid; m < n; m += WG) {
+        let s = origin + i32(m);
+        frame[m >> 2u][m & 3u] = select(0.0, sample(clip.x + u32(max(s, 0))), s >= 0 && s < i32(clip.y));
     }
     workgroupBarrier();
-    for (var half = MAX_WG / 2u; half > 0u; half /= 2u) {
-        for (var i = lid; i < half; i += WG) { partial[i] += partial[i + half]; }
-        workgroupBarrier();
-    }
-    let acf0 = partial[0];
-    // The energy before each lag, sum_{m<k} y(m)^2, into diff[k] for now: one invocation,
-    // in order, four lags a step (one load of four samples and one store).
+    // The energy of the frame's last k samples, sum_{m>=n-k} y(m)^2, into diff[k] for now: one
+    // invocation, from the end, four lags a step where the frame is whole elements (one load of
+    // four samples and one store).
     if (lid == 0u) {
         var running = 0.0;
-        for (var k4 = 0u; k4 <= p.max_period; k4 += 4u) {
-            let y = frame[k4 >> 2u];
-            var before: vec4<f32>;
-            before.x = running;
-            running += y.x * y.x;
-            before.y = running;
-            running += y.y * y.y;
-            before.z = running;
-            running += y.z * y.z;
-            before.w = running;
-            running += y.w * y.w;
-            diff[k4 >> 2u] = before;
+        if ((n & 3u) == 0u) {
+            for (var k4 = 0u; k4 <= p.max_period; k4 += 4u) {
+                let y = frame[(n - 4u - k4) >> 2u];
+                var last: vec4<f32>;
+                last.x = running;
+                running += y.w * y.w;
+                last.y = running;
+                running += y.z * y.z;
+                last.z = running;
+                running += y.y * y.y;
+                last.w = running;
+                running += y.x * y.x;
+                diff[k4 >> 2u] = last;
+            }
+        } else {
+            for (var k = 0u; k <= p.max_period; k++) {
+                diff[k >> 2u][k & 3u] = running;
+                running += sq(frame_at(n - 1u - k));
+            }
         }
     }
     workgroupBarrier();
@@ -141,70 +143,70 @@ fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
             let x = frame[m >> 2u];
             let ahead = frame[min((m + k0 + 15u) >> 2u, MAX_FRAME / 4u - 1u)];
             let w15 = ahead.x; let w16 = ahead.y; let w17 = ahead.z; let w18 = ahead.w;
-            a0 += x.x * w0;
-            a1 += x.x * w1;
-            a2 += x.x * w2;
-            a3 += x.x * w3;
-            a4 += x.x * w4;
-            a5 += x.x * w5;
-            a6 += x.x * w6;
-            a7 += x.x * w7;
-            a8 += x.x * w8;
-            a9 += x.x * w9;
-            a10 += x.x * w10;
-            a11 += x.x * w11;
-            a12 += x.x * w12;
-            a13 += x.x * w13;
-            a14 += x.x * w14;
-            a15 += x.x * w15;
-            a0 += x.y * w1;
-            a1 += x.y * w2;
-            a2 += x.y * w3;
-            a3 += x.y * w4;
-            a4 += x.y * w5;
-            a5 += x.y * w6;
-            a6 += x.y * w7;
-            a7 += x.y * w8;
-            a8 += x.y * w9;
-            a9 += x.y * w10;
-            a10 += x.y * w11;
-            a11 += x.y * w12;
-            a12 += x.y * w13;
-            a13 += x.y * w14;
-            a14 += x.y * w15;
-            a15 += x.y * w16;
-            a0 += x.z * w2;
-            a1 += x.z * w3;
-            a2 += x.z * w4;
-            a3 += x.z * w5;
-            a4 += x.z * w6;
-            a5 += x.z * w7;
-            a6 += x.z * w8;
-            a7 += x.z * w9;
-            a8 += x.z * w10;
-            a9 += x.z * w11;
-            a10 += x.z * w12;
-            a11 += x.z * w13;
-            a12 += x.z * w14;
-            a13 += x.z * w15;
-            a14 += x.z * w16;
-            a15 += x.z * w17;
-            a0 += x.w * w3;
-            a1 += x.w * w4;
-            a2 += x.w * w5;
-            a3 += x.w * w6;
-            a4 += x.w * w7;
-            a5 += x.w * w8;
-            a6 += x.w * w9;
-            a7 += x.w * w10;
-            a8 += x.w * w11;
-            a9 += x.w * w12;
-            a10 += x.w * w13;
-            a11 += x.w * w14;
-            a12 += x.w * w15;
-            a13 += x.w * w16;
-            a14 += x.w * w17;
-            a15 += x.w * w18;
+            a0 += sq(x.x - w0);
+            a1 += sq(x.x - w1);
+            a2 += sq(x.x - w2);
+            a3 += sq(x.x - w3);
+            a4 += sq(x.x - w4);
+            a5 += sq(x.x - w5);
+            a6 += sq(x.x - w6);
+            a7 += sq(x.x - w7);
+            a8 += sq(x.x - w8);
+            a9 += sq(x.x - w9);
+            a10 += sq(x.x - w10);
+            a11 += sq(x.x - w11);
+            a12 += sq(x.x - w12);
+            a13 += sq(x.x - w13);
+            a14 += sq(x.x - w14);
+            a15 += sq(x.x - w15);
+            a0 += sq(x.y - w1);
+            a1 += sq(x.y - w2);
+            a2 += sq(x.y - w3);
+            a3 += sq(x.y - w4);
+            a4 += sq(x.y - w5);
+            a5 += sq(x.y - w6);
+            a6 += sq(x.y - w7);
+            a7 += sq(x.y - w8);
+            a8 += sq(x.y - w9);
+            a9 += sq(x.y - w10);
+            a10 += sq(x.y - w11);
+            a11 += sq(x.y - w12);
+            a12 += sq(x.y - w13);
+            a13 += sq(x.y - w14);
+            a14 += sq(x.y - w15);
+            a15 += sq(x.y - w16);
+            a0 += sq(x.z - w2);
+            a1 += sq(x.z - w3);
+            a2 += sq(x.z - w4);
+            a3 += sq(x.z - w5);
+            a4 += sq(x.z - w6);
+            a5 += sq(x.z - w7);
+            a6 += sq(x.z - w8);
+            a7 += sq(x.z - w9);
+            a8 += sq(x.z - w10);
+            a9 += sq(x.z - w11);
+            a10 += sq(x.z - w12);
+            a11 += sq(x.z - w13);
+            a12 += sq(x.z - w14);
+            a13 += sq(x.z - w15);
+            a14 += sq(x.z - w16);
+            a15 += sq(x.z - w17);
+            a0 += sq(x.w - w3);
+            a1 += sq(x.w - w4);
+            a2 += sq(x.w - w5);
+            a3 += sq(x.w - w6);
+            a4 += sq(x.w - w7);
+            a5 += sq(x.w - w8);
+            a6 += sq(x.w - w9);
+            a7 += sq(x.w - w10);
+            a8 += sq(x.w - w11);
+            a9 += sq(x.w - w12);
+            a10 += sq(x.w - w13);
+            a11 += sq(x.w - w14);
+            a12 += sq(x.w - w15);
+            a13 += sq(x.w - w16);
+            a14 += sq(x.w - w17);
+            a15 += sq(x.w - w18);
             w0 = w4; w1 = w5; w2 = w6; w3 = w7; w4 = w8; w5 = w9; w6 = w10; w7 = w11; w8 = w12; w9 = w13; w10 = w14; w11 = w15; w12 = w16; w13 = w17; w14 = w18;
         }
         for (; m + k0 < n; m += 4u) {
@@ -212,77 +214,80 @@ fn cmndf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
             let ahead = frame[min((m + k0 + 15u) >> 2u, MAX_FRAME / 4u - 1u)];
             let w15 = ahead.x; let w16 = ahead.y; let w17 = ahead.z; let w18 = ahead.w;
             let r = i32(n) - i32(m + k0);   // lag k0 + i takes sample m + j while i + j < r
-            a0 += x.x * w0;
-            a1 += select(0.0, x.x * w1, 1 < r);
-            a2 += select(0.0, x.x * w2, 2 < r);
-            a3 += select(0.0, x.x * w3, 3 < r);
-            a4 += select(0.0, x.x * w4, 4 < r);
-            a5 += select(0.0, x.x * w5, 5 < r);
-            a6 += select(0.0, x.x * w6, 6 < r);
-            a7 += select(0.0, x.x * w7, 7 < r);
-            a8 += select(0.0, x.x * w8, 8 < r);
-            a9 += select(0.0, x.x * w9, 9 < r);
-            a10 += select(0.0, x.x * w10, 10 < r);
-            a11 += select(0.0, x.x * w11, 11 < r);
-            a12 += select(0.0, x.x * w12, 12 < r);
-            a13 += select(0.0, x.x * w13, 13 < r);
-            a14 += select(0.0, x.x * w14, 14 < r);
-            a15 += select(0.0, x.x * w15, 15 < r);
-            a0 += select(0.0, x.y * w1, 1 < r);
-            a1 += select(0.0, x.y * w2, 2 < r);
-            a2 += select(0.0, x.y * w3, 3 < r);
-            a3 += select(0.0, x.y * w4, 4 < r);
-            a4 += select(0.0, x.y * w5, 5 < r);
-            a5 += select(0.0, x.y * w6, 6 < r);
-            a6 += select(0.0, x.y * w7, 7 < r);
-            a7 += select(0.0, x.y * w8, 8 < r);
-            a8 += select(0.0, x.y * w9, 9 < r);
-            a9 += select(0.0, x.y * w10, 10 < r);
-            a10 += select(0.0, x.y * w11, 11 < r);
-            a11 += select(0.0, x.y * w12, 12 < r);
-            a12 += select(0.0, x.y * w13, 13 < r);
-            a13 += select(0.0, x.y * w14, 14 < r);
-            a14 += select(0.0, x.y * w15, 15 < r);
-            a15 += select(0.0, x.y * w16, 16 < r);
-            a0 += select(0.0, x.z * w2, 2 < r);
-            a1 += select(0.0, x.z * w3, 3 < r);
-            a2 += select(0.0, x.z * w4, 4 < r);
-            a3 += select(0.0, x.z * w5, 5 < r);
-            a4 += select(0.0, x.z * w6, 6 < r);
-            a5 += select(0.0, x.z * w7, 7 < r);
-            a6 += select(0.0, x.z * w8, 8 < r);
-            a7 += select(0.0, x.z * w9, 9 < r);
-            a8 += select(0.0, x.z * w10, 10 < r);
-            a9 += select(0.0, x.z * w11, 11 < r);
-            a10 += select(0.0, x.z * w12, 12 < r);
-            a11 += select(0.0, x.z * w13, 13 < r);
-            a12 += select(0.0, x.z * w14, 14 < r);
-            a13 += select(0.0, x.z * w15, 15 < r);
-            a14 += select(0.0, x.z * w16, 16 < r);
-            a15 += select(0.0, x.z * w17, 17 < r);
-            a0 += select(0.0, x.w * w3, 3 < r);
-            a1 += select(0.0, x.w * w4, 4 < r);
-            a2 += select(0.0, x.w * w5, 5 < r);
-            a3 += select(0.0, x.w * w6, 6 < r);
-            a4 += select(0.0, x.w * w7, 7 < r);
-            a5 += select(0.0, x.w * w8, 8 < r);
-            a6 += select(0.0, x.w * w9, 9 < r);
-            a7 += select(0.0, x.w * w10, 10 < r);
-            a8 += select(0.0, x.w * w11, 11 < r);
-            a9 += select(0.0, x.w * w12, 12 < r);
-            a10 += select(0.0, x.w * w13, 13 < r);
-            a11 += select(0.0, x.w * w14, 14 < r);
-            a12 += select(0.0, x.w * w15, 15 < r);
-            a13 += select(0.0, x.w * w16, 16 < r);
-            a14 += select(0.0, x.w * w17, 17 < r);
-            a15 += select(0.0, x.w * w18, 18 < r);
+            a0 += sq(x.x - w0);
+            a1 += select(0.0, sq(x.x - w1), 1 < r);
+            a2 += select(0.0, sq(x.x - w2), 2 < r);
+            a3 += select(0.0, sq(x.x - w3), 3 < r);
+            a4 += select(0.0, sq(x.x - w4), 4 < r);
+            a5 += select(0.0, sq(x.x - w5), 5 < r);
+            a6 += select(0.0, sq(x.x - w6), 6 < r);
+            a7 += select(0.0, sq(x.x - w7), 7 < r);
+            a8 += select(0.0, sq(x.x - w8), 8 < r);
+            a9 += select(0.0, sq(x.x - w9), 9 < r);
+            a10 += select(0.0, sq(x.x - w10), 10 < r);
+            a11 += select(0.0, sq(x.x - w11), 11 < r);
+            a12 += select(0.0, sq(x.x - w12), 12 < r);
+            a13 += select(0.0, sq(x.x - w13), 13 < r);
+            a14 += select(0.0, sq(x.x - w14), 14 < r);
+            a15 += select(0.0, sq(x.x - w15), 15 < r);
+            a0 += select(0.0, sq(x.y - w1), 1 < r);
+            a1 += select(0.0, sq(x.y - w2), 2 < r);
+            a2 += select(0.0, sq(x.y - w3), 3 < r);
+            a3 += select(0.0, sq(x.y - w4), 4 < r);
+            a4 += select(0.0, sq(x.y - w5), 5 < r);
+            a5 += select(0.0, sq(x.y - w6), 6 < r);
+            a6 += select(0.0, sq(x.y - w7), 7 < r);
+            a7 += select(0.0, sq(x.y - w8), 8 < r);
+            a8 += select(0.0, sq(x.y - w9), 9 < r);
+            a9 += select(0.0, sq(x.y - w10), 10 < r);
+            a10 += select(0.0, sq(x.y - w11), 11 < r);
+            a11 += select(0.0, sq(x.y - w12), 12 < r);
+            a12 += select(0.0, sq(x.y - w13), 13 < r);
+            a13 += select(0.0, sq(x.y - w14), 14 < r);
+            a14 += select(0.0, sq(x.y - w15), 15 < r);
+            a15 += select(0.0, sq(x.y - w16), 16 < r);
+            a0 += select(0.0, sq(x.z - w2), 2 < r);
+            a1 += select(0.0, sq(x.z - w3), 3 < r);
+            a2 += select(0.0, sq(x.z - w4), 4 < r);
+            a3 += select(0.0, sq(x.z - w5), 5 < r);
+            a4 += select(0.0, sq(x.z - w6), 6 < r);
+            a5 += select(0.0, sq(x.z - w7), 7 < r);
+            a6 += select(0.0, sq(x.z - w8), 8 < r);
+            a7 += select(0.0, sq(x.z - w9), 9 < r);
+            a8 += select(0.0, sq(x.z - w10), 10 < r);
+            a9 += select(0.0, sq(x.z - w11), 11 < r);
+            a10 += select(0.0, sq(x.z - w12), 12 < r);
+            a11 += select(0.0, sq(x.z - w13), 13 < r);
+            a12 += select(0.0, sq(x.z - w14), 14 < r);
+            a13 += select(0.0, sq(x.z - w15), 15 < r);
+            a14 += select(0.0, sq(x.z - w16), 16 < r);
+            a15 += select(0.0, sq(x.z - w17), 17 < r);
+            a0 += select(0.0, sq(x.w - w3), 3 < r);
+            a1 += select(0.0, sq(x.w - w4), 4 < r);
+            a2 += select(0.0, sq(x.w - w5), 5 < r);
+            a3 += select(0.0, sq(x.w - w6), 6 < r);
+            a4 += select(0.0, sq(x.w - w7), 7 < r);
+            a5 += select(0.0, sq(x.w - w8), 8 < r);
+            a6 += select(0.0, sq(x.w - w9), 9 < r);
+            a7 += select(0.0, sq(x.w - w10), 10 < r);
+            a8 += select(0.0, sq(x.w - w11), 11 < r);
+            a9 += select(0.0, sq(x.w - w12), 12 < r);
+            a10 += select(0.0, sq(x.w - w13), 13 < r);
+            a11 += select(0.0, sq(x.w - w14), 14 < r);
+            a12 += select(0.0, sq(x.w - w15), 15 < r);
+            a13 += select(0.0, sq(x.w - w16), 16 < r);
+            a14 += select(0.0, sq(x.w - w17), 17 < r);
+            a15 += select(0.0, sq(x.w - w18), 18 < r);
             w0 = w4; w1 = w5; w2 = w6; w3 = w7; w4 = w8; w5 = w9; w6 = w10; w7 = w11; w8 = w12; w9 = w13; w10 = w14; w11 = w15; w12 = w16; w13 = w17; w14 = w18;
         }
-        let acf = array<f32, 16>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
-        // d(k) over the energy before k, in place: no other invocation reads these lags.
+        let squares = array<f32, 16>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+        // d(k) over the energy of the last k samples, in place: no other invocation reads these
+        // lags. librosa's d(1) carries y(0)^2 more (it zeroes the first row of its running
+        // energy before it subtracts that row for lag 1), which moves every cumulative mean: on
+        // quiet frames whose energy lies low, enough to change the global minimum.
         for (var i = 0u; i < 16u; i++) {
             let k = k0 + i;
-            if (k <= p.max_period) { diff[k >> 2u][k & 3u] = 2.0 * (acf0 - acf[i]) - diff_at(k); }
+            if (k <= p.max_period) { diff[k >> 2u][k & 3u] = squares[i] + diff_at(k) + select(0.0, sq(frame_at(0u)), k == 1u); }
         }
     }
     workgroupBarrier();

@@ -195,6 +195,11 @@ pub fn build_from(gpu: &Gpu, data: &Data, mut found: sources::Loaded, cfg: &Feat
     if cfg.set.iter().any(|b| b.moment_frames() != crate::ops::segment::Frames::All) {
         hasher.update(b"f0 moments over voiced frames");
     }
+    // Pitch blocks made before librosa's d(1) was matched (session 31: voicing, voiced_prob
+    // and yin moved on quiet frames) are never served again; sets without them keep their keys.
+    if cfg.has_pitch() {
+        hasher.update(b"pitch: librosa's d(1)");
+    }
     check_speed_copies(&opts.speed_copies)?;
     // Only files with copies hash them: every earlier cache entry keeps its key.
     if !opts.speed_copies.is_empty() {

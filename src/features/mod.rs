@@ -199,6 +199,11 @@ impl FeatureConfig {
         self.set.iter().any(|b| descriptors.contains(&b.descriptor))
     }
 
+    /// Whether the set names a pitch block (yin, f0, voiced_prob, voiced).
+    pub fn has_pitch(&self) -> bool {
+        self.names_any(&Descriptor::PITCH)
+    }
+
     /// The periods pitch searches at this rate and frame length.
     fn pitch_periods(&self) -> Result<pitch::Periods> {
         pitch::Periods::new(self.sample_rate as f64, self.n_fft, pitch::FMIN, pitch::FMAX)

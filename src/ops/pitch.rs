@@ -199,7 +199,9 @@ pub fn cmndf_reference(frame: &[f64], periods: Periods) -> Vec<f64> {
     let mut diff = vec![0.0; periods.max + 1];
     for (k, d) in diff.iter_mut().enumerate().skip(1) {
         energy += frame[k - 1] * frame[k - 1];
-        *d = 2.0 * (acf0 - acf(k)) - energy;
+        // librosa zeroes the first row of its running energy before it subtracts that row for
+        // lag 1: its d(1) keeps y(0)^2.
+        *d = 2.0 * (acf0 - acf(k)) - if k == 1 { 0.0 } else { energy };
     }
     let mut running = 0.0;
     let mut out = Vec::with_capacity(periods.len());
@@ -604,6 +606,23 @@ pub fn pyin_decode_reference(observed: &[Vec<f64>], voiced: &[f64], width: usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// librosa's d(1) keeps y(0)^2 (its running energy's first row is zeroed before lag 1
+    /// subtracts it). For an impulse at the frame's start the true difference function is 1 at
+    /// every lag; librosa's d(1) is 2, so its cumulative mean at lag k is (k + 1) / k and the
+    /// normalised difference k / (k + 1). On speech it decides the global minimum of quiet
+    /// frames whose energy lies low (docs/RESULTS.md, "Frame descriptors against librosa").
+    #[test]
+    fn the_reference_difference_function_keeps_librosa_s_first_lag() {
+        let mut frame = vec![0.0; 64];
+        frame[0] = 1.0;
+        let periods = Periods { min: 2, max: 40 };
+        let got = cmndf_reference(&frame, periods);
+        for (k, v) in (periods.min..=periods.max).zip(got) {
+            let want = k as f64 / (k as f64 + 1.0);
+            assert!((v - want).abs() < 1e-12, "lag {k}: {v} against librosa's {want}");
+        }
+    }
 
     /// The band search reads the weights of four consecutive sources as one element of the
     /// shifted copies: for every target and every aligned step of its band, the element the
