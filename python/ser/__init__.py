@@ -256,28 +256,27 @@ class Model:
         return f"<ser.Model {self.kind}: {', '.join(self.classes)}>"
 
 
+def _callback(progress: Union[bool, Callable[[dict], Any], None], line: Callable[[dict], str]) -> Optional[Callable[[dict], Any]]:
+    """A `progress` argument as a callable of one dict: None for None or False, a printer of
+    `line(dict)` on stderr for True."""
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        return lambda report: print(line(report), file=sys.stderr)
+    return progress
+
+
 def _steps(progress: Union[bool, Callable[[dict], Any], None]) -> Optional[Callable[[str, int, int], None]]:
     """The extension's (stage, done, total) hook for a `progress` argument of features,
     predict and evaluate."""
-    if progress is None or progress is False:
-        return None
-    if progress is True:
-        def show(step: dict) -> None:
-            print(f"{step['stage']}: {step['done']}/{step['total']}", file=sys.stderr)
-        progress = show
-    callback = progress
-    return lambda stage, done, total: callback({"stage": stage, "done": done, "total": total})
+    callback = _callback(progress, lambda step: f"{step['stage']}: {step['done']}/{step['total']}")
+    return None if callback is None else lambda stage, done, total: callback({"stage": stage, "done": done, "total": total})
 
 
 def _progress(progress: Union[bool, Callable[[dict], Any], None]) -> Optional[Callable[[str], None]]:
-    if progress is None or progress is False:
-        return None
-    if progress is True:
-        def show(row: dict) -> None:
-            print(f"epoch {row['epoch']:>3}: loss {row['loss']:.4f}  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  lr {row['lr']:.2e}", file=sys.stderr)
-        progress = show
-    callback = progress
-    return lambda row: callback(json.loads(row))
+    """The extension's per-epoch hook (a JSON row) for `train`'s `progress` argument."""
+    callback = _callback(progress, lambda row: f"epoch {row['epoch']:>3}: loss {row['loss']:.4f}  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  lr {row['lr']:.2e}")
+    return None if callback is None else lambda row: callback(json.loads(row))
 
 
 def train(

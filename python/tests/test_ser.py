@@ -7,6 +7,7 @@ exceptions, a device shared by threads.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -216,6 +217,11 @@ def test_threads_take_turns_on_the_one_device():
     assert ser.Model.load().predict([CLIPS]) == want
 
 
+def press_ctrl_c(_report):
+    """A progress callback that signals SIGINT, as Ctrl-C does."""
+    signal.raise_signal(signal.SIGINT)
+
+
 def test_ctrl_c_or_a_raising_callback_stops_training_after_its_epoch(corpus):
     seen = []
 
@@ -228,18 +234,15 @@ def test_ctrl_c_or_a_raising_callback_stops_training_after_its_epoch(corpus):
         ser.train(data=corpus, model="mlp", input="stats", hidden=[8], epochs=30, patience=30, progress=stop_at_two)
     assert seen == [1, 2]
 
-    def interrupt(row):
-        import signal
-
-        signal.raise_signal(signal.SIGINT)  # as Ctrl-C does
-
     with pytest.raises(KeyboardInterrupt):
-        ser.train(data=corpus, model="mlp", input="stats", hidden=[8], epochs=30, patience=30, progress=interrupt)
+        ser.train(data=corpus, model="mlp", input="stats", hidden=[8], epochs=30, patience=30, progress=press_ctrl_c)
     # The device is still usable.
     assert ser.Model.load().classes
 
 
-def test_features_and_predict_report_progress_and_stop_on_ctrl_c_or_a_raising_callback(corpus, tmp_path):
+def test_features_and_predict_report_progress_and_stop_on_ctrl_c_or_a_raising_callback(corpus, tmp_path, capsys):
+    ser.features(files=sorted(CLIPS.glob("*.wav"))[:2], progress=True)
+    assert capsys.readouterr().err.splitlines() == ["decode: 1/2", "decode: 2/2", "features: 2/2"]
     steps = []
     got = ser.features(data=corpus, cache=tmp_path / "cache", progress=steps.append)
     assert [s["stage"] for s in steps] == ["read", "decode", "features"], steps
@@ -258,13 +261,8 @@ def test_features_and_predict_report_progress_and_stop_on_ctrl_c_or_a_raising_ca
         ser.features(data=corpus, cache=stopped, progress=fail_at_decode)
     assert not stopped.exists() or not any(stopped.iterdir())
 
-    def ctrl_c(step):
-        import signal
-
-        signal.raise_signal(signal.SIGINT)
-
     with pytest.raises(KeyboardInterrupt):
-        ser.features(files=sorted(CLIPS.glob("*.wav")), progress=ctrl_c)
+        ser.features(files=sorted(CLIPS.glob("*.wav")), progress=press_ctrl_c)
 
     model = ser.Model.load()
     steps = []
@@ -281,6 +279,6 @@ def test_features_and_predict_report_progress_and_stop_on_ctrl_c_or_a_raising_ca
         model.predict(CLIPS, chunk=1, progress=fail_at_two)
     assert seen == [1, 2]
     with pytest.raises(KeyboardInterrupt):
-        model.evaluate(data=corpus, progress=ctrl_c)
+        model.evaluate(data=corpus, progress=press_ctrl_c)
     # The device is still usable.
     assert model.predict(CLIPS) == lines
