@@ -181,12 +181,8 @@ pub fn build_from(gpu: &Gpu, data: &Data, mut found: sources::Loaded, cfg: &Feat
     }
     // Read every file once: its bytes feed both the cache key and the decoder.
     let t = Instant::now();
-    let total = found.clips.len();
-    let mut bytes: Vec<Result<Vec<u8>>> = Vec::with_capacity(total);
-    for block in found.clips.chunks(FILES_PER_BLOCK) {
-        bytes.par_extend(block.par_iter().map(|c| std::fs::read(&c.file).with_context(|| format!("{}: cannot read", c.file.display()))));
-        opts.on_progress.report("read", bytes.len(), total)?;
-    }
+    let bytes: Vec<Result<Vec<u8>>> =
+        in_blocks(found.clips.iter(), "read", &opts.on_progress, |c| std::fs::read(&c.file).with_context(|| format!("{}: cannot read", c.file.display())))?;
     let mut hasher = blake3::Hasher::new();
     hasher.update(serde_json::to_string(&(cfg, selection, super::set::FORMAT, super::set::COMPUTATION))?.as_bytes());
     // A block whose clip statistics skip frames (f0's, over its voiced frames; every frame,
@@ -263,13 +259,7 @@ pub fn build_from(gpu: &Gpu, data: &Data, mut found: sources::Loaded, cfg: &Feat
         progress.inc(1);
         r
     };
-    let mut decoded: Vec<Result<(Vec<f32>, audio::Integrity)>> = Vec::with_capacity(total);
-    let mut bytes = bytes.into_iter();
-    for block in found.clips.chunks(FILES_PER_BLOCK) {
-        let block_bytes: Vec<_> = bytes.by_ref().take(block.len()).collect();
-        decoded.par_extend(block.par_iter().zip(block_bytes).map(|(clip, b)| decode(clip, b)));
-        opts.on_progress.report("decode", decoded.len(), total)?;
-    }
+    let decoded: Vec<Result<(Vec<f32>, audio::Integrity)>> = in_blocks(found.clips.iter().zip(bytes), "decode", &opts.on_progress, |(clip, b)| decode(clip, b))?;
     progress.finish_and_clear();
     report.decode_s = t.elapsed().as_secs_f64();
     let mut clips = Vec::new();
@@ -396,6 +386,20 @@ fn notes_file(entry: &Path) -> PathBuf {
 /// Files read or decoded together between two progress reports: enough to keep every core
 /// busy, few enough that a stop comes within a second or two.
 const FILES_PER_BLOCK: usize = 256;
+
+/// `work` on every item, in parallel within blocks of [`FILES_PER_BLOCK`], the results in the
+/// items' order; `on_progress` hears of each block as `stage` and may stop the run there.
+fn in_blocks<T: Send, R: Send>(items: impl ExactSizeIterator<Item = T>, stage: &'static str, on_progress: &Progress, work: impl Fn(T) -> R + Sync) -> Result<Vec<R>> {
+    let total = items.len();
+    let mut items = items.peekable();
+    let mut done = Vec::with_capacity(total);
+    while items.peek().is_some() {
+        let block: Vec<T> = items.by_ref().take(FILES_PER_BLOCK).collect();
+        done.par_extend(block.into_par_iter().map(&work));
+        on_progress.report(stage, done.len(), total)?;
+    }
+    Ok(done)
+}
 
 /// Extracts features of decoded clips in GPU batches and lays them out as one feature set;
 /// `bars` draws a progress bar, `on_progress` hears of each batch and may stop the run.

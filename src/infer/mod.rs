@@ -219,11 +219,11 @@ impl Predictor {
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             scope.spawn(move || self.decode_in_chunks(gpu, files, o, windows, tx));
+            // A speaker-normalised model predicts once every file has its features.
+            let stage = if self.meta.data.speaker_norm.is_none() { "predict" } else { "features" };
             let mut files_seen = 0;
             for chunk in rx {
                 files_seen += chunk.len();
-                // A speaker-normalised model predicts once every file has its features.
-                let stage = if self.meta.data.speaker_norm.is_none() { "predict" } else { "features" };
                 let (clips, signals, spans) = clips_of_chunk(&chunk, windows, rate, &mut failed);
                 if signals.is_empty() {
                     o.on_progress.report(stage, files_seen, files.len())?;

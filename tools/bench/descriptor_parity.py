@@ -7,9 +7,9 @@ synthetic signals and two originals):
     tools/.venv/bin/python tools/bench/descriptor_parity.py F.safetensors DIR [--workers N]
 
 DIR holds the clips (any layout ser reads; paths in F are relative to it). librosa reads each
-clip with soundfile, as ser decodes it, and computes each descriptor as tools/golden/
-make_golden.py does, at ser's settings (n_fft 1024, hop 256, centred; pitch C2-C7). Printed per
-descriptor: the worst absolute error over all frames, the worst relative error over frames
+clip with soundfile, as ser decodes it, and computes each descriptor with the golden files' own
+function (tools/golden/make_golden.py), at ser's default settings (n_fft 1024, hop 256, centred;
+pitch C2-C7). Printed per descriptor: the worst absolute error over all frames, the worst relative error over frames
 whose value is at least 1e-3 of the clip's largest, and for f0 the frames where both agree on
 voicing and, of the frames both call voiced, the share within 1 cent (yin: of frames whose rms
 is within 80 dB of the clip's loudest). `--detail` lists the frames where the voicing or the
@@ -19,37 +19,26 @@ Needs tools/golden/setup.sh's venv.
 import argparse, json, os, sys
 from concurrent.futures import ProcessPoolExecutor
 
-import librosa
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "peer"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.join(HERE, "..", "peer"), os.path.join(HERE, "..", "golden")]
+import make_golden  # noqa: E402
 from arrays import load_safetensors  # noqa: E402
 
 SCALAR = ["rms", "zcr", "centroid", "bandwidth", "rolloff", "flatness", "voiced_prob"]
 
 
 def librosa_descriptors(args):
-    path, sr, n_fft, hop = args
+    """librosa's descriptors of one clip at ser's settings, as the golden files compute them."""
+    path, sr = args
     y, rate = sf.read(path, dtype="float32")
     if y.ndim > 1:
         y = y.mean(axis=1)
     assert rate == sr, f"{path}: {rate} Hz, the features were made at {sr}"
-    y = y.astype(np.float64)
-    S = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop))
-    fmin, fmax = librosa.note_to_hz("C2"), librosa.note_to_hz("C7")
-    f0, _, voiced_prob = librosa.pyin(y, fmin=fmin, fmax=fmax, sr=sr, frame_length=n_fft, hop_length=hop)
-    return {
-        "rms": librosa.feature.rms(S=S, frame_length=n_fft)[0],
-        "zcr": librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop)[0],
-        "centroid": librosa.feature.spectral_centroid(S=S, sr=sr, n_fft=n_fft)[0],
-        "bandwidth": librosa.feature.spectral_bandwidth(S=S, sr=sr, n_fft=n_fft)[0],
-        "rolloff": librosa.feature.spectral_rolloff(S=S, sr=sr, n_fft=n_fft, roll_percent=0.85)[0],
-        "flatness": librosa.feature.spectral_flatness(S=S)[0],
-        "yin": librosa.yin(y, fmin=fmin, fmax=fmax, sr=sr, frame_length=n_fft, hop_length=hop),
-        "f0": np.nan_to_num(f0, nan=0.0),
-        "voiced_prob": voiced_prob,
-    }
+    got = make_golden.features(y.astype(np.float64), sr, make_golden.SETTINGS["ser"])
+    return {d: got[d][0] for d in SCALAR + ["yin", "f0"]}
 
 
 def cents(a, b):
@@ -66,8 +55,9 @@ def main():
     tensors, meta = load_safetensors(a.features)
     config, clips = json.loads(meta["config"]), json.loads(meta["clips"])
     names = json.loads(meta["feature_names"])
-    sr, n_fft, hop = config["sample_rate"], config["n_fft"], config["hop"]
-    jobs = [(os.path.join(a.data, c["path"]), sr, n_fft, hop) for c in clips]
+    ser_settings = make_golden.SETTINGS["ser"]
+    assert (config["n_fft"], config["hop"]) == (ser_settings["n_fft"], ser_settings["hop"]), "features made at other settings than ser's defaults"
+    jobs = [(os.path.join(a.data, c["path"]), config["sample_rate"]) for c in clips]
     # (A worker that dies makes this raise, where multiprocessing.Pool would wait for ever.)
     with ProcessPoolExecutor(a.workers) as pool:
         theirs = list(pool.map(librosa_descriptors, jobs, chunksize=4))

@@ -8,8 +8,8 @@ FEATURES is a `ser features` file of the RAVDESS clips under DATA_DIR. For every
 (parselmouth) gives jitter local / rap / ppq5, shimmer local / local dB / apq3 / apq5 (pitch
 C2-C7, cross-correlation) and the HNR's mean, deviation and 90th percentile. Kernel ridge in
 scikit-learn with ser's recipe (each actor's statistics standardised by its own, RBF of gamma
-1 / width, lambda 0.1, balanced weights; 7 classes; 5 folds by actor, actor % 5) is scored on the
-statistics alone and with each group of measures added. Needs numpy, scikit-learn,
+1 / width, lambda 0.1, balanced weights: krr_variants.fit; 7 classes; 5 folds by actor, actor %
+5) is scored on the statistics alone and with each group of measures added. Needs numpy, scikit-learn,
 praat-parselmouth, soundfile.
 """
 import json, sys
@@ -19,9 +19,10 @@ import numpy as np
 import parselmouth
 import soundfile
 from parselmouth.praat import call
-from sklearn.kernel_ridge import KernelRidge
+from sklearn.metrics.pairwise import rbf_kernel
 
 from arrays import load_safetensors
+from krr_variants import fit
 
 NAMES = ["jitter_local", "jitter_rap", "jitter_ppq5", "shimmer_local", "shimmer_db", "shimmer_apq3", "shimmer_apq5", "hnr_mean", "hnr_sd", "hnr_p90"]
 
@@ -46,18 +47,17 @@ def by_actor(x, emotion, actor):
         sd = x[m].std(0)
         x[m] = (x[m] - x[m].mean(0)) / np.where(sd < 1e-8, 1.0, sd)
     keep = emotion != "disgust"
-    x, y, actor = x[keep], emotion[keep], actor[keep]
-    classes = np.unique(y)
+    classes, y = np.unique(emotion[keep], return_inverse=True)
+    x, actor = x[keep], actor[keep]
     accs = []
     for k in range(5):
         test = (actor - 1) % 5 == k
         mean, sd = x[~test].mean(0), x[~test].std(0)
         z = (x - mean) / np.where(sd < 1e-8, 1.0, sd)
-        targets = np.where(y[~test][:, None] == classes[None], 1.0, -1.0)
-        counts = np.array([(y[~test] == c).sum() for c in classes])
-        weights = (len(targets) / (len(classes) * counts))[np.searchsorted(classes, y[~test])]
-        model = KernelRidge(alpha=0.1, kernel="rbf", gamma=1.0 / z.shape[1]).fit(z[~test], targets, sample_weight=weights)
-        accs.append((classes[model.predict(z[test]).argmax(1)] == y[test]).mean())
+        counts = np.bincount(y[~test], minlength=len(classes))
+        kernel = lambda a, b: rbf_kernel(a, b, gamma=1.0 / z.shape[1])  # noqa: E731
+        model = fit(kernel, z[~test], y[~test], len(y[~test]) / (len(classes) * counts))
+        accs.append((model.predict(kernel(z[test], z[~test])).argmax(1) == y[test]).mean())
     return f"{np.mean(accs):.4f} ({' / '.join(f'{a:.3f}' for a in accs)})"
 
 
