@@ -4,17 +4,20 @@
 # default features included), then the same run without them (what the pitch blocks add is the
 # difference), against librosa.pyin plus librosa.yin alone.
 #   tools/bench/pitch.sh DATA_DIR
-# Needs tools/golden/setup.sh (the pinned librosa venv) and a release build of ser.
+# Needs tools/golden/setup.sh (the pinned librosa venv) and a release build of ser, which it
+# makes. Where there is no Rust (a loaned GPU machine, tools/gpu/pitch.sh): SER_BIN names a
+# prebuilt ser and PYTHON a Python that imports librosa.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 data="$1"
-py=tools/.venv/bin/python
-[ -x "$py" ] || tools/golden/setup.sh
-cargo build --release -q
+ser="${SER_BIN:-target/release/ser}"
+py="${PYTHON:-tools/.venv/bin/python}"
+if [ -z "${PYTHON:-}" ]; then [ -x "$py" ] || tools/golden/setup.sh; fi
+[ -n "${SER_BIN:-}" ] || cargo build --release -q
 out=$(mktemp -d)
 for set in mfcc,chroma,contrast,yin,f0,voiced_prob mfcc,chroma,contrast; do
     echo "ser --set $set:"
-    target/release/ser features --data "$data" --out "$out/f.safetensors" --no-cache --set "$set" 2>&1 | grep -E "clips/s"
+    "$ser" features --data "$data" --out "$out/f.safetensors" --no-cache --set "$set" 2>&1 | grep -E "clips/s"
 done
 $py tools/bench/librosa_pitch.py --data "$data" --workers "$(nproc)"
 rm -rf "$out"
