@@ -9,7 +9,12 @@
 #   tools/gpu/check.sh [SER_BINARY (default: target/release/ser)] [OUT_DIR (default: gpu-check)]
 #
 # Exit status: 1 when `ser selftest` failed anywhere (the results are still written), else 0.
-# No Vulkan loader on the machine? Unpack libvulkan1 first; if no driver is found, point
+# On a loaned machine (the device tool): tools/gpu/prepare_tables.sh here first (the binary and
+# the Vulkan loader in target/gpu-carry; it moves the shipped models out of the tree, which
+# must travel in 64 MiB with the carry), then one call carrying ["target/gpu-carry"]:
+# `tools/gpu/check.sh target/gpu-carry/ser $OUT`, then `tools/gpu/prepare_tables.sh --restore`.
+# A libvulkan.so.1 beside the binary is used. Else no Vulkan loader on the machine? Unpack
+# libvulkan1 first; if no driver is found, point
 # VK_DRIVER_FILES at the vendor's ICD json (NVIDIA: /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 # on some hosts).
 set -uo pipefail
@@ -18,6 +23,7 @@ ser="${1:-target/release/ser}"
 out="${2:-gpu-check}"
 python="${PYTHON:-python3}"
 mkdir -p "$out"
+[ -f "$(dirname "$ser")/libvulkan.so.1" ] && export LD_LIBRARY_PATH="$(cd "$(dirname "$ser")" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 log="$out/check.log"
 : > "$log"
 : > "$out/steps.tsv"
