@@ -385,7 +385,7 @@ fn the_distribution_input_tells_apart_clips_whose_statistics_agree() {
     let config = ser::features::FeatureConfig::default();
     let (dim, t_max) = (config.dim(), 48);
     let mut rng = ser::rng::SplitMix64::new(common::fresh_seed("distribution input"));
-    let mut set = ser::features::set::FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0 };
+    let mut set = ser::features::set::FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![] };
     for (k, emotion) in [Emotion::Neutral, Emotion::Angry].into_iter().enumerate() {
         for actor in 1..=4u8 {
             for rep in 0..16 {
@@ -442,6 +442,75 @@ fn the_distribution_input_tells_apart_clips_whose_statistics_agree() {
     dataset::prepare(g, &mut fresh, Input::Distribution).unwrap();
     let want = predictor.probabilities(g, &predictor.dataset(&prepared, &clips, vec![0; clips.len()]).unwrap()).unwrap();
     assert_eq!(loaded.probabilities(g, &loaded.dataset(&fresh, &clips, vec![0; clips.len()]).unwrap()).unwrap(), want);
+}
+
+/// Two classes whose clips differ only in how long they last, each speaker at its own tempo (a
+/// slower speaker's fast clips as long as a faster one's slow clips), their frames drawn alike
+/// and standardised within each clip. By actor with speaker normalisation the
+/// distribution-length input hears the tempo and the distribution input cannot; the lengths are
+/// the clips' in seconds, and the saved model predicts the same after loading.
+#[test]
+fn the_distribution_length_input_hears_a_speaker_s_tempo() {
+    let shared = common::gpu();
+    let g = &shared.gpu;
+    let config = ser::features::FeatureConfig::default();
+    let (dim, t_max) = (config.dim(), 64);
+    let mut rng = ser::rng::SplitMix64::new(common::fresh_seed("distribution-length input"));
+    let mut set = ser::features::set::FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![] };
+    for (k, emotion) in [Emotion::Angry, Emotion::Neutral].into_iter().enumerate() {
+        for actor in 1..=4u8 {
+            for rep in 0..16 {
+                let len = 16 + 6 * actor as usize + 8 * k + rep % 4;
+                let mut frames = vec![0f32; t_max * dim];
+                for j in 0..dim {
+                    let draws: Vec<f64> = (0..len).map(|_| rng.uniform(-1.0, 1.0) as f64).collect();
+                    let m = draws.iter().sum::<f64>() / len as f64;
+                    let sd = (draws.iter().map(|v| (v - m).powi(2)).sum::<f64>() / len as f64).sqrt();
+                    for (t, v) in draws.iter().enumerate() {
+                        frames[t * dim + j] = ((v - m) / sd + actor as f64) as f32;
+                    }
+                }
+                // Each column's clip mean and deviation: the speaker's offset, and 1.
+                set.vectors.extend(std::iter::repeat_n(actor as f32, dim));
+                set.stds.extend(std::iter::repeat_n(1.0, dim));
+                set.frames.extend(frames);
+                set.lengths.push(len as u32);
+                set.clips.push(ser::features::set::ClipInfo { path: format!("Actor_{actor:02}/{k}-{rep}.wav"), emotion: Some(emotion), actor: Some(actor), ..ser::features::set::ClipInfo::unlabelled("") });
+            }
+        }
+    }
+    let cfg = |input: Input| RunConfig { model: ModelConfig { kind: ModelKind::Krr, ..Default::default() }, input, split: Split::ActorFolds, folds: 4, speaker_norm: Some(8), ..Default::default() };
+    let by_actor = |input: Input| {
+        let cfg = cfg(input);
+        let (prepared, l) = experiment::labelled_for_run(g, set.clone(), &selection(), &cfg, SpeakerGroups::Actor).unwrap();
+        let run = Run { gpu: g, cfg: &cfg, set: &prepared, labelled: &l, log: &|_| {}, on_epoch: None };
+        let folds = experiment::actor_folds(&run, None, None).unwrap();
+        folds.iter().map(|f| f.accuracy).sum::<f64>() / folds.len() as f64
+    };
+    let (without, with) = (by_actor(Input::Distribution), by_actor(Input::DistributionLength));
+    assert!(without < 0.75 && with > 0.95, "by actor: distribution {without}, distribution-length {with}");
+    let mut fresh = set.clone();
+    dataset::prepare(g, &mut fresh, Input::DistributionLength).unwrap();
+    // A clip of n centred frames lasts (n - 1) hops.
+    let seconds = |len: u32| (len - 1) as f64 * fresh.config.hop as f64 / fresh.config.sample_rate as f64;
+    assert_eq!(fresh.durations.len(), fresh.lengths.len());
+    for (got, &n) in fresh.durations.iter().zip(&fresh.lengths) {
+        assert!((*got as f64 - seconds(n)).abs() < 1e-6, "{n} frames: {got} s");
+    }
+    // Saved and loaded, the same probabilities on the same (normalised) clips.
+    let cfg = RunConfig { split: Split::Random, ..cfg(Input::DistributionLength) };
+    let (prepared, l) = experiment::labelled_for_run(g, set.clone(), &selection(), &cfg, SpeakerGroups::Actor).unwrap();
+    let run = Run { gpu: g, cfg: &cfg, set: &prepared, labelled: &l, log: &|_| {}, on_epoch: None };
+    let (train_all, test) = experiment::test_split(&run).unwrap();
+    let (predictor, _) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
+    let dir = common::TempDir::new("distribution-length");
+    let path = dir.0.join("krr.safetensors");
+    ser::infer::save(g, &predictor, &path).unwrap();
+    let loaded = ser::infer::load_model(g, Some(&path)).unwrap();
+    assert_eq!(loaded.meta.data.input, Input::DistributionLength);
+    let clips: Vec<usize> = test.iter().map(|&p| l.clips[p]).collect();
+    let want = predictor.probabilities(g, &predictor.dataset(&prepared, &clips, vec![0; clips.len()]).unwrap()).unwrap();
+    assert_eq!(loaded.probabilities(g, &loaded.dataset(&prepared, &clips, vec![0; clips.len()]).unwrap()).unwrap(), want);
 }
 
 /// An ensemble file joins models of other kinds and inputs (kernel ridge on the distribution

@@ -201,6 +201,7 @@ fn feature_files_load_or_say_why() {
         label_map: vec![],
         distribution: vec![],
         distribution_width: 0,
+        durations: vec![],
     };
     let path = dir.join("seed.safetensors");
     set.write(&path).unwrap();

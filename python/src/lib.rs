@@ -433,6 +433,7 @@ impl Model {
             label_map: Vec::new(),
             distribution: Vec::new(),
             distribution_width: 0,
+            durations: Vec::new(),
         };
         if let Some(i) = set.lengths.iter().position(|&l| l as usize > t_max) {
             return Err(InputError::new_err(format!("clip {i} claims {} frames of {t_max}", set.lengths[i])));

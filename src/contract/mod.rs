@@ -47,7 +47,7 @@ pub struct CorpusSeen {
 crate::choices! {
     /// What the model sees of each clip.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "lowercase")]
+    #[serde(rename_all = "kebab-case")]
     pub enum Input {
         /// The time-averaged feature vector as a sequence of length D with one channel (the study's
         /// input).
@@ -62,6 +62,11 @@ crate::choices! {
         /// standardised within the clip): length 2D + 1024, one channel, the two parts weighted
         /// equally.
         Distribution = "distribution",
+        /// The distribution input followed by the clip's length in seconds, weighted so that
+        /// its deviation is 4 times a statistics column's (with --speaker-norm the length is
+        /// measured against the speaker's own clips: their tempo): length 2D + 1024 + 1, one
+        /// channel.
+        DistributionLength = "distribution-length",
     }
 }
 
@@ -75,10 +80,18 @@ pub const DISTRIBUTION_GAMMA: f64 = 1.0;
 /// (`ops::embedding::Projection` draws the same numbers on every platform).
 pub const DISTRIBUTION_SEED: u64 = 0x5e4d_0d15;
 
-/// Why `set` cannot give `input` what it reads (the distribution embedding not computed), if so.
+/// The `distribution-length` input's clip length: its deviation after scaling is this many times
+/// a statistics column's (chosen by actor on RAVDESS inside each fold's training actors,
+/// docs/RESULTS.md "The distribution input").
+pub const CLIP_LENGTH_SCALE: f32 = 4.0;
+
+/// Why `set` cannot give `input` what it reads (the distribution embedding or the clips' lengths
+/// not computed), if so.
 pub fn missing(set: &crate::features::set::FeatureSet, input: Input) -> Option<&'static str> {
-    (input == Input::Distribution && (set.distribution_width != DISTRIBUTION_WIDTH || set.distribution.len() != set.clips.len() * DISTRIBUTION_WIDTH))
-        .then_some("the distribution input's embedding was not computed for these features (dataset::prepare)")
+    if input.embeds() && (set.distribution_width != DISTRIBUTION_WIDTH || set.distribution.len() != set.clips.len() * DISTRIBUTION_WIDTH) {
+        return Some("the distribution input's embedding was not computed for these features (dataset::prepare)");
+    }
+    (input == Input::DistributionLength && set.durations.len() != set.clips.len()).then_some("the clips' lengths were not computed for these features (dataset::prepare)")
 }
 
 impl Input {
@@ -88,8 +101,14 @@ impl Input {
             Input::Vectors => (dim, 1),
             Input::Stats => (2 * dim, 1),
             Input::Distribution => (2 * dim + DISTRIBUTION_WIDTH, 1),
+            Input::DistributionLength => (2 * dim + DISTRIBUTION_WIDTH + 1, 1),
             Input::Frames => (t_max, dim),
         }
+    }
+
+    /// Whether it reads the distribution embedding (`dataset::prepare` computes it).
+    pub fn embeds(self) -> bool {
+        matches!(self, Input::Distribution | Input::DistributionLength)
     }
 
     /// Columns of the scaler: one per value of a summary vector, one per feature for frames.
@@ -98,6 +117,7 @@ impl Input {
             Input::Vectors | Input::Frames => dim,
             Input::Stats => 2 * dim,
             Input::Distribution => 2 * dim + DISTRIBUTION_WIDTH,
+            Input::DistributionLength => 2 * dim + DISTRIBUTION_WIDTH + 1,
         }
     }
 }
@@ -145,6 +165,14 @@ mod tests {
         assert_eq!(Input::Stats.shape(59, 400), (118, 1));
         assert_eq!(Input::Frames.shape(59, 400), (400, 59));
         assert_eq!(Input::Distribution.shape(59, 400), (118 + DISTRIBUTION_WIDTH, 1));
-        assert_eq!([Input::Vectors, Input::Stats, Input::Frames, Input::Distribution].map(|i| i.scaler_width(59)), [59, 118, 59, 118 + DISTRIBUTION_WIDTH]);
+        assert_eq!(Input::DistributionLength.shape(59, 400), (119 + DISTRIBUTION_WIDTH, 1));
+        // Files spell every input as the command line does.
+        for input in [Input::Vectors, Input::Stats, Input::Frames, Input::Distribution, Input::DistributionLength] {
+            assert_eq!(serde_json::to_value(input).unwrap(), serde_json::json!(input.to_string()));
+        }
+        assert_eq!(
+            [Input::Vectors, Input::Stats, Input::Frames, Input::Distribution, Input::DistributionLength].map(|i| i.scaler_width(59)),
+            [59, 118, 59, 118 + DISTRIBUTION_WIDTH, 119 + DISTRIBUTION_WIDTH]
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! input reads beyond the feature file (the `distribution` input's embedding, on the GPU).
 
 use crate::audio::{Emotion, Selection, VocalFilter};
-use crate::contract::{DISTRIBUTION_GAMMA, DISTRIBUTION_SEED, DISTRIBUTION_WIDTH};
+use crate::contract::{CLIP_LENGTH_SCALE, DISTRIBUTION_GAMMA, DISTRIBUTION_SEED, DISTRIBUTION_WIDTH};
 pub use crate::contract::missing;
 use crate::features::set::FeatureSet;
 use crate::gpu::Gpu;
@@ -13,11 +13,19 @@ use anyhow::{Result, bail};
 
 /// Computes what `input` reads of `set` beyond its feature file: for `distribution`, every
 /// clip's frame-distribution embedding (from its frames, so before speaker normalisation, which
-/// then standardises it with the means and deviations). Nothing for the other inputs, or when
-/// the set has it already.
+/// then standardises it with the means and deviations); for `distribution-length` also every
+/// clip's length in seconds. Nothing for the other inputs, or what the set has already.
 pub fn prepare(gpu: &Gpu, set: &mut FeatureSet, input: Input) -> Result<()> {
     if missing(set, input).is_none() {
         return Ok(());
+    }
+    if input == Input::DistributionLength && set.durations.len() != set.clips.len() {
+        // Centred frames: a clip of n samples has 1 + n / hop of them.
+        let seconds_per_frame = set.config.hop as f32 / set.config.sample_rate as f32;
+        set.durations = set.lengths.iter().map(|&n| n.saturating_sub(1) as f32 * seconds_per_frame).collect();
+        if missing(set, input).is_none() {
+            return Ok(());
+        }
     }
     if !set.has_frames() && !set.clips.is_empty() {
         bail!("the distribution input reads every clip's frames, and these features have none (frames dropped)");
@@ -199,7 +207,7 @@ pub fn balanced_weights(labels: impl Iterator<Item = u32>, classes: usize) -> Ve
 pub fn example(set: &FeatureSet, c: usize, input: Input, length: usize, scaler: &Scaler) -> Vec<f32> {
     let d = set.dim;
     match input {
-        Input::Vectors | Input::Stats | Input::Distribution => {
+        Input::Vectors | Input::Stats | Input::Distribution | Input::DistributionLength => {
             let mut v = summary(set, c, input);
             scaler.apply(&mut v);
             v
@@ -218,24 +226,27 @@ pub fn example(set: &FeatureSet, c: usize, input: Input, length: usize, scaler: 
 pub fn frame_lengths(set: &FeatureSet, clips: impl Iterator<Item = usize>, input: Input, length: usize) -> Vec<u32> {
     match input {
         Input::Frames => clips.map(|c| (set.lengths[c] as usize).min(length) as u32).collect(),
-        Input::Vectors | Input::Stats | Input::Distribution => Vec::new(),
+        Input::Vectors | Input::Stats | Input::Distribution | Input::DistributionLength => Vec::new(),
     }
 }
 
 /// A clip's unscaled per-clip vector: the means, the means followed by the standard
-/// deviations, or those followed by the distribution embedding.
+/// deviations, those followed by the distribution embedding, and then the clip's length.
 fn summary(set: &FeatureSet, c: usize, input: Input) -> Vec<f32> {
     let d = set.dim;
     let mut v = set.vectors[c * d..(c + 1) * d].to_vec();
-    if matches!(input, Input::Stats | Input::Distribution) {
+    if input != Input::Vectors {
         v.extend_from_slice(&set.stds[c * d..(c + 1) * d]);
     }
-    if input == Input::Distribution {
-        if let Some(why) = missing(set, input) {
-            panic!("{why}");
-        }
+    if let Some(why) = missing(set, input) {
+        panic!("{why}");
+    }
+    if input.embeds() {
         let w = set.distribution_width;
         v.extend_from_slice(&set.distribution[c * w..(c + 1) * w]);
+    }
+    if input == Input::DistributionLength {
+        v.push(set.durations[c]);
     }
     v
 }
@@ -263,10 +274,14 @@ fn dataset_of(set: &FeatureSet, examples: impl Iterator<Item = (usize, u32)>, in
 pub fn fit_scaler(set: &FeatureSet, l: &Labelled, train: &[usize], input: Input) -> Scaler {
     let d = set.dim;
     match input {
-        Input::Vectors | Input::Stats | Input::Distribution => {
+        Input::Vectors | Input::Stats | Input::Distribution | Input::DistributionLength => {
             let rows: Vec<f32> = train.iter().flat_map(|&p| summary(set, l.clips[p], input)).collect();
             let scaler = Scaler::fit(0..train.len(), &rows, input.scaler_width(d));
-            if input == Input::Distribution { weigh_halves(scaler, 2 * d) } else { scaler }
+            match input {
+                Input::Distribution => weigh_halves(scaler, 2 * d, 0),
+                Input::DistributionLength => weigh_halves(scaler, 2 * d, 1),
+                _ => scaler,
+            }
         }
         Input::Frames => {
             let rows = train.iter().flat_map(|&p| {
@@ -279,15 +294,22 @@ pub fn fit_scaler(set: &FeatureSet, l: &Labelled, train: &[usize], input: Input)
 }
 
 /// Weighs the two parts of a distribution input (the first `stats` columns, the embedding) so
-/// that each carries half of the input's variance after scaling, whatever their widths: a
-/// kernel of width 1 / columns then sees the means and deviations as much as the embedding
-/// (equal weights were best by actor, docs/RESULTS.md).
-fn weigh_halves(mut scaler: Scaler, stats: usize) -> Scaler {
-    let width = scaler.std.len();
+/// that each carries half of their variance after scaling, whatever their widths: a kernel of
+/// width 1 / columns then sees the means and deviations as much as the embedding (equal weights
+/// were best by actor, docs/RESULTS.md). The `extra` columns after them (the clip's length)
+/// get CLIP_LENGTH_SCALE times a statistics column's deviation.
+fn weigh_halves(mut scaler: Scaler, stats: usize, extra: usize) -> Scaler {
+    let width = scaler.std.len() - extra;
     let half = width as f32 / 2.0;
     let (a, b) = ((half / stats as f32).sqrt(), (half / (width - stats) as f32).sqrt());
     for (j, sd) in scaler.std.iter_mut().enumerate() {
-        *sd /= if j < stats { a } else { b };
+        *sd /= if j < stats {
+            a
+        } else if j < width {
+            b
+        } else {
+            a * CLIP_LENGTH_SCALE
+        };
     }
     scaler
 }
@@ -321,17 +343,27 @@ mod tests {
     fn the_two_parts_of_a_distribution_input_weigh_half_each() {
         let (stats, width, n) = (6, 40, 50);
         let mut rng = crate::rng::SplitMix64::new(5);
-        let rows: Vec<f32> = (0..n * width).map(|i| rng.uniform(-1.0, 1.0) * (1 + i % 7) as f32 + (i % 3) as f32).collect();
-        let scaler = weigh_halves(Scaler::fit(0..n, &rows, width), stats);
-        let mut scaled = rows.clone();
-        scaler.apply(&mut scaled);
-        let variance = |j: usize| {
-            let col: Vec<f64> = (0..n).map(|r| scaled[r * width + j] as f64).collect();
-            let m = col.iter().sum::<f64>() / n as f64;
-            col.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n as f64
-        };
-        let (first, second): (f64, f64) = ((0..stats).map(variance).sum(), (stats..width).map(variance).sum());
-        assert!((first - width as f64 / 2.0).abs() < 1e-3 && (second - width as f64 / 2.0).abs() < 1e-3, "{first} {second}");
+        // The last column is the clip's length of a distribution-length input.
+        let rows: Vec<f32> = (0..n * (width + 1)).map(|i| rng.uniform(-1.0, 1.0) * (1 + i % 7) as f32 + (i % 3) as f32).collect();
+        for extra in [0, 1] {
+            let all = width + extra;
+            let rows: Vec<f32> = rows.chunks(width + 1).flat_map(|r| r[..all].to_vec()).collect();
+            let scaler = weigh_halves(Scaler::fit(0..n, &rows, all), stats, extra);
+            let mut scaled = rows.clone();
+            scaler.apply(&mut scaled);
+            let variance = |j: usize| {
+                let col: Vec<f64> = (0..n).map(|r| scaled[r * all + j] as f64).collect();
+                let m = col.iter().sum::<f64>() / n as f64;
+                col.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n as f64
+            };
+            let (first, second): (f64, f64) = ((0..stats).map(variance).sum(), (stats..width).map(variance).sum());
+            assert!((first - width as f64 / 2.0).abs() < 1e-3 && (second - width as f64 / 2.0).abs() < 1e-3, "{first} {second}");
+            if extra == 1 {
+                // Its deviation: CLIP_LENGTH_SCALE times a statistics column's.
+                let ratio = (variance(width) / variance(0)).sqrt();
+                assert!((ratio - CLIP_LENGTH_SCALE as f64).abs() < 1e-4, "{ratio}");
+            }
+        }
     }
 
     /// 3 classes of 10, 20 and 5 clips: each class gives its own share to the second part, the

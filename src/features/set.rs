@@ -115,6 +115,10 @@ pub struct FeatureSet {
     /// written to a feature file.
     pub distribution: Vec<f32>,
     pub distribution_width: usize,
+    /// [N]: each clip's length in seconds, for the `distribution-length` input
+    /// (`dataset::prepare`, from `lengths`); empty until then, and standardised per speaker
+    /// with the statistics under speaker normalisation. Never written to a feature file.
+    pub durations: Vec<f32>,
 }
 
 /// v2 added `stds`; v1 files are refused with a request to re-extract.
@@ -190,7 +194,10 @@ impl FeatureSet {
         if sets.iter().any(|s| s.distribution_width != width || s.distribution.len() != s.clips.len() * width) {
             bail!("feature sets with and without the distribution embedding cannot be joined");
         }
-        let mut out = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map, distribution: vec![], distribution_width: width };
+        // The clips' lengths in seconds when every set has them (else `dataset::prepare` derives
+        // them again from `lengths`).
+        let durations = sets.iter().all(|s| s.durations.len() == s.clips.len());
+        let mut out = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map, distribution: vec![], distribution_width: width, durations: vec![] };
         // Sized once, and each set dropped once copied: the peak is the result plus one set.
         out.frames.reserve_exact(n * t_max * dim);
         out.vectors.reserve_exact(n * dim);
@@ -207,6 +214,9 @@ impl FeatureSet {
             out.vectors.extend(s.vectors);
             out.stds.extend(s.stds);
             out.distribution.extend(s.distribution);
+            if durations {
+                out.durations.extend(s.durations);
+            }
         }
         Ok(out)
     }
@@ -227,6 +237,7 @@ impl FeatureSet {
             label_map: self.label_map.clone(),
             distribution: order.iter().flat_map(|&i| self.distribution[i * self.distribution_width..][..self.distribution_width].iter().copied()).collect(),
             distribution_width: self.distribution_width,
+            durations: if self.durations.is_empty() { Vec::new() } else { order.iter().map(|&i| self.durations[i]).collect() },
         }
     }
 
@@ -264,7 +275,7 @@ impl FeatureSet {
             Some(text) => serde_json::from_str(text).with_context(|| format!("{}: bad label map", f.path))?,
             None => Vec::new(),
         };
-        Ok(FeatureSet { config, clips, frames, lengths, t_max, vectors, stds, dim, label_map, distribution: vec![], distribution_width: 0 })
+        Ok(FeatureSet { config, clips, frames, lengths, t_max, vectors, stds, dim, label_map, distribution: vec![], distribution_width: 0, durations: vec![] })
     }
 }
 
@@ -276,7 +287,7 @@ mod tests {
     fn set(tag: f32, n: usize) -> FeatureSet {
         let config = FeatureConfig::default();
         let dim = config.dim();
-        let mut s = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max: n, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0 };
+        let mut s = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max: n, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![] };
         for c in 0..n {
             s.clips.push(ClipInfo::unlabelled(format!("{tag}/{c}")));
             s.lengths.push(c as u32 + 1);

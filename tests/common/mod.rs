@@ -84,7 +84,7 @@ pub fn synthetic_set_with_voices(voice: impl Fn(u8, usize) -> (f32, f32)) -> ser
     let t_max = 12;
     let mut rng = ser::rng::SplitMix64::new(3);
     let mut uniform = move || (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-    let mut set = ser::features::set::FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0 };
+    let mut set = ser::features::set::FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![] };
     for (k, e) in classes.iter().enumerate() {
         for actor in 1..=4u8 {
             for rep in 0..6 {

@@ -3,7 +3,8 @@
 `ser predict` on the bundled clips, from `ser features` output and the shipped checkpoint (kernel
 ridge on the distribution input); the same model rewritten in the layer-network layout older
 files have (docs/guide/checkpoints.md) gives the same predictions in both; and that network
-layout with a temperature (`ser calibrate`'s) gives the same softened probabilities in both.
+layout with a temperature (`ser calibrate`'s) gives the same softened probabilities in both;
+and a kernel ridge model on the distribution-length input gives the same in both.
 
     python3 tools/checkpoint/test_predict.py ./target/release/ser
 """
@@ -83,6 +84,14 @@ with tempfile.TemporaryDirectory() as tmp:
     with_temperature(network, calibrated, 0.5)
     warm_py = subprocess.run([sys.executable, os.path.join(here, "predict.py"), calibrated, feats], cwd=root, check=True, capture_output=True, text=True).stdout
     warm_ser = subprocess.run([ser, "predict", "--model", calibrated, "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
+    # Kernel ridge on the distribution-length input (trained here on the eight test clips): the
+    # example appends each clip's length as ser does.
+    lengths = os.path.join(tmp, "lengths.safetensors")
+    train_feats = os.path.join(tmp, "train.safetensors")
+    subprocess.run([ser, "features", "--no-cache", "--data", "tests/clips/16k", "--out", train_feats], cwd=root, env=env, check=True, stderr=subprocess.DEVNULL)
+    subprocess.run([ser, "train", "--features", train_feats, "--model", "krr", "--input", "distribution-length", "--split", "none", "--out", lengths], cwd=root, env=env, check=True, stderr=subprocess.DEVNULL)
+    len_py = subprocess.run([sys.executable, os.path.join(here, "predict.py"), lengths, feats], cwd=root, check=True, capture_output=True, text=True).stdout
+    len_ser = subprocess.run([ser, "predict", "--model", lengths, "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
 py = {os.path.basename(r["file"]): r for r in map(json.loads, ours.splitlines())}
 rs = {os.path.basename(r["file"]): r for r in map(json.loads, theirs.splitlines())}
 assert py.keys() == rs.keys() and len(py) == 4, (py.keys(), rs.keys())
@@ -107,4 +116,12 @@ for name, r in warm_by_clip[1].items():
     for cls, p in r["probabilities"].items():
         worst = max(worst, abs(warm_by_clip[0][name]["probabilities"][cls] - p))
 assert worst < 1e-5, worst
-print(f"tools/checkpoint/predict.py matches ser predict on {len(rs)} clips, krr and network (raw and calibrated) layouts (largest difference {worst:.1e})")
+# The distribution-length input: ser and the example agree.
+len_by_clip = [{os.path.basename(r["file"]): r for r in map(json.loads, out.splitlines())} for out in (len_py, len_ser)]
+assert len_by_clip[0].keys() == len_by_clip[1].keys() and len(len_by_clip[1]) == 4
+for name, r in len_by_clip[1].items():
+    assert len_by_clip[0][name]["label"] == r["label"], (name, len_by_clip[0][name]["label"], r["label"])
+    for cls, p in r["probabilities"].items():
+        worst = max(worst, abs(len_by_clip[0][name]["probabilities"][cls] - p))
+assert worst < 1e-5, worst
+print(f"tools/checkpoint/predict.py matches ser predict on {len(rs)} clips, krr and network (raw and calibrated) layouts and the distribution-length input (largest difference {worst:.1e})")
