@@ -91,9 +91,9 @@ fn an_ensemble_file_predicts_the_mean_of_its_members() {
 /// The shipped ensembles predict the bundled clips as they did when they shipped: the same
 /// labels, every probability within the built-in model's selftest tolerance.
 /// weights/ser-ensemble.safetensors: kernel ridge and the CNN+LSTM on the 65 prosody columns;
-/// weights/ser-speaker.safetensors: kernel ridge, an SVM and the CNN+LSTM, all speaker-normalised
-/// (here the four clips taken as one speaker: the frames and the statistics normalised for
-/// members of both inputs together).
+/// weights/ser-speaker.safetensors: kernel ridge and an SVM on the distribution-length input, both
+/// speaker-normalised (here the four clips taken as one speaker: their statistics, embeddings
+/// and lengths normalised together).
 #[test]
 fn the_shipped_ensembles_predict_the_bundled_clips_as_recorded() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
