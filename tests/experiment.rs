@@ -382,10 +382,9 @@ fn a_run_reads_each_speaker_standardised_only_when_it_normalises_speakers() {
 fn the_distribution_input_tells_apart_clips_whose_statistics_agree() {
     let shared = common::gpu();
     let g = &shared.gpu;
-    let config = ser::features::FeatureConfig::default();
-    let (dim, t_max) = (config.dim(), 48);
     let mut rng = ser::rng::SplitMix64::new(common::fresh_seed("distribution input"));
-    let mut set = ser::features::set::FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![] };
+    let mut set = common::empty_set(48);
+    let (dim, t_max) = (set.dim, set.t_max);
     for (k, emotion) in [Emotion::Neutral, Emotion::Angry].into_iter().enumerate() {
         for actor in 1..=4u8 {
             for rep in 0..16 {
@@ -453,10 +452,9 @@ fn the_distribution_input_tells_apart_clips_whose_statistics_agree() {
 fn the_distribution_length_input_hears_a_speaker_s_tempo() {
     let shared = common::gpu();
     let g = &shared.gpu;
-    let config = ser::features::FeatureConfig::default();
-    let (dim, t_max) = (config.dim(), 64);
     let mut rng = ser::rng::SplitMix64::new(common::fresh_seed("distribution-length input"));
-    let mut set = ser::features::set::FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![] };
+    let mut set = common::empty_set(64);
+    let (dim, t_max) = (set.dim, set.t_max);
     for (k, emotion) in [Emotion::Angry, Emotion::Neutral].into_iter().enumerate() {
         for actor in 1..=4u8 {
             for rep in 0..16 {

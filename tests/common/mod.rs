@@ -77,14 +77,20 @@ pub fn synthetic_set() -> ser::features::set::FeatureSet {
 
 /// As `synthetic_set`, each actor's frames scaled and shifted per column: `voice(actor, column)`
 /// gives (gain, offset).
-pub fn synthetic_set_with_voices(voice: impl Fn(u8, usize) -> (f32, f32)) -> ser::features::set::FeatureSet {
+/// A feature set of the default configuration with no clips yet, frames up to `t_max`.
+pub fn empty_set(t_max: usize) -> ser::features::set::FeatureSet {
     let config = ser::features::FeatureConfig::default();
     let dim = config.dim();
+    ser::features::set::FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![] }
+}
+
+pub fn synthetic_set_with_voices(voice: impl Fn(u8, usize) -> (f32, f32)) -> ser::features::set::FeatureSet {
     let classes: Vec<ser::audio::Emotion> = ser::audio::Emotion::RAVDESS.iter().copied().filter(|e| *e != ser::audio::Emotion::Disgust).collect();
     let t_max = 12;
     let mut rng = ser::rng::SplitMix64::new(3);
     let mut uniform = move || (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-    let mut set = ser::features::set::FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![] };
+    let mut set = empty_set(t_max);
+    let dim = set.dim;
     for (k, e) in classes.iter().enumerate() {
         for actor in 1..=4u8 {
             for rep in 0..6 {
