@@ -16,16 +16,14 @@ use anyhow::{Result, bail};
 /// then standardises it with the means and deviations); for `distribution-length` also every
 /// clip's length in seconds. Nothing for the other inputs, or what the set has already.
 pub fn prepare(gpu: &Gpu, set: &mut FeatureSet, input: Input) -> Result<()> {
-    if missing(set, input).is_none() {
-        return Ok(());
-    }
     if input == Input::DistributionLength && set.durations.len() != set.clips.len() {
         // Centred frames: a clip of n samples has 1 + n / hop of them.
         let seconds_per_frame = set.config.hop as f32 / set.config.sample_rate as f32;
         set.durations = set.lengths.iter().map(|&n| n.saturating_sub(1) as f32 * seconds_per_frame).collect();
-        if missing(set, input).is_none() {
-            return Ok(());
-        }
+    }
+    // What is left to compute: the embedding.
+    if missing(set, input).is_none() {
+        return Ok(());
     }
     if !set.has_frames() && !set.clips.is_empty() {
         bail!("the distribution input reads every clip's frames, and these features have none (frames dropped)");

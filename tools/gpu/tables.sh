@@ -8,8 +8,8 @@
 #   tools/gpu/tables.sh CARRY OUT [SECONDS] [JOBS]
 #
 # CARRY: the folder with `ser` and libvulkan.so.1; OUT: where the summary and the logs (one
-# archive, logs.tar.gz: a call brings back at most 8 files) go ($OUT of the device call); SECONDS: when to stop starting and finishing runs (default 420);
-# JOBS: runs at once (default 8). The features are built once from target/gpu-data-*/ and
+# archive, logs.tar.gz: a call brings back at most 8 files) go ($OUT of the device call);
+# SECONDS: when to stop starting and finishing runs (default 420); JOBS: runs at once (default 8). The features are built once from target/gpu-data-*/ and
 # kept, as are the logs (target/gpu-seqtab) and models (target/gpu-models), so a further call
 # on the same warm machine resumes where this one stopped: a run cut by the budget continues
 # from its last best epoch (sequence_tables.sh passes --resume with its saved model).
