@@ -22,6 +22,7 @@ use crate::report::{self, Report};
 use crate::contract::speaker::{SpeakerGroups, SpeakerNorm};
 use crate::dataset::Dataset;
 use crate::nn::predict::Calibration;
+use crate::nn::record::TrainingRecord;
 use crate::train::{self, TrainConfig};
 use crate::choice::Choice;
 use anyhow::{Context, Result, bail};
@@ -357,12 +358,12 @@ pub fn resume(gpu: &Gpu, path: &Path) -> Result<(Predictor, RunConfig)> {
     }
     let (models, meta) = checkpoint::load(gpu, path)?;
     let t = &meta.training;
-    if models.len() != 1 || models[0].step == 0 || t["refit"].as_bool().unwrap_or(false) {
+    if models.len() != 1 || models[0].step == 0 || t.refit.unwrap_or(false) {
         bail!("{}: nothing to resume (kernel ridge, ensembles and refitted models keep no optimizer state)", path.display());
     }
-    let cfg = match t.get("run") {
+    let cfg = match &t.run {
         Some(run) => serde_json::from_value(run.clone()).with_context(|| format!("{}: its training record's run configuration", path.display()))?,
-        None => legacy_config(path, t)?,
+        None => legacy_config(path, &serde_json::to_value(t)?)?,
     };
     let mut cfg = RunConfig { input: meta.data.input, speaker_norm: meta.data.speaker_norm.as_ref().map(|s| s.min_clips), ensemble: 1, refit: false, ..cfg };
     adopt_saved_head(&mut cfg.model, cfg.input, &meta.architecture);
@@ -431,7 +432,7 @@ fn check_same_data(run: &Run, r: &Predictor, flag: &str) -> Result<()> {
         );
     }
     // Same configuration, other clips: continuing would mix two datasets in one model.
-    if let Some(was) = r.meta.training["data"].as_str() {
+    if let Some(was) = r.meta.training.data.as_deref() {
         let now = data_fingerprint(run.set, run.labelled);
         if was != now {
             bail!("{flag}: the model was trained on other clips (data {was}, these are {now}); give the feature file or folder it was trained on");
@@ -446,7 +447,8 @@ fn check_same_data(run: &Run, r: &Predictor, flag: &str) -> Result<()> {
 /// temperature is fitted on them (`Predictor::calibrate`).
 pub fn calibrate_saved(gpu: &Gpu, predictor: &mut Predictor, set: &FeatureSet, groups: SpeakerGroups, min_clips: Option<usize>) -> Result<Vec<Calibration>> {
     predictor.calibratable()?;
-    let cfg: RunConfig = serde_json::from_value(predictor.meta.training["run"].clone()).context("the model's training record has no run configuration (a model saved by an older ser)")?;
+    let run = predictor.meta.training.run.clone().context("the model's training record has no run configuration (a model saved by an older ser)")?;
+    let cfg: RunConfig = serde_json::from_value(run).context("the model's training record: its run configuration")?;
     if cfg.refit {
         bail!("a refitted model has trained on its validation clips: nothing is left to calibrate it on");
     }
@@ -620,8 +622,8 @@ pub fn compare(run: &Run, models: &[ModelKind], by_actor: bool, other: Option<&F
             by_actor_accuracy_sd: folds.as_ref().map(|f| f.accuracy.1),
             by_actor_macro_f1: folds.as_ref().map(|f| f.macro_f1.0),
             by_actor_uar: folds.as_ref().map(|f| f.uar.0),
-            fit_seconds: t["fit_seconds"].as_f64(),
-            test_predict_seconds: t["test_predict_seconds"].as_f64(),
+            fit_seconds: t.fit_seconds,
+            test_predict_seconds: t.test_predict_seconds,
         });
     }
     Ok(rows)
@@ -765,31 +767,29 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
         dataset::export_split(path, fitted, &test_set, &names, &cfg.class_weights_for(fitted, k)).with_context(|| format!("--export-split {}", path.display()))?;
     }
     let data = data_fingerprint(set, l);
-    let record_base = || {
-        serde_json::json!({
+    let record_base = || -> Result<TrainingRecord> {
+        Ok(TrainingRecord {
             // The whole configuration, which --resume reads back.
-            "run": cfg,
-            // The same facts under the keys records had before "run" (read by older tools).
-            "model": cfg.model.kind.name(),
-            "refit": cfg.refit,
-            "split": format!("{:?}", cfg.split),
-            "seed": cfg.seed,
-            "test_fraction": cfg.test_fraction,
-            "test_actors": cfg.test_actors,
-            "val_fraction": cfg.val_fraction,
-            "class_weights": cfg.class_weights_for(&train_set, k),
-            "train_clips": train_set.len(),
-            "validation_clips": val_set.len(),
-            "test_clips": test_set.len(),
-            // Which GEMM kernel trained each shape bucket (the tuner's choices or a pin): with the
-            // seed, what it takes to reproduce these weights bit for bit on this adapter.
-            "adapter": gpu.label(),
-            "gemm_kernels": crate::ops::autotune::used(gpu),
-            // What `--resume` checks it continues on: the labelled clips (paths and classes).
-            "data": data,
+            run: Some(serde_json::to_value(cfg)?),
+            // The same facts under the keys records had before `run` (read by older tools).
+            model: Some(cfg.model.kind.name().to_string()),
+            refit: Some(cfg.refit),
+            split: Some(format!("{:?}", cfg.split)),
+            seed: Some(cfg.seed),
+            test_fraction: Some(cfg.test_fraction),
+            test_actors: Some(cfg.test_actors.clone()),
+            val_fraction: Some(cfg.val_fraction),
+            class_weights: Some(cfg.class_weights_for(&train_set, k)),
+            train_clips: Some(train_set.len()),
+            validation_clips: Some(val_set.len()),
+            test_clips: Some(test_set.len()),
+            adapter: Some(gpu.label()),
+            gemm_kernels: Some(serde_json::to_value(crate::ops::autotune::used(gpu))?),
+            data: Some(data.clone()),
+            ..TrainingRecord::default()
         })
     };
-    let meta_with = |architecture: Architecture, training: serde_json::Value| ModelMeta {
+    let meta_with = |architecture: Architecture, training: TrainingRecord| ModelMeta {
         architecture,
         data: DataContract {
             version: crate::contract::VERSION,
@@ -809,13 +809,10 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
     // replays the uninterrupted run. The final save replaces it with the full record.
     let save_best = |model: &Model, arch: &Architecture, tc: &TrainConfig, epoch: usize| -> Result<()> {
         let Some(out) = out else { return Ok(()) };
-        let mut training = record_base();
-        training["saved_epoch"] = serde_json::json!(epoch);
-        training["config"] = serde_json::json!([tc]);
-        training["lr"] = serde_json::json!(cfg.lr);
-        training["weight_decay"] = serde_json::json!(cfg.weight_decay);
-        training["clip_norm"] = serde_json::json!(cfg.clip_norm);
-        training["partial"] = serde_json::json!(true);
+        let mut training = record_base()?;
+        training.merge(serde_json::json!({"config": [tc], "lr": cfg.lr, "weight_decay": cfg.weight_decay, "clip_norm": cfg.clip_norm}))?;
+        training.saved_epoch = Some(epoch);
+        training.partial = Some(true);
         checkpoint::save(gpu, std::slice::from_ref(model), &meta_with(arch.clone(), training), out)
     };
     let resumable = cfg.ensemble == 1 && !cfg.refit;
@@ -842,10 +839,8 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
         }
     };
     let names: Vec<String> = l.classes.iter().map(|c| c.to_string()).collect();
-    let mut training = record_base();
-    if let (Some(t), serde_json::Value::Object(r)) = (training.as_object_mut(), record) {
-        t.extend(r);
-    }
+    let mut training = record_base()?;
+    training.merge(record)?;
     let meta = meta_with(architecture, training);
     let mut predictor = Predictor::new(classifier, meta);
     // A network's probabilities are calibrated on the validation clips (a refitted one has
@@ -853,19 +848,20 @@ pub fn fit_and_test(run: &Run, train_all: &[usize], test: &[usize], resume: Opti
     if predictor.classifier.networks().is_some() && !cfg.refit && !val_set.is_empty() {
         let fits = predictor.calibrate(gpu, &val_set)?;
         (run.log)(&calibration_line(&fits, val_set.len()));
-        predictor.meta.training["calibration"] = serde_json::to_value(&fits)?;
+        predictor.meta.training.calibration = Some(fits);
     }
     if test_set.is_empty() {
         return Ok((predictor, None));
     }
     let started = std::time::Instant::now();
     let probs = predictor.probabilities(gpu, &test_set)?;
-    predictor.meta.training["test_predict_seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
+    predictor.meta.training.test_predict_seconds = Some(started.elapsed().as_secs_f64());
     let predicted: Vec<u32> = probs.iter().map(|p| report::argmax(p) as u32).collect();
     let rep = Report::new(&names, &test_set.y, &predicted);
-    predictor.meta.training["test_accuracy"] = serde_json::json!(rep.accuracy);
-    predictor.meta.training["test_macro_f1"] = serde_json::json!(rep.macro_avg.f1);
-    predictor.meta.training["test_report"] = serde_json::to_value(&rep)?;
+    let t = &mut predictor.meta.training;
+    t.test_accuracy = Some(rep.accuracy);
+    t.test_macro_f1 = Some(rep.macro_avg.f1);
+    t.test_report = Some(serde_json::to_value(&rep)?);
     Ok((predictor, Some(rep)))
 }
 
@@ -900,7 +896,7 @@ fn new_model(gpu: &Gpu, arch: &Architecture, cfg: &RunConfig, seed: u64) -> Resu
 fn fit_by_gradients(run: &Run, p: &Parts, resume: Option<Predictor>, save_best: Option<SaveBest>) -> Result<(Vec<Model>, Architecture, serde_json::Value)> {
     let (gpu, cfg, k) = (run.gpu, run.cfg, p.classes);
     let mut resumed = resume.map(|r| {
-        let done = r.meta.training["saved_epoch"].as_u64().unwrap_or(0) as usize;
+        let done = r.meta.training.saved_epoch.unwrap_or(0);
         (r, done)
     });
     let arch = match &resumed {

@@ -975,7 +975,7 @@ fn train(args: TrainArgs) -> Result<()> {
             eprintln!(
                 "resuming {} at epoch {} (learning rate {:.2e})",
                 path.display(),
-                predictor.meta.training["saved_epoch"],
+                predictor.meta.training.saved_epoch.unwrap_or(0),
                 predictor.classifier.networks().map_or(0.0, |m| m[0].adam.lr)
             );
             cfg = RunConfig { epochs: cfg.epochs, export_split: cfg.export_split.clone(), ..was };
@@ -1066,9 +1066,9 @@ fn calibrate(args: CalibrateArgs) -> Result<()> {
     args.speaker.check_model(&model.meta)?;
     let set = ser::features::set::FeatureSet::read(&args.features)?;
     let fits = experiment::calibrate_saved(&gpu, &mut model, &set, args.speaker.groups(), args.speaker.min_speaker_clips).with_context(|| format!("--model {}", args.model.display()))?;
-    let clips = model.meta.training["validation_clips"].as_u64().unwrap_or(0) as usize;
+    let clips = model.meta.training.validation_clips.unwrap_or(0);
     eprintln!("{}", experiment::calibration_line(&fits, clips));
-    model.meta.training["calibration"] = serde_json::to_value(&fits)?;
+    model.meta.training.calibration = Some(fits);
     ser::infer::save(&gpu, &model, &args.out)?;
     eprintln!("saved {}", args.out.display());
     Ok(())

@@ -41,7 +41,7 @@ fn a_run_learns_records_its_configuration_and_resumes_with_it() {
     // Progress went to the log, one line per epoch (early stopping may end sooner).
     assert!(lines.borrow().iter().filter(|l| l.starts_with("epoch")).count() >= 1, "{:?}", lines.borrow());
     // The record holds the configuration itself.
-    let recorded: RunConfig = serde_json::from_value(predictor.meta.training["run"].clone()).unwrap();
+    let recorded: RunConfig = serde_json::from_value(predictor.meta.training.run.clone().unwrap()).unwrap();
     assert_eq!(recorded, cfg);
     // fit_and_test saved the best epoch as it went: resume reads the model and its configuration.
     let (resumed, resumed_cfg) = experiment::resume(g, &out).unwrap();
@@ -51,7 +51,7 @@ fn a_run_learns_records_its_configuration_and_resumes_with_it() {
     // kept by the file, and applied to the logits before the softmax.
     assert_eq!(predictor.meta.temperatures.len(), 1);
     let t = predictor.meta.temperatures[0];
-    assert!(t > 0.0 && t != 1.0 && predictor.meta.training["calibration"][0]["temperature"].as_f64() == Some(t as f64), "{t} {}", predictor.meta.training["calibration"]);
+    assert!(t > 0.0 && t != 1.0 && predictor.meta.training.calibration.as_ref().map(|c| c[0].temperature) == Some(t), "{t} {:?}", predictor.meta.training.calibration);
     let saved = dir.join("final.safetensors");
     ser::infer::save(g, &predictor, &saved).unwrap();
     let mut loaded = ser::infer::load_model(g, Some(&saved)).unwrap();
@@ -182,8 +182,8 @@ fn augmentation_changes_training_repeatably_and_still_learns() {
         let run = Run { gpu: g, cfg, set: &set, labelled: &l, log: &|_| {}, on_epoch: None };
         let (train_all, test) = experiment::test_split(&run).unwrap();
         let (p, rep) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
-        let history: Vec<f64> = p.meta.training["history"][0].as_array().unwrap().iter().map(|e| e["loss"].as_f64().unwrap()).collect();
-        (history, rep.unwrap().accuracy, p.meta.training["run"]["augment"].clone())
+        let history: Vec<f64> = p.meta.training.other["history"][0].as_array().unwrap().iter().map(|e| e["loss"].as_f64().unwrap()).collect();
+        (history, rep.unwrap().accuracy, p.meta.training.run.as_ref().unwrap()["augment"].clone())
     };
     let (plain, ..) = losses(&base);
     let (first, accuracy, recorded) = losses(&augmented);
@@ -240,7 +240,7 @@ fn speed_copies_train_beside_their_source_and_never_reach_validation_or_test() {
     let run = Run { gpu: g, cfg: &cfg, set: &set, labelled: &l, log: &log, on_epoch: None };
     let (train_all, test) = experiment::test_split(&run).unwrap();
     let (predictor, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
-    let (val, tr) = (predictor.meta.training["validation_clips"].as_u64().unwrap() as usize, predictor.meta.training["train_clips"].as_u64().unwrap() as usize);
+    let (val, tr) = (predictor.meta.training.validation_clips.unwrap(), predictor.meta.training.train_clips.unwrap());
     assert_eq!(report.unwrap().classes.iter().map(|c| c.support).sum::<usize>(), test.len());
     assert_eq!(tr, 2 * (train_all.len() - val), "every training clip brings its copy; validation none");
     let header = lines.borrow().iter().find(|x| x.contains("classes, train")).cloned().unwrap();

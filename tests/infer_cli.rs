@@ -37,7 +37,7 @@ fn random_cnn(path: &Path) {
             label_map: vec![],
             corpora: Default::default(),
         },
-        training: serde_json::json!({}),
+        training: Default::default(),
         temperatures: vec![],
     };
     checkpoint::save(g, std::slice::from_ref(&model), &meta, path).unwrap();

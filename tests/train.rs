@@ -173,7 +173,7 @@ fn checkpoints_round_trip_and_bad_files_are_refused_without_losing_anything() {
             label_map: vec![],
             corpora: Default::default(),
         },
-        training: serde_json::json!({"note": "test"}),
+        training: ser::nn::record::TrainingRecord { model: Some("test".into()), ..Default::default() },
         temperatures: vec![],
     };
     let dir = std::env::temp_dir().join(format!("ser-ckpt-{}", std::process::id()));
@@ -294,7 +294,7 @@ fn an_ensemble_round_trips_and_averages_its_members_probabilities() {
             label_map: vec![],
             corpora: Default::default(),
         },
-        training: serde_json::json!({}),
+        training: Default::default(),
         temperatures: vec![],
     };
     let path = std::env::temp_dir().join(format!("ser-ensemble-{}.safetensors", std::process::id()));
@@ -511,7 +511,7 @@ fn naive_bayes_learns_clusters_and_its_gpu_probabilities_are_the_float64_referen
             label_map: vec![],
             corpora: Default::default(),
         },
-        training: serde_json::json!({}),
+        training: Default::default(),
         temperatures: Vec::new(),
     };
     let path = dir.0.join("gnb.safetensors");

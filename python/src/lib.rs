@@ -354,7 +354,7 @@ impl Model {
     /// The training record (JSON).
     #[getter]
     fn training(&self) -> String {
-        self.predictor.meta.training.to_string()
+        self.predictor.meta.training.to_json()
     }
 
     /// The data contract (JSON): classes, label map, features, input, scaler, corpora.

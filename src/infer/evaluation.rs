@@ -52,12 +52,9 @@ pub fn ensemble_mismatch(models: &[Predictor]) -> Option<usize> {
 /// choice and pass.
 fn check_fold_models(models: &[&Predictor], fold: usize, folds: usize) -> Result<()> {
     for (i, m) in models.iter().enumerate() {
-        let run = &m.meta.training["run"];
-        if run["split"].as_str() != Some("ActorFolds") {
-            continue;
-        }
-        let (its_fold, its_folds) = (run["only_fold"].as_u64(), run["folds"].as_u64());
-        if its_fold != Some(fold as u64) || its_folds != Some(folds as u64) {
+        let Some(origin) = m.meta.training.actor_fold() else { continue };
+        let (its_fold, its_folds) = (origin.fold, origin.folds);
+        if its_fold != Some(fold) || its_folds != Some(folds) {
             bail!(
                 "model {} was trained on fold {} of {} by actor, not on fold {fold} of {folds}: it has heard the actors scored here",
                 i + 1,

@@ -3,6 +3,7 @@
 //! and how the model was made (training configuration, metrics). Written atomically; loading
 //! checks every name and shape and says what is wrong.
 
+use super::record::TrainingRecord;
 use super::{Architecture, Model};
 use crate::gpu::Gpu;
 use crate::store::{self, Loaded, Stored};
@@ -29,8 +30,8 @@ pub struct ModelMeta {
     pub architecture: Architecture,
     /// What the model needs to read audio as it was trained.
     pub data: DataContract,
-    /// Free-form JSON: training configuration, data, metrics.
-    pub training: serde_json::Value,
+    /// How it was made: the run's configuration, the clips, the metrics.
+    pub training: TrainingRecord,
     /// A network's temperature per member: the factor on its logits before the softmax, fitted
     /// on validation clips (`nn::predict::fit_temperature`) so that its probabilities mean what they
     /// say when averaged with other models'. Empty: 1 (models saved before calibration).
@@ -128,7 +129,7 @@ pub fn parse_meta(f: &Loaded) -> Result<ModelMeta> {
     let meta = ModelMeta {
         architecture: serde_json::from_value(parse("architecture")?).with_context(|| format!("{}: bad architecture", f.path))?,
         data,
-        training: parse("training")?,
+        training: TrainingRecord::from_json(&f.meta("training")?).with_context(|| format!("{}: bad training record (metadata \"training\")", f.path))?,
         temperatures: match f.metadata().get("temperatures") {
             None => Vec::new(),
             Some(_) => serde_json::from_value(parse("temperatures")?).with_context(|| format!("{}: bad temperatures", f.path))?,

@@ -7,6 +7,7 @@
 pub mod checkpoint;
 mod layers;
 pub mod predict;
+pub mod record;
 
 use crate::gpu::{DType, Gpu, Step, Tensor};
 use crate::ops::gemm::Precision;

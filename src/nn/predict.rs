@@ -6,7 +6,7 @@ use crate::dataset::Dataset;
 use crate::gpu::Gpu;
 use crate::report;
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Examples `idx` as one batch for `model`: their inputs, labels and lengths. Where the
 /// model takes shorter batches, the steps past the batch's longest example (padding in
@@ -66,12 +66,20 @@ pub fn softmax_rows(logits: &[f32], classes: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// A number JSON stored as null (how it writes a NaN), read back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// A fitted softmax temperature and the validation loss and accuracy at it.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     /// The factor on the output scores (logits) before the softmax.
     pub temperature: f32,
+    /// NaN where nothing was fitted (JSON writes it as null).
+    #[serde(deserialize_with = "nan_if_null")]
     pub val_loss: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub val_accuracy: f64,
     /// False when the validation part was too small to fit a temperature (it is then 1).
     pub calibrated: bool,
