@@ -121,6 +121,10 @@ enum Command {
     Ensemble(EnsembleArgs),
     /// Predict the emotion of audio files (any WAV or FLAC, any rate, mono or stereo).
     Predict(PredictArgs),
+    /// Say what a model file is and how it was made, from its metadata alone (no GPU): its kind
+    /// (an ensemble's members), classes, features, input, speaker normalisation, the corpora it
+    /// saw, and each member's training (split, seed, clips, test figures).
+    Info(InfoArgs),
     /// Check every kernel family against float64 references and the built-in model on the
     /// bundled clips, on this adapter: run it first on a new GPU. Exit status 1 on any failure.
     Selftest(SelftestArgs),
@@ -526,6 +530,16 @@ struct EnsembleArgs {
 }
 
 #[derive(Args)]
+struct InfoArgs {
+    /// The model (default: the one shipped in weights/, built into the binary).
+    model: Option<PathBuf>,
+    /// Print one JSON object (each member's kind, data contract, training record and
+    /// temperatures) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct EvalArgs {
     /// The model (default: the one shipped in weights/, built into the binary). Repeat it to
     /// score an ensemble of models of any kinds and inputs (the same classes): their class
@@ -802,6 +816,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Calibrate(args) => calibrate(args),
         Command::Ensemble(args) => ensemble(args),
         Command::Predict(args) => predict(args),
+        Command::Info(args) => info(args),
         Command::Selftest(args) => selftest(args),
         Command::Bench { what: BenchCommand::Gemm { adapter, all_adapters, sizes, kernels, precision, repeats, warmup, quick, json } } => {
             let shapes = if sizes.is_empty() {
@@ -1057,6 +1072,75 @@ fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &mut RunConfig) -> 
         cfg.folds = ser::dataset::default_folds(speakers).unwrap_or(cfg.folds);
     }
     Ok((set, l))
+}
+
+fn info(args: InfoArgs) -> Result<()> {
+    let info = ser::infer::describe(args.model.as_deref())?;
+    if args.json {
+        println!("{}", serde_json::to_string(&info)?);
+    } else {
+        print!("{}", info_text(&info));
+    }
+    Ok(())
+}
+
+/// `ser info`'s text: what the members share first, then each member's training.
+fn info_text(info: &ser::infer::ModelInfo) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let kinds: Vec<&str> = info.members.iter().map(|m| m.kind.as_str()).collect();
+    match kinds.as_slice() {
+        [one] => writeln!(out, "{}: a {one} model", info.path),
+        many => writeln!(out, "{}: an ensemble of {} models ({}), their probabilities averaged", info.path, many.len(), many.join(", ")),
+    }
+    .unwrap();
+    let c = &info.members[0].contract;
+    let classes: Vec<String> = c.classes.iter().map(|e| e.to_string()).collect();
+    writeln!(out, "classes: {} ({})", classes.join(", "), classes.len()).unwrap();
+    let f = &c.features;
+    let blocks: Vec<String> = f.set.iter().map(|b| b.name()).collect();
+    writeln!(out, "features: {} ({} columns) at {} Hz, n_fft {}, hop {}", blocks.join(", "), f.dim(), f.sample_rate, f.n_fft, f.hop).unwrap();
+    let inputs: Vec<&str> = info.members.iter().map(|m| m.contract.input.name()).collect();
+    writeln!(out, "input: {}", inputs.join(", ")).unwrap();
+    match &c.speaker_norm {
+        Some(sn) => writeln!(out, "speaker normalisation: each speaker's clips standardised by their own statistics (at least {} clips a speaker)", sn.min_clips),
+        None => writeln!(out, "speaker normalisation: none (each clip alone)"),
+    }
+    .unwrap();
+    let corpora: Vec<String> = c.corpora.iter().map(|(name, seen)| format!("{name} ({} clips, {} speakers)", seen.clips, seen.speakers)).collect();
+    writeln!(out, "corpora: {}", if corpora.is_empty() { "not recorded".to_string() } else { corpora.join(", ") }).unwrap();
+    for (k, m) in info.members.iter().enumerate() {
+        let t = &m.training;
+        let mut line = format!("member {} ({}):", k + 1, m.kind);
+        if let Some(model) = &t.model {
+            write!(line, " --model {model}").unwrap();
+        }
+        // The split as `--split` spells it (from the run's configuration; older records: as stored).
+        let run: Option<RunConfig> = t.run.clone().and_then(|r| serde_json::from_value(r).ok());
+        if let Some(split) = run.map(|r| r.split.name().to_string()).or_else(|| t.split.clone()) {
+            write!(line, ", --split {split}").unwrap();
+        }
+        if let Some(origin) = t.actor_fold() {
+            write!(line, " (fold {} of {})", origin.fold.map_or("all".into(), |f| f.to_string()), origin.folds.map_or("?".into(), |f| f.to_string())).unwrap();
+        }
+        if let Some(seed) = t.seed {
+            write!(line, ", --seed {seed}").unwrap();
+        }
+        if let (Some(tr), Some(val), Some(te)) = (t.train_clips, t.validation_clips, t.test_clips) {
+            write!(line, "; clips: {tr} training, {val} validation, {te} test").unwrap();
+        }
+        if let Some(epoch) = t.saved_epoch {
+            write!(line, "; weights of epoch {epoch}{}", if t.partial == Some(true) { " (training still running)" } else { "" }).unwrap();
+        }
+        writeln!(out, "{line}").unwrap();
+        if let (Some(acc), Some(f1)) = (t.test_accuracy, t.test_macro_f1) {
+            writeln!(out, "  test accuracy {acc:.4}, macro F1 {f1:.4}").unwrap();
+        }
+        if let Some(adapter) = &t.adapter {
+            writeln!(out, "  trained on {adapter}").unwrap();
+        }
+    }
+    out
 }
 
 fn calibrate(args: CalibrateArgs) -> Result<()> {

@@ -116,6 +116,36 @@ fn the_shipped_ensembles_predict_the_bundled_clips_as_recorded() {
     }
 }
 
+/// `ser info` says what a model file holds without a GPU: an ensemble's members with their kinds,
+/// inputs and training records (the JSON form), the shared contract in the text form; a file
+/// that is not a model is refused naming it.
+#[test]
+fn info_describes_a_model_file_from_its_metadata() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = ser().args(["info", "--json", "weights/ser-speaker.safetensors"]).current_dir(root).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["kind"], "ensemble");
+    let members = info["members"].as_array().unwrap();
+    let kinds: Vec<&str> = members.iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["krr", "svm"]);
+    for m in members {
+        assert_eq!(m["contract"]["input"], "distribution-length");
+        assert_eq!(m["contract"]["speaker_norm"]["min_clips"], 30);
+        // The training record as the file stores it: the run's configuration and the clips.
+        assert_eq!(m["training"]["run"]["model"]["kind"], m["kind"], "{m}");
+        assert!(m["training"]["train_clips"].as_u64().unwrap() > 1800, "{m}");
+    }
+    // Text: the built-in model, a single kernel ridge model on the distribution input.
+    let out = ser().arg("info").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("a krr model") && text.contains("input: distribution\n") && text.contains("--split none"), "{text}");
+    assert!(text.contains("classes: neutral, calm, happy, sad, angry, fearful, surprised (7)"), "{text}");
+    let out = ser().args(["info", "README.md"]).current_dir(root).output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("README.md"), "{e}");
+}
+
 #[test]
 fn predict_and_eval_on_real_files() {
     let dir = std::env::temp_dir().join(format!("ser-infer-{}", std::process::id()));

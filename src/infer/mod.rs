@@ -484,6 +484,48 @@ pub fn load_meta(path: Option<&Path>) -> Result<ModelMeta> {
     checkpoint::parse_meta(&f)
 }
 
+/// What a model file is and how it was made, read from its metadata alone (no device): `ser
+/// info` prints it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelInfo {
+    /// The file, or the built-in model's name.
+    pub path: String,
+    /// "ensemble", or the single model's kind (`krr`, `network`, ...).
+    pub kind: String,
+    /// The models whose probabilities it averages (one for a single model).
+    pub members: Vec<MemberInfo>,
+}
+
+/// One model of a file: its kind, what it reads (the data contract) and its training record.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberInfo {
+    pub kind: String,
+    pub contract: crate::contract::DataContract,
+    pub training: crate::nn::record::TrainingRecord,
+    /// A network's calibrated temperatures (empty: 1).
+    pub temperatures: Vec<f32>,
+}
+
+/// The [`ModelInfo`] of `path` (or of the shipped model), each member checked as loading checks
+/// its metadata.
+pub fn describe(path: Option<&Path>) -> Result<ModelInfo> {
+    let f = match path {
+        Some(p) => crate::store::Loaded::read(p).with_context(|| format!("loading model {}", p.display()))?,
+        None => crate::store::Loaded::from_bytes(SHIPPED_MODEL_NAME, SHIPPED_MODEL.to_vec())?,
+    };
+    let (kind, path) = (checkpoint::kind_of(&f)?, f.path.clone());
+    let files = if kind == ensemble::ENSEMBLE_KIND { ensemble::member_files(&f)? } else { vec![f] };
+    let members = files
+        .iter()
+        .map(|m| {
+            let family = models::family_of_file(m)?;
+            let meta = checkpoint::parse_meta(m)?;
+            Ok(MemberInfo { kind: family.kind.to_string(), contract: meta.data, training: meta.training, temperatures: meta.temperatures })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ModelInfo { path, kind, members })
+}
+
 /// Loads a model file's bytes (named `name` in errors), whatever its kind.
 pub fn load_model_bytes(gpu: &Gpu, name: &str, bytes: Vec<u8>) -> Result<Predictor> {
     load_file(gpu, crate::store::Loaded::from_bytes(name, bytes)?)
