@@ -458,22 +458,23 @@ pub fn collect_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
 pub const SHIPPED_MODEL: &[u8] = include_bytes!("../../weights/ser.safetensors");
 pub const SHIPPED_MODEL_NAME: &str = "weights/ser.safetensors (built in)";
 
+/// The model file at `path`, or the shipped model's bytes when no path is given, read.
+fn read_model_file(path: Option<&Path>) -> Result<crate::store::Loaded> {
+    match path {
+        Some(p) => crate::store::Loaded::read(p).with_context(|| format!("loading model {}", p.display())),
+        None => crate::store::Loaded::from_bytes(SHIPPED_MODEL_NAME, SHIPPED_MODEL.to_vec()),
+    }
+}
+
 /// Loads `path`, or the shipped model when no path is given.
 pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<Predictor> {
-    let Some(p) = path else {
-        return load_file(gpu, crate::store::Loaded::from_bytes(SHIPPED_MODEL_NAME, SHIPPED_MODEL.to_vec())?);
-    };
-    let context = || format!("loading model {}", p.display());
-    load_file(gpu, crate::store::Loaded::read(p).with_context(context)?)
+    load_file(gpu, read_model_file(path)?)
 }
 
 /// The metadata of `path` (or of the shipped model), checked, without building the model on a
 /// device: for callers that only need its classes or options.
 pub fn load_meta(path: Option<&Path>) -> Result<ModelMeta> {
-    let f = match path {
-        Some(p) => crate::store::Loaded::read(p).with_context(|| format!("loading model {}", p.display()))?,
-        None => crate::store::Loaded::from_bytes(SHIPPED_MODEL_NAME, SHIPPED_MODEL.to_vec())?,
-    };
+    let f = read_model_file(path)?;
     if checkpoint::kind_of(&f)? == ensemble::ENSEMBLE_KIND {
         // The members share what callers of this read: classes, features, speaker normalisation.
         let first = ensemble::member_files(&f)?.swap_remove(0);
@@ -509,10 +510,7 @@ pub struct MemberInfo {
 /// The [`ModelInfo`] of `path` (or of the shipped model), each member checked as loading checks
 /// its metadata.
 pub fn describe(path: Option<&Path>) -> Result<ModelInfo> {
-    let f = match path {
-        Some(p) => crate::store::Loaded::read(p).with_context(|| format!("loading model {}", p.display()))?,
-        None => crate::store::Loaded::from_bytes(SHIPPED_MODEL_NAME, SHIPPED_MODEL.to_vec())?,
-    };
+    let f = read_model_file(path)?;
     let (kind, path) = (checkpoint::kind_of(&f)?, f.path.clone());
     let files = if kind == ensemble::ENSEMBLE_KIND { ensemble::member_files(&f)? } else { vec![f] };
     let members = files
