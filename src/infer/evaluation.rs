@@ -53,13 +53,12 @@ pub fn ensemble_mismatch(models: &[Predictor]) -> Option<usize> {
 fn check_fold_models(models: &[&Predictor], fold: usize, folds: usize) -> Result<()> {
     for (i, m) in models.iter().enumerate() {
         let Some(origin) = m.meta.training.actor_fold() else { continue };
-        let (its_fold, its_folds) = (origin.fold, origin.folds);
-        if its_fold != Some(fold) || its_folds != Some(folds) {
+        if origin.fold != Some(fold) || origin.folds != Some(folds) {
             bail!(
                 "model {} was trained on fold {} of {} by actor, not on fold {fold} of {folds}: it has heard the actors scored here",
                 i + 1,
-                its_fold.map_or("?".into(), |k| k.to_string()),
-                its_folds.map_or("?".into(), |k| k.to_string())
+                origin.fold.map_or("?".into(), |k| k.to_string()),
+                origin.folds.map_or("?".into(), |k| k.to_string())
             );
         }
     }

@@ -474,15 +474,16 @@ pub fn load_model(gpu: &Gpu, path: Option<&Path>) -> Result<Predictor> {
 /// The metadata of `path` (or of the shipped model), checked, without building the model on a
 /// device: for callers that only need its classes or options.
 pub fn load_meta(path: Option<&Path>) -> Result<ModelMeta> {
-    let f = read_model_file(path)?;
-    if checkpoint::kind_of(&f)? == ensemble::ENSEMBLE_KIND {
-        // The members share what callers of this read: classes, features, speaker normalisation.
-        let first = ensemble::member_files(&f)?.swap_remove(0);
-        models::family_of_file(&first)?;
-        return checkpoint::parse_meta(&first);
-    }
-    models::family_of_file(&f)?;
-    checkpoint::parse_meta(&f)
+    // An ensemble's members share what callers of this read: classes, features, speaker
+    // normalisation.
+    let first = model_files(read_model_file(path)?)?.swap_remove(0);
+    models::family_of_file(&first)?;
+    checkpoint::parse_meta(&first)
+}
+
+/// The single models a model file holds: an ensemble's members, else the file itself.
+fn model_files(f: crate::store::Loaded) -> Result<Vec<crate::store::Loaded>> {
+    if checkpoint::kind_of(&f)? == ensemble::ENSEMBLE_KIND { ensemble::member_files(&f) } else { Ok(vec![f]) }
 }
 
 /// What a model file is and how it was made, read from its metadata alone (no device): `ser
@@ -512,8 +513,7 @@ pub struct MemberInfo {
 pub fn describe(path: Option<&Path>) -> Result<ModelInfo> {
     let f = read_model_file(path)?;
     let (kind, path) = (checkpoint::kind_of(&f)?, f.path.clone());
-    let files = if kind == ensemble::ENSEMBLE_KIND { ensemble::member_files(&f)? } else { vec![f] };
-    let members = files
+    let members = model_files(f)?
         .iter()
         .map(|m| {
             let family = models::family_of_file(m)?;
