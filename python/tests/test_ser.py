@@ -222,7 +222,17 @@ def press_ctrl_c(_report):
     signal.raise_signal(signal.SIGINT)
 
 
-def test_ctrl_c_or_a_raising_callback_stops_training_after_its_epoch(corpus):
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler (KeyboardInterrupt), as an interactive session has it: a
+    process started with SIGINT ignored (a background job of a script, nohup) keeps ignoring it,
+    and Ctrl-C could not be tested there."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_or_a_raising_callback_stops_training_after_its_epoch(corpus, ctrl_c_raises):
     seen = []
 
     def stop_at_two(row):
@@ -240,7 +250,7 @@ def test_ctrl_c_or_a_raising_callback_stops_training_after_its_epoch(corpus):
     assert ser.Model.load().classes
 
 
-def test_features_and_predict_report_progress_and_stop_on_ctrl_c_or_a_raising_callback(corpus, tmp_path, capsys):
+def test_features_and_predict_report_progress_and_stop_on_ctrl_c_or_a_raising_callback(corpus, tmp_path, capsys, ctrl_c_raises):
     ser.features(files=sorted(CLIPS.glob("*.wav"))[:2], progress=True)
     assert capsys.readouterr().err.splitlines() == ["decode: 1/2", "decode: 2/2", "features: 2/2"]
     steps = []
