@@ -43,6 +43,7 @@ __all__ = [
     "decode",
     "devices",
     "features",
+    "info",
     "init",
     "selftest",
     "train",
@@ -103,6 +104,13 @@ def selftest(quick: bool = True, adapter: Optional[str] = None, only: Optional[S
         close()
         init(adapter=adapter)
     return json.loads(_ser.selftest(quick, list(only or []), seed))
+
+
+def info(path: Union[str, PathLike, None] = None) -> dict:
+    """What a model file is, from its metadata alone (no device is opened; `ser info --json`):
+    `path`, `kind` ("ensemble" or the model's kind) and `members`, each with its `kind`, data
+    `contract`, `training` record and `temperatures`. None: the built-in model."""
+    return json.loads(_ser.info(fspath(path) if path is not None else None))
 
 
 def decode(path: Union[str, PathLike], sample_rate: Optional[int] = None) -> tuple[np.ndarray, int]:

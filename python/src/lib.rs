@@ -171,6 +171,15 @@ fn selftest(py: Python<'_>, quick: bool, only: Vec<String>, seed: Option<u64>) -
     })
 }
 
+/// What a model file is (`ser info --json`), from its metadata alone: no device is opened.
+#[pyfunction]
+#[pyo3(signature = (path=None))]
+fn info(py: Python<'_>, path: Option<PathBuf>) -> PyResult<String> {
+    let described = py.detach(|| ser::infer::describe(path.as_deref()));
+    let described = described.map_err(|e| InputError::new_err(format!("{e:#}")))?;
+    serde_json::to_string(&described).map_err(|e| SerError::new_err(e.to_string()))
+}
+
 /// A file decoded and mixed to mono, at its own rate or resampled to `sample_rate`.
 #[pyfunction]
 #[pyo3(signature = (path, sample_rate=None))]
@@ -587,6 +596,7 @@ fn _ser(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(close, m)?,
         wrap_pyfunction!(devices, m)?,
         wrap_pyfunction!(selftest, m)?,
+        wrap_pyfunction!(info, m)?,
         wrap_pyfunction!(decode, m)?,
         wrap_pyfunction!(features, m)?,
         wrap_pyfunction!(train, m)?,

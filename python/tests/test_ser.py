@@ -147,6 +147,22 @@ def test_the_built_in_model_predicts_as_ser_predict():
     assert model.predict_proba(feats).tolist() == [proba[0].tolist()]
 
 
+def test_info_reads_a_model_file_as_ser_info_does(tmp_path):
+    # The built-in model and the shipped speaker ensemble: `ser info --json`'s object.
+    assert ser.info() == json.loads(cli("info", "--json"))
+    speaker = ROOT / "weights" / "ser-speaker.safetensors"
+    got = ser.info(speaker)
+    assert got == json.loads(cli("info", speaker, "--json"))
+    assert got["kind"] == "ensemble" and [m["kind"] for m in got["members"]] == ["krr", "svm"]
+    assert all(m["contract"]["input"] == "distribution-length" for m in got["members"])
+    assert all(m["contract"]["speaker_norm"]["min_clips"] == 30 for m in got["members"])
+    # Not a model: an InputError naming the file.
+    bogus = tmp_path / "not-a-model.safetensors"
+    bogus.write_bytes(b"RIFF....WAVE")
+    with pytest.raises(ser.InputError, match="not-a-model.safetensors"):
+        ser.info(bogus)
+
+
 def test_train_evaluate_save_and_history(corpus, tmp_path):
     seen = []
     m = ser.train(data=corpus, model="mlp", input="stats", hidden=[32], epochs=12, lr=3e-3, seed=1, progress=seen.append)
