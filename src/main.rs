@@ -250,7 +250,7 @@ struct BuildFlags {
     /// Stop at the first file that cannot be decoded (default: skip it and list it at the end).
     #[arg(long)]
     strict: bool,
-    /// Cache folder (default: $SER_CACHE, $XDG_CACHE_HOME/ser/features or ~/.cache/ser/features).
+    /// Cache folder (default: $SER_CACHE, $XDG_CACHE_HOME/ser/features, ~/.cache/ser/features or %LOCALAPPDATA%\ser\features).
     #[arg(long)]
     cache: Option<PathBuf>,
     /// Do not read or write the feature cache.

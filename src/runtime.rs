@@ -37,12 +37,20 @@ pub struct Settings {
 
 /// `$XDG_CACHE_HOME/ser`, else `~/.cache/ser`.
 fn cache_home() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    cache_home_in(|name| std::env::var_os(name))
+}
+
+/// `$XDG_CACHE_HOME/ser`, else `$HOME/.cache/ser`, else `%LOCALAPPDATA%\ser` (Windows, where
+/// HOME is usually unset: without it nothing would be cached), in the variables `var` gives
+/// (empty ones are unset).
+fn cache_home_in(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let set = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let base = set("XDG_CACHE_HOME").or_else(|| set("HOME").map(|h| h.join(".cache"))).or_else(|| set("LOCALAPPDATA"))?;
     Some(base.join("ser"))
 }
 
-/// The feature cache folder: `$SER_CACHE`, else `$XDG_CACHE_HOME/ser/features`, else
-/// `~/.cache/ser/features`.
+/// The feature cache folder: `$SER_CACHE`, else `features` in the cache home
+/// (`$XDG_CACHE_HOME/ser`, `~/.cache/ser` or `%LOCALAPPDATA%\ser`).
 pub fn feature_cache_from_env() -> Option<PathBuf> {
     match std::env::var_os("SER_CACHE") {
         Some(d) => Some(PathBuf::from(d)),
@@ -50,8 +58,8 @@ pub fn feature_cache_from_env() -> Option<PathBuf> {
     }
 }
 
-/// The tuning file: `$SER_AUTOTUNE_FILE`, else `autotune.json` in `$SER_CACHE`,
-/// `$XDG_CACHE_HOME/ser` or `~/.cache/ser`.
+/// The tuning file: `$SER_AUTOTUNE_FILE`, else `autotune.json` in `$SER_CACHE` or the cache
+/// home (`$XDG_CACHE_HOME/ser`, `~/.cache/ser` or `%LOCALAPPDATA%\ser`).
 pub fn tuning_file_from_env() -> Option<PathBuf> {
     if let Some(f) = std::env::var_os("SER_AUTOTUNE_FILE") {
         return Some(PathBuf::from(f));
@@ -113,4 +121,25 @@ pub fn open(selector: &AdapterSelector, settings: &Settings) -> Result<Gpu> {
     let gpu = Gpu::with_settings(selector, settings.gpu.clone())?;
     autotune::configure(&gpu, settings.tuning.mode, settings.tuning.pin, settings.tuning.file.clone());
     Ok(gpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// XDG first, then HOME's .cache, then Windows' LOCALAPPDATA; empty values count as unset,
+    /// and with none of them nothing is cached.
+    #[test]
+    fn the_cache_home_follows_xdg_then_home_then_localappdata() {
+        let home = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            cache_home_in(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.into()))
+        };
+        let all = [("XDG_CACHE_HOME", "/x"), ("HOME", "/h"), ("LOCALAPPDATA", "C:/Users/u/AppData/Local")];
+        assert_eq!(home(&all), Some(PathBuf::from("/x/ser")));
+        assert_eq!(home(&all[1..]), Some(PathBuf::from("/h/.cache/ser")));
+        assert_eq!(home(&[("XDG_CACHE_HOME", ""), ("HOME", "/h")]), Some(PathBuf::from("/h/.cache/ser")));
+        assert_eq!(home(&all[2..]), Some(PathBuf::from("C:/Users/u/AppData/Local/ser")));
+        assert_eq!(home(&[("HOME", "")]), None);
+    }
 }
