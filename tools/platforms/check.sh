@@ -24,7 +24,7 @@ if ! command -v x86_64-w64-mingw32-gcc >/dev/null || [ ! -x /usr/lib/wine/wine64
 fi
 rustup target add aarch64-apple-darwin x86_64-apple-darwin x86_64-pc-windows-gnu >/dev/null
 [ -x "$OUT/venv/bin/python" ] || python3 -m venv "$OUT/venv"
-"$OUT/venv/bin/pip" install -q ziglang 'maturin>=1.5,<2'
+"$OUT/venv/bin/pip" install -q ziglang 'maturin>=1.5,<2' numpy
 
 # macOS: zig's cc for the C of build scripts, without the flags zig does not take.
 for arch in aarch64 x86_64; do
@@ -72,7 +72,8 @@ x86_64-w64-mingw32-gcc -shared -O2 -o "$OUT/bcryptprimitives.dll" "$OUT/prng.c" 
 
 export WINEPREFIX="$OUT/wineprefix" WINEDEBUG=-all
 xvfb-run -a /usr/lib/wine/wine64 wineboot -i >"$OUT/wineboot.log" 2>&1 || true
-wine() { xvfb-run -a /usr/lib/wine/wine64 "$OUT/ser.exe" "$@" 2> >(grep -v '^X connection' >&2); }
+# As on Windows, no HOME: the caches go to %LOCALAPPDATA%\ser.
+wine() { env -u HOME -u XDG_CACHE_HOME xvfb-run -a /usr/lib/wine/wine64 "$OUT/ser.exe" "$@" 2> >(grep -v '^X connection' >&2); }
 wine devices >"$OUT/devices.log"
 grep -q '(vulkan, Cpu)' "$OUT/devices.log" || { cat "$OUT/devices.log"; echo "platforms: FAIL: no Vulkan adapter under Wine" >&2; exit 1; }
 for backend in vulkan gl; do
@@ -100,3 +101,30 @@ for a, b in zip(linux, windows):
 assert worst < 1e-5, worst
 print(f"platforms: ser.exe under Wine predicts the {len(linux)} bundled clips as on Linux (worst probability difference {worst:.1e})")
 PY
+
+# Files: features of the 16 kHz test clips as on Linux (every tensor bit for bit), cached under
+# %LOCALAPPDATA%\ser and written again over the first file from the cache; a prediction run
+# with --out, resumed by a second run, gives the file one run gives.
+rm -rf "$WINEPREFIX"/drive_c/users/*/AppData/Local/ser/features
+wine features --backend vulkan --data tests/clips/16k --out "$OUT/features-windows.safetensors" >/dev/null 2>"$OUT/features-windows.log"
+cp "$OUT/features-windows.safetensors" "$OUT/features-windows-first.safetensors"
+ls "$WINEPREFIX"/drive_c/users/*/AppData/Local/ser/features/*.safetensors >/dev/null
+wine features --backend vulkan --data tests/clips/16k --out "$OUT/features-windows.safetensors" >/dev/null 2>>"$OUT/features-windows.log"
+cmp "$OUT/features-windows-first.safetensors" "$OUT/features-windows.safetensors"
+"${CARGO_TARGET_DIR:-target}/release/ser" features --backend vulkan --no-cache --data tests/clips/16k --out "$OUT/features-linux.safetensors" 2>/dev/null
+PYTHONPATH=tools/peer "$OUT/venv/bin/python" - "$OUT/features-linux.safetensors" "$OUT/features-windows.safetensors" <<'PY'
+import sys
+import numpy as np
+from arrays import load_safetensors
+(a, _), (b, _) = (load_safetensors(p) for p in sys.argv[1:])
+assert a.keys() == b.keys(), (a.keys(), b.keys())
+for k in a:
+    assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+print(f"platforms: ser.exe features of tests/clips/16k equal Linux's ({', '.join(sorted(a))}), cached under %LOCALAPPDATA%\\ser")
+PY
+rm -f "$OUT/predict-once.jsonl" "$OUT/predict-resumed.jsonl"
+wine predict --backend vulkan examples/clips --out "$OUT/predict-once.jsonl"
+head -n 2 "$OUT/predict-once.jsonl" >"$OUT/predict-resumed.jsonl"
+wine predict --backend vulkan examples/clips --out "$OUT/predict-resumed.jsonl"
+cmp "$OUT/predict-once.jsonl" "$OUT/predict-resumed.jsonl"
+echo "platforms: ser.exe predict --out resumed after 2 of 4 clips writes the file one run writes"
