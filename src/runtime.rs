@@ -35,7 +35,7 @@ pub struct Settings {
     pub tuning: Tuning,
 }
 
-/// `$XDG_CACHE_HOME/ser`, else `~/.cache/ser`.
+/// The cache home in this process's environment ([`cache_home_in`]).
 fn cache_home() -> Option<PathBuf> {
     cache_home_in(|name| std::env::var_os(name))
 }
