@@ -26,7 +26,9 @@ rustup target add aarch64-apple-darwin x86_64-apple-darwin x86_64-pc-windows-gnu
 [ -x "$OUT/venv/bin/python" ] || python3 -m venv "$OUT/venv"
 "$OUT/venv/bin/pip" install -q ziglang 'maturin>=1.5,<2' numpy
 
-# macOS: zig's cc for the C of build scripts, without the flags zig does not take.
+# macOS: zig's cc for the C of build scripts, without the flags zig does not take, and its ar.
+printf '#!/usr/bin/env bash\nexec "%s" -m ziglang ar "$@"\n' "$OUT/venv/bin/python" >"$OUT/zigar"
+chmod +x "$OUT/zigar"
 for arch in aarch64 x86_64; do
     cc="$OUT/zigcc-$arch-macos"
     cat >"$cc" <<CC
@@ -38,8 +40,7 @@ for a in "\$@"; do
 done
 exec "$OUT/venv/bin/python" -m ziglang cc -target $arch-macos "\${args[@]}"
 CC
-    printf '#!/usr/bin/env bash\nexec "%s" -m ziglang ar "$@"\n' "$OUT/venv/bin/python" >"$OUT/zigar"
-    chmod +x "$cc" "$OUT/zigar"
+    chmod +x "$cc"
     env "CC_${arch}_apple_darwin=$cc" "AR_${arch}_apple_darwin=$OUT/zigar" \
         cargo check --release --workspace --all-targets --target "$arch-apple-darwin" --target-dir "$TARGET_DIR" >"$OUT/check-$arch-macos.log" 2>&1
     echo "platforms: $arch-apple-darwin: the crate, its tests and the Python bindings type-check"
