@@ -511,6 +511,92 @@ fn the_distribution_length_input_hears_a_speaker_s_tempo() {
     assert_eq!(loaded.probabilities(g, &loaded.dataset(&prepared, &clips, vec![0; clips.len()]).unwrap()).unwrap(), want);
 }
 
+/// The distribution-voicing input: each clip's first 8 MFCCs' moments over its voiced frames and
+/// over its unvoiced ones, found by column name (here after other columns), equal to the float64
+/// reference; speaker normalisation standardises them with the other tables; a model saved and
+/// loaded predicts the same; features without pyin's `voiced` flag are refused by name.
+#[test]
+fn the_distribution_voicing_input_takes_moments_on_each_side_of_the_voicing_flag() {
+    use ser::features::{Block, Descriptor};
+    let g = &common::gpu().gpu;
+    let mut rng = ser::rng::SplitMix64::new(common::fresh_seed("distribution-voicing input"));
+    let config = ser::features::FeatureConfig { set: vec![Block::of(Descriptor::Rms), Block::of(Descriptor::Mfcc), Block::of(Descriptor::Voiced)], ..Default::default() };
+    let names = config.feature_names();
+    let flag = names.iter().position(|n| n == "voiced").unwrap();
+    let take: Vec<usize> = (0..8).map(|i| names.iter().position(|n| *n == format!("mfcc_{i}")).unwrap()).collect();
+    assert_eq!((take[0], flag), (1, names.len() - 1));
+    let mut set = common::empty_set(40);
+    set.config = config;
+    set.dim = names.len();
+    let (dim, t_max) = (set.dim, set.t_max);
+    for (k, emotion) in [Emotion::Angry, Emotion::Neutral].into_iter().enumerate() {
+        for actor in 1..=4u8 {
+            for rep in 0..16 {
+                // Lengths from 0 voiced frames (rep 0: none) to all voiced (rep 1).
+                let len = 20 + rep % 19;
+                let mut frames = vec![0f32; t_max * dim];
+                for t in 0..len {
+                    let voiced = match rep {
+                        0 => false,
+                        1 => true,
+                        _ => rng.below(2) == 1,
+                    };
+                    for j in 0..dim {
+                        frames[t * dim + j] = if j == flag {
+                            voiced as u8 as f32
+                        } else {
+                            // The voiced frames' MFCCs lifted in one class, lowered in the other.
+                            let sign = if voiced == (k == 0) { 1.0 } else { -1.0 };
+                            rng.uniform(-1.0, 1.0) + sign * 0.5 + 10.0 * actor as f32
+                        };
+                    }
+                }
+                let rows: Vec<f64> = frames[..len * dim].iter().map(|&v| v as f64).collect();
+                let (m, sd) = ser::ops::segment::reference_moments(&rows, dim, ser::ops::segment::Frames::All);
+                set.vectors.extend(m.iter().map(|&v| v as f32));
+                set.stds.extend(sd.iter().map(|&v| v as f32));
+                set.frames.extend(frames);
+                set.lengths.push(len as u32);
+                set.clips.push(ser::features::set::ClipInfo { path: format!("Actor_{actor:02}/{k}-{rep}.wav"), emotion: Some(emotion), actor: Some(actor), ..ser::features::set::ClipInfo::unlabelled("") });
+            }
+        }
+    }
+    let mut fresh = set.clone();
+    dataset::prepare(g, &mut fresh, Input::DistributionVoicing).unwrap();
+    assert_eq!((fresh.voicing.len(), fresh.durations.len()), (set.clips.len() * 32, set.clips.len()));
+    for c in 0..set.clips.len() {
+        let want = ser::ops::segment::reference_split_moments(&set.frames[c * t_max * dim..][..set.lengths[c] as usize * dim], dim, &take, flag);
+        for (j, (&got, want)) in fresh.voicing[c * 32..(c + 1) * 32].iter().zip(want).enumerate() {
+            assert!((got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()), "clip {c} moment {j}: {got} against {want}");
+        }
+    }
+    // A clip with no voiced frame has zeros on that side, one with every frame voiced on the other.
+    assert!(fresh.voicing[..16].iter().all(|&v| v == 0.0) && fresh.voicing[32 + 16..64].iter().all(|&v| v == 0.0));
+    // Trained with speaker normalisation, saved and loaded: the same probabilities.
+    let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Krr, ..Default::default() }, input: Input::DistributionVoicing, speaker_norm: Some(8), ..Default::default() };
+    let (prepared, l) = experiment::labelled_for_run(g, set.clone(), &selection(), &cfg, SpeakerGroups::Actor).unwrap();
+    assert_ne!(prepared.voicing, fresh.voicing, "speaker normalisation left the voicing moments as they were");
+    let run = Run { gpu: g, cfg: &cfg, set: &prepared, labelled: &l, log: &|_| {}, on_epoch: None };
+    let (train_all, test) = experiment::test_split(&run).unwrap();
+    let (predictor, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
+    assert!(report.unwrap().accuracy > 0.9);
+    let dir = common::TempDir::new("distribution-voicing");
+    let path = dir.0.join("krr.safetensors");
+    ser::infer::save(g, &predictor, &path).unwrap();
+    let loaded = ser::infer::load_model(g, Some(&path)).unwrap();
+    assert_eq!(loaded.meta.data.input, Input::DistributionVoicing);
+    let clips: Vec<usize> = test.iter().map(|&p| l.clips[p]).collect();
+    let want = predictor.probabilities(g, &predictor.dataset(&prepared, &clips, vec![0; clips.len()]).unwrap()).unwrap();
+    assert_eq!(loaded.probabilities(g, &loaded.dataset(&prepared, &clips, vec![0; clips.len()]).unwrap()).unwrap(), want);
+    // Without the flag: refused, naming it and how to extract it.
+    let mut no_flag = common::empty_set(4);
+    no_flag.clips.push(ser::features::set::ClipInfo::unlabelled("a.wav"));
+    no_flag.lengths.push(2);
+    no_flag.frames = vec![0.5; 4 * no_flag.dim];
+    let err = dataset::prepare(g, &mut no_flag, Input::DistributionVoicing).unwrap_err().to_string();
+    assert!(err.contains("`voiced`") && err.contains("--set"), "{err}");
+}
+
 /// An ensemble file joins models of other kinds and inputs (kernel ridge on the distribution
 /// input, an LSTM on frames): loaded again it predicts the mean of its members' probabilities,
 /// scores as its members given one by one, flattens an ensemble given as a member, and refuses

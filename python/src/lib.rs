@@ -443,6 +443,7 @@ impl Model {
             distribution: Vec::new(),
             distribution_width: 0,
             durations: Vec::new(),
+            voicing: Vec::new(),
         };
         if let Some(i) = set.lengths.iter().position(|&l| l as usize > t_max) {
             return Err(InputError::new_err(format!("clip {i} claims {} frames of {t_max}", set.lengths[i])));

@@ -67,6 +67,12 @@ crate::choices! {
         /// measured against the speaker's own clips: their tempo): length 2D + 1024 + 1, one
         /// channel.
         DistributionLength = "distribution-length",
+        /// The distribution-length input followed by the first 8 MFCCs' means and standard
+        /// deviations over the clip's voiced frames and, apart, over its unvoiced ones (pyin's
+        /// `voiced` flag; eGeMAPS takes its spectral measures so), each of those 32 columns
+        /// weighted as a statistics column: length 2D + 1024 + 1 + 32, one channel. Reads
+        /// features with `mfcc` and `voiced`.
+        DistributionVoicing = "distribution-voicing",
     }
 }
 
@@ -85,13 +91,21 @@ pub const DISTRIBUTION_SEED: u64 = 0x5e4d_0d15;
 /// docs/RESULTS.md "The distribution input").
 pub const CLIP_LENGTH_SCALE: f32 = 4.0;
 
-/// Why `set` cannot give `input` what it reads (the distribution embedding or the clips' lengths
-/// not computed), if so.
+/// The `distribution-voicing` input's MFCCs: the first this many, ...
+pub const VOICED_MFCCS: usize = 8;
+/// ... each with its mean and deviation over voiced frames and over unvoiced ones.
+pub const VOICING_WIDTH: usize = 4 * VOICED_MFCCS;
+
+/// Why `set` cannot give `input` what it reads (the distribution embedding, the clips' lengths
+/// or their voicing moments not computed), if so.
 pub fn missing(set: &crate::features::set::FeatureSet, input: Input) -> Option<&'static str> {
     if input.embeds() && (set.distribution_width != DISTRIBUTION_WIDTH || set.distribution.len() != set.clips.len() * DISTRIBUTION_WIDTH) {
         return Some("the distribution input's embedding was not computed for these features (dataset::prepare)");
     }
-    (input == Input::DistributionLength && set.durations.len() != set.clips.len()).then_some("the clips' lengths were not computed for these features (dataset::prepare)")
+    if input.reads_length() && set.durations.len() != set.clips.len() {
+        return Some("the clips' lengths were not computed for these features (dataset::prepare)");
+    }
+    (input == Input::DistributionVoicing && set.voicing.len() != set.clips.len() * VOICING_WIDTH).then_some("the clips' voicing moments were not computed for these features (dataset::prepare)")
 }
 
 impl Input {
@@ -101,14 +115,19 @@ impl Input {
             Input::Vectors => (dim, 1),
             Input::Stats => (2 * dim, 1),
             Input::Distribution => (2 * dim + DISTRIBUTION_WIDTH, 1),
-            Input::DistributionLength => (2 * dim + DISTRIBUTION_WIDTH + 1, 1),
+            Input::DistributionLength | Input::DistributionVoicing => (self.scaler_width(dim), 1),
             Input::Frames => (t_max, dim),
         }
     }
 
     /// Whether it reads the distribution embedding (`dataset::prepare` computes it).
     pub fn embeds(self) -> bool {
-        matches!(self, Input::Distribution | Input::DistributionLength)
+        matches!(self, Input::Distribution | Input::DistributionLength | Input::DistributionVoicing)
+    }
+
+    /// Whether it reads the clips' lengths (`dataset::prepare` computes them).
+    pub fn reads_length(self) -> bool {
+        matches!(self, Input::DistributionLength | Input::DistributionVoicing)
     }
 
     /// Columns of the scaler: one per value of a summary vector, one per feature for frames.
@@ -118,6 +137,7 @@ impl Input {
             Input::Stats => 2 * dim,
             Input::Distribution => 2 * dim + DISTRIBUTION_WIDTH,
             Input::DistributionLength => 2 * dim + DISTRIBUTION_WIDTH + 1,
+            Input::DistributionVoicing => 2 * dim + DISTRIBUTION_WIDTH + 1 + VOICING_WIDTH,
         }
     }
 }
@@ -166,13 +186,12 @@ mod tests {
         assert_eq!(Input::Frames.shape(59, 400), (400, 59));
         assert_eq!(Input::Distribution.shape(59, 400), (118 + DISTRIBUTION_WIDTH, 1));
         assert_eq!(Input::DistributionLength.shape(59, 400), (119 + DISTRIBUTION_WIDTH, 1));
+        assert_eq!(Input::DistributionVoicing.shape(59, 400), (119 + DISTRIBUTION_WIDTH + 32, 1));
         // Files spell every input as the command line does.
-        for input in [Input::Vectors, Input::Stats, Input::Frames, Input::Distribution, Input::DistributionLength] {
+        let all = [Input::Vectors, Input::Stats, Input::Frames, Input::Distribution, Input::DistributionLength, Input::DistributionVoicing];
+        for input in all {
             assert_eq!(serde_json::to_value(input).unwrap(), serde_json::json!(input.to_string()));
         }
-        assert_eq!(
-            [Input::Vectors, Input::Stats, Input::Frames, Input::Distribution, Input::DistributionLength].map(|i| i.scaler_width(59)),
-            [59, 118, 59, 118 + DISTRIBUTION_WIDTH, 119 + DISTRIBUTION_WIDTH]
-        );
+        assert_eq!(all.map(|i| i.scaler_width(59)), [59, 118, 59, 118 + DISTRIBUTION_WIDTH, 119 + DISTRIBUTION_WIDTH, 151 + DISTRIBUTION_WIDTH]);
     }
 }

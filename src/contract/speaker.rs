@@ -100,14 +100,15 @@ pub fn too_few(key: &str, n: usize, min_clips: usize) -> String {
 }
 
 /// Standardises, in place, what `inputs` read of every clip in `speakers` (the time means and
-/// standard deviations, the distribution embedding, the clips' lengths, the frames) with the statistics of its
+/// standard deviations, the distribution embedding, the clips' lengths and voicing moments, the frames) with the statistics of its
 /// speaker's clips, each table once however many inputs read it, and says on stderr how many
 /// clips and speakers. Clips in no group are left as they are.
 pub fn normalise(set: &mut FeatureSet, inputs: &[Input], speakers: &BTreeMap<&str, Vec<usize>>, min_clips: usize) -> Result<()> {
     let d = set.dim;
     let summaries = inputs.iter().any(|&i| i != Input::Frames);
     let distribution = inputs.iter().any(|i| i.embeds());
-    let durations = inputs.contains(&Input::DistributionLength);
+    let durations = inputs.iter().any(|i| i.reads_length());
+    let voicing = inputs.contains(&Input::DistributionVoicing);
     for &input in inputs {
         if let Some(why) = super::missing(set, input) {
             bail!("{why}, before speaker normalisation");
@@ -125,6 +126,9 @@ pub fn normalise(set: &mut FeatureSet, inputs: &[Input], speakers: &BTreeMap<&st
             }
             if durations {
                 tables.push((&mut set.durations, 1));
+            }
+            if voicing {
+                tables.push((&mut set.voicing, super::VOICING_WIDTH));
             }
             for (table, width) in tables {
                 let s = Scaler::fit(clips.iter().copied(), table, width);
@@ -189,11 +193,12 @@ mod tests {
         let mut rng = crate::rng::SplitMix64::new(9);
         let mut u = move || (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
         let value = |c: usize, j: usize, u: f32| if c.is_multiple_of(2) { 3.0 + u } else { -5.0 + 4.0 * u * (1 + j % 3) as f32 };
-        let mut set = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim: d, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![] };
+        let mut set = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim: d, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![], voicing: vec![] };
         set.distribution_width = crate::contract::DISTRIBUTION_WIDTH;
         for c in 0..n {
             set.distribution.extend((0..crate::contract::DISTRIBUTION_WIDTH).map(|j| value(c, j, u())));
             set.durations.push(value(c, 1, u()));
+            set.voicing.extend((0..crate::contract::VOICING_WIDTH).map(|j| value(c, j, u())));
             set.clips.push(clip(&format!("s{}/x{c}.wav", c % 2)));
             let len = 1 + c % t_max;
             set.lengths.push(len as u32);
@@ -211,36 +216,38 @@ mod tests {
         let all: Vec<usize> = (0..n).collect();
         let speakers = speakers_of(&keys, &all);
         assert_eq!(speakers.keys().copied().collect::<Vec<_>>(), ["folder s0", "folder s1"]);
-        for input in [Input::Stats, Input::Frames, Input::DistributionLength] {
+        for input in [Input::Stats, Input::Frames, Input::DistributionLength, Input::DistributionVoicing] {
             let mut s = set.clone();
             normalise(&mut s, &[input], &speakers, 40).unwrap();
             for speaker in 0..2 {
-                let check = |table: &[f32], rows: Vec<usize>| {
-                    for j in 0..d {
-                        let v: Vec<f64> = rows.iter().map(|&r| table[r * d + j] as f64).collect();
+                // Every column of `table` ([rows, width]) over `rows`: mean 0, deviation 1.
+                let check = |table: &[f32], width: usize, rows: Vec<usize>| {
+                    for j in 0..width {
+                        let v: Vec<f64> = rows.iter().map(|&r| table[r * width + j] as f64).collect();
                         let m = v.iter().sum::<f64>() / v.len() as f64;
                         let sd = (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64).sqrt();
-                        assert!(m.abs() < 1e-4 && (sd - 1.0).abs() < 1e-4, "{input:?} speaker {speaker} column {j}: mean {m}, std {sd}");
+                        assert!(m.abs() < 1e-4 && (sd - 1.0).abs() < 1e-4, "{input:?} speaker {speaker} column {j} of {width}: mean {m}, std {sd}");
                     }
                 };
                 let clips: Vec<usize> = (speaker..n).step_by(2).collect();
                 if input == Input::Frames {
-                    check(&s.frames, clips.iter().flat_map(|&c| (0..s.lengths[c] as usize).map(move |t| c * t_max + t)).collect());
+                    check(&s.frames, d, clips.iter().flat_map(|&c| (0..s.lengths[c] as usize).map(move |t| c * t_max + t)).collect());
                     for &c in &clips {
                         assert!(s.frames[(c * t_max + s.lengths[c] as usize) * d..(c + 1) * t_max * d].iter().all(|&x| x == 0.0));
                     }
                 } else {
-                    check(&s.vectors, clips.clone());
-                    check(&s.stds, clips.clone());
+                    check(&s.vectors, d, clips.clone());
+                    check(&s.stds, d, clips.clone());
                 }
-                if input == Input::DistributionLength {
-                    // The clips' lengths, one column.
-                    let v: Vec<f64> = clips.iter().map(|&c| s.durations[c] as f64).collect();
-                    let m = v.iter().sum::<f64>() / v.len() as f64;
-                    let sd = (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64).sqrt();
-                    assert!(m.abs() < 1e-4 && (sd - 1.0).abs() < 1e-4, "lengths of speaker {speaker}: mean {m}, std {sd}");
+                if input.reads_length() {
+                    check(&s.durations, 1, clips.clone());
                 } else {
                     assert_eq!(s.durations, set.durations, "{input:?} reads no lengths");
+                }
+                if input == Input::DistributionVoicing {
+                    check(&s.voicing, crate::contract::VOICING_WIDTH, clips.clone());
+                } else {
+                    assert_eq!(s.voicing, set.voicing, "{input:?} reads no voicing moments");
                 }
             }
         }

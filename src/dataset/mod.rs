@@ -3,37 +3,59 @@
 //! input reads beyond the feature file (the `distribution` input's embedding, on the GPU).
 
 use crate::audio::{Emotion, Selection, VocalFilter};
-use crate::contract::{CLIP_LENGTH_SCALE, DISTRIBUTION_GAMMA, DISTRIBUTION_SEED, DISTRIBUTION_WIDTH};
+use crate::contract::{CLIP_LENGTH_SCALE, DISTRIBUTION_GAMMA, DISTRIBUTION_SEED, DISTRIBUTION_WIDTH, VOICED_MFCCS, VOICING_WIDTH};
 pub use crate::contract::missing;
 use crate::features::set::FeatureSet;
 use crate::gpu::Gpu;
 use crate::ops::embedding::{self, Projection};
+use crate::ops::segment;
 pub use crate::contract::{Input, Scaler};
 use anyhow::{Result, bail};
 
 /// Computes what `input` reads of `set` beyond its feature file: for `distribution`, every
 /// clip's frame-distribution embedding (from its frames, so before speaker normalisation, which
 /// then standardises it with the means and deviations); for `distribution-length` also every
-/// clip's length in seconds. Nothing for the other inputs, or what the set has already.
+/// clip's length in seconds; for `distribution-voicing` also its voicing moments. Nothing for
+/// the other inputs, or what the set has already.
 pub fn prepare(gpu: &Gpu, set: &mut FeatureSet, input: Input) -> Result<()> {
-    if input == Input::DistributionLength && set.durations.len() != set.clips.len() {
+    if input.reads_length() && set.durations.len() != set.clips.len() {
         // Centred frames: a clip of n samples has 1 + n / hop of them.
         let seconds_per_frame = set.config.hop as f32 / set.config.sample_rate as f32;
         set.durations = set.lengths.iter().map(|&n| n.saturating_sub(1) as f32 * seconds_per_frame).collect();
     }
-    // What is left to compute: the embedding.
+    // What is left to compute: the voicing moments and the embedding, from the frames.
     if missing(set, input).is_none() {
         return Ok(());
     }
     if !set.has_frames() && !set.clips.is_empty() {
-        bail!("the distribution input reads every clip's frames, and these features have none (frames dropped)");
+        bail!("the {input} input reads every clip's frames, and these features have none (frames dropped)");
     }
-    let projection = Projection::new(set.dim, DISTRIBUTION_WIDTH, DISTRIBUTION_GAMMA, DISTRIBUTION_SEED);
     let (d, t) = (set.dim, set.t_max);
     let clips: Vec<&[f32]> = (0..set.clips.len()).map(|c| &set.frames[c * t * d..][..set.lengths[c] as usize * d]).collect();
-    set.distribution = embedding::embed(gpu, &clips, &projection)?;
-    set.distribution_width = DISTRIBUTION_WIDTH;
+    if input == Input::DistributionVoicing && set.voicing.len() != set.clips.len() * VOICING_WIDTH {
+        let (take, flag) = voicing_columns(&set.config.feature_names())?;
+        set.voicing = segment::split_moments(gpu, &clips, d, &take, flag)?;
+    }
+    if set.distribution_width != DISTRIBUTION_WIDTH || set.distribution.len() != set.clips.len() * DISTRIBUTION_WIDTH {
+        let projection = Projection::new(d, DISTRIBUTION_WIDTH, DISTRIBUTION_GAMMA, DISTRIBUTION_SEED);
+        set.distribution = embedding::embed(gpu, &clips, &projection)?;
+        set.distribution_width = DISTRIBUTION_WIDTH;
+    }
     Ok(())
+}
+
+/// The columns the `distribution-voicing` input takes its moments of (the first VOICED_MFCCS
+/// MFCCs) and the one that splits the frames (pyin's `voiced` flag), among features `names`.
+fn voicing_columns(names: &[String]) -> Result<(Vec<usize>, usize)> {
+    let find = |name: &str| names.iter().position(|n| n == name);
+    let Some(flag) = find("voiced") else {
+        bail!("the distribution-voicing input splits each clip's frames by pyin's voicing flag, and these features have no `voiced` column (extract them with `--set` naming voiced, e.g. mfcc,chroma,contrast,rms,zcr,voiced_prob,delta_rms,f0,voiced)");
+    };
+    let take: Option<Vec<usize>> = (0..VOICED_MFCCS).map(|i| find(&format!("mfcc_{i}"))).collect();
+    let Some(take) = take else {
+        bail!("the distribution-voicing input reads the first {VOICED_MFCCS} MFCCs, and these features have no mfcc_0..mfcc_{} columns (`--set` naming mfcc with at least {VOICED_MFCCS} coefficients)", VOICED_MFCCS - 1);
+    };
+    Ok((take, flag))
 }
 
 /// Examples in memory: x [n, length, channels] row-major and class indices.
@@ -205,7 +227,7 @@ pub fn balanced_weights(labels: impl Iterator<Item = u32>, classes: usize) -> Ve
 pub fn example(set: &FeatureSet, c: usize, input: Input, length: usize, scaler: &Scaler) -> Vec<f32> {
     let d = set.dim;
     match input {
-        Input::Vectors | Input::Stats | Input::Distribution | Input::DistributionLength => {
+        Input::Vectors | Input::Stats | Input::Distribution | Input::DistributionLength | Input::DistributionVoicing => {
             let mut v = summary(set, c, input);
             scaler.apply(&mut v);
             v
@@ -224,12 +246,13 @@ pub fn example(set: &FeatureSet, c: usize, input: Input, length: usize, scaler: 
 pub fn frame_lengths(set: &FeatureSet, clips: impl Iterator<Item = usize>, input: Input, length: usize) -> Vec<u32> {
     match input {
         Input::Frames => clips.map(|c| (set.lengths[c] as usize).min(length) as u32).collect(),
-        Input::Vectors | Input::Stats | Input::Distribution | Input::DistributionLength => Vec::new(),
+        Input::Vectors | Input::Stats | Input::Distribution | Input::DistributionLength | Input::DistributionVoicing => Vec::new(),
     }
 }
 
 /// A clip's unscaled per-clip vector: the means, the means followed by the standard
-/// deviations, those followed by the distribution embedding, and then the clip's length.
+/// deviations, those followed by the distribution embedding, then the clip's length, then its
+/// voicing moments.
 fn summary(set: &FeatureSet, c: usize, input: Input) -> Vec<f32> {
     let d = set.dim;
     let mut v = set.vectors[c * d..(c + 1) * d].to_vec();
@@ -243,8 +266,11 @@ fn summary(set: &FeatureSet, c: usize, input: Input) -> Vec<f32> {
         let w = set.distribution_width;
         v.extend_from_slice(&set.distribution[c * w..(c + 1) * w]);
     }
-    if input == Input::DistributionLength {
+    if input.reads_length() {
         v.push(set.durations[c]);
+    }
+    if input == Input::DistributionVoicing {
+        v.extend_from_slice(&set.voicing[c * VOICING_WIDTH..(c + 1) * VOICING_WIDTH]);
     }
     v
 }
@@ -272,12 +298,13 @@ fn dataset_of(set: &FeatureSet, examples: impl Iterator<Item = (usize, u32)>, in
 pub fn fit_scaler(set: &FeatureSet, l: &Labelled, train: &[usize], input: Input) -> Scaler {
     let d = set.dim;
     match input {
-        Input::Vectors | Input::Stats | Input::Distribution | Input::DistributionLength => {
+        Input::Vectors | Input::Stats | Input::Distribution | Input::DistributionLength | Input::DistributionVoicing => {
             let rows: Vec<f32> = train.iter().flat_map(|&p| summary(set, l.clips[p], input)).collect();
             let scaler = Scaler::fit(0..train.len(), &rows, input.scaler_width(d));
             match input {
                 Input::Distribution => weigh_halves(scaler, 2 * d, 0),
                 Input::DistributionLength => weigh_halves(scaler, 2 * d, 1),
+                Input::DistributionVoicing => weigh_halves(scaler, 2 * d, 1 + VOICING_WIDTH),
                 _ => scaler,
             }
         }
@@ -294,8 +321,9 @@ pub fn fit_scaler(set: &FeatureSet, l: &Labelled, train: &[usize], input: Input)
 /// Weighs the two parts of a distribution input (the first `stats` columns, the embedding) so
 /// that each carries half of their variance after scaling, whatever their widths: a kernel of
 /// width 1 / columns then sees the means and deviations as much as the embedding (equal weights
-/// were best by actor, docs/RESULTS.md). The `extra` columns after them (the clip's length)
-/// get CLIP_LENGTH_SCALE times a statistics column's deviation.
+/// were best by actor, docs/RESULTS.md). Of the `extra` columns after them, the first (the
+/// clip's length) gets CLIP_LENGTH_SCALE times a statistics column's deviation, the others (the
+/// voicing moments) a statistics column's.
 fn weigh_halves(mut scaler: Scaler, stats: usize, extra: usize) -> Scaler {
     let width = scaler.std.len() - extra;
     let half = width as f32 / 2.0;
@@ -305,8 +333,10 @@ fn weigh_halves(mut scaler: Scaler, stats: usize, extra: usize) -> Scaler {
             a
         } else if j < width {
             b
-        } else {
+        } else if j == width {
             a * CLIP_LENGTH_SCALE
+        } else {
+            a
         };
     }
     scaler

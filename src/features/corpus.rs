@@ -438,5 +438,5 @@ pub fn extract_all(gpu: &Gpu, cfg: &FeatureConfig, clips: Vec<ClipInfo>, signals
         on_progress.report("features", first, n)?;
     }
     progress.finish_and_clear();
-    Ok(FeatureSet { config: cfg.clone(), clips, frames, lengths, t_max, vectors, stds, dim, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![] })
+    Ok(FeatureSet { config: cfg.clone(), clips, frames, lengths, t_max, vectors, stds, dim, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![], voicing: vec![] })
 }

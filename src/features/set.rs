@@ -119,6 +119,10 @@ pub struct FeatureSet {
     /// (`dataset::prepare`, from `lengths`); empty until then, and standardised per speaker
     /// with the statistics under speaker normalisation. Never written to a feature file.
     pub durations: Vec<f32>,
+    /// [N, `contract::VOICING_WIDTH`]: each clip's voicing moments for the
+    /// `distribution-voicing` input (`dataset::prepare`, from the frames); empty until then,
+    /// and standardised per speaker under speaker normalisation. Never written to a feature file.
+    pub voicing: Vec<f32>,
 }
 
 /// v2 added `stds`; v1 files are refused with a request to re-extract.
@@ -197,7 +201,8 @@ impl FeatureSet {
         // The clips' lengths in seconds when every set has them (else `dataset::prepare` derives
         // them again from `lengths`).
         let durations = sets.iter().all(|s| s.durations.len() == s.clips.len());
-        let mut out = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map, distribution: vec![], distribution_width: width, durations: vec![] };
+        let voicing = sets.iter().all(|s| s.voicing.len() == s.clips.len() * crate::contract::VOICING_WIDTH);
+        let mut out = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map, distribution: vec![], distribution_width: width, durations: vec![], voicing: vec![] };
         // Sized once, and each set dropped once copied: the peak is the result plus one set.
         out.frames.reserve_exact(n * t_max * dim);
         out.vectors.reserve_exact(n * dim);
@@ -216,6 +221,9 @@ impl FeatureSet {
             out.distribution.extend(s.distribution);
             if durations {
                 out.durations.extend(s.durations);
+            }
+            if voicing {
+                out.voicing.extend(s.voicing);
             }
         }
         Ok(out)
@@ -238,6 +246,10 @@ impl FeatureSet {
             distribution: order.iter().flat_map(|&i| self.distribution[i * self.distribution_width..][..self.distribution_width].iter().copied()).collect(),
             distribution_width: self.distribution_width,
             durations: if self.durations.is_empty() { Vec::new() } else { order.iter().map(|&i| self.durations[i]).collect() },
+            voicing: {
+                let w = crate::contract::VOICING_WIDTH;
+                if self.voicing.is_empty() { Vec::new() } else { order.iter().flat_map(|&i| self.voicing[i * w..][..w].iter().copied()).collect() }
+            },
         }
     }
 
@@ -275,7 +287,7 @@ impl FeatureSet {
             Some(text) => serde_json::from_str(text).with_context(|| format!("{}: bad label map", f.path))?,
             None => Vec::new(),
         };
-        Ok(FeatureSet { config, clips, frames, lengths, t_max, vectors, stds, dim, label_map, distribution: vec![], distribution_width: 0, durations: vec![] })
+        Ok(FeatureSet { config, clips, frames, lengths, t_max, vectors, stds, dim, label_map, distribution: vec![], distribution_width: 0, durations: vec![], voicing: vec![] })
     }
 }
 
@@ -287,7 +299,7 @@ mod tests {
     fn set(tag: f32, n: usize) -> FeatureSet {
         let config = FeatureConfig::default();
         let dim = config.dim();
-        let mut s = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max: n, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![] };
+        let mut s = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max: n, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![], voicing: vec![] };
         for c in 0..n {
             s.clips.push(ClipInfo::unlabelled(format!("{tag}/{c}")));
             s.lengths.push(c as u32 + 1);

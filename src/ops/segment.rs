@@ -1,8 +1,9 @@
 //! Per-clip operations on frame-major matrices (shaders/segment.wgsl): the clip maximum,
 //! librosa's power_to_db against it, assembling padded [clips, t_max, width] tensors, and
-//! per-clip means and standard deviations.
+//! per-clip means and standard deviations (of every frame, of the nonzero ones, or of a
+//! flag's two sides: [`split_moments`]).
 
-use crate::gpu::{ShaderFile, Access, KernelSpec, Step, Tensor};
+use crate::gpu::{ShaderFile, Access, DType, Gpu, KernelSpec, Step, Tensor};
 use anyhow::{Result, bail};
 
 pub const SEGMENT_WGSL: ShaderFile = ShaderFile {
@@ -147,6 +148,82 @@ pub fn reference_moments(rows: &[f64], cols: usize, frames: Frames) -> (Vec<f64>
         (mean, (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / t).sqrt())
     };
     (0..cols).map(|j| moments(column(j))).unzip()
+}
+
+/// Each clip's `take` columns' mean and standard deviation over its frames whose column `flag`
+/// is above one half (pyin's voiced frames), then over its other frames: [clips, 4 x take.len()]
+/// laid out as (flagged means, flagged deviations, other means, other deviations). A side with no
+/// frame gets zeros. `clips` are frame tables [frames, columns]. The host sorts each clip's rows
+/// into its two sides; the GPU takes the moments of each side (`segment_mean`, `segment_std`),
+/// in blocks within the adapter's storage binding.
+pub fn split_moments(gpu: &Gpu, clips: &[&[f32]], columns: usize, take: &[usize], flag: usize) -> Result<Vec<f32>> {
+    let limit = gpu.max_storage_binding().min(1 << 26) as usize / (4 * take.len().max(1));
+    split_moments_in_blocks(gpu, clips, columns, take, flag, limit)
+}
+
+/// [`split_moments`] with blocks of about `limit` rows (whole clips; a longer clip is a block of
+/// its own): the selftest makes clips share and split blocks.
+pub fn split_moments_in_blocks(gpu: &Gpu, clips: &[&[f32]], columns: usize, take: &[usize], flag: usize, limit: usize) -> Result<Vec<f32>> {
+    let k = take.len();
+    if k == 0 || flag >= columns || take.iter().any(|&j| j >= columns) {
+        bail!("split_moments: columns {take:?} and flag {flag} of frames with {columns} columns");
+    }
+    if let Some(c) = clips.iter().position(|f| f.len() % columns != 0) {
+        bail!("split_moments: clip {c} has {} values, not whole frames of {columns} columns", clips[c].len());
+    }
+    // segment_std walks a side's rows twice in one invocation.
+    super::check_loop_budget(gpu, 2 * clips.iter().map(|f| f.len() / columns).max().unwrap_or(0), "voicing moments")?;
+    let mut out = Vec::with_capacity(clips.len() * 4 * k);
+    // A block's rows [rows, k] and its sides' table (two a clip: first row and count in z, w).
+    let (mut rows, mut table) = (Vec::<f32>::new(), Vec::<u32>::new());
+    let flush = |rows: &mut Vec<f32>, table: &mut Vec<u32>, out: &mut Vec<f32>| -> Result<()> {
+        if rows.is_empty() {
+            // Clips without frames: one zero row keeps the upload whole; no side reads it.
+            rows.resize(k, 0.0);
+        }
+        let sides = table.len() / 4;
+        let src = gpu.upload_f32(rows, &[rows.len() / k, k])?;
+        let segments = gpu.upload(table, &[sides, 4], DType::U32)?;
+        let dst = gpu.empty(&[sides, 2 * k], DType::F32)?;
+        let mut step = gpu.step("split_moments");
+        mean(&mut step, &segments, &src, &dst, 0, Frames::All)?;
+        std(&mut step, &segments, &src, &dst, k, Frames::All)?;
+        step.submit()?;
+        out.extend(gpu.read_f32(&dst)?);
+        rows.clear();
+        table.clear();
+        Ok(())
+    };
+    for frames in clips {
+        let n = frames.len() / columns;
+        if !table.is_empty() && rows.len() / k + n > limit {
+            flush(&mut rows, &mut table, &mut out)?;
+        }
+        for side in [true, false] {
+            let start = rows.len() / k;
+            for t in (0..n).filter(|&t| (frames[t * columns + flag] > 0.5) == side) {
+                rows.extend(take.iter().map(|&j| frames[t * columns + j]));
+            }
+            table.extend_from_slice(&[0, 0, start as u32, (rows.len() / k - start) as u32]);
+        }
+    }
+    if !table.is_empty() {
+        flush(&mut rows, &mut table, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Float64 reference of [`split_moments`] for one clip's frames [frames, columns].
+pub fn reference_split_moments(frames: &[f32], columns: usize, take: &[usize], flag: usize) -> Vec<f64> {
+    let n = frames.len() / columns;
+    let mut out = Vec::with_capacity(4 * take.len());
+    for side in [true, false] {
+        let rows: Vec<f64> = (0..n).filter(|&t| (frames[t * columns + flag] > 0.5) == side).flat_map(|t| take.iter().map(move |&j| frames[t * columns + j] as f64)).collect();
+        let (m, sd) = reference_moments(&rows, take.len(), Frames::All);
+        out.extend(m);
+        out.extend(sd);
+    }
+    out
 }
 
 /// Divides each row of `values` [rows, cols] by its largest magnitude (librosa's norm=inf),

@@ -7,7 +7,7 @@ use super::{Check, Size, Tally};
 use crate::gpu::{DType, Gpu, Tensor};
 use crate::ops::elementwise::{self, BinaryOp, UnaryOp};
 use crate::ops::gemm::{self, GemmKernel, GemmOptions, Precision};
-use crate::ops::{conv, embedding as embedding_op, forest as forest_op, kernel, knn as knn_op, loss, lstm as lstm_op, norm, optim, pool};
+use crate::ops::{conv, embedding as embedding_op, forest as forest_op, kernel, knn as knn_op, loss, lstm as lstm_op, norm, optim, pool, segment as segment_op};
 use crate::rng::SplitMix64;
 use anyhow::Result;
 
@@ -30,6 +30,7 @@ pub(super) fn checks() -> Vec<Check> {
         Check { name: "ridge-solve", family: "kernel-ridge", run: ridge_solve },
         Check { name: "knn", family: "classical", run: knn },
         Check { name: "embedding", family: "classical", run: embedding },
+        Check { name: "voicing moments", family: "classical", run: voicing_moments },
         Check { name: "forest", family: "classical", run: forest },
         Check { name: "lstm", family: "layers", run: lstm },
     ]
@@ -673,6 +674,39 @@ fn embedding(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result
         let got = embedding_op::embed_in_blocks(g, &views, &projection, limit)?;
         let want: Vec<f64> = clips.iter().flat_map(|f| embedding_op::reference(f, &projection)).collect();
         t.close(&format!("embedding {columns} columns, {width} features, blocks of {limit} rows"), &got, &want, 2e-4, 1e-4);
+    }
+    Ok(())
+}
+
+/// Each clip's moments over its flagged (voiced) frames and over the others against the float64
+/// reference: clips with no frame, one frame, every frame flagged, none flagged, a large offset
+/// (a one-pass variance would cancel it), blocks that hold several clips or one.
+fn voicing_moments(g: &Gpu, rng: &mut SplitMix64, size: Size, t: &mut Tally) -> Result<()> {
+    let shapes: &[(usize, usize)] = if size == Size::Quick { &[(5, 40)] } else { &[(1, 1), (5, 40), (11, 3), (65, 1000)] };
+    for &(columns, limit) in shapes {
+        let flag = rng.below(columns);
+        let take: Vec<usize> = (0..columns).filter(|&j| j != flag || columns == 1).take(8).collect();
+        let lengths = [0usize, 1, 17, 2, 31, 9];
+        let clips: Vec<Vec<f32>> = lengths
+            .iter()
+            .enumerate()
+            .map(|(c, &n)| {
+                let mut f: Vec<f32> = rng.vec(n * columns, -3.0, 3.0).into_iter().map(|v| v * (1 + c) as f32 + 1000.0 * c as f32).collect();
+                for row in 0..n {
+                    // Clip 3 all flagged, clip 5 none, the others about half.
+                    f[row * columns + flag] = match c {
+                        3 => 1.0,
+                        5 => 0.0,
+                        _ => (rng.below(2) as f32).max(if row == 0 { 1.0 } else { 0.0 }),
+                    };
+                }
+                f
+            })
+            .collect();
+        let views: Vec<&[f32]> = clips.iter().map(Vec::as_slice).collect();
+        let got = segment_op::split_moments_in_blocks(g, &views, columns, &take, flag, limit)?;
+        let want: Vec<f64> = clips.iter().flat_map(|f| segment_op::reference_split_moments(f, columns, &take, flag)).collect();
+        t.close(&format!("voicing moments of {} of {columns} columns, blocks of {limit} rows", take.len()), &got, &want, 1e-5, 2e-6);
     }
     Ok(())
 }

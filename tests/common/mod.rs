@@ -81,7 +81,7 @@ pub fn synthetic_set() -> ser::features::set::FeatureSet {
 pub fn empty_set(t_max: usize) -> ser::features::set::FeatureSet {
     let config = ser::features::FeatureConfig::default();
     let dim = config.dim();
-    ser::features::set::FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![] }
+    ser::features::set::FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map: vec![], distribution: vec![], distribution_width: 0, durations: vec![], voicing: vec![] }
 }
 
 pub fn synthetic_set_with_voices(voice: impl Fn(u8, usize) -> (f32, f32)) -> ser::features::set::FeatureSet {

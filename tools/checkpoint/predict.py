@@ -10,7 +10,8 @@ using it (docs/guide/checkpoints.md describes every field):
 - A checkpoint is a safetensors file. Its metadata values are JSON text (except `format`, a
   bare string "ser.model.v1"-style tag): `architecture` (input shape and layers), `classes`
   (class names in output order), `features` (the extraction configuration a feature file must
-  match), `input` ("vectors", "stats", "distribution", "distribution-length" or "frames"), `scaler` ({"mean": [...],
+  match), `input` ("vectors", "stats", "distribution", "distribution-length",
+  "distribution-voicing" or "frames"), `scaler` ({"mean": [...],
   "std": [...]}, applied as (x - mean) / std), optional `speaker_norm`, `training` (how it was made), and
   `members` for ensembles (tensors then carry a `memberK.` prefix; probabilities average).
 - Tensors are named `<layer index>.<kind>.<name>`, f32, row-major: dense `weight` [in, out] and
@@ -24,7 +25,9 @@ using it (docs/guide/checkpoints.md describes every field):
   each column of the clip's frames standardised by the clip's own mean and deviation, every
   frame mapped through cos(z W + b), averaged over the frames. W [columns, 1024] and b [1024]
   are not stored: they are drawn from a fixed seed by SplitMix64 (`projection` below, the same
-  numbers as src/ops/embedding.rs). `distribution-length` appends the clip's length in seconds.
+  numbers as src/ops/embedding.rs). `distribution-length` appends the clip's length in seconds;
+  `distribution-voicing` then appends the first 8 MFCCs' means and deviations over the clip's
+  voiced frames (pyin's `voiced` column above one half), then over its other frames.
 
 Layers covered here: flatten, dense (optional ReLU), rbf_kernel (exp(-gamma |x - c|^2)); that is
 kernel ridge (the shipped models) and MLPs. Convolutional models need a convolution loop, which
@@ -151,6 +154,18 @@ def embedding(frames, weight, phase):
     return [sum(math.cos(sum(map(operator.mul, zt, wk)) + b) for zt in z) / max(len(z), 1) for wk, b in zip(by_feature, phase)]
 
 
+def voicing_moments(clip_frames, names):
+    """The first 8 MFCCs' means and deviations (ddof 0) over the voiced frames, then over the
+    others; zeros for a side without frames."""
+    flag, take = names.index("voiced"), [names.index(f"mfcc_{i}") for i in range(8)]
+    out = []
+    for side in (True, False):
+        rows = [f for f in clip_frames if (f[flag] > 0.5) == side]
+        means = [sum(r[j] for r in rows) / max(len(rows), 1) for j in take]
+        out += means + [math.sqrt(sum((r[j] - m) ** 2 for r in rows) / max(len(rows), 1)) for j, m in zip(take, means)]
+    return out
+
+
 def softmax(z):
     top = max(z)
     e = [math.exp(v - top) for v in z]
@@ -175,20 +190,23 @@ def main(model_path, features_path):
         sys.exit("the feature file was made with another configuration than the model's")
     clips = json.loads(fmeta["clips"])
     vectors, stds = rows(feats["vectors"]), rows(feats["stds"])
-    if input_kind in ("distribution", "distribution-length"):
+    distributions = ("distribution", "distribution-length", "distribution-voicing")
+    if input_kind in distributions:
         (n, t_max, dim), frames = feats["frames"]
         lengths = feats["lengths"][1]
         weight, phase = projection(dim, DISTRIBUTION_WIDTH, DISTRIBUTION_GAMMA, DISTRIBUTION_SEED)
     for c, clip in enumerate(clips):
         if input_kind == "stats":
             x = vectors[c] + stds[c]
-        elif input_kind in ("distribution", "distribution-length"):
+        elif input_kind in distributions:
             clip_frames = [frames[(c * t_max + t) * dim:(c * t_max + t + 1) * dim] for t in range(lengths[c])]
             x = vectors[c] + stds[c] + embedding(clip_frames, weight, phase)
-            if input_kind == "distribution-length":
+            if input_kind != "distribution":
                 # The clip's length in seconds: n centred frames last n - 1 hops.
                 config = json.loads(fmeta["config"])
                 x.append((lengths[c] - 1) * config["hop"] / config["sample_rate"])
+            if input_kind == "distribution-voicing":
+                x += voicing_moments(clip_frames, json.loads(fmeta["feature_names"]))
         elif input_kind == "vectors":
             x = vectors[c]
         else:

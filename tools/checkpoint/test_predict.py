@@ -4,7 +4,7 @@
 ridge on the distribution input); the same model rewritten in the layer-network layout older
 files have (docs/guide/checkpoints.md) gives the same predictions in both; and that network
 layout with a temperature (`ser calibrate`'s) gives the same softened probabilities in both;
-and a kernel ridge model on the distribution-length input gives the same in both.
+and kernel ridge models on the distribution-length and distribution-voicing inputs give the same in both.
 
     python3 tools/checkpoint/test_predict.py ./target/release/ser
 """
@@ -92,6 +92,14 @@ with tempfile.TemporaryDirectory() as tmp:
     subprocess.run([ser, "train", "--features", train_feats, "--model", "krr", "--input", "distribution-length", "--split", "none", "--out", lengths], cwd=root, env=env, check=True, stderr=subprocess.DEVNULL)
     len_py = subprocess.run([sys.executable, os.path.join(here, "predict.py"), lengths, feats], cwd=root, check=True, capture_output=True, text=True).stdout
     len_ser = subprocess.run([ser, "predict", "--model", lengths, "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
+    # Kernel ridge on the distribution-voicing input: features with pyin's voicing flag.
+    voicing, voiced_train, voiced_feats = (os.path.join(tmp, f) for f in ("voicing.safetensors", "voiced-train.safetensors", "voiced.safetensors"))
+    voiced_set = ["--set", "mfcc,chroma,contrast,voiced"]
+    subprocess.run([ser, "features", "--no-cache", "--data", "tests/clips/16k", *voiced_set, "--out", voiced_train], cwd=root, env=env, check=True, stderr=subprocess.DEVNULL)
+    subprocess.run([ser, "features", "--no-cache", "--data", "examples/clips", *voiced_set, "--out", voiced_feats], cwd=root, env=env, check=True, stderr=subprocess.DEVNULL)
+    subprocess.run([ser, "train", "--features", voiced_train, "--model", "krr", "--input", "distribution-voicing", "--split", "none", "--out", voicing], cwd=root, env=env, check=True, stderr=subprocess.DEVNULL)
+    voi_py = subprocess.run([sys.executable, os.path.join(here, "predict.py"), voicing, voiced_feats], cwd=root, check=True, capture_output=True, text=True).stdout
+    voi_ser = subprocess.run([ser, "predict", "--model", voicing, "examples/clips"], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
 py = {os.path.basename(r["file"]): r for r in map(json.loads, ours.splitlines())}
 rs = {os.path.basename(r["file"]): r for r in map(json.loads, theirs.splitlines())}
 assert py.keys() == rs.keys() and len(py) == 4, (py.keys(), rs.keys())
@@ -116,12 +124,13 @@ for name, r in warm_by_clip[1].items():
     for cls, p in r["probabilities"].items():
         worst = max(worst, abs(warm_by_clip[0][name]["probabilities"][cls] - p))
 assert worst < 1e-5, worst
-# The distribution-length input: ser and the example agree.
-len_by_clip = [{os.path.basename(r["file"]): r for r in map(json.loads, out.splitlines())} for out in (len_py, len_ser)]
-assert len_by_clip[0].keys() == len_by_clip[1].keys() and len(len_by_clip[1]) == 4
-for name, r in len_by_clip[1].items():
-    assert len_by_clip[0][name]["label"] == r["label"], (name, len_by_clip[0][name]["label"], r["label"])
-    for cls, p in r["probabilities"].items():
-        worst = max(worst, abs(len_by_clip[0][name]["probabilities"][cls] - p))
+# The distribution-length and distribution-voicing inputs: ser and the example agree.
+for py_out, ser_out in ((len_py, len_ser), (voi_py, voi_ser)):
+    by_clip = [{os.path.basename(r["file"]): r for r in map(json.loads, out.splitlines())} for out in (py_out, ser_out)]
+    assert by_clip[0].keys() == by_clip[1].keys() and len(by_clip[1]) == 4
+    for name, r in by_clip[1].items():
+        assert by_clip[0][name]["label"] == r["label"], (name, by_clip[0][name]["label"], r["label"])
+        for cls, p in r["probabilities"].items():
+            worst = max(worst, abs(by_clip[0][name]["probabilities"][cls] - p))
 assert worst < 1e-5, worst
-print(f"tools/checkpoint/predict.py matches ser predict on {len(rs)} clips, krr and network (raw and calibrated) layouts and the distribution-length input (largest difference {worst:.1e})")
+print(f"tools/checkpoint/predict.py matches ser predict on {len(rs)} clips, krr and network (raw and calibrated) layouts and the distribution-length and distribution-voicing inputs (largest difference {worst:.1e})")
