@@ -202,6 +202,7 @@ fn feature_files_load_or_say_why() {
         distribution: vec![],
         distribution_width: 0,
         durations: vec![],
+        voicing: vec![],
     };
     let path = dir.join("seed.safetensors");
     set.write(&path).unwrap();

@@ -254,6 +254,7 @@ fn stats_input_is_the_scaled_means_then_standard_deviations() {
         distribution: vec![],
         distribution_width: 0,
         durations: vec![],
+        voicing: vec![],
     };
     let drop = Emotion::ALL.iter().copied().filter(|e| ![Emotion::Happy, Emotion::Sad].contains(e)).collect();
     let selection = ser::audio::Selection { vocal: ser::audio::VocalFilter::Both, drop };
