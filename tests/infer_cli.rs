@@ -91,9 +91,9 @@ fn an_ensemble_file_predicts_the_mean_of_its_members() {
 /// The shipped ensembles predict the bundled clips as they did when they shipped: the same
 /// labels, every probability within the built-in model's selftest tolerance.
 /// weights/ser-ensemble.safetensors: kernel ridge and the CNN+LSTM on the 65 prosody columns;
-/// weights/ser-speaker.safetensors: kernel ridge and an SVM on the distribution-length input, both
+/// weights/ser-speaker.safetensors: kernel ridge and an SVM on the distribution-voicing input, both
 /// speaker-normalised (here the four clips taken as one speaker: their statistics, embeddings
-/// and lengths normalised together).
+/// lengths and voicing moments normalised together).
 #[test]
 fn the_shipped_ensembles_predict_the_bundled_clips_as_recorded() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -130,7 +130,7 @@ fn info_describes_a_model_file_from_its_metadata() {
     let kinds: Vec<&str> = members.iter().map(|m| m["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["krr", "svm"]);
     for m in members {
-        assert_eq!(m["contract"]["input"], "distribution-length");
+        assert_eq!(m["contract"]["input"], "distribution-voicing");
         assert_eq!(m["contract"]["speaker_norm"]["min_clips"], 30);
         // The training record as the file stores it: the run's configuration and the clips.
         assert_eq!(m["training"]["run"]["model"]["kind"], m["kind"], "{m}");

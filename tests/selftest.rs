@@ -60,6 +60,7 @@ checks! {
     conjugate_gradients_solve_kernel_ridge => "ridge-solve",
     k_nearest_neighbours_against_brute_force => "knn",
     frame_distribution_embedding_against_its_reference => "embedding",
+    voicing_moments_on_either_side_of_the_flag => "voicing-moments",
     forest_growth_and_evaluation_against_references => "forest",
     lstm_through_time_against_references_and_finite_differences => "lstm",
     stft_power_against_a_direct_dft => "stft",

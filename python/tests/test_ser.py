@@ -154,7 +154,7 @@ def test_info_reads_a_model_file_as_ser_info_does(tmp_path):
     got = ser.info(speaker)
     assert got == json.loads(cli("info", speaker, "--json"))
     assert got["kind"] == "ensemble" and [m["kind"] for m in got["members"]] == ["krr", "svm"]
-    assert all(m["contract"]["input"] == "distribution-length" for m in got["members"])
+    assert all(m["contract"]["input"] == "distribution-voicing" for m in got["members"])
     assert all(m["contract"]["speaker_norm"]["min_clips"] == 30 for m in got["members"])
     # Not a model: an InputError naming the file.
     bogus = tmp_path / "not-a-model.safetensors"

@@ -30,7 +30,7 @@ pub(super) fn checks() -> Vec<Check> {
         Check { name: "ridge-solve", family: "kernel-ridge", run: ridge_solve },
         Check { name: "knn", family: "classical", run: knn },
         Check { name: "embedding", family: "classical", run: embedding },
-        Check { name: "voicing moments", family: "classical", run: voicing_moments },
+        Check { name: "voicing-moments", family: "classical", run: voicing_moments },
         Check { name: "forest", family: "classical", run: forest },
         Check { name: "lstm", family: "layers", run: lstm },
     ]
