@@ -373,6 +373,40 @@ fn a_run_reads_each_speaker_standardised_only_when_it_normalises_speakers() {
     }
 }
 
+/// A model fitted on the random split of `set` as `cfg` prepares it, saved and loaded again.
+struct SavedFit {
+    /// The set as the run prepared it (speaker-normalised where `cfg` says so).
+    prepared: ser::features::set::FeatureSet,
+    predictor: ser::infer::Predictor,
+    loaded: ser::infer::Predictor,
+    /// The test clips (indices into the set) and the fitted model's accuracy on them.
+    clips: Vec<usize>,
+    accuracy: f64,
+    _dir: common::TempDir,
+}
+
+fn fit_save_load(g: &ser::gpu::Gpu, set: &ser::features::set::FeatureSet, cfg: &RunConfig, tag: &str) -> SavedFit {
+    let (prepared, l) = experiment::labelled_for_run(g, set.clone(), &selection(), cfg, SpeakerGroups::Actor).unwrap();
+    let run = Run { gpu: g, cfg, set: &prepared, labelled: &l, log: &|_| {}, on_epoch: None };
+    let (train_all, test) = experiment::test_split(&run).unwrap();
+    let (predictor, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
+    let dir = common::TempDir::new(tag);
+    let path = dir.0.join("model.safetensors");
+    ser::infer::save(g, &predictor, &path).unwrap();
+    let loaded = ser::infer::load_model(g, Some(&path)).unwrap();
+    assert_eq!(loaded.meta.data.input, cfg.input);
+    let clips = test.iter().map(|&p| l.clips[p]).collect();
+    SavedFit { prepared, predictor, loaded, clips, accuracy: report.unwrap().accuracy, _dir: dir }
+}
+
+impl SavedFit {
+    /// Both models' probabilities of the test clips of `set`: (fitted, loaded).
+    fn probabilities(&self, g: &ser::gpu::Gpu, set: &ser::features::set::FeatureSet) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+        let p = |m: &ser::infer::Predictor| m.probabilities(g, &m.dataset(set, &self.clips, vec![0; self.clips.len()]).unwrap()).unwrap();
+        (p(&self.predictor), p(&self.loaded))
+    }
+}
+
 /// Two classes whose clips differ only in how their columns move together: independently, or
 /// all with one shared factor. Each clip's columns are standardised, then scaled and shifted by
 /// its speaker's gain and offset. Clip statistics cannot tell them apart; the distribution input's
@@ -425,22 +459,13 @@ fn the_distribution_input_tells_apart_clips_whose_statistics_agree() {
     // Saved and loaded, the model refuses a set without the embedding and predicts the same
     // once the set has it.
     let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Krr, ..Default::default() }, input: Input::Distribution, ..Default::default() };
-    let (prepared, l) = experiment::labelled_for_run(g, set.clone(), &selection(), &cfg, SpeakerGroups::Actor).unwrap();
-    let run = Run { gpu: g, cfg: &cfg, set: &prepared, labelled: &l, log: &|_| {}, on_epoch: None };
-    let (train_all, test) = experiment::test_split(&run).unwrap();
-    let (predictor, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
-    assert!(report.unwrap().accuracy > 0.95);
-    let dir = common::TempDir::new("distribution");
-    let path = dir.0.join("krr.safetensors");
-    ser::infer::save(g, &predictor, &path).unwrap();
-    let loaded = ser::infer::load_model(g, Some(&path)).unwrap();
-    let clips: Vec<usize> = test.iter().map(|&p| l.clips[p]).collect();
-    let err = loaded.dataset(&set, &clips, vec![0; clips.len()]).unwrap_err().to_string();
+    let fit = fit_save_load(g, &set, &cfg, "distribution");
+    assert!(fit.accuracy > 0.95);
+    let err = fit.loaded.dataset(&set, &fit.clips, vec![0; fit.clips.len()]).unwrap_err().to_string();
     assert!(err.contains("distribution"), "{err}");
     let mut fresh = set.clone();
     dataset::prepare(g, &mut fresh, Input::Distribution).unwrap();
-    let want = predictor.probabilities(g, &predictor.dataset(&prepared, &clips, vec![0; clips.len()]).unwrap()).unwrap();
-    assert_eq!(loaded.probabilities(g, &loaded.dataset(&fresh, &clips, vec![0; clips.len()]).unwrap()).unwrap(), want);
+    assert_eq!(fit.probabilities(g, &fresh).1, fit.probabilities(g, &fit.prepared).0);
 }
 
 /// Two classes whose clips differ only in how long they last, each speaker at its own tempo (a
@@ -496,19 +521,9 @@ fn the_distribution_length_input_hears_a_speaker_s_tempo() {
         assert!((*got as f64 - seconds(n)).abs() < 1e-6, "{n} frames: {got} s");
     }
     // Saved and loaded, the same probabilities on the same (normalised) clips.
-    let cfg = RunConfig { split: Split::Random, ..cfg(Input::DistributionLength) };
-    let (prepared, l) = experiment::labelled_for_run(g, set.clone(), &selection(), &cfg, SpeakerGroups::Actor).unwrap();
-    let run = Run { gpu: g, cfg: &cfg, set: &prepared, labelled: &l, log: &|_| {}, on_epoch: None };
-    let (train_all, test) = experiment::test_split(&run).unwrap();
-    let (predictor, _) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
-    let dir = common::TempDir::new("distribution-length");
-    let path = dir.0.join("krr.safetensors");
-    ser::infer::save(g, &predictor, &path).unwrap();
-    let loaded = ser::infer::load_model(g, Some(&path)).unwrap();
-    assert_eq!(loaded.meta.data.input, Input::DistributionLength);
-    let clips: Vec<usize> = test.iter().map(|&p| l.clips[p]).collect();
-    let want = predictor.probabilities(g, &predictor.dataset(&prepared, &clips, vec![0; clips.len()]).unwrap()).unwrap();
-    assert_eq!(loaded.probabilities(g, &loaded.dataset(&prepared, &clips, vec![0; clips.len()]).unwrap()).unwrap(), want);
+    let fit = fit_save_load(g, &set, &RunConfig { split: Split::Random, ..cfg(Input::DistributionLength) }, "distribution-length");
+    let (want, got) = fit.probabilities(g, &fit.prepared);
+    assert_eq!(got, want);
 }
 
 /// The distribution-voicing input: each clip's first 8 MFCCs' moments over its voiced frames and
@@ -574,20 +589,11 @@ fn the_distribution_voicing_input_takes_moments_on_each_side_of_the_voicing_flag
     assert!(fresh.voicing[..16].iter().all(|&v| v == 0.0) && fresh.voicing[32 + 16..64].iter().all(|&v| v == 0.0));
     // Trained with speaker normalisation, saved and loaded: the same probabilities.
     let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Krr, ..Default::default() }, input: Input::DistributionVoicing, speaker_norm: Some(8), ..Default::default() };
-    let (prepared, l) = experiment::labelled_for_run(g, set.clone(), &selection(), &cfg, SpeakerGroups::Actor).unwrap();
-    assert_ne!(prepared.voicing, fresh.voicing, "speaker normalisation left the voicing moments as they were");
-    let run = Run { gpu: g, cfg: &cfg, set: &prepared, labelled: &l, log: &|_| {}, on_epoch: None };
-    let (train_all, test) = experiment::test_split(&run).unwrap();
-    let (predictor, report) = experiment::fit_and_test(&run, &train_all, &test, None, None).unwrap();
-    assert!(report.unwrap().accuracy > 0.9);
-    let dir = common::TempDir::new("distribution-voicing");
-    let path = dir.0.join("krr.safetensors");
-    ser::infer::save(g, &predictor, &path).unwrap();
-    let loaded = ser::infer::load_model(g, Some(&path)).unwrap();
-    assert_eq!(loaded.meta.data.input, Input::DistributionVoicing);
-    let clips: Vec<usize> = test.iter().map(|&p| l.clips[p]).collect();
-    let want = predictor.probabilities(g, &predictor.dataset(&prepared, &clips, vec![0; clips.len()]).unwrap()).unwrap();
-    assert_eq!(loaded.probabilities(g, &loaded.dataset(&prepared, &clips, vec![0; clips.len()]).unwrap()).unwrap(), want);
+    let fit = fit_save_load(g, &set, &cfg, "distribution-voicing");
+    assert_ne!(fit.prepared.voicing, fresh.voicing, "speaker normalisation left the voicing moments as they were");
+    assert!(fit.accuracy > 0.9);
+    let (want, got) = fit.probabilities(g, &fit.prepared);
+    assert_eq!(got, want);
     // Without the flag: refused, naming it and how to extract it.
     let mut no_flag = common::empty_set(4);
     no_flag.clips.push(ser::features::set::ClipInfo::unlabelled("a.wav"));

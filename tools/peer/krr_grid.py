@@ -25,44 +25,58 @@ GRIDS = {
 }
 
 
-def main():
-    t, meta = load_safetensors(sys.argv[1])
-    grid = GRIDS[sys.argv[2] if len(sys.argv) > 2 else "penalty"]
-    seed = int(sys.argv[3]) if len(sys.argv) > 3 else 7
-    clips, config = json.loads(meta["clips"]), json.loads(meta["config"])
-    frames, lengths = t["frames"].astype(np.float64), t["lengths"].astype(int)
-    actor = np.array([c["actor"] for c in clips]); emotion = np.array([c["emotion"] for c in clips])
-    keep = np.flatnonzero(emotion != "disgust"); classes = sorted(set(emotion[keep])); K = len(classes)
-    y = np.array([classes.index(e) for e in emotion[keep]]); a = actor[keep]
-    dim = frames.shape[2]
-    stats = np.hstack([t["vectors"], t["stds"]])[keep].astype(np.float64)
-    length = (lengths[keep] - 1) * config["hop"] / config["sample_rate"]
-    def per_actor(x):
-        x = x.copy()
-        for s in np.unique(a):
-            m = a == s; sd = x[m].std(0); x[m] = (x[m] - x[m].mean(0)) / np.where(sd > 0, sd, 1)
-        return x
-    rng = np.random.default_rng(seed)
-    w = rng.normal(0, np.sqrt(2.0 / dim), (dim, 1024)); b = rng.uniform(0, 2 * np.pi, 1024)
-    parts = [per_actor(stats), per_actor(np.array([embedding(frames[i, : lengths[i]], w, b) for i in keep])), per_actor(length[:, None])]
-    ns, ne = parts[0].shape[1], 1024; half = (ns + ne) / 2; width = ns + ne + 1
-    def accs(tr, te):
-        """accuracy on te for every setting of the grid, fitted on tr (each part scaled on tr)."""
-        d = []
-        for x in parts:
-            mu, sd = x[tr].mean(0), x[tr].std(0); x = (x - mu) / np.where(sd > 0, sd, 1)
-            d.append((euclidean_distances(x[tr], x[tr], squared=True), euclidean_distances(x[te], x[tr], squared=True)))
-        cnt = np.bincount(y[tr], minlength=K); wc = tr.sum() / (K * np.maximum(cnt, 1))
-        T = np.where(y[tr][:, None] == np.arange(K)[None], 1.0, -1.0)
-        out = {}
-        for g, lam, ew, ls in grid:
-            # each part's squared distance weighted: the halves equal at ew 1, the length ls
-            # times a statistics column's deviation
-            c = [half / ns, half / ne * ew, half / ns * ls * ls]
-            kk, kt = (np.exp(-g / width * sum(ci * di[j] for ci, di in zip(c, d))) for j in (0, 1))
-            m = KernelRidge(alpha=lam, kernel="precomputed").fit(kk, T, sample_weight=wc[y[tr]])
-            out[(g, lam, ew, ls)] = float((m.predict(kt).argmax(1) == y[te]).mean())
-        return out
+def per_actor(x, a):
+    """x's columns standardised within each actor of a."""
+    x = x.copy()
+    for s in np.unique(a):
+        m = a == s; sd = x[m].std(0); x[m] = (x[m] - x[m].mean(0)) / np.where(sd > 0, sd, 1)
+    return x
+
+
+class Rows:
+    """The kept clips (disgust dropped) of the 65-column file at `path`: labels `y` of `K`
+    classes, actors `a`, and the distribution-length input's parts rebuilt as ser builds them,
+    each standardised within each actor (`parts`: statistics, embedding through numpy's
+    projection of `seed`, length in seconds); `ns`, `ne`, `half`, `width` are the kernel's
+    column counts. Also the frames, lengths, feature names and kept indices, for new parts."""
+
+    def __init__(self, path, seed):
+        t, meta = load_safetensors(path)
+        self.names, clips, config = json.loads(meta["feature_names"]), json.loads(meta["clips"]), json.loads(meta["config"])
+        self.frames, self.lengths = t["frames"].astype(np.float64), t["lengths"].astype(int)
+        actor = np.array([c["actor"] for c in clips]); emotion = np.array([c["emotion"] for c in clips])
+        self.keep = np.flatnonzero(emotion != "disgust"); classes = sorted(set(emotion[self.keep])); self.K = len(classes)
+        self.y = np.array([classes.index(e) for e in emotion[self.keep]]); self.a = actor[self.keep]
+        dim = self.frames.shape[2]
+        stats = np.hstack([t["vectors"], t["stds"]])[self.keep].astype(np.float64)
+        length = (self.lengths[self.keep] - 1) * config["hop"] / config["sample_rate"]
+        rng = np.random.default_rng(seed)
+        w = rng.normal(0, np.sqrt(2.0 / dim), (dim, 1024)); b = rng.uniform(0, 2 * np.pi, 1024)
+        emb = np.array([embedding(self.frames[i, : self.lengths[i]], w, b) for i in self.keep])
+        self.parts = [per_actor(stats, self.a), per_actor(emb, self.a), per_actor(length[:, None], self.a)]
+        self.ns, self.ne = stats.shape[1], 1024
+        self.half, self.width = (self.ns + self.ne) / 2, self.ns + self.ne + 1
+
+    def distances(self, x, tr, te):
+        """squared distances train-train and test-train of x's columns scaled on tr."""
+        sd = x[tr].std(0); x = (x - x[tr].mean(0)) / np.where(sd > 0, sd, 1)
+        return euclidean_distances(x[tr], x[tr], squared=True), euclidean_distances(x[te], x[tr], squared=True)
+
+    def accuracy(self, tr, te, weighted, gamma, lam):
+        """kernel ridge (ser's recipe: balanced weights, targets +-1) on the kernel
+        exp(-gamma * sum of weighted distances), `weighted` (train, test) pairs; accuracy on te."""
+        weighted = list(weighted)
+        kk, kt = (np.exp(-gamma * sum(w * d[j] for w, d in weighted)) for j in (0, 1))
+        cnt = np.bincount(self.y[tr], minlength=self.K); wc = tr.sum() / (self.K * np.maximum(cnt, 1))
+        T = np.where(self.y[tr][:, None] == np.arange(self.K)[None], 1.0, -1.0)
+        m = KernelRidge(alpha=lam, kernel="precomputed").fit(kk, T, sample_weight=wc[self.y[tr]])
+        return float((m.predict(kt).argmax(1) == self.y[te]).mean())
+
+
+def nested_folds(accs, grid, a, describe):
+    """Each setting of grid over the 5 folds by actor, and the setting chosen inside each fold on
+    its training actors (4 inner folds; ties to grid[0]); accs(tr, te) gives every setting's
+    accuracy. Prints both, settings named by describe."""
     outer = {key: [] for key in grid}
     nested, chosen = [], []
     for k in range(5):
@@ -75,9 +89,21 @@ def main():
             for key, v in accs(tr & ~np.isin(a, held), tr & np.isin(a, held)).items(): inner[key].append(v)
         best = max(grid, key=lambda key: (np.mean(inner[key]), key == grid[0]))
         chosen.append(best); nested.append(outer[best][-1])
-        print("fold", k, "chosen", best, "outer", round(outer[best][-1], 4), "ser's", round(outer[grid[0]][-1], 4), flush=True)
-    for key, v in outer.items(): print("gamma %g lambda %g embedding %g length %g:" % key, round(np.mean(v), 4), [round(x, 3) for x in v])
+        print("fold", k, "chosen", best, "outer", round(outer[best][-1], 4), "first setting", round(outer[grid[0]][-1], 4), flush=True)
+    for key, v in outer.items(): print(describe(key) + ":", round(np.mean(v), 4), [round(x, 3) for x in v])
     print("chosen inside each fold", round(np.mean(nested), 4), chosen)
+
+
+def main():
+    grid = GRIDS[sys.argv[2] if len(sys.argv) > 2 else "penalty"]
+    r = Rows(sys.argv[1], int(sys.argv[3]) if len(sys.argv) > 3 else 7)
+    def accs(tr, te):
+        """accuracy on te for every setting of the grid, fitted on tr (each part scaled on tr)."""
+        d = [r.distances(x, tr, te) for x in r.parts]
+        # each part's squared distance weighted: the halves equal at ew 1, the length ls times a
+        # statistics column's deviation
+        return {(g, lam, ew, ls): r.accuracy(tr, te, zip([r.half / r.ns, r.half / r.ne * ew, r.half / r.ns * ls * ls], d), g / r.width, lam) for g, lam, ew, ls in grid}
+    nested_folds(accs, grid, r.a, lambda key: "gamma %g lambda %g embedding %g length %g" % key)
 
 
 if __name__ == "__main__":
