@@ -1052,9 +1052,15 @@ fn training_data(gpu: &ser::gpu::Gpu, args: &TrainArgs, cfg: &mut RunConfig) -> 
     let selection = args.data.selection();
     let set = match (&args.features_file, args.data.given()) {
         (Some(_), true) => anyhow::bail!("give --features FILE or --data/--manifest, not both"),
-        (Some(f), false) => ser::features::set::FeatureSet::read(f)?,
+        (Some(f), false) => {
+            let set = ser::features::set::FeatureSet::read(f)?;
+            ser::dataset::check_features_for(cfg.input, &set.config).with_context(|| format!("--features {}", f.display()))?;
+            set
+        }
         (None, true) => {
-            let (set, report) = corpus::build(gpu, &args.data.data()?, &args.features.config()?, &args.build.options())?;
+            let config = args.features.config()?;
+            ser::dataset::check_features_for(cfg.input, &config)?;
+            let (set, report) = corpus::build(gpu, &args.data.data()?, &config, &args.build.options())?;
             report_unused(&report, "by --vocal/--drop or the label map");
             set
         }

@@ -307,6 +307,12 @@ fn bad_flags_are_refused_up_front_naming_the_flag_and_range() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(why), "{args:?}: {err}");
     }
+    // An input the asked features cannot give: refused before any clip is extracted.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = ser().args(["train", "--model", "krr", "--input", "distribution-voicing", "--split", "none", "--data"]).arg(root.join("tests/clips/16k")).arg("--out").arg(dir.join("v.safetensors")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no `voiced` column") && err.contains("--set"), "{err}");
+    assert!(!err.contains("features:") && !dir.join("v.safetensors").exists(), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -487,11 +487,12 @@ impl Model {
 }
 
 /// The labelled features a training call reads: a feature file, or data built with `config`.
-fn training_set(gpu: &Gpu, data: Data, features: Option<PathBuf>, config: &str, on_progress: Progress) -> Result<(FeatureSet, Data), Failure> {
+fn training_set(gpu: &Gpu, data: Data, features: Option<PathBuf>, config: &str, reads: ser::dataset::Input, on_progress: Progress) -> Result<(FeatureSet, Data), Failure> {
     let set = match (features, data.sources.is_empty()) {
         (Some(f), true) => input(FeatureSet::read(&f))?,
         (None, false) => {
             let cfg: ser::features::FeatureConfig = input(serde_json::from_str(config).context("feature configuration"))?;
+            input(ser::dataset::check_features_for(reads, &cfg))?;
             build_data(gpu, &data, &cfg, None, on_progress)?.0
         }
         _ => return Err(Failure::Input(anyhow::anyhow!("give features=FILE or data/manifest, one of them"))),
@@ -522,7 +523,7 @@ fn train(
     // in (Ctrl-C also while the features are built), and is raised as itself.
     let stop = Stop::default();
     let result = on_device(py, |gpu| {
-        let (set, data) = training_set(gpu, data_of(data, manifest, label_map, drop)?, features, &config, stop.progress(None))?;
+        let (set, data) = training_set(gpu, data_of(data, manifest, label_map, drop)?, features, &config, cfg.input, stop.progress(None))?;
         let (set, l) = input(experiment::labelled_for_run(gpu, set, &data.selection, &cfg, ser::contract::SpeakerGroups::Auto))?;
         if !options.contains_key("split") && l.given.iter().any(Option::is_some) {
             cfg.split = experiment::Split::Given;
@@ -570,7 +571,7 @@ fn compare(
     let stop = Stop::default();
     let on_progress = stop.progress(None);
     let result = on_device(py, move |gpu| {
-        let (set, data) = training_set(gpu, data_of(data, manifest, label_map, drop)?, features, &config, on_progress)?;
+        let (set, data) = training_set(gpu, data_of(data, manifest, label_map, drop)?, features, &config, cfg.input, on_progress)?;
         let (set, l) = input(experiment::labelled_for_run(gpu, set, &data.selection, &cfg, ser::contract::SpeakerGroups::Auto))?;
         let run = Run::quiet(gpu, &cfg, &set, &l);
         let rows = experiment::compare(&run, &kinds, !no_speaker_folds, None)?;

@@ -44,6 +44,16 @@ pub fn prepare(gpu: &Gpu, set: &mut FeatureSet, input: Input) -> Result<()> {
     Ok(())
 }
 
+/// Whether features made with `config` carry what `input` reads beyond the feature file (the
+/// `distribution-voicing` input: `voiced` and the first MFCCs): checked before features are
+/// built, so a run does not extract a corpus to refuse it afterwards.
+pub fn check_features_for(input: Input, config: &crate::features::FeatureConfig) -> Result<()> {
+    if input == Input::DistributionVoicing {
+        voicing_columns(&config.feature_names())?;
+    }
+    Ok(())
+}
+
 /// The columns the `distribution-voicing` input takes its moments of (the first VOICED_MFCCS
 /// MFCCs) and the one that splits the frames (pyin's `voiced` flag), among features `names`.
 fn voicing_columns(names: &[String]) -> Result<(Vec<usize>, usize)> {
