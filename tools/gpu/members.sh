@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Issue 37's open question on a loaned GPU: does a sequence model lift the speaker-normalised
-# pair by actor (krr + svm on the distribution-length input, 0.778 on lavapipe) past 0.78? In
+# On a loaned GPU: does a sequence model lift the speaker-normalised pair by actor (krr + svm on
+# the distribution-voicing input, 0.783 on lavapipe) further? In
 # the last of tools/gpu/prepare_tables.sh's calls (RAVDESS carried in parts):
 #
 #   tools/gpu/members.sh CARRY OUT [SECONDS] [JOBS]
 #
 # builds the 65-column prosody set, trains the three sequence models on frames (30 epochs;
 # tools/gpu/tables.sh, at most SECONDS for them, default 360, JOBS at once, default 8) and
-# kernel ridge and the SVM on the distribution-length input, all with --speaker-norm on the 5
+# kernel ridge and the SVM on the distribution-voicing input, all with --speaker-norm on the 5
 # folds by actor, then scores their ensembles fold by fold (tools/bench/fold_ensembles.sh) into
 # OUT/ensembles.md. A run the budget cut is scored at its best epoch so far (OUT/summary.md
 # names the runs that finished); a further call on the warm machine resumes it and scores
@@ -25,12 +25,12 @@ find_gpu_driver "$ser" > /dev/null
 features="$(cat target/gpu-features.path)"
 models=target/gpu-models
 for model in krr svm; do
-    [ -f "$models/$model-len-norm.safetensors.fold4" ] && continue
-    "$ser" train --features "$features" --drop disgust --model "$model" --input distribution-length \
-        --split actor-folds --folds 5 --speaker-norm --out "$models/$model-len-norm.safetensors" \
+    [ -f "$models/$model-voi-norm.safetensors.fold4" ] && continue
+    "$ser" train --features "$features" --drop disgust --model "$model" --input distribution-voicing \
+        --split actor-folds --folds 5 --speaker-norm --out "$models/$model-voi-norm.safetensors" \
         > "$out/$model.log" 2>&1 || echo "$model: ser train failed (OUT/$model.log)"
 done
-krr="$models/krr-len-norm.safetensors" svm="$models/svm-len-norm.safetensors"
+krr="$models/krr-voi-norm.safetensors" svm="$models/svm-voi-norm.safetensors"
 sequence_model() { echo "$models/$1-norm-fold.safetensors"; }
 {
     echo "# Ensembles by actor, --speaker-norm, $SER_GPU_SET"
