@@ -41,6 +41,15 @@ fn features_of_a_messy_folder_skip_bad_files_and_report_them() {
     }
     assert!(err.contains("RAVDESS names (03-01-05-02-01-01-07.wav) (5 files, 1 others not used)"), "the layout recognised: {err}");
     assert!(err.contains("1 audio files that follow none of the layout's names were not used") && err.contains("my-recording.wav"), "{err}");
+    // Only bad files: refused, each with its reason (nothing is left to list them after).
+    let bad = dir.0.join("bad/Actor_01");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("03-01-02-01-01-01-05.wav"), b"").unwrap();
+    std::fs::write(bad.join("03-01-07-01-01-01-09.flac"), b"fLaC but not really").unwrap();
+    let run = ser().args(["features", "--no-cache", "--data"]).arg(dir.0.join("bad")).arg("--out").arg(dir.0.join("bad.safetensors")).output().unwrap();
+    let bad_err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && bad_err.contains("none of the 2 selected files could be decoded"), "{bad_err}");
+    assert!(bad_err.contains("03-01-02-01-01-01-05.wav: ") && bad_err.contains("03-01-07-01-01-01-09.flac: "), "{bad_err}");
 
     let set = FeatureSet::read(&out).unwrap();
     assert_eq!(set.clips.len(), 2);

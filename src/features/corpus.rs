@@ -278,7 +278,11 @@ pub fn build_from(gpu: &Gpu, data: &Data, mut found: sources::Loaded, cfg: &Feat
         }
     }
     if signals.is_empty() {
-        bail!("{}: none of the {} selected files could be decoded", data.flags(), found.clips.len());
+        // Nothing is left to report the skipped files later: say why here.
+        let why: Vec<String> = report.skipped.iter().take(3).map(|(file, e)| format!("\n  {file}: {e}")).collect();
+        let more = report.skipped.len().saturating_sub(why.len());
+        let more = if more > 0 { format!("\n  and {more} more") } else { String::new() };
+        bail!("{}: none of the {} selected files could be decoded:{}{more}", data.flags(), found.clips.len(), why.concat());
     }
     if !opts.speed_copies.is_empty() {
         let originals = clips.len();
