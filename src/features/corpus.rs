@@ -253,7 +253,7 @@ pub fn build_from(gpu: &Gpu, data: &Data, mut found: sources::Loaded, cfg: &Feat
             }
             let s = audio::to_rate(&a, cfg.sample_rate).with_context(name)?;
             audio::check_signal(&s, cfg.sample_rate).with_context(name)?;
-            check_length(gpu, cfg, s.len()).with_context(name)?;
+            check_length(gpu, cfg, s.len()).map_err(|e| anyhow::anyhow!("{e:#} (cut it into segments: a --manifest with start and end columns, docs/guide/data.md)")).with_context(name)?;
             Ok((s, a.integrity))
         });
         progress.inc(1);
