@@ -205,6 +205,9 @@ def test_errors_are_exceptions_with_the_command_lines_messages(corpus, tmp_path)
         ser.train(data=corpus, hiden=[3])
     with pytest.raises(ser.InputError, match='split="sideways": expected one of'):
         ser.train(data=corpus, split="sideways")
+    # An input the features cannot give, refused before they are built.
+    with pytest.raises(ser.InputError, match="no `voiced` column"):
+        ser.train(data=corpus, model="krr", input="distribution-voicing")
     with pytest.raises(ser.SerError):
         ser.init(autotune="off")  # the device is open: close() first
     assert issubclass(ser.InputError, ser.SerError) and issubclass(ser.GpuError, ser.SerError)
