@@ -587,6 +587,11 @@ fn the_distribution_voicing_input_takes_moments_on_each_side_of_the_voicing_flag
     }
     // A clip with no voiced frame has zeros on that side, one with every frame voiced on the other.
     assert!(fresh.voicing[..16].iter().all(|&v| v == 0.0) && fresh.voicing[32 + 16..64].iter().all(|&v| v == 0.0));
+    // Clips picked and sets joined keep each clip's moments with it.
+    let picked = fresh.select(&[3, 0]);
+    assert_eq!(picked.voicing, [&fresh.voicing[3 * 32..4 * 32], &fresh.voicing[..32]].concat());
+    let joined = ser::features::set::FeatureSet::concat(vec![picked.clone(), fresh.select(&[5])]).unwrap();
+    assert_eq!(joined.voicing, [&picked.voicing[..], &fresh.voicing[5 * 32..6 * 32]].concat());
     // Trained with speaker normalisation, saved and loaded: the same probabilities.
     let cfg = RunConfig { model: ModelConfig { kind: ModelKind::Krr, ..Default::default() }, input: Input::DistributionVoicing, speaker_norm: Some(8), ..Default::default() };
     let fit = fit_save_load(g, &set, &cfg, "distribution-voicing");
