@@ -217,13 +217,16 @@ class Model:
         report = self.report or self.training.get("test_report")
         return None if report is None else np.asarray(report["confusion"], dtype=np.int64)
 
-    def predict(self, files: Paths, chunk: int = 128, segment: Optional[float] = None, segment_hop: Optional[float] = None, progress: Union[bool, Callable[[dict], Any], None] = None) -> list[dict]:
+    def predict(self, files: Paths, chunk: int = 128, segment: Optional[float] = None, segment_hop: Optional[float] = None, progress: Union[bool, Callable[[dict], Any], None] = None, speaker_groups: str = "auto", min_speaker_clips: Optional[int] = None) -> list[dict]:
         """Predictions of audio files and folders, as `ser predict`'s JSON lines: `file`,
         `label`, `confidence`, `probabilities` by class (and `start`, `end` per segment). Files
         that cannot be used are left out with a warning naming each and why. `progress` hears
         of each chunk of files (as in `features`; stage `predict`, or `features` then `predict`
-        for a speaker-normalised model); it or Ctrl-C stops the call."""
-        lines, skipped = self._inner.predict(_paths(files), chunk, segment, segment_hop, _steps(progress))
+        for a speaker-normalised model); it or Ctrl-C stops the call. A speaker-normalised model
+        groups the files into speakers by `speaker_groups` ("auto", "actor", "folder", "file", as
+        `--speaker-groups`) and leaves out speakers with fewer than `min_speaker_clips` clips
+        (default: the model's own, 30 for the shipped one)."""
+        lines, skipped = self._inner.predict(_paths(files), chunk, segment, segment_hop, _steps(progress), speaker_groups, min_speaker_clips)
         for name, why in skipped:
             warnings.warn(f"{name}: {why}", stacklevel=2)
         return [json.loads(line) for line in lines]
@@ -249,12 +252,13 @@ class Model:
         best = int(np.argmax(p))
         return {"label": self.classes[best], "confidence": float(p[best]), "probabilities": {c: float(q) for c, q in zip(self.classes, p)}}
 
-    def evaluate(self, data: Paths = None, manifest: Paths = None, label_map: Union[str, PathLike, dict, None] = None, progress: Union[bool, Callable[[dict], Any], None] = None) -> dict:
+    def evaluate(self, data: Paths = None, manifest: Paths = None, label_map: Union[str, PathLike, dict, None] = None, progress: Union[bool, Callable[[dict], Any], None] = None, speaker_groups: str = "auto", min_speaker_clips: Optional[int] = None) -> dict:
         """Scores the model on labelled data of any corpus, as `ser eval --json`: `accuracy`,
         `uar`, `macro_f1`, per class, `confusion` (a numpy array), `other_classes` (clips of
         classes the model lacks, left out, counted by class) and `skipped`. `progress` hears of
-        the features' making as in `features`; it or Ctrl-C stops the call."""
-        return _report(self._inner.evaluate(_paths(data), _paths(manifest), _label_map(label_map), _steps(progress)))
+        the features' making as in `features`; it or Ctrl-C stops the call. `speaker_groups` and
+        `min_speaker_clips` as in `predict`."""
+        return _report(self._inner.evaluate(_paths(data), _paths(manifest), _label_map(label_map), _steps(progress), speaker_groups, min_speaker_clips))
 
     def save(self, path: Union[str, PathLike]) -> None:
         """Saves the model (atomically), for `ser predict --model` or `Model.load`."""

@@ -373,15 +373,27 @@ impl Model {
     }
 
     /// Predictions of files, as `ser predict`'s JSON lines; and the files skipped, with reasons.
-    #[pyo3(signature = (files, chunk=128, segment=None, segment_hop=None, progress=None))]
-    fn predict(&self, py: Python<'_>, files: Vec<PathBuf>, chunk: usize, segment: Option<f64>, segment_hop: Option<f64>, progress: Option<Py<PyAny>>) -> PyResult<(Vec<String>, Skipped)> {
+    #[pyo3(signature = (files, chunk=128, segment=None, segment_hop=None, progress=None, speaker_groups="auto", min_speaker_clips=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn predict(
+        &self,
+        py: Python<'_>,
+        files: Vec<PathBuf>,
+        chunk: usize,
+        segment: Option<f64>,
+        segment_hop: Option<f64>,
+        progress: Option<Py<PyAny>>,
+        speaker_groups: &str,
+        min_speaker_clips: Option<usize>,
+    ) -> PyResult<(Vec<String>, Skipped)> {
+        let groups = speaker_grouping(speaker_groups, min_speaker_clips)?;
         let predictor = self.predictor.clone();
         let stop = Stop::default();
         let on_progress = stop.progress(progress);
         let result = on_device(py, move |gpu| {
             let files = input(ser::infer::collect_files(&files))?;
             let segments = segment.map(|length| ser::infer::Segments { length, hop: segment_hop.unwrap_or(length) });
-            let o = ser::infer::PredictOptions { files_per_chunk: chunk.max(1), segments, on_progress, ..Default::default() };
+            let o = ser::infer::PredictOptions { files_per_chunk: chunk.max(1), segments, on_progress, groups, min_clips: min_speaker_clips, ..Default::default() };
             let mut lines = Vec::new();
             let skipped = predictor.predict_files(gpu, &files, &o, |p| lines.push(p.json().to_string()))?;
             Ok((lines, skipped))
@@ -459,14 +471,25 @@ impl Model {
     }
 
     /// Scores the model on labelled data (as `ser eval --json`).
-    #[pyo3(signature = (data, manifest, label_map=None, progress=None))]
-    fn evaluate(&self, py: Python<'_>, data: Vec<PathBuf>, manifest: Vec<PathBuf>, label_map: Option<String>, progress: Option<Py<PyAny>>) -> PyResult<String> {
+    #[pyo3(signature = (data, manifest, label_map=None, progress=None, speaker_groups="auto", min_speaker_clips=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate(
+        &self,
+        py: Python<'_>,
+        data: Vec<PathBuf>,
+        manifest: Vec<PathBuf>,
+        label_map: Option<String>,
+        progress: Option<Py<PyAny>>,
+        speaker_groups: &str,
+        min_speaker_clips: Option<usize>,
+    ) -> PyResult<String> {
+        let groups = speaker_grouping(speaker_groups, min_speaker_clips)?;
         let predictor = self.predictor.clone();
         let stop = Stop::default();
         let on_progress = stop.progress(progress);
         let result = on_device(py, move |gpu| {
             let (set, report) = build_data(gpu, &data_of(data, manifest, label_map, Vec::new())?, &predictor.meta.data.features, None, on_progress)?;
-            let o = ser::infer::EvalOptions { held_out_of_seed: None, held_out_fold: None, groups: ser::contract::SpeakerGroups::Auto, min_clips: None };
+            let o = ser::infer::EvalOptions { held_out_of_seed: None, held_out_fold: None, groups, min_clips: min_speaker_clips };
             let ev = ser::infer::evaluate(gpu, std::slice::from_ref(&*predictor), &set, &o)?;
             let mut json = serde_json::to_value(&ev.report).context("report")?;
             json["other_classes"] = serde_json::to_value(&ev.other_by_class).context("classes left out")?;
@@ -487,6 +510,16 @@ impl Model {
 }
 
 /// The labelled features a training call reads: a feature file, or data built with `config`.
+/// A speaker-normalised model's grouping of files into speakers (`speaker_groups` as
+/// `--speaker-groups` spells it) and its fewest clips a speaker, as InputErrors when wrong.
+fn speaker_grouping(speaker_groups: &str, min_speaker_clips: Option<usize>) -> PyResult<ser::contract::SpeakerGroups> {
+    use ser::choice::Choice;
+    if min_speaker_clips == Some(0) {
+        return Err(InputError::new_err("min_speaker_clips=0: a speaker's statistics need at least 1 clip"));
+    }
+    ser::contract::SpeakerGroups::parse_named("speaker_groups", speaker_groups).map_err(|e| InputError::new_err(e.to_string()))
+}
+
 fn training_set(gpu: &Gpu, data: Data, features: Option<PathBuf>, config: &str, reads: ser::dataset::Input, on_progress: Progress) -> Result<(FeatureSet, Data), Failure> {
     let set = match (features, data.sources.is_empty()) {
         (Some(f), true) => input(FeatureSet::read(&f))?,

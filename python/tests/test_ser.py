@@ -147,6 +147,18 @@ def test_the_built_in_model_predicts_as_ser_predict():
     assert model.predict_proba(feats).tolist() == [proba[0].tolist()]
 
 
+def test_a_speaker_normalised_model_groups_files_as_asked():
+    # The bundled clips taken as one speaker, as the CLI test of the shipped file does.
+    speaker = ser.Model.load(ROOT / "weights" / "ser-speaker.safetensors")
+    want = [json.loads(line) for line in cli("predict", "--model", ROOT / "weights" / "ser-speaker.safetensors", "--speaker-groups", "folder", "--min-speaker-clips", "4", CLIPS).splitlines()]
+    assert speaker.predict([CLIPS], speaker_groups="folder", min_speaker_clips=4) == want
+    # By default (30 clips a speaker) the four are left out, each with a warning saying why.
+    with pytest.warns(UserWarning, match="30"):
+        assert speaker.predict([CLIPS], speaker_groups="folder") == []
+    with pytest.raises(ser.InputError, match='speaker_groups="table": expected one of'):
+        speaker.predict([CLIPS], speaker_groups="table")
+
+
 def test_info_reads_a_model_file_as_ser_info_does(tmp_path):
     # The built-in model and the shipped speaker ensemble: `ser info --json`'s object.
     assert ser.info() == json.loads(cli("info", "--json"))
