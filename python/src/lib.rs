@@ -509,7 +509,6 @@ impl Model {
     }
 }
 
-/// The labelled features a training call reads: a feature file, or data built with `config`.
 /// A speaker-normalised model's grouping of files into speakers (`speaker_groups` as
 /// `--speaker-groups` spells it) and its fewest clips a speaker, as InputErrors when wrong.
 fn speaker_grouping(speaker_groups: &str, min_speaker_clips: Option<usize>) -> PyResult<ser::contract::SpeakerGroups> {
@@ -520,6 +519,8 @@ fn speaker_grouping(speaker_groups: &str, min_speaker_clips: Option<usize>) -> P
     ser::contract::SpeakerGroups::parse_named("speaker_groups", speaker_groups).map_err(|e| InputError::new_err(e.to_string()))
 }
 
+/// The labelled features a training call reads: a feature file, or data built with `config`
+/// (refused first when they would lack what the run's input `reads`).
 fn training_set(gpu: &Gpu, data: Data, features: Option<PathBuf>, config: &str, reads: ser::dataset::Input, on_progress: Progress) -> Result<(FeatureSet, Data), Failure> {
     let set = match (features, data.sources.is_empty()) {
         (Some(f), true) => input(FeatureSet::read(&f))?,

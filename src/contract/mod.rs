@@ -99,13 +99,23 @@ pub const VOICING_WIDTH: usize = 4 * VOICED_MFCCS;
 /// Why `set` cannot give `input` what it reads (the distribution embedding, the clips' lengths
 /// or their voicing moments not computed), if so.
 pub fn missing(set: &crate::features::set::FeatureSet, input: Input) -> Option<&'static str> {
-    if input.embeds() && (set.distribution_width != DISTRIBUTION_WIDTH || set.distribution.len() != set.clips.len() * DISTRIBUTION_WIDTH) {
+    if input.embeds() && !has_embedding(set) {
         return Some("the distribution input's embedding was not computed for these features (dataset::prepare)");
     }
     if input.reads_length() && set.durations.len() != set.clips.len() {
         return Some("the clips' lengths were not computed for these features (dataset::prepare)");
     }
-    (input == Input::DistributionVoicing && set.voicing.len() != set.clips.len() * VOICING_WIDTH).then_some("the clips' voicing moments were not computed for these features (dataset::prepare)")
+    (input == Input::DistributionVoicing && !has_voicing(set)).then_some("the clips' voicing moments were not computed for these features (dataset::prepare)")
+}
+
+/// Whether `set` holds every clip's distribution embedding.
+pub fn has_embedding(set: &crate::features::set::FeatureSet) -> bool {
+    set.distribution_width == DISTRIBUTION_WIDTH && set.distribution.len() == set.clips.len() * DISTRIBUTION_WIDTH
+}
+
+/// Whether `set` holds every clip's voicing moments.
+pub fn has_voicing(set: &crate::features::set::FeatureSet) -> bool {
+    set.voicing.len() == set.clips.len() * VOICING_WIDTH
 }
 
 impl Input {

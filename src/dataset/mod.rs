@@ -3,7 +3,7 @@
 //! input reads beyond the feature file (the `distribution` input's embedding, on the GPU).
 
 use crate::audio::{Emotion, Selection, VocalFilter};
-use crate::contract::{CLIP_LENGTH_SCALE, DISTRIBUTION_GAMMA, DISTRIBUTION_SEED, DISTRIBUTION_WIDTH, VOICED_MFCCS, VOICING_WIDTH};
+use crate::contract::{CLIP_LENGTH_SCALE, DISTRIBUTION_GAMMA, DISTRIBUTION_SEED, DISTRIBUTION_WIDTH, VOICED_MFCCS, VOICING_WIDTH, has_embedding, has_voicing};
 pub use crate::contract::missing;
 use crate::features::set::FeatureSet;
 use crate::gpu::Gpu;
@@ -32,11 +32,11 @@ pub fn prepare(gpu: &Gpu, set: &mut FeatureSet, input: Input) -> Result<()> {
     }
     let (d, t) = (set.dim, set.t_max);
     let clips: Vec<&[f32]> = (0..set.clips.len()).map(|c| &set.frames[c * t * d..][..set.lengths[c] as usize * d]).collect();
-    if input == Input::DistributionVoicing && set.voicing.len() != set.clips.len() * VOICING_WIDTH {
+    if input == Input::DistributionVoicing && !has_voicing(set) {
         let (take, flag) = voicing_columns(&set.config.feature_names())?;
         set.voicing = segment::split_moments(gpu, &clips, d, &take, flag)?;
     }
-    if set.distribution_width != DISTRIBUTION_WIDTH || set.distribution.len() != set.clips.len() * DISTRIBUTION_WIDTH {
+    if !has_embedding(set) {
         let projection = Projection::new(d, DISTRIBUTION_WIDTH, DISTRIBUTION_GAMMA, DISTRIBUTION_SEED);
         set.distribution = embedding::embed(gpu, &clips, &projection)?;
         set.distribution_width = DISTRIBUTION_WIDTH;

@@ -125,6 +125,12 @@ pub struct FeatureSet {
     pub voicing: Vec<f32>,
 }
 
+/// The values a clip of a per-clip table (`table` [clips, width]), when it holds whole rows for
+/// its `clips` clips; None when it is empty or ragged.
+fn row_width(table: &[f32], clips: usize) -> Option<usize> {
+    (clips > 0 && !table.is_empty() && table.len().is_multiple_of(clips)).then(|| table.len() / clips)
+}
+
 /// v2 added `stds`; v1 files are refused with a request to re-extract.
 pub const FORMAT: &str = "ser.features.v2";
 
@@ -201,7 +207,9 @@ impl FeatureSet {
         // The clips' lengths in seconds when every set has them (else `dataset::prepare` derives
         // them again from `lengths`).
         let durations = sets.iter().all(|s| s.durations.len() == s.clips.len());
-        let voicing = sets.iter().all(|s| s.voicing.len() == s.clips.len() * crate::contract::VOICING_WIDTH);
+        // Likewise the voicing moments, when every set has them, as many a clip.
+        let voicing_width = sets.iter().find(|s| !s.clips.is_empty()).and_then(|s| row_width(&s.voicing, s.clips.len()));
+        let voicing = voicing_width.is_some() && sets.iter().all(|s| s.clips.is_empty() || row_width(&s.voicing, s.clips.len()) == voicing_width);
         let mut out = FeatureSet { config, clips: vec![], frames: vec![], lengths: vec![], t_max, vectors: vec![], stds: vec![], dim, label_map, distribution: vec![], distribution_width: width, durations: vec![], voicing: vec![] };
         // Sized once, and each set dropped once copied: the peak is the result plus one set.
         out.frames.reserve_exact(n * t_max * dim);
@@ -246,9 +254,9 @@ impl FeatureSet {
             distribution: order.iter().flat_map(|&i| self.distribution[i * self.distribution_width..][..self.distribution_width].iter().copied()).collect(),
             distribution_width: self.distribution_width,
             durations: if self.durations.is_empty() { Vec::new() } else { order.iter().map(|&i| self.durations[i]).collect() },
-            voicing: {
-                let w = crate::contract::VOICING_WIDTH;
-                if self.voicing.is_empty() { Vec::new() } else { order.iter().flat_map(|&i| self.voicing[i * w..][..w].iter().copied()).collect() }
+            voicing: match row_width(&self.voicing, self.clips.len()) {
+                Some(w) => order.iter().flat_map(|&i| self.voicing[i * w..][..w].iter().copied()).collect(),
+                None => Vec::new(),
             },
         }
     }
