@@ -154,10 +154,10 @@ def embedding(frames, weight, phase):
     return [sum(math.cos(sum(map(operator.mul, zt, wk)) + b) for zt in z) / max(len(z), 1) for wk, b in zip(by_feature, phase)]
 
 
-def voicing_moments(clip_frames, names):
-    """The first 8 MFCCs' means and deviations (ddof 0) over the voiced frames, then over the
-    others; zeros for a side without frames."""
-    flag, take = names.index("voiced"), [names.index(f"mfcc_{i}") for i in range(8)]
+def voicing_moments(clip_frames, flag, take):
+    """The `take` columns' (the first 8 MFCCs') means and deviations (ddof 0) over the frames
+    whose `flag` column (`voiced`) is above one half, then over the others; zeros for a side
+    without frames."""
     out = []
     for side in (True, False):
         rows = [f for f in clip_frames if (f[flag] > 0.5) == side]
@@ -186,7 +186,8 @@ def main(model_path, features_path):
         raise NotImplementedError("speaker-normalised models and ensembles are not covered by this example")
     (temperature,) = json.loads(meta.get("temperatures", "[1.0]"))
     feats, fmeta = read_safetensors(features_path)
-    if json.loads(fmeta["config"]) != json.loads(meta["features"]):
+    config = json.loads(fmeta["config"])
+    if config != json.loads(meta["features"]):
         sys.exit("the feature file was made with another configuration than the model's")
     clips = json.loads(fmeta["clips"])
     vectors, stds = rows(feats["vectors"]), rows(feats["stds"])
@@ -195,6 +196,9 @@ def main(model_path, features_path):
         (n, t_max, dim), frames = feats["frames"]
         lengths = feats["lengths"][1]
         weight, phase = projection(dim, DISTRIBUTION_WIDTH, DISTRIBUTION_GAMMA, DISTRIBUTION_SEED)
+    if input_kind == "distribution-voicing":
+        names = json.loads(fmeta["feature_names"])
+        flag, take = names.index("voiced"), [names.index(f"mfcc_{i}") for i in range(8)]
     for c, clip in enumerate(clips):
         if input_kind == "stats":
             x = vectors[c] + stds[c]
@@ -203,10 +207,9 @@ def main(model_path, features_path):
             x = vectors[c] + stds[c] + embedding(clip_frames, weight, phase)
             if input_kind != "distribution":
                 # The clip's length in seconds: n centred frames last n - 1 hops.
-                config = json.loads(fmeta["config"])
                 x.append((lengths[c] - 1) * config["hop"] / config["sample_rate"])
             if input_kind == "distribution-voicing":
-                x += voicing_moments(clip_frames, json.loads(fmeta["feature_names"]))
+                x += voicing_moments(clip_frames, flag, take)
         elif input_kind == "vectors":
             x = vectors[c]
         else:
